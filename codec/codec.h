@@ -1,0 +1,204 @@
+/* codec.h - decode failure envelopes into borrowed views, render MessagePack as JSON, check subjects. */
+#ifndef DLQ_CODEC_H
+#define DLQ_CODEC_H
+
+#include "common.h"
+
+/*
+ * Limits applied to every envelope. All sizes are in bytes. The defaults
+ * come from codec_limits_default(); config/ fills them from the
+ * `limits.*` keys.
+ */
+struct codec_limits {
+    size_t max_envelope_bytes; /* whole message; default 1 MiB (nats max_payload) */
+    unsigned max_depth;        /* nesting of arrays/maps anywhere; default 32, range 1-1000 */
+    size_t max_task_id_len;    /* default 256, range 1-1024 */
+    size_t max_error_len;      /* longer error text is truncated with a marker; default 4096 */
+    size_t max_metadata_keys;  /* default 64 */
+    size_t max_metadata_bytes; /* encoded size of the metadata map; default 16384 */
+    size_t max_repos;          /* entries of `repos`; default 64 */
+    size_t max_string_len;     /* any other string field (error_type, subjects ...); default 1024 */
+};
+
+/* codec_limits_default() fills l with the documented defaults. Any thread. */
+void codec_limits_default(struct codec_limits *l);
+
+/* A borrowed byte range. ptr is NULL (and len 0) when the field was absent or nil. */
+struct codec_str {
+    const char *ptr;
+    size_t len;
+};
+
+/*
+ * A decoded failure envelope (DESIGN section 4). Every codec_str points either
+ * into the caller's input buffer or into the codec's own arena; both stay
+ * valid until the next codec_decode() on the same codec or until the input
+ * buffer is freed, whichever comes first. Copy what must outlive that.
+ */
+struct codec_envelope {
+    struct codec_str task_id;        /* 1..max_task_id_len bytes, valid UTF-8, no control chars */
+    struct codec_str task;           /* the task value's exact MessagePack bytes (JSON input: converted) */
+    struct codec_str error;          /* "" (ptr non-NULL, len 0) when absent or nil; UTF-8 not checked */
+    bool error_truncated;            /* error was cut to max_error_len and ends in CODEC_TRUNC_MARKER */
+    struct codec_str error_type;     /* NULL when absent */
+    struct codec_str error_category; /* NULL when absent; value not checked here (policy/ does it) */
+    struct codec_str retry_policy;   /* NULL when absent; value not checked here (policy/ does it) */
+    struct codec_str retry_subject;  /* NULL when absent; NOT yet validated as a subject */
+    bool has_max_retries;            /* false when absent or nil */
+    int max_retries;                 /* 0..100 when has_max_retries */
+    struct codec_str repos;          /* MessagePack array bytes, NULL when absent; entries are str */
+    struct codec_str metadata;       /* MessagePack map bytes, NULL when absent */
+    bool has_failed_at;
+    int64_t failed_at_ms;            /* ms since the epoch when has_failed_at */
+    bool enqueue;                    /* `"enqueue": true` (manual strategy) */
+    unsigned unknown_keys;           /* keys not in the contract; ignored */
+    /*
+     * On refusal: reason is a static snake_case code of low cardinality for
+     * counters and the Dlq-Invalid-Reason header (e.g. "task_id_missing",
+     * "too_deep", "truncated", "not_a_map", "bad_type", "out_of_range",
+     * "too_big", "bad_json", "bad_utf8", "bad_timestamp", "duplicate_key",
+     * "too_many_keys", "trailing_bytes"), and why is a NUL-terminated human
+     * message naming the key, e.g. "task_id: missing" or "max_retries: -1 is
+     * out of range 0-100". Both are "" on success.
+     */
+    const char *reason;
+    const char *why;
+};
+
+#define CODEC_TRUNC_MARKER "...[truncated]"
+
+/*
+ * The complete set of refusal reasons codec_decode() uses (for counters and
+ * Dlq-Invalid-Reason): "too_big" (the message, a string field, task_id,
+ * metadata bytes or repos entries pass a limit), "truncated" (a declared
+ * length or count passes the end of the input), "too_deep", "bad_msgpack"
+ * (the reserved byte 0xc1), "not_a_map" (also: an empty message),
+ * "trailing_bytes", "bad_json", "bad_utf8", "bad_chars" (task_id holds a
+ * control character: C0, DEL or C1), "bad_type", "out_of_range",
+ * "bad_timestamp", "duplicate_key" (a contract key given twice; in JSON any
+ * key given twice in one object), "too_many_keys" (metadata),
+ * "task_id_missing" (absent, nil or empty) and "task_missing".
+ *
+ * A truncated error is cut at a UTF-8 boundary so that the text plus
+ * CODEC_TRUNC_MARKER is at most max_error_len bytes (when max_error_len is
+ * shorter than the marker, error is the marker alone). Nesting limits above
+ * 1000 act as 1000.
+ */
+
+struct codec; /* opaque: limits plus reusable arenas */
+
+/*
+ * codec_new() returns a decoder with a copy of *limits (NULL: defaults).
+ * Never returns NULL (aborts on OOM). Free with codec_free(); codec_free(NULL)
+ * is a no-op. A codec is used by one thread at a time.
+ */
+struct codec *codec_new(const struct codec_limits *limits);
+void codec_free(struct codec *c);
+
+/* codec_limits() returns the codec's limits (borrowed, lives as long as c). */
+const struct codec_limits *codec_limits_get(const struct codec *c);
+
+/*
+ * codec_decode() parses one failure envelope of len bytes at buf into *env.
+ * The input is JSON when is_json is true or buf's first non-blank byte is '{';
+ * otherwise MessagePack (one map, nothing after it). Every declared length is
+ * checked against the bytes that remain before anything is allocated or read,
+ * nesting is checked against max_depth without recursion on the C stack, and
+ * no byte past buf+len is read. MessagePack input needs no allocation in
+ * steady state; JSON input (the shell convenience) is parsed by jansson.
+ * Returns SC_OK, SC_EPROTO (contract broken: env->reason/why say how) or
+ * SC_ETOOBIG (len > max_envelope_bytes; reason "too_big"). *env is always
+ * fully written (zeroed fields plus reason/why on error). Thread: the one
+ * using c.
+ */
+sc_status codec_decode(struct codec *c, const void *buf, size_t len, bool is_json,
+                       struct codec_envelope *env);
+
+/*
+ * codec_msgpack_check() walks one MessagePack value of len bytes at buf and
+ * checks that it is complete, that every declared length fits the input and
+ * that nesting stays within max_depth. On SC_OK *used (may be NULL) is the
+ * byte length of the value. Returns SC_EPROTO otherwise. Never allocates.
+ * Any thread.
+ */
+sc_status codec_msgpack_check(const void *buf, size_t len, unsigned max_depth, size_t *used);
+
+/*
+ * codec_render_json() appends one MessagePack value (len bytes at buf) to out
+ * as JSON text that always parses: str as a JSON string (invalid UTF-8
+ * replaced by U+FFFD, control characters escaped); bin as
+ * {"$bin":"<base64>"}; ext as {"$ext":type,"data":"<base64>"} except the
+ * timestamp ext (-1), rendered as an RFC 3339 string; map keys that are not
+ * strings are rendered as JSON text of the key; floats that are NaN or
+ * infinite as null. Returns SC_OK, SC_EPROTO (malformed or deeper than
+ * max_depth) or SC_ETOOBIG (out's cap reached). out may hold a partial
+ * rendering after an error. Any thread.
+ * Two details keep the text loadable by jansson: an unsigned integer above
+ * INT64_MAX is written with a ".0" suffix (every digit kept, read as a
+ * real), and a NUL inside a map key string becomes U+FFFD (NUL in other
+ * strings is written as \u0000).
+ */
+sc_status codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out);
+
+/*
+ * codec_json_string() appends len bytes at s as one quoted JSON string with
+ * the same escaping rules as codec_render_json(). Errors as sc_buf_append().
+ */
+sc_status codec_json_string(struct sc_buf *out, const char *s, size_t len);
+
+/*
+ * codec_subject_valid() checks len bytes at s as a NATS subject to publish
+ * to: tokens separated by '.', none empty, no whitespace, control characters
+ * or DEL, no '*' or '>' (wildcards) unless allow_wildcards, where '*' must be
+ * a whole token and '>' a whole last token. At most 256 tokens and 4096
+ * bytes. Returns true when valid. Any thread.
+ */
+bool codec_subject_valid(const char *s, size_t len, bool allow_wildcards);
+
+/*
+ * codec_subject_match() tells whether the literal subject (len bytes at s)
+ * matches pattern (NUL-terminated, may hold '*' and '>' tokens). Any thread.
+ */
+bool codec_subject_match(const char *pattern, const char *s, size_t len);
+
+/* Header names of the retry message (DESIGN section 5). */
+#define CODEC_HDR_TASK_ID "Dlq-Task-Id"
+#define CODEC_HDR_ATTEMPT "Dlq-Attempt"
+#define CODEC_HDR_MAX_RETRIES "Dlq-Max-Retries"
+#define CODEC_HDR_CATEGORY "Dlq-Error-Category"
+#define CODEC_HDR_ORIG_SUBJECT "Dlq-Original-Subject"
+#define CODEC_HDR_FIRST_FAILED "Dlq-First-Failed-At"
+#define CODEC_HDR_MSG_ID "Nats-Msg-Id"
+#define CODEC_HDR_INVALID_REASON "Dlq-Invalid-Reason"
+#define CODEC_HDR_SERVICE_ERROR "Nats-Service-Error"
+#define CODEC_HDR_SERVICE_ERROR_CODE "Nats-Service-Error-Code"
+
+/*
+ * codec_outcome is what a worker's reply to a retry says (DESIGN section 6).
+ * error/error_type borrow from the reply body and live as long as it does.
+ */
+struct codec_outcome {
+    bool ok;
+    struct codec_str error;      /* "" when absent */
+    struct codec_str error_type; /* NULL when absent */
+};
+
+/*
+ * codec_decode_outcome() reads a worker's reply body (len bytes at buf, JSON
+ * or MessagePack as in codec_decode()). An empty body, {"ok":true} or a map
+ * with ok=true is success. {"ok":false,"error":..,"error_type":..} is a
+ * failure. Anything else that parses is a failure whose error says
+ * "unrecognised reply"; bytes that do not parse are a failure with error
+ * "malformed reply". Always returns SC_OK and fills *out; the caller
+ * handles the Nats-Service-Error header itself. Thread: the one using c.
+ * When the reply was JSON, or error had to be truncated (as in
+ * codec_decode(), max_error_len) or rendered, error and error_type point
+ * into c's arena instead and live until the next codec_decode() or
+ * codec_decode_outcome() on c. An error that is a map with a string
+ * "message" gives that message; any other non-string error gives its JSON
+ * text. error_type is cut to max_string_len bytes.
+ */
+sc_status codec_decode_outcome(struct codec *c, const void *buf, size_t len,
+                               struct codec_outcome *out);
+
+#endif

@@ -1,0 +1,318 @@
+/* common.c - status names, clocks, RFC 3339 time and capped buffers. */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *
+sc_status_str(sc_status s)
+{
+    switch (s) {
+    case SC_OK: return "ok";
+    case SC_ENOMEM: return "enomem";
+    case SC_EINVAL: return "einval";
+    case SC_EPROTO: return "eproto";
+    case SC_ETOOBIG: return "etoobig";
+    case SC_ENOTFOUND: return "enotfound";
+    case SC_ECONFLICT: return "econflict";
+    case SC_EFULL: return "efull";
+    case SC_EIO: return "eio";
+    case SC_EUNAVAIL: return "eunavail";
+    }
+    return "unknown";
+}
+
+static int64_t
+clock_ms(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+sc_now_mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t
+sc_now_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
+static int64_t
+days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void
+civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+size_t
+sc_format_rfc3339(int64_t wall_ms, char *out)
+{
+    int64_t days, secs, ms, y;
+    unsigned mo, d;
+    int n;
+
+    out[0] = '\0';
+    ms = wall_ms % 1000;
+    secs = wall_ms / 1000;
+    if (ms < 0) {
+        ms += 1000;
+        secs -= 1;
+    }
+    days = secs / 86400;
+    secs %= 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days -= 1;
+    }
+    civil_from_days(days, &y, &mo, &d);
+    if (y < 0 || y > 9999)
+        return 0;
+    n = snprintf(out, SC_RFC3339_LEN, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", (int)y, mo, d,
+                 (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (int)ms);
+    if (n < 0 || n >= SC_RFC3339_LEN) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+/* Reads exactly n decimal digits at s[*i]; returns -1 when they are not there. */
+static int64_t
+digits(const char *s, size_t len, size_t *i, size_t n)
+{
+    int64_t v = 0;
+
+    if (len - *i < n)
+        return -1;
+    for (size_t k = 0; k < n; k++) {
+        char c = s[*i + k];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *i += n;
+    return v;
+}
+
+static const unsigned char mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+sc_status
+sc_parse_rfc3339(const char *s, size_t len, int64_t *out_ms)
+{
+    size_t i = 0;
+    int64_t y, mo, d, h, mi, se, ms = 0, off = 0;
+
+    *out_ms = 0;
+    if ((y = digits(s, len, &i, 4)) < 0 || i >= len || s[i++] != '-')
+        return SC_EPROTO;
+    if ((mo = digits(s, len, &i, 2)) < 1 || mo > 12 || i >= len || s[i++] != '-')
+        return SC_EPROTO;
+    if ((d = digits(s, len, &i, 2)) < 1 || d > mdays[mo - 1] || i >= len)
+        return SC_EPROTO;
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return SC_EPROTO;
+    if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+        return SC_EPROTO;
+    i++;
+    if ((h = digits(s, len, &i, 2)) < 0 || h > 23 || i >= len || s[i++] != ':')
+        return SC_EPROTO;
+    if ((mi = digits(s, len, &i, 2)) < 0 || mi > 59 || i >= len || s[i++] != ':')
+        return SC_EPROTO;
+    /* 60 is a leap second; it is folded into the next minute. */
+    if ((se = digits(s, len, &i, 2)) < 0 || se > 60 || i >= len)
+        return SC_EPROTO;
+    if (s[i] == '.') {
+        size_t start = ++i;
+        int scale = 100;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            ms += (s[i] - '0') * scale;
+            scale /= 10;
+            i++;
+        }
+        if (i == start || i - start > 9 || i >= len)
+            return SC_EPROTO;
+    }
+    if (s[i] == 'Z' || s[i] == 'z') {
+        i++;
+    } else if (s[i] == '+' || s[i] == '-') {
+        int sign = s[i++] == '-' ? -1 : 1;
+        int64_t oh, om;
+        if ((oh = digits(s, len, &i, 2)) < 0 || oh > 23 || i >= len || s[i++] != ':')
+            return SC_EPROTO;
+        if ((om = digits(s, len, &i, 2)) < 0 || om > 59)
+            return SC_EPROTO;
+        off = sign * (oh * 3600 + om * 60);
+    } else {
+        return SC_EPROTO;
+    }
+    if (i != len)
+        return SC_EPROTO;
+    *out_ms = ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off)
+               * 1000) + ms;
+    return SC_OK;
+}
+
+void
+sc_buf_init(struct sc_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void
+sc_buf_destroy(struct sc_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void
+sc_buf_reset(struct sc_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+/* Makes room for n more bytes plus the NUL. */
+static sc_status
+buf_reserve(struct sc_buf *b, size_t n)
+{
+    size_t need, ncap;
+    char *p;
+
+    /* The last test keeps room for the NUL when max is SIZE_MAX. */
+    if (n > b->max || b->len > b->max - n || b->len + n == SIZE_MAX)
+        return SC_ETOOBIG;
+    need = b->len + n + 1;
+    if (need <= b->cap)
+        return SC_OK;
+    ncap = b->cap ? b->cap : 64;
+    while (ncap < need)
+        ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
+    p = realloc(b->data, ncap);
+    if (!p)
+        return SC_ENOMEM;
+    b->data = p;
+    b->cap = ncap;
+    return SC_OK;
+}
+
+sc_status
+sc_buf_append(struct sc_buf *b, const void *p, size_t n)
+{
+    sc_status s = buf_reserve(b, n);
+
+    if (s)
+        return s;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return SC_OK;
+}
+
+sc_status
+sc_buf_appendc(struct sc_buf *b, char c)
+{
+    return sc_buf_append(b, &c, 1);
+}
+
+sc_status
+sc_buf_appendf(struct sc_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+    int n;
+    sc_status s;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return SC_EINVAL;
+    if ((size_t)n < sizeof(small))
+        return sc_buf_append(b, small, (size_t)n);
+    if ((s = buf_reserve(b, (size_t)n)))
+        return s;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return SC_OK;
+}
+
+static void *
+oom(size_t n)
+{
+    fprintf(stderr, "dlq-sidecar: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *
+sc_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom(n);
+}
+
+void *
+sc_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    return p ? p : oom(n * size);
+}
+
+void *
+sc_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom(n);
+}
+
+char *
+sc_xstrdup(const char *s)
+{
+    return sc_xstrndup(s, strlen(s));
+}
+
+char *
+sc_xstrndup(const char *s, size_t n)
+{
+    char *p = sc_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}

@@ -1,0 +1,1545 @@
+/* config.c - the key table and all it drives: defaults, validation, environment, flags, print, --help. */
+#include "config-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Allowed names of the enum keys, in enum order. */
+static const char *const strategy_names[] = {"automatic", "selective", "manual", "disabled", NULL};
+static const char *const retry_auto_names[] = {"auto",        "never",     "linear",
+                                               "exponential", "immediate", NULL};
+static const char *const outcome_names[] = {"reply", "none", NULL};
+static const char *const store_names[] = {"memory", "opensearch", NULL};
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_names[] = {"logfmt", "json", NULL};
+
+const char *const config_field_names[] = {"any", "error_type", "error", NULL};
+
+static bool check_urls(const char *s, size_t len);
+static bool check_token(const char *s, size_t len);
+static bool check_name(const char *s, size_t len);
+static bool check_template(const char *s, size_t len);
+static bool check_pattern(const char *s, size_t len);
+static bool check_index(const char *s, size_t len);
+static bool check_listen(const char *s, size_t len);
+
+#define F(field) offsetof(struct config, field)
+
+#define K_BOOL(p, field, d, h)                                                                   \
+    {.info = {.path = p, .type = CONFIG_TYPE_BOOL, .help = h}, .off = F(field), .def = d}
+#define K_INT(p, field, w, lo, hi, d, h)                                                         \
+    {.info = {.path = p, .type = CONFIG_TYPE_INT, .min = lo, .max = hi, .help = h},              \
+     .off = F(field), .width = w, .def = d}
+#define K_DBL(p, field, lo, hi, d, h)                                                            \
+    {.info = {.path = p, .type = CONFIG_TYPE_DOUBLE, .dmin = lo, .dmax = hi, .help = h},         \
+     .off = F(field), .def = d}
+#define K_STR(p, field, chk, wh, d, h)                                                           \
+    {.info = {.path = p, .type = CONFIG_TYPE_STRING, .help = h}, .off = F(field), .check = chk, \
+     .what = wh, .def = d}
+#define K_SECRET(p, field, h)                                                                    \
+    {.info = {.path = p, .type = CONFIG_TYPE_SECRET, .help = h}, .off = F(field), .def = ""}
+#define K_ENUM(p, field, kind, nm, d, h)                                                         \
+    {.info = {.path = p, .type = CONFIG_TYPE_ENUM, .names = nm, .help = h}, .off = F(field),    \
+     .ekind = kind, .def = d}
+
+/*
+ * The table. Keys that share a section are contiguous (config_print() nests
+ * them in that order). A NULL default means codec_limits_default() or
+ * policy_backoff_default() provides it.
+ */
+static const struct config_key keys[] = {
+    K_BOOL("enabled", enabled, "true",
+           "master switch of the original design: false stores nothing"),
+    K_STR("nats.url", nats_url, check_urls, "a comma-separated list of URLs",
+          "nats://127.0.0.1:4222", "NATS server URLs, comma-separated"),
+    K_STR("nats.name", nats_name, NULL, NULL, "dlq-sidecar", "connection name shown by the server"),
+    K_STR("nats.user", nats_user, NULL, NULL, "", "user name for user/password authentication"),
+    K_SECRET("nats.password", nats_password, "password for user/password authentication"),
+    K_SECRET("nats.token", nats_token, "token authentication"),
+    K_STR("nats.creds_file", nats_creds_file, NULL, NULL, "",
+          "credentials file (JWT and NKey seed)"),
+    K_STR("nats.nkey_seed_file", nats_nkey_seed_file, NULL, NULL, "", "NKey seed file"),
+    K_STR("nats.tls_ca", nats_tls_ca, NULL, NULL, "", "CA certificates file for TLS"),
+    K_STR("nats.tls_cert", nats_tls_cert, NULL, NULL, "", "client certificate file for TLS"),
+    K_STR("nats.tls_key", nats_tls_key, NULL, NULL, "", "client private key file for TLS"),
+    K_INT("nats.reconnect_wait_ms", nats_reconnect_wait_ms, CONFIG_W_I64, 10, 60000, "2000",
+          "wait between reconnect attempts, ms"),
+    K_STR("subjects.prefix", subjects_prefix, check_token,
+          "one NATS token (no '.', '*', '>' or whitespace)", "dlq",
+          "first token of the failed, admin, events and invalid subjects"),
+    K_STR("subjects.queue_group", subjects_queue_group, check_name,
+          "a queue group name (no whitespace)", "dlq-sidecar",
+          "queue group of the ingest subscription"),
+    K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, strategy_names, "automatic",
+           "which failures are stored"),
+    K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
+          "most tasks held; new failures are refused beyond it"),
+    {.info = {.path = "default_retry_policy",
+              .type = CONFIG_TYPE_ENUM,
+              .names = retry_auto_names,
+              .help = "retry policy of every task; auto: by error category"},
+     .off = F(default_retry_policy),
+     .aux = F(has_default_retry_policy),
+     .ekind = CONFIG_E_RETRY_AUTO,
+     .def = "auto"},
+    K_INT("default_max_retries", default_max_retries, CONFIG_W_INT, 0, 100, "3",
+          "failed attempts before a task is exhausted"),
+    K_BOOL("retry_processor_enabled", retry_processor_enabled, "true",
+           "false pauses automatic retries (dlq.admin.resume restarts them)"),
+    K_INT("history.max_entries", history_max, CONFIG_W_I64, 1, 1000, "20",
+          "attempts kept in each task's history"),
+    K_INT("backoff.linear_step_ms", backoff.linear_step_ms, CONFIG_W_I64, 1, 86400000, NULL,
+          "linear policy: delay step per attempt, ms"),
+    K_INT("backoff.exp_base_ms", backoff.exp_base_ms, CONFIG_W_I64, 1, 86400000, NULL,
+          "exponential policy: first delay, doubled per attempt, ms"),
+    K_INT("backoff.max_delay_ms", backoff.max_delay_ms, CONFIG_W_I64, 1, 2592000000, NULL,
+          "cap of every delay, ms"),
+    K_DBL("backoff.jitter", backoff.jitter, 0.0, 1.0, NULL,
+          "delays vary randomly by +/- this fraction"),
+    K_INT("retry.timeout_ms", retry_timeout_ms, CONFIG_W_I64, 10, 3600000, "30000",
+          "time a worker has to reply to a retry, ms"),
+    K_ENUM("retry.outcome", retry_outcome, CONFIG_E_OUTCOME, outcome_names, "reply",
+           "reply: workers reply with the outcome; none: a publish counts as success"),
+    K_STR("retry.subject_template", retry_subject_template, check_template,
+          "a NATS subject without wildcards ({service} is replaced)", "dlq.retry.{service}",
+          "retry subject when the envelope names none"),
+    {.info = {.path = "retry.allowed_subjects",
+              .type = CONFIG_TYPE_LIST,
+              .help = "subject patterns an envelope's retry_subject must match"},
+     .off = F(retry_allowed_subjects),
+     .aux = F(retry_allowed_count),
+     .check = check_pattern,
+     .what = "a NATS subject pattern",
+     .def = "dlq.retry.>"},
+    K_INT("retry.max_in_flight", retry_max_in_flight, CONFIG_W_I64, 1, 1000000, "1000",
+          "most retries awaiting an outcome at once"),
+    K_INT("retry.max_per_second", retry_max_per_second, CONFIG_W_I64, 1, 10000000, "10000",
+          "most retries published per second"),
+    K_INT("timer.tick_ms", timer_tick_ms, CONFIG_W_I64, 1, 1000, "10", "timer wheel tick, ms"),
+    K_ENUM("store.backend", store_backend, CONFIG_E_STORE, store_names, "memory",
+           "where tasks are persisted (memory: lost on restart)"),
+    K_BOOL("store.keep_completed", store_keep_completed, "false",
+           "keep completed tasks instead of removing them"),
+    K_INT("store.journal_max", store_journal_max, CONFIG_W_I64, 1000, 10000000, "100000",
+          "pending writes kept while the store is unreachable"),
+    K_STR("store.opensearch.url", os_url, check_urls, "a comma-separated list of URLs",
+          "http://127.0.0.1:9200", "OpenSearch URLs, comma-separated"),
+    K_STR("store.opensearch.index", os_index, check_index,
+          "an OpenSearch index name (lower case, no \\ / * ? \" < > | , # : or space)",
+          "dlq-tasks", "index of the tasks (template dlq-tasks*)"),
+    K_STR("store.opensearch.username", os_username, NULL, NULL, "", "basic auth user"),
+    K_SECRET("store.opensearch.password", os_password, "basic auth password"),
+    K_STR("store.opensearch.ca_file", os_ca_file, NULL, NULL, "", "CA certificates file for TLS"),
+    K_BOOL("store.opensearch.insecure", os_insecure, "false", "skip TLS certificate verification"),
+    K_INT("store.opensearch.bulk_max_docs", os_bulk_max_docs, CONFIG_W_I64, 1, 100000, "1000",
+          "most documents per _bulk request"),
+    K_INT("store.opensearch.bulk_max_bytes", os_bulk_max_bytes, CONFIG_W_I64, 1024, 104857600,
+          "5242880", "most bytes per _bulk request"),
+    K_INT("store.opensearch.flush_ms", os_flush_ms, CONFIG_W_I64, 1, 60000, "200",
+          "longest a write waits before a _bulk flush, ms"),
+    K_BOOL("events.enabled", events_enabled, "true",
+           "publish lifecycle events on <prefix>.events.*"),
+    K_STR("http.listen", http_listen, check_listen, "host:port (or empty to disable)",
+          "127.0.0.1:9464", "address of /healthz, /readyz and /metrics; empty disables"),
+    K_ENUM("log.level", log_level, CONFIG_E_LEVEL, level_names, "info",
+           "least severe level logged"),
+    K_ENUM("log.format", log_format, CONFIG_E_FORMAT, format_names, "logfmt", "log line format"),
+    K_INT("shutdown.drain_ms", shutdown_drain_ms, CONFIG_W_I64, 0, 600000, "5000",
+          "on SIGTERM, wait this long for in-flight retries, ms"),
+    K_INT("limits.max_envelope_bytes", limits.max_envelope_bytes, CONFIG_W_SIZE, 1024, 67108864,
+          NULL, "largest failure message accepted, bytes"),
+    K_INT("limits.max_depth", limits.max_depth, CONFIG_W_UINT, 1, 1000, NULL,
+          "deepest nesting of arrays and maps in an envelope"),
+    K_INT("limits.max_task_id_len", limits.max_task_id_len, CONFIG_W_SIZE, 1, 1024, NULL,
+          "longest task_id, bytes"),
+    K_INT("limits.max_error_len", limits.max_error_len, CONFIG_W_SIZE, 64, 1048576, NULL,
+          "longest error text kept (longer is truncated), bytes"),
+    K_INT("limits.max_metadata_keys", limits.max_metadata_keys, CONFIG_W_SIZE, 0, 10000, NULL,
+          "most keys in an envelope's metadata"),
+    K_INT("limits.max_metadata_bytes", limits.max_metadata_bytes, CONFIG_W_SIZE, 0, 16777216,
+          NULL, "largest encoded metadata, bytes"),
+    K_INT("limits.max_repos", limits.max_repos, CONFIG_W_SIZE, 0, 10000, NULL,
+          "most entries in an envelope's repos"),
+    K_INT("limits.max_string_len", limits.max_string_len, CONFIG_W_SIZE, 16, 1048576, NULL,
+          "longest other string field (error_type, retry_subject ...), bytes"),
+    K_BOOL("classifier.replace_builtin", rules_replace_builtin, "false",
+           "use only classifier.rules, not the built-in rules"),
+    {.info = {.path = "classifier.rules",
+              .type = CONFIG_TYPE_RULES,
+              .help = "classification rules tried before the built-in ones (file only)",
+              .file_only = true},
+     .off = F(rules),
+     .aux = F(nrules)},
+    {.info = {.path = "retry_interval_seconds",
+              .type = CONFIG_TYPE_INT,
+              .min = 0,
+              .max = 86400,
+              .help = "deprecated: the timer wheel replaced polling; accepted and ignored",
+              .deprecated = true},
+     .off = F(saw_retry_interval_seconds)},
+};
+
+_Static_assert(SC_ARRAY_LEN(keys) <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
+
+#define NKEYS SC_ARRAY_LEN(keys)
+
+/* Text helpers. */
+
+static bool
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static char
+lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool
+equal_nocase(const char *a, size_t alen, const char *b)
+{
+    size_t i;
+
+    for (i = 0; i < alen; i++) {
+        if (b[i] == '\0' || lower(a[i]) != lower(b[i]))
+            return false;
+    }
+    return b[alen] == '\0';
+}
+
+/*
+ * Decodes one UTF-8 sequence at s (len > 0 bytes). Returns its length and
+ * sets *cp, or 0 for an invalid, overlong, surrogate or truncated sequence.
+ */
+static size_t
+utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    uint32_t c = s[0], min;
+    size_t n, i;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if ((c & 0xe0) == 0xc0) {
+        n = 2, c &= 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3, c &= 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+bool
+config_text_ok(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+    uint32_t cp;
+
+    while (i < len) {
+        n = utf8_next(p + i, len - i, &cp);
+        if (n == 0 || cp < 0x20 || cp == 0x7f)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+void
+config_show(char *out, size_t outlen, const char *v, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const size_t most = 64;
+    size_t i, o = 0;
+
+    if (outlen == 0)
+        return;
+    for (i = 0; i < len && i < most && o + 5 < outlen; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (i < len && o + 4 <= outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+void
+config_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Validators for string values. */
+
+/* Subject or pattern rules of codec_subject_valid(), kept here so config/ checks on its own. */
+static bool
+subject_ok(const char *s, size_t len, bool wild)
+{
+    size_t i, start = 0, tokens = 0;
+
+    if (len == 0 || len > 4096)
+        return false;
+    for (i = 0; i <= len; i++) {
+        if (i < len && s[i] != '.') {
+            unsigned char c = (unsigned char)s[i];
+            if (c <= 0x20 || c == 0x7f)
+                return false;
+            continue;
+        }
+        size_t tl = i - start;
+        const char *t = s + start;
+        if (tl == 0 || ++tokens > 256)
+            return false;
+        if (memchr(t, '*', tl) != NULL || memchr(t, '>', tl) != NULL) {
+            if (!wild || tl != 1)
+                return false;
+            if (t[0] == '>' && i != len)
+                return false;
+        }
+        start = i + 1;
+    }
+    return true;
+}
+
+/* Comma-separated entries, each non-empty once trimmed and without inner whitespace. */
+static bool
+check_urls(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    if (len == 0)
+        return false;
+    while (i <= len) {
+        size_t a = i, b;
+        while (i < len && s[i] != ',')
+            i++;
+        b = i;
+        while (a < b && is_space(s[a]))
+            a++;
+        while (b > a && is_space(s[b - 1]))
+            b--;
+        if (a == b)
+            return false;
+        for (; a < b; a++) {
+            if (is_space(s[a]))
+                return false;
+        }
+        i++;
+    }
+    return true;
+}
+
+static bool
+check_token(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0)
+        return false;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '.' || s[i] == '*' || s[i] == '>' || is_space(s[i]))
+            return false;
+    }
+    return true;
+}
+
+static bool
+check_name(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0)
+        return false;
+    for (i = 0; i < len; i++) {
+        if (is_space(s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* The template with every "{service}" replaced by one token must be a literal subject. */
+static bool
+check_template(const char *s, size_t len)
+{
+    static const char ph[] = "{service}";
+    const size_t phl = sizeof(ph) - 1;
+    char buf[CONFIG_MAX_STRING];
+    size_t i = 0, o = 0;
+
+    while (i < len) {
+        if (len - i >= phl && memcmp(s + i, ph, phl) == 0) {
+            buf[o++] = 's';
+            i += phl;
+        } else {
+            buf[o++] = s[i++];
+        }
+    }
+    return subject_ok(buf, o, false);
+}
+
+static bool
+check_pattern(const char *s, size_t len)
+{
+    return subject_ok(s, len, true);
+}
+
+static bool
+check_index(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > 255 || s[0] == '-' || s[0] == '_' || s[0] == '+')
+        return false;
+    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+        return false;
+    for (i = 0; i < len; i++) {
+        if ((s[i] >= 'A' && s[i] <= 'Z') || strchr("\\/*?\"<>|,#: ", s[i]) != NULL)
+            return false;
+    }
+    return true;
+}
+
+/* "" or host:port with a port 1-65535; an IPv6 host goes in brackets. */
+static bool
+check_listen(const char *s, size_t len)
+{
+    size_t colon, i, hlen;
+    unsigned long port = 0;
+
+    if (len == 0)
+        return true;
+    for (colon = len; colon > 0 && s[colon - 1] != ':'; colon--)
+        ;
+    if (colon == 0)
+        return false;
+    colon--;
+    hlen = colon;
+    if (hlen == 0 || len - colon - 1 == 0 || len - colon - 1 > 5)
+        return false;
+    for (i = colon + 1; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        port = port * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (port == 0 || port > 65535)
+        return false;
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']')
+            return false;
+        for (i = 1; i < hlen - 1; i++) {
+            char c = s[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                  c == ':' || c == '.' || c == '%'))
+                return false;
+        }
+        return true;
+    }
+    for (i = 0; i < hlen; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '.' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* The table. */
+
+size_t
+config_key_count(void)
+{
+    return NKEYS;
+}
+
+const struct config_key_info *
+config_key_get(size_t i)
+{
+    return i < NKEYS ? &keys[i].info : NULL;
+}
+
+const struct config_key *
+config_key_lookup(const char *path, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        if (strlen(keys[i].info.path) == len && memcmp(keys[i].info.path, path, len) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+const struct config_key_info *
+config_key_find(const char *path)
+{
+    const struct config_key *k = config_key_lookup(path, strlen(path));
+
+    return k != NULL ? &k->info : NULL;
+}
+
+bool
+config_key_is_section(const char *path, size_t len)
+{
+    size_t i;
+
+    if (len == 0)
+        return false;
+    for (i = 0; i < NKEYS; i++) {
+        const char *p = keys[i].info.path;
+        if (strlen(p) > len && memcmp(p, path, len) == 0 && p[len] == '.')
+            return true;
+    }
+    return false;
+}
+
+size_t
+config_key_index(const struct config_key *k)
+{
+    return (size_t)(k - keys);
+}
+
+size_t
+config_env_name(const char *path, char *out, size_t outlen)
+{
+    size_t n = 0, i;
+
+    for (i = 0; path[i] != '\0'; i++)
+        ;
+    n = 4 + i;
+    if (outlen == 0)
+        return n;
+    snprintf(out, outlen, "DLQ_%s", path);
+    for (i = 4; out[i] != '\0'; i++) {
+        if (out[i] == '.')
+            out[i] = '_';
+        else if (out[i] >= 'a' && out[i] <= 'z')
+            out[i] = (char)(out[i] - 'a' + 'A');
+    }
+    return n;
+}
+
+/* Is name (nlen bytes, e.g. "DLQ_NATS_URL") the environment name of path? */
+static bool
+env_matches(const char *path, const char *name, size_t nlen)
+{
+    size_t i;
+
+    if (nlen < 4 || memcmp(name, "DLQ_", 4) != 0)
+        return false;
+    name += 4;
+    nlen -= 4;
+    for (i = 0; i < nlen; i++) {
+        char want = path[i];
+        if (want == '\0')
+            return false;
+        if (want == '.')
+            want = '_';
+        else if (want >= 'a' && want <= 'z')
+            want = (char)(want - 'a' + 'A');
+        if (name[i] != want)
+            return false;
+    }
+    return path[nlen] == '\0';
+}
+
+/* Field access. */
+
+static void *
+field(struct config *cfg, size_t off)
+{
+    return (char *)cfg + off;
+}
+
+static const void *
+cfield(const struct config *cfg, size_t off)
+{
+    return (const char *)cfg + off;
+}
+
+static int64_t
+int_get(const struct config *cfg, const struct config_key *k)
+{
+    const void *p = cfield(cfg, k->off);
+
+    switch (k->width) {
+    case CONFIG_W_I64: return *(const int64_t *)p;
+    case CONFIG_W_INT: return *(const int *)p;
+    case CONFIG_W_SIZE: return (int64_t)*(const size_t *)p;
+    case CONFIG_W_UINT: return *(const unsigned *)p;
+    case CONFIG_W_NONE: break;
+    }
+    return 0;
+}
+
+/* n is within the key's range, which fits the field's type. */
+static void
+int_put(struct config *cfg, const struct config_key *k, int64_t n)
+{
+    void *p = field(cfg, k->off);
+
+    switch (k->width) {
+    case CONFIG_W_I64: *(int64_t *)p = n; break;
+    case CONFIG_W_INT: *(int *)p = (int)n; break;
+    case CONFIG_W_SIZE: *(size_t *)p = (size_t)n; break;
+    case CONFIG_W_UINT: *(unsigned *)p = (unsigned)n; break;
+    case CONFIG_W_NONE: break;
+    }
+}
+
+/* Index into k->info.names of the current value. */
+static size_t
+enum_get(const struct config *cfg, const struct config_key *k)
+{
+    const void *p = cfield(cfg, k->off);
+
+    switch (k->ekind) {
+    case CONFIG_E_STRATEGY: return (size_t)*(const policy_strategy *)p;
+    case CONFIG_E_RETRY_AUTO:
+        if (!*(const bool *)cfield(cfg, k->aux))
+            return 0;
+        return (size_t)*(const policy_retry *)p + 1;
+    case CONFIG_E_OUTCOME: return (size_t)*(const config_outcome *)p;
+    case CONFIG_E_STORE: return (size_t)*(const config_store *)p;
+    case CONFIG_E_LEVEL: return (size_t)*(const config_log_level *)p;
+    case CONFIG_E_FORMAT: return (size_t)*(const config_log_format *)p;
+    case CONFIG_E_NONE: break;
+    }
+    return 0;
+}
+
+/* Name of k's current value; "unknown" if the field holds something no name stands for. */
+static const char *
+enum_name(const struct config *cfg, const struct config_key *k)
+{
+    size_t v = enum_get(cfg, k), i;
+
+    for (i = 0; i <= v; i++) {
+        if (k->info.names[i] == NULL)
+            return "unknown";
+    }
+    return k->info.names[v];
+}
+
+static void
+enum_put(struct config *cfg, const struct config_key *k, size_t i)
+{
+    void *p = field(cfg, k->off);
+
+    switch (k->ekind) {
+    case CONFIG_E_STRATEGY: *(policy_strategy *)p = (policy_strategy)i; break;
+    case CONFIG_E_RETRY_AUTO:
+        *(bool *)field(cfg, k->aux) = i > 0;
+        *(policy_retry *)p = i > 0 ? (policy_retry)(i - 1) : POLICY_NEVER;
+        break;
+    case CONFIG_E_OUTCOME: *(config_outcome *)p = (config_outcome)i; break;
+    case CONFIG_E_STORE: *(config_store *)p = (config_store)i; break;
+    case CONFIG_E_LEVEL: *(config_log_level *)p = (config_log_level)i; break;
+    case CONFIG_E_FORMAT: *(config_log_format *)p = (config_log_format)i; break;
+    case CONFIG_E_NONE: break;
+    }
+}
+
+/* Parsing text values. */
+
+/* Plain decimal with an optional '-': 0 ok, -1 not an integer, 1 overflow. */
+static int
+parse_int(const char *s, size_t len, int64_t *out)
+{
+    bool neg = false;
+    uint64_t n = 0, lim;
+    size_t i = 0;
+
+    if (len > 0 && s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i == len)
+        return -1;
+    lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < len; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        d = (unsigned)(s[i] - '0');
+        if (n > (lim - d) / 10) {
+            for (i++; i < len; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                    return -1;
+            }
+            return 1;
+        }
+        n = n * 10 + d;
+    }
+    if (neg)
+        *out = n == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)n;
+    else
+        *out = (int64_t)n;
+    return 0;
+}
+
+static bool
+parse_double(const char *s, size_t len, double *out)
+{
+    char buf[64], *end;
+    size_t i;
+    bool digit = false;
+
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9')
+            digit = true;
+        else if (c != '.' && c != '-' && c != '+' && c != 'e' && c != 'E')
+            return false;
+    }
+    if (!digit)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    *out = strtod(buf, &end);
+    if (*out == 0.0)
+        *out = 0.0; /* no "-0" */
+    return end == buf + len && isfinite(*out);
+}
+
+static int
+parse_bool(const char *s, size_t len)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    size_t i;
+
+    for (i = 0; i < SC_ARRAY_LEN(yes); i++) {
+        if (equal_nocase(s, len, yes[i]))
+            return 1;
+        if (equal_nocase(s, len, no[i]))
+            return 0;
+    }
+    return -1;
+}
+
+/* Writes "a, b, c" for a NULL-terminated names array. */
+static void
+join_names(char *out, size_t outlen, const char *const *names)
+{
+    size_t o = 0, i;
+
+    out[0] = '\0';
+    for (i = 0; names[i] != NULL && o < outlen; i++) {
+        int n = snprintf(out + o, outlen - o, "%s%s", i ? ", " : "", names[i]);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+}
+
+static void
+list_free(char **items)
+{
+    size_t i;
+
+    if (items == NULL)
+        return;
+    for (i = 0; items[i] != NULL; i++)
+        free(items[i]);
+    free(items);
+}
+
+void
+config_list_replace(struct config *cfg, const struct config_key *k, char **items, size_t n)
+{
+    char ***slot = field(cfg, k->off);
+
+    list_free(*slot);
+    *slot = items;
+    *(size_t *)field(cfg, k->aux) = n;
+}
+
+sc_status
+config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+{
+    char shown[300];
+
+    config_show(shown, sizeof(shown), v, len);
+    if (len == 0) {
+        config_errf(err, errlen, "%s: an entry is empty", k->info.path);
+        return SC_EINVAL;
+    }
+    if (len > CONFIG_MAX_STRING) {
+        config_errf(err, errlen, "%s: an entry is longer than %d bytes", k->info.path,
+                    CONFIG_MAX_STRING);
+        return SC_EINVAL;
+    }
+    if (!config_text_ok(v, len) || (k->check != NULL && !k->check(v, len))) {
+        config_errf(err, errlen, "%s: '%s' is not %s", k->info.path, shown,
+                    k->what != NULL ? k->what : "valid text");
+        return SC_EINVAL;
+    }
+    return SC_OK;
+}
+
+/* Splits comma-separated text into a new list (entries trimmed). */
+static sc_status
+list_set_text(struct config *cfg, const struct config_key *k, const char *v, size_t len,
+              char *err, size_t errlen)
+{
+    sc_status s = SC_EINVAL;
+    char **items = NULL;
+    size_t n = 0, i = 0, cap = 1;
+
+    for (i = 0; i < len; i++) {
+        if (v[i] == ',')
+            cap++;
+    }
+    if (cap > CONFIG_MAX_LIST) {
+        config_errf(err, errlen, "%s: more than %d entries", k->info.path, CONFIG_MAX_LIST);
+        goto done;
+    }
+    items = sc_xcalloc(cap + 1, sizeof(*items));
+    i = 0;
+    while (len > 0 && i <= len) {
+        size_t a = i, b;
+        while (i < len && v[i] != ',')
+            i++;
+        b = i;
+        while (a < b && is_space(v[a]))
+            a++;
+        while (b > a && is_space(v[b - 1]))
+            b--;
+        if (config_list_check(k, v + a, b - a, err, errlen) != SC_OK)
+            goto done;
+        items[n++] = sc_xstrndup(v + a, b - a);
+        i++;
+    }
+    config_list_replace(cfg, k, items, n);
+    items = NULL;
+    s = SC_OK;
+done:
+    list_free(items);
+    return s;
+}
+
+static void
+rules_free(struct config_rule *rules, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(rules[i].id);
+        free(rules[i].pattern);
+    }
+    free(rules);
+}
+
+void
+config_rules_replace(struct config *cfg, struct config_rule *rules, size_t n)
+{
+    rules_free(cfg->rules, cfg->nrules);
+    cfg->rules = rules;
+    cfg->nrules = n;
+}
+
+sc_status
+config_key_set(struct config *cfg, const struct config_key *k, const char *v, size_t len,
+               char *err, size_t errlen)
+{
+    const struct config_key_info *ki = &k->info;
+    char shown[300], names[200];
+    int64_t n;
+    double d;
+    int r;
+    size_t i;
+
+    config_show(shown, sizeof(shown), v, len);
+    if (ki->type == CONFIG_TYPE_RULES) {
+        config_errf(err, errlen, "%s: can only be set in the config file", ki->path);
+        return SC_EINVAL;
+    }
+    if (ki->type == CONFIG_TYPE_LIST)
+        return list_set_text(cfg, k, v, len, err, errlen);
+    if (len > CONFIG_MAX_STRING) {
+        config_errf(err, errlen, "%s: the value is longer than %d bytes", ki->path,
+                    CONFIG_MAX_STRING);
+        return SC_EINVAL;
+    }
+    if (!config_text_ok(v, len)) {
+        config_errf(err, errlen, "%s: '%s' contains control characters or invalid UTF-8",
+                    ki->path, shown);
+        return SC_EINVAL;
+    }
+    switch (ki->type) {
+    case CONFIG_TYPE_BOOL:
+        r = parse_bool(v, len);
+        if (r < 0) {
+            config_errf(err, errlen, "%s: '%s' is not a boolean (true/false)", ki->path, shown);
+            return SC_EINVAL;
+        }
+        *(bool *)field(cfg, k->off) = r == 1;
+        return SC_OK;
+    case CONFIG_TYPE_INT:
+        r = parse_int(v, len, &n);
+        if (r < 0) {
+            config_errf(err, errlen, "%s: '%s' is not an integer (%" PRId64 "-%" PRId64 ")",
+                        ki->path, shown, ki->min, ki->max);
+            return SC_EINVAL;
+        }
+        if (r > 0 || n < ki->min || n > ki->max) {
+            config_errf(err, errlen, "%s: %s is out of range %" PRId64 "-%" PRId64, ki->path,
+                        shown, ki->min, ki->max);
+            return SC_EINVAL;
+        }
+        if (ki->deprecated)
+            cfg->saw_retry_interval_seconds = true;
+        else
+            int_put(cfg, k, n);
+        return SC_OK;
+    case CONFIG_TYPE_DOUBLE:
+        if (!parse_double(v, len, &d)) {
+            config_errf(err, errlen, "%s: '%s' is not a number (%g-%g)", ki->path, shown,
+                        ki->dmin, ki->dmax);
+            return SC_EINVAL;
+        }
+        if (d < ki->dmin || d > ki->dmax) {
+            config_errf(err, errlen, "%s: %s is out of range %g-%g", ki->path, shown, ki->dmin,
+                        ki->dmax);
+            return SC_EINVAL;
+        }
+        *(double *)field(cfg, k->off) = d;
+        return SC_OK;
+    case CONFIG_TYPE_ENUM:
+        if (len == 0 && k->ekind == CONFIG_E_RETRY_AUTO) {
+            enum_put(cfg, k, 0);
+            return SC_OK;
+        }
+        for (i = 0; ki->names[i] != NULL; i++) {
+            if (equal_nocase(v, len, ki->names[i])) {
+                enum_put(cfg, k, i);
+                return SC_OK;
+            }
+        }
+        join_names(names, sizeof(names), ki->names);
+        config_errf(err, errlen, "%s: '%s' is not one of %s", ki->path, shown, names);
+        return SC_EINVAL;
+    case CONFIG_TYPE_STRING:
+    case CONFIG_TYPE_SECRET:
+        if (k->check != NULL && !k->check(v, len)) {
+            config_errf(err, errlen, "%s: '%s' is not %s", ki->path, shown, k->what);
+            return SC_EINVAL;
+        }
+        {
+            char **slot = field(cfg, k->off);
+            free(*slot);
+            *slot = sc_xstrndup(v, len);
+        }
+        return SC_OK;
+    case CONFIG_TYPE_LIST:
+    case CONFIG_TYPE_RULES: break;
+    }
+    return SC_EINVAL;
+}
+
+void
+config_init(struct config *cfg)
+{
+    char err[CONFIG_ERR_MAX];
+    size_t i;
+
+    memset(cfg, 0, sizeof(*cfg));
+    codec_limits_default(&cfg->limits);
+    policy_backoff_default(&cfg->backoff);
+    for (i = 0; i < NKEYS; i++) {
+        if (keys[i].def == NULL)
+            continue;
+        if (config_key_set(cfg, &keys[i], keys[i].def, strlen(keys[i].def), err, sizeof(err))) {
+            fprintf(stderr, "config_init: bad default: %s\n", err);
+            abort();
+        }
+    }
+}
+
+void
+config_destroy(struct config *cfg)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &keys[i];
+        if (k->info.type == CONFIG_TYPE_STRING || k->info.type == CONFIG_TYPE_SECRET)
+            free(*(char **)field(cfg, k->off));
+    }
+    list_free(cfg->retry_allowed_subjects);
+    rules_free(cfg->rules, cfg->nrules);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+sc_status
+config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+    const struct config_key *k;
+    char shown[300];
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    k = config_key_lookup(key, strlen(key));
+    if (k == NULL) {
+        config_show(shown, sizeof(shown), key, strlen(key));
+        config_errf(err, errlen, "%s: unknown key", shown);
+        return SC_EINVAL;
+    }
+    if (value == NULL)
+        value = "";
+    return config_key_set(cfg, k, value, strlen(value), err, errlen);
+}
+
+sc_status
+config_load_yaml(struct config *cfg, const char *text, size_t len, char *err, size_t errlen)
+{
+    return config_yaml_apply(cfg, NULL, text, len, err, errlen);
+}
+
+/* Loading: file, environment, flags. */
+
+/* Reads at most CONFIG_MAX_FILE_BYTES of path into a new buffer. */
+static sc_status
+read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
+{
+    sc_status s = SC_ENOTFOUND;
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t n;
+
+    *out = NULL;
+    *outlen = 0;
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        config_errf(err, errlen, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    buf = sc_xmalloc(CONFIG_MAX_FILE_BYTES + 1);
+    n = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
+    if (ferror(f)) {
+        config_errf(err, errlen, "%s: read error", path);
+        goto done;
+    }
+    if (n > CONFIG_MAX_FILE_BYTES) {
+        config_errf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE_BYTES);
+        s = SC_EINVAL;
+        goto done;
+    }
+    *out = buf;
+    *outlen = n;
+    buf = NULL;
+    s = SC_OK;
+done:
+    free(buf);
+    if (f != NULL)
+        fclose(f);
+    return s;
+}
+
+/*
+ * Splits argv[*i] into a key flag: sets *k and the value (from "=VALUE" or
+ * the next argument, advancing *i). Returns SC_OK or SC_EINVAL with err set.
+ */
+static sc_status
+flag_split(int argc, char **argv, int *i, const struct config_key **k, const char **v,
+           char *err, size_t errlen)
+{
+    const char *a = argv[*i] + 2, *eq = strchr(a, '=');
+    size_t klen = eq != NULL ? (size_t)(eq - a) : strlen(a);
+    char shown[300];
+
+    *k = config_key_lookup(a, klen);
+    if (*k == NULL) {
+        config_show(shown, sizeof(shown), argv[*i], klen + 2);
+        config_errf(err, errlen, "%s: unknown flag (see --help)", shown);
+        return SC_EINVAL;
+    }
+    if (eq != NULL) {
+        *v = eq + 1;
+        return SC_OK;
+    }
+    if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
+        *v = argv[++*i];
+        return SC_OK;
+    }
+    if ((*k)->info.type == CONFIG_TYPE_BOOL) {
+        *v = "true";
+        return SC_OK;
+    }
+    config_errf(err, errlen, "--%s: missing value", (*k)->info.path);
+    return SC_EINVAL;
+}
+
+sc_status
+config_load(struct config *cfg, int argc, char **argv, char **envp, struct config_cli *cli,
+            char *err, size_t errlen)
+{
+    struct config_cli c = {0};
+    sc_status s = SC_EINVAL, first = SC_OK;
+    const struct config_key *k;
+    const char *v, *file = NULL;
+    char *text = NULL, shown[300], tmp[CONFIG_ERR_MAX];
+    size_t len, i;
+    int a;
+
+    if (cli != NULL)
+        memset(cli, 0, sizeof(*cli));
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+
+    /* Pass 1: the command line's shape; the first error is kept for after --help. */
+    for (a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        sc_status fs = SC_OK;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            c.help = true;
+        } else if (strcmp(arg, "--version") == 0) {
+            c.version = true;
+        } else if (strcmp(arg, "--print-config") == 0) {
+            c.print_config = true;
+        } else if (strcmp(arg, "--config") == 0) {
+            if (a + 1 < argc) {
+                c.config_file = argv[++a];
+            } else {
+                config_errf(tmp, sizeof(tmp), "--config: missing file name");
+                fs = SC_EINVAL;
+            }
+        } else if (strncmp(arg, "--config=", 9) == 0) {
+            c.config_file = arg + 9;
+        } else if (strncmp(arg, "--", 2) == 0 && arg[2] != '\0') {
+            fs = flag_split(argc, argv, &a, &k, &v, tmp, sizeof(tmp));
+        } else {
+            config_show(shown, sizeof(shown), arg, strlen(arg));
+            config_errf(tmp, sizeof(tmp), "'%s': unexpected argument (see --help)", shown);
+            fs = SC_EINVAL;
+        }
+        if (fs != SC_OK && first == SC_OK) {
+            first = fs;
+            config_errf(err, errlen, "%s", tmp);
+        }
+    }
+    if (c.help || c.version) {
+        if (err != NULL && errlen > 0)
+            err[0] = '\0';
+        s = SC_OK;
+        goto done;
+    }
+    if (first != SC_OK) {
+        s = first;
+        goto done;
+    }
+
+    /* Pass 2: the file named by --config, else DLQ_CONFIG (empty: none). */
+    file = c.config_file;
+    for (i = 0; file == NULL && envp != NULL && envp[i] != NULL; i++) {
+        if (strncmp(envp[i], "DLQ_CONFIG=", 11) == 0 && envp[i][11] != '\0')
+            file = envp[i] + 11;
+    }
+    if (file != NULL) {
+        if (file[0] == '\0') {
+            config_errf(err, errlen, "--config: empty file name");
+            goto done;
+        }
+        s = read_file(file, &text, &len, err, errlen);
+        if (s != SC_OK)
+            goto done;
+        s = config_yaml_apply(cfg, file, text, len, err, errlen);
+        if (s != SC_OK)
+            goto done;
+    }
+
+    /* Pass 3: DLQ_* variables. */
+    s = SC_EINVAL;
+    for (i = 0; envp != NULL && envp[i] != NULL; i++) {
+        const char *e = envp[i], *eq = strchr(e, '=');
+        size_t nlen, j;
+        if (strncmp(e, "DLQ_", 4) != 0 || eq == NULL)
+            continue;
+        nlen = (size_t)(eq - e);
+        if (nlen == 10 && strncmp(e, "DLQ_CONFIG", 10) == 0)
+            continue;
+        k = NULL;
+        for (j = 0; j < NKEYS && k == NULL; j++) {
+            if (env_matches(keys[j].info.path, e, nlen))
+                k = &keys[j];
+        }
+        if (k == NULL) {
+            config_show(shown, sizeof(shown), e, nlen);
+            config_errf(err, errlen, "%s: no such configuration key (environment)", shown);
+            goto done;
+        }
+        if (config_key_set(cfg, k, eq + 1, strlen(eq + 1), tmp, sizeof(tmp)) != SC_OK) {
+            config_show(shown, sizeof(shown), e, nlen);
+            config_errf(err, errlen, "%s (from %s)", tmp, shown);
+            goto done;
+        }
+    }
+
+    /* Pass 4: key flags, in order. */
+    for (a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--config") == 0) {
+            a++;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "--print-config") == 0 ||
+            strcmp(arg, "--version") == 0 || strcmp(arg, "--help") == 0 ||
+            strncmp(arg, "--config=", 9) == 0)
+            continue;
+        if (flag_split(argc, argv, &a, &k, &v, err, errlen) != SC_OK)
+            goto done;
+        if (config_key_set(cfg, k, v, strlen(v), err, errlen) != SC_OK)
+            goto done;
+    }
+    s = SC_OK;
+done:
+    if (s == SC_OK && cli != NULL)
+        *cli = c;
+    free(text);
+    return s;
+}
+
+/* Text form of a value (config_get()). */
+
+/* Appends text to out at *o (capacity outlen); false when it did not fit. */
+static bool
+put_text(char *out, size_t outlen, size_t *o, const char *text)
+{
+    size_t n = strlen(text);
+
+    if (*o < outlen) {
+        size_t room = outlen - *o - 1;
+        memcpy(out + *o, text, n < room ? n : room);
+        out[*o + (n < room ? n : room)] = '\0';
+    }
+    *o += n;
+    return *o < outlen;
+}
+
+static void
+double_text(double d, char *buf, size_t buflen)
+{
+    int prec;
+
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(buf, buflen, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+}
+
+sc_status
+config_get(const struct config *cfg, const char *key, char *out, size_t outlen)
+{
+    const struct config_key *k = config_key_lookup(key, strlen(key));
+    char num[40];
+    size_t o = 0, i;
+    bool fit = true;
+
+    if (outlen > 0)
+        out[0] = '\0';
+    if (k == NULL)
+        return SC_ENOTFOUND;
+    switch (k->info.type) {
+    case CONFIG_TYPE_BOOL:
+        fit = put_text(out, outlen, &o, *(const bool *)cfield(cfg, k->off) ? "true" : "false");
+        break;
+    case CONFIG_TYPE_INT:
+        if (k->info.deprecated)
+            return SC_EINVAL;
+        snprintf(num, sizeof(num), "%" PRId64, int_get(cfg, k));
+        fit = put_text(out, outlen, &o, num);
+        break;
+    case CONFIG_TYPE_DOUBLE:
+        double_text(*(const double *)cfield(cfg, k->off), num, sizeof(num));
+        fit = put_text(out, outlen, &o, num);
+        break;
+    case CONFIG_TYPE_ENUM: fit = put_text(out, outlen, &o, enum_name(cfg, k)); break;
+    case CONFIG_TYPE_STRING:
+    case CONFIG_TYPE_SECRET: {
+        const char *str = *(char *const *)cfield(cfg, k->off);
+        fit = put_text(out, outlen, &o, str != NULL ? str : "");
+        break;
+    }
+    case CONFIG_TYPE_LIST: {
+        char *const *items = *(char **const *)cfield(cfg, k->off);
+        size_t n = *(const size_t *)cfield(cfg, k->aux);
+        for (i = 0; i < n && items != NULL; i++) {
+            fit = (i == 0 || put_text(out, outlen, &o, ",")) && fit;
+            fit = put_text(out, outlen, &o, items[i]) && fit;
+        }
+        break;
+    }
+    case CONFIG_TYPE_RULES: return SC_EINVAL;
+    }
+    return fit ? SC_OK : SC_ETOOBIG;
+}
+
+/* Printing. */
+
+/* Writes s as a YAML double-quoted scalar that reads back byte for byte. */
+static void
+put_quoted(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), i = 0, n;
+    uint32_t cp;
+
+    fputc('"', f);
+    while (i < len) {
+        n = utf8_next(p + i, len - i, &cp);
+        if (n == 0) {
+            /* Never stored (values are checked), but stay well-formed: U+FFFD. */
+            fputs("\\uFFFD", f);
+            i++;
+            continue;
+        }
+        if (cp == '"' || cp == '\\') {
+            fputc('\\', f);
+            fputc((int)cp, f);
+        } else if ((cp >= 0x20 && cp < 0x7f) ||
+                   (cp >= 0xa0 && cp <= 0xd7ff && cp != 0x2028 && cp != 0x2029) ||
+                   (cp >= 0xe000 && cp <= 0xfffd && cp != 0xfeff) || cp >= 0x10000) {
+            fwrite(p + i, 1, n, f);
+        } else {
+            fprintf(f, "\\u%04X", (unsigned)cp);
+        }
+        i += n;
+    }
+    fputc('"', f);
+}
+
+static void
+put_double(FILE *f, double d)
+{
+    char buf[40];
+
+    double_text(d, buf, sizeof(buf));
+    fputs(buf, f);
+}
+
+/* Writes k's value as YAML; rules go on their own lines below a key indented by indent. */
+static void
+put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool mask, int indent)
+{
+    const char *str;
+    size_t i;
+
+    switch (k->info.type) {
+    case CONFIG_TYPE_BOOL:
+        fputs(*(const bool *)cfield(cfg, k->off) ? "true" : "false", f);
+        break;
+    case CONFIG_TYPE_INT: fprintf(f, "%" PRId64, int_get(cfg, k)); break;
+    case CONFIG_TYPE_DOUBLE: put_double(f, *(const double *)cfield(cfg, k->off)); break;
+    case CONFIG_TYPE_ENUM: fputs(enum_name(cfg, k), f); break;
+    case CONFIG_TYPE_STRING:
+    case CONFIG_TYPE_SECRET:
+        str = *(char *const *)cfield(cfg, k->off);
+        if (str == NULL)
+            str = "";
+        if (mask && k->info.type == CONFIG_TYPE_SECRET && str[0] != '\0')
+            str = "********";
+        put_quoted(f, str);
+        break;
+    case CONFIG_TYPE_LIST: {
+        char *const *items = *(char **const *)cfield(cfg, k->off);
+        size_t n = *(const size_t *)cfield(cfg, k->aux);
+        fputc('[', f);
+        for (i = 0; i < n && items != NULL; i++) {
+            if (i > 0)
+                fputs(", ", f);
+            put_quoted(f, items[i]);
+        }
+        fputc(']', f);
+        break;
+    }
+    case CONFIG_TYPE_RULES:
+        if (cfg->nrules == 0) {
+            fputs("[]", f);
+            break;
+        }
+        for (i = 0; i < cfg->nrules; i++) {
+            const struct config_rule *r = &cfg->rules[i];
+            fprintf(f, "\n%*s- {id: ", indent + 2, "");
+            put_quoted(f, r->id);
+            fputs(", pattern: ", f);
+            put_quoted(f, r->pattern);
+            fprintf(f, ", category: %s, field: %s}", policy_category_name(r->category),
+                    (unsigned)r->field < 3 ? config_field_names[r->field] : "any");
+        }
+        break;
+    }
+}
+
+/* Number of '.'-separated components of p. */
+static size_t
+depth_of(const char *p)
+{
+    size_t n = 1;
+
+    for (; *p != '\0'; p++)
+        n += *p == '.';
+    return n;
+}
+
+/* Length of component i of p, and its start in *start. */
+static size_t
+component(const char *p, size_t i, const char **start)
+{
+    const char *e;
+
+    while (i-- > 0)
+        p = strchr(p, '.') + 1;
+    e = strchr(p, '.');
+    *start = p;
+    return e != NULL ? (size_t)(e - p) : strlen(p);
+}
+
+void
+config_print(const struct config *cfg, FILE *f)
+{
+    const char *prev = NULL;
+    size_t i, j;
+
+    fputs("# dlq-sidecar effective configuration (secrets masked)\n", f);
+    for (i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &keys[i];
+        const char *path = k->info.path, *c, *pc;
+        size_t nd = depth_of(path), common = 0, cl;
+        if (k->info.deprecated)
+            continue;
+        /* Sections shared with the previous key stay open. */
+        if (prev != NULL) {
+            size_t pd = depth_of(prev);
+            while (common + 1 < nd && common + 1 < pd) {
+                cl = component(path, common, &c);
+                if (component(prev, common, &pc) != cl || memcmp(c, pc, cl) != 0)
+                    break;
+                common++;
+            }
+        }
+        for (j = common; j + 1 < nd; j++) {
+            cl = component(path, j, &c);
+            fprintf(f, "%*s%.*s:\n", (int)(2 * j), "", (int)cl, c);
+        }
+        cl = component(path, nd - 1, &c);
+        fprintf(f, "%*s%.*s:", (int)(2 * (nd - 1)), "", (int)cl, c);
+        if (k->info.type != CONFIG_TYPE_RULES || cfg->nrules == 0)
+            fputc(' ', f);
+        put_value(f, cfg, k, true, (int)(2 * (nd - 1)));
+        fputc('\n', f);
+        prev = path;
+    }
+}
+
+static const char *
+type_hint(const struct config_key *k)
+{
+    switch (k->info.type) {
+    case CONFIG_TYPE_BOOL: return "BOOL";
+    case CONFIG_TYPE_INT: return "N";
+    case CONFIG_TYPE_DOUBLE: return "X";
+    case CONFIG_TYPE_STRING:
+    case CONFIG_TYPE_SECRET: return "TEXT";
+    case CONFIG_TYPE_ENUM: return "NAME";
+    case CONFIG_TYPE_LIST: return "A,B,...";
+    case CONFIG_TYPE_RULES: return "(file only)";
+    }
+    return "";
+}
+
+void
+config_usage(FILE *f, const char *prog)
+{
+    struct config d;
+    char env[CONFIG_MAX_PATH + 8], names[200], flag[CONFIG_MAX_PATH + 32];
+    size_t i;
+
+    config_init(&d);
+    fprintf(f,
+            "Usage: %s [--config FILE] [--print-config] [--KEY VALUE | --KEY=VALUE ...]\n"
+            "       %s --help | --version\n"
+            "\n"
+            "  --config FILE    read the YAML configuration FILE (also DLQ_CONFIG=FILE)\n"
+            "  --print-config   print the effective configuration (secrets masked) and exit\n"
+            "  -h, --help       print this help and exit\n"
+            "  --version        print the version and exit\n"
+            "\n"
+            "Configuration keys. Each is a flag --KEY, an environment variable DLQ_KEY\n"
+            "(upper case, '.' -> '_') and a YAML path in the file (nested maps or dotted\n"
+            "keys). Precedence: flags > environment > file > defaults. Lists are\n"
+            "comma-separated in flags and the environment. Booleans: true/false, yes/no,\n"
+            "on/off, 1/0.\n"
+            "\n",
+            prog, prog);
+    for (i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &keys[i];
+        const struct config_key_info *ki = &k->info;
+        config_env_name(ki->path, env, sizeof(env));
+        if (ki->file_only) {
+            snprintf(flag, sizeof(flag), "%s %s", ki->path, type_hint(k));
+            fprintf(f, "  %s\n      %s", flag, ki->help);
+        } else {
+            snprintf(flag, sizeof(flag), "--%s %s", ki->path, type_hint(k));
+            fprintf(f, "  %-44s %s\n      %s", flag, env, ki->help);
+        }
+        switch (ki->type) {
+        case CONFIG_TYPE_INT: fprintf(f, "; %" PRId64 "-%" PRId64, ki->min, ki->max); break;
+        case CONFIG_TYPE_DOUBLE: fprintf(f, "; %g-%g", ki->dmin, ki->dmax); break;
+        case CONFIG_TYPE_ENUM:
+            join_names(names, sizeof(names), ki->names);
+            fprintf(f, "; one of %s", names);
+            break;
+        case CONFIG_TYPE_RULES:
+            fputs("; a sequence of {id, pattern, category, field: any|error|error_type}", f);
+            break;
+        default: break;
+        }
+        if (!ki->deprecated && ki->type != CONFIG_TYPE_RULES) {
+            fputs(" (default ", f);
+            put_value(f, &d, k, true, 0);
+            fputc(')', f);
+        }
+        fputc('\n', f);
+    }
+    config_destroy(&d);
+}

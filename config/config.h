@@ -1,0 +1,216 @@
+/* config.h - the sidecar's configuration: defaults, YAML file, DLQ_* environment, flags, validation. */
+#ifndef DLQ_CONFIG_H
+#define DLQ_CONFIG_H
+
+#include <stdio.h>
+
+#include "codec.h"
+#include "common.h"
+#include "policy.h"
+
+/* One classifier rule from `classifier.rules` (strings owned by the config). */
+struct config_rule {
+    char *id;
+    char *pattern;
+    policy_category category;
+    policy_match_field field;
+};
+
+typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE } config_outcome;
+typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH } config_store;
+typedef enum { CONFIG_LOG_DEBUG = 0, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR } config_log_level;
+typedef enum { CONFIG_LOG_LOGFMT = 0, CONFIG_LOG_JSON } config_log_format;
+
+/*
+ * The effective configuration. Its layout is public: the sidecar reads the
+ * fields directly. Every char * is owned by the struct (NUL-terminated, never
+ * NULL; "" when empty) and freed by config_destroy(). Times are integer ms.
+ * Key names in comments are the YAML paths (env: DLQ_ + upper case, '.' -> '_').
+ */
+struct config {
+    bool enabled;                  /* enabled */
+    /* nats.* */
+    char *nats_url;                /* nats.url, comma-separated */
+    char *nats_name;               /* nats.name, connection name, default "dlq-sidecar" */
+    char *nats_user;               /* nats.user */
+    char *nats_password;           /* nats.password (secret) */
+    char *nats_token;              /* nats.token (secret) */
+    char *nats_creds_file;         /* nats.creds_file */
+    char *nats_nkey_seed_file;     /* nats.nkey_seed_file */
+    char *nats_nkey;               /* nats.nkey: the public user nkey that goes with the seed file */
+    char *nats_tls_ca;             /* nats.tls_ca */
+    char *nats_tls_cert;           /* nats.tls_cert */
+    char *nats_tls_key;            /* nats.tls_key */
+    int64_t nats_reconnect_wait_ms; /* nats.reconnect_wait_ms, 10-60000, default 2000 */
+    /* subjects.* */
+    char *subjects_prefix;         /* subjects.prefix, one NATS token, default "dlq" */
+    char *subjects_queue_group;    /* subjects.queue_group, default "dlq-sidecar" */
+    /* ingest and queue */
+    policy_strategy strategy;      /* strategy */
+    int64_t max_size;              /* max_size, 100-10,000,000 */
+    bool has_default_retry_policy; /* default_retry_policy set (else per category) */
+    policy_retry default_retry_policy;
+    int default_max_retries;       /* default_max_retries, 0-100, default 3 */
+    bool retry_processor_enabled;  /* retry_processor_enabled */
+    int64_t history_max;           /* history.max_entries, 1-1000, default 20 */
+    struct policy_backoff backoff; /* backoff.* */
+    /* retry.* */
+    int64_t retry_timeout_ms;      /* retry.timeout_ms, 10-3,600,000 */
+    config_outcome retry_outcome;  /* retry.outcome */
+    char *retry_subject_template;  /* retry.subject_template, "{service}" is replaced */
+    char **retry_allowed_subjects; /* retry.allowed_subjects: NULL-terminated array */
+    size_t retry_allowed_count;
+    int64_t retry_max_in_flight;   /* retry.max_in_flight, 1-1,000,000 */
+    int64_t retry_max_per_second;  /* retry.max_per_second, 1-10,000,000 */
+    int64_t timer_tick_ms;         /* timer.tick_ms, 1-1000 */
+    /* store.* */
+    config_store store_backend;    /* store.backend */
+    bool store_keep_completed;     /* store.keep_completed */
+    int64_t store_journal_max;     /* store.journal_max, 1000-10,000,000, default 100000 */
+    char *os_url;                  /* store.opensearch.url */
+    char *os_index;                /* store.opensearch.index */
+    char *os_username;             /* store.opensearch.username */
+    char *os_password;             /* store.opensearch.password (secret) */
+    char *os_ca_file;              /* store.opensearch.ca_file */
+    bool os_insecure;              /* store.opensearch.insecure */
+    int64_t os_bulk_max_docs;      /* store.opensearch.bulk_max_docs, 1-100,000 */
+    int64_t os_bulk_max_bytes;     /* store.opensearch.bulk_max_bytes, 1024-104,857,600 */
+    int64_t os_flush_ms;           /* store.opensearch.flush_ms, 1-60,000 */
+    /* events, http, log, shutdown */
+    bool events_enabled;           /* events.enabled */
+    char *http_listen;             /* http.listen, "host:port" or "" */
+    config_log_level log_level;    /* log.level */
+    config_log_format log_format;  /* log.format */
+    int64_t shutdown_drain_ms;     /* shutdown.drain_ms, 0-600,000 */
+    /* limits.* -> codec */
+    struct codec_limits limits;
+    /* classifier.* */
+    struct config_rule *rules;     /* classifier.rules (file only), nrules entries */
+    size_t nrules;
+    bool rules_replace_builtin;    /* classifier.replace_builtin */
+    /* deprecated */
+    bool saw_retry_interval_seconds; /* retry_interval_seconds was given: warn */
+};
+
+/* What the command line asked for besides configuration keys. */
+struct config_cli {
+    const char *config_file; /* --config FILE (borrowed from argv), NULL when absent */
+    bool print_config;       /* --print-config */
+    bool help;               /* --help / -h */
+    bool version;            /* --version */
+};
+
+/*
+ * config_init() fills cfg with every default (allocating the strings). Never
+ * fails (aborts on OOM). config_destroy() frees what cfg owns and zeroes it;
+ * it is safe on a zeroed struct. Any thread.
+ */
+void config_init(struct config *cfg);
+void config_destroy(struct config *cfg);
+
+/*
+ * config_load() builds the effective configuration with the precedence
+ * flags > environment > file > defaults: cfg must come from config_init().
+ * argv (argc entries, argv[0] the program) holds `--config FILE`,
+ * `--print-config`, `--help`, `--version` and one flag per key,
+ * `--<key> VALUE` or `--<key>=VALUE` with the YAML path as key
+ * (`--nats.url nats://h:4222`, `--backoff.jitter=0.2`). envp is a
+ * NULL-terminated "NAME=VALUE" array (NULL: none); only DLQ_* names are read.
+ * Returns SC_OK; SC_EINVAL for a bad key or value, an unknown flag or key,
+ * or a malformed file, with err (errlen bytes) naming the key, the value and
+ * what is allowed, e.g. "backoff.jitter: 1.5 is out of range 0-1"; SC_ENOTFOUND
+ * when the config file cannot be read. cli (may be NULL) receives the non-key
+ * flags. On error cfg holds a partial but destroyable result. The file is the
+ * one named by --config, else by the DLQ_CONFIG variable, else none; it is
+ * read first, then the environment, then the flags, whatever their order in
+ * argv. A boolean flag may omit its value (`--events.enabled` means true).
+ * When --help or --version is present, config_load() fills cli and returns
+ * SC_OK without reading the file or the environment. Main thread.
+ */
+sc_status config_load(struct config *cfg, int argc, char **argv, char **envp,
+                      struct config_cli *cli, char *err, size_t errlen);
+
+/*
+ * config_load_yaml() applies len bytes of YAML text at text over cfg (the
+ * file layer alone; used by config_load() and the fuzzer). Errors as
+ * config_load(). Any thread, one cfg at a time.
+ */
+sc_status config_load_yaml(struct config *cfg, const char *text, size_t len, char *err,
+                           size_t errlen);
+
+/*
+ * config_set() sets one key (YAML path, e.g. "retry.timeout_ms") from its
+ * text form, validating it. Errors as config_load(). Any thread.
+ */
+sc_status config_set(struct config *cfg, const char *key, const char *value, char *err,
+                     size_t errlen);
+
+/*
+ * config_get() writes the value of key (YAML path) into out (outlen bytes,
+ * NUL-terminated) in the text form config_set() accepts: "true"/"false",
+ * decimal integers, the shortest decimal that reads back as the same double,
+ * enum names in lower case ("auto" for an unset default_retry_policy),
+ * strings as they are (secrets unmasked), lists joined with ",". Returns
+ * SC_OK; SC_ENOTFOUND for an unknown key; SC_EINVAL for classifier.rules and
+ * retry_interval_seconds, which have no text form; SC_ETOOBIG when out is too
+ * small (out then holds a truncated value). Any thread.
+ */
+sc_status config_get(const struct config *cfg, const char *key, char *out, size_t outlen);
+
+/*
+ * config_print() writes the effective configuration to f as YAML that
+ * config_load_yaml() accepts, with secrets (passwords, tokens) shown as
+ * "********" when set. Any thread.
+ */
+void config_print(const struct config *cfg, FILE *f);
+
+/* config_usage() writes --help text listing every flag and key with its default and range. */
+void config_usage(FILE *f, const char *prog);
+
+/*
+ * The key table, read-only, for --help, documentation and tests. Every key of
+ * struct config has one row; the same row drives the file, the environment,
+ * the flags, config_print() and config_usage().
+ */
+typedef enum {
+    CONFIG_TYPE_BOOL = 0, /* true/false/yes/no/on/off/1/0, any case */
+    CONFIG_TYPE_INT,      /* plain decimal integer in [min, max] */
+    CONFIG_TYPE_DOUBLE,   /* decimal number in [dmin, dmax] */
+    CONFIG_TYPE_STRING,   /* UTF-8 text without control characters, at most 4096 bytes */
+    CONFIG_TYPE_SECRET,   /* a string that config_print() masks */
+    CONFIG_TYPE_ENUM,     /* one of names[], any case */
+    CONFIG_TYPE_LIST,     /* strings: a YAML sequence, or comma-separated text */
+    CONFIG_TYPE_RULES,    /* classifier rules: a YAML sequence of maps, file only */
+} config_type;
+
+struct config_key_info {
+    const char *path;         /* YAML path and flag name, e.g. "backoff.jitter" */
+    config_type type;
+    int64_t min, max;         /* CONFIG_TYPE_INT: allowed range, inclusive */
+    double dmin, dmax;        /* CONFIG_TYPE_DOUBLE: allowed range, inclusive */
+    const char *const *names; /* CONFIG_TYPE_ENUM: allowed names, NULL-terminated; else NULL */
+    const char *help;         /* one line, no trailing period */
+    bool file_only;           /* only the YAML file may set it (classifier.rules) */
+    bool deprecated;          /* accepted and validated, then ignored (retry_interval_seconds) */
+};
+
+/*
+ * config_key_count() is the number of keys; config_key_get() returns row i
+ * (i < count; NULL otherwise) and config_key_find() the row whose path is
+ * path (NULL when unknown). Rows are static. Any thread.
+ */
+size_t config_key_count(void);
+const struct config_key_info *config_key_get(size_t i);
+const struct config_key_info *config_key_find(const char *path);
+
+/*
+ * config_env_name() writes the environment name of path ("nats.url" ->
+ * "DLQ_NATS_URL") into out (outlen bytes, NUL-terminated, truncated if
+ * short) and returns the length it needs without the NUL. Any thread.
+ */
+size_t config_env_name(const char *path, char *out, size_t outlen);
+
+/* Largest config file or YAML text config_load()/config_load_yaml() accept. */
+#define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+
+#endif

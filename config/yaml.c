@@ -1,0 +1,579 @@
+/* yaml.c - the file layer: a bounded, streaming libyaml reader applying one YAML document to a config. */
+#include "config-internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/*
+ * The reader never builds a tree. It walks libyaml's events with an explicit
+ * stack of at most CONFIG_MAX_DEPTH frames and applies each scalar as soon as
+ * its key is known, so memory stays bounded by the largest list being read
+ * (CONFIG_MAX_LIST entries or CONFIG_MAX_RULES rules of CONFIG_MAX_STRING
+ * bytes each). Aliases are refused, so no document can expand (billion
+ * laughs). Each key may appear once, whether nested or dotted.
+ */
+
+enum frame_kind {
+    FR_SECTION, /* a mapping of keys: the root, "nats", "store.opensearch" ... */
+    FR_LIST,    /* the sequence of a LIST key */
+    FR_RULES,   /* the sequence of classifier.rules */
+    FR_RULE,    /* one rule's mapping */
+};
+
+struct frame {
+    enum frame_kind kind;
+    bool want_value;             /* mappings: a key was read, its value comes next */
+    size_t base;                 /* FR_SECTION: length of its path in y->path */
+    const struct config_key *key; /* FR_LIST/FR_RULES: the key being read */
+};
+
+enum rule_part { RP_ID = 0, RP_PATTERN, RP_CATEGORY, RP_FIELD, RP_COUNT };
+
+static const char *const rule_part_names[RP_COUNT] = {"id", "pattern", "category", "field"};
+#define RULE_SHAPE "{id, pattern, category, field}"
+
+struct yload {
+    struct config *cfg;
+    const char *origin;
+    const char *text;
+    char *err;
+    size_t errlen;
+    struct frame st[CONFIG_MAX_DEPTH];
+    size_t depth;
+    char path[CONFIG_MAX_PATH + 1];
+    size_t pathlen;
+    const struct config_key *key; /* FR_SECTION value pending: its key (NULL: unknown) */
+    bool seen[CONFIG_MAX_KEYS];
+    unsigned docs;
+    char **list; /* entries of the FR_LIST being read, NULL-terminated */
+    size_t nlist, caplist;
+    struct config_rule *rules; /* rules being read; the last is in progress in FR_RULE */
+    size_t nrules, caprules;
+    enum rule_part part;  /* FR_RULE value pending: which part */
+    unsigned rule_have;   /* parts given for the rule in progress, one bit each */
+};
+
+/* Writes "<origin>:<line>: <message>" into y->err. */
+static sc_status
+fail(struct yload *y, size_t line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static sc_status
+fail(struct yload *y, size_t line, const char *fmt, ...)
+{
+    char msg[CONFIG_ERR_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (y->origin != NULL)
+        config_errf(y->err, y->errlen, "%s:%zu: %s", y->origin, line, msg);
+    else
+        config_errf(y->err, y->errlen, "line %zu: %s", line, msg);
+    return SC_EINVAL;
+}
+
+static bool
+is_null(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    return n == 0 || (n == 1 && v[0] == '~') ||
+           (n == 4 && (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 ||
+                       memcmp(v, "NULL", 4) == 0));
+}
+
+static struct frame *
+top(struct yload *y)
+{
+    return y->depth > 0 ? &y->st[y->depth - 1] : NULL;
+}
+
+static sc_status
+push(struct yload *y, size_t line, enum frame_kind kind)
+{
+    if (y->depth == CONFIG_MAX_DEPTH)
+        return fail(y, line, "nesting deeper than %d levels", CONFIG_MAX_DEPTH);
+    memset(&y->st[y->depth], 0, sizeof(y->st[0]));
+    y->st[y->depth].kind = kind;
+    y->depth++;
+    return SC_OK;
+}
+
+/* The key path being read, for messages. */
+static const char *
+shown_path(struct yload *y, char *buf, size_t buflen)
+{
+    config_show(buf, buflen, y->path, y->pathlen);
+    return buf;
+}
+
+static sc_status
+unknown_key(struct yload *y, size_t line)
+{
+    char p[300];
+
+    return fail(y, line, "%s: unknown key", shown_path(y, p, sizeof(p)));
+}
+
+/* Marks the pending key seen; refuses a second occurrence. */
+static sc_status
+mark_seen(struct yload *y, size_t line, const struct config_key *k)
+{
+    size_t i = config_key_index(k);
+
+    if (y->seen[i])
+        return fail(y, line, "%s: duplicate key", k->info.path);
+    y->seen[i] = true;
+    return SC_OK;
+}
+
+/* A mapping key inside a section: extends the section's path. */
+static sc_status
+section_key(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, line = ev->start_mark.line + 1;
+    size_t need = fr->base + (fr->base > 0) + n;
+
+    y->pathlen = fr->base;
+    if (need > CONFIG_MAX_PATH) {
+        /* Show what fits: the section's path (always short) and the key's start. */
+        if (fr->base > 0 && y->pathlen < CONFIG_MAX_PATH)
+            y->path[y->pathlen++] = '.';
+        n = CONFIG_MAX_PATH - y->pathlen;
+        memcpy(y->path + y->pathlen, v, n);
+        y->pathlen += n;
+        return unknown_key(y, line);
+    }
+    if (fr->base > 0)
+        y->path[y->pathlen++] = '.';
+    memcpy(y->path + y->pathlen, v, n);
+    y->pathlen += n;
+    y->path[y->pathlen] = '\0';
+    if (n == 0 || memchr(v, '\0', n) != NULL)
+        return unknown_key(y, line);
+    y->key = config_key_lookup(y->path, y->pathlen);
+    fr->want_value = true;
+    return SC_OK;
+}
+
+/* A scalar value inside a section. */
+static sc_status
+section_value(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const struct config_key *k = y->key;
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, line = ev->start_mark.line + 1;
+    char msg[CONFIG_ERR_MAX], p[300];
+    bool null = is_null(ev);
+    sc_status s;
+
+    fr->want_value = false;
+    if (k == NULL) {
+        if (!config_key_is_section(y->path, y->pathlen))
+            return unknown_key(y, line);
+        if (null)
+            return SC_OK; /* an empty section */
+        return fail(y, line, "%s: expected a mapping of keys", shown_path(y, p, sizeof(p)));
+    }
+    s = mark_seen(y, line, k);
+    if (s != SC_OK)
+        return s;
+    if (null) {
+        v = "";
+        n = 0;
+    }
+    if (k->info.type == CONFIG_TYPE_RULES) {
+        if (!null)
+            return fail(y, line, "%s: expected a sequence of rules", k->info.path);
+        config_rules_replace(y->cfg, NULL, 0);
+        return SC_OK;
+    }
+    if (config_key_set(y->cfg, k, v, n, msg, sizeof(msg)) != SC_OK)
+        return fail(y, line, "%s", msg);
+    return SC_OK;
+}
+
+/* A scalar entry of a list. */
+static sc_status
+list_entry(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, line = ev->start_mark.line + 1;
+    char msg[CONFIG_ERR_MAX];
+
+    if (y->nlist == CONFIG_MAX_LIST)
+        return fail(y, line, "%s: more than %d entries", fr->key->info.path, CONFIG_MAX_LIST);
+    if (config_list_check(fr->key, v, n, msg, sizeof(msg)) != SC_OK)
+        return fail(y, line, "%s", msg);
+    /* Grow by doubling; the slot after the last entry stays NULL. */
+    if (y->nlist + 2 > y->caplist) {
+        y->caplist = y->caplist == 0 ? 8 : 2 * y->caplist;
+        y->list = sc_xrealloc(y->list, y->caplist * sizeof(*y->list));
+    }
+    y->list[y->nlist++] = sc_xstrndup(v, n);
+    y->list[y->nlist] = NULL;
+    return SC_OK;
+}
+
+/* A key or value inside one rule's mapping. */
+static sc_status
+rule_scalar(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, line = ev->start_mark.line + 1, idx = y->nrules - 1, i;
+    struct config_rule *r = &y->rules[idx];
+    char shown[300];
+    policy_category cat;
+
+    config_show(shown, sizeof(shown), v, n);
+    if (!fr->want_value) {
+        for (i = 0; i < RP_COUNT; i++) {
+            if (strlen(rule_part_names[i]) == n && memcmp(rule_part_names[i], v, n) == 0)
+                break;
+        }
+        if (i == RP_COUNT)
+            return fail(y, line,
+                        "classifier.rules[%zu].%s: unknown key (id, pattern, category, field)", idx,
+                        shown);
+        if (y->rule_have & (1u << i))
+            return fail(y, line, "classifier.rules[%zu].%s: duplicate key", idx, shown);
+        y->rule_have |= 1u << i;
+        y->part = (enum rule_part)i;
+        fr->want_value = true;
+        return SC_OK;
+    }
+    fr->want_value = false;
+    if (n > CONFIG_MAX_STRING)
+        return fail(y, line, "classifier.rules[%zu].%s: longer than %d bytes", idx,
+                    rule_part_names[y->part], CONFIG_MAX_STRING);
+    if (!config_text_ok(v, n))
+        return fail(y, line,
+                    "classifier.rules[%zu].%s: '%s' contains control characters or invalid UTF-8",
+                    idx, rule_part_names[y->part], shown);
+    switch (y->part) {
+    case RP_ID:
+        for (i = 0; i < n; i++) {
+            char c = v[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-'))
+                break;
+        }
+        if (n == 0 || n > 64 || i < n)
+            return fail(y, line,
+                        "classifier.rules[%zu].id: '%s' is not 1-64 characters of A-Z a-z 0-9 _ . -",
+                        idx, shown);
+        for (i = 0; i < idx; i++) {
+            if (strlen(y->rules[i].id) == n && memcmp(y->rules[i].id, v, n) == 0)
+                return fail(y, line, "classifier.rules[%zu].id: '%s' is already used by rule %zu",
+                            idx, shown, i);
+        }
+        r->id = sc_xstrndup(v, n);
+        break;
+    case RP_PATTERN:
+        if (n == 0)
+            return fail(y, line, "classifier.rules[%zu].pattern: empty", idx);
+        r->pattern = sc_xstrndup(v, n);
+        break;
+    case RP_CATEGORY:
+        if (policy_category_parse(v, n, &cat) != SC_OK) {
+            char names[200];
+            size_t o = 0;
+            names[0] = '\0';
+            for (i = 0; i < POLICY_CAT_COUNT && o < sizeof(names); i++) {
+                int w = snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
+                                 policy_category_name((policy_category)i));
+                if (w < 0)
+                    break;
+                o += (size_t)w;
+            }
+            return fail(y, line, "classifier.rules[%zu].category: '%s' is not one of %s", idx,
+                        shown, names);
+        }
+        r->category = cat;
+        break;
+    case RP_FIELD:
+        for (i = 0; config_field_names[i] != NULL; i++) {
+            if (strlen(config_field_names[i]) == n && memcmp(config_field_names[i], v, n) == 0)
+                break;
+        }
+        if (config_field_names[i] == NULL)
+            return fail(y, line,
+                        "classifier.rules[%zu].field: '%s' is not one of any, error, error_type",
+                        idx, shown);
+        r->field = (policy_match_field)i;
+        break;
+    case RP_COUNT: break;
+    }
+    return SC_OK;
+}
+
+static sc_status
+on_scalar(struct yload *y, const yaml_event_t *ev)
+{
+    struct frame *fr = top(y);
+    size_t line = ev->start_mark.line + 1;
+
+    if (fr == NULL) {
+        if (is_null(ev))
+            return SC_OK; /* an empty document */
+        return fail(y, line, "the top level must be a mapping of keys");
+    }
+    switch (fr->kind) {
+    case FR_SECTION:
+        return fr->want_value ? section_value(y, fr, ev) : section_key(y, fr, ev);
+    case FR_LIST: return list_entry(y, fr, ev);
+    case FR_RULES:
+        return fail(y, line, "classifier.rules[%zu]: expected a mapping %s", y->nrules, RULE_SHAPE);
+    case FR_RULE: return rule_scalar(y, fr, ev);
+    }
+    return SC_EINVAL;
+}
+
+static sc_status
+on_mapping_start(struct yload *y, const yaml_event_t *ev)
+{
+    struct frame *fr = top(y);
+    size_t line = ev->start_mark.line + 1, base;
+    sc_status s;
+
+    if (fr == NULL)
+        return push(y, line, FR_SECTION);
+    switch (fr->kind) {
+    case FR_SECTION:
+        if (!fr->want_value)
+            return fail(y, line, "mapping keys must be plain text");
+        if (y->key != NULL) {
+            if (y->key->info.type == CONFIG_TYPE_RULES)
+                return fail(y, line, "%s: expected a sequence of rules", y->key->info.path);
+            if (y->key->info.type == CONFIG_TYPE_LIST)
+                return fail(y, line, "%s: expected a list", y->key->info.path);
+            return fail(y, line, "%s: expected a single value, not a mapping", y->key->info.path);
+        }
+        if (!config_key_is_section(y->path, y->pathlen))
+            return unknown_key(y, line);
+        fr->want_value = false;
+        base = y->pathlen;
+        s = push(y, line, FR_SECTION);
+        if (s == SC_OK)
+            top(y)->base = base;
+        return s;
+    case FR_LIST:
+        return fail(y, line, "%s: entries must be text, not mappings", fr->key->info.path);
+    case FR_RULES:
+        if (y->nrules == CONFIG_MAX_RULES)
+            return fail(y, line, "classifier.rules: more than %d rules", CONFIG_MAX_RULES);
+        s = push(y, line, FR_RULE);
+        if (s != SC_OK)
+            return s;
+        if (y->nrules == y->caprules) {
+            y->caprules = y->caprules == 0 ? 8 : 2 * y->caprules;
+            y->rules = sc_xrealloc(y->rules, y->caprules * sizeof(*y->rules));
+        }
+        memset(&y->rules[y->nrules], 0, sizeof(y->rules[0]));
+        y->rules[y->nrules].field = POLICY_MATCH_ANY;
+        y->nrules++;
+        y->rule_have = 0;
+        return SC_OK;
+    case FR_RULE:
+        if (fr->want_value)
+            return fail(y, line, "classifier.rules[%zu].%s: expected text", y->nrules - 1,
+                        rule_part_names[y->part]);
+        return fail(y, line, "mapping keys must be plain text");
+    }
+    return SC_EINVAL;
+}
+
+static sc_status
+on_sequence_start(struct yload *y, const yaml_event_t *ev)
+{
+    struct frame *fr = top(y);
+    const struct config_key *k = y->key;
+    size_t line = ev->start_mark.line + 1;
+    char p[300];
+    sc_status s;
+
+    if (fr == NULL)
+        return fail(y, line, "the top level must be a mapping of keys");
+    switch (fr->kind) {
+    case FR_SECTION:
+        if (!fr->want_value)
+            return fail(y, line, "mapping keys must be plain text");
+        if (k == NULL) {
+            if (!config_key_is_section(y->path, y->pathlen))
+                return unknown_key(y, line);
+            return fail(y, line, "%s: expected a mapping of keys", shown_path(y, p, sizeof(p)));
+        }
+        if (k->info.type != CONFIG_TYPE_LIST && k->info.type != CONFIG_TYPE_RULES)
+            return fail(y, line, "%s: expected a single value, not a list", k->info.path);
+        s = mark_seen(y, line, k);
+        if (s != SC_OK)
+            return s;
+        fr->want_value = false;
+        s = push(y, line, k->info.type == CONFIG_TYPE_LIST ? FR_LIST : FR_RULES);
+        if (s != SC_OK)
+            return s;
+        top(y)->key = k;
+        return SC_OK;
+    case FR_LIST:
+        return fail(y, line, "%s: entries must be text, not lists", fr->key->info.path);
+    case FR_RULES:
+        return fail(y, line, "classifier.rules[%zu]: expected a mapping %s", y->nrules, RULE_SHAPE);
+    case FR_RULE:
+        if (fr->want_value)
+            return fail(y, line, "classifier.rules[%zu].%s: expected text", y->nrules - 1,
+                        rule_part_names[y->part]);
+        return fail(y, line, "mapping keys must be plain text");
+    }
+    return SC_EINVAL;
+}
+
+static void
+rules_drop(struct yload *y)
+{
+    size_t i;
+
+    for (i = 0; i < y->nrules; i++) {
+        free(y->rules[i].id);
+        free(y->rules[i].pattern);
+    }
+    free(y->rules);
+    y->rules = NULL;
+    y->nrules = y->caprules = 0;
+}
+
+static void
+list_drop(struct yload *y)
+{
+    size_t i;
+
+    for (i = 0; i < y->nlist; i++)
+        free(y->list[i]);
+    free(y->list);
+    y->list = NULL;
+    y->nlist = y->caplist = 0;
+}
+
+static sc_status
+on_end(struct yload *y, const yaml_event_t *ev)
+{
+    struct frame *fr = top(y);
+    size_t line = ev->start_mark.line + 1, i;
+
+    if (fr == NULL)
+        return fail(y, line, "unbalanced YAML events");
+    switch (fr->kind) {
+    case FR_SECTION: break;
+    case FR_LIST:
+        if (y->list == NULL)
+            y->list = sc_xcalloc(1, sizeof(*y->list));
+        config_list_replace(y->cfg, fr->key, y->list, y->nlist);
+        y->list = NULL;
+        y->nlist = y->caplist = 0;
+        break;
+    case FR_RULES:
+        config_rules_replace(y->cfg, y->rules, y->nrules);
+        y->rules = NULL;
+        y->nrules = y->caprules = 0;
+        break;
+    case FR_RULE:
+        for (i = 0; i < RP_FIELD; i++) {
+            if (!(y->rule_have & (1u << i)))
+                return fail(y, line, "classifier.rules[%zu]: missing %s", y->nrules - 1,
+                            rule_part_names[i]);
+        }
+        break;
+    }
+    y->depth--;
+    return SC_OK;
+}
+
+/* The line (1-based) of byte offset off in the text. */
+static size_t
+line_of(const struct yload *y, size_t off, size_t len)
+{
+    size_t i, line = 1;
+
+    for (i = 0; i < off && i < len; i++)
+        line += y->text[i] == '\n';
+    return line;
+}
+
+sc_status
+config_yaml_apply(struct config *cfg, const char *origin, const char *text, size_t len,
+                  char *err, size_t errlen)
+{
+    struct yload *y = NULL;
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool parser_live = false;
+    sc_status s = SC_EINVAL;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    y = sc_xcalloc(1, sizeof(*y));
+    y->cfg = cfg;
+    y->origin = origin;
+    y->text = text;
+    y->err = err;
+    y->errlen = errlen;
+    if (len > CONFIG_MAX_FILE_BYTES) {
+        s = fail(y, 1, "the configuration is larger than %d bytes", CONFIG_MAX_FILE_BYTES);
+        goto done;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        s = fail(y, 1, "cannot initialise the YAML parser");
+        goto done;
+    }
+    parser_live = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    for (;;) {
+        yaml_event_type_t type;
+        size_t line;
+
+        if (!yaml_parser_parse(&parser, &ev)) {
+            const char *problem = parser.problem != NULL ? parser.problem : "malformed YAML";
+            line = parser.error == YAML_READER_ERROR
+                       ? line_of(y, parser.problem_offset, len)
+                       : parser.problem_mark.line + 1;
+            if (parser.context != NULL)
+                s = fail(y, line, "%s (%s)", problem, parser.context);
+            else
+                s = fail(y, line, "%s", problem);
+            goto done;
+        }
+        type = ev.type;
+        line = ev.start_mark.line + 1;
+        switch (type) {
+        case YAML_DOCUMENT_START_EVENT:
+            s = ++y->docs > 1 ? fail(y, line, "only one YAML document is allowed") : SC_OK;
+            break;
+        case YAML_ALIAS_EVENT: s = fail(y, line, "aliases (*name) are not supported"); break;
+        case YAML_SCALAR_EVENT: s = on_scalar(y, &ev); break;
+        case YAML_MAPPING_START_EVENT: s = on_mapping_start(y, &ev); break;
+        case YAML_SEQUENCE_START_EVENT: s = on_sequence_start(y, &ev); break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT: s = on_end(y, &ev); break;
+        default: s = SC_OK; break;
+        }
+        yaml_event_delete(&ev);
+        if (s != SC_OK || type == YAML_STREAM_END_EVENT)
+            goto done;
+    }
+done:
+    if (parser_live)
+        yaml_parser_delete(&parser);
+    if (y != NULL) {
+        list_drop(y);
+        rules_drop(y);
+        free(y);
+    }
+    return s;
+}

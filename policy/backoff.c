@@ -1,0 +1,167 @@
+/* backoff.c - retry delays: immediate, linear and exponential backoff, capped without overflow, then jittered. */
+#include "policy.h"
+
+#include <math.h>
+
+void
+policy_backoff_default(struct policy_backoff *b)
+{
+    b->linear_step_ms = 300000;
+    b->exp_base_ms = 60000;
+    b->max_delay_ms = 3600000;
+    b->jitter = 0.1;
+}
+
+/* Negative parameters count as 0 (policy.h), so every sum below stays in range. */
+static int64_t
+nonneg(int64_t v)
+{
+    return v < 0 ? 0 : v;
+}
+
+/*
+ * step * n capped at cap, all three >= 0 (n >= 1). When n > cap / step the
+ * product is above the cap, so it is never formed.
+ */
+static int64_t
+linear_capped(int64_t step, int64_t n, int64_t cap)
+{
+    if (step == 0)
+        return 0;
+    if (n > cap / step)
+        return cap;
+    return step * n;
+}
+
+/*
+ * base * 2^(n-1) capped at cap, all >= 0 (n >= 1). With a shift of 63 or more
+ * any base >= 1 is past INT64_MAX >= cap; otherwise base > cap >> shift means
+ * base << shift > cap. So the shift is only done when its result fits.
+ */
+static int64_t
+exponential_capped(int64_t base, int64_t n, int64_t cap)
+{
+    int64_t shift = n - 1;
+
+    if (base == 0)
+        return 0;
+    if (shift >= 63 || base > (cap >> shift))
+        return cap;
+    return base << shift;
+}
+
+int64_t
+policy_backoff_raw(const struct policy_backoff *b, policy_retry p, int64_t n)
+{
+    struct policy_backoff def;
+    int64_t cap;
+
+    if (b == NULL) {
+        policy_backoff_default(&def);
+        b = &def;
+    }
+    if (n < 1)
+        n = 1;
+    cap = nonneg(b->max_delay_ms);
+    switch (p) {
+    case POLICY_IMMEDIATE:
+        return 0;
+    case POLICY_LINEAR:
+        return linear_capped(nonneg(b->linear_step_ms), n, cap);
+    case POLICY_EXPONENTIAL:
+        return exponential_capped(nonneg(b->exp_base_ms), n, cap);
+    default: /* POLICY_NEVER and values outside the enum */
+        return -1;
+    }
+}
+
+/*
+ * The default random source: xorshift64* in thread-local state, seeded on
+ * first use from both clocks and the state's own address (which differs per
+ * thread), mixed with a splitmix64 step so that close seeds diverge.
+ */
+static _Thread_local uint64_t rand_state;
+
+static uint64_t
+default_rand(void)
+{
+    uint64_t x = rand_state;
+
+    if (x == 0) {
+        x = (uint64_t)sc_now_mono_ms() ^ ((uint64_t)sc_now_wall_ms() << 21) ^
+            (uint64_t)(uintptr_t)&rand_state;
+        x += 0x9e3779b97f4a7c15u;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+        x ^= x >> 31;
+        if (x == 0)
+            x = 0x9e3779b97f4a7c15u;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rand_state = x;
+    return x * 0x2545f4914f6cdd1du;
+}
+
+/*
+ * Rounds x to the nearest integer, saturating at the int64_t range (NaN: 0).
+ * Doubles of magnitude 2^52 and more are already integers.
+ */
+static int64_t
+round_i64(double x)
+{
+    if (isnan(x))
+        return 0;
+    if (x >= 0x1p63)
+        return INT64_MAX;
+    if (x <= -0x1p63)
+        return INT64_MIN;
+    if (x >= 0x1p52 || x <= -0x1p52)
+        return (int64_t)x;
+    return x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5);
+}
+
+/*
+ * The jitter is applied as an offset: only d * jitter * (2u - 1) goes through
+ * a double, and it is added to the exact integer d with a saturating add.
+ * So jitter 0 returns d exactly, and the precision lost when d > 2^53 is a
+ * few ms of the offset, never a value above the cap (the result is clamped).
+ */
+int64_t
+policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
+                     policy_rand_fn rnd, void *ctx)
+{
+    struct policy_backoff def;
+    int64_t d, cap, off, r;
+    uint64_t bits;
+    double j, u;
+
+    if (b == NULL) {
+        policy_backoff_default(&def);
+        b = &def;
+    }
+    d = policy_backoff_raw(b, p, n);
+    if (d <= 0) /* never (-1) or a zero delay: nothing to jitter */
+        return d;
+    cap = nonneg(b->max_delay_ms);
+    j = b->jitter;
+    if (!(j > 0.0)) /* also NaN */
+        return d;
+    if (j > 1.0)
+        j = 1.0;
+
+    bits = rnd != NULL ? rnd(ctx) : default_rand();
+    u = (double)(bits >> 11) * 0x1p-53; /* uniform in [0, 1) with 53 bits */
+    off = round_i64((double)d * j * (2.0 * u - 1.0));
+
+    if (off > 0 && d > INT64_MAX - off)
+        r = INT64_MAX;
+    else
+        r = d + off; /* d >= 0 and off >= INT64_MIN: no overflow */
+    if (r < 0)
+        r = 0;
+    if (r > cap)
+        r = cap;
+    return r;
+}

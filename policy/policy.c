@@ -1,0 +1,149 @@
+/* policy.c - names of categories, retry policies and strategies; default policies; ingest decisions. */
+#include "policy.h"
+
+static const char *const category_names[POLICY_CAT_COUNT] = {
+    [POLICY_CAT_TRANSIENT] = "transient",
+    [POLICY_CAT_NETWORK] = "network",
+    [POLICY_CAT_RESOURCE] = "resource",
+    [POLICY_CAT_PERMISSION] = "permission",
+    [POLICY_CAT_VALIDATION] = "validation",
+    [POLICY_CAT_PERMANENT] = "permanent",
+};
+
+static const char *const retry_names[POLICY_RETRY_COUNT] = {
+    [POLICY_NEVER] = "never",
+    [POLICY_LINEAR] = "linear",
+    [POLICY_EXPONENTIAL] = "exponential",
+    [POLICY_IMMEDIATE] = "immediate",
+};
+
+static const char *const strategy_names[POLICY_STRATEGY_COUNT] = {
+    [POLICY_STRATEGY_AUTOMATIC] = "automatic",
+    [POLICY_STRATEGY_SELECTIVE] = "selective",
+    [POLICY_STRATEGY_MANUAL] = "manual",
+    [POLICY_STRATEGY_DISABLED] = "disabled",
+};
+
+/* ASCII-only lower case, so that the locale never changes what parses. */
+static char
+ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/*
+ * Looks len bytes at s up in names (n entries, lower case) without regard to
+ * ASCII case. Returns the index, or -1 when nothing matches exactly.
+ */
+static int
+lookup(const char *const *names, int n, const char *s, size_t len)
+{
+    int i;
+    size_t k;
+
+    if (s == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        const char *name = names[i];
+
+        for (k = 0; k < len && name[k] != '\0'; k++) {
+            if (ascii_lower(s[k]) != name[k])
+                break;
+        }
+        if (k == len && name[k] == '\0')
+            return i;
+    }
+    return -1;
+}
+
+const char *
+policy_category_name(policy_category c)
+{
+    if ((int)c < 0 || c >= POLICY_CAT_COUNT)
+        return "unknown";
+    return category_names[c];
+}
+
+sc_status
+policy_category_parse(const char *s, size_t len, policy_category *out)
+{
+    int i = lookup(category_names, POLICY_CAT_COUNT, s, len);
+
+    if (i < 0 || out == NULL)
+        return SC_EINVAL;
+    *out = (policy_category)i;
+    return SC_OK;
+}
+
+const char *
+policy_retry_name(policy_retry p)
+{
+    if ((int)p < 0 || p >= POLICY_RETRY_COUNT)
+        return "unknown";
+    return retry_names[p];
+}
+
+sc_status
+policy_retry_parse(const char *s, size_t len, policy_retry *out)
+{
+    int i = lookup(retry_names, POLICY_RETRY_COUNT, s, len);
+
+    if (i < 0 || out == NULL)
+        return SC_EINVAL;
+    *out = (policy_retry)i;
+    return SC_OK;
+}
+
+const char *
+policy_strategy_name(policy_strategy s)
+{
+    if ((int)s < 0 || s >= POLICY_STRATEGY_COUNT)
+        return "unknown";
+    return strategy_names[s];
+}
+
+sc_status
+policy_strategy_parse(const char *s, size_t len, policy_strategy *out)
+{
+    int i = lookup(strategy_names, POLICY_STRATEGY_COUNT, s, len);
+
+    if (i < 0 || out == NULL)
+        return SC_EINVAL;
+    *out = (policy_strategy)i;
+    return SC_OK;
+}
+
+policy_retry
+policy_default_retry(policy_category c)
+{
+    switch (c) {
+    case POLICY_CAT_TRANSIENT:
+    case POLICY_CAT_NETWORK:
+        return POLICY_EXPONENTIAL;
+    case POLICY_CAT_RESOURCE:
+        return POLICY_LINEAR;
+    default:
+        return POLICY_NEVER;
+    }
+}
+
+bool
+policy_category_retryable(policy_category c)
+{
+    return policy_default_retry(c) != POLICY_NEVER;
+}
+
+bool
+policy_should_store(policy_strategy s, policy_retry effective, bool enqueue)
+{
+    switch (s) {
+    case POLICY_STRATEGY_AUTOMATIC:
+        return true;
+    case POLICY_STRATEGY_SELECTIVE:
+        return effective != POLICY_NEVER && (int)effective >= 0 && effective < POLICY_RETRY_COUNT;
+    case POLICY_STRATEGY_MANUAL:
+        return enqueue;
+    default:
+        return false;
+    }
+}

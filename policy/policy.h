@@ -1,0 +1,163 @@
+/* policy.h - error classification, retry policies, backoff with jitter and ingest strategies. */
+#ifndef DLQ_POLICY_H
+#define DLQ_POLICY_H
+
+#include "common.h"
+
+/* Error categories of DESIGN section 7, in that order. */
+typedef enum {
+    POLICY_CAT_TRANSIENT = 0,
+    POLICY_CAT_NETWORK,
+    POLICY_CAT_RESOURCE,
+    POLICY_CAT_PERMISSION,
+    POLICY_CAT_VALIDATION,
+    POLICY_CAT_PERMANENT,
+    POLICY_CAT_COUNT
+} policy_category;
+
+/* Retry policies. */
+typedef enum {
+    POLICY_NEVER = 0,
+    POLICY_LINEAR,
+    POLICY_EXPONENTIAL,
+    POLICY_IMMEDIATE,
+    POLICY_RETRY_COUNT
+} policy_retry;
+
+/* Ingest strategies (DESIGN section 7). */
+typedef enum {
+    POLICY_STRATEGY_AUTOMATIC = 0,
+    POLICY_STRATEGY_SELECTIVE,
+    POLICY_STRATEGY_MANUAL,
+    POLICY_STRATEGY_DISABLED,
+    POLICY_STRATEGY_COUNT
+} policy_strategy;
+
+/*
+ * Name <-> value. *_name() returns a static lower-case name ("network",
+ * "exponential", "selective"), or "unknown". *_parse() matches len bytes at s
+ * case-insensitively, sets *out and returns SC_OK, or returns SC_EINVAL and
+ * leaves *out unchanged. Any thread.
+ */
+const char *policy_category_name(policy_category c);
+sc_status policy_category_parse(const char *s, size_t len, policy_category *out);
+const char *policy_retry_name(policy_retry p);
+sc_status policy_retry_parse(const char *s, size_t len, policy_retry *out);
+const char *policy_strategy_name(policy_strategy s);
+sc_status policy_strategy_parse(const char *s, size_t len, policy_strategy *out);
+
+/*
+ * policy_default_retry() is the category's default policy: exponential for
+ * transient and network, linear for resource, never for the rest.
+ */
+policy_retry policy_default_retry(policy_category c);
+
+/* policy_category_retryable() is true when the category's default policy is not never. */
+bool policy_category_retryable(policy_category c);
+
+/*
+ * policy_should_store() applies an ingest strategy (DESIGN section 7):
+ * automatic -> always; selective -> only when the effective policy is not
+ * never; manual -> only when enqueue is set; disabled -> never.
+ */
+bool policy_should_store(policy_strategy s, policy_retry effective, bool enqueue);
+
+/* Which text of a failure a rule looks at. */
+typedef enum {
+    POLICY_MATCH_ANY = 0,  /* error_type or error */
+    POLICY_MATCH_ERROR_TYPE,
+    POLICY_MATCH_ERROR,
+} policy_match_field;
+
+/*
+ * Limits on classification rules, checked by policy_classifier_new():
+ * POLICY_RULE_ID_MAX is the longest id in bytes, POLICY_PATTERN_MAX the
+ * longest pattern in bytes, POLICY_RULES_MAX the most user rules.
+ */
+#define POLICY_RULE_ID_MAX 64
+#define POLICY_PATTERN_MAX 4096
+#define POLICY_RULES_MAX 1024
+
+/* One classification rule, as config/ hands it over (strings borrowed during the call). */
+struct policy_rule_spec {
+    const char *id;      /* unique, shown as classifier_rule; 1-64 chars [A-Za-z0-9_.-] */
+    const char *pattern; /* PCRE2 pattern, matched case-insensitively (UTF mode off) */
+    policy_category category;
+    policy_match_field field;
+};
+
+struct policy_classifier; /* opaque: compiled rules plus a reusable match block */
+
+/*
+ * policy_classifier_new() compiles the rules: user rules first (in order),
+ * then the built-in rules unless replace_builtin. nrules may be 0. On success
+ * sets *out and returns SC_OK. Returns SC_EINVAL when a pattern does not
+ * compile or an id is bad or repeated; then err (errlen bytes, may be NULL)
+ * holds "classifier.rules[2].pattern: missing ) at offset 7"-style text
+ * (indexes are 0-based). A user id equal to a built-in rule's id (unless
+ * replace_builtin) or to "default" counts as repeated. Patterns that ask for
+ * UTF mode with (*UTF) are refused. Beyond the POLICY_* limits above: SC_EINVAL.
+ * Free with policy_classifier_free() (NULL is a no-op). Build on any thread;
+ * a classifier is then used by one thread at a time.
+ */
+sc_status policy_classifier_new(const struct policy_rule_spec *rules, size_t nrules,
+                                bool replace_builtin, struct policy_classifier **out,
+                                char *err, size_t errlen);
+void policy_classifier_free(struct policy_classifier *pc);
+
+/*
+ * policy_classify() returns the category of the first rule that matches
+ * error_type (len etlen, may be NULL/0) or error (len elen, may be NULL/0),
+ * case-insensitively, and sets *rule_id (may be NULL) to its id (static or
+ * owned by pc; lives as long as pc). When nothing matches: POLICY_CAT_PERMANENT
+ * with rule id "default". Bytes need not be valid UTF-8 or NUL-terminated.
+ * An absent text (NULL or 0 bytes) matches no rule; a match that runs into
+ * PCRE2's match limit counts as no match. No allocation in steady state (the
+ * match block is reused). Never fails. Thread: the one using pc.
+ */
+policy_category policy_classify(struct policy_classifier *pc, const char *error_type, size_t etlen,
+                                const char *error, size_t elen, const char **rule_id);
+
+/* policy_classifier_count() returns how many rules pc holds (built-ins included). */
+size_t policy_classifier_count(const struct policy_classifier *pc);
+
+/*
+ * Backoff parameters, all in integer milliseconds except jitter, a fraction
+ * in [0, 1]. Delays never overflow or go negative for any attempt number or
+ * any values, including max_delay_ms = INT64_MAX. A negative step, base or
+ * cap counts as 0; a jitter above 1 counts as 1, below 0 or NaN as 0.
+ */
+struct policy_backoff {
+    int64_t linear_step_ms; /* default 300000 */
+    int64_t exp_base_ms;    /* default 60000 */
+    int64_t max_delay_ms;   /* default 3600000 */
+    double jitter;          /* default 0.1 */
+};
+
+/* policy_backoff_default() fills b with the defaults above. */
+void policy_backoff_default(struct policy_backoff *b);
+
+/*
+ * A random source: returns a uniformly distributed 64-bit value. Tests inject
+ * a fixed or scripted one; ctx is passed through.
+ */
+typedef uint64_t (*policy_rand_fn)(void *ctx);
+
+/*
+ * policy_backoff_raw() is the delay in ms before attempt n (n >= 1; n < 1 is
+ * taken as 1) with no jitter: immediate 0, linear step*n, exponential
+ * base*2^(n-1), each capped at max_delay_ms (saturating, never overflowing).
+ * never returns -1 (no automatic retry). Any thread.
+ */
+int64_t policy_backoff_raw(const struct policy_backoff *b, policy_retry p, int64_t n);
+
+/*
+ * policy_backoff_delay() is policy_backoff_raw() jittered by a uniform factor
+ * in [1 - jitter, 1 + jitter] drawn from rnd(ctx) (rnd NULL: a thread-local
+ * xorshift seeded from the clock), then clamped to [0, max_delay_ms].
+ * Returns -1 for never. Any thread (rnd permitting).
+ */
+int64_t policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
+                             policy_rand_fn rnd, void *ctx);
+
+#endif

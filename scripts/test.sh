@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# test.sh - the README's test command: installs, builds with -Werror, runs every test, the sanitizer builds and the fuzzers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc)
+fuzz_secs=${DLQ_FUZZ_SECONDS:-30}
+
+scripts/install-deps.sh
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "build (RelWithDebInfo, -Werror)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build
+
+step "all tests"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+step "unit and integration tests under ASan+UBSan"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDLQ_SANITIZE=address >/dev/null
+ninja -C build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  DLQ_TEST_QUICK=1 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+step "threaded code under TSan"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDLQ_SANITIZE=thread >/dev/null
+ninja -C build-tsan
+TSAN_OPTIONS="halt_on_error=1 suppressions=$root/tests/tsan.supp" \
+  DLQ_TEST_QUICK=1 ctest --test-dir build-tsan --output-on-failure -L integration
+
+step "fuzzers, ${fuzz_secs}s each (clang, libFuzzer, ASan+UBSan)"
+CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDLQ_FUZZ=ON >/dev/null
+ninja -C build-fuzz fuzz_envelope fuzz_config
+for f in envelope config; do
+  work=$(mktemp -d)
+  cp -r "fuzz/corpus/$f/." "$work/"
+  rc=0
+  build-fuzz/fuzz/fuzz_$f -max_total_time="$fuzz_secs" -max_len=65536 -print_final_stats=1 \
+    "$work" >"$work.log" 2>&1 || rc=$?
+  grep -E '^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' "$work.log" || true
+  if [ "$rc" -ne 0 ]; then tail -50 "$work.log" >&2; echo "fuzz_$f failed (exit $rc)" >&2; exit 1; fi
+  rm -f "$work.log"
+  rm -rf "$work"
+done
+
+step "all passed"

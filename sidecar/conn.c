@@ -1,0 +1,401 @@
+/* conn.c - the NATS connection on the libevent loop, its subscriptions, and the hand-off of messages to the loop thread. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nats/adapters/libevent.h>
+
+#include "sidecar-internal.h"
+
+#define HANDOFF_BATCH 256
+
+static void on_wake(evutil_socket_t fd, short what, void *arg);
+
+sc_status
+sc_handoff_init(struct sc_daemon *d, size_t cap)
+{
+    struct sc_handoff *h = &d->in;
+
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->notfull, NULL);
+    h->cap = cap;
+    h->items = sc_xcalloc(cap, sizeof(*h->items));
+    h->wake = event_new(d->base, -1, 0, on_wake, d);
+    return h->wake ? SC_OK : SC_ENOMEM;
+}
+
+void
+sc_handoff_destroy(struct sc_daemon *d)
+{
+    struct sc_handoff *h = &d->in;
+
+    if (!h->items)
+        return;
+    while (h->len) {
+        natsMsg_Destroy(h->items[h->head].msg);
+        h->head = (h->head + 1) % h->cap;
+        h->len--;
+    }
+    free(h->items);
+    h->items = NULL;
+    if (h->wake)
+        event_free(h->wake);
+    pthread_cond_destroy(&h->notfull);
+    pthread_mutex_destroy(&h->mu);
+}
+
+/*
+ * Runs on a nats.c delivery thread: queue the message for the loop. When
+ * the ring is full the thread waits, which leaves further messages in the
+ * subscription's pending buffer (nats.c's own bounded queue).
+ */
+static void
+handoff_push(struct sc_daemon *d, natsMsg *msg, sc_in_kind kind)
+{
+    struct sc_handoff *h = &d->in;
+    bool wake = false;
+
+    pthread_mutex_lock(&h->mu);
+    while (h->len == h->cap && !h->closed)
+        pthread_cond_wait(&h->notfull, &h->mu);
+    if (h->closed) {
+        pthread_mutex_unlock(&h->mu);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    h->items[(h->head + h->len) % h->cap] = (struct sc_inmsg){msg, kind};
+    h->len++;
+    if (!h->wake_pending) {
+        h->wake_pending = true;
+        wake = true;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (wake)
+        event_active(h->wake, EV_READ, 0);
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_daemon *d = arg;
+    struct sc_handoff *h = &d->in;
+    struct sc_inmsg batch[HANDOFF_BATCH];
+    size_t n = 0;
+    bool more;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&h->mu);
+    while (n < HANDOFF_BATCH && h->len) {
+        batch[n++] = h->items[h->head];
+        h->head = (h->head + 1) % h->cap;
+        h->len--;
+    }
+    more = h->len > 0;
+    if (!more)
+        h->wake_pending = false;
+    pthread_cond_broadcast(&h->notfull);
+    pthread_mutex_unlock(&h->mu);
+
+    for (size_t i = 0; i < n; i++) {
+        switch (batch[i].kind) {
+        case SC_IN_FAILED: sc_ingest(d, batch[i].msg); break;
+        case SC_IN_REPLY: sc_on_reply(d, batch[i].msg); break;
+        case SC_IN_ADMIN: sc_admin(d, batch[i].msg); break;
+        }
+        natsMsg_Destroy(batch[i].msg);
+    }
+    /* Let timers and sockets run between batches. */
+    if (more)
+        event_active(h->wake, EV_READ, 0);
+}
+
+static void
+on_failed(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    handoff_push(closure, msg, SC_IN_FAILED);
+}
+
+static void
+on_reply_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    handoff_push(closure, msg, SC_IN_REPLY);
+}
+
+static void
+on_admin_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    handoff_push(closure, msg, SC_IN_ADMIN);
+}
+
+/* Connection state callbacks run on nats.c threads: log and set atomics only. */
+static void
+on_disconnected(natsConnection *nc, void *closure)
+{
+    struct sc_daemon *d = closure;
+
+    (void)nc;
+    __atomic_store_n(&d->nats_connected, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&d->disconnects, 1, __ATOMIC_RELAXED);
+    sc_log(SC_LOG_WARN, "nats disconnected", NULL);
+}
+
+static void
+on_reconnected(natsConnection *nc, void *closure)
+{
+    struct sc_daemon *d = closure;
+    char url[256] = "";
+
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    __atomic_store_n(&d->nats_connected, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&d->reconnects, 1, __ATOMIC_RELAXED);
+    sc_log(SC_LOG_INFO, "nats reconnected", "url", url, NULL);
+}
+
+static void
+on_connected(natsConnection *nc, void *closure)
+{
+    struct sc_daemon *d = closure;
+    char url[256] = "";
+
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    __atomic_store_n(&d->nats_connected, 1, __ATOMIC_RELAXED);
+    sc_log(SC_LOG_INFO, "nats connected", "url", url, NULL);
+}
+
+static void
+on_closed(natsConnection *nc, void *closure)
+{
+    struct sc_daemon *d = closure;
+
+    (void)nc;
+    __atomic_store_n(&d->nats_connected, 0, __ATOMIC_RELAXED);
+    sc_log(SC_LOG_INFO, "nats connection closed", NULL);
+    /* Last touch of d: sc_conn_close() waits for this before d is freed. */
+    __atomic_store_n(&d->nats_closed, 1, __ATOMIC_RELEASE);
+}
+
+static void
+on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    const char *subj = sub ? natsSubscription_GetSubject(sub) : "";
+
+    (void)nc;
+    (void)closure;
+    sc_log(SC_LOG_WARN, "nats async error", "error", natsStatus_GetText(err), "subject", subj, NULL);
+}
+
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        if ((ns = (call)) != NATS_OK) {                                                            \
+            what = #call;                                                                          \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+sc_status
+sc_conn_open(struct sc_daemon *d, char *err, size_t errlen)
+{
+    struct config *cfg = d->cfg;
+    natsOptions *opts = NULL;
+    natsInbox *inbox = NULL;
+    natsStatus ns = NATS_OK;
+    const char *what = "";
+    char *urls = NULL, *save = NULL, *tok;
+    const char *servers[64];
+    int nservers = 0;
+    char subj[512];
+    sc_status s = SC_EIO;
+
+    CHECK(natsOptions_Create(&opts));
+    urls = sc_xstrdup(cfg->nats_url);
+    for (tok = strtok_r(urls, ",", &save); tok && nservers < 64; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (*tok)
+            servers[nservers++] = tok;
+    }
+    if (nservers == 0) {
+        snprintf(err, errlen, "nats.url: '%s' holds no URL", cfg->nats_url);
+        s = SC_EINVAL;
+        goto done;
+    }
+    CHECK(natsOptions_SetServers(opts, servers, nservers));
+    CHECK(natsOptions_SetName(opts, cfg->nats_name));
+    if (*cfg->nats_user)
+        CHECK(natsOptions_SetUserInfo(opts, cfg->nats_user, cfg->nats_password));
+    if (*cfg->nats_token)
+        CHECK(natsOptions_SetToken(opts, cfg->nats_token));
+    if (*cfg->nats_creds_file)
+        CHECK(natsOptions_SetUserCredentialsFromFiles(opts, cfg->nats_creds_file, NULL));
+    if (*cfg->nats_nkey_seed_file)
+        CHECK(natsOptions_SetNKeyFromSeed(opts, cfg->nats_nkey, cfg->nats_nkey_seed_file));
+    if (*cfg->nats_tls_ca) {
+        CHECK(natsOptions_SetSecure(opts, true));
+        CHECK(natsOptions_LoadCATrustedCertificates(opts, cfg->nats_tls_ca));
+    }
+    if (*cfg->nats_tls_cert || *cfg->nats_tls_key) {
+        CHECK(natsOptions_SetSecure(opts, true));
+        CHECK(natsOptions_LoadCertificatesChain(opts, cfg->nats_tls_cert, cfg->nats_tls_key));
+    }
+    CHECK(natsOptions_SetMaxReconnect(opts, -1));
+    CHECK(natsOptions_SetReconnectWait(opts, cfg->nats_reconnect_wait_ms));
+    CHECK(natsOptions_SetReconnectJitter(opts, 100, 1000));
+    CHECK(natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024));
+    CHECK(natsOptions_SetMaxPendingMsgs(opts, 1000000));
+    CHECK(natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, d));
+    CHECK(natsOptions_SetDisconnectedCB(opts, on_disconnected, d));
+    CHECK(natsOptions_SetReconnectedCB(opts, on_reconnected, d));
+    CHECK(natsOptions_SetClosedCB(opts, on_closed, d));
+    CHECK(natsOptions_SetErrorHandler(opts, on_async_error, d));
+    CHECK(natsOptions_SetEventLoop(opts, d->base, natsLibevent_Attach, natsLibevent_Read,
+                                   natsLibevent_Write, natsLibevent_Detach));
+
+    ns = natsConnection_Connect(&d->nc, opts);
+    if (ns == NATS_OK) {
+        char url[256] = "";
+        natsConnection_GetConnectedUrl(d->nc, url, sizeof(url));
+        __atomic_store_n(&d->nats_connected, 1, __ATOMIC_RELAXED);
+        sc_log(SC_LOG_INFO, "nats connected", "url", url, NULL);
+    } else if (ns == NATS_NOT_YET_CONNECTED) {
+        sc_log(SC_LOG_WARN, "nats not reachable yet; retrying in the background", "url",
+               cfg->nats_url, NULL);
+    } else {
+        what = "natsConnection_Connect";
+        goto done;
+    }
+    ns = NATS_OK;
+
+    CHECK(natsInbox_Create(&inbox));
+    snprintf(d->reply_prefix, sizeof(d->reply_prefix), "%s", (const char *)inbox);
+    snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
+    CHECK(natsConnection_QueueSubscribe(&d->sub_failed, d->nc, subj, cfg->subjects_queue_group,
+                                        on_failed, d));
+    CHECK(natsSubscription_SetPendingLimits(d->sub_failed, 1000000, 512 * 1024 * 1024));
+    snprintf(subj, sizeof(subj), "%s.*.*", d->reply_prefix);
+    CHECK(natsConnection_Subscribe(&d->sub_reply, d->nc, subj, on_reply_msg, d));
+    CHECK(natsSubscription_SetPendingLimits(d->sub_reply, 1000000, 512 * 1024 * 1024));
+    snprintf(subj, sizeof(subj), "%s.admin.*", cfg->subjects_prefix);
+    CHECK(natsConnection_Subscribe(&d->sub_admin, d->nc, subj, on_admin_msg, d));
+    s = SC_OK;
+
+done:
+    if (s == SC_EIO)
+        snprintf(err, errlen, "nats: %s: %s", what, natsStatus_GetText(ns));
+    natsInbox_Destroy(inbox);
+    natsOptions_Destroy(opts);
+    free(urls);
+    return s;
+}
+
+void
+sc_conn_unsubscribe_ingest(struct sc_daemon *d)
+{
+    if (d->sub_failed) {
+        natsSubscription_Unsubscribe(d->sub_failed);
+        natsSubscription_Destroy(d->sub_failed);
+        d->sub_failed = NULL;
+    }
+}
+
+void
+sc_conn_close(struct sc_daemon *d)
+{
+    struct sc_handoff *h = &d->in;
+
+    if (h->items) {
+        pthread_mutex_lock(&h->mu);
+        h->closed = true;
+        pthread_cond_broadcast(&h->notfull);
+        pthread_mutex_unlock(&h->mu);
+    }
+    if (d->nc) {
+        natsConnection_Close(d->nc);
+        /* The closed callback runs on a nats.c thread and touches d: wait for it (at most 5 s). */
+        for (int i = 0; i < 5000 && !__atomic_load_n(&d->nats_closed, __ATOMIC_ACQUIRE); i++) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    natsSubscription_Destroy(d->sub_failed);
+    natsSubscription_Destroy(d->sub_reply);
+    natsSubscription_Destroy(d->sub_admin);
+    d->sub_failed = d->sub_reply = d->sub_admin = NULL;
+    natsConnection_Destroy(d->nc);
+    d->nc = NULL;
+}
+
+/* Copies a header value with control characters replaced by spaces (no CR/LF can reach the wire). */
+static const char *
+header_safe(const char *v, char *buf, size_t buflen)
+{
+    size_t i = 0;
+
+    for (; v[i] && i + 1 < buflen; i++)
+        buf[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) ? ' ' : v[i];
+    buf[i] = '\0';
+    return buf;
+}
+
+sc_status
+sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
+           size_t len, const char *const *headers)
+{
+    natsMsg *m = NULL;
+    natsStatus ns;
+    char val[1024];
+
+    if (len > INT32_MAX)
+        return SC_ETOOBIG;
+    if (!headers) {
+        ns = reply ? natsConnection_PublishRequest(d->nc, subject, reply, body, (int)len)
+                   : natsConnection_Publish(d->nc, subject, body, (int)len);
+    } else {
+        ns = natsMsg_Create(&m, subject, reply, body, (int)len);
+        for (size_t i = 0; ns == NATS_OK && headers[i]; i += 2)
+            ns = natsMsgHeader_Set(m, headers[i], header_safe(headers[i + 1], val, sizeof(val)));
+        if (ns == NATS_OK)
+            ns = natsConnection_PublishMsg(d->nc, m);
+        natsMsg_Destroy(m);
+    }
+    if (ns != NATS_OK) {
+        d->c.publish_errors++;
+        sc_log(SC_LOG_DEBUG, "publish failed", "subject", subject, "error", natsStatus_GetText(ns), NULL);
+        return SC_EIO;
+    }
+    d->c.published++;
+    return SC_OK;
+}
+
+void
+sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int error_code,
+           const char *error_message)
+{
+    const char *reply = natsMsg_GetReply(req);
+    const char *hdrs[5] = {NULL};
+    char code[16];
+
+    if (!reply || !*reply)
+        return;
+    if (error_code) {
+        snprintf(code, sizeof(code), "%d", error_code);
+        hdrs[0] = CODEC_HDR_SERVICE_ERROR;
+        hdrs[1] = error_message ? error_message : "error";
+        hdrs[2] = CODEC_HDR_SERVICE_ERROR_CODE;
+        hdrs[3] = code;
+    }
+    sc_publish(d, reply, NULL, body, len, error_code ? hdrs : NULL);
+}
+
+void
+sc_conn_global_init(void)
+{
+    natsLibevent_Init();
+}

@@ -1,0 +1,183 @@
+/* daemon.c - builds the loop, the connection and the queue; handles signals, shutdown and reload. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar-internal.h"
+
+#define HANDOFF_CAP 65536
+
+/* Builds a classifier from cfg's rules. */
+static sc_status
+build_classifier(const struct config *cfg, struct policy_classifier **out, char *err, size_t errlen)
+{
+    struct policy_rule_spec *specs = NULL;
+    sc_status s;
+
+    if (cfg->nrules)
+        specs = sc_xcalloc(cfg->nrules, sizeof(*specs));
+    for (size_t i = 0; i < cfg->nrules; i++) {
+        specs[i].id = cfg->rules[i].id;
+        specs[i].pattern = cfg->rules[i].pattern;
+        specs[i].category = cfg->rules[i].category;
+        specs[i].field = cfg->rules[i].field;
+    }
+    s = policy_classifier_new(specs, cfg->nrules, cfg->rules_replace_builtin, out, err, errlen);
+    free(specs);
+    return s;
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct sc_daemon *d = arg;
+
+    (void)what;
+    if (d->stopping) {
+        sc_log(SC_LOG_WARN, "second signal: stopping now", NULL);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = true;
+    d->stop_deadline_mono = sc_now_mono_ms() + d->cfg->shutdown_drain_ms;
+    sc_conn_unsubscribe_ingest(d);
+    sc_log(SC_LOG_INFO, "stopping: no new failures; draining in-flight retries", "signal",
+           sig == SIGTERM ? "TERM" : "INT", "in_flight", sc_log_int((int64_t)d->inflight),
+           "drain_ms", sc_log_int(d->cfg->shutdown_drain_ms), NULL);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct sc_daemon *d = arg;
+    struct config fresh;
+    struct policy_classifier *pc = NULL;
+    char err[512] = "";
+
+    (void)sig;
+    (void)what;
+    if (!d->reload) {
+        sc_log(SC_LOG_WARN, "SIGHUP ignored: no reload source", NULL);
+        return;
+    }
+    config_init(&fresh);
+    if (d->reload(d->reload_ctx, &fresh, err, sizeof(err)) ||
+        build_classifier(&fresh, &pc, err, sizeof(err))) {
+        sc_log(SC_LOG_ERROR, "reload refused; the old rules stay", "error", err, NULL);
+        config_destroy(&fresh);
+        return;
+    }
+    policy_classifier_free(d->classifier);
+    d->classifier = pc;
+    d->cfg->backoff = fresh.backoff;
+    d->cfg->has_default_retry_policy = fresh.has_default_retry_policy;
+    d->cfg->default_retry_policy = fresh.default_retry_policy;
+    d->cfg->default_max_retries = fresh.default_max_retries;
+    sc_log(SC_LOG_INFO, "reloaded rules and policies", "rules",
+           sc_log_int((int64_t)policy_classifier_count(pc)), NULL);
+    config_destroy(&fresh);
+}
+
+sc_status
+sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errlen)
+{
+    struct sc_daemon *d;
+    struct timeval tv;
+    sc_status s;
+
+    *out = NULL;
+    d = sc_xcalloc(1, sizeof(*d));
+    d->cfg = cfg;
+    sc_log_setup(cfg->log_level, cfg->log_format);
+    sc_conn_global_init();
+    d->base = event_base_new();
+    if (!d->base) {
+        snprintf(err, errlen, "libevent: event_base_new failed");
+        s = SC_EIO;
+        goto fail;
+    }
+    if ((s = build_classifier(cfg, &d->classifier, err, errlen)))
+        goto fail;
+    d->codec = codec_new(&cfg->limits);
+    sc_queue_init(&d->q, (size_t)cfg->history_max);
+    d->started_mono = sc_now_mono_ms();
+    d->started_wall = sc_now_wall_ms();
+    d->wheel = sc_wheel_new(cfg->timer_tick_ms, d->started_mono);
+    d->twheel = sc_wheel_new(cfg->timer_tick_ms, d->started_mono);
+    sc_buf_init(&d->out, 256 * 1024 * 1024);
+    sc_buf_init(&d->scratch, 16 * 1024 * 1024);
+    d->rng = (uint64_t)d->started_wall * 0x9e3779b97f4a7c15ULL | 1;
+    d->paused = !cfg->retry_processor_enabled;
+    sc_dispatch_init(d);
+    if ((s = sc_handoff_init(d, HANDOFF_CAP))) {
+        snprintf(err, errlen, "libevent: cannot create the wake event");
+        goto fail;
+    }
+    d->tick_ev = event_new(d->base, -1, EV_PERSIST, sc_on_tick, d);
+    tv.tv_sec = cfg->timer_tick_ms / 1000;
+    tv.tv_usec = (cfg->timer_tick_ms % 1000) * 1000;
+    event_add(d->tick_ev, &tv);
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
+    event_add(d->sig_term, NULL);
+    event_add(d->sig_int, NULL);
+    event_add(d->sig_hup, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((s = sc_conn_open(d, err, errlen)))
+        goto fail;
+    *out = d;
+    return SC_OK;
+
+fail:
+    sc_daemon_free(d);
+    return s;
+}
+
+void
+sc_daemon_set_reload(struct sc_daemon *d, sc_reload_fn fn, void *ctx)
+{
+    d->reload = fn;
+    d->reload_ctx = ctx;
+}
+
+int
+sc_daemon_run(struct sc_daemon *d)
+{
+    sc_log(SC_LOG_INFO, "dlq-sidecar started", "version", DLQ_VERSION, "prefix",
+           d->cfg->subjects_prefix, "store", "memory", "tick_ms", sc_log_int(d->cfg->timer_tick_ms),
+           NULL);
+    event_base_dispatch(d->base);
+    sc_log(SC_LOG_INFO, "dlq-sidecar stopped", "tasks", sc_log_int((int64_t)sc_queue_active(&d->q)),
+           NULL);
+    return d->exit_code;
+}
+
+void
+sc_daemon_free(struct sc_daemon *d)
+{
+    if (!d)
+        return;
+    sc_conn_close(d);
+    if (d->tick_ev)
+        event_free(d->tick_ev);
+    if (d->sig_term)
+        event_free(d->sig_term);
+    if (d->sig_int)
+        event_free(d->sig_int);
+    if (d->sig_hup)
+        event_free(d->sig_hup);
+    sc_handoff_destroy(d);
+    sc_admin_destroy(d);
+    sc_queue_destroy(&d->q);
+    sc_wheel_free(d->wheel);
+    sc_wheel_free(d->twheel);
+    sc_dispatch_destroy(d);
+    codec_free(d->codec);
+    policy_classifier_free(d->classifier);
+    sc_buf_destroy(&d->out);
+    sc_buf_destroy(&d->scratch);
+    if (d->base)
+        event_base_free(d->base);
+    free(d);
+}

@@ -1,0 +1,365 @@
+/* ingest.c - failure envelopes in: decode, classify, apply the strategy, store or refuse, acknowledge, emit events. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar-internal.h"
+
+#define INVALID_LOG_INTERVAL_MS 10000
+
+/* Appends "key":"value" (value NULL -> null) with a leading comma unless first. */
+static void
+json_kv(struct sc_buf *b, bool first, const char *key, const char *v, size_t len)
+{
+    if (!first)
+        sc_buf_appendc(b, ',');
+    codec_json_string(b, key, strlen(key));
+    sc_buf_appendc(b, ':');
+    if (v)
+        codec_json_string(b, v, len);
+    else
+        sc_buf_append(b, "null", 4);
+}
+
+void
+sc_event(struct sc_daemon *d, const char *kind, const struct sc_task *t, int32_t attempt,
+         const char *error)
+{
+    struct sc_buf *b = &d->scratch;
+    char subj[256], at[SC_RFC3339_LEN];
+
+    if (!d->cfg->events_enabled)
+        return;
+    sc_buf_reset(b);
+    sc_format_rfc3339(sc_now_wall_ms(), at);
+    sc_buf_appendc(b, '{');
+    json_kv(b, true, "task_id", t ? t->id : NULL, t ? t->id_len : 0);
+    json_kv(b, false, "subject", t ? t->subject : NULL, t ? strlen(t->subject) : 0);
+    json_kv(b, false, "category", t ? policy_category_name(t->category) : NULL,
+            t ? strlen(policy_category_name(t->category)) : 0);
+    sc_buf_appendf(b, ",\"attempt\":%d", (int)attempt);
+    json_kv(b, false, "at", at, strlen(at));
+    if (!error && t)
+        error = t->error;
+    json_kv(b, false, "error", error, error ? strlen(error) : 0);
+    if (t)
+        json_kv(b, false, "status", sc_task_status_name(t->status),
+                strlen(sc_task_status_name(t->status)));
+    sc_buf_appendc(b, '}');
+    snprintf(subj, sizeof(subj), "%s.events.%s", d->cfg->subjects_prefix, kind);
+    if (b->data)
+        sc_publish(d, subj, NULL, b->data, b->len, NULL);
+}
+
+/* Replies {"ok":false,"error":{"code":N,"message":...}} to a request; no-op for plain publishes. */
+static void
+ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
+{
+    struct sc_buf *b = &d->out;
+
+    if (!natsMsg_GetReply(m))
+        return;
+    sc_buf_reset(b);
+    sc_buf_appendf(b, "{\"ok\":false,\"error\":{\"code\":%d,\"message\":", code);
+    codec_json_string(b, message, strlen(message));
+    sc_buf_append(b, "}}", 2);
+    sc_respond(d, m, b->data, b->len, code, message);
+}
+
+static void
+ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const char *status,
+       int64_t next_retry_at)
+{
+    struct sc_buf *b = &d->out;
+    char ts[SC_RFC3339_LEN];
+
+    if (!natsMsg_GetReply(m))
+        return;
+    sc_buf_reset(b);
+    sc_buf_append(b, "{\"ok\":true", 10);
+    json_kv(b, false, "task_id", id, id_len);
+    json_kv(b, false, "status", status, strlen(status));
+    if (next_retry_at) {
+        sc_format_rfc3339(next_retry_at, ts);
+        json_kv(b, false, "next_retry_at", ts, strlen(ts));
+    } else {
+        json_kv(b, false, "next_retry_at", NULL, 0);
+    }
+    sc_buf_appendc(b, '}');
+    sc_respond(d, m, b->data, b->len, 0, NULL);
+}
+
+static struct sc_reason_count *
+reason_slot(struct sc_daemon *d, const char *reason)
+{
+    for (int i = 0; i < SC_MAX_REASONS; i++) {
+        if (!d->reasons[i].reason) {
+            d->reasons[i].reason = reason;
+            return &d->reasons[i];
+        }
+        if (strcmp(d->reasons[i].reason, reason) == 0)
+            return &d->reasons[i];
+    }
+    return &d->reasons[SC_MAX_REASONS - 1]; /* the last slot absorbs overflow */
+}
+
+/*
+ * Refuses a message that breaks the contract: counts it by reason, logs
+ * once per reason per interval, republishes it raw to
+ * <prefix>.invalid.<service> and answers 400 when it was a request.
+ */
+static void
+refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char *reason,
+               const char *why)
+{
+    struct sc_reason_count *rc = reason_slot(d, reason);
+    int64_t now = sc_now_mono_ms();
+    char subj[512];
+    const char *hdrs[] = {CODEC_HDR_INVALID_REASON, reason, "Dlq-Invalid-Detail", why,
+                          CODEC_HDR_ORIG_SUBJECT, natsMsg_GetSubject(m), NULL};
+    struct sc_task view;
+
+    d->c.invalid++;
+    rc->count++;
+    if (rc->last_log_mono == 0 || now - rc->last_log_mono >= INVALID_LOG_INTERVAL_MS) {
+        sc_log(SC_LOG_WARN, "invalid failure envelope", "reason", reason, "detail", why,
+               "subject", natsMsg_GetSubject(m), "count", sc_log_int((int64_t)rc->count), NULL);
+        rc->last_log_mono = now;
+    }
+    snprintf(subj, sizeof(subj), "%s.invalid.%s", d->cfg->subjects_prefix, service);
+    sc_publish(d, subj, NULL, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), hdrs);
+    if (d->cfg->events_enabled) {
+        memset(&view, 0, sizeof(view));
+        view.id = NULL;
+        view.subject = (char *)natsMsg_GetSubject(m);
+        view.category = POLICY_CAT_VALIDATION;
+        sc_event(d, "invalid", &view, 0, why);
+    }
+    ack_error(d, m, 400, why);
+}
+
+void
+sc_task_classify(struct sc_daemon *d, struct sc_task *t)
+{
+    const char *rule = "default";
+
+    t->category = policy_classify(d->classifier, t->error_type,
+                                  t->error_type ? strlen(t->error_type) : 0, t->error,
+                                  t->error ? strlen(t->error) : 0, &rule);
+    sc_set_str(&t->rule_id, rule, strlen(rule));
+}
+
+/* Sets t's policy from its override, the configured default, or its category. */
+static void
+task_policy(struct sc_daemon *d, struct sc_task *t, bool has_override, policy_retry override)
+{
+    if (has_override) {
+        t->policy = override;
+        t->policy_override = true;
+    } else if (!t->policy_override) {
+        t->policy = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy
+                                                     : policy_default_retry(t->category);
+    }
+}
+
+/* Expands retry.subject_template for service into out; false when it does not fit. */
+static bool
+expand_template(const char *tpl, const char *service, char *out, size_t outlen)
+{
+    size_t n = 0, sl = strlen(service);
+    const char *p = tpl;
+
+    while (*p) {
+        if (strncmp(p, "{service}", 9) == 0) {
+            if (n + sl >= outlen)
+                return false;
+            memcpy(out + n, service, sl);
+            n += sl;
+            p += 9;
+        } else {
+            if (n + 1 >= outlen)
+                return false;
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Checks a retry subject; on refusal writes the reason into why. */
+static bool
+retry_subject_ok(struct sc_daemon *d, const char *s, size_t len, char *why, size_t whylen)
+{
+    if (!codec_subject_valid(s, len, false)) {
+        snprintf(why, whylen, "retry_subject refused: not a valid NATS subject to publish to");
+        return false;
+    }
+    for (size_t i = 0; i < d->cfg->retry_allowed_count; i++)
+        if (codec_subject_match(d->cfg->retry_allowed_subjects[i], s, len))
+            return true;
+    snprintf(why, whylen, "retry_subject refused: does not match retry.allowed_subjects");
+    return false;
+}
+
+void
+sc_ingest(struct sc_daemon *d, natsMsg *m)
+{
+    struct config *cfg = d->cfg;
+    struct codec_envelope env;
+    const char *subject = natsMsg_GetSubject(m);
+    const char *data = natsMsg_GetData(m);
+    size_t len = (size_t)natsMsg_GetDataLength(m);
+    size_t plen = strlen(cfg->subjects_prefix) + strlen(".failed.");
+    const char *service = strlen(subject) > plen ? subject + plen : "unknown";
+    const char *ctype = NULL;
+    bool is_json = false, has_override = false, fresh = false, reopened = false;
+    policy_retry override = POLICY_NEVER;
+    policy_category cat;
+    char rs[1024], why[256];
+    bool rs_ok;
+    struct sc_task *t;
+    int64_t now = sc_now_wall_ms();
+    sc_status s;
+
+    if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
+        strncmp(ctype, "application/json", 16) == 0)
+        is_json = true;
+    s = codec_decode(d->codec, data, len, is_json, &env);
+    if (s) {
+        refuse_invalid(d, m, service, env.reason, env.why);
+        return;
+    }
+    d->c.unknown_keys += env.unknown_keys;
+    if (env.retry_policy.ptr) {
+        if (policy_retry_parse(env.retry_policy.ptr, env.retry_policy.len, &override)) {
+            refuse_invalid(d, m, service, "bad_value",
+                           "retry_policy: not one of never, linear, exponential, immediate");
+            return;
+        }
+        has_override = true;
+    }
+
+    /* Resolve the retry subject now, so a refused one parks the task with a clear error. */
+    if (env.retry_subject.ptr) {
+        size_t n = env.retry_subject.len < sizeof(rs) - 1 ? env.retry_subject.len : sizeof(rs) - 1;
+        memcpy(rs, env.retry_subject.ptr, n);
+        rs[n] = '\0';
+        rs_ok = env.retry_subject.len < sizeof(rs) &&
+                retry_subject_ok(d, env.retry_subject.ptr, env.retry_subject.len, why, sizeof(why));
+        if (env.retry_subject.len >= sizeof(rs))
+            snprintf(why, sizeof(why), "retry_subject refused: longer than %zu bytes", sizeof(rs) - 1);
+    } else if (!expand_template(cfg->retry_subject_template, service, rs, sizeof(rs))) {
+        snprintf(why, sizeof(why), "retry_subject refused: the template expands past %zu bytes",
+                 sizeof(rs) - 1);
+        rs_ok = false;
+    } else {
+        rs_ok = retry_subject_ok(d, rs, strlen(rs), why, sizeof(why));
+    }
+
+    /* Classify before the strategy: selective needs the effective policy. */
+    if (env.error_category.ptr &&
+        policy_category_parse(env.error_category.ptr, env.error_category.len, &cat) == SC_OK) {
+        /* the service's own category wins */
+    } else {
+        cat = policy_classify(d->classifier, env.error_type.ptr, env.error_type.len,
+                              env.error.ptr, env.error.len, NULL);
+    }
+    {
+        policy_retry eff = has_override ? override
+                           : cfg->has_default_retry_policy ? cfg->default_retry_policy
+                                                            : policy_default_retry(cat);
+        if (!cfg->enabled || !policy_should_store(cfg->strategy, eff, env.enqueue)) {
+            struct sc_task view;
+            d->c.skipped++;
+            memset(&view, 0, sizeof(view));
+            view.id = (char *)env.task_id.ptr;
+            view.id_len = env.task_id.len;
+            view.subject = (char *)subject;
+            view.category = cat;
+            sc_event(d, "skipped", &view, 0, "");
+            ack_ok(d, m, env.task_id.ptr, env.task_id.len, "skipped", 0);
+            return;
+        }
+    }
+
+    t = sc_queue_find(&d->q, env.task_id.ptr, env.task_id.len);
+    if (t && (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED))
+        reopened = true;
+    if ((!t || reopened) && sc_queue_active(&d->q) >= (size_t)cfg->max_size) {
+        d->c.refused_full++;
+        sc_log(SC_LOG_DEBUG, "queue full: failure refused", "subject", subject, NULL);
+        sc_event(d, "refused", t, 0, "queue full");
+        ack_error(d, m, 503, "queue full");
+        return;
+    }
+    if (!t) {
+        t = sc_queue_add(&d->q, env.task_id.ptr, env.task_id.len, now);
+        fresh = true;
+    } else {
+        d->c.duplicates++;
+    }
+    if (fresh || reopened) {
+        if (reopened) {
+            t->episode++;
+            t->retry_count = 0;
+            t->defer_streak = 0;
+            t->policy_override = false;
+            sc_queue_set_status(&d->q, t, SC_TASK_PENDING, false);
+        }
+        t->first_failed_at = env.has_failed_at ? env.failed_at_ms : now;
+        t->max_retries = env.has_max_retries ? env.max_retries : cfg->default_max_retries;
+    } else if (env.has_max_retries) {
+        t->max_retries = env.max_retries;
+    }
+    sc_set_str(&t->subject, subject, strlen(subject));
+    sc_set_str(&t->payload, env.task.ptr, env.task.len);
+    t->payload_len = env.task.len;
+    sc_set_str(&t->error, env.error.ptr ? env.error.ptr : "", env.error.len);
+    sc_set_str(&t->error_type, env.error_type.ptr, env.error_type.len);
+    sc_set_str(&t->metadata, env.metadata.ptr, env.metadata.len);
+    t->metadata_len = env.metadata.ptr ? env.metadata.len : 0;
+    sc_set_str(&t->repos, env.repos.ptr, env.repos.len);
+    t->repos_len = env.repos.ptr ? env.repos.len : 0;
+    sc_set_str(&t->retry_subject, rs_ok ? rs : NULL, strlen(rs));
+    if (env.error_category.ptr &&
+        policy_category_parse(env.error_category.ptr, env.error_category.len, &cat) == SC_OK) {
+        t->category = cat;
+        sc_set_str(&t->rule_id, "envelope", 8);
+    } else {
+        sc_task_classify(d, t);
+    }
+    task_policy(d, t, has_override, override);
+    t->updated_at = now;
+    t->version++;
+    sc_queue_history(&d->q, t, SC_OUT_FAILED, t->retry_count, now, t->error, strlen(t->error));
+
+    if (fresh || reopened) {
+        d->c.enqueued++;
+        if (!rs_ok) {
+            sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);
+            sc_set_str(&t->park_reason, why, strlen(why));
+            sc_queue_history(&d->q, t, SC_OUT_REFUSED, 0, now, why, strlen(why));
+            t->next_retry_at = 0;
+            sc_log(SC_LOG_INFO, "task parked", "task_id", t->id, "reason", why, NULL);
+        } else {
+            sc_schedule_next(d, t, now);
+        }
+        sc_event(d, "enqueued", t, 0, NULL);
+    } else if (t->status == SC_TASK_RETRYING) {
+        /* DESIGN section 6: a new failure while retrying fails the current attempt. */
+        d->c.failures_while_retrying++;
+        sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, t->error, strlen(t->error));
+    } else if (t->status == SC_TASK_PENDING) {
+        bool keep = !t->parked && rs_ok && t->policy != POLICY_NEVER &&
+                    sc_wheel_entry_scheduled(&t->timer);
+        if (!rs_ok) {
+            sc_wheel_cancel(d->wheel, &t->timer);
+            sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);
+            sc_set_str(&t->park_reason, why, strlen(why));
+            t->next_retry_at = 0;
+        } else if (!keep) {
+            sc_schedule_next(d, t, now);
+        }
+    }
+    /* An exhausted task only has its record updated. */
+    ack_ok(d, m, t->id, t->id_len, sc_task_status_name(t->status), t->next_retry_at);
+}

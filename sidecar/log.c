@@ -1,0 +1,112 @@
+/* log.c - leveled log lines on stderr, as logfmt or JSON, one write per line. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sidecar-internal.h"
+
+static sc_log_level min_level = SC_LOG_INFO;
+static bool json_format;
+
+void
+sc_log_setup(config_log_level level, config_log_format format)
+{
+    min_level = (sc_log_level)level;
+    json_format = format == CONFIG_LOG_JSON;
+}
+
+bool
+sc_log_enabled(sc_log_level level)
+{
+    return level >= min_level;
+}
+
+const char *
+sc_log_int(int64_t v)
+{
+    static _Thread_local char slots[8][24];
+    static _Thread_local unsigned next;
+    char *s = slots[next++ % 8];
+
+    snprintf(s, 24, "%lld", (long long)v);
+    return s;
+}
+
+/* Appends a logfmt value: bare when safe, else quoted with escapes. */
+static void
+logfmt_value(struct sc_buf *b, const char *v)
+{
+    bool bare = *v != '\0';
+
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || (unsigned char)*p >= 0x7f)
+            bare = false;
+    if (bare) {
+        sc_buf_append(b, v, strlen(v));
+        return;
+    }
+    sc_buf_appendc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            sc_buf_appendf(b, "\\%c", *p);
+        else if (*p == '\n')
+            sc_buf_append(b, "\\n", 2);
+        else if (*p < ' ' || *p == 0x7f)
+            sc_buf_appendf(b, "\\x%02x", *p);
+        else
+            sc_buf_appendc(b, (char)*p);
+    }
+    sc_buf_appendc(b, '"');
+}
+
+/*
+ * sc_log() writes one line: time, level, msg, then the NULL-terminated
+ * key/value string pairs that follow msg. Values may hold any bytes; they
+ * are escaped. Any thread (one write(2) per line).
+ */
+void
+sc_log(sc_log_level level, const char *msg, ...)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    char ts[SC_RFC3339_LEN];
+    struct sc_buf b;
+    va_list ap;
+    const char *k, *v;
+
+    if (level < min_level)
+        return;
+    sc_buf_init(&b, 64 * 1024);
+    sc_format_rfc3339(sc_now_wall_ms(), ts);
+    if (json_format) {
+        sc_buf_appendf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", ts, names[level]);
+        codec_json_string(&b, msg, strlen(msg));
+    } else {
+        sc_buf_appendf(&b, "time=%s level=%s msg=", ts, names[level]);
+        logfmt_value(&b, msg);
+    }
+    va_start(ap, msg);
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        v = va_arg(ap, const char *);
+        if (!v)
+            v = "";
+        if (json_format) {
+            sc_buf_appendc(&b, ',');
+            codec_json_string(&b, k, strlen(k));
+            sc_buf_appendc(&b, ':');
+            codec_json_string(&b, v, strlen(v));
+        } else {
+            sc_buf_appendf(&b, " %s=", k);
+            logfmt_value(&b, v);
+        }
+    }
+    va_end(ap);
+    if (json_format)
+        sc_buf_appendc(&b, '}');
+    sc_buf_appendc(&b, '\n');
+    if (b.data) {
+        ssize_t n = write(STDERR_FILENO, b.data, b.len);
+        (void)n;
+    }
+    sc_buf_destroy(&b);
+}

@@ -1,0 +1,76 @@
+/* main.c - dlq-sidecar's entry point: configuration, exit codes, and the daemon's lifetime. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "config.h"
+#include "sidecar.h"
+
+extern char **environ;
+
+struct args {
+    int argc;
+    char **argv;
+};
+
+static sc_status
+reload(void *ctx, struct config *out, char *err, size_t errlen)
+{
+    struct args *a = ctx;
+
+    return config_load(out, a->argc, a->argv, environ, NULL, err, errlen);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct config cfg;
+    struct config_cli cli;
+    struct sc_daemon *d = NULL;
+    struct args a = {argc, argv};
+    char err[1024] = "";
+    sc_status s;
+    int rc;
+
+    memset(&cli, 0, sizeof(cli));
+    config_init(&cfg);
+    s = config_load(&cfg, argc, argv, environ, &cli, err, sizeof(err));
+    if (cli.help) {
+        config_usage(stdout, "dlq-sidecar");
+        config_destroy(&cfg);
+        return 0;
+    }
+    if (cli.version) {
+        printf("dlq-sidecar %s (nats.c %s)\n", DLQ_VERSION, nats_GetVersion());
+        config_destroy(&cfg);
+        return 0;
+    }
+    if (s) {
+        fprintf(stderr, "dlq-sidecar: configuration error: %s\n", err);
+        config_destroy(&cfg);
+        return 2;
+    }
+    if (cli.print_config) {
+        config_print(&cfg, stdout);
+        config_destroy(&cfg);
+        return 0;
+    }
+    if (cfg.saw_retry_interval_seconds)
+        fprintf(stderr, "dlq-sidecar: warning: retry_interval_seconds is deprecated and ignored; "
+                        "the timer wheel (timer.tick_ms) replaces polling\n");
+    s = sc_daemon_new(&cfg, &d, err, sizeof(err));
+    if (s) {
+        fprintf(stderr, "dlq-sidecar: %s\n", err);
+        config_destroy(&cfg);
+        nats_Close();
+        return s == SC_EINVAL ? 2 : 1;
+    }
+    sc_daemon_set_reload(d, reload, &a);
+    rc = sc_daemon_run(d);
+    sc_daemon_free(d);
+    config_destroy(&cfg);
+    nats_Close();
+    return rc;
+}

@@ -1,0 +1,293 @@
+/* sidecar-internal.h - declarations shared by the sidecar's files: tasks, the queue, the daemon state. */
+#ifndef DLQ_SIDECAR_INTERNAL_H
+#define DLQ_SIDECAR_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <nats/nats.h>
+
+#include "codec.h"
+#include "common.h"
+#include "config.h"
+#include "policy.h"
+#include "sidecar.h"
+#include "wheel.h"
+
+#define SC_CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* ---- tasks and the queue (queue.c) ---------------------------------------------------------- */
+
+/* Task states of DESIGN section 10; "parked" is pending with no next retry. */
+typedef enum {
+    SC_TASK_PENDING = 0,
+    SC_TASK_RETRYING,
+    SC_TASK_EXHAUSTED,
+    SC_TASK_COMPLETED,
+    SC_TASK_ARCHIVED,
+    SC_TASK_STATUS_COUNT
+} sc_task_status;
+
+/* What a history entry records. */
+typedef enum {
+    SC_OUT_FAILED = 0, /* a failure envelope arrived (an episode's first failure, or a repeat) */
+    SC_OUT_RETRY_FAILED,
+    SC_OUT_TIMEOUT,
+    SC_OUT_SUCCEEDED,
+    SC_OUT_DEFERRED,
+    SC_OUT_REFUSED, /* the retry subject was refused: parked */
+    SC_OUT_EXHAUSTED,
+    SC_OUT_MANUAL, /* an operator scheduled a retry */
+    SC_OUT_ARCHIVED,
+} sc_outcome_kind;
+
+const char *sc_task_status_name(sc_task_status s);
+const char *sc_outcome_name(sc_outcome_kind k);
+
+/* One bounded-history entry. error is owned (may be NULL). */
+struct sc_attempt {
+    int64_t at_ms; /* wall */
+    int32_t attempt;
+    uint8_t outcome; /* sc_outcome_kind */
+    char *error;
+};
+
+/*
+ * One dead-lettered task. Owned by the queue; every pointer field is owned
+ * by the task. Times are wall-clock ms since the epoch, 0 meaning "none".
+ * The wheel entry serves two purposes: while pending it is the due time of
+ * the next attempt, while retrying the reply timeout.
+ */
+struct sc_task {
+    struct sc_wheel_entry timer;
+    struct sc_task *hnext;              /* hash chain */
+    struct sc_task *onext, *oprev;      /* all tasks in seq order */
+    uint64_t seq;                       /* unique, grows: list order and cursors */
+    uint64_t version;                   /* grows on every change (external versioning) */
+    char *id;
+    size_t id_len;
+    uint32_t hash;
+    char *subject;                      /* the failure subject */
+    char *retry_subject;                /* NULL when refused (then parked) */
+    char *payload;                      /* the task's MessagePack bytes */
+    size_t payload_len;
+    char *error;
+    char *error_type;                   /* NULL when absent */
+    char *rule_id;                      /* classifier rule, or "envelope" */
+    char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
+    char *metadata;                     /* MessagePack map bytes or NULL */
+    size_t metadata_len;
+    char *repos;                        /* MessagePack array bytes or NULL */
+    size_t repos_len;
+    policy_category category;
+    policy_retry policy;
+    bool policy_override;               /* the envelope chose the policy */
+    sc_task_status status;
+    bool parked;                        /* pending with no automatic retry */
+    int32_t max_retries;
+    int32_t retry_count;                /* attempts that ended in failure or timeout */
+    int32_t defer_streak;               /* no-responders deferrals in a row */
+    int32_t episode;                    /* 1 + times reopened after completed/archived */
+    int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
+    uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
+    struct sc_attempt *hist;            /* ring of cap entries */
+    uint16_t hist_len, hist_head;
+};
+
+/* Filter of DESIGN section 8 (any field unset matches everything). */
+struct sc_filter {
+    int status;          /* -1 any, else sc_task_status; parked handled by want_parked */
+    int want_parked;     /* -1 any, 0 not parked, 1 parked only */
+    int category;        /* -1 any */
+    const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
+    int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
+};
+
+bool sc_filter_match(const struct sc_filter *f, const struct sc_task *t, int64_t now_wall);
+
+struct sc_queue {
+    struct sc_task **buckets;
+    size_t nbuckets;
+    size_t count;                       /* every record held */
+    size_t counts[SC_TASK_STATUS_COUNT];
+    size_t parked;
+    struct sc_task *head, *tail;        /* seq order */
+    uint64_t next_seq;
+    size_t hist_cap;
+};
+
+void sc_queue_init(struct sc_queue *q, size_t hist_cap);
+/* Frees every task. */
+void sc_queue_destroy(struct sc_queue *q);
+struct sc_task *sc_queue_find(struct sc_queue *q, const char *id, size_t len);
+/* Creates and links a new pending task with a copy of id; never fails (aborts on OOM). */
+struct sc_task *sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall);
+/* Unlinks and frees t (the caller cancels its timer first). */
+void sc_queue_remove(struct sc_queue *q, struct sc_task *t);
+/* Moves t to status s, keeping the counts right. */
+void sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, bool parked);
+/* Records one history entry (error copied, may be NULL), evicting the oldest past the cap. */
+void sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32_t attempt,
+                      int64_t at, const char *error, size_t error_len);
+/* Active tasks: the ones that count against max_size (pending, retrying, exhausted). */
+size_t sc_queue_active(const struct sc_queue *q);
+/* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
+void sc_set_str(char **field, const char *p, size_t len);
+
+/* ---- the daemon ------------------------------------------------------------------------------ */
+
+/* Lifetime counters (DESIGN section 8's lifetime_stats plus a few). Loop thread only. */
+struct sc_counters {
+    uint64_t enqueued, retry_success, retry_failed, retry_timeouts, deferred, exhausted,
+        manual_retries, archived, cleared, invalid, refused_full, skipped, published,
+        publish_errors, unknown_keys, failures_while_retrying, duplicates, attempts;
+};
+
+/* Kinds of message handed from nats.c threads to the loop. */
+typedef enum { SC_IN_FAILED = 0, SC_IN_REPLY, SC_IN_ADMIN } sc_in_kind;
+
+struct sc_inmsg {
+    natsMsg *msg;
+    sc_in_kind kind;
+};
+
+/* A bounded hand-off ring: nats.c threads push, the loop pops. */
+struct sc_handoff {
+    pthread_mutex_t mu;
+    pthread_cond_t notfull;
+    struct sc_inmsg *items;
+    size_t cap, head, len;
+    bool wake_pending;
+    bool closed;
+    struct event *wake;
+};
+
+/* One outstanding retry: slot i of the in-flight table. */
+struct sc_flight {
+    struct sc_task *task; /* NULL when free */
+    uint32_t gen;         /* bumped on every use; stale replies carry an old gen */
+    uint32_t next_free;   /* free-list link (index + 1), 0 = end */
+    int32_t attempt;
+    int64_t sent_mono;
+    uint64_t epoch;       /* d->disconnects when sent: a change means the retry may be lost */
+};
+
+/* Per-reason invalid counters (low cardinality: codec reasons plus a few). */
+#define SC_MAX_REASONS 32
+struct sc_reason_count {
+    const char *reason; /* static */
+    uint64_t count;
+    int64_t last_log_mono;
+};
+
+/* A background redrive (admin retry of a filter at a rate). */
+struct sc_redrive {
+    bool active;
+    double rate, tokens;
+    int64_t last_mono;
+    uint64_t scheduled;
+    uint64_t next_seq, last_seq; /* walk position and the last seq at start */
+    struct sc_filter filter;
+    char *subject;               /* owned copy of filter.subject */
+    struct event *ev;
+};
+
+struct sc_daemon {
+    struct config *cfg;        /* borrowed from main, lives longer */
+    struct event_base *base;
+    natsConnection *nc;
+    natsSubscription *sub_failed, *sub_reply, *sub_admin;
+    char reply_prefix[64];     /* "_INBOX.<nuid>" */
+    struct sc_handoff in;
+    struct codec *codec;
+    struct policy_classifier *classifier;
+    struct sc_queue q;
+    struct sc_wheel *wheel;    /* due times of pending tasks (rate-limited) */
+    struct sc_wheel *twheel;   /* reply timeouts of retrying tasks */
+    size_t inflight;           /* outstanding retries */
+    struct event *tick_ev;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *drain_ev;
+    struct sc_flight *flights;
+    uint32_t flights_cap, flights_used, free_head;
+    double tokens;             /* rate limiter (retries per second) */
+    int64_t last_tick_mono;
+    struct sc_counters c;
+    struct sc_reason_count reasons[SC_MAX_REASONS];
+    uint64_t err_category[POLICY_CAT_COUNT];
+    bool paused;               /* admin pause or retry_processor_enabled false */
+    bool stopping;
+    int64_t stop_deadline_mono;
+    int64_t started_mono, started_wall;
+    uint64_t reconnects;
+    volatile int nats_connected; /* written on nats.c threads: use __atomic */
+    uint64_t disconnects;        /* written on nats.c threads: use __atomic */
+    volatile int nats_closed;    /* set by the closed callback: use __atomic */
+    struct sc_buf out;         /* reusable JSON output */
+    struct sc_buf scratch;     /* reusable scratch */
+    uint64_t rng;
+    int exit_code;
+    struct sc_redrive redrive;
+    sc_reload_fn reload;       /* SIGHUP: builds a fresh configuration */
+    void *reload_ctx;
+};
+
+/* log.c: one line per call to stderr, logfmt or JSON. kv is NULL-terminated pairs of strings. */
+typedef enum { SC_LOG_DEBUG = 0, SC_LOG_INFO, SC_LOG_WARN, SC_LOG_ERROR } sc_log_level;
+void sc_log_setup(config_log_level level, config_log_format format);
+bool sc_log_enabled(sc_log_level level);
+void sc_log(sc_log_level level, const char *msg, ...);
+/* sc_logv-style helper: formats a number into a static per-call buffer slot (up to 8 per line). */
+const char *sc_log_int(int64_t v);
+
+/* conn.c: NATS connection on the loop, subscriptions, the hand-off. */
+/* sc_conn_global_init() prepares libevent for nats.c's threads; call before event_base_new(). */
+void sc_conn_global_init(void);
+sc_status sc_conn_open(struct sc_daemon *d, char *err, size_t errlen);
+void sc_conn_close(struct sc_daemon *d);
+sc_status sc_handoff_init(struct sc_daemon *d, size_t cap);
+void sc_handoff_destroy(struct sc_daemon *d);
+/* sc_conn_unsubscribe_ingest() stops taking failures (shutdown). */
+void sc_conn_unsubscribe_ingest(struct sc_daemon *d);
+/* sc_publish() publishes body with optional headers (NULL-terminated name/value pairs) and reply. */
+sc_status sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
+                     size_t len, const char *const *headers);
+/* sc_respond() answers a request's reply subject; error responses set the service-error headers. */
+void sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int error_code,
+                const char *error_message);
+
+/* ingest.c */
+void sc_ingest(struct sc_daemon *d, natsMsg *m);
+/* Emits dlq.events.<kind> for t (t may be NULL with subject/error given). */
+void sc_event(struct sc_daemon *d, const char *kind, const struct sc_task *t, int32_t attempt,
+              const char *error);
+/* Classifies and sets the policy of t from its error fields; keeps an envelope override. */
+void sc_task_classify(struct sc_daemon *d, struct sc_task *t);
+
+/* dispatch.c */
+void sc_dispatch_init(struct sc_daemon *d);
+void sc_dispatch_destroy(struct sc_daemon *d);
+void sc_on_tick(evutil_socket_t fd, short what, void *arg);
+void sc_on_reply(struct sc_daemon *d, natsMsg *m);
+/* Schedules attempt retry_count+1 by the policy, or parks/exhausts. Loop thread. */
+void sc_schedule_next(struct sc_daemon *d, struct sc_task *t, int64_t now_wall);
+/* A failure of the in-flight attempt (error reply, timeout, or a failure envelope while retrying). */
+void sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind,
+                       const char *error, size_t error_len);
+/* Drops t's in-flight slot (late replies are then ignored). */
+void sc_flight_release(struct sc_daemon *d, struct sc_task *t);
+/* Removes t (cancelling its timer and flight) and frees it. */
+void sc_task_drop(struct sc_daemon *d, struct sc_task *t);
+/* Schedules t now (manual retry). Returns SC_ECONFLICT when t has no usable retry subject. */
+sc_status sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall);
+
+/* admin.c */
+void sc_admin(struct sc_daemon *d, natsMsg *m);
+void sc_admin_destroy(struct sc_daemon *d);
+
+/* Random 64-bit value for jitter (xorshift on the loop thread). */
+uint64_t sc_rand(void *ctx);
+
+#endif

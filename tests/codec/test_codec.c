@@ -1,0 +1,1245 @@
+/* test_codec.c - cmocka unit tests of codec/: envelopes, hostile bytes, JSON rendering, subjects, outcomes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "codec-internal.h"
+#include "codec.h"
+
+/* Byte-string literals with their length (they may hold NULs). */
+#define B(lit) (const uint8_t *)(lit), sizeof(lit) - 1
+
+/* A map of {task_id: "t-1", task: {"x": 1}} plus, when key is set, key: value (raw bytes). */
+static size_t
+envelope(uint8_t *out, size_t cap, const char *key, const uint8_t *val, size_t vlen)
+{
+    static const uint8_t head[] = "\xa7task_id\xa3t-1\xa4task\x81\xa1x\x01";
+    size_t n = 0, klen = key ? strlen(key) : 0;
+
+    assert_true(sizeof(head) - 1 + klen + vlen + 8 <= cap);
+    out[n++] = key ? 0x83 : 0x82;
+    memcpy(out + n, head, sizeof(head) - 1);
+    n += sizeof(head) - 1;
+    if (key) {
+        assert_true(klen < 32);
+        out[n++] = (uint8_t)(0xa0 | klen);
+        memcpy(out + n, key, klen);
+        n += klen;
+        memcpy(out + n, val, vlen);
+        n += vlen;
+    }
+    return n;
+}
+
+/* Decodes len bytes copied into a heap block of exactly that size (so ASan sees any over-read). */
+static sc_status
+decode_exact(struct codec *c, const void *buf, size_t len, bool is_json, struct codec_envelope *env)
+{
+    void *copy = malloc(len ? len : 1);
+    sc_status s;
+
+    assert_non_null(copy);
+    if (len)
+        memcpy(copy, buf, len);
+    s = codec_decode(c, copy, len, is_json, env);
+    /* The views must not be used after the input dies; tests that read them use codec_decode(). */
+    free(copy);
+    return s;
+}
+
+/* A full envelope using every contract key, packed with msgpack-c. */
+static void
+pack_full(msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    static const char ts[12] = {0x00, (char)0xf4, 0x24, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                0x65, 0x00, 0x00, 0x00};
+
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 13);
+    msgpack_pack_str_with_body(&pk, "task_id", 7);
+    msgpack_pack_str_with_body(&pk, "order-42", 8);
+    msgpack_pack_str_with_body(&pk, "task", 4);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "items", 5);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_int(&pk, -300);
+    msgpack_pack_double(&pk, 2.5);
+    msgpack_pack_str_with_body(&pk, "blob", 4);
+    msgpack_pack_bin_with_body(&pk, "\x00\x01\x02", 3);
+    msgpack_pack_str_with_body(&pk, "error", 5);
+    msgpack_pack_str_with_body(&pk, "connection reset by peer", 24);
+    msgpack_pack_str_with_body(&pk, "error_type", 10);
+    msgpack_pack_str_with_body(&pk, "ConnectionError", 15);
+    msgpack_pack_str_with_body(&pk, "error_category", 14);
+    msgpack_pack_str_with_body(&pk, "network", 7);
+    msgpack_pack_str_with_body(&pk, "retry_policy", 12);
+    msgpack_pack_str_with_body(&pk, "linear", 6);
+    msgpack_pack_str_with_body(&pk, "max_retries", 11);
+    msgpack_pack_int(&pk, 5);
+    msgpack_pack_str_with_body(&pk, "retry_subject", 13);
+    msgpack_pack_str_with_body(&pk, "dlq.retry.orders", 16);
+    msgpack_pack_str_with_body(&pk, "repos", 5);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "a/b", 3);
+    msgpack_pack_str_with_body(&pk, "c/d", 3);
+    msgpack_pack_str_with_body(&pk, "metadata", 8);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "host", 4);
+    msgpack_pack_str_with_body(&pk, "web-1", 5);
+    msgpack_pack_str_with_body(&pk, "failed_at", 9);
+    msgpack_pack_ext_with_body(&pk, ts, sizeof(ts), -1);
+    msgpack_pack_str_with_body(&pk, "enqueue", 7);
+    msgpack_pack_true(&pk);
+    msgpack_pack_str_with_body(&pk, "x-extra", 7);
+    msgpack_pack_nil(&pk);
+}
+
+static const char full_json[] =
+    "{\"task_id\":\"order-42\",\"task\":{\"items\":[1,-300,2.5],\"blob\":\"AAEC\"},"
+    "\"error\":\"connection reset by peer\",\"error_type\":\"ConnectionError\","
+    "\"error_category\":\"network\",\"retry_policy\":\"linear\",\"max_retries\":5,"
+    "\"retry_subject\":\"dlq.retry.orders\",\"repos\":[\"a/b\",\"c/d\"],"
+    "\"metadata\":{\"host\":\"web-1\"},\"failed_at\":\"2023-09-12T12:34:56.789Z\","
+    "\"enqueue\":true,\"x-extra\":null}";
+
+static bool
+str_eq(struct codec_str s, const char *want)
+{
+    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
+}
+
+static void
+test_limits_default(void **state)
+{
+    struct codec_limits l;
+    struct codec *c;
+
+    (void)state;
+    codec_limits_default(&l);
+    assert_int_equal(l.max_envelope_bytes, 1024 * 1024);
+    assert_int_equal(l.max_depth, 32);
+    assert_int_equal(l.max_task_id_len, 256);
+    assert_int_equal(l.max_error_len, 4096);
+    assert_int_equal(l.max_metadata_keys, 64);
+    assert_int_equal(l.max_metadata_bytes, 16384);
+    assert_int_equal(l.max_repos, 64);
+    assert_int_equal(l.max_string_len, 1024);
+    l.max_depth = 7;
+    c = codec_new(&l);
+    assert_int_equal(codec_limits_get(c)->max_depth, 7);
+    assert_int_equal(codec_limits_get(c)->max_error_len, 4096);
+    codec_free(c);
+    c = codec_new(NULL);
+    assert_int_equal(codec_limits_get(c)->max_depth, 32);
+    assert_int_equal(codec_limits_get(c)->max_string_len, 1024);
+    codec_free(c);
+    codec_free(NULL);
+}
+
+static void
+test_full_envelope(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    msgpack_sbuffer sb;
+    json_t *task;
+    struct sc_buf out;
+    uint64_t seen;
+
+    (void)state;
+    pack_full(&sb);
+    assert_int_equal(codec_decode(c, sb.data, sb.size, false, &env), SC_OK);
+    assert_string_equal(env.reason, "");
+    assert_string_equal(env.why, "");
+    assert_true(str_eq(env.task_id, "order-42"));
+    assert_true(str_eq(env.error, "connection reset by peer"));
+    assert_false(env.error_truncated);
+    assert_true(str_eq(env.error_type, "ConnectionError"));
+    assert_true(str_eq(env.error_category, "network"));
+    assert_true(str_eq(env.retry_policy, "linear"));
+    assert_true(str_eq(env.retry_subject, "dlq.retry.orders"));
+    assert_true(env.has_max_retries);
+    assert_int_equal(env.max_retries, 5);
+    assert_true(env.has_failed_at);
+    assert_int_equal(env.failed_at_ms, 0x65000000LL * 1000 + 16);
+    assert_true(env.enqueue);
+    assert_int_equal(env.unknown_keys, 1);
+    assert_non_null(env.repos.ptr);
+    assert_int_equal((uint8_t)env.repos.ptr[0], 0x92);
+    assert_non_null(env.metadata.ptr);
+    assert_int_equal((uint8_t)env.metadata.ptr[0], 0x81);
+
+    /* The task's bytes are a slice of the input. */
+    assert_true(env.task.ptr > sb.data && env.task.ptr < sb.data + sb.size);
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json(env.task.ptr, env.task.len, 32, &out), SC_OK);
+    assert_string_equal(out.data, "{\"items\":[1,-300,2.5],\"blob\":{\"$bin\":\"AAEC\"}}");
+    sc_buf_destroy(&out);
+
+    /* The JSON form decodes to the same fields. */
+    assert_int_equal(codec_decode(c, full_json, strlen(full_json), false, &env), SC_OK);
+    assert_true(str_eq(env.task_id, "order-42"));
+    assert_true(str_eq(env.retry_subject, "dlq.retry.orders"));
+    assert_int_equal(env.max_retries, 5);
+    assert_int_equal(env.failed_at_ms, 1694522096789LL);
+    assert_true(env.enqueue);
+    assert_int_equal(env.unknown_keys, 1);
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json(env.task.ptr, env.task.len, 32, &out), SC_OK);
+    task = json_loads(out.data, 0, NULL);
+    assert_non_null(task);
+    seen = (uint64_t)json_integer_value(json_array_get(json_object_get(task, "items"), 1));
+    assert_int_equal((int64_t)seen, -300);
+    assert_string_equal(json_string_value(json_object_get(task, "blob")), "AAEC");
+    json_decref(task);
+    sc_buf_destroy(&out);
+    msgpack_sbuffer_destroy(&sb);
+    codec_free(c);
+}
+
+/* Raw bytes that must be refused, with the reason. */
+static const struct {
+    const char *name;
+    const uint8_t *buf;
+    size_t len;
+    const char *reason;
+} hostile[] = {
+    {"array32 of 4G", B("\xdd\xff\x00\x00\x00"), "truncated"},
+    {"map32 of 4G", B("\xdf\xff\x00\x00\x00"), "truncated"},
+    {"map32 header cut", B("\xdf\xff\xff"), "truncated"},
+    {"str32 of 4G", B("\xdb\xff\xff\xff\xff"), "truncated"},
+    {"bin32 of 4G", B("\xc6\xff\xff\xff\xff"), "truncated"},
+    {"ext32 of 4G", B("\xc9\xff\xff\xff\xff\x01"), "truncated"},
+    {"reserved byte", B("\xc1"), "bad_msgpack"},
+    {"map with reserved key", B("\x81\xc1\x01"), "bad_msgpack"},
+    {"empty", B(""), "not_a_map"},
+    {"an integer", B("\x05"), "not_a_map"},
+    {"an array", B("\x92\x01\x02"), "not_a_map"},
+    {"map of 8 pairs, 1 byte", B("\x88\x01"), "truncated"},
+    {"array owing more than it has", B("\x81\xa1k\x9f\x01\x02"), "truncated"},
+    {"nested owing", B("\x81\xa1k\x92\x92\x01\x02"), "truncated"},
+    {"trailing byte", B("\x82\xa7task_id\xa1t\xa4task\xc0\x00"), "trailing_bytes"},
+    {"int key", B("\x82\x01\x02\xa4task\xc0"), "bad_type"},
+    {"float32 cut", B("\x81\xa4task\xca\x00\x00"), "truncated"},
+};
+
+static void
+test_hostile(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(hostile); k++) {
+        sc_status s = decode_exact(c, hostile[k].buf, hostile[k].len, false, &env);
+        print_message("hostile %s: %s (%s)\n", hostile[k].name, env.reason, env.why);
+        assert_int_equal(s, SC_EPROTO);
+        assert_string_equal(env.reason, hostile[k].reason);
+        assert_true(env.why[0] != '\0');
+        assert_null(env.task_id.ptr);
+        assert_null(env.task.ptr);
+    }
+    /* The two 5-byte payloads of the issue, also through the public checker. */
+    assert_int_equal(codec_msgpack_check("\xdd\xff\x00\x00\x00", 5, 32, NULL), SC_EPROTO);
+    assert_int_equal(codec_msgpack_check("\xdf\xff\x00\x00\x00", 5, 32, NULL), SC_EPROTO);
+    codec_free(c);
+}
+
+static void
+test_metadata_hostile(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    uint8_t buf[256];
+    size_t n;
+
+    (void)state;
+    /* metadata: a map32 declaring 4294967295 pairs, then a little data. */
+    n = envelope(buf, sizeof(buf), "metadata", B("\xdf\xff\xff\xff\xff\xa1k\x01"));
+    assert_int_equal(decode_exact(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "truncated");
+    assert_non_null(strstr(env.why, "metadata"));
+    /* Same as the last bytes of the message. */
+    n = envelope(buf, sizeof(buf), "metadata", B("\xdf\xff\xff\xff\xff"));
+    assert_int_equal(decode_exact(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "truncated");
+    codec_free(c);
+}
+
+static void
+test_too_deep(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    size_t n = 1000 * 1000, used = 7;
+    uint8_t *buf = malloc(n);
+    char *json;
+    struct sc_buf out;
+    uint8_t ok[64], bad[64];
+
+    (void)state;
+    assert_non_null(buf);
+    memset(buf, 0x91, n);
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_deep");
+    assert_int_equal(codec_msgpack_check(buf, n, 32, &used), SC_EPROTO);
+    assert_int_equal(used, 0);
+    assert_int_equal(codec_msgpack_check(buf, n, 100000, NULL), SC_EPROTO);
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json(buf, n, 32, &out), SC_EPROTO);
+    assert_int_equal(codec_render_json(buf, n, 5000, &out), SC_EPROTO);
+    sc_buf_destroy(&out);
+    /* The same inside a map value. */
+    buf[0] = 0x81;
+    buf[1] = 0xa1;
+    buf[2] = 'k';
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_deep");
+    free(buf);
+
+    /* Exactly at the limit: envelope (1) + 31 nested arrays as the task = 32 levels. */
+    memset(ok, 0x91, sizeof(ok));
+    memcpy(ok, "\x82\xa7task_id\xa1t\xa4task", 16);
+    ok[16 + 30] = 0x90;
+    assert_int_equal(codec_decode(c, ok, 16 + 31, false, &env), SC_OK);
+    memcpy(bad, ok, sizeof(bad));
+    bad[16 + 30] = 0x91;
+    bad[16 + 31] = 0x90;
+    assert_int_equal(codec_decode(c, bad, 16 + 32, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_deep");
+
+    /* JSON: deeper than jansson's own parser allows, and deeper than ours. */
+    json = malloc(n + 1);
+    assert_non_null(json);
+    memcpy(json, "{\"a\":", 5);
+    memset(json + 5, '[', n - 5);
+    json[n] = '\0';
+    assert_int_equal(codec_decode(c, json, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_deep");
+    strcpy(json, "{\"task_id\":\"t\",\"task\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}");
+    assert_int_equal(codec_decode(c, json, strlen(json), false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_deep");
+    free(json);
+    codec_free(c);
+}
+
+static void
+test_truncated_everywhere(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    msgpack_sbuffer sb;
+    size_t jlen = strlen(full_json);
+
+    (void)state;
+    pack_full(&sb);
+    assert_int_equal(decode_exact(c, sb.data, sb.size, false, &env), SC_OK);
+    for (size_t k = 0; k < sb.size; k++) {
+        assert_int_equal(decode_exact(c, sb.data, k, false, &env), SC_EPROTO);
+        assert_true(env.reason[0] != '\0');
+        assert_int_equal(codec_msgpack_check(sb.data, k, 32, NULL), SC_EPROTO);
+    }
+    for (size_t k = 0; k < jlen; k++) {
+        assert_int_not_equal(decode_exact(c, full_json, k, false, &env), SC_OK);
+        assert_int_not_equal(decode_exact(c, full_json, k, true, &env), SC_OK);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    codec_free(c);
+}
+
+/* max_retries (and the other typed keys): value bytes -> result. */
+static const struct {
+    const char *key;
+    const uint8_t *val;
+    size_t vlen;
+    const char *reason; /* "" for SC_OK */
+    const char *why;    /* NULL: not checked */
+    bool has;
+    int value;
+} typed[] = {
+    {"max_retries", B("\x00"), "", NULL, true, 0},
+    {"max_retries", B("\x64"), "", NULL, true, 100},
+    {"max_retries", B("\xcc\x07"), "", NULL, true, 7},
+    {"max_retries", B("\xd3\x00\x00\x00\x00\x00\x00\x00\x03"), "", NULL, true, 3},
+    {"max_retries", B("\x65"), "out_of_range", "max_retries: 101 is out of range 0-100", false, 0},
+    {"max_retries", B("\xff"), "out_of_range", "max_retries: -1 is out of range 0-100", false, 0},
+    {"max_retries", B("\xd0\xff"), "out_of_range", "max_retries: -1 is out of range 0-100", false, 0},
+    {"max_retries", B("\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), "out_of_range",
+     "max_retries: 18446744073709551615 is out of range 0-100", false, 0},
+    {"max_retries", B("\xc0"), "", NULL, false, 0},
+    {"max_retries", B("\xa1" "3"), "bad_type", "max_retries: must be an integer 0-100", false, 0},
+    {"max_retries", B("\xcb\x40\x08\x00\x00\x00\x00\x00\x00"), "bad_type",
+     "max_retries: must be an integer 0-100", false, 0},
+    {"max_retries", B("\xc3"), "bad_type", "max_retries: must be an integer 0-100", false, 0},
+    {NULL, NULL, 0, "", NULL, false, 0}, /* absent */
+};
+
+static void
+test_max_retries(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    uint8_t buf[256];
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(typed); k++) {
+        size_t n = envelope(buf, sizeof(buf), typed[k].key, typed[k].val, typed[k].vlen);
+        sc_status s = codec_decode(c, buf, n, false, &env);
+        print_message("max_retries row %zu: %s %s\n", k, env.reason, env.why);
+        assert_int_equal(s, typed[k].reason[0] ? SC_EPROTO : SC_OK);
+        assert_string_equal(env.reason, typed[k].reason);
+        if (typed[k].why)
+            assert_string_equal(env.why, typed[k].why);
+        assert_int_equal(env.has_max_retries, typed[k].has);
+        if (typed[k].has)
+            assert_int_equal(env.max_retries, typed[k].value);
+    }
+    codec_free(c);
+}
+
+static const struct {
+    const char *json;
+    const char *reason;
+    const char *why;
+    bool has;
+    int value;
+} json_typed[] = {
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":0}", "", "", true, 0},
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":100}", "", "", true, 100},
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":-1}", "out_of_range",
+     "max_retries: -1 is out of range 0-100", false, 0},
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":null}", "", "", false, 0},
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":\"3\"}", "bad_type",
+     "max_retries: must be an integer 0-100", false, 0},
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":3.5}", "bad_type",
+     "max_retries: must be an integer 0-100", false, 0},
+    {"{\"task_id\":\"t\",\"task\":{}}", "", "", false, 0},
+    {"  \n{\"task_id\":\"t\",\"task\":{},\"max_retries\":2}  ", "", "", true, 2},
+    {"{\"task_id\":\"t\",\"task\":{},\"max_retries\":1,\"max_retries\":2}", "duplicate_key", NULL,
+     false, 0},
+    {"{\"task_id\":\"t\",\"task\":{}} x", "trailing_bytes", NULL, false, 0},
+    {"{\"task_id\":\"t\",\"task\":{},}", "bad_json", NULL, false, 0},
+    {"{\"task_id\":\"t\",\"task\":", "truncated", NULL, false, 0},
+    {"{\"task\":{}}", "task_id_missing", "task_id: missing", false, 0},
+    {"{\"task_id\":\"t\"}", "task_missing", "task: missing", false, 0},
+    {"{\"task_id\":\"\",\"task\":1}", "task_id_missing", NULL, false, 0},
+    {"{\"task_id\":\"a\\u0000b\",\"task\":1}", "bad_chars", NULL, false, 0},
+    {"{\"task_id\":7,\"task\":1}", "bad_type", NULL, false, 0},
+    {"{\"task_id\":\"t\",\"task\":1,\"enqueue\":\"yes\"}", "bad_type", NULL, false, 0},
+    {"{\"task_id\":\"t\",\"task\":1,\"failed_at\":\"yesterday\"}", "bad_timestamp", NULL, false, 0},
+    {"{\"task_id\":\"t\",\"task\":1,\"repos\":[\"a\",2]}", "bad_type", NULL, false, 0},
+    {"{\"task_id\":\"t\",\"task\":1,\"metadata\":[]}", "bad_type", NULL, false, 0},
+};
+
+static void
+test_json_envelopes(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(json_typed); k++) {
+        const char *j = json_typed[k].json;
+        sc_status s = codec_decode(c, j, strlen(j), false, &env);
+        print_message("json row %zu: %s %s\n", k, env.reason, env.why);
+        assert_int_equal(s, json_typed[k].reason[0] ? SC_EPROTO : SC_OK);
+        assert_string_equal(env.reason, json_typed[k].reason);
+        if (json_typed[k].why)
+            assert_string_equal(env.why, json_typed[k].why);
+        assert_int_equal(env.has_max_retries, json_typed[k].has);
+        if (json_typed[k].has)
+            assert_int_equal(env.max_retries, json_typed[k].value);
+        /* is_json forces the JSON parser even without the leading '{' check. */
+        s = codec_decode(c, j, strlen(j), true, &env);
+        assert_string_equal(env.reason, json_typed[k].reason);
+    }
+    /* The shell example of DESIGN section 4. */
+    {
+        const char *j = "{\"task_id\":\"42\",\"task\":{},\"error\":\"boom\"}";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_true(str_eq(env.task_id, "42"));
+        assert_true(str_eq(env.error, "boom"));
+        assert_int_equal(env.task.len, 1);
+        assert_int_equal((uint8_t)env.task.ptr[0], 0x80);
+    }
+    /* JSON that is not an object; MessagePack when is_json says JSON. */
+    assert_int_equal(codec_decode(c, "[1]", 3, true, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "not_a_map");
+    assert_int_equal(codec_decode(c, "\x81\xa1k\x01", 4, true, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "bad_utf8");
+    assert_int_equal(codec_decode(c, "\x01\x02", 2, true, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "bad_json");
+    assert_int_equal(codec_decode(c, "{\"a\":\"\xff\"}", 8, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "bad_utf8");
+    codec_free(c);
+}
+
+/* Tasks in unusual but valid encodings: the exact bytes must come back. */
+static const struct {
+    const uint8_t *task;
+    size_t len;
+} tasks[] = {
+    {B("\xcc\x05")},                         /* 5 as uint8, not a fixint */
+    {B("\xd9\x03" "abc")},                   /* str8 for a short string */
+    {B("\xde\x00\x01\xa1" "a\xc0")},         /* map16 of one pair */
+    {B("\xdc\x00\x02\xc2\xc3")},             /* array16 */
+    {B("\xc0")},                             /* nil */
+    {B("\xc4\x00")},                         /* empty bin */
+    {B("\xd8\x01" "0123456789abcdef")},      /* fixext16 */
+    {B("\x82\x01\x02\x01\x03")},             /* duplicate non-string keys */
+    {B("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x01")}, /* a NaN with payload */
+};
+
+static void
+test_task_bytes_exact(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    uint8_t buf[256];
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(tasks); k++) {
+        /* {"task_id": "t-1", "task": {"x": 1}, "task" ...} would be a duplicate; use a fresh map. */
+        size_t n = 0;
+        buf[n++] = 0x82;
+        memcpy(buf + n, "\xa7task_id\xa1t\xa4task", 15);
+        n += 15;
+        memcpy(buf + n, tasks[k].task, tasks[k].len);
+        n += tasks[k].len;
+        assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+        assert_int_equal(env.task.len, tasks[k].len);
+        assert_ptr_equal(env.task.ptr, (const char *)buf + 16);
+        assert_memory_equal(env.task.ptr, tasks[k].task, tasks[k].len);
+    }
+    codec_free(c);
+}
+
+static const struct {
+    const uint8_t *val;
+    size_t vlen;
+    const char *reason;
+    int64_t ms;
+} failed_at[] = {
+    {B("\xd6\xff\x65\x00\x00\x00"), "", 0x65000000LL * 1000},
+    /* timestamp 64: nsec 5000000 (5 ms) << 34 | 1700000000 s */
+    {B("\xd7\xff\x01\x31\x2d\x00\x65\x53\xf1\x00"), "", 1700000000005LL},
+    /* timestamp 96: nsec 999000000, seconds -1 */
+    {B("\xc7\x0c\xff\x3b\x8b\x87\xc0\xff\xff\xff\xff\xff\xff\xff\xff"), "", -1},
+    {B("\xcf\x00\x00\x01\x8a\x8a\x5e\x2f\x15"), "", 1694538542869LL},
+    {B("\xd3\xff\xff\xff\xff\xff\xff\xfc\x18"), "", -1000},
+    {B("\x00"), "", 0},
+    {B("\xb8" "2023-09-12T12:34:56.789Z"), "", 1694522096789LL},
+    {B("\xb9" "2023-09-12T14:34:56+02:00"), "", 1694522096000LL},
+    {B("\xa9" "yesterday"), "bad_timestamp", 0},
+    {B("\xb3" "2023-02-29T00:00:00Z"), "bad_timestamp", 0},
+    {B("\xd7\xff\xff\xff\xff\xfc\x00\x00\x00\x00"), "bad_timestamp", 0}, /* nsec > 999999999 */
+    {B("\xd5\xff\x00\x00"), "bad_timestamp", 0},                         /* 2 data bytes */
+    {B("\xd6\x05\x65\x00\x00\x00"), "bad_type", 0},                      /* another ext */
+    {B("\xcf\x7f\xff\xff\xff\xff\xff\xff\xff"), "bad_timestamp", 0},     /* past year 9999 */
+    {B("\xcb\x42\x78\xab\x0c\x6d\x11\x50\x00"), "bad_type", 0},          /* a float */
+    {B("\xc0"), "", 0},                                                  /* nil: receipt time */
+};
+
+static void
+test_failed_at(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    uint8_t buf[256];
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(failed_at); k++) {
+        size_t n = envelope(buf, sizeof(buf), "failed_at", failed_at[k].val, failed_at[k].vlen);
+        sc_status s = codec_decode(c, buf, n, false, &env);
+        print_message("failed_at row %zu: %s %s\n", k, env.reason, env.why);
+        assert_int_equal(s, failed_at[k].reason[0] ? SC_EPROTO : SC_OK);
+        assert_string_equal(env.reason, failed_at[k].reason);
+        if (!s && failed_at[k].val[0] != 0xc0) {
+            assert_true(env.has_failed_at);
+            assert_int_equal(env.failed_at_ms, failed_at[k].ms);
+        } else {
+            assert_false(env.has_failed_at);
+        }
+    }
+    codec_free(c);
+}
+
+/* Checks that s (len bytes) is well-formed UTF-8. */
+static bool
+valid_utf8(const char *s, size_t len)
+{
+    size_t k = 0;
+    uint32_t cp;
+
+    while (k < len) {
+        size_t n = codec_utf8_next((const uint8_t *)s + k, len - k, &cp);
+        if (!n)
+            return false;
+        k += n;
+    }
+    return true;
+}
+
+static void
+test_error_field(void **state)
+{
+    struct codec_limits l;
+    struct codec *c;
+    struct codec_envelope env;
+    uint8_t *buf = malloc(20000);
+    char text[8000];
+    size_t n, mlen = strlen(CODEC_TRUNC_MARKER);
+
+    (void)state;
+    assert_non_null(buf);
+    codec_limits_default(&l);
+    l.max_error_len = 100;
+    c = codec_new(&l);
+
+    /* absent, nil, empty: "" with a non-NULL pointer */
+    n = envelope(buf, 20000, NULL, NULL, 0);
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_non_null(env.error.ptr);
+    assert_int_equal(env.error.len, 0);
+    n = envelope(buf, 20000, "error", B("\xc0"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_non_null(env.error.ptr);
+    assert_int_equal(env.error.len, 0);
+    n = envelope(buf, 20000, "error", B("\xa0"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_non_null(env.error.ptr);
+    assert_int_equal(env.error.len, 0);
+    /* bin is text too */
+    n = envelope(buf, 20000, "error", B("\xc4\x04" "boom"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_true(str_eq(env.error, "boom"));
+    /* other types are refused */
+    n = envelope(buf, 20000, "error", B("\x05"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "bad_type");
+
+    /* exactly max_error_len: kept whole and borrowed */
+    memset(text, 'a', 100);
+    n = envelope(buf, 20000, "error", B("\xd9\x64"));
+    memcpy(buf + n, text, 100);
+    assert_int_equal(codec_decode(c, buf, n + 100, false, &env), SC_OK);
+    assert_false(env.error_truncated);
+    assert_int_equal(env.error.len, 100);
+    assert_ptr_equal(env.error.ptr, (const char *)buf + n);
+
+    /* 5000 bytes: cut, marker, at most max_error_len */
+    memset(text, 'b', 5000);
+    n = envelope(buf, 20000, "error", B("\xda\x13\x88"));
+    memcpy(buf + n, text, 5000);
+    assert_int_equal(codec_decode(c, buf, n + 5000, false, &env), SC_OK);
+    assert_true(env.error_truncated);
+    assert_int_equal(env.error.len, 100);
+    assert_memory_equal(env.error.ptr, text, 100 - mlen);
+    assert_memory_equal(env.error.ptr + 100 - mlen, CODEC_TRUNC_MARKER, mlen);
+    assert_true(env.error.ptr < (const char *)buf || env.error.ptr >= (const char *)buf + 20000);
+
+    /* multi-byte text: never cut inside a character */
+    for (size_t shift = 0; shift < 4; shift++) {
+        size_t len = 0;
+        for (size_t k = 0; k < shift; k++)
+            text[len++] = 'x';
+        while (len + 4 <= 300) {
+            memcpy(text + len, "\xe2\x82\xac", 3); /* U+20AC */
+            len += 3;
+            memcpy(text + len, "\xf0\x9f\x98\x80", 4); /* U+1F600 */
+            len += 4;
+        }
+        n = envelope(buf, 20000, "error", B("\xda\x00\x00"));
+        buf[n - 2] = (uint8_t)(len >> 8);
+        buf[n - 1] = (uint8_t)len;
+        memcpy(buf + n, text, len);
+        assert_int_equal(codec_decode(c, buf, n + len, false, &env), SC_OK);
+        assert_true(env.error_truncated);
+        assert_true(env.error.len <= 100);
+        assert_true(env.error.len >= 100 - 3);
+        assert_true(valid_utf8(env.error.ptr, env.error.len));
+        assert_memory_equal(env.error.ptr + env.error.len - mlen, CODEC_TRUNC_MARKER, mlen);
+        assert_memory_equal(env.error.ptr, text, env.error.len - mlen);
+    }
+    codec_free(c);
+
+    /* A limit shorter than the marker: the marker alone. */
+    l.max_error_len = 4;
+    c = codec_new(&l);
+    n = envelope(buf, 20000, "error", B("\xa5" "hello"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_true(env.error_truncated);
+    assert_true(str_eq(env.error, CODEC_TRUNC_MARKER));
+    codec_free(c);
+    free(buf);
+}
+
+/* Contract refusals of the other keys, MessagePack form. */
+static const struct {
+    const char *name;
+    const uint8_t *buf;
+    size_t len;
+    const char *reason;
+    const char *why; /* NULL: not checked */
+} refusals[] = {
+    {"no task_id", B("\x81\xa4task\xc0"), "task_id_missing", "task_id: missing"},
+    {"no task", B("\x81\xa7task_id\xa1t"), "task_missing", "task: missing"},
+    {"task_id nil", B("\x82\xa7task_id\xc0\xa4task\xc0"), "task_id_missing", NULL},
+    {"task_id empty", B("\x82\xa7task_id\xa0\xa4task\xc0"), "task_id_missing", "task_id: empty"},
+    {"task_id int", B("\x82\xa7task_id\x01\xa4task\xc0"), "bad_type", NULL},
+    {"task_id bin", B("\x82\xa7task_id\xc4\x01t\xa4task\xc0"), "bad_type", NULL},
+    {"task_id bad utf-8", B("\x82\xa7task_id\xa2\xc3\x28\xa4task\xc0"), "bad_utf8", NULL},
+    {"task_id overlong", B("\x82\xa7task_id\xa2\xc0\xaf\xa4task\xc0"), "bad_utf8", NULL},
+    {"task_id newline", B("\x82\xa7task_id\xa3" "a\nb\xa4task\xc0"), "bad_chars", NULL},
+    {"task_id DEL", B("\x82\xa7task_id\xa1\x7f\xa4task\xc0"), "bad_chars", NULL},
+    {"task_id C1", B("\x82\xa7task_id\xa2\xc2\x85\xa4task\xc0"), "bad_chars", NULL},
+    {"duplicate task_id", B("\x83\xa7task_id\xa1t\xa4task\xc0\xa7task_id\xa1u"), "duplicate_key",
+     "task_id: duplicate key"},
+    {"bin key", B("\x82\xc4\x07task_id\xa1t\xa4task\xc0"), "bad_type", NULL},
+    {"error_type int", B("\x83\xa7task_id\xa1t\xa4task\xc0\xaa" "error_type\x01"), "bad_type", NULL},
+    {"retry_subject map", B("\x83\xa7task_id\xa1t\xa4task\xc0\xadretry_subject\x80"), "bad_type", NULL},
+    {"retry_policy bool", B("\x83\xa7task_id\xa1t\xa4task\xc0\xacretry_policy\xc3"), "bad_type", NULL},
+    {"error_category arr", B("\x83\xa7task_id\xa1t\xa4task\xc0\xae" "error_category\x90"), "bad_type", NULL},
+    {"repos str", B("\x83\xa7task_id\xa1t\xa4task\xc0\xa5repos\xa1x"), "bad_type", NULL},
+    {"repos nested", B("\x83\xa7task_id\xa1t\xa4task\xc0\xa5repos\x91\x90"), "bad_type", NULL},
+    {"metadata array", B("\x83\xa7task_id\xa1t\xa4task\xc0\xa8metadata\x90"), "bad_type", NULL},
+    {"enqueue int", B("\x83\xa7task_id\xa1t\xa4task\xc0\xa7" "enqueue\x01"), "bad_type", NULL},
+};
+
+static void
+test_refusals(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(refusals); k++) {
+        sc_status s = decode_exact(c, refusals[k].buf, refusals[k].len, false, &env);
+        print_message("refusal %s: %s (%s)\n", refusals[k].name, env.reason, env.why);
+        assert_int_equal(s, SC_EPROTO);
+        assert_string_equal(env.reason, refusals[k].reason);
+        if (refusals[k].why)
+            assert_string_equal(env.why, refusals[k].why);
+    }
+    codec_free(c);
+}
+
+static void
+test_limits_enforced(void **state)
+{
+    struct codec_limits l;
+    struct codec *c;
+    struct codec_envelope env;
+    uint8_t buf[4096];
+    size_t n;
+
+    (void)state;
+    codec_limits_default(&l);
+    l.max_envelope_bytes = 200;
+    l.max_task_id_len = 4;
+    l.max_metadata_keys = 2;
+    l.max_metadata_bytes = 20;
+    l.max_repos = 2;
+    l.max_string_len = 8;
+    c = codec_new(&l);
+
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(codec_decode(c, buf, 201, false, &env), SC_ETOOBIG);
+    assert_string_equal(env.reason, "too_big");
+    assert_int_equal(codec_decode(c, "{", 201, true, &env), SC_ETOOBIG);
+
+    n = envelope(buf, sizeof(buf), NULL, NULL, 0); /* task_id "t-1": 3 bytes */
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_int_equal(codec_decode(c, B("\x82\xa7task_id\xa5" "abcde\xa4task\xc0"), false, &env),
+                     SC_EPROTO);
+    assert_string_equal(env.reason, "too_big");
+    assert_string_equal(env.why, "task_id: 5 bytes, at most 4");
+
+    n = envelope(buf, sizeof(buf), "metadata", B("\x82\xa1" "a\x01\xa1" "b\x02"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_int_equal(env.metadata.len, 7);
+    n = envelope(buf, sizeof(buf), "metadata", B("\x83\xa1" "a\x01\xa1" "b\x02\xa1" "c\x03"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_many_keys");
+    n = envelope(buf, sizeof(buf), "metadata", B("\x81\xa1" "a\xb4" "01234567890123456789"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_big");
+
+    n = envelope(buf, sizeof(buf), "repos", B("\x92\xa1" "a\xa1" "b"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_int_equal(env.repos.len, 5);
+    n = envelope(buf, sizeof(buf), "repos", B("\x93\xa1" "a\xa1" "b\xa1" "c"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_big");
+    n = envelope(buf, sizeof(buf), "repos", B("\x91\xa9" "123456789"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_big");
+
+    n = envelope(buf, sizeof(buf), "error_type", B("\xa8" "12345678"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_true(str_eq(env.error_type, "12345678"));
+    n = envelope(buf, sizeof(buf), "retry_subject", B("\xa9" "123456789"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_EPROTO);
+    assert_string_equal(env.reason, "too_big");
+
+    /* unknown keys are counted, whatever their values */
+    n = envelope(buf, sizeof(buf), "zz", B("\x81\x01\x91\x02"));
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_int_equal(env.unknown_keys, 1);
+    codec_free(c);
+}
+
+/* MessagePack value -> exact JSON text. */
+static const struct {
+    const char *name;
+    const uint8_t *mp;
+    size_t len;
+    const char *json;
+} renders[] = {
+    {"nested", B("\x82\xa1" "a\x93\x01\xff\x92\xc2\xc3\xa1" "b\x81\xa1" "c\xc0"),
+     "{\"a\":[1,-1,[false,true]],\"b\":{\"c\":null}}"},
+    {"empty containers", B("\x92\x90\x80"), "[[],{}]"},
+    {"bin", B("\xc4\x03\x01\x02\x03"), "{\"$bin\":\"AQID\"}"},
+    {"bin padding", B("\xc4\x04\x01\x02\x03\x04"), "{\"$bin\":\"AQIDBA==\"}"},
+    {"empty bin", B("\xc4\x00"), "{\"$bin\":\"\"}"},
+    {"ext", B("\xd4\x05\xff"), "{\"$ext\":5,\"data\":\"/w==\"}"},
+    {"ext negative", B("\xc7\x02\x80\x41\x42"), "{\"$ext\":-128,\"data\":\"QUI=\"}"},
+    {"timestamp 32", B("\xd6\xff\x00\x00\x00\x00"), "\"1970-01-01T00:00:00.000Z\""},
+    {"timestamp 64", B("\xd7\xff\x01\x31\x2d\x00\x65\x53\xf1\x00"), "\"2023-11-14T22:13:20.005Z\""},
+    {"bad timestamp", B("\xd5\xff\x00\x01"), "{\"$ext\":-1,\"data\":\"AAE=\"}"},
+    {"invalid utf-8", B("\xa4" "a\xff\xc3" "b"), "\"a\xef\xbf\xbd\xef\xbf\xbd" "b\""},
+    {"surrogate", B("\xa3\xed\xa0\x80"), "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+    {"utf-8 kept", B("\xa6\xc3\xa9\xe2\x82\xac\x21"), "\"\xc3\xa9\xe2\x82\xac!\""},
+    {"controls", B("\xa8\n\t\"\\\x01\x7f\xc2\x85"), "\"\\n\\t\\\"\\\\\\u0001\\u007f\\u0085\""},
+    {"NaN", B("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), "null"},
+    {"inf32", B("\xca\x7f\x80\x00\x00"), "null"},
+    {"-inf", B("\xcb\xff\xf0\x00\x00\x00\x00\x00\x00"), "null"},
+    {"float64", B("\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a"), "0.1"},
+    {"float32", B("\xca\x3d\xcc\xcc\xcd"), "0.1"},
+    {"float 2.5", B("\xcb\x40\x04\x00\x00\x00\x00\x00\x00"), "2.5"},
+    {"int64 min", B("\xd3\x80\x00\x00\x00\x00\x00\x00\x00"), "-9223372036854775808"},
+    {"uint64 max", B("\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), "18446744073709551615.0"},
+    {"int key", B("\x81\x01\xa1x"), "{\"1\":\"x\"}"},
+    {"nil key", B("\x81\xc0\x01"), "{\"null\":1}"},
+    {"array key", B("\x81\x92\x01\xa1\x22\xc3"), "{\"[1,\\\"\\\\\\\"\\\"]\":true}"},
+    {"bin key", B("\x81\xc4\x01\x00\x02"), "{\"{\\\"$bin\\\":\\\"AA==\\\"}\":2}"},
+    {"str with NUL", B("\xa3" "a\x00" "b"), "\"a\\u0000b\""},
+    {"key with NUL", B("\x81\xa3" "a\x00" "b\xa1\x00"), "{\"a\xef\xbf\xbd" "b\":\"\\u0000\"}"},
+};
+
+static void
+test_render_json(void **state)
+{
+    struct sc_buf out;
+
+    (void)state;
+    sc_buf_init(&out, 1 << 20);
+    for (size_t k = 0; k < SC_ARRAY_LEN(renders); k++) {
+        json_error_t jerr;
+        json_t *j;
+
+        sc_buf_reset(&out);
+        assert_int_equal(codec_render_json(renders[k].mp, renders[k].len, 32, &out), SC_OK);
+        print_message("render %s: %s\n", renders[k].name, out.data);
+        assert_string_equal(out.data, renders[k].json);
+        j = json_loadb(out.data, out.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!j)
+            print_message("jansson: %s\n", jerr.text);
+        assert_non_null(j);
+        json_decref(j);
+    }
+    sc_buf_destroy(&out);
+}
+
+/* Keys nested inside keys: the text must parse at every level. */
+static void
+test_render_key_in_key(void **state)
+{
+    /* { { {"q\"": [1, "\\"]} : 3 } : 4 } */
+    static const uint8_t mp[] = "\x81\x81\x81\xa2q\"\x92\x01\xa1\\\x03\x04";
+    struct sc_buf out;
+    json_t *j, *k1, *k2;
+    const char *key;
+
+    (void)state;
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json(mp, sizeof(mp) - 1, 32, &out), SC_OK);
+    print_message("key in key: %s\n", out.data);
+    j = json_loads(out.data, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_object_size(j), 1);
+    key = json_object_iter_key(json_object_iter(j));
+    assert_int_equal(json_integer_value(json_object_get(j, key)), 4);
+    k1 = json_loads(key, 0, NULL);
+    assert_non_null(k1);
+    key = json_object_iter_key(json_object_iter(k1));
+    assert_int_equal(json_integer_value(json_object_get(k1, key)), 3);
+    k2 = json_loads(key, 0, NULL);
+    assert_non_null(k2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(k2, "q\""), 1)), "\\");
+    json_decref(k2);
+    json_decref(k1);
+    json_decref(j);
+    sc_buf_destroy(&out);
+}
+
+static void
+test_render_errors(void **state)
+{
+    struct sc_buf out;
+    uint8_t deep[40];
+
+    (void)state;
+    sc_buf_init(&out, 8);
+    assert_int_equal(codec_render_json(B("\xa9" "123456789"), 32, &out), SC_ETOOBIG);
+    sc_buf_destroy(&out);
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json(B("\x92\x01"), 32, &out), SC_EPROTO);
+    assert_int_equal(codec_render_json(B("\x01\x02"), 32, &out), SC_EPROTO);
+    assert_int_equal(codec_render_json(B("\xc1"), 32, &out), SC_EPROTO);
+    assert_int_equal(codec_render_json(B(""), 32, &out), SC_EPROTO);
+    memset(deep, 0x91, sizeof(deep));
+    deep[9] = 0x90; /* 10 levels */
+    sc_buf_reset(&out);
+    assert_int_equal(codec_render_json(deep, 10, 10, &out), SC_OK);
+    assert_string_equal(out.data, "[[[[[[[[[[]]]]]]]]]]");
+    assert_int_equal(codec_render_json(deep, 10, 9, &out), SC_EPROTO);
+    /* Keys nested past the cap fail with ETOOBIG, not a crash. */
+    {
+        uint8_t keys[300];
+        memset(keys, 0x81, sizeof(keys));
+        keys[sizeof(keys) - 1] = 0xa1;
+        sc_buf_destroy(&out);
+        sc_buf_init(&out, 1 << 16);
+        /* 299 nested maps used as keys of each other, never closed: malformed */
+        assert_int_equal(codec_render_json(keys, sizeof(keys), 1000, &out), SC_EPROTO);
+    }
+    {
+        /* 80 maps as keys of each other, closed properly: 2^80 backslashes needed. */
+        uint8_t keys[300];
+        size_t n = 0;
+        for (int k = 0; k < 80; k++)
+            keys[n++] = 0x81;
+        keys[n++] = 0xa1;
+        keys[n++] = '"';
+        for (int k = 0; k < 80; k++)
+            keys[n++] = 0x01;
+        sc_buf_reset(&out);
+        assert_int_equal(codec_render_json(keys, n, 1000, &out), SC_ETOOBIG);
+    }
+    sc_buf_destroy(&out);
+}
+
+static void
+test_json_string(void **state)
+{
+    struct sc_buf out;
+
+    (void)state;
+    sc_buf_init(&out, 64);
+    assert_int_equal(codec_json_string(&out, "a\"b\\c\n\x01\xff", 8), SC_OK);
+    assert_string_equal(out.data, "\"a\\\"b\\\\c\\n\\u0001\xef\xbf\xbd\"");
+    sc_buf_reset(&out);
+    assert_int_equal(codec_json_string(&out, "", 0), SC_OK);
+    assert_string_equal(out.data, "\"\"");
+    sc_buf_reset(&out);
+    assert_int_equal(codec_json_string(&out, "0123456789012345678901234567890123456789012345678901234567890123456789", 70),
+                     SC_ETOOBIG);
+    sc_buf_destroy(&out);
+}
+
+static void
+test_check(void **state)
+{
+    size_t used = 99;
+
+    (void)state;
+    assert_int_equal(codec_msgpack_check(B("\x92\x01\xa1x\xff"), 32, &used), SC_OK);
+    assert_int_equal(used, 4);
+    assert_int_equal(codec_msgpack_check(B("\xc0"), 0, &used), SC_OK);
+    assert_int_equal(used, 1);
+    assert_int_equal(codec_msgpack_check(B("\x90"), 0, &used), SC_EPROTO);
+    assert_int_equal(used, 0);
+    assert_int_equal(codec_msgpack_check(B("\x90"), 1, &used), SC_OK);
+    assert_int_equal(codec_msgpack_check(NULL, 0, 32, &used), SC_EPROTO);
+    assert_int_equal(codec_msgpack_check(B("\xd8\x01" "0123456789abcde"), 32, &used), SC_EPROTO);
+    assert_int_equal(codec_msgpack_check(B("\xcf\x00\x00\x00\x00\x00\x00\x00"), 32, &used), SC_EPROTO);
+}
+
+static const struct {
+    const char *s;
+    bool valid;         /* publishing */
+    bool valid_pattern; /* allow_wildcards */
+} subjects[] = {
+    {"dlq.retry.orders", true, true},
+    {"a", true, true},
+    {"orders-v2_x.\xc3\xa9t\xc3\xa9", true, true},
+    {"svc 6\r\nHi\r\nPUB x 0\r\n", false, false},
+    {"a.*", false, true},
+    {">", false, true},
+    {"a.>", false, true},
+    {"a.>.b", false, false},
+    {"a.b*", false, false},
+    {"a.*b", false, false},
+    {"a.>b", false, false},
+    {"a b", false, false},
+    {"", false, false},
+    {"a..b", false, false},
+    {".a", false, false},
+    {"a.", false, false},
+    {".", false, false},
+    {"a\tb", false, false},
+    {"a\x7f", false, false},
+    {"a\x01", false, false},
+};
+
+static void
+test_subject_valid(void **state)
+{
+    char big[5000];
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(subjects); k++) {
+        const char *s = subjects[k].s;
+        print_message("subject %zu\n", k);
+        assert_int_equal(codec_subject_valid(s, strlen(s), false), subjects[k].valid);
+        assert_int_equal(codec_subject_valid(s, strlen(s), true), subjects[k].valid_pattern);
+    }
+    assert_false(codec_subject_valid("a\0b", 3, false));
+    assert_false(codec_subject_valid(NULL, 0, false));
+    /* 4096 bytes is the cap */
+    memset(big, 'a', sizeof(big));
+    assert_true(codec_subject_valid(big, 4096, false));
+    assert_false(codec_subject_valid(big, 4097, false));
+    /* 256 tokens is the cap */
+    for (size_t k = 0; k < 256; k++) {
+        big[2 * k] = 'a';
+        big[2 * k + 1] = '.';
+    }
+    assert_true(codec_subject_valid(big, 511, false));
+    big[511] = '.';
+    big[512] = 'a';
+    assert_false(codec_subject_valid(big, 513, false));
+    /* a length shorter than the text */
+    assert_true(codec_subject_valid("ab.c d", 4, false));
+}
+
+static const struct {
+    const char *pattern;
+    const char *subject;
+    bool match;
+} matches[] = {
+    {"dlq.retry.>", "dlq.retry.orders", true},
+    {"dlq.retry.>", "dlq.retry.orders.eu", true},
+    {"dlq.retry.>", "dlq.retry", false},
+    {"dlq.retry.>", "dlq.retryx.orders", false},
+    {"dlq.*.orders", "dlq.retry.orders", true},
+    {"dlq.*.orders", "dlq.retry.x.orders", false},
+    {"dlq.*", "dlq", false},
+    {"dlq.*", "dlq.a.b", false},
+    {"*", "a", true},
+    {">", "a.b.c", true},
+    {"a.b", "a.b", true},
+    {"a.b", "a.bc", false},
+    {"a.b", "a", false},
+    {"a", "a.b", false},
+    {"a.*", "a.", false},
+    {"a.>", "a.", false},
+    {"a.b*", "a.b*", true},
+    {"x", "", false},
+};
+
+static void
+test_subject_match(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(matches); k++) {
+        print_message("match %s ~ %s\n", matches[k].pattern, matches[k].subject);
+        assert_int_equal(codec_subject_match(matches[k].pattern, matches[k].subject,
+                                             strlen(matches[k].subject)),
+                         matches[k].match);
+    }
+    assert_true(codec_subject_match("dlq.retry.>", "dlq.retry.a.zzz", 11));
+    assert_false(codec_subject_match(NULL, "a", 1));
+}
+
+static const struct {
+    const char *name;
+    const uint8_t *buf;
+    size_t len;
+    bool ok;
+    const char *error;
+    const char *error_type; /* NULL: absent */
+} outcomes[] = {
+    {"empty", B(""), true, "", NULL},
+    {"blank", B(" \r\n"), true, "", NULL},
+    {"json ok", B("{\"ok\":true}"), true, "", NULL},
+    {"json ok with error", B("{\"ok\":true,\"error\":\"x\"}"), true, "", NULL},
+    {"json failure", B("{\"ok\":false,\"error\":\"boom\",\"error_type\":\"TimeoutError\"}"), false,
+     "boom", "TimeoutError"},
+    {"json bare failure", B(" {\"ok\":false}"), false, "", NULL},
+    {"json error null", B("{\"ok\":false,\"error\":null}"), false, "", NULL},
+    {"json error object", B("{\"ok\":false,\"error\":{\"code\":500,\"message\":\"db down\"}}"), false,
+     "db down", NULL},
+    {"json error object no message", B("{\"ok\":false,\"error\":{\"code\":500}}"), false,
+     "{\"code\":500}", NULL},
+    {"json error number", B("{\"ok\":false,\"error\":503}"), false, "503", NULL},
+    {"msgpack ok", B("\x81\xa2ok\xc3"), true, "", NULL},
+    {"msgpack failure", B("\x83\xa2ok\xc2\xa5" "error\xa3" "bad\xaa" "error_type\xa4" "HTTP"), false,
+     "bad", "HTTP"},
+    {"msgpack bin error", B("\x82\xa2ok\xc2\xa5" "error\xc4\x02hi"), false, "hi", NULL},
+    {"ok as string", B("{\"ok\":\"yes\"}"), false, "unrecognised reply", NULL},
+    {"ok as int", B("\x81\xa2ok\x01"), false, "unrecognised reply", NULL},
+    {"no ok", B("{\"status\":\"done\"}"), false, "unrecognised reply", NULL},
+    {"json error only", B("{\"error\":\"boom\"}"), false, "unrecognised reply", NULL},
+    {"msgpack array", B("\x93\x01\x02\x03"), false, "unrecognised reply", NULL},
+    {"msgpack int", B("\x05"), false, "unrecognised reply", NULL},
+    {"bad json", B("{\"ok\":tru"), false, "malformed reply", NULL},
+    {"hostile msgpack", B("\xdd\xff\x00\x00\x00"), false, "malformed reply", NULL},
+    {"text", B("hello"), false, "malformed reply", NULL},
+    {"trailing", B("\x81\xa2ok\xc3\x00"), false, "malformed reply", NULL},
+    {"reserved", B("\xc1"), false, "malformed reply", NULL},
+};
+
+static void
+test_outcome(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_outcome o;
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(outcomes); k++) {
+        void *copy = malloc(outcomes[k].len ? outcomes[k].len : 1);
+        memcpy(copy, outcomes[k].buf, outcomes[k].len);
+        assert_int_equal(codec_decode_outcome(c, copy, outcomes[k].len, &o), SC_OK);
+        print_message("outcome %s: ok=%d error=%.*s\n", outcomes[k].name, o.ok, (int)o.error.len,
+                      o.error.ptr);
+        assert_int_equal(o.ok, outcomes[k].ok);
+        assert_true(str_eq(o.error, outcomes[k].error));
+        if (outcomes[k].error_type)
+            assert_true(str_eq(o.error_type, outcomes[k].error_type));
+        else
+            assert_null(o.error_type.ptr);
+        free(copy);
+    }
+    assert_int_equal(codec_decode_outcome(c, NULL, 0, &o), SC_OK);
+    assert_true(o.ok);
+    codec_free(c);
+}
+
+static void
+test_outcome_truncation(void **state)
+{
+    struct codec_limits l;
+    struct codec *c;
+    struct codec_outcome o;
+    char body[600];
+    int n;
+
+    (void)state;
+    codec_limits_default(&l);
+    l.max_error_len = 50;
+    l.max_string_len = 5;
+    c = codec_new(&l);
+    n = snprintf(body, sizeof(body), "{\"ok\":false,\"error\":\"%0300d\",\"error_type\":\"ABCDEFGH\"}", 7);
+    assert_int_equal(codec_decode_outcome(c, body, (size_t)n, &o), SC_OK);
+    assert_false(o.ok);
+    assert_int_equal(o.error.len, 50);
+    assert_memory_equal(o.error.ptr + 50 - strlen(CODEC_TRUNC_MARKER), CODEC_TRUNC_MARKER,
+                        strlen(CODEC_TRUNC_MARKER));
+    assert_true(str_eq(o.error_type, "ABCDE"));
+    n = snprintf(body, sizeof(body), "{\"ok\":false,\"error\":[\"%0300d\"]}", 7);
+    assert_int_equal(codec_decode_outcome(c, body, (size_t)n, &o), SC_OK);
+    assert_int_equal(o.error.len, 50);
+    assert_memory_equal(o.error.ptr, "[\"00", 4);
+    codec_free(c);
+}
+
+static void
+test_memory_flat(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    msgpack_sbuffer sb;
+    uint8_t *longerr = malloc(6000);
+    size_t cap, n;
+
+    (void)state;
+    assert_non_null(longerr);
+    pack_full(&sb);
+    n = envelope(longerr, 6000, "error", B("\xda\x13\x88"));
+    memset(longerr + n, 'e', 5000);
+    n += 5000;
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < (round ? 100000 : 1000); k++) {
+            switch (k % 5) {
+            case 0:
+                assert_int_equal(codec_decode(c, sb.data, sb.size, false, &env), SC_OK);
+                break;
+            case 1:
+                assert_int_equal(codec_decode(c, longerr, n, false, &env), SC_OK);
+                assert_true(env.error_truncated);
+                break;
+            case 2:
+                assert_int_equal(codec_decode(c, sb.data, sb.size - 1 - (size_t)(k % 7), false, &env),
+                                 SC_EPROTO);
+                break;
+            case 3:
+                assert_int_equal(codec_decode(c, "\xdf\xff\xff\xff\xff", 5, false, &env), SC_EPROTO);
+                break;
+            default:
+                assert_int_equal(codec_decode(c, full_json, strlen(full_json), false, &env), SC_OK);
+                break;
+            }
+        }
+        if (round == 0)
+            cap = codec_arena_capacity(c);
+    }
+    assert_true(cap > 0);
+    assert_int_equal(codec_arena_capacity(c), cap);
+    msgpack_sbuffer_destroy(&sb);
+    free(longerr);
+    codec_free(c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_limits_default),
+        cmocka_unit_test(test_full_envelope),
+        cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_metadata_hostile),
+        cmocka_unit_test(test_too_deep),
+        cmocka_unit_test(test_truncated_everywhere),
+        cmocka_unit_test(test_max_retries),
+        cmocka_unit_test(test_json_envelopes),
+        cmocka_unit_test(test_task_bytes_exact),
+        cmocka_unit_test(test_failed_at),
+        cmocka_unit_test(test_error_field),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_limits_enforced),
+        cmocka_unit_test(test_render_json),
+        cmocka_unit_test(test_render_key_in_key),
+        cmocka_unit_test(test_render_errors),
+        cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_subject_valid),
+        cmocka_unit_test(test_subject_match),
+        cmocka_unit_test(test_outcome),
+        cmocka_unit_test(test_outcome_truncation),
+        cmocka_unit_test(test_memory_flat),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,386 @@
+/* harness.h - integration harness: a real nats-server and the real daemon as child processes, plus NATS clients that play service, worker and operator. */
+#ifndef DLQ_IT_HARNESS_H
+#define DLQ_IT_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <nats/nats.h>
+
+#include "common.h"
+
+#ifndef DLQ_SIDECAR_BIN
+#error "DLQ_SIDECAR_BIN must name the daemon binary (set by tests/integration/CMakeLists.txt)"
+#endif
+#ifndef NATS_SERVER_BIN
+#error "NATS_SERVER_BIN must name the nats-server binary (set by tests/integration/CMakeLists.txt)"
+#endif
+
+/* Generous waits: the suite must pass on a loaded 2-core machine. */
+#define IT_WAIT_MS 20000       /* waiting for something that should happen soon */
+#define IT_REQUEST_MS 5000     /* one request/reply round trip */
+#define IT_PATH_MAX 512
+
+/* ---- processes ------------------------------------------------------------------------------ */
+
+/*
+ * A nats-server child. port is chosen once by it_server_start() (0 on entry
+ * means "pick a free one") and kept across it_server_restart() so that
+ * clients reconnect to the same URL.
+ */
+struct it_server {
+    pid_t pid;            /* 0 when not running */
+    int port;
+    bool jetstream;       /* -js -sd <dir>/js */
+    char url[64];         /* "nats://127.0.0.1:PORT" */
+    char dir[IT_PATH_MAX];
+    char log[IT_PATH_MAX];
+};
+
+/*
+ * it_free_port() binds 127.0.0.1:0, reads back the port the kernel chose and
+ * closes the socket. Returns the port, or -1 (errno set). Racy by nature;
+ * good enough for a test that starts its server right away.
+ */
+int it_free_port(void);
+
+/*
+ * it_server_start() starts nats-server on 127.0.0.1 in dir (its log goes to
+ * dir/nats.log; with s->jetstream its store goes to dir/js), picking a free
+ * port when s->port is 0, and waits up to IT_WAIT_MS until it accepts TCP.
+ * Returns 0, or -1 with a message on stderr (the child is then killed).
+ */
+int it_server_start(struct it_server *s, const char *dir, bool jetstream);
+
+/*
+ * it_server_stop() sends sig (SIGTERM for a clean stop, SIGKILL for a
+ * crash) and reaps the child, with a SIGKILL fallback after 10 s. Safe when
+ * not running. Returns 0.
+ */
+int it_server_stop(struct it_server *s, int sig);
+
+/* it_server_restart() starts the server again on the same port. Errors as it_server_start(). */
+int it_server_restart(struct it_server *s);
+
+/*
+ * A daemon child: DLQ_SIDECAR_BIN with one flag per config key, stdout and
+ * stderr to log. exit_status is what it_daemon_stop() saw (-1 before).
+ */
+struct it_daemon {
+    pid_t pid;
+    int exit_status;      /* exit code, 128+signal when killed, -1 unknown */
+    char log[IT_PATH_MAX];
+};
+
+/*
+ * it_daemon_start() runs the daemon with argv = the suite's defaults
+ * (it_default_flags) overridden and extended by extra, a NULL-terminated
+ * list of "key=value" strings (YAML key paths as in config/config.h; a
+ * value may be empty), with DLQ_* removed from the environment. It does not
+ * wait for readiness (see it_daemon_wait_ready()). Returns 0 or -1.
+ */
+int it_daemon_start(struct it_daemon *d, const char *dir, const char *nats_url,
+                    const char *const *extra);
+
+/*
+ * it_daemon_wait_ready() asks dlq.admin.health on nc until it answers
+ * {"status":"ok"} or timeout_ms pass, failing fast when the child exits.
+ * Returns 0 when ready, -1 otherwise (the log tail is printed).
+ */
+int it_daemon_wait_ready(struct it_daemon *d, natsConnection *nc, int timeout_ms);
+
+/* it_daemon_alive() tells whether the child still runs (reaping it when it exited). */
+bool it_daemon_alive(struct it_daemon *d);
+
+/*
+ * it_daemon_stop() sends SIGTERM, waits up to 10 s, then SIGKILLs. Returns
+ * the exit status (0 for a clean stop, 128+signal when killed by one) and
+ * stores it in d->exit_status; 0 when it was not running.
+ */
+int it_daemon_stop(struct it_daemon *d);
+
+/* it_print_tail() prints the last `lines` lines of the file at path to stderr under a title. */
+void it_print_tail(const char *title, const char *path, int lines);
+
+/* it_pid_rss_kb() returns VmRSS of pid in kB from /proc/PID/status, or -1. */
+long it_pid_rss_kb(pid_t pid);
+
+/* ---- the per-test environment ---------------------------------------------------------------- */
+
+/*
+ * One test's world: a temp dir, a server, a daemon and an operator/service
+ * client connection nc (reconnecting forever). Set passed = true as the
+ * test body's last statement: it_env_stop() keeps the dir and prints the
+ * logs when it is false.
+ */
+#define IT_ENV_MAX_CONNS 8
+#define IT_ENV_MAX_RECS 16
+struct it_recorder;
+struct it_env {
+    const char *name;
+    char dir[IT_PATH_MAX];
+    struct it_server srv;
+    struct it_daemon dmn;
+    natsConnection *nc;
+    bool passed;
+    /* Owned by the env and released by it_env_stop(), even when a test aborts. */
+    natsConnection *conns[IT_ENV_MAX_CONNS];
+    struct it_recorder *recs[IT_ENV_MAX_RECS];
+};
+
+/*
+ * it_env_start() creates the temp dir, starts nats-server, the daemon with
+ * extra flags (see it_daemon_start()), connects nc and waits until the
+ * daemon answers health. Returns a new env or NULL (everything started is
+ * stopped again).
+ */
+struct it_env *it_env_start(const char *name, const char *const *extra);
+
+/*
+ * it_env_stop() closes the clients, stops the daemon (a non-zero exit
+ * status after SIGTERM is reported and makes it return -1), stops the
+ * server, and removes the temp dir when the test passed. NULL is a no-op
+ * returning 0. Use it as the cmocka teardown via it_teardown().
+ */
+int it_env_stop(struct it_env *e);
+
+/* cmocka teardown: it_env_stop(*state). */
+int it_teardown(void **state);
+
+/*
+ * it_env_connect() opens another client connection (it_connect()) owned by
+ * e: a worker's or a spy's. Returns it or NULL.
+ */
+natsConnection *it_env_connect(struct it_env *e, const char *name);
+
+/*
+ * it_env_recorder() is it_recorder_new() with the recorder owned by e
+ * (freed by it_env_stop() before the connections close). Returns it or NULL.
+ */
+struct it_recorder *it_env_recorder(struct it_env *e, natsConnection *nc, const char *subject,
+                                    const char *queue, size_t cap, bool keep_body);
+
+/* it_env_recorder_free() frees r now (a worker that goes away) and forgets it. */
+void it_env_recorder_free(struct it_env *e, struct it_recorder *r);
+
+/* ---- NATS clients ---------------------------------------------------------------------------- */
+
+/*
+ * it_connect() opens a connection to url that reconnects forever every
+ * 100 ms and buffers while disconnected. Returns the connection or NULL.
+ */
+natsConnection *it_connect(const char *url, const char *name);
+
+/* What a failure envelope holds; NULL / -1 / 0 fields are left out. */
+struct it_envelope {
+    const char *task_id;
+    const void *task_mp;      /* the task value, already MessagePack; NULL: a small default map */
+    size_t task_len;
+    const char *error;
+    const char *error_type;
+    const char *error_category;
+    const char *retry_policy;
+    const char *retry_subject;
+    int max_retries;          /* -1: absent */
+    int64_t failed_at_ms;     /* 0: absent; else sent as an int (ms since epoch) */
+};
+
+/* it_envelope_init() sets every field to "absent". */
+void it_envelope_init(struct it_envelope *env);
+
+/*
+ * it_envelope_pack() encodes env as a MessagePack map into out (reset
+ * first; out's cap must hold it). Returns 0 or -1.
+ */
+int it_envelope_pack(const struct it_envelope *env, struct sc_buf *out);
+
+/*
+ * it_default_task() writes the MessagePack of the default task value
+ * {"order":42,"items":[1,2,3],"blob":bin(0x00 0xff 0x10),"note":"héllo"}
+ * into out (reset first). Returns 0 or -1.
+ */
+int it_default_task(struct sc_buf *out);
+
+/* it_publish_envelope() packs env and publishes it on subject (no reply). Returns 0 or -1. */
+int it_publish_envelope(natsConnection *nc, const char *subject, const struct it_envelope *env);
+
+/*
+ * it_request_envelope() packs env, sends it as a request on subject and
+ * parses the ingest acknowledgement. Returns the JSON reply (caller
+ * json_decref()s) or NULL on timeout/parse error.
+ */
+json_t *it_request_envelope(natsConnection *nc, const char *subject,
+                            const struct it_envelope *env);
+
+/*
+ * it_request_json() sends body (NULL: empty) on subject and parses the reply
+ * as JSON. Returns a new reference or NULL (timeout, no responders, not
+ * JSON). timeout_ms bounds the wait.
+ */
+json_t *it_request_json(natsConnection *nc, const char *subject, const char *body,
+                        int timeout_ms);
+
+/* it_request_bytes() is it_request_json() with a binary body of len bytes. */
+json_t *it_request_bytes(natsConnection *nc, const char *subject, const void *body, size_t len,
+                         int timeout_ms);
+
+/* it_admin_stats() asks dlq.admin.stats. Returns a new reference or NULL. */
+json_t *it_admin_stats(natsConnection *nc);
+
+/* it_admin_get() asks dlq.admin.get for task_id. Returns a new reference or NULL. */
+json_t *it_admin_get(natsConnection *nc, const char *task_id);
+
+/*
+ * it_admin_task() asks dlq.admin.<verb> with {"task_id": task_id} (retry,
+ * archive, get ...). Returns a new reference or NULL.
+ */
+json_t *it_admin_task(natsConnection *nc, const char *verb, const char *task_id);
+
+/* it_admin_health_ok() tells whether dlq.admin.health answers {"status":"ok"}. */
+bool it_admin_health_ok(natsConnection *nc);
+
+/*
+ * it_json_int() reads the integer at a dotted path ("lifetime_stats.invalid")
+ * of obj. Returns it, or INT64_MIN when absent or not a number.
+ */
+int64_t it_json_int(const json_t *obj, const char *path);
+
+/* it_json_str() reads the string at a dotted path; NULL when absent or not a string (borrowed). */
+const char *it_json_str(const json_t *obj, const char *path);
+
+/* it_json_dump() returns a malloc'ed compact dump for messages ("(null)" when obj is NULL). */
+char *it_json_dump(const json_t *obj);
+
+/*
+ * it_task_status() returns the task's status into out (outlen bytes):
+ * "pending", "completed", ... or "absent" for a 404, "error" when the
+ * request failed. Returns out.
+ */
+const char *it_task_status(natsConnection *nc, const char *task_id, char *out, size_t outlen);
+
+/*
+ * it_wait_task_status() polls dlq.admin.get every 20 ms until the task has
+ * status want or timeout_ms pass. Returns the last get reply (new reference,
+ * may be NULL) and sets *ok.
+ */
+json_t *it_wait_task_status(natsConnection *nc, const char *task_id, const char *want,
+                            int timeout_ms, bool *ok);
+
+/* ---- recorder / worker ------------------------------------------------------------------------ */
+
+/* What a worker does with one retry message. */
+typedef enum {
+    IT_ACT_RECORD = 0, /* just record (a plain listener) */
+    IT_ACT_OK,         /* reply {"ok":true} */
+    IT_ACT_EMPTY,      /* reply with an empty body (success too) */
+    IT_ACT_FAIL,       /* reply {"ok":false,"error":<error>,"error_type":<error_type>} */
+    IT_ACT_SILENT,     /* never answer */
+} it_action;
+
+struct it_step {
+    it_action act;
+    const char *error;      /* IT_ACT_FAIL; static or outliving the recorder */
+    const char *error_type; /* IT_ACT_FAIL; may be NULL */
+};
+
+#define IT_MAX_HDRS 16
+
+/*
+ * One received message. Written once by the callback before the count that
+ * covers it is published under the lock, then never changed: once
+ * it_rec_count() returned n, entries [0, n) may be read without the lock.
+ */
+struct it_rec_msg {
+    char *subject;
+    char *reply;                  /* NULL when none */
+    int nhdr;
+    char *hdr_name[IT_MAX_HDRS];
+    char *hdr_val[IT_MAX_HDRS];
+    char *body;                   /* NULL unless keep_body */
+    size_t len;
+    uint64_t hash;                /* FNV-1a 64 of the body */
+    int64_t at_mono;              /* arrival, sc_now_mono_ms() in the callback */
+    int64_t replied_mono;         /* when the reply was published; 0 none */
+    it_action act;                /* what was done */
+};
+
+struct it_recorder; /* opaque */
+
+/*
+ * it_recorder_new() subscribes on nc to subject (queue group when queue is
+ * non-NULL) with no pending limits, recording up to cap messages (later
+ * ones are counted in it_rec_dropped() only). keep_body copies bodies.
+ * The recorder acts as a worker when given a plan: the i-th message
+ * (0-based, all subjects) follows plan[i], later ones dflt. A recorder
+ * without plan only records. Returns NULL on failure.
+ */
+struct it_recorder *it_recorder_new(natsConnection *nc, const char *subject, const char *queue,
+                                    size_t cap, bool keep_body);
+
+/* it_recorder_set_plan() sets the reply plan (copied; strings borrowed). Any thread. */
+void it_recorder_set_plan(struct it_recorder *r, const struct it_step *plan, size_t n,
+                          struct it_step dflt);
+
+/* it_recorder_free() unsubscribes and frees everything; NULL is a no-op. */
+void it_recorder_free(struct it_recorder *r);
+
+/* it_rec_count() returns how many messages were recorded so far (see struct it_rec_msg). */
+size_t it_rec_count(struct it_recorder *r);
+
+/* it_rec_get() returns entry i (< it_rec_count()). */
+const struct it_rec_msg *it_rec_get(struct it_recorder *r, size_t i);
+
+/* it_rec_dropped() counts messages that arrived past cap. */
+size_t it_rec_dropped(struct it_recorder *r);
+
+/* it_rec_header() returns the value of header name in m, or NULL. */
+const char *it_rec_header(const struct it_rec_msg *m, const char *name);
+
+/*
+ * it_rec_wait() waits until at least n messages were recorded or timeout_ms
+ * passed. Returns true when they were.
+ */
+bool it_rec_wait(struct it_recorder *r, size_t n, int timeout_ms);
+
+/*
+ * it_rec_count_matching() counts recorded messages whose subject equals
+ * subject (NULL: any) and, when hdr_name is non-NULL, whose header hdr_name
+ * equals hdr_val (hdr_val NULL: merely present).
+ */
+size_t it_rec_count_matching(struct it_recorder *r, const char *subject, const char *hdr_name,
+                             const char *hdr_val);
+
+/* ---- misc ------------------------------------------------------------------------------------- */
+
+/* it_sleep_ms() sleeps ms milliseconds (restarting on EINTR). */
+void it_sleep_ms(int64_t ms);
+
+/* it_fnv1a() hashes len bytes (FNV-1a 64; the length is mixed in so "" and "\0" differ). */
+uint64_t it_fnv1a(const void *p, size_t len);
+
+/* it_rand_u64() is a seeded xorshift for test data (not thread-safe; main thread). */
+void it_rand_seed(uint64_t seed);
+uint64_t it_rand_u64(void);
+
+/* it_unique_id() writes "<prefix>-<pid>-<counter>-<mono ms>" into out (outlen bytes). */
+const char *it_unique_id(const char *prefix, char *out, size_t outlen);
+
+/*
+ * IT_CHECK(cond, fmt, ...) is assert_true() with a formatted message printed
+ * first, so that a failure says what was expected and what came.
+ */
+#define IT_CHECK(cond, ...)                                                                   \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "CHECK FAILED %s:%d: %s\n  ", __FILE__, __LINE__, #cond);        \
+            fprintf(stderr, __VA_ARGS__);                                                     \
+            fprintf(stderr, "\n");                                                            \
+            fail();                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#endif

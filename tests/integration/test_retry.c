@@ -1,0 +1,607 @@
+/* test_retry.c - integration: the retry life cycle (backoff on the wire, parking, exhaustion, timeouts, no responders). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* Scheduling tolerance for delays measured on the wire (ms); DLQ_IT_TOLERANCE_MS overrides. */
+static int64_t
+tolerance_ms(void)
+{
+    const char *s = getenv("DLQ_IT_TOLERANCE_MS");
+    return s && *s ? strtoll(s, NULL, 10) : 50;
+}
+
+#define TICK_MS 10
+
+/*
+ * history_find() returns the first history entry of task with the given
+ * attempt number and outcome (NULL: any outcome), or NULL.
+ */
+static json_t *
+history_find(const json_t *task, int attempt, const char *outcome)
+{
+    json_t *h = json_object_get(task, "history");
+    size_t i;
+    json_t *ent;
+    json_array_foreach(h, i, ent) {
+        if (it_json_int(ent, "attempt") != attempt)
+            continue;
+        const char *o = it_json_str(ent, "outcome");
+        if (!outcome || (o && strcmp(o, outcome) == 0))
+            return ent;
+    }
+    return NULL;
+}
+
+/* history_has_error() tells whether any entry's error contains needle. */
+static bool
+history_has_error(const json_t *task, const char *needle)
+{
+    json_t *h = json_object_get(task, "history");
+    size_t i;
+    json_t *ent;
+    json_array_foreach(h, i, ent) {
+        const char *err = it_json_str(ent, "error");
+        if (err && strstr(err, needle))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * check_retry_headers() asserts the DESIGN section 5 headers of one retry
+ * message: ids, attempt, budget, category, original subject, first failure
+ * time within [lo_wall, hi_wall] (or exactly first_failed when non-zero),
+ * and a reply subject.
+ */
+static void
+check_retry_headers(const struct it_rec_msg *m, const char *id, int attempt, int max_retries,
+                    const char *category, const char *orig_subject, int64_t first_failed,
+                    int64_t lo_wall, int64_t hi_wall)
+{
+    char want[320];
+    const char *v;
+
+    v = it_rec_header(m, "Dlq-Task-Id");
+    IT_CHECK(v && strcmp(v, id) == 0, "Dlq-Task-Id: want %s, got %s", id, v ? v : "(none)");
+    snprintf(want, sizeof want, "%d", attempt);
+    v = it_rec_header(m, "Dlq-Attempt");
+    IT_CHECK(v && strcmp(v, want) == 0, "Dlq-Attempt: want %s, got %s", want, v ? v : "(none)");
+    snprintf(want, sizeof want, "%d", max_retries);
+    v = it_rec_header(m, "Dlq-Max-Retries");
+    IT_CHECK(v && strcmp(v, want) == 0, "Dlq-Max-Retries: want %s, got %s", want,
+             v ? v : "(none)");
+    v = it_rec_header(m, "Dlq-Error-Category");
+    IT_CHECK(v && strcmp(v, category) == 0, "Dlq-Error-Category: want %s, got %s", category,
+             v ? v : "(none)");
+    v = it_rec_header(m, "Dlq-Original-Subject");
+    IT_CHECK(v && strcmp(v, orig_subject) == 0, "Dlq-Original-Subject: want %s, got %s",
+             orig_subject, v ? v : "(none)");
+    v = it_rec_header(m, "Dlq-First-Failed-At");
+    int64_t ms = 0;
+    IT_CHECK(v && sc_parse_rfc3339(v, strlen(v), &ms) == SC_OK,
+             "Dlq-First-Failed-At: want RFC 3339, got %s", v ? v : "(none)");
+    if (first_failed)
+        IT_CHECK(ms == first_failed, "Dlq-First-Failed-At: want %lld ms (from failed_at), got %s",
+                 (long long)first_failed, v);
+    else
+        IT_CHECK(ms >= lo_wall - 1000 && ms <= hi_wall + 1000,
+                 "Dlq-First-Failed-At %s not near the time of the failure", v);
+    snprintf(want, sizeof want, "%s:%d", id, attempt);
+    v = it_rec_header(m, "Nats-Msg-Id");
+    IT_CHECK(v && strcmp(v, want) == 0, "Nats-Msg-Id: want %s, got %s", want, v ? v : "(none)");
+    IT_CHECK(m->reply && *m->reply, "retry %d of %s has no reply subject (retry.outcome reply)",
+             attempt, id);
+}
+
+/* wait_int() polls stats until path reaches at least want; returns the last value. */
+static int64_t
+wait_stat_at_least(natsConnection *nc, const char *path, int64_t want, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms, v = INT64_MIN;
+    for (;;) {
+        json_t *st = it_admin_stats(nc);
+        v = it_json_int(st, path);
+        json_decref(st);
+        if (v >= want || sc_now_mono_ms() >= deadline)
+            return v;
+        it_sleep_ms(50);
+    }
+}
+
+/* count_events() counts dlq.events.<kind> messages about task_id recorded by ev. */
+static size_t
+count_events(struct it_recorder *ev, const char *kind, const char *task_id)
+{
+    char subj[128];
+    snprintf(subj, sizeof subj, "dlq.events.%s", kind);
+    size_t n = it_rec_count(ev), c = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct it_rec_msg *m = it_rec_get(ev, i);
+        if (strcmp(m->subject, subj) != 0)
+            continue;
+        json_t *j = json_loadb(m->body, m->len, 0, NULL);
+        const char *id = it_json_str(j, "task_id");
+        if (id && strcmp(id, task_id) == 0)
+            c++;
+        json_decref(j);
+    }
+    return c;
+}
+
+/*
+ * check_event_shape() asserts that the dlq.events.<kind> event about task_id
+ * has the keys of DESIGN section 9 with sane values: task_id, the failure
+ * subject, a category, the attempt number, an RFC 3339 time and an error.
+ */
+static void
+check_event_shape(struct it_recorder *ev, const char *kind, const char *task_id, int attempt)
+{
+    char subj[128];
+    snprintf(subj, sizeof subj, "dlq.events.%s", kind);
+    size_t n = it_rec_count(ev);
+    for (size_t i = 0; i < n; i++) {
+        const struct it_rec_msg *m = it_rec_get(ev, i);
+        if (strcmp(m->subject, subj) != 0)
+            continue;
+        json_t *j = json_loadb(m->body, m->len, 0, NULL);
+        const char *id = it_json_str(j, "task_id");
+        if (!id || strcmp(id, task_id) != 0) {
+            json_decref(j);
+            continue;
+        }
+        char *dump = it_json_dump(j);
+        const char *at = it_json_str(j, "at");
+        int64_t ms;
+        IT_CHECK(it_json_str(j, "subject") && it_json_str(j, "category") && at &&
+                     sc_parse_rfc3339(at, strlen(at), &ms) == SC_OK &&
+                     json_object_get(j, "error") != NULL,
+                 "event %s: want task_id, subject, category, attempt, at, error: %s", subj, dump);
+        IT_CHECK(it_json_int(j, "attempt") == attempt, "event %s: want attempt %d: %s", subj,
+                 attempt, dump);
+        free(dump);
+        json_decref(j);
+        return;
+    }
+    IT_CHECK(false, "no %s event for %s", subj, task_id);
+}
+
+/*
+ * 1. A network error is retried with exponential backoff: attempt 1 fails
+ * (the worker says so), attempt 2 succeeds, the task completes. The delays
+ * on the wire match the policy (200 ms, then 400 ms after the failure
+ * reply) within one tick plus a scheduling tolerance; headers and body are
+ * as DESIGN section 5 says.
+ */
+static void
+test_network_error_backoff(void **state)
+{
+    struct it_env *e = it_env_start("backoff", NULL);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.orders", "workers", 64, true);
+    assert_non_null(w);
+    struct it_step plan[] = {
+        {IT_ACT_FAIL, "connection refused by upstream (attempt 1)", "ConnectionRefusedError"},
+    };
+    it_recorder_set_plan(w, plan, 1, (struct it_step){IT_ACT_OK, NULL, NULL});
+    struct it_recorder *ev = it_env_recorder(e, e->nc, "dlq.events.>", NULL, 1024, true);
+    assert_non_null(ev);
+
+    char id[96];
+    it_unique_id("net", id, sizeof id);
+    struct sc_buf task;
+    sc_buf_init(&task, 1 << 16);
+    assert_int_equal(it_default_task(&task), 0);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "connection refused";
+    env.error_type = "ConnectionRefusedError";
+    env.retry_policy = "exponential";
+    env.max_retries = 3;
+
+    int64_t wall0 = sc_now_wall_ms();
+    int64_t t_pub = sc_now_mono_ms();
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.orders", &env);
+    int64_t wall1 = sc_now_wall_ms();
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest ack: want ok:true, got %s",
+             dump);
+    IT_CHECK(it_json_str(ack, "task_id") && strcmp(it_json_str(ack, "task_id"), id) == 0,
+             "ingest ack task_id: got %s", dump);
+    IT_CHECK(it_json_str(ack, "status") && strcmp(it_json_str(ack, "status"), "pending") == 0,
+             "ingest ack status: want pending, got %s", dump);
+    const char *nra = it_json_str(ack, "next_retry_at");
+    int64_t nra_ms = 0;
+    IT_CHECK(nra && sc_parse_rfc3339(nra, strlen(nra), &nra_ms) == SC_OK,
+             "ingest ack next_retry_at: want RFC 3339, got %s", dump);
+    IT_CHECK(nra_ms >= wall0 + 200 - TICK_MS - 5 && nra_ms <= wall1 + 200 + 1000,
+             "ingest ack next_retry_at %s is not ~200 ms after the failure", nra);
+    free(dump);
+    json_decref(ack);
+
+    IT_CHECK(it_rec_wait(w, 2, IT_WAIT_MS), "want 2 retries on dlq.retry.orders, got %zu",
+             it_rec_count(w));
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+    dump = it_json_dump(t);
+    IT_CHECK(ok, "want status completed after a failed then a successful attempt, got %s", dump);
+
+    const struct it_rec_msg *m1 = it_rec_get(w, 0), *m2 = it_rec_get(w, 1);
+    int64_t tol = tolerance_ms();
+    int64_t d1 = m1->at_mono - t_pub;
+    int64_t d2 = m2->at_mono - m1->replied_mono;
+    fprintf(stderr, "[backoff] delay before attempt 1: %lld ms (want 200), before attempt 2: %lld ms (want 400)\n",
+            (long long)d1, (long long)d2);
+    IT_CHECK(d1 >= 200 - TICK_MS && d1 <= 200 + TICK_MS + tol,
+             "attempt 1 came %lld ms after the failure; want 200 ms (-%d/+%lld)", (long long)d1,
+             TICK_MS, (long long)(TICK_MS + tol));
+    IT_CHECK(m1->replied_mono > 0, "the worker did not reply to attempt 1");
+    IT_CHECK(d2 >= 400 - TICK_MS && d2 <= 400 + TICK_MS + tol,
+             "attempt 2 came %lld ms after attempt 1's failure reply; want 400 ms (-%d/+%lld)",
+             (long long)d2, TICK_MS, (long long)(TICK_MS + tol));
+
+    check_retry_headers(m1, id, 1, 3, "network", "dlq.failed.orders", 0, wall0, wall1);
+    check_retry_headers(m2, id, 2, 3, "network", "dlq.failed.orders", 0, wall0, wall1);
+    IT_CHECK(strcmp(it_rec_header(m1, "Dlq-First-Failed-At"),
+                    it_rec_header(m2, "Dlq-First-Failed-At")) == 0,
+             "Dlq-First-Failed-At changed between attempts: %s then %s",
+             it_rec_header(m1, "Dlq-First-Failed-At"), it_rec_header(m2, "Dlq-First-Failed-At"));
+    IT_CHECK(m1->len == task.len && memcmp(m1->body, task.data, task.len) == 0,
+             "attempt 1 body is not the task's MessagePack bytes (%zu vs %zu bytes)", m1->len,
+             task.len);
+    IT_CHECK(m2->len == task.len && memcmp(m2->body, task.data, task.len) == 0,
+             "attempt 2 body is not the task's MessagePack bytes (%zu vs %zu bytes)", m2->len,
+             task.len);
+    IT_CHECK(strcmp(m1->subject, "dlq.retry.orders") == 0, "retry subject %s", m1->subject);
+
+    IT_CHECK(it_json_int(t, "retry_count") == 1,
+             "retry_count: want 1 (one attempt ended in failure), got %s", dump);
+    IT_CHECK(it_json_str(t, "error_category") &&
+                 strcmp(it_json_str(t, "error_category"), "network") == 0,
+             "error_category: want network, got %s", dump);
+    IT_CHECK(history_has_error(t, "attempt 1"),
+             "history lacks the worker's error of attempt 1: %s", dump);
+    IT_CHECK(history_find(t, 2, NULL) != NULL, "history lacks attempt 2: %s", dump);
+    free(dump);
+    json_decref(t);
+
+    /* No third attempt after the success. */
+    it_sleep_ms(1000);
+    IT_CHECK(it_rec_count(w) == 2, "want exactly 2 retries, got %zu", it_rec_count(w));
+
+    json_t *st = it_admin_stats(e->nc);
+    dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "lifetime_stats.enqueued") == 1, "enqueued: want 1: %s", dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.retry_success") == 1, "retry_success: want 1: %s",
+             dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.retry_failed") == 1, "retry_failed: want 1: %s",
+             dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.exhausted") == 0, "exhausted: want 0: %s", dump);
+    free(dump);
+    json_decref(st);
+
+    /* Lifecycle events (DESIGN section 9). */
+    IT_CHECK(count_events(ev, "enqueued", id) == 1, "want 1 dlq.events.enqueued, got %zu",
+             count_events(ev, "enqueued", id));
+    IT_CHECK(count_events(ev, "retried", id) == 2, "want 2 dlq.events.retried, got %zu",
+             count_events(ev, "retried", id));
+    IT_CHECK(count_events(ev, "failed", id) == 1, "want 1 dlq.events.failed, got %zu",
+             count_events(ev, "failed", id));
+    IT_CHECK(count_events(ev, "succeeded", id) == 1, "want 1 dlq.events.succeeded, got %zu",
+             count_events(ev, "succeeded", id));
+    check_event_shape(ev, "failed", id, 1);
+    check_event_shape(ev, "succeeded", id, 2);
+    sc_buf_destroy(&task);
+    e->passed = true;
+}
+
+/*
+ * 2. A validation error is not retryable: the task is parked (pending, no
+ * next_retry_at, parked true) and nothing is ever published to the retry
+ * subject.
+ */
+static void
+test_validation_parked(void **state)
+{
+    struct it_env *e = it_env_start("parked", NULL);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.>", NULL, 64, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    char id[96];
+    it_unique_id("val", id, sizeof id);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "400 Bad Request";
+    env.error_type = "HTTPError";
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.orders", &env);
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest ack: want ok:true, got %s",
+             dump);
+    IT_CHECK(json_is_null(json_object_get(ack, "next_retry_at")) ||
+                 !json_object_get(ack, "next_retry_at"),
+             "ingest ack of a parked task: want next_retry_at null, got %s", dump);
+    free(dump);
+    json_decref(ack);
+
+    /* Listen for several backoff periods (base 200 ms). */
+    it_sleep_ms(1500);
+    IT_CHECK(it_rec_count(w) == 0, "a validation error was published %zu time(s) to %s",
+             it_rec_count(w), it_rec_count(w) ? it_rec_get(w, 0)->subject : "");
+
+    json_t *t = it_admin_get(e->nc, id);
+    dump = it_json_dump(t);
+    IT_CHECK(it_json_str(t, "status") && strcmp(it_json_str(t, "status"), "pending") == 0,
+             "status: want pending (parked), got %s", dump);
+    IT_CHECK(json_is_true(json_object_get(t, "parked")), "parked: want true, got %s", dump);
+    IT_CHECK(json_is_null(json_object_get(t, "next_retry_at")), "next_retry_at: want null, got %s",
+             dump);
+    IT_CHECK(it_json_str(t, "error_category") &&
+                 strcmp(it_json_str(t, "error_category"), "validation") == 0,
+             "error_category: want validation, got %s", dump);
+    IT_CHECK(it_json_str(t, "retry_policy") && strcmp(it_json_str(t, "retry_policy"), "never") == 0,
+             "retry_policy: want never, got %s", dump);
+    IT_CHECK(it_json_int(t, "retry_count") == 0, "retry_count: want 0, got %s", dump);
+    free(dump);
+    json_decref(t);
+
+    json_t *st = it_admin_stats(e->nc);
+    dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "status_breakdown.parked") == 1, "status_breakdown.parked: want 1: %s",
+             dump);
+    IT_CHECK(it_json_int(st, "status_breakdown.retrying") == 0 &&
+                 it_json_int(st, "status_breakdown.exhausted") == 0,
+             "status_breakdown: want nothing retrying or exhausted: %s", dump);
+    IT_CHECK(it_json_int(st, "queue_size") == 1, "queue_size: want 1: %s", dump);
+    free(dump);
+    json_decref(st);
+    e->passed = true;
+}
+
+/*
+ * 3. max_retries 2 and a worker that always fails: exactly two attempts go
+ * out, then the task is exhausted and nothing more is published. The
+ * envelope's failed_at is carried to Dlq-First-Failed-At exactly.
+ */
+static void
+test_exhausted(void **state)
+{
+    struct it_env *e = it_env_start("exhausted", NULL);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 64, true);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0,
+                         (struct it_step){IT_ACT_FAIL, "connection refused", "ConnectionError"});
+    struct it_recorder *ev = it_env_recorder(e, e->nc, "dlq.events.>", NULL, 1024, true);
+    assert_non_null(ev);
+
+    char id[96];
+    it_unique_id("exh", id, sizeof id);
+    int64_t failed_at = (sc_now_wall_ms() / 1000) * 1000 - 3600 * 1000 + 123;
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "ECONNRESET";
+    env.max_retries = 2;
+    env.failed_at_ms = failed_at;
+    int64_t wall0 = sc_now_wall_ms();
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.billing", &env), 0);
+    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "exhausted", IT_WAIT_MS, &ok);
+    char *dump = it_json_dump(t);
+    IT_CHECK(ok, "want status exhausted after 2 failed attempts, got %s", dump);
+    IT_CHECK(it_json_int(t, "retry_count") == 2, "retry_count: want 2, got %s", dump);
+    IT_CHECK(json_is_null(json_object_get(t, "next_retry_at")),
+             "an exhausted task has next_retry_at %s", dump);
+    free(dump);
+    json_decref(t);
+
+    /* The next attempt would be due 800 ms after the second failure: listen well past it. */
+    it_sleep_ms(2500);
+    size_t n = it_rec_count(w);
+    IT_CHECK(n == 2, "want exactly 2 attempts published with max_retries 2, got %zu", n);
+    check_retry_headers(it_rec_get(w, 0), id, 1, 2, "network", "dlq.failed.billing", failed_at,
+                        wall0, wall0);
+    check_retry_headers(it_rec_get(w, 1), id, 2, 2, "network", "dlq.failed.billing", failed_at,
+                        wall0, wall0);
+    IT_CHECK(strcmp(it_rec_get(w, 0)->subject, "dlq.retry.billing") == 0,
+             "default retry subject: want dlq.retry.billing, got %s", it_rec_get(w, 0)->subject);
+
+    json_t *st = it_admin_stats(e->nc);
+    dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "status_breakdown.exhausted") == 1,
+             "status_breakdown.exhausted: want 1: %s", dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.exhausted") == 1, "lifetime exhausted: want 1: %s",
+             dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.retry_failed") == 2,
+             "lifetime retry_failed: want 2: %s", dump);
+    free(dump);
+    json_decref(st);
+    IT_CHECK(count_events(ev, "exhausted", id) == 1, "want 1 dlq.events.exhausted, got %zu",
+             count_events(ev, "exhausted", id));
+    e->passed = true;
+}
+
+/*
+ * 4. A worker that never answers: after retry.timeout_ms (300) the attempt
+ * counts as a failure (history timeout / "retry timed out", category
+ * network), retry_count grows and the next attempt follows after the
+ * backoff; the worker then succeeds.
+ */
+static void
+test_timeout(void **state)
+{
+    const char *flags[] = {"retry.timeout_ms=300", NULL};
+    struct it_env *e = it_env_start("timeout", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.>", NULL, 64, false);
+    assert_non_null(w);
+    struct it_step plan[] = {{IT_ACT_SILENT, NULL, NULL}};
+    it_recorder_set_plan(w, plan, 1, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    char id[96];
+    it_unique_id("tmo", id, sizeof id);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "HTTP 503 temporarily unavailable";
+    env.max_retries = 3;
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.mail", &env), 0);
+    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+
+    IT_CHECK(it_rec_wait(w, 2, IT_WAIT_MS), "want attempt 2 after attempt 1 timed out, got %zu",
+             it_rec_count(w));
+    const struct it_rec_msg *m1 = it_rec_get(w, 0), *m2 = it_rec_get(w, 1);
+    const char *a1 = it_rec_header(m1, "Dlq-Attempt"), *a2 = it_rec_header(m2, "Dlq-Attempt");
+    IT_CHECK(a1 && strcmp(a1, "1") == 0 && a2 && strcmp(a2, "2") == 0,
+             "Dlq-Attempt: want 1 then 2, got %s then %s", a1 ? a1 : "-", a2 ? a2 : "-");
+    const char *c1 = it_rec_header(m1, "Dlq-Error-Category");
+    const char *c2 = it_rec_header(m2, "Dlq-Error-Category");
+    IT_CHECK(c1 && strcmp(c1, "transient") == 0, "attempt 1 category: want transient, got %s",
+             c1 ? c1 : "-");
+    IT_CHECK(c2 && strcmp(c2, "network") == 0,
+             "attempt 2 category: want network (a timeout is a network failure), got %s",
+             c2 ? c2 : "-");
+    /*
+     * timeout (300) + backoff before attempt 2 (400), measured between two
+     * arrivals: attempt 1's delivery latency shortens the gap, so the
+     * tolerance applies below too; generous above.
+     */
+    int64_t gap = m2->at_mono - m1->at_mono;
+    fprintf(stderr, "[timeout] attempt 1 -> attempt 2: %lld ms (want 300 + 400)\n", (long long)gap);
+    IT_CHECK(gap >= 700 - 2 * TICK_MS - tolerance_ms() && gap <= 700 + 2 * TICK_MS + 4 * tolerance_ms(),
+             "attempt 2 came %lld ms after attempt 1; want timeout 300 + backoff 400 ms",
+             (long long)gap);
+
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+    char *dump = it_json_dump(t);
+    IT_CHECK(ok, "want completed after attempt 2 succeeded, got %s", dump);
+    IT_CHECK(it_json_int(t, "retry_count") == 1, "retry_count: want 1 (the timeout), got %s", dump);
+    json_t *h1 = history_find(t, 1, NULL);
+    const char *o1 = it_json_str(h1, "outcome"), *e1 = it_json_str(h1, "error");
+    IT_CHECK(h1 && ((o1 && strcmp(o1, "timeout") == 0) || (e1 && strstr(e1, "retry timed out"))),
+             "history: want attempt 1 recorded as a timeout / \"retry timed out\", got %s", dump);
+    IT_CHECK(history_has_error(t, "retry timed out"),
+             "history: want the error \"retry timed out\", got %s", dump);
+    free(dump);
+    json_decref(t);
+
+    json_t *st = it_admin_stats(e->nc);
+    dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "lifetime_stats.retry_failed") == 1,
+             "lifetime retry_failed: want 1 (the timeout): %s", dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.retry_success") == 1,
+             "lifetime retry_success: want 1: %s", dump);
+    free(dump);
+    json_decref(st);
+    e->passed = true;
+}
+
+/*
+ * 5. No worker at all: the retry meets no responders, which is not an
+ * attempt: the task is deferred again and again (lifetime deferred grows)
+ * and never exhausts, even with max_retries 1; once a worker subscribes it
+ * completes with attempt 1.
+ */
+static void
+test_no_responders(void **state)
+{
+    const char *flags[] = {"backoff.max_delay_ms=800", NULL};
+    struct it_env *e = it_env_start("noresp", flags);
+    assert_non_null(e);
+    *state = e;
+
+    char id[96];
+    it_unique_id("nores", id, sizeof id);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "connection refused";
+    env.max_retries = 1;
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.search", &env), 0);
+    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+
+    int64_t deferred = wait_stat_at_least(e->nc, "lifetime_stats.deferred", 4, IT_WAIT_MS);
+    IT_CHECK(deferred >= 4, "want lifetime_stats.deferred >= 4 with no worker, got %lld",
+             (long long)deferred);
+    /* Many backoff periods later it is still waiting, not exhausted. */
+    it_sleep_ms(1500);
+    json_t *t = it_admin_get(e->nc, id);
+    char *dump = it_json_dump(t);
+    const char *s = it_json_str(t, "status");
+    IT_CHECK(s && (strcmp(s, "pending") == 0 || strcmp(s, "retrying") == 0),
+             "with no worker: want pending (deferred), got %s", dump);
+    IT_CHECK(it_json_int(t, "retry_count") == 0,
+             "no responders is not an attempt: want retry_count 0, got %s", dump);
+    IT_CHECK(!json_is_true(json_object_get(t, "parked")), "a deferred task is not parked: %s",
+             dump);
+    free(dump);
+    json_decref(t);
+    json_t *st = it_admin_stats(e->nc);
+    dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "lifetime_stats.exhausted") == 0 &&
+                 it_json_int(st, "status_breakdown.exhausted") == 0,
+             "nothing may exhaust while no worker runs: %s", dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.retry_failed") == 0,
+             "no responders is not a failed retry: %s", dump);
+    free(dump);
+    json_decref(st);
+
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.search", "workers", 64, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    bool ok = false;
+    t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+    dump = it_json_dump(t);
+    IT_CHECK(ok, "want completed once a worker subscribed, got %s", dump);
+    IT_CHECK(it_json_int(t, "retry_count") == 0, "retry_count: want 0, got %s", dump);
+    free(dump);
+    json_decref(t);
+    IT_CHECK(it_rec_count(w) == 1, "the worker saw %zu retries, want 1", it_rec_count(w));
+    const char *a = it_rec_header(it_rec_get(w, 0), "Dlq-Attempt");
+    IT_CHECK(a && strcmp(a, "1") == 0,
+             "deferrals are not attempts: want Dlq-Attempt 1, got %s", a ? a : "-");
+    e->passed = true;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_network_error_backoff, it_teardown),
+        cmocka_unit_test_teardown(test_validation_parked, it_teardown),
+        cmocka_unit_test_teardown(test_exhausted, it_teardown),
+        cmocka_unit_test_teardown(test_timeout, it_teardown),
+        cmocka_unit_test_teardown(test_no_responders, it_teardown),
+    };
+    return cmocka_run_group_tests_name("integration_retry", tests, NULL, NULL);
+}

@@ -1,0 +1,202 @@
+/* dlq-demo.c - a tiny service and worker for the README demo: publish a failure, serve its retries. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <nats/nats.h>
+
+static volatile sig_atomic_t stop;
+
+/* on_signal() asks the worker loop to stop. */
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dlq-demo fail   [-s URL] [-S SERVICE] [-i TASK_ID] [-e ERROR] [-t ERROR_TYPE]\n"
+            "                       [-r MAX_RETRIES] [-p POLICY]\n"
+            "       dlq-demo worker [-s URL] [-j SUBJECT] [-q QUEUE] [-f FAILS]\n"
+            "\n"
+            "fail    publishes one MessagePack failure envelope on dlq.failed.SERVICE as a\n"
+            "        request and prints the sidecar's acknowledgement (default SERVICE orders,\n"
+            "        ERROR \"connection refused\").\n"
+            "worker  subscribes to SUBJECT (default dlq.retry.>) in QUEUE (default workers),\n"
+            "        prints every retry's headers and replies {\"ok\":false,...} to the first\n"
+            "        FAILS attempts of a task (by Dlq-Attempt), {\"ok\":true} afterwards.\n"
+            "-s URL  NATS server (default nats://127.0.0.1:4222).\n");
+}
+
+/* pack_kv() packs one string key and string value. */
+static void
+pack_kv(msgpack_packer *pk, const char *k, const char *v)
+{
+    msgpack_pack_str(pk, strlen(k));
+    msgpack_pack_str_body(pk, k, strlen(k));
+    msgpack_pack_str(pk, strlen(v));
+    msgpack_pack_str_body(pk, v, strlen(v));
+}
+
+/*
+ * demo_fail() publishes one failure envelope and prints the ingest ack.
+ * Returns the process exit code: 0 when the sidecar accepted it.
+ */
+static int
+demo_fail(natsConnection *nc, const char *service, const char *task_id, const char *error,
+          const char *error_type, int max_retries, const char *policy)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    char subject[256], idbuf[64];
+    natsMsg *reply = NULL;
+    int rc = 1;
+
+    if (!task_id) {
+        snprintf(idbuf, sizeof idbuf, "demo-%ld", (long)getpid());
+        task_id = idbuf;
+    }
+    snprintf(subject, sizeof subject, "dlq.failed.%s", service);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3 + (error_type != NULL) + (max_retries >= 0) + (policy != NULL));
+    pack_kv(&pk, "task_id", task_id);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "task", 4);
+    msgpack_pack_map(&pk, 2); /* the task: {"order": 42, "action": "charge"} */
+    pack_kv(&pk, "action", "charge");
+    msgpack_pack_str(&pk, 5);
+    msgpack_pack_str_body(&pk, "order", 5);
+    msgpack_pack_int(&pk, 42);
+    pack_kv(&pk, "error", error);
+    if (error_type)
+        pack_kv(&pk, "error_type", error_type);
+    if (max_retries >= 0) {
+        msgpack_pack_str(&pk, 11);
+        msgpack_pack_str_body(&pk, "max_retries", 11);
+        msgpack_pack_unsigned_int(&pk, (unsigned)max_retries);
+    }
+    if (policy)
+        pack_kv(&pk, "retry_policy", policy);
+
+    natsStatus s = natsConnection_Request(&reply, nc, subject, sb.data, (int)sb.size, 5000);
+    if (s == NATS_OK) {
+        printf("%s -> %.*s\n", subject, natsMsg_GetDataLength(reply), natsMsg_GetData(reply));
+        rc = strstr(natsMsg_GetData(reply), "\"ok\":true") ? 0 : 1;
+    } else {
+        fprintf(stderr, "dlq-demo: request on %s: %s (is dlq-sidecar running?)\n", subject,
+                natsStatus_GetText(s));
+    }
+    natsMsg_Destroy(reply);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* on_retry() prints one retry and answers it per the fail count in closure. nats.c thread. */
+static void
+on_retry(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    int fails = *(const int *)closure;
+    const char *id = NULL, *att = NULL, *cat = NULL;
+    (void)sub;
+
+    natsMsgHeader_Get(msg, "Dlq-Task-Id", &id);
+    natsMsgHeader_Get(msg, "Dlq-Attempt", &att);
+    natsMsgHeader_Get(msg, "Dlq-Error-Category", &cat);
+    int attempt = att ? atoi(att) : 0;
+    bool ok = attempt > fails;
+    printf("%s task_id=%s attempt=%s category=%s bytes=%d -> %s\n", natsMsg_GetSubject(msg),
+           id ? id : "?", att ? att : "?", cat ? cat : "?", natsMsg_GetDataLength(msg),
+           ok ? "ok" : "fail");
+    fflush(stdout);
+    if (natsMsg_GetReply(msg)) {
+        const char *body = ok ? "{\"ok\":true}"
+                              : "{\"ok\":false,\"error\":\"connection refused (demo)\"}";
+        natsConnection_PublishString(nc, natsMsg_GetReply(msg), body);
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* demo_worker() serves retries until SIGINT/SIGTERM. Returns the exit code. */
+static int
+demo_worker(natsConnection *nc, const char *subject, const char *queue, int fails)
+{
+    natsSubscription *sub = NULL;
+    static int fails_arg;
+
+    fails_arg = fails;
+    natsStatus s = natsConnection_QueueSubscribe(&sub, nc, subject, queue, on_retry, &fails_arg);
+    if (s != NATS_OK) {
+        fprintf(stderr, "dlq-demo: subscribe %s: %s\n", subject, natsStatus_GetText(s));
+        return 1;
+    }
+    printf("serving %s in queue %s (failing the first %d attempt(s)); Ctrl-C stops\n", subject,
+           queue, fails);
+    fflush(stdout);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    while (!stop)
+        nats_Sleep(100);
+    natsSubscription_Drain(sub);
+    natsSubscription_WaitForDrainCompletion(sub, 2000);
+    natsSubscription_Destroy(sub);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *url = "nats://127.0.0.1:4222", *service = "orders", *task_id = NULL;
+    const char *error = "connection refused", *error_type = NULL, *policy = NULL;
+    const char *subject = "dlq.retry.>", *queue = "workers";
+    int max_retries = -1, fails = 1, opt, rc = 1;
+    natsConnection *nc = NULL;
+
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *mode = argv[1];
+    optind = 2;
+    while ((opt = getopt(argc, argv, "s:S:i:e:t:r:p:j:q:f:h")) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 'S': service = optarg; break;
+        case 'i': task_id = optarg; break;
+        case 'e': error = optarg; break;
+        case 't': error_type = optarg; break;
+        case 'r': max_retries = atoi(optarg); break;
+        case 'p': policy = optarg; break;
+        case 'j': subject = optarg; break;
+        case 'q': queue = optarg; break;
+        case 'f': fails = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (strcmp(mode, "fail") != 0 && strcmp(mode, "worker") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    natsStatus s = natsConnection_ConnectTo(&nc, url);
+    if (s != NATS_OK) {
+        fprintf(stderr, "dlq-demo: connect %s: %s\n", url, natsStatus_GetText(s));
+        return 1;
+    }
+    if (strcmp(mode, "fail") == 0)
+        rc = demo_fail(nc, service, task_id, error, error_type, max_retries, policy);
+    else
+        rc = demo_worker(nc, subject, queue, fails);
+    natsConnection_Destroy(nc);
+    nats_Close();
+    return rc;
+}
