@@ -586,12 +586,12 @@ archive_one(struct sc_daemon *d, struct sc_task *t, int64_t now)
     sc_queue_set_status(&d->q, t, SC_TASK_ARCHIVED, false);
     t->next_retry_at = 0;
     t->updated_at = now;
-    t->version++;
+    sc_store_changed(d, t);
     sc_queue_history(&d->q, t, SC_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
     d->c.archived++;
     sc_event(d, "archived", t, t->retry_count, "");
     if (!d->cfg->store_keep_completed)
-        sc_queue_remove(&d->q, t);
+        sc_task_drop(d, t);
 }
 
 static bool

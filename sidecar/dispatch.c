@@ -80,6 +80,7 @@ sc_task_drop(struct sc_daemon *d, struct sc_task *t)
 {
     timer_cancel(d, t);
     sc_flight_release(d, t);
+    sc_store_removed(d, t);
     sc_queue_remove(&d->q, t);
 }
 
@@ -89,6 +90,7 @@ park(struct sc_daemon *d, struct sc_task *t)
     timer_cancel(d, t);
     sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);
     t->next_retry_at = 0;
+    sc_store_changed(d, t);
 }
 
 /* Files t in the due wheel delay_ms from now and records its wall-clock time. */
@@ -100,6 +102,7 @@ schedule_in(struct sc_daemon *d, struct sc_task *t, int64_t delay_ms, int64_t no
         sc_queue_set_status(&d->q, t, SC_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
     sc_wheel_schedule(d->wheel, &t->timer, sc_now_mono_ms() + delay_ms);
+    sc_store_changed(d, t);
 }
 
 void
@@ -115,6 +118,7 @@ sc_schedule_next(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
         timer_cancel(d, t);
         sc_queue_set_status(&d->q, t, SC_TASK_EXHAUSTED, false);
         t->next_retry_at = 0;
+        sc_store_changed(d, t);
         d->c.exhausted++;
         sc_queue_history(&d->q, t, SC_OUT_EXHAUSTED, t->retry_count, now_wall, NULL, 0);
         sc_log(SC_LOG_INFO, "task exhausted", "task_id", t->id, "attempts",
@@ -142,7 +146,7 @@ sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
     t->defer_streak = 0;
     schedule_in(d, t, 0, now_wall);
     t->updated_at = now_wall;
-    t->version++;
+    sc_store_changed(d, t);
     sc_queue_history(&d->q, t, SC_OUT_MANUAL, t->retry_count + 1, now_wall, NULL, 0);
     return SC_OK;
 }
@@ -174,7 +178,7 @@ defer(struct sc_daemon *d, struct sc_task *t, const char *why)
     }
     d->c.deferred++;
     t->updated_at = now;
-    t->version++;
+    sc_store_changed(d, t);
     sc_queue_set_status(&d->q, t, SC_TASK_PENDING, false);
     schedule_in(d, t, delay, now);
     sc_log(SC_LOG_DEBUG, "retry deferred", "task_id", t->id, "reason", why, "delay_ms",
@@ -199,7 +203,7 @@ succeeded(struct sc_daemon *d, struct sc_task *t)
     sc_queue_set_status(&d->q, t, SC_TASK_COMPLETED, false);
     t->next_retry_at = 0;
     t->updated_at = now;
-    t->version++;
+    sc_store_changed(d, t);
     sc_event(d, "succeeded", t, attempt, "");
     if (!d->cfg->store_keep_completed)
         sc_task_drop(d, t);
@@ -232,7 +236,7 @@ sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind, 
         t->policy = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy
                                                      : policy_default_retry(t->category);
     t->updated_at = now;
-    t->version++;
+    sc_store_changed(d, t);
     sc_queue_history(&d->q, t, kind, attempt, now, t->error, strlen(t->error));
     sc_log(SC_LOG_DEBUG, "retry failed", "task_id", t->id, "attempt", sc_log_int(attempt), "outcome",
            sc_outcome_name(kind), "error", t->error, NULL);
@@ -294,7 +298,7 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     t->last_attempt_at = now;
     t->next_retry_at = 0;
     t->updated_at = now;
-    t->version++;
+    sc_store_changed(d, t);
     d->c.attempts++;
     sc_wheel_schedule(d->twheel, &t->timer, sc_now_mono_ms() + d->cfg->retry_timeout_ms);
     sc_log(SC_LOG_DEBUG, "retry published", "task_id", t->id, "attempt", attempt, "subject",

@@ -329,7 +329,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     }
     task_policy(d, t, has_override, override);
     t->updated_at = now;
-    t->version++;
+    sc_store_changed(d, t);
     sc_queue_history(&d->q, t, SC_OUT_FAILED, t->retry_count, now, t->error, strlen(t->error));
 
     if (fresh || reopened) {

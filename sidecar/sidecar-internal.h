@@ -283,6 +283,14 @@ void sc_task_drop(struct sc_daemon *d, struct sc_task *t);
 /* Schedules t now (manual retry). Returns SC_ECONFLICT when t has no usable retry subject. */
 sc_status sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall);
 
+/*
+ * store.c: mirrors the queue into the configured store (DESIGN section 11).
+ * sc_store_changed() is called after every change of t (it bumps t->version,
+ * which only grows); sc_store_removed() just before t is freed. Loop thread.
+ */
+void sc_store_changed(struct sc_daemon *d, struct sc_task *t);
+void sc_store_removed(struct sc_daemon *d, struct sc_task *t);
+
 /* admin.c */
 void sc_admin(struct sc_daemon *d, natsMsg *m);
 void sc_admin_destroy(struct sc_daemon *d);
