@@ -1,4 +1,4 @@
-/* wheel.c - hierarchical timer wheel: O(1) schedule and cancel of embedded entries, driven by the caller's clock. */
+/* wheel.c - hierarchical timer wheel: O(1) schedule/cancel of embedded entries, caller's clock. */
 #include "wheel.h"
 
 #include <assert.h>

@@ -47,9 +47,11 @@ typedef void (*sc_wheel_cb)(struct sc_wheel_entry *e, void *ctx);
 
 /*
  * sc_wheel_new() returns a wheel whose clock starts at now_ms, with a tick of
- * tick_ms (1-1000; values outside are clamped). Never returns NULL (aborts on OOM). sc_wheel_free()
- * frees it (NULL is a no-op) without touching entries still linked; the
- * owners must not cancel them afterwards. One thread (the loop) at a time.
+ * tick_ms (1-1000; values outside are clamped). Never returns NULL (aborts
+ * on OOM). sc_wheel_free() frees it (NULL is a no-op) without touching
+ * entries still linked; the owners must not cancel them afterwards (re-init
+ * them with sc_wheel_entry_init() to reuse them). One thread (the loop) at a
+ * time.
  */
 struct sc_wheel *sc_wheel_new(int64_t tick_ms, int64_t now_ms);
 void sc_wheel_free(struct sc_wheel *w);
@@ -66,8 +68,9 @@ sc_wheel_entry_scheduled(const struct sc_wheel_entry *e)
 
 /*
  * sc_wheel_schedule() files e to fire at due_ms (monotonic ms; a time in the
- * past fires on the next run). An already scheduled e is moved. O(1), no
- * allocation. Loop thread.
+ * past fires on the next run). An e already scheduled in w is moved; one
+ * scheduled in another wheel must be cancelled there first (the wheel is
+ * not recorded in the entry). O(1), no allocation. Loop thread.
  */
 void sc_wheel_schedule(struct sc_wheel *w, struct sc_wheel_entry *e, int64_t due_ms);
 
@@ -97,7 +100,8 @@ size_t sc_wheel_run(struct sc_wheel *w, int64_t now_ms, size_t max, sc_wheel_cb 
  * earliest slot was cancelled since that slot was last scanned, in which
  * case the timer may wake once early and find nothing due. It never makes
  * the loop spin: a run at the returned time either fires something or
- * leaves sc_wheel_next_due() later than its now_ms. O(levels).
+ * leaves sc_wheel_next_due() later than its now_ms. Called from inside a
+ * callback it returns the start of the current tick. O(levels).
  */
 int64_t sc_wheel_next_due(const struct sc_wheel *w);
 

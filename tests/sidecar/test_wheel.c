@@ -1,4 +1,4 @@
-/* test_wheel.c - unit tests of the timer wheel, ending with a million-entry random run checked against a reference model. */
+/* test_wheel.c - timer wheel unit tests, with a million-entry run against a reference model. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -468,7 +468,8 @@ test_lateness(void **state)
 
             w = sc_wheel_new(tick, start);
             for (size_t i = 0; i < N; i++) {
-                int64_t due = start + tick + 1 + (int64_t)rng_below(&seed, (uint64_t)(end - start - 3 * tick));
+                int64_t due = start + tick + 1 +
+                              (int64_t)rng_below(&seed, (uint64_t)(end - start - 3 * tick));
 
                 if (i % 10 == 0)
                     due = tick_floor(due, tick); /* on a tick boundary */
@@ -1243,8 +1244,8 @@ random_run(uint32_t n, size_t ops, int64_t tick, int64_t start, uint64_t seed)
         assert_false(sc_wheel_entry_scheduled(&m.it[i].ent));
 
     print_message("random: %u entries, tick %lld ms, %zu ops, %zu runs, %zu fired "
-                  "(%zu in the final jumps), %zu moved, %zu cancelled, %zu re-armed due, seed %llu, "
-                  "%.2f s\n",
+                  "(%zu in the final jumps), %zu moved, %zu cancelled, %zu re-armed due, "
+                  "seed %llu, %.2f s\n",
                   n, (long long)tick, ops, m.runs, m.fired, live_at_end, m.moved, m.cancelled,
                   m.carried,
                   (unsigned long long)seed, (double)(clock() - t0) / CLOCKS_PER_SEC);
