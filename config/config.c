@@ -28,6 +28,7 @@ static bool check_template(const char *s, size_t len);
 static bool check_pattern(const char *s, size_t len);
 static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
+static bool check_webhook(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -153,6 +154,34 @@ static const struct config_key keys[] = {
     K_ENUM("log.level", log_level, CONFIG_E_LEVEL, level_names, "info",
            "least severe level logged"),
     K_ENUM("log.format", log_format, CONFIG_E_FORMAT, format_names, "logfmt", "log line format"),
+    K_BOOL("alerts.enabled", alerts_enabled, "true",
+           "check the alert thresholds and publish <prefix>.events.alert"),
+    K_INT("alerts.check_interval_ms", alerts_check_interval_ms, CONFIG_W_I64, 10, 3600000, "5000",
+          "how often the thresholds are checked, ms"),
+    K_DBL("alerts.utilization_percent", alerts_utilization_percent, 0.0, 100.0, "80",
+          "queue_utilization fires when the queue is fuller than this, percent of max_size"),
+    K_INT("alerts.exhausted_count", alerts_exhausted_count, CONFIG_W_I64, 0, 10000000, "100",
+          "exhausted_tasks fires when more tasks than this are exhausted"),
+    K_DBL("alerts.success_rate", alerts_success_rate, 0.0, 1.0, "0.5",
+          "retry_success_rate fires when less than this fraction of the window's retries succeed"),
+    K_INT("alerts.window_s", alerts_window_s, CONFIG_W_I64, 1, 604800, "300",
+          "window of the retry success rate, s"),
+    K_INT("alerts.min_retries", alerts_min_retries, CONFIG_W_I64, 1, 1000000, "10",
+          "retry outcomes the window needs before its success rate is judged"),
+    {.info = {.path = "alerts.webhook_urls",
+              .type = CONFIG_TYPE_LIST,
+              .help = "URLs that receive each alert change as a JSON POST"},
+     .off = F(alerts_webhook_urls),
+     .aux = F(alerts_webhook_count),
+     .check = check_webhook,
+     .what = "an http:// or https:// URL",
+     .def = ""},
+    K_INT("alerts.webhook_timeout_ms", alerts_webhook_timeout_ms, CONFIG_W_I64, 100, 300000,
+          "5000", "time one webhook POST may take, ms"),
+    K_INT("alerts.webhook_retries", alerts_webhook_retries, CONFIG_W_I64, 0, 20, "5",
+          "retries of a failed webhook POST"),
+    K_INT("alerts.webhook_backoff_ms", alerts_webhook_backoff_ms, CONFIG_W_I64, 10, 600000, "1000",
+          "wait before the first webhook retry, doubled for each next one, ms"),
     K_INT("shutdown.drain_ms", shutdown_drain_ms, CONFIG_W_I64, 0, 600000, "5000",
           "on SIGTERM, wait this long for in-flight retries, ms"),
     K_INT("limits.max_envelope_bytes", limits.max_envelope_bytes, CONFIG_W_SIZE, 1024, 67108864,
@@ -311,34 +340,11 @@ config_errf(char *err, size_t errlen, const char *fmt, ...)
 
 /* Validators for string values. */
 
-/* Subject or pattern rules of codec_subject_valid(), kept here so config/ checks on its own. */
+/* Subjects follow codec_subject_valid()'s rules: one definition for the config and the wire. */
 static bool
 subject_ok(const char *s, size_t len, bool wild)
 {
-    size_t i, start = 0, tokens = 0;
-
-    if (len == 0 || len > 4096)
-        return false;
-    for (i = 0; i <= len; i++) {
-        if (i < len && s[i] != '.') {
-            unsigned char c = (unsigned char)s[i];
-            if (c <= 0x20 || c == 0x7f)
-                return false;
-            continue;
-        }
-        size_t tl = i - start;
-        const char *t = s + start;
-        if (tl == 0 || ++tokens > 256)
-            return false;
-        if (memchr(t, '*', tl) != NULL || memchr(t, '>', tl) != NULL) {
-            if (!wild || tl != 1)
-                return false;
-            if (t[0] == '>' && i != len)
-                return false;
-        }
-        start = i + 1;
-    }
-    return true;
+    return codec_subject_valid(s, len, wild);
 }
 
 /* Comma-separated entries, each non-empty once trimmed and without inner whitespace. */
@@ -434,6 +440,27 @@ check_index(const char *s, size_t len)
         return false;
     for (i = 0; i < len; i++) {
         if ((s[i] >= 'A' && s[i] <= 'Z') || strchr("\\/*?\"<>|,#: ", s[i]) != NULL)
+            return false;
+    }
+    return true;
+}
+
+/* An http:// or https:// URL with a host and no whitespace. */
+static bool
+check_webhook(const char *s, size_t len)
+{
+    size_t i, skip;
+
+    if (len > 7 && strncmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (len > 8 && strncmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return false;
+    if (s[skip] == '/')
+        return false;
+    for (i = skip; i < len; i++) {
+        if (is_space(s[i]))
             return false;
     }
     return true;
@@ -1009,6 +1036,7 @@ config_destroy(struct config *cfg)
             free(*(char **)field(cfg, k->off));
     }
     list_free(cfg->retry_allowed_subjects);
+    list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -1263,6 +1291,10 @@ double_text(double d, char *buf, size_t buflen)
 {
     int prec;
 
+    if (d > -1e15 && d < 1e15 && d == (double)(long long)d) { /* whole: 80, not 8e+01 */
+        snprintf(buf, buflen, "%.0f", d);
+        return;
+    }
     for (prec = 1; prec <= 17; prec++) {
         snprintf(buf, buflen, "%.*g", prec, d);
         if (strtod(buf, NULL) == d)

@@ -81,6 +81,19 @@ struct config {
     char *http_listen;             /* http.listen, "host:port" or "" */
     config_log_level log_level;    /* log.level */
     config_log_format log_format;  /* log.format */
+    /* alerts.* (sidecar/alerts.c) */
+    bool alerts_enabled;           /* alerts.enabled */
+    int64_t alerts_check_interval_ms; /* alerts.check_interval_ms, 10-3,600,000, default 5000 */
+    double alerts_utilization_percent; /* alerts.utilization_percent, 0-100, default 80 */
+    int64_t alerts_exhausted_count; /* alerts.exhausted_count, 0-10,000,000, default 100 */
+    double alerts_success_rate;    /* alerts.success_rate, 0-1: fires below it, default 0.5 */
+    int64_t alerts_window_s;       /* alerts.window_s, 1-604,800, default 300 */
+    int64_t alerts_min_retries;    /* alerts.min_retries, 1-1,000,000, default 10 */
+    char **alerts_webhook_urls;    /* alerts.webhook_urls: NULL-terminated array of http(s) URLs */
+    size_t alerts_webhook_count;
+    int64_t alerts_webhook_timeout_ms; /* alerts.webhook_timeout_ms, 100-300,000, default 5000 */
+    int64_t alerts_webhook_retries; /* alerts.webhook_retries, 0-20, default 5 */
+    int64_t alerts_webhook_backoff_ms; /* alerts.webhook_backoff_ms, 10-600,000, default 1000 */
     int64_t shutdown_drain_ms;     /* shutdown.drain_ms, 0-600,000 */
     /* limits.* -> codec */
     struct codec_limits limits;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "common.h"
 
@@ -20,6 +21,9 @@ struct persist_http_opts {
     const char *username; /* "" or NULL: no basic auth */
     const char *password;
 };
+
+/* Largest response body a request keeps; a longer one fails with status 0. */
+#define PERSIST_HTTP_MAX_RESPONSE (256u * 1024 * 1024)
 
 /*
  * Called once per request on the loop thread: status is the HTTP status
@@ -53,5 +57,224 @@ sc_status persist_http_request(struct persist_http *h, const char *method, const
 
 /* persist_http_pending() returns the number of requests in flight. */
 size_t persist_http_pending(const struct persist_http *h);
+
+/* ---- small encoders the store's documents need ----------------------------------------------- */
+
+/*
+ * persist_base64_encode() appends len bytes at p to out as standard base64
+ * with padding (RFC 4648 section 4, no line breaks, no quotes).
+ * persist_base64_decode() appends the bytes that len characters of base64 at
+ * s stand for; it accepts padding or none and refuses anything else with
+ * SC_EPROTO (out then holds a partial result). Both return SC_OK, or
+ * sc_buf_append()'s errors. Any thread.
+ */
+sc_status persist_base64_encode(struct sc_buf *out, const void *p, size_t len);
+sc_status persist_base64_decode(const char *s, size_t len, struct sc_buf *out);
+
+/*
+ * persist_json_string() appends len bytes at s as one quoted JSON string
+ * that always parses: control characters escaped, invalid UTF-8 sequences
+ * replaced by U+FFFD. persist_utf8_valid() tells whether len bytes at s are
+ * valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF) with
+ * no NUL. Any thread.
+ */
+sc_status persist_json_string(struct sc_buf *out, const char *s, size_t len);
+bool persist_utf8_valid(const char *s, size_t len);
+
+/* ---- the store interface ---------------------------------------------------------------------- */
+
+/*
+ * A store mirrors the owner's records (tasks) into something durable. It is
+ * write-behind and pull-based: the owner keeps its own set of changed
+ * records (so repeated changes of one record coalesce into one write of its
+ * latest state) and calls persist_kick(); when the store is ready to send, it
+ * calls owner.fill() with an empty batch, and later owner.result() once per
+ * item put into that batch. A record is identified by an id (bytes) and a
+ * version that only grows: a store that keeps versions never lets an older
+ * one overwrite a newer one, so writes may be replayed and reordered freely.
+ * Everything runs on the loop thread of the event_base the store was made
+ * with.
+ */
+
+/* What the store can do right now. */
+typedef enum {
+    PERSIST_STARTING = 0, /* installing the schema and loading records back; writes wait */
+    PERSIST_OK,           /* writes are flowing */
+    PERSIST_DEGRADED,     /* the backend is unreachable or refuses writes; they wait and retry */
+} persist_state;
+
+/* persist_state_name() returns "starting", "ok" or "degraded" (static). */
+const char *persist_state_name(persist_state s);
+
+/* What became of one item of a batch. */
+typedef enum {
+    PERSIST_ITEM_OK = 0,   /* written (a delete of a record that is not there is OK too) */
+    PERSIST_ITEM_STALE,    /* the store already holds this version or a newer one: nothing to do */
+    PERSIST_ITEM_RETRY,    /* not written this time (throttled, unreachable, refused): send it again */
+    PERSIST_ITEM_REJECTED, /* the store refuses this record for good (a bad document) */
+} persist_result;
+
+/* persist_result_name() returns "ok", "stale", "retry" or "rejected" (static). */
+const char *persist_result_name(persist_result r);
+
+/* One item of a batch, as handed back to owner.result(); id borrowed for the call. */
+struct persist_item {
+    const char *id;
+    size_t id_len;
+    uint64_t version;
+    bool del; /* a delete (tombstone) rather than a write of the record */
+};
+
+struct persist_batch; /* opaque: one batch being filled */
+
+/*
+ * persist_batch_put_begin() starts the write of record id (id_len bytes) at
+ * version and returns the buffer to append its document to: one JSON object
+ * on one line (no raw newline); NULL when the batch is already full (keep the
+ * record for the next batch and stop filling). The buffer is borrowed until
+ * persist_batch_put_end(), which closes the document and returns SC_OK;
+ * SC_EFULL when it would take the batch past its byte limit (the item is
+ * taken back: keep it for the next batch, where it goes first); SC_ETOOBIG
+ * when the document passes what one request may carry (taken back: it can
+ * never be written); SC_EINVAL when no put is open. A document alone in its
+ * batch may pass the byte limit. When appending the document failed, call
+ * persist_batch_put_abort() instead, which takes the item back.
+ */
+struct sc_buf *persist_batch_put_begin(struct persist_batch *b, const char *id, size_t id_len,
+                                       uint64_t version);
+sc_status persist_batch_put_end(struct persist_batch *b);
+void persist_batch_put_abort(struct persist_batch *b);
+
+/*
+ * persist_batch_delete() adds the delete of record id at version (a
+ * tombstone: a record with a newer version is left alone). Returns SC_OK or
+ * SC_EFULL (not added).
+ */
+sc_status persist_batch_delete(struct persist_batch *b, const char *id, size_t id_len,
+                               uint64_t version);
+
+/* persist_batch_full() tells whether the batch reached its count or byte limit. */
+bool persist_batch_full(const struct persist_batch *b);
+
+/* persist_batch_count() returns the number of items in the batch. */
+size_t persist_batch_count(const struct persist_batch *b);
+
+/*
+ * What the store calls back (all on the loop thread; ctx is the owner's).
+ * fill(): put pending writes into b until it is full or nothing is left;
+ * items put are "in flight" until result() reports them. result(): what
+ * became of one item (reason: the backend's words for a failure, else
+ * NULL; borrowed). loaded(): one record found at start (id and src borrowed
+ * for the call; src is the document as written). state(): the store's state
+ * changed (error: why it is degraded, else NULL). Any of them may call
+ * persist_kick(); none may free the store.
+ */
+struct persist_owner {
+    void *ctx;
+    void (*fill)(void *ctx, struct persist_batch *b);
+    void (*result)(void *ctx, const struct persist_item *it, persist_result r, const char *reason);
+    void (*loaded)(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *src);
+    void (*state)(void *ctx, persist_state s, const char *error);
+};
+
+/* Counters of one store, for stats. */
+struct persist_stats {
+    const char *backend;   /* "memory", "opensearch" (static) */
+    persist_state state;
+    size_t in_flight;      /* items sent and not answered yet */
+    uint64_t written;      /* items acknowledged (writes and deletes) */
+    uint64_t stale;        /* items answered "a newer version is there" (409) */
+    uint64_t rejected;     /* items refused for good (400) */
+    uint64_t retried;      /* items handed back to be sent again (429, 5xx, unreachable) */
+    uint64_t batches;      /* batch requests sent */
+    uint64_t failed_batches; /* batch requests that failed as a whole */
+    uint64_t loaded;       /* records loaded back at start */
+    int64_t last_error_at; /* wall ms of last_error, 0 when none */
+    char last_error[256];  /* the most recent failure, "" when none */
+};
+
+struct persist;
+
+/*
+ * The table every backend fills. start(): begin the start-up work (schema,
+ * load); never blocks. kick(): the owner has pending writes; urgent asks for
+ * a batch as soon as possible instead of after the flush delay. busy(): a
+ * request is in flight. stats(): fill *out. destroy(): free everything,
+ * cancelling requests without calling back.
+ */
+struct persist_ops {
+    const char *name;
+    sc_status (*start)(struct persist *p);
+    void (*kick)(struct persist *p, bool urgent);
+    bool (*busy)(const struct persist *p);
+    void (*stats)(const struct persist *p, struct persist_stats *out);
+    void (*destroy)(struct persist *p);
+};
+
+/*
+ * The head every backend embeds first; its layout is public so that tests
+ * can write a backend of their own. state is kept current by the backend.
+ */
+struct persist {
+    const struct persist_ops *ops;
+    struct persist_owner owner;
+    persist_state state;
+};
+
+/*
+ * Generic calls through the table. persist_start() begins the start-up
+ * work: with the OpenSearch backend, the template, the index and the load
+ * (owner.loaded() per record), after which the state turns PERSIST_OK, or
+ * PERSIST_DEGRADED when it failed (it is then tried again in the background
+ * with backoff, and the records are loaded when it succeeds). Returns SC_OK
+ * or SC_ENOMEM. persist_kick(): see struct persist_ops. persist_free():
+ * NULL is a no-op. Loop thread.
+ */
+sc_status persist_start(struct persist *p);
+void persist_kick(struct persist *p, bool urgent);
+bool persist_busy(const struct persist *p);
+void persist_get_stats(const struct persist *p, struct persist_stats *out);
+void persist_free(struct persist *p);
+
+/*
+ * persist_memory_new() makes the memory backend: nothing is written,
+ * start() turns PERSIST_OK at once, fill() is never called. Never fails
+ * (aborts on OOM). The owner is copied. Loop thread.
+ */
+struct persist *persist_memory_new(const struct persist_owner *owner);
+
+/* Settings of the OpenSearch backend (strings copied). */
+struct persist_opensearch_opts {
+    const char *urls;        /* comma-separated base URLs, e.g. "http://127.0.0.1:9200" */
+    const char *index;       /* index name; the template covers "<index>*" */
+    struct persist_http_opts http;
+    size_t bulk_max_docs;    /* most items per _bulk request, >= 1 */
+    size_t bulk_max_bytes;   /* most bytes per _bulk body, >= 1024 */
+    int64_t flush_ms;        /* longest wait between a kick and its batch */
+    const char *properties;  /* JSON object: the "properties" of the document mapping */
+    const char *load_query;  /* JSON object: the query selecting records loaded at start; NULL: no load */
+    const char *load_sort;   /* JSON array: a sort on unique fields for search_after paging */
+    long request_timeout_ms; /* per request; 0: 30 s */
+};
+
+/*
+ * persist_opensearch_new() makes the OpenSearch backend on base (borrowed,
+ * must outlive the store). Nothing is sent before persist_start(). Writes go
+ * through POST /<index>/_bulk with version_type=external (the record's
+ * version), one request in flight at a time, batches bounded by
+ * bulk_max_docs and bulk_max_bytes. Per item: 2xx is OK (404 too for a
+ * delete), 409 is STALE, 429 is RETRY with backoff, 403 (an index block), 5xx
+ * and a missing index are RETRY and turn the store DEGRADED, other 4xx are
+ * REJECTED. A request that fails as a whole (unreachable, timeout, 5xx,
+ * 401/403) hands every item back as RETRY and turns it DEGRADED; it then
+ * tries again after a backoff growing from 500 ms to 10 s. The template
+ * (named after the index) is installed at start with one shard, no replica,
+ * "dynamic": "strict" and the given properties. On success sets *out and
+ * returns SC_OK; SC_EINVAL for a bad option (err says which), SC_ENOMEM.
+ * Loop thread.
+ */
+sc_status persist_opensearch_new(struct event_base *base, const struct persist_opensearch_opts *o,
+                                 const struct persist_owner *owner, struct persist **out,
+                                 char *err, size_t errlen);
 
 #endif

@@ -6,12 +6,26 @@ pkgs=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libnats-dev libmsgpack-dev libevent-dev libcurl4-openssl-dev libyaml-dev
   libjansson-dev libpcre2-dev libcmocka-dev nats-server
+  # test_ops parses /metrics with prometheus_client; CI checks docker/docker-compose.yml.
+  python3 python3-prometheus-client docker-compose
 )
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# The nats CLI v0.5.0 (the admin integration tests and the README's examples) goes to .deps/bin/nats.
+deps_root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -x "$deps_root/.deps/bin/nats" ]; then
+  go_bin=$(command -v go || echo /usr/local/go/bin/go)
+  if [ -x "$go_bin" ]; then
+    echo "install-deps: installing the nats CLI v0.5.0 into .deps/bin" >&2
+    GOBIN="$deps_root/.deps/bin" "$go_bin" install github.com/nats-io/natscli/nats@v0.5.0
+  else
+    echo "install-deps: no Go toolchain (go, /usr/local/go/bin/go): the nats CLI tests will fail" >&2
+  fi
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

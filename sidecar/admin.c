@@ -1,8 +1,9 @@
-/* admin.c - the admin request/reply API on <prefix>.admin.<verb> (DESIGN section 8). */
+/* admin.c - the admin request/reply API on <prefix>.admin.<verb> (DESIGN section 8), with per-verb statistics for service discovery. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -11,6 +12,21 @@
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
 #define ADMIN_REQ_MAX (1024 * 1024)
+#define REDRIVE_TICK_US 10000
+#define RATE_MAX 1e7
+
+/*
+ * One admin request while it is handled: the message, its parsed body (NULL
+ * when empty) and the error it was answered with, for the endpoint
+ * statistics. Lives on the loop thread's stack for one sc_admin() call.
+ */
+struct admin_req {
+    struct sc_daemon *d;
+    natsMsg *m;
+    json_t *body;
+    int error_code;
+    char error[256];
+};
 
 /* ---- small JSON writers over sc_buf ---------------------------------------------------------- */
 
@@ -79,40 +95,95 @@ kmsgpack(struct sc_daemon *d, struct sc_buf *b, bool *first, const char *k, cons
     }
 }
 
+/* ---- replies --------------------------------------------------------------------------------- */
+
+/*
+ * reply_error() answers {"error":{"code":N,"message":"..."}} with the
+ * Nats-Service-Error and Nats-Service-Error-Code headers (sc_respond) and
+ * remembers the error for the endpoint statistics.
+ */
 static void
-reply_error(struct sc_daemon *d, natsMsg *m, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+reply_error(struct admin_req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void
-reply_error(struct sc_daemon *d, natsMsg *m, int code, const char *fmt, ...)
+reply_error(struct admin_req *r, int code, const char *fmt, ...)
 {
-    struct sc_buf *b = &d->out;
-    char msg[512];
+    struct sc_buf *b = &r->d->out;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(r->error, sizeof(r->error), fmt, ap);
     va_end(ap);
+    r->error_code = code;
     sc_buf_reset(b);
     sc_buf_appendf(b, "{\"error\":{\"code\":%d,\"message\":", code);
-    codec_json_string(b, msg, strlen(msg));
+    codec_json_string(b, r->error, strlen(r->error));
     sc_buf_append(b, "}}", 2);
-    sc_respond(d, m, b->data, b->len, code, msg);
+    sc_respond(r->d, r->m, b->data, b->len, code, r->error);
 }
 
+/* reply_buf() answers with the JSON object in d->out. */
 static void
-reply_buf(struct sc_daemon *d, natsMsg *m)
+reply_buf(struct admin_req *r)
 {
-    sc_respond(d, m, d->out.data, d->out.len, 0, NULL);
+    sc_respond(r->d, r->m, r->d->out.data, r->d->out.len, 0, NULL);
 }
 
-/* ---- filters --------------------------------------------------------------------------------- */
+/* ---- request bodies -------------------------------------------------------------------------- */
 
-/* Reads the filter keys of req into f; on a bad value replies 400 and returns false. */
+#define FILTER_KEYS "status", "category", "subject", "older_than_s"
+
+/*
+ * check_keys() refuses (400) a body with a key that is not in allowed
+ * (NULL-terminated): a typo such as "staus" must not turn a filtered clear
+ * into a clear of everything. Returns true when every key is known.
+ */
 static bool
-parse_filter(struct sc_daemon *d, natsMsg *m, json_t *req, struct sc_filter *f)
+check_keys(struct admin_req *r, const char *const *allowed)
 {
+    const char *k;
     json_t *v;
+    char list[200];
+    size_t n = 0;
+
+    if (!r->body)
+        return true;
+    json_object_foreach(r->body, k, v) {
+        size_t i;
+        for (i = 0; allowed[i]; i++)
+            if (strcmp(k, allowed[i]) == 0)
+                break;
+        if (allowed[i])
+            continue;
+        list[0] = '\0';
+        for (i = 0; allowed[i] && n < sizeof(list); i++)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", allowed[i]);
+        reply_error(r, 400, "unknown key '%.64s' (this verb takes: %s)", k,
+                    allowed[0] ? list : "no keys");
+        return false;
+    }
+    return true;
+}
+
+/* has_filter_key() tells whether the body holds any filter key (with a non-null value). */
+static bool
+has_filter_key(const struct admin_req *r)
+{
+    static const char *const keys[] = {FILTER_KEYS, NULL};
+
+    for (size_t i = 0; r->body && keys[i]; i++) {
+        json_t *v = json_object_get(r->body, keys[i]);
+        if (v && !json_is_null(v))
+            return true;
+    }
+    return false;
+}
+
+/* Reads the filter keys of the body into f; on a bad value replies 400 and returns false. */
+static bool
+parse_filter(struct admin_req *r, struct sc_filter *f)
+{
+    json_t *v, *req = r->body;
 
     f->status = -1;
     f->want_parked = -1;
@@ -124,7 +195,7 @@ parse_filter(struct sc_daemon *d, natsMsg *m, json_t *req, struct sc_filter *f)
     if ((v = json_object_get(req, "status")) && !json_is_null(v)) {
         const char *s = json_string_value(v);
         if (!s) {
-            reply_error(d, m, 400, "status: must be a string");
+            reply_error(r, 400, "status: must be a string");
             return false;
         }
         if (strcmp(s, "parked") == 0) {
@@ -136,7 +207,7 @@ parse_filter(struct sc_daemon *d, natsMsg *m, json_t *req, struct sc_filter *f)
                 if (strcmp(s, sc_task_status_name((sc_task_status)i)) == 0)
                     break;
             if (i == SC_TASK_STATUS_COUNT) {
-                reply_error(d, m, 400,
+                reply_error(r, 400,
                             "status: '%.64s' is not one of pending, parked, retrying, exhausted, "
                             "completed, archived",
                             s);
@@ -149,8 +220,8 @@ parse_filter(struct sc_daemon *d, natsMsg *m, json_t *req, struct sc_filter *f)
         policy_category c;
         const char *s = json_string_value(v);
         if (!s || policy_category_parse(s, strlen(s), &c)) {
-            reply_error(d, m, 400, "category: not one of transient, network, resource, permission, "
-                                   "validation, permanent");
+            reply_error(r, 400, "category: not one of transient, network, resource, permission, "
+                                "validation, permanent");
             return false;
         }
         f->category = (int)c;
@@ -158,14 +229,14 @@ parse_filter(struct sc_daemon *d, natsMsg *m, json_t *req, struct sc_filter *f)
     if ((v = json_object_get(req, "subject")) && !json_is_null(v)) {
         const char *s = json_string_value(v);
         if (!s || !codec_subject_valid(s, strlen(s), true)) {
-            reply_error(d, m, 400, "subject: must be a NATS subject (wildcards allowed)");
+            reply_error(r, 400, "subject: must be a NATS subject (wildcards allowed)");
             return false;
         }
         f->subject = s;
     }
     if ((v = json_object_get(req, "older_than_s")) && !json_is_null(v)) {
         if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 3.2e9) {
-            reply_error(d, m, 400, "older_than_s: must be a number of seconds >= 0");
+            reply_error(r, 400, "older_than_s: must be a number of seconds >= 0");
             return false;
         }
         f->older_than_ms = (int64_t)(json_number_value(v) * 1000);
@@ -173,34 +244,86 @@ parse_filter(struct sc_daemon *d, natsMsg *m, json_t *req, struct sc_filter *f)
     return true;
 }
 
-/* ---- verbs ----------------------------------------------------------------------------------- */
+/* Finds the task named by the body's task_id; replies 400/404 and returns NULL when there is none. */
+static struct sc_task *
+find_task(struct admin_req *r)
+{
+    json_t *v = r->body ? json_object_get(r->body, "task_id") : NULL;
+    struct sc_task *t;
+
+    if (!v || !json_is_string(v) || json_string_length(v) == 0) {
+        reply_error(r, 400, "task_id: missing (a non-empty string)");
+        return NULL;
+    }
+    t = sc_queue_find(&r->d->q, json_string_value(v), json_string_length(v));
+    if (!t)
+        reply_error(r, 404, "task_id: no such task");
+    return t;
+}
+
+/* ---- read verbs: they never change a task ---------------------------------------------------- */
 
 static void
-admin_health(struct sc_daemon *d, natsMsg *m)
+admin_health(struct admin_req *r)
 {
+    struct sc_daemon *d = r->d;
     struct sc_buf *b = &d->out;
     bool first = true;
     bool up = __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED);
+    const char *backend = "memory", *pstate;
+    uint64_t queued = 0;
 
+    pstate = sc_persistence_state(d, &backend, &queued);
     sc_buf_reset(b);
     sc_buf_appendc(b, '{');
     kstr(b, &first, "status", d->stopping ? "stopping" : up ? "ok" : "degraded");
     kstr(b, &first, "nats", up ? "connected" : "disconnected");
-    kstr(b, &first, "persistence", "ok");
+    kstr(b, &first, "persistence", pstate);
+    kstr(b, &first, "persistence_backend", backend);
     kbool(b, &first, "paused", d->paused);
+    kint(b, &first, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
     kstr(b, &first, "version", DLQ_VERSION);
     sc_buf_appendc(b, '}');
-    reply_buf(d, m);
+    reply_buf(r);
+}
+
+/* Writes retry_processor.redrive: the running (or last) redrive and its progress. */
+static void
+redrive_json(struct sc_daemon *d, struct sc_buf *b)
+{
+    const struct sc_redrive *rd = &d->redrive;
+    bool f = true;
+    uint64_t done = rd->scheduled + rd->skipped;
+
+    sc_buf_appendc(b, '{');
+    kbool(b, &f, "active", rd->active);
+    key(b, &f, "rate");
+    sc_buf_appendf(b, "%g", rd->rate);
+    kint(b, &f, "matched", (int64_t)rd->matched);
+    kint(b, &f, "scheduled", (int64_t)rd->scheduled);
+    kint(b, &f, "skipped", (int64_t)rd->skipped);
+    kint(b, &f, "remaining", (int64_t)(rd->active && rd->matched > done ? rd->matched - done : 0));
+    key(b, &f, "progress_percent");
+    sc_buf_appendf(b, "%.1f", rd->matched ? 100.0 * (double)(rd->active ? done : rd->matched) /
+                                                (double)rd->matched
+                                          : (rd->started_wall ? 100.0 : 0.0));
+    kbool(b, &f, "cancelled", rd->cancelled);
+    ktime(b, &f, "started_at", rd->started_wall);
+    ktime(b, &f, "finished_at", rd->finished_wall);
+    sc_buf_appendc(b, '}');
 }
 
 static void
-admin_stats(struct sc_daemon *d, natsMsg *m)
+admin_stats(struct admin_req *r)
 {
+    struct sc_daemon *d = r->d;
     struct sc_buf *b = &d->out;
     struct sc_counters *c = &d->c;
     size_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0};
     size_t active = sc_queue_active(&d->q);
-    int64_t now_mono = sc_now_mono_ms(), now_wall = sc_now_wall_ms(), next;
+    int64_t now_mono = sc_now_mono_ms(), next_due = 0;
+    const char *backend = "memory", *pstate;
+    uint64_t queued = 0;
     bool first = true, f2;
 
     for (struct sc_task *t = d->q.head; t; t = t->onext) {
@@ -208,6 +331,10 @@ admin_stats(struct sc_daemon *d, natsMsg *m)
             continue;
         cats[t->category]++;
         pols[t->policy]++;
+        /* The tasks' own due times: what get shows, and stable from one read to the next. */
+        if (t->status == SC_TASK_PENDING && !t->parked && t->next_retry_at &&
+            (!next_due || t->next_retry_at < next_due))
+            next_due = t->next_retry_at;
     }
     sc_buf_reset(b);
     sc_buf_appendc(b, '{');
@@ -275,26 +402,21 @@ admin_stats(struct sc_daemon *d, natsMsg *m)
     kbool(b, &f2, "enabled", !d->paused);
     kint(b, &f2, "scheduled", (int64_t)sc_wheel_count(d->wheel));
     kint(b, &f2, "in_flight", (int64_t)d->inflight);
-    next = sc_wheel_next_due(d->wheel);
-    ktime(b, &f2, "next_due_at", next == INT64_MAX ? 0 : now_wall + (next > now_mono ? next - now_mono : 0));
+    ktime(b, &f2, "next_due_at", next_due);
     key(b, &f2, "redrive");
-    {
-        bool f3 = true;
-        sc_buf_appendc(b, '{');
-        kbool(b, &f3, "active", d->redrive.active);
-        kint(b, &f3, "scheduled", (int64_t)d->redrive.scheduled);
-        kint(b, &f3, "rate", (int64_t)d->redrive.rate);
-        sc_buf_appendc(b, '}');
-    }
+    redrive_json(d, b);
     sc_buf_appendc(b, '}');
 
+    /* The store's health comes from the one hook /readyz and /metrics read too (metrics.c). */
+    pstate = sc_persistence_state(d, &backend, &queued);
     key(b, &first, "persistence");
     f2 = true;
     sc_buf_appendc(b, '{');
-    kstr(b, &f2, "backend", "memory");
-    kstr(b, &f2, "state", "ok");
-    kint(b, &f2, "queued_writes", 0);
-    kstr(b, &f2, "last_error", NULL);
+    kstr(b, &f2, "backend", backend);
+    kstr(b, &f2, "state", pstate);
+    kint(b, &f2, "queued_writes", (int64_t)queued);
+    kstr(b, &f2, "last_error", sc_store_last_error(d));
+    sc_store_stats_json(d, b); /* the store's counters (store.c) */
     sc_buf_appendc(b, '}');
 
     key(b, &first, "nats");
@@ -307,9 +429,10 @@ admin_stats(struct sc_daemon *d, natsMsg *m)
     kint(b, &first, "uptime_s", (now_mono - d->started_mono) / 1000);
     kstr(b, &first, "version", DLQ_VERSION);
     sc_buf_appendc(b, '}');
-    reply_buf(d, m);
+    reply_buf(r);
 }
 
+/* Writes t as JSON: the list summary, or (whole) every field DESIGN section 8 names for get. */
 static void
 task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool whole)
 {
@@ -363,38 +486,49 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool w
     sc_buf_appendc(b, '}');
 }
 
-/* Finds the task named by req's task_id; replies 400/404 and returns NULL when there is none. */
-static struct sc_task *
-find_task(struct sc_daemon *d, natsMsg *m, json_t *req)
-{
-    json_t *v = req ? json_object_get(req, "task_id") : NULL;
-    struct sc_task *t;
-
-    if (!v || !json_is_string(v) || json_string_length(v) == 0) {
-        reply_error(d, m, 400, "task_id: missing");
-        return NULL;
-    }
-    t = sc_queue_find(&d->q, json_string_value(v), json_string_length(v));
-    if (!t)
-        reply_error(d, m, 404, "task_id: no such task");
-    return t;
-}
-
 static void
-admin_get(struct sc_daemon *d, natsMsg *m, json_t *req)
+admin_get(struct admin_req *r)
 {
-    struct sc_task *t = find_task(d, m, req);
+    struct sc_task *t = find_task(r);
 
     if (!t)
         return;
-    sc_buf_reset(&d->out);
-    task_json(d, &d->out, t, true);
-    reply_buf(d, m);
+    sc_buf_reset(&r->d->out);
+    task_json(r->d, &r->d->out, t, true);
+    reply_buf(r);
+}
+
+/*
+ * parse_cursor() reads a cursor this API returned: the decimal seq of the
+ * last task of the previous page. Tasks sit in d->q in seq order and a
+ * task's seq never changes, so "seq > cursor" never repeats or skips a task,
+ * however many share a timestamp. Returns false (400 sent) on anything else.
+ */
+static bool
+parse_cursor(struct admin_req *r, json_t *v, uint64_t *after)
+{
+    const char *s = json_string_value(v);
+    uint64_t x = 0;
+
+    *after = 0;
+    if (!s || !*s || strlen(s) > 20)
+        goto bad;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || x > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            goto bad;
+        x = x * 10 + (uint64_t)(*p - '0');
+    }
+    *after = x;
+    return true;
+bad:
+    reply_error(r, 400, "cursor: not a cursor this API returned (use next_cursor as given)");
+    return false;
 }
 
 static void
-admin_list(struct sc_daemon *d, natsMsg *m, json_t *req)
+admin_list(struct admin_req *r)
 {
+    struct sc_daemon *d = r->d;
     struct sc_filter f;
     struct sc_buf *b = &d->out;
     int64_t limit = LIST_DEFAULT, now = sc_now_wall_ms();
@@ -403,23 +537,18 @@ admin_list(struct sc_daemon *d, natsMsg *m, json_t *req)
     bool more = false;
     json_t *v;
 
-    if (!parse_filter(d, m, req, &f))
+    if (!parse_filter(r, &f))
         return;
-    if (req && (v = json_object_get(req, "limit")) && !json_is_null(v)) {
+    if (r->body && (v = json_object_get(r->body, "limit")) && !json_is_null(v)) {
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > LIST_MAX) {
-            reply_error(d, m, 400, "limit: must be an integer 1-%d", LIST_MAX);
+            reply_error(r, 400, "limit: must be an integer 1-%d", LIST_MAX);
             return;
         }
         limit = json_integer_value(v);
     }
-    if (req && (v = json_object_get(req, "cursor")) && !json_is_null(v)) {
-        const char *s = json_string_value(v);
-        char *end;
-        if (!s || !*s || (after = strtoull(s, &end, 10), *end != '\0')) {
-            reply_error(d, m, 400, "cursor: not a cursor this API returned");
-            return;
-        }
-    }
+    if (r->body && (v = json_object_get(r->body, "cursor")) && !json_is_null(v) &&
+        !parse_cursor(r, v, &after))
+        return;
     sc_buf_reset(b);
     sc_buf_append(b, "{\"tasks\":[", 10);
     for (struct sc_task *t = d->q.head; t; t = t->onext) {
@@ -444,137 +573,306 @@ admin_list(struct sc_daemon *d, natsMsg *m, json_t *req)
     else
         sc_buf_append(b, "null", 4);
     sc_buf_appendf(b, ",\"total\":%zu}", total);
-    reply_buf(d, m);
+    reply_buf(r);
 }
 
-/* True when a manual action may touch t (not terminal, not in flight). */
+static void
+admin_classify(struct admin_req *r)
+{
+    struct sc_daemon *d = r->d;
+    const char *err = "", *etype = NULL, *rule = NULL;
+    size_t elen = 0, etlen = 0;
+    policy_category cat;
+    policy_retry pol;
+    struct sc_buf *b = &d->out;
+    bool first = true;
+    json_t *v;
+
+    if (r->body && (v = json_object_get(r->body, "error")) && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            reply_error(r, 400, "error: must be a string");
+            return;
+        }
+        err = json_string_value(v);
+        elen = json_string_length(v);
+    }
+    if (r->body && (v = json_object_get(r->body, "error_type")) && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            reply_error(r, 400, "error_type: must be a string");
+            return;
+        }
+        etype = json_string_value(v);
+        etlen = json_string_length(v);
+    }
+    cat = policy_classify(d->classifier, etype, etlen, err, elen, &rule);
+    pol = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy : policy_default_retry(cat);
+    sc_buf_reset(b);
+    sc_buf_appendc(b, '{');
+    kstr(b, &first, "category", policy_category_name(cat));
+    kstr(b, &first, "rule", rule);
+    kstr(b, &first, "retry_policy", policy_retry_name(pol));
+    kbool(b, &first, "retryable", pol != POLICY_NEVER);
+    key(b, &first, "delays_ms");
+    sc_buf_appendc(b, '[');
+    for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= d->cfg->default_max_retries; n++)
+        sc_buf_appendf(b, "%s%lld", n > 1 ? "," : "",
+                       (long long)policy_backoff_raw(&d->cfg->backoff, pol, n));
+    sc_buf_appendc(b, ']');
+    key(b, &first, "jitter");
+    sc_buf_appendf(b, "%g", d->cfg->backoff.jitter);
+    kint(b, &first, "max_retries", d->cfg->default_max_retries);
+    sc_buf_appendc(b, '}');
+    reply_buf(r);
+}
+
+/* ---- retry and the background redrive -------------------------------------------------------- */
+
+/* True when a manual retry may touch t (not terminal, not in flight). */
 static bool
 actionable(const struct sc_task *t)
 {
     return t->status == SC_TASK_PENDING || t->status == SC_TASK_EXHAUSTED;
 }
 
+/* Ends the running redrive (if any), keeping its counters for stats. */
 static void
-redrive_stop(struct sc_daemon *d)
+redrive_stop(struct sc_daemon *d, bool cancelled)
 {
-    d->redrive.active = false;
-    free(d->redrive.subject);
-    d->redrive.subject = NULL;
-    if (d->redrive.ev)
-        event_del(d->redrive.ev);
+    struct sc_redrive *rd = &d->redrive;
+
+    if (rd->active) {
+        rd->finished_wall = sc_now_wall_ms();
+        rd->cancelled = cancelled;
+    }
+    rd->active = false;
+    free(rd->subject);
+    rd->subject = NULL;
+    rd->filter.subject = NULL;
+    free(rd->resume_id);
+    rd->resume_id = NULL;
+    if (rd->ev)
+        event_del(rd->ev);
 }
 
-/* Background redrive: schedules matching tasks in seq order at the requested rate. */
+/*
+ * redrive_resume() returns the first task the redrive has not visited: the
+ * remembered task when it is still there with the same seq (O(1)),
+ * otherwise the first task whose seq is past the last one visited (a walk).
+ */
+static struct sc_task *
+redrive_resume(struct sc_daemon *d)
+{
+    struct sc_redrive *rd = &d->redrive;
+    struct sc_task *t;
+
+    if (rd->resume_id) {
+        t = sc_queue_find(&d->q, rd->resume_id, rd->resume_len);
+        if (t && t->seq == rd->resume_seq)
+            return t;
+    }
+    for (t = d->q.head; t && t->seq <= rd->next_seq; t = t->onext)
+        ;
+    return t;
+}
+
+/*
+ * on_redrive() runs every REDRIVE_TICK_US on the loop: it refills the token
+ * bucket at rd->rate tasks per second and schedules matching tasks, in seq
+ * order, one token each, until it passes the last task that existed when the
+ * redrive started. Tasks that no longer match or are in flight by then are
+ * counted as skipped.
+ */
 static void
 on_redrive(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_daemon *d = arg;
-    struct sc_redrive *r = &d->redrive;
+    struct sc_redrive *rd = &d->redrive;
     int64_t now = sc_now_mono_ms(), wall = sc_now_wall_ms();
+    double cap = rd->rate > 1 ? rd->rate : 1;
     struct sc_task *t;
 
     (void)fd;
     (void)what;
-    if (!r->active)
+    if (!rd->active)
         return;
-    r->tokens += (double)(now - r->last_mono) * (double)r->rate / 1000.0;
-    r->last_mono = now;
-    if (r->tokens > (double)r->rate)
-        r->tokens = (double)r->rate;
-    r->filter.subject = r->subject;
-    for (t = d->q.head; t && t->seq <= r->next_seq; t = t->onext)
-        ;
-    for (; t && r->tokens >= 1; t = t->onext) {
-        r->next_seq = t->seq;
-        if (t->seq > r->last_seq)
-            break;
-        if (!actionable(t) || !sc_filter_match(&r->filter, t, wall) || sc_retry_now(d, t, wall))
+    rd->tokens += (double)(now - rd->last_mono) * rd->rate / 1000.0;
+    rd->last_mono = now;
+    if (rd->tokens > cap)
+        rd->tokens = cap;
+    rd->filter.subject = rd->subject;
+    for (t = redrive_resume(d); t && t->seq <= rd->last_seq && rd->tokens >= 1; t = t->onext) {
+        rd->next_seq = t->seq;
+        if (!sc_filter_match(&rd->filter, t, wall))
             continue;
+        if (!actionable(t) || !t->retry_subject || sc_retry_now(d, t, wall) != SC_OK) {
+            rd->skipped++;
+            continue;
+        }
         d->c.manual_retries++;
-        r->scheduled++;
-        r->tokens -= 1;
+        rd->scheduled++;
+        rd->tokens -= 1;
     }
-    if (!t || t->seq > r->last_seq) {
-        sc_log(SC_LOG_INFO, "redrive finished", "scheduled", sc_log_int((int64_t)r->scheduled), NULL);
-        redrive_stop(d);
+    free(rd->resume_id);
+    rd->resume_id = NULL;
+    if (!t || t->seq > rd->last_seq) {
+        sc_log(SC_LOG_INFO, "redrive finished", "scheduled", sc_log_int((int64_t)rd->scheduled),
+               "skipped", sc_log_int((int64_t)rd->skipped), NULL);
+        redrive_stop(d, false);
+        return;
     }
+    rd->resume_id = sc_xstrndup(t->id, t->id_len);
+    rd->resume_len = t->id_len;
+    rd->resume_seq = t->seq;
+}
+
+/* Starts a background redrive of the tasks matching f at rate tasks/s; replies. */
+static void
+redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64_t now)
+{
+    struct sc_daemon *d = r->d;
+    struct sc_redrive *rd = &d->redrive;
+    struct timeval tv = {0, REDRIVE_TICK_US};
+    size_t n = 0;
+    bool first = true;
+
+    for (struct sc_task *t = d->q.head; t; t = t->onext)
+        if (actionable(t) && t->retry_subject && sc_filter_match(f, t, now))
+            n++;
+    free(rd->subject);
+    free(rd->resume_id);
+    if (!rd->ev)
+        rd->ev = event_new(d->base, -1, EV_PERSIST, on_redrive, d);
+    rd->active = true;
+    rd->rate = rate;
+    rd->scheduled = 0;
+    rd->tokens = 1;
+    rd->last_mono = sc_now_mono_ms();
+    rd->filter = *f;
+    rd->subject = f->subject ? sc_xstrdup(f->subject) : NULL;
+    rd->filter.subject = rd->subject;
+    rd->next_seq = 0;
+    rd->last_seq = d->q.tail ? d->q.tail->seq : 0;
+    rd->matched = n;
+    rd->skipped = 0;
+    rd->started_wall = sc_now_wall_ms();
+    rd->finished_wall = 0;
+    rd->cancelled = false;
+    rd->resume_id = NULL;
+    event_add(rd->ev, &tv);
+    sc_log(SC_LOG_INFO, "redrive started", "matched", sc_log_int((int64_t)n), "rate_per_s",
+           sc_log_int((int64_t)rate), NULL);
+    sc_buf_reset(&d->out);
+    sc_buf_appendc(&d->out, '{');
+    kint(&d->out, &first, "scheduled", (int64_t)n);
+    key(&d->out, &first, "rate");
+    sc_buf_appendf(&d->out, "%g", rate);
+    kbool(&d->out, &first, "background", true);
+    key(&d->out, &first, "eta_s");
+    sc_buf_appendf(&d->out, "%.1f", n ? (double)(n - 1) / rate : 0.0);
+    kbool(&d->out, &first, "paused", d->paused);
+    sc_buf_appendc(&d->out, '}');
+    reply_buf(r);
 }
 
 static void
-admin_retry(struct sc_daemon *d, natsMsg *m, json_t *req)
+admin_retry(struct admin_req *r)
 {
+    static const char *const keys[] = {"task_id", FILTER_KEYS, "rate", "cancel", NULL};
+    struct sc_daemon *d = r->d;
     struct sc_filter f;
-    struct sc_redrive *r = &d->redrive;
+    struct sc_redrive *rd = &d->redrive;
     int64_t now = sc_now_wall_ms();
-    json_t *rate;
-    size_t n = 0;
+    json_t *rate = r->body ? json_object_get(r->body, "rate") : NULL;
+    json_t *cancel = r->body ? json_object_get(r->body, "cancel") : NULL;
+    size_t n = 0, skipped = 0;
 
-    if (req && json_object_get(req, "task_id")) {
-        struct sc_task *t = find_task(d, m, req);
-        if (!t)
+    if (!check_keys(r, keys))
+        return;
+    if (rate && json_is_null(rate))
+        rate = NULL;
+    if (cancel && !json_is_null(cancel)) {
+        if (!json_is_boolean(cancel) || json_object_size(r->body) != 1) {
+            reply_error(r, 400, "cancel: must be true, alone");
+            return;
+        }
+        if (!json_is_true(cancel) || !rd->active) {
+            reply_error(r, 409, "no redrive is running");
+            return;
+        }
+        redrive_stop(d, true);
+        sc_log(SC_LOG_INFO, "redrive cancelled", "scheduled", sc_log_int((int64_t)rd->scheduled), NULL);
+        sc_buf_reset(&d->out);
+        sc_buf_appendf(&d->out, "{\"cancelled\":true,\"scheduled\":%llu}",
+                       (unsigned long long)rd->scheduled);
+        reply_buf(r);
+        return;
+    }
+    if (r->body && json_object_get(r->body, "task_id")) {
+        struct sc_task *t;
+        bool first = true;
+        if (has_filter_key(r) || rate) {
+            reply_error(r, 400, "task_id: give a task_id or a filter (with rate), not both");
+            return;
+        }
+        if (!(t = find_task(r)))
             return;
         if (!actionable(t)) {
-            reply_error(d, m, 409, "task is %s; only pending or exhausted tasks can be retried",
+            reply_error(r, 409, "task is %s; only pending, parked or exhausted tasks can be retried",
                         sc_task_status_name(t->status));
             return;
         }
         if (sc_retry_now(d, t, now)) {
-            reply_error(d, m, 409, "task has no usable retry subject (%s)",
+            reply_error(r, 409, "task has no usable retry subject (%s)",
                         t->park_reason ? t->park_reason : "refused");
             return;
         }
         d->c.manual_retries++;
         sc_buf_reset(&d->out);
-        sc_buf_append(&d->out, "{\"scheduled\":1}", 15);
-        reply_buf(d, m);
+        sc_buf_appendc(&d->out, '{');
+        kint(&d->out, &first, "scheduled", 1);
+        key(&d->out, &first, "task_id");
+        codec_json_string(&d->out, t->id, t->id_len);
+        kint(&d->out, &first, "attempt", t->retry_count + 1);
+        kint(&d->out, &first, "max_retries", t->max_retries);
+        kbool(&d->out, &first, "paused", d->paused);
+        sc_buf_appendc(&d->out, '}');
+        reply_buf(r);
         return;
     }
-    if (!parse_filter(d, m, req, &f))
+    if (!parse_filter(r, &f))
         return;
-    rate = req ? json_object_get(req, "rate") : NULL;
-    if (rate && !json_is_null(rate) &&
-        (!json_is_number(rate) || json_number_value(rate) < 1 || json_number_value(rate) > 1e7)) {
-        reply_error(d, m, 400, "rate: must be a number of tasks per second 1-10000000");
-        return;
-    }
-    if (r->active) {
-        reply_error(d, m, 409, "a redrive is already running (%llu scheduled)",
-                    (unsigned long long)r->scheduled);
+    if (rate && (!json_is_number(rate) || !(json_number_value(rate) > 0) ||
+                 json_number_value(rate) > RATE_MAX)) {
+        reply_error(r, 400, "rate: must be a number of tasks per second, > 0 and <= 10000000");
         return;
     }
-    for (struct sc_task *t = d->q.head; t; t = t->onext)
-        if (actionable(t) && t->retry_subject && sc_filter_match(&f, t, now))
-            n++;
-    if (rate && !json_is_null(rate)) {
-        struct timeval tv = {0, 10000};
-        r->active = true;
-        r->rate = json_number_value(rate);
-        r->tokens = 1;
-        r->last_mono = sc_now_mono_ms();
-        r->scheduled = 0;
-        r->filter = f;
-        r->subject = f.subject ? sc_xstrdup(f.subject) : NULL;
-        r->next_seq = 0;
-        r->last_seq = d->q.tail ? d->q.tail->seq : 0;
-        if (!r->ev)
-            r->ev = event_new(d->base, -1, EV_PERSIST, on_redrive, d);
-        event_add(r->ev, &tv);
-        sc_buf_reset(&d->out);
-        sc_buf_appendf(&d->out, "{\"scheduled\":%zu,\"rate\":%g,\"background\":true}", n, r->rate);
-        reply_buf(d, m);
+    if (rd->active) {
+        reply_error(r, 409, "a redrive is already running (%llu of %llu scheduled); "
+                            "send {\"cancel\":true} to stop it",
+                    (unsigned long long)rd->scheduled, (unsigned long long)rd->matched);
         return;
     }
-    n = 0;
+    if (rate) {
+        redrive_start(r, &f, json_number_value(rate), now);
+        return;
+    }
     for (struct sc_task *t = d->q.head; t; t = t->onext) {
-        if (actionable(t) && sc_filter_match(&f, t, now) && sc_retry_now(d, t, now) == SC_OK) {
+        if (!actionable(t) || !sc_filter_match(&f, t, now))
+            continue;
+        if (sc_retry_now(d, t, now) == SC_OK) {
             d->c.manual_retries++;
             n++;
+        } else {
+            skipped++;
         }
     }
     sc_buf_reset(&d->out);
-    sc_buf_appendf(&d->out, "{\"scheduled\":%zu}", n);
-    reply_buf(d, m);
+    sc_buf_appendf(&d->out, "{\"scheduled\":%zu,\"skipped\":%zu,\"paused\":%s}", n, skipped,
+                   d->paused ? "true" : "false");
+    reply_buf(r);
 }
+
+/* ---- write verbs ----------------------------------------------------------------------------- */
 
 /* Archives t: terminal, kept only with store.keep_completed. */
 static void
@@ -602,24 +900,32 @@ archivable(const struct sc_task *t)
 }
 
 static void
-admin_archive(struct sc_daemon *d, natsMsg *m, json_t *req)
+admin_archive(struct admin_req *r)
 {
+    static const char *const keys[] = {"task_id", FILTER_KEYS, NULL};
+    struct sc_daemon *d = r->d;
     struct sc_filter f;
     int64_t now = sc_now_wall_ms();
     size_t n = 0;
     struct sc_task *t, *next;
 
-    if (req && json_object_get(req, "task_id")) {
-        if (!(t = find_task(d, m, req)))
+    if (!check_keys(r, keys))
+        return;
+    if (r->body && json_object_get(r->body, "task_id")) {
+        if (has_filter_key(r)) {
+            reply_error(r, 400, "task_id: give a task_id or a filter, not both");
+            return;
+        }
+        if (!(t = find_task(r)))
             return;
         if (!archivable(t)) {
-            reply_error(d, m, 409, "task is already %s", sc_task_status_name(t->status));
+            reply_error(r, 409, "task is already %s", sc_task_status_name(t->status));
             return;
         }
         archive_one(d, t, now);
         n = 1;
     } else {
-        if (!parse_filter(d, m, req, &f))
+        if (!parse_filter(r, &f))
             return;
         for (t = d->q.head; t; t = next) {
             next = t->onext;
@@ -629,27 +935,32 @@ admin_archive(struct sc_daemon *d, natsMsg *m, json_t *req)
             }
         }
     }
+    if (n)
+        sc_log(SC_LOG_INFO, "tasks archived", "count", sc_log_int((int64_t)n), NULL);
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"archived\":%zu}", n);
-    reply_buf(d, m);
+    reply_buf(r);
 }
 
 static void
-admin_clear(struct sc_daemon *d, natsMsg *m, json_t *req)
+admin_clear(struct admin_req *r)
 {
+    static const char *const keys[] = {FILTER_KEYS, "confirm", NULL};
+    struct sc_daemon *d = r->d;
     struct sc_filter f;
     int64_t now = sc_now_wall_ms();
-    json_t *confirm = req ? json_object_get(req, "confirm") : NULL;
+    json_t *confirm = r->body ? json_object_get(r->body, "confirm") : NULL;
     size_t n = 0;
     struct sc_task *t, *next;
 
-    if (!parse_filter(d, m, req, &f))
+    if (!check_keys(r, keys) || !parse_filter(r, &f))
         return;
     for (t = d->q.head; t; t = t->onext)
         if (sc_filter_match(&f, t, now))
             n++;
     if (!json_is_true(confirm)) {
-        reply_error(d, m, 400, "confirm: clear would remove %zu tasks; send \"confirm\": true", n);
+        reply_error(r, 400, "confirm: clear would remove %zu task%s; send \"confirm\": true", n,
+                    n == 1 ? "" : "s");
         return;
     }
     n = 0;
@@ -665,57 +976,86 @@ admin_clear(struct sc_daemon *d, natsMsg *m, json_t *req)
     sc_log(SC_LOG_INFO, "tasks cleared", "count", sc_log_int((int64_t)n), NULL);
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"cleared\":%zu}", n);
-    reply_buf(d, m);
+    reply_buf(r);
 }
 
 static void
-admin_classify(struct sc_daemon *d, natsMsg *m, json_t *req)
+set_paused(struct admin_req *r, bool pause)
 {
-    const char *err = "", *etype = NULL, *rule = NULL;
-    size_t elen = 0, etlen = 0;
-    policy_category cat;
-    policy_retry pol;
-    struct sc_buf *b = &d->out;
-    bool first = true;
-    json_t *v;
+    struct sc_daemon *d = r->d;
 
-    if (req && (v = json_object_get(req, "error")) && json_is_string(v)) {
-        err = json_string_value(v);
-        elen = json_string_length(v);
-    }
-    if (req && (v = json_object_get(req, "error_type")) && json_is_string(v)) {
-        etype = json_string_value(v);
-        etlen = json_string_length(v);
-    }
-    cat = policy_classify(d->classifier, etype, etlen, err, elen, &rule);
-    pol = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy : policy_default_retry(cat);
-    sc_buf_reset(b);
-    sc_buf_appendc(b, '{');
-    kstr(b, &first, "category", policy_category_name(cat));
-    kstr(b, &first, "rule", rule);
-    kstr(b, &first, "retry_policy", policy_retry_name(pol));
-    kbool(b, &first, "retryable", pol != POLICY_NEVER);
-    key(b, &first, "delays_ms");
-    sc_buf_appendc(b, '[');
-    for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= d->cfg->default_max_retries; n++)
-        sc_buf_appendf(b, "%s%lld", n > 1 ? "," : "",
-                       (long long)policy_backoff_raw(&d->cfg->backoff, pol, n));
-    sc_buf_appendc(b, ']');
-    kint(b, &first, "max_retries", d->cfg->default_max_retries);
-    sc_buf_appendc(b, '}');
-    reply_buf(d, m);
-}
-
-static void
-admin_pause(struct sc_daemon *d, natsMsg *m, bool pause)
-{
+    if (d->paused != pause)
+        sc_log(SC_LOG_INFO, pause ? "automatic retries paused" : "automatic retries resumed", NULL);
     d->paused = pause;
-    sc_log(SC_LOG_INFO, pause ? "automatic retries paused" : "automatic retries resumed", NULL);
     sc_buf_reset(&d->out);
-    sc_buf_appendf(&d->out, "{\"paused\":%s}", pause ? "true" : "false");
-    reply_buf(d, m);
+    sc_buf_appendf(&d->out, "{\"paused\":%s,\"scheduled\":%zu}", pause ? "true" : "false",
+                   sc_wheel_count(d->wheel));
+    reply_buf(r);
 }
 
+static void
+admin_pause(struct admin_req *r)
+{
+    set_paused(r, true);
+}
+
+static void
+admin_resume(struct admin_req *r)
+{
+    set_paused(r, false);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static const char *const no_keys[] = {NULL};
+static const char *const get_keys[] = {"task_id", NULL};
+static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
+static const char *const classify_keys[] = {"error", "error_type", NULL};
+
+/*
+ * The verbs, in the order service discovery lists them. keys, when set, are
+ * checked before the handler runs; retry, archive and clear check their own
+ * (they depend on the form of the request).
+ */
+static const struct admin_verb {
+    const char *name;
+    void (*fn)(struct admin_req *r);
+    const char *const *keys;
+} verbs[] = {
+    {"health", admin_health, no_keys},   {"stats", admin_stats, no_keys},
+    {"list", admin_list, list_keys},     {"get", admin_get, get_keys},
+    {"retry", admin_retry, NULL},        {"archive", admin_archive, NULL},
+    {"clear", admin_clear, NULL},        {"classify", admin_classify, classify_keys},
+    {"pause", admin_pause, no_keys},     {"resume", admin_resume, no_keys},
+};
+
+size_t
+sc_admin_verb_count(void)
+{
+    return SC_ARRAY_LEN(verbs);
+}
+
+const char *
+sc_admin_verb_name(size_t i)
+{
+    return i < SC_ARRAY_LEN(verbs) ? verbs[i].name : NULL;
+}
+
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * sc_admin() answers one request on <prefix>.admin.<verb>: it parses the
+ * body (empty or a JSON object of at most ADMIN_REQ_MAX bytes), runs the
+ * verb and records the request in the endpoint statistics. A message with
+ * no reply subject is ignored. Loop thread.
+ */
 void
 sc_admin(struct sc_daemon *d, natsMsg *m)
 {
@@ -723,58 +1063,42 @@ sc_admin(struct sc_daemon *d, natsMsg *m)
     const char *verb = strrchr(subj, '.');
     const char *data = natsMsg_GetData(m);
     int len = natsMsg_GetDataLength(m);
-    json_t *req = NULL;
+    struct admin_req r = {.d = d, .m = m};
     json_error_t jerr;
+    int64_t start = now_ns();
+    size_t vi;
     int blank = 1;
 
     if (!natsMsg_GetReply(m))
         return; /* admin calls are requests; a plain publish has nobody to answer */
     verb = verb ? verb + 1 : "";
+    for (vi = 0; vi < SC_ARRAY_LEN(verbs); vi++)
+        if (strcmp(verb, verbs[vi].name) == 0)
+            break;
+    if (vi == SC_ARRAY_LEN(verbs)) {
+        reply_error(&r, 404, "unknown admin verb '%.64s'", verb);
+        return;
+    }
     for (int i = 0; i < len; i++)
         if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
             blank = 0;
     if (len > ADMIN_REQ_MAX) {
-        reply_error(d, m, 400, "request: larger than %d bytes", ADMIN_REQ_MAX);
-        return;
+        reply_error(&r, 400, "request: larger than %d bytes", ADMIN_REQ_MAX);
+    } else if (!blank && (!(r.body = json_loadb(data, (size_t)len, JSON_REJECT_DUPLICATES, &jerr)) ||
+                          !json_is_object(r.body))) {
+        reply_error(&r, 400, "request: not a JSON object (%s)", r.body ? "wrong type" : jerr.text);
+    } else if (!verbs[vi].keys || check_keys(&r, verbs[vi].keys)) {
+        sc_log(SC_LOG_DEBUG, "admin request", "verb", verb, NULL);
+        verbs[vi].fn(&r);
     }
-    if (!blank) {
-        req = json_loadb(data, (size_t)len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!req || !json_is_object(req)) {
-            reply_error(d, m, 400, "request: not a JSON object (%s)", req ? "wrong type" : jerr.text);
-            json_decref(req);
-            return;
-        }
-    }
-    sc_log(SC_LOG_DEBUG, "admin request", "verb", verb, NULL);
-    if (strcmp(verb, "health") == 0)
-        admin_health(d, m);
-    else if (strcmp(verb, "stats") == 0)
-        admin_stats(d, m);
-    else if (strcmp(verb, "get") == 0)
-        admin_get(d, m, req);
-    else if (strcmp(verb, "list") == 0)
-        admin_list(d, m, req);
-    else if (strcmp(verb, "retry") == 0)
-        admin_retry(d, m, req);
-    else if (strcmp(verb, "archive") == 0)
-        admin_archive(d, m, req);
-    else if (strcmp(verb, "clear") == 0)
-        admin_clear(d, m, req);
-    else if (strcmp(verb, "classify") == 0)
-        admin_classify(d, m, req);
-    else if (strcmp(verb, "pause") == 0)
-        admin_pause(d, m, true);
-    else if (strcmp(verb, "resume") == 0)
-        admin_pause(d, m, false);
-    else
-        reply_error(d, m, 404, "unknown admin verb '%.64s'", verb);
-    json_decref(req);
+    json_decref(r.body);
+    sc_micro_record(d, vi, now_ns() - start, r.error_code, r.error_code ? r.error : NULL);
 }
 
 void
 sc_admin_destroy(struct sc_daemon *d)
 {
-    redrive_stop(d);
+    redrive_stop(d, false);
     if (d->redrive.ev)
         event_free(d->redrive.ev);
     d->redrive.ev = NULL;

@@ -103,6 +103,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         case SC_IN_FAILED: sc_ingest(d, batch[i].msg); break;
         case SC_IN_REPLY: sc_on_reply(d, batch[i].msg); break;
         case SC_IN_ADMIN: sc_admin(d, batch[i].msg); break;
+        case SC_IN_MICRO: sc_micro(d, batch[i].msg); break;
         }
         natsMsg_Destroy(batch[i].msg);
     }
@@ -133,6 +134,14 @@ on_admin_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *clos
     (void)nc;
     (void)sub;
     handoff_push(closure, msg, SC_IN_ADMIN);
+}
+
+static void
+on_micro_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    handoff_push(closure, msg, SC_IN_MICRO);
 }
 
 /* Connection state callbacks run on nats.c threads: log and set atomics only. */
@@ -284,6 +293,10 @@ sc_conn_open(struct sc_daemon *d, char *err, size_t errlen)
     CHECK(natsSubscription_SetPendingLimits(d->sub_reply, 1000000, 512 * 1024 * 1024));
     snprintf(subj, sizeof(subj), "%s.admin.*", cfg->subjects_prefix);
     CHECK(natsConnection_Subscribe(&d->sub_admin, d->nc, subj, on_admin_msg, d));
+    if ((ns = sc_micro_open(d, on_micro_msg)) != NATS_OK) {
+        what = "sc_micro_open";
+        goto done;
+    }
     s = SC_OK;
 
 done:
@@ -328,6 +341,7 @@ sc_conn_close(struct sc_daemon *d)
     natsSubscription_Destroy(d->sub_reply);
     natsSubscription_Destroy(d->sub_admin);
     d->sub_failed = d->sub_reply = d->sub_admin = NULL;
+    sc_micro_close(d);
     natsConnection_Destroy(d->nc);
     d->nc = NULL;
 }

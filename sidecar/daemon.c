@@ -109,6 +109,9 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->rng = (uint64_t)d->started_wall * 0x9e3779b97f4a7c15ULL | 1;
     d->paused = !cfg->retry_processor_enabled;
     sc_dispatch_init(d);
+    d->metrics = sc_metrics_new();
+    if ((s = sc_store_open(d, err, errlen))) /* loads tasks back before the tick and NATS exist */
+        goto fail;
     if ((s = sc_handoff_init(d, HANDOFF_CAP))) {
         snprintf(err, errlen, "libevent: cannot create the wake event");
         goto fail;
@@ -125,6 +128,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     event_add(d->sig_hup, NULL);
     signal(SIGPIPE, SIG_IGN);
     if ((s = sc_conn_open(d, err, errlen)))
+        goto fail;
+    if ((s = sc_http_start(d, err, errlen)) || (s = sc_alerts_start(d, err, errlen)))
         goto fail;
     *out = d;
     return SC_OK;
@@ -145,9 +150,11 @@ int
 sc_daemon_run(struct sc_daemon *d)
 {
     sc_log(SC_LOG_INFO, "dlq-sidecar started", "version", DLQ_VERSION, "prefix",
-           d->cfg->subjects_prefix, "store", "memory", "tick_ms", sc_log_int(d->cfg->timer_tick_ms),
+           d->cfg->subjects_prefix, "store",
+           d->cfg->store_backend == CONFIG_STORE_OPENSEARCH ? "opensearch" : "memory", "tick_ms", sc_log_int(d->cfg->timer_tick_ms),
            NULL);
     event_base_dispatch(d->base);
+    sc_store_flush(d); /* DESIGN section 14: flush the store before exiting */
     sc_log(SC_LOG_INFO, "dlq-sidecar stopped", "tasks", sc_log_int((int64_t)sc_queue_active(&d->q)),
            NULL);
     return d->exit_code;
@@ -158,6 +165,8 @@ sc_daemon_free(struct sc_daemon *d)
 {
     if (!d)
         return;
+    sc_alerts_stop(d);
+    sc_http_stop(d);
     sc_conn_close(d);
     if (d->tick_ev)
         event_free(d->tick_ev);
@@ -169,11 +178,13 @@ sc_daemon_free(struct sc_daemon *d)
         event_free(d->sig_hup);
     sc_handoff_destroy(d);
     sc_admin_destroy(d);
+    sc_store_close(d);
     sc_queue_destroy(&d->q);
     sc_wheel_free(d->wheel);
     sc_wheel_free(d->twheel);
     sc_dispatch_destroy(d);
     codec_free(d->codec);
+    sc_metrics_free(d->metrics);
     policy_classifier_free(d->classifier);
     sc_buf_destroy(&d->out);
     sc_buf_destroy(&d->scratch);

@@ -198,7 +198,8 @@ succeeded(struct sc_daemon *d, struct sc_task *t)
     sc_flight_release(d, t);
     d->c.retry_success++;
     t->defer_streak = 0;
-    sc_log(SC_LOG_DEBUG, "retry succeeded", "task_id", t->id, "attempt", sc_log_int(attempt), NULL);
+    sc_metrics_observe(d, SC_HIST_TIME_TO_SUCCESS, now - t->first_failed_at);
+    sc_log(SC_LOG_INFO, "retry succeeded", "task_id", t->id, "attempt", sc_log_int(attempt), NULL);
     sc_queue_history(&d->q, t, SC_OUT_SUCCEEDED, attempt, now, NULL, 0);
     sc_queue_set_status(&d->q, t, SC_TASK_COMPLETED, false);
     t->next_retry_at = 0;
@@ -238,7 +239,7 @@ sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind, 
     t->updated_at = now;
     sc_store_changed(d, t);
     sc_queue_history(&d->q, t, kind, attempt, now, t->error, strlen(t->error));
-    sc_log(SC_LOG_DEBUG, "retry failed", "task_id", t->id, "attempt", sc_log_int(attempt), "outcome",
+    sc_log(SC_LOG_INFO, "retry failed", "task_id", t->id, "attempt", sc_log_int(attempt), "outcome",
            sc_outcome_name(kind), "error", t->error, NULL);
     sc_event(d, "failed", t, attempt, NULL);
     sc_schedule_next(d, t, now);
@@ -296,6 +297,7 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     }
     sc_queue_set_status(&d->q, t, SC_TASK_RETRYING, false);
     t->last_attempt_at = now;
+    sc_metrics_observe(d, SC_HIST_RETRY_LATENESS, t->next_retry_at ? now - t->next_retry_at : 0);
     t->next_retry_at = 0;
     t->updated_at = now;
     sc_store_changed(d, t);

@@ -65,9 +65,14 @@ ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
     sc_respond(d, m, b->data, b->len, code, message);
 }
 
+/*
+ * Replies {"ok":true,...}. t is the stored task: with a durable store the
+ * reply waits for its write (DESIGN section 3: "accepted" means "stored"),
+ * except while the store is degraded; NULL answers now.
+ */
 static void
 ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const char *status,
-       int64_t next_retry_at)
+       int64_t next_retry_at, struct sc_task *t)
 {
     struct sc_buf *b = &d->out;
     char ts[SC_RFC3339_LEN];
@@ -85,6 +90,8 @@ ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const cha
         json_kv(b, false, "next_retry_at", NULL, 0);
     }
     sc_buf_appendc(b, '}');
+    if (t && sc_store_hold_ack(d, m, t, b->data, b->len))
+        return;
     sc_respond(d, m, b->data, b->len, 0, NULL);
 }
 
@@ -220,6 +227,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     int64_t now = sc_now_wall_ms();
     sc_status s;
 
+    d->c.received++;
     if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
         strncmp(ctype, "application/json", 16) == 0)
         is_json = true;
@@ -276,7 +284,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
             view.subject = (char *)subject;
             view.category = cat;
             sc_event(d, "skipped", &view, 0, "");
-            ack_ok(d, m, env.task_id.ptr, env.task_id.len, "skipped", 0);
+            ack_ok(d, m, env.task_id.ptr, env.task_id.len, "skipped", 0, NULL);
             return;
         }
     }
@@ -343,6 +351,10 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         } else {
             sc_schedule_next(d, t, now);
         }
+        sc_log(SC_LOG_INFO, "task enqueued", "task_id", t->id, "subject", t->subject, "category",
+               policy_category_name(t->category), "policy", policy_retry_name(t->policy), "status",
+               t->parked ? "parked" : sc_task_status_name(t->status), "episode",
+               sc_log_int(t->episode), NULL);
         sc_event(d, "enqueued", t, 0, NULL);
     } else if (t->status == SC_TASK_RETRYING) {
         /* DESIGN section 6: a new failure while retrying fails the current attempt. */
@@ -361,5 +373,5 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         }
     }
     /* An exhausted task only has its record updated. */
-    ack_ok(d, m, t->id, t->id_len, sc_task_status_name(t->status), t->next_retry_at);
+    ack_ok(d, m, t->id, t->id_len, sc_task_status_name(t->status), t->next_retry_at, t);
 }

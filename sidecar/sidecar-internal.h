@@ -94,6 +94,9 @@ struct sc_task {
     uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
     struct sc_attempt *hist;            /* ring of cap entries */
     uint16_t hist_len, hist_head;
+    struct sc_task *dnext, *dprev;      /* store.c: the dirty list (changes not yet stored) */
+    struct sc_store_ack *store_acks;    /* store.c: ingest acks waiting for this task's write */
+    bool store_dirty;                   /* store.c: on the dirty list */
 };
 
 /* Filter of DESIGN section 8 (any field unset matches everything). */
@@ -143,10 +146,11 @@ struct sc_counters {
     uint64_t enqueued, retry_success, retry_failed, retry_timeouts, deferred, exhausted,
         manual_retries, archived, cleared, invalid, refused_full, skipped, published,
         publish_errors, unknown_keys, failures_while_retrying, duplicates, attempts;
+    uint64_t received; /* failure messages taken from the ingest subject, valid or not */
 };
 
 /* Kinds of message handed from nats.c threads to the loop. */
-typedef enum { SC_IN_FAILED = 0, SC_IN_REPLY, SC_IN_ADMIN } sc_in_kind;
+typedef enum { SC_IN_FAILED = 0, SC_IN_REPLY, SC_IN_ADMIN, SC_IN_MICRO } sc_in_kind;
 
 struct sc_inmsg {
     natsMsg *msg;
@@ -192,6 +196,13 @@ struct sc_redrive {
     struct sc_filter filter;
     char *subject;               /* owned copy of filter.subject */
     struct event *ev;
+    uint64_t matched;            /* tasks that matched at the start */
+    uint64_t skipped;            /* matched tasks that changed before their turn */
+    int64_t started_wall, finished_wall; /* 0 when none */
+    bool cancelled;
+    char *resume_id;             /* owned: id of the next task to visit (fast resume), or NULL */
+    size_t resume_len;
+    uint64_t resume_seq;
 };
 
 struct sc_daemon {
@@ -199,6 +210,7 @@ struct sc_daemon {
     struct event_base *base;
     natsConnection *nc;
     natsSubscription *sub_failed, *sub_reply, *sub_admin;
+    struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
     char reply_prefix[64];     /* "_INBOX.<nuid>" */
     struct sc_handoff in;
     struct codec *codec;
@@ -232,6 +244,10 @@ struct sc_daemon {
     struct sc_redrive redrive;
     sc_reload_fn reload;       /* SIGHUP: builds a fresh configuration */
     void *reload_ctx;
+    struct sc_metrics *metrics; /* histograms (metrics.c); NULL-safe */
+    struct sc_http *http;       /* /healthz, /readyz, /metrics (http.c); NULL when disabled */
+    struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
+    struct sc_store *store;     /* the store mirror (store.c); NULL before sc_store_open() */
 };
 
 /* log.c: one line per call to stderr, logfmt or JSON. kv is NULL-terminated pairs of strings. */
@@ -291,9 +307,121 @@ sc_status sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
 void sc_store_changed(struct sc_daemon *d, struct sc_task *t);
 void sc_store_removed(struct sc_daemon *d, struct sc_task *t);
 
+/*
+ * sc_store_open() makes the configured store (store.backend) on d->base and,
+ * for OpenSearch, installs the template and loads the non-terminal tasks
+ * back onto the queue and the wheel, running the loop until that is done
+ * (at most 2 min) or the store turns degraded (the load then goes on in the
+ * background). Call it before the tick and NATS exist. Returns SC_OK, or
+ * SC_EINVAL with err saying which store.* setting is bad (an unreachable
+ * OpenSearch is not an error: degraded mode). sc_store_flush() writes what
+ * is pending at shutdown, running the loop for up to shutdown.drain_ms (at
+ * least 2 s). sc_store_close() frees everything; safe when never opened.
+ * Main thread, before and after the loop runs.
+ */
+struct sc_store_ack;
+sc_status sc_store_open(struct sc_daemon *d, char *err, size_t errlen);
+void sc_store_flush(struct sc_daemon *d);
+void sc_store_close(struct sc_daemon *d);
+
+/*
+ * sc_store_hold_ack() takes over the ingest acknowledgement body (len bytes,
+ * copied) for request m when a durable store is up: it is published to m's
+ * reply subject once t's current version is written (or refused for good),
+ * when the store turns degraded, or after 5 s, whichever comes first.
+ * Returns false when the caller must answer now (memory store, degraded,
+ * no reply subject, too many held). Loop thread.
+ */
+bool sc_store_hold_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const char *body,
+                       size_t len);
+
+/*
+ * sc_store_state() returns the store's state name ("ok", "starting",
+ * "degraded") and sets *backend ("memory", "opensearch") and *queued_writes
+ * (changed tasks not yet stored + pending deletes + items in flight).
+ * sc_store_last_error() returns the store's last error (a static buffer
+ * overwritten by the next call) or NULL. sc_store_stats_json() appends the
+ * store's counters as ",\"key\":value" pairs for the stats reply's
+ * persistence object. Loop thread.
+ */
+const char *sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes);
+const char *sc_store_last_error(struct sc_daemon *d);
+void sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b);
+
 /* admin.c */
 void sc_admin(struct sc_daemon *d, natsMsg *m);
 void sc_admin_destroy(struct sc_daemon *d);
+/* sc_admin_verb_count() is the number of admin verbs; sc_admin_verb_name(i) names verb i ("stats"), NULL past the end. Any thread. */
+size_t sc_admin_verb_count(void);
+const char *sc_admin_verb_name(size_t i);
+
+/*
+ * micro.c: NATS service discovery (ADR-32: $SRV.PING/INFO/STATS, also
+ * .<name> and .<name>.<id>). sc_micro_open() makes this process's id and
+ * subscribes with cb (conn.c's hand-off), main thread, after the connection
+ * exists; returns the first failing nats.c status. sc_micro_close() destroys
+ * the subscriptions (after the connection closed) and frees the state; safe
+ * when never opened. sc_micro() answers one request and sc_micro_record()
+ * adds one admin request of verb i (elapsed_ns of handling; error_message
+ * non-NULL when it was answered with an error) to the endpoint statistics:
+ * loop thread only.
+ */
+natsStatus sc_micro_open(struct sc_daemon *d, natsMsgHandler cb);
+void sc_micro_close(struct sc_daemon *d);
+void sc_micro(struct sc_daemon *d, natsMsg *m);
+void sc_micro_record(struct sc_daemon *d, size_t verb, int64_t elapsed_ns, int error_code,
+                     const char *error_message);
+
+/* ---- operations: metrics.c, http.c, alerts.c -------------------------------------------------- */
+
+/* Histograms that dispatch.c feeds (one line each). */
+typedef enum {
+    SC_HIST_RETRY_LATENESS = 0, /* a retry went out this long after its due time */
+    SC_HIST_TIME_TO_SUCCESS,    /* first failure of the episode to the successful retry */
+    SC_HIST_COUNT
+} sc_hist;
+
+/*
+ * sc_metrics_new() makes the histogram set (aborts on OOM); sc_metrics_free()
+ * frees it, NULL is a no-op. sc_metrics_observe() records ms milliseconds
+ * (negative counts as 0) in histogram h; a no-op when d->metrics is NULL.
+ * sc_metrics_render() appends the whole Prometheus text exposition (format
+ * 0.0.4) of d to out. Loop thread.
+ */
+struct sc_metrics *sc_metrics_new(void);
+void sc_metrics_free(struct sc_metrics *m);
+void sc_metrics_observe(struct sc_daemon *d, sc_hist h, int64_t ms);
+void sc_metrics_render(struct sc_daemon *d, struct sc_buf *out);
+
+/*
+ * sc_persistence_state() is the one place that reads the store's health for
+ * /readyz and /metrics: returns the state name ("ok" while the store keeps
+ * up; anything else, "degraded" for one, makes /readyz fail) and sets
+ * *backend (static name) and *queued_writes. Loop thread.
+ */
+const char *sc_persistence_state(struct sc_daemon *d, const char **backend,
+                                 uint64_t *queued_writes);
+
+/*
+ * sc_http_start() serves /healthz, /readyz and /metrics with evhttp on
+ * d->base at cfg->http_listen (no-op when it is empty). Returns SC_OK, or
+ * SC_EINVAL / SC_EIO with err saying why (address unparsable, bind failed).
+ * sc_http_stop() closes the listener and its connections; safe when not
+ * started. Loop thread (or main thread before the loop runs).
+ */
+sc_status sc_http_start(struct sc_daemon *d, char *err, size_t errlen);
+void sc_http_stop(struct sc_daemon *d);
+
+/*
+ * sc_alerts_start() starts the periodic threshold check when alerts.enabled
+ * (no-op otherwise) and the webhook client when URLs are configured.
+ * Returns SC_OK or SC_EIO (no HTTP client) with err set. sc_alerts_stop()
+ * cancels pending webhook posts and frees everything; safe when not
+ * started. sc_alerts_render() appends the alert metrics to out. Loop thread.
+ */
+sc_status sc_alerts_start(struct sc_daemon *d, char *err, size_t errlen);
+void sc_alerts_stop(struct sc_daemon *d);
+void sc_alerts_render(struct sc_daemon *d, struct sc_buf *out);
 
 /* Random 64-bit value for jitter (xorshift on the loop thread). */
 uint64_t sc_rand(void *ctx);

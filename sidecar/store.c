@@ -1,16 +1,989 @@
-/* store.c - mirrors task changes into the configured store; the memory backend keeps nothing else. */
+/* store.c - mirrors task changes into the configured store (persist/): documents, dirty set, tombstones, held ingest acks, the start-up load. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "persist.h"
 #include "sidecar-internal.h"
+
+#define DOC_SCHEMA 1
+#define LOAD_WAIT_MS 120000   /* start-up: longest wait for the load before serving */
+#define ACK_HOLD_MS 5000      /* longest an ingest ack waits for its write */
+#define ACK_MAX 65536         /* held acks past this are answered at once */
+#define ACK_SWEEP_MS 250
+#define FLUSH_MIN_MS 2000     /* shutdown: shortest wait for the last writes */
+#define REJECT_LOG_MS 10000
+
+/*
+ * Invariants (docs: README "Persistence"):
+ * - every task whose state is not yet acknowledged by the store is on the
+ *   dirty list exactly once (t->store_dirty), in the order it first changed;
+ *   a task in a batch in flight is off the list until it changes again or
+ *   its item comes back RETRY;
+ * - the version of a task only grows, across tasks of the same id and across
+ *   processes: it is at least the wall clock in microseconds at the change;
+ * - a removed task leaves a tombstone (id, version) in a ring of at most
+ *   store.journal_max entries; when the ring is full the oldest tombstone is
+ *   dropped and counted.
+ */
+
+/* A removed task's delete, waiting to be written. */
+struct store_tomb {
+    char *id;
+    size_t len;
+    uint64_t version;
+};
+
+/* An ingest acknowledgement held until the task's write is acknowledged. */
+struct sc_store_ack {
+    struct sc_store_ack *gnext, *gprev; /* all acks, oldest first */
+    struct sc_store_ack *tnext;         /* the task's acks */
+    struct sc_task *task;
+    uint64_t version;
+    int64_t deadline;                   /* mono ms */
+    char *reply;
+    char *body;
+    size_t len;
+};
+
+struct sc_store {
+    struct persist *p;
+    bool durable;
+    struct sc_task *dhead, *dtail;
+    size_t ndirty;
+    struct store_tomb *tombs; /* ring */
+    size_t tcap, thead, tlen;
+    uint64_t tombs_dropped;
+    struct sc_store_ack *ahead, *atail;
+    size_t nacks;
+    struct event *ack_ev;
+    bool ack_ev_armed;
+    uint64_t vclock;
+    uint64_t loaded, load_skipped, load_errors, rejected;
+    int64_t last_reject_log;
+    bool loading_at_start;
+    struct sc_buf tmp;
+};
+
+/* ---- versions and the dirty list ------------------------------------------------------------- */
+
+static uint64_t
+next_version(struct sc_store *s, uint64_t cur)
+{
+    uint64_t v = (uint64_t)sc_now_wall_ms() * 1000;
+
+    if (v <= s->vclock)
+        v = s->vclock + 1;
+    if (v <= cur)
+        v = cur + 1;
+    s->vclock = v;
+    return v;
+}
+
+static void
+dirty_link(struct sc_store *s, struct sc_task *t, bool front)
+{
+    if (t->store_dirty)
+        return;
+    t->store_dirty = true;
+    if (front) {
+        t->dprev = NULL;
+        t->dnext = s->dhead;
+        if (s->dhead)
+            s->dhead->dprev = t;
+        else
+            s->dtail = t;
+        s->dhead = t;
+    } else {
+        t->dnext = NULL;
+        t->dprev = s->dtail;
+        if (s->dtail)
+            s->dtail->dnext = t;
+        else
+            s->dhead = t;
+        s->dtail = t;
+    }
+    s->ndirty++;
+}
+
+static void
+dirty_unlink(struct sc_store *s, struct sc_task *t)
+{
+    if (!t->store_dirty)
+        return;
+    if (t->dprev)
+        t->dprev->dnext = t->dnext;
+    else
+        s->dhead = t->dnext;
+    if (t->dnext)
+        t->dnext->dprev = t->dprev;
+    else
+        s->dtail = t->dprev;
+    t->dnext = t->dprev = NULL;
+    t->store_dirty = false;
+    s->ndirty--;
+}
+
+/* ---- held acks -------------------------------------------------------------------------------- */
+
+static void
+ack_unlink(struct sc_store *s, struct sc_store_ack *a)
+{
+    if (a->gprev)
+        a->gprev->gnext = a->gnext;
+    else
+        s->ahead = a->gnext;
+    if (a->gnext)
+        a->gnext->gprev = a->gprev;
+    else
+        s->atail = a->gprev;
+    if (a->task) {
+        struct sc_store_ack **pp = &a->task->store_acks;
+        while (*pp && *pp != a)
+            pp = &(*pp)->tnext;
+        if (*pp)
+            *pp = a->tnext;
+    }
+    s->nacks--;
+}
+
+/* Sends a's reply and frees it. */
+static void
+ack_send(struct sc_daemon *d, struct sc_store_ack *a)
+{
+    ack_unlink(d->store, a);
+    sc_publish(d, a->reply, NULL, a->body, a->len, NULL);
+    free(a->reply);
+    free(a->body);
+    free(a);
+}
+
+/* Answers t's held acks whose version is at most version (all when version is UINT64_MAX). */
+static void
+acks_release_task(struct sc_daemon *d, struct sc_task *t, uint64_t version)
+{
+    struct sc_store_ack *a = t->store_acks, *next;
+
+    for (; a; a = next) {
+        next = a->tnext;
+        if (a->version <= version)
+            ack_send(d, a);
+    }
+}
+
+static void
+acks_release_all(struct sc_daemon *d)
+{
+    while (d->store->ahead)
+        ack_send(d, d->store->ahead);
+}
+
+static void
+on_ack_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_daemon *d = arg;
+    struct sc_store *s = d->store;
+    int64_t now = sc_now_mono_ms();
+    struct timeval tv = {0, ACK_SWEEP_MS * 1000};
+
+    (void)fd;
+    (void)what;
+    s->ack_ev_armed = false;
+    while (s->ahead && s->ahead->deadline <= now)
+        ack_send(d, s->ahead);
+    if (s->ahead) {
+        event_add(s->ack_ev, &tv);
+        s->ack_ev_armed = true;
+    }
+}
+
+bool
+sc_store_hold_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const char *body, size_t len)
+{
+    struct sc_store *s = d->store;
+    const char *reply = natsMsg_GetReply(m);
+    struct sc_store_ack *a;
+    struct timeval tv = {0, ACK_SWEEP_MS * 1000};
+
+    if (!s || !s->durable || !t || !reply || !*reply || s->p->state != PERSIST_OK ||
+        s->nacks >= ACK_MAX || !t->store_dirty)
+        return false;
+    a = sc_xcalloc(1, sizeof(*a));
+    a->task = t;
+    a->version = t->version;
+    a->deadline = sc_now_mono_ms() + ACK_HOLD_MS;
+    a->reply = sc_xstrdup(reply);
+    a->body = sc_xmalloc(len ? len : 1);
+    memcpy(a->body, body, len);
+    a->len = len;
+    a->tnext = t->store_acks;
+    t->store_acks = a;
+    a->gprev = s->atail;
+    if (s->atail)
+        s->atail->gnext = a;
+    else
+        s->ahead = a;
+    s->atail = a;
+    s->nacks++;
+    if (!s->ack_ev_armed) {
+        event_add(s->ack_ev, &tv);
+        s->ack_ev_armed = true;
+    }
+    persist_kick(s->p, true);
+    return true;
+}
+
+/* ---- tombstones ------------------------------------------------------------------------------- */
+
+static void
+tomb_push(struct sc_daemon *d, const char *id, size_t len, uint64_t version)
+{
+    struct sc_store *s = d->store;
+    struct store_tomb *tb;
+
+    if (s->tlen == s->tcap) {
+        /* The journal is full: the oldest delete is dropped (its document stays in the index). */
+        tb = &s->tombs[s->thead];
+        free(tb->id);
+        s->thead = (s->thead + 1) % s->tcap;
+        s->tlen--;
+        if (s->tombs_dropped++ % 1000 == 0)
+            sc_log(SC_LOG_WARN, "store journal full: oldest pending delete dropped", "dropped",
+                   sc_log_int((int64_t)s->tombs_dropped), "journal_max",
+                   sc_log_int((int64_t)s->tcap), NULL);
+    }
+    tb = &s->tombs[(s->thead + s->tlen) % s->tcap];
+    tb->id = sc_xstrndup(id, len);
+    tb->len = len;
+    tb->version = version;
+    s->tlen++;
+}
+
+/* ---- documents -------------------------------------------------------------------------------- */
+
+/* A JSON writer over the batch buffer that remembers the first failure. */
+struct docw {
+    struct sc_buf *b;
+    sc_status st;
+    bool first;
+};
+
+static void
+w_raw(struct docw *w, const char *s, size_t n)
+{
+    if (!w->st)
+        w->st = sc_buf_append(w->b, s, n);
+}
+
+static void
+w_key(struct docw *w, const char *k)
+{
+    if (!w->first)
+        w_raw(w, ",", 1);
+    w->first = false;
+    w_raw(w, "\"", 1);
+    w_raw(w, k, strlen(k));
+    w_raw(w, "\":", 2);
+}
+
+/* "k": the bytes as a JSON string, plus "k_raw": base64 when they are not valid UTF-8. */
+static void
+w_str(struct docw *w, const char *k, const char *v, size_t len)
+{
+    char raw[64];
+
+    w_key(w, k);
+    if (!v) {
+        w_raw(w, "null", 4);
+        return;
+    }
+    if (!w->st)
+        w->st = persist_json_string(w->b, v, len);
+    if (!persist_utf8_valid(v, len)) {
+        snprintf(raw, sizeof(raw), "%s_raw", k);
+        w_key(w, raw);
+        w_raw(w, "\"", 1);
+        if (!w->st)
+            w->st = persist_base64_encode(w->b, v, len);
+        w_raw(w, "\"", 1);
+    }
+}
+
+static void
+w_cstr(struct docw *w, const char *k, const char *v)
+{
+    w_str(w, k, v, v ? strlen(v) : 0);
+}
+
+static void
+w_int(struct docw *w, const char *k, int64_t v)
+{
+    w_key(w, k);
+    if (!w->st)
+        w->st = sc_buf_appendf(w->b, "%lld", (long long)v);
+}
+
+static void
+w_bool(struct docw *w, const char *k, bool v)
+{
+    w_key(w, k);
+    w_raw(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+static void
+w_time(struct docw *w, const char *k, int64_t ms)
+{
+    char ts[SC_RFC3339_LEN];
+
+    w_key(w, k);
+    if (!ms || !sc_format_rfc3339(ms, ts)) {
+        w_raw(w, "null", 4);
+        return;
+    }
+    w_raw(w, "\"", 1);
+    w_raw(w, ts, strlen(ts));
+    w_raw(w, "\"", 1);
+}
+
+/* "k": the MessagePack value rendered as JSON (null when it cannot be), "k_mp": its exact bytes. */
+static void
+w_msgpack(struct sc_daemon *d, struct docw *w, const char *k, const char *p, size_t len)
+{
+    char mp[64];
+    size_t mark;
+
+    w_key(w, k);
+    if (!p) {
+        w_raw(w, "null", 4);
+    } else if (!w->st) {
+        mark = w->b->len;
+        if (codec_render_json(p, len, codec_limits_get(d->codec)->max_depth, w->b) != SC_OK) {
+            w->b->len = mark;
+            w_raw(w, "null", 4);
+        }
+    }
+    snprintf(mp, sizeof(mp), "%s_mp", k);
+    w_key(w, mp);
+    if (!p) {
+        w_raw(w, "null", 4);
+        return;
+    }
+    w_raw(w, "\"", 1);
+    if (!w->st)
+        w->st = persist_base64_encode(w->b, p, len);
+    w_raw(w, "\"", 1);
+}
+
+/* Appends t's document: every field of admin get, and what rebuilds the task exactly. */
+static sc_status
+task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
+{
+    struct docw w = {b, SC_OK, true};
+
+    w_raw(&w, "{", 1);
+    w_int(&w, "schema", DOC_SCHEMA);
+    w_str(&w, "task_id", t->id, t->id_len);
+    w_cstr(&w, "status", sc_task_status_name(t->status));
+    w_bool(&w, "parked", t->parked);
+    w_cstr(&w, "subject", t->subject);
+    w_cstr(&w, "retry_subject", t->retry_subject);
+    w_cstr(&w, "park_reason", t->park_reason);
+    w_cstr(&w, "error", t->error);
+    w_cstr(&w, "error_type", t->error_type);
+    w_cstr(&w, "error_category", policy_category_name(t->category));
+    w_cstr(&w, "classifier_rule", t->rule_id);
+    w_cstr(&w, "retry_policy", policy_retry_name(t->policy));
+    w_bool(&w, "policy_override", t->policy_override);
+    w_int(&w, "retry_count", t->retry_count);
+    w_int(&w, "max_retries", t->max_retries);
+    w_int(&w, "defer_streak", t->defer_streak);
+    w_int(&w, "episode", t->episode);
+    w_time(&w, "created_at", t->created_at);
+    w_time(&w, "updated_at", t->updated_at);
+    w_time(&w, "last_attempt_at", t->last_attempt_at);
+    w_time(&w, "next_retry_at", t->next_retry_at);
+    w_time(&w, "first_failed_at", t->first_failed_at);
+    w_int(&w, "seq", (int64_t)t->seq);
+    w_int(&w, "version", (int64_t)t->version);
+    w_key(&w, "history");
+    w_raw(&w, "[", 1);
+    for (unsigned i = 0; i < t->hist_len; i++) {
+        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % d->q.hist_cap];
+        struct docw h = {b, w.st, true};
+        if (i)
+            w_raw(&h, ",", 1);
+        w_raw(&h, "{", 1);
+        w_int(&h, "attempt", a->attempt);
+        w_time(&h, "at", a->at_ms);
+        w_cstr(&h, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
+        w_cstr(&h, "error", a->error);
+        w_raw(&h, "}", 1);
+        w.st = h.st;
+    }
+    w_raw(&w, "]", 1);
+    w_msgpack(d, &w, "metadata", t->metadata, t->metadata_len);
+    w_msgpack(d, &w, "repos", t->repos, t->repos_len);
+    w_msgpack(d, &w, "task", t->payload, t->payload_len);
+    w_int(&w, "task_size", (int64_t)t->payload_len);
+    w_raw(&w, "}", 1);
+    return w.st;
+}
+
+/*
+ * The mapping of a task document: explicit and strict. Free-form values
+ * (metadata, the task, history) are objects with "enabled": false: kept in
+ * _source, never parsed into fields, so they cannot grow the mapping. Raw
+ * bytes are binary fields (base64, not indexed).
+ */
+static const char doc_properties[] =
+    "{\"schema\":{\"type\":\"integer\"},"
+    "\"task_id\":{\"type\":\"keyword\"},"
+    "\"status\":{\"type\":\"keyword\"},"
+    "\"parked\":{\"type\":\"boolean\"},"
+    "\"subject\":{\"type\":\"keyword\",\"ignore_above\":4096},"
+    "\"retry_subject\":{\"type\":\"keyword\",\"ignore_above\":4096},"
+    "\"park_reason\":{\"type\":\"text\"},"
+    "\"error\":{\"type\":\"text\",\"fields\":{\"keyword\":{\"type\":\"keyword\",\"ignore_above\":1024}}},"
+    "\"error_raw\":{\"type\":\"binary\"},"
+    "\"error_type\":{\"type\":\"keyword\",\"ignore_above\":1024},"
+    "\"error_type_raw\":{\"type\":\"binary\"},"
+    "\"error_category\":{\"type\":\"keyword\"},"
+    "\"classifier_rule\":{\"type\":\"keyword\"},"
+    "\"retry_policy\":{\"type\":\"keyword\"},"
+    "\"policy_override\":{\"type\":\"boolean\"},"
+    "\"retry_count\":{\"type\":\"integer\"},"
+    "\"max_retries\":{\"type\":\"integer\"},"
+    "\"defer_streak\":{\"type\":\"integer\"},"
+    "\"episode\":{\"type\":\"integer\"},"
+    "\"created_at\":{\"type\":\"date\"},"
+    "\"updated_at\":{\"type\":\"date\"},"
+    "\"last_attempt_at\":{\"type\":\"date\"},"
+    "\"next_retry_at\":{\"type\":\"date\"},"
+    "\"first_failed_at\":{\"type\":\"date\"},"
+    "\"seq\":{\"type\":\"long\"},"
+    "\"version\":{\"type\":\"long\"},"
+    "\"history\":{\"type\":\"object\",\"enabled\":false},"
+    "\"metadata\":{\"type\":\"object\",\"enabled\":false},"
+    "\"metadata_mp\":{\"type\":\"binary\"},"
+    "\"repos\":{\"type\":\"keyword\",\"ignore_above\":1024},"
+    "\"repos_mp\":{\"type\":\"binary\"},"
+    "\"task\":{\"type\":\"object\",\"enabled\":false},"
+    "\"task_mp\":{\"type\":\"binary\"},"
+    "\"task_size\":{\"type\":\"long\"}}";
+
+/* Non-terminal tasks, in their original order. */
+static const char load_query[] = "{\"terms\":{\"status\":[\"pending\",\"retrying\",\"exhausted\"]}}";
+static const char load_sort[] = "[{\"seq\":\"asc\"},{\"task_id\":\"asc\"}]";
+
+/* ---- reading a document back ------------------------------------------------------------------ */
+
+/* Reads string k of src, preferring the exact bytes of k_raw; NULL when absent or null. */
+static char *
+doc_str(struct sc_store *s, json_t *src, const char *k, size_t *len)
+{
+    char raw[64];
+    json_t *v;
+
+    snprintf(raw, sizeof(raw), "%s_raw", k);
+    v = json_object_get(src, raw);
+    if (json_is_string(v)) {
+        sc_buf_reset(&s->tmp);
+        if (persist_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) == SC_OK) {
+            *len = s->tmp.len;
+            return sc_xstrndup(s->tmp.data ? s->tmp.data : "", s->tmp.len);
+        }
+    }
+    v = json_object_get(src, k);
+    if (!json_is_string(v)) {
+        *len = 0;
+        return NULL;
+    }
+    *len = json_string_length(v);
+    return sc_xstrndup(json_string_value(v), *len);
+}
+
+static int64_t
+doc_int(json_t *src, const char *k)
+{
+    json_t *v = json_object_get(src, k);
+
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+static int64_t
+doc_time(json_t *src, const char *k)
+{
+    json_t *v = json_object_get(src, k);
+    int64_t ms = 0;
+
+    if (json_is_string(v))
+        sc_parse_rfc3339(json_string_value(v), json_string_length(v), &ms);
+    return ms;
+}
+
+/* Decodes base64 field k_mp into a new allocation; false when absent, null or malformed. */
+static bool
+doc_bytes(struct sc_store *s, json_t *src, const char *k, char **out, size_t *len)
+{
+    json_t *v = json_object_get(src, k);
+
+    *out = NULL;
+    *len = 0;
+    if (!json_is_string(v))
+        return false;
+    sc_buf_reset(&s->tmp);
+    if (persist_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) != SC_OK)
+        return false;
+    *out = sc_xmalloc(s->tmp.len ? s->tmp.len : 1);
+    if (s->tmp.len)
+        memcpy(*out, s->tmp.data, s->tmp.len);
+    *len = s->tmp.len;
+    return true;
+}
+
+static int
+name_index(const char *name, const char *(*fn)(int), int count)
+{
+    for (int i = 0; name && i < count; i++)
+        if (strcmp(fn(i), name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *
+status_name_i(int i)
+{
+    return sc_task_status_name((sc_task_status)i);
+}
+
+static const char *
+outcome_name_i(int i)
+{
+    return sc_outcome_name((sc_outcome_kind)i);
+}
+
+/* One loaded document: rebuilds the task and puts it back on the wheel. */
+static void
+on_loaded(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *src)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_store *s = d->store;
+    struct sc_task *t;
+    int64_t now = sc_now_wall_ms();
+    int st = name_index(json_string_value(json_object_get(src, "status")), status_name_i,
+                        SC_TASK_STATUS_COUNT);
+    policy_category cat = POLICY_CAT_PERMANENT;
+    policy_retry pol = POLICY_NEVER;
+    const char *cs = json_string_value(json_object_get(src, "error_category"));
+    const char *ps = json_string_value(json_object_get(src, "retry_policy"));
+    char *payload = NULL;
+    size_t plen = 0, n;
+    bool parked, retrying = false;
+    json_t *hist, *h;
+    size_t i;
+
+    if (sc_queue_find(&d->q, id, id_len)) {
+        s->load_skipped++; /* a newer failure for this id arrived while the store was away */
+        return;
+    }
+    if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
+        goto bad;
+    if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
+        policy_retry_parse(ps, strlen(ps), &pol))
+        goto bad;
+    if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
+        codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) != SC_OK ||
+        n != plen)
+        goto bad;
+    if (!json_is_string(json_object_get(src, "subject")))
+        goto bad;
+
+    t = sc_queue_add(&d->q, id, id_len, doc_time(src, "created_at"));
+    t->payload = payload;
+    t->payload_len = plen;
+    payload = NULL;
+    t->subject = doc_str(s, src, "subject", &n);
+    t->retry_subject = doc_str(s, src, "retry_subject", &n);
+    t->park_reason = doc_str(s, src, "park_reason", &n);
+    t->error = doc_str(s, src, "error", &n);
+    if (!t->error)
+        t->error = sc_xstrdup("");
+    t->error_type = doc_str(s, src, "error_type", &n);
+    t->rule_id = doc_str(s, src, "classifier_rule", &n);
+    if (!t->rule_id)
+        t->rule_id = sc_xstrdup("default");
+    doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
+    doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
+    t->category = cat;
+    t->policy = pol;
+    t->policy_override = json_is_true(json_object_get(src, "policy_override"));
+    t->max_retries = (int32_t)doc_int(src, "max_retries");
+    t->retry_count = (int32_t)doc_int(src, "retry_count");
+    t->defer_streak = (int32_t)doc_int(src, "defer_streak");
+    t->episode = (int32_t)doc_int(src, "episode");
+    if (t->episode < 1)
+        t->episode = 1;
+    t->updated_at = doc_time(src, "updated_at");
+    t->last_attempt_at = doc_time(src, "last_attempt_at");
+    t->next_retry_at = doc_time(src, "next_retry_at");
+    t->first_failed_at = doc_time(src, "first_failed_at");
+    t->version = version > (uint64_t)doc_int(src, "version") ? version : (uint64_t)doc_int(src, "version");
+    if (t->version > s->vclock)
+        s->vclock = t->version;
+    hist = json_object_get(src, "history");
+    json_array_foreach(hist, i, h) {
+        int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
+                           SC_OUT_ARCHIVED + 1);
+        size_t elen = 0;
+        char *e = doc_str(s, h, "error", &elen);
+        if (k >= 0)
+            sc_queue_history(&d->q, t, (sc_outcome_kind)k, (int32_t)doc_int(h, "attempt"),
+                             doc_time(h, "at"), e, elen);
+        free(e);
+    }
+    parked = json_is_true(json_object_get(src, "parked"));
+    if (st == SC_TASK_RETRYING) {
+        /* The attempt in flight when the process stopped has no known outcome: try it again now. */
+        retrying = true;
+        st = SC_TASK_PENDING;
+        t->next_retry_at = now;
+    }
+    if (st == SC_TASK_PENDING && (parked || !t->retry_subject)) {
+        sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);
+        t->next_retry_at = 0;
+    } else if (st == SC_TASK_PENDING) {
+        int64_t due = t->next_retry_at ? t->next_retry_at - now : 0;
+        if (!t->next_retry_at)
+            t->next_retry_at = now;
+        sc_wheel_schedule(d->wheel, &t->timer, sc_now_mono_ms() + (due > 0 ? due : 0));
+    } else {
+        sc_queue_set_status(&d->q, t, (sc_task_status)st, false);
+        t->next_retry_at = 0;
+    }
+    s->loaded++;
+    if (retrying)
+        sc_store_changed(d, t);
+    return;
+
+bad:
+    free(payload);
+    if (s->load_errors++ < 10)
+        sc_log(SC_LOG_WARN, "store: a document could not be loaded; skipped", "task_id", id, NULL);
+}
+
+/* ---- the owner callbacks ---------------------------------------------------------------------- */
+
+static void
+on_fill(void *ctx, struct persist_batch *b)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_store *s = d->store;
+    struct sc_task *t, *next;
+    size_t tombs_first = s->tlen;
+    sc_status st;
+
+    /* Deletes are small: half the batch may go to them first, the rest after the tasks. */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t limit = pass == 0 ? (tombs_first + 1) / 2 : s->tlen;
+        while (s->tlen && limit--) {
+            struct store_tomb *tb = &s->tombs[s->thead];
+            if (persist_batch_delete(b, tb->id, tb->len, tb->version) != SC_OK)
+                return;
+            free(tb->id);
+            s->thead = (s->thead + 1) % s->tcap;
+            s->tlen--;
+        }
+        if (pass == 1)
+            break;
+        for (t = s->dhead; t; t = next) {
+            struct sc_buf *buf;
+            next = t->dnext;
+            buf = persist_batch_put_begin(b, t->id, t->id_len, t->version);
+            if (!buf)
+                return;
+            if (task_doc(d, t, buf) != SC_OK) {
+                persist_batch_put_abort(b);
+                st = SC_ETOOBIG;
+            } else {
+                st = persist_batch_put_end(b);
+            }
+            if (st == SC_EFULL)
+                return;
+            dirty_unlink(s, t);
+            if (st) {
+                s->rejected++;
+                sc_log(SC_LOG_WARN, "store: task document too large to write; kept in memory only",
+                       "task_id", t->id, NULL);
+                acks_release_task(d, t, UINT64_MAX);
+            }
+        }
+    }
+}
+
+static void
+on_result(void *ctx, const struct persist_item *it, persist_result r, const char *reason)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_store *s = d->store;
+    struct sc_task *t = sc_queue_find(&d->q, it->id, it->id_len);
+    int64_t now;
+
+    if (it->del) {
+        if (r == PERSIST_ITEM_RETRY && !t)
+            tomb_push(d, it->id, it->id_len, it->version);
+        return;
+    }
+    if (!t)
+        return; /* removed since: its tombstone carries a newer version */
+    switch (r) {
+    case PERSIST_ITEM_RETRY:
+        dirty_link(s, t, true);
+        persist_kick(s->p, false);
+        break;
+    case PERSIST_ITEM_REJECTED:
+        s->rejected++;
+        now = sc_now_mono_ms();
+        if (!s->last_reject_log || now - s->last_reject_log >= REJECT_LOG_MS) {
+            s->last_reject_log = now;
+            sc_log(SC_LOG_WARN, "store refused a task document; the task stays in memory",
+                   "task_id", t->id, "reason", reason ? reason : "", "rejected",
+                   sc_log_int((int64_t)s->rejected), NULL);
+        }
+        acks_release_task(d, t, it->version);
+        break;
+    case PERSIST_ITEM_OK:
+    case PERSIST_ITEM_STALE:
+        acks_release_task(d, t, it->version);
+        break;
+    }
+}
+
+static void
+on_state(void *ctx, persist_state st, const char *error)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_store *s = d->store;
+
+    if (st == PERSIST_DEGRADED) {
+        sc_log(SC_LOG_WARN, "persistence degraded: serving from memory; writes wait and replay",
+               "backend", s->p->ops->name, "error", error ? error : "", "queued_writes",
+               sc_log_int((int64_t)(s->ndirty + s->tlen)), NULL);
+        acks_release_all(d); /* DESIGN section 3: acknowledged from memory while degraded */
+    } else if (st == PERSIST_OK) {
+        sc_log(SC_LOG_INFO, "persistence ok", "backend", s->p->ops->name, "queued_writes",
+               sc_log_int((int64_t)(s->ndirty + s->tlen)), "loaded", sc_log_int((int64_t)s->loaded),
+               NULL);
+        if (s->ndirty || s->tlen)
+            persist_kick(s->p, true);
+    }
+}
+
+/* ---- the hooks -------------------------------------------------------------------------------- */
 
 void
 sc_store_changed(struct sc_daemon *d, struct sc_task *t)
 {
-    (void)d;
-    t->version++;
+    struct sc_store *s = d->store;
+
+    if (!s) {
+        t->version++;
+        return;
+    }
+    t->version = next_version(s, t->version);
+    if (!s->durable)
+        return;
+    dirty_link(s, t, false);
+    persist_kick(s->p, s->ndirty >= (size_t)d->cfg->os_bulk_max_docs);
 }
 
 void
 sc_store_removed(struct sc_daemon *d, struct sc_task *t)
 {
-    (void)d;
-    (void)t;
+    struct sc_store *s = d->store;
+
+    if (!s)
+        return;
+    acks_release_task(d, t, UINT64_MAX);
+    if (!s->durable)
+        return;
+    dirty_unlink(s, t);
+    tomb_push(d, t->id, t->id_len, next_version(s, t->version));
+    persist_kick(s->p, false);
+}
+
+sc_status
+sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = d->cfg;
+    struct sc_store *s = sc_xcalloc(1, sizeof(*s));
+    struct persist_owner owner = {d, on_fill, on_result, on_loaded, on_state};
+    struct persist_opensearch_opts o;
+    int64_t deadline;
+    sc_status st;
+
+    d->store = s;
+    s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
+    sc_buf_init(&s->tmp, 256u * 1024 * 1024);
+    if (cfg->store_backend != CONFIG_STORE_OPENSEARCH) {
+        s->p = persist_memory_new(&owner);
+        return persist_start(s->p);
+    }
+    memset(&o, 0, sizeof(o));
+    o.urls = cfg->os_url;
+    o.index = cfg->os_index;
+    o.http.ca_file = cfg->os_ca_file;
+    o.http.insecure = cfg->os_insecure;
+    o.http.username = cfg->os_username;
+    o.http.password = cfg->os_password;
+    o.bulk_max_docs = (size_t)cfg->os_bulk_max_docs;
+    o.bulk_max_bytes = (size_t)cfg->os_bulk_max_bytes;
+    o.flush_ms = cfg->os_flush_ms;
+    o.properties = doc_properties;
+    o.load_query = load_query;
+    o.load_sort = load_sort;
+    if ((st = persist_opensearch_new(d->base, &o, &owner, &s->p, err, errlen)))
+        return st;
+    s->durable = true;
+    s->tcap = (size_t)cfg->store_journal_max;
+    s->tombs = sc_xcalloc(s->tcap, sizeof(*s->tombs));
+    s->ack_ev = evtimer_new(d->base, on_ack_sweep, d);
+    if (!s->ack_ev) {
+        snprintf(err, errlen, "libevent: cannot create the store's timer");
+        return SC_EIO;
+    }
+    if ((st = persist_start(s->p))) {
+        snprintf(err, errlen, "store: cannot start (%s)", sc_status_str(st));
+        return st;
+    }
+    /*
+     * Load before serving: the loop runs here with nothing but the store's
+     * requests on it (no NATS, no tick yet), until the load is done or the
+     * store turns degraded (then it goes on in the background).
+     */
+    sc_log(SC_LOG_INFO, "store: loading tasks from OpenSearch", "url", cfg->os_url, "index",
+           cfg->os_index, NULL);
+    deadline = sc_now_mono_ms() + LOAD_WAIT_MS;
+    while (s->p->state == PERSIST_STARTING && sc_now_mono_ms() < deadline)
+        if (event_base_loop(d->base, EVLOOP_ONCE) != 0)
+            break;
+    if (s->p->state == PERSIST_OK)
+        sc_log(SC_LOG_INFO, "store: loaded", "tasks", sc_log_int((int64_t)s->loaded), "skipped",
+               sc_log_int((int64_t)(s->load_skipped + s->load_errors)), NULL);
+    else
+        sc_log(SC_LOG_WARN, "store: OpenSearch not available at start; serving from memory, "
+                            "loading when it comes back",
+               "state", persist_state_name(s->p->state), NULL);
+    return SC_OK;
+}
+
+void
+sc_store_flush(struct sc_daemon *d)
+{
+    struct sc_store *s = d->store;
+    int64_t wait = d->cfg->shutdown_drain_ms > FLUSH_MIN_MS ? d->cfg->shutdown_drain_ms : FLUSH_MIN_MS;
+    int64_t deadline = sc_now_mono_ms() + wait;
+
+    if (!s || !s->durable)
+        return;
+    if (s->ndirty || s->tlen)
+        persist_kick(s->p, true);
+    while ((s->ndirty || s->tlen || persist_busy(s->p)) && sc_now_mono_ms() < deadline)
+        if (event_base_loop(d->base, EVLOOP_ONCE) < 0)
+            break;
+    acks_release_all(d);
+    if (s->ndirty || s->tlen || persist_busy(s->p))
+        sc_log(SC_LOG_WARN, "store: stopping with writes not yet stored", "queued_writes",
+               sc_log_int((int64_t)(s->ndirty + s->tlen)), "state",
+               persist_state_name(s->p->state), NULL);
+    else
+        sc_log(SC_LOG_INFO, "store: flushed", NULL);
+}
+
+void
+sc_store_close(struct sc_daemon *d)
+{
+    struct sc_store *s = d->store;
+
+    if (!s)
+        return;
+    while (s->ahead) {
+        struct sc_store_ack *a = s->ahead;
+        ack_unlink(s, a);
+        free(a->reply);
+        free(a->body);
+        free(a);
+    }
+    while (s->dhead)
+        dirty_unlink(s, s->dhead);
+    for (size_t i = 0; i < s->tlen; i++)
+        free(s->tombs[(s->thead + i) % s->tcap].id);
+    free(s->tombs);
+    if (s->ack_ev)
+        event_free(s->ack_ev);
+    persist_free(s->p);
+    sc_buf_destroy(&s->tmp);
+    free(s);
+    d->store = NULL;
+}
+
+const char *
+sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes)
+{
+    struct sc_store *s = d->store;
+    struct persist_stats st;
+
+    if (!s || !s->p) {
+        *backend = "memory";
+        *queued_writes = 0;
+        return "ok";
+    }
+    persist_get_stats(s->p, &st);
+    *backend = st.backend;
+    *queued_writes = (uint64_t)(s->ndirty + s->tlen + st.in_flight);
+    return persist_state_name(st.state);
+}
+
+const char *
+sc_store_last_error(struct sc_daemon *d)
+{
+    static char last[256];
+    struct persist_stats st;
+
+    if (!d->store || !d->store->durable)
+        return NULL;
+    persist_get_stats(d->store->p, &st);
+    if (!st.last_error[0])
+        return NULL;
+    memcpy(last, st.last_error, sizeof(last));
+    return last;
+}
+
+void
+sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b)
+{
+    struct sc_store *s = d->store;
+    struct persist_stats st;
+    char ts[SC_RFC3339_LEN] = "";
+
+    if (!s || !s->durable)
+        return;
+    persist_get_stats(s->p, &st);
+    if (st.last_error_at)
+        sc_format_rfc3339(st.last_error_at, ts);
+    sc_buf_appendf(b,
+                   ",\"dirty_tasks\":%zu,\"pending_deletes\":%zu,\"in_flight\":%zu,"
+                   "\"held_acks\":%zu,\"written\":%llu,\"stale\":%llu,\"rejected\":%llu,"
+                   "\"retried\":%llu,\"batches\":%llu,\"failed_batches\":%llu,\"loaded\":%llu,"
+                   "\"load_skipped\":%llu,\"dropped_deletes\":%llu,\"journal_max\":%zu",
+                   s->ndirty, s->tlen, st.in_flight, s->nacks, (unsigned long long)st.written,
+                   (unsigned long long)st.stale, (unsigned long long)s->rejected,
+                   (unsigned long long)st.retried, (unsigned long long)st.batches,
+                   (unsigned long long)st.failed_batches, (unsigned long long)s->loaded,
+                   (unsigned long long)(s->load_skipped + s->load_errors),
+                   (unsigned long long)s->tombs_dropped, s->tcap);
+    if (ts[0])
+        sc_buf_appendf(b, ",\"last_error_at\":\"%s\"", ts);
+    else
+        sc_buf_append(b, ",\"last_error_at\":null", 21);
 }

@@ -334,6 +334,10 @@ server_spawn(struct it_server *s)
         argv[n++] = (char *)"-sd";
         argv[n++] = jsdir;
     }
+    if (s->conf[0]) {
+        argv[n++] = (char *)"-c";
+        argv[n++] = s->conf;
+    }
     argv[n] = NULL;
     s->pid = spawn(argv, environ, s->log);
     if (s->pid < 0) {
@@ -378,6 +382,13 @@ it_server_start(struct it_server *s, const char *dir, bool jetstream)
             return 0;
     }
     return -1;
+}
+
+int
+it_server_start_conf(struct it_server *s, const char *dir, const char *conf)
+{
+    snprintf(s->conf, sizeof s->conf, "%s", conf);
+    return it_server_start(s, dir, false);
 }
 
 int

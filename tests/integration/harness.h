@@ -36,6 +36,7 @@ struct it_server {
     pid_t pid;            /* 0 when not running */
     int port;
     bool jetstream;       /* -js -sd <dir>/js */
+    char conf[IT_PATH_MAX]; /* -c <conf> when not empty (see it_server_start_conf()) */
     char url[64];         /* "nats://127.0.0.1:PORT" */
     char dir[IT_PATH_MAX];
     char log[IT_PATH_MAX];
@@ -55,6 +56,15 @@ int it_free_port(void);
  * Returns 0, or -1 with a message on stderr (the child is then killed).
  */
 int it_server_start(struct it_server *s, const char *dir, bool jetstream);
+
+/*
+ * it_server_start_conf() is it_server_start() (no JetStream) with
+ * "-c conf": a configuration file (authorization blocks, for example; the
+ * command line's -a and -p still win). The server reads the environment of
+ * the test process, so "$VAR" in conf resolves from setenv(). s must be
+ * zeroed or come from a previous start. Errors as it_server_start().
+ */
+int it_server_start_conf(struct it_server *s, const char *dir, const char *conf);
 
 /*
  * it_server_stop() sends sig (SIGTERM for a clean stop, SIGKILL for a

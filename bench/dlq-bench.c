@@ -1,0 +1,2387 @@
+/* dlq-bench.c - load generator for dlq-sidecar: ingest, dispatch, timer accuracy, memory, admin latency and JetStream as a peer, each against a bare nats.c baseline measured in the same run. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <nats/adapters/libevent.h>
+#include <nats/nats.h>
+
+#include "codec.h"
+#include "common.h"
+
+extern char **environ;
+
+/* ---- constants ------------------------------------------------------------------------------- */
+
+#define SUBJ_FAILED "dlq.failed.bench"       /* service "bench": retries go to dlq.retry.bench */
+#define SUBJ_RETRY "dlq.retry.bench"
+#define SUBJ_FAILED_TIMER "dlq.failed.timer" /* service "timer": retries go to dlq.retry.timer */
+#define SUBJ_RETRY_TIMER "dlq.retry.timer"
+#define JS_STREAM_TPUT "DLQBENCH_TPUT"
+#define JS_SUBJ_TPUT "bench.js.tput"
+#define JS_STREAM_TIMER "DLQBENCH_TIMER"
+#define JS_SUBJ_TIMER "bench.js.timer"
+#define INGEST_TASK_BYTES 128 /* makes the whole ingest envelope about 200 bytes */
+#define TASK_BYTES 200        /* the task payload of the other scenarios */
+#define NERRORS 1000          /* distinct error strings */
+#define OK_REPLY "{\"ok\":true}"
+#define LONG_DELAY_MS "3600000" /* keeps stored tasks from coming due during a scenario */
+#define MAX_ROWS 24
+
+/* ---- options, results ------------------------------------------------------------------------ */
+
+struct opts {
+    const char *url;      /* nats-server URL (127.0.0.1 only) */
+    const char *sidecar;  /* dlq-sidecar binary */
+    const char *workdir;  /* logs and config files of the sidecars */
+    const char *out;      /* results.json; NULL: none */
+    const char *nats_log; /* nats-server log: slow consumers are counted from it; may be NULL */
+    pid_t nats_pid;       /* nats-server pid: its RSS per JetStream message; 0: unknown */
+    long n;               /* tasks of ingest, dispatch, memory, admin and the JetStream throughput */
+    long timer_n;         /* tasks of the timer scenarios */
+    long timer_min_ms, timer_max_ms, timer_batches;
+    long admin_samples;   /* requests of each kind and condition */
+    long admin_rate;      /* background ingest during the admin measurement, per second */
+    long tick_ms;         /* timer.tick_ms of every sidecar */
+    bool quick;
+    unsigned scen;        /* SC_* bits */
+};
+
+enum { S_INGEST = 1, S_DISPATCH = 2, S_TIMER = 4, S_MEMORY = 8, S_ADMIN = 16, S_PEER = 32 };
+
+/* One line of the printed table. */
+struct row {
+    char cell[7][96];
+};
+
+static struct opts O;
+static json_t *R;                    /* results.json, one object per scenario */
+static struct row rows[MAX_ROWS];
+static int nrows;
+static char errors_txt[NERRORS][64]; /* the 1,000 distinct error strings */
+static pid_t live_sidecar;           /* killed at exit if still running */
+static int64_t start_ns;
+static int failures;                 /* scenarios that could not complete */
+static int losses;                   /* tasks lost somewhere */
+
+/* Atomic helpers for fields shared with nats.c callback threads. */
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define INC(x) __atomic_add_fetch(&(x), 1, __ATOMIC_ACQ_REL)
+
+/* ---- small utilities ------------------------------------------------------------------------- */
+
+/* mono_ns() returns CLOCK_MONOTONIC in nanoseconds. */
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* wall_ms() returns CLOCK_REALTIME in milliseconds since the epoch, with microseconds. */
+static double
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* sleep_ns() sleeps ns nanoseconds, restarting on EINTR. */
+static void
+sleep_ns(int64_t ns)
+{
+    struct timespec ts = {.tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* sleep_ms() sleeps ms milliseconds. */
+static void
+sleep_ms(long ms)
+{
+    sleep_ns((int64_t)ms * 1000000LL);
+}
+
+/* note() prints a progress line with the seconds since start to stderr. */
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void
+note(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "[bench %6.1fs] ", (double)(mono_ns() - start_ns) / 1e9);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* cmp_double() orders doubles for qsort. */
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* pct() returns the nearest-rank percentile p (0-100) of n sorted values; 0 when n is 0. */
+static double
+pct(const double *sorted, size_t n, double p)
+{
+    size_t k;
+
+    if (n == 0)
+        return 0;
+    k = (size_t)(p / 100.0 * (double)n + 0.999999);
+    if (k < 1)
+        k = 1;
+    if (k > n)
+        k = n;
+    return sorted[k - 1];
+}
+
+/* fmt_count() writes v rounded to an integer with thousands separators into out (32 bytes). */
+static const char *
+fmt_count(char *out, double v)
+{
+    char tmp[32];
+    long long x = (long long)(v + (v >= 0 ? 0.5 : -0.5));
+    int n, o = 0, lead;
+
+    n = snprintf(tmp, sizeof(tmp), "%lld", x < 0 ? -x : x);
+    if (x < 0)
+        out[o++] = '-';
+    lead = n % 3 ? n % 3 : 3;
+    for (int i = 0; i < n; i++) {
+        if (i && (i - lead) % 3 == 0 && i >= lead)
+            out[o++] = ',';
+        out[o++] = tmp[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* rss_kb() returns VmRSS of pid in kB from /proc/PID/status, or -1. */
+static long
+rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+/* slow_consumers() counts "Slow Consumer" lines in the nats-server log (0 when no log is known). */
+static long
+slow_consumers(void)
+{
+    char line[1024];
+    long n = 0;
+    FILE *f;
+
+    if (!O.nats_log || !(f = fopen(O.nats_log, "r")))
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, "Slow Consumer"))
+            n++;
+    fclose(f);
+    return n;
+}
+
+/* loadavg() returns the 1-minute load average, or -1. */
+static double
+loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+/* add_row() appends one line to the table; NULL cells print empty. */
+static void
+add_row(const char *scen, const char *metric, const char *sidecar, const char *base,
+        const char *ratio, const char *target, const char *met)
+{
+    const char *c[7] = {scen, metric, sidecar, base, ratio, target, met};
+
+    if (nrows == MAX_ROWS)
+        return;
+    for (int i = 0; i < 7; i++)
+        snprintf(rows[nrows].cell[i], sizeof(rows[nrows].cell[i]), "%s", c[i] ? c[i] : "");
+    nrows++;
+}
+
+/* jobj() returns R's object for a scenario, creating it. */
+static json_t *
+jobj(const char *name)
+{
+    json_t *o = json_object_get(R, name);
+
+    if (!o) {
+        o = json_object();
+        json_object_set_new(R, name, o);
+    }
+    return o;
+}
+
+/* jnum() sets key to the number v in o. */
+static void
+jnum(json_t *o, const char *key, double v)
+{
+    json_object_set_new(o, key, json_real(v));
+}
+
+/* jint() sets key to the integer v in o. */
+static void
+jint(json_t *o, const char *key, long long v)
+{
+    json_object_set_new(o, key, json_integer(v));
+}
+
+/* jpath_int() reads the integer at a dotted path of obj; -1 when absent. */
+static long long
+jpath_int(const json_t *obj, const char *path)
+{
+    char buf[128], *save = NULL, *tok;
+    const json_t *v = obj;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (tok = strtok_r(buf, ".", &save); tok && v; tok = strtok_r(NULL, ".", &save))
+        v = json_object_get(v, tok);
+    return v && json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* ---- envelopes (MessagePack written by hand: the bench must not depend on the codec it measures) */
+
+/* Per-scenario envelope shape. */
+struct env_spec {
+    const char *prefix; /* task_id = "<prefix>-<index>" */
+    size_t task_bytes;  /* exact size of the task value's MessagePack (17 - 60000) */
+    const char *policy; /* retry_policy, or NULL for the category's policy */
+};
+
+/* init_errors() fills the 1,000 distinct error strings: 10 shapes (network, transient, resource) x 100. */
+static void
+init_errors(void)
+{
+    static const char *const shapes[10] = {
+        "connection refused by db-%02u.internal:5432",
+        "HTTP 503 Service Unavailable from api-%02u",
+        "upstream timeout after %u ms",
+        "rate limit exceeded for tenant %u",
+        "ECONNRESET while calling payments-%02u",
+        "502 Bad Gateway from edge-%02u",
+        "resource temporarily unavailable on shard %u",
+        "disk full on volume vol-%02u",
+        "too many open files in worker %u",
+        "connection reset by peer: cache-%02u",
+    };
+
+    for (unsigned k = 0; k < NERRORS; k++) {
+        unsigned v = k / 10;
+        if (k % 10 == 2)
+            v = 100 + v * 10;
+        snprintf(errors_txt[k], sizeof(errors_txt[k]), shapes[k % 10], v);
+    }
+}
+
+/* mp_str() writes a MessagePack str of n bytes; returns bytes written. */
+static size_t
+mp_str(uint8_t *p, const char *s, size_t n)
+{
+    size_t h;
+
+    if (n < 32) {
+        p[0] = (uint8_t)(0xa0 | n);
+        h = 1;
+    } else if (n < 256) {
+        p[0] = 0xd9;
+        p[1] = (uint8_t)n;
+        h = 2;
+    } else {
+        p[0] = 0xda;
+        p[1] = (uint8_t)(n >> 8);
+        p[2] = (uint8_t)n;
+        h = 3;
+    }
+    memcpy(p + h, s, n);
+    return h + n;
+}
+
+/* make_id() writes "<prefix>-<i>" into out (64 bytes); returns its length. */
+static size_t
+make_id(char *out, const char *prefix, uint64_t i)
+{
+    char tmp[24];
+    size_t n = strlen(prefix), k = 0;
+
+    memcpy(out, prefix, n);
+    out[n++] = '-';
+    do {
+        tmp[k++] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i);
+    while (k)
+        out[n++] = tmp[--k];
+    out[n] = '\0';
+    return n;
+}
+
+/*
+ * build_task() writes the task value for index i, a map {"seq": uint32, "blob": bin},
+ * padded to exactly bytes bytes (17 - 60000). Returns bytes.
+ */
+static size_t
+build_task(uint8_t *p, size_t bytes, uint64_t i)
+{
+    size_t n = 0, fill;
+
+    p[n++] = 0x82;
+    n += mp_str(p + n, "seq", 3);
+    p[n++] = 0xce;
+    p[n++] = (uint8_t)(i >> 24);
+    p[n++] = (uint8_t)(i >> 16);
+    p[n++] = (uint8_t)(i >> 8);
+    p[n++] = (uint8_t)i;
+    n += mp_str(p + n, "blob", 4);
+    if (bytes - n - 2 <= 255) {
+        fill = bytes - n - 2;
+        p[n++] = 0xc4;
+        p[n++] = (uint8_t)fill;
+    } else {
+        fill = bytes - n - 3;
+        p[n++] = 0xc5;
+        p[n++] = (uint8_t)(fill >> 8);
+        p[n++] = (uint8_t)fill;
+    }
+    memset(p + n, 'a' + (int)(i % 26), fill);
+    return n + fill;
+}
+
+/* build_envelope() writes the failure envelope of index i into p (task_bytes + 256 bytes); returns its length. */
+static size_t
+build_envelope(uint8_t *p, const struct env_spec *s, uint64_t i)
+{
+    char id[64];
+    size_t n = 0, idn = make_id(id, s->prefix, i);
+    const char *err = errors_txt[i % NERRORS];
+
+    p[n++] = (uint8_t)(0x80 | (s->policy ? 4 : 3));
+    n += mp_str(p + n, "task_id", 7);
+    n += mp_str(p + n, id, idn);
+    n += mp_str(p + n, "task", 4);
+    n += build_task(p + n, s->task_bytes, i);
+    n += mp_str(p + n, "error", 5);
+    n += mp_str(p + n, err, strlen(err));
+    if (s->policy) {
+        n += mp_str(p + n, "retry_policy", 12);
+        n += mp_str(p + n, s->policy, strlen(s->policy));
+    }
+    return n;
+}
+
+/* delay_of() is the delay (ms) of task i of n in the timer scenarios: batch b of timer_batches. */
+static long
+delay_of(long i, long n)
+{
+    long b = (long)((int64_t)i * O.timer_batches / n);
+
+    if (O.timer_batches <= 1)
+        return O.timer_min_ms;
+    return O.timer_min_ms + (O.timer_max_ms - O.timer_min_ms) * b / (O.timer_batches - 1);
+}
+
+/*
+ * timer_rate() is the ingest rate of the timer scenarios: each batch is
+ * spread over 90% of the gap between two batches' delays, so that the due
+ * times cover the whole min-max window evenly (a timer test, not a burst).
+ */
+static double
+timer_rate(void)
+{
+    long per_batch = (O.timer_n + O.timer_batches - 1) / O.timer_batches;
+    long gap = O.timer_batches > 1 ? (O.timer_max_ms - O.timer_min_ms) / (O.timer_batches - 1) : 0;
+
+    if (gap <= 0)
+        gap = O.timer_min_ms;
+    return (double)per_batch / (0.9 * (double)gap / 1000.0);
+}
+
+/* pace() sleeps until message k of a stream started at t0 is due at rate per second. */
+static void
+pace(int64_t t0, long k, double rate)
+{
+    int64_t due, now;
+
+    if (rate <= 0)
+        return;
+    due = t0 + (int64_t)((double)k * 1e9 / rate);
+    now = mono_ns();
+    if (due > now)
+        sleep_ns(due - now);
+}
+
+/* ---- child processes ------------------------------------------------------------------------- */
+
+/* kill_live_sidecar() SIGKILLs the sidecar still running at exit. */
+static void
+kill_live_sidecar(void)
+{
+    if (live_sidecar > 0) {
+        kill(live_sidecar, SIGKILL);
+        waitpid(live_sidecar, NULL, 0);
+        live_sidecar = 0;
+    }
+}
+
+/*
+ * spawn_logged() forks and execs argv[0] with stdout and stderr appended to
+ * log and the environment without DLQ_* (the sidecar reads them as its
+ * configuration: the caller's shell must not change what is measured); the
+ * child dies with the bench (PR_SET_PDEATHSIG). Returns the pid or -1.
+ */
+static pid_t
+spawn_logged(char *const argv[], const char *log)
+{
+    pid_t parent = getpid(), pid;
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+    if (fd < 0) {
+        note("open %s: %s", log, strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        int dn;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if ((dn = open("/dev/null", O_RDONLY)) >= 0) {
+            dup2(dn, 0);
+            close(dn);
+        }
+        for (size_t i = 0; environ[i];) {
+            char name[256];
+            size_t k = strcspn(environ[i], "=");
+            if (strncmp(environ[i], "DLQ_", 4) == 0 && k < sizeof(name)) {
+                memcpy(name, environ[i], k);
+                name[k] = '\0';
+                unsetenv(name);
+            } else {
+                i++;
+            }
+        }
+        execv(argv[0], argv);
+        dprintf(2, "dlq-bench: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    return pid;
+}
+
+/* print_tail() prints the last bytes of a log file to stderr. */
+static void
+print_tail(const char *path)
+{
+    char buf[4096];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f)
+        return;
+    fseek(f, 0, SEEK_END);
+    if (ftell(f) > (long)sizeof(buf) - 1)
+        fseek(f, -(long)sizeof(buf) + 1, SEEK_END);
+    else
+        fseek(f, 0, SEEK_SET);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    fprintf(stderr, "---- tail of %s ----\n%s---- end ----\n", path, buf);
+}
+
+/* A running sidecar. */
+struct sidecar {
+    pid_t pid;
+    char log[600];
+};
+
+/* request_json() sends body on subj and parses the JSON reply; *lat_ms (may be NULL) gets the round trip. */
+static json_t *
+request_json(natsConnection *nc, const char *subj, const char *body, int timeout_ms, double *lat_ms)
+{
+    natsMsg *reply = NULL;
+    int64_t t0 = mono_ns();
+    natsStatus s = natsConnection_Request(&reply, nc, subj, body, (int)strlen(body), timeout_ms);
+    json_t *j;
+
+    if (lat_ms)
+        *lat_ms = (double)(mono_ns() - t0) / 1e6;
+    if (s != NATS_OK)
+        return NULL;
+    j = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    natsMsg_Destroy(reply);
+    return j;
+}
+
+/*
+ * sidecar_start() runs the sidecar with the bench's base flags plus extra
+ * (NULL-terminated "--key=value" strings), logging to workdir/sidecar-<name>.log,
+ * and waits until dlq.admin.health answers ok on nc. Returns 0 or -1.
+ */
+static int
+sidecar_start(struct sidecar *sc, natsConnection *nc, const char *name, const char *const *extra)
+{
+    char url[300], tick[64], maxsz[64];
+    char *argv[64];
+    int n = 0;
+    long maxsize = O.n * 2 < 2000000 ? 2000000 : O.n * 2;
+    int64_t deadline;
+
+    if (maxsize > 10000000)
+        maxsize = 10000000;
+    snprintf(url, sizeof(url), "--nats.url=%s", O.url);
+    snprintf(tick, sizeof(tick), "--timer.tick_ms=%ld", O.tick_ms);
+    snprintf(maxsz, sizeof(maxsz), "--max_size=%ld", maxsize);
+    argv[n++] = (char *)O.sidecar;
+    argv[n++] = url;
+    argv[n++] = tick;
+    argv[n++] = maxsz;
+    argv[n++] = (char *)"--retry.max_per_second=1000000";
+    argv[n++] = (char *)"--retry.max_in_flight=100000";
+    argv[n++] = (char *)"--http.listen=";
+    argv[n++] = (char *)"--events.enabled=false";
+    argv[n++] = (char *)"--log.level=warn";
+    argv[n++] = (char *)"--shutdown.drain_ms=0";
+    argv[n++] = (char *)"--nats.name=dlq-sidecar-bench";
+    for (size_t i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    snprintf(sc->log, sizeof(sc->log), "%s/sidecar-%s.log", O.workdir, name);
+    sc->pid = spawn_logged(argv, sc->log);
+    if (sc->pid < 0)
+        return -1;
+    live_sidecar = sc->pid;
+    deadline = mono_ns() + 20000000000LL;
+    while (mono_ns() < deadline) {
+        json_t *h = request_json(nc, "dlq.admin.health", "", 500, NULL);
+        const char *st = h ? json_string_value(json_object_get(h, "status")) : NULL;
+        bool ok = st && strcmp(st, "ok") == 0;
+        int wst;
+        json_decref(h);
+        if (ok)
+            return 0;
+        if (waitpid(sc->pid, &wst, WNOHANG) == sc->pid) {
+            note("sidecar %s exited at start", name);
+            print_tail(sc->log);
+            sc->pid = live_sidecar = 0;
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    note("sidecar %s never answered dlq.admin.health", name);
+    print_tail(sc->log);
+    return -1;
+}
+
+/* sidecar_stop() sends SIGTERM and waits up to 60 s (then SIGKILL). Returns the exit status or -1. */
+static int
+sidecar_stop(struct sidecar *sc)
+{
+    int st = 0;
+    int64_t deadline = mono_ns() + 60000000000LL;
+
+    if (sc->pid <= 0)
+        return -1;
+    kill(sc->pid, SIGTERM);
+    for (;;) {
+        pid_t r = waitpid(sc->pid, &st, WNOHANG);
+        if (r == sc->pid)
+            break;
+        if (r < 0 || mono_ns() > deadline) {
+            kill(sc->pid, SIGKILL);
+            waitpid(sc->pid, &st, 0);
+            break;
+        }
+        sleep_ms(10);
+    }
+    sc->pid = live_sidecar = 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    note("sidecar exited with status 0x%x; log: %s", st, sc->log);
+    print_tail(sc->log);
+    return -1;
+}
+
+/* stats() asks dlq.admin.stats (10 s timeout). Returns a new reference or NULL. */
+static json_t *
+stats(natsConnection *nc)
+{
+    return request_json(nc, "dlq.admin.stats", "", 10000, NULL);
+}
+
+/* ---- NATS clients ---------------------------------------------------------------------------- */
+
+/* connect_plain() opens a plain nats.c connection (its own I/O threads). Returns it or NULL. */
+static natsConnection *
+connect_plain(const char *name)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    natsStatus s;
+
+    if (natsOptions_Create(&o) != NATS_OK)
+        return NULL;
+    s = natsOptions_SetURL(o, O.url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPendingMsgs(o, 10000000);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, 5000);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        note("connect %s to %s: %s", name, O.url, natsStatus_GetText(s));
+        return NULL;
+    }
+    return nc;
+}
+
+/* A connection whose socket I/O runs on a libevent loop thread, as in the sidecar. */
+struct evconn {
+    struct event_base *base;
+    pthread_t th;
+    bool th_ok;
+    natsConnection *nc;
+};
+
+/* evloop_main() runs the loop until evconn_close() breaks it. */
+static void *
+evloop_main(void *arg)
+{
+    struct evconn *c = arg;
+
+    event_base_loop(c->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* evconn_close() closes the connection, stops the loop and frees everything. */
+static void
+evconn_close(struct evconn *c)
+{
+    if (c->nc)
+        natsConnection_Close(c->nc);
+    if (c->th_ok) {
+        sleep_ms(50); /* let the adapter's detach run on the loop */
+        event_base_loopbreak(c->base);
+        pthread_join(c->th, NULL);
+    }
+    natsConnection_Destroy(c->nc);
+    if (c->base)
+        event_base_free(c->base);
+    memset(c, 0, sizeof(*c));
+}
+
+/* evconn_open() starts a loop thread and connects with the libevent adapter. Returns 0 or -1. */
+static int
+evconn_open(struct evconn *c, const char *name)
+{
+    natsOptions *o = NULL;
+    natsStatus s;
+
+    memset(c, 0, sizeof(*c));
+    if (!(c->base = event_base_new()))
+        return -1;
+    if (pthread_create(&c->th, NULL, evloop_main, c) != 0) {
+        evconn_close(c);
+        return -1;
+    }
+    c->th_ok = true;
+    if (natsOptions_Create(&o) != NATS_OK) {
+        evconn_close(c);
+        return -1;
+    }
+    s = natsOptions_SetURL(o, O.url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPendingMsgs(o, 10000000);
+    if (s == NATS_OK)
+        s = natsOptions_SetEventLoop(o, c->base, natsLibevent_Attach, natsLibevent_Read,
+                                     natsLibevent_Write, natsLibevent_Detach);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&c->nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        note("connect %s (libevent): %s", name, natsStatus_GetText(s));
+        evconn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* unlimited() lifts a subscription's pending limits so that nothing is dropped client-side. */
+static void
+unlimited(natsSubscription *sub)
+{
+    if (natsSubscription_SetPendingLimits(sub, -1, -1) != NATS_OK)
+        natsSubscription_SetPendingLimits(sub, INT_MAX, INT_MAX);
+}
+
+/* ---- ingest acknowledgements ----------------------------------------------------------------- */
+
+/* Counts ingest acks on <prefix>.<index>; optionally records next_retry_at per index. */
+struct acks {
+    natsSubscription *sub;
+    char prefix[128];
+    long count, errors, last_index; /* atomics */
+    int64_t last_ns;                /* atomic: arrival of the latest ack */
+    double *due_ms;                 /* optional: next_retry_at (wall ms) by index */
+    long due_cap;
+};
+
+/* on_ack() runs on nats.c's delivery thread for each ingest acknowledgement. */
+static void
+on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct acks *a = closure;
+    const char *subj = natsMsg_GetSubject(m), *dot = strrchr(subj, '.');
+    const char *d = natsMsg_GetData(m);
+    long idx = dot ? strtol(dot + 1, NULL, 10) : -1, cur;
+
+    (void)nc;
+    (void)sub;
+    if (!d || strncmp(d, "{\"ok\":true", 10) != 0) {
+        INC(a->errors);
+    } else if (a->due_ms && idx >= 0 && idx < a->due_cap) {
+        const char *p = strstr(d, "\"next_retry_at\":\"");
+        const char *q = p ? strchr(p + 17, '"') : NULL;
+        int64_t ms;
+        if (q && sc_parse_rfc3339(p + 17, (size_t)(q - p - 17), &ms) == SC_OK)
+            a->due_ms[idx] = (double)ms;
+    }
+    cur = LOAD(a->last_index);
+    while (idx > cur &&
+           !__atomic_compare_exchange_n(&a->last_index, &cur, idx, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+        ;
+    STORE(a->last_ns, mono_ns());
+    INC(a->count);
+    natsMsg_Destroy(m);
+}
+
+/* acks_open() subscribes a fresh inbox on nc. Returns 0 or -1. */
+static int
+acks_open(struct acks *a, natsConnection *nc, double *due, long cap)
+{
+    natsInbox *inbox = NULL;
+    char subj[160];
+
+    memset(a, 0, sizeof(*a));
+    a->last_index = -1;
+    a->due_ms = due;
+    a->due_cap = cap;
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return -1;
+    snprintf(a->prefix, sizeof(a->prefix), "%s", (const char *)inbox);
+    natsInbox_Destroy(inbox);
+    snprintf(subj, sizeof(subj), "%s.*", a->prefix);
+    if (natsConnection_Subscribe(&a->sub, nc, subj, on_ack, a) != NATS_OK)
+        return -1;
+    unlimited(a->sub);
+    return natsConnection_FlushTimeout(nc, 5000) == NATS_OK ? 0 : -1;
+}
+
+/* acks_close() unsubscribes. */
+static void
+acks_close(struct acks *a)
+{
+    if (a->sub) {
+        natsSubscription_Unsubscribe(a->sub);
+        natsSubscription_Destroy(a->sub);
+    }
+    a->sub = NULL;
+}
+
+/* ---- publisher ------------------------------------------------------------------------------- */
+
+/* What to publish. */
+struct pubspec {
+    const struct env_spec *env;
+    const char *subject;
+    long first, count;  /* indexes [first, first + count) */
+    long ack_every;     /* with acks: every ack_every-th message is a request (0: only the last) */
+    long window;        /* with acks: at most window messages past the last ack (0: no limit) */
+    double rate;        /* messages per second; 0: as fast as nats.c can */
+    const int *stop;    /* optional: stop when it becomes non-zero */
+};
+
+/*
+ * publish_envelopes() publishes envelopes as ps says; with ack, the last one
+ * (and every ack_every-th) is a request answered to ack's inbox. Returns how
+ * many were published, or -1 on an error (a window that stalls 30 s too).
+ */
+static long
+publish_envelopes(natsConnection *nc, const struct pubspec *ps, struct acks *ack)
+{
+    uint8_t *buf = malloc(ps->env->task_bytes + 512);
+    char reply[200];
+    int64_t t0 = mono_ns();
+    long k;
+
+    if (!buf)
+        return -1;
+    for (k = 0; k < ps->count; k++) {
+        long i = ps->first + k;
+        bool req = ack && (k == ps->count - 1 || (ps->ack_every && (k + 1) % ps->ack_every == 0));
+        size_t len;
+        natsStatus s;
+
+        if (ps->stop && LOAD(*ps->stop))
+            break;
+        if ((k & 7) == 0)
+            pace(t0, k, ps->rate);
+        if (ack && ps->window && i - LOAD(ack->last_index) > ps->window) {
+            int64_t stall = mono_ns();
+            long seen = LOAD(ack->last_index);
+            natsConnection_Flush(nc);
+            while (i - LOAD(ack->last_index) > ps->window) {
+                if (LOAD(ack->last_index) != seen) {
+                    seen = LOAD(ack->last_index);
+                    stall = mono_ns();
+                } else if (mono_ns() - stall > 30000000000LL) {
+                    note("publisher: no ack for 30 s (index %ld, last acked %ld)", i, seen);
+                    free(buf);
+                    return -1;
+                }
+                sleep_ns(100000);
+            }
+        }
+        len = build_envelope(buf, ps->env, (uint64_t)i);
+        if (req) {
+            snprintf(reply, sizeof(reply), "%s.%ld", ack->prefix, i);
+            s = natsConnection_PublishRequest(nc, ps->subject, reply, buf, (int)len);
+        } else {
+            s = natsConnection_Publish(nc, ps->subject, buf, (int)len);
+        }
+        if (s != NATS_OK) {
+            note("publish: %s", natsStatus_GetText(s));
+            free(buf);
+            return -1;
+        }
+    }
+    natsConnection_FlushTimeout(nc, 60000);
+    free(buf);
+    return k;
+}
+
+/* ---- workers --------------------------------------------------------------------------------- */
+
+/* A worker on a retry subject: counts, optionally records arrivals by task index, replies ok. */
+struct worker {
+    natsSubscription *sub;
+    bool reply;
+    long count;                 /* atomic */
+    int64_t first_ns, last_ns;  /* atomics */
+    double *arrival_ms;         /* optional, by the index in Dlq-Task-Id "<prefix>-<index>" */
+    long cap;
+};
+
+/* on_work() runs on nats.c's delivery thread for each retry. */
+static void
+on_work(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct worker *w = closure;
+    double wall = wall_ms();
+    int64_t now = mono_ns(), zero = 0;
+    const char *reply = natsMsg_GetReply(m), *id = NULL;
+
+    (void)sub;
+    if (w->arrival_ms && natsMsgHeader_Get(m, "Dlq-Task-Id", &id) == NATS_OK && id) {
+        const char *dash = strrchr(id, '-');
+        long idx = dash ? strtol(dash + 1, NULL, 10) : -1;
+        if (idx >= 0 && idx < w->cap)
+            w->arrival_ms[idx] = wall;
+    }
+    if (w->reply && reply && *reply)
+        natsConnection_Publish(nc, reply, OK_REPLY, (int)strlen(OK_REPLY));
+    __atomic_compare_exchange_n(&w->first_ns, &zero, now, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    STORE(w->last_ns, now);
+    INC(w->count);
+    natsMsg_Destroy(m);
+}
+
+/* worker_open() subscribes w on nc to subject (queue group "workers"). Returns 0 or -1. */
+static int
+worker_open(struct worker *w, natsConnection *nc, const char *subject, double *arrival, long cap)
+{
+    memset(w, 0, sizeof(*w));
+    w->reply = true;
+    w->arrival_ms = arrival;
+    w->cap = cap;
+    if (natsConnection_QueueSubscribe(&w->sub, nc, subject, "workers", on_work, w) != NATS_OK)
+        return -1;
+    unlimited(w->sub);
+    return natsConnection_FlushTimeout(nc, 5000) == NATS_OK ? 0 : -1;
+}
+
+/* worker_close() unsubscribes. */
+static void
+worker_close(struct worker *w)
+{
+    if (w->sub) {
+        natsSubscription_Unsubscribe(w->sub);
+        natsSubscription_Destroy(w->sub);
+    }
+    w->sub = NULL;
+}
+
+/* A bare counter of messages (replies to the bare dispatch publisher, the bare ingest subscriber). */
+struct counter {
+    natsSubscription *sub;
+    struct codec *codec; /* set: decode each message as a failure envelope */
+    long count, bad;     /* atomics */
+    int64_t first_ns, last_ns;
+};
+
+/* on_count() counts (and, with a codec, decodes) one message. */
+static void
+on_count(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct counter *c = closure;
+    int64_t zero = 0, now;
+
+    (void)nc;
+    (void)sub;
+    if (c->codec) {
+        struct codec_envelope env;
+        if (codec_decode(c->codec, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), false,
+                         &env) != SC_OK)
+            INC(c->bad);
+    }
+    now = mono_ns();
+    __atomic_compare_exchange_n(&c->first_ns, &zero, now, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    STORE(c->last_ns, now);
+    INC(c->count);
+    natsMsg_Destroy(m);
+}
+
+/*
+ * wait_count() waits until *counter reaches want. Gives up when it has not
+ * moved for stall_ms, or when max_ms (0: no limit) have passed. Returns true
+ * when reached.
+ */
+static bool
+wait_count(long *counter, long want, long stall_ms, long max_ms)
+{
+    int64_t start = mono_ns(), moved = start;
+    long last = LOAD(*counter);
+
+    while (LOAD(*counter) < want) {
+        long c;
+        int64_t now;
+        sleep_ns(1000000);
+        c = LOAD(*counter);
+        now = mono_ns();
+        if (c != last) {
+            last = c;
+            moved = now;
+        }
+        if (now - moved > (int64_t)stall_ms * 1000000LL ||
+            (max_ms > 0 && now - start > (int64_t)max_ms * 1000000LL))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * wait_final_ack() waits for the ack of the last published message. While it
+ * is missing, dlq.admin.stats is polled every 3 s; when enqueued stops moving
+ * for stall_ms the wait gives up. Returns true when the ack came.
+ */
+static bool
+wait_final_ack(natsConnection *nc, struct acks *a, long want, long stall_ms)
+{
+    int64_t moved = mono_ns(), polled = moved;
+    long long last = -2;
+
+    while (LOAD(a->count) < want) {
+        int64_t now;
+        sleep_ns(1000000);
+        now = mono_ns();
+        if (now - polled > 3000000000LL) {
+            json_t *st = stats(nc);
+            long long e = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+            json_decref(st);
+            polled = mono_ns();
+            if (e != last) {
+                last = e;
+                moved = polled;
+            }
+        }
+        if (now - moved > (int64_t)stall_ms * 1000000LL)
+            return false;
+    }
+    return true;
+}
+
+/* ---- scenario: ingest ------------------------------------------------------------------------ */
+
+/* scenario_ingest() measures accepted tasks/s of the sidecar against a bare libevent subscriber. */
+static void
+scenario_ingest(natsConnection *pub)
+{
+    struct env_spec env = {"in", INGEST_TASK_BYTES, NULL};
+    json_t *res = jobj("ingest");
+    uint8_t sample[INGEST_TASK_BYTES + 512];
+    struct pubspec ps = {&env, SUBJ_FAILED, 0, O.n, 0, 0, 0, NULL};
+    double bare_rate = 0, sc_rate = 0;
+    long long lost = -1;
+    long sc0, sc1;
+    char a[32], b[32], r[32], buf[96];
+
+    jint(res, "tasks", O.n);
+    jint(res, "envelope_bytes", (long long)build_envelope(sample, &env, O.n / 2));
+    jint(res, "distinct_errors", NERRORS);
+    note("ingest: %ld envelopes of ~%zu bytes, 1,000 distinct errors", O.n,
+         build_envelope(sample, &env, O.n / 2));
+
+    /* 1. the bare subscriber: libevent loop for the socket, decode on nats.c's delivery thread */
+    {
+        struct evconn ec;
+        struct counter c;
+        int64_t t0, tpub;
+        bool ok;
+
+        memset(&c, 0, sizeof(c));
+        if (evconn_open(&ec, "bench-bare-subscriber")) {
+            failures++;
+            return;
+        }
+        c.codec = codec_new(NULL);
+        if (natsConnection_QueueSubscribe(&c.sub, ec.nc, SUBJ_FAILED, "bare", on_count, &c) != NATS_OK ||
+            natsConnection_FlushTimeout(ec.nc, 5000) != NATS_OK) {
+            note("ingest: bare subscribe failed");
+            failures++;
+            evconn_close(&ec);
+            codec_free(c.codec);
+            return;
+        }
+        unlimited(c.sub);
+        sc0 = slow_consumers();
+        t0 = mono_ns();
+        publish_envelopes(pub, &ps, NULL);
+        tpub = mono_ns();
+        ok = wait_count(&c.count, O.n, 10000, 0);
+        bare_rate = c.last_ns > t0 ? (double)LOAD(c.count) / ((double)(c.last_ns - t0) / 1e9) : 0;
+        jnum(res, "bare_tasks_per_s", bare_rate);
+        jnum(res, "bare_publisher_msgs_per_s", (double)O.n / ((double)(tpub - t0) / 1e9));
+        jint(res, "bare_received", LOAD(c.count));
+        jint(res, "bare_decode_errors", LOAD(c.bad));
+        jint(res, "bare_slow_consumer_events", slow_consumers() - sc0);
+        note("ingest: bare subscriber %s/s (%ld received, %ld decode errors)%s",
+             fmt_count(a, bare_rate), LOAD(c.count), LOAD(c.bad), ok ? "" : " INCOMPLETE");
+        natsSubscription_Unsubscribe(c.sub);
+        natsSubscription_Destroy(c.sub);
+        evconn_close(&ec);
+        codec_free(c.codec);
+        if (!ok)
+            failures++;
+    }
+
+    /* 2. the sidecar: the last envelope is a request, its ack closes the measurement */
+    {
+        static const char *const extra[] = {"--backoff.exp_base_ms=" LONG_DELAY_MS,
+                                            "--backoff.linear_step_ms=" LONG_DELAY_MS, NULL};
+        struct sidecar sc;
+        struct acks ak;
+        int64_t t0, tpub;
+        bool ok;
+        json_t *st;
+        long long enq, qsize, invalid, refused;
+
+        if (sidecar_start(&sc, pub, "ingest", extra) || acks_open(&ak, pub, NULL, 0)) {
+            failures++;
+            return;
+        }
+        sc0 = slow_consumers();
+        t0 = mono_ns();
+        publish_envelopes(pub, &ps, &ak);
+        tpub = mono_ns();
+        ok = wait_final_ack(pub, &ak, 1, 20000);
+        sc1 = slow_consumers();
+        sc_rate = ok ? (double)O.n / ((double)(LOAD(ak.last_ns) - t0) / 1e9) : 0;
+        st = stats(pub);
+        enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+        qsize = st ? jpath_int(st, "queue_size") : -1;
+        invalid = st ? jpath_int(st, "lifetime_stats.invalid") : -1;
+        refused = st ? jpath_int(st, "lifetime_stats.refused_full") : -1;
+        if (st)
+            json_object_set(res, "sidecar_error_categories", json_object_get(st, "error_categories"));
+        json_decref(st);
+        jnum(res, "sidecar_tasks_per_s", sc_rate);
+        jnum(res, "sidecar_publisher_msgs_per_s", (double)O.n / ((double)(tpub - t0) / 1e9));
+        jint(res, "sidecar_enqueued", enq);
+        jint(res, "sidecar_queue_size", qsize);
+        jint(res, "sidecar_invalid", invalid);
+        jint(res, "sidecar_refused_full", refused);
+        jint(res, "sidecar_slow_consumer_events", sc1 - sc0);
+        jint(res, "lost", enq >= 0 ? O.n - enq : O.n);
+        note("ingest: sidecar %s/s; enqueued %lld of %ld, invalid %lld, refused %lld%s",
+             fmt_count(a, sc_rate), enq, O.n, invalid, refused, ok ? "" : " (no final ack)");
+        acks_close(&ak);
+        if (sidecar_stop(&sc) || !ok)
+            failures++;
+        if (enq != O.n)
+            losses++;
+        lost = enq >= 0 ? O.n - enq : O.n;
+    }
+    jnum(res, "ratio", bare_rate > 0 ? sc_rate / bare_rate : 0);
+    snprintf(buf, sizeof(buf), "bare libevent subscriber %s/s", fmt_count(b, bare_rate));
+    snprintf(r, sizeof(r), "%.2fx", bare_rate > 0 ? sc_rate / bare_rate : 0);
+    fmt_count(a, sc_rate);
+    strcat(a, "/s");
+    add_row("ingest", "accepted tasks/s", a, buf, r, ">= 0.5x",
+            bare_rate > 0 && sc_rate / bare_rate >= 0.5 ? "yes" : "NO");
+    snprintf(buf, sizeof(buf), "%lld", lost);
+    add_row("ingest", "lost (stats: enqueued vs sent)", buf, "", "", "0", lost == 0 ? "yes" : "NO");
+}
+
+/* ---- scenario: dispatch ---------------------------------------------------------------------- */
+
+/* dispatch_headers() sets the retry headers a sidecar would set on m for task index i. */
+static natsStatus
+dispatch_headers(natsMsg *m, uint64_t i)
+{
+    char id[64], msgid[80];
+    natsStatus s;
+
+    make_id(id, "dp", i);
+    snprintf(msgid, sizeof(msgid), "%s:1", id);
+    s = natsMsgHeader_Set(m, "Dlq-Task-Id", id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Dlq-Attempt", "1");
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Dlq-Max-Retries", "3");
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Dlq-Error-Category", "network");
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Dlq-Original-Subject", SUBJ_FAILED);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Dlq-First-Failed-At", "2024-05-01T12:00:00.000Z");
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+    return s;
+}
+
+/* scenario_dispatch() measures retries/s seen by a worker: sidecar (immediate policy) vs bare publish. */
+static void
+scenario_dispatch(natsConnection *pub)
+{
+    struct env_spec env = {"dp", TASK_BYTES, "immediate"};
+    json_t *res = jobj("dispatch");
+    double sc_rate = 0, bare_rate = 0;
+    char a[32], b[32], r[32], buf[96];
+
+    jint(res, "tasks", O.n);
+    jint(res, "task_bytes", TASK_BYTES);
+    note("dispatch: %ld tasks with retry_policy immediate", O.n);
+
+    /* 1. bare publish: the same payload and headers, a reply subject, a worker that replies ok */
+    {
+        natsConnection *wc = connect_plain("bench-worker");
+        struct worker w;
+        struct counter replies;
+        natsInbox *inbox = NULL;
+        char subj[200], reply[200];
+        uint8_t task[TASK_BYTES + 64];
+        int64_t t0;
+        bool ok;
+
+        memset(&replies, 0, sizeof(replies));
+        if (!wc || worker_open(&w, wc, SUBJ_RETRY, NULL, 0) || natsInbox_Create(&inbox) != NATS_OK) {
+            failures++;
+            natsConnection_Destroy(wc);
+            return;
+        }
+        snprintf(subj, sizeof(subj), "%s.*.*", (const char *)inbox);
+        natsConnection_Subscribe(&replies.sub, pub, subj, on_count, &replies);
+        unlimited(replies.sub);
+        natsConnection_FlushTimeout(pub, 5000);
+        t0 = mono_ns();
+        for (long i = 0; i < O.n; i++) {
+            natsMsg *m = NULL;
+            size_t len = build_task(task, TASK_BYTES, (uint64_t)i);
+            snprintf(reply, sizeof(reply), "%s.%ld.1", (const char *)inbox, i % 100000);
+            if (natsMsg_Create(&m, SUBJ_RETRY, reply, (const char *)task, (int)len) != NATS_OK ||
+                dispatch_headers(m, (uint64_t)i) != NATS_OK ||
+                natsConnection_PublishMsg(pub, m) != NATS_OK) {
+                note("dispatch: bare publish failed at %ld", i);
+                natsMsg_Destroy(m);
+                break;
+            }
+            natsMsg_Destroy(m);
+        }
+        natsConnection_FlushTimeout(pub, 60000);
+        ok = wait_count(&w.count, O.n, 10000, 0);
+        wait_count(&replies.count, O.n, 5000, 0);
+        bare_rate = w.last_ns > t0 ? (double)LOAD(w.count) / ((double)(w.last_ns - t0) / 1e9) : 0;
+        jnum(res, "bare_retries_per_s", bare_rate);
+        jint(res, "bare_received", LOAD(w.count));
+        jint(res, "bare_replies", LOAD(replies.count));
+        note("dispatch: bare publish %s/s (%ld received, %ld replies)%s", fmt_count(a, bare_rate),
+             LOAD(w.count), LOAD(replies.count), ok ? "" : " INCOMPLETE");
+        if (!ok)
+            failures++;
+        natsSubscription_Unsubscribe(replies.sub);
+        natsSubscription_Destroy(replies.sub);
+        worker_close(&w);
+        natsInbox_Destroy(inbox);
+        natsConnection_Destroy(wc);
+    }
+
+    /* 2. the sidecar: ingest paused, then resume with a worker replying ok */
+    {
+        static const char *const extra[] = {"--retry_processor_enabled=false", NULL};
+        natsConnection *wc = NULL;
+        struct sidecar sc;
+        struct acks ak;
+        struct worker w;
+        struct pubspec ps = {&env, SUBJ_FAILED, 0, O.n, 0, 0, 0, NULL};
+        int64_t t0;
+        bool ok;
+        json_t *st, *rs;
+        long long enq, succ = -1;
+
+        if (sidecar_start(&sc, pub, "dispatch", extra) || acks_open(&ak, pub, NULL, 0)) {
+            failures++;
+            return;
+        }
+        publish_envelopes(pub, &ps, &ak);
+        ok = wait_final_ack(pub, &ak, 1, 20000);
+        st = stats(pub);
+        enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+        json_decref(st);
+        acks_close(&ak);
+        note("dispatch: %lld tasks stored (paused); resuming with a worker", enq);
+        wc = connect_plain("bench-worker");
+        if (!ok || enq != O.n || !wc || worker_open(&w, wc, SUBJ_RETRY, NULL, 0)) {
+            failures++;
+            natsConnection_Destroy(wc);
+            sidecar_stop(&sc);
+            return;
+        }
+        t0 = mono_ns();
+        rs = request_json(pub, "dlq.admin.resume", "", 5000, NULL);
+        json_decref(rs);
+        ok = wait_count(&w.count, O.n, 10000, 0);
+        sc_rate = w.last_ns > t0 ? (double)LOAD(w.count) / ((double)(w.last_ns - t0) / 1e9) : 0;
+        for (int k = 0; k < 100; k++) {
+            st = stats(pub);
+            succ = st ? jpath_int(st, "lifetime_stats.retry_success") : -1;
+            json_decref(st);
+            if (succ >= O.n)
+                break;
+            sleep_ms(100);
+        }
+        jnum(res, "sidecar_retries_per_s", sc_rate);
+        jnum(res, "sidecar_retries_per_s_first_to_last",
+             w.last_ns > w.first_ns ? (double)(LOAD(w.count) - 1) / ((double)(w.last_ns - w.first_ns) / 1e9) : 0);
+        jint(res, "sidecar_received", LOAD(w.count));
+        jint(res, "sidecar_retry_success", succ);
+        note("dispatch: sidecar %s/s (%ld received, retry_success %lld)%s", fmt_count(a, sc_rate),
+             LOAD(w.count), succ, ok ? "" : " INCOMPLETE");
+        worker_close(&w);
+        natsConnection_Destroy(wc);
+        if (sidecar_stop(&sc) || !ok)
+            failures++;
+        if (succ != O.n)
+            losses++;
+    }
+    jnum(res, "ratio", bare_rate > 0 ? sc_rate / bare_rate : 0);
+    snprintf(buf, sizeof(buf), "bare nats.c publish %s/s", fmt_count(b, bare_rate));
+    snprintf(r, sizeof(r), "%.2fx", bare_rate > 0 ? sc_rate / bare_rate : 0);
+    fmt_count(a, sc_rate);
+    strcat(a, "/s");
+    add_row("dispatch", "retries/s seen by the worker", a, buf, r, ">= 0.5x",
+            bare_rate > 0 && sc_rate / bare_rate >= 0.5 ? "yes" : "NO");
+}
+
+/* ---- scenario: timer accuracy ---------------------------------------------------------------- */
+
+/* Lateness summary in ms. */
+struct late {
+    double p50, p99, max, min;
+    long n, missing;
+};
+
+/* lateness() computes arrival - due over n tasks (entries <= 0 are missing). */
+static struct late
+lateness(const double *due, const double *arrival, long n)
+{
+    struct late l = {0, 0, 0, 0, 0, 0};
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+
+    if (!v)
+        return l;
+    for (long i = 0; i < n; i++) {
+        if (due[i] > 0 && arrival[i] > 0)
+            v[l.n++] = arrival[i] - due[i];
+        else
+            l.missing++;
+    }
+    qsort(v, (size_t)l.n, sizeof(double), cmp_double);
+    l.p50 = pct(v, (size_t)l.n, 50);
+    l.p99 = pct(v, (size_t)l.n, 99);
+    l.max = l.n ? v[l.n - 1] : 0;
+    l.min = l.n ? v[0] : 0;
+    free(v);
+    return l;
+}
+
+/* jlate() stores a lateness summary under key in o. */
+static void
+jlate(json_t *o, const char *key, const struct late *l)
+{
+    json_t *x = json_object();
+
+    jnum(x, "p50_ms", l->p50);
+    jnum(x, "p99_ms", l->p99);
+    jnum(x, "max_ms", l->max);
+    jnum(x, "min_ms", l->min);
+    jint(x, "measured", l->n);
+    jint(x, "missing", l->missing);
+    json_object_set_new(o, key, x);
+}
+
+/* jlate_batches() stores p50/p99/max lateness per delay batch under key in o (diagnostics). */
+static void
+jlate_batches(json_t *o, const char *key, const double *due, const double *arrival, long n)
+{
+    json_t *arr = json_array();
+
+    for (long bt = 0; bt < O.timer_batches; bt++) {
+        long first = n * bt / O.timer_batches, last = n * (bt + 1) / O.timer_batches;
+        struct late l = lateness(due + first, arrival + first, last - first);
+        json_t *x = json_object();
+        jint(x, "delay_ms", delay_of(first, n));
+        jnum(x, "p50_ms", l.p50);
+        jnum(x, "p99_ms", l.p99);
+        jnum(x, "max_ms", l.max);
+        json_array_append_new(arr, x);
+    }
+    json_object_set_new(o, key, arr);
+}
+
+/* write_step() writes the timer scenario's config file with backoff.linear_step_ms = step. */
+static int
+write_step(const char *path, long step)
+{
+    FILE *f = fopen(path, "w");
+
+    if (!f)
+        return -1;
+    fprintf(f, "# written by dlq-bench: one batch of the timer scenario\nbackoff:\n  linear_step_ms: %ld\n",
+            step);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* wait_step() polls dlq.admin.classify until the linear delay is step ms (after a SIGHUP). */
+static bool
+wait_step(natsConnection *nc, long step)
+{
+    for (int k = 0; k < 250; k++) {
+        json_t *j = request_json(nc, "dlq.admin.classify", "{\"error\":\"disk full\"}", 2000, NULL);
+        json_t *d = j ? json_array_get(json_object_get(j, "delays_ms"), 0) : NULL;
+        bool ok = d && json_is_integer(d) && json_integer_value(d) == step;
+        json_decref(j);
+        if (ok)
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* scenario_timer() measures how late retries arrive against the due time the ingest ack announced. */
+static void
+scenario_timer(natsConnection *pub, struct late *out)
+{
+    static char cfgflag[700];
+    const char *extra[] = {cfgflag, "--backoff.jitter=0", NULL};
+    struct env_spec env = {"tm", TASK_BYTES, "linear"};
+    json_t *res = jobj("timer");
+    long n = O.timer_n;
+    double *due = calloc((size_t)n, sizeof(double)), *arr = calloc((size_t)n, sizeof(double));
+    char path[600], a[96], b[64];
+    natsConnection *wc = NULL;
+    struct sidecar sc;
+    struct acks ak;
+    struct worker w;
+    struct late l;
+    bool ok = true;
+
+    memset(&ak, 0, sizeof(ak));
+    memset(&w, 0, sizeof(w));
+    memset(out, 0, sizeof(*out));
+    jint(res, "tasks", n);
+    jint(res, "tick_ms", O.tick_ms);
+    jint(res, "delay_min_ms", O.timer_min_ms);
+    jint(res, "delay_max_ms", O.timer_max_ms);
+    jint(res, "batches", O.timer_batches);
+    note("timer: %ld tasks due %ld-%ld ms after ingest, %ld batches ingested at %.0f/s (linear step set "
+         "per batch by SIGHUP)",
+         n, O.timer_min_ms, O.timer_max_ms, O.timer_batches, timer_rate());
+    jnum(res, "ingest_per_s", timer_rate());
+    snprintf(path, sizeof(path), "%s/timer.yaml", O.workdir);
+    snprintf(cfgflag, sizeof(cfgflag), "--config=%s", path);
+    if (!due || !arr || write_step(path, delay_of(0, n)) || sidecar_start(&sc, pub, "timer", extra)) {
+        failures++;
+        free(due);
+        free(arr);
+        return;
+    }
+    wc = connect_plain("bench-worker");
+    if (!wc || worker_open(&w, wc, SUBJ_RETRY_TIMER, arr, n) || acks_open(&ak, pub, due, n)) {
+        failures++;
+        goto done;
+    }
+    for (long bt = 0; bt < O.timer_batches && ok; bt++) {
+        long first = n * bt / O.timer_batches, last = n * (bt + 1) / O.timer_batches;
+        long step = delay_of(first, n);
+        struct pubspec ps = {&env, SUBJ_FAILED_TIMER, first, last - first, 1, 2000, timer_rate(), NULL};
+        if (last <= first)
+            continue;
+        if (bt > 0 && (write_step(path, step) || kill(sc.pid, SIGHUP) != 0)) {
+            ok = false;
+            break;
+        }
+        if (!wait_step(pub, step)) {
+            note("timer: the sidecar did not take linear_step_ms=%ld", step);
+            ok = false;
+            break;
+        }
+        if (publish_envelopes(pub, &ps, &ak) != last - first || !wait_count(&ak.count, last, 10000, 0)) {
+            note("timer: batch %ld not acknowledged (%ld acks)", bt, LOAD(ak.count));
+            ok = false;
+        }
+    }
+    if (ok && !wait_count(&w.count, n, O.timer_max_ms + 15000, O.timer_max_ms * 2 + 60000))
+        note("timer: only %ld of %ld retries arrived", LOAD(w.count), n);
+    l = lateness(due, arr, n);
+    *out = l;
+    if (getenv("BENCH_DUMP_LATENESS")) {
+        FILE *f = fopen(getenv("BENCH_DUMP_LATENESS"), "w");
+        for (long i = 0; f && i < n; i++)
+            fprintf(f, "%ld %.3f %.3f\n", i, due[i], arr[i] - due[i]);
+        if (f)
+            fclose(f);
+    }
+    jlate(res, "sidecar_lateness", &l);
+    jlate_batches(res, "sidecar_lateness_by_batch", due, arr, n);
+    jint(res, "ack_errors", LOAD(ak.errors));
+    note("timer: sidecar lateness p50 %.1f ms, p99 %.1f ms, max %.1f ms (%ld measured, %ld missing)",
+         l.p50, l.p99, l.max, l.n, l.missing);
+    if (!ok || l.missing)
+        failures++;
+    if (l.missing)
+        losses++;
+    snprintf(a, sizeof(a), "%.1f / %.1f / %.1f ms", l.p50, l.p99, l.max);
+    snprintf(b, sizeof(b), "%.2f ticks", l.p99 / (double)O.tick_ms);
+    add_row("timer", "lateness p50 / p99 / max", a, "", b, "p99 <= 2 ticks",
+            l.n && l.p99 <= 2.0 * (double)O.tick_ms ? "yes" : "NO");
+done:
+    acks_close(&ak);
+    worker_close(&w);
+    natsConnection_Destroy(wc);
+    if (sidecar_stop(&sc))
+        failures++;
+    free(due);
+    free(arr);
+}
+
+/* ---- scenario: memory and admin latency (one sidecar holding N tasks) ------------------------ */
+
+/* Background ingest for the admin measurement. */
+struct bg {
+    natsConnection *nc;
+    double rate;
+    int stop;
+    long sent;
+    pthread_t th;
+};
+
+/* bg_main() publishes new tasks at bg->rate until told to stop. */
+static void *
+bg_main(void *arg)
+{
+    struct bg *g = arg;
+    struct env_spec env = {"bg", TASK_BYTES, NULL};
+    struct pubspec ps = {&env, SUBJ_FAILED, 0, LONG_MAX / 4, 0, 0, g->rate, &g->stop};
+
+    g->sent = publish_envelopes(g->nc, &ps, NULL);
+    return NULL;
+}
+
+/*
+ * A bare responder shaped like the sidecar's admin path: nats.c delivers on
+ * its thread, the message is handed to a libevent loop thread, which
+ * publishes a fixed reply. Its round trip is the floor under any admin verb.
+ */
+struct responder {
+    struct evconn ec;
+    natsSubscription *sub;
+    struct event *wake;
+    pthread_mutex_t mu;
+    natsMsg *q[256];
+    int qn;
+};
+
+/* responder_wake() answers the handed-off requests on the loop thread. */
+static void
+responder_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct responder *r = arg;
+    natsMsg *q[256];
+    int n;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&r->mu);
+    n = r->qn;
+    memcpy(q, r->q, sizeof(natsMsg *) * (size_t)n);
+    r->qn = 0;
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < n; i++) {
+        const char *reply = natsMsg_GetReply(q[i]);
+        if (reply && *reply)
+            natsConnection_Publish(r->ec.nc, reply, "{\"status\":\"ok\"}", 15);
+        natsMsg_Destroy(q[i]);
+    }
+}
+
+/* responder_msg() hands a request from nats.c's delivery thread to the loop. */
+static void
+responder_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct responder *r = closure;
+
+    (void)nc;
+    (void)sub;
+    pthread_mutex_lock(&r->mu);
+    if (r->qn < 256) {
+        r->q[r->qn++] = m;
+        m = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    natsMsg_Destroy(m);
+    event_active(r->wake, EV_READ, 0);
+}
+
+/* responder_open() starts the bare responder on subject. Returns 0 or -1. */
+static int
+responder_open(struct responder *r, const char *subject)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    if (evconn_open(&r->ec, "bench-bare-responder"))
+        return -1;
+    r->wake = event_new(r->ec.base, -1, 0, responder_wake, r);
+    if (!r->wake ||
+        natsConnection_Subscribe(&r->sub, r->ec.nc, subject, responder_msg, r) != NATS_OK ||
+        natsConnection_FlushTimeout(r->ec.nc, 5000) != NATS_OK)
+        return -1;
+    return 0;
+}
+
+/* responder_close() stops it. */
+static void
+responder_close(struct responder *r)
+{
+    if (r->sub) {
+        natsSubscription_Unsubscribe(r->sub);
+        natsSubscription_Destroy(r->sub);
+    }
+    evconn_close(&r->ec);
+    if (r->wake)
+        event_free(r->wake);
+    for (int i = 0; i < r->qn; i++)
+        natsMsg_Destroy(r->q[i]);
+    pthread_mutex_destroy(&r->mu);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Latency summary of one admin verb. */
+struct lat {
+    double p50, p99, max;
+    long n, failed;
+};
+
+/* lat_summarize() sorts the n samples of v and fills l's percentiles. */
+static void
+lat_summarize(double *v, struct lat *l)
+{
+    qsort(v, (size_t)l->n, sizeof(double), cmp_double);
+    l->p50 = pct(v, (size_t)l->n, 50);
+    l->p99 = pct(v, (size_t)l->n, 99);
+    l->max = l->n ? v[l->n - 1] : 0;
+}
+
+/*
+ * admin_samples() times k requests each of stats, list(100) and health
+ * (a verb that does no work: the fixed cost of a round trip through the
+ * sidecar), and of the bare responder (the same round trip without the
+ * sidecar), interleaved, 5 ms apart.
+ */
+static void
+admin_samples(natsConnection *nc, long k, struct lat *st, struct lat *ls, struct lat *hl,
+              struct lat *bl)
+{
+    double *vs = calloc((size_t)k, sizeof(double)), *vl = calloc((size_t)k, sizeof(double));
+    double *vh = calloc((size_t)k, sizeof(double)), *vb = calloc((size_t)k, sizeof(double));
+
+    memset(st, 0, sizeof(*st));
+    memset(ls, 0, sizeof(*ls));
+    memset(hl, 0, sizeof(*hl));
+    memset(bl, 0, sizeof(*bl));
+    if (!vs || !vl || !vh || !vb) {
+        free(vs);
+        free(vl);
+        free(vh);
+        free(vb);
+        return;
+    }
+    for (long i = 0; i < k; i++) {
+        double ms;
+        json_t *j = request_json(nc, "dlq.admin.stats", "", 10000, &ms);
+        if (j && json_object_get(j, "queue_size"))
+            vs[st->n++] = ms;
+        else
+            st->failed++;
+        json_decref(j);
+        sleep_ms(5);
+        j = request_json(nc, "dlq.admin.list", "{\"limit\":100}", 10000, &ms);
+        if (j && json_array_size(json_object_get(j, "tasks")) == 100)
+            vl[ls->n++] = ms;
+        else
+            ls->failed++;
+        json_decref(j);
+        sleep_ms(5);
+        j = request_json(nc, "dlq.admin.health", "", 10000, &ms);
+        if (j && json_object_get(j, "status"))
+            vh[hl->n++] = ms;
+        else
+            hl->failed++;
+        json_decref(j);
+        sleep_ms(5);
+        j = request_json(nc, "bench.bare.responder", "", 10000, &ms);
+        if (j && json_object_get(j, "status"))
+            vb[bl->n++] = ms;
+        else
+            bl->failed++;
+        json_decref(j);
+        sleep_ms(5);
+    }
+    lat_summarize(vs, st);
+    lat_summarize(vl, ls);
+    lat_summarize(vh, hl);
+    lat_summarize(vb, bl);
+    free(vs);
+    free(vl);
+    free(vh);
+    free(vb);
+}
+
+/* jlat() stores a latency summary under key in o. */
+static void
+jlat(json_t *o, const char *key, const struct lat *l)
+{
+    json_t *x = json_object();
+
+    jnum(x, "p50_ms", l->p50);
+    jnum(x, "p99_ms", l->p99);
+    jnum(x, "max_ms", l->max);
+    jint(x, "samples", l->n);
+    jint(x, "failed", l->failed);
+    json_object_set_new(o, key, x);
+}
+
+/* scenario_store() fills one sidecar with N tasks: RSS per task, then admin latency idle and under ingest. */
+static void
+scenario_store(natsConnection *pub, double *bytes_per_task)
+{
+    static const char *const extra[] = {"--backoff.exp_base_ms=" LONG_DELAY_MS,
+                                        "--backoff.linear_step_ms=" LONG_DELAY_MS, NULL};
+    struct env_spec env = {"mem", TASK_BYTES, NULL};
+    struct pubspec ps = {&env, SUBJ_FAILED, 0, O.n, 1000, 50000, 0, NULL};
+    json_t *mem = jobj("memory"), *adm = NULL, *st;
+    struct sidecar sc;
+    struct acks ak;
+    long rss0, rss1;
+    long long enq;
+    bool ok;
+    char a[96], b[96], c[48], x[32];
+
+    *bytes_per_task = 0;
+    note("memory: %ld tasks with %d-byte payloads into one sidecar", O.n, TASK_BYTES);
+    if (sidecar_start(&sc, pub, "store", extra) || acks_open(&ak, pub, NULL, 0)) {
+        failures++;
+        return;
+    }
+    sleep_ms(300);
+    rss0 = rss_kb(sc.pid);
+    publish_envelopes(pub, &ps, &ak);
+    ok = wait_final_ack(pub, &ak, (O.n + 999) / 1000, 20000);
+    acks_close(&ak);
+    st = stats(pub);
+    enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+    json_decref(st);
+    sleep_ms(500);
+    rss1 = rss_kb(sc.pid);
+    *bytes_per_task = enq > 0 ? (double)(rss1 - rss0) * 1024.0 / (double)enq : 0;
+    jint(mem, "tasks", enq);
+    jint(mem, "task_bytes", TASK_BYTES);
+    jint(mem, "rss_before_kb", rss0);
+    jint(mem, "rss_after_kb", rss1);
+    jnum(mem, "rss_bytes_per_task", *bytes_per_task);
+    note("memory: RSS %ld kB -> %ld kB for %lld tasks: %.0f bytes per task", rss0, rss1, enq,
+         *bytes_per_task);
+    if (!ok || enq != O.n) {
+        failures++;
+        sidecar_stop(&sc);
+        return;
+    }
+
+    if (O.scen & S_ADMIN) {
+        struct lat s_idle, l_idle, h_idle, b_idle, s_load, l_load, h_load, b_load;
+        struct responder rsp;
+        struct bg g;
+        int64_t t0;
+        double secs;
+        long long enq2;
+
+        adm = jobj("admin");
+        jint(adm, "stored_tasks", enq);
+        note("admin: %ld stats + %ld list(100) requests with %lld tasks stored, idle", O.admin_samples,
+             O.admin_samples, enq);
+        if (responder_open(&rsp, "bench.bare.responder")) {
+            note("admin: the bare responder did not start");
+            failures++;
+        }
+        admin_samples(pub, O.admin_samples, &s_idle, &l_idle, &h_idle, &b_idle);
+        jlat(adm, "stats_idle", &s_idle);
+        jlat(adm, "health_idle", &h_idle);
+        jlat(adm, "bare_responder_idle", &b_idle);
+        jlat(adm, "list100_idle", &l_idle);
+        note("admin: idle: stats p50 %.2f p99 %.2f ms; list(100) p50 %.2f p99 %.2f ms; health p50 "
+             "%.2f p99 %.2f ms; bare responder p50 %.2f p99 %.2f ms",
+             s_idle.p50, s_idle.p99, l_idle.p50, l_idle.p99, h_idle.p50, h_idle.p99, b_idle.p50,
+             b_idle.p99);
+
+        memset(&g, 0, sizeof(g));
+        g.rate = (double)O.admin_rate;
+        g.nc = connect_plain("bench-bg-ingest");
+        if (!g.nc || pthread_create(&g.th, NULL, bg_main, &g) != 0) {
+            failures++;
+            natsConnection_Destroy(g.nc);
+            sidecar_stop(&sc);
+            return;
+        }
+        note("admin: the same while ingest runs at %ld tasks/s", O.admin_rate);
+        t0 = mono_ns();
+        sleep_ms(200);
+        admin_samples(pub, O.admin_samples, &s_load, &l_load, &h_load, &b_load);
+        STORE(g.stop, 1);
+        pthread_join(g.th, NULL);
+        secs = (double)(mono_ns() - t0) / 1e9;
+        natsConnection_Destroy(g.nc);
+        sleep_ms(300);
+        st = stats(pub);
+        enq2 = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+        json_decref(st);
+        jlat(adm, "stats_under_ingest", &s_load);
+        jlat(adm, "list100_under_ingest", &l_load);
+        jlat(adm, "health_under_ingest", &h_load);
+        jlat(adm, "bare_responder_under_ingest", &b_load);
+        responder_close(&rsp);
+        jint(adm, "background_ingest_sent", g.sent);
+        jnum(adm, "background_ingest_per_s", (double)g.sent / secs);
+        jint(adm, "background_ingest_enqueued", enq2 - enq);
+        note("admin: under ingest (%ld sent, %lld enqueued): stats p50 %.2f p99 %.2f ms; list(100) "
+             "p50 %.2f p99 %.2f ms; health p50 %.2f p99 %.2f ms; bare responder p50 %.2f p99 %.2f ms",
+             g.sent, enq2 - enq, s_load.p50, s_load.p99, l_load.p50, l_load.p99, h_load.p50,
+             h_load.p99, b_load.p50, b_load.p99);
+        if (s_load.failed || l_load.failed || s_idle.failed || l_idle.failed)
+            failures++;
+        if (enq2 - enq != g.sent)
+            losses++;
+        snprintf(a, sizeof(a), "%.2f / %.2f ms", s_load.p50, s_load.p99);
+        snprintf(b, sizeof(b), "idle: %.2f / %.2f; bare responder: %.2f / %.2f ms", s_idle.p50,
+                 s_idle.p99, b_load.p50, b_load.p99);
+        snprintf(c, sizeof(c), "%s tasks", fmt_count(x, (double)enq));
+        add_row("admin", "stats p50 / p99, ingest running", a, b, c, "p99 <= 2 ms",
+                s_load.n && s_load.p99 <= 2.0 ? "yes" : "NO");
+        snprintf(a, sizeof(a), "%.2f / %.2f ms", l_load.p50, l_load.p99);
+        snprintf(b, sizeof(b), "idle: %.2f / %.2f ms", l_idle.p50, l_idle.p99);
+        add_row("admin", "list(100) p50 / p99, ingest running", a, b, c, "p99 <= 10 ms",
+                l_load.n && l_load.p99 <= 10.0 ? "yes" : "NO");
+    }
+    if (sidecar_stop(&sc))
+        failures++;
+}
+
+/* ---- scenario: JetStream as a peer ----------------------------------------------------------- */
+
+/* js_reset() deletes and re-creates a memory stream name on subject. Returns 0 or -1. */
+static int
+js_reset(jsCtx *js, const char *name, const char *subject)
+{
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[1] = {subject};
+    natsStatus s;
+
+    js_DeleteStream(js, name, NULL, &jerr);
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_MemoryStorage;
+    s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK)
+        note("peer: js_AddStream %s: %s (%d)", name, natsStatus_GetText(s), (int)jerr);
+    return s == NATS_OK ? 0 : -1;
+}
+
+/*
+ * js_fill() publishes n task payloads (with a Dlq-Task-Id header) to subject,
+ * at rate per second (0: as fast as acks allow), and waits until stored.
+ * Returns the stream's message count, or -1.
+ */
+static long
+js_fill(jsCtx *js, const char *stream, const char *subject, const char *prefix, long n, double rate)
+{
+    uint8_t task[TASK_BYTES + 64];
+    char id[64];
+    jsPubOptions po;
+    jsStreamInfo *si = NULL;
+    long stored = -1;
+    int64_t t0 = mono_ns();
+
+    for (long i = 0; i < n; i++) {
+        natsMsg *m = NULL;
+        size_t len = build_task(task, TASK_BYTES, (uint64_t)i);
+        make_id(id, prefix, (uint64_t)i);
+        if ((i & 7) == 0)
+            pace(t0, i, rate);
+        if (natsMsg_Create(&m, subject, NULL, (const char *)task, (int)len) != NATS_OK ||
+            natsMsgHeader_Set(m, "Dlq-Task-Id", id) != NATS_OK ||
+            js_PublishMsgAsync(js, &m, NULL) != NATS_OK) {
+            natsMsg_Destroy(m);
+            note("peer: publish failed at %ld", i);
+            return -1;
+        }
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    js_PublishAsyncComplete(js, &po);
+    if (js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK)
+        stored = (long)si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return stored;
+}
+
+/* Shared state of the JetStream consumers. */
+struct jsw {
+    long count;                /* atomic: acked (throughput) or redelivered (lateness) */
+    int64_t first_ns, last_ns; /* atomics */
+    double *due, *arr;         /* lateness: by stream sequence - 1 */
+    long n;
+};
+
+/* on_js_tput() acks each delivery. */
+static void
+on_js_tput(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct jsw *j = closure;
+    int64_t now = mono_ns(), zero = 0;
+
+    (void)nc;
+    (void)sub;
+    natsMsg_Ack(m, NULL);
+    __atomic_compare_exchange_n(&j->first_ns, &zero, now, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    STORE(j->last_ns, now);
+    INC(j->count);
+    natsMsg_Destroy(m);
+}
+
+/* on_js_timer() naks a first delivery with the task's delay and acks (and times) the redelivery. */
+static void
+on_js_timer(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct jsw *j = closure;
+    double wall = wall_ms();
+    jsMsgMetaData *meta = NULL;
+
+    (void)nc;
+    (void)sub;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        long i = (long)meta->Sequence.Stream - 1;
+        if (i >= 0 && i < j->n) {
+            if (meta->NumDelivered == 1) {
+                long d = delay_of(i, j->n);
+                j->due[i] = wall_ms() + (double)d;
+                natsMsg_NakWithDelay(m, d, NULL);
+            } else {
+                j->arr[i] = wall;
+                natsMsg_Ack(m, NULL);
+                INC(j->count);
+            }
+        }
+        jsMsgMetaData_Destroy(meta);
+    }
+    natsMsg_Destroy(m);
+}
+
+/* js_consume() creates a push consumer on subject with explicit acks and cb. */
+static natsSubscription *
+js_consume(jsCtx *js, const char *subject, long max_ack_pending, natsMsgHandler cb, void *closure)
+{
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    jsSubOptions_Init(&so);
+    so.ManualAck = true;
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.MaxAckPending = max_ack_pending;
+    so.Config.AckWait = (int64_t)(O.timer_max_ms + 60000) * 1000000LL;
+    s = js_Subscribe(&sub, js, subject, cb, closure, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        note("peer: js_Subscribe %s: %s (%d)", subject, natsStatus_GetText(s), (int)jerr);
+        return NULL;
+    }
+    unlimited(sub);
+    return sub;
+}
+
+/* scenario_peer() runs the retry workload with JetStream alone: throughput, lateness, server RSS. */
+static void
+scenario_peer(double *rate_out, struct late *late_out, double *bytes_out)
+{
+    json_t *res = jobj("peer");
+    natsConnection *nc = connect_plain("bench-jetstream");
+    jsCtx *js = NULL;
+    jsOptions jo;
+    struct jsw j;
+    natsSubscription *sub;
+    long stored, rss0 = 0, rss1 = 0;
+    int64_t t0;
+    bool ok;
+
+    *rate_out = 0;
+    *bytes_out = 0;
+    memset(late_out, 0, sizeof(*late_out));
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 4096;
+    if (!nc || natsConnection_JetStream(&js, nc, &jo) != NATS_OK || js_reset(js, JS_STREAM_TPUT, JS_SUBJ_TPUT)) {
+        note("peer: JetStream unavailable (is nats-server running with -js?)");
+        failures++;
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        return;
+    }
+
+    /* 1. throughput: N stored messages delivered to a push consumer that acks each */
+    note("peer: JetStream (memory stream, push consumer, explicit ack): %ld messages", O.n);
+    if (O.nats_pid > 0) {
+        sleep_ms(300);
+        rss0 = rss_kb(O.nats_pid);
+    }
+    stored = js_fill(js, JS_STREAM_TPUT, JS_SUBJ_TPUT, "js", O.n, 0);
+    if (O.nats_pid > 0) {
+        sleep_ms(500);
+        rss1 = rss_kb(O.nats_pid);
+        *bytes_out = stored > 0 ? (double)(rss1 - rss0) * 1024.0 / (double)stored : 0;
+        jint(res, "server_rss_before_kb", rss0);
+        jint(res, "server_rss_after_kb", rss1);
+        jnum(res, "server_rss_bytes_per_msg", *bytes_out);
+    }
+    jint(res, "stored", stored);
+    memset(&j, 0, sizeof(j));
+    t0 = mono_ns();
+    sub = stored == O.n ? js_consume(js, JS_SUBJ_TPUT, O.n + 1000, on_js_tput, &j) : NULL;
+    ok = sub && wait_count(&j.count, O.n, 10000, 0);
+    *rate_out = j.last_ns > t0 ? (double)LOAD(j.count) / ((double)(j.last_ns - t0) / 1e9) : 0;
+    jnum(res, "js_tasks_per_s", *rate_out);
+    jint(res, "js_acked", LOAD(j.count));
+    note("peer: JetStream %.0f tasks/s (%ld acked)%s", *rate_out, LOAD(j.count), ok ? "" : " INCOMPLETE");
+    if (!ok)
+        failures++;
+    if (sub) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
+    js_DeleteStream(js, JS_STREAM_TPUT, NULL, NULL);
+
+    /* 2. lateness: each message is nak'ed with its batch's delay, the redelivery is timed */
+    if (O.scen & S_TIMER) {
+        long n = O.timer_n;
+        memset(&j, 0, sizeof(j));
+        j.n = n;
+        j.due = calloc((size_t)n, sizeof(double));
+        j.arr = calloc((size_t)n, sizeof(double));
+        note("peer: JetStream NakWithDelay: %ld messages due %ld-%ld ms later, published at %.0f/s", n,
+             O.timer_min_ms, O.timer_max_ms, timer_rate());
+        /* the consumer exists first: each message is nak'ed as it is published, at the timer pace */
+        sub = NULL;
+        if (j.due && j.arr && js_reset(js, JS_STREAM_TIMER, JS_SUBJ_TIMER) == 0)
+            sub = js_consume(js, JS_SUBJ_TIMER, n + 1000, on_js_timer, &j);
+        if (sub && js_fill(js, JS_STREAM_TIMER, JS_SUBJ_TIMER, "jt", n, timer_rate()) == n) {
+            if (!wait_count(&j.count, n, O.timer_max_ms + 15000, O.timer_max_ms * 2 + 60000))
+                note("peer: only %ld of %ld redeliveries arrived", LOAD(j.count), n);
+            *late_out = lateness(j.due, j.arr, n);
+            jlate(res, "js_lateness", late_out);
+            jlate_batches(res, "js_lateness_by_batch", j.due, j.arr, n);
+            note("peer: JetStream lateness p50 %.1f ms, p99 %.1f ms, max %.1f ms (%ld measured, %ld missing)",
+                 late_out->p50, late_out->p99, late_out->max, late_out->n, late_out->missing);
+            if (late_out->missing)
+                failures++;
+        } else {
+            failures++;
+        }
+        if (sub) {
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+        }
+        js_DeleteStream(js, JS_STREAM_TIMER, NULL, NULL);
+        free(j.due);
+        free(j.arr);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+/* table_markdown() renders the rows as a Markdown table into a new string. */
+static char *
+table_markdown(void)
+{
+    static const char *const head[7] = {"scenario", "metric", "dlq-sidecar", "baseline, same run",
+                                        "ratio", "target", "met"};
+    size_t cap = 256 + (size_t)(nrows + 2) * 7 * 100, len = 0;
+    char *s = malloc(cap);
+
+    if (!s)
+        return NULL;
+    len += (size_t)snprintf(s + len, cap - len, "|");
+    for (int c = 0; c < 7; c++)
+        len += (size_t)snprintf(s + len, cap - len, " %s |", head[c]);
+    len += (size_t)snprintf(s + len, cap - len, "\n|");
+    for (int c = 0; c < 7; c++)
+        len += (size_t)snprintf(s + len, cap - len, "---|");
+    len += (size_t)snprintf(s + len, cap - len, "\n");
+    for (int r = 0; r < nrows; r++) {
+        len += (size_t)snprintf(s + len, cap - len, "|");
+        for (int c = 0; c < 7; c++)
+            len += (size_t)snprintf(s + len, cap - len, " %s |", rows[r].cell[c]);
+        len += (size_t)snprintf(s + len, cap - len, "\n");
+    }
+    return s;
+}
+
+/* usage() prints the command line help. */
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dlq-bench --url nats://127.0.0.1:PORT --sidecar PATH [options]\n"
+            "  --workdir DIR         logs and config files (default /tmp)\n"
+            "  --out FILE            write results as JSON\n"
+            "  --nats-log FILE       nats-server log, to count slow-consumer events\n"
+            "  --nats-pid PID        nats-server pid, for its RSS per JetStream message\n"
+            "  --n N                 tasks of ingest, dispatch, memory, admin, peer (default 1000000)\n"
+            "  --timer-n N           tasks of the timer scenarios (default 100000)\n"
+            "  --timer-min-ms MS     --timer-max-ms MS  --timer-batches B  (default 1000 10000 10)\n"
+            "  --admin-samples K     requests of each admin verb and condition (default 100)\n"
+            "  --admin-rate R        background ingest during the admin test, tasks/s (default 10000)\n"
+            "  --tick-ms MS          timer.tick_ms of the sidecars (default 10)\n"
+            "  --scenarios LIST      comma list of ingest,dispatch,timer,memory,admin,peer (default all)\n"
+            "  --quick               small sizes: a smoke run of a few seconds\n"
+            "  --free-port           print a free TCP port on 127.0.0.1 and exit\n");
+}
+
+/* free_port() prints a port the kernel just chose on 127.0.0.1. Returns the exit code. */
+static int
+free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    int port = -1;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    if (port < 0)
+        return 1;
+    printf("%d\n", port);
+    return 0;
+}
+
+/* parse_scenarios() turns a comma list into S_* bits; 0 on an unknown name. */
+static unsigned
+parse_scenarios(const char *list)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"ingest", S_INGEST}, {"dispatch", S_DISPATCH}, {"timer", S_TIMER},
+                 {"memory", S_MEMORY}, {"admin", S_ADMIN},       {"peer", S_PEER}};
+    char buf[256], *save = NULL, *tok;
+    unsigned bits = 0;
+
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        size_t i;
+        for (i = 0; i < SC_ARRAY_LEN(names); i++)
+            if (strcmp(tok, names[i].name) == 0)
+                break;
+        if (i == SC_ARRAY_LEN(names))
+            return 0;
+        bits |= names[i].bit;
+    }
+    return bits;
+}
+
+/* num_arg() parses a positive integer option value or exits with 2. */
+static long
+num_arg(const char *opt, const char *v)
+{
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+
+    if (!v || *end || x <= 0) {
+        fprintf(stderr, "dlq-bench: %s needs a positive integer\n", opt);
+        exit(2);
+    }
+    return x;
+}
+
+int
+main(int argc, char **argv)
+{
+    long n = -1, timer_n = -1, tmin = -1, tmax = -1, tbat = -1, samples = -1, arate = -1;
+    const char *scen = "ingest,dispatch,timer,memory,admin,peer";
+    struct late tl = {0, 0, 0, 0, 0, 0}, jl = {0, 0, 0, 0, 0, 0};
+    double js_rate = 0, js_bytes = 0, mem_bytes = 0;
+    natsConnection *pub;
+    char *md;
+
+    start_ns = mono_ns();
+    O.workdir = "/tmp";
+    O.tick_ms = 10;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--free-port") == 0) {
+            return free_port();
+        } else if (strcmp(a, "--quick") == 0) {
+            O.quick = true;
+            continue;
+        }
+        if (!v) {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--url") == 0)
+            O.url = v;
+        else if (strcmp(a, "--sidecar") == 0)
+            O.sidecar = v;
+        else if (strcmp(a, "--workdir") == 0)
+            O.workdir = v;
+        else if (strcmp(a, "--out") == 0)
+            O.out = v;
+        else if (strcmp(a, "--nats-log") == 0)
+            O.nats_log = v;
+        else if (strcmp(a, "--nats-pid") == 0)
+            O.nats_pid = (pid_t)num_arg(a, v);
+        else if (strcmp(a, "--n") == 0)
+            n = num_arg(a, v);
+        else if (strcmp(a, "--timer-n") == 0)
+            timer_n = num_arg(a, v);
+        else if (strcmp(a, "--timer-min-ms") == 0)
+            tmin = num_arg(a, v);
+        else if (strcmp(a, "--timer-max-ms") == 0)
+            tmax = num_arg(a, v);
+        else if (strcmp(a, "--timer-batches") == 0)
+            tbat = num_arg(a, v);
+        else if (strcmp(a, "--admin-samples") == 0)
+            samples = num_arg(a, v);
+        else if (strcmp(a, "--admin-rate") == 0)
+            arate = num_arg(a, v);
+        else if (strcmp(a, "--tick-ms") == 0)
+            O.tick_ms = num_arg(a, v);
+        else if (strcmp(a, "--scenarios") == 0)
+            scen = v;
+        else {
+            fprintf(stderr, "dlq-bench: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    O.n = n > 0 ? n : O.quick ? 20000 : 1000000;
+    O.timer_n = timer_n > 0 ? timer_n : O.quick ? 2000 : 100000;
+    O.timer_min_ms = tmin > 0 ? tmin : O.quick ? 200 : 1000;
+    O.timer_max_ms = tmax > 0 ? tmax : O.quick ? 600 : 10000;
+    O.timer_batches = tbat > 0 ? tbat : O.quick ? 3 : 10;
+    O.admin_samples = samples > 0 ? samples : O.quick ? 20 : 100;
+    O.admin_rate = arate > 0 ? arate : O.quick ? 2000 : 10000;
+    O.scen = parse_scenarios(scen);
+    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 5000000 ||
+        O.timer_n > O.n * 10) {
+        usage(stderr);
+        return 2;
+    }
+    if (O.scen & S_ADMIN)
+        O.scen |= S_MEMORY; /* the admin test runs against the memory scenario's full sidecar */
+
+    natsLibevent_Init(); /* before any event_base_new() */
+    atexit(kill_live_sidecar);
+    signal(SIGPIPE, SIG_IGN);
+    init_errors();
+    R = json_object();
+    {
+        json_t *meta = jobj("meta");
+        char host[256] = "";
+        gethostname(host, sizeof(host) - 1);
+        jint(meta, "n", O.n);
+        jint(meta, "timer_n", O.timer_n);
+        jint(meta, "tick_ms", O.tick_ms);
+        json_object_set_new(meta, "quick", json_boolean(O.quick));
+        jint(meta, "cpus", sysconf(_SC_NPROCESSORS_ONLN));
+        jnum(meta, "loadavg_start", loadavg());
+        json_object_set_new(meta, "nats_c", json_string(nats_GetVersion()));
+        jint(meta, "started_unix", (long long)time(NULL));
+    }
+    if (nats_Open(-1) != NATS_OK || !(pub = connect_plain("bench-publisher")))
+        return 1;
+
+    if (O.scen & S_INGEST)
+        scenario_ingest(pub);
+    if (O.scen & S_DISPATCH)
+        scenario_dispatch(pub);
+    if (O.scen & S_TIMER)
+        scenario_timer(pub, &tl);
+    if (O.scen & S_MEMORY)
+        scenario_store(pub, &mem_bytes);
+    if (O.scen & S_PEER)
+        scenario_peer(&js_rate, &jl, &js_bytes);
+
+    /* memory and peer rows are written last: they need the JetStream figures */
+    if (O.scen & S_MEMORY) {
+        char a[48], b[96];
+        snprintf(a, sizeof(a), "%.0f B", mem_bytes);
+        if (js_bytes > 0)
+            snprintf(b, sizeof(b), "JetStream server: %.0f B per stored msg", js_bytes);
+        else
+            b[0] = '\0';
+        add_row("memory", "RSS per stored task (200-byte payload)", a, b, "", "<= 600 B",
+                mem_bytes > 0 && mem_bytes <= 600 ? "yes" : "NO");
+    }
+    if (O.scen & S_PEER) {
+        char a[48], b[96], r[32], x[32];
+        double sc_rate = 0;
+        json_t *d = json_object_get(R, "dispatch");
+        if (d)
+            sc_rate = json_real_value(json_object_get(d, "sidecar_retries_per_s"));
+        snprintf(a, sizeof(a), "%s/s", fmt_count(x, sc_rate));
+        snprintf(b, sizeof(b), "JetStream push consumer + ack: %s/s", fmt_count(x, js_rate));
+        snprintf(r, sizeof(r), "%.2fx", js_rate > 0 ? sc_rate / js_rate : 0);
+        add_row("peer", "retry throughput (tasks/s)", d ? a : "", b, r, "report", "");
+        if (O.scen & S_TIMER) {
+            snprintf(a, sizeof(a), "%.1f / %.1f / %.1f ms", tl.p50, tl.p99, tl.max);
+            snprintf(b, sizeof(b), "JetStream NakWithDelay: %.1f / %.1f / %.1f ms", jl.p50, jl.p99,
+                     jl.max);
+            add_row("peer", "lateness p50 / p99 / max", a, b, "", "report", "");
+        }
+    }
+
+    md = table_markdown();
+    if (md) {
+        printf("\n%s\n", md);
+        json_object_set_new(R, "table_markdown", json_string(md));
+        free(md);
+    }
+    jnum(jobj("meta"), "loadavg_end", loadavg());
+    jnum(jobj("meta"), "seconds", (double)(mono_ns() - start_ns) / 1e9);
+    jint(jobj("meta"), "failures", failures);
+    jint(jobj("meta"), "losses", losses);
+    if (O.out && json_dump_file(R, O.out, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        note("cannot write %s", O.out);
+    else if (O.out)
+        note("results written to %s", O.out);
+    json_decref(R);
+    natsConnection_Destroy(pub);
+    nats_Close();
+    if (failures)
+        note("%d scenario step(s) failed", failures);
+    if (losses)
+        note("tasks were lost in %d scenario(s)", losses);
+    return failures ? 1 : losses ? 3 : 0;
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# run.sh - the benchmark: builds dlq-sidecar and dlq-bench in Release mode, starts a private nats-server (JetStream) on a free 127.0.0.1 port, runs every scenario, prints the table and writes bench/results.json.
+#
+# usage: bench/run.sh [--quick] [--out FILE] [--keep] [dlq-bench options: --n N, --scenarios LIST, ...]
+#   --quick  small sizes (a few seconds; the CI smoke test); results go to the run's temp dir unless --out
+#   --keep   keep the temp dir (nats-server and sidecar logs) even when everything passed
+# Environment: DLQ_BENCH_BUILD_DIR (default build-bench) is the Release build directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${DLQ_BENCH_BUILD_DIR:-$root/build-bench}
+quick=0
+keep=0
+out=""
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; args+=(--quick) ;;
+    --keep) keep=1 ;;
+    --out) out=$2; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+
+if [ -x scripts/install-deps.sh ]; then
+  scripts/install-deps.sh
+fi
+
+echo "bench: building (Release) in $build" >&2
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDLQ_TESTS=OFF >/dev/null
+if ! ninja -C "$build" dlq-sidecar dlq-bench >"$build/bench-build.log" 2>&1; then
+  cat "$build/bench-build.log" >&2
+  exit 1
+fi
+bench=$build/bench/dlq-bench
+sidecar=$build/sidecar/dlq-sidecar
+
+work=$(mktemp -d /tmp/dlq-bench.XXXXXX)
+if [ -z "$out" ]; then
+  if [ "$quick" = 1 ]; then out=$work/results.json; else out=$root/bench/results.json; fi
+fi
+nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
+nats_pid=""
+
+cleanup() {
+  local rc=$?
+  if [ -n "$nats_pid" ]; then
+    kill "$nats_pid" 2>/dev/null || true
+    wait "$nats_pid" 2>/dev/null || true
+  fi
+  if [ "$rc" -eq 0 ] && [ "$keep" = 0 ]; then
+    rm -rf "$work"
+  else
+    echo "bench: logs kept in $work" >&2
+  fi
+}
+trap cleanup EXIT
+
+# A free port can be taken between the check and the bind: try a few.
+port=""
+for attempt in 1 2 3 4 5; do
+  port=$("$bench" --free-port)
+  "$nats_server" -a 127.0.0.1 -p "$port" -js -sd "$work/js" -l "$work/nats.log" &
+  nats_pid=$!
+  up=0
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+    if ! kill -0 "$nats_pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  [ "$up" = 1 ] && break
+  kill "$nats_pid" 2>/dev/null || true
+  wait "$nats_pid" 2>/dev/null || true
+  nats_pid=""
+done
+if [ -z "$nats_pid" ]; then
+  echo "bench: nats-server did not start; log:" >&2
+  tail -20 "$work/nats.log" >&2 || true
+  exit 1
+fi
+echo "bench: nats-server $("$nats_server" --version 2>&1 | head -1) on 127.0.0.1:$port (JetStream in $work/js)" >&2
+
+"$bench" --url "nats://127.0.0.1:$port" --sidecar "$sidecar" --workdir "$work" --out "$out" \
+  --nats-log "$work/nats.log" --nats-pid "$nats_pid" "${args[@]}"

@@ -1,0 +1,798 @@
+/* opensearch.c - the OpenSearch backend: index template, start-up load with search_after, write-behind _bulk with external versions, degraded mode. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "persist-internal.h"
+
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS 10000
+#define THROTTLE_FIRST_MS 200
+#define THROTTLE_MAX_MS 10000
+#define LOAD_PAGE 500
+#define HEALTH_WAIT "20s"
+#define SNIPPET 200
+
+/* Start-up steps, in order; PH_READY once writes may flow. */
+typedef enum {
+    PH_TEMPLATE = 0, /* PUT _index_template/<index> */
+    PH_INDEX,        /* PUT <index> (already there is fine) */
+    PH_HEALTH,       /* wait for the index to be at least yellow */
+    PH_REFRESH,      /* make the last writes of a previous process searchable */
+    PH_LOAD,         /* search_after pages of the records to load */
+    PH_READY,
+} os_phase;
+
+static const char *const phase_names[] = {"install template", "create index", "index health",
+                                          "refresh", "load", "ready"};
+
+struct os_store {
+    struct persist base; /* first: the generic head */
+    struct event_base *evb;
+    struct persist_http *http;
+    char **urls;
+    size_t nurls, cur;
+    char *index;
+    char *template_body;
+    char *load_query, *load_sort;
+    long timeout_ms;
+    int64_t flush_ms;
+    struct persist_batch batch;
+    struct sc_buf url, req;
+    os_phase phase;
+    bool started, loaded_all;
+    json_t *search_after; /* sort values of the last hit loaded, NULL before the first page */
+    size_t page_size;
+    bool in_flight;       /* one request at a time: a start-up step or a bulk */
+    bool pending;         /* the owner kicked since the last fill */
+    bool urgent;
+    bool last_full;       /* the last batch was full: more is probably waiting */
+    struct event *timer;  /* the next step or batch */
+    bool timer_armed;
+    int64_t timer_due;    /* mono ms */
+    int64_t backoff_ms;   /* degraded: delay before the next try */
+    int64_t throttle_ms;  /* 429: delay before the next batch */
+    int64_t not_before;   /* mono ms: no request before this */
+    uint64_t jitter;
+    struct persist_stats st;
+    persist_result *results; /* per item of the batch in flight */
+    size_t results_cap;
+};
+
+static void os_send(struct os_store *o);
+
+static struct os_store *
+os_of(struct persist *p)
+{
+    return (struct os_store *)(void *)p;
+}
+
+/* Records a failure for stats (and for the owner's logs through state()). */
+static void
+set_error(struct os_store *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+set_error(struct os_store *o, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(o->st.last_error, sizeof(o->st.last_error), fmt, ap);
+    va_end(ap);
+    for (char *p = o->st.last_error; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' '; /* one line in logs and stats */
+    o->st.last_error_at = sc_now_wall_ms();
+}
+
+/* Copies up to SNIPPET bytes of a response body as printable text. */
+static void
+snippet(const char *body, size_t len, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len && n + 1 < outlen && i < SNIPPET; i++)
+        out[n++] = body[i] >= 0x20 && body[i] < 0x7f ? body[i] : ' ';
+    out[n] = '\0';
+}
+
+/* Pulls "type: reason" out of an OpenSearch error body, else a snippet of it. */
+static void
+error_text(const char *body, size_t len, char *out, size_t outlen)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *e = j ? json_object_get(j, "error") : NULL;
+
+    if (e && json_is_object(e)) {
+        const char *type = json_string_value(json_object_get(e, "type"));
+        const char *reason = json_string_value(json_object_get(e, "reason"));
+        snprintf(out, outlen, "%s: %s", type ? type : "error", reason ? reason : "");
+    } else if (e && json_is_string(e)) {
+        snprintf(out, outlen, "%s", json_string_value(e));
+    } else {
+        snippet(body, len, out, outlen);
+    }
+    json_decref(j);
+}
+
+static void
+arm(struct os_store *o, int64_t delay_ms)
+{
+    int64_t now = sc_now_mono_ms(), due = now + (delay_ms > 0 ? delay_ms : 0);
+    struct timeval tv;
+
+    if (due < o->not_before)
+        due = o->not_before;
+    if (o->timer_armed && o->timer_due <= due)
+        return;
+    o->timer_armed = true;
+    o->timer_due = due;
+    tv.tv_sec = (due - now) / 1000;
+    tv.tv_usec = ((due - now) % 1000) * 1000;
+    evtimer_add(o->timer, &tv);
+}
+
+/* The next delay of a doubling backoff with +-20% jitter. */
+static int64_t
+grow(struct os_store *o, int64_t *cur, int64_t first, int64_t max)
+{
+    int64_t d = *cur ? *cur * 2 : first;
+    double f;
+
+    if (d > max)
+        d = max;
+    *cur = d;
+    o->jitter ^= o->jitter << 13;
+    o->jitter ^= o->jitter >> 7;
+    o->jitter ^= o->jitter << 17;
+    f = (double)(o->jitter >> 11) / 9007199254740992.0; /* [0,1) */
+    return d + (int64_t)((double)d * 0.2 * (2 * f - 1));
+}
+
+/* Turns the store degraded and plans the next try after a growing backoff. */
+static void
+degrade(struct os_store *o)
+{
+    int64_t d = grow(o, &o->backoff_ms, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
+
+    o->not_before = sc_now_mono_ms() + d;
+    persist_set_state(&o->base, PERSIST_DEGRADED, o->st.last_error);
+}
+
+static const char *
+base_url(struct os_store *o)
+{
+    return o->urls[o->cur];
+}
+
+/* The next URL after a failure to reach the current one. */
+static void
+rotate(struct os_store *o)
+{
+    o->cur = (o->cur + 1) % o->nurls;
+}
+
+static void
+build_url(struct os_store *o, const char *path)
+{
+    sc_buf_reset(&o->url);
+    sc_buf_appendf(&o->url, "%s%s", base_url(o), path);
+}
+
+/* ---- start-up steps --------------------------------------------------------------------------- */
+
+static void on_step(void *ctx, long status, const char *body, size_t len, const char *error);
+
+/* Fails the current start-up step: degraded, and everything again from the template after a backoff. */
+static void
+step_failed(struct os_store *o, long status, const char *body, size_t len, const char *error)
+{
+    char why[200];
+
+    if (status == 0) {
+        set_error(o, "%s: %s", phase_names[o->phase], error ? error : "request failed");
+        rotate(o);
+    } else {
+        error_text(body, len, why, sizeof(why));
+        set_error(o, "%s: HTTP %ld: %s", phase_names[o->phase], status, why);
+    }
+    o->phase = PH_TEMPLATE;
+    degrade(o);
+    arm(o, 0);
+}
+
+/* Sends the request of the current start-up step. */
+static void
+step_send(struct os_store *o)
+{
+    const char *method = "GET", *ctype = NULL;
+    const void *body = NULL;
+    size_t len = 0;
+    long timeout = o->timeout_ms;
+    char path[600];
+
+    switch (o->phase) {
+    case PH_TEMPLATE:
+        snprintf(path, sizeof(path), "/_index_template/%s", o->index);
+        method = "PUT";
+        body = o->template_body;
+        len = strlen(o->template_body);
+        break;
+    case PH_INDEX:
+        snprintf(path, sizeof(path), "/%s", o->index);
+        method = "PUT";
+        body = "{}";
+        len = 2;
+        break;
+    case PH_HEALTH:
+        snprintf(path, sizeof(path), "/_cluster/health/%s?wait_for_status=yellow&timeout=%s",
+                 o->index, HEALTH_WAIT);
+        timeout = o->timeout_ms + 25000;
+        break;
+    case PH_REFRESH:
+        snprintf(path, sizeof(path), "/%s/_refresh", o->index);
+        method = "POST";
+        break;
+    case PH_LOAD: {
+        char *sa = o->search_after ? json_dumps(o->search_after, JSON_COMPACT) : NULL;
+        snprintf(path, sizeof(path),
+                 "/%s/_search?filter_path=hits.hits._id,hits.hits._version,hits.hits._source,hits.hits.sort",
+                 o->index);
+        method = "POST";
+        sc_buf_reset(&o->req);
+        sc_buf_appendf(&o->req,
+                       "{\"size\":%zu,\"version\":true,\"track_total_hits\":false,\"query\":%s,"
+                       "\"sort\":%s%s%s}",
+                       o->page_size, o->load_query, o->load_sort, sa ? ",\"search_after\":" : "",
+                       sa ? sa : "");
+        free(sa);
+        body = o->req.data;
+        len = o->req.len;
+        timeout = o->timeout_ms * 2;
+        break;
+    }
+    case PH_READY:
+        return;
+    }
+    if (body)
+        ctype = "application/json";
+    build_url(o, path);
+    if (persist_http_request(o->http, method, o->url.data, ctype, body, len, timeout, on_step, o)) {
+        set_error(o, "%s: cannot start the request", phase_names[o->phase]);
+        degrade(o);
+        arm(o, 0);
+        return;
+    }
+    o->in_flight = true;
+}
+
+/* Hands one page of loaded records to the owner. Returns the number of hits, or -1 when malformed. */
+static long
+load_page(struct os_store *o, const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, 0, &jerr), *hits, *hit, *last_sort = NULL;
+    size_t i;
+    long n = -1;
+
+    if (!j)
+        goto done;
+    hits = json_object_get(json_object_get(j, "hits"), "hits");
+    if (!hits) { /* filter_path drops an empty hits array */
+        n = 0;
+        goto done;
+    }
+    if (!json_is_array(hits))
+        goto done;
+    json_array_foreach(hits, i, hit) {
+        const char *id = json_string_value(json_object_get(hit, "_id"));
+        json_t *src = json_object_get(hit, "_source");
+        json_t *ver = json_object_get(hit, "_version");
+        if (!id || !json_is_object(src))
+            continue;
+        o->st.loaded++;
+        if (o->base.owner.loaded)
+            o->base.owner.loaded(o->base.owner.ctx, id, strlen(id),
+                                 json_is_integer(ver) ? (uint64_t)json_integer_value(ver) : 0, src);
+        last_sort = json_object_get(hit, "sort");
+    }
+    n = (long)json_array_size(hits);
+    if (last_sort) {
+        json_decref(o->search_after);
+        o->search_after = json_incref(last_sort);
+    }
+done:
+    json_decref(j);
+    return n;
+}
+
+static void
+on_step(void *ctx, long status, const char *body, size_t len, const char *error)
+{
+    struct os_store *o = ctx;
+    long n;
+
+    o->in_flight = false;
+    switch (o->phase) {
+    case PH_TEMPLATE:
+    case PH_REFRESH:
+        if (status != 200)
+            goto fail;
+        break;
+    case PH_INDEX:
+        if (status != 200 && !(status == 400 && strstr(body, "resource_already_exists_exception")))
+            goto fail;
+        break;
+    case PH_HEALTH:
+        if (status != 200 || strstr(body, "\"status\":\"red\""))
+            goto fail;
+        break;
+    case PH_LOAD:
+        if (status == 0 && error && strstr(error, "larger than") && o->page_size > 1) {
+            o->page_size = o->page_size / 4 ? o->page_size / 4 : 1; /* pages of huge documents */
+            step_send(o);
+            return;
+        }
+        if (status != 200 || (n = load_page(o, body, len)) < 0)
+            goto fail;
+        if ((size_t)n >= o->page_size) {
+            step_send(o); /* the next page */
+            return;
+        }
+        o->loaded_all = true;
+        break;
+    case PH_READY:
+        return;
+    }
+    o->phase++;
+    if (o->phase == PH_REFRESH && (o->loaded_all || !o->load_query))
+        o->phase = PH_READY;
+    if (o->phase < PH_READY) {
+        step_send(o);
+        return;
+    }
+    o->backoff_ms = 0;
+    o->not_before = 0;
+    persist_set_state(&o->base, PERSIST_OK, NULL);
+    if (o->pending)
+        arm(o, o->urgent ? 0 : o->flush_ms);
+    return;
+
+fail:
+    step_failed(o, status, body, len, error);
+}
+
+/* ---- writes ----------------------------------------------------------------------------------- */
+
+/* The _bulk action line of one item, with its external version. */
+static sc_status
+bulk_action(struct sc_buf *b, const char *id, size_t id_len, uint64_t version, bool del)
+{
+    const char *head = del ? "{\"delete\":{\"_id\":" : "{\"index\":{\"_id\":";
+    sc_status s;
+
+    if ((s = sc_buf_append(b, head, strlen(head))) ||
+        (s = persist_json_string(b, id, id_len)))
+        return s;
+    return sc_buf_appendf(b, ",\"version\":%llu,\"version_type\":\"external\"}}\n",
+                          (unsigned long long)version);
+}
+
+/* Reports every item of the batch to the owner with the results computed in o->results. */
+static void
+report(struct os_store *o, const char *reason)
+{
+    struct persist_batch *b = &o->batch;
+    struct persist_item it;
+
+    for (size_t i = 0; i < b->count; i++) {
+        it.id = persist_batch_item_id(b, i);
+        it.id_len = b->items[i].id_len;
+        it.version = b->items[i].version;
+        it.del = b->items[i].del;
+        switch (o->results[i]) {
+        case PERSIST_ITEM_OK: o->st.written++; break;
+        case PERSIST_ITEM_STALE: o->st.stale++; break;
+        case PERSIST_ITEM_RETRY: o->st.retried++; break;
+        case PERSIST_ITEM_REJECTED: o->st.rejected++; break;
+        }
+        if (o->base.owner.result)
+            o->base.owner.result(o->base.owner.ctx, &it, o->results[i], reason);
+    }
+    o->st.in_flight = 0;
+    persist_batch_reset(b);
+}
+
+/*
+ * Classifies the items of a 200 _bulk response into o->results. Returns
+ * false when the response does not describe the batch. Sets *refused when an
+ * item says the cluster refuses writes (a block, a missing index, 5xx),
+ * *throttled on 429s, *missing_index when the index is gone.
+ */
+static bool
+classify_items(struct os_store *o, const char *body, size_t len, bool *refused, bool *throttled,
+               bool *missing_index, size_t *nrejected)
+{
+    struct persist_batch *b = &o->batch;
+    json_t *j = json_loadb(body, len, 0, NULL), *items, *item;
+    bool ok = false;
+    size_t i;
+
+    if (!j)
+        goto done;
+    items = json_object_get(j, "items");
+    if (!json_is_array(items) || json_array_size(items) != b->count)
+        goto done;
+    json_array_foreach(items, i, item) {
+        const char *k;
+        json_t *v = NULL, *err;
+        long st;
+        const char *type = NULL, *reason = NULL;
+
+        json_object_foreach(item, k, v) break;
+        if (!v || !json_is_object(v))
+            goto done;
+        st = (long)json_integer_value(json_object_get(v, "status"));
+        err = json_object_get(v, "error");
+        if (err) {
+            type = json_string_value(json_object_get(err, "type"));
+            reason = json_string_value(json_object_get(err, "reason"));
+        }
+        if (st >= 200 && st < 300) {
+            o->results[i] = PERSIST_ITEM_OK;
+        } else if (st == 404 && b->items[i].del && !(type && strstr(type, "index_not_found"))) {
+            o->results[i] = PERSIST_ITEM_OK;
+        } else if (st == 409) {
+            o->results[i] = PERSIST_ITEM_STALE;
+        } else if (st == 429 && !(type && strstr(type, "cluster_block"))) {
+            o->results[i] = PERSIST_ITEM_RETRY;
+            *throttled = true;
+        } else if (st == 429 || st == 403 || st == 404 || st >= 500 || st == 0) {
+            o->results[i] = PERSIST_ITEM_RETRY;
+            *refused = true;
+            if (type && strstr(type, "index_not_found"))
+                *missing_index = true;
+            set_error(o, "_bulk item: HTTP %ld: %s: %s", st, type ? type : "error",
+                      reason ? reason : "");
+        } else {
+            o->results[i] = PERSIST_ITEM_REJECTED;
+            (*nrejected)++;
+            set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s: %.120s", (int)(b->items[i].id_len < 64 ? b->items[i].id_len : 64),
+                      persist_batch_item_id(b, i), st, type ? type : "error", reason ? reason : "");
+        }
+    }
+    ok = true;
+done:
+    json_decref(j);
+    return ok;
+}
+
+static void
+on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
+{
+    struct os_store *o = ctx;
+    struct persist_batch *b = &o->batch;
+    bool refused = false, throttled = false, missing = false, whole = false;
+    size_t rejected = 0;
+    char why[200];
+    int64_t delay;
+
+    o->in_flight = false;
+    if (status == 200 && classify_items(o, body, len, &refused, &throttled, &missing, &rejected)) {
+        /* item by item */
+    } else {
+        whole = true;
+        o->st.failed_batches++;
+        for (size_t i = 0; i < b->count; i++)
+            o->results[i] = PERSIST_ITEM_RETRY;
+        if (status == 0) {
+            set_error(o, "_bulk: %s", error ? error : "request failed");
+            rotate(o);
+            refused = true;
+        } else if (status == 200) {
+            set_error(o, "_bulk: a response that does not match the request");
+            refused = true;
+        } else {
+            error_text(body, len, why, sizeof(why));
+            set_error(o, "_bulk: HTTP %ld: %s", status, why);
+            if (status == 429)
+                throttled = true;
+            else
+                refused = true;
+            if (status == 404)
+                missing = true;
+        }
+    }
+    /* Decide the next try before the owner hears of the items, so that its kicks respect it. */
+    if (refused) {
+        degrade(o);
+        if (missing)
+            o->phase = PH_TEMPLATE; /* the index went away: template and index again */
+    } else {
+        o->backoff_ms = 0;
+        if (throttled) {
+            delay = grow(o, &o->throttle_ms, THROTTLE_FIRST_MS, THROTTLE_MAX_MS);
+            o->not_before = sc_now_mono_ms() + delay;
+        } else {
+            o->throttle_ms = 0;
+            o->not_before = 0;
+        }
+        persist_set_state(&o->base, PERSIST_OK, NULL);
+    }
+    report(o, whole || refused || throttled || rejected ? o->st.last_error : NULL);
+    if (refused || throttled || o->pending || o->last_full)
+        arm(o, refused || throttled || o->urgent || o->last_full ? 0 : o->flush_ms);
+}
+
+/* Fills a batch from the owner and sends it. */
+static void
+send_bulk(struct os_store *o)
+{
+    struct persist_batch *b = &o->batch;
+    char path[600];
+
+    persist_batch_reset(b);
+    o->pending = false;
+    o->urgent = false;
+    if (o->base.owner.fill)
+        o->base.owner.fill(o->base.owner.ctx, b);
+    if (b->count == 0)
+        return;
+    o->last_full = persist_batch_full(b);
+    if (b->count > o->results_cap) {
+        o->results_cap = b->count;
+        o->results = sc_xrealloc(o->results, o->results_cap * sizeof(*o->results));
+    }
+    snprintf(path, sizeof(path),
+             "/%s/_bulk?filter_path=items.*.status,items.*.error.type,items.*.error.reason",
+             o->index);
+    build_url(o, path);
+    o->st.batches++;
+    o->st.in_flight = b->count;
+    if (persist_http_request(o->http, "POST", o->url.data, "application/x-ndjson", b->body.data,
+                             b->body.len, o->timeout_ms, on_bulk, o)) {
+        on_bulk(o, 0, "", 0, "cannot start the request");
+        return;
+    }
+    o->in_flight = true;
+}
+
+/* The timer: the next start-up step, or the next batch. */
+static void
+os_send(struct os_store *o)
+{
+    if (o->in_flight || !o->started)
+        return;
+    if (sc_now_mono_ms() < o->not_before) {
+        arm(o, 0);
+        return;
+    }
+    if (o->phase < PH_READY)
+        step_send(o);
+    else
+        send_bulk(o);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct os_store *o = arg;
+
+    (void)fd;
+    (void)what;
+    o->timer_armed = false;
+    os_send(o);
+}
+
+/* ---- the table -------------------------------------------------------------------------------- */
+
+static sc_status
+os_start(struct persist *p)
+{
+    struct os_store *o = os_of(p);
+
+    if (o->started)
+        return SC_OK;
+    o->started = true;
+    o->phase = PH_TEMPLATE;
+    step_send(o);
+    return SC_OK;
+}
+
+static void
+os_kick(struct persist *p, bool urgent)
+{
+    struct os_store *o = os_of(p);
+
+    o->pending = true;
+    if (urgent)
+        o->urgent = true;
+    if (o->in_flight || !o->started || o->phase < PH_READY)
+        return; /* the request in flight, or the end of start-up, plans the next batch */
+    arm(o, urgent ? 0 : o->flush_ms);
+}
+
+static bool
+os_busy(const struct persist *p)
+{
+    const struct os_store *o = (const struct os_store *)(const void *)p;
+
+    return o->in_flight;
+}
+
+static void
+os_stats(const struct persist *p, struct persist_stats *out)
+{
+    const struct os_store *o = (const struct os_store *)(const void *)p;
+    const char *backend = out->backend;
+    persist_state state = out->state;
+
+    *out = o->st;
+    out->backend = backend;
+    out->state = state;
+}
+
+static void
+os_destroy(struct persist *p)
+{
+    struct os_store *o = os_of(p);
+
+    persist_http_free(o->http);
+    if (o->timer)
+        event_free(o->timer);
+    for (size_t i = 0; i < o->nurls; i++)
+        free(o->urls[i]);
+    free(o->urls);
+    free(o->index);
+    free(o->template_body);
+    free(o->load_query);
+    free(o->load_sort);
+    free(o->results);
+    json_decref(o->search_after);
+    persist_batch_destroy(&o->batch);
+    sc_buf_destroy(&o->url);
+    sc_buf_destroy(&o->req);
+    free(o);
+}
+
+static const struct persist_ops opensearch_ops = {
+    .name = "opensearch",
+    .start = os_start,
+    .kick = os_kick,
+    .busy = os_busy,
+    .stats = os_stats,
+    .destroy = os_destroy,
+};
+
+/* An index name OpenSearch accepts: lower case, no path or URL characters. */
+static bool
+index_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 200 || s[0] == '-' || s[0] == '_' || s[0] == '+' || strcmp(s, ".") == 0 ||
+        strcmp(s, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+              c == '+'))
+            return false;
+    }
+    return true;
+}
+
+/* Splits "a, b,c" into trimmed URLs without a trailing '/'. */
+static size_t
+split_urls(const char *s, char ***out)
+{
+    char **v = NULL;
+    size_t n = 0;
+
+    while (*s) {
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        const char *p = s;
+        while (len && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t' || p[len - 1] == '/'))
+            len--;
+        if (len) {
+            v = sc_xrealloc(v, (n + 1) * sizeof(*v));
+            v[n++] = sc_xstrndup(p, len);
+        }
+        if (!e)
+            break;
+        s = e + 1;
+    }
+    *out = v;
+    return n;
+}
+
+/* Checks that text is a JSON value of the given type. */
+static bool
+json_text_is(const char *text, json_type type)
+{
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    bool ok = j && json_typeof(j) == type;
+
+    json_decref(j);
+    return ok;
+}
+
+sc_status
+persist_opensearch_new(struct event_base *base, const struct persist_opensearch_opts *opt,
+                       const struct persist_owner *owner, struct persist **out, char *err,
+                       size_t errlen)
+{
+    struct os_store *o = NULL;
+    struct sc_buf t;
+    sc_status s = SC_EINVAL;
+
+    *out = NULL;
+    if (!opt->index || !index_name_ok(opt->index)) {
+        snprintf(err, errlen, "store.opensearch.index: '%s' is not a valid index name (lower case "
+                              "letters, digits, '-', '_', '.', '+')",
+                 opt->index ? opt->index : "");
+        return SC_EINVAL;
+    }
+    if (!json_text_is(opt->properties, JSON_OBJECT) ||
+        (opt->load_query && (!json_text_is(opt->load_query, JSON_OBJECT) ||
+                             !json_text_is(opt->load_sort, JSON_ARRAY)))) {
+        snprintf(err, errlen, "opensearch: properties, load_query and load_sort must be JSON");
+        return SC_EINVAL;
+    }
+    o = sc_xcalloc(1, sizeof(*o));
+    o->base.ops = &opensearch_ops;
+    o->base.state = PERSIST_STARTING;
+    if (owner)
+        o->base.owner = *owner;
+    o->evb = base;
+    o->nurls = split_urls(opt->urls ? opt->urls : "", &o->urls);
+    for (size_t i = 0; i < o->nurls; i++) {
+        if (strncmp(o->urls[i], "http://", 7) != 0 && strncmp(o->urls[i], "https://", 8) != 0) {
+            snprintf(err, errlen, "store.opensearch.url: '%s' is not an http:// or https:// URL",
+                     o->urls[i]);
+            goto fail;
+        }
+    }
+    if (o->nurls == 0) {
+        snprintf(err, errlen, "store.opensearch.url: empty");
+        goto fail;
+    }
+    o->index = sc_xstrdup(opt->index);
+    o->load_query = opt->load_query ? sc_xstrdup(opt->load_query) : NULL;
+    o->load_sort = opt->load_sort ? sc_xstrdup(opt->load_sort) : NULL;
+    o->timeout_ms = opt->request_timeout_ms > 0 ? opt->request_timeout_ms : 30000;
+    o->flush_ms = opt->flush_ms > 0 ? opt->flush_ms : 200;
+    o->page_size = LOAD_PAGE;
+    o->jitter = (uint64_t)sc_now_wall_ms() * 0x9e3779b97f4a7c15ULL | 1;
+    persist_batch_init(&o->batch, opt->bulk_max_docs, opt->bulk_max_bytes, bulk_action);
+    sc_buf_init(&o->url, 64 * 1024);
+    sc_buf_init(&o->req, 64 * 1024);
+    /* More specific (longer) names win over overlapping shorter patterns. */
+    sc_buf_init(&t, 1024 * 1024);
+    sc_buf_appendf(&t,
+                   "{\"index_patterns\":[\"%s*\"],\"priority\":%zu,\"template\":{\"settings\":"
+                   "{\"index\":{\"number_of_shards\":1,\"number_of_replicas\":0}},"
+                   "\"mappings\":{\"dynamic\":\"strict\",\"properties\":%s}},"
+                   "\"_meta\":{\"managed_by\":\"dlq-sidecar\"}}",
+                   o->index, 100 + strlen(o->index), opt->properties);
+    o->template_body = t.data;
+    o->http = persist_http_new(base, &opt->http);
+    o->timer = evtimer_new(base, on_timer, o);
+    if (!o->http || !o->timer) {
+        snprintf(err, errlen, "opensearch: cannot initialise libcurl or the timer");
+        s = SC_ENOMEM;
+        goto fail;
+    }
+    *out = &o->base;
+    return SC_OK;
+
+fail:
+    os_destroy(&o->base);
+    return s;
+}

@@ -1,0 +1,276 @@
+/* metrics.c - the Prometheus text exposition of /metrics: counters, gauges and the two histograms. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar-internal.h"
+
+/*
+ * Bucket upper bounds in seconds. Lateness is the wheel tick plus the rate
+ * limiter and the loop's load: milliseconds when healthy, seconds when
+ * behind. Time to success spans the backoff schedule: seconds to hours.
+ */
+static const double lateness_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5,   1,     2.5,  5,     10,   30,  60};
+static const double success_bounds[] = {0.1,  0.5,  1,    5,    10,    30,    60,   120,
+                                        300,  600,  1800, 3600, 7200, 21600, 86400};
+
+#define HIST_MAX_BUCKETS 16
+
+struct hist {
+    const char *name;
+    const char *help;
+    const double *bounds; /* seconds, ascending; +Inf is implicit */
+    size_t nbounds;
+    uint64_t counts[HIST_MAX_BUCKETS]; /* per bucket, not cumulative; [nbounds] is +Inf */
+    uint64_t count;
+    int64_t sum_ms;
+};
+
+struct sc_metrics {
+    struct hist h[SC_HIST_COUNT];
+};
+
+_Static_assert(SC_ARRAY_LEN(lateness_bounds) < HIST_MAX_BUCKETS, "raise HIST_MAX_BUCKETS");
+_Static_assert(SC_ARRAY_LEN(success_bounds) < HIST_MAX_BUCKETS, "raise HIST_MAX_BUCKETS");
+
+struct sc_metrics *
+sc_metrics_new(void)
+{
+    struct sc_metrics *m = sc_xcalloc(1, sizeof(*m));
+
+    m->h[SC_HIST_RETRY_LATENESS] = (struct hist){
+        .name = "dlq_retry_lateness_seconds",
+        .help = "Time a retry went out after its due time.",
+        .bounds = lateness_bounds,
+        .nbounds = SC_ARRAY_LEN(lateness_bounds),
+    };
+    m->h[SC_HIST_TIME_TO_SUCCESS] = (struct hist){
+        .name = "dlq_failure_to_success_seconds",
+        .help = "Time from a task's first failure to its successful retry.",
+        .bounds = success_bounds,
+        .nbounds = SC_ARRAY_LEN(success_bounds),
+    };
+    return m;
+}
+
+void
+sc_metrics_free(struct sc_metrics *m)
+{
+    free(m);
+}
+
+void
+sc_metrics_observe(struct sc_daemon *d, sc_hist which, int64_t ms)
+{
+    struct hist *h;
+    size_t i;
+
+    if (!d->metrics || (unsigned)which >= SC_HIST_COUNT)
+        return;
+    h = &d->metrics->h[which];
+    if (ms < 0)
+        ms = 0;
+    for (i = 0; i < h->nbounds; i++)
+        if ((double)ms <= h->bounds[i] * 1000.0)
+            break;
+    h->counts[i]++;
+    h->count++;
+    h->sum_ms += ms;
+}
+
+/* ---- the exposition ------------------------------------------------------------------------- */
+
+static void
+family(struct sc_buf *b, const char *name, const char *type, const char *help)
+{
+    sc_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Appends a label value with the escapes of the text format (\\, \" and \n). */
+static void
+label_value(struct sc_buf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            sc_buf_appendf(b, "\\%c", *v);
+        else if (*v == '\n')
+            sc_buf_append(b, "\\n", 2);
+        else
+            sc_buf_appendc(b, *v);
+    }
+}
+
+/* One sample: name, an optional single label (lname NULL: none) and an integer value. */
+static void
+sample_u(struct sc_buf *b, const char *name, const char *lname, const char *lvalue, uint64_t v)
+{
+    sc_buf_append(b, name, strlen(name));
+    if (lname) {
+        sc_buf_appendf(b, "{%s=\"", lname);
+        label_value(b, lvalue);
+        sc_buf_append(b, "\"}", 2);
+    }
+    sc_buf_appendf(b, " %llu\n", (unsigned long long)v);
+}
+
+/* A value in seconds with millisecond precision (the clocks' resolution). */
+static void
+sample_seconds(struct sc_buf *b, const char *name, double v)
+{
+    if (isnan(v))
+        sc_buf_appendf(b, "%s NaN\n", name);
+    else
+        sc_buf_appendf(b, "%s %.3f\n", name, v);
+}
+
+static void
+metric_u(struct sc_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    family(b, name, type, help);
+    sample_u(b, name, NULL, NULL, v);
+}
+
+static void
+render_hist(struct sc_buf *b, const struct hist *h)
+{
+    uint64_t cum = 0;
+    size_t i;
+
+    family(b, h->name, "histogram", h->help);
+    for (i = 0; i <= h->nbounds; i++) {
+        cum += h->counts[i];
+        if (i < h->nbounds)
+            sc_buf_appendf(b, "%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i],
+                           (unsigned long long)cum);
+        else
+            sc_buf_appendf(b, "%s_bucket{le=\"+Inf\"} %llu\n", h->name, (unsigned long long)cum);
+    }
+    sc_buf_appendf(b, "%s_sum %.3f\n", h->name, (double)h->sum_ms / 1000.0);
+    sc_buf_appendf(b, "%s_count %llu\n", h->name, (unsigned long long)h->count);
+}
+
+/* The persistence hook: /readyz and /metrics read the store only through here. */
+const char *
+sc_persistence_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes)
+{
+    return sc_store_state(d, backend, queued_writes);
+}
+
+void
+sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
+{
+    static const char *const pstates[] = {"starting", "ok", "degraded"}; /* persist_state_name() */
+    const struct sc_counters *c = &d->c;
+    uint64_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0}, queued = 0;
+    const char *backend = "memory", *pstate;
+    bool known = false;
+    size_t i;
+
+    for (const struct sc_task *t = d->q.head; t; t = t->onext) {
+        if (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED)
+            continue;
+        cats[t->category]++;
+        pols[t->policy]++;
+    }
+
+    family(b, "dlq_build_info", "gauge", "Version of the running dlq-sidecar (always 1).");
+    sample_u(b, "dlq_build_info", "version", DLQ_VERSION, 1);
+    family(b, "dlq_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
+    sample_seconds(b, "dlq_start_time_seconds", (double)d->started_wall / 1000.0);
+
+    /* The queue. */
+    metric_u(b, "dlq_queue_size", "gauge",
+             "Tasks counting against max_size (pending, parked, retrying, exhausted).",
+             (uint64_t)sc_queue_active(&d->q));
+    metric_u(b, "dlq_queue_capacity", "gauge", "Most tasks held (max_size).",
+             (uint64_t)d->cfg->max_size);
+    family(b, "dlq_tasks", "gauge", "Tasks held, by status (pending excludes parked).");
+    sample_u(b, "dlq_tasks", "status", "pending",
+             (uint64_t)(d->q.counts[SC_TASK_PENDING] - d->q.parked));
+    sample_u(b, "dlq_tasks", "status", "parked", (uint64_t)d->q.parked);
+    for (i = SC_TASK_RETRYING; i < SC_TASK_STATUS_COUNT; i++)
+        sample_u(b, "dlq_tasks", "status", sc_task_status_name((sc_task_status)i),
+                 (uint64_t)d->q.counts[i]);
+    family(b, "dlq_tasks_by_category", "gauge",
+           "Tasks counting against max_size, by error category.");
+    for (i = 0; i < POLICY_CAT_COUNT; i++)
+        sample_u(b, "dlq_tasks_by_category", "category", policy_category_name((policy_category)i),
+                 cats[i]);
+    family(b, "dlq_tasks_by_policy", "gauge", "Tasks counting against max_size, by retry policy.");
+    for (i = 0; i < POLICY_RETRY_COUNT; i++)
+        sample_u(b, "dlq_tasks_by_policy", "policy", policy_retry_name((policy_retry)i), pols[i]);
+
+    /* Ingest. */
+    metric_u(b, "dlq_ingested_total", "counter",
+             "Failure messages taken from the failed subjects, valid or not.", c->received);
+    metric_u(b, "dlq_enqueued_total", "counter",
+             "Failures stored as a new task or a new episode of a finished one.", c->enqueued);
+    metric_u(b, "dlq_repeat_failures_total", "counter",
+             "Failure envelopes for a task already held.", c->duplicates);
+    metric_u(b, "dlq_skipped_total", "counter",
+             "Valid failures not stored because of the strategy or enabled: false.", c->skipped);
+    metric_u(b, "dlq_refused_full_total", "counter", "Failures refused because the queue was full.",
+             c->refused_full);
+    family(b, "dlq_invalid_total", "counter", "Failure messages refused as invalid, by reason.");
+    for (i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
+        sample_u(b, "dlq_invalid_total", "reason", d->reasons[i].reason, d->reasons[i].count);
+
+    /* Retries. */
+    metric_u(b, "dlq_retries_published_total", "counter", "Retry messages published to workers.",
+             c->attempts);
+    family(b, "dlq_retries_total", "counter",
+           "Retry attempts by outcome (failure: the worker or a new failure said so).");
+    sample_u(b, "dlq_retries_total", "outcome", "success", c->retry_success);
+    sample_u(b, "dlq_retries_total", "outcome", "failure",
+             c->retry_failed >= c->retry_timeouts ? c->retry_failed - c->retry_timeouts : 0);
+    sample_u(b, "dlq_retries_total", "outcome", "timeout", c->retry_timeouts);
+    metric_u(b, "dlq_retries_deferred_total", "counter",
+             "Retries put off without counting an attempt (no responders, NATS down).",
+             c->deferred);
+    metric_u(b, "dlq_exhausted_total", "counter", "Tasks that ran out of retries.", c->exhausted);
+    metric_u(b, "dlq_manual_retries_total", "counter", "Retries scheduled by an operator.",
+             c->manual_retries);
+    metric_u(b, "dlq_archived_total", "counter", "Tasks archived by an operator.", c->archived);
+    metric_u(b, "dlq_cleared_total", "counter", "Tasks cleared by an operator.", c->cleared);
+    metric_u(b, "dlq_retries_in_flight", "gauge", "Retries awaiting their outcome.",
+             (uint64_t)d->inflight);
+    metric_u(b, "dlq_retries_scheduled", "gauge", "Pending tasks with a due time in the wheel.",
+             (uint64_t)sc_wheel_count(d->wheel));
+    metric_u(b, "dlq_retry_processor_paused", "gauge",
+             "1 while automatic retries are paused (admin pause or retry_processor_enabled).",
+             d->paused ? 1 : 0);
+    for (i = 0; i < SC_HIST_COUNT && d->metrics; i++)
+        render_hist(b, &d->metrics->h[i]);
+
+    /* Persistence. */
+    pstate = sc_persistence_state(d, &backend, &queued);
+    family(b, "dlq_persistence_state", "gauge",
+           "1 for the store's current state, 0 for the others (starting, ok, degraded).");
+    for (i = 0; i < SC_ARRAY_LEN(pstates); i++) {
+        sc_buf_appendf(b, "dlq_persistence_state{backend=\"%s\",state=\"%s\"} %d\n", backend,
+                       pstates[i], strcmp(pstate, pstates[i]) == 0);
+        known = known || strcmp(pstate, pstates[i]) == 0;
+    }
+    if (!known) {
+        sc_buf_appendf(b, "dlq_persistence_state{backend=\"%s\",state=\"", backend);
+        label_value(b, pstate);
+        sc_buf_append(b, "\"} 1\n", 5);
+    }
+    metric_u(b, "dlq_persistence_queued_writes", "gauge",
+             "Writes waiting for the store (the journal while it is degraded).", queued);
+
+    /* NATS. */
+    metric_u(b, "dlq_nats_connected", "gauge", "1 while the NATS connection is up.",
+             __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED) ? 1 : 0);
+    metric_u(b, "dlq_nats_reconnects_total", "counter", "Reconnections to NATS after a loss.",
+             __atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
+    metric_u(b, "dlq_nats_disconnects_total", "counter", "Losses of the NATS connection.",
+             __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED));
+    metric_u(b, "dlq_nats_published_total", "counter",
+             "Messages published (retries, events, replies, invalid copies).", c->published);
+    metric_u(b, "dlq_nats_publish_errors_total", "counter", "Publishes nats.c refused.",
+             c->publish_errors);
+
+    sc_alerts_render(d, b);
+}

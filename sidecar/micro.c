@@ -1,0 +1,223 @@
+/* micro.c - NATS service discovery (ADR-32, io.nats.micro.v1): $SRV.PING, $SRV.INFO and $SRV.STATS for the admin API. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sidecar-internal.h"
+
+#define MICRO_NAME "dlq-sidecar"
+#define MICRO_DESCRIPTION "Dead-letter queue for NATS: admin request/reply API"
+#define MICRO_ID_MAX 64
+#define MICRO_LAST_ERROR_MAX 256
+#define MICRO_VERBS 3  /* PING, INFO, STATS */
+#define MICRO_FORMS 3  /* $SRV.V, $SRV.V.<name>, $SRV.V.<name>.<id> */
+#define MICRO_MAX_ENDPOINTS 32
+
+/* Statistics of one endpoint (one admin verb), as ADR-32 reports them. */
+struct micro_endpoint {
+    uint64_t requests;   /* every request answered, errors included */
+    uint64_t errors;     /* requests answered with an error */
+    int64_t total_ns;    /* time spent handling them */
+    char last_error[MICRO_LAST_ERROR_MAX];
+};
+
+/* The discovery state of one daemon: owned by d->micro, loop thread only after sc_micro_open(). */
+struct sc_micro {
+    char id[MICRO_ID_MAX];
+    natsSubscription *subs[MICRO_VERBS * MICRO_FORMS];
+    struct micro_endpoint ep[MICRO_MAX_ENDPOINTS];
+};
+
+static const char *const verbs[MICRO_VERBS] = {"PING", "INFO", "STATS"};
+
+/*
+ * make_id() writes a process-unique id into out: the NUID of a fresh inbox
+ * ("_INBOX.<nuid>" minus the prefix), 22 characters of [0-9A-Za-z], which is
+ * a valid subject token as ADR-32 needs. Falls back to pid and time.
+ */
+static void
+make_id(char *out, size_t outlen)
+{
+    natsInbox *inbox = NULL;
+    const char *p;
+
+    if (natsInbox_Create(&inbox) == NATS_OK && (p = strrchr((const char *)inbox, '.')) != NULL &&
+        p[1]) {
+        snprintf(out, outlen, "%s", p + 1);
+    } else {
+        snprintf(out, outlen, "p%ldt%lld", (long)getpid(), (long long)sc_now_wall_ms());
+    }
+    natsInbox_Destroy(inbox);
+}
+
+natsStatus
+sc_micro_open(struct sc_daemon *d, natsMsgHandler cb)
+{
+    struct sc_micro *m;
+    natsStatus ns = NATS_OK;
+    char subj[256];
+    size_t n = 0;
+
+    if (d->micro)
+        return NATS_OK;
+    m = sc_xcalloc(1, sizeof(*m));
+    make_id(m->id, sizeof(m->id));
+    d->micro = m;
+    for (size_t v = 0; v < MICRO_VERBS && ns == NATS_OK; v++) {
+        for (int form = 0; form < MICRO_FORMS && ns == NATS_OK; form++) {
+            if (form == 0)
+                snprintf(subj, sizeof(subj), "$SRV.%s", verbs[v]);
+            else if (form == 1)
+                snprintf(subj, sizeof(subj), "$SRV.%s.%s", verbs[v], MICRO_NAME);
+            else
+                snprintf(subj, sizeof(subj), "$SRV.%s.%s.%s", verbs[v], MICRO_NAME, m->id);
+            ns = natsConnection_Subscribe(&m->subs[n], d->nc, subj, cb, d);
+            if (ns == NATS_OK)
+                n++;
+        }
+    }
+    return ns;
+}
+
+void
+sc_micro_close(struct sc_daemon *d)
+{
+    struct sc_micro *m = d->micro;
+
+    if (!m)
+        return;
+    for (size_t i = 0; i < SC_ARRAY_LEN(m->subs); i++)
+        natsSubscription_Destroy(m->subs[i]);
+    free(m);
+    d->micro = NULL;
+}
+
+void
+sc_micro_record(struct sc_daemon *d, size_t verb, int64_t elapsed_ns, int error_code,
+                const char *error_message)
+{
+    struct micro_endpoint *e;
+
+    if (!d->micro || verb >= MICRO_MAX_ENDPOINTS)
+        return;
+    e = &d->micro->ep[verb];
+    e->requests++;
+    e->total_ns += elapsed_ns > 0 ? elapsed_ns : 0;
+    if (error_code) {
+        e->errors++;
+        snprintf(e->last_error, sizeof(e->last_error), "%d:%s", error_code,
+                 error_message ? error_message : "error");
+    }
+}
+
+/* Appends ,"k":"v" (or without the comma when first). */
+static void
+jkv(struct sc_buf *b, bool first, const char *k, const char *v)
+{
+    if (!first)
+        sc_buf_appendc(b, ',');
+    codec_json_string(b, k, strlen(k));
+    sc_buf_appendc(b, ':');
+    codec_json_string(b, v, strlen(v));
+}
+
+/* Writes the fields every response starts with: type, name, id, version, metadata. */
+static void
+identity(struct sc_daemon *d, struct sc_buf *b, const char *type)
+{
+    sc_buf_appendc(b, '{');
+    jkv(b, true, "type", type);
+    jkv(b, false, "name", MICRO_NAME);
+    jkv(b, false, "id", d->micro->id);
+    jkv(b, false, "version", DLQ_VERSION);
+    sc_buf_append(b, ",\"metadata\":{", 13);
+    jkv(b, true, "subjects.prefix", d->cfg->subjects_prefix);
+    jkv(b, false, "subjects.queue_group", d->cfg->subjects_queue_group);
+    sc_buf_appendc(b, '}');
+}
+
+/* Writes the name, subject and queue group of endpoint i (an admin verb). */
+static void
+endpoint_head(struct sc_daemon *d, struct sc_buf *b, size_t i)
+{
+    char subj[256];
+
+    snprintf(subj, sizeof(subj), "%s.admin.%s", d->cfg->subjects_prefix, sc_admin_verb_name(i));
+    sc_buf_appendc(b, '{');
+    jkv(b, true, "name", sc_admin_verb_name(i));
+    jkv(b, false, "subject", subj);
+    /* The admin subjects have no queue group: every instance answers for the tasks it holds. */
+    jkv(b, false, "queue_group", "");
+}
+
+static void
+write_info(struct sc_daemon *d, struct sc_buf *b)
+{
+    size_t n = sc_admin_verb_count();
+
+    identity(d, b, "io.nats.micro.v1.info_response");
+    jkv(b, false, "description", MICRO_DESCRIPTION);
+    sc_buf_append(b, ",\"endpoints\":[", 14);
+    for (size_t i = 0; i < n && i < MICRO_MAX_ENDPOINTS; i++) {
+        if (i)
+            sc_buf_appendc(b, ',');
+        endpoint_head(d, b, i);
+        sc_buf_append(b, ",\"metadata\":null}", 17);
+    }
+    sc_buf_append(b, "]}", 2);
+}
+
+static void
+write_stats(struct sc_daemon *d, struct sc_buf *b)
+{
+    size_t n = sc_admin_verb_count();
+    char started[SC_RFC3339_LEN];
+
+    sc_format_rfc3339(d->started_wall, started);
+    identity(d, b, "io.nats.micro.v1.stats_response");
+    jkv(b, false, "started", started);
+    sc_buf_append(b, ",\"endpoints\":[", 14);
+    for (size_t i = 0; i < n && i < MICRO_MAX_ENDPOINTS; i++) {
+        const struct micro_endpoint *e = &d->micro->ep[i];
+        if (i)
+            sc_buf_appendc(b, ',');
+        endpoint_head(d, b, i);
+        sc_buf_appendf(b, ",\"num_requests\":%llu,\"num_errors\":%llu",
+                       (unsigned long long)e->requests, (unsigned long long)e->errors);
+        jkv(b, false, "last_error", e->last_error);
+        sc_buf_appendf(b, ",\"processing_time\":%lld,\"average_processing_time\":%lld}",
+                       (long long)e->total_ns,
+                       (long long)(e->requests ? e->total_ns / (int64_t)e->requests : 0));
+    }
+    sc_buf_append(b, "]}", 2);
+}
+
+/*
+ * sc_micro() answers $SRV.<VERB>[.<name>[.<id>]]. The subscriptions are
+ * exact, so the subject's second token is the verb; a request without a
+ * reply subject is ignored. The request body is ignored as ADR-32 says.
+ */
+void
+sc_micro(struct sc_daemon *d, natsMsg *m)
+{
+    const char *subj = natsMsg_GetSubject(m);
+    const char *reply = natsMsg_GetReply(m);
+    struct sc_buf *b = &d->out;
+
+    if (!d->micro || !reply || !*reply || strncmp(subj, "$SRV.", 5) != 0)
+        return;
+    subj += 5;
+    sc_buf_reset(b);
+    if (strncmp(subj, "PING", 4) == 0 && (subj[4] == '\0' || subj[4] == '.')) {
+        identity(d, b, "io.nats.micro.v1.ping_response");
+        sc_buf_appendc(b, '}');
+    } else if (strncmp(subj, "INFO", 4) == 0 && (subj[4] == '\0' || subj[4] == '.')) {
+        write_info(d, b);
+    } else if (strncmp(subj, "STATS", 5) == 0 && (subj[5] == '\0' || subj[5] == '.')) {
+        write_stats(d, b);
+    } else {
+        return;
+    }
+    sc_respond(d, m, b->data, b->len, 0, NULL);
+}

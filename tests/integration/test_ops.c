@@ -1,0 +1,976 @@
+/* test_ops.c - integration: /healthz, /readyz and /metrics over real HTTP, log formats, and alerts reaching a webhook. */
+#define _GNU_SOURCE /* strcasestr */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#ifndef DLQ_PYTHON3
+#error "DLQ_PYTHON3 must name a python3 with prometheus_client (set by tests/integration/CMakeLists.txt)"
+#endif
+#ifndef PARSE_METRICS_PY
+#error "PARSE_METRICS_PY must name tests/integration/parse_metrics.py"
+#endif
+
+#define HTTP_RESP_MAX (8 << 20)
+
+/* ---- a tiny HTTP/1.1 client (blocking; the test thread only) --------------------------------- */
+
+struct http_resp {
+    int status;      /* 0 when the request failed */
+    char head[8192]; /* status line and headers */
+    char *body;      /* malloc'ed, NUL-terminated */
+    size_t len;
+};
+
+static void
+http_resp_free(struct http_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* http_do() sends one request to 127.0.0.1:port and reads the response to EOF. Returns 0 or -1. */
+static int
+http_do(int port, const char *method, const char *path, struct http_resp *r)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {10, 0};
+    char req[512];
+    size_t cap = 65536, n = 0;
+    char *buf = NULL, *sep;
+    int fd = -1, rc = -1;
+
+    memset(r, 0, sizeof *r);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        goto done;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        goto done;
+    snprintf(req, sizeof req,
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: test_ops\r\nConnection: close\r\n"
+             "Content-Length: 0\r\n\r\n",
+             method, path, port);
+    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+        goto done;
+    buf = malloc(cap + 1);
+    if (!buf)
+        goto done;
+    for (;;) {
+        ssize_t k;
+        if (n == cap) {
+            char *nb;
+            if (cap >= HTTP_RESP_MAX)
+                goto done;
+            nb = realloc(buf, cap * 2 + 1);
+            if (!nb)
+                goto done;
+            buf = nb;
+            cap *= 2;
+        }
+        k = read(fd, buf + n, cap - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            goto done;
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
+        goto done;
+    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
+    r->len = n - (size_t)(sep + 4 - buf);
+    r->body = malloc(r->len + 1);
+    if (!r->body)
+        goto done;
+    memcpy(r->body, sep + 4, r->len);
+    r->body[r->len] = '\0';
+    rc = 0;
+done:
+    if (rc)
+        r->status = 0;
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* header_has() tells whether the response head holds the line "name: value" (name any case). */
+static bool
+header_has(const struct http_resp *r, const char *name, const char *value)
+{
+    char want[256];
+    snprintf(want, sizeof want, "\r\n%s: %s", name, value);
+    return strcasestr(r->head, want) != NULL;
+}
+
+/* http_json() GETs path and parses the body as JSON (NULL when it is not); sets *status. */
+static json_t *
+http_json(int port, const char *path, int *status)
+{
+    struct http_resp r;
+    json_t *j = NULL;
+
+    *status = 0;
+    if (http_do(port, "GET", path, &r) == 0) {
+        *status = r.status;
+        j = json_loads(r.body, 0, NULL);
+    }
+    http_resp_free(&r);
+    return j;
+}
+
+/* wait_readyz() polls /readyz until it answers want (200 or 503) or timeout_ms pass. */
+static bool
+wait_readyz(int port, int want, int timeout_ms)
+{
+    int64_t end = sc_now_mono_ms() + timeout_ms;
+    do {
+        struct http_resp r;
+        int st = http_do(port, "GET", "/readyz", &r) == 0 ? r.status : 0;
+        http_resp_free(&r);
+        if (st == want)
+            return true;
+        it_sleep_ms(50);
+    } while (sc_now_mono_ms() < end);
+    return false;
+}
+
+/* ---- /metrics through prometheus_client's parser ---------------------------------------------- */
+
+/*
+ * scrape() GETs /metrics, checks status and content type, and has
+ * parse_metrics.py (prometheus_client) parse it. Returns the parser's JSON
+ * (new reference) after asserting it parsed and listed no naming problem.
+ */
+static json_t *
+scrape(struct it_env *e, int port)
+{
+    char txt[IT_PATH_MAX + 32], out[IT_PATH_MAX + 32], cmd[3 * IT_PATH_MAX + 256];
+    struct http_resp r;
+    json_t *j, *problems;
+    FILE *f;
+    int rc;
+
+    IT_CHECK(http_do(port, "GET", "/metrics", &r) == 0 && r.status == 200,
+             "GET /metrics: status %d", r.status);
+    IT_CHECK(header_has(&r, "Content-Type", "text/plain; version=0.0.4"),
+             "/metrics content type: %s", r.head);
+    snprintf(txt, sizeof txt, "%s/metrics.txt", e->dir);
+    snprintf(out, sizeof out, "%s/metrics.json", e->dir);
+    f = fopen(txt, "w");
+    assert_non_null(f);
+    fwrite(r.body, 1, r.len, f);
+    fclose(f);
+    http_resp_free(&r);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' < '%s' > '%s'", DLQ_PYTHON3, PARSE_METRICS_PY, txt, out);
+    rc = system(cmd);
+    j = json_load_file(out, 0, NULL);
+    {
+        char *dump = it_json_dump(j);
+        IT_CHECK(rc == 0 && j && json_object_get(j, "families"),
+                 "prometheus_client refused /metrics (exit %d; see %s): %.2000s", rc, txt, dump);
+        problems = json_object_get(j, "problems");
+        IT_CHECK(json_array_size(problems) == 0, "naming problems in /metrics: %.2000s", dump);
+        free(dump);
+    }
+    return j;
+}
+
+/* sample() finds the value of the sample named name whose label lk equals lv (lk NULL: any). NAN when absent. */
+static double
+sample(const json_t *m, const char *name, const char *lk, const char *lv)
+{
+    const char *fname;
+    json_t *fam;
+
+    json_object_foreach(json_object_get(m, "families"), fname, fam) {
+        size_t i;
+        json_t *s;
+        json_array_foreach(json_object_get(fam, "samples"), i, s) {
+            const char *ln;
+            if (strcmp(json_string_value(json_object_get(s, "name")), name) != 0)
+                continue;
+            ln = lk ? json_string_value(json_object_get(json_object_get(s, "labels"), lk)) : NULL;
+            if (lk && (!ln || strcmp(ln, lv) != 0))
+                continue;
+            return json_is_number(json_object_get(s, "value"))
+                       ? json_number_value(json_object_get(s, "value"))
+                       : NAN;
+        }
+    }
+    return NAN;
+}
+
+/* sum_samples() adds every sample named name. */
+static double
+sum_samples(const json_t *m, const char *name)
+{
+    const char *fname;
+    json_t *fam;
+    double sum = 0;
+
+    json_object_foreach(json_object_get(m, "families"), fname, fam) {
+        size_t i;
+        json_t *s;
+        json_array_foreach(json_object_get(fam, "samples"), i, s) {
+            if (strcmp(json_string_value(json_object_get(s, "name")), name) == 0)
+                sum += json_number_value(json_object_get(s, "value"));
+        }
+    }
+    return sum;
+}
+
+static const char *
+family_type(const json_t *m, const char *family)
+{
+    return json_string_value(json_object_get(json_object_get(json_object_get(m, "families"), family), "type"));
+}
+
+#define EXPECT_SAMPLE(m, want, name, lk, lv)                                                    \
+    do {                                                                                        \
+        double got_ = sample(m, name, lk, lv);                                                  \
+        IT_CHECK(got_ == (double)(want), "%s{%s=%s}: want %g, got %g", name, lk ? lk : "",     \
+                 lv ? lv : "", (double)(want), got_);                                           \
+    } while (0)
+
+/* check_histogram() asserts that the buckets of family grow with le and end at _count. */
+static void
+check_histogram(const json_t *m, const char *family)
+{
+    char bucket[128], count[128];
+    json_t *fam = json_object_get(json_object_get(m, "families"), family), *s;
+    double prev = -1, prev_le = -1, inf = NAN;
+    size_t i;
+
+    IT_CHECK(fam && strcmp(family_type(m, family), "histogram") == 0, "%s: not a histogram", family);
+    snprintf(bucket, sizeof bucket, "%s_bucket", family);
+    snprintf(count, sizeof count, "%s_count", family);
+    json_array_foreach(json_object_get(fam, "samples"), i, s) {
+        const char *le;
+        double v = json_number_value(json_object_get(s, "value")), lev;
+        if (strcmp(json_string_value(json_object_get(s, "name")), bucket) != 0)
+            continue;
+        le = json_string_value(json_object_get(json_object_get(s, "labels"), "le"));
+        IT_CHECK(le != NULL, "%s: bucket without le", family);
+        lev = strcmp(le, "+Inf") == 0 ? INFINITY : strtod(le, NULL);
+        IT_CHECK(lev > prev_le && v >= prev, "%s: bucket le=%s (%g) out of order", family, le, v);
+        prev_le = lev;
+        prev = v;
+        if (isinf(lev))
+            inf = v;
+    }
+    IT_CHECK(inf == sample(m, count, NULL, NULL), "%s: +Inf bucket %g != count %g", family, inf,
+             sample(m, count, NULL, NULL));
+}
+
+/* Starts an env whose daemon serves HTTP on a free port (returned in *port). */
+static struct it_env *
+start_http_env(const char *name, const char *const *extra, int *port)
+{
+    static char listen_flag[64];
+    const char *flags[32];
+    size_t n = 0;
+
+    *port = it_free_port();
+    assert_true(*port > 0);
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
+    flags[n++] = listen_flag;
+    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
+        flags[n++] = extra[i];
+    flags[n] = NULL;
+    return it_env_start(name, flags);
+}
+
+/* Sends a failure that parks (a validation error: policy never) and checks the ack. */
+static void
+send_parked(struct it_env *e, const char *subject, const char *id)
+{
+    struct it_envelope env;
+    json_t *ack;
+
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "400 Bad Request: email invalid";
+    ack = it_request_envelope(e->nc, subject, &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of %s", id);
+    json_decref(ack);
+}
+
+/* Sends a failure with a network error (exponential backoff) and max_retries; checks the ack. */
+static void
+send_retryable(struct it_env *e, const char *subject, const char *id, int max_retries)
+{
+    struct it_envelope env;
+    json_t *ack;
+
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "connection refused";
+    env.max_retries = max_retries;
+    ack = it_request_envelope(e->nc, subject, &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of %s", id);
+    json_decref(ack);
+}
+
+/* ---- tests ------------------------------------------------------------------------------------ */
+
+/*
+ * Each endpoint: /healthz alive, /readyz ready, 404 and 405 answers; with
+ * nats-server down /readyz turns 503 (naming NATS) while /healthz stays
+ * 200; back up, /readyz is 200 again and the reconnect is counted.
+ */
+static void
+test_endpoints(void **state)
+{
+    int port, st;
+    struct it_env *e = start_http_env("ops-endpoints", NULL, &port);
+    struct http_resp r;
+    json_t *j, *m;
+
+    assert_non_null(e);
+    *state = e;
+
+    j = http_json(port, "/healthz", &st);
+    IT_CHECK(st == 200 && it_json_str(j, "status") && strcmp(it_json_str(j, "status"), "alive") == 0,
+             "/healthz: %d", st);
+    json_decref(j);
+    j = http_json(port, "/readyz", &st);
+    {
+        char *dump = it_json_dump(j);
+        IT_CHECK(st == 200 && strcmp(it_json_str(j, "status"), "ready") == 0 &&
+                     strcmp(it_json_str(j, "nats"), "connected") == 0 &&
+                     strcmp(it_json_str(j, "subscriptions"), "live") == 0 &&
+                     strcmp(it_json_str(j, "persistence"), "ok") == 0,
+                 "/readyz: %d %s", st, dump);
+        free(dump);
+    }
+    json_decref(j);
+
+    IT_CHECK(http_do(port, "GET", "/nope", &r) == 0 && r.status == 404, "/nope: %d", r.status);
+    http_resp_free(&r);
+    IT_CHECK(http_do(port, "POST", "/metrics", &r) == 0 && r.status == 405 &&
+                 header_has(&r, "Allow", "GET, HEAD"),
+             "POST /metrics: %d %s", r.status, r.head);
+    http_resp_free(&r);
+    IT_CHECK(http_do(port, "HEAD", "/healthz", &r) == 0 && r.status == 200 && r.len == 0,
+             "HEAD /healthz: %d, %zu body bytes", r.status, r.len);
+    http_resp_free(&r);
+
+    /* NATS goes away: not ready, still alive. */
+    it_server_stop(&e->srv, SIGTERM);
+    IT_CHECK(wait_readyz(port, 503, IT_WAIT_MS), "/readyz stayed ready with nats-server down");
+    j = http_json(port, "/readyz", &st);
+    IT_CHECK(st == 503 && it_json_str(j, "nats") && strcmp(it_json_str(j, "nats"), "disconnected") == 0,
+             "/readyz with NATS down: %d", st);
+    json_decref(j);
+    j = http_json(port, "/healthz", &st);
+    IT_CHECK(st == 200, "/healthz with NATS down: %d", st);
+    json_decref(j);
+
+    IT_CHECK(it_server_restart(&e->srv) == 0, "nats-server did not restart");
+    IT_CHECK(wait_readyz(port, 200, IT_WAIT_MS), "/readyz not ready again after the restart");
+    m = scrape(e, port);
+    IT_CHECK(sample(m, "dlq_nats_reconnects_total", NULL, NULL) >= 1, "reconnects: %g",
+             sample(m, "dlq_nats_reconnects_total", NULL, NULL));
+    IT_CHECK(sample(m, "dlq_nats_disconnects_total", NULL, NULL) >= 1, "disconnects: %g",
+             sample(m, "dlq_nats_disconnects_total", NULL, NULL));
+    EXPECT_SAMPLE(m, 1, "dlq_nats_connected", NULL, NULL);
+    json_decref(m);
+    e->passed = true;
+}
+
+/*
+ * /metrics after a known history: 5 parked failures, 3 failures retried
+ * once with success, 3 invalid messages. The parser accepts the text and
+ * every value matches what happened.
+ */
+static void
+test_metrics_values(void **state)
+{
+    const char *flags[] = {"max_size=1000", NULL};
+    int port;
+    struct it_env *e = start_http_env("ops-metrics", flags, &port);
+    char ids[8][96];
+    json_t *m, *rep;
+    natsConnection *wc;
+    struct it_recorder *w;
+
+    assert_non_null(e);
+    *state = e;
+    wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 64, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    /* An empty scrape parses too. */
+    m = scrape(e, port);
+    EXPECT_SAMPLE(m, 0, "dlq_queue_size", NULL, NULL);
+    json_decref(m);
+
+    for (int i = 0; i < 5; i++)
+        send_parked(e, "dlq.failed.ops", it_unique_id("park", ids[i], sizeof ids[i]));
+    for (int i = 5; i < 8; i++)
+        send_retryable(e, "dlq.failed.ops", it_unique_id("ok", ids[i], sizeof ids[i]), 3);
+    for (int i = 0; i < 2; i++) {
+        rep = it_request_json(e->nc, "dlq.failed.ops", "{\"task\":{},\"error\":\"x\"}", IT_REQUEST_MS);
+        IT_CHECK(rep != NULL, "no 400 for an envelope without task_id");
+        json_decref(rep);
+    }
+    rep = it_request_bytes(e->nc, "dlq.failed.ops", "\xc1\xc1", 2, IT_REQUEST_MS);
+    IT_CHECK(rep != NULL, "no 400 for garbage bytes");
+    json_decref(rep);
+    for (int i = 5; i < 8; i++) {
+        bool ok = false;
+        rep = it_wait_task_status(e->nc, ids[i], "completed", IT_WAIT_MS, &ok);
+        IT_CHECK(ok, "%s did not complete", ids[i]);
+        json_decref(rep);
+    }
+
+    m = scrape(e, port);
+    EXPECT_SAMPLE(m, 5, "dlq_queue_size", NULL, NULL);
+    EXPECT_SAMPLE(m, 1000, "dlq_queue_capacity", NULL, NULL);
+    EXPECT_SAMPLE(m, 5, "dlq_tasks", "status", "parked");
+    EXPECT_SAMPLE(m, 0, "dlq_tasks", "status", "pending");
+    EXPECT_SAMPLE(m, 0, "dlq_tasks", "status", "retrying");
+    EXPECT_SAMPLE(m, 3, "dlq_tasks", "status", "completed");
+    EXPECT_SAMPLE(m, 5, "dlq_tasks_by_category", "category", "validation");
+    EXPECT_SAMPLE(m, 0, "dlq_tasks_by_category", "category", "network");
+    EXPECT_SAMPLE(m, 5, "dlq_tasks_by_policy", "policy", "never");
+    EXPECT_SAMPLE(m, 11, "dlq_ingested_total", NULL, NULL);
+    EXPECT_SAMPLE(m, 8, "dlq_enqueued_total", NULL, NULL);
+    EXPECT_SAMPLE(m, 2, "dlq_invalid_total", "reason", "task_id_missing");
+    IT_CHECK(sum_samples(m, "dlq_invalid_total") == 3, "invalid in all: %g",
+             sum_samples(m, "dlq_invalid_total"));
+    EXPECT_SAMPLE(m, 3, "dlq_retries_published_total", NULL, NULL);
+    EXPECT_SAMPLE(m, 3, "dlq_retries_total", "outcome", "success");
+    EXPECT_SAMPLE(m, 0, "dlq_retries_total", "outcome", "failure");
+    EXPECT_SAMPLE(m, 0, "dlq_retries_total", "outcome", "timeout");
+    EXPECT_SAMPLE(m, 0, "dlq_exhausted_total", NULL, NULL);
+    EXPECT_SAMPLE(m, 0, "dlq_retries_in_flight", NULL, NULL);
+    EXPECT_SAMPLE(m, 1, "dlq_persistence_state", "state", "ok");
+    EXPECT_SAMPLE(m, 0, "dlq_persistence_queued_writes", NULL, NULL);
+    EXPECT_SAMPLE(m, 1, "dlq_nats_connected", NULL, NULL);
+    EXPECT_SAMPLE(m, 0, "dlq_alert_firing", "alert", "queue_utilization");
+    IT_CHECK(strcmp(family_type(m, "dlq_retries"), "counter") == 0, "dlq_retries_total is no counter");
+    IT_CHECK(strcmp(family_type(m, "dlq_queue_size"), "gauge") == 0, "dlq_queue_size is no gauge");
+    check_histogram(m, "dlq_retry_lateness_seconds");
+    check_histogram(m, "dlq_failure_to_success_seconds");
+    EXPECT_SAMPLE(m, 3, "dlq_retry_lateness_seconds_count", NULL, NULL);
+    EXPECT_SAMPLE(m, 3, "dlq_failure_to_success_seconds_count", NULL, NULL);
+    /* The first retry waits exp_base_ms (200 ms, no jitter) after the failure. */
+    IT_CHECK(sample(m, "dlq_failure_to_success_seconds_sum", NULL, NULL) >= 0.5,
+             "time to success sum: %g s, want >= 3 x ~0.2 s",
+             sample(m, "dlq_failure_to_success_seconds_sum", NULL, NULL));
+    IT_CHECK(sample(m, "dlq_failure_to_success_seconds_bucket", "le", "0.1") == 0,
+             "a success came sooner than the 200 ms backoff");
+    json_decref(m);
+    e->passed = true;
+}
+
+/*
+ * logs() reads the daemon's log after it stopped, calling line() for each
+ * line the daemon wrote (the harness's own lines are skipped).
+ */
+static size_t
+read_log_lines(const char *path, char ***out)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL, **lines = NULL;
+    size_t cap = 0, n = 0, lcap = 0;
+    ssize_t k;
+
+    assert_non_null(f);
+    while ((k = getline(&line, &cap, f)) >= 0) {
+        if (strncmp(line, "==== harness", 12) == 0)
+            continue;
+        if (k > 0 && line[k - 1] == '\n')
+            line[k - 1] = '\0';
+        if (n == lcap) {
+            lcap = lcap ? lcap * 2 : 64;
+            lines = realloc(lines, lcap * sizeof *lines);
+            assert_non_null(lines);
+        }
+        lines[n++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    *out = lines;
+    return n;
+}
+
+static void
+free_lines(char **lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+}
+
+/* Drives one task through enqueue, retry and success so that both levels have lines. */
+static void
+one_success(struct it_env *e, char *id, size_t idlen)
+{
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    struct it_recorder *w;
+    bool ok = false;
+    json_t *rep;
+
+    assert_non_null(wc);
+    w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 16, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+    send_retryable(e, "dlq.failed.logs", it_unique_id("log", id, idlen), 3);
+    rep = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "%s did not complete", id);
+    json_decref(rep);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "daemon exit status %d", e->dmn.exit_status);
+}
+
+/* log.format json, log.level info: every line is a JSON object; lifecycle lines only. */
+static void
+test_logs_json(void **state)
+{
+    const char *flags[] = {"log.format=json", "log.level=info", NULL};
+    struct it_env *e = it_env_start("ops-logs-json", flags);
+    char id[96], **lines;
+    size_t n;
+    bool enq = false, ok = false, started = false, stopped = false;
+
+    assert_non_null(e);
+    *state = e;
+    one_success(e, id, sizeof id);
+    n = read_log_lines(e->dmn.log, &lines);
+    IT_CHECK(n >= 4, "only %zu log lines", n);
+    for (size_t i = 0; i < n; i++) {
+        json_error_t jerr;
+        json_t *j = json_loads(lines[i], 0, &jerr);
+        const char *lvl, *msg, *tid;
+        IT_CHECK(j && json_is_object(j), "line %zu is not a JSON object (%s): %s", i, jerr.text,
+                 lines[i]);
+        lvl = it_json_str(j, "level");
+        msg = it_json_str(j, "msg");
+        tid = it_json_str(j, "task_id");
+        IT_CHECK(it_json_str(j, "time") && lvl && msg, "line %zu lacks time/level/msg: %s", i,
+                 lines[i]);
+        IT_CHECK(strcmp(lvl, "info") == 0 || strcmp(lvl, "warn") == 0 || strcmp(lvl, "error") == 0,
+                 "level %s logged at log.level info: %s", lvl, lines[i]);
+        IT_CHECK(strcmp(msg, "retry published") != 0, "a per-message line at info: %s", lines[i]);
+        enq = enq || (strcmp(msg, "task enqueued") == 0 && tid && strcmp(tid, id) == 0 &&
+                      it_json_str(j, "category") && strcmp(it_json_str(j, "category"), "network") == 0);
+        ok = ok || (strcmp(msg, "retry succeeded") == 0 && tid && strcmp(tid, id) == 0);
+        started = started || strcmp(msg, "dlq-sidecar started") == 0;
+        stopped = stopped || strcmp(msg, "dlq-sidecar stopped") == 0;
+        json_decref(j);
+    }
+    IT_CHECK(enq && ok && started && stopped,
+             "lifecycle lines: enqueued %d, succeeded %d, started %d, stopped %d", enq, ok, started,
+             stopped);
+    free_lines(lines, n);
+    e->passed = true;
+}
+
+/* log.format logfmt (the default), log.level debug: key=value lines; per-message lines at debug. */
+static void
+test_logs_logfmt(void **state)
+{
+    const char *flags[] = {"log.level=debug", NULL};
+    struct it_env *e = it_env_start("ops-logs-logfmt", flags);
+    char id[96], want_enq[160], want_pub[160], **lines;
+    size_t n;
+    bool enq = false, pub = false;
+
+    assert_non_null(e);
+    *state = e;
+    one_success(e, id, sizeof id);
+    n = read_log_lines(e->dmn.log, &lines);
+    snprintf(want_enq, sizeof want_enq, "level=info msg=\"task enqueued\" task_id=%s ", id);
+    snprintf(want_pub, sizeof want_pub, "level=debug msg=\"retry published\" task_id=%s ", id);
+    for (size_t i = 0; i < n; i++) {
+        const char *p = lines[i];
+        IT_CHECK(strncmp(p, "time=", 5) == 0 && strstr(p, " level=") && strstr(p, " msg="),
+                 "line %zu is not logfmt: %s", i, p);
+        IT_CHECK(strchr(p, '{') == NULL || strstr(p, "msg=") < strchr(p, '{'),
+                 "line %zu looks like JSON: %s", i, p);
+        enq = enq || strstr(p, want_enq) != NULL;
+        pub = pub || strstr(p, want_pub) != NULL;
+    }
+    IT_CHECK(enq, "no info line '%s'", want_enq);
+    IT_CHECK(pub, "no debug line '%s'", want_pub);
+    free_lines(lines, n);
+    e->passed = true;
+}
+
+/* ---- a webhook receiver: a tiny HTTP server on a thread ---------------------------------------- */
+
+#define HOOK_MAX 32
+
+struct hook_req {
+    char method[16];
+    char path[128];
+    char ctype[128];
+    char *body;
+    int answered; /* status sent back */
+};
+
+struct hook {
+    int fd;
+    int port;
+    int fail_first;   /* answer the first N requests with 503 */
+    int stop;         /* __atomic */
+    pthread_t thr;
+    pthread_mutex_t mu;
+    struct hook_req reqs[HOOK_MAX];
+    size_t n;
+};
+
+/* Reads one request from c (headers, then Content-Length bytes) and answers it. */
+static void
+hook_serve(struct hook *h, int c)
+{
+    char buf[65536], *eoh = NULL, *cl;
+    size_t n = 0, need = 0;
+    struct hook_req q;
+    int status;
+    char resp[256];
+    struct timeval tv = {5, 0};
+
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&q, 0, sizeof q);
+    while (n < sizeof buf - 1) {
+        ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
+        if (k <= 0)
+            return;
+        n += (size_t)k;
+        buf[n] = '\0';
+        if (!eoh && (eoh = strstr(buf, "\r\n\r\n")) != NULL) {
+            cl = strcasestr(buf, "\r\nContent-Length:");
+            need = (size_t)(eoh + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+            if (strcasestr(buf, "\r\nExpect: 100-continue"))
+                (void)!write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        }
+        if (eoh && n >= need)
+            break;
+    }
+    if (!eoh)
+        return;
+    sscanf(buf, "%15s %127s", q.method, q.path);
+    cl = strcasestr(buf, "\r\nContent-Type:");
+    if (cl)
+        sscanf(cl + 15, " %127[^\r\n]", q.ctype);
+    q.body = strndup(eoh + 4, n - (size_t)(eoh + 4 - buf));
+    pthread_mutex_lock(&h->mu);
+    status = (int)h->n < h->fail_first ? 503 : 200;
+    q.answered = status;
+    if (h->n < HOOK_MAX)
+        h->reqs[h->n++] = q;
+    else
+        free(q.body);
+    pthread_mutex_unlock(&h->mu);
+    snprintf(resp, sizeof resp,
+             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+             "Connection: close\r\n\r\n{}",
+             status, status == 200 ? "OK" : "Service Unavailable");
+    (void)!write(c, resp, strlen(resp));
+}
+
+static void *
+hook_main(void *arg)
+{
+    struct hook *h = arg;
+
+    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+        struct pollfd p = {h->fd, POLLIN, 0};
+        int c;
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        c = accept(h->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        hook_serve(h, c);
+        close(c);
+    }
+    return NULL;
+}
+
+/* hook_start() listens on 127.0.0.1 (a port the kernel picks) and serves on a thread. */
+static int
+hook_start(struct hook *h, int fail_first)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+
+    memset(h, 0, sizeof *h);
+    h->fail_first = fail_first;
+    pthread_mutex_init(&h->mu, NULL);
+    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (h->fd < 0)
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(h->fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(h->fd, 16) != 0 ||
+        getsockname(h->fd, (struct sockaddr *)&sa, &sl) != 0)
+        return -1;
+    h->port = ntohs(sa.sin_port);
+    return pthread_create(&h->thr, NULL, hook_main, h) == 0 ? 0 : -1;
+}
+
+static void
+hook_stop(struct hook *h)
+{
+    __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(h->thr, NULL);
+    close(h->fd);
+    for (size_t i = 0; i < h->n; i++)
+        free(h->reqs[i].body);
+    pthread_mutex_destroy(&h->mu);
+}
+
+/*
+ * hook_wait() waits until a request answered 200 carries an alert named
+ * name in state; returns its body parsed (new reference) or NULL.
+ */
+static json_t *
+hook_wait(struct hook *h, const char *name, const char *state, int timeout_ms)
+{
+    int64_t end = sc_now_mono_ms() + timeout_ms;
+    do {
+        pthread_mutex_lock(&h->mu);
+        for (size_t i = 0; i < h->n; i++) {
+            json_t *j = json_loads(h->reqs[i].body, 0, NULL);
+            if (h->reqs[i].answered == 200 && j && it_json_str(j, "name") &&
+                strcmp(it_json_str(j, "name"), name) == 0 && it_json_str(j, "state") &&
+                strcmp(it_json_str(j, "state"), state) == 0) {
+                pthread_mutex_unlock(&h->mu);
+                return j;
+            }
+            json_decref(j);
+        }
+        pthread_mutex_unlock(&h->mu);
+        it_sleep_ms(20);
+    } while (sc_now_mono_ms() < end);
+    return NULL;
+}
+
+/* event_wait() waits for a <prefix>.events.alert message for name in state; returns its JSON. */
+static json_t *
+event_wait(struct it_recorder *r, const char *name, const char *state, int timeout_ms)
+{
+    int64_t end = sc_now_mono_ms() + timeout_ms;
+    do {
+        size_t n = it_rec_count(r);
+        for (size_t i = 0; i < n; i++) {
+            const struct it_rec_msg *m = it_rec_get(r, i);
+            json_t *j = m->body ? json_loadb(m->body, m->len, 0, NULL) : NULL;
+            if (j && it_json_str(j, "name") && strcmp(it_json_str(j, "name"), name) == 0 &&
+                it_json_str(j, "state") && strcmp(it_json_str(j, "state"), state) == 0)
+                return j;
+            json_decref(j);
+        }
+        it_sleep_ms(20);
+    } while (sc_now_mono_ms() < end);
+    return NULL;
+}
+
+/* check_alert_range() asserts the shape of one alert body, its threshold and a value in [lo, hi]. */
+static void
+check_alert_range(const json_t *j, const char *what, double lo, double hi, double threshold)
+{
+    char *dump = it_json_dump(j);
+    const json_t *v = json_object_get(j, "value"), *t = json_object_get(j, "threshold");
+    int64_t at = 0;
+    const char *ats = it_json_str(j, "at");
+
+    IT_CHECK(j != NULL, "%s: none came", what);
+    IT_CHECK(json_is_number(v) && json_number_value(v) >= lo - 1e-9 &&
+                 json_number_value(v) <= hi + 1e-9,
+             "%s: value want %g-%g: %s", what, lo, hi, dump);
+    IT_CHECK(json_is_number(t) && fabs(json_number_value(t) - threshold) < 1e-9,
+             "%s: threshold want %g: %s", what, threshold, dump);
+    IT_CHECK(ats && sc_parse_rfc3339(ats, strlen(ats), &at) == SC_OK &&
+                 llabs(at - sc_now_wall_ms()) < 120000,
+             "%s: at is not a recent RFC 3339 time: %s", what, dump);
+    free(dump);
+}
+
+/* check_alert() is check_alert_range() with an exact value. */
+static void
+check_alert(const json_t *j, const char *what, double value, double threshold)
+{
+    check_alert_range(j, what, value, value, threshold);
+}
+
+/*
+ * Queue utilization above the threshold fires; the alert reaches the
+ * webhook (after one 503, so through a retry) and the NATS event subject;
+ * archiving the tasks resolves it, again on both. /metrics shows it firing.
+ */
+static void
+test_alert_webhook(void **state)
+{
+    struct hook h;
+    char hook_flag[128], ids[5][96];
+    const char *flags[] = {"max_size=100", "alerts.utilization_percent=4",
+                           "alerts.check_interval_ms=50", "alerts.webhook_backoff_ms=100",
+                           "alerts.webhook_timeout_ms=5000", hook_flag, NULL};
+    struct it_env *e;
+    struct it_recorder *ev;
+    json_t *j, *m;
+    int port;
+
+    assert_int_equal(hook_start(&h, 1), 0);
+    snprintf(hook_flag, sizeof hook_flag, "alerts.webhook_urls=http://127.0.0.1:%d/hook", h.port);
+    e = start_http_env("ops-alert-hook", flags, &port);
+    if (!e)
+        hook_stop(&h);
+    assert_non_null(e);
+    *state = e;
+    ev = it_env_recorder(e, e->nc, "dlq.events.alert", NULL, 64, true);
+    assert_non_null(ev);
+
+    for (int i = 0; i < 4; i++)
+        send_parked(e, "dlq.failed.ops", it_unique_id("hook", ids[i], sizeof ids[i]));
+    it_sleep_ms(300);
+    IT_CHECK(it_rec_count(ev) == 0, "an alert at 4%% utilization (threshold: above 4%%)");
+    send_parked(e, "dlq.failed.ops", it_unique_id("hook", ids[4], sizeof ids[4]));
+
+    j = event_wait(ev, "queue_utilization", "firing", IT_WAIT_MS);
+    check_alert(j, "firing event", 5, 4);
+    json_decref(j);
+    j = hook_wait(&h, "queue_utilization", "firing", IT_WAIT_MS);
+    check_alert(j, "firing webhook", 5, 4);
+    json_decref(j);
+    pthread_mutex_lock(&h.mu);
+    IT_CHECK(h.n >= 2 && h.reqs[0].answered == 503, "the first post was not retried after its 503");
+    IT_CHECK(strcmp(h.reqs[0].method, "POST") == 0 && strcmp(h.reqs[0].path, "/hook") == 0 &&
+                 strncmp(h.reqs[0].ctype, "application/json", 16) == 0,
+             "webhook request: %s %s (%s)", h.reqs[0].method, h.reqs[0].path, h.reqs[0].ctype);
+    pthread_mutex_unlock(&h.mu);
+    m = scrape(e, port);
+    EXPECT_SAMPLE(m, 1, "dlq_alert_firing", "alert", "queue_utilization");
+    json_decref(m);
+
+    j = it_request_json(e->nc, "dlq.admin.archive", "{\"status\":\"parked\"}", IT_REQUEST_MS);
+    IT_CHECK(it_json_int(j, "archived") == 5, "archive: want 5 archived");
+    json_decref(j);
+    j = event_wait(ev, "queue_utilization", "resolved", IT_WAIT_MS);
+    check_alert(j, "resolved event", 0, 4);
+    json_decref(j);
+    j = hook_wait(&h, "queue_utilization", "resolved", IT_WAIT_MS);
+    check_alert(j, "resolved webhook", 0, 4);
+    json_decref(j);
+    m = scrape(e, port);
+    EXPECT_SAMPLE(m, 0, "dlq_alert_firing", "alert", "queue_utilization");
+    EXPECT_SAMPLE(m, 2, "dlq_alert_webhook_posts_total", "result", "delivered");
+    EXPECT_SAMPLE(m, 1, "dlq_alert_webhook_posts_total", "result", "retried");
+    json_decref(m);
+    hook_stop(&h);
+    e->passed = true;
+}
+
+/*
+ * More exhausted tasks than alerts.exhausted_count fire exhausted_tasks;
+ * clearing them resolves it. Retries that fail drive retry_success_rate
+ * below alerts.success_rate once the window holds min_retries outcomes;
+ * later successes lift it back and it resolves.
+ */
+static void
+test_alert_exhausted_and_rate(void **state)
+{
+    const char *flags[] = {"alerts.exhausted_count=2", "alerts.success_rate=0.5",
+                           "alerts.min_retries=2", "alerts.window_s=600",
+                           "alerts.check_interval_ms=50", NULL};
+    struct it_env *e = it_env_start("ops-alert-rate", flags);
+    struct it_recorder *ev, *w;
+    natsConnection *wc;
+    char id[96];
+    json_t *j;
+
+    assert_non_null(e);
+    *state = e;
+    ev = it_env_recorder(e, e->nc, "dlq.events.alert", NULL, 64, true);
+    assert_non_null(ev);
+
+    /* max_retries 0: exhausted at once. */
+    for (int i = 0; i < 3; i++)
+        send_retryable(e, "dlq.failed.ops", it_unique_id("exh", id, sizeof id), 0);
+    j = event_wait(ev, "exhausted_tasks", "firing", IT_WAIT_MS);
+    check_alert(j, "exhausted firing", 3, 2);
+    json_decref(j);
+    j = it_request_json(e->nc, "dlq.admin.clear", "{\"status\":\"exhausted\",\"confirm\":true}",
+                        IT_REQUEST_MS);
+    IT_CHECK(it_json_int(j, "cleared") == 3, "clear: want 3 cleared");
+    json_decref(j);
+    j = event_wait(ev, "exhausted_tasks", "resolved", IT_WAIT_MS);
+    check_alert(j, "exhausted resolved", 0, 2);
+    json_decref(j);
+
+    /* Two retries fail (the tasks exhaust: 2, not more than 2), then three succeed. */
+    wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 64, false);
+    assert_non_null(w);
+    {
+        const struct it_step plan[] = {{IT_ACT_FAIL, "worker says no", NULL},
+                                       {IT_ACT_FAIL, "worker says no", NULL}};
+        it_recorder_set_plan(w, plan, 2, (struct it_step){IT_ACT_OK, NULL, NULL});
+    }
+    for (int i = 0; i < 2; i++)
+        send_retryable(e, "dlq.failed.ops", it_unique_id("bad", id, sizeof id), 1);
+    j = event_wait(ev, "retry_success_rate", "firing", IT_WAIT_MS);
+    check_alert(j, "rate firing", 0, 0.5);
+    IT_CHECK(it_json_int(j, "window_retries") == 2, "window_retries: want 2");
+    json_decref(j);
+    for (int i = 0; i < 3; i++)
+        send_retryable(e, "dlq.failed.ops", it_unique_id("good", id, sizeof id), 1);
+    j = event_wait(ev, "retry_success_rate", "resolved", IT_WAIT_MS);
+    /* 2 of 4 (0.5 is not below 0.5) or 3 of 5, depending on when the check ran. */
+    check_alert_range(j, "rate resolved", 0.5, 0.6, 0.5);
+    json_decref(j);
+    IT_CHECK(it_rec_count_matching(ev, NULL, NULL, NULL) == 4,
+             "alert events: want 4 (two alerts, each firing then resolved), got %zu",
+             it_rec_count(ev));
+    e->passed = true;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_endpoints, it_teardown),
+        cmocka_unit_test_teardown(test_metrics_values, it_teardown),
+        cmocka_unit_test_teardown(test_logs_json, it_teardown),
+        cmocka_unit_test_teardown(test_logs_logfmt, it_teardown),
+        cmocka_unit_test_teardown(test_alert_webhook, it_teardown),
+        cmocka_unit_test_teardown(test_alert_exhausted_and_rate, it_teardown),
+    };
+    return cmocka_run_group_tests_name("integration_ops", tests, NULL, NULL);
+}

@@ -1,0 +1,1326 @@
+/* test_persist.c - integration: the OpenSearch store against a real OpenSearch node (scripts/opensearch.sh), with a fault-injecting proxy in front of it for per-item failures. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <msgpack.h>
+
+#include "harness.h"
+#include "persist.h"
+
+/*
+ * The node: scripts/test.sh starts it with scripts/opensearch.sh and sets
+ * DLQ_TEST_OPENSEARCH_URL (its URL) and DLQ_TEST_OPENSEARCH_CTL (the script,
+ * which these tests call to stop and start the node; DLQ_OPENSEARCH_DIR says
+ * which node). Without them every test fails: a persistence suite that
+ * skipped would prove nothing.
+ */
+static const char *
+os_url(void)
+{
+    const char *u = getenv("DLQ_TEST_OPENSEARCH_URL");
+    if (!u || !*u) {
+        fprintf(stderr, "DLQ_TEST_OPENSEARCH_URL is not set: run scripts/test.sh, or start a node "
+                        "with scripts/opensearch.sh start and export its URL\n");
+        fail();
+    }
+    return u;
+}
+
+static bool
+quick(void)
+{
+    const char *q = getenv("DLQ_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
+/* ---- a blocking OpenSearch client (the test's, not the daemon's) ----------------------------- */
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *userp)
+{
+    struct sc_buf *b = userp;
+    return sc_buf_append(b, p, size * n) == SC_OK ? size * n : 0;
+}
+
+/*
+ * os_call_raw() sends one request to base+path and returns the status (0 on
+ * a transport error) with the body in out (reset first).
+ */
+static long
+os_call_raw(const char *base, const char *method, const char *path, const char *ctype,
+            const char *body, size_t len, struct sc_buf *out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[2048], ct[128];
+    long status = 0;
+
+    sc_buf_reset(out);
+    snprintf(url, sizeof url, "%s%s", base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    h = curl_slist_append(h, "Expect:");
+    if (ctype) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+        h = curl_slist_append(h, ct);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    if (strcmp(method, "POST") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* os_call() is os_call_raw() on the node with a JSON body; returns the parsed reply (new reference) or NULL. */
+static json_t *
+os_call(const char *method, const char *path, const char *body, long *status)
+{
+    struct sc_buf out;
+    json_t *j = NULL;
+    long st;
+
+    sc_buf_init(&out, 1024u * 1024 * 1024);
+    st = os_call_raw(os_url(), method, path, body ? "application/json" : NULL, body,
+                     body ? strlen(body) : 0, &out);
+    if (status)
+        *status = st;
+    if (out.len)
+        j = json_loadb(out.data, out.len, 0, NULL);
+    sc_buf_destroy(&out);
+    return j;
+}
+
+static void
+os_refresh(const char *index)
+{
+    char path[256];
+    long st;
+    snprintf(path, sizeof path, "/%s/_refresh", index);
+    json_decref(os_call("POST", path, NULL, &st));
+    IT_CHECK(st == 200, "refresh %s: HTTP %ld", index, st);
+}
+
+/* os_count() returns the number of documents in index matching query (NULL: all), after a refresh. */
+static int64_t
+os_count(const char *index, const char *query)
+{
+    char path[256], body[512];
+    long st;
+    json_t *r;
+    int64_t n;
+
+    os_refresh(index);
+    snprintf(path, sizeof path, "/%s/_count", index);
+    if (query)
+        snprintf(body, sizeof body, "{\"query\":%s}", query);
+    r = os_call("POST", path, query ? body : NULL, &st);
+    n = st == 200 ? it_json_int(r, "count") : -1;
+    json_decref(r);
+    return n;
+}
+
+/*
+ * os_all() returns every document of index as an object id -> _source, each
+ * source with "_version" added, read with search_after paging on task_id.
+ */
+static json_t *
+os_all(const char *index)
+{
+    json_t *all = json_object(), *after = NULL;
+    char path[256];
+
+    os_refresh(index);
+    snprintf(path, sizeof path, "/%s/_search", index);
+    for (;;) {
+        json_t *req = json_pack("{s:i,s:b,s:[{s:s}]}", "size", 1000, "version", 1, "sort", "task_id",
+                                "asc");
+        char *body;
+        long st;
+        json_t *r, *hits, *hit;
+        size_t i;
+
+        if (after)
+            json_object_set_new(req, "search_after", after);
+        body = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        r = os_call("POST", path, body, &st);
+        free(body);
+        IT_CHECK(st == 200, "search %s: HTTP %ld", index, st);
+        hits = json_object_get(json_object_get(r, "hits"), "hits");
+        after = NULL;
+        json_array_foreach(hits, i, hit) {
+            json_t *src = json_object_get(hit, "_source");
+            json_object_set(src, "_version", json_object_get(hit, "_version"));
+            json_object_set(all, json_string_value(json_object_get(hit, "_id")), src);
+            after = json_object_get(hit, "sort");
+        }
+        if (after)
+            after = json_incref(after);
+        if (json_array_size(hits) < 1000) {
+            json_decref(after);
+            json_decref(r);
+            break;
+        }
+        json_decref(r);
+    }
+    return all;
+}
+
+/* The index of one test: its own name, dropped with its template before and after. */
+static void
+os_drop(const char *index)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/%s", index);
+    json_decref(os_call("DELETE", path, NULL, NULL));
+    snprintf(path, sizeof path, "/_index_template/%s", index);
+    json_decref(os_call("DELETE", path, NULL, NULL));
+}
+
+static const char *
+test_index(const char *name, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "dlqit-%d-%s", (int)getpid(), name);
+    os_drop(out);
+    return out;
+}
+
+/* os_ctl() runs the node's script: "stop" or "start". */
+static void
+os_ctl(const char *verb)
+{
+    const char *ctl = getenv("DLQ_TEST_OPENSEARCH_CTL");
+    char cmd[1024];
+    int rc;
+
+    IT_CHECK(ctl && *ctl, "DLQ_TEST_OPENSEARCH_CTL is not set (scripts/test.sh sets it)");
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", ctl, verb);
+    rc = system(cmd);
+    IT_CHECK(rc == 0, "%s %s: exit %d", ctl, verb, rc);
+}
+
+/* b64dec() decodes a base64 JSON string into out; false when absent. */
+static bool
+b64dec(const json_t *v, struct sc_buf *out)
+{
+    sc_buf_reset(out);
+    return json_is_string(v) &&
+           persist_base64_decode(json_string_value(v), json_string_length(v), out) == SC_OK;
+}
+
+/* ---- the daemon ------------------------------------------------------------------------------ */
+
+/* Flags of a daemon on the OpenSearch store: url and index, then extra (NULL-terminated). */
+struct flags {
+    char url[300], index[200];
+    const char *v[32];
+};
+
+static const char *const *
+os_flags(struct flags *f, const char *url, const char *index, const char *const *extra)
+{
+    size_t n = 0;
+    snprintf(f->url, sizeof f->url, "store.opensearch.url=%s", url);
+    snprintf(f->index, sizeof f->index, "store.opensearch.index=%s", index);
+    f->v[n++] = "store.backend=opensearch";
+    f->v[n++] = f->url;
+    f->v[n++] = f->index;
+    f->v[n++] = "store.opensearch.flush_ms=50";
+    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(f->v) - 1; i++)
+        f->v[n++] = extra[i];
+    f->v[n] = NULL;
+    return f->v;
+}
+
+/* persistence() returns the stats' persistence object (new reference) or NULL. */
+static json_t *
+persistence(natsConnection *nc)
+{
+    json_t *s = it_admin_stats(nc), *p = s ? json_incref(json_object_get(s, "persistence")) : NULL;
+    json_decref(s);
+    return p;
+}
+
+/* wait_stored() waits until the store is "ok" with nothing queued; returns the last persistence object. */
+static json_t *
+wait_stored(natsConnection *nc, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    json_t *p = NULL;
+
+    while (sc_now_mono_ms() < deadline) {
+        json_decref(p);
+        p = persistence(nc);
+        const char *st = it_json_str(p, "state");
+        if (st && strcmp(st, "ok") == 0 && it_json_int(p, "queued_writes") == 0)
+            return p;
+        it_sleep_ms(100);
+    }
+    char *dump = it_json_dump(p);
+    fprintf(stderr, "the store did not catch up in %d ms: %s\n", timeout_ms, dump);
+    free(dump);
+    json_decref(p);
+    fail();
+    return NULL;
+}
+
+/* kill9() kills the daemon with SIGKILL and reaps it. */
+static void
+kill9(struct it_daemon *d)
+{
+    IT_CHECK(d->pid > 0, "no daemon to kill");
+    kill(d->pid, SIGKILL);
+    for (int i = 0; i < 500 && it_daemon_alive(d); i++)
+        it_sleep_ms(10);
+    IT_CHECK(d->pid == 0, "the daemon survived SIGKILL");
+}
+
+static void
+restart(struct it_env *e, const char *const *flags)
+{
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "daemon restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "daemon ready after restart");
+}
+
+/* ---- envelopes with metadata and raw payloads ------------------------------------------------ */
+
+struct penv {
+    const char *task_id;
+    const void *task_mp; /* MessagePack value; NULL: {"n": n} */
+    size_t task_len;
+    int64_t n;
+    const char *error;   /* bytes, may be invalid UTF-8 */
+    size_t error_len;
+    const char *retry_policy;
+    const char *retry_subject;
+    int max_retries;     /* -1: absent */
+    const char *meta_key; /* one metadata key (value: n), NULL: no metadata */
+};
+
+static void
+pk_str(msgpack_packer *pk, const char *s, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
+
+static void
+penv_pack(const struct penv *p, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    int n = 3 + (p->retry_policy != NULL) + (p->retry_subject != NULL) + (p->max_retries >= 0) +
+            (p->meta_key != NULL);
+
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, (size_t)n);
+    pk_str(&pk, "task_id", 7);
+    pk_str(&pk, p->task_id, strlen(p->task_id));
+    pk_str(&pk, "task", 4);
+    if (p->task_mp) {
+        msgpack_sbuffer_write(sb, p->task_mp, p->task_len);
+    } else {
+        msgpack_pack_map(&pk, 1);
+        pk_str(&pk, "n", 1);
+        msgpack_pack_int64(&pk, p->n);
+    }
+    pk_str(&pk, "error", 5);
+    pk_str(&pk, p->error, p->error_len ? p->error_len : strlen(p->error));
+    if (p->retry_policy) {
+        pk_str(&pk, "retry_policy", 12);
+        pk_str(&pk, p->retry_policy, strlen(p->retry_policy));
+    }
+    if (p->retry_subject) {
+        pk_str(&pk, "retry_subject", 13);
+        pk_str(&pk, p->retry_subject, strlen(p->retry_subject));
+    }
+    if (p->max_retries >= 0) {
+        pk_str(&pk, "max_retries", 11);
+        msgpack_pack_int(&pk, p->max_retries);
+    }
+    if (p->meta_key) {
+        pk_str(&pk, "metadata", 8);
+        msgpack_pack_map(&pk, 2);
+        pk_str(&pk, p->meta_key, strlen(p->meta_key));
+        msgpack_pack_int64(&pk, p->n);
+        pk_str(&pk, "nested", 6);
+        msgpack_pack_map(&pk, 1);
+        pk_str(&pk, p->meta_key, strlen(p->meta_key));
+        pk_str(&pk, "x", 1);
+    }
+}
+
+static void
+penv_publish(natsConnection *nc, const char *subject, const struct penv *p)
+{
+    msgpack_sbuffer sb;
+    penv_pack(p, &sb);
+    IT_CHECK(natsConnection_Publish(nc, subject, sb.data, (int)sb.size) == NATS_OK, "publish");
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* penv_request() sends the envelope as a request; returns the ack (new reference) or NULL. */
+static json_t *
+penv_request(natsConnection *nc, const char *subject, const struct penv *p)
+{
+    msgpack_sbuffer sb;
+    penv_pack(p, &sb);
+    json_t *r = it_request_bytes(nc, subject, sb.data, sb.size, IT_REQUEST_MS);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+/* The MessagePack of {"n": n}: what the default task is. */
+static size_t
+task_of(int64_t n, char *out, size_t cap)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t len;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    pk_str(&pk, "n", 1);
+    msgpack_pack_int64(&pk, n);
+    len = sb.size < cap ? sb.size : cap;
+    memcpy(out, sb.data, len);
+    msgpack_sbuffer_destroy(&sb);
+    return len;
+}
+
+/* wait_queue() waits until stats say queue_size == n. */
+static void
+wait_queue(natsConnection *nc, int64_t n, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms, got = -1;
+    while (sc_now_mono_ms() < deadline) {
+        json_t *s = it_admin_stats(nc);
+        got = it_json_int(s, "queue_size");
+        json_decref(s);
+        if (got == n)
+            return;
+        it_sleep_ms(100);
+    }
+    IT_CHECK(false, "queue_size %lld, expected %lld", (long long)got, (long long)n);
+}
+
+/* ---- 1. 10,000 failures -> the same 10,000 documents ----------------------------------------- */
+
+static void
+test_ten_thousand(void **state)
+{
+    char index[128];
+    struct flags f;
+    const int N = 10000;
+    /* Paused retries: the tasks keep the state they were stored with while we compare. */
+    const char *extra[] = {"retry_processor_enabled=false", "max_size=20000", NULL};
+    struct it_env *e;
+
+    test_index("tenk", index, sizeof index);
+    e = it_env_start("persist-10k", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+
+    char id[64], err[64];
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "t%05d", i);
+        snprintf(err, sizeof err, i % 2 ? "connection refused #%d" : "400 invalid field #%d", i);
+        p.task_id = id;
+        p.n = i;
+        p.error = err;
+        p.max_retries = -1;
+        penv_publish(e->nc, "dlq.failed.tenk", &p);
+    }
+    wait_queue(e->nc, N, 120000);
+    json_decref(wait_stored(e->nc, 120000));
+    IT_CHECK(os_count(index, NULL) == N, "count: %lld documents, expected %d",
+             (long long)os_count(index, NULL), N);
+
+    /* Content: every document against what was sent and what admin list says. */
+    json_t *all = os_all(index);
+    IT_CHECK(json_object_size(all) == (size_t)N, "%zu distinct documents", json_object_size(all));
+    struct sc_buf b;
+    sc_buf_init(&b, 1 << 20);
+    char want[64];
+    size_t seen = 0;
+    const char *cursor = NULL;
+    json_t *page = NULL;
+    do {
+        char req[128];
+        if (cursor)
+            snprintf(req, sizeof req, "{\"limit\":1000,\"cursor\":\"%s\"}", cursor);
+        else
+            snprintf(req, sizeof req, "{\"limit\":1000}");
+        json_t *next = it_request_json(e->nc, "dlq.admin.list", req, IT_REQUEST_MS);
+        json_decref(page);
+        page = next;
+        IT_CHECK(page != NULL, "admin list");
+        json_t *tasks = json_object_get(page, "tasks"), *t;
+        size_t i;
+        json_array_foreach(tasks, i, t) {
+            const char *tid = it_json_str(t, "task_id");
+            json_t *doc = json_object_get(all, tid);
+            int n = atoi(tid + 1);
+            IT_CHECK(doc != NULL, "no document for %s", tid);
+            static const char *const same[] = {"status", "subject", "error_category", "created_at",
+                                               "next_retry_at"};
+            for (size_t k = 0; k < SC_ARRAY_LEN(same); k++) {
+                json_t *a = json_object_get(t, same[k]), *c = json_object_get(doc, same[k]);
+                IT_CHECK(json_equal(a, c) || (json_is_null(a) && !c), "%s: %s differs", tid, same[k]);
+            }
+            IT_CHECK(it_json_int(doc, "retry_count") == it_json_int(t, "retry_count") &&
+                         it_json_int(doc, "max_retries") == it_json_int(t, "max_retries"),
+                     "%s: counts differ", tid);
+            IT_CHECK(json_is_true(json_object_get(doc, "parked")) == json_is_true(json_object_get(t, "parked")),
+                     "%s: parked differs", tid);
+            snprintf(want, sizeof want, n % 2 ? "connection refused #%d" : "400 invalid field #%d", n);
+            IT_CHECK(strcmp(it_json_str(doc, "error"), want) == 0, "%s: error '%s'", tid,
+                     it_json_str(doc, "error"));
+            char mp[32];
+            size_t mlen = task_of(n, mp, sizeof mp);
+            IT_CHECK(b64dec(json_object_get(doc, "task_mp"), &b) && b.len == mlen &&
+                         memcmp(b.data, mp, mlen) == 0,
+                     "%s: task bytes differ", tid);
+            IT_CHECK(it_json_int(json_object_get(doc, "task"), "n") == n, "%s: task rendering", tid);
+            IT_CHECK((uint64_t)it_json_int(doc, "_version") == (uint64_t)it_json_int(doc, "version"),
+                     "%s: _version is not the task's version", tid);
+            seen++;
+        }
+        cursor = it_json_str(page, "next_cursor");
+    } while (cursor);
+    json_decref(page);
+    IT_CHECK(seen == (size_t)N, "admin list walked %zu tasks", seen);
+    sc_buf_destroy(&b);
+    json_decref(all);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 2. kill -9, restart: every non-terminal task is back ------------------------------------ */
+
+/* Fields that must survive a restart unchanged. */
+static void
+check_same_task(const json_t *before, const json_t *after, bool was_retrying)
+{
+    const char *id = it_json_str(before, "task_id");
+    static const char *const same[] = {"subject", "retry_subject", "error", "error_type",
+                                       "error_category", "classifier_rule", "retry_policy",
+                                       "created_at", "first_failed_at", "metadata", "repos",
+                                       "task", "task_size", "max_retries", "retry_count",
+                                       "episode", "parked", "park_reason", "last_attempt_at"};
+
+    IT_CHECK(after != NULL, "%s: gone after the restart", id);
+    for (size_t k = 0; k < SC_ARRAY_LEN(same); k++)
+        IT_CHECK(json_equal(json_object_get(before, same[k]), json_object_get(after, same[k])),
+                 "%s: %s differs after the restart", id, same[k]);
+    if (was_retrying) {
+        /* Its attempt's outcome is unknown: pending again, due now, the attempt not counted. */
+        const char *st = it_json_str(after, "status");
+        IT_CHECK(st && (strcmp(st, "pending") == 0 || strcmp(st, "retrying") == 0),
+                 "%s: status %s after the restart", id, st ? st : "?");
+    } else {
+        IT_CHECK(json_equal(json_object_get(before, "status"), json_object_get(after, "status")),
+                 "%s: status %s -> %s", id, it_json_str(before, "status"), it_json_str(after, "status"));
+        IT_CHECK(json_equal(json_object_get(before, "next_retry_at"), json_object_get(after, "next_retry_at")),
+                 "%s: next_retry_at %s -> %s", id, it_json_str(before, "next_retry_at"),
+                 it_json_str(after, "next_retry_at"));
+        /* History: the same entries, in order. */
+        IT_CHECK(json_equal(json_object_get(before, "history"), json_object_get(after, "history")),
+                 "%s: history differs", id);
+    }
+}
+
+static void
+test_kill9_restart(void **state)
+{
+    char index[128];
+    struct flags f;
+    /* Linear steps of 10 min keep scheduled tasks pending; retries time out after 10 min. */
+    const char *extra[] = {"backoff.linear_step_ms=600000", "retry.timeout_ms=600000", NULL};
+    const char *const *flags;
+    struct it_env *e;
+    enum { PARKED = 0, PENDING, EXHAUSTED, FAILED_ONCE, RETRYING, ACKED, GROUPS };
+    static const char *const gname[] = {"parked", "pending", "exhausted", "failed1", "retrying", "acked"};
+    const int per = quick() ? 5 : 20;
+    char id[64];
+
+    test_index("kill9", index, sizeof index);
+    flags = os_flags(&f, os_url(), index, extra);
+    e = it_env_start("persist-kill9", flags);
+    assert_non_null(e);
+    *state = e;
+
+    natsConnection *wc = it_env_connect(e, "workers");
+    struct it_recorder *silent = it_env_recorder(e, wc, "dlq.retry.silent", NULL, 1000, false);
+    struct it_recorder *failing = it_env_recorder(e, wc, "dlq.retry.failing", NULL, 1000, false);
+    assert_non_null(silent);
+    assert_non_null(failing);
+    struct it_step sil = {IT_ACT_SILENT, NULL, NULL}, fl = {IT_ACT_FAIL, "ECONNRESET upstream", NULL};
+    it_recorder_set_plan(silent, NULL, 0, sil);
+    it_recorder_set_plan(failing, NULL, 0, fl);
+
+    for (int g = 0; g < GROUPS; g++) {
+        for (int i = 0; i < per; i++) {
+            struct penv p = {0};
+            snprintf(id, sizeof id, "%s-%02d", gname[g], i);
+            p.task_id = id;
+            p.n = g * 100 + i;
+            p.max_retries = -1;
+            p.error = "connection refused";
+            p.retry_policy = "linear";
+            p.meta_key = gname[g];
+            switch (g) {
+            case PARKED: p.error = "400 invalid email"; p.retry_policy = NULL; break;
+            case EXHAUSTED: p.max_retries = 0; break;
+            case FAILED_ONCE: p.retry_subject = "dlq.retry.failing"; break;
+            case RETRYING: p.retry_policy = "immediate"; p.retry_subject = "dlq.retry.silent"; break;
+            default: break;
+            }
+            if (g == ACKED) {
+                /* Acknowledged requests: "accepted" means "stored", so they survive at once. */
+                json_t *ack = penv_request(e->nc, "dlq.failed.kill9", &p);
+                IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack for %s", id);
+                json_decref(ack);
+            } else {
+                penv_publish(e->nc, "dlq.failed.kill9", &p);
+            }
+        }
+    }
+    wait_queue(e->nc, GROUPS * per, IT_WAIT_MS);
+    /* One failed attempt for the failed1 group (admin retry now; the worker answers failure). */
+    for (int i = 0; i < per; i++) {
+        snprintf(id, sizeof id, "failed1-%02d", i);
+        json_decref(it_admin_task(e->nc, "retry", id));
+    }
+    for (int i = 0; i < per; i++) {
+        bool ok = false;
+        snprintf(id, sizeof id, "failed1-%02d", i);
+        for (int k = 0; k < 200 && !ok; k++) {
+            json_t *t = it_admin_get(e->nc, id);
+            ok = it_json_int(t, "retry_count") == 1 && strcmp(it_json_str(t, "status"), "pending") == 0;
+            json_decref(t);
+            if (!ok)
+                it_sleep_ms(20);
+        }
+        IT_CHECK(ok, "%s did not fail its first attempt", id);
+        bool st;
+        snprintf(id, sizeof id, "retrying-%02d", i);
+        json_decref(it_wait_task_status(e->nc, id, "retrying", IT_WAIT_MS, &st));
+        IT_CHECK(st, "%s is not retrying", id);
+    }
+    json_decref(wait_stored(e->nc, 30000));
+
+    /* The state before the crash. */
+    json_t *before = json_object();
+    for (int g = 0; g < GROUPS; g++)
+        for (int i = 0; i < per; i++) {
+            snprintf(id, sizeof id, "%s-%02d", gname[g], i);
+            json_object_set_new(before, id, it_admin_get(e->nc, id));
+        }
+    size_t silent_before = it_rec_count(silent);
+
+    kill9(&e->dmn);
+    int64_t restarted = sc_now_wall_ms();
+    restart(e, flags);
+
+    json_t *p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "loaded") == GROUPS * per, "loaded %lld tasks, expected %d",
+             (long long)it_json_int(p, "loaded"), GROUPS * per);
+    json_decref(p);
+    const char *k;
+    json_t *b;
+    json_object_foreach(before, k, b) {
+        json_t *a = it_admin_get(e->nc, k);
+        bool was_retrying = strncmp(k, "retrying-", 9) == 0;
+        check_same_task(b, a, was_retrying);
+        if (was_retrying) {
+            /* "pending due now": next_retry_at within the restart, or already retried. */
+            const char *nra = it_json_str(a, "next_retry_at");
+            int64_t ms = 0;
+            if (nra)
+                sc_parse_rfc3339(nra, strlen(nra), &ms);
+            IT_CHECK(!nra || (ms >= restarted - 1000 && ms <= sc_now_wall_ms() + 1000),
+                     "%s: next_retry_at %s is not 'now'", k, nra);
+        }
+        json_decref(a);
+    }
+    /* The retrying tasks go out again with the same attempt number: the lost attempt was not counted. */
+    IT_CHECK(it_rec_wait(silent, silent_before + (size_t)per, IT_WAIT_MS),
+             "the retrying tasks were not retried after the restart (%zu new)",
+             it_rec_count(silent) - silent_before);
+    for (size_t i = silent_before; i < it_rec_count(silent); i++)
+        IT_CHECK(strcmp(it_rec_header(it_rec_get(silent, i), "Dlq-Attempt"), "1") == 0,
+                 "attempt %s after the restart", it_rec_header(it_rec_get(silent, i), "Dlq-Attempt"));
+    json_decref(before);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 3. OpenSearch stopped for 30 s under a steady load -------------------------------------- */
+
+struct loader {
+    natsConnection *nc;
+    volatile int stop;
+    int sent;
+    int interval_ms;
+    pthread_t th;
+};
+
+/* Publishes a failure every interval_ms: even ones parked, odd ones retried at once (and completed). */
+static void *
+load_run(void *arg)
+{
+    struct loader *l = arg;
+    char id[64];
+
+    while (!__atomic_load_n(&l->stop, __ATOMIC_RELAXED)) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "load-%05d", l->sent);
+        p.task_id = id;
+        p.n = l->sent;
+        p.max_retries = -1;
+        if (l->sent % 2) {
+            p.error = "503 temporarily unavailable";
+            p.retry_policy = "immediate";
+            p.retry_subject = "dlq.retry.outage";
+        } else {
+            p.error = "400 invalid";
+        }
+        penv_publish(l->nc, "dlq.failed.outage", &p);
+        l->sent++;
+        it_sleep_ms(l->interval_ms);
+    }
+    return NULL;
+}
+
+/*
+ * compare_index() checks that the index holds exactly the tasks the daemon
+ * holds (ids, status, retry_count, version): the index converged.
+ */
+static void
+compare_index(natsConnection *nc, const char *index, int64_t expect_tasks)
+{
+    json_t *all = os_all(index), *page = NULL, *t;
+    const char *cursor = NULL;
+    size_t n = 0, i;
+
+    do {
+        char req[128];
+        if (cursor)
+            snprintf(req, sizeof req, "{\"limit\":1000,\"cursor\":\"%s\"}", cursor);
+        else
+            snprintf(req, sizeof req, "{\"limit\":1000}");
+        json_t *next = it_request_json(nc, "dlq.admin.list", req, IT_REQUEST_MS);
+        json_decref(page);
+        page = next;
+        IT_CHECK(page != NULL, "admin list");
+        json_array_foreach(json_object_get(page, "tasks"), i, t) {
+            const char *tid = it_json_str(t, "task_id");
+            json_t *doc = json_object_get(all, tid), *full = it_admin_get(nc, tid);
+            IT_CHECK(doc != NULL, "%s is in memory but not in the index", tid);
+            IT_CHECK(json_equal(json_object_get(doc, "status"), json_object_get(full, "status")) &&
+                         it_json_int(doc, "retry_count") == it_json_int(full, "retry_count") &&
+                         it_json_int(doc, "version") == it_json_int(full, "version"),
+                     "%s: index %s v%lld, memory %s v%lld", tid, it_json_str(doc, "status"),
+                     (long long)it_json_int(doc, "version"), it_json_str(full, "status"),
+                     (long long)it_json_int(full, "version"));
+            json_decref(full);
+            n++;
+        }
+        cursor = it_json_str(page, "next_cursor");
+    } while (cursor);
+    json_decref(page);
+    IT_CHECK(n == json_object_size(all), "memory holds %zu tasks, the index %zu documents", n,
+             json_object_size(all));
+    if (expect_tasks >= 0)
+        IT_CHECK((int64_t)n == expect_tasks, "%zu tasks, expected %lld", n, (long long)expect_tasks);
+    json_decref(all);
+}
+
+static void
+test_outage(void **state)
+{
+    char index[128];
+    struct flags f;
+    /* Completed tasks are deleted from the index: tombstones must replay too. */
+    const char *extra[] = {"store.keep_completed=false", NULL};
+    struct it_env *e;
+    int outage_ms = quick() ? 10000 : 30000;
+
+    test_index("outage", index, sizeof index);
+    e = it_env_start("persist-outage", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+
+    natsConnection *wc = it_env_connect(e, "worker");
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.outage", NULL, 100000, false);
+    struct it_step ok = {IT_ACT_OK, NULL, NULL};
+    it_recorder_set_plan(w, NULL, 0, ok);
+    natsConnection *lc = it_env_connect(e, "loader");
+    struct loader l = {lc, 0, 0, 20, 0};
+    IT_CHECK(pthread_create(&l.th, NULL, load_run, &l) == 0, "loader thread");
+
+    it_sleep_ms(3000);
+    os_ctl("stop");
+    int64_t stopped = sc_now_mono_ms();
+    /* Degraded within a few seconds, with queued writes and the error. */
+    bool degraded = false;
+    json_t *p = NULL;
+    while (sc_now_mono_ms() - stopped < outage_ms) {
+        json_decref(p);
+        p = persistence(e->nc);
+        const char *st = it_json_str(p, "state");
+        if (st && strcmp(st, "degraded") == 0 && it_json_int(p, "queued_writes") > 0 &&
+            it_json_str(p, "last_error"))
+            degraded = true;
+        IT_CHECK(it_admin_health_ok(e->nc), "the daemon must keep serving while OpenSearch is down");
+        it_sleep_ms(500);
+    }
+    char *dump = it_json_dump(p);
+    fprintf(stderr, "[outage] after %d ms without OpenSearch: %s\n", outage_ms, dump);
+    free(dump);
+    json_decref(p);
+    IT_CHECK(degraded, "stats never showed persistence degraded with queued writes and last_error");
+    os_ctl("start");
+    it_sleep_ms(3000);
+    __atomic_store_n(&l.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(l.th, NULL);
+    fprintf(stderr, "[outage] %d failures published\n", l.sent);
+
+    /* Every odd task completes (and is deleted); every even one stays parked. */
+    wait_queue(e->nc, (l.sent + 1) / 2, 60000);
+    json_decref(wait_stored(e->nc, 60000));
+    compare_index(e->nc, index, (l.sent + 1) / 2);
+    IT_CHECK(os_count(index, NULL) == (l.sent + 1) / 2, "documents: %lld, expected %d",
+             (long long)os_count(index, NULL), (l.sent + 1) / 2);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 4. a bulk in which some items fail: only those are sent again --------------------------- */
+
+/*
+ * A proxy in front of the real node, on its own thread and event loop. It
+ * forwards every request; in a _bulk body it answers the items whose id
+ * starts with "flaky-" with 429 the first time it sees them (without
+ * forwarding them) and those starting with "bad-" with 400 always, and
+ * forwards the rest. It counts how often it saw each id.
+ */
+struct proxy {
+    struct event_base *base;
+    struct evhttp *http;
+    pthread_t th;
+    int port;
+    char url[64];
+    pthread_mutex_t mu;
+    json_t *seen;   /* id -> times seen in a _bulk body */
+    json_t *failed; /* ids answered 429 once */
+    int bulks;
+    struct sc_buf fwd, out;
+};
+
+static void
+proxy_count(struct proxy *px, const char *id)
+{
+    pthread_mutex_lock(&px->mu);
+    json_t *v = json_object_get(px->seen, id);
+    json_object_set_new(px->seen, id, json_integer(v ? json_integer_value(v) + 1 : 1));
+    pthread_mutex_unlock(&px->mu);
+}
+
+static void
+proxy_bulk(struct proxy *px, struct evhttp_request *req, const char *uri, const char *body, size_t len)
+{
+    json_t *items = json_array(), *fwd_idx = json_array();
+    const char *p = body, *end = body + len;
+    struct sc_buf resp;
+    long st = 200;
+
+    sc_buf_reset(&px->fwd);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = nl ? nl : end;
+        json_t *act = json_loadb(p, (size_t)(line_end - p), 0, NULL);
+        const char *op = NULL;
+        json_t *meta = NULL;
+        const char *doc = NULL, *doc_end = NULL;
+        if (!act)
+            break;
+        json_object_foreach(act, op, meta) break;
+        p = nl ? nl + 1 : end;
+        if (op && strcmp(op, "delete") != 0) { /* index: a document line follows */
+            doc = p;
+            nl = memchr(p, '\n', (size_t)(end - p));
+            doc_end = nl ? nl : end;
+            p = nl ? nl + 1 : end;
+        }
+        const char *id = json_string_value(json_object_get(meta, "_id"));
+        proxy_count(px, id);
+        pthread_mutex_lock(&px->mu);
+        bool inject429 = strncmp(id, "flaky-", 6) == 0 && !json_object_get(px->failed, id);
+        if (inject429)
+            json_object_set_new(px->failed, id, json_true());
+        pthread_mutex_unlock(&px->mu);
+        if (inject429) {
+            json_array_append_new(items, json_pack("{s:{s:s,s:i,s:{s:s,s:s}}}", op, "_id", id, "status", 429,
+                                                   "error", "type", "es_rejected_execution_exception",
+                                                   "reason", "injected by the test proxy"));
+        } else if (strncmp(id, "bad-", 4) == 0) {
+            json_array_append_new(items, json_pack("{s:{s:s,s:i,s:{s:s,s:s}}}", op, "_id", id, "status", 400,
+                                                   "error", "type", "mapper_parsing_exception",
+                                                   "reason", "injected by the test proxy"));
+        } else {
+            json_array_append_new(items, json_null());
+            json_array_append_new(fwd_idx, json_integer((json_int_t)json_array_size(items) - 1));
+            char *a = json_dumps(act, JSON_COMPACT);
+            sc_buf_append(&px->fwd, a, strlen(a));
+            sc_buf_appendc(&px->fwd, '\n');
+            free(a);
+            if (doc) {
+                sc_buf_append(&px->fwd, doc, (size_t)(doc_end - doc));
+                sc_buf_appendc(&px->fwd, '\n');
+            }
+        }
+        json_decref(act);
+    }
+    if (json_array_size(fwd_idx)) {
+        sc_buf_init(&resp, 256u * 1024 * 1024);
+        st = os_call_raw(os_url(), "POST", uri, "application/x-ndjson", px->fwd.data, px->fwd.len, &resp);
+        json_t *r = st == 200 ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+        json_t *ri = json_object_get(r, "items");
+        if (st == 200 && json_array_size(ri) == json_array_size(fwd_idx)) {
+            size_t i;
+            json_t *v;
+            json_array_foreach(fwd_idx, i, v)
+                json_array_set(items, (size_t)json_integer_value(v), json_array_get(ri, i));
+        } else {
+            /* Pass a failed request through as it came. */
+            struct evbuffer *ob = evbuffer_new();
+            evbuffer_add(ob, resp.data ? resp.data : "", resp.len);
+            evhttp_send_reply(req, st ? (int)st : 502, "proxied", ob);
+            evbuffer_free(ob);
+            json_decref(r);
+            sc_buf_destroy(&resp);
+            json_decref(items);
+            json_decref(fwd_idx);
+            return;
+        }
+        json_decref(r);
+        sc_buf_destroy(&resp);
+    }
+    json_t *out = json_pack("{s:b,s:o}", "errors", 1, "items", items);
+    char *text = json_dumps(out, JSON_COMPACT);
+    struct evbuffer *ob = evbuffer_new();
+    evbuffer_add(ob, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, 200, "OK", ob);
+    evbuffer_free(ob);
+    free(text);
+    json_decref(out);
+    json_decref(fwd_idx);
+    pthread_mutex_lock(&px->mu);
+    px->bulks++;
+    pthread_mutex_unlock(&px->mu);
+}
+
+static void
+proxy_handle(struct evhttp_request *req, void *arg)
+{
+    struct proxy *px = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    char *body = malloc(len + 1);
+    const char *method;
+    struct sc_buf resp;
+    long st;
+
+    evbuffer_copyout(in, body, len);
+    body[len] = '\0';
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: method = "GET"; break;
+    case EVHTTP_REQ_PUT: method = "PUT"; break;
+    case EVHTTP_REQ_DELETE: method = "DELETE"; break;
+    case EVHTTP_REQ_HEAD: method = "HEAD"; break;
+    default: method = "POST"; break;
+    }
+    if (strcmp(method, "POST") == 0 && strstr(uri, "/_bulk")) {
+        proxy_bulk(px, req, uri, body, len);
+        free(body);
+        return;
+    }
+    sc_buf_init(&resp, 256u * 1024 * 1024);
+    st = os_call_raw(os_url(), method, uri, len ? "application/json" : NULL, len ? body : NULL, len, &resp);
+    struct evbuffer *ob = evbuffer_new();
+    evbuffer_add(ob, resp.data ? resp.data : "", resp.len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, st ? (int)st : 502, "proxied", ob);
+    evbuffer_free(ob);
+    sc_buf_destroy(&resp);
+    free(body);
+}
+
+static void *
+proxy_run(void *arg)
+{
+    struct proxy *px = arg;
+    event_base_dispatch(px->base);
+    return NULL;
+}
+
+static struct proxy *
+proxy_start(void)
+{
+    struct proxy *px = calloc(1, sizeof *px);
+    px->base = event_base_new();
+    px->http = evhttp_new(px->base);
+    evhttp_set_allowed_methods(px->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+    evhttp_set_max_body_size(px->http, 256u * 1024 * 1024);
+    evhttp_set_gencb(px->http, proxy_handle, px);
+    px->port = it_free_port();
+    IT_CHECK(evhttp_bind_socket(px->http, "127.0.0.1", (uint16_t)px->port) == 0, "proxy bind");
+    snprintf(px->url, sizeof px->url, "http://127.0.0.1:%d", px->port);
+    pthread_mutex_init(&px->mu, NULL);
+    px->seen = json_object();
+    px->failed = json_object();
+    sc_buf_init(&px->fwd, 256u * 1024 * 1024);
+    IT_CHECK(pthread_create(&px->th, NULL, proxy_run, px) == 0, "proxy thread");
+    return px;
+}
+
+static void
+proxy_stop(struct proxy *px)
+{
+    event_base_loopbreak(px->base);
+    pthread_join(px->th, NULL);
+    evhttp_free(px->http);
+    event_base_free(px->base);
+    json_decref(px->seen);
+    json_decref(px->failed);
+    sc_buf_destroy(&px->fwd);
+    pthread_mutex_destroy(&px->mu);
+    free(px);
+}
+
+static int64_t
+proxy_seen(struct proxy *px, const char *id)
+{
+    pthread_mutex_lock(&px->mu);
+    json_t *v = json_object_get(px->seen, id);
+    int64_t n = v ? json_integer_value(v) : 0;
+    pthread_mutex_unlock(&px->mu);
+    return n;
+}
+
+static void
+test_partial_bulk(void **state)
+{
+    char index[128];
+    struct flags f;
+    /* Big batches so that the failing items share bulks with the good ones. */
+    const char *extra[] = {"store.opensearch.flush_ms=500", NULL};
+    struct it_env *e;
+    const int N = 300;
+    char id[64];
+
+    test_index("partial", index, sizeof index);
+    struct proxy *px = proxy_start();
+    e = it_env_start("persist-partial", os_flags(&f, px->url, index, extra));
+    if (!e)
+        proxy_stop(px);
+    assert_non_null(e);
+    *state = e;
+
+    /* Parked tasks (a validation error): each is written once unless its write fails. */
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "%s-%03d", i % 5 == 0 ? "flaky" : i % 50 == 1 ? "bad" : "good", i);
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "422 schema mismatch";
+        penv_publish(e->nc, "dlq.failed.partial", &p);
+    }
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    json_t *pers = wait_stored(e->nc, 60000);
+    int nbad = 0, nflaky = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "%s-%03d", i % 5 == 0 ? "flaky" : i % 50 == 1 ? "bad" : "good", i);
+        int64_t want = i % 5 == 0 ? 2 : 1;
+        IT_CHECK(proxy_seen(px, id) == want, "%s was sent %lld times, expected %lld", id,
+                 (long long)proxy_seen(px, id), (long long)want);
+        if (i % 50 == 1 && i % 5 != 0) {
+            nbad++;
+            json_t *t = it_admin_get(e->nc, id); /* refused for good, kept in memory */
+            IT_CHECK(t && it_json_str(t, "task_id"), "%s is not kept in memory", id);
+            json_decref(t);
+        }
+        nflaky += i % 5 == 0;
+    }
+    IT_CHECK(it_json_int(pers, "rejected") == nbad, "rejected %lld, expected %d",
+             (long long)it_json_int(pers, "rejected"), nbad);
+    IT_CHECK(it_json_int(pers, "retried") == nflaky, "retried %lld, expected %d",
+             (long long)it_json_int(pers, "retried"), nflaky);
+    IT_CHECK(os_count(index, NULL) == N - nbad, "documents: %lld, expected %d",
+             (long long)os_count(index, NULL), N - nbad);
+    fprintf(stderr, "[partial] %d bulks, %d items answered 429 once, %d answered 400\n", px->bulks,
+            nflaky, nbad);
+    json_decref(pers);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    proxy_stop(px);
+    os_drop(index);
+}
+
+/* ---- 5. invalid UTF-8 in the error, random bytes in the payload ------------------------------ */
+
+static void
+test_binary(void **state)
+{
+    char index[128];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    const char *const *flags;
+    struct it_env *e;
+    unsigned char raw[300], task[310];
+    static const char bad_error[] = "boom \xff\xfe\xc3\x28 \xed\xa0\x80 end \x01";
+    size_t tlen;
+    struct sc_buf b;
+
+    test_index("binary", index, sizeof index);
+    flags = os_flags(&f, os_url(), index, extra);
+    e = it_env_start("persist-binary", flags);
+    assert_non_null(e);
+    *state = e;
+
+    it_rand_seed(0x5eed);
+    for (size_t i = 0; i < sizeof raw; i++)
+        raw[i] = (unsigned char)it_rand_u64();
+    /* The task: bin 16 with the random bytes. */
+    task[0] = 0xc5;
+    task[1] = (unsigned char)(sizeof raw >> 8);
+    task[2] = (unsigned char)(sizeof raw & 0xff);
+    memcpy(task + 3, raw, sizeof raw);
+    tlen = 3 + sizeof raw;
+
+    struct penv p = {0};
+    p.task_id = "bin-1";
+    p.task_mp = task;
+    p.task_len = tlen;
+    p.error = bad_error;
+    p.error_len = sizeof bad_error - 1;
+    p.max_retries = -1;
+    p.retry_policy = "linear";
+    json_t *ack = penv_request(e->nc, "dlq.failed.binary", &p);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack");
+    json_decref(ack);
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+
+    sc_buf_init(&b, 1 << 20);
+    json_t *all = os_all(index), *doc = json_object_get(all, "bin-1");
+    IT_CHECK(doc != NULL, "bin-1 is not indexed");
+    IT_CHECK(b64dec(json_object_get(doc, "task_mp"), &b) && b.len == tlen && memcmp(b.data, task, tlen) == 0,
+             "the indexed payload bytes differ");
+    IT_CHECK(b64dec(json_object_get(doc, "error_raw"), &b) && b.len == sizeof bad_error - 1 &&
+                 memcmp(b.data, bad_error, b.len) == 0,
+             "the indexed error bytes differ");
+    IT_CHECK(it_json_str(doc, "error") != NULL, "no readable error text");
+    json_decref(all);
+
+    /* From the index back into a new process, then republished: byte-identical. */
+    kill9(&e->dmn);
+    const char *extra2[] = {"retry_processor_enabled=true", NULL};
+    struct flags f2;
+    natsConnection *wc = it_env_connect(e, "worker");
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.binary", NULL, 10, true);
+    struct it_step ok = {IT_ACT_OK, NULL, NULL};
+    it_recorder_set_plan(w, NULL, 0, ok);
+    restart(e, os_flags(&f2, os_url(), index, extra2));
+    json_decref(it_admin_task(e->nc, "retry", "bin-1"));
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "no retry after the restart");
+    const struct it_rec_msg *m = it_rec_get(w, 0);
+    IT_CHECK(m->len == tlen && memcmp(m->body, task, tlen) == 0,
+             "the republished payload differs (%zu bytes, expected %zu)", m->len, tlen);
+    bool st;
+    json_decref(it_wait_task_status(e->nc, "bin-1", "completed", IT_WAIT_MS, &st));
+    IT_CHECK(st, "bin-1 did not complete");
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    all = os_all(index);
+    doc = json_object_get(all, "bin-1");
+    IT_CHECK(doc && strcmp(it_json_str(doc, "status"), "completed") == 0, "the index did not follow");
+    IT_CHECK(b64dec(json_object_get(doc, "error_raw"), &b) && b.len == sizeof bad_error - 1 &&
+                 memcmp(b.data, bad_error, b.len) == 0,
+             "the error bytes did not survive the round trip through the index");
+    json_decref(all);
+    sc_buf_destroy(&b);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 6. 1,200 distinct metadata keys: the mapping does not grow ------------------------------ */
+
+static void
+test_mapping(void **state)
+{
+    char index[128], path[256];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    struct it_env *e;
+    const int N = 1200;
+    char id[64], key[64];
+    long st;
+
+    test_index("mapping", index, sizeof index);
+    e = it_env_start("persist-mapping", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+
+    /* The index exists (made at start, from the template) before any task. */
+    snprintf(path, sizeof path, "/%s/_mapping", index);
+    json_t *before = os_call("GET", path, NULL, &st);
+    IT_CHECK(st == 200 && before, "GET %s: HTTP %ld", path, st);
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "meta-%04d", i);
+        snprintf(key, sizeof key, i % 3 ? "key_%04d" : "dotted.key.%04d", i);
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "connection refused";
+        p.meta_key = key;
+        penv_publish(e->nc, "dlq.failed.mapping", &p);
+    }
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    json_decref(wait_stored(e->nc, 60000));
+    IT_CHECK(os_count(index, NULL) == N, "documents: %lld", (long long)os_count(index, NULL));
+    json_t *after = os_call("GET", path, NULL, &st);
+    IT_CHECK(st == 200 && json_equal(before, after), "the mapping changed");
+    /* The metadata is still there to read, in _source. */
+    json_t *all = os_all(index);
+    snprintf(key, sizeof key, "key_%04d", 1);
+    IT_CHECK(it_json_int(json_object_get(json_object_get(all, "meta-0001"), "metadata"), key) == 1,
+             "metadata not kept in _source");
+    char *dump = json_dumps(after, JSON_COMPACT);
+    fprintf(stderr, "[mapping] %zu bytes of mapping before and after %d keys\n", strlen(dump), N);
+    free(dump);
+    json_decref(all);
+    json_decref(before);
+    json_decref(after);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 7. unreachable at start, then a write block: degraded, not a crash --------------------- */
+
+static void
+test_degraded(void **state)
+{
+    char index[128], bad[64], path[256];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    struct it_env *e;
+    long st;
+
+    /* An address where nothing listens. */
+    snprintf(bad, sizeof bad, "http://127.0.0.1:%d", it_free_port());
+    test_index("degraded", index, sizeof index);
+    e = it_env_start("persist-degraded", os_flags(&f, bad, index, extra));
+    assert_non_null(e);
+    *state = e;
+    json_t *p = persistence(e->nc);
+    IT_CHECK(strcmp(it_json_str(p, "state"), "degraded") == 0 && it_json_str(p, "last_error"),
+             "an unreachable URL at start must give degraded mode");
+    json_decref(p);
+    /* Acknowledged right away from memory while degraded. */
+    struct penv pe = {0};
+    pe.task_id = "deg-1";
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    json_t *ack = penv_request(e->nc, "dlq.failed.degraded", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack while degraded");
+    json_decref(ack);
+    p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "queued_writes") >= 1, "the write is not queued");
+    json_decref(p);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+
+    /* A real node whose index refuses writes (index.blocks.write), then accepts them again. */
+    e = it_env_start("persist-block", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    snprintf(path, sizeof path, "/%s/_settings", index);
+    json_decref(os_call("PUT", path, "{\"index.blocks.write\":true}", &st));
+    IT_CHECK(st == 200, "set the write block: HTTP %ld", st);
+    pe.task_id = "deg-2";
+    penv_publish(e->nc, "dlq.failed.degraded", &pe);
+    bool degraded = false;
+    for (int i = 0; i < 100 && !degraded; i++) {
+        p = persistence(e->nc);
+        degraded = strcmp(it_json_str(p, "state"), "degraded") == 0 &&
+                   it_json_int(p, "queued_writes") >= 1 && strstr(it_json_str(p, "last_error"), "block");
+        json_decref(p);
+        it_sleep_ms(100);
+    }
+    IT_CHECK(degraded, "a write block must give degraded mode with the block in last_error");
+    json_decref(os_call("PUT", path, "{\"index.blocks.write\":null}", &st));
+    IT_CHECK(st == 200, "clear the write block: HTTP %ld", st);
+    json_decref(wait_stored(e->nc, 30000));
+    IT_CHECK(os_count(index, "{\"term\":{\"task_id\":\"deg-2\"}}") == 1, "deg-2 was not replayed");
+    os_drop(index);
+    e->passed = true;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_degraded, it_teardown),
+        cmocka_unit_test_teardown(test_partial_bulk, it_teardown),
+        cmocka_unit_test_teardown(test_binary, it_teardown),
+        cmocka_unit_test_teardown(test_mapping, it_teardown),
+        cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
+        cmocka_unit_test_teardown(test_ten_thousand, it_teardown),
+        cmocka_unit_test_teardown(test_outage, it_teardown),
+    };
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    signal(SIGPIPE, SIG_IGN);
+    if (!getenv("DLQ_TEST_OPENSEARCH_URL") || !getenv("DLQ_TEST_OPENSEARCH_CTL")) {
+        fprintf(stderr, "test_persist: DLQ_TEST_OPENSEARCH_URL and DLQ_TEST_OPENSEARCH_CTL must be "
+                        "set (scripts/test.sh starts a node with scripts/opensearch.sh and sets "
+                        "them); failing rather than skipping\n");
+        return 1;
+    }
+    return cmocka_run_group_tests_name("persist (OpenSearch)", tests, NULL, NULL);
+}

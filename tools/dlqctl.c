@@ -1,0 +1,934 @@
+/* dlqctl.c - the dlq-sidecar admin API (<prefix>.admin.*) as a command: aligned tables for people, --json for scripts, exit codes that mean something. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <nats/nats.h>
+
+/* Exit codes (documented in usage() and the README). */
+enum {
+    EXIT_OK = 0,
+    EXIT_ERROR_REPLY = 1, /* the sidecar answered with an error (400, 404, 409, 503) */
+    EXIT_USAGE = 2,       /* bad command line */
+    EXIT_NO_SIDECAR = 3,  /* no sidecar answered: no server, no responders, timeout, refused */
+};
+
+#define DEFAULT_URL "nats://127.0.0.1:4222"
+#define DEFAULT_TIMEOUT_MS 5000
+#define DEFAULT_PREFIX "dlq"
+#define MAX_POSITIONAL 64
+#define LIST_PAGE_MAX 1000
+
+/* What the command line asked for. Strings are borrowed from argv or the environment. */
+struct opts {
+    const char *server, *creds, *prefix;
+    int64_t timeout_ms;
+    bool json;
+    /* filters and command options; NULL / -1 / false when absent */
+    const char *status, *category, *subject, *cursor, *error, *error_type;
+    double older_than_s;  /* -1: absent */
+    int64_t limit;        /* -1: absent */
+    double rate;          /* -1: absent */
+    bool confirm, all, cancel;
+    const char *pos[MAX_POSITIONAL];
+    int npos;
+};
+
+static const char *prog = "dlqctl";
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dlqctl [options] COMMAND [arguments]\n"
+            "\n"
+            "Commands (each is one request to <prefix>.admin.<verb>):\n"
+            "  stats                          queue size, status breakdown, lifetime counters\n"
+            "  health                         status of the sidecar, NATS and persistence\n"
+            "  list [FILTER] [--limit N] [--cursor C] [--all]\n"
+            "                                 task summaries, one page (--all: every page)\n"
+            "  get TASK_ID                    the whole task with its history and payload\n"
+            "  retry TASK_ID                  retry one task now (an exhausted task gets one more attempt)\n"
+            "  retry FILTER|--all [--rate N]  retry matching tasks (at N tasks/s in the background)\n"
+            "  retry --cancel                 stop a running background redrive\n"
+            "  archive TASK_ID | FILTER|--all archive tasks\n"
+            "  clear FILTER|--all [--confirm] remove tasks (without --confirm: say how many)\n"
+            "  classify [--error-type T] [ERROR...]\n"
+            "                                 dry run of the classifier and the first delays\n"
+            "  pause | resume                 stop / restart automatic retries\n"
+            "\n"
+            "FILTER (any combination; an empty filter needs --all):\n"
+            "  --status S        pending (includes parked), parked, retrying, exhausted\n"
+            "  --category C      transient, network, resource, permission, validation, permanent\n"
+            "  --subject SUBJ    failure subject, wildcards allowed (dlq.failed.orders.>)\n"
+            "  --older-than D    created at least D ago: seconds, or 90s, 15m, 2h, 7d\n"
+            "\n"
+            "Options:\n"
+            "  -s, --server URL  NATS server URL(s), comma-separated ($NATS_URL, default %s)\n"
+            "      --creds FILE  NATS user credentials file ($NATS_CREDS)\n"
+            "      --timeout MS  how long to wait for the sidecar (default %d)\n"
+            "      --prefix P    subject prefix of the sidecar (subjects.prefix, default %s)\n"
+            "  -j, --json        print the sidecar's JSON reply instead of a table\n"
+            "  -h, --help        this text;  --version  the version\n"
+            "\n"
+            "Exit codes: 0 ok, 1 the sidecar answered with an error, 2 usage,\n"
+            "3 no sidecar answered (no server, no responders, timeout, permission refused).\n",
+            DEFAULT_URL, DEFAULT_TIMEOUT_MS, DEFAULT_PREFIX);
+}
+
+static int
+usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* usage_error() prints "dlqctl: <message>" and a hint; returns EXIT_USAGE. */
+static int
+usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(dlqctl --help for usage)\n");
+    return EXIT_USAGE;
+}
+
+/* ---- command-line parsing -------------------------------------------------------------------- */
+
+/* parse_int() reads a whole decimal integer in [min, max]. */
+static bool
+parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* parse_number() reads a whole finite decimal number > 0 (rates). */
+static bool
+parse_positive(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || v > 1e9)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* parse_duration() reads "90", "90s", "15m", "2h" or "7d" into seconds. */
+static bool
+parse_duration(const char *s, double *out)
+{
+    char *end;
+    double v, mul = 1;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0))
+        return false;
+    if (*end) {
+        if (end[1])
+            return false;
+        switch (*end) {
+        case 's': mul = 1; break;
+        case 'm': mul = 60; break;
+        case 'h': mul = 3600; break;
+        case 'd': mul = 86400; break;
+        default: return false;
+        }
+    }
+    *out = v * mul;
+    return *out <= 3.2e9;
+}
+
+/* The options, which take a value, and which commands accept them ("*": every command). */
+struct optdef {
+    const char *name;
+    char short_name;
+    bool has_value;
+    const char *commands;
+};
+
+static const struct optdef optdefs[] = {
+    {"server", 's', true, "*"},
+    {"creds", 0, true, "*"},
+    {"timeout", 0, true, "*"},
+    {"prefix", 0, true, "*"},
+    {"json", 'j', false, "*"},
+    {"help", 'h', false, "*"},
+    {"version", 0, false, "*"},
+    {"status", 0, true, " list retry archive clear "},
+    {"category", 0, true, " list retry archive clear "},
+    {"subject", 0, true, " list retry archive clear "},
+    {"older-than", 0, true, " list retry archive clear "},
+    {"limit", 0, true, " list "},
+    {"cursor", 0, true, " list "},
+    {"all", 0, false, " list retry archive clear "},
+    {"rate", 0, true, " retry "},
+    {"cancel", 0, false, " retry "},
+    {"confirm", 0, false, " clear "},
+    {"error-type", 0, true, " classify "},
+    {"error", 0, true, " classify "},
+};
+
+/* find_opt() looks an option up by long name (len bytes) or short letter. */
+static const struct optdef *
+find_opt(const char *name, size_t len, char short_name)
+{
+    for (size_t i = 0; i < sizeof(optdefs) / sizeof(optdefs[0]); i++) {
+        if (short_name ? optdefs[i].short_name == short_name
+                       : strlen(optdefs[i].name) == len && strncmp(optdefs[i].name, name, len) == 0)
+            return &optdefs[i];
+    }
+    return NULL;
+}
+
+/* accepts() tells whether command cmd takes option d. */
+static bool
+accepts(const struct optdef *d, const char *cmd)
+{
+    char word[32];
+
+    if (strcmp(d->commands, "*") == 0)
+        return true;
+    snprintf(word, sizeof(word), " %s ", cmd);
+    return strstr(d->commands, word) != NULL;
+}
+
+/* Returns -1 when parsing may go on, else the exit code (help and version exit 0). */
+static int
+set_opt(struct opts *o, const struct optdef *d, const char *v)
+{
+    const char *n = d->name;
+
+    if (strcmp(n, "server") == 0)
+        o->server = v;
+    else if (strcmp(n, "creds") == 0)
+        o->creds = v;
+    else if (strcmp(n, "prefix") == 0) {
+        if (!*v || strpbrk(v, ". *>\t\r\n"))
+            return usage_error("--prefix: '%s' is not one NATS subject token", v);
+        o->prefix = v;
+    } else if (strcmp(n, "timeout") == 0) {
+        if (!parse_int(v, 1, 3600000, &o->timeout_ms))
+            return usage_error("--timeout: '%s' is not a number of milliseconds 1-3600000", v);
+    } else if (strcmp(n, "json") == 0)
+        o->json = true;
+    else if (strcmp(n, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    } else if (strcmp(n, "version") == 0) {
+        printf("dlqctl %s (nats.c %s)\n", DLQ_VERSION, nats_GetVersion());
+        return EXIT_OK;
+    } else if (strcmp(n, "status") == 0)
+        o->status = v;
+    else if (strcmp(n, "category") == 0)
+        o->category = v;
+    else if (strcmp(n, "subject") == 0)
+        o->subject = v;
+    else if (strcmp(n, "older-than") == 0) {
+        if (!parse_duration(v, &o->older_than_s))
+            return usage_error("--older-than: '%s' is not a duration (90, 90s, 15m, 2h, 7d)", v);
+    } else if (strcmp(n, "limit") == 0) {
+        if (!parse_int(v, 1, LIST_PAGE_MAX, &o->limit))
+            return usage_error("--limit: '%s' is not a number 1-%d", v, LIST_PAGE_MAX);
+    } else if (strcmp(n, "cursor") == 0)
+        o->cursor = v;
+    else if (strcmp(n, "all") == 0)
+        o->all = true;
+    else if (strcmp(n, "rate") == 0) {
+        if (!parse_positive(v, &o->rate))
+            return usage_error("--rate: '%s' is not a number of tasks per second > 0", v);
+    } else if (strcmp(n, "cancel") == 0)
+        o->cancel = true;
+    else if (strcmp(n, "confirm") == 0)
+        o->confirm = true;
+    else if (strcmp(n, "error-type") == 0)
+        o->error_type = v;
+    else if (strcmp(n, "error") == 0)
+        o->error = v;
+    return -1;
+}
+
+/*
+ * parse_args() fills o from argv: options may come before or after the
+ * command ("--name value", "--name=value", "-s value", "-j"); "--" ends
+ * options. The command is the first positional argument. Returns -1 to go
+ * on, or an exit code.
+ */
+static int
+parse_args(int argc, char **argv, struct opts *o)
+{
+    const char *cmd = NULL;
+    bool only_pos = false;
+    int rc;
+
+    /* The command decides which options are allowed: find it first. */
+    for (int i = 1; i < argc; i++) {
+        const struct optdef *d = NULL;
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (argv[i][0] != '-' || argv[i][1] == '\0') {
+            cmd = argv[i];
+            break;
+        }
+        if (argv[i][1] == '-') {
+            const char *eq = strchr(argv[i] + 2, '=');
+            d = find_opt(argv[i] + 2, eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2), 0);
+            if (d && d->has_value && !eq)
+                i++;
+        } else if (!argv[i][2]) {
+            d = find_opt(NULL, 0, argv[i][1]);
+            if (d && d->has_value)
+                i++;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        const struct optdef *d;
+
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            if (o->npos == MAX_POSITIONAL)
+                return usage_error("too many arguments");
+            o->pos[o->npos++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = true;
+            continue;
+        }
+        if (a[1] == '-') {
+            const char *eq = strchr(a + 2, '=');
+            size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            if (!(d = find_opt(a + 2, len, 0)))
+                return usage_error("unknown option '%s'", a);
+            if (eq) {
+                if (!d->has_value)
+                    return usage_error("option --%s takes no value", d->name);
+                v = eq + 1;
+            }
+        } else {
+            if (a[2] || !(d = find_opt(NULL, 0, a[1])))
+                return usage_error("unknown option '%s'", a);
+        }
+        if (d->has_value && !v) {
+            if (i + 1 >= argc)
+                return usage_error("option --%s needs a value", d->name);
+            v = argv[++i];
+        }
+        if (cmd && !accepts(d, cmd))
+            return usage_error("'%s' takes no option --%s", cmd, d->name);
+        if ((rc = set_opt(o, d, v)) >= 0)
+            return rc;
+    }
+    return -1;
+}
+
+/* ---- NATS ------------------------------------------------------------------------------------ */
+
+/* open_conn() opens a connection that gives up at once (no reconnects). Returns EXIT_OK or EXIT_NO_SIDECAR. */
+static int
+open_conn(const struct opts *o, natsConnection **nc)
+{
+    natsOptions *no = NULL;
+    natsStatus s;
+    char *urls = strdup(o->server), *save = NULL, *tok;
+    const char *servers[32];
+    int n = 0;
+
+    if (!urls)
+        return EXIT_NO_SIDECAR;
+    for (tok = strtok_r(urls, ",", &save); tok && n < 32; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (*tok)
+            servers[n++] = tok;
+    }
+    s = natsOptions_Create(&no);
+    if (s == NATS_OK)
+        s = n ? natsOptions_SetServers(no, servers, n) : NATS_INVALID_ARG;
+    if (s == NATS_OK)
+        s = natsOptions_SetName(no, "dlqctl");
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(no, o->timeout_ms);
+    if (s == NATS_OK)
+        s = natsOptions_SetAllowReconnect(no, false);
+    if (s == NATS_OK && o->creds && *o->creds)
+        s = natsOptions_SetUserCredentialsFromFiles(no, o->creds, NULL);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, no);
+    natsOptions_Destroy(no);
+    if (s != NATS_OK) {
+        fprintf(stderr, "%s: cannot connect to %s: %s\n", prog, o->server, natsStatus_GetText(s));
+        const char *last = nats_GetLastError(NULL);
+        if (last && *last && strcmp(last, natsStatus_GetText(s)) != 0)
+            fprintf(stderr, "%s: %s\n", prog, last);
+        free(urls);
+        return EXIT_NO_SIDECAR;
+    }
+    free(urls);
+    return EXIT_OK;
+}
+
+/*
+ * request() sends body (a JSON object, may be NULL for an empty request) to
+ * <prefix>.admin.<verb> and parses the reply into *reply (new reference).
+ * Returns EXIT_OK, EXIT_ERROR_REPLY (the reply is an error; *reply holds it
+ * when it was JSON and *code the error code) or EXIT_NO_SIDECAR, with a
+ * message on stderr for the last two.
+ */
+static int
+request(natsConnection *nc, const struct opts *o, const char *verb, json_t *body, json_t **reply,
+        int *code)
+{
+    char subj[256], *text = NULL;
+    natsMsg *m = NULL;
+    natsStatus s;
+    const char *hv = NULL;
+    json_error_t jerr;
+    int rc = EXIT_NO_SIDECAR;
+
+    *reply = NULL;
+    *code = 0;
+    snprintf(subj, sizeof(subj), "%s.admin.%s", o->prefix, verb);
+    if (body && !(text = json_dumps(body, JSON_COMPACT)))
+        return usage_error("cannot encode the request");
+    s = natsConnection_Request(&m, nc, subj, text ? text : "", text ? (int)strlen(text) : 0,
+                               o->timeout_ms);
+    free(text);
+    if (s == NATS_NO_RESPONDERS) {
+        fprintf(stderr, "%s: no sidecar answered on %s (no responders: is dlq-sidecar running with "
+                        "prefix '%s'?)\n", prog, subj, o->prefix);
+        goto done;
+    }
+    if (s == NATS_TIMEOUT) {
+        fprintf(stderr, "%s: no sidecar answered on %s within %lld ms (timeout; a permissions "
+                        "violation looks the same)\n", prog, subj, (long long)o->timeout_ms);
+        goto done;
+    }
+    if (s != NATS_OK) {
+        fprintf(stderr, "%s: request on %s failed: %s\n", prog, subj, natsStatus_GetText(s));
+        goto done;
+    }
+    *reply = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &jerr);
+    if (natsMsgHeader_Get(m, "Nats-Service-Error-Code", &hv) == NATS_OK && hv) {
+        const char *msg = NULL;
+        *code = atoi(hv);
+        natsMsgHeader_Get(m, "Nats-Service-Error", &msg);
+        fprintf(stderr, "%s: %s: %s %s\n", prog, verb, hv, msg ? msg : "error");
+        rc = EXIT_ERROR_REPLY;
+        goto done;
+    }
+    if (!*reply || !json_is_object(*reply)) {
+        fprintf(stderr, "%s: %s: the reply is not a JSON object: %.*s\n", prog, verb,
+                natsMsg_GetDataLength(m) > 200 ? 200 : natsMsg_GetDataLength(m), natsMsg_GetData(m));
+        rc = EXIT_ERROR_REPLY;
+        goto done;
+    }
+    if (json_is_object(json_object_get(*reply, "error"))) {
+        json_t *e = json_object_get(*reply, "error");
+        *code = (int)json_integer_value(json_object_get(e, "code"));
+        fprintf(stderr, "%s: %s: %d %s\n", prog, verb, *code,
+                json_string_value(json_object_get(e, "message")) ? json_string_value(json_object_get(e, "message")) : "error");
+        rc = EXIT_ERROR_REPLY;
+        goto done;
+    }
+    rc = EXIT_OK;
+done:
+    natsMsg_Destroy(m);
+    return rc;
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+/* display_width() counts UTF-8 code points (good enough for alignment). */
+static size_t
+display_width(const char *s)
+{
+    size_t w = 0;
+
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            w++;
+    return w;
+}
+
+static void
+pad(size_t n)
+{
+    while (n--)
+        putchar(' ');
+}
+
+/* A table of strings: rows[0] is the header. Cells are owned by the table. */
+struct table {
+    char ***rows;
+    size_t nrows, ncols;
+};
+
+static void
+table_init(struct table *t, size_t ncols)
+{
+    t->rows = NULL;
+    t->nrows = 0;
+    t->ncols = ncols;
+}
+
+/* table_add() appends a row of ncols cells (copied; NULL prints as "-"). */
+static void
+table_add(struct table *t, const char *const *cells)
+{
+    char ***rows = realloc(t->rows, (t->nrows + 1) * sizeof(*rows));
+    char **row = calloc(t->ncols, sizeof(*row));
+
+    if (!rows || !row) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(EXIT_NO_SIDECAR);
+    }
+    t->rows = rows;
+    for (size_t c = 0; c < t->ncols; c++)
+        row[c] = strdup(cells[c] ? cells[c] : "-");
+    t->rows[t->nrows++] = row;
+}
+
+/* table_print() prints the rows with every column as wide as its widest cell, two spaces apart. */
+static void
+table_print(const struct table *t)
+{
+    size_t w[32] = {0};
+
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols && c < 32; c++)
+            if (display_width(t->rows[r][c]) > w[c])
+                w[c] = display_width(t->rows[r][c]);
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols && c < 32; c++) {
+            fputs(t->rows[r][c], stdout);
+            if (c + 1 < t->ncols)
+                pad(w[c] - display_width(t->rows[r][c]) + 2);
+        }
+        putchar('\n');
+    }
+}
+
+static void
+table_free(struct table *t)
+{
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++)
+            free(t->rows[r][c]);
+        free(t->rows[r]);
+    }
+    free(t->rows);
+    t->rows = NULL;
+    t->nrows = 0;
+}
+
+/* scalar() renders a JSON scalar (or compact JSON for the rest) into buf. */
+static const char *
+scalar(const json_t *v, char *buf, size_t len)
+{
+    char *s;
+
+    switch (json_typeof(v)) {
+    case JSON_STRING: snprintf(buf, len, "%s", json_string_value(v)); break;
+    case JSON_INTEGER: snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_REAL: snprintf(buf, len, "%g", json_real_value(v)); break;
+    case JSON_TRUE: snprintf(buf, len, "true"); break;
+    case JSON_FALSE: snprintf(buf, len, "false"); break;
+    case JSON_NULL: snprintf(buf, len, "-"); break;
+    default:
+        s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        snprintf(buf, len, "%s", s ? s : "?");
+        free(s);
+    }
+    return buf;
+}
+
+/* is_section() tells whether v prints as its own indented block (an object, or an array of objects). */
+static bool
+is_section(const json_t *v, const char *k)
+{
+    /* Payloads stay one line of JSON: they are data, not structure. */
+    if (strcmp(k, "task") == 0 || strcmp(k, "metadata") == 0 || strcmp(k, "repos") == 0)
+        return false;
+    if (json_is_object(v))
+        return json_object_size(v) > 0;
+    return json_is_array(v) && json_array_size(v) > 0 && json_is_object(json_array_get(v, 0));
+}
+
+/* title() turns "status_breakdown" into "status breakdown". */
+static const char *
+title(const char *k, char *buf, size_t len)
+{
+    size_t i = 0;
+
+    for (; k[i] && i + 1 < len; i++)
+        buf[i] = k[i] == '_' ? ' ' : k[i];
+    buf[i] = '\0';
+    return buf;
+}
+
+static void print_object(const json_t *obj, int indent);
+
+/* print_array_table() prints an array of objects as a table with the union of their keys as columns. */
+static void
+print_array_table(const json_t *arr, int indent)
+{
+    const char *cols[32];
+    size_t ncols = 0, i;
+    const json_t *row;
+    struct table t;
+    char bufs[32][512];
+    const char *cells[32];
+
+    json_array_foreach(arr, i, row) {
+        const char *k;
+        const json_t *v;
+        json_object_foreach((json_t *)row, k, v) {
+            size_t c;
+            for (c = 0; c < ncols && strcmp(cols[c], k) != 0; c++)
+                ;
+            if (c == ncols && ncols < 32)
+                cols[ncols++] = k;
+        }
+    }
+    table_init(&t, ncols + 1);
+    cells[0] = "";
+    for (size_t c = 0; c < ncols; c++)
+        cells[c + 1] = title(cols[c], bufs[c], sizeof(bufs[c]));
+    table_add(&t, cells);
+    json_array_foreach(arr, i, row) {
+        for (size_t c = 0; c < ncols; c++) {
+            const json_t *v = json_object_get(row, cols[c]);
+            cells[c + 1] = v ? scalar(v, bufs[c], sizeof(bufs[c])) : "";
+        }
+        table_add(&t, cells);
+    }
+    /* The empty first column carries the indent. */
+    for (size_t r = 0; r < t.nrows; r++) {
+        free(t.rows[r][0]);
+        t.rows[r][0] = calloc((size_t)indent + 1, 1);
+        if (t.rows[r][0])
+            memset(t.rows[r][0], ' ', (size_t)(indent > 2 ? indent - 2 : 0));
+    }
+    table_print(&t);
+    table_free(&t);
+}
+
+/*
+ * print_object() prints obj as aligned "key  value" lines, then each nested
+ * object or array of objects as a titled block indented two more columns.
+ */
+static void
+print_object(const json_t *obj, int indent)
+{
+    const char *k;
+    const json_t *v;
+    size_t w = 0;
+    char buf[4096], tbuf[128];
+
+    json_object_foreach((json_t *)obj, k, v)
+        if (!is_section(v, k) && display_width(k) > w)
+            w = display_width(k);
+    json_object_foreach((json_t *)obj, k, v) {
+        if (is_section(v, k))
+            continue;
+        pad((size_t)indent);
+        fputs(title(k, tbuf, sizeof(tbuf)), stdout);
+        pad(w - display_width(k) + 2);
+        puts(scalar(v, buf, sizeof(buf)));
+    }
+    json_object_foreach((json_t *)obj, k, v) {
+        if (!is_section(v, k))
+            continue;
+        pad((size_t)indent);
+        printf("%s:\n", title(k, tbuf, sizeof(tbuf)));
+        if (json_is_object(v))
+            print_object(v, indent + 2);
+        else
+            print_array_table(v, indent + 2);
+    }
+}
+
+/* print_tasks() prints list summaries as one table. */
+static void
+print_tasks(const json_t *tasks)
+{
+    static const char *const head[] = {"TASK_ID", "STATUS", "CATEGORY", "RETRIES",
+                                       "SUBJECT", "CREATED", "NEXT_RETRY"};
+    struct table t;
+    size_t i;
+    const json_t *task;
+
+    table_init(&t, 7);
+    table_add(&t, head);
+    json_array_foreach(tasks, i, task) {
+        char retries[64], b[4][512];
+        const char *status = json_string_value(json_object_get(task, "status"));
+        const char *cells[7];
+        if (json_is_true(json_object_get(task, "parked")))
+            status = "parked";
+        snprintf(retries, sizeof(retries), "%s/%s",
+                 scalar(json_object_get(task, "retry_count"), b[0], sizeof(b[0])),
+                 scalar(json_object_get(task, "max_retries"), b[1], sizeof(b[1])));
+        cells[0] = json_string_value(json_object_get(task, "task_id"));
+        cells[1] = status;
+        cells[2] = json_string_value(json_object_get(task, "error_category"));
+        cells[3] = retries;
+        cells[4] = json_string_value(json_object_get(task, "subject"));
+        cells[5] = json_string_value(json_object_get(task, "created_at"));
+        cells[6] = json_string_value(json_object_get(task, "next_retry_at"));
+        table_add(&t, cells);
+    }
+    table_print(&t);
+    table_free(&t);
+}
+
+/* print_json() prints v compactly on one line (what scripts read). */
+static void
+print_json(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    if (s)
+        puts(s);
+    free(s);
+}
+
+/* ---- commands -------------------------------------------------------------------------------- */
+
+/* filter_body() builds the request's filter keys; returns the number of filter keys set. */
+static int
+filter_body(const struct opts *o, json_t *body)
+{
+    int n = 0;
+
+    if (o->status && ++n)
+        json_object_set_new(body, "status", json_string(o->status));
+    if (o->category && ++n)
+        json_object_set_new(body, "category", json_string(o->category));
+    if (o->subject && ++n)
+        json_object_set_new(body, "subject", json_string(o->subject));
+    if (o->older_than_s >= 0 && ++n)
+        json_object_set_new(body, "older_than_s", json_real(o->older_than_s));
+    return n;
+}
+
+/* cmd_list() lists one page, or every page with --all (merged into one table / one JSON object). */
+static int
+cmd_list(natsConnection *nc, const struct opts *o)
+{
+    json_t *all = json_array(), *reply = NULL, *body, *next = NULL, *total = NULL;
+    char cursor[64] = "";
+    int rc = EXIT_OK, code;
+
+    if (o->cursor)
+        snprintf(cursor, sizeof(cursor), "%s", o->cursor);
+    for (;;) {
+        body = json_object();
+        filter_body(o, body);
+        if (o->limit > 0)
+            json_object_set_new(body, "limit", json_integer(o->limit));
+        else if (o->all)
+            json_object_set_new(body, "limit", json_integer(LIST_PAGE_MAX));
+        if (*cursor)
+            json_object_set_new(body, "cursor", json_string(cursor));
+        rc = request(nc, o, "list", body, &reply, &code);
+        json_decref(body);
+        if (rc != EXIT_OK)
+            goto done;
+        json_array_extend(all, json_object_get(reply, "tasks"));
+        json_decref(next);
+        json_decref(total);
+        next = json_incref(json_object_get(reply, "next_cursor"));
+        total = json_incref(json_object_get(reply, "total"));
+        json_decref(reply);
+        reply = NULL;
+        if (!o->all || !json_is_string(next))
+            break;
+        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+    }
+    if (o->json) {
+        json_t *out = json_pack("{s:O,s:O,s:O}", "tasks", all, "next_cursor", next ? next : json_null(),
+                                "total", total ? total : json_integer((json_int_t)json_array_size(all)));
+        print_json(out);
+        json_decref(out);
+    } else {
+        print_tasks(all);
+        printf("\n%zu shown, %" JSON_INTEGER_FORMAT " match", json_array_size(all),
+               json_integer_value(total));
+        if (json_is_string(next))
+            printf("; next page: dlqctl list --cursor %s (or --all)\n", json_string_value(next));
+        else
+            printf("; end of list\n");
+    }
+done:
+    if (rc == EXIT_ERROR_REPLY && o->json && reply)
+        print_json(reply);
+    json_decref(reply);
+    json_decref(all);
+    json_decref(next);
+    json_decref(total);
+    return rc;
+}
+
+/* run_simple() sends body to verb and prints the reply as a table or JSON. */
+static int
+run_simple(natsConnection *nc, const struct opts *o, const char *verb, json_t *body)
+{
+    json_t *reply = NULL;
+    int code, rc = request(nc, o, verb, body, &reply, &code);
+
+    if (rc == EXIT_OK || (rc == EXIT_ERROR_REPLY && o->json && reply)) {
+        if (o->json)
+            print_json(reply);
+        else
+            print_object(reply, 0);
+    }
+    json_decref(reply);
+    return rc;
+}
+
+/* cmd_action() runs retry, archive or clear: one task (TASK_ID) or a filter. */
+static int
+cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
+{
+    json_t *body = json_object();
+    int rc, nfilter = filter_body(o, body);
+
+    if (o->cancel) {
+        if (o->npos > 1 || nfilter || o->rate > 0 || o->all) {
+            json_decref(body);
+            return usage_error("retry --cancel takes nothing else");
+        }
+        json_object_set_new(body, "cancel", json_true());
+    } else if (o->npos == 2) {
+        if (nfilter || o->all || o->rate > 0) {
+            json_decref(body);
+            return usage_error("%s: give a TASK_ID or a filter, not both", verb);
+        }
+        json_object_set_new(body, "task_id", json_string(o->pos[1]));
+    } else if (o->npos > 2) {
+        json_decref(body);
+        return usage_error("%s: one TASK_ID at most", verb);
+    } else if (!nfilter && !o->all) {
+        json_decref(body);
+        return usage_error("%s: give a TASK_ID, a filter (--status, --category, --subject, "
+                           "--older-than) or --all",
+                           verb);
+    }
+    if (o->rate > 0)
+        json_object_set_new(body, "rate", json_real(o->rate));
+    if (o->confirm)
+        json_object_set_new(body, "confirm", json_true());
+    rc = run_simple(nc, o, verb, body);
+    json_decref(body);
+    return rc;
+}
+
+/* cmd_classify() joins the positional words into the error text. */
+static int
+cmd_classify(natsConnection *nc, const struct opts *o)
+{
+    json_t *body = json_object();
+    char text[4096] = "";
+    size_t n = 0;
+    int rc;
+
+    for (int i = 1; i < o->npos && n < sizeof(text); i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%s", i > 1 ? " " : "", o->pos[i]);
+    if (o->error && o->npos > 1) {
+        json_decref(body);
+        return usage_error("classify: give the error as words or with --error, not both");
+    }
+    if (!o->error && o->npos <= 1 && !o->error_type) {
+        json_decref(body);
+        return usage_error("classify: give an ERROR text and/or --error-type");
+    }
+    json_object_set_new(body, "error", json_string(o->error ? o->error : text));
+    if (o->error_type)
+        json_object_set_new(body, "error_type", json_string(o->error_type));
+    rc = run_simple(nc, o, "classify", body);
+    json_decref(body);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct opts o = {0};
+    natsConnection *nc = NULL;
+    const char *cmd;
+    int rc;
+
+    o.server = getenv("NATS_URL");
+    o.creds = getenv("NATS_CREDS");
+    o.prefix = DEFAULT_PREFIX;
+    o.timeout_ms = DEFAULT_TIMEOUT_MS;
+    o.older_than_s = -1;
+    o.limit = -1;
+    o.rate = -1;
+    if (!o.server || !*o.server)
+        o.server = DEFAULT_URL;
+    if ((rc = parse_args(argc, argv, &o)) >= 0)
+        return rc;
+    if (o.npos == 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cmd = o.pos[0];
+
+    /* Check the arguments before connecting: a usage error never needs a server. */
+    if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "health") == 0 || strcmp(cmd, "pause") == 0 ||
+        strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0) {
+        if (o.npos != 1)
+            return usage_error("'%s' takes no arguments", cmd);
+    } else if (strcmp(cmd, "get") == 0) {
+        if (o.npos != 2)
+            return usage_error("get: give exactly one TASK_ID");
+    } else if (strcmp(cmd, "retry") != 0 && strcmp(cmd, "archive") != 0 &&
+               strcmp(cmd, "clear") != 0 && strcmp(cmd, "classify") != 0) {
+        return usage_error("unknown command '%s'", cmd);
+    }
+    if (strcmp(cmd, "clear") == 0 && o.npos != 1)
+        return usage_error("clear: takes a filter or --all, not a TASK_ID (use archive for one task)");
+    if (strcmp(cmd, "list") == 0 && o.all && o.cursor)
+        return usage_error("list: --all starts from the beginning; drop --cursor");
+
+    if ((rc = open_conn(&o, &nc)) != EXIT_OK)
+        goto done;
+    if (strcmp(cmd, "list") == 0) {
+        rc = cmd_list(nc, &o);
+    } else if (strcmp(cmd, "get") == 0) {
+        json_t *body = json_pack("{s:s}", "task_id", o.pos[1]);
+        rc = run_simple(nc, &o, "get", body);
+        json_decref(body);
+    } else if (strcmp(cmd, "retry") == 0 || strcmp(cmd, "archive") == 0 ||
+               strcmp(cmd, "clear") == 0) {
+        rc = cmd_action(nc, &o, cmd);
+    } else if (strcmp(cmd, "classify") == 0) {
+        rc = cmd_classify(nc, &o);
+    } else {
+        rc = run_simple(nc, &o, cmd, NULL);
+    }
+done:
+    natsConnection_Destroy(nc);
+    nats_Close();
+    return rc;
+}
