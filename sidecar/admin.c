@@ -1095,6 +1095,7 @@ sc_admin(struct sc_daemon *d, natsMsg *m)
     sc_micro_record(d, vi, now_ns() - start, r.error_code, r.error_code ? r.error : NULL);
 }
 
+/* sc_admin_destroy() stops a running redrive and frees its timer; safe when none ran. Loop thread, at shutdown. */
 void
 sc_admin_destroy(struct sc_daemon *d)
 {

@@ -19,6 +19,8 @@
 
 #include "harness.h"
 
+extern char **environ;
+
 #ifndef DLQCTL_BIN
 #error "DLQCTL_BIN must name the dlqctl binary (set by tests/integration/CMakeLists.txt)"
 #endif
@@ -50,11 +52,39 @@ run(const char *dir, char *const argv[], struct sc_buf *out, struct sc_buf *err,
 
     sc_buf_reset(out);
     sc_buf_reset(err);
-    if (pipe(po) < 0 || pipe(pe) < 0)
+    /* The child's environment is built here: between fork and exec only async-signal-safe calls. */
+    char xdg[IT_PATH_MAX + 32], home[IT_PATH_MAX + 8];
+    snprintf(xdg, sizeof xdg, "XDG_CONFIG_HOME=%s", dir);
+    snprintf(home, sizeof home, "HOME=%s", dir);
+    size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 3, sizeof *envp);
+    if (!envp)
         return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++) {
+        static const char *const drop[] = {"NATS_URL=", "NATS_CREDS=", "NATS_CONTEXT=",
+                                           "XDG_CONFIG_HOME=", "HOME="};
+        bool keep = true;
+        for (size_t d = 0; d < SC_ARRAY_LEN(drop); d++)
+            if (strncmp(environ[i], drop[d], strlen(drop[d])) == 0)
+                keep = false;
+        if (keep)
+            envp[k++] = environ[i];
+    }
+    envp[k++] = xdg;
+    envp[k++] = home;
+    envp[k] = NULL;
+    if (pipe(po) < 0 || pipe(pe) < 0) {
+        free(envp);
+        return -1;
+    }
     pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        free(envp);
         return -1;
+    }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
@@ -66,15 +96,13 @@ run(const char *dir, char *const argv[], struct sc_buf *out, struct sc_buf *err,
         dup2(pe[1], 2);
         close(po[0]);
         close(pe[0]);
-        setenv("XDG_CONFIG_HOME", dir, 1);
-        setenv("HOME", dir, 1);
-        unsetenv("NATS_URL");
-        unsetenv("NATS_CREDS");
-        unsetenv("NATS_CONTEXT");
-        execv(argv[0], argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+        execve(argv[0], argv, envp);
+        static const char msg[] = "exec failed\n";
+        if (write(2, msg, sizeof msg - 1) < 0)
+            _exit(127);
         _exit(127);
     }
+    free(envp);
     close(po[1]);
     close(pe[1]);
     struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
