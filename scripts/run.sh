@@ -8,7 +8,7 @@ url=${DLQ_NATS_URL:-nats://127.0.0.1:4222}
 
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C build dlq-sidecar >/dev/null
+ninja -C build dlq-sidecar dlqctl dlq-demo >/dev/null
 
 # Start a nats-server for the quick start when nothing listens on the URL's host:port.
 hostport=${url#*://}
