@@ -2,7 +2,7 @@
 # run.sh - the benchmark: builds dlq-sidecar and dlq-bench in Release mode, starts a private nats-server (JetStream) on a free 127.0.0.1 port, runs every scenario, prints the table and writes bench/results.json.
 #
 # usage: bench/run.sh [--quick] [--out FILE] [--keep] [dlq-bench options: --n N, --scenarios LIST, ...]
-#   --quick  small sizes (a few seconds; the CI smoke test); results go to the run's temp dir unless --out
+#   --quick  small sizes (a few seconds; the CI smoke test); prints the table, writes JSON only with --out
 #   --keep   keep the temp dir (nats-server and sidecar logs) even when everything passed
 # Environment: DLQ_BENCH_BUILD_DIR (default build-bench) is the Release build directory.
 set -euo pipefail
@@ -38,9 +38,10 @@ bench=$build/bench/dlq-bench
 sidecar=$build/sidecar/dlq-sidecar
 
 work=$(mktemp -d /tmp/dlq-bench.XXXXXX)
-if [ -z "$out" ]; then
-  if [ "$quick" = 1 ]; then out=$work/results.json; else out=$root/bench/results.json; fi
-fi
+# A quick run only prints its table unless --out names a file; a full run writes bench/results.json.
+out_args=()
+if [ -z "$out" ] && [ "$quick" = 0 ]; then out=$root/bench/results.json; fi
+if [ -n "$out" ]; then out_args=(--out "$out"); fi
 nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
 nats_pid=""
 
@@ -82,5 +83,5 @@ if [ -z "$nats_pid" ]; then
 fi
 echo "bench: nats-server $("$nats_server" --version 2>&1 | head -1) on 127.0.0.1:$port (JetStream in $work/js)" >&2
 
-"$bench" --url "nats://127.0.0.1:$port" --sidecar "$sidecar" --workdir "$work" --out "$out" \
+"$bench" --url "nats://127.0.0.1:$port" --sidecar "$sidecar" --workdir "$work" "${out_args[@]}" \
   --nats-log "$work/nats.log" --nats-pid "$nats_pid" "${args[@]}"

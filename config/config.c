@@ -84,6 +84,8 @@ static const struct config_key keys[] = {
            "which failures are stored"),
     K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
           "most tasks held; new failures are refused beyond it"),
+    K_INT("max_bytes", max_bytes, CONFIG_W_I64, 1048576, 1099511627776LL, "1073741824",
+          "most bytes of stored tasks (payload, error, metadata); new failures are refused beyond it"),
     {.info = {.path = "default_retry_policy",
               .type = CONFIG_TYPE_ENUM,
               .names = retry_auto_names,

@@ -48,6 +48,7 @@ struct config {
     /* ingest and queue */
     policy_strategy strategy;      /* strategy */
     int64_t max_size;              /* max_size, 100-10,000,000 */
+    int64_t max_bytes;             /* max_bytes: stored task bytes, 1 MiB-1 TiB, default 1 GiB */
     bool has_default_retry_policy; /* default_retry_policy set (else per category) */
     policy_retry default_retry_policy;
     int default_max_retries;       /* default_max_retries, 0-100, default 3 */

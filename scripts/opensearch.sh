@@ -132,6 +132,7 @@ start() {
   fi
   [ $fresh -eq 1 ] && rm -rf "$run/data" "$run/logs"
   mkdir -p "$run/data" "$run/logs" "$run/tmp" "$run/config"
+  chmod 755 "$run" # mktemp -d makes 0700: the node's user must get in
   local p tp
   if [ -f "$run/port" ]; then
     p=$(cat "$run/port")

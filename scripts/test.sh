@@ -36,6 +36,23 @@ ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   DLQ_TEST_QUICK=1 DLQ_IT_TOLERANCE_MS=200 ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE opensearch
 
+step "the OpenSearch store against a real OpenSearch node (scripts/opensearch.sh; plain and ASan+UBSan builds)"
+# One node for this run, in its own directory, stopped and removed however the script ends.
+# A node that cannot start fails the run: the persistence suite never skips.
+export DLQ_OPENSEARCH_DIR
+DLQ_OPENSEARCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dlq-opensearch.XXXXXX")
+trap 'scripts/opensearch.sh clean >/dev/null 2>&1 || true' EXIT
+if ! DLQ_TEST_OPENSEARCH_URL=$(scripts/opensearch.sh start --fresh); then
+  echo "test.sh: the OpenSearch node did not start (see above): failing" >&2
+  exit 1
+fi
+export DLQ_TEST_OPENSEARCH_URL DLQ_TEST_OPENSEARCH_CTL="$root/scripts/opensearch.sh"
+ctest --test-dir build --output-on-failure -L opensearch
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  DLQ_TEST_QUICK=1 ctest --test-dir build-asan --output-on-failure -L opensearch
+scripts/opensearch.sh clean
+trap - EXIT
+
 step "threaded code under TSan"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDLQ_SANITIZE=thread >/dev/null
 ninja -C build-tsan
@@ -56,5 +73,8 @@ for f in envelope config; do
   rm -f "$work.log"
   rm -rf "$work"
 done
+
+step "benchmark smoke run (bench/run.sh --quick: every scenario at small sizes; fails on errors or lost tasks, never on timings)"
+bench/run.sh --quick
 
 step "all passed"

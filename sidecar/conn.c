@@ -382,7 +382,7 @@ sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const vo
     if (ns != NATS_OK) {
         d->c.publish_errors++;
         sc_log(SC_LOG_DEBUG, "publish failed", "subject", subject, "error", natsStatus_GetText(ns), NULL);
-        return SC_EIO;
+        return ns == NATS_MAX_PAYLOAD ? SC_ETOOBIG : SC_EIO;
     }
     d->c.published++;
     return SC_OK;
@@ -394,9 +394,14 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
 {
     const char *reply = natsMsg_GetReply(req);
     const char *hdrs[5] = {NULL};
-    char code[16];
+    char code[16], small[256];
+    size_t plen = strlen(d->reply_prefix);
 
     if (!reply || !*reply)
+        return;
+    /* Never answer onto a wildcard, or into our own retry inbox (a forged reply). */
+    if (!codec_subject_valid(reply, strlen(reply), false) ||
+        (strncmp(reply, d->reply_prefix, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')))
         return;
     if (error_code) {
         snprintf(code, sizeof(code), "%d", error_code);
@@ -405,7 +410,19 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
         hdrs[2] = CODEC_HDR_SERVICE_ERROR_CODE;
         hdrs[3] = code;
     }
-    sc_publish(d, reply, NULL, body, len, error_code ? hdrs : NULL);
+    if (sc_publish(d, reply, NULL, body, len, error_code ? hdrs : NULL) == SC_ETOOBIG) {
+        /* Every request gets a JSON answer, even when the real one cannot fit. */
+        int n = snprintf(small, sizeof(small),
+                         "{\"error\":{\"code\":400,\"message\":\"reply of %zu bytes exceeds the "
+                         "server's max_payload\"}}",
+                         len);
+        hdrs[0] = CODEC_HDR_SERVICE_ERROR;
+        hdrs[1] = "reply exceeds max_payload";
+        hdrs[2] = CODEC_HDR_SERVICE_ERROR_CODE;
+        hdrs[3] = "400";
+        hdrs[4] = NULL;
+        sc_publish(d, reply, NULL, small, (size_t)n, hdrs);
+    }
 }
 
 void

@@ -68,7 +68,7 @@ flight_take(struct sc_daemon *d, struct sc_task *t)
         idx = d->flights_used++;
     }
     d->flights[idx].task = t;
-    d->flights[idx].gen++;
+    d->flights[idx].token = ((uint64_t)arc4random() << 32) | arc4random();
     d->flights[idx].next_free = 0;
     d->inflight++;
     t->flight_slot = idx + 1;
@@ -226,7 +226,7 @@ sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind, 
         d->c.retry_timeouts++;
     d->c.retry_failed++;
     if (error && error != t->error)
-        sc_set_str(&t->error, error, error_len);
+        sc_set_text(&t->error, error, error_len);
     if (kind == SC_OUT_TIMEOUT) {
         t->category = POLICY_CAT_NETWORK;
         sc_set_str(&t->rule_id, "timeout", 7);
@@ -255,6 +255,7 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     bool want_reply = d->cfg->retry_outcome == CONFIG_OUTCOME_REPLY;
     int32_t a = t->retry_count + 1;
     uint32_t idx;
+    sc_status ps;
     int64_t now = sc_now_wall_ms();
 
     if (!t->retry_subject) {
@@ -274,7 +275,8 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     snprintf(maxr, sizeof(maxr), "%d", (int)t->max_retries);
     snprintf(msgid, sizeof(msgid), "%.*s:%d", (int)(t->id_len < 512 ? t->id_len : 512), t->id, (int)a);
     sc_format_rfc3339(t->first_failed_at, first);
-    snprintf(reply, sizeof(reply), "%s.%u.%u", d->reply_prefix, idx, d->flights[idx].gen);
+    snprintf(reply, sizeof(reply), "%s.%u.%016llx", d->reply_prefix, idx,
+             (unsigned long long)d->flights[idx].token);
     hdrs[n++] = CODEC_HDR_TASK_ID;
     hdrs[n++] = t->id;
     hdrs[n++] = CODEC_HDR_ATTEMPT;
@@ -291,7 +293,20 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     hdrs[n++] = msgid;
     hdrs[n] = NULL;
 
-    if (sc_publish(d, t->retry_subject, want_reply ? reply : NULL, t->payload, t->payload_len, hdrs)) {
+    ps = sc_publish(d, t->retry_subject, want_reply ? reply : NULL, t->payload, t->payload_len, hdrs);
+    if (ps == SC_ETOOBIG) {
+        /* It will never fit (the server's max_payload shrank): park it, do not loop. */
+        sc_flight_release(d, t);
+        park(d, t);
+        {
+            static const char why[] = "retry refused: the task does not fit the server's max_payload";
+            sc_set_str(&t->park_reason, why, sizeof(why) - 1);
+        }
+        sc_queue_history(&d->q, t, SC_OUT_REFUSED, a, now, t->park_reason, strlen(t->park_reason));
+        sc_log(SC_LOG_WARN, "task parked", "task_id", t->id, "reason", t->park_reason, NULL);
+        return;
+    }
+    if (ps) {
         defer(d, t, "publish failed");
         return;
     }
@@ -399,7 +414,8 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     size_t plen = strlen(d->reply_prefix);
     const char *p, *val = NULL;
     char *end;
-    unsigned long idx, gen;
+    unsigned long idx;
+    unsigned long long token;
     struct sc_flight *f;
     struct sc_task *t;
     struct codec_outcome out;
@@ -411,13 +427,15 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     if (end == p || *end != '.')
         return;
     p = end + 1;
-    gen = strtoul(p, &end, 10);
-    if (end == p || *end != '\0')
+    if (strlen(p) != 16)
+        return;
+    token = strtoull(p, &end, 16);
+    if (*end != '\0')
         return;
     if (idx >= d->flights_used)
         return;
     f = &d->flights[idx];
-    if (!f->task || f->gen != gen) {
+    if (!f->task || f->token != token) {
         sc_log(SC_LOG_DEBUG, "late reply ignored", "subject", subj, NULL);
         return;
     }
@@ -442,7 +460,7 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
         return;
     }
     if (out.error_type.ptr)
-        sc_set_str(&t->error_type, out.error_type.ptr, out.error_type.len);
+        sc_set_text(&t->error_type, out.error_type.ptr, out.error_type.len);
     sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, out.error.ptr ? out.error.ptr : "",
                       out.error.ptr ? out.error.len : 0);
 }

@@ -120,9 +120,11 @@ refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char 
 {
     struct sc_reason_count *rc = reason_slot(d, reason);
     int64_t now = sc_now_mono_ms();
-    char subj[512];
+    char subj[4200], origlen[24];
     const char *hdrs[] = {CODEC_HDR_INVALID_REASON, reason, "Dlq-Invalid-Detail", why,
-                          CODEC_HDR_ORIG_SUBJECT, natsMsg_GetSubject(m), NULL};
+                          CODEC_HDR_ORIG_SUBJECT, natsMsg_GetSubject(m), NULL, NULL, NULL};
+    size_t len = (size_t)natsMsg_GetDataLength(m);
+    int64_t maxp = natsConnection_GetMaxPayload(d->nc);
     struct sc_task view;
 
     d->c.invalid++;
@@ -133,7 +135,17 @@ refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char 
         rc->last_log_mono = now;
     }
     snprintf(subj, sizeof(subj), "%s.invalid.%s", d->cfg->subjects_prefix, service);
-    sc_publish(d, subj, NULL, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), hdrs);
+    /*
+     * The raw bytes plus our headers may pass the server's max_payload; then
+     * the body is cut to fit and Dlq-Invalid-Truncated gives the original size.
+     */
+    if (maxp > 0 && (int64_t)len + 8192 > maxp) {
+        snprintf(origlen, sizeof(origlen), "%zu", len);
+        hdrs[6] = "Dlq-Invalid-Truncated";
+        hdrs[7] = origlen;
+        len = maxp > 8192 ? (size_t)(maxp - 8192) : 0;
+    }
+    sc_publish(d, subj, NULL, natsMsg_GetData(m), len, hdrs);
     if (d->cfg->events_enabled) {
         memset(&view, 0, sizeof(view));
         view.id = NULL;
@@ -229,12 +241,31 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
 
     d->c.received++;
     if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
-        strncmp(ctype, "application/json", 16) == 0)
+        strncmp(ctype, "application/json", 16) == 0 &&
+        (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' '))
         is_json = true;
+    /* A server in non-pedantic mode lets wildcards through in a published subject. */
+    if (!codec_subject_valid(subject, strlen(subject), false) || strlen(subject) > 4000) {
+        refuse_invalid(d, m, "bad_subject", "bad_subject",
+                       "subject: the failure subject is not a valid subject to publish to");
+        return;
+    }
     s = codec_decode(d->codec, data, len, is_json, &env);
     if (s) {
         refuse_invalid(d, m, service, env.reason, env.why);
         return;
+    }
+    /* A task that cannot be republished must not be accepted (DESIGN section 4: never half-stored). */
+    {
+        int64_t maxp = natsConnection_GetMaxPayload(d->nc);
+        if (maxp > 0 && (int64_t)(env.task.len + env.task_id.len + strlen(subject)) + 1024 > maxp) {
+            char msg[160];
+            snprintf(msg, sizeof(msg),
+                     "task: %zu bytes plus the retry headers do not fit the server's max_payload %lld",
+                     env.task.len, (long long)maxp);
+            refuse_invalid(d, m, service, "too_big", msg);
+            return;
+        }
     }
     d->c.unknown_keys += env.unknown_keys;
     if (env.retry_policy.ptr) {
@@ -258,10 +289,13 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     } else if (!expand_template(cfg->retry_subject_template, service, rs, sizeof(rs))) {
         snprintf(why, sizeof(why), "retry_subject refused: the template expands past %zu bytes",
                  sizeof(rs) - 1);
+        rs[0] = '\0';
         rs_ok = false;
     } else {
         rs_ok = retry_subject_ok(d, rs, strlen(rs), why, sizeof(why));
     }
+    if (!rs_ok && env.retry_subject.ptr == NULL)
+        rs[0] = '\0';
 
     /* Classify before the strategy: selective needs the effective policy. */
     if (env.error_category.ptr &&
@@ -292,12 +326,26 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     t = sc_queue_find(&d->q, env.task_id.ptr, env.task_id.len);
     if (t && (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED))
         reopened = true;
-    if ((!t || reopened) && sc_queue_active(&d->q) >= (size_t)cfg->max_size) {
-        d->c.refused_full++;
-        sc_log(SC_LOG_DEBUG, "queue full: failure refused", "subject", subject, NULL);
-        sc_event(d, "refused", t, 0, "queue full");
-        ack_error(d, m, 503, "queue full");
-        return;
+    {
+        size_t want = sizeof(*t) + env.task_id.len + env.task.len + env.error.len +
+                      env.error_type.len + env.metadata.len + env.repos.len + 2 * strlen(subject);
+        size_t held = d->q.bytes - (t ? t->bytes : 0);
+        bool full = (!t || reopened) && sc_queue_active(&d->q) >= (size_t)cfg->max_size;
+        bool too_many_bytes = held + want > (size_t)cfg->max_bytes;
+        if (full || too_many_bytes) {
+            const char *msg = full ? "queue full" : "queue full (max_bytes)";
+            struct sc_task view;
+            d->c.refused_full++;
+            sc_log(SC_LOG_DEBUG, "queue full: failure refused", "subject", subject, NULL);
+            memset(&view, 0, sizeof(view));
+            view.id = (char *)env.task_id.ptr;
+            view.id_len = env.task_id.len;
+            view.subject = (char *)subject;
+            view.category = cat;
+            sc_event(d, "refused", &view, 0, msg);
+            ack_error(d, m, 503, msg);
+            return;
+        }
     }
     if (!t) {
         t = sc_queue_add(&d->q, env.task_id.ptr, env.task_id.len, now);
@@ -321,13 +369,14 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     sc_set_str(&t->subject, subject, strlen(subject));
     sc_set_str(&t->payload, env.task.ptr, env.task.len);
     t->payload_len = env.task.len;
-    sc_set_str(&t->error, env.error.ptr ? env.error.ptr : "", env.error.len);
-    sc_set_str(&t->error_type, env.error_type.ptr, env.error_type.len);
+    sc_set_text(&t->error, env.error.ptr ? env.error.ptr : "", env.error.len);
+    sc_set_text(&t->error_type, env.error_type.ptr, env.error_type.len);
     sc_set_str(&t->metadata, env.metadata.ptr, env.metadata.len);
     t->metadata_len = env.metadata.ptr ? env.metadata.len : 0;
     sc_set_str(&t->repos, env.repos.ptr, env.repos.len);
     t->repos_len = env.repos.ptr ? env.repos.len : 0;
-    sc_set_str(&t->retry_subject, rs_ok ? rs : NULL, strlen(rs));
+    sc_set_str(&t->retry_subject, rs_ok ? rs : NULL, rs_ok ? strlen(rs) : 0);
+    sc_task_account(&d->q, t);
     if (env.error_category.ptr &&
         policy_category_parse(env.error_category.ptr, env.error_category.len, &cat) == SC_OK) {
         t->category = cat;

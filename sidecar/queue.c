@@ -176,6 +176,7 @@ sc_queue_remove(struct sc_queue *q, struct sc_task *t)
     else
         q->tail = t->oprev;
     q->count--;
+    q->bytes -= t->bytes;
     q->counts[t->status]--;
     if (t->parked)
         q->parked--;
@@ -233,6 +234,29 @@ sc_set_str(char **field, const char *p, size_t len)
 {
     free(*field);
     *field = p ? sc_xstrndup(p, len) : NULL;
+}
+
+void
+sc_set_text(char **field, const char *p, size_t len)
+{
+    sc_set_str(field, p, len);
+    if (*field)
+        for (size_t i = 0; i < len; i++)
+            if ((*field)[i] == '\0')
+                (*field)[i] = ' ';
+}
+
+void
+sc_task_account(struct sc_queue *q, struct sc_task *t)
+{
+    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len;
+
+    b += t->error ? strlen(t->error) : 0;
+    b += t->error_type ? strlen(t->error_type) : 0;
+    b += t->subject ? strlen(t->subject) : 0;
+    b += t->retry_subject ? strlen(t->retry_subject) : 0;
+    q->bytes = q->bytes - t->bytes + b;
+    t->bytes = b;
 }
 
 bool

@@ -81,6 +81,7 @@ struct sc_task {
     size_t metadata_len;
     char *repos;                        /* MessagePack array bytes or NULL */
     size_t repos_len;
+    size_t bytes;                       /* counted against max_bytes */
     policy_category category;
     policy_retry policy;
     bool policy_override;               /* the envelope chose the policy */
@@ -116,6 +117,7 @@ struct sc_queue {
     size_t count;                       /* every record held */
     size_t counts[SC_TASK_STATUS_COUNT];
     size_t parked;
+    size_t bytes;                       /* sum of the tasks' bytes */
     struct sc_task *head, *tail;        /* seq order */
     uint64_t next_seq;
     size_t hist_cap;
@@ -136,8 +138,12 @@ void sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, 
                       int64_t at, const char *error, size_t error_len);
 /* Active tasks: the ones that count against max_size (pending, retrying, exhausted). */
 size_t sc_queue_active(const struct sc_queue *q);
+/* sc_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
+void sc_task_account(struct sc_queue *q, struct sc_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
 void sc_set_str(char **field, const char *p, size_t len);
+/* sc_set_text() is sc_set_str() for text: NUL bytes become spaces, so C string functions see it all. */
+void sc_set_text(char **field, const char *p, size_t len);
 
 /* ---- the daemon ------------------------------------------------------------------------------ */
 
@@ -171,7 +177,7 @@ struct sc_handoff {
 /* One outstanding retry: slot i of the in-flight table. */
 struct sc_flight {
     struct sc_task *task; /* NULL when free */
-    uint32_t gen;         /* bumped on every use; stale replies carry an old gen */
+    uint64_t token;       /* random per attempt: a reply must carry it (no forged or stale replies) */
     uint32_t next_free;   /* free-list link (index + 1), 0 = end */
     int32_t attempt;
     int64_t sent_mono;
