@@ -150,13 +150,20 @@ grow(struct os_store *o, int64_t *cur, int64_t first, int64_t max)
     return d + (int64_t)((double)d * 0.2 * (2 * f - 1));
 }
 
-/* Turns the store degraded and plans the next try after a growing backoff. */
+/* Plans the next try after a growing backoff (degraded mode). */
 static void
-degrade(struct os_store *o)
+back_off(struct os_store *o)
 {
     int64_t d = grow(o, &o->backoff_ms, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
 
     o->not_before = sc_now_mono_ms() + d;
+}
+
+/* Turns the store degraded and plans the next try after a growing backoff. */
+static void
+degrade(struct os_store *o)
+{
+    back_off(o);
     persist_set_state(&o->base, PERSIST_DEGRADED, o->st.last_error);
 }
 
@@ -504,9 +511,13 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
                 missing = true;
         }
     }
-    /* Decide the next try before the owner hears of the items, so that its kicks respect it. */
+    /*
+     * Decide the next try before the owner hears of the items, so that its
+     * kicks respect it; tell it of the new state once the items are back in
+     * its hands (its log then counts them).
+     */
     if (refused) {
-        degrade(o);
+        back_off(o);
         if (missing)
             o->phase = PH_TEMPLATE; /* the index went away: template and index again */
     } else {
@@ -518,9 +529,9 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
             o->throttle_ms = 0;
             o->not_before = 0;
         }
-        persist_set_state(&o->base, PERSIST_OK, NULL);
     }
     report(o, whole || refused || throttled || rejected ? o->st.last_error : NULL);
+    persist_set_state(&o->base, refused ? PERSIST_DEGRADED : PERSIST_OK, refused ? o->st.last_error : NULL);
     if (refused || throttled || o->pending || o->last_full)
         arm(o, refused || throttled || o->urgent || o->last_full ? 0 : o->flush_ms);
 }

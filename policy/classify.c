@@ -12,11 +12,16 @@
 
 /*
  * NUM() matches HTTP-style status codes as whole numbers: a word on its own,
- * and not part of a decimal or grouped number, so "HTTP 400", "400 Bad
- * Request" and "status=400." match while "order 14001", "HTTP 4001",
- * "1.400 s", "400.5 ms" and "1,400 rows" do not.
+ * not part of a decimal or grouped number, and not a quantity followed by a
+ * unit of time or size, so "HTTP 400", "400 Bad Request" and "status=400."
+ * match while "order 14001", "HTTP 4001", "1.400 s", "400.5 ms", "1,400
+ * rows", "timeout after 400 ms", "503 bytes" and "429 s" do not ("400ms"
+ * is no whole word anyway).
  */
-#define NUM(codes) "(?<!\\d[.,])\\b(?:" codes ")\\b(?![.,]\\d)"
+#define NUM_UNITS                                                                                  \
+    "(?:[mn]s|s|secs?|seconds?|(?:milli|micro|nano)seconds?|mins?|minutes?|h|hrs?|hours?"        \
+    "|days?|b|bytes?|[kmgt]i?b|[kmgt]bytes|octets?)"
+#define NUM(codes) "(?<!\\d[.,])\\b(?:" codes ")\\b(?![.,]\\d)(?!\\s?-?" NUM_UNITS "\\b)"
 
 /*
  * The built-in rules, tried in this order after the user's rules (all of
@@ -134,7 +139,33 @@ struct policy_rule {
     policy_match_field field;
 };
 
+/*
+ * The classification cache. A failure's category is a pure function of its
+ * (error_type, error) texts for one classifier, and failure texts repeat, so
+ * policy_classify() keeps the last answers in a 2-way set-associative table
+ * of CACHE_SETS x 2 slots indexed by a hash seeded per classifier. A hit
+ * compares the whole texts; a miss evicts the set's older way (no chains,
+ * nothing a sender can grow). Texts longer than CACHE_KEY_MAX together are
+ * not cached. Each slot's key buffer is allocated on its first use and then
+ * reused, so steady state allocates nothing. The cache lives and dies with
+ * the classifier: a reload (a new classifier) starts empty.
+ */
+#define CACHE_SETS 4096
+#define CACHE_KEY_MAX 512
+
+struct cache_slot {
+    uint64_t h;
+    uint32_t etlen, elen; /* error_type then error in key */
+    int32_t rule;         /* index into rules; -1: no rule matched ("default") */
+    uint8_t has_et;       /* error_type was present (not NULL) */
+    uint8_t used;
+    char *key;            /* CACHE_KEY_MAX bytes once used */
+};
+
 struct policy_classifier {
+    struct cache_slot *cache; /* 2 * CACHE_SETS slots, allocated on the first classify */
+    uint64_t cache_seed;
+    uint64_t cache_hits, cache_misses;
     struct policy_rule *rules; /* nrules entries in match order */
     size_t nrules;
     pcre2_general_context *gctx; /* our allocator, counting into allocs */
@@ -405,6 +436,11 @@ policy_classifier_free(struct policy_classifier *pc)
     pcre2_jit_stack_free(pc->jit_stack);
     pcre2_match_context_free(pc->mctx);
     pcre2_general_context_free(pc->gctx);
+    if (pc->cache != NULL) {
+        for (i = 0; i < 2 * CACHE_SETS; i++)
+            free(pc->cache[i].key);
+        free(pc->cache);
+    }
     free(pc->rules);
     free(pc);
 }
@@ -428,28 +464,116 @@ text_matches(struct policy_classifier *pc, const pcre2_code *code, const char *s
     return rc >= 0;
 }
 
+/* cache_hash() mixes len bytes at p into h, eight bytes at a time. */
+static uint64_t
+cache_hash(uint64_t h, const char *p, size_t len)
+{
+    h ^= (uint64_t)len * 0x9e3779b97f4a7c15ULL;
+    while (len >= 8) {
+        uint64_t w;
+
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        p += 8;
+        len -= 8;
+    }
+    if (len > 0) {
+        uint64_t w = 0;
+
+        memcpy(&w, p, len);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    }
+    h ^= h >> 29;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+/* The answer of rule index k (-1: no rule) as policy_classify() returns it. */
+static policy_category
+answer(const struct policy_classifier *pc, int32_t k, const char **rule_id)
+{
+    if (k < 0) {
+        if (rule_id != NULL)
+            *rule_id = default_rule_id;
+        return POLICY_CAT_PERMANENT;
+    }
+    if (rule_id != NULL)
+        *rule_id = pc->rules[k].id;
+    return pc->rules[k].category;
+}
+
+/* Runs the rules in order; returns the index of the first that matches, or -1. */
+static int32_t
+match_rules(struct policy_classifier *pc, const char *error_type, size_t etlen, const char *error,
+            size_t elen)
+{
+    for (size_t i = 0; i < pc->nrules; i++) {
+        const struct policy_rule *r = &pc->rules[i];
+
+        if ((r->field != POLICY_MATCH_ERROR && text_matches(pc, r->code, error_type, etlen)) ||
+            (r->field != POLICY_MATCH_ERROR_TYPE && text_matches(pc, r->code, error, elen)))
+            return (int32_t)i;
+    }
+    return -1;
+}
+
 policy_category
 policy_classify(struct policy_classifier *pc, const char *error_type, size_t etlen,
                 const char *error, size_t elen, const char **rule_id)
 {
-    size_t i;
+    struct cache_slot *set, *slot;
+    uint64_t h;
+    int32_t k;
 
-    if (pc != NULL) {
-        for (i = 0; i < pc->nrules; i++) {
-            const struct policy_rule *r = &pc->rules[i];
-
-            if ((r->field != POLICY_MATCH_ERROR &&
-                 text_matches(pc, r->code, error_type, etlen)) ||
-                (r->field != POLICY_MATCH_ERROR_TYPE && text_matches(pc, r->code, error, elen))) {
-                if (rule_id != NULL)
-                    *rule_id = r->id;
-                return r->category;
-            }
+    if (pc == NULL)
+        return answer(pc, -1, rule_id);
+    if (error_type == NULL)
+        etlen = 0;
+    if (error == NULL)
+        elen = 0;
+    if (etlen > CACHE_KEY_MAX || elen > CACHE_KEY_MAX - etlen)
+        return answer(pc, match_rules(pc, error_type, etlen, error, elen), rule_id);
+    if (pc->cache == NULL) {
+        pc->cache = sc_xcalloc(2 * CACHE_SETS, sizeof *pc->cache);
+        pc->cache_seed = ((uint64_t)sc_now_mono_ms() << 20) ^ (uint64_t)(uintptr_t)pc;
+    }
+    h = cache_hash(cache_hash(pc->cache_seed ^ (error_type != NULL), error_type, etlen), error,
+                   elen);
+    set = &pc->cache[(h % CACHE_SETS) * 2];
+    for (int w = 0; w < 2; w++) {
+        slot = &set[w];
+        if (slot->used && slot->h == h && slot->etlen == etlen && slot->elen == elen &&
+            slot->has_et == (error_type != NULL) &&
+            (etlen == 0 || memcmp(slot->key, error_type, etlen) == 0) &&
+            (elen == 0 || memcmp(slot->key + etlen, error, elen) == 0)) {
+            pc->cache_hits++;
+            return answer(pc, slot->rule, rule_id);
         }
     }
-    if (rule_id != NULL)
-        *rule_id = default_rule_id;
-    return POLICY_CAT_PERMANENT;
+    pc->cache_misses++;
+    k = match_rules(pc, error_type, etlen, error, elen);
+    /* The newest answer takes way 0; the one it displaces moves to way 1 (least recent out). */
+    {
+        struct cache_slot old = set[1];
+
+        set[1] = set[0];
+        set[0] = old;
+    }
+    slot = &set[0];
+    if (slot->key == NULL)
+        slot->key = sc_xmalloc(CACHE_KEY_MAX);
+    if (etlen > 0)
+        memcpy(slot->key, error_type, etlen);
+    if (elen > 0)
+        memcpy(slot->key + etlen, error, elen);
+    slot->h = h;
+    slot->etlen = (uint32_t)etlen;
+    slot->elen = (uint32_t)elen;
+    slot->has_et = error_type != NULL;
+    slot->rule = k;
+    slot->used = 1;
+    return answer(pc, k, rule_id);
 }
 
 size_t
@@ -462,6 +586,13 @@ size_t
 policy_classifier_allocs(const struct policy_classifier *pc)
 {
     return pc != NULL ? pc->allocs : 0;
+}
+
+void
+policy_classifier_cache_stats(const struct policy_classifier *pc, uint64_t *hits, uint64_t *misses)
+{
+    *hits = pc != NULL ? pc->cache_hits : 0;
+    *misses = pc != NULL ? pc->cache_misses : 0;
 }
 
 size_t

@@ -14,6 +14,14 @@
 size_t policy_classifier_allocs(const struct policy_classifier *pc);
 
 /*
+ * policy_classifier_cache_stats() sets *hits and *misses to the lookups of
+ * pc's classification cache so far (texts too long to cache count as
+ * neither). The unit tests read it. Thread: the one using pc.
+ */
+void policy_classifier_cache_stats(const struct policy_classifier *pc, uint64_t *hits,
+                                   uint64_t *misses);
+
+/*
  * policy_builtin_count() returns the number of built-in rules, and
  * policy_builtin_id() the id of built-in rule i (NULL when i is out of
  * range), in match order. Any thread.

@@ -112,8 +112,11 @@ void policy_classifier_free(struct policy_classifier *pc);
  * owned by pc; lives as long as pc). When nothing matches: POLICY_CAT_PERMANENT
  * with rule id "default". Bytes need not be valid UTF-8 or NUL-terminated.
  * An absent text (NULL or 0 bytes) matches no rule; a match that runs into
- * PCRE2's match limit counts as no match. No allocation in steady state (the
- * match block is reused). Never fails. Thread: the one using pc.
+ * PCRE2's match limit counts as no match. Answers are cached per pc (up to
+ * 8,192 recent (error_type, error) pairs of at most 512 bytes together; a
+ * new classifier starts empty), so a repeated text costs one hash and one
+ * compare. No allocation in steady state (the match block and the cache's
+ * slots are reused). Never fails. Thread: the one using pc.
  */
 policy_category policy_classify(struct policy_classifier *pc, const char *error_type, size_t etlen,
                                 const char *error, size_t elen, const char **rule_id);

@@ -319,23 +319,20 @@ admin_stats(struct admin_req *r)
     struct sc_daemon *d = r->d;
     struct sc_buf *b = &d->out;
     struct sc_counters *c = &d->c;
-    size_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0};
     size_t active = sc_queue_active(&d->q);
-    int64_t now_mono = sc_now_mono_ms(), next_due = 0;
+    int64_t now_mono = sc_now_mono_ms(), next_due = 0, due_mono = sc_wheel_next_due(d->wheel);
     const char *backend = "memory", *pstate;
     uint64_t queued = 0;
     bool first = true, f2;
 
-    for (struct sc_task *t = d->q.head; t; t = t->onext) {
-        if (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED)
-            continue;
-        cats[t->category]++;
-        pols[t->policy]++;
-        /* The tasks' own due times: what get shows, and stable from one read to the next. */
-        if (t->status == SC_TASK_PENDING && !t->parked && t->next_retry_at &&
-            (!next_due || t->next_retry_at < next_due))
-            next_due = t->next_retry_at;
-    }
+    /*
+     * O(1) at any queue size: the counts are kept up to date on every change
+     * (queue.c), and the next due time is the due wheel's earliest entry,
+     * turned into wall-clock time (at most one tick before the task's own
+     * next_retry_at).
+     */
+    if (due_mono != INT64_MAX)
+        next_due = sc_now_wall_ms() + (due_mono > now_mono ? due_mono - now_mono : 0);
     sc_buf_reset(b);
     sc_buf_appendc(b, '{');
     kint(b, &first, "queue_size", (int64_t)active);
@@ -358,13 +355,14 @@ admin_stats(struct admin_req *r)
     f2 = true;
     sc_buf_appendc(b, '{');
     for (int i = 0; i < POLICY_CAT_COUNT; i++)
-        kint(b, &f2, policy_category_name((policy_category)i), (int64_t)cats[i]);
+        kint(b, &f2, policy_category_name((policy_category)i),
+             (int64_t)sc_queue_active_category(&d->q, (policy_category)i));
     sc_buf_appendc(b, '}');
     key(b, &first, "retry_policies");
     f2 = true;
     sc_buf_appendc(b, '{');
     for (int i = 0; i < POLICY_RETRY_COUNT; i++)
-        kint(b, &f2, policy_retry_name((policy_retry)i), (int64_t)pols[i]);
+        kint(b, &f2, policy_retry_name((policy_retry)i), (int64_t)d->q.active_policy[i]);
     sc_buf_appendc(b, '}');
 
     key(b, &first, "lifetime_stats");
@@ -499,30 +497,72 @@ admin_get(struct admin_req *r)
 }
 
 /*
- * parse_cursor() reads a cursor this API returned: the decimal seq of the
- * last task of the previous page. Tasks sit in d->q in seq order and a
- * task's seq never changes, so "seq > cursor" never repeats or skips a task,
- * however many share a timestamp. Returns false (400 sent) on anything else.
+ * parse_cursor() reads a cursor this API returned: "<seq>:<task_id>", the
+ * seq and id of the last task of the previous page (a bare "<seq>", the
+ * older form, is taken too). Tasks sit in d->q in seq order and a task's seq
+ * never changes, so "seq > cursor" never repeats or skips a task, however
+ * many share a timestamp. Sets *after, and *id / *id_len (borrowed from v;
+ * NULL when absent). Returns false (400 sent) on anything else.
  */
 static bool
-parse_cursor(struct admin_req *r, json_t *v, uint64_t *after)
+parse_cursor(struct admin_req *r, json_t *v, uint64_t *after, const char **id, size_t *id_len)
 {
-    const char *s = json_string_value(v);
+    const char *s = json_string_value(v), *p;
+    size_t len = json_string_length(v);
     uint64_t x = 0;
 
     *after = 0;
-    if (!s || !*s || strlen(s) > 20)
+    *id = NULL;
+    *id_len = 0;
+    if (!s || !*s)
         goto bad;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9' || x > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+    for (p = s; p < s + len && *p != ':'; p++) {
+        if (*p < '0' || *p > '9' || p - s >= 20 ||
+            x > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
             goto bad;
         x = x * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == s)
+        goto bad;
+    if (p < s + len) {
+        if (p + 1 == s + len)
+            goto bad;
+        *id = p + 1;
+        *id_len = (size_t)(s + len - (p + 1));
     }
     *after = x;
     return true;
 bad:
     reply_error(r, 400, "cursor: not a cursor this API returned (use next_cursor as given)");
     return false;
+}
+
+/*
+ * list_start() returns the first task after the cursor: the next one after
+ * the named task when it is still there with that seq (one hash lookup),
+ * otherwise (it was removed, or an old-style cursor) the first task whose
+ * seq is larger, found by walking from whichever end of the seq list is
+ * nearer to it.
+ */
+static struct sc_task *
+list_start(struct sc_daemon *d, uint64_t after, const char *id, size_t id_len)
+{
+    struct sc_task *t;
+
+    if (id && (t = sc_queue_find(&d->q, id, id_len)) && t->seq == after)
+        return t->onext;
+    if (!d->q.head || after < d->q.head->seq)
+        return d->q.head;
+    if (after >= d->q.tail->seq)
+        return NULL;
+    if (after - d->q.head->seq > d->q.tail->seq - after) {
+        for (t = d->q.tail; t && t->oprev && t->oprev->seq > after; t = t->oprev)
+            ;
+        return t && t->seq > after ? t : NULL;
+    }
+    for (t = d->q.head; t && t->seq <= after; t = t->onext)
+        ;
+    return t;
 }
 
 static void
@@ -532,8 +572,10 @@ admin_list(struct admin_req *r)
     struct sc_filter f;
     struct sc_buf *b = &d->out;
     int64_t limit = LIST_DEFAULT, now = sc_now_wall_ms();
-    uint64_t after = 0, last = 0;
-    size_t n = 0, total = 0;
+    uint64_t after = 0;
+    const struct sc_task *last = NULL;
+    const char *cid = NULL;
+    size_t n = 0, total = 0, cid_len = 0;
     bool more = false;
     json_t *v;
 
@@ -547,31 +589,42 @@ admin_list(struct admin_req *r)
         limit = json_integer_value(v);
     }
     if (r->body && (v = json_object_get(r->body, "cursor")) && !json_is_null(v) &&
-        !parse_cursor(r, v, &after))
+        !parse_cursor(r, v, &after, &cid, &cid_len))
         return;
     sc_buf_reset(b);
     sc_buf_append(b, "{\"tasks\":[", 10);
-    for (struct sc_task *t = d->q.head; t; t = t->onext) {
+    /* O(limit) for a resumable cursor: start after the named task, stop at the first match past the page. */
+    for (struct sc_task *t = list_start(d, after, cid, cid_len); t; t = t->onext) {
         if (!sc_filter_match(&f, t, now))
-            continue;
-        total++;
-        if (t->seq <= after)
             continue;
         if ((int64_t)n == limit) {
             more = true;
-            continue;
+            break;
         }
         if (n)
             sc_buf_appendc(b, ',');
         task_json(d, b, t, false);
-        last = t->seq;
+        last = t;
         n++;
     }
+    /* total: from the counts, unless the filter needs a walk (subject, older_than_s). */
+    if (!sc_queue_filter_count(&d->q, &f, &total)) {
+        for (struct sc_task *t = d->q.head; t; t = t->onext)
+            if (sc_filter_match(&f, t, now))
+                total++;
+    }
     sc_buf_append(b, "],\"next_cursor\":", 16);
-    if (more)
-        sc_buf_appendf(b, "\"%llu\"", (unsigned long long)last);
-    else
+    if (more && last) {
+        char seq[24];
+        int sl = snprintf(seq, sizeof(seq), "%llu:", (unsigned long long)last->seq);
+        struct sc_buf *cb = &d->scratch;
+        sc_buf_reset(cb);
+        sc_buf_append(cb, seq, (size_t)sl);
+        sc_buf_append(cb, last->id, last->id_len);
+        codec_json_string(b, cb->data, cb->len);
+    } else {
         sc_buf_append(b, "null", 4);
+    }
     sc_buf_appendf(b, ",\"total\":%zu}", total);
     reply_buf(r);
 }

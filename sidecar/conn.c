@@ -105,8 +105,14 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         case SC_IN_ADMIN: sc_admin(d, batch[i].msg); break;
         case SC_IN_MICRO: sc_micro(d, batch[i].msg); break;
         }
-        natsMsg_Destroy(batch[i].msg);
     }
+    /*
+     * natsMsg_Destroy() hands each message to nats.c's collector thread and
+     * wakes it when its list was empty: destroying the batch in one run
+     * costs about one wake-up per batch instead of one per message.
+     */
+    for (size_t i = 0; i < n; i++)
+        natsMsg_Destroy(batch[i].msg);
     /* Let timers and sockets run between batches. */
     if (more)
         event_active(h->wake, EV_READ, 0);

@@ -226,16 +226,18 @@ sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind, 
         d->c.retry_timeouts++;
     d->c.retry_failed++;
     if (error && error != t->error)
-        sc_set_text(&t->error, error, error_len);
+        sc_task_set_str(&d->q, t, SC_TS_ERROR, error, error_len);
     if (kind == SC_OUT_TIMEOUT) {
-        t->category = POLICY_CAT_NETWORK;
-        sc_set_str(&t->rule_id, "timeout", 7);
+        sc_queue_set_class(&d->q, t, POLICY_CAT_NETWORK, (policy_retry)t->policy);
+        sc_task_set_str(&d->q, t, SC_TS_RULE, "timeout", 7);
     } else {
         sc_task_classify(d, t);
     }
     if (!t->policy_override)
-        t->policy = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy
-                                                     : policy_default_retry(t->category);
+        sc_queue_set_class(&d->q, t, (policy_category)t->category,
+                           d->cfg->has_default_retry_policy
+                               ? d->cfg->default_retry_policy
+                               : policy_default_retry((policy_category)t->category));
     t->updated_at = now;
     sc_store_changed(d, t);
     sc_queue_history(&d->q, t, kind, attempt, now, t->error, strlen(t->error));
@@ -460,7 +462,7 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
         return;
     }
     if (out.error_type.ptr)
-        sc_set_text(&t->error_type, out.error_type.ptr, out.error_type.len);
+        sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, out.error_type.ptr, out.error_type.len);
     sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, out.error.ptr ? out.error.ptr : "",
                       out.error.ptr ? out.error.len : 0);
 }

@@ -160,11 +160,42 @@ void
 sc_task_classify(struct sc_daemon *d, struct sc_task *t)
 {
     const char *rule = "default";
+    policy_category c;
 
-    t->category = policy_classify(d->classifier, t->error_type,
-                                  t->error_type ? strlen(t->error_type) : 0, t->error,
-                                  t->error ? strlen(t->error) : 0, &rule);
-    sc_set_str(&t->rule_id, rule, strlen(rule));
+    c = policy_classify(d->classifier, t->error_type, t->error_type ? strlen(t->error_type) : 0,
+                        t->error, t->error ? strlen(t->error) : 0, &rule);
+    sc_queue_set_class(&d->q, t, c, (policy_retry)t->policy);
+    sc_task_set_str(&d->q, t, SC_TS_RULE, rule, strlen(rule));
+}
+
+/*
+ * classify_text() classifies the envelope's error_type and error as the task
+ * will store them (sc_set_text(): NUL bytes become spaces), so that the
+ * answer at ingest equals what sc_task_classify() says of the stored task.
+ * Texts with a NUL are copied into d->scratch first (rare). Sets *rule.
+ */
+static policy_category
+classify_text(struct sc_daemon *d, const struct codec_envelope *env, const char **rule)
+{
+    const char *et = env->error_type.ptr, *e = env->error.ptr ? env->error.ptr : "";
+    size_t etlen = env->error_type.len, elen = env->error.ptr ? env->error.len : 0;
+    bool et_nul = et && memchr(et, '\0', etlen), e_nul = memchr(e, '\0', elen) != NULL;
+
+    if (et_nul || e_nul) {
+        struct sc_buf *b = &d->scratch;
+        sc_buf_reset(b);
+        if (et)
+            sc_buf_append(b, et, etlen);
+        sc_buf_append(b, e, elen);
+        for (size_t i = 0; i < b->len; i++)
+            if (b->data[i] == '\0')
+                b->data[i] = ' ';
+        if (b->data && b->len == (et ? etlen : 0) + elen) {
+            et = et ? b->data : NULL;
+            e = b->data + etlen * (et != NULL);
+        }
+    }
+    return policy_classify(d->classifier, et, et ? etlen : 0, e, elen, rule);
 }
 
 /* Sets t's policy from its override, the configured default, or its category. */
@@ -172,11 +203,13 @@ static void
 task_policy(struct sc_daemon *d, struct sc_task *t, bool has_override, policy_retry override)
 {
     if (has_override) {
-        t->policy = override;
+        sc_queue_set_class(&d->q, t, (policy_category)t->category, override);
         t->policy_override = true;
     } else if (!t->policy_override) {
-        t->policy = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy
-                                                     : policy_default_retry(t->category);
+        sc_queue_set_class(&d->q, t, (policy_category)t->category,
+                           d->cfg->has_default_retry_policy
+                               ? d->cfg->default_retry_policy
+                               : policy_default_retry((policy_category)t->category));
     }
 }
 
@@ -233,6 +266,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     bool is_json = false, has_override = false, fresh = false, reopened = false;
     policy_retry override = POLICY_NEVER;
     policy_category cat;
+    const char *rule = "envelope";
     char rs[1024], why[256];
     bool rs_ok;
     struct sc_task *t;
@@ -297,13 +331,15 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     if (!rs_ok && env.retry_subject.ptr == NULL)
         rs[0] = '\0';
 
-    /* Classify before the strategy: selective needs the effective policy. */
+    /*
+     * Classify once, before the strategy (selective needs the effective
+     * policy); the task keeps this answer. The service's own category wins.
+     */
     if (env.error_category.ptr &&
         policy_category_parse(env.error_category.ptr, env.error_category.len, &cat) == SC_OK) {
-        /* the service's own category wins */
+        rule = "envelope";
     } else {
-        cat = policy_classify(d->classifier, env.error_type.ptr, env.error_type.len,
-                              env.error.ptr, env.error.len, NULL);
+        cat = classify_text(d, &env, &rule);
     }
     {
         policy_retry eff = has_override ? override
@@ -348,7 +384,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         }
     }
     if (!t) {
-        t = sc_queue_add(&d->q, env.task_id.ptr, env.task_id.len, now);
+        t = sc_queue_add_room(&d->q, env.task_id.ptr, env.task_id.len, env.task.len, now);
         fresh = true;
     } else {
         d->c.duplicates++;
@@ -366,24 +402,18 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     } else if (env.has_max_retries) {
         t->max_retries = env.max_retries;
     }
-    sc_set_str(&t->subject, subject, strlen(subject));
-    sc_set_str(&t->payload, env.task.ptr, env.task.len);
-    t->payload_len = env.task.len;
-    sc_set_text(&t->error, env.error.ptr ? env.error.ptr : "", env.error.len);
-    sc_set_text(&t->error_type, env.error_type.ptr, env.error_type.len);
+    sc_task_set_str(&d->q, t, SC_TS_SUBJECT, subject, strlen(subject));
+    sc_task_set_payload(t, env.task.ptr, env.task.len);
+    sc_task_set_str(&d->q, t, SC_TS_ERROR, env.error.ptr ? env.error.ptr : "", env.error.len);
+    sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, env.error_type.ptr, env.error_type.len);
     sc_set_str(&t->metadata, env.metadata.ptr, env.metadata.len);
     t->metadata_len = env.metadata.ptr ? env.metadata.len : 0;
     sc_set_str(&t->repos, env.repos.ptr, env.repos.len);
     t->repos_len = env.repos.ptr ? env.repos.len : 0;
-    sc_set_str(&t->retry_subject, rs_ok ? rs : NULL, rs_ok ? strlen(rs) : 0);
+    sc_task_set_str(&d->q, t, SC_TS_RETRY_SUBJECT, rs_ok ? rs : NULL, rs_ok ? strlen(rs) : 0);
     sc_task_account(&d->q, t);
-    if (env.error_category.ptr &&
-        policy_category_parse(env.error_category.ptr, env.error_category.len, &cat) == SC_OK) {
-        t->category = cat;
-        sc_set_str(&t->rule_id, "envelope", 8);
-    } else {
-        sc_task_classify(d, t);
-    }
+    sc_queue_set_class(&d->q, t, cat, (policy_retry)t->policy);
+    sc_task_set_str(&d->q, t, SC_TS_RULE, rule, strlen(rule));
     task_policy(d, t, has_override, override);
     t->updated_at = now;
     sc_store_changed(d, t);
@@ -400,10 +430,12 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         } else {
             sc_schedule_next(d, t, now);
         }
-        sc_log(SC_LOG_INFO, "task enqueued", "task_id", t->id, "subject", t->subject, "category",
-               policy_category_name(t->category), "policy", policy_retry_name(t->policy), "status",
-               t->parked ? "parked" : sc_task_status_name(t->status), "episode",
-               sc_log_int(t->episode), NULL);
+        if (sc_log_enabled(SC_LOG_INFO)) /* spare the formatting of the arguments */
+            sc_log(SC_LOG_INFO, "task enqueued", "task_id", t->id, "subject", t->subject,
+                   "category", policy_category_name(t->category), "policy",
+                   policy_retry_name(t->policy), "status",
+                   t->parked ? "parked" : sc_task_status_name(t->status), "episode",
+                   sc_log_int(t->episode), NULL);
         sc_event(d, "enqueued", t, 0, NULL);
     } else if (t->status == SC_TASK_RETRYING) {
         /* DESIGN section 6: a new failure while retrying fails the current attempt. */

@@ -167,12 +167,11 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     bool known = false;
     size_t i;
 
-    for (const struct sc_task *t = d->q.head; t; t = t->onext) {
-        if (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED)
-            continue;
-        cats[t->category]++;
-        pols[t->policy]++;
-    }
+    /* Kept up to date on every change (queue.c): no walk over the tasks. */
+    for (i = 0; i < POLICY_CAT_COUNT; i++)
+        cats[i] = sc_queue_active_category(&d->q, (policy_category)i);
+    for (i = 0; i < POLICY_RETRY_COUNT; i++)
+        pols[i] = d->q.active_policy[i];
 
     family(b, "dlq_build_info", "gauge", "Version of the running dlq-sidecar (always 1).");
     sample_u(b, "dlq_build_info", "version", DLQ_VERSION, 1);

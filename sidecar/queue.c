@@ -1,4 +1,4 @@
-/* queue.c - the in-memory task table: a hash by task_id, status counts, seq order and bounded history. */
+/* queue.c - the in-memory task table: a hash by task_id, counts, seq order, bounded history and a pool of shared strings. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,22 +60,187 @@ sc_queue_init(struct sc_queue *q, size_t hist_cap)
     q->nbuckets = 1024;
     q->buckets = sc_xcalloc(q->nbuckets, sizeof(*q->buckets));
     q->next_seq = 1;
-    q->hist_cap = hist_cap ? hist_cap : 1;
+    q->hist_cap = hist_cap ? (hist_cap < UINT16_MAX ? hist_cap : UINT16_MAX) : 1;
+    q->npool = 256;
+    q->pool = sc_xcalloc(q->npool, sizeof(*q->pool));
+}
+
+/* ---- the string pool ----------------------------------------------------------------------------
+ *
+ * Task fields that repeat across tasks (subjects, error texts, rule ids) are
+ * kept once: each distinct string is one reference-counted entry of a
+ * chained hash, freed when its last reference goes. A field points at the
+ * entry's text, so readers see a plain NUL-terminated string.
+ */
+struct sc_pstr {
+    struct sc_pstr *next;
+    uint32_t hash;
+    uint32_t refs;
+    uint32_t len;
+    char s[];
+};
+
+static struct sc_pstr *
+pstr_of(const char *s)
+{
+    return (struct sc_pstr *)(void *)(s - offsetof(struct sc_pstr, s));
 }
 
 static void
-task_free(struct sc_task *t)
+pool_grow(struct sc_queue *q)
+{
+    size_t n = q->npool * 2;
+    struct sc_pstr **b = sc_xcalloc(n, sizeof(*b));
+
+    for (size_t i = 0; i < q->npool; i++) {
+        struct sc_pstr *e = q->pool[i], *next;
+        for (; e; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+        }
+    }
+    free(q->pool);
+    q->pool = b;
+    q->npool = n;
+}
+
+/* pool_get() returns a new reference to the pooled copy of the len bytes at p (no NUL inside). */
+static const char *
+pool_get(struct sc_queue *q, const char *p, size_t len)
+{
+    uint32_t h = id_hash(p, len);
+    struct sc_pstr *e = q->pool[h & (q->npool - 1)];
+
+    for (; e; e = e->next) {
+        if (e->hash == h && e->len == len && memcmp(e->s, p, len) == 0 && e->refs < UINT32_MAX) {
+            e->refs++;
+            return e->s;
+        }
+    }
+    if (q->nstr >= q->npool)
+        pool_grow(q);
+    e = sc_xmalloc(sizeof(*e) + len + 1);
+    e->hash = h;
+    e->refs = 1;
+    e->len = (uint32_t)len;
+    memcpy(e->s, p, len);
+    e->s[len] = '\0';
+    e->next = q->pool[h & (q->npool - 1)];
+    q->pool[h & (q->npool - 1)] = e;
+    q->nstr++;
+    return e->s;
+}
+
+/* pool_put() drops one reference to a pooled string (NULL is a no-op). */
+static void
+pool_put(struct sc_queue *q, const char *s)
+{
+    struct sc_pstr *e, **pp;
+
+    if (!s)
+        return;
+    e = pstr_of(s);
+    if (--e->refs > 0)
+        return;
+    for (pp = &q->pool[e->hash & (q->npool - 1)]; *pp && *pp != e; pp = &(*pp)->next)
+        ;
+    if (*pp)
+        *pp = e->next;
+    q->nstr--;
+    free(e);
+}
+
+/* pool_get_text() is pool_get() for text: NUL bytes become spaces (as sc_set_text()). */
+static const char *
+pool_get_text(struct sc_queue *q, const char *p, size_t len)
+{
+    char *tmp;
+    const char *r;
+
+    if (!memchr(p, '\0', len))
+        return pool_get(q, p, len);
+    tmp = sc_xmalloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        tmp[i] = p[i] ? p[i] : ' ';
+    r = pool_get(q, tmp, len);
+    free(tmp);
+    return r;
+}
+
+static char **
+task_field(struct sc_task *t, unsigned which)
+{
+    switch (which) {
+    case SC_TS_SUBJECT:
+        return &t->subject;
+    case SC_TS_RETRY_SUBJECT:
+        return &t->retry_subject;
+    case SC_TS_ERROR:
+        return &t->error;
+    case SC_TS_ERROR_TYPE:
+        return &t->error_type;
+    default:
+        return &t->rule_id;
+    }
+}
+
+void
+sc_task_set_str(struct sc_queue *q, struct sc_task *t, unsigned which, const char *p, size_t len)
+{
+    char **f = task_field(t, which);
+    const char *v = NULL;
+
+    if (p)
+        v = which & (SC_TS_ERROR | SC_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
+    if (t->pooled & which)
+        pool_put(q, *f);
+    else
+        free(*f);
+    *f = (char *)v; /* pooled: never written through, released with pool_put() */
+    if (v)
+        t->pooled |= (uint8_t)which;
+    else
+        t->pooled &= (uint8_t)~which;
+}
+
+/* The payload room of t: right after its id in the same allocation. */
+static char *
+inline_payload(struct sc_task *t)
+{
+    return (char *)(t + 1) + t->id_len + 1;
+}
+
+void
+sc_task_set_payload(struct sc_task *t, const char *p, size_t len)
+{
+    if (t->payload != inline_payload(t))
+        free(t->payload);
+    if (len <= t->payload_room) {
+        t->payload = inline_payload(t);
+        memcpy(t->payload, p, len);
+    } else {
+        t->payload = sc_xmalloc(len ? len : 1);
+        memcpy(t->payload, p, len);
+    }
+    t->payload_len = (uint32_t)len;
+}
+
+static void
+task_free(struct sc_queue *q, struct sc_task *t)
 {
     for (unsigned i = 0; i < t->hist_len; i++)
-        free(t->hist[i].error);
+        pool_put(q, t->hist[(t->hist_head + i) % t->hist_alloc].error);
     free(t->hist);
-    free(t->id);
-    free(t->subject);
-    free(t->retry_subject);
-    free(t->payload);
-    free(t->error);
-    free(t->error_type);
-    free(t->rule_id);
+    for (unsigned which = SC_TS_SUBJECT; which <= SC_TS_RULE; which <<= 1) {
+        char **f = task_field(t, which);
+        if (t->pooled & which)
+            pool_put(q, *f);
+        else
+            free(*f);
+    }
+    if (t->payload != inline_payload(t))
+        free(t->payload);
     free(t->park_reason);
     free(t->metadata);
     free(t->repos);
@@ -89,10 +254,51 @@ sc_queue_destroy(struct sc_queue *q)
 
     for (; t; t = next) {
         next = t->onext;
-        task_free(t);
+        task_free(q, t);
     }
     free(q->buckets);
+    for (size_t i = 0; i < q->npool; i++) {
+        struct sc_pstr *e = q->pool[i], *enext;
+        for (; e; e = enext) {
+            enext = e->next;
+            free(e);
+        }
+    }
+    free(q->pool);
     memset(q, 0, sizeof(*q));
+}
+
+static bool
+status_active(unsigned s)
+{
+    return s == SC_TASK_PENDING || s == SC_TASK_RETRYING || s == SC_TASK_EXHAUSTED;
+}
+
+/* count_in()/count_out() add t to and take it out of the per-status, category and policy counts. */
+static void
+count_in(struct sc_queue *q, const struct sc_task *t)
+{
+    q->counts[t->status]++;
+    q->by_status_cat[t->status][t->category]++;
+    if (t->parked) {
+        q->parked++;
+        q->parked_cat[t->category]++;
+    }
+    if (status_active(t->status))
+        q->active_policy[t->policy]++;
+}
+
+static void
+count_out(struct sc_queue *q, const struct sc_task *t)
+{
+    q->counts[t->status]--;
+    q->by_status_cat[t->status][t->category]--;
+    if (t->parked) {
+        q->parked--;
+        q->parked_cat[t->category]--;
+    }
+    if (status_active(t->status))
+        q->active_policy[t->policy]--;
 }
 
 struct sc_task *
@@ -127,14 +333,18 @@ grow(struct sc_queue *q)
 }
 
 struct sc_task *
-sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall)
+sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
 {
-    struct sc_task *t = sc_xcalloc(1, sizeof(*t));
+    struct sc_task *t = sc_xmalloc(sizeof(*t) + len + 1 + room);
     size_t b;
 
+    memset(t, 0, sizeof(*t));
     sc_wheel_entry_init(&t->timer);
-    t->id = sc_xstrndup(id, len);
-    t->id_len = len;
+    t->id = (char *)(t + 1);
+    memcpy(t->id, id, len);
+    t->id[len] = '\0';
+    t->id_len = (uint32_t)len;
+    t->payload_room = (uint32_t)room;
     t->hash = id_hash(id, len);
     t->seq = q->next_seq++;
     t->version = 1;
@@ -154,8 +364,14 @@ sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall)
         q->head = t;
     q->tail = t;
     q->count++;
-    q->counts[SC_TASK_PENDING]++;
+    count_in(q, t);
     return t;
+}
+
+struct sc_task *
+sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall)
+{
+    return sc_queue_add_room(q, id, len, 0, now_wall);
 }
 
 void
@@ -177,28 +393,66 @@ sc_queue_remove(struct sc_queue *q, struct sc_task *t)
         q->tail = t->oprev;
     q->count--;
     q->bytes -= t->bytes;
-    q->counts[t->status]--;
-    if (t->parked)
-        q->parked--;
-    task_free(t);
+    count_out(q, t);
+    task_free(q, t);
 }
 
 void
 sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, bool parked)
 {
     parked = parked && s == SC_TASK_PENDING;
-    q->counts[t->status]--;
-    if (t->parked)
-        q->parked--;
-    t->status = s;
+    count_out(q, t);
+    t->status = (uint8_t)s;
     t->parked = parked;
-    q->counts[s]++;
-    if (parked)
-        q->parked++;
-    else {
+    count_in(q, t);
+    if (!parked) {
         free(t->park_reason);
         t->park_reason = NULL;
     }
+}
+
+void
+sc_queue_set_class(struct sc_queue *q, struct sc_task *t, policy_category c, policy_retry p)
+{
+    if (t->category == c && t->policy == p)
+        return;
+    count_out(q, t);
+    t->category = (uint8_t)c;
+    t->policy = (uint8_t)p;
+    count_in(q, t);
+}
+
+bool
+sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_t *n)
+{
+    size_t x = 0;
+
+    if (f->subject || f->older_than_ms > 0)
+        return false;
+    if (f->want_parked == 1) {
+        if (f->status >= 0 && f->status != SC_TASK_PENDING)
+            x = 0;
+        else
+            x = f->category >= 0 ? q->parked_cat[f->category] : q->parked;
+    } else if (f->want_parked == 0) {
+        return false;
+    } else if (f->status >= 0) {
+        x = f->category >= 0 ? q->by_status_cat[f->status][f->category] : q->counts[f->status];
+    } else if (f->category >= 0) {
+        for (int s = 0; s < SC_TASK_STATUS_COUNT; s++)
+            x += q->by_status_cat[s][f->category];
+    } else {
+        x = q->count;
+    }
+    *n = x;
+    return true;
+}
+
+size_t
+sc_queue_active_category(const struct sc_queue *q, policy_category c)
+{
+    return q->by_status_cat[SC_TASK_PENDING][c] + q->by_status_cat[SC_TASK_RETRYING][c] +
+           q->by_status_cat[SC_TASK_EXHAUSTED][c];
 }
 
 void
@@ -207,20 +461,30 @@ sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32
 {
     struct sc_attempt *a;
 
-    if (!t->hist)
-        t->hist = sc_xcalloc(q->hist_cap, sizeof(*t->hist));
-    if (t->hist_len < q->hist_cap) {
-        a = &t->hist[(t->hist_head + t->hist_len) % q->hist_cap];
+    /*
+     * Grow 1, 2, 4 ... up to the cap: most tasks never hold more than a few
+     * entries. Until the ring reaches the cap it never wraps (hist_head stays
+     * 0), so readers may index it modulo the cap either way.
+     */
+    if (t->hist_len == t->hist_alloc && t->hist_alloc < q->hist_cap) {
+        size_t n = t->hist_alloc ? (size_t)t->hist_alloc * 2 : 1;
+        if (n > q->hist_cap)
+            n = q->hist_cap;
+        t->hist = sc_xrealloc(t->hist, n * sizeof(*t->hist));
+        t->hist_alloc = (uint16_t)n;
+    }
+    if (t->hist_len < t->hist_alloc) {
+        a = &t->hist[(t->hist_head + t->hist_len) % t->hist_alloc];
         t->hist_len++;
     } else {
         a = &t->hist[t->hist_head];
-        t->hist_head = (uint16_t)((t->hist_head + 1) % q->hist_cap);
-        free(a->error);
+        t->hist_head = (uint16_t)((t->hist_head + 1) % t->hist_alloc);
+        pool_put(q, a->error);
     }
     a->at_ms = at;
     a->attempt = attempt;
     a->outcome = (uint8_t)k;
-    a->error = error ? sc_xstrndup(error, error_len) : NULL;
+    a->error = error ? pool_get_text(q, error, error_len) : NULL;
 }
 
 size_t
@@ -256,7 +520,7 @@ sc_task_account(struct sc_queue *q, struct sc_task *t)
     b += t->subject ? strlen(t->subject) : 0;
     b += t->retry_subject ? strlen(t->retry_subject) : 0;
     q->bytes = q->bytes - t->bytes + b;
-    t->bytes = b;
+    t->bytes = (uint32_t)b;
 }
 
 bool

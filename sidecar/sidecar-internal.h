@@ -46,19 +46,35 @@ typedef enum {
 const char *sc_task_status_name(sc_task_status s);
 const char *sc_outcome_name(sc_outcome_kind k);
 
-/* One bounded-history entry. error is owned (may be NULL). */
+/* One bounded-history entry. error (may be NULL) is a reference into the queue's string pool. */
 struct sc_attempt {
     int64_t at_ms; /* wall */
     int32_t attempt;
     uint8_t outcome; /* sc_outcome_kind */
-    char *error;
+    const char *error;
 };
 
 /*
- * One dead-lettered task. Owned by the queue; every pointer field is owned
- * by the task. Times are wall-clock ms since the epoch, 0 meaning "none".
- * The wheel entry serves two purposes: while pending it is the due time of
- * the next attempt, while retrying the reply timeout.
+ * Bits of sc_task.pooled: which string fields point into the queue's pool of
+ * shared, reference-counted strings (sc_task_set_str()) rather than at their
+ * own malloc'd copy (a field assigned directly, as the store's loader does).
+ */
+#define SC_TS_SUBJECT 0x01u
+#define SC_TS_RETRY_SUBJECT 0x02u
+#define SC_TS_ERROR 0x04u
+#define SC_TS_ERROR_TYPE 0x08u
+#define SC_TS_RULE 0x10u
+
+/*
+ * One dead-lettered task. Owned by the queue. The task, its id and (when it
+ * fits the room reserved at sc_queue_add_room()) its payload are one
+ * allocation; subject, retry_subject, error, error_type and rule_id are
+ * pooled (see pooled) or owned; every other pointer field is owned by the
+ * task. Times are wall-clock ms since the epoch, 0 meaning "none". The
+ * wheel entry serves two purposes: while pending it is the due time of the
+ * next attempt, while retrying the reply timeout. category, policy, status
+ * and parked feed the queue's counts: change them only through
+ * sc_queue_set_status() and sc_queue_set_class().
  */
 struct sc_task {
     struct sc_wheel_entry timer;
@@ -66,13 +82,14 @@ struct sc_task {
     struct sc_task *onext, *oprev;      /* all tasks in seq order */
     uint64_t seq;                       /* unique, grows: list order and cursors */
     uint64_t version;                   /* grows on every change (external versioning) */
-    char *id;
-    size_t id_len;
+    char *id;                           /* in the task's own allocation, NUL-terminated */
+    char *payload;                      /* the task's MessagePack bytes (in the task when they fit) */
+    uint32_t id_len;
     uint32_t hash;
+    uint32_t payload_len;
+    uint32_t payload_room;              /* bytes reserved for the payload after the id */
     char *subject;                      /* the failure subject */
     char *retry_subject;                /* NULL when refused (then parked) */
-    char *payload;                      /* the task's MessagePack bytes */
-    size_t payload_len;
     char *error;
     char *error_type;                   /* NULL when absent */
     char *rule_id;                      /* classifier rule, or "envelope" */
@@ -81,23 +98,24 @@ struct sc_task {
     size_t metadata_len;
     char *repos;                        /* MessagePack array bytes or NULL */
     size_t repos_len;
-    size_t bytes;                       /* counted against max_bytes */
-    policy_category category;
-    policy_retry policy;
+    uint32_t bytes;                     /* counted against max_bytes */
+    uint8_t category;                   /* policy_category */
+    uint8_t policy;                     /* policy_retry */
+    uint8_t status;                     /* sc_task_status */
+    uint8_t pooled;                     /* SC_TS_* bits */
     bool policy_override;               /* the envelope chose the policy */
-    sc_task_status status;
     bool parked;                        /* pending with no automatic retry */
+    bool store_dirty;                   /* store.c: on the dirty list */
     int32_t max_retries;
     int32_t retry_count;                /* attempts that ended in failure or timeout */
     int32_t defer_streak;               /* no-responders deferrals in a row */
     int32_t episode;                    /* 1 + times reopened after completed/archived */
-    int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
-    struct sc_attempt *hist;            /* ring of cap entries */
-    uint16_t hist_len, hist_head;
+    int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
+    struct sc_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
+    uint16_t hist_len, hist_head, hist_alloc;
     struct sc_task *dnext, *dprev;      /* store.c: the dirty list (changes not yet stored) */
     struct sc_store_ack *store_acks;    /* store.c: ingest acks waiting for this task's write */
-    bool store_dirty;                   /* store.c: on the dirty list */
 };
 
 /* Filter of DESIGN section 8 (any field unset matches everything). */
@@ -111,33 +129,75 @@ struct sc_filter {
 
 bool sc_filter_match(const struct sc_filter *f, const struct sc_task *t, int64_t now_wall);
 
+/* One string of the queue's pool (queue.c): shared by every task field that holds the same bytes. */
+struct sc_pstr;
+
 struct sc_queue {
     struct sc_task **buckets;
     size_t nbuckets;
     size_t count;                       /* every record held */
     size_t counts[SC_TASK_STATUS_COUNT];
     size_t parked;
+    size_t by_status_cat[SC_TASK_STATUS_COUNT][POLICY_CAT_COUNT]; /* parked included in pending */
+    size_t parked_cat[POLICY_CAT_COUNT];
+    size_t active_policy[POLICY_RETRY_COUNT]; /* active tasks (sc_queue_active()) per policy */
     size_t bytes;                       /* sum of the tasks' bytes */
     struct sc_task *head, *tail;        /* seq order */
     uint64_t next_seq;
     size_t hist_cap;
+    struct sc_pstr **pool;              /* the string pool: a chained hash of nstr strings */
+    size_t npool, nstr;
 };
 
 void sc_queue_init(struct sc_queue *q, size_t hist_cap);
 /* Frees every task. */
 void sc_queue_destroy(struct sc_queue *q);
 struct sc_task *sc_queue_find(struct sc_queue *q, const char *id, size_t len);
-/* Creates and links a new pending task with a copy of id; never fails (aborts on OOM). */
+/*
+ * sc_queue_add_room() creates and links a new pending task (category 0,
+ * policy 0) with a copy of id, reserving room bytes in the same allocation
+ * for the payload (sc_task_set_payload()); sc_queue_add() reserves none.
+ * Never fail (abort on OOM). Loop thread.
+ */
+struct sc_task *sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room,
+                                  int64_t now_wall);
 struct sc_task *sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall);
 /* Unlinks and frees t (the caller cancels its timer first). */
 void sc_queue_remove(struct sc_queue *q, struct sc_task *t);
 /* Moves t to status s, keeping the counts right. */
 void sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, bool parked);
-/* Records one history entry (error copied, may be NULL), evicting the oldest past the cap. */
+/* sc_queue_set_class() sets t's category and policy, keeping the per-category and per-policy counts right. */
+void sc_queue_set_class(struct sc_queue *q, struct sc_task *t, policy_category c, policy_retry p);
+/*
+ * sc_queue_filter_count() sets *n to the number of tasks matching f from the
+ * counts, O(1), and returns true, when f tests only status, parked and
+ * category; false (n untouched) when it needs a walk (subject, older_than).
+ */
+bool sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_t *n);
+/* sc_queue_active_category() is the number of active tasks of category c (O(1)). */
+size_t sc_queue_active_category(const struct sc_queue *q, policy_category c);
+/*
+ * Records one history entry (error, len bytes, may be NULL: taken from the
+ * string pool), evicting the oldest past the cap; the ring grows 1, 2, 4 ...
+ * entries up to the cap.
+ */
 void sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32_t attempt,
                       int64_t at, const char *error, size_t error_len);
 /* Active tasks: the ones that count against max_size (pending, retrying, exhausted). */
 size_t sc_queue_active(const struct sc_queue *q);
+/*
+ * sc_task_set_str() sets the string field of t that which (one SC_TS_* bit)
+ * names to the len bytes at p (NULL: no value), shared through the queue's
+ * string pool; error and error_type are text (NUL bytes become spaces).
+ * The old value is released. Never fails (aborts on OOM). Loop thread.
+ */
+void sc_task_set_str(struct sc_queue *q, struct sc_task *t, unsigned which, const char *p,
+                     size_t len);
+/*
+ * sc_task_set_payload() sets t's payload to a copy of the len bytes at p,
+ * in the task's own allocation when they fit its room. Loop thread.
+ */
+void sc_task_set_payload(struct sc_task *t, const char *p, size_t len);
 /* sc_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
 void sc_task_account(struct sc_queue *q, struct sc_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */

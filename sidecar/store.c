@@ -62,7 +62,7 @@ struct sc_store {
     uint64_t vclock;
     uint64_t loaded, load_skipped, load_errors, rejected;
     int64_t last_reject_log;
-    bool loading_at_start;
+    json_t *tomb_ids;         /* ids with a pending delete, while a background load runs; else NULL */
     struct sc_buf tmp;
 };
 
@@ -253,6 +253,8 @@ tomb_push(struct sc_daemon *d, const char *id, size_t len, uint64_t version)
                    sc_log_int((int64_t)s->tombs_dropped), "journal_max",
                    sc_log_int((int64_t)s->tcap), NULL);
     }
+    if (s->tomb_ids)
+        json_object_setn(s->tomb_ids, id, len, json_true());
     tb = &s->tombs[(s->thead + s->tlen) % s->tcap];
     tb->id = sc_xstrndup(id, len);
     tb->len = len;
@@ -409,7 +411,7 @@ task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
     w_key(&w, "history");
     w_raw(&w, "[", 1);
     for (unsigned i = 0; i < t->hist_len; i++) {
-        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % d->q.hist_cap];
+        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
         struct docw h = {b, w.st, true};
         if (i)
             w_raw(&h, ",", 1);
@@ -522,6 +524,17 @@ doc_time(json_t *src, const char *k)
     return ms;
 }
 
+/* Sets the pooled string field which of t from string k of src (see doc_str()). */
+static void
+load_str(struct sc_daemon *d, struct sc_task *t, unsigned which, json_t *src, const char *k)
+{
+    size_t len = 0;
+    char *v = doc_str(d->store, src, k, &len);
+
+    sc_task_set_str(&d->q, t, which, v, len);
+    free(v);
+}
+
 /* Decodes base64 field k_mp into a new allocation; false when absent, null or malformed. */
 static bool
 doc_bytes(struct sc_store *s, json_t *src, const char *k, char **out, size_t *len)
@@ -587,6 +600,18 @@ on_loaded(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *sr
         s->load_skipped++; /* a newer failure for this id arrived while the store was away */
         return;
     }
+    if (s->tlen && !s->tomb_ids) {
+        /* A background load: tasks removed meanwhile must not come back from their old documents. */
+        s->tomb_ids = json_object();
+        for (size_t k = 0; k < s->tlen; k++) {
+            const struct store_tomb *tb = &s->tombs[(s->thead + k) % s->tcap];
+            json_object_setn(s->tomb_ids, tb->id, tb->len, json_true());
+        }
+    }
+    if (s->tomb_ids && json_object_getn(s->tomb_ids, id, id_len)) {
+        s->load_skipped++;
+        return;
+    }
     if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
         goto bad;
     if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
@@ -599,24 +624,23 @@ on_loaded(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *sr
     if (!json_is_string(json_object_get(src, "subject")))
         goto bad;
 
-    t = sc_queue_add(&d->q, id, id_len, doc_time(src, "created_at"));
-    t->payload = payload;
-    t->payload_len = plen;
+    t = sc_queue_add_room(&d->q, id, id_len, plen, doc_time(src, "created_at"));
+    sc_task_set_payload(t, payload, plen);
+    free(payload);
     payload = NULL;
-    t->subject = doc_str(s, src, "subject", &n);
-    t->retry_subject = doc_str(s, src, "retry_subject", &n);
-    t->park_reason = doc_str(s, src, "park_reason", &n);
-    t->error = doc_str(s, src, "error", &n);
+    load_str(d, t, SC_TS_SUBJECT, src, "subject");
+    load_str(d, t, SC_TS_RETRY_SUBJECT, src, "retry_subject");
+    load_str(d, t, SC_TS_ERROR, src, "error");
     if (!t->error)
-        t->error = sc_xstrdup("");
-    t->error_type = doc_str(s, src, "error_type", &n);
-    t->rule_id = doc_str(s, src, "classifier_rule", &n);
+        sc_task_set_str(&d->q, t, SC_TS_ERROR, "", 0);
+    load_str(d, t, SC_TS_ERROR_TYPE, src, "error_type");
+    load_str(d, t, SC_TS_RULE, src, "classifier_rule");
     if (!t->rule_id)
-        t->rule_id = sc_xstrdup("default");
+        sc_task_set_str(&d->q, t, SC_TS_RULE, "default", 7);
+    t->park_reason = doc_str(s, src, "park_reason", &n);
     doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
     doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
-    t->category = cat;
-    t->policy = pol;
+    sc_queue_set_class(&d->q, t, cat, pol); /* keeps the queue's counts right */
     t->policy_override = json_is_true(json_object_get(src, "policy_override"));
     t->max_retries = (int32_t)doc_int(src, "max_retries");
     t->retry_count = (int32_t)doc_int(src, "retry_count");
@@ -661,6 +685,7 @@ on_loaded(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *sr
         sc_queue_set_status(&d->q, t, (sc_task_status)st, false);
         t->next_retry_at = 0;
     }
+    sc_task_account(&d->q, t);
     s->loaded++;
     if (retrying)
         sc_store_changed(d, t);
@@ -771,6 +796,8 @@ on_state(void *ctx, persist_state st, const char *error)
                sc_log_int((int64_t)(s->ndirty + s->tlen)), NULL);
         acks_release_all(d); /* DESIGN section 3: acknowledged from memory while degraded */
     } else if (st == PERSIST_OK) {
+        json_decref(s->tomb_ids); /* the load is over */
+        s->tomb_ids = NULL;
         sc_log(SC_LOG_INFO, "persistence ok", "backend", s->p->ops->name, "queued_writes",
                sc_log_int((int64_t)(s->ndirty + s->tlen)), "loaded", sc_log_int((int64_t)s->loaded),
                NULL);
@@ -919,6 +946,7 @@ sc_store_close(struct sc_daemon *d)
     for (size_t i = 0; i < s->tlen; i++)
         free(s->tombs[(s->thead + i) % s->tcap].id);
     free(s->tombs);
+    json_decref(s->tomb_ids);
     if (s->ack_ev)
         event_free(s->ack_ev);
     persist_free(s->p);

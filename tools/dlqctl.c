@@ -735,7 +735,7 @@ static int
 cmd_list(natsConnection *nc, const struct opts *o)
 {
     json_t *all = json_array(), *reply = NULL, *body, *next = NULL, *total = NULL;
-    char cursor[64] = "";
+    char cursor[2100] = ""; /* "<seq>:<task_id>": 20 digits, ':' and an id of up to 1024 bytes, escaped */
     int rc = EXIT_OK, code;
 
     if (o->cursor)

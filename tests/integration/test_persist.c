@@ -534,7 +534,7 @@ check_same_task(const json_t *before, const json_t *after, bool was_retrying)
                                        "error_category", "classifier_rule", "retry_policy",
                                        "created_at", "first_failed_at", "metadata", "repos",
                                        "task", "task_size", "max_retries", "retry_count",
-                                       "episode", "parked", "park_reason", "last_attempt_at"};
+                                       "episode", "parked", "park_reason"};
 
     IT_CHECK(after != NULL, "%s: gone after the restart", id);
     for (size_t k = 0; k < SC_ARRAY_LEN(same); k++)
@@ -551,6 +551,8 @@ check_same_task(const json_t *before, const json_t *after, bool was_retrying)
         IT_CHECK(json_equal(json_object_get(before, "next_retry_at"), json_object_get(after, "next_retry_at")),
                  "%s: next_retry_at %s -> %s", id, it_json_str(before, "next_retry_at"),
                  it_json_str(after, "next_retry_at"));
+        IT_CHECK(json_equal(json_object_get(before, "last_attempt_at"), json_object_get(after, "last_attempt_at")),
+                 "%s: last_attempt_at differs", id);
         /* History: the same entries, in order. */
         IT_CHECK(json_equal(json_object_get(before, "history"), json_object_get(after, "history")),
                  "%s: history differs", id);
@@ -843,7 +845,9 @@ struct proxy {
     json_t *seen;   /* id -> times seen in a _bulk body */
     json_t *failed; /* ids answered 429 once */
     int bulks;
-    struct sc_buf fwd, out;
+    int stop;
+    int down; /* answer 503 to everything */
+    struct sc_buf fwd;
 };
 
 static void
@@ -964,6 +968,14 @@ proxy_handle(struct evhttp_request *req, void *arg)
 
     evbuffer_copyout(in, body, len);
     body[len] = '\0';
+    if (__atomic_load_n(&px->down, __ATOMIC_RELAXED)) {
+        struct evbuffer *ob = evbuffer_new();
+        evbuffer_add_printf(ob, "{\"error\":{\"type\":\"unavailable\",\"reason\":\"the test proxy is down\"}}");
+        evhttp_send_reply(req, 503, "down", ob);
+        evbuffer_free(ob);
+        free(body);
+        return;
+    }
     switch (evhttp_request_get_command(req)) {
     case EVHTTP_REQ_GET: method = "GET"; break;
     case EVHTTP_REQ_PUT: method = "PUT"; break;
@@ -987,11 +999,26 @@ proxy_handle(struct evhttp_request *req, void *arg)
     free(body);
 }
 
+/* A tick so that the loop notices loopbreak from the test thread (the base has no thread support). */
+static void
+proxy_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
 static void *
 proxy_run(void *arg)
 {
     struct proxy *px = arg;
-    event_base_dispatch(px->base);
+    struct timeval tv = {0, 100000};
+    struct event *tick = event_new(px->base, -1, EV_PERSIST, proxy_tick, NULL);
+
+    event_add(tick, &tv);
+    while (!__atomic_load_n(&px->stop, __ATOMIC_RELAXED))
+        event_base_loop(px->base, EVLOOP_ONCE);
+    event_free(tick);
     return NULL;
 }
 
@@ -1019,7 +1046,7 @@ proxy_start(void)
 static void
 proxy_stop(struct proxy *px)
 {
-    event_base_loopbreak(px->base);
+    __atomic_store_n(&px->stop, 1, __ATOMIC_RELAXED);
     pthread_join(px->th, NULL);
     evhttp_free(px->http);
     event_base_free(px->base);
@@ -1094,6 +1121,90 @@ test_partial_bulk(void **state)
     fprintf(stderr, "[partial] %d bulks, %d items answered 429 once, %d answered 400\n", px->bulks,
             nflaky, nbad);
     json_decref(pers);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    proxy_stop(px);
+    os_drop(index);
+}
+
+/* ---- 4b. degraded at start, then the load happens in the background -------------------------- */
+
+static void
+test_background_load(void **state)
+{
+    char index[128], id[64];
+    struct flags f;
+    const char *extra[] = {"store.keep_completed=false", NULL};
+    struct it_env *e;
+    const int N = 20;
+
+    test_index("bgload", index, sizeof index);
+    e = it_env_start("persist-bgload", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "old-%02d", i);
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "400 invalid";
+        penv_publish(e->nc, "dlq.failed.bgload", &p);
+    }
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+
+    /* The next process starts while OpenSearch answers 503. */
+    struct proxy *px = proxy_start();
+    __atomic_store_n(&px->down, 1, __ATOMIC_RELAXED);
+    struct flags f2;
+    natsConnection *wc = it_env_connect(e, "worker");
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.bgload", NULL, 100, false);
+    struct it_step ok = {IT_ACT_OK, NULL, NULL};
+    it_recorder_set_plan(w, NULL, 0, ok);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, os_flags(&f2, px->url, index, extra)) == 0 &&
+                 it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0,
+             "daemon start while OpenSearch is down");
+    json_t *p = persistence(e->nc);
+    IT_CHECK(strcmp(it_json_str(p, "state"), "degraded") == 0, "state %s", it_json_str(p, "state"));
+    json_decref(p);
+    wait_queue(e->nc, 0, IT_WAIT_MS);
+    /* Meanwhile: a new failure for old-03 (kept), and old-05 fails again and completes (removed). */
+    struct penv p3 = {0}, p5 = {0};
+    p3.task_id = "old-03";
+    p3.error = "422 invalid again"; /* parked: it stays while we look */
+    p3.max_retries = -1;
+    p3.n = 333;
+    penv_publish(e->nc, "dlq.failed.bgload", &p3);
+    p5.task_id = "old-05";
+    p5.error = "connection refused";
+    p5.max_retries = -1;
+    p5.retry_policy = "immediate";
+    p5.n = 555;
+    penv_publish(e->nc, "dlq.failed.bgload", &p5);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "old-05 was not retried");
+    char stb[32];
+    for (int k = 0; k < 200 && strcmp(it_task_status(e->nc, "old-05", stb, sizeof stb), "absent"); k++)
+        it_sleep_ms(20);
+    IT_CHECK(strcmp(stb, "absent") == 0, "old-05 is %s, expected completed and removed", stb);
+
+    __atomic_store_n(&px->down, 0, __ATOMIC_RELAXED);
+    json_decref(wait_stored(e->nc, 60000));
+    wait_queue(e->nc, N - 1, IT_WAIT_MS);
+    json_t *t3 = it_admin_get(e->nc, "old-03");
+    IT_CHECK(t3 && strcmp(it_json_str(t3, "error"), "422 invalid again") == 0,
+             "old-03 must keep the newer failure, not the loaded document");
+    json_decref(t3);
+    IT_CHECK(strcmp(it_task_status(e->nc, "old-05", stb, sizeof stb), "absent") == 0,
+             "old-05 came back from its old document");
+    p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "loaded") == N - 2 && it_json_int(p, "load_skipped") == 2,
+             "loaded %lld, skipped %lld", (long long)it_json_int(p, "loaded"),
+             (long long)it_json_int(p, "load_skipped"));
+    json_decref(p);
+    compare_index(e->nc, index, N - 1);
     e->passed = true;
     it_env_stop(e);
     *state = NULL;
@@ -1307,6 +1418,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_degraded, it_teardown),
         cmocka_unit_test_teardown(test_partial_bulk, it_teardown),
+        cmocka_unit_test_teardown(test_background_load, it_teardown),
         cmocka_unit_test_teardown(test_binary, it_teardown),
         cmocka_unit_test_teardown(test_mapping, it_teardown),
         cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
@@ -1322,5 +1434,7 @@ main(void)
                         "them); failing rather than skipping\n");
         return 1;
     }
+    if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_outage' to run one */
+        cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
     return cmocka_run_group_tests_name("persist (OpenSearch)", tests, NULL, NULL);
 }

@@ -1,1 +1,595 @@
-int main(void){return 0;}
+/* test_persist.c - unit tests of persist/: base64, JSON strings, batches, the HTTP client, and the OpenSearch backend's protocol logic against a scripted local HTTP server on the same loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "persist-internal.h"
+
+/* ---- encoders --------------------------------------------------------------------------------- */
+
+static void
+test_base64(void **state)
+{
+    struct sc_buf e, d;
+    unsigned char in[300];
+
+    (void)state;
+    sc_buf_init(&e, 1 << 20);
+    sc_buf_init(&d, 1 << 20);
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (unsigned char)(i * 131 + 7);
+    for (size_t n = 0; n <= sizeof in; n++) {
+        sc_buf_reset(&e);
+        sc_buf_reset(&d);
+        assert_int_equal(persist_base64_encode(&e, in, n), SC_OK);
+        assert_int_equal(e.len, (n + 2) / 3 * 4);
+        assert_int_equal(persist_base64_decode(e.data ? e.data : "", e.len, &d), SC_OK);
+        assert_int_equal(d.len, n);
+        if (n)
+            assert_memory_equal(d.data, in, n);
+    }
+    sc_buf_reset(&e);
+    persist_base64_encode(&e, "foobar", 6);
+    assert_string_equal(e.data, "Zm9vYmFy");
+    sc_buf_reset(&e);
+    persist_base64_encode(&e, "fo", 2);
+    assert_string_equal(e.data, "Zm8=");
+    sc_buf_reset(&d);
+    assert_int_equal(persist_base64_decode("Zm8", 3, &d), SC_OK); /* no padding */
+    assert_int_equal(d.len, 2);
+    assert_int_equal(persist_base64_decode("Zm9v!mFy", 8, &d), SC_EPROTO);
+    assert_int_equal(persist_base64_decode("Z", 1, &d), SC_EPROTO);
+    sc_buf_destroy(&e);
+    sc_buf_destroy(&d);
+}
+
+static void
+test_json_string(void **state)
+{
+    struct sc_buf b;
+    static const char bad[] = "a\"b\\c\n\x01\xff\xc3\x28\xed\xa0\x80\xf4\x90\x80\x80 \xc3\xa9 \xf0\x9f\x98\x80";
+    json_t *j;
+
+    (void)state;
+    sc_buf_init(&b, 1 << 20);
+    assert_int_equal(persist_json_string(&b, bad, sizeof bad - 1), SC_OK);
+    j = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+    assert_non_null(j); /* always parses */
+    assert_true(json_is_string(j));
+    assert_non_null(strstr(json_string_value(j), "\xc3\xa9")); /* valid text kept */
+    assert_non_null(strstr(json_string_value(j), "\xef\xbf\xbd")); /* invalid replaced */
+    assert_non_null(strstr(json_string_value(j), "\xf0\x9f\x98\x80"));
+    json_decref(j);
+    assert_false(persist_utf8_valid(bad, sizeof bad - 1));
+    assert_true(persist_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11));
+    assert_false(persist_utf8_valid("a\0b", 3));        /* NUL */
+    assert_false(persist_utf8_valid("\xc0\x80", 2));    /* overlong */
+    assert_false(persist_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    assert_false(persist_utf8_valid("\xe2\x82", 2));    /* truncated */
+    sc_buf_destroy(&b);
+}
+
+/* ---- batches ---------------------------------------------------------------------------------- */
+
+static sc_status
+test_action(struct sc_buf *b, const char *id, size_t id_len, uint64_t version, bool del)
+{
+    return sc_buf_appendf(b, "%s %.*s %llu\n", del ? "D" : "I", (int)id_len, id,
+                          (unsigned long long)version);
+}
+
+static void
+test_batch_limits(void **state)
+{
+    struct persist_batch b;
+    struct sc_buf *buf;
+    char doc[200];
+
+    (void)state;
+    memset(doc, 'x', sizeof doc);
+    /* By count. */
+    persist_batch_init(&b, 3, 1 << 20, test_action);
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(buf = persist_batch_put_begin(&b, "a", 1, (uint64_t)i));
+        sc_buf_append(buf, "{}", 2);
+        assert_int_equal(persist_batch_put_end(&b), SC_OK);
+    }
+    assert_true(persist_batch_full(&b));
+    assert_null(persist_batch_put_begin(&b, "b", 1, 9));
+    assert_int_equal(persist_batch_delete(&b, "b", 1, 9), SC_EFULL);
+    assert_int_equal(persist_batch_count(&b), 3);
+    assert_string_equal(b.body.data, "I a 0\n{}\nI a 1\n{}\nI a 2\n{}\n");
+    persist_batch_destroy(&b);
+
+    /* By bytes: the item that would pass the limit is taken back; alone it may pass it. */
+    persist_batch_init(&b, 100, 300, test_action);
+    assert_non_null(buf = persist_batch_put_begin(&b, "one", 3, 1));
+    sc_buf_append(buf, doc, 200);
+    assert_int_equal(persist_batch_put_end(&b), SC_OK);
+    assert_non_null(buf = persist_batch_put_begin(&b, "two", 3, 2));
+    sc_buf_append(buf, doc, 200);
+    assert_int_equal(persist_batch_put_end(&b), SC_EFULL);
+    assert_int_equal(persist_batch_count(&b), 1);
+    assert_int_equal(persist_batch_delete(&b, "gone", 4, 7), SC_OK);
+    assert_int_equal(persist_batch_count(&b), 2);
+    assert_int_equal(b.items[1].del, true);
+    assert_memory_equal(persist_batch_item_id(&b, 1), "gone", 4);
+    persist_batch_reset(&b);
+    assert_non_null(buf = persist_batch_put_begin(&b, "big", 3, 3));
+    sc_buf_append(buf, doc, 200);
+    sc_buf_append(buf, doc, 200);
+    assert_int_equal(persist_batch_put_end(&b), SC_OK); /* alone: allowed past max_bytes */
+    persist_batch_reset(&b);
+    assert_non_null(buf = persist_batch_put_begin(&b, "x", 1, 3));
+    persist_batch_put_abort(&b);
+    assert_int_equal(persist_batch_count(&b), 0);
+    assert_int_equal(b.body.len, 0);
+    assert_int_equal(persist_batch_put_end(&b), SC_EINVAL);
+    persist_batch_destroy(&b);
+}
+
+/* ---- a scripted HTTP server on the test's loop ------------------------------------------------ */
+
+struct canned {
+    int status;
+    const char *body;
+};
+
+struct server {
+    struct event_base *base;
+    struct evhttp *http;
+    int port;
+    char url[64];
+    /* The next responses, in order; past the end: 200 "{}". */
+    struct canned script[32];
+    int nscript, next;
+    /* What came: method, path and body of each request. */
+    char seen[64][4096];
+    int nseen;
+    int delay_ms; /* answer after this long (0: now) */
+};
+
+struct delayed {
+    struct evhttp_request *req;
+    struct canned c;
+    struct event *ev;
+};
+
+static void
+send_canned(struct evhttp_request *req, const struct canned *c)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    evbuffer_add(b, c->body, strlen(c->body));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, c->status, "scripted", b);
+    evbuffer_free(b);
+}
+
+static void
+on_delayed(evutil_socket_t fd, short what, void *arg)
+{
+    struct delayed *dl = arg;
+
+    (void)fd;
+    (void)what;
+    send_canned(dl->req, &dl->c);
+    event_free(dl->ev);
+    free(dl);
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *m;
+    struct canned c = {200, "{}"};
+
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: m = "GET"; break;
+    case EVHTTP_REQ_PUT: m = "PUT"; break;
+    case EVHTTP_REQ_DELETE: m = "DELETE"; break;
+    default: m = "POST"; break;
+    }
+    if (s->nseen < 64) {
+        int n = snprintf(s->seen[s->nseen], sizeof s->seen[0], "%s %s ", m, evhttp_request_get_uri(req));
+        size_t room = sizeof s->seen[0] - (size_t)n - 1;
+        evbuffer_copyout(in, s->seen[s->nseen] + n, len < room ? len : room);
+        s->seen[s->nseen][n + (len < room ? len : room)] = '\0';
+        s->nseen++;
+    }
+    if (s->next < s->nscript)
+        c = s->script[s->next++];
+    if (s->delay_ms) {
+        struct delayed *dl = calloc(1, sizeof *dl);
+        struct timeval tv = {s->delay_ms / 1000, (s->delay_ms % 1000) * 1000};
+        dl->req = req;
+        dl->c = c;
+        dl->ev = evtimer_new(s->base, on_delayed, dl);
+        evtimer_add(dl->ev, &tv);
+        return;
+    }
+    send_canned(req, &c);
+}
+
+static void
+server_start(struct server *s, struct event_base *base)
+{
+    struct evhttp_bound_socket *bs;
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+
+    memset(s, 0, sizeof *s);
+    s->base = base;
+    s->http = evhttp_new(base);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(s->http, on_request, s);
+    bs = evhttp_bind_socket_with_handle(s->http, "127.0.0.1", 0);
+    assert_non_null(bs);
+    getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &sl);
+    s->port = ntohs(sa.sin_port);
+    snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
+}
+
+static void
+script(struct server *s, int status, const char *body)
+{
+    s->script[s->nscript].status = status;
+    s->script[s->nscript].body = body;
+    s->nscript++;
+}
+
+/* Runs the loop until *flag becomes true or timeout_ms pass (in slices of 20 ms). */
+static void
+run_until(struct event_base *base, const bool *flag, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    struct timeval tv = {0, 20000};
+
+    do {
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    } while (!*(const volatile bool *)flag && sc_now_mono_ms() < deadline);
+}
+
+/* A port nothing listens on. */
+static int
+closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    struct sockaddr_in sa = {0};
+    socklen_t sl = sizeof sa;
+
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+/* ---- the HTTP client -------------------------------------------------------------------------- */
+
+struct got {
+    bool done;
+    long status;
+    char body[4096];
+    char error[512];
+    int calls;
+};
+
+static void
+on_got(void *ctx, long status, const char *body, size_t len, const char *error)
+{
+    struct got *g = ctx;
+
+    g->calls++;
+    g->done = true;
+    g->status = status;
+    snprintf(g->body, sizeof g->body, "%.*s", (int)len, body);
+    snprintf(g->error, sizeof g->error, "%s", error ? error : "");
+}
+
+static void
+test_http_client(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct server s;
+    struct persist_http *h;
+    struct got g = {0}, many[50];
+    char url[128];
+    bool all = false;
+
+    (void)state;
+    server_start(&s, base);
+    h = persist_http_new(base, NULL);
+    assert_non_null(h);
+
+    script(&s, 201, "{\"created\":true}");
+    snprintf(url, sizeof url, "%s/idx/_doc/1", s.url);
+    assert_int_equal(persist_http_request(h, "PUT", url, "application/json", "{\"a\":1}", 7, 5000,
+                                          on_got, &g), SC_OK);
+    assert_int_equal(persist_http_pending(h), 1);
+    run_until(base, &g.done, 5000);
+    assert_true(g.done);
+    assert_int_equal(g.status, 201);
+    assert_string_equal(g.body, "{\"created\":true}");
+    assert_string_equal(s.seen[0], "PUT /idx/_doc/1 {\"a\":1}");
+    assert_int_equal(persist_http_pending(h), 0);
+
+    /* Fifty at once, on reused handles. */
+    memset(many, 0, sizeof many);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(persist_http_request(h, i % 2 ? "GET" : "DELETE", url, NULL, NULL, 0, 5000,
+                                              on_got, &many[i]), SC_OK);
+    for (int k = 0; k < 250 && !all; k++) {
+        bool none = false;
+        run_until(base, &none, 20);
+        all = true;
+        for (int i = 0; i < 50; i++)
+            all = all && many[i].done;
+    }
+    assert_true(all);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(many[i].status, 200);
+        assert_int_equal(many[i].calls, 1);
+    }
+
+    /* Refused: status 0 with a reason. */
+    memset(&g, 0, sizeof g);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", closed_port());
+    assert_int_equal(persist_http_request(h, "GET", url, NULL, NULL, 0, 5000, on_got, &g), SC_OK);
+    run_until(base, &g.done, 5000);
+    assert_int_equal(g.status, 0);
+    assert_true(strlen(g.error) > 0);
+
+    /* A timeout. */
+    memset(&g, 0, sizeof g);
+    s.delay_ms = 1500;
+    snprintf(url, sizeof url, "%s/slow", s.url);
+    assert_int_equal(persist_http_request(h, "GET", url, NULL, NULL, 0, 200, on_got, &g), SC_OK);
+    run_until(base, &g.done, 5000);
+    assert_int_equal(g.status, 0);
+    assert_non_null(strstr(g.error, "imeout"));
+
+    /* Freed with a request in flight: no callback. */
+    memset(&g, 0, sizeof g);
+    assert_int_equal(persist_http_request(h, "GET", url, NULL, NULL, 0, 5000, on_got, &g), SC_OK);
+    persist_http_free(h);
+    {
+        bool none = false;
+        run_until(base, &none, 1700); /* let the delayed answer go out to nobody */
+    }
+    assert_int_equal(g.calls, 0);
+    evhttp_free(s.http);
+    event_base_free(base);
+}
+
+/* ---- the OpenSearch backend's logic ----------------------------------------------------------- */
+
+struct owner {
+    struct persist *p;
+    /* pending records: ids "r0".."r9" with versions, and their latest results */
+    bool dirty[10];
+    uint64_t version[10];
+    persist_result last[10];
+    int results;
+    int loaded;
+    char loaded_ids[8][16];
+    persist_state state;
+    int state_changes;
+};
+
+static void
+o_fill(void *ctx, struct persist_batch *b)
+{
+    struct owner *o = ctx;
+    char id[8];
+
+    for (int i = 0; i < 10; i++) {
+        struct sc_buf *buf;
+        if (!o->dirty[i])
+            continue;
+        snprintf(id, sizeof id, "r%d", i);
+        if (!(buf = persist_batch_put_begin(b, id, strlen(id), o->version[i])))
+            return;
+        sc_buf_appendf(buf, "{\"n\":%d}", i);
+        if (persist_batch_put_end(b) != SC_OK)
+            return;
+        o->dirty[i] = false;
+    }
+}
+
+static void
+o_result(void *ctx, const struct persist_item *it, persist_result r, const char *reason)
+{
+    struct owner *o = ctx;
+    int i = it->id[1] - '0';
+
+    (void)reason;
+    o->last[i] = r;
+    o->results++;
+    if (r == PERSIST_ITEM_RETRY) {
+        o->dirty[i] = true;
+        persist_kick(o->p, false);
+    }
+}
+
+static void
+o_loaded(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *src)
+{
+    struct owner *o = ctx;
+
+    (void)version;
+    assert_true(json_is_object(src));
+    if (o->loaded < 8)
+        snprintf(o->loaded_ids[o->loaded], sizeof o->loaded_ids[0], "%.*s", (int)id_len, id);
+    o->loaded++;
+}
+
+static void
+o_state(void *ctx, persist_state s, const char *error)
+{
+    struct owner *o = ctx;
+
+    (void)error;
+    o->state = s;
+    o->state_changes++;
+}
+
+static void
+test_opensearch_protocol(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct server s;
+    struct owner o;
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_opensearch_opts opt;
+    struct persist_stats st;
+    char err[256];
+    bool ok;
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    server_start(&s, base);
+    memset(&opt, 0, sizeof opt);
+    opt.urls = s.url;
+    opt.index = "dlq-unit";
+    opt.bulk_max_docs = 100;
+    opt.bulk_max_bytes = 1 << 20;
+    opt.flush_ms = 10;
+    opt.properties = "{\"n\":{\"type\":\"long\"}}";
+    opt.load_query = "{\"match_all\":{}}";
+    opt.load_sort = "[{\"n\":\"asc\"}]";
+    opt.request_timeout_ms = 5000;
+
+    /* Bad options are refused with a message. */
+    opt.index = "Bad/Name";
+    assert_int_equal(persist_opensearch_new(base, &opt, &own, &o.p, err, sizeof err), SC_EINVAL);
+    assert_non_null(strstr(err, "store.opensearch.index"));
+    opt.index = "dlq-unit";
+
+    assert_int_equal(persist_opensearch_new(base, &opt, &own, &o.p, err, sizeof err), SC_OK);
+    /* Start-up: template, index (already there), health, refresh, one page of two hits. */
+    script(&s, 200, "{\"acknowledged\":true}");
+    script(&s, 400, "{\"error\":{\"type\":\"resource_already_exists_exception\",\"reason\":\"x\"}}");
+    script(&s, 200, "{\"status\":\"green\"}");
+    script(&s, 200, "{}");
+    script(&s, 200, "{\"hits\":{\"hits\":[{\"_id\":\"a\",\"_version\":5,\"_source\":{\"n\":1},\"sort\":[1]},"
+                    "{\"_id\":\"b\",\"_version\":6,\"_source\":{\"n\":2},\"sort\":[2]}]}}");
+    assert_int_equal(persist_start(o.p), SC_OK);
+    ok = false;
+    for (int k = 0; k < 250 && o.p->state == PERSIST_STARTING; k++)
+        run_until(base, &ok, 20);
+    assert_int_equal(o.p->state, PERSIST_OK);
+    assert_int_equal(o.loaded, 2);
+    assert_string_equal(o.loaded_ids[1], "b");
+    assert_non_null(strstr(s.seen[0], "PUT /_index_template/dlq-unit "));
+    assert_non_null(strstr(s.seen[0], "\"index_patterns\":[\"dlq-unit*\"]"));
+    assert_non_null(strstr(s.seen[0], "\"dynamic\":\"strict\""));
+    assert_non_null(strstr(s.seen[0], "\"number_of_replicas\":0"));
+    assert_non_null(strstr(s.seen[4], "\"sort\":[{\"n\":\"asc\"}]"));
+
+    /* A bulk of three: 201, 429, 400 -> OK, RETRY (sent again alone), REJECTED. */
+    o.dirty[1] = o.dirty[2] = o.dirty[3] = true;
+    o.version[1] = 11;
+    o.version[2] = 12;
+    o.version[3] = 13;
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}},"
+                    "{\"index\":{\"status\":429,\"error\":{\"type\":\"es_rejected_execution_exception\",\"reason\":\"busy\"}}},"
+                    "{\"index\":{\"status\":400,\"error\":{\"type\":\"mapper_parsing_exception\",\"reason\":\"bad\"}}}]}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
+    persist_kick(o.p, true);
+    for (int k = 0; k < 250 && o.results < 4; k++)
+        run_until(base, &ok, 20);
+    assert_int_equal(o.results, 4);
+    assert_int_equal(o.last[1], PERSIST_ITEM_OK);
+    assert_int_equal(o.last[2], PERSIST_ITEM_OK); /* after its retry */
+    assert_int_equal(o.last[3], PERSIST_ITEM_REJECTED);
+    assert_non_null(strstr(s.seen[5], "POST /dlq-unit/_bulk"));
+    assert_non_null(strstr(s.seen[5], "{\"index\":{\"_id\":\"r1\",\"version\":11,\"version_type\":\"external\"}}\n{\"n\":1}\n"));
+    assert_non_null(strstr(s.seen[6], "\"_id\":\"r2\""));
+    assert_null(strstr(s.seen[6], "\"_id\":\"r1\""));
+    assert_null(strstr(s.seen[6], "\"_id\":\"r3\""));
+
+    /* 503 for the whole request: degraded, the item comes back, then a replay after a backoff. */
+    o.dirty[4] = true;
+    o.version[4] = 14;
+    script(&s, 503, "{\"error\":{\"type\":\"unavailable\",\"reason\":\"down\"}}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":409,\"error\":{\"type\":\"version_conflict_engine_exception\",\"reason\":\"newer\"}}}]}");
+    int64_t t0 = sc_now_mono_ms();
+    persist_kick(o.p, true);
+    for (int k = 0; k < 250 && o.p->state != PERSIST_DEGRADED; k++)
+        run_until(base, &ok, 20);
+    assert_int_equal(o.p->state, PERSIST_DEGRADED);
+    persist_get_stats(o.p, &st);
+    assert_non_null(strstr(st.last_error, "503"));
+    for (int k = 0; k < 250 && o.p->state != PERSIST_OK; k++)
+        run_until(base, &ok, 20);
+    assert_int_equal(o.p->state, PERSIST_OK);
+    assert_true(sc_now_mono_ms() - t0 >= 350); /* backoff, not a tight loop */
+    assert_int_equal(o.last[4], PERSIST_ITEM_STALE);
+    persist_get_stats(o.p, &st);
+    assert_int_equal(st.failed_batches, 1);
+    assert_int_equal(st.stale, 1);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.retried, 2);
+    assert_int_equal(st.loaded, 2);
+
+    persist_free(o.p);
+    evhttp_free(s.http);
+    event_base_free(base);
+}
+
+static void
+test_memory_backend(void **state)
+{
+    struct owner o;
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist *p;
+    struct persist_stats st;
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    p = persist_memory_new(&own);
+    assert_int_equal(persist_start(p), SC_OK);
+    assert_int_equal(o.state, PERSIST_OK);
+    persist_kick(p, true);
+    assert_false(persist_busy(p));
+    persist_get_stats(p, &st);
+    assert_string_equal(st.backend, "memory");
+    assert_string_equal(persist_state_name(st.state), "ok");
+    persist_free(p);
+    persist_free(NULL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_batch_limits),
+        cmocka_unit_test(test_http_client),
+        cmocka_unit_test(test_opensearch_protocol),
+        cmocka_unit_test(test_memory_backend),
+    };
+
+    return cmocka_run_group_tests_name("persist", tests, NULL, NULL);
+}

@@ -281,6 +281,20 @@ static const struct classify_case builtin_cases[] = {
     {NULL, "latency 400.5 ms", POLICY_CAT_PERMANENT, "default"},
     {NULL, "item 5030 failed", POLICY_CAT_PERMANENT, "default"},
     {NULL, "code 4290", POLICY_CAT_PERMANENT, "default"},
+    /* a number with a unit of time or size is a quantity, not a status code */
+    {NULL, "upstream timeout after 400 ms", POLICY_CAT_NETWORK, "network.timeout"},
+    {NULL, "upstream timeout after 400ms", POLICY_CAT_NETWORK, "network.timeout"},
+    {NULL, "read 503 bytes then the peer went away", POLICY_CAT_PERMANENT, "default"},
+    {NULL, "backed off 429 s", POLICY_CAT_PERMANENT, "default"},
+    {NULL, "waited 502 seconds for the lock", POLICY_CAT_PERMANENT, "default"},
+    {NULL, "a 400-byte frame was cut", POLICY_CAT_PERMANENT, "default"},
+    {NULL, "body of 401 KB refused", POLICY_CAT_PERMANENT, "default"},
+    {NULL, "took 403 MS", POLICY_CAT_PERMANENT, "default"},
+    {NULL, "HTTP 400 after 503 ms", POLICY_CAT_VALIDATION, "validation.bad_request"},
+    {NULL, "status 503 (took 12 ms)", POLICY_CAT_TRANSIENT, "transient.unavailable"},
+    {NULL, "400 Bad Request", POLICY_CAT_VALIDATION, "validation.bad_request"},
+    {NULL, "503 Service Unavailable", POLICY_CAT_TRANSIENT, "transient.unavailable"},
+    {NULL, "429 Too Many Requests", POLICY_CAT_TRANSIENT, "transient.rate_limit"},
     /* nothing known */
     {NULL, "404 Client Error: Not Found for url: https://x/y", POLICY_CAT_PERMANENT, "default"},
     {"NullPointerException", "boom", POLICY_CAT_PERMANENT, "default"},
@@ -625,6 +639,63 @@ test_classify_no_alloc(void **state)
     }
     assert_true(before > 0); /* the counter does see PCRE2's allocations */
     assert_int_equal(policy_classifier_allocs(pc), before);
+    policy_classifier_free(pc);
+}
+
+/*
+ * The classification cache answers exactly what the rules answer: every
+ * built-in case again from the cache, then 30,000 texts (many more than the
+ * cache holds, so sets evict) each asked three times of one classifier and
+ * once of another that therefore always runs the rules. A new classifier
+ * starts with an empty cache.
+ */
+static void
+test_classify_cache(void **state)
+{
+    struct policy_classifier *pc = NULL, *pc2 = NULL;
+    uint64_t hits = 0, misses = 0;
+    char text[96], etype[32];
+    const char *rule = NULL, *rule2 = NULL;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(policy_classifier_new(NULL, 0, false, &pc, NULL, 0), SC_OK);
+    assert_int_equal(policy_classifier_new(NULL, 0, false, &pc2, NULL, 0), SC_OK);
+    run_cases(pc, builtin_cases, SC_ARRAY_LEN(builtin_cases));
+    policy_classifier_cache_stats(pc, &hits, &misses);
+    assert_true(misses > 0);
+    run_cases(pc, builtin_cases, SC_ARRAY_LEN(builtin_cases)); /* now from the cache */
+    policy_classifier_cache_stats(pc, &hits, &misses);
+    assert_true(hits >= SC_ARRAY_LEN(builtin_cases) / 2); /* most, unless a set overflowed */
+    /* the expected answers first, from pc2; then pc answers 30,000 times with evictions */
+    for (i = 0; i < 30000 + 7919; i++) {
+        static const char *const forms[] = {"job %zu: connection refused", "HTTP %zu",
+                                            "upstream timeout after %zu ms", "item %zu invalid",
+                                            "%zu", "svc %zu failed"};
+        static policy_category want[7919];
+        static const char *want_rule[7919];
+        size_t k = i % 7919; /* texts repeat across rounds */
+        int n = snprintf(text, sizeof text, forms[k % SC_ARRAY_LEN(forms)], k);
+        int en = snprintf(etype, sizeof etype, "E%zu", k % 3);
+        const char *et = k % 5 ? etype : NULL;
+        policy_category got;
+
+        if (i < 7919) {
+            want[k] = policy_classify(pc2, et, et ? (size_t)en : 0, text, (size_t)n, &rule2);
+            want_rule[k] = rule2;
+            continue;
+        }
+        got = policy_classify(pc, et, et ? (size_t)en : 0, text, (size_t)n, &rule);
+        if (got != want[k] || strcmp(rule, want_rule[k]) != 0)
+            fail_msg("\"%s\": cache says %s/%s, rules say %s/%s", text, policy_category_name(got),
+                     rule, policy_category_name(want[k]), want_rule[k]);
+    }
+    policy_classifier_free(pc2);
+    pc2 = NULL;
+    assert_int_equal(policy_classifier_new(NULL, 0, false, &pc2, NULL, 0), SC_OK);
+    policy_classifier_cache_stats(pc2, &hits, &misses);
+    assert_true(hits == 0 && misses == 0);
+    policy_classifier_free(pc2);
     policy_classifier_free(pc);
 }
 
@@ -989,6 +1060,7 @@ main(void)
         cmocka_unit_test(test_replace_builtin),
         cmocka_unit_test(test_bad_rules),
         cmocka_unit_test(test_classify_no_alloc),
+        cmocka_unit_test(test_classify_cache),
         cmocka_unit_test(test_classify_match_limit),
         cmocka_unit_test(test_backoff_default_values),
         cmocka_unit_test(test_backoff_exact),

@@ -1,4 +1,4 @@
-/* test_queue.c - unit tests of the task table: lookup, status counts, seq order, history ring, filters. */
+/* test_queue.c - unit tests of the task table: lookup, status counts, seq order, history ring, filters, counts, string pool. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,7 +118,7 @@ test_filter(void **state)
     sc_queue_init(&q, 2);
     t = sc_queue_add(&q, "x", 1, 10000);
     sc_set_str(&t->subject, "dlq.failed.orders.eu", 20);
-    t->category = POLICY_CAT_NETWORK;
+    sc_queue_set_class(&q, t, POLICY_CAT_NETWORK, (policy_retry)t->policy);
     assert_true(sc_filter_match(&f, t, 20000));
     f.subject = "dlq.failed.orders.>";
     assert_true(sc_filter_match(&f, t, 20000));
@@ -140,6 +140,139 @@ test_filter(void **state)
     sc_queue_destroy(&q);
 }
 
+/* counts_check() compares every O(1) count with a walk over the tasks. */
+static void
+counts_check(struct sc_queue *q)
+{
+    size_t cat[POLICY_CAT_COUNT] = {0}, pol[POLICY_RETRY_COUNT] = {0};
+    struct sc_filter f = {-1, -1, -1, NULL, 0};
+
+    for (struct sc_task *t = q->head; t; t = t->onext) {
+        if (t->status == SC_TASK_PENDING || t->status == SC_TASK_RETRYING ||
+            t->status == SC_TASK_EXHAUSTED) {
+            cat[t->category]++;
+            pol[t->policy]++;
+        }
+    }
+    for (int c = 0; c < POLICY_CAT_COUNT; c++)
+        assert_int_equal(sc_queue_active_category(q, (policy_category)c), cat[c]);
+    for (int p = 0; p < POLICY_RETRY_COUNT; p++)
+        assert_int_equal(q->active_policy[p], pol[p]);
+    /* every status (and parked) x every category (and any) filter */
+    for (int st = -1; st <= SC_TASK_STATUS_COUNT; st++) {
+        for (int c = -1; c < POLICY_CAT_COUNT; c++) {
+            size_t want = 0, got = 99999;
+            f.status = st == SC_TASK_STATUS_COUNT ? SC_TASK_PENDING : st;
+            f.want_parked = st == SC_TASK_STATUS_COUNT ? 1 : -1;
+            f.category = c;
+            for (struct sc_task *t = q->head; t; t = t->onext)
+                want += sc_filter_match(&f, t, 0);
+            assert_true(sc_queue_filter_count(q, &f, &got));
+            assert_int_equal(got, want);
+        }
+    }
+    f.status = -1;
+    f.want_parked = -1;
+    f.category = -1;
+    f.subject = "x.>";
+    assert_false(sc_queue_filter_count(q, &f, &(size_t){0}));
+}
+
+/* Category, policy and status changes keep the counts that stats and list read equal to a walk. */
+static void
+test_class_counts(void **state)
+{
+    struct sc_queue q;
+    struct sc_task *ts[300];
+    char id[32];
+    uint64_t x = 88172645463325252ULL;
+
+    (void)state;
+    sc_queue_init(&q, 4);
+    for (int i = 0; i < 300; i++) {
+        int n = snprintf(id, sizeof(id), "t%d", i);
+        ts[i] = sc_queue_add(&q, id, (size_t)n, 0);
+    }
+    counts_check(&q);
+    for (int round = 0; round < 3000; round++) {
+        struct sc_task *t;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t = ts[x % 300];
+        if (!t)
+            continue;
+        switch ((x >> 20) % 4) {
+        case 0:
+            sc_queue_set_class(&q, t, (policy_category)((x >> 30) % POLICY_CAT_COUNT),
+                               (policy_retry)((x >> 40) % POLICY_RETRY_COUNT));
+            break;
+        case 1:
+        case 2:
+            sc_queue_set_status(&q, t, (sc_task_status)((x >> 30) % SC_TASK_STATUS_COUNT),
+                                (x >> 50) & 1);
+            break;
+        default:
+            if (round % 7 == 0) {
+                sc_queue_remove(&q, t);
+                ts[x % 300] = NULL;
+            }
+        }
+        if (round % 100 == 0)
+            counts_check(&q);
+    }
+    counts_check(&q);
+    sc_queue_destroy(&q);
+}
+
+/* Pooled strings are shared and released; a payload lives in the task when it fits its room. */
+static void
+test_pool_and_payload(void **state)
+{
+    struct sc_queue q;
+    struct sc_task *a, *b;
+    char big[600];
+
+    (void)state;
+    memset(big, 'p', sizeof(big));
+    sc_queue_init(&q, 20);
+    a = sc_queue_add_room(&q, "a", 1, 16, 0);
+    b = sc_queue_add_room(&q, "b", 1, 16, 0);
+    sc_task_set_str(&q, a, SC_TS_SUBJECT, "dlq.failed.x", 12);
+    sc_task_set_str(&q, b, SC_TS_SUBJECT, "dlq.failed.x", 12);
+    assert_ptr_equal(a->subject, b->subject);
+    assert_string_equal(a->subject, "dlq.failed.x");
+    sc_task_set_str(&q, a, SC_TS_ERROR, "bad\0byte", 8);
+    assert_string_equal(a->error, "bad byte");
+    sc_task_set_str(&q, a, SC_TS_ERROR_TYPE, NULL, 0);
+    assert_null(a->error_type);
+    sc_queue_history(&q, a, SC_OUT_FAILED, 0, 1, a->error, strlen(a->error));
+    assert_ptr_equal(a->hist[0].error, a->error); /* one copy of the text */
+    assert_int_equal(q.nstr, 2);
+    for (int i = 0; i < 25; i++)
+        sc_queue_history(&q, a, SC_OUT_RETRY_FAILED, i, i, "e", 1);
+    assert_int_equal(a->hist_len, 20);
+    assert_int_equal(a->hist_alloc, 20);
+    assert_int_equal(q.nstr, 3);
+
+    sc_task_set_payload(a, "0123456789abcdef", 16);
+    assert_ptr_equal(a->payload, a->id + 2); /* right after "a\0" */
+    assert_memory_equal(a->payload, "0123456789abcdef", 16);
+    sc_task_set_payload(a, big, sizeof(big)); /* too big: its own allocation */
+    assert_ptr_not_equal(a->payload, a->id + 2);
+    assert_int_equal(a->payload_len, sizeof(big));
+    sc_task_set_payload(a, "xy", 2);
+    assert_ptr_equal(a->payload, a->id + 2);
+    sc_task_set_payload(b, big, sizeof(big));
+    sc_set_str(&b->rule_id, "owned", 5); /* a field assigned directly stays owned */
+
+    sc_queue_remove(&q, a);
+    assert_int_equal(q.nstr, 1); /* b still holds the subject */
+    sc_queue_remove(&q, b);
+    assert_int_equal(q.nstr, 0);
+    sc_queue_destroy(&q);
+}
+
 int
 main(void)
 {
@@ -148,6 +281,8 @@ main(void)
         cmocka_unit_test(test_status_counts),
         cmocka_unit_test(test_history_ring),
         cmocka_unit_test(test_filter),
+        cmocka_unit_test(test_class_counts),
+        cmocka_unit_test(test_pool_and_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
