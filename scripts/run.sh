@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-config=${DLQ_CONFIG_FILE:-config/dlq-sidecar.example.yaml}
+config=${DLQ_CONFIG:-config/dlq-sidecar.example.yaml}   # the sidecar's own DLQ_CONFIG, with the example as default
 url=${DLQ_NATS_URL:-nats://127.0.0.1:4222}
 
 scripts/install-deps.sh
@@ -17,7 +17,8 @@ host=${hostport%:*}
 port=${hostport##*:}
 if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   echo "run: no NATS server on $host:$port; starting nats-server there (log: build/nats-server.log)" >&2
-  nats-server -a "$host" -p "$port" >build/nats-server.log 2>&1 &
+  # its own session: Ctrl-C stops the sidecar first (it drains), then the trap stops the server
+  setsid nats-server -a "$host" -p "$port" >build/nats-server.log 2>&1 &
   nats_pid=$!
   trap 'kill $nats_pid 2>/dev/null || true' EXIT
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && break; sleep 0.1; done

@@ -328,11 +328,13 @@ admin_stats(struct admin_req *r)
     /*
      * O(1) at any queue size: the counts are kept up to date on every change
      * (queue.c), and the next due time is the due wheel's earliest entry,
-     * turned into wall-clock time (at most one tick before the task's own
-     * next_retry_at).
+     * turned into wall-clock time with the offset taken at start, so that
+     * two reads with nothing in between give the same answer (within a few
+     * ms of the task's own next_retry_at; in the past when overdue).
      */
+    (void)now_mono;
     if (due_mono != INT64_MAX)
-        next_due = sc_now_wall_ms() + (due_mono > now_mono ? due_mono - now_mono : 0);
+        next_due = due_mono + (d->started_wall - d->started_mono);
     sc_buf_reset(b);
     sc_buf_appendc(b, '{');
     kint(b, &first, "queue_size", (int64_t)active);

@@ -127,7 +127,13 @@ sc_schedule_next(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
         return;
     }
     if (t->policy == POLICY_NEVER) {
+        char why[160];
+        int n = snprintf(why, sizeof(why),
+                         "retry policy never (category %s): not retried automatically; "
+                         "dlq.admin.retry sends it",
+                         policy_category_name(t->category));
         park(d, t);
+        sc_set_str(&t->park_reason, why, (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1);
         return;
     }
     delay = policy_backoff_delay(&d->cfg->backoff, t->policy, (int64_t)t->retry_count + 1, sc_rand, d);

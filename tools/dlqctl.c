@@ -773,8 +773,21 @@ cmd_list(natsConnection *nc, const struct opts *o)
         print_tasks(all);
         printf("\n%zu shown, %" JSON_INTEGER_FORMAT " match", json_array_size(all),
                json_integer_value(total));
-        if (json_is_string(next))
-            printf("; next page: dlqctl list --cursor %s (or --all)\n", json_string_value(next));
+        if (json_is_string(next)) {
+            /* The hint repeats the filter and the page size: the cursor alone would list everything. */
+            printf("; next page: dlqctl list");
+            if (o->status)
+                printf(" --status %s", o->status);
+            if (o->category)
+                printf(" --category %s", o->category);
+            if (o->subject)
+                printf(" --subject '%s'", o->subject);
+            if (o->older_than_s >= 0)
+                printf(" --older-than %.0f", o->older_than_s);
+            if (o->limit > 0)
+                printf(" --limit %d", (int)o->limit);
+            printf(" --cursor '%s' (or --all)\n", json_string_value(next));
+        }
         else
             printf("; end of list\n");
     }

@@ -351,6 +351,8 @@ test_validation_parked(void **state)
     IT_CHECK(it_json_str(t, "status") && strcmp(it_json_str(t, "status"), "pending") == 0,
              "status: want pending (parked), got %s", dump);
     IT_CHECK(json_is_true(json_object_get(t, "parked")), "parked: want true, got %s", dump);
+    IT_CHECK(it_json_str(t, "park_reason") && strstr(it_json_str(t, "park_reason"), "never"),
+             "park_reason names the policy: %s", dump);
     IT_CHECK(json_is_null(json_object_get(t, "next_retry_at")), "next_retry_at: want null, got %s",
              dump);
     IT_CHECK(it_json_str(t, "error_category") &&
