@@ -302,9 +302,11 @@ redrive_json(struct sc_daemon *d, struct sc_buf *b)
     kint(b, &f, "matched", (int64_t)rd->matched);
     kint(b, &f, "scheduled", (int64_t)rd->scheduled);
     kint(b, &f, "skipped", (int64_t)rd->skipped);
-    kint(b, &f, "remaining", (int64_t)(rd->active && rd->matched > done ? rd->matched - done : 0));
+    /* A cancelled redrive keeps what it never sent in "remaining"; a finished one has none. */
+    kint(b, &f, "remaining",
+         (int64_t)((rd->active || rd->cancelled) && rd->matched > done ? rd->matched - done : 0));
     key(b, &f, "progress_percent");
-    sc_buf_appendf(b, "%.1f", rd->matched ? 100.0 * (double)(rd->active ? done : rd->matched) /
+    sc_buf_appendf(b, "%.1f", rd->matched ? 100.0 * (double)(rd->active || rd->cancelled ? done : rd->matched) /
                                                 (double)rd->matched
                                           : (rd->started_wall ? 100.0 : 0.0));
     kbool(b, &f, "cancelled", rd->cancelled);

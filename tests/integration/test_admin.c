@@ -918,8 +918,15 @@ test_redrive_rate(void **state)
     IT_CHECK(json_is_true(json_object_get(r, "cancelled")) && it_json_int(r, "scheduled") >= 1 &&
                  it_json_int(r, "scheduled") <= 5,
              "cancel: %s", dump);
+    int64_t sent = it_json_int(r, "scheduled");
     free(dump);
     json_decref(r);
+    st = it_admin_stats(e->nc);
+    dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "retry_processor.redrive.remaining") == 20 - sent,
+             "a cancelled redrive keeps what it never sent in remaining: %s", dump);
+    free(dump);
+    json_decref(st);
     r = admin(e->nc, "retry", "{\"cancel\":true}");
     IT_CHECK(it_json_int(r, "error.code") == 409, "nothing to cancel: 409");
     json_decref(r);
