@@ -376,6 +376,9 @@ open_conn(const struct opts *o, natsConnection **nc)
     if (s != NATS_OK) {
         fprintf(stderr, "%s: cannot connect to %s: %s\n", prog, o->server, natsStatus_GetText(s));
         const char *last = nats_GetLastError(NULL);
+        /* nats.c prefixes its detail with "(file.c:line): "; users want the sentence only. */
+        if (last && last[0] == '(' && strstr(last, "): "))
+            last = strstr(last, "): ") + 3;
         if (last && *last && strcmp(last, natsStatus_GetText(s)) != 0)
             fprintf(stderr, "%s: %s\n", prog, last);
         free(urls);
