@@ -3,7 +3,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  build-essential cmake ninja-build pkg-config clang clang-tidy libclang-rt-14-dev
   libnats-dev libmsgpack-dev libevent-dev libcurl4-openssl-dev libyaml-dev
   libjansson-dev libpcre2-dev libcmocka-dev nats-server
   # test_ops parses /metrics with prometheus_client; CI checks docker/docker-compose.yml.
