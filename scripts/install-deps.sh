@@ -8,6 +8,8 @@ pkgs=(
   libjansson-dev libpcre2-dev libcmocka-dev nats-server
   # test_ops parses /metrics with prometheus_client; CI checks docker/docker-compose.yml.
   python3 python3-prometheus-client docker-compose
+  # test_persist makes a throwaway CA and certificate for its TLS proxy (tests/integration/tls_proxy.py).
+  openssl
 )
 
 missing=()

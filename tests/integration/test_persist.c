@@ -1,4 +1,4 @@
-/* test_persist.c - integration: the OpenSearch store against a real OpenSearch node (scripts/opensearch.sh), with a fault-injecting proxy in front of it for per-item failures. */
+/* test_persist.c - integration: the OpenSearch store against a real OpenSearch node (scripts/opensearch.sh), with a fault-injecting proxy in front of it for per-item failures and a TLS + basic-auth proxy (tls_proxy.py) for the security options. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1412,6 +1415,390 @@ test_degraded(void **state)
     e->passed = true;
 }
 
+/* ---- 8. TLS, a CA file, basic auth: a TLS-terminating proxy with basic auth before the node --- */
+
+/*
+ * The node runs without the security plugin, so tls_proxy.py (python3
+ * stdlib) stands in front of it: TLS with a throwaway CA and server
+ * certificate made here with openssl, basic auth required on every request,
+ * and everything else forwarded to the real node and relayed back. Only the
+ * daemon goes through it; the checks read the node directly (os_url()).
+ * tls_teardown() stops the proxy (and its PR_SET_PDEATHSIG covers a test
+ * process that is killed), prints its log when the test failed and removes
+ * the certificates.
+ */
+#define TLS_USER "dlq-sidecar"
+#define TLS_PASSWORD "s3cr:et=pw" /* a colon and an equals sign: USERNAME/PASSWORD, not USERPWD */
+
+static struct {
+    char dir[IT_PATH_MAX];        /* the CA, the server's key and certificate, the proxy's log */
+    char ca[IT_PATH_MAX + 16];    /* dir/ca.pem */
+    char log[IT_PATH_MAX + 16];   /* dir/proxy.log */
+    char url[64];                 /* https://127.0.0.1:PORT */
+    pid_t pid;                    /* the proxy, 0 when not running */
+    bool passed;
+} tls_fx;
+
+/* slurp() reads the file at path into b (reset first), NUL-terminated; false when it cannot be read. */
+static bool
+slurp(const char *path, struct sc_buf *b)
+{
+    char chunk[8192];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    sc_buf_reset(b);
+    if (!f)
+        return false;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (sc_buf_append(b, chunk, n) != SC_OK)
+            break;
+    }
+    fclose(f);
+    return sc_buf_append(b, "", 1) == SC_OK; /* NUL-terminated, for strstr() */
+}
+
+/* tls_certs() makes a CA and a certificate for IP 127.0.0.1 signed by it, in a new tls_fx.dir. */
+static void
+tls_certs(void)
+{
+    char cmd[4096], ext[IT_PATH_MAX + 16];
+    FILE *f;
+    int rc;
+
+    snprintf(tls_fx.dir, sizeof tls_fx.dir, "%s/dlqit-tls-XXXXXX",
+             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    IT_CHECK(mkdtemp(tls_fx.dir) != NULL, "mkdtemp %s", tls_fx.dir);
+    snprintf(tls_fx.ca, sizeof tls_fx.ca, "%s/ca.pem", tls_fx.dir);
+    snprintf(tls_fx.log, sizeof tls_fx.log, "%s/proxy.log", tls_fx.dir);
+    snprintf(ext, sizeof ext, "%s/server.ext", tls_fx.dir);
+    f = fopen(ext, "w");
+    IT_CHECK(f != NULL, "create %s", ext);
+    fputs("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+          "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && { '%s' req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj /CN=dlq-test-ca && "
+             "'%s' req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
+             "-out server.csr -subj /CN=127.0.0.1 && "
+             "'%s' x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+             "-extfile server.ext -out server.pem; } >openssl.log 2>&1",
+             tls_fx.dir, OPENSSL_BIN, OPENSSL_BIN, OPENSSL_BIN);
+    rc = system(cmd);
+    if (rc != 0) {
+        snprintf(ext, sizeof ext, "%s/openssl.log", tls_fx.dir);
+        it_print_tail("openssl", ext, 30);
+    }
+    IT_CHECK(rc == 0, "openssl: exit %d", rc);
+}
+
+/*
+ * tls_proxy_start() makes the certificates and starts the proxy in front of
+ * the node, accepting user:password; waits until it prints "ready".
+ */
+static void
+tls_proxy_start(const char *user, const char *password)
+{
+    char port[16], cert[IT_PATH_MAX + 16], key[IT_PATH_MAX + 16];
+    const char *up = os_url();
+    pid_t parent = getpid();
+    int p, fd;
+
+    memset(&tls_fx, 0, sizeof tls_fx);
+    tls_certs();
+    p = it_free_port();
+    IT_CHECK(p > 0, "no free port");
+    snprintf(port, sizeof port, "%d", p);
+    snprintf(tls_fx.url, sizeof tls_fx.url, "https://127.0.0.1:%d", p);
+    snprintf(cert, sizeof cert, "%s/server.pem", tls_fx.dir);
+    snprintf(key, sizeof key, "%s/server.key", tls_fx.dir);
+    fd = open(tls_fx.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    IT_CHECK(fd >= 0, "open %s", tls_fx.log);
+    tls_fx.pid = fork();
+    if (tls_fx.pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by ctest leaves no proxy behind */
+        if (getppid() != parent)
+            _exit(127);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execl(DLQ_PYTHON3, DLQ_PYTHON3, TLS_PROXY_PY, port, up, cert, key, user, password,
+              (char *)NULL);
+        dprintf(2, "exec %s: %s\n", DLQ_PYTHON3, strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    IT_CHECK(tls_fx.pid > 0, "fork: %s", strerror(errno));
+    for (int i = 0; i < 200; i++) {
+        struct sc_buf b;
+        bool ready;
+        int st;
+
+        sc_buf_init(&b, 1 << 20);
+        ready = slurp(tls_fx.log, &b) && strstr(b.data, "ready\n") != NULL;
+        sc_buf_destroy(&b);
+        if (ready)
+            return;
+        if (waitpid(tls_fx.pid, &st, WNOHANG) == tls_fx.pid) {
+            tls_fx.pid = 0;
+            IT_CHECK(false, "the TLS proxy exited at start (status %d)", st);
+        }
+        it_sleep_ms(50);
+    }
+    IT_CHECK(false, "the TLS proxy did not print ready in 10 s");
+}
+
+/* tls_proxy_stop() stops the proxy (SIGTERM, SIGKILL after 5 s) and reaps it; idempotent. */
+static void
+tls_proxy_stop(void)
+{
+    int st;
+
+    if (tls_fx.pid <= 0)
+        return;
+    kill(tls_fx.pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(tls_fx.pid, &st, WNOHANG) == tls_fx.pid) {
+            tls_fx.pid = 0;
+            return;
+        }
+        it_sleep_ms(50);
+    }
+    kill(tls_fx.pid, SIGKILL);
+    while (waitpid(tls_fx.pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    tls_fx.pid = 0;
+}
+
+/* tls_proxy_saw() tells whether the proxy's log has s (its access log: '"POST /x/_bulk HTTP/1.1" 200'). */
+static bool
+tls_proxy_saw(const char *s)
+{
+    struct sc_buf b;
+    bool found;
+
+    sc_buf_init(&b, 64u * 1024 * 1024);
+    found = slurp(tls_fx.log, &b) && strstr(b.data, s) != NULL;
+    sc_buf_destroy(&b);
+    return found;
+}
+
+/* cmocka teardown of the TLS tests: the daemon and server, then the proxy, however the test ended. */
+static int
+tls_teardown(void **state)
+{
+    char cmd[IT_PATH_MAX + 32];
+    int rc;
+
+    if (!tls_fx.passed && tls_fx.log[0])
+        it_print_tail("TLS proxy log", tls_fx.log, 40);
+    rc = it_teardown(state);
+    tls_proxy_stop();
+    if (tls_fx.passed && tls_fx.dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_fx.dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tls_fx.dir);
+    } else if (tls_fx.dir[0]) {
+        fprintf(stderr, "TLS test files kept in %s\n", tls_fx.dir);
+    }
+    memset(&tls_fx, 0, sizeof tls_fx);
+    return rc;
+}
+
+/* wait_degraded() waits until the store is degraded with last_error containing what; returns the persistence object. */
+static json_t *
+wait_degraded(natsConnection *nc, const char *what, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    json_t *p = NULL;
+
+    while (sc_now_mono_ms() < deadline) {
+        json_decref(p);
+        p = persistence(nc);
+        const char *st = it_json_str(p, "state"), *err = it_json_str(p, "last_error");
+        if (st && strcmp(st, "degraded") == 0 && err && strstr(err, what)) {
+            fprintf(stderr, "[tls] degraded as expected: %s\n", err);
+            return p;
+        }
+        it_sleep_ms(100);
+    }
+    char *dump = it_json_dump(p);
+    fprintf(stderr, "the store did not turn degraded with \"%s\" in %d ms: %s\n", what, timeout_ms,
+            dump);
+    free(dump);
+    json_decref(p);
+    fail();
+    return NULL;
+}
+
+/* tls_ingest() sends n failures tls-<tag>-<i> as requests; each must be acknowledged. */
+static void
+tls_ingest(natsConnection *nc, const char *tag, int n)
+{
+    char id[64];
+
+    for (int i = 0; i < n; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "tls-%s-%d", tag, i);
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "connection refused";
+        json_t *ack = penv_request(nc, "dlq.failed.tls", &p);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of %s", id);
+        json_decref(ack);
+    }
+}
+
+/* The right user and password, and the CA in store.opensearch.ca_file: written, state ok. */
+static void
+test_tls_auth(void **state)
+{
+    char index[128], ca[IT_PATH_MAX + 64], id[64], bulk[200];
+    struct flags f;
+    struct it_env *e;
+    const int N = 25;
+
+    test_index("tls", index, sizeof index);
+    tls_proxy_start(TLS_USER, TLS_PASSWORD);
+    snprintf(ca, sizeof ca, "store.opensearch.ca_file=%s", tls_fx.ca);
+    const char *extra[] = {"retry_processor_enabled=false", "store.opensearch.username=" TLS_USER,
+                           "store.opensearch.password=" TLS_PASSWORD, ca, NULL};
+    e = it_env_start("persist-tls", os_flags(&f, tls_fx.url, index, extra));
+    assert_non_null(e);
+    *state = e;
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    tls_ingest(e->nc, "ok", N);
+    json_t *p = wait_stored(e->nc, IT_WAIT_MS);
+    IT_CHECK(strcmp(it_json_str(p, "state"), "ok") == 0 && it_json_int(p, "written") >= N,
+             "state %s, written %lld", it_json_str(p, "state"), (long long)it_json_int(p, "written"));
+    json_decref(p);
+    /* In the real node, read directly. */
+    IT_CHECK(os_count(index, NULL) == N, "documents: %lld, expected %d",
+             (long long)os_count(index, NULL), N);
+    json_t *all = os_all(index);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "tls-ok-%d", i);
+        json_t *doc = json_object_get(all, id);
+        IT_CHECK(doc && strcmp(it_json_str(doc, "status"), "pending") == 0, "%s is not indexed", id);
+    }
+    json_decref(all);
+    /* And they went through the proxy: TLS and auth were on the way, not around it. */
+    snprintf(bulk, sizeof bulk, "\"POST /%s/_bulk", index);
+    IT_CHECK(tls_proxy_saw(bulk) && !tls_proxy_saw("\" 401 "), "the proxy's log does not show the writes");
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    os_drop(index);
+    tls_fx.passed = true;
+}
+
+/* A wrong password: the proxy answers 401, degraded with 401 in last_error, still working in memory. */
+static void
+test_tls_bad_password(void **state)
+{
+    char index[128], ca[IT_PATH_MAX + 64], path[256], stb[32];
+    struct flags f;
+    struct it_env *e;
+    long st;
+
+    test_index("tlsauth", index, sizeof index);
+    tls_proxy_start(TLS_USER, TLS_PASSWORD);
+    snprintf(ca, sizeof ca, "store.opensearch.ca_file=%s", tls_fx.ca);
+    const char *extra[] = {"store.opensearch.username=" TLS_USER,
+                           "store.opensearch.password=not-the-password", ca, NULL};
+    e = it_env_start("persist-tls-401", os_flags(&f, tls_fx.url, index, extra));
+    assert_non_null(e);
+    *state = e;
+    json_decref(wait_degraded(e->nc, "401", IT_WAIT_MS));
+    IT_CHECK(tls_proxy_saw("\" 401 "), "the proxy did not answer 401");
+
+    /* The sidecar goes on from memory: ingest acknowledged, retries published and completed. */
+    natsConnection *wc = it_env_connect(e, "worker");
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.tls", NULL, 10, false);
+    struct it_step ok = {IT_ACT_OK, NULL, NULL};
+    it_recorder_set_plan(w, NULL, 0, ok);
+    tls_ingest(e->nc, "mem", 3);
+    struct penv pr = {0};
+    pr.task_id = "tls-retry";
+    pr.n = 1;
+    pr.max_retries = -1;
+    pr.error = "connection refused";
+    pr.retry_policy = "immediate";
+    json_t *ack = penv_request(e->nc, "dlq.failed.tls", &pr);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack while degraded");
+    json_decref(ack);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "no retry while degraded");
+    bool done;
+    json_decref(it_wait_task_status(e->nc, "tls-retry", "completed", IT_WAIT_MS, &done));
+    IT_CHECK(done || strcmp(it_task_status(e->nc, "tls-retry", stb, sizeof stb), "absent") == 0,
+             "tls-retry did not complete while degraded");
+    IT_CHECK(strcmp(it_task_status(e->nc, "tls-mem-2", stb, sizeof stb), "pending") == 0,
+             "tls-mem-2 is %s in memory, expected pending", stb);
+    json_t *p = persistence(e->nc);
+    IT_CHECK(strcmp(it_json_str(p, "state"), "degraded") == 0 && it_json_int(p, "queued_writes") >= 3 &&
+                 it_json_int(p, "written") == 0,
+             "state %s, queued_writes %lld, written %lld", it_json_str(p, "state"),
+             (long long)it_json_int(p, "queued_writes"), (long long)it_json_int(p, "written"));
+    json_decref(p);
+    /* Nothing reached the node: not even the index. */
+    snprintf(path, sizeof path, "/%s", index);
+    json_decref(os_call("GET", path, NULL, &st));
+    IT_CHECK(st == 404, "GET %s: HTTP %ld, expected 404", path, st);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    os_drop(index);
+    tls_fx.passed = true;
+}
+
+/* No CA file and insecure=false: the certificate is refused (degraded); insecure=true: written. */
+static void
+test_tls_verify(void **state)
+{
+    char index[128];
+    struct flags f, f2;
+    struct it_env *e;
+    const int N = 10;
+
+    test_index("tlsverify", index, sizeof index);
+    tls_proxy_start(TLS_USER, TLS_PASSWORD);
+    const char *extra[] = {"retry_processor_enabled=false", "store.opensearch.username=" TLS_USER,
+                           "store.opensearch.password=" TLS_PASSWORD,
+                           "store.opensearch.insecure=false", NULL};
+    e = it_env_start("persist-tls-verify", os_flags(&f, tls_fx.url, index, extra));
+    assert_non_null(e);
+    *state = e;
+    json_decref(wait_degraded(e->nc, "certificate", IT_WAIT_MS));
+    IT_CHECK(tls_proxy_saw("handshake") && !tls_proxy_saw("HTTP/1.1\""),
+             "the TLS handshake must fail before any request");
+    tls_ingest(e->nc, "unverified", 2); /* answered from memory */
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+
+    /* The same proxy and certificate, with store.opensearch.insecure=true. */
+    const char *extra2[] = {"retry_processor_enabled=false", "store.opensearch.username=" TLS_USER,
+                            "store.opensearch.password=" TLS_PASSWORD,
+                            "store.opensearch.insecure=true", NULL};
+    restart(e, os_flags(&f2, tls_fx.url, index, extra2));
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    tls_ingest(e->nc, "insecure", N);
+    json_t *p = wait_stored(e->nc, IT_WAIT_MS);
+    IT_CHECK(it_json_int(p, "written") >= N, "written %lld", (long long)it_json_int(p, "written"));
+    json_decref(p);
+    IT_CHECK(os_count(index, "{\"prefix\":{\"task_id\":\"tls-insecure-\"}}") == N,
+             "documents: %lld, expected %d",
+             (long long)os_count(index, "{\"prefix\":{\"task_id\":\"tls-insecure-\"}}"), N);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    os_drop(index);
+    tls_fx.passed = true;
+}
+
 int
 main(void)
 {
@@ -1424,6 +1811,9 @@ main(void)
         cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
         cmocka_unit_test_teardown(test_ten_thousand, it_teardown),
         cmocka_unit_test_teardown(test_outage, it_teardown),
+        cmocka_unit_test_teardown(test_tls_auth, tls_teardown),
+        cmocka_unit_test_teardown(test_tls_bad_password, tls_teardown),
+        cmocka_unit_test_teardown(test_tls_verify, tls_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
