@@ -128,8 +128,11 @@ sc_status codec_msgpack_check(const void *buf, size_t len, unsigned max_depth, s
  * as JSON text that always parses: str as a JSON string (invalid UTF-8
  * replaced by U+FFFD, control characters escaped); bin as
  * {"$bin":"<base64>"}; ext as {"$ext":type,"data":"<base64>"} except the
- * timestamp ext (-1), rendered as an RFC 3339 string; map keys that are not
- * strings are rendered as JSON text of the key; floats that are NaN or
+ * timestamp ext (-1), rendered as an RFC 3339 string; a map key that is a
+ * nil, bool or number becomes its JSON text as a string ("1", "null"), and
+ * any other non-string key (array, map, bin, ext) becomes
+ * "$mp:<base64 of its MessagePack bytes>", so the output stays linear in
+ * the input whatever the nesting of keys inside keys; floats that are NaN or
  * infinite as null. Returns SC_OK, SC_EPROTO (malformed or deeper than
  * max_depth) or SC_ETOOBIG (out's cap reached). out may hold a partial
  * rendering after an error. Any thread.

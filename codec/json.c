@@ -56,50 +56,12 @@ codec_utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
 }
 
 /*
- * Output with an escape level. A map key that is not a string is rendered
- * as JSON text and that text becomes the key, a JSON string: everything
- * rendered inside such a key is escaped once more than its surroundings.
- * Text put at level L is JSON-escaped L times. Only '"', '\' and control
- * characters change under escaping, so L-fold escaping has a closed form
- * and no recursion is needed: '\' becomes 2^L backslashes, '"' becomes
- * 2^L - 1 backslashes and '"', and a control character (which only appears
- * once string contents have been escaped, so L >= 1) becomes 2^(L-1)
- * backslashes and "u00XX". Deep levels hit out's cap and fail with
- * SC_ETOOBIG instead of overflowing anything.
- */
-
-/* 2^lvl, saturated. */
-static size_t
-pow2(unsigned lvl)
-{
-    return lvl >= sizeof(size_t) * 8 - 1 ? SIZE_MAX / 2 : (size_t)1 << lvl;
-}
-
-static sc_status
-put_backslashes(struct sc_buf *out, size_t n)
-{
-    char bs[64];
-    sc_status s;
-
-    if (n > out->max - out->len)
-        return SC_ETOOBIG;
-    memset(bs, '\\', sizeof(bs));
-    while (n) {
-        size_t k = n < sizeof(bs) ? n : sizeof(bs);
-        if ((s = sc_buf_append(out, bs, k)))
-            return s;
-        n -= k;
-    }
-    return SC_OK;
-}
-
-/*
  * Appends n bytes at s; when they do not all fit under out's cap, appends
  * what fits (so that a capped rendering is as long as it can be) and
  * returns SC_ETOOBIG.
  */
 static sc_status
-append_fill(struct sc_buf *out, const char *s, size_t n)
+put(struct sc_buf *out, const char *s, size_t n)
 {
     size_t room = out->max > out->len ? out->max - out->len : 0;
     sc_status st;
@@ -111,57 +73,26 @@ append_fill(struct sc_buf *out, const char *s, size_t n)
     return SC_ETOOBIG;
 }
 
-/* Appends n bytes of JSON text at s, escaped lvl times. */
 static sc_status
-put(struct sc_buf *out, unsigned lvl, const char *s, size_t n)
+puts_all(struct sc_buf *out, const char *s)
 {
-    sc_status st = SC_OK;
-    size_t run = 0;
-
-    if (lvl == 0)
-        return append_fill(out, s, n);
-    for (size_t k = 0; k < n; k++) {
-        unsigned char ch = (unsigned char)s[k];
-        if (ch != '"' && ch != '\\' && ch >= 0x20 && ch != 0x7f)
-            continue;
-        if ((st = append_fill(out, s + run, k - run)))
-            return st;
-        run = k + 1;
-        if (ch == '"') {
-            if ((st = put_backslashes(out, pow2(lvl) - 1)) || (st = sc_buf_appendc(out, '"')))
-                return st;
-        } else if (ch == '\\') {
-            if ((st = put_backslashes(out, pow2(lvl))))
-                return st;
-        } else {
-            if ((st = put_backslashes(out, pow2(lvl - 1))) ||
-                (st = sc_buf_appendf(out, "u%04x", ch)))
-                return st;
-        }
-    }
-    return append_fill(out, s + run, n - run);
-}
-
-static sc_status
-puts_lvl(struct sc_buf *out, unsigned lvl, const char *s)
-{
-    return put(out, lvl, s, strlen(s));
+    return put(out, s, strlen(s));
 }
 
 /*
- * Appends len bytes at s as a quoted JSON string, then escaped lvl more
- * times. For an object key (key), NUL becomes U+FFFD: "\u0000" is valid
+ * Appends len bytes at s as a quoted JSON string. For an object key (key),
+ * NUL becomes U+FFFD: "\u0000" is valid
  * JSON but jansson, which reads our output, refuses it in keys.
  */
 static sc_status
-put_string(struct sc_buf *out, unsigned lvl, const char *s, size_t len, bool key)
+put_string(struct sc_buf *out, const char *s, size_t len, bool key)
 {
     const uint8_t *p = (const uint8_t *)s;
     size_t run = 0, k = 0;
     sc_status st;
     char esc[8];
 
-    if ((st = put(out, lvl, "\"", 1)))
+    if ((st = put(out, "\"", 1)))
         return st;
     while (k < len) {
         uint32_t cp;
@@ -177,7 +108,7 @@ put_string(struct sc_buf *out, unsigned lvl, const char *s, size_t len, bool key
             continue;
         }
         /* Something to replace: flush the run before it. */
-        if (run < k && (st = put(out, lvl, s + run, k - run)))
+        if (run < k && (st = put(out, s + run, k - run)))
             return st;
         if (n == 0 || (key && cp == 0)) {
             rep = "\xef\xbf\xbd"; /* U+FFFD for each byte that is not UTF-8 */
@@ -201,27 +132,27 @@ put_string(struct sc_buf *out, unsigned lvl, const char *s, size_t len, bool key
             snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
             rep = esc;
         }
-        if ((st = puts_lvl(out, lvl, rep)))
+        if ((st = puts_all(out, rep)))
             return st;
         k += n;
         run = k;
     }
-    if (run < len && (st = put(out, lvl, s + run, len - run)))
+    if (run < len && (st = put(out, s + run, len - run)))
         return st;
-    return put(out, lvl, "\"", 1);
+    return put(out, "\"", 1);
 }
 
 sc_status
 codec_json_string(struct sc_buf *out, const char *s, size_t len)
 {
-    return put_string(out, 0, s, len, false);
+    return put_string(out, s, len, false);
 }
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Appends len bytes at p as standard base64 with padding (no quotes). */
 static sc_status
-put_base64(struct sc_buf *out, unsigned lvl, const uint8_t *p, size_t len)
+put_base64(struct sc_buf *out, const uint8_t *p, size_t len)
 {
     char chunk[256];
     size_t n = 0;
@@ -240,12 +171,12 @@ put_base64(struct sc_buf *out, unsigned lvl, const uint8_t *p, size_t len)
         chunk[n++] = rem > 1 ? b64chars[v >> 6 & 63] : '=';
         chunk[n++] = rem > 2 ? b64chars[v & 63] : '=';
         if (n + 4 > sizeof(chunk)) {
-            if ((st = put(out, lvl, chunk, n)))
+            if ((st = put(out, chunk, n)))
                 return st;
             n = 0;
         }
     }
-    return put(out, lvl, chunk, n);
+    return put(out, chunk, n);
 }
 
 /* Shortest of %.15g/%.17g (float: %.7g/%.9g) that reads back as the same value. */
@@ -257,44 +188,44 @@ format_float(double f, bool f32, char *buf, size_t size)
         snprintf(buf, size, "%.*g", f32 ? 9 : 17, f);
 }
 
-/* Renders one scalar (not an array or map) at level lvl. */
+/* Renders one scalar (not an array or map). */
 static sc_status
-put_scalar(struct sc_buf *out, unsigned lvl, const struct codec_mp_item *it)
+put_scalar(struct sc_buf *out, const struct codec_mp_item *it)
 {
     char num[64], ts[SC_RFC3339_LEN];
     sc_status st;
     int64_t ms;
 
     switch (it->kind) {
-    case CODEC_MP_NIL: return puts_lvl(out, lvl, "null");
-    case CODEC_MP_BOOL: return puts_lvl(out, lvl, it->u ? "true" : "false");
+    case CODEC_MP_NIL: return puts_all(out, "null");
+    case CODEC_MP_BOOL: return puts_all(out, it->u ? "true" : "false");
     case CODEC_MP_UINT:
         /*
          * Past INT64_MAX a ".0" keeps every digit while letting parsers
          * limited to int64 (jansson) read the number as a real.
          */
         snprintf(num, sizeof(num), "%" PRIu64 "%s", it->u, it->u > INT64_MAX ? ".0" : "");
-        return puts_lvl(out, lvl, num);
+        return puts_all(out, num);
     case CODEC_MP_INT:
         snprintf(num, sizeof(num), "%" PRId64, it->i);
-        return puts_lvl(out, lvl, num);
+        return puts_all(out, num);
     case CODEC_MP_FLOAT:
         if (!isfinite(it->f))
-            return puts_lvl(out, lvl, "null");
+            return puts_all(out, "null");
         format_float(it->f, it->f32, num, sizeof(num));
-        return puts_lvl(out, lvl, num);
-    case CODEC_MP_STR: return put_string(out, lvl, (const char *)it->data, it->dlen, false);
+        return puts_all(out, num);
+    case CODEC_MP_STR: return put_string(out, (const char *)it->data, it->dlen, false);
     case CODEC_MP_BIN:
-        if ((st = puts_lvl(out, lvl, "{\"$bin\":\"")) || (st = put_base64(out, lvl, it->data, it->dlen)))
+        if ((st = puts_all(out, "{\"$bin\":\"")) || (st = put_base64(out, it->data, it->dlen)))
             return st;
-        return puts_lvl(out, lvl, "\"}");
+        return puts_all(out, "\"}");
     case CODEC_MP_EXT:
         if (codec_msgpack_timestamp(it, &ms) && sc_format_rfc3339(ms, ts))
-            return put_string(out, lvl, ts, strlen(ts), false);
+            return put_string(out, ts, strlen(ts), false);
         snprintf(num, sizeof(num), "{\"$ext\":%d,\"data\":\"", it->ext_type);
-        if ((st = puts_lvl(out, lvl, num)) || (st = put_base64(out, lvl, it->data, it->dlen)))
+        if ((st = puts_all(out, num)) || (st = put_base64(out, it->data, it->dlen)))
             return st;
-        return puts_lvl(out, lvl, "\"}");
+        return puts_all(out, "\"}");
     case CODEC_MP_ARRAY:
     case CODEC_MP_MAP: break;
     }
@@ -306,15 +237,50 @@ struct render_frame {
     size_t left;          /* items still to render (a map's pairs count twice) */
     unsigned char is_map;
     unsigned char first;  /* nothing rendered in it yet */
-    unsigned char is_key; /* it is a map key: close the key's quote after it */
 };
+
+/*
+ * Renders a map key that is not a string. Scalars (nil, bool, numbers)
+ * become their JSON text in quotes ("1", "null"); anything else (array,
+ * map, bin, ext) becomes "$mp:<base64 of its MessagePack bytes>" and is
+ * skipped whole. Rendering a container key as escaped JSON text would nest
+ * the escaping once per level of keys inside keys, and the output would
+ * grow as 2^depth: 54 bytes of input once asked for 200 MB. This way the
+ * output stays linear in the input. *pos is moved past the key.
+ */
+static sc_status
+put_key(struct sc_buf *out, const uint8_t *p, size_t len, size_t *pos,
+        const struct codec_mp_item *it, unsigned max_depth)
+{
+    size_t start = *pos - it->size, klen;
+    sc_status s;
+
+    switch (it->kind) {
+    case CODEC_MP_NIL:
+    case CODEC_MP_BOOL:
+    case CODEC_MP_UINT:
+    case CODEC_MP_INT:
+    case CODEC_MP_FLOAT:
+        if ((s = sc_buf_appendc(out, '"')) || (s = put_scalar(out, it)))
+            return s;
+        return sc_buf_appendc(out, '"');
+    default:
+        break;
+    }
+    if (codec_msgpack_walk(p + start, len - start, max_depth, &klen, NULL))
+        return SC_EPROTO;
+    if ((s = puts_all(out, "\"$mp:")) || (s = put_base64(out, p + start, klen)))
+        return s;
+    *pos = start + klen;
+    return sc_buf_appendc(out, '"');
+}
 
 sc_status
 codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out)
 {
     struct render_frame st[CODEC_DEPTH_CAP];
     const uint8_t *p = buf;
-    unsigned depth = 0, lvl = 0;
+    unsigned depth = 0;
     size_t pos = 0, used;
     sc_status s;
 
@@ -323,7 +289,7 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
         return SC_EPROTO;
     for (;;) {
         struct codec_mp_item it;
-        bool as_key = false, key_pos = false;
+        bool key_pos = false;
 
         if (codec_msgpack_head(p + pos, len - pos, &it))
             return SC_EPROTO;
@@ -333,7 +299,6 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
             const char *sep = NULL;
             if (f->is_map && f->left % 2 == 0) {
                 key_pos = true;
-                as_key = it.kind != CODEC_MP_STR;
                 if (!f->first)
                     sep = ",";
             } else if (f->is_map) {
@@ -341,47 +306,31 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
             } else if (!f->first) {
                 sep = ",";
             }
-            if (sep && (s = put(out, lvl, sep, 1)))
+            if (sep && (s = put(out, sep, 1)))
                 return s;
             f->first = 0;
             f->left--;
         }
-        if (as_key) {
-            if ((s = put(out, lvl, "\"", 1)))
+        if (key_pos && it.kind == CODEC_MP_STR) {
+            if ((s = put_string(out, (const char *)it.data, it.dlen, true)))
                 return s;
-            lvl++;
-        }
-        if (it.kind == CODEC_MP_ARRAY || it.kind == CODEC_MP_MAP) {
+        } else if (key_pos) {
+            if ((s = put_key(out, p, len, &pos, &it, max_depth)))
+                return s;
+        } else if (it.kind == CODEC_MP_ARRAY || it.kind == CODEC_MP_MAP) {
             bool map = it.kind == CODEC_MP_MAP;
-            if ((s = put(out, lvl, map ? "{" : "[", 1)))
+            if ((s = put(out, map ? "{" : "[", 1)))
                 return s;
             st[depth].left = (size_t)it.count * (map ? 2 : 1);
             st[depth].is_map = map;
             st[depth].first = 1;
-            st[depth].is_key = as_key;
             depth++;
-        } else {
-            if (key_pos && it.kind == CODEC_MP_STR)
-                s = put_string(out, lvl, (const char *)it.data, it.dlen, true);
-            else
-                s = put_scalar(out, lvl, &it);
-            if (s)
-                return s;
-            if (as_key) {
-                lvl--;
-                if ((s = put(out, lvl, "\"", 1)))
-                    return s;
-            }
+        } else if ((s = put_scalar(out, &it))) {
+            return s;
         }
         while (depth && st[depth - 1].left == 0) {
-            struct render_frame *f = &st[depth - 1];
-            if ((s = put(out, lvl, f->is_map ? "}" : "]", 1)))
+            if ((s = put(out, st[depth - 1].is_map ? "}" : "]", 1)))
                 return s;
-            if (f->is_key) {
-                lvl--;
-                if ((s = put(out, lvl, "\"", 1)))
-                    return s;
-            }
             depth--;
         }
         if (!depth)

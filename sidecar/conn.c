@@ -32,6 +32,10 @@ sc_handoff_destroy(struct sc_daemon *d)
 
     if (!h->items)
         return;
+    /* Wait out any delivery thread still inside handoff_push(). */
+    pthread_mutex_lock(&h->mu);
+    h->closed = true;
+    pthread_mutex_unlock(&h->mu);
     while (h->len) {
         natsMsg_Destroy(h->items[h->head].msg);
         h->head = (h->head + 1) % h->cap;
@@ -70,9 +74,13 @@ handoff_push(struct sc_daemon *d, natsMsg *msg, sc_in_kind kind)
         h->wake_pending = true;
         wake = true;
     }
-    pthread_mutex_unlock(&h->mu);
+    /*
+     * Under the lock: sc_handoff_destroy() takes it before freeing the
+     * event, so a delivery thread can never wake a freed event.
+     */
     if (wake)
         event_active(h->wake, EV_READ, 0);
+    pthread_mutex_unlock(&h->mu);
 }
 
 static void
@@ -370,7 +378,7 @@ sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const vo
 {
     natsMsg *m = NULL;
     natsStatus ns;
-    char val[1024];
+    char val[4200]; /* task ids (<= 1024 bytes) and subjects (<= 4000) pass whole */
 
     if (len > INT32_MAX)
         return SC_ETOOBIG;

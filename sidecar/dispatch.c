@@ -6,7 +6,6 @@
 
 #define DEFER_FLOOR_MS 100
 #define DEFER_CAP_MS 60000
-#define PAUSED_RECHECK_MS 1000
 
 uint64_t
 sc_rand(void *ctx)
@@ -88,6 +87,7 @@ static void
 park(struct sc_daemon *d, struct sc_task *t)
 {
     timer_cancel(d, t);
+    sc_flight_release(d, t);
     sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);
     t->next_retry_at = 0;
     sc_store_changed(d, t);
@@ -98,6 +98,7 @@ static void
 schedule_in(struct sc_daemon *d, struct sc_task *t, int64_t delay_ms, int64_t now_wall)
 {
     timer_cancel(d, t);
+    sc_flight_release(d, t); /* leaving retrying always frees the in-flight slot */
     if (t->status != SC_TASK_PENDING || t->parked)
         sc_queue_set_status(&d->q, t, SC_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
@@ -112,10 +113,13 @@ sc_schedule_next(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
 
     if (!t->retry_subject) {
         park(d, t);
+        if (!t->park_reason)
+            sc_set_str(&t->park_reason, "retry_subject refused", 21);
         return;
     }
     if (t->retry_count >= t->max_retries) {
         timer_cancel(d, t);
+        sc_flight_release(d, t);
         sc_queue_set_status(&d->q, t, SC_TASK_EXHAUSTED, false);
         t->next_retry_at = 0;
         sc_store_changed(d, t);
@@ -147,6 +151,9 @@ sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
 {
     if (!t->retry_subject)
         return SC_ECONFLICT; /* parked for a refused subject: only a new failure envelope can fix it */
+    if (t->status == SC_TASK_RETRYING || t->status == SC_TASK_COMPLETED ||
+        t->status == SC_TASK_ARCHIVED)
+        return SC_ECONFLICT; /* an attempt is out, or the task is finished */
     if (t->status == SC_TASK_EXHAUSTED && t->max_retries <= t->retry_count)
         t->max_retries = t->retry_count + 1; /* one more attempt */
     t->defer_streak = 0;
@@ -257,7 +264,7 @@ sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind, 
 static void
 dispatch(struct sc_daemon *d, struct sc_task *t)
 {
-    char attempt[16], maxr[16], msgid[600], first[SC_RFC3339_LEN], reply[128];
+    char attempt[16], maxr[16], msgid[1100], first[SC_RFC3339_LEN], reply[128];
     const char *hdrs[16];
     size_t n = 0;
     bool want_reply = d->cfg->retry_outcome == CONFIG_OUTCOME_REPLY;
@@ -281,7 +288,7 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     d->flights[idx].sent_mono = sc_now_mono_ms();
     snprintf(attempt, sizeof(attempt), "%d", (int)a);
     snprintf(maxr, sizeof(maxr), "%d", (int)t->max_retries);
-    snprintf(msgid, sizeof(msgid), "%.*s:%d", (int)(t->id_len < 512 ? t->id_len : 512), t->id, (int)a);
+    snprintf(msgid, sizeof(msgid), "%.*s:%d", (int)t->id_len, t->id, (int)a); /* ids are at most 1024 bytes */
     sc_format_rfc3339(t->first_failed_at, first);
     snprintf(reply, sizeof(reply), "%s.%u.%016llx", d->reply_prefix, idx,
              (unsigned long long)d->flights[idx].token);
@@ -360,16 +367,8 @@ on_timeout(struct sc_wheel_entry *e, void *ctx)
         succeeded(d, t);
         return;
     }
+    sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, NULL, 0); /* the old type no longer applies */
     sc_attempt_failed(d, t, SC_OUT_TIMEOUT, "retry timed out", 15);
-}
-
-/* While paused, due tasks wait: push them back a little and keep their next_retry_at. */
-static void
-on_due_paused(struct sc_wheel_entry *e, void *ctx)
-{
-    struct sc_daemon *d = ctx;
-
-    sc_wheel_schedule(d->wheel, e, sc_now_mono_ms() + PAUSED_RECHECK_MS);
 }
 
 void
@@ -391,9 +390,12 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
     d->last_tick_mono = now;
 
     sc_wheel_run(d->twheel, now, 0, on_timeout, d);
-    if (d->paused || d->stopping) {
-        sc_wheel_run(d->wheel, now, 0, on_due_paused, d);
-    } else {
+    /*
+     * While paused or stopping the due wheel is not run: due tasks stay due
+     * (keeping their next_retry_at) and go out, earliest first and at the
+     * bounded rate, once retries resume.
+     */
+    if (!d->paused && !d->stopping) {
         budget = d->tokens >= 1 ? (size_t)d->tokens : 0;
         room = (size_t)d->cfg->retry_max_in_flight > d->inflight
                    ? (size_t)d->cfg->retry_max_in_flight - d->inflight
@@ -459,6 +461,8 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
             snprintf(buf, sizeof(buf), "%s %.1000s", code, val);
         else
             snprintf(buf, sizeof(buf), "%.1000s", val);
+        /* Classify the worker's error alone: the envelope's old error_type no longer applies. */
+        sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, NULL, 0);
         sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, buf, strlen(buf));
         return;
     }
@@ -467,8 +471,8 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
         succeeded(d, t);
         return;
     }
-    if (out.error_type.ptr)
-        sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, out.error_type.ptr, out.error_type.len);
+    /* The reply's error_type, or none: the envelope's old one no longer applies. */
+    sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, out.error_type.ptr, out.error_type.len);
     sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, out.error.ptr ? out.error.ptr : "",
                       out.error.ptr ? out.error.len : 0);
 }

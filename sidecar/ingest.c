@@ -386,8 +386,8 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     if (!t) {
         t = sc_queue_add_room(&d->q, env.task_id.ptr, env.task_id.len, env.task.len, now);
         fresh = true;
-    } else {
-        d->c.duplicates++;
+    } else if (!reopened) {
+        d->c.duplicates++; /* a reopened episode counts as enqueued, not as a duplicate */
     }
     if (fresh || reopened) {
         if (reopened) {
@@ -442,8 +442,9 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         d->c.failures_while_retrying++;
         sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, t->error, strlen(t->error));
     } else if (t->status == SC_TASK_PENDING) {
+        /* Keep the schedule unless the new envelope changed what it rests on (budget included). */
         bool keep = !t->parked && rs_ok && t->policy != POLICY_NEVER &&
-                    sc_wheel_entry_scheduled(&t->timer);
+                    t->retry_count < t->max_retries && sc_wheel_entry_scheduled(&t->timer);
         if (!rs_ok) {
             sc_wheel_cancel(d->wheel, &t->timer);
             sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);

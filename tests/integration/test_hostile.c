@@ -234,6 +234,51 @@ test_nul_in_error(void **state)
     e->passed = true;
 }
 
+/*
+ * A worker's failure is classified on its own: an envelope typed
+ * TimeoutError whose retry fails with "403 access denied" (no error_type)
+ * becomes a permission error and is parked, not retried as network.
+ */
+static void
+test_reclassified_on_reply(void **state)
+{
+    const char *flags[] = {"backoff.exp_base_ms=100", NULL};
+    struct it_env *e = it_env_start("reclass", flags);
+    assert_non_null(e);
+    *state = e;
+
+    struct it_recorder *w = it_env_recorder(e, e->nc, "dlq.retry.reclass", NULL, 16, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_FAIL, "403 access denied", NULL});
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = "reclass-1";
+    env.error = "deadline exceeded";
+    env.error_type = "TimeoutError";
+    env.max_retries = 5;
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.reclass", &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "accepted");
+    json_decref(ack);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "the first retry reaches the worker");
+    json_t *t = NULL;
+    for (int k = 0; k < 100; k++) {
+        json_decref(t);
+        t = it_admin_get(e->nc, "reclass-1");
+        if (t && it_json_int(t, "retry_count") == 1)
+            break;
+        it_sleep_ms(50);
+    }
+    char *dump = it_json_dump(t);
+    IT_CHECK(strcmp(it_json_str(t, "error_category"), "permission") == 0, "permission: %s", dump);
+    IT_CHECK(json_is_true(json_object_get(t, "parked")), "parked after a 403: %s", dump);
+    IT_CHECK(json_is_null(json_object_get(t, "error_type")), "the old error_type is gone: %s", dump);
+    free(dump);
+    json_decref(t);
+    it_sleep_ms(400);
+    IT_CHECK(it_rec_count(w) == 1, "no further attempt: %zu", it_rec_count(w));
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -242,6 +287,7 @@ main(void)
         cmocka_unit_test_teardown(test_max_bytes, it_teardown),
         cmocka_unit_test_teardown(test_oversized, it_teardown),
         cmocka_unit_test_teardown(test_nul_in_error, it_teardown),
+        cmocka_unit_test_teardown(test_reclassified_on_reply, it_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
