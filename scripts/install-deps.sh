@@ -16,23 +16,30 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 # The nats CLI v0.5.0 (the admin integration tests and the README's examples) goes to .deps/bin/nats.
 deps_root=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -x "$deps_root/.deps/bin/nats" ]; then
   go_bin=$(command -v go || echo /usr/local/go/bin/go)
-  if [ -x "$go_bin" ]; then
-    echo "install-deps: installing the nats CLI v0.5.0 into .deps/bin" >&2
-    GOBIN="$deps_root/.deps/bin" "$go_bin" install github.com/nats-io/natscli/nats@v0.5.0
-  else
-    echo "install-deps: no Go toolchain (go, /usr/local/go/bin/go): the nats CLI tests will fail" >&2
+  if [ ! -x "$go_bin" ]; then
+    echo "install-deps: cannot install the nats CLI v0.5.0 (.deps/bin/nats, needed by the admin integration tests):" \
+      "no Go toolchain (go on PATH or /usr/local/go/bin/go); install Go, or put a nats v0.5.0 binary at" \
+      "$deps_root/.deps/bin/nats" >&2
+    exit 1
+  fi
+  echo "install-deps: installing the nats CLI v0.5.0 into .deps/bin" >&2
+  if ! GOBIN="$deps_root/.deps/bin" "$go_bin" install github.com/nats-io/natscli/nats@v0.5.0 \
+    || [ ! -x "$deps_root/.deps/bin/nats" ]; then
+    echo "install-deps: 'go install github.com/nats-io/natscli/nats@v0.5.0' failed (see above): the nats CLI" \
+      "(.deps/bin/nats) is needed by the admin integration tests" >&2
+    exit 1
   fi
 fi
-
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq >/dev/null
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -11,17 +11,47 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build dlq-sidecar dlqctl dlq-demo >/dev/null
 
 # Start a nats-server for the quick start when nothing listens on the URL's host:port.
-hostport=${url#*://}
-hostport=${hostport%%,*}
-host=${hostport%:*}
-port=${hostport##*:}
+# The first URL of a list; any user:pass@ or token@ and any path dropped; [v6]:port
+# understood; no port means NATS's 4222.
+hostport=${url%%,*}
+hostport=${hostport#*://}
+hostport=${hostport##*@}
+hostport=${hostport%%/*}
+if [[ $hostport == \[*\]* ]]; then
+  host=${hostport%%]*}
+  host=${host#[}
+  port=${hostport#*]}
+  port=${port#:}
+elif [[ $hostport == *:* ]]; then
+  host=${hostport%:*}
+  port=${hostport##*:}
+else
+  host=$hostport
+  port=""
+fi
+host=${host:-127.0.0.1}
+port=${port:-4222}
+if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+  echo "run: cannot read a port from DLQ_NATS_URL '$url' (got '$port')" >&2
+  exit 1
+fi
 if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   echo "run: no NATS server on $host:$port; starting nats-server there (log: build/nats-server.log)" >&2
   # its own session: Ctrl-C stops the sidecar first (it drains), then the trap stops the server
   setsid nats-server -a "$host" -p "$port" >build/nats-server.log 2>&1 &
   nats_pid=$!
-  trap 'kill $nats_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && break; sleep 0.1; done
+  trap 'kill $nats_pid 2>/dev/null || true; wait $nats_pid 2>/dev/null || true' EXIT
+  up=0
+  for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then up=1; break; fi
+    kill -0 "$nats_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ "$up" = 0 ]; then
+    echo "run: the nats-server started on $host:$port did not accept connections; build/nats-server.log:" >&2
+    tail -20 build/nats-server.log >&2 || true
+    exit 1
+  fi
 fi
 
 echo "run: starting dlq-sidecar with $config (Ctrl-C to stop)" >&2

@@ -22,7 +22,11 @@ ctest --test-dir build --output-on-failure -j "$jobs" -LE opensearch  # the Open
 
 step "deployment files: docker-compose config, the container's config, the systemd unit"
 docker-compose -f docker/docker-compose.yml config -q
-build/sidecar/dlq-sidecar --config docker/dlq-sidecar.yaml --print-config >/dev/null
+# The daemon refuses DLQ_* variables it does not know (DLQ_FUZZ_SECONDS, DLQ_TEST_*, ...):
+# check the container's config alone, without this shell's DLQ_* environment.
+no_dlq_env=()
+while IFS= read -r name; do no_dlq_env+=(-u "$name"); done < <(compgen -e | grep '^DLQ_' || true)
+env "${no_dlq_env[@]}" build/sidecar/dlq-sidecar --config docker/dlq-sidecar.yaml --print-config >/dev/null
 if command -v systemd-analyze >/dev/null; then
   unit_dir=$(mktemp -d)
   sed "s|/usr/local/bin/dlq-sidecar|$root/build/sidecar/dlq-sidecar|" docker/dlq-sidecar.service \

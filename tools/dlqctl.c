@@ -478,6 +478,9 @@ pad(size_t n)
         putchar(' ');
 }
 
+/* The most columns a table has, the indent column of print_array_table() included. */
+#define MAX_COLS 32
+
 /* A table of strings: rows[0] is the header. Cells are owned by the table. */
 struct table {
     char ***rows;
@@ -489,7 +492,7 @@ table_init(struct table *t, size_t ncols)
 {
     t->rows = NULL;
     t->nrows = 0;
-    t->ncols = ncols;
+    t->ncols = ncols < MAX_COLS ? ncols : MAX_COLS;
 }
 
 /* table_add() appends a row of ncols cells (copied; NULL prints as "-"). */
@@ -513,14 +516,14 @@ table_add(struct table *t, const char *const *cells)
 static void
 table_print(const struct table *t)
 {
-    size_t w[32] = {0};
+    size_t w[MAX_COLS] = {0};
 
     for (size_t r = 0; r < t->nrows; r++)
-        for (size_t c = 0; c < t->ncols && c < 32; c++)
+        for (size_t c = 0; c < t->ncols && c < MAX_COLS; c++)
             if (display_width(t->rows[r][c]) > w[c])
                 w[c] = display_width(t->rows[r][c]);
     for (size_t r = 0; r < t->nrows; r++) {
-        for (size_t c = 0; c < t->ncols && c < 32; c++) {
+        for (size_t c = 0; c < t->ncols && c < MAX_COLS; c++) {
             fputs(t->rows[r][c], stdout);
             if (c + 1 < t->ncols)
                 pad(w[c] - display_width(t->rows[r][c]) + 2);
@@ -542,12 +545,16 @@ table_free(struct table *t)
     t->nrows = 0;
 }
 
-/* scalar() renders a JSON scalar (or compact JSON for the rest) into buf. */
+/* scalar() renders a JSON scalar (or compact JSON for the rest) into buf; a missing value (NULL) as "-". */
 static const char *
 scalar(const json_t *v, char *buf, size_t len)
 {
     char *s;
 
+    if (!v) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
     switch (json_typeof(v)) {
     case JSON_STRING: snprintf(buf, len, "%s", json_string_value(v)); break;
     case JSON_INTEGER: snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
@@ -593,12 +600,13 @@ static void print_object(const json_t *obj, int indent);
 static void
 print_array_table(const json_t *arr, int indent)
 {
-    const char *cols[32];
+    /* Column 0 is the indent: at most MAX_COLS - 1 keys, the rest (if any) are dropped. */
+    const char *cols[MAX_COLS - 1];
     size_t ncols = 0, i;
     const json_t *row;
     struct table t;
-    char bufs[32][512];
-    const char *cells[32];
+    char bufs[MAX_COLS - 1][512];
+    const char *cells[MAX_COLS];
 
     json_array_foreach(arr, i, row) {
         const char *k;
@@ -607,7 +615,7 @@ print_array_table(const json_t *arr, int indent)
             size_t c;
             for (c = 0; c < ncols && strcmp(cols[c], k) != 0; c++)
                 ;
-            if (c == ncols && ncols < 32)
+            if (c == ncols && ncols < MAX_COLS - 1)
                 cols[ncols++] = k;
         }
     }
@@ -667,6 +675,39 @@ print_object(const json_t *obj, int indent)
         else
             print_array_table(v, indent + 2);
     }
+}
+
+/*
+ * shell_quote() prints s as one POSIX shell word: in single quotes, each ' as
+ * '\'' (close, escaped quote, reopen). Unless always, a word of only safe
+ * characters prints bare. The "next page" hint is meant to be pasted into a
+ * shell, and the cursor (a task_id) and the subject may hold any character.
+ */
+static void
+shell_quote(const char *s, bool always)
+{
+    static const char safe[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,:/=@+%";
+
+    if (!always && *s && strspn(s, safe) == strlen(s)) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
+/* shell_arg() prints flag (with its spaces), then value as one shell word. */
+static void
+shell_arg(const char *flag, const char *value, bool always)
+{
+    fputs(flag, stdout);
+    shell_quote(value ? value : "", always);
 }
 
 /* print_tasks() prints list summaries as one table. */
@@ -780,16 +821,17 @@ cmd_list(natsConnection *nc, const struct opts *o)
             /* The hint repeats the filter and the page size: the cursor alone would list everything. */
             printf("; next page: dlqctl list");
             if (o->status)
-                printf(" --status %s", o->status);
+                shell_arg(" --status ", o->status, false);
             if (o->category)
-                printf(" --category %s", o->category);
+                shell_arg(" --category ", o->category, false);
             if (o->subject)
-                printf(" --subject '%s'", o->subject);
+                shell_arg(" --subject ", o->subject, true);
             if (o->older_than_s >= 0)
-                printf(" --older-than %.0f", o->older_than_s);
+                printf(" --older-than %.15g", o->older_than_s);  /* %g keeps fractions; 15 digits round-trip */
             if (o->limit > 0)
                 printf(" --limit %d", (int)o->limit);
-            printf(" --cursor '%s' (or --all)\n", json_string_value(next));
+            shell_arg(" --cursor ", json_string_value(next), true);
+            printf(" (or --all)\n");
         }
         else
             printf("; end of list\n");
