@@ -219,14 +219,19 @@ check_done(struct persist_http *h)
         const char *error = NULL;
         persist_http_cb cb;
         void *ctx;
+        CURL *easy;
+        CURLcode result;
 
         if (msg->msg != CURLMSG_DONE)
             continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        curl_multi_remove_handle(h->multi, msg->easy_handle);
+        /* msg is not to be read once its handle is removed: copy what is needed first. */
+        easy = msg->easy_handle;
+        result = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+        curl_multi_remove_handle(h->multi, easy);
         if (!r)
             continue;
-        if (msg->data.result == CURLE_OK) {
+        if (result == CURLE_OK) {
             curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
             if (!status)
                 error = "no HTTP status in the response";
@@ -234,7 +239,7 @@ check_done(struct persist_http *h)
             snprintf(why, sizeof(why), "response larger than %zu bytes", r->resp.max);
             error = why;
         } else {
-            snprintf(why, sizeof(why), "%s%s%s", curl_easy_strerror(msg->data.result),
+            snprintf(why, sizeof(why), "%s%s%s", curl_easy_strerror(result),
                      r->errbuf[0] ? ": " : "", r->errbuf);
             error = why;
         }

@@ -218,6 +218,7 @@ step_send(struct os_store *o)
     size_t len = 0;
     long timeout = o->timeout_ms;
     char path[600];
+    sc_status st;
 
     switch (o->phase) {
     case PH_TEMPLATE:
@@ -248,12 +249,18 @@ step_send(struct os_store *o)
                  o->index);
         method = "POST";
         sc_buf_reset(&o->req);
-        sc_buf_appendf(&o->req,
-                       "{\"size\":%zu,\"version\":true,\"track_total_hits\":false,\"query\":%s,"
-                       "\"sort\":%s%s%s}",
-                       o->page_size, o->load_query, o->load_sort, sa ? ",\"search_after\":" : "",
-                       sa ? sa : "");
+        st = sc_buf_appendf(&o->req,
+                            "{\"size\":%zu,\"version\":true,\"track_total_hits\":false,\"query\":%s,"
+                            "\"sort\":%s%s%s}",
+                            o->page_size, o->load_query, o->load_sort, sa ? ",\"search_after\":" : "",
+                            sa ? sa : "");
         free(sa);
+        if (st != SC_OK || !o->req.data) {
+            set_error(o, "%s: cannot build the request (%s)", phase_names[o->phase], sc_status_str(st));
+            degrade(o);
+            arm(o, 0);
+            return;
+        }
         body = o->req.data;
         len = o->req.len;
         timeout = o->timeout_ms * 2;
@@ -296,14 +303,19 @@ load_page(struct os_store *o, const char *body, size_t len)
         const char *id = json_string_value(json_object_get(hit, "_id"));
         json_t *src = json_object_get(hit, "_source");
         json_t *ver = json_object_get(hit, "_version");
+        json_t *sort = json_object_get(hit, "sort");
+        /* The next page starts after the last hit, valid or not: else a page of bad hits comes back forever. */
+        if (json_is_array(sort))
+            last_sort = sort;
         if (!id || !json_is_object(src))
             continue;
         o->st.loaded++;
         if (o->base.owner.loaded)
             o->base.owner.loaded(o->base.owner.ctx, id, strlen(id),
                                  json_is_integer(ver) ? (uint64_t)json_integer_value(ver) : 0, src);
-        last_sort = json_object_get(hit, "sort");
     }
+    if (json_array_size(hits) && !last_sort)
+        goto done; /* hits without sort values: no next page to ask for */
     n = (long)json_array_size(hits);
     if (last_sort) {
         json_decref(o->search_after);
@@ -488,6 +500,24 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
     o->in_flight = false;
     if (status == 200 && classify_items(o, body, len, &refused, &throttled, &missing, &rejected)) {
         /* item by item */
+    } else if (status == 413 && b->count == 1) {
+        /* One document larger than the node takes (http.max_content_length): it never will be. */
+        o->st.failed_batches++;
+        o->results[0] = PERSIST_ITEM_REJECTED;
+        rejected = 1;
+        set_error(o, "_bulk item %.*s rejected: HTTP 413: larger than the node accepts (%zu bytes)",
+                  (int)(b->items[0].id_len < 64 ? b->items[0].id_len : 64), persist_batch_item_id(b, 0),
+                  b->body.len);
+    } else if (status == 413) {
+        /* The node takes less than the batch limit: smaller batches from now on, the items again. */
+        whole = true;
+        o->st.failed_batches++;
+        for (size_t i = 0; i < b->count; i++)
+            o->results[i] = PERSIST_ITEM_RETRY;
+        b->max_bytes = b->body.len / 2 ? b->body.len / 2 : 1; /* down to one item a batch */
+        set_error(o, "_bulk: HTTP 413: a request of %zu bytes is too large; batches now up to %zu bytes",
+                  b->body.len, b->max_bytes);
+        throttled = true;
     } else {
         whole = true;
         o->st.failed_batches++;
@@ -786,12 +816,20 @@ persist_opensearch_new(struct event_base *base, const struct persist_opensearch_
     sc_buf_init(&o->req, 64 * 1024);
     /* More specific (longer) names win over overlapping shorter patterns. */
     sc_buf_init(&t, 1024 * 1024);
-    sc_buf_appendf(&t,
-                   "{\"index_patterns\":[\"%s*\"],\"priority\":%zu,\"template\":{\"settings\":"
-                   "{\"index\":{\"number_of_shards\":1,\"number_of_replicas\":0}},"
-                   "\"mappings\":{\"dynamic\":\"strict\",\"properties\":%s}},"
-                   "\"_meta\":{\"managed_by\":\"dlq-sidecar\"}}",
-                   o->index, 100 + strlen(o->index), opt->properties);
+    s = sc_buf_appendf(&t,
+                       "{\"index_patterns\":[\"%s*\"],\"priority\":%zu,\"template\":{\"settings\":"
+                       "{\"index\":{\"number_of_shards\":1,\"number_of_replicas\":0}},"
+                       "\"mappings\":{\"dynamic\":\"strict\",\"properties\":%s}},"
+                       "\"_meta\":{\"managed_by\":\"dlq-sidecar\"}}",
+                       o->index, 100 + strlen(o->index), opt->properties);
+    if (s != SC_OK || !t.data) {
+        sc_buf_destroy(&t);
+        snprintf(err, errlen, "opensearch: cannot build the index template (properties too large?)");
+        if (s == SC_OK)
+            s = SC_ENOMEM;
+        goto fail;
+    }
+    s = SC_EINVAL;
     o->template_body = t.data;
     o->http = persist_http_new(base, &opt->http);
     o->timer = evtimer_new(base, on_timer, o);

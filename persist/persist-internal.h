@@ -19,6 +19,13 @@ typedef sc_status (*persist_action_fn)(struct sc_buf *body, const char *id, size
                                        uint64_t version, bool del);
 
 /*
+ * The most bytes of one _bulk body, whatever max_bytes says (a lone item may
+ * pass max_bytes up to it): below OpenSearch's default http.max_content_length
+ * of 100 MiB, which answers 413 to a larger request.
+ */
+#define PERSIST_BULK_BODY_MAX ((size_t)99 * 1024 * 1024)
+
+/*
  * A batch: the request body being built (action line, document line, ...),
  * the items in order, and the limits. Reused across batches (no allocation
  * in steady state). Invariant: body.len <= max_bytes unless the batch holds

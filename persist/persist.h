@@ -134,11 +134,13 @@ struct persist_batch; /* opaque: one batch being filled */
  * record for the next batch and stop filling). The buffer is borrowed until
  * persist_batch_put_end(), which closes the document and returns SC_OK;
  * SC_EFULL when it would take the batch past its byte limit (the item is
- * taken back: keep it for the next batch, where it goes first); SC_ETOOBIG
- * when the document passes what one request may carry (taken back: it can
- * never be written); SC_EINVAL when no put is open. A document alone in its
- * batch may pass the byte limit. When appending the document failed, call
- * persist_batch_put_abort() instead, which takes the item back.
+ * taken back: keep it for the next batch, where it goes first), also when
+ * the body cannot take it after other items; SC_ETOOBIG when the document
+ * alone passes what one request may carry (taken back: it can never be
+ * written); SC_EINVAL when no put is open. A document alone in its batch may
+ * pass the byte limit. When appending the document failed, call
+ * persist_batch_put_abort() instead, which takes the item back; if the batch
+ * already holds items, treat it as full (the document may fit in the next).
  */
 struct sc_buf *persist_batch_put_begin(struct persist_batch *b, const char *id, size_t id_len,
                                        uint64_t version);
@@ -267,7 +269,11 @@ struct persist_opensearch_opts {
  * and a missing index are RETRY and turn the store DEGRADED, other 4xx are
  * REJECTED. A request that fails as a whole (unreachable, timeout, 5xx,
  * 401/403) hands every item back as RETRY and turns it DEGRADED; it then
- * tries again after a backoff growing from 500 ms to 10 s. The template
+ * tries again after a backoff growing from 500 ms to 10 s. A 413 (larger
+ * than the node's http.max_content_length) makes a lone item REJECTED, and
+ * hands a larger batch back as RETRY with the byte limit halved. A body
+ * never passes PERSIST_BULK_BODY_MAX (99 MiB), whatever bulk_max_bytes says.
+ * The template
  * (named after the index) is installed at start with one shard, no replica,
  * "dynamic": "strict" and the given properties. On success sets *out and
  * returns SC_OK; SC_EINVAL for a bad option (err says which), SC_ENOMEM.

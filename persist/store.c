@@ -35,10 +35,12 @@ persist_batch_init(struct persist_batch *b, size_t max_docs, size_t max_bytes,
 {
     memset(b, 0, sizeof(*b));
     /* One document may pass max_bytes alone, up to what a request may carry. */
-    sc_buf_init(&b->body, max_bytes > 64u * 1024 * 1024 ? max_bytes * 2 : 128u * 1024 * 1024);
+    sc_buf_init(&b->body, PERSIST_BULK_BODY_MAX);
     sc_buf_init(&b->ids, SIZE_MAX / 2);
     b->max_docs = max_docs ? max_docs : 1;
     b->max_bytes = max_bytes ? max_bytes : 1024;
+    if (b->max_bytes > PERSIST_BULK_BODY_MAX)
+        b->max_bytes = PERSIST_BULK_BODY_MAX;
     b->action = action;
 }
 
@@ -124,7 +126,7 @@ end_item(struct persist_batch *b, bool newline)
         return SC_EINVAL;
     b->open = false;
     if (newline && sc_buf_appendc(&b->body, '\n') != SC_OK)
-        s = SC_ETOOBIG;
+        s = b->count > 0 ? SC_EFULL : SC_ETOOBIG; /* with others, it may fit in the next batch */
     else if (b->count > 0 && b->body.len > b->max_bytes)
         s = SC_EFULL;
     if (s) {

@@ -260,6 +260,18 @@ tomb_push(struct sc_daemon *d, const char *id, size_t len, uint64_t version)
     tb->len = len;
     tb->version = version;
     s->tlen++;
+    if (s->tomb_ids && json_object_size(s->tomb_ids) > 2 * s->tcap) {
+        /*
+         * A background load that cannot finish (an outage after some pages)
+         * must not let the set grow with every delete: drop it, and the next
+         * loaded page rebuilds it from the ring (on_loaded()). Only ids whose
+         * delete the full ring already dropped are forgotten: no delete of
+         * them is pending any more. Amortised O(1): the rebuilt set holds at
+         * most tcap ids.
+         */
+        json_decref(s->tomb_ids);
+        s->tomb_ids = NULL;
+    }
 }
 
 /* ---- documents -------------------------------------------------------------------------------- */
@@ -441,17 +453,22 @@ task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
 static const char doc_properties[] =
     "{\"schema\":{\"type\":\"integer\"},"
     "\"task_id\":{\"type\":\"keyword\"},"
+    "\"task_id_raw\":{\"type\":\"binary\"},"
     "\"status\":{\"type\":\"keyword\"},"
     "\"parked\":{\"type\":\"boolean\"},"
     "\"subject\":{\"type\":\"keyword\",\"ignore_above\":4096},"
+    "\"subject_raw\":{\"type\":\"binary\"},"
     "\"retry_subject\":{\"type\":\"keyword\",\"ignore_above\":4096},"
+    "\"retry_subject_raw\":{\"type\":\"binary\"},"
     "\"park_reason\":{\"type\":\"text\"},"
+    "\"park_reason_raw\":{\"type\":\"binary\"},"
     "\"error\":{\"type\":\"text\",\"fields\":{\"keyword\":{\"type\":\"keyword\",\"ignore_above\":1024}}},"
     "\"error_raw\":{\"type\":\"binary\"},"
     "\"error_type\":{\"type\":\"keyword\",\"ignore_above\":1024},"
     "\"error_type_raw\":{\"type\":\"binary\"},"
     "\"error_category\":{\"type\":\"keyword\"},"
     "\"classifier_rule\":{\"type\":\"keyword\"},"
+    "\"classifier_rule_raw\":{\"type\":\"binary\"},"
     "\"retry_policy\":{\"type\":\"keyword\"},"
     "\"policy_override\":{\"type\":\"boolean\"},"
     "\"retry_count\":{\"type\":\"integer\"},"
@@ -727,13 +744,20 @@ on_fill(void *ctx, struct persist_batch *b)
             buf = persist_batch_put_begin(b, t->id, t->id_len, t->version);
             if (!buf)
                 return;
-            if (task_doc(d, t, buf) != SC_OK) {
+            if ((st = task_doc(d, t, buf)) != SC_OK) {
                 persist_batch_put_abort(b);
-                st = SC_ETOOBIG;
+                /*
+                 * With other items in the batch the document may well fit in
+                 * the next one (the body's cap), and ENOMEM passes: the batch
+                 * is full, the task stays dirty. Only a document too large
+                 * alone is given up.
+                 */
+                if (persist_batch_count(b) > 0 || st != SC_ETOOBIG)
+                    return;
             } else {
                 st = persist_batch_put_end(b);
             }
-            if (st == SC_EFULL)
+            if (st == SC_EFULL || (st && persist_batch_count(b) > 0))
                 return;
             dirty_unlink(s, t);
             if (st) {

@@ -1227,6 +1227,7 @@ test_binary(void **state)
     struct it_env *e;
     unsigned char raw[300], task[310];
     static const char bad_error[] = "boom \xff\xfe\xc3\x28 \xed\xa0\x80 end \x01";
+    static const char bad_subject[] = "dlq.failed.bin\xff\xc3\x28";
     size_t tlen;
     struct sc_buf b;
 
@@ -1257,6 +1258,17 @@ test_binary(void **state)
     json_t *ack = penv_request(e->nc, "dlq.failed.binary", &p);
     IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack");
     json_decref(ack);
+    /* A failure subject that is not UTF-8 (a valid NATS subject): subject_raw, retry_subject_raw. */
+    struct penv p2 = {0};
+    p2.task_id = "bin-2";
+    p2.n = 2;
+    p2.error = "x";
+    p2.error_len = 1;
+    p2.max_retries = -1;
+    p2.retry_policy = "never";
+    ack = penv_request(e->nc, bad_subject, &p2);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of bin-2");
+    json_decref(ack);
     json_decref(wait_stored(e->nc, IT_WAIT_MS));
 
     sc_buf_init(&b, 1 << 20);
@@ -1268,6 +1280,11 @@ test_binary(void **state)
                  memcmp(b.data, bad_error, b.len) == 0,
              "the indexed error bytes differ");
     IT_CHECK(it_json_str(doc, "error") != NULL, "no readable error text");
+    doc = json_object_get(all, "bin-2");
+    IT_CHECK(doc != NULL, "bin-2 (a subject that is not UTF-8) is not indexed");
+    IT_CHECK(b64dec(json_object_get(doc, "subject_raw"), &b) && b.len == sizeof bad_subject - 1 &&
+                 memcmp(b.data, bad_subject, b.len) == 0,
+             "the indexed subject bytes differ");
     json_decref(all);
 
     /* From the index back into a new process, then republished: byte-identical. */
@@ -1287,6 +1304,10 @@ test_binary(void **state)
     bool st;
     json_decref(it_wait_task_status(e->nc, "bin-1", "completed", IT_WAIT_MS, &st));
     IT_CHECK(st, "bin-1 did not complete");
+    json_t *t2 = it_admin_get(e->nc, "bin-2");
+    IT_CHECK(t2 && it_json_str(t2, "task_id") && strcmp(it_json_str(t2, "task_id"), "bin-2") == 0,
+             "bin-2 was not loaded back from the index");
+    json_decref(t2);
     json_decref(wait_stored(e->nc, IT_WAIT_MS));
     all = os_all(index);
     doc = json_object_get(all, "bin-1");

@@ -552,6 +552,43 @@ test_opensearch_protocol(void **state)
     assert_int_equal(st.retried, 2);
     assert_int_equal(st.loaded, 2);
 
+    /* 413 for a lone item: REJECTED (not sent again), the store stays OK. */
+    o.dirty[5] = true;
+    o.version[5] = 15;
+    o.results = 0;
+    script(&s, 413, "{\"error\":{\"type\":\"content_too_long\",\"reason\":\"too large\"}}");
+    persist_kick(o.p, true);
+    for (int k = 0; k < 250 && o.results < 1; k++)
+        run_until(base, &ok, 20);
+    assert_int_equal(o.results, 1);
+    assert_int_equal(o.last[5], PERSIST_ITEM_REJECTED);
+    assert_false(o.dirty[5]);
+    assert_int_equal(o.p->state, PERSIST_OK);
+    persist_get_stats(o.p, &st);
+    assert_int_equal(st.rejected, 2);
+    assert_non_null(strstr(st.last_error, "413"));
+
+    /* 413 for two items: both again, in smaller batches (one each here), then OK. */
+    o.dirty[6] = o.dirty[7] = true;
+    o.version[6] = 16;
+    o.version[7] = 17;
+    o.results = 0;
+    script(&s, 413, "{\"error\":{\"type\":\"content_too_long\",\"reason\":\"too large\"}}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
+    persist_kick(o.p, true);
+    for (int k = 0; k < 250 && o.results < 4; k++)
+        run_until(base, &ok, 20);
+    assert_int_equal(o.last[6], PERSIST_ITEM_OK);
+    assert_int_equal(o.last[7], PERSIST_ITEM_OK);
+    assert_int_equal(o.results, 4);
+    assert_int_equal(s.nseen, 13);
+    assert_non_null(strstr(s.seen[10], "\"_id\":\"r6\""));
+    assert_non_null(strstr(s.seen[10], "\"_id\":\"r7\""));
+    assert_non_null(strstr(s.seen[11], "\"_id\":\"r6\""));
+    assert_null(strstr(s.seen[11], "\"_id\":\"r7\""));
+    assert_non_null(strstr(s.seen[12], "\"_id\":\"r7\""));
+
     persist_free(o.p);
     evhttp_free(s.http);
     event_base_free(base);
