@@ -274,6 +274,30 @@ sc_buf_appendf(struct sc_buf *b, const char *fmt, ...)
     return SC_OK;
 }
 
+uint64_t
+sc_hash64(uint64_t seed, const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15ULL);
+
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        s += 8;
+        len -= 8;
+    }
+    if (len) {
+        uint64_t w = 0;
+        memcpy(&w, s, len);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    }
+    h ^= h >> 29;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
 static void *
 oom(size_t n)
 {

@@ -100,6 +100,14 @@ void *sc_xrealloc(void *p, size_t n);
 char *sc_xstrdup(const char *s);
 char *sc_xstrndup(const char *s, size_t n);
 
+/*
+ * sc_hash64() mixes len bytes at p into seed (a multiply-xorshift over
+ * 8-byte words, finished with a 64-bit avalanche) and returns the hash.
+ * Not cryptographic; a random seed keeps client-chosen keys from being
+ * aimed at one bucket. Never fails; any thread.
+ */
+uint64_t sc_hash64(uint64_t seed, const void *p, size_t len);
+
 #define SC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -464,31 +464,6 @@ text_matches(struct policy_classifier *pc, const pcre2_code *code, const char *s
     return rc >= 0;
 }
 
-/* cache_hash() mixes len bytes at p into h, eight bytes at a time. */
-static uint64_t
-cache_hash(uint64_t h, const char *p, size_t len)
-{
-    h ^= (uint64_t)len * 0x9e3779b97f4a7c15ULL;
-    while (len >= 8) {
-        uint64_t w;
-
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-        p += 8;
-        len -= 8;
-    }
-    if (len > 0) {
-        uint64_t w = 0;
-
-        memcpy(&w, p, len);
-        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-    }
-    h ^= h >> 29;
-    h *= 0x94d049bb133111ebULL;
-    return h ^ (h >> 31);
-}
-
 /* The answer of rule index k (-1: no rule) as policy_classify() returns it. */
 static policy_category
 answer(const struct policy_classifier *pc, int32_t k, const char **rule_id)
@@ -538,7 +513,7 @@ policy_classify(struct policy_classifier *pc, const char *error_type, size_t etl
         pc->cache = sc_xcalloc(2 * CACHE_SETS, sizeof *pc->cache);
         pc->cache_seed = ((uint64_t)sc_now_mono_ms() << 20) ^ (uint64_t)(uintptr_t)pc;
     }
-    h = cache_hash(cache_hash(pc->cache_seed ^ (error_type != NULL), error_type, etlen), error,
+    h = sc_hash64(sc_hash64(pc->cache_seed ^ (error_type != NULL), error_type, etlen), error,
                    elen);
     set = &pc->cache[(h % CACHE_SETS) * 2];
     for (int w = 0; w < 2; w++) {

@@ -30,25 +30,7 @@ sc_outcome_name(sc_outcome_kind k)
 static uint32_t
 id_hash(const char *p, size_t len)
 {
-    uint64_t h = hash_seed ^ (len * 0x9e3779b97f4a7c15ULL);
-
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-        p += 8;
-        len -= 8;
-    }
-    if (len) {
-        uint64_t w = 0;
-        memcpy(&w, p, len);
-        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-    }
-    h ^= h >> 29;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return (uint32_t)h;
+    return (uint32_t)sc_hash64(hash_seed, p, len);
 }
 
 void

@@ -922,9 +922,8 @@ it_admin_health_ok(natsConnection *nc)
     return ok;
 }
 
-/* json_path() walks a dotted path of object keys. */
-static const json_t *
-json_path(const json_t *obj, const char *path)
+const json_t *
+it_json_get(const json_t *obj, const char *path)
 {
     char key[128];
     const json_t *cur = obj;
@@ -944,7 +943,7 @@ json_path(const json_t *obj, const char *path)
 int64_t
 it_json_int(const json_t *obj, const char *path)
 {
-    const json_t *v = json_path(obj, path);
+    const json_t *v = it_json_get(obj, path);
     if (json_is_integer(v))
         return (int64_t)json_integer_value(v);
     if (json_is_real(v))
@@ -955,7 +954,7 @@ it_json_int(const json_t *obj, const char *path)
 const char *
 it_json_str(const json_t *obj, const char *path)
 {
-    const json_t *v = json_path(obj, path);
+    const json_t *v = it_json_get(obj, path);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 

@@ -257,6 +257,12 @@ bool it_admin_health_ok(natsConnection *nc);
  * it_json_int() reads the integer at a dotted path ("lifetime_stats.invalid")
  * of obj. Returns it, or INT64_MIN when absent or not a number.
  */
+/*
+ * it_json_get() walks a dotted path of object keys ("lifetime_stats.invalid")
+ * and returns the value there (borrowed from obj; a JSON null counts as
+ * present), or NULL when a key is missing. Any thread.
+ */
+const json_t *it_json_get(const json_t *obj, const char *path);
 int64_t it_json_int(const json_t *obj, const char *path);
 
 /* it_json_str() reads the string at a dotted path; NULL when absent or not a string (borrowed). */
