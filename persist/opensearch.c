@@ -1,4 +1,4 @@
-/* opensearch.c - the OpenSearch backend: index template, start-up load with search_after, write-behind _bulk with external versions, degraded mode. */
+/* opensearch.c - the OpenSearch backend: index template, start-up load with search_after, write-behind _bulk with external versions, refused batches split, ids mapped to _id, degraded mode. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,12 @@
 #define LOAD_PAGE 500
 #define HEALTH_WAIT "20s"
 #define SNIPPET 200
+#define SPLIT_MAX 64 /* halves waiting while a refused batch is split: one per halving of a size_t */
+
+/* Items [lo, hi) of the batch: a part of a split. */
+struct os_range {
+    size_t lo, hi;
+};
 
 /* Start-up steps, in order; PH_READY once writes may flow. */
 typedef enum {
@@ -58,6 +64,10 @@ struct os_store {
     struct persist_stats st;
     persist_result *results; /* per item of the batch in flight */
     size_t results_cap;
+    size_t lo, hi;           /* the items of the batch in the request in flight */
+    struct os_range splits[SPLIT_MAX]; /* halves still to send while a refused batch is split */
+    size_t nsplits;
+    size_t split_rejected;   /* items of this batch rejected alone after a split */
 };
 
 static void os_send(struct os_store *o);
@@ -384,15 +394,47 @@ fail:
 
 /* ---- writes ----------------------------------------------------------------------------------- */
 
-/* The _bulk action line of one item, with its external version. */
+/* Whether OpenSearch takes id as _id unchanged (see persist_opensearch_doc_id()). */
+static bool
+id_as_is(const char *id, size_t len)
+{
+    return len >= 1 && len <= PERSIST_OS_ID_MAX && !(len >= 2 && id[0] == 'h' && id[1] == ':') &&
+           persist_utf8_valid(id, len);
+}
+
+sc_status
+persist_opensearch_doc_id(struct sc_buf *out, const char *id, size_t id_len)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[32];
+    char h[2 + 2 * sizeof(md)];
+
+    if (id_as_is(id, id_len))
+        return sc_buf_append(out, id, id_len);
+    persist_sha256(id, id_len, md);
+    h[0] = 'h';
+    h[1] = ':';
+    for (size_t i = 0; i < sizeof(md); i++) {
+        h[2 + 2 * i] = hex[md[i] >> 4];
+        h[3 + 2 * i] = hex[md[i] & 15];
+    }
+    return sc_buf_append(out, h, sizeof(h));
+}
+
+/* The _bulk action line of one item, with its (mapped) _id and external version. */
 static sc_status
 bulk_action(struct sc_buf *b, const char *id, size_t id_len, uint64_t version, bool del)
 {
     const char *head = del ? "{\"delete\":{\"_id\":" : "{\"index\":{\"_id\":";
     sc_status s;
 
-    if ((s = sc_buf_append(b, head, strlen(head))) ||
-        (s = persist_json_string(b, id, id_len)))
+    if ((s = sc_buf_append(b, head, strlen(head))))
+        return s;
+    if (id_as_is(id, id_len))
+        s = persist_json_string(b, id, id_len);
+    else if (!(s = sc_buf_appendc(b, '"')) && !(s = persist_opensearch_doc_id(b, id, id_len)))
+        s = sc_buf_appendc(b, '"'); /* "h:" and hex digits: nothing to escape */
+    if (s)
         return s;
     return sc_buf_appendf(b, ",\"version\":%llu,\"version_type\":\"external\"}}\n",
                           (unsigned long long)version);
@@ -424,10 +466,11 @@ report(struct os_store *o, const char *reason)
 }
 
 /*
- * Classifies the items of a 200 _bulk response into o->results. Returns
- * false when the response does not describe the batch. Sets *refused when an
- * item says the cluster refuses writes (a block, a missing index, 5xx),
- * *throttled on 429s, *missing_index when the index is gone.
+ * Classifies the items [o->lo, o->hi) of a 200 _bulk response into
+ * o->results. Returns false when the response does not describe them. Sets
+ * *refused when an item says the cluster refuses writes (a block, a missing
+ * or closed index, 5xx), *throttled on 429s, *missing_index when the index is
+ * gone.
  */
 static bool
 classify_items(struct os_store *o, const char *body, size_t len, bool *refused, bool *throttled,
@@ -441,13 +484,14 @@ classify_items(struct os_store *o, const char *body, size_t len, bool *refused, 
     if (!j)
         goto done;
     items = json_object_get(j, "items");
-    if (!json_is_array(items) || json_array_size(items) != b->count)
+    if (!json_is_array(items) || json_array_size(items) != o->hi - o->lo)
         goto done;
     json_array_foreach(items, i, item) {
         const char *k;
         json_t *v = NULL, *err;
         long st;
         const char *type = NULL, *reason = NULL;
+        size_t n = o->lo + i;
 
         json_object_foreach(item, k, v) break;
         if (!v || !json_is_object(v))
@@ -459,26 +503,28 @@ classify_items(struct os_store *o, const char *body, size_t len, bool *refused, 
             reason = json_string_value(json_object_get(err, "reason"));
         }
         if (st >= 200 && st < 300) {
-            o->results[i] = PERSIST_ITEM_OK;
-        } else if (st == 404 && b->items[i].del && !(type && strstr(type, "index_not_found"))) {
-            o->results[i] = PERSIST_ITEM_OK;
+            o->results[n] = PERSIST_ITEM_OK;
+        } else if (st == 404 && b->items[n].del && !(type && strstr(type, "index_not_found"))) {
+            o->results[n] = PERSIST_ITEM_OK;
         } else if (st == 409) {
-            o->results[i] = PERSIST_ITEM_STALE;
+            o->results[n] = PERSIST_ITEM_STALE;
         } else if (st == 429 && !(type && strstr(type, "cluster_block"))) {
-            o->results[i] = PERSIST_ITEM_RETRY;
+            o->results[n] = PERSIST_ITEM_RETRY;
             *throttled = true;
-        } else if (st == 429 || st == 403 || st == 404 || st >= 500 || st == 0) {
-            o->results[i] = PERSIST_ITEM_RETRY;
+        } else if (st == 429 || st == 403 || st == 404 || st >= 500 || st == 0 ||
+                   (type && strstr(type, "index_closed"))) {
+            /* A closed index answers each item 400: the index's state, not the item's fault. */
+            o->results[n] = PERSIST_ITEM_RETRY;
             *refused = true;
             if (type && strstr(type, "index_not_found"))
                 *missing_index = true;
             set_error(o, "_bulk item: HTTP %ld: %s: %s", st, type ? type : "error",
                       reason ? reason : "");
         } else {
-            o->results[i] = PERSIST_ITEM_REJECTED;
+            o->results[n] = PERSIST_ITEM_REJECTED;
             (*nrejected)++;
-            set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s: %.120s", (int)(b->items[i].id_len < 64 ? b->items[i].id_len : 64),
-                      persist_batch_item_id(b, i), st, type ? type : "error", reason ? reason : "");
+            set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s: %.120s", (int)(b->items[n].id_len < 64 ? b->items[n].id_len : 64),
+                      persist_batch_item_id(b, n), st, type ? type : "error", reason ? reason : "");
         }
     }
     ok = true;
@@ -487,42 +533,117 @@ done:
     return ok;
 }
 
+/* The bytes of the items [lo, hi) in the batch's body. */
+static size_t
+range_end(const struct os_store *o, size_t hi)
+{
+    return hi < o->batch.count ? o->batch.items[hi].body_off : o->batch.body.len;
+}
+
+static void on_bulk(void *ctx, long status, const char *body, size_t len, const char *error);
+
+/* Sends the items [o->lo, o->hi) of the batch (the whole batch, or a part of a split). */
+static void
+send_range(struct os_store *o)
+{
+    struct persist_batch *b = &o->batch;
+    size_t from = b->items[o->lo].body_off, to = range_end(o, o->hi);
+
+    o->st.batches++;
+    if (persist_http_request(o->http, "POST", o->url.data, "application/x-ndjson", b->body.data + from,
+                             to - from, o->timeout_ms, on_bulk, o)) {
+        on_bulk(o, 0, "", 0, "cannot start the request");
+        return;
+    }
+    o->in_flight = true;
+}
+
+/*
+ * Whether a request refused as a whole was refused for what it carries
+ * rather than for the cluster's state: 400 (an item failed validation, such
+ * as an _id OpenSearch does not take), 413 (too large for the node), 429
+ * circuit_breaking_exception (too large for the node's memory now). Such a
+ * request is split until the item at fault stands alone.
+ */
+static bool
+refused_for_content(long status, const char *why)
+{
+    return status == 400 || status == 413 ||
+           (status == 429 && strstr(why, "circuit_breaking_exception"));
+}
+
+/* Hands back as RETRY the items [o->lo, o->hi) and every half still waiting in the split. */
+static void
+abandon_split(struct os_store *o)
+{
+    for (size_t i = o->lo; i < o->hi; i++)
+        o->results[i] = PERSIST_ITEM_RETRY;
+    while (o->nsplits) {
+        struct os_range r = o->splits[--o->nsplits];
+        for (size_t i = r.lo; i < r.hi; i++)
+            o->results[i] = PERSIST_ITEM_RETRY;
+    }
+}
+
+/*
+ * The answer to one _bulk request (the batch, or a part of a split). The
+ * batch in flight is the backend's until report() hands every item back to
+ * the owner with its result: the owner hears nothing of a split until it is
+ * over, and an item is in flight (not on the owner's dirty list) until then.
+ */
 static void
 on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
 {
     struct os_store *o = ctx;
     struct persist_batch *b = &o->batch;
     bool refused = false, throttled = false, missing = false, whole = false;
-    size_t rejected = 0;
-    char why[200];
+    size_t rejected = 0, n = o->hi - o->lo;
+    char why[200] = "";
     int64_t delay;
 
     o->in_flight = false;
+    if (status != 200 && status != 0)
+        error_text(body, len, why, sizeof(why));
     if (status == 200 && classify_items(o, body, len, &refused, &throttled, &missing, &rejected)) {
         /* item by item */
-    } else if (status == 413 && b->count == 1) {
-        /* One document larger than the node takes (http.max_content_length): it never will be. */
+    } else if (status != 0 && status != 200 && refused_for_content(status, why)) {
         o->st.failed_batches++;
-        o->results[0] = PERSIST_ITEM_REJECTED;
-        rejected = 1;
-        set_error(o, "_bulk item %.*s rejected: HTTP 413: larger than the node accepts (%zu bytes)",
-                  (int)(b->items[0].id_len < 64 ? b->items[0].id_len : 64), persist_batch_item_id(b, 0),
-                  b->body.len);
-    } else if (status == 413) {
-        /* The node takes less than the batch limit: smaller batches from now on, the items again. */
-        whole = true;
-        o->st.failed_batches++;
-        for (size_t i = 0; i < b->count; i++)
-            o->results[i] = PERSIST_ITEM_RETRY;
-        b->max_bytes = b->body.len / 2 ? b->body.len / 2 : 1; /* down to one item a batch */
-        set_error(o, "_bulk: HTTP 413: a request of %zu bytes is too large; batches now up to %zu bytes",
-                  b->body.len, b->max_bytes);
-        throttled = true;
+        if (status == 413 && n > 1) {
+            /* The node takes less than the batch limit: smaller batches from now on. */
+            size_t bytes = range_end(o, o->hi) - b->items[o->lo].body_off;
+            if (bytes / 2 < b->max_bytes)
+                b->max_bytes = bytes / 2 ? bytes / 2 : 1; /* down to one item a batch */
+        }
+        if (n > 1) {
+            /* Split: the first half now, the second once the first is settled. */
+            set_error(o, "_bulk: HTTP %ld: %s; split to find the item at fault (%zu items)", status,
+                      why, n);
+            /* At most one waiting half per halving: the stack never passes SPLIT_MAX. */
+            o->splits[o->nsplits].lo = o->lo + n / 2;
+            o->splits[o->nsplits].hi = o->hi;
+            o->nsplits++;
+            o->hi = o->lo + n / 2;
+            send_range(o);
+            return;
+        }
+        if (status == 429) {
+            whole = throttled = true; /* alone and still too large for the node's memory now */
+            abandon_split(o);
+            set_error(o, "_bulk: HTTP 429: %s", why);
+        } else {
+            /* The item alone is refused: it never will be taken. */
+            o->results[o->lo] = PERSIST_ITEM_REJECTED;
+            rejected = 1;
+            o->split_rejected++;
+            set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s (%zu bytes)",
+                      (int)(b->items[o->lo].id_len < 64 ? b->items[o->lo].id_len : 64),
+                      persist_batch_item_id(b, o->lo), status, why,
+                      range_end(o, o->hi) - b->items[o->lo].body_off);
+        }
     } else {
         whole = true;
         o->st.failed_batches++;
-        for (size_t i = 0; i < b->count; i++)
-            o->results[i] = PERSIST_ITEM_RETRY;
+        abandon_split(o);
         if (status == 0) {
             set_error(o, "_bulk: %s", error ? error : "request failed");
             rotate(o);
@@ -531,14 +652,25 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
             set_error(o, "_bulk: a response that does not match the request");
             refused = true;
         } else {
-            error_text(body, len, why, sizeof(why));
             set_error(o, "_bulk: HTTP %ld: %s", status, why);
-            if (status == 429)
+            /* A block answered 429 (a flood-stage disk block) is a write block, not throttling. */
+            if (status == 429 && !strstr(why, "cluster_block_exception"))
                 throttled = true;
             else
                 refused = true;
             if (status == 404)
                 missing = true;
+        }
+    }
+    if (o->nsplits) {
+        if (refused || throttled) {
+            abandon_split(o); /* only this part was answered: the rest goes back too */
+        } else {
+            o->lo = o->splits[o->nsplits - 1].lo; /* the next half */
+            o->hi = o->splits[o->nsplits - 1].hi;
+            o->nsplits--;
+            send_range(o);
+            return;
         }
     }
     /*
@@ -560,7 +692,7 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
             o->not_before = 0;
         }
     }
-    report(o, whole || refused || throttled || rejected ? o->st.last_error : NULL);
+    report(o, whole || refused || throttled || rejected || o->split_rejected ? o->st.last_error : NULL);
     persist_set_state(&o->base, refused ? PERSIST_DEGRADED : PERSIST_OK, refused ? o->st.last_error : NULL);
     if (refused || throttled || o->pending || o->last_full)
         arm(o, refused || throttled || o->urgent || o->last_full ? 0 : o->flush_ms);
@@ -589,14 +721,12 @@ send_bulk(struct os_store *o)
              "/%s/_bulk?filter_path=items.*.status,items.*.error.type,items.*.error.reason",
              o->index);
     build_url(o, path);
-    o->st.batches++;
     o->st.in_flight = b->count;
-    if (persist_http_request(o->http, "POST", o->url.data, "application/x-ndjson", b->body.data,
-                             b->body.len, o->timeout_ms, on_bulk, o)) {
-        on_bulk(o, 0, "", 0, "cannot start the request");
-        return;
-    }
-    o->in_flight = true;
+    o->lo = 0;
+    o->hi = b->count;
+    o->nsplits = 0;
+    o->split_rejected = 0;
+    send_range(o);
 }
 
 /* The timer: the next start-up step, or the next batch. */

@@ -4,9 +4,10 @@
 
 #include "persist.h"
 
-/* One item of a batch: its id lives in ids at id_off. */
+/* One item of a batch: its id lives in ids at id_off, its lines in body from body_off. */
 struct persist_batch_item {
     size_t id_off, id_len;
+    size_t body_off;
     uint64_t version;
     bool del;
 };
@@ -41,6 +42,7 @@ struct persist_batch {
     size_t mark;      /* body.len before the open put, while open */
     size_t ids_mark;
     bool open;
+    bool stopped;     /* an item was taken back (it did not fit): the batch is full */
 };
 
 /* persist_batch_init() prepares b with limits and an action writer; persist_batch_destroy() frees it. */

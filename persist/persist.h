@@ -81,6 +81,12 @@ sc_status persist_base64_decode(const char *s, size_t len, struct sc_buf *out);
 sc_status persist_json_string(struct sc_buf *out, const char *s, size_t len);
 bool persist_utf8_valid(const char *s, size_t len);
 
+/*
+ * persist_sha256() writes the SHA-256 digest (FIPS 180-4) of len bytes at p
+ * into out (32 bytes). Never fails. Any thread.
+ */
+void persist_sha256(const void *p, size_t len, unsigned char out[32]);
+
 /* ---- the store interface ---------------------------------------------------------------------- */
 
 /*
@@ -167,7 +173,10 @@ size_t persist_batch_count(const struct persist_batch *b);
  * items put are "in flight" until result() reports them. result(): what
  * became of one item (reason: the backend's words for a failure, else
  * NULL; borrowed). loaded(): one record found at start (id and src borrowed
- * for the call; src is the document as written). state(): the store's state
+ * for the call; src is the document as written; id is the backend's key,
+ * which need not be the record's id: OpenSearch maps ids it cannot take as
+ * _id, see persist_opensearch_doc_id(), so an owner reads the record's id
+ * from src). state(): the store's state
  * changed (error: why it is degraded, else NULL). Any of them may call
  * persist_kick(); none may free the store.
  */
@@ -264,15 +273,24 @@ struct persist_opensearch_opts {
  * must outlive the store). Nothing is sent before persist_start(). Writes go
  * through POST /<index>/_bulk with version_type=external (the record's
  * version), one request in flight at a time, batches bounded by
- * bulk_max_docs and bulk_max_bytes. Per item: 2xx is OK (404 too for a
- * delete), 409 is STALE, 429 is RETRY with backoff, 403 (an index block), 5xx
- * and a missing index are RETRY and turn the store DEGRADED, other 4xx are
+ * bulk_max_docs and bulk_max_bytes. Each item's _id is
+ * persist_opensearch_doc_id() of its id. Per item: 2xx is OK (404 too for a
+ * delete), 409 is STALE, 429 is RETRY with backoff, 403 or 429 with a
+ * cluster_block_exception (an index block), a closed index, 5xx and a
+ * missing index are RETRY and turn the store DEGRADED, other 4xx are
  * REJECTED. A request that fails as a whole (unreachable, timeout, 5xx,
- * 401/403) hands every item back as RETRY and turns it DEGRADED; it then
- * tries again after a backoff growing from 500 ms to 10 s. A 413 (larger
- * than the node's http.max_content_length) makes a lone item REJECTED, and
- * hands a larger batch back as RETRY with the byte limit halved. A body
- * never passes PERSIST_BULK_BODY_MAX (99 MiB), whatever bulk_max_bytes says.
+ * 401/403, 429 with a cluster_block_exception) hands every item not yet
+ * answered back as RETRY and turns it DEGRADED; it then tries again after a
+ * backoff growing from 500 ms to 10 s; a plain 429 does the same without
+ * degrading, after a backoff of 200 ms to 10 s. A request refused as a whole
+ * because of what it carries (400: one item failed validation; 413: larger
+ * than the node's http.max_content_length, which also halves the byte limit
+ * of later batches; 429 circuit_breaking_exception) is split in halves, sent
+ * again half by half until the item at fault stands alone: a lone item so
+ * refused is REJECTED (a 429 lone item is RETRY), every other item gets its
+ * own answer, and the owner hears of every item once the whole batch is
+ * settled. A body never passes PERSIST_BULK_BODY_MAX (99 MiB), whatever
+ * bulk_max_bytes says.
  * The template
  * (named after the index) is installed at start with one shard, no replica,
  * "dynamic": "strict" and the given properties. On success sets *out and
@@ -282,5 +300,20 @@ struct persist_opensearch_opts {
 sc_status persist_opensearch_new(struct event_base *base, const struct persist_opensearch_opts *o,
                                  const struct persist_owner *owner, struct persist **out,
                                  char *err, size_t errlen);
+
+/* The longest id OpenSearch takes as _id, in bytes (UTF-8). */
+#define PERSIST_OS_ID_MAX 512
+
+/*
+ * persist_opensearch_doc_id() appends the _id that the record id (id_len
+ * bytes) is written under, unquoted: the id itself when OpenSearch can take
+ * it (1 to PERSIST_OS_ID_MAX bytes of valid UTF-8 without NUL, not starting
+ * with "h:"), else "h:" and the 64 lower-case hex digits of its SHA-256, so
+ * that distinct ids keep distinct documents and a delete finds what the
+ * write made. The record's own id must then be kept in a field of the
+ * document (the sidecar's task_id and task_id_raw). Returns SC_OK or
+ * sc_buf_append()'s errors. Any thread.
+ */
+sc_status persist_opensearch_doc_id(struct sc_buf *out, const char *id, size_t id_len);
 
 #endif

@@ -60,6 +60,7 @@ persist_batch_reset(struct persist_batch *b)
     sc_buf_reset(&b->ids);
     b->count = 0;
     b->open = false;
+    b->stopped = false;
 }
 
 const char *
@@ -74,10 +75,15 @@ persist_batch_count(const struct persist_batch *b)
     return b->count;
 }
 
+/*
+ * Full also once an item was taken back for want of room: the owner stops
+ * filling there, and what it keeps must go in the next batch at once, not
+ * wait for an unrelated change (issue 10, item 8).
+ */
 bool
 persist_batch_full(const struct persist_batch *b)
 {
-    return b->count >= b->max_docs || b->body.len >= b->max_bytes;
+    return b->stopped || b->count >= b->max_docs || b->body.len >= b->max_bytes;
 }
 
 /* Appends the item record and its action line; leaves b->mark at the item's start. */
@@ -101,10 +107,13 @@ begin_item(struct persist_batch *b, const char *id, size_t id_len, uint64_t vers
     if ((s = sc_buf_append(&b->ids, id, id_len)) || (s = b->action(&b->body, id, id_len, version, del))) {
         b->body.len = b->mark;
         b->ids.len = b->ids_mark;
+        if (b->count > 0)
+            b->stopped = true; /* the next batch may take it */
         return s;
     }
     it = &b->items[b->count];
     it->id_off = b->ids_mark;
+    it->body_off = b->mark;
     it->id_len = id_len;
     it->version = version;
     it->del = del;
@@ -134,6 +143,8 @@ end_item(struct persist_batch *b, bool newline)
         if (b->body.data)
             b->body.data[b->mark] = '\0';
         b->ids.len = b->ids_mark;
+        if (s == SC_EFULL)
+            b->stopped = true;
         return s;
     }
     b->count++;
@@ -164,6 +175,8 @@ persist_batch_put_abort(struct persist_batch *b)
     if (b->body.data)
         b->body.data[b->mark] = '\0';
     b->ids.len = b->ids_mark;
+    if (b->count > 0)
+        b->stopped = true; /* as persist.h says: with other items, the batch is full */
 }
 
 sc_status

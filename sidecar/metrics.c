@@ -258,6 +258,9 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     }
     metric_u(b, "dlq_persistence_queued_writes", "gauge",
              "Writes waiting for the store (the journal while it is degraded).", queued);
+    metric_u(b, "dlq_persistence_rejected_total", "counter",
+             "Task documents the store refused for good (the task stays in memory).",
+             sc_store_rejected(d));
 
     /* NATS. */
     metric_u(b, "dlq_nats_connected", "gauge", "1 while the NATS connection is up.",

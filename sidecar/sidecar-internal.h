@@ -413,6 +413,8 @@ bool sc_store_hold_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const
 const char *sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes);
 const char *sc_store_last_error(struct sc_daemon *d);
 void sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b);
+/* sc_store_rejected() returns the task writes the store refused for good (0 without a store). Loop thread. */
+uint64_t sc_store_rejected(struct sc_daemon *d);
 
 /* admin.c */
 void sc_admin(struct sc_daemon *d, natsMsg *m);

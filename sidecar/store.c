@@ -593,11 +593,10 @@ outcome_name_i(int i)
     return sc_outcome_name((sc_outcome_kind)i);
 }
 
-/* One loaded document: rebuilds the task and puts it back on the wheel. */
+/* One loaded document of task id: rebuilds the task and puts it back on the wheel. */
 static void
-on_loaded(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *src)
+load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
 {
-    struct sc_daemon *d = ctx;
     struct sc_store *s = d->store;
     struct sc_task *t;
     int64_t now = sc_now_wall_ms();
@@ -712,6 +711,30 @@ bad:
     free(payload);
     if (s->load_errors++ < 10)
         sc_log(SC_LOG_WARN, "store: a document could not be loaded; skipped", "task_id", id, NULL);
+}
+
+/*
+ * One loaded document. The task's id is its task_id field (task_id_raw's
+ * exact bytes first), never key: OpenSearch keeps an id it cannot take as
+ * _id (past 512 bytes) under a hash of it (persist_opensearch_doc_id()).
+ */
+static void
+on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *src)
+{
+    struct sc_daemon *d = ctx;
+    size_t id_len = 0;
+    char *id = doc_str(d->store, src, "task_id", &id_len);
+
+    (void)key_len; /* key is NUL-terminated (a JSON string) */
+    if (!id || !id_len) {
+        if (d->store->load_errors++ < 10)
+            sc_log(SC_LOG_WARN, "store: a document without task_id could not be loaded; skipped",
+                   "_id", key, NULL);
+        free(id);
+        return;
+    }
+    load_task(d, id, id_len, version, src);
+    free(id);
 }
 
 /* ---- the owner callbacks ---------------------------------------------------------------------- */
@@ -1009,6 +1032,12 @@ sc_store_last_error(struct sc_daemon *d)
         return NULL;
     memcpy(last, st.last_error, sizeof(last));
     return last;
+}
+
+uint64_t
+sc_store_rejected(struct sc_daemon *d)
+{
+    return d->store ? d->store->rejected : 0;
 }
 
 void

@@ -148,7 +148,7 @@ os_count(const char *index, const char *query)
 }
 
 /*
- * os_all() returns every document of index as an object id -> _source, each
+ * os_all() returns every document of index as an object task_id -> _source, each
  * source with "_version" added, read with search_after paging on task_id.
  */
 static json_t *
@@ -179,7 +179,8 @@ os_all(const char *index)
         json_array_foreach(hits, i, hit) {
             json_t *src = json_object_get(hit, "_source");
             json_object_set(src, "_version", json_object_get(hit, "_version"));
-            json_object_set(all, json_string_value(json_object_get(hit, "_id")), src);
+            /* Keyed by the task's id, not _id: a long id's _id is a hash of it. */
+            json_object_set(all, json_string_value(json_object_get(src, "task_id")), src);
             after = json_object_get(hit, "sort");
         }
         if (after)
@@ -836,7 +837,12 @@ test_outage(void **state)
  * forwards every request; in a _bulk body it answers the items whose id
  * starts with "flaky-" with 429 the first time it sees them (without
  * forwarding them) and those starting with "bad-" with 400 always, and
- * forwards the rest. It counts how often it saw each id.
+ * forwards the rest. A body holding an id that starts with "poison-" is
+ * refused as a whole with 400 (as OpenSearch refuses a request one of whose
+ * items fails validation), one holding "toolarge-" as a whole with 413;
+ * with block429 set every _bulk is refused as a whole with 429
+ * cluster_block_exception (a flood-stage disk block). It counts how often it
+ * saw each id.
  */
 struct proxy {
     struct event_base *base;
@@ -850,6 +856,8 @@ struct proxy {
     int bulks;
     int stop;
     int down; /* answer 503 to everything */
+    int block429; /* answer 429 cluster_block_exception to every _bulk */
+    int whole_refusals; /* bodies refused as a whole (poison-, toolarge-) */
     struct sc_buf fwd;
 };
 
@@ -869,6 +877,7 @@ proxy_bulk(struct proxy *px, struct evhttp_request *req, const char *uri, const 
     const char *p = body, *end = body + len;
     struct sc_buf resp;
     long st = 200;
+    int whole = 0;
 
     sc_buf_reset(&px->fwd);
     while (p < end) {
@@ -890,6 +899,10 @@ proxy_bulk(struct proxy *px, struct evhttp_request *req, const char *uri, const 
         }
         const char *id = json_string_value(json_object_get(meta, "_id"));
         proxy_count(px, id);
+        if (strncmp(id, "poison-", 7) == 0)
+            whole = 400;
+        else if (strncmp(id, "toolarge-", 9) == 0 && !whole)
+            whole = 413;
         pthread_mutex_lock(&px->mu);
         bool inject429 = strncmp(id, "flaky-", 6) == 0 && !json_object_get(px->failed, id);
         if (inject429)
@@ -916,6 +929,24 @@ proxy_bulk(struct proxy *px, struct evhttp_request *req, const char *uri, const 
             }
         }
         json_decref(act);
+    }
+    if (whole) {
+        struct evbuffer *ob = evbuffer_new();
+        if (whole == 400)
+            evbuffer_add_printf(ob, "{\"error\":{\"type\":\"action_request_validation_exception\","
+                                    "\"reason\":\"Validation Failed: 1: injected by the test proxy;\"},"
+                                    "\"status\":400}");
+        else
+            evbuffer_add_printf(ob, "{\"error\":{\"type\":\"content_too_long\","
+                                    "\"reason\":\"injected by the test proxy\"},\"status\":413}");
+        evhttp_send_reply(req, whole, "refused", ob);
+        evbuffer_free(ob);
+        json_decref(items);
+        json_decref(fwd_idx);
+        pthread_mutex_lock(&px->mu);
+        px->whole_refusals++;
+        pthread_mutex_unlock(&px->mu);
+        return;
     }
     if (json_array_size(fwd_idx)) {
         sc_buf_init(&resp, 256u * 1024 * 1024);
@@ -985,6 +1016,19 @@ proxy_handle(struct evhttp_request *req, void *arg)
     case EVHTTP_REQ_DELETE: method = "DELETE"; break;
     case EVHTTP_REQ_HEAD: method = "HEAD"; break;
     default: method = "POST"; break;
+    }
+    if (strcmp(method, "POST") == 0 && strstr(uri, "/_bulk") &&
+        __atomic_load_n(&px->block429, __ATOMIC_RELAXED)) {
+        struct evbuffer *ob = evbuffer_new();
+        evbuffer_add_printf(ob, "{\"error\":{\"root_cause\":[{\"type\":\"cluster_block_exception\","
+                                "\"reason\":\"blocked\"}],\"type\":\"cluster_block_exception\","
+                                "\"reason\":\"index [x] blocked by: [TOO_MANY_REQUESTS/12/disk usage "
+                                "exceeded flood-stage watermark, index has read-only-allow-delete block];\"},"
+                                "\"status\":429}");
+        evhttp_send_reply(req, 429, "blocked", ob);
+        evbuffer_free(ob);
+        free(body);
+        return;
     }
     if (strcmp(method, "POST") == 0 && strstr(uri, "/_bulk")) {
         proxy_bulk(px, req, uri, body, len);
@@ -1820,6 +1864,240 @@ test_tls_verify(void **state)
     tls_fx.passed = true;
 }
 
+/* ---- 9. ids OpenSearch cannot take as _id: mapped, loaded back, deleted (issue 10, item 2) --- */
+
+/* long_id() writes a task id of len bytes: prefix, then fill up to len - 1, then last. */
+static void
+long_id(char *out, size_t len, const char *prefix, char fill, char last)
+{
+    size_t n = strlen(prefix);
+
+    memcpy(out, prefix, n);
+    memset(out + n, fill, len - n - 1);
+    out[len - 1] = last;
+    out[len] = '\0';
+}
+
+static void
+test_long_id(void **state)
+{
+    char index[128], id[64], l1[1100], l2[1100], l3[1100], stb[32];
+    struct flags f;
+    /* A long flush: the long ids share their bulks with ordinary ones. */
+    const char *extra[] = {"limits.max_task_id_len=1024", "store.opensearch.flush_ms=500",
+                           "store.keep_completed=false", "retry_processor_enabled=false", NULL};
+    const char *const *flags;
+    struct it_env *e;
+    const int N = 40;
+
+    test_index("longid", index, sizeof index);
+    flags = os_flags(&f, os_url(), index, extra);
+    e = it_env_start("persist-longid", flags);
+    assert_non_null(e);
+    *state = e;
+    /* 600 and 1,024 bytes (past _id's 512), two of them equal up to their last byte. */
+    long_id(l1, 600, "long-", 'x', 'a');
+    long_id(l2, 600, "long-", 'x', 'b');
+    long_id(l3, 1024, "longest-", 'y', 'z');
+    const char *longs[] = {l1, l2, l3};
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "short-%02d", i);
+        p.task_id = i % 13 == 5 ? longs[i / 13] : id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "422 schema mismatch"; /* parked: no change after the first write */
+        penv_publish(e->nc, "dlq.failed.longid", &p);
+    }
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    json_t *pers = wait_stored(e->nc, 30000);
+    IT_CHECK(it_json_int(pers, "rejected") == 0, "rejected %lld", (long long)it_json_int(pers, "rejected"));
+    json_decref(pers);
+    IT_CHECK(os_count(index, NULL) == N, "documents: %lld, expected %d", (long long)os_count(index, NULL), N);
+    json_t *all = os_all(index);
+    for (int k = 0; k < 3; k++)
+        IT_CHECK(json_object_get(all, longs[k]) != NULL, "long id %d (%zu bytes) is not indexed", k,
+                 strlen(longs[k]));
+    json_decref(all);
+
+    /* kill -9: every task comes back under its own id (from the task_id field, not _id). */
+    kill9(&e->dmn);
+    restart(e, flags);
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    for (int k = 0; k < 3; k++) {
+        json_t *t = it_admin_get(e->nc, longs[k]);
+        IT_CHECK(t && it_json_str(t, "task_id") && strcmp(it_json_str(t, "task_id"), longs[k]) == 0,
+                 "long id %d was not loaded back under its id", k);
+        json_decref(t);
+    }
+    json_t *t = it_admin_get(e->nc, "short-00");
+    IT_CHECK(t && it_json_str(t, "task_id") && strcmp(it_json_str(t, "task_id"), "short-00") == 0,
+             "short-00 was not loaded back");
+    json_decref(t);
+
+    /* Archived (keep_completed false): the delete uses the same mapping, the document goes. */
+    json_decref(it_admin_task(e->nc, "archive", l2));
+    IT_CHECK(strcmp(it_task_status(e->nc, l2, stb, sizeof stb), "absent") == 0, "l2 is %s", stb);
+    json_decref(wait_stored(e->nc, 30000));
+    IT_CHECK(os_count(index, NULL) == N - 1, "documents after the delete: %lld, expected %d",
+             (long long)os_count(index, NULL), N - 1);
+    all = os_all(index);
+    IT_CHECK(json_object_get(all, l2) == NULL && json_object_get(all, l1) != NULL,
+             "the delete removed the wrong document");
+    json_decref(all);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 10. a bulk refused as a whole for one item: split until it stands alone (item 2) ------- */
+
+static void
+test_poison_bulk(void **state)
+{
+    char index[128], id[64];
+    struct flags f;
+    char listen[64], base[64], want[80];
+    const char *extra[] = {"store.opensearch.flush_ms=500", "retry_processor_enabled=false", listen, NULL};
+    struct it_env *e;
+    const int N = 200;
+    int npoison = 0, ntoolarge = 0, port = it_free_port();
+
+    snprintf(listen, sizeof listen, "http.listen=127.0.0.1:%d", port);
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+    test_index("poison", index, sizeof index);
+    struct proxy *px = proxy_start();
+    e = it_env_start("persist-poison", os_flags(&f, px->url, index, extra));
+    if (!e)
+        proxy_stop(px);
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "%s-%03d", i % 67 == 3 ? "poison" : i % 71 == 7 ? "toolarge" : "good", i);
+        npoison += i % 67 == 3;
+        ntoolarge += i % 67 != 3 && i % 71 == 7;
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "422 schema mismatch";
+        penv_publish(e->nc, "dlq.failed.poison", &p);
+    }
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    json_t *pers = wait_stored(e->nc, 60000);
+    IT_CHECK(it_json_int(pers, "rejected") == npoison + ntoolarge, "rejected %lld, expected %d",
+             (long long)it_json_int(pers, "rejected"), npoison + ntoolarge);
+    IT_CHECK(os_count(index, NULL) == N - npoison - ntoolarge, "documents: %lld, expected %d",
+             (long long)os_count(index, NULL), N - npoison - ntoolarge);
+    /* The refused ones stay in memory; the store is ok. */
+    json_t *t = it_admin_get(e->nc, "poison-003");
+    IT_CHECK(t && it_json_str(t, "task_id"), "poison-003 is not kept in memory");
+    json_decref(t);
+    IT_CHECK(strstr(it_json_str(pers, "last_error"), "rejected") != NULL, "last_error: %s",
+             it_json_str(pers, "last_error"));
+    /* And in /metrics. */
+    struct sc_buf mb;
+    sc_buf_init(&mb, 16u * 1024 * 1024);
+    IT_CHECK(os_call_raw(base, "GET", "/metrics", NULL, NULL, 0, &mb) == 200 && mb.data, "GET /metrics");
+    snprintf(want, sizeof want, "\ndlq_persistence_rejected_total %d\n", npoison + ntoolarge);
+    IT_CHECK(strstr(mb.data, want) != NULL, "/metrics lacks \"%s\"", want + 1);
+    sc_buf_destroy(&mb);
+    fprintf(stderr, "[poison] %d bodies refused as a whole, %lld batches for %d tasks\n", px->whole_refusals,
+            (long long)it_json_int(pers, "batches"), N);
+    json_decref(pers);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    proxy_stop(px);
+    os_drop(index);
+}
+
+/* ---- 11. a document that does not fit the batch: alone, the rest at once (item 8) ----------- */
+
+static void
+test_big_doc_alone(void **state)
+{
+    char index[128], id[64];
+    struct flags f;
+    /*
+     * A flush long enough that all 50 are dirty before the first batch; the
+     * byte limit such that the big task does not fit after the first few.
+     */
+    const char *extra[] = {"store.opensearch.flush_ms=3000", "store.opensearch.bulk_max_bytes=65536",
+                           "retry_processor_enabled=false", NULL};
+    struct it_env *e;
+    const int N = 50;
+    static unsigned char big[60003];
+
+    test_index("bigdoc", index, sizeof index);
+    e = it_env_start("persist-bigdoc", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    big[0] = 0xc5; /* bin 16 of 60,000 bytes: 80,000 bytes of base64 in the document */
+    big[1] = (unsigned char)(60000 >> 8);
+    big[2] = (unsigned char)(60000 & 0xff);
+    memset(big + 3, 'b', 60000);
+    for (int i = 0; i < N; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "big-%02d", i);
+        p.task_id = id;
+        p.n = i;
+        if (i == 25) {
+            p.task_mp = big;
+            p.task_len = sizeof big;
+        }
+        p.max_retries = -1;
+        p.error = "422 schema mismatch";
+        penv_publish(e->nc, "dlq.failed.bigdoc", &p);
+    }
+    wait_queue(e->nc, N, IT_WAIT_MS);
+    /* Nothing else changes from here on: the rest must follow the big one by itself. */
+    json_t *pers = wait_stored(e->nc, 30000);
+    IT_CHECK(os_count(index, NULL) == N, "documents: %lld, expected %d", (long long)os_count(index, NULL), N);
+    IT_CHECK(it_json_int(pers, "rejected") == 0, "rejected %lld", (long long)it_json_int(pers, "rejected"));
+    fprintf(stderr, "[bigdoc] %lld batches for %d tasks, one of them 80 kB\n",
+            (long long)it_json_int(pers, "batches"), N);
+    json_decref(pers);
+    os_drop(index);
+    e->passed = true;
+}
+
+/* ---- 12. a whole-request 429 cluster_block_exception is a write block (item 9) ------------- */
+
+static void
+test_block_429(void **state)
+{
+    char index[128];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    struct it_env *e;
+
+    test_index("block429", index, sizeof index);
+    struct proxy *px = proxy_start();
+    e = it_env_start("persist-block429", os_flags(&f, px->url, index, extra));
+    if (!e)
+        proxy_stop(px);
+    assert_non_null(e);
+    *state = e;
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    __atomic_store_n(&px->block429, 1, __ATOMIC_RELAXED);
+    struct penv pe = {0};
+    pe.task_id = "blocked-1";
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    penv_publish(e->nc, "dlq.failed.block429", &pe);
+    json_t *p = wait_degraded(e->nc, "cluster_block_exception", IT_WAIT_MS);
+    IT_CHECK(it_json_int(p, "queued_writes") >= 1, "the write is not queued");
+    json_decref(p);
+    __atomic_store_n(&px->block429, 0, __ATOMIC_RELAXED);
+    json_decref(wait_stored(e->nc, 30000));
+    IT_CHECK(os_count(index, "{\"term\":{\"task_id\":\"blocked-1\"}}") == 1, "blocked-1 was not replayed");
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+    proxy_stop(px);
+    os_drop(index);
+}
+
 int
 main(void)
 {
@@ -1835,6 +2113,10 @@ main(void)
         cmocka_unit_test_teardown(test_tls_auth, tls_teardown),
         cmocka_unit_test_teardown(test_tls_bad_password, tls_teardown),
         cmocka_unit_test_teardown(test_tls_verify, tls_teardown),
+        cmocka_unit_test_teardown(test_long_id, it_teardown),
+        cmocka_unit_test_teardown(test_poison_bulk, it_teardown),
+        cmocka_unit_test_teardown(test_big_doc_alone, it_teardown),
+        cmocka_unit_test_teardown(test_block_429, it_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -122,6 +122,10 @@ test_batch_limits(void **state)
     sc_buf_append(buf, doc, 200);
     assert_int_equal(persist_batch_put_end(&b), SC_EFULL);
     assert_int_equal(persist_batch_count(&b), 1);
+    /* An item taken back makes the batch full: the rest must follow at once (issue 10, item 8). */
+    assert_true(persist_batch_full(&b));
+    assert_null(persist_batch_put_begin(&b, "small", 5, 3));
+    b.stopped = false; /* (to go on testing the byte limit below) */
     assert_int_equal(persist_batch_delete(&b, "gone", 4, 7), SC_OK);
     assert_int_equal(persist_batch_count(&b), 2);
     assert_int_equal(b.items[1].del, true);
@@ -132,12 +136,104 @@ test_batch_limits(void **state)
     sc_buf_append(buf, doc, 200);
     assert_int_equal(persist_batch_put_end(&b), SC_OK); /* alone: allowed past max_bytes */
     persist_batch_reset(&b);
+    assert_false(persist_batch_full(&b));
     assert_non_null(buf = persist_batch_put_begin(&b, "x", 1, 3));
     persist_batch_put_abort(&b);
+    assert_false(persist_batch_full(&b)); /* alone: not full, the next may still fit */
     assert_int_equal(persist_batch_count(&b), 0);
     assert_int_equal(b.body.len, 0);
     assert_int_equal(persist_batch_put_end(&b), SC_EINVAL);
     persist_batch_destroy(&b);
+}
+
+/* ---- SHA-256 and the _id of an id ------------------------------------------------------------- */
+
+static void
+hex32(const unsigned char md[32], char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void
+test_sha256(void **state)
+{
+    unsigned char md[32];
+    char hex[65], *m = malloc(1000000);
+
+    (void)state;
+    /* FIPS 180-4 examples and the NIST one-million-'a' vector; lengths around the padding edge. */
+    persist_sha256("", 0, md);
+    hex32(md, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    persist_sha256("abc", 3, md);
+    hex32(md, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    persist_sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, md);
+    hex32(md, hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    memset(m, 'a', 1000000);
+    persist_sha256(m, 1000000, md);
+    hex32(md, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    persist_sha256(m, 55, md); /* the last length whose padding fits one block */
+    hex32(md, hex);
+    assert_string_equal(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    persist_sha256(m, 64, md);
+    hex32(md, hex);
+    assert_string_equal(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+    free(m);
+}
+
+static void
+test_doc_id(void **state)
+{
+    struct sc_buf b;
+    char id[1100], id2[1100];
+
+    (void)state;
+    sc_buf_init(&b, 1 << 20);
+    /* Taken as it is. */
+    assert_int_equal(persist_opensearch_doc_id(&b, "order-42", 8), SC_OK);
+    assert_string_equal(b.data, "order-42");
+    memset(id, 'x', sizeof id);
+    sc_buf_reset(&b);
+    persist_opensearch_doc_id(&b, id, 512); /* 512 bytes: the limit, still as it is */
+    assert_int_equal(b.len, 512);
+    /* Mapped: past 512 bytes, empty, not UTF-8, or looking like a mapped id. */
+    sc_buf_reset(&b);
+    persist_opensearch_doc_id(&b, id, 513);
+    assert_int_equal(b.len, 66);
+    assert_memory_equal(b.data, "h:", 2);
+    memcpy(id2, id, sizeof id2);
+    id2[600] = 'y'; /* equal up to byte 600: a different _id */
+    {
+        struct sc_buf c;
+        sc_buf_init(&c, 1 << 20);
+        persist_opensearch_doc_id(&c, id2, 700);
+        sc_buf_reset(&b);
+        persist_opensearch_doc_id(&b, id, 700);
+        assert_int_equal(c.len, 66);
+        assert_true(memcmp(b.data, c.data, 66) != 0);
+        sc_buf_reset(&c);
+        persist_opensearch_doc_id(&c, id, 700); /* the same id: the same _id (deletes find it) */
+        assert_memory_equal(b.data, c.data, 66);
+        sc_buf_destroy(&c);
+    }
+    sc_buf_reset(&b);
+    persist_opensearch_doc_id(&b, "", 0);
+    assert_string_equal(b.data, "h:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sc_buf_reset(&b);
+    persist_opensearch_doc_id(&b, "a\xff", 2);
+    assert_int_equal(b.len, 66);
+    sc_buf_reset(&b);
+    persist_opensearch_doc_id(&b, "abc", 3);
+    assert_string_equal(b.data, "abc");
+    sc_buf_reset(&b);
+    persist_opensearch_doc_id(&b, "h:abc", 5); /* could be taken for a mapped id: mapped */
+    assert_int_equal(b.len, 66);
+    assert_true(strcmp(b.data, "h:abc") != 0);
+    sc_buf_destroy(&b);
 }
 
 /* ---- a scripted HTTP server on the test's loop ------------------------------------------------ */
@@ -568,7 +664,7 @@ test_opensearch_protocol(void **state)
     assert_int_equal(st.rejected, 2);
     assert_non_null(strstr(st.last_error, "413"));
 
-    /* 413 for two items: both again, in smaller batches (one each here), then OK. */
+    /* 413 for two items: split, one each, then OK; the owner hears of each item once. */
     o.dirty[6] = o.dirty[7] = true;
     o.version[6] = 16;
     o.version[7] = 17;
@@ -577,17 +673,159 @@ test_opensearch_protocol(void **state)
     script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
     script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
     persist_kick(o.p, true);
-    for (int k = 0; k < 250 && o.results < 4; k++)
+    for (int k = 0; k < 250 && o.results < 2; k++)
         run_until(base, &ok, 20);
     assert_int_equal(o.last[6], PERSIST_ITEM_OK);
     assert_int_equal(o.last[7], PERSIST_ITEM_OK);
-    assert_int_equal(o.results, 4);
+    assert_int_equal(o.results, 2);
     assert_int_equal(s.nseen, 13);
     assert_non_null(strstr(s.seen[10], "\"_id\":\"r6\""));
     assert_non_null(strstr(s.seen[10], "\"_id\":\"r7\""));
     assert_non_null(strstr(s.seen[11], "\"_id\":\"r6\""));
     assert_null(strstr(s.seen[11], "\"_id\":\"r7\""));
     assert_non_null(strstr(s.seen[12], "\"_id\":\"r7\""));
+
+    persist_free(o.p);
+    evhttp_free(s.http);
+    event_base_free(base);
+}
+
+/* Runs the loop until the owner has n results (or 5 s pass). */
+static void
+wait_results(struct event_base *base, struct owner *o, int n)
+{
+    bool no = false;
+
+    for (int k = 0; k < 250 && o->results < n; k++)
+        run_until(base, &no, 20);
+}
+
+/*
+ * Issue 10, items 2 and 9: a batch refused as a whole for one item is split
+ * until that item stands alone (it alone is rejected, the rest written); a
+ * failure of the cluster in the middle of a split hands everything left back;
+ * a whole-request 429 cluster_block_exception is a write block (degraded).
+ */
+static void
+test_opensearch_split(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct server s;
+    struct owner o;
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_opensearch_opts opt;
+    struct persist_stats st;
+    char err[256];
+    bool no = false;
+    static const char v400[] = "{\"error\":{\"type\":\"action_request_validation_exception\","
+                               "\"reason\":\"Validation Failed: 1: id is too long\"},\"status\":400}";
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    server_start(&s, base);
+    memset(&opt, 0, sizeof opt);
+    opt.urls = s.url;
+    opt.index = "dlq-split";
+    opt.bulk_max_docs = 100;
+    opt.bulk_max_bytes = 1 << 20;
+    opt.flush_ms = 10;
+    opt.properties = "{\"n\":{\"type\":\"long\"}}";
+    opt.request_timeout_ms = 5000;
+    assert_int_equal(persist_opensearch_new(base, &opt, &own, &o.p, err, sizeof err), SC_OK);
+    script(&s, 200, "{\"acknowledged\":true}");
+    script(&s, 200, "{\"acknowledged\":true}");
+    script(&s, 200, "{\"status\":\"green\"}");
+    assert_int_equal(persist_start(o.p), SC_OK);
+    for (int k = 0; k < 250 && o.p->state == PERSIST_STARTING; k++)
+        run_until(base, &no, 20);
+    assert_int_equal(o.p->state, PERSIST_OK);
+    assert_int_equal(s.nseen, 3);
+
+    /* Four items, r2 at fault: 4 -> [r0 r1] ok, [r2 r3] -> [r2] rejected, [r3] ok. */
+    for (int i = 0; i < 4; i++) {
+        o.dirty[i] = true;
+        o.version[i] = (uint64_t)(20 + i);
+    }
+    script(&s, 400, v400);
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}},{\"index\":{\"status\":201}}]}");
+    script(&s, 400, v400);
+    script(&s, 400, v400);
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
+    persist_kick(o.p, true);
+    wait_results(base, &o, 4);
+    assert_int_equal(o.results, 4); /* each item once, when the split is over */
+    assert_int_equal(o.last[0], PERSIST_ITEM_OK);
+    assert_int_equal(o.last[1], PERSIST_ITEM_OK);
+    assert_int_equal(o.last[2], PERSIST_ITEM_REJECTED);
+    assert_int_equal(o.last[3], PERSIST_ITEM_OK);
+    for (int i = 0; i < 4; i++)
+        assert_false(o.dirty[i]);
+    assert_int_equal(o.p->state, PERSIST_OK);
+    assert_int_equal(s.nseen, 8);
+    assert_true(strstr(s.seen[3], "\"_id\":\"r0\"") && strstr(s.seen[3], "\"_id\":\"r3\""));
+    assert_true(strstr(s.seen[4], "\"_id\":\"r1\"") && !strstr(s.seen[4], "\"_id\":\"r2\""));
+    assert_true(strstr(s.seen[5], "\"_id\":\"r2\"") && strstr(s.seen[5], "\"_id\":\"r3\""));
+    assert_true(strstr(s.seen[6], "\"_id\":\"r2\"") && !strstr(s.seen[6], "\"_id\":\"r3\""));
+    assert_true(strstr(s.seen[7], "\"_id\":\"r3\"") && !strstr(s.seen[7], "\"_id\":\"r2\""));
+    /* Each part carries exactly its items' lines. */
+    assert_non_null(strstr(s.seen[7], "_bulk?filter_path"));
+    assert_non_null(strstr(s.seen[7], "{\"index\":{\"_id\":\"r3\",\"version\":23,"
+                                      "\"version_type\":\"external\"}}\n{\"n\":3}\n"));
+    persist_get_stats(o.p, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.written, 3);
+    assert_int_equal(st.batches, 5);
+    assert_int_equal(st.failed_batches, 3);
+    assert_non_null(strstr(st.last_error, "r2 rejected: HTTP 400"));
+
+    /* A 503 in the middle of a split: what is left goes back, degraded, then written. */
+    o.results = 0;
+    o.dirty[5] = o.dirty[6] = true;
+    o.version[5] = 25;
+    o.version[6] = 26;
+    script(&s, 400, v400);
+    script(&s, 503, "{\"error\":{\"type\":\"unavailable\",\"reason\":\"down\"}}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}},{\"index\":{\"status\":201}}]}");
+    persist_kick(o.p, true);
+    wait_results(base, &o, 2);
+    assert_int_equal(o.last[5], PERSIST_ITEM_RETRY);
+    assert_int_equal(o.last[6], PERSIST_ITEM_RETRY);
+    assert_int_equal(o.p->state, PERSIST_DEGRADED);
+    wait_results(base, &o, 4);
+    assert_int_equal(o.last[5], PERSIST_ITEM_OK);
+    assert_int_equal(o.last[6], PERSIST_ITEM_OK);
+    assert_int_equal(o.p->state, PERSIST_OK);
+
+    /* A whole-request 429 cluster_block_exception: degraded with the block named, not throttled. */
+    o.results = 0;
+    o.dirty[7] = true;
+    o.version[7] = 27;
+    script(&s, 429, "{\"error\":{\"type\":\"cluster_block_exception\",\"reason\":\"index [dlq-split] "
+                    "blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, "
+                    "index has read-only-allow-delete block];\"},\"status\":429}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
+    persist_kick(o.p, true);
+    wait_results(base, &o, 1);
+    assert_int_equal(o.last[7], PERSIST_ITEM_RETRY);
+    assert_int_equal(o.p->state, PERSIST_DEGRADED);
+    persist_get_stats(o.p, &st);
+    assert_non_null(strstr(st.last_error, "cluster_block_exception"));
+    wait_results(base, &o, 2);
+    assert_int_equal(o.last[7], PERSIST_ITEM_OK);
+    assert_int_equal(o.p->state, PERSIST_OK);
+
+    /* A plain whole-request 429 stays throttling: ok throughout. */
+    o.results = 0;
+    o.state_changes = 0;
+    o.dirty[8] = true;
+    o.version[8] = 28;
+    script(&s, 429, "{\"error\":{\"type\":\"rejected_execution_exception\",\"reason\":\"busy\"},"
+                    "\"status\":429}");
+    script(&s, 200, "{\"items\":[{\"index\":{\"status\":201}}]}");
+    persist_kick(o.p, true);
+    wait_results(base, &o, 2);
+    assert_int_equal(o.last[8], PERSIST_ITEM_OK);
+    assert_int_equal(o.state_changes, 0);
 
     persist_free(o.p);
     evhttp_free(s.http);
@@ -623,8 +861,11 @@ main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_json_string),
         cmocka_unit_test(test_batch_limits),
+        cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_doc_id),
         cmocka_unit_test(test_http_client),
         cmocka_unit_test(test_opensearch_protocol),
+        cmocka_unit_test(test_opensearch_split),
         cmocka_unit_test(test_memory_backend),
     };
 
