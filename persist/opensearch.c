@@ -67,7 +67,7 @@ struct os_store {
     size_t lo, hi;           /* the items of the batch in the request in flight */
     struct os_range splits[SPLIT_MAX]; /* halves still to send while a refused batch is split */
     size_t nsplits;
-    size_t split_rejected;   /* items of this batch rejected alone after a split */
+    size_t split_rejected;   /* items of this batch rejected so far (all parts of a split) */
 };
 
 static void os_send(struct os_store *o);
@@ -634,7 +634,6 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
             /* The item alone is refused: it never will be taken. */
             o->results[o->lo] = PERSIST_ITEM_REJECTED;
             rejected = 1;
-            o->split_rejected++;
             set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s (%zu bytes)",
                       (int)(b->items[o->lo].id_len < 64 ? b->items[o->lo].id_len : 64),
                       persist_batch_item_id(b, o->lo), status, why,
@@ -662,6 +661,7 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
                 missing = true;
         }
     }
+    o->split_rejected += rejected;
     if (o->nsplits) {
         if (refused || throttled) {
             abandon_split(o); /* only this part was answered: the rest goes back too */
@@ -692,7 +692,7 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
             o->not_before = 0;
         }
     }
-    report(o, whole || refused || throttled || rejected || o->split_rejected ? o->st.last_error : NULL);
+    report(o, whole || refused || throttled || o->split_rejected ? o->st.last_error : NULL);
     persist_set_state(&o->base, refused ? PERSIST_DEGRADED : PERSIST_OK, refused ? o->st.last_error : NULL);
     if (refused || throttled || o->pending || o->last_full)
         arm(o, refused || throttled || o->urgent || o->last_full ? 0 : o->flush_ms);

@@ -161,7 +161,11 @@ void persist_batch_put_abort(struct persist_batch *b);
 sc_status persist_batch_delete(struct persist_batch *b, const char *id, size_t id_len,
                                uint64_t version);
 
-/* persist_batch_full() tells whether the batch reached its count or byte limit. */
+/*
+ * persist_batch_full() tells whether the batch reached its count or byte
+ * limit, or took an item back for want of room (the backend then sends the
+ * next batch at once, so what did not fit does not wait for another kick).
+ */
 bool persist_batch_full(const struct persist_batch *b);
 
 /* persist_batch_count() returns the number of items in the batch. */
