@@ -2001,7 +2001,11 @@ test_poison_bulk(void **state)
     snprintf(want, sizeof want, "\ndlq_persistence_rejected_total %d\n", npoison + ntoolarge);
     IT_CHECK(strstr(mb.data, want) != NULL, "/metrics lacks \"%s\"", want + 1);
     sc_buf_destroy(&mb);
-    fprintf(stderr, "[poison] %d bodies refused as a whole, %lld batches for %d tasks\n", px->whole_refusals,
+    pthread_mutex_lock(&px->mu);
+    int refusals = px->whole_refusals;
+    pthread_mutex_unlock(&px->mu);
+    IT_CHECK(refusals > 0, "the proxy refused no body as a whole");
+    fprintf(stderr, "[poison] %d bodies refused as a whole, %lld batches for %d tasks\n", refusals,
             (long long)it_json_int(pers, "batches"), N);
     json_decref(pers);
     e->passed = true;
