@@ -373,7 +373,7 @@ closed_port(void)
 
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    (void)bind(fd, (struct sockaddr *)&sa, sizeof sa); /* port 0: any free port */
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     port = ntohs(sa.sin_port);
     close(fd);
