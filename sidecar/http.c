@@ -27,9 +27,10 @@
  * Who holds a connection at each moment: the listener callback owns the
  * accepted socket until it either closes it (over the cap, or too close to
  * the fd limit) or wraps it in a struct http_conn on hs->conns; from then on
- * the conn owns socket and deadline timer, and exactly one path ends it:
- * conn_close() moves it to hs->dead (socket closed at once), and the reap
- * event frees it outside its own callbacks. sc_http_stop() frees all.
+ * the conn owns socket and deadline timer, and exactly one path ends it
+ * (answer written, client gone, or the deadline): conn_close() moves it to
+ * hs->dead (socket closed at once), and the reap event frees it outside its
+ * own callbacks. sc_http_stop() frees all.
  */
 
 #define HTTP_MAX_HEADER_BYTES 8192 /* request line and headers; more gets 431 */
@@ -47,6 +48,8 @@ struct http_conn {
     struct event *deadline;    /* fires request_timeout_ms after accept; never re-armed */
     size_t scanned;            /* input bytes already searched for the end of the headers */
     bool answering;            /* the answer is queued; close when it is written */
+    bool linger;               /* the client may still be sending: drain before closing */
+    bool draining;             /* answer written, write side shut: discarding input until EOF */
     struct http_conn *prev, *next;
 };
 
@@ -169,6 +172,8 @@ answer(struct http_conn *c, bool head, int code, const char *reason, const char 
     if (!head && b->data && b->len)
         evbuffer_add(out, b->data, b->len);
     c->answering = true;
+    c->linger = code == 400 || code == 413 || code == 431 ||
+                evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
     bufferevent_disable(c->bev, EV_READ);
     bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -379,6 +384,10 @@ on_read(struct bufferevent *bev, void *arg)
     char head[HTTP_MAX_HEADER_BYTES];
     size_t hl;
 
+    if (c->draining) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     if (c->answering)
         return;
     hl = head_length(c, in);
@@ -395,14 +404,31 @@ on_read(struct bufferevent *bev, void *arg)
     handle_request(c, head, hl);
 }
 
+/*
+ * The output is empty: the whole answer went out. Closing a socket with
+ * unread input makes the kernel send a reset, which can destroy the answer
+ * before the client reads it; so when the client may still be sending (a
+ * refused head or body), shut the write side and discard its input until it
+ * closes (a lingering close, bounded by the deadline).
+ */
 static void
 on_write(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
 
-    (void)bev;
-    if (c->answering) /* the output is empty: the whole answer went out */
+    if (!c->answering)
+        return;
+    if (!c->linger) {
         conn_close(c);
+        return;
+    }
+    c->answering = false;
+    c->draining = true;
+    shutdown(bufferevent_getfd(bev), SHUT_WR);
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
 }
 
 static void
