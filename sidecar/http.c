@@ -35,7 +35,6 @@
 
 #define HTTP_MAX_HEADER_BYTES 8192 /* request line and headers; more gets 431 */
 #define HTTP_MAX_BODY_BYTES 1024   /* a declared body above this gets 413 (we read none) */
-#define HTTP_MAX_LINE 512          /* request line or header line we look at */
 #define HTTP_BODY_MAX (64u << 20)  /* largest response we build */
 #define HTTP_FD_RESERVE 64         /* fds below RLIMIT_NOFILE that HTTP never takes */
 #define HTTP_BACKLOG 128
