@@ -82,7 +82,10 @@ void config_rules_replace(struct config *cfg, struct config_rule *rules, size_t 
  */
 bool config_text_ok(const char *s, size_t len);
 
-/* config_show() writes len bytes at v into out as a short printable excerpt for messages. */
+/*
+ * config_show() writes len bytes at v into out as a short printable excerpt
+ * for messages, with passwords inside URLs masked (config_redact()).
+ */
 void config_show(char *out, size_t outlen, const char *v, size_t len);
 
 /* config_errf() formats a message into err (errlen bytes; err may be NULL). */

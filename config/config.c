@@ -153,6 +153,10 @@ static const struct config_key keys[] = {
            "publish lifecycle events on <prefix>.events.*"),
     K_STR("http.listen", http_listen, check_listen, "host:port (or empty to disable)",
           "127.0.0.1:9464", "address of /healthz, /readyz and /metrics; empty disables"),
+    K_INT("http.max_connections", http_max_connections, CONFIG_W_I64, 1, 65536, "64",
+          "most HTTP connections open at once (also kept below the fd limit); more are closed at once"),
+    K_INT("http.request_timeout_ms", http_request_timeout_ms, CONFIG_W_I64, 100, 600000, "10000",
+          "time from accept to the last byte of the answer; slower connections are cut, ms"),
     K_ENUM("log.level", log_level, CONFIG_E_LEVEL, level_names, "info",
            "least severe level logged"),
     K_ENUM("log.format", log_format, CONFIG_E_FORMAT, format_names, "logfmt", "log line format"),
@@ -301,15 +305,72 @@ config_text_ok(const char *s, size_t len)
     return true;
 }
 
+/* Appends byte c at out[*o] when it fits (one byte kept for the NUL); *o counts every byte. */
+static void
+redact_put(char *out, size_t outlen, size_t *o, char c)
+{
+    if (*o + 1 < outlen)
+        out[*o] = c;
+    (*o)++;
+}
+
+/* Does the authority of a URL end at c? */
+static bool
+authority_end(char c)
+{
+    return c == '/' || c == '?' || c == '#' || c == ',' || c == '"' || c == '\'' ||
+           is_space(c);
+}
+
+size_t
+config_redact(const char *in, size_t len, char *out, size_t outlen)
+{
+    size_t i = 0, o = 0, a, e, at, j;
+
+    while (i < len) {
+        if (len - i < 3 || memcmp(in + i, "://", 3) != 0) {
+            redact_put(out, outlen, &o, in[i++]);
+            continue;
+        }
+        for (j = 0; j < 3; j++)
+            redact_put(out, outlen, &o, in[i++]);
+        a = i;
+        for (e = a; e < len && !authority_end(in[e]); e++)
+            ;
+        for (at = e; at > a && in[at - 1] != '@'; at--)
+            ;
+        if (at == a) /* no user info: the authority is copied below as plain text */
+            continue;
+        at--; /* the '@' */
+        for (j = a; j < at && in[j] != ':'; j++)
+            ;
+        if (j < at) { /* user:password -> user:*** */
+            for (; i <= j; i++)
+                redact_put(out, outlen, &o, in[i]);
+        }
+        for (j = 0; j < 3; j++)
+            redact_put(out, outlen, &o, '*');
+        i = at; /* from the '@' on */
+    }
+    if (outlen > 0)
+        out[o < outlen ? o : outlen - 1] = '\0';
+    return o;
+}
+
 void
-config_show(char *out, size_t outlen, const char *v, size_t len)
+config_show(char *out, size_t outlen, const char *raw, size_t rawlen)
 {
     static const char hex[] = "0123456789abcdef";
     const size_t most = 64;
-    size_t i, o = 0;
+    size_t i, o = 0, len;
+    char *v;
 
     if (outlen == 0)
         return;
+    /* Never echo a password given inside a URL (the value may be long: no fixed buffer). */
+    len = config_redact(raw, rawlen, NULL, 0);
+    v = sc_xmalloc(len + 1);
+    config_redact(raw, rawlen, v, len + 1);
     for (i = 0; i < len && i < most && o + 5 < outlen; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c >= 0x20 && c < 0x7f && c != '\\') {
@@ -326,6 +387,7 @@ config_show(char *out, size_t outlen, const char *v, size_t len)
         o += 3;
     }
     out[o] = '\0';
+    free(v);
 }
 
 void
@@ -1385,6 +1447,18 @@ put_quoted(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* put_quoted() of s with the passwords inside its URLs masked (config_redact()). */
+static void
+put_redacted(FILE *f, const char *s)
+{
+    size_t len = strlen(s), n = config_redact(s, len, NULL, 0);
+    char *masked = sc_xmalloc(n + 1);
+
+    config_redact(s, len, masked, n + 1);
+    put_quoted(f, masked);
+    free(masked);
+}
+
 static void
 put_double(FILE *f, double d)
 {
@@ -1415,7 +1489,10 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
             str = "";
         if (mask && k->info.type == CONFIG_TYPE_SECRET && str[0] != '\0')
             str = "********";
-        put_quoted(f, str);
+        if (mask)
+            put_redacted(f, str);
+        else
+            put_quoted(f, str);
         break;
     case CONFIG_TYPE_LIST: {
         char *const *items = *(char **const *)cfield(cfg, k->off);
@@ -1424,7 +1501,10 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
         for (i = 0; i < n && items != NULL; i++) {
             if (i > 0)
                 fputs(", ", f);
-            put_quoted(f, items[i]);
+            if (mask)
+                put_redacted(f, items[i]);
+            else
+                put_quoted(f, items[i]);
         }
         fputc(']', f);
         break;

@@ -80,6 +80,8 @@ struct config {
     /* events, http, log, shutdown */
     bool events_enabled;           /* events.enabled */
     char *http_listen;             /* http.listen, "host:port" or "" */
+    int64_t http_max_connections;  /* http.max_connections, 1-65536, default 64 */
+    int64_t http_request_timeout_ms; /* http.request_timeout_ms, 100-600,000, default 10000 */
     config_log_level log_level;    /* log.level */
     config_log_format log_format;  /* log.format */
     /* alerts.* (sidecar/alerts.c) */
@@ -174,9 +176,23 @@ sc_status config_get(const struct config *cfg, const char *key, char *out, size_
 /*
  * config_print() writes the effective configuration to f as YAML that
  * config_load_yaml() accepts, with secrets (passwords, tokens) shown as
- * "********" when set. Any thread.
+ * "********" when set and the passwords inside URLs of every string and
+ * list value masked as config_redact() does. Any thread.
  */
 void config_print(const struct config *cfg, FILE *f);
+
+/*
+ * config_redact() copies len bytes of text at in to out (outlen bytes,
+ * always NUL-terminated when outlen > 0, truncated when short) with the
+ * secret of every URL's user info replaced by "***": "nats://u:p@h" becomes
+ * "nats://u:***@h", and user info without a ':' (a token) is replaced whole
+ * ("nats://t@h" keeps "nats:" and "@h" around "***"). A URL is anything of the form
+ * scheme "://" authority; its authority ends at '/', '?', '#', ',',
+ * whitespace, a quote or the end. Text without such a URL is copied as it
+ * is. Returns the length the full result needs without the NUL (as
+ * snprintf does: out may be NULL when outlen is 0). Any thread.
+ */
+size_t config_redact(const char *in, size_t len, char *out, size_t outlen);
 
 /* config_usage() writes --help text listing every flag and key with its default and range. */
 void config_usage(FILE *f, const char *prog);

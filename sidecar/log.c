@@ -1,6 +1,7 @@
 /* log.c - leveled log lines on stderr, as logfmt or JSON, one write per line. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -63,7 +64,8 @@ logfmt_value(struct sc_buf *b, const char *v)
 /*
  * sc_log() writes one line: time, level, msg, then the NULL-terminated
  * key/value string pairs that follow msg. Values may hold any bytes; they
- * are escaped. Any thread (one write(2) per line).
+ * are escaped, and the password of any URL in them is masked
+ * (config_redact(): "nats://u:***@host"). Any thread (one write(2) per line).
  */
 void
 sc_log(sc_log_level level, const char *msg, ...)
@@ -73,6 +75,7 @@ sc_log(sc_log_level level, const char *msg, ...)
     struct sc_buf b;
     va_list ap;
     const char *k, *v;
+    char *masked;
 
     if (level < min_level)
         return;
@@ -90,6 +93,13 @@ sc_log(sc_log_level level, const char *msg, ...)
         v = va_arg(ap, const char *);
         if (!v)
             v = "";
+        masked = NULL;
+        if (strstr(v, "://") && strchr(v, '@')) { /* a URL may carry a password: mask it */
+            size_t len = strlen(v), n = config_redact(v, len, NULL, 0);
+            masked = sc_xmalloc(n + 1);
+            config_redact(v, len, masked, n + 1);
+            v = masked;
+        }
         if (json_format) {
             sc_buf_appendc(&b, ',');
             codec_json_string(&b, k, strlen(k));
@@ -99,6 +109,7 @@ sc_log(sc_log_level level, const char *msg, ...)
             sc_buf_appendf(&b, " %s=", k);
             logfmt_value(&b, v);
         }
+        free(masked);
     }
     va_end(ap);
     if (json_format)

@@ -62,7 +62,9 @@ main(int argc, char **argv)
                         "the timer wheel (timer.tick_ms) replaces polling\n");
     s = sc_daemon_new(&cfg, &d, err, sizeof(err));
     if (s) {
-        fprintf(stderr, "dlq-sidecar: %s\n", err);
+        char shown[sizeof(err) + 64];
+        config_redact(err, strlen(err), shown, sizeof(shown)); /* it may quote a URL */
+        fprintf(stderr, "dlq-sidecar: %s\n", shown);
         config_destroy(&cfg);
         nats_Close();
         return s == SC_EINVAL ? 2 : 1;

@@ -162,6 +162,7 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
 {
     static const char *const pstates[] = {"starting", "ok", "degraded"}; /* persist_state_name() */
     const struct sc_counters *c = &d->c;
+    struct sc_http_stats hst;
     uint64_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0}, queued = 0;
     const char *backend = "memory", *pstate;
     bool known = false;
@@ -273,6 +274,26 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
              "Messages published (retries, events, replies, invalid copies).", c->published);
     metric_u(b, "dlq_nats_publish_errors_total", "counter", "Publishes nats.c refused.",
              c->publish_errors);
+
+    /* HTTP (this listener). */
+    sc_http_get_stats(d, &hst);
+    metric_u(b, "dlq_http_connections_open", "gauge", "HTTP connections open now.", hst.open);
+    metric_u(b, "dlq_http_connections_max", "gauge",
+             "Effective cap of open HTTP connections (max_connections, fitted under the fd limit).",
+             hst.max_connections);
+    metric_u(b, "dlq_http_requests_total", "counter", "HTTP request heads read.", hst.requests);
+    family(b, "dlq_http_connections_refused_total", "counter",
+           "HTTP connections closed at accept, by reason.");
+    sample_u(b, "dlq_http_connections_refused_total", "reason", "max_connections",
+             hst.refused_cap);
+    sample_u(b, "dlq_http_connections_refused_total", "reason", "fd_reserve", hst.refused_fds);
+    metric_u(b, "dlq_http_connections_timed_out_total", "counter",
+             "HTTP connections cut at http.request_timeout_ms.", hst.timed_out);
+    metric_u(b, "dlq_http_requests_too_large_total", "counter",
+             "HTTP request heads over the size cap (answered 431).", hst.too_large);
+    metric_u(b, "dlq_http_accept_errors_total", "counter",
+             "accept(2) failures of the HTTP listener (it pauses after each).",
+             hst.accept_errors);
 
     sc_alerts_render(d, b);
 }

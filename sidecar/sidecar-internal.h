@@ -471,14 +471,34 @@ const char *sc_persistence_state(struct sc_daemon *d, const char **backend,
                                  uint64_t *queued_writes);
 
 /*
- * sc_http_start() serves /healthz, /readyz and /metrics with evhttp on
- * d->base at cfg->http_listen (no-op when it is empty). Returns SC_OK, or
- * SC_EINVAL / SC_EIO with err saying why (address unparsable, bind failed).
- * sc_http_stop() closes the listener and its connections; safe when not
- * started. Loop thread (or main thread before the loop runs).
+ * sc_http_start() serves /healthz, /readyz and /metrics on d->base at
+ * cfg->http_listen (no-op when it is empty): one request per connection,
+ * at most cfg->http_max_connections open (fewer when RLIMIT_NOFILE leaves
+ * less room above a reserve of fds for NATS and the store; more are closed
+ * at once), each cut cfg->http_request_timeout_ms after accept (see http.c).
+ * Returns SC_OK, or SC_EINVAL / SC_EIO with err saying why (address
+ * unparsable or unresolvable, bind failed). sc_http_stop() closes the
+ * listener and its connections; safe when not started. Loop thread (or main
+ * thread before the loop runs).
  */
 sc_status sc_http_start(struct sc_daemon *d, char *err, size_t errlen);
 void sc_http_stop(struct sc_daemon *d);
+
+/* What the HTTP listener counted since start (for /metrics). */
+struct sc_http_stats {
+    size_t open;              /* connections open now */
+    size_t max_connections;   /* the effective cap */
+    uint64_t accepted;        /* sockets accepted, refused ones included */
+    uint64_t requests;        /* complete request heads read */
+    uint64_t refused_cap;     /* closed at accept: max_connections reached */
+    uint64_t refused_fds;     /* closed at accept: too close to RLIMIT_NOFILE */
+    uint64_t timed_out;       /* cut at http.request_timeout_ms */
+    uint64_t too_large;       /* request heads over the size cap (431) */
+    uint64_t accept_errors;   /* accept(2) failures (EMFILE ...): the listener paused */
+};
+
+/* sc_http_get_stats() fills *out (all zero when HTTP is disabled). Loop thread. */
+void sc_http_get_stats(struct sc_daemon *d, struct sc_http_stats *out);
 
 /*
  * sc_alerts_start() starts the periodic threshold check when alerts.enabled

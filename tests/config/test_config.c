@@ -146,6 +146,8 @@ test_defaults(void **state)
         {"store.opensearch.flush_ms", "200"},
         {"events.enabled", "true"},
         {"http.listen", "127.0.0.1:9464"},
+        {"http.max_connections", "64"},
+        {"http.request_timeout_ms", "10000"},
         {"log.level", "info"},
         {"log.format", "logfmt"},
         {"shutdown.drain_ms", "5000"},
@@ -230,7 +232,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 72); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 74); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -760,7 +762,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 33);
+    assert_int_equal(checked, 35);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)
@@ -849,6 +851,86 @@ test_secrets_masked(void **state)
     config_destroy(&cfg);
 }
 
+/* Passwords inside URLs. */
+
+static void
+expect_redacted(const char *in, const char *want)
+{
+    char out[256];
+    size_t n = config_redact(in, strlen(in), out, sizeof(out));
+
+    assert_string_equal(out, want);
+    assert_int_equal(n, strlen(want));
+    assert_int_equal(config_redact(in, strlen(in), NULL, 0), strlen(want));
+}
+
+static void
+test_redact(void **state)
+{
+    char small[12];
+
+    (void)state;
+    expect_redacted("nats://u:p@host:4222", "nats://u:***@host:4222");
+    expect_redacted("nats://tok@host", "nats://***@host");
+    expect_redacted("nats://host:4222", "nats://host:4222");
+    expect_redacted("http://u:pw@a:9200,https://v:pw2@b/x@y",
+                    "http://u:***@a:9200,https://v:***@b/x@y");
+    expect_redacted("nats://a:b@h1, nats://c:d@h2", "nats://a:***@h1, nats://c:***@h2");
+    expect_redacted("tls://u:p:q@h", "tls://u:***@h");       /* the first ':' ends the user */
+    expect_redacted("http://u:p@x@h/", "http://u:***@h/");   /* the last '@' ends the user info */
+    expect_redacted("http://:@h", "http://:***@h");
+    expect_redacted("no url here: a@b", "no url here: a@b");
+    expect_redacted("url=\"nats://u:p@h\" x", "url=\"nats://u:***@h\" x");
+    expect_redacted("", "");
+    /* Truncated output stays terminated and never shows the secret. */
+    assert_int_equal(config_redact("nats://u:secret@h", 17, small, sizeof(small)), 14);
+    assert_string_equal(small, "nats://u:**");
+    /* len bounds the input: the '@' past it is not seen, and nothing after it leaks. */
+    assert_int_equal(config_redact("nats://u:p@h", 9, small, sizeof(small)), 9);
+    assert_string_equal(small, "nats://u:");
+}
+
+/* --print-config and error messages never show a password given inside a URL. */
+static void
+test_url_passwords_masked(void **state)
+{
+    struct config cfg;
+    char err[ERRLEN], *out;
+
+    (void)state;
+    config_init(&cfg);
+    assert_int_equal(config_set(&cfg, "nats.url", "nats://alice:Hunter2@n1:4222,nats://tk5ecr3t@n2",
+                                err, sizeof(err)),
+                     SC_OK);
+    assert_int_equal(config_set(&cfg, "store.opensearch.url", "https://admin:Os3cret@os:9200", err,
+                                sizeof(err)),
+                     SC_OK);
+    assert_int_equal(config_set(&cfg, "alerts.webhook_urls",
+                                "https://hook:Wh00k@alerts.example/x,http://plain.example/y", err,
+                                sizeof(err)),
+                     SC_OK);
+    expect_get(&cfg, "nats.url", "nats://alice:Hunter2@n1:4222,nats://tk5ecr3t@n2"); /* unmasked */
+    out = printed(&cfg);
+    assert_null(strstr(out, "Hunter2"));
+    assert_null(strstr(out, "tk5ecr3t"));
+    assert_null(strstr(out, "Os3cret"));
+    assert_null(strstr(out, "Wh00k"));
+    assert_non_null(strstr(out, "  url: \"nats://alice:***@n1:4222,nats://***@n2\"\n"));
+    assert_non_null(strstr(out, "    url: \"https://admin:***@os:9200\"\n"));
+    assert_non_null(
+        strstr(out, "[\"https://hook:***@alerts.example/x\", \"http://plain.example/y\"]"));
+    free(out);
+    /* A value refused by validation is echoed masked. */
+    assert_int_equal(config_set(&cfg, "nats.url", "nats://bob:Sw0rdf1sh@h x", err, sizeof(err)),
+                     SC_EINVAL);
+    assert_null(strstr(err, "Sw0rdf1sh"));
+    expect_err_contains(err, "nats://bob:***@h");
+    assert_int_equal(config_set(&cfg, "alerts.webhook_urls", "ftp://u:Ftpw0rd@h", err, sizeof(err)),
+                     SC_EINVAL);
+    assert_null(strstr(err, "Ftpw0rd"));
+    config_destroy(&cfg);
+}
+
 /* Printing. */
 
 /* Compares every key's text form (and the rules) of two configs. */
@@ -865,6 +947,11 @@ expect_same(const struct config *a, const struct config *b, bool secrets_masked)
         assert_int_equal(config_get(b, ki->path, vb, sizeof(vb)), SC_OK);
         if (ki->type == CONFIG_TYPE_SECRET && secrets_masked && va[0] != '\0')
             strcpy(va, "********");
+        else if (secrets_masked) {
+            char masked[8192];
+            config_redact(va, strlen(va), masked, sizeof(masked));
+            strcpy(va, masked);
+        }
         if (strcmp(va, vb) != 0)
             fail_msg("%s: '%s' became '%s'", ki->path, va, vb);
     }
@@ -1561,6 +1648,8 @@ main(void)
         cmocka_unit_test(test_int_ranges),
         cmocka_unit_test(test_enum_values),
         cmocka_unit_test(test_secrets_masked),
+        cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_url_passwords_masked),
         cmocka_unit_test(test_print_roundtrip),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_example_loads),

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -961,6 +963,463 @@ test_alert_exhausted_and_rate(void **state)
     e->passed = true;
 }
 
+/* ---- URL passwords in the log ------------------------------------------------------------------ */
+
+/*
+ * A nats.url with user:password (the server has no authorization, so it
+ * accepts them): the start-up, connect and reconnect lines name the URL with
+ * the password masked, and no line holds the password. --print-config masks
+ * it too, in nats.url, store.opensearch.url and alerts.webhook_urls.
+ */
+static void
+test_logs_mask_url_password(void **state)
+{
+    static const char pw[] = "Url-pw-42";
+    const char *flags[] = {"log.level=info", NULL};
+    struct it_env *e = it_env_start("ops-logs-mask", flags);
+    char url[160], want[160], cmd[1024], **lines, out[65536];
+    bool connected = false, reconnected = false;
+    size_t n, got;
+    FILE *f;
+
+    assert_non_null(e);
+    *state = e;
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "daemon exit status %d", e->dmn.exit_status);
+    f = fopen(e->dmn.log, "w"); /* only the second daemon's lines */
+    assert_non_null(f);
+    fclose(f);
+    snprintf(url, sizeof url, "nats://itu:%s@127.0.0.1:%d", pw, e->srv.port);
+    assert_int_equal(it_daemon_start(&e->dmn, e->dir, url, flags), 0);
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "daemon with a user:password URL");
+    it_server_stop(&e->srv, SIGTERM);
+    IT_CHECK(it_server_restart(&e->srv) == 0, "nats-server did not restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "daemon after the restart");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "daemon exit status %d", e->dmn.exit_status);
+
+    snprintf(want, sizeof want, "url=nats://itu:***@127.0.0.1:%d", e->srv.port);
+    n = read_log_lines(e->dmn.log, &lines);
+    for (size_t i = 0; i < n; i++) {
+        IT_CHECK(strstr(lines[i], pw) == NULL, "the password is in the log: %s", lines[i]);
+        connected = connected || (strstr(lines[i], "msg=\"nats connected\"") && strstr(lines[i], want));
+        reconnected =
+            reconnected || (strstr(lines[i], "msg=\"nats reconnected\"") && strstr(lines[i], want));
+    }
+    IT_CHECK(connected && reconnected, "no connect (%d) / reconnect (%d) line with '%s'", connected,
+             reconnected, want);
+    free_lines(lines, n);
+
+    snprintf(cmd, sizeof cmd,
+             "env -i '%s' --print-config --nats.url '%s' "
+             "--store.opensearch.url 'https://adm:Os-pw-7@os:9200' "
+             "--alerts.webhook_urls 'https://hk:Hook-pw-9@alerts.example/x' 2>&1",
+             DLQ_SIDECAR_BIN, url);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    got = fread(out, 1, sizeof out - 1, f);
+    out[got] = '\0';
+    IT_CHECK(pclose(f) == 0, "--print-config failed: %s", out);
+    IT_CHECK(!strstr(out, pw) && !strstr(out, "Os-pw-7") && !strstr(out, "Hook-pw-9"),
+             "--print-config shows a password:\n%s", out);
+    IT_CHECK(strstr(out, "nats://itu:***@127.0.0.1") && strstr(out, "https://adm:***@os:9200") &&
+                 strstr(out, "https://hk:***@alerts.example/x"),
+             "--print-config does not show the masked URLs:\n%s", out);
+    e->passed = true;
+}
+
+/* ---- a hostile HTTP client -------------------------------------------------------------------- */
+
+/* connect_nb() opens a non-blocking TCP connection to 127.0.0.1:port; -1 on failure. */
+static int
+connect_nb(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* peer_closed() tells whether the server closed fd (EOF or reset); reads and drops any bytes. */
+static bool
+peer_closed(int fd)
+{
+    char buf[512];
+
+    for (;;) {
+        ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (k > 0)
+            continue;
+        if (k == 0)
+            return true;
+        return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    }
+}
+
+/*
+ * A slowloris on a thread: nslots connections to /metrics, each sending one
+ * more byte of a never-ending header every 100 ms. A slot the server closed
+ * reconnects after 1 s while `reconnect` is set.
+ */
+#define SLOW_HEAD "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: "
+struct slowloris {
+    int port;
+    int nslots;
+    int *fd;           /* -1: closed */
+    size_t *sent;      /* bytes sent on the slot's current connection */
+    int64_t *retry_at; /* mono ms */
+    int stop;          /* __atomic */
+    int reconnect;     /* __atomic */
+    uint64_t connects; /* __atomic */
+    uint64_t cut;      /* __atomic: connections the server closed */
+    pthread_t thr;
+};
+
+static void *
+slowloris_run(void *arg)
+{
+    struct slowloris *a = arg;
+
+    while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
+        int64_t now = sc_now_mono_ms();
+        for (int i = 0; i < a->nslots; i++) {
+            if (a->fd[i] < 0) {
+                if (!__atomic_load_n(&a->reconnect, __ATOMIC_RELAXED) || now < a->retry_at[i])
+                    continue;
+                a->fd[i] = connect_nb(a->port);
+                a->sent[i] = 0;
+                a->retry_at[i] = now + 1000;
+                if (a->fd[i] >= 0)
+                    __atomic_add_fetch(&a->connects, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            if (peer_closed(a->fd[i])) {
+                close(a->fd[i]);
+                a->fd[i] = -1;
+                a->retry_at[i] = now + 1000;
+                __atomic_add_fetch(&a->cut, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            {
+                char c = a->sent[i] < sizeof(SLOW_HEAD) - 1 ? SLOW_HEAD[a->sent[i]] : 'a';
+                if (send(a->fd[i], &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
+                    a->sent[i]++;
+            }
+        }
+        it_sleep_ms(100);
+    }
+    for (int i = 0; i < a->nslots; i++)
+        if (a->fd[i] >= 0)
+            close(a->fd[i]);
+    return NULL;
+}
+
+static struct slowloris *
+slowloris_start(int port, int nslots)
+{
+    struct slowloris *a = calloc(1, sizeof *a);
+
+    assert_non_null(a);
+    a->port = port;
+    a->nslots = nslots;
+    a->fd = malloc(sizeof(int) * (size_t)nslots);
+    a->sent = calloc((size_t)nslots, sizeof(size_t));
+    a->retry_at = calloc((size_t)nslots, sizeof(int64_t));
+    assert_true(a->fd && a->sent && a->retry_at);
+    for (int i = 0; i < nslots; i++)
+        a->fd[i] = -1;
+    a->reconnect = 1;
+    assert_int_equal(pthread_create(&a->thr, NULL, slowloris_run, a), 0);
+    return a;
+}
+
+static void
+slowloris_stop(struct slowloris *a)
+{
+    __atomic_store_n(&a->stop, 1, __ATOMIC_RELAXED);
+    pthread_join(a->thr, NULL);
+    free(a->fd);
+    free(a->sent);
+    free(a->retry_at);
+    free(a);
+}
+
+/* cpu_ms() is the CPU time (user + system) pid used so far, in ms; -1 when unknown. */
+static int64_t
+cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut, st;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (int64_t)((ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+/* open_fds() counts the open file descriptors of pid; -1 when unknown. */
+static int
+open_fds(pid_t pid)
+{
+    char cmd[96], buf[32];
+    FILE *f;
+    int n = -1;
+
+    snprintf(cmd, sizeof cmd, "ls /proc/%d/fd 2>/dev/null | wc -l", (int)pid);
+    f = popen(cmd, "r");
+    if (f && fgets(buf, sizeof buf, f))
+        n = atoi(buf);
+    if (f)
+        pclose(f);
+    return n;
+}
+
+/* healthz_ok() tells whether GET /healthz answers 200 now. */
+static bool
+healthz_ok(int port)
+{
+    struct http_resp r;
+    bool ok = http_do(port, "GET", "/healthz", &r) == 0 && r.status == 200;
+
+    http_resp_free(&r);
+    return ok;
+}
+
+/*
+ * Thousands of slow clients against a daemon with RLIMIT_NOFILE 256: the
+ * HTTP listener keeps its connections under the cap (fitted under the fd
+ * limit, whatever http.max_connections says) and closes the others at once;
+ * ingest and admin keep answering; a nats-server restart during the attack
+ * is reconnected (the fds in reserve); once the attacker stops reconnecting,
+ * its trickling connections are cut at request_timeout_ms (trickling does
+ * not extend it) and /healthz answers.
+ */
+static void
+test_http_slowloris(void **state)
+{
+    const char *flags[] = {"http.max_connections=65536", "http.request_timeout_ms=3000", NULL};
+    struct rlimit old, low;
+    struct slowloris *a;
+    struct it_env *e;
+    int port, fds, peak = 0;
+    int64_t c0, c1, t0, t1;
+    char id[96];
+    json_t *j, *m;
+
+    /* The daemon (and nats-server) inherit a soft limit of 256 fds. */
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    e = start_http_env("ops-http-slowloris", flags, &port);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_non_null(e);
+    *state = e;
+
+    a = slowloris_start(port, 3000);
+    while (__atomic_load_n(&a->connects, __ATOMIC_RELAXED) < 3000 && it_daemon_alive(&e->dmn))
+        it_sleep_ms(50);
+    it_sleep_ms(500);
+
+    /* While it lasts: the daemon stays under its fd limit and answers NATS. */
+    t0 = sc_now_mono_ms();
+    c0 = cpu_ms(e->dmn.pid);
+    it_sleep_ms(1000);
+    c1 = cpu_ms(e->dmn.pid);
+    t1 = sc_now_mono_ms();
+    fds = open_fds(e->dmn.pid);
+    fprintf(stderr, "slowloris: %llu connects, %llu cut; daemon %d fds open, CPU %.0f %% over %lld ms\n",
+            (unsigned long long)__atomic_load_n(&a->connects, __ATOMIC_RELAXED),
+            (unsigned long long)__atomic_load_n(&a->cut, __ATOMIC_RELAXED), fds,
+            100.0 * (double)(c1 - c0) / (double)(t1 - t0), (long long)(t1 - t0));
+    IT_CHECK(fds > 0 && fds <= 256 - 64, "daemon holds %d fds: the reserve of 64 under 256 is gone", fds);
+    send_parked(e, "dlq.failed.ops", it_unique_id("slow-a", id, sizeof id));
+    j = it_admin_stats(e->nc);
+    IT_CHECK(j != NULL, "dlq.admin.stats did not answer during the attack");
+    json_decref(j);
+
+    /* nats-server restarts during the attack: the daemon reconnects. */
+    it_server_stop(&e->srv, SIGKILL);
+    IT_CHECK(it_server_restart(&e->srv) == 0, "nats-server did not restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0,
+             "the daemon did not come back on NATS during the attack");
+    send_parked(e, "dlq.failed.ops", it_unique_id("slow-b", id, sizeof id));
+    j = it_admin_get(e->nc, id);
+    IT_CHECK(j && it_json_str(j, "task_id") && strcmp(it_json_str(j, "task_id"), id) == 0,
+             "dlq.admin.get of %s after the reconnect", id);
+    json_decref(j);
+
+    /* The attacker keeps trickling but stops reconnecting: its connections are cut, /healthz answers. */
+    __atomic_store_n(&a->reconnect, 0, __ATOMIC_RELAXED);
+    {
+        int64_t end = sc_now_mono_ms() + IT_WAIT_MS;
+        bool ok = false;
+        while (!ok && sc_now_mono_ms() < end) {
+            ok = healthz_ok(port);
+            if (!ok)
+                it_sleep_ms(100);
+        }
+        IT_CHECK(ok, "/healthz never answered after the slow connections should have been cut");
+    }
+    peak = open_fds(e->dmn.pid);
+    m = scrape(e, port);
+    IT_CHECK(sample(m, "dlq_http_connections_refused_total", "reason", "max_connections") > 0,
+             "no connection was refused at the cap");
+    IT_CHECK(sample(m, "dlq_http_connections_timed_out_total", NULL, NULL) > 0,
+             "no trickling connection was cut");
+    IT_CHECK(sample(m, "dlq_http_connections_max", NULL, NULL) <= 256 - 64,
+             "the cap %g does not keep 64 fds in reserve under 256",
+             sample(m, "dlq_http_connections_max", NULL, NULL));
+    json_decref(m);
+    IT_CHECK(__atomic_load_n(&a->cut, __ATOMIC_RELAXED) > 0, "the server cut no attacker connection");
+    (void)peak;
+    slowloris_stop(a);
+    e->passed = true;
+}
+
+/*
+ * raw_exchange() sends len bytes of req to 127.0.0.1:port in one go and
+ * reads the first bytes of the answer into resp (resplen bytes,
+ * NUL-terminated). Returns the bytes read, or -1.
+ */
+static ssize_t
+raw_exchange(int port, const char *req, size_t len, char *resp, size_t resplen)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {10, 0};
+    ssize_t k = -1;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+
+    resp[0] = '\0';
+    if (s < 0)
+        return -1;
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(s, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        send(s, req, len, MSG_NOSIGNAL) > 0) {
+        k = recv(s, resp, resplen - 1, 0);
+        if (k >= 0)
+            resp[k] = '\0';
+    }
+    close(s);
+    return k;
+}
+
+/*
+ * One connection at a time against the limits: a client trickling a byte
+ * every 100 ms is cut at request_timeout_ms (3 s) (the deadline runs from accept);
+ * a request head over 8 KiB gets 431; a declared body over 1 KiB (or one of
+ * unknown length) gets 413; malformed request lines get 400, absolute-form
+ * targets and query strings are routed by path;
+ * with http.max_connections=2 held by two idle clients a third is closed at
+ * once, and answered again once they are cut.
+ */
+static void
+test_http_limits(void **state)
+{
+    const char *flags[] = {"http.max_connections=2", "http.request_timeout_ms=3000", NULL};
+    int port, fd, idle[2];
+    struct it_env *e = start_http_env("ops-http-limits", flags, &port);
+    char big[10000];
+    bool cut = false;
+    int64_t end;
+
+    assert_non_null(e);
+    *state = e;
+
+    /* Trickling cannot extend the deadline. */
+    fd = connect_nb(port);
+    assert_true(fd >= 0);
+    end = sc_now_mono_ms() + IT_WAIT_MS;
+    for (size_t i = 0; !cut && sc_now_mono_ms() < end; i++) {
+        char c = i < sizeof(SLOW_HEAD) - 1 ? SLOW_HEAD[i] : 'a';
+        cut = peer_closed(fd) || send(fd, &c, 1, MSG_NOSIGNAL) != 1;
+        it_sleep_ms(100);
+    }
+    close(fd);
+    IT_CHECK(cut, "a client trickling one byte every 100 ms was never cut");
+
+    /* A head over the cap: 431 (read by the client: the daemon drains before it closes). */
+    {
+        static const char *const cases[][2] = {
+            {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", "413"},
+            {"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "413"},
+            {"GARBAGE\r\n\r\n", "400"},
+            {"GET /healthz\r\n\r\n", "400"},
+            {"GET http://127.0.0.1/healthz?x=1 HTTP/1.1\r\n\r\n", "200"},
+            {"HEAD /metrics?name=x HTTP/1.0\n\n", "200"},
+            {"DELETE / HTTP/1.1\r\n\r\n", "405"},
+        };
+        char resp[256], want[32];
+        memset(big, 'b', sizeof big);
+        memcpy(big, "GET /healthz HTTP/1.1\r\nX-Big: ", 30);
+        IT_CHECK(raw_exchange(port, big, sizeof big, resp, sizeof resp) > 0 &&
+                     strncmp(resp, "HTTP/1.1 431 ", 13) == 0,
+                 "big head: %s", resp);
+        for (size_t i = 0; i < SC_ARRAY_LEN(cases); i++) {
+            snprintf(want, sizeof want, "HTTP/1.1 %s ", cases[i][1]);
+            IT_CHECK(raw_exchange(port, cases[i][0], strlen(cases[i][0]), resp, sizeof resp) > 0 &&
+                         strncmp(resp, want, strlen(want)) == 0,
+                     "%s: want %s, got %.60s", cases[i][0], cases[i][1], resp);
+        }
+    }
+
+    /* The cap: two idle clients hold it; a third is refused at once, not queued. */
+    IT_CHECK(healthz_ok(port), "/healthz before the cap test");
+    idle[0] = connect_nb(port);
+    idle[1] = connect_nb(port);
+    assert_true(idle[0] >= 0 && idle[1] >= 0);
+    it_sleep_ms(200);
+    {
+        struct http_resp r;
+        IT_CHECK(http_do(port, "GET", "/healthz", &r) != 0 || r.status == 503,
+                 "a third connection was served past max_connections=2: %d", r.status);
+        http_resp_free(&r);
+    }
+    end = sc_now_mono_ms() + IT_WAIT_MS;
+    cut = false;
+    while (!cut && sc_now_mono_ms() < end) {
+        cut = healthz_ok(port);
+        if (!cut)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(cut, "/healthz did not answer after the idle connections' deadline");
+    IT_CHECK(peer_closed(idle[0]) && peer_closed(idle[1]), "the idle connections are still open");
+    close(idle[0]);
+    close(idle[1]);
+    {
+        json_t *m = scrape(e, port);
+        IT_CHECK(sample(m, "dlq_http_connections_refused_total", "reason", "max_connections") >= 1,
+                 "refusals at the cap: %g",
+                 sample(m, "dlq_http_connections_refused_total", "reason", "max_connections"));
+        IT_CHECK(sample(m, "dlq_http_connections_timed_out_total", NULL, NULL) >= 3,
+                 "cut connections: %g", sample(m, "dlq_http_connections_timed_out_total", NULL, NULL));
+        EXPECT_SAMPLE(m, 2, "dlq_http_connections_max", NULL, NULL);
+        json_decref(m);
+    }
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -971,6 +1430,9 @@ main(void)
         cmocka_unit_test_teardown(test_logs_logfmt, it_teardown),
         cmocka_unit_test_teardown(test_alert_webhook, it_teardown),
         cmocka_unit_test_teardown(test_alert_exhausted_and_rate, it_teardown),
+        cmocka_unit_test_teardown(test_logs_mask_url_password, it_teardown),
+        cmocka_unit_test_teardown(test_http_limits, it_teardown),
+        cmocka_unit_test_teardown(test_http_slowloris, it_teardown),
     };
     return cmocka_run_group_tests_name("integration_ops", tests, NULL, NULL);
 }
