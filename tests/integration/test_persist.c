@@ -1189,7 +1189,7 @@ test_background_load(void **state)
     penv_publish(e->nc, "dlq.failed.bgload", &p5);
     IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "old-05 was not retried");
     char stb[32];
-    for (int k = 0; k < 200 && strcmp(it_task_status(e->nc, "old-05", stb, sizeof stb), "absent"); k++)
+    for (int k = 0; k < 200 && strcmp(it_task_status(e->nc, "old-05", stb, sizeof stb), "absent") != 0; k++)
         it_sleep_ms(20);
     IT_CHECK(strcmp(stb, "absent") == 0, "old-05 is %s, expected completed and removed", stb);
 
