@@ -594,16 +594,27 @@ struct js_scan {
     struct js_reply *r;
 };
 
+/* The non-negative integer at p[i] (digits up to n, capped), 0 when none. */
+static int64_t
+js_uint(const char *p, size_t n, size_t i)
+{
+    int64_t v = 0;
+
+    for (; i < n && p[i] >= '0' && p[i] <= '9' && v < INT64_MAX / 10 - 10; i++)
+        v = v * 10 + (p[i] - '0');
+    return v;
+}
+
 static void
 js_error_member(const char *p, size_t n, size_t ks, size_t ke, size_t vs, void *ctx)
 {
     struct js_scan *sc = ctx;
 
     if (js_key_is(p, ks, ke, "code")) {
-        sc->r->code = strtoll(p + vs, NULL, 10);
+        sc->r->code = js_uint(p, n, vs);
     } else if (js_key_is(p, ks, ke, "err_code")) {
         sc->err_code = true;
-        sc->r->err_code = strtoll(p + vs, NULL, 10);
+        sc->r->err_code = js_uint(p, n, vs);
     } else if (js_key_is(p, ks, ke, "description") && p[vs] == '"') {
         size_t end = js_string(p, n, vs);
         sc->r->desc = p + vs + 1;
