@@ -488,16 +488,6 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- JetStream PubAcks on the reply inbox (DESIGN section 6) --------------------------------- */
 
-/* What a reply body is, as far as JetStream goes. */
-typedef enum { JS_NOT = 0, JS_PUBACK, JS_ERROR } js_reply_kind;
-
-/* A JetStream API error's fields; description borrows from the body (raw JSON string bytes). */
-struct js_reply {
-    int64_t code, err_code;
-    const char *desc;
-    size_t desc_len;
-};
-
 static size_t
 js_ws(const char *p, size_t n, size_t i)
 {
@@ -591,7 +581,7 @@ js_object(const char *p, size_t n, size_t i, js_member_fn fn, void *ctx)
 
 struct js_scan {
     bool ok, stream, seq, error, err_code;
-    struct js_reply *r;
+    struct sc_js_reply *r;
 };
 
 /* The non-negative integer at p[i] (digits up to n, capped), 0 when none. */
@@ -637,29 +627,22 @@ js_top_member(const char *p, size_t n, size_t ks, size_t ke, size_t vs, void *ct
         sc->error = js_object(p, n, vs, js_error_member, sc) != 0;
 }
 
-/*
- * js_reply_classify() tells whether body (len bytes) is the server's answer
- * to a publish into a stream: a PubAck {"stream":..,"seq":N,...} or a
- * JetStream API error {"error":{"code":..,"err_code":..,"description":..}},
- * neither carrying the worker protocol's "ok" key. Fills *r for an error.
- * Reads the bytes in place: no allocation. Loop thread (any thread: pure).
- */
-static js_reply_kind
-js_reply_classify(const char *body, size_t len, struct js_reply *r)
+sc_js_reply_kind
+sc_js_reply_classify(const char *body, size_t len, struct sc_js_reply *r)
 {
     struct js_scan sc = {false, false, false, false, false, r};
     size_t i = js_ws(body, len, 0);
 
     memset(r, 0, sizeof(*r));
     if (!body || i >= len || body[i] != '{')
-        return JS_NOT;
+        return SC_JS_NOT;
     if (js_object(body, len, i, js_top_member, &sc) == 0 || sc.ok)
-        return JS_NOT;
+        return SC_JS_NOT;
     if (sc.error && sc.err_code)
-        return JS_ERROR;
+        return SC_JS_ERROR;
     if (sc.stream && sc.seq)
-        return JS_PUBACK;
-    return JS_NOT;
+        return SC_JS_PUBACK;
+    return SC_JS_NOT;
 }
 
 /*
@@ -674,14 +657,14 @@ js_reply_classify(const char *body, size_t len, struct js_reply *r)
  * JetStream error is logged at warn).
  */
 static void
-reply_js(struct sc_daemon *d, struct sc_task *t, bool stored, js_reply_kind k,
-         const struct js_reply *jr)
+reply_js(struct sc_daemon *d, struct sc_task *t, bool stored, sc_js_reply_kind k,
+         const struct sc_js_reply *jr)
 {
     char err[600], et[32];
     int n;
 
     if (!stored) {
-        if (k == JS_ERROR)
+        if (k == SC_JS_ERROR)
             sc_log(SC_LOG_WARN, "retry: the stream refused the publish; waiting for a worker",
                    "task_id", t->id, "code", sc_log_int(jr->code), "err_code",
                    sc_log_int(jr->err_code), NULL);
@@ -690,7 +673,7 @@ reply_js(struct sc_daemon *d, struct sc_task *t, bool stored, js_reply_kind k,
                    "task_id", t->id, NULL);
         return;
     }
-    if (k == JS_PUBACK) {
+    if (k == SC_JS_PUBACK) {
         succeeded(d, t);
         return;
     }
@@ -742,9 +725,9 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     }
     if (natsMsgHeader_Get(m, CODEC_HDR_SERVICE_ERROR, &val) != NATS_OK || !val) {
         /* The server's answer to a publish into a stream is never the worker's (DESIGN section 6). */
-        struct js_reply jr;
-        js_reply_kind k = js_reply_classify(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &jr);
-        if (k != JS_NOT) {
+        struct sc_js_reply jr;
+        sc_js_reply_kind k = sc_js_reply_classify(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &jr);
+        if (k != SC_JS_NOT) {
             reply_js(d, t, f->stored, k, &jr);
             return;
         }

@@ -382,6 +382,27 @@ void sc_flight_release(struct sc_daemon *d, struct sc_task *t);
 void sc_task_drop(struct sc_daemon *d, struct sc_task *t);
 /* Schedules t now (manual retry). Returns SC_ECONFLICT when t has no usable retry subject. */
 sc_status sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall);
+/* What a reply to a retry is, as far as JetStream goes (DESIGN section 6). */
+typedef enum { SC_JS_NOT = 0, SC_JS_PUBACK, SC_JS_ERROR } sc_js_reply_kind;
+
+/* A JetStream API error's fields; desc borrows from the body (the raw JSON string bytes). */
+struct sc_js_reply {
+    int64_t code, err_code;
+    const char *desc;
+    size_t desc_len;
+};
+
+/*
+ * sc_js_reply_classify() tells whether body (len bytes, any bytes, need not
+ * be NUL-terminated) is the server's answer to a publish into a stream: a
+ * PubAck {"stream":"..","seq":N,...} (SC_JS_PUBACK) or a JetStream API
+ * error {"error":{"code":N,"err_code":N,"description":".."}} (SC_JS_ERROR,
+ * *r filled), neither carrying the worker protocol's "ok" key; anything
+ * else is SC_JS_NOT (then read as a worker's reply). Reads the bytes in
+ * place, in one pass: no allocation. Any thread (pure).
+ */
+sc_js_reply_kind sc_js_reply_classify(const char *body, size_t len, struct sc_js_reply *r);
+
 /*
  * sc_dispatch_reload() applies a reloaded default_max_retries (SIGHUP) to
  * every task that took the default (max_retries_own false): its budget
