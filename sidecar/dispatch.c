@@ -647,9 +647,12 @@ sc_js_reply_classify(const char *body, size_t len, struct sc_js_reply *r)
 
 /*
  * reply_js() handles a JetStream answer to the retry publish of t (kind k,
- * error fields in *jr). With outcome stored the PubAck is the success of
- * the hand-off: the stream holds the task now, and its consumer (or an
- * advisory, or a new failure envelope) has it from here; a JetStream error
+ * error fields in *jr). Who holds the failure: until the answer comes the
+ * sidecar does (t is retrying, its timeout runs); with outcome stored the
+ * PubAck is the success of the hand-off: the stream holds the task from
+ * then on (the sidecar forgets it unless keep_completed), and a consumer
+ * that fails it again files a new failure envelope (or an advisory of
+ * DESIGN section 16 does). A JetStream error
  * (stream full, storage, ...) is a failed attempt classified from the
  * server's description, with error_type "jetstream <code>". With outcome
  * reply the server's answer is never the worker's: the attempt keeps
