@@ -277,7 +277,7 @@ closed_port(void)
 
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     port = ntohs(sa.sin_port);
     close(fd);
