@@ -14,7 +14,7 @@
 static const char *const strategy_names[] = {"automatic", "selective", "manual", "disabled", NULL};
 static const char *const retry_auto_names[] = {"auto",        "never",     "linear",
                                                "exponential", "immediate", NULL};
-static const char *const outcome_names[] = {"reply", "none", NULL};
+static const char *const outcome_names[] = {"reply", "none", "stored", NULL};
 static const char *const store_names[] = {"memory", "opensearch", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
@@ -111,7 +111,8 @@ static const struct config_key keys[] = {
     K_INT("retry.timeout_ms", retry_timeout_ms, CONFIG_W_I64, 10, 3600000, "30000",
           "time a worker has to reply to a retry, ms"),
     K_ENUM("retry.outcome", retry_outcome, CONFIG_E_OUTCOME, outcome_names, "reply",
-           "reply: workers reply with the outcome; none: a publish counts as success"),
+           "reply: workers reply with the outcome; none: a publish counts as success; "
+           "stored: a JetStream PubAck counts as success"),
     K_STR("retry.subject_template", retry_subject_template, check_template,
           "a NATS subject without wildcards ({service} is replaced)", "dlq.retry.{service}",
           "retry subject when the envelope names none"),
@@ -123,6 +124,15 @@ static const struct config_key keys[] = {
      .check = check_pattern,
      .what = "a NATS subject pattern",
      .def = "dlq.retry.>"},
+    {.info = {.path = "retry.stored_subjects",
+              .type = CONFIG_TYPE_LIST,
+              .help = "retry subject patterns captured by a JetStream stream: their outcome is "
+                      "stored (the PubAck) whatever retry.outcome says"},
+     .off = F(retry_stored_subjects),
+     .aux = F(retry_stored_count),
+     .check = check_pattern,
+     .what = "a NATS subject pattern",
+     .def = ""},
     K_INT("retry.max_in_flight", retry_max_in_flight, CONFIG_W_I64, 1, 1000000, "1000",
           "most retries awaiting an outcome at once"),
     K_INT("retry.max_per_second", retry_max_per_second, CONFIG_W_I64, 1, 10000000, "10000",
@@ -1100,6 +1110,7 @@ config_destroy(struct config *cfg)
             free(*(char **)field(cfg, k->off));
     }
     list_free(cfg->retry_allowed_subjects);
+    list_free(cfg->retry_stored_subjects);
     list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);
     memset(cfg, 0, sizeof(*cfg));

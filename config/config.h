@@ -16,7 +16,8 @@ struct config_rule {
     policy_match_field field;
 };
 
-typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE } config_outcome;
+/* retry.outcome: reply (the worker answers), none (a publish is a success), stored (a JetStream PubAck is). */
+typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE, CONFIG_OUTCOME_STORED } config_outcome;
 typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH } config_store;
 typedef enum { CONFIG_LOG_DEBUG = 0, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR } config_log_level;
 typedef enum { CONFIG_LOG_LOGFMT = 0, CONFIG_LOG_JSON } config_log_format;
@@ -61,6 +62,8 @@ struct config {
     char *retry_subject_template;  /* retry.subject_template, "{service}" is replaced */
     char **retry_allowed_subjects; /* retry.allowed_subjects: NULL-terminated array */
     size_t retry_allowed_count;
+    char **retry_stored_subjects;  /* retry.stored_subjects: NULL-terminated; these use outcome stored */
+    size_t retry_stored_count;
     int64_t retry_max_in_flight;   /* retry.max_in_flight, 1-1,000,000 */
     int64_t retry_max_per_second;  /* retry.max_per_second, 1-10,000,000 */
     int64_t timer_tick_ms;         /* timer.tick_ms, 1-1000 */

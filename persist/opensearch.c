@@ -24,13 +24,15 @@ struct os_range {
 typedef enum {
     PH_TEMPLATE = 0, /* PUT _index_template/<index> */
     PH_INDEX,        /* PUT <index> (already there is fine) */
+    PH_MAPPING,      /* PUT <index>/_mapping: fields added since an older index was made */
     PH_HEALTH,       /* wait for the index to be at least yellow */
     PH_REFRESH,      /* make the last writes of a previous process searchable */
     PH_LOAD,         /* search_after pages of the records to load */
     PH_READY,
 } os_phase;
 
-static const char *const phase_names[] = {"install template", "create index", "index health",
+static const char *const phase_names[] = {"install template", "create index", "update mapping",
+                                          "index health",
                                           "refresh", "load", "ready"};
 
 struct os_store {
@@ -41,6 +43,7 @@ struct os_store {
     size_t nurls, cur;
     char *index;
     char *template_body;
+    char *mapping_body;   /* {"properties":...}: the template's fields, for an existing index */
     char *load_query, *load_sort;
     long timeout_ms;
     int64_t flush_ms;
@@ -243,6 +246,12 @@ step_send(struct os_store *o)
         body = "{}";
         len = 2;
         break;
+    case PH_MAPPING:
+        snprintf(path, sizeof(path), "/%s/_mapping", o->index);
+        method = "PUT";
+        body = o->mapping_body;
+        len = strlen(o->mapping_body);
+        break;
     case PH_HEALTH:
         snprintf(path, sizeof(path), "/_cluster/health/%s?wait_for_status=yellow&timeout=%s",
                  o->index, HEALTH_WAIT);
@@ -345,6 +354,7 @@ on_step(void *ctx, long status, const char *body, size_t len, const char *error)
     o->in_flight = false;
     switch (o->phase) {
     case PH_TEMPLATE:
+    case PH_MAPPING:
     case PH_REFRESH:
         if (status != 200)
             goto fail;
@@ -352,6 +362,8 @@ on_step(void *ctx, long status, const char *body, size_t len, const char *error)
     case PH_INDEX:
         if (status != 200 && !(status == 400 && strstr(body, "resource_already_exists_exception")))
             goto fail;
+        if (status == 200)
+            o->phase++; /* just made from the template: its mapping has every field */
         break;
     case PH_HEALTH:
         if (status != 200 || strstr(body, "\"status\":\"red\""))
@@ -817,6 +829,7 @@ os_destroy(struct persist *p)
     free(o->urls);
     free(o->index);
     free(o->template_body);
+    free(o->mapping_body);
     free(o->load_query);
     free(o->load_sort);
     free(o->results);
@@ -961,6 +974,18 @@ persist_opensearch_new(struct event_base *base, const struct persist_opensearch_
     }
     s = SC_EINVAL;
     o->template_body = t.data;
+    /*
+     * An index made by an older version keeps its strict mapping: the fields
+     * added since are put into it at start (adding fields is always allowed).
+     */
+    sc_buf_init(&t, 1024 * 1024);
+    if (sc_buf_appendf(&t, "{\"properties\":%s}", opt->properties) != SC_OK || !t.data) {
+        sc_buf_destroy(&t);
+        snprintf(err, errlen, "opensearch: cannot build the mapping update (properties too large?)");
+        s = SC_ENOMEM;
+        goto fail;
+    }
+    o->mapping_body = t.data;
     o->http = persist_http_new(base, &opt->http);
     o->timer = evtimer_new(base, on_timer, o);
     if (!o->http || !o->timer) {

@@ -154,8 +154,10 @@ sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall)
     if (t->status == SC_TASK_RETRYING || t->status == SC_TASK_COMPLETED ||
         t->status == SC_TASK_ARCHIVED)
         return SC_ECONFLICT; /* an attempt is out, or the task is finished */
-    if (t->status == SC_TASK_EXHAUSTED && t->max_retries <= t->retry_count)
+    if (t->status == SC_TASK_EXHAUSTED && t->max_retries <= t->retry_count) {
         t->max_retries = t->retry_count + 1; /* one more attempt */
+        t->max_retries_own = true;           /* the operator's budget: a reload leaves it */
+    }
     t->defer_streak = 0;
     schedule_in(d, t, 0, now_wall);
     t->updated_at = now_wall;
@@ -260,14 +262,91 @@ sc_attempt_failed(struct sc_daemon *d, struct sc_task *t, sc_outcome_kind kind, 
     sc_schedule_next(d, t, now);
 }
 
+/* The wire bytes of one header line "name: value\r\n". */
+static size_t
+hdr_line(const char *name, const char *value)
+{
+    return strlen(name) + 2 + strlen(value) + 2;
+}
+
+size_t
+sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
+                 int32_t max_retries, policy_category cat, const char *orig_subject,
+                 int64_t first_failed_at, int64_t episode_id)
+{
+    size_t n = 0, wire = 10 + 2; /* "NATS/1.0\r\n" ... "\r\n" */
+
+    if (id_len > SC_RETRY_ID_MAX)
+        id_len = SC_RETRY_ID_MAX; /* ids are capped below this by limits.max_task_id_len */
+    memcpy(h->id, id, id_len);
+    h->id[id_len] = '\0';
+    snprintf(h->attempt, sizeof(h->attempt), "%d", (int)attempt);
+    snprintf(h->maxr, sizeof(h->maxr), "%d", (int)max_retries);
+    snprintf(h->episode, sizeof(h->episode), "%lld", (long long)episode_id);
+    snprintf(h->msgid, sizeof(h->msgid), "%s:%s:%s", h->id, h->episode, h->attempt);
+    sc_format_rfc3339(first_failed_at, h->first);
+    h->kv[n++] = CODEC_HDR_TASK_ID;
+    h->kv[n++] = h->id;
+    h->kv[n++] = CODEC_HDR_ATTEMPT;
+    h->kv[n++] = h->attempt;
+    h->kv[n++] = CODEC_HDR_MAX_RETRIES;
+    h->kv[n++] = h->maxr;
+    h->kv[n++] = CODEC_HDR_CATEGORY;
+    h->kv[n++] = policy_category_name(cat);
+    h->kv[n++] = CODEC_HDR_ORIG_SUBJECT;
+    h->kv[n++] = orig_subject;
+    h->kv[n++] = CODEC_HDR_FIRST_FAILED;
+    h->kv[n++] = h->first;
+    h->kv[n++] = SC_HDR_EPISODE;
+    h->kv[n++] = h->episode;
+    h->kv[n++] = CODEC_HDR_MSG_ID;
+    h->kv[n++] = h->msgid;
+    h->kv[n] = NULL;
+    for (size_t i = 0; i < n; i += 2)
+        wire += hdr_line(h->kv[i], h->kv[i + 1]);
+    return wire;
+}
+
+size_t
+sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject)
+{
+    struct sc_retry_hdrs h;
+    policy_category longest = 0;
+    size_t wire;
+
+    for (int c = 0; c < POLICY_CAT_COUNT; c++)
+        if (strlen(policy_category_name((policy_category)c)) >
+            strlen(policy_category_name(longest)))
+            longest = (policy_category)c;
+    /* Attempts and budgets grow past 100 with operators' retries: take the widest numbers. */
+    wire = sc_retry_headers(&h, id, id_len, INT32_MAX, INT32_MAX, longest, orig_subject, 0,
+                            INT64_MAX);
+    return wire + (SC_RFC3339_LEN - 1 - strlen(h.first)); /* any first-failure time */
+}
+
+/*
+ * Whether retries to subject end with a JetStream PubAck (DESIGN section 6):
+ * retry.outcome stored, or the subject matches retry.stored_subjects.
+ */
+static bool
+outcome_stored(const struct config *cfg, const char *subject)
+{
+    if (cfg->retry_outcome == CONFIG_OUTCOME_STORED)
+        return true;
+    for (size_t i = 0; i < cfg->retry_stored_count; i++)
+        if (codec_subject_match(cfg->retry_stored_subjects[i], subject, strlen(subject)))
+            return true;
+    return false;
+}
+
 /* Publishes the next attempt of t (DESIGN section 5). */
 static void
 dispatch(struct sc_daemon *d, struct sc_task *t)
 {
-    char attempt[16], maxr[16], msgid[1100], first[SC_RFC3339_LEN], reply[128];
-    const char *hdrs[16];
-    size_t n = 0;
-    bool want_reply = d->cfg->retry_outcome == CONFIG_OUTCOME_REPLY;
+    struct sc_retry_hdrs h;
+    char reply[128];
+    bool stored = t->retry_subject && outcome_stored(d->cfg, t->retry_subject);
+    bool want_reply = stored || d->cfg->retry_outcome == CONFIG_OUTCOME_REPLY;
     int32_t a = t->retry_count + 1;
     uint32_t idx;
     sc_status ps;
@@ -286,29 +365,13 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     d->flights[idx].epoch = __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED);
     d->flights[idx].attempt = a;
     d->flights[idx].sent_mono = sc_now_mono_ms();
-    snprintf(attempt, sizeof(attempt), "%d", (int)a);
-    snprintf(maxr, sizeof(maxr), "%d", (int)t->max_retries);
-    snprintf(msgid, sizeof(msgid), "%.*s:%d", (int)t->id_len, t->id, (int)a); /* ids are at most 1024 bytes */
-    sc_format_rfc3339(t->first_failed_at, first);
+    d->flights[idx].stored = stored;
+    sc_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
+                     t->subject, t->first_failed_at, t->episode_id);
     snprintf(reply, sizeof(reply), "%s.%u.%016llx", d->reply_prefix, idx,
              (unsigned long long)d->flights[idx].token);
-    hdrs[n++] = CODEC_HDR_TASK_ID;
-    hdrs[n++] = t->id;
-    hdrs[n++] = CODEC_HDR_ATTEMPT;
-    hdrs[n++] = attempt;
-    hdrs[n++] = CODEC_HDR_MAX_RETRIES;
-    hdrs[n++] = maxr;
-    hdrs[n++] = CODEC_HDR_CATEGORY;
-    hdrs[n++] = policy_category_name(t->category);
-    hdrs[n++] = CODEC_HDR_ORIG_SUBJECT;
-    hdrs[n++] = t->subject;
-    hdrs[n++] = CODEC_HDR_FIRST_FAILED;
-    hdrs[n++] = first;
-    hdrs[n++] = CODEC_HDR_MSG_ID;
-    hdrs[n++] = msgid;
-    hdrs[n] = NULL;
 
-    ps = sc_publish(d, t->retry_subject, want_reply ? reply : NULL, t->payload, t->payload_len, hdrs);
+    ps = sc_publish(d, t->retry_subject, want_reply ? reply : NULL, t->payload, t->payload_len, h.kv);
     if (ps == SC_ETOOBIG) {
         /* It will never fit (the server's max_payload shrank): park it, do not loop. */
         sc_flight_release(d, t);
@@ -333,7 +396,7 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
     sc_store_changed(d, t);
     d->c.attempts++;
     sc_wheel_schedule(d->twheel, &t->timer, sc_now_mono_ms() + d->cfg->retry_timeout_ms);
-    sc_log(SC_LOG_DEBUG, "retry published", "task_id", t->id, "attempt", attempt, "subject",
+    sc_log(SC_LOG_DEBUG, "retry published", "task_id", t->id, "attempt", h.attempt, "subject",
            t->retry_subject, NULL);
     sc_event(d, "retried", t, a, "");
 }
@@ -346,6 +409,10 @@ on_due(struct sc_wheel_entry *e, void *ctx)
 
     if (t->status != SC_TASK_PENDING || t->parked)
         return;
+    if (t->retry_count >= t->max_retries) {
+        sc_schedule_next(d, t, sc_now_wall_ms()); /* the budget shrank while it waited: exhausted */
+        return;
+    }
     dispatch(d, t);
 }
 
@@ -363,7 +430,8 @@ on_timeout(struct sc_wheel_entry *e, void *ctx)
         defer(d, t, "nats connection lost while the retry was out");
         return;
     }
-    if (d->cfg->retry_outcome == CONFIG_OUTCOME_NONE) {
+    if (d->cfg->retry_outcome == CONFIG_OUTCOME_NONE &&
+        !(t->flight_slot && d->flights[t->flight_slot - 1].stored)) {
         succeeded(d, t);
         return;
     }
@@ -417,6 +485,210 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+
+/* ---- JetStream PubAcks on the reply inbox (DESIGN section 6) --------------------------------- */
+
+static size_t
+js_ws(const char *p, size_t n, size_t i)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    return i;
+}
+
+/* Skips the JSON string starting at p[i] == '"'; returns the index past it, or n when unterminated. */
+static size_t
+js_string(const char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '\\')
+            i++;
+        else if (p[i] == '"')
+            return i + 1;
+    }
+    return n;
+}
+
+/* Skips one JSON value at p[i] (no validation beyond nesting and strings); returns the index past it. */
+static size_t
+js_value(const char *p, size_t n, size_t i)
+{
+    size_t depth = 0;
+
+    for (; i < n; i++) {
+        char c = p[i];
+        if (c == '"') {
+            i = js_string(p, n, i) - 1;
+            if (depth == 0)
+                return i + 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return i; /* the end of the enclosing container */
+            if (--depth == 0)
+                return i + 1;
+        } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+            return i;
+        }
+    }
+    return n;
+}
+
+static bool
+js_key_is(const char *p, size_t ks, size_t ke, const char *name)
+{
+    size_t len = strlen(name);
+    return ke - ks == len + 2 && memcmp(p + ks + 1, name, len) == 0;
+}
+
+/*
+ * js_object() walks the JSON object at p[i] == '{' and calls back on each
+ * key (index range of the quoted key) and value start. Returns the index
+ * past the object, or 0 when it is not a well-formed object at this level.
+ */
+typedef void (*js_member_fn)(const char *p, size_t n, size_t ks, size_t ke, size_t vs, void *ctx);
+
+static size_t
+js_object(const char *p, size_t n, size_t i, js_member_fn fn, void *ctx)
+{
+    if (i >= n || p[i] != '{')
+        return 0;
+    i = js_ws(p, n, i + 1);
+    if (i < n && p[i] == '}')
+        return i + 1;
+    while (i < n) {
+        size_t ks = i, ke, vs;
+        if (p[i] != '"')
+            return 0;
+        ke = js_string(p, n, i);
+        i = js_ws(p, n, ke);
+        if (i >= n || p[i] != ':')
+            return 0;
+        vs = js_ws(p, n, i + 1);
+        if (vs >= n)
+            return 0;
+        fn(p, n, ks, ke, vs, ctx);
+        i = js_ws(p, n, js_value(p, n, vs));
+        if (i < n && p[i] == '}')
+            return i + 1;
+        if (i >= n || p[i] != ',')
+            return 0;
+        i = js_ws(p, n, i + 1);
+    }
+    return 0;
+}
+
+struct js_scan {
+    bool ok, stream, seq, error, err_code;
+    struct sc_js_reply *r;
+};
+
+/* The non-negative integer at p[i] (digits up to n, capped), 0 when none. */
+static int64_t
+js_uint(const char *p, size_t n, size_t i)
+{
+    int64_t v = 0;
+
+    for (; i < n && p[i] >= '0' && p[i] <= '9' && v < INT64_MAX / 10 - 10; i++)
+        v = v * 10 + (p[i] - '0');
+    return v;
+}
+
+static void
+js_error_member(const char *p, size_t n, size_t ks, size_t ke, size_t vs, void *ctx)
+{
+    struct js_scan *sc = ctx;
+
+    if (js_key_is(p, ks, ke, "code")) {
+        sc->r->code = js_uint(p, n, vs);
+    } else if (js_key_is(p, ks, ke, "err_code")) {
+        sc->err_code = true;
+        sc->r->err_code = js_uint(p, n, vs);
+    } else if (js_key_is(p, ks, ke, "description") && p[vs] == '"') {
+        size_t end = js_string(p, n, vs);
+        sc->r->desc = p + vs + 1;
+        sc->r->desc_len = end > vs + 1 ? end - vs - 2 : 0;
+    }
+}
+
+static void
+js_top_member(const char *p, size_t n, size_t ks, size_t ke, size_t vs, void *ctx)
+{
+    struct js_scan *sc = ctx;
+
+    if (js_key_is(p, ks, ke, "ok"))
+        sc->ok = true;
+    else if (js_key_is(p, ks, ke, "stream") && p[vs] == '"')
+        sc->stream = true;
+    else if (js_key_is(p, ks, ke, "seq") && (p[vs] >= '0' && p[vs] <= '9'))
+        sc->seq = true;
+    else if (js_key_is(p, ks, ke, "error") && p[vs] == '{')
+        sc->error = js_object(p, n, vs, js_error_member, sc) != 0;
+}
+
+sc_js_reply_kind
+sc_js_reply_classify(const char *body, size_t len, struct sc_js_reply *r)
+{
+    struct js_scan sc = {false, false, false, false, false, r};
+    size_t i = js_ws(body, len, 0);
+
+    memset(r, 0, sizeof(*r));
+    if (!body || i >= len || body[i] != '{')
+        return SC_JS_NOT;
+    if (js_object(body, len, i, js_top_member, &sc) == 0 || sc.ok)
+        return SC_JS_NOT;
+    if (sc.error && sc.err_code)
+        return SC_JS_ERROR;
+    if (sc.stream && sc.seq)
+        return SC_JS_PUBACK;
+    return SC_JS_NOT;
+}
+
+/*
+ * reply_js() handles a JetStream answer to the retry publish of t (kind k,
+ * error fields in *jr). Who holds the failure: until the answer comes the
+ * sidecar does (t is retrying, its timeout runs); with outcome stored the
+ * PubAck is the success of the hand-off: the stream holds the task from
+ * then on (the sidecar forgets it unless keep_completed), and a consumer
+ * that fails it again files a new failure envelope (or an advisory of
+ * DESIGN section 16 does). A JetStream error
+ * (stream full, storage, ...) is a failed attempt classified from the
+ * server's description, with error_type "jetstream <code>". With outcome
+ * reply the server's answer is never the worker's: the attempt keeps
+ * waiting on the same inbox for the worker's reply or the timeout (a
+ * JetStream error is logged at warn).
+ */
+static void
+reply_js(struct sc_daemon *d, struct sc_task *t, bool stored, sc_js_reply_kind k,
+         const struct sc_js_reply *jr)
+{
+    char err[600], et[32];
+    int n;
+
+    if (!stored) {
+        if (k == SC_JS_ERROR)
+            sc_log(SC_LOG_WARN, "retry: the stream refused the publish; waiting for a worker",
+                   "task_id", t->id, "code", sc_log_int(jr->code), "err_code",
+                   sc_log_int(jr->err_code), NULL);
+        else
+            sc_log(SC_LOG_DEBUG, "retry: PubAck ignored, waiting for the worker's reply",
+                   "task_id", t->id, NULL);
+        return;
+    }
+    if (k == SC_JS_PUBACK) {
+        succeeded(d, t);
+        return;
+    }
+    n = snprintf(err, sizeof(err), "jetstream refused the retry (err_code %lld): %.*s",
+                 (long long)jr->err_code, (int)(jr->desc_len < 500 ? jr->desc_len : 500),
+                 jr->desc ? jr->desc : "");
+    snprintf(et, sizeof(et), "jetstream %lld", (long long)jr->code);
+    sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, et, strlen(et));
+    sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, err,
+                      (size_t)n < sizeof(err) ? (size_t)n : sizeof(err) - 1);
+}
+
 void
 sc_on_reply(struct sc_daemon *d, natsMsg *m)
 {
@@ -454,6 +726,15 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
         defer(d, t, "no responders");
         return;
     }
+    if (natsMsgHeader_Get(m, CODEC_HDR_SERVICE_ERROR, &val) != NATS_OK || !val) {
+        /* The server's answer to a publish into a stream is never the worker's (DESIGN section 6). */
+        struct sc_js_reply jr;
+        sc_js_reply_kind k = sc_js_reply_classify(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &jr);
+        if (k != SC_JS_NOT) {
+            reply_js(d, t, f->stored, k, &jr);
+            return;
+        }
+    }
     if (natsMsgHeader_Get(m, CODEC_HDR_SERVICE_ERROR, &val) == NATS_OK && val) {
         const char *code = NULL;
         char buf[1100];
@@ -475,6 +756,26 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     sc_task_set_str(&d->q, t, SC_TS_ERROR_TYPE, out.error_type.ptr, out.error_type.len);
     sc_attempt_failed(d, t, SC_OUT_RETRY_FAILED, out.error.ptr ? out.error.ptr : "",
                       out.error.ptr ? out.error.len : 0);
+}
+
+void
+sc_dispatch_reload(struct sc_daemon *d, int64_t now_wall)
+{
+    int32_t def = (int32_t)d->cfg->default_max_retries;
+    struct sc_task *t, *next;
+
+    for (t = d->q.head; t; t = next) {
+        next = t->onext;
+        if (t->max_retries_own || t->max_retries == def || t->status == SC_TASK_COMPLETED ||
+            t->status == SC_TASK_ARCHIVED || t->status == SC_TASK_EXHAUSTED)
+            continue;
+        t->max_retries = def;
+        t->updated_at = now_wall;
+        sc_store_changed(d, t);
+        /* A lowered budget: a task that waits for its next attempt is exhausted now. */
+        if (t->status == SC_TASK_PENDING && !t->parked && t->retry_count >= t->max_retries)
+            sc_schedule_next(d, t, now_wall);
+    }
 }
 
 void

@@ -289,14 +289,20 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         refuse_invalid(d, m, service, env.reason, env.why);
         return;
     }
-    /* A task that cannot be republished must not be accepted (DESIGN section 4: never half-stored). */
+    /*
+     * A task that cannot be republished must not be accepted (DESIGN section 4:
+     * never half-stored): the payload plus the widest retry headers it can
+     * ever carry, sized by the code that builds them, must fit max_payload.
+     */
     {
         int64_t maxp = natsConnection_GetMaxPayload(d->nc);
-        if (maxp > 0 && (int64_t)(env.task.len + env.task_id.len + strlen(subject)) + 1024 > maxp) {
-            char msg[160];
+        size_t hdr = sc_retry_headers_max(env.task_id.ptr, env.task_id.len, subject);
+        if (maxp > 0 && (int64_t)(env.task.len + hdr) > maxp) {
+            char msg[200];
             snprintf(msg, sizeof(msg),
-                     "task: %zu bytes plus the retry headers do not fit the server's max_payload %lld",
-                     env.task.len, (long long)maxp);
+                     "task: %zu bytes plus %zu bytes of retry headers do not fit the server's "
+                     "max_payload %lld",
+                     env.task.len, hdr, (long long)maxp);
             refuse_invalid(d, m, service, "too_big", msg);
             return;
         }
@@ -392,6 +398,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     if (fresh || reopened) {
         if (reopened) {
             t->episode++;
+            sc_queue_new_episode(&d->q, t, now); /* a new Nats-Msg-Id space (DESIGN section 5) */
             t->retry_count = 0;
             t->defer_streak = 0;
             t->policy_override = false;
@@ -399,8 +406,10 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         }
         t->first_failed_at = env.has_failed_at ? env.failed_at_ms : now;
         t->max_retries = env.has_max_retries ? env.max_retries : cfg->default_max_retries;
+        t->max_retries_own = env.has_max_retries; /* else it follows default_max_retries */
     } else if (env.has_max_retries) {
         t->max_retries = env.max_retries;
+        t->max_retries_own = true;
     }
     sc_task_set_str(&d->q, t, SC_TS_SUBJECT, subject, strlen(subject));
     sc_task_set_payload(t, env.task.ptr, env.task.len);

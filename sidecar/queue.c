@@ -334,6 +334,7 @@ sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room, i
     t->created_at = now_wall;
     t->updated_at = now_wall;
     t->episode = 1;
+    sc_queue_new_episode(q, t, now_wall);
     if (q->count >= q->nbuckets)
         grow(q);
     b = t->hash & (q->nbuckets - 1);
@@ -354,6 +355,24 @@ struct sc_task *
 sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall)
 {
     return sc_queue_add_room(q, id, len, 0, now_wall);
+}
+
+void
+sc_queue_new_episode(struct sc_queue *q, struct sc_task *t, int64_t now_wall)
+{
+    int64_t id = now_wall > 0 && now_wall < INT64_MAX / 1000 ? now_wall * 1000 : 0;
+
+    if (id <= q->last_episode_id)
+        id = q->last_episode_id + 1;
+    q->last_episode_id = id;
+    t->episode_id = id;
+}
+
+void
+sc_queue_episode_seen(struct sc_queue *q, int64_t episode_id)
+{
+    if (episode_id > q->last_episode_id)
+        q->last_episode_id = episode_id;
 }
 
 void

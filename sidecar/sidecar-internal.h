@@ -104,12 +104,17 @@ struct sc_task {
     uint8_t status;                     /* sc_task_status */
     uint8_t pooled;                     /* SC_TS_* bits */
     bool policy_override;               /* the envelope chose the policy */
+    bool max_retries_own;               /* max_retries came from an envelope or an operator, not
+                                           default_max_retries (which a SIGHUP may change) */
     bool parked;                        /* pending with no automatic retry */
     bool store_dirty;                   /* store.c: on the dirty list */
     int32_t max_retries;
     int32_t retry_count;                /* attempts that ended in failure or timeout */
     int32_t defer_streak;               /* no-responders deferrals in a row */
     int32_t episode;                    /* 1 + times reopened after completed/archived */
+    int64_t episode_id;                 /* the episode's start, us since the epoch, unique and
+                                           growing within the process (sc_queue_new_episode());
+                                           stored, so Nats-Msg-Id survives a restart */
     uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     struct sc_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
@@ -144,6 +149,7 @@ struct sc_queue {
     size_t bytes;                       /* sum of the tasks' bytes */
     struct sc_task *head, *tail;        /* seq order */
     uint64_t next_seq;
+    int64_t last_episode_id;            /* the largest episode id issued or loaded */
     size_t hist_cap;
     struct sc_pstr **pool;              /* the string pool: a chained hash of nstr strings */
     size_t npool, nstr;
@@ -162,6 +168,17 @@ struct sc_task *sc_queue_find(struct sc_queue *q, const char *id, size_t len);
 struct sc_task *sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room,
                                   int64_t now_wall);
 struct sc_task *sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall);
+/*
+ * sc_queue_new_episode() gives t a new episode id (DESIGN section 5): the
+ * episode's start now_wall (ms) in microseconds, raised to one more than
+ * the last id issued or seen when the clock has not moved on, so that no
+ * two episodes of this process share an id, even of a task id whose old
+ * record was removed. sc_queue_add_room() calls it for every new task.
+ * sc_queue_episode_seen() records an id loaded from the store, so that
+ * later ids are larger. Loop thread.
+ */
+void sc_queue_new_episode(struct sc_queue *q, struct sc_task *t, int64_t now_wall);
+void sc_queue_episode_seen(struct sc_queue *q, int64_t episode_id);
 /* Unlinks and frees t (the caller cancels its timer first). */
 void sc_queue_remove(struct sc_queue *q, struct sc_task *t);
 /* Moves t to status s, keeping the counts right. */
@@ -242,6 +259,7 @@ struct sc_flight {
     int32_t attempt;
     int64_t sent_mono;
     uint64_t epoch;       /* d->disconnects when sent: a change means the retry may be lost */
+    bool stored;          /* outcome stored: the JetStream PubAck is the success (DESIGN section 6) */
 };
 
 /* Per-reason invalid counters (low cardinality: codec reasons plus a few). */
@@ -364,6 +382,72 @@ void sc_flight_release(struct sc_daemon *d, struct sc_task *t);
 void sc_task_drop(struct sc_daemon *d, struct sc_task *t);
 /* Schedules t now (manual retry). Returns SC_ECONFLICT when t has no usable retry subject. */
 sc_status sc_retry_now(struct sc_daemon *d, struct sc_task *t, int64_t now_wall);
+/* What a reply to a retry is, as far as JetStream goes (DESIGN section 6). */
+typedef enum { SC_JS_NOT = 0, SC_JS_PUBACK, SC_JS_ERROR } sc_js_reply_kind;
+
+/* A JetStream API error's fields; desc borrows from the body (the raw JSON string bytes). */
+struct sc_js_reply {
+    int64_t code, err_code;
+    const char *desc;
+    size_t desc_len;
+};
+
+/*
+ * sc_js_reply_classify() tells whether body (len bytes, any bytes, need not
+ * be NUL-terminated) is the server's answer to a publish into a stream: a
+ * PubAck {"stream":"..","seq":N,...} (SC_JS_PUBACK) or a JetStream API
+ * error {"error":{"code":N,"err_code":N,"description":".."}} (SC_JS_ERROR,
+ * *r filled), neither carrying the worker protocol's "ok" key; anything
+ * else is SC_JS_NOT (then read as a worker's reply). Reads the bytes in
+ * place, in one pass: no allocation. Any thread (pure).
+ */
+sc_js_reply_kind sc_js_reply_classify(const char *body, size_t len, struct sc_js_reply *r);
+
+/*
+ * sc_dispatch_reload() applies a reloaded default_max_retries (SIGHUP) to
+ * every task that took the default (max_retries_own false): its budget
+ * follows the new default, and a scheduled task whose failed attempts
+ * already reach it is exhausted now, with its event. A task retrying keeps
+ * its attempt; its outcome is judged against the new budget; a parked
+ * task only has its budget changed. Exhausted tasks are left as they are
+ * (an operator's retry sends them again). O(tasks). Loop thread.
+ */
+void sc_dispatch_reload(struct sc_daemon *d, int64_t now_wall);
+
+/*
+ * The headers of a retry message (DESIGN section 5), formatted into the
+ * struct's own buffers: kv is the NULL-terminated name/value list that
+ * sc_publish() takes. The task id is copied (at most SC_RETRY_ID_MAX bytes).
+ */
+#define SC_RETRY_ID_MAX 1024
+#define SC_HDR_EPISODE "Dlq-Episode" /* the episode id (DESIGN section 5) */
+struct sc_retry_hdrs {
+    char id[SC_RETRY_ID_MAX + 1];
+    char msgid[SC_RETRY_ID_MAX + 48];
+    char attempt[16], maxr[16], episode[24], first[SC_RFC3339_LEN];
+    const char *kv[20];
+};
+
+/*
+ * sc_retry_headers() fills h for attempt `attempt` of the task with id
+ * (id_len bytes, not NUL-terminated, at most SC_RETRY_ID_MAX), budget
+ * max_retries, category cat, failure subject orig_subject (borrowed: lives
+ * as long as h is used), first failure first_failed_at (wall ms) and
+ * episode episode_id, and returns the bytes the headers take on the wire
+ * ("NATS/1.0" line, one "Name: value" line each, blank line): what counts
+ * against the server's max_payload with the body. dispatch publishes with
+ * it; ingest sizes a task with it (sc_retry_headers_max()). Any thread.
+ */
+size_t sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
+                        int32_t max_retries, policy_category cat, const char *orig_subject,
+                        int64_t first_failed_at, int64_t episode_id);
+/*
+ * sc_retry_headers_max() is the most bytes the retry headers of a task with
+ * this id and failure subject can ever take (any attempt, budget, category,
+ * time and episode), computed with sc_retry_headers(): a task whose payload
+ * plus this fits max_payload at ingest can always be published. Any thread.
+ */
+size_t sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject);
 
 /*
  * store.c: mirrors the queue into the configured store (DESIGN section 11).

@@ -413,6 +413,8 @@ task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
     w_int(&w, "max_retries", t->max_retries);
     w_int(&w, "defer_streak", t->defer_streak);
     w_int(&w, "episode", t->episode);
+    w_int(&w, "episode_id", t->episode_id);
+    w_bool(&w, "max_retries_own", t->max_retries_own);
     w_time(&w, "created_at", t->created_at);
     w_time(&w, "updated_at", t->updated_at);
     w_time(&w, "last_attempt_at", t->last_attempt_at);
@@ -475,6 +477,8 @@ static const char doc_properties[] =
     "\"max_retries\":{\"type\":\"integer\"},"
     "\"defer_streak\":{\"type\":\"integer\"},"
     "\"episode\":{\"type\":\"integer\"},"
+    "\"episode_id\":{\"type\":\"long\"},"
+    "\"max_retries_own\":{\"type\":\"boolean\"},"
     "\"created_at\":{\"type\":\"date\"},"
     "\"updated_at\":{\"type\":\"date\"},"
     "\"last_attempt_at\":{\"type\":\"date\"},"
@@ -664,6 +668,14 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     t->episode = (int32_t)doc_int(src, "episode");
     if (t->episode < 1)
         t->episode = 1;
+    /* The stored episode id keeps Nats-Msg-Id across restarts; a document without one keeps a fresh id. */
+    if (doc_int(src, "episode_id") > 0)
+        t->episode_id = doc_int(src, "episode_id");
+    sc_queue_episode_seen(&d->q, t->episode_id);
+    /* A document without the flag keeps its stored budget. A default budget follows today's default. */
+    t->max_retries_own = !json_is_false(json_object_get(src, "max_retries_own"));
+    if (!t->max_retries_own && st != SC_TASK_EXHAUSTED)
+        t->max_retries = (int32_t)d->cfg->default_max_retries;
     t->updated_at = doc_time(src, "updated_at");
     t->last_attempt_at = doc_time(src, "last_attempt_at");
     t->next_retry_at = doc_time(src, "next_retry_at");

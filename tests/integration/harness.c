@@ -571,8 +571,9 @@ it_daemon_stop(struct it_daemon *d)
 
 /* ---- environment ------------------------------------------------------------------------------ */
 
-struct it_env *
-it_env_start(const char *name, const char *const *extra)
+/* env_start() is it_env_start(), with a JetStream-enabled server when jetstream. */
+static struct it_env *
+env_start(const char *name, const char *const *extra, bool jetstream)
 {
     struct it_env *e = calloc(1, sizeof *e);
     if (!e)
@@ -587,7 +588,7 @@ it_env_start(const char *name, const char *const *extra)
         return NULL;
     }
     fprintf(stderr, "[%s] logs in %s\n", name, e->dir);
-    if (it_server_start(&e->srv, e->dir, false) != 0)
+    if (it_server_start(&e->srv, e->dir, jetstream) != 0)
         goto fail;
     e->nc = it_connect(e->srv.url, "it-client");
     if (!e->nc)
@@ -600,6 +601,18 @@ it_env_start(const char *name, const char *const *extra)
 fail:
     it_env_stop(e);
     return NULL;
+}
+
+struct it_env *
+it_env_start(const char *name, const char *const *extra)
+{
+    return env_start(name, extra, false);
+}
+
+struct it_env *
+it_env_start_js(const char *name, const char *const *extra)
+{
+    return env_start(name, extra, true);
 }
 
 int

@@ -151,6 +151,13 @@ struct it_env {
 struct it_env *it_env_start(const char *name, const char *const *extra);
 
 /*
+ * it_env_start_js() is it_env_start() with nats-server run with JetStream
+ * (-js, its store in the env's dir/js), for tests that capture subjects in
+ * streams. Errors as it_env_start().
+ */
+struct it_env *it_env_start_js(const char *name, const char *const *extra);
+
+/*
  * it_env_stop() closes the clients, stops the daemon (a non-zero exit
  * status after SIGTERM is reported and makes it return -1), stops the
  * server, and removes the temp dir when the test passed. NULL is a no-op

@@ -2103,6 +2103,109 @@ test_block_429(void **state)
     os_drop(index);
 }
 
+/* ---- the episode id and the default budget across a restart (issue 10, items 3 and 10) -------- */
+
+/*
+ * A task retrying when the process is killed is republished by the next one
+ * with the same attempt, the same Dlq-Episode and the same Nats-Msg-Id (a
+ * stream on the retry subject must take it as the same message): the
+ * episode id is in the document (episode_id) and loaded back. A task on the
+ * default budget (max_retries_own false in the document) follows the
+ * default of the new process; one with its own max_retries keeps it. The
+ * index exists beforehand with an older, strict mapping: the fields added
+ * since are put into it at start, so no write is refused.
+ */
+static void
+test_episode_restart(void **state)
+{
+    char index[128];
+    struct flags f, f2;
+    const char *extra[] = {"retry.timeout_ms=60000", "default_max_retries=5", NULL};
+    const char *extra2[] = {"retry.timeout_ms=60000", "default_max_retries=2", NULL};
+
+    test_index("episode", index, sizeof index);
+    /* An index made by an older version: strict, without the fields added since (episode_id ...). */
+    char path[200];
+    long status = 0;
+    snprintf(path, sizeof path, "/%s", index);
+    json_decref(os_call("PUT", path,
+                        "{\"settings\":{\"index\":{\"number_of_replicas\":0}},\"mappings\":"
+                        "{\"dynamic\":\"strict\",\"properties\":{\"task_id\":{\"type\":\"keyword\"}}}}",
+                        &status));
+    IT_CHECK(status == 200, "creating the old index: HTTP %ld", status);
+    struct it_env *e = it_env_start("persist-episode", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.episode", NULL, 10, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_SILENT, NULL, NULL});
+
+    struct penv p = {0};
+    p.task_id = "ep-own";
+    p.n = 1;
+    p.error = "ECONNRESET";
+    p.error_len = 10;
+    p.retry_policy = "immediate";
+    p.max_retries = 3;
+    json_t *ack = penv_request(e->nc, "dlq.failed.episode", &p);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of ep-own");
+    json_decref(ack);
+    struct penv q = {0};
+    q.task_id = "ep-default";
+    q.n = 2;
+    q.error = "ECONNRESET";
+    q.error_len = 10;
+    q.retry_policy = "never";
+    q.max_retries = -1;
+    ack = penv_request(e->nc, "dlq.failed.episode", &q);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of ep-default");
+    json_decref(ack);
+
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "no retry of ep-own");
+    char ep1[32], id1[128];
+    const struct it_rec_msg *m = it_rec_get(w, 0);
+    snprintf(ep1, sizeof ep1, "%s", it_rec_header(m, "Dlq-Episode") ? it_rec_header(m, "Dlq-Episode") : "");
+    snprintf(id1, sizeof id1, "%s", it_rec_header(m, "Nats-Msg-Id") ? it_rec_header(m, "Nats-Msg-Id") : "");
+    char want[128];
+    snprintf(want, sizeof want, "ep-own:%s:1", ep1);
+    IT_CHECK(*ep1 && strcmp(id1, want) == 0, "Nats-Msg-Id %s, Dlq-Episode %s", id1, ep1);
+    bool ok = false;
+    json_decref(it_wait_task_status(e->nc, "ep-own", "retrying", IT_WAIT_MS, &ok));
+    IT_CHECK(ok, "ep-own is not retrying");
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    json_t *all = os_all(index);
+    const json_t *d1 = json_object_get(all, "ep-own"), *d2 = json_object_get(all, "ep-default");
+    char *dump = it_json_dump(d1);
+    IT_CHECK(d1 && it_json_int(d1, "episode_id") == strtoll(ep1, NULL, 10) &&
+                 json_is_true(json_object_get(d1, "max_retries_own")),
+             "the document of ep-own must hold episode_id %s and max_retries_own true: %s", ep1,
+             dump);
+    free(dump);
+    IT_CHECK(d2 && json_is_false(json_object_get(d2, "max_retries_own")) &&
+                 it_json_int(d2, "max_retries") == 5,
+             "ep-default took the default (5)");
+    json_decref(all);
+
+    kill9(&e->dmn);
+    restart(e, os_flags(&f2, os_url(), index, extra2));
+    IT_CHECK(it_rec_wait(w, 2, IT_WAIT_MS), "the retrying task was not republished after the restart");
+    m = it_rec_get(w, 1);
+    const char *ep2 = it_rec_header(m, "Dlq-Episode"), *id2 = it_rec_header(m, "Nats-Msg-Id");
+    IT_CHECK(ep2 && id2 && strcmp(ep2, ep1) == 0 && strcmp(id2, id1) == 0,
+             "after the restart: Dlq-Episode %s (was %s), Nats-Msg-Id %s (was %s)",
+             ep2 ? ep2 : "-", ep1, id2 ? id2 : "-", id1);
+    json_t *t = it_admin_get(e->nc, "ep-default");
+    IT_CHECK(it_json_int(t, "max_retries") == 2, "ep-default follows the new default (2)");
+    json_decref(t);
+    t = it_admin_get(e->nc, "ep-own");
+    IT_CHECK(it_json_int(t, "max_retries") == 3, "ep-own keeps its own max_retries (3)");
+    json_decref(t);
+    os_drop(index);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -2111,6 +2214,7 @@ main(void)
         cmocka_unit_test_teardown(test_partial_bulk, it_teardown),
         cmocka_unit_test_teardown(test_background_load, it_teardown),
         cmocka_unit_test_teardown(test_binary, it_teardown),
+        cmocka_unit_test_teardown(test_episode_restart, it_teardown),
         cmocka_unit_test_teardown(test_mapping, it_teardown),
         cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
         cmocka_unit_test_teardown(test_ten_thousand, it_teardown),

@@ -37,11 +37,11 @@ collect(struct it_recorder *w, const char *id, struct seen *s)
             continue;
         const char *a = it_rec_header(m, "Dlq-Attempt");
         int att = a ? atoi(a) : 0;
-        /* Nats-Msg-Id must be "<id>:<attempt>". */
-        const char *mid = it_rec_header(m, "Nats-Msg-Id");
-        size_t idl = strlen(id);
-        if (att < 1 || !mid || strncmp(mid, id, idl) != 0 || mid[idl] != ':' ||
-            strcmp(mid + idl + 1, a) != 0)
+        /* Nats-Msg-Id must be "<id>:<Dlq-Episode>:<attempt>" (DESIGN section 5). */
+        const char *mid = it_rec_header(m, "Nats-Msg-Id"), *ep = it_rec_header(m, "Dlq-Episode");
+        char want[2400];
+        snprintf(want, sizeof want, "%.1100s:%.40s:%.40s", id, ep ? ep : "", a ? a : "");
+        if (att < 1 || !mid || !ep || !*ep || strcmp(mid, want) != 0)
             s->bad_header = true;
         bool dup = false;
         size_t lim = s->msgs < SC_ARRAY_LEN(s->attempts) ? s->msgs : SC_ARRAY_LEN(s->attempts);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -95,7 +97,11 @@ check_retry_headers(const struct it_rec_msg *m, const char *id, int attempt, int
     else
         IT_CHECK(ms >= lo_wall - 1000 && ms <= hi_wall + 1000,
                  "Dlq-First-Failed-At %s not near the time of the failure", v);
-    snprintf(want, sizeof want, "%s:%d", id, attempt);
+    const char *ep = it_rec_header(m, "Dlq-Episode");
+    char *end = NULL;
+    IT_CHECK(ep && strtoll(ep, &end, 10) > 0 && end && *end == '\0',
+             "Dlq-Episode: want a positive integer, got %s", ep ? ep : "(none)");
+    snprintf(want, sizeof want, "%s:%s:%d", id, ep ? ep : "", attempt);
     v = it_rec_header(m, "Nats-Msg-Id");
     IT_CHECK(v && strcmp(v, want) == 0, "Nats-Msg-Id: want %s, got %s", want, v ? v : "(none)");
     IT_CHECK(m->reply && *m->reply, "retry %d of %s has no reply subject (retry.outcome reply)",
@@ -595,6 +601,505 @@ test_no_responders(void **state)
     e->passed = true;
 }
 
+/* ---- JetStream on the retry subject (DESIGN sections 5 and 6) ---------------------------------- */
+
+/*
+ * add_stream() creates a memory stream name over subject on nc (max_msgs > 0
+ * bounds it, with discard new: a full stream refuses publishes). Fails the
+ * test when it cannot. Returns the JetStream context (caller jsCtx_Destroy()s).
+ */
+static jsCtx *
+add_stream(natsConnection *nc, const char *name, const char *subject, int64_t max_msgs)
+{
+    jsCtx *js = NULL;
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[] = {subject};
+
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_MemoryStorage;
+    if (max_msgs > 0) {
+        cfg.MaxMsgs = max_msgs;
+        cfg.Discard = js_DiscardNew;
+    }
+    natsStatus ns = js_AddStream(&si, js, &cfg, NULL, &jerr);
+    IT_CHECK(ns == NATS_OK, "js_AddStream %s: %s (err_code %d)", name, natsStatus_GetText(ns),
+             (int)jerr);
+    jsStreamInfo_Destroy(si);
+    return js;
+}
+
+/* stream_msgs() is the number of messages stream name holds. */
+static uint64_t
+stream_msgs(jsCtx *js, const char *name)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    uint64_t n = UINT64_MAX;
+    if (js_GetStreamInfo(&si, js, name, NULL, &jerr) == NATS_OK) {
+        n = si->State.Msgs;
+        jsStreamInfo_Destroy(si);
+    }
+    return n;
+}
+
+/* wait_absent() polls dlq.admin.get until task_id is gone (completed and removed). */
+static bool
+wait_absent(natsConnection *nc, const char *task_id, int timeout_ms)
+{
+    char st[32];
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    while (strcmp(it_task_status(nc, task_id, st, sizeof st), "absent") != 0) {
+        if (sc_now_mono_ms() >= deadline)
+            return false;
+        it_sleep_ms(20);
+    }
+    return true;
+}
+
+/*
+ * 6. Three episodes of the same task id, each delivering attempt 1 into a
+ * stream that captures the retry subject (de-duplication window: the
+ * default 2 min), with store.keep_completed false so that each new failure
+ * of order-42 starts from nothing: all three attempts land in the stream,
+ * each with its own Dlq-Episode, and Nats-Msg-Id <id>:<episode>:1. Before
+ * the fix the id was order-42:1 three times and the stream kept one.
+ * (retry.outcome none: a publish is the success, so this test is about ids
+ * alone.)
+ */
+static void
+test_episodes_in_stream(void **state)
+{
+    const char *flags[] = {"store.keep_completed=false", "retry.outcome=none",
+                           "retry.timeout_ms=100", NULL};
+    struct it_env *e = it_env_start_js("episodes", flags);
+    assert_non_null(e);
+    *state = e;
+    jsCtx *js = add_stream(e->nc, "RETRY_EPISODES", "dlq.retry.episodes", 0);
+    char id[96];
+    it_unique_id("order-42", id, sizeof id);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "ECONNRESET";
+    env.retry_policy = "immediate";
+    env.retry_subject = "dlq.retry.episodes";
+
+    for (int ep = 1; ep <= 3; ep++) {
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.orders", &env);
+        char *dump = it_json_dump(ack);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "episode %d: ack %s", ep, dump);
+        free(dump);
+        json_decref(ack);
+        IT_CHECK(wait_absent(e->nc, id, IT_WAIT_MS),
+                 "episode %d: the task did not complete (and go: keep_completed false)", ep);
+    }
+    uint64_t n = stream_msgs(js, "RETRY_EPISODES");
+    IT_CHECK(n == 3, "the stream holds %llu retries of 3 episodes; want 3 (none de-duplicated)",
+             (unsigned long long)n);
+    char seen[3][64] = {{0}};
+    for (uint64_t seq = 1; seq <= 3 && seq <= n; seq++) {
+        natsMsg *m = NULL;
+        jsErrCode jerr = 0;
+        assert_int_equal(js_GetMsg(&m, js, "RETRY_EPISODES", seq, NULL, &jerr), NATS_OK);
+        const char *msgid = NULL, *epv = NULL, *att = NULL;
+        natsMsgHeader_Get(m, "Nats-Msg-Id", &msgid);
+        natsMsgHeader_Get(m, "Dlq-Episode", &epv);
+        natsMsgHeader_Get(m, "Dlq-Attempt", &att);
+        char want[256];
+        snprintf(want, sizeof want, "%s:%s:1", id, epv ? epv : "?");
+        IT_CHECK(epv && att && strcmp(att, "1") == 0 && msgid && strcmp(msgid, want) == 0,
+                 "stream message %llu: Dlq-Episode %s, Dlq-Attempt %s, Nats-Msg-Id %s (want %s)",
+                 (unsigned long long)seq, epv ? epv : "-", att ? att : "-", msgid ? msgid : "-",
+                 want);
+        snprintf(seen[seq - 1], sizeof seen[0], "%s", epv);
+        for (uint64_t k = 1; k < seq; k++)
+            IT_CHECK(strtoll(seen[k - 1], NULL, 10) < strtoll(epv, NULL, 10),
+                     "episodes must grow: %s then %s", seen[k - 1], epv);
+        natsMsg_Destroy(m);
+    }
+    jsCtx_Destroy(js);
+    e->passed = true;
+}
+
+/*
+ * 7. retry.outcome reply with the retry subject captured by a stream: the
+ * server's PubAck reaches the reply inbox first and is not the worker's
+ * answer. The worker (a core subscriber) answers the message's reply
+ * subject 300 ms later: that answer is counted, the task completes after
+ * one attempt. Before the fix the PubAck was read as an unrecognised reply
+ * (a failure) and an immediate task with max_retries 1 was exhausted
+ * before the worker replied.
+ */
+static void
+test_puback_is_not_the_outcome(void **state)
+{
+    const char *flags[] = {"retry.timeout_ms=5000", NULL};
+    struct it_env *e = it_env_start_js("puback", flags);
+    assert_non_null(e);
+    *state = e;
+    jsCtx *js = add_stream(e->nc, "RETRY_PUBACK", "dlq.retry.captured", 0);
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.captured", "workers", 16, true);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_SILENT, NULL, NULL});
+
+    char id[96];
+    it_unique_id("pa", id, sizeof id);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "ECONNRESET";
+    env.retry_policy = "immediate";
+    env.retry_subject = "dlq.retry.captured";
+    env.max_retries = 1;
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "the worker saw no retry");
+    it_sleep_ms(300); /* the PubAck is long back by now */
+    const struct it_rec_msg *m = it_rec_get(w, 0);
+    IT_CHECK(m->reply && *m->reply, "the retry has no reply subject");
+    assert_int_equal(natsConnection_PublishString(wc, m->reply, "{\"ok\":true}"), NATS_OK);
+    assert_int_equal(natsConnection_Flush(wc), NATS_OK);
+
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+    char *dump = it_json_dump(t);
+    IT_CHECK(ok, "the worker's late success must complete the task; got %s", dump);
+    IT_CHECK(it_json_int(t, "retry_count") == 0, "retry_count: want 0 (no failed attempt): %s",
+             dump);
+    IT_CHECK(history_find(t, 1, "succeeded") != NULL, "attempt 1 did not succeed: %s", dump);
+    free(dump);
+    json_decref(t);
+    IT_CHECK(it_rec_count(w) == 1, "want exactly one attempt, the worker saw %zu",
+             it_rec_count(w));
+    IT_CHECK(stream_msgs(js, "RETRY_PUBACK") == 1, "the stream holds %llu retries, want 1",
+             (unsigned long long)stream_msgs(js, "RETRY_PUBACK"));
+    jsCtx_Destroy(js);
+    e->passed = true;
+}
+
+/*
+ * 8. retry.stored_subjects: a retry subject captured by a stream and no
+ * worker at all. The PubAck is the success of the hand-off: the task
+ * completes after one attempt and the stream holds it. A stream that
+ * refuses the publish (full, discard new) answers with a JetStream error:
+ * a failed attempt whose error is the server's, so a task with
+ * max_retries 1 is exhausted; a subject that no stream captures gets no
+ * responders: deferred, not an attempt.
+ */
+static void
+test_outcome_stored(void **state)
+{
+    const char *flags[] = {"retry.stored_subjects=dlq.retry.stream.>", "retry.timeout_ms=5000",
+                           NULL};
+    struct it_env *e = it_env_start_js("stored", flags);
+    assert_non_null(e);
+    *state = e;
+    jsCtx *js = add_stream(e->nc, "RETRY_STORED", "dlq.retry.stream.ok", 0);
+    jsCtx *js2 = add_stream(e->nc, "RETRY_FULL", "dlq.retry.stream.full", 1);
+    jsCtx_Destroy(js2);
+
+    char id[96], id_full[96], id_none[96], id_first[96];
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.error = "ECONNRESET";
+    env.retry_policy = "immediate";
+    env.max_retries = 1;
+
+    it_unique_id("st", id, sizeof id);
+    env.task_id = id;
+    env.retry_subject = "dlq.retry.stream.ok";
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+    char *dump = it_json_dump(t);
+    IT_CHECK(ok && it_json_int(t, "retry_count") == 0 && history_find(t, 1, "succeeded"),
+             "the PubAck must complete the task after one attempt: %s", dump);
+    free(dump);
+    json_decref(t);
+    IT_CHECK(stream_msgs(js, "RETRY_STORED") == 1, "the stream holds %llu, want 1",
+             (unsigned long long)stream_msgs(js, "RETRY_STORED"));
+
+    /* The full stream: the first message fills it, the second is refused. */
+    it_unique_id("first", id_first, sizeof id_first);
+    env.task_id = id_first;
+    env.retry_subject = "dlq.retry.stream.full";
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    t = it_wait_task_status(e->nc, id_first, "completed", IT_WAIT_MS, &ok);
+    json_decref(t);
+    IT_CHECK(ok, "the first task into the one-message stream must complete");
+    it_unique_id("full", id_full, sizeof id_full);
+    env.task_id = id_full;
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    t = it_wait_task_status(e->nc, id_full, "exhausted", IT_WAIT_MS, &ok);
+    dump = it_json_dump(t);
+    IT_CHECK(ok && it_json_int(t, "retry_count") == 1 && history_has_error(t, "jetstream"),
+             "a stream that refuses the retry fails the attempt (max_retries 1: exhausted): %s",
+             dump);
+    free(dump);
+    json_decref(t);
+
+    /* No stream on the subject: no responders, deferred (never an attempt). */
+    it_unique_id("none", id_none, sizeof id_none);
+    env.task_id = id_none;
+    env.retry_subject = "dlq.retry.stream.nowhere";
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    json_t *st = NULL;
+    while (sc_now_mono_ms() < deadline) {
+        json_decref(st);
+        st = it_admin_stats(e->nc);
+        if (it_json_int(st, "lifetime_stats.deferred") >= 1)
+            break;
+        it_sleep_ms(50);
+    }
+    t = it_admin_get(e->nc, id_none);
+    dump = it_json_dump(t);
+    IT_CHECK(it_json_int(st, "lifetime_stats.deferred") >= 1 && it_json_int(t, "retry_count") == 0 &&
+                 it_json_str(t, "status") && strcmp(it_json_str(t, "status"), "exhausted") != 0,
+             "no stream and no worker: deferred, not failed: %s", dump);
+    free(dump);
+    json_decref(t);
+    json_decref(st);
+    jsCtx_Destroy(js);
+    e->passed = true;
+}
+
+/* ---- size at ingest (issue 10, item 8) ----------------------------------------------------------- */
+
+/* big_task() writes a MessagePack bin32 of n zero bytes into out (reset first). */
+static void
+big_task(struct sc_buf *out, size_t n)
+{
+    uint8_t h[5] = {0xc6, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    sc_buf_reset(out);
+    assert_int_equal(sc_buf_append(out, h, 5), SC_OK);
+    for (size_t i = 0; i < n; i += 4096) {
+        static const char zeros[4096];
+        assert_int_equal(sc_buf_append(out, zeros, n - i < 4096 ? n - i : 4096), SC_OK);
+    }
+}
+
+/* long_id() writes an id of exactly len bytes starting with tag into out (len + 1 bytes). */
+static void
+long_id(char *out, size_t len, const char *tag)
+{
+    memset(out, 'x', len);
+    memcpy(out, tag, strlen(tag));
+    out[len] = '\0';
+}
+
+/* ask() sends a big envelope (id, n task bytes, policy) and tells whether ingest accepted it. */
+static bool
+ask(struct it_env *e, const char *id, struct sc_buf *task, size_t n, const char *policy)
+{
+    struct it_envelope env;
+    it_envelope_init(&env);
+    big_task(task, n);
+    env.task_id = id;
+    env.task_mp = task->data;
+    env.task_len = task->len;
+    env.error = "ECONNRESET";
+    env.retry_policy = policy;
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.big", &env);
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack, "no ingest acknowledgement for %zu bytes", n);
+    bool accepted = json_is_true(json_object_get(ack, "ok"));
+    if (!accepted)
+        IT_CHECK(it_json_int(ack, "error.code") == 400 &&
+                     strstr(it_json_str(ack, "error.message"), "max_payload"),
+                 "a refusal must be a 400 naming max_payload: %s", dump);
+    free(dump);
+    json_decref(ack);
+    return accepted;
+}
+
+/*
+ * 9. A task id at its limit (1,024 bytes) with a payload near max_payload:
+ * the largest task that ingest accepts (found by bisection; parked probes
+ * with policy never) is dispatched to the worker whole, and one byte more
+ * is refused at ingest with a 400. The retry message's headers plus body
+ * come within 64 bytes of max_payload (the headers are sized for the
+ * widest attempt, budget, category and episode). Before the fix the id
+ * was counted once: such a task was accepted, then parked on its first
+ * dispatch ("does not fit the server's max_payload").
+ */
+static void
+test_big_task_fits(void **state)
+{
+    const char *flags[] = {"limits.max_task_id_len=1024", NULL};
+    struct it_env *e = it_env_start("bigtask", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.big", "workers", 4, true);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+    int64_t maxp = natsConnection_GetMaxPayload(e->nc);
+    assert_true(maxp > 16384);
+    struct sc_buf task;
+    sc_buf_init(&task, (size_t)maxp + 64);
+    static char id[1025];
+    char tag[32];
+    /* lo is accepted, hi refused (its envelope still fits max_payload: a 1,024-byte id, no headers). */
+    size_t lo = (size_t)maxp - 8192, hi = (size_t)maxp - 1536;
+    int probe = 0;
+
+    snprintf(tag, sizeof tag, "probe-%d-", probe++);
+    long_id(id, 1024, tag);
+    IT_CHECK(ask(e, id, &task, lo, "never"), "%zu task bytes with a 1,024-byte id must fit", lo);
+    snprintf(tag, sizeof tag, "probe-%d-", probe++);
+    long_id(id, 1024, tag);
+    IT_CHECK(!ask(e, id, &task, hi, "never"), "%zu task bytes cannot fit max_payload", hi);
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        snprintf(tag, sizeof tag, "probe-%d-", probe++);
+        long_id(id, 1024, tag);
+        if (ask(e, id, &task, mid, "never"))
+            lo = mid;
+        else
+            hi = mid;
+    }
+    fprintf(stderr, "[bigtask] max_payload %lld: largest task accepted with a 1,024-byte id: %zu bytes of bin (+5)\n",
+            (long long)maxp, lo);
+
+    long_id(id, 1024, "refused-");
+    IT_CHECK(!ask(e, id, &task, lo + 1, "immediate"), "one byte more (%zu) must be refused",
+             lo + 1);
+    long_id(id, 1024, "largest-");
+    IT_CHECK(ask(e, id, &task, lo, "immediate"), "the largest size (%zu) must be accepted again",
+             lo);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "the largest accepted task was never dispatched");
+    const struct it_rec_msg *m = it_rec_get(w, 0);
+    IT_CHECK(m->len == task.len && memcmp(m->body, task.data, task.len) == 0,
+             "the retry body is not the task (%zu vs %zu bytes)", m->len, task.len);
+    size_t wire = 12;
+    for (int i = 0; i < m->nhdr; i++)
+        wire += strlen(m->hdr_name[i]) + strlen(m->hdr_val[i]) + 4;
+    fprintf(stderr, "[bigtask] retry message: %zu header bytes + %zu body bytes = %lld of %lld\n",
+            wire, m->len, (long long)(wire + m->len), (long long)maxp);
+    IT_CHECK((int64_t)(wire + m->len) <= maxp && (int64_t)(wire + m->len) > maxp - 64,
+             "headers %zu + body %zu should come within 64 bytes of max_payload %lld", wire,
+             m->len, (long long)maxp);
+    /* dlq.admin.get cannot answer with a task this big (the reply passes max_payload): use stats. */
+    IT_CHECK(wait_stat_at_least(e->nc, "lifetime_stats.retry_success", 1, IT_WAIT_MS) == 1,
+             "the largest task must complete, not be parked");
+    sc_buf_destroy(&task);
+    e->passed = true;
+}
+
+/* ---- SIGHUP and the default budget (issue 10, item 10) ------------------------------------------- */
+
+/* write_file() replaces path's content with text. */
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * 10. default_max_retries 10 in the config file, a worker that always
+ * fails, linear backoff of 300 ms. Task "dflt" took the default, task "own"
+ * said max_retries 10 itself. Once both have failed 3 times, the file says
+ * default_max_retries 2 and the daemon gets SIGHUP: "dflt" is exhausted at
+ * once (with its event) and its budget reads 2; "own" keeps its 10 and goes
+ * on. Before the fix "dflt" kept retrying to 10.
+ */
+static void
+test_sighup_lowers_default_budget(void **state)
+{
+    char cfgpath[IT_PATH_MAX + 32], cfgflag[IT_PATH_MAX + 48];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cfgpath, sizeof cfgpath, "%s/dlq-it-hup-%d.yaml", tmp && *tmp ? tmp : "/tmp",
+             (int)getpid());
+    write_file(cfgpath, "default_max_retries: 10\n");
+    snprintf(cfgflag, sizeof cfgflag, "config=%s", cfgpath);
+    const char *flags[] = {cfgflag, "backoff.linear_step_ms=300", NULL};
+    struct it_env *e = it_env_start("hup", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 256, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_FAIL, "disk quota exceeded", NULL});
+    struct it_recorder *ev = it_env_recorder(e, e->nc, "dlq.events.exhausted", NULL, 64, true);
+    assert_non_null(ev);
+
+    char dflt[96], own[96];
+    it_unique_id("dflt", dflt, sizeof dflt);
+    it_unique_id("own", own, sizeof own);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.error = "disk quota exceeded";
+    env.retry_policy = "linear";
+    env.task_id = dflt;
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.hup", &env), 0);
+    env.task_id = own;
+    env.max_retries = 10;
+    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.hup", &env), 0);
+    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    int64_t rc_d = 0, rc_o = 0;
+    while (sc_now_mono_ms() < deadline && (rc_d < 3 || rc_o < 3)) {
+        json_t *a = it_admin_get(e->nc, dflt), *b = it_admin_get(e->nc, own);
+        rc_d = it_json_int(a, "retry_count");
+        rc_o = it_json_int(b, "retry_count");
+        IT_CHECK(it_json_int(a, "max_retries") == 10, "dflt takes the default 10");
+        json_decref(a);
+        json_decref(b);
+        it_sleep_ms(20);
+    }
+    IT_CHECK(rc_d >= 3 && rc_o >= 3, "want 3 failures each first (%lld, %lld)", (long long)rc_d,
+             (long long)rc_o);
+    write_file(cfgpath, "default_max_retries: 2\n");
+    assert_int_equal(kill(e->dmn.pid, SIGHUP), 0);
+
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, dflt, "exhausted", IT_WAIT_MS, &ok);
+    char *dump = it_json_dump(t);
+    IT_CHECK(ok, "a task on the default budget must be exhausted when the default drops below its failures: %s",
+             dump);
+    IT_CHECK(it_json_int(t, "max_retries") == 2, "its budget follows the default (2): %s", dump);
+    int64_t at_exhaust = it_json_int(t, "retry_count");
+    free(dump);
+    json_decref(t);
+    IT_CHECK(count_events(ev, "exhausted", dflt) == 1, "want one exhausted event for dflt, got %zu",
+             count_events(ev, "exhausted", dflt));
+
+    /* own goes on past its 3 failures with its own budget of 10. */
+    deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    json_t *b = NULL;
+    while (sc_now_mono_ms() < deadline) {
+        json_decref(b);
+        b = it_admin_get(e->nc, own);
+        if (it_json_int(b, "retry_count") >= rc_o + 2)
+            break;
+        it_sleep_ms(20);
+    }
+    dump = it_json_dump(b);
+    IT_CHECK(it_json_int(b, "retry_count") >= rc_o + 2 && it_json_int(b, "max_retries") == 10,
+             "a task with its own max_retries keeps retrying to it: %s", dump);
+    free(dump);
+    json_decref(b);
+    t = it_admin_get(e->nc, dflt);
+    IT_CHECK(it_json_int(t, "retry_count") == at_exhaust, "dflt retried after it was exhausted");
+    json_decref(t);
+    unlink(cfgpath);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -604,6 +1109,11 @@ main(void)
         cmocka_unit_test_teardown(test_exhausted, it_teardown),
         cmocka_unit_test_teardown(test_timeout, it_teardown),
         cmocka_unit_test_teardown(test_no_responders, it_teardown),
+        cmocka_unit_test_teardown(test_episodes_in_stream, it_teardown),
+        cmocka_unit_test_teardown(test_puback_is_not_the_outcome, it_teardown),
+        cmocka_unit_test_teardown(test_outcome_stored, it_teardown),
+        cmocka_unit_test_teardown(test_big_task_fits, it_teardown),
+        cmocka_unit_test_teardown(test_sighup_lowers_default_budget, it_teardown),
     };
     return cmocka_run_group_tests_name("integration_retry", tests, NULL, NULL);
 }

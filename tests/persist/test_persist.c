@@ -373,7 +373,7 @@ closed_port(void)
 
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    (void)bind(fd, (struct sockaddr *)&sa, sizeof sa); /* port 0: any free port */
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     port = ntohs(sa.sin_port);
     close(fd);
@@ -582,9 +582,10 @@ test_opensearch_protocol(void **state)
     opt.index = "dlq-unit";
 
     assert_int_equal(persist_opensearch_new(base, &opt, &own, &o.p, err, sizeof err), SC_OK);
-    /* Start-up: template, index (already there), health, refresh, one page of two hits. */
+    /* Start-up: template, index (already there), its mapping, health, refresh, one page of two hits. */
     script(&s, 200, "{\"acknowledged\":true}");
     script(&s, 400, "{\"error\":{\"type\":\"resource_already_exists_exception\",\"reason\":\"x\"}}");
+    script(&s, 200, "{\"acknowledged\":true}");
     script(&s, 200, "{\"status\":\"green\"}");
     script(&s, 200, "{}");
     script(&s, 200, "{\"hits\":{\"hits\":[{\"_id\":\"a\",\"_version\":5,\"_source\":{\"n\":1},\"sort\":[1]},"
@@ -600,7 +601,8 @@ test_opensearch_protocol(void **state)
     assert_non_null(strstr(s.seen[0], "\"index_patterns\":[\"dlq-unit*\"]"));
     assert_non_null(strstr(s.seen[0], "\"dynamic\":\"strict\""));
     assert_non_null(strstr(s.seen[0], "\"number_of_replicas\":0"));
-    assert_non_null(strstr(s.seen[4], "\"sort\":[{\"n\":\"asc\"}]"));
+    assert_non_null(strstr(s.seen[2], "PUT /dlq-unit/_mapping {\"properties\":{\"n\":"));
+    assert_non_null(strstr(s.seen[5], "\"sort\":[{\"n\":\"asc\"}]"));
 
     /* A bulk of three: 201, 429, 400 -> OK, RETRY (sent again alone), REJECTED. */
     o.dirty[1] = o.dirty[2] = o.dirty[3] = true;
@@ -618,11 +620,11 @@ test_opensearch_protocol(void **state)
     assert_int_equal(o.last[1], PERSIST_ITEM_OK);
     assert_int_equal(o.last[2], PERSIST_ITEM_OK); /* after its retry */
     assert_int_equal(o.last[3], PERSIST_ITEM_REJECTED);
-    assert_non_null(strstr(s.seen[5], "POST /dlq-unit/_bulk"));
-    assert_non_null(strstr(s.seen[5], "{\"index\":{\"_id\":\"r1\",\"version\":11,\"version_type\":\"external\"}}\n{\"n\":1}\n"));
-    assert_non_null(strstr(s.seen[6], "\"_id\":\"r2\""));
-    assert_null(strstr(s.seen[6], "\"_id\":\"r1\""));
-    assert_null(strstr(s.seen[6], "\"_id\":\"r3\""));
+    assert_non_null(strstr(s.seen[6], "POST /dlq-unit/_bulk"));
+    assert_non_null(strstr(s.seen[6], "{\"index\":{\"_id\":\"r1\",\"version\":11,\"version_type\":\"external\"}}\n{\"n\":1}\n"));
+    assert_non_null(strstr(s.seen[7], "\"_id\":\"r2\""));
+    assert_null(strstr(s.seen[7], "\"_id\":\"r1\""));
+    assert_null(strstr(s.seen[7], "\"_id\":\"r3\""));
 
     /* 503 for the whole request: degraded, the item comes back, then a replay after a backoff. */
     o.dirty[4] = true;
@@ -678,12 +680,12 @@ test_opensearch_protocol(void **state)
     assert_int_equal(o.last[6], PERSIST_ITEM_OK);
     assert_int_equal(o.last[7], PERSIST_ITEM_OK);
     assert_int_equal(o.results, 2);
-    assert_int_equal(s.nseen, 13);
-    assert_non_null(strstr(s.seen[10], "\"_id\":\"r6\""));
-    assert_non_null(strstr(s.seen[10], "\"_id\":\"r7\""));
+    assert_int_equal(s.nseen, 14);
     assert_non_null(strstr(s.seen[11], "\"_id\":\"r6\""));
-    assert_null(strstr(s.seen[11], "\"_id\":\"r7\""));
-    assert_non_null(strstr(s.seen[12], "\"_id\":\"r7\""));
+    assert_non_null(strstr(s.seen[11], "\"_id\":\"r7\""));
+    assert_non_null(strstr(s.seen[12], "\"_id\":\"r6\""));
+    assert_null(strstr(s.seen[12], "\"_id\":\"r7\""));
+    assert_non_null(strstr(s.seen[13], "\"_id\":\"r7\""));
 
     persist_free(o.p);
     evhttp_free(s.http);

@@ -273,6 +273,66 @@ test_pool_and_payload(void **state)
     sc_queue_destroy(&q);
 }
 
+/*
+ * Episode ids (DESIGN section 5): the episode's start in us, strictly
+ * growing even when the clock stands still or goes back, and above any id
+ * loaded from the store; a reopened task gets a new one.
+ */
+static void
+test_episode_ids(void **state)
+{
+    struct sc_queue q;
+    struct sc_task *a, *b, *c;
+
+    (void)state;
+    sc_queue_init(&q, 4);
+    a = sc_queue_add(&q, "a", 1, 1000);
+    b = sc_queue_add(&q, "b", 1, 1000); /* the same ms */
+    assert_int_equal(a->episode_id, 1000000);
+    assert_int_equal(b->episode_id, 1000001);
+    sc_queue_new_episode(&q, a, 999); /* the clock went back: still larger */
+    assert_int_equal(a->episode_id, 1000002);
+    sc_queue_episode_seen(&q, 5000000);
+    sc_queue_episode_seen(&q, 10); /* smaller ids change nothing */
+    c = sc_queue_add(&q, "c", 1, 2000);
+    assert_int_equal(c->episode_id, 5000001);
+    sc_queue_new_episode(&q, b, 7000);
+    assert_int_equal(b->episode_id, 7000000);
+    sc_queue_destroy(&q);
+}
+
+/*
+ * The retry headers (DESIGN section 5): Nats-Msg-Id <id>:<episode>:<attempt>
+ * and Dlq-Episode; the size returned is the wire size of the header block;
+ * sc_retry_headers_max() is never below the size of any real attempt.
+ */
+static void
+test_retry_headers(void **state)
+{
+    struct sc_retry_hdrs h;
+    size_t wire, want = 12, max;
+    const char *v = NULL;
+
+    (void)state;
+    wire = sc_retry_headers(&h, "order-42xyz", 8, 3, 5, POLICY_CAT_NETWORK, "dlq.failed.orders",
+                            1700000000123, 1700000000123456);
+    for (size_t i = 0; h.kv[i]; i += 2) {
+        want += strlen(h.kv[i]) + strlen(h.kv[i + 1]) + 4;
+        if (strcmp(h.kv[i], "Nats-Msg-Id") == 0)
+            v = h.kv[i + 1];
+    }
+    assert_int_equal(wire, want);
+    assert_non_null(v);
+    assert_string_equal(v, "order-42:1700000000123456:3");
+    assert_string_equal(h.episode, "1700000000123456");
+    assert_string_equal(h.id, "order-42");
+    max = sc_retry_headers_max("order-42", 8, "dlq.failed.orders");
+    assert_true(max >= wire);
+    wire = sc_retry_headers(&h, "order-42", 8, INT32_MAX, INT32_MAX, POLICY_CAT_PERMISSION,
+                            "dlq.failed.orders", -62135596800000LL, INT64_MAX);
+    assert_true(max >= wire);
+}
+
 int
 main(void)
 {
@@ -283,6 +343,8 @@ main(void)
         cmocka_unit_test(test_filter),
         cmocka_unit_test(test_class_counts),
         cmocka_unit_test(test_pool_and_payload),
+        cmocka_unit_test(test_episode_ids),
+        cmocka_unit_test(test_retry_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
