@@ -389,6 +389,14 @@ admin_stats(struct admin_req *r)
     kint(b, &f2, "skipped", (int64_t)c->skipped);
     kint(b, &f2, "unknown_keys", (int64_t)c->unknown_keys);
     kint(b, &f2, "publish_errors", (int64_t)c->publish_errors);
+    {
+        /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
+        int64_t slow = 0;
+        if (d->sub_failed && natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK)
+            slow = 0;
+        kint(b, &f2, "ingest_dropped", (int64_t)c->ingest_dropped);
+        kint(b, &f2, "ingest_slow_consumer_dropped", slow);
+    }
     sc_buf_appendc(b, '}');
 
     key(b, &first, "invalid_reasons");
