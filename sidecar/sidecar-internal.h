@@ -280,6 +280,13 @@ struct sc_redrive {
     uint64_t resume_seq;
 };
 
+/* A rate limit for one kind of log line (log.c), embedded in its owner and zeroed to start. */
+struct sc_lograte {
+    int64_t last_mono;
+    uint64_t suppressed;
+    bool used;
+};
+
 struct sc_daemon {
     struct config *cfg;        /* borrowed from main, lives longer */
     struct event_base *base;
@@ -303,6 +310,7 @@ struct sc_daemon {
     int64_t last_tick_mono;
     struct sc_counters c;
     struct sc_reason_count reasons[SC_MAX_REASONS];
+    struct sc_lograte log_full, log_unknown; /* ingest.c: queue-full refusals, unknown envelope keys */
     uint64_t err_category[POLICY_CAT_COUNT];
     bool paused;               /* admin pause or retry_processor_enabled false */
     bool stopping;
@@ -338,6 +346,15 @@ bool sc_log_enabled(sc_log_level level);
 void sc_log(sc_log_level level, const char *msg, ...);
 /* sc_logv-style helper: formats a number into a static per-call buffer slot (up to 8 per line). */
 const char *sc_log_int(int64_t v);
+/*
+ * sc_lograte_take() returns true when a line of the kind r limits may be
+ * written now (the first call, then at most one per interval_ms of
+ * now_mono) and sets *suppressed to the calls refused since the last line
+ * (then reset to 0); false counts this call as suppressed. Loop thread (not
+ * locked).
+ */
+bool sc_lograte_take(struct sc_lograte *r, int64_t now_mono, int64_t interval_ms,
+                     uint64_t *suppressed);
 
 /* conn.c: NATS connection on the loop, subscriptions, the hand-off. */
 /* sc_conn_global_init() prepares libevent for nats.c's threads; call before event_base_new(). */

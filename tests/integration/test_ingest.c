@@ -1003,6 +1003,160 @@ test_shutdown_drain_cut_short(void **state)
     e->passed = true;
 }
 
+/* ---- issue 10, item 10: smaller wrong answers ----------------------------------------------- */
+
+/* log_count() counts the lines of the file at path that contain both a and b (b may be NULL). */
+static int
+log_count(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, a) && (!b || strstr(line, b));
+    fclose(f);
+    return n;
+}
+
+/*
+ * 12. What a service is told about its envelope: a uint64 past INT64_MAX in
+ * a JSON task is accepted and republished as a MessagePack uint64; a
+ * misspelled key ("eror") is named in the acknowledgement and logged at
+ * warn (rate-limited: not once per envelope); text that is neither
+ * MessagePack nor JSON is refused saying so. A normal shutdown then exits 0
+ * without warning "nats disconnected".
+ */
+static void
+test_envelope_answers(void **state)
+{
+    struct it_env *e = it_env_start("answers", NULL);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.big", NULL, 16, true);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    /* The uint64. */
+    const char *big = "{\"task_id\":\"big-1\",\"task\":12345678901234567890,\"error\":\"timeout\","
+                      "\"retry_policy\":\"immediate\"}";
+    json_t *ack = it_request_bytes(e->nc, "dlq.failed.big", big, strlen(big), IT_REQUEST_MS);
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "a uint64 task: want ok, got %s", dump);
+    free(dump);
+    json_decref(ack);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "the retry of big-1 reaches the worker");
+    const struct it_rec_msg *m = it_rec_get(w, 0);
+    static const uint8_t want[] = {0xcf, 0xab, 0x54, 0xa9, 0x8c, 0xeb, 0x1f, 0x0a, 0xd2};
+    IT_CHECK(m->len == sizeof want && memcmp(m->body, want, sizeof want) == 0,
+             "the retry body: want the MessagePack uint64 12345678901234567890 (9 bytes), got %zu "
+             "bytes",
+             m->len);
+
+    /* The misspelled key, many times. */
+    int64_t t0 = sc_now_mono_ms();
+    for (int i = 0; i < 30; i++) {
+        const char *typo = "{\"task_id\":\"typo-1\",\"task\":{},\"eror\":\"boom\",\"retry_policy\":\"never\"}";
+        ack = it_request_bytes(e->nc, "dlq.failed.typo", typo, strlen(typo), IT_REQUEST_MS);
+        dump = it_json_dump(ack);
+        const json_t *uk = ack ? json_object_get(ack, "unknown_keys") : NULL;
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) && json_is_array(uk) &&
+                     json_array_size(uk) == 1 &&
+                     strcmp(json_string_value(json_array_get(uk, 0)), "eror") == 0,
+                 "want {\"ok\":true,...,\"unknown_keys\":[\"eror\"]}, got %s", dump);
+        free(dump);
+        json_decref(ack);
+    }
+    int64_t elapsed = sc_now_mono_ms() - t0;
+    /* A known-keys envelope carries no unknown_keys. */
+    const char *clean = "{\"task_id\":\"clean-1\",\"task\":{},\"error\":\"boom\",\"retry_policy\":\"never\"}";
+    ack = it_request_bytes(e->nc, "dlq.failed.typo", clean, strlen(clean), IT_REQUEST_MS);
+    IT_CHECK(ack && json_object_get(ack, "unknown_keys") == NULL, "no unknown_keys when none");
+    json_decref(ack);
+    int warned = log_count(e->dmn.log, "level=warn", "unknown keys");
+    IT_CHECK(log_count(e->dmn.log, "level=warn", "keys=eror") >= 1,
+             "want a warning naming the key eror in the log");
+    IT_CHECK(warned >= 1 && warned <= 1 + (int)(elapsed / 10000),
+             "30 envelopes in %lld ms gave %d warnings (want rate-limited: one per 10 s)",
+             (long long)elapsed, warned);
+
+    /* Neither MessagePack nor JSON. */
+    const char *text = "not json at all";
+    ack = it_request_bytes(e->nc, "dlq.failed.typo", text, strlen(text), IT_REQUEST_MS);
+    dump = it_json_dump(ack);
+    const char *msg = it_json_str(ack, "error.message");
+    IT_CHECK(it_json_int(ack, "error.code") == 400 && msg &&
+                 strstr(msg, "neither MessagePack nor JSON") && !strstr(msg, "integer"),
+             "\"not json at all\": want a 400 saying neither MessagePack nor JSON, got %s", dump);
+    free(dump);
+    json_decref(ack);
+
+    /* A normal shutdown: exit 0, no warning about our own close. */
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "SIGTERM: exit status %d", e->dmn.exit_status);
+    IT_CHECK(log_count(e->dmn.log, "level=warn", "nats disconnected") == 0,
+             "a normal shutdown logged a warning \"nats disconnected\"");
+    e->passed = true;
+}
+
+/*
+ * 13. Queue-full refusals: the refused event says status "refused" (not
+ * "pending": nothing was stored), the requester gets a 503, and the
+ * refusals are logged at warn, rate-limited.
+ */
+static void
+test_queue_full_refusals(void **state)
+{
+    const char *flags[] = {"max_size=100", NULL};
+    struct it_env *e = it_env_start("full", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *spyc = it_env_connect(e, "it-spy");
+    assert_non_null(spyc);
+    struct it_recorder *ev = it_env_recorder(e, spyc, "dlq.events.refused", NULL, 64, true);
+    assert_non_null(ev);
+    IT_CHECK(natsConnection_Flush(spyc) == NATS_OK, "flush the spy");
+
+    char id[32];
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "boom";
+    env.retry_policy = "never";
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof id, "full-%d", i);
+        IT_CHECK(it_publish_envelope(e->nc, "dlq.failed.full", &env) == 0, "publish %d", i);
+    }
+    int64_t t0 = sc_now_mono_ms();
+    for (int i = 100; i < 130; i++) {
+        snprintf(id, sizeof id, "full-%d", i);
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.full", &env);
+        char *dump = it_json_dump(ack);
+        IT_CHECK(it_json_int(ack, "error.code") == 503, "failure %d past max_size: want 503, got %s",
+                 i, dump);
+        free(dump);
+        json_decref(ack);
+    }
+    int64_t elapsed = sc_now_mono_ms() - t0;
+    IT_CHECK(it_rec_wait(ev, 30, IT_WAIT_MS), "want 30 refused events, got %zu", it_rec_count(ev));
+    for (size_t i = 0; i < 30; i++) {
+        const struct it_rec_msg *m = it_rec_get(ev, i);
+        json_t *j = json_loadb(m->body, m->len, 0, NULL);
+        const char *st = it_json_str(j, "status");
+        IT_CHECK(st && strcmp(st, "refused") == 0, "refused event %zu: want status refused, got %.*s",
+                 i, (int)m->len, m->body);
+        json_decref(j);
+    }
+    int warned = log_count(e->dmn.log, "level=warn", "queue full");
+    IT_CHECK(warned >= 1 && warned <= 1 + (int)(elapsed / 10000),
+             "30 refusals in %lld ms gave %d warnings (want at warn, rate-limited)",
+             (long long)elapsed, warned);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -1013,6 +1167,8 @@ main(void)
         cmocka_unit_test_teardown(test_shutdown_flood_pair, flood_teardown),
         cmocka_unit_test_teardown(test_shutdown_flood_single, it_teardown),
         cmocka_unit_test_teardown(test_shutdown_drain_cut_short, it_teardown),
+        cmocka_unit_test_teardown(test_envelope_answers, it_teardown),
+        cmocka_unit_test_teardown(test_queue_full_refusals, it_teardown),
     };
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_shutdown*' to run some */
         cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
