@@ -8,6 +8,7 @@
 #include "sidecar-internal.h"
 
 #define HANDOFF_BATCH 256
+#define DRAIN_NATS_MARGIN_MS 60000 /* nats.c's drain timeout: shutdown.drain_ms plus this */
 
 /*
  * Who holds a failure message on its way in, and at shutdown.
@@ -403,19 +404,23 @@ sc_conn_drain_ingest(struct sc_daemon *d)
     }
     ns = natsSubscription_SetOnCompleteCB(d->sub_failed, on_ingest_drained, d);
     if (ns != NATS_OK) {
-        /* The subscription is gone already: nothing is left to take. */
+        /* The subscription is gone already: nothing is left to take, and no callback will come. */
         sc_log(SC_LOG_WARN, "ingest: cannot drain the subscription", "error",
                natsStatus_GetText(ns), NULL);
+        __atomic_store_n(&d->ingest_cb_done, 1, __ATOMIC_RELEASE);
         d->ingest_drain = SC_DRAIN_DONE;
         return;
     }
     d->ingest_drain = SC_DRAIN_RUNNING;
     /*
-     * No nats.c timeout: on its expiry nats.c would close the subscription
-     * and free what it still holds without a count. shutdown.drain_ms
-     * bounds the wait instead, and sc_conn_ingest_account() counts the rest.
+     * nats.c's timeout must never fire first: on its expiry nats.c closes
+     * the subscription and frees what it still holds without a count, and
+     * its flush (by default 10 s, the same timeout when one is given) would
+     * on failure make it drop, uncounted, whatever still arrives behind a
+     * long backlog. shutdown.drain_ms bounds the wait instead, and
+     * sc_conn_ingest_account() counts what is left then.
      */
-    ns = natsSubscription_DrainTimeout(d->sub_failed, 0);
+    ns = natsSubscription_DrainTimeout(d->sub_failed, d->cfg->shutdown_drain_ms + DRAIN_NATS_MARGIN_MS);
     if (ns != NATS_OK) {
         sc_log(SC_LOG_WARN, "ingest: drain refused; failures still buffered will be counted as dropped",
                "error", natsStatus_GetText(ns), NULL);
