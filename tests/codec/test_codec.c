@@ -1248,6 +1248,18 @@ test_json_big_uint(void **state)
         assert_memory_equal(env.task.ptr, want, sizeof(want) - 1);
         assert_true(env.has_max_retries && env.max_retries == 3);
     }
+    /* Digits inside strings (escaped quotes and backslashes included) are not numbers. */
+    {
+        const char *j = "{\"task_id\":\"a\\\"18446744073709551615\\\\\",\"task\":[\"9223372036854775808\","
+                        "{\"12345678901234567890\":12345678901234567890}]}";
+        static const uint8_t want[] = "\x92\xb3" "9223372036854775808"
+                                      "\x81\xb4" "12345678901234567890"
+                                      "\xcf\xab\x54\xa9\x8c\xeb\x1f\x0a\xd2";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_true(str_eq(env.task_id, "a\"18446744073709551615\\"));
+        assert_int_equal(env.task.len, sizeof(want) - 1);
+        assert_memory_equal(env.task.ptr, want, sizeof(want) - 1);
+    }
     /* Still refused: past UINT64_MAX, and the same digits as a negative number. */
     {
         const char *j = "{\"task_id\":\"u\",\"task\":18446744073709551616}";
