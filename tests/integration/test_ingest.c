@@ -763,6 +763,28 @@ log_has(const char *path, const char *a, const char *b)
     return found;
 }
 
+/* log_int() reads the integer after "key=" on the first line of path that contains line_has; -1 when absent. */
+static long long
+log_int(const char *path, const char *line_has, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096], pat[64];
+    long long v = -1;
+
+    if (!f)
+        return -1;
+    snprintf(pat, sizeof pat, " %s=", key);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, line_has) ? strstr(line, pat) : NULL;
+        if (p) {
+            v = strtoll(p + strlen(pat), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
 static struct it_daemon flood_b; /* the second sidecar of test_shutdown_flood_pair */
 
 static int
@@ -797,7 +819,10 @@ static const char *const flood_flags[] = {
 static void
 test_shutdown_flood_pair(void **state)
 {
-    struct it_env *e = it_env_start("flood-pair", flood_flags);
+    /* A logs at info: its closing tally (received, enqueued, dropped) is one of the two accounts. */
+    const char *a_flags[] = {flood_flags[0], flood_flags[1], flood_flags[2], flood_flags[3],
+                             "log.level=info", NULL};
+    struct it_env *e = it_env_start("flood-pair", a_flags);
     assert_non_null(e);
     *state = e;
     size_t n = flood_n();
@@ -851,9 +876,34 @@ test_shutdown_flood_pair(void **state)
             n, (long long)pubs[0].elapsed_ms, (long long)pubs[1].elapsed_ms, before_term,
             (long long)(t_exit - t_term), e->dmn.exit_status, got, 2 * n, tally.dupes,
             tally.foreign);
+    /* The sidecars' own accounts: A's closing log line, B's stats (only B answers now). */
+    const char *closing = "ingest closed";
+    long long a_enq = log_int(e->dmn.log, closing, "enqueued");
+    long long a_dropped = log_int(e->dmn.log, closing, "dropped");
+    json_t *st = it_admin_stats(e->nc);
+    long long b_enq = (long long)it_json_int(st, "lifetime_stats.enqueued");
+    json_decref(st);
+    fprintf(stderr, "[flood-pair] A: enqueued %lld, dropped %lld; B: enqueued %lld; sum %lld\n",
+            a_enq, a_dropped, b_enq, a_enq + b_enq);
+    if (got != 2 * n) {
+        int shown = 0;
+        fprintf(stderr, "[flood-pair] no event for:");
+        for (size_t k = 0; k < 2 * n && shown < 10; k++)
+            if (!(tally.seen[k / 8] & (1u << (k % 8)))) {
+                char mid[32], stt[32];
+                snprintf(mid, sizeof mid, "f%zu", k);
+                fprintf(stderr, " %s (at B: %s)", mid, it_task_status(e->nc, mid, stt, sizeof stt));
+                shown++;
+            }
+        fprintf(stderr, "\n");
+    }
     IT_CHECK(exited, "sidecar A did not exit within 180 s of SIGTERM");
     IT_CHECK(e->dmn.exit_status == 0, "sidecar A exit status %d, want 0", e->dmn.exit_status);
-    IT_CHECK(got == 2 * n, "%zu of %zu published failures were enqueued by either sidecar (%zu lost)",
+    IT_CHECK(a_dropped == 0, "A's closing line: want dropped=0, got %lld", a_dropped);
+    IT_CHECK(a_enq >= 0 && a_enq + b_enq == (long long)(2 * n),
+             "the sidecars' counters: A enqueued %lld + B enqueued %lld, want %zu", a_enq, b_enq,
+             2 * n);
+    IT_CHECK(got == 2 * n, "%zu of %zu published failures have an enqueued event (%zu missing)",
              got, 2 * n, 2 * n - got);
     IT_CHECK(tally.dupes == 0, "%zu failures enqueued twice", tally.dupes);
     IT_CHECK(!log_has(e->dmn.log, "were not taken", NULL),
@@ -921,28 +971,6 @@ test_shutdown_flood_single(void **state)
     free(tally.seen);
     tally.seen = NULL;
     e->passed = true;
-}
-
-/* log_int() reads the integer after "key=" on the first line of path that contains line_has; -1 when absent. */
-static long long
-log_int(const char *path, const char *line_has, const char *key)
-{
-    FILE *f = fopen(path, "r");
-    char line[4096], pat[64];
-    long long v = -1;
-
-    if (!f)
-        return -1;
-    snprintf(pat, sizeof pat, " %s=", key);
-    while (fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, line_has) ? strstr(line, pat) : NULL;
-        if (p) {
-            v = strtoll(p + strlen(pat), NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return v;
 }
 
 /*
