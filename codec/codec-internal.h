@@ -106,9 +106,22 @@ struct codec {
     unsigned depth;                  /* min(lim.max_depth, CODEC_DEPTH_CAP) */
     struct sc_buf text;              /* truncated error text or a rendered outcome error */
     struct sc_buf conv;              /* MessagePack converted from JSON input */
+    struct sc_buf jtext;             /* JSON input with its big unsigned literals blanked (rare) */
+    struct sc_buf bigs;              /* struct codec_big_uint entries found in that input */
     struct codec_json_frame *frames; /* depth entries */
     const char *reason;              /* of the last refusal */
     char why[256];                   /* of the last refusal */
+};
+
+/*
+ * An integer literal of JSON input above INT64_MAX and at most UINT64_MAX,
+ * which jansson cannot hold: where it is in the text, its place among the
+ * text's number literals (0-based, text order), and its value.
+ */
+struct codec_big_uint {
+    size_t start, len;
+    size_t index;
+    uint64_t value;
 };
 
 /*

@@ -45,6 +45,9 @@ codec_new(const struct codec_limits *limits)
     sc_buf_init(&c->conv, mul_sat(c->lim.max_envelope_bytes, 3));
     c->conv.max = c->conv.max < SIZE_MAX / 2 ? c->conv.max + 64 : SIZE_MAX / 2;
     c->frames = sc_xcalloc(c->depth ? c->depth : 1, sizeof(*c->frames));
+    sc_buf_init(&c->jtext, c->lim.max_envelope_bytes);
+    /* Each big literal takes at least 19 bytes of text. */
+    sc_buf_init(&c->bigs, mul_sat(c->lim.max_envelope_bytes / 19 + 1, sizeof(struct codec_big_uint)));
     c->reason = "";
     return c;
 }
@@ -56,6 +59,8 @@ codec_free(struct codec *c)
         return;
     sc_buf_destroy(&c->text);
     sc_buf_destroy(&c->conv);
+    sc_buf_destroy(&c->jtext);
+    sc_buf_destroy(&c->bigs);
     free(c->frames);
     free(c);
 }
@@ -69,7 +74,7 @@ codec_limits_get(const struct codec *c)
 size_t
 codec_arena_capacity(const struct codec *c)
 {
-    return c->text.cap + c->conv.cap;
+    return c->text.cap + c->conv.cap + c->jtext.cap + c->bigs.cap;
 }
 
 sc_status
@@ -371,6 +376,37 @@ walk_text(const struct codec_mp_err *err)
     return "a declared length passes the end of the input";
 }
 
+/*
+ * quote_start() writes the first bytes of p (n bytes) into out as a quoted
+ * string for a message: printable ASCII as is, anything else as \xNN or
+ * \n, cut with "..." to fit outlen.
+ */
+static void
+quote_start(const uint8_t *p, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+
+    out[o++] = '"';
+    for (size_t k = 0; k < n; k++) {
+        char esc[8];
+        if (p[k] == '\n')
+            snprintf(esc, sizeof(esc), "\\n");
+        else if (p[k] >= 0x20 && p[k] < 0x7f && p[k] != '"' && p[k] != '\\')
+            snprintf(esc, sizeof(esc), "%c", p[k]);
+        else
+            snprintf(esc, sizeof(esc), "\\x%02x", p[k]);
+        if (o + strlen(esc) + 5 > outlen) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(out + o, esc, strlen(esc));
+        o += strlen(esc);
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
 /* Decodes the MessagePack envelope at p (n bytes) into env; on error calls codec_fail(). */
 static sc_status
 decode_map(struct codec *c, const uint8_t *p, size_t n, struct codec_envelope *env)
@@ -386,9 +422,22 @@ decode_map(struct codec *c, const uint8_t *p, size_t n, struct codec_envelope *e
     r = codec_msgpack_head(p, n, &it);
     if (r || it.kind != CODEC_MP_MAP) {
         /* Say what is broken first, then that it is not a map. */
-        if (codec_msgpack_walk(p, n, c->depth, NULL, &err))
+        size_t used = 0;
+        if (codec_msgpack_walk(p, n, c->depth, &used, &err))
             return codec_fail(c, err.reason, "envelope: %s at byte %zu", walk_text(&err),
                               err.offset);
+        /*
+         * Not one MessagePack value (text such as "not json at all" reads as
+         * a fixint followed by trailing bytes): neither format, so say that.
+         */
+        if (used != n) {
+            char start[64];
+            quote_start(p, n, start, sizeof(start));
+            return codec_fail(c, "not_a_map",
+                              "envelope: neither MessagePack nor JSON (want a MessagePack map or "
+                              "a JSON object; the body starts with %s)",
+                              start);
+        }
         return codec_fail(c, "not_a_map", "envelope: expected a map, not %s", kind_name(it.kind));
     }
     if (c->depth < 1)
@@ -417,6 +466,10 @@ decode_map(struct codec *c, const uint8_t *p, size_t n, struct codec_envelope *e
         val = p + pos;
         pos += used;
         if (id < 0) {
+            if (env->unknown_keys < CODEC_UNKNOWN_NAMES) {
+                env->unknown[env->unknown_keys].ptr = (const char *)key.data;
+                env->unknown[env->unknown_keys].len = key.dlen;
+            }
             if (env->unknown_keys < UINT_MAX)
                 env->unknown_keys++;
             continue;

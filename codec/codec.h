@@ -29,6 +29,9 @@ struct codec_str {
     size_t len;
 };
 
+/* How many unknown envelope keys a decoded envelope names (it counts them all). */
+#define CODEC_UNKNOWN_NAMES 8
+
 /*
  * A decoded failure envelope (DESIGN section 4). Every codec_str points either
  * into the caller's input buffer or into the codec's own arena; both stay
@@ -52,6 +55,8 @@ struct codec_envelope {
     int64_t failed_at_ms;            /* ms since the epoch when has_failed_at */
     bool enqueue;                    /* `"enqueue": true` (manual strategy) */
     unsigned unknown_keys;           /* keys not in the contract; ignored */
+    /* The names of the first CODEC_UNKNOWN_NAMES of them (borrowed like the rest; unused ones NULL). */
+    struct codec_str unknown[CODEC_UNKNOWN_NAMES];
     /*
      * On refusal: reason is a static snake_case code of low cardinality for
      * counters and the Dlq-Invalid-Reason header (e.g. "task_id_missing",

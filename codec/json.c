@@ -363,6 +363,81 @@ json_refuse(struct codec *c, const json_error_t *e)
     return codec_fail(c, reason, "json: %s at byte %d", e->text, e->position);
 }
 
+/*
+ * big_literal() reads the number literal of tlen bytes at t: true, with
+ * *value set, when it is a plain unsigned integer (no sign, fraction,
+ * exponent or leading zero) above INT64_MAX and at most UINT64_MAX.
+ */
+static bool
+big_literal(const char *t, size_t tlen, uint64_t *value)
+{
+    uint64_t v = 0;
+
+    if (tlen < 19 || tlen > 20 || t[0] == '0')
+        return false;
+    for (size_t k = 0; k < tlen; k++) {
+        unsigned d = (unsigned)(t[k] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *value = v;
+    return v > INT64_MAX;
+}
+
+/*
+ * find_big_uints() scans len bytes of JSON text at buf for the integer
+ * literals jansson cannot hold (big_literal()) and lists them in c->bigs,
+ * numbering every number literal outside strings in text order. When there
+ * are some it copies the text into c->jtext with each of them blanked to a
+ * "0" and spaces (same length: jansson's error positions stay true) and
+ * returns true; the conversion then packs the listed values as uint64 in
+ * place of those zeros (jansson keeps object members in text order).
+ */
+static bool
+find_big_uints(struct codec *c, const char *buf, size_t len)
+{
+    size_t k = 0, index = 0, n;
+    struct codec_big_uint *b;
+    bool in_str = false;
+
+    sc_buf_reset(&c->bigs);
+    sc_buf_reset(&c->jtext);
+    while (k < len) {
+        char ch = buf[k];
+        if (in_str) {
+            if (ch == '\\')
+                k++;
+            else if (ch == '"')
+                in_str = false;
+            k++;
+        } else if (ch == '"') {
+            in_str = true;
+            k++;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            struct codec_big_uint big = {k, 0, index++, 0};
+            while (k < len && (buf[k] == '-' || buf[k] == '+' || buf[k] == '.' || buf[k] == 'e' ||
+                               buf[k] == 'E' || (buf[k] >= '0' && buf[k] <= '9')))
+                k++;
+            big.len = k - big.start;
+            if (big_literal(buf + big.start, big.len, &big.value) &&
+                sc_buf_append(&c->bigs, &big, sizeof(big)))
+                return false; /* past the cap: let jansson refuse the text */
+        } else {
+            k++;
+        }
+    }
+    if (!c->bigs.len || sc_buf_append(&c->jtext, buf, len))
+        return false;
+    b = (struct codec_big_uint *)(void *)c->bigs.data;
+    n = c->bigs.len / sizeof(*b);
+    for (size_t i = 0; i < n; i++) {
+        c->jtext.data[b[i].start] = '0';
+        memset(c->jtext.data + b[i].start + 1, ' ', b[i].len - 1);
+    }
+    return true;
+}
+
 sc_status
 codec_json_to_msgpack(struct codec *c, const char *buf, size_t len, bool want_object)
 {
@@ -371,8 +446,15 @@ codec_json_to_msgpack(struct codec *c, const char *buf, size_t len, bool want_ob
     msgpack_packer pk;
     unsigned depth = 0;
     sc_status result = SC_EPROTO;
+    const struct codec_big_uint *big = NULL, *big_end = NULL;
+    size_t number = 0; /* number literals converted so far */
 
     sc_buf_reset(&c->conv);
+    if (find_big_uints(c, buf, len)) {
+        buf = c->jtext.data;
+        big = (const struct codec_big_uint *)(const void *)c->bigs.data;
+        big_end = big + c->bigs.len / sizeof(*big);
+    }
     root = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root) {
         result = json_refuse(c, &jerr);
@@ -411,12 +493,26 @@ codec_json_to_msgpack(struct codec *c, const char *buf, size_t len, bool want_ob
                 rc = msgpack_pack_str_body(&pk, json_string_value(cur), json_string_length(cur));
             break;
         case JSON_INTEGER:
-            if (json_integer_value(cur) < 0)
+            if (big != big_end && big->index == number) {
+                /* A blanked big literal: jansson must have read it as the 0 it became. */
+                if (json_integer_value(cur) != 0) {
+                    result = codec_fail(c, "bad_json", "json: cannot place the integer at byte %zu",
+                                        big->start);
+                    goto done;
+                }
+                rc = msgpack_pack_uint64(&pk, big->value);
+                big++;
+            } else if (json_integer_value(cur) < 0) {
                 rc = msgpack_pack_int64(&pk, json_integer_value(cur));
-            else
+            } else {
                 rc = msgpack_pack_uint64(&pk, (uint64_t)json_integer_value(cur));
+            }
+            number++;
             break;
-        case JSON_REAL: rc = msgpack_pack_double(&pk, json_real_value(cur)); break;
+        case JSON_REAL:
+            rc = msgpack_pack_double(&pk, json_real_value(cur));
+            number++;
+            break;
         case JSON_TRUE: rc = msgpack_pack_true(&pk); break;
         case JSON_FALSE: rc = msgpack_pack_false(&pk); break;
         case JSON_NULL: rc = msgpack_pack_nil(&pk); break;

@@ -179,6 +179,40 @@ has_filter_key(const struct admin_req *r)
     return false;
 }
 
+/*
+ * filter_or_all() guards the verbs that change tasks by filter (retry,
+ * archive, clear): DESIGN section 8 says an empty filter must never change
+ * every task, so a request without any filter key is refused (400) unless
+ * it says "all": true, and "all" is a boolean that takes no filter. Call it
+ * after check_keys() and before parse_filter(). Returns true when the
+ * request may go on; otherwise it has replied.
+ */
+static bool
+filter_or_all(struct admin_req *r, const char *verb)
+{
+    json_t *all = r->body ? json_object_get(r->body, "all") : NULL;
+
+    if (all && !json_is_null(all) && !json_is_boolean(all)) {
+        reply_error(r, 400, "all: must be true or false");
+        return false;
+    }
+    if (json_is_true(all)) {
+        if (has_filter_key(r)) {
+            reply_error(r, 400, "all: \"all\": true takes no filter (give one or the other)");
+            return false;
+        }
+        return true;
+    }
+    if (!has_filter_key(r)) {
+        reply_error(r, 400,
+                    "%s: an empty filter would change every task; give a task_id or a filter "
+                    "(status, category, subject, older_than_s), or send \"all\": true",
+                    verb);
+        return false;
+    }
+    return true;
+}
+
 /* Reads the filter keys of the body into f; on a bad value replies 400 and returns false. */
 static bool
 parse_filter(struct admin_req *r, struct sc_filter *f)
@@ -389,6 +423,14 @@ admin_stats(struct admin_req *r)
     kint(b, &f2, "skipped", (int64_t)c->skipped);
     kint(b, &f2, "unknown_keys", (int64_t)c->unknown_keys);
     kint(b, &f2, "publish_errors", (int64_t)c->publish_errors);
+    {
+        /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
+        int64_t slow = 0;
+        if (d->sub_failed && natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK)
+            slow = 0;
+        kint(b, &f2, "ingest_dropped", (int64_t)c->ingest_dropped);
+        kint(b, &f2, "ingest_slow_consumer_dropped", slow);
+    }
     sc_buf_appendc(b, '}');
 
     key(b, &first, "invalid_reasons");
@@ -834,7 +876,7 @@ redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64
 static void
 admin_retry(struct admin_req *r)
 {
-    static const char *const keys[] = {"task_id", FILTER_KEYS, "rate", "cancel", NULL};
+    static const char *const keys[] = {"task_id", FILTER_KEYS, "all", "rate", "cancel", NULL};
     struct sc_daemon *d = r->d;
     struct sc_filter f;
     struct sc_redrive *rd = &d->redrive;
@@ -867,7 +909,7 @@ admin_retry(struct admin_req *r)
     if (r->body && json_object_get(r->body, "task_id")) {
         struct sc_task *t;
         bool first = true;
-        if (has_filter_key(r) || rate) {
+        if (has_filter_key(r) || rate || json_object_get(r->body, "all")) {
             reply_error(r, 400, "task_id: give a task_id or a filter (with rate), not both");
             return;
         }
@@ -896,7 +938,7 @@ admin_retry(struct admin_req *r)
         reply_buf(r);
         return;
     }
-    if (!parse_filter(r, &f))
+    if (!filter_or_all(r, "retry") || !parse_filter(r, &f))
         return;
     if (rate && (!json_is_number(rate) || !(json_number_value(rate) > 0) ||
                  json_number_value(rate) > RATE_MAX)) {
@@ -959,7 +1001,7 @@ archivable(const struct sc_task *t)
 static void
 admin_archive(struct admin_req *r)
 {
-    static const char *const keys[] = {"task_id", FILTER_KEYS, NULL};
+    static const char *const keys[] = {"task_id", FILTER_KEYS, "all", NULL};
     struct sc_daemon *d = r->d;
     struct sc_filter f;
     int64_t now = sc_now_wall_ms();
@@ -969,7 +1011,7 @@ admin_archive(struct admin_req *r)
     if (!check_keys(r, keys))
         return;
     if (r->body && json_object_get(r->body, "task_id")) {
-        if (has_filter_key(r)) {
+        if (has_filter_key(r) || json_object_get(r->body, "all")) {
             reply_error(r, 400, "task_id: give a task_id or a filter, not both");
             return;
         }
@@ -982,7 +1024,7 @@ admin_archive(struct admin_req *r)
         archive_one(d, t, now);
         n = 1;
     } else {
-        if (!parse_filter(r, &f))
+        if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
             return;
         for (t = d->q.head; t; t = next) {
             next = t->onext;
@@ -1002,7 +1044,7 @@ admin_archive(struct admin_req *r)
 static void
 admin_clear(struct admin_req *r)
 {
-    static const char *const keys[] = {FILTER_KEYS, "confirm", NULL};
+    static const char *const keys[] = {FILTER_KEYS, "all", "confirm", NULL};
     struct sc_daemon *d = r->d;
     struct sc_filter f;
     int64_t now = sc_now_wall_ms();
@@ -1010,7 +1052,7 @@ admin_clear(struct admin_req *r)
     size_t n = 0;
     struct sc_task *t, *next;
 
-    if (!check_keys(r, keys) || !parse_filter(r, &f))
+    if (!check_keys(r, keys) || !filter_or_all(r, "clear") || !parse_filter(r, &f))
         return;
     for (t = d->q.head; t; t = t->onext)
         if (sc_filter_match(&f, t, now))

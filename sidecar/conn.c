@@ -8,6 +8,38 @@
 #include "sidecar-internal.h"
 
 #define HANDOFF_BATCH 256
+#define DRAIN_NATS_MARGIN_MS 60000 /* nats.c's drain timeout: shutdown.drain_ms plus this */
+
+/*
+ * Who holds a failure message on its way in, and at shutdown.
+ *
+ *  1. The server routes it to this connection (the ingest queue group picks
+ *     one member). Until the loop thread reads the socket it sits in the
+ *     server's and the kernel's buffers.
+ *  2. nats.c, reading on the loop thread, appends it to the subscription's
+ *     pending list (bounded: 1,000,000 messages / 512 MiB; past that nats.c
+ *     drops it and counts it as a slow-consumer drop, lifetime_stats
+ *     ingest_slow_consumer_dropped).
+ *  3. nats.c's delivery thread takes it off the list and calls on_failed(),
+ *     which counts it (ingest_delivered) and pushes it into the hand-off ring
+ *     (waiting while the ring is full, so the backlog stays in step 2).
+ *  4. The loop pops it in on_wake() and sc_ingest() takes it (c.received):
+ *     stored on the queue, or refused with a 400/503 and an event. From here
+ *     the queue and the store own it.
+ *
+ * On SIGTERM sc_conn_drain_ingest() drains the subscription: nats.c sends
+ * UNSUB and confirms it with a flush on its own thread (from then on the
+ * server routes new failures to the other members, or drops a plain
+ * publish when there is none), while steps 2-4 go on for everything
+ * already routed here. When the delivery thread has handed over its last
+ * message it calls on_ingest_drained(), which pushes an end marker into the
+ * ring behind it; the loop reaching the marker means every failure routed
+ * to this sidecar was taken, and only then may the loop stop (dispatch.c's
+ * tick asks sc_conn_ingest_drained()). If shutdown.drain_ms runs out first,
+ * or a second signal stops at once, whatever is still in steps 2-3 is lost:
+ * sc_conn_ingest_account() counts it as received by nats.c (pending +
+ * delivered) minus taken (c.received), and logs it.
+ */
 
 static void on_wake(evutil_socket_t fd, short what, void *arg);
 
@@ -83,6 +115,18 @@ handoff_push(struct sc_daemon *d, natsMsg *msg, sc_in_kind kind)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* The loop reached the drain's end marker: every failure routed here was taken. */
+static void
+ingest_drain_done(struct sc_daemon *d)
+{
+    if (d->ingest_drain != SC_DRAIN_RUNNING)
+        return;
+    d->ingest_drain = SC_DRAIN_DONE;
+    sc_log(SC_LOG_INFO, "ingest drained: every failure buffered for this sidecar was taken",
+           "taken", sc_log_int((int64_t)(d->c.received - d->ingest_received_at_stop)), "ms",
+           sc_log_int(sc_now_mono_ms() - d->ingest_drain_started_mono), NULL);
+}
+
 static void
 on_wake(evutil_socket_t fd, short what, void *arg)
 {
@@ -112,6 +156,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         case SC_IN_REPLY: sc_on_reply(d, batch[i].msg); break;
         case SC_IN_ADMIN: sc_admin(d, batch[i].msg); break;
         case SC_IN_MICRO: sc_micro(d, batch[i].msg); break;
+        case SC_IN_DRAINED: ingest_drain_done(d); break;
         }
     }
     /*
@@ -129,9 +174,27 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 static void
 on_failed(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
+    struct sc_daemon *d = closure;
+
     (void)nc;
     (void)sub;
-    handoff_push(closure, msg, SC_IN_FAILED);
+    __atomic_add_fetch(&d->ingest_delivered, 1, __ATOMIC_RELAXED);
+    handoff_push(d, msg, SC_IN_FAILED);
+}
+
+/*
+ * Runs on the ingest subscription's delivery thread after its last
+ * on_failed() returned: the drain is over (or the subscription was
+ * closed). The end marker goes behind the last failure in the ring. Last
+ * touch of d: sc_conn_close() waits for ingest_cb_done before d is freed.
+ */
+static void
+on_ingest_drained(void *closure)
+{
+    struct sc_daemon *d = closure;
+
+    handoff_push(d, NULL, SC_IN_DRAINED);
+    __atomic_store_n(&d->ingest_cb_done, 1, __ATOMIC_RELEASE);
 }
 
 static void
@@ -167,7 +230,11 @@ on_disconnected(natsConnection *nc, void *closure)
     (void)nc;
     __atomic_store_n(&d->nats_connected, 0, __ATOMIC_RELAXED);
     __atomic_add_fetch(&d->disconnects, 1, __ATOMIC_RELAXED);
-    sc_log(SC_LOG_WARN, "nats disconnected", NULL);
+    /* nats.c reports our own natsConnection_Close() as a disconnect too: not worth a warning. */
+    if (__atomic_load_n(&d->nats_closing, __ATOMIC_ACQUIRE))
+        sc_log(SC_LOG_DEBUG, "nats disconnected (closing)", NULL);
+    else
+        sc_log(SC_LOG_WARN, "nats disconnected", NULL);
 }
 
 static void
@@ -323,19 +390,89 @@ done:
 }
 
 void
-sc_conn_unsubscribe_ingest(struct sc_daemon *d)
+sc_conn_drain_ingest(struct sc_daemon *d)
 {
-    if (d->sub_failed) {
-        natsSubscription_Unsubscribe(d->sub_failed);
-        natsSubscription_Destroy(d->sub_failed);
-        d->sub_failed = NULL;
+    natsStatus ns;
+
+    if (d->ingest_drain != SC_DRAIN_NONE)
+        return;
+    d->ingest_drain_started_mono = sc_now_mono_ms();
+    d->ingest_received_at_stop = d->c.received;
+    if (!d->sub_failed) {
+        d->ingest_drain = SC_DRAIN_DONE;
+        return;
     }
+    ns = natsSubscription_SetOnCompleteCB(d->sub_failed, on_ingest_drained, d);
+    if (ns != NATS_OK) {
+        /* The subscription is gone already: nothing is left to take, and no callback will come. */
+        sc_log(SC_LOG_WARN, "ingest: cannot drain the subscription", "error",
+               natsStatus_GetText(ns), NULL);
+        __atomic_store_n(&d->ingest_cb_done, 1, __ATOMIC_RELEASE);
+        d->ingest_drain = SC_DRAIN_DONE;
+        return;
+    }
+    d->ingest_drain = SC_DRAIN_RUNNING;
+    /*
+     * nats.c's timeout must never fire first: on its expiry nats.c closes
+     * the subscription and frees what it still holds without a count, and
+     * its flush (by default 10 s, the same timeout when one is given) would
+     * on failure make it drop, uncounted, whatever still arrives behind a
+     * long backlog. shutdown.drain_ms bounds the wait instead, and
+     * sc_conn_ingest_account() counts what is left then.
+     */
+    ns = natsSubscription_DrainTimeout(d->sub_failed, d->cfg->shutdown_drain_ms + DRAIN_NATS_MARGIN_MS);
+    if (ns != NATS_OK) {
+        sc_log(SC_LOG_WARN, "ingest: drain refused; failures still buffered will be counted as dropped",
+               "error", natsStatus_GetText(ns), NULL);
+        d->ingest_drain = SC_DRAIN_DONE;
+    }
+}
+
+bool
+sc_conn_ingest_drained(const struct sc_daemon *d)
+{
+    return d->ingest_drain != SC_DRAIN_RUNNING;
+}
+
+uint64_t
+sc_conn_ingest_account(struct sc_daemon *d)
+{
+    int pending = 0;
+    int64_t delivered = 0, slow = 0;
+    uint64_t arrived, dropped = 0;
+
+    if (d->ingest_drain == SC_DRAIN_NONE || !d->sub_failed)
+        return 0;
+    /*
+     * The loop no longer runs, so nothing new arrives: pending + delivered,
+     * read under the subscription's lock, is every failure nats.c received.
+     * Once the drain completed nats.c closed the subscription; then every
+     * message went through on_failed(), which counted it.
+     */
+    if (natsSubscription_GetStats(d->sub_failed, &pending, NULL, NULL, NULL, &delivered, &slow) ==
+        NATS_OK)
+        arrived = (uint64_t)pending + (uint64_t)delivered;
+    else
+        arrived = __atomic_load_n(&d->ingest_delivered, __ATOMIC_ACQUIRE);
+    if (arrived > d->c.received)
+        dropped = arrived - d->c.received;
+    d->c.ingest_dropped += dropped;
+    sc_log(dropped ? SC_LOG_WARN : SC_LOG_INFO,
+           dropped ? "ingest closed: failures received from NATS were not taken before exit"
+                   : "ingest closed: every failure received from NATS was taken",
+           "received", sc_log_int((int64_t)d->c.received), "enqueued",
+           sc_log_int((int64_t)d->c.enqueued), "invalid", sc_log_int((int64_t)d->c.invalid),
+           "refused_full", sc_log_int((int64_t)d->c.refused_full), "dropped",
+           sc_log_int((int64_t)dropped), "drained",
+           d->ingest_drain == SC_DRAIN_DONE ? "true" : "false", NULL);
+    return dropped;
 }
 
 void
 sc_conn_close(struct sc_daemon *d)
 {
     struct sc_handoff *h = &d->in;
+    bool wait_drain_cb = d->ingest_drain != SC_DRAIN_NONE && d->sub_failed;
 
     if (h->items) {
         pthread_mutex_lock(&h->mu);
@@ -344,9 +481,17 @@ sc_conn_close(struct sc_daemon *d)
         pthread_mutex_unlock(&h->mu);
     }
     if (d->nc) {
+        __atomic_store_n(&d->nats_closing, 1, __ATOMIC_RELEASE);
         natsConnection_Close(d->nc);
         /* The closed callback runs on a nats.c thread and touches d: wait for it (at most 5 s). */
         for (int i = 0; i < 5000 && !__atomic_load_n(&d->nats_closed, __ATOMIC_ACQUIRE); i++) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        /* So does the drain's completion callback, once the close ended the delivery thread. */
+        for (int i = 0; wait_drain_cb && i < 5000 &&
+                        !__atomic_load_n(&d->ingest_cb_done, __ATOMIC_ACQUIRE);
+             i++) {
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         }

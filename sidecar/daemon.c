@@ -40,8 +40,9 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     }
     d->stopping = true;
     d->stop_deadline_mono = sc_now_mono_ms() + d->cfg->shutdown_drain_ms;
-    sc_conn_unsubscribe_ingest(d);
-    sc_log(SC_LOG_INFO, "stopping: no new failures; draining in-flight retries", "signal",
+    /* Not an unsubscribe: that would throw away what nats.c already buffered for us. */
+    sc_conn_drain_ingest(d);
+    sc_log(SC_LOG_INFO, "stopping: no new failures; taking in the buffered ones, draining in-flight retries", "signal",
            sig == SIGTERM ? "TERM" : "INT", "in_flight", sc_log_int((int64_t)d->inflight),
            "drain_ms", sc_log_int(d->cfg->shutdown_drain_ms), NULL);
 }
@@ -156,6 +157,8 @@ sc_daemon_run(struct sc_daemon *d)
            NULL);
     event_base_dispatch(d->base);
     sc_store_flush(d); /* DESIGN section 14: flush the store before exiting */
+    if (sc_conn_ingest_account(d) > 0 && d->exit_code == 0)
+        d->exit_code = 1; /* failures were lost: say so to the supervisor too */
     sc_log(SC_LOG_INFO, "dlq-sidecar stopped", "tasks", sc_log_int((int64_t)sc_queue_active(&d->q)),
            NULL);
     return d->exit_code;

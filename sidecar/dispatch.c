@@ -476,7 +476,8 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (d->stopping) {
-        bool drained = d->inflight == 0 && natsConnection_Buffered(d->nc) <= 0;
+        bool drained = d->inflight == 0 && sc_conn_ingest_drained(d) &&
+                       natsConnection_Buffered(d->nc) <= 0;
         if (drained || now >= d->stop_deadline_mono) {
             if (!drained)
                 sc_log(SC_LOG_WARN, "drain deadline reached", "in_flight", sc_log_int((int64_t)d->inflight), NULL);

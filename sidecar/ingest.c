@@ -5,6 +5,9 @@
 #include "sidecar-internal.h"
 
 #define INVALID_LOG_INTERVAL_MS 10000
+#define FULL_LOG_INTERVAL_MS 10000    /* queue-full refusals: one warning per interval */
+#define UNKNOWN_LOG_INTERVAL_MS 10000 /* envelopes with unknown keys: one warning per interval */
+#define UNKNOWN_NAME_MAX 64           /* bytes of an unknown key's name shown in acks and logs */
 
 /* Appends "key":"value" (value NULL -> null) with a leading comma unless first. */
 static void
@@ -18,6 +21,20 @@ json_kv(struct sc_buf *b, bool first, const char *key, const char *v, size_t len
         codec_json_string(b, v, len);
     else
         sc_buf_append(b, "null", 4);
+}
+
+/*
+ * The status an event reports: the task's own, except for a failure that
+ * was not stored (a refused, skipped or invalid one has no task, and its
+ * view's status field means nothing), where it is what happened to it.
+ */
+static const char *
+event_status(const char *kind, const struct sc_task *t)
+{
+    if (strcmp(kind, "refused") == 0 || strcmp(kind, "skipped") == 0 ||
+        strcmp(kind, "invalid") == 0)
+        return kind;
+    return sc_task_status_name(t->status);
 }
 
 void
@@ -41,9 +58,10 @@ sc_event(struct sc_daemon *d, const char *kind, const struct sc_task *t, int32_t
     if (!error && t)
         error = t->error;
     json_kv(b, false, "error", error, error ? strlen(error) : 0);
-    if (t)
-        json_kv(b, false, "status", sc_task_status_name(t->status),
-                strlen(sc_task_status_name(t->status)));
+    if (t) {
+        const char *st = event_status(kind, t);
+        json_kv(b, false, "status", st, strlen(st));
+    }
     sc_buf_appendc(b, '}');
     snprintf(subj, sizeof(subj), "%s.events.%s", d->cfg->subjects_prefix, kind);
     if (b->data)
@@ -65,14 +83,61 @@ ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
     sc_respond(d, m, b->data, b->len, code, message);
 }
 
+/* Appends ,"unknown_keys":["name",...] for env's unknown keys (the first CODEC_UNKNOWN_NAMES); nothing when none. */
+static void
+json_unknown_keys(struct sc_buf *b, const struct codec_envelope *env)
+{
+    if (!env || !env->unknown_keys)
+        return;
+    sc_buf_append(b, ",\"unknown_keys\":[", 17);
+    for (unsigned i = 0; i < env->unknown_keys && i < CODEC_UNKNOWN_NAMES; i++) {
+        size_t n = env->unknown[i].len < UNKNOWN_NAME_MAX ? env->unknown[i].len : UNKNOWN_NAME_MAX;
+        if (i)
+            sc_buf_appendc(b, ',');
+        codec_json_string(b, env->unknown[i].ptr, n);
+    }
+    sc_buf_appendc(b, ']');
+}
+
+/*
+ * Warns (at most once per UNKNOWN_LOG_INTERVAL_MS) that an envelope carried
+ * keys outside the contract, naming them: a misspelled "eror" is otherwise
+ * silently ignored.
+ */
+static void
+warn_unknown_keys(struct sc_daemon *d, const struct codec_envelope *env, const char *subject)
+{
+    char names[CODEC_UNKNOWN_NAMES * (UNKNOWN_NAME_MAX + 1) + 1];
+    size_t o = 0;
+    uint64_t quiet;
+
+    if (!sc_lograte_take(&d->log_unknown, sc_now_mono_ms(), UNKNOWN_LOG_INTERVAL_MS, &quiet))
+        return;
+    for (unsigned i = 0; i < env->unknown_keys && i < CODEC_UNKNOWN_NAMES; i++) {
+        size_t n = env->unknown[i].len < UNKNOWN_NAME_MAX ? env->unknown[i].len : UNKNOWN_NAME_MAX;
+        if (i)
+            names[o++] = ',';
+        memcpy(names + o, env->unknown[i].ptr, n);
+        for (size_t k = o; k < o + n; k++)
+            if (names[k] == '\0')
+                names[k] = ' ';
+        o += n;
+    }
+    names[o] = '\0';
+    sc_log(SC_LOG_WARN, "failure envelope with unknown keys (ignored)", "keys", names, "subject",
+           subject, "unknown_keys_total", sc_log_int((int64_t)d->c.unknown_keys),
+           "envelopes_not_logged", sc_log_int((int64_t)quiet), NULL);
+}
+
 /*
  * Replies {"ok":true,...}. t is the stored task: with a durable store the
  * reply waits for its write (DESIGN section 3: "accepted" means "stored"),
- * except while the store is degraded; NULL answers now.
+ * except while the store is degraded; NULL answers now. env (may be NULL)
+ * adds the names of its unknown keys.
  */
 static void
 ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const char *status,
-       int64_t next_retry_at, struct sc_task *t)
+       int64_t next_retry_at, struct sc_task *t, const struct codec_envelope *env)
 {
     struct sc_buf *b = &d->out;
     char ts[SC_RFC3339_LEN];
@@ -89,6 +154,7 @@ ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const cha
     } else {
         json_kv(b, false, "next_retry_at", NULL, 0);
     }
+    json_unknown_keys(b, env);
     sc_buf_appendc(b, '}');
     if (t && sc_store_hold_ack(d, m, t, b->data, b->len))
         return;
@@ -308,6 +374,8 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         }
     }
     d->c.unknown_keys += env.unknown_keys;
+    if (env.unknown_keys)
+        warn_unknown_keys(d, &env, subject);
     if (env.retry_policy.ptr) {
         if (policy_retry_parse(env.retry_policy.ptr, env.retry_policy.len, &override)) {
             refuse_invalid(d, m, service, "bad_value",
@@ -360,7 +428,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
             view.subject = (char *)subject;
             view.category = cat;
             sc_event(d, "skipped", &view, 0, "");
-            ack_ok(d, m, env.task_id.ptr, env.task_id.len, "skipped", 0, NULL);
+            ack_ok(d, m, env.task_id.ptr, env.task_id.len, "skipped", 0, NULL, &env);
             return;
         }
     }
@@ -377,8 +445,13 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         if (full || too_many_bytes) {
             const char *msg = full ? "queue full" : "queue full (max_bytes)";
             struct sc_task view;
+            uint64_t quiet;
             d->c.refused_full++;
-            sc_log(SC_LOG_DEBUG, "queue full: failure refused", "subject", subject, NULL);
+            if (sc_lograte_take(&d->log_full, sc_now_mono_ms(), FULL_LOG_INTERVAL_MS, &quiet))
+                sc_log(SC_LOG_WARN, "queue full: failure refused", "reason", msg, "subject", subject,
+                       "queue_size", sc_log_int((int64_t)sc_queue_active(&d->q)),
+                       "refused_full_total", sc_log_int((int64_t)d->c.refused_full),
+                       "refusals_not_logged", sc_log_int((int64_t)quiet), NULL);
             memset(&view, 0, sizeof(view));
             view.id = (char *)env.task_id.ptr;
             view.id_len = env.task_id.len;
@@ -464,5 +537,5 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         }
     }
     /* An exhausted task only has its record updated. */
-    ack_ok(d, m, t->id, t->id_len, sc_task_status_name(t->status), t->next_retry_at, t);
+    ack_ok(d, m, t->id, t->id_len, sc_task_status_name(t->status), t->next_retry_at, t, &env);
 }

@@ -34,6 +34,20 @@ sc_log_int(int64_t v)
     return s;
 }
 
+bool
+sc_lograte_take(struct sc_lograte *r, int64_t now_mono, int64_t interval_ms, uint64_t *suppressed)
+{
+    if (r->used && now_mono - r->last_mono < interval_ms) {
+        r->suppressed++;
+        return false;
+    }
+    r->used = true;
+    r->last_mono = now_mono;
+    *suppressed = r->suppressed;
+    r->suppressed = 0;
+    return true;
+}
+
 /* Appends a logfmt value: bare when safe, else quoted with escapes. */
 static void
 logfmt_value(struct sc_buf *b, const char *v)

@@ -230,10 +230,19 @@ struct sc_counters {
         manual_retries, archived, cleared, invalid, refused_full, skipped, published,
         publish_errors, unknown_keys, failures_while_retrying, duplicates, attempts;
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
+    uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
 };
 
 /* Kinds of message handed from nats.c threads to the loop. */
-typedef enum { SC_IN_FAILED = 0, SC_IN_REPLY, SC_IN_ADMIN, SC_IN_MICRO } sc_in_kind;
+/* SC_IN_DRAINED carries no message: the ingest drain's end marker (conn.c). */
+typedef enum { SC_IN_FAILED = 0, SC_IN_REPLY, SC_IN_ADMIN, SC_IN_MICRO, SC_IN_DRAINED } sc_in_kind;
+
+/* The shutdown drain of the ingest subscription (conn.c). */
+typedef enum {
+    SC_DRAIN_NONE = 0, /* taking failures */
+    SC_DRAIN_RUNNING,  /* unsubscribed; nats.c still hands over what it had buffered */
+    SC_DRAIN_DONE,     /* the loop took in everything up to the end marker (or the drain failed) */
+} sc_drain_state;
 
 struct sc_inmsg {
     natsMsg *msg;
@@ -289,6 +298,13 @@ struct sc_redrive {
     uint64_t resume_seq;
 };
 
+/* A rate limit for one kind of log line (log.c), embedded in its owner and zeroed to start. */
+struct sc_lograte {
+    int64_t last_mono;
+    uint64_t suppressed;
+    bool used;
+};
+
 struct sc_daemon {
     struct config *cfg;        /* borrowed from main, lives longer */
     struct event_base *base;
@@ -312,10 +328,17 @@ struct sc_daemon {
     int64_t last_tick_mono;
     struct sc_counters c;
     struct sc_reason_count reasons[SC_MAX_REASONS];
+    struct sc_lograte log_full, log_unknown; /* ingest.c: queue-full refusals, unknown envelope keys */
     uint64_t err_category[POLICY_CAT_COUNT];
     bool paused;               /* admin pause or retry_processor_enabled false */
     bool stopping;
     int64_t stop_deadline_mono;
+    sc_drain_state ingest_drain;  /* loop thread */
+    int64_t ingest_drain_started_mono;
+    uint64_t ingest_received_at_stop; /* c.received when the drain started */
+    uint64_t ingest_delivered;   /* failure messages nats.c handed to on_failed(): use __atomic */
+    volatile int ingest_cb_done; /* the drain's completion callback returned: use __atomic */
+    volatile int nats_closing;   /* sc_conn_close() closes the connection: use __atomic */
     int64_t started_mono, started_wall;
     uint64_t reconnects;
     volatile int nats_connected; /* written on nats.c threads: use __atomic */
@@ -341,6 +364,15 @@ bool sc_log_enabled(sc_log_level level);
 void sc_log(sc_log_level level, const char *msg, ...);
 /* sc_logv-style helper: formats a number into a static per-call buffer slot (up to 8 per line). */
 const char *sc_log_int(int64_t v);
+/*
+ * sc_lograte_take() returns true when a line of the kind r limits may be
+ * written now (the first call, then at most one per interval_ms of
+ * now_mono) and sets *suppressed to the calls refused since the last line
+ * (then reset to 0); false counts this call as suppressed. Loop thread (not
+ * locked).
+ */
+bool sc_lograte_take(struct sc_lograte *r, int64_t now_mono, int64_t interval_ms,
+                     uint64_t *suppressed);
 
 /* conn.c: NATS connection on the loop, subscriptions, the hand-off. */
 /* sc_conn_global_init() prepares libevent for nats.c's threads; call before event_base_new(). */
@@ -349,8 +381,22 @@ sc_status sc_conn_open(struct sc_daemon *d, char *err, size_t errlen);
 void sc_conn_close(struct sc_daemon *d);
 sc_status sc_handoff_init(struct sc_daemon *d, size_t cap);
 void sc_handoff_destroy(struct sc_daemon *d);
-/* sc_conn_unsubscribe_ingest() stops taking failures (shutdown). */
-void sc_conn_unsubscribe_ingest(struct sc_daemon *d);
+/*
+ * sc_conn_drain_ingest() stops taking new failures without losing those
+ * nats.c already buffered (shutdown): it drains the ingest subscription
+ * (nats.c sends UNSUB, confirms it with a flush on its own thread, keeps
+ * delivering what it holds, then puts an end marker into the hand-off ring).
+ * Never blocks. No-op when called again. Loop thread.
+ * sc_conn_ingest_drained() tells whether the loop has taken in everything up
+ * to the marker (true when no drain is needed). Loop thread.
+ * sc_conn_ingest_account() runs once the loop no longer runs (after the last
+ * event_base_* call): counts the failures that nats.c had received but the
+ * loop never took in (c.ingest_dropped), logs the tally (warn when anything
+ * was dropped) and returns that count. Main thread.
+ */
+void sc_conn_drain_ingest(struct sc_daemon *d);
+bool sc_conn_ingest_drained(const struct sc_daemon *d);
+uint64_t sc_conn_ingest_account(struct sc_daemon *d);
 /* sc_publish() publishes body with optional headers (NULL-terminated name/value pairs) and reply. */
 sc_status sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
                      size_t len, const char *const *headers);

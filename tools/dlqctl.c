@@ -890,6 +890,12 @@ cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
         return usage_error("%s: give a TASK_ID, a filter (--status, --category, --subject, "
                            "--older-than) or --all",
                            verb);
+    } else if (nfilter && o->all) {
+        json_decref(body);
+        return usage_error("%s: --all means every task; give a filter or --all, not both", verb);
+    } else if (o->all) {
+        /* The sidecar refuses an empty filter unless the request says "all" (DESIGN section 8). */
+        json_object_set_new(body, "all", json_true());
     }
     if (o->rate > 0)
         json_object_set_new(body, "rate", json_real(o->rate));

@@ -1214,6 +1214,131 @@ test_memory_flat(void **state)
     codec_free(c);
 }
 
+/* Issue 10: an integer past INT64_MAX (up to UINT64_MAX) in a JSON envelope is a uint64, kept exactly. */
+static void
+test_json_big_uint(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    struct codec_mp_item it;
+
+    (void)state;
+    {
+        const char *j = "{\"task_id\":\"u\",\"task\":12345678901234567890,\"error\":\"x\"}";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_null(codec_msgpack_head((const uint8_t *)env.task.ptr, env.task.len, &it));
+        assert_int_equal(it.kind, CODEC_MP_UINT);
+        assert_true(it.u == 12345678901234567890ULL);
+        assert_int_equal(env.task.len, 9); /* 0xcf and 8 bytes: a MessagePack uint64 */
+        assert_int_equal((uint8_t)env.task.ptr[0], 0xcf);
+    }
+    /* Inside containers, beside ordinary numbers, in keys' company, and at the very limit. */
+    {
+        const char *j = "{\"task\":{\"a\":[1,18446744073709551615,-3,9223372036854775808,"
+                        "\"12345678901234567890\",2.5e0],\"b\":9223372036854775807},"
+                        "\"task_id\":\"u2\",\"max_retries\":3}";
+        static const uint8_t want[] =
+            "\x82\xa1" "a\x96\x01\xcf\xff\xff\xff\xff\xff\xff\xff\xff\xfd"
+            "\xcf\x80\x00\x00\x00\x00\x00\x00\x00"
+            "\xb4" "12345678901234567890"
+            "\xcb\x40\x04\x00\x00\x00\x00\x00\x00"
+            "\xa1" "b\xcf\x7f\xff\xff\xff\xff\xff\xff\xff";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_int_equal(env.task.len, sizeof(want) - 1);
+        assert_memory_equal(env.task.ptr, want, sizeof(want) - 1);
+        assert_true(env.has_max_retries && env.max_retries == 3);
+    }
+    /* Digits inside strings (escaped quotes and backslashes included) are not numbers. */
+    {
+        const char *j = "{\"task_id\":\"a\\\"18446744073709551615\\\\\",\"task\":[\"9223372036854775808\","
+                        "{\"12345678901234567890\":12345678901234567890}]}";
+        static const uint8_t want[] = "\x92\xb3" "9223372036854775808"
+                                      "\x81\xb4" "12345678901234567890"
+                                      "\xcf\xab\x54\xa9\x8c\xeb\x1f\x0a\xd2";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_true(str_eq(env.task_id, "a\"18446744073709551615\\"));
+        assert_int_equal(env.task.len, sizeof(want) - 1);
+        assert_memory_equal(env.task.ptr, want, sizeof(want) - 1);
+    }
+    /* Still refused: past UINT64_MAX, and the same digits as a negative number. */
+    {
+        const char *j = "{\"task_id\":\"u\",\"task\":18446744073709551616}";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_EPROTO);
+        j = "{\"task_id\":\"u\",\"task\":-12345678901234567890}";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_EPROTO);
+    }
+    /* A big number as max_retries is a number out of range, not a JSON error. */
+    {
+        const char *j = "{\"task_id\":\"u\",\"task\":1,\"max_retries\":12345678901234567890}";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_EPROTO);
+        assert_string_equal(env.reason, "out_of_range");
+    }
+    codec_free(c);
+}
+
+/* Issue 10: unknown envelope keys are named (the first CODEC_UNKNOWN_NAMES), in MessagePack and JSON. */
+static void
+test_unknown_key_names(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    uint8_t buf[128];
+    size_t n = envelope(buf, sizeof buf, "eror", B("\xa4" "boom"));
+
+    (void)state;
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_int_equal(env.unknown_keys, 1);
+    assert_true(str_eq(env.unknown[0], "eror"));
+    {
+        const char *j = "{\"task_id\":\"j\",\"task\":{},\"eror\":\"boom\",\"retry_polcy\":\"never\"}";
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_int_equal(env.unknown_keys, 2);
+        assert_true(str_eq(env.unknown[0], "eror"));
+        assert_true(str_eq(env.unknown[1], "retry_polcy"));
+    }
+    {
+        char j[1024];
+        size_t o = (size_t)snprintf(j, sizeof j, "{\"task_id\":\"j\",\"task\":1");
+        for (int k = 0; k < CODEC_UNKNOWN_NAMES + 3; k++)
+            o += (size_t)snprintf(j + o, sizeof j - o, ",\"x%d\":%d", k, k);
+        snprintf(j + o, sizeof j - o, "}");
+        assert_int_equal(codec_decode(c, j, strlen(j), false, &env), SC_OK);
+        assert_int_equal(env.unknown_keys, CODEC_UNKNOWN_NAMES + 3);
+        assert_true(str_eq(env.unknown[CODEC_UNKNOWN_NAMES - 1], "x7"));
+    }
+    /* Known keys only: nothing named. */
+    n = envelope(buf, sizeof buf, NULL, NULL, 0);
+    assert_int_equal(codec_decode(c, buf, n, false, &env), SC_OK);
+    assert_int_equal(env.unknown_keys, 0);
+    assert_null(env.unknown[0].ptr);
+    codec_free(c);
+}
+
+/* Issue 10: text that is neither MessagePack nor JSON says so, instead of "not an integer". */
+static void
+test_neither_msgpack_nor_json(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    static const char *const texts[] = {"not json at all", "[1,2]", "42", "hello\nworld", "\"str\""};
+
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(texts); k++) {
+        assert_int_equal(decode_exact(c, texts[k], strlen(texts[k]), false, &env), SC_EPROTO);
+        print_message("%s -> %s: %s\n", texts[k], env.reason, env.why);
+        assert_string_equal(env.reason, "not_a_map");
+        assert_non_null(strstr(env.why, "neither MessagePack nor JSON"));
+        assert_null(strstr(env.why, "integer"));
+    }
+    /* The start of the body is quoted, control characters escaped. */
+    assert_int_equal(codec_decode(c, "hello\nworld", 11, false, &env), SC_EPROTO);
+    assert_non_null(strstr(env.why, "hello\\nworld"));
+    /* One whole MessagePack value that is not a map keeps the precise message. */
+    assert_int_equal(codec_decode(c, "\x05", 1, false, &env), SC_EPROTO);
+    assert_string_equal(env.why, "envelope: expected a map, not an integer");
+    codec_free(c);
+}
+
 int
 main(void)
 {
@@ -1241,6 +1366,9 @@ main(void)
         cmocka_unit_test(test_outcome),
         cmocka_unit_test(test_outcome_truncation),
         cmocka_unit_test(test_memory_flat),
+        cmocka_unit_test(test_json_big_uint),
+        cmocka_unit_test(test_unknown_key_names),
+        cmocka_unit_test(test_neither_msgpack_nor_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

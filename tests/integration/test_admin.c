@@ -1202,6 +1202,109 @@ test_authorization(void **state)
     e->passed = true;
 }
 
+/* ---- an empty filter never changes every task ------------------------------------------------ */
+
+/* expect_refused() asks dlq.admin.<verb> with body and asserts a 400 (reply and headers) that asks for "all". */
+static void
+expect_refused(natsConnection *nc, const char *verb, const char *body)
+{
+    char subj[64];
+    snprintf(subj, sizeof subj, "dlq.admin.%s", verb);
+    natsMsg *m = request_raw(nc, subj, body, IT_REQUEST_MS);
+    IT_CHECK(m != NULL, "%s %s: no reply", verb, body);
+    const char *code = NULL;
+    IT_CHECK(natsMsgHeader_Get(m, "Nats-Service-Error-Code", &code) == NATS_OK && code &&
+                 strcmp(code, "400") == 0,
+             "%s '%s': want Nats-Service-Error-Code 400, got %s: %.*s", verb, body,
+             code ? code : "(none)", natsMsg_GetDataLength(m), natsMsg_GetData(m));
+    json_t *r = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+    const char *msg = it_json_str(r, "error.message");
+    IT_CHECK(it_json_int(r, "error.code") == 400 && msg && strstr(msg, "\"all\": true"),
+             "%s '%s': want a 400 that asks for \"all\": true, got %.*s", verb, body,
+             natsMsg_GetDataLength(m), natsMsg_GetData(m));
+    json_decref(r);
+    natsMsg_Destroy(m);
+}
+
+/*
+ * 8. DESIGN section 8: retry, archive and clear refuse an empty filter (an
+ * empty body, {}, only null filter keys, "all": false) with a 400 unless
+ * the request says "all": true; nothing changes. `nats request
+ * dlq.admin.archive ''` is the operator's typo this is about. With
+ * "all": true they act on every task; dlqctl's --all sends it.
+ */
+static void
+test_empty_filter_refused(void **state)
+{
+    struct it_env *e = it_env_start("empty-filter", NULL);
+    assert_non_null(e);
+    *state = e;
+    request_envelope_ok(e->nc, "orders", "ef-1", "400 Bad Request: email invalid", -1);
+    request_envelope_ok(e->nc, "orders", "ef-2", "connection refused", 0);
+    request_envelope_ok(e->nc, "billing", "ef-3", "403 Forbidden", -1);
+    json_decref(admin(e->nc, "pause", ""));
+    char *stats0 = stats_snapshot(e->nc);
+
+    static const char *const verbs[] = {"retry", "archive", "clear"};
+    static const char *const bodies[] = {"", "{}", "{\"status\":null}", "{\"all\":false}",
+                                         "{\"all\":null}"};
+    for (size_t v = 0; v < SC_ARRAY_LEN(verbs); v++)
+        for (size_t b = 0; b < SC_ARRAY_LEN(bodies); b++)
+            expect_refused(e->nc, verbs[v], bodies[b]);
+    expect_refused(e->nc, "retry", "{\"rate\":100}");
+    expect_refused(e->nc, "clear", "{\"confirm\":true}");
+    /* "all" must be a boolean, and it does not combine with a filter or a task_id. */
+    json_t *r = admin(e->nc, "archive", "{\"all\":\"yes\"}");
+    IT_CHECK(it_json_int(r, "error.code") == 400, "all: \"yes\" is refused");
+    json_decref(r);
+    r = admin(e->nc, "archive", "{\"all\":true,\"status\":\"parked\"}");
+    IT_CHECK(it_json_int(r, "error.code") == 400, "all with a filter is refused");
+    json_decref(r);
+    r = admin(e->nc, "retry", "{\"all\":true,\"task_id\":\"ef-1\"}");
+    IT_CHECK(it_json_int(r, "error.code") == 400, "all with a task_id is refused");
+    json_decref(r);
+
+    /* The operator's command of the issue, with the real CLI. */
+    struct cmd c;
+    cmd_init(&c, e->dir);
+    const char *url = e->srv.url;
+    IT_CHECK(cmd_run(&c, NATS_CLI_BIN, "--no-context", "-s", url, "request", "dlq.admin.archive",
+                     "", "--raw", (char *)NULL) == 0,
+             "stderr: %s", c.err.data);
+    IT_CHECK(strstr(c.out.data, "\"code\":400") && !strstr(c.out.data, "archived"),
+             "nats request dlq.admin.archive '': want a 400, got %s", c.out.data);
+    IT_CHECK(cmd_run(&c, DLQCTL_BIN, "--server", url, "archive", (char *)NULL) == 2,
+             "dlqctl archive without a task, filter or --all exits 2");
+
+    char *stats1 = stats_snapshot(e->nc);
+    IT_CHECK(strcmp(stats0, stats1) == 0, "refused requests changed something:\n  %s\n  %s",
+             stats0, stats1);
+    free(stats0);
+    free(stats1);
+
+    /* With "all": true each verb acts on every task. */
+    r = admin(e->nc, "retry", "{\"all\":true}");
+    char *dump = it_json_dump(r);
+    IT_CHECK(it_json_int(r, "scheduled") == 3, "retry all: want 3 scheduled, got %s", dump);
+    free(dump);
+    json_decref(r);
+    IT_CHECK(cmd_run(&c, DLQCTL_BIN, "--server", url, "archive", "--all", "--json", (char *)NULL) ==
+                 0,
+             "dlqctl archive --all: %s", c.err.data);
+    IT_CHECK(strstr(c.out.data, "\"archived\":3"), "dlqctl archive --all: %s", c.out.data);
+    r = admin(e->nc, "clear", "{\"all\":true}");
+    IT_CHECK(it_json_int(r, "error.code") == 400 && strstr(it_json_str(r, "error.message"), "3 tasks"),
+             "clear all without confirm: 400 with the count");
+    json_decref(r);
+    r = admin(e->nc, "clear", "{\"all\":true,\"confirm\":true}");
+    dump = it_json_dump(r);
+    IT_CHECK(it_json_int(r, "cleared") == 3, "clear all: want 3 cleared, got %s", dump);
+    free(dump);
+    json_decref(r);
+    cmd_destroy(&c);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -1213,6 +1316,9 @@ main(void)
         cmocka_unit_test_teardown(test_redrive_rate, it_teardown),
         cmocka_unit_test_teardown(test_dlqctl, it_teardown),
         cmocka_unit_test_teardown(test_authorization, it_teardown),
+        cmocka_unit_test_teardown(test_empty_filter_refused, it_teardown),
     };
+    if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_empty*' to run some */
+        cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
     return cmocka_run_group_tests_name("integration_admin", tests, NULL, NULL);
 }

@@ -1,5 +1,7 @@
 /* test_ingest.c - integration: what comes in (duplicate bursts, hostile retry subjects, garbage bytes) and what the daemon makes of it. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -7,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <msgpack.h>
@@ -582,6 +585,606 @@ test_garbage(void **state)
     e->passed = true;
 }
 
+/* ---- shutdown under a flood: every published failure is accounted for ----------------------- */
+
+/*
+ * A flood tally: the test subscribes to dlq.events.enqueued (every sidecar
+ * emits one event per new task) and marks task "f<k>" in a bitmap, so that
+ * a failure taken twice or never shows. Written by the subscription's
+ * delivery thread, read by the test under mu.
+ */
+struct flood_tally {
+    pthread_mutex_t mu;
+    uint8_t *seen;  /* one bit per task index */
+    size_t n;       /* task indexes 0 .. n-1 */
+    size_t distinct, dupes, foreign;
+};
+
+static void
+flood_on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    struct flood_tally *t = closure;
+    const char *body = natsMsg_GetData(msg);
+    const char *p = body ? strstr(body, "\"task_id\":\"f") : NULL;
+    char *end = NULL;
+    unsigned long long k = p ? strtoull(p + 12, &end, 10) : 0;
+
+    (void)nc;
+    (void)sub;
+    pthread_mutex_lock(&t->mu);
+    if (!p || !end || *end != '"' || k >= t->n) {
+        t->foreign++;
+    } else if (t->seen[k / 8] & (1u << (k % 8))) {
+        t->dupes++;
+    } else {
+        t->seen[k / 8] |= (uint8_t)(1u << (k % 8));
+        t->distinct++;
+    }
+    pthread_mutex_unlock(&t->mu);
+    natsMsg_Destroy(msg);
+}
+
+static size_t
+flood_distinct(struct flood_tally *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->distinct;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* One publisher: plain publishes of envelopes f<first> .. f<first+count-1> on its own connection. */
+struct flood_pub {
+    const char *url;
+    size_t first, count;
+    int rc;
+    int64_t elapsed_ms;
+};
+
+static void *
+flood_publish(void *arg)
+{
+    struct flood_pub *fp = arg;
+    natsConnection *nc = it_connect(fp->url, "it-flood");
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    char id[32];
+    int64_t t0 = sc_now_mono_ms();
+
+    fp->rc = -1;
+    if (!nc)
+        return NULL;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (size_t i = fp->first; i < fp->first + fp->count; i++) {
+        int n = snprintf(id, sizeof id, "f%zu", i);
+        sb.size = 0;
+        msgpack_pack_map(&pk, 4);
+        msgpack_pack_str(&pk, 7);
+        msgpack_pack_str_body(&pk, "task_id", 7);
+        msgpack_pack_str(&pk, (size_t)n);
+        msgpack_pack_str_body(&pk, id, (size_t)n);
+        msgpack_pack_str(&pk, 4);
+        msgpack_pack_str_body(&pk, "task", 4);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str(&pk, 1);
+        msgpack_pack_str_body(&pk, "n", 1);
+        msgpack_pack_uint64(&pk, i);
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "error", 5);
+        msgpack_pack_str(&pk, 4);
+        msgpack_pack_str_body(&pk, "boom", 4);
+        /* Parked tasks: no retry traffic competes with the flood. */
+        msgpack_pack_str(&pk, 12);
+        msgpack_pack_str_body(&pk, "retry_policy", 12);
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "never", 5);
+        if (natsConnection_Publish(nc, "dlq.failed.flood", sb.data, (int)sb.size) != NATS_OK)
+            goto done;
+    }
+    /* The server has routed every message once the flush returns. */
+    if (natsConnection_FlushTimeout(nc, 60000) != NATS_OK)
+        goto done;
+    fp->rc = 0;
+done:
+    fp->elapsed_ms = sc_now_mono_ms() - t0;
+    msgpack_sbuffer_destroy(&sb);
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+    return NULL;
+}
+
+/* count_sidecars() asks $SRV.PING.dlq-sidecar and counts the answers that come within wait_ms. */
+static int
+count_sidecars(natsConnection *nc, int wait_ms)
+{
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    natsMsg *m = NULL;
+    int n = 0;
+
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return -1;
+    if (natsConnection_SubscribeSync(&sub, nc, inbox) == NATS_OK &&
+        natsConnection_PublishRequestString(nc, "$SRV.PING.dlq-sidecar", inbox, "") == NATS_OK) {
+        while (natsSubscription_NextMsg(&m, sub, wait_ms) == NATS_OK) {
+            n++;
+            natsMsg_Destroy(m);
+        }
+    }
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    return n;
+}
+
+/* wait_exit() waits (without signalling again: a second SIGTERM means "stop now") for d to exit. */
+static bool
+wait_exit(struct it_daemon *d, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    while (it_daemon_alive(d)) {
+        if (sc_now_mono_ms() >= deadline)
+            return false;
+        it_sleep_ms(20);
+    }
+    return true;
+}
+
+/* wait_tally() waits until want tasks were seen, giving up after idle_ms without progress. */
+static size_t
+wait_tally(struct flood_tally *t, size_t want, int idle_ms)
+{
+    size_t last = flood_distinct(t);
+    int64_t since = sc_now_mono_ms();
+    while (last < want && sc_now_mono_ms() - since < idle_ms) {
+        it_sleep_ms(50);
+        size_t now = flood_distinct(t);
+        if (now != last) {
+            last = now;
+            since = sc_now_mono_ms();
+        }
+    }
+    return last;
+}
+
+/* log_has() tells whether the file at path holds a line containing both a and b (b may be NULL). */
+static bool
+log_has(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    bool found = false;
+
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, a) && (!b || strstr(line, b));
+    fclose(f);
+    return found;
+}
+
+/* log_int() reads the integer after "key=" on the first line of path that contains line_has; -1 when absent. */
+static long long
+log_int(const char *path, const char *line_has, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096], pat[64];
+    long long v = -1;
+
+    if (!f)
+        return -1;
+    snprintf(pat, sizeof pat, " %s=", key);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, line_has) ? strstr(line, pat) : NULL;
+        if (p) {
+            v = strtoll(p + strlen(pat), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static struct it_daemon flood_b; /* the second sidecar of test_shutdown_flood_pair */
+
+static int
+flood_teardown(void **state)
+{
+    if (flood_b.pid > 0)
+        it_daemon_stop(&flood_b);
+    return it_teardown(state);
+}
+
+/* The flood size per publisher: DLQ_IT_FLOOD_N (default 300,000, the size the defect was seen with). */
+static size_t
+flood_n(void)
+{
+    const char *v = getenv("DLQ_IT_FLOOD_N");
+    long n = v ? atol(v) : 0;
+    return n >= 1000 && n <= 5000000 ? (size_t)n : 300000;
+}
+
+static const char *const flood_flags[] = {
+    "log.level=warn", "max_size=10000000", "max_bytes=8589934592",
+    /* A generous drain: the test asserts completeness, not speed. */
+    "shutdown.drain_ms=120000", NULL};
+
+/*
+ * 9. Two sidecars share the ingest queue group under a flood of plain
+ * publishes (2 publishers x DLQ_IT_FLOOD_N); the first gets SIGTERM after
+ * 0.7 s. Every published failure must be enqueued by exactly one of the
+ * two (counted by the dlq.events.enqueued events they emit), the stopped
+ * one must exit 0 and log that it dropped nothing.
+ */
+static void
+test_shutdown_flood_pair(void **state)
+{
+    /* A logs at info: its closing tally (received, enqueued, dropped) is one of the two accounts. */
+    const char *a_flags[] = {flood_flags[0], flood_flags[1], flood_flags[2], flood_flags[3],
+                             "log.level=info", NULL};
+    struct it_env *e = it_env_start("flood-pair", a_flags);
+    assert_non_null(e);
+    *state = e;
+    size_t n = flood_n();
+    static struct flood_tally tally;
+    memset(&tally, 0, sizeof tally);
+    pthread_mutex_init(&tally.mu, NULL);
+    tally.n = 2 * n;
+    tally.seen = calloc(tally.n / 8 + 1, 1);
+    assert_non_null(tally.seen);
+
+    char bdir[IT_PATH_MAX + 8];
+    snprintf(bdir, sizeof bdir, "%s/b", e->dir);
+    IT_CHECK(mkdir(bdir, 0700) == 0, "mkdir %s", bdir);
+    memset(&flood_b, 0, sizeof flood_b);
+    IT_CHECK(it_daemon_start(&flood_b, bdir, e->srv.url, flood_flags) == 0, "start sidecar B");
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    while (count_sidecars(e->nc, 300) < 2 && sc_now_mono_ms() < deadline)
+        IT_CHECK(it_daemon_alive(&flood_b), "sidecar B exited at start");
+    IT_CHECK(count_sidecars(e->nc, 300) == 2, "want 2 sidecars answering $SRV.PING");
+
+    natsConnection *spy = it_env_connect(e, "it-spy");
+    assert_non_null(spy);
+    natsSubscription *sub = NULL;
+    IT_CHECK(natsConnection_Subscribe(&sub, spy, "dlq.events.enqueued", flood_on_event, &tally) ==
+                 NATS_OK,
+             "subscribe to events");
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    IT_CHECK(natsConnection_Flush(spy) == NATS_OK, "flush the spy's subscription");
+
+    struct flood_pub pubs[2] = {{e->srv.url, 0, n, -1, 0}, {e->srv.url, n, n, -1, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        IT_CHECK(pthread_create(&th[i], NULL, flood_publish, &pubs[i]) == 0, "publisher thread");
+    it_sleep_ms(700);
+    size_t before_term = flood_distinct(&tally);
+    int64_t t_term = sc_now_mono_ms();
+    kill(e->dmn.pid, SIGTERM);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++)
+        IT_CHECK(pubs[i].rc == 0, "publisher %d failed", i);
+    bool exited = wait_exit(&e->dmn, 180000);
+    int64_t t_exit = sc_now_mono_ms();
+    size_t got = wait_tally(&tally, 2 * n, 10000);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+
+    fprintf(stderr,
+            "[flood-pair] 2 x %zu published in %lld / %lld ms; %zu enqueued before SIGTERM; A "
+            "exited %lld ms after it (status %d); %zu of %zu enqueued (dupes %zu, foreign %zu)\n",
+            n, (long long)pubs[0].elapsed_ms, (long long)pubs[1].elapsed_ms, before_term,
+            (long long)(t_exit - t_term), e->dmn.exit_status, got, 2 * n, tally.dupes,
+            tally.foreign);
+    /* The sidecars' own accounts: A's closing log line, B's stats (only B answers now). */
+    const char *closing = "ingest closed";
+    long long a_enq = log_int(e->dmn.log, closing, "enqueued");
+    long long a_dropped = log_int(e->dmn.log, closing, "dropped");
+    json_t *st = it_admin_stats(e->nc);
+    long long b_enq = (long long)it_json_int(st, "lifetime_stats.enqueued");
+    json_decref(st);
+    fprintf(stderr, "[flood-pair] A: enqueued %lld, dropped %lld; B: enqueued %lld; sum %lld\n",
+            a_enq, a_dropped, b_enq, a_enq + b_enq);
+    if (got != 2 * n) {
+        int shown = 0;
+        fprintf(stderr, "[flood-pair] no event for:");
+        for (size_t k = 0; k < 2 * n && shown < 10; k++)
+            if (!(tally.seen[k / 8] & (1u << (k % 8)))) {
+                char mid[32], stt[32];
+                snprintf(mid, sizeof mid, "f%zu", k);
+                fprintf(stderr, " %s (at B: %s)", mid, it_task_status(e->nc, mid, stt, sizeof stt));
+                shown++;
+            }
+        fprintf(stderr, "\n");
+    }
+    IT_CHECK(exited, "sidecar A did not exit within 180 s of SIGTERM");
+    IT_CHECK(e->dmn.exit_status == 0, "sidecar A exit status %d, want 0", e->dmn.exit_status);
+    IT_CHECK(a_dropped == 0, "A's closing line: want dropped=0, got %lld", a_dropped);
+    IT_CHECK(a_enq >= 0 && a_enq + b_enq == (long long)(2 * n),
+             "the sidecars' counters: A enqueued %lld + B enqueued %lld, want %zu", a_enq, b_enq,
+             2 * n);
+    IT_CHECK(got == 2 * n, "%zu of %zu published failures have an enqueued event (%zu missing)",
+             got, 2 * n, 2 * n - got);
+    IT_CHECK(tally.dupes == 0, "%zu failures enqueued twice", tally.dupes);
+    IT_CHECK(!log_has(e->dmn.log, "were not taken", NULL),
+             "sidecar A's log says it dropped failures at shutdown");
+    free(tally.seen);
+    tally.seen = NULL;
+    e->passed = true;
+}
+
+/*
+ * 10. One sidecar (core mode): a burst that the server has already routed
+ * to it (the publisher's flush returned) is taken in whole after SIGTERM,
+ * however much of it still sat in nats.c's buffer.
+ */
+static void
+test_shutdown_flood_single(void **state)
+{
+    struct it_env *e = it_env_start("flood-single", flood_flags);
+    assert_non_null(e);
+    *state = e;
+    size_t n = flood_n();
+    static struct flood_tally tally;
+    memset(&tally, 0, sizeof tally);
+    pthread_mutex_init(&tally.mu, NULL);
+    tally.n = n;
+    tally.seen = calloc(tally.n / 8 + 1, 1);
+    assert_non_null(tally.seen);
+
+    natsConnection *spy = it_env_connect(e, "it-spy");
+    assert_non_null(spy);
+    natsSubscription *sub = NULL;
+    IT_CHECK(natsConnection_Subscribe(&sub, spy, "dlq.events.enqueued", flood_on_event, &tally) ==
+                 NATS_OK,
+             "subscribe to events");
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    IT_CHECK(natsConnection_Flush(spy) == NATS_OK, "flush the spy's subscription");
+
+    struct flood_pub pub = {e->srv.url, 0, n, -1, 0};
+    flood_publish(&pub);
+    IT_CHECK(pub.rc == 0, "publisher failed");
+    size_t before_term = flood_distinct(&tally);
+    int64_t t_term = sc_now_mono_ms();
+    kill(e->dmn.pid, SIGTERM);
+    bool exited = wait_exit(&e->dmn, 180000);
+    int64_t t_exit = sc_now_mono_ms();
+    size_t got = wait_tally(&tally, n, 10000);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+
+    fprintf(stderr,
+            "[flood-single] %zu published and flushed in %lld ms; %zu enqueued before SIGTERM; "
+            "exited %lld ms after it (status %d); %zu of %zu enqueued\n",
+            n, (long long)pub.elapsed_ms, before_term, (long long)(t_exit - t_term),
+            e->dmn.exit_status, got, n);
+    IT_CHECK(before_term < n, "test precondition: the sidecar had a backlog at SIGTERM");
+    IT_CHECK(exited, "the sidecar did not exit within 180 s of SIGTERM");
+    IT_CHECK(e->dmn.exit_status == 0, "exit status %d, want 0", e->dmn.exit_status);
+    IT_CHECK(got == n, "%zu of %zu routed failures were enqueued (%zu lost)", got, n, n - got);
+    IT_CHECK(tally.dupes == 0, "%zu failures enqueued twice", tally.dupes);
+    IT_CHECK(!log_has(e->dmn.log, "were not taken", NULL),
+             "the log says failures were dropped at shutdown");
+    /* Issue 10, item 10: our own close is not a disconnect worth a warning. */
+    IT_CHECK(!log_has(e->dmn.log, "level=warn", "nats disconnected"),
+             "a normal shutdown logged a warning \"nats disconnected\"");
+    free(tally.seen);
+    tally.seen = NULL;
+    e->passed = true;
+}
+
+/*
+ * 11. When the drain cannot finish (shutdown.drain_ms=0 ends it at the next
+ * tick), what nats.c had received but the loop never took is counted and
+ * logged, and the exit status says failures were lost.
+ */
+static void
+test_shutdown_drain_cut_short(void **state)
+{
+    const char *flags[] = {"log.level=warn", "max_size=10000000", "max_bytes=8589934592",
+                           "shutdown.drain_ms=0", NULL};
+    struct it_env *e = it_env_start("drain-cut", flags);
+    assert_non_null(e);
+    *state = e;
+    size_t n = flood_n();
+    static struct flood_tally tally;
+    memset(&tally, 0, sizeof tally);
+    pthread_mutex_init(&tally.mu, NULL);
+    tally.n = n;
+    tally.seen = calloc(tally.n / 8 + 1, 1);
+    assert_non_null(tally.seen);
+    natsConnection *spy = it_env_connect(e, "it-spy");
+    assert_non_null(spy);
+    natsSubscription *sub = NULL;
+    IT_CHECK(natsConnection_Subscribe(&sub, spy, "dlq.events.enqueued", flood_on_event, &tally) ==
+                 NATS_OK,
+             "subscribe to events");
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    IT_CHECK(natsConnection_Flush(spy) == NATS_OK, "flush the spy's subscription");
+
+    struct flood_pub pub = {e->srv.url, 0, n, -1, 0};
+    flood_publish(&pub);
+    IT_CHECK(pub.rc == 0, "publisher failed");
+    size_t before_term = flood_distinct(&tally);
+    kill(e->dmn.pid, SIGTERM);
+    bool exited = wait_exit(&e->dmn, 60000);
+    size_t got = wait_tally(&tally, n, 3000);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    const char *line = "were not taken";
+    long long received = log_int(e->dmn.log, line, "received");
+    long long dropped = log_int(e->dmn.log, line, "dropped");
+    fprintf(stderr,
+            "[drain-cut] %zu published; %zu enqueued before SIGTERM, %zu in all; the log says "
+            "received=%lld dropped=%lld; exit status %d\n",
+            n, before_term, got, received, dropped, e->dmn.exit_status);
+    IT_CHECK(before_term < n, "test precondition: the sidecar had a backlog at SIGTERM");
+    IT_CHECK(exited, "the sidecar did not exit within 60 s of SIGTERM");
+    IT_CHECK(dropped > 0, "want a warning with dropped=N > 0 in the log");
+    IT_CHECK(received >= (long long)got && received + dropped <= (long long)n,
+             "taken (%lld) + dropped (%lld) must not exceed the %zu published, and taken must "
+             "cover the %zu enqueued events",
+             received, dropped, n, got);
+    IT_CHECK(e->dmn.exit_status == 1, "exit status %d, want 1 (failures lost)", e->dmn.exit_status);
+    free(tally.seen);
+    tally.seen = NULL;
+    e->passed = true;
+}
+
+/* ---- issue 10, item 10: smaller wrong answers ----------------------------------------------- */
+
+/* log_count() counts the lines of the file at path that contain both a and b (b may be NULL). */
+static int
+log_count(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, a) && (!b || strstr(line, b));
+    fclose(f);
+    return n;
+}
+
+/*
+ * 12. What a service is told about its envelope: a uint64 past INT64_MAX in
+ * a JSON task is accepted and republished as a MessagePack uint64; a
+ * misspelled key ("eror") is named in the acknowledgement and logged at
+ * warn (rate-limited: not once per envelope); text that is neither
+ * MessagePack nor JSON is refused saying so. A normal shutdown then exits 0
+ * without warning "nats disconnected".
+ */
+static void
+test_envelope_answers(void **state)
+{
+    struct it_env *e = it_env_start("answers", NULL);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.big", NULL, 16, true);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    /* The uint64. */
+    const char *big = "{\"task_id\":\"big-1\",\"task\":12345678901234567890,\"error\":\"timeout\","
+                      "\"retry_policy\":\"immediate\"}";
+    json_t *ack = it_request_bytes(e->nc, "dlq.failed.big", big, strlen(big), IT_REQUEST_MS);
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "a uint64 task: want ok, got %s", dump);
+    free(dump);
+    json_decref(ack);
+    IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "the retry of big-1 reaches the worker");
+    const struct it_rec_msg *m = it_rec_get(w, 0);
+    static const uint8_t want[] = {0xcf, 0xab, 0x54, 0xa9, 0x8c, 0xeb, 0x1f, 0x0a, 0xd2};
+    IT_CHECK(m->len == sizeof want && memcmp(m->body, want, sizeof want) == 0,
+             "the retry body: want the MessagePack uint64 12345678901234567890 (9 bytes), got %zu "
+             "bytes",
+             m->len);
+
+    /* The misspelled key, many times. */
+    int64_t t0 = sc_now_mono_ms();
+    for (int i = 0; i < 30; i++) {
+        const char *typo = "{\"task_id\":\"typo-1\",\"task\":{},\"eror\":\"boom\",\"retry_policy\":\"never\"}";
+        ack = it_request_bytes(e->nc, "dlq.failed.typo", typo, strlen(typo), IT_REQUEST_MS);
+        dump = it_json_dump(ack);
+        const json_t *uk = ack ? json_object_get(ack, "unknown_keys") : NULL;
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) && json_is_array(uk) &&
+                     json_array_size(uk) == 1 &&
+                     strcmp(json_string_value(json_array_get(uk, 0)), "eror") == 0,
+                 "want {\"ok\":true,...,\"unknown_keys\":[\"eror\"]}, got %s", dump);
+        free(dump);
+        json_decref(ack);
+    }
+    int64_t elapsed = sc_now_mono_ms() - t0;
+    /* A known-keys envelope carries no unknown_keys. */
+    const char *clean = "{\"task_id\":\"clean-1\",\"task\":{},\"error\":\"boom\",\"retry_policy\":\"never\"}";
+    ack = it_request_bytes(e->nc, "dlq.failed.typo", clean, strlen(clean), IT_REQUEST_MS);
+    IT_CHECK(ack && json_object_get(ack, "unknown_keys") == NULL, "no unknown_keys when none");
+    json_decref(ack);
+    int warned = log_count(e->dmn.log, "level=warn", "unknown keys");
+    IT_CHECK(log_count(e->dmn.log, "level=warn", "keys=eror") >= 1,
+             "want a warning naming the key eror in the log");
+    IT_CHECK(warned >= 1 && warned <= 1 + (int)(elapsed / 10000),
+             "30 envelopes in %lld ms gave %d warnings (want rate-limited: one per 10 s)",
+             (long long)elapsed, warned);
+
+    /* Neither MessagePack nor JSON. */
+    const char *text = "not json at all";
+    ack = it_request_bytes(e->nc, "dlq.failed.typo", text, strlen(text), IT_REQUEST_MS);
+    dump = it_json_dump(ack);
+    const char *msg = it_json_str(ack, "error.message");
+    IT_CHECK(it_json_int(ack, "error.code") == 400 && msg &&
+                 strstr(msg, "neither MessagePack nor JSON") && !strstr(msg, "integer"),
+             "\"not json at all\": want a 400 saying neither MessagePack nor JSON, got %s", dump);
+    free(dump);
+    json_decref(ack);
+
+    /* A normal shutdown: exit 0, no warning about our own close. */
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "SIGTERM: exit status %d", e->dmn.exit_status);
+    IT_CHECK(log_count(e->dmn.log, "level=warn", "nats disconnected") == 0,
+             "a normal shutdown logged a warning \"nats disconnected\"");
+    e->passed = true;
+}
+
+/*
+ * 13. Queue-full refusals: the refused event says status "refused" (not
+ * "pending": nothing was stored), the requester gets a 503, and the
+ * refusals are logged at warn, rate-limited.
+ */
+static void
+test_queue_full_refusals(void **state)
+{
+    const char *flags[] = {"max_size=100", NULL};
+    struct it_env *e = it_env_start("full", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *spyc = it_env_connect(e, "it-spy");
+    assert_non_null(spyc);
+    struct it_recorder *ev = it_env_recorder(e, spyc, "dlq.events.refused", NULL, 64, true);
+    assert_non_null(ev);
+    IT_CHECK(natsConnection_Flush(spyc) == NATS_OK, "flush the spy");
+
+    char id[32];
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "boom";
+    env.retry_policy = "never";
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof id, "full-%d", i);
+        IT_CHECK(it_publish_envelope(e->nc, "dlq.failed.full", &env) == 0, "publish %d", i);
+    }
+    int64_t t0 = sc_now_mono_ms();
+    for (int i = 100; i < 130; i++) {
+        snprintf(id, sizeof id, "full-%d", i);
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.full", &env);
+        char *dump = it_json_dump(ack);
+        IT_CHECK(it_json_int(ack, "error.code") == 503, "failure %d past max_size: want 503, got %s",
+                 i, dump);
+        free(dump);
+        json_decref(ack);
+    }
+    int64_t elapsed = sc_now_mono_ms() - t0;
+    IT_CHECK(it_rec_wait(ev, 30, IT_WAIT_MS), "want 30 refused events, got %zu", it_rec_count(ev));
+    for (size_t i = 0; i < 30; i++) {
+        const struct it_rec_msg *m = it_rec_get(ev, i);
+        json_t *j = json_loadb(m->body, m->len, 0, NULL);
+        const char *st = it_json_str(j, "status");
+        IT_CHECK(st && strcmp(st, "refused") == 0, "refused event %zu: want status refused, got %.*s",
+                 i, (int)m->len, m->body);
+        json_decref(j);
+    }
+    int warned = log_count(e->dmn.log, "level=warn", "queue full");
+    IT_CHECK(warned >= 1 && warned <= 1 + (int)(elapsed / 10000),
+             "30 refusals in %lld ms gave %d warnings (want at warn, rate-limited)",
+             (long long)elapsed, warned);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -589,6 +1192,13 @@ main(void)
         cmocka_unit_test_teardown(test_duplicate_burst, it_teardown),
         cmocka_unit_test_teardown(test_retry_subject_injection, it_teardown),
         cmocka_unit_test_teardown(test_garbage, it_teardown),
+        cmocka_unit_test_teardown(test_shutdown_flood_pair, flood_teardown),
+        cmocka_unit_test_teardown(test_shutdown_flood_single, it_teardown),
+        cmocka_unit_test_teardown(test_shutdown_drain_cut_short, it_teardown),
+        cmocka_unit_test_teardown(test_envelope_answers, it_teardown),
+        cmocka_unit_test_teardown(test_queue_full_refusals, it_teardown),
     };
+    if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_shutdown*' to run some */
+        cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
     return cmocka_run_group_tests_name("integration_ingest", tests, NULL, NULL);
 }
