@@ -1075,6 +1075,10 @@ test_sighup_lowers_default_budget(void **state)
     int64_t at_exhaust = it_json_int(t, "retry_count");
     free(dump);
     json_decref(t);
+    /* The event travels on another connection than the admin reply: wait for it, then for any second one. */
+    for (int k = 0; k < 250 && count_events(ev, "exhausted", dflt) == 0; k++)
+        it_sleep_ms(20);
+    it_sleep_ms(200);
     IT_CHECK(count_events(ev, "exhausted", dflt) == 1, "want one exhausted event for dflt, got %zu",
              count_events(ev, "exhausted", dflt));
 
