@@ -249,56 +249,10 @@ equal_nocase(const char *a, size_t alen, const char *b)
     return b[alen] == '\0';
 }
 
-/*
- * Decodes one UTF-8 sequence at s (len > 0 bytes). Returns its length and
- * sets *cp, or 0 for an invalid, overlong, surrogate or truncated sequence.
- */
-static size_t
-utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    uint32_t c = s[0], min;
-    size_t n, i;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if ((c & 0xe0) == 0xc0) {
-        n = 2, c &= 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3, c &= 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4, c &= 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
 bool
 config_text_ok(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n;
-    uint32_t cp;
-
-    while (i < len) {
-        n = utf8_next(p + i, len - i, &cp);
-        if (n == 0 || cp < 0x20 || cp == 0x7f)
-            return false;
-        i += n;
-    }
-    return true;
+    return sc_utf8_valid(s, len, SC_UTF8_NO_CONTROL);
 }
 
 void
@@ -1363,7 +1317,7 @@ put_quoted(FILE *f, const char *s)
 
     fputc('"', f);
     while (i < len) {
-        n = utf8_next(p + i, len - i, &cp);
+        n = sc_utf8_next(p + i, len - i, &cp);
         if (n == 0) {
             /* Never stored (values are checked), but stay well-formed: U+FFFD. */
             fputs("\\uFFFD", f);

@@ -61,7 +61,7 @@ serve_readyz(struct sc_http *hs, struct evhttp_request *req)
                    "\"persistence\":",
                    ready ? "ready" : d->stopping ? "stopping" : "not ready",
                    up ? "connected" : "disconnected", subs ? "live" : "down");
-    codec_json_string(b, pstate, strlen(pstate));
+    sc_json_quote(b, pstate, strlen(pstate));
     sc_buf_appendf(b, ",\"stopping\":%s}\n", d->stopping ? "true" : "false");
     reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", "application/json", b);
 }

@@ -12,10 +12,10 @@ json_kv(struct sc_buf *b, bool first, const char *key, const char *v, size_t len
 {
     if (!first)
         sc_buf_appendc(b, ',');
-    codec_json_string(b, key, strlen(key));
+    sc_json_quote(b, key, strlen(key));
     sc_buf_appendc(b, ':');
     if (v)
-        codec_json_string(b, v, len);
+        sc_json_quote(b, v, len);
     else
         sc_buf_append(b, "null", 4);
 }
@@ -60,7 +60,7 @@ ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
         return;
     sc_buf_reset(b);
     sc_buf_appendf(b, "{\"ok\":false,\"error\":{\"code\":%d,\"message\":", code);
-    codec_json_string(b, message, strlen(message));
+    sc_json_quote(b, message, strlen(message));
     sc_buf_append(b, "}}", 2);
     sc_respond(d, m, b->data, b->len, code, message);
 }
