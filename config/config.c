@@ -10,16 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Allowed names of the enum keys, in enum order. */
-static const char *const strategy_names[] = {"automatic", "selective", "manual", "disabled", NULL};
-static const char *const retry_auto_names[] = {"auto",        "never",     "linear",
-                                               "exponential", "immediate", NULL};
+/* Allowed names of config/'s own enum keys, in enum order (policy/ owns the names of its enums). */
 static const char *const outcome_names[] = {"reply", "none", NULL};
 static const char *const store_names[] = {"memory", "opensearch", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
-
-const char *const config_field_names[] = {"any", "error_type", "error", NULL};
 
 static bool check_urls(const char *s, size_t len);
 static bool check_token(const char *s, size_t len);
@@ -80,7 +75,7 @@ static const struct config_key keys[] = {
     K_STR("subjects.queue_group", subjects_queue_group, check_name,
           "a queue group name (no whitespace)", "dlq-sidecar",
           "queue group of the ingest subscription"),
-    K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, strategy_names, "automatic",
+    K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, policy_strategy_names, "automatic",
            "which failures are stored"),
     K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
           "most tasks held; new failures are refused beyond it"),
@@ -88,7 +83,7 @@ static const struct config_key keys[] = {
           "most bytes of stored tasks (payload, error, metadata); new failures are refused beyond it"),
     {.info = {.path = "default_retry_policy",
               .type = CONFIG_TYPE_ENUM,
-              .names = retry_auto_names,
+              .names = policy_retry_auto_names,
               .help = "retry policy of every task; auto: by error category"},
      .off = F(default_retry_policy),
      .aux = F(has_default_retry_policy),
@@ -742,9 +737,8 @@ parse_bool(const char *s, size_t len)
     return -1;
 }
 
-/* Writes "a, b, c" for a NULL-terminated names array. */
-static void
-join_names(char *out, size_t outlen, const char *const *names)
+void
+config_join_names(char *out, size_t outlen, const char *const *names)
 {
     size_t o = 0, i;
 
@@ -941,7 +935,7 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
                 return SC_OK;
             }
         }
-        join_names(names, sizeof(names), ki->names);
+        config_join_names(names, sizeof(names), ki->names);
         config_errf(err, errlen, "%s: '%s' is not one of %s", ki->path, shown, names);
         return SC_EINVAL;
     case CONFIG_TYPE_STRING:
@@ -1395,7 +1389,8 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
             fputs(", pattern: ", f);
             put_quoted(f, r->pattern);
             fprintf(f, ", category: %s, field: %s}", policy_category_name(r->category),
-                    (unsigned)r->field < 3 ? config_field_names[r->field] : "any");
+                    (unsigned)r->field < POLICY_MATCH_COUNT ? policy_match_field_names[r->field]
+                                                            : "any");
         }
         break;
     }
@@ -1517,7 +1512,7 @@ config_usage(FILE *f, const char *prog)
         case CONFIG_TYPE_INT: fprintf(f, "; %" PRId64 "-%" PRId64, ki->min, ki->max); break;
         case CONFIG_TYPE_DOUBLE: fprintf(f, "; %g-%g", ki->dmin, ki->dmax); break;
         case CONFIG_TYPE_ENUM:
-            join_names(names, sizeof(names), ki->names);
+            config_join_names(names, sizeof(names), ki->names);
             fprintf(f, "; one of %s", names);
             break;
         case CONFIG_TYPE_RULES:
