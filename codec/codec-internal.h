@@ -1,4 +1,4 @@
-/* codec-internal.h - MessagePack cursor, UTF-8 and JSON helpers shared by the codec's files. */
+/* codec-internal.h - MessagePack cursor and JSON helpers shared by the codec's files. */
 #ifndef DLQ_CODEC_INTERNAL_H
 #define DLQ_CODEC_INTERNAL_H
 
@@ -86,13 +86,6 @@ bool codec_msgpack_timestamp(const struct codec_mp_item *it, int64_t *ms);
 /* Milliseconds of 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z. */
 #define CODEC_MIN_MS (-62167219200000LL)
 #define CODEC_MAX_MS 253402300799999LL
-
-/*
- * codec_utf8_next() decodes one UTF-8 sequence at p (n > 0 bytes) into *cp.
- * Returns its length (1-4), or 0 when the bytes there are not well-formed
- * UTF-8 (overlongs, surrogates and code points past U+10FFFF included).
- */
-size_t codec_utf8_next(const uint8_t *p, size_t n, uint32_t *cp);
 
 /* One open container while JSON input is converted to MessagePack. */
 struct codec_json_frame {

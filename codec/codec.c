@@ -240,7 +240,7 @@ get_task_id(struct codec *c, const struct codec_mp_item *v, struct codec_str *ou
                           c->lim.max_task_id_len);
     while (k < v->dlen) {
         uint32_t cp;
-        size_t n = codec_utf8_next(v->data + k, v->dlen - k, &cp);
+        size_t n = sc_utf8_next(v->data + k, v->dlen - k, &cp);
         if (!n)
             return codec_fail(c, "bad_utf8", "task_id: not valid UTF-8 at byte %zu", k);
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))

@@ -149,12 +149,6 @@ sc_status codec_msgpack_check(const void *buf, size_t len, unsigned max_depth, s
 sc_status codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out);
 
 /*
- * codec_json_string() appends len bytes at s as one quoted JSON string with
- * the same escaping rules as codec_render_json(). Errors as sc_buf_append().
- */
-sc_status codec_json_string(struct sc_buf *out, const char *s, size_t len);
-
-/*
  * codec_subject_valid() checks len bytes at s as a NATS subject to publish
  * to: tokens separated by '.', none empty, no whitespace, control characters
  * or DEL, no '*' or '>' (wildcards) unless allow_wildcards, where '*' must be

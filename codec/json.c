@@ -1,4 +1,4 @@
-/* json.c - MessagePack to JSON text (always valid), JSON strings, and JSON input to MessagePack. */
+/* json.c - MessagePack to JSON text (always valid) and JSON input to MessagePack. */
 #include "codec-internal.h"
 
 #include <inttypes.h>
@@ -9,174 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t
-codec_utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
-{
-    uint8_t b0 = p[0], lo = 0x80, hi = 0xbf;
-    size_t len;
-    uint32_t v;
-
-    *cp = 0xfffd;
-    if (b0 < 0x80) {
-        *cp = b0;
-        return 1;
-    }
-    if (b0 >= 0xc2 && b0 <= 0xdf) {
-        len = 2;
-        v = b0 & 0x1f;
-    } else if (b0 >= 0xe0 && b0 <= 0xef) {
-        len = 3;
-        v = b0 & 0x0f;
-        if (b0 == 0xe0)
-            lo = 0xa0; /* no overlongs */
-        else if (b0 == 0xed)
-            hi = 0x9f; /* no surrogates */
-    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
-        len = 4;
-        v = b0 & 0x07;
-        if (b0 == 0xf0)
-            lo = 0x90;
-        else if (b0 == 0xf4)
-            hi = 0x8f; /* nothing past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    v = v << 6 | (p[1] & 0x3f);
-    for (size_t k = 2; k < len; k++) {
-        if ((p[k] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (p[k] & 0x3f);
-    }
-    *cp = v;
-    return len;
-}
-
-/*
- * Appends n bytes at s; when they do not all fit under out's cap, appends
- * what fits (so that a capped rendering is as long as it can be) and
- * returns SC_ETOOBIG.
- */
-static sc_status
-put(struct sc_buf *out, const char *s, size_t n)
-{
-    size_t room = out->max > out->len ? out->max - out->len : 0;
-    sc_status st;
-
-    if (n <= room)
-        return sc_buf_append(out, s, n);
-    if (room && (st = sc_buf_append(out, s, room)))
-        return st;
-    return SC_ETOOBIG;
-}
-
 static sc_status
 puts_all(struct sc_buf *out, const char *s)
 {
-    return put(out, s, strlen(s));
-}
-
-/*
- * Appends len bytes at s as a quoted JSON string. For an object key (key),
- * NUL becomes U+FFFD: "\u0000" is valid
- * JSON but jansson, which reads our output, refuses it in keys.
- */
-static sc_status
-put_string(struct sc_buf *out, const char *s, size_t len, bool key)
-{
-    const uint8_t *p = (const uint8_t *)s;
-    size_t run = 0, k = 0;
-    sc_status st;
-    char esc[8];
-
-    if ((st = put(out, "\"", 1)))
-        return st;
-    while (k < len) {
-        uint32_t cp;
-        size_t n = codec_utf8_next(p + k, len - k, &cp);
-        const char *rep = NULL;
-
-        if (n == 1 && cp >= 0x20 && cp != '"' && cp != '\\' && cp != 0x7f) {
-            k++;
-            continue;
-        }
-        if (n > 1 && cp > 0x9f) {
-            k += n;
-            continue;
-        }
-        /* Something to replace: flush the run before it. */
-        if (run < k && (st = put(out, s + run, k - run)))
-            return st;
-        if (n == 0 || (key && cp == 0)) {
-            rep = "\xef\xbf\xbd"; /* U+FFFD for each byte that is not UTF-8 */
-            n = 1;
-        } else if (cp == '"') {
-            rep = "\\\"";
-        } else if (cp == '\\') {
-            rep = "\\\\";
-        } else if (cp == '\n') {
-            rep = "\\n";
-        } else if (cp == '\r') {
-            rep = "\\r";
-        } else if (cp == '\t') {
-            rep = "\\t";
-        } else if (cp == '\b') {
-            rep = "\\b";
-        } else if (cp == '\f') {
-            rep = "\\f";
-        } else {
-            /* C0, DEL and the C1 controls U+0080-U+009F. */
-            snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
-            rep = esc;
-        }
-        if ((st = puts_all(out, rep)))
-            return st;
-        k += n;
-        run = k;
-    }
-    if (run < len && (st = put(out, s + run, len - run)))
-        return st;
-    return put(out, "\"", 1);
-}
-
-sc_status
-codec_json_string(struct sc_buf *out, const char *s, size_t len)
-{
-    return put_string(out, s, len, false);
-}
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Appends len bytes at p as standard base64 with padding (no quotes). */
-static sc_status
-put_base64(struct sc_buf *out, const uint8_t *p, size_t len)
-{
-    char chunk[256];
-    size_t n = 0;
-    sc_status st;
-
-    for (size_t k = 0; k < len; k += 3) {
-        uint32_t v = (uint32_t)p[k] << 16;
-        size_t rem = len - k;
-
-        if (rem > 1)
-            v |= (uint32_t)p[k + 1] << 8;
-        if (rem > 2)
-            v |= p[k + 2];
-        chunk[n++] = b64chars[v >> 18 & 63];
-        chunk[n++] = b64chars[v >> 12 & 63];
-        chunk[n++] = rem > 1 ? b64chars[v >> 6 & 63] : '=';
-        chunk[n++] = rem > 2 ? b64chars[v & 63] : '=';
-        if (n + 4 > sizeof(chunk)) {
-            if ((st = put(out, chunk, n)))
-                return st;
-            n = 0;
-        }
-    }
-    return put(out, chunk, n);
+    return sc_buf_append_capped(out, s, strlen(s));
 }
 
 /* Shortest of %.15g/%.17g (float: %.7g/%.9g) that reads back as the same value. */
@@ -214,16 +50,17 @@ put_scalar(struct sc_buf *out, const struct codec_mp_item *it)
             return puts_all(out, "null");
         format_float(it->f, it->f32, num, sizeof(num));
         return puts_all(out, num);
-    case CODEC_MP_STR: return put_string(out, (const char *)it->data, it->dlen, false);
+    case CODEC_MP_STR: return sc_json_quote(out, (const char *)it->data, it->dlen);
     case CODEC_MP_BIN:
-        if ((st = puts_all(out, "{\"$bin\":\"")) || (st = put_base64(out, it->data, it->dlen)))
+        if ((st = puts_all(out, "{\"$bin\":\"")) ||
+            (st = sc_base64_encode(out, it->data, it->dlen)))
             return st;
         return puts_all(out, "\"}");
     case CODEC_MP_EXT:
         if (codec_msgpack_timestamp(it, &ms) && sc_format_rfc3339(ms, ts))
-            return put_string(out, ts, strlen(ts), false);
+            return sc_json_quote(out, ts, strlen(ts));
         snprintf(num, sizeof(num), "{\"$ext\":%d,\"data\":\"", it->ext_type);
-        if ((st = puts_all(out, num)) || (st = put_base64(out, it->data, it->dlen)))
+        if ((st = puts_all(out, num)) || (st = sc_base64_encode(out, it->data, it->dlen)))
             return st;
         return puts_all(out, "\"}");
     case CODEC_MP_ARRAY:
@@ -269,7 +106,7 @@ put_key(struct sc_buf *out, const uint8_t *p, size_t len, size_t *pos,
     }
     if (codec_msgpack_walk(p + start, len - start, max_depth, &klen, NULL))
         return SC_EPROTO;
-    if ((s = puts_all(out, "\"$mp:")) || (s = put_base64(out, p + start, klen)))
+    if ((s = puts_all(out, "\"$mp:")) || (s = sc_base64_encode(out, p + start, klen)))
         return s;
     *pos = start + klen;
     return sc_buf_appendc(out, '"');
@@ -306,20 +143,20 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
             } else if (!f->first) {
                 sep = ",";
             }
-            if (sep && (s = put(out, sep, 1)))
+            if (sep && (s = sc_buf_append_capped(out, sep, 1)))
                 return s;
             f->first = 0;
             f->left--;
         }
         if (key_pos && it.kind == CODEC_MP_STR) {
-            if ((s = put_string(out, (const char *)it.data, it.dlen, true)))
+            if ((s = sc_json_quote_key(out, (const char *)it.data, it.dlen)))
                 return s;
         } else if (key_pos) {
             if ((s = put_key(out, p, len, &pos, &it, max_depth)))
                 return s;
         } else if (it.kind == CODEC_MP_ARRAY || it.kind == CODEC_MP_MAP) {
             bool map = it.kind == CODEC_MP_MAP;
-            if ((s = put(out, map ? "{" : "[", 1)))
+            if ((s = sc_buf_append_capped(out, map ? "{" : "[", 1)))
                 return s;
             st[depth].left = (size_t)it.count * (map ? 2 : 1);
             st[depth].is_map = map;
@@ -329,7 +166,7 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
             return s;
         }
         while (depth && st[depth - 1].left == 0) {
-            if ((s = put(out, st[depth - 1].is_map ? "}" : "]", 1)))
+            if ((s = sc_buf_append_capped(out, st[depth - 1].is_map ? "}" : "]", 1)))
                 return s;
             depth--;
         }

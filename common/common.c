@@ -274,6 +274,19 @@ sc_buf_appendf(struct sc_buf *b, const char *fmt, ...)
     return SC_OK;
 }
 
+sc_status
+sc_buf_append_capped(struct sc_buf *b, const void *p, size_t n)
+{
+    size_t room = b->max > b->len ? b->max - b->len : 0;
+    sc_status s;
+
+    if (n <= room)
+        return sc_buf_append(b, p, n);
+    if (room && (s = sc_buf_append(b, p, room)))
+        return s;
+    return SC_ETOOBIG;
+}
+
 uint64_t
 sc_hash64(uint64_t seed, const void *p, size_t len)
 {

@@ -1,4 +1,4 @@
-/* common.h - status codes, clocks, RFC 3339 time and capped buffers shared by every module. */
+/* common.h - status codes, clocks, RFC 3339 time, capped buffers and text encoders. */
 #ifndef DLQ_COMMON_H
 #define DLQ_COMMON_H
 
@@ -87,6 +87,78 @@ sc_status sc_buf_appendc(struct sc_buf *b, char c);
 /* sc_buf_appendf() appends printf-formatted text; errors as sc_buf_append(). */
 sc_status sc_buf_appendf(struct sc_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * sc_buf_append_capped() appends n bytes at p; when they do not all fit
+ * under max it appends the first max - len of them (so that a capped text
+ * is as long as it can be) and returns SC_ETOOBIG. Otherwise as
+ * sc_buf_append().
+ */
+sc_status sc_buf_append_capped(struct sc_buf *b, const void *p, size_t n);
+
+/* ---- text: UTF-8, JSON strings, base64 (common/text.c) ---- */
+
+/*
+ * sc_utf8_next() decodes the one UTF-8 sequence that starts at s (n > 0
+ * bytes readable there) into *cp. Returns its length (1-4), or 0 when the
+ * bytes there are not well-formed UTF-8: a stray continuation byte, a lead
+ * byte 0xc0, 0xc1 or 0xf5-0xff, an overlong form, a surrogate
+ * (U+D800-U+DFFF), a code point past U+10FFFF or a sequence cut short by n;
+ * *cp is then U+FFFD. Never reads past s + n. Any thread.
+ */
+size_t sc_utf8_next(const void *s, size_t n, uint32_t *cp);
+
+/* Which well-formed code points sc_utf8_valid() refuses besides malformed UTF-8. */
+typedef enum {
+    SC_UTF8_ANY = 0,    /* none: every code point, U+0000 included */
+    SC_UTF8_NO_NUL,     /* U+0000 (what a C string or an OpenSearch _id cannot hold) */
+    SC_UTF8_NO_CONTROL, /* the C0 controls U+0000-U+001F and DEL U+007F */
+} sc_utf8_allow;
+
+/*
+ * sc_utf8_valid() is true when the len bytes at s (need not be
+ * NUL-terminated; s may be NULL when len is 0) are well-formed UTF-8 in the
+ * sense of sc_utf8_next() and hold no code point that allow refuses. Never
+ * fails; any thread.
+ */
+bool sc_utf8_valid(const char *s, size_t len, sc_utf8_allow allow);
+
+/*
+ * sc_json_quote() appends the len bytes at s (any bytes; s may be NULL when
+ * len is 0) to out as one quoted JSON string that always parses: '"' and
+ * '\' escaped; \n \r \t \b \f by their short escapes; other C0 controls,
+ * DEL and the C1 controls U+0080-U+009F as \u00XX (NUL as \u0000); each
+ * byte that does not start a well-formed UTF-8 sequence (see
+ * sc_utf8_next()) replaced by U+FFFD; all other text copied as it is.
+ * sc_json_quote_key() does the same for an object key, except that NUL
+ * becomes U+FFFD (jansson, which reads our output, refuses "\u0000" in
+ * keys). Return SC_OK, SC_ENOMEM, or SC_ETOOBIG when the text passes out's
+ * cap: out then holds as much of it as fits (up to the cap exactly, which
+ * may end inside a character or an escape), so that a capped rendering is
+ * as long as it can be. Any thread; out belongs to the caller.
+ */
+sc_status sc_json_quote(struct sc_buf *out, const char *s, size_t len);
+sc_status sc_json_quote_key(struct sc_buf *out, const char *s, size_t len);
+
+/*
+ * sc_base64_encode() appends the len bytes at data (may be NULL when len is
+ * 0) to out as standard base64 with '=' padding (RFC 4648 section 4; no
+ * line breaks, no quotes): 4 * ceil(len / 3) characters, nothing for len 0.
+ * Returns SC_OK, SC_ENOMEM, or SC_ETOOBIG with out filled up to its cap, as
+ * sc_json_quote(). Any thread.
+ */
+sc_status sc_base64_encode(struct sc_buf *out, const void *data, size_t len);
+
+/*
+ * sc_base64_decode() appends to out the bytes that the len characters of
+ * standard base64 at s stand for. Trailing '=' are dropped whatever their
+ * number, so padded and unpadded text both decode; the bits of a last
+ * partial character group that make no whole byte are ignored. Returns
+ * SC_OK; SC_EPROTO for any other character ('=' inside, '-', '_',
+ * white space) or a length that leaves one character over after the
+ * groups of four; or sc_buf_append()'s errors. After an error out may
+ * hold a partial result. Any thread.
+ */
+sc_status sc_base64_decode(const char *s, size_t len, struct sc_buf *out);
 
 /*
  * sc_xmalloc()/sc_xcalloc()/sc_xrealloc()/sc_xstrdup()/sc_xstrndup() are for

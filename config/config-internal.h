@@ -92,8 +92,12 @@ void config_show(char *out, size_t outlen, const char *v, size_t len);
 void config_errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Names of policy_match_field values as the file spells them ("any", "error", "error_type"). */
-extern const char *const config_field_names[];
+/*
+ * config_join_names() writes the NULL-terminated names as "a, b, c" into out
+ * (outlen > 0 bytes, NUL-terminated, cut short when it does not fit), for
+ * "is not one of ..." messages.
+ */
+void config_join_names(char *out, size_t outlen, const char *const *names);
 
 /*
  * config_yaml_apply() is config_load_yaml() with an origin for messages:

@@ -10,16 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Allowed names of the enum keys, in enum order. */
-static const char *const strategy_names[] = {"automatic", "selective", "manual", "disabled", NULL};
-static const char *const retry_auto_names[] = {"auto",        "never",     "linear",
-                                               "exponential", "immediate", NULL};
+/* Allowed names of config/'s own enum keys, in enum order (policy/ owns the names of its enums). */
 static const char *const outcome_names[] = {"reply", "none", "stored", NULL};
 static const char *const store_names[] = {"memory", "opensearch", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
-
-const char *const config_field_names[] = {"any", "error_type", "error", NULL};
 
 static bool check_urls(const char *s, size_t len);
 static bool check_token(const char *s, size_t len);
@@ -80,7 +75,7 @@ static const struct config_key keys[] = {
     K_STR("subjects.queue_group", subjects_queue_group, check_name,
           "a queue group name (no whitespace)", "dlq-sidecar",
           "queue group of the ingest subscription"),
-    K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, strategy_names, "automatic",
+    K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, policy_strategy_names, "automatic",
            "which failures are stored"),
     K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
           "most tasks held; new failures are refused beyond it"),
@@ -88,7 +83,7 @@ static const struct config_key keys[] = {
           "most bytes of stored tasks (payload, error, metadata); new failures are refused beyond it"),
     {.info = {.path = "default_retry_policy",
               .type = CONFIG_TYPE_ENUM,
-              .names = retry_auto_names,
+              .names = policy_retry_auto_names,
               .help = "retry policy of every task; auto: by error category"},
      .off = F(default_retry_policy),
      .aux = F(has_default_retry_policy),
@@ -263,56 +258,10 @@ equal_nocase(const char *a, size_t alen, const char *b)
     return b[alen] == '\0';
 }
 
-/*
- * Decodes one UTF-8 sequence at s (len > 0 bytes). Returns its length and
- * sets *cp, or 0 for an invalid, overlong, surrogate or truncated sequence.
- */
-static size_t
-utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    uint32_t c = s[0], min;
-    size_t n, i;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if ((c & 0xe0) == 0xc0) {
-        n = 2, c &= 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3, c &= 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4, c &= 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
 bool
 config_text_ok(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n;
-    uint32_t cp;
-
-    while (i < len) {
-        n = utf8_next(p + i, len - i, &cp);
-        if (n == 0 || cp < 0x20 || cp == 0x7f)
-            return false;
-        i += n;
-    }
-    return true;
+    return sc_utf8_valid(s, len, SC_UTF8_NO_CONTROL);
 }
 
 /* Appends byte c at out[*o] when it fits (one byte kept for the NUL); *o counts every byte. */
@@ -860,9 +809,8 @@ parse_bool(const char *s, size_t len)
     return -1;
 }
 
-/* Writes "a, b, c" for a NULL-terminated names array. */
-static void
-join_names(char *out, size_t outlen, const char *const *names)
+void
+config_join_names(char *out, size_t outlen, const char *const *names)
 {
     size_t o = 0, i;
 
@@ -1059,7 +1007,7 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
                 return SC_OK;
             }
         }
-        join_names(names, sizeof(names), ki->names);
+        config_join_names(names, sizeof(names), ki->names);
         config_errf(err, errlen, "%s: '%s' is not one of %s", ki->path, shown, names);
         return SC_EINVAL;
     case CONFIG_TYPE_STRING:
@@ -1436,7 +1384,7 @@ put_quoted(FILE *f, const char *s)
 
     fputc('"', f);
     while (i < len) {
-        n = utf8_next(p + i, len - i, &cp);
+        n = sc_utf8_next(p + i, len - i, &cp);
         if (n == 0) {
             /* Never stored (values are checked), but stay well-formed: U+FFFD. */
             fputs("\\uFFFD", f);
@@ -1532,7 +1480,8 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
             fputs(", pattern: ", f);
             put_quoted(f, r->pattern);
             fprintf(f, ", category: %s, field: %s}", policy_category_name(r->category),
-                    (unsigned)r->field < 3 ? config_field_names[r->field] : "any");
+                    (unsigned)r->field < POLICY_MATCH_COUNT ? policy_match_field_names[r->field]
+                                                            : "any");
         }
         break;
     }
@@ -1654,7 +1603,7 @@ config_usage(FILE *f, const char *prog)
         case CONFIG_TYPE_INT: fprintf(f, "; %" PRId64 "-%" PRId64, ki->min, ki->max); break;
         case CONFIG_TYPE_DOUBLE: fprintf(f, "; %g-%g", ki->dmin, ki->dmax); break;
         case CONFIG_TYPE_ENUM:
-            join_names(names, sizeof(names), ki->names);
+            config_join_names(names, sizeof(names), ki->names);
             fprintf(f, "; one of %s", names);
             break;
         case CONFIG_TYPE_RULES:

@@ -285,26 +285,19 @@ rule_scalar(struct yload *y, struct frame *fr, const yaml_event_t *ev)
     case RP_CATEGORY:
         if (policy_category_parse(v, n, &cat) != SC_OK) {
             char names[200];
-            size_t o = 0;
-            names[0] = '\0';
-            for (i = 0; i < POLICY_CAT_COUNT && o < sizeof(names); i++) {
-                int w = snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
-                                 policy_category_name((policy_category)i));
-                if (w < 0)
-                    break;
-                o += (size_t)w;
-            }
+            config_join_names(names, sizeof(names), policy_category_names);
             return fail(y, line, "classifier.rules[%zu].category: '%s' is not one of %s", idx,
                         shown, names);
         }
         r->category = cat;
         break;
     case RP_FIELD:
-        for (i = 0; config_field_names[i] != NULL; i++) {
-            if (strlen(config_field_names[i]) == n && memcmp(config_field_names[i], v, n) == 0)
+        for (i = 0; policy_match_field_names[i] != NULL; i++) {
+            const char *name = policy_match_field_names[i];
+            if (strlen(name) == n && memcmp(name, v, n) == 0)
                 break;
         }
-        if (config_field_names[i] == NULL)
+        if (policy_match_field_names[i] == NULL)
             return fail(y, line,
                         "classifier.rules[%zu].field: '%s' is not one of any, error, error_type",
                         idx, shown);

@@ -111,7 +111,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 render(&env.metadata, depth, &out, "metadata");
                 render(&env.repos, depth, &out, "repos");
                 sc_buf_reset(&out);
-                if (codec_json_string(&out, env.error.ptr, env.error.len) == SC_OK)
+                if (sc_json_quote(&out, env.error.ptr, env.error.len) == SC_OK)
                     check_json(&out, "error");
                 if (env.retry_subject.ptr)
                     (void)codec_subject_valid(env.retry_subject.ptr, env.retry_subject.len, false);

@@ -411,7 +411,7 @@ static bool
 id_as_is(const char *id, size_t len)
 {
     return len >= 1 && len <= PERSIST_OS_ID_MAX && !(len >= 2 && id[0] == 'h' && id[1] == ':') &&
-           persist_utf8_valid(id, len);
+           sc_utf8_valid(id, len, SC_UTF8_NO_NUL);
 }
 
 sc_status
@@ -443,7 +443,7 @@ bulk_action(struct sc_buf *b, const char *id, size_t id_len, uint64_t version, b
     if ((s = sc_buf_append(b, head, strlen(head))))
         return s;
     if (id_as_is(id, id_len))
-        s = persist_json_string(b, id, id_len);
+        s = sc_json_quote(b, id, id_len);
     else if (!(s = sc_buf_appendc(b, '"')) && !(s = persist_opensearch_doc_id(b, id, id_len)))
         s = sc_buf_appendc(b, '"'); /* "h:" and hex digits: nothing to escape */
     if (s)

@@ -61,27 +61,6 @@ size_t persist_http_pending(const struct persist_http *h);
 /* ---- small encoders the store's documents need ----------------------------------------------- */
 
 /*
- * persist_base64_encode() appends len bytes at p to out as standard base64
- * with padding (RFC 4648 section 4, no line breaks, no quotes).
- * persist_base64_decode() appends the bytes that len characters of base64 at
- * s stand for; it accepts padding or none and refuses anything else with
- * SC_EPROTO (out then holds a partial result). Both return SC_OK, or
- * sc_buf_append()'s errors. Any thread.
- */
-sc_status persist_base64_encode(struct sc_buf *out, const void *p, size_t len);
-sc_status persist_base64_decode(const char *s, size_t len, struct sc_buf *out);
-
-/*
- * persist_json_string() appends len bytes at s as one quoted JSON string
- * that always parses: control characters escaped, invalid UTF-8 sequences
- * replaced by U+FFFD. persist_utf8_valid() tells whether len bytes at s are
- * valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF) with
- * no NUL. Any thread.
- */
-sc_status persist_json_string(struct sc_buf *out, const char *s, size_t len);
-bool persist_utf8_valid(const char *s, size_t len);
-
-/*
  * persist_sha256() writes the SHA-256 digest (FIPS 180-4) of len bytes at p
  * into out (32 bytes). Never fails. Any thread.
  */

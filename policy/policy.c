@@ -1,27 +1,41 @@
-/* policy.c - names of categories, retry policies and strategies; default policies; ingest decisions. */
+/* policy.c - the name tables of the policy enums, default retry policies and ingest decisions. */
 #include "policy.h"
 
-static const char *const category_names[POLICY_CAT_COUNT] = {
+const char *const policy_category_names[POLICY_CAT_COUNT + 1] = {
     [POLICY_CAT_TRANSIENT] = "transient",
     [POLICY_CAT_NETWORK] = "network",
     [POLICY_CAT_RESOURCE] = "resource",
     [POLICY_CAT_PERMISSION] = "permission",
     [POLICY_CAT_VALIDATION] = "validation",
     [POLICY_CAT_PERMANENT] = "permanent",
+    [POLICY_CAT_COUNT] = NULL,
 };
 
-static const char *const retry_names[POLICY_RETRY_COUNT] = {
-    [POLICY_NEVER] = "never",
-    [POLICY_LINEAR] = "linear",
-    [POLICY_EXPONENTIAL] = "exponential",
-    [POLICY_IMMEDIATE] = "immediate",
+const char *const policy_retry_auto_names[POLICY_RETRY_COUNT + 2] = {
+    [0] = "auto",
+    [1 + POLICY_NEVER] = "never",
+    [1 + POLICY_LINEAR] = "linear",
+    [1 + POLICY_EXPONENTIAL] = "exponential",
+    [1 + POLICY_IMMEDIATE] = "immediate",
+    [1 + POLICY_RETRY_COUNT] = NULL,
 };
 
-static const char *const strategy_names[POLICY_STRATEGY_COUNT] = {
+/* The policy_retry names alone, indexed by the enum. */
+static const char *const *const retry_names = policy_retry_auto_names + 1;
+
+const char *const policy_strategy_names[POLICY_STRATEGY_COUNT + 1] = {
     [POLICY_STRATEGY_AUTOMATIC] = "automatic",
     [POLICY_STRATEGY_SELECTIVE] = "selective",
     [POLICY_STRATEGY_MANUAL] = "manual",
     [POLICY_STRATEGY_DISABLED] = "disabled",
+    [POLICY_STRATEGY_COUNT] = NULL,
+};
+
+const char *const policy_match_field_names[POLICY_MATCH_COUNT + 1] = {
+    [POLICY_MATCH_ANY] = "any",
+    [POLICY_MATCH_ERROR_TYPE] = "error_type",
+    [POLICY_MATCH_ERROR] = "error",
+    [POLICY_MATCH_COUNT] = NULL,
 };
 
 /* ASCII-only lower case, so that the locale never changes what parses. */
@@ -61,13 +75,13 @@ policy_category_name(policy_category c)
 {
     if ((int)c < 0 || c >= POLICY_CAT_COUNT)
         return "unknown";
-    return category_names[c];
+    return policy_category_names[c];
 }
 
 sc_status
 policy_category_parse(const char *s, size_t len, policy_category *out)
 {
-    int i = lookup(category_names, POLICY_CAT_COUNT, s, len);
+    int i = lookup(policy_category_names, POLICY_CAT_COUNT, s, len);
 
     if (i < 0 || out == NULL)
         return SC_EINVAL;
@@ -99,13 +113,13 @@ policy_strategy_name(policy_strategy s)
 {
     if ((int)s < 0 || s >= POLICY_STRATEGY_COUNT)
         return "unknown";
-    return strategy_names[s];
+    return policy_strategy_names[s];
 }
 
 sc_status
 policy_strategy_parse(const char *s, size_t len, policy_strategy *out)
 {
-    int i = lookup(strategy_names, POLICY_STRATEGY_COUNT, s, len);
+    int i = lookup(policy_strategy_names, POLICY_STRATEGY_COUNT, s, len);
 
     if (i < 0 || out == NULL)
         return SC_EINVAL;

@@ -47,6 +47,21 @@ const char *policy_strategy_name(policy_strategy s);
 sc_status policy_strategy_parse(const char *s, size_t len, policy_strategy *out);
 
 /*
+ * The name tables behind those functions, the one copy of each (config/
+ * lists them as the allowed values of its enum keys). Each is indexed by
+ * its enum and ends with a NULL entry: policy_category_names[POLICY_CAT_COUNT]
+ * and policy_strategy_names[POLICY_STRATEGY_COUNT] are NULL.
+ * policy_retry_auto_names is "auto" (no fixed policy: the category's
+ * default, policy_default_retry()) followed by the policy_retry names, so
+ * policy_retry_auto_names[1 + p] names p and [1 + POLICY_RETRY_COUNT] is
+ * NULL; policy_retry_parse() does not accept "auto". Static, read-only;
+ * any thread.
+ */
+extern const char *const policy_category_names[POLICY_CAT_COUNT + 1];
+extern const char *const policy_retry_auto_names[POLICY_RETRY_COUNT + 2];
+extern const char *const policy_strategy_names[POLICY_STRATEGY_COUNT + 1];
+
+/*
  * policy_default_retry() is the category's default policy: exponential for
  * transient and network, linear for resource, never for the rest.
  */
@@ -67,7 +82,15 @@ typedef enum {
     POLICY_MATCH_ANY = 0,  /* error_type or error */
     POLICY_MATCH_ERROR_TYPE,
     POLICY_MATCH_ERROR,
+    POLICY_MATCH_COUNT
 } policy_match_field;
+
+/*
+ * policy_match_field_names[f] is f's name as the configuration spells it
+ * ("any", "error_type", "error"); [POLICY_MATCH_COUNT] is NULL. Static,
+ * read-only; any thread.
+ */
+extern const char *const policy_match_field_names[POLICY_MATCH_COUNT + 1];
 
 /*
  * Limits on classification rules, checked by policy_classifier_new():

@@ -36,7 +36,7 @@ key(struct sc_buf *b, bool *first, const char *k)
     if (!*first)
         sc_buf_appendc(b, ',');
     *first = false;
-    codec_json_string(b, k, strlen(k));
+    sc_json_quote(b, k, strlen(k));
     sc_buf_appendc(b, ':');
 }
 
@@ -45,7 +45,7 @@ kstr(struct sc_buf *b, bool *first, const char *k, const char *v)
 {
     key(b, first, k);
     if (v)
-        codec_json_string(b, v, strlen(v));
+        sc_json_quote(b, v, strlen(v));
     else
         sc_buf_append(b, "null", 4);
 }
@@ -117,7 +117,7 @@ reply_error(struct admin_req *r, int code, const char *fmt, ...)
     r->error_code = code;
     sc_buf_reset(b);
     sc_buf_appendf(b, "{\"error\":{\"code\":%d,\"message\":", code);
-    codec_json_string(b, r->error, strlen(r->error));
+    sc_json_quote(b, r->error, strlen(r->error));
     sc_buf_append(b, "}}", 2);
     sc_respond(r->d, r->m, b->data, b->len, code, r->error);
 }
@@ -484,7 +484,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool w
 
     sc_buf_appendc(b, '{');
     key(b, &first, "task_id");
-    codec_json_string(b, t->id, t->id_len);
+    sc_json_quote(b, t->id, t->id_len);
     kstr(b, &first, "status", sc_task_status_name(t->status));
     kbool(b, &first, "parked", t->parked);
     kstr(b, &first, "subject", t->subject);
@@ -667,7 +667,7 @@ admin_list(struct admin_req *r)
         sc_buf_reset(cb);
         sc_buf_append(cb, seq, (size_t)sl);
         sc_buf_append(cb, last->id, last->id_len);
-        codec_json_string(b, cb->data, cb->len);
+        sc_json_quote(b, cb->data, cb->len);
     } else {
         sc_buf_append(b, "null", 4);
     }
@@ -930,7 +930,7 @@ admin_retry(struct admin_req *r)
         sc_buf_appendc(&d->out, '{');
         kint(&d->out, &first, "scheduled", 1);
         key(&d->out, &first, "task_id");
-        codec_json_string(&d->out, t->id, t->id_len);
+        sc_json_quote(&d->out, t->id, t->id_len);
         kint(&d->out, &first, "attempt", t->retry_count + 1);
         kint(&d->out, &first, "max_retries", t->max_retries);
         kbool(&d->out, &first, "paused", d->paused);

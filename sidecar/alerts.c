@@ -234,13 +234,13 @@ announce(struct sc_alerts *al, int i, int64_t window_retries)
     sc_buf_reset(b);
     sc_format_rfc3339(a->changed_wall, at);
     sc_buf_append(b, "{\"name\":", 8);
-    codec_json_string(b, alert_names[i], strlen(alert_names[i]));
+    sc_json_quote(b, alert_names[i], strlen(alert_names[i]));
     sc_buf_appendf(b, ",\"state\":\"%s\",\"value\":", state);
     json_number(b, a->value);
     sc_buf_append(b, ",\"threshold\":", 13);
     json_number(b, a->threshold);
     sc_buf_appendf(b, ",\"at\":\"%s\",\"prefix\":", at);
-    codec_json_string(b, d->cfg->subjects_prefix, strlen(d->cfg->subjects_prefix));
+    sc_json_quote(b, d->cfg->subjects_prefix, strlen(d->cfg->subjects_prefix));
     if (i == A_SUCCESS_RATE)
         sc_buf_appendf(b, ",\"window_s\":%lld,\"window_retries\":%lld",
                        (long long)d->cfg->alerts_window_s, (long long)window_retries);

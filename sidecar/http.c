@@ -212,7 +212,7 @@ serve_readyz(struct http_conn *c, bool head)
                    "\"persistence\":",
                    ready ? "ready" : d->stopping ? "stopping" : "not ready",
                    up ? "connected" : "disconnected", subs ? "live" : "down");
-    codec_json_string(b, pstate, strlen(pstate));
+    sc_json_quote(b, pstate, strlen(pstate));
     sc_buf_appendf(b, ",\"stopping\":%s}\n", d->stopping ? "true" : "false");
     answer(c, head, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", "application/json",
            NULL);

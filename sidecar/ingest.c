@@ -15,10 +15,10 @@ json_kv(struct sc_buf *b, bool first, const char *key, const char *v, size_t len
 {
     if (!first)
         sc_buf_appendc(b, ',');
-    codec_json_string(b, key, strlen(key));
+    sc_json_quote(b, key, strlen(key));
     sc_buf_appendc(b, ':');
     if (v)
-        codec_json_string(b, v, len);
+        sc_json_quote(b, v, len);
     else
         sc_buf_append(b, "null", 4);
 }
@@ -78,7 +78,7 @@ ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
         return;
     sc_buf_reset(b);
     sc_buf_appendf(b, "{\"ok\":false,\"error\":{\"code\":%d,\"message\":", code);
-    codec_json_string(b, message, strlen(message));
+    sc_json_quote(b, message, strlen(message));
     sc_buf_append(b, "}}", 2);
     sc_respond(d, m, b->data, b->len, code, message);
 }
@@ -94,7 +94,7 @@ json_unknown_keys(struct sc_buf *b, const struct codec_envelope *env)
         size_t n = env->unknown[i].len < UNKNOWN_NAME_MAX ? env->unknown[i].len : UNKNOWN_NAME_MAX;
         if (i)
             sc_buf_appendc(b, ',');
-        codec_json_string(b, env->unknown[i].ptr, n);
+        sc_json_quote(b, env->unknown[i].ptr, n);
     }
     sc_buf_appendc(b, ']');
 }

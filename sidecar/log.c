@@ -97,7 +97,7 @@ sc_log(sc_log_level level, const char *msg, ...)
     sc_format_rfc3339(sc_now_wall_ms(), ts);
     if (json_format) {
         sc_buf_appendf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", ts, names[level]);
-        codec_json_string(&b, msg, strlen(msg));
+        sc_json_quote(&b, msg, strlen(msg));
     } else {
         sc_buf_appendf(&b, "time=%s level=%s msg=", ts, names[level]);
         logfmt_value(&b, msg);
@@ -116,9 +116,9 @@ sc_log(sc_log_level level, const char *msg, ...)
         }
         if (json_format) {
             sc_buf_appendc(&b, ',');
-            codec_json_string(&b, k, strlen(k));
+            sc_json_quote(&b, k, strlen(k));
             sc_buf_appendc(&b, ':');
-            codec_json_string(&b, v, strlen(v));
+            sc_json_quote(&b, v, strlen(v));
         } else {
             sc_buf_appendf(&b, " %s=", k);
             logfmt_value(&b, v);

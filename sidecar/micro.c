@@ -117,9 +117,9 @@ jkv(struct sc_buf *b, bool first, const char *k, const char *v)
 {
     if (!first)
         sc_buf_appendc(b, ',');
-    codec_json_string(b, k, strlen(k));
+    sc_json_quote(b, k, strlen(k));
     sc_buf_appendc(b, ':');
-    codec_json_string(b, v, strlen(v));
+    sc_json_quote(b, v, strlen(v));
 }
 
 /* Writes the fields every response starts with: type, name, id, version, metadata. */

@@ -313,13 +313,13 @@ w_str(struct docw *w, const char *k, const char *v, size_t len)
         return;
     }
     if (!w->st)
-        w->st = persist_json_string(w->b, v, len);
-    if (!persist_utf8_valid(v, len)) {
+        w->st = sc_json_quote(w->b, v, len);
+    if (!sc_utf8_valid(v, len, SC_UTF8_NO_NUL)) {
         snprintf(raw, sizeof(raw), "%s_raw", k);
         w_key(w, raw);
         w_raw(w, "\"", 1);
         if (!w->st)
-            w->st = persist_base64_encode(w->b, v, len);
+            w->st = sc_base64_encode(w->b, v, len);
         w_raw(w, "\"", 1);
     }
 }
@@ -385,7 +385,7 @@ w_msgpack(struct sc_daemon *d, struct docw *w, const char *k, const char *p, siz
     }
     w_raw(w, "\"", 1);
     if (!w->st)
-        w->st = persist_base64_encode(w->b, p, len);
+        w->st = sc_base64_encode(w->b, p, len);
     w_raw(w, "\"", 1);
 }
 
@@ -512,7 +512,7 @@ doc_str(struct sc_store *s, json_t *src, const char *k, size_t *len)
     v = json_object_get(src, raw);
     if (json_is_string(v)) {
         sc_buf_reset(&s->tmp);
-        if (persist_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) == SC_OK) {
+        if (sc_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) == SC_OK) {
             *len = s->tmp.len;
             return sc_xstrndup(s->tmp.data ? s->tmp.data : "", s->tmp.len);
         }
@@ -567,7 +567,7 @@ doc_bytes(struct sc_store *s, json_t *src, const char *k, char **out, size_t *le
     if (!json_is_string(v))
         return false;
     sc_buf_reset(&s->tmp);
-    if (persist_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) != SC_OK)
+    if (sc_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) != SC_OK)
         return false;
     *out = sc_xmalloc(s->tmp.len ? s->tmp.len : 1);
     if (s->tmp.len)

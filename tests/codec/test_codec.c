@@ -574,22 +574,6 @@ test_failed_at(void **state)
     codec_free(c);
 }
 
-/* Checks that s (len bytes) is well-formed UTF-8. */
-static bool
-valid_utf8(const char *s, size_t len)
-{
-    size_t k = 0;
-    uint32_t cp;
-
-    while (k < len) {
-        size_t n = codec_utf8_next((const uint8_t *)s + k, len - k, &cp);
-        if (!n)
-            return false;
-        k += n;
-    }
-    return true;
-}
-
 static void
 test_error_field(void **state)
 {
@@ -667,7 +651,7 @@ test_error_field(void **state)
         assert_true(env.error_truncated);
         assert_true(env.error.len <= 100);
         assert_true(env.error.len >= 100 - 3);
-        assert_true(valid_utf8(env.error.ptr, env.error.len));
+        assert_true(sc_utf8_valid(env.error.ptr, env.error.len, SC_UTF8_ANY));
         assert_memory_equal(env.error.ptr + env.error.len - mlen, CODEC_TRUNC_MARKER, mlen);
         assert_memory_equal(env.error.ptr, text, env.error.len - mlen);
     }
@@ -939,24 +923,6 @@ test_render_errors(void **state)
         assert_non_null(j);
         json_decref(j);
     }
-    sc_buf_destroy(&out);
-}
-
-static void
-test_json_string(void **state)
-{
-    struct sc_buf out;
-
-    (void)state;
-    sc_buf_init(&out, 64);
-    assert_int_equal(codec_json_string(&out, "a\"b\\c\n\x01\xff", 8), SC_OK);
-    assert_string_equal(out.data, "\"a\\\"b\\\\c\\n\\u0001\xef\xbf\xbd\"");
-    sc_buf_reset(&out);
-    assert_int_equal(codec_json_string(&out, "", 0), SC_OK);
-    assert_string_equal(out.data, "\"\"");
-    sc_buf_reset(&out);
-    assert_int_equal(codec_json_string(&out, "0123456789012345678901234567890123456789012345678901234567890123456789", 70),
-                     SC_ETOOBIG);
     sc_buf_destroy(&out);
 }
 
@@ -1359,7 +1325,6 @@ main(void)
         cmocka_unit_test(test_render_json),
         cmocka_unit_test(test_render_key_in_key),
         cmocka_unit_test(test_render_errors),
-        cmocka_unit_test(test_json_string),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_subject_valid),
         cmocka_unit_test(test_subject_match),

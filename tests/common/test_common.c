@@ -1,4 +1,4 @@
-/* test_common.c - cmocka unit tests of common/: RFC 3339 parsing and formatting, capped buffers. */
+/* test_common.c - cmocka unit tests of common/: RFC 3339 time, capped buffers, UTF-8, JSON strings, base64. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "common.h"
 
@@ -215,6 +216,401 @@ test_misc(void **state)
     free(s);
 }
 
+/* ---- UTF-8 ----------------------------------------------------------------------------------- */
+
+#define S(lit) lit, sizeof(lit) - 1
+
+/* One sequence at the start of bytes: its length (0: not UTF-8) and code point. */
+static const struct {
+    const char *name;
+    const char *s;
+    size_t n;
+    size_t len;
+    uint32_t cp;
+} seqs[] = {
+    {"ascii", S("A"), 1, 0x41},
+    {"NUL", "\0", 1, 1, 0},
+    {"DEL", S("\x7f"), 1, 0x7f},
+    {"smallest 2-byte", S("\xc2\x80"), 2, 0x80},
+    {"largest 2-byte", S("\xdf\xbf"), 2, 0x7ff},
+    {"smallest 3-byte", S("\xe0\xa0\x80"), 3, 0x800},
+    {"before the surrogates", S("\xed\x9f\xbf"), 3, 0xd7ff},
+    {"after the surrogates", S("\xee\x80\x80"), 3, 0xe000},
+    {"largest 3-byte", S("\xef\xbf\xbf"), 3, 0xffff},
+    {"smallest 4-byte", S("\xf0\x90\x80\x80"), 4, 0x10000},
+    {"U+10FFFF", S("\xf4\x8f\xbf\xbf"), 4, 0x10ffff},
+    {"only the first sequence", S("\xc3\xa9\xc3\xa9"), 2, 0xe9},
+    {"overlong NUL", S("\xc0\x80"), 0, 0xfffd},
+    {"overlong '/'", S("\xc0\xaf"), 0, 0xfffd},
+    {"overlong 2-byte C1", S("\xc1\xbf"), 0, 0xfffd},
+    {"overlong 3-byte NUL", S("\xe0\x80\x80"), 0, 0xfffd},
+    {"overlong 3-byte U+07FF", S("\xe0\x9f\xbf"), 0, 0xfffd},
+    {"overlong 4-byte NUL", S("\xf0\x80\x80\x80"), 0, 0xfffd},
+    {"overlong 4-byte U+FFFF", S("\xf0\x8f\xbf\xbf"), 0, 0xfffd},
+    {"high surrogate", S("\xed\xa0\x80"), 0, 0xfffd},
+    {"low surrogate", S("\xed\xbf\xbf"), 0, 0xfffd},
+    {"surrogate pair (CESU-8)", S("\xed\xa0\xbd\xed\xb8\x80"), 0, 0xfffd},
+    {"past U+10FFFF", S("\xf4\x90\x80\x80"), 0, 0xfffd},
+    {"lead 0xf5", S("\xf5\x80\x80\x80"), 0, 0xfffd},
+    {"lead 0xff", S("\xff"), 0, 0xfffd},
+    {"lone continuation", S("\x80"), 0, 0xfffd},
+    {"last continuation", S("\xbf"), 0, 0xfffd},
+    {"truncated 2-byte", S("\xc3"), 0, 0xfffd},
+    {"truncated 3-byte", S("\xe2\x82"), 0, 0xfffd},
+    {"truncated 4-byte", S("\xf0\x9f\x98"), 0, 0xfffd},
+    {"bad second byte", S("\xc3\x28"), 0, 0xfffd},
+    {"bad third byte", S("\xe2\x82\x28"), 0, 0xfffd},
+    {"bad fourth byte", S("\xf0\x9f\x98\x28"), 0, 0xfffd},
+};
+
+static void
+test_utf8_next(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < SC_ARRAY_LEN(seqs); k++) {
+        uint32_t cp = 12345;
+        size_t len = sc_utf8_next(seqs[k].s, seqs[k].n, &cp);
+
+        print_message("utf8 %s: %zu U+%04X\n", seqs[k].name, len, (unsigned)cp);
+        assert_int_equal(len, seqs[k].len);
+        assert_int_equal(cp, seqs[k].cp);
+    }
+    /* n bounds the read: a whole sequence past n is truncated. */
+    {
+        uint32_t cp;
+        assert_int_equal(sc_utf8_next("\xe2\x82\xac", 2, &cp), 0);
+        assert_int_equal(sc_utf8_next("\xe2\x82\xac", 3, &cp), 3);
+        assert_int_equal(cp, 0x20ac);
+    }
+}
+
+/* Writes cp (< 0x110000) as UTF-8 the plain way; returns the length. */
+static size_t
+encode(uint32_t cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* Every code point reads back from its shortest form; surrogates never do; nor do overlong forms. */
+static void
+test_utf8_every_code_point(void **state)
+{
+    char b[4];
+
+    (void)state;
+    for (uint32_t cp = 0; cp < 0x110000; cp++) {
+        size_t n = encode(cp, b), got;
+        uint32_t back;
+
+        got = sc_utf8_next(b, n, &back);
+        if (cp >= 0xd800 && cp <= 0xdfff) {
+            assert_int_equal(got, 0);
+            continue;
+        }
+        assert_int_equal(got, n);
+        assert_int_equal(back, cp);
+        if (cp < 0x800 && cp >= 0x80) { /* the same value one byte longer */
+            b[0] = (char)(0xe0);
+            b[1] = (char)(0x80 | cp >> 6);
+            b[2] = (char)(0x80 | (cp & 0x3f));
+            assert_int_equal(sc_utf8_next(b, 3, &back), 0);
+        }
+    }
+}
+
+static void
+test_utf8_valid(void **state)
+{
+    static const char bad[] = "a\"b\\c\n\x01\xff\xc3\x28\xed\xa0\x80\xf4\x90\x80\x80 \xc3\xa9 \xf0\x9f\x98\x80";
+
+    (void)state;
+    /* From persist's tests (persist_utf8_valid() is now sc_utf8_valid(..., SC_UTF8_NO_NUL)). */
+    assert_false(sc_utf8_valid(bad, sizeof bad - 1, SC_UTF8_NO_NUL));
+    assert_true(sc_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11, SC_UTF8_NO_NUL));
+    assert_false(sc_utf8_valid("a\0b", 3, SC_UTF8_NO_NUL));        /* NUL */
+    assert_false(sc_utf8_valid("\xc0\x80", 2, SC_UTF8_NO_NUL));    /* overlong */
+    assert_false(sc_utf8_valid("\xed\xa0\x80", 3, SC_UTF8_NO_NUL)); /* surrogate */
+    assert_false(sc_utf8_valid("\xe2\x82", 2, SC_UTF8_NO_NUL));    /* truncated */
+    /* What each rule lets through. */
+    assert_true(sc_utf8_valid(NULL, 0, SC_UTF8_NO_CONTROL));
+    assert_true(sc_utf8_valid("a\0b", 3, SC_UTF8_ANY));
+    assert_true(sc_utf8_valid("a\tb\x7f", 4, SC_UTF8_NO_NUL));
+    assert_false(sc_utf8_valid("a\tb", 3, SC_UTF8_NO_CONTROL));
+    assert_false(sc_utf8_valid("a\x1f", 2, SC_UTF8_NO_CONTROL));
+    assert_false(sc_utf8_valid("a\x7f", 2, SC_UTF8_NO_CONTROL));
+    assert_false(sc_utf8_valid("a\0", 2, SC_UTF8_NO_CONTROL));
+    assert_true(sc_utf8_valid("\xc2\x85 \xe2\x80\xa8 \xef\xbf\xbf", 10, SC_UTF8_NO_CONTROL));
+    for (size_t k = 0; k < SC_ARRAY_LEN(seqs); k++) {
+        bool whole = seqs[k].len == seqs[k].n;
+        if (seqs[k].len == 0)
+            assert_false(sc_utf8_valid(seqs[k].s, seqs[k].n, SC_UTF8_ANY));
+        else if (whole)
+            assert_true(sc_utf8_valid(seqs[k].s, seqs[k].n, SC_UTF8_ANY));
+    }
+}
+
+/* ---- JSON strings ---------------------------------------------------------------------------- */
+
+/* From codec's tests (codec_json_string() is now sc_json_quote()). */
+static void
+test_json_quote(void **state)
+{
+    struct sc_buf out;
+
+    (void)state;
+    sc_buf_init(&out, 64);
+    assert_int_equal(sc_json_quote(&out, "a\"b\\c\n\x01\xff", 8), SC_OK);
+    assert_string_equal(out.data, "\"a\\\"b\\\\c\\n\\u0001\xef\xbf\xbd\"");
+    sc_buf_reset(&out);
+    assert_int_equal(sc_json_quote(&out, "", 0), SC_OK);
+    assert_string_equal(out.data, "\"\"");
+    sc_buf_reset(&out);
+    assert_int_equal(sc_json_quote(&out, "0123456789012345678901234567890123456789012345678901234567890123456789", 70),
+                     SC_ETOOBIG);
+    sc_buf_destroy(&out);
+}
+
+/* From persist's tests (persist_json_string() is now sc_json_quote()). */
+static void
+test_json_quote_parses(void **state)
+{
+    struct sc_buf b;
+    static const char bad[] = "a\"b\\c\n\x01\xff\xc3\x28\xed\xa0\x80\xf4\x90\x80\x80 \xc3\xa9 \xf0\x9f\x98\x80";
+    json_t *j;
+
+    (void)state;
+    sc_buf_init(&b, 1 << 20);
+    assert_int_equal(sc_json_quote(&b, bad, sizeof bad - 1), SC_OK);
+    j = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+    assert_non_null(j); /* always parses */
+    assert_true(json_is_string(j));
+    assert_non_null(strstr(json_string_value(j), "\xc3\xa9")); /* valid text kept */
+    assert_non_null(strstr(json_string_value(j), "\xef\xbf\xbd")); /* invalid replaced */
+    assert_non_null(strstr(json_string_value(j), "\xf0\x9f\x98\x80"));
+    json_decref(j);
+    sc_buf_destroy(&b);
+}
+
+/* Input -> the exact quoted text (value, then as an object key). */
+static const struct {
+    const char *name;
+    const char *s;
+    size_t n;
+    const char *json;
+    const char *key;
+} quotes[] = {
+    {"short escapes", S("\"\\\n\r\t\b\f"), "\"\\\"\\\\\\n\\r\\t\\b\\f\"", NULL},
+    {"other C0", S("\x01\x0b\x1f"), "\"\\u0001\\u000b\\u001f\"", NULL},
+    {"NUL", S("a\0b"), "\"a\\u0000b\"", "\"a\xef\xbf\xbd" "b\""},
+    {"DEL", S("\x7f"), "\"\\u007f\"", NULL},
+    {"C1 controls", S("\xc2\x80\xc2\x85\xc2\x9f"), "\"\\u0080\\u0085\\u009f\"", NULL},
+    {"first after C1", S("\xc2\xa0"), "\"\xc2\xa0\"", NULL},
+    {"line separators kept", S("\xe2\x80\xa8\xe2\x80\xa9"), "\"\xe2\x80\xa8\xe2\x80\xa9\"", NULL},
+    {"'/' and space kept", S("a/ b"), "\"a/ b\"", NULL},
+    {"each bad byte once", S("a\xff\xc3" "b"), "\"a\xef\xbf\xbd\xef\xbf\xbd" "b\"", NULL},
+    {"overlong", S("\xc0\xaf"), "\"\xef\xbf\xbd\xef\xbf\xbd\"", NULL},
+    {"surrogate", S("\xed\xa0\x80"), "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"", NULL},
+    {"past U+10FFFF", S("\xf4\x90\x80\x80"),
+     "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"", NULL},
+    {"truncated at the end", S("ok\xe2\x82"), "\"ok\xef\xbf\xbd\xef\xbf\xbd\"", NULL},
+    {"4-byte kept", S("\xf0\x9f\x98\x80"), "\"\xf0\x9f\x98\x80\"", NULL},
+};
+
+static void
+test_json_quote_exact(void **state)
+{
+    struct sc_buf out;
+
+    (void)state;
+    sc_buf_init(&out, 1024);
+    for (size_t k = 0; k < SC_ARRAY_LEN(quotes); k++) {
+        const char *key = quotes[k].key ? quotes[k].key : quotes[k].json;
+
+        print_message("quote %s\n", quotes[k].name);
+        sc_buf_reset(&out);
+        assert_int_equal(sc_json_quote(&out, quotes[k].s, quotes[k].n), SC_OK);
+        assert_string_equal(out.data, quotes[k].json);
+        sc_buf_reset(&out);
+        assert_int_equal(sc_json_quote_key(&out, quotes[k].s, quotes[k].n), SC_OK);
+        assert_string_equal(out.data, key);
+    }
+    /* Every C0 control and DEL comes out escaped, never raw. */
+    for (int c = 0; c < 0x80; c++) {
+        char in = (char)c;
+        sc_buf_reset(&out);
+        assert_int_equal(sc_json_quote(&out, &in, 1), SC_OK);
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+            assert_int_equal(out.data[1], '\\');
+        else
+            assert_int_equal(out.len, 3);
+    }
+    sc_buf_destroy(&out);
+}
+
+/* A value written into a full buffer goes as far as the cap, then SC_ETOOBIG. */
+static void
+test_json_quote_cap(void **state)
+{
+    struct sc_buf out;
+
+    (void)state;
+    sc_buf_init(&out, 5);
+    assert_int_equal(sc_json_quote(&out, "abcdef", 6), SC_ETOOBIG);
+    assert_int_equal(out.len, 5);
+    assert_string_equal(out.data, "\"abcd");
+    sc_buf_reset(&out);
+    assert_int_equal(sc_json_quote(&out, "\n\n\n", 3), SC_ETOOBIG);
+    assert_string_equal(out.data, "\"\\n\\n");
+    sc_buf_reset(&out);
+    assert_int_equal(sc_json_quote(&out, "abc", 3), SC_OK); /* exactly the cap */
+    assert_string_equal(out.data, "\"abc\"");
+    sc_buf_destroy(&out);
+}
+
+/* Any bytes: the text parses, and valid UTF-8 comes back unchanged. */
+static void
+test_json_quote_round_trip(void **state)
+{
+    static const unsigned char alphabet[] = {0x00, 0x01, 0x1f, ' ',  '"',  '\\', 'a',  0x7f,
+                                             0x80, 0xbf, 0xc2, 0xc3, 0xe0, 0xed, 0xef, 0xf0,
+                                             0xf4, 0xff, 0xa0, 0x9f, 0x8f, 0x90, 0xa9, 0xb8};
+    struct sc_buf out;
+    uint64_t x = 88172645463325252ULL;
+    char in[12];
+
+    (void)state;
+    sc_buf_init(&out, 1024);
+    for (int round = 0; round < 20000; round++) {
+        size_t n = (size_t)round % sizeof(in);
+        json_error_t jerr;
+        json_t *j;
+
+        for (size_t k = 0; k < n; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            in[k] = (char)alphabet[x % sizeof(alphabet)];
+        }
+        sc_buf_reset(&out);
+        assert_int_equal(sc_json_quote(&out, in, n), SC_OK);
+        j = json_loadb(out.data, out.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!j)
+            print_message("jansson: %s in %s\n", jerr.text, out.data);
+        assert_non_null(j);
+        if (sc_utf8_valid(in, n, SC_UTF8_ANY)) {
+            assert_int_equal(json_string_length(j), n);
+            assert_memory_equal(json_string_value(j), in, n);
+        }
+        json_decref(j);
+    }
+    sc_buf_destroy(&out);
+}
+
+/* ---- base64 ---------------------------------------------------------------------------------- */
+
+/* From persist's tests (persist_base64_*() are now sc_base64_*()). */
+static void
+test_base64(void **state)
+{
+    struct sc_buf e, d;
+    unsigned char in[300];
+
+    (void)state;
+    sc_buf_init(&e, 1 << 20);
+    sc_buf_init(&d, 1 << 20);
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (unsigned char)(i * 131 + 7);
+    for (size_t n = 0; n <= sizeof in; n++) {
+        sc_buf_reset(&e);
+        sc_buf_reset(&d);
+        assert_int_equal(sc_base64_encode(&e, in, n), SC_OK);
+        assert_int_equal(e.len, (n + 2) / 3 * 4);
+        assert_int_equal(sc_base64_decode(e.data ? e.data : "", e.len, &d), SC_OK);
+        assert_int_equal(d.len, n);
+        if (n)
+            assert_memory_equal(d.data, in, n);
+    }
+    sc_buf_reset(&e);
+    sc_base64_encode(&e, "foobar", 6);
+    assert_string_equal(e.data, "Zm9vYmFy");
+    sc_buf_reset(&e);
+    sc_base64_encode(&e, "fo", 2);
+    assert_string_equal(e.data, "Zm8=");
+    sc_buf_reset(&d);
+    assert_int_equal(sc_base64_decode("Zm8", 3, &d), SC_OK); /* no padding */
+    assert_int_equal(d.len, 2);
+    assert_int_equal(sc_base64_decode("Zm9v!mFy", 8, &d), SC_EPROTO);
+    assert_int_equal(sc_base64_decode("Z", 1, &d), SC_EPROTO);
+    sc_buf_destroy(&e);
+    sc_buf_destroy(&d);
+}
+
+/* Padding, the RFC 4648 vectors, and what is refused. */
+static void
+test_base64_padding(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } vectors[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                   {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                   {"foobar", "Zm9vYmFy"}};
+    static const struct {
+        const char *in;
+        const char *out; /* NULL: SC_EPROTO */
+    } decodes[] = {
+        {"Zg==", "f"}, {"Zg=", "f"},     {"Zg", "f"},       {"Zg===", "f"}, {"Zm8=", "fo"},
+        {"Zm8", "fo"}, {"", ""},         {"=", ""},         {"Z===", NULL}, {"Zg=a", NULL},
+        {"Z", NULL},   {"Zm9vY", NULL},  {"Zm9 v", NULL},   {"Zm-_", NULL}, {"Zm9v\n", NULL},
+        {"/+8=", "\xff\xef"},
+    };
+    struct sc_buf b;
+
+    (void)state;
+    sc_buf_init(&b, 1 << 10);
+    for (size_t k = 0; k < SC_ARRAY_LEN(vectors); k++) {
+        sc_buf_reset(&b);
+        assert_int_equal(sc_base64_encode(&b, vectors[k].in, strlen(vectors[k].in)), SC_OK);
+        assert_string_equal(b.data ? b.data : "", vectors[k].out);
+    }
+    for (size_t k = 0; k < SC_ARRAY_LEN(decodes); k++) {
+        sc_status want = decodes[k].out ? SC_OK : SC_EPROTO;
+
+        print_message("base64 decode '%s'\n", decodes[k].in);
+        sc_buf_reset(&b);
+        assert_int_equal(sc_base64_decode(decodes[k].in, strlen(decodes[k].in), &b), want);
+        if (decodes[k].out) {
+            assert_int_equal(b.len, strlen(decodes[k].out));
+            if (b.len)
+                assert_memory_equal(b.data, decodes[k].out, b.len);
+        }
+    }
+    /* Nothing to encode touches nothing; a cap cuts the text where it falls. */
+    sc_buf_destroy(&b);
+    sc_buf_init(&b, 6);
+    assert_int_equal(sc_base64_encode(&b, NULL, 0), SC_OK);
+    assert_null(b.data);
+    assert_int_equal(sc_base64_encode(&b, "foobar", 6), SC_ETOOBIG);
+    assert_string_equal(b.data, "Zm9vYm");
+    sc_buf_destroy(&b);
+}
+
 int
 main(void)
 {
@@ -225,6 +621,16 @@ main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_misc),
+        cmocka_unit_test(test_utf8_next),
+        cmocka_unit_test(test_utf8_every_code_point),
+        cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_json_quote),
+        cmocka_unit_test(test_json_quote_parses),
+        cmocka_unit_test(test_json_quote_exact),
+        cmocka_unit_test(test_json_quote_cap),
+        cmocka_unit_test(test_json_quote_round_trip),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_base64_padding),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

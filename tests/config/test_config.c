@@ -293,6 +293,15 @@ test_enum_names_match_policy(void **state)
     assert_null(rp->names[POLICY_RETRY_COUNT + 1]);
 }
 
+/* Not only equal: the enum keys list policy/'s own tables, the one copy of each. */
+static void
+test_enum_names_are_policys(void **state)
+{
+    (void)state;
+    assert_ptr_equal(config_key_find("strategy")->names, policy_strategy_names);
+    assert_ptr_equal(config_key_find("default_retry_policy")->names, policy_retry_auto_names);
+}
+
 /* Precedence. */
 
 static void
@@ -1641,6 +1650,7 @@ main(void)
         cmocka_unit_test(test_defaults_valid),
         cmocka_unit_test(test_key_table),
         cmocka_unit_test(test_enum_names_match_policy),
+        cmocka_unit_test(test_enum_names_are_policys),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_config_env_file),
         cmocka_unit_test(test_cli),

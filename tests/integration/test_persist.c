@@ -234,7 +234,7 @@ b64dec(const json_t *v, struct sc_buf *out)
 {
     sc_buf_reset(out);
     return json_is_string(v) &&
-           persist_base64_decode(json_string_value(v), json_string_length(v), out) == SC_OK;
+           sc_base64_decode(json_string_value(v), json_string_length(v), out) == SC_OK;
 }
 
 /* ---- the daemon ------------------------------------------------------------------------------ */

@@ -1,4 +1,4 @@
-/* test_persist.c - unit tests of persist/: base64, JSON strings, batches, the HTTP client, and the OpenSearch backend's protocol logic against a scripted local HTTP server on the same loop. */
+/* test_persist.c - unit tests of persist/: batches, the HTTP client, and the OpenSearch backend's protocol logic against a scripted local HTTP server on the same loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,70 +16,6 @@
 #include <unistd.h>
 
 #include "persist-internal.h"
-
-/* ---- encoders --------------------------------------------------------------------------------- */
-
-static void
-test_base64(void **state)
-{
-    struct sc_buf e, d;
-    unsigned char in[300];
-
-    (void)state;
-    sc_buf_init(&e, 1 << 20);
-    sc_buf_init(&d, 1 << 20);
-    for (size_t i = 0; i < sizeof in; i++)
-        in[i] = (unsigned char)(i * 131 + 7);
-    for (size_t n = 0; n <= sizeof in; n++) {
-        sc_buf_reset(&e);
-        sc_buf_reset(&d);
-        assert_int_equal(persist_base64_encode(&e, in, n), SC_OK);
-        assert_int_equal(e.len, (n + 2) / 3 * 4);
-        assert_int_equal(persist_base64_decode(e.data ? e.data : "", e.len, &d), SC_OK);
-        assert_int_equal(d.len, n);
-        if (n)
-            assert_memory_equal(d.data, in, n);
-    }
-    sc_buf_reset(&e);
-    persist_base64_encode(&e, "foobar", 6);
-    assert_string_equal(e.data, "Zm9vYmFy");
-    sc_buf_reset(&e);
-    persist_base64_encode(&e, "fo", 2);
-    assert_string_equal(e.data, "Zm8=");
-    sc_buf_reset(&d);
-    assert_int_equal(persist_base64_decode("Zm8", 3, &d), SC_OK); /* no padding */
-    assert_int_equal(d.len, 2);
-    assert_int_equal(persist_base64_decode("Zm9v!mFy", 8, &d), SC_EPROTO);
-    assert_int_equal(persist_base64_decode("Z", 1, &d), SC_EPROTO);
-    sc_buf_destroy(&e);
-    sc_buf_destroy(&d);
-}
-
-static void
-test_json_string(void **state)
-{
-    struct sc_buf b;
-    static const char bad[] = "a\"b\\c\n\x01\xff\xc3\x28\xed\xa0\x80\xf4\x90\x80\x80 \xc3\xa9 \xf0\x9f\x98\x80";
-    json_t *j;
-
-    (void)state;
-    sc_buf_init(&b, 1 << 20);
-    assert_int_equal(persist_json_string(&b, bad, sizeof bad - 1), SC_OK);
-    j = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
-    assert_non_null(j); /* always parses */
-    assert_true(json_is_string(j));
-    assert_non_null(strstr(json_string_value(j), "\xc3\xa9")); /* valid text kept */
-    assert_non_null(strstr(json_string_value(j), "\xef\xbf\xbd")); /* invalid replaced */
-    assert_non_null(strstr(json_string_value(j), "\xf0\x9f\x98\x80"));
-    json_decref(j);
-    assert_false(persist_utf8_valid(bad, sizeof bad - 1));
-    assert_true(persist_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11));
-    assert_false(persist_utf8_valid("a\0b", 3));        /* NUL */
-    assert_false(persist_utf8_valid("\xc0\x80", 2));    /* overlong */
-    assert_false(persist_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-    assert_false(persist_utf8_valid("\xe2\x82", 2));    /* truncated */
-    sc_buf_destroy(&b);
-}
 
 /* ---- batches ---------------------------------------------------------------------------------- */
 
@@ -860,8 +796,6 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),
-        cmocka_unit_test(test_json_string),
         cmocka_unit_test(test_batch_limits),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_doc_id),

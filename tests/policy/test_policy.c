@@ -75,6 +75,32 @@ test_parse_errors(void **state)
     assert_int_equal(s, POLICY_STRATEGY_MANUAL);
 }
 
+/* The exported tables are the ones *_name() read, indexed by the enum and NULL-terminated. */
+static void
+test_name_tables(void **state)
+{
+    policy_retry p = POLICY_LINEAR;
+    int i;
+
+    (void)state;
+    for (i = 0; i < POLICY_CAT_COUNT; i++)
+        assert_ptr_equal(policy_category_names[i], policy_category_name((policy_category)i));
+    assert_null(policy_category_names[POLICY_CAT_COUNT]);
+    for (i = 0; i < POLICY_STRATEGY_COUNT; i++)
+        assert_ptr_equal(policy_strategy_names[i], policy_strategy_name((policy_strategy)i));
+    assert_null(policy_strategy_names[POLICY_STRATEGY_COUNT]);
+    assert_string_equal(policy_retry_auto_names[0], "auto");
+    for (i = 0; i < POLICY_RETRY_COUNT; i++)
+        assert_ptr_equal(policy_retry_auto_names[1 + i], policy_retry_name((policy_retry)i));
+    assert_null(policy_retry_auto_names[1 + POLICY_RETRY_COUNT]);
+    assert_int_equal(policy_retry_parse("auto", 4, &p), SC_EINVAL); /* "auto" is no policy */
+    assert_int_equal(p, POLICY_LINEAR);
+    assert_string_equal(policy_match_field_names[POLICY_MATCH_ANY], "any");
+    assert_string_equal(policy_match_field_names[POLICY_MATCH_ERROR_TYPE], "error_type");
+    assert_string_equal(policy_match_field_names[POLICY_MATCH_ERROR], "error");
+    assert_null(policy_match_field_names[POLICY_MATCH_COUNT]);
+}
+
 static void
 test_retry_and_strategy_names(void **state)
 {
@@ -1050,6 +1076,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_category_names),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_name_tables),
         cmocka_unit_test(test_retry_and_strategy_names),
         cmocka_unit_test(test_default_retry),
         cmocka_unit_test(test_should_store),
