@@ -1189,7 +1189,7 @@ test_background_load(void **state)
     penv_publish(e->nc, "dlq.failed.bgload", &p5);
     IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "old-05 was not retried");
     char stb[32];
-    for (int k = 0; k < 200 && strcmp(it_task_status(e->nc, "old-05", stb, sizeof stb), "absent"); k++)
+    for (int k = 0; k < 200 && strcmp(it_task_status(e->nc, "old-05", stb, sizeof stb), "absent") != 0; k++)
         it_sleep_ms(20);
     IT_CHECK(strcmp(stb, "absent") == 0, "old-05 is %s, expected completed and removed", stb);
 
@@ -1406,6 +1406,8 @@ test_degraded(void **state)
     p = persistence(e->nc);
     IT_CHECK(it_json_int(p, "queued_writes") >= 1, "the write is not queued");
     json_decref(p);
+    /* Stopped with the write never stored (no spill_dir): exit 3, not 0. */
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "a stop with writes lost must exit 3");
     e->passed = true;
     it_env_stop(e);
     *state = NULL;
@@ -1770,6 +1772,7 @@ test_tls_bad_password(void **state)
     snprintf(path, sizeof path, "/%s", index);
     json_decref(os_call("GET", path, NULL, &st));
     IT_CHECK(st == 404, "GET %s: HTTP %ld, expected 404", path, st);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "a stop with writes lost must exit 3");
     e->passed = true;
     it_env_stop(e);
     *state = NULL;
@@ -1798,7 +1801,7 @@ test_tls_verify(void **state)
     IT_CHECK(tls_proxy_saw("handshake") && !tls_proxy_saw("HTTP/1.1\""),
              "the TLS handshake must fail before any request");
     tls_ingest(e->nc, "unverified", 2); /* answered from memory */
-    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "a stop with writes lost must exit 3");
 
     /* The same proxy and certificate, with store.opensearch.insecure=true. */
     const char *extra2[] = {"retry_processor_enabled=false", "store.opensearch.username=" TLS_USER,
@@ -1820,6 +1823,253 @@ test_tls_verify(void **state)
     tls_fx.passed = true;
 }
 
+/* ---- 9. what an answer says about the store (issue 10, item 5) ------------------------------ */
+
+/* raw_request() sends the envelope as a request; returns the reply (caller destroys) or fails. */
+static natsMsg *
+raw_request(natsConnection *nc, const char *subject, const struct penv *p)
+{
+    msgpack_sbuffer sb;
+    natsMsg *reply = NULL;
+
+    penv_pack(p, &sb);
+    natsStatus s = natsConnection_Request(&reply, nc, subject, sb.data, (int)sb.size, IT_REQUEST_MS);
+    msgpack_sbuffer_destroy(&sb);
+    IT_CHECK(s == NATS_OK && reply, "request on %s: %s", subject, natsStatus_GetText(s));
+    return reply;
+}
+
+/* log_has() tells whether the daemon's log contains needle. */
+static bool
+log_has(const struct it_daemon *d, const char *needle)
+{
+    struct sc_buf b;
+    bool found;
+
+    sc_buf_init(&b, 256u * 1024 * 1024);
+    found = slurp(d->log, &b) && strstr(b.data, needle) != NULL;
+    sc_buf_destroy(&b);
+    return found;
+}
+
+/* os_has_doc() tells whether index holds the document of task id (a real-time GET, no refresh). */
+static bool
+os_has_doc(const char *index, const char *id)
+{
+    char path[512];
+    long st;
+    json_t *r;
+    bool found;
+
+    snprintf(path, sizeof path, "/%s/_doc/%s", index, id);
+    r = os_call("GET", path, NULL, &st);
+    found = st == 200 && json_is_true(json_object_get(r, "found"));
+    json_decref(r);
+    return found;
+}
+
+/*
+ * A failure sent as a request is answered "stored":true only once its
+ * document is in the index; while OpenSearch is away the answer says
+ * "stored":false; a SIGTERM with writes left exits 3 and counts them;
+ * store.ack: durable refuses with 503 instead. The memory store adds no key.
+ */
+static void
+test_ack_stored(void **state)
+{
+    char index[128];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    const char *durable[] = {"retry_processor_enabled=false", "store.ack=durable", NULL};
+    struct it_env *e;
+    struct penv pe = {0};
+    json_t *ack, *p;
+    natsMsg *reply;
+    const char *code = NULL;
+
+    /* The memory store: nothing is stored, and the answer does not pretend either way. */
+    e = it_env_start("persist-ack-memory", NULL);
+    assert_non_null(e);
+    *state = e;
+    pe.task_id = "ack-mem";
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    ack = penv_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) && !json_object_get(ack, "stored"),
+             "memory store: ok without a \"stored\" key");
+    json_decref(ack);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+
+    test_index("ack", index, sizeof index);
+    e = it_env_start("persist-ack", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    /* Healthy: the answer says stored, and the document is there when it comes. */
+    pe.task_id = "ack-1";
+    ack = penv_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                 json_is_true(json_object_get(ack, "stored")),
+             "a healthy store must answer \"stored\":true");
+    json_decref(ack);
+    IT_CHECK(os_has_doc(index, "ack-1"), "answered \"stored\":true, but ack-1 is not in the index");
+
+    /* OpenSearch goes away: answers say "stored":false. */
+    os_ctl("stop");
+    pe.task_id = "ack-probe";
+    penv_publish(e->nc, "dlq.failed.ack", &pe); /* a write that finds the node gone */
+    json_decref(wait_degraded(e->nc, "", 60000));
+    pe.task_id = "ack-2";
+    ack = penv_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                 json_is_false(json_object_get(ack, "stored")),
+             "an answer given while degraded must say \"stored\":false");
+    json_decref(ack);
+    p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "unstored_answers") >= 1, "unstored_answers not counted");
+    json_decref(p);
+
+    /* SIGTERM with writes queued: exit 3, and the log counts what is lost. */
+    int rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 3, "SIGTERM with writes not stored must exit 3, got %d", rc);
+    IT_CHECK(log_has(&e->dmn, "writes not stored") && log_has(&e->dmn, "not_stored=2"),
+             "the log must say how many writes were not stored (ack-probe, ack-2)");
+
+    /* store.ack: durable, still without OpenSearch: a request is refused with 503. */
+    struct it_recorder *ev = it_env_recorder(e, e->nc, "dlq.events.refused", NULL, 100, true);
+    restart(e, os_flags(&f, os_url(), index, durable));
+    pe.task_id = "ack-3";
+    reply = raw_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(natsMsgHeader_Get(reply, "Nats-Service-Error-Code", &code) == NATS_OK && code &&
+                 strcmp(code, "503") == 0,
+             "store.ack: durable while degraded must answer 503 with Nats-Service-Error-Code");
+    ack = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    IT_CHECK(ack && json_is_false(json_object_get(ack, "ok")) &&
+                 it_json_int(ack, "error.code") == 503,
+             "the 503 body must be {\"ok\":false,\"error\":{\"code\":503,...}}");
+    json_decref(ack);
+    natsMsg_Destroy(reply);
+    IT_CHECK(it_rec_wait(ev, 1, 5000), "no refused event");
+    p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "refused_answers") == 1, "refused_answers: %lld",
+             (long long)it_json_int(p, "refused_answers"));
+    json_decref(p);
+    ack = it_admin_get(e->nc, "ack-3");
+    IT_CHECK(ack && it_json_int(ack, "error.code") == 404, "a refused failure must not be kept");
+    json_decref(ack);
+    /* A plain publish has nobody to tell: it is taken into memory. */
+    pe.task_id = "ack-4";
+    penv_publish(e->nc, "dlq.failed.ack", &pe);
+    wait_queue(e->nc, 1, 10000);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 3, "SIGTERM with ack-4 not stored must exit 3, got %d", rc);
+    os_ctl("start");
+    os_drop(index);
+    e->passed = true;
+}
+
+/*
+ * store.spill_dir: OpenSearch stopped, failures acknowledged ("stored":false),
+ * a task archived and one cleared, SIGTERM (exit 0: everything spilled), a restart still
+ * without OpenSearch (the spill comes back into memory and is spilled
+ * again), OpenSearch back, a restart: every acknowledged failure is in the
+ * index, the removed task is not, and the spill file is gone.
+ */
+static void
+test_spill(void **state)
+{
+    char index[128], dir[256], spill[512], sdir[300], id[64];
+    struct flags f;
+    struct it_env *e;
+    struct penv pe = {0};
+    json_t *ack;
+    const int n = quick() ? 200 : 2000;
+    int rc;
+
+    snprintf(dir, sizeof dir, "/tmp/dlq-it-spill-%d-XXXXXX", (int)getpid());
+    IT_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(sdir, sizeof sdir, "store.spill_dir=%s/spill", dir); /* made by the daemon */
+    const char *extra[] = {"retry_processor_enabled=false", sdir, "shutdown.drain_ms=0", NULL};
+    test_index("spill", index, sizeof index);
+    snprintf(spill, sizeof spill, "%s/spill/%s.spill", dir, index);
+    e = it_env_start("persist-spill", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    pe.task_id = "spill-gone"; /* cleared during the outage: a delete to spill */
+    ack = penv_request(e->nc, "dlq.failed.spillgone", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "spill-gone not stored");
+    json_decref(ack);
+    pe.task_id = "spill-arch"; /* archived during the outage (kept: keep_completed) */
+    ack = penv_request(e->nc, "dlq.failed.spill", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "spill-arch not stored");
+    json_decref(ack);
+
+    os_ctl("stop");
+    pe.task_id = "spill-probe";
+    penv_publish(e->nc, "dlq.failed.spill", &pe);
+    json_decref(wait_degraded(e->nc, "", 60000));
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "spill-%d", i);
+        pe.task_id = id;
+        pe.n = i;
+        ack = penv_request(e->nc, "dlq.failed.spill", &pe);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                     json_is_false(json_object_get(ack, "stored")),
+                 "ack of %s while degraded", id);
+        json_decref(ack);
+    }
+    ack = it_request_json(e->nc, "dlq.admin.archive", "{\"task_id\":\"spill-arch\"}", IT_REQUEST_MS);
+    IT_CHECK(ack && it_json_int(ack, "archived") == 1, "archive spill-arch");
+    json_decref(ack);
+    ack = it_request_json(e->nc, "dlq.admin.clear",
+                          "{\"subject\":\"dlq.failed.spillgone\",\"confirm\":true}", IT_REQUEST_MS);
+    IT_CHECK(ack && it_json_int(ack, "cleared") == 1, "clear spill-gone");
+    json_decref(ack);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 0, "SIGTERM with every write spilled must exit 0, got %d", rc);
+    IT_CHECK(access(spill, F_OK) == 0, "no spill file at %s", spill);
+    IT_CHECK(log_has(&e->dmn, "were spilled"), "the log must say the writes were spilled");
+
+    /* Restarted during the outage: the tasks come back from the spill file, and go to it again. */
+    restart(e, os_flags(&f, os_url(), index, extra));
+    wait_queue(e->nc, n + 1, 30000);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 0, "second SIGTERM during the outage must exit 0, got %d", rc);
+    IT_CHECK(access(spill, F_OK) == 0, "no spill file after the second stop");
+
+    /* OpenSearch back, a restart: everything in the index, the spill file gone. */
+    os_ctl("start");
+    restart(e, os_flags(&f, os_url(), index, extra));
+    json_decref(wait_stored(e->nc, 60000));
+    for (int i = 0; i < 100 && access(spill, F_OK) == 0; i++)
+        it_sleep_ms(100);
+    IT_CHECK(access(spill, F_OK) != 0, "the spill file must be removed once its writes are stored");
+    json_t *all = os_all(index);
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "spill-%d", i);
+        json_t *doc = json_object_get(all, id);
+        IT_CHECK(doc && strcmp(it_json_str(doc, "status"), "pending") == 0,
+                 "acknowledged failure %s is not in the index", id);
+    }
+    IT_CHECK(json_object_get(all, "spill-probe"), "spill-probe is not in the index");
+    IT_CHECK(!json_object_get(all, "spill-gone"), "the cleared task's delete was not replayed");
+    json_t *arch = json_object_get(all, "spill-arch");
+    IT_CHECK(arch && strcmp(it_json_str(arch, "status"), "archived") == 0,
+             "the archived state of spill-arch was not replayed");
+    IT_CHECK(json_object_size(all) == (size_t)n + 2, "documents: %zu, expected %d",
+             json_object_size(all), n + 2);
+    json_decref(all);
+    IT_CHECK(!log_has(&e->dmn, "level=error"), "errors in the log");
+    os_drop(index);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    IT_CHECK(system(cmd) == 0, "rm %s", dir);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -1835,6 +2085,8 @@ main(void)
         cmocka_unit_test_teardown(test_tls_auth, tls_teardown),
         cmocka_unit_test_teardown(test_tls_bad_password, tls_teardown),
         cmocka_unit_test_teardown(test_tls_verify, tls_teardown),
+        cmocka_unit_test_teardown(test_ack_stored, it_teardown),
+        cmocka_unit_test_teardown(test_spill, it_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
