@@ -2070,6 +2070,114 @@ test_spill(void **state)
     e->passed = true;
 }
 
+/* os_signal() sends sig to the node's process (its pid file under DLQ_OPENSEARCH_DIR); false when it cannot. */
+static bool
+os_signal(int sig)
+{
+    const char *dir = getenv("DLQ_OPENSEARCH_DIR");
+    char path[512];
+    long pid = 0;
+    FILE *f;
+    bool ok;
+
+    if (!dir || !*dir)
+        return false;
+    snprintf(path, sizeof path, "%s/pid", dir);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    ok = fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, sig) == 0;
+    fclose(f);
+    return ok;
+}
+
+/* A test that pauses the node resumes it, whatever happened. */
+static int
+paused_teardown(void **state)
+{
+    os_signal(SIGCONT);
+    return it_teardown(state);
+}
+
+/*
+ * The issue's second case: OpenSearch paused (SIGSTOP: connections hang, no
+ * error), requests keep coming, then kill -9. Every answer that said
+ * "stored":true must be in the index after the restart; answers given while
+ * the node hangs say "stored":false (after the 5 s hold), never true.
+ */
+static void
+test_paused_kill9(void **state)
+{
+    char index[128], id[64], inbox[64];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    struct it_env *e;
+    struct penv pe = {0};
+    const int n = 20;
+    natsSubscription *sub = NULL;
+
+    test_index("paused", index, sizeof index);
+    e = it_env_start("persist-paused", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "ok-%d", i);
+        pe.task_id = id;
+        json_t *ack = penv_request(e->nc, "dlq.failed.paused", &pe);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "%s not stored", id);
+        json_decref(ack);
+    }
+
+    IT_CHECK(os_signal(SIGSTOP), "cannot pause the node (DLQ_OPENSEARCH_DIR/pid)");
+    /* n requests at once, their answers on one inbox. */
+    snprintf(inbox, sizeof inbox, "_INBOX.paused-%d", (int)getpid());
+    char wild[80];
+    snprintf(wild, sizeof wild, "%s.*", inbox);
+    IT_CHECK(natsConnection_SubscribeSync(&sub, e->nc, wild) == NATS_OK, "subscribe");
+    for (int i = 0; i < n; i++) {
+        msgpack_sbuffer sb;
+        char reply[96];
+        snprintf(id, sizeof id, "held-%d", i);
+        snprintf(reply, sizeof reply, "%s.%d", inbox, i);
+        pe.task_id = id;
+        penv_pack(&pe, &sb);
+        IT_CHECK(natsConnection_PublishRequest(e->nc, "dlq.failed.paused", reply, sb.data,
+                                               (int)sb.size) == NATS_OK,
+                 "publish %s", id);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    int got = 0, unstored = 0;
+    while (got < n) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 15000) != NATS_OK)
+            break;
+        json_t *ack = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                     !json_is_true(json_object_get(ack, "stored")),
+                 "an answer while the node hangs must not say \"stored\":true");
+        unstored += json_is_false(json_object_get(ack, "stored"));
+        json_decref(ack);
+        natsMsg_Destroy(m);
+        got++;
+    }
+    natsSubscription_Destroy(sub);
+    IT_CHECK(got == n && unstored == n, "answers: %d, \"stored\":false: %d, expected %d", got,
+             unstored, n);
+
+    kill9(&e->dmn);
+    IT_CHECK(os_signal(SIGCONT), "cannot resume the node");
+    restart(e, os_flags(&f, os_url(), index, extra));
+    json_decref(wait_stored(e->nc, 60000));
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "ok-%d", i);
+        IT_CHECK(os_has_doc(index, id), "%s was answered \"stored\":true and is lost", id);
+    }
+    os_drop(index);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -2087,6 +2195,7 @@ main(void)
         cmocka_unit_test_teardown(test_tls_verify, tls_teardown),
         cmocka_unit_test_teardown(test_ack_stored, it_teardown),
         cmocka_unit_test_teardown(test_spill, it_teardown),
+        cmocka_unit_test_teardown(test_paused_kill9, paused_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
