@@ -401,9 +401,9 @@ void sc_store_close(struct sc_daemon *d);
  * reuse. With the memory store the answer goes now, without a "stored" key.
  * With a durable store it is held (copied) until the store acknowledges t's
  * current version and then says "stored":true; it goes with "stored":false
- * (503 with store.ack: durable) when the store is degraded, refuses the
- * document for good, the task is removed first, 5 s pass, or the process
- * stops. Loop thread.
+ * when the store is degraded, refuses the document for good, 5 s pass or the
+ * process stops (with store.ack: durable a 503 instead), and when the task
+ * is removed first (both modes: nothing is left to store). Loop thread.
  */
 void sc_store_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, struct sc_buf *b);
 
