@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -2100,81 +2101,132 @@ paused_teardown(void **state)
 }
 
 /*
+ * send_held() sends n failures <tag>-<i> as requests on subject at once, all
+ * answered on one inbox, and returns the answers (a JSON array of
+ * {"body":..., "code":"503" or null}) that came within 15 s.
+ */
+static json_t *
+send_held(natsConnection *nc, const char *subject, const char *tag, int n)
+{
+    char inbox[64], wild[80], reply[96], id[64];
+    natsSubscription *sub = NULL;
+    json_t *out = json_array();
+    struct penv pe = {0};
+
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    snprintf(inbox, sizeof inbox, "_INBOX.%s-%d", tag, (int)getpid());
+    snprintf(wild, sizeof wild, "%s.*", inbox);
+    IT_CHECK(natsConnection_SubscribeSync(&sub, nc, wild) == NATS_OK, "subscribe");
+    for (int i = 0; i < n; i++) {
+        msgpack_sbuffer sb;
+        snprintf(id, sizeof id, "%s-%d", tag, i);
+        snprintf(reply, sizeof reply, "%s.%d", inbox, i);
+        pe.task_id = id;
+        pe.n = i;
+        penv_pack(&pe, &sb);
+        IT_CHECK(natsConnection_PublishRequest(nc, subject, reply, sb.data, (int)sb.size) == NATS_OK,
+                 "publish %s", id);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    for (int got = 0; got < n; got++) {
+        natsMsg *m = NULL;
+        const char *code = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 15000) != NATS_OK)
+            break;
+        natsMsgHeader_Get(m, "Nats-Service-Error-Code", &code);
+        json_array_append_new(out, json_pack("{s:o,s:s?}", "body",
+                                             json_loadb(natsMsg_GetData(m),
+                                                        (size_t)natsMsg_GetDataLength(m), 0, NULL),
+                                             "code", code));
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    return out;
+}
+
+/*
  * The issue's second case: OpenSearch paused (SIGSTOP: connections hang, no
  * error), requests keep coming, then kill -9. Every answer that said
  * "stored":true must be in the index after the restart; answers given while
- * the node hangs say "stored":false (after the 5 s hold), never true.
+ * the node hangs say "stored":false (after the 5 s hold), never true, and a
+ * second sidecar with store.ack: durable (its own prefix and index) answers
+ * them 503 instead.
  */
 static void
 test_paused_kill9(void **state)
 {
-    char index[128], id[64], inbox[64];
-    struct flags f;
+    char index[128], index2[128], id[64], dir2[IT_PATH_MAX + 8];
+    struct flags f, f2;
     const char *extra[] = {"retry_processor_enabled=false", NULL};
+    const char *durable[] = {"retry_processor_enabled=false", "store.ack=durable",
+                             "subjects.prefix=dlqd", NULL};
     struct it_env *e;
+    struct it_daemon d2 = {0, -1, ""};
     struct penv pe = {0};
     const int n = 20;
-    natsSubscription *sub = NULL;
+    json_t *acks, *a;
+    size_t i;
 
     test_index("paused", index, sizeof index);
+    test_index("paused-durable", index2, sizeof index2);
     e = it_env_start("persist-paused", os_flags(&f, os_url(), index, extra));
     assert_non_null(e);
     *state = e;
+    snprintf(dir2, sizeof dir2, "%s/d2", e->dir);
+    IT_CHECK(mkdir(dir2, 0700) == 0, "mkdir %s", dir2);
+    IT_CHECK(it_daemon_start(&d2, dir2, e->srv.url, os_flags(&f2, os_url(), index2, durable)) == 0,
+             "second daemon");
     pe.error = "connection refused";
     pe.max_retries = -1;
-    for (int i = 0; i < n; i++) {
-        snprintf(id, sizeof id, "ok-%d", i);
+    for (int k = 0; k < n; k++) {
+        snprintf(id, sizeof id, "ok-%d", k);
         pe.task_id = id;
         json_t *ack = penv_request(e->nc, "dlq.failed.paused", &pe);
         IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "%s not stored", id);
         json_decref(ack);
+        for (int w = 0; w < 100 && !(ack = it_request_json(e->nc, "dlqd.failed.paused",
+                                                            "{\"task_id\":\"ok\",\"task\":{}}",
+                                                            IT_REQUEST_MS));
+             w++)
+            it_sleep_ms(100); /* the second daemon may still be starting */
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "durable: not stored");
+        json_decref(ack);
     }
 
     IT_CHECK(os_signal(SIGSTOP), "cannot pause the node (DLQ_OPENSEARCH_DIR/pid)");
-    /* n requests at once, their answers on one inbox. */
-    snprintf(inbox, sizeof inbox, "_INBOX.paused-%d", (int)getpid());
-    char wild[80];
-    snprintf(wild, sizeof wild, "%s.*", inbox);
-    IT_CHECK(natsConnection_SubscribeSync(&sub, e->nc, wild) == NATS_OK, "subscribe");
-    for (int i = 0; i < n; i++) {
-        msgpack_sbuffer sb;
-        char reply[96];
-        snprintf(id, sizeof id, "held-%d", i);
-        snprintf(reply, sizeof reply, "%s.%d", inbox, i);
-        pe.task_id = id;
-        penv_pack(&pe, &sb);
-        IT_CHECK(natsConnection_PublishRequest(e->nc, "dlq.failed.paused", reply, sb.data,
-                                               (int)sb.size) == NATS_OK,
-                 "publish %s", id);
-        msgpack_sbuffer_destroy(&sb);
+    acks = send_held(e->nc, "dlq.failed.paused", "held", n);
+    IT_CHECK(json_array_size(acks) == (size_t)n, "answers: %zu of %d", json_array_size(acks), n);
+    json_array_foreach(acks, i, a) {
+        const json_t *b = json_object_get(a, "body");
+        IT_CHECK(json_is_true(json_object_get(b, "ok")) && json_is_false(json_object_get(b, "stored")),
+                 "an answer while the node hangs must say \"stored\":false");
     }
-    int got = 0, unstored = 0;
-    while (got < n) {
-        natsMsg *m = NULL;
-        if (natsSubscription_NextMsg(&m, sub, 15000) != NATS_OK)
-            break;
-        json_t *ack = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
-        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
-                     !json_is_true(json_object_get(ack, "stored")),
-                 "an answer while the node hangs must not say \"stored\":true");
-        unstored += json_is_false(json_object_get(ack, "stored"));
-        json_decref(ack);
-        natsMsg_Destroy(m);
-        got++;
+    json_decref(acks);
+    acks = send_held(e->nc, "dlqd.failed.paused", "held-durable", n);
+    IT_CHECK(json_array_size(acks) == (size_t)n, "durable answers: %zu of %d",
+             json_array_size(acks), n);
+    json_array_foreach(acks, i, a) {
+        const json_t *b = json_object_get(a, "body");
+        const char *code = it_json_str(a, "code"), *msg = it_json_str(b, "error.message");
+        IT_CHECK(code && strcmp(code, "503") == 0 && json_is_false(json_object_get(b, "ok")) &&
+                     msg && strstr(msg, "not stored"),
+                 "store.ack: durable must answer 503 \"not stored\" while the node hangs");
     }
-    natsSubscription_Destroy(sub);
-    IT_CHECK(got == n && unstored == n, "answers: %d, \"stored\":false: %d, expected %d", got,
-             unstored, n);
+    json_decref(acks);
 
     kill9(&e->dmn);
+    kill9(&d2);
     IT_CHECK(os_signal(SIGCONT), "cannot resume the node");
     restart(e, os_flags(&f, os_url(), index, extra));
     json_decref(wait_stored(e->nc, 60000));
-    for (int i = 0; i < n; i++) {
-        snprintf(id, sizeof id, "ok-%d", i);
+    for (int k = 0; k < n; k++) {
+        snprintf(id, sizeof id, "ok-%d", k);
         IT_CHECK(os_has_doc(index, id), "%s was answered \"stored\":true and is lost", id);
     }
+    IT_CHECK(os_has_doc(index2, "ok"), "durable: ok was answered \"stored\":true and is lost");
     os_drop(index);
+    os_drop(index2);
     e->passed = true;
 }
 
