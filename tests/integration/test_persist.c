@@ -2034,6 +2034,53 @@ test_spill(void **state)
     IT_CHECK(access(spill, F_OK) == 0, "no spill file at %s", spill);
     IT_CHECK(log_has(&e->dmn, "were spilled"), "the log must say the writes were spilled");
 
+    /*
+     * The cap: a sidecar on another index with a 1 MiB spill file and 2.4 MB
+     * of tasks stops with some writes not spilled: counted, logged, exit 3;
+     * the file stays within the cap and is complete.
+     */
+    {
+        char index3[128], spill3[512], big_id[32];
+        struct flags f3;
+        const char *capped[] = {"retry_processor_enabled=false", sdir, "shutdown.drain_ms=0",
+                                "store.spill_max_bytes=1048576", NULL};
+        static char blob[100005];
+        struct stat sb;
+        test_index("spillcap", index3, sizeof index3);
+        snprintf(spill3, sizeof spill3, "%s/spill/%s.spill", dir, index3);
+        restart(e, os_flags(&f3, os_url(), index3, capped));
+        blob[0] = (char)0xc6; /* bin 32 of 100,000 bytes */
+        blob[1] = 0;
+        blob[2] = 0x01;
+        blob[3] = (char)0x86;
+        blob[4] = (char)0xa0;
+        memset(blob + 5, 'x', 100000);
+        for (int i = 0; i < 24; i++) {
+            struct penv big = {0};
+            snprintf(big_id, sizeof big_id, "big-%d", i);
+            big.task_id = big_id;
+            big.task_mp = blob;
+            big.task_len = sizeof blob;
+            big.error = "connection refused";
+            big.max_retries = -1;
+            ack = penv_request(e->nc, "dlq.failed.spill", &big);
+            IT_CHECK(ack && json_is_false(json_object_get(ack, "stored")), "ack of %s", big_id);
+            json_decref(ack);
+        }
+        rc = it_daemon_stop(&e->dmn);
+        IT_CHECK(rc == 3, "writes past the spill cap are lost: exit 3, got %d", rc);
+        IT_CHECK(log_has(&e->dmn, "spill file full") && log_has(&e->dmn, "not_spilled="),
+                 "the log must count the writes past the cap");
+        IT_CHECK(stat(spill3, &sb) == 0 && sb.st_size > 0 && sb.st_size <= 1048576,
+                 "the capped spill file: %lld bytes", (long long)sb.st_size);
+        struct sc_buf text;
+        sc_buf_init(&text, 4u * 1024 * 1024);
+        IT_CHECK(slurp(spill3, &text) && strstr(text.data, "{\"end\":{\"records\":"),
+                 "the capped spill file has no end record");
+        sc_buf_destroy(&text);
+        IT_CHECK(unlink(spill3) == 0, "rm %s", spill3);
+    }
+
     /* Restarted during the outage: the tasks come back from the spill file, and go to it again. */
     restart(e, os_flags(&f, os_url(), index, extra));
     wait_queue(e->nc, n + 1, 30000);
@@ -2063,7 +2110,9 @@ test_spill(void **state)
     IT_CHECK(json_object_size(all) == (size_t)n + 2, "documents: %zu, expected %d",
              json_object_size(all), n + 2);
     json_decref(all);
-    IT_CHECK(!log_has(&e->dmn, "level=error"), "errors in the log");
+    IT_CHECK(!log_has(&e->dmn, "cannot write the spill file") && !log_has(&e->dmn, "incomplete") &&
+                 !log_has(&e->dmn, "unreadable=1"),
+             "spill file errors in the log");
     os_drop(index);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
