@@ -22,6 +22,7 @@ enum config_enum_kind {
     CONFIG_E_RETRY_AUTO, /* policy_retry plus a has_ flag: "auto"/"" clears it */
     CONFIG_E_OUTCOME,
     CONFIG_E_STORE,
+    CONFIG_E_STORE_ACK,
     CONFIG_E_LEVEL,
     CONFIG_E_FORMAT,
 };

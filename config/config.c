@@ -13,6 +13,7 @@
 /* Allowed names of config/'s own enum keys, in enum order (policy/ owns the names of its enums). */
 static const char *const outcome_names[] = {"reply", "none", "stored", NULL};
 static const char *const store_names[] = {"memory", "opensearch", NULL};
+static const char *const store_ack_names[] = {"accepted", "durable", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
 
@@ -139,6 +140,12 @@ static const struct config_key keys[] = {
            "keep completed tasks instead of removing them"),
     K_INT("store.journal_max", store_journal_max, CONFIG_W_I64, 1000, 10000000, "100000",
           "pending writes kept while the store is unreachable"),
+    K_ENUM("store.ack", store_ack, CONFIG_E_STORE_ACK, store_ack_names, "accepted",
+           "accepted: answers while the store is degraded say \"stored\":false; durable: refuse (503) instead"),
+    K_STR("store.spill_dir", store_spill_dir, NULL, NULL, "",
+          "directory of the spill file that keeps unstored writes across a restart (empty: none)"),
+    K_INT("store.spill_max_bytes", store_spill_max_bytes, CONFIG_W_I64, 1048576, 1099511627776LL,
+          "268435456", "largest spill file, bytes; writes past it are counted as not stored"),
     K_STR("store.opensearch.url", os_url, check_urls, "a comma-separated list of URLs",
           "http://127.0.0.1:9200", "OpenSearch URLs, comma-separated"),
     K_STR("store.opensearch.index", os_index, check_index,
@@ -690,6 +697,7 @@ enum_get(const struct config *cfg, const struct config_key *k)
         return (size_t)*(const policy_retry *)p + 1;
     case CONFIG_E_OUTCOME: return (size_t)*(const config_outcome *)p;
     case CONFIG_E_STORE: return (size_t)*(const config_store *)p;
+    case CONFIG_E_STORE_ACK: return (size_t)*(const config_store_ack *)p;
     case CONFIG_E_LEVEL: return (size_t)*(const config_log_level *)p;
     case CONFIG_E_FORMAT: return (size_t)*(const config_log_format *)p;
     case CONFIG_E_NONE: break;
@@ -723,6 +731,7 @@ enum_put(struct config *cfg, const struct config_key *k, size_t i)
         break;
     case CONFIG_E_OUTCOME: *(config_outcome *)p = (config_outcome)i; break;
     case CONFIG_E_STORE: *(config_store *)p = (config_store)i; break;
+    case CONFIG_E_STORE_ACK: *(config_store_ack *)p = (config_store_ack)i; break;
     case CONFIG_E_LEVEL: *(config_log_level *)p = (config_log_level)i; break;
     case CONFIG_E_FORMAT: *(config_log_format *)p = (config_log_format)i; break;
     case CONFIG_E_NONE: break;

@@ -19,6 +19,8 @@ struct config_rule {
 /* retry.outcome: reply (the worker answers), none (a publish is a success), stored (a JetStream PubAck is). */
 typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE, CONFIG_OUTCOME_STORED } config_outcome;
 typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH } config_store;
+/* store.ack: what an ingest answer waits for (README "Acknowledgements"). */
+typedef enum { CONFIG_ACK_ACCEPTED = 0, CONFIG_ACK_DURABLE } config_store_ack;
 typedef enum { CONFIG_LOG_DEBUG = 0, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR } config_log_level;
 typedef enum { CONFIG_LOG_LOGFMT = 0, CONFIG_LOG_JSON } config_log_format;
 
@@ -71,6 +73,9 @@ struct config {
     config_store store_backend;    /* store.backend */
     bool store_keep_completed;     /* store.keep_completed */
     int64_t store_journal_max;     /* store.journal_max, 1000-10,000,000, default 100000 */
+    config_store_ack store_ack;    /* store.ack: accepted (default) or durable */
+    char *store_spill_dir;         /* store.spill_dir: "" (no spill file) or a directory */
+    int64_t store_spill_max_bytes; /* store.spill_max_bytes, 1 MiB-1 TiB, default 256 MiB */
     char *os_url;                  /* store.opensearch.url */
     char *os_index;                /* store.opensearch.index */
     char *os_username;             /* store.opensearch.username */

@@ -130,10 +130,10 @@ warn_unknown_keys(struct sc_daemon *d, const struct codec_envelope *env, const c
 }
 
 /*
- * Replies {"ok":true,...}. t is the stored task: with a durable store the
- * reply waits for its write (DESIGN section 3: "accepted" means "stored"),
- * except while the store is degraded; NULL answers now. env (may be NULL)
- * adds the names of its unknown keys.
+ * Replies {"ok":true,...}. t is the stored task (NULL: nothing stored); the
+ * store mirror completes the answer: with a durable store it waits for t's
+ * write and says "stored" (DESIGN section 3: "accepted" means "stored").
+ * env (may be NULL) adds the names of its unknown keys.
  */
 static void
 ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const char *status,
@@ -155,10 +155,7 @@ ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const cha
         json_kv(b, false, "next_retry_at", NULL, 0);
     }
     json_unknown_keys(b, env);
-    sc_buf_appendc(b, '}');
-    if (t && sc_store_hold_ack(d, m, t, b->data, b->len))
-        return;
-    sc_respond(d, m, b->data, b->len, 0, NULL);
+    sc_store_ack(d, m, t, b);
 }
 
 static struct sc_reason_count *
@@ -433,6 +430,21 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         }
     }
 
+    /* store.ack: durable: refuse what the store cannot take now (a plain publish has no one to tell). */
+    if (natsMsg_GetReply(m)) {
+        const char *no = sc_store_refusal(d);
+        if (no) {
+            struct sc_task view;
+            memset(&view, 0, sizeof(view));
+            view.id = (char *)env.task_id.ptr;
+            view.id_len = env.task_id.len;
+            view.subject = (char *)subject;
+            view.category = cat;
+            sc_event(d, "refused", &view, 0, no);
+            ack_error(d, m, 503, no);
+            return;
+        }
+    }
     t = sc_queue_find(&d->q, env.task_id.ptr, env.task_id.len);
     if (t && (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED))
         reopened = true;

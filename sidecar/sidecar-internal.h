@@ -510,26 +510,40 @@ void sc_store_removed(struct sc_daemon *d, struct sc_task *t);
  * (at most 2 min) or the store turns degraded (the load then goes on in the
  * background). Call it before the tick and NATS exist. Returns SC_OK, or
  * SC_EINVAL with err saying which store.* setting is bad (an unreachable
- * OpenSearch is not an error: degraded mode). sc_store_flush() writes what
+ * OpenSearch is not an error: degraded mode); a spill file left by the last
+ * run (store.spill_dir) is replayed first. sc_store_flush() writes what
  * is pending at shutdown, running the loop for up to shutdown.drain_ms (at
- * least 2 s). sc_store_close() frees everything; safe when never opened.
+ * least 2 s), then writes what is left to the spill file; when writes are
+ * left neither stored nor spilled it logs their count and sets d->exit_code
+ * to SC_EXIT_UNSTORED. sc_store_close() frees everything; safe when never opened.
  * Main thread, before and after the loop runs.
  */
+#define SC_EXIT_UNSTORED 3 /* exit code: stopped with writes neither stored nor spilled */
 struct sc_store_ack;
 sc_status sc_store_open(struct sc_daemon *d, char *err, size_t errlen);
 void sc_store_flush(struct sc_daemon *d);
 void sc_store_close(struct sc_daemon *d);
 
 /*
- * sc_store_hold_ack() takes over the ingest acknowledgement body (len bytes,
- * copied) for request m when a durable store is up: it is published to m's
- * reply subject once t's current version is written (or refused for good),
- * when the store turns degraded, or after 5 s, whichever comes first.
- * Returns false when the caller must answer now (memory store, degraded,
- * no reply subject, too many held). Loop thread.
+ * sc_store_ack() answers the ingest request m for task t (NULL: nothing was
+ * stored, e.g. a skipped failure). b holds the answer's JSON object without
+ * its closing '}'; it is completed and answered here, b is then free for
+ * reuse. With the memory store the answer goes now, without a "stored" key.
+ * With a durable store it is held (copied) until the store acknowledges t's
+ * current version and then says "stored":true; it goes with "stored":false
+ * when the store is degraded, refuses the document for good, 5 s pass or the
+ * process stops (with store.ack: durable a 503 instead), and when the task
+ * is removed first (both modes: nothing is left to store). Loop thread.
  */
-bool sc_store_hold_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const char *body,
-                       size_t len);
+void sc_store_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, struct sc_buf *b);
+
+/*
+ * sc_store_refusal() is asked by ingest before it takes a failure sent as a
+ * request: NULL to go on, or why it must be refused with 503 (store.ack:
+ * durable and the store cannot take the write now: degraded, starting, or
+ * too many answers already waiting); the refusal is counted. Loop thread.
+ */
+const char *sc_store_refusal(struct sc_daemon *d);
 
 /*
  * sc_store_state() returns the store's state name ("ok", "starting",

@@ -1,6 +1,11 @@
-/* store.c - mirrors task changes into the configured store (persist/): documents, dirty set, tombstones, held ingest acks, the start-up load. */
+/* store.c - mirrors task changes into the configured store (persist/): documents, dirty set, tombstones, held ingest acks, the start-up load, the spill file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -57,12 +62,28 @@ struct sc_store {
     uint64_t tombs_dropped;
     struct sc_store_ack *ahead, *atail;
     size_t nacks;
+    bool ack_durable;         /* store.ack: durable */
+    uint64_t refused_acks;    /* answered 503 (store.ack: durable) */
+    uint64_t unstored_acks;   /* answered "stored":false */
     struct event *ack_ev;
     bool ack_ev_armed;
     uint64_t vclock;
     uint64_t loaded, load_skipped, load_errors, rejected;
     int64_t last_reject_log;
     json_t *tomb_ids;         /* ids with a pending delete, while a background load runs; else NULL */
+    /* the batch in flight (for the spill file): its items, and how many are not answered yet */
+    struct store_fl *fl;
+    size_t nfl, flcap, fl_open;
+    struct sc_buf fl_ids;
+    /* the spill file (store.spill_dir) */
+    char *spill_path, *spill_tmp; /* NULL: no spill_dir */
+    bool spill_live;          /* the file holds writes not yet acknowledged */
+    uint64_t spill_vmax;      /* the newest version it held */
+    uint64_t spilled;         /* records in the file written last */
+    struct store_raw *raw, *rawfl; /* replayed documents not in memory: waiting, in flight */
+    size_t nraw, rawcap, nrawfl, rawflcap;
+    json_t *spill_ids;        /* their ids, until the load is over; else NULL */
+    struct event *spill_ev;   /* checks whether the spill file is done, after a batch */
     struct sc_buf tmp;
 };
 
@@ -127,6 +148,72 @@ dirty_unlink(struct sc_store *s, struct sc_task *t)
 
 /* ---- held acks -------------------------------------------------------------------------------- */
 
+/*
+ * Who holds a failure sent as a request (DESIGN section 3), with a durable
+ * store (docs/store.md, "Who holds an acknowledged failure"):
+ * 1. sc_ingest() puts it in the queue (memory) and sc_store_changed() on the
+ *    dirty list; its answer is held here (sc_store_ack()), nobody has been
+ *    told anything yet.
+ * 2. on_fill() copies the task's state into a _bulk batch: memory still
+ *    holds it, the request in flight carries a copy.
+ * 3. on_result(): OK or STALE means OpenSearch holds that version: the answer
+ *    goes with "stored":true. RETRY puts the task back on the dirty list and
+ *    the answer keeps waiting.
+ * 4. Without a store acknowledgement the answer says "stored":false (with
+ *    store.ack: durable it is a 503 instead, except when the task is gone or
+ *    nothing was to be stored): the store turned degraded, refused the
+ *    document for good, 5 s passed, or the process stops. Memory still holds
+ *    the failure; at shutdown the spill file takes over what OpenSearch did
+ *    not take (sc_store_flush()).
+ */
+
+/* How an answer ends. */
+typedef enum {
+    ACK_STORED = 0,  /* the store acknowledged the write: "stored":true */
+    ACK_NOT_STORED,  /* nothing to store or nothing left to store: "stored":false */
+    ACK_UNSTORED,    /* the write is not acknowledged: "stored":false, or 503 with store.ack: durable */
+} ack_end;
+
+#define ACK_SUFFIX_MAX 16 /* ,"stored":false} (a body has room for it and a NUL) */
+
+/*
+ * Completes and publishes one answer: body (len bytes, room for
+ * ACK_SUFFIX_MAX more and a NUL) is the object without its '}'. m is the request when
+ * answering at once (sc_respond() checks its reply subject), else NULL and
+ * reply is used.
+ */
+static void
+ack_answer(struct sc_daemon *d, natsMsg *m, const char *reply, const struct sc_task *t, char *body,
+           size_t len, ack_end end, const char *why)
+{
+    struct sc_store *s = d->store;
+    const char *sfx = end == ACK_STORED ? ",\"stored\":true}" : ",\"stored\":false}";
+    char err[256], msg[160];
+    const char *hdrs[5] = {CODEC_HDR_SERVICE_ERROR, msg, CODEC_HDR_SERVICE_ERROR_CODE, "503", NULL};
+    int n;
+
+    if (end == ACK_UNSTORED && s->ack_durable) {
+        s->refused_acks++;
+        snprintf(msg, sizeof(msg), "not stored: %s", why);
+        n = snprintf(err, sizeof(err), "{\"ok\":false,\"error\":{\"code\":503,\"message\":\"%s\"}}", msg);
+        if (t)
+            sc_event(d, "refused", t, 0, msg);
+        if (m)
+            sc_respond(d, m, err, (size_t)n, 503, msg);
+        else
+            sc_publish(d, reply, NULL, err, (size_t)n, hdrs);
+        return;
+    }
+    if (end != ACK_STORED)
+        s->unstored_acks++;
+    memcpy(body + len, sfx, strlen(sfx) + 1); /* with its NUL: there is room */
+    len += strlen(sfx);
+    if (m)
+        sc_respond(d, m, body, len, 0, NULL);
+    else
+        sc_publish(d, reply, NULL, body, len, NULL);
+}
+
 static void
 ack_unlink(struct sc_store *s, struct sc_store_ack *a)
 {
@@ -148,12 +235,12 @@ ack_unlink(struct sc_store *s, struct sc_store_ack *a)
     s->nacks--;
 }
 
-/* Sends a's reply and frees it. */
+/* Sends a's answer and frees it. */
 static void
-ack_send(struct sc_daemon *d, struct sc_store_ack *a)
+ack_send(struct sc_daemon *d, struct sc_store_ack *a, ack_end end, const char *why)
 {
     ack_unlink(d->store, a);
-    sc_publish(d, a->reply, NULL, a->body, a->len, NULL);
+    ack_answer(d, NULL, a->reply, a->task, a->body, a->len, end, why);
     free(a->reply);
     free(a->body);
     free(a);
@@ -161,22 +248,23 @@ ack_send(struct sc_daemon *d, struct sc_store_ack *a)
 
 /* Answers t's held acks whose version is at most version (all when version is UINT64_MAX). */
 static void
-acks_release_task(struct sc_daemon *d, struct sc_task *t, uint64_t version)
+acks_release_task(struct sc_daemon *d, struct sc_task *t, uint64_t version, ack_end end,
+                  const char *why)
 {
     struct sc_store_ack *a = t->store_acks, *next;
 
     for (; a; a = next) {
         next = a->tnext;
         if (a->version <= version)
-            ack_send(d, a);
+            ack_send(d, a, end, why);
     }
 }
 
 static void
-acks_release_all(struct sc_daemon *d)
+acks_release_all(struct sc_daemon *d, const char *why)
 {
     while (d->store->ahead)
-        ack_send(d, d->store->ahead);
+        ack_send(d, d->store->ahead, ACK_UNSTORED, why);
 }
 
 static void
@@ -191,32 +279,36 @@ on_ack_sweep(evutil_socket_t fd, short what, void *arg)
     (void)what;
     s->ack_ev_armed = false;
     while (s->ahead && s->ahead->deadline <= now)
-        ack_send(d, s->ahead);
+        ack_send(d, s->ahead, ACK_UNSTORED, "the store did not acknowledge the write within 5 s");
     if (s->ahead) {
         event_add(s->ack_ev, &tv);
         s->ack_ev_armed = true;
     }
 }
 
-bool
-sc_store_hold_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const char *body, size_t len)
+/* Holds the answer in b for t's write; false when it must go now. */
+static bool
+ack_hold(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const struct sc_buf *b)
 {
     struct sc_store *s = d->store;
     const char *reply = natsMsg_GetReply(m);
     struct sc_store_ack *a;
     struct timeval tv = {0, ACK_SWEEP_MS * 1000};
+    size_t plen = strlen(d->reply_prefix);
 
-    if (!s || !s->durable || !t || !reply || !*reply || s->p->state != PERSIST_OK ||
-        s->nacks >= ACK_MAX || !t->store_dirty)
+    /* A reply sc_respond() would refuse (a wildcard, our own retry inbox) is not held either. */
+    if (!t || !reply || !*reply || !codec_subject_valid(reply, strlen(reply), false) ||
+        (strncmp(reply, d->reply_prefix, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
+        s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !t->store_dirty)
         return false;
     a = sc_xcalloc(1, sizeof(*a));
     a->task = t;
     a->version = t->version;
     a->deadline = sc_now_mono_ms() + ACK_HOLD_MS;
     a->reply = sc_xstrdup(reply);
-    a->body = sc_xmalloc(len ? len : 1);
-    memcpy(a->body, body, len);
-    a->len = len;
+    a->body = sc_xmalloc(b->len + ACK_SUFFIX_MAX + 1);
+    memcpy(a->body, b->data, b->len);
+    a->len = b->len;
     a->tnext = t->store_acks;
     t->store_acks = a;
     a->gprev = s->atail;
@@ -232,6 +324,46 @@ sc_store_hold_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const char
     }
     persist_kick(s->p, true);
     return true;
+}
+
+void
+sc_store_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, struct sc_buf *b)
+{
+    struct sc_store *s = d->store;
+
+    if (!natsMsg_GetReply(m))
+        return;
+    if (!s || !s->durable) { /* the memory store: nothing to wait for, no "stored" key */
+        sc_buf_appendc(b, '}');
+        sc_respond(d, m, b->data, b->len, 0, NULL);
+        return;
+    }
+    if (ack_hold(d, m, t, b))
+        return;
+    /* Room for the suffix: append the longest one, then take it back. */
+    if (sc_buf_append(b, ",\"stored\":false}", ACK_SUFFIX_MAX) != SC_OK)
+        return; /* cannot happen: d->out's cap is far above an answer */
+    b->len -= ACK_SUFFIX_MAX;
+    ack_answer(d, m, NULL, t, b->data, b->len, t ? ACK_UNSTORED : ACK_NOT_STORED,
+               s->p->state == PERSIST_OK ? "too many answers wait for the store"
+                                         : "the store is degraded");
+}
+
+const char *
+sc_store_refusal(struct sc_daemon *d)
+{
+    struct sc_store *s = d->store;
+    const char *why = NULL;
+
+    if (!s || !s->durable || !s->ack_durable)
+        return NULL;
+    if (s->p->state != PERSIST_OK)
+        why = "store unavailable: the failure cannot be stored now (store.ack: durable)";
+    else if (s->nacks >= ACK_MAX)
+        why = "store busy: too many answers wait for the store (store.ack: durable)";
+    if (why)
+        s->refused_acks++;
+    return why;
 }
 
 /* ---- tombstones ------------------------------------------------------------------------------- */
@@ -628,7 +760,8 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
             json_object_setn(s->tomb_ids, tb->id, tb->len, json_true());
         }
     }
-    if (s->tomb_ids && json_object_getn(s->tomb_ids, id, id_len)) {
+    if ((s->tomb_ids && json_object_getn(s->tomb_ids, id, id_len)) ||
+        (s->spill_ids && json_object_getn(s->spill_ids, id, id_len))) {
         s->load_skipped++;
         return;
     }
@@ -749,6 +882,482 @@ on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *
     free(id);
 }
 
+/* ---- the batch in flight and the spill file --------------------------------------------------- */
+
+/*
+ * The spill file (README "Persistence", docs/store.md) keeps, across a
+ * restart, the writes OpenSearch did not take. It is written once, at
+ * shutdown (sc_store_flush()), after the drain: to <dir>/<index>.spill.tmp,
+ * fsync'ed, renamed over <dir>/<index>.spill, and the directory fsync'ed.
+ * One JSON object a line: a header {"dlq_spill":1,...}, then
+ * {"put":<the task's document>} or {"delete":{"id":...,"version":N}}, and a
+ * trailer {"end":{"records":N}}. At start it is replayed before the load:
+ * non-terminal tasks back into memory (dirty), deletes into the tombstone
+ * ring, other documents (completed or archived, with keep_completed) into a
+ * list written as they are. It is removed once every write it held is
+ * acknowledged (or superseded by a newer version), or at the next shutdown
+ * when nothing is queued. Its size is capped (store.spill_max_bytes): a
+ * record that would pass the cap is not written, and counted as not stored.
+ */
+#define SPILL_TRAILER_MAX 64
+#define SPILL_LINE_MAX (128u * 1024 * 1024) /* one record: a document up to what a _bulk body may carry */
+
+/* A document replayed from the spill file that does not go back into memory. */
+struct store_raw {
+    char *id;
+    size_t len;
+    uint64_t version;
+    char *doc;
+    size_t doclen;
+};
+
+/* One item of the batch in flight (ids in s->fl_ids). */
+struct store_fl {
+    size_t off, len;
+    uint64_t version;
+    bool del;
+};
+
+static void
+fl_add(struct sc_store *s, const char *id, size_t len, uint64_t version, bool del)
+{
+    struct store_fl *f;
+
+    if (s->nfl == s->flcap) {
+        s->flcap = s->flcap ? s->flcap * 2 : 64;
+        s->fl = sc_xrealloc(s->fl, s->flcap * sizeof(*s->fl));
+    }
+    f = &s->fl[s->nfl++];
+    f->off = s->fl_ids.len;
+    f->len = len;
+    f->version = version;
+    f->del = del;
+    if (sc_buf_append(&s->fl_ids, id, len) != SC_OK)
+        s->nfl--; /* an id past the buffer's cap: the spill covers it through the dirty list only */
+    else
+        s->fl_open++;
+}
+
+static void
+raw_free(struct store_raw *r)
+{
+    free(r->id);
+    free(r->doc);
+}
+
+static void
+raw_push(struct sc_store *s, struct store_raw *r)
+{
+    if (s->nraw == s->rawcap) {
+        s->rawcap = s->rawcap ? s->rawcap * 2 : 16;
+        s->raw = sc_xrealloc(s->raw, s->rawcap * sizeof(*s->raw));
+    }
+    s->raw[s->nraw++] = *r;
+}
+
+/*
+ * The start of a fill: the last batch is answered (one request at a time),
+ * so what it carried is forgotten; replayed documents go first. Returns
+ * false when the batch is full.
+ */
+static bool
+spill_fill(struct sc_daemon *d, struct persist_batch *b)
+{
+    struct sc_store *s = d->store;
+    sc_status st;
+
+    s->nfl = 0;
+    s->fl_open = 0;
+    sc_buf_reset(&s->fl_ids);
+    while (s->nrawfl) /* not answered: cannot happen, but never lose them */
+        raw_push(s, &s->rawfl[--s->nrawfl]);
+    while (s->nraw) {
+        struct store_raw *r = &s->raw[s->nraw - 1];
+        struct sc_buf *buf = persist_batch_put_begin(b, r->id, r->len, r->version);
+        if (!buf)
+            return false;
+        if ((st = sc_buf_append(buf, r->doc, r->doclen)) != SC_OK)
+            persist_batch_put_abort(b);
+        else
+            st = persist_batch_put_end(b);
+        if (st && persist_batch_count(b) > 0)
+            return false;
+        if (st) {
+            s->rejected++;
+            sc_log(SC_LOG_WARN, "store: a spilled document is too large to write; dropped", "task_id",
+                   r->id, NULL);
+            raw_free(r);
+            s->nraw--;
+            continue;
+        }
+        fl_add(s, r->id, r->len, r->version, false);
+        if (s->nrawfl == s->rawflcap) {
+            s->rawflcap = s->rawflcap ? s->rawflcap * 2 : 16;
+            s->rawfl = sc_xrealloc(s->rawfl, s->rawflcap * sizeof(*s->rawfl));
+        }
+        s->rawfl[s->nrawfl++] = *r;
+        s->nraw--;
+    }
+    return true;
+}
+
+/* Whether a write the spill file held is still neither acknowledged nor superseded. */
+static bool
+spill_pending(const struct sc_store *s)
+{
+    if (s->fl_open || s->nraw || s->nrawfl)
+        return true;
+    for (const struct sc_task *t = s->dhead; t; t = t->dnext)
+        if (t->version <= s->spill_vmax)
+            return true;
+    for (size_t i = 0; i < s->tlen; i++)
+        if (s->tombs[(s->thead + i) % s->tcap].version <= s->spill_vmax)
+            return true;
+    return false;
+}
+
+/* Removes the spill file (its writes are stored, or a newer one replaces it). */
+static void
+spill_remove(struct sc_daemon *d)
+{
+    struct sc_store *s = d->store;
+
+    if (!s->spill_path)
+        return;
+    if (unlink(s->spill_path) == 0)
+        sc_log(SC_LOG_INFO, "store: spill file removed; its writes are stored", "file",
+               s->spill_path, NULL);
+    s->spill_live = false;
+}
+
+/* After a batch is answered (deferred to the loop, once every item is back): is the spill file done? */
+static void
+on_spill_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_daemon *d = arg;
+    struct sc_store *s = d->store;
+
+    (void)fd;
+    (void)what;
+    if (s->spill_live && s->p->state == PERSIST_OK && !spill_pending(s))
+        spill_remove(d);
+}
+
+static void
+spill_check_later(struct sc_store *s)
+{
+    struct timeval tv = {0, 0};
+
+    if (s->spill_live && s->spill_ev)
+        evtimer_add(s->spill_ev, &tv);
+}
+
+/*
+ * An item's result: true when it was a replayed document (handled here).
+ * Counts the items of the batch in flight as they come back.
+ */
+static bool
+spill_result(struct sc_daemon *d, const struct persist_item *it, persist_result r)
+{
+    struct sc_store *s = d->store;
+
+    if (s->fl_open && --s->fl_open == 0)
+        spill_check_later(s);
+    if (it->del)
+        return false;
+    for (size_t i = 0; i < s->nrawfl; i++) {
+        struct store_raw *raw = &s->rawfl[i];
+        if (raw->version != it->version || raw->len != it->id_len ||
+            memcmp(raw->id, it->id, it->id_len) != 0)
+            continue;
+        if (r == PERSIST_ITEM_RETRY) {
+            raw_push(s, raw);
+            persist_kick(s->p, false);
+        } else {
+            raw_free(raw);
+        }
+        s->rawfl[i] = s->rawfl[--s->nrawfl];
+        return true;
+    }
+    return false;
+}
+
+/* Writes one line to the spill file unless it passes the cap; false when not written. */
+static bool
+spill_line(struct sc_store *s, FILE *f, const struct sc_buf *line, size_t cap, size_t *size,
+           bool *io_error)
+{
+    if (*io_error || *size + line->len + SPILL_TRAILER_MAX > cap)
+        return false;
+    if (fwrite(line->data, 1, line->len, f) != line->len) {
+        *io_error = true;
+        return false;
+    }
+    *size += line->len;
+    s->spilled++;
+    return true;
+}
+
+/* The line of t's current state. */
+static sc_status
+spill_put_line(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
+{
+    sc_status st;
+
+    sc_buf_reset(b);
+    if ((st = sc_buf_append(b, "{\"put\":", 7)) || (st = task_doc(d, t, b)))
+        return st;
+    return sc_buf_append(b, "}\n", 2);
+}
+
+static sc_status
+spill_raw_line(const struct store_raw *r, struct sc_buf *b)
+{
+    sc_status st;
+
+    sc_buf_reset(b);
+    if ((st = sc_buf_append(b, "{\"put\":", 7)) || (st = sc_buf_append(b, r->doc, r->doclen)))
+        return st;
+    return sc_buf_append(b, "}\n", 2);
+}
+
+static sc_status
+spill_del_line(const char *id, size_t len, uint64_t version, struct sc_buf *b)
+{
+    struct docw w = {b, SC_OK, true};
+
+    sc_buf_reset(b);
+    w_raw(&w, "{\"delete\":{", 11);
+    w_str(&w, "id", id, len);
+    w_int(&w, "version", (int64_t)version);
+    w_raw(&w, "}}\n", 3);
+    return w.st;
+}
+
+/*
+ * Writes the queued writes (queued of them, as counted by the caller) to
+ * the spill file. Returns how many are covered by it: written, or
+ * superseded by a record that was (a write in flight whose task is dirty
+ * again, or removed since). 0 when there is no spill_dir or the file cannot
+ * be written (logged).
+ */
+static size_t
+spill_write(struct sc_daemon *d, size_t queued)
+{
+    struct sc_store *s = d->store;
+    size_t cap = (size_t)d->cfg->store_spill_max_bytes, size = 0, missed = 0;
+    bool busy = persist_busy(s->p), io_error = false, renamed = false;
+    struct sc_buf line;
+    char ts[SC_RFC3339_LEN];
+    FILE *f = NULL;
+    int fd = -1, dfd = -1;
+
+    if (!s->spill_path)
+        return 0;
+    sc_buf_init(&line, SPILL_LINE_MAX);
+    fd = open(s->spill_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || !(f = fdopen(fd, "w"))) {
+        io_error = true;
+        goto done;
+    }
+    fd = -1;
+    sc_format_rfc3339(sc_now_wall_ms(), ts);
+    sc_buf_appendf(&line, "{\"dlq_spill\":1,\"index\":\"%s\",\"written_at\":\"%s\",\"queued\":%zu}\n",
+                   d->cfg->os_index, ts, queued);
+    s->spilled = 0;
+    if (!spill_line(s, f, &line, cap, &size, &io_error))
+        goto done;
+    s->spilled = 0; /* the header is not a record */
+    /* The tasks first: they are the failures. */
+    for (struct sc_task *t = s->dhead; t; t = t->dnext)
+        if (spill_put_line(d, t, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error))
+            missed++;
+    for (size_t i = 0; busy && i < s->nfl; i++) {
+        const struct store_fl *fl = &s->fl[i];
+        struct sc_task *t;
+        if (fl->del)
+            continue;
+        t = sc_queue_find(&d->q, s->fl_ids.data + fl->off, fl->len);
+        if (t && !t->store_dirty &&
+            (spill_put_line(d, t, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error)))
+            missed++;
+        /* dirty: written above; gone: its delete is in the ring; a replayed document: below */
+    }
+    for (size_t i = 0; i < s->nraw + (busy ? s->nrawfl : 0); i++) {
+        const struct store_raw *r = i < s->nraw ? &s->raw[i] : &s->rawfl[i - s->nraw];
+        if (spill_raw_line(r, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error))
+            missed++;
+    }
+    for (size_t i = 0; i < s->tlen; i++) {
+        const struct store_tomb *tb = &s->tombs[(s->thead + i) % s->tcap];
+        if (spill_del_line(tb->id, tb->len, tb->version, &line) != SC_OK ||
+            !spill_line(s, f, &line, cap, &size, &io_error))
+            missed++;
+    }
+    for (size_t i = 0; busy && i < s->nfl; i++) {
+        const struct store_fl *fl = &s->fl[i];
+        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, &line) ||
+                        !spill_line(s, f, &line, cap, &size, &io_error)))
+            missed++;
+    }
+    sc_buf_reset(&line);
+    sc_buf_appendf(&line, "{\"end\":{\"records\":%llu}}\n", (unsigned long long)s->spilled);
+    if (io_error || fwrite(line.data, 1, line.len, f) != line.len || fflush(f) != 0 ||
+        fsync(fileno(f)) != 0) {
+        io_error = true;
+        goto done;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        io_error = true;
+        goto done;
+    }
+    f = NULL;
+    if (rename(s->spill_tmp, s->spill_path) != 0) {
+        io_error = true;
+        goto done;
+    }
+    renamed = true;
+    dfd = open(d->cfg->store_spill_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0)
+        io_error = true; /* the file is complete; only the rename may not survive a power loss */
+done:
+    if (io_error)
+        sc_log(SC_LOG_ERROR, "store: cannot write the spill file", "file", s->spill_tmp, "error",
+               strerror(errno), NULL);
+    if (f)
+        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    sc_buf_destroy(&line);
+    if (!renamed) {
+        unlink(s->spill_tmp);
+        return 0;
+    }
+    if (missed)
+        sc_log(SC_LOG_ERROR, "store: spill file full (store.spill_max_bytes): writes not spilled",
+               "not_spilled", sc_log_int((int64_t)missed), "spill_max_bytes",
+               sc_log_int(d->cfg->store_spill_max_bytes), NULL);
+    return missed > queued ? 0 : queued - missed;
+}
+
+/* Replays one {"put":doc} record of the spill file. Returns false when it is unusable. */
+static bool
+spill_replay_put(struct sc_daemon *d, json_t *src)
+{
+    struct sc_store *s = d->store;
+    const char *st = json_string_value(json_object_get(src, "status"));
+    size_t len = 0;
+    char *id = doc_str(s, src, "task_id", &len);
+    uint64_t version = (uint64_t)doc_int(src, "version");
+    struct sc_task *t;
+    struct store_raw r;
+    bool ok = false;
+
+    if (!id || !len || !st)
+        goto done;
+    if (version > s->spill_vmax)
+        s->spill_vmax = version;
+    if (version > s->vclock)
+        s->vclock = version;
+    if (strcmp(st, "pending") == 0 || strcmp(st, "retrying") == 0 || strcmp(st, "exhausted") == 0) {
+        if (sc_queue_find(&d->q, id, len))
+            goto done; /* one record per task: a second one is damage */
+        load_task(d, id, len, version, src);
+        t = sc_queue_find(&d->q, id, len);
+        if (!t)
+            goto done;
+        dirty_link(s, t, false); /* its state is not in OpenSearch yet */
+        ok = true;
+        goto done;
+    }
+    /* Completed or archived (keep_completed): written as it is, never loaded. */
+    memset(&r, 0, sizeof(r));
+    r.doc = json_dumps(src, JSON_COMPACT);
+    if (!r.doc)
+        goto done;
+    r.doclen = strlen(r.doc);
+    r.id = id;
+    r.len = len;
+    r.version = version;
+    id = NULL;
+    if (!s->spill_ids)
+        s->spill_ids = json_object();
+    json_object_setn(s->spill_ids, r.id, r.len, json_true()); /* the load must not bring back an older state */
+    raw_push(s, &r);
+    ok = true;
+done:
+    free(id);
+    return ok;
+}
+
+/*
+ * Replays the spill file left by the last run, if any, before the load
+ * (see above). Never fails: what cannot be read is logged and counted.
+ */
+static void
+spill_replay(struct sc_daemon *d)
+{
+    struct sc_store *s = d->store;
+    FILE *f = fopen(s->spill_path, "r");
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    uint64_t puts = 0, dels = 0, bad = 0, records = 0;
+    bool ended = false;
+
+    if (!f) {
+        if (errno != ENOENT)
+            sc_log(SC_LOG_ERROR, "store: cannot read the spill file", "file", s->spill_path, "error",
+                   strerror(errno), NULL);
+        return;
+    }
+    while ((n = getline(&buf, &cap, f)) > 0) {
+        json_t *j = json_loadb(buf, (size_t)n, 0, NULL), *v;
+        if (!j || !json_is_object(j)) {
+            bad++;
+        } else if ((v = json_object_get(j, "put")) && json_is_object(v)) {
+            records++;
+            if (spill_replay_put(d, v))
+                puts++;
+            else
+                bad++;
+        } else if ((v = json_object_get(j, "delete")) && json_is_object(v)) {
+            size_t len = 0;
+            char *id = doc_str(s, v, "id", &len);
+            uint64_t version = (uint64_t)doc_int(v, "version");
+            records++;
+            if (id && len && !sc_queue_find(&d->q, id, len)) {
+                tomb_push(d, id, len, version);
+                if (version > s->spill_vmax)
+                    s->spill_vmax = version;
+                if (version > s->vclock)
+                    s->vclock = version;
+                dels++;
+            } else if (!id || !len) {
+                bad++;
+            }
+            free(id);
+        } else if ((v = json_object_get(j, "end"))) {
+            ended = (uint64_t)doc_int(v, "records") == records;
+        }
+        json_decref(j);
+    }
+    free(buf);
+    fclose(f);
+    s->spill_live = puts + dels + s->nraw > 0;
+    sc_log(ended && !bad ? SC_LOG_INFO : SC_LOG_ERROR,
+           ended ? "store: replaying the spill file of the last run"
+                 : "store: replaying the spill file of the last run, which is incomplete (no end record)",
+           "file", s->spill_path, "tasks", sc_log_int((int64_t)puts - (int64_t)s->nraw), "documents",
+           sc_log_int((int64_t)s->nraw), "deletes", sc_log_int((int64_t)dels), "unreadable",
+           sc_log_int((int64_t)bad), NULL);
+    if (!s->spill_live)
+        spill_remove(d);
+}
+
 /* ---- the owner callbacks ---------------------------------------------------------------------- */
 
 static void
@@ -760,6 +1369,8 @@ on_fill(void *ctx, struct persist_batch *b)
     size_t tombs_first = s->tlen;
     sc_status st;
 
+    if (!spill_fill(d, b))
+        return;
     /* Deletes are small: half the batch may go to them first, the rest after the tasks. */
     for (int pass = 0; pass < 2; pass++) {
         size_t limit = pass == 0 ? (tombs_first + 1) / 2 : s->tlen;
@@ -767,6 +1378,7 @@ on_fill(void *ctx, struct persist_batch *b)
             struct store_tomb *tb = &s->tombs[s->thead];
             if (persist_batch_delete(b, tb->id, tb->len, tb->version) != SC_OK)
                 return;
+            fl_add(s, tb->id, tb->len, tb->version, true);
             free(tb->id);
             s->thead = (s->thead + 1) % s->tcap;
             s->tlen--;
@@ -795,11 +1407,14 @@ on_fill(void *ctx, struct persist_batch *b)
             if (st == SC_EFULL || (st && persist_batch_count(b) > 0))
                 return;
             dirty_unlink(s, t);
+            if (!st)
+                fl_add(s, t->id, t->id_len, t->version, false);
             if (st) {
                 s->rejected++;
                 sc_log(SC_LOG_WARN, "store: task document too large to write; kept in memory only",
                        "task_id", t->id, NULL);
-                acks_release_task(d, t, UINT64_MAX);
+                acks_release_task(d, t, UINT64_MAX, ACK_UNSTORED,
+                                  "the task's document is too large for the store");
             }
         }
     }
@@ -810,9 +1425,12 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
 {
     struct sc_daemon *d = ctx;
     struct sc_store *s = d->store;
-    struct sc_task *t = sc_queue_find(&d->q, it->id, it->id_len);
+    struct sc_task *t;
     int64_t now;
 
+    if (spill_result(d, it, r))
+        return; /* a document replayed from the spill file */
+    t = sc_queue_find(&d->q, it->id, it->id_len);
     if (it->del) {
         if (r == PERSIST_ITEM_RETRY && !t)
             tomb_push(d, it->id, it->id_len, it->version);
@@ -834,11 +1452,11 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
                    "task_id", t->id, "reason", reason ? reason : "", "rejected",
                    sc_log_int((int64_t)s->rejected), NULL);
         }
-        acks_release_task(d, t, it->version);
+        acks_release_task(d, t, it->version, ACK_UNSTORED, "the store refused the task's document");
         break;
     case PERSIST_ITEM_OK:
     case PERSIST_ITEM_STALE:
-        acks_release_task(d, t, it->version);
+        acks_release_task(d, t, it->version, ACK_STORED, NULL);
         break;
     }
 }
@@ -853,14 +1471,17 @@ on_state(void *ctx, persist_state st, const char *error)
         sc_log(SC_LOG_WARN, "persistence degraded: serving from memory; writes wait and replay",
                "backend", s->p->ops->name, "error", error ? error : "", "queued_writes",
                sc_log_int((int64_t)(s->ndirty + s->tlen)), NULL);
-        acks_release_all(d); /* DESIGN section 3: acknowledged from memory while degraded */
+        acks_release_all(d, "the store is degraded"); /* DESIGN section 3: "stored":false, or 503 */
     } else if (st == PERSIST_OK) {
         json_decref(s->tomb_ids); /* the load is over */
         s->tomb_ids = NULL;
+        json_decref(s->spill_ids);
+        s->spill_ids = NULL;
+        spill_check_later(s);
         sc_log(SC_LOG_INFO, "persistence ok", "backend", s->p->ops->name, "queued_writes",
                sc_log_int((int64_t)(s->ndirty + s->tlen)), "loaded", sc_log_int((int64_t)s->loaded),
                NULL);
-        if (s->ndirty || s->tlen)
+        if (s->ndirty || s->tlen || s->nraw)
             persist_kick(s->p, true);
     }
 }
@@ -890,12 +1511,46 @@ sc_store_removed(struct sc_daemon *d, struct sc_task *t)
 
     if (!s)
         return;
-    acks_release_task(d, t, UINT64_MAX);
+    acks_release_task(d, t, UINT64_MAX, ACK_NOT_STORED, NULL); /* nothing left to store */
     if (!s->durable)
         return;
     dirty_unlink(s, t);
     tomb_push(d, t->id, t->id_len, next_version(s, t->version));
     persist_kick(s->p, false);
+}
+
+/* Checks store.spill_dir (made when missing) and sets the spill file's paths. */
+static sc_status
+spill_open(struct sc_daemon *d, char *err, size_t errlen)
+{
+    struct sc_store *s = d->store;
+    const char *dir = d->cfg->store_spill_dir;
+    size_t n = strlen(dir) + strlen(d->cfg->os_index) + 16;
+    int fd;
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "store.spill_dir: '%s' cannot be created: %s", dir, strerror(errno));
+        return SC_EINVAL;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || access(dir, W_OK | X_OK) != 0) {
+        snprintf(err, errlen, "store.spill_dir: '%s' is not a writable directory: %s", dir,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return SC_EINVAL;
+    }
+    close(fd);
+    s->spill_path = sc_xmalloc(n);
+    s->spill_tmp = sc_xmalloc(n + 4);
+    snprintf(s->spill_path, n, "%s/%s.spill", dir, d->cfg->os_index);
+    snprintf(s->spill_tmp, n + 4, "%s.tmp", s->spill_path);
+    s->spill_ev = evtimer_new(d->base, on_spill_check, d);
+    if (!s->spill_ev) {
+        snprintf(err, errlen, "libevent: cannot create the store's timer");
+        return SC_EIO;
+    }
+    return SC_OK;
 }
 
 sc_status
@@ -911,7 +1566,11 @@ sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
     d->store = s;
     s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
     sc_buf_init(&s->tmp, 256u * 1024 * 1024);
+    sc_buf_init(&s->fl_ids, SPILL_LINE_MAX);
     if (cfg->store_backend != CONFIG_STORE_OPENSEARCH) {
+        if (cfg->store_ack == CONFIG_ACK_DURABLE || cfg->store_spill_dir[0])
+            sc_log(SC_LOG_WARN, "store.ack: durable and store.spill_dir have no effect with "
+                                "store.backend: memory (nothing is stored)", NULL);
         s->p = persist_memory_new(&owner);
         return persist_start(s->p);
     }
@@ -931,12 +1590,18 @@ sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
     if ((st = persist_opensearch_new(d->base, &o, &owner, &s->p, err, errlen)))
         return st;
     s->durable = true;
+    s->ack_durable = cfg->store_ack == CONFIG_ACK_DURABLE;
     s->tcap = (size_t)cfg->store_journal_max;
     s->tombs = sc_xcalloc(s->tcap, sizeof(*s->tombs));
     s->ack_ev = evtimer_new(d->base, on_ack_sweep, d);
     if (!s->ack_ev) {
         snprintf(err, errlen, "libevent: cannot create the store's timer");
         return SC_EIO;
+    }
+    if (cfg->store_spill_dir[0]) {
+        if ((st = spill_open(d, err, errlen)))
+            return st;
+        spill_replay(d);
     }
     if ((st = persist_start(s->p))) {
         snprintf(err, errlen, "store: cannot start (%s)", sc_status_str(st));
@@ -969,21 +1634,36 @@ sc_store_flush(struct sc_daemon *d)
     struct sc_store *s = d->store;
     int64_t wait = d->cfg->shutdown_drain_ms > FLUSH_MIN_MS ? d->cfg->shutdown_drain_ms : FLUSH_MIN_MS;
     int64_t deadline = sc_now_mono_ms() + wait;
+    struct persist_stats st;
+    size_t queued, spilled = 0;
 
     if (!s || !s->durable)
         return;
-    if (s->ndirty || s->tlen)
+    if (s->ndirty || s->tlen || s->nraw)
         persist_kick(s->p, true);
-    while ((s->ndirty || s->tlen || persist_busy(s->p)) && sc_now_mono_ms() < deadline)
+    while ((s->ndirty || s->tlen || s->nraw || persist_busy(s->p)) && sc_now_mono_ms() < deadline)
         if (event_base_loop(d->base, EVLOOP_ONCE) < 0)
             break;
-    acks_release_all(d);
-    if (s->ndirty || s->tlen || persist_busy(s->p))
-        sc_log(SC_LOG_WARN, "store: stopping with writes not yet stored", "queued_writes",
-               sc_log_int((int64_t)(s->ndirty + s->tlen)), "state",
-               persist_state_name(s->p->state), NULL);
+    persist_get_stats(s->p, &st);
+    queued = s->ndirty + s->tlen + s->nraw + (persist_busy(s->p) ? st.in_flight : 0);
+    if (queued)
+        spilled = spill_write(d, queued);
     else
+        spill_remove(d); /* everything is stored: a spill file left from before is done */
+    acks_release_all(d, "the sidecar is stopping");
+    if (queued > spilled) {
+        sc_log(SC_LOG_ERROR, "store: stopping with writes not stored; they are lost", "not_stored",
+               sc_log_int((int64_t)(queued - spilled)), "spilled", sc_log_int((int64_t)spilled),
+               "state", persist_state_name(s->p->state), "spill_dir", d->cfg->store_spill_dir, NULL);
+        if (!d->exit_code)
+            d->exit_code = SC_EXIT_UNSTORED;
+    } else if (queued) {
+        sc_log(SC_LOG_WARN, "store: writes not yet stored were spilled; they are replayed at the next start",
+               "spilled", sc_log_int((int64_t)spilled), "state", persist_state_name(s->p->state),
+               "file", s->spill_path, NULL);
+    } else {
         sc_log(SC_LOG_INFO, "store: flushed", NULL);
+    }
 }
 
 void
@@ -1008,6 +1688,19 @@ sc_store_close(struct sc_daemon *d)
     json_decref(s->tomb_ids);
     if (s->ack_ev)
         event_free(s->ack_ev);
+    if (s->spill_ev)
+        event_free(s->spill_ev);
+    for (size_t i = 0; i < s->nraw; i++)
+        raw_free(&s->raw[i]);
+    for (size_t i = 0; i < s->nrawfl; i++)
+        raw_free(&s->rawfl[i]);
+    free(s->raw);
+    free(s->rawfl);
+    json_decref(s->spill_ids);
+    free(s->spill_path);
+    free(s->spill_tmp);
+    free(s->fl);
+    sc_buf_destroy(&s->fl_ids);
     persist_free(s->p);
     sc_buf_destroy(&s->tmp);
     free(s);
@@ -1027,7 +1720,7 @@ sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_write
     }
     persist_get_stats(s->p, &st);
     *backend = st.backend;
-    *queued_writes = (uint64_t)(s->ndirty + s->tlen + st.in_flight);
+    *queued_writes = (uint64_t)(s->ndirty + s->tlen + s->nraw + st.in_flight);
     return persist_state_name(st.state);
 }
 
@@ -1075,6 +1768,9 @@ sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b)
                    (unsigned long long)st.failed_batches, (unsigned long long)s->loaded,
                    (unsigned long long)(s->load_skipped + s->load_errors),
                    (unsigned long long)s->tombs_dropped, s->tcap);
+    sc_buf_appendf(b, ",\"ack\":\"%s\",\"refused_answers\":%llu,\"unstored_answers\":%llu",
+                   s->ack_durable ? "durable" : "accepted", (unsigned long long)s->refused_acks,
+                   (unsigned long long)s->unstored_acks);
     if (ts[0])
         sc_buf_appendf(b, ",\"last_error_at\":\"%s\"", ts);
     else

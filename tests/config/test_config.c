@@ -136,6 +136,9 @@ test_defaults(void **state)
         {"store.backend", "memory"},
         {"store.keep_completed", "false"},
         {"store.journal_max", "100000"},
+        {"store.ack", "accepted"},
+        {"store.spill_dir", ""},
+        {"store.spill_max_bytes", "268435456"},
         {"store.opensearch.url", "http://127.0.0.1:9200"},
         {"store.opensearch.index", "dlq-tasks"},
         {"store.opensearch.username", ""},
@@ -233,7 +236,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 75); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 78); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -643,6 +646,8 @@ test_bad_values(void **state)
          "default_retry_policy: 'forever' is not one of auto, never, linear, exponential, immediate"},
         {"retry.outcome", "", "retry.outcome: '' is not one of reply, none, stored"},
         {"store.backend", "redis", "store.backend: 'redis' is not one of memory, opensearch"},
+        {"store.ack", "stored", "store.ack: 'stored' is not one of accepted, durable"},
+        {"store.spill_max_bytes", "1000", "store.spill_max_bytes: 1000 is out of range 1048576-1099511627776"},
         {"log.level", "trace", "log.level: 'trace' is not one of debug, info, warn, error"},
         {"log.format", "text", "log.format: 'text' is not one of logfmt, json"},
         {"subjects.prefix", "a.b", "subjects.prefix: 'a.b' is not one NATS token"},
@@ -774,7 +779,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 35);
+    assert_int_equal(checked, 36);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1451,6 +1452,8 @@ test_degraded(void **state)
     p = persistence(e->nc);
     IT_CHECK(it_json_int(p, "queued_writes") >= 1, "the write is not queued");
     json_decref(p);
+    /* Stopped with the write never stored (no spill_dir): exit 3, not 0. */
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "a stop with writes lost must exit 3");
     e->passed = true;
     it_env_stop(e);
     *state = NULL;
@@ -1815,6 +1818,7 @@ test_tls_bad_password(void **state)
     snprintf(path, sizeof path, "/%s", index);
     json_decref(os_call("GET", path, NULL, &st));
     IT_CHECK(st == 404, "GET %s: HTTP %ld, expected 404", path, st);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "a stop with writes lost must exit 3");
     e->passed = true;
     it_env_stop(e);
     *state = NULL;
@@ -1843,7 +1847,7 @@ test_tls_verify(void **state)
     IT_CHECK(tls_proxy_saw("handshake") && !tls_proxy_saw("HTTP/1.1\""),
              "the TLS handshake must fail before any request");
     tls_ingest(e->nc, "unverified", 2); /* answered from memory */
-    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "a stop with writes lost must exit 3");
 
     /* The same proxy and certificate, with store.opensearch.insecure=true. */
     const char *extra2[] = {"retry_processor_enabled=false", "store.opensearch.username=" TLS_USER,
@@ -2206,6 +2210,461 @@ test_episode_restart(void **state)
     e->passed = true;
 }
 
+/* ---- 13. what an answer says about the store (issue 10, item 5) ------------------------------ */
+
+/* raw_request() sends the envelope as a request; returns the reply (caller destroys) or fails. */
+static natsMsg *
+raw_request(natsConnection *nc, const char *subject, const struct penv *p)
+{
+    msgpack_sbuffer sb;
+    natsMsg *reply = NULL;
+
+    penv_pack(p, &sb);
+    natsStatus s = natsConnection_Request(&reply, nc, subject, sb.data, (int)sb.size, IT_REQUEST_MS);
+    msgpack_sbuffer_destroy(&sb);
+    IT_CHECK(s == NATS_OK && reply, "request on %s: %s", subject, natsStatus_GetText(s));
+    return reply;
+}
+
+/* log_has() tells whether the daemon's log contains needle. */
+static bool
+log_has(const struct it_daemon *d, const char *needle)
+{
+    struct sc_buf b;
+    bool found;
+
+    sc_buf_init(&b, 256u * 1024 * 1024);
+    found = slurp(d->log, &b) && strstr(b.data, needle) != NULL;
+    sc_buf_destroy(&b);
+    return found;
+}
+
+/* os_has_doc() tells whether index holds the document of task id (a real-time GET, no refresh). */
+static bool
+os_has_doc(const char *index, const char *id)
+{
+    char path[512];
+    long st;
+    json_t *r;
+    bool found;
+
+    snprintf(path, sizeof path, "/%s/_doc/%s", index, id);
+    r = os_call("GET", path, NULL, &st);
+    found = st == 200 && json_is_true(json_object_get(r, "found"));
+    json_decref(r);
+    return found;
+}
+
+/*
+ * A failure sent as a request is answered "stored":true only once its
+ * document is in the index; while OpenSearch is away the answer says
+ * "stored":false; a SIGTERM with writes left exits 3 and counts them;
+ * store.ack: durable refuses with 503 instead. The memory store adds no key.
+ */
+static void
+test_ack_stored(void **state)
+{
+    char index[128];
+    struct flags f;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    const char *durable[] = {"retry_processor_enabled=false", "store.ack=durable", NULL};
+    struct it_env *e;
+    struct penv pe = {0};
+    json_t *ack, *p;
+    natsMsg *reply;
+    const char *code = NULL;
+
+    /* The memory store: nothing is stored, and the answer does not pretend either way. */
+    e = it_env_start("persist-ack-memory", NULL);
+    assert_non_null(e);
+    *state = e;
+    pe.task_id = "ack-mem";
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    ack = penv_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) && !json_object_get(ack, "stored"),
+             "memory store: ok without a \"stored\" key");
+    json_decref(ack);
+    e->passed = true;
+    it_env_stop(e);
+    *state = NULL;
+
+    test_index("ack", index, sizeof index);
+    e = it_env_start("persist-ack", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    /* Healthy: the answer says stored, and the document is there when it comes. */
+    pe.task_id = "ack-1";
+    ack = penv_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                 json_is_true(json_object_get(ack, "stored")),
+             "a healthy store must answer \"stored\":true");
+    json_decref(ack);
+    IT_CHECK(os_has_doc(index, "ack-1"), "answered \"stored\":true, but ack-1 is not in the index");
+
+    /* OpenSearch goes away: answers say "stored":false. */
+    os_ctl("stop");
+    pe.task_id = "ack-probe";
+    penv_publish(e->nc, "dlq.failed.ack", &pe); /* a write that finds the node gone */
+    json_decref(wait_degraded(e->nc, "", 60000));
+    pe.task_id = "ack-2";
+    ack = penv_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                 json_is_false(json_object_get(ack, "stored")),
+             "an answer given while degraded must say \"stored\":false");
+    json_decref(ack);
+    p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "unstored_answers") >= 1, "unstored_answers not counted");
+    json_decref(p);
+
+    /* SIGTERM with writes queued: exit 3, and the log counts what is lost. */
+    int rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 3, "SIGTERM with writes not stored must exit 3, got %d", rc);
+    IT_CHECK(log_has(&e->dmn, "writes not stored") && log_has(&e->dmn, "not_stored=2"),
+             "the log must say how many writes were not stored (ack-probe, ack-2)");
+
+    /* store.ack: durable, still without OpenSearch: a request is refused with 503. */
+    struct it_recorder *ev = it_env_recorder(e, e->nc, "dlq.events.refused", NULL, 100, true);
+    restart(e, os_flags(&f, os_url(), index, durable));
+    pe.task_id = "ack-3";
+    reply = raw_request(e->nc, "dlq.failed.ack", &pe);
+    IT_CHECK(natsMsgHeader_Get(reply, "Nats-Service-Error-Code", &code) == NATS_OK && code &&
+                 strcmp(code, "503") == 0,
+             "store.ack: durable while degraded must answer 503 with Nats-Service-Error-Code");
+    ack = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    IT_CHECK(ack && json_is_false(json_object_get(ack, "ok")) &&
+                 it_json_int(ack, "error.code") == 503,
+             "the 503 body must be {\"ok\":false,\"error\":{\"code\":503,...}}");
+    json_decref(ack);
+    natsMsg_Destroy(reply);
+    IT_CHECK(it_rec_wait(ev, 1, 5000), "no refused event");
+    p = persistence(e->nc);
+    IT_CHECK(it_json_int(p, "refused_answers") == 1, "refused_answers: %lld",
+             (long long)it_json_int(p, "refused_answers"));
+    json_decref(p);
+    ack = it_admin_get(e->nc, "ack-3");
+    IT_CHECK(ack && it_json_int(ack, "error.code") == 404, "a refused failure must not be kept");
+    json_decref(ack);
+    /* A plain publish has nobody to tell: it is taken into memory. */
+    pe.task_id = "ack-4";
+    penv_publish(e->nc, "dlq.failed.ack", &pe);
+    wait_queue(e->nc, 1, 10000);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 3, "SIGTERM with ack-4 not stored must exit 3, got %d", rc);
+    os_ctl("start");
+    os_drop(index);
+    e->passed = true;
+}
+
+/*
+ * store.spill_dir: OpenSearch stopped, failures acknowledged ("stored":false),
+ * a task archived and one cleared, SIGTERM (exit 0: everything spilled), a restart still
+ * without OpenSearch (the spill comes back into memory and is spilled
+ * again), OpenSearch back, a restart: every acknowledged failure is in the
+ * index, the removed task is not, and the spill file is gone.
+ */
+static void
+test_spill(void **state)
+{
+    char index[128], dir[256], spill[512], sdir[300], id[64];
+    struct flags f;
+    struct it_env *e;
+    struct penv pe = {0};
+    json_t *ack;
+    const int n = quick() ? 200 : 2000;
+    int rc;
+
+    snprintf(dir, sizeof dir, "/tmp/dlq-it-spill-%d-XXXXXX", (int)getpid());
+    IT_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(sdir, sizeof sdir, "store.spill_dir=%s/spill", dir); /* made by the daemon */
+    const char *extra[] = {"retry_processor_enabled=false", sdir, "shutdown.drain_ms=0", NULL};
+    test_index("spill", index, sizeof index);
+    snprintf(spill, sizeof spill, "%s/spill/%s.spill", dir, index);
+    e = it_env_start("persist-spill", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    pe.task_id = "spill-gone"; /* cleared during the outage: a delete to spill */
+    ack = penv_request(e->nc, "dlq.failed.spillgone", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "spill-gone not stored");
+    json_decref(ack);
+    pe.task_id = "spill-arch"; /* archived during the outage (kept: keep_completed) */
+    ack = penv_request(e->nc, "dlq.failed.spill", &pe);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "spill-arch not stored");
+    json_decref(ack);
+
+    os_ctl("stop");
+    pe.task_id = "spill-probe";
+    penv_publish(e->nc, "dlq.failed.spill", &pe);
+    json_decref(wait_degraded(e->nc, "", 60000));
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "spill-%d", i);
+        pe.task_id = id;
+        pe.n = i;
+        ack = penv_request(e->nc, "dlq.failed.spill", &pe);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                     json_is_false(json_object_get(ack, "stored")),
+                 "ack of %s while degraded", id);
+        json_decref(ack);
+    }
+    ack = it_request_json(e->nc, "dlq.admin.archive", "{\"task_id\":\"spill-arch\"}", IT_REQUEST_MS);
+    IT_CHECK(ack && it_json_int(ack, "archived") == 1, "archive spill-arch");
+    json_decref(ack);
+    ack = it_request_json(e->nc, "dlq.admin.clear",
+                          "{\"subject\":\"dlq.failed.spillgone\",\"confirm\":true}", IT_REQUEST_MS);
+    IT_CHECK(ack && it_json_int(ack, "cleared") == 1, "clear spill-gone");
+    json_decref(ack);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 0, "SIGTERM with every write spilled must exit 0, got %d", rc);
+    IT_CHECK(access(spill, F_OK) == 0, "no spill file at %s", spill);
+    IT_CHECK(log_has(&e->dmn, "were spilled"), "the log must say the writes were spilled");
+
+    /*
+     * The cap: a sidecar on another index with a 1 MiB spill file and 2.4 MB
+     * of tasks stops with some writes not spilled: counted, logged, exit 3;
+     * the file stays within the cap and is complete.
+     */
+    {
+        char index3[128], spill3[512], big_id[32];
+        struct flags f3;
+        const char *capped[] = {"retry_processor_enabled=false", sdir, "shutdown.drain_ms=0",
+                                "store.spill_max_bytes=1048576", NULL};
+        static char blob[100005];
+        struct stat sb;
+        test_index("spillcap", index3, sizeof index3);
+        snprintf(spill3, sizeof spill3, "%s/spill/%s.spill", dir, index3);
+        restart(e, os_flags(&f3, os_url(), index3, capped));
+        blob[0] = (char)0xc6; /* bin 32 of 100,000 bytes */
+        blob[1] = 0;
+        blob[2] = 0x01;
+        blob[3] = (char)0x86;
+        blob[4] = (char)0xa0;
+        memset(blob + 5, 'x', 100000);
+        for (int i = 0; i < 24; i++) {
+            struct penv big = {0};
+            snprintf(big_id, sizeof big_id, "big-%d", i);
+            big.task_id = big_id;
+            big.task_mp = blob;
+            big.task_len = sizeof blob;
+            big.error = "connection refused";
+            big.max_retries = -1;
+            ack = penv_request(e->nc, "dlq.failed.spill", &big);
+            IT_CHECK(ack && json_is_false(json_object_get(ack, "stored")), "ack of %s", big_id);
+            json_decref(ack);
+        }
+        rc = it_daemon_stop(&e->dmn);
+        IT_CHECK(rc == 3, "writes past the spill cap are lost: exit 3, got %d", rc);
+        IT_CHECK(log_has(&e->dmn, "spill file full") && log_has(&e->dmn, "not_spilled="),
+                 "the log must count the writes past the cap");
+        IT_CHECK(stat(spill3, &sb) == 0 && sb.st_size > 0 && sb.st_size <= 1048576,
+                 "the capped spill file: %lld bytes", (long long)sb.st_size);
+        struct sc_buf text;
+        sc_buf_init(&text, 4u * 1024 * 1024);
+        IT_CHECK(slurp(spill3, &text) && strstr(text.data, "{\"end\":{\"records\":"),
+                 "the capped spill file has no end record");
+        sc_buf_destroy(&text);
+        IT_CHECK(unlink(spill3) == 0, "rm %s", spill3);
+    }
+
+    /* Restarted during the outage: the tasks come back from the spill file, and go to it again. */
+    restart(e, os_flags(&f, os_url(), index, extra));
+    wait_queue(e->nc, n + 1, 30000);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 0, "second SIGTERM during the outage must exit 0, got %d", rc);
+    IT_CHECK(access(spill, F_OK) == 0, "no spill file after the second stop");
+
+    /* OpenSearch back, a restart: everything in the index, the spill file gone. */
+    os_ctl("start");
+    restart(e, os_flags(&f, os_url(), index, extra));
+    json_decref(wait_stored(e->nc, 60000));
+    for (int i = 0; i < 100 && access(spill, F_OK) == 0; i++)
+        it_sleep_ms(100);
+    IT_CHECK(access(spill, F_OK) != 0, "the spill file must be removed once its writes are stored");
+    json_t *all = os_all(index);
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "spill-%d", i);
+        json_t *doc = json_object_get(all, id);
+        IT_CHECK(doc && strcmp(it_json_str(doc, "status"), "pending") == 0,
+                 "acknowledged failure %s is not in the index", id);
+    }
+    IT_CHECK(json_object_get(all, "spill-probe"), "spill-probe is not in the index");
+    IT_CHECK(!json_object_get(all, "spill-gone"), "the cleared task's delete was not replayed");
+    json_t *arch = json_object_get(all, "spill-arch");
+    IT_CHECK(arch && strcmp(it_json_str(arch, "status"), "archived") == 0,
+             "the archived state of spill-arch was not replayed");
+    IT_CHECK(json_object_size(all) == (size_t)n + 2, "documents: %zu, expected %d",
+             json_object_size(all), n + 2);
+    json_decref(all);
+    IT_CHECK(!log_has(&e->dmn, "cannot write the spill file") && !log_has(&e->dmn, "incomplete") &&
+                 !log_has(&e->dmn, "unreadable=1"),
+             "spill file errors in the log");
+    os_drop(index);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    IT_CHECK(system(cmd) == 0, "rm %s", dir);
+    e->passed = true;
+}
+
+/* os_signal() sends sig to the node's process (its pid file under DLQ_OPENSEARCH_DIR); false when it cannot. */
+static bool
+os_signal(int sig)
+{
+    const char *dir = getenv("DLQ_OPENSEARCH_DIR");
+    char path[512];
+    long pid = 0;
+    FILE *f;
+    bool ok;
+
+    if (!dir || !*dir)
+        return false;
+    snprintf(path, sizeof path, "%s/pid", dir);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    ok = fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, sig) == 0;
+    fclose(f);
+    return ok;
+}
+
+/* A test that pauses the node resumes it, whatever happened. */
+static int
+paused_teardown(void **state)
+{
+    os_signal(SIGCONT);
+    return it_teardown(state);
+}
+
+/*
+ * send_held() sends n failures <tag>-<i> as requests on subject at once, all
+ * answered on one inbox, and returns the answers (a JSON array of
+ * {"body":..., "code":"503" or null}) that came within 15 s.
+ */
+static json_t *
+send_held(natsConnection *nc, const char *subject, const char *tag, int n)
+{
+    char inbox[64], wild[80], reply[96], id[64];
+    natsSubscription *sub = NULL;
+    json_t *out = json_array();
+    struct penv pe = {0};
+
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    snprintf(inbox, sizeof inbox, "_INBOX.%s-%d", tag, (int)getpid());
+    snprintf(wild, sizeof wild, "%s.*", inbox);
+    IT_CHECK(natsConnection_SubscribeSync(&sub, nc, wild) == NATS_OK, "subscribe");
+    for (int i = 0; i < n; i++) {
+        msgpack_sbuffer sb;
+        snprintf(id, sizeof id, "%s-%d", tag, i);
+        snprintf(reply, sizeof reply, "%s.%d", inbox, i);
+        pe.task_id = id;
+        pe.n = i;
+        penv_pack(&pe, &sb);
+        IT_CHECK(natsConnection_PublishRequest(nc, subject, reply, sb.data, (int)sb.size) == NATS_OK,
+                 "publish %s", id);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    for (int got = 0; got < n; got++) {
+        natsMsg *m = NULL;
+        const char *code = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 15000) != NATS_OK)
+            break;
+        natsMsgHeader_Get(m, "Nats-Service-Error-Code", &code);
+        json_array_append_new(out, json_pack("{s:o,s:s?}", "body",
+                                             json_loadb(natsMsg_GetData(m),
+                                                        (size_t)natsMsg_GetDataLength(m), 0, NULL),
+                                             "code", code));
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    return out;
+}
+
+/*
+ * The issue's second case: OpenSearch paused (SIGSTOP: connections hang, no
+ * error), requests keep coming, then kill -9. Every answer that said
+ * "stored":true must be in the index after the restart; answers given while
+ * the node hangs say "stored":false (after the 5 s hold), never true, and a
+ * second sidecar with store.ack: durable (its own prefix and index) answers
+ * them 503 instead.
+ */
+static void
+test_paused_kill9(void **state)
+{
+    char index[128], index2[128], id[64], dir2[IT_PATH_MAX + 8];
+    struct flags f, f2;
+    const char *extra[] = {"retry_processor_enabled=false", NULL};
+    const char *durable[] = {"retry_processor_enabled=false", "store.ack=durable",
+                             "subjects.prefix=dlqd", NULL};
+    struct it_env *e;
+    struct it_daemon d2 = {0, -1, ""};
+    struct penv pe = {0};
+    const int n = 20;
+    json_t *acks, *a;
+    size_t i;
+
+    test_index("paused", index, sizeof index);
+    test_index("paused-durable", index2, sizeof index2);
+    e = it_env_start("persist-paused", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    snprintf(dir2, sizeof dir2, "%s/d2", e->dir);
+    IT_CHECK(mkdir(dir2, 0700) == 0, "mkdir %s", dir2);
+    IT_CHECK(it_daemon_start(&d2, dir2, e->srv.url, os_flags(&f2, os_url(), index2, durable)) == 0,
+             "second daemon");
+    pe.error = "connection refused";
+    pe.max_retries = -1;
+    for (int k = 0; k < n; k++) {
+        snprintf(id, sizeof id, "ok-%d", k);
+        pe.task_id = id;
+        json_t *ack = penv_request(e->nc, "dlq.failed.paused", &pe);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "%s not stored", id);
+        json_decref(ack);
+        for (int w = 0; w < 100 && !(ack = it_request_json(e->nc, "dlqd.failed.paused",
+                                                            "{\"task_id\":\"ok\",\"task\":{}}",
+                                                            IT_REQUEST_MS));
+             w++)
+            it_sleep_ms(100); /* the second daemon may still be starting */
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "durable: not stored");
+        json_decref(ack);
+    }
+
+    IT_CHECK(os_signal(SIGSTOP), "cannot pause the node (DLQ_OPENSEARCH_DIR/pid)");
+    acks = send_held(e->nc, "dlq.failed.paused", "held", n);
+    IT_CHECK(json_array_size(acks) == (size_t)n, "answers: %zu of %d", json_array_size(acks), n);
+    json_array_foreach(acks, i, a) {
+        const json_t *b = json_object_get(a, "body");
+        IT_CHECK(json_is_true(json_object_get(b, "ok")) && json_is_false(json_object_get(b, "stored")),
+                 "an answer while the node hangs must say \"stored\":false");
+    }
+    json_decref(acks);
+    acks = send_held(e->nc, "dlqd.failed.paused", "held-durable", n);
+    IT_CHECK(json_array_size(acks) == (size_t)n, "durable answers: %zu of %d",
+             json_array_size(acks), n);
+    json_array_foreach(acks, i, a) {
+        const json_t *b = json_object_get(a, "body");
+        const char *code = it_json_str(a, "code"), *msg = it_json_str(b, "error.message");
+        IT_CHECK(code && strcmp(code, "503") == 0 && json_is_false(json_object_get(b, "ok")) &&
+                     msg && strstr(msg, "not stored"),
+                 "store.ack: durable must answer 503 \"not stored\" while the node hangs");
+    }
+    json_decref(acks);
+
+    kill9(&e->dmn);
+    kill9(&d2);
+    IT_CHECK(os_signal(SIGCONT), "cannot resume the node");
+    restart(e, os_flags(&f, os_url(), index, extra));
+    json_decref(wait_stored(e->nc, 60000));
+    for (int k = 0; k < n; k++) {
+        snprintf(id, sizeof id, "ok-%d", k);
+        IT_CHECK(os_has_doc(index, id), "%s was answered \"stored\":true and is lost", id);
+    }
+    IT_CHECK(os_has_doc(index2, "ok"), "durable: ok was answered \"stored\":true and is lost");
+    os_drop(index);
+    os_drop(index2);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -2226,6 +2685,9 @@ main(void)
         cmocka_unit_test_teardown(test_poison_bulk, it_teardown),
         cmocka_unit_test_teardown(test_big_doc_alone, it_teardown),
         cmocka_unit_test_teardown(test_block_429, it_teardown),
+        cmocka_unit_test_teardown(test_ack_stored, it_teardown),
+        cmocka_unit_test_teardown(test_spill, it_teardown),
+        cmocka_unit_test_teardown(test_paused_kill9, paused_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
