@@ -163,6 +163,7 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     static const char *const pstates[] = {"starting", "ok", "degraded"}; /* persist_state_name() */
     const struct sc_counters *c = &d->c;
     struct sc_http_stats hst;
+    uint64_t refused_answers, unstored_answers;
     uint64_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0}, queued = 0;
     const char *backend = "memory", *pstate;
     bool known = false;
@@ -212,6 +213,17 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
              "Valid failures not stored because of the strategy or enabled: false.", c->skipped);
     metric_u(b, "dlq_refused_full_total", "counter", "Failures refused because the queue was full.",
              c->refused_full);
+    metric_u(b, "dlq_ingest_dropped_total", "counter",
+             "Failure messages nats.c had received but the loop never took (a shutdown drain cut short).",
+             c->ingest_dropped);
+    {
+        int64_t slow = 0;
+        if (!d->sub_failed || natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK || slow < 0)
+            slow = 0;
+        metric_u(b, "dlq_ingest_slow_consumer_dropped_total", "counter",
+                 "Failure messages nats.c dropped past its pending limits (slow consumer).",
+                 (uint64_t)slow);
+    }
     family(b, "dlq_invalid_total", "counter", "Failure messages refused as invalid, by reason.");
     for (i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
         sample_u(b, "dlq_invalid_total", "reason", d->reasons[i].reason, d->reasons[i].count);
@@ -262,6 +274,13 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     metric_u(b, "dlq_persistence_rejected_total", "counter",
              "Task documents the store refused for good (the task stays in memory).",
              sc_store_rejected(d));
+    sc_store_answer_counts(d, &refused_answers, &unstored_answers);
+    metric_u(b, "dlq_ingest_answers_refused_total", "counter",
+             "Ingest requests answered 503 because the store could not take them (store.ack: durable).",
+             refused_answers);
+    metric_u(b, "dlq_ingest_answers_unstored_total", "counter",
+             "Ingest requests answered \"stored\":false (accepted in memory, not yet durable).",
+             unstored_answers);
 
     /* NATS. */
     metric_u(b, "dlq_nats_connected", "gauge", "1 while the NATS connection is up.",

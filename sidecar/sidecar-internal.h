@@ -559,6 +559,12 @@ const char *sc_store_last_error(struct sc_daemon *d);
 void sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b);
 /* sc_store_rejected() returns the task writes the store refused for good (0 without a store). Loop thread. */
 uint64_t sc_store_rejected(struct sc_daemon *d);
+/*
+ * sc_store_answer_counts() sets *refused to the ingest requests answered 503
+ * because the store could not take them (store.ack: durable) and *unstored
+ * to those answered "stored":false (0 and 0 without a store). Loop thread.
+ */
+void sc_store_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstored);
 
 /* admin.c */
 void sc_admin(struct sc_daemon *d, natsMsg *m);

@@ -1746,6 +1746,13 @@ sc_store_rejected(struct sc_daemon *d)
 }
 
 void
+sc_store_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstored)
+{
+    *refused = d->store ? d->store->refused_acks : 0;
+    *unstored = d->store ? d->store->unstored_acks : 0;
+}
+
+void
 sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b)
 {
     struct sc_store *s = d->store;
