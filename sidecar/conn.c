@@ -166,9 +166,18 @@ on_wake(evutil_socket_t fd, short what, void *arg)
      */
     for (size_t i = 0; i < n; i++)
         natsMsg_Destroy(batch[i].msg);
-    /* Let timers and sockets run between batches. */
-    if (more)
-        event_active(h->wake, EV_READ, 0);
+    /*
+     * Let timers and sockets run between batches: the next batch is a zero
+     * timeout, which runs after the loop has polled its sockets and run its
+     * timers. event_active() here would run it in the same pass, and under a
+     * long backlog (a flood, a sanitizer build) the NATS socket would go
+     * unread until the ring ran dry: past the server's write deadline the
+     * server cuts the connection as a slow consumer and drops what it held.
+     */
+    if (more) {
+        static const struct timeval now = {0, 0};
+        event_add(h->wake, &now);
+    }
 }
 
 static void
