@@ -54,7 +54,9 @@ case $host in
   localhost | 127.* | ::1) local_host=1 ;;
   *) local_host=0 ;;
 esac
-if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+# Whether something accepts TCP connections on $1:$2 (at most 2 s: a remote host may drop SYNs).
+listening() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+if listening "$host" "$port"; then
   :
 elif [ "$local_host" = 0 ]; then
   echo "run: no NATS server answers on $host:$port yet; the sidecar keeps retrying until one does" >&2
@@ -66,7 +68,7 @@ else
   trap 'kill $nats_pid 2>/dev/null || true; wait $nats_pid 2>/dev/null || true' EXIT
   up=0
   for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then up=1; break; fi
+    if listening "$host" "$port"; then up=1; break; fi
     kill -0 "$nats_pid" 2>/dev/null || break
     sleep 0.1
   done
