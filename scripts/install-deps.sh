@@ -10,6 +10,8 @@ pkgs=(
   python3 python3-prometheus-client docker-compose
   # test_persist makes a throwaway CA and certificate for its TLS proxy (tests/integration/tls_proxy.py).
   openssl
+  # the README's examples read /metrics and /readyz with curl and pick JSON fields with jq.
+  curl jq
 )
 
 missing=()
@@ -31,14 +33,16 @@ if [ ! -x "$deps_root/.deps/bin/nats" ]; then
   go_bin=$(command -v go || echo /usr/local/go/bin/go)
   if [ ! -x "$go_bin" ]; then
     echo "install-deps: cannot install the nats CLI v0.5.0 (.deps/bin/nats, needed by the admin integration tests):" \
-      "no Go toolchain (go on PATH or /usr/local/go/bin/go); install Go, or put a nats v0.5.0 binary at" \
+      "no Go toolchain (go on PATH or /usr/local/go/bin/go); install Go >= 1.26 (natscli v0.5.0's go.mod" \
+      "asks for it; Debian 12's golang package is too old), or put a nats v0.5.0 binary at" \
       "$deps_root/.deps/bin/nats" >&2
     exit 1
   fi
   echo "install-deps: installing the nats CLI v0.5.0 into .deps/bin" >&2
   if ! GOBIN="$deps_root/.deps/bin" "$go_bin" install github.com/nats-io/natscli/nats@v0.5.0 \
     || [ ! -x "$deps_root/.deps/bin/nats" ]; then
-    echo "install-deps: 'go install github.com/nats-io/natscli/nats@v0.5.0' failed (see above): the nats CLI" \
+    echo "install-deps: 'go install github.com/nats-io/natscli/nats@v0.5.0' failed (see above) with" \
+      "$("$go_bin" version 2>/dev/null || echo "$go_bin") (it needs Go >= 1.26): the nats CLI" \
       "(.deps/bin/nats) is needed by the admin integration tests" >&2
     exit 1
   fi

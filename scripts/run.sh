@@ -4,13 +4,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 config=${DLQ_CONFIG:-config/dlq-sidecar.example.yaml}   # the sidecar's own DLQ_CONFIG, with the example as default
-url=${DLQ_NATS_URL:-nats://127.0.0.1:4222}
 
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build dlq-sidecar dlqctl dlq-demo >/dev/null
 
-# Start a nats-server for the quick start when nothing listens on the URL's host:port.
+# The NATS URL the sidecar will use: DLQ_NATS_URL when set (then also passed as --nats.url),
+# else nats.url as the sidecar itself resolves it from $config and the extra flags.
+url_flag=()
+if [ -n "${DLQ_NATS_URL:-}" ]; then
+  url=$DLQ_NATS_URL
+  url_flag=(--nats.url "$url")
+else
+  printed=$(build/sidecar/dlq-sidecar --config "$config" "$@" --print-config) || exit $?
+  url=$(printf '%s\n' "$printed" | awk '/^nats:/ { s = 1; next } /^[^ ]/ { s = 0 } s && /^  url: / { sub(/^  url: /, ""); gsub(/^"|"$/, ""); print; exit }')
+  if [ -z "$url" ]; then
+    echo "run: cannot read nats.url from 'dlq-sidecar --config $config --print-config'" >&2
+    exit 1
+  fi
+fi
+
+# Start a nats-server for the quick start when the URL points at this machine and nothing
+# listens on its host:port (a remote server is the user's to run: the sidecar retries until it answers).
 # The first URL of a list; any user:pass@ or token@ and any path dropped; [v6]:port
 # understood; no port means NATS's 4222.
 hostport=${url%%,*}
@@ -32,10 +47,20 @@ fi
 host=${host:-127.0.0.1}
 port=${port:-4222}
 if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
-  echo "run: cannot read a port from DLQ_NATS_URL '$url' (got '$port')" >&2
+  echo "run: cannot read a port from the NATS URL '$url' (got '$port')" >&2
   exit 1
 fi
-if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+case $host in
+  localhost | 127.* | ::1) local_host=1 ;;
+  *) local_host=0 ;;
+esac
+# Whether something accepts TCP connections on $1:$2 (at most 2 s: a remote host may drop SYNs).
+listening() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+if listening "$host" "$port"; then
+  :
+elif [ "$local_host" = 0 ]; then
+  echo "run: no NATS server answers on $host:$port yet; the sidecar keeps retrying until one does" >&2
+else
   echo "run: no NATS server on $host:$port; starting nats-server there (log: build/nats-server.log)" >&2
   # its own session: Ctrl-C stops the sidecar first (it drains), then the trap stops the server
   setsid nats-server -a "$host" -p "$port" >build/nats-server.log 2>&1 &
@@ -43,7 +68,7 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   trap 'kill $nats_pid 2>/dev/null || true; wait $nats_pid 2>/dev/null || true' EXIT
   up=0
   for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then up=1; break; fi
+    if listening "$host" "$port"; then up=1; break; fi
     kill -0 "$nats_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -55,4 +80,4 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
 fi
 
 echo "run: starting dlq-sidecar with $config (Ctrl-C to stop)" >&2
-build/sidecar/dlq-sidecar --config "$config" --nats.url "$url" "$@"
+build/sidecar/dlq-sidecar --config "$config" "${url_flag[@]}" "$@"

@@ -507,6 +507,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool w
     ktime(b, &first, "last_attempt_at", t->last_attempt_at);
     ktime(b, &first, "first_failed_at", t->first_failed_at);
     kint(b, &first, "episode", t->episode);
+    kint(b, &first, "episode_id", t->episode_id);
     kint(b, &first, "version", (int64_t)t->version);
     key(b, &first, "history");
     sc_buf_appendc(b, '[');

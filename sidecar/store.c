@@ -1568,9 +1568,16 @@ sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
     sc_buf_init(&s->tmp, 256u * 1024 * 1024);
     sc_buf_init(&s->fl_ids, SPILL_LINE_MAX);
     if (cfg->store_backend != CONFIG_STORE_OPENSEARCH) {
-        if (cfg->store_ack == CONFIG_ACK_DURABLE || cfg->store_spill_dir[0])
-            sc_log(SC_LOG_WARN, "store.ack: durable and store.spill_dir have no effect with "
-                                "store.backend: memory (nothing is stored)", NULL);
+        bool durable = cfg->store_ack == CONFIG_ACK_DURABLE, spill = cfg->store_spill_dir[0] != '\0';
+        if (durable || spill) /* name only what is set */
+            sc_log(SC_LOG_WARN,
+                   durable && spill ? "store.ack: durable and store.spill_dir have no effect with "
+                                      "store.backend: memory (nothing is stored)"
+                   : durable ? "store.ack: durable has no effect with store.backend: memory "
+                               "(nothing is stored)"
+                             : "store.spill_dir has no effect with store.backend: memory "
+                               "(nothing is stored)",
+                   NULL);
         s->p = persist_memory_new(&owner);
         return persist_start(s->p);
     }

@@ -32,8 +32,9 @@ usage(FILE *f)
             "        request and prints the sidecar's acknowledgement (default SERVICE orders,\n"
             "        ERROR \"connection refused\").\n"
             "worker  subscribes to SUBJECT (default dlq.retry.>) in QUEUE (default workers),\n"
-            "        prints every retry's headers and replies {\"ok\":false,...} to the first\n"
-            "        FAILS attempts of a task (by Dlq-Attempt), {\"ok\":true} afterwards.\n"
+            "        prints one line per retry (subject, Dlq-Task-Id, Dlq-Attempt,\n"
+            "        Dlq-Error-Category, payload bytes, the answer) and replies {\"ok\":false,...}\n"
+            "        to the first FAILS attempts of a task (by Dlq-Attempt), {\"ok\":true} afterwards.\n"
             "-s URL  NATS server (default nats://127.0.0.1:4222).\n");
 }
 

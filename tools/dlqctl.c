@@ -67,6 +67,8 @@ usage(FILE *f)
             "  --category C      transient, network, resource, permission, validation, permanent\n"
             "  --subject SUBJ    failure subject, wildcards allowed (dlq.failed.orders.>)\n"
             "  --older-than D    created at least D ago: seconds, or 90s, 15m, 2h, 7d\n"
+            "--all: with list, every page (a filter may go with it); with retry, archive\n"
+            "  and clear, every task (it sends \"all\": true and takes no filter).\n"
             "\n"
             "Options:\n"
             "  -s, --server URL  NATS server URL(s), comma-separated ($NATS_URL, default %s)\n"

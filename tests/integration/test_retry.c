@@ -436,6 +436,15 @@ test_exhausted(void **state)
                         wall0, wall0);
     IT_CHECK(strcmp(it_rec_get(w, 0)->subject, "dlq.retry.billing") == 0,
              "default retry subject: want dlq.retry.billing, got %s", it_rec_get(w, 0)->subject);
+    /* get shows the episode id that Dlq-Episode (and Nats-Msg-Id) carry. */
+    const char *ep = it_rec_header(it_rec_get(w, 0), "Dlq-Episode");
+    t = it_admin_get(e->nc, id);
+    dump = it_json_dump(t);
+    IT_CHECK(ep && json_is_integer(json_object_get(t, "episode_id")) &&
+                 it_json_int(t, "episode_id") == strtoll(ep, NULL, 10),
+             "get: want episode_id %s (the retry's Dlq-Episode), got %s", ep ? ep : "(none)", dump);
+    free(dump);
+    json_decref(t);
 
     json_t *st = it_admin_stats(e->nc);
     dump = it_json_dump(st);
