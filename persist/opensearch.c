@@ -847,6 +847,7 @@ static const struct persist_ops opensearch_ops = {
     .busy = os_busy,
     .stats = os_stats,
     .destroy = os_destroy,
+    .durable = true,
 };
 
 /* An index name OpenSearch accepts: lower case, no path or URL characters. */
