@@ -542,28 +542,18 @@ outcome_name_i(int i)
     return sc_outcome_name((sc_outcome_kind)i);
 }
 
-/* One loaded document of task id: rebuilds the task and puts it back on the wheel. */
-static void
-load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
+/*
+ * Whether the document of task id must not be loaded (counted as skipped):
+ * the queue holds a newer failure for this id (it arrived while the store
+ * was away), or the id was removed or replayed from the spill file since
+ * (a background load must not bring back an older state).
+ */
+static bool
+load_skip(struct sc_store *s, struct sc_queue *q, const char *id, size_t id_len)
 {
-    struct sc_store *s = d->store;
-    struct sc_task *t;
-    int64_t now = sc_now_wall_ms();
-    int st = name_index(json_string_value(json_object_get(src, "status")), status_name_i,
-                        SC_TASK_STATUS_COUNT);
-    policy_category cat = POLICY_CAT_PERMANENT;
-    policy_retry pol = POLICY_NEVER;
-    const char *cs = json_string_value(json_object_get(src, "error_category"));
-    const char *ps = json_string_value(json_object_get(src, "retry_policy"));
-    char *payload = NULL;
-    size_t plen = 0, n;
-    bool parked, retrying = false;
-    json_t *hist, *h;
-    size_t i;
-
-    if (sc_queue_find(&d->q, id, id_len)) {
-        s->load_skipped++; /* a newer failure for this id arrived while the store was away */
-        return;
+    if (sc_queue_find(q, id, id_len)) {
+        s->load_skipped++;
+        return true;
     }
     if (s->tlen && !s->tomb_ids) {
         /* A background load: tasks removed meanwhile must not come back from their old documents. */
@@ -576,24 +566,18 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     if ((s->tomb_ids && json_object_getn(s->tomb_ids, id, id_len)) ||
         (s->spill_ids && json_object_getn(s->spill_ids, id, id_len))) {
         s->load_skipped++;
-        return;
+        return true;
     }
-    if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
-        goto bad;
-    if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
-        policy_retry_parse(ps, strlen(ps), &pol))
-        goto bad;
-    if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
-        codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) != SC_OK ||
-        n != plen)
-        goto bad;
-    if (!json_is_string(json_object_get(src, "subject")))
-        goto bad;
+    return false;
+}
 
-    t = sc_queue_add_room(&d->q, id, id_len, plen, doc_time(src, "created_at"));
-    sc_task_set_payload(t, payload, plen);
-    free(payload);
-    payload = NULL;
+/* Sets t's fields from src, a checked document of status st at version (payload and class aside). */
+static void
+load_fields(struct sc_daemon *d, struct sc_task *t, json_t *src, int st, uint64_t version)
+{
+    struct sc_store *s = d->store;
+    size_t n;
+
     load_str(d, t, SC_TS_SUBJECT, src, "subject");
     load_str(d, t, SC_TS_RETRY_SUBJECT, src, "retry_subject");
     load_str(d, t, SC_TS_ERROR, src, "error");
@@ -606,7 +590,6 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     t->park_reason = doc_str(s, src, "park_reason", &n);
     doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
     doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
-    sc_queue_set_class(&d->q, t, cat, pol); /* keeps the queue's counts right */
     t->policy_override = json_is_true(json_object_get(src, "policy_override"));
     t->max_retries = (int32_t)doc_int(src, "max_retries");
     t->retry_count = (int32_t)doc_int(src, "retry_count");
@@ -629,6 +612,47 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     t->version = version > (uint64_t)doc_int(src, "version") ? version : (uint64_t)doc_int(src, "version");
     if (t->version > s->vclock)
         s->vclock = t->version;
+}
+
+/* One loaded document of task id: rebuilds the task and puts it back on the wheel. */
+static void
+load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
+{
+    struct sc_store *s = d->store;
+    struct sc_task *t;
+    int64_t now = sc_now_wall_ms();
+    int st = name_index(json_string_value(json_object_get(src, "status")), status_name_i,
+                        SC_TASK_STATUS_COUNT);
+    policy_category cat = POLICY_CAT_PERMANENT;
+    policy_retry pol = POLICY_NEVER;
+    const char *cs = json_string_value(json_object_get(src, "error_category"));
+    const char *ps = json_string_value(json_object_get(src, "retry_policy"));
+    char *payload = NULL;
+    size_t plen = 0, n;
+    bool parked, retrying = false;
+    json_t *hist, *h;
+    size_t i;
+
+    if (load_skip(s, &d->q, id, id_len))
+        return;
+    if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
+        goto bad;
+    if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
+        policy_retry_parse(ps, strlen(ps), &pol))
+        goto bad;
+    if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
+        codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) != SC_OK ||
+        n != plen)
+        goto bad;
+    if (!json_is_string(json_object_get(src, "subject")))
+        goto bad;
+
+    t = sc_queue_add_room(&d->q, id, id_len, plen, doc_time(src, "created_at"));
+    sc_task_set_payload(t, payload, plen);
+    free(payload);
+    payload = NULL;
+    sc_queue_set_class(&d->q, t, cat, pol); /* keeps the queue's counts right */
+    load_fields(d, t, src, st, version);
     hist = json_object_get(src, "history");
     json_array_foreach(hist, i, h) {
         int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
@@ -951,6 +975,91 @@ spill_del_line(const char *id, size_t len, uint64_t version, struct sc_buf *b)
 }
 
 /*
+ * Writes every queued record to the open spill file f (dirty tasks first,
+ * then what the batch in flight carries, replayed documents, deletes).
+ * Returns how many could not be written (the cap, or an I/O error, which
+ * sets *io_error).
+ */
+static size_t
+spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, bool *io_error)
+{
+    struct sc_store *s = d->store;
+    size_t cap = (size_t)d->cfg->store_spill_max_bytes, missed = 0;
+    bool busy = persist_busy(s->p);
+
+    /* The tasks first: they are the failures. */
+    for (struct sc_task *t = s->dhead; t; t = t->dnext)
+        if (spill_put_line(d, t, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error))
+            missed++;
+    for (size_t i = 0; busy && i < s->nfl; i++) {
+        const struct store_fl *fl = &s->fl[i];
+        struct sc_task *t;
+        if (fl->del)
+            continue;
+        t = sc_queue_find(&d->q, s->fl_ids.data + fl->off, fl->len);
+        if (t && !t->store_dirty &&
+            (spill_put_line(d, t, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error)))
+            missed++;
+        /* dirty: written above; gone: its delete is in the ring; a replayed document: below */
+    }
+    for (size_t i = 0; i < s->nraw + (busy ? s->nrawfl : 0); i++) {
+        const struct store_raw *r = i < s->nraw ? &s->raw[i] : &s->rawfl[i - s->nraw];
+        if (spill_raw_line(r, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error))
+            missed++;
+    }
+    for (size_t i = 0; i < s->tlen; i++) {
+        const struct store_tomb *tb = &s->tombs[(s->thead + i) % s->tcap];
+        if (spill_del_line(tb->id, tb->len, tb->version, line) != SC_OK ||
+            !spill_line(s, f, line, cap, size, io_error))
+            missed++;
+    }
+    for (size_t i = 0; busy && i < s->nfl; i++) {
+        const struct store_fl *fl = &s->fl[i];
+        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, line) ||
+                        !spill_line(s, f, line, cap, size, io_error)))
+            missed++;
+    }
+    return missed;
+}
+
+/*
+ * Ends the spill file: the trailer, fsync, close (f is closed in every
+ * case), the rename over the live name and the directory's fsync. Returns
+ * whether the file took the live name; *io_error is set (errno kept) on any
+ * failure, also when only the directory's fsync failed after the rename.
+ */
+static bool
+spill_commit(struct sc_daemon *d, FILE *f, struct sc_buf *line, bool *io_error)
+{
+    struct sc_store *s = d->store;
+    int dfd, err;
+
+    sc_buf_reset(line);
+    sc_buf_appendf(line, "{\"end\":{\"records\":%llu}}\n", (unsigned long long)s->spilled);
+    if (*io_error || fwrite(line->data, 1, line->len, f) != line->len || fflush(f) != 0 ||
+        fsync(fileno(f)) != 0) {
+        err = errno;
+        fclose(f);
+        errno = err;
+        *io_error = true;
+        return false;
+    }
+    if (fclose(f) != 0 || rename(s->spill_tmp, s->spill_path) != 0) {
+        *io_error = true;
+        return false;
+    }
+    dfd = open(d->cfg->store_spill_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0)
+        *io_error = true; /* the file is complete; only the rename may not survive a power loss */
+    if (dfd >= 0) {
+        err = errno;
+        close(dfd);
+        errno = err;
+    }
+    return true;
+}
+
+/*
  * Writes the queued writes (queued of them, as counted by the caller) to
  * the spill file. Returns how many are covered by it: written, or
  * superseded by a record that was (a write in flight whose task is dirty
@@ -962,11 +1071,11 @@ spill_write(struct sc_daemon *d, size_t queued)
 {
     struct sc_store *s = d->store;
     size_t cap = (size_t)d->cfg->store_spill_max_bytes, size = 0, missed = 0;
-    bool busy = persist_busy(s->p), io_error = false, renamed = false;
+    bool io_error = false, renamed = false;
     struct sc_buf line;
     char ts[SC_RFC3339_LEN];
     FILE *f = NULL;
-    int fd = -1, dfd = -1;
+    int fd;
 
     if (!s->spill_path)
         return 0;
@@ -984,59 +1093,9 @@ spill_write(struct sc_daemon *d, size_t queued)
     if (!spill_line(s, f, &line, cap, &size, &io_error))
         goto done;
     s->spilled = 0; /* the header is not a record */
-    /* The tasks first: they are the failures. */
-    for (struct sc_task *t = s->dhead; t; t = t->dnext)
-        if (spill_put_line(d, t, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error))
-            missed++;
-    for (size_t i = 0; busy && i < s->nfl; i++) {
-        const struct store_fl *fl = &s->fl[i];
-        struct sc_task *t;
-        if (fl->del)
-            continue;
-        t = sc_queue_find(&d->q, s->fl_ids.data + fl->off, fl->len);
-        if (t && !t->store_dirty &&
-            (spill_put_line(d, t, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error)))
-            missed++;
-        /* dirty: written above; gone: its delete is in the ring; a replayed document: below */
-    }
-    for (size_t i = 0; i < s->nraw + (busy ? s->nrawfl : 0); i++) {
-        const struct store_raw *r = i < s->nraw ? &s->raw[i] : &s->rawfl[i - s->nraw];
-        if (spill_raw_line(r, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error))
-            missed++;
-    }
-    for (size_t i = 0; i < s->tlen; i++) {
-        const struct store_tomb *tb = &s->tombs[(s->thead + i) % s->tcap];
-        if (spill_del_line(tb->id, tb->len, tb->version, &line) != SC_OK ||
-            !spill_line(s, f, &line, cap, &size, &io_error))
-            missed++;
-    }
-    for (size_t i = 0; busy && i < s->nfl; i++) {
-        const struct store_fl *fl = &s->fl[i];
-        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, &line) ||
-                        !spill_line(s, f, &line, cap, &size, &io_error)))
-            missed++;
-    }
-    sc_buf_reset(&line);
-    sc_buf_appendf(&line, "{\"end\":{\"records\":%llu}}\n", (unsigned long long)s->spilled);
-    if (io_error || fwrite(line.data, 1, line.len, f) != line.len || fflush(f) != 0 ||
-        fsync(fileno(f)) != 0) {
-        io_error = true;
-        goto done;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        io_error = true;
-        goto done;
-    }
+    missed = spill_records(d, f, &line, &size, &io_error);
+    renamed = spill_commit(d, f, &line, &io_error);
     f = NULL;
-    if (rename(s->spill_tmp, s->spill_path) != 0) {
-        io_error = true;
-        goto done;
-    }
-    renamed = true;
-    dfd = open(d->cfg->store_spill_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0)
-        io_error = true; /* the file is complete; only the rename may not survive a power loss */
 done:
     if (io_error)
         sc_log(SC_LOG_ERROR, "store: cannot write the spill file", "file", s->spill_tmp, "error",
@@ -1045,8 +1104,6 @@ done:
         fclose(f);
     if (fd >= 0)
         close(fd);
-    if (dfd >= 0)
-        close(dfd);
     sc_buf_destroy(&line);
     if (!renamed) {
         unlink(s->spill_tmp);
