@@ -68,7 +68,7 @@ ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
     sc_respond(d, m, b->data, b->len, code, message);
 }
 
-/* Appends ,"unknown_keys":["name",...] for env's unknown keys (the first CODEC_UNKNOWN_NAMES); nothing when none. */
+/* Writes "unknown_keys":["name",...] for env's unknown keys (the first CODEC_UNKNOWN_NAMES); nothing when none. */
 static void
 json_unknown_keys(struct sc_jw *w, const struct codec_envelope *env)
 {
