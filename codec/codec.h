@@ -149,6 +149,16 @@ sc_status codec_msgpack_check(const void *buf, size_t len, unsigned max_depth, s
 sc_status codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out);
 
 /*
+ * codec_jw_msgpack() writes "k": the MessagePack value at p (len bytes)
+ * rendered by codec_render_json() into w's object, or "k":null when p is
+ * NULL or the value cannot be rendered (malformed, deeper than max_depth,
+ * or past the buffer's cap: the partial rendering is taken back). Errors
+ * stick in w->st as for every sc_jw call. Any thread.
+ */
+void codec_jw_msgpack(struct sc_jw *w, const char *k, const void *p, size_t len,
+                      unsigned max_depth);
+
+/*
  * codec_subject_valid() checks len bytes at s as a NATS subject to publish
  * to: tokens separated by '.', none empty, no whitespace, control characters
  * or DEL, no '*' or '>' (wildcards) unless allow_wildcards, where '*' must be

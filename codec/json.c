@@ -391,3 +391,22 @@ done:
     json_decref(root);
     return result;
 }
+
+void
+codec_jw_msgpack(struct sc_jw *w, const char *k, const void *p, size_t len, unsigned max_depth)
+{
+    size_t mark;
+
+    sc_jw_key(w, k);
+    if (!p) {
+        sc_jw_raw(w, "null", 4);
+        return;
+    }
+    if (w->st)
+        return;
+    mark = w->b->len;
+    if (codec_render_json(p, len, max_depth, w->b) != SC_OK) {
+        w->b->len = mark;
+        sc_jw_raw(w, "null", 4);
+    }
+}

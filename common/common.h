@@ -160,6 +160,69 @@ sc_status sc_base64_encode(struct sc_buf *out, const void *data, size_t len);
  */
 sc_status sc_base64_decode(const char *s, size_t len, struct sc_buf *out);
 
+/* ---- JSON object writer (common/jw.c) ---- */
+
+/*
+ * A writer of JSON objects and arrays into an sc_buf, with the comma
+ * handling inside: each sc_jw_* call that takes a key k writes `,"k":value`
+ * (no comma before the first member of an object or array). A NULL k writes
+ * the value alone, for array elements. The layout is public so that the
+ * writer can live on the caller's stack; set it up with sc_jw_init().
+ * The first failure of an append (SC_ETOOBIG past the buffer's cap,
+ * SC_ENOMEM) is kept in st and every later call is then a no-op, so a
+ * caller writes the whole object and checks st once; the buffer then holds
+ * a cut-off text. Keys are quoted with sc_json_quote(). Any thread; the
+ * writer and its buffer belong to the caller.
+ */
+struct sc_jw {
+    struct sc_buf *b; /* borrowed: where the text goes */
+    sc_status st;     /* SC_OK, or the first append that failed */
+    bool first;       /* nothing written yet in the innermost open object or array */
+};
+
+/* sc_jw_init() points w at b (appending after what b holds) with no member written yet. */
+void sc_jw_init(struct sc_jw *w, struct sc_buf *b);
+/* sc_jw_raw() appends n bytes at s as they are (no comma, no key): for '{', '}' and pre-made JSON. */
+void sc_jw_raw(struct sc_jw *w, const char *s, size_t n);
+/*
+ * sc_jw_key() writes the comma (unless first) and `"k":` (nothing more
+ * when k is NULL), for a value the caller appends itself.
+ */
+void sc_jw_key(struct sc_jw *w, const char *k);
+/* sc_jw_str() writes "k": v as a JSON string (sc_json_quote()), or null when v is NULL. */
+void sc_jw_str(struct sc_jw *w, const char *k, const char *v);
+/* sc_jw_strn() does the same for len bytes at v (any bytes; v NULL: null). */
+void sc_jw_strn(struct sc_jw *w, const char *k, const char *v, size_t len);
+/* sc_jw_int() writes "k": v in decimal. */
+void sc_jw_int(struct sc_jw *w, const char *k, int64_t v);
+/* sc_jw_uint() writes "k": v in decimal. */
+void sc_jw_uint(struct sc_jw *w, const char *k, uint64_t v);
+/* sc_jw_bool() writes "k": true or false. */
+void sc_jw_bool(struct sc_jw *w, const char *k, bool v);
+/* sc_jw_null() writes "k": null. */
+void sc_jw_null(struct sc_jw *w, const char *k);
+/*
+ * sc_jw_time() writes "k": wall_ms (ms since the epoch) as an RFC 3339
+ * string (sc_format_rfc3339()), or null when wall_ms is 0 or cannot be
+ * represented.
+ */
+void sc_jw_time(struct sc_jw *w, const char *k, int64_t wall_ms);
+/*
+ * sc_jw_fmt() writes "k": the printf-formatted text as it is (a number such
+ * as "%.2f"; no quoting). Text of SC_JW_FMT_MAX bytes or more is not
+ * written and sets st to SC_ETOOBIG.
+ */
+#define SC_JW_FMT_MAX 512
+void sc_jw_fmt(struct sc_jw *w, const char *k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/*
+ * sc_jw_open() writes "k": and open ('{' or '['), and starts a new level
+ * (its first member gets no comma); sc_jw_close() writes close ('}' or ']')
+ * and leaves the enclosing level with a member written.
+ */
+void sc_jw_open(struct sc_jw *w, const char *k, char open);
+void sc_jw_close(struct sc_jw *w, char close);
+
 /*
  * sc_xmalloc()/sc_xcalloc()/sc_xrealloc()/sc_xstrdup()/sc_xstrndup() are for
  * sizes the process itself chooses: they abort with a message when memory

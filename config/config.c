@@ -13,6 +13,12 @@
 /* Allowed names of config/'s own enum keys, in enum order (policy/ owns the names of its enums). */
 static const char *const outcome_names[] = {"reply", "none", "stored", NULL};
 static const char *const store_names[] = {"memory", "opensearch", NULL};
+
+const char *
+config_store_name(config_store s)
+{
+    return (size_t)s < SC_ARRAY_LEN(store_names) - 1 ? store_names[s] : "unknown";
+}
 static const char *const store_ack_names[] = {"accepted", "durable", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};

@@ -19,6 +19,8 @@ struct config_rule {
 /* retry.outcome: reply (the worker answers), none (a publish is a success), stored (a JetStream PubAck is). */
 typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE, CONFIG_OUTCOME_STORED } config_outcome;
 typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH } config_store;
+/* config_store_name() returns the name store.backend gives s ("memory", "opensearch"; static), "unknown" outside the enum. Any thread. */
+const char *config_store_name(config_store s);
 /* store.ack: what an ingest answer waits for (README "Acknowledgements"). */
 typedef enum { CONFIG_ACK_ACCEPTED = 0, CONFIG_ACK_DURABLE } config_store_ack;
 typedef enum { CONFIG_LOG_DEBUG = 0, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR } config_log_level;

@@ -598,98 +598,94 @@ abandon_split(struct os_store *o)
 }
 
 /*
- * The answer to one _bulk request (the batch, or a part of a split). The
- * batch in flight is the backend's until report() hands every item back to
- * the owner with its result: the owner hears nothing of a split until it is
- * over, and an item is in flight (not on the owner's dirty list) until then.
+ * A _bulk request refused as a whole for what it carries
+ * (refused_for_content()): a part of more than one item is split, its
+ * first half sent now (returns true); a lone item is REJECTED (*rejected
+ * 1), or with 429 handed back as a whole (*whole, *throttled).
+ */
+static bool
+bulk_refused_content(struct os_store *o, long status, const char *why, bool *whole,
+                     bool *throttled, size_t *rejected)
+{
+    struct persist_batch *b = &o->batch;
+    size_t n = o->hi - o->lo;
+
+    o->st.failed_batches++;
+    if (status == 413 && n > 1) {
+        /* The node takes less than the batch limit: smaller batches from now on. */
+        size_t bytes = range_end(o, o->hi) - b->items[o->lo].body_off;
+        if (bytes / 2 < b->max_bytes)
+            b->max_bytes = bytes / 2 ? bytes / 2 : 1; /* down to one item a batch */
+    }
+    if (n > 1) {
+        /* Split: the first half now, the second once the first is settled. */
+        set_error(o, "_bulk: HTTP %ld: %s; split to find the item at fault (%zu items)", status,
+                  why, n);
+        /* At most one waiting half per halving: the stack never passes SPLIT_MAX. */
+        o->splits[o->nsplits].lo = o->lo + n / 2;
+        o->splits[o->nsplits].hi = o->hi;
+        o->nsplits++;
+        o->hi = o->lo + n / 2;
+        send_range(o);
+        return true;
+    }
+    if (status == 429) {
+        *whole = *throttled = true; /* alone and still too large for the node's memory now */
+        abandon_split(o);
+        set_error(o, "_bulk: HTTP 429: %s", why);
+    } else {
+        /* The item alone is refused: it never will be taken. */
+        o->results[o->lo] = PERSIST_ITEM_REJECTED;
+        *rejected = 1;
+        set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s (%zu bytes)",
+                  (int)(b->items[o->lo].id_len < 64 ? b->items[o->lo].id_len : 64),
+                  persist_batch_item_id(b, o->lo), status, why,
+                  range_end(o, o->hi) - b->items[o->lo].body_off);
+    }
+    return false;
+}
+
+/*
+ * A _bulk request that failed as a whole: unreachable (status 0), a 200
+ * that does not match the request, or another HTTP error. Sets *throttled
+ * for a plain 429, else *refused (and *missing for a 404).
  */
 static void
-on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
+bulk_failed(struct os_store *o, long status, const char *why, const char *error, bool *refused,
+            bool *throttled, bool *missing)
 {
-    struct os_store *o = ctx;
-    struct persist_batch *b = &o->batch;
-    bool refused = false, throttled = false, missing = false, whole = false;
-    size_t rejected = 0, n = o->hi - o->lo;
-    char why[200] = "";
+    o->st.failed_batches++;
+    abandon_split(o);
+    if (status == 0) {
+        set_error(o, "_bulk: %s", error ? error : "request failed");
+        rotate(o);
+        *refused = true;
+    } else if (status == 200) {
+        set_error(o, "_bulk: a response that does not match the request");
+        *refused = true;
+    } else {
+        set_error(o, "_bulk: HTTP %ld: %s", status, why);
+        /* A block answered 429 (a flood-stage disk block) is a write block, not throttling. */
+        if (status == 429 && !strstr(why, "cluster_block_exception"))
+            *throttled = true;
+        else
+            *refused = true;
+        if (status == 404)
+            *missing = true;
+    }
+}
+
+/*
+ * Decides the next try before the owner hears of the items, so that its
+ * kicks respect it: a backoff when refused (and the template and index
+ * again when the index went missing), a throttle delay when throttled,
+ * none otherwise.
+ */
+static void
+bulk_next_try(struct os_store *o, bool refused, bool throttled, bool missing)
+{
     int64_t delay;
 
-    o->in_flight = false;
-    if (status != 200 && status != 0)
-        error_text(body, len, why, sizeof(why));
-    if (status == 200 && classify_items(o, body, len, &refused, &throttled, &missing, &rejected)) {
-        /* item by item */
-    } else if (status != 0 && status != 200 && refused_for_content(status, why)) {
-        o->st.failed_batches++;
-        if (status == 413 && n > 1) {
-            /* The node takes less than the batch limit: smaller batches from now on. */
-            size_t bytes = range_end(o, o->hi) - b->items[o->lo].body_off;
-            if (bytes / 2 < b->max_bytes)
-                b->max_bytes = bytes / 2 ? bytes / 2 : 1; /* down to one item a batch */
-        }
-        if (n > 1) {
-            /* Split: the first half now, the second once the first is settled. */
-            set_error(o, "_bulk: HTTP %ld: %s; split to find the item at fault (%zu items)", status,
-                      why, n);
-            /* At most one waiting half per halving: the stack never passes SPLIT_MAX. */
-            o->splits[o->nsplits].lo = o->lo + n / 2;
-            o->splits[o->nsplits].hi = o->hi;
-            o->nsplits++;
-            o->hi = o->lo + n / 2;
-            send_range(o);
-            return;
-        }
-        if (status == 429) {
-            whole = throttled = true; /* alone and still too large for the node's memory now */
-            abandon_split(o);
-            set_error(o, "_bulk: HTTP 429: %s", why);
-        } else {
-            /* The item alone is refused: it never will be taken. */
-            o->results[o->lo] = PERSIST_ITEM_REJECTED;
-            rejected = 1;
-            set_error(o, "_bulk item %.*s rejected: HTTP %ld: %s (%zu bytes)",
-                      (int)(b->items[o->lo].id_len < 64 ? b->items[o->lo].id_len : 64),
-                      persist_batch_item_id(b, o->lo), status, why,
-                      range_end(o, o->hi) - b->items[o->lo].body_off);
-        }
-    } else {
-        whole = true;
-        o->st.failed_batches++;
-        abandon_split(o);
-        if (status == 0) {
-            set_error(o, "_bulk: %s", error ? error : "request failed");
-            rotate(o);
-            refused = true;
-        } else if (status == 200) {
-            set_error(o, "_bulk: a response that does not match the request");
-            refused = true;
-        } else {
-            set_error(o, "_bulk: HTTP %ld: %s", status, why);
-            /* A block answered 429 (a flood-stage disk block) is a write block, not throttling. */
-            if (status == 429 && !strstr(why, "cluster_block_exception"))
-                throttled = true;
-            else
-                refused = true;
-            if (status == 404)
-                missing = true;
-        }
-    }
-    o->split_rejected += rejected;
-    if (o->nsplits) {
-        if (refused || throttled) {
-            abandon_split(o); /* only this part was answered: the rest goes back too */
-        } else {
-            o->lo = o->splits[o->nsplits - 1].lo; /* the next half */
-            o->hi = o->splits[o->nsplits - 1].hi;
-            o->nsplits--;
-            send_range(o);
-            return;
-        }
-    }
-    /*
-     * Decide the next try before the owner hears of the items, so that its
-     * kicks respect it; tell it of the new state once the items are back in
-     * its hands (its log then counts them).
-     */
     if (refused) {
         back_off(o);
         if (missing)
@@ -704,6 +700,48 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
             o->not_before = 0;
         }
     }
+}
+
+/*
+ * The answer to one _bulk request (the batch, or a part of a split). The
+ * batch in flight is the backend's until report() hands every item back to
+ * the owner with its result: the owner hears nothing of a split until it is
+ * over, and an item is in flight (not on the owner's dirty list) until then.
+ */
+static void
+on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
+{
+    struct os_store *o = ctx;
+    bool refused = false, throttled = false, missing = false, whole = false;
+    size_t rejected = 0;
+    char why[200] = "";
+
+    o->in_flight = false;
+    if (status != 200 && status != 0)
+        error_text(body, len, why, sizeof(why));
+    if (status == 200 && classify_items(o, body, len, &refused, &throttled, &missing, &rejected)) {
+        /* item by item */
+    } else if (status != 0 && status != 200 && refused_for_content(status, why)) {
+        if (bulk_refused_content(o, status, why, &whole, &throttled, &rejected))
+            return; /* a half is in flight */
+    } else {
+        whole = true;
+        bulk_failed(o, status, why, error, &refused, &throttled, &missing);
+    }
+    o->split_rejected += rejected;
+    if (o->nsplits) {
+        if (refused || throttled) {
+            abandon_split(o); /* only this part was answered: the rest goes back too */
+        } else {
+            o->lo = o->splits[o->nsplits - 1].lo; /* the next half */
+            o->hi = o->splits[o->nsplits - 1].hi;
+            o->nsplits--;
+            send_range(o);
+            return;
+        }
+    }
+    /* Tell the owner of the new state once the items are back in its hands (its log then counts them). */
+    bulk_next_try(o, refused, throttled, missing);
     report(o, whole || refused || throttled || o->split_rejected ? o->st.last_error : NULL);
     persist_set_state(&o->base, refused ? PERSIST_DEGRADED : PERSIST_OK, refused ? o->st.last_error : NULL);
     if (refused || throttled || o->pending || o->last_full)
@@ -847,6 +885,7 @@ static const struct persist_ops opensearch_ops = {
     .busy = os_busy,
     .stats = os_stats,
     .destroy = os_destroy,
+    .durable = true,
 };
 
 /* An index name OpenSearch accepts: lower case, no path or URL characters. */
@@ -907,13 +946,51 @@ json_text_is(const char *text, json_type type)
     return ok;
 }
 
+/*
+ * Builds the index template's body and the mapping update for an existing
+ * index from properties (a JSON object). Returns SC_OK, or (err says
+ * which) sc_buf_append()'s errors when a body passes its 1 MiB cap.
+ */
+static sc_status
+schema_bodies(struct os_store *o, const char *properties, char *err, size_t errlen)
+{
+    struct sc_buf t;
+    sc_status s;
+
+    /* More specific (longer) names win over overlapping shorter patterns. */
+    sc_buf_init(&t, 1024 * 1024);
+    s = sc_buf_appendf(&t,
+                       "{\"index_patterns\":[\"%s*\"],\"priority\":%zu,\"template\":{\"settings\":"
+                       "{\"index\":{\"number_of_shards\":1,\"number_of_replicas\":0}},"
+                       "\"mappings\":{\"dynamic\":\"strict\",\"properties\":%s}},"
+                       "\"_meta\":{\"managed_by\":\"dlq-sidecar\"}}",
+                       o->index, 100 + strlen(o->index), properties);
+    if (s != SC_OK || !t.data) {
+        sc_buf_destroy(&t);
+        snprintf(err, errlen, "opensearch: cannot build the index template (properties too large?)");
+        return s != SC_OK ? s : SC_ENOMEM;
+    }
+    o->template_body = t.data;
+    /*
+     * An index made by an older version keeps its strict mapping: the fields
+     * added since are put into it at start (adding fields is always allowed).
+     */
+    sc_buf_init(&t, 1024 * 1024);
+    if (sc_buf_appendf(&t, "{\"properties\":%s}", properties) != SC_OK || !t.data) {
+        sc_buf_destroy(&t);
+        snprintf(err, errlen, "opensearch: cannot build the mapping update (properties too large?)");
+        return SC_ENOMEM;
+    }
+    o->mapping_body = t.data;
+    return SC_OK;
+}
+
 sc_status
 persist_opensearch_new(struct event_base *base, const struct persist_opensearch_opts *opt,
                        const struct persist_owner *owner, struct persist **out, char *err,
                        size_t errlen)
 {
     struct os_store *o = NULL;
-    struct sc_buf t;
     sc_status s = SC_EINVAL;
 
     *out = NULL;
@@ -957,35 +1034,9 @@ persist_opensearch_new(struct event_base *base, const struct persist_opensearch_
     persist_batch_init(&o->batch, opt->bulk_max_docs, opt->bulk_max_bytes, bulk_action);
     sc_buf_init(&o->url, 64 * 1024);
     sc_buf_init(&o->req, 64 * 1024);
-    /* More specific (longer) names win over overlapping shorter patterns. */
-    sc_buf_init(&t, 1024 * 1024);
-    s = sc_buf_appendf(&t,
-                       "{\"index_patterns\":[\"%s*\"],\"priority\":%zu,\"template\":{\"settings\":"
-                       "{\"index\":{\"number_of_shards\":1,\"number_of_replicas\":0}},"
-                       "\"mappings\":{\"dynamic\":\"strict\",\"properties\":%s}},"
-                       "\"_meta\":{\"managed_by\":\"dlq-sidecar\"}}",
-                       o->index, 100 + strlen(o->index), opt->properties);
-    if (s != SC_OK || !t.data) {
-        sc_buf_destroy(&t);
-        snprintf(err, errlen, "opensearch: cannot build the index template (properties too large?)");
-        if (s == SC_OK)
-            s = SC_ENOMEM;
+    if ((s = schema_bodies(o, opt->properties, err, errlen)))
         goto fail;
-    }
     s = SC_EINVAL;
-    o->template_body = t.data;
-    /*
-     * An index made by an older version keeps its strict mapping: the fields
-     * added since are put into it at start (adding fields is always allowed).
-     */
-    sc_buf_init(&t, 1024 * 1024);
-    if (sc_buf_appendf(&t, "{\"properties\":%s}", opt->properties) != SC_OK || !t.data) {
-        sc_buf_destroy(&t);
-        snprintf(err, errlen, "opensearch: cannot build the mapping update (properties too large?)");
-        s = SC_ENOMEM;
-        goto fail;
-    }
-    o->mapping_body = t.data;
     o->http = persist_http_new(base, &opt->http);
     o->timer = evtimer_new(base, on_timer, o);
     if (!o->http || !o->timer) {

@@ -1,4 +1,4 @@
-/* persist.h - the store behind the in-memory queue (memory, OpenSearch) and the libcurl-on-libevent HTTP client it uses. */
+/* persist.h - the store behind the in-memory queue (memory, OpenSearch), the task document it keeps, and the libcurl-on-libevent HTTP client it uses. */
 #ifndef DLQ_PERSIST_H
 #define DLQ_PERSIST_H
 
@@ -194,7 +194,10 @@ struct persist;
  * load); never blocks. kick(): the owner has pending writes; urgent asks for
  * a batch as soon as possible instead of after the flush delay. busy(): a
  * request is in flight. stats(): fill *out. destroy(): free everything,
- * cancelling requests without calling back.
+ * cancelling requests without calling back. durable: records written
+ * survive the process (false for memory, whose fill() is never called: an
+ * owner then keeps no dirty set, holds no acknowledgement and spills
+ * nothing).
  */
 struct persist_ops {
     const char *name;
@@ -203,6 +206,7 @@ struct persist_ops {
     bool (*busy)(const struct persist *p);
     void (*stats)(const struct persist *p, struct persist_stats *out);
     void (*destroy)(struct persist *p);
+    bool durable;
 };
 
 /*
@@ -230,6 +234,9 @@ bool persist_busy(const struct persist *p);
 void persist_get_stats(const struct persist *p, struct persist_stats *out);
 void persist_free(struct persist *p);
 
+/* persist_durable() tells whether p keeps what it is given past the process (ops->durable). Any thread. */
+bool persist_durable(const struct persist *p);
+
 /*
  * persist_memory_new() makes the memory backend: nothing is written,
  * start() turns PERSIST_OK at once, fill() is never called. Never fails
@@ -245,9 +252,9 @@ struct persist_opensearch_opts {
     size_t bulk_max_docs;    /* most items per _bulk request, >= 1 */
     size_t bulk_max_bytes;   /* most bytes per _bulk body, >= 1024 */
     int64_t flush_ms;        /* longest wait between a kick and its batch */
-    const char *properties;  /* JSON object: the "properties" of the document mapping */
-    const char *load_query;  /* JSON object: the query selecting records loaded at start; NULL: no load */
-    const char *load_sort;   /* JSON array: a sort on unique fields for search_after paging */
+    const char *properties;  /* JSON object: the "properties" of the document mapping (persist_new(): NULL is persist_task_properties) */
+    const char *load_query;  /* JSON object: the query selecting records loaded at start; NULL: no load (persist_new(): the task's) */
+    const char *load_sort;   /* JSON array: a sort on unique fields for search_after paging (persist_new(): NULL is the task's) */
     long request_timeout_ms; /* per request; 0: 30 s */
 };
 
@@ -298,5 +305,73 @@ sc_status persist_opensearch_new(struct event_base *base, const struct persist_o
  * sc_buf_append()'s errors. Any thread.
  */
 sc_status persist_opensearch_doc_id(struct sc_buf *out, const char *id, size_t id_len);
+
+/* ---- choosing a backend ------------------------------------------------------------------------ */
+
+/* Which backend persist_new() makes, and its settings (strings copied). */
+struct persist_opts {
+    const char *backend;                  /* "memory" or "opensearch" (config's store.backend) */
+    struct persist_opensearch_opts opensearch; /* for "opensearch" */
+};
+
+/*
+ * persist_new() makes the backend o->backend names, for task records: the
+ * memory backend (persist_memory_new()) or OpenSearch
+ * (persist_opensearch_new() with o->opensearch, where a NULL properties,
+ * load_query or load_sort is the task document's: persist_task_properties,
+ * persist_task_load_query, persist_task_load_sort). base is borrowed and
+ * must outlive the store; owner is copied. Nothing is sent before
+ * persist_start(). On success sets *out and returns SC_OK; SC_EINVAL for
+ * an unknown backend or a bad option (err says which); SC_ENOMEM. Loop
+ * thread.
+ */
+sc_status persist_new(struct event_base *base, const struct persist_opts *o,
+                      const struct persist_owner *owner, struct persist **out, char *err,
+                      size_t errlen);
+
+/* ---- the task document (persist/doc.c) ----------------------------------------------------------- */
+
+/*
+ * A task is kept as one JSON object (its fields are the store mirror's:
+ * sidecar/mirror.c). These write and read its fields in the shape every
+ * JSON store here needs: text that is not valid UTF-8 (or holds NUL) keeps
+ * its exact bytes in a "<k>_raw" twin, and bytes go as base64. Keys are
+ * plain names of at most PERSIST_DOC_KEY_MAX bytes. Writers follow sc_jw
+ * (errors stick in w->st); readers return what they find, never fail on a
+ * missing or malformed field, and use tmp (the caller's, any cap enough for
+ * the field) as scratch. Any thread.
+ */
+#define PERSIST_DOC_KEY_MAX 56
+
+/* persist_doc_str() writes "k": the len bytes at v as a JSON string (null when v is NULL), plus "k_raw": their base64 when they are not valid UTF-8 without NUL. */
+void persist_doc_str(struct sc_jw *w, const char *k, const char *v, size_t len);
+/* persist_doc_bytes() writes "k": the len bytes at p in base64, or null when p is NULL. */
+void persist_doc_bytes(struct sc_jw *w, const char *k, const void *p, size_t len);
+/*
+ * persist_doc_get_str() returns string k of src as a new NUL-terminated
+ * allocation (the caller frees it) and its length in *len, taking the exact
+ * bytes of "k_raw" first; NULL (and *len 0) when absent or not a string.
+ */
+char *persist_doc_get_str(const json_t *src, const char *k, size_t *len, struct sc_buf *tmp);
+/*
+ * persist_doc_get_bytes() decodes base64 field k of src into *out (a new
+ * allocation the caller frees) and *len; false (*out NULL) when absent,
+ * null or malformed.
+ */
+bool persist_doc_get_bytes(const json_t *src, const char *k, char **out, size_t *len,
+                           struct sc_buf *tmp);
+/* persist_doc_get_int() returns integer k of src, 0 when absent or not an integer. */
+int64_t persist_doc_get_int(const json_t *src, const char *k);
+/* persist_doc_get_time() returns RFC 3339 time k of src in wall ms, 0 when absent or malformed. */
+int64_t persist_doc_get_time(const json_t *src, const char *k);
+
+/*
+ * OpenSearch's view of the task document: the mapping's properties (every
+ * field the mirror writes, strict), the query of the tasks loaded at start
+ * (non-terminal ones) and its search_after sort (seq, task_id). Static JSON.
+ */
+extern const char persist_task_properties[];
+extern const char persist_task_load_query[];
+extern const char persist_task_load_sort[];
 
 #endif

@@ -1,4 +1,5 @@
-/* store.c - the generic store calls, write batches, and the memory backend (which keeps nothing). */
+/* store.c - the generic store calls, the choice of a backend, write batches, and the memory backend (which keeps nothing). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,6 +279,7 @@ static const struct persist_ops memory_ops = {
     .busy = mem_busy,
     .stats = mem_stats,
     .destroy = mem_destroy,
+    .durable = false,
 };
 
 struct persist *
@@ -290,4 +292,35 @@ persist_memory_new(const struct persist_owner *owner)
         p->owner = *owner;
     p->state = PERSIST_STARTING;
     return p;
+}
+
+bool
+persist_durable(const struct persist *p)
+{
+    return p && p->ops->durable;
+}
+
+sc_status
+persist_new(struct event_base *base, const struct persist_opts *o,
+            const struct persist_owner *owner, struct persist **out, char *err, size_t errlen)
+{
+    struct persist_opensearch_opts os;
+
+    *out = NULL;
+    if (strcmp(o->backend, "memory") == 0) {
+        *out = persist_memory_new(owner);
+        return SC_OK;
+    }
+    if (strcmp(o->backend, "opensearch") != 0) {
+        snprintf(err, errlen, "store.backend: unknown backend '%s'", o->backend);
+        return SC_EINVAL;
+    }
+    os = o->opensearch;
+    if (!os.properties)
+        os.properties = persist_task_properties;
+    if (!os.load_query)
+        os.load_query = persist_task_load_query;
+    if (!os.load_sort)
+        os.load_sort = persist_task_load_sort;
+    return persist_opensearch_new(base, &os, owner, out, err, errlen);
 }

@@ -28,73 +28,6 @@ struct admin_req {
     char error[256];
 };
 
-/* ---- small JSON writers over sc_buf ---------------------------------------------------------- */
-
-static void
-key(struct sc_buf *b, bool *first, const char *k)
-{
-    if (!*first)
-        sc_buf_appendc(b, ',');
-    *first = false;
-    sc_json_quote(b, k, strlen(k));
-    sc_buf_appendc(b, ':');
-}
-
-static void
-kstr(struct sc_buf *b, bool *first, const char *k, const char *v)
-{
-    key(b, first, k);
-    if (v)
-        sc_json_quote(b, v, strlen(v));
-    else
-        sc_buf_append(b, "null", 4);
-}
-
-static void
-kint(struct sc_buf *b, bool *first, const char *k, int64_t v)
-{
-    key(b, first, k);
-    sc_buf_appendf(b, "%lld", (long long)v);
-}
-
-static void
-kbool(struct sc_buf *b, bool *first, const char *k, bool v)
-{
-    key(b, first, k);
-    sc_buf_append(b, v ? "true" : "false", v ? 4 : 5);
-}
-
-/* "k": RFC 3339 time, or null when ms is 0. */
-static void
-ktime(struct sc_buf *b, bool *first, const char *k, int64_t ms)
-{
-    char ts[SC_RFC3339_LEN];
-
-    if (!ms || !sc_format_rfc3339(ms, ts)) {
-        kstr(b, first, k, NULL);
-        return;
-    }
-    kstr(b, first, k, ts);
-}
-
-/* "k": the MessagePack value rendered as JSON, or null. */
-static void
-kmsgpack(struct sc_daemon *d, struct sc_buf *b, bool *first, const char *k, const char *p, size_t len)
-{
-    size_t mark;
-
-    key(b, first, k);
-    if (!p) {
-        sc_buf_append(b, "null", 4);
-        return;
-    }
-    mark = b->len;
-    if (codec_render_json(p, len, codec_limits_get(d->codec)->max_depth, b) != SC_OK) {
-        b->len = mark;
-        sc_buf_append(b, "null", 4);
-    }
-}
-
 /* ---- replies --------------------------------------------------------------------------------- */
 
 /*
@@ -301,178 +234,181 @@ static void
 admin_health(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
-    struct sc_buf *b = &d->out;
-    bool first = true;
+    struct sc_jw w;
     bool up = __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED);
     const char *backend = "memory", *pstate;
     uint64_t queued = 0;
 
     pstate = sc_persistence_state(d, &backend, &queued);
-    sc_buf_reset(b);
-    sc_buf_appendc(b, '{');
-    kstr(b, &first, "status", d->stopping ? "stopping" : up ? "ok" : "degraded");
-    kstr(b, &first, "nats", up ? "connected" : "disconnected");
-    kstr(b, &first, "persistence", pstate);
-    kstr(b, &first, "persistence_backend", backend);
-    kbool(b, &first, "paused", d->paused);
-    kint(b, &first, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
-    kstr(b, &first, "version", DLQ_VERSION);
-    sc_buf_appendc(b, '}');
+    sc_buf_reset(&d->out);
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_str(&w, "status", d->stopping ? "stopping" : up ? "ok" : "degraded");
+    sc_jw_str(&w, "nats", up ? "connected" : "disconnected");
+    sc_jw_str(&w, "persistence", pstate);
+    sc_jw_str(&w, "persistence_backend", backend);
+    sc_jw_bool(&w, "paused", d->paused);
+    sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
+    sc_jw_str(&w, "version", DLQ_VERSION);
+    sc_jw_close(&w, '}');
     reply_buf(r);
 }
 
-/* Writes retry_processor.redrive: the running (or last) redrive and its progress. */
+/* Writes "redrive": the running (or last) redrive and its progress (in retry_processor). */
 static void
-redrive_json(struct sc_daemon *d, struct sc_buf *b)
+redrive_json(struct sc_daemon *d, struct sc_jw *w)
 {
     const struct sc_redrive *rd = &d->redrive;
-    bool f = true;
     uint64_t done = rd->scheduled + rd->skipped;
 
-    sc_buf_appendc(b, '{');
-    kbool(b, &f, "active", rd->active);
-    key(b, &f, "rate");
-    sc_buf_appendf(b, "%g", rd->rate);
-    kint(b, &f, "matched", (int64_t)rd->matched);
-    kint(b, &f, "scheduled", (int64_t)rd->scheduled);
-    kint(b, &f, "skipped", (int64_t)rd->skipped);
+    sc_jw_open(w, "redrive", '{');
+    sc_jw_bool(w, "active", rd->active);
+    sc_jw_fmt(w, "rate", "%g", rd->rate);
+    sc_jw_int(w, "matched", (int64_t)rd->matched);
+    sc_jw_int(w, "scheduled", (int64_t)rd->scheduled);
+    sc_jw_int(w, "skipped", (int64_t)rd->skipped);
     /* A cancelled redrive keeps what it never sent in "remaining"; a finished one has none. */
-    kint(b, &f, "remaining",
-         (int64_t)((rd->active || rd->cancelled) && rd->matched > done ? rd->matched - done : 0));
-    key(b, &f, "progress_percent");
-    sc_buf_appendf(b, "%.1f", rd->matched ? 100.0 * (double)(rd->active || rd->cancelled ? done : rd->matched) /
-                                                (double)rd->matched
-                                          : (rd->started_wall ? 100.0 : 0.0));
-    kbool(b, &f, "cancelled", rd->cancelled);
-    ktime(b, &f, "started_at", rd->started_wall);
-    ktime(b, &f, "finished_at", rd->finished_wall);
-    sc_buf_appendc(b, '}');
+    sc_jw_int(w, "remaining",
+              (int64_t)((rd->active || rd->cancelled) && rd->matched > done ? rd->matched - done : 0));
+    sc_jw_fmt(w, "progress_percent", "%.1f",
+              rd->matched ? 100.0 * (double)(rd->active || rd->cancelled ? done : rd->matched) /
+                                (double)rd->matched
+                          : (rd->started_wall ? 100.0 : 0.0));
+    sc_jw_bool(w, "cancelled", rd->cancelled);
+    sc_jw_time(w, "started_at", rd->started_wall);
+    sc_jw_time(w, "finished_at", rd->finished_wall);
+    sc_jw_close(w, '}');
 }
 
+/* Writes the counts by status, category and policy (stats). O(1): queue.c keeps them current. */
+static void
+stats_counts(struct sc_daemon *d, struct sc_jw *w)
+{
+    sc_jw_open(w, "status_breakdown", '{');
+    sc_jw_int(w, "pending", (int64_t)(d->q.counts[SC_TASK_PENDING] - d->q.parked));
+    sc_jw_int(w, "parked", (int64_t)d->q.parked);
+    sc_jw_int(w, "retrying", (int64_t)d->q.counts[SC_TASK_RETRYING]);
+    sc_jw_int(w, "exhausted", (int64_t)d->q.counts[SC_TASK_EXHAUSTED]);
+    sc_jw_int(w, "completed", (int64_t)d->q.counts[SC_TASK_COMPLETED]);
+    sc_jw_int(w, "archived", (int64_t)d->q.counts[SC_TASK_ARCHIVED]);
+    sc_jw_close(w, '}');
+
+    sc_jw_open(w, "error_categories", '{');
+    for (int i = 0; i < POLICY_CAT_COUNT; i++)
+        sc_jw_int(w, policy_category_name((policy_category)i),
+                  (int64_t)sc_queue_active_category(&d->q, (policy_category)i));
+    sc_jw_close(w, '}');
+    sc_jw_open(w, "retry_policies", '{');
+    for (int i = 0; i < POLICY_RETRY_COUNT; i++)
+        sc_jw_int(w, policy_retry_name((policy_retry)i), (int64_t)d->q.active_policy[i]);
+    sc_jw_close(w, '}');
+}
+
+/* Writes "lifetime_stats": the counters since start. */
+static void
+stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
+{
+    const struct sc_counters *c = &d->c;
+    /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
+    int64_t slow = 0;
+
+    if (d->sub_failed && natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK)
+        slow = 0;
+    sc_jw_open(w, "lifetime_stats", '{');
+    sc_jw_int(w, "enqueued", (int64_t)c->enqueued);
+    sc_jw_int(w, "retry_success", (int64_t)c->retry_success);
+    sc_jw_int(w, "retry_failed", (int64_t)c->retry_failed);
+    sc_jw_int(w, "retry_timeouts", (int64_t)c->retry_timeouts);
+    sc_jw_int(w, "deferred", (int64_t)c->deferred);
+    sc_jw_int(w, "exhausted", (int64_t)c->exhausted);
+    sc_jw_int(w, "manual_retries", (int64_t)c->manual_retries);
+    sc_jw_int(w, "archived", (int64_t)c->archived);
+    sc_jw_int(w, "cleared", (int64_t)c->cleared);
+    sc_jw_int(w, "invalid", (int64_t)c->invalid);
+    sc_jw_int(w, "attempts", (int64_t)c->attempts);
+    sc_jw_int(w, "duplicates", (int64_t)c->duplicates);
+    sc_jw_int(w, "failures_while_retrying", (int64_t)c->failures_while_retrying);
+    sc_jw_int(w, "refused_full", (int64_t)c->refused_full);
+    sc_jw_int(w, "skipped", (int64_t)c->skipped);
+    sc_jw_int(w, "unknown_keys", (int64_t)c->unknown_keys);
+    sc_jw_int(w, "publish_errors", (int64_t)c->publish_errors);
+    sc_jw_int(w, "ingest_dropped", (int64_t)c->ingest_dropped);
+    sc_jw_int(w, "ingest_slow_consumer_dropped", slow);
+    sc_jw_close(w, '}');
+
+    sc_jw_open(w, "invalid_reasons", '{');
+    for (int i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
+        sc_jw_int(w, d->reasons[i].reason, (int64_t)d->reasons[i].count);
+    sc_jw_close(w, '}');
+}
+
+/*
+ * Writes "retry_processor". The next due time is the due wheel's earliest
+ * entry, turned into wall-clock time with the offset taken at start, so that
+ * two reads with nothing in between give the same answer (within a few ms of
+ * the task's own next_retry_at; in the past when overdue).
+ */
+static void
+stats_retry_processor(struct sc_daemon *d, struct sc_jw *w)
+{
+    int64_t next_due = 0, due_mono = sc_wheel_next_due(d->wheel);
+
+    if (due_mono != INT64_MAX)
+        next_due = due_mono + (d->started_wall - d->started_mono);
+    sc_jw_open(w, "retry_processor", '{');
+    sc_jw_bool(w, "enabled", !d->paused);
+    sc_jw_int(w, "scheduled", (int64_t)sc_wheel_count(d->wheel));
+    sc_jw_int(w, "in_flight", (int64_t)d->inflight);
+    sc_jw_time(w, "next_due_at", next_due);
+    redrive_json(d, w);
+    sc_jw_close(w, '}');
+}
+
+/* Writes "persistence" and "nats": the health of the two connections. */
+static void
+stats_links(struct sc_daemon *d, struct sc_jw *w)
+{
+    const char *backend = "memory", *pstate;
+    uint64_t queued = 0;
+
+    /* The store's health comes from the one hook /readyz and /metrics read too (metrics.c). */
+    pstate = sc_persistence_state(d, &backend, &queued);
+    sc_jw_open(w, "persistence", '{');
+    sc_jw_str(w, "backend", backend);
+    sc_jw_str(w, "state", pstate);
+    sc_jw_int(w, "queued_writes", (int64_t)queued);
+    sc_jw_str(w, "last_error", sc_store_last_error(d));
+    sc_store_stats_json(d, w); /* the store's counters (the store mirror) */
+    sc_jw_close(w, '}');
+
+    sc_jw_open(w, "nats", '{');
+    sc_jw_bool(w, "connected", __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED));
+    sc_jw_int(w, "reconnects", (int64_t)__atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
+    sc_jw_close(w, '}');
+}
+
+/* O(1) at any queue size: every count is kept up to date on every change (queue.c). */
 static void
 admin_stats(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
-    struct sc_buf *b = &d->out;
-    struct sc_counters *c = &d->c;
     size_t active = sc_queue_active(&d->q);
-    int64_t now_mono = sc_now_mono_ms(), next_due = 0, due_mono = sc_wheel_next_due(d->wheel);
-    const char *backend = "memory", *pstate;
-    uint64_t queued = 0;
-    bool first = true, f2;
+    struct sc_jw w;
 
-    /*
-     * O(1) at any queue size: the counts are kept up to date on every change
-     * (queue.c), and the next due time is the due wheel's earliest entry,
-     * turned into wall-clock time with the offset taken at start, so that
-     * two reads with nothing in between give the same answer (within a few
-     * ms of the task's own next_retry_at; in the past when overdue).
-     */
-    (void)now_mono;
-    if (due_mono != INT64_MAX)
-        next_due = due_mono + (d->started_wall - d->started_mono);
-    sc_buf_reset(b);
-    sc_buf_appendc(b, '{');
-    kint(b, &first, "queue_size", (int64_t)active);
-    kint(b, &first, "max_size", d->cfg->max_size);
-    key(b, &first, "utilization_percent");
-    sc_buf_appendf(b, "%.2f", d->cfg->max_size ? 100.0 * (double)active / (double)d->cfg->max_size : 0.0);
-
-    key(b, &first, "status_breakdown");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    kint(b, &f2, "pending", (int64_t)(d->q.counts[SC_TASK_PENDING] - d->q.parked));
-    kint(b, &f2, "parked", (int64_t)d->q.parked);
-    kint(b, &f2, "retrying", (int64_t)d->q.counts[SC_TASK_RETRYING]);
-    kint(b, &f2, "exhausted", (int64_t)d->q.counts[SC_TASK_EXHAUSTED]);
-    kint(b, &f2, "completed", (int64_t)d->q.counts[SC_TASK_COMPLETED]);
-    kint(b, &f2, "archived", (int64_t)d->q.counts[SC_TASK_ARCHIVED]);
-    sc_buf_appendc(b, '}');
-
-    key(b, &first, "error_categories");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    for (int i = 0; i < POLICY_CAT_COUNT; i++)
-        kint(b, &f2, policy_category_name((policy_category)i),
-             (int64_t)sc_queue_active_category(&d->q, (policy_category)i));
-    sc_buf_appendc(b, '}');
-    key(b, &first, "retry_policies");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    for (int i = 0; i < POLICY_RETRY_COUNT; i++)
-        kint(b, &f2, policy_retry_name((policy_retry)i), (int64_t)d->q.active_policy[i]);
-    sc_buf_appendc(b, '}');
-
-    key(b, &first, "lifetime_stats");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    kint(b, &f2, "enqueued", (int64_t)c->enqueued);
-    kint(b, &f2, "retry_success", (int64_t)c->retry_success);
-    kint(b, &f2, "retry_failed", (int64_t)c->retry_failed);
-    kint(b, &f2, "retry_timeouts", (int64_t)c->retry_timeouts);
-    kint(b, &f2, "deferred", (int64_t)c->deferred);
-    kint(b, &f2, "exhausted", (int64_t)c->exhausted);
-    kint(b, &f2, "manual_retries", (int64_t)c->manual_retries);
-    kint(b, &f2, "archived", (int64_t)c->archived);
-    kint(b, &f2, "cleared", (int64_t)c->cleared);
-    kint(b, &f2, "invalid", (int64_t)c->invalid);
-    kint(b, &f2, "attempts", (int64_t)c->attempts);
-    kint(b, &f2, "duplicates", (int64_t)c->duplicates);
-    kint(b, &f2, "failures_while_retrying", (int64_t)c->failures_while_retrying);
-    kint(b, &f2, "refused_full", (int64_t)c->refused_full);
-    kint(b, &f2, "skipped", (int64_t)c->skipped);
-    kint(b, &f2, "unknown_keys", (int64_t)c->unknown_keys);
-    kint(b, &f2, "publish_errors", (int64_t)c->publish_errors);
-    {
-        /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
-        int64_t slow = 0;
-        if (d->sub_failed && natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK)
-            slow = 0;
-        kint(b, &f2, "ingest_dropped", (int64_t)c->ingest_dropped);
-        kint(b, &f2, "ingest_slow_consumer_dropped", slow);
-    }
-    sc_buf_appendc(b, '}');
-
-    key(b, &first, "invalid_reasons");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    for (int i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
-        kint(b, &f2, d->reasons[i].reason, (int64_t)d->reasons[i].count);
-    sc_buf_appendc(b, '}');
-
-    key(b, &first, "retry_processor");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    kbool(b, &f2, "enabled", !d->paused);
-    kint(b, &f2, "scheduled", (int64_t)sc_wheel_count(d->wheel));
-    kint(b, &f2, "in_flight", (int64_t)d->inflight);
-    ktime(b, &f2, "next_due_at", next_due);
-    key(b, &f2, "redrive");
-    redrive_json(d, b);
-    sc_buf_appendc(b, '}');
-
-    /* The store's health comes from the one hook /readyz and /metrics read too (metrics.c). */
-    pstate = sc_persistence_state(d, &backend, &queued);
-    key(b, &first, "persistence");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    kstr(b, &f2, "backend", backend);
-    kstr(b, &f2, "state", pstate);
-    kint(b, &f2, "queued_writes", (int64_t)queued);
-    kstr(b, &f2, "last_error", sc_store_last_error(d));
-    sc_store_stats_json(d, b); /* the store's counters (store.c) */
-    sc_buf_appendc(b, '}');
-
-    key(b, &first, "nats");
-    f2 = true;
-    sc_buf_appendc(b, '{');
-    kbool(b, &f2, "connected", __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED));
-    kint(b, &f2, "reconnects", (int64_t)__atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
-    sc_buf_appendc(b, '}');
-
-    kint(b, &first, "uptime_s", (now_mono - d->started_mono) / 1000);
-    kstr(b, &first, "version", DLQ_VERSION);
-    sc_buf_appendc(b, '}');
+    sc_buf_reset(&d->out);
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_int(&w, "queue_size", (int64_t)active);
+    sc_jw_int(&w, "max_size", d->cfg->max_size);
+    sc_jw_fmt(&w, "utilization_percent", "%.2f",
+              d->cfg->max_size ? 100.0 * (double)active / (double)d->cfg->max_size : 0.0);
+    stats_counts(d, &w);
+    stats_lifetime(d, &w);
+    stats_retry_processor(d, &w);
+    stats_links(d, &w);
+    sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
+    sc_jw_str(&w, "version", DLQ_VERSION);
+    sc_jw_close(&w, '}');
     reply_buf(r);
 }
 
@@ -480,55 +416,52 @@ admin_stats(struct admin_req *r)
 static void
 task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool whole)
 {
-    bool first = true;
+    unsigned depth = codec_limits_get(d->codec)->max_depth;
+    struct sc_jw w;
 
-    sc_buf_appendc(b, '{');
-    key(b, &first, "task_id");
-    sc_json_quote(b, t->id, t->id_len);
-    kstr(b, &first, "status", sc_task_status_name(t->status));
-    kbool(b, &first, "parked", t->parked);
-    kstr(b, &first, "subject", t->subject);
-    kstr(b, &first, "error_category", policy_category_name(t->category));
-    kint(b, &first, "retry_count", t->retry_count);
-    kint(b, &first, "max_retries", t->max_retries);
-    ktime(b, &first, "created_at", t->created_at);
-    ktime(b, &first, "next_retry_at", t->next_retry_at);
+    sc_jw_init(&w, b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_strn(&w, "task_id", t->id, t->id_len);
+    sc_jw_str(&w, "status", sc_task_status_name(t->status));
+    sc_jw_bool(&w, "parked", t->parked);
+    sc_jw_str(&w, "subject", t->subject);
+    sc_jw_str(&w, "error_category", policy_category_name(t->category));
+    sc_jw_int(&w, "retry_count", t->retry_count);
+    sc_jw_int(&w, "max_retries", t->max_retries);
+    sc_jw_time(&w, "created_at", t->created_at);
+    sc_jw_time(&w, "next_retry_at", t->next_retry_at);
     if (!whole) {
-        sc_buf_appendc(b, '}');
+        sc_jw_close(&w, '}');
         return;
     }
-    kstr(b, &first, "retry_subject", t->retry_subject);
-    kstr(b, &first, "park_reason", t->park_reason);
-    kstr(b, &first, "error", t->error);
-    kstr(b, &first, "error_type", t->error_type);
-    kstr(b, &first, "classifier_rule", t->rule_id);
-    kstr(b, &first, "retry_policy", policy_retry_name(t->policy));
-    ktime(b, &first, "updated_at", t->updated_at);
-    ktime(b, &first, "last_attempt_at", t->last_attempt_at);
-    ktime(b, &first, "first_failed_at", t->first_failed_at);
-    kint(b, &first, "episode", t->episode);
-    kint(b, &first, "episode_id", t->episode_id);
-    kint(b, &first, "version", (int64_t)t->version);
-    key(b, &first, "history");
-    sc_buf_appendc(b, '[');
+    sc_jw_str(&w, "retry_subject", t->retry_subject);
+    sc_jw_str(&w, "park_reason", t->park_reason);
+    sc_jw_str(&w, "error", t->error);
+    sc_jw_str(&w, "error_type", t->error_type);
+    sc_jw_str(&w, "classifier_rule", t->rule_id);
+    sc_jw_str(&w, "retry_policy", policy_retry_name(t->policy));
+    sc_jw_time(&w, "updated_at", t->updated_at);
+    sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
+    sc_jw_time(&w, "first_failed_at", t->first_failed_at);
+    sc_jw_int(&w, "episode", t->episode);
+    sc_jw_int(&w, "episode_id", t->episode_id);
+    sc_jw_int(&w, "version", (int64_t)t->version);
+    sc_jw_open(&w, "history", '[');
     for (unsigned i = 0; i < t->hist_len; i++) {
         const struct sc_attempt *a = &t->hist[(t->hist_head + i) % d->q.hist_cap];
-        bool f2 = true;
-        if (i)
-            sc_buf_appendc(b, ',');
-        sc_buf_appendc(b, '{');
-        kint(b, &f2, "attempt", a->attempt);
-        ktime(b, &f2, "at", a->at_ms);
-        kstr(b, &f2, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
-        kstr(b, &f2, "error", a->error);
-        sc_buf_appendc(b, '}');
+        sc_jw_open(&w, NULL, '{');
+        sc_jw_int(&w, "attempt", a->attempt);
+        sc_jw_time(&w, "at", a->at_ms);
+        sc_jw_str(&w, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
+        sc_jw_str(&w, "error", a->error);
+        sc_jw_close(&w, '}');
     }
-    sc_buf_appendc(b, ']');
-    kmsgpack(d, b, &first, "metadata", t->metadata, t->metadata_len);
-    kmsgpack(d, b, &first, "repos", t->repos, t->repos_len);
-    kmsgpack(d, b, &first, "task", t->payload, t->payload_len);
-    kint(b, &first, "task_size", (int64_t)t->payload_len);
-    sc_buf_appendc(b, '}');
+    sc_jw_close(&w, ']');
+    codec_jw_msgpack(&w, "metadata", t->metadata, t->metadata_len, depth);
+    codec_jw_msgpack(&w, "repos", t->repos, t->repos_len, depth);
+    codec_jw_msgpack(&w, "task", t->payload, t->payload_len, depth);
+    sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
+    sc_jw_close(&w, '}');
 }
 
 static void
@@ -684,8 +617,7 @@ admin_classify(struct admin_req *r)
     size_t elen = 0, etlen = 0;
     policy_category cat;
     policy_retry pol;
-    struct sc_buf *b = &d->out;
-    bool first = true;
+    struct sc_jw w;
     json_t *v;
 
     if (r->body && (v = json_object_get(r->body, "error")) && !json_is_null(v)) {
@@ -706,22 +638,20 @@ admin_classify(struct admin_req *r)
     }
     cat = policy_classify(d->classifier, etype, etlen, err, elen, &rule);
     pol = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy : policy_default_retry(cat);
-    sc_buf_reset(b);
-    sc_buf_appendc(b, '{');
-    kstr(b, &first, "category", policy_category_name(cat));
-    kstr(b, &first, "rule", rule);
-    kstr(b, &first, "retry_policy", policy_retry_name(pol));
-    kbool(b, &first, "retryable", pol != POLICY_NEVER);
-    key(b, &first, "delays_ms");
-    sc_buf_appendc(b, '[');
+    sc_buf_reset(&d->out);
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_str(&w, "category", policy_category_name(cat));
+    sc_jw_str(&w, "rule", rule);
+    sc_jw_str(&w, "retry_policy", policy_retry_name(pol));
+    sc_jw_bool(&w, "retryable", pol != POLICY_NEVER);
+    sc_jw_open(&w, "delays_ms", '[');
     for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= d->cfg->default_max_retries; n++)
-        sc_buf_appendf(b, "%s%lld", n > 1 ? "," : "",
-                       (long long)policy_backoff_raw(&d->cfg->backoff, pol, n));
-    sc_buf_appendc(b, ']');
-    key(b, &first, "jitter");
-    sc_buf_appendf(b, "%g", d->cfg->backoff.jitter);
-    kint(b, &first, "max_retries", d->cfg->default_max_retries);
-    sc_buf_appendc(b, '}');
+        sc_jw_int(&w, NULL, policy_backoff_raw(&d->cfg->backoff, pol, n));
+    sc_jw_close(&w, ']');
+    sc_jw_fmt(&w, "jitter", "%g", d->cfg->backoff.jitter);
+    sc_jw_int(&w, "max_retries", d->cfg->default_max_retries);
+    sc_jw_close(&w, '}');
     reply_buf(r);
 }
 
@@ -833,7 +763,7 @@ redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64
     struct sc_redrive *rd = &d->redrive;
     struct timeval tv = {0, REDRIVE_TICK_US};
     size_t n = 0;
-    bool first = true;
+    struct sc_jw w;
 
     for (struct sc_task *t = d->q.head; t; t = t->onext)
         if (actionable(t) && t->retry_subject && sc_filter_match(f, t, now))
@@ -862,15 +792,33 @@ redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64
     sc_log(SC_LOG_INFO, "redrive started", "matched", sc_log_int((int64_t)n), "rate_per_s",
            sc_log_int((int64_t)rate), NULL);
     sc_buf_reset(&d->out);
-    sc_buf_appendc(&d->out, '{');
-    kint(&d->out, &first, "scheduled", (int64_t)n);
-    key(&d->out, &first, "rate");
-    sc_buf_appendf(&d->out, "%g", rate);
-    kbool(&d->out, &first, "background", true);
-    key(&d->out, &first, "eta_s");
-    sc_buf_appendf(&d->out, "%.1f", n ? (double)(n - 1) / rate : 0.0);
-    kbool(&d->out, &first, "paused", d->paused);
-    sc_buf_appendc(&d->out, '}');
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_int(&w, "scheduled", (int64_t)n);
+    sc_jw_fmt(&w, "rate", "%g", rate);
+    sc_jw_bool(&w, "background", true);
+    sc_jw_fmt(&w, "eta_s", "%.1f", n ? (double)(n - 1) / rate : 0.0);
+    sc_jw_bool(&w, "paused", d->paused);
+    sc_jw_close(&w, '}');
+    reply_buf(r);
+}
+
+/* Answers the retry of one task: what was scheduled. */
+static void
+retry_reply_one(struct admin_req *r, const struct sc_task *t)
+{
+    struct sc_daemon *d = r->d;
+    struct sc_jw w;
+
+    sc_buf_reset(&d->out);
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_int(&w, "scheduled", 1);
+    sc_jw_strn(&w, "task_id", t->id, t->id_len);
+    sc_jw_int(&w, "attempt", t->retry_count + 1);
+    sc_jw_int(&w, "max_retries", t->max_retries);
+    sc_jw_bool(&w, "paused", d->paused);
+    sc_jw_close(&w, '}');
     reply_buf(r);
 }
 
@@ -909,7 +857,6 @@ admin_retry(struct admin_req *r)
     }
     if (r->body && json_object_get(r->body, "task_id")) {
         struct sc_task *t;
-        bool first = true;
         if (has_filter_key(r) || rate || json_object_get(r->body, "all")) {
             reply_error(r, 400, "task_id: give a task_id or a filter (with rate), not both");
             return;
@@ -927,16 +874,7 @@ admin_retry(struct admin_req *r)
             return;
         }
         d->c.manual_retries++;
-        sc_buf_reset(&d->out);
-        sc_buf_appendc(&d->out, '{');
-        kint(&d->out, &first, "scheduled", 1);
-        key(&d->out, &first, "task_id");
-        sc_json_quote(&d->out, t->id, t->id_len);
-        kint(&d->out, &first, "attempt", t->retry_count + 1);
-        kint(&d->out, &first, "max_retries", t->max_retries);
-        kbool(&d->out, &first, "paused", d->paused);
-        sc_buf_appendc(&d->out, '}');
-        reply_buf(r);
+        retry_reply_one(r, t);
         return;
     }
     if (!filter_or_all(r, "retry") || !parse_filter(r, &f))

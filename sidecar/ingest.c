@@ -9,20 +9,6 @@
 #define UNKNOWN_LOG_INTERVAL_MS 10000 /* envelopes with unknown keys: one warning per interval */
 #define UNKNOWN_NAME_MAX 64           /* bytes of an unknown key's name shown in acks and logs */
 
-/* Appends "key":"value" (value NULL -> null) with a leading comma unless first. */
-static void
-json_kv(struct sc_buf *b, bool first, const char *key, const char *v, size_t len)
-{
-    if (!first)
-        sc_buf_appendc(b, ',');
-    sc_json_quote(b, key, strlen(key));
-    sc_buf_appendc(b, ':');
-    if (v)
-        sc_json_quote(b, v, len);
-    else
-        sc_buf_append(b, "null", 4);
-}
-
 /*
  * The status an event reports: the task's own, except for a failure that
  * was not stored (a refused, skipped or invalid one has no task, and its
@@ -43,26 +29,25 @@ sc_event(struct sc_daemon *d, const char *kind, const struct sc_task *t, int32_t
 {
     struct sc_buf *b = &d->scratch;
     char subj[256], at[SC_RFC3339_LEN];
+    struct sc_jw w;
 
     if (!d->cfg->events_enabled)
         return;
     sc_buf_reset(b);
     sc_format_rfc3339(sc_now_wall_ms(), at);
-    sc_buf_appendc(b, '{');
-    json_kv(b, true, "task_id", t ? t->id : NULL, t ? t->id_len : 0);
-    json_kv(b, false, "subject", t ? t->subject : NULL, t ? strlen(t->subject) : 0);
-    json_kv(b, false, "category", t ? policy_category_name(t->category) : NULL,
-            t ? strlen(policy_category_name(t->category)) : 0);
-    sc_buf_appendf(b, ",\"attempt\":%d", (int)attempt);
-    json_kv(b, false, "at", at, strlen(at));
+    sc_jw_init(&w, b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_strn(&w, "task_id", t ? t->id : NULL, t ? t->id_len : 0);
+    sc_jw_str(&w, "subject", t ? t->subject : NULL);
+    sc_jw_str(&w, "category", t ? policy_category_name(t->category) : NULL);
+    sc_jw_int(&w, "attempt", attempt);
+    sc_jw_str(&w, "at", at);
     if (!error && t)
         error = t->error;
-    json_kv(b, false, "error", error, error ? strlen(error) : 0);
-    if (t) {
-        const char *st = event_status(kind, t);
-        json_kv(b, false, "status", st, strlen(st));
-    }
-    sc_buf_appendc(b, '}');
+    sc_jw_str(&w, "error", error);
+    if (t)
+        sc_jw_str(&w, "status", event_status(kind, t));
+    sc_jw_close(&w, '}');
     snprintf(subj, sizeof(subj), "%s.events.%s", d->cfg->subjects_prefix, kind);
     if (b->data)
         sc_publish(d, subj, NULL, b->data, b->len, NULL);
@@ -83,20 +68,18 @@ ack_error(struct sc_daemon *d, natsMsg *m, int code, const char *message)
     sc_respond(d, m, b->data, b->len, code, message);
 }
 
-/* Appends ,"unknown_keys":["name",...] for env's unknown keys (the first CODEC_UNKNOWN_NAMES); nothing when none. */
+/* Writes "unknown_keys":["name",...] for env's unknown keys (the first CODEC_UNKNOWN_NAMES); nothing when none. */
 static void
-json_unknown_keys(struct sc_buf *b, const struct codec_envelope *env)
+json_unknown_keys(struct sc_jw *w, const struct codec_envelope *env)
 {
     if (!env || !env->unknown_keys)
         return;
-    sc_buf_append(b, ",\"unknown_keys\":[", 17);
+    sc_jw_open(w, "unknown_keys", '[');
     for (unsigned i = 0; i < env->unknown_keys && i < CODEC_UNKNOWN_NAMES; i++) {
         size_t n = env->unknown[i].len < UNKNOWN_NAME_MAX ? env->unknown[i].len : UNKNOWN_NAME_MAX;
-        if (i)
-            sc_buf_appendc(b, ',');
-        sc_json_quote(b, env->unknown[i].ptr, n);
+        sc_jw_strn(w, NULL, env->unknown[i].ptr, n);
     }
-    sc_buf_appendc(b, ']');
+    sc_jw_close(w, ']');
 }
 
 /*
@@ -140,22 +123,19 @@ ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const cha
        int64_t next_retry_at, struct sc_task *t, const struct codec_envelope *env)
 {
     struct sc_buf *b = &d->out;
-    char ts[SC_RFC3339_LEN];
+    struct sc_jw w;
 
     if (!natsMsg_GetReply(m))
         return;
     sc_buf_reset(b);
-    sc_buf_append(b, "{\"ok\":true", 10);
-    json_kv(b, false, "task_id", id, id_len);
-    json_kv(b, false, "status", status, strlen(status));
-    if (next_retry_at) {
-        sc_format_rfc3339(next_retry_at, ts);
-        json_kv(b, false, "next_retry_at", ts, strlen(ts));
-    } else {
-        json_kv(b, false, "next_retry_at", NULL, 0);
-    }
-    json_unknown_keys(b, env);
-    sc_store_ack(d, m, t, b);
+    sc_jw_init(&w, b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_bool(&w, "ok", true);
+    sc_jw_strn(&w, "task_id", id, id_len);
+    sc_jw_str(&w, "status", status);
+    sc_jw_time(&w, "next_retry_at", next_retry_at);
+    json_unknown_keys(&w, env);
+    sc_store_ack(d, m, t, b); /* closes the object */
 }
 
 static struct sc_reason_count *

@@ -111,61 +111,62 @@ sc_micro_record(struct sc_daemon *d, size_t verb, int64_t elapsed_ns, int error_
     }
 }
 
-/* Appends ,"k":"v" (or without the comma when first). */
-static void
-jkv(struct sc_buf *b, bool first, const char *k, const char *v)
-{
-    if (!first)
-        sc_buf_appendc(b, ',');
-    sc_json_quote(b, k, strlen(k));
-    sc_buf_appendc(b, ':');
-    sc_json_quote(b, v, strlen(v));
-}
-
 /* Writes the fields every response starts with: type, name, id, version, metadata. */
 static void
-identity(struct sc_daemon *d, struct sc_buf *b, const char *type)
+identity(struct sc_daemon *d, struct sc_jw *w, const char *type)
 {
-    sc_buf_appendc(b, '{');
-    jkv(b, true, "type", type);
-    jkv(b, false, "name", MICRO_NAME);
-    jkv(b, false, "id", d->micro->id);
-    jkv(b, false, "version", DLQ_VERSION);
-    sc_buf_append(b, ",\"metadata\":{", 13);
-    jkv(b, true, "subjects.prefix", d->cfg->subjects_prefix);
-    jkv(b, false, "subjects.queue_group", d->cfg->subjects_queue_group);
-    sc_buf_appendc(b, '}');
+    sc_jw_open(w, NULL, '{');
+    sc_jw_str(w, "type", type);
+    sc_jw_str(w, "name", MICRO_NAME);
+    sc_jw_str(w, "id", d->micro->id);
+    sc_jw_str(w, "version", DLQ_VERSION);
+    sc_jw_open(w, "metadata", '{');
+    sc_jw_str(w, "subjects.prefix", d->cfg->subjects_prefix);
+    sc_jw_str(w, "subjects.queue_group", d->cfg->subjects_queue_group);
+    sc_jw_close(w, '}');
 }
 
 /* Writes the name, subject and queue group of endpoint i (an admin verb). */
 static void
-endpoint_head(struct sc_daemon *d, struct sc_buf *b, size_t i)
+endpoint_head(struct sc_daemon *d, struct sc_jw *w, size_t i)
 {
     char subj[256];
 
     snprintf(subj, sizeof(subj), "%s.admin.%s", d->cfg->subjects_prefix, sc_admin_verb_name(i));
-    sc_buf_appendc(b, '{');
-    jkv(b, true, "name", sc_admin_verb_name(i));
-    jkv(b, false, "subject", subj);
+    sc_jw_open(w, NULL, '{');
+    sc_jw_str(w, "name", sc_admin_verb_name(i));
+    sc_jw_str(w, "subject", subj);
     /* The admin subjects have no queue group: every instance answers for the tasks it holds. */
-    jkv(b, false, "queue_group", "");
+    sc_jw_str(w, "queue_group", "");
+}
+
+static void
+write_ping(struct sc_daemon *d, struct sc_buf *b)
+{
+    struct sc_jw w;
+
+    sc_jw_init(&w, b);
+    identity(d, &w, "io.nats.micro.v1.ping_response");
+    sc_jw_close(&w, '}');
 }
 
 static void
 write_info(struct sc_daemon *d, struct sc_buf *b)
 {
     size_t n = sc_admin_verb_count();
+    struct sc_jw w;
 
-    identity(d, b, "io.nats.micro.v1.info_response");
-    jkv(b, false, "description", MICRO_DESCRIPTION);
-    sc_buf_append(b, ",\"endpoints\":[", 14);
+    sc_jw_init(&w, b);
+    identity(d, &w, "io.nats.micro.v1.info_response");
+    sc_jw_str(&w, "description", MICRO_DESCRIPTION);
+    sc_jw_open(&w, "endpoints", '[');
     for (size_t i = 0; i < n && i < MICRO_MAX_ENDPOINTS; i++) {
-        if (i)
-            sc_buf_appendc(b, ',');
-        endpoint_head(d, b, i);
-        sc_buf_append(b, ",\"metadata\":null}", 17);
+        endpoint_head(d, &w, i);
+        sc_jw_null(&w, "metadata");
+        sc_jw_close(&w, '}');
     }
-    sc_buf_append(b, "]}", 2);
+    sc_jw_close(&w, ']');
+    sc_jw_close(&w, '}');
 }
 
 static void
@@ -173,24 +174,26 @@ write_stats(struct sc_daemon *d, struct sc_buf *b)
 {
     size_t n = sc_admin_verb_count();
     char started[SC_RFC3339_LEN];
+    struct sc_jw w;
 
     sc_format_rfc3339(d->started_wall, started);
-    identity(d, b, "io.nats.micro.v1.stats_response");
-    jkv(b, false, "started", started);
-    sc_buf_append(b, ",\"endpoints\":[", 14);
+    sc_jw_init(&w, b);
+    identity(d, &w, "io.nats.micro.v1.stats_response");
+    sc_jw_str(&w, "started", started);
+    sc_jw_open(&w, "endpoints", '[');
     for (size_t i = 0; i < n && i < MICRO_MAX_ENDPOINTS; i++) {
         const struct micro_endpoint *e = &d->micro->ep[i];
-        if (i)
-            sc_buf_appendc(b, ',');
-        endpoint_head(d, b, i);
-        sc_buf_appendf(b, ",\"num_requests\":%llu,\"num_errors\":%llu",
-                       (unsigned long long)e->requests, (unsigned long long)e->errors);
-        jkv(b, false, "last_error", e->last_error);
-        sc_buf_appendf(b, ",\"processing_time\":%lld,\"average_processing_time\":%lld}",
-                       (long long)e->total_ns,
-                       (long long)(e->requests ? e->total_ns / (int64_t)e->requests : 0));
+        endpoint_head(d, &w, i);
+        sc_jw_uint(&w, "num_requests", e->requests);
+        sc_jw_uint(&w, "num_errors", e->errors);
+        sc_jw_str(&w, "last_error", e->last_error);
+        sc_jw_int(&w, "processing_time", e->total_ns);
+        sc_jw_int(&w, "average_processing_time",
+                  e->requests ? e->total_ns / (int64_t)e->requests : 0);
+        sc_jw_close(&w, '}');
     }
-    sc_buf_append(b, "]}", 2);
+    sc_jw_close(&w, ']');
+    sc_jw_close(&w, '}');
 }
 
 /*
@@ -210,8 +213,7 @@ sc_micro(struct sc_daemon *d, natsMsg *m)
     subj += 5;
     sc_buf_reset(b);
     if (strncmp(subj, "PING", 4) == 0 && (subj[4] == '\0' || subj[4] == '.')) {
-        identity(d, b, "io.nats.micro.v1.ping_response");
-        sc_buf_appendc(b, '}');
+        write_ping(d, b);
     } else if (strncmp(subj, "INFO", 4) == 0 && (subj[4] == '\0' || subj[4] == '.')) {
         write_info(d, b);
     } else if (strncmp(subj, "STATS", 5) == 0 && (subj[5] == '\0' || subj[5] == '.')) {

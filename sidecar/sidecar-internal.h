@@ -496,7 +496,7 @@ size_t sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, 
 size_t sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject);
 
 /*
- * store.c: mirrors the queue into the configured store (DESIGN section 11).
+ * mirror.c: mirrors the queue into the configured store (DESIGN section 11).
  * sc_store_changed() is called after every change of t (it bumps t->version,
  * which only grows); sc_store_removed() just before t is freed. Loop thread.
  */
@@ -550,13 +550,13 @@ const char *sc_store_refusal(struct sc_daemon *d);
  * "degraded") and sets *backend ("memory", "opensearch") and *queued_writes
  * (changed tasks not yet stored + pending deletes + items in flight).
  * sc_store_last_error() returns the store's last error (a static buffer
- * overwritten by the next call) or NULL. sc_store_stats_json() appends the
- * store's counters as ",\"key\":value" pairs for the stats reply's
- * persistence object. Loop thread.
+ * overwritten by the next call) or NULL. sc_store_stats_json() writes the
+ * store's counters as members of w's open object (the stats reply's
+ * persistence object). Loop thread.
  */
 const char *sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes);
 const char *sc_store_last_error(struct sc_daemon *d);
-void sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b);
+void sc_store_stats_json(struct sc_daemon *d, struct sc_jw *w);
 /* sc_store_rejected() returns the task writes the store refused for good (0 without a store). Loop thread. */
 uint64_t sc_store_rejected(struct sc_daemon *d);
 /*

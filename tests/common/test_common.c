@@ -1,4 +1,4 @@
-/* test_common.c - cmocka unit tests of common/: RFC 3339 time, capped buffers, UTF-8, JSON strings, base64. */
+/* test_common.c - cmocka unit tests of common/: RFC 3339 time, capped buffers, UTF-8, JSON strings, base64, the JSON writer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -611,6 +611,62 @@ test_base64_padding(void **state)
     sc_buf_destroy(&b);
 }
 
+/* The JSON writer: commas, nesting, every value kind, and the sticky error at the cap. */
+static void
+test_jw(void **state)
+{
+    struct sc_buf b;
+    struct sc_jw w;
+
+    (void)state;
+    sc_buf_init(&b, 4096);
+    sc_jw_init(&w, &b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_str(&w, "s", "a\"b");
+    sc_jw_strn(&w, "n", "xy\0z", 4);
+    sc_jw_str(&w, "z", NULL);
+    sc_jw_int(&w, "i", -42);
+    sc_jw_uint(&w, "u", UINT64_MAX);
+    sc_jw_bool(&w, "t", true);
+    sc_jw_bool(&w, "f", false);
+    sc_jw_null(&w, "nil");
+    sc_jw_time(&w, "at", 1);
+    sc_jw_time(&w, "never", 0);
+    sc_jw_fmt(&w, "pct", "%.2f", 12.5);
+    sc_jw_open(&w, "o", '{');
+    sc_jw_close(&w, '}');
+    sc_jw_open(&w, "a", '[');
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_int(&w, "k", 1);
+    sc_jw_close(&w, '}');
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_int(&w, "k", 2);
+    sc_jw_close(&w, '}');
+    sc_jw_close(&w, ']');
+    sc_jw_key(&w, "raw");
+    sc_jw_raw(&w, "[1]", 3);
+    sc_jw_close(&w, '}');
+    assert_int_equal(w.st, SC_OK);
+    assert_string_equal(b.data, "{\"s\":\"a\\\"b\",\"n\":\"xy\\u0000z\",\"z\":null,\"i\":-42,"
+                                "\"u\":18446744073709551615,\"t\":true,\"f\":false,\"nil\":null,"
+                                "\"at\":\"1970-01-01T00:00:00.001Z\",\"never\":null,\"pct\":12.50,"
+                                "\"o\":{},\"a\":[{\"k\":1},{\"k\":2}],\"raw\":[1]}");
+    sc_buf_destroy(&b);
+
+    /* Past the cap: the first failure sticks and nothing more is written. */
+    sc_buf_init(&b, 8);
+    sc_jw_init(&w, &b);
+    sc_jw_raw(&w, "{", 1);
+    sc_jw_int(&w, "abc", 1);
+    assert_int_equal(w.st, SC_OK);
+    sc_jw_str(&w, "longer", "value");
+    assert_int_equal(w.st, SC_ETOOBIG);
+    sc_jw_raw(&w, "}", 1);
+    assert_int_equal(w.st, SC_ETOOBIG);
+    assert_true(b.len <= 8);
+    sc_buf_destroy(&b);
+}
+
 int
 main(void)
 {
@@ -631,6 +687,7 @@ main(void)
         cmocka_unit_test(test_json_quote_round_trip),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_base64_padding),
+        cmocka_unit_test(test_jw),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

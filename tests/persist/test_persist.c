@@ -1,4 +1,4 @@
-/* test_persist.c - unit tests of persist/: batches, the HTTP client, and the OpenSearch backend's protocol logic against a scripted local HTTP server on the same loop. */
+/* test_persist.c - unit tests of persist/: batches, the task document's fields, persist_new(), the HTTP client, and the OpenSearch backend's protocol logic against a scripted local HTTP server on the same loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -792,6 +792,106 @@ test_memory_backend(void **state)
     persist_free(NULL);
 }
 
+/* persist_new() picks the backend by name, the OpenSearch one with the task document's schema; persist_durable() tells them apart. */
+static void
+test_persist_new(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct owner o;
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_opts opts;
+    struct persist *p = NULL;
+    char err[256] = "";
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    memset(&opts, 0, sizeof opts);
+    opts.backend = "memory";
+    assert_int_equal(persist_new(base, &opts, &own, &p, err, sizeof err), SC_OK);
+    assert_non_null(p);
+    assert_false(persist_durable(p));
+    persist_free(p);
+
+    opts.backend = "opensearch";
+    opts.opensearch.urls = "http://127.0.0.1:1";
+    opts.opensearch.index = "dlq-test";
+    opts.opensearch.bulk_max_docs = 10;
+    opts.opensearch.bulk_max_bytes = 4096;
+    assert_int_equal(persist_new(base, &opts, &own, &p, err, sizeof err), SC_OK);
+    assert_true(persist_durable(p));
+    persist_free(p);
+
+    opts.backend = "nowhere";
+    p = (struct persist *)&o; /* cleared on entry */
+    assert_int_equal(persist_new(base, &opts, &own, &p, err, sizeof err), SC_EINVAL);
+    assert_null(p);
+    assert_non_null(strstr(err, "nowhere"));
+    assert_false(persist_durable(NULL));
+    event_base_free(base);
+}
+
+/* The task document's fields: text keeps its exact bytes in a _raw twin when JSON cannot carry them; bytes go as base64. */
+static void
+test_doc_fields(void **state)
+{
+    struct sc_buf b, tmp;
+    struct sc_jw w;
+    json_t *j;
+    char *v, *bytes;
+    size_t len;
+
+    (void)state;
+    sc_buf_init(&b, 4096);
+    sc_buf_init(&tmp, 4096);
+    sc_jw_init(&w, &b);
+    sc_jw_open(&w, NULL, '{');
+    persist_doc_str(&w, "a", "plain", 5);
+    persist_doc_str(&w, "b", "x\xff\0y", 4);
+    persist_doc_str(&w, "c", NULL, 0);
+    persist_doc_bytes(&w, "d", "\x81\xa1k", 3);
+    persist_doc_bytes(&w, "e", NULL, 0);
+    sc_jw_int(&w, "n", 7);
+    sc_jw_time(&w, "t", 1000);
+    sc_jw_close(&w, '}');
+    assert_int_equal(w.st, SC_OK);
+    assert_string_equal(b.data, "{\"a\":\"plain\",\"b\":\"x\xef\xbf\xbd\\u0000y\",\"b_raw\":\"eP8AeQ==\","
+                                "\"c\":null,\"d\":\"gaFr\",\"e\":null,\"n\":7,"
+                                "\"t\":\"1970-01-01T00:00:01.000Z\"}");
+    j = json_loadb(b.data, b.len, JSON_ALLOW_NUL, NULL); /* \u0000 in b */
+    assert_non_null(j);
+    v = persist_doc_get_str(j, "a", &len, &tmp);
+    assert_int_equal(len, 5);
+    assert_string_equal(v, "plain");
+    free(v);
+    v = persist_doc_get_str(j, "b", &len, &tmp);
+    assert_int_equal(len, 4);
+    assert_memory_equal(v, "x\xff\0y", 4);
+    free(v);
+    assert_null(persist_doc_get_str(j, "c", &len, &tmp));
+    assert_int_equal(len, 0);
+    assert_true(persist_doc_get_bytes(j, "d", &bytes, &len, &tmp));
+    assert_int_equal(len, 3);
+    assert_memory_equal(bytes, "\x81\xa1k", 3);
+    free(bytes);
+    assert_false(persist_doc_get_bytes(j, "e", &bytes, &len, &tmp));
+    assert_null(bytes);
+    assert_int_equal(persist_doc_get_int(j, "n"), 7);
+    assert_int_equal(persist_doc_get_int(j, "a"), 0);
+    assert_int_equal(persist_doc_get_time(j, "t"), 1000);
+    assert_int_equal(persist_doc_get_time(j, "missing"), 0);
+    json_decref(j);
+    /* The mapping and the load query are JSON OpenSearch takes. */
+    assert_non_null(j = json_loads(persist_task_properties, 0, NULL));
+    assert_non_null(json_object_get(j, "task_id_raw"));
+    json_decref(j);
+    assert_non_null(j = json_loads(persist_task_load_query, 0, NULL));
+    json_decref(j);
+    assert_non_null(j = json_loads(persist_task_load_sort, 0, NULL));
+    json_decref(j);
+    sc_buf_destroy(&b);
+    sc_buf_destroy(&tmp);
+}
+
 int
 main(void)
 {
@@ -803,6 +903,8 @@ main(void)
         cmocka_unit_test(test_opensearch_protocol),
         cmocka_unit_test(test_opensearch_split),
         cmocka_unit_test(test_memory_backend),
+        cmocka_unit_test(test_persist_new),
+        cmocka_unit_test(test_doc_fields),
     };
 
     return cmocka_run_group_tests_name("persist", tests, NULL, NULL);

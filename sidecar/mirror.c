@@ -1,4 +1,4 @@
-/* store.c - mirrors task changes into the configured store (persist/): documents, dirty set, tombstones, held ingest acks, the start-up load, the spill file. */
+/* mirror.c - the store mirror: task changes into the configured store through persist_ops (dirty set, tombstones, held ingest acks, the start-up load, the spill file). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -408,228 +408,79 @@ tomb_push(struct sc_daemon *d, const char *id, size_t len, uint64_t version)
 
 /* ---- documents -------------------------------------------------------------------------------- */
 
-/* A JSON writer over the batch buffer that remembers the first failure. */
-struct docw {
-    struct sc_buf *b;
-    sc_status st;
-    bool first;
-};
-
+/* "k": v (a C string, NULL: null), with its _raw twin when needed (persist_doc_str()). */
 static void
-w_raw(struct docw *w, const char *s, size_t n)
+doc_cstr(struct sc_jw *w, const char *k, const char *v)
 {
-    if (!w->st)
-        w->st = sc_buf_append(w->b, s, n);
-}
-
-static void
-w_key(struct docw *w, const char *k)
-{
-    if (!w->first)
-        w_raw(w, ",", 1);
-    w->first = false;
-    w_raw(w, "\"", 1);
-    w_raw(w, k, strlen(k));
-    w_raw(w, "\":", 2);
-}
-
-/* "k": the bytes as a JSON string, plus "k_raw": base64 when they are not valid UTF-8. */
-static void
-w_str(struct docw *w, const char *k, const char *v, size_t len)
-{
-    char raw[64];
-
-    w_key(w, k);
-    if (!v) {
-        w_raw(w, "null", 4);
-        return;
-    }
-    if (!w->st)
-        w->st = sc_json_quote(w->b, v, len);
-    if (!sc_utf8_valid(v, len, SC_UTF8_NO_NUL)) {
-        snprintf(raw, sizeof(raw), "%s_raw", k);
-        w_key(w, raw);
-        w_raw(w, "\"", 1);
-        if (!w->st)
-            w->st = sc_base64_encode(w->b, v, len);
-        w_raw(w, "\"", 1);
-    }
-}
-
-static void
-w_cstr(struct docw *w, const char *k, const char *v)
-{
-    w_str(w, k, v, v ? strlen(v) : 0);
-}
-
-static void
-w_int(struct docw *w, const char *k, int64_t v)
-{
-    w_key(w, k);
-    if (!w->st)
-        w->st = sc_buf_appendf(w->b, "%lld", (long long)v);
-}
-
-static void
-w_bool(struct docw *w, const char *k, bool v)
-{
-    w_key(w, k);
-    w_raw(w, v ? "true" : "false", v ? 4 : 5);
-}
-
-static void
-w_time(struct docw *w, const char *k, int64_t ms)
-{
-    char ts[SC_RFC3339_LEN];
-
-    w_key(w, k);
-    if (!ms || !sc_format_rfc3339(ms, ts)) {
-        w_raw(w, "null", 4);
-        return;
-    }
-    w_raw(w, "\"", 1);
-    w_raw(w, ts, strlen(ts));
-    w_raw(w, "\"", 1);
+    persist_doc_str(w, k, v, v ? strlen(v) : 0);
 }
 
 /* "k": the MessagePack value rendered as JSON (null when it cannot be), "k_mp": its exact bytes. */
 static void
-w_msgpack(struct sc_daemon *d, struct docw *w, const char *k, const char *p, size_t len)
+doc_msgpack(struct sc_jw *w, const char *k, const char *k_mp, const char *p, size_t len,
+            unsigned depth)
 {
-    char mp[64];
-    size_t mark;
-
-    w_key(w, k);
-    if (!p) {
-        w_raw(w, "null", 4);
-    } else if (!w->st) {
-        mark = w->b->len;
-        if (codec_render_json(p, len, codec_limits_get(d->codec)->max_depth, w->b) != SC_OK) {
-            w->b->len = mark;
-            w_raw(w, "null", 4);
-        }
-    }
-    snprintf(mp, sizeof(mp), "%s_mp", k);
-    w_key(w, mp);
-    if (!p) {
-        w_raw(w, "null", 4);
-        return;
-    }
-    w_raw(w, "\"", 1);
-    if (!w->st)
-        w->st = sc_base64_encode(w->b, p, len);
-    w_raw(w, "\"", 1);
-}
-
-/* Appends t's document: every field of admin get, and what rebuilds the task exactly. */
-static sc_status
-task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
-{
-    struct docw w = {b, SC_OK, true};
-
-    w_raw(&w, "{", 1);
-    w_int(&w, "schema", DOC_SCHEMA);
-    w_str(&w, "task_id", t->id, t->id_len);
-    w_cstr(&w, "status", sc_task_status_name(t->status));
-    w_bool(&w, "parked", t->parked);
-    w_cstr(&w, "subject", t->subject);
-    w_cstr(&w, "retry_subject", t->retry_subject);
-    w_cstr(&w, "park_reason", t->park_reason);
-    w_cstr(&w, "error", t->error);
-    w_cstr(&w, "error_type", t->error_type);
-    w_cstr(&w, "error_category", policy_category_name(t->category));
-    w_cstr(&w, "classifier_rule", t->rule_id);
-    w_cstr(&w, "retry_policy", policy_retry_name(t->policy));
-    w_bool(&w, "policy_override", t->policy_override);
-    w_int(&w, "retry_count", t->retry_count);
-    w_int(&w, "max_retries", t->max_retries);
-    w_int(&w, "defer_streak", t->defer_streak);
-    w_int(&w, "episode", t->episode);
-    w_int(&w, "episode_id", t->episode_id);
-    w_bool(&w, "max_retries_own", t->max_retries_own);
-    w_time(&w, "created_at", t->created_at);
-    w_time(&w, "updated_at", t->updated_at);
-    w_time(&w, "last_attempt_at", t->last_attempt_at);
-    w_time(&w, "next_retry_at", t->next_retry_at);
-    w_time(&w, "first_failed_at", t->first_failed_at);
-    w_int(&w, "seq", (int64_t)t->seq);
-    w_int(&w, "version", (int64_t)t->version);
-    w_key(&w, "history");
-    w_raw(&w, "[", 1);
-    for (unsigned i = 0; i < t->hist_len; i++) {
-        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
-        struct docw h = {b, w.st, true};
-        if (i)
-            w_raw(&h, ",", 1);
-        w_raw(&h, "{", 1);
-        w_int(&h, "attempt", a->attempt);
-        w_time(&h, "at", a->at_ms);
-        w_cstr(&h, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
-        w_cstr(&h, "error", a->error);
-        w_raw(&h, "}", 1);
-        w.st = h.st;
-    }
-    w_raw(&w, "]", 1);
-    w_msgpack(d, &w, "metadata", t->metadata, t->metadata_len);
-    w_msgpack(d, &w, "repos", t->repos, t->repos_len);
-    w_msgpack(d, &w, "task", t->payload, t->payload_len);
-    w_int(&w, "task_size", (int64_t)t->payload_len);
-    w_raw(&w, "}", 1);
-    return w.st;
+    codec_jw_msgpack(w, k, p, len, depth);
+    persist_doc_bytes(w, k_mp, p, len);
 }
 
 /*
- * The mapping of a task document: explicit and strict. Free-form values
- * (metadata, the task, history) are objects with "enabled": false: kept in
- * _source, never parsed into fields, so they cannot grow the mapping. Raw
- * bytes are binary fields (base64, not indexed).
+ * Appends t's document: every field of admin get, and what rebuilds the task
+ * exactly (the _raw and _mp twins, persist_doc_str()). Every field named
+ * here is in persist_task_properties, OpenSearch's strict mapping of it.
  */
-static const char doc_properties[] =
-    "{\"schema\":{\"type\":\"integer\"},"
-    "\"task_id\":{\"type\":\"keyword\"},"
-    "\"task_id_raw\":{\"type\":\"binary\"},"
-    "\"status\":{\"type\":\"keyword\"},"
-    "\"parked\":{\"type\":\"boolean\"},"
-    "\"subject\":{\"type\":\"keyword\",\"ignore_above\":4096},"
-    "\"subject_raw\":{\"type\":\"binary\"},"
-    "\"retry_subject\":{\"type\":\"keyword\",\"ignore_above\":4096},"
-    "\"retry_subject_raw\":{\"type\":\"binary\"},"
-    "\"park_reason\":{\"type\":\"text\"},"
-    "\"park_reason_raw\":{\"type\":\"binary\"},"
-    "\"error\":{\"type\":\"text\",\"fields\":{\"keyword\":{\"type\":\"keyword\",\"ignore_above\":1024}}},"
-    "\"error_raw\":{\"type\":\"binary\"},"
-    "\"error_type\":{\"type\":\"keyword\",\"ignore_above\":1024},"
-    "\"error_type_raw\":{\"type\":\"binary\"},"
-    "\"error_category\":{\"type\":\"keyword\"},"
-    "\"classifier_rule\":{\"type\":\"keyword\"},"
-    "\"classifier_rule_raw\":{\"type\":\"binary\"},"
-    "\"retry_policy\":{\"type\":\"keyword\"},"
-    "\"policy_override\":{\"type\":\"boolean\"},"
-    "\"retry_count\":{\"type\":\"integer\"},"
-    "\"max_retries\":{\"type\":\"integer\"},"
-    "\"defer_streak\":{\"type\":\"integer\"},"
-    "\"episode\":{\"type\":\"integer\"},"
-    "\"episode_id\":{\"type\":\"long\"},"
-    "\"max_retries_own\":{\"type\":\"boolean\"},"
-    "\"created_at\":{\"type\":\"date\"},"
-    "\"updated_at\":{\"type\":\"date\"},"
-    "\"last_attempt_at\":{\"type\":\"date\"},"
-    "\"next_retry_at\":{\"type\":\"date\"},"
-    "\"first_failed_at\":{\"type\":\"date\"},"
-    "\"seq\":{\"type\":\"long\"},"
-    "\"version\":{\"type\":\"long\"},"
-    "\"history\":{\"type\":\"object\",\"enabled\":false},"
-    "\"metadata\":{\"type\":\"object\",\"enabled\":false},"
-    "\"metadata_mp\":{\"type\":\"binary\"},"
-    "\"repos\":{\"type\":\"keyword\",\"ignore_above\":1024},"
-    "\"repos_mp\":{\"type\":\"binary\"},"
-    "\"task\":{\"type\":\"object\",\"enabled\":false},"
-    "\"task_mp\":{\"type\":\"binary\"},"
-    "\"task_size\":{\"type\":\"long\"}}";
+static sc_status
+task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
+{
+    unsigned depth = codec_limits_get(d->codec)->max_depth;
+    struct sc_jw w;
 
-/* Non-terminal tasks, in their original order. */
-static const char load_query[] = "{\"terms\":{\"status\":[\"pending\",\"retrying\",\"exhausted\"]}}";
-static const char load_sort[] = "[{\"seq\":\"asc\"},{\"task_id\":\"asc\"}]";
+    sc_jw_init(&w, b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_int(&w, "schema", DOC_SCHEMA);
+    persist_doc_str(&w, "task_id", t->id, t->id_len);
+    doc_cstr(&w, "status", sc_task_status_name(t->status));
+    sc_jw_bool(&w, "parked", t->parked);
+    doc_cstr(&w, "subject", t->subject);
+    doc_cstr(&w, "retry_subject", t->retry_subject);
+    doc_cstr(&w, "park_reason", t->park_reason);
+    doc_cstr(&w, "error", t->error);
+    doc_cstr(&w, "error_type", t->error_type);
+    doc_cstr(&w, "error_category", policy_category_name(t->category));
+    doc_cstr(&w, "classifier_rule", t->rule_id);
+    doc_cstr(&w, "retry_policy", policy_retry_name(t->policy));
+    sc_jw_bool(&w, "policy_override", t->policy_override);
+    sc_jw_int(&w, "retry_count", t->retry_count);
+    sc_jw_int(&w, "max_retries", t->max_retries);
+    sc_jw_int(&w, "defer_streak", t->defer_streak);
+    sc_jw_int(&w, "episode", t->episode);
+    sc_jw_int(&w, "episode_id", t->episode_id);
+    sc_jw_bool(&w, "max_retries_own", t->max_retries_own);
+    sc_jw_time(&w, "created_at", t->created_at);
+    sc_jw_time(&w, "updated_at", t->updated_at);
+    sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
+    sc_jw_time(&w, "next_retry_at", t->next_retry_at);
+    sc_jw_time(&w, "first_failed_at", t->first_failed_at);
+    sc_jw_int(&w, "seq", (int64_t)t->seq);
+    sc_jw_int(&w, "version", (int64_t)t->version);
+    sc_jw_open(&w, "history", '[');
+    for (unsigned i = 0; i < t->hist_len; i++) {
+        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
+        sc_jw_open(&w, NULL, '{');
+        sc_jw_int(&w, "attempt", a->attempt);
+        sc_jw_time(&w, "at", a->at_ms);
+        doc_cstr(&w, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
+        doc_cstr(&w, "error", a->error);
+        sc_jw_close(&w, '}');
+    }
+    sc_jw_close(&w, ']');
+    doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
+    doc_msgpack(&w, "repos", "repos_mp", t->repos, t->repos_len, depth);
+    doc_msgpack(&w, "task", "task_mp", t->payload, t->payload_len, depth);
+    sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
+    sc_jw_close(&w, '}');
+    return w.st;
+}
 
 /* ---- reading a document back ------------------------------------------------------------------ */
 
@@ -637,44 +488,19 @@ static const char load_sort[] = "[{\"seq\":\"asc\"},{\"task_id\":\"asc\"}]";
 static char *
 doc_str(struct sc_store *s, json_t *src, const char *k, size_t *len)
 {
-    char raw[64];
-    json_t *v;
-
-    snprintf(raw, sizeof(raw), "%s_raw", k);
-    v = json_object_get(src, raw);
-    if (json_is_string(v)) {
-        sc_buf_reset(&s->tmp);
-        if (sc_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) == SC_OK) {
-            *len = s->tmp.len;
-            return sc_xstrndup(s->tmp.data ? s->tmp.data : "", s->tmp.len);
-        }
-    }
-    v = json_object_get(src, k);
-    if (!json_is_string(v)) {
-        *len = 0;
-        return NULL;
-    }
-    *len = json_string_length(v);
-    return sc_xstrndup(json_string_value(v), *len);
+    return persist_doc_get_str(src, k, len, &s->tmp);
 }
 
 static int64_t
 doc_int(json_t *src, const char *k)
 {
-    json_t *v = json_object_get(src, k);
-
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+    return persist_doc_get_int(src, k);
 }
 
 static int64_t
 doc_time(json_t *src, const char *k)
 {
-    json_t *v = json_object_get(src, k);
-    int64_t ms = 0;
-
-    if (json_is_string(v))
-        sc_parse_rfc3339(json_string_value(v), json_string_length(v), &ms);
-    return ms;
+    return persist_doc_get_time(src, k);
 }
 
 /* Sets the pooled string field which of t from string k of src (see doc_str()). */
@@ -692,20 +518,7 @@ load_str(struct sc_daemon *d, struct sc_task *t, unsigned which, json_t *src, co
 static bool
 doc_bytes(struct sc_store *s, json_t *src, const char *k, char **out, size_t *len)
 {
-    json_t *v = json_object_get(src, k);
-
-    *out = NULL;
-    *len = 0;
-    if (!json_is_string(v))
-        return false;
-    sc_buf_reset(&s->tmp);
-    if (sc_base64_decode(json_string_value(v), json_string_length(v), &s->tmp) != SC_OK)
-        return false;
-    *out = sc_xmalloc(s->tmp.len ? s->tmp.len : 1);
-    if (s->tmp.len)
-        memcpy(*out, s->tmp.data, s->tmp.len);
-    *len = s->tmp.len;
-    return true;
+    return persist_doc_get_bytes(src, k, out, len, &s->tmp);
 }
 
 static int
@@ -729,28 +542,18 @@ outcome_name_i(int i)
     return sc_outcome_name((sc_outcome_kind)i);
 }
 
-/* One loaded document of task id: rebuilds the task and puts it back on the wheel. */
-static void
-load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
+/*
+ * Whether the document of task id must not be loaded (counted as skipped):
+ * the queue holds a newer failure for this id (it arrived while the store
+ * was away), or the id was removed or replayed from the spill file since
+ * (a background load must not bring back an older state).
+ */
+static bool
+load_skip(struct sc_store *s, struct sc_queue *q, const char *id, size_t id_len)
 {
-    struct sc_store *s = d->store;
-    struct sc_task *t;
-    int64_t now = sc_now_wall_ms();
-    int st = name_index(json_string_value(json_object_get(src, "status")), status_name_i,
-                        SC_TASK_STATUS_COUNT);
-    policy_category cat = POLICY_CAT_PERMANENT;
-    policy_retry pol = POLICY_NEVER;
-    const char *cs = json_string_value(json_object_get(src, "error_category"));
-    const char *ps = json_string_value(json_object_get(src, "retry_policy"));
-    char *payload = NULL;
-    size_t plen = 0, n;
-    bool parked, retrying = false;
-    json_t *hist, *h;
-    size_t i;
-
-    if (sc_queue_find(&d->q, id, id_len)) {
-        s->load_skipped++; /* a newer failure for this id arrived while the store was away */
-        return;
+    if (sc_queue_find(q, id, id_len)) {
+        s->load_skipped++;
+        return true;
     }
     if (s->tlen && !s->tomb_ids) {
         /* A background load: tasks removed meanwhile must not come back from their old documents. */
@@ -763,24 +566,18 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     if ((s->tomb_ids && json_object_getn(s->tomb_ids, id, id_len)) ||
         (s->spill_ids && json_object_getn(s->spill_ids, id, id_len))) {
         s->load_skipped++;
-        return;
+        return true;
     }
-    if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
-        goto bad;
-    if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
-        policy_retry_parse(ps, strlen(ps), &pol))
-        goto bad;
-    if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
-        codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) != SC_OK ||
-        n != plen)
-        goto bad;
-    if (!json_is_string(json_object_get(src, "subject")))
-        goto bad;
+    return false;
+}
 
-    t = sc_queue_add_room(&d->q, id, id_len, plen, doc_time(src, "created_at"));
-    sc_task_set_payload(t, payload, plen);
-    free(payload);
-    payload = NULL;
+/* Sets t's fields from src, a checked document of status st at version (payload and class aside). */
+static void
+load_fields(struct sc_daemon *d, struct sc_task *t, json_t *src, int st, uint64_t version)
+{
+    struct sc_store *s = d->store;
+    size_t n;
+
     load_str(d, t, SC_TS_SUBJECT, src, "subject");
     load_str(d, t, SC_TS_RETRY_SUBJECT, src, "retry_subject");
     load_str(d, t, SC_TS_ERROR, src, "error");
@@ -793,7 +590,6 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     t->park_reason = doc_str(s, src, "park_reason", &n);
     doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
     doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
-    sc_queue_set_class(&d->q, t, cat, pol); /* keeps the queue's counts right */
     t->policy_override = json_is_true(json_object_get(src, "policy_override"));
     t->max_retries = (int32_t)doc_int(src, "max_retries");
     t->retry_count = (int32_t)doc_int(src, "retry_count");
@@ -816,6 +612,47 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     t->version = version > (uint64_t)doc_int(src, "version") ? version : (uint64_t)doc_int(src, "version");
     if (t->version > s->vclock)
         s->vclock = t->version;
+}
+
+/* One loaded document of task id: rebuilds the task and puts it back on the wheel. */
+static void
+load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
+{
+    struct sc_store *s = d->store;
+    struct sc_task *t;
+    int64_t now = sc_now_wall_ms();
+    int st = name_index(json_string_value(json_object_get(src, "status")), status_name_i,
+                        SC_TASK_STATUS_COUNT);
+    policy_category cat = POLICY_CAT_PERMANENT;
+    policy_retry pol = POLICY_NEVER;
+    const char *cs = json_string_value(json_object_get(src, "error_category"));
+    const char *ps = json_string_value(json_object_get(src, "retry_policy"));
+    char *payload = NULL;
+    size_t plen = 0, n;
+    bool parked, retrying = false;
+    json_t *hist, *h;
+    size_t i;
+
+    if (load_skip(s, &d->q, id, id_len))
+        return;
+    if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
+        goto bad;
+    if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
+        policy_retry_parse(ps, strlen(ps), &pol))
+        goto bad;
+    if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
+        codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) != SC_OK ||
+        n != plen)
+        goto bad;
+    if (!json_is_string(json_object_get(src, "subject")))
+        goto bad;
+
+    t = sc_queue_add_room(&d->q, id, id_len, plen, doc_time(src, "created_at"));
+    sc_task_set_payload(t, payload, plen);
+    free(payload);
+    payload = NULL;
+    sc_queue_set_class(&d->q, t, cat, pol); /* keeps the queue's counts right */
+    load_fields(d, t, src, st, version);
     hist = json_object_get(src, "history");
     json_array_foreach(hist, i, h) {
         int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
@@ -1124,14 +961,102 @@ spill_raw_line(const struct store_raw *r, struct sc_buf *b)
 static sc_status
 spill_del_line(const char *id, size_t len, uint64_t version, struct sc_buf *b)
 {
-    struct docw w = {b, SC_OK, true};
+    struct sc_jw w;
 
     sc_buf_reset(b);
-    w_raw(&w, "{\"delete\":{", 11);
-    w_str(&w, "id", id, len);
-    w_int(&w, "version", (int64_t)version);
-    w_raw(&w, "}}\n", 3);
+    sc_jw_init(&w, b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_open(&w, "delete", '{');
+    persist_doc_str(&w, "id", id, len);
+    sc_jw_int(&w, "version", (int64_t)version);
+    sc_jw_close(&w, '}');
+    sc_jw_raw(&w, "}\n", 2);
     return w.st;
+}
+
+/*
+ * Writes every queued record to the open spill file f (dirty tasks first,
+ * then what the batch in flight carries, replayed documents, deletes).
+ * Returns how many could not be written (the cap, or an I/O error, which
+ * sets *io_error).
+ */
+static size_t
+spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, bool *io_error)
+{
+    struct sc_store *s = d->store;
+    size_t cap = (size_t)d->cfg->store_spill_max_bytes, missed = 0;
+    bool busy = persist_busy(s->p);
+
+    /* The tasks first: they are the failures. */
+    for (struct sc_task *t = s->dhead; t; t = t->dnext)
+        if (spill_put_line(d, t, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error))
+            missed++;
+    for (size_t i = 0; busy && i < s->nfl; i++) {
+        const struct store_fl *fl = &s->fl[i];
+        struct sc_task *t;
+        if (fl->del)
+            continue;
+        t = sc_queue_find(&d->q, s->fl_ids.data + fl->off, fl->len);
+        if (t && !t->store_dirty &&
+            (spill_put_line(d, t, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error)))
+            missed++;
+        /* dirty: written above; gone: its delete is in the ring; a replayed document: below */
+    }
+    for (size_t i = 0; i < s->nraw + (busy ? s->nrawfl : 0); i++) {
+        const struct store_raw *r = i < s->nraw ? &s->raw[i] : &s->rawfl[i - s->nraw];
+        if (spill_raw_line(r, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error))
+            missed++;
+    }
+    for (size_t i = 0; i < s->tlen; i++) {
+        const struct store_tomb *tb = &s->tombs[(s->thead + i) % s->tcap];
+        if (spill_del_line(tb->id, tb->len, tb->version, line) != SC_OK ||
+            !spill_line(s, f, line, cap, size, io_error))
+            missed++;
+    }
+    for (size_t i = 0; busy && i < s->nfl; i++) {
+        const struct store_fl *fl = &s->fl[i];
+        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, line) ||
+                        !spill_line(s, f, line, cap, size, io_error)))
+            missed++;
+    }
+    return missed;
+}
+
+/*
+ * Ends the spill file: the trailer, fsync, close (f is closed in every
+ * case), the rename over the live name and the directory's fsync. Returns
+ * whether the file took the live name; *io_error is set (errno kept) on any
+ * failure, also when only the directory's fsync failed after the rename.
+ */
+static bool
+spill_commit(struct sc_daemon *d, FILE *f, struct sc_buf *line, bool *io_error)
+{
+    struct sc_store *s = d->store;
+    int dfd, err;
+
+    sc_buf_reset(line);
+    sc_buf_appendf(line, "{\"end\":{\"records\":%llu}}\n", (unsigned long long)s->spilled);
+    if (*io_error || fwrite(line->data, 1, line->len, f) != line->len || fflush(f) != 0 ||
+        fsync(fileno(f)) != 0) {
+        err = errno;
+        fclose(f);
+        errno = err;
+        *io_error = true;
+        return false;
+    }
+    if (fclose(f) != 0 || rename(s->spill_tmp, s->spill_path) != 0) {
+        *io_error = true;
+        return false;
+    }
+    dfd = open(d->cfg->store_spill_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0)
+        *io_error = true; /* the file is complete; only the rename may not survive a power loss */
+    if (dfd >= 0) {
+        err = errno;
+        close(dfd);
+        errno = err;
+    }
+    return true;
 }
 
 /*
@@ -1146,11 +1071,11 @@ spill_write(struct sc_daemon *d, size_t queued)
 {
     struct sc_store *s = d->store;
     size_t cap = (size_t)d->cfg->store_spill_max_bytes, size = 0, missed = 0;
-    bool busy = persist_busy(s->p), io_error = false, renamed = false;
+    bool io_error = false, renamed = false;
     struct sc_buf line;
     char ts[SC_RFC3339_LEN];
     FILE *f = NULL;
-    int fd = -1, dfd = -1;
+    int fd;
 
     if (!s->spill_path)
         return 0;
@@ -1168,59 +1093,9 @@ spill_write(struct sc_daemon *d, size_t queued)
     if (!spill_line(s, f, &line, cap, &size, &io_error))
         goto done;
     s->spilled = 0; /* the header is not a record */
-    /* The tasks first: they are the failures. */
-    for (struct sc_task *t = s->dhead; t; t = t->dnext)
-        if (spill_put_line(d, t, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error))
-            missed++;
-    for (size_t i = 0; busy && i < s->nfl; i++) {
-        const struct store_fl *fl = &s->fl[i];
-        struct sc_task *t;
-        if (fl->del)
-            continue;
-        t = sc_queue_find(&d->q, s->fl_ids.data + fl->off, fl->len);
-        if (t && !t->store_dirty &&
-            (spill_put_line(d, t, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error)))
-            missed++;
-        /* dirty: written above; gone: its delete is in the ring; a replayed document: below */
-    }
-    for (size_t i = 0; i < s->nraw + (busy ? s->nrawfl : 0); i++) {
-        const struct store_raw *r = i < s->nraw ? &s->raw[i] : &s->rawfl[i - s->nraw];
-        if (spill_raw_line(r, &line) != SC_OK || !spill_line(s, f, &line, cap, &size, &io_error))
-            missed++;
-    }
-    for (size_t i = 0; i < s->tlen; i++) {
-        const struct store_tomb *tb = &s->tombs[(s->thead + i) % s->tcap];
-        if (spill_del_line(tb->id, tb->len, tb->version, &line) != SC_OK ||
-            !spill_line(s, f, &line, cap, &size, &io_error))
-            missed++;
-    }
-    for (size_t i = 0; busy && i < s->nfl; i++) {
-        const struct store_fl *fl = &s->fl[i];
-        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, &line) ||
-                        !spill_line(s, f, &line, cap, &size, &io_error)))
-            missed++;
-    }
-    sc_buf_reset(&line);
-    sc_buf_appendf(&line, "{\"end\":{\"records\":%llu}}\n", (unsigned long long)s->spilled);
-    if (io_error || fwrite(line.data, 1, line.len, f) != line.len || fflush(f) != 0 ||
-        fsync(fileno(f)) != 0) {
-        io_error = true;
-        goto done;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        io_error = true;
-        goto done;
-    }
+    missed = spill_records(d, f, &line, &size, &io_error);
+    renamed = spill_commit(d, f, &line, &io_error);
     f = NULL;
-    if (rename(s->spill_tmp, s->spill_path) != 0) {
-        io_error = true;
-        goto done;
-    }
-    renamed = true;
-    dfd = open(d->cfg->store_spill_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0)
-        io_error = true; /* the file is complete; only the rename may not survive a power loss */
 done:
     if (io_error)
         sc_log(SC_LOG_ERROR, "store: cannot write the spill file", "file", s->spill_tmp, "error",
@@ -1229,8 +1104,6 @@ done:
         fclose(f);
     if (fd >= 0)
         close(fd);
-    if (dfd >= 0)
-        close(dfd);
     sc_buf_destroy(&line);
     if (!renamed) {
         unlink(s->spill_tmp);
@@ -1553,21 +1426,68 @@ spill_open(struct sc_daemon *d, char *err, size_t errlen)
     return SC_OK;
 }
 
+/* The backend's settings from the configuration (store.backend, store.opensearch.*). */
+static void
+backend_opts(const struct config *cfg, struct persist_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->backend = config_store_name(cfg->store_backend);
+    o->opensearch.urls = cfg->os_url;
+    o->opensearch.index = cfg->os_index;
+    o->opensearch.http.ca_file = cfg->os_ca_file;
+    o->opensearch.http.insecure = cfg->os_insecure;
+    o->opensearch.http.username = cfg->os_username;
+    o->opensearch.http.password = cfg->os_password;
+    o->opensearch.bulk_max_docs = (size_t)cfg->os_bulk_max_docs;
+    o->opensearch.bulk_max_bytes = (size_t)cfg->os_bulk_max_bytes;
+    o->opensearch.flush_ms = cfg->os_flush_ms;
+    /* properties, load_query, load_sort: NULL, the task document's (persist/doc.c) */
+}
+
+/*
+ * Load before serving: the loop runs here with nothing but the store's
+ * requests on it (no NATS, no tick yet), until the load is done or the
+ * store turns degraded (then it goes on in the background).
+ */
+static void
+load_wait(struct sc_daemon *d)
+{
+    struct sc_store *s = d->store;
+    const struct config *cfg = d->cfg;
+    int64_t deadline;
+
+    sc_log(SC_LOG_INFO, "store: loading tasks from OpenSearch", "url", cfg->os_url, "index",
+           cfg->os_index, NULL);
+    deadline = sc_now_mono_ms() + LOAD_WAIT_MS;
+    while (s->p->state == PERSIST_STARTING && sc_now_mono_ms() < deadline)
+        if (event_base_loop(d->base, EVLOOP_ONCE) != 0)
+            break;
+    if (s->p->state == PERSIST_OK)
+        sc_log(SC_LOG_INFO, "store: loaded", "tasks", sc_log_int((int64_t)s->loaded), "skipped",
+               sc_log_int((int64_t)(s->load_skipped + s->load_errors)), NULL);
+    else
+        sc_log(SC_LOG_WARN, "store: OpenSearch not available at start; serving from memory, "
+                            "loading when it comes back",
+               "state", persist_state_name(s->p->state), NULL);
+}
+
 sc_status
 sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = d->cfg;
     struct sc_store *s = sc_xcalloc(1, sizeof(*s));
     struct persist_owner owner = {d, on_fill, on_result, on_loaded, on_state};
-    struct persist_opensearch_opts o;
-    int64_t deadline;
+    struct persist_opts o;
     sc_status st;
 
     d->store = s;
     s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
     sc_buf_init(&s->tmp, 256u * 1024 * 1024);
     sc_buf_init(&s->fl_ids, SPILL_LINE_MAX);
-    if (cfg->store_backend != CONFIG_STORE_OPENSEARCH) {
+    backend_opts(cfg, &o);
+    if ((st = persist_new(d->base, &o, &owner, &s->p, err, errlen)))
+        return st;
+    if (!persist_durable(s->p)) {
         bool durable = cfg->store_ack == CONFIG_ACK_DURABLE, spill = cfg->store_spill_dir[0] != '\0';
         if (durable || spill) /* name only what is set */
             sc_log(SC_LOG_WARN,
@@ -1578,24 +1498,8 @@ sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
                              : "store.spill_dir has no effect with store.backend: memory "
                                "(nothing is stored)",
                    NULL);
-        s->p = persist_memory_new(&owner);
         return persist_start(s->p);
     }
-    memset(&o, 0, sizeof(o));
-    o.urls = cfg->os_url;
-    o.index = cfg->os_index;
-    o.http.ca_file = cfg->os_ca_file;
-    o.http.insecure = cfg->os_insecure;
-    o.http.username = cfg->os_username;
-    o.http.password = cfg->os_password;
-    o.bulk_max_docs = (size_t)cfg->os_bulk_max_docs;
-    o.bulk_max_bytes = (size_t)cfg->os_bulk_max_bytes;
-    o.flush_ms = cfg->os_flush_ms;
-    o.properties = doc_properties;
-    o.load_query = load_query;
-    o.load_sort = load_sort;
-    if ((st = persist_opensearch_new(d->base, &o, &owner, &s->p, err, errlen)))
-        return st;
     s->durable = true;
     s->ack_durable = cfg->store_ack == CONFIG_ACK_DURABLE;
     s->tcap = (size_t)cfg->store_journal_max;
@@ -1614,24 +1518,7 @@ sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
         snprintf(err, errlen, "store: cannot start (%s)", sc_status_str(st));
         return st;
     }
-    /*
-     * Load before serving: the loop runs here with nothing but the store's
-     * requests on it (no NATS, no tick yet), until the load is done or the
-     * store turns degraded (then it goes on in the background).
-     */
-    sc_log(SC_LOG_INFO, "store: loading tasks from OpenSearch", "url", cfg->os_url, "index",
-           cfg->os_index, NULL);
-    deadline = sc_now_mono_ms() + LOAD_WAIT_MS;
-    while (s->p->state == PERSIST_STARTING && sc_now_mono_ms() < deadline)
-        if (event_base_loop(d->base, EVLOOP_ONCE) != 0)
-            break;
-    if (s->p->state == PERSIST_OK)
-        sc_log(SC_LOG_INFO, "store: loaded", "tasks", sc_log_int((int64_t)s->loaded), "skipped",
-               sc_log_int((int64_t)(s->load_skipped + s->load_errors)), NULL);
-    else
-        sc_log(SC_LOG_WARN, "store: OpenSearch not available at start; serving from memory, "
-                            "loading when it comes back",
-               "state", persist_state_name(s->p->state), NULL);
+    load_wait(d);
     return SC_OK;
 }
 
@@ -1760,33 +1647,30 @@ sc_store_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstore
 }
 
 void
-sc_store_stats_json(struct sc_daemon *d, struct sc_buf *b)
+sc_store_stats_json(struct sc_daemon *d, struct sc_jw *w)
 {
     struct sc_store *s = d->store;
     struct persist_stats st;
-    char ts[SC_RFC3339_LEN] = "";
 
     if (!s || !s->durable)
         return;
     persist_get_stats(s->p, &st);
-    if (st.last_error_at)
-        sc_format_rfc3339(st.last_error_at, ts);
-    sc_buf_appendf(b,
-                   ",\"dirty_tasks\":%zu,\"pending_deletes\":%zu,\"in_flight\":%zu,"
-                   "\"held_acks\":%zu,\"written\":%llu,\"stale\":%llu,\"rejected\":%llu,"
-                   "\"retried\":%llu,\"batches\":%llu,\"failed_batches\":%llu,\"loaded\":%llu,"
-                   "\"load_skipped\":%llu,\"dropped_deletes\":%llu,\"journal_max\":%zu",
-                   s->ndirty, s->tlen, st.in_flight, s->nacks, (unsigned long long)st.written,
-                   (unsigned long long)st.stale, (unsigned long long)s->rejected,
-                   (unsigned long long)st.retried, (unsigned long long)st.batches,
-                   (unsigned long long)st.failed_batches, (unsigned long long)s->loaded,
-                   (unsigned long long)(s->load_skipped + s->load_errors),
-                   (unsigned long long)s->tombs_dropped, s->tcap);
-    sc_buf_appendf(b, ",\"ack\":\"%s\",\"refused_answers\":%llu,\"unstored_answers\":%llu",
-                   s->ack_durable ? "durable" : "accepted", (unsigned long long)s->refused_acks,
-                   (unsigned long long)s->unstored_acks);
-    if (ts[0])
-        sc_buf_appendf(b, ",\"last_error_at\":\"%s\"", ts);
-    else
-        sc_buf_append(b, ",\"last_error_at\":null", 21);
+    sc_jw_uint(w, "dirty_tasks", s->ndirty);
+    sc_jw_uint(w, "pending_deletes", s->tlen);
+    sc_jw_uint(w, "in_flight", st.in_flight);
+    sc_jw_uint(w, "held_acks", s->nacks);
+    sc_jw_uint(w, "written", st.written);
+    sc_jw_uint(w, "stale", st.stale);
+    sc_jw_uint(w, "rejected", s->rejected);
+    sc_jw_uint(w, "retried", st.retried);
+    sc_jw_uint(w, "batches", st.batches);
+    sc_jw_uint(w, "failed_batches", st.failed_batches);
+    sc_jw_uint(w, "loaded", s->loaded);
+    sc_jw_uint(w, "load_skipped", s->load_skipped + s->load_errors);
+    sc_jw_uint(w, "dropped_deletes", s->tombs_dropped);
+    sc_jw_uint(w, "journal_max", s->tcap);
+    sc_jw_str(w, "ack", s->ack_durable ? "durable" : "accepted");
+    sc_jw_uint(w, "refused_answers", s->refused_acks);
+    sc_jw_uint(w, "unstored_answers", s->unstored_acks);
+    sc_jw_time(w, "last_error_at", st.last_error_at);
 }
