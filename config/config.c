@@ -286,43 +286,73 @@ redact_put(char *out, size_t outlen, size_t *o, char c)
     (*o)++;
 }
 
-/* Does the authority of a URL end at c? */
+/* Does a URL (one element of a list or of a log value) end at c? */
 static bool
-authority_end(char c)
+element_end(char c)
 {
-    return c == '/' || c == '?' || c == '#' || c == ',' || c == '"' || c == '\'' ||
-           is_space(c);
+    return c == ',' || c == '"' || c == '\'' || is_space(c);
+}
+
+/* Copies in[from, to) through redact_put(). */
+static void
+redact_copy(const char *in, size_t from, size_t to, char *out, size_t outlen, size_t *o)
+{
+    for (size_t j = from; j < to; j++)
+        redact_put(out, outlen, o, in[j]);
+}
+
+/*
+ * Masks one element in[i, e). Its user info runs from after the scheme's
+ * "://" (or from its start when it has none) to its LAST '@': nats.c and
+ * libcurl take a password with an unescaped '/', '#' or '@', so a path
+ * holding an '@' is masked too rather than risk showing a password. An
+ * element without a scheme is masked only as user:password@host (an
+ * e-mail address is not a URL).
+ */
+static void
+redact_element(const char *in, size_t i, size_t e, char *out, size_t outlen, size_t *o)
+{
+    size_t at, u = i, j;
+    bool scheme = false;
+
+    for (at = e; at > i && in[at - 1] != '@'; at--)
+        ;
+    if (at == i) {
+        redact_copy(in, i, e, out, outlen, o);
+        return;
+    }
+    at--; /* the last '@' */
+    for (j = i; j + 3 <= at; j++)
+        if (memcmp(in + j, "://", 3) == 0) {
+            u = j + 3;
+            scheme = true;
+            break;
+        }
+    for (j = u; j < at && in[j] != ':'; j++)
+        ;
+    if (!scheme && j == at) { /* user@host without a scheme: nothing secret */
+        redact_copy(in, i, e, out, outlen, o);
+        return;
+    }
+    redact_copy(in, i, j < at ? j + 1 : u, out, outlen, o); /* up to "user:" */
+    redact_copy("***", 0, 3, out, outlen, o);
+    redact_copy(in, at, e, out, outlen, o); /* from the '@' on */
 }
 
 size_t
 config_redact(const char *in, size_t len, char *out, size_t outlen)
 {
-    size_t i = 0, o = 0, a, e, at, j;
+    size_t i = 0, o = 0, e;
 
     while (i < len) {
-        if (len - i < 3 || memcmp(in + i, "://", 3) != 0) {
+        if (element_end(in[i])) {
             redact_put(out, outlen, &o, in[i++]);
             continue;
         }
-        for (j = 0; j < 3; j++)
-            redact_put(out, outlen, &o, in[i++]);
-        a = i;
-        for (e = a; e < len && !authority_end(in[e]); e++)
+        for (e = i; e < len && !element_end(in[e]); e++)
             ;
-        for (at = e; at > a && in[at - 1] != '@'; at--)
-            ;
-        if (at == a) /* no user info: the authority is copied below as plain text */
-            continue;
-        at--; /* the '@' */
-        for (j = a; j < at && in[j] != ':'; j++)
-            ;
-        if (j < at) { /* user:password -> user:*** */
-            for (; i <= j; i++)
-                redact_put(out, outlen, &o, in[i]);
-        }
-        for (j = 0; j < 3; j++)
-            redact_put(out, outlen, &o, '*');
-        i = at; /* from the '@' on */
+        redact_element(in, i, e, out, outlen, &o);
+        i = e;
     }
     if (outlen > 0)
         out[o < outlen ? o : outlen - 1] = '\0';

@@ -108,7 +108,7 @@ sc_log(sc_log_level level, const char *msg, ...)
         if (!v)
             v = "";
         masked = NULL;
-        if (strstr(v, "://") && strchr(v, '@')) { /* a URL may carry a password: mask it */
+        if (strchr(v, '@')) { /* a URL (with or without a scheme) may carry a password: mask it */
             size_t len = strlen(v), n = config_redact(v, len, NULL, 0);
             masked = sc_xmalloc(n + 1);
             config_redact(v, len, masked, n + 1);

@@ -890,8 +890,14 @@ test_redact(void **state)
     expect_redacted("nats://u:p@host:4222", "nats://u:***@host:4222");
     expect_redacted("nats://tok@host", "nats://***@host");
     expect_redacted("nats://host:4222", "nats://host:4222");
+    /* The last '@' ends the user info: a password may hold '/', '#' or '@' unescaped. */
     expect_redacted("http://u:pw@a:9200,https://v:pw2@b/x@y",
-                    "http://u:***@a:9200,https://v:***@b/x@y");
+                    "http://u:***@a:9200,https://v:***@y");
+    expect_redacted("nats://alice:pa/ss@127.0.0.1:4222", "nats://alice:***@127.0.0.1:4222");
+    expect_redacted("nats://alice:pa#s?s@h", "nats://alice:***@h");
+    /* nats.c takes a URL without a scheme: user:password@host is masked there too. */
+    expect_redacted("bob:s3cret@127.0.0.1:4223", "bob:***@127.0.0.1:4223");
+    expect_redacted("url=bob:s3cret@h,nats://c:d@h2", "url=bob:***@h,nats://c:***@h2");
     expect_redacted("nats://a:b@h1, nats://c:d@h2", "nats://a:***@h1, nats://c:***@h2");
     expect_redacted("tls://u:p:q@h", "tls://u:***@h");       /* the first ':' ends the user */
     expect_redacted("http://u:p@x@h/", "http://u:***@h/");   /* the last '@' ends the user info */
