@@ -1,9 +1,9 @@
-/* conn.c - the NATS connection on the libevent loop, its subscriptions, and the hand-off of messages to the loop thread. */
+/* conn.c - the NATS connection (socket I/O on nats.c's own threads), its subscriptions, and the hand-off of messages to the loop thread. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <nats/adapters/libevent.h>
+#include <event2/thread.h>
 
 #include "sidecar-internal.h"
 
@@ -354,8 +354,18 @@ sc_conn_open(struct sc_daemon *d, char *err, size_t errlen)
     CHECK(natsOptions_SetReconnectedCB(opts, on_reconnected, d));
     CHECK(natsOptions_SetClosedCB(opts, on_closed, d));
     CHECK(natsOptions_SetErrorHandler(opts, on_async_error, d));
-    CHECK(natsOptions_SetEventLoop(opts, d->base, natsLibevent_Attach, natsLibevent_Read,
-                                   natsLibevent_Write, natsLibevent_Detach));
+    /*
+     * No natsOptions_SetEventLoop(): nats.c's libevent adapter keeps the
+     * protocol parser across a reconnect (nats.c issue 1007, still in 3.4.1),
+     * so the half-read message of a connection cut in the middle of a flood
+     * (a slow-consumer cut) is glued onto the new connection's first bytes:
+     * the next failure was lost as "invalid" and the connection fell into a
+     * reconnect loop (tests/integration/test_reconnect.c, slow_consumer_cut).
+     * nats.c's own read and flush threads reset the parser on every
+     * reconnect. Nothing changes for the loop: messages still reach it
+     * through the hand-off ring, and publishing from it never blocks (the
+     * flusher thread writes).
+     */
 
     ns = natsConnection_Connect(&d->nc, opts);
     if (ns == NATS_OK) {
@@ -596,5 +606,5 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
 void
 sc_conn_global_init(void)
 {
-    natsLibevent_Init();
+    evthread_use_pthreads(); /* nats.c's delivery threads wake the loop (event_active) */
 }

@@ -374,8 +374,8 @@ const char *sc_log_int(int64_t v);
 bool sc_lograte_take(struct sc_lograte *r, int64_t now_mono, int64_t interval_ms,
                      uint64_t *suppressed);
 
-/* conn.c: NATS connection on the loop, subscriptions, the hand-off. */
-/* sc_conn_global_init() prepares libevent for nats.c's threads; call before event_base_new(). */
+/* conn.c: the NATS connection (I/O on nats.c's threads), subscriptions, the hand-off to the loop. */
+/* sc_conn_global_init() makes libevent thread-safe (nats.c's threads wake the loop); call before event_base_new(). */
 void sc_conn_global_init(void);
 sc_status sc_conn_open(struct sc_daemon *d, char *err, size_t errlen);
 void sc_conn_close(struct sc_daemon *d);

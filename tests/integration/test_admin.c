@@ -873,6 +873,18 @@ test_redrive_rate(void **state)
              "1000 tasks at 100/s: want the last at 7-20 s, got %lld ms", (long long)(last - t0));
     IT_CHECK(first - t0 < 3000, "the first goes out at once, got %lld ms", (long long)(first - t0));
     /* Each task exactly once. */
+    if (it_rec_count_matching(w, NULL, "Dlq-Attempt", "1") != N) {
+        for (size_t i = 0, shown = 0; i < it_rec_count(w) && shown < 10; i++) {
+            const struct it_rec_msg *m = it_rec_get(w, i);
+            const char *a = it_rec_header(m, "Dlq-Attempt");
+            if (a && strcmp(a, "1") == 0)
+                continue;
+            fprintf(stderr, "[redrive] message %zu: %s Dlq-Task-Id=%s Dlq-Attempt=%s (%d headers)\n", i,
+                    m->subject, it_rec_header(m, "Dlq-Task-Id") ? it_rec_header(m, "Dlq-Task-Id") : "-",
+                    a ? a : "-", m->nhdr);
+            shown++;
+        }
+    }
     IT_CHECK(it_rec_count_matching(w, NULL, "Dlq-Attempt", "1") == N, "every retry is attempt 1");
     it_sleep_ms(300);
     IT_CHECK(it_rec_count(w) == N, "no task twice: %zu", it_rec_count(w));

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -261,12 +262,103 @@ test_server_restart_short_timeout(void **state)
     run_restart(state, "restart-short", flags, 1, 1500);
 }
 
+/* file_has() tells whether the file at path contains needle. */
+static bool
+file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    bool found = false;
+
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/*
+ * 9c. The server cuts the sidecar as a slow consumer in the middle of a
+ * flood (the sidecar is stopped with SIGSTOP, the server's write deadline is
+ * 1 s), three times. After each reconnect, nothing of the old connection's
+ * half-read message may be glued onto the new one's first bytes: nats.c's
+ * event-loop adapters keep the protocol parser across a reconnect (nats.c
+ * issue 1007), which turned the next failure into an "invalid" message and
+ * lost it, and left the shutdown drain hanging. Every request after the
+ * reconnect is acknowledged, no message is invalid, and SIGTERM drains.
+ */
+static void
+test_slow_consumer_cut(void **state)
+{
+    const char *flags[] = {"nats.reconnect_wait_ms=100", "events.enabled=false",
+                           "max_size=1000000", "log.level=info", NULL};
+    struct it_env *e = it_env_start("slowcut", flags);
+    assert_non_null(e);
+    *state = e;
+    char conf[IT_PATH_MAX + 32];
+    snprintf(conf, sizeof conf, "%s/short-deadline.conf", e->dir);
+    FILE *cf = fopen(conf, "w");
+    assert_non_null(cf);
+    fprintf(cf, "write_deadline: \"1s\"\n");
+    fclose(cf);
+    it_server_stop(&e->srv, SIGTERM);
+    IT_CHECK(it_server_start_conf(&e->srv, e->dir, conf) == 0, "restart nats-server with a 1 s write deadline");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "the sidecar is back after the restart");
+    natsConnection *pub = it_env_connect(e, "it-flood");
+    assert_non_null(pub);
+
+    for (int round = 0; round < 3; round++) {
+        char body[160];
+        IT_CHECK(kill(e->dmn.pid, SIGSTOP) == 0, "SIGSTOP the sidecar");
+        for (int i = 0; i < 60000; i++) {
+            int n = snprintf(body, sizeof body,
+                             "{\"task_id\":\"r%d-f%d\",\"task\":{\"n\":%d},\"error\":\"connection refused\"}",
+                             round, i, i);
+            natsConnection_Publish(pub, "dlq.failed.slow", body, n);
+        }
+        natsConnection_Flush(pub);
+        bool cut = false;
+        for (int k = 0; k < 150 && !cut; k++) {
+            it_sleep_ms(100);
+            cut = file_has(e->srv.log, "Slow Consumer");
+        }
+        IT_CHECK(kill(e->dmn.pid, SIGCONT) == 0, "SIGCONT the sidecar");
+        IT_CHECK(cut, "round %d: the server never cut the stopped sidecar", round);
+        IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "round %d: not ready again", round);
+        for (int i = 0; i < 8; i++) {
+            int n = snprintf(body, sizeof body,
+                             "{\"task_id\":\"after-%d-%d\",\"task\":{},\"error\":\"connection refused\"}",
+                             round, i);
+            json_t *ack = NULL;
+            for (int t = 0; t < 5 && !ack; t++) /* the first may meet the reconnect itself */
+                ack = it_request_bytes(e->nc, "dlq.failed.slow", body, (size_t)n, 2000);
+            IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "round %d: after-%d not acknowledged",
+                     round, i);
+            json_decref(ack);
+        }
+        /* Truncate the server log's memory of this round: the next round looks for a new cut. */
+        FILE *lf = fopen(e->srv.log, "w");
+        if (lf)
+            fclose(lf);
+    }
+    json_t *st = it_admin_stats(e->nc);
+    long long invalid = it_json_int(st, "lifetime_stats.invalid");
+    json_decref(st);
+    IT_CHECK(invalid == 0, "%lld messages were invalid: bytes of two connections were glued together", invalid);
+    IT_CHECK(!file_has(e->dmn.log, "invalid failure envelope"), "the sidecar logged an invalid envelope");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "SIGTERM after the cuts: exit %d", e->dmn.exit_status);
+    IT_CHECK(file_has(e->dmn.log, "drained=true"), "the shutdown drain did not complete");
+    e->passed = true;
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_server_restart, it_teardown),
         cmocka_unit_test_teardown(test_server_restart_short_timeout, it_teardown),
+        cmocka_unit_test_teardown(test_slow_consumer_cut, it_teardown),
     };
     return cmocka_run_group_tests_name("integration_reconnect", tests, NULL, NULL);
 }
