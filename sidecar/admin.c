@@ -356,7 +356,7 @@ admin_stats(struct admin_req *r)
     struct sc_buf *b = &d->out;
     struct sc_counters *c = &d->c;
     size_t active = sc_queue_active(&d->q);
-    int64_t now_mono = sc_now_mono_ms(), next_due = 0, due_mono = sc_wheel_next_due(d->wheel);
+    int64_t now_mono = sc_now_mono_ms(), next_due = 0, due_mono = sc_wheel_next_due(d->m.wheel);
     const char *backend = "memory", *pstate;
     uint64_t queued = 0;
     bool first = true, f2;
@@ -444,8 +444,8 @@ admin_stats(struct admin_req *r)
     f2 = true;
     sc_buf_appendc(b, '{');
     kbool(b, &f2, "enabled", !d->paused);
-    kint(b, &f2, "scheduled", (int64_t)sc_wheel_count(d->wheel));
-    kint(b, &f2, "in_flight", (int64_t)d->inflight);
+    kint(b, &f2, "scheduled", (int64_t)sc_wheel_count(d->m.wheel));
+    kint(b, &f2, "in_flight", (int64_t)d->m.inflight);
     ktime(b, &f2, "next_due_at", next_due);
     key(b, &f2, "redrive");
     redrive_json(d, b);
@@ -803,11 +803,11 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
         rd->next_seq = t->seq;
         if (!sc_filter_match(&rd->filter, t, wall))
             continue;
-        if (!actionable(t) || !t->retry_subject || sc_retry_now(d, t, wall) != SC_OK) {
+        if (!actionable(t) || !t->retry_subject ||
+            dlq_machine_retry(&d->m, t, wall, now) != SC_OK) {
             rd->skipped++;
             continue;
         }
-        d->c.manual_retries++;
         rd->scheduled++;
         rd->tokens -= 1;
     }
@@ -920,12 +920,11 @@ admin_retry(struct admin_req *r)
                         sc_task_status_name(t->status));
             return;
         }
-        if (sc_retry_now(d, t, now)) {
+        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms())) {
             reply_error(r, 409, "task has no usable retry subject (%s)",
                         t->park_reason ? t->park_reason : "refused");
             return;
         }
-        d->c.manual_retries++;
         sc_buf_reset(&d->out);
         sc_buf_appendc(&d->out, '{');
         kint(&d->out, &first, "scheduled", 1);
@@ -958,8 +957,7 @@ admin_retry(struct admin_req *r)
     for (struct sc_task *t = d->q.head; t; t = t->onext) {
         if (!actionable(t) || !sc_filter_match(&f, t, now))
             continue;
-        if (sc_retry_now(d, t, now) == SC_OK) {
-            d->c.manual_retries++;
+        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
             n++;
         } else {
             skipped++;
@@ -972,24 +970,6 @@ admin_retry(struct admin_req *r)
 }
 
 /* ---- write verbs ----------------------------------------------------------------------------- */
-
-/* Archives t: terminal, kept only with store.keep_completed. */
-static void
-archive_one(struct sc_daemon *d, struct sc_task *t, int64_t now)
-{
-    sc_flight_release(d, t);
-    if (sc_wheel_entry_scheduled(&t->timer))
-        sc_wheel_cancel(t->status == SC_TASK_RETRYING ? d->twheel : d->wheel, &t->timer);
-    sc_queue_set_status(&d->q, t, SC_TASK_ARCHIVED, false);
-    t->next_retry_at = 0;
-    t->updated_at = now;
-    sc_store_changed(d, t);
-    sc_queue_history(&d->q, t, SC_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
-    d->c.archived++;
-    sc_event(d, "archived", t, t->retry_count, "");
-    if (!d->cfg->store_keep_completed)
-        sc_task_drop(d, t);
-}
 
 static bool
 archivable(const struct sc_task *t)
@@ -1021,7 +1001,7 @@ admin_archive(struct admin_req *r)
             reply_error(r, 409, "task is already %s", sc_task_status_name(t->status));
             return;
         }
-        archive_one(d, t, now);
+        dlq_machine_archive(&d->m, t, now);
         n = 1;
     } else {
         if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
@@ -1029,7 +1009,7 @@ admin_archive(struct admin_req *r)
         for (t = d->q.head; t; t = next) {
             next = t->onext;
             if (archivable(t) && sc_filter_match(&f, t, now)) {
-                archive_one(d, t, now);
+                dlq_machine_archive(&d->m, t, now);
                 n++;
             }
         }
@@ -1066,12 +1046,10 @@ admin_clear(struct admin_req *r)
     for (t = d->q.head; t; t = next) {
         next = t->onext;
         if (sc_filter_match(&f, t, now)) {
-            sc_event(d, "cleared", t, t->retry_count, "");
-            sc_task_drop(d, t);
+            dlq_machine_clear(&d->m, t);
             n++;
         }
     }
-    d->c.cleared += n;
     sc_log(SC_LOG_INFO, "tasks cleared", "count", sc_log_int((int64_t)n), NULL);
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"cleared\":%zu}", n);
@@ -1088,7 +1066,7 @@ set_paused(struct admin_req *r, bool pause)
     d->paused = pause;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"paused\":%s,\"scheduled\":%zu}", pause ? "true" : "false",
-                   sc_wheel_count(d->wheel));
+                   sc_wheel_count(d->m.wheel));
     reply_buf(r);
 }
 
