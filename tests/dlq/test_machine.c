@@ -507,6 +507,44 @@ test_outcome_none(void **state)
     assert_int_equal(x->c.retry_success, 1);
 }
 
+/* With outcome stored the PubAck is the outcome: the flight says so, and a reply is asked for. */
+static void
+test_outcome_stored_flight(void **state)
+{
+    struct fx *x = *state;
+    bool stored = false;
+
+    x->cfg.retry_outcome = CONFIG_OUTCOME_STORED;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_non_null(strstr(F.pubs[0].reply, "_INBOX.t.0."));
+    assert_ptr_equal(flight_of(x, &F.pubs[0], &stored), task(x, "a"));
+    assert_true(stored);
+    /* No PubAck within the timeout: a failed attempt, even though outcome is not "reply". */
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_int_equal(x->c.retry_timeouts, 1);
+}
+
+/* A repeat failure of an exhausted task only updates its record. */
+static void
+test_repeat_exhausted(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    ingest(x, "a", OPT(.has_max = true, .max = 0), false, 0);
+    t = task(x, "a");
+    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(ingest(x, "a", OPT(.error = "later"), true, 0), DLQ_IN_STORED);
+    assert_string_equal(D.status, "exhausted");
+    assert_string_equal(t->error, "later");
+    assert_int_equal(x->c.duplicates, 1);
+    assert_int_equal(x->c.exhausted, 1);
+    advance(x, 100000);
+    assert_int_equal(F.npub, 0);
+}
+
 /* ---- deferrals: not attempts ------------------------------------------------------------------- */
 
 /* No responders in a row: deferred with a growing delay, never charged, history every tenth. */
@@ -1027,6 +1065,8 @@ main(void)
         T(test_timeout),
         T(test_reply_after_timeout),
         T(test_outcome_none),
+        T(test_outcome_stored_flight),
+        T(test_repeat_exhausted),
         T(test_no_responders_streak),
         T(test_disconnected_defers),
         T(test_publish_failed_and_too_big),
