@@ -15,7 +15,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_EXPORT_CO
 ninja -C build
 
 step "clang-tidy: the bug-prone checks of .clang-tidy, warnings are errors"
-clang-tidy -p build --quiet common/*.c codec/*.c policy/*.c config/*.c persist/*.c sidecar/*.c tools/*.c
+clang-tidy -p build --quiet common/*.c codec/*.c policy/*.c config/*.c persist/*.c dlq/*.c sidecar/*.c tools/*.c
 
 step "all tests"
 ctest --test-dir build --output-on-failure -j "$jobs" -LE opensearch  # the OpenSearch suite: see its step

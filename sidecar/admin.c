@@ -351,14 +351,14 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
 static void
 stats_retry_processor(struct sc_daemon *d, struct sc_jw *w)
 {
-    int64_t next_due = 0, due_mono = sc_wheel_next_due(d->wheel);
+    int64_t next_due = 0, due_mono = sc_wheel_next_due(d->m.wheel);
 
     if (due_mono != INT64_MAX)
         next_due = due_mono + (d->started_wall - d->started_mono);
     sc_jw_open(w, "retry_processor", '{');
     sc_jw_bool(w, "enabled", !d->paused);
-    sc_jw_int(w, "scheduled", (int64_t)sc_wheel_count(d->wheel));
-    sc_jw_int(w, "in_flight", (int64_t)d->inflight);
+    sc_jw_int(w, "scheduled", (int64_t)sc_wheel_count(d->m.wheel));
+    sc_jw_int(w, "in_flight", (int64_t)d->m.inflight);
     sc_jw_time(w, "next_due_at", next_due);
     redrive_json(d, w);
     sc_jw_close(w, '}');
@@ -734,11 +734,11 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
         rd->next_seq = t->seq;
         if (!sc_filter_match(&rd->filter, t, wall))
             continue;
-        if (!actionable(t) || !t->retry_subject || sc_retry_now(d, t, wall) != SC_OK) {
+        if (!actionable(t) || !t->retry_subject ||
+            dlq_machine_retry(&d->m, t, wall, now) != SC_OK) {
             rd->skipped++;
             continue;
         }
-        d->c.manual_retries++;
         rd->scheduled++;
         rd->tokens -= 1;
     }
@@ -868,12 +868,11 @@ admin_retry(struct admin_req *r)
                         sc_task_status_name(t->status));
             return;
         }
-        if (sc_retry_now(d, t, now)) {
+        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms())) {
             reply_error(r, 409, "task has no usable retry subject (%s)",
                         t->park_reason ? t->park_reason : "refused");
             return;
         }
-        d->c.manual_retries++;
         retry_reply_one(r, t);
         return;
     }
@@ -897,8 +896,7 @@ admin_retry(struct admin_req *r)
     for (struct sc_task *t = d->q.head; t; t = t->onext) {
         if (!actionable(t) || !sc_filter_match(&f, t, now))
             continue;
-        if (sc_retry_now(d, t, now) == SC_OK) {
-            d->c.manual_retries++;
+        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
             n++;
         } else {
             skipped++;
@@ -911,24 +909,6 @@ admin_retry(struct admin_req *r)
 }
 
 /* ---- write verbs ----------------------------------------------------------------------------- */
-
-/* Archives t: terminal, kept only with store.keep_completed. */
-static void
-archive_one(struct sc_daemon *d, struct sc_task *t, int64_t now)
-{
-    sc_flight_release(d, t);
-    if (sc_wheel_entry_scheduled(&t->timer))
-        sc_wheel_cancel(t->status == SC_TASK_RETRYING ? d->twheel : d->wheel, &t->timer);
-    sc_queue_set_status(&d->q, t, SC_TASK_ARCHIVED, false);
-    t->next_retry_at = 0;
-    t->updated_at = now;
-    sc_store_changed(d, t);
-    sc_queue_history(&d->q, t, SC_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
-    d->c.archived++;
-    sc_event(d, "archived", t, t->retry_count, "");
-    if (!d->cfg->store_keep_completed)
-        sc_task_drop(d, t);
-}
 
 static bool
 archivable(const struct sc_task *t)
@@ -960,7 +940,7 @@ admin_archive(struct admin_req *r)
             reply_error(r, 409, "task is already %s", sc_task_status_name(t->status));
             return;
         }
-        archive_one(d, t, now);
+        dlq_machine_archive(&d->m, t, now);
         n = 1;
     } else {
         if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
@@ -968,7 +948,7 @@ admin_archive(struct admin_req *r)
         for (t = d->q.head; t; t = next) {
             next = t->onext;
             if (archivable(t) && sc_filter_match(&f, t, now)) {
-                archive_one(d, t, now);
+                dlq_machine_archive(&d->m, t, now);
                 n++;
             }
         }
@@ -1005,12 +985,10 @@ admin_clear(struct admin_req *r)
     for (t = d->q.head; t; t = next) {
         next = t->onext;
         if (sc_filter_match(&f, t, now)) {
-            sc_event(d, "cleared", t, t->retry_count, "");
-            sc_task_drop(d, t);
+            dlq_machine_clear(&d->m, t);
             n++;
         }
     }
-    d->c.cleared += n;
     sc_log(SC_LOG_INFO, "tasks cleared", "count", sc_log_int((int64_t)n), NULL);
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"cleared\":%zu}", n);
@@ -1027,7 +1005,7 @@ set_paused(struct admin_req *r, bool pause)
     d->paused = pause;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"paused\":%s,\"scheduled\":%zu}", pause ? "true" : "false",
-                   sc_wheel_count(d->wheel));
+                   sc_wheel_count(d->m.wheel));
     reply_buf(r);
 }
 

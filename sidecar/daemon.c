@@ -43,7 +43,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     /* Not an unsubscribe: that would throw away what nats.c already buffered for us. */
     sc_conn_drain_ingest(d);
     sc_log(SC_LOG_INFO, "stopping: no new failures; taking in the buffered ones, draining in-flight retries", "signal",
-           sig == SIGTERM ? "TERM" : "INT", "in_flight", sc_log_int((int64_t)d->inflight),
+           sig == SIGTERM ? "TERM" : "INT", "in_flight", sc_log_int((int64_t)d->m.inflight),
            "drain_ms", sc_log_int(d->cfg->shutdown_drain_ms), NULL);
 }
 
@@ -104,8 +104,6 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     sc_queue_init(&d->q, (size_t)cfg->history_max);
     d->started_mono = sc_now_mono_ms();
     d->started_wall = sc_now_wall_ms();
-    d->wheel = sc_wheel_new(cfg->timer_tick_ms, d->started_mono);
-    d->twheel = sc_wheel_new(cfg->timer_tick_ms, d->started_mono);
     sc_buf_init(&d->out, 256 * 1024 * 1024);
     sc_buf_init(&d->scratch, 16 * 1024 * 1024);
     d->rng = (uint64_t)d->started_wall * 0x9e3779b97f4a7c15ULL | 1;
@@ -184,8 +182,6 @@ sc_daemon_free(struct sc_daemon *d)
     sc_admin_destroy(d);
     sc_store_close(d);
     sc_queue_destroy(&d->q);
-    sc_wheel_free(d->wheel);
-    sc_wheel_free(d->twheel);
     sc_dispatch_destroy(d);
     codec_free(d->codec);
     sc_metrics_free(d->metrics);

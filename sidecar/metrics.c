@@ -246,9 +246,9 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     metric_u(b, "dlq_archived_total", "counter", "Tasks archived by an operator.", c->archived);
     metric_u(b, "dlq_cleared_total", "counter", "Tasks cleared by an operator.", c->cleared);
     metric_u(b, "dlq_retries_in_flight", "gauge", "Retries awaiting their outcome.",
-             (uint64_t)d->inflight);
+             (uint64_t)d->m.inflight);
     metric_u(b, "dlq_retries_scheduled", "gauge", "Pending tasks with a due time in the wheel.",
-             (uint64_t)sc_wheel_count(d->wheel));
+             (uint64_t)sc_wheel_count(d->m.wheel));
     metric_u(b, "dlq_retry_processor_paused", "gauge",
              "1 while automatic retries are paused (admin pause or retry_processor_enabled).",
              d->paused ? 1 : 0);

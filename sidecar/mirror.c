@@ -629,7 +629,7 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     const char *ps = json_string_value(json_object_get(src, "retry_policy"));
     char *payload = NULL;
     size_t plen = 0, n;
-    bool parked, retrying = false;
+    bool parked;
     json_t *hist, *h;
     size_t i;
 
@@ -665,28 +665,9 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
         free(e);
     }
     parked = json_is_true(json_object_get(src, "parked"));
-    if (st == SC_TASK_RETRYING) {
-        /* The attempt in flight when the process stopped has no known outcome: try it again now. */
-        retrying = true;
-        st = SC_TASK_PENDING;
-        t->next_retry_at = now;
-    }
-    if (st == SC_TASK_PENDING && (parked || !t->retry_subject)) {
-        sc_queue_set_status(&d->q, t, SC_TASK_PENDING, true);
-        t->next_retry_at = 0;
-    } else if (st == SC_TASK_PENDING) {
-        int64_t due = t->next_retry_at ? t->next_retry_at - now : 0;
-        if (!t->next_retry_at)
-            t->next_retry_at = now;
-        sc_wheel_schedule(d->wheel, &t->timer, sc_now_mono_ms() + (due > 0 ? due : 0));
-    } else {
-        sc_queue_set_status(&d->q, t, (sc_task_status)st, false);
-        t->next_retry_at = 0;
-    }
     sc_task_account(&d->q, t);
+    dlq_machine_restore(&d->m, t, (sc_task_status)st, parked, now, sc_now_mono_ms());
     s->loaded++;
-    if (retrying)
-        sc_store_changed(d, t);
     return;
 
 bad:

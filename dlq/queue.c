@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar-internal.h"
+#include "dlq.h"
 
 static uint64_t hash_seed;
 

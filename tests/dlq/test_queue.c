@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "sidecar-internal.h"
+#include "dlq.h"
 
 static void
 test_add_find_remove(void **state)

@@ -1,0 +1,527 @@
+/* dlq.h - the dead-letter queue proper: the task table, the timer wheels, the in-flight slots and the one state machine of DESIGN section 10. */
+#ifndef DLQ_DLQ_H
+#define DLQ_DLQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "common.h"
+#include "config.h"
+#include "policy.h"
+#include "wheel.h"
+
+/*
+ * This module knows nothing of NATS, libevent or the store: time comes in
+ * as arguments (wall ms since the epoch, monotonic ms), randomness through
+ * a port, and every effect (a retry published, an event, a task to store,
+ * a log line, a metric) leaves through struct dlq_ports, which the daemon
+ * fills in. Every status change of DESIGN section 10 happens in machine.c
+ * (ingest's half in intake.c); docs/machine.md lists the transitions.
+ * The types keep the sc_ prefix they had in sidecar/ (the rename to dlq_
+ * is one mechanical step after the other parts of issue 11 merge).
+ */
+
+#define SC_CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* ---- tasks and the queue (queue.c) ---------------------------------------------------------- */
+
+/* Task states of DESIGN section 10; "parked" is pending with no next retry. */
+typedef enum {
+    SC_TASK_PENDING = 0,
+    SC_TASK_RETRYING,
+    SC_TASK_EXHAUSTED,
+    SC_TASK_COMPLETED,
+    SC_TASK_ARCHIVED,
+    SC_TASK_STATUS_COUNT
+} sc_task_status;
+
+/* What a history entry records. */
+typedef enum {
+    SC_OUT_FAILED = 0, /* a failure envelope arrived (an episode's first failure, or a repeat) */
+    SC_OUT_RETRY_FAILED,
+    SC_OUT_TIMEOUT,
+    SC_OUT_SUCCEEDED,
+    SC_OUT_DEFERRED,
+    SC_OUT_REFUSED, /* the retry subject was refused: parked */
+    SC_OUT_EXHAUSTED,
+    SC_OUT_MANUAL, /* an operator scheduled a retry */
+    SC_OUT_ARCHIVED,
+} sc_outcome_kind;
+
+const char *sc_task_status_name(sc_task_status s);
+const char *sc_outcome_name(sc_outcome_kind k);
+
+/* One bounded-history entry. error (may be NULL) is a reference into the queue's string pool. */
+struct sc_attempt {
+    int64_t at_ms; /* wall */
+    int32_t attempt;
+    uint8_t outcome; /* sc_outcome_kind */
+    const char *error;
+};
+
+/*
+ * Bits of sc_task.pooled: which string fields point into the queue's pool of
+ * shared, reference-counted strings (sc_task_set_str()) rather than at their
+ * own malloc'd copy (a field assigned directly, as the store's loader does).
+ */
+#define SC_TS_SUBJECT 0x01u
+#define SC_TS_RETRY_SUBJECT 0x02u
+#define SC_TS_ERROR 0x04u
+#define SC_TS_ERROR_TYPE 0x08u
+#define SC_TS_RULE 0x10u
+
+/*
+ * One dead-lettered task. Owned by the queue. The task, its id and (when it
+ * fits the room reserved at sc_queue_add_room()) its payload are one
+ * allocation; subject, retry_subject, error, error_type and rule_id are
+ * pooled (see pooled) or owned; every other pointer field is owned by the
+ * task. Times are wall-clock ms since the epoch, 0 meaning "none". The
+ * wheel entry serves two purposes: while pending it is the due time of the
+ * next attempt, while retrying the reply timeout. category, policy, status
+ * and parked feed the queue's counts: change them only through
+ * sc_queue_set_status() and sc_queue_set_class().
+ */
+struct sc_task {
+    struct sc_wheel_entry timer;
+    struct sc_task *hnext;              /* hash chain */
+    struct sc_task *onext, *oprev;      /* all tasks in seq order */
+    uint64_t seq;                       /* unique, grows: list order and cursors */
+    uint64_t version;                   /* grows on every change (external versioning) */
+    char *id;                           /* in the task's own allocation, NUL-terminated */
+    char *payload;                      /* the task's MessagePack bytes (in the task when they fit) */
+    uint32_t id_len;
+    uint32_t hash;
+    uint32_t payload_len;
+    uint32_t payload_room;              /* bytes reserved for the payload after the id */
+    char *subject;                      /* the failure subject */
+    char *retry_subject;                /* NULL when refused (then parked) */
+    char *error;
+    char *error_type;                   /* NULL when absent */
+    char *rule_id;                      /* classifier rule, or "envelope" */
+    char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
+    char *metadata;                     /* MessagePack map bytes or NULL */
+    size_t metadata_len;
+    char *repos;                        /* MessagePack array bytes or NULL */
+    size_t repos_len;
+    uint32_t bytes;                     /* counted against max_bytes */
+    uint8_t category;                   /* policy_category */
+    uint8_t policy;                     /* policy_retry */
+    uint8_t status;                     /* sc_task_status */
+    uint8_t pooled;                     /* SC_TS_* bits */
+    bool policy_override;               /* the envelope chose the policy */
+    bool max_retries_own;               /* max_retries came from an envelope or an operator, not
+                                           default_max_retries (which a SIGHUP may change) */
+    bool parked;                        /* pending with no automatic retry */
+    bool store_dirty;                   /* store.c: on the dirty list */
+    int32_t max_retries;
+    int32_t retry_count;                /* attempts that ended in failure or timeout */
+    int32_t defer_streak;               /* no-responders deferrals in a row */
+    int32_t episode;                    /* 1 + times reopened after completed/archived */
+    int64_t episode_id;                 /* the episode's start, us since the epoch, unique and
+                                           growing within the process (sc_queue_new_episode());
+                                           stored, so Nats-Msg-Id survives a restart */
+    uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
+    int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
+    struct sc_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
+    uint16_t hist_len, hist_head, hist_alloc;
+    struct sc_task *dnext, *dprev;      /* store.c: the dirty list (changes not yet stored) */
+    struct sc_store_ack *store_acks;    /* store.c: ingest acks waiting for this task's write */
+};
+
+/* Filter of DESIGN section 8 (any field unset matches everything). */
+struct sc_filter {
+    int status;          /* -1 any, else sc_task_status; parked handled by want_parked */
+    int want_parked;     /* -1 any, 0 not parked, 1 parked only */
+    int category;        /* -1 any */
+    const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
+    int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
+};
+
+bool sc_filter_match(const struct sc_filter *f, const struct sc_task *t, int64_t now_wall);
+
+/* One string of the queue's pool (queue.c): shared by every task field that holds the same bytes. */
+struct sc_pstr;
+
+struct sc_queue {
+    struct sc_task **buckets;
+    size_t nbuckets;
+    size_t count;                       /* every record held */
+    size_t counts[SC_TASK_STATUS_COUNT];
+    size_t parked;
+    size_t by_status_cat[SC_TASK_STATUS_COUNT][POLICY_CAT_COUNT]; /* parked included in pending */
+    size_t parked_cat[POLICY_CAT_COUNT];
+    size_t active_policy[POLICY_RETRY_COUNT]; /* active tasks (sc_queue_active()) per policy */
+    size_t bytes;                       /* sum of the tasks' bytes */
+    struct sc_task *head, *tail;        /* seq order */
+    uint64_t next_seq;
+    int64_t last_episode_id;            /* the largest episode id issued or loaded */
+    size_t hist_cap;
+    struct sc_pstr **pool;              /* the string pool: a chained hash of nstr strings */
+    size_t npool, nstr;
+};
+
+void sc_queue_init(struct sc_queue *q, size_t hist_cap);
+/* Frees every task. */
+void sc_queue_destroy(struct sc_queue *q);
+struct sc_task *sc_queue_find(struct sc_queue *q, const char *id, size_t len);
+/*
+ * sc_queue_add_room() creates and links a new pending task (category 0,
+ * policy 0) with a copy of id, reserving room bytes in the same allocation
+ * for the payload (sc_task_set_payload()); sc_queue_add() reserves none.
+ * Never fail (abort on OOM). Loop thread.
+ */
+struct sc_task *sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room,
+                                  int64_t now_wall);
+struct sc_task *sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall);
+/*
+ * sc_queue_new_episode() gives t a new episode id (DESIGN section 5): the
+ * episode's start now_wall (ms) in microseconds, raised to one more than
+ * the last id issued or seen when the clock has not moved on, so that no
+ * two episodes of this process share an id, even of a task id whose old
+ * record was removed. sc_queue_add_room() calls it for every new task.
+ * sc_queue_episode_seen() records an id loaded from the store, so that
+ * later ids are larger. Loop thread.
+ */
+void sc_queue_new_episode(struct sc_queue *q, struct sc_task *t, int64_t now_wall);
+void sc_queue_episode_seen(struct sc_queue *q, int64_t episode_id);
+/* Unlinks and frees t (the caller cancels its timer first). */
+void sc_queue_remove(struct sc_queue *q, struct sc_task *t);
+/* Moves t to status s, keeping the counts right. */
+void sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, bool parked);
+/* sc_queue_set_class() sets t's category and policy, keeping the per-category and per-policy counts right. */
+void sc_queue_set_class(struct sc_queue *q, struct sc_task *t, policy_category c, policy_retry p);
+/*
+ * sc_queue_filter_count() sets *n to the number of tasks matching f from the
+ * counts, O(1), and returns true, when f tests only status, parked and
+ * category; false (n untouched) when it needs a walk (subject, older_than).
+ */
+bool sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_t *n);
+/* sc_queue_active_category() is the number of active tasks of category c (O(1)). */
+size_t sc_queue_active_category(const struct sc_queue *q, policy_category c);
+/*
+ * Records one history entry (error, len bytes, may be NULL: taken from the
+ * string pool), evicting the oldest past the cap; the ring grows 1, 2, 4 ...
+ * entries up to the cap.
+ */
+void sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32_t attempt,
+                      int64_t at, const char *error, size_t error_len);
+/* Active tasks: the ones that count against max_size (pending, retrying, exhausted). */
+size_t sc_queue_active(const struct sc_queue *q);
+/*
+ * sc_task_set_str() sets the string field of t that which (one SC_TS_* bit)
+ * names to the len bytes at p (NULL: no value), shared through the queue's
+ * string pool; error and error_type are text (NUL bytes become spaces).
+ * The old value is released. Never fails (aborts on OOM). Loop thread.
+ */
+void sc_task_set_str(struct sc_queue *q, struct sc_task *t, unsigned which, const char *p,
+                     size_t len);
+/*
+ * sc_task_set_payload() sets t's payload to a copy of the len bytes at p,
+ * in the task's own allocation when they fit its room. Loop thread.
+ */
+void sc_task_set_payload(struct sc_task *t, const char *p, size_t len);
+/* sc_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
+void sc_task_account(struct sc_queue *q, struct sc_task *t);
+/* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
+void sc_set_str(char **field, const char *p, size_t len);
+/* sc_set_text() is sc_set_str() for text: NUL bytes become spaces, so C string functions see it all. */
+void sc_set_text(char **field, const char *p, size_t len);
+
+
+/* Lifetime counters (DESIGN section 8's lifetime_stats plus a few). Loop thread only. */
+struct sc_counters {
+    uint64_t enqueued, retry_success, retry_failed, retry_timeouts, deferred, exhausted,
+        manual_retries, archived, cleared, invalid, refused_full, skipped, published,
+        publish_errors, unknown_keys, failures_while_retrying, duplicates, attempts;
+    uint64_t received; /* failure messages taken from the ingest subject, valid or not */
+    uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
+};
+
+
+/* One outstanding retry: slot i of the in-flight table. */
+struct sc_flight {
+    struct sc_task *task; /* NULL when free */
+    uint64_t token;       /* random per attempt: a reply must carry it (no forged or stale replies) */
+    uint32_t next_free;   /* free-list link (index + 1), 0 = end */
+    int32_t attempt;
+    int64_t sent_mono;
+    uint64_t epoch;       /* d->disconnects when sent: a change means the retry may be lost */
+    bool stored;          /* outcome stored: the JetStream PubAck is the success (DESIGN section 6) */
+};
+
+/*
+ * The headers of a retry message (DESIGN section 5), formatted into the
+ * struct's own buffers: kv is the NULL-terminated name/value list that
+ * sc_publish() takes. The task id is copied (at most SC_RETRY_ID_MAX bytes).
+ */
+#define SC_RETRY_ID_MAX 1024
+#define SC_HDR_EPISODE "Dlq-Episode" /* the episode id (DESIGN section 5) */
+struct sc_retry_hdrs {
+    char id[SC_RETRY_ID_MAX + 1];
+    char msgid[SC_RETRY_ID_MAX + 48];
+    char attempt[16], maxr[16], episode[24], first[SC_RFC3339_LEN];
+    const char *kv[20];
+};
+
+/*
+ * sc_retry_headers() fills h for attempt `attempt` of the task with id
+ * (id_len bytes, not NUL-terminated, at most SC_RETRY_ID_MAX), budget
+ * max_retries, category cat, failure subject orig_subject (borrowed: lives
+ * as long as h is used), first failure first_failed_at (wall ms) and
+ * episode episode_id, and returns the bytes the headers take on the wire
+ * ("NATS/1.0" line, one "Name: value" line each, blank line): what counts
+ * against the server's max_payload with the body. dispatch publishes with
+ * it; ingest sizes a task with it (sc_retry_headers_max()). Any thread.
+ */
+size_t sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
+                        int32_t max_retries, policy_category cat, const char *orig_subject,
+                        int64_t first_failed_at, int64_t episode_id);
+/*
+ * sc_retry_headers_max() is the most bytes the retry headers of a task with
+ * this id and failure subject can ever take (any attempt, budget, category,
+ * time and episode), computed with sc_retry_headers(): a task whose payload
+ * plus this fits max_payload at ingest can always be published. Any thread.
+ */
+size_t sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject);
+
+/* ---- the state machine (machine.c, intake.c) ------------------------------------------------- */
+
+/* What the publish port answers. */
+typedef enum {
+    DLQ_PUB_OK = 0, /* handed to the transport */
+    DLQ_PUB_TOOBIG, /* it can never fit (the server's max_payload): the task is parked */
+    DLQ_PUB_FAILED, /* not sent now (buffer full, connection gone): deferred, not an attempt */
+} dlq_pub_result;
+
+/* Log levels of the log port (the same order as the daemon's). */
+typedef enum { DLQ_LOG_DEBUG = 0, DLQ_LOG_INFO, DLQ_LOG_WARN, DLQ_LOG_ERROR } dlq_log_level;
+#define DLQ_LOG_KV_MAX 16 /* the most name/value strings of one log line */
+
+/* Histograms the observe port feeds. */
+typedef enum {
+    DLQ_HIST_RETRY_LATENESS = 0, /* a retry went out this long after its due time */
+    DLQ_HIST_TIME_TO_SUCCESS,    /* first failure of the episode to the successful retry */
+} dlq_hist;
+
+/*
+ * The machine's effects, filled in by its owner (the daemon, or a test).
+ * Every function gets ctx first; all are called on the loop thread, from
+ * inside a machine call, and must not call back into the machine. Task
+ * pointers are borrowed for the call. Every member must be set.
+ */
+struct dlq_ports {
+    void *ctx;
+    /*
+     * publish() sends one retry: len bytes of body to subject, reply subject
+     * reply (NULL: none), headers a NULL-terminated name/value list
+     * (struct sc_retry_hdrs.kv). All borrowed for the call.
+     */
+    dlq_pub_result (*publish)(void *ctx, const char *subject, const char *reply, const void *body,
+                              size_t len, const char *const *headers);
+    /*
+     * connected() tells whether the transport is up now, and sets *epoch to
+     * its count of disconnections: a retry sent under another epoch than the
+     * one current at its timeout may have been lost (deferred, not charged).
+     */
+    bool (*connected)(void *ctx, uint64_t *epoch);
+    /* event() emits <prefix>.events.<kind> for t (DESIGN section 9); error NULL: t's own. */
+    void (*event)(void *ctx, const char *kind, const struct sc_task *t, int32_t attempt,
+                  const char *error);
+    /* changed() marks t changed for the store (after the change); removed() just before t is freed. */
+    void (*changed)(void *ctx, struct sc_task *t);
+    void (*removed)(void *ctx, struct sc_task *t);
+    /*
+     * admit() is asked before a failure sent as a request is stored: NULL to
+     * go on, or why it must be refused with 503 (the store cannot take it).
+     */
+    const char *(*admit)(void *ctx);
+    /* log() writes one line; kv is a NULL-terminated list of name/value strings (borrowed). */
+    void (*log)(void *ctx, dlq_log_level level, const char *msg, const char *const *kv);
+    bool (*log_enabled)(void *ctx, dlq_log_level level);
+    /* observe() records ms milliseconds in histogram h. */
+    void (*observe)(void *ctx, dlq_hist h, int64_t ms);
+    /* rand() is a random 64-bit value for jitter; token() one for reply tokens (unguessable). */
+    uint64_t (*rand)(void *ctx);
+    uint64_t (*token)(void *ctx);
+};
+
+/*
+ * The state machine and what it owns: the two wheels (due times of pending
+ * tasks; reply timeouts of retrying tasks: a task's timer is in the
+ * timeout wheel exactly while it is retrying) and the in-flight slots. The
+ * layout is public because the daemon embeds it and its views read it;
+ * change it only through dlq_machine_* calls. The task table and the
+ * counters are the owner's (q, c point at them; they move in here with
+ * the rename after the merge).
+ */
+struct dlq_machine {
+    struct config *cfg;                   /* borrowed; a reload changes it in place */
+    struct policy_classifier *classifier; /* borrowed; replaced by dlq_machine_reload() */
+    struct sc_queue *q;                   /* borrowed: the task table */
+    struct sc_counters *c;                /* borrowed: the lifetime counters */
+    const char *reply_prefix;             /* borrowed: "_INBOX.<nuid>", filled before the first run */
+    struct dlq_ports ports;
+    struct sc_wheel *wheel;               /* due times of pending tasks (rate-limited) */
+    struct sc_wheel *twheel;              /* reply timeouts of retrying tasks */
+    struct sc_flight *flights;
+    uint32_t flights_cap, flights_used, free_head;
+    size_t inflight;                      /* outstanding retries */
+    double tokens;                        /* rate limiter (retries per second) */
+    int64_t last_run_mono;
+    int64_t now_mono;                     /* the monotonic time of the call being handled */
+    char ints[8][24];                     /* formatted numbers for log lines */
+    unsigned next_int;
+};
+
+/*
+ * dlq_machine_init() sets m up over the task table q and counters c with
+ * the configuration cfg, classifier pc and ports (copied); the wheels start
+ * at now_mono with cfg->timer_tick_ms ticks. reply_prefix (borrowed, may
+ * be filled later) starts the reply subjects of retries. Never fails
+ * (aborts on OOM). dlq_machine_destroy() frees the wheels and slots, not
+ * the tasks. Loop thread (or main before the loop runs).
+ */
+void dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classifier *pc,
+                      struct sc_queue *q, struct sc_counters *c, const char *reply_prefix,
+                      const struct dlq_ports *ports, int64_t now_mono);
+void dlq_machine_destroy(struct dlq_machine *m);
+
+/*
+ * dlq_machine_run() runs the wheels at now_mono (now_wall the same instant
+ * on the wall clock): reply timeouts always, due retries unless run_due is
+ * false (paused or stopping: due tasks stay due, keeping their
+ * next_retry_at), at most cfg->retry_max_per_second (a token bucket of two
+ * ticks) and up to cfg->retry_max_in_flight outstanding. Loop thread, once
+ * a tick.
+ */
+void dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due);
+
+/*
+ * dlq_machine_flight() returns the task whose retry went out in slot idx
+ * with reply token token, and sets *stored (its outcome is the JetStream
+ * PubAck); NULL for a late, stale or forged reply. Loop thread.
+ */
+struct sc_task *dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token,
+                                   bool *stored);
+
+/*
+ * Outcomes of the retry in flight for t (t from dlq_machine_flight()):
+ * dlq_machine_succeeded() completes it (removed unless store.keep_completed;
+ * t may be freed on return). dlq_machine_reply_failed() charges a failed
+ * attempt with error (len bytes, text) and error_type (etlen bytes, NULL:
+ * none), classifies it again and schedules the next attempt, or exhausts
+ * it. dlq_machine_deferred() is a retry that reached no one (no responders):
+ * backed off and sent again, not charged; why is static text. Loop thread.
+ */
+void dlq_machine_succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now_wall,
+                           int64_t now_mono);
+void dlq_machine_reply_failed(struct dlq_machine *m, struct sc_task *t, const char *error,
+                              size_t len, const char *error_type, size_t etlen, int64_t now_wall,
+                              int64_t now_mono);
+void dlq_machine_deferred(struct dlq_machine *m, struct sc_task *t, const char *why,
+                          int64_t now_wall, int64_t now_mono);
+
+/*
+ * dlq_machine_retry() is an operator's retry: t goes out at the next run
+ * (an exhausted task gets one more attempt of budget), counted in
+ * manual_retries. Returns SC_OK, or SC_ECONFLICT (nothing changed) when t
+ * is retrying, completed or archived, or has no usable retry subject.
+ * Loop thread.
+ */
+sc_status dlq_machine_retry(struct dlq_machine *m, struct sc_task *t, int64_t now_wall,
+                            int64_t now_mono);
+
+/*
+ * dlq_machine_archive() archives t (pending, parked, retrying or
+ * exhausted: a late reply is then ignored); removed unless
+ * store.keep_completed, so t may be freed on return. Returns SC_OK or
+ * SC_ECONFLICT (already completed or archived: nothing changed).
+ * dlq_machine_clear() removes and frees t whatever its status, with the
+ * "cleared" event. Loop thread.
+ */
+sc_status dlq_machine_archive(struct dlq_machine *m, struct sc_task *t, int64_t now_wall);
+void dlq_machine_clear(struct dlq_machine *m, struct sc_task *t);
+
+/*
+ * dlq_machine_restore() files a task rebuilt from the store or the spill
+ * file (every field set, status still pending) under status st as it was
+ * stored (parked: it was parked). A retrying task's attempt has no known
+ * outcome: it is due now and goes out again with the same attempt and
+ * Nats-Msg-Id (and is marked changed). A pending task is due at its
+ * next_retry_at (now when none or past). Loop thread.
+ */
+void dlq_machine_restore(struct dlq_machine *m, struct sc_task *t, sc_task_status st, bool parked,
+                         int64_t now_wall, int64_t now_mono);
+
+/*
+ * dlq_machine_reload() takes a reloaded classifier pc (borrowed; the old
+ * one is the caller's) and applies cfg->default_max_retries (already
+ * changed in place) to every task that took the default: its budget
+ * follows, and a scheduled task whose failed attempts reach it is
+ * exhausted now, with its event. A task retrying keeps its attempt; its
+ * outcome is judged against the new budget; a parked task only has its
+ * budget changed; exhausted tasks are left as they are. O(tasks). Loop
+ * thread.
+ */
+void dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t now_wall,
+                        int64_t now_mono);
+
+/* What became of a failure handed to dlq_ingest(). */
+typedef enum {
+    DLQ_IN_STORED = 0, /* stored (new, reopened, or a repeat of a known task) */
+    DLQ_IN_SKIPPED,    /* not stored by the strategy (or dlq disabled): answered ok */
+    DLQ_IN_INVALID,    /* breaks the contract: reason and why say how (400) */
+    DLQ_IN_REFUSED,    /* cannot be taken now: queue full, or the store refused (503) */
+} dlq_verdict;
+
+/* One failure to take in: a decoded envelope and where it came from. */
+struct dlq_failure {
+    const struct codec_envelope *env; /* borrowed for the call */
+    const char *subject;              /* the failure subject (NUL-terminated, valid) */
+    const char *service;              /* the {service} of retry.subject_template */
+    int64_t max_payload;              /* the transport's cap on one message; <= 0 none */
+    bool wants_answer;                /* a request: the admit port is asked */
+};
+
+/*
+ * The decision on one failure. task (STORED) is the task, valid until the
+ * next machine call; status and next_retry_at (wall ms, 0 none) are what the
+ * answer reports. reason (INVALID: static, e.g. "too_big"; REFUSED: NULL)
+ * and why (text) explain a refusal; refused_full is set for a full queue.
+ * unknown_keys is set once the envelope's unknown keys were counted.
+ */
+struct dlq_decision {
+    dlq_verdict verdict;
+    struct sc_task *task;
+    const char *status;
+    int64_t next_retry_at;
+    const char *reason;
+    bool refused_full;
+    unsigned unknown_keys; /* keys outside the contract, counted: the caller warns */
+    char why[256];
+};
+
+/*
+ * dlq_ingest() takes one failure (DESIGN sections 4, 6, 7): resolves its
+ * retry subject, classifies it, applies the strategy and the queue's caps,
+ * then files it: a new task or a reopened episode is scheduled (or parked:
+ * policy never, retry subject refused), a repeat of a pending task keeps
+ * its schedule unless the repeat changed what it rests on, a repeat while
+ * retrying fails the attempt in flight, an exhausted task only has its
+ * record updated. Counts enqueued, duplicates, skipped, refused_full,
+ * failures_while_retrying; emits enqueued/skipped/refused. Fills *out; the
+ * caller answers and logs refusals. Every source of failures (core NATS,
+ * JetStream, HTTP) calls this. Loop thread.
+ */
+void dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
+                int64_t now_mono, struct dlq_decision *out);
+
+/*
+ * dlq_task_classify() classifies t again from its error fields and sets its
+ * category and classifier rule (the policy is left). Loop thread.
+ */
+void dlq_task_classify(struct dlq_machine *m, struct sc_task *t);
+
+#endif

@@ -1,0 +1,390 @@
+/* intake.c - one failure in, one decision out: retry subject, classification, strategy, caps, and the task filed. */
+#include <stdio.h>
+#include <string.h>
+
+#include "dlq-internal.h"
+
+#define RS_MAX 1024 /* bytes of a retry subject, NUL included */
+
+/* What ingest works out about a failure before it touches the table. */
+struct intake {
+    const struct dlq_failure *f;
+    const struct codec_envelope *env;
+    bool has_override;
+    policy_retry override;
+    policy_category cat;
+    const char *rule;
+    char rs[RS_MAX]; /* the retry subject */
+    bool rs_ok;      /* false: refused, why says why */
+    char why[256];
+};
+
+void
+dlq_task_classify(struct dlq_machine *m, struct sc_task *t)
+{
+    const char *rule = "default";
+    policy_category c;
+
+    c = policy_classify(m->classifier, t->error_type, t->error_type ? strlen(t->error_type) : 0,
+                        t->error, t->error ? strlen(t->error) : 0, &rule);
+    sc_queue_set_class(m->q, t, c, (policy_retry)t->policy);
+    sc_task_set_str(m->q, t, SC_TS_RULE, rule, strlen(rule));
+}
+
+/*
+ * classify_text() classifies the envelope's error_type and error as the task
+ * will store them (sc_set_text(): NUL bytes become spaces), so that the
+ * answer at ingest equals what dlq_task_classify() says of the stored task.
+ * Texts with a NUL are copied first (rare). Sets *rule.
+ */
+static policy_category
+classify_text(struct dlq_machine *m, const struct codec_envelope *env, const char **rule)
+{
+    const char *et = env->error_type.ptr, *e = env->error.ptr ? env->error.ptr : "";
+    size_t etlen = env->error_type.len, elen = env->error.ptr ? env->error.len : 0;
+    bool et_nul = et && memchr(et, '\0', etlen), e_nul = memchr(e, '\0', elen) != NULL;
+    struct sc_buf b;
+    policy_category c;
+
+    if (!et_nul && !e_nul)
+        return policy_classify(m->classifier, et, et ? etlen : 0, e, elen, rule);
+    sc_buf_init(&b, 16 * 1024 * 1024);
+    if (et)
+        sc_buf_append(&b, et, etlen);
+    sc_buf_append(&b, e, elen);
+    for (size_t i = 0; i < b.len; i++)
+        if (b.data[i] == '\0')
+            b.data[i] = ' ';
+    if (b.data && b.len == (et ? etlen : 0) + elen) {
+        et = et ? b.data : NULL;
+        e = b.data + etlen * (et != NULL);
+    }
+    c = policy_classify(m->classifier, et, et ? etlen : 0, e, elen, rule);
+    sc_buf_destroy(&b);
+    return c;
+}
+
+/* Expands retry.subject_template for service into out; false when it does not fit. */
+static bool
+expand_template(const char *tpl, const char *service, char *out, size_t outlen)
+{
+    size_t n = 0, sl = strlen(service);
+    const char *p = tpl;
+
+    while (*p) {
+        if (strncmp(p, "{service}", 9) == 0) {
+            if (n + sl >= outlen)
+                return false;
+            memcpy(out + n, service, sl);
+            n += sl;
+            p += 9;
+        } else {
+            if (n + 1 >= outlen)
+                return false;
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Checks a retry subject; on refusal writes the reason into why. */
+static bool
+retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why, size_t whylen)
+{
+    if (!codec_subject_valid(s, len, false)) {
+        snprintf(why, whylen, "retry_subject refused: not a valid NATS subject to publish to");
+        return false;
+    }
+    for (size_t i = 0; i < cfg->retry_allowed_count; i++)
+        if (codec_subject_match(cfg->retry_allowed_subjects[i], s, len))
+            return true;
+    snprintf(why, whylen, "retry_subject refused: does not match retry.allowed_subjects");
+    return false;
+}
+
+/* Resolves the retry subject now, so that a refused one parks the task with a clear error. */
+static void
+resolve_retry_subject(struct dlq_machine *m, struct intake *in)
+{
+    const struct codec_envelope *env = in->env;
+    char *rs = in->rs;
+
+    if (env->retry_subject.ptr) {
+        size_t n = env->retry_subject.len < RS_MAX - 1 ? env->retry_subject.len : RS_MAX - 1;
+        memcpy(rs, env->retry_subject.ptr, n);
+        rs[n] = '\0';
+        in->rs_ok = env->retry_subject.len < RS_MAX &&
+                    retry_subject_ok(m->cfg, env->retry_subject.ptr, env->retry_subject.len,
+                                     in->why, sizeof(in->why));
+        if (env->retry_subject.len >= RS_MAX)
+            snprintf(in->why, sizeof(in->why), "retry_subject refused: longer than %d bytes",
+                     RS_MAX - 1);
+    } else if (!expand_template(m->cfg->retry_subject_template, in->f->service, rs, RS_MAX)) {
+        snprintf(in->why, sizeof(in->why),
+                 "retry_subject refused: the template expands past %d bytes", RS_MAX - 1);
+        rs[0] = '\0';
+        in->rs_ok = false;
+    } else {
+        in->rs_ok = retry_subject_ok(m->cfg, rs, strlen(rs), in->why, sizeof(in->why));
+    }
+    if (!in->rs_ok && env->retry_subject.ptr == NULL)
+        rs[0] = '\0';
+}
+
+/* Sets a refusal of the failure (INVALID or REFUSED) with its reason and message. */
+static void
+decide_no(struct dlq_decision *out, dlq_verdict v, const char *reason, const char *why)
+{
+    out->verdict = v;
+    out->reason = reason;
+    snprintf(out->why, sizeof(out->why), "%s", why);
+}
+
+/* Emits event kind for a failure that has no task (skipped, refused): a view of the envelope. */
+static void
+event_view(struct dlq_machine *m, const struct intake *in, const char *kind, const char *error)
+{
+    struct sc_task view;
+
+    memset(&view, 0, sizeof(view));
+    view.id = (char *)in->env->task_id.ptr;
+    view.id_len = in->env->task_id.len;
+    view.subject = (char *)in->f->subject;
+    view.category = in->cat;
+    m->ports.event(m->ports.ctx, kind, &view, 0, error);
+}
+
+/*
+ * The checks of the contract that need the configuration: a task that cannot
+ * be republished must not be accepted (DESIGN section 4: never half-stored):
+ * the payload plus the widest retry headers it can ever carry, sized by the
+ * code that builds them, must fit max_payload; a retry_policy must be known.
+ * Counts unknown keys. False with out set when the failure is invalid.
+ */
+static bool
+check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *out)
+{
+    const struct codec_envelope *env = in->env;
+    size_t hdr = sc_retry_headers_max(env->task_id.ptr, env->task_id.len, in->f->subject);
+
+    if (in->f->max_payload > 0 && (int64_t)(env->task.len + hdr) > in->f->max_payload) {
+        out->verdict = DLQ_IN_INVALID;
+        out->reason = "too_big";
+        snprintf(out->why, sizeof(out->why),
+                 "task: %zu bytes plus %zu bytes of retry headers do not fit the server's "
+                 "max_payload %lld",
+                 env->task.len, hdr, (long long)in->f->max_payload);
+        return false;
+    }
+    m->c->unknown_keys += env->unknown_keys;
+    out->unknown_keys = env->unknown_keys;
+    if (env->retry_policy.ptr) {
+        if (policy_retry_parse(env->retry_policy.ptr, env->retry_policy.len, &in->override)) {
+            decide_no(out, DLQ_IN_INVALID, "bad_value",
+                      "retry_policy: not one of never, linear, exponential, immediate");
+            return false;
+        }
+        in->has_override = true;
+    }
+    return true;
+}
+
+/*
+ * Whether the failure is to be stored: the strategy (with the effective
+ * policy, so classify first: the service's own category wins), then the
+ * store's admission for a request. False with out set (and the event sent)
+ * when it is skipped or refused.
+ */
+static bool
+admit(struct dlq_machine *m, struct intake *in, struct dlq_decision *out)
+{
+    const struct codec_envelope *env = in->env;
+    const struct config *cfg = m->cfg;
+    policy_retry eff;
+    const char *no;
+
+    in->rule = "envelope";
+    if (!env->error_category.ptr ||
+        policy_category_parse(env->error_category.ptr, env->error_category.len, &in->cat) != SC_OK)
+        in->cat = classify_text(m, env, &in->rule);
+    eff = in->has_override                ? in->override
+          : cfg->has_default_retry_policy ? cfg->default_retry_policy
+                                          : policy_default_retry(in->cat);
+    if (!cfg->enabled || !policy_should_store(cfg->strategy, eff, env->enqueue)) {
+        m->c->skipped++;
+        event_view(m, in, "skipped", "");
+        out->verdict = DLQ_IN_SKIPPED;
+        out->status = "skipped";
+        return false;
+    }
+    /* store.ack: durable: refuse what the store cannot take now (a plain publish has no one to tell). */
+    if (in->f->wants_answer && (no = m->ports.admit(m->ports.ctx)) != NULL) {
+        event_view(m, in, "refused", no);
+        decide_no(out, DLQ_IN_REFUSED, NULL, no);
+        return false;
+    }
+    return true;
+}
+
+/* The queue's caps (max_size for a new or reopened task, max_bytes always). False with out set when full. */
+static bool
+room_for(struct dlq_machine *m, struct intake *in, const struct sc_task *t, bool reopened,
+         struct dlq_decision *out)
+{
+    const struct codec_envelope *env = in->env;
+    size_t want = sizeof(*t) + env->task_id.len + env->task.len + env->error.len +
+                  env->error_type.len + env->metadata.len + env->repos.len +
+                  2 * strlen(in->f->subject);
+    size_t held = m->q->bytes - (t ? t->bytes : 0);
+    bool full = (!t || reopened) && sc_queue_active(m->q) >= (size_t)m->cfg->max_size;
+    const char *msg;
+
+    if (!full && held + want <= (size_t)m->cfg->max_bytes)
+        return true;
+    msg = full ? "queue full" : "queue full (max_bytes)";
+    m->c->refused_full++;
+    event_view(m, in, "refused", msg);
+    decide_no(out, DLQ_IN_REFUSED, NULL, msg);
+    out->refused_full = true;
+    return false;
+}
+
+/* Opens a new episode of t (it was completed or archived): fresh budget and Nats-Msg-Id space. */
+static void
+reopen(struct dlq_machine *m, struct sc_task *t, int64_t now)
+{
+    t->episode++;
+    sc_queue_new_episode(m->q, t, now); /* a new Nats-Msg-Id space (DESIGN section 5) */
+    t->retry_count = 0;
+    t->defer_streak = 0;
+    t->policy_override = false;
+    sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+}
+
+/* Copies the envelope into t: the record part of a failure, whatever t's status. */
+static void
+fill_task(struct dlq_machine *m, struct intake *in, struct sc_task *t, bool fresh, bool reopened,
+          int64_t now)
+{
+    const struct codec_envelope *env = in->env;
+    struct sc_queue *q = m->q;
+
+    if (fresh || reopened) {
+        t->first_failed_at = env->has_failed_at ? env->failed_at_ms : now;
+        t->max_retries = env->has_max_retries ? env->max_retries : m->cfg->default_max_retries;
+        t->max_retries_own = env->has_max_retries; /* else it follows default_max_retries */
+    } else if (env->has_max_retries) {
+        t->max_retries = env->max_retries;
+        t->max_retries_own = true;
+    }
+    sc_task_set_str(q, t, SC_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
+    sc_task_set_payload(t, env->task.ptr, env->task.len);
+    sc_task_set_str(q, t, SC_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
+    sc_task_set_str(q, t, SC_TS_ERROR_TYPE, env->error_type.ptr, env->error_type.len);
+    sc_set_str(&t->metadata, env->metadata.ptr, env->metadata.len);
+    t->metadata_len = env->metadata.ptr ? env->metadata.len : 0;
+    sc_set_str(&t->repos, env->repos.ptr, env->repos.len);
+    t->repos_len = env->repos.ptr ? env->repos.len : 0;
+    sc_task_set_str(q, t, SC_TS_RETRY_SUBJECT, in->rs_ok ? in->rs : NULL,
+                    in->rs_ok ? strlen(in->rs) : 0);
+    sc_task_account(q, t);
+    sc_queue_set_class(q, t, in->cat, (policy_retry)t->policy);
+    sc_task_set_str(q, t, SC_TS_RULE, in->rule, strlen(in->rule));
+    if (in->has_override) {
+        sc_queue_set_class(q, t, (policy_category)t->category, in->override);
+        t->policy_override = true;
+    } else {
+        dlq_default_policy(m, t);
+    }
+    t->updated_at = now;
+    m->ports.changed(m->ports.ctx, t);
+    sc_queue_history(q, t, SC_OUT_FAILED, t->retry_count, now, t->error, strlen(t->error));
+}
+
+/* A new task or a new episode: scheduled, or parked when its retry subject was refused. */
+static void
+enqueued(struct dlq_machine *m, struct intake *in, struct sc_task *t, int64_t now)
+{
+    m->c->enqueued++;
+    if (!in->rs_ok) {
+        sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
+        sc_set_str(&t->park_reason, in->why, strlen(in->why));
+        sc_queue_history(m->q, t, SC_OUT_REFUSED, 0, now, in->why, strlen(in->why));
+        t->next_retry_at = 0;
+        dlq_log(m, DLQ_LOG_INFO, "task parked", "task_id", t->id, "reason", in->why, NULL);
+    } else {
+        dlq_schedule_next(m, t, now);
+    }
+    dlq_log(m, DLQ_LOG_INFO, "task enqueued", "task_id", t->id, "subject", t->subject, "category",
+            policy_category_name(t->category), "policy", policy_retry_name(t->policy), "status",
+            t->parked ? "parked" : sc_task_status_name(t->status), "episode",
+            dlq_int(m, t->episode), NULL);
+    m->ports.event(m->ports.ctx, "enqueued", t, 0, NULL);
+}
+
+/* A repeat failure of a known task: what it changes depends on t's status. */
+static void
+repeated(struct dlq_machine *m, struct intake *in, struct sc_task *t, int64_t now)
+{
+    if (t->status == SC_TASK_RETRYING) {
+        /* DESIGN section 6: a new failure while retrying fails the current attempt. */
+        m->c->failures_while_retrying++;
+        dlq_attempt_failed(m, t, SC_OUT_RETRY_FAILED, t->error, strlen(t->error), now);
+    } else if (t->status == SC_TASK_PENDING) {
+        /* Keep the schedule unless the new envelope changed what it rests on (budget included). */
+        bool keep = !t->parked && in->rs_ok && t->policy != POLICY_NEVER &&
+                    t->retry_count < t->max_retries && sc_wheel_entry_scheduled(&t->timer);
+        if (!in->rs_ok) {
+            sc_wheel_cancel(m->wheel, &t->timer);
+            sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
+            sc_set_str(&t->park_reason, in->why, strlen(in->why));
+            t->next_retry_at = 0;
+        } else if (!keep) {
+            dlq_schedule_next(m, t, now);
+        }
+    }
+    /* An exhausted task only has its record updated. */
+}
+
+void
+dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall, int64_t now_mono,
+           struct dlq_decision *out)
+{
+    struct intake in;
+    struct sc_task *t;
+    bool fresh = false, reopened = false;
+
+    memset(out, 0, sizeof(*out));
+    memset(&in, 0, sizeof(in));
+    in.f = f;
+    in.env = f->env;
+    m->now_mono = now_mono;
+    if (!check_envelope(m, &in, out))
+        return;
+    resolve_retry_subject(m, &in);
+    if (!admit(m, &in, out))
+        return;
+    t = sc_queue_find(m->q, in.env->task_id.ptr, in.env->task_id.len);
+    reopened = t && (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED);
+    if (!room_for(m, &in, t, reopened, out))
+        return;
+    if (!t) {
+        t = sc_queue_add_room(m->q, in.env->task_id.ptr, in.env->task_id.len, in.env->task.len,
+                              now_wall);
+        fresh = true;
+    } else if (reopened) {
+        reopen(m, t, now_wall);
+    } else {
+        m->c->duplicates++; /* a reopened episode counts as enqueued, not as a duplicate */
+    }
+    fill_task(m, &in, t, fresh, reopened, now_wall);
+    if (fresh || reopened)
+        enqueued(m, &in, t, now_wall);
+    else
+        repeated(m, &in, t, now_wall);
+    out->verdict = DLQ_IN_STORED;
+    out->task = t;
+    out->status = sc_task_status_name(t->status);
+    out->next_retry_at = t->next_retry_at;
+}

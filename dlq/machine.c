@@ -1,0 +1,622 @@
+/* machine.c - the one state machine of DESIGN section 10: every status change of a task happens here. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dlq-internal.h"
+
+#define DEFER_FLOOR_MS 100
+#define DEFER_CAP_MS 60000
+
+/* ---- helpers: log lines, the wheels, the in-flight slots --------------------------------------- */
+
+void
+dlq_log(struct dlq_machine *m, dlq_log_level level, const char *msg, ...)
+{
+    const char *kv[DLQ_LOG_KV_MAX + 1];
+    size_t n = 0;
+    const char *k;
+    va_list ap;
+
+    if (!m->ports.log_enabled(m->ports.ctx, level))
+        return;
+    va_start(ap, msg);
+    while (n + 2 <= DLQ_LOG_KV_MAX && (k = va_arg(ap, const char *)) != NULL) {
+        kv[n++] = k;
+        kv[n++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    kv[n] = NULL;
+    m->ports.log(m->ports.ctx, level, msg, kv);
+}
+
+const char *
+dlq_int(struct dlq_machine *m, int64_t v)
+{
+    char *s = m->ints[m->next_int++ % 8];
+
+    snprintf(s, sizeof(m->ints[0]), "%lld", (long long)v);
+    return s;
+}
+
+/* The wheel that holds t's timer: timeouts while retrying, due times otherwise. */
+static struct sc_wheel *
+wheel_of(struct dlq_machine *m, const struct sc_task *t)
+{
+    return t->status == SC_TASK_RETRYING ? m->twheel : m->wheel;
+}
+
+static void
+timer_cancel(struct dlq_machine *m, struct sc_task *t)
+{
+    if (sc_wheel_entry_scheduled(&t->timer))
+        sc_wheel_cancel(wheel_of(m, t), &t->timer);
+}
+
+/* Drops t's in-flight slot (late replies are then ignored). */
+static void
+flight_release(struct dlq_machine *m, struct sc_task *t)
+{
+    struct sc_flight *f;
+
+    if (!t->flight_slot)
+        return;
+    f = &m->flights[t->flight_slot - 1];
+    f->task = NULL;
+    f->next_free = m->free_head;
+    m->free_head = t->flight_slot;
+    m->inflight--;
+    t->flight_slot = 0;
+}
+
+static uint32_t
+flight_take(struct dlq_machine *m, struct sc_task *t)
+{
+    uint32_t idx;
+
+    if (m->free_head) {
+        idx = m->free_head - 1;
+        m->free_head = m->flights[idx].next_free;
+    } else {
+        if (m->flights_used == m->flights_cap) {
+            uint32_t ncap = m->flights_cap ? m->flights_cap * 2 : 64;
+            m->flights = sc_xrealloc(m->flights, ncap * sizeof(*m->flights));
+            memset(m->flights + m->flights_cap, 0, (ncap - m->flights_cap) * sizeof(*m->flights));
+            m->flights_cap = ncap;
+        }
+        idx = m->flights_used++;
+    }
+    m->flights[idx].task = t;
+    m->flights[idx].token = m->ports.token(m->ports.ctx);
+    m->flights[idx].next_free = 0;
+    m->inflight++;
+    t->flight_slot = idx + 1;
+    return idx;
+}
+
+/* Leaves whatever t waited for: its timer and its in-flight slot. */
+static void
+detach(struct dlq_machine *m, struct sc_task *t)
+{
+    timer_cancel(m, t);
+    flight_release(m, t);
+}
+
+void
+dlq_changed(struct dlq_machine *m, struct sc_task *t)
+{
+    m->ports.changed(m->ports.ctx, t);
+}
+
+void
+dlq_drop(struct dlq_machine *m, struct sc_task *t)
+{
+    detach(m, t);
+    m->ports.removed(m->ports.ctx, t);
+    sc_queue_remove(m->q, t);
+}
+
+/* ---- pending: parked, scheduled, exhausted ------------------------------------------------------ */
+
+void
+dlq_park(struct dlq_machine *m, struct sc_task *t, const char *why, size_t len)
+{
+    detach(m, t);
+    sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
+    t->next_retry_at = 0;
+    if (why)
+        sc_set_str(&t->park_reason, why, len);
+    m->ports.changed(m->ports.ctx, t);
+}
+
+/* Files t in the due wheel delay_ms from now and records its wall-clock time. */
+static void
+schedule_in(struct dlq_machine *m, struct sc_task *t, int64_t delay_ms, int64_t now_wall)
+{
+    detach(m, t); /* leaving retrying always frees the in-flight slot */
+    if (t->status != SC_TASK_PENDING || t->parked)
+        sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    t->next_retry_at = now_wall + delay_ms;
+    sc_wheel_schedule(m->wheel, &t->timer, m->now_mono + delay_ms);
+    m->ports.changed(m->ports.ctx, t);
+}
+
+static void
+exhaust(struct dlq_machine *m, struct sc_task *t, int64_t now_wall)
+{
+    detach(m, t);
+    sc_queue_set_status(m->q, t, SC_TASK_EXHAUSTED, false);
+    t->next_retry_at = 0;
+    m->ports.changed(m->ports.ctx, t);
+    m->c->exhausted++;
+    sc_queue_history(m->q, t, SC_OUT_EXHAUSTED, t->retry_count, now_wall, NULL, 0);
+    dlq_log(m, DLQ_LOG_INFO, "task exhausted", "task_id", t->id, "attempts",
+            dlq_int(m, t->retry_count), "category", policy_category_name(t->category), NULL);
+    m->ports.event(m->ports.ctx, "exhausted", t, t->retry_count, NULL);
+}
+
+void
+dlq_schedule_next(struct dlq_machine *m, struct sc_task *t, int64_t now_wall)
+{
+    int64_t delay;
+
+    if (!t->retry_subject) {
+        dlq_park(m, t, t->park_reason ? NULL : "retry_subject refused", 21);
+        return;
+    }
+    if (t->retry_count >= t->max_retries) {
+        exhaust(m, t, now_wall);
+        return;
+    }
+    if (t->policy == POLICY_NEVER) {
+        char why[160];
+        int n = snprintf(why, sizeof(why),
+                         "retry policy never (category %s): not retried automatically; "
+                         "dlq.admin.retry sends it",
+                         policy_category_name(t->category));
+        dlq_park(m, t, why, (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1);
+        return;
+    }
+    delay = policy_backoff_delay(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1,
+                                 m->ports.rand, m->ports.ctx);
+    if (delay < 0)
+        delay = 0;
+    schedule_in(m, t, delay, now_wall);
+}
+
+/* No responders (or a publish that could not be buffered): not an attempt; back off and try again. */
+static void
+defer(struct dlq_machine *m, struct sc_task *t, const char *why, int64_t now)
+{
+    int64_t base = policy_backoff_raw(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1);
+    int64_t cap = m->cfg->backoff.max_delay_ms < DEFER_CAP_MS ? m->cfg->backoff.max_delay_ms
+                                                              : DEFER_CAP_MS;
+    int64_t delay;
+    int shift;
+
+    detach(m, t);
+    if (base < DEFER_FLOOR_MS)
+        base = DEFER_FLOOR_MS;
+    t->defer_streak++;
+    shift = t->defer_streak - 1 < 20 ? t->defer_streak - 1 : 20;
+    delay = base > (cap >> shift) ? cap : base << shift;
+    if (delay > cap)
+        delay = cap;
+    if (m->cfg->backoff.jitter > 0) {
+        double f = (double)(m->ports.rand(m->ports.ctx) >> 11) / 9007199254740992.0; /* [0,1) */
+        delay += (int64_t)((double)delay * m->cfg->backoff.jitter * (2 * f - 1));
+        if (delay < 0)
+            delay = 0;
+    }
+    m->c->deferred++;
+    t->updated_at = now;
+    m->ports.changed(m->ports.ctx, t);
+    sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    schedule_in(m, t, delay, now);
+    dlq_log(m, DLQ_LOG_DEBUG, "retry deferred", "task_id", t->id, "reason", why, "delay_ms",
+            dlq_int(m, delay), NULL);
+    if (t->defer_streak == 1 || t->defer_streak % 10 == 0)
+        sc_queue_history(m->q, t, SC_OUT_DEFERRED, t->retry_count + 1, now, why, strlen(why));
+    m->ports.event(m->ports.ctx, "deferred", t, t->retry_count + 1, why);
+}
+
+/* ---- outcomes of the attempt in flight --------------------------------------------------------- */
+
+static void
+succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now)
+{
+    int32_t attempt = t->retry_count + 1;
+
+    detach(m, t);
+    m->c->retry_success++;
+    t->defer_streak = 0;
+    m->ports.observe(m->ports.ctx, DLQ_HIST_TIME_TO_SUCCESS, now - t->first_failed_at);
+    dlq_log(m, DLQ_LOG_INFO, "retry succeeded", "task_id", t->id, "attempt", dlq_int(m, attempt),
+            NULL);
+    sc_queue_history(m->q, t, SC_OUT_SUCCEEDED, attempt, now, NULL, 0);
+    sc_queue_set_status(m->q, t, SC_TASK_COMPLETED, false);
+    t->next_retry_at = 0;
+    t->updated_at = now;
+    m->ports.changed(m->ports.ctx, t);
+    m->ports.event(m->ports.ctx, "succeeded", t, attempt, "");
+    if (!m->cfg->store_keep_completed)
+        dlq_drop(m, t);
+}
+
+/* Sets t's policy from the configured default or its category, unless the envelope chose it. */
+void
+dlq_default_policy(struct dlq_machine *m, struct sc_task *t)
+{
+    if (t->policy_override)
+        return;
+    sc_queue_set_class(m->q, t, (policy_category)t->category,
+                       m->cfg->has_default_retry_policy
+                           ? m->cfg->default_retry_policy
+                           : policy_default_retry((policy_category)t->category));
+}
+
+void
+dlq_attempt_failed(struct dlq_machine *m, struct sc_task *t, sc_outcome_kind kind,
+                   const char *error, size_t error_len, int64_t now)
+{
+    int32_t attempt = t->retry_count + 1;
+
+    detach(m, t);
+    sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    t->retry_count++;
+    t->defer_streak = 0;
+    if (kind == SC_OUT_TIMEOUT)
+        m->c->retry_timeouts++;
+    m->c->retry_failed++;
+    if (error && error != t->error)
+        sc_task_set_str(m->q, t, SC_TS_ERROR, error, error_len);
+    if (kind == SC_OUT_TIMEOUT) {
+        sc_queue_set_class(m->q, t, POLICY_CAT_NETWORK, (policy_retry)t->policy);
+        sc_task_set_str(m->q, t, SC_TS_RULE, "timeout", 7);
+    } else {
+        dlq_task_classify(m, t);
+    }
+    dlq_default_policy(m, t);
+    t->updated_at = now;
+    m->ports.changed(m->ports.ctx, t);
+    sc_queue_history(m->q, t, kind, attempt, now, t->error, strlen(t->error));
+    dlq_log(m, DLQ_LOG_INFO, "retry failed", "task_id", t->id, "attempt", dlq_int(m, attempt),
+            "outcome", sc_outcome_name(kind), "error", t->error, NULL);
+    m->ports.event(m->ports.ctx, "failed", t, attempt, NULL);
+    dlq_schedule_next(m, t, now);
+}
+
+void
+dlq_machine_succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now_wall, int64_t now_mono)
+{
+    m->now_mono = now_mono;
+    succeeded(m, t, now_wall);
+}
+
+void
+dlq_machine_reply_failed(struct dlq_machine *m, struct sc_task *t, const char *error, size_t len,
+                         const char *error_type, size_t etlen, int64_t now_wall, int64_t now_mono)
+{
+    m->now_mono = now_mono;
+    /* Classify the reply's error alone: the envelope's old error_type no longer applies. */
+    sc_task_set_str(m->q, t, SC_TS_ERROR_TYPE, error_type, etlen);
+    dlq_attempt_failed(m, t, SC_OUT_RETRY_FAILED, error ? error : "", error ? len : 0, now_wall);
+}
+
+void
+dlq_machine_deferred(struct dlq_machine *m, struct sc_task *t, const char *why, int64_t now_wall,
+                     int64_t now_mono)
+{
+    m->now_mono = now_mono;
+    defer(m, t, why, now_wall);
+}
+
+/* ---- publishing an attempt --------------------------------------------------------------------- */
+
+/*
+ * Whether retries to subject end with a JetStream PubAck (DESIGN section 6):
+ * retry.outcome stored, or the subject matches retry.stored_subjects.
+ */
+static bool
+outcome_stored(const struct config *cfg, const char *subject)
+{
+    if (cfg->retry_outcome == CONFIG_OUTCOME_STORED)
+        return true;
+    for (size_t i = 0; i < cfg->retry_stored_count; i++)
+        if (codec_subject_match(cfg->retry_stored_subjects[i], subject, strlen(subject)))
+            return true;
+    return false;
+}
+
+/* The publish did not fit the server's max_payload and never will: park t, do not loop. */
+static void
+park_too_big(struct dlq_machine *m, struct sc_task *t, int32_t attempt, int64_t now)
+{
+    static const char why[] = "retry refused: the task does not fit the server's max_payload";
+
+    dlq_park(m, t, why, sizeof(why) - 1);
+    sc_queue_history(m->q, t, SC_OUT_REFUSED, attempt, now, t->park_reason, strlen(t->park_reason));
+    dlq_log(m, DLQ_LOG_WARN, "task parked", "task_id", t->id, "reason", t->park_reason, NULL);
+}
+
+/* Publishes the next attempt of t (DESIGN section 5). */
+static void
+dispatch(struct dlq_machine *m, struct sc_task *t, int64_t now)
+{
+    struct sc_retry_hdrs h;
+    char reply[128];
+    bool stored = t->retry_subject && outcome_stored(m->cfg, t->retry_subject);
+    bool want_reply = stored || m->cfg->retry_outcome == CONFIG_OUTCOME_REPLY;
+    int32_t a = t->retry_count + 1;
+    uint64_t epoch = 0;
+    uint32_t idx;
+    dlq_pub_result ps;
+
+    if (!t->retry_subject) {
+        dlq_park(m, t, NULL, 0);
+        return;
+    }
+    /* While disconnected a publish would sit in the transport's buffer; defer instead (not an attempt). */
+    if (!m->ports.connected(m->ports.ctx, &epoch)) {
+        defer(m, t, "nats disconnected", now);
+        return;
+    }
+    idx = flight_take(m, t);
+    m->flights[idx].epoch = epoch;
+    m->flights[idx].attempt = a;
+    m->flights[idx].sent_mono = m->now_mono;
+    m->flights[idx].stored = stored;
+    sc_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
+                     t->subject, t->first_failed_at, t->episode_id);
+    snprintf(reply, sizeof(reply), "%s.%u.%016llx", m->reply_prefix, idx,
+             (unsigned long long)m->flights[idx].token);
+
+    ps = m->ports.publish(m->ports.ctx, t->retry_subject, want_reply ? reply : NULL, t->payload,
+                          t->payload_len, h.kv);
+    if (ps == DLQ_PUB_TOOBIG) {
+        park_too_big(m, t, a, now);
+        return;
+    }
+    if (ps != DLQ_PUB_OK) {
+        defer(m, t, "publish failed", now);
+        return;
+    }
+    sc_queue_set_status(m->q, t, SC_TASK_RETRYING, false);
+    t->last_attempt_at = now;
+    m->ports.observe(m->ports.ctx, DLQ_HIST_RETRY_LATENESS,
+                     t->next_retry_at ? now - t->next_retry_at : 0);
+    t->next_retry_at = 0;
+    t->updated_at = now;
+    m->ports.changed(m->ports.ctx, t);
+    m->c->attempts++;
+    sc_wheel_schedule(m->twheel, &t->timer, m->now_mono + m->cfg->retry_timeout_ms);
+    dlq_log(m, DLQ_LOG_DEBUG, "retry published", "task_id", t->id, "attempt", h.attempt,
+            "subject", t->retry_subject, NULL);
+    m->ports.event(m->ports.ctx, "retried", t, a, "");
+}
+
+/* ---- the wheels -------------------------------------------------------------------------------- */
+
+struct run_ctx {
+    struct dlq_machine *m;
+    int64_t now_wall;
+};
+
+static void
+on_due(struct sc_wheel_entry *e, void *ctx)
+{
+    struct run_ctx *rc = ctx;
+    struct sc_task *t = SC_CONTAINER_OF(e, struct sc_task, timer);
+
+    if (t->status != SC_TASK_PENDING || t->parked)
+        return;
+    if (t->retry_count >= t->max_retries) {
+        dlq_schedule_next(rc->m, t, rc->now_wall); /* the budget shrank while it waited: exhausted */
+        return;
+    }
+    dispatch(rc->m, t, rc->now_wall);
+}
+
+static void
+on_timeout(struct sc_wheel_entry *e, void *ctx)
+{
+    struct run_ctx *rc = ctx;
+    struct dlq_machine *m = rc->m;
+    struct sc_task *t = SC_CONTAINER_OF(e, struct sc_task, timer);
+    uint64_t epoch = 0;
+
+    if (t->status != SC_TASK_RETRYING)
+        return;
+    m->ports.connected(m->ports.ctx, &epoch);
+    /* The connection dropped after the retry went out: it may never have reached a worker. */
+    if (t->flight_slot && m->flights[t->flight_slot - 1].epoch != epoch) {
+        defer(m, t, "nats connection lost while the retry was out", rc->now_wall);
+        return;
+    }
+    if (m->cfg->retry_outcome == CONFIG_OUTCOME_NONE &&
+        !(t->flight_slot && m->flights[t->flight_slot - 1].stored)) {
+        succeeded(m, t, rc->now_wall);
+        return;
+    }
+    sc_task_set_str(m->q, t, SC_TS_ERROR_TYPE, NULL, 0); /* the old type no longer applies */
+    dlq_attempt_failed(m, t, SC_OUT_TIMEOUT, "retry timed out", 15, rc->now_wall);
+}
+
+void
+dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due)
+{
+    struct run_ctx rc = {m, now_wall};
+    int64_t rate = m->cfg->retry_max_per_second;
+    double cap = (double)rate * (double)m->cfg->timer_tick_ms / 1000.0 * 2;
+    size_t budget, room, fired;
+
+    m->now_mono = now_mono;
+    if (cap < 1)
+        cap = 1;
+    m->tokens += (double)(now_mono - m->last_run_mono) * (double)rate / 1000.0;
+    if (m->tokens > cap)
+        m->tokens = cap;
+    m->last_run_mono = now_mono;
+
+    sc_wheel_run(m->twheel, now_mono, 0, on_timeout, &rc);
+    if (!run_due)
+        return;
+    budget = m->tokens >= 1 ? (size_t)m->tokens : 0;
+    room = (size_t)m->cfg->retry_max_in_flight > m->inflight
+               ? (size_t)m->cfg->retry_max_in_flight - m->inflight
+               : 0;
+    if (budget > room)
+        budget = room;
+    if (budget > 0) {
+        fired = sc_wheel_run(m->wheel, now_mono, budget, on_due, &rc);
+        m->tokens -= (double)fired;
+    }
+}
+
+struct sc_task *
+dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token, bool *stored)
+{
+    struct sc_flight *f;
+
+    *stored = false;
+    if (idx >= m->flights_used)
+        return NULL;
+    f = &m->flights[idx];
+    if (!f->task || f->token != token)
+        return NULL;
+    *stored = f->stored;
+    return f->task;
+}
+
+/* ---- operators, restarts, reloads -------------------------------------------------------------- */
+
+sc_status
+dlq_machine_retry(struct dlq_machine *m, struct sc_task *t, int64_t now_wall, int64_t now_mono)
+{
+    m->now_mono = now_mono;
+    if (!t->retry_subject)
+        return SC_ECONFLICT; /* parked for a refused subject: only a new failure envelope can fix it */
+    if (t->status == SC_TASK_RETRYING || t->status == SC_TASK_COMPLETED ||
+        t->status == SC_TASK_ARCHIVED)
+        return SC_ECONFLICT; /* an attempt is out, or the task is finished */
+    if (t->status == SC_TASK_EXHAUSTED && t->max_retries <= t->retry_count) {
+        t->max_retries = t->retry_count + 1; /* one more attempt */
+        t->max_retries_own = true;           /* the operator's budget: a reload leaves it */
+    }
+    t->defer_streak = 0;
+    schedule_in(m, t, 0, now_wall);
+    t->updated_at = now_wall;
+    m->ports.changed(m->ports.ctx, t);
+    sc_queue_history(m->q, t, SC_OUT_MANUAL, t->retry_count + 1, now_wall, NULL, 0);
+    m->c->manual_retries++;
+    return SC_OK;
+}
+
+sc_status
+dlq_machine_archive(struct dlq_machine *m, struct sc_task *t, int64_t now)
+{
+    if (t->status != SC_TASK_PENDING && t->status != SC_TASK_RETRYING &&
+        t->status != SC_TASK_EXHAUSTED)
+        return SC_ECONFLICT;
+    detach(m, t);
+    sc_queue_set_status(m->q, t, SC_TASK_ARCHIVED, false);
+    t->next_retry_at = 0;
+    t->updated_at = now;
+    m->ports.changed(m->ports.ctx, t);
+    sc_queue_history(m->q, t, SC_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
+    m->c->archived++;
+    m->ports.event(m->ports.ctx, "archived", t, t->retry_count, "");
+    if (!m->cfg->store_keep_completed)
+        dlq_drop(m, t);
+    return SC_OK;
+}
+
+void
+dlq_machine_clear(struct dlq_machine *m, struct sc_task *t)
+{
+    m->ports.event(m->ports.ctx, "cleared", t, t->retry_count, "");
+    dlq_drop(m, t);
+    m->c->cleared++;
+}
+
+void
+dlq_machine_restore(struct dlq_machine *m, struct sc_task *t, sc_task_status st, bool parked,
+                    int64_t now, int64_t now_mono)
+{
+    bool retrying = false;
+
+    m->now_mono = now_mono;
+    if (st == SC_TASK_RETRYING) {
+        /* The attempt in flight when the process stopped has no known outcome: try it again now. */
+        retrying = true;
+        st = SC_TASK_PENDING;
+        t->next_retry_at = now;
+    }
+    if (st == SC_TASK_PENDING && (parked || !t->retry_subject)) {
+        sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
+        t->next_retry_at = 0;
+    } else if (st == SC_TASK_PENDING) {
+        int64_t due = t->next_retry_at ? t->next_retry_at - now : 0;
+        if (!t->next_retry_at)
+            t->next_retry_at = now;
+        sc_wheel_schedule(m->wheel, &t->timer, now_mono + (due > 0 ? due : 0));
+    } else {
+        sc_queue_set_status(m->q, t, st, false);
+        t->next_retry_at = 0;
+    }
+    if (retrying)
+        m->ports.changed(m->ports.ctx, t);
+}
+
+void
+dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t now_wall,
+                   int64_t now_mono)
+{
+    int32_t def = (int32_t)m->cfg->default_max_retries;
+    struct sc_task *t, *next;
+
+    m->now_mono = now_mono;
+    m->classifier = pc;
+    for (t = m->q->head; t; t = next) {
+        next = t->onext;
+        if (t->max_retries_own || t->max_retries == def || t->status == SC_TASK_COMPLETED ||
+            t->status == SC_TASK_ARCHIVED || t->status == SC_TASK_EXHAUSTED)
+            continue;
+        t->max_retries = def;
+        t->updated_at = now_wall;
+        m->ports.changed(m->ports.ctx, t);
+        /* A lowered budget: a task that waits for its next attempt is exhausted now. */
+        if (t->status == SC_TASK_PENDING && !t->parked && t->retry_count >= t->max_retries)
+            dlq_schedule_next(m, t, now_wall);
+    }
+}
+
+void
+dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classifier *pc,
+                 struct sc_queue *q, struct sc_counters *c, const char *reply_prefix,
+                 const struct dlq_ports *ports, int64_t now_mono)
+{
+    memset(m, 0, sizeof(*m));
+    m->cfg = cfg;
+    m->classifier = pc;
+    m->q = q;
+    m->c = c;
+    m->reply_prefix = reply_prefix;
+    m->ports = *ports;
+    m->wheel = sc_wheel_new(cfg->timer_tick_ms, now_mono);
+    m->twheel = sc_wheel_new(cfg->timer_tick_ms, now_mono);
+    m->last_run_mono = now_mono;
+    m->now_mono = now_mono;
+    m->tokens = 1;
+}
+
+void
+dlq_machine_destroy(struct dlq_machine *m)
+{
+    sc_wheel_free(m->wheel);
+    sc_wheel_free(m->twheel);
+    free(m->flights);
+    m->wheel = m->twheel = NULL;
+    m->flights = NULL;
+}

@@ -1,0 +1,1095 @@
+/* test_machine.c - unit tests of the state machine of DESIGN section 10: a fake clock and fake ports, no nats-server, no sleeps. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dlq.h"
+
+/* ---- fake ports --------------------------------------------------------------------------------- */
+
+#define MAX_PUBS 64
+
+/* One publish the machine made, with the headers that matter. */
+struct pub {
+    char subject[128];
+    char reply[160];
+    char attempt[16];
+    char maxr[16];
+    char episode[24];
+    char msgid[256];
+    char task_id[128];
+    size_t len;
+};
+
+struct fake {
+    struct pub pubs[MAX_PUBS];
+    size_t npub;
+    dlq_pub_result script[8]; /* answers of the next publishes (then DLQ_PUB_OK) */
+    size_t nscript;
+    bool down;               /* connected() says false */
+    uint64_t epoch;
+    char events[4096];       /* "kind:attempt " for each event, in order */
+    size_t changed, removed, logs;
+    const char *admit;       /* what admit() answers */
+    size_t observed[2];
+    uint64_t token;
+};
+
+static struct fake F;
+
+static const char *
+hdr(const char *const *kv, const char *name)
+{
+    for (size_t i = 0; kv && kv[i]; i += 2)
+        if (strcmp(kv[i], name) == 0)
+            return kv[i + 1];
+    return "";
+}
+
+static dlq_pub_result
+f_publish(void *ctx, const char *subject, const char *reply, const void *body, size_t len,
+          const char *const *headers)
+{
+    struct pub *p;
+    dlq_pub_result r = DLQ_PUB_OK;
+
+    (void)ctx;
+    (void)body;
+    if (F.nscript) {
+        r = F.script[0];
+        memmove(F.script, F.script + 1, --F.nscript * sizeof(F.script[0]));
+    }
+    if (r != DLQ_PUB_OK)
+        return r;
+    assert_true(F.npub < MAX_PUBS);
+    p = &F.pubs[F.npub++];
+    snprintf(p->subject, sizeof(p->subject), "%s", subject);
+    snprintf(p->reply, sizeof(p->reply), "%s", reply ? reply : "");
+    snprintf(p->attempt, sizeof(p->attempt), "%s", hdr(headers, CODEC_HDR_ATTEMPT));
+    snprintf(p->maxr, sizeof(p->maxr), "%s", hdr(headers, CODEC_HDR_MAX_RETRIES));
+    snprintf(p->episode, sizeof(p->episode), "%s", hdr(headers, SC_HDR_EPISODE));
+    snprintf(p->msgid, sizeof(p->msgid), "%s", hdr(headers, CODEC_HDR_MSG_ID));
+    snprintf(p->task_id, sizeof(p->task_id), "%s", hdr(headers, CODEC_HDR_TASK_ID));
+    p->len = len;
+    return DLQ_PUB_OK;
+}
+
+static bool
+f_connected(void *ctx, uint64_t *epoch)
+{
+    (void)ctx;
+    *epoch = F.epoch;
+    return !F.down;
+}
+
+static void
+f_event(void *ctx, const char *kind, const struct sc_task *t, int32_t attempt, const char *error)
+{
+    size_t n = strlen(F.events);
+
+    (void)ctx;
+    (void)t;
+    (void)error;
+    snprintf(F.events + n, sizeof(F.events) - n, "%s:%d ", kind, (int)attempt);
+}
+
+static void
+f_changed(void *ctx, struct sc_task *t)
+{
+    (void)ctx;
+    t->version++;
+    F.changed++;
+}
+
+static void
+f_removed(void *ctx, struct sc_task *t)
+{
+    (void)ctx;
+    (void)t;
+    F.removed++;
+}
+
+static const char *
+f_admit(void *ctx)
+{
+    (void)ctx;
+    return F.admit;
+}
+
+static void
+f_log(void *ctx, dlq_log_level level, const char *msg, const char *const *kv)
+{
+    (void)ctx;
+    (void)level;
+    (void)msg;
+    (void)kv;
+    F.logs++;
+}
+
+static bool
+f_log_enabled(void *ctx, dlq_log_level level)
+{
+    (void)ctx;
+    (void)level;
+    return true;
+}
+
+static void
+f_observe(void *ctx, dlq_hist h, int64_t ms)
+{
+    (void)ctx;
+    (void)ms;
+    F.observed[h]++;
+}
+
+static uint64_t
+f_rand(void *ctx)
+{
+    (void)ctx;
+    return 1ULL << 63; /* the middle: no jitter either way */
+}
+
+static uint64_t
+f_token(void *ctx)
+{
+    (void)ctx;
+    return ++F.token * 0x9e3779b97f4a7c15ULL;
+}
+
+static const struct dlq_ports ports = {
+    .publish = f_publish,
+    .connected = f_connected,
+    .event = f_event,
+    .changed = f_changed,
+    .removed = f_removed,
+    .admit = f_admit,
+    .log = f_log,
+    .log_enabled = f_log_enabled,
+    .observe = f_observe,
+    .rand = f_rand,
+    .token = f_token,
+};
+
+/* ---- the fixture: a machine, a fake clock ------------------------------------------------------ */
+
+#define WALL0 1790000000000LL
+#define MONO0 5000
+
+struct fx {
+    struct config cfg;
+    struct policy_classifier *pc;
+    struct sc_queue q;
+    struct sc_counters c;
+    struct dlq_machine m;
+    int64_t wall, mono;
+};
+
+static int
+setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof(*x));
+    char err[256];
+
+    assert_non_null(x);
+    memset(&F, 0, sizeof(F));
+    config_init(&x->cfg);
+    x->cfg.backoff.jitter = 0;
+    assert_int_equal(policy_classifier_new(NULL, 0, false, &x->pc, err, sizeof(err)), SC_OK);
+    sc_queue_init(&x->q, (size_t)x->cfg.history_max);
+    x->wall = WALL0;
+    x->mono = MONO0;
+    dlq_machine_init(&x->m, &x->cfg, x->pc, &x->q, &x->c, "_INBOX.t", &ports, x->mono);
+    *state = x;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fx *x = *state;
+
+    dlq_machine_destroy(&x->m);
+    sc_queue_destroy(&x->q);
+    policy_classifier_free(x->pc);
+    config_destroy(&x->cfg);
+    free(x);
+    return 0;
+}
+
+/* Moves the fake clock ms forward and runs the wheels every tick on the way. */
+static void
+advance(struct fx *x, int64_t ms)
+{
+    int64_t tick = x->cfg.timer_tick_ms, end = x->mono + ms;
+
+    while (x->mono < end) {
+        int64_t step = end - x->mono < tick ? end - x->mono : tick;
+        x->mono += step;
+        x->wall += step;
+        dlq_machine_run(&x->m, x->wall, x->mono, true);
+    }
+}
+
+static struct codec_str
+cs(const char *s)
+{
+    struct codec_str v = {s, s ? strlen(s) : 0};
+    return v;
+}
+
+/* What a test envelope carries; NULL / 0 fields are absent. */
+struct envopt {
+    const char *policy;       /* retry_policy */
+    const char *retry_subject;
+    const char *error;
+    const char *category;
+    bool has_max;             /* max_retries given */
+    int max;
+};
+
+#define OPT(...) ((struct envopt){__VA_ARGS__})
+
+static struct dlq_decision D;
+
+/* Hands one failure of task id on dlq.failed.svc to the machine; returns the verdict (decision in D). */
+static dlq_verdict
+ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_payload)
+{
+    struct codec_envelope env;
+    struct dlq_failure f;
+
+    memset(&env, 0, sizeof(env));
+    env.task_id = cs(id);
+    env.task = cs("\xa4work");
+    env.error = cs(o.error ? o.error : "boom");
+    env.error_category = cs(o.category ? o.category : "transient");
+    env.retry_policy = cs(o.policy ? o.policy : "exponential");
+    env.retry_subject = cs(o.retry_subject);
+    env.has_max_retries = o.has_max;
+    env.max_retries = o.max;
+    f.env = &env;
+    f.subject = "dlq.failed.svc";
+    f.service = "svc";
+    f.max_payload = max_payload;
+    f.wants_answer = request;
+    dlq_ingest(&x->m, &f, x->wall, x->mono, &D);
+    return D.verdict;
+}
+
+static struct sc_task *
+task(struct fx *x, const char *id)
+{
+    return sc_queue_find(&x->q, id, strlen(id));
+}
+
+/* The in-flight slot and token of the last publish, from its reply subject "_INBOX.t.<slot>.<token>". */
+static struct sc_task *
+flight_of(struct fx *x, const struct pub *p, bool *stored)
+{
+    unsigned slot = 0;
+    unsigned long long token = 0;
+
+    assert_int_equal(sscanf(p->reply, "_INBOX.t.%u.%16llx", &slot, &token), 2);
+    return dlq_machine_flight(&x->m, slot, token, stored);
+}
+
+static int64_t
+backoff(struct fx *x, policy_retry p, int64_t n)
+{
+    return policy_backoff_raw(&x->cfg.backoff, p, n);
+}
+
+/* ---- §10: failure -> pending -> retrying -> completed / pending / exhausted ---------------------- */
+
+/* A new failure is stored pending, due after the policy's first delay, and counted. */
+static void
+test_new_failure_scheduled(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_STORED);
+    t = task(x, "a");
+    assert_non_null(t);
+    assert_ptr_equal(D.task, t);
+    assert_string_equal(D.status, "pending");
+    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_false(t->parked);
+    assert_int_equal(D.next_retry_at, WALL0 + backoff(x, POLICY_EXPONENTIAL, 1));
+    assert_int_equal(t->max_retries, x->cfg.default_max_retries);
+    assert_string_equal(t->retry_subject, "dlq.retry.svc");
+    assert_int_equal(x->c.enqueued, 1);
+    assert_string_equal(F.events, "enqueued:0 ");
+    assert_true(F.changed >= 1);
+    assert_int_equal(x->q.counts[SC_TASK_PENDING], 1);
+    assert_int_equal(F.npub, 0);
+}
+
+/* Due: the retry goes out once, with attempt 1, its budget and Nats-Msg-Id <id>:<episode>:1. */
+static void
+test_due_publishes_attempt(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    char msgid[128];
+
+    ingest(x, "a", OPT(.error = NULL), false, 0);
+    t = task(x, "a");
+    advance(x, backoff(x, POLICY_EXPONENTIAL, 1) - 20);
+    assert_int_equal(F.npub, 0);
+    advance(x, 40);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].subject, "dlq.retry.svc");
+    assert_string_equal(F.pubs[0].task_id, "a");
+    assert_string_equal(F.pubs[0].attempt, "1");
+    assert_string_equal(F.pubs[0].maxr, "3");
+    snprintf(msgid, sizeof(msgid), "a:%lld:1", (long long)t->episode_id);
+    assert_string_equal(F.pubs[0].msgid, msgid);
+    assert_int_equal(F.pubs[0].len, 5);
+    assert_int_equal(t->status, SC_TASK_RETRYING);
+    assert_int_equal(t->next_retry_at, 0);
+    assert_int_equal(x->m.inflight, 1);
+    assert_int_equal(x->c.attempts, 1);
+    assert_int_equal(F.observed[DLQ_HIST_RETRY_LATENESS], 1);
+    assert_non_null(strstr(F.events, "retried:1 "));
+    advance(x, 1000);
+    assert_int_equal(F.npub, 1); /* nothing more while the attempt is out */
+}
+
+/* A success completes the task (removed without keep_completed) and frees its slot. */
+static void
+test_success_completes(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored = true;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    t = flight_of(x, &F.pubs[0], &stored);
+    assert_ptr_equal(t, task(x, "a"));
+    assert_false(stored);
+    dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
+    assert_null(task(x, "a"));
+    assert_int_equal(F.removed, 1);
+    assert_int_equal(x->c.retry_success, 1);
+    assert_int_equal(x->m.inflight, 0);
+    assert_int_equal(F.observed[DLQ_HIST_TIME_TO_SUCCESS], 1);
+    assert_non_null(strstr(F.events, "succeeded:1 "));
+    assert_int_equal(sc_queue_active(&x->q), 0);
+}
+
+/* With keep_completed the task stays, completed. */
+static void
+test_success_kept(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+
+    x->cfg.store_keep_completed = true;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    t = flight_of(x, &F.pubs[0], &stored);
+    dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
+    assert_int_equal(t->status, SC_TASK_COMPLETED);
+    assert_int_equal(F.removed, 0);
+    assert_int_equal(x->q.counts[SC_TASK_COMPLETED], 1);
+}
+
+/* A failed attempt with budget left is charged, classified again and scheduled by the policy. */
+static void
+test_failure_with_budget(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+
+    ingest(x, "a", OPT(.policy = "linear"), false, 0);
+    advance(x, backoff(x, POLICY_LINEAR, 1) + 20);
+    assert_int_equal(F.npub, 1);
+    t = flight_of(x, &F.pubs[0], &stored);
+    dlq_machine_reply_failed(&x->m, t, "connection refused", 18, "ECONNREFUSED", 12, x->wall,
+                             x->mono);
+    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(t->retry_count, 1);
+    assert_string_equal(t->error, "connection refused");
+    assert_string_equal(t->error_type, "ECONNREFUSED");
+    assert_int_equal(t->next_retry_at, x->wall + backoff(x, POLICY_LINEAR, 2));
+    assert_int_equal(x->c.retry_failed, 1);
+    assert_int_equal(x->c.retry_timeouts, 0);
+    assert_int_equal(x->m.inflight, 0);
+    assert_non_null(strstr(F.events, "failed:1 "));
+    advance(x, backoff(x, POLICY_LINEAR, 2) + 20);
+    assert_int_equal(F.npub, 2);
+    assert_string_equal(F.pubs[1].attempt, "2");
+}
+
+/* The last attempt of the budget failing exhausts the task, with its event. */
+static void
+test_exhausted(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+
+    ingest(x, "a", OPT(.policy = "immediate", .has_max = true, .max = 1), false, 0);
+    advance(x, 20);
+    t = flight_of(x, &F.pubs[0], &stored);
+    dlq_machine_reply_failed(&x->m, t, "no", 2, NULL, 0, x->wall, x->mono);
+    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(t->retry_count, 1);
+    assert_int_equal(t->next_retry_at, 0);
+    assert_int_equal(x->c.exhausted, 1);
+    assert_non_null(strstr(F.events, "failed:1 exhausted:1 "));
+    advance(x, 100000);
+    assert_int_equal(F.npub, 1);
+}
+
+/* No reply within retry.timeout_ms: a failed attempt of category network, rule "timeout". */
+static void
+test_timeout(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    t = task(x, "a");
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_int_equal(t->retry_count, 1);
+    assert_int_equal(t->category, POLICY_CAT_NETWORK);
+    assert_string_equal(t->rule_id, "timeout");
+    assert_string_equal(t->error, "retry timed out");
+    assert_int_equal(x->c.retry_timeouts, 1);
+    assert_int_equal(x->c.retry_failed, 1);
+    assert_true(F.npub >= 2); /* immediate: sent again at once */
+    assert_string_equal(F.pubs[1].attempt, "2");
+}
+
+/* A reply that comes after its timeout (even once the slot is reused) is ignored. */
+static void
+test_reply_after_timeout(void **state)
+{
+    struct fx *x = *state;
+    struct pub first;
+    bool stored;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    first = F.pubs[0];
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_int_equal(F.npub, 2); /* attempt 2 is out, in the same slot */
+    assert_null(flight_of(x, &first, &stored));
+    assert_non_null(flight_of(x, &F.pubs[1], &stored));
+    assert_int_equal(x->c.retry_success, 0);
+    assert_int_equal(task(x, "a")->retry_count, 1);
+}
+
+/* With outcome none the publish is the success, at the timeout. */
+static void
+test_outcome_none(void **state)
+{
+    struct fx *x = *state;
+
+    x->cfg.retry_outcome = CONFIG_OUTCOME_NONE;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    assert_string_equal(F.pubs[0].reply, "");
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_null(task(x, "a"));
+    assert_int_equal(x->c.retry_success, 1);
+}
+
+/* With outcome stored the PubAck is the outcome: the flight says so, and a reply is asked for. */
+static void
+test_outcome_stored_flight(void **state)
+{
+    struct fx *x = *state;
+    bool stored = false;
+
+    x->cfg.retry_outcome = CONFIG_OUTCOME_STORED;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_non_null(strstr(F.pubs[0].reply, "_INBOX.t.0."));
+    assert_ptr_equal(flight_of(x, &F.pubs[0], &stored), task(x, "a"));
+    assert_true(stored);
+    /* No PubAck within the timeout: a failed attempt, even though outcome is not "reply". */
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_int_equal(x->c.retry_timeouts, 1);
+}
+
+/* A repeat failure of an exhausted task only updates its record. */
+static void
+test_repeat_exhausted(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    ingest(x, "a", OPT(.has_max = true, .max = 0), false, 0);
+    t = task(x, "a");
+    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(ingest(x, "a", OPT(.error = "later"), true, 0), DLQ_IN_STORED);
+    assert_string_equal(D.status, "exhausted");
+    assert_string_equal(t->error, "later");
+    assert_int_equal(x->c.duplicates, 1);
+    assert_int_equal(x->c.exhausted, 1);
+    advance(x, 100000);
+    assert_int_equal(F.npub, 0);
+}
+
+/* ---- deferrals: not attempts ------------------------------------------------------------------- */
+
+/* No responders in a row: deferred with a growing delay, never charged, history every tenth. */
+static void
+test_no_responders_streak(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+    int64_t last = 0;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    t = task(x, "a");
+    for (int i = 1; i <= 12; i++) {
+        for (int k = 0; k < 7000 && F.npub < (size_t)i; k++)
+            advance(x, 10); /* until the next send, well before its timeout */
+        assert_int_equal(F.npub, (size_t)i);
+        assert_string_equal(F.pubs[i - 1].attempt, "1");
+        assert_string_equal(F.pubs[i - 1].msgid, F.pubs[0].msgid);
+        assert_ptr_equal(flight_of(x, &F.pubs[i - 1], &stored), t);
+        dlq_machine_deferred(&x->m, t, "no responders", x->wall, x->mono);
+        assert_int_equal(t->status, SC_TASK_PENDING);
+        assert_int_equal(t->defer_streak, i);
+        assert_true(t->next_retry_at - x->wall >= last);
+        last = t->next_retry_at - x->wall;
+    }
+    assert_true(last <= 60000);
+    assert_int_equal(t->retry_count, 0);
+    assert_int_equal(x->c.deferred, 12);
+    assert_int_equal(x->c.retry_failed, 0);
+    assert_int_equal(x->m.inflight, 0);
+    {
+        int deferred = 0;
+        for (uint16_t i = 0; i < t->hist_len; i++)
+            if (t->hist[(t->hist_head + i) % t->hist_alloc].outcome == SC_OUT_DEFERRED)
+                deferred++;
+        assert_int_equal(deferred, 2); /* streak 1 and 10 */
+    }
+    /* A success ends the streak. */
+    advance(x, 60010);
+    assert_int_equal(F.npub, 13);
+    dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[F.npub - 1], &stored), x->wall, x->mono);
+    assert_int_equal(x->c.retry_success, 1);
+}
+
+/* Disconnected: due tasks are deferred, nothing is published; back up, the same attempt goes out. */
+static void
+test_disconnected_defers(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    F.down = true;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    t = task(x, "a");
+    advance(x, 20);
+    assert_int_equal(F.npub, 0);
+    assert_int_equal(x->c.deferred, 1);
+    assert_non_null(strstr(F.events, "deferred:1 "));
+    F.down = false;
+    advance(x, 1000);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].attempt, "1");
+    assert_int_equal(t->retry_count, 0);
+}
+
+/* A publish that failed is deferred; one that can never fit parks the task. */
+static void
+test_publish_failed_and_too_big(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    F.script[0] = DLQ_PUB_FAILED;
+    F.script[1] = DLQ_PUB_TOOBIG;
+    F.nscript = 2;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    t = task(x, "a");
+    advance(x, 20);
+    assert_int_equal(x->c.deferred, 1);
+    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_false(t->parked);
+    assert_int_equal(x->m.inflight, 0);
+    advance(x, 1000);
+    assert_true(t->parked);
+    assert_non_null(strstr(t->park_reason, "max_payload"));
+    assert_int_equal(x->m.inflight, 0);
+    assert_int_equal(t->retry_count, 0);
+    advance(x, 100000);
+    assert_int_equal(F.npub, 0);
+}
+
+/* The connection dropped while the retry was out: deferred at its timeout, not charged. */
+static void
+test_connection_lost_while_out(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    t = task(x, "a");
+    advance(x, 20);
+    F.epoch++;
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_int_equal(t->retry_count, 0);
+    assert_int_equal(x->c.retry_timeouts, 0);
+    assert_int_equal(x->c.deferred, 1);
+}
+
+/* ---- parked ------------------------------------------------------------------------------------ */
+
+/* Policy never parks with a reason; an operator's retry sends it. */
+static void
+test_policy_never_parks(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    ingest(x, "a", OPT(.policy = "never"), false, 0);
+    t = task(x, "a");
+    assert_true(t->parked);
+    assert_int_equal(D.next_retry_at, 0);
+    assert_non_null(strstr(t->park_reason, "never"));
+    assert_int_equal(x->q.parked, 1);
+    advance(x, 1000000);
+    assert_int_equal(F.npub, 0);
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
+    assert_false(t->parked);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_int_equal(x->c.manual_retries, 1);
+}
+
+/* A refused retry subject parks the task; no operator retry can send it. */
+static void
+test_refused_subject_parks(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    ingest(x, "a", OPT(.retry_subject = "elsewhere.svc"), false, 0);
+    t = task(x, "a");
+    assert_true(t->parked);
+    assert_null(t->retry_subject);
+    assert_non_null(strstr(t->park_reason, "allowed_subjects"));
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
+    assert_int_equal(x->c.manual_retries, 0);
+    /* A repeat naming an allowed subject schedules it again. */
+    ingest(x, "a", OPT(.retry_subject = "dlq.retry.other"), false, 0);
+    assert_false(t->parked);
+    assert_string_equal(t->retry_subject, "dlq.retry.other");
+    assert_int_equal(x->c.duplicates, 1);
+}
+
+/* ---- operators --------------------------------------------------------------------------------- */
+
+/* An operator's retry moves the due time to now; the old timer does not send it twice. */
+static void
+test_admin_retry_races_timer(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    int64_t due = backoff(x, POLICY_EXPONENTIAL, 1);
+
+    ingest(x, "a", OPT(.error = NULL), false, 0);
+    t = task(x, "a");
+    advance(x, due / 2);
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
+    assert_int_equal(t->next_retry_at, x->wall);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT); /* out */
+    advance(x, due);
+    assert_int_equal(F.npub, 1);
+    assert_int_equal(x->c.manual_retries, 1);
+}
+
+/* Retrying an exhausted task grants one more attempt of budget, kept by a reload. */
+static void
+test_admin_retry_exhausted(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+
+    ingest(x, "a", OPT(.policy = "immediate", .has_max = true, .max = 0), false, 0);
+    t = task(x, "a");
+    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
+    assert_int_equal(t->max_retries, 1);
+    assert_true(t->max_retries_own);
+    advance(x, 20);
+    assert_string_equal(F.pubs[0].attempt, "1");
+    assert_string_equal(F.pubs[0].maxr, "1");
+    dlq_machine_reply_failed(&x->m, flight_of(x, &F.pubs[0], &stored), "x", 1, NULL, 0, x->wall,
+                             x->mono);
+    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+}
+
+/* Archiving a retrying task frees its slot and timer; its late reply is ignored. */
+static void
+test_archive_retrying(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    t = task(x, "a");
+    assert_int_equal(t->status, SC_TASK_RETRYING);
+    assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_OK);
+    assert_null(task(x, "a"));
+    assert_int_equal(x->m.inflight, 0);
+    assert_int_equal(sc_wheel_count(x->m.twheel), 0);
+    assert_null(flight_of(x, &F.pubs[0], &stored));
+    assert_int_equal(x->c.archived, 1);
+    assert_non_null(strstr(F.events, "archived:0 "));
+    advance(x, x->cfg.retry_timeout_ms + 20);
+    assert_int_equal(x->c.retry_timeouts, 0);
+}
+
+/* An archived task (kept) refuses a second archive and a retry. */
+static void
+test_archive_kept(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    x->cfg.store_keep_completed = true;
+    ingest(x, "a", OPT(.error = NULL), false, 0);
+    t = task(x, "a");
+    assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_OK);
+    assert_int_equal(t->status, SC_TASK_ARCHIVED);
+    assert_int_equal(sc_wheel_count(x->m.wheel), 0);
+    assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_ECONFLICT);
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
+    assert_int_equal(x->c.archived, 1);
+}
+
+/* Clear removes a task whatever its status, counted, with its event. */
+static void
+test_clear(void **state)
+{
+    struct fx *x = *state;
+
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    ingest(x, "b", OPT(.error = NULL), false, 0);
+    advance(x, 20);
+    dlq_machine_clear(&x->m, task(x, "a"));
+    dlq_machine_clear(&x->m, task(x, "b"));
+    assert_int_equal(x->q.count, 0);
+    assert_int_equal(x->m.inflight, 0);
+    assert_int_equal(sc_wheel_count(x->m.wheel), 0);
+    assert_int_equal(F.removed, 2);
+    assert_int_equal(x->c.cleared, 2);
+    assert_non_null(strstr(F.events, "cleared:0 cleared:0 "));
+}
+
+/* ---- repeats and episodes ---------------------------------------------------------------------- */
+
+/* A repeat failure while retrying fails the attempt in flight. */
+static void
+test_repeat_while_retrying(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+
+    ingest(x, "a", OPT(.policy = "linear"), false, 0);
+    advance(x, backoff(x, POLICY_LINEAR, 1) + 20);
+    t = task(x, "a");
+    assert_int_equal(t->status, SC_TASK_RETRYING);
+    assert_int_equal(ingest(x, "a", OPT(.policy = "linear", .error = "again"), true, 0),
+                     DLQ_IN_STORED);
+    assert_string_equal(D.status, "pending");
+    assert_int_equal(t->retry_count, 1);
+    assert_string_equal(t->error, "again");
+    assert_int_equal(x->c.failures_while_retrying, 1);
+    assert_int_equal(x->c.duplicates, 1);
+    assert_int_equal(x->c.enqueued, 1);
+    assert_int_equal(x->m.inflight, 0);
+    assert_null(flight_of(x, &F.pubs[0], &stored));
+    assert_int_equal(D.next_retry_at, x->wall + backoff(x, POLICY_LINEAR, 2));
+}
+
+/* A repeat of a pending task keeps its schedule. */
+static void
+test_repeat_pending_keeps_schedule(void **state)
+{
+    struct fx *x = *state;
+    int64_t due;
+
+    ingest(x, "a", OPT(.error = NULL), false, 0);
+    due = D.next_retry_at;
+    advance(x, 1000);
+    ingest(x, "a", OPT(.error = "again"), false, 0);
+    assert_int_equal(D.next_retry_at, due);
+    assert_int_equal(x->c.duplicates, 1);
+}
+
+/* A failure for a completed task opens a new episode: new episode id, fresh budget, new Nats-Msg-Id. */
+static void
+test_reopen_new_episode(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+    bool stored;
+    int64_t ep1;
+
+    x->cfg.store_keep_completed = true;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    advance(x, 20);
+    t = flight_of(x, &F.pubs[0], &stored);
+    dlq_machine_reply_failed(&x->m, t, "x", 1, NULL, 0, x->wall, x->mono);
+    advance(x, 20);
+    dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[1], &stored), x->wall, x->mono);
+    assert_int_equal(t->status, SC_TASK_COMPLETED);
+    ep1 = t->episode_id;
+    ingest(x, "a", OPT(.policy = "immediate"), false, 0);
+    assert_ptr_equal(D.task, t);
+    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(t->episode, 2);
+    assert_true(t->episode_id > ep1);
+    assert_int_equal(t->retry_count, 0);
+    assert_int_equal(x->c.enqueued, 2);
+    assert_int_equal(x->c.duplicates, 0);
+    advance(x, 20);
+    assert_int_equal(F.npub, 3);
+    assert_string_equal(F.pubs[2].attempt, "1");
+    assert_string_not_equal(F.pubs[2].msgid, F.pubs[0].msgid);
+}
+
+/* ---- restarts and reloads ---------------------------------------------------------------------- */
+
+/* A task stored while retrying is sent again after a restart: same attempt, same Nats-Msg-Id. */
+static void
+test_restore_retrying(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t, *p;
+    size_t changed;
+
+    t = sc_queue_add_room(&x->q, "r", 1, 5, WALL0 - 100000);
+    sc_task_set_payload(t, "\xa4work", 5);
+    sc_task_set_str(&x->q, t, SC_TS_SUBJECT, "dlq.failed.svc", 14);
+    sc_task_set_str(&x->q, t, SC_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    sc_task_set_str(&x->q, t, SC_TS_ERROR, "boom", 4);
+    sc_queue_set_class(&x->q, t, POLICY_CAT_TRANSIENT, POLICY_EXPONENTIAL);
+    t->max_retries = 3;
+    t->retry_count = 1;
+    t->episode_id = 1234567;
+    sc_queue_episode_seen(&x->q, t->episode_id);
+    changed = F.changed;
+    dlq_machine_restore(&x->m, t, SC_TASK_RETRYING, false, x->wall, x->mono);
+    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(t->next_retry_at, x->wall);
+    assert_int_equal(F.changed, changed + 1);
+    /* Beside it, a parked task stays parked and an exhausted one stays exhausted. */
+    p = sc_queue_add(&x->q, "p", 1, WALL0);
+    sc_task_set_str(&x->q, p, SC_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    dlq_machine_restore(&x->m, p, SC_TASK_PENDING, true, x->wall, x->mono);
+    assert_true(p->parked);
+    p = sc_queue_add(&x->q, "e", 1, WALL0);
+    dlq_machine_restore(&x->m, p, SC_TASK_EXHAUSTED, false, x->wall, x->mono);
+    assert_int_equal(p->status, SC_TASK_EXHAUSTED);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].task_id, "r");
+    assert_string_equal(F.pubs[0].attempt, "2");
+    assert_string_equal(F.pubs[0].msgid, "r:1234567:2");
+    assert_string_equal(F.pubs[0].episode, "1234567");
+}
+
+/* A restored pending task is due at its stored next_retry_at. */
+static void
+test_restore_pending_due(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *t;
+
+    t = sc_queue_add(&x->q, "r", 1, WALL0);
+    sc_task_set_str(&x->q, t, SC_TS_SUBJECT, "dlq.failed.svc", 14);
+    sc_task_set_str(&x->q, t, SC_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    sc_task_set_str(&x->q, t, SC_TS_ERROR, "boom", 4);
+    t->max_retries = 3;
+    t->next_retry_at = x->wall + 5000;
+    dlq_machine_restore(&x->m, t, SC_TASK_PENDING, false, x->wall, x->mono);
+    advance(x, 4900);
+    assert_int_equal(F.npub, 0);
+    advance(x, 200);
+    assert_int_equal(F.npub, 1);
+}
+
+/* A lowered default budget exhausts waiting tasks that took it; own budgets and the attempt out stay. */
+static void
+test_reload_lowers_budget(void **state)
+{
+    struct fx *x = *state;
+    struct sc_task *dflt, *own, *out;
+    bool stored;
+
+    ingest(x, "dflt", OPT(.policy = "linear"), false, 0);
+    ingest(x, "own", OPT(.policy = "linear", .has_max = true, .max = 3), false, 0);
+    ingest(x, "out", OPT(.policy = "immediate"), false, 0);
+    dflt = task(x, "dflt");
+    own = task(x, "own");
+    out = task(x, "out");
+    dflt->retry_count = 1;
+    own->retry_count = 1;
+    advance(x, 20);
+    assert_int_equal(out->status, SC_TASK_RETRYING);
+    x->cfg.default_max_retries = 1;
+    dlq_machine_reload(&x->m, x->pc, x->wall, x->mono);
+    assert_int_equal(dflt->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(dflt->max_retries, 1);
+    assert_int_equal(own->status, SC_TASK_PENDING);
+    assert_int_equal(own->max_retries, 3);
+    assert_int_equal(out->status, SC_TASK_RETRYING);
+    assert_int_equal(out->max_retries, 1);
+    assert_int_equal(x->c.exhausted, 1);
+    assert_non_null(strstr(F.events, "exhausted:1 "));
+    dlq_machine_reply_failed(&x->m, flight_of(x, &F.pubs[0], &stored), "x", 1, NULL, 0, x->wall,
+                             x->mono);
+    assert_int_equal(out->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(x->c.exhausted, 2);
+}
+
+/* ---- ingest decisions -------------------------------------------------------------------------- */
+
+/* The strategy skips what it does not store: counted, answered "skipped", nothing stored. */
+static void
+test_skipped_by_strategy(void **state)
+{
+    struct fx *x = *state;
+
+    x->cfg.strategy = POLICY_STRATEGY_MANUAL;
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_SKIPPED);
+    assert_string_equal(D.status, "skipped");
+    assert_null(task(x, "a"));
+    assert_int_equal(x->c.skipped, 1);
+    assert_string_equal(F.events, "skipped:0 ");
+}
+
+/* A full queue refuses a new task (503), not a repeat of a known one. */
+static void
+test_refused_full(void **state)
+{
+    struct fx *x = *state;
+
+    x->cfg.max_size = 1;
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_STORED);
+    assert_int_equal(ingest(x, "b", OPT(.error = NULL), true, 0), DLQ_IN_REFUSED);
+    assert_true(D.refused_full);
+    assert_string_equal(D.why, "queue full");
+    assert_int_equal(x->c.refused_full, 1);
+    assert_null(task(x, "b"));
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_STORED);
+}
+
+/* The store's refusal applies to requests only. */
+static void
+test_admit_refusal(void **state)
+{
+    struct fx *x = *state;
+
+    F.admit = "store degraded";
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_REFUSED);
+    assert_false(D.refused_full);
+    assert_string_equal(D.why, "store degraded");
+    assert_null(task(x, "a"));
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), false, 0), DLQ_IN_STORED);
+}
+
+/* A task that cannot fit max_payload with its retry headers, or a bad policy, is invalid. */
+static void
+test_invalid(void **state)
+{
+    struct fx *x = *state;
+
+    assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 100), DLQ_IN_INVALID);
+    assert_string_equal(D.reason, "too_big");
+    assert_int_equal(ingest(x, "a", OPT(.policy = "sometimes"), true, 0), DLQ_IN_INVALID);
+    assert_string_equal(D.reason, "bad_value");
+    assert_int_equal(x->q.count, 0);
+    assert_int_equal(x->c.enqueued, 0);
+}
+
+/* The rate limit: no more than max_per_second go out, the rest stay due. */
+static void
+test_rate_limit(void **state)
+{
+    struct fx *x = *state;
+    char id[16];
+
+    x->cfg.retry_max_per_second = 100; /* 1 a tick of 10 ms, a burst of 2 */
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof(id), "t%d", i);
+        ingest(x, id, OPT(.policy = "immediate"), false, 0);
+    }
+    advance(x, 100);
+    assert_true(F.npub >= 9 && F.npub <= 12);
+    advance(x, 400);
+    assert_int_equal(F.npub, 50);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_new_failure_scheduled),
+        T(test_due_publishes_attempt),
+        T(test_success_completes),
+        T(test_success_kept),
+        T(test_failure_with_budget),
+        T(test_exhausted),
+        T(test_timeout),
+        T(test_reply_after_timeout),
+        T(test_outcome_none),
+        T(test_outcome_stored_flight),
+        T(test_repeat_exhausted),
+        T(test_no_responders_streak),
+        T(test_disconnected_defers),
+        T(test_publish_failed_and_too_big),
+        T(test_connection_lost_while_out),
+        T(test_policy_never_parks),
+        T(test_refused_subject_parks),
+        T(test_admin_retry_races_timer),
+        T(test_admin_retry_exhausted),
+        T(test_archive_retrying),
+        T(test_archive_kept),
+        T(test_clear),
+        T(test_repeat_while_retrying),
+        T(test_repeat_pending_keeps_schedule),
+        T(test_reopen_new_episode),
+        T(test_restore_retrying),
+        T(test_restore_pending_due),
+        T(test_reload_lowers_budget),
+        T(test_skipped_by_strategy),
+        T(test_refused_full),
+        T(test_admit_refusal),
+        T(test_invalid),
+        T(test_rate_limit),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
