@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "common.h"
 #include "config.h"
+#include "log.h"
 #include "policy.h"
 #include "sidecar.h"
 #include "wheel.h"
@@ -298,13 +299,6 @@ struct sc_redrive {
     uint64_t resume_seq;
 };
 
-/* A rate limit for one kind of log line (log.c), embedded in its owner and zeroed to start. */
-struct sc_lograte {
-    int64_t last_mono;
-    uint64_t suppressed;
-    bool used;
-};
-
 struct sc_daemon {
     struct config *cfg;        /* borrowed from main, lives longer */
     struct event_base *base;
@@ -356,23 +350,6 @@ struct sc_daemon {
     struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
     struct sc_store *store;     /* the store mirror (store.c); NULL before sc_store_open() */
 };
-
-/* log.c: one line per call to stderr, logfmt or JSON. kv is NULL-terminated pairs of strings. */
-typedef enum { SC_LOG_DEBUG = 0, SC_LOG_INFO, SC_LOG_WARN, SC_LOG_ERROR } sc_log_level;
-void sc_log_setup(config_log_level level, config_log_format format);
-bool sc_log_enabled(sc_log_level level);
-void sc_log(sc_log_level level, const char *msg, ...);
-/* sc_logv-style helper: formats a number into a static per-call buffer slot (up to 8 per line). */
-const char *sc_log_int(int64_t v);
-/*
- * sc_lograte_take() returns true when a line of the kind r limits may be
- * written now (the first call, then at most one per interval_ms of
- * now_mono) and sets *suppressed to the calls refused since the last line
- * (then reset to 0); false counts this call as suppressed. Loop thread (not
- * locked).
- */
-bool sc_lograte_take(struct sc_lograte *r, int64_t now_mono, int64_t interval_ms,
-                     uint64_t *suppressed);
 
 /* conn.c: NATS connection on the loop, subscriptions, the hand-off. */
 /* sc_conn_global_init() prepares libevent for nats.c's threads; call before event_base_new(). */
