@@ -303,7 +303,7 @@ admin_health(struct admin_req *r)
     struct sc_daemon *d = r->d;
     struct sc_buf *b = &d->out;
     bool first = true;
-    bool up = __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED);
+    bool up = sc_conn_connected(d->conn);
     const char *backend = "memory", *pstate;
     uint64_t queued = 0;
 
@@ -422,12 +422,10 @@ admin_stats(struct admin_req *r)
     kint(b, &f2, "refused_full", (int64_t)c->refused_full);
     kint(b, &f2, "skipped", (int64_t)c->skipped);
     kint(b, &f2, "unknown_keys", (int64_t)c->unknown_keys);
-    kint(b, &f2, "publish_errors", (int64_t)c->publish_errors);
+    kint(b, &f2, "publish_errors", (int64_t)sc_conn_get_stats(d->conn).publish_errors);
     {
         /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
-        int64_t slow = 0;
-        if (d->sub_failed && natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK)
-            slow = 0;
+        int64_t slow = sc_conn_sub_dropped(d->sub_failed);
         kint(b, &f2, "ingest_dropped", (int64_t)c->ingest_dropped);
         kint(b, &f2, "ingest_slow_consumer_dropped", slow);
     }
@@ -466,8 +464,8 @@ admin_stats(struct admin_req *r)
     key(b, &first, "nats");
     f2 = true;
     sc_buf_appendc(b, '{');
-    kbool(b, &f2, "connected", __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED));
-    kint(b, &f2, "reconnects", (int64_t)__atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
+    kbool(b, &f2, "connected", sc_conn_connected(d->conn));
+    kint(b, &f2, "reconnects", (int64_t)sc_conn_get_stats(d->conn).reconnects);
     sc_buf_appendc(b, '}');
 
     kint(b, &first, "uptime_s", (now_mono - d->started_mono) / 1000);

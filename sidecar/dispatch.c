@@ -357,18 +357,18 @@ dispatch(struct sc_daemon *d, struct sc_task *t)
         return;
     }
     /* While disconnected a publish would sit in nats.c's buffer; defer instead (not an attempt). */
-    if (!__atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED)) {
+    if (!sc_conn_connected(d->conn)) {
         defer(d, t, "nats disconnected");
         return;
     }
     idx = flight_take(d, t);
-    d->flights[idx].epoch = __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED);
+    d->flights[idx].epoch = sc_conn_epoch(d->conn);
     d->flights[idx].attempt = a;
     d->flights[idx].sent_mono = sc_now_mono_ms();
     d->flights[idx].stored = stored;
     sc_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
                      t->subject, t->first_failed_at, t->episode_id);
-    snprintf(reply, sizeof(reply), "%s.%u.%016llx", d->reply_prefix, idx,
+    snprintf(reply, sizeof(reply), "%s.%u.%016llx", sc_conn_inbox(d->conn), idx,
              (unsigned long long)d->flights[idx].token);
 
     ps = sc_publish(d, t->retry_subject, want_reply ? reply : NULL, t->payload, t->payload_len, h.kv);
@@ -426,7 +426,7 @@ on_timeout(struct sc_wheel_entry *e, void *ctx)
         return;
     /* The connection dropped after the retry went out: it may never have reached a worker. */
     if (t->flight_slot && d->flights[t->flight_slot - 1].epoch !=
-                              __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED)) {
+                              sc_conn_epoch(d->conn)) {
         defer(d, t, "nats connection lost while the retry was out");
         return;
     }
@@ -476,8 +476,9 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (d->stopping) {
-        bool drained = d->inflight == 0 && sc_conn_ingest_drained(d) &&
-                       natsConnection_Buffered(d->nc) <= 0;
+        bool drained = d->inflight == 0 &&
+                       sc_conn_sub_drain_state(d->sub_failed) != SC_CONN_DRAIN_RUNNING &&
+                       sc_conn_buffered(d->conn) <= 0;
         if (drained || now >= d->stop_deadline_mono) {
             if (!drained)
                 sc_log(SC_LOG_WARN, "drain deadline reached", "in_flight", sc_log_int((int64_t)d->inflight), NULL);
@@ -694,7 +695,8 @@ void
 sc_on_reply(struct sc_daemon *d, natsMsg *m)
 {
     const char *subj = natsMsg_GetSubject(m);
-    size_t plen = strlen(d->reply_prefix);
+    const char *inbox = sc_conn_inbox(d->conn);
+    size_t plen = strlen(inbox);
     const char *p, *val = NULL;
     char *end;
     unsigned long idx;
@@ -703,7 +705,7 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     struct sc_task *t;
     struct codec_outcome out;
 
-    if (strncmp(subj, d->reply_prefix, plen) != 0 || subj[plen] != '.')
+    if (strncmp(subj, inbox, plen) != 0 || subj[plen] != '.')
         return;
     p = subj + plen + 1;
     idx = strtoul(p, &end, 10);

@@ -196,10 +196,8 @@ serve_readyz(struct http_conn *c, bool head)
 {
     struct sc_daemon *d = c->hs->d;
     struct sc_buf *b = &c->hs->body;
-    bool up = __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED);
-    bool subs = d->sub_failed && d->sub_reply && d->sub_admin &&
-                natsSubscription_IsValid(d->sub_failed) && natsSubscription_IsValid(d->sub_reply) &&
-                natsSubscription_IsValid(d->sub_admin);
+    bool up = sc_conn_connected(d->conn);
+    bool subs = sc_conn_subscribed(d->conn);
     const char *backend, *pstate;
     uint64_t queued;
     bool store_ok, ready;

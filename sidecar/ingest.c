@@ -190,7 +190,7 @@ refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char 
     const char *hdrs[] = {CODEC_HDR_INVALID_REASON, reason, "Dlq-Invalid-Detail", why,
                           CODEC_HDR_ORIG_SUBJECT, natsMsg_GetSubject(m), NULL, NULL, NULL};
     size_t len = (size_t)natsMsg_GetDataLength(m);
-    int64_t maxp = natsConnection_GetMaxPayload(d->nc);
+    int64_t maxp = sc_conn_max_payload(d->conn);
     struct sc_task view;
 
     d->c.invalid++;
@@ -361,7 +361,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
      * ever carry, sized by the code that builds them, must fit max_payload.
      */
     {
-        int64_t maxp = natsConnection_GetMaxPayload(d->nc);
+        int64_t maxp = sc_conn_max_payload(d->conn);
         size_t hdr = sc_retry_headers_max(env.task_id.ptr, env.task_id.len, subject);
         if (maxp > 0 && (int64_t)(env.task.len + hdr) > maxp) {
             char msg[200];

@@ -163,6 +163,7 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     static const char *const pstates[] = {"starting", "ok", "degraded"}; /* persist_state_name() */
     const struct sc_counters *c = &d->c;
     struct sc_http_stats hst;
+    struct sc_conn_stats nst = sc_conn_get_stats(d->conn);
     uint64_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0}, queued = 0;
     const char *backend = "memory", *pstate;
     bool known = false;
@@ -265,15 +266,15 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
 
     /* NATS. */
     metric_u(b, "dlq_nats_connected", "gauge", "1 while the NATS connection is up.",
-             __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED) ? 1 : 0);
+             nst.connected ? 1 : 0);
     metric_u(b, "dlq_nats_reconnects_total", "counter", "Reconnections to NATS after a loss.",
-             __atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
+             nst.reconnects);
     metric_u(b, "dlq_nats_disconnects_total", "counter", "Losses of the NATS connection.",
-             __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED));
+             nst.disconnects);
     metric_u(b, "dlq_nats_published_total", "counter",
-             "Messages published (retries, events, replies, invalid copies).", c->published);
+             "Messages published (retries, events, replies, invalid copies).", nst.published);
     metric_u(b, "dlq_nats_publish_errors_total", "counter", "Publishes nats.c refused.",
-             c->publish_errors);
+             nst.publish_errors);
 
     /* HTTP (this listener). */
     sc_http_get_stats(d, &hst);
