@@ -231,7 +231,10 @@ serve(struct http_conn *c, bool head, const char *path, size_t len)
     } else if (PATH_IS("/readyz")) {
         serve_readyz(c, head);
     } else if (PATH_IS("/metrics")) {
-        sc_metrics_render(hs->d, b);
+        struct sc_http_stats st = hs->st;
+        st.open = hs->nconns;
+        st.max_connections = hs->cap;
+        sc_metrics_render(hs->d, &st, b);
         answer(c, head, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL);
     } else if (PATH_IS("/")) {
         sc_buf_appendf(b, "dlq-sidecar %s: /healthz /readyz /metrics\n", DLQ_VERSION);
@@ -689,15 +692,4 @@ sc_http_stop(struct sc_daemon *d)
 {
     http_free(d->http);
     d->http = NULL;
-}
-
-void
-sc_http_get_stats(struct sc_daemon *d, struct sc_http_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!d->http)
-        return;
-    *out = d->http->st;
-    out->open = d->http->nconns;
-    out->max_connections = d->http->cap;
 }

@@ -516,12 +516,14 @@ typedef enum {
  * frees it, NULL is a no-op. sc_metrics_observe() records ms milliseconds
  * (negative counts as 0) in histogram h; a no-op when d->metrics is NULL.
  * sc_metrics_render() appends the whole Prometheus text exposition (format
- * 0.0.4) of d to out. Loop thread.
+ * 0.0.4) of d to out, with the HTTP listener's counters http (borrowed;
+ * the listener hands them over, so metrics.c never calls it). Loop thread.
  */
+struct sc_http_stats;
 struct sc_metrics *sc_metrics_new(void);
 void sc_metrics_free(struct sc_metrics *m);
 void sc_metrics_observe(struct sc_daemon *d, sc_hist h, int64_t ms);
-void sc_metrics_render(struct sc_daemon *d, struct sc_buf *out);
+void sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct sc_buf *out);
 
 /*
  * sc_persistence_state() is the one place that reads the store's health for
@@ -546,7 +548,7 @@ const char *sc_persistence_state(struct sc_daemon *d, const char **backend,
 sc_status sc_http_start(struct sc_daemon *d, char *err, size_t errlen);
 void sc_http_stop(struct sc_daemon *d);
 
-/* What the HTTP listener counted since start (for /metrics). */
+/* What the HTTP listener counted since start (it passes them to sc_metrics_render()). */
 struct sc_http_stats {
     size_t open;              /* connections open now */
     size_t max_connections;   /* the effective cap */
@@ -559,8 +561,6 @@ struct sc_http_stats {
     uint64_t accept_errors;   /* accept(2) failures (EMFILE ...): the listener paused */
 };
 
-/* sc_http_get_stats() fills *out (all zero when HTTP is disabled). Loop thread. */
-void sc_http_get_stats(struct sc_daemon *d, struct sc_http_stats *out);
 
 /*
  * sc_alerts_start() starts the periodic threshold check when alerts.enabled
