@@ -315,6 +315,8 @@ struct sc_daemon {
     struct sc_store *store;     /* the store mirror (store.c); NULL before sc_store_open() */
 };
 
+/* ---- the transport (conn.h; log.h is included above) ------------------------------------- */
+
 /*
  * The transport (conn.h) for the files that publish as the daemon:
  * sc_publish() and sc_respond() are sc_conn_publish() and sc_conn_respond()
