@@ -85,6 +85,8 @@ struct sc_conn {
     struct handoff in;
     struct sc_list subs;      /* struct sc_conn_sub, in subscription order */
     uint64_t published, publish_errors; /* loop thread */
+    uint64_t barrier_sent, barrier_seen; /* round trips to the server (sc_conn_flushed()): loop thread */
+    uint64_t published_at_barrier;       /* published when the last round trip was sent */
     uint64_t reconnects;      /* written on nats.c threads: use __atomic */
     uint64_t disconnects;     /* written on nats.c threads: use __atomic */
     volatile int connected;   /* written on nats.c threads: use __atomic */
@@ -95,6 +97,7 @@ struct sc_conn {
 /* ---- the hand-off ring ----------------------------------------------------------------------- */
 
 static void on_wake(evutil_socket_t fd, short what, void *arg);
+static sc_status barrier_open(struct sc_conn *c, char *err, size_t errlen);
 
 static sc_status
 handoff_init(struct sc_conn *c, size_t cap)
@@ -471,7 +474,7 @@ sc_conn_new(struct event_base *base, const struct config *cfg, size_t ring_cap,
         goto done;
     }
     if ((s = set_identity(opts, cfg, err, errlen)) || (s = set_behaviour(opts, c, err, errlen)) ||
-        (s = connect_nats(c, opts, err, errlen)))
+        (s = connect_nats(c, opts, err, errlen)) || (s = barrier_open(c, err, errlen)))
         goto done;
     *out = c;
     c = NULL;
@@ -627,6 +630,59 @@ sc_conn_sub_dropped(struct sc_conn_sub *s)
     return slow;
 }
 
+/*
+ * The barrier: a message to this connection's own "<inbox>.barrier" that
+ * the server hands back in order. Once it is back, the server has read
+ * every byte published before it. This matters at exit: nats.c closes its
+ * socket with SO_LINGER 0 (a reset), which throws away whatever still sits
+ * in the kernel's send buffer, so nats.c's own empty buffer is not enough.
+ */
+static void
+on_barrier(void *ctx, natsMsg *msg)
+{
+    struct sc_conn *c = ctx;
+    uint64_t seq = strtoull(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "0", NULL, 10);
+
+    if (seq > c->barrier_seen)
+        c->barrier_seen = seq;
+}
+
+/* Subscribes the barrier subject (after the inbox exists). */
+static sc_status
+barrier_open(struct sc_conn *c, char *err, size_t errlen)
+{
+    char subj[96];
+
+    snprintf(subj, sizeof(subj), "%s.barrier", c->inbox);
+    return sc_conn_subscribe(c, subj, NULL, 0, on_barrier, c, NULL, err, errlen);
+}
+
+bool
+sc_conn_flushed(struct sc_conn *c)
+{
+    char subj[96], body[24];
+    int n;
+
+    if (!c)
+        return true;
+    if (natsConnection_Buffered(c->nc) > 0)
+        return false;
+    /* Disconnected: nothing can reach the server now; nats.c's buffer is all there is. */
+    if (!sc_conn_connected(c))
+        return true;
+    if (c->barrier_seen == c->barrier_sent && c->barrier_sent && c->published == c->published_at_barrier)
+        return true;
+    if (c->barrier_seen != c->barrier_sent)
+        return false; /* one round trip at a time */
+    snprintf(subj, sizeof(subj), "%s.barrier", c->inbox);
+    n = snprintf(body, sizeof(body), "%llu", (unsigned long long)(c->barrier_sent + 1));
+    if (natsConnection_Publish(c->nc, subj, body, n) != NATS_OK)
+        return false;
+    c->barrier_sent++;
+    c->published_at_barrier = c->published;
+    return false;
+}
+
 /* ---- reading the connection ------------------------------------------------------------------ */
 
 bool
@@ -666,12 +722,6 @@ int64_t
 sc_conn_max_payload(struct sc_conn *c)
 {
     return c ? natsConnection_GetMaxPayload(c->nc) : 0;
-}
-
-int
-sc_conn_buffered(struct sc_conn *c)
-{
-    return c ? natsConnection_Buffered(c->nc) : 0;
 }
 
 bool

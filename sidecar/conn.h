@@ -143,7 +143,12 @@ void sc_conn_respond(struct sc_conn *c, natsMsg *req, const char *body, size_t l
  * sc_conn_inbox() is this connection's own inbox prefix ("_INBOX.<nuid>",
  * "" for NULL), for replies to what it sends. sc_conn_max_payload() is the
  * server's max_payload in bytes (0 before the first connect).
- * sc_conn_buffered() is the bytes nats.c still holds to write (0 for NULL).
+ * sc_conn_flushed() tells whether everything published so far has reached
+ * the server: nats.c's buffer is empty and a round trip to the server sent
+ * after the last publish came back (it sends one when needed, so call it
+ * again from a timer until it says true); true when disconnected (nothing
+ * more can leave then) or for NULL. Call it before closing at exit: nats.c
+ * resets the socket on close, dropping what the kernel had not sent yet.
  * sc_conn_subscribed() tells whether c has subscriptions and every one is
  * live. Loop thread.
  */
@@ -152,7 +157,7 @@ uint64_t sc_conn_epoch(const struct sc_conn *c);
 struct sc_conn_stats sc_conn_get_stats(const struct sc_conn *c);
 const char *sc_conn_inbox(const struct sc_conn *c);
 int64_t sc_conn_max_payload(struct sc_conn *c);
-int sc_conn_buffered(struct sc_conn *c);
+bool sc_conn_flushed(struct sc_conn *c);
 bool sc_conn_subscribed(const struct sc_conn *c);
 
 #endif

@@ -478,7 +478,7 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
     if (d->stopping) {
         bool drained = d->inflight == 0 &&
                        sc_conn_sub_drain_state(d->sub_failed) != SC_CONN_DRAIN_RUNNING &&
-                       sc_conn_buffered(d->conn) <= 0;
+                       sc_conn_flushed(d->conn);
         if (drained || now >= d->stop_deadline_mono) {
             if (!drained)
                 sc_log(SC_LOG_WARN, "drain deadline reached", "in_flight", sc_log_int((int64_t)d->inflight), NULL);
