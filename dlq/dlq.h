@@ -233,8 +233,8 @@ void sc_set_text(char **field, const char *p, size_t len);
 /* Lifetime counters (DESIGN section 8's lifetime_stats plus a few). Loop thread only. */
 struct sc_counters {
     uint64_t enqueued, retry_success, retry_failed, retry_timeouts, deferred, exhausted,
-        manual_retries, archived, cleared, invalid, refused_full, skipped, published,
-        publish_errors, unknown_keys, failures_while_retrying, duplicates, attempts;
+        manual_retries, archived, cleared, invalid, refused_full, skipped, unknown_keys,
+        failures_while_retrying, duplicates, attempts; /* published, publish_errors: the conn's */
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
     uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
 };

@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 
+#include "list.h"
 #include "persist.h"
 
 #define CONNECT_TIMEOUT_MS 5000L
@@ -21,7 +22,7 @@ struct http_req {
     persist_http_cb cb;
     void *ctx;
     char errbuf[CURL_ERROR_SIZE];
-    struct http_req *next, *prev;
+    struct sc_list link;   /* in h->active while curl runs it, else in h->idle */
 };
 
 /* One socket curl asked us to watch. */
@@ -36,8 +37,8 @@ struct persist_http {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
-    struct http_req *active; /* doubly linked */
-    struct http_req *idle;   /* singly linked (next) */
+    struct sc_list active;   /* struct http_req, curl running them, newest first */
+    struct sc_list idle;     /* struct http_req kept for reuse, most recent first */
     size_t nactive, nidle;
     struct http_sock *dead;  /* sockets removed by curl, freed outside their own callback */
     char *ca_file;
@@ -168,13 +169,7 @@ on_write(char *p, size_t size, size_t n, void *userp)
 static void
 unlink_active(struct persist_http *h, struct http_req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        h->active = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->next = r->prev = NULL;
+    sc_list_remove(&r->link);
     h->nactive--;
 }
 
@@ -200,8 +195,7 @@ recycle(struct persist_http *h, struct http_req *r)
         sc_buf_destroy(&r->resp);
     sc_buf_reset(&r->body);
     sc_buf_reset(&r->resp);
-    r->next = h->idle;
-    h->idle = r;
+    sc_list_push_front(&h->idle, &r->link);
     h->nidle++;
 }
 
@@ -274,6 +268,8 @@ persist_http_new(struct event_base *base, const struct persist_http_opts *o)
     h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
+    sc_list_init(&h->active);
+    sc_list_init(&h->idle);
     h->base = base;
     h->multi = curl_multi_init();
     h->timer = evtimer_new(base, on_timer_event, h);
@@ -301,17 +297,18 @@ persist_http_new(struct event_base *base, const struct persist_http_opts *o)
 void
 persist_http_free(struct persist_http *h)
 {
-    struct http_req *r;
+    struct sc_list *n;
 
     if (!h)
         return;
-    while ((r = h->active)) {
+    while ((n = sc_list_first(&h->active)) != NULL) {
+        struct http_req *r = SC_LIST_ENTRY(n, struct http_req, link);
         curl_multi_remove_handle(h->multi, r->easy);
         unlink_active(h, r);
         recycle(h, r);
     }
-    while ((r = h->idle)) {
-        h->idle = r->next;
+    while ((n = sc_list_pop_front(&h->idle)) != NULL) {
+        struct http_req *r = SC_LIST_ENTRY(n, struct http_req, link);
         curl_easy_cleanup(r->easy);
         sc_buf_destroy(&r->body);
         sc_buf_destroy(&r->resp);
@@ -332,12 +329,12 @@ persist_http_free(struct persist_http *h)
 static struct http_req *
 take_req(struct persist_http *h)
 {
-    struct http_req *r = h->idle;
+    struct sc_list *n = sc_list_pop_front(&h->idle);
+    struct http_req *r;
 
-    if (r) {
-        h->idle = r->next;
+    if (n) {
+        r = SC_LIST_ENTRY(n, struct http_req, link);
         h->nidle--;
-        r->next = NULL;
         curl_easy_reset(r->easy);
         r->too_big = false;
         r->errbuf[0] = '\0';
@@ -346,6 +343,7 @@ take_req(struct persist_http *h)
     r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    sc_list_init(&r->link);
     r->easy = curl_easy_init();
     if (!r->easy) {
         free(r);
@@ -355,6 +353,43 @@ take_req(struct persist_http *h)
     sc_buf_init(&r->body, SIZE_MAX / 2);
     sc_buf_init(&r->resp, PERSIST_HTTP_MAX_RESPONSE);
     return r;
+}
+
+/* Sets the method of r's transfer and, when it has one, its body (r->body). */
+static void
+set_method(struct http_req *r, const char *method)
+{
+    CURL *e = r->easy;
+
+    if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "GET") == 0 && !r->body.len) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        if (r->body.len || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+        }
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    }
+}
+
+/* Sets h's basic-auth credentials and TLS settings on the easy handle e. */
+static void
+set_credentials(const struct persist_http *h, CURL *e)
+{
+    if (h->username) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(e, CURLOPT_USERNAME, h->username);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, h->password);
+    }
+    if (h->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+    if (h->insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
 }
 
 sc_status
@@ -402,38 +437,13 @@ persist_http_request(struct persist_http *h, const char *method, const char *url
                      timeout_ms > 0 && timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(method, "GET") == 0 && !r->body.len) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
-        if (r->body.len || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
-        }
-        if (strcmp(method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    }
-    if (h->username) {
-        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(e, CURLOPT_USERNAME, h->username);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, h->password);
-    }
-    if (h->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-    if (h->insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
+    set_method(r, method);
+    set_credentials(h, e);
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
         s = SC_EIO;
         goto fail;
     }
-    r->next = h->active;
-    r->prev = NULL;
-    if (h->active)
-        h->active->prev = r;
-    h->active = r;
+    sc_list_push_front(&h->active, &r->link);
     h->nactive++;
     return SC_OK;
 

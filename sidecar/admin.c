@@ -235,7 +235,7 @@ admin_health(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
     struct sc_jw w;
-    bool up = __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED);
+    bool up = sc_conn_connected(d->conn);
     const char *backend = "memory", *pstate;
     uint64_t queued = 0;
 
@@ -310,10 +310,7 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
 {
     const struct sc_counters *c = &d->c;
     /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
-    int64_t slow = 0;
-
-    if (d->sub_failed && natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK)
-        slow = 0;
+    int64_t slow = sc_conn_sub_dropped(d->sub_failed);
     sc_jw_open(w, "lifetime_stats", '{');
     sc_jw_int(w, "enqueued", (int64_t)c->enqueued);
     sc_jw_int(w, "retry_success", (int64_t)c->retry_success);
@@ -331,7 +328,7 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_int(w, "refused_full", (int64_t)c->refused_full);
     sc_jw_int(w, "skipped", (int64_t)c->skipped);
     sc_jw_int(w, "unknown_keys", (int64_t)c->unknown_keys);
-    sc_jw_int(w, "publish_errors", (int64_t)c->publish_errors);
+    sc_jw_int(w, "publish_errors", (int64_t)sc_conn_get_stats(d->conn).publish_errors);
     sc_jw_int(w, "ingest_dropped", (int64_t)c->ingest_dropped);
     sc_jw_int(w, "ingest_slow_consumer_dropped", slow);
     sc_jw_close(w, '}');
@@ -381,9 +378,10 @@ stats_links(struct sc_daemon *d, struct sc_jw *w)
     sc_store_stats_json(d, w); /* the store's counters (the store mirror) */
     sc_jw_close(w, '}');
 
+    struct sc_conn_stats nst = sc_conn_get_stats(d->conn);
     sc_jw_open(w, "nats", '{');
-    sc_jw_bool(w, "connected", __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED));
-    sc_jw_int(w, "reconnects", (int64_t)__atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
+    sc_jw_bool(w, "connected", nst.connected);
+    sc_jw_int(w, "reconnects", (int64_t)nst.reconnects);
     sc_jw_close(w, '}');
 }
 

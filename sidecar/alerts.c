@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "persist.h"
 #include "sidecar-internal.h"
 
@@ -32,7 +33,7 @@ struct sample {
 
 /* One webhook POST of one alert change to one URL, retried with backoff. */
 struct delivery {
-    struct delivery *next, *prev;
+    struct sc_list link; /* in the owner's deliveries */
     struct sc_alerts *owner;
     const char *url;   /* borrowed from the configuration (lives longer) */
     char *body;        /* owned JSON */
@@ -50,7 +51,7 @@ struct sc_alerts {
     size_t head, len;  /* ring: oldest at head */
     int64_t sample_every_ms;
     struct persist_http *http; /* NULL without webhook URLs */
-    struct delivery *deliveries;
+    struct sc_list deliveries; /* struct delivery, newest first */
     size_t ndeliveries;
     struct event *reap_ev;     /* frees finished deliveries on the next loop turn */
     uint64_t posts_ok, posts_retried, posts_failed, posts_dropped;
@@ -66,12 +67,7 @@ delivery_free(struct delivery *dl)
 {
     struct sc_alerts *al = dl->owner;
 
-    if (dl->prev)
-        dl->prev->next = dl->next;
-    else
-        al->deliveries = dl->next;
-    if (dl->next)
-        dl->next->prev = dl->prev;
+    sc_list_remove(&dl->link);
     al->ndeliveries--;
     if (dl->timer)
         event_free(dl->timer);
@@ -91,12 +87,12 @@ static void
 on_reap(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_alerts *al = arg;
-    struct delivery *dl = al->deliveries, *next;
+    struct sc_list *it, *tmp;
 
     (void)fd;
     (void)what;
-    for (; dl; dl = next) {
-        next = dl->next;
+    SC_LIST_FOREACH_SAFE(it, tmp, &al->deliveries) {
+        struct delivery *dl = SC_LIST_ENTRY(it, struct delivery, link);
         if (dl->dead)
             delivery_free(dl);
     }
@@ -199,10 +195,7 @@ deliver(struct sc_alerts *al, const char *body, size_t len)
             al->posts_dropped++;
             continue;
         }
-        dl->next = al->deliveries;
-        if (dl->next)
-            dl->next->prev = dl;
-        al->deliveries = dl;
+        sc_list_push_front(&al->deliveries, &dl->link);
         al->ndeliveries++;
         post(dl);
     }
@@ -359,6 +352,7 @@ sc_alerts_start(struct sc_daemon *d, char *err, size_t errlen)
     if (!cfg->alerts_enabled)
         return SC_OK;
     al = sc_xcalloc(1, sizeof(*al));
+    sc_list_init(&al->deliveries);
     al->d = d;
     sc_buf_init(&al->body, 64 * 1024);
     for (int i = 0; i < A_COUNT; i++)
@@ -395,19 +389,21 @@ void
 sc_alerts_stop(struct sc_daemon *d)
 {
     struct sc_alerts *al = d->alerts;
+    struct sc_list *it;
     int64_t pending = 0;
 
     if (!al)
         return;
-    for (struct delivery *dl = al->deliveries; dl; dl = dl->next)
-        pending += !dl->dead;
+    SC_LIST_FOREACH(it, &al->deliveries) {
+        pending += !SC_LIST_ENTRY(it, struct delivery, link)->dead;
+    }
     if (pending)
         sc_log(SC_LOG_WARN, "alert webhooks not delivered at exit", "pending",
                sc_log_int(pending), NULL);
     /* Cancels outstanding requests without calling back: the deliveries are ours to free. */
     persist_http_free(al->http);
-    while (al->deliveries)
-        delivery_free(al->deliveries);
+    while ((it = sc_list_first(&al->deliveries)) != NULL)
+        delivery_free(SC_LIST_ENTRY(it, struct delivery, link));
     if (al->check_ev)
         event_free(al->check_ev);
     if (al->reap_ev)

@@ -1,73 +1,136 @@
-/* conn.c - the NATS connection (socket I/O on nats.c's own threads), its subscriptions, and the hand-off of messages to the loop thread. */
+/* conn.c - the NATS connection (socket I/O on nats.c's own threads): options, callbacks, subscriptions and the hand-off of their messages to the loop thread. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <event2/thread.h>
 
-#include "sidecar-internal.h"
+#include "codec.h"
+#include "conn.h"
+#include "list.h"
+#include "log.h"
 
 #define HANDOFF_BATCH 256
-#define DRAIN_NATS_MARGIN_MS 60000 /* nats.c's drain timeout: shutdown.drain_ms plus this */
+#define SERVERS_MAX 64
+#define BIG_PENDING_BYTES (512 * 1024 * 1024)
+#define CALLBACK_WAIT_MS 5000 /* longest wait for one of nats.c's last callbacks at close */
 
 /*
- * Who holds a failure message on its way in, and at shutdown.
+ * Who holds a message on its way in, and at shutdown (the ingest
+ * subscription's failures are the ones that matter):
  *
- *  1. The server routes it to this connection (the ingest queue group picks
- *     one member). Until the loop thread reads the socket it sits in the
+ *  1. The server routes it to this connection (a queue group picks one
+ *     member). Until the loop thread reads the socket it sits in the
  *     server's and the kernel's buffers.
  *  2. nats.c, reading on the loop thread, appends it to the subscription's
- *     pending list (bounded: 1,000,000 messages / 512 MiB; past that nats.c
- *     drops it and counts it as a slow-consumer drop, lifetime_stats
- *     ingest_slow_consumer_dropped).
- *  3. nats.c's delivery thread takes it off the list and calls on_failed(),
- *     which counts it (ingest_delivered) and pushes it into the hand-off ring
+ *     pending list (bounded by its pending limits; past them nats.c drops
+ *     it and counts it as a slow-consumer drop, sc_conn_sub_dropped()).
+ *  3. nats.c's delivery thread takes it off the list and calls on_msg(),
+ *     which counts it (delivered) and pushes it into the hand-off ring
  *     (waiting while the ring is full, so the backlog stays in step 2).
- *  4. The loop pops it in on_wake() and sc_ingest() takes it (c.received):
- *     stored on the queue, or refused with a 400/503 and an event. From here
- *     the queue and the store own it.
+ *  4. The loop pops it in on_wake() and hands it to the subscription's
+ *     handler (taken). From here the handler's owner has it.
  *
- * On SIGTERM sc_conn_drain_ingest() drains the subscription: nats.c sends
- * UNSUB and confirms it with a flush on its own thread (from then on the
- * server routes new failures to the other members, or drops a plain
- * publish when there is none), while steps 2-4 go on for everything
- * already routed here. When the delivery thread has handed over its last
- * message it calls on_ingest_drained(), which pushes an end marker into the
- * ring behind it; the loop reaching the marker means every failure routed
- * to this sidecar was taken, and only then may the loop stop (dispatch.c's
- * tick asks sc_conn_ingest_drained()). If shutdown.drain_ms runs out first,
- * or a second signal stops at once, whatever is still in steps 2-3 is lost:
- * sc_conn_ingest_account() counts it as received by nats.c (pending +
- * delivered) minus taken (c.received), and logs it.
+ * sc_conn_sub_drain() drains a subscription: nats.c sends UNSUB and
+ * confirms it with a flush on its own thread (from then on the server
+ * routes new messages to the other members, or drops a plain publish when
+ * there is none), while steps 2-4 go on for everything already routed
+ * here. When the delivery thread has handed over its last message it calls
+ * on_sub_complete(), which pushes an end marker into the ring behind it;
+ * the loop reaching the marker means every message routed here was taken
+ * (SC_CONN_DRAIN_DONE, and the owner's done callback). If the owner's
+ * deadline runs out first, whatever is still in steps 2-3 is lost:
+ * sc_conn_sub_tally() gives received by nats.c (pending + delivered) and
+ * taken, for the owner to count the difference.
  */
 
-static void on_wake(evutil_socket_t fd, short what, void *arg);
+/* One subscription: its handler, and the counts and drain state of the hand-off. */
+struct sc_conn_sub {
+    struct sc_list link;      /* in conn->subs */
+    struct sc_conn *conn;
+    natsSubscription *ns;
+    sc_conn_handler fn;
+    void *ctx;
+    uint64_t delivered;       /* messages nats.c handed to on_msg(): use __atomic */
+    uint64_t taken;           /* messages handed to fn: loop thread */
+    sc_conn_drain_state drain; /* loop thread */
+    sc_conn_drained_fn drained;
+    void *drained_ctx;
+    volatile int complete_done; /* on_sub_complete() returned: use __atomic */
+};
 
-sc_status
-sc_handoff_init(struct sc_daemon *d, size_t cap)
+/* One slot of the ring: a message of sub, or (msg NULL) the end marker of sub's drain. */
+struct handoff_item {
+    natsMsg *msg;
+    struct sc_conn_sub *sub;
+};
+
+/* The bounded hand-off ring: nats.c threads push, the loop pops. */
+struct handoff {
+    pthread_mutex_t mu;
+    pthread_cond_t notfull;
+    struct handoff_item *items;
+    size_t cap, head, len;
+    bool wake_pending;
+    bool closed;
+    struct event *wake;
+};
+
+struct sc_conn {
+    const struct config *cfg; /* borrowed */
+    struct event_base *base;
+    natsConnection *nc;
+    char inbox[64];           /* "_INBOX.<nuid>" */
+    struct handoff in;
+    struct sc_list subs;      /* struct sc_conn_sub, in subscription order */
+    uint64_t published, publish_errors; /* loop thread */
+    uint64_t barrier_sent, barrier_seen; /* round trips to the server (sc_conn_flushed()): loop thread */
+    uint64_t published_at_barrier;       /* published when the last round trip was sent */
+    uint64_t reconnects;      /* written on nats.c threads: use __atomic */
+    uint64_t disconnects;     /* written on nats.c threads: use __atomic */
+    volatile int connected;   /* written on nats.c threads: use __atomic */
+    volatile int closing;     /* sc_conn_free() closes the connection: use __atomic */
+    volatile int closed;      /* set by the closed callback: use __atomic */
+};
+
+/* ---- the hand-off ring ----------------------------------------------------------------------- */
+
+static void on_wake(evutil_socket_t fd, short what, void *arg);
+static sc_status barrier_open(struct sc_conn *c, char *err, size_t errlen);
+
+static sc_status
+handoff_init(struct sc_conn *c, size_t cap)
 {
-    struct sc_handoff *h = &d->in;
+    struct handoff *h = &c->in;
 
     memset(h, 0, sizeof(*h));
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->notfull, NULL);
     h->cap = cap;
     h->items = sc_xcalloc(cap, sizeof(*h->items));
-    h->wake = event_new(d->base, -1, 0, on_wake, d);
+    h->wake = event_new(c->base, -1, 0, on_wake, c);
     return h->wake ? SC_OK : SC_ENOMEM;
 }
 
-void
-sc_handoff_destroy(struct sc_daemon *d)
+/* Closes the ring: a delivery thread waiting in handoff_push() (or arriving later) lets go. */
+static void
+handoff_close(struct handoff *h)
 {
-    struct sc_handoff *h = &d->in;
-
     if (!h->items)
         return;
-    /* Wait out any delivery thread still inside handoff_push(). */
     pthread_mutex_lock(&h->mu);
     h->closed = true;
+    pthread_cond_broadcast(&h->notfull);
     pthread_mutex_unlock(&h->mu);
+}
+
+static void
+handoff_destroy(struct handoff *h)
+{
+    if (!h->items)
+        return;
+    handoff_close(h); /* waits out any delivery thread still inside handoff_push() */
     while (h->len) {
         natsMsg_Destroy(h->items[h->head].msg);
         h->head = (h->head + 1) % h->cap;
@@ -82,14 +145,13 @@ sc_handoff_destroy(struct sc_daemon *d)
 }
 
 /*
- * Runs on a nats.c delivery thread: queue the message for the loop. When
- * the ring is full the thread waits, which leaves further messages in the
+ * Runs on a nats.c delivery thread: queue msg of sub for the loop. When the
+ * ring is full the thread waits, which leaves further messages in the
  * subscription's pending buffer (nats.c's own bounded queue).
  */
 static void
-handoff_push(struct sc_daemon *d, natsMsg *msg, sc_in_kind kind)
+handoff_push(struct handoff *h, natsMsg *msg, struct sc_conn_sub *sub)
 {
-    struct sc_handoff *h = &d->in;
     bool wake = false;
 
     pthread_mutex_lock(&h->mu);
@@ -100,64 +162,71 @@ handoff_push(struct sc_daemon *d, natsMsg *msg, sc_in_kind kind)
         natsMsg_Destroy(msg);
         return;
     }
-    h->items[(h->head + h->len) % h->cap] = (struct sc_inmsg){msg, kind};
+    h->items[(h->head + h->len) % h->cap] = (struct handoff_item){msg, sub};
     h->len++;
     if (!h->wake_pending) {
         h->wake_pending = true;
         wake = true;
     }
     /*
-     * Under the lock: sc_handoff_destroy() takes it before freeing the
-     * event, so a delivery thread can never wake a freed event.
+     * Under the lock: handoff_destroy() takes it before freeing the event,
+     * so a delivery thread can never wake a freed event.
      */
     if (wake)
         event_active(h->wake, EV_READ, 0);
     pthread_mutex_unlock(&h->mu);
 }
 
-/* The loop reached the drain's end marker: every failure routed here was taken. */
+/* The loop reached sub's end marker: every message routed to it was taken. */
 static void
-ingest_drain_done(struct sc_daemon *d)
+drain_done(struct sc_conn_sub *sub)
 {
-    if (d->ingest_drain != SC_DRAIN_RUNNING)
+    if (sub->drain != SC_CONN_DRAIN_RUNNING)
         return;
-    d->ingest_drain = SC_DRAIN_DONE;
-    sc_log(SC_LOG_INFO, "ingest drained: every failure buffered for this sidecar was taken",
-           "taken", sc_log_int((int64_t)(d->c.received - d->ingest_received_at_stop)), "ms",
-           sc_log_int(sc_now_mono_ms() - d->ingest_drain_started_mono), NULL);
+    sub->drain = SC_CONN_DRAIN_DONE;
+    if (sub->drained)
+        sub->drained(sub->drained_ctx);
 }
 
-static void
-on_wake(evutil_socket_t fd, short what, void *arg)
+/* Takes up to HANDOFF_BATCH items off the ring into batch; returns how many, *more when some are left. */
+static size_t
+handoff_pop(struct handoff *h, struct handoff_item *batch, bool *more)
 {
-    struct sc_daemon *d = arg;
-    struct sc_handoff *h = &d->in;
-    struct sc_inmsg batch[HANDOFF_BATCH];
     size_t n = 0;
-    bool more;
 
-    (void)fd;
-    (void)what;
     pthread_mutex_lock(&h->mu);
     while (n < HANDOFF_BATCH && h->len) {
         batch[n++] = h->items[h->head];
         h->head = (h->head + 1) % h->cap;
         h->len--;
     }
-    more = h->len > 0;
-    if (!more)
+    *more = h->len > 0;
+    if (!*more)
         h->wake_pending = false;
     pthread_cond_broadcast(&h->notfull);
     pthread_mutex_unlock(&h->mu);
+    return n;
+}
 
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_conn *c = arg;
+    struct handoff_item batch[HANDOFF_BATCH];
+    bool more;
+    size_t n;
+
+    (void)fd;
+    (void)what;
+    n = handoff_pop(&c->in, batch, &more);
     for (size_t i = 0; i < n; i++) {
-        switch (batch[i].kind) {
-        case SC_IN_FAILED: sc_ingest(d, batch[i].msg); break;
-        case SC_IN_REPLY: sc_on_reply(d, batch[i].msg); break;
-        case SC_IN_ADMIN: sc_admin(d, batch[i].msg); break;
-        case SC_IN_MICRO: sc_micro(d, batch[i].msg); break;
-        case SC_IN_DRAINED: ingest_drain_done(d); break;
+        struct sc_conn_sub *sub = batch[i].sub;
+        if (!batch[i].msg) {
+            drain_done(sub);
+            continue;
         }
+        sub->taken++;
+        sub->fn(sub->ctx, batch[i].msg);
     }
     /*
      * natsMsg_Destroy() hands each message to nats.c's collector thread and
@@ -170,77 +239,55 @@ on_wake(evutil_socket_t fd, short what, void *arg)
      * Let timers and sockets run between batches: the next batch is a zero
      * timeout, which runs after the loop has polled its sockets and run its
      * timers. event_active() here would run it in the same pass, and under a
-     * long backlog (a flood, a sanitizer build) the NATS socket would go
-     * unread until the ring ran dry: past the server's write deadline the
-     * server cuts the connection as a slow consumer and drops what it held.
+     * long backlog (a flood, a sanitizer build) every timer (the wheel's
+     * tick, reply timeouts) and socket would wait until the ring ran dry.
      */
     if (more) {
         static const struct timeval now = {0, 0};
-        event_add(h->wake, &now);
+        event_add(c->in.wake, &now);
     }
 }
 
+/* nats.c's message callback of every subscription: a delivery thread. */
 static void
-on_failed(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+on_msg(natsConnection *nc, natsSubscription *ns, natsMsg *msg, void *closure)
 {
-    struct sc_daemon *d = closure;
+    struct sc_conn_sub *sub = closure;
 
     (void)nc;
-    (void)sub;
-    __atomic_add_fetch(&d->ingest_delivered, 1, __ATOMIC_RELAXED);
-    handoff_push(d, msg, SC_IN_FAILED);
+    (void)ns;
+    __atomic_add_fetch(&sub->delivered, 1, __ATOMIC_RELAXED);
+    handoff_push(&sub->conn->in, msg, sub);
 }
 
 /*
- * Runs on the ingest subscription's delivery thread after its last
- * on_failed() returned: the drain is over (or the subscription was
- * closed). The end marker goes behind the last failure in the ring. Last
- * touch of d: sc_conn_close() waits for ingest_cb_done before d is freed.
+ * Runs on the subscription's delivery thread after its last on_msg()
+ * returned: the drain is over (or the subscription was closed). The end
+ * marker goes behind the last message in the ring. Last touch of sub:
+ * sc_conn_free() waits for complete_done before freeing it.
  */
 static void
-on_ingest_drained(void *closure)
+on_sub_complete(void *closure)
 {
-    struct sc_daemon *d = closure;
+    struct sc_conn_sub *sub = closure;
 
-    handoff_push(d, NULL, SC_IN_DRAINED);
-    __atomic_store_n(&d->ingest_cb_done, 1, __ATOMIC_RELEASE);
+    handoff_push(&sub->conn->in, NULL, sub);
+    __atomic_store_n(&sub->complete_done, 1, __ATOMIC_RELEASE);
 }
 
-static void
-on_reply_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
-    (void)nc;
-    (void)sub;
-    handoff_push(closure, msg, SC_IN_REPLY);
-}
-
-static void
-on_admin_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
-    (void)nc;
-    (void)sub;
-    handoff_push(closure, msg, SC_IN_ADMIN);
-}
-
-static void
-on_micro_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
-    (void)nc;
-    (void)sub;
-    handoff_push(closure, msg, SC_IN_MICRO);
-}
+/* ---- the connection -------------------------------------------------------------------------- */
 
 /* Connection state callbacks run on nats.c threads: log and set atomics only. */
 static void
 on_disconnected(natsConnection *nc, void *closure)
 {
-    struct sc_daemon *d = closure;
+    struct sc_conn *c = closure;
 
     (void)nc;
-    __atomic_store_n(&d->nats_connected, 0, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&d->disconnects, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->connected, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&c->disconnects, 1, __ATOMIC_RELAXED);
     /* nats.c reports our own natsConnection_Close() as a disconnect too: not worth a warning. */
-    if (__atomic_load_n(&d->nats_closing, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&c->closing, __ATOMIC_ACQUIRE))
         sc_log(SC_LOG_DEBUG, "nats disconnected (closing)", NULL);
     else
         sc_log(SC_LOG_WARN, "nats disconnected", NULL);
@@ -249,36 +296,36 @@ on_disconnected(natsConnection *nc, void *closure)
 static void
 on_reconnected(natsConnection *nc, void *closure)
 {
-    struct sc_daemon *d = closure;
+    struct sc_conn *c = closure;
     char url[256] = "";
 
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-    __atomic_store_n(&d->nats_connected, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&d->reconnects, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->connected, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&c->reconnects, 1, __ATOMIC_RELAXED);
     sc_log(SC_LOG_INFO, "nats reconnected", "url", url, NULL);
 }
 
 static void
 on_connected(natsConnection *nc, void *closure)
 {
-    struct sc_daemon *d = closure;
+    struct sc_conn *c = closure;
     char url[256] = "";
 
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-    __atomic_store_n(&d->nats_connected, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->connected, 1, __ATOMIC_RELAXED);
     sc_log(SC_LOG_INFO, "nats connected", "url", url, NULL);
 }
 
 static void
 on_closed(natsConnection *nc, void *closure)
 {
-    struct sc_daemon *d = closure;
+    struct sc_conn *c = closure;
 
     (void)nc;
-    __atomic_store_n(&d->nats_connected, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->connected, 0, __ATOMIC_RELAXED);
     sc_log(SC_LOG_INFO, "nats connection closed", NULL);
-    /* Last touch of d: sc_conn_close() waits for this before d is freed. */
-    __atomic_store_n(&d->nats_closed, 1, __ATOMIC_RELEASE);
+    /* Last touch of c: sc_conn_free() waits for this before c is freed. */
+    __atomic_store_n(&c->closed, 1, __ATOMIC_RELEASE);
 }
 
 static void
@@ -291,6 +338,7 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *
     sc_log(SC_LOG_WARN, "nats async error", "error", natsStatus_GetText(err), "subject", subj, NULL);
 }
 
+
 #define CHECK(call)                                                                                \
     do {                                                                                           \
         if ((ns = (call)) != NATS_OK) {                                                            \
@@ -299,23 +347,23 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *
         }                                                                                          \
     } while (0)
 
-sc_status
-sc_conn_open(struct sc_daemon *d, char *err, size_t errlen)
+/*
+ * Sets opts from cfg's nats.* settings: servers (the comma-separated
+ * nats.url), name, credentials and TLS. Returns SC_OK, SC_EINVAL (no URL)
+ * or SC_EIO, with err set.
+ */
+static sc_status
+set_identity(natsOptions *opts, const struct config *cfg, char *err, size_t errlen)
 {
-    struct config *cfg = d->cfg;
-    natsOptions *opts = NULL;
-    natsInbox *inbox = NULL;
     natsStatus ns = NATS_OK;
     const char *what = "";
-    char *urls = NULL, *save = NULL, *tok;
-    const char *servers[64];
+    char *urls = sc_xstrdup(cfg->nats_url), *save = NULL, *tok;
+    const char *servers[SERVERS_MAX];
     int nservers = 0;
-    char subj[512];
     sc_status s = SC_EIO;
 
-    CHECK(natsOptions_Create(&opts));
-    urls = sc_xstrdup(cfg->nats_url);
-    for (tok = strtok_r(urls, ",", &save); tok && nservers < 64; tok = strtok_r(NULL, ",", &save)) {
+    for (tok = strtok_r(urls, ",", &save); tok && nservers < SERVERS_MAX;
+         tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ')
             tok++;
         if (*tok)
@@ -344,16 +392,33 @@ sc_conn_open(struct sc_daemon *d, char *err, size_t errlen)
         CHECK(natsOptions_SetSecure(opts, true));
         CHECK(natsOptions_LoadCertificatesChain(opts, cfg->nats_tls_cert, cfg->nats_tls_key));
     }
+    s = SC_OK;
+
+done:
+    if (s == SC_EIO)
+        snprintf(err, errlen, "nats: %s: %s", what, natsStatus_GetText(ns));
+    free(urls);
+    return s;
+}
+
+/* Sets opts's reconnect policy, buffers, callbacks and the loop. Returns SC_OK or SC_EIO with err set. */
+static sc_status
+set_behaviour(natsOptions *opts, struct sc_conn *c, char *err, size_t errlen)
+{
+    natsStatus ns = NATS_OK;
+    const char *what = "";
+    sc_status s = SC_EIO;
+
     CHECK(natsOptions_SetMaxReconnect(opts, -1));
-    CHECK(natsOptions_SetReconnectWait(opts, cfg->nats_reconnect_wait_ms));
+    CHECK(natsOptions_SetReconnectWait(opts, c->cfg->nats_reconnect_wait_ms));
     CHECK(natsOptions_SetReconnectJitter(opts, 100, 1000));
     CHECK(natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024));
     CHECK(natsOptions_SetMaxPendingMsgs(opts, 1000000));
-    CHECK(natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, d));
-    CHECK(natsOptions_SetDisconnectedCB(opts, on_disconnected, d));
-    CHECK(natsOptions_SetReconnectedCB(opts, on_reconnected, d));
-    CHECK(natsOptions_SetClosedCB(opts, on_closed, d));
-    CHECK(natsOptions_SetErrorHandler(opts, on_async_error, d));
+    CHECK(natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, c));
+    CHECK(natsOptions_SetDisconnectedCB(opts, on_disconnected, c));
+    CHECK(natsOptions_SetReconnectedCB(opts, on_reconnected, c));
+    CHECK(natsOptions_SetClosedCB(opts, on_closed, c));
+    CHECK(natsOptions_SetErrorHandler(opts, on_async_error, c));
     /*
      * No natsOptions_SetEventLoop(): nats.c's libevent adapter keeps the
      * protocol parser across a reconnect (nats.c issue 1007, still in 3.4.1),
@@ -366,163 +431,332 @@ sc_conn_open(struct sc_daemon *d, char *err, size_t errlen)
      * through the hand-off ring, and publishing from it never blocks (the
      * flusher thread writes).
      */
+    s = SC_OK;
 
-    ns = natsConnection_Connect(&d->nc, opts);
+done:
+    if (s == SC_EIO)
+        snprintf(err, errlen, "nats: %s: %s", what, natsStatus_GetText(ns));
+    return s;
+}
+
+/* Connects with opts (or starts retrying in the background) and makes the inbox. */
+static sc_status
+connect_nats(struct sc_conn *c, natsOptions *opts, char *err, size_t errlen)
+{
+    natsInbox *inbox = NULL;
+    natsStatus ns = natsConnection_Connect(&c->nc, opts);
+    const char *what = "natsConnection_Connect";
+    sc_status s = SC_EIO;
+
     if (ns == NATS_OK) {
         char url[256] = "";
-        natsConnection_GetConnectedUrl(d->nc, url, sizeof(url));
-        __atomic_store_n(&d->nats_connected, 1, __ATOMIC_RELAXED);
+        natsConnection_GetConnectedUrl(c->nc, url, sizeof(url));
+        __atomic_store_n(&c->connected, 1, __ATOMIC_RELAXED);
         sc_log(SC_LOG_INFO, "nats connected", "url", url, NULL);
     } else if (ns == NATS_NOT_YET_CONNECTED) {
         sc_log(SC_LOG_WARN, "nats not reachable yet; retrying in the background", "url",
-               cfg->nats_url, NULL);
+               c->cfg->nats_url, NULL);
     } else {
-        what = "natsConnection_Connect";
         goto done;
     }
-    ns = NATS_OK;
-
     CHECK(natsInbox_Create(&inbox));
-    snprintf(d->reply_prefix, sizeof(d->reply_prefix), "%s", (const char *)inbox);
-    snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
-    CHECK(natsConnection_QueueSubscribe(&d->sub_failed, d->nc, subj, cfg->subjects_queue_group,
-                                        on_failed, d));
-    CHECK(natsSubscription_SetPendingLimits(d->sub_failed, 1000000, 512 * 1024 * 1024));
-    snprintf(subj, sizeof(subj), "%s.*.*", d->reply_prefix);
-    CHECK(natsConnection_Subscribe(&d->sub_reply, d->nc, subj, on_reply_msg, d));
-    CHECK(natsSubscription_SetPendingLimits(d->sub_reply, 1000000, 512 * 1024 * 1024));
-    snprintf(subj, sizeof(subj), "%s.admin.*", cfg->subjects_prefix);
-    CHECK(natsConnection_Subscribe(&d->sub_admin, d->nc, subj, on_admin_msg, d));
-    if ((ns = sc_micro_open(d, on_micro_msg)) != NATS_OK) {
-        what = "sc_micro_open";
-        goto done;
-    }
+    snprintf(c->inbox, sizeof(c->inbox), "%s", (const char *)inbox);
     s = SC_OK;
 
 done:
     if (s == SC_EIO)
         snprintf(err, errlen, "nats: %s: %s", what, natsStatus_GetText(ns));
     natsInbox_Destroy(inbox);
-    natsOptions_Destroy(opts);
-    free(urls);
     return s;
 }
 
+sc_status
+sc_conn_new(struct event_base *base, const struct config *cfg, size_t ring_cap,
+            struct sc_conn **out, char *err, size_t errlen)
+{
+    struct sc_conn *c = sc_xcalloc(1, sizeof(*c));
+    natsOptions *opts = NULL;
+    sc_status s = SC_EIO;
+
+    *out = NULL;
+    c->cfg = cfg;
+    c->base = base;
+    sc_list_init(&c->subs);
+    if (handoff_init(c, ring_cap)) {
+        snprintf(err, errlen, "libevent: cannot create the wake event");
+        s = SC_ENOMEM;
+        goto done;
+    }
+    if (natsOptions_Create(&opts) != NATS_OK) {
+        snprintf(err, errlen, "nats: natsOptions_Create failed");
+        goto done;
+    }
+    if ((s = set_identity(opts, cfg, err, errlen)) || (s = set_behaviour(opts, c, err, errlen)) ||
+        (s = connect_nats(c, opts, err, errlen)) || (s = barrier_open(c, err, errlen)))
+        goto done;
+    *out = c;
+    c = NULL;
+
+done:
+    natsOptions_Destroy(opts);
+    sc_conn_free(c);
+    return s;
+}
+
+/* Waits up to CALLBACK_WAIT_MS for *flag to be set by one of nats.c's threads. */
+static void
+wait_flag(volatile int *flag)
+{
+    for (int i = 0; i < CALLBACK_WAIT_MS && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void
-sc_conn_drain_ingest(struct sc_daemon *d)
+sc_conn_free(struct sc_conn *c)
+{
+    struct sc_list *it, *tmp;
+
+    if (!c)
+        return;
+    handoff_close(&c->in);
+    if (c->nc) {
+        __atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
+        natsConnection_Close(c->nc);
+        /* The closed callback runs on a nats.c thread and touches c: wait for it. */
+        wait_flag(&c->closed);
+        /* So does a drain's completion callback, once the close ended the delivery thread. */
+        SC_LIST_FOREACH(it, &c->subs) {
+            struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
+            if (sub->drain != SC_CONN_DRAIN_NONE)
+                wait_flag(&sub->complete_done);
+        }
+    }
+    SC_LIST_FOREACH_SAFE(it, tmp, &c->subs) {
+        struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
+        sc_list_remove(&sub->link);
+        natsSubscription_Destroy(sub->ns);
+        free(sub);
+    }
+    natsConnection_Destroy(c->nc);
+    handoff_destroy(&c->in);
+    free(c);
+}
+
+void
+sc_conn_global_init(void)
+{
+    evthread_use_pthreads(); /* nats.c's delivery threads wake the loop (event_active) */
+}
+
+/* ---- subscriptions --------------------------------------------------------------------------- */
+
+sc_status
+sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *queue, int max_pending,
+                  sc_conn_handler fn, void *ctx, struct sc_conn_sub **out, char *err,
+                  size_t errlen)
+{
+    struct sc_conn_sub *sub = sc_xcalloc(1, sizeof(*sub));
+    natsStatus ns;
+
+    if (out)
+        *out = NULL;
+    sub->conn = c;
+    sub->fn = fn;
+    sub->ctx = ctx;
+    if (queue && *queue)
+        ns = natsConnection_QueueSubscribe(&sub->ns, c->nc, subject, queue, on_msg, sub);
+    else
+        ns = natsConnection_Subscribe(&sub->ns, c->nc, subject, on_msg, sub);
+    if (ns == NATS_OK && max_pending > 0)
+        ns = natsSubscription_SetPendingLimits(sub->ns, max_pending, BIG_PENDING_BYTES);
+    if (ns != NATS_OK) {
+        snprintf(err, errlen, "nats: subscribe %s: %s", subject, natsStatus_GetText(ns));
+        natsSubscription_Destroy(sub->ns);
+        free(sub);
+        return SC_EIO;
+    }
+    sc_list_push_back(&c->subs, &sub->link);
+    if (out)
+        *out = sub;
+    return SC_OK;
+}
+
+void
+sc_conn_sub_drain(struct sc_conn_sub *s, int64_t timeout_ms, sc_conn_drained_fn done, void *ctx)
 {
     natsStatus ns;
 
-    if (d->ingest_drain != SC_DRAIN_NONE)
+    if (!s || s->drain != SC_CONN_DRAIN_NONE)
         return;
-    d->ingest_drain_started_mono = sc_now_mono_ms();
-    d->ingest_received_at_stop = d->c.received;
-    if (!d->sub_failed) {
-        d->ingest_drain = SC_DRAIN_DONE;
-        return;
-    }
-    ns = natsSubscription_SetOnCompleteCB(d->sub_failed, on_ingest_drained, d);
+    s->drained = done;
+    s->drained_ctx = ctx;
+    ns = natsSubscription_SetOnCompleteCB(s->ns, on_sub_complete, s);
     if (ns != NATS_OK) {
         /* The subscription is gone already: nothing is left to take, and no callback will come. */
-        sc_log(SC_LOG_WARN, "ingest: cannot drain the subscription", "error",
-               natsStatus_GetText(ns), NULL);
-        __atomic_store_n(&d->ingest_cb_done, 1, __ATOMIC_RELEASE);
-        d->ingest_drain = SC_DRAIN_DONE;
+        sc_log(SC_LOG_WARN, "nats: cannot drain the subscription", "subject",
+               natsSubscription_GetSubject(s->ns), "error", natsStatus_GetText(ns), NULL);
+        __atomic_store_n(&s->complete_done, 1, __ATOMIC_RELEASE);
+        s->drain = SC_CONN_DRAIN_DONE;
         return;
     }
-    d->ingest_drain = SC_DRAIN_RUNNING;
-    /*
-     * nats.c's timeout must never fire first: on its expiry nats.c closes
-     * the subscription and frees what it still holds without a count, and
-     * its flush (by default 10 s, the same timeout when one is given) would
-     * on failure make it drop, uncounted, whatever still arrives behind a
-     * long backlog. shutdown.drain_ms bounds the wait instead, and
-     * sc_conn_ingest_account() counts what is left then.
-     */
-    ns = natsSubscription_DrainTimeout(d->sub_failed, d->cfg->shutdown_drain_ms + DRAIN_NATS_MARGIN_MS);
+    s->drain = SC_CONN_DRAIN_RUNNING;
+    ns = natsSubscription_DrainTimeout(s->ns, timeout_ms);
     if (ns != NATS_OK) {
-        sc_log(SC_LOG_WARN, "ingest: drain refused; failures still buffered will be counted as dropped",
-               "error", natsStatus_GetText(ns), NULL);
-        d->ingest_drain = SC_DRAIN_DONE;
+        sc_log(SC_LOG_WARN, "nats: drain refused; messages still buffered will be counted as dropped",
+               "subject", natsSubscription_GetSubject(s->ns), "error", natsStatus_GetText(ns), NULL);
+        s->drain = SC_CONN_DRAIN_DONE;
     }
 }
 
-bool
-sc_conn_ingest_drained(const struct sc_daemon *d)
+sc_conn_drain_state
+sc_conn_sub_drain_state(const struct sc_conn_sub *s)
 {
-    return d->ingest_drain != SC_DRAIN_RUNNING;
-}
-
-uint64_t
-sc_conn_ingest_account(struct sc_daemon *d)
-{
-    int pending = 0;
-    int64_t delivered = 0, slow = 0;
-    uint64_t arrived, dropped = 0;
-
-    if (d->ingest_drain == SC_DRAIN_NONE || !d->sub_failed)
-        return 0;
-    /*
-     * The loop no longer runs, so nothing new arrives: pending + delivered,
-     * read under the subscription's lock, is every failure nats.c received.
-     * Once the drain completed nats.c closed the subscription; then every
-     * message went through on_failed(), which counted it.
-     */
-    if (natsSubscription_GetStats(d->sub_failed, &pending, NULL, NULL, NULL, &delivered, &slow) ==
-        NATS_OK)
-        arrived = (uint64_t)pending + (uint64_t)delivered;
-    else
-        arrived = __atomic_load_n(&d->ingest_delivered, __ATOMIC_ACQUIRE);
-    if (arrived > d->c.received)
-        dropped = arrived - d->c.received;
-    d->c.ingest_dropped += dropped;
-    sc_log(dropped ? SC_LOG_WARN : SC_LOG_INFO,
-           dropped ? "ingest closed: failures received from NATS were not taken before exit"
-                   : "ingest closed: every failure received from NATS was taken",
-           "received", sc_log_int((int64_t)d->c.received), "enqueued",
-           sc_log_int((int64_t)d->c.enqueued), "invalid", sc_log_int((int64_t)d->c.invalid),
-           "refused_full", sc_log_int((int64_t)d->c.refused_full), "dropped",
-           sc_log_int((int64_t)dropped), "drained",
-           d->ingest_drain == SC_DRAIN_DONE ? "true" : "false", NULL);
-    return dropped;
+    return s ? s->drain : SC_CONN_DRAIN_NONE;
 }
 
 void
-sc_conn_close(struct sc_daemon *d)
+sc_conn_sub_tally(struct sc_conn_sub *s, uint64_t *arrived, uint64_t *taken)
 {
-    struct sc_handoff *h = &d->in;
-    bool wait_drain_cb = d->ingest_drain != SC_DRAIN_NONE && d->sub_failed;
+    int pending = 0;
+    int64_t delivered = 0;
 
-    if (h->items) {
-        pthread_mutex_lock(&h->mu);
-        h->closed = true;
-        pthread_cond_broadcast(&h->notfull);
-        pthread_mutex_unlock(&h->mu);
-    }
-    if (d->nc) {
-        __atomic_store_n(&d->nats_closing, 1, __ATOMIC_RELEASE);
-        natsConnection_Close(d->nc);
-        /* The closed callback runs on a nats.c thread and touches d: wait for it (at most 5 s). */
-        for (int i = 0; i < 5000 && !__atomic_load_n(&d->nats_closed, __ATOMIC_ACQUIRE); i++) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-        /* So does the drain's completion callback, once the close ended the delivery thread. */
-        for (int i = 0; wait_drain_cb && i < 5000 &&
-                        !__atomic_load_n(&d->ingest_cb_done, __ATOMIC_ACQUIRE);
-             i++) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-    }
-    natsSubscription_Destroy(d->sub_failed);
-    natsSubscription_Destroy(d->sub_reply);
-    natsSubscription_Destroy(d->sub_admin);
-    d->sub_failed = d->sub_reply = d->sub_admin = NULL;
-    sc_micro_close(d);
-    natsConnection_Destroy(d->nc);
-    d->nc = NULL;
+    *arrived = *taken = 0;
+    if (!s)
+        return;
+    /*
+     * The loop no longer runs, so nothing new arrives: pending + delivered,
+     * read under the subscription's lock, is every message nats.c received.
+     * Once a drain completed nats.c closed the subscription; then every
+     * message went through on_msg(), which counted it.
+     */
+    if (natsSubscription_GetStats(s->ns, &pending, NULL, NULL, NULL, &delivered, NULL) == NATS_OK)
+        *arrived = (uint64_t)pending + (uint64_t)delivered;
+    else
+        *arrived = __atomic_load_n(&s->delivered, __ATOMIC_ACQUIRE);
+    *taken = s->taken;
 }
+
+int64_t
+sc_conn_sub_dropped(struct sc_conn_sub *s)
+{
+    int64_t slow = 0;
+
+    if (!s || natsSubscription_GetDropped(s->ns, &slow) != NATS_OK)
+        return 0;
+    return slow;
+}
+
+/*
+ * The barrier: a message to this connection's own "<inbox>.barrier" that
+ * the server hands back in order. Once it is back, the server has read
+ * every byte published before it. This matters at exit: nats.c closes its
+ * socket with SO_LINGER 0 (a reset), which throws away whatever still sits
+ * in the kernel's send buffer, so nats.c's own empty buffer is not enough.
+ */
+static void
+on_barrier(void *ctx, natsMsg *msg)
+{
+    struct sc_conn *c = ctx;
+    uint64_t seq = strtoull(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "0", NULL, 10);
+
+    if (seq > c->barrier_seen)
+        c->barrier_seen = seq;
+}
+
+/* Subscribes the barrier subject (after the inbox exists). */
+static sc_status
+barrier_open(struct sc_conn *c, char *err, size_t errlen)
+{
+    char subj[96];
+
+    snprintf(subj, sizeof(subj), "%s.barrier", c->inbox);
+    return sc_conn_subscribe(c, subj, NULL, 0, on_barrier, c, NULL, err, errlen);
+}
+
+bool
+sc_conn_flushed(struct sc_conn *c)
+{
+    char subj[96], body[24];
+    int n;
+
+    if (!c)
+        return true;
+    if (natsConnection_Buffered(c->nc) > 0)
+        return false;
+    /* Disconnected: nothing can reach the server now; nats.c's buffer is all there is. */
+    if (!sc_conn_connected(c))
+        return true;
+    if (c->barrier_seen == c->barrier_sent && c->barrier_sent && c->published == c->published_at_barrier)
+        return true;
+    if (c->barrier_seen != c->barrier_sent)
+        return false; /* one round trip at a time */
+    snprintf(subj, sizeof(subj), "%s.barrier", c->inbox);
+    n = snprintf(body, sizeof(body), "%llu", (unsigned long long)(c->barrier_sent + 1));
+    if (natsConnection_Publish(c->nc, subj, body, n) != NATS_OK)
+        return false;
+    c->barrier_sent++;
+    c->published_at_barrier = c->published;
+    return false;
+}
+
+/* ---- reading the connection ------------------------------------------------------------------ */
+
+bool
+sc_conn_connected(const struct sc_conn *c)
+{
+    return c && __atomic_load_n(&c->connected, __ATOMIC_RELAXED);
+}
+
+uint64_t
+sc_conn_epoch(const struct sc_conn *c)
+{
+    return c ? __atomic_load_n(&c->disconnects, __ATOMIC_RELAXED) : 0;
+}
+
+struct sc_conn_stats
+sc_conn_get_stats(const struct sc_conn *c)
+{
+    struct sc_conn_stats st = {0};
+
+    if (!c)
+        return st;
+    st.connected = sc_conn_connected(c);
+    st.reconnects = __atomic_load_n(&c->reconnects, __ATOMIC_RELAXED);
+    st.disconnects = __atomic_load_n(&c->disconnects, __ATOMIC_RELAXED);
+    st.published = c->published;
+    st.publish_errors = c->publish_errors;
+    return st;
+}
+
+const char *
+sc_conn_inbox(const struct sc_conn *c)
+{
+    return c ? c->inbox : "";
+}
+
+int64_t
+sc_conn_max_payload(struct sc_conn *c)
+{
+    return c ? natsConnection_GetMaxPayload(c->nc) : 0;
+}
+
+bool
+sc_conn_subscribed(const struct sc_conn *c)
+{
+    struct sc_list *it;
+
+    if (!c || sc_list_empty(&c->subs))
+        return false;
+    SC_LIST_FOREACH(it, &c->subs) {
+        if (!natsSubscription_IsValid(SC_LIST_ENTRY(it, struct sc_conn_sub, link)->ns))
+            return false;
+    }
+    return true;
+}
+
+/* ---- publishing ------------------------------------------------------------------------------ */
 
 /* Copies a header value with control characters replaced by spaces (no CR/LF can reach the wire). */
 static const char *
@@ -537,49 +771,51 @@ header_safe(const char *v, char *buf, size_t buflen)
 }
 
 sc_status
-sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
-           size_t len, const char *const *headers)
+sc_conn_publish(struct sc_conn *c, const char *subject, const char *reply, const void *body,
+                size_t len, const char *const *headers)
 {
     natsMsg *m = NULL;
     natsStatus ns;
     char val[4200]; /* task ids (<= 1024 bytes) and subjects (<= 4000) pass whole */
 
+    if (!c)
+        return SC_EIO;
     if (len > INT32_MAX)
         return SC_ETOOBIG;
     if (!headers) {
-        ns = reply ? natsConnection_PublishRequest(d->nc, subject, reply, body, (int)len)
-                   : natsConnection_Publish(d->nc, subject, body, (int)len);
+        ns = reply ? natsConnection_PublishRequest(c->nc, subject, reply, body, (int)len)
+                   : natsConnection_Publish(c->nc, subject, body, (int)len);
     } else {
         ns = natsMsg_Create(&m, subject, reply, body, (int)len);
         for (size_t i = 0; ns == NATS_OK && headers[i]; i += 2)
             ns = natsMsgHeader_Set(m, headers[i], header_safe(headers[i + 1], val, sizeof(val)));
         if (ns == NATS_OK)
-            ns = natsConnection_PublishMsg(d->nc, m);
+            ns = natsConnection_PublishMsg(c->nc, m);
         natsMsg_Destroy(m);
     }
     if (ns != NATS_OK) {
-        d->c.publish_errors++;
+        c->publish_errors++;
         sc_log(SC_LOG_DEBUG, "publish failed", "subject", subject, "error", natsStatus_GetText(ns), NULL);
         return ns == NATS_MAX_PAYLOAD ? SC_ETOOBIG : SC_EIO;
     }
-    d->c.published++;
+    c->published++;
     return SC_OK;
 }
 
 void
-sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int error_code,
-           const char *error_message)
+sc_conn_respond(struct sc_conn *c, natsMsg *req, const char *body, size_t len, int error_code,
+                const char *error_message)
 {
     const char *reply = natsMsg_GetReply(req);
     const char *hdrs[5] = {NULL};
     char code[16], small[256];
-    size_t plen = strlen(d->reply_prefix);
+    size_t plen = strlen(sc_conn_inbox(c));
 
-    if (!reply || !*reply)
+    if (!c || !reply || !*reply)
         return;
     /* Never answer onto a wildcard, or into our own retry inbox (a forged reply). */
     if (!codec_subject_valid(reply, strlen(reply), false) ||
-        (strncmp(reply, d->reply_prefix, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')))
+        (strncmp(reply, c->inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')))
         return;
     if (error_code) {
         snprintf(code, sizeof(code), "%d", error_code);
@@ -588,7 +824,7 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
         hdrs[2] = CODEC_HDR_SERVICE_ERROR_CODE;
         hdrs[3] = code;
     }
-    if (sc_publish(d, reply, NULL, body, len, error_code ? hdrs : NULL) == SC_ETOOBIG) {
+    if (sc_conn_publish(c, reply, NULL, body, len, error_code ? hdrs : NULL) == SC_ETOOBIG) {
         /* Every request gets a JSON answer, even when the real one cannot fit. */
         int n = snprintf(small, sizeof(small),
                          "{\"error\":{\"code\":400,\"message\":\"reply of %zu bytes exceeds the "
@@ -599,12 +835,6 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
         hdrs[2] = CODEC_HDR_SERVICE_ERROR_CODE;
         hdrs[3] = "400";
         hdrs[4] = NULL;
-        sc_publish(d, reply, NULL, small, (size_t)n, hdrs);
+        sc_conn_publish(c, reply, NULL, small, (size_t)n, hdrs);
     }
-}
-
-void
-sc_conn_global_init(void)
-{
-    evthread_use_pthreads(); /* nats.c's delivery threads wake the loop (event_active) */
 }

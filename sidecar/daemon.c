@@ -1,4 +1,4 @@
-/* daemon.c - builds the loop, the connection and the queue; handles signals, shutdown and reload. */
+/* daemon.c - builds the loop, the connection and the queue; wires the subscriptions' handlers; handles signals, shutdown and reload. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +6,8 @@
 #include "sidecar-internal.h"
 
 #define HANDOFF_CAP 65536
+#define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */
+#define DRAIN_NATS_MARGIN_MS 60000 /* nats.c's drain timeout: shutdown.drain_ms plus this */
 
 /* Builds a classifier from cfg's rules. */
 static sc_status
@@ -27,6 +29,122 @@ build_classifier(const struct config *cfg, struct policy_classifier **out, char 
     return s;
 }
 
+/* ---- the handlers of the subscriptions (conn.h): each hands one message to its edge --------- */
+
+static void
+on_failure_msg(void *ctx, natsMsg *m)
+{
+    sc_ingest(ctx, m);
+}
+
+static void
+on_reply_msg(void *ctx, natsMsg *m)
+{
+    sc_on_reply(ctx, m);
+}
+
+static void
+on_admin_msg(void *ctx, natsMsg *m)
+{
+    sc_admin(ctx, m);
+}
+
+/*
+ * Subscribes the failure, reply and admin subjects on d's connection and
+ * opens service discovery. Returns SC_OK or SC_EIO with err set. Main thread.
+ */
+static sc_status
+subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = d->cfg;
+    const char *verbs[64];
+    size_t nverbs = 0;
+    char subj[512];
+    sc_status s;
+
+    snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
+    if ((s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
+                               on_failure_msg, d, &d->sub_failed, err, errlen)))
+        return s;
+    snprintf(subj, sizeof(subj), "%s.*.*", sc_conn_inbox(d->conn));
+    if ((s = sc_conn_subscribe(d->conn, subj, NULL, BIG_PENDING, on_reply_msg, d, NULL, err,
+                               errlen)))
+        return s;
+    snprintf(subj, sizeof(subj), "%s.admin.*", cfg->subjects_prefix);
+    if ((s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_admin_msg, d, NULL, err, errlen)))
+        return s;
+    while (nverbs < SC_ARRAY_LEN(verbs) && nverbs < sc_admin_verb_count()) {
+        verbs[nverbs] = sc_admin_verb_name(nverbs);
+        nverbs++;
+    }
+    return sc_micro_open(d, verbs, nverbs, err, errlen);
+}
+
+/* ---- shutdown -------------------------------------------------------------------------------- */
+
+/* The ingest drain reached its end marker: every failure buffered for this sidecar was taken. */
+static void
+on_ingest_drained(void *ctx)
+{
+    struct sc_daemon *d = ctx;
+
+    sc_log(SC_LOG_INFO, "ingest drained: every failure buffered for this sidecar was taken",
+           "taken", sc_log_int((int64_t)(d->c.received - d->ingest_received_at_stop)), "ms",
+           sc_log_int(sc_now_mono_ms() - d->ingest_drain_started_mono), NULL);
+}
+
+/*
+ * Stops taking new failures without losing those nats.c already buffered:
+ * drains the ingest subscription (not an unsubscribe, which would throw
+ * them away). The tick stops the loop once sc_conn_sub_drain_state() says
+ * done and nothing is in flight, or at shutdown.drain_ms.
+ */
+static void
+drain_ingest(struct sc_daemon *d)
+{
+    d->ingest_drain_started_mono = sc_now_mono_ms();
+    d->ingest_received_at_stop = d->c.received;
+    /*
+     * nats.c's timeout must never fire first: on its expiry nats.c closes
+     * the subscription and frees what it still holds without a count, and
+     * its flush (by default 10 s, the same timeout when one is given) would
+     * on failure make it drop, uncounted, whatever still arrives behind a
+     * long backlog. shutdown.drain_ms bounds the wait instead, and
+     * ingest_account() counts what is left then.
+     */
+    sc_conn_sub_drain(d->sub_failed, d->cfg->shutdown_drain_ms + DRAIN_NATS_MARGIN_MS,
+                      on_ingest_drained, d);
+}
+
+/*
+ * Runs once the loop no longer runs (after the last event_base_* call):
+ * counts the failures that nats.c had received but the loop never took in
+ * (c.ingest_dropped), logs the tally (warn when anything was dropped) and
+ * returns that count. Main thread.
+ */
+static uint64_t
+ingest_account(struct sc_daemon *d)
+{
+    sc_conn_drain_state st = sc_conn_sub_drain_state(d->sub_failed);
+    uint64_t arrived, taken, dropped = 0;
+
+    if (st == SC_CONN_DRAIN_NONE)
+        return 0;
+    sc_conn_sub_tally(d->sub_failed, &arrived, &taken);
+    if (arrived > taken)
+        dropped = arrived - taken;
+    d->c.ingest_dropped += dropped;
+    sc_log(dropped ? SC_LOG_WARN : SC_LOG_INFO,
+           dropped ? "ingest closed: failures received from NATS were not taken before exit"
+                   : "ingest closed: every failure received from NATS was taken",
+           "received", sc_log_int((int64_t)d->c.received), "enqueued",
+           sc_log_int((int64_t)d->c.enqueued), "invalid", sc_log_int((int64_t)d->c.invalid),
+           "refused_full", sc_log_int((int64_t)d->c.refused_full), "dropped",
+           sc_log_int((int64_t)dropped), "drained", st == SC_CONN_DRAIN_DONE ? "true" : "false",
+           NULL);
+    return dropped;
+}
+
 static void
 on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -40,8 +158,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     }
     d->stopping = true;
     d->stop_deadline_mono = sc_now_mono_ms() + d->cfg->shutdown_drain_ms;
-    /* Not an unsubscribe: that would throw away what nats.c already buffered for us. */
-    sc_conn_drain_ingest(d);
+    drain_ingest(d);
     sc_log(SC_LOG_INFO, "stopping: no new failures; taking in the buffered ones, draining in-flight retries", "signal",
            sig == SIGTERM ? "TERM" : "INT", "in_flight", sc_log_int((int64_t)d->m.inflight),
            "drain_ms", sc_log_int(d->cfg->shutdown_drain_ms), NULL);
@@ -112,10 +229,6 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->metrics = sc_metrics_new();
     if ((s = sc_store_open(d, err, errlen))) /* loads tasks back before the tick and NATS exist */
         goto fail;
-    if ((s = sc_handoff_init(d, HANDOFF_CAP))) {
-        snprintf(err, errlen, "libevent: cannot create the wake event");
-        goto fail;
-    }
     d->tick_ev = event_new(d->base, -1, EV_PERSIST, sc_on_tick, d);
     tv.tv_sec = cfg->timer_tick_ms / 1000;
     tv.tv_usec = (cfg->timer_tick_ms % 1000) * 1000;
@@ -127,7 +240,10 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     event_add(d->sig_int, NULL);
     event_add(d->sig_hup, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((s = sc_conn_open(d, err, errlen)))
+    if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
+        goto fail;
+    d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */
+    if ((s = subscribe_all(d, err, errlen)))
         goto fail;
     if ((s = sc_http_start(d, err, errlen)) || (s = sc_alerts_start(d, err, errlen)))
         goto fail;
@@ -155,7 +271,7 @@ sc_daemon_run(struct sc_daemon *d)
            NULL);
     event_base_dispatch(d->base);
     sc_store_flush(d); /* DESIGN section 14: flush the store before exiting */
-    if (sc_conn_ingest_account(d) > 0 && d->exit_code == 0)
+    if (ingest_account(d) > 0 && d->exit_code == 0)
         d->exit_code = 1; /* failures were lost: say so to the supervisor too */
     sc_log(SC_LOG_INFO, "dlq-sidecar stopped", "tasks", sc_log_int((int64_t)sc_queue_active(&d->q)),
            NULL);
@@ -169,7 +285,10 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
-    sc_conn_close(d);
+    sc_conn_free(d->conn); /* no handler runs after this */
+    d->conn = NULL;
+    d->sub_failed = NULL;
+    sc_micro_close(d);
     if (d->tick_ev)
         event_free(d->tick_ev);
     if (d->sig_term)
@@ -178,7 +297,6 @@ sc_daemon_free(struct sc_daemon *d)
         event_free(d->sig_int);
     if (d->sig_hup)
         event_free(d->sig_hup);
-    sc_handoff_destroy(d);
     sc_admin_destroy(d);
     sc_store_close(d);
     sc_queue_destroy(&d->q);

@@ -33,8 +33,8 @@ port_connected(void *ctx, uint64_t *epoch)
 {
     struct sc_daemon *d = ctx;
 
-    *epoch = __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED);
-    return __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED) != 0;
+    *epoch = sc_conn_epoch(d->conn);
+    return sc_conn_connected(d->conn);
 }
 
 static void
@@ -113,7 +113,8 @@ sc_dispatch_init(struct sc_daemon *d)
     struct dlq_ports p = ports;
 
     p.ctx = d;
-    dlq_machine_init(&d->m, d->cfg, d->classifier, &d->q, &d->c, d->reply_prefix, &p,
+    /* The retries' inbox is the connection's, set once it exists (daemon.c). */
+    dlq_machine_init(&d->m, d->cfg, d->classifier, &d->q, &d->c, "", &p,
                      sc_now_mono_ms());
 }
 
@@ -144,8 +145,9 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
      */
     dlq_machine_run(&d->m, sc_now_wall_ms(), now, !d->paused && !d->stopping);
     if (d->stopping) {
-        bool drained = d->m.inflight == 0 && sc_conn_ingest_drained(d) &&
-                       natsConnection_Buffered(d->nc) <= 0;
+        bool drained = d->m.inflight == 0 &&
+                       sc_conn_sub_drain_state(d->sub_failed) != SC_CONN_DRAIN_RUNNING &&
+                       sc_conn_flushed(d->conn);
         if (drained || now >= d->stop_deadline_mono) {
             if (!drained)
                 sc_log(SC_LOG_WARN, "drain deadline reached", "in_flight", sc_log_int((int64_t)d->m.inflight), NULL);
@@ -360,7 +362,8 @@ void
 sc_on_reply(struct sc_daemon *d, natsMsg *m)
 {
     const char *subj = natsMsg_GetSubject(m);
-    size_t plen = strlen(d->reply_prefix);
+    const char *inbox = sc_conn_inbox(d->conn);
+    size_t plen = strlen(inbox);
     const char *p, *val = NULL;
     char *end;
     unsigned long idx;
@@ -369,7 +372,7 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     struct codec_outcome out;
     bool stored;
 
-    if (strncmp(subj, d->reply_prefix, plen) != 0 || subj[plen] != '.')
+    if (strncmp(subj, inbox, plen) != 0 || subj[plen] != '.')
         return;
     p = subj + plen + 1;
     idx = strtoul(p, &end, 10);

@@ -196,10 +196,8 @@ serve_readyz(struct http_conn *c, bool head)
 {
     struct sc_daemon *d = c->hs->d;
     struct sc_buf *b = &c->hs->body;
-    bool up = __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED);
-    bool subs = d->sub_failed && d->sub_reply && d->sub_admin &&
-                natsSubscription_IsValid(d->sub_failed) && natsSubscription_IsValid(d->sub_reply) &&
-                natsSubscription_IsValid(d->sub_admin);
+    bool up = sc_conn_connected(d->conn);
+    bool subs = sc_conn_subscribed(d->conn);
     const char *backend, *pstate;
     uint64_t queued;
     bool store_ok, ready;
@@ -233,7 +231,10 @@ serve(struct http_conn *c, bool head, const char *path, size_t len)
     } else if (PATH_IS("/readyz")) {
         serve_readyz(c, head);
     } else if (PATH_IS("/metrics")) {
-        sc_metrics_render(hs->d, b);
+        struct sc_http_stats st = hs->st;
+        st.open = hs->nconns;
+        st.max_connections = hs->cap;
+        sc_metrics_render(hs->d, &st, b);
         answer(c, head, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL);
     } else if (PATH_IS("/")) {
         sc_buf_appendf(b, "dlq-sidecar %s: /healthz /readyz /metrics\n", DLQ_VERSION);
@@ -691,15 +692,4 @@ sc_http_stop(struct sc_daemon *d)
 {
     http_free(d->http);
     d->http = NULL;
-}
-
-void
-sc_http_get_stats(struct sc_daemon *d, struct sc_http_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!d->http)
-        return;
-    *out = d->http->st;
-    out->open = d->http->nconns;
-    out->max_connections = d->http->cap;
 }

@@ -167,7 +167,7 @@ refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char 
     const char *hdrs[] = {CODEC_HDR_INVALID_REASON, reason, "Dlq-Invalid-Detail", why,
                           CODEC_HDR_ORIG_SUBJECT, natsMsg_GetSubject(m), NULL, NULL, NULL};
     size_t len = (size_t)natsMsg_GetDataLength(m);
-    int64_t maxp = natsConnection_GetMaxPayload(d->nc);
+    int64_t maxp = sc_conn_max_payload(d->conn);
     struct sc_task view;
 
     d->c.invalid++;
@@ -277,7 +277,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     f.env = &env;
     f.subject = subject;
     f.service = service;
-    f.max_payload = natsConnection_GetMaxPayload(d->nc);
+    f.max_payload = sc_conn_max_payload(d->conn);
     f.wants_answer = natsMsg_GetReply(m) != NULL;
     dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
     answer(d, m, service, &env, &dc);

@@ -5,7 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sidecar-internal.h"
+#include "common.h"
+#include "log.h"
 
 static sc_log_level min_level = SC_LOG_INFO;
 static bool json_format;

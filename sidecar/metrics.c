@@ -157,30 +157,17 @@ sc_persistence_state(struct sc_daemon *d, const char **backend, uint64_t *queued
     return sc_store_state(d, backend, queued_writes);
 }
 
-void
-sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
+/* The queue: sizes, tasks by status, category and policy (counts kept up to date by queue.c, no walk). */
+static void
+render_queue(struct sc_daemon *d, struct sc_buf *b)
 {
-    static const char *const pstates[] = {"starting", "ok", "degraded"}; /* persist_state_name() */
-    const struct sc_counters *c = &d->c;
-    struct sc_http_stats hst;
-    uint64_t refused_answers, unstored_answers;
-    uint64_t cats[POLICY_CAT_COUNT] = {0}, pols[POLICY_RETRY_COUNT] = {0}, queued = 0;
-    const char *backend = "memory", *pstate;
-    bool known = false;
     size_t i;
-
-    /* Kept up to date on every change (queue.c): no walk over the tasks. */
-    for (i = 0; i < POLICY_CAT_COUNT; i++)
-        cats[i] = sc_queue_active_category(&d->q, (policy_category)i);
-    for (i = 0; i < POLICY_RETRY_COUNT; i++)
-        pols[i] = d->q.active_policy[i];
 
     family(b, "dlq_build_info", "gauge", "Version of the running dlq-sidecar (always 1).");
     sample_u(b, "dlq_build_info", "version", DLQ_VERSION, 1);
     family(b, "dlq_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
     sample_seconds(b, "dlq_start_time_seconds", (double)d->started_wall / 1000.0);
 
-    /* The queue. */
     metric_u(b, "dlq_queue_size", "gauge",
              "Tasks counting against max_size (pending, parked, retrying, exhausted).",
              (uint64_t)sc_queue_active(&d->q));
@@ -197,12 +184,18 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
            "Tasks counting against max_size, by error category.");
     for (i = 0; i < POLICY_CAT_COUNT; i++)
         sample_u(b, "dlq_tasks_by_category", "category", policy_category_name((policy_category)i),
-                 cats[i]);
+                 (uint64_t)sc_queue_active_category(&d->q, (policy_category)i));
     family(b, "dlq_tasks_by_policy", "gauge", "Tasks counting against max_size, by retry policy.");
     for (i = 0; i < POLICY_RETRY_COUNT; i++)
-        sample_u(b, "dlq_tasks_by_policy", "policy", policy_retry_name((policy_retry)i), pols[i]);
+        sample_u(b, "dlq_tasks_by_policy", "policy", policy_retry_name((policy_retry)i),
+                 (uint64_t)d->q.active_policy[i]);
+}
 
-    /* Ingest. */
+static void
+render_ingest(struct sc_daemon *d, struct sc_buf *b)
+{
+    const struct sc_counters *c = &d->c;
+
     metric_u(b, "dlq_ingested_total", "counter",
              "Failure messages taken from the failed subjects, valid or not.", c->received);
     metric_u(b, "dlq_enqueued_total", "counter",
@@ -217,18 +210,21 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
              "Failure messages nats.c had received but the loop never took (a shutdown drain cut short).",
              c->ingest_dropped);
     {
-        int64_t slow = 0;
-        if (!d->sub_failed || natsSubscription_GetDropped(d->sub_failed, &slow) != NATS_OK || slow < 0)
-            slow = 0;
+        int64_t slow = sc_conn_sub_dropped(d->sub_failed);
         metric_u(b, "dlq_ingest_slow_consumer_dropped_total", "counter",
                  "Failure messages nats.c dropped past its pending limits (slow consumer).",
-                 (uint64_t)slow);
+                 slow > 0 ? (uint64_t)slow : 0);
     }
     family(b, "dlq_invalid_total", "counter", "Failure messages refused as invalid, by reason.");
-    for (i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
+    for (size_t i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
         sample_u(b, "dlq_invalid_total", "reason", d->reasons[i].reason, d->reasons[i].count);
+}
 
-    /* Retries. */
+static void
+render_retries(struct sc_daemon *d, struct sc_buf *b)
+{
+    const struct sc_counters *c = &d->c;
+
     metric_u(b, "dlq_retries_published_total", "counter", "Retry messages published to workers.",
              c->attempts);
     family(b, "dlq_retries_total", "counter",
@@ -252,14 +248,22 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     metric_u(b, "dlq_retry_processor_paused", "gauge",
              "1 while automatic retries are paused (admin pause or retry_processor_enabled).",
              d->paused ? 1 : 0);
-    for (i = 0; i < SC_HIST_COUNT && d->metrics; i++)
+    for (size_t i = 0; i < SC_HIST_COUNT && d->metrics; i++)
         render_hist(b, &d->metrics->h[i]);
+}
 
-    /* Persistence. */
+static void
+render_persistence(struct sc_daemon *d, struct sc_buf *b)
+{
+    static const char *const pstates[] = {"starting", "ok", "degraded"}; /* persist_state_name() */
+    const char *backend = "memory", *pstate;
+    uint64_t queued = 0, refused_answers, unstored_answers;
+    bool known = false;
+
     pstate = sc_persistence_state(d, &backend, &queued);
     family(b, "dlq_persistence_state", "gauge",
            "1 for the store's current state, 0 for the others (starting, ok, degraded).");
-    for (i = 0; i < SC_ARRAY_LEN(pstates); i++) {
+    for (size_t i = 0; i < SC_ARRAY_LEN(pstates); i++) {
         sc_buf_appendf(b, "dlq_persistence_state{backend=\"%s\",state=\"%s\"} %d\n", backend,
                        pstates[i], strcmp(pstate, pstates[i]) == 0);
         known = known || strcmp(pstate, pstates[i]) == 0;
@@ -281,38 +285,55 @@ sc_metrics_render(struct sc_daemon *d, struct sc_buf *b)
     metric_u(b, "dlq_ingest_answers_unstored_total", "counter",
              "Ingest requests answered \"stored\":false (accepted in memory, not yet durable).",
              unstored_answers);
+}
 
-    /* NATS. */
+static void
+render_nats(struct sc_daemon *d, struct sc_buf *b)
+{
+    struct sc_conn_stats nst = sc_conn_get_stats(d->conn);
+
     metric_u(b, "dlq_nats_connected", "gauge", "1 while the NATS connection is up.",
-             __atomic_load_n(&d->nats_connected, __ATOMIC_RELAXED) ? 1 : 0);
+             nst.connected ? 1 : 0);
     metric_u(b, "dlq_nats_reconnects_total", "counter", "Reconnections to NATS after a loss.",
-             __atomic_load_n(&d->reconnects, __ATOMIC_RELAXED));
+             nst.reconnects);
     metric_u(b, "dlq_nats_disconnects_total", "counter", "Losses of the NATS connection.",
-             __atomic_load_n(&d->disconnects, __ATOMIC_RELAXED));
+             nst.disconnects);
     metric_u(b, "dlq_nats_published_total", "counter",
-             "Messages published (retries, events, replies, invalid copies).", c->published);
+             "Messages published (retries, events, replies, invalid copies).", nst.published);
     metric_u(b, "dlq_nats_publish_errors_total", "counter", "Publishes nats.c refused.",
-             c->publish_errors);
+             nst.publish_errors);
+}
 
-    /* HTTP (this listener). */
-    sc_http_get_stats(d, &hst);
-    metric_u(b, "dlq_http_connections_open", "gauge", "HTTP connections open now.", hst.open);
+static void
+render_http(const struct sc_http_stats *hst, struct sc_buf *b)
+{
+    metric_u(b, "dlq_http_connections_open", "gauge", "HTTP connections open now.", hst->open);
     metric_u(b, "dlq_http_connections_max", "gauge",
              "Effective cap of open HTTP connections (max_connections, fitted under the fd limit).",
-             hst.max_connections);
-    metric_u(b, "dlq_http_requests_total", "counter", "HTTP request heads read.", hst.requests);
+             hst->max_connections);
+    metric_u(b, "dlq_http_requests_total", "counter", "HTTP request heads read.", hst->requests);
     family(b, "dlq_http_connections_refused_total", "counter",
            "HTTP connections closed at accept, by reason.");
     sample_u(b, "dlq_http_connections_refused_total", "reason", "max_connections",
-             hst.refused_cap);
-    sample_u(b, "dlq_http_connections_refused_total", "reason", "fd_reserve", hst.refused_fds);
+             hst->refused_cap);
+    sample_u(b, "dlq_http_connections_refused_total", "reason", "fd_reserve", hst->refused_fds);
     metric_u(b, "dlq_http_connections_timed_out_total", "counter",
-             "HTTP connections cut at http.request_timeout_ms.", hst.timed_out);
+             "HTTP connections cut at http.request_timeout_ms.", hst->timed_out);
     metric_u(b, "dlq_http_requests_too_large_total", "counter",
-             "HTTP request heads over the size cap (answered 431).", hst.too_large);
+             "HTTP request heads over the size cap (answered 431).", hst->too_large);
     metric_u(b, "dlq_http_accept_errors_total", "counter",
              "accept(2) failures of the HTTP listener (it pauses after each).",
-             hst.accept_errors);
+             hst->accept_errors);
+}
 
+void
+sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct sc_buf *b)
+{
+    render_queue(d, b);
+    render_ingest(d, b);
+    render_retries(d, b);
+    render_persistence(d, b);
+    render_nats(d, b);
+    render_http(http, b);
     sc_alerts_render(d, b);
 }

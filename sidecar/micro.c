@@ -25,7 +25,8 @@ struct micro_endpoint {
 /* The discovery state of one daemon: owned by d->micro, loop thread only after sc_micro_open(). */
 struct sc_micro {
     char id[MICRO_ID_MAX];
-    natsSubscription *subs[MICRO_VERBS * MICRO_FORMS];
+    const char *names[MICRO_MAX_ENDPOINTS]; /* the admin verbs (borrowed, static) */
+    size_t nnames;
     struct micro_endpoint ep[MICRO_MAX_ENDPOINTS];
 };
 
@@ -51,45 +52,41 @@ make_id(char *out, size_t outlen)
     natsInbox_Destroy(inbox);
 }
 
-natsStatus
-sc_micro_open(struct sc_daemon *d, natsMsgHandler cb)
+static void on_request(void *ctx, natsMsg *m);
+
+sc_status
+sc_micro_open(struct sc_daemon *d, const char *const *endpoints, size_t n, char *err,
+              size_t errlen)
 {
     struct sc_micro *m;
-    natsStatus ns = NATS_OK;
+    sc_status s = SC_OK;
     char subj[256];
-    size_t n = 0;
 
     if (d->micro)
-        return NATS_OK;
+        return SC_OK;
     m = sc_xcalloc(1, sizeof(*m));
     make_id(m->id, sizeof(m->id));
+    for (size_t i = 0; i < n && i < MICRO_MAX_ENDPOINTS; i++)
+        m->names[m->nnames++] = endpoints[i];
     d->micro = m;
-    for (size_t v = 0; v < MICRO_VERBS && ns == NATS_OK; v++) {
-        for (int form = 0; form < MICRO_FORMS && ns == NATS_OK; form++) {
+    for (size_t v = 0; v < MICRO_VERBS && s == SC_OK; v++) {
+        for (int form = 0; form < MICRO_FORMS && s == SC_OK; form++) {
             if (form == 0)
                 snprintf(subj, sizeof(subj), "$SRV.%s", verbs[v]);
             else if (form == 1)
                 snprintf(subj, sizeof(subj), "$SRV.%s.%s", verbs[v], MICRO_NAME);
             else
                 snprintf(subj, sizeof(subj), "$SRV.%s.%s.%s", verbs[v], MICRO_NAME, m->id);
-            ns = natsConnection_Subscribe(&m->subs[n], d->nc, subj, cb, d);
-            if (ns == NATS_OK)
-                n++;
+            s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_request, d, NULL, err, errlen);
         }
     }
-    return ns;
+    return s;
 }
 
 void
 sc_micro_close(struct sc_daemon *d)
 {
-    struct sc_micro *m = d->micro;
-
-    if (!m)
-        return;
-    for (size_t i = 0; i < SC_ARRAY_LEN(m->subs); i++)
-        natsSubscription_Destroy(m->subs[i]);
-    free(m);
+    free(d->micro);
     d->micro = NULL;
 }
 
@@ -132,9 +129,9 @@ endpoint_head(struct sc_daemon *d, struct sc_jw *w, size_t i)
 {
     char subj[256];
 
-    snprintf(subj, sizeof(subj), "%s.admin.%s", d->cfg->subjects_prefix, sc_admin_verb_name(i));
+    snprintf(subj, sizeof(subj), "%s.admin.%s", d->cfg->subjects_prefix, d->micro->names[i]);
     sc_jw_open(w, NULL, '{');
-    sc_jw_str(w, "name", sc_admin_verb_name(i));
+    sc_jw_str(w, "name", d->micro->names[i]);
     sc_jw_str(w, "subject", subj);
     /* The admin subjects have no queue group: every instance answers for the tasks it holds. */
     sc_jw_str(w, "queue_group", "");
@@ -153,7 +150,7 @@ write_ping(struct sc_daemon *d, struct sc_buf *b)
 static void
 write_info(struct sc_daemon *d, struct sc_buf *b)
 {
-    size_t n = sc_admin_verb_count();
+    size_t n = d->micro->nnames;
     struct sc_jw w;
 
     sc_jw_init(&w, b);
@@ -172,7 +169,7 @@ write_info(struct sc_daemon *d, struct sc_buf *b)
 static void
 write_stats(struct sc_daemon *d, struct sc_buf *b)
 {
-    size_t n = sc_admin_verb_count();
+    size_t n = d->micro->nnames;
     char started[SC_RFC3339_LEN];
     struct sc_jw w;
 
@@ -197,13 +194,15 @@ write_stats(struct sc_daemon *d, struct sc_buf *b)
 }
 
 /*
- * sc_micro() answers $SRV.<VERB>[.<name>[.<id>]]. The subscriptions are
- * exact, so the subject's second token is the verb; a request without a
- * reply subject is ignored. The request body is ignored as ADR-32 says.
+ * on_request() answers $SRV.<VERB>[.<name>[.<id>]] (ctx is the daemon).
+ * The subscriptions are exact, so the subject's second token is the verb;
+ * a request without a reply subject is ignored. The request body is
+ * ignored as ADR-32 says.
  */
-void
-sc_micro(struct sc_daemon *d, natsMsg *m)
+static void
+on_request(void *ctx, natsMsg *m)
 {
+    struct sc_daemon *d = ctx;
     const char *subj = natsMsg_GetSubject(m);
     const char *reply = natsMsg_GetReply(m);
     struct sc_buf *b = &d->out;
@@ -221,5 +220,5 @@ sc_micro(struct sc_daemon *d, natsMsg *m)
     } else {
         return;
     }
-    sc_respond(d, m, b->data, b->len, 0, NULL);
+    sc_conn_respond(d->conn, m, b->data, b->len, 0, NULL);
 }

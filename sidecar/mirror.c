@@ -294,11 +294,12 @@ ack_hold(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const struct sc_buf
     const char *reply = natsMsg_GetReply(m);
     struct sc_store_ack *a;
     struct timeval tv = {0, ACK_SWEEP_MS * 1000};
-    size_t plen = strlen(d->reply_prefix);
+    const char *inbox = sc_conn_inbox(d->conn);
+    size_t plen = strlen(inbox);
 
     /* A reply sc_respond() would refuse (a wildcard, our own retry inbox) is not held either. */
     if (!t || !reply || !*reply || !codec_subject_valid(reply, strlen(reply), false) ||
-        (strncmp(reply, d->reply_prefix, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
+        (strncmp(reply, inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
         s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !t->store_dirty)
         return false;
     a = sc_xcalloc(1, sizeof(*a));

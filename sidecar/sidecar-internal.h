@@ -12,38 +12,13 @@
 #include "codec.h"
 #include "common.h"
 #include "config.h"
+#include "conn.h"
+#include "log.h"
 #include "policy.h"
 #include "dlq.h"
 #include "sidecar.h"
 
 /* ---- the daemon ------------------------------------------------------------------------------ */
-
-/* Kinds of message handed from nats.c threads to the loop. */
-/* SC_IN_DRAINED carries no message: the ingest drain's end marker (conn.c). */
-typedef enum { SC_IN_FAILED = 0, SC_IN_REPLY, SC_IN_ADMIN, SC_IN_MICRO, SC_IN_DRAINED } sc_in_kind;
-
-/* The shutdown drain of the ingest subscription (conn.c). */
-typedef enum {
-    SC_DRAIN_NONE = 0, /* taking failures */
-    SC_DRAIN_RUNNING,  /* unsubscribed; nats.c still hands over what it had buffered */
-    SC_DRAIN_DONE,     /* the loop took in everything up to the end marker (or the drain failed) */
-} sc_drain_state;
-
-struct sc_inmsg {
-    natsMsg *msg;
-    sc_in_kind kind;
-};
-
-/* A bounded hand-off ring: nats.c threads push, the loop pops. */
-struct sc_handoff {
-    pthread_mutex_t mu;
-    pthread_cond_t notfull;
-    struct sc_inmsg *items;
-    size_t cap, head, len;
-    bool wake_pending;
-    bool closed;
-    struct event *wake;
-};
 
 
 /* Per-reason invalid counters (low cardinality: codec reasons plus a few). */
@@ -73,21 +48,12 @@ struct sc_redrive {
     uint64_t resume_seq;
 };
 
-/* A rate limit for one kind of log line (log.c), embedded in its owner and zeroed to start. */
-struct sc_lograte {
-    int64_t last_mono;
-    uint64_t suppressed;
-    bool used;
-};
-
 struct sc_daemon {
     struct config *cfg;        /* borrowed from main, lives longer */
     struct event_base *base;
-    natsConnection *nc;
-    natsSubscription *sub_failed, *sub_reply, *sub_admin;
+    struct sc_conn *conn;      /* the NATS transport (conn.h); NULL before sc_conn_new() */
+    struct sc_conn_sub *sub_failed; /* the ingest subscription (drained at shutdown) */
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
-    char reply_prefix[64];     /* "_INBOX.<nuid>" */
-    struct sc_handoff in;
     struct codec *codec;
     struct policy_classifier *classifier;
     struct sc_queue q;
@@ -102,17 +68,9 @@ struct sc_daemon {
     bool paused;               /* admin pause or retry_processor_enabled false */
     bool stopping;
     int64_t stop_deadline_mono;
-    sc_drain_state ingest_drain;  /* loop thread */
     int64_t ingest_drain_started_mono;
     uint64_t ingest_received_at_stop; /* c.received when the drain started */
-    uint64_t ingest_delivered;   /* failure messages nats.c handed to on_failed(): use __atomic */
-    volatile int ingest_cb_done; /* the drain's completion callback returned: use __atomic */
-    volatile int nats_closing;   /* sc_conn_close() closes the connection: use __atomic */
     int64_t started_mono, started_wall;
-    uint64_t reconnects;
-    volatile int nats_connected; /* written on nats.c threads: use __atomic */
-    uint64_t disconnects;        /* written on nats.c threads: use __atomic */
-    volatile int nats_closed;    /* set by the closed callback: use __atomic */
     struct sc_buf out;         /* reusable JSON output */
     struct sc_buf scratch;     /* reusable scratch */
     uint64_t rng;
@@ -126,52 +84,26 @@ struct sc_daemon {
     struct sc_store *store;     /* the store mirror (store.c); NULL before sc_store_open() */
 };
 
-/* log.c: one line per call to stderr, logfmt or JSON. kv is NULL-terminated pairs of strings. */
-typedef enum { SC_LOG_DEBUG = 0, SC_LOG_INFO, SC_LOG_WARN, SC_LOG_ERROR } sc_log_level;
-void sc_log_setup(config_log_level level, config_log_format format);
-bool sc_log_enabled(sc_log_level level);
-void sc_log(sc_log_level level, const char *msg, ...);
-/* sc_logv-style helper: formats a number into a static per-call buffer slot (up to 8 per line). */
-const char *sc_log_int(int64_t v);
-/*
- * sc_lograte_take() returns true when a line of the kind r limits may be
- * written now (the first call, then at most one per interval_ms of
- * now_mono) and sets *suppressed to the calls refused since the last line
- * (then reset to 0); false counts this call as suppressed. Loop thread (not
- * locked).
- */
-bool sc_lograte_take(struct sc_lograte *r, int64_t now_mono, int64_t interval_ms,
-                     uint64_t *suppressed);
+/* ---- the transport (conn.h; log.h is included above) ------------------------------------- */
 
-/* conn.c: the NATS connection (I/O on nats.c's threads), subscriptions, the hand-off to the loop. */
-/* sc_conn_global_init() makes libevent thread-safe (nats.c's threads wake the loop); call before event_base_new(). */
-void sc_conn_global_init(void);
-sc_status sc_conn_open(struct sc_daemon *d, char *err, size_t errlen);
-void sc_conn_close(struct sc_daemon *d);
-sc_status sc_handoff_init(struct sc_daemon *d, size_t cap);
-void sc_handoff_destroy(struct sc_daemon *d);
 /*
- * sc_conn_drain_ingest() stops taking new failures without losing those
- * nats.c already buffered (shutdown): it drains the ingest subscription
- * (nats.c sends UNSUB, confirms it with a flush on its own thread, keeps
- * delivering what it holds, then puts an end marker into the hand-off ring).
- * Never blocks. No-op when called again. Loop thread.
- * sc_conn_ingest_drained() tells whether the loop has taken in everything up
- * to the marker (true when no drain is needed). Loop thread.
- * sc_conn_ingest_account() runs once the loop no longer runs (after the last
- * event_base_* call): counts the failures that nats.c had received but the
- * loop never took in (c.ingest_dropped), logs the tally (warn when anything
- * was dropped) and returns that count. Main thread.
+ * The transport (conn.h) for the files that publish as the daemon:
+ * sc_publish() and sc_respond() are sc_conn_publish() and sc_conn_respond()
+ * on d's connection (see there). Loop thread.
  */
-void sc_conn_drain_ingest(struct sc_daemon *d);
-bool sc_conn_ingest_drained(const struct sc_daemon *d);
-uint64_t sc_conn_ingest_account(struct sc_daemon *d);
-/* sc_publish() publishes body with optional headers (NULL-terminated name/value pairs) and reply. */
-sc_status sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
-                     size_t len, const char *const *headers);
-/* sc_respond() answers a request's reply subject; error responses set the service-error headers. */
-void sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int error_code,
-                const char *error_message);
+static inline sc_status
+sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
+           size_t len, const char *const *headers)
+{
+    return sc_conn_publish(d->conn, subject, reply, body, len, headers);
+}
+
+static inline void
+sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int error_code,
+           const char *error_message)
+{
+    sc_conn_respond(d->conn, req, body, len, error_code, error_message);
+}
 
 /* ingest.c: the core-NATS source of failures (decode, invalid republish, answer); the decision is dlq_ingest()'s. */
 void sc_ingest(struct sc_daemon *d, natsMsg *m);
@@ -300,18 +232,20 @@ const char *sc_admin_verb_name(size_t i);
 
 /*
  * micro.c: NATS service discovery (ADR-32: $SRV.PING/INFO/STATS, also
- * .<name> and .<name>.<id>). sc_micro_open() makes this process's id and
- * subscribes with cb (conn.c's hand-off), main thread, after the connection
- * exists; returns the first failing nats.c status. sc_micro_close() destroys
- * the subscriptions (after the connection closed) and frees the state; safe
- * when never opened. sc_micro() answers one request and sc_micro_record()
- * adds one admin request of verb i (elapsed_ns of handling; error_message
- * non-NULL when it was answered with an error) to the endpoint statistics:
- * loop thread only.
+ * .<name> and .<name>.<id>) for the admin API. sc_micro_open() makes this
+ * process's id and subscribes on d's connection (after sc_conn_new()),
+ * answering on the loop thread; endpoints names the n admin verbs it
+ * reports (static strings, borrowed), in the order sc_micro_record()
+ * numbers them. Returns SC_OK or SC_EIO with err set. Main thread.
+ * sc_micro_close() frees the state; call it after sc_conn_free() (no
+ * request can arrive then); safe when never opened. sc_micro_record() adds
+ * one admin request of verb i (elapsed_ns of handling; error_message
+ * non-NULL when it was answered with an error) to the endpoint statistics.
+ * Loop thread.
  */
-natsStatus sc_micro_open(struct sc_daemon *d, natsMsgHandler cb);
+sc_status sc_micro_open(struct sc_daemon *d, const char *const *endpoints, size_t n, char *err,
+                        size_t errlen);
 void sc_micro_close(struct sc_daemon *d);
-void sc_micro(struct sc_daemon *d, natsMsg *m);
 void sc_micro_record(struct sc_daemon *d, size_t verb, int64_t elapsed_ns, int error_code,
                      const char *error_message);
 
@@ -329,12 +263,14 @@ typedef enum {
  * frees it, NULL is a no-op. sc_metrics_observe() records ms milliseconds
  * (negative counts as 0) in histogram h; a no-op when d->metrics is NULL.
  * sc_metrics_render() appends the whole Prometheus text exposition (format
- * 0.0.4) of d to out. Loop thread.
+ * 0.0.4) of d to out, with the HTTP listener's counters http (borrowed;
+ * the listener hands them over, so metrics.c never calls it). Loop thread.
  */
+struct sc_http_stats;
 struct sc_metrics *sc_metrics_new(void);
 void sc_metrics_free(struct sc_metrics *m);
 void sc_metrics_observe(struct sc_daemon *d, sc_hist h, int64_t ms);
-void sc_metrics_render(struct sc_daemon *d, struct sc_buf *out);
+void sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct sc_buf *out);
 
 /*
  * sc_persistence_state() is the one place that reads the store's health for
@@ -359,7 +295,7 @@ const char *sc_persistence_state(struct sc_daemon *d, const char **backend,
 sc_status sc_http_start(struct sc_daemon *d, char *err, size_t errlen);
 void sc_http_stop(struct sc_daemon *d);
 
-/* What the HTTP listener counted since start (for /metrics). */
+/* What the HTTP listener counted since start (it passes them to sc_metrics_render()). */
 struct sc_http_stats {
     size_t open;              /* connections open now */
     size_t max_connections;   /* the effective cap */
@@ -372,8 +308,6 @@ struct sc_http_stats {
     uint64_t accept_errors;   /* accept(2) failures (EMFILE ...): the listener paused */
 };
 
-/* sc_http_get_stats() fills *out (all zero when HTTP is disabled). Loop thread. */
-void sc_http_get_stats(struct sc_daemon *d, struct sc_http_stats *out);
 
 /*
  * sc_alerts_start() starts the periodic threshold check when alerts.enabled
