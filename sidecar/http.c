@@ -454,6 +454,28 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
+/*
+ * At the cap, the oldest connection that has not sent its whole request head
+ * makes room for the new one: idle or trickling sockets (one client holding
+ * every slot) can then never keep a health probe out, since a probe sends its
+ * head at once and is answered before it is the oldest. Returns false when
+ * every open connection is being answered (then the new one is refused).
+ */
+static bool
+evict_oldest(struct sc_http *hs)
+{
+    struct http_conn *c, *oldest = NULL;
+
+    for (c = hs->conns; c; c = c->next) /* newest first: the last match is the oldest */
+        if (!c->answering && !c->draining)
+            oldest = c;
+    if (!oldest)
+        return false;
+    hs->st.evicted++;
+    conn_close(oldest);
+    return true;
+}
+
 static void
 on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen,
           void *arg)
@@ -474,6 +496,8 @@ on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
      * The kernel hands out the lowest free fd: one at or above the ceiling
      * means fewer than HTTP_FD_RESERVE are left for NATS and the store.
      */
+    if (fd < hs->fd_ceiling && hs->nconns >= hs->cap)
+        evict_oldest(hs);
     if (fd >= hs->fd_ceiling || hs->nconns >= hs->cap) {
         bool fds = fd >= hs->fd_ceiling;
         if (fds)

@@ -317,6 +317,9 @@ render_http(const struct sc_http_stats *hst, struct sc_buf *b)
     sample_u(b, "dlq_http_connections_refused_total", "reason", "max_connections",
              hst->refused_cap);
     sample_u(b, "dlq_http_connections_refused_total", "reason", "fd_reserve", hst->refused_fds);
+    metric_u(b, "dlq_http_connections_evicted_total", "counter",
+             "HTTP connections closed before their request head was read, to make room at the cap.",
+             hst->evicted);
     metric_u(b, "dlq_http_connections_timed_out_total", "counter",
              "HTTP connections cut at http.request_timeout_ms.", hst->timed_out);
     metric_u(b, "dlq_http_requests_too_large_total", "counter",

@@ -303,6 +303,7 @@ struct sc_http_stats {
     uint64_t requests;        /* complete request heads read */
     uint64_t refused_cap;     /* closed at accept: max_connections reached */
     uint64_t refused_fds;     /* closed at accept: too close to RLIMIT_NOFILE */
+    uint64_t evicted;         /* closed before their head was read, to make room for a new one */
     uint64_t timed_out;       /* cut at http.request_timeout_ms */
     uint64_t too_large;       /* request heads over the size cap (431) */
     uint64_t accept_errors;   /* accept(2) failures (EMFILE ...): the listener paused */
