@@ -137,6 +137,7 @@ ingest_account(struct sc_daemon *d)
     sc_log(dropped ? SC_LOG_WARN : SC_LOG_INFO,
            dropped ? "ingest closed: failures received from NATS were not taken before exit"
                    : "ingest closed: every failure received from NATS was taken",
+           "arrived", sc_log_int((int64_t)(d->c.received + dropped)), /* from NATS, taken or not */
            "received", sc_log_int((int64_t)d->c.received), "enqueued",
            sc_log_int((int64_t)d->c.enqueued), "invalid", sc_log_int((int64_t)d->c.invalid),
            "refused_full", sc_log_int((int64_t)d->c.refused_full), "dropped",
