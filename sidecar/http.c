@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "list.h"
 #include "sidecar-internal.h"
 
 /*
@@ -49,7 +50,7 @@ struct http_conn {
     bool answering;            /* the answer is queued; close when it is written */
     bool linger;               /* the client may still be sending: drain before closing */
     bool draining;             /* answer written, write side shut: discarding input until EOF */
-    struct http_conn *prev, *next;
+    struct sc_list link;       /* on hs->conns (oldest first), then on hs->dead */
 };
 
 struct sc_http {
@@ -57,8 +58,8 @@ struct sc_http {
     struct evconnlistener *lst;
     struct event *resume;      /* re-enables the listener after an accept error */
     struct event *reap;        /* frees the connections on dead */
-    struct http_conn *conns;   /* open connections (nconns of them) */
-    struct http_conn *dead;    /* closed, waiting for the reap event */
+    struct sc_list conns;      /* open connections (nconns of them), oldest first */
+    struct sc_list dead;       /* closed, waiting for the reap event */
     size_t nconns;
     size_t cap;                /* http.max_connections, lowered to fit under the fd limit */
     int fd_ceiling;            /* an accepted fd at or above this is closed at once */
@@ -69,28 +70,6 @@ struct sc_http {
 };
 
 /* ---- connection life ------------------------------------------------------------------------ */
-
-static void
-list_unlink(struct http_conn **head, struct http_conn *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        *head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static void
-list_push(struct http_conn **head, struct http_conn *c)
-{
-    c->prev = NULL;
-    c->next = *head;
-    if (*head)
-        (*head)->prev = c;
-    *head = c;
-}
 
 /* Frees c's socket and timer (the socket closes now) and c itself. */
 static void
@@ -118,9 +97,9 @@ conn_close(struct http_conn *c)
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_del(c->deadline);
-    list_unlink(&hs->conns, c);
+    sc_list_remove(&c->link);
     hs->nconns--;
-    list_push(&hs->dead, c);
+    sc_list_push_back(&hs->dead, &c->link);
     event_active(hs->reap, EV_TIMEOUT, 0);
 }
 
@@ -128,14 +107,12 @@ static void
 on_reap(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_http *hs = arg;
-    struct http_conn *c;
+    struct sc_list *n;
 
     (void)fd;
     (void)what;
-    while ((c = hs->dead) != NULL) {
-        list_unlink(&hs->dead, c);
-        conn_free(c);
-    }
+    while ((n = sc_list_pop_front(&hs->dead)) != NULL)
+        conn_free(SC_LIST_ENTRY(n, struct http_conn, link));
 }
 
 /* Warns about refused connections at most every HTTP_WARN_EVERY_MS. */
@@ -465,10 +442,15 @@ static bool
 evict_oldest(struct sc_http *hs)
 {
     struct http_conn *c, *oldest = NULL;
+    struct sc_list *n;
 
-    for (c = hs->conns; c; c = c->next) /* newest first: the last match is the oldest */
-        if (!c->answering && !c->draining)
+    SC_LIST_FOREACH(n, &hs->conns) { /* oldest first */
+        c = SC_LIST_ENTRY(n, struct http_conn, link);
+        if (!c->answering && !c->draining) {
             oldest = c;
+            break;
+        }
+    }
     if (!oldest)
         return false;
     hs->st.evicted++;
@@ -527,7 +509,7 @@ on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     tv.tv_sec = (time_t)(ms / 1000);
     tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
     evtimer_add(c->deadline, &tv);
-    list_push(&hs->conns, c);
+    sc_list_push_back(&hs->conns, &c->link);
     hs->nconns++;
 }
 
@@ -626,20 +608,16 @@ size_budget(struct sc_http *hs, int lowest_fd)
 static void
 http_free(struct sc_http *hs)
 {
-    struct http_conn *c;
+    struct sc_list *n;
 
     if (!hs)
         return;
     if (hs->lst)
         evconnlistener_free(hs->lst);
-    while ((c = hs->conns) != NULL) {
-        list_unlink(&hs->conns, c);
-        conn_free(c);
-    }
-    while ((c = hs->dead) != NULL) {
-        list_unlink(&hs->dead, c);
-        conn_free(c);
-    }
+    while ((n = sc_list_pop_front(&hs->conns)) != NULL)
+        conn_free(SC_LIST_ENTRY(n, struct http_conn, link));
+    while ((n = sc_list_pop_front(&hs->dead)) != NULL)
+        conn_free(SC_LIST_ENTRY(n, struct http_conn, link));
     if (hs->resume)
         event_free(hs->resume);
     if (hs->reap)
@@ -674,6 +652,8 @@ sc_http_start(struct sc_daemon *d, char *err, size_t errlen)
         return SC_EINVAL;
     }
     hs = sc_xcalloc(1, sizeof(*hs));
+    sc_list_init(&hs->conns);
+    sc_list_init(&hs->dead);
     hs->d = d;
     sc_buf_init(&hs->body, HTTP_BODY_MAX);
     hs->resume = evtimer_new(d->base, on_resume, hs);
