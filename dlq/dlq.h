@@ -362,6 +362,8 @@ struct dlq_machine {
     struct sc_queue *q;                   /* borrowed: the task table */
     struct sc_counters *c;                /* borrowed: the lifetime counters */
     const char *reply_prefix;             /* borrowed: "_INBOX.<nuid>", filled before the first run */
+    size_t hdr_base;                      /* sc_retry_headers_max() of an empty id and subject: the
+                                             id adds 2 x its length, the subject its length */
     struct dlq_ports ports;
     struct sc_wheel *wheel;               /* due times of pending tasks (rate-limited) */
     struct sc_wheel *twheel;              /* reply timeouts of retrying tasks */

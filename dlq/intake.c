@@ -166,7 +166,13 @@ static bool
 check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *out)
 {
     const struct codec_envelope *env = in->env;
-    size_t hdr = sc_retry_headers_max(env->task_id.ptr, env->task_id.len, in->f->subject);
+    /*
+     * sc_retry_headers_max(id, subject) without building the headers per
+     * message: the id appears twice (Dlq-Task-Id, Nats-Msg-Id), the subject
+     * once, every other value at its widest is in hdr_base.
+     */
+    size_t id_len = env->task_id.len < SC_RETRY_ID_MAX ? env->task_id.len : SC_RETRY_ID_MAX;
+    size_t hdr = m->hdr_base + 2 * id_len + strlen(in->f->subject);
 
     if (in->f->max_payload > 0 && (int64_t)(env->task.len + hdr) > in->f->max_payload) {
         out->verdict = DLQ_IN_INVALID;

@@ -609,6 +609,7 @@ dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classi
     m->last_run_mono = now_mono;
     m->now_mono = now_mono;
     m->tokens = 1;
+    m->hdr_base = sc_retry_headers_max("", 0, "");
 }
 
 void

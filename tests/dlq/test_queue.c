@@ -331,6 +331,15 @@ test_retry_headers(void **state)
     wire = sc_retry_headers(&h, "order-42", 8, INT32_MAX, INT32_MAX, POLICY_CAT_PERMISSION,
                             "dlq.failed.orders", -62135596800000LL, INT64_MAX);
     assert_true(max >= wire);
+    /* Ingest sizes without building: the empty base, plus the id twice and the subject once. */
+    {
+        static char id[SC_RETRY_ID_MAX];
+        size_t base = sc_retry_headers_max("", 0, "");
+        memset(id, 'i', sizeof id);
+        for (size_t len = 0; len <= SC_RETRY_ID_MAX; len += 97)
+            assert_int_equal(sc_retry_headers_max(id, len, "dlq.failed.a.b"),
+                             base + 2 * len + strlen("dlq.failed.a.b"));
+    }
 }
 
 int
