@@ -14,8 +14,8 @@ void dlq_log(struct dlq_machine *m, dlq_log_level level, const char *msg, ...);
 const char *dlq_int(struct dlq_machine *m, int64_t v);
 
 /* dlq_changed() marks t changed for the store; dlq_drop() cancels t's timer and flight, then removes and frees it. */
-void dlq_changed(struct dlq_machine *m, struct sc_task *t);
-void dlq_drop(struct dlq_machine *m, struct sc_task *t);
+void dlq_changed(struct dlq_machine *m, struct dlq_task *t);
+void dlq_drop(struct dlq_machine *m, struct dlq_task *t);
 
 /*
  * dlq_park() parks t (pending with no automatic retry), with why (len
@@ -28,10 +28,10 @@ void dlq_drop(struct dlq_machine *m, struct sc_task *t);
  * category unless an envelope chose it. Loop thread; m->now_mono is the
  * current monotonic time.
  */
-void dlq_park(struct dlq_machine *m, struct sc_task *t, const char *why, size_t len);
-void dlq_schedule_next(struct dlq_machine *m, struct sc_task *t, int64_t now_wall);
-void dlq_attempt_failed(struct dlq_machine *m, struct sc_task *t, sc_outcome_kind kind,
+void dlq_park(struct dlq_machine *m, struct dlq_task *t, const char *why, size_t len);
+void dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall);
+void dlq_attempt_failed(struct dlq_machine *m, struct dlq_task *t, dlq_outcome_kind kind,
                         const char *error, size_t error_len, int64_t now);
-void dlq_default_policy(struct dlq_machine *m, struct sc_task *t);
+void dlq_default_policy(struct dlq_machine *m, struct dlq_task *t);
 
 #endif

@@ -8,9 +8,9 @@
 
 #include "codec.h"
 #include "common.h"
+#include "list.h"
 #include "config.h"
 #include "policy.h"
-#include "wheel.h"
 
 /*
  * This module knows nothing of NATS, libevent or the store: time comes in
@@ -19,74 +19,173 @@
  * a log line, a metric) leaves through struct dlq_ports, which the daemon
  * fills in. Every status change of DESIGN section 10 happens in machine.c
  * (ingest's half in intake.c); docs/machine.md lists the transitions.
- * The types keep the sc_ prefix they had in sidecar/ (the rename to dlq_
- * is one mechanical step after the other parts of issue 11 merge).
  */
 
-#define SC_CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+/* ---- the timer wheel (wheel.c) ---------------------------------------------------------------- */
+
+/*
+ * Invariants (see docs/wheel.md):
+ * - time is in integer ms of a monotonic clock that the caller passes in;
+ *   the wheel never reads a clock, so tests drive time by hand; any int64_t
+ *   is a valid time (negative, or as far out as INT64_MAX);
+ * - an entry due at t fires in the first dlq_wheel_run() whose now >= t and
+ *   never earlier; entries are kept at tick granularity (a slot holds one
+ *   tick) and the current tick's slot is checked entry by entry, so with a
+ *   run every tick an entry fires at most one tick late;
+ * - entries fire earliest tick first; within one tick the order is
+ *   unspecified. Entries due before the wheel's current tick (scheduled in
+ *   the past) count as due at the current tick and fire on the next run;
+ * - schedule and cancel are O(1) and never allocate: the entry is embedded
+ *   in its owner (a task) and linked into a slot list;
+ * - the wheel holds 11 levels of 64 slots; level k slots span 64^k ticks, so
+ *   the levels cover all 2^64 ticks and no entry is ever out of range.
+ *   Advancing skips empty ticks (a jump of years over a sparse wheel costs a
+ *   few steps per level); an entry moves down (cascades) at most once per
+ *   level.
+ *
+ * The layout of struct dlq_wheel_entry is public because owners embed it;
+ * only the wheel touches its fields.
+ */
+struct dlq_wheel_entry {
+    struct dlq_wheel_entry *next;
+    struct dlq_wheel_entry *prev; /* NULL when not scheduled */
+    int64_t due;                 /* ms, monotonic */
+};
+
+struct dlq_wheel; /* opaque */
+
+/*
+ * Called for each entry that fires, after it has been unlinked (it may be
+ * re-scheduled inside). The callback must not call dlq_wheel_run() or
+ * dlq_wheel_free() on the wheel that is running it.
+ */
+typedef void (*dlq_wheel_cb)(struct dlq_wheel_entry *e, void *ctx);
+
+/*
+ * dlq_wheel_new() returns a wheel whose clock starts at now_ms, with a tick of
+ * tick_ms (1-1000; values outside are clamped). Never returns NULL (aborts
+ * on OOM). dlq_wheel_free() frees it (NULL is a no-op) without touching
+ * entries still linked; the owners must not cancel them afterwards (re-init
+ * them with dlq_wheel_entry_init() to reuse them). One thread (the loop) at a
+ * time.
+ */
+struct dlq_wheel *dlq_wheel_new(int64_t tick_ms, int64_t now_ms);
+void dlq_wheel_free(struct dlq_wheel *w);
+
+/* dlq_wheel_entry_init() marks e as not scheduled. Call once before first use. */
+void dlq_wheel_entry_init(struct dlq_wheel_entry *e);
+
+/* dlq_wheel_entry_scheduled() is true while e is linked in a wheel. */
+static inline int
+dlq_wheel_entry_scheduled(const struct dlq_wheel_entry *e)
+{
+    return e->prev != NULL;
+}
+
+/*
+ * dlq_wheel_schedule() files e to fire at due_ms (monotonic ms; a time in the
+ * past fires on the next run). An e already scheduled in w is moved; one
+ * scheduled in another wheel must be cancelled there first (the wheel is
+ * not recorded in the entry). O(1), no allocation. Loop thread.
+ */
+void dlq_wheel_schedule(struct dlq_wheel *w, struct dlq_wheel_entry *e, int64_t due_ms);
+
+/* dlq_wheel_cancel() unlinks e if scheduled; O(1), safe on an unscheduled entry. Loop thread. */
+void dlq_wheel_cancel(struct dlq_wheel *w, struct dlq_wheel_entry *e);
+
+/*
+ * dlq_wheel_run() advances the wheel to now_ms and calls cb(e, ctx) for due
+ * entries (due <= now_ms), at most max of them (0 means no limit), earliest
+ * tick first. Due entries past the limit stay due and fire first in the next
+ * run (this is how a backlog after a stall drains at a bounded rate).
+ * Returns how many fired. Cost: O(levels) per tick that holds entries or
+ * cascades, plus O(1) per entry fired or cascaded; empty ticks are skipped.
+ * Loop thread; cb may schedule or cancel any entry, including e and others
+ * due in the same tick. An entry that cb files at or before the current tick
+ * fires in the next run, not this one (a callback re-arming itself cannot
+ * loop); one filed at a later tick that is already due may fire in this run.
+ * A now_ms earlier than a previous run's is allowed and fires nothing early.
+ */
+size_t dlq_wheel_run(struct dlq_wheel *w, int64_t now_ms, size_t max, dlq_wheel_cb cb, void *ctx);
+
+/*
+ * dlq_wheel_next_due() returns a time (monotonic ms) at or before the earliest
+ * scheduled entry's due time and never before the start of the wheel's
+ * current tick, for arming the loop timer; INT64_MAX when the wheel is
+ * empty. It is exact (the earliest due itself) unless an entry of the
+ * earliest slot was cancelled since that slot was last scanned, in which
+ * case the timer may wake once early and find nothing due. It never makes
+ * the loop spin: a run at the returned time either fires something or
+ * leaves dlq_wheel_next_due() later than its now_ms. Called from inside a
+ * callback it returns the start of the current tick. O(levels).
+ */
+int64_t dlq_wheel_next_due(const struct dlq_wheel *w);
+
+/* dlq_wheel_count() returns the number of scheduled entries. O(1). */
+size_t dlq_wheel_count(const struct dlq_wheel *w);
 
 /* ---- tasks and the queue (queue.c) ---------------------------------------------------------- */
 
 /* Task states of DESIGN section 10; "parked" is pending with no next retry. */
 typedef enum {
-    SC_TASK_PENDING = 0,
-    SC_TASK_RETRYING,
-    SC_TASK_EXHAUSTED,
-    SC_TASK_COMPLETED,
-    SC_TASK_ARCHIVED,
-    SC_TASK_STATUS_COUNT
-} sc_task_status;
+    DLQ_TASK_PENDING = 0,
+    DLQ_TASK_RETRYING,
+    DLQ_TASK_EXHAUSTED,
+    DLQ_TASK_COMPLETED,
+    DLQ_TASK_ARCHIVED,
+    DLQ_TASK_STATUS_COUNT
+} dlq_task_status;
 
 /* What a history entry records. */
 typedef enum {
-    SC_OUT_FAILED = 0, /* a failure envelope arrived (an episode's first failure, or a repeat) */
-    SC_OUT_RETRY_FAILED,
-    SC_OUT_TIMEOUT,
-    SC_OUT_SUCCEEDED,
-    SC_OUT_DEFERRED,
-    SC_OUT_REFUSED, /* the retry subject was refused: parked */
-    SC_OUT_EXHAUSTED,
-    SC_OUT_MANUAL, /* an operator scheduled a retry */
-    SC_OUT_ARCHIVED,
-} sc_outcome_kind;
+    DLQ_OUT_FAILED = 0, /* a failure envelope arrived (an episode's first failure, or a repeat) */
+    DLQ_OUT_RETRY_FAILED,
+    DLQ_OUT_TIMEOUT,
+    DLQ_OUT_SUCCEEDED,
+    DLQ_OUT_DEFERRED,
+    DLQ_OUT_REFUSED, /* the retry subject was refused: parked */
+    DLQ_OUT_EXHAUSTED,
+    DLQ_OUT_MANUAL, /* an operator scheduled a retry */
+    DLQ_OUT_ARCHIVED,
+} dlq_outcome_kind;
 
-const char *sc_task_status_name(sc_task_status s);
-const char *sc_outcome_name(sc_outcome_kind k);
+const char *dlq_task_status_name(dlq_task_status s);
+const char *dlq_outcome_name(dlq_outcome_kind k);
 
 /* One bounded-history entry. error (may be NULL) is a reference into the queue's string pool. */
-struct sc_attempt {
+struct dlq_attempt {
     int64_t at_ms; /* wall */
     int32_t attempt;
-    uint8_t outcome; /* sc_outcome_kind */
+    uint8_t outcome; /* dlq_outcome_kind */
     const char *error;
 };
 
 /*
- * Bits of sc_task.pooled: which string fields point into the queue's pool of
- * shared, reference-counted strings (sc_task_set_str()) rather than at their
+ * Bits of dlq_task.pooled: which string fields point into the queue's pool of
+ * shared, reference-counted strings (dlq_task_set_str()) rather than at their
  * own malloc'd copy (a field assigned directly, as the store's loader does).
  */
-#define SC_TS_SUBJECT 0x01u
-#define SC_TS_RETRY_SUBJECT 0x02u
-#define SC_TS_ERROR 0x04u
-#define SC_TS_ERROR_TYPE 0x08u
-#define SC_TS_RULE 0x10u
+#define DLQ_TS_SUBJECT 0x01u
+#define DLQ_TS_RETRY_SUBJECT 0x02u
+#define DLQ_TS_ERROR 0x04u
+#define DLQ_TS_ERROR_TYPE 0x08u
+#define DLQ_TS_RULE 0x10u
 
 /*
  * One dead-lettered task. Owned by the queue. The task, its id and (when it
- * fits the room reserved at sc_queue_add_room()) its payload are one
+ * fits the room reserved at dlq_queue_add_room()) its payload are one
  * allocation; subject, retry_subject, error, error_type and rule_id are
  * pooled (see pooled) or owned; every other pointer field is owned by the
  * task. Times are wall-clock ms since the epoch, 0 meaning "none". The
  * wheel entry serves two purposes: while pending it is the due time of the
  * next attempt, while retrying the reply timeout. category, policy, status
  * and parked feed the queue's counts: change them only through
- * sc_queue_set_status() and sc_queue_set_class().
+ * dlq_queue_set_status() and dlq_queue_set_class().
  */
-struct sc_task {
-    struct sc_wheel_entry timer;
-    struct sc_task *hnext;              /* hash chain */
-    struct sc_task *onext, *oprev;      /* all tasks in seq order */
+struct dlq_task {
+    struct dlq_wheel_entry timer;
+    struct dlq_task *hnext;              /* hash chain */
+    struct sc_list order;               /* in q->order: all tasks in seq order */
     uint64_t seq;                       /* unique, grows: list order and cursors */
     uint64_t version;                   /* grows on every change (external versioning) */
     char *id;                           /* in the task's own allocation, NUL-terminated */
@@ -108,130 +207,166 @@ struct sc_task {
     uint32_t bytes;                     /* counted against max_bytes */
     uint8_t category;                   /* policy_category */
     uint8_t policy;                     /* policy_retry */
-    uint8_t status;                     /* sc_task_status */
-    uint8_t pooled;                     /* SC_TS_* bits */
+    uint8_t status;                     /* dlq_task_status */
+    uint8_t pooled;                     /* DLQ_TS_* bits */
     bool policy_override;               /* the envelope chose the policy */
     bool max_retries_own;               /* max_retries came from an envelope or an operator, not
                                            default_max_retries (which a SIGHUP may change) */
     bool parked;                        /* pending with no automatic retry */
-    bool store_dirty;                   /* store.c: on the dirty list */
     int32_t max_retries;
     int32_t retry_count;                /* attempts that ended in failure or timeout */
     int32_t defer_streak;               /* no-responders deferrals in a row */
     int32_t episode;                    /* 1 + times reopened after completed/archived */
     int64_t episode_id;                 /* the episode's start, us since the epoch, unique and
-                                           growing within the process (sc_queue_new_episode());
+                                           growing within the process (dlq_queue_new_episode());
                                            stored, so Nats-Msg-Id survives a restart */
     uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
-    struct sc_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
+    struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
     uint16_t hist_len, hist_head, hist_alloc;
-    struct sc_task *dnext, *dprev;      /* store.c: the dirty list (changes not yet stored) */
-    struct sc_store_ack *store_acks;    /* store.c: ingest acks waiting for this task's write */
+    /* The store mirror's (sidecar/mirror.c), opaque here and left alone by this module: */
+    struct sc_list dirty;               /* linked while the task has changes not yet stored */
+    struct sc_mirror_ack *store_acks;   /* ingest acks waiting for this task's write */
 };
 
 /* Filter of DESIGN section 8 (any field unset matches everything). */
-struct sc_filter {
-    int status;          /* -1 any, else sc_task_status; parked handled by want_parked */
+struct dlq_filter {
+    int status;          /* -1 any, else dlq_task_status; parked handled by want_parked */
     int want_parked;     /* -1 any, 0 not parked, 1 parked only */
     int category;        /* -1 any */
     const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
     int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
 };
 
-bool sc_filter_match(const struct sc_filter *f, const struct sc_task *t, int64_t now_wall);
+bool dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t now_wall);
 
 /* One string of the queue's pool (queue.c): shared by every task field that holds the same bytes. */
-struct sc_pstr;
+struct dlq_pstr;
 
-struct sc_queue {
-    struct sc_task **buckets;
+struct dlq_queue {
+    struct dlq_task **buckets;
     size_t nbuckets;
     size_t count;                       /* every record held */
-    size_t counts[SC_TASK_STATUS_COUNT];
+    size_t counts[DLQ_TASK_STATUS_COUNT];
     size_t parked;
-    size_t by_status_cat[SC_TASK_STATUS_COUNT][POLICY_CAT_COUNT]; /* parked included in pending */
+    size_t by_status_cat[DLQ_TASK_STATUS_COUNT][POLICY_CAT_COUNT]; /* parked included in pending */
     size_t parked_cat[POLICY_CAT_COUNT];
-    size_t active_policy[POLICY_RETRY_COUNT]; /* active tasks (sc_queue_active()) per policy */
+    size_t active_policy[POLICY_RETRY_COUNT]; /* active tasks (dlq_queue_active()) per policy */
     size_t bytes;                       /* sum of the tasks' bytes */
-    struct sc_task *head, *tail;        /* seq order */
+    struct sc_list order;               /* every task, by seq (dlq_queue_first() ...) */
     uint64_t next_seq;
     int64_t last_episode_id;            /* the largest episode id issued or loaded */
     size_t hist_cap;
-    struct sc_pstr **pool;              /* the string pool: a chained hash of nstr strings */
+    struct dlq_pstr **pool;              /* the string pool: a chained hash of nstr strings */
     size_t npool, nstr;
 };
 
-void sc_queue_init(struct sc_queue *q, size_t hist_cap);
-/* Frees every task. */
-void sc_queue_destroy(struct sc_queue *q);
-struct sc_task *sc_queue_find(struct sc_queue *q, const char *id, size_t len);
 /*
- * sc_queue_add_room() creates and links a new pending task (category 0,
+ * dlq_queue_first() is q's oldest task (lowest seq), or NULL when q is
+ * empty; dlq_queue_last() its newest. dlq_queue_next() is the task after t
+ * in seq order (NULL after the newest), dlq_queue_prev() the one before.
+ * O(1); borrowed pointers. A walker that removes t takes its next first.
+ */
+static inline struct dlq_task *
+dlq_queue_entry(const struct dlq_queue *q, struct sc_list *n)
+{
+    return n && n != &q->order ? SC_LIST_ENTRY(n, struct dlq_task, order) : NULL;
+}
+
+static inline struct dlq_task *
+dlq_queue_first(const struct dlq_queue *q)
+{
+    return dlq_queue_entry(q, q->order.next);
+}
+
+static inline struct dlq_task *
+dlq_queue_last(const struct dlq_queue *q)
+{
+    return dlq_queue_entry(q, q->order.prev);
+}
+
+static inline struct dlq_task *
+dlq_queue_next(const struct dlq_queue *q, const struct dlq_task *t)
+{
+    return dlq_queue_entry(q, t->order.next);
+}
+
+static inline struct dlq_task *
+dlq_queue_prev(const struct dlq_queue *q, const struct dlq_task *t)
+{
+    return dlq_queue_entry(q, t->order.prev);
+}
+
+void dlq_queue_init(struct dlq_queue *q, size_t hist_cap);
+/* Frees every task. */
+void dlq_queue_destroy(struct dlq_queue *q);
+struct dlq_task *dlq_queue_find(struct dlq_queue *q, const char *id, size_t len);
+/*
+ * dlq_queue_add_room() creates and links a new pending task (category 0,
  * policy 0) with a copy of id, reserving room bytes in the same allocation
- * for the payload (sc_task_set_payload()); sc_queue_add() reserves none.
+ * for the payload (dlq_task_set_payload()); dlq_queue_add() reserves none.
  * Never fail (abort on OOM). Loop thread.
  */
-struct sc_task *sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room,
+struct dlq_task *dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
                                   int64_t now_wall);
-struct sc_task *sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall);
+struct dlq_task *dlq_queue_add(struct dlq_queue *q, const char *id, size_t len, int64_t now_wall);
 /*
- * sc_queue_new_episode() gives t a new episode id (DESIGN section 5): the
+ * dlq_queue_new_episode() gives t a new episode id (DESIGN section 5): the
  * episode's start now_wall (ms) in microseconds, raised to one more than
  * the last id issued or seen when the clock has not moved on, so that no
  * two episodes of this process share an id, even of a task id whose old
- * record was removed. sc_queue_add_room() calls it for every new task.
- * sc_queue_episode_seen() records an id loaded from the store, so that
+ * record was removed. dlq_queue_add_room() calls it for every new task.
+ * dlq_queue_episode_seen() records an id loaded from the store, so that
  * later ids are larger. Loop thread.
  */
-void sc_queue_new_episode(struct sc_queue *q, struct sc_task *t, int64_t now_wall);
-void sc_queue_episode_seen(struct sc_queue *q, int64_t episode_id);
+void dlq_queue_new_episode(struct dlq_queue *q, struct dlq_task *t, int64_t now_wall);
+void dlq_queue_episode_seen(struct dlq_queue *q, int64_t episode_id);
 /* Unlinks and frees t (the caller cancels its timer first). */
-void sc_queue_remove(struct sc_queue *q, struct sc_task *t);
+void dlq_queue_remove(struct dlq_queue *q, struct dlq_task *t);
 /* Moves t to status s, keeping the counts right. */
-void sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, bool parked);
-/* sc_queue_set_class() sets t's category and policy, keeping the per-category and per-policy counts right. */
-void sc_queue_set_class(struct sc_queue *q, struct sc_task *t, policy_category c, policy_retry p);
+void dlq_queue_set_status(struct dlq_queue *q, struct dlq_task *t, dlq_task_status s, bool parked);
+/* dlq_queue_set_class() sets t's category and policy, keeping the per-category and per-policy counts right. */
+void dlq_queue_set_class(struct dlq_queue *q, struct dlq_task *t, policy_category c, policy_retry p);
 /*
- * sc_queue_filter_count() sets *n to the number of tasks matching f from the
+ * dlq_queue_filter_count() sets *n to the number of tasks matching f from the
  * counts, O(1), and returns true, when f tests only status, parked and
  * category; false (n untouched) when it needs a walk (subject, older_than).
  */
-bool sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_t *n);
-/* sc_queue_active_category() is the number of active tasks of category c (O(1)). */
-size_t sc_queue_active_category(const struct sc_queue *q, policy_category c);
+bool dlq_queue_filter_count(const struct dlq_queue *q, const struct dlq_filter *f, size_t *n);
+/* dlq_queue_active_category() is the number of active tasks of category c (O(1)). */
+size_t dlq_queue_active_category(const struct dlq_queue *q, policy_category c);
 /*
  * Records one history entry (error, len bytes, may be NULL: taken from the
  * string pool), evicting the oldest past the cap; the ring grows 1, 2, 4 ...
  * entries up to the cap.
  */
-void sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32_t attempt,
+void dlq_queue_history(struct dlq_queue *q, struct dlq_task *t, dlq_outcome_kind k, int32_t attempt,
                       int64_t at, const char *error, size_t error_len);
 /* Active tasks: the ones that count against max_size (pending, retrying, exhausted). */
-size_t sc_queue_active(const struct sc_queue *q);
+size_t dlq_queue_active(const struct dlq_queue *q);
 /*
- * sc_task_set_str() sets the string field of t that which (one SC_TS_* bit)
+ * dlq_task_set_str() sets the string field of t that which (one DLQ_TS_* bit)
  * names to the len bytes at p (NULL: no value), shared through the queue's
  * string pool; error and error_type are text (NUL bytes become spaces).
  * The old value is released. Never fails (aborts on OOM). Loop thread.
  */
-void sc_task_set_str(struct sc_queue *q, struct sc_task *t, unsigned which, const char *p,
+void dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const char *p,
                      size_t len);
 /*
- * sc_task_set_payload() sets t's payload to a copy of the len bytes at p,
+ * dlq_task_set_payload() sets t's payload to a copy of the len bytes at p,
  * in the task's own allocation when they fit its room. Loop thread.
  */
-void sc_task_set_payload(struct sc_task *t, const char *p, size_t len);
-/* sc_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
-void sc_task_account(struct sc_queue *q, struct sc_task *t);
+void dlq_task_set_payload(struct dlq_task *t, const char *p, size_t len);
+/* dlq_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
+void dlq_task_account(struct dlq_queue *q, struct dlq_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
-void sc_set_str(char **field, const char *p, size_t len);
-/* sc_set_text() is sc_set_str() for text: NUL bytes become spaces, so C string functions see it all. */
-void sc_set_text(char **field, const char *p, size_t len);
+void dlq_set_str(char **field, const char *p, size_t len);
+/* dlq_set_text() is dlq_set_str() for text: NUL bytes become spaces, so C string functions see it all. */
+void dlq_set_text(char **field, const char *p, size_t len);
 
 
 /* Lifetime counters (DESIGN section 8's lifetime_stats plus a few). Loop thread only. */
-struct sc_counters {
+struct dlq_counters {
     uint64_t enqueued, retry_success, retry_failed, retry_timeouts, deferred, exhausted,
         manual_retries, archived, cleared, invalid, refused_full, skipped, unknown_keys,
         failures_while_retrying, duplicates, attempts; /* published, publish_errors: the conn's */
@@ -241,8 +376,8 @@ struct sc_counters {
 
 
 /* One outstanding retry: slot i of the in-flight table. */
-struct sc_flight {
-    struct sc_task *task; /* NULL when free */
+struct dlq_flight {
+    struct dlq_task *task; /* NULL when free */
     uint64_t token;       /* random per attempt: a reply must carry it (no forged or stale replies) */
     uint32_t next_free;   /* free-list link (index + 1), 0 = end */
     int32_t attempt;
@@ -254,37 +389,37 @@ struct sc_flight {
 /*
  * The headers of a retry message (DESIGN section 5), formatted into the
  * struct's own buffers: kv is the NULL-terminated name/value list that
- * sc_publish() takes. The task id is copied (at most SC_RETRY_ID_MAX bytes).
+ * sc_publish() takes. The task id is copied (at most DLQ_RETRY_ID_MAX bytes).
  */
-#define SC_RETRY_ID_MAX 1024
-#define SC_HDR_EPISODE "Dlq-Episode" /* the episode id (DESIGN section 5) */
-struct sc_retry_hdrs {
-    char id[SC_RETRY_ID_MAX + 1];
-    char msgid[SC_RETRY_ID_MAX + 48];
+#define DLQ_RETRY_ID_MAX 1024
+#define DLQ_HDR_EPISODE "Dlq-Episode" /* the episode id (DESIGN section 5) */
+struct dlq_retry_hdrs {
+    char id[DLQ_RETRY_ID_MAX + 1];
+    char msgid[DLQ_RETRY_ID_MAX + 48];
     char attempt[16], maxr[16], episode[24], first[SC_RFC3339_LEN];
     const char *kv[20];
 };
 
 /*
- * sc_retry_headers() fills h for attempt `attempt` of the task with id
- * (id_len bytes, not NUL-terminated, at most SC_RETRY_ID_MAX), budget
+ * dlq_retry_headers() fills h for attempt `attempt` of the task with id
+ * (id_len bytes, not NUL-terminated, at most DLQ_RETRY_ID_MAX), budget
  * max_retries, category cat, failure subject orig_subject (borrowed: lives
  * as long as h is used), first failure first_failed_at (wall ms) and
  * episode episode_id, and returns the bytes the headers take on the wire
  * ("NATS/1.0" line, one "Name: value" line each, blank line): what counts
  * against the server's max_payload with the body. dispatch publishes with
- * it; ingest sizes a task with it (sc_retry_headers_max()). Any thread.
+ * it; ingest sizes a task with it (dlq_retry_headers_max()). Any thread.
  */
-size_t sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
+size_t dlq_retry_headers(struct dlq_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
                         int32_t max_retries, policy_category cat, const char *orig_subject,
                         int64_t first_failed_at, int64_t episode_id);
 /*
- * sc_retry_headers_max() is the most bytes the retry headers of a task with
+ * dlq_retry_headers_max() is the most bytes the retry headers of a task with
  * this id and failure subject can ever take (any attempt, budget, category,
- * time and episode), computed with sc_retry_headers(): a task whose payload
+ * time and episode), computed with dlq_retry_headers(): a task whose payload
  * plus this fits max_payload at ingest can always be published. Any thread.
  */
-size_t sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject);
+size_t dlq_retry_headers_max(const char *id, size_t id_len, const char *orig_subject);
 
 /* ---- the state machine (machine.c, intake.c) ------------------------------------------------- */
 
@@ -316,7 +451,7 @@ struct dlq_ports {
     /*
      * publish() sends one retry: len bytes of body to subject, reply subject
      * reply (NULL: none), headers a NULL-terminated name/value list
-     * (struct sc_retry_hdrs.kv). All borrowed for the call.
+     * (struct dlq_retry_hdrs.kv). All borrowed for the call.
      */
     dlq_pub_result (*publish)(void *ctx, const char *subject, const char *reply, const void *body,
                               size_t len, const char *const *headers);
@@ -327,11 +462,11 @@ struct dlq_ports {
      */
     bool (*connected)(void *ctx, uint64_t *epoch);
     /* event() emits <prefix>.events.<kind> for t (DESIGN section 9); error NULL: t's own. */
-    void (*event)(void *ctx, const char *kind, const struct sc_task *t, int32_t attempt,
+    void (*event)(void *ctx, const char *kind, const struct dlq_task *t, int32_t attempt,
                   const char *error);
     /* changed() marks t changed for the store (after the change); removed() just before t is freed. */
-    void (*changed)(void *ctx, struct sc_task *t);
-    void (*removed)(void *ctx, struct sc_task *t);
+    void (*changed)(void *ctx, struct dlq_task *t);
+    void (*removed)(void *ctx, struct dlq_task *t);
     /*
      * admit() is asked before a failure sent as a request is stored: NULL to
      * go on, or why it must be refused with 503 (the store cannot take it).
@@ -352,22 +487,22 @@ struct dlq_ports {
  * tasks; reply timeouts of retrying tasks: a task's timer is in the
  * timeout wheel exactly while it is retrying) and the in-flight slots. The
  * layout is public because the daemon embeds it and its views read it;
- * change it only through dlq_machine_* calls. The task table and the
- * counters are the owner's (q, c point at them; they move in here with
- * the rename after the merge).
+ * change it only through dlq_machine_* and dlq_queue_* calls. It owns
+ * the task table q (every task, and the tasks' strings) and the lifetime
+ * counters c.
  */
 struct dlq_machine {
     struct config *cfg;                   /* borrowed; a reload changes it in place */
     struct policy_classifier *classifier; /* borrowed; replaced by dlq_machine_reload() */
-    struct sc_queue *q;                   /* borrowed: the task table */
-    struct sc_counters *c;                /* borrowed: the lifetime counters */
+    struct dlq_queue q;                   /* the task table */
+    struct dlq_counters c;                /* the lifetime counters */
     const char *reply_prefix;             /* borrowed: "_INBOX.<nuid>", filled before the first run */
-    size_t hdr_base;                      /* sc_retry_headers_max() of an empty id and subject: the
+    size_t hdr_base;                      /* dlq_retry_headers_max() of an empty id and subject: the
                                              id adds 2 x its length, the subject its length */
     struct dlq_ports ports;
-    struct sc_wheel *wheel;               /* due times of pending tasks (rate-limited) */
-    struct sc_wheel *twheel;              /* reply timeouts of retrying tasks */
-    struct sc_flight *flights;
+    struct dlq_wheel *wheel;               /* due times of pending tasks (rate-limited) */
+    struct dlq_wheel *twheel;              /* reply timeouts of retrying tasks */
+    struct dlq_flight *flights;
     uint32_t flights_cap, flights_used, free_head;
     size_t inflight;                      /* outstanding retries */
     double tokens;                        /* rate limiter (retries per second) */
@@ -378,16 +513,16 @@ struct dlq_machine {
 };
 
 /*
- * dlq_machine_init() sets m up over the task table q and counters c with
- * the configuration cfg, classifier pc and ports (copied); the wheels start
- * at now_mono with cfg->timer_tick_ms ticks. reply_prefix (borrowed, may
- * be filled later) starts the reply subjects of retries. Never fails
- * (aborts on OOM). dlq_machine_destroy() frees the wheels and slots, not
- * the tasks. Loop thread (or main before the loop runs).
+ * dlq_machine_init() sets m up with an empty task table (histories of at
+ * most cfg->history_max attempts), zero counters, the configuration cfg,
+ * classifier pc and ports (copied); the wheels start at now_mono with
+ * cfg->timer_tick_ms ticks. reply_prefix (borrowed, may be filled later)
+ * starts the reply subjects of retries. Never fails (aborts on OOM).
+ * dlq_machine_destroy() frees the wheels, the slots and every task (no
+ * port is called). Loop thread (or main before the loop runs).
  */
 void dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classifier *pc,
-                      struct sc_queue *q, struct sc_counters *c, const char *reply_prefix,
-                      const struct dlq_ports *ports, int64_t now_mono);
+                      const char *reply_prefix, const struct dlq_ports *ports, int64_t now_mono);
 void dlq_machine_destroy(struct dlq_machine *m);
 
 /*
@@ -405,7 +540,7 @@ void dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, 
  * with reply token token, and sets *stored (its outcome is the JetStream
  * PubAck); NULL for a late, stale or forged reply. Loop thread.
  */
-struct sc_task *dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token,
+struct dlq_task *dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token,
                                    bool *stored);
 
 /*
@@ -417,12 +552,12 @@ struct sc_task *dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t
  * it. dlq_machine_deferred() is a retry that reached no one (no responders):
  * backed off and sent again, not charged; why is static text. Loop thread.
  */
-void dlq_machine_succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now_wall,
+void dlq_machine_succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall,
                            int64_t now_mono);
-void dlq_machine_reply_failed(struct dlq_machine *m, struct sc_task *t, const char *error,
+void dlq_machine_reply_failed(struct dlq_machine *m, struct dlq_task *t, const char *error,
                               size_t len, const char *error_type, size_t etlen, int64_t now_wall,
                               int64_t now_mono);
-void dlq_machine_deferred(struct dlq_machine *m, struct sc_task *t, const char *why,
+void dlq_machine_deferred(struct dlq_machine *m, struct dlq_task *t, const char *why,
                           int64_t now_wall, int64_t now_mono);
 
 /*
@@ -432,7 +567,7 @@ void dlq_machine_deferred(struct dlq_machine *m, struct sc_task *t, const char *
  * is retrying, completed or archived, or has no usable retry subject.
  * Loop thread.
  */
-sc_status dlq_machine_retry(struct dlq_machine *m, struct sc_task *t, int64_t now_wall,
+sc_status dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall,
                             int64_t now_mono);
 
 /*
@@ -443,8 +578,8 @@ sc_status dlq_machine_retry(struct dlq_machine *m, struct sc_task *t, int64_t no
  * dlq_machine_clear() removes and frees t whatever its status, with the
  * "cleared" event. Loop thread.
  */
-sc_status dlq_machine_archive(struct dlq_machine *m, struct sc_task *t, int64_t now_wall);
-void dlq_machine_clear(struct dlq_machine *m, struct sc_task *t);
+sc_status dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall);
+void dlq_machine_clear(struct dlq_machine *m, struct dlq_task *t);
 
 /*
  * dlq_machine_restore() files a task rebuilt from the store or the spill
@@ -454,7 +589,7 @@ void dlq_machine_clear(struct dlq_machine *m, struct sc_task *t);
  * Nats-Msg-Id (and is marked changed). A pending task is due at its
  * next_retry_at (now when none or past). Loop thread.
  */
-void dlq_machine_restore(struct dlq_machine *m, struct sc_task *t, sc_task_status st, bool parked,
+void dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status st, bool parked,
                          int64_t now_wall, int64_t now_mono);
 
 /*
@@ -496,7 +631,7 @@ struct dlq_failure {
  */
 struct dlq_decision {
     dlq_verdict verdict;
-    struct sc_task *task;
+    struct dlq_task *task;
     const char *status;
     int64_t next_retry_at;
     const char *reason;
@@ -519,11 +654,5 @@ struct dlq_decision {
  */
 void dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
                 int64_t now_mono, struct dlq_decision *out);
-
-/*
- * dlq_task_classify() classifies t again from its error fields and sets its
- * category and classifier rule (the policy is left). Loop thread.
- */
-void dlq_task_classify(struct dlq_machine *m, struct sc_task *t);
 
 #endif

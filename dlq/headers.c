@@ -12,14 +12,14 @@ hdr_line(const char *name, const char *value)
 }
 
 size_t
-sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
+dlq_retry_headers(struct dlq_retry_hdrs *h, const char *id, size_t id_len, int32_t attempt,
                  int32_t max_retries, policy_category cat, const char *orig_subject,
                  int64_t first_failed_at, int64_t episode_id)
 {
     size_t n = 0, wire = 10 + 2; /* "NATS/1.0\r\n" ... "\r\n" */
 
-    if (id_len > SC_RETRY_ID_MAX)
-        id_len = SC_RETRY_ID_MAX; /* ids are capped below this by limits.max_task_id_len */
+    if (id_len > DLQ_RETRY_ID_MAX)
+        id_len = DLQ_RETRY_ID_MAX; /* ids are capped below this by limits.max_task_id_len */
     memcpy(h->id, id, id_len);
     h->id[id_len] = '\0';
     snprintf(h->attempt, sizeof(h->attempt), "%d", (int)attempt);
@@ -39,7 +39,7 @@ sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t
     h->kv[n++] = orig_subject;
     h->kv[n++] = CODEC_HDR_FIRST_FAILED;
     h->kv[n++] = h->first;
-    h->kv[n++] = SC_HDR_EPISODE;
+    h->kv[n++] = DLQ_HDR_EPISODE;
     h->kv[n++] = h->episode;
     h->kv[n++] = CODEC_HDR_MSG_ID;
     h->kv[n++] = h->msgid;
@@ -50,9 +50,9 @@ sc_retry_headers(struct sc_retry_hdrs *h, const char *id, size_t id_len, int32_t
 }
 
 size_t
-sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject)
+dlq_retry_headers_max(const char *id, size_t id_len, const char *orig_subject)
 {
-    struct sc_retry_hdrs h;
+    struct dlq_retry_hdrs h;
     policy_category longest = 0;
     size_t wire;
 
@@ -61,7 +61,7 @@ sc_retry_headers_max(const char *id, size_t id_len, const char *orig_subject)
             strlen(policy_category_name(longest)))
             longest = (policy_category)c;
     /* Attempts and budgets grow past 100 with operators' retries: take the widest numbers. */
-    wire = sc_retry_headers(&h, id, id_len, INT32_MAX, INT32_MAX, longest, orig_subject, 0,
+    wire = dlq_retry_headers(&h, id, id_len, INT32_MAX, INT32_MAX, longest, orig_subject, 0,
                             INT64_MAX);
     return wire + (SC_RFC3339_LEN - 1 - strlen(h.first)); /* any first-failure time */
 }

@@ -19,22 +19,10 @@ struct intake {
     char why[256];
 };
 
-void
-dlq_task_classify(struct dlq_machine *m, struct sc_task *t)
-{
-    const char *rule = "default";
-    policy_category c;
-
-    c = policy_classify(m->classifier, t->error_type, t->error_type ? strlen(t->error_type) : 0,
-                        t->error, t->error ? strlen(t->error) : 0, &rule);
-    sc_queue_set_class(m->q, t, c, (policy_retry)t->policy);
-    sc_task_set_str(m->q, t, SC_TS_RULE, rule, strlen(rule));
-}
-
 /*
  * classify_text() classifies the envelope's error_type and error as the task
- * will store them (sc_set_text(): NUL bytes become spaces), so that the
- * answer at ingest equals what dlq_task_classify() says of the stored task.
+ * will store them (dlq_set_text(): NUL bytes become spaces), so that the
+ * answer at ingest equals what task_classify() in machine.c says of the stored task.
  * Texts with a NUL are copied first (rare). Sets *rule.
  */
 static policy_category
@@ -145,7 +133,7 @@ decide_no(struct dlq_decision *out, dlq_verdict v, const char *reason, const cha
 static void
 event_view(struct dlq_machine *m, const struct intake *in, const char *kind, const char *error)
 {
-    struct sc_task view;
+    struct dlq_task view;
 
     memset(&view, 0, sizeof(view));
     view.id = (char *)in->env->task_id.ptr;
@@ -167,11 +155,11 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
 {
     const struct codec_envelope *env = in->env;
     /*
-     * sc_retry_headers_max(id, subject) without building the headers per
+     * dlq_retry_headers_max(id, subject) without building the headers per
      * message: the id appears twice (Dlq-Task-Id, Nats-Msg-Id), the subject
      * once, every other value at its widest is in hdr_base.
      */
-    size_t id_len = env->task_id.len < SC_RETRY_ID_MAX ? env->task_id.len : SC_RETRY_ID_MAX;
+    size_t id_len = env->task_id.len < DLQ_RETRY_ID_MAX ? env->task_id.len : DLQ_RETRY_ID_MAX;
     size_t hdr = m->hdr_base + 2 * id_len + strlen(in->f->subject);
 
     if (in->f->max_payload > 0 && (int64_t)(env->task.len + hdr) > in->f->max_payload) {
@@ -183,7 +171,7 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
                  env->task.len, hdr, (long long)in->f->max_payload);
         return false;
     }
-    m->c->unknown_keys += env->unknown_keys;
+    m->c.unknown_keys += env->unknown_keys;
     out->unknown_keys = env->unknown_keys;
     if (env->retry_policy.ptr) {
         if (policy_retry_parse(env->retry_policy.ptr, env->retry_policy.len, &in->override)) {
@@ -218,7 +206,7 @@ admit(struct dlq_machine *m, struct intake *in, struct dlq_decision *out)
           : cfg->has_default_retry_policy ? cfg->default_retry_policy
                                           : policy_default_retry(in->cat);
     if (!cfg->enabled || !policy_should_store(cfg->strategy, eff, env->enqueue)) {
-        m->c->skipped++;
+        m->c.skipped++;
         event_view(m, in, "skipped", "");
         out->verdict = DLQ_IN_SKIPPED;
         out->status = "skipped";
@@ -235,21 +223,21 @@ admit(struct dlq_machine *m, struct intake *in, struct dlq_decision *out)
 
 /* The queue's caps (max_size for a new or reopened task, max_bytes always). False with out set when full. */
 static bool
-room_for(struct dlq_machine *m, struct intake *in, const struct sc_task *t, bool reopened,
+room_for(struct dlq_machine *m, struct intake *in, const struct dlq_task *t, bool reopened,
          struct dlq_decision *out)
 {
     const struct codec_envelope *env = in->env;
     size_t want = sizeof(*t) + env->task_id.len + env->task.len + env->error.len +
                   env->error_type.len + env->metadata.len + env->repos.len +
                   2 * strlen(in->f->subject);
-    size_t held = m->q->bytes - (t ? t->bytes : 0);
-    bool full = (!t || reopened) && sc_queue_active(m->q) >= (size_t)m->cfg->max_size;
+    size_t held = m->q.bytes - (t ? t->bytes : 0);
+    bool full = (!t || reopened) && dlq_queue_active(&m->q) >= (size_t)m->cfg->max_size;
     const char *msg;
 
     if (!full && held + want <= (size_t)m->cfg->max_bytes)
         return true;
     msg = full ? "queue full" : "queue full (max_bytes)";
-    m->c->refused_full++;
+    m->c.refused_full++;
     event_view(m, in, "refused", msg);
     decide_no(out, DLQ_IN_REFUSED, NULL, msg);
     out->refused_full = true;
@@ -258,23 +246,23 @@ room_for(struct dlq_machine *m, struct intake *in, const struct sc_task *t, bool
 
 /* Opens a new episode of t (it was completed or archived): fresh budget and Nats-Msg-Id space. */
 static void
-reopen(struct dlq_machine *m, struct sc_task *t, int64_t now)
+reopen(struct dlq_machine *m, struct dlq_task *t, int64_t now)
 {
     t->episode++;
-    sc_queue_new_episode(m->q, t, now); /* a new Nats-Msg-Id space (DESIGN section 5) */
+    dlq_queue_new_episode(&m->q, t, now); /* a new Nats-Msg-Id space (DESIGN section 5) */
     t->retry_count = 0;
     t->defer_streak = 0;
     t->policy_override = false;
-    sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
 }
 
 /* Copies the envelope into t: the record part of a failure, whatever t's status. */
 static void
-fill_task(struct dlq_machine *m, struct intake *in, struct sc_task *t, bool fresh, bool reopened,
+fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fresh, bool reopened,
           int64_t now)
 {
     const struct codec_envelope *env = in->env;
-    struct sc_queue *q = m->q;
+    struct dlq_queue *q = &m->q;
 
     if (fresh || reopened) {
         t->first_failed_at = env->has_failed_at ? env->failed_at_ms : now;
@@ -284,39 +272,39 @@ fill_task(struct dlq_machine *m, struct intake *in, struct sc_task *t, bool fres
         t->max_retries = env->max_retries;
         t->max_retries_own = true;
     }
-    sc_task_set_str(q, t, SC_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
-    sc_task_set_payload(t, env->task.ptr, env->task.len);
-    sc_task_set_str(q, t, SC_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
-    sc_task_set_str(q, t, SC_TS_ERROR_TYPE, env->error_type.ptr, env->error_type.len);
-    sc_set_str(&t->metadata, env->metadata.ptr, env->metadata.len);
+    dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
+    dlq_task_set_payload(t, env->task.ptr, env->task.len);
+    dlq_task_set_str(q, t, DLQ_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
+    dlq_task_set_str(q, t, DLQ_TS_ERROR_TYPE, env->error_type.ptr, env->error_type.len);
+    dlq_set_str(&t->metadata, env->metadata.ptr, env->metadata.len);
     t->metadata_len = env->metadata.ptr ? env->metadata.len : 0;
-    sc_set_str(&t->repos, env->repos.ptr, env->repos.len);
+    dlq_set_str(&t->repos, env->repos.ptr, env->repos.len);
     t->repos_len = env->repos.ptr ? env->repos.len : 0;
-    sc_task_set_str(q, t, SC_TS_RETRY_SUBJECT, in->rs_ok ? in->rs : NULL,
+    dlq_task_set_str(q, t, DLQ_TS_RETRY_SUBJECT, in->rs_ok ? in->rs : NULL,
                     in->rs_ok ? strlen(in->rs) : 0);
-    sc_task_account(q, t);
-    sc_queue_set_class(q, t, in->cat, (policy_retry)t->policy);
-    sc_task_set_str(q, t, SC_TS_RULE, in->rule, strlen(in->rule));
+    dlq_task_account(q, t);
+    dlq_queue_set_class(q, t, in->cat, (policy_retry)t->policy);
+    dlq_task_set_str(q, t, DLQ_TS_RULE, in->rule, strlen(in->rule));
     if (in->has_override) {
-        sc_queue_set_class(q, t, (policy_category)t->category, in->override);
+        dlq_queue_set_class(q, t, (policy_category)t->category, in->override);
         t->policy_override = true;
     } else {
         dlq_default_policy(m, t);
     }
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
-    sc_queue_history(q, t, SC_OUT_FAILED, t->retry_count, now, t->error, strlen(t->error));
+    dlq_queue_history(q, t, DLQ_OUT_FAILED, t->retry_count, now, t->error, strlen(t->error));
 }
 
 /* A new task or a new episode: scheduled, or parked when its retry subject was refused. */
 static void
-enqueued(struct dlq_machine *m, struct intake *in, struct sc_task *t, int64_t now)
+enqueued(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t now)
 {
-    m->c->enqueued++;
+    m->c.enqueued++;
     if (!in->rs_ok) {
-        sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
-        sc_set_str(&t->park_reason, in->why, strlen(in->why));
-        sc_queue_history(m->q, t, SC_OUT_REFUSED, 0, now, in->why, strlen(in->why));
+        dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
+        dlq_set_str(&t->park_reason, in->why, strlen(in->why));
+        dlq_queue_history(&m->q, t, DLQ_OUT_REFUSED, 0, now, in->why, strlen(in->why));
         t->next_retry_at = 0;
         dlq_log(m, DLQ_LOG_INFO, "task parked", "task_id", t->id, "reason", in->why, NULL);
     } else {
@@ -324,27 +312,27 @@ enqueued(struct dlq_machine *m, struct intake *in, struct sc_task *t, int64_t no
     }
     dlq_log(m, DLQ_LOG_INFO, "task enqueued", "task_id", t->id, "subject", t->subject, "category",
             policy_category_name(t->category), "policy", policy_retry_name(t->policy), "status",
-            t->parked ? "parked" : sc_task_status_name(t->status), "episode",
+            t->parked ? "parked" : dlq_task_status_name(t->status), "episode",
             dlq_int(m, t->episode), NULL);
     m->ports.event(m->ports.ctx, "enqueued", t, 0, NULL);
 }
 
 /* A repeat failure of a known task: what it changes depends on t's status. */
 static void
-repeated(struct dlq_machine *m, struct intake *in, struct sc_task *t, int64_t now)
+repeated(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t now)
 {
-    if (t->status == SC_TASK_RETRYING) {
+    if (t->status == DLQ_TASK_RETRYING) {
         /* DESIGN section 6: a new failure while retrying fails the current attempt. */
-        m->c->failures_while_retrying++;
-        dlq_attempt_failed(m, t, SC_OUT_RETRY_FAILED, t->error, strlen(t->error), now);
-    } else if (t->status == SC_TASK_PENDING) {
+        m->c.failures_while_retrying++;
+        dlq_attempt_failed(m, t, DLQ_OUT_RETRY_FAILED, t->error, strlen(t->error), now);
+    } else if (t->status == DLQ_TASK_PENDING) {
         /* Keep the schedule unless the new envelope changed what it rests on (budget included). */
         bool keep = !t->parked && in->rs_ok && t->policy != POLICY_NEVER &&
-                    t->retry_count < t->max_retries && sc_wheel_entry_scheduled(&t->timer);
+                    t->retry_count < t->max_retries && dlq_wheel_entry_scheduled(&t->timer);
         if (!in->rs_ok) {
-            sc_wheel_cancel(m->wheel, &t->timer);
-            sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
-            sc_set_str(&t->park_reason, in->why, strlen(in->why));
+            dlq_wheel_cancel(m->wheel, &t->timer);
+            dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
+            dlq_set_str(&t->park_reason, in->why, strlen(in->why));
             t->next_retry_at = 0;
         } else if (!keep) {
             dlq_schedule_next(m, t, now);
@@ -358,7 +346,7 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
            struct dlq_decision *out)
 {
     struct intake in;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool fresh = false, reopened = false;
 
     memset(out, 0, sizeof(*out));
@@ -371,18 +359,18 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     resolve_retry_subject(m, &in);
     if (!admit(m, &in, out))
         return;
-    t = sc_queue_find(m->q, in.env->task_id.ptr, in.env->task_id.len);
-    reopened = t && (t->status == SC_TASK_COMPLETED || t->status == SC_TASK_ARCHIVED);
+    t = dlq_queue_find(&m->q, in.env->task_id.ptr, in.env->task_id.len);
+    reopened = t && (t->status == DLQ_TASK_COMPLETED || t->status == DLQ_TASK_ARCHIVED);
     if (!room_for(m, &in, t, reopened, out))
         return;
     if (!t) {
-        t = sc_queue_add_room(m->q, in.env->task_id.ptr, in.env->task_id.len, in.env->task.len,
+        t = dlq_queue_add_room(&m->q, in.env->task_id.ptr, in.env->task_id.len, in.env->task.len,
                               now_wall);
         fresh = true;
     } else if (reopened) {
         reopen(m, t, now_wall);
     } else {
-        m->c->duplicates++; /* a reopened episode counts as enqueued, not as a duplicate */
+        m->c.duplicates++; /* a reopened episode counts as enqueued, not as a duplicate */
     }
     fill_task(m, &in, t, fresh, reopened, now_wall);
     if (fresh || reopened)
@@ -391,6 +379,6 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
         repeated(m, &in, t, now_wall);
     out->verdict = DLQ_IN_STORED;
     out->task = t;
-    out->status = sc_task_status_name(t->status);
+    out->status = dlq_task_status_name(t->status);
     out->next_retry_at = t->next_retry_at;
 }

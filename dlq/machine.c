@@ -41,24 +41,24 @@ dlq_int(struct dlq_machine *m, int64_t v)
 }
 
 /* The wheel that holds t's timer: timeouts while retrying, due times otherwise. */
-static struct sc_wheel *
-wheel_of(struct dlq_machine *m, const struct sc_task *t)
+static struct dlq_wheel *
+wheel_of(struct dlq_machine *m, const struct dlq_task *t)
 {
-    return t->status == SC_TASK_RETRYING ? m->twheel : m->wheel;
+    return t->status == DLQ_TASK_RETRYING ? m->twheel : m->wheel;
 }
 
 static void
-timer_cancel(struct dlq_machine *m, struct sc_task *t)
+timer_cancel(struct dlq_machine *m, struct dlq_task *t)
 {
-    if (sc_wheel_entry_scheduled(&t->timer))
-        sc_wheel_cancel(wheel_of(m, t), &t->timer);
+    if (dlq_wheel_entry_scheduled(&t->timer))
+        dlq_wheel_cancel(wheel_of(m, t), &t->timer);
 }
 
 /* Drops t's in-flight slot (late replies are then ignored). */
 static void
-flight_release(struct dlq_machine *m, struct sc_task *t)
+flight_release(struct dlq_machine *m, struct dlq_task *t)
 {
-    struct sc_flight *f;
+    struct dlq_flight *f;
 
     if (!t->flight_slot)
         return;
@@ -71,7 +71,7 @@ flight_release(struct dlq_machine *m, struct sc_task *t)
 }
 
 static uint32_t
-flight_take(struct dlq_machine *m, struct sc_task *t)
+flight_take(struct dlq_machine *m, struct dlq_task *t)
 {
     uint32_t idx;
 
@@ -97,67 +97,67 @@ flight_take(struct dlq_machine *m, struct sc_task *t)
 
 /* Leaves whatever t waited for: its timer and its in-flight slot. */
 static void
-detach(struct dlq_machine *m, struct sc_task *t)
+detach(struct dlq_machine *m, struct dlq_task *t)
 {
     timer_cancel(m, t);
     flight_release(m, t);
 }
 
 void
-dlq_changed(struct dlq_machine *m, struct sc_task *t)
+dlq_changed(struct dlq_machine *m, struct dlq_task *t)
 {
     m->ports.changed(m->ports.ctx, t);
 }
 
 void
-dlq_drop(struct dlq_machine *m, struct sc_task *t)
+dlq_drop(struct dlq_machine *m, struct dlq_task *t)
 {
     detach(m, t);
     m->ports.removed(m->ports.ctx, t);
-    sc_queue_remove(m->q, t);
+    dlq_queue_remove(&m->q, t);
 }
 
 /* ---- pending: parked, scheduled, exhausted ------------------------------------------------------ */
 
 void
-dlq_park(struct dlq_machine *m, struct sc_task *t, const char *why, size_t len)
+dlq_park(struct dlq_machine *m, struct dlq_task *t, const char *why, size_t len)
 {
     detach(m, t);
-    sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
     t->next_retry_at = 0;
     if (why)
-        sc_set_str(&t->park_reason, why, len);
+        dlq_set_str(&t->park_reason, why, len);
     m->ports.changed(m->ports.ctx, t);
 }
 
 /* Files t in the due wheel delay_ms from now and records its wall-clock time. */
 static void
-schedule_in(struct dlq_machine *m, struct sc_task *t, int64_t delay_ms, int64_t now_wall)
+schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
 {
     detach(m, t); /* leaving retrying always frees the in-flight slot */
-    if (t->status != SC_TASK_PENDING || t->parked)
-        sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    if (t->status != DLQ_TASK_PENDING || t->parked)
+        dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
-    sc_wheel_schedule(m->wheel, &t->timer, m->now_mono + delay_ms);
+    dlq_wheel_schedule(m->wheel, &t->timer, m->now_mono + delay_ms);
     m->ports.changed(m->ports.ctx, t);
 }
 
 static void
-exhaust(struct dlq_machine *m, struct sc_task *t, int64_t now_wall)
+exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
     detach(m, t);
-    sc_queue_set_status(m->q, t, SC_TASK_EXHAUSTED, false);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_EXHAUSTED, false);
     t->next_retry_at = 0;
     m->ports.changed(m->ports.ctx, t);
-    m->c->exhausted++;
-    sc_queue_history(m->q, t, SC_OUT_EXHAUSTED, t->retry_count, now_wall, NULL, 0);
+    m->c.exhausted++;
+    dlq_queue_history(&m->q, t, DLQ_OUT_EXHAUSTED, t->retry_count, now_wall, NULL, 0);
     dlq_log(m, DLQ_LOG_INFO, "task exhausted", "task_id", t->id, "attempts",
             dlq_int(m, t->retry_count), "category", policy_category_name(t->category), NULL);
     m->ports.event(m->ports.ctx, "exhausted", t, t->retry_count, NULL);
 }
 
 void
-dlq_schedule_next(struct dlq_machine *m, struct sc_task *t, int64_t now_wall)
+dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
     int64_t delay;
 
@@ -187,7 +187,7 @@ dlq_schedule_next(struct dlq_machine *m, struct sc_task *t, int64_t now_wall)
 
 /* No responders (or a publish that could not be buffered): not an attempt; back off and try again. */
 static void
-defer(struct dlq_machine *m, struct sc_task *t, const char *why, int64_t now)
+defer(struct dlq_machine *m, struct dlq_task *t, const char *why, int64_t now)
 {
     int64_t base = policy_backoff_raw(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1);
     int64_t cap = m->cfg->backoff.max_delay_ms < DEFER_CAP_MS ? m->cfg->backoff.max_delay_ms
@@ -209,33 +209,33 @@ defer(struct dlq_machine *m, struct sc_task *t, const char *why, int64_t now)
         if (delay < 0)
             delay = 0;
     }
-    m->c->deferred++;
+    m->c.deferred++;
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
-    sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     schedule_in(m, t, delay, now);
     dlq_log(m, DLQ_LOG_DEBUG, "retry deferred", "task_id", t->id, "reason", why, "delay_ms",
             dlq_int(m, delay), NULL);
     if (t->defer_streak == 1 || t->defer_streak % 10 == 0)
-        sc_queue_history(m->q, t, SC_OUT_DEFERRED, t->retry_count + 1, now, why, strlen(why));
+        dlq_queue_history(&m->q, t, DLQ_OUT_DEFERRED, t->retry_count + 1, now, why, strlen(why));
     m->ports.event(m->ports.ctx, "deferred", t, t->retry_count + 1, why);
 }
 
 /* ---- outcomes of the attempt in flight --------------------------------------------------------- */
 
 static void
-succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now)
+succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now)
 {
     int32_t attempt = t->retry_count + 1;
 
     detach(m, t);
-    m->c->retry_success++;
+    m->c.retry_success++;
     t->defer_streak = 0;
     m->ports.observe(m->ports.ctx, DLQ_HIST_TIME_TO_SUCCESS, now - t->first_failed_at);
     dlq_log(m, DLQ_LOG_INFO, "retry succeeded", "task_id", t->id, "attempt", dlq_int(m, attempt),
             NULL);
-    sc_queue_history(m->q, t, SC_OUT_SUCCEEDED, attempt, now, NULL, 0);
-    sc_queue_set_status(m->q, t, SC_TASK_COMPLETED, false);
+    dlq_queue_history(&m->q, t, DLQ_OUT_SUCCEEDED, attempt, now, NULL, 0);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_COMPLETED, false);
     t->next_retry_at = 0;
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
@@ -244,68 +244,81 @@ succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now)
         dlq_drop(m, t);
 }
 
+/* task_classify() classifies t again from its error fields and sets its category and classifier rule (the policy is left). */
+static void
+task_classify(struct dlq_machine *m, struct dlq_task *t)
+{
+    const char *rule = "default";
+    policy_category c;
+
+    c = policy_classify(m->classifier, t->error_type, t->error_type ? strlen(t->error_type) : 0,
+                        t->error, t->error ? strlen(t->error) : 0, &rule);
+    dlq_queue_set_class(&m->q, t, c, (policy_retry)t->policy);
+    dlq_task_set_str(&m->q, t, DLQ_TS_RULE, rule, strlen(rule));
+}
+
 /* Sets t's policy from the configured default or its category, unless the envelope chose it. */
 void
-dlq_default_policy(struct dlq_machine *m, struct sc_task *t)
+dlq_default_policy(struct dlq_machine *m, struct dlq_task *t)
 {
     if (t->policy_override)
         return;
-    sc_queue_set_class(m->q, t, (policy_category)t->category,
+    dlq_queue_set_class(&m->q, t, (policy_category)t->category,
                        m->cfg->has_default_retry_policy
                            ? m->cfg->default_retry_policy
                            : policy_default_retry((policy_category)t->category));
 }
 
 void
-dlq_attempt_failed(struct dlq_machine *m, struct sc_task *t, sc_outcome_kind kind,
+dlq_attempt_failed(struct dlq_machine *m, struct dlq_task *t, dlq_outcome_kind kind,
                    const char *error, size_t error_len, int64_t now)
 {
     int32_t attempt = t->retry_count + 1;
 
     detach(m, t);
-    sc_queue_set_status(m->q, t, SC_TASK_PENDING, false);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->retry_count++;
     t->defer_streak = 0;
-    if (kind == SC_OUT_TIMEOUT)
-        m->c->retry_timeouts++;
-    m->c->retry_failed++;
+    if (kind == DLQ_OUT_TIMEOUT)
+        m->c.retry_timeouts++;
+    m->c.retry_failed++;
     if (error && error != t->error)
-        sc_task_set_str(m->q, t, SC_TS_ERROR, error, error_len);
-    if (kind == SC_OUT_TIMEOUT) {
-        sc_queue_set_class(m->q, t, POLICY_CAT_NETWORK, (policy_retry)t->policy);
-        sc_task_set_str(m->q, t, SC_TS_RULE, "timeout", 7);
+        dlq_task_set_str(&m->q, t, DLQ_TS_ERROR, error, error_len);
+    if (kind == DLQ_OUT_TIMEOUT) {
+        dlq_queue_set_class(&m->q, t, POLICY_CAT_NETWORK, (policy_retry)t->policy);
+        dlq_task_set_str(&m->q, t, DLQ_TS_RULE, "timeout", 7);
     } else {
-        dlq_task_classify(m, t);
+        task_classify(m, t);
     }
     dlq_default_policy(m, t);
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
-    sc_queue_history(m->q, t, kind, attempt, now, t->error, strlen(t->error));
+    dlq_queue_history(&m->q, t, kind, attempt, now, t->error, strlen(t->error));
     dlq_log(m, DLQ_LOG_INFO, "retry failed", "task_id", t->id, "attempt", dlq_int(m, attempt),
-            "outcome", sc_outcome_name(kind), "error", t->error, NULL);
+            "outcome", dlq_outcome_name(kind), "error", t->error, NULL);
     m->ports.event(m->ports.ctx, "failed", t, attempt, NULL);
     dlq_schedule_next(m, t, now);
 }
 
 void
-dlq_machine_succeeded(struct dlq_machine *m, struct sc_task *t, int64_t now_wall, int64_t now_mono)
+dlq_machine_succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall, int64_t now_mono)
 {
     m->now_mono = now_mono;
     succeeded(m, t, now_wall);
 }
 
 void
-dlq_machine_reply_failed(struct dlq_machine *m, struct sc_task *t, const char *error, size_t len,
+dlq_machine_reply_failed(struct dlq_machine *m, struct dlq_task *t, const char *error, size_t len,
                          const char *error_type, size_t etlen, int64_t now_wall, int64_t now_mono)
 {
     m->now_mono = now_mono;
     /* Classify the reply's error alone: the envelope's old error_type no longer applies. */
-    sc_task_set_str(m->q, t, SC_TS_ERROR_TYPE, error_type, etlen);
-    dlq_attempt_failed(m, t, SC_OUT_RETRY_FAILED, error ? error : "", error ? len : 0, now_wall);
+    dlq_task_set_str(&m->q, t, DLQ_TS_ERROR_TYPE, error_type, etlen);
+    dlq_attempt_failed(m, t, DLQ_OUT_RETRY_FAILED, error ? error : "", error ? len : 0, now_wall);
 }
 
 void
-dlq_machine_deferred(struct dlq_machine *m, struct sc_task *t, const char *why, int64_t now_wall,
+dlq_machine_deferred(struct dlq_machine *m, struct dlq_task *t, const char *why, int64_t now_wall,
                      int64_t now_mono)
 {
     m->now_mono = now_mono;
@@ -331,20 +344,20 @@ outcome_stored(const struct config *cfg, const char *subject)
 
 /* The publish did not fit the server's max_payload and never will: park t, do not loop. */
 static void
-park_too_big(struct dlq_machine *m, struct sc_task *t, int32_t attempt, int64_t now)
+park_too_big(struct dlq_machine *m, struct dlq_task *t, int32_t attempt, int64_t now)
 {
     static const char why[] = "retry refused: the task does not fit the server's max_payload";
 
     dlq_park(m, t, why, sizeof(why) - 1);
-    sc_queue_history(m->q, t, SC_OUT_REFUSED, attempt, now, t->park_reason, strlen(t->park_reason));
+    dlq_queue_history(&m->q, t, DLQ_OUT_REFUSED, attempt, now, t->park_reason, strlen(t->park_reason));
     dlq_log(m, DLQ_LOG_WARN, "task parked", "task_id", t->id, "reason", t->park_reason, NULL);
 }
 
 /* Publishes the next attempt of t (DESIGN section 5). */
 static void
-dispatch(struct dlq_machine *m, struct sc_task *t, int64_t now)
+dispatch(struct dlq_machine *m, struct dlq_task *t, int64_t now)
 {
-    struct sc_retry_hdrs h;
+    struct dlq_retry_hdrs h;
     char reply[128];
     bool stored = t->retry_subject && outcome_stored(m->cfg, t->retry_subject);
     bool want_reply = stored || m->cfg->retry_outcome == CONFIG_OUTCOME_REPLY;
@@ -367,7 +380,7 @@ dispatch(struct dlq_machine *m, struct sc_task *t, int64_t now)
     m->flights[idx].attempt = a;
     m->flights[idx].sent_mono = m->now_mono;
     m->flights[idx].stored = stored;
-    sc_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
+    dlq_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
                      t->subject, t->first_failed_at, t->episode_id);
     snprintf(reply, sizeof(reply), "%s.%u.%016llx", m->reply_prefix, idx,
              (unsigned long long)m->flights[idx].token);
@@ -382,15 +395,15 @@ dispatch(struct dlq_machine *m, struct sc_task *t, int64_t now)
         defer(m, t, "publish failed", now);
         return;
     }
-    sc_queue_set_status(m->q, t, SC_TASK_RETRYING, false);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_RETRYING, false);
     t->last_attempt_at = now;
     m->ports.observe(m->ports.ctx, DLQ_HIST_RETRY_LATENESS,
                      t->next_retry_at ? now - t->next_retry_at : 0);
     t->next_retry_at = 0;
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
-    m->c->attempts++;
-    sc_wheel_schedule(m->twheel, &t->timer, m->now_mono + m->cfg->retry_timeout_ms);
+    m->c.attempts++;
+    dlq_wheel_schedule(m->twheel, &t->timer, m->now_mono + m->cfg->retry_timeout_ms);
     dlq_log(m, DLQ_LOG_DEBUG, "retry published", "task_id", t->id, "attempt", h.attempt,
             "subject", t->retry_subject, NULL);
     m->ports.event(m->ports.ctx, "retried", t, a, "");
@@ -404,12 +417,12 @@ struct run_ctx {
 };
 
 static void
-on_due(struct sc_wheel_entry *e, void *ctx)
+on_due(struct dlq_wheel_entry *e, void *ctx)
 {
     struct run_ctx *rc = ctx;
-    struct sc_task *t = SC_CONTAINER_OF(e, struct sc_task, timer);
+    struct dlq_task *t = SC_LIST_ENTRY(e, struct dlq_task, timer);
 
-    if (t->status != SC_TASK_PENDING || t->parked)
+    if (t->status != DLQ_TASK_PENDING || t->parked)
         return;
     if (t->retry_count >= t->max_retries) {
         dlq_schedule_next(rc->m, t, rc->now_wall); /* the budget shrank while it waited: exhausted */
@@ -419,14 +432,14 @@ on_due(struct sc_wheel_entry *e, void *ctx)
 }
 
 static void
-on_timeout(struct sc_wheel_entry *e, void *ctx)
+on_timeout(struct dlq_wheel_entry *e, void *ctx)
 {
     struct run_ctx *rc = ctx;
     struct dlq_machine *m = rc->m;
-    struct sc_task *t = SC_CONTAINER_OF(e, struct sc_task, timer);
+    struct dlq_task *t = SC_LIST_ENTRY(e, struct dlq_task, timer);
     uint64_t epoch = 0;
 
-    if (t->status != SC_TASK_RETRYING)
+    if (t->status != DLQ_TASK_RETRYING)
         return;
     m->ports.connected(m->ports.ctx, &epoch);
     /* The connection dropped after the retry went out: it may never have reached a worker. */
@@ -439,8 +452,8 @@ on_timeout(struct sc_wheel_entry *e, void *ctx)
         succeeded(m, t, rc->now_wall);
         return;
     }
-    sc_task_set_str(m->q, t, SC_TS_ERROR_TYPE, NULL, 0); /* the old type no longer applies */
-    dlq_attempt_failed(m, t, SC_OUT_TIMEOUT, "retry timed out", 15, rc->now_wall);
+    dlq_task_set_str(&m->q, t, DLQ_TS_ERROR_TYPE, NULL, 0); /* the old type no longer applies */
+    dlq_attempt_failed(m, t, DLQ_OUT_TIMEOUT, "retry timed out", 15, rc->now_wall);
 }
 
 void
@@ -459,7 +472,7 @@ dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool 
         m->tokens = cap;
     m->last_run_mono = now_mono;
 
-    sc_wheel_run(m->twheel, now_mono, 0, on_timeout, &rc);
+    dlq_wheel_run(m->twheel, now_mono, 0, on_timeout, &rc);
     if (!run_due)
         return;
     budget = m->tokens >= 1 ? (size_t)m->tokens : 0;
@@ -469,15 +482,15 @@ dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool 
     if (budget > room)
         budget = room;
     if (budget > 0) {
-        fired = sc_wheel_run(m->wheel, now_mono, budget, on_due, &rc);
+        fired = dlq_wheel_run(m->wheel, now_mono, budget, on_due, &rc);
         m->tokens -= (double)fired;
     }
 }
 
-struct sc_task *
+struct dlq_task *
 dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token, bool *stored)
 {
-    struct sc_flight *f;
+    struct dlq_flight *f;
 
     *stored = false;
     if (idx >= m->flights_used)
@@ -492,15 +505,15 @@ dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token, bool *st
 /* ---- operators, restarts, reloads -------------------------------------------------------------- */
 
 sc_status
-dlq_machine_retry(struct dlq_machine *m, struct sc_task *t, int64_t now_wall, int64_t now_mono)
+dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall, int64_t now_mono)
 {
     m->now_mono = now_mono;
     if (!t->retry_subject)
         return SC_ECONFLICT; /* parked for a refused subject: only a new failure envelope can fix it */
-    if (t->status == SC_TASK_RETRYING || t->status == SC_TASK_COMPLETED ||
-        t->status == SC_TASK_ARCHIVED)
+    if (t->status == DLQ_TASK_RETRYING || t->status == DLQ_TASK_COMPLETED ||
+        t->status == DLQ_TASK_ARCHIVED)
         return SC_ECONFLICT; /* an attempt is out, or the task is finished */
-    if (t->status == SC_TASK_EXHAUSTED && t->max_retries <= t->retry_count) {
+    if (t->status == DLQ_TASK_EXHAUSTED && t->max_retries <= t->retry_count) {
         t->max_retries = t->retry_count + 1; /* one more attempt */
         t->max_retries_own = true;           /* the operator's budget: a reload leaves it */
     }
@@ -508,24 +521,24 @@ dlq_machine_retry(struct dlq_machine *m, struct sc_task *t, int64_t now_wall, in
     schedule_in(m, t, 0, now_wall);
     t->updated_at = now_wall;
     m->ports.changed(m->ports.ctx, t);
-    sc_queue_history(m->q, t, SC_OUT_MANUAL, t->retry_count + 1, now_wall, NULL, 0);
-    m->c->manual_retries++;
+    dlq_queue_history(&m->q, t, DLQ_OUT_MANUAL, t->retry_count + 1, now_wall, NULL, 0);
+    m->c.manual_retries++;
     return SC_OK;
 }
 
 sc_status
-dlq_machine_archive(struct dlq_machine *m, struct sc_task *t, int64_t now)
+dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
 {
-    if (t->status != SC_TASK_PENDING && t->status != SC_TASK_RETRYING &&
-        t->status != SC_TASK_EXHAUSTED)
+    if (t->status != DLQ_TASK_PENDING && t->status != DLQ_TASK_RETRYING &&
+        t->status != DLQ_TASK_EXHAUSTED)
         return SC_ECONFLICT;
     detach(m, t);
-    sc_queue_set_status(m->q, t, SC_TASK_ARCHIVED, false);
+    dlq_queue_set_status(&m->q, t, DLQ_TASK_ARCHIVED, false);
     t->next_retry_at = 0;
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
-    sc_queue_history(m->q, t, SC_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
-    m->c->archived++;
+    dlq_queue_history(&m->q, t, DLQ_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
+    m->c.archived++;
     m->ports.event(m->ports.ctx, "archived", t, t->retry_count, "");
     if (!m->cfg->store_keep_completed)
         dlq_drop(m, t);
@@ -533,36 +546,36 @@ dlq_machine_archive(struct dlq_machine *m, struct sc_task *t, int64_t now)
 }
 
 void
-dlq_machine_clear(struct dlq_machine *m, struct sc_task *t)
+dlq_machine_clear(struct dlq_machine *m, struct dlq_task *t)
 {
     m->ports.event(m->ports.ctx, "cleared", t, t->retry_count, "");
     dlq_drop(m, t);
-    m->c->cleared++;
+    m->c.cleared++;
 }
 
 void
-dlq_machine_restore(struct dlq_machine *m, struct sc_task *t, sc_task_status st, bool parked,
+dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status st, bool parked,
                     int64_t now, int64_t now_mono)
 {
     bool retrying = false;
 
     m->now_mono = now_mono;
-    if (st == SC_TASK_RETRYING) {
+    if (st == DLQ_TASK_RETRYING) {
         /* The attempt in flight when the process stopped has no known outcome: try it again now. */
         retrying = true;
-        st = SC_TASK_PENDING;
+        st = DLQ_TASK_PENDING;
         t->next_retry_at = now;
     }
-    if (st == SC_TASK_PENDING && (parked || !t->retry_subject)) {
-        sc_queue_set_status(m->q, t, SC_TASK_PENDING, true);
+    if (st == DLQ_TASK_PENDING && (parked || !t->retry_subject)) {
+        dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
         t->next_retry_at = 0;
-    } else if (st == SC_TASK_PENDING) {
+    } else if (st == DLQ_TASK_PENDING) {
         int64_t due = t->next_retry_at ? t->next_retry_at - now : 0;
         if (!t->next_retry_at)
             t->next_retry_at = now;
-        sc_wheel_schedule(m->wheel, &t->timer, now_mono + (due > 0 ? due : 0));
+        dlq_wheel_schedule(m->wheel, &t->timer, now_mono + (due > 0 ? due : 0));
     } else {
-        sc_queue_set_status(m->q, t, st, false);
+        dlq_queue_set_status(&m->q, t, st, false);
         t->next_retry_at = 0;
     }
     if (retrying)
@@ -574,50 +587,49 @@ dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t 
                    int64_t now_mono)
 {
     int32_t def = (int32_t)m->cfg->default_max_retries;
-    struct sc_task *t, *next;
+    struct dlq_task *t, *next;
 
     m->now_mono = now_mono;
     m->classifier = pc;
-    for (t = m->q->head; t; t = next) {
-        next = t->onext;
-        if (t->max_retries_own || t->max_retries == def || t->status == SC_TASK_COMPLETED ||
-            t->status == SC_TASK_ARCHIVED || t->status == SC_TASK_EXHAUSTED)
+    for (t = dlq_queue_first(&m->q); t; t = next) {
+        next = dlq_queue_next(&m->q, t);
+        if (t->max_retries_own || t->max_retries == def || t->status == DLQ_TASK_COMPLETED ||
+            t->status == DLQ_TASK_ARCHIVED || t->status == DLQ_TASK_EXHAUSTED)
             continue;
         t->max_retries = def;
         t->updated_at = now_wall;
         m->ports.changed(m->ports.ctx, t);
         /* A lowered budget: a task that waits for its next attempt is exhausted now. */
-        if (t->status == SC_TASK_PENDING && !t->parked && t->retry_count >= t->max_retries)
+        if (t->status == DLQ_TASK_PENDING && !t->parked && t->retry_count >= t->max_retries)
             dlq_schedule_next(m, t, now_wall);
     }
 }
 
 void
 dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classifier *pc,
-                 struct sc_queue *q, struct sc_counters *c, const char *reply_prefix,
-                 const struct dlq_ports *ports, int64_t now_mono)
+                 const char *reply_prefix, const struct dlq_ports *ports, int64_t now_mono)
 {
     memset(m, 0, sizeof(*m));
     m->cfg = cfg;
     m->classifier = pc;
-    m->q = q;
-    m->c = c;
+    dlq_queue_init(&m->q, (size_t)cfg->history_max);
     m->reply_prefix = reply_prefix;
     m->ports = *ports;
-    m->wheel = sc_wheel_new(cfg->timer_tick_ms, now_mono);
-    m->twheel = sc_wheel_new(cfg->timer_tick_ms, now_mono);
+    m->wheel = dlq_wheel_new(cfg->timer_tick_ms, now_mono);
+    m->twheel = dlq_wheel_new(cfg->timer_tick_ms, now_mono);
     m->last_run_mono = now_mono;
     m->now_mono = now_mono;
     m->tokens = 1;
-    m->hdr_base = sc_retry_headers_max("", 0, "");
+    m->hdr_base = dlq_retry_headers_max("", 0, "");
 }
 
 void
 dlq_machine_destroy(struct dlq_machine *m)
 {
-    sc_wheel_free(m->wheel);
-    sc_wheel_free(m->twheel);
+    dlq_wheel_free(m->wheel);
+    dlq_wheel_free(m->twheel);
     free(m->flights);
     m->wheel = m->twheel = NULL;
     m->flights = NULL;
+    dlq_queue_destroy(&m->q);
 }

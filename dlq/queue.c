@@ -7,14 +7,14 @@
 static uint64_t hash_seed;
 
 const char *
-sc_task_status_name(sc_task_status s)
+dlq_task_status_name(dlq_task_status s)
 {
     static const char *const names[] = {"pending", "retrying", "exhausted", "completed", "archived"};
     return (unsigned)s < SC_ARRAY_LEN(names) ? names[s] : "unknown";
 }
 
 const char *
-sc_outcome_name(sc_outcome_kind k)
+dlq_outcome_name(dlq_outcome_kind k)
 {
     static const char *const names[] = {"failed",    "retry_failed", "timeout",
                                         "succeeded", "deferred",     "refused",
@@ -34,11 +34,12 @@ id_hash(const char *p, size_t len)
 }
 
 void
-sc_queue_init(struct sc_queue *q, size_t hist_cap)
+dlq_queue_init(struct dlq_queue *q, size_t hist_cap)
 {
     memset(q, 0, sizeof(*q));
     if (!hash_seed)
         hash_seed = (uint64_t)sc_now_wall_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)q;
+    sc_list_init(&q->order);
     q->nbuckets = 1024;
     q->buckets = sc_xcalloc(q->nbuckets, sizeof(*q->buckets));
     q->next_seq = 1;
@@ -54,28 +55,28 @@ sc_queue_init(struct sc_queue *q, size_t hist_cap)
  * chained hash, freed when its last reference goes. A field points at the
  * entry's text, so readers see a plain NUL-terminated string.
  */
-struct sc_pstr {
-    struct sc_pstr *next;
+struct dlq_pstr {
+    struct dlq_pstr *next;
     uint32_t hash;
     uint32_t refs;
     uint32_t len;
     char s[];
 };
 
-static struct sc_pstr *
+static struct dlq_pstr *
 pstr_of(const char *s)
 {
-    return (struct sc_pstr *)(void *)(s - offsetof(struct sc_pstr, s));
+    return (struct dlq_pstr *)(void *)(s - offsetof(struct dlq_pstr, s));
 }
 
 static void
-pool_grow(struct sc_queue *q)
+pool_grow(struct dlq_queue *q)
 {
     size_t n = q->npool * 2;
-    struct sc_pstr **b = sc_xcalloc(n, sizeof(*b));
+    struct dlq_pstr **b = sc_xcalloc(n, sizeof(*b));
 
     for (size_t i = 0; i < q->npool; i++) {
-        struct sc_pstr *e = q->pool[i], *next;
+        struct dlq_pstr *e = q->pool[i], *next;
         for (; e; e = next) {
             next = e->next;
             e->next = b[e->hash & (n - 1)];
@@ -89,10 +90,10 @@ pool_grow(struct sc_queue *q)
 
 /* pool_get() returns a new reference to the pooled copy of the len bytes at p (no NUL inside). */
 static const char *
-pool_get(struct sc_queue *q, const char *p, size_t len)
+pool_get(struct dlq_queue *q, const char *p, size_t len)
 {
     uint32_t h = id_hash(p, len);
-    struct sc_pstr *e = q->pool[h & (q->npool - 1)];
+    struct dlq_pstr *e = q->pool[h & (q->npool - 1)];
 
     for (; e; e = e->next) {
         if (e->hash == h && e->len == len && memcmp(e->s, p, len) == 0 && e->refs < UINT32_MAX) {
@@ -116,9 +117,9 @@ pool_get(struct sc_queue *q, const char *p, size_t len)
 
 /* pool_put() drops one reference to a pooled string (NULL is a no-op). */
 static void
-pool_put(struct sc_queue *q, const char *s)
+pool_put(struct dlq_queue *q, const char *s)
 {
-    struct sc_pstr *e, **pp;
+    struct dlq_pstr *e, **pp;
 
     if (!s)
         return;
@@ -133,9 +134,9 @@ pool_put(struct sc_queue *q, const char *s)
     free(e);
 }
 
-/* pool_get_text() is pool_get() for text: NUL bytes become spaces (as sc_set_text()). */
+/* pool_get_text() is pool_get() for text: NUL bytes become spaces (as dlq_set_text()). */
 static const char *
-pool_get_text(struct sc_queue *q, const char *p, size_t len)
+pool_get_text(struct dlq_queue *q, const char *p, size_t len)
 {
     char *tmp;
     const char *r;
@@ -151,16 +152,16 @@ pool_get_text(struct sc_queue *q, const char *p, size_t len)
 }
 
 static char **
-task_field(struct sc_task *t, unsigned which)
+task_field(struct dlq_task *t, unsigned which)
 {
     switch (which) {
-    case SC_TS_SUBJECT:
+    case DLQ_TS_SUBJECT:
         return &t->subject;
-    case SC_TS_RETRY_SUBJECT:
+    case DLQ_TS_RETRY_SUBJECT:
         return &t->retry_subject;
-    case SC_TS_ERROR:
+    case DLQ_TS_ERROR:
         return &t->error;
-    case SC_TS_ERROR_TYPE:
+    case DLQ_TS_ERROR_TYPE:
         return &t->error_type;
     default:
         return &t->rule_id;
@@ -168,13 +169,13 @@ task_field(struct sc_task *t, unsigned which)
 }
 
 void
-sc_task_set_str(struct sc_queue *q, struct sc_task *t, unsigned which, const char *p, size_t len)
+dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const char *p, size_t len)
 {
     char **f = task_field(t, which);
     const char *v = NULL;
 
     if (p)
-        v = which & (SC_TS_ERROR | SC_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
+        v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
     if (t->pooled & which)
         pool_put(q, *f);
     else
@@ -188,13 +189,13 @@ sc_task_set_str(struct sc_queue *q, struct sc_task *t, unsigned which, const cha
 
 /* The payload room of t: right after its id in the same allocation. */
 static char *
-inline_payload(struct sc_task *t)
+inline_payload(struct dlq_task *t)
 {
     return (char *)(t + 1) + t->id_len + 1;
 }
 
 void
-sc_task_set_payload(struct sc_task *t, const char *p, size_t len)
+dlq_task_set_payload(struct dlq_task *t, const char *p, size_t len)
 {
     if (t->payload != inline_payload(t))
         free(t->payload);
@@ -209,12 +210,12 @@ sc_task_set_payload(struct sc_task *t, const char *p, size_t len)
 }
 
 static void
-task_free(struct sc_queue *q, struct sc_task *t)
+task_free(struct dlq_queue *q, struct dlq_task *t)
 {
     for (unsigned i = 0; i < t->hist_len; i++)
         pool_put(q, t->hist[(t->hist_head + i) % t->hist_alloc].error);
     free(t->hist);
-    for (unsigned which = SC_TS_SUBJECT; which <= SC_TS_RULE; which <<= 1) {
+    for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_RULE; which <<= 1) {
         char **f = task_field(t, which);
         if (t->pooled & which)
             pool_put(q, *f);
@@ -230,17 +231,15 @@ task_free(struct sc_queue *q, struct sc_task *t)
 }
 
 void
-sc_queue_destroy(struct sc_queue *q)
+dlq_queue_destroy(struct dlq_queue *q)
 {
-    struct sc_task *t = q->head, *next;
+    struct sc_list *it, *tmp;
 
-    for (; t; t = next) {
-        next = t->onext;
-        task_free(q, t);
-    }
+    SC_LIST_FOREACH_SAFE(it, tmp, &q->order)
+        task_free(q, SC_LIST_ENTRY(it, struct dlq_task, order));
     free(q->buckets);
     for (size_t i = 0; i < q->npool; i++) {
-        struct sc_pstr *e = q->pool[i], *enext;
+        struct dlq_pstr *e = q->pool[i], *enext;
         for (; e; e = enext) {
             enext = e->next;
             free(e);
@@ -253,12 +252,12 @@ sc_queue_destroy(struct sc_queue *q)
 static bool
 status_active(unsigned s)
 {
-    return s == SC_TASK_PENDING || s == SC_TASK_RETRYING || s == SC_TASK_EXHAUSTED;
+    return s == DLQ_TASK_PENDING || s == DLQ_TASK_RETRYING || s == DLQ_TASK_EXHAUSTED;
 }
 
 /* count_in()/count_out() add t to and take it out of the per-status, category and policy counts. */
 static void
-count_in(struct sc_queue *q, const struct sc_task *t)
+count_in(struct dlq_queue *q, const struct dlq_task *t)
 {
     q->counts[t->status]++;
     q->by_status_cat[t->status][t->category]++;
@@ -271,7 +270,7 @@ count_in(struct sc_queue *q, const struct sc_task *t)
 }
 
 static void
-count_out(struct sc_queue *q, const struct sc_task *t)
+count_out(struct dlq_queue *q, const struct dlq_task *t)
 {
     q->counts[t->status]--;
     q->by_status_cat[t->status][t->category]--;
@@ -283,11 +282,11 @@ count_out(struct sc_queue *q, const struct sc_task *t)
         q->active_policy[t->policy]--;
 }
 
-struct sc_task *
-sc_queue_find(struct sc_queue *q, const char *id, size_t len)
+struct dlq_task *
+dlq_queue_find(struct dlq_queue *q, const char *id, size_t len)
 {
     uint32_t h = id_hash(id, len);
-    struct sc_task *t = q->buckets[h & (q->nbuckets - 1)];
+    struct dlq_task *t = q->buckets[h & (q->nbuckets - 1)];
 
     for (; t; t = t->hnext)
         if (t->hash == h && t->id_len == len && memcmp(t->id, id, len) == 0)
@@ -296,13 +295,13 @@ sc_queue_find(struct sc_queue *q, const char *id, size_t len)
 }
 
 static void
-grow(struct sc_queue *q)
+grow(struct dlq_queue *q)
 {
     size_t n = q->nbuckets * 2;
-    struct sc_task **b = sc_xcalloc(n, sizeof(*b));
+    struct dlq_task **b = sc_xcalloc(n, sizeof(*b));
 
     for (size_t i = 0; i < q->nbuckets; i++) {
-        struct sc_task *t = q->buckets[i], *next;
+        struct dlq_task *t = q->buckets[i], *next;
         for (; t; t = next) {
             next = t->hnext;
             t->hnext = b[t->hash & (n - 1)];
@@ -314,14 +313,14 @@ grow(struct sc_queue *q)
     q->nbuckets = n;
 }
 
-struct sc_task *
-sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
+struct dlq_task *
+dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
 {
-    struct sc_task *t = sc_xmalloc(sizeof(*t) + len + 1 + room);
+    struct dlq_task *t = sc_xmalloc(sizeof(*t) + len + 1 + room);
     size_t b;
 
     memset(t, 0, sizeof(*t));
-    sc_wheel_entry_init(&t->timer);
+    dlq_wheel_entry_init(&t->timer);
     t->id = (char *)(t + 1);
     memcpy(t->id, id, len);
     t->id[len] = '\0';
@@ -330,35 +329,31 @@ sc_queue_add_room(struct sc_queue *q, const char *id, size_t len, size_t room, i
     t->hash = id_hash(id, len);
     t->seq = q->next_seq++;
     t->version = 1;
-    t->status = SC_TASK_PENDING;
+    t->status = DLQ_TASK_PENDING;
     t->created_at = now_wall;
     t->updated_at = now_wall;
     t->episode = 1;
-    sc_queue_new_episode(q, t, now_wall);
+    dlq_queue_new_episode(q, t, now_wall);
     if (q->count >= q->nbuckets)
         grow(q);
     b = t->hash & (q->nbuckets - 1);
     t->hnext = q->buckets[b];
     q->buckets[b] = t;
-    t->oprev = q->tail;
-    if (q->tail)
-        q->tail->onext = t;
-    else
-        q->head = t;
-    q->tail = t;
+    sc_list_init(&t->dirty);
+    sc_list_push_back(&q->order, &t->order);
     q->count++;
     count_in(q, t);
     return t;
 }
 
-struct sc_task *
-sc_queue_add(struct sc_queue *q, const char *id, size_t len, int64_t now_wall)
+struct dlq_task *
+dlq_queue_add(struct dlq_queue *q, const char *id, size_t len, int64_t now_wall)
 {
-    return sc_queue_add_room(q, id, len, 0, now_wall);
+    return dlq_queue_add_room(q, id, len, 0, now_wall);
 }
 
 void
-sc_queue_new_episode(struct sc_queue *q, struct sc_task *t, int64_t now_wall)
+dlq_queue_new_episode(struct dlq_queue *q, struct dlq_task *t, int64_t now_wall)
 {
     int64_t id = now_wall > 0 && now_wall < INT64_MAX / 1000 ? now_wall * 1000 : 0;
 
@@ -369,29 +364,22 @@ sc_queue_new_episode(struct sc_queue *q, struct sc_task *t, int64_t now_wall)
 }
 
 void
-sc_queue_episode_seen(struct sc_queue *q, int64_t episode_id)
+dlq_queue_episode_seen(struct dlq_queue *q, int64_t episode_id)
 {
     if (episode_id > q->last_episode_id)
         q->last_episode_id = episode_id;
 }
 
 void
-sc_queue_remove(struct sc_queue *q, struct sc_task *t)
+dlq_queue_remove(struct dlq_queue *q, struct dlq_task *t)
 {
-    struct sc_task **pp = &q->buckets[t->hash & (q->nbuckets - 1)];
+    struct dlq_task **pp = &q->buckets[t->hash & (q->nbuckets - 1)];
 
     while (*pp && *pp != t)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = t->hnext;
-    if (t->oprev)
-        t->oprev->onext = t->onext;
-    else
-        q->head = t->onext;
-    if (t->onext)
-        t->onext->oprev = t->oprev;
-    else
-        q->tail = t->oprev;
+    sc_list_remove(&t->order);
     q->count--;
     q->bytes -= t->bytes;
     count_out(q, t);
@@ -399,9 +387,9 @@ sc_queue_remove(struct sc_queue *q, struct sc_task *t)
 }
 
 void
-sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, bool parked)
+dlq_queue_set_status(struct dlq_queue *q, struct dlq_task *t, dlq_task_status s, bool parked)
 {
-    parked = parked && s == SC_TASK_PENDING;
+    parked = parked && s == DLQ_TASK_PENDING;
     count_out(q, t);
     t->status = (uint8_t)s;
     t->parked = parked;
@@ -413,7 +401,7 @@ sc_queue_set_status(struct sc_queue *q, struct sc_task *t, sc_task_status s, boo
 }
 
 void
-sc_queue_set_class(struct sc_queue *q, struct sc_task *t, policy_category c, policy_retry p)
+dlq_queue_set_class(struct dlq_queue *q, struct dlq_task *t, policy_category c, policy_retry p)
 {
     if (t->category == c && t->policy == p)
         return;
@@ -424,14 +412,14 @@ sc_queue_set_class(struct sc_queue *q, struct sc_task *t, policy_category c, pol
 }
 
 bool
-sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_t *n)
+dlq_queue_filter_count(const struct dlq_queue *q, const struct dlq_filter *f, size_t *n)
 {
     size_t x = 0;
 
     if (f->subject || f->older_than_ms > 0)
         return false;
     if (f->want_parked == 1) {
-        if (f->status >= 0 && f->status != SC_TASK_PENDING)
+        if (f->status >= 0 && f->status != DLQ_TASK_PENDING)
             x = 0;
         else
             x = f->category >= 0 ? q->parked_cat[f->category] : q->parked;
@@ -440,7 +428,7 @@ sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_
     } else if (f->status >= 0) {
         x = f->category >= 0 ? q->by_status_cat[f->status][f->category] : q->counts[f->status];
     } else if (f->category >= 0) {
-        for (int s = 0; s < SC_TASK_STATUS_COUNT; s++)
+        for (int s = 0; s < DLQ_TASK_STATUS_COUNT; s++)
             x += q->by_status_cat[s][f->category];
     } else {
         x = q->count;
@@ -450,17 +438,17 @@ sc_queue_filter_count(const struct sc_queue *q, const struct sc_filter *f, size_
 }
 
 size_t
-sc_queue_active_category(const struct sc_queue *q, policy_category c)
+dlq_queue_active_category(const struct dlq_queue *q, policy_category c)
 {
-    return q->by_status_cat[SC_TASK_PENDING][c] + q->by_status_cat[SC_TASK_RETRYING][c] +
-           q->by_status_cat[SC_TASK_EXHAUSTED][c];
+    return q->by_status_cat[DLQ_TASK_PENDING][c] + q->by_status_cat[DLQ_TASK_RETRYING][c] +
+           q->by_status_cat[DLQ_TASK_EXHAUSTED][c];
 }
 
 void
-sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32_t attempt,
+dlq_queue_history(struct dlq_queue *q, struct dlq_task *t, dlq_outcome_kind k, int32_t attempt,
                  int64_t at, const char *error, size_t error_len)
 {
-    struct sc_attempt *a;
+    struct dlq_attempt *a;
 
     /*
      * Grow 1, 2, 4 ... up to the cap: most tasks never hold more than a few
@@ -489,22 +477,22 @@ sc_queue_history(struct sc_queue *q, struct sc_task *t, sc_outcome_kind k, int32
 }
 
 size_t
-sc_queue_active(const struct sc_queue *q)
+dlq_queue_active(const struct dlq_queue *q)
 {
-    return q->counts[SC_TASK_PENDING] + q->counts[SC_TASK_RETRYING] + q->counts[SC_TASK_EXHAUSTED];
+    return q->counts[DLQ_TASK_PENDING] + q->counts[DLQ_TASK_RETRYING] + q->counts[DLQ_TASK_EXHAUSTED];
 }
 
 void
-sc_set_str(char **field, const char *p, size_t len)
+dlq_set_str(char **field, const char *p, size_t len)
 {
     free(*field);
     *field = p ? sc_xstrndup(p, len) : NULL;
 }
 
 void
-sc_set_text(char **field, const char *p, size_t len)
+dlq_set_text(char **field, const char *p, size_t len)
 {
-    sc_set_str(field, p, len);
+    dlq_set_str(field, p, len);
     if (*field)
         for (size_t i = 0; i < len; i++)
             if ((*field)[i] == '\0')
@@ -512,7 +500,7 @@ sc_set_text(char **field, const char *p, size_t len)
 }
 
 void
-sc_task_account(struct sc_queue *q, struct sc_task *t)
+dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
     size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len;
 
@@ -525,7 +513,7 @@ sc_task_account(struct sc_queue *q, struct sc_task *t)
 }
 
 bool
-sc_filter_match(const struct sc_filter *f, const struct sc_task *t, int64_t now_wall)
+dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t now_wall)
 {
     if (f->status >= 0 && (int)t->status != f->status)
         return false;

@@ -1,5 +1,5 @@
 /* wheel.c - hierarchical timer wheel: O(1) schedule/cancel of embedded entries, caller's clock. */
-#include "wheel.h"
+#include "dlq.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -37,7 +37,7 @@
  * clear the slot's occupancy bit when it unlinks the last entry, keeping the
  * bitmaps exact. slot_min[][] is a lower bound of the due times in a slot
  * (exact unless an entry was cancelled since the slot was last emptied or
- * scanned); sc_wheel_next_due() returns it for the earliest slot.
+ * scanned); dlq_wheel_next_due() returns it for the earliest slot.
  */
 
 #define WHEEL_BITS   6
@@ -50,15 +50,15 @@
 #define HEAD_READY ((int64_t)-1)
 #define HEAD_LOCAL ((int64_t)-2)
 
-struct sc_wheel {
+struct dlq_wheel {
     int64_t tick_ms;
     uint64_t cur;  /* current tick, biased */
     size_t count;  /* scheduled entries, wherever they are linked */
-    bool running;  /* inside sc_wheel_run() */
-    struct sc_wheel_entry ready; /* due entries of ticks before cur */
+    bool running;  /* inside dlq_wheel_run() */
+    struct dlq_wheel_entry ready; /* due entries of ticks before cur */
     uint64_t occupied[WHEEL_LEVELS]; /* bit s: slot s is non-empty */
     int64_t slot_min[WHEEL_LEVELS][WHEEL_SLOTS];
-    struct sc_wheel_entry slot[WHEEL_LEVELS][WHEEL_SLOTS];
+    struct dlq_wheel_entry slot[WHEEL_LEVELS][WHEEL_SLOTS];
 };
 
 static unsigned
@@ -86,7 +86,7 @@ tick_of(int64_t tick_ms, int64_t ms)
 
 /* tick_start() returns the first ms of biased tick t, saturated at INT64_MIN. */
 static int64_t
-tick_start(const struct sc_wheel *w, uint64_t t)
+tick_start(const struct dlq_wheel *w, uint64_t t)
 {
     int64_t q;
 
@@ -101,7 +101,7 @@ tick_start(const struct sc_wheel *w, uint64_t t)
 }
 
 static void
-list_init(struct sc_wheel_entry *h, int64_t id)
+list_init(struct dlq_wheel_entry *h, int64_t id)
 {
     h->next = h;
     h->prev = h;
@@ -109,13 +109,13 @@ list_init(struct sc_wheel_entry *h, int64_t id)
 }
 
 static bool
-list_empty(const struct sc_wheel_entry *h)
+list_empty(const struct dlq_wheel_entry *h)
 {
     return h->next == h;
 }
 
 static void
-list_append(struct sc_wheel_entry *h, struct sc_wheel_entry *e)
+list_append(struct dlq_wheel_entry *h, struct dlq_wheel_entry *e)
 {
     e->prev = h->prev;
     e->next = h;
@@ -124,7 +124,7 @@ list_append(struct sc_wheel_entry *h, struct sc_wheel_entry *e)
 }
 
 static void
-list_unlink(struct sc_wheel_entry *e)
+list_unlink(struct dlq_wheel_entry *e)
 {
     e->prev->next = e->next;
     e->next->prev = e->prev;
@@ -132,7 +132,7 @@ list_unlink(struct sc_wheel_entry *e)
 
 /* list_take() moves every entry of src to dst, an initialised empty head. */
 static void
-list_take(struct sc_wheel_entry *dst, struct sc_wheel_entry *src)
+list_take(struct dlq_wheel_entry *dst, struct dlq_wheel_entry *src)
 {
     if (list_empty(src))
         return;
@@ -146,7 +146,7 @@ list_take(struct sc_wheel_entry *dst, struct sc_wheel_entry *src)
 
 /* list_prepend() moves every entry of src, in order, in front of dst's. */
 static void
-list_prepend(struct sc_wheel_entry *dst, struct sc_wheel_entry *src)
+list_prepend(struct dlq_wheel_entry *dst, struct dlq_wheel_entry *src)
 {
     if (list_empty(src))
         return;
@@ -160,7 +160,7 @@ list_prepend(struct sc_wheel_entry *dst, struct sc_wheel_entry *src)
 
 /* head_add() appends e to the list at h and keeps the slot's bit and minimum. */
 static void
-head_add(struct sc_wheel *w, struct sc_wheel_entry *h, struct sc_wheel_entry *e)
+head_add(struct dlq_wheel *w, struct dlq_wheel_entry *h, struct dlq_wheel_entry *e)
 {
     list_append(h, e);
     if (h->due >= 0) {
@@ -175,7 +175,7 @@ head_add(struct sc_wheel *w, struct sc_wheel_entry *h, struct sc_wheel_entry *e)
 
 /* head_emptied() records that the list at h has just become empty. */
 static void
-head_emptied(struct sc_wheel *w, struct sc_wheel_entry *h)
+head_emptied(struct dlq_wheel *w, struct dlq_wheel_entry *h)
 {
     if (h->due >= 0) {
         unsigned lv = (unsigned)(h->due / WHEEL_SLOTS);
@@ -188,7 +188,7 @@ head_emptied(struct sc_wheel *w, struct sc_wheel_entry *h)
 
 /* wheel_file() links e (unlinked, counted by the caller) where its due time belongs. */
 static void
-wheel_file(struct sc_wheel *w, struct sc_wheel_entry *e)
+wheel_file(struct dlq_wheel *w, struct dlq_wheel_entry *e)
 {
     uint64_t d = tick_of(w->tick_ms, e->due);
     unsigned lv = 0;
@@ -204,10 +204,10 @@ wheel_file(struct sc_wheel *w, struct sc_wheel_entry *e)
     head_add(w, &w->slot[lv][s], e);
 }
 
-struct sc_wheel *
-sc_wheel_new(int64_t tick_ms, int64_t now_ms)
+struct dlq_wheel *
+dlq_wheel_new(int64_t tick_ms, int64_t now_ms)
 {
-    struct sc_wheel *w = sc_xcalloc(1, sizeof(*w));
+    struct dlq_wheel *w = sc_xcalloc(1, sizeof(*w));
 
     if (tick_ms < 1)
         tick_ms = 1;
@@ -226,13 +226,13 @@ sc_wheel_new(int64_t tick_ms, int64_t now_ms)
 }
 
 void
-sc_wheel_free(struct sc_wheel *w)
+dlq_wheel_free(struct dlq_wheel *w)
 {
     free(w);
 }
 
 void
-sc_wheel_entry_init(struct sc_wheel_entry *e)
+dlq_wheel_entry_init(struct dlq_wheel_entry *e)
 {
     e->next = NULL;
     e->prev = NULL;
@@ -240,7 +240,7 @@ sc_wheel_entry_init(struct sc_wheel_entry *e)
 }
 
 void
-sc_wheel_cancel(struct sc_wheel *w, struct sc_wheel_entry *e)
+dlq_wheel_cancel(struct dlq_wheel *w, struct dlq_wheel_entry *e)
 {
     if (e->prev == NULL)
         return;
@@ -254,9 +254,9 @@ sc_wheel_cancel(struct sc_wheel *w, struct sc_wheel_entry *e)
 }
 
 void
-sc_wheel_schedule(struct sc_wheel *w, struct sc_wheel_entry *e, int64_t due_ms)
+dlq_wheel_schedule(struct dlq_wheel *w, struct dlq_wheel_entry *e, int64_t due_ms)
 {
-    sc_wheel_cancel(w, e);
+    dlq_wheel_cancel(w, e);
     e->due = due_ms;
     wheel_file(w, e);
     w->count++;
@@ -271,10 +271,10 @@ sc_wheel_schedule(struct sc_wheel *w, struct sc_wheel_entry *e, int64_t due_ms)
  * entries left; they are put back in front of h, in order.
  */
 static bool
-wheel_fire(struct sc_wheel *w, struct sc_wheel_entry *h, int64_t now, size_t max,
-           size_t *fired, sc_wheel_cb cb, void *ctx)
+wheel_fire(struct dlq_wheel *w, struct dlq_wheel_entry *h, int64_t now, size_t max,
+           size_t *fired, dlq_wheel_cb cb, void *ctx)
 {
-    struct sc_wheel_entry local;
+    struct dlq_wheel_entry local;
     int64_t lo = INT64_MAX;
     unsigned lv = 0, s = 0;
 
@@ -287,7 +287,7 @@ wheel_fire(struct sc_wheel *w, struct sc_wheel_entry *h, int64_t now, size_t max
     list_take(&local, h);
     head_emptied(w, h);
     while (!list_empty(&local)) {
-        struct sc_wheel_entry *e = local.next;
+        struct dlq_wheel_entry *e = local.next;
 
         if (*fired >= max) {
             list_prepend(h, &local);
@@ -314,15 +314,15 @@ wheel_fire(struct sc_wheel *w, struct sc_wheel_entry *h, int64_t now, size_t max
 
 /* wheel_cascade() re-files the entries of slot s at level lv relative to cur. */
 static void
-wheel_cascade(struct sc_wheel *w, unsigned lv, unsigned s)
+wheel_cascade(struct dlq_wheel *w, unsigned lv, unsigned s)
 {
-    struct sc_wheel_entry local;
+    struct dlq_wheel_entry local;
 
     list_init(&local, HEAD_LOCAL);
     list_take(&local, &w->slot[lv][s]);
     head_emptied(w, &w->slot[lv][s]);
     while (!list_empty(&local)) {
-        struct sc_wheel_entry *e = local.next;
+        struct dlq_wheel_entry *e = local.next;
 
         list_unlink(e);
         wheel_file(w, e);
@@ -336,7 +336,7 @@ wheel_cascade(struct sc_wheel *w, unsigned lv, unsigned s)
  * entries cascaded; empty ticks are jumped over.
  */
 static void
-wheel_advance(struct sc_wheel *w, uint64_t target)
+wheel_advance(struct dlq_wheel *w, uint64_t target)
 {
     for (unsigned lv = 0; lv < WHEEL_LEVELS; lv++) {
         unsigned shift = lv * WHEEL_BITS;
@@ -361,7 +361,7 @@ wheel_advance(struct sc_wheel *w, uint64_t target)
 }
 
 size_t
-sc_wheel_run(struct sc_wheel *w, int64_t now_ms, size_t max, sc_wheel_cb cb, void *ctx)
+dlq_wheel_run(struct dlq_wheel *w, int64_t now_ms, size_t max, dlq_wheel_cb cb, void *ctx)
 {
     uint64_t target = tick_of(w->tick_ms, now_ms);
     size_t fired = 0;
@@ -375,7 +375,7 @@ sc_wheel_run(struct sc_wheel *w, int64_t now_ms, size_t max, sc_wheel_cb cb, voi
     if (target < w->cur)
         goto done; /* the clock went backwards: no slot can be due */
     while (fired < max) {
-        struct sc_wheel_entry *h = &w->slot[0][w->cur & WHEEL_MASK];
+        struct dlq_wheel_entry *h = &w->slot[0][w->cur & WHEEL_MASK];
 
         if (!list_empty(h) && wheel_fire(w, h, now_ms, max, &fired, cb, ctx))
             break;
@@ -386,13 +386,13 @@ sc_wheel_run(struct sc_wheel *w, int64_t now_ms, size_t max, sc_wheel_cb cb, voi
          * current tick by a callback: they wait for the next run.
          */
         if (!list_empty(h)) {
-            struct sc_wheel_entry local;
+            struct dlq_wheel_entry local;
 
             list_init(&local, HEAD_LOCAL);
             list_take(&local, h);
             head_emptied(w, h);
             while (!list_empty(&local)) {
-                struct sc_wheel_entry *e = local.next;
+                struct dlq_wheel_entry *e = local.next;
 
                 list_unlink(e);
                 list_append(&w->ready, e);
@@ -406,7 +406,7 @@ done:
 }
 
 int64_t
-sc_wheel_next_due(const struct sc_wheel *w)
+dlq_wheel_next_due(const struct dlq_wheel *w)
 {
     int64_t floor_ms = tick_start(w, w->cur);
 
@@ -426,7 +426,7 @@ sc_wheel_next_due(const struct sc_wheel *w)
 }
 
 size_t
-sc_wheel_count(const struct sc_wheel *w)
+dlq_wheel_count(const struct dlq_wheel *w)
 {
     return w->count;
 }

@@ -148,7 +148,7 @@ filter_or_all(struct admin_req *r, const char *verb)
 
 /* Reads the filter keys of the body into f; on a bad value replies 400 and returns false. */
 static bool
-parse_filter(struct admin_req *r, struct sc_filter *f)
+parse_filter(struct admin_req *r, struct dlq_filter *f)
 {
     json_t *v, *req = r->body;
 
@@ -166,14 +166,14 @@ parse_filter(struct admin_req *r, struct sc_filter *f)
             return false;
         }
         if (strcmp(s, "parked") == 0) {
-            f->status = SC_TASK_PENDING;
+            f->status = DLQ_TASK_PENDING;
             f->want_parked = 1;
         } else {
             int i;
-            for (i = 0; i < SC_TASK_STATUS_COUNT; i++)
-                if (strcmp(s, sc_task_status_name((sc_task_status)i)) == 0)
+            for (i = 0; i < DLQ_TASK_STATUS_COUNT; i++)
+                if (strcmp(s, dlq_task_status_name((dlq_task_status)i)) == 0)
                     break;
-            if (i == SC_TASK_STATUS_COUNT) {
+            if (i == DLQ_TASK_STATUS_COUNT) {
                 reply_error(r, 400,
                             "status: '%.64s' is not one of pending, parked, retrying, exhausted, "
                             "completed, archived",
@@ -212,17 +212,17 @@ parse_filter(struct admin_req *r, struct sc_filter *f)
 }
 
 /* Finds the task named by the body's task_id; replies 400/404 and returns NULL when there is none. */
-static struct sc_task *
+static struct dlq_task *
 find_task(struct admin_req *r)
 {
     json_t *v = r->body ? json_object_get(r->body, "task_id") : NULL;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     if (!v || !json_is_string(v) || json_string_length(v) == 0) {
         reply_error(r, 400, "task_id: missing (a non-empty string)");
         return NULL;
     }
-    t = sc_queue_find(&r->d->q, json_string_value(v), json_string_length(v));
+    t = dlq_queue_find(&r->d->m.q, json_string_value(v), json_string_length(v));
     if (!t)
         reply_error(r, 404, "task_id: no such task");
     return t;
@@ -285,22 +285,22 @@ static void
 stats_counts(struct sc_daemon *d, struct sc_jw *w)
 {
     sc_jw_open(w, "status_breakdown", '{');
-    sc_jw_int(w, "pending", (int64_t)(d->q.counts[SC_TASK_PENDING] - d->q.parked));
-    sc_jw_int(w, "parked", (int64_t)d->q.parked);
-    sc_jw_int(w, "retrying", (int64_t)d->q.counts[SC_TASK_RETRYING]);
-    sc_jw_int(w, "exhausted", (int64_t)d->q.counts[SC_TASK_EXHAUSTED]);
-    sc_jw_int(w, "completed", (int64_t)d->q.counts[SC_TASK_COMPLETED]);
-    sc_jw_int(w, "archived", (int64_t)d->q.counts[SC_TASK_ARCHIVED]);
+    sc_jw_int(w, "pending", (int64_t)(d->m.q.counts[DLQ_TASK_PENDING] - d->m.q.parked));
+    sc_jw_int(w, "parked", (int64_t)d->m.q.parked);
+    sc_jw_int(w, "retrying", (int64_t)d->m.q.counts[DLQ_TASK_RETRYING]);
+    sc_jw_int(w, "exhausted", (int64_t)d->m.q.counts[DLQ_TASK_EXHAUSTED]);
+    sc_jw_int(w, "completed", (int64_t)d->m.q.counts[DLQ_TASK_COMPLETED]);
+    sc_jw_int(w, "archived", (int64_t)d->m.q.counts[DLQ_TASK_ARCHIVED]);
     sc_jw_close(w, '}');
 
     sc_jw_open(w, "error_categories", '{');
     for (int i = 0; i < POLICY_CAT_COUNT; i++)
         sc_jw_int(w, policy_category_name((policy_category)i),
-                  (int64_t)sc_queue_active_category(&d->q, (policy_category)i));
+                  (int64_t)dlq_queue_active_category(&d->m.q, (policy_category)i));
     sc_jw_close(w, '}');
     sc_jw_open(w, "retry_policies", '{');
     for (int i = 0; i < POLICY_RETRY_COUNT; i++)
-        sc_jw_int(w, policy_retry_name((policy_retry)i), (int64_t)d->q.active_policy[i]);
+        sc_jw_int(w, policy_retry_name((policy_retry)i), (int64_t)d->m.q.active_policy[i]);
     sc_jw_close(w, '}');
 }
 
@@ -308,7 +308,7 @@ stats_counts(struct sc_daemon *d, struct sc_jw *w)
 static void
 stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
 {
-    const struct sc_counters *c = &d->c;
+    const struct dlq_counters *c = &d->m.c;
     /* Failures lost before the loop could take them: at shutdown, or dropped by nats.c past its pending limits. */
     int64_t slow = sc_conn_sub_dropped(d->sub_failed);
     sc_jw_open(w, "lifetime_stats", '{');
@@ -348,13 +348,13 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
 static void
 stats_retry_processor(struct sc_daemon *d, struct sc_jw *w)
 {
-    int64_t next_due = 0, due_mono = sc_wheel_next_due(d->m.wheel);
+    int64_t next_due = 0, due_mono = dlq_wheel_next_due(d->m.wheel);
 
     if (due_mono != INT64_MAX)
         next_due = due_mono + (d->started_wall - d->started_mono);
     sc_jw_open(w, "retry_processor", '{');
     sc_jw_bool(w, "enabled", !d->paused);
-    sc_jw_int(w, "scheduled", (int64_t)sc_wheel_count(d->m.wheel));
+    sc_jw_int(w, "scheduled", (int64_t)dlq_wheel_count(d->m.wheel));
     sc_jw_int(w, "in_flight", (int64_t)d->m.inflight);
     sc_jw_time(w, "next_due_at", next_due);
     redrive_json(d, w);
@@ -374,8 +374,8 @@ stats_links(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_str(w, "backend", backend);
     sc_jw_str(w, "state", pstate);
     sc_jw_int(w, "queued_writes", (int64_t)queued);
-    sc_jw_str(w, "last_error", sc_store_last_error(d));
-    sc_store_stats_json(d, w); /* the store's counters (the store mirror) */
+    sc_jw_str(w, "last_error", sc_mirror_last_error(d));
+    sc_mirror_stats_json(d, w); /* the store's counters (the store mirror) */
     sc_jw_close(w, '}');
 
     struct sc_conn_stats nst = sc_conn_get_stats(d->conn);
@@ -390,7 +390,7 @@ static void
 admin_stats(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
-    size_t active = sc_queue_active(&d->q);
+    size_t active = dlq_queue_active(&d->m.q);
     struct sc_jw w;
 
     sc_buf_reset(&d->out);
@@ -412,7 +412,7 @@ admin_stats(struct admin_req *r)
 
 /* Writes t as JSON: the list summary, or (whole) every field DESIGN section 8 names for get. */
 static void
-task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool whole)
+task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool whole)
 {
     unsigned depth = codec_limits_get(d->codec)->max_depth;
     struct sc_jw w;
@@ -420,7 +420,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool w
     sc_jw_init(&w, b);
     sc_jw_open(&w, NULL, '{');
     sc_jw_strn(&w, "task_id", t->id, t->id_len);
-    sc_jw_str(&w, "status", sc_task_status_name(t->status));
+    sc_jw_str(&w, "status", dlq_task_status_name(t->status));
     sc_jw_bool(&w, "parked", t->parked);
     sc_jw_str(&w, "subject", t->subject);
     sc_jw_str(&w, "error_category", policy_category_name(t->category));
@@ -446,11 +446,11 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool w
     sc_jw_int(&w, "version", (int64_t)t->version);
     sc_jw_open(&w, "history", '[');
     for (unsigned i = 0; i < t->hist_len; i++) {
-        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % d->q.hist_cap];
+        const struct dlq_attempt *a = &t->hist[(t->hist_head + i) % d->m.q.hist_cap];
         sc_jw_open(&w, NULL, '{');
         sc_jw_int(&w, "attempt", a->attempt);
         sc_jw_time(&w, "at", a->at_ms);
-        sc_jw_str(&w, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
+        sc_jw_str(&w, "outcome", dlq_outcome_name((dlq_outcome_kind)a->outcome));
         sc_jw_str(&w, "error", a->error);
         sc_jw_close(&w, '}');
     }
@@ -465,7 +465,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct sc_task *t, bool w
 static void
 admin_get(struct admin_req *r)
 {
-    struct sc_task *t = find_task(r);
+    struct dlq_task *t = find_task(r);
 
     if (!t)
         return;
@@ -477,7 +477,7 @@ admin_get(struct admin_req *r)
 /*
  * parse_cursor() reads a cursor this API returned: "<seq>:<task_id>", the
  * seq and id of the last task of the previous page (a bare "<seq>", the
- * older form, is taken too). Tasks sit in d->q in seq order and a task's seq
+ * older form, is taken too). Tasks sit in d->m.q in seq order and a task's seq
  * never changes, so "seq > cursor" never repeats or skips a task, however
  * many share a timestamp. Sets *after, and *id / *id_len (borrowed from v;
  * NULL when absent). Returns false (400 sent) on anything else.
@@ -522,23 +522,26 @@ bad:
  * seq is larger, found by walking from whichever end of the seq list is
  * nearer to it.
  */
-static struct sc_task *
+static struct dlq_task *
 list_start(struct sc_daemon *d, uint64_t after, const char *id, size_t id_len)
 {
-    struct sc_task *t;
+    const struct dlq_queue *q = &d->m.q;
+    struct dlq_task *t, *p, *first, *last;
 
-    if (id && (t = sc_queue_find(&d->q, id, id_len)) && t->seq == after)
-        return t->onext;
-    if (!d->q.head || after < d->q.head->seq)
-        return d->q.head;
-    if (after >= d->q.tail->seq)
+    if (id && (t = dlq_queue_find(&d->m.q, id, id_len)) && t->seq == after)
+        return dlq_queue_next(q, t);
+    first = dlq_queue_first(q);
+    last = dlq_queue_last(q);
+    if (!first || after < first->seq)
+        return first;
+    if (after >= last->seq)
         return NULL;
-    if (after - d->q.head->seq > d->q.tail->seq - after) {
-        for (t = d->q.tail; t && t->oprev && t->oprev->seq > after; t = t->oprev)
+    if (after - first->seq > last->seq - after) {
+        for (t = last; (p = dlq_queue_prev(q, t)) && p->seq > after; t = p)
             ;
-        return t && t->seq > after ? t : NULL;
+        return t->seq > after ? t : NULL;
     }
-    for (t = d->q.head; t && t->seq <= after; t = t->onext)
+    for (t = first; t && t->seq <= after; t = dlq_queue_next(q, t))
         ;
     return t;
 }
@@ -547,11 +550,11 @@ static void
 admin_list(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
-    struct sc_filter f;
+    struct dlq_filter f;
     struct sc_buf *b = &d->out;
     int64_t limit = LIST_DEFAULT, now = sc_now_wall_ms();
     uint64_t after = 0;
-    const struct sc_task *last = NULL;
+    const struct dlq_task *last = NULL;
     const char *cid = NULL;
     size_t n = 0, total = 0, cid_len = 0;
     bool more = false;
@@ -572,8 +575,8 @@ admin_list(struct admin_req *r)
     sc_buf_reset(b);
     sc_buf_append(b, "{\"tasks\":[", 10);
     /* O(limit) for a resumable cursor: start after the named task, stop at the first match past the page. */
-    for (struct sc_task *t = list_start(d, after, cid, cid_len); t; t = t->onext) {
-        if (!sc_filter_match(&f, t, now))
+    for (struct dlq_task *t = list_start(d, after, cid, cid_len); t; t = dlq_queue_next(&d->m.q, t)) {
+        if (!dlq_filter_match(&f, t, now))
             continue;
         if ((int64_t)n == limit) {
             more = true;
@@ -586,9 +589,9 @@ admin_list(struct admin_req *r)
         n++;
     }
     /* total: from the counts, unless the filter needs a walk (subject, older_than_s). */
-    if (!sc_queue_filter_count(&d->q, &f, &total)) {
-        for (struct sc_task *t = d->q.head; t; t = t->onext)
-            if (sc_filter_match(&f, t, now))
+    if (!dlq_queue_filter_count(&d->m.q, &f, &total)) {
+        for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
+            if (dlq_filter_match(&f, t, now))
                 total++;
     }
     sc_buf_append(b, "],\"next_cursor\":", 16);
@@ -657,9 +660,9 @@ admin_classify(struct admin_req *r)
 
 /* True when a manual retry may touch t (not terminal, not in flight). */
 static bool
-actionable(const struct sc_task *t)
+actionable(const struct dlq_task *t)
 {
-    return t->status == SC_TASK_PENDING || t->status == SC_TASK_EXHAUSTED;
+    return t->status == DLQ_TASK_PENDING || t->status == DLQ_TASK_EXHAUSTED;
 }
 
 /* Ends the running redrive (if any), keeping its counters for stats. */
@@ -687,18 +690,18 @@ redrive_stop(struct sc_daemon *d, bool cancelled)
  * remembered task when it is still there with the same seq (O(1)),
  * otherwise the first task whose seq is past the last one visited (a walk).
  */
-static struct sc_task *
+static struct dlq_task *
 redrive_resume(struct sc_daemon *d)
 {
     struct sc_redrive *rd = &d->redrive;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     if (rd->resume_id) {
-        t = sc_queue_find(&d->q, rd->resume_id, rd->resume_len);
+        t = dlq_queue_find(&d->m.q, rd->resume_id, rd->resume_len);
         if (t && t->seq == rd->resume_seq)
             return t;
     }
-    for (t = d->q.head; t && t->seq <= rd->next_seq; t = t->onext)
+    for (t = dlq_queue_first(&d->m.q); t && t->seq <= rd->next_seq; t = dlq_queue_next(&d->m.q, t))
         ;
     return t;
 }
@@ -717,7 +720,7 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
     struct sc_redrive *rd = &d->redrive;
     int64_t now = sc_now_mono_ms(), wall = sc_now_wall_ms();
     double cap = rd->rate > 1 ? rd->rate : 1;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     (void)fd;
     (void)what;
@@ -728,9 +731,9 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
     if (rd->tokens > cap)
         rd->tokens = cap;
     rd->filter.subject = rd->subject;
-    for (t = redrive_resume(d); t && t->seq <= rd->last_seq && rd->tokens >= 1; t = t->onext) {
+    for (t = redrive_resume(d); t && t->seq <= rd->last_seq && rd->tokens >= 1; t = dlq_queue_next(&d->m.q, t)) {
         rd->next_seq = t->seq;
-        if (!sc_filter_match(&rd->filter, t, wall))
+        if (!dlq_filter_match(&rd->filter, t, wall))
             continue;
         if (!actionable(t) || !t->retry_subject ||
             dlq_machine_retry(&d->m, t, wall, now) != SC_OK) {
@@ -755,7 +758,7 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
 
 /* Starts a background redrive of the tasks matching f at rate tasks/s; replies. */
 static void
-redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64_t now)
+redrive_start(struct admin_req *r, const struct dlq_filter *f, double rate, int64_t now)
 {
     struct sc_daemon *d = r->d;
     struct sc_redrive *rd = &d->redrive;
@@ -763,8 +766,8 @@ redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64
     size_t n = 0;
     struct sc_jw w;
 
-    for (struct sc_task *t = d->q.head; t; t = t->onext)
-        if (actionable(t) && t->retry_subject && sc_filter_match(f, t, now))
+    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
+        if (actionable(t) && t->retry_subject && dlq_filter_match(f, t, now))
             n++;
     free(rd->subject);
     free(rd->resume_id);
@@ -779,7 +782,7 @@ redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64
     rd->subject = f->subject ? sc_xstrdup(f->subject) : NULL;
     rd->filter.subject = rd->subject;
     rd->next_seq = 0;
-    rd->last_seq = d->q.tail ? d->q.tail->seq : 0;
+    rd->last_seq = dlq_queue_last(&d->m.q) ? dlq_queue_last(&d->m.q)->seq : 0;
     rd->matched = n;
     rd->skipped = 0;
     rd->started_wall = sc_now_wall_ms();
@@ -803,7 +806,7 @@ redrive_start(struct admin_req *r, const struct sc_filter *f, double rate, int64
 
 /* Answers the retry of one task: what was scheduled. */
 static void
-retry_reply_one(struct admin_req *r, const struct sc_task *t)
+retry_reply_one(struct admin_req *r, const struct dlq_task *t)
 {
     struct sc_daemon *d = r->d;
     struct sc_jw w;
@@ -825,7 +828,7 @@ admin_retry(struct admin_req *r)
 {
     static const char *const keys[] = {"task_id", FILTER_KEYS, "all", "rate", "cancel", NULL};
     struct sc_daemon *d = r->d;
-    struct sc_filter f;
+    struct dlq_filter f;
     struct sc_redrive *rd = &d->redrive;
     int64_t now = sc_now_wall_ms();
     json_t *rate = r->body ? json_object_get(r->body, "rate") : NULL;
@@ -854,7 +857,7 @@ admin_retry(struct admin_req *r)
         return;
     }
     if (r->body && json_object_get(r->body, "task_id")) {
-        struct sc_task *t;
+        struct dlq_task *t;
         if (has_filter_key(r) || rate || json_object_get(r->body, "all")) {
             reply_error(r, 400, "task_id: give a task_id or a filter (with rate), not both");
             return;
@@ -863,7 +866,7 @@ admin_retry(struct admin_req *r)
             return;
         if (!actionable(t)) {
             reply_error(r, 409, "task is %s; only pending, parked or exhausted tasks can be retried",
-                        sc_task_status_name(t->status));
+                        dlq_task_status_name(t->status));
             return;
         }
         if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms())) {
@@ -891,8 +894,8 @@ admin_retry(struct admin_req *r)
         redrive_start(r, &f, json_number_value(rate), now);
         return;
     }
-    for (struct sc_task *t = d->q.head; t; t = t->onext) {
-        if (!actionable(t) || !sc_filter_match(&f, t, now))
+    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
+        if (!actionable(t) || !dlq_filter_match(&f, t, now))
             continue;
         if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
             n++;
@@ -909,10 +912,10 @@ admin_retry(struct admin_req *r)
 /* ---- write verbs ----------------------------------------------------------------------------- */
 
 static bool
-archivable(const struct sc_task *t)
+archivable(const struct dlq_task *t)
 {
-    return t->status == SC_TASK_PENDING || t->status == SC_TASK_RETRYING ||
-           t->status == SC_TASK_EXHAUSTED;
+    return t->status == DLQ_TASK_PENDING || t->status == DLQ_TASK_RETRYING ||
+           t->status == DLQ_TASK_EXHAUSTED;
 }
 
 static void
@@ -920,10 +923,10 @@ admin_archive(struct admin_req *r)
 {
     static const char *const keys[] = {"task_id", FILTER_KEYS, "all", NULL};
     struct sc_daemon *d = r->d;
-    struct sc_filter f;
+    struct dlq_filter f;
     int64_t now = sc_now_wall_ms();
     size_t n = 0;
-    struct sc_task *t, *next;
+    struct dlq_task *t, *next;
 
     if (!check_keys(r, keys))
         return;
@@ -935,7 +938,7 @@ admin_archive(struct admin_req *r)
         if (!(t = find_task(r)))
             return;
         if (!archivable(t)) {
-            reply_error(r, 409, "task is already %s", sc_task_status_name(t->status));
+            reply_error(r, 409, "task is already %s", dlq_task_status_name(t->status));
             return;
         }
         dlq_machine_archive(&d->m, t, now);
@@ -943,9 +946,9 @@ admin_archive(struct admin_req *r)
     } else {
         if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
             return;
-        for (t = d->q.head; t; t = next) {
-            next = t->onext;
-            if (archivable(t) && sc_filter_match(&f, t, now)) {
+        for (t = dlq_queue_first(&d->m.q); t; t = next) {
+            next = dlq_queue_next(&d->m.q, t);
+            if (archivable(t) && dlq_filter_match(&f, t, now)) {
                 dlq_machine_archive(&d->m, t, now);
                 n++;
             }
@@ -963,16 +966,16 @@ admin_clear(struct admin_req *r)
 {
     static const char *const keys[] = {FILTER_KEYS, "all", "confirm", NULL};
     struct sc_daemon *d = r->d;
-    struct sc_filter f;
+    struct dlq_filter f;
     int64_t now = sc_now_wall_ms();
     json_t *confirm = r->body ? json_object_get(r->body, "confirm") : NULL;
     size_t n = 0;
-    struct sc_task *t, *next;
+    struct dlq_task *t, *next;
 
     if (!check_keys(r, keys) || !filter_or_all(r, "clear") || !parse_filter(r, &f))
         return;
-    for (t = d->q.head; t; t = t->onext)
-        if (sc_filter_match(&f, t, now))
+    for (t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
+        if (dlq_filter_match(&f, t, now))
             n++;
     if (!json_is_true(confirm)) {
         reply_error(r, 400, "confirm: clear would remove %zu task%s; send \"confirm\": true", n,
@@ -980,9 +983,9 @@ admin_clear(struct admin_req *r)
         return;
     }
     n = 0;
-    for (t = d->q.head; t; t = next) {
-        next = t->onext;
-        if (sc_filter_match(&f, t, now)) {
+    for (t = dlq_queue_first(&d->m.q); t; t = next) {
+        next = dlq_queue_next(&d->m.q, t);
+        if (dlq_filter_match(&f, t, now)) {
             dlq_machine_clear(&d->m, t);
             n++;
         }
@@ -1003,7 +1006,7 @@ set_paused(struct admin_req *r, bool pause)
     d->paused = pause;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"paused\":%s,\"scheduled\":%zu}", pause ? "true" : "false",
-                   sc_wheel_count(d->m.wheel));
+                   dlq_wheel_count(d->m.wheel));
     reply_buf(r);
 }
 

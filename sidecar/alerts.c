@@ -283,8 +283,8 @@ sample(struct sc_alerts *al, int64_t now)
     }
     s = &al->ring[(al->head + al->len) % SAMPLES];
     s->mono = now;
-    s->ok = d->c.retry_success;
-    s->bad = d->c.retry_failed;
+    s->ok = d->m.c.retry_success;
+    s->bad = d->m.c.retry_failed;
     al->len++;
 }
 
@@ -309,8 +309,8 @@ check(struct sc_alerts *al)
     struct sc_daemon *d = al->d;
     const struct config *cfg = d->cfg;
     int64_t now = sc_now_mono_ms();
-    size_t active = sc_queue_active(&d->q);
-    uint64_t exhausted = d->q.counts[SC_TASK_EXHAUSTED], ok, bad, n;
+    size_t active = dlq_queue_active(&d->m.q);
+    uint64_t exhausted = d->m.q.counts[DLQ_TASK_EXHAUSTED], ok, bad, n;
     double util = cfg->max_size ? 100.0 * (double)active / (double)cfg->max_size : 0.0;
     const struct sample *base;
     double rate;
@@ -322,8 +322,8 @@ check(struct sc_alerts *al)
 
     sample(al, now);
     base = window_base(al, now, cfg->alerts_window_s * 1000);
-    ok = d->c.retry_success - base->ok;
-    bad = d->c.retry_failed - base->bad;
+    ok = d->m.c.retry_success - base->ok;
+    bad = d->m.c.retry_failed - base->bad;
     n = ok + bad;
     rate = n ? (double)ok / (double)n : NAN;
     /* Too few outcomes in the window say nothing: the alert resolves (or stays quiet). */

@@ -89,7 +89,7 @@ on_ingest_drained(void *ctx)
     struct sc_daemon *d = ctx;
 
     sc_log(SC_LOG_INFO, "ingest drained: every failure buffered for this sidecar was taken",
-           "taken", sc_log_int((int64_t)(d->c.received - d->ingest_received_at_stop)), "ms",
+           "taken", sc_log_int((int64_t)(d->m.c.received - d->ingest_received_at_stop)), "ms",
            sc_log_int(sc_now_mono_ms() - d->ingest_drain_started_mono), NULL);
 }
 
@@ -103,7 +103,7 @@ static void
 drain_ingest(struct sc_daemon *d)
 {
     d->ingest_drain_started_mono = sc_now_mono_ms();
-    d->ingest_received_at_stop = d->c.received;
+    d->ingest_received_at_stop = d->m.c.received;
     /*
      * nats.c's timeout must never fire first: on its expiry nats.c closes
      * the subscription and frees what it still holds without a count, and
@@ -133,14 +133,14 @@ ingest_account(struct sc_daemon *d)
     sc_conn_sub_tally(d->sub_failed, &arrived, &taken);
     if (arrived > taken)
         dropped = arrived - taken;
-    d->c.ingest_dropped += dropped;
+    d->m.c.ingest_dropped += dropped;
     sc_log(dropped ? SC_LOG_WARN : SC_LOG_INFO,
            dropped ? "ingest closed: failures received from NATS were not taken before exit"
                    : "ingest closed: every failure received from NATS was taken",
-           "arrived", sc_log_int((int64_t)(d->c.received + dropped)), /* from NATS, taken or not */
-           "received", sc_log_int((int64_t)d->c.received), "enqueued",
-           sc_log_int((int64_t)d->c.enqueued), "invalid", sc_log_int((int64_t)d->c.invalid),
-           "refused_full", sc_log_int((int64_t)d->c.refused_full), "dropped",
+           "arrived", sc_log_int((int64_t)(d->m.c.received + dropped)), /* from NATS, taken or not */
+           "received", sc_log_int((int64_t)d->m.c.received), "enqueued",
+           sc_log_int((int64_t)d->m.c.enqueued), "invalid", sc_log_int((int64_t)d->m.c.invalid),
+           "refused_full", sc_log_int((int64_t)d->m.c.refused_full), "dropped",
            sc_log_int((int64_t)dropped), "drained", st == SC_CONN_DRAIN_DONE ? "true" : "false",
            NULL);
     return dropped;
@@ -219,7 +219,6 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     if ((s = build_classifier(cfg, &d->classifier, err, errlen)))
         goto fail;
     d->codec = codec_new(&cfg->limits);
-    sc_queue_init(&d->q, (size_t)cfg->history_max);
     d->started_mono = sc_now_mono_ms();
     d->started_wall = sc_now_wall_ms();
     sc_buf_init(&d->out, 256 * 1024 * 1024);
@@ -228,7 +227,7 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->paused = !cfg->retry_processor_enabled;
     sc_dispatch_init(d);
     d->metrics = sc_metrics_new();
-    if ((s = sc_store_open(d, err, errlen))) /* loads tasks back before the tick and NATS exist */
+    if ((s = sc_mirror_open(d, err, errlen))) /* loads tasks back before the tick and NATS exist */
         goto fail;
     d->tick_ev = event_new(d->base, -1, EV_PERSIST, sc_on_tick, d);
     tv.tv_sec = cfg->timer_tick_ms / 1000;
@@ -271,10 +270,10 @@ sc_daemon_run(struct sc_daemon *d)
            d->cfg->store_backend == CONFIG_STORE_OPENSEARCH ? "opensearch" : "memory", "tick_ms", sc_log_int(d->cfg->timer_tick_ms),
            NULL);
     event_base_dispatch(d->base);
-    sc_store_flush(d); /* DESIGN section 14: flush the store before exiting */
+    sc_mirror_flush(d); /* DESIGN section 14: flush the store before exiting */
     if (ingest_account(d) > 0 && d->exit_code == 0)
         d->exit_code = 1; /* failures were lost: say so to the supervisor too */
-    sc_log(SC_LOG_INFO, "dlq-sidecar stopped", "tasks", sc_log_int((int64_t)sc_queue_active(&d->q)),
+    sc_log(SC_LOG_INFO, "dlq-sidecar stopped", "tasks", sc_log_int((int64_t)dlq_queue_active(&d->m.q)),
            NULL);
     return d->exit_code;
 }
@@ -299,8 +298,7 @@ sc_daemon_free(struct sc_daemon *d)
     if (d->sig_hup)
         event_free(d->sig_hup);
     sc_admin_destroy(d);
-    sc_store_close(d);
-    sc_queue_destroy(&d->q);
+    sc_mirror_close(d);
     sc_dispatch_destroy(d);
     codec_free(d->codec);
     sc_metrics_free(d->metrics);

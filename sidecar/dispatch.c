@@ -38,27 +38,27 @@ port_connected(void *ctx, uint64_t *epoch)
 }
 
 static void
-port_event(void *ctx, const char *kind, const struct sc_task *t, int32_t attempt, const char *error)
+port_event(void *ctx, const char *kind, const struct dlq_task *t, int32_t attempt, const char *error)
 {
     sc_event(ctx, kind, t, attempt, error);
 }
 
 static void
-port_changed(void *ctx, struct sc_task *t)
+port_changed(void *ctx, struct dlq_task *t)
 {
-    sc_store_changed(ctx, t);
+    sc_mirror_changed(ctx, t);
 }
 
 static void
-port_removed(void *ctx, struct sc_task *t)
+port_removed(void *ctx, struct dlq_task *t)
 {
-    sc_store_removed(ctx, t);
+    sc_mirror_removed(ctx, t);
 }
 
 static const char *
 port_admit(void *ctx)
 {
-    return sc_store_refusal(ctx);
+    return sc_mirror_refusal(ctx);
 }
 
 static void
@@ -114,7 +114,7 @@ sc_dispatch_init(struct sc_daemon *d)
 
     p.ctx = d;
     /* The retries' inbox is the connection's, set once it exists (daemon.c). */
-    dlq_machine_init(&d->m, d->cfg, d->classifier, &d->q, &d->c, "", &p,
+    dlq_machine_init(&d->m, d->cfg, d->classifier, "", &p,
                      sc_now_mono_ms());
 }
 
@@ -330,7 +330,7 @@ sc_js_reply_classify(const char *body, size_t len, struct sc_js_reply *r)
  * JetStream error is logged at warn).
  */
 static void
-reply_js(struct sc_daemon *d, struct sc_task *t, bool stored, sc_js_reply_kind k,
+reply_js(struct sc_daemon *d, struct dlq_task *t, bool stored, sc_js_reply_kind k,
          const struct sc_js_reply *jr)
 {
     char err[600], et[32];
@@ -368,7 +368,7 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     char *end;
     unsigned long idx;
     unsigned long long token;
-    struct sc_task *t;
+    struct dlq_task *t;
     struct codec_outcome out;
     bool stored;
 

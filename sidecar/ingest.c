@@ -15,16 +15,16 @@
  * view's status field means nothing), where it is what happened to it.
  */
 static const char *
-event_status(const char *kind, const struct sc_task *t)
+event_status(const char *kind, const struct dlq_task *t)
 {
     if (strcmp(kind, "refused") == 0 || strcmp(kind, "skipped") == 0 ||
         strcmp(kind, "invalid") == 0)
         return kind;
-    return sc_task_status_name(t->status);
+    return dlq_task_status_name(t->status);
 }
 
 void
-sc_event(struct sc_daemon *d, const char *kind, const struct sc_task *t, int32_t attempt,
+sc_event(struct sc_daemon *d, const char *kind, const struct dlq_task *t, int32_t attempt,
          const char *error)
 {
     struct sc_buf *b = &d->scratch;
@@ -108,7 +108,7 @@ warn_unknown_keys(struct sc_daemon *d, const struct codec_envelope *env, const c
     }
     names[o] = '\0';
     sc_log(SC_LOG_WARN, "failure envelope with unknown keys (ignored)", "keys", names, "subject",
-           subject, "unknown_keys_total", sc_log_int((int64_t)d->c.unknown_keys),
+           subject, "unknown_keys_total", sc_log_int((int64_t)d->m.c.unknown_keys),
            "envelopes_not_logged", sc_log_int((int64_t)quiet), NULL);
 }
 
@@ -120,7 +120,7 @@ warn_unknown_keys(struct sc_daemon *d, const struct codec_envelope *env, const c
  */
 static void
 ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const char *status,
-       int64_t next_retry_at, struct sc_task *t, const struct codec_envelope *env)
+       int64_t next_retry_at, struct dlq_task *t, const struct codec_envelope *env)
 {
     struct sc_buf *b = &d->out;
     struct sc_jw w;
@@ -135,7 +135,7 @@ ack_ok(struct sc_daemon *d, natsMsg *m, const char *id, size_t id_len, const cha
     sc_jw_str(&w, "status", status);
     sc_jw_time(&w, "next_retry_at", next_retry_at);
     json_unknown_keys(&w, env);
-    sc_store_ack(d, m, t, b); /* closes the object */
+    sc_mirror_ack(d, m, t, b); /* closes the object */
 }
 
 static struct sc_reason_count *
@@ -168,9 +168,9 @@ refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char 
                           CODEC_HDR_ORIG_SUBJECT, natsMsg_GetSubject(m), NULL, NULL, NULL};
     size_t len = (size_t)natsMsg_GetDataLength(m);
     int64_t maxp = sc_conn_max_payload(d->conn);
-    struct sc_task view;
+    struct dlq_task view;
 
-    d->c.invalid++;
+    d->m.c.invalid++;
     rc->count++;
     if (rc->last_log_mono == 0 || now - rc->last_log_mono >= INVALID_LOG_INTERVAL_MS) {
         sc_log(SC_LOG_WARN, "invalid failure envelope", "reason", reason, "detail", why,
@@ -207,8 +207,8 @@ log_full(struct sc_daemon *d, const char *msg, const char *subject)
 
     if (sc_lograte_take(&d->log_full, sc_now_mono_ms(), FULL_LOG_INTERVAL_MS, &quiet))
         sc_log(SC_LOG_WARN, "queue full: failure refused", "reason", msg, "subject", subject,
-               "queue_size", sc_log_int((int64_t)sc_queue_active(&d->q)), "refused_full_total",
-               sc_log_int((int64_t)d->c.refused_full), "refusals_not_logged",
+               "queue_size", sc_log_int((int64_t)dlq_queue_active(&d->m.q)), "refused_full_total",
+               sc_log_int((int64_t)d->m.c.refused_full), "refusals_not_logged",
                sc_log_int((int64_t)quiet), NULL);
 }
 
@@ -258,7 +258,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     const char *ctype = NULL;
     bool is_json = false;
 
-    d->c.received++;
+    d->m.c.received++;
     if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
         strncmp(ctype, "application/json", 16) == 0 &&
         (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' '))

@@ -154,7 +154,7 @@ render_hist(struct sc_buf *b, const struct hist *h)
 const char *
 sc_persistence_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes)
 {
-    return sc_store_state(d, backend, queued_writes);
+    return sc_mirror_state(d, backend, queued_writes);
 }
 
 /* The queue: sizes, tasks by status, category and policy (counts kept up to date by queue.c, no walk). */
@@ -170,31 +170,31 @@ render_queue(struct sc_daemon *d, struct sc_buf *b)
 
     metric_u(b, "dlq_queue_size", "gauge",
              "Tasks counting against max_size (pending, parked, retrying, exhausted).",
-             (uint64_t)sc_queue_active(&d->q));
+             (uint64_t)dlq_queue_active(&d->m.q));
     metric_u(b, "dlq_queue_capacity", "gauge", "Most tasks held (max_size).",
              (uint64_t)d->cfg->max_size);
     family(b, "dlq_tasks", "gauge", "Tasks held, by status (pending excludes parked).");
     sample_u(b, "dlq_tasks", "status", "pending",
-             (uint64_t)(d->q.counts[SC_TASK_PENDING] - d->q.parked));
-    sample_u(b, "dlq_tasks", "status", "parked", (uint64_t)d->q.parked);
-    for (i = SC_TASK_RETRYING; i < SC_TASK_STATUS_COUNT; i++)
-        sample_u(b, "dlq_tasks", "status", sc_task_status_name((sc_task_status)i),
-                 (uint64_t)d->q.counts[i]);
+             (uint64_t)(d->m.q.counts[DLQ_TASK_PENDING] - d->m.q.parked));
+    sample_u(b, "dlq_tasks", "status", "parked", (uint64_t)d->m.q.parked);
+    for (i = DLQ_TASK_RETRYING; i < DLQ_TASK_STATUS_COUNT; i++)
+        sample_u(b, "dlq_tasks", "status", dlq_task_status_name((dlq_task_status)i),
+                 (uint64_t)d->m.q.counts[i]);
     family(b, "dlq_tasks_by_category", "gauge",
            "Tasks counting against max_size, by error category.");
     for (i = 0; i < POLICY_CAT_COUNT; i++)
         sample_u(b, "dlq_tasks_by_category", "category", policy_category_name((policy_category)i),
-                 (uint64_t)sc_queue_active_category(&d->q, (policy_category)i));
+                 (uint64_t)dlq_queue_active_category(&d->m.q, (policy_category)i));
     family(b, "dlq_tasks_by_policy", "gauge", "Tasks counting against max_size, by retry policy.");
     for (i = 0; i < POLICY_RETRY_COUNT; i++)
         sample_u(b, "dlq_tasks_by_policy", "policy", policy_retry_name((policy_retry)i),
-                 (uint64_t)d->q.active_policy[i]);
+                 (uint64_t)d->m.q.active_policy[i]);
 }
 
 static void
 render_ingest(struct sc_daemon *d, struct sc_buf *b)
 {
-    const struct sc_counters *c = &d->c;
+    const struct dlq_counters *c = &d->m.c;
 
     metric_u(b, "dlq_ingested_total", "counter",
              "Failure messages taken from the failed subjects, valid or not.", c->received);
@@ -223,7 +223,7 @@ render_ingest(struct sc_daemon *d, struct sc_buf *b)
 static void
 render_retries(struct sc_daemon *d, struct sc_buf *b)
 {
-    const struct sc_counters *c = &d->c;
+    const struct dlq_counters *c = &d->m.c;
 
     metric_u(b, "dlq_retries_published_total", "counter", "Retry messages published to workers.",
              c->attempts);
@@ -244,7 +244,7 @@ render_retries(struct sc_daemon *d, struct sc_buf *b)
     metric_u(b, "dlq_retries_in_flight", "gauge", "Retries awaiting their outcome.",
              (uint64_t)d->m.inflight);
     metric_u(b, "dlq_retries_scheduled", "gauge", "Pending tasks with a due time in the wheel.",
-             (uint64_t)sc_wheel_count(d->m.wheel));
+             (uint64_t)dlq_wheel_count(d->m.wheel));
     metric_u(b, "dlq_retry_processor_paused", "gauge",
              "1 while automatic retries are paused (admin pause or retry_processor_enabled).",
              d->paused ? 1 : 0);
@@ -277,8 +277,8 @@ render_persistence(struct sc_daemon *d, struct sc_buf *b)
              "Writes waiting for the store (the journal while it is degraded).", queued);
     metric_u(b, "dlq_persistence_rejected_total", "counter",
              "Task documents the store refused for good (the task stays in memory).",
-             sc_store_rejected(d));
-    sc_store_answer_counts(d, &refused_answers, &unstored_answers);
+             sc_mirror_rejected(d));
+    sc_mirror_answer_counts(d, &refused_answers, &unstored_answers);
     metric_u(b, "dlq_ingest_answers_refused_total", "counter",
              "Ingest requests answered 503 because the store could not take them (store.ack: durable).",
              refused_answers);

@@ -23,7 +23,7 @@
 /*
  * Invariants (docs: README "Persistence"):
  * - every task whose state is not yet acknowledged by the store is on the
- *   dirty list exactly once (t->store_dirty), in the order it first changed;
+ *   dirty list exactly once (t->dirty), in the order it first changed;
  *   a task in a batch in flight is off the list until it changes again or
  *   its item comes back RETRY;
  * - the version of a task only grows, across tasks of the same id and across
@@ -41,10 +41,10 @@ struct store_tomb {
 };
 
 /* An ingest acknowledgement held until the task's write is acknowledged. */
-struct sc_store_ack {
-    struct sc_store_ack *gnext, *gprev; /* all acks, oldest first */
-    struct sc_store_ack *tnext;         /* the task's acks */
-    struct sc_task *task;
+struct sc_mirror_ack {
+    struct sc_list link;                 /* in the mirror's acks, oldest first */
+    struct sc_mirror_ack *tnext;         /* the task's acks */
+    struct dlq_task *task;
     uint64_t version;
     int64_t deadline;                   /* mono ms */
     char *reply;
@@ -52,15 +52,15 @@ struct sc_store_ack {
     size_t len;
 };
 
-struct sc_store {
+struct sc_mirror {
     struct persist *p;
     bool durable;
-    struct sc_task *dhead, *dtail;
+    struct sc_list dirty;     /* tasks with changes not yet stored (dlq_task.dirty), oldest change first */
     size_t ndirty;
     struct store_tomb *tombs; /* ring */
     size_t tcap, thead, tlen;
     uint64_t tombs_dropped;
-    struct sc_store_ack *ahead, *atail;
+    struct sc_list acks;      /* every held ack (sc_mirror_ack.link), oldest first */
     size_t nacks;
     bool ack_durable;         /* store.ack: durable */
     uint64_t refused_acks;    /* answered 503 (store.ack: durable) */
@@ -90,7 +90,7 @@ struct sc_store {
 /* ---- versions and the dirty list ------------------------------------------------------------- */
 
 static uint64_t
-next_version(struct sc_store *s, uint64_t cur)
+next_version(struct sc_mirror *s, uint64_t cur)
 {
     uint64_t v = (uint64_t)sc_now_wall_ms() * 1000;
 
@@ -102,47 +102,43 @@ next_version(struct sc_store *s, uint64_t cur)
     return v;
 }
 
-static void
-dirty_link(struct sc_store *s, struct sc_task *t, bool front)
+/* dirty_first() is the task whose change is oldest (NULL: none); dirty_next() the one after t. */
+static struct dlq_task *
+dirty_entry(const struct sc_mirror *s, struct sc_list *n)
 {
-    if (t->store_dirty)
+    return n != &s->dirty ? SC_LIST_ENTRY(n, struct dlq_task, dirty) : NULL;
+}
+
+static struct dlq_task *
+dirty_first(const struct sc_mirror *s)
+{
+    return dirty_entry(s, s->dirty.next);
+}
+
+static struct dlq_task *
+dirty_next(const struct sc_mirror *s, const struct dlq_task *t)
+{
+    return dirty_entry(s, t->dirty.next);
+}
+
+static void
+dirty_link(struct sc_mirror *s, struct dlq_task *t, bool front)
+{
+    if (sc_list_linked(&t->dirty))
         return;
-    t->store_dirty = true;
-    if (front) {
-        t->dprev = NULL;
-        t->dnext = s->dhead;
-        if (s->dhead)
-            s->dhead->dprev = t;
-        else
-            s->dtail = t;
-        s->dhead = t;
-    } else {
-        t->dnext = NULL;
-        t->dprev = s->dtail;
-        if (s->dtail)
-            s->dtail->dnext = t;
-        else
-            s->dhead = t;
-        s->dtail = t;
-    }
+    if (front)
+        sc_list_push_front(&s->dirty, &t->dirty);
+    else
+        sc_list_push_back(&s->dirty, &t->dirty);
     s->ndirty++;
 }
 
 static void
-dirty_unlink(struct sc_store *s, struct sc_task *t)
+dirty_unlink(struct sc_mirror *s, struct dlq_task *t)
 {
-    if (!t->store_dirty)
+    if (!sc_list_linked(&t->dirty))
         return;
-    if (t->dprev)
-        t->dprev->dnext = t->dnext;
-    else
-        s->dhead = t->dnext;
-    if (t->dnext)
-        t->dnext->dprev = t->dprev;
-    else
-        s->dtail = t->dprev;
-    t->dnext = t->dprev = NULL;
-    t->store_dirty = false;
+    sc_list_remove(&t->dirty);
     s->ndirty--;
 }
 
@@ -151,8 +147,8 @@ dirty_unlink(struct sc_store *s, struct sc_task *t)
 /*
  * Who holds a failure sent as a request (DESIGN section 3), with a durable
  * store (docs/store.md, "Who holds an acknowledged failure"):
- * 1. sc_ingest() puts it in the queue (memory) and sc_store_changed() on the
- *    dirty list; its answer is held here (sc_store_ack()), nobody has been
+ * 1. sc_ingest() puts it in the queue (memory) and sc_mirror_changed() on the
+ *    dirty list; its answer is held here (sc_mirror_ack()), nobody has been
  *    told anything yet.
  * 2. on_fill() copies the task's state into a _bulk batch: memory still
  *    holds it, the request in flight carries a copy.
@@ -164,7 +160,7 @@ dirty_unlink(struct sc_store *s, struct sc_task *t)
  *    nothing was to be stored): the store turned degraded, refused the
  *    document for good, 5 s passed, or the process stops. Memory still holds
  *    the failure; at shutdown the spill file takes over what OpenSearch did
- *    not take (sc_store_flush()).
+ *    not take (sc_mirror_flush()).
  */
 
 /* How an answer ends. */
@@ -183,10 +179,10 @@ typedef enum {
  * reply is used.
  */
 static void
-ack_answer(struct sc_daemon *d, natsMsg *m, const char *reply, const struct sc_task *t, char *body,
+ack_answer(struct sc_daemon *d, natsMsg *m, const char *reply, const struct dlq_task *t, char *body,
            size_t len, ack_end end, const char *why)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     const char *sfx = end == ACK_STORED ? ",\"stored\":true}" : ",\"stored\":false}";
     char err[256], msg[160];
     const char *hdrs[5] = {CODEC_HDR_SERVICE_ERROR, msg, CODEC_HDR_SERVICE_ERROR_CODE, "503", NULL};
@@ -214,19 +210,21 @@ ack_answer(struct sc_daemon *d, natsMsg *m, const char *reply, const struct sc_t
         sc_publish(d, reply, NULL, body, len, NULL);
 }
 
-static void
-ack_unlink(struct sc_store *s, struct sc_store_ack *a)
+/* ack_oldest() is the ack held longest, or NULL when none is held. */
+static struct sc_mirror_ack *
+ack_oldest(const struct sc_mirror *s)
 {
-    if (a->gprev)
-        a->gprev->gnext = a->gnext;
-    else
-        s->ahead = a->gnext;
-    if (a->gnext)
-        a->gnext->gprev = a->gprev;
-    else
-        s->atail = a->gprev;
+    struct sc_list *n = sc_list_first(&s->acks);
+
+    return n ? SC_LIST_ENTRY(n, struct sc_mirror_ack, link) : NULL;
+}
+
+static void
+ack_unlink(struct sc_mirror *s, struct sc_mirror_ack *a)
+{
+    sc_list_remove(&a->link);
     if (a->task) {
-        struct sc_store_ack **pp = &a->task->store_acks;
+        struct sc_mirror_ack **pp = &a->task->store_acks;
         while (*pp && *pp != a)
             pp = &(*pp)->tnext;
         if (*pp)
@@ -237,9 +235,9 @@ ack_unlink(struct sc_store *s, struct sc_store_ack *a)
 
 /* Sends a's answer and frees it. */
 static void
-ack_send(struct sc_daemon *d, struct sc_store_ack *a, ack_end end, const char *why)
+ack_send(struct sc_daemon *d, struct sc_mirror_ack *a, ack_end end, const char *why)
 {
-    ack_unlink(d->store, a);
+    ack_unlink(d->mirror, a);
     ack_answer(d, NULL, a->reply, a->task, a->body, a->len, end, why);
     free(a->reply);
     free(a->body);
@@ -248,10 +246,10 @@ ack_send(struct sc_daemon *d, struct sc_store_ack *a, ack_end end, const char *w
 
 /* Answers t's held acks whose version is at most version (all when version is UINT64_MAX). */
 static void
-acks_release_task(struct sc_daemon *d, struct sc_task *t, uint64_t version, ack_end end,
+acks_release_task(struct sc_daemon *d, struct dlq_task *t, uint64_t version, ack_end end,
                   const char *why)
 {
-    struct sc_store_ack *a = t->store_acks, *next;
+    struct sc_mirror_ack *a = t->store_acks, *next;
 
     for (; a; a = next) {
         next = a->tnext;
@@ -263,24 +261,27 @@ acks_release_task(struct sc_daemon *d, struct sc_task *t, uint64_t version, ack_
 static void
 acks_release_all(struct sc_daemon *d, const char *why)
 {
-    while (d->store->ahead)
-        ack_send(d, d->store->ahead, ACK_UNSTORED, why);
+    struct sc_mirror_ack *a;
+
+    while ((a = ack_oldest(d->mirror)))
+        ack_send(d, a, ACK_UNSTORED, why);
 }
 
 static void
 on_ack_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_daemon *d = arg;
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
+    struct sc_mirror_ack *a;
     int64_t now = sc_now_mono_ms();
     struct timeval tv = {0, ACK_SWEEP_MS * 1000};
 
     (void)fd;
     (void)what;
     s->ack_ev_armed = false;
-    while (s->ahead && s->ahead->deadline <= now)
-        ack_send(d, s->ahead, ACK_UNSTORED, "the store did not acknowledge the write within 5 s");
-    if (s->ahead) {
+    while ((a = ack_oldest(s)) && a->deadline <= now)
+        ack_send(d, a, ACK_UNSTORED, "the store did not acknowledge the write within 5 s");
+    if (a) {
         event_add(s->ack_ev, &tv);
         s->ack_ev_armed = true;
     }
@@ -288,11 +289,11 @@ on_ack_sweep(evutil_socket_t fd, short what, void *arg)
 
 /* Holds the answer in b for t's write; false when it must go now. */
 static bool
-ack_hold(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const struct sc_buf *b)
+ack_hold(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, const struct sc_buf *b)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     const char *reply = natsMsg_GetReply(m);
-    struct sc_store_ack *a;
+    struct sc_mirror_ack *a;
     struct timeval tv = {0, ACK_SWEEP_MS * 1000};
     const char *inbox = sc_conn_inbox(d->conn);
     size_t plen = strlen(inbox);
@@ -300,7 +301,7 @@ ack_hold(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const struct sc_buf
     /* A reply sc_respond() would refuse (a wildcard, our own retry inbox) is not held either. */
     if (!t || !reply || !*reply || !codec_subject_valid(reply, strlen(reply), false) ||
         (strncmp(reply, inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
-        s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !t->store_dirty)
+        s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !sc_list_linked(&t->dirty))
         return false;
     a = sc_xcalloc(1, sizeof(*a));
     a->task = t;
@@ -312,12 +313,7 @@ ack_hold(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const struct sc_buf
     a->len = b->len;
     a->tnext = t->store_acks;
     t->store_acks = a;
-    a->gprev = s->atail;
-    if (s->atail)
-        s->atail->gnext = a;
-    else
-        s->ahead = a;
-    s->atail = a;
+    sc_list_push_back(&s->acks, &a->link);
     s->nacks++;
     if (!s->ack_ev_armed) {
         event_add(s->ack_ev, &tv);
@@ -328,9 +324,9 @@ ack_hold(struct sc_daemon *d, natsMsg *m, struct sc_task *t, const struct sc_buf
 }
 
 void
-sc_store_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, struct sc_buf *b)
+sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct sc_buf *b)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     if (!natsMsg_GetReply(m))
         return;
@@ -351,9 +347,9 @@ sc_store_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, struct sc_buf *
 }
 
 const char *
-sc_store_refusal(struct sc_daemon *d)
+sc_mirror_refusal(struct sc_daemon *d)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     const char *why = NULL;
 
     if (!s || !s->durable || !s->ack_durable)
@@ -372,7 +368,7 @@ sc_store_refusal(struct sc_daemon *d)
 static void
 tomb_push(struct sc_daemon *d, const char *id, size_t len, uint64_t version)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     struct store_tomb *tb;
 
     if (s->tlen == s->tcap) {
@@ -431,7 +427,7 @@ doc_msgpack(struct sc_jw *w, const char *k, const char *k_mp, const char *p, siz
  * here is in persist_task_properties, OpenSearch's strict mapping of it.
  */
 static sc_status
-task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
+task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
 {
     unsigned depth = codec_limits_get(d->codec)->max_depth;
     struct sc_jw w;
@@ -440,7 +436,7 @@ task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
     sc_jw_open(&w, NULL, '{');
     sc_jw_int(&w, "schema", DOC_SCHEMA);
     persist_doc_str(&w, "task_id", t->id, t->id_len);
-    doc_cstr(&w, "status", sc_task_status_name(t->status));
+    doc_cstr(&w, "status", dlq_task_status_name(t->status));
     sc_jw_bool(&w, "parked", t->parked);
     doc_cstr(&w, "subject", t->subject);
     doc_cstr(&w, "retry_subject", t->retry_subject);
@@ -466,11 +462,11 @@ task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
     sc_jw_int(&w, "version", (int64_t)t->version);
     sc_jw_open(&w, "history", '[');
     for (unsigned i = 0; i < t->hist_len; i++) {
-        const struct sc_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
+        const struct dlq_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
         sc_jw_open(&w, NULL, '{');
         sc_jw_int(&w, "attempt", a->attempt);
         sc_jw_time(&w, "at", a->at_ms);
-        doc_cstr(&w, "outcome", sc_outcome_name((sc_outcome_kind)a->outcome));
+        doc_cstr(&w, "outcome", dlq_outcome_name((dlq_outcome_kind)a->outcome));
         doc_cstr(&w, "error", a->error);
         sc_jw_close(&w, '}');
     }
@@ -487,7 +483,7 @@ task_doc(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
 
 /* Reads string k of src, preferring the exact bytes of k_raw; NULL when absent or null. */
 static char *
-doc_str(struct sc_store *s, json_t *src, const char *k, size_t *len)
+doc_str(struct sc_mirror *s, json_t *src, const char *k, size_t *len)
 {
     return persist_doc_get_str(src, k, len, &s->tmp);
 }
@@ -506,18 +502,18 @@ doc_time(json_t *src, const char *k)
 
 /* Sets the pooled string field which of t from string k of src (see doc_str()). */
 static void
-load_str(struct sc_daemon *d, struct sc_task *t, unsigned which, json_t *src, const char *k)
+load_str(struct sc_daemon *d, struct dlq_task *t, unsigned which, json_t *src, const char *k)
 {
     size_t len = 0;
-    char *v = doc_str(d->store, src, k, &len);
+    char *v = doc_str(d->mirror, src, k, &len);
 
-    sc_task_set_str(&d->q, t, which, v, len);
+    dlq_task_set_str(&d->m.q, t, which, v, len);
     free(v);
 }
 
 /* Decodes base64 field k_mp into a new allocation; false when absent, null or malformed. */
 static bool
-doc_bytes(struct sc_store *s, json_t *src, const char *k, char **out, size_t *len)
+doc_bytes(struct sc_mirror *s, json_t *src, const char *k, char **out, size_t *len)
 {
     return persist_doc_get_bytes(src, k, out, len, &s->tmp);
 }
@@ -534,13 +530,13 @@ name_index(const char *name, const char *(*fn)(int), int count)
 static const char *
 status_name_i(int i)
 {
-    return sc_task_status_name((sc_task_status)i);
+    return dlq_task_status_name((dlq_task_status)i);
 }
 
 static const char *
 outcome_name_i(int i)
 {
-    return sc_outcome_name((sc_outcome_kind)i);
+    return dlq_outcome_name((dlq_outcome_kind)i);
 }
 
 /*
@@ -550,9 +546,9 @@ outcome_name_i(int i)
  * (a background load must not bring back an older state).
  */
 static bool
-load_skip(struct sc_store *s, struct sc_queue *q, const char *id, size_t id_len)
+load_skip(struct sc_mirror *s, struct dlq_queue *q, const char *id, size_t id_len)
 {
-    if (sc_queue_find(q, id, id_len)) {
+    if (dlq_queue_find(q, id, id_len)) {
         s->load_skipped++;
         return true;
     }
@@ -574,20 +570,20 @@ load_skip(struct sc_store *s, struct sc_queue *q, const char *id, size_t id_len)
 
 /* Sets t's fields from src, a checked document of status st at version (payload and class aside). */
 static void
-load_fields(struct sc_daemon *d, struct sc_task *t, json_t *src, int st, uint64_t version)
+load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64_t version)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     size_t n;
 
-    load_str(d, t, SC_TS_SUBJECT, src, "subject");
-    load_str(d, t, SC_TS_RETRY_SUBJECT, src, "retry_subject");
-    load_str(d, t, SC_TS_ERROR, src, "error");
+    load_str(d, t, DLQ_TS_SUBJECT, src, "subject");
+    load_str(d, t, DLQ_TS_RETRY_SUBJECT, src, "retry_subject");
+    load_str(d, t, DLQ_TS_ERROR, src, "error");
     if (!t->error)
-        sc_task_set_str(&d->q, t, SC_TS_ERROR, "", 0);
-    load_str(d, t, SC_TS_ERROR_TYPE, src, "error_type");
-    load_str(d, t, SC_TS_RULE, src, "classifier_rule");
+        dlq_task_set_str(&d->m.q, t, DLQ_TS_ERROR, "", 0);
+    load_str(d, t, DLQ_TS_ERROR_TYPE, src, "error_type");
+    load_str(d, t, DLQ_TS_RULE, src, "classifier_rule");
     if (!t->rule_id)
-        sc_task_set_str(&d->q, t, SC_TS_RULE, "default", 7);
+        dlq_task_set_str(&d->m.q, t, DLQ_TS_RULE, "default", 7);
     t->park_reason = doc_str(s, src, "park_reason", &n);
     doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
     doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
@@ -601,10 +597,10 @@ load_fields(struct sc_daemon *d, struct sc_task *t, json_t *src, int st, uint64_
     /* The stored episode id keeps Nats-Msg-Id across restarts; a document without one keeps a fresh id. */
     if (doc_int(src, "episode_id") > 0)
         t->episode_id = doc_int(src, "episode_id");
-    sc_queue_episode_seen(&d->q, t->episode_id);
+    dlq_queue_episode_seen(&d->m.q, t->episode_id);
     /* A document without the flag keeps its stored budget. A default budget follows today's default. */
     t->max_retries_own = !json_is_false(json_object_get(src, "max_retries_own"));
-    if (!t->max_retries_own && st != SC_TASK_EXHAUSTED)
+    if (!t->max_retries_own && st != DLQ_TASK_EXHAUSTED)
         t->max_retries = (int32_t)d->cfg->default_max_retries;
     t->updated_at = doc_time(src, "updated_at");
     t->last_attempt_at = doc_time(src, "last_attempt_at");
@@ -619,11 +615,11 @@ load_fields(struct sc_daemon *d, struct sc_task *t, json_t *src, int st, uint64_
 static void
 load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
 {
-    struct sc_store *s = d->store;
-    struct sc_task *t;
+    struct sc_mirror *s = d->mirror;
+    struct dlq_task *t;
     int64_t now = sc_now_wall_ms();
     int st = name_index(json_string_value(json_object_get(src, "status")), status_name_i,
-                        SC_TASK_STATUS_COUNT);
+                        DLQ_TASK_STATUS_COUNT);
     policy_category cat = POLICY_CAT_PERMANENT;
     policy_retry pol = POLICY_NEVER;
     const char *cs = json_string_value(json_object_get(src, "error_category"));
@@ -634,9 +630,9 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     json_t *hist, *h;
     size_t i;
 
-    if (load_skip(s, &d->q, id, id_len))
+    if (load_skip(s, &d->m.q, id, id_len))
         return;
-    if (st != SC_TASK_PENDING && st != SC_TASK_RETRYING && st != SC_TASK_EXHAUSTED)
+    if (st != DLQ_TASK_PENDING && st != DLQ_TASK_RETRYING && st != DLQ_TASK_EXHAUSTED)
         goto bad;
     if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
         policy_retry_parse(ps, strlen(ps), &pol))
@@ -648,26 +644,26 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     if (!json_is_string(json_object_get(src, "subject")))
         goto bad;
 
-    t = sc_queue_add_room(&d->q, id, id_len, plen, doc_time(src, "created_at"));
-    sc_task_set_payload(t, payload, plen);
+    t = dlq_queue_add_room(&d->m.q, id, id_len, plen, doc_time(src, "created_at"));
+    dlq_task_set_payload(t, payload, plen);
     free(payload);
     payload = NULL;
-    sc_queue_set_class(&d->q, t, cat, pol); /* keeps the queue's counts right */
+    dlq_queue_set_class(&d->m.q, t, cat, pol); /* keeps the queue's counts right */
     load_fields(d, t, src, st, version);
     hist = json_object_get(src, "history");
     json_array_foreach(hist, i, h) {
         int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
-                           SC_OUT_ARCHIVED + 1);
+                           DLQ_OUT_ARCHIVED + 1);
         size_t elen = 0;
         char *e = doc_str(s, h, "error", &elen);
         if (k >= 0)
-            sc_queue_history(&d->q, t, (sc_outcome_kind)k, (int32_t)doc_int(h, "attempt"),
+            dlq_queue_history(&d->m.q, t, (dlq_outcome_kind)k, (int32_t)doc_int(h, "attempt"),
                              doc_time(h, "at"), e, elen);
         free(e);
     }
     parked = json_is_true(json_object_get(src, "parked"));
-    sc_task_account(&d->q, t);
-    dlq_machine_restore(&d->m, t, (sc_task_status)st, parked, now, sc_now_mono_ms());
+    dlq_task_account(&d->m.q, t);
+    dlq_machine_restore(&d->m, t, (dlq_task_status)st, parked, now, sc_now_mono_ms());
     s->loaded++;
     return;
 
@@ -687,11 +683,11 @@ on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *
 {
     struct sc_daemon *d = ctx;
     size_t id_len = 0;
-    char *id = doc_str(d->store, src, "task_id", &id_len);
+    char *id = doc_str(d->mirror, src, "task_id", &id_len);
 
     (void)key_len; /* key is NUL-terminated (a JSON string) */
     if (!id || !id_len) {
-        if (d->store->load_errors++ < 10)
+        if (d->mirror->load_errors++ < 10)
             sc_log(SC_LOG_WARN, "store: a document without task_id could not be loaded; skipped",
                    "_id", key, NULL);
         free(id);
@@ -706,7 +702,7 @@ on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *
 /*
  * The spill file (README "Persistence", docs/store.md) keeps, across a
  * restart, the writes OpenSearch did not take. It is written once, at
- * shutdown (sc_store_flush()), after the drain: to <dir>/<index>.spill.tmp,
+ * shutdown (sc_mirror_flush()), after the drain: to <dir>/<index>.spill.tmp,
  * fsync'ed, renamed over <dir>/<index>.spill, and the directory fsync'ed.
  * One JSON object a line: a header {"dlq_spill":1,...}, then
  * {"put":<the task's document>} or {"delete":{"id":...,"version":N}}, and a
@@ -738,7 +734,7 @@ struct store_fl {
 };
 
 static void
-fl_add(struct sc_store *s, const char *id, size_t len, uint64_t version, bool del)
+fl_add(struct sc_mirror *s, const char *id, size_t len, uint64_t version, bool del)
 {
     struct store_fl *f;
 
@@ -765,7 +761,7 @@ raw_free(struct store_raw *r)
 }
 
 static void
-raw_push(struct sc_store *s, struct store_raw *r)
+raw_push(struct sc_mirror *s, struct store_raw *r)
 {
     if (s->nraw == s->rawcap) {
         s->rawcap = s->rawcap ? s->rawcap * 2 : 16;
@@ -782,7 +778,7 @@ raw_push(struct sc_store *s, struct store_raw *r)
 static bool
 spill_fill(struct sc_daemon *d, struct persist_batch *b)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     sc_status st;
 
     s->nfl = 0;
@@ -822,11 +818,11 @@ spill_fill(struct sc_daemon *d, struct persist_batch *b)
 
 /* Whether a write the spill file held is still neither acknowledged nor superseded. */
 static bool
-spill_pending(const struct sc_store *s)
+spill_pending(const struct sc_mirror *s)
 {
     if (s->fl_open || s->nraw || s->nrawfl)
         return true;
-    for (const struct sc_task *t = s->dhead; t; t = t->dnext)
+    for (const struct dlq_task *t = dirty_first(s); t; t = dirty_next(s, t))
         if (t->version <= s->spill_vmax)
             return true;
     for (size_t i = 0; i < s->tlen; i++)
@@ -839,7 +835,7 @@ spill_pending(const struct sc_store *s)
 static void
 spill_remove(struct sc_daemon *d)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     if (!s->spill_path)
         return;
@@ -854,7 +850,7 @@ static void
 on_spill_check(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_daemon *d = arg;
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     (void)fd;
     (void)what;
@@ -863,7 +859,7 @@ on_spill_check(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-spill_check_later(struct sc_store *s)
+spill_check_later(struct sc_mirror *s)
 {
     struct timeval tv = {0, 0};
 
@@ -878,7 +874,7 @@ spill_check_later(struct sc_store *s)
 static bool
 spill_result(struct sc_daemon *d, const struct persist_item *it, persist_result r)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     if (s->fl_open && --s->fl_open == 0)
         spill_check_later(s);
@@ -903,7 +899,7 @@ spill_result(struct sc_daemon *d, const struct persist_item *it, persist_result 
 
 /* Writes one line to the spill file unless it passes the cap; false when not written. */
 static bool
-spill_line(struct sc_store *s, FILE *f, const struct sc_buf *line, size_t cap, size_t *size,
+spill_line(struct sc_mirror *s, FILE *f, const struct sc_buf *line, size_t cap, size_t *size,
            bool *io_error)
 {
     if (*io_error || *size + line->len + SPILL_TRAILER_MAX > cap)
@@ -919,7 +915,7 @@ spill_line(struct sc_store *s, FILE *f, const struct sc_buf *line, size_t cap, s
 
 /* The line of t's current state. */
 static sc_status
-spill_put_line(struct sc_daemon *d, const struct sc_task *t, struct sc_buf *b)
+spill_put_line(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
 {
     sc_status st;
 
@@ -965,21 +961,21 @@ spill_del_line(const char *id, size_t len, uint64_t version, struct sc_buf *b)
 static size_t
 spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, bool *io_error)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     size_t cap = (size_t)d->cfg->store_spill_max_bytes, missed = 0;
     bool busy = persist_busy(s->p);
 
     /* The tasks first: they are the failures. */
-    for (struct sc_task *t = s->dhead; t; t = t->dnext)
+    for (struct dlq_task *t = dirty_first(s); t; t = dirty_next(s, t))
         if (spill_put_line(d, t, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error))
             missed++;
     for (size_t i = 0; busy && i < s->nfl; i++) {
         const struct store_fl *fl = &s->fl[i];
-        struct sc_task *t;
+        struct dlq_task *t;
         if (fl->del)
             continue;
-        t = sc_queue_find(&d->q, s->fl_ids.data + fl->off, fl->len);
-        if (t && !t->store_dirty &&
+        t = dlq_queue_find(&d->m.q, s->fl_ids.data + fl->off, fl->len);
+        if (t && !sc_list_linked(&t->dirty) &&
             (spill_put_line(d, t, line) != SC_OK || !spill_line(s, f, line, cap, size, io_error)))
             missed++;
         /* dirty: written above; gone: its delete is in the ring; a replayed document: below */
@@ -1013,7 +1009,7 @@ spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, b
 static bool
 spill_commit(struct sc_daemon *d, FILE *f, struct sc_buf *line, bool *io_error)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     int dfd, err;
 
     sc_buf_reset(line);
@@ -1051,7 +1047,7 @@ spill_commit(struct sc_daemon *d, FILE *f, struct sc_buf *line, bool *io_error)
 static size_t
 spill_write(struct sc_daemon *d, size_t queued)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     size_t cap = (size_t)d->cfg->store_spill_max_bytes, size = 0, missed = 0;
     bool io_error = false, renamed = false;
     struct sc_buf line;
@@ -1102,12 +1098,12 @@ done:
 static bool
 spill_replay_put(struct sc_daemon *d, json_t *src)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     const char *st = json_string_value(json_object_get(src, "status"));
     size_t len = 0;
     char *id = doc_str(s, src, "task_id", &len);
     uint64_t version = (uint64_t)doc_int(src, "version");
-    struct sc_task *t;
+    struct dlq_task *t;
     struct store_raw r;
     bool ok = false;
 
@@ -1118,10 +1114,10 @@ spill_replay_put(struct sc_daemon *d, json_t *src)
     if (version > s->vclock)
         s->vclock = version;
     if (strcmp(st, "pending") == 0 || strcmp(st, "retrying") == 0 || strcmp(st, "exhausted") == 0) {
-        if (sc_queue_find(&d->q, id, len))
+        if (dlq_queue_find(&d->m.q, id, len))
             goto done; /* one record per task: a second one is damage */
         load_task(d, id, len, version, src);
-        t = sc_queue_find(&d->q, id, len);
+        t = dlq_queue_find(&d->m.q, id, len);
         if (!t)
             goto done;
         dirty_link(s, t, false); /* its state is not in OpenSearch yet */
@@ -1155,7 +1151,7 @@ done:
 static void
 spill_replay(struct sc_daemon *d)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     FILE *f = fopen(s->spill_path, "r");
     char *buf = NULL;
     size_t cap = 0;
@@ -1184,7 +1180,7 @@ spill_replay(struct sc_daemon *d)
             char *id = doc_str(s, v, "id", &len);
             uint64_t version = (uint64_t)doc_int(v, "version");
             records++;
-            if (id && len && !sc_queue_find(&d->q, id, len)) {
+            if (id && len && !dlq_queue_find(&d->m.q, id, len)) {
                 tomb_push(d, id, len, version);
                 if (version > s->spill_vmax)
                     s->spill_vmax = version;
@@ -1219,8 +1215,8 @@ static void
 on_fill(void *ctx, struct persist_batch *b)
 {
     struct sc_daemon *d = ctx;
-    struct sc_store *s = d->store;
-    struct sc_task *t, *next;
+    struct sc_mirror *s = d->mirror;
+    struct dlq_task *t, *next;
     size_t tombs_first = s->tlen;
     sc_status st;
 
@@ -1240,9 +1236,9 @@ on_fill(void *ctx, struct persist_batch *b)
         }
         if (pass == 1)
             break;
-        for (t = s->dhead; t; t = next) {
+        for (t = dirty_first(s); t; t = next) {
             struct sc_buf *buf;
-            next = t->dnext;
+            next = dirty_next(s, t);
             buf = persist_batch_put_begin(b, t->id, t->id_len, t->version);
             if (!buf)
                 return;
@@ -1279,13 +1275,13 @@ static void
 on_result(void *ctx, const struct persist_item *it, persist_result r, const char *reason)
 {
     struct sc_daemon *d = ctx;
-    struct sc_store *s = d->store;
-    struct sc_task *t;
+    struct sc_mirror *s = d->mirror;
+    struct dlq_task *t;
     int64_t now;
 
     if (spill_result(d, it, r))
         return; /* a document replayed from the spill file */
-    t = sc_queue_find(&d->q, it->id, it->id_len);
+    t = dlq_queue_find(&d->m.q, it->id, it->id_len);
     if (it->del) {
         if (r == PERSIST_ITEM_RETRY && !t)
             tomb_push(d, it->id, it->id_len, it->version);
@@ -1320,7 +1316,7 @@ static void
 on_state(void *ctx, persist_state st, const char *error)
 {
     struct sc_daemon *d = ctx;
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     if (st == PERSIST_DEGRADED) {
         sc_log(SC_LOG_WARN, "persistence degraded: serving from memory; writes wait and replay",
@@ -1344,9 +1340,9 @@ on_state(void *ctx, persist_state st, const char *error)
 /* ---- the hooks -------------------------------------------------------------------------------- */
 
 void
-sc_store_changed(struct sc_daemon *d, struct sc_task *t)
+sc_mirror_changed(struct sc_daemon *d, struct dlq_task *t)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     if (!s) {
         t->version++;
@@ -1360,9 +1356,9 @@ sc_store_changed(struct sc_daemon *d, struct sc_task *t)
 }
 
 void
-sc_store_removed(struct sc_daemon *d, struct sc_task *t)
+sc_mirror_removed(struct sc_daemon *d, struct dlq_task *t)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
 
     if (!s)
         return;
@@ -1378,7 +1374,7 @@ sc_store_removed(struct sc_daemon *d, struct sc_task *t)
 static sc_status
 spill_open(struct sc_daemon *d, char *err, size_t errlen)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     const char *dir = d->cfg->store_spill_dir;
     size_t n = strlen(dir) + strlen(d->cfg->os_index) + 16;
     int fd;
@@ -1434,7 +1430,7 @@ backend_opts(const struct config *cfg, struct persist_opts *o)
 static void
 load_wait(struct sc_daemon *d)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     const struct config *cfg = d->cfg;
     int64_t deadline;
 
@@ -1454,15 +1450,17 @@ load_wait(struct sc_daemon *d)
 }
 
 sc_status
-sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
+sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = d->cfg;
-    struct sc_store *s = sc_xcalloc(1, sizeof(*s));
+    struct sc_mirror *s = sc_xcalloc(1, sizeof(*s));
     struct persist_owner owner = {d, on_fill, on_result, on_loaded, on_state};
     struct persist_opts o;
     sc_status st;
 
-    d->store = s;
+    d->mirror = s;
+    sc_list_init(&s->dirty);
+    sc_list_init(&s->acks);
     s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
     sc_buf_init(&s->tmp, 256u * 1024 * 1024);
     sc_buf_init(&s->fl_ids, SPILL_LINE_MAX);
@@ -1505,9 +1503,9 @@ sc_store_open(struct sc_daemon *d, char *err, size_t errlen)
 }
 
 void
-sc_store_flush(struct sc_daemon *d)
+sc_mirror_flush(struct sc_daemon *d)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     int64_t wait = d->cfg->shutdown_drain_ms > FLUSH_MIN_MS ? d->cfg->shutdown_drain_ms : FLUSH_MIN_MS;
     int64_t deadline = sc_now_mono_ms() + wait;
     struct persist_stats st;
@@ -1543,21 +1541,22 @@ sc_store_flush(struct sc_daemon *d)
 }
 
 void
-sc_store_close(struct sc_daemon *d)
+sc_mirror_close(struct sc_daemon *d)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
+    struct sc_mirror_ack *a;
+    struct dlq_task *t;
 
     if (!s)
         return;
-    while (s->ahead) {
-        struct sc_store_ack *a = s->ahead;
+    while ((a = ack_oldest(s))) {
         ack_unlink(s, a);
         free(a->reply);
         free(a->body);
         free(a);
     }
-    while (s->dhead)
-        dirty_unlink(s, s->dhead);
+    while ((t = dirty_first(s)))
+        dirty_unlink(s, t);
     for (size_t i = 0; i < s->tlen; i++)
         free(s->tombs[(s->thead + i) % s->tcap].id);
     free(s->tombs);
@@ -1580,13 +1579,13 @@ sc_store_close(struct sc_daemon *d)
     persist_free(s->p);
     sc_buf_destroy(&s->tmp);
     free(s);
-    d->store = NULL;
+    d->mirror = NULL;
 }
 
 const char *
-sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes)
+sc_mirror_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     struct persist_stats st;
 
     if (!s || !s->p) {
@@ -1601,14 +1600,14 @@ sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_write
 }
 
 const char *
-sc_store_last_error(struct sc_daemon *d)
+sc_mirror_last_error(struct sc_daemon *d)
 {
     static char last[256];
     struct persist_stats st;
 
-    if (!d->store || !d->store->durable)
+    if (!d->mirror || !d->mirror->durable)
         return NULL;
-    persist_get_stats(d->store->p, &st);
+    persist_get_stats(d->mirror->p, &st);
     if (!st.last_error[0])
         return NULL;
     memcpy(last, st.last_error, sizeof(last));
@@ -1616,22 +1615,22 @@ sc_store_last_error(struct sc_daemon *d)
 }
 
 uint64_t
-sc_store_rejected(struct sc_daemon *d)
+sc_mirror_rejected(struct sc_daemon *d)
 {
-    return d->store ? d->store->rejected : 0;
+    return d->mirror ? d->mirror->rejected : 0;
 }
 
 void
-sc_store_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstored)
+sc_mirror_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstored)
 {
-    *refused = d->store ? d->store->refused_acks : 0;
-    *unstored = d->store ? d->store->unstored_acks : 0;
+    *refused = d->mirror ? d->mirror->refused_acks : 0;
+    *unstored = d->mirror ? d->mirror->unstored_acks : 0;
 }
 
 void
-sc_store_stats_json(struct sc_daemon *d, struct sc_jw *w)
+sc_mirror_stats_json(struct sc_daemon *d, struct sc_jw *w)
 {
-    struct sc_store *s = d->store;
+    struct sc_mirror *s = d->mirror;
     struct persist_stats st;
 
     if (!s || !s->durable)

@@ -36,7 +36,7 @@ struct sc_redrive {
     int64_t last_mono;
     uint64_t scheduled;
     uint64_t next_seq, last_seq; /* walk position and the last seq at start */
-    struct sc_filter filter;
+    struct dlq_filter filter;
     char *subject;               /* owned copy of filter.subject */
     struct event *ev;
     uint64_t matched;            /* tasks that matched at the start */
@@ -56,12 +56,10 @@ struct sc_daemon {
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
     struct codec *codec;
     struct policy_classifier *classifier;
-    struct sc_queue q;
     struct dlq_machine m;      /* the state machine: wheels, in-flight slots (dispatch.c fills its ports) */
     struct event *tick_ev;
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *drain_ev;
-    struct sc_counters c;
     struct sc_reason_count reasons[SC_MAX_REASONS];
     struct sc_lograte log_full, log_unknown; /* ingest.c: queue-full refusals, unknown envelope keys */
     uint64_t err_category[POLICY_CAT_COUNT];
@@ -81,7 +79,7 @@ struct sc_daemon {
     struct sc_metrics *metrics; /* histograms (metrics.c); NULL-safe */
     struct sc_http *http;       /* /healthz, /readyz, /metrics (http.c); NULL when disabled */
     struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
-    struct sc_store *store;     /* the store mirror (store.c); NULL before sc_store_open() */
+    struct sc_mirror *mirror;    /* the store mirror (mirror.c); NULL before sc_mirror_open() */
 };
 
 /* ---- the transport (conn.h; log.h is included above) ------------------------------------- */
@@ -108,11 +106,11 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
 /* ingest.c: the core-NATS source of failures (decode, invalid republish, answer); the decision is dlq_ingest()'s. */
 void sc_ingest(struct sc_daemon *d, natsMsg *m);
 /* Emits dlq.events.<kind> for t (t may be NULL with subject/error given). */
-void sc_event(struct sc_daemon *d, const char *kind, const struct sc_task *t, int32_t attempt,
+void sc_event(struct sc_daemon *d, const char *kind, const struct dlq_task *t, int32_t attempt,
               const char *error);
 
 /*
- * dispatch.c: the machine's edges. sc_dispatch_init() sets up d->m over d->q
+ * dispatch.c: the machine's edges. sc_dispatch_init() sets up d->m over d->m.q
  * and d->c with the daemon's ports (publish on NATS, events, the store
  * mirror, log, metrics); sc_dispatch_destroy() frees it. sc_on_tick() runs
  * the machine's wheels each tick and ends the loop once a stop has drained.
@@ -154,35 +152,35 @@ void sc_dispatch_reload(struct sc_daemon *d, int64_t now_wall);
 
 /*
  * mirror.c: mirrors the queue into the configured store (DESIGN section 11).
- * sc_store_changed() is called after every change of t (it bumps t->version,
- * which only grows); sc_store_removed() just before t is freed. Loop thread.
+ * sc_mirror_changed() is called after every change of t (it bumps t->version,
+ * which only grows); sc_mirror_removed() just before t is freed. Loop thread.
  */
-void sc_store_changed(struct sc_daemon *d, struct sc_task *t);
-void sc_store_removed(struct sc_daemon *d, struct sc_task *t);
+void sc_mirror_changed(struct sc_daemon *d, struct dlq_task *t);
+void sc_mirror_removed(struct sc_daemon *d, struct dlq_task *t);
 
 /*
- * sc_store_open() makes the configured store (store.backend) on d->base and,
+ * sc_mirror_open() makes the configured store (store.backend) on d->base and,
  * for OpenSearch, installs the template and loads the non-terminal tasks
  * back onto the queue and the wheel, running the loop until that is done
  * (at most 2 min) or the store turns degraded (the load then goes on in the
  * background). Call it before the tick and NATS exist. Returns SC_OK, or
  * SC_EINVAL with err saying which store.* setting is bad (an unreachable
  * OpenSearch is not an error: degraded mode); a spill file left by the last
- * run (store.spill_dir) is replayed first. sc_store_flush() writes what
+ * run (store.spill_dir) is replayed first. sc_mirror_flush() writes what
  * is pending at shutdown, running the loop for up to shutdown.drain_ms (at
  * least 2 s), then writes what is left to the spill file; when writes are
  * left neither stored nor spilled it logs their count and sets d->exit_code
- * to SC_EXIT_UNSTORED. sc_store_close() frees everything; safe when never opened.
+ * to SC_EXIT_UNSTORED. sc_mirror_close() frees everything; safe when never opened.
  * Main thread, before and after the loop runs.
  */
 #define SC_EXIT_UNSTORED 3 /* exit code: stopped with writes neither stored nor spilled */
-struct sc_store_ack;
-sc_status sc_store_open(struct sc_daemon *d, char *err, size_t errlen);
-void sc_store_flush(struct sc_daemon *d);
-void sc_store_close(struct sc_daemon *d);
+struct sc_mirror_ack;
+sc_status sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen);
+void sc_mirror_flush(struct sc_daemon *d);
+void sc_mirror_close(struct sc_daemon *d);
 
 /*
- * sc_store_ack() answers the ingest request m for task t (NULL: nothing was
+ * sc_mirror_ack() answers the ingest request m for task t (NULL: nothing was
  * stored, e.g. a skipped failure). b holds the answer's JSON object without
  * its closing '}'; it is completed and answered here, b is then free for
  * reuse. With the memory store the answer goes now, without a "stored" key.
@@ -192,36 +190,36 @@ void sc_store_close(struct sc_daemon *d);
  * process stops (with store.ack: durable a 503 instead), and when the task
  * is removed first (both modes: nothing is left to store). Loop thread.
  */
-void sc_store_ack(struct sc_daemon *d, natsMsg *m, struct sc_task *t, struct sc_buf *b);
+void sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct sc_buf *b);
 
 /*
- * sc_store_refusal() is asked by ingest before it takes a failure sent as a
+ * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a
  * request: NULL to go on, or why it must be refused with 503 (store.ack:
  * durable and the store cannot take the write now: degraded, starting, or
  * too many answers already waiting); the refusal is counted. Loop thread.
  */
-const char *sc_store_refusal(struct sc_daemon *d);
+const char *sc_mirror_refusal(struct sc_daemon *d);
 
 /*
- * sc_store_state() returns the store's state name ("ok", "starting",
+ * sc_mirror_state() returns the store's state name ("ok", "starting",
  * "degraded") and sets *backend ("memory", "opensearch") and *queued_writes
  * (changed tasks not yet stored + pending deletes + items in flight).
- * sc_store_last_error() returns the store's last error (a static buffer
- * overwritten by the next call) or NULL. sc_store_stats_json() writes the
+ * sc_mirror_last_error() returns the store's last error (a static buffer
+ * overwritten by the next call) or NULL. sc_mirror_stats_json() writes the
  * store's counters as members of w's open object (the stats reply's
  * persistence object). Loop thread.
  */
-const char *sc_store_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes);
-const char *sc_store_last_error(struct sc_daemon *d);
-void sc_store_stats_json(struct sc_daemon *d, struct sc_jw *w);
-/* sc_store_rejected() returns the task writes the store refused for good (0 without a store). Loop thread. */
-uint64_t sc_store_rejected(struct sc_daemon *d);
+const char *sc_mirror_state(struct sc_daemon *d, const char **backend, uint64_t *queued_writes);
+const char *sc_mirror_last_error(struct sc_daemon *d);
+void sc_mirror_stats_json(struct sc_daemon *d, struct sc_jw *w);
+/* sc_mirror_rejected() returns the task writes the store refused for good (0 without a store). Loop thread. */
+uint64_t sc_mirror_rejected(struct sc_daemon *d);
 /*
- * sc_store_answer_counts() sets *refused to the ingest requests answered 503
+ * sc_mirror_answer_counts() sets *refused to the ingest requests answered 503
  * because the store could not take them (store.ack: durable) and *unstored
  * to those answered "stored":false (0 and 0 without a store). Loop thread.
  */
-void sc_store_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstored);
+void sc_mirror_answer_counts(struct sc_daemon *d, uint64_t *refused, uint64_t *unstored);
 
 /* admin.c */
 void sc_admin(struct sc_daemon *d, natsMsg *m);

@@ -72,7 +72,7 @@ f_publish(void *ctx, const char *subject, const char *reply, const void *body, s
     snprintf(p->reply, sizeof(p->reply), "%s", reply ? reply : "");
     snprintf(p->attempt, sizeof(p->attempt), "%s", hdr(headers, CODEC_HDR_ATTEMPT));
     snprintf(p->maxr, sizeof(p->maxr), "%s", hdr(headers, CODEC_HDR_MAX_RETRIES));
-    snprintf(p->episode, sizeof(p->episode), "%s", hdr(headers, SC_HDR_EPISODE));
+    snprintf(p->episode, sizeof(p->episode), "%s", hdr(headers, DLQ_HDR_EPISODE));
     snprintf(p->msgid, sizeof(p->msgid), "%s", hdr(headers, CODEC_HDR_MSG_ID));
     snprintf(p->task_id, sizeof(p->task_id), "%s", hdr(headers, CODEC_HDR_TASK_ID));
     p->len = len;
@@ -88,7 +88,7 @@ f_connected(void *ctx, uint64_t *epoch)
 }
 
 static void
-f_event(void *ctx, const char *kind, const struct sc_task *t, int32_t attempt, const char *error)
+f_event(void *ctx, const char *kind, const struct dlq_task *t, int32_t attempt, const char *error)
 {
     size_t n = strlen(F.events);
 
@@ -99,7 +99,7 @@ f_event(void *ctx, const char *kind, const struct sc_task *t, int32_t attempt, c
 }
 
 static void
-f_changed(void *ctx, struct sc_task *t)
+f_changed(void *ctx, struct dlq_task *t)
 {
     (void)ctx;
     t->version++;
@@ -107,7 +107,7 @@ f_changed(void *ctx, struct sc_task *t)
 }
 
 static void
-f_removed(void *ctx, struct sc_task *t)
+f_removed(void *ctx, struct dlq_task *t)
 {
     (void)ctx;
     (void)t;
@@ -183,8 +183,6 @@ static const struct dlq_ports ports = {
 struct fx {
     struct config cfg;
     struct policy_classifier *pc;
-    struct sc_queue q;
-    struct sc_counters c;
     struct dlq_machine m;
     int64_t wall, mono;
 };
@@ -200,10 +198,9 @@ setup(void **state)
     config_init(&x->cfg);
     x->cfg.backoff.jitter = 0;
     assert_int_equal(policy_classifier_new(NULL, 0, false, &x->pc, err, sizeof(err)), SC_OK);
-    sc_queue_init(&x->q, (size_t)x->cfg.history_max);
     x->wall = WALL0;
     x->mono = MONO0;
-    dlq_machine_init(&x->m, &x->cfg, x->pc, &x->q, &x->c, "_INBOX.t", &ports, x->mono);
+    dlq_machine_init(&x->m, &x->cfg, x->pc, "_INBOX.t", &ports, x->mono);
     *state = x;
     return 0;
 }
@@ -214,7 +211,6 @@ teardown(void **state)
     struct fx *x = *state;
 
     dlq_machine_destroy(&x->m);
-    sc_queue_destroy(&x->q);
     policy_classifier_free(x->pc);
     config_destroy(&x->cfg);
     free(x);
@@ -281,14 +277,14 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     return D.verdict;
 }
 
-static struct sc_task *
+static struct dlq_task *
 task(struct fx *x, const char *id)
 {
-    return sc_queue_find(&x->q, id, strlen(id));
+    return dlq_queue_find(&x->m.q, id, strlen(id));
 }
 
 /* The in-flight slot and token of the last publish, from its reply subject "_INBOX.t.<slot>.<token>". */
-static struct sc_task *
+static struct dlq_task *
 flight_of(struct fx *x, const struct pub *p, bool *stored)
 {
     unsigned slot = 0;
@@ -311,22 +307,22 @@ static void
 test_new_failure_scheduled(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_STORED);
     t = task(x, "a");
     assert_non_null(t);
     assert_ptr_equal(D.task, t);
     assert_string_equal(D.status, "pending");
-    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
     assert_false(t->parked);
     assert_int_equal(D.next_retry_at, WALL0 + backoff(x, POLICY_EXPONENTIAL, 1));
     assert_int_equal(t->max_retries, x->cfg.default_max_retries);
     assert_string_equal(t->retry_subject, "dlq.retry.svc");
-    assert_int_equal(x->c.enqueued, 1);
+    assert_int_equal(x->m.c.enqueued, 1);
     assert_string_equal(F.events, "enqueued:0 ");
     assert_true(F.changed >= 1);
-    assert_int_equal(x->q.counts[SC_TASK_PENDING], 1);
+    assert_int_equal(x->m.q.counts[DLQ_TASK_PENDING], 1);
     assert_int_equal(F.npub, 0);
 }
 
@@ -335,7 +331,7 @@ static void
 test_due_publishes_attempt(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     char msgid[128];
 
     ingest(x, "a", OPT(.error = NULL), false, 0);
@@ -351,10 +347,10 @@ test_due_publishes_attempt(void **state)
     snprintf(msgid, sizeof(msgid), "a:%lld:1", (long long)t->episode_id);
     assert_string_equal(F.pubs[0].msgid, msgid);
     assert_int_equal(F.pubs[0].len, 5);
-    assert_int_equal(t->status, SC_TASK_RETRYING);
+    assert_int_equal(t->status, DLQ_TASK_RETRYING);
     assert_int_equal(t->next_retry_at, 0);
     assert_int_equal(x->m.inflight, 1);
-    assert_int_equal(x->c.attempts, 1);
+    assert_int_equal(x->m.c.attempts, 1);
     assert_int_equal(F.observed[DLQ_HIST_RETRY_LATENESS], 1);
     assert_non_null(strstr(F.events, "retried:1 "));
     advance(x, 1000);
@@ -366,7 +362,7 @@ static void
 test_success_completes(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored = true;
 
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
@@ -378,11 +374,11 @@ test_success_completes(void **state)
     dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
     assert_null(task(x, "a"));
     assert_int_equal(F.removed, 1);
-    assert_int_equal(x->c.retry_success, 1);
+    assert_int_equal(x->m.c.retry_success, 1);
     assert_int_equal(x->m.inflight, 0);
     assert_int_equal(F.observed[DLQ_HIST_TIME_TO_SUCCESS], 1);
     assert_non_null(strstr(F.events, "succeeded:1 "));
-    assert_int_equal(sc_queue_active(&x->q), 0);
+    assert_int_equal(dlq_queue_active(&x->m.q), 0);
 }
 
 /* With keep_completed the task stays, completed. */
@@ -390,7 +386,7 @@ static void
 test_success_kept(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
 
     x->cfg.store_keep_completed = true;
@@ -398,9 +394,9 @@ test_success_kept(void **state)
     advance(x, 20);
     t = flight_of(x, &F.pubs[0], &stored);
     dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
-    assert_int_equal(t->status, SC_TASK_COMPLETED);
+    assert_int_equal(t->status, DLQ_TASK_COMPLETED);
     assert_int_equal(F.removed, 0);
-    assert_int_equal(x->q.counts[SC_TASK_COMPLETED], 1);
+    assert_int_equal(x->m.q.counts[DLQ_TASK_COMPLETED], 1);
 }
 
 /* A failed attempt with budget left is charged, classified again and scheduled by the policy. */
@@ -408,7 +404,7 @@ static void
 test_failure_with_budget(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
 
     ingest(x, "a", OPT(.policy = "linear"), false, 0);
@@ -417,13 +413,13 @@ test_failure_with_budget(void **state)
     t = flight_of(x, &F.pubs[0], &stored);
     dlq_machine_reply_failed(&x->m, t, "connection refused", 18, "ECONNREFUSED", 12, x->wall,
                              x->mono);
-    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
     assert_int_equal(t->retry_count, 1);
     assert_string_equal(t->error, "connection refused");
     assert_string_equal(t->error_type, "ECONNREFUSED");
     assert_int_equal(t->next_retry_at, x->wall + backoff(x, POLICY_LINEAR, 2));
-    assert_int_equal(x->c.retry_failed, 1);
-    assert_int_equal(x->c.retry_timeouts, 0);
+    assert_int_equal(x->m.c.retry_failed, 1);
+    assert_int_equal(x->m.c.retry_timeouts, 0);
     assert_int_equal(x->m.inflight, 0);
     assert_non_null(strstr(F.events, "failed:1 "));
     advance(x, backoff(x, POLICY_LINEAR, 2) + 20);
@@ -436,17 +432,17 @@ static void
 test_exhausted(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
 
     ingest(x, "a", OPT(.policy = "immediate", .has_max = true, .max = 1), false, 0);
     advance(x, 20);
     t = flight_of(x, &F.pubs[0], &stored);
     dlq_machine_reply_failed(&x->m, t, "no", 2, NULL, 0, x->wall, x->mono);
-    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
     assert_int_equal(t->retry_count, 1);
     assert_int_equal(t->next_retry_at, 0);
-    assert_int_equal(x->c.exhausted, 1);
+    assert_int_equal(x->m.c.exhausted, 1);
     assert_non_null(strstr(F.events, "failed:1 exhausted:1 "));
     advance(x, 100000);
     assert_int_equal(F.npub, 1);
@@ -457,7 +453,7 @@ static void
 test_timeout(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
     advance(x, 20);
@@ -467,8 +463,8 @@ test_timeout(void **state)
     assert_int_equal(t->category, POLICY_CAT_NETWORK);
     assert_string_equal(t->rule_id, "timeout");
     assert_string_equal(t->error, "retry timed out");
-    assert_int_equal(x->c.retry_timeouts, 1);
-    assert_int_equal(x->c.retry_failed, 1);
+    assert_int_equal(x->m.c.retry_timeouts, 1);
+    assert_int_equal(x->m.c.retry_failed, 1);
     assert_true(F.npub >= 2); /* immediate: sent again at once */
     assert_string_equal(F.pubs[1].attempt, "2");
 }
@@ -488,7 +484,7 @@ test_reply_after_timeout(void **state)
     assert_int_equal(F.npub, 2); /* attempt 2 is out, in the same slot */
     assert_null(flight_of(x, &first, &stored));
     assert_non_null(flight_of(x, &F.pubs[1], &stored));
-    assert_int_equal(x->c.retry_success, 0);
+    assert_int_equal(x->m.c.retry_success, 0);
     assert_int_equal(task(x, "a")->retry_count, 1);
 }
 
@@ -504,7 +500,7 @@ test_outcome_none(void **state)
     assert_string_equal(F.pubs[0].reply, "");
     advance(x, x->cfg.retry_timeout_ms + 20);
     assert_null(task(x, "a"));
-    assert_int_equal(x->c.retry_success, 1);
+    assert_int_equal(x->m.c.retry_success, 1);
 }
 
 /* With outcome stored the PubAck is the outcome: the flight says so, and a reply is asked for. */
@@ -523,7 +519,7 @@ test_outcome_stored_flight(void **state)
     assert_true(stored);
     /* No PubAck within the timeout: a failed attempt, even though outcome is not "reply". */
     advance(x, x->cfg.retry_timeout_ms + 20);
-    assert_int_equal(x->c.retry_timeouts, 1);
+    assert_int_equal(x->m.c.retry_timeouts, 1);
 }
 
 /* A repeat failure of an exhausted task only updates its record. */
@@ -531,16 +527,16 @@ static void
 test_repeat_exhausted(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     ingest(x, "a", OPT(.has_max = true, .max = 0), false, 0);
     t = task(x, "a");
-    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
     assert_int_equal(ingest(x, "a", OPT(.error = "later"), true, 0), DLQ_IN_STORED);
     assert_string_equal(D.status, "exhausted");
     assert_string_equal(t->error, "later");
-    assert_int_equal(x->c.duplicates, 1);
-    assert_int_equal(x->c.exhausted, 1);
+    assert_int_equal(x->m.c.duplicates, 1);
+    assert_int_equal(x->m.c.exhausted, 1);
     advance(x, 100000);
     assert_int_equal(F.npub, 0);
 }
@@ -552,7 +548,7 @@ static void
 test_no_responders_streak(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
     int64_t last = 0;
 
@@ -566,20 +562,20 @@ test_no_responders_streak(void **state)
         assert_string_equal(F.pubs[i - 1].msgid, F.pubs[0].msgid);
         assert_ptr_equal(flight_of(x, &F.pubs[i - 1], &stored), t);
         dlq_machine_deferred(&x->m, t, "no responders", x->wall, x->mono);
-        assert_int_equal(t->status, SC_TASK_PENDING);
+        assert_int_equal(t->status, DLQ_TASK_PENDING);
         assert_int_equal(t->defer_streak, i);
         assert_true(t->next_retry_at - x->wall >= last);
         last = t->next_retry_at - x->wall;
     }
     assert_true(last <= 60000);
     assert_int_equal(t->retry_count, 0);
-    assert_int_equal(x->c.deferred, 12);
-    assert_int_equal(x->c.retry_failed, 0);
+    assert_int_equal(x->m.c.deferred, 12);
+    assert_int_equal(x->m.c.retry_failed, 0);
     assert_int_equal(x->m.inflight, 0);
     {
         int deferred = 0;
         for (uint16_t i = 0; i < t->hist_len; i++)
-            if (t->hist[(t->hist_head + i) % t->hist_alloc].outcome == SC_OUT_DEFERRED)
+            if (t->hist[(t->hist_head + i) % t->hist_alloc].outcome == DLQ_OUT_DEFERRED)
                 deferred++;
         assert_int_equal(deferred, 2); /* streak 1 and 10 */
     }
@@ -587,7 +583,7 @@ test_no_responders_streak(void **state)
     advance(x, 60010);
     assert_int_equal(F.npub, 13);
     dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[F.npub - 1], &stored), x->wall, x->mono);
-    assert_int_equal(x->c.retry_success, 1);
+    assert_int_equal(x->m.c.retry_success, 1);
 }
 
 /* Disconnected: due tasks are deferred, nothing is published; back up, the same attempt goes out. */
@@ -595,14 +591,14 @@ static void
 test_disconnected_defers(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     F.down = true;
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
     t = task(x, "a");
     advance(x, 20);
     assert_int_equal(F.npub, 0);
-    assert_int_equal(x->c.deferred, 1);
+    assert_int_equal(x->m.c.deferred, 1);
     assert_non_null(strstr(F.events, "deferred:1 "));
     F.down = false;
     advance(x, 1000);
@@ -616,7 +612,7 @@ static void
 test_publish_failed_and_too_big(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     F.script[0] = DLQ_PUB_FAILED;
     F.script[1] = DLQ_PUB_TOOBIG;
@@ -624,8 +620,8 @@ test_publish_failed_and_too_big(void **state)
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
     t = task(x, "a");
     advance(x, 20);
-    assert_int_equal(x->c.deferred, 1);
-    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(x->m.c.deferred, 1);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
     assert_false(t->parked);
     assert_int_equal(x->m.inflight, 0);
     advance(x, 1000);
@@ -642,7 +638,7 @@ static void
 test_connection_lost_while_out(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
     t = task(x, "a");
@@ -650,8 +646,8 @@ test_connection_lost_while_out(void **state)
     F.epoch++;
     advance(x, x->cfg.retry_timeout_ms + 20);
     assert_int_equal(t->retry_count, 0);
-    assert_int_equal(x->c.retry_timeouts, 0);
-    assert_int_equal(x->c.deferred, 1);
+    assert_int_equal(x->m.c.retry_timeouts, 0);
+    assert_int_equal(x->m.c.deferred, 1);
 }
 
 /* ---- parked ------------------------------------------------------------------------------------ */
@@ -661,21 +657,21 @@ static void
 test_policy_never_parks(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     ingest(x, "a", OPT(.policy = "never"), false, 0);
     t = task(x, "a");
     assert_true(t->parked);
     assert_int_equal(D.next_retry_at, 0);
     assert_non_null(strstr(t->park_reason, "never"));
-    assert_int_equal(x->q.parked, 1);
+    assert_int_equal(x->m.q.parked, 1);
     advance(x, 1000000);
     assert_int_equal(F.npub, 0);
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
     assert_false(t->parked);
     advance(x, 20);
     assert_int_equal(F.npub, 1);
-    assert_int_equal(x->c.manual_retries, 1);
+    assert_int_equal(x->m.c.manual_retries, 1);
 }
 
 /* A refused retry subject parks the task; no operator retry can send it. */
@@ -683,7 +679,7 @@ static void
 test_refused_subject_parks(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     ingest(x, "a", OPT(.retry_subject = "elsewhere.svc"), false, 0);
     t = task(x, "a");
@@ -691,12 +687,12 @@ test_refused_subject_parks(void **state)
     assert_null(t->retry_subject);
     assert_non_null(strstr(t->park_reason, "allowed_subjects"));
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
-    assert_int_equal(x->c.manual_retries, 0);
+    assert_int_equal(x->m.c.manual_retries, 0);
     /* A repeat naming an allowed subject schedules it again. */
     ingest(x, "a", OPT(.retry_subject = "dlq.retry.other"), false, 0);
     assert_false(t->parked);
     assert_string_equal(t->retry_subject, "dlq.retry.other");
-    assert_int_equal(x->c.duplicates, 1);
+    assert_int_equal(x->m.c.duplicates, 1);
 }
 
 /* ---- operators --------------------------------------------------------------------------------- */
@@ -706,7 +702,7 @@ static void
 test_admin_retry_races_timer(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     int64_t due = backoff(x, POLICY_EXPONENTIAL, 1);
 
     ingest(x, "a", OPT(.error = NULL), false, 0);
@@ -719,7 +715,7 @@ test_admin_retry_races_timer(void **state)
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT); /* out */
     advance(x, due);
     assert_int_equal(F.npub, 1);
-    assert_int_equal(x->c.manual_retries, 1);
+    assert_int_equal(x->m.c.manual_retries, 1);
 }
 
 /* Retrying an exhausted task grants one more attempt of budget, kept by a reload. */
@@ -727,12 +723,12 @@ static void
 test_admin_retry_exhausted(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
 
     ingest(x, "a", OPT(.policy = "immediate", .has_max = true, .max = 0), false, 0);
     t = task(x, "a");
-    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
     assert_int_equal(t->max_retries, 1);
     assert_true(t->max_retries_own);
@@ -741,7 +737,7 @@ test_admin_retry_exhausted(void **state)
     assert_string_equal(F.pubs[0].maxr, "1");
     dlq_machine_reply_failed(&x->m, flight_of(x, &F.pubs[0], &stored), "x", 1, NULL, 0, x->wall,
                              x->mono);
-    assert_int_equal(t->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
 }
 
 /* Archiving a retrying task frees its slot and timer; its late reply is ignored. */
@@ -749,22 +745,22 @@ static void
 test_archive_retrying(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
 
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
     advance(x, 20);
     t = task(x, "a");
-    assert_int_equal(t->status, SC_TASK_RETRYING);
+    assert_int_equal(t->status, DLQ_TASK_RETRYING);
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_OK);
     assert_null(task(x, "a"));
     assert_int_equal(x->m.inflight, 0);
-    assert_int_equal(sc_wheel_count(x->m.twheel), 0);
+    assert_int_equal(dlq_wheel_count(x->m.twheel), 0);
     assert_null(flight_of(x, &F.pubs[0], &stored));
-    assert_int_equal(x->c.archived, 1);
+    assert_int_equal(x->m.c.archived, 1);
     assert_non_null(strstr(F.events, "archived:0 "));
     advance(x, x->cfg.retry_timeout_ms + 20);
-    assert_int_equal(x->c.retry_timeouts, 0);
+    assert_int_equal(x->m.c.retry_timeouts, 0);
 }
 
 /* An archived task (kept) refuses a second archive and a retry. */
@@ -772,17 +768,17 @@ static void
 test_archive_kept(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
     x->cfg.store_keep_completed = true;
     ingest(x, "a", OPT(.error = NULL), false, 0);
     t = task(x, "a");
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_OK);
-    assert_int_equal(t->status, SC_TASK_ARCHIVED);
-    assert_int_equal(sc_wheel_count(x->m.wheel), 0);
+    assert_int_equal(t->status, DLQ_TASK_ARCHIVED);
+    assert_int_equal(dlq_wheel_count(x->m.wheel), 0);
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_ECONFLICT);
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
-    assert_int_equal(x->c.archived, 1);
+    assert_int_equal(x->m.c.archived, 1);
 }
 
 /* Clear removes a task whatever its status, counted, with its event. */
@@ -796,11 +792,11 @@ test_clear(void **state)
     advance(x, 20);
     dlq_machine_clear(&x->m, task(x, "a"));
     dlq_machine_clear(&x->m, task(x, "b"));
-    assert_int_equal(x->q.count, 0);
+    assert_int_equal(x->m.q.count, 0);
     assert_int_equal(x->m.inflight, 0);
-    assert_int_equal(sc_wheel_count(x->m.wheel), 0);
+    assert_int_equal(dlq_wheel_count(x->m.wheel), 0);
     assert_int_equal(F.removed, 2);
-    assert_int_equal(x->c.cleared, 2);
+    assert_int_equal(x->m.c.cleared, 2);
     assert_non_null(strstr(F.events, "cleared:0 cleared:0 "));
 }
 
@@ -811,21 +807,21 @@ static void
 test_repeat_while_retrying(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
 
     ingest(x, "a", OPT(.policy = "linear"), false, 0);
     advance(x, backoff(x, POLICY_LINEAR, 1) + 20);
     t = task(x, "a");
-    assert_int_equal(t->status, SC_TASK_RETRYING);
+    assert_int_equal(t->status, DLQ_TASK_RETRYING);
     assert_int_equal(ingest(x, "a", OPT(.policy = "linear", .error = "again"), true, 0),
                      DLQ_IN_STORED);
     assert_string_equal(D.status, "pending");
     assert_int_equal(t->retry_count, 1);
     assert_string_equal(t->error, "again");
-    assert_int_equal(x->c.failures_while_retrying, 1);
-    assert_int_equal(x->c.duplicates, 1);
-    assert_int_equal(x->c.enqueued, 1);
+    assert_int_equal(x->m.c.failures_while_retrying, 1);
+    assert_int_equal(x->m.c.duplicates, 1);
+    assert_int_equal(x->m.c.enqueued, 1);
     assert_int_equal(x->m.inflight, 0);
     assert_null(flight_of(x, &F.pubs[0], &stored));
     assert_int_equal(D.next_retry_at, x->wall + backoff(x, POLICY_LINEAR, 2));
@@ -843,7 +839,7 @@ test_repeat_pending_keeps_schedule(void **state)
     advance(x, 1000);
     ingest(x, "a", OPT(.error = "again"), false, 0);
     assert_int_equal(D.next_retry_at, due);
-    assert_int_equal(x->c.duplicates, 1);
+    assert_int_equal(x->m.c.duplicates, 1);
 }
 
 /* A failure for a completed task opens a new episode: new episode id, fresh budget, new Nats-Msg-Id. */
@@ -851,7 +847,7 @@ static void
 test_reopen_new_episode(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
     bool stored;
     int64_t ep1;
 
@@ -862,16 +858,16 @@ test_reopen_new_episode(void **state)
     dlq_machine_reply_failed(&x->m, t, "x", 1, NULL, 0, x->wall, x->mono);
     advance(x, 20);
     dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[1], &stored), x->wall, x->mono);
-    assert_int_equal(t->status, SC_TASK_COMPLETED);
+    assert_int_equal(t->status, DLQ_TASK_COMPLETED);
     ep1 = t->episode_id;
     ingest(x, "a", OPT(.policy = "immediate"), false, 0);
     assert_ptr_equal(D.task, t);
-    assert_int_equal(t->status, SC_TASK_PENDING);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
     assert_int_equal(t->episode, 2);
     assert_true(t->episode_id > ep1);
     assert_int_equal(t->retry_count, 0);
-    assert_int_equal(x->c.enqueued, 2);
-    assert_int_equal(x->c.duplicates, 0);
+    assert_int_equal(x->m.c.enqueued, 2);
+    assert_int_equal(x->m.c.duplicates, 0);
     advance(x, 20);
     assert_int_equal(F.npub, 3);
     assert_string_equal(F.pubs[2].attempt, "1");
@@ -885,32 +881,32 @@ static void
 test_restore_retrying(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t, *p;
+    struct dlq_task *t, *p;
     size_t changed;
 
-    t = sc_queue_add_room(&x->q, "r", 1, 5, WALL0 - 100000);
-    sc_task_set_payload(t, "\xa4work", 5);
-    sc_task_set_str(&x->q, t, SC_TS_SUBJECT, "dlq.failed.svc", 14);
-    sc_task_set_str(&x->q, t, SC_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
-    sc_task_set_str(&x->q, t, SC_TS_ERROR, "boom", 4);
-    sc_queue_set_class(&x->q, t, POLICY_CAT_TRANSIENT, POLICY_EXPONENTIAL);
+    t = dlq_queue_add_room(&x->m.q, "r", 1, 5, WALL0 - 100000);
+    dlq_task_set_payload(t, "\xa4work", 5);
+    dlq_task_set_str(&x->m.q, t, DLQ_TS_SUBJECT, "dlq.failed.svc", 14);
+    dlq_task_set_str(&x->m.q, t, DLQ_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    dlq_task_set_str(&x->m.q, t, DLQ_TS_ERROR, "boom", 4);
+    dlq_queue_set_class(&x->m.q, t, POLICY_CAT_TRANSIENT, POLICY_EXPONENTIAL);
     t->max_retries = 3;
     t->retry_count = 1;
     t->episode_id = 1234567;
-    sc_queue_episode_seen(&x->q, t->episode_id);
+    dlq_queue_episode_seen(&x->m.q, t->episode_id);
     changed = F.changed;
-    dlq_machine_restore(&x->m, t, SC_TASK_RETRYING, false, x->wall, x->mono);
-    assert_int_equal(t->status, SC_TASK_PENDING);
+    dlq_machine_restore(&x->m, t, DLQ_TASK_RETRYING, false, x->wall, x->mono);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
     assert_int_equal(t->next_retry_at, x->wall);
     assert_int_equal(F.changed, changed + 1);
     /* Beside it, a parked task stays parked and an exhausted one stays exhausted. */
-    p = sc_queue_add(&x->q, "p", 1, WALL0);
-    sc_task_set_str(&x->q, p, SC_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
-    dlq_machine_restore(&x->m, p, SC_TASK_PENDING, true, x->wall, x->mono);
+    p = dlq_queue_add(&x->m.q, "p", 1, WALL0);
+    dlq_task_set_str(&x->m.q, p, DLQ_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    dlq_machine_restore(&x->m, p, DLQ_TASK_PENDING, true, x->wall, x->mono);
     assert_true(p->parked);
-    p = sc_queue_add(&x->q, "e", 1, WALL0);
-    dlq_machine_restore(&x->m, p, SC_TASK_EXHAUSTED, false, x->wall, x->mono);
-    assert_int_equal(p->status, SC_TASK_EXHAUSTED);
+    p = dlq_queue_add(&x->m.q, "e", 1, WALL0);
+    dlq_machine_restore(&x->m, p, DLQ_TASK_EXHAUSTED, false, x->wall, x->mono);
+    assert_int_equal(p->status, DLQ_TASK_EXHAUSTED);
     advance(x, 20);
     assert_int_equal(F.npub, 1);
     assert_string_equal(F.pubs[0].task_id, "r");
@@ -924,15 +920,15 @@ static void
 test_restore_pending_due(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *t;
+    struct dlq_task *t;
 
-    t = sc_queue_add(&x->q, "r", 1, WALL0);
-    sc_task_set_str(&x->q, t, SC_TS_SUBJECT, "dlq.failed.svc", 14);
-    sc_task_set_str(&x->q, t, SC_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
-    sc_task_set_str(&x->q, t, SC_TS_ERROR, "boom", 4);
+    t = dlq_queue_add(&x->m.q, "r", 1, WALL0);
+    dlq_task_set_str(&x->m.q, t, DLQ_TS_SUBJECT, "dlq.failed.svc", 14);
+    dlq_task_set_str(&x->m.q, t, DLQ_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    dlq_task_set_str(&x->m.q, t, DLQ_TS_ERROR, "boom", 4);
     t->max_retries = 3;
     t->next_retry_at = x->wall + 5000;
-    dlq_machine_restore(&x->m, t, SC_TASK_PENDING, false, x->wall, x->mono);
+    dlq_machine_restore(&x->m, t, DLQ_TASK_PENDING, false, x->wall, x->mono);
     advance(x, 4900);
     assert_int_equal(F.npub, 0);
     advance(x, 200);
@@ -944,7 +940,7 @@ static void
 test_reload_lowers_budget(void **state)
 {
     struct fx *x = *state;
-    struct sc_task *dflt, *own, *out;
+    struct dlq_task *dflt, *own, *out;
     bool stored;
 
     ingest(x, "dflt", OPT(.policy = "linear"), false, 0);
@@ -956,21 +952,21 @@ test_reload_lowers_budget(void **state)
     dflt->retry_count = 1;
     own->retry_count = 1;
     advance(x, 20);
-    assert_int_equal(out->status, SC_TASK_RETRYING);
+    assert_int_equal(out->status, DLQ_TASK_RETRYING);
     x->cfg.default_max_retries = 1;
     dlq_machine_reload(&x->m, x->pc, x->wall, x->mono);
-    assert_int_equal(dflt->status, SC_TASK_EXHAUSTED);
+    assert_int_equal(dflt->status, DLQ_TASK_EXHAUSTED);
     assert_int_equal(dflt->max_retries, 1);
-    assert_int_equal(own->status, SC_TASK_PENDING);
+    assert_int_equal(own->status, DLQ_TASK_PENDING);
     assert_int_equal(own->max_retries, 3);
-    assert_int_equal(out->status, SC_TASK_RETRYING);
+    assert_int_equal(out->status, DLQ_TASK_RETRYING);
     assert_int_equal(out->max_retries, 1);
-    assert_int_equal(x->c.exhausted, 1);
+    assert_int_equal(x->m.c.exhausted, 1);
     assert_non_null(strstr(F.events, "exhausted:1 "));
     dlq_machine_reply_failed(&x->m, flight_of(x, &F.pubs[0], &stored), "x", 1, NULL, 0, x->wall,
                              x->mono);
-    assert_int_equal(out->status, SC_TASK_EXHAUSTED);
-    assert_int_equal(x->c.exhausted, 2);
+    assert_int_equal(out->status, DLQ_TASK_EXHAUSTED);
+    assert_int_equal(x->m.c.exhausted, 2);
 }
 
 /* ---- ingest decisions -------------------------------------------------------------------------- */
@@ -985,7 +981,7 @@ test_skipped_by_strategy(void **state)
     assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_SKIPPED);
     assert_string_equal(D.status, "skipped");
     assert_null(task(x, "a"));
-    assert_int_equal(x->c.skipped, 1);
+    assert_int_equal(x->m.c.skipped, 1);
     assert_string_equal(F.events, "skipped:0 ");
 }
 
@@ -1000,7 +996,7 @@ test_refused_full(void **state)
     assert_int_equal(ingest(x, "b", OPT(.error = NULL), true, 0), DLQ_IN_REFUSED);
     assert_true(D.refused_full);
     assert_string_equal(D.why, "queue full");
-    assert_int_equal(x->c.refused_full, 1);
+    assert_int_equal(x->m.c.refused_full, 1);
     assert_null(task(x, "b"));
     assert_int_equal(ingest(x, "a", OPT(.error = NULL), true, 0), DLQ_IN_STORED);
 }
@@ -1029,8 +1025,8 @@ test_invalid(void **state)
     assert_string_equal(D.reason, "too_big");
     assert_int_equal(ingest(x, "a", OPT(.policy = "sometimes"), true, 0), DLQ_IN_INVALID);
     assert_string_equal(D.reason, "bad_value");
-    assert_int_equal(x->q.count, 0);
-    assert_int_equal(x->c.enqueued, 0);
+    assert_int_equal(x->m.q.count, 0);
+    assert_int_equal(x->m.c.enqueued, 0);
 }
 
 /* The rate limit: no more than max_per_second go out, the rest stay due. */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "wheel.h"
+#include "dlq.h"
 
 #define MS_HOUR ((int64_t)3600 * 1000)
 #define MS_DAY  (24 * MS_HOUR)
@@ -70,7 +70,7 @@ struct rec {
     int64_t now;
     size_t n;
     size_t cap;
-    struct sc_wheel_entry **e;
+    struct dlq_wheel_entry **e;
     int64_t *at;
 };
 
@@ -94,11 +94,11 @@ rec_destroy(struct rec *r)
 }
 
 static void
-rec_cb(struct sc_wheel_entry *e, void *ctx)
+rec_cb(struct dlq_wheel_entry *e, void *ctx)
 {
     struct rec *r = ctx;
 
-    assert_false(sc_wheel_entry_scheduled(e));
+    assert_false(dlq_wheel_entry_scheduled(e));
     assert_true(e->due <= r->now);
     assert_true(r->n < r->cap);
     r->e[r->n] = e;
@@ -107,19 +107,19 @@ rec_cb(struct sc_wheel_entry *e, void *ctx)
 }
 
 static size_t
-rec_run(struct sc_wheel *w, struct rec *r, int64_t now, size_t max)
+rec_run(struct dlq_wheel *w, struct rec *r, int64_t now, size_t max)
 {
     r->now = now;
-    return sc_wheel_run(w, now, max, rec_cb, r);
+    return dlq_wheel_run(w, now, max, rec_cb, r);
 }
 
 /*
  * A small brute-force model: entries with their due times, checked after
  * every run (everything due fired exactly once, nothing else did) and after
- * every change (sc_wheel_next_due() is a lower bound that never spins).
+ * every change (dlq_wheel_next_due() is a lower bound that never spins).
  */
 struct bitem {
-    struct sc_wheel_entry ent;
+    struct dlq_wheel_entry ent;
     int64_t due;
     bool live;
     bool ahead; /* due after the last run's now when scheduled */
@@ -127,7 +127,7 @@ struct bitem {
 };
 
 struct bmodel {
-    struct sc_wheel *w;
+    struct dlq_wheel *w;
     struct bitem *it;
     size_t n;
     int64_t tick;
@@ -140,7 +140,7 @@ struct bmodel {
 static void
 bmodel_init(struct bmodel *m, size_t n, int64_t tick, int64_t now)
 {
-    m->w = sc_wheel_new(tick, now);
+    m->w = dlq_wheel_new(tick, now);
     m->it = calloc(n, sizeof(*m->it));
     assert_non_null(m->it);
     m->n = n;
@@ -149,18 +149,18 @@ bmodel_init(struct bmodel *m, size_t n, int64_t tick, int64_t now)
     m->exact = true;
     m->lag = false;
     for (size_t i = 0; i < n; i++)
-        sc_wheel_entry_init(&m->it[i].ent);
+        dlq_wheel_entry_init(&m->it[i].ent);
 }
 
 static void
 bmodel_destroy(struct bmodel *m)
 {
-    sc_wheel_free(m->w);
+    dlq_wheel_free(m->w);
     free(m->it);
 }
 
 static void
-bmodel_cb(struct sc_wheel_entry *e, void *ctx)
+bmodel_cb(struct dlq_wheel_entry *e, void *ctx)
 {
     struct bmodel *m = ctx;
     struct bitem *it = (struct bitem *)((char *)e - offsetof(struct bitem, ent));
@@ -177,7 +177,7 @@ bmodel_cb(struct sc_wheel_entry *e, void *ctx)
 static void
 bmodel_check_next_due(struct bmodel *m, bool after_run)
 {
-    int64_t nd = sc_wheel_next_due(m->w);
+    int64_t nd = dlq_wheel_next_due(m->w);
     int64_t bmin = INT64_MAX;
     size_t live = 0;
 
@@ -188,7 +188,7 @@ bmodel_check_next_due(struct bmodel *m, bool after_run)
                 bmin = m->it[i].due;
         }
     }
-    assert_int_equal(sc_wheel_count(m->w), live);
+    assert_int_equal(dlq_wheel_count(m->w), live);
     if (live == 0) {
         assert_true(nd == INT64_MAX);
         return;
@@ -212,8 +212,8 @@ bmodel_schedule(struct bmodel *m, size_t i, int64_t due)
 {
     if (m->it[i].live)
         m->exact = false; /* a move is a cancel */
-    sc_wheel_schedule(m->w, &m->it[i].ent, due);
-    assert_true(sc_wheel_entry_scheduled(&m->it[i].ent));
+    dlq_wheel_schedule(m->w, &m->it[i].ent, due);
+    assert_true(dlq_wheel_entry_scheduled(&m->it[i].ent));
     m->it[i].due = due;
     m->it[i].live = true;
     m->it[i].ahead = due > m->now;
@@ -223,8 +223,8 @@ bmodel_schedule(struct bmodel *m, size_t i, int64_t due)
 static void
 bmodel_cancel(struct bmodel *m, size_t i)
 {
-    sc_wheel_cancel(m->w, &m->it[i].ent);
-    assert_false(sc_wheel_entry_scheduled(&m->it[i].ent));
+    dlq_wheel_cancel(m->w, &m->it[i].ent);
+    assert_false(dlq_wheel_entry_scheduled(&m->it[i].ent));
     m->it[i].live = false;
     m->exact = false;
     bmodel_check_next_due(m, false);
@@ -238,7 +238,7 @@ bmodel_run(struct bmodel *m, int64_t now)
     m->now = now;
     m->lag = false;
     m->last_fired = INT64_MIN;
-    n = sc_wheel_run(m->w, now, 0, bmodel_cb, m);
+    n = dlq_wheel_run(m->w, now, 0, bmodel_cb, m);
     for (size_t i = 0; i < m->n; i++) {
         if (m->it[i].live)
             assert_true(m->it[i].due > now); /* everything due fired */
@@ -262,7 +262,7 @@ bmodel_run_max(struct bmodel *m, int64_t now, size_t max)
 
     m->now = now;
     m->last_fired = INT64_MIN;
-    n = sc_wheel_run(m->w, now, max, bmodel_cb, m);
+    n = dlq_wheel_run(m->w, now, max, bmodel_cb, m);
     assert_true(n <= max);
     for (size_t i = 0; i < m->n; i++) {
         if (m->it[i].live && m->it[i].due <= now) {
@@ -287,117 +287,117 @@ bmodel_run_max(struct bmodel *m, int64_t now, size_t max)
 static void
 test_empty(void **state)
 {
-    struct sc_wheel *w;
-    struct sc_wheel_entry e;
+    struct dlq_wheel *w;
+    struct dlq_wheel_entry e;
     struct rec r;
 
     (void)state;
-    sc_wheel_free(NULL);
+    dlq_wheel_free(NULL);
     rec_init(&r, 4);
-    w = sc_wheel_new(1, 12345);
-    assert_int_equal(sc_wheel_count(w), 0);
-    assert_true(sc_wheel_next_due(w) == INT64_MAX);
+    w = dlq_wheel_new(1, 12345);
+    assert_int_equal(dlq_wheel_count(w), 0);
+    assert_true(dlq_wheel_next_due(w) == INT64_MAX);
     assert_int_equal(rec_run(w, &r, 12345, 0), 0);
     assert_int_equal(rec_run(w, &r, 99999999, 0), 0);
-    sc_wheel_entry_init(&e);
-    assert_false(sc_wheel_entry_scheduled(&e));
-    sc_wheel_cancel(w, &e); /* safe on an unscheduled entry */
-    assert_int_equal(sc_wheel_count(w), 0);
-    sc_wheel_free(w);
+    dlq_wheel_entry_init(&e);
+    assert_false(dlq_wheel_entry_scheduled(&e));
+    dlq_wheel_cancel(w, &e); /* safe on an unscheduled entry */
+    assert_int_equal(dlq_wheel_count(w), 0);
+    dlq_wheel_free(w);
 
     /* out-of-range ticks are clamped, not rejected */
-    w = sc_wheel_new(0, 0);
-    sc_wheel_schedule(w, &e, 5);
+    w = dlq_wheel_new(0, 0);
+    dlq_wheel_schedule(w, &e, 5);
     assert_int_equal(rec_run(w, &r, 4, 0), 0);
     assert_int_equal(rec_run(w, &r, 5, 0), 1);
-    sc_wheel_free(w);
-    w = sc_wheel_new(100000, 0);
-    sc_wheel_schedule(w, &e, 1500);
-    assert_true(sc_wheel_next_due(w) <= 1500);
+    dlq_wheel_free(w);
+    w = dlq_wheel_new(100000, 0);
+    dlq_wheel_schedule(w, &e, 1500);
+    assert_true(dlq_wheel_next_due(w) <= 1500);
     assert_int_equal(rec_run(w, &r, 1499, 0), 0);
     assert_int_equal(rec_run(w, &r, 1500, 0), 1);
-    sc_wheel_free(w);
+    dlq_wheel_free(w);
     rec_destroy(&r);
 }
 
 static void
 test_schedule_cancel(void **state)
 {
-    struct sc_wheel *w = sc_wheel_new(1, 1000);
-    struct sc_wheel_entry a, b, c;
+    struct dlq_wheel *w = dlq_wheel_new(1, 1000);
+    struct dlq_wheel_entry a, b, c;
     struct rec r;
 
     (void)state;
     rec_init(&r, 16);
-    sc_wheel_entry_init(&a);
-    sc_wheel_entry_init(&b);
-    sc_wheel_entry_init(&c);
+    dlq_wheel_entry_init(&a);
+    dlq_wheel_entry_init(&b);
+    dlq_wheel_entry_init(&c);
 
-    sc_wheel_schedule(w, &a, 1010);
-    assert_true(sc_wheel_entry_scheduled(&a));
-    assert_int_equal(sc_wheel_count(w), 1);
-    assert_int_equal(sc_wheel_next_due(w), 1010);
+    dlq_wheel_schedule(w, &a, 1010);
+    assert_true(dlq_wheel_entry_scheduled(&a));
+    assert_int_equal(dlq_wheel_count(w), 1);
+    assert_int_equal(dlq_wheel_next_due(w), 1010);
 
     /* re-scheduling moves, it does not duplicate */
-    sc_wheel_schedule(w, &a, 1020);
-    assert_int_equal(sc_wheel_count(w), 1);
-    assert_int_equal(sc_wheel_next_due(w), 1020);
-    sc_wheel_schedule(w, &a, 1000 + 5 * MS_DAY); /* to a high level and back */
-    assert_int_equal(sc_wheel_next_due(w), 1000 + 5 * MS_DAY);
-    sc_wheel_schedule(w, &a, 1020);
-    assert_int_equal(sc_wheel_count(w), 1);
+    dlq_wheel_schedule(w, &a, 1020);
+    assert_int_equal(dlq_wheel_count(w), 1);
+    assert_int_equal(dlq_wheel_next_due(w), 1020);
+    dlq_wheel_schedule(w, &a, 1000 + 5 * MS_DAY); /* to a high level and back */
+    assert_int_equal(dlq_wheel_next_due(w), 1000 + 5 * MS_DAY);
+    dlq_wheel_schedule(w, &a, 1020);
+    assert_int_equal(dlq_wheel_count(w), 1);
 
-    sc_wheel_schedule(w, &b, 1005);
-    assert_int_equal(sc_wheel_count(w), 2);
-    assert_int_equal(sc_wheel_next_due(w), 1005);
-    sc_wheel_cancel(w, &b);
-    assert_false(sc_wheel_entry_scheduled(&b));
-    assert_int_equal(sc_wheel_count(w), 1);
-    sc_wheel_cancel(w, &b); /* twice is a no-op */
-    assert_int_equal(sc_wheel_count(w), 1);
-    assert_int_equal(sc_wheel_next_due(w), 1020); /* emptied slot forgotten */
+    dlq_wheel_schedule(w, &b, 1005);
+    assert_int_equal(dlq_wheel_count(w), 2);
+    assert_int_equal(dlq_wheel_next_due(w), 1005);
+    dlq_wheel_cancel(w, &b);
+    assert_false(dlq_wheel_entry_scheduled(&b));
+    assert_int_equal(dlq_wheel_count(w), 1);
+    dlq_wheel_cancel(w, &b); /* twice is a no-op */
+    assert_int_equal(dlq_wheel_count(w), 1);
+    assert_int_equal(dlq_wheel_next_due(w), 1020); /* emptied slot forgotten */
 
     /* a cancelled far entry never fires */
-    sc_wheel_schedule(w, &c, 1000 + 3 * MS_YEAR);
-    sc_wheel_cancel(w, &c);
+    dlq_wheel_schedule(w, &c, 1000 + 3 * MS_YEAR);
+    dlq_wheel_cancel(w, &c);
 
     assert_int_equal(rec_run(w, &r, 1005, 0), 0);
     assert_int_equal(rec_run(w, &r, 1019, 0), 0);
     assert_int_equal(rec_run(w, &r, 1020, 0), 1);
     assert_ptr_equal(r.e[0], &a);
-    assert_false(sc_wheel_entry_scheduled(&a));
-    assert_int_equal(sc_wheel_count(w), 0);
-    assert_true(sc_wheel_next_due(w) == INT64_MAX);
+    assert_false(dlq_wheel_entry_scheduled(&a));
+    assert_int_equal(dlq_wheel_count(w), 0);
+    assert_true(dlq_wheel_next_due(w) == INT64_MAX);
     assert_int_equal(rec_run(w, &r, 1000 + 10 * MS_YEAR, 0), 0);
 
     /* two entries in one slot: the slot stays occupied until both leave */
-    sc_wheel_schedule(w, &a, 1000 + 10 * MS_YEAR + 50);
-    sc_wheel_schedule(w, &b, 1000 + 10 * MS_YEAR + 50);
-    sc_wheel_cancel(w, &a);
-    assert_int_equal(sc_wheel_count(w), 1);
-    assert_true(sc_wheel_next_due(w) <= 1000 + 10 * MS_YEAR + 50);
-    sc_wheel_cancel(w, &b);
-    assert_true(sc_wheel_next_due(w) == INT64_MAX);
+    dlq_wheel_schedule(w, &a, 1000 + 10 * MS_YEAR + 50);
+    dlq_wheel_schedule(w, &b, 1000 + 10 * MS_YEAR + 50);
+    dlq_wheel_cancel(w, &a);
+    assert_int_equal(dlq_wheel_count(w), 1);
+    assert_true(dlq_wheel_next_due(w) <= 1000 + 10 * MS_YEAR + 50);
+    dlq_wheel_cancel(w, &b);
+    assert_true(dlq_wheel_next_due(w) == INT64_MAX);
     assert_int_equal(rec_run(w, &r, 1000 + 11 * MS_YEAR, 0), 0);
 
     rec_destroy(&r);
-    sc_wheel_free(w);
+    dlq_wheel_free(w);
 }
 
 /* Freeing a wheel with entries still linked must not touch them. */
 static void
 test_free_with_entries(void **state)
 {
-    struct sc_wheel *w = sc_wheel_new(10, 0);
-    struct sc_wheel_entry e[8];
+    struct dlq_wheel *w = dlq_wheel_new(10, 0);
+    struct dlq_wheel_entry e[8];
 
     (void)state;
     for (size_t i = 0; i < SC_ARRAY_LEN(e); i++) {
-        sc_wheel_entry_init(&e[i]);
-        sc_wheel_schedule(w, &e[i], (int64_t)i * MS_DAY);
+        dlq_wheel_entry_init(&e[i]);
+        dlq_wheel_schedule(w, &e[i], (int64_t)i * MS_DAY);
     }
-    assert_int_equal(sc_wheel_count(w), 8);
-    sc_wheel_free(w);
+    assert_int_equal(dlq_wheel_count(w), 8);
+    dlq_wheel_free(w);
 }
 
 /* ---- order and lateness ------------------------------------------------ */
@@ -407,7 +407,7 @@ test_fire_order(void **state)
 {
     enum { N = 5000 };
     static const int64_t ticks[] = {1, 10, 1000};
-    struct sc_wheel_entry *e = calloc(N, sizeof(*e));
+    struct dlq_wheel_entry *e = calloc(N, sizeof(*e));
     uint64_t seed = test_seed(11);
     struct rec r;
 
@@ -416,14 +416,14 @@ test_fire_order(void **state)
     rec_init(&r, N);
     for (size_t t = 0; t < SC_ARRAY_LEN(ticks); t++) {
         int64_t tick = ticks[t];
-        struct sc_wheel *w = sc_wheel_new(tick, 0);
+        struct dlq_wheel *w = dlq_wheel_new(tick, 0);
 
         /* dues spread over ms to days, so several levels are involved */
         for (size_t i = 0; i < N; i++) {
             int64_t span = (int64_t)1 << rng_below(&seed, 30);
 
-            sc_wheel_entry_init(&e[i]);
-            sc_wheel_schedule(w, &e[i], 1 + (int64_t)rng_below(&seed, (uint64_t)span));
+            dlq_wheel_entry_init(&e[i]);
+            dlq_wheel_schedule(w, &e[i], 1 + (int64_t)rng_below(&seed, (uint64_t)span));
         }
         r.n = 0;
         assert_int_equal(rec_run(w, &r, (int64_t)1 << 30, 0), N);
@@ -433,8 +433,8 @@ test_fire_order(void **state)
             for (size_t i = 1; i < N; i++)
                 assert_true(r.e[i - 1]->due <= r.e[i]->due);
         }
-        assert_int_equal(sc_wheel_count(w), 0);
-        sc_wheel_free(w);
+        assert_int_equal(dlq_wheel_count(w), 0);
+        dlq_wheel_free(w);
     }
     rec_destroy(&r);
     free(e);
@@ -450,7 +450,7 @@ test_lateness(void **state)
 {
     enum { N = 3000 };
     static const int64_t ticks[] = {1, 10, 7, 1000};
-    struct sc_wheel_entry *e = calloc(N, sizeof(*e));
+    struct dlq_wheel_entry *e = calloc(N, sizeof(*e));
     uint64_t seed = test_seed(12);
     struct rec r;
 
@@ -461,12 +461,12 @@ test_lateness(void **state)
         int64_t tick = ticks[t];
         int64_t start = -20 * tick - 3; /* negative, not on the grid */
         int64_t end = start + 400 * tick;
-        struct sc_wheel *w;
+        struct dlq_wheel *w;
 
         for (int pass = 0; pass < 2; pass++) {
             int64_t step = pass == 0 ? tick : 1;
 
-            w = sc_wheel_new(tick, start);
+            w = dlq_wheel_new(tick, start);
             for (size_t i = 0; i < N; i++) {
                 int64_t due = start + tick + 1 +
                               (int64_t)rng_below(&seed, (uint64_t)(end - start - 3 * tick));
@@ -475,21 +475,21 @@ test_lateness(void **state)
                     due = tick_floor(due, tick); /* on a tick boundary */
                 if (i % 10 == 1)
                     due = tick_floor(due, tick) + tick - 1; /* last ms of a tick */
-                sc_wheel_entry_init(&e[i]);
-                sc_wheel_schedule(w, &e[i], due);
+                dlq_wheel_entry_init(&e[i]);
+                dlq_wheel_schedule(w, &e[i], due);
             }
             r.n = 0;
             for (int64_t now = start; now <= end; now += step)
                 rec_run(w, &r, now, 0);
             assert_int_equal(r.n, N);
-            assert_int_equal(sc_wheel_count(w), 0);
+            assert_int_equal(dlq_wheel_count(w), 0);
             for (size_t i = 0; i < r.n; i++) {
                 assert_true(r.e[i]->due <= r.at[i]);
                 assert_true(r.at[i] < r.e[i]->due + step);
                 if (step == 1)
                     assert_int_equal(r.at[i], r.e[i]->due);
             }
-            sc_wheel_free(w);
+            dlq_wheel_free(w);
         }
     }
     rec_destroy(&r);
@@ -499,42 +499,42 @@ test_lateness(void **state)
 static void
 test_immediate(void **state)
 {
-    struct sc_wheel *w = sc_wheel_new(10, 1000);
-    struct sc_wheel_entry a, b, c, d, f;
+    struct dlq_wheel *w = dlq_wheel_new(10, 1000);
+    struct dlq_wheel_entry a, b, c, d, f;
     struct rec r;
 
     (void)state;
     rec_init(&r, 16);
-    sc_wheel_entry_init(&a);
-    sc_wheel_entry_init(&b);
-    sc_wheel_entry_init(&c);
-    sc_wheel_entry_init(&d);
-    sc_wheel_entry_init(&f);
+    dlq_wheel_entry_init(&a);
+    dlq_wheel_entry_init(&b);
+    dlq_wheel_entry_init(&c);
+    dlq_wheel_entry_init(&d);
+    dlq_wheel_entry_init(&f);
 
-    sc_wheel_schedule(w, &a, 995);       /* an earlier tick */
-    sc_wheel_schedule(w, &b, 1000);      /* exactly now */
-    sc_wheel_schedule(w, &c, INT64_MIN); /* the distant past */
-    sc_wheel_schedule(w, &d, 1003);      /* later in the current tick */
-    assert_true(sc_wheel_next_due(w) <= 1000);
-    assert_true(sc_wheel_next_due(w) >= 1000); /* not before the current tick */
+    dlq_wheel_schedule(w, &a, 995);       /* an earlier tick */
+    dlq_wheel_schedule(w, &b, 1000);      /* exactly now */
+    dlq_wheel_schedule(w, &c, INT64_MIN); /* the distant past */
+    dlq_wheel_schedule(w, &d, 1003);      /* later in the current tick */
+    assert_true(dlq_wheel_next_due(w) <= 1000);
+    assert_true(dlq_wheel_next_due(w) >= 1000); /* not before the current tick */
 
     /* due ones fire on the next run, even with no time passing */
     assert_int_equal(rec_run(w, &r, 1000, 0), 3);
-    assert_int_equal(sc_wheel_count(w), 1);
-    assert_int_equal(sc_wheel_next_due(w), 1003); /* exact within the tick */
+    assert_int_equal(dlq_wheel_count(w), 1);
+    assert_int_equal(dlq_wheel_next_due(w), 1003); /* exact within the tick */
     assert_int_equal(rec_run(w, &r, 1002, 0), 0);
     assert_int_equal(rec_run(w, &r, 1003, 0), 1);
     assert_ptr_equal(r.e[3], &d);
 
     /* after the wheel moved on, "now" and the past are immediate again */
     assert_int_equal(rec_run(w, &r, 2000, 0), 0);
-    sc_wheel_schedule(w, &f, 2000);
-    sc_wheel_schedule(w, &a, 1500);
-    assert_int_equal(sc_wheel_next_due(w), 2000);
+    dlq_wheel_schedule(w, &f, 2000);
+    dlq_wheel_schedule(w, &a, 1500);
+    assert_int_equal(dlq_wheel_next_due(w), 2000);
     assert_int_equal(rec_run(w, &r, 2000, 0), 2);
-    assert_int_equal(sc_wheel_count(w), 0);
+    assert_int_equal(dlq_wheel_count(w), 0);
     rec_destroy(&r);
-    sc_wheel_free(w);
+    dlq_wheel_free(w);
 }
 
 /* A clock that goes backwards fires nothing early. */
@@ -550,16 +550,16 @@ test_clock_backwards(void **state)
     bmodel_schedule(&m, 2, 1500);
     /* a run in the past: the past-due entry is not due at 900 */
     m.now = 900;
-    assert_int_equal(sc_wheel_run(m.w, 900, 0, bmodel_cb, &m), 0);
+    assert_int_equal(dlq_wheel_run(m.w, 900, 0, bmodel_cb, &m), 0);
     m.now = 996;
-    assert_int_equal(sc_wheel_run(m.w, 996, 0, bmodel_cb, &m), 1);
+    assert_int_equal(dlq_wheel_run(m.w, 996, 0, bmodel_cb, &m), 1);
     assert_int_equal(m.it[0].fires, 1);
     m.exact = false;
     assert_int_equal(bmodel_run(&m, 1004), 0);
     assert_int_equal(bmodel_run(&m, 1005), 1);
     assert_int_equal(bmodel_run(&m, 1400), 0);
     m.now = 1200;
-    assert_int_equal(sc_wheel_run(m.w, 1200, 0, bmodel_cb, &m), 0);
+    assert_int_equal(dlq_wheel_run(m.w, 1200, 0, bmodel_cb, &m), 0);
     assert_int_equal(bmodel_run(&m, 1500), 1);
     bmodel_destroy(&m);
 }
@@ -567,77 +567,77 @@ test_clock_backwards(void **state)
 /* ---- callbacks --------------------------------------------------------- */
 
 struct cbctx {
-    struct sc_wheel *w;
+    struct dlq_wheel *w;
     int64_t now;
     int64_t period;
     size_t fired;
-    struct sc_wheel_entry *others;
+    struct dlq_wheel_entry *others;
     size_t nothers;
     int mode;
 };
 
 static void
-rearm_cb(struct sc_wheel_entry *e, void *ctx)
+rearm_cb(struct dlq_wheel_entry *e, void *ctx)
 {
     struct cbctx *c = ctx;
 
     assert_true(e->due <= c->now);
     c->fired++;
-    sc_wheel_cancel(c->w, e); /* cancelling itself is a harmless no-op */
-    sc_wheel_schedule(c->w, e, e->due + c->period);
+    dlq_wheel_cancel(c->w, e); /* cancelling itself is a harmless no-op */
+    dlq_wheel_schedule(c->w, e, e->due + c->period);
 }
 
 static void
 test_reschedule_in_callback(void **state)
 {
-    struct sc_wheel_entry e;
+    struct dlq_wheel_entry e;
     struct cbctx c = {0};
 
     (void)state;
-    sc_wheel_entry_init(&e);
+    dlq_wheel_entry_init(&e);
 
     /* periodic: every 7 ms, run every ms */
-    c.w = sc_wheel_new(1, 0);
+    c.w = dlq_wheel_new(1, 0);
     c.period = 7;
-    sc_wheel_schedule(c.w, &e, 7);
+    dlq_wheel_schedule(c.w, &e, 7);
     for (c.now = 0; c.now <= 100; c.now++) {
         size_t before = c.fired;
 
-        sc_wheel_run(c.w, c.now, 0, rearm_cb, &c);
+        dlq_wheel_run(c.w, c.now, 0, rearm_cb, &c);
         assert_int_equal(c.fired - before, c.now > 0 && c.now % 7 == 0 ? 1 : 0);
     }
     assert_int_equal(c.fired, 14);
-    assert_int_equal(sc_wheel_count(c.w), 1);
-    sc_wheel_free(c.w);
+    assert_int_equal(dlq_wheel_count(c.w), 1);
+    dlq_wheel_free(c.w);
 
     /* re-armed at or before now: fires once per run, never loops */
     for (int64_t tick = 1; tick <= 1000; tick *= 10) {
-        c.w = sc_wheel_new(tick, 0);
+        c.w = dlq_wheel_new(tick, 0);
         c.fired = 0;
         c.period = 0;
-        sc_wheel_entry_init(&e); /* it was left linked in a freed wheel */
-        sc_wheel_schedule(c.w, &e, 0);
+        dlq_wheel_entry_init(&e); /* it was left linked in a freed wheel */
+        dlq_wheel_schedule(c.w, &e, 0);
         for (int i = 0; i < 5; i++) {
             c.now = 0;
-            assert_int_equal(sc_wheel_run(c.w, 0, 0, rearm_cb, &c), 1);
+            assert_int_equal(dlq_wheel_run(c.w, 0, 0, rearm_cb, &c), 1);
         }
         c.period = -3;
         c.now = 5000;
-        assert_int_equal(sc_wheel_run(c.w, 5000, 0, rearm_cb, &c), 1);
-        assert_int_equal(sc_wheel_run(c.w, 5000, 0, rearm_cb, &c), 1);
-        assert_int_equal(sc_wheel_count(c.w), 1);
-        assert_true(sc_wheel_next_due(c.w) <= 5000);
-        sc_wheel_free(c.w);
+        assert_int_equal(dlq_wheel_run(c.w, 5000, 0, rearm_cb, &c), 1);
+        assert_int_equal(dlq_wheel_run(c.w, 5000, 0, rearm_cb, &c), 1);
+        assert_int_equal(dlq_wheel_count(c.w), 1);
+        assert_true(dlq_wheel_next_due(c.w) <= 5000);
+        dlq_wheel_free(c.w);
     }
 
     /* catching up after a stall: each later due time fires once, in order */
-    c.w = sc_wheel_new(1, 0);
+    c.w = dlq_wheel_new(1, 0);
     c.fired = 0;
     c.period = 10;
-    sc_wheel_entry_init(&e);
-    sc_wheel_schedule(c.w, &e, 10);
+    dlq_wheel_entry_init(&e);
+    dlq_wheel_schedule(c.w, &e, 10);
     c.now = 100;
-    while (sc_wheel_run(c.w, 100, 0, rearm_cb, &c) > 0)
+    while (dlq_wheel_run(c.w, 100, 0, rearm_cb, &c) > 0)
         ;
     assert_int_equal(c.fired, 10);
     assert_int_equal(e.due, 110);
@@ -645,13 +645,13 @@ test_reschedule_in_callback(void **state)
     /* re-armed at its own (past) due time in the middle of a catch-up run */
     c.fired = 0;
     c.period = 0;
-    sc_wheel_schedule(c.w, &e, 150);
+    dlq_wheel_schedule(c.w, &e, 150);
     c.now = 5000;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(sc_wheel_run(c.w, 5000, 0, rearm_cb, &c), 1);
+        assert_int_equal(dlq_wheel_run(c.w, 5000, 0, rearm_cb, &c), 1);
     assert_int_equal(e.due, 150);
-    assert_true(sc_wheel_next_due(c.w) <= 5000);
-    sc_wheel_free(c.w);
+    assert_true(dlq_wheel_next_due(c.w) <= 5000);
+    dlq_wheel_free(c.w);
 }
 
 /*
@@ -660,7 +660,7 @@ test_reschedule_in_callback(void **state)
  * mode 2: each entry re-schedules its partner an hour later.
  */
 static void
-cancel_cb(struct sc_wheel_entry *e, void *ctx)
+cancel_cb(struct dlq_wheel_entry *e, void *ctx)
 {
     struct cbctx *c = ctx;
     size_t i = (size_t)(e - c->others);
@@ -671,13 +671,13 @@ cancel_cb(struct sc_wheel_entry *e, void *ctx)
     switch (c->mode) {
     case 0:
         for (size_t k = 0; k < c->nothers; k++)
-            sc_wheel_cancel(c->w, &c->others[k]);
+            dlq_wheel_cancel(c->w, &c->others[k]);
         break;
     case 1:
-        sc_wheel_cancel(c->w, &c->others[i ^ 1]);
+        dlq_wheel_cancel(c->w, &c->others[i ^ 1]);
         break;
     case 2:
-        sc_wheel_schedule(c->w, &c->others[i ^ 1], c->now + MS_HOUR);
+        dlq_wheel_schedule(c->w, &c->others[i ^ 1], c->now + MS_HOUR);
         break;
     }
 }
@@ -686,7 +686,7 @@ static void
 test_cancel_in_callback(void **state)
 {
     enum { N = 100 };
-    struct sc_wheel_entry e[N];
+    struct dlq_wheel_entry e[N];
     struct cbctx c = {0};
 
     (void)state;
@@ -694,27 +694,27 @@ test_cancel_in_callback(void **state)
     c.nothers = N;
     for (c.mode = 0; c.mode < 3; c.mode++) {
         for (int spread = 0; spread < 2; spread++) {
-            c.w = sc_wheel_new(1, 0);
+            c.w = dlq_wheel_new(1, 0);
             c.fired = 0;
             for (size_t i = 0; i < N; i++) {
-                sc_wheel_entry_init(&e[i]);
+                dlq_wheel_entry_init(&e[i]);
                 /* all in one slot, or over many ticks that a jump makes due at once */
-                sc_wheel_schedule(c.w, &e[i], spread ? 50 + (int64_t)i * 37 : 50);
+                dlq_wheel_schedule(c.w, &e[i], spread ? 50 + (int64_t)i * 37 : 50);
             }
             c.now = spread ? 50 + N * 37 : 50;
-            sc_wheel_run(c.w, c.now, 0, cancel_cb, &c);
+            dlq_wheel_run(c.w, c.now, 0, cancel_cb, &c);
             assert_int_equal(c.fired, c.mode == 0 ? 1 : N / 2);
-            assert_int_equal(sc_wheel_count(c.w), c.mode == 2 ? N / 2 : 0);
+            assert_int_equal(dlq_wheel_count(c.w), c.mode == 2 ? N / 2 : 0);
             if (c.mode == 2) {
                 c.now += MS_HOUR - 1;
-                assert_int_equal(sc_wheel_run(c.w, c.now, 0, cancel_cb, &c), 0);
+                assert_int_equal(dlq_wheel_run(c.w, c.now, 0, cancel_cb, &c), 0);
                 c.now++;
                 c.mode = 3; /* plain firing */
-                assert_int_equal(sc_wheel_run(c.w, c.now, 0, cancel_cb, &c), N / 2);
+                assert_int_equal(dlq_wheel_run(c.w, c.now, 0, cancel_cb, &c), N / 2);
                 c.mode = 2;
             }
-            assert_int_equal(sc_wheel_count(c.w), 0);
-            sc_wheel_free(c.w);
+            assert_int_equal(dlq_wheel_count(c.w), 0);
+            dlq_wheel_free(c.w);
         }
     }
 }
@@ -725,27 +725,27 @@ static void
 test_bounded_drain(void **state)
 {
     enum { N = 10000, MAX = 100 };
-    struct sc_wheel_entry *e = calloc(N, sizeof(*e));
-    struct sc_wheel_entry late;
+    struct dlq_wheel_entry *e = calloc(N, sizeof(*e));
+    struct dlq_wheel_entry late;
     struct rec r;
 
     (void)state;
     assert_non_null(e);
     rec_init(&r, N + 1);
     for (int same_tick = 0; same_tick < 2; same_tick++) {
-        struct sc_wheel *w = sc_wheel_new(1, 0);
+        struct dlq_wheel *w = dlq_wheel_new(1, 0);
 
         /* scattered insertion order; distinct dues 1..N, or all at 5000 */
         for (size_t i = 0; i < N; i++) {
-            sc_wheel_entry_init(&e[i]);
-            sc_wheel_schedule(w, &e[i], same_tick ? 5000 : 1 + (int64_t)((i * 7919) % N));
+            dlq_wheel_entry_init(&e[i]);
+            dlq_wheel_schedule(w, &e[i], same_tick ? 5000 : 1 + (int64_t)((i * 7919) % N));
         }
         r.n = 0;
         /* a stall: the loop wakes up long after everything was due */
         for (size_t run = 0; run < N / MAX; run++) {
-            assert_true(sc_wheel_next_due(w) <= 20000);
+            assert_true(dlq_wheel_next_due(w) <= 20000);
             assert_int_equal(rec_run(w, &r, 20000, MAX), MAX);
-            assert_int_equal(sc_wheel_count(w), N - (run + 1) * MAX);
+            assert_int_equal(dlq_wheel_count(w), N - (run + 1) * MAX);
             for (size_t k = run * MAX; k < (run + 1) * MAX; k++) {
                 if (same_tick)
                     assert_int_equal(r.e[k]->due, 5000);
@@ -754,27 +754,27 @@ test_bounded_drain(void **state)
             }
             if (!same_tick && run == 49) {
                 /* a new past-due entry goes ahead of the backlog's later ticks */
-                sc_wheel_entry_init(&late);
-                sc_wheel_schedule(w, &late, 3);
+                dlq_wheel_entry_init(&late);
+                dlq_wheel_schedule(w, &late, 3);
                 assert_int_equal(rec_run(w, &r, 20000, 1), 1);
                 assert_ptr_equal(r.e[r.n - 1], &late);
                 r.n--;
             }
         }
         assert_int_equal(rec_run(w, &r, 20000, MAX), 0);
-        assert_int_equal(sc_wheel_count(w), 0);
-        assert_true(sc_wheel_next_due(w) == INT64_MAX);
-        sc_wheel_free(w);
+        assert_int_equal(dlq_wheel_count(w), 0);
+        assert_true(dlq_wheel_next_due(w) == INT64_MAX);
+        dlq_wheel_free(w);
     }
 
     /* bounded runs while time keeps moving: still earliest first, never early */
     {
-        struct sc_wheel *w = sc_wheel_new(1, 0);
+        struct dlq_wheel *w = dlq_wheel_new(1, 0);
         int64_t now = 0;
 
         for (size_t i = 0; i < N; i++) {
-            sc_wheel_entry_init(&e[i]);
-            sc_wheel_schedule(w, &e[i], 1 + (int64_t)((i * 7919) % N));
+            dlq_wheel_entry_init(&e[i]);
+            dlq_wheel_schedule(w, &e[i], 1 + (int64_t)((i * 7919) % N));
         }
         r.n = 0;
         while (r.n < N) {
@@ -783,7 +783,7 @@ test_bounded_drain(void **state)
         }
         for (size_t k = 0; k < N; k++)
             assert_int_equal(r.e[k]->due, (int64_t)k + 1);
-        sc_wheel_free(w);
+        dlq_wheel_free(w);
     }
     rec_destroy(&r);
     free(e);
@@ -798,63 +798,63 @@ test_big_jumps(void **state)
     const int64_t dues[] = {start + MS_HOUR, start + MS_DAY, start + 40 * MS_DAY,
                             start + MS_YEAR, start + 100 * MS_YEAR, INT64_MAX / 2};
     enum { ND = sizeof(dues) / sizeof(dues[0]) };
-    struct sc_wheel_entry e[ND];
-    struct sc_wheel *w;
+    struct dlq_wheel_entry e[ND];
+    struct dlq_wheel *w;
     struct rec r;
 
     (void)state;
     rec_init(&r, 20000);
 
     /* an empty wheel jumps years at a time (stepping would never finish) */
-    w = sc_wheel_new(1, start);
+    w = dlq_wheel_new(1, start);
     for (int64_t now = start; now < start + 100000 * MS_YEAR; now += MS_YEAR)
         assert_int_equal(rec_run(w, &r, now, 0), 0);
     assert_int_equal(rec_run(w, &r, INT64_MAX, 0), 0);
-    sc_wheel_free(w);
+    dlq_wheel_free(w);
 
     /* sparse: each entry fires at the first run at or after its due time */
     for (int64_t tick = 1; tick <= 1000; tick *= 10) {
-        w = sc_wheel_new(tick, start);
+        w = dlq_wheel_new(tick, start);
         for (size_t i = 0; i < ND; i++) {
-            sc_wheel_entry_init(&e[i]);
-            sc_wheel_schedule(w, &e[i], dues[i]);
+            dlq_wheel_entry_init(&e[i]);
+            dlq_wheel_schedule(w, &e[i], dues[i]);
         }
         r.n = 0;
         for (size_t i = 0; i < ND; i++) {
-            assert_int_equal(sc_wheel_next_due(w), dues[i]); /* exact at every level */
+            assert_int_equal(dlq_wheel_next_due(w), dues[i]); /* exact at every level */
             assert_int_equal(rec_run(w, &r, dues[i] - 1, 0), 0);
-            assert_int_equal(sc_wheel_next_due(w), dues[i]);
+            assert_int_equal(dlq_wheel_next_due(w), dues[i]);
             assert_int_equal(rec_run(w, &r, dues[i], 0), 1);
             assert_ptr_equal(r.e[i], &e[i]);
         }
-        assert_int_equal(sc_wheel_count(w), 0);
+        assert_int_equal(dlq_wheel_count(w), 0);
 
         /* all at once, in order */
         for (size_t i = 0; i < ND; i++)
-            sc_wheel_schedule(w, &e[i], dues[ND - 1] + dues[i] - start);
+            dlq_wheel_schedule(w, &e[i], dues[ND - 1] + dues[i] - start);
         r.n = 0;
         assert_int_equal(rec_run(w, &r, INT64_MAX, 0), ND);
         for (size_t i = 0; i < ND; i++)
             assert_ptr_equal(r.e[i], &e[i]);
-        sc_wheel_free(w);
+        dlq_wheel_free(w);
     }
 
     /* dense: 20000 entries over a day, then a two-day jump */
     {
-        struct sc_wheel_entry *d = calloc(20000, sizeof(*d));
+        struct dlq_wheel_entry *d = calloc(20000, sizeof(*d));
         uint64_t seed = test_seed(13);
 
         assert_non_null(d);
-        w = sc_wheel_new(1, start);
+        w = dlq_wheel_new(1, start);
         for (size_t i = 0; i < 20000; i++) {
-            sc_wheel_entry_init(&d[i]);
-            sc_wheel_schedule(w, &d[i], start + (int64_t)rng_below(&seed, MS_DAY));
+            dlq_wheel_entry_init(&d[i]);
+            dlq_wheel_schedule(w, &d[i], start + (int64_t)rng_below(&seed, MS_DAY));
         }
         r.n = 0;
         assert_int_equal(rec_run(w, &r, start + 2 * MS_DAY, 0), 20000);
         for (size_t i = 1; i < 20000; i++)
             assert_true(r.e[i - 1]->due <= r.e[i]->due);
-        sc_wheel_free(w);
+        dlq_wheel_free(w);
         free(d);
     }
     rec_destroy(&r);
@@ -889,7 +889,7 @@ test_extreme_times(void **state)
             }
             for (size_t i = 0; i < ND; i++)
                 assert_int_equal(m.it[i].fires, 1);
-            assert_int_equal(sc_wheel_count(m.w), 0);
+            assert_int_equal(dlq_wheel_count(m.w), 0);
             bmodel_destroy(&m);
         }
     }
@@ -929,7 +929,7 @@ test_next_due_bound(void **state)
                         bmodel_cancel(&m, i);
                 } else {
                     /* wake up at next_due half the time, else somewhere else */
-                    int64_t nd = sc_wheel_next_due(m.w);
+                    int64_t nd = dlq_wheel_next_due(m.w);
 
                     if (op < 8 && nd != INT64_MAX && nd > now)
                         now = nd;
@@ -954,14 +954,14 @@ test_next_due_bound(void **state)
 #define NOPOS UINT32_MAX
 
 struct ritem {
-    struct sc_wheel_entry ent;
+    struct dlq_wheel_entry ent;
     int64_t due;
     uint32_t pos;   /* index in the model's heap; NOPOS when not scheduled */
     uint32_t carry; /* run (1-based) whose callback filed it already due, else 0 */
 };
 
 struct rmodel {
-    struct sc_wheel *w;
+    struct dlq_wheel *w;
     struct ritem *it;
     uint32_t n;
     uint32_t *heap; /* min-heap of live item indices by due */
@@ -1021,7 +1021,7 @@ model_schedule(struct rmodel *m, uint32_t idx, int64_t due)
 {
     struct ritem *it = &m->it[idx];
 
-    sc_wheel_schedule(m->w, &it->ent, due);
+    dlq_wheel_schedule(m->w, &it->ent, due);
     it->due = due;
     it->carry = 0;
     if (it->pos == NOPOS) {
@@ -1051,7 +1051,7 @@ model_remove(struct rmodel *m, uint32_t idx)
 static void
 model_cancel(struct rmodel *m, uint32_t idx)
 {
-    sc_wheel_cancel(m->w, &m->it[idx].ent);
+    dlq_wheel_cancel(m->w, &m->it[idx].ent);
     if (m->it[idx].pos != NOPOS) {
         m->cancelled++;
         model_remove(m, idx);
@@ -1068,7 +1068,7 @@ model_delay(struct rmodel *m)
 }
 
 static void
-model_cb(struct sc_wheel_entry *e, void *ctx)
+model_cb(struct dlq_wheel_entry *e, void *ctx)
 {
     struct rmodel *m = ctx;
     struct ritem *it = (struct ritem *)((char *)e - offsetof(struct ritem, ent));
@@ -1143,10 +1143,10 @@ model_check_due(struct rmodel *m)
 static void
 model_check(struct rmodel *m, bool after_run)
 {
-    int64_t nd = sc_wheel_next_due(m->w);
+    int64_t nd = dlq_wheel_next_due(m->w);
     uint32_t left = after_run ? model_check_due(m) : 0;
 
-    assert_int_equal(sc_wheel_count(m->w), m->len);
+    assert_int_equal(dlq_wheel_count(m->w), m->len);
     if (m->len == 0) {
         assert_true(nd == INT64_MAX);
         return;
@@ -1164,7 +1164,7 @@ model_run(struct rmodel *m, int64_t now)
 {
     m->now = now;
     m->runs++;
-    sc_wheel_run(m->w, now, 0, model_cb, m);
+    dlq_wheel_run(m->w, now, 0, model_cb, m);
     model_check(m, true);
 }
 
@@ -1178,13 +1178,13 @@ random_run(uint32_t n, size_t ops, int64_t tick, int64_t start, uint64_t seed)
     m.tick = tick;
     m.now = start;
     m.seed = seed;
-    m.w = sc_wheel_new(tick, start);
+    m.w = dlq_wheel_new(tick, start);
     m.it = calloc(n, sizeof(*m.it));
     m.heap = calloc(n, sizeof(*m.heap));
     assert_non_null(m.it);
     assert_non_null(m.heap);
     for (uint32_t i = 0; i < n; i++) {
-        sc_wheel_entry_init(&m.it[i].ent);
+        dlq_wheel_entry_init(&m.it[i].ent);
         m.it[i].pos = NOPOS;
     }
 
@@ -1238,10 +1238,10 @@ random_run(uint32_t n, size_t ops, int64_t tick, int64_t start, uint64_t seed)
     model_run(&m, m.now + 100 * MS_YEAR);
     model_run(&m, INT64_MAX / 2);
     assert_int_equal(m.len, 0);
-    assert_int_equal(sc_wheel_count(m.w), 0);
+    assert_int_equal(dlq_wheel_count(m.w), 0);
     assert_int_equal(m.fired + m.cancelled, m.armed);
     for (uint32_t i = 0; i < n; i++)
-        assert_false(sc_wheel_entry_scheduled(&m.it[i].ent));
+        assert_false(dlq_wheel_entry_scheduled(&m.it[i].ent));
 
     print_message("random: %u entries, tick %lld ms, %zu ops, %zu runs, %zu fired "
                   "(%zu in the final jumps), %zu moved, %zu cancelled, %zu re-armed due, "
@@ -1249,7 +1249,7 @@ random_run(uint32_t n, size_t ops, int64_t tick, int64_t start, uint64_t seed)
                   n, (long long)tick, ops, m.runs, m.fired, live_at_end, m.moved, m.cancelled,
                   m.carried,
                   (unsigned long long)seed, (double)(clock() - t0) / CLOCKS_PER_SEC);
-    sc_wheel_free(m.w);
+    dlq_wheel_free(m.w);
     free(m.it);
     free(m.heap);
 }
