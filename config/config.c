@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -363,16 +364,19 @@ void
 config_show(char *out, size_t outlen, const char *raw, size_t rawlen)
 {
     static const char hex[] = "0123456789abcdef";
-    const size_t most = 64;
+    enum { most = 64 };
+    char v[most + 1]; /* the excerpt's bytes; config_redact() still reads all of raw */
     size_t i, o = 0, len;
-    char *v;
 
     if (outlen == 0)
         return;
-    /* Never echo a password given inside a URL (the value may be long: no fixed buffer). */
-    len = config_redact(raw, rawlen, NULL, 0);
-    v = sc_xmalloc(len + 1);
-    config_redact(raw, rawlen, v, len + 1);
+    /*
+     * Never echo a password given inside a URL. Only the first `most` bytes
+     * of the masked text are shown, so they are all that is kept: the whole
+     * value is still masked (its last '@' may be far on), but nothing is
+     * allocated.
+     */
+    len = config_redact(raw, rawlen, v, sizeof(v));
     for (i = 0; i < len && i < most && o + 5 < outlen; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c >= 0x20 && c < 0x7f && c != '\\') {
@@ -389,7 +393,6 @@ config_show(char *out, size_t outlen, const char *raw, size_t rawlen)
         o += 3;
     }
     out[o] = '\0';
-    free(v);
 }
 
 void
@@ -890,12 +893,29 @@ config_list_replace(struct config *cfg, const struct config_key *k, char **items
     *(size_t *)field(cfg, k->aux) = n;
 }
 
-sc_status
-config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+/*
+ * The setters below show a refused value through config_show() only when
+ * they refuse it: masking and quoting every value that loads (each default,
+ * each file value) was most of what config_init() and a load cost.
+ */
+
+/* Formats "<path>: '<shown value>' <rest>" into err: what most refusals say. */
+static sc_status
+refuse_value(const struct config_key *k, const char *v, size_t len, const char *rest, char *err,
+             size_t errlen)
 {
     char shown[300];
 
     config_show(shown, sizeof(shown), v, len);
+    config_errf(err, errlen, "%s: '%s' %s", k->info.path, shown, rest);
+    return SC_EINVAL;
+}
+
+sc_status
+config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+{
+    char rest[200];
+
     if (len == 0) {
         config_errf(err, errlen, "%s: an entry is empty", k->info.path);
         return SC_EINVAL;
@@ -906,9 +926,8 @@ config_list_check(const struct config_key *k, const char *v, size_t len, char *e
         return SC_EINVAL;
     }
     if (!config_text_ok(v, len) || (k->check != NULL && !k->check(v, len))) {
-        config_errf(err, errlen, "%s: '%s' is not %s", k->info.path, shown,
-                    k->what != NULL ? k->what : "valid text");
-        return SC_EINVAL;
+        snprintf(rest, sizeof(rest), "is not %s", k->what != NULL ? k->what : "valid text");
+        return refuse_value(k, v, len, rest, err, errlen);
     }
     return SC_OK;
 }
@@ -974,18 +993,114 @@ config_rules_replace(struct config *cfg, struct config_rule *rules, size_t n)
     cfg->nrules = n;
 }
 
+static sc_status
+set_bool(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+         size_t errlen)
+{
+    int r = parse_bool(v, len);
+
+    if (r < 0)
+        return refuse_value(k, v, len, "is not a boolean (true/false)", err, errlen);
+    *(bool *)field(cfg, k->off) = r == 1;
+    return SC_OK;
+}
+
+static sc_status
+set_int(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+        size_t errlen)
+{
+    const struct config_key_info *ki = &k->info;
+    char shown[300];
+    int64_t n;
+    int r = parse_int(v, len, &n);
+
+    if (r < 0) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: '%s' is not an integer (%" PRId64 "-%" PRId64 ")", ki->path,
+                    shown, ki->min, ki->max);
+        return SC_EINVAL;
+    }
+    if (r > 0 || n < ki->min || n > ki->max) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: %s is out of range %" PRId64 "-%" PRId64, ki->path, shown,
+                    ki->min, ki->max);
+        return SC_EINVAL;
+    }
+    if (ki->deprecated)
+        cfg->saw_retry_interval_seconds = true;
+    else
+        int_put(cfg, k, n);
+    return SC_OK;
+}
+
+static sc_status
+set_double(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+           size_t errlen)
+{
+    const struct config_key_info *ki = &k->info;
+    char shown[300];
+    double d;
+
+    if (!parse_double(v, len, &d)) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: '%s' is not a number (%g-%g)", ki->path, shown, ki->dmin,
+                    ki->dmax);
+        return SC_EINVAL;
+    }
+    if (d < ki->dmin || d > ki->dmax) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: %s is out of range %g-%g", ki->path, shown, ki->dmin,
+                    ki->dmax);
+        return SC_EINVAL;
+    }
+    *(double *)field(cfg, k->off) = d;
+    return SC_OK;
+}
+
+static sc_status
+set_enum(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+         size_t errlen)
+{
+    char names[200], rest[220];
+    size_t i;
+
+    if (len == 0 && k->ekind == CONFIG_E_RETRY_AUTO) {
+        enum_put(cfg, k, 0);
+        return SC_OK;
+    }
+    for (i = 0; k->info.names[i] != NULL; i++) {
+        if (equal_nocase(v, len, k->info.names[i])) {
+            enum_put(cfg, k, i);
+            return SC_OK;
+        }
+    }
+    config_join_names(names, sizeof(names), k->info.names);
+    snprintf(rest, sizeof(rest), "is not one of %s", names);
+    return refuse_value(k, v, len, rest, err, errlen);
+}
+
+/* STRING and SECRET keys: checked, then copied (the old value is freed). */
+static sc_status
+set_string(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+           size_t errlen)
+{
+    char **slot = field(cfg, k->off), rest[200];
+
+    if (k->check != NULL && !k->check(v, len)) {
+        snprintf(rest, sizeof(rest), "is not %s", k->what);
+        return refuse_value(k, v, len, rest, err, errlen);
+    }
+    free(*slot);
+    *slot = sc_xstrndup(v, len);
+    return SC_OK;
+}
+
 sc_status
 config_key_set(struct config *cfg, const struct config_key *k, const char *v, size_t len,
                char *err, size_t errlen)
 {
     const struct config_key_info *ki = &k->info;
-    char shown[300], names[200];
-    int64_t n;
-    double d;
-    int r;
-    size_t i;
 
-    config_show(shown, sizeof(shown), v, len);
     if (ki->type == CONFIG_TYPE_RULES) {
         config_errf(err, errlen, "%s: can only be set in the config file", ki->path);
         return SC_EINVAL;
@@ -997,99 +1112,86 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
                     CONFIG_MAX_STRING);
         return SC_EINVAL;
     }
-    if (!config_text_ok(v, len)) {
-        config_errf(err, errlen, "%s: '%s' contains control characters or invalid UTF-8",
-                    ki->path, shown);
-        return SC_EINVAL;
-    }
+    if (!config_text_ok(v, len))
+        return refuse_value(k, v, len, "contains control characters or invalid UTF-8", err,
+                            errlen);
     switch (ki->type) {
-    case CONFIG_TYPE_BOOL:
-        r = parse_bool(v, len);
-        if (r < 0) {
-            config_errf(err, errlen, "%s: '%s' is not a boolean (true/false)", ki->path, shown);
-            return SC_EINVAL;
-        }
-        *(bool *)field(cfg, k->off) = r == 1;
-        return SC_OK;
-    case CONFIG_TYPE_INT:
-        r = parse_int(v, len, &n);
-        if (r < 0) {
-            config_errf(err, errlen, "%s: '%s' is not an integer (%" PRId64 "-%" PRId64 ")",
-                        ki->path, shown, ki->min, ki->max);
-            return SC_EINVAL;
-        }
-        if (r > 0 || n < ki->min || n > ki->max) {
-            config_errf(err, errlen, "%s: %s is out of range %" PRId64 "-%" PRId64, ki->path,
-                        shown, ki->min, ki->max);
-            return SC_EINVAL;
-        }
-        if (ki->deprecated)
-            cfg->saw_retry_interval_seconds = true;
-        else
-            int_put(cfg, k, n);
-        return SC_OK;
-    case CONFIG_TYPE_DOUBLE:
-        if (!parse_double(v, len, &d)) {
-            config_errf(err, errlen, "%s: '%s' is not a number (%g-%g)", ki->path, shown,
-                        ki->dmin, ki->dmax);
-            return SC_EINVAL;
-        }
-        if (d < ki->dmin || d > ki->dmax) {
-            config_errf(err, errlen, "%s: %s is out of range %g-%g", ki->path, shown, ki->dmin,
-                        ki->dmax);
-            return SC_EINVAL;
-        }
-        *(double *)field(cfg, k->off) = d;
-        return SC_OK;
-    case CONFIG_TYPE_ENUM:
-        if (len == 0 && k->ekind == CONFIG_E_RETRY_AUTO) {
-            enum_put(cfg, k, 0);
-            return SC_OK;
-        }
-        for (i = 0; ki->names[i] != NULL; i++) {
-            if (equal_nocase(v, len, ki->names[i])) {
-                enum_put(cfg, k, i);
-                return SC_OK;
-            }
-        }
-        config_join_names(names, sizeof(names), ki->names);
-        config_errf(err, errlen, "%s: '%s' is not one of %s", ki->path, shown, names);
-        return SC_EINVAL;
+    case CONFIG_TYPE_BOOL: return set_bool(cfg, k, v, len, err, errlen);
+    case CONFIG_TYPE_INT: return set_int(cfg, k, v, len, err, errlen);
+    case CONFIG_TYPE_DOUBLE: return set_double(cfg, k, v, len, err, errlen);
+    case CONFIG_TYPE_ENUM: return set_enum(cfg, k, v, len, err, errlen);
     case CONFIG_TYPE_STRING:
-    case CONFIG_TYPE_SECRET:
-        if (k->check != NULL && !k->check(v, len)) {
-            config_errf(err, errlen, "%s: '%s' is not %s", ki->path, shown, k->what);
-            return SC_EINVAL;
-        }
-        {
-            char **slot = field(cfg, k->off);
-            free(*slot);
-            *slot = sc_xstrndup(v, len);
-        }
-        return SC_OK;
+    case CONFIG_TYPE_SECRET: return set_string(cfg, k, v, len, err, errlen);
     case CONFIG_TYPE_LIST:
     case CONFIG_TYPE_RULES: break;
     }
     return SC_EINVAL;
 }
 
-void
-config_init(struct config *cfg)
+/*
+ * The defaults are parsed from the table's text once, into `defaults`, and
+ * config_init() copies that: parsing and checking ~80 values for every
+ * config_init() was most of what a config load cost (and of the config
+ * fuzzer's time, which starts two configs per input). Built under
+ * pthread_once(), so any thread may call config_init(); never freed.
+ */
+static struct config defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+static void
+defaults_build(void)
 {
     char err[CONFIG_ERR_MAX];
     size_t i;
 
-    memset(cfg, 0, sizeof(*cfg));
-    codec_limits_default(&cfg->limits);
-    policy_backoff_default(&cfg->backoff);
+    codec_limits_default(&defaults.limits);
+    policy_backoff_default(&defaults.backoff);
     for (i = 0; i < NKEYS; i++) {
         if (keys[i].def == NULL)
             continue;
-        if (config_key_set(cfg, &keys[i], keys[i].def, strlen(keys[i].def), err, sizeof(err))) {
+        if (config_key_set(&defaults, &keys[i], keys[i].def, strlen(keys[i].def), err,
+                           sizeof(err))) {
             fprintf(stderr, "config_init: bad default: %s\n", err);
             abort();
         }
     }
+}
+
+/* A copy of the NULL-terminated list items (n entries); NULL stays NULL. */
+static char **
+list_copy(char *const *items, size_t n)
+{
+    char **copy;
+    size_t i;
+
+    if (items == NULL)
+        return NULL;
+    copy = sc_xcalloc(n + 1, sizeof(*copy));
+    for (i = 0; i < n; i++)
+        copy[i] = sc_xstrdup(items[i]);
+    return copy;
+}
+
+void
+config_init(struct config *cfg)
+{
+    size_t i;
+
+    pthread_once(&defaults_once, defaults_build);
+    *cfg = defaults;
+    for (i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &keys[i];
+        if (k->info.type == CONFIG_TYPE_STRING || k->info.type == CONFIG_TYPE_SECRET) {
+            char **slot = field(cfg, k->off);
+            if (*slot != NULL)
+                *slot = sc_xstrdup(*slot);
+        } else if (k->info.type == CONFIG_TYPE_LIST) {
+            char ***slot = field(cfg, k->off);
+            *slot = list_copy(*slot, *(const size_t *)cfield(cfg, k->aux));
+        }
+    }
+    cfg->rules = NULL; /* the defaults have none */
+    cfg->nrules = 0;
 }
 
 void
