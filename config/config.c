@@ -1,7 +1,6 @@
-/* config.c - the key table and all it drives: defaults, validation, environment, flags, print, --help. */
+/* config.c - the key table and all it drives: defaults, validation, setters, get, print, --help. */
 #include "config-internal.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -678,6 +677,18 @@ env_matches(const char *path, const char *name, size_t nlen)
     return path[nlen] == '\0';
 }
 
+const struct config_key *
+config_key_for_env(const char *name, size_t nlen)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        if (env_matches(keys[i].info.path, name, nlen))
+            return &keys[i];
+    }
+    return NULL;
+}
+
 /* Field access. */
 
 static void *
@@ -1228,215 +1239,6 @@ config_set(struct config *cfg, const char *key, const char *value, char *err, si
     if (value == NULL)
         value = "";
     return config_key_set(cfg, k, value, strlen(value), err, errlen);
-}
-
-sc_status
-config_load_yaml(struct config *cfg, const char *text, size_t len, char *err, size_t errlen)
-{
-    return config_yaml_apply(cfg, NULL, text, len, err, errlen);
-}
-
-/* Loading: file, environment, flags. */
-
-/* Reads at most CONFIG_MAX_FILE_BYTES of path into a new buffer. */
-static sc_status
-read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-    sc_status s = SC_ENOTFOUND;
-    FILE *f = NULL;
-    char *buf = NULL;
-    size_t n;
-
-    *out = NULL;
-    *outlen = 0;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        config_errf(err, errlen, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    buf = sc_xmalloc(CONFIG_MAX_FILE_BYTES + 1);
-    n = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
-    if (ferror(f)) {
-        config_errf(err, errlen, "%s: read error", path);
-        goto done;
-    }
-    if (n > CONFIG_MAX_FILE_BYTES) {
-        config_errf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE_BYTES);
-        s = SC_EINVAL;
-        goto done;
-    }
-    *out = buf;
-    *outlen = n;
-    buf = NULL;
-    s = SC_OK;
-done:
-    free(buf);
-    if (f != NULL)
-        fclose(f);
-    return s;
-}
-
-/*
- * Splits argv[*i] into a key flag: sets *k and the value (from "=VALUE" or
- * the next argument, advancing *i). Returns SC_OK or SC_EINVAL with err set.
- */
-static sc_status
-flag_split(int argc, char **argv, int *i, const struct config_key **k, const char **v,
-           char *err, size_t errlen)
-{
-    const char *a = argv[*i] + 2, *eq = strchr(a, '=');
-    size_t klen = eq != NULL ? (size_t)(eq - a) : strlen(a);
-    char shown[300];
-
-    *k = config_key_lookup(a, klen);
-    if (*k == NULL) {
-        config_show(shown, sizeof(shown), argv[*i], klen + 2);
-        config_errf(err, errlen, "%s: unknown flag (see --help)", shown);
-        return SC_EINVAL;
-    }
-    if (eq != NULL) {
-        *v = eq + 1;
-        return SC_OK;
-    }
-    if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
-        *v = argv[++*i];
-        return SC_OK;
-    }
-    if ((*k)->info.type == CONFIG_TYPE_BOOL) {
-        *v = "true";
-        return SC_OK;
-    }
-    config_errf(err, errlen, "--%s: missing value", (*k)->info.path);
-    return SC_EINVAL;
-}
-
-sc_status
-config_load(struct config *cfg, int argc, char **argv, char **envp, struct config_cli *cli,
-            char *err, size_t errlen)
-{
-    struct config_cli c = {0};
-    sc_status s = SC_EINVAL, first = SC_OK;
-    const struct config_key *k;
-    const char *v, *file = NULL;
-    char *text = NULL, shown[300], tmp[CONFIG_ERR_MAX];
-    size_t len, i;
-    int a;
-
-    if (cli != NULL)
-        memset(cli, 0, sizeof(*cli));
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-
-    /* Pass 1: the command line's shape; the first error is kept for after --help. */
-    for (a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        sc_status fs = SC_OK;
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            c.help = true;
-        } else if (strcmp(arg, "--version") == 0) {
-            c.version = true;
-        } else if (strcmp(arg, "--print-config") == 0) {
-            c.print_config = true;
-        } else if (strcmp(arg, "--config") == 0) {
-            if (a + 1 < argc) {
-                c.config_file = argv[++a];
-            } else {
-                config_errf(tmp, sizeof(tmp), "--config: missing file name");
-                fs = SC_EINVAL;
-            }
-        } else if (strncmp(arg, "--config=", 9) == 0) {
-            c.config_file = arg + 9;
-        } else if (strncmp(arg, "--", 2) == 0 && arg[2] != '\0') {
-            fs = flag_split(argc, argv, &a, &k, &v, tmp, sizeof(tmp));
-        } else {
-            config_show(shown, sizeof(shown), arg, strlen(arg));
-            config_errf(tmp, sizeof(tmp), "'%s': unexpected argument (see --help)", shown);
-            fs = SC_EINVAL;
-        }
-        if (fs != SC_OK && first == SC_OK) {
-            first = fs;
-            config_errf(err, errlen, "%s", tmp);
-        }
-    }
-    if (c.help || c.version) {
-        if (err != NULL && errlen > 0)
-            err[0] = '\0';
-        s = SC_OK;
-        goto done;
-    }
-    if (first != SC_OK) {
-        s = first;
-        goto done;
-    }
-
-    /* Pass 2: the file named by --config, else DLQ_CONFIG (empty: none). */
-    file = c.config_file;
-    for (i = 0; file == NULL && envp != NULL && envp[i] != NULL; i++) {
-        if (strncmp(envp[i], "DLQ_CONFIG=", 11) == 0 && envp[i][11] != '\0')
-            file = envp[i] + 11;
-    }
-    if (file != NULL) {
-        if (file[0] == '\0') {
-            config_errf(err, errlen, "--config: empty file name");
-            goto done;
-        }
-        s = read_file(file, &text, &len, err, errlen);
-        if (s != SC_OK)
-            goto done;
-        s = config_yaml_apply(cfg, file, text, len, err, errlen);
-        if (s != SC_OK)
-            goto done;
-    }
-
-    /* Pass 3: DLQ_* variables. */
-    s = SC_EINVAL;
-    for (i = 0; envp != NULL && envp[i] != NULL; i++) {
-        const char *e = envp[i], *eq = strchr(e, '=');
-        size_t nlen, j;
-        if (strncmp(e, "DLQ_", 4) != 0 || eq == NULL)
-            continue;
-        nlen = (size_t)(eq - e);
-        if (nlen == 10 && strncmp(e, "DLQ_CONFIG", 10) == 0)
-            continue;
-        k = NULL;
-        for (j = 0; j < NKEYS && k == NULL; j++) {
-            if (env_matches(keys[j].info.path, e, nlen))
-                k = &keys[j];
-        }
-        if (k == NULL) {
-            config_show(shown, sizeof(shown), e, nlen);
-            config_errf(err, errlen, "%s: no such configuration key (environment)", shown);
-            goto done;
-        }
-        if (config_key_set(cfg, k, eq + 1, strlen(eq + 1), tmp, sizeof(tmp)) != SC_OK) {
-            config_show(shown, sizeof(shown), e, nlen);
-            config_errf(err, errlen, "%s (from %s)", tmp, shown);
-            goto done;
-        }
-    }
-
-    /* Pass 4: key flags, in order. */
-    for (a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        if (strcmp(arg, "--config") == 0) {
-            a++;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "--print-config") == 0 ||
-            strcmp(arg, "--version") == 0 || strcmp(arg, "--help") == 0 ||
-            strncmp(arg, "--config=", 9) == 0)
-            continue;
-        if (flag_split(argc, argv, &a, &k, &v, err, errlen) != SC_OK)
-            goto done;
-        if (config_key_set(cfg, k, v, strlen(v), err, errlen) != SC_OK)
-            goto done;
-    }
-    s = SC_OK;
-done:
-    if (s == SC_OK && cli != NULL)
-        *cli = c;
-    free(text);
-    return s;
 }
 
 /* Text form of a value (config_get()). */

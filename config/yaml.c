@@ -621,3 +621,9 @@ done:
     }
     return s;
 }
+
+sc_status
+config_load_yaml(struct config *cfg, const char *text, size_t len, char *err, size_t errlen)
+{
+    return config_yaml_apply(cfg, NULL, text, len, err, errlen);
+}
