@@ -5,6 +5,11 @@
 /*
  * Private to codec/ (tests/codec/ may include it for the test-only accessor
  * at the bottom). Nothing here is part of the module's contract.
+ *
+ * Calls go one way: envelope.c (codec_decode) and outcome.c
+ * (codec_decode_outcome) -> json.c (JSON in and out) -> codec.c (the codec
+ * object, codec_fail, shared text helpers) and msgpack.c (the cursor), which
+ * call nothing else in codec/. subject.c stands alone.
  */
 
 #include "codec.h"
@@ -123,6 +128,28 @@ struct codec_big_uint {
  */
 sc_status codec_fail(struct codec *c, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * codec_looks_json() is true when the first byte of p (len bytes) that is
+ * not blank is '{': the input is taken as JSON.
+ */
+bool codec_looks_json(const uint8_t *p, size_t len);
+
+/*
+ * codec_utf8_cut() returns the largest cut <= want (want < len) that does not
+ * split a UTF-8 sequence of p (len bytes): it backs off over at most three
+ * continuation bytes (not UTF-8 anyway: want). want >= len returns len.
+ */
+size_t codec_utf8_cut(const uint8_t *p, size_t len, size_t want);
+
+/*
+ * codec_error_text() puts text (len bytes) into *out: borrowed when it fits
+ * max_error_len, else a copy in c->text cut at a UTF-8 boundary so that the
+ * copy plus CODEC_TRUNC_MARKER is at most max_error_len bytes (when
+ * max_error_len is shorter than the marker, the copy is the marker alone).
+ * Returns true when it truncated. The copy lives until c->text is next reset.
+ */
+bool codec_error_text(struct codec *c, const uint8_t *text, size_t len, struct codec_str *out);
 
 /*
  * codec_json_to_msgpack() parses len bytes of JSON at buf with jansson and

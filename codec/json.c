@@ -275,22 +275,145 @@ find_big_uints(struct codec *c, const char *buf, size_t len)
     return true;
 }
 
+/* One conversion of JSON input to MessagePack in progress. */
+struct conv {
+    struct codec *c;
+    msgpack_packer pk;
+    unsigned depth;                                /* open containers, in c->frames */
+    const struct codec_big_uint *big, *big_end;    /* big literals not yet placed */
+    size_t number;                                 /* number literals converted so far */
+};
+
+/*
+ * Packs the header of an object or array and opens a frame for it.
+ * Returns the packer's result (0 or -1), or 1 after refusing it as too deep.
+ */
+static int
+open_container(struct conv *cv, json_t *cur)
+{
+    struct codec *c = cv->c;
+    int rc;
+
+    if (cv->depth >= c->depth) {
+        codec_fail(c, "too_deep", "json: nesting deeper than %u", c->depth);
+        return 1;
+    }
+    if (json_is_object(cur)) {
+        rc = msgpack_pack_map(&cv->pk, json_object_size(cur));
+        c->frames[cv->depth].iter = json_object_iter(cur);
+    } else {
+        rc = msgpack_pack_array(&cv->pk, json_array_size(cur));
+        c->frames[cv->depth].iter = NULL;
+    }
+    c->frames[cv->depth].value = cur;
+    c->frames[cv->depth].idx = 0;
+    cv->depth++;
+    return rc;
+}
+
+/*
+ * Packs an integer: a blanked big literal (find_big_uints()) as its uint64,
+ * else as itself. Returns the packer's result, or 1 after refusing a big
+ * literal jansson did not read as 0.
+ */
+static int
+pack_integer(struct conv *cv, json_t *cur)
+{
+    json_int_t v = json_integer_value(cur);
+    int rc;
+
+    if (cv->big != cv->big_end && cv->big->index == cv->number) {
+        if (v != 0) {
+            codec_fail(cv->c, "bad_json", "json: cannot place the integer at byte %zu",
+                       cv->big->start);
+            return 1;
+        }
+        rc = msgpack_pack_uint64(&cv->pk, cv->big->value);
+        cv->big++;
+    } else if (v < 0) {
+        rc = msgpack_pack_int64(&cv->pk, v);
+    } else {
+        rc = msgpack_pack_uint64(&cv->pk, (uint64_t)v);
+    }
+    cv->number++;
+    return rc;
+}
+
+/* Packs one value (a container's header only). Returns as open_container(). */
+static int
+pack_value(struct conv *cv, json_t *cur)
+{
+    int rc;
+
+    switch (json_typeof(cur)) {
+    case JSON_OBJECT:
+    case JSON_ARRAY: return open_container(cv, cur);
+    case JSON_STRING:
+        rc = msgpack_pack_str(&cv->pk, json_string_length(cur));
+        if (!rc)
+            rc = msgpack_pack_str_body(&cv->pk, json_string_value(cur), json_string_length(cur));
+        return rc;
+    case JSON_INTEGER: return pack_integer(cv, cur);
+    case JSON_REAL:
+        cv->number++;
+        return msgpack_pack_double(&cv->pk, json_real_value(cur));
+    case JSON_TRUE: return msgpack_pack_true(&cv->pk);
+    case JSON_FALSE: return msgpack_pack_false(&cv->pk);
+    case JSON_NULL: return msgpack_pack_nil(&cv->pk);
+    }
+    return 0;
+}
+
+/*
+ * The next value: the next element of the innermost unfinished container
+ * (an object's key is packed here), closing finished ones. Sets *next (NULL
+ * when everything is done); returns the packer's result.
+ */
+static int
+next_value(struct conv *cv, json_t **next)
+{
+    *next = NULL;
+    while (cv->depth) {
+        struct codec_json_frame *f = &cv->c->frames[cv->depth - 1];
+        json_t *v = f->value;
+        int rc;
+
+        if (json_is_object(v)) {
+            if (!f->iter) {
+                cv->depth--;
+                continue;
+            }
+            rc = msgpack_pack_str(&cv->pk, json_object_iter_key_len(f->iter));
+            if (!rc)
+                rc = msgpack_pack_str_body(&cv->pk, json_object_iter_key(f->iter),
+                                           json_object_iter_key_len(f->iter));
+            *next = json_object_iter_value(f->iter);
+            f->iter = json_object_iter_next(v, f->iter);
+            return rc;
+        }
+        if (f->idx >= json_array_size(v)) {
+            cv->depth--;
+            continue;
+        }
+        *next = json_array_get(v, f->idx++);
+        return 0;
+    }
+    return 0;
+}
+
 sc_status
 codec_json_to_msgpack(struct codec *c, const char *buf, size_t len, bool want_object)
 {
     json_error_t jerr;
     json_t *root = NULL, *cur;
-    msgpack_packer pk;
-    unsigned depth = 0;
+    struct conv cv = {.c = c};
     sc_status result = SC_EPROTO;
-    const struct codec_big_uint *big = NULL, *big_end = NULL;
-    size_t number = 0; /* number literals converted so far */
 
     sc_buf_reset(&c->conv);
     if (find_big_uints(c, buf, len)) {
         buf = c->jtext.data;
-        big = (const struct codec_big_uint *)(const void *)c->bigs.data;
-        big_end = big + c->bigs.len / sizeof(*big);
+        cv.big = (const struct codec_big_uint *)(const void *)c->bigs.data;
+        cv.big_end = cv.big + c->bigs.len / sizeof(*cv.big);
     }
     root = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root) {
@@ -301,84 +424,13 @@ codec_json_to_msgpack(struct codec *c, const char *buf, size_t len, bool want_ob
         result = codec_fail(c, "not_a_map", "envelope: expected a JSON object");
         goto done;
     }
-    msgpack_packer_init(&pk, &c->conv, conv_write);
-    cur = root;
-    while (cur) {
-        int rc = 0;
-
-        switch (json_typeof(cur)) {
-        case JSON_OBJECT:
-        case JSON_ARRAY:
-            if (depth >= c->depth) {
-                result = codec_fail(c, "too_deep", "json: nesting deeper than %u", c->depth);
-                goto done;
-            }
-            if (json_is_object(cur)) {
-                rc = msgpack_pack_map(&pk, json_object_size(cur));
-                c->frames[depth].iter = json_object_iter(cur);
-            } else {
-                rc = msgpack_pack_array(&pk, json_array_size(cur));
-                c->frames[depth].iter = NULL;
-            }
-            c->frames[depth].value = cur;
-            c->frames[depth].idx = 0;
-            depth++;
-            break;
-        case JSON_STRING:
-            rc = msgpack_pack_str(&pk, json_string_length(cur));
-            if (!rc)
-                rc = msgpack_pack_str_body(&pk, json_string_value(cur), json_string_length(cur));
-            break;
-        case JSON_INTEGER:
-            if (big != big_end && big->index == number) {
-                /* A blanked big literal: jansson must have read it as the 0 it became. */
-                if (json_integer_value(cur) != 0) {
-                    result = codec_fail(c, "bad_json", "json: cannot place the integer at byte %zu",
-                                        big->start);
-                    goto done;
-                }
-                rc = msgpack_pack_uint64(&pk, big->value);
-                big++;
-            } else if (json_integer_value(cur) < 0) {
-                rc = msgpack_pack_int64(&pk, json_integer_value(cur));
-            } else {
-                rc = msgpack_pack_uint64(&pk, (uint64_t)json_integer_value(cur));
-            }
-            number++;
-            break;
-        case JSON_REAL:
-            rc = msgpack_pack_double(&pk, json_real_value(cur));
-            number++;
-            break;
-        case JSON_TRUE: rc = msgpack_pack_true(&pk); break;
-        case JSON_FALSE: rc = msgpack_pack_false(&pk); break;
-        case JSON_NULL: rc = msgpack_pack_nil(&pk); break;
-        }
-        /* Next value: the next element of the innermost unfinished container. */
-        cur = NULL;
-        while (!rc && depth) {
-            struct codec_json_frame *f = &c->frames[depth - 1];
-            json_t *v = f->value;
-            if (json_is_object(v)) {
-                if (!f->iter) {
-                    depth--;
-                    continue;
-                }
-                rc = msgpack_pack_str(&pk, json_object_iter_key_len(f->iter));
-                if (!rc)
-                    rc = msgpack_pack_str_body(&pk, json_object_iter_key(f->iter),
-                                               json_object_iter_key_len(f->iter));
-                cur = json_object_iter_value(f->iter);
-                f->iter = json_object_iter_next(v, f->iter);
-            } else {
-                if (f->idx >= json_array_size(v)) {
-                    depth--;
-                    continue;
-                }
-                cur = json_array_get(v, f->idx++);
-            }
-            break;
-        }
+    msgpack_packer_init(&cv.pk, &c->conv, conv_write);
+    for (cur = root; cur;) {
+        int rc = pack_value(&cv, cur);
+        if (rc > 0)
+            goto done; /* refused, codec_fail() called */
+        if (!rc)
+            rc = next_value(&cv, &cur);
         if (rc) {
             result = codec_fail(c, "too_big", "json: the converted envelope passes %zu bytes",
                                 c->conv.max);

@@ -39,117 +39,137 @@ sext(uint64_t v, size_t n)
     }
 }
 
-const char *
-codec_msgpack_head(const uint8_t *p, size_t avail, struct codec_mp_item *it)
+/*
+ * The one-byte forms (positive and negative fixint, fixmap, fixarray) and
+ * fixstr. Returns true when b is one of them, with *reason set (NULL or
+ * "truncated").
+ */
+static bool
+head_fix(const uint8_t *p, size_t avail, uint8_t b, struct codec_mp_item *it, const char **reason)
 {
-    uint8_t b;
-    size_t lenbytes = 0; /* bytes of an explicit length or count after the tag */
-    size_t fixed = 0;    /* payload bytes known from the tag alone */
-    bool has_type = false;
-
-    memset(it, 0, sizeof(*it));
-    if (avail == 0)
-        return "truncated";
-    b = p[0];
-    it->size = 1;
+    *reason = NULL;
     if (b <= 0x7f) {
         it->kind = CODEC_MP_UINT;
         it->u = b;
-        return NULL;
-    }
-    if (b <= 0x8f) {
+    } else if (b <= 0x8f) {
         it->kind = CODEC_MP_MAP;
         it->count = b & 0x0f;
-        return NULL;
-    }
-    if (b <= 0x9f) {
+    } else if (b <= 0x9f) {
         it->kind = CODEC_MP_ARRAY;
         it->count = b & 0x0f;
-        return NULL;
-    }
-    if (b <= 0xbf) {
+    } else if (b <= 0xbf) {
         it->kind = CODEC_MP_STR;
         it->dlen = b & 0x1f;
-        if (it->dlen > avail - 1)
-            return "truncated";
+        if (it->dlen > avail - 1) {
+            *reason = "truncated";
+            return true;
+        }
         it->data = p + 1;
         it->size = 1 + it->dlen;
-        return NULL;
-    }
-    if (b >= 0xe0) {
+    } else if (b >= 0xe0) {
         set_int(it, (int8_t)b);
-        return NULL;
+    } else {
+        return false;
     }
+    return true;
+}
 
+/* How a tag from 0xc0 to 0xdf lays out what follows it. */
+struct tag_shape {
+    size_t lenbytes; /* bytes of an explicit length or count after the tag */
+    size_t fixed;    /* payload bytes known from the tag alone */
+    bool has_type;   /* an ext type byte follows the length */
+};
+
+/*
+ * Sets it->kind and *sh for tag b (0xc0-0xdf). nil and bool are complete
+ * here (*done set). Returns NULL or "bad_msgpack" (0xc1).
+ */
+static const char *
+tag_kind(uint8_t b, struct codec_mp_item *it, struct tag_shape *sh, bool *done)
+{
+    *done = false;
     switch (b) {
-    case 0xc0: it->kind = CODEC_MP_NIL; return NULL;
+    case 0xc0: it->kind = CODEC_MP_NIL; *done = true; return NULL;
     case 0xc1: return "bad_msgpack";
     case 0xc2:
     case 0xc3:
         it->kind = CODEC_MP_BOOL;
         it->u = b == 0xc3;
+        *done = true;
         return NULL;
     case 0xc4: case 0xc5: case 0xc6:
         it->kind = CODEC_MP_BIN;
-        lenbytes = (size_t)1 << (b - 0xc4);
-        break;
+        sh->lenbytes = (size_t)1 << (b - 0xc4);
+        return NULL;
     case 0xc7: case 0xc8: case 0xc9:
         it->kind = CODEC_MP_EXT;
-        lenbytes = (size_t)1 << (b - 0xc7);
-        has_type = true;
-        break;
+        sh->lenbytes = (size_t)1 << (b - 0xc7);
+        sh->has_type = true;
+        return NULL;
     case 0xca: case 0xcb:
         it->kind = CODEC_MP_FLOAT;
-        fixed = b == 0xca ? 4 : 8;
-        break;
+        sh->fixed = b == 0xca ? 4 : 8;
+        return NULL;
     case 0xcc: case 0xcd: case 0xce: case 0xcf:
     case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-        it->kind = CODEC_MP_UINT; /* refined below */
-        fixed = (size_t)1 << ((b - 0xcc) & 3);
-        break;
+        it->kind = CODEC_MP_UINT; /* refined by read_number() */
+        sh->fixed = (size_t)1 << ((b - 0xcc) & 3);
+        return NULL;
     case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
         it->kind = CODEC_MP_EXT;
-        fixed = (size_t)1 << (b - 0xd4);
-        has_type = true;
-        break;
+        sh->fixed = (size_t)1 << (b - 0xd4);
+        sh->has_type = true;
+        return NULL;
     case 0xd9: case 0xda: case 0xdb:
         it->kind = CODEC_MP_STR;
-        lenbytes = (size_t)1 << (b - 0xd9);
-        break;
+        sh->lenbytes = (size_t)1 << (b - 0xd9);
+        return NULL;
     case 0xdc: case 0xdd:
         it->kind = CODEC_MP_ARRAY;
-        lenbytes = b == 0xdc ? 2 : 4;
-        break;
+        sh->lenbytes = b == 0xdc ? 2 : 4;
+        return NULL;
     case 0xde: case 0xdf:
         it->kind = CODEC_MP_MAP;
-        lenbytes = b == 0xde ? 2 : 4;
-        break;
+        sh->lenbytes = b == 0xde ? 2 : 4;
+        return NULL;
     default:
-        return "bad_msgpack"; /* unreachable: every byte is covered above */
+        return "bad_msgpack"; /* unreachable: every byte is covered */
     }
+}
 
-    /* The header: tag, explicit length, ext type. */
-    {
-        size_t head = 1 + lenbytes + (has_type ? 1 : 0);
-        uint64_t dlen;
+/*
+ * The header (tag, explicit length, ext type) and, except for containers,
+ * the payload, checked against avail. Returns NULL or "truncated".
+ */
+static const char *
+read_sized(const uint8_t *p, size_t avail, const struct tag_shape *sh, struct codec_mp_item *it)
+{
+    size_t head = 1 + sh->lenbytes + (sh->has_type ? 1 : 0);
+    uint64_t dlen;
 
-        if (head > avail)
-            return "truncated";
-        if (it->kind == CODEC_MP_ARRAY || it->kind == CODEC_MP_MAP) {
-            it->count = be(p + 1, lenbytes);
-            it->size = head;
-            return NULL;
-        }
-        dlen = lenbytes ? be(p + 1, lenbytes) : fixed;
-        if (dlen > avail - head)
-            return "truncated";
-        it->size = head + (size_t)dlen;
-        it->data = p + head;
-        it->dlen = (size_t)dlen;
-        if (has_type)
-            it->ext_type = (int8_t)p[1 + lenbytes];
+    if (head > avail)
+        return "truncated";
+    if (it->kind == CODEC_MP_ARRAY || it->kind == CODEC_MP_MAP) {
+        it->count = be(p + 1, sh->lenbytes);
+        it->size = head;
+        return NULL;
     }
+    dlen = sh->lenbytes ? be(p + 1, sh->lenbytes) : sh->fixed;
+    if (dlen > avail - head)
+        return "truncated";
+    it->size = head + (size_t)dlen;
+    it->data = p + head;
+    it->dlen = (size_t)dlen;
+    if (sh->has_type)
+        it->ext_type = (int8_t)p[1 + sh->lenbytes];
+    return NULL;
+}
 
+/* The value of a float or sized integer (tag b, fixed payload bytes at it->data). */
+static void
+read_number(uint8_t b, size_t fixed, struct codec_mp_item *it)
+{
     if (b == 0xca) {
         uint32_t w = (uint32_t)be(it->data, 4);
         float f;
@@ -168,6 +188,27 @@ codec_msgpack_head(const uint8_t *p, size_t avail, struct codec_mp_item *it)
         it->data = NULL;
         it->dlen = 0;
     }
+}
+
+const char *
+codec_msgpack_head(const uint8_t *p, size_t avail, struct codec_mp_item *it)
+{
+    struct tag_shape sh = {0};
+    const char *reason;
+    bool done;
+
+    memset(it, 0, sizeof(*it));
+    if (avail == 0)
+        return "truncated";
+    it->size = 1;
+    if (head_fix(p, avail, p[0], it, &reason))
+        return reason;
+    if ((reason = tag_kind(p[0], it, &sh, &done)) || done)
+        return reason;
+    if ((reason = read_sized(p, avail, &sh, it)))
+        return reason;
+    if (it->kind != CODEC_MP_ARRAY && it->kind != CODEC_MP_MAP)
+        read_number(p[0], sh.fixed, it);
     return NULL;
 }
 

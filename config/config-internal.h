@@ -1,4 +1,4 @@
-/* config-internal.h - the key table's row layout and the setters shared by config.c and yaml.c. */
+/* config-internal.h - the key table's row layout and setters (config.c), used by yaml.c and load.c above it. */
 #ifndef DLQ_CONFIG_INTERNAL_H
 #define DLQ_CONFIG_INTERNAL_H
 
@@ -53,6 +53,12 @@ bool config_key_is_section(const char *path, size_t len);
 size_t config_key_index(const struct config_key *k);
 
 /*
+ * config_key_for_env() returns the row whose environment name
+ * (config_env_name()) is the nlen bytes at name ("DLQ_NATS_URL"), or NULL.
+ */
+const struct config_key *config_key_for_env(const char *name, size_t nlen);
+
+/*
  * config_key_set() validates len bytes at v (need not be NUL-terminated) as
  * the text form of key k and stores it in cfg. LIST keys take comma-separated
  * text here; RULES keys are refused (file only). Returns SC_OK or SC_EINVAL
@@ -101,6 +107,9 @@ void config_errf(char *err, size_t errlen, const char *fmt, ...)
 void config_join_names(char *out, size_t outlen, const char *const *names);
 
 /*
+ * Calls go one way: load.c -> yaml.c -> config.c. config.c defines
+ * everything above; yaml.c defines config_yaml_apply().
+ *
  * config_yaml_apply() is config_load_yaml() with an origin for messages:
  * "<origin>:<line>: ..." (origin NULL: "line <n>: ...").
  */

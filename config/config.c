@@ -1,9 +1,9 @@
-/* config.c - the key table and all it drives: defaults, validation, environment, flags, print, --help. */
+/* config.c - the key table and all it drives: defaults, validation, setters, get, print, --help. */
 #include "config-internal.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -363,16 +363,19 @@ void
 config_show(char *out, size_t outlen, const char *raw, size_t rawlen)
 {
     static const char hex[] = "0123456789abcdef";
-    const size_t most = 64;
+    enum { most = 64 };
+    char v[most + 1]; /* the excerpt's bytes; config_redact() still reads all of raw */
     size_t i, o = 0, len;
-    char *v;
 
     if (outlen == 0)
         return;
-    /* Never echo a password given inside a URL (the value may be long: no fixed buffer). */
-    len = config_redact(raw, rawlen, NULL, 0);
-    v = sc_xmalloc(len + 1);
-    config_redact(raw, rawlen, v, len + 1);
+    /*
+     * Never echo a password given inside a URL. Only the first `most` bytes
+     * of the masked text are shown, so they are all that is kept: the whole
+     * value is still masked (its last '@' may be far on), but nothing is
+     * allocated.
+     */
+    len = config_redact(raw, rawlen, v, sizeof(v));
     for (i = 0; i < len && i < most && o + 5 < outlen; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c >= 0x20 && c < 0x7f && c != '\\') {
@@ -389,7 +392,6 @@ config_show(char *out, size_t outlen, const char *raw, size_t rawlen)
         o += 3;
     }
     out[o] = '\0';
-    free(v);
 }
 
 void
@@ -675,6 +677,18 @@ env_matches(const char *path, const char *name, size_t nlen)
     return path[nlen] == '\0';
 }
 
+const struct config_key *
+config_key_for_env(const char *name, size_t nlen)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        if (env_matches(keys[i].info.path, name, nlen))
+            return &keys[i];
+    }
+    return NULL;
+}
+
 /* Field access. */
 
 static void *
@@ -890,12 +904,29 @@ config_list_replace(struct config *cfg, const struct config_key *k, char **items
     *(size_t *)field(cfg, k->aux) = n;
 }
 
-sc_status
-config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+/*
+ * The setters below show a refused value through config_show() only when
+ * they refuse it: masking and quoting every value that loads (each default,
+ * each file value) was most of what config_init() and a load cost.
+ */
+
+/* Formats "<path>: '<shown value>' <rest>" into err: what most refusals say. */
+static sc_status
+refuse_value(const struct config_key *k, const char *v, size_t len, const char *rest, char *err,
+             size_t errlen)
 {
     char shown[300];
 
     config_show(shown, sizeof(shown), v, len);
+    config_errf(err, errlen, "%s: '%s' %s", k->info.path, shown, rest);
+    return SC_EINVAL;
+}
+
+sc_status
+config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+{
+    char rest[200];
+
     if (len == 0) {
         config_errf(err, errlen, "%s: an entry is empty", k->info.path);
         return SC_EINVAL;
@@ -906,9 +937,8 @@ config_list_check(const struct config_key *k, const char *v, size_t len, char *e
         return SC_EINVAL;
     }
     if (!config_text_ok(v, len) || (k->check != NULL && !k->check(v, len))) {
-        config_errf(err, errlen, "%s: '%s' is not %s", k->info.path, shown,
-                    k->what != NULL ? k->what : "valid text");
-        return SC_EINVAL;
+        snprintf(rest, sizeof(rest), "is not %s", k->what != NULL ? k->what : "valid text");
+        return refuse_value(k, v, len, rest, err, errlen);
     }
     return SC_OK;
 }
@@ -974,18 +1004,114 @@ config_rules_replace(struct config *cfg, struct config_rule *rules, size_t n)
     cfg->nrules = n;
 }
 
+static sc_status
+set_bool(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+         size_t errlen)
+{
+    int r = parse_bool(v, len);
+
+    if (r < 0)
+        return refuse_value(k, v, len, "is not a boolean (true/false)", err, errlen);
+    *(bool *)field(cfg, k->off) = r == 1;
+    return SC_OK;
+}
+
+static sc_status
+set_int(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+        size_t errlen)
+{
+    const struct config_key_info *ki = &k->info;
+    char shown[300];
+    int64_t n;
+    int r = parse_int(v, len, &n);
+
+    if (r < 0) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: '%s' is not an integer (%" PRId64 "-%" PRId64 ")", ki->path,
+                    shown, ki->min, ki->max);
+        return SC_EINVAL;
+    }
+    if (r > 0 || n < ki->min || n > ki->max) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: %s is out of range %" PRId64 "-%" PRId64, ki->path, shown,
+                    ki->min, ki->max);
+        return SC_EINVAL;
+    }
+    if (ki->deprecated)
+        cfg->saw_retry_interval_seconds = true;
+    else
+        int_put(cfg, k, n);
+    return SC_OK;
+}
+
+static sc_status
+set_double(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+           size_t errlen)
+{
+    const struct config_key_info *ki = &k->info;
+    char shown[300];
+    double d;
+
+    if (!parse_double(v, len, &d)) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: '%s' is not a number (%g-%g)", ki->path, shown, ki->dmin,
+                    ki->dmax);
+        return SC_EINVAL;
+    }
+    if (d < ki->dmin || d > ki->dmax) {
+        config_show(shown, sizeof(shown), v, len);
+        config_errf(err, errlen, "%s: %s is out of range %g-%g", ki->path, shown, ki->dmin,
+                    ki->dmax);
+        return SC_EINVAL;
+    }
+    *(double *)field(cfg, k->off) = d;
+    return SC_OK;
+}
+
+static sc_status
+set_enum(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+         size_t errlen)
+{
+    char names[200], rest[220];
+    size_t i;
+
+    if (len == 0 && k->ekind == CONFIG_E_RETRY_AUTO) {
+        enum_put(cfg, k, 0);
+        return SC_OK;
+    }
+    for (i = 0; k->info.names[i] != NULL; i++) {
+        if (equal_nocase(v, len, k->info.names[i])) {
+            enum_put(cfg, k, i);
+            return SC_OK;
+        }
+    }
+    config_join_names(names, sizeof(names), k->info.names);
+    snprintf(rest, sizeof(rest), "is not one of %s", names);
+    return refuse_value(k, v, len, rest, err, errlen);
+}
+
+/* STRING and SECRET keys: checked, then copied (the old value is freed). */
+static sc_status
+set_string(struct config *cfg, const struct config_key *k, const char *v, size_t len, char *err,
+           size_t errlen)
+{
+    char **slot = field(cfg, k->off), rest[200];
+
+    if (k->check != NULL && !k->check(v, len)) {
+        snprintf(rest, sizeof(rest), "is not %s", k->what);
+        return refuse_value(k, v, len, rest, err, errlen);
+    }
+    free(*slot);
+    *slot = sc_xstrndup(v, len);
+    return SC_OK;
+}
+
 sc_status
 config_key_set(struct config *cfg, const struct config_key *k, const char *v, size_t len,
                char *err, size_t errlen)
 {
     const struct config_key_info *ki = &k->info;
-    char shown[300], names[200];
-    int64_t n;
-    double d;
-    int r;
-    size_t i;
 
-    config_show(shown, sizeof(shown), v, len);
     if (ki->type == CONFIG_TYPE_RULES) {
         config_errf(err, errlen, "%s: can only be set in the config file", ki->path);
         return SC_EINVAL;
@@ -997,99 +1123,86 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
                     CONFIG_MAX_STRING);
         return SC_EINVAL;
     }
-    if (!config_text_ok(v, len)) {
-        config_errf(err, errlen, "%s: '%s' contains control characters or invalid UTF-8",
-                    ki->path, shown);
-        return SC_EINVAL;
-    }
+    if (!config_text_ok(v, len))
+        return refuse_value(k, v, len, "contains control characters or invalid UTF-8", err,
+                            errlen);
     switch (ki->type) {
-    case CONFIG_TYPE_BOOL:
-        r = parse_bool(v, len);
-        if (r < 0) {
-            config_errf(err, errlen, "%s: '%s' is not a boolean (true/false)", ki->path, shown);
-            return SC_EINVAL;
-        }
-        *(bool *)field(cfg, k->off) = r == 1;
-        return SC_OK;
-    case CONFIG_TYPE_INT:
-        r = parse_int(v, len, &n);
-        if (r < 0) {
-            config_errf(err, errlen, "%s: '%s' is not an integer (%" PRId64 "-%" PRId64 ")",
-                        ki->path, shown, ki->min, ki->max);
-            return SC_EINVAL;
-        }
-        if (r > 0 || n < ki->min || n > ki->max) {
-            config_errf(err, errlen, "%s: %s is out of range %" PRId64 "-%" PRId64, ki->path,
-                        shown, ki->min, ki->max);
-            return SC_EINVAL;
-        }
-        if (ki->deprecated)
-            cfg->saw_retry_interval_seconds = true;
-        else
-            int_put(cfg, k, n);
-        return SC_OK;
-    case CONFIG_TYPE_DOUBLE:
-        if (!parse_double(v, len, &d)) {
-            config_errf(err, errlen, "%s: '%s' is not a number (%g-%g)", ki->path, shown,
-                        ki->dmin, ki->dmax);
-            return SC_EINVAL;
-        }
-        if (d < ki->dmin || d > ki->dmax) {
-            config_errf(err, errlen, "%s: %s is out of range %g-%g", ki->path, shown, ki->dmin,
-                        ki->dmax);
-            return SC_EINVAL;
-        }
-        *(double *)field(cfg, k->off) = d;
-        return SC_OK;
-    case CONFIG_TYPE_ENUM:
-        if (len == 0 && k->ekind == CONFIG_E_RETRY_AUTO) {
-            enum_put(cfg, k, 0);
-            return SC_OK;
-        }
-        for (i = 0; ki->names[i] != NULL; i++) {
-            if (equal_nocase(v, len, ki->names[i])) {
-                enum_put(cfg, k, i);
-                return SC_OK;
-            }
-        }
-        config_join_names(names, sizeof(names), ki->names);
-        config_errf(err, errlen, "%s: '%s' is not one of %s", ki->path, shown, names);
-        return SC_EINVAL;
+    case CONFIG_TYPE_BOOL: return set_bool(cfg, k, v, len, err, errlen);
+    case CONFIG_TYPE_INT: return set_int(cfg, k, v, len, err, errlen);
+    case CONFIG_TYPE_DOUBLE: return set_double(cfg, k, v, len, err, errlen);
+    case CONFIG_TYPE_ENUM: return set_enum(cfg, k, v, len, err, errlen);
     case CONFIG_TYPE_STRING:
-    case CONFIG_TYPE_SECRET:
-        if (k->check != NULL && !k->check(v, len)) {
-            config_errf(err, errlen, "%s: '%s' is not %s", ki->path, shown, k->what);
-            return SC_EINVAL;
-        }
-        {
-            char **slot = field(cfg, k->off);
-            free(*slot);
-            *slot = sc_xstrndup(v, len);
-        }
-        return SC_OK;
+    case CONFIG_TYPE_SECRET: return set_string(cfg, k, v, len, err, errlen);
     case CONFIG_TYPE_LIST:
     case CONFIG_TYPE_RULES: break;
     }
     return SC_EINVAL;
 }
 
-void
-config_init(struct config *cfg)
+/*
+ * The defaults are parsed from the table's text once, into `defaults`, and
+ * config_init() copies that: parsing and checking ~80 values for every
+ * config_init() was most of what a config load cost (and of the config
+ * fuzzer's time, which starts two configs per input). Built under
+ * pthread_once(), so any thread may call config_init(); never freed.
+ */
+static struct config defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+static void
+defaults_build(void)
 {
     char err[CONFIG_ERR_MAX];
     size_t i;
 
-    memset(cfg, 0, sizeof(*cfg));
-    codec_limits_default(&cfg->limits);
-    policy_backoff_default(&cfg->backoff);
+    codec_limits_default(&defaults.limits);
+    policy_backoff_default(&defaults.backoff);
     for (i = 0; i < NKEYS; i++) {
         if (keys[i].def == NULL)
             continue;
-        if (config_key_set(cfg, &keys[i], keys[i].def, strlen(keys[i].def), err, sizeof(err))) {
+        if (config_key_set(&defaults, &keys[i], keys[i].def, strlen(keys[i].def), err,
+                           sizeof(err))) {
             fprintf(stderr, "config_init: bad default: %s\n", err);
             abort();
         }
     }
+}
+
+/* A copy of the NULL-terminated list items (n entries); NULL stays NULL. */
+static char **
+list_copy(char *const *items, size_t n)
+{
+    char **copy;
+    size_t i;
+
+    if (items == NULL)
+        return NULL;
+    copy = sc_xcalloc(n + 1, sizeof(*copy));
+    for (i = 0; i < n; i++)
+        copy[i] = sc_xstrdup(items[i]);
+    return copy;
+}
+
+void
+config_init(struct config *cfg)
+{
+    size_t i;
+
+    pthread_once(&defaults_once, defaults_build);
+    *cfg = defaults;
+    for (i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &keys[i];
+        if (k->info.type == CONFIG_TYPE_STRING || k->info.type == CONFIG_TYPE_SECRET) {
+            char **slot = field(cfg, k->off);
+            if (*slot != NULL)
+                *slot = sc_xstrdup(*slot);
+        } else if (k->info.type == CONFIG_TYPE_LIST) {
+            char ***slot = field(cfg, k->off);
+            *slot = list_copy(*slot, *(const size_t *)cfield(cfg, k->aux));
+        }
+    }
+    cfg->rules = NULL; /* the defaults have none */
+    cfg->nrules = 0;
 }
 
 void
@@ -1126,215 +1239,6 @@ config_set(struct config *cfg, const char *key, const char *value, char *err, si
     if (value == NULL)
         value = "";
     return config_key_set(cfg, k, value, strlen(value), err, errlen);
-}
-
-sc_status
-config_load_yaml(struct config *cfg, const char *text, size_t len, char *err, size_t errlen)
-{
-    return config_yaml_apply(cfg, NULL, text, len, err, errlen);
-}
-
-/* Loading: file, environment, flags. */
-
-/* Reads at most CONFIG_MAX_FILE_BYTES of path into a new buffer. */
-static sc_status
-read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-    sc_status s = SC_ENOTFOUND;
-    FILE *f = NULL;
-    char *buf = NULL;
-    size_t n;
-
-    *out = NULL;
-    *outlen = 0;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        config_errf(err, errlen, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    buf = sc_xmalloc(CONFIG_MAX_FILE_BYTES + 1);
-    n = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
-    if (ferror(f)) {
-        config_errf(err, errlen, "%s: read error", path);
-        goto done;
-    }
-    if (n > CONFIG_MAX_FILE_BYTES) {
-        config_errf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE_BYTES);
-        s = SC_EINVAL;
-        goto done;
-    }
-    *out = buf;
-    *outlen = n;
-    buf = NULL;
-    s = SC_OK;
-done:
-    free(buf);
-    if (f != NULL)
-        fclose(f);
-    return s;
-}
-
-/*
- * Splits argv[*i] into a key flag: sets *k and the value (from "=VALUE" or
- * the next argument, advancing *i). Returns SC_OK or SC_EINVAL with err set.
- */
-static sc_status
-flag_split(int argc, char **argv, int *i, const struct config_key **k, const char **v,
-           char *err, size_t errlen)
-{
-    const char *a = argv[*i] + 2, *eq = strchr(a, '=');
-    size_t klen = eq != NULL ? (size_t)(eq - a) : strlen(a);
-    char shown[300];
-
-    *k = config_key_lookup(a, klen);
-    if (*k == NULL) {
-        config_show(shown, sizeof(shown), argv[*i], klen + 2);
-        config_errf(err, errlen, "%s: unknown flag (see --help)", shown);
-        return SC_EINVAL;
-    }
-    if (eq != NULL) {
-        *v = eq + 1;
-        return SC_OK;
-    }
-    if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
-        *v = argv[++*i];
-        return SC_OK;
-    }
-    if ((*k)->info.type == CONFIG_TYPE_BOOL) {
-        *v = "true";
-        return SC_OK;
-    }
-    config_errf(err, errlen, "--%s: missing value", (*k)->info.path);
-    return SC_EINVAL;
-}
-
-sc_status
-config_load(struct config *cfg, int argc, char **argv, char **envp, struct config_cli *cli,
-            char *err, size_t errlen)
-{
-    struct config_cli c = {0};
-    sc_status s = SC_EINVAL, first = SC_OK;
-    const struct config_key *k;
-    const char *v, *file = NULL;
-    char *text = NULL, shown[300], tmp[CONFIG_ERR_MAX];
-    size_t len, i;
-    int a;
-
-    if (cli != NULL)
-        memset(cli, 0, sizeof(*cli));
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-
-    /* Pass 1: the command line's shape; the first error is kept for after --help. */
-    for (a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        sc_status fs = SC_OK;
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            c.help = true;
-        } else if (strcmp(arg, "--version") == 0) {
-            c.version = true;
-        } else if (strcmp(arg, "--print-config") == 0) {
-            c.print_config = true;
-        } else if (strcmp(arg, "--config") == 0) {
-            if (a + 1 < argc) {
-                c.config_file = argv[++a];
-            } else {
-                config_errf(tmp, sizeof(tmp), "--config: missing file name");
-                fs = SC_EINVAL;
-            }
-        } else if (strncmp(arg, "--config=", 9) == 0) {
-            c.config_file = arg + 9;
-        } else if (strncmp(arg, "--", 2) == 0 && arg[2] != '\0') {
-            fs = flag_split(argc, argv, &a, &k, &v, tmp, sizeof(tmp));
-        } else {
-            config_show(shown, sizeof(shown), arg, strlen(arg));
-            config_errf(tmp, sizeof(tmp), "'%s': unexpected argument (see --help)", shown);
-            fs = SC_EINVAL;
-        }
-        if (fs != SC_OK && first == SC_OK) {
-            first = fs;
-            config_errf(err, errlen, "%s", tmp);
-        }
-    }
-    if (c.help || c.version) {
-        if (err != NULL && errlen > 0)
-            err[0] = '\0';
-        s = SC_OK;
-        goto done;
-    }
-    if (first != SC_OK) {
-        s = first;
-        goto done;
-    }
-
-    /* Pass 2: the file named by --config, else DLQ_CONFIG (empty: none). */
-    file = c.config_file;
-    for (i = 0; file == NULL && envp != NULL && envp[i] != NULL; i++) {
-        if (strncmp(envp[i], "DLQ_CONFIG=", 11) == 0 && envp[i][11] != '\0')
-            file = envp[i] + 11;
-    }
-    if (file != NULL) {
-        if (file[0] == '\0') {
-            config_errf(err, errlen, "--config: empty file name");
-            goto done;
-        }
-        s = read_file(file, &text, &len, err, errlen);
-        if (s != SC_OK)
-            goto done;
-        s = config_yaml_apply(cfg, file, text, len, err, errlen);
-        if (s != SC_OK)
-            goto done;
-    }
-
-    /* Pass 3: DLQ_* variables. */
-    s = SC_EINVAL;
-    for (i = 0; envp != NULL && envp[i] != NULL; i++) {
-        const char *e = envp[i], *eq = strchr(e, '=');
-        size_t nlen, j;
-        if (strncmp(e, "DLQ_", 4) != 0 || eq == NULL)
-            continue;
-        nlen = (size_t)(eq - e);
-        if (nlen == 10 && strncmp(e, "DLQ_CONFIG", 10) == 0)
-            continue;
-        k = NULL;
-        for (j = 0; j < NKEYS && k == NULL; j++) {
-            if (env_matches(keys[j].info.path, e, nlen))
-                k = &keys[j];
-        }
-        if (k == NULL) {
-            config_show(shown, sizeof(shown), e, nlen);
-            config_errf(err, errlen, "%s: no such configuration key (environment)", shown);
-            goto done;
-        }
-        if (config_key_set(cfg, k, eq + 1, strlen(eq + 1), tmp, sizeof(tmp)) != SC_OK) {
-            config_show(shown, sizeof(shown), e, nlen);
-            config_errf(err, errlen, "%s (from %s)", tmp, shown);
-            goto done;
-        }
-    }
-
-    /* Pass 4: key flags, in order. */
-    for (a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        if (strcmp(arg, "--config") == 0) {
-            a++;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "--print-config") == 0 ||
-            strcmp(arg, "--version") == 0 || strcmp(arg, "--help") == 0 ||
-            strncmp(arg, "--config=", 9) == 0)
-            continue;
-        if (flag_split(argc, argv, &a, &k, &v, err, errlen) != SC_OK)
-            goto done;
-        if (config_key_set(cfg, k, v, strlen(v), err, errlen) != SC_OK)
-            goto done;
-    }
-    s = SC_OK;
-done:
-    if (s == SC_OK && cli != NULL)
-        *cli = c;
-    free(text);
-    return s;
 }
 
 /* Text form of a value (config_get()). */

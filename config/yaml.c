@@ -223,86 +223,137 @@ list_entry(struct yload *y, struct frame *fr, const yaml_event_t *ev)
     return SC_OK;
 }
 
+/* Line of a scalar event, 1-based. */
+static size_t
+scalar_line(const yaml_event_t *ev)
+{
+    return ev->start_mark.line + 1;
+}
+
+/* Refuses a rule's value: "classifier.rules[<idx>].<part>: '<shown value>' <rest>". */
+static sc_status
+rule_refuse(struct yload *y, const yaml_event_t *ev, const char *rest)
+{
+    char shown[300];
+
+    config_show(shown, sizeof(shown), (const char *)ev->data.scalar.value,
+                ev->data.scalar.length);
+    return fail(y, scalar_line(ev), "classifier.rules[%zu].%s: '%s' %s", y->nrules - 1,
+                rule_part_names[y->part], shown, rest);
+}
+
+/* A key inside one rule's mapping: one of rule_part_names, once each. */
+static sc_status
+rule_key(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, i;
+    char shown[300];
+
+    for (i = 0; i < RP_COUNT; i++) {
+        if (strlen(rule_part_names[i]) == n && memcmp(rule_part_names[i], v, n) == 0)
+            break;
+    }
+    if (i == RP_COUNT) {
+        config_show(shown, sizeof(shown), v, n);
+        return fail(y, scalar_line(ev),
+                    "classifier.rules[%zu].%s: unknown key (id, pattern, category, field)",
+                    y->nrules - 1, shown);
+    }
+    if (y->rule_have & (1u << i))
+        return fail(y, scalar_line(ev), "classifier.rules[%zu].%s: duplicate key", y->nrules - 1,
+                    rule_part_names[i]);
+    y->rule_have |= 1u << i;
+    y->part = (enum rule_part)i;
+    fr->want_value = true;
+    return SC_OK;
+}
+
+/* A rule's id: 1-64 characters of A-Z a-z 0-9 _ . -, unique among the rules. */
+static sc_status
+rule_id(struct yload *y, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, idx = y->nrules - 1, i;
+    char rest[64];
+
+    for (i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            break;
+    }
+    if (n == 0 || n > 64 || i < n)
+        return rule_refuse(y, ev, "is not 1-64 characters of A-Z a-z 0-9 _ . -");
+    for (i = 0; i < idx; i++) {
+        if (strlen(y->rules[i].id) == n && memcmp(y->rules[i].id, v, n) == 0) {
+            snprintf(rest, sizeof(rest), "is already used by rule %zu", i);
+            return rule_refuse(y, ev, rest);
+        }
+    }
+    y->rules[idx].id = sc_xstrndup(v, n);
+    return SC_OK;
+}
+
+/* A rule's category: one of policy_category_names. */
+static sc_status
+rule_category(struct yload *y, const yaml_event_t *ev)
+{
+    char names[200], rest[220];
+    policy_category cat;
+
+    if (policy_category_parse((const char *)ev->data.scalar.value, ev->data.scalar.length,
+                              &cat) != SC_OK) {
+        config_join_names(names, sizeof(names), policy_category_names);
+        snprintf(rest, sizeof(rest), "is not one of %s", names);
+        return rule_refuse(y, ev, rest);
+    }
+    y->rules[y->nrules - 1].category = cat;
+    return SC_OK;
+}
+
+/* A rule's field: one of policy_match_field_names. */
+static sc_status
+rule_field(struct yload *y, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, i;
+
+    for (i = 0; policy_match_field_names[i] != NULL; i++) {
+        const char *name = policy_match_field_names[i];
+        if (strlen(name) == n && memcmp(name, v, n) == 0)
+            break;
+    }
+    if (policy_match_field_names[i] == NULL)
+        return rule_refuse(y, ev, "is not one of any, error, error_type");
+    y->rules[y->nrules - 1].field = (policy_match_field)i;
+    return SC_OK;
+}
+
 /* A key or value inside one rule's mapping. */
 static sc_status
 rule_scalar(struct yload *y, struct frame *fr, const yaml_event_t *ev)
 {
     const char *v = (const char *)ev->data.scalar.value;
-    size_t n = ev->data.scalar.length, line = ev->start_mark.line + 1, idx = y->nrules - 1, i;
-    struct config_rule *r = &y->rules[idx];
-    char shown[300];
-    policy_category cat;
+    size_t n = ev->data.scalar.length, line = scalar_line(ev), idx = y->nrules - 1;
 
-    config_show(shown, sizeof(shown), v, n);
-    if (!fr->want_value) {
-        for (i = 0; i < RP_COUNT; i++) {
-            if (strlen(rule_part_names[i]) == n && memcmp(rule_part_names[i], v, n) == 0)
-                break;
-        }
-        if (i == RP_COUNT)
-            return fail(y, line,
-                        "classifier.rules[%zu].%s: unknown key (id, pattern, category, field)", idx,
-                        shown);
-        if (y->rule_have & (1u << i))
-            return fail(y, line, "classifier.rules[%zu].%s: duplicate key", idx, shown);
-        y->rule_have |= 1u << i;
-        y->part = (enum rule_part)i;
-        fr->want_value = true;
-        return SC_OK;
-    }
+    if (!fr->want_value)
+        return rule_key(y, fr, ev);
     fr->want_value = false;
     if (n > CONFIG_MAX_STRING)
         return fail(y, line, "classifier.rules[%zu].%s: longer than %d bytes", idx,
                     rule_part_names[y->part], CONFIG_MAX_STRING);
     if (!config_text_ok(v, n))
-        return fail(y, line,
-                    "classifier.rules[%zu].%s: '%s' contains control characters or invalid UTF-8",
-                    idx, rule_part_names[y->part], shown);
+        return rule_refuse(y, ev, "contains control characters or invalid UTF-8");
     switch (y->part) {
-    case RP_ID:
-        for (i = 0; i < n; i++) {
-            char c = v[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-'))
-                break;
-        }
-        if (n == 0 || n > 64 || i < n)
-            return fail(y, line,
-                        "classifier.rules[%zu].id: '%s' is not 1-64 characters of A-Z a-z 0-9 _ . -",
-                        idx, shown);
-        for (i = 0; i < idx; i++) {
-            if (strlen(y->rules[i].id) == n && memcmp(y->rules[i].id, v, n) == 0)
-                return fail(y, line, "classifier.rules[%zu].id: '%s' is already used by rule %zu",
-                            idx, shown, i);
-        }
-        r->id = sc_xstrndup(v, n);
-        break;
+    case RP_ID: return rule_id(y, ev);
     case RP_PATTERN:
         if (n == 0)
             return fail(y, line, "classifier.rules[%zu].pattern: empty", idx);
-        r->pattern = sc_xstrndup(v, n);
-        break;
-    case RP_CATEGORY:
-        if (policy_category_parse(v, n, &cat) != SC_OK) {
-            char names[200];
-            config_join_names(names, sizeof(names), policy_category_names);
-            return fail(y, line, "classifier.rules[%zu].category: '%s' is not one of %s", idx,
-                        shown, names);
-        }
-        r->category = cat;
-        break;
-    case RP_FIELD:
-        for (i = 0; policy_match_field_names[i] != NULL; i++) {
-            const char *name = policy_match_field_names[i];
-            if (strlen(name) == n && memcmp(name, v, n) == 0)
-                break;
-        }
-        if (policy_match_field_names[i] == NULL)
-            return fail(y, line,
-                        "classifier.rules[%zu].field: '%s' is not one of any, error, error_type",
-                        idx, shown);
-        r->field = (policy_match_field)i;
-        break;
+        y->rules[idx].pattern = sc_xstrndup(v, n);
+        return SC_OK;
+    case RP_CATEGORY: return rule_category(y, ev);
+    case RP_FIELD: return rule_field(y, ev);
     case RP_COUNT: break;
     }
     return SC_OK;
@@ -569,4 +620,10 @@ done:
         free(y);
     }
     return s;
+}
+
+sc_status
+config_load_yaml(struct config *cfg, const char *text, size_t len, char *err, size_t errlen)
+{
+    return config_yaml_apply(cfg, NULL, text, len, err, errlen);
 }
