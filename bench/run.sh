@@ -4,7 +4,9 @@
 # usage: bench/run.sh [--quick] [--out FILE] [--keep] [dlq-bench options: --n N, --scenarios LIST, ...]
 #   --quick  small sizes (a few seconds; the CI smoke test); prints the table, writes JSON only with --out
 #   --keep   keep the temp dir (nats-server and sidecar logs) even when everything passed
-# Environment: DLQ_BENCH_BUILD_DIR (default build-bench) is the Release build directory.
+# Environment: DLQ_BENCH_BUILD_DIR (default build-bench) is the Release build directory;
+#   DLQ_BENCH_NATS_SERVER the nats-server to run (default .deps/bin/nats-server, v2.15.3; e.g.
+#   /usr/sbin/nats-server for Debian's 2.9.10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -42,7 +44,8 @@ work=$(mktemp -d /tmp/dlq-bench.XXXXXX)
 out_args=()
 if [ -z "$out" ] && [ "$quick" = 0 ]; then out=$root/bench/results.json; fi
 if [ -n "$out" ]; then out_args=(--out "$out"); fi
-nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
+nats_server=${DLQ_BENCH_NATS_SERVER:-$root/.deps/bin/nats-server}
+[ -x "$nats_server" ] || nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
 nats_pid=""
 
 cleanup() {

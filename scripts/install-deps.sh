@@ -27,23 +27,33 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The nats CLI v0.5.0 (the admin integration tests and the README's examples) goes to .deps/bin/nats.
+# Two Go programs go to .deps/bin (Debian has no nats CLI, and its nats-server 2.9.10 is from 2022):
+# the nats CLI v0.5.0 (the admin integration tests and the README's examples) and nats-server
+# v2.15.3 (every integration test runs against it; CI also runs the core-mode tests on 2.9.10).
 deps_root=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -x "$deps_root/.deps/bin/nats" ]; then
-  go_bin=$(command -v go || echo /usr/local/go/bin/go)
+go_bin=$(command -v go || echo /usr/local/go/bin/go)
+
+# go_install NAME MODULE VERSION WHY: installs MODULE@VERSION as .deps/bin/NAME unless that
+# binary already reports VERSION; fails naming what needs it.
+go_install() {
+  local name=$1 module=$2 version=$3 why=$4 bin="$deps_root/.deps/bin/$1"
+  if [ -x "$bin" ] && "$bin" --version 2>&1 | grep -q "${version#v}"; then
+    return 0
+  fi
   if [ ! -x "$go_bin" ]; then
-    echo "install-deps: cannot install the nats CLI v0.5.0 (.deps/bin/nats, needed by the admin integration tests):" \
-      "no Go toolchain (go on PATH or /usr/local/go/bin/go); install Go >= 1.26 (natscli v0.5.0's go.mod" \
-      "asks for it; Debian 12's golang package is too old), or put a nats v0.5.0 binary at" \
-      "$deps_root/.deps/bin/nats" >&2
+    echo "install-deps: cannot install $name $version (.deps/bin/$name, needed by $why):" \
+      "no Go toolchain (go on PATH or /usr/local/go/bin/go); install Go >= 1.26 (Debian 12's" \
+      "golang package is too old), or put a $name $version binary at $bin" >&2
     exit 1
   fi
-  echo "install-deps: installing the nats CLI v0.5.0 into .deps/bin" >&2
-  if ! GOBIN="$deps_root/.deps/bin" "$go_bin" install github.com/nats-io/natscli/nats@v0.5.0 \
-    || [ ! -x "$deps_root/.deps/bin/nats" ]; then
-    echo "install-deps: 'go install github.com/nats-io/natscli/nats@v0.5.0' failed (see above) with" \
-      "$("$go_bin" version 2>/dev/null || echo "$go_bin") (it needs Go >= 1.26): the nats CLI" \
-      "(.deps/bin/nats) is needed by the admin integration tests" >&2
+  echo "install-deps: installing $name $version into .deps/bin" >&2
+  if ! GOBIN="$deps_root/.deps/bin" "$go_bin" install "$module@$version" || [ ! -x "$bin" ]; then
+    echo "install-deps: 'go install $module@$version' failed (see above) with" \
+      "$("$go_bin" version 2>/dev/null || echo "$go_bin") (it needs Go >= 1.26): $name" \
+      "(.deps/bin/$name) is needed by $why" >&2
     exit 1
   fi
-fi
+}
+
+go_install nats github.com/nats-io/natscli/nats v0.5.0 "the admin integration tests"
+go_install nats-server github.com/nats-io/nats-server/v2 v2.15.3 "the integration tests and the benchmark"

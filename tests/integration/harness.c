@@ -315,6 +315,19 @@ tcp_accepts(int port)
     return ok;
 }
 
+/*
+ * it_server_bin() is the nats-server the tests run: $DLQ_TEST_NATS_SERVER
+ * when set (CI runs the core-mode tests against Debian's 2.9.10 this way),
+ * else the one CMake found (.deps/bin/nats-server, v2.15.3, first).
+ */
+const char *
+it_server_bin(void)
+{
+    const char *b = getenv("DLQ_TEST_NATS_SERVER");
+
+    return b && *b ? b : NATS_SERVER_BIN;
+}
+
 /* server_spawn() execs nats-server for s and waits until its port accepts. */
 static int
 server_spawn(struct it_server *s)
@@ -324,7 +337,7 @@ server_spawn(struct it_server *s)
     snprintf(jsdir, sizeof jsdir, "%s/js", s->dir);
     char *argv[16];
     int n = 0;
-    argv[n++] = (char *)NATS_SERVER_BIN;
+    argv[n++] = (char *)it_server_bin();
     argv[n++] = (char *)"-a";
     argv[n++] = (char *)"127.0.0.1";
     argv[n++] = (char *)"-p";

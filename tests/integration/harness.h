@@ -49,6 +49,9 @@ struct it_server {
  */
 int it_free_port(void);
 
+/* it_server_bin() is the path of the nats-server binary the tests start ($DLQ_TEST_NATS_SERVER, else the build's). */
+const char *it_server_bin(void);
+
 /*
  * it_server_start() starts nats-server on 127.0.0.1 in dir (its log goes to
  * dir/nats.log; with s->jetstream its store goes to dir/js), picking a free
