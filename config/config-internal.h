@@ -23,6 +23,8 @@ enum config_enum_kind {
     CONFIG_E_OUTCOME,
     CONFIG_E_STORE,
     CONFIG_E_STORE_ACK,
+    CONFIG_E_INGEST_MODE,
+    CONFIG_E_STORAGE,
     CONFIG_E_LEVEL,
     CONFIG_E_FORMAT,
 };

@@ -20,6 +20,8 @@ config_store_name(config_store s)
     return (size_t)s < SC_ARRAY_LEN(store_names) - 1 ? store_names[s] : "unknown";
 }
 static const char *const store_ack_names[] = {"accepted", "durable", NULL};
+static const char *const ingest_mode_names[] = {"core", "jetstream", NULL};
+static const char *const storage_names[] = {"file", "memory", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
 
@@ -27,6 +29,7 @@ static bool check_urls(const char *s, size_t len);
 static bool check_token(const char *s, size_t len);
 static bool check_name(const char *s, size_t len);
 static bool check_template(const char *s, size_t len);
+static bool check_js_name(const char *s, size_t len);
 static bool check_pattern(const char *s, size_t len);
 static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
@@ -82,6 +85,32 @@ static const struct config_key keys[] = {
     K_STR("subjects.queue_group", subjects_queue_group, check_name,
           "a queue group name (no whitespace)", "dlq-sidecar",
           "queue group of the ingest subscription"),
+    K_ENUM("ingest.mode", ingest_mode, CONFIG_E_INGEST_MODE, ingest_mode_names, "core",
+           "core: a queue-group subscription (a failure published while no sidecar runs is lost); "
+           "jetstream: the ingest.stream stream and a shared durable pull consumer (nothing is lost)"),
+    K_STR("ingest.stream", ingest_stream, check_js_name,
+          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "DLQ_FAILED",
+          "jetstream mode: the stream over <prefix>.failed.> (created when missing)"),
+    K_INT("ingest.stream_replicas", ingest_stream_replicas, CONFIG_W_I64, 1, 5, "1",
+          "jetstream mode: replicas of a stream the sidecar creates"),
+    K_ENUM("ingest.stream_storage", ingest_stream_storage, CONFIG_E_STORAGE, storage_names, "file",
+           "jetstream mode: storage of a stream the sidecar creates"),
+    K_INT("ingest.stream_max_age_s", ingest_stream_max_age_s, CONFIG_W_I64, 0, 3153600000LL, "0",
+          "jetstream mode: oldest message a created stream keeps, s (0: no limit)"),
+    K_INT("ingest.stream_max_bytes", ingest_stream_max_bytes, CONFIG_W_I64, 0,
+          1125899906842624LL, "0", "jetstream mode: most bytes a created stream keeps (0: no limit)"),
+    K_STR("ingest.consumer", ingest_consumer, check_js_name,
+          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "dlq-sidecar",
+          "jetstream mode: the durable pull consumer every sidecar shares"),
+    K_INT("ingest.max_ack_pending", ingest_max_ack_pending, CONFIG_W_I64, 1, 1000000, "10000",
+          "jetstream mode: most failures delivered and not yet acknowledged (backpressure)"),
+    K_INT("ingest.ack_wait_ms", ingest_ack_wait_ms, CONFIG_W_I64, 1000, 3600000, "30000",
+          "jetstream mode: time before an unacknowledged failure is delivered again, ms"),
+    K_INT("ingest.fetch_batch", ingest_fetch_batch, CONFIG_W_I64, 1, 10000, "256",
+          "jetstream mode: most failures asked for per pull request"),
+    K_INT("ingest.nak_delay_ms", ingest_nak_delay_ms, CONFIG_W_I64, 10, 3600000, "1000",
+          "jetstream mode: delay before a failure that could not be taken (full queue, store "
+          "unavailable) is delivered again, ms"),
     K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, policy_strategy_names, "automatic",
            "which failures are stored"),
     K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
@@ -471,6 +500,20 @@ check_name(const char *s, size_t len)
     return true;
 }
 
+/* A stream or consumer name: printable, no whitespace, '.', '*', '>', '/' or '\\', at most 255 bytes. */
+static bool
+check_js_name(const char *s, size_t len)
+{
+    if (len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (is_space(s[i]) || s[i] == '.' || s[i] == '*' || s[i] == '>' || s[i] == '/' ||
+            s[i] == '\\' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 /* The template with every "{service}" replaced by one token must be a literal subject. */
 static bool
 check_template(const char *s, size_t len)
@@ -748,6 +791,8 @@ enum_get(const struct config *cfg, const struct config_key *k)
     case CONFIG_E_OUTCOME: return (size_t)*(const config_outcome *)p;
     case CONFIG_E_STORE: return (size_t)*(const config_store *)p;
     case CONFIG_E_STORE_ACK: return (size_t)*(const config_store_ack *)p;
+    case CONFIG_E_INGEST_MODE: return (size_t)*(const config_ingest_mode *)p;
+    case CONFIG_E_STORAGE: return (size_t)*(const config_storage *)p;
     case CONFIG_E_LEVEL: return (size_t)*(const config_log_level *)p;
     case CONFIG_E_FORMAT: return (size_t)*(const config_log_format *)p;
     case CONFIG_E_NONE: break;
@@ -782,6 +827,8 @@ enum_put(struct config *cfg, const struct config_key *k, size_t i)
     case CONFIG_E_OUTCOME: *(config_outcome *)p = (config_outcome)i; break;
     case CONFIG_E_STORE: *(config_store *)p = (config_store)i; break;
     case CONFIG_E_STORE_ACK: *(config_store_ack *)p = (config_store_ack)i; break;
+    case CONFIG_E_INGEST_MODE: *(config_ingest_mode *)p = (config_ingest_mode)i; break;
+    case CONFIG_E_STORAGE: *(config_storage *)p = (config_storage)i; break;
     case CONFIG_E_LEVEL: *(config_log_level *)p = (config_log_level)i; break;
     case CONFIG_E_FORMAT: *(config_log_format *)p = (config_log_format)i; break;
     case CONFIG_E_NONE: break;

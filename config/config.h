@@ -23,6 +23,10 @@ typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH } config_store;
 const char *config_store_name(config_store s);
 /* store.ack: what an ingest answer waits for (README "Acknowledgements"). */
 typedef enum { CONFIG_ACK_ACCEPTED = 0, CONFIG_ACK_DURABLE } config_store_ack;
+/* ingest.mode: core (a queue-group subscription) or jetstream (the DLQ_FAILED stream, DESIGN section 16). */
+typedef enum { CONFIG_INGEST_CORE = 0, CONFIG_INGEST_JETSTREAM } config_ingest_mode;
+/* ingest.stream_storage: where the stream keeps its messages. */
+typedef enum { CONFIG_STORAGE_FILE = 0, CONFIG_STORAGE_MEMORY } config_storage;
 typedef enum { CONFIG_LOG_DEBUG = 0, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR } config_log_level;
 typedef enum { CONFIG_LOG_LOGFMT = 0, CONFIG_LOG_JSON } config_log_format;
 
@@ -50,7 +54,19 @@ struct config {
     /* subjects.* */
     char *subjects_prefix;         /* subjects.prefix, one NATS token, default "dlq" */
     char *subjects_queue_group;    /* subjects.queue_group, default "dlq-sidecar" */
-    /* ingest and queue */
+    /* ingest.* (DESIGN section 16) */
+    config_ingest_mode ingest_mode; /* ingest.mode: core (default) or jetstream */
+    char *ingest_stream;           /* ingest.stream, default "DLQ_FAILED" */
+    int64_t ingest_stream_replicas; /* ingest.stream_replicas, 1-5, default 1 */
+    config_storage ingest_stream_storage; /* ingest.stream_storage: file (default) or memory */
+    int64_t ingest_stream_max_age_s; /* ingest.stream_max_age_s, 0 (no limit)-3,153,600,000 */
+    int64_t ingest_stream_max_bytes; /* ingest.stream_max_bytes, 0 (no limit)-1 PiB */
+    char *ingest_consumer;         /* ingest.consumer, the durable pull consumer, default "dlq-sidecar" */
+    int64_t ingest_max_ack_pending; /* ingest.max_ack_pending, 1-1,000,000, default 10000 */
+    int64_t ingest_ack_wait_ms;    /* ingest.ack_wait_ms, 1000-3,600,000, default 30000 */
+    int64_t ingest_fetch_batch;    /* ingest.fetch_batch, 1-10,000, default 256 */
+    int64_t ingest_nak_delay_ms;   /* ingest.nak_delay_ms, 10-3,600,000, default 1000 */
+    /* strategy and queue */
     policy_strategy strategy;      /* strategy */
     int64_t max_size;              /* max_size, 100-10,000,000 */
     int64_t max_bytes;             /* max_bytes: stored task bytes, 1 MiB-1 TiB, default 1 GiB */

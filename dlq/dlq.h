@@ -220,6 +220,8 @@ struct dlq_task {
     int64_t episode_id;                 /* the episode's start, us since the epoch, unique and
                                            growing within the process (dlq_queue_new_episode());
                                            stored, so Nats-Msg-Id survives a restart */
+    uint64_t stream_seq;                /* the largest JetStream sequence ingested for it (0:
+                                           none): a redelivery at or below it is no new failure */
     uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
@@ -370,6 +372,7 @@ struct dlq_counters {
     uint64_t enqueued, retry_success, retry_failed, retry_timeouts, deferred, exhausted,
         manual_retries, archived, cleared, invalid, refused_full, skipped, unknown_keys,
         failures_while_retrying, duplicates, attempts; /* published, publish_errors: the conn's */
+    uint64_t redelivered; /* JetStream deliveries of a failure already taken (no new failure) */
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
     uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
 };
@@ -611,6 +614,7 @@ typedef enum {
     DLQ_IN_SKIPPED,    /* not stored by the strategy (or dlq disabled): answered ok */
     DLQ_IN_INVALID,    /* breaks the contract: reason and why say how (400) */
     DLQ_IN_REFUSED,    /* cannot be taken now: queue full, or the store refused (503) */
+    DLQ_IN_REDELIVERED, /* a JetStream redelivery of a failure task already holds: no change */
 } dlq_verdict;
 
 /* One failure to take in: a decoded envelope and where it came from. */
@@ -620,6 +624,7 @@ struct dlq_failure {
     const char *service;              /* the {service} of retry.subject_template */
     int64_t max_payload;              /* the transport's cap on one message; <= 0 none */
     bool wants_answer;                /* a request: the admit port is asked */
+    uint64_t stream_seq;              /* JetStream: the message's stream sequence; 0 for core NATS */
 };
 
 /*
@@ -647,7 +652,9 @@ struct dlq_decision {
  * policy never, retry subject refused), a repeat of a pending task keeps
  * its schedule unless the repeat changed what it rests on, a repeat while
  * retrying fails the attempt in flight, an exhausted task only has its
- * record updated. Counts enqueued, duplicates, skipped, refused_full,
+ * record updated. A JetStream failure whose stream_seq is at or below the
+ * one its task recorded is a redelivery (REDELIVERED, counted as
+ * redelivered): nothing changes, and it is never refused. Counts enqueued, duplicates, skipped, refused_full,
  * failures_while_retrying; emits enqueued/skipped/refused. Fills *out; the
  * caller answers and logs refusals. Every source of failures (core NATS,
  * JetStream, HTTP) calls this. Loop thread.

@@ -356,10 +356,18 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     m->now_mono = now_mono;
     if (!check_envelope(m, &in, out))
         return;
+    t = dlq_queue_find(&m->q, in.env->task_id.ptr, in.env->task_id.len);
+    if (t && f->stream_seq && f->stream_seq <= t->stream_seq) {
+        m->c.redelivered++;
+        out->verdict = DLQ_IN_REDELIVERED;
+        out->task = t;
+        out->status = dlq_task_status_name(t->status);
+        out->next_retry_at = t->next_retry_at;
+        return;
+    }
     resolve_retry_subject(m, &in);
     if (!admit(m, &in, out))
         return;
-    t = dlq_queue_find(&m->q, in.env->task_id.ptr, in.env->task_id.len);
     reopened = t && (t->status == DLQ_TASK_COMPLETED || t->status == DLQ_TASK_ARCHIVED);
     if (!room_for(m, &in, t, reopened, out))
         return;
@@ -373,6 +381,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
         m->c.duplicates++; /* a reopened episode counts as enqueued, not as a duplicate */
     }
     fill_task(m, &in, t, fresh, reopened, now_wall);
+    if (f->stream_seq > t->stream_seq)
+        t->stream_seq = f->stream_seq;
     if (fresh || reopened)
         enqueued(m, &in, t, now_wall);
     else

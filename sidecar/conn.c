@@ -58,6 +58,8 @@ struct sc_conn_sub {
     sc_conn_drained_fn drained;
     void *drained_ctx;
     volatile int complete_done; /* on_sub_complete() returned: use __atomic */
+    bool channel;             /* sc_conn_channel_open(): no natsSubscription, fed by sc_conn_deliver() */
+    volatile int chan_closed; /* sc_conn_channel_close() was called: use __atomic (under in.mu) */
 };
 
 /* One slot of the ring: a message of sub, or (msg NULL) the end marker of sub's drain. */
@@ -145,22 +147,24 @@ handoff_destroy(struct handoff *h)
 }
 
 /*
- * Runs on a nats.c delivery thread: queue msg of sub for the loop. When the
- * ring is full the thread waits, which leaves further messages in the
- * subscription's pending buffer (nats.c's own bounded queue).
+ * Runs on a nats.c delivery thread (or a channel's feeding thread): queue
+ * msg of sub for the loop. When the ring is full the thread waits, which
+ * leaves further messages in the subscription's pending buffer (nats.c's
+ * own bounded queue). False (msg destroyed) once the ring or the channel
+ * is closed.
  */
-static void
+static bool
 handoff_push(struct handoff *h, natsMsg *msg, struct sc_conn_sub *sub)
 {
     bool wake = false;
 
     pthread_mutex_lock(&h->mu);
-    while (h->len == h->cap && !h->closed)
+    while (h->len == h->cap && !h->closed && !sub->chan_closed)
         pthread_cond_wait(&h->notfull, &h->mu);
-    if (h->closed) {
+    if (h->closed || sub->chan_closed) {
         pthread_mutex_unlock(&h->mu);
         natsMsg_Destroy(msg);
-        return;
+        return false;
     }
     h->items[(h->head + h->len) % h->cap] = (struct handoff_item){msg, sub};
     h->len++;
@@ -175,6 +179,7 @@ handoff_push(struct handoff *h, natsMsg *msg, struct sc_conn_sub *sub)
     if (wake)
         event_active(h->wake, EV_READ, 0);
     pthread_mutex_unlock(&h->mu);
+    return true;
 }
 
 /* The loop reached sub's end marker: every message routed to it was taken. */
@@ -583,6 +588,46 @@ sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *queue, int
     return SC_OK;
 }
 
+sc_status
+sc_conn_channel_open(struct sc_conn *c, sc_conn_handler fn, void *ctx, struct sc_conn_sub **out)
+{
+    struct sc_conn_sub *sub = sc_xcalloc(1, sizeof(*sub));
+
+    sub->conn = c;
+    sub->fn = fn;
+    sub->ctx = ctx;
+    sub->channel = true;
+    sc_list_push_back(&c->subs, &sub->link);
+    *out = sub;
+    return SC_OK;
+}
+
+bool
+sc_conn_deliver(struct sc_conn_sub *s, natsMsg *msg)
+{
+    if (!handoff_push(&s->conn->in, msg, s))
+        return false;
+    __atomic_add_fetch(&s->delivered, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+void
+sc_conn_channel_close(struct sc_conn_sub *s)
+{
+    struct handoff *h = &s->conn->in;
+
+    pthread_mutex_lock(&h->mu);
+    s->chan_closed = 1;
+    pthread_cond_broadcast(&h->notfull);
+    pthread_mutex_unlock(&h->mu);
+}
+
+natsConnection *
+sc_conn_nats(struct sc_conn *c)
+{
+    return c ? c->nc : NULL;
+}
+
 void
 sc_conn_sub_drain(struct sc_conn_sub *s, int64_t timeout_ms, sc_conn_drained_fn done, void *ctx)
 {
@@ -750,7 +795,8 @@ sc_conn_subscribed(const struct sc_conn *c)
     if (!c || sc_list_empty(&c->subs))
         return false;
     SC_LIST_FOREACH(it, &c->subs) {
-        if (!natsSubscription_IsValid(SC_LIST_ENTRY(it, struct sc_conn_sub, link)->ns))
+        const struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
+        if (!sub->channel && !natsSubscription_IsValid(sub->ns))
             return false;
     }
     return true;

@@ -87,6 +87,32 @@ sc_status sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *
                             struct sc_conn_sub **out, char *err, size_t errlen);
 
 /*
+ * A channel is a subscription without a NATS subject: a thread of the
+ * caller's (JetStream's fetch thread, jetstream.c) feeds it messages it got
+ * from nats.c, and they reach fn(ctx, msg) on the loop thread through the
+ * same ring, in order, with the same ownership as a subscription's.
+ * sc_conn_channel_open() makes one (owned by c; never fails: aborts on
+ * OOM). Main or loop thread. sc_conn_deliver() hands msg over, waiting
+ * while the ring is full; it owns msg afterwards, and returns false (msg
+ * destroyed) once the channel or the connection is closed. Any thread but
+ * the loop's (it may wait for the loop). sc_conn_channel_close() makes
+ * every present and later sc_conn_deliver() on s return false at once, so
+ * that its feeding thread can be joined; messages already in the ring are
+ * still delivered while the loop runs. Any thread.
+ */
+sc_status sc_conn_channel_open(struct sc_conn *c, sc_conn_handler fn, void *ctx,
+                               struct sc_conn_sub **out);
+bool sc_conn_deliver(struct sc_conn_sub *s, natsMsg *msg);
+void sc_conn_channel_close(struct sc_conn_sub *s);
+
+/*
+ * sc_conn_nats() is c's nats.c connection (NULL for NULL), for the JetStream
+ * API calls of jetstream.c (nats.c makes its calls thread-safe); c keeps
+ * owning it. Any thread, while c lives.
+ */
+natsConnection *sc_conn_nats(struct sc_conn *c);
+
+/*
  * sc_conn_sub_drain() stops s taking new messages without losing those
  * nats.c already buffered (shutdown): nats.c sends UNSUB, confirms it with
  * a flush on its own thread and keeps delivering what it holds; after the

@@ -38,6 +38,12 @@ on_failure_msg(void *ctx, natsMsg *m)
 }
 
 static void
+on_failure_js(void *ctx, natsMsg *m)
+{
+    sc_ingest_js(ctx, m);
+}
+
+static void
 on_reply_msg(void *ctx, natsMsg *m)
 {
     sc_on_reply(ctx, m);
@@ -63,8 +69,12 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     sc_status s;
 
     snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
-    if ((s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
-                               on_failure_msg, d, &d->sub_failed, err, errlen)))
+    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM)
+        s = sc_js_open(d->conn, cfg, on_failure_js, d, &d->js, err, errlen);
+    else
+        s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
+                              on_failure_msg, d, &d->sub_failed, err, errlen);
+    if (s)
         return s;
     snprintf(subj, sizeof(subj), "%s.*.*", sc_conn_inbox(d->conn));
     if ((s = sc_conn_subscribe(d->conn, subj, NULL, BIG_PENDING, on_reply_msg, d, NULL, err,
@@ -159,7 +169,10 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     }
     d->stopping = true;
     d->stop_deadline_mono = sc_now_mono_ms() + d->cfg->shutdown_drain_ms;
-    drain_ingest(d);
+    if (d->js)
+        sc_js_stop(d->js); /* what it pulled and did not ack goes back to the stream */
+    else
+        drain_ingest(d);
     sc_log(SC_LOG_INFO, "stopping: no new failures; taking in the buffered ones, draining in-flight retries", "signal",
            sig == SIGTERM ? "TERM" : "INT", "in_flight", sc_log_int((int64_t)d->m.inflight),
            "drain_ms", sc_log_int(d->cfg->shutdown_drain_ms), NULL);
@@ -285,6 +298,8 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
+    sc_js_close(d->js); /* its thread uses the connection */
+    d->js = NULL;
     sc_conn_free(d->conn); /* no handler runs after this */
     d->conn = NULL;
     d->sub_failed = NULL;

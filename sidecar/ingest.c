@@ -155,11 +155,12 @@ reason_slot(struct sc_daemon *d, const char *reason)
 /*
  * Refuses a message that breaks the contract: counts it by reason, logs
  * once per reason per interval, republishes it raw to
- * <prefix>.invalid.<service> and answers 400 when it was a request.
+ * <prefix>.invalid.<service> and, for a core request (answer true), answers
+ * 400.
  */
 static void
 refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char *reason,
-               const char *why)
+               const char *why, bool answer)
 {
     struct sc_reason_count *rc = reason_slot(d, reason);
     int64_t now = sc_now_mono_ms();
@@ -196,7 +197,8 @@ refuse_invalid(struct sc_daemon *d, natsMsg *m, const char *service, const char 
         view.category = POLICY_CAT_VALIDATION;
         sc_event(d, "invalid", &view, 0, why);
     }
-    ack_error(d, m, 400, why);
+    if (answer)
+        ack_error(d, m, 400, why);
 }
 
 /* Logs a refusal for a full queue, at most one line per FULL_LOG_INTERVAL_MS. */
@@ -223,7 +225,7 @@ answer(struct sc_daemon *d, natsMsg *m, const char *service, const struct codec_
         warn_unknown_keys(d, env, subject);
     switch (dc->verdict) {
     case DLQ_IN_INVALID:
-        refuse_invalid(d, m, service, dc->reason, dc->why);
+        refuse_invalid(d, m, service, dc->reason, dc->why, true);
         break;
     case DLQ_IN_REFUSED:
         if (dc->refused_full)
@@ -234,9 +236,49 @@ answer(struct sc_daemon *d, natsMsg *m, const char *service, const struct codec_
         ack_ok(d, m, env->task_id.ptr, env->task_id.len, "skipped", 0, NULL, env);
         break;
     case DLQ_IN_STORED:
+    case DLQ_IN_REDELIVERED: /* JetStream only */
         ack_ok(d, m, dc->task->id, dc->task->id_len, dc->status, dc->next_retry_at, dc->task, env);
         break;
     }
+}
+
+/*
+ * Decodes the failure in m into *env and fills *f for dlq_ingest(): false
+ * when m breaks the contract (then refused as invalid: republished, and
+ * answered 400 when answer is set).
+ */
+static bool
+decode(struct sc_daemon *d, natsMsg *m, bool answer, struct codec_envelope *env,
+       struct dlq_failure *f)
+{
+    const char *subject = natsMsg_GetSubject(m);
+    size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed.");
+    const char *service = strlen(subject) > plen ? subject + plen : "unknown";
+    const char *ctype = NULL;
+    bool is_json = false;
+
+    d->m.c.received++;
+    if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
+        strncmp(ctype, "application/json", 16) == 0 &&
+        (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' '))
+        is_json = true;
+    /* A server in non-pedantic mode lets wildcards through in a published subject. */
+    if (!codec_subject_valid(subject, strlen(subject), false) || strlen(subject) > 4000) {
+        refuse_invalid(d, m, "bad_subject", "bad_subject",
+                       "subject: the failure subject is not a valid subject to publish to", answer);
+        return false;
+    }
+    if (codec_decode(d->codec, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), is_json,
+                     env)) {
+        refuse_invalid(d, m, service, env->reason, env->why, answer);
+        return false;
+    }
+    memset(f, 0, sizeof(*f));
+    f->env = env;
+    f->subject = subject;
+    f->service = service;
+    f->max_payload = sc_conn_max_payload(d->conn);
+    return true;
 }
 
 /*
@@ -252,33 +294,67 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     struct codec_envelope env;
     struct dlq_decision dc;
     struct dlq_failure f;
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed.");
-    const char *service = strlen(subject) > plen ? subject + plen : "unknown";
-    const char *ctype = NULL;
-    bool is_json = false;
 
-    d->m.c.received++;
-    if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
-        strncmp(ctype, "application/json", 16) == 0 &&
-        (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' '))
-        is_json = true;
-    /* A server in non-pedantic mode lets wildcards through in a published subject. */
-    if (!codec_subject_valid(subject, strlen(subject), false) || strlen(subject) > 4000) {
-        refuse_invalid(d, m, "bad_subject", "bad_subject",
-                       "subject: the failure subject is not a valid subject to publish to");
+    if (!decode(d, m, true, &env, &f))
         return;
-    }
-    if (codec_decode(d->codec, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), is_json,
-                     &env)) {
-        refuse_invalid(d, m, service, env.reason, env.why);
-        return;
-    }
-    f.env = &env;
-    f.subject = subject;
-    f.service = service;
-    f.max_payload = sc_conn_max_payload(d->conn);
     f.wants_answer = natsMsg_GetReply(m) != NULL;
     dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
-    answer(d, m, service, &env, &dc);
+    answer(d, m, f.service, &env, &dc);
+}
+
+/*
+ * sc_ingest_js() is the JetStream source (jetstream.h says who holds the
+ * failure when): the same decoding and decision, keyed by the message's
+ * stream sequence, and the message's ack subject gets the answer: +ACK once
+ * the task is accepted (by the store, with a durable one: the mirror holds
+ * the ack until then), -NAK with ingest.nak_delay_ms when it cannot be taken
+ * now (and fetching pauses as long when the queue is full), +ACK for an
+ * invalid or skipped failure. The publisher already had its PubAck from the
+ * server. Loop thread.
+ */
+void
+sc_ingest_js(struct sc_daemon *d, natsMsg *m)
+{
+    const char *ack = natsMsg_GetReply(m);
+    jsMsgMetaData *meta = NULL;
+    struct codec_envelope env;
+    struct dlq_decision dc;
+    struct dlq_failure f;
+
+    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+        /* Not a JetStream delivery (cannot come from a bound pull consumer): nothing to ack. */
+        d->m.c.received++;
+        refuse_invalid(d, m, "unknown", "bad_subject", "not a JetStream delivery", false);
+        return;
+    }
+    if (!decode(d, m, false, &env, &f)) {
+        sc_js_ack(d->js, d->conn, ack); /* republished to <prefix>.invalid.*: it is dealt with */
+        jsMsgMetaData_Destroy(meta);
+        return;
+    }
+    f.stream_seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
+    if (dc.unknown_keys)
+        warn_unknown_keys(d, &env, f.subject);
+    switch (dc.verdict) {
+    case DLQ_IN_INVALID:
+        refuse_invalid(d, m, f.service, dc.reason, dc.why, false);
+        sc_js_ack(d->js, d->conn, ack);
+        break;
+    case DLQ_IN_SKIPPED:
+        sc_js_ack(d->js, d->conn, ack);
+        break;
+    case DLQ_IN_REFUSED:
+        if (dc.refused_full) {
+            log_full(d, dc.why, f.subject);
+            sc_js_pause(d->js, d->cfg->ingest_nak_delay_ms);
+        }
+        sc_js_nak(d->js, d->conn, ack, d->cfg->ingest_nak_delay_ms);
+        break;
+    case DLQ_IN_REDELIVERED:
+    case DLQ_IN_STORED:
+        sc_mirror_js_ack(d, ack, dc.task, dc.verdict == DLQ_IN_REDELIVERED);
+        break;
+    }
 }

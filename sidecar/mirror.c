@@ -44,6 +44,7 @@ struct store_tomb {
 struct sc_mirror_ack {
     struct sc_list link;                 /* in the mirror's acks, oldest first */
     struct sc_mirror_ack *tnext;         /* the task's acks */
+    bool js;                             /* a JetStream ack: reply is the ack subject, no body */
     struct dlq_task *task;
     uint64_t version;
     int64_t deadline;                   /* mono ms */
@@ -238,7 +239,12 @@ static void
 ack_send(struct sc_daemon *d, struct sc_mirror_ack *a, ack_end end, const char *why)
 {
     ack_unlink(d->mirror, a);
-    ack_answer(d, NULL, a->reply, a->task, a->body, a->len, end, why);
+    if (a->js && end == ACK_UNSTORED)
+        sc_js_nak(d->js, d->conn, a->reply, d->cfg->ingest_nak_delay_ms); /* the stream keeps it */
+    else if (a->js)
+        sc_js_ack(d->js, d->conn, a->reply);
+    else
+        ack_answer(d, NULL, a->reply, a->task, a->body, a->len, end, why);
     free(a->reply);
     free(a->body);
     free(a);
@@ -287,30 +293,18 @@ on_ack_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Holds the answer in b for t's write; false when it must go now. */
-static bool
-ack_hold(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, const struct sc_buf *b)
+/* Makes a held ack for t's current version answering reply, links it and arms the sweep. */
+static struct sc_mirror_ack *
+ack_link(struct sc_daemon *d, struct dlq_task *t, const char *reply)
 {
     struct sc_mirror *s = d->mirror;
-    const char *reply = natsMsg_GetReply(m);
-    struct sc_mirror_ack *a;
+    struct sc_mirror_ack *a = sc_xcalloc(1, sizeof(*a));
     struct timeval tv = {0, ACK_SWEEP_MS * 1000};
-    const char *inbox = sc_conn_inbox(d->conn);
-    size_t plen = strlen(inbox);
 
-    /* A reply sc_respond() would refuse (a wildcard, our own retry inbox) is not held either. */
-    if (!t || !reply || !*reply || !codec_subject_valid(reply, strlen(reply), false) ||
-        (strncmp(reply, inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
-        s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !sc_list_linked(&t->dirty))
-        return false;
-    a = sc_xcalloc(1, sizeof(*a));
     a->task = t;
     a->version = t->version;
     a->deadline = sc_now_mono_ms() + ACK_HOLD_MS;
     a->reply = sc_xstrdup(reply);
-    a->body = sc_xmalloc(b->len + ACK_SUFFIX_MAX + 1);
-    memcpy(a->body, b->data, b->len);
-    a->len = b->len;
     a->tnext = t->store_acks;
     t->store_acks = a;
     sc_list_push_back(&s->acks, &a->link);
@@ -320,6 +314,28 @@ ack_hold(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, const struct sc_bu
         s->ack_ev_armed = true;
     }
     persist_kick(s->p, true);
+    return a;
+}
+
+/* Holds the answer in b for t's write; false when it must go now. */
+static bool
+ack_hold(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, const struct sc_buf *b)
+{
+    struct sc_mirror *s = d->mirror;
+    const char *reply = natsMsg_GetReply(m);
+    struct sc_mirror_ack *a;
+    const char *inbox = sc_conn_inbox(d->conn);
+    size_t plen = strlen(inbox);
+
+    /* A reply sc_respond() would refuse (a wildcard, our own retry inbox) is not held either. */
+    if (!t || !reply || !*reply || !codec_subject_valid(reply, strlen(reply), false) ||
+        (strncmp(reply, inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
+        s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !sc_list_linked(&t->dirty))
+        return false;
+    a = ack_link(d, t, reply);
+    a->body = sc_xmalloc(b->len + ACK_SUFFIX_MAX + 1);
+    memcpy(a->body, b->data, b->len);
+    a->len = b->len;
     return true;
 }
 
@@ -344,6 +360,25 @@ sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct sc_buf
     ack_answer(d, m, NULL, t, b->data, b->len, t ? ACK_UNSTORED : ACK_NOT_STORED,
                s->p->state == PERSIST_OK ? "too many answers wait for the store"
                                          : "the store is degraded");
+}
+
+void
+sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
+                 bool redelivered)
+{
+    struct sc_mirror *s = d->mirror;
+
+    if (!s || !s->durable || !t) { /* the memory store: in memory is accepted */
+        sc_js_ack(d->js, d->conn, ack_subject);
+        return;
+    }
+    if (redelivered)
+        sc_mirror_changed(d, t); /* written again: the ack waits for that write */
+    if (s->p->state == PERSIST_OK && s->nacks < ACK_MAX && sc_list_linked(&t->dirty)) {
+        ack_link(d, t, ack_subject)->js = true;
+        return;
+    }
+    sc_js_nak(d->js, d->conn, ack_subject, d->cfg->ingest_nak_delay_ms); /* comes back later */
 }
 
 const char *

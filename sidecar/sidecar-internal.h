@@ -13,6 +13,7 @@
 #include "common.h"
 #include "config.h"
 #include "conn.h"
+#include "jetstream.h"
 #include "log.h"
 #include "policy.h"
 #include "dlq.h"
@@ -52,7 +53,8 @@ struct sc_daemon {
     struct config *cfg;        /* borrowed from main, lives longer */
     struct event_base *base;
     struct sc_conn *conn;      /* the NATS transport (conn.h); NULL before sc_conn_new() */
-    struct sc_conn_sub *sub_failed; /* the ingest subscription (drained at shutdown) */
+    struct sc_conn_sub *sub_failed; /* the core ingest subscription (drained at shutdown); NULL in jetstream mode */
+    struct sc_js *js;          /* the JetStream source (ingest.mode: jetstream); NULL in core mode */
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
     struct codec *codec;
     struct policy_classifier *classifier;
@@ -103,8 +105,14 @@ sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int 
     sc_conn_respond(d->conn, req, body, len, error_code, error_message);
 }
 
-/* ingest.c: the core-NATS source of failures (decode, invalid republish, answer); the decision is dlq_ingest()'s. */
+/*
+ * ingest.c: the sources of failures (decode, invalid republish, answer);
+ * the decision is dlq_ingest()'s. sc_ingest() takes a core-NATS message
+ * (answering a request), sc_ingest_js() a JetStream delivery (acking or
+ * naking it). Loop thread.
+ */
 void sc_ingest(struct sc_daemon *d, natsMsg *m);
+void sc_ingest_js(struct sc_daemon *d, natsMsg *m);
 /* Emits dlq.events.<kind> for t (t may be NULL with subject/error given). */
 void sc_event(struct sc_daemon *d, const char *kind, const struct dlq_task *t, int32_t attempt,
               const char *error);
@@ -191,6 +199,18 @@ void sc_mirror_close(struct sc_daemon *d);
  * is removed first (both modes: nothing is left to store). Loop thread.
  */
 void sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct sc_buf *b);
+
+/*
+ * sc_mirror_js_ack() acknowledges a JetStream delivery of task t's failure
+ * (ack_subject: its reply subject, copied when held). With the memory store,
+ * or t NULL, +ACK at once. With a durable store the ack is held until the
+ * store acknowledges t's current version (+ACK), or naked with
+ * ingest.nak_delay_ms when it cannot be (degraded, refused, 5 s, stopping:
+ * the stream delivers it again); redelivered (a redelivery of what t holds)
+ * writes t again first, so the ack waits for a write. Loop thread.
+ */
+void sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
+                      bool redelivered);
 
 /*
  * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a
