@@ -246,6 +246,7 @@ struct envopt {
     const char *category;
     bool has_max;             /* max_retries given */
     int max;
+    uint64_t seq;             /* JetStream stream sequence (0: core NATS) */
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -268,6 +269,8 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.retry_subject = cs(o.retry_subject);
     env.has_max_retries = o.has_max;
     env.max_retries = o.max;
+    memset(&f, 0, sizeof(f));
+    f.stream_seq = o.seq;
     f.env = &env;
     f.subject = "dlq.failed.svc";
     f.service = "svc";
@@ -1047,6 +1050,53 @@ test_rate_limit(void **state)
     assert_int_equal(F.npub, 50);
 }
 
+
+/*
+ * JetStream: a redelivery (stream sequence at or below the task's) is no
+ * new failure and no new attempt, is never refused, and leaves the task as
+ * it was; a later sequence of the same task is a repeat failure as usual.
+ */
+static void
+test_js_redelivery(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t;
+    int64_t next;
+
+    assert_int_equal(ingest(x, "a", OPT(.seq = 7), false, 0), DLQ_IN_STORED);
+    t = task(x, "a");
+    assert_int_equal(t->stream_seq, 7);
+    next = t->next_retry_at;
+    assert_int_equal(x->m.c.enqueued, 1);
+    F.changed = 0;
+    assert_int_equal(ingest(x, "a", OPT(.seq = 7, .error = "other"), false, 0), DLQ_IN_REDELIVERED);
+    assert_ptr_equal(D.task, t);
+    assert_string_equal(D.status, "pending");
+    assert_int_equal(x->m.c.redelivered, 1);
+    assert_int_equal(x->m.c.duplicates, 0);
+    assert_int_equal(x->m.c.enqueued, 1);
+    assert_string_equal(t->error, "boom");
+    assert_int_equal(t->next_retry_at, next);
+    assert_int_equal(F.changed, 0);
+    /* An older sequence too (a nak-ed report of a task that has a newer one). */
+    assert_int_equal(ingest(x, "a", OPT(.seq = 3), false, 0), DLQ_IN_REDELIVERED);
+    assert_int_equal(x->m.c.redelivered, 2);
+    /* A full queue never refuses a redelivery. */
+    x->cfg.max_size = 1;
+    assert_int_equal(ingest(x, "b", OPT(.seq = 9), false, 0), DLQ_IN_REFUSED);
+    assert_int_equal(ingest(x, "a", OPT(.seq = 7), false, 0), DLQ_IN_REDELIVERED);
+    /* A new sequence of the same task is a repeat failure, and is recorded. */
+    x->cfg.max_size = 100;
+    assert_int_equal(ingest(x, "a", OPT(.seq = 12, .error = "again"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(x->m.c.duplicates, 1);
+    assert_int_equal(t->stream_seq, 12);
+    assert_string_equal(t->error, "again");
+    /* Core NATS (sequence 0) never counts as a redelivery. */
+    assert_int_equal(ingest(x, "a", OPT(.seq = 0), false, 0), DLQ_IN_STORED);
+    assert_int_equal(x->m.c.duplicates, 2);
+    assert_int_equal(t->stream_seq, 12);
+}
+
 int
 main(void)
 {
@@ -1063,6 +1113,7 @@ main(void)
         T(test_outcome_none),
         T(test_outcome_stored_flight),
         T(test_repeat_exhausted),
+        T(test_js_redelivery),
         T(test_no_responders_streak),
         T(test_disconnected_defers),
         T(test_publish_failed_and_too_big),
