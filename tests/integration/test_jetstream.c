@@ -1,0 +1,283 @@
+/* test_jetstream.c - integration: durable ingest on JetStream (ingest.mode: jetstream) against a real nats-server with JetStream. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define STREAM "DLQ_FAILED"
+
+/* The flags every test here runs the daemon with: JetStream ingest, retries paused (tasks stay put). */
+#define JS_FLAGS "ingest.mode=jetstream", "retry_processor_enabled=false", "nats.reconnect_wait_ms=100"
+
+/* Reads the stream's message count (*msgs) and its consumer's unacked count (*pending): 0 or -1. */
+static int
+stream_counts(natsConnection *nc, uint64_t *msgs, int64_t *ack_pending)
+{
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    jsConsumerInfo *ci = NULL;
+    int rc = -1;
+
+    if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+        return -1;
+    if (js_GetStreamInfo(&si, js, STREAM, NULL, NULL) == NATS_OK) {
+        *msgs = si->State.Msgs;
+        rc = 0;
+        jsStreamInfo_Destroy(si);
+    }
+    if (rc == 0 && ack_pending) {
+        *ack_pending = 0;
+        if (js_GetConsumerInfo(&ci, js, STREAM, "dlq-sidecar", NULL, NULL) == NATS_OK) {
+            *ack_pending = ci->NumAckPending;
+            jsConsumerInfo_Destroy(ci);
+        }
+    }
+    jsCtx_Destroy(js);
+    return rc;
+}
+
+/* Waits until the stream holds want messages (up to timeout_ms); the last count read goes to *msgs. */
+static bool
+wait_stream(natsConnection *nc, uint64_t want, int timeout_ms, uint64_t *msgs)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+
+    *msgs = UINT64_MAX;
+    while (sc_now_mono_ms() < deadline) {
+        if (stream_counts(nc, msgs, NULL) == 0 && *msgs == want)
+            return true;
+        it_sleep_ms(50);
+    }
+    return false;
+}
+
+/* Waits until the daemon's lifetime_stats.enqueued reaches want; returns the stats (caller frees). */
+static json_t *
+wait_enqueued(natsConnection *nc, int64_t want, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    json_t *st = NULL;
+
+    while (sc_now_mono_ms() < deadline) {
+        json_decref(st);
+        st = it_admin_stats(nc);
+        if (st && it_json_int(st, "lifetime_stats.enqueued") >= want)
+            return st;
+        it_sleep_ms(100);
+    }
+    return st;
+}
+
+/* Publishes n failures with ids "<prefix>-<i>" as plain publishes on dlq.failed.orders, then flushes. */
+static void
+publish_failures(natsConnection *nc, const char *prefix, int from, int n)
+{
+    struct it_envelope env;
+    char id[64];
+
+    for (int i = from; i < from + n; i++) {
+        it_envelope_init(&env);
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        env.task_id = id;
+        env.error = "connection refused";
+        IT_CHECK(it_publish_envelope(nc, "dlq.failed.orders", &env) == 0, "publish %s", id);
+    }
+    IT_CHECK(natsConnection_FlushTimeout(nc, IT_REQUEST_MS) == NATS_OK, "flush");
+}
+
+/*
+ * A failure published with a plain publish while no sidecar runs waits in
+ * the stream: 10,000 of them, then the sidecar starts and files exactly
+ * 10,000 tasks, none twice, and the stream lets every one go.
+ */
+static void
+test_backlog_while_stopped(void **state)
+{
+    const char *flags[] = {JS_FLAGS, NULL};
+    struct it_env *e = it_env_start_js("js-backlog", flags);
+    uint64_t msgs;
+    json_t *st;
+    char status[32];
+    const int n = 10000;
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "the sidecar stopped cleanly (exit %d)", e->dmn.exit_status);
+    publish_failures(e->nc, "bl", 0, n);
+    IT_CHECK(wait_stream(e->nc, (uint64_t)n, IT_WAIT_MS, &msgs),
+             "the stream holds the %d failures published while no sidecar runs: %llu", n,
+             (unsigned long long)msgs);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "sidecar restarted");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "sidecar ready");
+    st = wait_enqueued(e->nc, n, 60000);
+    IT_CHECK(st && it_json_int(st, "lifetime_stats.enqueued") == n, "enqueued %lld of %d",
+             st ? (long long)it_json_int(st, "lifetime_stats.enqueued") : -1LL, n);
+    IT_CHECK(it_json_int(st, "queue_size") == n, "queue_size %lld",
+             (long long)it_json_int(st, "queue_size"));
+    IT_CHECK(it_json_int(st, "lifetime_stats.duplicates") == 0, "no failure counted twice");
+    json_decref(st);
+    IT_CHECK(wait_stream(e->nc, 0, IT_WAIT_MS, &msgs), "every failure was acked: %llu left",
+             (unsigned long long)msgs);
+    IT_CHECK(strcmp(it_task_status(e->nc, "bl-0", status, sizeof status), "pending") == 0,
+             "bl-0 is %s", status);
+    IT_CHECK(strcmp(it_task_status(e->nc, "bl-9999", status, sizeof status), "pending") == 0,
+             "bl-9999 is %s", status);
+    e->passed = true;
+}
+
+/* Clears every task (confirm, all): 0 or -1. */
+static int
+clear_all(natsConnection *nc)
+{
+    json_t *r = it_request_json(nc, "dlq.admin.clear", "{\"all\":true,\"confirm\":true}", IT_REQUEST_MS);
+    int rc = r && it_json_str(r, "error.message") == NULL ? 0 : -1;
+
+    json_decref(r);
+    return rc;
+}
+
+/*
+ * A full queue refuses nothing: what it cannot take is naked and waits in
+ * the stream. max_size 100 under a flood of 1,000: 100 tasks, 900 in the
+ * stream; each admin clear lets the next 100 in; in the end every one of
+ * the 1,000 was filed exactly once and the stream is empty.
+ */
+static void
+test_queue_full_waits_in_stream(void **state)
+{
+    const char *flags[] = {JS_FLAGS, "max_size=100", "ingest.nak_delay_ms=100", NULL};
+    struct it_env *e = it_env_start_js("js-full", flags);
+    uint64_t msgs = 0;
+    int64_t enq = 0;
+    json_t *st;
+    int rounds = 0;
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    publish_failures(e->nc, "full", 0, 1000);
+    st = wait_enqueued(e->nc, 100, IT_WAIT_MS);
+    IT_CHECK(st && it_json_int(st, "queue_size") == 100, "the queue filled to 100: %lld",
+             st ? (long long)it_json_int(st, "queue_size") : -1LL);
+    json_decref(st);
+    IT_CHECK(wait_stream(e->nc, 900, IT_WAIT_MS, &msgs), "the stream holds the other 900: %llu",
+             (unsigned long long)msgs);
+    while (enq < 1000 && rounds++ < 20) {
+        IT_CHECK(clear_all(e->nc) == 0, "clear");
+        st = wait_enqueued(e->nc, enq + 100, IT_WAIT_MS);
+        IT_CHECK(st != NULL, "stats");
+        enq = it_json_int(st, "lifetime_stats.enqueued");
+        json_decref(st);
+    }
+    st = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(st, "lifetime_stats.enqueued") == 1000, "enqueued %lld of 1000",
+             (long long)it_json_int(st, "lifetime_stats.enqueued"));
+    IT_CHECK(it_json_int(st, "lifetime_stats.duplicates") == 0, "none filed twice");
+    IT_CHECK(it_json_int(st, "lifetime_stats.refused_full") > 0,
+             "the full queue turned failures away (naked): %lld",
+             (long long)it_json_int(st, "lifetime_stats.refused_full"));
+    json_decref(st);
+    IT_CHECK(wait_stream(e->nc, 0, IT_WAIT_MS, &msgs), "the stream let every one go: %llu left",
+             (unsigned long long)msgs);
+    e->passed = true;
+}
+
+/*
+ * The server restarts (file storage) while the sidecar takes in a backlog:
+ * the stream keeps what it holds, the sidecar reconnects and goes on, and
+ * every failure is filed exactly once.
+ */
+static void
+test_server_restart_under_load(void **state)
+{
+    const char *flags[] = {JS_FLAGS, "ingest.fetch_batch=20", NULL};
+    struct it_env *e = it_env_start_js("js-restart", flags);
+    uint64_t msgs = 0;
+    json_t *st;
+    const int n = 5000;
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    publish_failures(e->nc, "rs", 0, n);
+    it_sleep_ms(100); /* the sidecar is busy taking them in */
+    IT_CHECK(it_server_restart(&e->srv) == 0, "nats-server restarted");
+    for (int i = 0; i < 200 && !natsConnection_IsReconnecting(e->nc) &&
+                    natsConnection_Status(e->nc) != NATS_CONN_STATUS_CONNECTED; i++)
+        it_sleep_ms(50);
+    st = wait_enqueued(e->nc, n, 60000);
+    IT_CHECK(st && it_json_int(st, "lifetime_stats.enqueued") == n, "enqueued %lld of %d",
+             st ? (long long)it_json_int(st, "lifetime_stats.enqueued") : -1LL, n);
+    IT_CHECK(it_json_int(st, "queue_size") == n, "queue_size %lld",
+             (long long)it_json_int(st, "queue_size"));
+    IT_CHECK(it_json_int(st, "lifetime_stats.duplicates") == 0, "no failure filed twice");
+    json_decref(st);
+    IT_CHECK(wait_stream(e->nc, 0, 60000, &msgs), "every failure was acked: %llu left",
+             (unsigned long long)msgs);
+    e->passed = true;
+}
+
+/*
+ * An existing stream that does not capture the failure subjects stops
+ * start-up with exit code 2 and an error naming it.
+ */
+static void
+test_stream_mismatch_stops_startup(void **state)
+{
+    const char *flags[] = {"retry_processor_enabled=false", NULL};
+    const char *js_flags[] = {JS_FLAGS, NULL};
+    struct it_env *e = it_env_start_js("js-mismatch", flags);
+    jsCtx *js = NULL;
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    const char *subjects[] = {"other.>"};
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "the core-mode sidecar stopped");
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK, "js");
+    jsStreamConfig_Init(&sc);
+    sc.Name = STREAM;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over other.> created");
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, js_flags) == 0, "started");
+    for (int i = 0; i < 200 && it_daemon_alive(&e->dmn); i++)
+        it_sleep_ms(50);
+    IT_CHECK(!it_daemon_alive(&e->dmn), "the sidecar stopped at start");
+    IT_CHECK(e->dmn.exit_status == 2, "exit status %d (want 2)", e->dmn.exit_status);
+    FILE *f = fopen(e->dmn.log, "r");
+    char line[4096];
+    bool named = false;
+    while (f && fgets(line, sizeof line, f))
+        named = named || (strstr(line, "DLQ_FAILED") && strstr(line, "does not capture"));
+    if (f)
+        fclose(f);
+    IT_CHECK(named, "the error names the stream and says why");
+    e->dmn.pid = 0;
+    e->passed = true;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_backlog_while_stopped, it_teardown),
+        cmocka_unit_test_teardown(test_queue_full_waits_in_stream, it_teardown),
+        cmocka_unit_test_teardown(test_server_restart_under_load, it_teardown),
+        cmocka_unit_test_teardown(test_stream_mismatch_stops_startup, it_teardown),
+    };
+
+    if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_backlog*' to run one */
+        cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
