@@ -324,6 +324,7 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_int(w, "invalid", (int64_t)c->invalid);
     sc_jw_int(w, "attempts", (int64_t)c->attempts);
     sc_jw_int(w, "duplicates", (int64_t)c->duplicates);
+    sc_jw_int(w, "redelivered", (int64_t)c->redelivered);
     sc_jw_int(w, "failures_while_retrying", (int64_t)c->failures_while_retrying);
     sc_jw_int(w, "refused_full", (int64_t)c->refused_full);
     sc_jw_int(w, "skipped", (int64_t)c->skipped);
@@ -385,6 +386,28 @@ stats_links(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_close(w, '}');
 }
 
+/* Writes "ingest": the mode, and in jetstream mode the source's state and counters. */
+static void
+stats_ingest(struct sc_daemon *d, struct sc_jw *w)
+{
+    struct sc_js_stats js = sc_js_get_stats(d->js);
+
+    sc_jw_open(w, "ingest", '{');
+    sc_jw_str(w, "mode", d->js ? "jetstream" : "core");
+    if (d->js) {
+        sc_jw_str(w, "stream", d->cfg->ingest_stream);
+        sc_jw_str(w, "consumer", d->cfg->ingest_consumer);
+        sc_jw_bool(w, "ready", js.ready);
+        sc_jw_uint(w, "fetched", js.fetched);
+        sc_jw_uint(w, "acked", js.acks);
+        sc_jw_uint(w, "naked", js.naks);
+        sc_jw_uint(w, "paused", js.pauses);
+        sc_jw_uint(w, "fetch_errors", js.fetch_errors);
+        sc_jw_uint(w, "setup_errors", js.setup_errors);
+    }
+    sc_jw_close(w, '}');
+}
+
 /* O(1) at any queue size: every count is kept up to date on every change (queue.c). */
 static void
 admin_stats(struct admin_req *r)
@@ -402,6 +425,7 @@ admin_stats(struct admin_req *r)
               d->cfg->max_size ? 100.0 * (double)active / (double)d->cfg->max_size : 0.0);
     stats_counts(d, &w);
     stats_lifetime(d, &w);
+    stats_ingest(d, &w);
     stats_retry_processor(d, &w);
     stats_links(d, &w);
     sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);

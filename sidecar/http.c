@@ -165,7 +165,8 @@ answer_text(struct http_conn *c, bool head, int code, const char *reason, const 
 }
 
 /*
- * /readyz: ready when NATS is connected, the subscriptions are live, the
+ * /readyz: ready when NATS is connected, the subscriptions are live (in
+ * jetstream mode: the ingest stream and consumer set up), the
  * store's state is "ok" and no shutdown has begun; 503 otherwise.
  */
 static void
@@ -174,7 +175,7 @@ serve_readyz(struct http_conn *c, bool head)
     struct sc_daemon *d = c->hs->d;
     struct sc_buf *b = &c->hs->body;
     bool up = sc_conn_connected(d->conn);
-    bool subs = sc_conn_subscribed(d->conn);
+    bool subs = sc_conn_subscribed(d->conn) && (!d->js || sc_js_get_stats(d->js).ready);
     const char *backend, *pstate;
     uint64_t queued;
     bool store_ok, ready;

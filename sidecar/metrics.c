@@ -215,6 +215,24 @@ render_ingest(struct sc_daemon *d, struct sc_buf *b)
                  "Failure messages nats.c dropped past its pending limits (slow consumer).",
                  slow > 0 ? (uint64_t)slow : 0);
     }
+    metric_u(b, "dlq_ingest_redelivered_total", "counter",
+             "JetStream deliveries of a failure a task already holds (no new failure).",
+             c->redelivered);
+    if (d->js) {
+        struct sc_js_stats js = sc_js_get_stats(d->js);
+        metric_u(b, "dlq_jetstream_ready", "gauge",
+                 "1 while the JetStream ingest stream and consumer are set up and fetching.",
+                 js.ready ? 1 : 0);
+        metric_u(b, "dlq_jetstream_fetched_total", "counter",
+                 "Failure messages pulled from the JetStream ingest consumer.", js.fetched);
+        metric_u(b, "dlq_jetstream_acks_total", "counter",
+                 "JetStream failure messages acknowledged (their task accepted).", js.acks);
+        metric_u(b, "dlq_jetstream_naks_total", "counter",
+                 "JetStream failure messages naked with a delay (not taken now; delivered again).",
+                 js.naks);
+        metric_u(b, "dlq_jetstream_fetch_errors_total", "counter",
+                 "Pull requests to the JetStream ingest consumer that failed.", js.fetch_errors);
+    }
     family(b, "dlq_invalid_total", "counter", "Failure messages refused as invalid, by reason.");
     for (size_t i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)
         sample_u(b, "dlq_invalid_total", "reason", d->reasons[i].reason, d->reasons[i].count);

@@ -127,6 +127,13 @@ test_backlog_while_stopped(void **state)
     json_decref(st);
     IT_CHECK(wait_stream(e->nc, 0, IT_WAIT_MS, &msgs), "every failure was acked: %llu left",
              (unsigned long long)msgs);
+    st = it_admin_stats(e->nc);
+    IT_CHECK(st && strcmp(it_json_str(st, "ingest.mode"), "jetstream") == 0, "stats say jetstream mode");
+    IT_CHECK(json_is_true(it_json_get(st, "ingest.ready")), "the source is ready");
+    IT_CHECK(it_json_int(st, "ingest.acked") == n, "acked %lld of %d",
+             (long long)it_json_int(st, "ingest.acked"), n);
+    IT_CHECK(it_json_int(st, "ingest.naked") == 0, "nothing naked");
+    json_decref(st);
     IT_CHECK(strcmp(it_task_status(e->nc, "bl-0", status, sizeof status), "pending") == 0,
              "bl-0 is %s", status);
     IT_CHECK(strcmp(it_task_status(e->nc, "bl-9999", status, sizeof status), "pending") == 0,
