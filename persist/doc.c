@@ -135,6 +135,7 @@ const char persist_task_properties[] =
     "\"defer_streak\":{\"type\":\"integer\"},"
     "\"episode\":{\"type\":\"integer\"},"
     "\"episode_id\":{\"type\":\"long\"},"
+    "\"stream_seq\":{\"type\":\"long\"},"
     "\"max_retries_own\":{\"type\":\"boolean\"},"
     "\"created_at\":{\"type\":\"date\"},"
     "\"updated_at\":{\"type\":\"date\"},"

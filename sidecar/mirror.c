@@ -487,6 +487,8 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     sc_jw_int(&w, "defer_streak", t->defer_streak);
     sc_jw_int(&w, "episode", t->episode);
     sc_jw_int(&w, "episode_id", t->episode_id);
+    if (t->stream_seq)
+        sc_jw_uint(&w, "stream_seq", t->stream_seq);
     sc_jw_bool(&w, "max_retries_own", t->max_retries_own);
     sc_jw_time(&w, "created_at", t->created_at);
     sc_jw_time(&w, "updated_at", t->updated_at);
@@ -633,6 +635,9 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     if (doc_int(src, "episode_id") > 0)
         t->episode_id = doc_int(src, "episode_id");
     dlq_queue_episode_seen(&d->m.q, t->episode_id);
+    /* JetStream ingest: a redelivery of what the stored task holds stays no new failure. */
+    if (json_is_integer(json_object_get(src, "stream_seq")) && doc_int(src, "stream_seq") > 0)
+        t->stream_seq = (uint64_t)doc_int(src, "stream_seq");
     /* A document without the flag keeps its stored budget. A default budget follows today's default. */
     t->max_retries_own = !json_is_false(json_object_get(src, "max_retries_own"));
     if (!t->max_retries_own && st != DLQ_TASK_EXHAUSTED)

@@ -2668,6 +2668,128 @@ test_paused_kill9(void **state)
     e->passed = true;
 }
 
+/* ---- JetStream ingest: kill -9 while failures stream in --------------------------------------- */
+
+/* A publisher of n failures "js-<i>" into the DLQ_FAILED stream (plain publishes, flushed every 500). */
+struct js_feed {
+    natsConnection *nc;
+    int n;
+    volatile int sent; /* use __atomic */
+    pthread_t th;
+};
+
+static void *
+js_feed_run(void *arg)
+{
+    struct js_feed *f = arg;
+    char id[64];
+
+    for (int i = 0; i < f->n; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "js-%05d", i);
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "connection refused";
+        penv_publish(f->nc, "dlq.failed.feed", &p);
+        if (i % 500 == 499) {
+            natsConnection_FlushTimeout(f->nc, IT_REQUEST_MS);
+            it_sleep_ms(20);
+        }
+        __atomic_store_n(&f->sent, i + 1, __ATOMIC_RELAXED);
+    }
+    natsConnection_FlushTimeout(f->nc, IT_REQUEST_MS);
+    return NULL;
+}
+
+/* The DLQ_FAILED stream's message count, or -1. */
+static int64_t
+js_stream_msgs(natsConnection *nc)
+{
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    int64_t n = -1;
+
+    if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+        return -1;
+    if (js_GetStreamInfo(&si, js, "DLQ_FAILED", NULL, NULL) == NATS_OK) {
+        n = (int64_t)si->State.Msgs;
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    return n;
+}
+
+/*
+ * JetStream ingest with the OpenSearch store: kill -9 of the sidecar at
+ * random moments while 50,000 failures stream in, restarted each time.
+ * A failure is acked only once OpenSearch holds its task, so what a killed
+ * sidecar had taken and not stored comes back (ack wait 2 s), and a
+ * redelivery of what a stored task holds is no new failure: in the end
+ * every published failure is exactly one document, the stream is empty and
+ * nothing was counted twice.
+ */
+static void
+test_js_kill9(void **state)
+{
+    char index[128];
+    struct flags f;
+    const char *extra[] = {"ingest.mode=jetstream", "ingest.ack_wait_ms=2000",
+                           "retry_processor_enabled=false", "max_size=100000", NULL};
+    const char *const *flags;
+    struct it_env *e;
+    struct js_feed feed = {0};
+    const int kills = quick() ? 3 : 5;
+    int64_t left = -1, deadline;
+    json_t *all, *st;
+    char id[64];
+
+    test_index("jskill9", index, sizeof index);
+    flags = os_flags(&f, os_url(), index, extra);
+    e = it_env_start_js("persist-js-kill9", flags);
+    assert_non_null(e);
+    *state = e;
+    feed.nc = it_env_connect(e, "feed");
+    feed.n = quick() ? 5000 : 50000;
+    IT_CHECK(pthread_create(&feed.th, NULL, js_feed_run, &feed) == 0, "feeder");
+    it_rand_seed((uint64_t)getpid());
+    for (int k = 0; k < kills; k++) {
+        it_sleep_ms(200 + (int64_t)(it_rand_u64() % 1300));
+        fprintf(stderr, "  kill -9 #%d after %d published\n", k + 1,
+                __atomic_load_n(&feed.sent, __ATOMIC_RELAXED));
+        kill9(&e->dmn);
+        restart(e, flags);
+    }
+    pthread_join(feed.th, NULL);
+    /* Everything is taken and acked: the stream is empty, and the store caught up. */
+    deadline = sc_now_mono_ms() + 180000;
+    while (sc_now_mono_ms() < deadline && (left = js_stream_msgs(e->nc)) != 0)
+        it_sleep_ms(200);
+    IT_CHECK(left == 0, "the stream still holds %lld failures", (long long)left);
+    json_decref(wait_stored(e->nc, 60000));
+    st = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(st, "queue_size") == feed.n, "queue_size %lld of %d",
+             (long long)it_json_int(st, "queue_size"), feed.n);
+    IT_CHECK(it_json_int(st, "lifetime_stats.duplicates") == 0,
+             "a redelivery counted as a repeat failure %lld times",
+             (long long)it_json_int(st, "lifetime_stats.duplicates"));
+    fprintf(stderr, "  last run: enqueued %lld, redelivered %lld, acked %lld, naked %lld\n",
+            (long long)it_json_int(st, "lifetime_stats.enqueued"),
+            (long long)it_json_int(st, "lifetime_stats.redelivered"),
+            (long long)it_json_int(st, "ingest.acked"), (long long)it_json_int(st, "ingest.naked"));
+    json_decref(st);
+    all = os_all(index);
+    IT_CHECK((int)json_object_size(all) == feed.n, "%zu documents for %d failures",
+             json_object_size(all), feed.n);
+    for (int i = 0; i < feed.n; i++) {
+        snprintf(id, sizeof id, "js-%05d", i);
+        IT_CHECK(json_object_get(all, id) != NULL, "%s is not in the index", id);
+    }
+    json_decref(all);
+    os_drop(index);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -2691,6 +2813,7 @@ main(void)
         cmocka_unit_test_teardown(test_ack_stored, it_teardown),
         cmocka_unit_test_teardown(test_spill, it_teardown),
         cmocka_unit_test_teardown(test_paused_kill9, paused_teardown),
+        cmocka_unit_test_teardown(test_js_kill9, it_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
