@@ -7,7 +7,11 @@
 
 #include <jansson.h>
 
-#include "sidecar-internal.h"
+#include "admin.h"
+#include "daemon.h"
+#include "metrics.h"
+#include "micro.h"
+#include "mirror.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000

@@ -2,7 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sidecar-internal.h"
+#include "daemon.h"
+#include "events.h"
 
 /*
  * The status an event reports: the task's own, except for a failure that

@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar-internal.h"
+#include "daemon.h"
+#include "events.h"
+#include "ingest.h"
+#include "mirror.h"
 
 #define INVALID_LOG_INTERVAL_MS 10000
 #define FULL_LOG_INTERVAL_MS 10000    /* queue-full refusals: one warning per interval */
