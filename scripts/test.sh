@@ -14,6 +14,9 @@ step "build (RelWithDebInfo, -Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
 ninja -C build
 
+step "calls go one way: no two files of the product call each other in a loop (from the objects' symbols)"
+python3 scripts/call-loops.py build
+
 step "clang-tidy: the bug-prone checks of .clang-tidy, warnings are errors"
 clang-tidy -p build --quiet common/*.c codec/*.c policy/*.c config/*.c persist/*.c dlq/*.c sidecar/*.c tools/*.c
 

@@ -7,7 +7,11 @@
 
 #include <jansson.h>
 
-#include "sidecar-internal.h"
+#include "admin.h"
+#include "daemon.h"
+#include "metrics.h"
+#include "micro.h"
+#include "mirror.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
@@ -847,6 +851,82 @@ retry_reply_one(struct admin_req *r, const struct dlq_task *t)
     reply_buf(r);
 }
 
+/* Answers {"cancel":true}: stops the running redrive (409 when none runs). */
+static void
+retry_cancel(struct admin_req *r, json_t *cancel)
+{
+    struct sc_daemon *d = r->d;
+    struct sc_redrive *rd = &d->redrive;
+
+    if (!json_is_boolean(cancel) || json_object_size(r->body) != 1) {
+        reply_error(r, 400, "cancel: must be true, alone");
+        return;
+    }
+    if (!json_is_true(cancel) || !rd->active) {
+        reply_error(r, 409, "no redrive is running");
+        return;
+    }
+    redrive_stop(d, true);
+    sc_log(SC_LOG_INFO, "redrive cancelled", "scheduled", sc_log_int((int64_t)rd->scheduled), NULL);
+    sc_buf_reset(&d->out);
+    sc_buf_appendf(&d->out, "{\"cancelled\":true,\"scheduled\":%llu}",
+                   (unsigned long long)rd->scheduled);
+    reply_buf(r);
+}
+
+/* Answers {"task_id":...}: retries that one task now (no filter, no rate beside it). */
+static void
+retry_task(struct admin_req *r, const json_t *rate, int64_t now)
+{
+    struct sc_daemon *d = r->d;
+    struct dlq_task *t;
+
+    if (has_filter_key(r) || rate || json_object_get(r->body, "all")) {
+        reply_error(r, 400, "task_id: give a task_id or a filter (with rate), not both");
+        return;
+    }
+    if (!(t = find_task(r)))
+        return;
+    if (!actionable(t)) {
+        reply_error(r, 409, "task is %s; only pending, parked or exhausted tasks can be retried",
+                    dlq_task_status_name(t->status));
+        return;
+    }
+    if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms())) {
+        reply_error(r, 409, "task has no usable retry subject (%s)",
+                    t->park_reason ? t->park_reason : "refused");
+        return;
+    }
+    retry_reply_one(r, t);
+}
+
+/* Retries every actionable task matching f at once (no rate); replies with the counts. */
+static void
+retry_matching(struct admin_req *r, const struct dlq_filter *f, int64_t now)
+{
+    struct sc_daemon *d = r->d;
+    size_t n = 0, skipped = 0;
+
+    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
+        if (!actionable(t) || !dlq_filter_match(f, t, now))
+            continue;
+        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
+            n++;
+        } else {
+            skipped++;
+        }
+    }
+    sc_buf_reset(&d->out);
+    sc_buf_appendf(&d->out, "{\"scheduled\":%zu,\"skipped\":%zu,\"paused\":%s}", n, skipped,
+                   d->paused ? "true" : "false");
+    reply_buf(r);
+}
+
+/*
+ * admin_retry() answers the retry verb: {"cancel":true} stops a running
+ * redrive, {"task_id":...} retries one task, a filter (or "all") retries
+ * the matching tasks at once or, with "rate", in a background redrive.
+ */
 static void
 admin_retry(struct admin_req *r)
 {
@@ -857,48 +937,17 @@ admin_retry(struct admin_req *r)
     int64_t now = sc_now_wall_ms();
     json_t *rate = r->body ? json_object_get(r->body, "rate") : NULL;
     json_t *cancel = r->body ? json_object_get(r->body, "cancel") : NULL;
-    size_t n = 0, skipped = 0;
 
     if (!check_keys(r, keys))
         return;
     if (rate && json_is_null(rate))
         rate = NULL;
     if (cancel && !json_is_null(cancel)) {
-        if (!json_is_boolean(cancel) || json_object_size(r->body) != 1) {
-            reply_error(r, 400, "cancel: must be true, alone");
-            return;
-        }
-        if (!json_is_true(cancel) || !rd->active) {
-            reply_error(r, 409, "no redrive is running");
-            return;
-        }
-        redrive_stop(d, true);
-        sc_log(SC_LOG_INFO, "redrive cancelled", "scheduled", sc_log_int((int64_t)rd->scheduled), NULL);
-        sc_buf_reset(&d->out);
-        sc_buf_appendf(&d->out, "{\"cancelled\":true,\"scheduled\":%llu}",
-                       (unsigned long long)rd->scheduled);
-        reply_buf(r);
+        retry_cancel(r, cancel);
         return;
     }
     if (r->body && json_object_get(r->body, "task_id")) {
-        struct dlq_task *t;
-        if (has_filter_key(r) || rate || json_object_get(r->body, "all")) {
-            reply_error(r, 400, "task_id: give a task_id or a filter (with rate), not both");
-            return;
-        }
-        if (!(t = find_task(r)))
-            return;
-        if (!actionable(t)) {
-            reply_error(r, 409, "task is %s; only pending, parked or exhausted tasks can be retried",
-                        dlq_task_status_name(t->status));
-            return;
-        }
-        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms())) {
-            reply_error(r, 409, "task has no usable retry subject (%s)",
-                        t->park_reason ? t->park_reason : "refused");
-            return;
-        }
-        retry_reply_one(r, t);
+        retry_task(r, rate, now);
         return;
     }
     if (!filter_or_all(r, "retry") || !parse_filter(r, &f))
@@ -918,19 +967,7 @@ admin_retry(struct admin_req *r)
         redrive_start(r, &f, json_number_value(rate), now);
         return;
     }
-    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
-        if (!actionable(t) || !dlq_filter_match(&f, t, now))
-            continue;
-        if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
-            n++;
-        } else {
-            skipped++;
-        }
-    }
-    sc_buf_reset(&d->out);
-    sc_buf_appendf(&d->out, "{\"scheduled\":%zu,\"skipped\":%zu,\"paused\":%s}", n, skipped,
-                   d->paused ? "true" : "false");
-    reply_buf(r);
+    retry_matching(r, &f, now);
 }
 
 /* ---- write verbs ----------------------------------------------------------------------------- */

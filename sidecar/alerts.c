@@ -3,9 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
+#include "daemon.h"
 #include "list.h"
 #include "persist.h"
-#include "sidecar-internal.h"
 
 #define SAMPLES 130            /* ring of counter samples covering the success-rate window */
 #define SAMPLES_PER_WINDOW 120 /* one sample every window/120 (or every check, if rarer) */

@@ -3,7 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar-internal.h"
+#include "admin.h"
+#include "alerts.h"
+#include "daemon.h"
+#include "dispatch.h"
+#include "http.h"
+#include "ingest.h"
+#include "metrics.h"
+#include "micro.h"
+#include "mirror.h"
 
 #define HANDOFF_CAP 65536
 #define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */

@@ -2,9 +2,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar-internal.h"
+#include "daemon.h"
+#include "dispatch.h"
+#include "events.h"
+#include "metrics.h"
+#include "mirror.h"
 
-uint64_t
+/* Random 64-bit value for jitter (xorshift on the loop thread): the machine's rand port. */
+static uint64_t
 sc_rand(void *ctx)
 {
     struct sc_daemon *d = ctx;

@@ -12,8 +12,10 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "daemon.h"
+#include "http.h"
 #include "list.h"
-#include "sidecar-internal.h"
+#include "metrics.h"
 
 /*
  * Why not evhttp: libevent 2.1.12 (Debian 12) has no evhttp_set_max_connections

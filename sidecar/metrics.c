@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar-internal.h"
+#include "alerts.h"
+#include "daemon.h"
+#include "metrics.h"
+#include "mirror.h"
 
 /*
  * Bucket upper bounds in seconds. Lateness is the wheel tick plus the rate

@@ -4,7 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sidecar-internal.h"
+#include "daemon.h"
+#include "micro.h"
 
 #define MICRO_NAME "dlq-sidecar"
 #define MICRO_DESCRIPTION "Dead-letter queue for NATS: admin request/reply API"

@@ -9,8 +9,10 @@
 
 #include <jansson.h>
 
+#include "daemon.h"
+#include "events.h"
+#include "mirror.h"
 #include "persist.h"
-#include "sidecar-internal.h"
 
 #define DOC_SCHEMA 1
 #define LOAD_WAIT_MS 120000   /* start-up: longest wait for the load before serving */

@@ -8,7 +8,8 @@
 
 #include <cmocka.h>
 
-#include "sidecar-internal.h"
+#include "common.h"
+#include "dispatch.h"
 
 /* classify() runs the scan on a heap copy of exactly strlen(s) bytes (no NUL after it: ASan sees overreads). */
 static sc_js_reply_kind

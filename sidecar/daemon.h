@@ -1,0 +1,103 @@
+/* daemon.h - the daemon's state (struct sc_daemon) that the sidecar's files share, and the transport shorthands on it. */
+#ifndef DLQ_SIDECAR_DAEMON_H
+#define DLQ_SIDECAR_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <nats/nats.h>
+
+#include "codec.h"
+#include "common.h"
+#include "config.h"
+#include "conn.h"
+#include "dlq.h"
+#include "jetstream.h"
+#include "log.h"
+#include "policy.h"
+#include "sidecar.h"
+
+/* Per-reason invalid counters (low cardinality: codec reasons plus a few). */
+#define SC_MAX_REASONS 32
+struct sc_reason_count {
+    const char *reason; /* static */
+    uint64_t count;
+    int64_t last_log_mono;
+};
+
+/* A background redrive (admin retry of a filter at a rate). */
+struct sc_redrive {
+    bool active;
+    double rate, tokens;
+    int64_t last_mono;
+    uint64_t scheduled;
+    uint64_t next_seq, last_seq; /* walk position and the last seq at start */
+    struct dlq_filter filter;
+    char *subject;               /* owned copy of filter.subject */
+    struct event *ev;
+    uint64_t matched;            /* tasks that matched at the start */
+    uint64_t skipped;            /* matched tasks that changed before their turn */
+    int64_t started_wall, finished_wall; /* 0 when none */
+    bool cancelled;
+    char *resume_id;             /* owned: id of the next task to visit (fast resume), or NULL */
+    size_t resume_len;
+    uint64_t resume_seq;
+};
+
+struct sc_daemon {
+    struct config *cfg;        /* borrowed from main, lives longer */
+    struct event_base *base;
+    struct sc_conn *conn;      /* the NATS transport (conn.h); NULL before sc_conn_new() */
+    struct sc_conn_sub *sub_failed; /* the core ingest subscription (drained at shutdown); NULL in jetstream mode */
+    struct sc_js *js;          /* the JetStream source (ingest.mode: jetstream, jetstream.h); NULL in core mode */
+    struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
+    struct codec *codec;
+    struct policy_classifier *classifier;
+    struct dlq_machine m;      /* the state machine: wheels, in-flight slots (dispatch.c fills its ports) */
+    struct event *tick_ev;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *drain_ev;
+    struct sc_reason_count reasons[SC_MAX_REASONS];
+    struct sc_lograte log_full, log_unknown; /* ingest.c: queue-full refusals, unknown envelope keys */
+    uint64_t err_category[POLICY_CAT_COUNT];
+    bool paused;               /* admin pause or retry_processor_enabled false */
+    bool stopping;
+    int64_t stop_deadline_mono;
+    int64_t ingest_drain_started_mono;
+    uint64_t ingest_received_at_stop; /* c.received when the drain started */
+    int64_t started_mono, started_wall;
+    struct sc_buf out;         /* reusable JSON output */
+    struct sc_buf scratch;     /* reusable scratch */
+    uint64_t rng;
+    int exit_code;
+    struct sc_redrive redrive;
+    sc_reload_fn reload;       /* SIGHUP: builds a fresh configuration */
+    void *reload_ctx;
+    struct sc_metrics *metrics; /* histograms (metrics.c); NULL-safe */
+    struct sc_http *http;       /* /healthz, /readyz, /metrics (http.c); NULL when disabled */
+    struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
+    struct sc_mirror *mirror;    /* the store mirror (mirror.c); NULL before sc_mirror_open() */
+};
+
+/*
+ * The transport (conn.h) for the files that publish as the daemon:
+ * sc_publish() and sc_respond() are sc_conn_publish() and sc_conn_respond()
+ * on d's connection (see there). Loop thread.
+ */
+static inline sc_status
+sc_publish(struct sc_daemon *d, const char *subject, const char *reply, const void *body,
+           size_t len, const char *const *headers)
+{
+    return sc_conn_publish(d->conn, subject, reply, body, len, headers);
+}
+
+static inline void
+sc_respond(struct sc_daemon *d, natsMsg *req, const char *body, size_t len, int error_code,
+           const char *error_message)
+{
+    sc_conn_respond(d->conn, req, body, len, error_code, error_message);
+}
+
+#endif
