@@ -2790,6 +2790,70 @@ test_js_kill9(void **state)
     e->passed = true;
 }
 
+/*
+ * JetStream ingest while the store cannot take writes (a write block on the
+ * index): nothing is acked, the failures wait in the stream (naked, delivered
+ * again), and once the block is lifted every one is stored and acked.
+ */
+static void
+test_js_store_blocked(void **state)
+{
+    char index[128], path[256], id[64];
+    struct flags f;
+    const char *extra[] = {"ingest.mode=jetstream", "ingest.nak_delay_ms=200",
+                           "retry_processor_enabled=false", NULL};
+    const char *const *flags;
+    struct it_env *e;
+    const int n = 200;
+    int64_t left = -1, deadline;
+    json_t *st;
+    long hs;
+
+    test_index("jsblock", index, sizeof index);
+    flags = os_flags(&f, os_url(), index, extra);
+    e = it_env_start_js("persist-js-block", flags);
+    assert_non_null(e);
+    *state = e;
+    snprintf(path, sizeof path, "/%s/_settings", index);
+    json_decref(os_call("PUT", path, "{\"index.blocks.write\":true}", &hs));
+    IT_CHECK(hs == 200, "set the write block: HTTP %ld", hs);
+    for (int i = 0; i < n; i++) {
+        struct penv p = {0};
+        snprintf(id, sizeof id, "blk-%03d", i);
+        p.task_id = id;
+        p.n = i;
+        p.max_retries = -1;
+        p.error = "connection refused";
+        penv_publish(e->nc, "dlq.failed.block", &p);
+    }
+    natsConnection_FlushTimeout(e->nc, IT_REQUEST_MS);
+    /* Taken into memory, but not acked: the stream still holds every one. */
+    wait_queue(e->nc, n, IT_WAIT_MS);
+    it_sleep_ms(1500);
+    st = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(st, "ingest.acked") == 0, "acked %lld while the store took nothing",
+             (long long)it_json_int(st, "ingest.acked"));
+    IT_CHECK(it_json_int(st, "ingest.naked") > 0, "nothing was naked");
+    json_decref(st);
+    IT_CHECK(js_stream_msgs(e->nc) == n, "the stream holds %lld of %d",
+             (long long)js_stream_msgs(e->nc), n);
+    json_decref(os_call("PUT", path, "{\"index.blocks.write\":null}", &hs));
+    IT_CHECK(hs == 200, "clear the write block: HTTP %ld", hs);
+    deadline = sc_now_mono_ms() + 60000;
+    while (sc_now_mono_ms() < deadline && (left = js_stream_msgs(e->nc)) != 0)
+        it_sleep_ms(200);
+    IT_CHECK(left == 0, "the stream still holds %lld", (long long)left);
+    json_decref(wait_stored(e->nc, 30000));
+    IT_CHECK(os_count(index, NULL) == n, "%lld documents of %d", (long long)os_count(index, NULL), n);
+    st = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(st, "lifetime_stats.enqueued") == n && it_json_int(st, "lifetime_stats.duplicates") == 0,
+             "enqueued %lld, duplicates %lld", (long long)it_json_int(st, "lifetime_stats.enqueued"),
+             (long long)it_json_int(st, "lifetime_stats.duplicates"));
+    json_decref(st);
+    os_drop(index);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -2814,6 +2878,7 @@ main(void)
         cmocka_unit_test_teardown(test_spill, it_teardown),
         cmocka_unit_test_teardown(test_paused_kill9, paused_teardown),
         cmocka_unit_test_teardown(test_js_kill9, it_teardown),
+        cmocka_unit_test_teardown(test_js_store_blocked, it_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
