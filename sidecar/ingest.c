@@ -284,7 +284,8 @@ sc_ingest_js(struct sc_daemon *d, natsMsg *m)
     if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
         /* Not a JetStream delivery (cannot come from a bound pull consumer): nothing to ack. */
         d->m.c.received++;
-        refuse_invalid(d, m, "unknown", "bad_subject", "not a JetStream delivery", false);
+        refuse_invalid(d, m, "unknown", "not_jetstream",
+                       "the message on the JetStream source carries no JetStream ack subject", false);
         return;
     }
     if (!decode(d, m, false, &env, &f)) {

@@ -12,6 +12,7 @@
 #define FETCH_WAIT_MS 1000   /* one pull request's expiry: also how soon the thread sees a stop */
 #define RETRY_SETUP_MS 1000  /* between set-up attempts while NATS or JetStream is away */
 #define FETCH_ERROR_MS 200   /* after a failed pull request */
+#define FETCH_ERRORS_MAX 5   /* failed pull requests in a row before the set-up is done again */
 #define NS_PER_MS 1000000LL
 
 /*
@@ -37,6 +38,8 @@ struct sc_js {
     int64_t paused_until;          /* mono ms: use __atomic */
     uint64_t fetched, fetch_errors, setup_errors; /* written by the fetch thread: use __atomic */
     uint64_t acks, naks, pauses;   /* loop thread */
+    unsigned errors_in_row;        /* failed pull requests since the last good one: fetch thread */
+    int64_t last_warn_mono;        /* the last fetch warning logged (one per 10 s): fetch thread */
 };
 
 /* ---- subjects --------------------------------------------------------------------------------- */
@@ -278,13 +281,22 @@ fetch_once(struct sc_js *js)
         return true; /* nothing to fetch */
     if (s != NATS_OK) {
         __atomic_add_fetch(&js->fetch_errors, 1, __ATOMIC_RELAXED);
-        if (!stopping(js))
-            sc_log(SC_LOG_WARN, "jetstream: fetch failed", "error", natsStatus_GetText(s), NULL);
+        if (!stopping(js) && sc_now_mono_ms() - js->last_warn_mono >= 10000) {
+            sc_log(SC_LOG_WARN, "jetstream: fetch failed (logged once per 10 s)", "error",
+                   natsStatus_GetText(s), NULL);
+            js->last_warn_mono = sc_now_mono_ms();
+        }
         natsMsgList_Destroy(&list);
         wait_ms(js, FETCH_ERROR_MS);
-        /* The consumer or its subscription is gone (deleted, or the connection closed): redo it. */
-        return s != NATS_NOT_FOUND && s != NATS_INVALID_SUBSCRIPTION && je != JSConsumerNotFoundErr;
+        /*
+         * The consumer or its subscription is gone (deleted by an operator,
+         * the stream recreated, the subscription closed), or pulls keep
+         * failing for a reason nats.c does not name: set it all up again.
+         */
+        return ++js->errors_in_row < FETCH_ERRORS_MAX && s != NATS_NOT_FOUND &&
+               s != NATS_INVALID_SUBSCRIPTION && je != JSConsumerNotFoundErr;
     }
+    js->errors_in_row = 0;
     __atomic_add_fetch(&js->fetched, (uint64_t)list.Count, __ATOMIC_RELAXED);
     for (int i = 0; i < list.Count; i++) {
         natsMsg *m = list.Msgs[i];
@@ -322,6 +334,7 @@ fetch_main(void *arg)
             continue;
         }
         if (!fetch_once(js)) {
+            js->errors_in_row = 0;
             __atomic_store_n(&js->ready, 0, __ATOMIC_RELEASE);
             natsSubscription_Destroy(js->sub);
             js->sub = NULL;
@@ -383,10 +396,13 @@ sc_js_close(struct sc_js *js)
 void
 sc_js_pause(struct sc_js *js, int64_t ms)
 {
+    int64_t now = sc_now_mono_ms();
+
     if (!js)
         return;
-    js->pauses++;
-    __atomic_store_n(&js->paused_until, sc_now_mono_ms() + ms, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&js->paused_until, __ATOMIC_RELAXED) <= now)
+        js->pauses++; /* a new pause, not one more refusal within it */
+    __atomic_store_n(&js->paused_until, now + ms, __ATOMIC_RELAXED);
 }
 
 void

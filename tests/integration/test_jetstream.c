@@ -274,6 +274,37 @@ test_stream_mismatch_stops_startup(void **state)
     e->passed = true;
 }
 
+/*
+ * An operator deletes the shared consumer while the sidecar runs: the
+ * sidecar notices, sets it up again and goes on taking failures.
+ */
+static void
+test_consumer_deleted(void **state)
+{
+    const char *flags[] = {JS_FLAGS, NULL};
+    struct it_env *e = it_env_start_js("js-consumer-deleted", flags);
+    jsCtx *js = NULL;
+    json_t *st;
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    publish_failures(e->nc, "cd", 0, 10);
+    st = wait_enqueued(e->nc, 10, IT_WAIT_MS);
+    IT_CHECK(it_json_int(st, "lifetime_stats.enqueued") == 10, "the first 10 arrived");
+    json_decref(st);
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK, "js");
+    IT_CHECK(js_DeleteConsumer(js, STREAM, "dlq-sidecar", NULL, NULL) == NATS_OK, "consumer deleted");
+    jsCtx_Destroy(js);
+    it_sleep_ms(500);
+    publish_failures(e->nc, "cd", 10, 10);
+    st = wait_enqueued(e->nc, 20, 30000);
+    IT_CHECK(it_json_int(st, "lifetime_stats.enqueued") == 20,
+             "after the consumer was deleted, %lld of 20 arrived",
+             (long long)it_json_int(st, "lifetime_stats.enqueued"));
+    json_decref(st);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -282,6 +313,7 @@ main(void)
         cmocka_unit_test_teardown(test_queue_full_waits_in_stream, it_teardown),
         cmocka_unit_test_teardown(test_server_restart_under_load, it_teardown),
         cmocka_unit_test_teardown(test_stream_mismatch_stops_startup, it_teardown),
+        cmocka_unit_test_teardown(test_consumer_deleted, it_teardown),
     };
 
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_backlog*' to run one */
