@@ -2034,6 +2034,7 @@ scenario_peer(double *rate_out, struct late *late_out, double *bytes_out)
     memset(late_out, 0, sizeof(*late_out));
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 30000; /* nats.c's 200 ms default fails the fill on a busy 2.15 server */
     if (!nc || natsConnection_JetStream(&js, nc, &jo) != NATS_OK || js_reset(js, JS_STREAM_TPUT, JS_SUBJ_TPUT)) {
         note("peer: JetStream unavailable (is nats-server running with -js?)");
         failures++;
