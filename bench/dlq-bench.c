@@ -62,11 +62,13 @@ struct opts {
     long admin_samples;   /* requests of each kind and condition */
     long admin_rate;      /* background ingest during the admin measurement, per second */
     long tick_ms;         /* timer.tick_ms of every sidecar */
+    long js_batch;        /* jsingest: messages per pull request, bare and sidecar (ingest.fetch_batch) */
     bool quick;
     unsigned scen;        /* SC_* bits */
 };
 
-enum { S_INGEST = 1, S_DISPATCH = 2, S_TIMER = 4, S_MEMORY = 8, S_ADMIN = 16, S_PEER = 32 };
+enum { S_INGEST = 1, S_DISPATCH = 2, S_TIMER = 4, S_MEMORY = 8, S_ADMIN = 16, S_PEER = 32,
+       S_JSINGEST = 64 };
 
 /* One line of the printed table. */
 struct row {
@@ -2032,6 +2034,7 @@ scenario_peer(double *rate_out, struct late *late_out, double *bytes_out)
     memset(late_out, 0, sizeof(*late_out));
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 30000; /* nats.c's 200 ms default fails the fill on a busy 2.15 server */
     if (!nc || natsConnection_JetStream(&js, nc, &jo) != NATS_OK || js_reset(js, JS_STREAM_TPUT, JS_SUBJ_TPUT)) {
         note("peer: JetStream unavailable (is nats-server running with -js?)");
         failures++;
@@ -2110,6 +2113,337 @@ scenario_peer(double *rate_out, struct late *late_out, double *bytes_out)
     natsConnection_Destroy(nc);
 }
 
+/* ---- scenario: JetStream ingest ------------------------------------------------------------- */
+
+#define JSI_STREAM "DLQ_FAILED"        /* ingest.stream's default */
+#define JSI_SUBJECTS "dlq.failed.>"    /* what the sidecar's stream captures */
+#define JSI_BARE_DURABLE "bench-bare"
+#define JSI_MAX_ACK_PENDING 10000      /* ingest.max_ack_pending's default */
+#define JSI_POLL_NS 5000000LL          /* stream-state samples, 5 ms apart */
+
+/*
+ * The drain of the stream as the server sees it, the same measure for both
+ * consumers: a thread samples the stream's message count (work-queue
+ * retention: an acked message leaves the stream) until it reaches 0. The
+ * rate is the messages left at the first sample below n over the time from
+ * that sample to the first sample at 0.
+ */
+struct drain {
+    jsCtx *js;
+    long n;                    /* messages in the stream at the start */
+    int stop;                  /* atomic: give up */
+    pthread_t th;
+    int64_t t_first, t_last;   /* mono ns: first sample below n, first sample at 0 */
+    long m_first;              /* messages left at t_first */
+    long left;                 /* atomic: the latest sample */
+};
+
+/* drain_main() samples the stream every JSI_POLL_NS until it is empty or told to stop. */
+static void *
+drain_main(void *arg)
+{
+    struct drain *d = arg;
+
+    while (!LOAD(d->stop)) {
+        jsStreamInfo *si = NULL;
+        if (js_GetStreamInfo(&si, d->js, JSI_STREAM, NULL, NULL) == NATS_OK) {
+            long msgs = (long)si->State.Msgs;
+            int64_t now = mono_ns();
+            jsStreamInfo_Destroy(si);
+            STORE(d->left, msgs);
+            if (!d->t_first && msgs < d->n) {
+                d->t_first = now;
+                d->m_first = msgs;
+            }
+            if (msgs == 0) {
+                d->t_last = now;
+                break;
+            }
+        }
+        sleep_ns(JSI_POLL_NS);
+    }
+    return NULL;
+}
+
+/* drain_rate() is the measured rate in messages per second (0 when the stream never emptied). */
+static double
+drain_rate(const struct drain *d)
+{
+    if (!d->t_last || d->t_last <= d->t_first)
+        return 0;
+    return (double)d->m_first / ((double)(d->t_last - d->t_first) / 1e9);
+}
+
+/*
+ * drain_wait() waits until the stream is empty; gives up (and stops the
+ * sampler) when the count has not moved for stall_ms. Returns true when empty.
+ */
+static bool
+drain_wait(struct drain *d, long stall_ms)
+{
+    int64_t moved = mono_ns();
+    long last = LOAD(d->left);
+
+    while (LOAD(d->left) > 0) {
+        long left;
+        sleep_ms(10);
+        left = LOAD(d->left);
+        if (left != last) {
+            last = left;
+            moved = mono_ns();
+        } else if (mono_ns() - moved > (int64_t)stall_ms * 1000000LL) {
+            break;
+        }
+    }
+    STORE(d->stop, 1);
+    pthread_join(d->th, NULL); /* t_first, t_last and m_first are read after the join */
+    return d->t_last > 0;
+}
+
+/* jsi_reset() deletes and re-creates the sidecar's stream as the sidecar would: work-queue, memory. */
+static int
+jsi_reset(jsCtx *js)
+{
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[1] = {JSI_SUBJECTS};
+    natsStatus s;
+
+    js_DeleteStream(js, JSI_STREAM, NULL, &jerr);
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = JSI_STREAM;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = js_WorkQueuePolicy;
+    cfg.Storage = js_MemoryStorage;
+    s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK)
+        note("jsingest: js_AddStream %s: %s (%d)", JSI_STREAM, natsStatus_GetText(s), (int)jerr);
+    return s == NATS_OK ? 0 : -1;
+}
+
+/*
+ * jsi_fill() publishes the n ingest envelopes (the core ingest scenario's,
+ * indexes 0..n-1) to SUBJ_FAILED with PubAcks and waits for them. Returns
+ * the stream's message count, or -1.
+ */
+static long
+jsi_fill(jsCtx *js, long n)
+{
+    struct env_spec env = {"js", INGEST_TASK_BYTES, NULL};
+    uint8_t buf[INGEST_TASK_BYTES + 512];
+    jsPubOptions po;
+    jsStreamInfo *si = NULL;
+    long stored = -1;
+
+    for (long i = 0; i < n; i++) {
+        size_t len = build_envelope(buf, &env, (uint64_t)i);
+        if (js_PublishAsync(js, SUBJ_FAILED, buf, (int)len, NULL) != NATS_OK) {
+            note("jsingest: publish failed at %ld", i);
+            return -1;
+        }
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    js_PublishAsyncComplete(js, &po);
+    if (js_GetStreamInfo(&si, js, JSI_STREAM, NULL, NULL) == NATS_OK)
+        stored = (long)si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return stored;
+}
+
+/* drain_start() starts the sampler on a stream holding n messages. Returns 0 or -1. */
+static int
+drain_start(struct drain *d, jsCtx *js, long n)
+{
+    memset(d, 0, sizeof(*d));
+    d->js = js;
+    d->n = n;
+    d->left = n;
+    return pthread_create(&d->th, NULL, drain_main, d) == 0 ? 0 : -1;
+}
+
+/*
+ * jsi_bare() drains the stream with a bare nats.c pull consumer configured
+ * as the sidecar's (explicit acks, max_ack_pending, unlimited deliveries):
+ * natsSubscription_Fetch of O.js_batch, natsMsg_Ack of each message,
+ * on this thread, then waits for d (started by the caller) to see the
+ * stream empty (*drained). Returns the messages acked, or -1 when it could not start.
+ */
+static long
+jsi_bare(natsConnection *nc, jsCtx *js, long n, struct drain *d, bool *drained)
+{
+    jsConsumerConfig cc;
+    jsConsumerInfo *ci = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    natsSubscription *sub = NULL;
+    long acked = 0, idle = 0;
+
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = JSI_BARE_DURABLE;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = 30000LL * 1000000LL;
+    cc.MaxDeliver = -1;
+    cc.MaxAckPending = JSI_MAX_ACK_PENDING;
+    cc.FilterSubject = JSI_SUBJECTS;
+    if (js_AddConsumer(&ci, js, JSI_STREAM, &cc, NULL, &jerr) != NATS_OK) {
+        note("jsingest: bare consumer: %d", (int)jerr);
+        return -1;
+    }
+    jsConsumerInfo_Destroy(ci);
+    jsSubOptions_Init(&so);
+    so.Stream = JSI_STREAM;
+    so.Consumer = JSI_BARE_DURABLE;
+    if (js_PullSubscribe(&sub, js, JSI_SUBJECTS, JSI_BARE_DURABLE, NULL, &so, &jerr) != NATS_OK) {
+        note("jsingest: bare pull subscribe: %d", (int)jerr);
+        js_DeleteConsumer(js, JSI_STREAM, JSI_BARE_DURABLE, NULL, NULL);
+        return -1;
+    }
+    while (acked < n && idle < 10) {
+        natsMsgList list = {0};
+        natsStatus s = natsSubscription_Fetch(&list, sub, (int)O.js_batch, 1000, &jerr);
+        if (s != NATS_OK) {
+            idle++;
+            natsMsgList_Destroy(&list);
+            continue;
+        }
+        idle = 0;
+        for (int i = 0; i < list.Count; i++)
+            if (natsMsg_Ack(list.Msgs[i], NULL) == NATS_OK)
+                acked++;
+        natsMsgList_Destroy(&list);
+    }
+    /* the acks still in nats.c's buffer must reach the server before the consumer goes: a
+       work-queue stream keeps what a deleted consumer had not acked */
+    natsConnection_FlushTimeout(nc, 10000);
+    *drained = drain_wait(d, 10000);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    js_DeleteConsumer(js, JSI_STREAM, JSI_BARE_DURABLE, NULL, NULL);
+    return acked;
+}
+
+/* jsi_sidecar() drains the stream with the sidecar (ingest.mode jetstream). Returns tasks enqueued or -1. */
+static long long
+jsi_sidecar(natsConnection *pub, jsCtx *js, long n, struct drain *d, json_t *res)
+{
+    static char batch[64];
+    const char *const extra[] = {"--ingest.mode=jetstream", "--ingest.stream_storage=memory", batch,
+                                 "--backoff.exp_base_ms=" LONG_DELAY_MS,
+                                 "--backoff.linear_step_ms=" LONG_DELAY_MS, NULL};
+    struct sidecar sc;
+    json_t *st;
+    long long enq = -1;
+    bool ok;
+
+    snprintf(batch, sizeof(batch), "--ingest.fetch_batch=%ld", O.js_batch);
+    if (drain_start(d, js, n))
+        return -1;
+    if (sidecar_start(&sc, pub, "jsingest", extra)) {
+        STORE(d->stop, 1);
+        pthread_join(d->th, NULL);
+        return -1;
+    }
+    ok = drain_wait(d, 20000);
+    st = stats(pub);
+    enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+    jint(res, "sidecar_invalid", st ? jpath_int(st, "lifetime_stats.invalid") : -1);
+    jint(res, "sidecar_refused_full", st ? jpath_int(st, "lifetime_stats.refused_full") : -1);
+    json_decref(st);
+    if (sidecar_stop(&sc) || !ok)
+        failures++;
+    js_DeleteConsumer(js, JSI_STREAM, "dlq-sidecar", NULL, NULL);
+    return enq;
+}
+
+/*
+ * scenario_jsingest() measures tasks/s of the sidecar draining a pre-filled
+ * DLQ_FAILED stream (memory storage) against a bare nats.c pull consumer
+ * draining the same contents, both timed by the stream's count.
+ */
+static void
+scenario_jsingest(natsConnection *pub)
+{
+    json_t *res = jobj("jsingest");
+    natsConnection *nc = connect_plain("bench-js-ingest");
+    jsCtx *js = NULL;
+    jsOptions jo;
+    struct drain d;
+    double bare_rate = 0, sc_rate = 0;
+    long stored, acked;
+    long long enq = -1, lost;
+    bool drained = false;
+    char a[32], b[32], r[32], buf[128];
+
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 30000; /* a busy server: wait for PubAcks, do not fail the fill */
+    if (!nc || natsConnection_JetStream(&js, nc, &jo) != NATS_OK || jsi_reset(js)) {
+        note("jsingest: JetStream unavailable (is nats-server running with -js?)");
+        failures++;
+        goto done;
+    }
+    jint(res, "tasks", O.n);
+    jint(res, "fetch_batch", O.js_batch);
+    jint(res, "max_ack_pending", JSI_MAX_ACK_PENDING);
+    note("jsingest: %ld envelopes in %s (memory, work queue); bare pull consumer first", O.n,
+         JSI_STREAM);
+
+    /* 1. the bare pull consumer */
+    stored = jsi_fill(js, O.n);
+    if (stored != O.n || drain_start(&d, js, O.n)) {
+        note("jsingest: stream holds %ld of %ld", stored, O.n);
+        failures++;
+        goto done;
+    }
+    acked = jsi_bare(nc, js, O.n, &d, &drained);
+    if (acked < 0) {
+        STORE(d.stop, 1);
+        pthread_join(d.th, NULL);
+    }
+    if (!drained || acked != O.n)
+        failures++;
+    bare_rate = drain_rate(&d);
+    jnum(res, "bare_tasks_per_s", bare_rate);
+    jint(res, "bare_acked", acked);
+    note("jsingest: bare pull consumer %s/s (%ld acked)", fmt_count(a, bare_rate), acked);
+
+    /* 2. the sidecar, the same contents */
+    stored = jsi_fill(js, O.n);
+    if (stored != O.n) {
+        note("jsingest: stream holds %ld of %ld", stored, O.n);
+        failures++;
+        goto done;
+    }
+    enq = jsi_sidecar(pub, js, O.n, &d, res);
+    sc_rate = drain_rate(&d);
+    lost = enq >= 0 ? O.n - enq : O.n;
+    jnum(res, "sidecar_tasks_per_s", sc_rate);
+    jint(res, "sidecar_enqueued", enq);
+    jint(res, "lost", lost);
+    jnum(res, "ratio", bare_rate > 0 ? sc_rate / bare_rate : 0);
+    note("jsingest: sidecar %s/s; enqueued %lld of %ld", fmt_count(a, sc_rate), enq, O.n);
+    if (enq != O.n)
+        losses++;
+    snprintf(buf, sizeof(buf), "bare nats.c pull consumer (Fetch %ld, ack each) %s/s", O.js_batch,
+             fmt_count(b, bare_rate));
+    snprintf(r, sizeof(r), "%.2fx", bare_rate > 0 ? sc_rate / bare_rate : 0);
+    fmt_count(a, sc_rate);
+    strcat(a, "/s");
+    add_row("jsingest", "tasks/s draining DLQ_FAILED", a, buf, r, ">= 0.8x",
+            bare_rate > 0 && sc_rate / bare_rate >= 0.8 ? "yes" : "NO");
+    snprintf(buf, sizeof(buf), "%lld", lost);
+    add_row("jsingest", "lost (stats: enqueued vs stored)", buf, "", "", "0", lost == 0 ? "yes" : "NO");
+done:
+    if (js)
+        js_DeleteStream(js, JSI_STREAM, NULL, NULL);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
 /* ---- output ---------------------------------------------------------------------------------- */
 
 /* table_markdown() renders the rows as a Markdown table into a new string. */
@@ -2155,7 +2489,10 @@ usage(FILE *f)
             "  --admin-samples K     requests of each admin verb and condition (default 100)\n"
             "  --admin-rate R        background ingest during the admin test, tasks/s (default 10000)\n"
             "  --tick-ms MS          timer.tick_ms of the sidecars (default 10)\n"
-            "  --scenarios LIST      comma list of ingest,dispatch,timer,memory,admin,peer (default all)\n"
+            "  --js-batch B          jsingest: messages per pull request, bare consumer and sidecar\n"
+            "                        (ingest.fetch_batch; default 256)\n"
+            "  --scenarios LIST      comma list of ingest,dispatch,timer,memory,admin,peer,jsingest\n"
+            "                        (default all)\n"
             "  --quick               small sizes: a smoke run of a few seconds\n"
             "  --free-port           print a free TCP port on 127.0.0.1 and exit\n");
 }
@@ -2191,7 +2528,8 @@ parse_scenarios(const char *list)
         const char *name;
         unsigned bit;
     } names[] = {{"ingest", S_INGEST}, {"dispatch", S_DISPATCH}, {"timer", S_TIMER},
-                 {"memory", S_MEMORY}, {"admin", S_ADMIN},       {"peer", S_PEER}};
+                 {"memory", S_MEMORY}, {"admin", S_ADMIN},       {"peer", S_PEER},
+                 {"jsingest", S_JSINGEST}};
     char buf[256], *save = NULL, *tok;
     unsigned bits = 0;
 
@@ -2231,7 +2569,7 @@ int
 main(int argc, char **argv)
 {
     long n = -1, timer_n = -1, tmin = -1, tmax = -1, tbat = -1, samples = -1, arate = -1;
-    const char *scen = "ingest,dispatch,timer,memory,admin,peer";
+    const char *scen = "ingest,dispatch,timer,memory,admin,peer,jsingest";
     struct late tl = {0, 0, 0, 0, 0, 0}, jl = {0, 0, 0, 0, 0, 0};
     double js_rate = 0, js_bytes = 0, mem_bytes = 0;
     natsConnection *pub;
@@ -2240,6 +2578,7 @@ main(int argc, char **argv)
     start_ns = mono_ns();
     O.workdir = "/tmp";
     O.tick_ms = 10;
+    O.js_batch = 256; /* ingest.fetch_batch's default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -2284,6 +2623,8 @@ main(int argc, char **argv)
             arate = num_arg(a, v);
         else if (strcmp(a, "--tick-ms") == 0)
             O.tick_ms = num_arg(a, v);
+        else if (strcmp(a, "--js-batch") == 0)
+            O.js_batch = num_arg(a, v);
         else if (strcmp(a, "--scenarios") == 0)
             scen = v;
         else {
@@ -2339,6 +2680,8 @@ main(int argc, char **argv)
         scenario_store(pub, &mem_bytes);
     if (O.scen & S_PEER)
         scenario_peer(&js_rate, &jl, &js_bytes);
+    if (O.scen & S_JSINGEST)
+        scenario_jsingest(pub);
 
     /* memory and peer rows are written last: they need the JetStream figures */
     if (O.scen & S_MEMORY) {

@@ -61,9 +61,15 @@ if listening "$host" "$port"; then
 elif [ "$local_host" = 0 ]; then
   echo "run: no NATS server answers on $host:$port yet; the sidecar keeps retrying until one does" >&2
 else
-  echo "run: no NATS server on $host:$port; starting nats-server there (log: build/nats-server.log)" >&2
+  # The nats-server the tests run against (v2.15.3, installed by install-deps.sh) with JetStream
+  # on, so that --ingest.mode=jetstream works too (its stream is kept in build/nats-js);
+  # the one on PATH (Debian's 2.9.10: core mode only) when it is missing.
+  server=.deps/bin/nats-server
+  js_args=(-js -sd build/nats-js)
+  if [ ! -x "$server" ]; then server=nats-server; js_args=(); fi
+  echo "run: no NATS server on $host:$port; starting $server ${js_args[*]} there (log: build/nats-server.log)" >&2
   # its own session: Ctrl-C stops the sidecar first (it drains), then the trap stops the server
-  setsid nats-server -a "$host" -p "$port" >build/nats-server.log 2>&1 &
+  setsid "$server" -a "$host" -p "$port" "${js_args[@]}" >build/nats-server.log 2>&1 &
   nats_pid=$!
   trap 'kill $nats_pid 2>/dev/null || true; wait $nats_pid 2>/dev/null || true' EXIT
   up=0
