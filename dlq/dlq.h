@@ -217,12 +217,12 @@ struct dlq_task {
     int32_t retry_count;                /* attempts that ended in failure or timeout */
     int32_t defer_streak;               /* no-responders deferrals in a row */
     int32_t episode;                    /* 1 + times reopened after completed/archived */
+    uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
     int64_t episode_id;                 /* the episode's start, us since the epoch, unique and
                                            growing within the process (dlq_queue_new_episode());
                                            stored, so Nats-Msg-Id survives a restart */
     uint64_t stream_seq;                /* the largest JetStream sequence ingested for it (0:
                                            none): a redelivery at or below it is no new failure */
-    uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
     uint16_t hist_len, hist_head, hist_alloc;
