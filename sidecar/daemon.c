@@ -69,9 +69,13 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     sc_status s;
 
     snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
-    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM)
-        s = sc_js_open(d->conn, cfg, on_failure_js, d, &d->js, err, errlen);
-    else
+    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM) {
+        struct sc_js_spec spec;
+        const char *subjects[1];
+        char js_subject[300];
+        sc_js_ingest_spec(cfg, js_subject, sizeof(js_subject), subjects, &spec);
+        s = sc_js_open(d->conn, &spec, on_failure_js, d, &d->js, err, errlen);
+    } else
         s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
                               on_failure_msg, d, &d->sub_failed, err, errlen);
     if (s)
