@@ -382,6 +382,7 @@ dispatch(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     m->flights[idx].stored = stored;
     dlq_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
                      t->subject, t->first_failed_at, t->episode_id);
+    dlq_retry_headers_extra(&h, t->headers, t->headers_len); /* an advisory's original headers */
     snprintf(reply, sizeof(reply), "%s.%u.%016llx", m->reply_prefix, idx,
              (unsigned long long)m->flights[idx].token);
 

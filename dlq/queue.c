@@ -227,6 +227,7 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
     free(t->park_reason);
     free(t->metadata);
     free(t->repos);
+    free(t->headers);
     free(t);
 }
 
@@ -502,7 +503,8 @@ dlq_set_text(char **field, const char *p, size_t len)
 void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
-    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len;
+    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len +
+               t->headers_len;
 
     b += t->error ? strlen(t->error) : 0;
     b += t->error_type ? strlen(t->error_type) : 0;

@@ -150,6 +150,9 @@ const char persist_task_properties[] =
     "\"repos_mp\":{\"type\":\"binary\"},"
     "\"task\":{\"type\":\"object\",\"enabled\":false},"
     "\"task_mp\":{\"type\":\"binary\"},"
+    "\"payload_raw\":{\"type\":\"boolean\"},"
+    "\"payload_missing\":{\"type\":\"boolean\"},"
+    "\"headers_raw\":{\"type\":\"binary\"},"
     "\"task_size\":{\"type\":\"long\"}}";
 
 /* Non-terminal tasks (DESIGN section 10), in their original order. */

@@ -78,7 +78,7 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     } else
         s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
                               on_failure_msg, d, &d->sub_failed, err, errlen);
-    if (s)
+    if (s || (s = sc_adv_open(d, err, errlen)))
         return s;
     snprintf(subj, sizeof(subj), "%s.*.*", sc_conn_inbox(d->conn));
     if ((s = sc_conn_subscribe(d->conn, subj, NULL, BIG_PENDING, on_reply_msg, d, NULL, err,
@@ -173,6 +173,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     }
     d->stopping = true;
     d->stop_deadline_mono = sc_now_mono_ms() + d->cfg->shutdown_drain_ms;
+    sc_adv_stop(d->adv); /* what it pulled and did not ack goes back to its stream */
     if (d->js)
         sc_js_stop(d->js); /* what it pulled and did not ack goes back to the stream */
     else
@@ -303,6 +304,8 @@ sc_daemon_free(struct sc_daemon *d)
     sc_alerts_stop(d);
     sc_http_stop(d);
     sc_js_close(d->js); /* its thread uses the connection */
+    sc_adv_close(d->adv);
+    d->adv = NULL;
     d->js = NULL;
     sc_conn_free(d->conn); /* no handler runs after this */
     d->conn = NULL;

@@ -55,6 +55,7 @@ struct sc_daemon {
     struct sc_conn *conn;      /* the NATS transport (conn.h); NULL before sc_conn_new() */
     struct sc_conn_sub *sub_failed; /* the core ingest subscription (drained at shutdown); NULL in jetstream mode */
     struct sc_js *js;          /* the JetStream source (ingest.mode: jetstream); NULL in core mode */
+    struct sc_adv *adv;        /* the advisory source (advisory.c); NULL when advisories.streams is empty */
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
     struct codec *codec;
     struct policy_classifier *classifier;
@@ -211,6 +212,9 @@ void sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct s
  */
 void sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
                       bool redelivered);
+/* sc_mirror_js_ack_src() is sc_mirror_js_ack() for the JetStream source src (counts its acks; may be NULL). */
+void sc_mirror_js_ack_src(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
+                          struct dlq_task *t, bool redelivered);
 
 /*
  * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a
@@ -341,5 +345,45 @@ void sc_alerts_render(struct sc_daemon *d, struct sc_buf *out);
 
 /* Random 64-bit value for jitter (xorshift on the loop thread). */
 uint64_t sc_rand(void *ctx);
+
+/* ---- advisories (advisory.c, DESIGN section 16) ---------------------------------------------- */
+
+/* Counters of the advisory source (loop thread). */
+struct sc_adv_stats {
+    bool ready;            /* the capture stream and its consumer are set up and fetching runs */
+    uint64_t received;     /* advisories the loop took */
+    uint64_t invalid;      /* refused: malformed, forged, not of a listed stream, or unfileable */
+    uint64_t fetch_errors; /* originals that could not be read (not "no such message"): filed missing */
+    uint64_t filed;        /* advisories that stored a task (new, or a new failure of one) */
+    uint64_t refused;      /* naked: the queue was full or the store did not take it */
+};
+
+/*
+ * sc_adv_open() starts the advisory source when advisories.streams lists
+ * streams (else does nothing and returns SC_OK): the capture stream
+ * advisories.stream over the MAX_DELIVERIES and MSG_TERMINATED advisories
+ * of each listed stream (created when missing, subjects added to an
+ * existing one) and its durable consumer advisories.consumer, fetched on a
+ * thread that reads each original by sequence; every advisory is filed on
+ * the loop through dlq_ingest_foreign() and acked once its task is
+ * accepted (advisory.c says who holds it when). Sets d->adv. Returns
+ * SC_OK, SC_EINVAL (err: a consumer that does not fit, too many streams:
+ * start-up stops) or SC_EIO (a JetStream API failure). Main thread,
+ * before the loop runs. sc_adv_stop() stops fetching (loop thread, never
+ * blocks); sc_adv_close() joins the thread and frees a (NULL: no-op; main
+ * thread, after the loop, before sc_conn_free()).
+ */
+sc_status sc_adv_open(struct sc_daemon *d, char *err, size_t errlen);
+void sc_adv_stop(struct sc_adv *a);
+void sc_adv_close(struct sc_adv *a);
+/* sc_adv_get_stats() reads a's counters (all zero for NULL). Loop thread. */
+struct sc_adv_stats sc_adv_get_stats(const struct sc_adv *a);
+/*
+ * sc_adv_jw_task() writes t's advisory fields into w's open object:
+ * payload_raw, payload_missing, with a raw payload "task" as a string of
+ * the original's bytes, and "headers" ([[name, value], ...]) when t holds
+ * an original's headers. Loop thread.
+ */
+void sc_adv_jw_task(struct sc_jw *w, const struct dlq_task *t);
 
 #endif
