@@ -539,8 +539,17 @@ sc_adv_jw_task(struct sc_jw *w, const struct dlq_task *t)
 
     sc_jw_bool(w, "payload_raw", t->payload_raw);
     sc_jw_bool(w, "payload_missing", t->payload_missing);
-    if (t->payload_raw) /* the original's bytes as text (any bytes: sc_jw_strn()) */
-        sc_jw_strn(w, "task", t->payload_missing ? NULL : t->payload, t->payload_len);
+    if (t->payload_raw && !t->payload_missing &&
+        sc_utf8_valid(t->payload, t->payload_len, SC_UTF8_NO_NUL)) {
+        sc_jw_strn(w, "task", t->payload, t->payload_len); /* text: as it is */
+    } else if (t->payload_raw) {
+        struct sc_buf b64;
+        sc_buf_init(&b64, 2 * (size_t)t->payload_len + 16);
+        sc_jw_str(w, "task", NULL);
+        if (!t->payload_missing && sc_base64_encode(&b64, t->payload, t->payload_len) == SC_OK)
+            sc_jw_strn(w, "task_base64", b64.data ? b64.data : "", b64.len); /* any bytes */
+        sc_buf_destroy(&b64);
+    }
     if (!t->headers)
         return;
     sc_jw_open(w, "headers", '[');

@@ -381,8 +381,9 @@ struct sc_adv_stats sc_adv_get_stats(const struct sc_adv *a);
 /*
  * sc_adv_jw_task() writes t's advisory fields into w's open object:
  * payload_raw, payload_missing, with a raw payload "task" as a string of
- * the original's bytes, and "headers" ([[name, value], ...]) when t holds
- * an original's headers. Loop thread.
+ * the original's bytes when they are UTF-8 without NUL (else "task": null
+ * and "task_base64"), and "headers" ([[name, value], ...]) when t holds an
+ * original's headers. Loop thread.
  */
 void sc_adv_jw_task(struct sc_jw *w, const struct dlq_task *t);
 
