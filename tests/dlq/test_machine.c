@@ -78,7 +78,8 @@ f_publish(void *ctx, const char *subject, const char *reply, const void *body, s
     snprintf(p->msgid, sizeof(p->msgid), "%s", hdr(headers, CODEC_HDR_MSG_ID));
     snprintf(p->task_id, sizeof(p->task_id), "%s", hdr(headers, CODEC_HDR_TASK_ID));
     snprintf(p->trace, sizeof(p->trace), "%s", hdr(headers, "X-Trace"));
-    memcpy(p->body, body, len < sizeof(p->body) ? len : sizeof(p->body));
+    if (body && len)
+        memcpy(p->body, body, len < sizeof(p->body) ? len : sizeof(p->body));
     for (p->nheaders = 0; headers && headers[2 * p->nheaders]; p->nheaders++)
         ;
     p->len = len;

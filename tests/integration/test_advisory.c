@@ -504,8 +504,8 @@ test_hostile_advisories(void **state)
         "{\"type\":\"io.nats.jetstream.advisory.v1.max_deliver\",\"stream\":\"OTHER\",\"stream_seq\":1}",
         "{\"type\":\"io.nats.jetstream.advisory.v1.max_deliver\",\"stream\":\"ORDERS\",\"stream_seq\":-4}",
         "{\"type\":\"io.nats.jetstream.advisory.v1.terminated\",\"stream\":\"ORDERS\",\"stream_seq\":1}",
-        "{\"type\":\"io.nats.jetstream.advisory.v1.max_deliver\",\"stream\":\"ORDERS\",\"stream_seq\":1,"
-        "\"stream_seq\":2}",
+        ("{\"type\":\"io.nats.jetstream.advisory.v1.max_deliver\",\"stream\":\"ORDERS\","
+         "\"stream_seq\":1,\"stream_seq\":2}"),
         "",
     };
     const int nforged = (int)(sizeof forged / sizeof forged[0]);
