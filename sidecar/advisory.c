@@ -18,7 +18,9 @@
  *     the stream's own limits and retention keep it.
  *  2. The fetch thread pulls the advisory from the shared durable consumer
  *     (delivered, not acked), parses it and fetches the original by
- *     sequence (js_GetMsg(), blocking: on this thread only). It hands the
+ *     sequence (js_GetMsg(), blocking: on this thread only; a read that
+ *     fails other than "no such message" naks the advisory for another try,
+ *     ADV_FETCH_TRIES deliveries in all). It hands the
  *     loop one message built from both (the original's subject, payload and
  *     headers, the advisory's ack subject, and Dlq-Adv-* headers saying
  *     what the advisory said); the capture stream still holds the advisory.
@@ -39,6 +41,10 @@
 #define ADV_API_WAIT_MS 5000  /* longest wait for the original (js_GetMsg()) */
 #define ADV_FETCH_BATCH 64    /* advisories per pull: each costs one js_GetMsg() round trip */
 #define ADV_LOG_INTERVAL_MS 10000
+#define ADV_FETCH_TRIES 3     /* deliveries of an advisory whose original cannot be read before it is
+                                 filed payload_missing (a timeout may be a passing outage, or a
+                                 permission the server answers with silence) */
+#define ADV_FETCH_RETRY_MS 1000 /* nak delay between those tries */
 
 /* The headers the fetch thread adds for the loop (an original's own Dlq-Adv-* are dropped). */
 #define H_PREFIX "Dlq-Adv-"
@@ -174,9 +180,16 @@ copy_headers(natsMsg *dst, natsMsg *src)
     free((void *)keys);
 }
 
-/* Fetches the original of ai into *out (a new message to the original's subject), or sets H_MISSING. */
+/*
+ * Fetches the original of ai: returns a new message to the original's
+ * subject with its payload and headers; or one without them carrying
+ * H_MISSING (no such message; or it could not be read on the advisory's
+ * last try, delivered being its delivery count); or NULL after a failed
+ * read with tries left (*retry set: the caller naks the advisory with a
+ * delay), or when no message can be made.
+ */
 static natsMsg *
-fetch_original(jsCtx *js, const struct adv_info *ai, natsMsg *adv)
+fetch_original(jsCtx *js, const struct adv_info *ai, natsMsg *adv, uint64_t delivered, bool *retry)
 {
     jsOptions o;
     jsErrCode je = 0;
@@ -194,6 +207,13 @@ fetch_original(jsCtx *js, const struct adv_info *ai, natsMsg *adv)
         return out;
     }
     natsMsg_Destroy(orig);
+    if (s != NATS_NOT_FOUND && je != JSNoMessageFoundErr && delivered < ADV_FETCH_TRIES) {
+        sc_log(SC_LOG_WARN, "advisory: the original could not be read; trying again", "stream",
+               ai->stream, "error", natsStatus_GetText(s), "delivery",
+               sc_log_int((int64_t)delivered), NULL);
+        *retry = true;
+        return NULL;
+    }
     if (natsMsg_Create(&out, natsMsg_GetSubject(adv), natsMsg_GetReply(adv), NULL, 0) != NATS_OK)
         return NULL;
     if (s == NATS_NOT_FOUND || je == JSNoMessageFoundErr) {
@@ -224,15 +244,26 @@ adv_prepare(void *pctx, jsCtx *js, natsMsg *m)
     jsMsgMetaData *meta = NULL;
     json_t *root = NULL;
     natsMsg *out = NULL;
+    uint64_t capture_seq = 0, delivered = 1;
+    bool retry = false;
     char why[512], num[32];
+
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        capture_seq = meta->Sequence.Stream;
+        delivered = meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+    }
 
     if (!parse_advisory(a, m, &root, &ai, why, sizeof(why))) {
         if (natsMsg_Create(&out, natsMsg_GetSubject(m), natsMsg_GetReply(m), NULL, 0) == NATS_OK)
             natsMsgHeader_Set(out, H_INVALID, why);
         goto done;
     }
-    if (!(out = fetch_original(js, &ai, m)))
+    if (!(out = fetch_original(js, &ai, m, delivered, &retry))) {
+        if (retry)
+            natsMsg_NakWithDelay(m, ADV_FETCH_RETRY_MS, NULL);
         goto done;
+    }
     natsMsgHeader_Set(out, H_KIND, ai.kind);
     natsMsgHeader_Set(out, H_STREAM, ai.stream);
     snprintf(num, sizeof(num), "%" PRIu64, ai.seq);
@@ -251,10 +282,9 @@ adv_prepare(void *pctx, jsCtx *js, natsMsg *m)
 done:
     if (out) {
         natsMsgHeader_Set(out, H_SUBJECT, natsMsg_GetSubject(m));
-        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-            snprintf(num, sizeof(num), "%" PRIu64, meta->Sequence.Stream);
+        if (capture_seq) {
+            snprintf(num, sizeof(num), "%" PRIu64, capture_seq);
             natsMsgHeader_Set(out, H_CAPTURE, num);
-            jsMsgMetaData_Destroy(meta);
         }
     }
     json_decref(root);

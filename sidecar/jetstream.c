@@ -345,7 +345,11 @@ fetch_once(struct sc_js *js)
     for (int i = 0; i < list.Count; i++) {
         natsMsg *m = list.Msgs[i];
         list.Msgs[i] = NULL;
-        if (js->spec.prepare && !stopping(js))
+        if (js->spec.prepare && stopping(js)) {
+            natsMsg_Destroy(m); /* not acked: back to the stream after the ack wait */
+            continue;
+        }
+        if (js->spec.prepare)
             m = js->spec.prepare(js->spec.pctx, js->ctx, m); /* owns m, returns what to deliver */
         if (m)
             sc_conn_deliver(js->chan, m); /* owns m now; false: closing, and m goes back to the stream */
