@@ -82,107 +82,6 @@ js_of(natsConnection *nc)
     return js;
 }
 
-/* Creates stream name over subjects "<subject>" (limits retention, file storage). */
-static void
-add_stream(jsCtx *js, const char *name, const char *subject)
-{
-    jsStreamConfig sc;
-    jsStreamInfo *si = NULL;
-    const char *subjects[1] = {subject};
-    jsErrCode je = 0;
-    natsStatus s;
-
-    jsStreamConfig_Init(&sc);
-    sc.Name = name;
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    s = js_AddStream(&si, js, &sc, NULL, &je);
-    IT_CHECK(s == NATS_OK, "create stream %s: %s (%d)", name, natsStatus_GetText(s), (int)je);
-    jsStreamInfo_Destroy(si);
-}
-
-/* A worker: the durable pull consumer durable on stream with max_deliver deliveries, subscribed. */
-static natsSubscription *
-add_worker(jsCtx *js, const char *stream, const char *subject, const char *durable,
-           int64_t max_deliver)
-{
-    jsConsumerConfig cc;
-    jsConsumerInfo *ci = NULL;
-    jsSubOptions so;
-    natsSubscription *sub = NULL;
-    jsErrCode je = 0;
-    natsStatus s;
-
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = durable;
-    cc.AckPolicy = js_AckExplicit;
-    cc.MaxDeliver = max_deliver;
-    cc.AckWait = 30LL * 1000 * 1000 * 1000;
-    s = js_AddConsumer(&ci, js, stream, &cc, NULL, &je);
-    IT_CHECK(s == NATS_OK, "create consumer %s: %s (%d)", durable, natsStatus_GetText(s), (int)je);
-    jsConsumerInfo_Destroy(ci);
-    jsSubOptions_Init(&so);
-    so.Stream = stream;
-    so.Consumer = durable;
-    s = js_PullSubscribe(&sub, js, subject, durable, NULL, &so, &je);
-    IT_CHECK(s == NATS_OK, "pull subscribe %s: %s (%d)", durable, natsStatus_GetText(s), (int)je);
-    return sub;
-}
-
-/* Publishes BODY to subject with header X-Trace: trace and, when msgid is set, Nats-Msg-Id. */
-static void
-publish_original(jsCtx *js, const char *subject, const char *trace, const char *msgid)
-{
-    natsMsg *m = NULL;
-    jsPubAck *pa = NULL;
-    jsErrCode je = 0;
-
-    IT_CHECK(natsMsg_Create(&m, subject, NULL, BODY, (int)BODY_LEN) == NATS_OK, "message");
-    natsMsgHeader_Set(m, "X-Trace", trace);
-    if (msgid)
-        natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
-    IT_CHECK(js_PublishMsg(&pa, js, m, NULL, &je) == NATS_OK, "publish to %s (%d)", subject, (int)je);
-    jsPubAck_Destroy(pa);
-    natsMsg_Destroy(m);
-}
-
-/*
- * The worker that always fails: fetches and naks (or, with term_reason,
- * terminates with that reason) every delivery until max deliveries were
- * made, then keeps a pull request open a few times so that the server
- * finds the message out of deliveries and sends its advisory. Returns the
- * deliveries seen.
- */
-static int
-fail_worker(natsConnection *nc, natsSubscription *sub, int max, const char *term_reason)
-{
-    int deliveries = 0, idle = 0;
-
-    for (int i = 0; i < 100 && idle < 3; i++) {
-        natsMsgList list = {0};
-        jsErrCode je = 0;
-        natsStatus s = natsSubscription_Fetch(&list, sub, 1, 300, &je);
-        if (s != NATS_OK || list.Count == 0) {
-            idle += deliveries >= max || term_reason;
-            natsMsgList_Destroy(&list);
-            continue;
-        }
-        for (int k = 0; k < list.Count; k++) {
-            deliveries++;
-            if (term_reason) {
-                char body[256];
-                int n = snprintf(body, sizeof body, "+TERM %s", term_reason);
-                natsConnection_Publish(nc, natsMsg_GetReply(list.Msgs[k]), body, n);
-                natsConnection_Flush(nc);
-            } else {
-                natsMsg_Nak(list.Msgs[k], NULL);
-            }
-        }
-        natsMsgList_Destroy(&list);
-    }
-    return deliveries;
-}
-
 /* Polls dlq.admin.get until the task exists (any status) or timeout; returns the last reply. */
 static json_t *
 wait_task(natsConnection *nc, const char *id, int timeout_ms)
@@ -272,10 +171,10 @@ test_max_deliveries_round_trip(void **state)
     *state = e;
     IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
     js = js_of(e->nc);
-    add_stream(js, "ORDERS", "ORDERS.>");
-    worker = add_worker(js, "ORDERS", "ORDERS.>", "worker", 3);
-    publish_original(js, "ORDERS.new", "t-1", NULL);
-    IT_CHECK(fail_worker(e->nc, worker, 3, NULL) == 3, "the worker saw 3 deliveries");
+    it_js_add_stream(js, "ORDERS", "ORDERS.>");
+    worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 3);
+    it_js_publish(js, BODY, BODY_LEN, "ORDERS.new", "t-1", NULL);
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 3, NULL) == 3, "the worker saw 3 deliveries");
     t = wait_task(e->nc, "ORDERS:1", IT_WAIT_MS);
     IT_CHECK(t && it_json_str(t, "status"), "task ORDERS:1 filed from the advisory");
     IT_CHECK(strcmp(it_json_str(t, "error"), "max deliveries exceeded (3)") == 0, "error %s",
@@ -318,7 +217,7 @@ test_max_deliveries_round_trip(void **state)
     }
     natsMsg_Destroy(m);
     {
-        natsSubscription *fresh = add_worker(js, "ORDERS", "ORDERS.>", "fresh", -1);
+        natsSubscription *fresh = it_js_add_worker(js, "ORDERS", "ORDERS.>", "fresh", -1);
         natsMsgList list = {0};
         IT_CHECK(natsSubscription_Fetch(&list, fresh, 2, 5000, NULL) == NATS_OK && list.Count == 2,
                  "a new consumer reads the original and the retry");
@@ -348,10 +247,10 @@ test_terminated(void **state)
     *state = e;
     IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
     js = js_of(e->nc);
-    add_stream(js, "ORDERS", "ORDERS.>");
-    worker = add_worker(js, "ORDERS", "ORDERS.>", "worker", 5);
-    publish_original(js, "ORDERS.paid", "t-2", "order-77");
-    IT_CHECK(fail_worker(e->nc, worker, 5, "bad order: no sku") == 1, "one delivery, terminated");
+    it_js_add_stream(js, "ORDERS", "ORDERS.>");
+    worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 5);
+    it_js_publish(js, BODY, BODY_LEN, "ORDERS.paid", "t-2", "order-77");
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 5, "bad order: no sku") == 1, "one delivery, terminated");
     t = wait_task(e->nc, "order-77", IT_WAIT_MS);
     IT_CHECK(t && it_json_str(t, "status"), "task order-77 (the original's Nats-Msg-Id)");
     IT_CHECK(strcmp(it_json_str(t, "error"), "bad order: no sku") == 0, "error %s",
@@ -386,11 +285,11 @@ test_payload_missing(void **state)
     *state = e;
     IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
     js = js_of(e->nc);
-    add_stream(js, "ORDERS", "ORDERS.>");
-    worker = add_worker(js, "ORDERS", "ORDERS.>", "worker", 2);
+    it_js_add_stream(js, "ORDERS", "ORDERS.>");
+    worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 2);
     IT_CHECK(it_daemon_stop(&e->dmn) == 0, "the sidecar stopped cleanly");
-    publish_original(js, "ORDERS.new", "t-3", NULL);
-    IT_CHECK(fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw 2 deliveries");
+    it_js_publish(js, BODY, BODY_LEN, "ORDERS.new", "t-3", NULL);
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw 2 deliveries");
     for (int i = 0; i < 100; i++) {
         jsStreamInfo_Destroy(si);
         si = NULL;
@@ -452,8 +351,8 @@ test_worker_gives_up_on_retry(void **state)
     *state = e;
     IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
     js = js_of(e->nc);
-    add_stream(js, "WORK", "work.>");
-    worker = add_worker(js, "WORK", "work.>", "workers", 2);
+    it_js_add_stream(js, "WORK", "work.>");
+    worker = it_js_add_worker(js, "WORK", "work.>", "workers", 2);
     it_envelope_init(&env);
     env.task_id = "job-1";
     env.error = "connection refused";
@@ -465,7 +364,7 @@ test_worker_gives_up_on_retry(void **state)
     IT_CHECK(it_json_int(t, "episode") == 1, "episode 1");
     json_decref(t);
     t = NULL;
-    IT_CHECK(fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw the retry twice");
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw the retry twice");
     for (int i = 0; i < 400; i++) {
         json_decref(t);
         t = it_admin_get(e->nc, "job-1");
@@ -518,8 +417,8 @@ test_hostile_advisories(void **state)
     *state = e;
     IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
     js = js_of(e->nc);
-    add_stream(js, "ORDERS", "ORDERS.>");
-    add_stream(js, "SECRET", "secret.>");
+    it_js_add_stream(js, "ORDERS", "ORDERS.>");
+    it_js_add_stream(js, "SECRET", "secret.>");
     for (int i = 0; i < nforged; i++)
         IT_CHECK(natsConnection_PublishString(e->nc, MAXDEL_SUBJ "ORDERS.forged", forged[i]) ==
                      NATS_OK, "forged advisory %d", i);
@@ -540,9 +439,9 @@ test_hostile_advisories(void **state)
     IT_CHECK(t && json_is_true(it_json_get(t, "payload_missing")), "ORDERS:999999 payload_missing");
     json_decref(t);
     /* A stream the sidecar may not read: a real consumer gives up on its message. */
-    worker = add_worker(js, "SECRET", "secret.>", "worker", 2);
-    publish_original(js, "secret.x", "t-5", NULL);
-    IT_CHECK(fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw 2 deliveries");
+    worker = it_js_add_worker(js, "SECRET", "secret.>", "worker", 2);
+    it_js_publish(js, BODY, BODY_LEN, "secret.x", "t-5", NULL);
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw 2 deliveries");
     t = wait_task(e->nc, "SECRET:1", 3 * IT_WAIT_MS);
     IT_CHECK(t && json_is_true(it_json_get(t, "payload_missing")), "SECRET:1 payload_missing");
     IT_CHECK(it_json_str(t, "park_reason") &&
