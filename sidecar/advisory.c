@@ -313,16 +313,12 @@ log_bad(struct sc_adv *a, const char *msg, const char *why, const char *subject,
                sc_log_int((int64_t)count), "not_logged", sc_log_int((int64_t)quiet), NULL);
 }
 
-/* Whether the len bytes at id can be a task id: within max_task_id_len, no control characters. */
+/* Whether the len bytes at id can be a task id (as an envelope's): within max_task_id_len, UTF-8, no control characters. */
 static bool
 id_ok(const struct sc_daemon *d, const char *id, size_t len)
 {
-    if (len == 0 || len > codec_limits_get(d->codec)->max_task_id_len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] == 0x7f)
-            return false;
-    return true;
+    return len > 0 && len <= codec_limits_get(d->codec)->max_task_id_len &&
+           sc_utf8_valid(id, len, SC_UTF8_NO_CONTROL);
 }
 
 /*
@@ -409,7 +405,7 @@ answer(struct sc_daemon *d, struct sc_adv *a, const char *ack, const struct dlq_
 }
 
 /*
- * sc_advisory() files one advisory prepared by the fetch thread (m: the
+ * on_advisory() files one advisory prepared by the fetch thread (m: the
  * original's subject, payload and headers, or none when it could not be
  * fetched, plus the Dlq-Adv-* headers) and answers its ack subject. Loop
  * thread (the advisory source's channel handler).
