@@ -435,6 +435,21 @@ test_hostile_advisories(void **state)
     IT_CHECK(wait_stat(e->nc, "lifetime_stats.advisories_invalid", nforged + 1, IT_WAIT_MS) ==
                  nforged + 1,
              "every forged advisory refused and counted");
+    /* 5,000 more forged ones: memory stays flat (measured after a first batch warmed it up). */
+    {
+        long before = it_pid_rss_kb(e->dmn.pid), after;
+        for (int i = 0; i < 5000; i++)
+            natsConnection_PublishString(e->nc, MAXDEL_SUBJ "ORDERS.forged", forged[i % nforged]);
+        natsConnection_Flush(e->nc);
+        IT_CHECK(wait_stat(e->nc, "lifetime_stats.advisories_invalid", nforged + 1 + 5000,
+                           3 * IT_WAIT_MS) == nforged + 1 + 5000,
+                 "5,000 more forged advisories counted");
+        after = it_pid_rss_kb(e->dmn.pid);
+        fprintf(stderr, "[adv-hostile] RSS %ld kB before 5,000 forged advisories, %ld kB after\n",
+                before, after);
+        IT_CHECK(before > 0 && after - before < 8 * 1024, "memory flat: %ld kB -> %ld kB", before,
+                 after);
+    }
     t = wait_task(e->nc, "ORDERS:999999", IT_WAIT_MS);
     IT_CHECK(t && json_is_true(it_json_get(t, "payload_missing")), "ORDERS:999999 payload_missing");
     json_decref(t);
