@@ -447,8 +447,13 @@ test_hostile_advisories(void **state)
         after = it_pid_rss_kb(e->dmn.pid);
         fprintf(stderr, "[adv-hostile] RSS %ld kB before 5,000 forged advisories, %ld kB after\n",
                 before, after);
-        IT_CHECK(before > 0 && after - before < 8 * 1024, "memory flat: %ld kB -> %ld kB", before,
-                 after);
+        IT_CHECK(before > 0 && after > 0, "cannot read the daemon's RSS");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+        /* A sanitized daemon keeps freed memory in quarantine: RSS says nothing there. */
+        fprintf(stderr, "[adv-hostile] sanitizer build: RSS bound not checked\n");
+#else
+        IT_CHECK(after - before < 8 * 1024, "memory flat: %ld kB -> %ld kB", before, after);
+#endif
     }
     t = wait_task(e->nc, "ORDERS:999999", IT_WAIT_MS);
     IT_CHECK(t && json_is_true(it_json_get(t, "payload_missing")), "ORDERS:999999 payload_missing");
