@@ -111,6 +111,21 @@ static const struct config_key keys[] = {
     K_INT("ingest.nak_delay_ms", ingest_nak_delay_ms, CONFIG_W_I64, 10, 3600000, "1000",
           "jetstream mode: delay before a failure that could not be taken (full queue, store "
           "unavailable) is delivered again, ms"),
+    {.info = {.path = "advisories.streams",
+              .type = CONFIG_TYPE_LIST,
+              .help = "streams whose MAX_DELIVERIES and MSG_TERMINATED advisories become tasks "
+                      "(empty: off)"},
+     .off = F(advisories_streams),
+     .aux = F(advisories_count),
+     .check = check_js_name,
+     .what = "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')",
+     .def = ""},
+    K_STR("advisories.stream", advisories_stream, check_js_name,
+          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "DLQ_ADVISORIES",
+          "the stream that captures the advisories of advisories.streams (created when missing)"),
+    K_STR("advisories.consumer", advisories_consumer, check_js_name,
+          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "dlq-sidecar-advisories",
+          "the durable pull consumer of advisories.stream every sidecar shares"),
     K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, policy_strategy_names, "automatic",
            "which failures are stored"),
     K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
@@ -1264,6 +1279,7 @@ config_destroy(struct config *cfg)
     }
     list_free(cfg->retry_allowed_subjects);
     list_free(cfg->retry_stored_subjects);
+    list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);
     memset(cfg, 0, sizeof(*cfg));

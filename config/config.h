@@ -66,6 +66,11 @@ struct config {
     int64_t ingest_ack_wait_ms;    /* ingest.ack_wait_ms, 1000-3,600,000, default 30000 */
     int64_t ingest_fetch_batch;    /* ingest.fetch_batch, 1-10,000, default 256 */
     int64_t ingest_nak_delay_ms;   /* ingest.nak_delay_ms, 10-3,600,000, default 1000 */
+    /* advisories.* (DESIGN section 16): JetStream advisories as a second source of failures */
+    char **advisories_streams;     /* advisories.streams: NULL-terminated stream names; empty: off */
+    size_t advisories_count;
+    char *advisories_stream;       /* advisories.stream, the capture stream, default "DLQ_ADVISORIES" */
+    char *advisories_consumer;     /* advisories.consumer, default "dlq-sidecar-advisories" */
     /* strategy and queue */
     policy_strategy strategy;      /* strategy */
     int64_t max_size;              /* max_size, 100-10,000,000 */

@@ -182,6 +182,19 @@ struct dlq_attempt {
  * and parked feed the queue's counts: change them only through
  * dlq_queue_set_status() and dlq_queue_set_class().
  */
+/*
+ * What a task filed from a JetStream advisory has beyond an envelope's
+ * (DESIGN section 16), in an allocation of its own so that the many tasks
+ * without one pay a pointer: the largest advisory capture-stream sequence
+ * ingested for it (0: none; a redelivery at or below it is no new failure)
+ * and the original's headers (DLQ_HDRS bytes, republished with a retry).
+ */
+struct dlq_origin {
+    uint64_t adv_seq;
+    size_t headers_len;
+    char headers[];
+};
+
 struct dlq_task {
     struct dlq_wheel_entry timer;
     struct dlq_task *hnext;              /* hash chain */
@@ -204,6 +217,7 @@ struct dlq_task {
     size_t metadata_len;
     char *repos;                        /* MessagePack array bytes or NULL */
     size_t repos_len;
+    struct dlq_origin *origin;          /* an advisory's extras (dlq_task_headers()), or NULL */
     uint32_t bytes;                     /* counted against max_bytes */
     uint8_t category;                   /* policy_category */
     uint8_t policy;                     /* policy_retry */
@@ -226,6 +240,9 @@ struct dlq_task {
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
     uint16_t hist_len, hist_head, hist_alloc;
+    bool payload_raw;                   /* payload is the original message's bytes, not MessagePack
+                                           (a JetStream advisory, DESIGN section 16) */
+    bool payload_missing;               /* the original was gone when fetched: no payload, parked */
     /* The store mirror's (sidecar/mirror.c), opaque here and left alone by this module: */
     struct sc_list dirty;               /* linked while the task has changes not yet stored */
     struct sc_mirror_ack *store_acks;   /* ingest acks waiting for this task's write */
@@ -359,6 +376,18 @@ void dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, c
  * in the task's own allocation when they fit its room. Loop thread.
  */
 void dlq_task_set_payload(struct dlq_task *t, const char *p, size_t len);
+/*
+ * dlq_task_set_headers() sets t's original headers to a copy of the len
+ * bytes at p (DLQ_HDRS; NULL or 0: none), keeping its adv_seq;
+ * dlq_task_set_adv_seq() sets the advisory sequence. Either allocates
+ * t->origin when needed (aborts on OOM) and frees it once both are empty.
+ * dlq_task_headers() is t's headers (borrowed, *len set; NULL: none),
+ * dlq_task_adv_seq() its advisory sequence (0: none). Loop thread.
+ */
+void dlq_task_set_headers(struct dlq_task *t, const char *p, size_t len);
+void dlq_task_set_adv_seq(struct dlq_task *t, uint64_t seq);
+const char *dlq_task_headers(const struct dlq_task *t, size_t *len);
+uint64_t dlq_task_adv_seq(const struct dlq_task *t);
 /* dlq_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
 void dlq_task_account(struct dlq_queue *q, struct dlq_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
@@ -373,6 +402,8 @@ struct dlq_counters {
         manual_retries, archived, cleared, invalid, refused_full, skipped, unknown_keys,
         failures_while_retrying, duplicates, attempts; /* published, publish_errors: the conn's */
     uint64_t redelivered; /* JetStream deliveries of a failure already taken (no new failure) */
+    uint64_t advisories;      /* advisories filed through dlq_ingest_foreign() (stored or not) */
+    uint64_t payload_missing; /* of them, tasks filed without their original (gone) */
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
     uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
 };
@@ -396,12 +427,28 @@ struct dlq_flight {
  */
 #define DLQ_RETRY_ID_MAX 1024
 #define DLQ_HDR_EPISODE "Dlq-Episode" /* the episode id (DESIGN section 5) */
+/*
+ * DLQ_HDRS: the headers of an original message kept with a task (an
+ * advisory's, DESIGN section 16) are opaque to the sidecar's transport
+ * here: a sequence of "name" NUL "value" NUL pairs, at most DLQ_HDRS_MAX
+ * pairs and DLQ_HDRS_BYTES bytes (the source drops what passes the caps).
+ */
+#define DLQ_HDRS_MAX 32
+#define DLQ_HDRS_BYTES 16384
 struct dlq_retry_hdrs {
     char id[DLQ_RETRY_ID_MAX + 1];
     char msgid[DLQ_RETRY_ID_MAX + 48];
     char attempt[16], maxr[16], episode[24], first[SC_RFC3339_LEN];
-    const char *kv[20];
+    const char *kv[20 + 2 * DLQ_HDRS_MAX];
 };
+
+/*
+ * dlq_retry_headers_extra() appends the pairs of a DLQ_HDRS blob (len bytes
+ * at p, borrowed: must live as long as h is used; NULL: none) to h's list
+ * after the retry headers, and returns the bytes they add on the wire. A
+ * malformed tail (no NUL) is ignored. Any thread.
+ */
+size_t dlq_retry_headers_extra(struct dlq_retry_hdrs *h, const char *p, size_t len);
 
 /*
  * dlq_retry_headers() fills h for attempt `attempt` of the task with id
@@ -625,6 +672,35 @@ struct dlq_failure {
     int64_t max_payload;              /* the transport's cap on one message; <= 0 none */
     bool wants_answer;                /* a request: the admit port is asked */
     uint64_t stream_seq;              /* JetStream: the message's stream sequence; 0 for core NATS */
+    /* An advisory (dlq_ingest_foreign() fills these; zero for an envelope): */
+    uint64_t adv_seq;                 /* the advisory's capture-stream sequence (redelivery) */
+    bool payload_raw;                 /* env->task is raw bytes, not MessagePack */
+    bool payload_missing;             /* no payload: the task is parked */
+    const char *headers;              /* DLQ_HDRS bytes (borrowed), NULL none */
+    size_t headers_len;
+    const char *missing_why;          /* with payload_missing: why it is parked (text) */
+};
+
+/*
+ * A failure that is not an envelope: a consumer of another stream gave up
+ * on a message (a JetStream advisory, DESIGN section 16). Every pointer is
+ * borrowed for the call.
+ */
+struct dlq_foreign {
+    const char *id;              /* the task id (1..max_task_id_len bytes) */
+    size_t id_len;
+    const char *payload;         /* the original message's bytes, republished as they are */
+    size_t payload_len;
+    bool payload_missing;        /* the original is gone: payload empty, the task is parked */
+    const char *missing_why;     /* with payload_missing: why (text), e.g. "no message 7" */
+    const char *headers;         /* the original's headers (DLQ_HDRS), NULL none */
+    size_t headers_len;
+    const char *error;           /* e.g. "max deliveries exceeded (3)" */
+    const char *error_type;      /* "jetstream.max_deliveries" or "jetstream.terminated" */
+    const char *retry_subject;   /* the original subject; NULL when unknown (payload missing) */
+    const char *subject;         /* the failure subject: the original's, or the advisory's */
+    uint64_t seq;                /* the advisory's capture-stream sequence (redelivery) */
+    int64_t max_payload;         /* the transport's cap on one message; <= 0 none */
 };
 
 /*
@@ -661,5 +737,21 @@ struct dlq_decision {
  */
 void dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
                 int64_t now_mono, struct dlq_decision *out);
+
+/*
+ * dlq_ingest_foreign() takes a failure that is not an envelope (an
+ * advisory, struct dlq_foreign) through the same decision as dlq_ingest():
+ * a task of id x->id with the payload and headers x holds (republished
+ * with its retries), error and error_type x's, the category from the
+ * classifier, the retry subject x->retry_subject (checked against
+ * retry.allowed_subjects like an envelope's). With payload_missing the
+ * task is filed parked (park_reason says why, event "enqueued"), counted
+ * in payload_missing: never dropped. An advisory sequence at or below the
+ * one the task recorded is a redelivery (REDELIVERED). Never asks the
+ * admit port (nobody waits for an answer; the caller acks the advisory
+ * once the task is accepted). Fills *out. Loop thread.
+ */
+void dlq_ingest_foreign(struct dlq_machine *m, const struct dlq_foreign *x, int64_t now_wall,
+                        int64_t now_mono, struct dlq_decision *out);
 
 #endif

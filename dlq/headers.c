@@ -65,3 +65,28 @@ dlq_retry_headers_max(const char *id, size_t id_len, const char *orig_subject)
                             INT64_MAX);
     return wire + (SC_RFC3339_LEN - 1 - strlen(h.first)); /* any first-failure time */
 }
+
+size_t
+dlq_retry_headers_extra(struct dlq_retry_hdrs *h, const char *p, size_t len)
+{
+    size_t n = 0, wire = 0, pairs = 0;
+    const char *end = p ? p + len : NULL;
+
+    while (h->kv[n])
+        n += 2;
+    while (p && p < end && pairs < DLQ_HDRS_MAX && n + 2 < SC_ARRAY_LEN(h->kv)) {
+        const char *name = p, *value, *z = memchr(p, '\0', (size_t)(end - p));
+        if (!z || z + 1 >= end)
+            break;
+        value = z + 1;
+        if (!(z = memchr(value, '\0', (size_t)(end - value))))
+            break;
+        h->kv[n++] = name;
+        h->kv[n++] = value;
+        wire += hdr_line(name, value);
+        pairs++;
+        p = z + 1;
+    }
+    h->kv[n] = NULL;
+    return wire;
+}

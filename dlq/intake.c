@@ -98,6 +98,14 @@ resolve_retry_subject(struct dlq_machine *m, struct intake *in)
     const struct codec_envelope *env = in->env;
     char *rs = in->rs;
 
+    if (in->f->payload_missing) {
+        /* Nothing to send: filed parked, so that an operator sees it (DESIGN section 16). */
+        snprintf(in->why, sizeof(in->why), "payload_missing: %s",
+                 in->f->missing_why ? in->f->missing_why : "the original message is gone");
+        rs[0] = '\0';
+        in->rs_ok = false;
+        return;
+    }
     if (env->retry_subject.ptr) {
         size_t n = env->retry_subject.len < RS_MAX - 1 ? env->retry_subject.len : RS_MAX - 1;
         memcpy(rs, env->retry_subject.ptr, n);
@@ -160,7 +168,8 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
      * once, every other value at its widest is in hdr_base.
      */
     size_t id_len = env->task_id.len < DLQ_RETRY_ID_MAX ? env->task_id.len : DLQ_RETRY_ID_MAX;
-    size_t hdr = m->hdr_base + 2 * id_len + strlen(in->f->subject);
+    size_t hdr = m->hdr_base + 2 * id_len + strlen(in->f->subject) +
+                 (in->f->headers ? in->f->headers_len + 2 * DLQ_HDRS_MAX : 0);
 
     if (in->f->max_payload > 0 && (int64_t)(env->task.len + hdr) > in->f->max_payload) {
         out->verdict = DLQ_IN_INVALID;
@@ -229,7 +238,7 @@ room_for(struct dlq_machine *m, struct intake *in, const struct dlq_task *t, boo
     const struct codec_envelope *env = in->env;
     size_t want = sizeof(*t) + env->task_id.len + env->task.len + env->error.len +
                   env->error_type.len + env->metadata.len + env->repos.len +
-                  2 * strlen(in->f->subject);
+                  2 * strlen(in->f->subject) + in->f->headers_len;
     size_t held = m->q.bytes - (t ? t->bytes : 0);
     bool full = (!t || reopened) && dlq_queue_active(&m->q) >= (size_t)m->cfg->max_size;
     const char *msg;
@@ -280,6 +289,9 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     t->metadata_len = env->metadata.ptr ? env->metadata.len : 0;
     dlq_set_str(&t->repos, env->repos.ptr, env->repos.len);
     t->repos_len = env->repos.ptr ? env->repos.len : 0;
+    dlq_task_set_headers(t, in->f->headers, in->f->headers ? in->f->headers_len : 0);
+    t->payload_raw = in->f->payload_raw;
+    t->payload_missing = in->f->payload_missing;
     dlq_task_set_str(q, t, DLQ_TS_RETRY_SUBJECT, in->rs_ok ? in->rs : NULL,
                     in->rs_ok ? strlen(in->rs) : 0);
     dlq_task_account(q, t);
@@ -357,7 +369,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     if (!check_envelope(m, &in, out))
         return;
     t = dlq_queue_find(&m->q, in.env->task_id.ptr, in.env->task_id.len);
-    if (t && f->stream_seq && f->stream_seq <= t->stream_seq) {
+    if (t && ((f->stream_seq && f->stream_seq <= t->stream_seq) ||
+              (f->adv_seq && f->adv_seq <= dlq_task_adv_seq(t)))) {
         m->c.redelivered++;
         out->verdict = DLQ_IN_REDELIVERED;
         out->task = t;
@@ -383,6 +396,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     fill_task(m, &in, t, fresh, reopened, now_wall);
     if (f->stream_seq > t->stream_seq)
         t->stream_seq = f->stream_seq;
+    if (f->adv_seq > dlq_task_adv_seq(t))
+        dlq_task_set_adv_seq(t, f->adv_seq);
     if (fresh || reopened)
         enqueued(m, &in, t, now_wall);
     else
@@ -391,4 +406,45 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     out->task = t;
     out->status = dlq_task_status_name(t->status);
     out->next_retry_at = t->next_retry_at;
+}
+
+void
+dlq_ingest_foreign(struct dlq_machine *m, const struct dlq_foreign *x, int64_t now_wall,
+                   int64_t now_mono, struct dlq_decision *out)
+{
+    struct codec_envelope env;
+    struct dlq_failure f;
+
+    memset(&env, 0, sizeof(env));
+    memset(&f, 0, sizeof(f));
+    env.task_id.ptr = x->id;
+    env.task_id.len = x->id_len;
+    env.task.ptr = x->payload_missing ? "" : x->payload;
+    env.task.len = x->payload_missing || !x->payload ? 0 : x->payload_len;
+    if (!env.task.ptr)
+        env.task.ptr = "";
+    env.error.ptr = x->error ? x->error : "";
+    env.error.len = strlen(env.error.ptr);
+    env.error_type.ptr = x->error_type;
+    env.error_type.len = x->error_type ? strlen(x->error_type) : 0;
+    env.retry_subject.ptr = x->retry_subject;
+    env.retry_subject.len = x->retry_subject ? strlen(x->retry_subject) : 0;
+    f.env = &env;
+    f.subject = x->subject;
+    f.service = "jetstream";
+    f.max_payload = x->max_payload;
+    f.adv_seq = x->seq;
+    f.payload_raw = true;
+    f.payload_missing = x->payload_missing || !x->retry_subject;
+    f.missing_why = x->missing_why;
+    f.headers = x->headers_len ? x->headers : NULL;
+    f.headers_len = f.headers ? x->headers_len : 0;
+    m->c.advisories++;
+    dlq_ingest(m, &f, now_wall, now_mono, out);
+    if (out->verdict == DLQ_IN_STORED && f.payload_missing) {
+        m->c.payload_missing++;
+        m->ports.event(m->ports.ctx, "payload_missing", out->task, 0, out->task->park_reason);
+        dlq_log(m, DLQ_LOG_WARN, "advisory filed without its original message (payload_missing)",
+                "task_id", out->task->id, "reason", out->task->park_reason, NULL);
+    }
 }

@@ -382,6 +382,11 @@ dispatch(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     m->flights[idx].stored = stored;
     dlq_retry_headers(&h, t->id, t->id_len, a, t->max_retries, (policy_category)t->category,
                      t->subject, t->first_failed_at, t->episode_id);
+    {
+        size_t hlen;
+        const char *hdrs = dlq_task_headers(t, &hlen);
+        dlq_retry_headers_extra(&h, hdrs, hlen); /* an advisory's original headers */
+    }
     snprintf(reply, sizeof(reply), "%s.%u.%016llx", m->reply_prefix, idx,
              (unsigned long long)m->flights[idx].token);
 

@@ -227,6 +227,7 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
     free(t->park_reason);
     free(t->metadata);
     free(t->repos);
+    free(t->origin);
     free(t);
 }
 
@@ -499,10 +500,59 @@ dlq_set_text(char **field, const char *p, size_t len)
                 (*field)[i] = ' ';
 }
 
+/* Resizes t's origin to hold len header bytes (0 and no adv_seq: freed). */
+static void
+origin_resize(struct dlq_task *t, uint64_t adv_seq, const char *p, size_t len)
+{
+    if (!len && !adv_seq) {
+        free(t->origin);
+        t->origin = NULL;
+        return;
+    }
+    if (!t->origin || t->origin->headers_len != len)
+        t->origin = sc_xrealloc(t->origin, sizeof(*t->origin) + (len ? len : 1));
+    t->origin->adv_seq = adv_seq;
+    t->origin->headers_len = len;
+    if (len && p != t->origin->headers)
+        memmove(t->origin->headers, p, len);
+}
+
+void
+dlq_task_set_headers(struct dlq_task *t, const char *p, size_t len)
+{
+    origin_resize(t, dlq_task_adv_seq(t), p, p ? len : 0);
+}
+
+void
+dlq_task_set_adv_seq(struct dlq_task *t, uint64_t seq)
+{
+    size_t len = t->origin ? t->origin->headers_len : 0;
+    char *keep = len ? sc_xmalloc(len) : NULL;
+
+    if (len)
+        memcpy(keep, t->origin->headers, len);
+    origin_resize(t, seq, keep, len);
+    free(keep);
+}
+
+const char *
+dlq_task_headers(const struct dlq_task *t, size_t *len)
+{
+    *len = t->origin ? t->origin->headers_len : 0;
+    return *len ? t->origin->headers : NULL;
+}
+
+uint64_t
+dlq_task_adv_seq(const struct dlq_task *t)
+{
+    return t->origin ? t->origin->adv_seq : 0;
+}
+
 void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
-    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len;
+    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len +
+               (t->origin ? sizeof(*t->origin) + t->origin->headers_len : 0);
 
     b += t->error ? strlen(t->error) : 0;
     b += t->error_type ? strlen(t->error_type) : 0;

@@ -136,6 +136,7 @@ const char persist_task_properties[] =
     "\"episode\":{\"type\":\"integer\"},"
     "\"episode_id\":{\"type\":\"long\"},"
     "\"stream_seq\":{\"type\":\"long\"},"
+    "\"adv_seq\":{\"type\":\"long\"},"
     "\"max_retries_own\":{\"type\":\"boolean\"},"
     "\"created_at\":{\"type\":\"date\"},"
     "\"updated_at\":{\"type\":\"date\"},"
@@ -151,6 +152,9 @@ const char persist_task_properties[] =
     "\"repos_mp\":{\"type\":\"binary\"},"
     "\"task\":{\"type\":\"object\",\"enabled\":false},"
     "\"task_mp\":{\"type\":\"binary\"},"
+    "\"payload_raw\":{\"type\":\"boolean\"},"
+    "\"payload_missing\":{\"type\":\"boolean\"},"
+    "\"headers_raw\":{\"type\":\"binary\"},"
     "\"task_size\":{\"type\":\"long\"}}";
 
 /* Non-terminal tasks (DESIGN section 10), in their original order. */

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "admin.h"
+#include "advisory.h"
 #include "daemon.h"
 #include "metrics.h"
 #include "micro.h"
@@ -336,6 +337,14 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_int(w, "publish_errors", (int64_t)sc_conn_get_stats(d->conn).publish_errors);
     sc_jw_int(w, "ingest_dropped", (int64_t)c->ingest_dropped);
     sc_jw_int(w, "ingest_slow_consumer_dropped", slow);
+    {
+        struct sc_adv_stats as = sc_adv_get_stats(d->adv);
+        sc_jw_int(w, "advisories", (int64_t)as.received);
+        sc_jw_int(w, "advisories_invalid", (int64_t)as.invalid);
+        sc_jw_int(w, "advisories_fetch_errors", (int64_t)as.fetch_errors);
+        sc_jw_int(w, "advisories_filed", (int64_t)as.filed);
+        sc_jw_int(w, "payload_missing", (int64_t)c->payload_missing);
+    }
     sc_jw_close(w, '}');
 
     sc_jw_open(w, "invalid_reasons", '{');
@@ -485,7 +494,9 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     sc_jw_close(&w, ']');
     codec_jw_msgpack(&w, "metadata", t->metadata, t->metadata_len, depth);
     codec_jw_msgpack(&w, "repos", t->repos, t->repos_len, depth);
-    codec_jw_msgpack(&w, "task", t->payload, t->payload_len, depth);
+    if (!t->payload_raw)
+        codec_jw_msgpack(&w, "task", t->payload, t->payload_len, depth);
+    sc_adv_jw_task(&w, t); /* an advisory's original: raw payload, headers, payload_missing */
     sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
     sc_jw_close(&w, '}');
 }

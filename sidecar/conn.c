@@ -834,7 +834,7 @@ sc_conn_publish(struct sc_conn *c, const char *subject, const char *reply, const
     } else {
         ns = natsMsg_Create(&m, subject, reply, body, (int)len);
         for (size_t i = 0; ns == NATS_OK && headers[i]; i += 2)
-            ns = natsMsgHeader_Set(m, headers[i], header_safe(headers[i + 1], val, sizeof(val)));
+            ns = natsMsgHeader_Add(m, headers[i], header_safe(headers[i + 1], val, sizeof(val)));
         if (ns == NATS_OK)
             ns = natsConnection_PublishMsg(c->nc, m);
         natsMsg_Destroy(m);

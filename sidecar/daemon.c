@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "advisory.h"
 #include "alerts.h"
 #include "daemon.h"
 #include "dispatch.h"
@@ -77,12 +78,16 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     sc_status s;
 
     snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
-    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM)
-        s = sc_js_open(d->conn, cfg, on_failure_js, d, &d->js, err, errlen);
-    else
+    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM) {
+        struct sc_js_spec spec;
+        const char *subjects[1];
+        char js_subject[300];
+        sc_js_ingest_spec(cfg, js_subject, sizeof(js_subject), subjects, &spec);
+        s = sc_js_open(d->conn, &spec, on_failure_js, d, &d->js, err, errlen);
+    } else
         s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
                               on_failure_msg, d, &d->sub_failed, err, errlen);
-    if (s)
+    if (s || (s = sc_adv_open(d, err, errlen)))
         return s;
     snprintf(subj, sizeof(subj), "%s.*.*", sc_conn_inbox(d->conn));
     if ((s = sc_conn_subscribe(d->conn, subj, NULL, BIG_PENDING, on_reply_msg, d, NULL, err,
@@ -177,6 +182,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     }
     d->stopping = true;
     d->stop_deadline_mono = sc_now_mono_ms() + d->cfg->shutdown_drain_ms;
+    sc_adv_stop(d->adv); /* what it pulled and did not ack goes back to its stream */
     if (d->js)
         sc_js_stop(d->js); /* what it pulled and did not ack goes back to the stream */
     else
@@ -307,6 +313,8 @@ sc_daemon_free(struct sc_daemon *d)
     sc_alerts_stop(d);
     sc_http_stop(d);
     sc_js_close(d->js); /* its thread uses the connection */
+    sc_adv_close(d->adv);
+    d->adv = NULL;
     d->js = NULL;
     sc_conn_free(d->conn); /* no handler runs after this */
     d->conn = NULL;

@@ -52,6 +52,7 @@ struct sc_daemon {
     struct sc_conn *conn;      /* the NATS transport (conn.h); NULL before sc_conn_new() */
     struct sc_conn_sub *sub_failed; /* the core ingest subscription (drained at shutdown); NULL in jetstream mode */
     struct sc_js *js;          /* the JetStream source (ingest.mode: jetstream, jetstream.h); NULL in core mode */
+    struct sc_adv *adv;        /* the advisory source (advisory.h); NULL when advisories.streams is empty */
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
     struct codec *codec;
     struct policy_classifier *classifier;

@@ -1,4 +1,4 @@
-/* jetstream.c - durable ingest on JetStream: sets up the failure stream and the shared pull consumer, fetches on a thread of its own, and sends the ack/nak replies. */
+/* jetstream.c - JetStream sources (the failure stream, the advisory capture stream): set up a stream and its shared pull consumer, fetch on a thread of its own, and send the ack/nak replies. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +26,10 @@
  */
 struct sc_js {
     struct sc_conn *conn;          /* borrowed */
-    const struct config *cfg;      /* borrowed */
+    struct sc_js_spec spec;        /* copied; its strings and subjects point into names */
+    char *names;                   /* owned: the spec's strings, one allocation */
+    const char **subjects;         /* owned array of spec.nsubjects pointers into names */
     struct sc_conn_sub *chan;      /* the channel to the loop (owned by conn) */
-    char subject[300];             /* "<prefix>.failed.>" */
     jsCtx *ctx;
     natsSubscription *sub;         /* the bound pull subscription: fetch thread only once started */
     pthread_t thread;
@@ -89,56 +90,109 @@ api_error(char *err, size_t errlen, const char *what, const char *name, natsStat
              natsStatus_GetText(s), (int)je, last && *last ? ": " : "", last ? last : "");
 }
 
-/* Creates the stream when it is missing; an existing one must cover js->subject (SC_EINVAL). */
+/* The first of js's subjects that no subject of the existing stream si covers; NULL: all covered. */
+static const char *
+uncovered(const struct sc_js *js, const jsStreamInfo *si)
+{
+    for (size_t k = 0; k < js->spec.nsubjects; k++) {
+        bool covered = false;
+        for (int i = 0; si->Config && i < si->Config->SubjectsLen; i++)
+            covered = covered || sc_js_subject_covers(si->Config->Subjects[i], js->subjects[k]);
+        if (!covered)
+            return js->subjects[k];
+    }
+    return NULL;
+}
+
+/*
+ * An existing stream that misses some of js's subjects: with spec.extend
+ * they are added to it (a stream the sidecar owns, e.g. advisories.streams
+ * grew), else SC_EINVAL.
+ */
+static sc_status
+extend_stream(struct sc_js *js, jsOptions *o, jsStreamInfo *si, const char *missing, char *err,
+              size_t errlen)
+{
+    const struct sc_js_spec *sp = &js->spec;
+    jsStreamInfo *ni = NULL;
+    jsStreamConfig sc;
+    const char **subjects;
+    int n = si->Config ? si->Config->SubjectsLen : 0;
+    jsErrCode je = 0;
+    natsStatus s;
+
+    if (!sp->extend || !si->Config) {
+        snprintf(err, errlen,
+                 "jetstream: the existing stream %s does not capture %s (%s names a stream "
+                 "whose subjects must cover them)", sp->stream, missing, sp->stream_key);
+        return SC_EINVAL;
+    }
+    subjects = sc_xcalloc((size_t)n + sp->nsubjects, sizeof(*subjects));
+    for (int i = 0; i < n; i++)
+        subjects[i] = si->Config->Subjects[i];
+    for (size_t k = 0; k < sp->nsubjects; k++) {
+        bool have = false;
+        for (int i = 0; i < n && !have; i++)
+            have = sc_js_subject_covers(subjects[i], js->subjects[k]);
+        if (!have)
+            subjects[n++] = js->subjects[k];
+    }
+    sc = *si->Config;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = n;
+    s = js_UpdateStream(&ni, js->ctx, &sc, o, &je);
+    free(subjects);
+    if (s != NATS_OK) {
+        api_error(err, errlen, "update stream", sp->stream, s, je);
+        return SC_EIO;
+    }
+    jsStreamInfo_Destroy(ni);
+    sc_log(SC_LOG_INFO, "jetstream: stream subjects added", "stream", sp->stream, "subject",
+           missing, NULL);
+    return SC_OK;
+}
+
+/* Creates the stream when it is missing; an existing one must cover js's subjects (extend_stream()). */
 static sc_status
 ensure_stream(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
 {
-    const struct config *cfg = js->cfg;
+    const struct sc_js_spec *sp = &js->spec;
     jsStreamInfo *si = NULL;
     jsStreamConfig sc;
-    const char *subjects[1] = {js->subject};
+    const char *missing;
     jsErrCode je = 0;
     natsStatus s;
     sc_status st = SC_OK;
 
-    s = js_GetStreamInfo(&si, js->ctx, cfg->ingest_stream, o, &je);
+    s = js_GetStreamInfo(&si, js->ctx, sp->stream, o, &je);
     if (s == NATS_OK) {
-        bool covered = false;
-        for (int i = 0; si->Config && i < si->Config->SubjectsLen; i++)
-            covered = covered || sc_js_subject_covers(si->Config->Subjects[i], js->subject);
-        if (!covered) {
-            snprintf(err, errlen,
-                     "jetstream: the existing stream %s does not capture %s (ingest.stream names "
-                     "a stream whose subjects must cover the failure subjects)",
-                     cfg->ingest_stream, js->subject);
-            st = SC_EINVAL;
-        }
+        if ((missing = uncovered(js, si)) != NULL)
+            st = extend_stream(js, o, si, missing, err, errlen);
         jsStreamInfo_Destroy(si);
         return st;
     }
     if (s != NATS_NOT_FOUND && je != JSStreamNotFoundErr) {
-        api_error(err, errlen, "stream info", cfg->ingest_stream, s, je);
+        api_error(err, errlen, "stream info", sp->stream, s, je);
         return SC_EIO;
     }
     jsStreamConfig_Init(&sc);
-    sc.Name = cfg->ingest_stream;
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    sc.Retention = js_WorkQueuePolicy; /* an acked failure is the sidecar's: the stream lets it go */
-    sc.Storage = cfg->ingest_stream_storage == CONFIG_STORAGE_MEMORY ? js_MemoryStorage
-                                                                      : js_FileStorage;
-    sc.Replicas = cfg->ingest_stream_replicas;
-    sc.MaxAge = cfg->ingest_stream_max_age_s * 1000 * NS_PER_MS;
-    sc.MaxBytes = cfg->ingest_stream_max_bytes > 0 ? cfg->ingest_stream_max_bytes : -1;
+    sc.Name = sp->stream;
+    sc.Subjects = js->subjects;
+    sc.SubjectsLen = (int)sp->nsubjects;
+    sc.Retention = js_WorkQueuePolicy; /* an acked message is the sidecar's: the stream lets it go */
+    sc.Storage = sp->memory ? js_MemoryStorage : js_FileStorage;
+    sc.Replicas = sp->replicas;
+    sc.MaxAge = sp->max_age_s * 1000 * NS_PER_MS;
+    sc.MaxBytes = sp->max_bytes > 0 ? sp->max_bytes : -1;
     je = 0;
     s = js_AddStream(&si, js->ctx, &sc, o, &je);
     if (s != NATS_OK) {
-        api_error(err, errlen, "create stream", cfg->ingest_stream, s, je);
+        api_error(err, errlen, "create stream", sp->stream, s, je);
         return SC_EIO;
     }
     jsStreamInfo_Destroy(si);
-    sc_log(SC_LOG_INFO, "jetstream: stream created", "stream", cfg->ingest_stream, "subjects",
-           js->subject, NULL);
+    sc_log(SC_LOG_INFO, "jetstream: stream created", "stream", sp->stream, "subjects",
+           js->subjects[0], NULL);
     return SC_OK;
 }
 
@@ -146,15 +200,16 @@ ensure_stream(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
 static void
 consumer_config(const struct sc_js *js, jsConsumerConfig *cc)
 {
-    const struct config *cfg = js->cfg;
+    const struct sc_js_spec *sp = &js->spec;
 
     jsConsumerConfig_Init(cc);
-    cc->Durable = cfg->ingest_consumer;
+    cc->Durable = sp->consumer;
     cc->AckPolicy = js_AckExplicit;
-    cc->AckWait = cfg->ingest_ack_wait_ms * NS_PER_MS;
+    cc->AckWait = sp->ack_wait_ms * NS_PER_MS;
     cc->MaxDeliver = -1; /* a full queue naks: a failure must never run out of deliveries */
-    cc->MaxAckPending = cfg->ingest_max_ack_pending;
-    cc->FilterSubject = js->subject;
+    cc->MaxAckPending = sp->max_ack_pending;
+    /* One subject: filtered on it. Several (nats.c 3.4.1 has no FilterSubjects): the whole stream. */
+    cc->FilterSubject = sp->nsubjects == 1 ? js->subjects[0] : NULL;
     cc->DeliverPolicy = js_DeliverAll;
 }
 
@@ -166,14 +221,14 @@ consumer_config(const struct sc_js *js, jsConsumerConfig *cc)
 static sc_status
 ensure_consumer(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
 {
-    const struct config *cfg = js->cfg;
+    const struct sc_js_spec *sp = &js->spec;
     jsConsumerInfo *ci = NULL;
     jsConsumerConfig cc;
     jsErrCode je = 0;
     natsStatus s;
 
     consumer_config(js, &cc);
-    s = js_GetConsumerInfo(&ci, js->ctx, cfg->ingest_stream, cfg->ingest_consumer, o, &je);
+    s = js_GetConsumerInfo(&ci, js->ctx, sp->stream, sp->consumer, o, &je);
     if (s == NATS_OK) {
         const jsConsumerConfig *have = ci->Config;
         bool fits = have && (!have->DeliverSubject || !*have->DeliverSubject) &&
@@ -183,27 +238,27 @@ ensure_consumer(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
         if (!fits) {
             snprintf(err, errlen,
                      "jetstream: the existing consumer %s on %s is not a pull consumer with "
-                     "explicit acks (ingest.consumer)", cfg->ingest_consumer, cfg->ingest_stream);
+                     "explicit acks (%s)", sp->consumer, sp->stream, sp->consumer_key);
             return SC_EINVAL;
         }
         if (same)
             return SC_OK;
-        s = js_UpdateConsumer(&ci, js->ctx, cfg->ingest_stream, &cc, o, &je);
+        s = js_UpdateConsumer(&ci, js->ctx, sp->stream, &cc, o, &je);
         if (s != NATS_OK) {
-            api_error(err, errlen, "update consumer", cfg->ingest_consumer, s, je);
+            api_error(err, errlen, "update consumer", sp->consumer, s, je);
             return SC_EIO;
         }
         jsConsumerInfo_Destroy(ci);
         return SC_OK;
     }
     if (s != NATS_NOT_FOUND && je != JSConsumerNotFoundErr) {
-        api_error(err, errlen, "consumer info", cfg->ingest_consumer, s, je);
+        api_error(err, errlen, "consumer info", sp->consumer, s, je);
         return SC_EIO;
     }
     je = 0;
-    s = js_AddConsumer(&ci, js->ctx, cfg->ingest_stream, &cc, o, &je);
+    s = js_AddConsumer(&ci, js->ctx, sp->stream, &cc, o, &je);
     if (s != NATS_OK) {
-        api_error(err, errlen, "create consumer", cfg->ingest_consumer, s, je);
+        api_error(err, errlen, "create consumer", sp->consumer, s, je);
         return SC_EIO;
     }
     jsConsumerInfo_Destroy(ci);
@@ -214,7 +269,7 @@ ensure_consumer(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
 static sc_status
 setup(struct sc_js *js, char *err, size_t errlen)
 {
-    const struct config *cfg = js->cfg;
+    const struct sc_js_spec *sp = &js->spec;
     jsOptions o;
     jsSubOptions so;
     jsErrCode je = 0;
@@ -230,17 +285,17 @@ setup(struct sc_js *js, char *err, size_t errlen)
     if ((st = ensure_stream(js, &o, err, errlen)) || (st = ensure_consumer(js, &o, err, errlen)))
         return st;
     jsSubOptions_Init(&so);
-    so.Stream = cfg->ingest_stream;
-    so.Consumer = cfg->ingest_consumer;
-    s = js_PullSubscribe(&js->sub, js->ctx, js->subject, cfg->ingest_consumer, &o, &so, &je);
+    so.Stream = sp->stream;
+    so.Consumer = sp->consumer;
+    s = js_PullSubscribe(&js->sub, js->ctx, js->subjects[0], sp->consumer, &o, &so, &je);
     if (s != NATS_OK) {
-        api_error(err, errlen, "pull subscribe", cfg->ingest_consumer, s, je);
+        api_error(err, errlen, "pull subscribe", sp->consumer, s, je);
         js->sub = NULL;
         return SC_EIO;
     }
     __atomic_store_n(&js->ready, 1, __ATOMIC_RELEASE);
-    sc_log(SC_LOG_INFO, "jetstream: ingest ready", "stream", cfg->ingest_stream, "consumer",
-           cfg->ingest_consumer, "subjects", js->subject, NULL);
+    sc_log(SC_LOG_INFO, "jetstream: source ready", "source", sp->what, "stream", sp->stream,
+           "consumer", sp->consumer, "subject", js->subjects[0], NULL);
     return SC_OK;
 }
 
@@ -276,14 +331,14 @@ fetch_once(struct sc_js *js)
     jsErrCode je = 0;
     natsStatus s;
 
-    s = natsSubscription_Fetch(&list, js->sub, (int)js->cfg->ingest_fetch_batch, FETCH_WAIT_MS, &je);
+    s = natsSubscription_Fetch(&list, js->sub, (int)js->spec.fetch_batch, FETCH_WAIT_MS, &je);
     if (s == NATS_TIMEOUT)
         return true; /* nothing to fetch */
     if (s != NATS_OK) {
         __atomic_add_fetch(&js->fetch_errors, 1, __ATOMIC_RELAXED);
         if (!stopping(js) && sc_now_mono_ms() - js->last_warn_mono >= 10000) {
-            sc_log(SC_LOG_WARN, "jetstream: fetch failed (logged once per 10 s)", "error",
-                   natsStatus_GetText(s), NULL);
+            sc_log(SC_LOG_WARN, "jetstream: fetch failed (logged once per 10 s)", "source",
+                   js->spec.what, "error", natsStatus_GetText(s), NULL);
             js->last_warn_mono = sc_now_mono_ms();
         }
         natsMsgList_Destroy(&list);
@@ -301,7 +356,14 @@ fetch_once(struct sc_js *js)
     for (int i = 0; i < list.Count; i++) {
         natsMsg *m = list.Msgs[i];
         list.Msgs[i] = NULL;
-        sc_conn_deliver(js->chan, m); /* owns m now; false: closing, and m goes back to the stream */
+        if (js->spec.prepare && stopping(js)) {
+            natsMsg_Destroy(m); /* not acked: back to the stream after the ack wait */
+            continue;
+        }
+        if (js->spec.prepare)
+            m = js->spec.prepare(js->spec.pctx, js->ctx, m); /* owns m, returns what to deliver */
+        if (m)
+            sc_conn_deliver(js->chan, m); /* owns m now; false: closing, and m goes back to the stream */
     }
     natsMsgList_Destroy(&list);
     return true;
@@ -322,7 +384,8 @@ fetch_main(void *arg)
                 __atomic_add_fetch(&js->setup_errors, 1, __ATOMIC_RELAXED);
                 if (sc_conn_connected(js->conn) && sc_now_mono_ms() - last_warn >= 10000) {
                     sc_log(st == SC_EINVAL ? SC_LOG_ERROR : SC_LOG_WARN,
-                           "jetstream: ingest not set up; retrying", "error", err, NULL);
+                           "jetstream: source not set up; retrying", "source", js->spec.what,
+                           "error", err, NULL);
                     last_warn = sc_now_mono_ms();
                 }
                 wait_ms(js, RETRY_SETUP_MS);
@@ -345,8 +408,63 @@ fetch_main(void *arg)
 
 /* ---- the source ------------------------------------------------------------------------------- */
 
+/* Copies spec into js: its strings into one allocation js->names, its subjects into js->subjects. */
+static void
+copy_spec(struct sc_js *js, const struct sc_js_spec *spec)
+{
+    const char *strs[4] = {spec->what, spec->stream, spec->consumer, spec->stream_key};
+    const char **dst[4] = {&js->spec.what, &js->spec.stream, &js->spec.consumer,
+                           &js->spec.stream_key};
+    size_t total = 0, o = 0;
+
+    js->spec = *spec;
+    for (size_t i = 0; i < 4; i++)
+        total += strlen(strs[i] ? strs[i] : "") + 1;
+    for (size_t k = 0; k < spec->nsubjects; k++)
+        total += strlen(spec->subjects[k]) + 1;
+    js->names = sc_xcalloc(1, total);
+    js->subjects = sc_xcalloc(spec->nsubjects ? spec->nsubjects : 1, sizeof(*js->subjects));
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = strlen(strs[i] ? strs[i] : "") + 1;
+        memcpy(js->names + o, strs[i] ? strs[i] : "", n);
+        *dst[i] = js->names + o;
+        o += n;
+    }
+    for (size_t k = 0; k < spec->nsubjects; k++) {
+        size_t n = strlen(spec->subjects[k]) + 1;
+        memcpy(js->names + o, spec->subjects[k], n);
+        js->subjects[k] = js->names + o;
+        o += n;
+    }
+    js->spec.subjects = js->subjects;
+    js->spec.consumer_key = spec->consumer_key; /* static text */
+}
+
+void
+sc_js_ingest_spec(const struct config *cfg, char *subject, size_t subject_len,
+                  const char **subjects, struct sc_js_spec *spec)
+{
+    snprintf(subject, subject_len, "%s.failed.>", cfg->subjects_prefix);
+    subjects[0] = subject;
+    memset(spec, 0, sizeof(*spec));
+    spec->what = "ingest";
+    spec->stream = cfg->ingest_stream;
+    spec->stream_key = "ingest.stream";
+    spec->subjects = subjects;
+    spec->nsubjects = 1;
+    spec->memory = cfg->ingest_stream_storage == CONFIG_STORAGE_MEMORY;
+    spec->replicas = cfg->ingest_stream_replicas;
+    spec->max_age_s = cfg->ingest_stream_max_age_s;
+    spec->max_bytes = cfg->ingest_stream_max_bytes;
+    spec->consumer = cfg->ingest_consumer;
+    spec->consumer_key = "ingest.consumer";
+    spec->ack_wait_ms = cfg->ingest_ack_wait_ms;
+    spec->max_ack_pending = cfg->ingest_max_ack_pending;
+    spec->fetch_batch = cfg->ingest_fetch_batch;
+}
+
 sc_status
-sc_js_open(struct sc_conn *c, const struct config *cfg, sc_conn_handler fn, void *ctx,
+sc_js_open(struct sc_conn *c, const struct sc_js_spec *spec, sc_conn_handler fn, void *ctx,
            struct sc_js **out, char *err, size_t errlen)
 {
     struct sc_js *js = sc_xcalloc(1, sizeof(*js));
@@ -354,8 +472,7 @@ sc_js_open(struct sc_conn *c, const struct config *cfg, sc_conn_handler fn, void
 
     *out = NULL;
     js->conn = c;
-    js->cfg = cfg;
-    snprintf(js->subject, sizeof(js->subject), "%s.failed.>", cfg->subjects_prefix);
+    copy_spec(js, spec);
     sc_conn_channel_open(c, fn, ctx, &js->chan);
     /* Reachable now: a stream or consumer that does not fit stops start-up here. */
     if (sc_conn_connected(c) && (st = setup(js, err, errlen)) != SC_OK) {
@@ -390,6 +507,8 @@ sc_js_close(struct sc_js *js)
         pthread_join(js->thread, NULL);
     natsSubscription_Destroy(js->sub); /* does not delete the durable consumer */
     jsCtx_Destroy(js->ctx);
+    free(js->subjects);
+    free(js->names);
     free(js);
 }
 

@@ -1,4 +1,4 @@
-/* jetstream.h - durable ingest on JetStream (DESIGN section 16): the failure stream, the shared pull consumer, a fetch thread feeding the loop, and the ack/nak replies. */
+/* jetstream.h - JetStream sources (DESIGN section 16): a stream (the failures, or the captured advisories), its shared pull consumer, a fetch thread feeding the loop, and the ack/nak replies. */
 #ifndef DLQ_SIDECAR_JETSTREAM_H
 #define DLQ_SIDECAR_JETSTREAM_H
 
@@ -45,22 +45,59 @@ struct sc_js_stats {
 };
 
 /*
- * sc_js_open() sets up the failure stream (cfg->ingest_stream over
- * "<prefix>.failed.>": created when missing with cfg's replicas, storage,
- * max age and bytes, work-queue retention; an existing one must cover the
- * subjects) and the durable pull consumer cfg->ingest_consumer (explicit
- * acks, ack wait, max_ack_pending, unlimited deliveries; created when
- * missing, an existing one must be a pull consumer with explicit acks), then
- * starts the fetch thread, which feeds messages to fn(ctx, msg) on the loop
- * thread through c. When NATS is not reachable yet the thread sets it all
- * up once it is. Returns SC_OK (*out owns the source), SC_EINVAL when the
- * existing stream or consumer does not fit (err says how: start-up must
- * stop), SC_EIO for a JetStream API failure on a reachable server (e.g.
- * JetStream not enabled). cfg and c are borrowed and must outlive the
- * source. Main thread, before the loop runs.
+ * What one source is: its stream (created when missing with these limits,
+ * work-queue retention), the subjects the stream must capture, and the
+ * durable pull consumer every sidecar shares (explicit acks). The strings
+ * are copied by sc_js_open().
  */
-sc_status sc_js_open(struct sc_conn *c, const struct config *cfg, sc_conn_handler fn, void *ctx,
-                     struct sc_js **out, char *err, size_t errlen);
+struct sc_js_spec {
+    const char *what;              /* "ingest" or "advisories": named in log lines */
+    const char *stream;            /* the stream's name */
+    const char *stream_key;        /* the config key naming it, for errors (static) */
+    const char *const *subjects;   /* nsubjects (>= 1) subjects the stream must capture */
+    size_t nsubjects;
+    bool extend;                   /* an existing stream missing some gets them added (else SC_EINVAL) */
+    bool memory;                   /* memory storage (else file) for a stream created here */
+    int64_t replicas, max_age_s, max_bytes; /* of a stream created here; 0 age/bytes: no limit */
+    const char *consumer;          /* the durable consumer's name */
+    const char *consumer_key;      /* the config key naming it, for errors (static) */
+    int64_t ack_wait_ms, max_ack_pending, fetch_batch;
+    /*
+     * prepare (may be NULL) runs on the fetch thread for each message
+     * pulled, before it goes to the loop: it owns m and returns the message
+     * to deliver (m itself, another one, or NULL: nothing, m dealt with).
+     * It may make blocking JetStream calls through js (e.g. js_GetMsg()).
+     */
+    natsMsg *(*prepare)(void *pctx, jsCtx *js, natsMsg *m);
+    void *pctx;
+};
+
+/*
+ * sc_js_ingest_spec() fills spec with the failure source of cfg (ingest.*):
+ * the stream over "<prefix>.failed.>" (written into subject, subject_len
+ * bytes, >= 300; subjects[0] points at it) and its consumer. spec borrows
+ * cfg's strings, subject and subjects. Any thread.
+ */
+void sc_js_ingest_spec(const struct config *cfg, char *subject, size_t subject_len,
+                       const char **subjects, struct sc_js_spec *spec);
+
+/*
+ * sc_js_open() sets up the source spec describes: its stream (created when
+ * missing; an existing one must cover the subjects, or with spec->extend
+ * gets the missing ones added) and its durable pull consumer (explicit
+ * acks, ack wait, max_ack_pending, unlimited deliveries; created when
+ * missing, an existing one must be a pull consumer with explicit acks),
+ * then starts the fetch thread, which feeds messages (through
+ * spec->prepare when set) to fn(ctx, msg) on the loop thread through c.
+ * When NATS is not reachable yet the thread sets it all up once it is.
+ * Returns SC_OK (*out owns the source), SC_EINVAL when the existing stream
+ * or consumer does not fit (err says how: start-up must stop), SC_EIO for a
+ * JetStream API failure on a reachable server (e.g. JetStream not
+ * enabled). spec is copied; c must outlive the source. Main thread, before
+ * the loop runs.
+ */
+sc_status sc_js_open(struct sc_conn *c, const struct sc_js_spec *spec, sc_conn_handler fn,
+                     void *ctx, struct sc_js **out, char *err, size_t errlen);
 
 /*
  * sc_js_stop() asks the fetch thread to stop pulling (it ends within about

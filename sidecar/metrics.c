@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "advisory.h"
 #include "alerts.h"
 #include "daemon.h"
 #include "metrics.h"
@@ -235,6 +236,21 @@ render_ingest(struct sc_daemon *d, struct sc_buf *b)
                  js.naks);
         metric_u(b, "dlq_jetstream_fetch_errors_total", "counter",
                  "Pull requests to the JetStream ingest consumer that failed.", js.fetch_errors);
+    }
+    {
+        struct sc_adv_stats as = sc_adv_get_stats(d->adv);
+        metric_u(b, "dlq_advisories_total", "counter",
+                 "JetStream advisories (advisories.streams) taken from the capture stream.",
+                 as.received);
+        metric_u(b, "dlq_advisories_invalid_total", "counter",
+                 "Advisories refused: malformed, forged, of a stream not listed, or unfileable.",
+                 as.invalid);
+        metric_u(b, "dlq_advisories_fetch_errors_total", "counter",
+                 "Originals of advisories that could not be read (filed payload_missing).",
+                 as.fetch_errors);
+        metric_u(b, "dlq_payload_missing_total", "counter",
+                 "Tasks filed from an advisory without their original message (gone or unreadable).",
+                 c->payload_missing);
     }
     family(b, "dlq_invalid_total", "counter", "Failure messages refused as invalid, by reason.");
     for (size_t i = 0; i < SC_MAX_REASONS && d->reasons[i].reason; i++)

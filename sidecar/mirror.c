@@ -47,6 +47,7 @@ struct sc_mirror_ack {
     struct sc_list link;                 /* in the mirror's acks, oldest first */
     struct sc_mirror_ack *tnext;         /* the task's acks */
     bool js;                             /* a JetStream ack: reply is the ack subject, no body */
+    struct sc_js *src;                   /* with js: the source that counts it (may be NULL) */
     struct dlq_task *task;
     uint64_t version;
     int64_t deadline;                   /* mono ms */
@@ -242,9 +243,9 @@ ack_send(struct sc_daemon *d, struct sc_mirror_ack *a, ack_end end, const char *
 {
     ack_unlink(d->mirror, a);
     if (a->js && end == ACK_UNSTORED)
-        sc_js_nak(d->js, d->conn, a->reply, d->cfg->ingest_nak_delay_ms); /* the stream keeps it */
+        sc_js_nak(a->src, d->conn, a->reply, d->cfg->ingest_nak_delay_ms); /* the stream keeps it */
     else if (a->js)
-        sc_js_ack(d->js, d->conn, a->reply);
+        sc_js_ack(a->src, d->conn, a->reply);
     else
         ack_answer(d, NULL, a->reply, a->task, a->body, a->len, end, why);
     free(a->reply);
@@ -368,19 +369,29 @@ void
 sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
                  bool redelivered)
 {
+    sc_mirror_js_ack_src(d, d->js, ack_subject, t, redelivered);
+}
+
+void
+sc_mirror_js_ack_src(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
+                     struct dlq_task *t, bool redelivered)
+{
     struct sc_mirror *s = d->mirror;
+    struct sc_mirror_ack *a;
 
     if (!s || !s->durable || !t) { /* the memory store: in memory is accepted */
-        sc_js_ack(d->js, d->conn, ack_subject);
+        sc_js_ack(src, d->conn, ack_subject);
         return;
     }
     if (redelivered)
         sc_mirror_changed(d, t); /* written again: the ack waits for that write */
     if (s->p->state == PERSIST_OK && s->nacks < ACK_MAX && sc_list_linked(&t->dirty)) {
-        ack_link(d, t, ack_subject)->js = true;
+        a = ack_link(d, t, ack_subject);
+        a->js = true;
+        a->src = src;
         return;
     }
-    sc_js_nak(d->js, d->conn, ack_subject, d->cfg->ingest_nak_delay_ms); /* comes back later */
+    sc_js_nak(src, d->conn, ack_subject, d->cfg->ingest_nak_delay_ms); /* comes back later */
 }
 
 const char *
@@ -512,7 +523,21 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     sc_jw_close(&w, ']');
     doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
     doc_msgpack(&w, "repos", "repos_mp", t->repos, t->repos_len, depth);
-    doc_msgpack(&w, "task", "task_mp", t->payload, t->payload_len, depth);
+    if (t->payload_raw) { /* an advisory's original: its bytes, not MessagePack */
+        codec_jw_msgpack(&w, "task", NULL, 0, depth);
+        persist_doc_bytes(&w, "task_mp", t->payload, t->payload_len);
+    } else {
+        doc_msgpack(&w, "task", "task_mp", t->payload, t->payload_len, depth);
+    }
+    sc_jw_bool(&w, "payload_raw", t->payload_raw);
+    sc_jw_bool(&w, "payload_missing", t->payload_missing);
+    {
+        size_t hlen;
+        const char *hdrs = dlq_task_headers(t, &hlen);
+        persist_doc_bytes(&w, "headers_raw", hdrs, hlen);
+        if (dlq_task_adv_seq(t))
+            sc_jw_uint(&w, "adv_seq", dlq_task_adv_seq(t));
+    }
     sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
     sc_jw_close(&w, '}');
     return w.st;
@@ -626,6 +651,17 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     t->park_reason = doc_str(s, src, "park_reason", &n);
     doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
     doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
+    {
+        char *hdrs = NULL;
+        size_t hlen = 0;
+        doc_bytes(s, src, "headers_raw", &hdrs, &hlen);
+        dlq_task_set_headers(t, hdrs, hdrs ? hlen : 0);
+        free(hdrs);
+        if (json_is_integer(json_object_get(src, "adv_seq")) && doc_int(src, "adv_seq") > 0)
+            dlq_task_set_adv_seq(t, (uint64_t)doc_int(src, "adv_seq"));
+    }
+    t->payload_raw = json_is_true(json_object_get(src, "payload_raw"));
+    t->payload_missing = json_is_true(json_object_get(src, "payload_missing"));
     t->policy_override = json_is_true(json_object_get(src, "policy_override"));
     t->max_retries = (int32_t)doc_int(src, "max_retries");
     t->retry_count = (int32_t)doc_int(src, "retry_count");
@@ -668,7 +704,7 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     const char *ps = json_string_value(json_object_get(src, "retry_policy"));
     char *payload = NULL;
     size_t plen = 0, n;
-    bool parked;
+    bool parked, raw = json_is_true(json_object_get(src, "payload_raw"));
     json_t *hist, *h;
     size_t i;
 
@@ -680,8 +716,9 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
         policy_retry_parse(ps, strlen(ps), &pol))
         goto bad;
     if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
-        codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) != SC_OK ||
-        n != plen)
+        (!raw && (codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) !=
+                      SC_OK ||
+                  n != plen)))
         goto bad;
     if (!json_is_string(json_object_get(src, "subject")))
         goto bad;

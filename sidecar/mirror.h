@@ -37,6 +37,7 @@ void sc_mirror_removed(struct sc_daemon *d, struct dlq_task *t);
  */
 #define SC_EXIT_UNSTORED 3 /* exit code: stopped with writes neither stored nor spilled */
 struct sc_mirror_ack;
+struct sc_js;
 sc_status sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen);
 void sc_mirror_flush(struct sc_daemon *d);
 void sc_mirror_close(struct sc_daemon *d);
@@ -65,6 +66,9 @@ void sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct s
  */
 void sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
                       bool redelivered);
+/* sc_mirror_js_ack_src() is sc_mirror_js_ack() for the JetStream source src (counts its acks; may be NULL). */
+void sc_mirror_js_ack_src(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
+                          struct dlq_task *t, bool redelivered);
 
 /*
  * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a

@@ -23,6 +23,9 @@ struct pub {
     char episode[24];
     char msgid[256];
     char task_id[128];
+    char body[64];            /* the first bytes of the body */
+    char trace[64];           /* header X-Trace (an original's header kept by an advisory task) */
+    size_t nheaders;          /* name/value pairs */
     size_t len;
 };
 
@@ -59,7 +62,6 @@ f_publish(void *ctx, const char *subject, const char *reply, const void *body, s
     dlq_pub_result r = DLQ_PUB_OK;
 
     (void)ctx;
-    (void)body;
     if (F.nscript) {
         r = F.script[0];
         memmove(F.script, F.script + 1, --F.nscript * sizeof(F.script[0]));
@@ -75,6 +77,11 @@ f_publish(void *ctx, const char *subject, const char *reply, const void *body, s
     snprintf(p->episode, sizeof(p->episode), "%s", hdr(headers, DLQ_HDR_EPISODE));
     snprintf(p->msgid, sizeof(p->msgid), "%s", hdr(headers, CODEC_HDR_MSG_ID));
     snprintf(p->task_id, sizeof(p->task_id), "%s", hdr(headers, CODEC_HDR_TASK_ID));
+    snprintf(p->trace, sizeof(p->trace), "%s", hdr(headers, "X-Trace"));
+    if (body && len)
+        memcpy(p->body, body, len < sizeof(p->body) ? len : sizeof(p->body));
+    for (p->nheaders = 0; headers && headers[2 * p->nheaders]; p->nheaders++)
+        ;
     p->len = len;
     return DLQ_PUB_OK;
 }
@@ -1097,6 +1104,173 @@ test_js_redelivery(void **state)
     assert_int_equal(t->stream_seq, 12);
 }
 
+/* ---- advisories: failures that are not envelopes (dlq_ingest_foreign()) -------------------------- */
+
+#define ORIG "{\"order\":42}\x00\xff" /* any bytes: JSON, a NUL, a byte that is not UTF-8 */
+#define ORIG_LEN (sizeof(ORIG) - 1)
+#define ORIG_HDRS "X-Trace\0abc\0X-Multi\0one\0X-Multi\0two\0"
+
+/* Files an advisory of task id with sequence seq in the capture stream (verdict in D). */
+static dlq_verdict
+foreign(struct fx *x, const char *id, uint64_t seq, bool missing)
+{
+    struct dlq_foreign f = {0};
+
+    f.id = id;
+    f.id_len = strlen(id);
+    f.payload = ORIG;
+    f.payload_len = ORIG_LEN;
+    f.payload_missing = missing;
+    f.missing_why = missing ? "no message 7 in stream ORDERS" : NULL;
+    f.headers = ORIG_HDRS;
+    f.headers_len = sizeof(ORIG_HDRS) - 1;
+    f.error = "max deliveries exceeded (3)";
+    f.error_type = "jetstream.max_deliveries";
+    f.retry_subject = missing ? NULL : "ORDERS.new";
+    f.subject = missing ? "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORDERS.w" : "ORDERS.new";
+    f.seq = seq;
+    dlq_ingest_foreign(&x->m, &f, x->wall, x->mono, &D);
+    return D.verdict;
+}
+
+/* Lets retries go to ORDERS.> with their outcome stored (DESIGN section 6). */
+static void
+allow_orders(struct fx *x)
+{
+    char err[256];
+
+    assert_int_equal(config_set(&x->cfg, "retry.allowed_subjects", "dlq.retry.>,ORDERS.>", err,
+                                sizeof(err)), SC_OK);
+    assert_int_equal(config_set(&x->cfg, "retry.stored_subjects", "ORDERS.>", err, sizeof(err)),
+                     SC_OK);
+}
+
+/*
+ * An advisory files a task holding the original's bytes and headers; the
+ * category comes from the classifier; the retry republishes the bytes as
+ * they were, with the original's headers after the retry headers, to the
+ * original subject, its outcome stored; success completes it.
+ */
+static void
+test_foreign_task(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t;
+    const char *rule = NULL;
+    bool stored = false;
+    policy_category want;
+
+    allow_orders(x);
+    assert_int_equal(foreign(x, "ORDERS:7", 3, false), DLQ_IN_STORED);
+    t = task(x, "ORDERS:7");
+    assert_non_null(t);
+    assert_true(t->payload_raw);
+    assert_false(t->payload_missing);
+    assert_int_equal(t->payload_len, ORIG_LEN);
+    assert_memory_equal(t->payload, ORIG, ORIG_LEN);
+    {
+        size_t hlen;
+        const char *hdrs = dlq_task_headers(t, &hlen);
+        assert_int_equal(hlen, sizeof(ORIG_HDRS) - 1);
+        assert_memory_equal(hdrs, ORIG_HDRS, hlen);
+    }
+    assert_string_equal(t->error, "max deliveries exceeded (3)");
+    assert_string_equal(t->error_type, "jetstream.max_deliveries");
+    assert_string_equal(t->retry_subject, "ORDERS.new");
+    want = policy_classify(x->pc, "jetstream.max_deliveries", 24, t->error, strlen(t->error), &rule);
+    assert_int_equal(t->category, want);
+    assert_int_equal(dlq_task_adv_seq(t), 3);
+    assert_int_equal(t->stream_seq, 0);
+    assert_int_equal(x->m.c.advisories, 1);
+    assert_int_equal(x->m.c.enqueued, 1);
+    assert_non_null(strstr(F.events, "enqueued:0"));
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].subject, "ORDERS.new");
+    assert_int_equal(F.pubs[0].len, ORIG_LEN);
+    assert_memory_equal(F.pubs[0].body, ORIG, ORIG_LEN);
+    assert_string_equal(F.pubs[0].trace, "abc");
+    assert_string_equal(F.pubs[0].task_id, "ORDERS:7");
+    assert_true(F.pubs[0].msgid[0] != '\0');
+    assert_int_equal(F.pubs[0].nheaders, 8 + 3); /* the retry headers, then the original's three */
+    assert_ptr_equal(flight_of(x, &F.pubs[0], &stored), t);
+    assert_true(stored);
+    dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
+    assert_int_equal(x->m.c.retry_success, 1);
+    assert_null(task(x, "ORDERS:7"));
+}
+
+/* An original that is gone: filed parked with payload_missing, counted, its event; never dropped. */
+static void
+test_foreign_payload_missing(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t;
+
+    allow_orders(x);
+    assert_int_equal(foreign(x, "ORDERS:7", 4, true), DLQ_IN_STORED);
+    t = task(x, "ORDERS:7");
+    assert_non_null(t);
+    assert_true(t->payload_missing);
+    assert_int_equal(t->payload_len, 0);
+    assert_true(t->parked);
+    assert_null(t->retry_subject);
+    assert_non_null(strstr(t->park_reason, "payload_missing: no message 7"));
+    assert_int_equal(x->m.c.payload_missing, 1);
+    assert_int_equal(x->m.c.enqueued, 1);
+    assert_non_null(strstr(F.events, "payload_missing:0"));
+    /* Nothing to send: an operator's retry is refused, and no time sends it. */
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
+    advance(x, 100000);
+    assert_int_equal(F.npub, 0);
+}
+
+/*
+ * A redelivered advisory (capture sequence at or below the task's) changes
+ * nothing; the capture stream's sequences and the failure stream's are
+ * apart (an envelope of sequence 1 after advisory 5 is a new failure); a
+ * completed task comes back as a new episode of the same id (item 5: a
+ * worker's consumer gave up on a retry).
+ */
+static void
+test_foreign_redelivery_and_reopen(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t;
+    int32_t episode;
+
+    allow_orders(x);
+    assert_int_equal(foreign(x, "a", 5, false), DLQ_IN_STORED);
+    assert_int_equal(foreign(x, "a", 5, false), DLQ_IN_REDELIVERED);
+    assert_int_equal(foreign(x, "a", 2, false), DLQ_IN_REDELIVERED);
+    assert_int_equal(x->m.c.redelivered, 2);
+    assert_int_equal(x->m.c.enqueued, 1);
+    assert_int_equal(ingest(x, "a", OPT(.seq = 1, .error = "envelope"), false, 0), DLQ_IN_STORED);
+    t = task(x, "a");
+    assert_false(t->payload_raw); /* the envelope's task now */
+    {
+        size_t hlen;
+        assert_null(dlq_task_headers(t, &hlen));
+        assert_int_equal(dlq_task_adv_seq(t), 5); /* the advisory sequence stays for redeliveries */
+    }
+    assert_int_equal(x->m.c.duplicates, 1);
+    assert_int_equal(foreign(x, "a", 6, false), DLQ_IN_STORED);
+    assert_true(t->payload_raw);
+    /* Completed, then the worker's consumer gives up on the retry: the same task, a new episode. */
+    x->cfg.store_keep_completed = true;
+    episode = t->episode;
+    assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_OK);
+    advance(x, 20);
+    dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
+    assert_int_equal(t->status, DLQ_TASK_COMPLETED);
+    assert_int_equal(foreign(x, "a", 9, false), DLQ_IN_STORED);
+    assert_ptr_equal(task(x, "a"), t);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
+    assert_int_equal(t->episode, episode + 1);
+    assert_int_equal(x->m.c.enqueued, 2);
+}
+
 int
 main(void)
 {
@@ -1114,6 +1288,9 @@ main(void)
         T(test_outcome_stored_flight),
         T(test_repeat_exhausted),
         T(test_js_redelivery),
+        T(test_foreign_task),
+        T(test_foreign_payload_missing),
+        T(test_foreign_redelivery_and_reopen),
         T(test_no_responders_streak),
         T(test_disconnected_defers),
         T(test_publish_failed_and_too_big),

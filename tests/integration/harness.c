@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cmocka.h> /* fail(), for IT_CHECK in the JetStream helpers */
 #include <msgpack.h>
 
 extern char **environ;
@@ -1294,3 +1297,98 @@ it_rec_count_matching(struct it_recorder *r, const char *subject, const char *hd
     }
     return c;
 }
+
+/* ---- JetStream: streams, consumers, a worker that always fails (advisory tests) ------------- */
+
+void
+it_js_add_stream(jsCtx *js, const char *name, const char *subject)
+{
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    const char *subjects[1] = {subject};
+    jsErrCode je = 0;
+    natsStatus s;
+
+    jsStreamConfig_Init(&sc);
+    sc.Name = name;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    s = js_AddStream(&si, js, &sc, NULL, &je);
+    IT_CHECK(s == NATS_OK, "create stream %s: %s (%d)", name, natsStatus_GetText(s), (int)je);
+    jsStreamInfo_Destroy(si);
+}
+
+natsSubscription *
+it_js_add_worker(jsCtx *js, const char *stream, const char *subject, const char *durable,
+                 int64_t max_deliver)
+{
+    jsConsumerConfig cc;
+    jsConsumerInfo *ci = NULL;
+    jsSubOptions so;
+    natsSubscription *sub = NULL;
+    jsErrCode je = 0;
+    natsStatus s;
+
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.MaxDeliver = max_deliver;
+    cc.AckWait = 30LL * 1000 * 1000 * 1000;
+    s = js_AddConsumer(&ci, js, stream, &cc, NULL, &je);
+    IT_CHECK(s == NATS_OK, "create consumer %s: %s (%d)", durable, natsStatus_GetText(s), (int)je);
+    jsConsumerInfo_Destroy(ci);
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Consumer = durable;
+    s = js_PullSubscribe(&sub, js, subject, durable, NULL, &so, &je);
+    IT_CHECK(s == NATS_OK, "pull subscribe %s: %s (%d)", durable, natsStatus_GetText(s), (int)je);
+    return sub;
+}
+
+void
+it_js_publish(jsCtx *js, const void *body, size_t len, const char *subject, const char *trace,
+              const char *msgid)
+{
+    natsMsg *m = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode je = 0;
+
+    IT_CHECK(natsMsg_Create(&m, subject, NULL, body, (int)len) == NATS_OK, "message");
+    natsMsgHeader_Set(m, "X-Trace", trace);
+    if (msgid)
+        natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+    IT_CHECK(js_PublishMsg(&pa, js, m, NULL, &je) == NATS_OK, "publish to %s (%d)", subject, (int)je);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+}
+
+int
+it_js_fail_worker(natsConnection *nc, natsSubscription *sub, int max, const char *term_reason)
+{
+    int deliveries = 0, idle = 0;
+
+    for (int i = 0; i < 100 && idle < 3; i++) {
+        natsMsgList list = {0};
+        jsErrCode je = 0;
+        natsStatus s = natsSubscription_Fetch(&list, sub, 1, 300, &je);
+        if (s != NATS_OK || list.Count == 0) {
+            idle += deliveries >= max || term_reason;
+            natsMsgList_Destroy(&list);
+            continue;
+        }
+        for (int k = 0; k < list.Count; k++) {
+            deliveries++;
+            if (term_reason) {
+                char body[256];
+                int n = snprintf(body, sizeof body, "+TERM %s", term_reason);
+                natsConnection_Publish(nc, natsMsg_GetReply(list.Msgs[k]), body, n);
+                natsConnection_Flush(nc);
+            } else {
+                natsMsg_Nak(list.Msgs[k], NULL);
+            }
+        }
+        natsMsgList_Destroy(&list);
+    }
+    return deliveries;
+}
+

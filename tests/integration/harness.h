@@ -409,4 +409,33 @@ const char *it_unique_id(const char *prefix, char *out, size_t outlen);
         }                                                                                     \
     } while (0)
 
+/* ---- JetStream: streams, consumers, a worker that always fails ---------------------------- */
+
+/* it_js_add_stream() creates stream name over subject (limits retention, file storage); fails the test otherwise. */
+void it_js_add_stream(jsCtx *js, const char *name, const char *subject);
+
+/*
+ * it_js_add_worker() creates the durable pull consumer durable on stream
+ * (explicit acks, ack wait 30 s, max_deliver deliveries, -1: no limit) and
+ * returns its pull subscription on subject (the caller destroys it).
+ */
+natsSubscription *it_js_add_worker(jsCtx *js, const char *stream, const char *subject,
+                                   const char *durable, int64_t max_deliver);
+
+/*
+ * it_js_publish() publishes len bytes of body to subject through JetStream
+ * with header X-Trace: trace and, when msgid is set, Nats-Msg-Id.
+ */
+void it_js_publish(jsCtx *js, const void *body, size_t len, const char *subject, const char *trace,
+                   const char *msgid);
+
+/*
+ * it_js_fail_worker() is a worker that always fails: it fetches and naks
+ * every delivery of sub (or, with term_reason, answers "+TERM <reason>")
+ * until max deliveries were made, then keeps a pull request open a few
+ * times so that the server finds the message out of deliveries and sends
+ * its advisory. Returns the deliveries seen.
+ */
+int it_js_fail_worker(natsConnection *nc, natsSubscription *sub, int max, const char *term_reason);
+
 #endif

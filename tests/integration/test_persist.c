@@ -1367,6 +1367,85 @@ test_binary(void **state)
     e->passed = true;
 }
 
+/*
+ * An advisory's task (DESIGN section 16) in the index: the original's bytes
+ * (payload_raw, not MessagePack), its headers and the flags are stored; a
+ * kill -9 and a load bring them back, and the retry republishes the bytes
+ * and the header into ORDERS.
+ */
+static void
+test_advisory_task(void **state)
+{
+    static const char body[] = "raw\x00\xff\x01 order";
+    const size_t blen = sizeof body - 1;
+    const char *extra[] = {"advisories.streams=ORDERS", "retry.allowed_subjects=ORDERS.>",
+                           "retry.stored_subjects=ORDERS.>", "retry_processor_enabled=false", NULL};
+    char index[128];
+    struct flags f, f2;
+    struct it_env *e;
+    natsSubscription *worker;
+    natsMsg *m = NULL;
+    struct sc_buf b;
+    json_t *all, *doc, *t = NULL;
+    const char *v = NULL;
+    jsCtx *js = NULL;
+    bool ok;
+
+    test_index("advisory", index, sizeof index);
+    e = it_env_start_js("persist-advisory", os_flags(&f, os_url(), index, extra));
+    assert_non_null(e);
+    *state = e;
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK, "JetStream context");
+    it_js_add_stream(js, "ORDERS", "ORDERS.>");
+    worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 2);
+    it_js_publish(js, body, blen, "ORDERS.new", "t-9", NULL);
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 2, NULL) == 2, "the worker saw 2 deliveries");
+    for (int i = 0; i < 400 && !(t && it_json_str(t, "status")); i++) {
+        json_decref(t);
+        t = it_admin_get(e->nc, "ORDERS:1");
+        it_sleep_ms(50);
+    }
+    IT_CHECK(t && it_json_str(t, "status"), "task ORDERS:1 filed from the advisory");
+    json_decref(t);
+    json_decref(wait_stored(e->nc, IT_WAIT_MS));
+    sc_buf_init(&b, 1 << 20);
+    all = os_all(index);
+    doc = json_object_get(all, "ORDERS:1");
+    IT_CHECK(doc != NULL, "ORDERS:1 is not indexed");
+    IT_CHECK(json_is_true(json_object_get(doc, "payload_raw")), "payload_raw indexed");
+    IT_CHECK(json_is_false(json_object_get(doc, "payload_missing")), "payload_missing indexed");
+    IT_CHECK(b64dec(json_object_get(doc, "task_mp"), &b) && b.len == blen &&
+                 memcmp(b.data, body, blen) == 0,
+             "the indexed payload bytes differ");
+    IT_CHECK(b64dec(json_object_get(doc, "headers_raw"), &b) && b.len == 12 &&
+                 memcmp(b.data, "X-Trace\0t-9\0", 12) == 0,
+             "the indexed headers differ (%zu bytes)", b.len);
+    json_decref(all);
+    sc_buf_destroy(&b);
+
+    kill9(&e->dmn);
+    extra[3] = "retry_processor_enabled=true";
+    restart(e, os_flags(&f2, os_url(), index, extra));
+    t = it_admin_get(e->nc, "ORDERS:1");
+    IT_CHECK(t && json_is_true(it_json_get(t, "payload_raw")), "loaded back with payload_raw");
+    IT_CHECK(it_json_int(t, "task_size") == (int64_t)blen, "payload size after the load");
+    json_decref(t);
+    json_decref(it_admin_task(e->nc, "retry", "ORDERS:1"));
+    t = it_wait_task_status(e->nc, "ORDERS:1", "completed", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "ORDERS:1 completed after the restart (stored outcome)");
+    json_decref(t);
+    IT_CHECK(js_GetMsg(&m, js, "ORDERS", 2, NULL, NULL) == NATS_OK, "the retry is in ORDERS");
+    IT_CHECK(natsMsg_GetDataLength(m) == (int)blen && memcmp(natsMsg_GetData(m), body, blen) == 0,
+             "the republished payload differs from the original");
+    IT_CHECK(natsMsgHeader_Get(m, "X-Trace", &v) == NATS_OK && strcmp(v, "t-9") == 0,
+             "the original's header came back from the index");
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(worker);
+    jsCtx_Destroy(js);
+    os_drop(index);
+    e->passed = true;
+}
+
 /* ---- 6. 1,200 distinct metadata keys: the mapping does not grow ------------------------------ */
 
 static void
@@ -2862,6 +2941,7 @@ main(void)
         cmocka_unit_test_teardown(test_partial_bulk, it_teardown),
         cmocka_unit_test_teardown(test_background_load, it_teardown),
         cmocka_unit_test_teardown(test_binary, it_teardown),
+        cmocka_unit_test_teardown(test_advisory_task, it_teardown),
         cmocka_unit_test_teardown(test_episode_restart, it_teardown),
         cmocka_unit_test_teardown(test_mapping, it_teardown),
         cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
