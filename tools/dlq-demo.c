@@ -29,13 +29,14 @@ usage(FILE *f)
             "       dlq-demo worker [-s URL] [-j SUBJECT] [-q QUEUE] [-f FAILS]\n"
             "\n"
             "fail    publishes one MessagePack failure envelope on dlq.failed.SERVICE as a\n"
-            "        request and prints the sidecar's acknowledgement (default SERVICE orders,\n"
-            "        ERROR \"connection refused\").\n"
+            "        request and prints the answer: the sidecar's acknowledgement (ingest.mode\n"
+            "        core) or the stream's PubAck (jetstream); exits 1 when it is an error\n"
+            "        (default SERVICE orders, ERROR \"connection refused\").\n"
             "worker  subscribes to SUBJECT (default dlq.retry.>) in QUEUE (default workers),\n"
             "        prints one line per retry (subject, Dlq-Task-Id, Dlq-Attempt,\n"
             "        Dlq-Error-Category, payload bytes, the answer) and replies {\"ok\":false,...}\n"
             "        to the first FAILS attempts of a task (by Dlq-Attempt), {\"ok\":true} afterwards.\n"
-            "-s URL  NATS server (default nats://127.0.0.1:4222).\n");
+            "-s URL  NATS server ($NATS_URL, default nats://127.0.0.1:4222).\n");
 }
 
 /* pack_kv() packs one string key and string value. */
@@ -92,7 +93,11 @@ demo_fail(natsConnection *nc, const char *service, const char *task_id, const ch
     natsStatus s = natsConnection_Request(&reply, nc, subject, sb.data, (int)sb.size, 5000);
     if (s == NATS_OK) {
         printf("%s -> %.*s\n", subject, natsMsg_GetDataLength(reply), natsMsg_GetData(reply));
-        rc = strstr(natsMsg_GetData(reply), "\"ok\":true") ? 0 : 1;
+        /* core mode: {"ok":true,...}; jetstream mode: the PubAck {"stream":..,"seq":N} */
+        const char *body = natsMsg_GetData(reply);
+        bool puback = strstr(body, "\"stream\"") && strstr(body, "\"seq\"") &&
+                      !strstr(body, "\"error\"");
+        rc = strstr(body, "\"ok\":true") || puback ? 0 : 1;
     } else {
         fprintf(stderr, "dlq-demo: request on %s: %s (is dlq-sidecar running?)\n", subject,
                 natsStatus_GetText(s));
@@ -156,7 +161,9 @@ demo_worker(natsConnection *nc, const char *subject, const char *queue, int fail
 int
 main(int argc, char **argv)
 {
-    const char *url = "nats://127.0.0.1:4222", *service = "orders", *task_id = NULL;
+    const char *env_url = getenv("NATS_URL");
+    const char *url = env_url && *env_url ? env_url : "nats://127.0.0.1:4222";
+    const char *service = "orders", *task_id = NULL;
     const char *error = "connection refused", *error_type = NULL, *policy = NULL;
     const char *subject = "dlq.retry.>", *queue = "workers";
     int max_retries = -1, fails = 1, opt, rc = 1;
