@@ -558,6 +558,7 @@ struct dlq_machine {
     double tokens;                        /* rate limiter (retries per second) */
     int64_t last_run_mono;
     int64_t now_mono;                     /* the monotonic time of the call being handled */
+    int64_t missing_log_mono;             /* the last payload_missing warning (one per 10 s) */
     char ints[8][24];                     /* formatted numbers for log lines */
     unsigned next_int;
 };
@@ -652,6 +653,17 @@ void dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_sta
  * budget changed; exhausted tasks are left as they are. O(tasks). Loop
  * thread.
  */
+/*
+ * dlq_machine_forget_seqs() is told that a JetStream stream was made anew
+ * (its sequences start over at 1): every task forgets the sequence it
+ * recorded of it, the failure stream's (advisory false: stream_seq) or the
+ * advisory capture stream's (advisory true: adv_seq), so that a new
+ * failure is never taken for a redelivery of the old stream's message;
+ * each such task is marked changed for the store. Returns how many tasks
+ * held one. O(tasks). Loop thread.
+ */
+size_t dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory);
+
 void dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t now_wall,
                         int64_t now_mono);
 

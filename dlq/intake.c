@@ -444,7 +444,13 @@ dlq_ingest_foreign(struct dlq_machine *m, const struct dlq_foreign *x, int64_t n
     if (out->verdict == DLQ_IN_STORED && f.payload_missing) {
         m->c.payload_missing++;
         m->ports.event(m->ports.ctx, "payload_missing", out->task, 0, out->task->park_reason);
-        dlq_log(m, DLQ_LOG_WARN, "advisory filed without its original message (payload_missing)",
-                "task_id", out->task->id, "reason", out->task->park_reason, NULL);
+        /* One line per 10 s at most: forged advisories pointing nowhere must not flood the log. */
+        if (m->missing_log_mono == 0 || now_mono - m->missing_log_mono >= 10000) {
+            dlq_log(m, DLQ_LOG_WARN,
+                    "advisory filed without its original message (payload_missing; one line per 10 s)",
+                    "task_id", out->task->id, "reason", out->task->park_reason, "payload_missing_total",
+                    dlq_int(m, (int64_t)m->c.payload_missing), NULL);
+            m->missing_log_mono = now_mono;
+        }
     }
 }

@@ -587,6 +587,26 @@ dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status s
         m->ports.changed(m->ports.ctx, t);
 }
 
+size_t
+dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory)
+{
+    size_t n = 0;
+
+    for (struct dlq_task *t = dlq_queue_first(&m->q); t; t = dlq_queue_next(&m->q, t)) {
+        if (advisory && dlq_task_adv_seq(t))
+            dlq_task_set_adv_seq(t, 0);
+        else if (!advisory && t->stream_seq)
+            t->stream_seq = 0;
+        else
+            continue;
+        n++;
+        m->ports.changed(m->ports.ctx, t); /* the store's copy forgets it too */
+    }
+    dlq_log(m, DLQ_LOG_INFO, "a JetStream stream was made anew: recorded sequences forgotten",
+            "source", advisory ? "advisories" : "ingest", "tasks", dlq_int(m, (int64_t)n), NULL);
+    return n;
+}
+
 void
 dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t now_wall,
                    int64_t now_mono)

@@ -424,6 +424,10 @@ on_advisory(void *ctx, natsMsg *m)
     struct dlq_decision dc;
     char idbuf[300], error[ADV_REASON_MAX + 64];
 
+    if (sc_js_made_anew(m)) { /* the capture stream was made anew: its sequences start over */
+        dlq_machine_forget_seqs(&d->m, true);
+        return;
+    }
     a->received++;
     if (why || !kind || !stream || !seq) {
         a->invalid++;
@@ -476,6 +480,18 @@ sc_adv_open(struct sc_daemon *d, char *err, size_t errlen)
 
     if (n == 0)
         return SC_OK;
+    if (strcmp(cfg->advisories_stream, cfg->ingest_stream) == 0) {
+        snprintf(err, errlen, "advisories.stream: '%s' is also ingest.stream (the advisories need "
+                 "a stream of their own)", cfg->advisories_stream);
+        return SC_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(cfg->advisories_streams[i], cfg->advisories_streams[j]) == 0) {
+                snprintf(err, errlen, "advisories.streams: '%s' is listed twice",
+                         cfg->advisories_streams[i]);
+                return SC_EINVAL;
+            }
     if (n > ADV_STREAMS_MAX) {
         snprintf(err, errlen, "advisories.streams: %zu streams listed (at most %d)", n,
                  ADV_STREAMS_MAX);
@@ -503,6 +519,7 @@ sc_adv_open(struct sc_daemon *d, char *err, size_t errlen)
     spec.subjects = subjects;
     spec.nsubjects = 2 * n;
     spec.extend = true; /* the sidecar's own stream: a stream added to the list is added to it */
+    spec.owned = "$JS.EVENT.ADVISORY.CONSUMER.>"; /* nothing else: never an application's stream */
     spec.replicas = cfg->ingest_stream_replicas;
     spec.consumer = cfg->advisories_consumer;
     spec.consumer_key = "advisories.consumer";

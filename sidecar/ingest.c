@@ -281,6 +281,10 @@ sc_ingest_js(struct sc_daemon *d, natsMsg *m)
     struct dlq_decision dc;
     struct dlq_failure f;
 
+    if (sc_js_made_anew(m)) { /* the source made the stream anew: its sequences start over */
+        dlq_machine_forget_seqs(&d->m, false);
+        return;
+    }
     if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
         /* Not a JetStream delivery (cannot come from a bound pull consumer): nothing to ack. */
         d->m.c.received++;

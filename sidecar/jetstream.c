@@ -40,6 +40,7 @@ struct sc_js {
     uint64_t fetched, fetch_errors, setup_errors; /* written by the fetch thread: use __atomic */
     uint64_t acks, naks, pauses;   /* loop thread */
     unsigned errors_in_row;        /* failed pull requests since the last good one: fetch thread */
+    int64_t stream_created;        /* the stream's creation time at the last set-up, UTC ns */
     int64_t last_warn_mono;        /* the last fetch warning logged (one per 10 s): fetch thread */
 };
 
@@ -88,6 +89,21 @@ api_error(char *err, size_t errlen, const char *what, const char *name, natsStat
 
     snprintf(err, errlen, "jetstream: %s %s: %s (err_code %d)%s%s", what, name,
              natsStatus_GetText(s), (int)je, last && *last ? ": " : "", last ? last : "");
+}
+
+/*
+ * The first subject of the existing stream si that the spec's owned pattern
+ * does not cover (the stream captures what is not the sidecar's); NULL: none.
+ */
+static const char *
+foreign_subject(const struct sc_js *js, const jsStreamInfo *si)
+{
+    const char *owned = js->spec.owned ? js->spec.owned : js->subjects[0];
+
+    for (int i = 0; si->Config && i < si->Config->SubjectsLen; i++)
+        if (!sc_js_subject_covers(owned, si->Config->Subjects[i]))
+            return si->Config->Subjects[i];
+    return NULL;
 }
 
 /* The first of js's subjects that no subject of the existing stream si covers; NULL: all covered. */
@@ -152,9 +168,13 @@ extend_stream(struct sc_js *js, jsOptions *o, jsStreamInfo *si, const char *miss
     return SC_OK;
 }
 
-/* Creates the stream when it is missing; an existing one must cover js's subjects (extend_stream()). */
+/*
+ * Creates the stream when it is missing; an existing one must cover js's
+ * subjects (extend_stream()). Sets *created to the stream's creation time
+ * (UTC ns) and *made when it was created here.
+ */
 static sc_status
-ensure_stream(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
+ensure_stream(struct sc_js *js, jsOptions *o, int64_t *created, bool *made, char *err, size_t errlen)
 {
     const struct sc_js_spec *sp = &js->spec;
     jsStreamInfo *si = NULL;
@@ -166,8 +186,21 @@ ensure_stream(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
 
     s = js_GetStreamInfo(&si, js->ctx, sp->stream, o, &je);
     if (s == NATS_OK) {
+        const char *other = foreign_subject(js, si);
+        if (other) {
+            snprintf(err, errlen,
+                     "jetstream: the existing stream %s also captures %s (%s must name a stream "
+                     "that captures only %s: another application's stream would lose its "
+                     "messages to the sidecar, or answer the sidecar's own requests)",
+                     sp->stream, other, sp->stream_key,
+                     sp->owned ? sp->owned : js->subjects[0]);
+            jsStreamInfo_Destroy(si);
+            return SC_EINVAL;
+        }
         if ((missing = uncovered(js, si)) != NULL)
             st = extend_stream(js, o, si, missing, err, errlen);
+        *created = si->Created;
+        *made = false;
         jsStreamInfo_Destroy(si);
         return st;
     }
@@ -190,6 +223,8 @@ ensure_stream(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
         api_error(err, errlen, "create stream", sp->stream, s, je);
         return SC_EIO;
     }
+    *created = si->Created;
+    *made = true;
     jsStreamInfo_Destroy(si);
     sc_log(SC_LOG_INFO, "jetstream: stream created", "stream", sp->stream, "subjects",
            js->subjects[0], NULL);
@@ -231,14 +266,19 @@ ensure_consumer(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
     s = js_GetConsumerInfo(&ci, js->ctx, sp->stream, sp->consumer, o, &je);
     if (s == NATS_OK) {
         const jsConsumerConfig *have = ci->Config;
+        const char *hf = have && have->FilterSubject ? have->FilterSubject : "";
+        const char *wf = cc.FilterSubject ? cc.FilterSubject : "";
         bool fits = have && (!have->DeliverSubject || !*have->DeliverSubject) &&
-                    have->AckPolicy == js_AckExplicit;
-        bool same = fits && have->AckWait == cc.AckWait && have->MaxAckPending == cc.MaxAckPending;
+                    have->AckPolicy == js_AckExplicit && strcmp(hf, wf) == 0;
+        /* A limited max_deliver would drop what the sidecar naked while its queue was full. */
+        bool same = fits && have->AckWait == cc.AckWait && have->MaxAckPending == cc.MaxAckPending &&
+                    have->MaxDeliver <= 0;
         jsConsumerInfo_Destroy(ci);
         if (!fits) {
             snprintf(err, errlen,
                      "jetstream: the existing consumer %s on %s is not a pull consumer with "
-                     "explicit acks (%s)", sp->consumer, sp->stream, sp->consumer_key);
+                     "explicit acks filtered on '%s' (%s names a consumer of the sidecar's own)",
+                     sp->consumer, sp->stream, wf, sp->consumer_key);
             return SC_EINVAL;
         }
         if (same)
@@ -265,6 +305,26 @@ ensure_consumer(struct sc_js *js, jsOptions *o, char *err, size_t errlen)
     return SC_OK;
 }
 
+/*
+ * Tells the loop, through the channel and ahead of the new stream's first
+ * message, that the stream was made anew: its sequences started over, so
+ * what tasks recorded of the old one must not make a new failure look like
+ * a redelivery. The marker is a message without a reply subject (every
+ * JetStream delivery has one) carrying SC_JS_HDR_MADE_ANEW.
+ */
+static void
+announce_made_anew(struct sc_js *js)
+{
+    natsMsg *m = NULL;
+
+    if (natsMsg_Create(&m, js->subjects[0], NULL, NULL, 0) != NATS_OK ||
+        natsMsgHeader_Set(m, SC_JS_HDR_MADE_ANEW, js->spec.stream) != NATS_OK) {
+        natsMsg_Destroy(m);
+        return;
+    }
+    sc_conn_deliver(js->chan, m);
+}
+
 /* Sets up the stream, the consumer and the bound pull subscription (js->sub). */
 static sc_status
 setup(struct sc_js *js, char *err, size_t errlen)
@@ -275,6 +335,8 @@ setup(struct sc_js *js, char *err, size_t errlen)
     jsErrCode je = 0;
     natsStatus s;
     sc_status st;
+    int64_t created = 0;
+    bool made = false;
 
     jsOptions_Init(&o);
     o.Wait = API_WAIT_MS;
@@ -282,8 +344,13 @@ setup(struct sc_js *js, char *err, size_t errlen)
         api_error(err, errlen, "context", "", s, 0);
         return SC_EIO;
     }
-    if ((st = ensure_stream(js, &o, err, errlen)) || (st = ensure_consumer(js, &o, err, errlen)))
+    if ((st = ensure_stream(js, &o, &created, &made, err, errlen)) ||
+        (st = ensure_consumer(js, &o, err, errlen)))
         return st;
+    /* Made here (tasks loaded from a store may hold an older stream's), or replaced meanwhile. */
+    if (made || (js->stream_created && created != js->stream_created))
+        announce_made_anew(js);
+    js->stream_created = created;
     jsSubOptions_Init(&so);
     so.Stream = sp->stream;
     so.Consumer = sp->consumer;
@@ -331,7 +398,11 @@ fetch_once(struct sc_js *js)
     jsErrCode je = 0;
     natsStatus s;
 
-    s = natsSubscription_Fetch(&list, js->sub, (int)js->spec.fetch_batch, FETCH_WAIT_MS, &je);
+    /* No more than the server may have unacked: a larger batch would wait out its expiry. */
+    int64_t batch = js->spec.fetch_batch < js->spec.max_ack_pending ? js->spec.fetch_batch
+                                                                     : js->spec.max_ack_pending;
+
+    s = natsSubscription_Fetch(&list, js->sub, (int)batch, FETCH_WAIT_MS, &je);
     if (s == NATS_TIMEOUT)
         return true; /* nothing to fetch */
     if (s != NATS_OK) {
@@ -546,6 +617,16 @@ sc_js_nak(struct sc_js *js, struct sc_conn *c, const char *ack_subject, int64_t 
     sc_conn_publish(c, ack_subject, NULL, body, (size_t)n, NULL);
     if (js)
         js->naks++;
+}
+
+bool
+sc_js_made_anew(natsMsg *m)
+{
+    const char *v = NULL;
+
+    const char *reply = natsMsg_GetReply(m);
+
+    return (!reply || !*reply) && natsMsgHeader_Get(m, SC_JS_HDR_MADE_ANEW, &v) == NATS_OK;
 }
 
 struct sc_js_stats

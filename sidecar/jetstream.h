@@ -57,6 +57,13 @@ struct sc_js_spec {
     const char *const *subjects;   /* nsubjects (>= 1) subjects the stream must capture */
     size_t nsubjects;
     bool extend;                   /* an existing stream missing some gets them added (else SC_EINVAL) */
+    /*
+     * owned (static, may be NULL: the first subject) covers every subject
+     * the stream may capture: an existing stream with any other subject is
+     * someone else's (or would capture the sidecar's admin and retry
+     * subjects), and is refused with SC_EINVAL rather than used or extended.
+     */
+    const char *owned;
     bool memory;                   /* memory storage (else file) for a stream created here */
     int64_t replicas, max_age_s, max_bytes; /* of a stream created here; 0 age/bytes: no limit */
     const char *consumer;          /* the durable consumer's name */
@@ -126,6 +133,16 @@ void sc_js_nak(struct sc_js *js, struct sc_conn *c, const char *ack_subject, int
 
 /* sc_js_get_stats() reads js's counters (all zero for NULL). Loop thread. */
 struct sc_js_stats sc_js_get_stats(const struct sc_js *js);
+
+/*
+ * SC_JS_HDR_MADE_ANEW marks a message the source delivers itself, without
+ * a reply subject, ahead of the first message of a stream it just made (or
+ * found made anew): the stream's sequences started over. The header's value
+ * is the stream's name. sc_js_made_anew() tells whether m is that marker (a
+ * real delivery, which always has an ack subject, never is). Any thread.
+ */
+#define SC_JS_HDR_MADE_ANEW "Dlq-Stream-Made-Anew"
+bool sc_js_made_anew(natsMsg *m);
 
 /*
  * sc_js_subject_covers() tells whether the stream subject pattern s

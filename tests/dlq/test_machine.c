@@ -1098,10 +1098,20 @@ test_js_redelivery(void **state)
     assert_int_equal(x->m.c.duplicates, 1);
     assert_int_equal(t->stream_seq, 12);
     assert_string_equal(t->error, "again");
+    /* The stream made anew (sequences start over): a low sequence is a new failure again. */
+    F.changed = 0;
+    assert_int_equal(dlq_machine_forget_seqs(&x->m, false), 1);
+    assert_int_equal(F.changed, 1);
+    assert_int_equal(t->stream_seq, 0);
+    assert_int_equal(ingest(x, "a", OPT(.seq = 2, .error = "new stream"), false, 0), DLQ_IN_STORED);
+    assert_string_equal(t->error, "new stream");
+    assert_int_equal(t->stream_seq, 2);
+    assert_int_equal(ingest(x, "a", OPT(.seq = 2), false, 0), DLQ_IN_REDELIVERED);
+    assert_int_equal(dlq_machine_forget_seqs(&x->m, true), 0); /* no advisory sequence held */
     /* Core NATS (sequence 0) never counts as a redelivery. */
     assert_int_equal(ingest(x, "a", OPT(.seq = 0), false, 0), DLQ_IN_STORED);
-    assert_int_equal(x->m.c.duplicates, 2);
-    assert_int_equal(t->stream_seq, 12);
+    assert_int_equal(x->m.c.duplicates, 3);
+    assert_int_equal(t->stream_seq, 2);
 }
 
 /* ---- advisories: failures that are not envelopes (dlq_ingest_foreign()) -------------------------- */

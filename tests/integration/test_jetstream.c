@@ -266,7 +266,7 @@ test_stream_mismatch_stops_startup(void **state)
     char line[4096];
     bool named = false;
     while (f && fgets(line, sizeof line, f))
-        named = named || (strstr(line, "DLQ_FAILED") && strstr(line, "does not capture"));
+        named = named || (strstr(line, "DLQ_FAILED") && strstr(line, "also captures other.>"));
     if (f)
         fclose(f);
     IT_CHECK(named, "the error names the stream and says why");
@@ -305,6 +305,161 @@ test_consumer_deleted(void **state)
     e->passed = true;
 }
 
+/* Runs the sidecar with flags against e's server and expects start-up to stop: exit 2, a log line with needle. */
+static void
+expect_refused(struct it_env *e, const char *const *flags, const char *needle)
+{
+    FILE *f;
+    char line[4096];
+    bool named = false;
+
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "started");
+    for (int i = 0; i < 200 && it_daemon_alive(&e->dmn); i++)
+        it_sleep_ms(50);
+    IT_CHECK(!it_daemon_alive(&e->dmn), "the sidecar stopped at start");
+    IT_CHECK(e->dmn.exit_status == 2, "exit status %d (want 2) for '%s'", e->dmn.exit_status, needle);
+    f = fopen(e->dmn.log, "r");
+    while (f && fgets(line, sizeof line, f))
+        named = named || strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    IT_CHECK(named, "the error says '%s'", needle);
+}
+
+/*
+ * What start-up refuses (red-team findings): a failure stream that also
+ * captures the sidecar's other subjects (it would answer the admin API and
+ * keep retries), a consumer filtered elsewhere, and an advisory stream of
+ * the sidecar's that names an application's stream (its messages would be
+ * taken as advisories and acked away). A consumer with a max_deliver is
+ * mended to unlimited (naked failures must never run out of deliveries).
+ */
+static void
+test_startup_refusals(void **state)
+{
+    const char *core[] = {"retry_processor_enabled=false", NULL};
+    const char *jsf[] = {JS_FLAGS, NULL};
+    const char *adv[] = {JS_FLAGS, "advisories.streams=SHIP", "advisories.stream=JOBS", NULL};
+    struct it_env *e = it_env_start_js("js-refusals", core);
+    jsCtx *js = NULL;
+    jsStreamConfig sc;
+    jsConsumerConfig cc;
+    jsStreamInfo *si = NULL;
+    jsConsumerInfo *ci = NULL;
+    const char *wide[] = {"dlq.>"}, *failed[] = {"dlq.failed.>"}, *jobs[] = {"jobs.>"};
+    uint64_t msgs = 0;
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "the core-mode sidecar stopped");
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK, "js");
+    /* 1. A failure stream over dlq.> */
+    jsStreamConfig_Init(&sc);
+    sc.Name = STREAM;
+    sc.Subjects = wide;
+    sc.SubjectsLen = 1;
+    IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over dlq.>");
+    jsStreamInfo_Destroy(si);
+    expect_refused(e, jsf, "also captures dlq.>");
+    IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "stream deleted");
+    /* 2. The right stream, a consumer filtered on one service only */
+    sc.Subjects = failed;
+    IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over dlq.failed.>");
+    jsStreamInfo_Destroy(si);
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = "dlq-sidecar";
+    cc.AckPolicy = js_AckExplicit;
+    cc.FilterSubject = "dlq.failed.billing";
+    IT_CHECK(js_AddConsumer(&ci, js, STREAM, &cc, NULL, NULL) == NATS_OK, "narrow consumer");
+    jsConsumerInfo_Destroy(ci);
+    expect_refused(e, jsf, "filtered on 'dlq.failed.>'");
+    IT_CHECK(js_DeleteConsumer(js, STREAM, "dlq-sidecar", NULL, NULL) == NATS_OK, "consumer deleted");
+    /* 3. A consumer with max_deliver 1: mended to unlimited */
+    cc.FilterSubject = "dlq.failed.>";
+    cc.MaxDeliver = 1;
+    IT_CHECK(js_AddConsumer(&ci, js, STREAM, &cc, NULL, NULL) == NATS_OK, "max_deliver 1 consumer");
+    jsConsumerInfo_Destroy(ci);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, jsf) == 0, "started");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "ready with the consumer mended");
+    IT_CHECK(js_GetConsumerInfo(&ci, js, STREAM, "dlq-sidecar", NULL, NULL) == NATS_OK, "info");
+    IT_CHECK(ci->Config->MaxDeliver <= 0, "max_deliver is %lld, not unlimited",
+             (long long)ci->Config->MaxDeliver);
+    jsConsumerInfo_Destroy(ci);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "stopped");
+    /* 4. advisories.stream naming an application's work-queue stream: refused, its jobs untouched */
+    sc.Name = "JOBS";
+    sc.Subjects = jobs;
+    sc.Retention = js_WorkQueuePolicy;
+    IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "JOBS");
+    jsStreamInfo_Destroy(si);
+    for (int i = 0; i < 5; i++)
+        IT_CHECK(natsConnection_PublishString(e->nc, "jobs.a", "job") == NATS_OK, "job");
+    IT_CHECK(natsConnection_FlushTimeout(e->nc, IT_REQUEST_MS) == NATS_OK, "flush");
+    expect_refused(e, adv, "also captures jobs.>");
+    IT_CHECK(js_GetStreamInfo(&si, js, "JOBS", NULL, NULL) == NATS_OK, "JOBS info");
+    msgs = si->State.Msgs;
+    IT_CHECK(si->Config->SubjectsLen == 1, "JOBS's subjects were changed: %d",
+             si->Config->SubjectsLen);
+    jsStreamInfo_Destroy(si);
+    IT_CHECK(msgs == 5, "JOBS holds %llu of its 5 jobs", (unsigned long long)msgs);
+    jsCtx_Destroy(js);
+    e->passed = true;
+}
+
+/*
+ * The failure stream is deleted and made anew while the sidecar runs
+ * (sequences start at 1 again): a new failure of a task the sidecar holds
+ * is a new failure, not taken for a redelivery of the old stream's message.
+ */
+static void
+test_stream_recreated(void **state)
+{
+    const char *flags[] = {JS_FLAGS, NULL};
+    struct it_env *e = it_env_start_js("js-recreated", flags);
+    jsCtx *js = NULL;
+    struct it_envelope env;
+    json_t *st = NULL, *t;
+    int64_t deadline;
+    uint64_t msgs = 1;
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    publish_failures(e->nc, "rc", 0, 5);
+    st = wait_enqueued(e->nc, 5, IT_WAIT_MS);
+    IT_CHECK(it_json_int(st, "lifetime_stats.enqueued") == 5, "the first 5 arrived");
+    json_decref(st);
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK, "js");
+    IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "stream deleted");
+    jsCtx_Destroy(js);
+    /* The sidecar notices (its pulls fail) and makes the stream again. */
+    deadline = sc_now_mono_ms() + 30000;
+    while (sc_now_mono_ms() < deadline && stream_counts(e->nc, &msgs, NULL) != 0)
+        it_sleep_ms(100);
+    IT_CHECK(stream_counts(e->nc, &msgs, NULL) == 0, "the stream was made again");
+    it_envelope_init(&env);
+    env.task_id = "rc-4";
+    env.error = "disk full: a new failure";
+    IT_CHECK(it_publish_envelope(e->nc, "dlq.failed.orders", &env) == 0, "publish");
+    deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    for (st = NULL; sc_now_mono_ms() < deadline; it_sleep_ms(100)) {
+        json_decref(st);
+        st = it_admin_stats(e->nc);
+        if (it_json_int(st, "lifetime_stats.duplicates") + it_json_int(st, "lifetime_stats.redelivered") >= 1)
+            break;
+    }
+    IT_CHECK(it_json_int(st, "lifetime_stats.duplicates") == 1 &&
+                 it_json_int(st, "lifetime_stats.redelivered") == 0,
+             "the new failure of rc-4: duplicates %lld, redelivered %lld",
+             (long long)it_json_int(st, "lifetime_stats.duplicates"),
+             (long long)it_json_int(st, "lifetime_stats.redelivered"));
+    json_decref(st);
+    t = it_admin_get(e->nc, "rc-4");
+    IT_CHECK(t && strcmp(it_json_str(t, "error"), "disk full: a new failure") == 0, "rc-4's error: %s",
+             t ? it_json_str(t, "error") : "(none)");
+    json_decref(t);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -314,6 +469,8 @@ main(void)
         cmocka_unit_test_teardown(test_server_restart_under_load, it_teardown),
         cmocka_unit_test_teardown(test_stream_mismatch_stops_startup, it_teardown),
         cmocka_unit_test_teardown(test_consumer_deleted, it_teardown),
+        cmocka_unit_test_teardown(test_startup_refusals, it_teardown),
+        cmocka_unit_test_teardown(test_stream_recreated, it_teardown),
     };
 
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_backlog*' to run one */
