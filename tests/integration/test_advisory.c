@@ -169,7 +169,7 @@ test_max_deliveries_round_trip(void **state)
     bool ok;
 
     *state = e;
-    IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
     js = js_of(e->nc);
     it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 3);
@@ -245,7 +245,7 @@ test_terminated(void **state)
     jsCtx *js;
 
     *state = e;
-    IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
     js = js_of(e->nc);
     it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 5);
@@ -283,7 +283,7 @@ test_payload_missing(void **state)
     jsCtx *js;
 
     *state = e;
-    IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
     js = js_of(e->nc);
     it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 2);
@@ -349,7 +349,7 @@ test_worker_gives_up_on_retry(void **state)
     bool ok;
 
     *state = e;
-    IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
     js = js_of(e->nc);
     it_js_add_stream(js, "WORK", "work.>");
     worker = it_js_add_worker(js, "WORK", "work.>", "workers", 2);
@@ -415,7 +415,7 @@ test_hostile_advisories(void **state)
     jsCtx *js;
 
     *state = e;
-    IT_CHECK(e->nc && it_admin_health_ok(e->nc), "env started");
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
     js = js_of(e->nc);
     it_js_add_stream(js, "ORDERS", "ORDERS.>");
     it_js_add_stream(js, "SECRET", "secret.>");
