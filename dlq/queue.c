@@ -527,12 +527,8 @@ void
 dlq_task_set_adv_seq(struct dlq_task *t, uint64_t seq)
 {
     size_t len = t->origin ? t->origin->headers_len : 0;
-    char *keep = len ? sc_xmalloc(len) : NULL;
 
-    if (len)
-        memcpy(keep, t->origin->headers, len);
-    origin_resize(t, seq, keep, len);
-    free(keep);
+    origin_resize(t, seq, len ? t->origin->headers : NULL, len); /* same size: kept in place */
 }
 
 const char *

@@ -387,7 +387,7 @@ answer(struct sc_daemon *d, struct sc_adv *a, const char *ack, const struct dlq_
     case DLQ_IN_STORED:
     case DLQ_IN_REDELIVERED:
         a->filed += dc->verdict == DLQ_IN_STORED;
-        sc_mirror_js_ack_src(d, a->js, ack, dc->task, dc->verdict == DLQ_IN_REDELIVERED);
+        sc_mirror_js_ack(d, a->js, ack, dc->task, dc->verdict == DLQ_IN_REDELIVERED);
         break;
     case DLQ_IN_REFUSED: /* the capture stream keeps it */
         a->refused++;

@@ -281,11 +281,11 @@ sc_ingest_js(struct sc_daemon *d, natsMsg *m)
     struct dlq_decision dc;
     struct dlq_failure f;
 
-    if (sc_js_made_anew(m)) { /* the source made the stream anew: its sequences start over */
-        dlq_machine_forget_seqs(&d->m, false);
-        return;
-    }
     if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+        if (sc_js_made_anew(m)) { /* the source made the stream anew: its sequences start over */
+            dlq_machine_forget_seqs(&d->m, false);
+            return;
+        }
         /* Not a JetStream delivery (cannot come from a bound pull consumer): nothing to ack. */
         d->m.c.received++;
         refuse_invalid(d, m, "unknown", "not_jetstream",
@@ -319,7 +319,7 @@ sc_ingest_js(struct sc_daemon *d, natsMsg *m)
         break;
     case DLQ_IN_REDELIVERED:
     case DLQ_IN_STORED:
-        sc_mirror_js_ack(d, ack, dc.task, dc.verdict == DLQ_IN_REDELIVERED);
+        sc_mirror_js_ack(d, d->js, ack, dc.task, dc.verdict == DLQ_IN_REDELIVERED);
         break;
     }
 }

@@ -366,15 +366,8 @@ sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct sc_buf
 }
 
 void
-sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
-                 bool redelivered)
-{
-    sc_mirror_js_ack_src(d, d->js, ack_subject, t, redelivered);
-}
-
-void
-sc_mirror_js_ack_src(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
-                     struct dlq_task *t, bool redelivered)
+sc_mirror_js_ack(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
+                 struct dlq_task *t, bool redelivered)
 {
     struct sc_mirror *s = d->mirror;
     struct sc_mirror_ack *a;

@@ -56,19 +56,18 @@ void sc_mirror_close(struct sc_daemon *d);
 void sc_mirror_ack(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, struct sc_buf *b);
 
 /*
- * sc_mirror_js_ack() acknowledges a JetStream delivery of task t's failure
- * (ack_subject: its reply subject, copied when held). With the memory store,
- * or t NULL, +ACK at once. With a durable store the ack is held until the
- * store acknowledges t's current version (+ACK), or naked with
- * ingest.nak_delay_ms when it cannot be (degraded, refused, 5 s, stopping:
- * the stream delivers it again); redelivered (a redelivery of what t holds)
- * writes t again first, so the ack waits for a write. Loop thread.
+ * sc_mirror_js_ack() acknowledges a delivery of the JetStream source src
+ * (the failure stream's or the advisories'; its acks and naks are counted
+ * there, NULL: not counted) of task t's failure (ack_subject: its reply
+ * subject, copied when held). With the memory store, or t NULL, +ACK at
+ * once. With a durable store the ack is held until the store acknowledges
+ * t's current version (+ACK), or naked with ingest.nak_delay_ms when it
+ * cannot be (degraded, refused, 5 s, stopping: the stream delivers it
+ * again); redelivered (a redelivery of what t holds) writes t again first,
+ * so the ack waits for a write. Loop thread.
  */
-void sc_mirror_js_ack(struct sc_daemon *d, const char *ack_subject, struct dlq_task *t,
-                      bool redelivered);
-/* sc_mirror_js_ack_src() is sc_mirror_js_ack() for the JetStream source src (counts its acks; may be NULL). */
-void sc_mirror_js_ack_src(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
-                          struct dlq_task *t, bool redelivered);
+void sc_mirror_js_ack(struct sc_daemon *d, struct sc_js *src, const char *ack_subject,
+                      struct dlq_task *t, bool redelivered);
 
 /*
  * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a

@@ -231,6 +231,27 @@ test_server_restart_under_load(void **state)
     e->passed = true;
 }
 
+/* Runs the sidecar with flags against e's server and expects start-up to stop: exit 2, a log line with needle. */
+static void
+expect_refused(struct it_env *e, const char *const *flags, const char *needle)
+{
+    FILE *f;
+    char line[4096];
+    bool named = false;
+
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "started");
+    for (int i = 0; i < 200 && it_daemon_alive(&e->dmn); i++)
+        it_sleep_ms(50);
+    IT_CHECK(!it_daemon_alive(&e->dmn), "the sidecar stopped at start");
+    IT_CHECK(e->dmn.exit_status == 2, "exit status %d (want 2) for '%s'", e->dmn.exit_status, needle);
+    f = fopen(e->dmn.log, "r");
+    while (f && fgets(line, sizeof line, f))
+        named = named || strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    IT_CHECK(named, "the error says '%s'", needle);
+}
+
 /*
  * An existing stream that does not capture the failure subjects stops
  * start-up with exit code 2 and an error naming it.
@@ -257,20 +278,7 @@ test_stream_mismatch_stops_startup(void **state)
     IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over other.> created");
     jsStreamInfo_Destroy(si);
     jsCtx_Destroy(js);
-    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, js_flags) == 0, "started");
-    for (int i = 0; i < 200 && it_daemon_alive(&e->dmn); i++)
-        it_sleep_ms(50);
-    IT_CHECK(!it_daemon_alive(&e->dmn), "the sidecar stopped at start");
-    IT_CHECK(e->dmn.exit_status == 2, "exit status %d (want 2)", e->dmn.exit_status);
-    FILE *f = fopen(e->dmn.log, "r");
-    char line[4096];
-    bool named = false;
-    while (f && fgets(line, sizeof line, f))
-        named = named || (strstr(line, "DLQ_FAILED") && strstr(line, "also captures other.>"));
-    if (f)
-        fclose(f);
-    IT_CHECK(named, "the error names the stream and says why");
-    e->dmn.pid = 0;
+    expect_refused(e, js_flags, "stream DLQ_FAILED also captures other.>");
     e->passed = true;
 }
 
@@ -305,26 +313,6 @@ test_consumer_deleted(void **state)
     e->passed = true;
 }
 
-/* Runs the sidecar with flags against e's server and expects start-up to stop: exit 2, a log line with needle. */
-static void
-expect_refused(struct it_env *e, const char *const *flags, const char *needle)
-{
-    FILE *f;
-    char line[4096];
-    bool named = false;
-
-    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "started");
-    for (int i = 0; i < 200 && it_daemon_alive(&e->dmn); i++)
-        it_sleep_ms(50);
-    IT_CHECK(!it_daemon_alive(&e->dmn), "the sidecar stopped at start");
-    IT_CHECK(e->dmn.exit_status == 2, "exit status %d (want 2) for '%s'", e->dmn.exit_status, needle);
-    f = fopen(e->dmn.log, "r");
-    while (f && fgets(line, sizeof line, f))
-        named = named || strstr(line, needle) != NULL;
-    if (f)
-        fclose(f);
-    IT_CHECK(named, "the error says '%s'", needle);
-}
 
 /*
  * What start-up refuses (red-team findings): a failure stream that also
