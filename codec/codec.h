@@ -149,6 +149,17 @@ sc_status codec_msgpack_check(const void *buf, size_t len, unsigned max_depth, s
 sc_status codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out);
 
 /*
+ * codec_json_msgpack() converts len bytes of JSON text at json (one value,
+ * any kind) to MessagePack: *out points at the result (len *outlen) in c's
+ * buffer, valid until c's next call. Numbers keep their kind (integers up to
+ * UINT64_MAX, reals as float64), strings their bytes. Returns SC_OK or
+ * SC_EPROTO (malformed JSON, deeper than c's max_depth, or past c's buffer:
+ * 3 x max_envelope_bytes). Thread of c.
+ */
+sc_status codec_json_msgpack(struct codec *c, const char *json, size_t len, const char **out,
+                             size_t *outlen);
+
+/*
  * codec_jw_msgpack() writes "k": the MessagePack value at p (len bytes)
  * rendered by codec_render_json() into w's object, or "k":null when p is
  * NULL or the value cannot be rendered (malformed, deeper than max_depth,

@@ -12,7 +12,7 @@
 
 /* Allowed names of config/'s own enum keys, in enum order (policy/ owns the names of its enums). */
 static const char *const outcome_names[] = {"reply", "none", "stored", NULL};
-static const char *const store_names[] = {"memory", "opensearch", NULL};
+static const char *const store_names[] = {"memory", "opensearch", "jetstream", NULL};
 
 const char *
 config_store_name(config_store s)
@@ -30,6 +30,7 @@ static bool check_token(const char *s, size_t len);
 static bool check_name(const char *s, size_t len);
 static bool check_template(const char *s, size_t len);
 static bool check_js_name(const char *s, size_t len);
+static bool check_bucket(const char *s, size_t len);
 static bool check_pattern(const char *s, size_t len);
 static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
@@ -185,7 +186,7 @@ static const struct config_key keys[] = {
           "most retries published per second"),
     K_INT("timer.tick_ms", timer_tick_ms, CONFIG_W_I64, 1, 1000, "10", "timer wheel tick, ms"),
     K_ENUM("store.backend", store_backend, CONFIG_E_STORE, store_names, "memory",
-           "where tasks are persisted (memory: lost on restart)"),
+           "where tasks are persisted (memory: lost on restart; opensearch; jetstream: a KV bucket)"),
     K_BOOL("store.keep_completed", store_keep_completed, "false",
            "keep completed tasks instead of removing them"),
     K_INT("store.journal_max", store_journal_max, CONFIG_W_I64, 1000, 10000000, "100000",
@@ -211,6 +212,19 @@ static const struct config_key keys[] = {
           "5242880", "most bytes per _bulk request"),
     K_INT("store.opensearch.flush_ms", os_flush_ms, CONFIG_W_I64, 1, 60000, "200",
           "longest a write waits before a _bulk flush, ms"),
+    K_STR("store.jetstream.bucket", kv_bucket, check_bucket,
+          "a KV bucket name (A-Z a-z 0-9 _ -, at most 64)", "DLQ_TASKS",
+          "KV bucket of the tasks (store.backend: jetstream); made when missing"),
+    K_INT("store.jetstream.replicas", kv_replicas, CONFIG_W_I64, 1, 5, "1",
+          "replicas of the bucket when the sidecar makes it"),
+    K_ENUM("store.jetstream.storage", kv_storage, CONFIG_E_STORAGE, storage_names, "file",
+           "storage of the bucket when the sidecar makes it: file or memory"),
+    K_INT("store.jetstream.batch_max", kv_batch_max, CONFIG_W_I64, 1, 100000, "1000",
+          "most writes published back to back before their answers are awaited"),
+    K_INT("store.jetstream.flush_ms", kv_flush_ms, CONFIG_W_I64, 1, 60000, "20",
+          "longest a write waits before its batch is sent, ms"),
+    K_INT("store.jetstream.timeout_ms", kv_timeout_ms, CONFIG_W_I64, 100, 600000, "5000",
+          "longest wait for JetStream's answers to a batch (and for each setup call), ms"),
     K_BOOL("events.enabled", events_enabled, "true",
            "publish lifecycle events on <prefix>.events.*"),
     K_STR("http.listen", http_listen, check_listen, "host:port (or empty to disable)",
@@ -524,6 +538,21 @@ check_js_name(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         if (is_space(s[i]) || s[i] == '.' || s[i] == '*' || s[i] == '>' || s[i] == '/' ||
             s[i] == '\\' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* A KV bucket name: 1 to 64 of A-Z a-z 0-9 _ - (the stream is KV_<bucket>). */
+static bool
+check_bucket(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
             return false;
     }
     return true;

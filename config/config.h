@@ -18,7 +18,7 @@ struct config_rule {
 
 /* retry.outcome: reply (the worker answers), none (a publish is a success), stored (a JetStream PubAck is). */
 typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE, CONFIG_OUTCOME_STORED } config_outcome;
-typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH } config_store;
+typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH, CONFIG_STORE_JETSTREAM } config_store;
 /* config_store_name() returns the name store.backend gives s ("memory", "opensearch"; static), "unknown" outside the enum. Any thread. */
 const char *config_store_name(config_store s);
 /* store.ack: what an ingest answer waits for (README "Acknowledgements"). */
@@ -108,6 +108,12 @@ struct config {
     int64_t os_bulk_max_docs;      /* store.opensearch.bulk_max_docs, 1-100,000 */
     int64_t os_bulk_max_bytes;     /* store.opensearch.bulk_max_bytes, 1024-104,857,600 */
     int64_t os_flush_ms;           /* store.opensearch.flush_ms, 1-60,000 */
+    char *kv_bucket;               /* store.jetstream.bucket, default "DLQ_TASKS" */
+    int64_t kv_replicas;           /* store.jetstream.replicas, 1-5, default 1 */
+    config_storage kv_storage;     /* store.jetstream.storage: file (default) or memory */
+    int64_t kv_batch_max;          /* store.jetstream.batch_max, 1-100,000, default 1000 */
+    int64_t kv_flush_ms;           /* store.jetstream.flush_ms, 1-60,000, default 20 */
+    int64_t kv_timeout_ms;         /* store.jetstream.timeout_ms, 100-600,000, default 5000 */
     /* events, http, log, shutdown */
     bool events_enabled;           /* events.enabled */
     char *http_listen;             /* http.listen, "host:port" or "" */

@@ -1,4 +1,4 @@
-/* persist.h - the store behind the in-memory queue (memory, OpenSearch), the task document it keeps, and the libcurl-on-libevent HTTP client it uses. */
+/* persist.h - the store behind the in-memory queue (memory, OpenSearch, JetStream KV), the task document it keeps, and the libcurl-on-libevent HTTP client it uses. */
 #ifndef DLQ_PERSIST_H
 #define DLQ_PERSIST_H
 
@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <nats/nats.h>
 
 #include "common.h"
 
@@ -173,7 +174,7 @@ struct persist_owner {
 
 /* Counters of one store, for stats. */
 struct persist_stats {
-    const char *backend;   /* "memory", "opensearch" (static) */
+    const char *backend;   /* "memory", "opensearch", "jetstream" (static) */
     persist_state state;
     size_t in_flight;      /* items sent and not answered yet */
     uint64_t written;      /* items acknowledged (writes and deletes) */
@@ -306,17 +307,103 @@ sc_status persist_opensearch_new(struct event_base *base, const struct persist_o
  */
 sc_status persist_opensearch_doc_id(struct sc_buf *out, const char *id, size_t id_len);
 
+/* ---- the JetStream KV backend (persist/kv.c) ------------------------------------------------- */
+
+/*
+ * The publish the KV backend writes through (the owner's NATS transport):
+ * len bytes of body to subject with reply subject reply and headers
+ * (NULL-terminated name/value pairs, or NULL). Returns SC_OK, SC_ETOOBIG
+ * (past the server's max_payload) or another error when it cannot go.
+ * Called on the loop thread.
+ */
+typedef sc_status (*persist_publish_fn)(void *ctx, const char *subject, const char *reply,
+                                        const void *body, size_t len,
+                                        const char *const *headers);
+
+/* Settings of the JetStream KV backend (strings copied). */
+struct persist_kv_opts {
+    natsConnection *nc;       /* borrowed, for the loader thread's JetStream calls; must outlive the store */
+    const char *bucket;       /* KV bucket name, [A-Za-z0-9_-]+; made when missing */
+    int replicas;             /* of a bucket made here, 1-5 */
+    bool memory_storage;      /* a bucket made here keeps its data in memory (else on disk) */
+    size_t batch_max;         /* most writes of one batch (published back to back), >= 1 */
+    int64_t flush_ms;         /* longest wait between a kick and its batch, ms */
+    long timeout_ms;          /* a batch's answers and each JetStream call, ms */
+    unsigned partitions;      /* keys are "<partition>.<id>" (persist_kv_key()); 0: no partition token */
+    const char *reply_prefix; /* the subject prefix of write answers: "<reply_prefix>.<n>.<i>" */
+    persist_publish_fn publish;
+    void *publish_ctx;
+};
+
+/* Ids up to this many bytes that are plain tokens are keys as they are; up to PERSIST_KV_B64_MAX base64url. */
+#define PERSIST_KV_PLAIN_MAX 200
+#define PERSIST_KV_B64_MAX 180
+
+/*
+ * persist_kv_new() makes the JetStream KV backend (DESIGN section 17): one
+ * record per key in the bucket, the value the record's document in
+ * MessagePack. Nothing is sent before persist_start(), which starts a
+ * thread of the store's own that makes the bucket (history 1, o->replicas,
+ * o->memory_storage) or checks the one found (one with a TTL is refused:
+ * its tasks would expire), then reads every record back (owner.loaded(),
+ * on the loop thread, with an empty id: the owner reads the record's id
+ * from the document, and the document's "version" as version); the state
+ * turns PERSIST_OK then, or PERSIST_DEGRADED while it cannot (tried again
+ * with a backoff from 0.5 to 10 s). Writes: one batch in flight, its items
+ * published back to back to $KV.<bucket>.<key> (a delete is a purge
+ * marker) with reply subjects under o->reply_prefix: the owner must route
+ * every message on "<reply_prefix>.>" to persist_kv_reply(). A PubAck is
+ * OK; a revision mismatch STALE; a 5xx, a "no responders", a failed publish
+ * or no answer within timeout_ms RETRY (and DEGRADED, with the backoff); a
+ * record over max_payload or refused otherwise REJECTED. base must have
+ * been made after evthread_use_pthreads() (the loader wakes the loop) and
+ * must outlive the store; persist_free() joins the loader (at most
+ * timeout_ms). On success sets *out and returns SC_OK; SC_EINVAL for a bad
+ * option (err says which); SC_ENOMEM. Loop thread.
+ */
+sc_status persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
+                         const struct persist_owner *owner, struct persist **out, char *err,
+                         size_t errlen);
+
+/*
+ * persist_kv_reply() hands the KV backend p one message that arrived on
+ * its reply prefix: subject, len bytes of data (borrowed for the call),
+ * and status 503 when it is a "no responders" status message, else 0.
+ * Answers of a batch given up, or not of this store, are ignored. Loop
+ * thread.
+ */
+void persist_kv_reply(struct persist *p, const char *subject, const void *data, size_t len,
+                      int status);
+
+/*
+ * persist_kv_key() appends the KV key of record id (len bytes): with
+ * partitions > 0 first "<p>." where p = persist_fnv1a64(id) % partitions,
+ * so that one partition's records are read with the filter "<p>.>"; then
+ * the id itself when it is 1 to PERSIST_KV_PLAIN_MAX bytes of [A-Za-z0-9_-]
+ * tokens joined by single dots, else "=" and its base64url (no padding)
+ * when it has at most PERSIST_KV_B64_MAX bytes, else "==" and the hex
+ * SHA-256 of it. Distinct ids get distinct keys but for a SHA-256
+ * collision; the document keeps the id. Returns SC_OK or sc_buf_append()'s
+ * errors. Any thread.
+ */
+sc_status persist_kv_key(struct sc_buf *out, const char *id, size_t len, unsigned partitions);
+
+/* persist_fnv1a64() returns the 64-bit FNV-1a hash of the len bytes at p (the partition of a task id). Any thread. */
+uint64_t persist_fnv1a64(const void *p, size_t len);
+
 /* ---- choosing a backend ------------------------------------------------------------------------ */
 
 /* Which backend persist_new() makes, and its settings (strings copied). */
 struct persist_opts {
-    const char *backend;                  /* "memory" or "opensearch" (config's store.backend) */
+    const char *backend;                  /* "memory", "opensearch" or "jetstream" (config's store.backend) */
     struct persist_opensearch_opts opensearch; /* for "opensearch" */
+    struct persist_kv_opts kv;            /* for "jetstream" */
 };
 
 /*
  * persist_new() makes the backend o->backend names, for task records: the
- * memory backend (persist_memory_new()) or OpenSearch
+ * memory backend (persist_memory_new()), the JetStream KV bucket
+ * (persist_kv_new() with o->kv) or OpenSearch
  * (persist_opensearch_new() with o->opensearch, where a NULL properties,
  * load_query or load_sort is the task document's: persist_task_properties,
  * persist_task_load_query, persist_task_load_sort). base is borrowed and

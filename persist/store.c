@@ -139,6 +139,8 @@ persist_new(struct event_base *base, const struct persist_opts *o,
         *out = persist_memory_new(owner);
         return SC_OK;
     }
+    if (strcmp(o->backend, "jetstream") == 0)
+        return persist_kv_new(base, &o->kv, owner, out, err, errlen);
     if (strcmp(o->backend, "opensearch") != 0) {
         snprintf(err, errlen, "store.backend: unknown backend '%s'", o->backend);
         return SC_EINVAL;

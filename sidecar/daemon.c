@@ -254,7 +254,15 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->paused = !cfg->retry_processor_enabled;
     sc_dispatch_init(d);
     d->metrics = sc_metrics_new();
-    if ((s = sc_mirror_open(d, err, errlen))) /* loads tasks back before the tick and NATS exist */
+    if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
+        goto fail;
+    d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */
+    /*
+     * Tasks are loaded back before the tick runs and before anything is
+     * subscribed (no failure, retry or admin request arrives during the
+     * load); the JetStream KV store needs the connection for it.
+     */
+    if ((s = sc_mirror_open(d, err, errlen)))
         goto fail;
     d->tick_ev = event_new(d->base, -1, EV_PERSIST, sc_on_tick, d);
     tv.tv_sec = cfg->timer_tick_ms / 1000;
@@ -267,9 +275,6 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     event_add(d->sig_int, NULL);
     event_add(d->sig_hup, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
-        goto fail;
-    d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
     if ((s = sc_http_start(d, err, errlen)) || (s = sc_alerts_start(d, err, errlen)))
@@ -294,7 +299,7 @@ sc_daemon_run(struct sc_daemon *d)
 {
     sc_log(SC_LOG_INFO, "dlq-sidecar started", "version", DLQ_VERSION, "prefix",
            d->cfg->subjects_prefix, "store",
-           d->cfg->store_backend == CONFIG_STORE_OPENSEARCH ? "opensearch" : "memory", "tick_ms", sc_log_int(d->cfg->timer_tick_ms),
+           config_store_name(d->cfg->store_backend), "tick_ms", sc_log_int(d->cfg->timer_tick_ms),
            NULL);
     event_base_dispatch(d->base);
     sc_mirror_flush(d); /* DESIGN section 14: flush the store before exiting */
@@ -316,6 +321,7 @@ sc_daemon_free(struct sc_daemon *d)
     sc_adv_close(d->adv);
     d->adv = NULL;
     d->js = NULL;
+    sc_mirror_close(d); /* joins the KV store's loader, which uses the connection */
     sc_conn_free(d->conn); /* no handler runs after this */
     d->conn = NULL;
     d->sub_failed = NULL;
@@ -329,7 +335,6 @@ sc_daemon_free(struct sc_daemon *d)
     if (d->sig_hup)
         event_free(d->sig_hup);
     sc_admin_destroy(d);
-    sc_mirror_close(d);
     sc_dispatch_destroy(d);
     codec_free(d->codec);
     sc_metrics_free(d->metrics);

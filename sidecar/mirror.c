@@ -21,6 +21,12 @@
 #define ACK_SWEEP_MS 250
 #define FLUSH_MIN_MS 2000     /* shutdown: shortest wait for the last writes */
 #define REJECT_LOG_MS 10000
+/*
+ * Partitions of the KV store's keys ("<p>.<id>", persist_kv_key()): a
+ * cluster's owner of a partition reads it alone (DESIGN section 18). Fixed:
+ * a bucket written with one count is read with the same.
+ */
+#define SC_STORE_PARTITIONS 32
 
 /*
  * Invariants (docs: README "Persistence"):
@@ -88,8 +94,24 @@ struct sc_mirror {
     size_t nraw, rawcap, nrawfl, rawflcap;
     json_t *spill_ids;        /* their ids, until the load is over; else NULL */
     struct event *spill_ev;   /* checks whether the spill file is done, after a batch */
+    char kv_prefix[96];       /* store.backend jetstream: "<inbox>.kv", the prefix of its answers */
     struct sc_buf tmp;
 };
+
+/* The configured store's name in files and logs: the OpenSearch index or the KV bucket. */
+static const char *
+store_name(const struct config *cfg)
+{
+    return cfg->store_backend == CONFIG_STORE_JETSTREAM ? cfg->kv_bucket : cfg->os_index;
+}
+
+/* Most writes of one batch of the configured store. */
+static size_t
+batch_docs(const struct config *cfg)
+{
+    return (size_t)(cfg->store_backend == CONFIG_STORE_JETSTREAM ? cfg->kv_batch_max
+                                                                  : cfg->os_bulk_max_docs);
+}
 
 /* ---- versions and the dirty list ------------------------------------------------------------- */
 
@@ -757,7 +779,13 @@ on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *
     size_t id_len = 0;
     char *id = doc_str(d->mirror, src, "task_id", &id_len);
 
-    (void)key_len; /* key is NUL-terminated (a JSON string) */
+    const char *st = json_string_value(json_object_get(src, "status"));
+
+    (void)key_len; /* key is NUL-terminated */
+    if (st && (strcmp(st, "completed") == 0 || strcmp(st, "archived") == 0)) {
+        free(id); /* kept (store.keep_completed), never loaded: a KV bucket hands every record back */
+        return;
+    }
     if (!id || !id_len) {
         if (d->mirror->load_errors++ < 10)
             sc_log(SC_LOG_WARN, "store: a document without task_id could not be loaded; skipped",
@@ -1138,7 +1166,7 @@ spill_write(struct sc_daemon *d, size_t queued)
     fd = -1;
     sc_format_rfc3339(sc_now_wall_ms(), ts);
     sc_buf_appendf(&line, "{\"dlq_spill\":1,\"index\":\"%s\",\"written_at\":\"%s\",\"queued\":%zu}\n",
-                   d->cfg->os_index, ts, queued);
+                   store_name(d->cfg), ts, queued);
     s->spilled = 0;
     if (!spill_line(s, f, &line, cap, &size, &io_error))
         goto done;
@@ -1424,7 +1452,7 @@ sc_mirror_changed(struct sc_daemon *d, struct dlq_task *t)
     if (!s->durable)
         return;
     dirty_link(s, t, false);
-    persist_kick(s->p, s->ndirty >= (size_t)d->cfg->os_bulk_max_docs);
+    persist_kick(s->p, s->ndirty >= batch_docs(d->cfg));
 }
 
 void
@@ -1448,7 +1476,7 @@ spill_open(struct sc_daemon *d, char *err, size_t errlen)
 {
     struct sc_mirror *s = d->mirror;
     const char *dir = d->cfg->store_spill_dir;
-    size_t n = strlen(dir) + strlen(d->cfg->os_index) + 16;
+    size_t n = strlen(dir) + strlen(store_name(d->cfg)) + 16;
     int fd;
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -1466,7 +1494,7 @@ spill_open(struct sc_daemon *d, char *err, size_t errlen)
     close(fd);
     s->spill_path = sc_xmalloc(n);
     s->spill_tmp = sc_xmalloc(n + 4);
-    snprintf(s->spill_path, n, "%s/%s.spill", dir, d->cfg->os_index);
+    snprintf(s->spill_path, n, "%s/%s.spill", dir, store_name(d->cfg));
     snprintf(s->spill_tmp, n + 4, "%s.tmp", s->spill_path);
     s->spill_ev = evtimer_new(d->base, on_spill_check, d);
     if (!s->spill_ev) {
@@ -1494,6 +1522,65 @@ backend_opts(const struct config *cfg, struct persist_opts *o)
     /* properties, load_query, load_sort: NULL, the task document's (persist/doc.c) */
 }
 
+/* The KV backend publishes through the daemon's connection. */
+static sc_status
+kv_publish(void *ctx, const char *subject, const char *reply, const void *body, size_t len,
+           const char *const *headers)
+{
+    return sc_publish(ctx, subject, reply, body, len, headers);
+}
+
+/* Answers to the KV backend's writes, on the loop thread. */
+static void
+on_kv_reply(void *ctx, natsMsg *msg)
+{
+    struct sc_daemon *d = ctx;
+
+    if (d->mirror && d->mirror->p)
+        persist_kv_reply(d->mirror->p, natsMsg_GetSubject(msg), natsMsg_GetData(msg),
+                         (size_t)natsMsg_GetDataLength(msg), natsMsg_IsNoResponders(msg) ? 503 : 0);
+}
+
+/*
+ * The KV backend's settings (store.jetstream.*) and the subscription of its
+ * answers: "<inbox>.kv.>" (the retries' replies are "<inbox>.*.*", two
+ * tokens, so the two never meet). Needs the connection (sc_conn_new()).
+ */
+static sc_status
+kv_opts(struct sc_daemon *d, struct persist_opts *o, char *err, size_t errlen)
+{
+    const struct config *cfg = d->cfg;
+    struct sc_mirror *s = d->mirror;
+    char subj[128];
+
+    if (!d->conn) {
+        snprintf(err, errlen, "store.backend: jetstream needs the NATS connection");
+        return SC_EINVAL;
+    }
+    snprintf(s->kv_prefix, sizeof(s->kv_prefix), "%s.kv", sc_conn_inbox(d->conn));
+    snprintf(subj, sizeof(subj), "%s.>", s->kv_prefix);
+    o->kv.nc = sc_conn_nats(d->conn);
+    o->kv.bucket = cfg->kv_bucket;
+    o->kv.replicas = (int)cfg->kv_replicas;
+    o->kv.memory_storage = cfg->kv_storage == CONFIG_STORAGE_MEMORY;
+    o->kv.batch_max = (size_t)cfg->kv_batch_max;
+    o->kv.flush_ms = cfg->kv_flush_ms;
+    o->kv.timeout_ms = (long)cfg->kv_timeout_ms;
+    o->kv.partitions = SC_STORE_PARTITIONS;
+    o->kv.reply_prefix = s->kv_prefix;
+    o->kv.publish = kv_publish;
+    o->kv.publish_ctx = d;
+    return sc_conn_subscribe(d->conn, subj, NULL, 0, on_kv_reply, d, NULL, err, errlen);
+}
+
+static void
+on_load_wait(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
 /*
  * Load before serving: the loop runs here with nothing but the store's
  * requests on it (no NATS, no tick yet), until the load is done or the
@@ -1504,21 +1591,38 @@ load_wait(struct sc_daemon *d)
 {
     struct sc_mirror *s = d->mirror;
     const struct config *cfg = d->cfg;
+    struct timeval tv = {LOAD_WAIT_MS / 1000, 0};
+    struct event *wait_ev;
     int64_t deadline;
 
-    sc_log(SC_LOG_INFO, "store: loading tasks from OpenSearch", "url", cfg->os_url, "index",
-           cfg->os_index, NULL);
+    if (cfg->store_backend == CONFIG_STORE_JETSTREAM)
+        sc_log(SC_LOG_INFO, "store: loading tasks from the JetStream KV bucket", "bucket",
+               cfg->kv_bucket, NULL);
+    else
+        sc_log(SC_LOG_INFO, "store: loading tasks from OpenSearch", "url", cfg->os_url, "index",
+               cfg->os_index, NULL);
     deadline = sc_now_mono_ms() + LOAD_WAIT_MS;
+    /*
+     * A pending timer keeps the loop waiting: the KV store's loader wakes
+     * it with event_active() on an event that is never added, which alone
+     * would make event_base_loop() return at once.
+     */
+    wait_ev = evtimer_new(d->base, on_load_wait, NULL);
+    if (wait_ev)
+        evtimer_add(wait_ev, &tv);
     while (s->p->state == PERSIST_STARTING && sc_now_mono_ms() < deadline)
         if (event_base_loop(d->base, EVLOOP_ONCE) != 0)
             break;
+    if (wait_ev)
+        event_free(wait_ev);
     if (s->p->state == PERSIST_OK)
         sc_log(SC_LOG_INFO, "store: loaded", "tasks", sc_log_int((int64_t)s->loaded), "skipped",
                sc_log_int((int64_t)(s->load_skipped + s->load_errors)), NULL);
     else
-        sc_log(SC_LOG_WARN, "store: OpenSearch not available at start; serving from memory, "
+        sc_log(SC_LOG_WARN, "store: not available at start; serving from memory, "
                             "loading when it comes back",
-               "state", persist_state_name(s->p->state), NULL);
+               "backend", config_store_name(cfg->store_backend), "state",
+               persist_state_name(s->p->state), "error", s->p->state == PERSIST_DEGRADED ? sc_mirror_last_error(d) : "", NULL);
 }
 
 sc_status
@@ -1537,6 +1641,8 @@ sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
     sc_buf_init(&s->tmp, 256u * 1024 * 1024);
     sc_buf_init(&s->fl_ids, SPILL_LINE_MAX);
     backend_opts(cfg, &o);
+    if (cfg->store_backend == CONFIG_STORE_JETSTREAM && (st = kv_opts(d, &o, err, errlen)))
+        return st;
     if ((st = persist_new(d->base, &o, &owner, &s->p, err, errlen)))
         return st;
     if (!persist_durable(s->p)) {

@@ -1,0 +1,849 @@
+/* kv.c - the JetStream KV store backend: task records as MessagePack values in a KV bucket, written by asynchronous publishes and loaded back by a watcher on a thread of its own. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "codec.h"
+#include "persist-internal.h"
+
+/*
+ * Who does what (DESIGN sections 13 and 17):
+ * - the loop thread fills a batch (owner.fill()), converts each document
+ *   to MessagePack and publishes it to $KV.<bucket>.<key> with a reply
+ *   subject <reply_prefix>.<gen>.<i>; the owner routes those replies back to
+ *   persist_kv_reply() on the loop thread. Nothing here blocks the loop.
+ * - a loader thread makes the bucket (or checks the one found) and reads
+ *   every record back with a KV watcher (blocking nats.c calls, which must
+ *   never run on the loop), handing the entries to the loop through a small
+ *   bounded ring and an event; the loop hands them to owner.loaded().
+ * Who holds a write: the owner (its dirty set) until fill(); the batch and
+ *   the connection's buffer until the PubAck, which means the stream leader
+ *   (and its replicas) stored it; RETRY gives it back to the owner.
+ * One batch is in flight at a time, so the answers of one record's writes
+ * come back in order and a record is never in two writes at once; the
+ * publishes of a batch go out back to back (pipelined).
+ */
+
+#define KV_LOAD_RING 1024     /* entries the loader may hand over before it waits */
+#define KV_BACKOFF_FIRST 500  /* ms: first wait after a failed batch or setup */
+#define KV_BACKOFF_MAX 10000
+#define KV_IDLE_MAX_MS 30000  /* a load that receives nothing this long is restarted */
+#define KV_DEPTH 64           /* nesting of a task document (it is 3 deep) */
+#define KV_BATCH_BYTES (8u * 1024 * 1024) /* documents of one batch (a lone larger one goes alone) */
+#define KV_ERR_WRONG_LAST_SEQ 10071 /* JetStream err_code: the expected revision does not match */
+
+/* One record the loader found. */
+struct kv_entry {
+    char *value;
+    size_t len;
+};
+
+/* How a batch deadline or a wait ends. */
+typedef enum { KV_T_NONE = 0, KV_T_FLUSH, KV_T_DEADLINE, KV_T_BACKOFF } kv_timer;
+
+struct kv_store {
+    struct persist base; /* first: persist_* calls cast back */
+    struct event_base *evb;
+    natsConnection *nc;
+    char *bucket, *reply_prefix;
+    int replicas;
+    bool memory_storage;
+    size_t batch_max;
+    int64_t flush_ms;
+    long timeout_ms;
+    unsigned partitions;
+    persist_publish_fn publish;
+    void *publish_ctx;
+    struct codec *codec;
+    /* writes (loop thread) */
+    struct persist_batch b;
+    uint64_t gen;          /* of the batch in flight; answers of another are stale */
+    bool in_flight;
+    unsigned char *answered; /* per item of the batch in flight */
+    size_t nanswered;
+    bool any_retry, any_ok;
+    bool kicked, kicked_urgent; /* a kick arrived while a batch was in flight or waiting */
+    struct event *timer;
+    kv_timer timer_what;
+    int64_t backoff_ms;
+    bool ready;            /* the bucket exists and the load is over */
+    struct sc_buf subj, reply, json;
+    struct persist_stats st;
+    /* the loader thread; the fields below mu are shared with it */
+    pthread_t thread;
+    bool thread_started;
+    struct event *wake;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    struct kv_entry ring[KV_LOAD_RING];
+    size_t rhead, rlen;
+    bool load_done;        /* posted: every record was handed over */
+    bool load_failed;      /* posted: the setup or the load failed (load_error says why) */
+    char load_error[256];
+};
+
+static struct kv_store *
+kv_of(struct persist *p)
+{
+    return (struct kv_store *)(void *)p;
+}
+
+static void kv_flush(struct kv_store *k);
+
+/* ---- keys ------------------------------------------------------------------------------------- */
+
+uint64_t
+persist_fnv1a64(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Whether id can be a key as it is: [A-Za-z0-9_-] tokens joined by single dots. */
+static bool
+key_as_is(const char *id, size_t len)
+{
+    if (len == 0 || len > PERSIST_KV_PLAIN_MAX || id[0] == '.' || id[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (c == '.') {
+            if (id[i + 1] == '.')
+                return false;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+sc_status
+persist_kv_key(struct sc_buf *out, const char *id, size_t len, unsigned partitions)
+{
+    sc_status s = SC_OK;
+    size_t mark;
+
+    if (partitions &&
+        (s = sc_buf_appendf(out, "%u.", (unsigned)(persist_fnv1a64(id, len) % partitions))))
+        return s;
+    if (key_as_is(id, len))
+        return sc_buf_append(out, id, len);
+    if (len <= PERSIST_KV_B64_MAX) {
+        if ((s = sc_buf_appendc(out, '=')))
+            return s;
+        mark = out->len;
+        if ((s = sc_base64_encode(out, id, len)))
+            return s;
+        while (out->len > mark && out->data[out->len - 1] == '=')
+            out->len--;
+        for (size_t i = mark; i < out->len; i++) /* base64url: a valid key character each */
+            out->data[i] = out->data[i] == '+' ? '-' : out->data[i] == '/' ? '_' : out->data[i];
+        out->data[out->len] = '\0';
+        return SC_OK;
+    } else {
+        unsigned char d[32];
+        persist_sha256(id, len, d);
+        if ((s = sc_buf_append(out, "==", 2)))
+            return s;
+        for (size_t i = 0; i < sizeof(d) && !s; i++)
+            s = sc_buf_appendf(out, "%02x", d[i]);
+        return s;
+    }
+}
+
+/* ---- state and timers ------------------------------------------------------------------------- */
+
+static void
+set_error(struct kv_store *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+set_error(struct kv_store *k, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(k->st.last_error, sizeof(k->st.last_error), fmt, ap);
+    va_end(ap);
+    k->st.last_error_at = sc_now_wall_ms();
+}
+
+static void
+arm(struct kv_store *k, kv_timer what, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+    k->timer_what = what;
+    evtimer_add(k->timer, &tv);
+}
+
+static void
+disarm(struct kv_store *k)
+{
+    evtimer_del(k->timer);
+    k->timer_what = KV_T_NONE;
+}
+
+/* The next backoff wait: doubles from KV_BACKOFF_FIRST up to KV_BACKOFF_MAX. */
+static int64_t
+next_backoff(struct kv_store *k)
+{
+    int64_t ms = k->backoff_ms ? k->backoff_ms : KV_BACKOFF_FIRST;
+
+    k->backoff_ms = ms * 2 > KV_BACKOFF_MAX ? KV_BACKOFF_MAX : ms * 2;
+    return ms;
+}
+
+/* ---- writes ----------------------------------------------------------------------------------- */
+
+/* The batch layout needs an action line per item; a KV write has none. */
+static sc_status
+no_action(struct sc_buf *body, const char *id, size_t id_len, uint64_t version, bool del)
+{
+    (void)body;
+    (void)id;
+    (void)id_len;
+    (void)version;
+    (void)del;
+    return SC_OK;
+}
+
+/* Item i's document in the batch body (without its newline); *len 0 for a delete. */
+static const char *
+item_doc(const struct kv_store *k, size_t i, size_t *len)
+{
+    const struct persist_batch_item *it = &k->b.items[i];
+    size_t end = i + 1 < k->b.count ? k->b.items[i + 1].body_off : k->b.body.len;
+
+    *len = 0;
+    if (it->del || end <= it->body_off)
+        return NULL;
+    *len = end - it->body_off - 1;
+    return k->b.body.data + it->body_off;
+}
+
+/* Hands item i's answer to the owner once; closes the batch after its last. */
+static void
+answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
+{
+    const struct persist_batch_item *bi = &k->b.items[i];
+    struct persist_item it = {persist_batch_item_id(&k->b, i), bi->id_len, bi->version, bi->del};
+
+    if (k->answered[i])
+        return;
+    k->answered[i] = 1;
+    k->nanswered++;
+    switch (r) {
+    case PERSIST_ITEM_OK: k->st.written++; k->any_ok = true; break;
+    case PERSIST_ITEM_STALE: k->st.stale++; k->any_ok = true; break;
+    case PERSIST_ITEM_RETRY: k->st.retried++; k->any_retry = true; break;
+    case PERSIST_ITEM_REJECTED: k->st.rejected++; break;
+    }
+    if (k->base.owner.result)
+        k->base.owner.result(k->base.owner.ctx, &it, r, reason);
+    if (k->nanswered < k->b.count || !k->in_flight)
+        return;
+    /* the batch is settled */
+    k->in_flight = false;
+    k->gen++;
+    if (k->timer_what == KV_T_DEADLINE)
+        disarm(k);
+    if (k->any_retry) {
+        k->st.failed_batches += !k->any_ok;
+        persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
+        arm(k, KV_T_BACKOFF, next_backoff(k));
+        return;
+    }
+    k->backoff_ms = 0;
+    if (k->any_ok || k->base.state == PERSIST_DEGRADED)
+        persist_set_state(&k->base, PERSIST_OK, NULL);
+    if (k->kicked || persist_batch_full(&k->b)) {
+        bool urgent = k->kicked_urgent || persist_batch_full(&k->b);
+        k->kicked = k->kicked_urgent = false;
+        if (urgent)
+            kv_flush(k);
+        else
+            arm(k, KV_T_FLUSH, k->flush_ms);
+    }
+}
+
+/* Publishes item i of the batch; answers it at once when it cannot go. */
+static void
+send_item(struct kv_store *k, size_t i)
+{
+    const struct persist_batch_item *it = &k->b.items[i];
+    static const char *const del_headers[] = {"KV-Operation", "PURGE", "Nats-Rollup", "sub", NULL};
+    const char *doc, *body = NULL;
+    size_t doclen, bodylen = 0;
+    sc_status s;
+
+    sc_buf_reset(&k->subj);
+    sc_buf_reset(&k->reply);
+    if (sc_buf_appendf(&k->subj, "$KV.%s.", k->bucket) ||
+        persist_kv_key(&k->subj, persist_batch_item_id(&k->b, i), it->id_len, k->partitions) ||
+        sc_buf_appendf(&k->reply, "%s.%llu.%zu", k->reply_prefix, (unsigned long long)k->gen, i)) {
+        answer(k, i, PERSIST_ITEM_RETRY, "out of memory");
+        return;
+    }
+    if (!it->del) {
+        doc = item_doc(k, i, &doclen);
+        if (!doc || codec_json_msgpack(k->codec, doc, doclen, &body, &bodylen) != SC_OK) {
+            answer(k, i, PERSIST_ITEM_REJECTED, "the document cannot be converted to MessagePack");
+            return;
+        }
+    }
+    s = k->publish(k->publish_ctx, k->subj.data, k->reply.data, body, bodylen,
+                   it->del ? del_headers : NULL);
+    if (s == SC_ETOOBIG)
+        answer(k, i, PERSIST_ITEM_REJECTED, "the record is larger than the server's max_payload");
+    else if (s) {
+        set_error(k, "publish to %s failed (%s)", k->subj.data, sc_status_str(s));
+        answer(k, i, PERSIST_ITEM_RETRY, k->st.last_error);
+    }
+}
+
+/* Fills and sends one batch, if the store is ready and none is in flight. */
+static void
+kv_flush(struct kv_store *k)
+{
+    size_t n;
+
+    if (k->in_flight || !k->ready || k->timer_what == KV_T_BACKOFF)
+        return;
+    if (k->timer_what == KV_T_FLUSH)
+        disarm(k);
+    k->kicked = k->kicked_urgent = false;
+    persist_batch_reset(&k->b);
+    if (k->base.owner.fill)
+        k->base.owner.fill(k->base.owner.ctx, &k->b);
+    n = persist_batch_count(&k->b);
+    if (n == 0)
+        return;
+    memset(k->answered, 0, n);
+    k->nanswered = 0;
+    k->any_ok = k->any_retry = false;
+    k->in_flight = true;
+    k->st.batches++;
+    arm(k, KV_T_DEADLINE, k->timeout_ms);
+    for (size_t i = 0; i < n && k->in_flight; i++)
+        send_item(k, i);
+}
+
+/* Whether the len bytes at data hold the text "error" (quoted): a JetStream error answer. */
+static bool
+has_error_key(const void *p, size_t len)
+{
+    const char *data = p;
+
+    for (size_t i = 0; i + 7 <= len; i++)
+        if (data[i] == '"' && memcmp(data + i, "\"error\"", 7) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * What one answer says: a PubAck {"stream":..,"seq":N} is OK; an error
+ * {"error":{"code":C,"err_code":E,"description":D}} is STALE for a revision
+ * that does not match (a newer writer), RETRY for 5xx (no quorum, stream
+ * offline), REJECTED for the rest (too large, bad key); a "no responders"
+ * status (no JetStream for the subject) is RETRY.
+ */
+static persist_result
+classify(struct kv_store *k, const void *data, size_t len, int status)
+{
+    json_t *j, *e;
+    long code, err_code;
+    const char *desc;
+    persist_result r;
+
+    if (status == 503) {
+        set_error(k, "no JetStream answers for bucket %s (no responders)", k->bucket);
+        return PERSIST_ITEM_RETRY;
+    }
+    if (len > 0 && !has_error_key(data, len))
+        return PERSIST_ITEM_OK; /* a PubAck: no allocation on the common path */
+    j = json_loadb(data, len, 0, NULL);
+    e = json_object_get(j, "error");
+    if (!e) {
+        set_error(k, "unreadable answer from JetStream (%zu bytes, status %d)", len, status);
+        json_decref(j);
+        return PERSIST_ITEM_RETRY;
+    }
+    code = (long)json_integer_value(json_object_get(e, "code"));
+    err_code = (long)json_integer_value(json_object_get(e, "err_code"));
+    desc = json_string_value(json_object_get(e, "description"));
+    set_error(k, "JetStream refused a write: %s (code %ld, err_code %ld)", desc ? desc : "?", code,
+              err_code);
+    if (err_code == KV_ERR_WRONG_LAST_SEQ)
+        r = PERSIST_ITEM_STALE;
+    else if (code >= 500 || code == 408 || code == 429)
+        r = PERSIST_ITEM_RETRY;
+    else
+        r = PERSIST_ITEM_REJECTED;
+    json_decref(j);
+    return r;
+}
+
+void
+persist_kv_reply(struct persist *p, const char *subject, const void *data, size_t len, int status)
+{
+    struct kv_store *k = kv_of(p);
+    size_t plen = strlen(k->reply_prefix);
+    unsigned long long gen;
+    size_t i;
+    char *end;
+    persist_result r;
+
+    if (strncmp(subject, k->reply_prefix, plen) != 0 || subject[plen] != '.')
+        return;
+    gen = strtoull(subject + plen + 1, &end, 10);
+    if (*end != '.')
+        return;
+    i = (size_t)strtoull(end + 1, &end, 10);
+    if (*end != '\0' || !k->in_flight || gen != k->gen || i >= k->b.count || k->answered[i])
+        return; /* an answer of a batch given up (deadline) or a forged one */
+    r = classify(k, data, len, status);
+    answer(k, i, r, r == PERSIST_ITEM_OK ? NULL : k->st.last_error);
+}
+
+/* ---- the loader thread ------------------------------------------------------------------------ */
+
+/* Hands one entry to the loop, waiting while the ring is full. False when stopping. */
+static bool
+post_entry(struct kv_store *k, kvEntry *e)
+{
+    struct kv_entry en;
+    int len = kvEntry_ValueLen(e);
+    bool ok;
+
+    en.len = len > 0 ? (size_t)len : 0;
+    en.value = sc_xmalloc(en.len + 1);
+    if (en.len)
+        memcpy(en.value, kvEntry_Value(e), en.len);
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop && k->rlen == KV_LOAD_RING)
+        pthread_cond_wait(&k->cv, &k->mu);
+    ok = !k->stop;
+    if (ok)
+        k->ring[(k->rhead + k->rlen++) % KV_LOAD_RING] = en;
+    pthread_mutex_unlock(&k->mu);
+    if (!ok)
+        free(en.value);
+    else
+        event_active(k->wake, EV_READ, 0);
+    return ok;
+}
+
+/* Posts the end of an attempt: done, or failed with why. */
+static void
+post_end(struct kv_store *k, const char *why)
+{
+    pthread_mutex_lock(&k->mu);
+    if (why) {
+        k->load_failed = true;
+        snprintf(k->load_error, sizeof(k->load_error), "%s", why);
+    } else {
+        k->load_done = true;
+    }
+    pthread_mutex_unlock(&k->mu);
+    event_active(k->wake, EV_READ, 0);
+}
+
+static bool
+stopping(struct kv_store *k)
+{
+    bool s;
+
+    pthread_mutex_lock(&k->mu);
+    s = k->stop;
+    pthread_mutex_unlock(&k->mu);
+    return s;
+}
+
+/* Finds or makes the bucket and checks it. NULL, or why not (into err). */
+static const char *
+open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errlen)
+{
+    kvConfig kc;
+    kvStatus *sts = NULL;
+    natsStatus s;
+
+    s = js_KeyValue(kv, js, k->bucket);
+    if (s == NATS_NOT_FOUND) {
+        kvConfig_Init(&kc);
+        kc.Bucket = k->bucket;
+        kc.Description = "dlq-sidecar tasks (store.backend: jetstream)";
+        kc.History = 1;
+        kc.Replicas = k->replicas;
+        kc.StorageType = k->memory_storage ? js_MemoryStorage : js_FileStorage;
+        s = js_CreateKeyValue(kv, js, &kc);
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "bucket %s: %s", k->bucket, natsStatus_GetText(s));
+        return err;
+    }
+    if (kvStore_Status(&sts, *kv) == NATS_OK && kvStatus_TTL(sts) > 0) {
+        snprintf(err, errlen,
+                 "bucket %s has a TTL of %lld s: its tasks would expire; store.jetstream.bucket "
+                 "must name a bucket without one",
+                 k->bucket, (long long)(kvStatus_TTL(sts) / 1000000000)); /* ns */
+        kvStatus_Destroy(sts);
+        return err;
+    }
+    kvStatus_Destroy(sts);
+    return NULL;
+}
+
+/* One attempt: the bucket, then every record to the loop. NULL, or why it failed. */
+static const char *
+load_once(struct kv_store *k, char *err, size_t errlen)
+{
+    jsCtx *js = NULL;
+    jsOptions jo;
+    kvStore *kv = NULL;
+    kvWatcher *w = NULL;
+    kvWatchOptions wo;
+    kvEntry *e = NULL;
+    const char *why = NULL;
+    int64_t idle = 0;
+    natsStatus s;
+
+    jsOptions_Init(&jo);
+    jo.Wait = k->timeout_ms;
+    if ((s = natsConnection_JetStream(&js, k->nc, &jo)) != NATS_OK) {
+        snprintf(err, errlen, "JetStream context: %s", natsStatus_GetText(s));
+        return err;
+    }
+    if ((why = open_bucket(k, js, &kv, err, errlen)))
+        goto done;
+    kvWatchOptions_Init(&wo);
+    wo.IgnoreDeletes = true;
+    wo.Timeout = k->timeout_ms;
+    if ((s = kvStore_WatchAll(&w, kv, &wo)) != NATS_OK) {
+        snprintf(err, errlen, "watching bucket %s: %s", k->bucket, natsStatus_GetText(s));
+        why = err;
+        goto done;
+    }
+    for (;;) {
+        s = kvWatcher_Next(&e, w, 1000);
+        if (stopping(k)) {
+            why = "stopping";
+            break;
+        }
+        if (s == NATS_TIMEOUT) {
+            if ((idle += 1000) < KV_IDLE_MAX_MS)
+                continue;
+            snprintf(err, errlen, "loading bucket %s: nothing received for %d s", k->bucket,
+                     KV_IDLE_MAX_MS / 1000);
+            why = err;
+            break;
+        }
+        if (s != NATS_OK) {
+            snprintf(err, errlen, "loading bucket %s: %s", k->bucket, natsStatus_GetText(s));
+            why = err;
+            break;
+        }
+        if (!e)
+            break; /* every record present at the start was delivered */
+        idle = 0;
+        if (!post_entry(k, e)) {
+            why = "stopping";
+            kvEntry_Destroy(e);
+            break;
+        }
+        kvEntry_Destroy(e);
+    }
+
+done:
+    kvWatcher_Destroy(w);
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    return why;
+}
+
+static void *
+loader_main(void *arg)
+{
+    struct kv_store *k = arg;
+    int64_t backoff = KV_BACKOFF_FIRST;
+    char err[256];
+
+    for (;;) {
+        const char *why = load_once(k, err, sizeof(err));
+        struct timespec until;
+        int rc = 0;
+        if (stopping(k))
+            break;
+        post_end(k, why);
+        if (!why)
+            break;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += backoff / 1000;
+        until.tv_nsec += (backoff % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&k->mu);
+        while (!k->stop && rc == 0) /* woken by every drain of the ring: wait out the backoff */
+            rc = pthread_cond_timedwait(&k->cv, &k->mu, &until);
+        pthread_mutex_unlock(&k->mu);
+        backoff = backoff * 2 > KV_BACKOFF_MAX ? KV_BACKOFF_MAX : backoff * 2;
+    }
+    return NULL;
+}
+
+/* ---- the loop's side of the load -------------------------------------------------------------- */
+
+/* One loaded record to the owner: MessagePack back to the JSON document it was written from. */
+static void
+deliver(struct kv_store *k, struct kv_entry *en)
+{
+    json_t *src;
+
+    sc_buf_reset(&k->json);
+    if (codec_render_json(en->value, en->len, KV_DEPTH, &k->json) != SC_OK ||
+        !(src = json_loadb(k->json.data, k->json.len, 0, NULL))) {
+        set_error(k, "a record of bucket %s is not a task document; skipped", k->bucket);
+        return;
+    }
+    k->st.loaded++;
+    if (k->base.owner.loaded)
+        k->base.owner.loaded(k->base.owner.ctx, "", 0,
+                             (uint64_t)json_integer_value(json_object_get(src, "version")), src);
+    json_decref(src);
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct kv_store *k = arg;
+    struct kv_entry batch[64];
+    size_t n;
+    bool done, failed;
+    char why[256];
+
+    (void)fd;
+    (void)what;
+    for (;;) {
+        pthread_mutex_lock(&k->mu);
+        for (n = 0; n < 64 && k->rlen; n++, k->rlen--) {
+            batch[n] = k->ring[k->rhead];
+            k->rhead = (k->rhead + 1) % KV_LOAD_RING;
+        }
+        done = !n && k->load_done;
+        failed = !n && k->load_failed;
+        if (failed)
+            snprintf(why, sizeof(why), "%s", k->load_error);
+        if (done || failed)
+            k->load_done = k->load_failed = false;
+        pthread_cond_broadcast(&k->cv);
+        pthread_mutex_unlock(&k->mu);
+        for (size_t i = 0; i < n; i++) {
+            deliver(k, &batch[i]);
+            free(batch[i].value);
+        }
+        if (failed) {
+            set_error(k, "%s", why);
+            persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
+        }
+        if (done) {
+            k->ready = true;
+            persist_set_state(&k->base, PERSIST_OK, NULL);
+            kv_flush(k);
+        }
+        if (!n)
+            return;
+    }
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct kv_store *k = arg;
+    kv_timer t = k->timer_what;
+
+    (void)fd;
+    (void)what;
+    k->timer_what = KV_T_NONE;
+    if (t == KV_T_DEADLINE && k->in_flight) {
+        set_error(k, "bucket %s: no answer from JetStream within %ld ms", k->bucket, k->timeout_ms);
+        for (size_t i = 0; i < k->b.count && k->in_flight; i++)
+            answer(k, i, PERSIST_ITEM_RETRY, k->st.last_error);
+        return;
+    }
+    kv_flush(k);
+}
+
+/* ---- the table -------------------------------------------------------------------------------- */
+
+static sc_status
+kv_start(struct persist *p)
+{
+    struct kv_store *k = kv_of(p);
+
+    if (k->thread_started)
+        return SC_OK;
+    if (pthread_create(&k->thread, NULL, loader_main, k) != 0)
+        return SC_ENOMEM;
+    k->thread_started = true;
+    return SC_OK;
+}
+
+static void
+kv_kick(struct persist *p, bool urgent)
+{
+    struct kv_store *k = kv_of(p);
+
+    if (k->in_flight || !k->ready || k->timer_what == KV_T_BACKOFF) {
+        k->kicked = true;
+        k->kicked_urgent |= urgent;
+        return;
+    }
+    if (urgent)
+        kv_flush(k);
+    else if (k->timer_what != KV_T_FLUSH)
+        arm(k, KV_T_FLUSH, k->flush_ms);
+}
+
+static bool
+kv_busy(const struct persist *p)
+{
+    return ((const struct kv_store *)(const void *)p)->in_flight;
+}
+
+static void
+kv_stats(const struct persist *p, struct persist_stats *out)
+{
+    const struct kv_store *k = (const struct kv_store *)(const void *)p;
+    const char *backend = out->backend;
+    persist_state state = out->state;
+
+    *out = k->st;
+    out->backend = backend;
+    out->state = state;
+    out->in_flight = k->in_flight ? k->b.count - k->nanswered : 0;
+}
+
+static void
+kv_destroy(struct persist *p)
+{
+    struct kv_store *k = kv_of(p);
+
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    if (k->thread_started)
+        pthread_join(k->thread, NULL);
+    for (size_t i = 0; i < k->rlen; i++)
+        free(k->ring[(k->rhead + i) % KV_LOAD_RING].value);
+    if (k->wake)
+        event_free(k->wake);
+    if (k->timer)
+        event_free(k->timer);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    persist_batch_destroy(&k->b);
+    sc_buf_destroy(&k->subj);
+    sc_buf_destroy(&k->reply);
+    sc_buf_destroy(&k->json);
+    codec_free(k->codec);
+    free(k->answered);
+    free(k->bucket);
+    free(k->reply_prefix);
+    free(k);
+}
+
+static const struct persist_ops kv_ops = {
+    .name = "jetstream",
+    .start = kv_start,
+    .kick = kv_kick,
+    .busy = kv_busy,
+    .stats = kv_stats,
+    .destroy = kv_destroy,
+    .durable = true,
+};
+
+/* Whether name is a valid bucket name: [A-Za-z0-9_-]+. */
+static bool
+bucket_valid(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-'))
+            return false;
+    return true;
+}
+
+sc_status
+persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
+               const struct persist_owner *owner, struct persist **out, char *err, size_t errlen)
+{
+    struct kv_store *k;
+    struct codec_limits lim;
+
+    *out = NULL;
+    if (!bucket_valid(o->bucket)) {
+        snprintf(err, errlen, "store.jetstream.bucket: '%s' is not a bucket name (A-Z a-z 0-9 _ -)",
+                 o->bucket ? o->bucket : "");
+        return SC_EINVAL;
+    }
+    if (!o->nc || !o->publish || !o->reply_prefix || !*o->reply_prefix) {
+        snprintf(err, errlen, "store.backend: jetstream needs a NATS connection");
+        return SC_EINVAL;
+    }
+    k = sc_xcalloc(1, sizeof(*k));
+    k->base.ops = &kv_ops;
+    if (owner)
+        k->base.owner = *owner;
+    k->base.state = PERSIST_STARTING;
+    k->evb = base;
+    k->nc = o->nc;
+    k->bucket = sc_xstrdup(o->bucket);
+    k->reply_prefix = sc_xstrdup(o->reply_prefix);
+    k->replicas = o->replicas > 0 ? o->replicas : 1;
+    k->memory_storage = o->memory_storage;
+    k->batch_max = o->batch_max ? o->batch_max : 1000;
+    k->flush_ms = o->flush_ms > 0 ? o->flush_ms : 50;
+    k->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    k->partitions = o->partitions;
+    k->publish = o->publish;
+    k->publish_ctx = o->publish_ctx;
+    codec_limits_default(&lim);
+    lim.max_envelope_bytes = PERSIST_BULK_BODY_MAX;
+    lim.max_depth = KV_DEPTH;
+    k->codec = codec_new(&lim);
+    persist_batch_init(&k->b, k->batch_max, KV_BATCH_BYTES, no_action);
+    k->answered = sc_xcalloc(k->batch_max, 1);
+    sc_buf_init(&k->subj, 4096);
+    sc_buf_init(&k->reply, 1024);
+    sc_buf_init(&k->json, PERSIST_BULK_BODY_MAX);
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    k->timer = evtimer_new(base, on_timer, k);
+    k->wake = event_new(base, -1, 0, on_wake, k);
+    if (!k->timer || !k->wake) {
+        kv_destroy(&k->base);
+        snprintf(err, errlen, "libevent: cannot create the store's events");
+        return SC_ENOMEM;
+    }
+    *out = &k->base;
+    return SC_OK;
+}

@@ -1,0 +1,524 @@
+/* test_kvstore.c - integration: store.backend jetstream (tasks in a JetStream KV bucket) against a real nats-server 2.15.3: kill -9 and restart, odd task ids, deletes, keep_completed, a NATS restart, a bucket with a TTL refused. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "harness.h"
+#include "persist.h"
+
+#define BUCKET "DLQ_TASKS"
+
+static bool
+quick(void)
+{
+    const char *q = getenv("DLQ_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
+/* Flags of a daemon on the KV store, then extra (NULL-terminated). */
+struct flags {
+    const char *v[32];
+};
+
+static const char *const *
+kv_flags(struct flags *f, const char *const *extra)
+{
+    size_t n = 0;
+
+    f->v[n++] = "store.backend=jetstream";
+    f->v[n++] = "store.jetstream.flush_ms=5";
+    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(f->v) - 1; i++)
+        f->v[n++] = extra[i];
+    f->v[n] = NULL;
+    return f->v;
+}
+
+/* persistence() returns the stats' persistence object (new reference) or NULL. */
+static json_t *
+persistence(natsConnection *nc)
+{
+    json_t *s = it_admin_stats(nc), *p = s ? json_incref(json_object_get(s, "persistence")) : NULL;
+    json_decref(s);
+    return p;
+}
+
+/* wait_stored() waits until the store is "ok" with nothing queued. */
+static void
+wait_stored(natsConnection *nc, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    json_t *p = NULL;
+
+    while (sc_now_mono_ms() < deadline) {
+        json_decref(p);
+        p = persistence(nc);
+        const char *st = it_json_str(p, "state");
+        if (st && strcmp(st, "ok") == 0 && it_json_int(p, "queued_writes") == 0) {
+            json_decref(p);
+            return;
+        }
+        it_sleep_ms(50);
+    }
+    char *dump = it_json_dump(p);
+    fprintf(stderr, "the store did not catch up in %d ms: %s\n", timeout_ms, dump);
+    free(dump);
+    json_decref(p);
+    fail();
+}
+
+static void
+kill9(struct it_daemon *d)
+{
+    IT_CHECK(d->pid > 0, "no daemon to kill");
+    kill(d->pid, SIGKILL);
+    for (int i = 0; i < 500 && it_daemon_alive(d); i++)
+        it_sleep_ms(10);
+    IT_CHECK(d->pid == 0, "the daemon survived SIGKILL");
+}
+
+static void
+restart(struct it_env *e, const char *const *flags)
+{
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "daemon restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "daemon ready after restart");
+}
+
+/* The bucket seen by a client of the test's own (blocking calls are fine here). */
+struct bucket {
+    jsCtx *js;
+    kvStore *kv;
+};
+
+static void
+bucket_open(struct bucket *b, natsConnection *nc)
+{
+    IT_CHECK(natsConnection_JetStream(&b->js, nc, NULL) == NATS_OK, "JetStream context");
+    IT_CHECK(js_KeyValue(&b->kv, b->js, BUCKET) == NATS_OK, "bucket %s", BUCKET);
+}
+
+static void
+bucket_close(struct bucket *b)
+{
+    kvStore_Destroy(b->kv);
+    jsCtx_Destroy(b->js);
+    memset(b, 0, sizeof(*b));
+}
+
+/*
+ * bucket_get() returns the record of task id as JSON (new reference; its
+ * MessagePack rendered), or NULL when the key is absent or deleted.
+ */
+static json_t *
+bucket_get(struct bucket *b, const char *id, size_t len)
+{
+    struct sc_buf key, js;
+    kvEntry *e = NULL;
+    json_t *j = NULL;
+    natsStatus s;
+
+    sc_buf_init(&key, 4096);
+    sc_buf_init(&js, 64u << 20);
+    IT_CHECK(persist_kv_key(&key, id, len, 32) == SC_OK, "key of %s", id);
+    s = kvStore_Get(&e, b->kv, key.data);
+    if (s == NATS_OK) {
+        IT_CHECK(codec_render_json(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 64, &js) == SC_OK,
+                 "the record of %s is MessagePack", id);
+        j = json_loadb(js.data, js.len, 0, NULL);
+        IT_CHECK(j != NULL, "the record of %s renders as JSON", id);
+    } else {
+        IT_CHECK(s == NATS_NOT_FOUND, "kv get %s: %s", key.data, natsStatus_GetText(s));
+    }
+    kvEntry_Destroy(e);
+    sc_buf_destroy(&key);
+    sc_buf_destroy(&js);
+    return j;
+}
+
+/* The stats' persistence counter name, as an integer. */
+static int64_t
+pstat(natsConnection *nc, const char *name)
+{
+    json_t *p = persistence(nc);
+    int64_t v = it_json_int(p, name);
+    json_decref(p);
+    return v;
+}
+
+/* ---- 1. kill -9 and restart: every task back with its status, budget and due time ------------ */
+
+static void
+check_same(const char *id, const json_t *before, const json_t *after, bool was_retrying)
+{
+    static const char *const same[] = {"subject", "retry_subject", "error", "error_type",
+                                       "error_category", "retry_policy", "created_at", "task",
+                                       "task_size", "max_retries", "retry_count", "episode",
+                                       "parked"};
+
+    IT_CHECK(after != NULL, "%s: gone after the restart", id);
+    for (size_t k = 0; k < SC_ARRAY_LEN(same); k++)
+        IT_CHECK(json_equal(json_object_get(before, same[k]), json_object_get(after, same[k])),
+                 "%s: %s differs after the restart", id, same[k]);
+    if (was_retrying)
+        return; /* its attempt's outcome is unknown: pending again and due now (checked below) */
+    IT_CHECK(json_equal(json_object_get(before, "status"), json_object_get(after, "status")),
+             "%s: status %s -> %s", id, it_json_str(before, "status"), it_json_str(after, "status"));
+    IT_CHECK(json_equal(json_object_get(before, "next_retry_at"), json_object_get(after, "next_retry_at")),
+             "%s: next_retry_at %s -> %s", id, it_json_str(before, "next_retry_at"),
+             it_json_str(after, "next_retry_at"));
+    IT_CHECK(json_equal(json_object_get(before, "history"), json_object_get(after, "history")),
+             "%s: history differs", id);
+}
+
+/* Odd ids: each goes through a different key encoding (plain, base64url, hash). */
+static const char *
+odd_id(int i, char *buf, size_t len)
+{
+    switch (i % 4) {
+    case 0: snprintf(buf, len, "orders.v2.%d", i); break;           /* plain, with dots */
+    case 1: snprintf(buf, len, "ünïcode/%d key with spaces", i); break; /* base64url */
+    case 2: snprintf(buf, len, "a..b.%d.", i); break;               /* dots a key cannot hold */
+    default: /* longer than any key: a hash */
+        memset(buf, 'x', 300);
+        snprintf(buf + 300, len - 300, "-%d", i);
+        break;
+    }
+    return buf;
+}
+
+static void
+test_kill9_restart(void **state)
+{
+    /* Linear steps of 10 min keep scheduled tasks pending; retries time out after 10 min. */
+    const char *extra[] = {"backoff.linear_step_ms=600000", "retry.timeout_ms=600000",
+                           "limits.max_task_id_len=1024", NULL};
+    struct flags f;
+    const char *const *flags = kv_flags(&f, extra);
+    enum { PARKED = 0, PENDING, EXHAUSTED, FAILED_ONCE, RETRYING, ACKED, ODD, GROUPS };
+    static const char *const gname[] = {"parked", "pending", "exhausted", "failed1", "retrying",
+                                        "acked", "odd"};
+    const int per = quick() ? 4 : 12;
+    char ids[GROUPS][12][400];
+    struct it_env *e = it_env_start_js("kv-kill9", flags);
+
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "workers");
+    struct it_recorder *silent = it_env_recorder(e, wc, "dlq.retry.silent", NULL, 1000, false);
+    struct it_recorder *failing = it_env_recorder(e, wc, "dlq.retry.failing", NULL, 1000, false);
+    assert_non_null(silent);
+    assert_non_null(failing);
+    struct it_step sil = {IT_ACT_SILENT, NULL, NULL}, fl = {IT_ACT_FAIL, "ECONNRESET upstream", NULL};
+    it_recorder_set_plan(silent, NULL, 0, sil);
+    it_recorder_set_plan(failing, NULL, 0, fl);
+
+    for (int g = 0; g < GROUPS; g++) {
+        for (int i = 0; i < per; i++) {
+            struct it_envelope env;
+            it_envelope_init(&env);
+            if (g == ODD)
+                odd_id(i, ids[g][i], sizeof ids[g][i]);
+            else
+                snprintf(ids[g][i], sizeof ids[g][i], "%s-%02d", gname[g], i);
+            env.task_id = ids[g][i];
+            env.error = "connection refused";
+            env.retry_policy = "linear";
+            switch (g) {
+            case PARKED: env.error = "400 invalid email"; env.retry_policy = NULL; break;
+            case EXHAUSTED: env.max_retries = 0; break;
+            case FAILED_ONCE: env.retry_subject = "dlq.retry.failing"; break;
+            case RETRYING: env.retry_policy = "immediate"; env.retry_subject = "dlq.retry.silent"; break;
+            default: break;
+            }
+            /* Every failure is a request: "accepted" means "stored" with a durable store. */
+            json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+            IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                         json_is_true(json_object_get(ack, "stored")),
+                     "ack for %s: %s", ids[g][i], it_json_dump(ack));
+            json_decref(ack);
+        }
+    }
+    /* One failed attempt for failed1 (admin retry now; the worker answers failure). */
+    for (int i = 0; i < per; i++)
+        json_decref(it_admin_task(e->nc, "retry", ids[FAILED_ONCE][i]));
+    for (int i = 0; i < per; i++) {
+        bool ok = false;
+        for (int k = 0; k < 500 && !ok; k++) {
+            json_t *t = it_admin_get(e->nc, ids[FAILED_ONCE][i]);
+            ok = it_json_int(t, "retry_count") == 1 && strcmp(it_json_str(t, "status"), "pending") == 0;
+            json_decref(t);
+            if (!ok)
+                it_sleep_ms(20);
+        }
+        IT_CHECK(ok, "%s did not fail its first attempt", ids[FAILED_ONCE][i]);
+        json_decref(it_wait_task_status(e->nc, ids[RETRYING][i], "retrying", IT_WAIT_MS, &ok));
+        IT_CHECK(ok, "%s is not retrying", ids[RETRYING][i]);
+    }
+    wait_stored(e->nc, 30000);
+
+    /* What the bucket holds: one MessagePack record per task, under its partitioned key. */
+    struct bucket b;
+    bucket_open(&b, e->nc);
+    for (int g = 0; g < GROUPS; g++)
+        for (int i = 0; i < per; i++) {
+            json_t *r = bucket_get(&b, ids[g][i], strlen(ids[g][i]));
+            IT_CHECK(r && strcmp(it_json_str(r, "task_id"), ids[g][i]) == 0,
+                     "the bucket has no record of %s", ids[g][i]);
+            json_decref(r);
+        }
+    bucket_close(&b);
+
+    json_t *before = json_object();
+    for (int g = 0; g < GROUPS; g++)
+        for (int i = 0; i < per; i++)
+            json_object_set_new(before, ids[g][i], it_admin_get(e->nc, ids[g][i]));
+    size_t silent_before = it_rec_count(silent);
+
+    kill9(&e->dmn);
+    int64_t restarted = sc_now_wall_ms();
+    restart(e, flags);
+    IT_CHECK(pstat(e->nc, "loaded") == GROUPS * per, "loaded %lld tasks, expected %d",
+             (long long)pstat(e->nc, "loaded"), GROUPS * per);
+    const char *k;
+    json_t *bt;
+    json_object_foreach(before, k, bt) {
+        json_t *a = it_admin_get(e->nc, k);
+        bool was_retrying = strncmp(k, "retrying-", 9) == 0;
+        check_same(k, bt, a, was_retrying);
+        if (was_retrying) {
+            const char *nra = it_json_str(a, "next_retry_at");
+            int64_t ms = 0;
+            if (nra)
+                sc_parse_rfc3339(nra, strlen(nra), &ms);
+            IT_CHECK(!nra || (ms >= restarted - 1000 && ms <= sc_now_wall_ms() + 1000),
+                     "%s: next_retry_at %s is not 'now'", k, nra);
+        }
+        json_decref(a);
+    }
+    /* The retrying tasks go out again with the same attempt number. */
+    IT_CHECK(it_rec_wait(silent, silent_before + (size_t)per, IT_WAIT_MS),
+             "the retrying tasks were not retried after the restart (%zu new)",
+             it_rec_count(silent) - silent_before);
+    for (size_t i = silent_before; i < it_rec_count(silent); i++)
+        IT_CHECK(strcmp(it_rec_header(it_rec_get(silent, i), "Dlq-Attempt"), "1") == 0,
+                 "attempt %s after the restart", it_rec_header(it_rec_get(silent, i), "Dlq-Attempt"));
+    json_decref(before);
+    e->passed = true;
+}
+
+/* ---- 2. deletes and keep_completed ----------------------------------------------------------- */
+
+/* Completes n tasks "<prefix>-i" through a worker that succeeds, then waits for the store. */
+static void
+complete_tasks(struct it_env *e, const char *prefix, int n)
+{
+    natsConnection *wc = it_env_connect(e, "ok-worker");
+    struct it_recorder *ok = it_env_recorder(e, wc, "dlq.retry.done", NULL, 1000, false);
+    struct it_step st = {IT_ACT_OK, NULL, NULL};
+    char id[64];
+
+    assert_non_null(ok);
+    it_recorder_set_plan(ok, NULL, 0, st);
+    for (int i = 0; i < n; i++) {
+        struct it_envelope env;
+        it_envelope_init(&env);
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "immediate";
+        env.retry_subject = "dlq.retry.done";
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "ack for %s", id);
+        json_decref(ack);
+    }
+    IT_CHECK(it_rec_wait(ok, (size_t)n, IT_WAIT_MS), "the worker saw %zu of %d", it_rec_count(ok), n);
+    for (int i = 0; i < n; i++) {
+        bool done;
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        for (int k = 0; k < 500; k++) {
+            char st[32];
+            it_task_status(e->nc, id, st, sizeof st);
+            done = strcmp(st, "completed") == 0 || strcmp(st, "absent") == 0;
+            if (done)
+                break;
+            it_sleep_ms(20);
+        }
+        IT_CHECK(done, "%s was not completed", id);
+    }
+    wait_stored(e->nc, 30000);
+}
+
+static void
+test_completed_deleted(void **state)
+{
+    struct flags f;
+    const char *extra[] = {"store.keep_completed=false", NULL}; /* the suite's default keeps them */
+    const char *const *flags = kv_flags(&f, extra);
+    struct it_env *e = it_env_start_js("kv-delete", flags);
+    struct bucket b;
+    char id[64];
+
+    assert_non_null(e);
+    *state = e;
+    complete_tasks(e, "done", 10);
+    bucket_open(&b, e->nc);
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof id, "done-%d", i);
+        json_t *r = bucket_get(&b, id, strlen(id));
+        IT_CHECK(r == NULL, "%s is completed but its record is still in the bucket", id);
+    }
+    bucket_close(&b);
+    kill9(&e->dmn);
+    restart(e, flags);
+    IT_CHECK(pstat(e->nc, "loaded") == 0, "a completed task came back");
+    e->passed = true;
+}
+
+static void
+test_keep_completed(void **state)
+{
+    const char *extra[] = {"store.keep_completed=true", NULL};
+    struct flags f;
+    const char *const *flags = kv_flags(&f, extra);
+    struct it_env *e = it_env_start_js("kv-keep", flags);
+    struct bucket b;
+    char id[64];
+
+    assert_non_null(e);
+    *state = e;
+    complete_tasks(e, "kept", 5);
+    bucket_open(&b, e->nc);
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "kept-%d", i);
+        json_t *r = bucket_get(&b, id, strlen(id));
+        IT_CHECK(r && strcmp(it_json_str(r, "status"), "completed") == 0,
+                 "%s: the bucket keeps no completed record", id);
+        json_decref(r);
+    }
+    bucket_close(&b);
+    kill9(&e->dmn);
+    restart(e, flags);
+    /* Kept, never loaded, and quietly: no load error. */
+    IT_CHECK(pstat(e->nc, "loaded") == 0, "a completed task was loaded");
+    IT_CHECK(pstat(e->nc, "load_skipped") == 0, "completed records counted as skipped or bad");
+    e->passed = true;
+}
+
+/* ---- 3. NATS restarted under the sidecar: degraded, then every write lands ------------------- */
+
+static void
+test_nats_restart(void **state)
+{
+    struct flags f;
+    const char *extra[] = {"backoff.linear_step_ms=600000", "store.jetstream.timeout_ms=1000", NULL};
+    const char *const *flags = kv_flags(&f, extra);
+    struct it_env *e = it_env_start_js("kv-nats-restart", flags);
+    const int n = quick() ? 20 : 100;
+    char id[64];
+
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < n; i++) {
+        struct it_envelope env;
+        it_envelope_init(&env);
+        snprintf(id, sizeof id, "before-%d", i);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "linear";
+        IT_CHECK(it_publish_envelope(e->nc, "dlq.failed.kv", &env) == 0, "publish %s", id);
+    }
+    /* The server goes away at once: some writes are in flight or not sent yet. */
+    it_server_stop(&e->srv, SIGKILL);
+    it_sleep_ms(3000);
+    IT_CHECK(it_daemon_alive(&e->dmn), "the sidecar died while NATS was down");
+    IT_CHECK(it_server_restart(&e->srv) == 0, "nats-server restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "ready after the NATS restart");
+    for (int i = 0; i < n; i++) {
+        struct it_envelope env;
+        it_envelope_init(&env);
+        snprintf(id, sizeof id, "after-%d", i);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "linear";
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack for %s", id);
+        json_decref(ack);
+    }
+    int64_t queued = it_json_int(it_admin_stats(e->nc), "queue_size");
+    wait_stored(e->nc, 60000);
+    kill9(&e->dmn);
+    restart(e, flags);
+    /* Whatever the sidecar had taken before the crash of NATS is stored, and all after. */
+    IT_CHECK(pstat(e->nc, "loaded") == queued, "loaded %lld of %lld tasks",
+             (long long)pstat(e->nc, "loaded"), (long long)queued);
+    for (int i = 0; i < n; i++) {
+        char st[32];
+        snprintf(id, sizeof id, "after-%d", i);
+        IT_CHECK(strcmp(it_task_status(e->nc, id, st, sizeof st), "pending") == 0, "%s: %s", id, st);
+    }
+    e->passed = true;
+}
+
+/* ---- 4. a bucket with a TTL is refused: its tasks would expire ------------------------------- */
+
+static void
+test_ttl_bucket_refused(void **state)
+{
+    struct flags f;
+    const char *extra[] = {"store.jetstream.bucket=TTL_TASKS", NULL};
+    const char *const *flags = kv_flags(&f, extra);
+    struct it_env *e = it_env_start_js("kv-ttl", NULL); /* memory store first: makes the server */
+    jsCtx *js = NULL;
+    kvStore *kv = NULL;
+    kvConfig kc;
+
+    assert_non_null(e);
+    *state = e;
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK, "JetStream context");
+    kvConfig_Init(&kc);
+    kc.Bucket = "TTL_TASKS";
+    kc.TTL = 60LL * 1000 * 1000 * 1000; /* ns: nats.c passes it as the stream's MaxAge */
+    IT_CHECK(js_CreateKeyValue(&kv, js, &kc) == NATS_OK, "bucket with a TTL");
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    it_daemon_stop(&e->dmn);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "daemon start");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "serving from memory");
+    json_t *p = persistence(e->nc);
+    IT_CHECK(strcmp(it_json_str(p, "state"), "degraded") == 0, "state %s", it_json_str(p, "state"));
+    IT_CHECK(strstr(it_json_str(p, "last_error"), "TTL") != NULL, "last_error: %s",
+             it_json_str(p, "last_error"));
+    json_decref(p);
+    /* An answer does not pretend: nothing is stored. */
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = "t1";
+    env.error = "connection refused";
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+    IT_CHECK(ack && json_is_false(json_object_get(ack, "stored")), "ack: %s", it_json_dump(ack));
+    json_decref(ack);
+    /* Stopping with a write neither stored nor spilled says so: exit 3 (SC_EXIT_UNSTORED). */
+    IT_CHECK(it_daemon_stop(&e->dmn) == 3, "exit status %d, want 3", e->dmn.exit_status);
+    e->passed = true;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
+        cmocka_unit_test_teardown(test_completed_deleted, it_teardown),
+        cmocka_unit_test_teardown(test_keep_completed, it_teardown),
+        cmocka_unit_test_teardown(test_nats_restart, it_teardown),
+        cmocka_unit_test_teardown(test_ttl_bucket_refused, it_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
