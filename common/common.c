@@ -40,6 +40,19 @@ sc_now_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+uint64_t
+sc_fnv1a64(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 int64_t
 sc_now_wall_ms(void)
 {

@@ -37,6 +37,13 @@ const char *sc_status_str(sc_status s);
 int64_t sc_now_mono_ms(void);
 int64_t sc_now_wall_ms(void);
 
+/*
+ * sc_fnv1a64() returns the 64-bit FNV-1a hash of the len bytes at p (p may
+ * be NULL when len is 0): the partition of a task id (DESIGN section 18).
+ * Any thread.
+ */
+uint64_t sc_fnv1a64(const void *p, size_t len);
+
 /* Bytes needed by sc_format_rfc3339() including the NUL. */
 #define SC_RFC3339_LEN 32
 

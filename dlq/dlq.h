@@ -518,6 +518,19 @@ struct dlq_ports {
     void (*changed)(void *ctx, struct dlq_task *t);
     void (*removed)(void *ctx, struct dlq_task *t);
     /*
+     * forgotten() is removed() for dlq_machine_forget(): t leaves this
+     * instance without any change (another one owns it now): the owner
+     * drops what it holds of t and writes nothing of it.
+     */
+    void (*forgotten)(void *ctx, struct dlq_task *t);
+    /*
+     * may_dispatch() tells whether t's attempt may go out now (cluster mode:
+     * this instance holds a valid lease on t's partition, DESIGN section 18).
+     * When false, t is held DLQ_HOLD_MS in the due wheel: no attempt, no
+     * event, no change.
+     */
+    bool (*may_dispatch)(void *ctx, const struct dlq_task *t);
+    /*
      * admit() is asked before a failure sent as a request is stored: NULL to
      * go on, or why it must be refused with 503 (the store cannot take it).
      */
@@ -663,6 +676,29 @@ void dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_sta
  * held one. O(tasks). Loop thread.
  */
 size_t dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory);
+
+/* How long a task whose partition may not dispatch waits before it is asked again, ms. */
+#define DLQ_HOLD_MS 500
+
+/*
+ * dlq_partition_of() is the partition of task id (len bytes) among
+ * partitions (>= 1): FNV-1a 64 of the id's bytes mod partitions (DESIGN
+ * section 18). Any thread.
+ */
+uint32_t dlq_partition_of(const char *id, size_t len, uint32_t partitions);
+
+/*
+ * dlq_machine_forget() drops t from this instance without changing it:
+ * off the wheels (an attempt in flight is abandoned: its late reply finds
+ * no slot), ports.forgotten(), then out of the table and freed; no event,
+ * no counter. dlq_machine_forget_partition() does it to every task of
+ * partition p of partitions and returns how many; O(tasks).
+ * dlq_machine_partition_in_flight() counts the tasks of partition p that
+ * are retrying (an attempt awaits its outcome); O(tasks). Loop thread.
+ */
+void dlq_machine_forget(struct dlq_machine *m, struct dlq_task *t);
+size_t dlq_machine_forget_partition(struct dlq_machine *m, uint32_t p, uint32_t partitions);
+size_t dlq_machine_partition_in_flight(struct dlq_machine *m, uint32_t p, uint32_t partitions);
 
 void dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t now_wall,
                         int64_t now_mono);

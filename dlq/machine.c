@@ -433,6 +433,11 @@ on_due(struct dlq_wheel_entry *e, void *ctx)
         dlq_schedule_next(rc->m, t, rc->now_wall); /* the budget shrank while it waited: exhausted */
         return;
     }
+    if (!rc->m->ports.may_dispatch(rc->m->ports.ctx, t)) {
+        /* Cluster mode: no valid lease on its partition right now. Held, unchanged. */
+        dlq_wheel_schedule(rc->m->wheel, &t->timer, rc->m->now_mono + DLQ_HOLD_MS);
+        return;
+    }
     dispatch(rc->m, t, rc->now_wall);
 }
 
@@ -548,6 +553,47 @@ dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     if (!m->cfg->store_keep_completed)
         dlq_drop(m, t);
     return SC_OK;
+}
+
+uint32_t
+dlq_partition_of(const char *id, size_t len, uint32_t partitions)
+{
+    return (uint32_t)(sc_fnv1a64(id, len) % (partitions ? partitions : 1));
+}
+
+void
+dlq_machine_forget(struct dlq_machine *m, struct dlq_task *t)
+{
+    detach(m, t);
+    m->ports.forgotten(m->ports.ctx, t);
+    dlq_queue_remove(&m->q, t);
+}
+
+size_t
+dlq_machine_forget_partition(struct dlq_machine *m, uint32_t p, uint32_t partitions)
+{
+    struct dlq_task *t, *next;
+    size_t n = 0;
+
+    for (t = dlq_queue_first(&m->q); t; t = next) {
+        next = dlq_queue_next(&m->q, t);
+        if (dlq_partition_of(t->id, t->id_len, partitions) == p) {
+            dlq_machine_forget(m, t);
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t
+dlq_machine_partition_in_flight(struct dlq_machine *m, uint32_t p, uint32_t partitions)
+{
+    size_t n = 0;
+
+    for (struct dlq_task *t = dlq_queue_first(&m->q); t; t = dlq_queue_next(&m->q, t))
+        if (t->status == DLQ_TASK_RETRYING && dlq_partition_of(t->id, t->id_len, partitions) == p)
+            n++;
+    return n;
 }
 
 void

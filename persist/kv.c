@@ -34,7 +34,7 @@
 #define KV_BACKOFF_FIRST 500  /* ms: first wait after a failed batch or setup */
 #define KV_BACKOFF_MAX 10000
 #define KV_IDLE_MAX_MS 30000  /* a load that receives nothing this long is restarted */
-#define KV_DEPTH 64           /* nesting of a task document (it is 3 deep) */
+#define KV_DEPTH 1000u        /* nesting of a document: its "task" renders a payload up to limits.max_depth (at most 1000) deep */
 #define KV_BATCH_BYTES (8u * 1024 * 1024) /* documents of one batch (a lone larger one goes alone) */
 #define KV_ERR_WRONG_LAST_SEQ 10071 /* JetStream err_code: the expected revision does not match */
 
@@ -99,19 +99,6 @@ static void kv_flush(struct kv_store *k);
 
 /* ---- keys ------------------------------------------------------------------------------------- */
 
-uint64_t
-persist_fnv1a64(const void *p, size_t len)
-{
-    const unsigned char *s = p;
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* Whether id can be a key as it is: [A-Za-z0-9_-] tokens joined by single dots. */
 static bool
 key_as_is(const char *id, size_t len)
@@ -139,7 +126,7 @@ persist_kv_key(struct sc_buf *out, const char *id, size_t len, unsigned partitio
     size_t mark;
 
     if (partitions &&
-        (s = sc_buf_appendf(out, "%u.", (unsigned)(persist_fnv1a64(id, len) % partitions))))
+        (s = sc_buf_appendf(out, "%u.", (unsigned)(sc_fnv1a64(id, len) % partitions))))
         return s;
     if (key_as_is(id, len))
         return sc_buf_append(out, id, len);

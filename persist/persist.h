@@ -377,7 +377,7 @@ void persist_kv_reply(struct persist *p, const char *subject, const void *data, 
 
 /*
  * persist_kv_key() appends the KV key of record id (len bytes): with
- * partitions > 0 first "<p>." where p = persist_fnv1a64(id) % partitions,
+ * partitions > 0 first "<p>." where p = sc_fnv1a64(id) % partitions,
  * so that one partition's records are read with the filter "<p>.>"; then
  * the id itself when it is 1 to PERSIST_KV_PLAIN_MAX bytes of [A-Za-z0-9_-]
  * tokens joined by single dots, else "=" and its base64url (no padding)
@@ -387,9 +387,6 @@ void persist_kv_reply(struct persist *p, const char *subject, const void *data, 
  * errors. Any thread.
  */
 sc_status persist_kv_key(struct sc_buf *out, const char *id, size_t len, unsigned partitions);
-
-/* persist_fnv1a64() returns the 64-bit FNV-1a hash of the len bytes at p (the partition of a task id). Any thread. */
-uint64_t persist_fnv1a64(const void *p, size_t len);
 
 /* ---- choosing a backend ------------------------------------------------------------------------ */
 

@@ -60,6 +60,21 @@ port_removed(void *ctx, struct dlq_task *t)
     sc_mirror_removed(ctx, t);
 }
 
+static void
+port_forgotten(void *ctx, struct dlq_task *t)
+{
+    sc_mirror_forgotten(ctx, t);
+}
+
+/* Outside cluster mode every partition is this instance's. */
+static bool
+port_may_dispatch(void *ctx, const struct dlq_task *t)
+{
+    (void)ctx;
+    (void)t;
+    return true;
+}
+
 static const char *
 port_admit(void *ctx)
 {
@@ -108,6 +123,8 @@ sc_dispatch_init(struct sc_daemon *d)
         .event = port_event,
         .changed = port_changed,
         .removed = port_removed,
+        .forgotten = port_forgotten,
+        .may_dispatch = port_may_dispatch,
         .admit = port_admit,
         .log = port_log,
         .log_enabled = port_log_enabled,

@@ -1470,6 +1470,17 @@ sc_mirror_removed(struct sc_daemon *d, struct dlq_task *t)
     persist_kick(s->p, false);
 }
 
+void
+sc_mirror_forgotten(struct sc_daemon *d, struct dlq_task *t)
+{
+    struct sc_mirror *s = d->mirror;
+
+    if (!s)
+        return;
+    acks_release_task(d, t, UINT64_MAX, ACK_UNSTORED, "the task's partition moved to another instance");
+    dirty_unlink(s, t);
+}
+
 /* Checks store.spill_dir (made when missing) and sets the spill file's paths. */
 static sc_status
 spill_open(struct sc_daemon *d, char *err, size_t errlen)

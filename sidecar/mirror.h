@@ -15,10 +15,16 @@ struct sc_daemon;
 /*
  * mirror.c: mirrors the queue into the configured store (DESIGN section 11).
  * sc_mirror_changed() is called after every change of t (it bumps t->version,
- * which only grows); sc_mirror_removed() just before t is freed. Loop thread.
+ * which only grows); sc_mirror_removed() just before t is freed.
+ * sc_mirror_forgotten() just before t is freed by dlq_machine_forget()
+ * (its partition belongs to another instance now): its pending write is
+ * dropped, no delete is written, and the answers held for it go as not
+ * stored (a JetStream delivery is naked: the stream delivers it again, to
+ * the partition's owner). Loop thread.
  */
 void sc_mirror_changed(struct sc_daemon *d, struct dlq_task *t);
 void sc_mirror_removed(struct sc_daemon *d, struct dlq_task *t);
+void sc_mirror_forgotten(struct sc_daemon *d, struct dlq_task *t);
 
 /*
  * sc_mirror_open() makes the configured store (store.backend) on d->base and,

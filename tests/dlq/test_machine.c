@@ -12,7 +12,7 @@
 
 /* ---- fake ports --------------------------------------------------------------------------------- */
 
-#define MAX_PUBS 64
+#define MAX_PUBS 256
 
 /* One publish the machine made, with the headers that matter. */
 struct pub {
@@ -37,7 +37,8 @@ struct fake {
     bool down;               /* connected() says false */
     uint64_t epoch;
     char events[4096];       /* "kind:attempt " for each event, in order */
-    size_t changed, removed, logs;
+    size_t changed, removed, forgotten, logs;
+    int held_partition;      /* may_dispatch() is false for this partition of 4 (-1: none) */
     const char *admit;       /* what admit() answers */
     size_t observed[2];
     uint64_t token;
@@ -121,6 +122,21 @@ f_removed(void *ctx, struct dlq_task *t)
     F.removed++;
 }
 
+static void
+f_forgotten(void *ctx, struct dlq_task *t)
+{
+    (void)ctx;
+    (void)t;
+    F.forgotten++;
+}
+
+static bool
+f_may_dispatch(void *ctx, const struct dlq_task *t)
+{
+    (void)ctx;
+    return F.held_partition < 0 || dlq_partition_of(t->id, t->id_len, 4) != (uint32_t)F.held_partition;
+}
+
 static const char *
 f_admit(void *ctx)
 {
@@ -174,6 +190,8 @@ static const struct dlq_ports ports = {
     .event = f_event,
     .changed = f_changed,
     .removed = f_removed,
+    .forgotten = f_forgotten,
+    .may_dispatch = f_may_dispatch,
     .admit = f_admit,
     .log = f_log,
     .log_enabled = f_log_enabled,
@@ -202,6 +220,7 @@ setup(void **state)
 
     assert_non_null(x);
     memset(&F, 0, sizeof(F));
+    F.held_partition = -1;
     config_init(&x->cfg);
     x->cfg.backoff.jitter = 0;
     assert_int_equal(policy_classifier_new(NULL, 0, false, &x->pc, err, sizeof(err)), SC_OK);
@@ -1281,6 +1300,73 @@ test_foreign_redelivery_and_reopen(void **state)
     assert_int_equal(x->m.c.enqueued, 2);
 }
 
+/* ---- cluster mode: a partition held, then forgotten (DESIGN section 18) ------------------------- */
+
+/* Ids "p<k>-<i>" spread over partitions of 4; returns how many of n fall in partition p. */
+static size_t
+ingest_spread(struct fx *x, int n, uint32_t p, const char *policy)
+{
+    char id[32];
+    size_t in_p = 0;
+
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "t-%d", i);
+        ingest(x, id, OPT(.policy = policy), false, 0);
+        in_p += dlq_partition_of(id, strlen(id), 4) == p;
+    }
+    return in_p;
+}
+
+/* A partition that may not dispatch keeps its due tasks, unchanged and silent, until it may. */
+static void
+test_partition_held(void **state)
+{
+    struct fx *x = *state;
+    size_t in_p = ingest_spread(x, 40, 1, "immediate"), changed;
+
+    assert_true(in_p > 0 && in_p < 40);
+    F.held_partition = 1;
+    changed = F.changed;
+    advance(x, 2000);
+    assert_int_equal(F.npub, 40 - in_p);
+    for (size_t i = 0; i < F.npub; i++)
+        assert_int_not_equal(dlq_partition_of(F.pubs[i].task_id, strlen(F.pubs[i].task_id), 4), 1);
+    assert_int_equal(F.changed - changed, 40 - in_p); /* only the dispatched ones changed */
+    assert_int_equal(x->m.c.deferred, 0);
+    F.held_partition = -1;
+    advance(x, DLQ_HOLD_MS + 20);
+    assert_int_equal(F.npub, 40);
+}
+
+/* Forgetting a partition drops its tasks without events or store deletes; a late reply finds nothing. */
+static void
+test_partition_forgotten(void **state)
+{
+    struct fx *x = *state;
+    size_t in_p = ingest_spread(x, 40, 2, "immediate"), events;
+    struct dlq_task *late = NULL;
+    bool stored;
+
+    advance(x, 100); /* every task is out: retrying */
+    assert_int_equal(F.npub, 40);
+    assert_int_equal(dlq_machine_partition_in_flight(&x->m, 2, 4), in_p);
+    for (size_t i = 0; i < F.npub && !late; i++)
+        if (dlq_partition_of(F.pubs[i].task_id, strlen(F.pubs[i].task_id), 4) == 2)
+            late = (struct dlq_task *)&F.pubs[i]; /* remember the publish, not the task */
+    events = strlen(F.events);
+    assert_int_equal(dlq_machine_forget_partition(&x->m, 2, 4), in_p);
+    assert_int_equal(F.forgotten, in_p);
+    assert_int_equal(F.removed, 0);
+    assert_int_equal(strlen(F.events), events);
+    assert_int_equal(dlq_queue_active(&x->m.q), 40 - in_p);
+    assert_int_equal(x->m.inflight, 40 - in_p);
+    assert_int_equal(dlq_machine_partition_in_flight(&x->m, 2, 4), 0);
+    assert_null(flight_of(x, (const struct pub *)(void *)late, &stored));
+    advance(x, x->cfg.retry_timeout_ms + 100); /* its timeouts are gone too: nothing fires for it */
+    for (size_t i = 40; i < F.npub; i++)
+        assert_int_not_equal(dlq_partition_of(F.pubs[i].task_id, strlen(F.pubs[i].task_id), 4), 2);
+}
+
 int
 main(void)
 {
@@ -1301,6 +1387,8 @@ main(void)
         T(test_foreign_task),
         T(test_foreign_payload_missing),
         T(test_foreign_redelivery_and_reopen),
+        T(test_partition_held),
+        T(test_partition_forgotten),
         T(test_no_responders_streak),
         T(test_disconnected_defers),
         T(test_publish_failed_and_too_big),

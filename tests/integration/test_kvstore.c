@@ -451,7 +451,9 @@ test_nats_restart(void **state)
         IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack for %s", id);
         json_decref(ack);
     }
-    int64_t queued = it_json_int(it_admin_stats(e->nc), "queue_size");
+    json_t *stats = it_admin_stats(e->nc);
+    int64_t queued = it_json_int(stats, "queue_size");
+    json_decref(stats);
     wait_stored(e->nc, 60000);
     kill9(&e->dmn);
     restart(e, flags);

@@ -121,6 +121,99 @@ test_sha256(void **state)
     free(m);
 }
 
+/* A KV key as nats.c accepts it: [-/_=.A-Za-z0-9], no leading, trailing or double dot. */
+static bool
+kv_key_valid(const char *k, size_t len)
+{
+    if (len == 0 || k[0] == '.' || k[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = k[i];
+        if (c == '.' && i + 1 < len && k[i + 1] == '.')
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '/' || c == '_' || c == '=' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static void
+test_kv_key(void **state)
+{
+    struct sc_buf b, seen;
+    char id[400];
+    uint64_t rng = 42;
+
+    (void)state;
+    sc_buf_init(&b, 1 << 20);
+    /* FNV-1a 64 test vectors (the partition of an id). */
+    assert_true(sc_fnv1a64("", 0) == 0xcbf29ce484222325ULL);
+    assert_true(sc_fnv1a64("a", 1) == 0xaf63dc4c8601ec8cULL);
+    assert_true(sc_fnv1a64("foobar", 6) == 0x85944171f73967e8ULL);
+    /* Plain ids are kept, after the partition. */
+    assert_int_equal(persist_kv_key(&b, "order-42", 8, 0), SC_OK);
+    assert_string_equal(b.data, "order-42");
+    sc_buf_reset(&b);
+    persist_kv_key(&b, "orders.v2.7", 11, 32);
+    snprintf(id, sizeof id, "%u.orders.v2.7", (unsigned)(sc_fnv1a64("orders.v2.7", 11) % 32));
+    assert_string_equal(b.data, id);
+    /* What a key cannot hold: base64url after '=' (no padding), or a hash after '=='. */
+    sc_buf_reset(&b);
+    persist_kv_key(&b, "\xc3\xbcn\xc3\xaf/1", 7, 0);
+    assert_string_equal(b.data, "=w7xuw68vMQ");
+    sc_buf_reset(&b);
+    persist_kv_key(&b, "a..b", 4, 0);
+    assert_string_equal(b.data, "=YS4uYg");
+    sc_buf_reset(&b);
+    persist_kv_key(&b, ".a", 2, 0);
+    assert_int_equal(b.data[0], '=');
+    memset(id, 'x', sizeof id);
+    sc_buf_reset(&b);
+    persist_kv_key(&b, id, PERSIST_KV_PLAIN_MAX, 0);
+    assert_int_equal(b.len, PERSIST_KV_PLAIN_MAX); /* the longest plain id */
+    id[0] = '=';
+    sc_buf_reset(&b);
+    persist_kv_key(&b, id, PERSIST_KV_B64_MAX, 0);
+    assert_int_equal(b.len, 1 + (PERSIST_KV_B64_MAX * 4 + 2) / 3);
+    sc_buf_reset(&b);
+    persist_kv_key(&b, id, PERSIST_KV_B64_MAX + 1, 0);
+    assert_int_equal(b.len, 2 + 64);
+    assert_memory_equal(b.data, "==", 2);
+    /* Random ids: every key valid, distinct ids distinct keys. */
+    sc_buf_init(&seen, 64u << 20);
+    for (int i = 0; i < 3000; i++) {
+        size_t len = 1 + (size_t)(i % 250);
+        for (size_t k = 0; k < len; k++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            id[k] = i % 3 == 0 ? "ab.-_Z9"[(rng >> 33) % 7] : (char)((rng >> 33) & 0xff);
+        }
+        snprintf(id + len, 12, "#%d", i); /* distinct */
+        len += strlen(id + len);
+        sc_buf_reset(&b);
+        assert_int_equal(persist_kv_key(&b, id, len, 32), SC_OK);
+        if (!kv_key_valid(b.data, b.len))
+            fail_msg("id %d: invalid key %s", i, b.data);
+        sc_buf_append(&seen, b.data, b.len + 1);
+    }
+    /* No two keys equal: sort-free check by scanning (3000^2/2 comparisons, fine). */
+    {
+        const char *keys[3000];
+        size_t n = 0, off = 0;
+        while (off < seen.len && n < 3000) {
+            keys[n++] = seen.data + off;
+            off += strlen(seen.data + off) + 1;
+        }
+        assert_int_equal(n, 3000);
+        for (size_t x = 0; x < n; x++)
+            for (size_t y = x + 1; y < n; y++)
+                if (strcmp(keys[x], keys[y]) == 0)
+                    fail_msg("ids %zu and %zu share the key %s", x, y, keys[x]);
+    }
+    sc_buf_destroy(&seen);
+    sc_buf_destroy(&b);
+}
+
 static void
 test_doc_id(void **state)
 {
@@ -899,6 +992,7 @@ main(void)
         cmocka_unit_test(test_batch_limits),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_doc_id),
+        cmocka_unit_test(test_kv_key),
         cmocka_unit_test(test_http_client),
         cmocka_unit_test(test_opensearch_protocol),
         cmocka_unit_test(test_opensearch_split),
