@@ -1675,6 +1675,84 @@ test_other_prefix_no_duplicate(void **state)
     e->passed = true;
 }
 
+/*
+ * Forged answers to the discovery ping (anyone who sees the ping may
+ * publish to its reply subject): bytes that are not JSON, an answer over
+ * the 16 KiB cap and another service's answer are counted as invalid; 20
+ * forged dlq-sidecar answers on our prefix list at most 16 duplicates, with
+ * control characters in a reported host made harmless; the sidecar keeps
+ * running and clears once the forgeries stop.
+ */
+static void
+test_discovery_forged_answers(void **state)
+{
+    int port;
+    struct it_env *e = start_http_env("dup-forged", NULL, &port);
+    assert_non_null(e);
+    *state = e;
+    natsSubscription *ps = NULL;
+    natsMsg *pm = NULL;
+    char reply[256] = "";
+    IT_CHECK(natsConnection_SubscribeSync(&ps, e->nc, "$SRV.PING.dlq-sidecar") == NATS_OK, "subscribe");
+    int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
+    while (!reply[0] && sc_now_mono_ms() < until &&
+           natsSubscription_NextMsg(&pm, ps, until - sc_now_mono_ms()) == NATS_OK) {
+        const char *rp = natsMsg_GetReply(pm);
+        if (rp && strstr(rp, ".peers"))
+            snprintf(reply, sizeof reply, "%s", rp);
+        natsMsg_Destroy(pm);
+        pm = NULL;
+    }
+    natsSubscription_Destroy(ps);
+    IT_CHECK(reply[0], "saw the sidecar's ping and its reply subject");
+
+    char *big = malloc(20000);
+    assert_non_null(big);
+    memset(big, ' ', 20000);
+    memcpy(big, "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"dlq-sidecar\"", 62);
+    big[19999] = '}';
+    IT_CHECK(natsConnection_PublishString(e->nc, reply, "not json \x01\x02") == NATS_OK, "publish");
+    IT_CHECK(natsConnection_Publish(e->nc, reply, big, 20000) == NATS_OK, "publish");
+    IT_CHECK(natsConnection_PublishString(e->nc, reply,
+                 "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"other-svc\",\"id\":\"X\","
+                 "\"metadata\":{\"subjects.prefix\":\"dlq\"}}") == NATS_OK, "publish");
+    free(big);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 20; i++) {
+            char body[512];
+            snprintf(body, sizeof body,
+                     "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"dlq-sidecar\","
+                     "\"id\":\"FORGED%02d\",\"metadata\":{\"subjects.prefix\":\"dlq\","
+                     "\"host\":\"evil\\nlevel=error x\",\"ingest.mode\":\"core\"}}", i);
+            IT_CHECK(natsConnection_PublishString(e->nc, reply, body) == NATS_OK, "publish");
+        }
+    }
+    IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
+    double inv = 0, dups = 0;
+    until = sc_now_mono_ms() + IT_WAIT_MS;
+    while (sc_now_mono_ms() < until && !(inv == 3 && dups == 16)) {
+        inv = metric_now(port, "dlq_discovery_invalid_total");
+        dups = metric_now(port, "dlq_duplicate_sidecars");
+        it_sleep_ms(50);
+    }
+    IT_CHECK(inv == 3 && dups == 16, "3 invalid answers counted (%g), 16 duplicates listed (%g)", inv, dups);
+    json_t *h = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    char *dump = it_json_dump(h);
+    const json_t *list = json_object_get(h, "duplicates");
+    IT_CHECK(h && strcmp(it_json_str(h, "status"), "degraded") == 0 && json_array_size(list) == 16,
+             "health: %.600s", dump);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *host = it_json_str(json_array_get(list, i), "host");
+        IT_CHECK(host && strcmp(host, "evil_level=error_x") == 0, "a reported host made harmless: %s",
+                 host ? host : "(none)");
+    }
+    free(dump);
+    json_decref(h);
+    IT_CHECK(wait_readyz(port, 200, IT_WAIT_MS), "the forgeries stopped: /readyz is 200 again");
+    IT_CHECK(it_admin_health_ok(e->nc), "health is ok again");
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -1690,6 +1768,7 @@ main(void)
         cmocka_unit_test_teardown(test_http_slowloris, it_teardown),
         cmocka_unit_test_teardown(test_duplicate_sidecars, peers_teardown),
         cmocka_unit_test_teardown(test_other_prefix_no_duplicate, peers_teardown),
+        cmocka_unit_test_teardown(test_discovery_forged_answers, it_teardown),
     };
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_dup*' to run some */
         cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
