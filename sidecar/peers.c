@@ -187,7 +187,7 @@ sweep(struct sc_peers *p, int64_t now)
     }
 }
 
-/* The round: sweep, then ping every dlq-sidecar (while connected), then re-arm. */
+/* The round: sweep, then ping every dlq-sidecar (while connected and not stopping), then re-arm. */
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -198,7 +198,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sweep(p, sc_now_mono_ms());
-    if (sc_conn_connected(d->conn) &&
+    /* No new ping while stopping: the exit waits until the server has read every publish. */
+    if (!d->stopping && sc_conn_connected(d->conn) &&
         sc_conn_publish(d->conn, "$SRV.PING." SC_MICRO_NAME, p->reply, "", 0, NULL) == SC_OK)
         p->st.pings++;
     evtimer_add(p->timer, &tv);

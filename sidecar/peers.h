@@ -41,7 +41,8 @@ struct sc_peers_stats {
 /*
  * sc_peers_open() subscribes the answers' subject ("<inbox>.peers" on d's
  * connection) and arms the timer that pings at once and then every
- * SC_PEERS_PERIOD_MS (skipping a round while NATS is disconnected). Call
+ * SC_PEERS_PERIOD_MS (skipping a round while NATS is disconnected or the
+ * daemon stops). Call
  * after sc_micro_open() (it needs this instance's id). Returns SC_OK or
  * SC_EIO with err (errlen bytes) set. Main thread, before the loop runs.
  * sc_peers_close() frees the state and its timer; call it after
