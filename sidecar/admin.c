@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "micro.h"
 #include "mirror.h"
+#include "peers.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
@@ -241,6 +242,8 @@ admin_health(struct admin_req *r)
     struct sc_daemon *d = r->d;
     struct sc_jw w;
     bool up = sc_conn_connected(d->conn);
+    /* Another sidecar on this prefix outside cluster mode (peers.h): both retry the same tasks. */
+    bool dup = sc_peers_get_stats(d).duplicates > 0;
     const char *backend = "memory", *pstate;
     uint64_t queued = 0;
 
@@ -248,13 +251,14 @@ admin_health(struct admin_req *r)
     sc_buf_reset(&d->out);
     sc_jw_init(&w, &d->out);
     sc_jw_open(&w, NULL, '{');
-    sc_jw_str(&w, "status", d->stopping ? "stopping" : up ? "ok" : "degraded");
+    sc_jw_str(&w, "status", d->stopping ? "stopping" : up && !dup ? "ok" : "degraded");
     sc_jw_str(&w, "nats", up ? "connected" : "disconnected");
     sc_jw_str(&w, "persistence", pstate);
     sc_jw_str(&w, "persistence_backend", backend);
     sc_jw_bool(&w, "paused", d->paused);
     sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
     sc_jw_str(&w, "version", DLQ_VERSION);
+    sc_peers_json(d, &w, "duplicates");
     sc_jw_close(&w, '}');
     reply_buf(r);
 }
@@ -441,6 +445,7 @@ admin_stats(struct admin_req *r)
     stats_ingest(d, &w);
     stats_retry_processor(d, &w);
     stats_links(d, &w);
+    sc_peers_json(d, &w, "duplicate_sidecars");
     sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
     sc_jw_str(&w, "version", DLQ_VERSION);
     sc_jw_close(&w, '}');

@@ -337,10 +337,14 @@ static void
 on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     const char *subj = sub ? natsSubscription_GetSubject(sub) : "";
+    const char *detail = "";
 
-    (void)nc;
     (void)closure;
-    sc_log(SC_LOG_WARN, "nats async error", "error", natsStatus_GetText(err), "subject", subj, NULL);
+    /* A permissions violation names its subject only in the server's text (nats.c keeps it as the last error). */
+    if (err == NATS_NOT_PERMITTED)
+        natsConnection_GetLastError(nc, &detail);
+    sc_log(SC_LOG_WARN, "nats async error", "error", natsStatus_GetText(err), "subject", subj,
+           "detail", detail ? detail : "", NULL);
 }
 
 

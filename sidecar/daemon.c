@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "micro.h"
 #include "mirror.h"
+#include "peers.h"
 
 #define HANDOFF_CAP 65536
 #define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */
@@ -100,7 +101,9 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
         verbs[nverbs] = sc_admin_verb_name(nverbs);
         nverbs++;
     }
-    return sc_micro_open(d, verbs, nverbs, err, errlen);
+    if ((s = sc_micro_open(d, verbs, nverbs, err, errlen)))
+        return s;
+    return sc_peers_open(d, err, errlen); /* needs the micro id */
 }
 
 /* ---- shutdown -------------------------------------------------------------------------------- */
@@ -326,6 +329,7 @@ sc_daemon_free(struct sc_daemon *d)
     d->conn = NULL;
     d->sub_failed = NULL;
     sc_micro_close(d);
+    sc_peers_close(d);
     if (d->tick_ev)
         event_free(d->tick_ev);
     if (d->sig_term)

@@ -54,6 +54,7 @@ struct sc_daemon {
     struct sc_js *js;          /* the JetStream source (ingest.mode: jetstream, jetstream.h); NULL in core mode */
     struct sc_adv *adv;        /* the advisory source (advisory.h); NULL when advisories.streams is empty */
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
+    struct sc_peers *peers;    /* another sidecar on this prefix (peers.h); NULL before sc_peers_open() */
     struct codec *codec;
     struct policy_classifier *classifier;
     struct dlq_machine m;      /* the state machine: wheels, in-flight slots (dispatch.c fills its ports) */

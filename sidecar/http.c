@@ -16,6 +16,7 @@
 #include "http.h"
 #include "list.h"
 #include "metrics.h"
+#include "peers.h"
 
 /*
  * Why not evhttp: libevent 2.1.12 (Debian 12) has no evhttp_set_max_connections
@@ -169,7 +170,9 @@ answer_text(struct http_conn *c, bool head, int code, const char *reason, const 
 /*
  * /readyz: ready when NATS is connected, the subscriptions are live (in
  * jetstream mode: the ingest stream and consumer set up), the
- * store's state is "ok" and no shutdown has begun; 503 otherwise.
+ * store's state is "ok", no other sidecar serves the prefix outside
+ * cluster mode (peers.h: then "reason" says so and "duplicate_sidecars"
+ * lists them) and no shutdown has begun; 503 otherwise.
  */
 static void
 serve_readyz(struct http_conn *c, bool head)
@@ -178,20 +181,29 @@ serve_readyz(struct http_conn *c, bool head)
     struct sc_buf *b = &c->hs->body;
     bool up = sc_conn_connected(d->conn);
     bool subs = sc_conn_subscribed(d->conn) && (!d->js || sc_js_get_stats(d->js).ready);
+    bool alone = sc_peers_get_stats(d).duplicates == 0;
     const char *backend, *pstate;
+    char reason[512];
     uint64_t queued;
     bool store_ok, ready;
+    struct sc_jw w;
 
     pstate = sc_persistence_state(d, &backend, &queued);
     store_ok = strcmp(pstate, "ok") == 0;
-    ready = up && subs && store_ok && !d->stopping;
+    ready = up && subs && store_ok && alone && !d->stopping;
     sc_buf_appendf(b,
                    "{\"status\":\"%s\",\"nats\":\"%s\",\"subscriptions\":\"%s\","
                    "\"persistence\":",
                    ready ? "ready" : d->stopping ? "stopping" : "not ready",
                    up ? "connected" : "disconnected", subs ? "live" : "down");
     sc_json_quote(b, pstate, strlen(pstate));
-    sc_buf_appendf(b, ",\"stopping\":%s}\n", d->stopping ? "true" : "false");
+    sc_buf_appendf(b, ",\"stopping\":%s", d->stopping ? "true" : "false");
+    sc_jw_init(&w, b);
+    w.first = false; /* members were written above */
+    if (!alone)
+        sc_jw_str(&w, "reason", sc_peers_reason(d, reason, sizeof(reason)));
+    sc_peers_json(d, &w, "duplicate_sidecars");
+    sc_buf_append(b, "}\n", 2);
     answer(c, head, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", "application/json",
            NULL);
 }

@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "metrics.h"
 #include "mirror.h"
+#include "peers.h"
 
 /*
  * Bucket upper bounds in seconds. Lateness is the wheel tick plus the rate
@@ -342,6 +343,22 @@ render_nats(struct sc_daemon *d, struct sc_buf *b)
 }
 
 static void
+render_peers(struct sc_daemon *d, struct sc_buf *b)
+{
+    struct sc_peers_stats pst = sc_peers_get_stats(d);
+
+    metric_u(b, "dlq_duplicate_sidecars", "gauge",
+             "Other dlq-sidecars serving this prefix outside cluster mode (0 is the only healthy value).",
+             pst.duplicates);
+    metric_u(b, "dlq_discovery_pings_total", "counter",
+             "Service-discovery pings sent to look for another sidecar on this prefix.", pst.pings);
+    metric_u(b, "dlq_discovery_answers_total", "counter",
+             "Answers from other dlq-sidecar instances (any prefix) to those pings.", pst.answers);
+    metric_u(b, "dlq_discovery_invalid_total", "counter",
+             "Answers to those pings that were not a dlq-sidecar ping response.", pst.invalid);
+}
+
+static void
 render_http(const struct sc_http_stats *hst, struct sc_buf *b)
 {
     metric_u(b, "dlq_http_connections_open", "gauge", "HTTP connections open now.", hst->open);
@@ -374,6 +391,7 @@ sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct 
     render_retries(d, b);
     render_persistence(d, b);
     render_nats(d, b);
+    render_peers(d, b);
     render_http(http, b);
     sc_alerts_render(d, b);
 }

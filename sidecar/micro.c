@@ -7,9 +7,10 @@
 #include "daemon.h"
 #include "micro.h"
 
-#define MICRO_NAME "dlq-sidecar"
+#define MICRO_NAME SC_MICRO_NAME
 #define MICRO_DESCRIPTION "Dead-letter queue for NATS: admin request/reply API"
 #define MICRO_ID_MAX 64
+#define MICRO_HOST_MAX 256
 #define MICRO_LAST_ERROR_MAX 256
 #define MICRO_VERBS 3  /* PING, INFO, STATS */
 #define MICRO_FORMS 3  /* $SRV.V, $SRV.V.<name>, $SRV.V.<name>.<id> */
@@ -26,6 +27,7 @@ struct micro_endpoint {
 /* The discovery state of one daemon: owned by d->micro, loop thread only after sc_micro_open(). */
 struct sc_micro {
     char id[MICRO_ID_MAX];
+    char host[MICRO_HOST_MAX]; /* gethostname(), "" when unknown */
     const char *names[MICRO_MAX_ENDPOINTS]; /* the admin verbs (borrowed, static) */
     size_t nnames;
     struct micro_endpoint ep[MICRO_MAX_ENDPOINTS];
@@ -67,6 +69,8 @@ sc_micro_open(struct sc_daemon *d, const char *const *endpoints, size_t n, char 
         return SC_OK;
     m = sc_xcalloc(1, sizeof(*m));
     make_id(m->id, sizeof(m->id));
+    if (gethostname(m->host, sizeof(m->host) - 1) != 0)
+        m->host[0] = '\0';
     for (size_t i = 0; i < n && i < MICRO_MAX_ENDPOINTS; i++)
         m->names[m->nnames++] = endpoints[i];
     d->micro = m;
@@ -109,6 +113,19 @@ sc_micro_record(struct sc_daemon *d, size_t verb, int64_t elapsed_ns, int error_
     }
 }
 
+const char *
+sc_micro_id(const struct sc_daemon *d)
+{
+    return d->micro ? d->micro->id : "";
+}
+
+bool
+sc_micro_clustered(const struct sc_daemon *d)
+{
+    (void)d; /* cluster mode (cluster.enabled, DESIGN section 18) is not built yet */
+    return false;
+}
+
 /* Writes the fields every response starts with: type, name, id, version, metadata. */
 static void
 identity(struct sc_daemon *d, struct sc_jw *w, const char *type)
@@ -121,6 +138,9 @@ identity(struct sc_daemon *d, struct sc_jw *w, const char *type)
     sc_jw_open(w, "metadata", '{');
     sc_jw_str(w, "subjects.prefix", d->cfg->subjects_prefix);
     sc_jw_str(w, "subjects.queue_group", d->cfg->subjects_queue_group);
+    sc_jw_str(w, "ingest.mode", d->cfg->ingest_mode == CONFIG_INGEST_JETSTREAM ? "jetstream" : "core");
+    sc_jw_str(w, "cluster", sc_micro_clustered(d) ? "true" : "false");
+    sc_jw_str(w, "host", d->micro->host);
     sc_jw_close(w, '}');
 }
 

@@ -917,6 +917,37 @@ it_request_bytes(natsConnection *nc, const char *subject, const void *body, size
 }
 
 json_t *
+it_request_all(natsConnection *nc, const char *subject, const char *body, size_t want,
+               int timeout_ms)
+{
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    json_t *all = NULL;
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return NULL;
+    if (natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK ||
+        natsConnection_PublishRequestString(nc, subject, inbox, body ? body : "") != NATS_OK)
+        goto done;
+    all = json_array();
+    while (json_array_size(all) < want) {
+        natsMsg *m = NULL;
+        int64_t left = deadline - sc_now_mono_ms();
+        if (left <= 0 || natsSubscription_NextMsg(&m, sub, left) != NATS_OK)
+            break;
+        json_t *j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+        if (j)
+            json_array_append_new(all, j);
+        natsMsg_Destroy(m);
+    }
+done:
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    return all;
+}
+
+json_t *
 it_admin_stats(natsConnection *nc)
 {
     return it_request_json(nc, "dlq.admin.stats", "", IT_REQUEST_MS);

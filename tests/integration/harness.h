@@ -244,6 +244,17 @@ json_t *it_request_envelope(natsConnection *nc, const char *subject,
 json_t *it_request_json(natsConnection *nc, const char *subject, const char *body,
                         int timeout_ms);
 
+/*
+ * it_request_all() sends body (NULL: empty) on subject with a fresh inbox as
+ * the reply subject and collects the JSON replies of every responder (the
+ * admin subjects have no queue group: each sidecar answers) until want came
+ * or timeout_ms passed; replies that are not JSON are skipped. Returns a
+ * new JSON array (possibly empty), or NULL when the request could not be
+ * sent.
+ */
+json_t *it_request_all(natsConnection *nc, const char *subject, const char *body, size_t want,
+                       int timeout_ms);
+
 /* it_request_bytes() is it_request_json() with a binary body of len bytes. */
 json_t *it_request_bytes(natsConnection *nc, const char *subject, const void *body, size_t len,
                          int timeout_ms);

@@ -449,6 +449,19 @@ test_nats_cli(void **state)
     assert_non_null(j);
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry",
                                         "archive", "clear", "classify", "pause", "resume"};
+    /* What another sidecar reads to tell a duplicate on its prefix (peers.c); strings, as ADR-32 says. */
+    {
+        static const char *const want[][2] = {
+            {"subjects.prefix", "dlq"}, {"ingest.mode", "core"}, {"cluster", "false"}};
+        json_t *md = json_object_get(json_object_get(j, "info"), "metadata");
+        for (size_t i = 0; i < SC_ARRAY_LEN(want); i++) {
+            const char *v = json_string_value(json_object_get(md, want[i][0]));
+            IT_CHECK(v && strcmp(v, want[i][1]) == 0, "nats micro info metadata %s: want %s: %s",
+                     want[i][0], want[i][1], c.out.data);
+        }
+        const char *host = json_string_value(json_object_get(md, "host"));
+        IT_CHECK(host && *host, "nats micro info metadata host: %s", c.out.data);
+    }
     json_t *eps = json_object_get(json_object_get(j, "info"), "endpoints");
     IT_CHECK(json_array_size(eps) == 10, "want 10 endpoints: %s", c.out.data);
     for (size_t i = 0; i < 10; i++) {
@@ -1193,6 +1206,42 @@ test_authorization(void **state)
         if (f)
             fclose(f);
         IT_CHECK(seen, "nats-server logged no publish violation of user service on dlq.admin.clear");
+    }
+
+    {
+        /*
+         * The sidecar's own discovery pings ($SRV.PING.dlq-sidecar every 2 s, peers.c) are
+         * allowed: one reaches a listener with the sidecar's permissions, and the server logged
+         * no violation of the sidecar's user.
+         */
+        natsConnection *spy = connect_as(e, "dlq-sidecar", "sc-pw-7f3a", NULL);
+        natsSubscription *ps = NULL;
+        natsMsg *pm = NULL;
+        bool pinged = false;
+        assert_non_null(spy);
+        IT_CHECK(natsConnection_SubscribeSync(&ps, spy, "$SRV.PING.dlq-sidecar") == NATS_OK,
+                 "subscribe to the sidecar's pings");
+        int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
+        while (!pinged && sc_now_mono_ms() < until &&
+               natsSubscription_NextMsg(&pm, ps, until - sc_now_mono_ms()) == NATS_OK) {
+            const char *rp = natsMsg_GetReply(pm);
+            pinged = rp && strlen(rp) > 6 && strcmp(rp + strlen(rp) - 6, ".peers") == 0;
+            natsMsg_Destroy(pm);
+            pm = NULL;
+        }
+        natsSubscription_Destroy(ps);
+        IT_CHECK(pinged, "the sidecar's discovery ping did not get through its permissions");
+        FILE *f = fopen(e->srv.log, "r");
+        char line[1024];
+        bool seen = false;
+        while (f && fgets(line, sizeof line, f))
+            if (strstr(line, "Violation") &&
+                (strstr(line, "$SRV.PING") || strstr(line, "User \"dlq-sidecar\"") ||
+                 strstr(line, "/user:dlq-sidecar\"")))
+                seen = true;
+        if (f)
+            fclose(f);
+        IT_CHECK(!seen, "nats-server logged a permissions violation of user dlq-sidecar");
     }
 
     /* The operator is not refused: a 400 asking for confirm, then $SRV. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -448,6 +449,97 @@ test_stream_recreated(void **state)
     e->passed = true;
 }
 
+static struct it_daemon js_peer; /* the second sidecar of test_duplicate_on_consumer */
+
+static int
+js_peer_teardown(void **state)
+{
+    if (js_peer.pid > 0)
+        it_daemon_stop(&js_peer);
+    memset(&js_peer, 0, sizeof js_peer);
+    return it_teardown(state);
+}
+
+/* only_listed() is the id of the one element of the array at key of j (NULL unless exactly one). */
+static const char *
+only_listed(const json_t *j, const char *key)
+{
+    const json_t *a = json_object_get(j, key);
+    return json_is_array(a) && json_array_size(a) == 1 ? it_json_str(json_array_get(a, 0), "id")
+                                                        : NULL;
+}
+
+/*
+ * each_names_other() asks dlq.admin.<verb> of both sidecars and tells
+ * whether each reply lists exactly one duplicate under key, in jetstream
+ * mode, the two naming different ids (each the other).
+ */
+static bool
+each_names_other(natsConnection *nc, const char *verb, const char *key)
+{
+    char subj[64];
+    bool ok;
+
+    snprintf(subj, sizeof subj, "dlq.admin.%s", verb);
+    json_t *all = it_request_all(nc, subj, NULL, 2, IT_REQUEST_MS);
+    const json_t *a = json_array_get(all, 0), *b = json_array_get(all, 1);
+    const char *x = only_listed(a, key), *y = only_listed(b, key);
+    ok = json_array_size(all) == 2 && x && y && strcmp(x, y) != 0;
+    for (size_t i = 0; ok && i < 2; i++) {
+        const char *mode = it_json_str(json_array_get(json_object_get(json_array_get(all, i), key), 0),
+                                       "ingest_mode");
+        ok = mode && strcmp(mode, "jetstream") == 0;
+    }
+    json_decref(all);
+    return ok;
+}
+
+/*
+ * Two sidecars on the same JetStream consumer (one prefix, ingest.mode
+ * jetstream): both report the other in health (degraded) and stats; when
+ * one stops the other is healthy again.
+ */
+static void
+test_duplicate_on_consumer(void **state)
+{
+    const char *flags[] = {JS_FLAGS, NULL};
+    struct it_env *e = it_env_start_js("js-dup", flags);
+    char dir[IT_PATH_MAX + 8];
+
+    *state = e;
+    IT_CHECK(e != NULL, "env started");
+    snprintf(dir, sizeof dir, "%s/b", e->dir);
+    IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+    memset(&js_peer, 0, sizeof js_peer);
+    IT_CHECK(it_daemon_start(&js_peer, dir, e->srv.url, flags) == 0, "start the second sidecar");
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    bool seen = false;
+    while (!seen && sc_now_mono_ms() < deadline) {
+        IT_CHECK(it_daemon_alive(&js_peer), "the second sidecar exited");
+        seen = each_names_other(e->nc, "health", "duplicates");
+        if (!seen)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(seen, "both sidecars on the consumer list the other in health");
+    IT_CHECK(each_names_other(e->nc, "stats", "duplicate_sidecars"),
+             "both sidecars on the consumer list the other in stats");
+    json_t *all = it_request_all(e->nc, "dlq.admin.health", NULL, 2, IT_REQUEST_MS);
+    for (size_t i = 0; i < json_array_size(all); i++)
+        IT_CHECK(strcmp(it_json_str(json_array_get(all, i), "status"), "degraded") == 0,
+                 "health with a duplicate is degraded");
+    json_decref(all);
+
+    IT_CHECK(it_daemon_stop(&js_peer) == 0, "the second sidecar's exit status %d", js_peer.exit_status);
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0,
+             "the sidecar left is healthy again once the other stopped");
+    json_t *h = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    IT_CHECK(h && json_is_array(json_object_get(h, "duplicates")) &&
+                 json_array_size(json_object_get(h, "duplicates")) == 0,
+             "health lists no duplicate");
+    json_decref(h);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -459,6 +551,7 @@ main(void)
         cmocka_unit_test_teardown(test_consumer_deleted, it_teardown),
         cmocka_unit_test_teardown(test_startup_refusals, it_teardown),
         cmocka_unit_test_teardown(test_stream_recreated, it_teardown),
+        cmocka_unit_test_teardown(test_duplicate_on_consumer, js_peer_teardown),
     };
 
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_backlog*' to run one */

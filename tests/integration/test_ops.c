@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <cmocka.h>
@@ -1425,6 +1426,333 @@ test_http_limits(void **state)
     e->passed = true;
 }
 
+/* ---- two sidecars on one prefix (DESIGN section 3, peers.c) ---------------------------------- */
+
+static struct it_daemon peer_b; /* the second sidecar of the duplicate tests */
+
+static int
+peers_teardown(void **state)
+{
+    if (peer_b.pid > 0)
+        it_daemon_stop(&peer_b);
+    memset(&peer_b, 0, sizeof peer_b);
+    return it_teardown(state);
+}
+
+/* start_peer() starts a second sidecar on e's server (its files in e->dir/b), HTTP on a free port (*port). */
+static void
+start_peer(struct it_env *e, const char *const *extra, int *port)
+{
+    static char listen_flag[64];
+    const char *flags[16];
+    char dir[IT_PATH_MAX + 8];
+    size_t n = 0;
+
+    *port = it_free_port();
+    assert_true(*port > 0);
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
+    flags[n++] = listen_flag;
+    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
+        flags[n++] = extra[i];
+    flags[n] = NULL;
+    snprintf(dir, sizeof dir, "%s/b", e->dir);
+    IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+    memset(&peer_b, 0, sizeof peer_b);
+    IT_CHECK(it_daemon_start(&peer_b, dir, e->srv.url, flags) == 0, "start the second sidecar");
+}
+
+/* listed_id() is the id of the only element of the array at key of j; NULL unless exactly one. */
+static const char *
+listed_id(const json_t *j, const char *key)
+{
+    const json_t *a = json_object_get(j, key);
+    return json_is_array(a) && json_array_size(a) == 1 ? it_json_str(json_array_get(a, 0), "id")
+                                                        : NULL;
+}
+
+/* readyz_dup() GETs /readyz on port: *status, and the one duplicate's id (copied to id) or "". */
+static json_t *
+readyz_dup(int port, int *status, char *id, size_t idlen)
+{
+    json_t *j = http_json(port, "/readyz", status);
+    const char *d = listed_id(j, "duplicate_sidecars");
+    snprintf(id, idlen, "%s", d ? d : "");
+    return j;
+}
+
+/* metric_now() reads one unlabelled sample from /metrics on port without the python parser; NAN when absent. */
+static double
+metric_now(int port, const char *name)
+{
+    struct http_resp r;
+    char pat[128];
+    double v = NAN;
+
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    if (http_do(port, "GET", "/metrics", &r) == 0 && r.status == 200 && r.body) {
+        const char *p = strstr(r.body, pat);
+        if (p)
+            v = strtod(p + strlen(pat), NULL);
+    }
+    http_resp_free(&r);
+    return v;
+}
+
+/* log_has2() tells whether a line of the log at path contains both a and b. */
+static bool
+log_has2(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    bool found = false;
+
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, a) && strstr(line, b);
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* check_both_listed() asserts that the two replies of verb each list one duplicate under key: a and b. */
+static void
+check_both_listed(struct it_env *e, const char *verb, const char *key, const char *want_status,
+                  const char *a, const char *b)
+{
+    char subj[64];
+    snprintf(subj, sizeof subj, "dlq.admin.%s", verb);
+    json_t *all = it_request_all(e->nc, subj, NULL, 2, IT_REQUEST_MS);
+    char *dump = it_json_dump(all);
+    IT_CHECK(json_array_size(all) == 2, "%s: want an answer from each sidecar: %s", verb, dump);
+    const char *x = listed_id(json_array_get(all, 0), key), *y = listed_id(json_array_get(all, 1), key);
+    IT_CHECK(x && y && ((strcmp(x, a) == 0 && strcmp(y, b) == 0) || (strcmp(x, b) == 0 && strcmp(y, a) == 0)),
+             "%s: each sidecar's %s names the other (%s, %s): %s", verb, key, a, b, dump);
+    for (size_t i = 0; want_status && i < 2; i++) {
+        const char *st = it_json_str(json_array_get(all, i), "status");
+        IT_CHECK(st && strcmp(st, want_status) == 0, "%s: want status %s: %s", verb, want_status, dump);
+    }
+    free(dump);
+    json_decref(all);
+}
+
+/*
+ * Two sidecars on one prefix in core mode (one ingest queue group): each
+ * finds the other through service discovery and says so in its log (an
+ * error naming the other's id and host), health (degraded, duplicates),
+ * stats (duplicate_sidecars), /readyz (503 with the reason) and
+ * dlq_duplicate_sidecars. Once one stops, the other clears.
+ */
+static void
+test_duplicate_sidecars(void **state)
+{
+    int pa, pb, st;
+    char a_sees[64] = "", b_sees[64] = "";
+    json_t *j;
+    char *dump;
+
+    struct it_env *e = start_http_env("dup", NULL, &pa);
+    assert_non_null(e);
+    *state = e;
+    int64_t t0 = sc_now_mono_ms();
+    start_peer(e, NULL, &pb);
+    int64_t deadline = t0 + IT_WAIT_MS;
+    int sa = 0, sb = 0;
+    while (sc_now_mono_ms() < deadline && !(a_sees[0] && b_sees[0])) {
+        IT_CHECK(it_daemon_alive(&peer_b), "the second sidecar exited");
+        json_decref(readyz_dup(pa, &sa, a_sees, sizeof a_sees));
+        json_decref(readyz_dup(pb, &sb, b_sees, sizeof b_sees));
+        if (!(a_sees[0] && b_sees[0]))
+            it_sleep_ms(50);
+    }
+    int64_t detect_ms = sc_now_mono_ms() - t0;
+    IT_CHECK(a_sees[0] && b_sees[0], "both /readyz list the other sidecar (A sees '%s', B sees '%s')",
+             a_sees, b_sees);
+    IT_CHECK(sa == 503 && sb == 503, "/readyz with a duplicate: want 503 twice, got %d and %d", sa, sb);
+    IT_CHECK(strcmp(a_sees, b_sees) != 0, "each names the other, not the same id: %s", a_sees);
+    /* b_sees is A's id, a_sees is B's id. */
+    j = http_json(pa, "/readyz", &st);
+    dump = it_json_dump(j);
+    const char *reason = it_json_str(j, "reason");
+    IT_CHECK(st == 503 && reason && strstr(reason, a_sees) && strstr(reason, "cluster mode") &&
+                 strcmp(it_json_str(j, "status"), "not ready") == 0,
+             "/readyz says why: %s", dump);
+    free(dump);
+    json_decref(j);
+
+    check_both_listed(e, "health", "duplicates", "degraded", a_sees, b_sees);
+    check_both_listed(e, "stats", "duplicate_sidecars", NULL, a_sees, b_sees);
+    json_t *m = scrape(e, pa);
+    EXPECT_SAMPLE(m, 1, "dlq_duplicate_sidecars", NULL, NULL);
+    json_decref(m);
+    IT_CHECK(metric_now(pb, "dlq_duplicate_sidecars") == 1, "B: dlq_duplicate_sidecars %g",
+             metric_now(pb, "dlq_duplicate_sidecars"));
+    char want_a[96], want_b[96];
+    snprintf(want_a, sizeof want_a, "other_id=%s", a_sees);
+    snprintf(want_b, sizeof want_b, "other_id=%s", b_sees);
+    IT_CHECK(log_has2(e->dmn.log, "level=error", want_a) && log_has2(e->dmn.log, want_a, "other_host="),
+             "A logs an error naming B (%s)", want_a);
+    IT_CHECK(log_has2(peer_b.log, "level=error", want_b), "B logs an error naming A (%s)", want_b);
+
+    /* B stops: A clears. */
+    IT_CHECK(it_daemon_stop(&peer_b) == 0, "the second sidecar's exit status %d", peer_b.exit_status);
+    int64_t t1 = sc_now_mono_ms();
+    IT_CHECK(wait_readyz(pa, 200, IT_WAIT_MS), "A's /readyz stayed 503 after B stopped");
+    int64_t clear_ms = sc_now_mono_ms() - t1;
+    j = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    dump = it_json_dump(j);
+    IT_CHECK(j && strcmp(it_json_str(j, "status"), "ok") == 0 &&
+                 json_array_size(json_object_get(j, "duplicates")) == 0 &&
+                 json_is_array(json_object_get(j, "duplicates")),
+             "health after B stopped: %s", dump);
+    free(dump);
+    json_decref(j);
+    j = it_admin_stats(e->nc);
+    IT_CHECK(json_is_array(json_object_get(j, "duplicate_sidecars")) &&
+                 json_array_size(json_object_get(j, "duplicate_sidecars")) == 0,
+             "stats after B stopped list no duplicate");
+    json_decref(j);
+    IT_CHECK(metric_now(pa, "dlq_duplicate_sidecars") == 0, "A: dlq_duplicate_sidecars %g",
+             metric_now(pa, "dlq_duplicate_sidecars"));
+    IT_CHECK(log_has2(e->dmn.log, "is gone", want_a), "A logs that B is gone");
+    fprintf(stderr, "[dup] both reported the duplicate %lld ms after B was started; A cleared %lld ms "
+                    "after B exited\n",
+            (long long)detect_ms, (long long)clear_ms);
+    e->passed = true;
+}
+
+/*
+ * Two sidecars on different prefixes: each sees the other answer service
+ * discovery (dlq_discovery_answers_total grows), and neither complains.
+ */
+static void
+test_other_prefix_no_duplicate(void **state)
+{
+    static const char *const other[] = {"subjects.prefix=other", NULL};
+    int pa, pb;
+
+    struct it_env *e = start_http_env("dup-other", NULL, &pa);
+    assert_non_null(e);
+    *state = e;
+    start_peer(e, other, &pb);
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    double ans_a = 0, ans_b = 0;
+    while (sc_now_mono_ms() < deadline && !(ans_a >= 2 && ans_b >= 2)) {
+        IT_CHECK(it_daemon_alive(&peer_b), "the second sidecar exited");
+        ans_a = metric_now(pa, "dlq_discovery_answers_total");
+        ans_b = metric_now(pb, "dlq_discovery_answers_total");
+        it_sleep_ms(100);
+    }
+    IT_CHECK(ans_a >= 2 && ans_b >= 2, "each saw the other answer twice (A %g, B %g)", ans_a, ans_b);
+    const char *const health[] = {"dlq.admin.health", "other.admin.health"};
+    const int ports[] = {pa, pb};
+    for (int i = 0; i < 2; i++) {
+        int st;
+        json_t *all = it_request_all(e->nc, health[i], NULL, 2, 1000);
+        char *dump = it_json_dump(all);
+        json_t *h = json_array_get(all, 0);
+        IT_CHECK(json_array_size(all) == 1 && strcmp(it_json_str(h, "status"), "ok") == 0 &&
+                     json_is_array(json_object_get(h, "duplicates")) &&
+                     json_array_size(json_object_get(h, "duplicates")) == 0,
+                 "%s: one answer, ok, no duplicate: %s", health[i], dump);
+        free(dump);
+        json_decref(all);
+        json_t *r = http_json(ports[i], "/readyz", &st);
+        dump = it_json_dump(r);
+        IT_CHECK(st == 200 && json_array_size(json_object_get(r, "duplicate_sidecars")) == 0 &&
+                     !json_object_get(r, "reason"),
+                 "/readyz of %s: %d %s", health[i], st, dump);
+        free(dump);
+        json_decref(r);
+        IT_CHECK(metric_now(ports[i], "dlq_duplicate_sidecars") == 0, "%s: dlq_duplicate_sidecars",
+                 health[i]);
+    }
+    json_t *s = it_request_json(e->nc, "other.admin.stats", NULL, IT_REQUEST_MS);
+    IT_CHECK(s && json_array_size(json_object_get(s, "duplicate_sidecars")) == 0 &&
+                 json_is_array(json_object_get(s, "duplicate_sidecars")),
+             "B's stats list no duplicate");
+    json_decref(s);
+    IT_CHECK(!log_has2(e->dmn.log, "level=error", "other_id="), "A logged a duplicate");
+    IT_CHECK(!log_has2(peer_b.log, "level=error", "other_id="), "B logged a duplicate");
+    e->passed = true;
+}
+
+/*
+ * Forged answers to the discovery ping (anyone who sees the ping may
+ * publish to its reply subject): bytes that are not JSON, an answer over
+ * the 16 KiB cap and another service's answer are counted as invalid; 20
+ * forged dlq-sidecar answers on our prefix list at most 16 duplicates, with
+ * control characters in a reported host made harmless; the sidecar keeps
+ * running and clears once the forgeries stop.
+ */
+static void
+test_discovery_forged_answers(void **state)
+{
+    int port;
+    struct it_env *e = start_http_env("dup-forged", NULL, &port);
+    assert_non_null(e);
+    *state = e;
+    natsSubscription *ps = NULL;
+    natsMsg *pm = NULL;
+    char reply[256] = "";
+    IT_CHECK(natsConnection_SubscribeSync(&ps, e->nc, "$SRV.PING.dlq-sidecar") == NATS_OK, "subscribe");
+    int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
+    while (!reply[0] && sc_now_mono_ms() < until &&
+           natsSubscription_NextMsg(&pm, ps, until - sc_now_mono_ms()) == NATS_OK) {
+        const char *rp = natsMsg_GetReply(pm);
+        if (rp && strstr(rp, ".peers"))
+            snprintf(reply, sizeof reply, "%s", rp);
+        natsMsg_Destroy(pm);
+        pm = NULL;
+    }
+    natsSubscription_Destroy(ps);
+    IT_CHECK(reply[0], "saw the sidecar's ping and its reply subject");
+
+    char *big = malloc(20000);
+    assert_non_null(big);
+    memset(big, ' ', 20000);
+    memcpy(big, "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"dlq-sidecar\"", 62);
+    big[19999] = '}';
+    IT_CHECK(natsConnection_PublishString(e->nc, reply, "not json \x01\x02") == NATS_OK, "publish");
+    IT_CHECK(natsConnection_Publish(e->nc, reply, big, 20000) == NATS_OK, "publish");
+    IT_CHECK(natsConnection_PublishString(e->nc, reply,
+                 "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"other-svc\",\"id\":\"X\","
+                 "\"metadata\":{\"subjects.prefix\":\"dlq\"}}") == NATS_OK, "publish");
+    free(big);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 20; i++) {
+            char body[512];
+            snprintf(body, sizeof body,
+                     "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"dlq-sidecar\","
+                     "\"id\":\"FORGED%02d\",\"metadata\":{\"subjects.prefix\":\"dlq\","
+                     "\"host\":\"evil\\nlevel=error x\",\"ingest.mode\":\"core\"}}", i);
+            IT_CHECK(natsConnection_PublishString(e->nc, reply, body) == NATS_OK, "publish");
+        }
+    }
+    IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
+    double inv = 0, dups = 0;
+    until = sc_now_mono_ms() + IT_WAIT_MS;
+    while (sc_now_mono_ms() < until && !(inv == 3 && dups == 16)) {
+        inv = metric_now(port, "dlq_discovery_invalid_total");
+        dups = metric_now(port, "dlq_duplicate_sidecars");
+        it_sleep_ms(50);
+    }
+    IT_CHECK(inv == 3 && dups == 16, "3 invalid answers counted (%g), 16 duplicates listed (%g)", inv, dups);
+    json_t *h = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    char *dump = it_json_dump(h);
+    const json_t *list = json_object_get(h, "duplicates");
+    IT_CHECK(h && strcmp(it_json_str(h, "status"), "degraded") == 0 && json_array_size(list) == 16,
+             "health: %.600s", dump);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *host = it_json_str(json_array_get(list, i), "host");
+        IT_CHECK(host && strcmp(host, "evil_level=error_x") == 0, "a reported host made harmless: %s",
+                 host ? host : "(none)");
+    }
+    free(dump);
+    json_decref(h);
+    IT_CHECK(wait_readyz(port, 200, IT_WAIT_MS), "the forgeries stopped: /readyz is 200 again");
+    IT_CHECK(it_admin_health_ok(e->nc), "health is ok again");
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -1438,6 +1766,11 @@ main(void)
         cmocka_unit_test_teardown(test_logs_mask_url_password, it_teardown),
         cmocka_unit_test_teardown(test_http_limits, it_teardown),
         cmocka_unit_test_teardown(test_http_slowloris, it_teardown),
+        cmocka_unit_test_teardown(test_duplicate_sidecars, peers_teardown),
+        cmocka_unit_test_teardown(test_other_prefix_no_duplicate, peers_teardown),
+        cmocka_unit_test_teardown(test_discovery_forged_answers, it_teardown),
     };
+    if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_dup*' to run some */
+        cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
     return cmocka_run_group_tests_name("integration_ops", tests, NULL, NULL);
 }
