@@ -36,11 +36,23 @@
 #define KV_IDLE_MAX_MS 30000  /* a load that receives nothing this long is restarted */
 #define KV_DEPTH 1000u        /* nesting of a document: its "task" renders a payload up to limits.max_depth (at most 1000) deep */
 #define KV_BATCH_BYTES (8u * 1024 * 1024) /* documents of one batch (a lone larger one goes alone) */
+#define KV_CLAIM_MAX 4096     /* claims waiting for the loader (cluster.partitions is at most this) */
+#define KV_FENCE_KEY "fence"  /* "fence.<p>": the partition's fence, put by each new owner */
 #define KV_ERR_WRONG_LAST_SEQ 10071 /* JetStream err_code: the expected revision does not match */
 
-/* One record the loader found. */
+/* What the loader hands to the loop, in order. */
+typedef enum {
+    KV_ENTRY = 0, /* one record (value: its MessagePack) */
+    KV_LOADED,    /* the start-up load is over: every record was handed over */
+    KV_CLAIMED,   /* a claim is over: its fence (rev) is in place, its records handed over */
+    KV_FAILED,    /* a job failed (value: why); it is tried again */
+} kv_item;
+
 struct kv_entry {
-    char *value;
+    kv_item kind;
+    unsigned partition; /* KV_CLAIMED, KV_FAILED */
+    uint64_t rev;       /* KV_CLAIMED: the fence's revision */
+    char *value;        /* owned; NUL-terminated */
     size_t len;
 };
 
@@ -73,6 +85,9 @@ struct kv_store {
     kv_timer timer_what;
     int64_t backoff_ms;
     bool ready;            /* the bucket exists and the load is over */
+    bool fenced;           /* cluster mode: every write carries its partition's fence */
+    uint64_t *fence;       /* per partition: the fence revision of this instance's claim, 0: none */
+    char *member;          /* the fence's value: who claimed */
     struct sc_buf subj, reply, json;
     struct persist_stats st;
     /* the loader thread; the fields below mu are shared with it */
@@ -84,9 +99,8 @@ struct kv_store {
     bool stop;
     struct kv_entry ring[KV_LOAD_RING];
     size_t rhead, rlen;
-    bool load_done;        /* posted: every record was handed over */
-    bool load_failed;      /* posted: the setup or the load failed (load_error says why) */
-    char load_error[256];
+    unsigned claims[KV_CLAIM_MAX]; /* partitions to claim, in order */
+    size_t chead, nclaims;
 };
 
 static struct kv_store *
@@ -239,6 +253,7 @@ answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
     case PERSIST_ITEM_STALE: k->st.stale++; k->any_ok = true; break;
     case PERSIST_ITEM_RETRY: k->st.retried++; k->any_retry = true; break;
     case PERSIST_ITEM_REJECTED: k->st.rejected++; break;
+    case PERSIST_ITEM_FENCED: k->st.fenced++; break;
     }
     if (k->base.owner.result)
         k->base.owner.result(k->base.owner.ctx, &it, r, reason);
@@ -273,28 +288,48 @@ static void
 send_item(struct kv_store *k, size_t i)
 {
     const struct persist_batch_item *it = &k->b.items[i];
-    static const char *const del_headers[] = {"KV-Operation", "PURGE", "Nats-Rollup", "sub", NULL};
-    const char *doc, *body = NULL;
-    size_t doclen, bodylen = 0;
+    const char *id = persist_batch_item_id(&k->b, i);
+    const char *hdrs[9], *doc, *body = NULL;
+    size_t doclen, bodylen = 0, nh = 0;
+    char rev[24], fence_subj[160];
     sc_status s;
 
     sc_buf_reset(&k->subj);
     sc_buf_reset(&k->reply);
     if (sc_buf_appendf(&k->subj, "$KV.%s.", k->bucket) ||
-        persist_kv_key(&k->subj, persist_batch_item_id(&k->b, i), it->id_len, k->partitions) ||
+        persist_kv_key(&k->subj, id, it->id_len, k->partitions) ||
         sc_buf_appendf(&k->reply, "%s.%llu.%zu", k->reply_prefix, (unsigned long long)k->gen, i)) {
         answer(k, i, PERSIST_ITEM_RETRY, "out of memory");
         return;
     }
-    if (!it->del) {
+    if (k->fenced) {
+        /* Only a write the partition's fence still names lands (DESIGN section 18). */
+        unsigned p = (unsigned)(sc_fnv1a64(id, it->id_len) % k->partitions);
+        if (!k->fence[p]) {
+            answer(k, i, PERSIST_ITEM_FENCED, "this instance holds no claim on the partition");
+            return;
+        }
+        snprintf(rev, sizeof(rev), "%llu", (unsigned long long)k->fence[p]);
+        snprintf(fence_subj, sizeof(fence_subj), "$KV.%s." KV_FENCE_KEY ".%u", k->bucket, p);
+        hdrs[nh++] = "Nats-Expected-Last-Subject-Sequence";
+        hdrs[nh++] = rev;
+        hdrs[nh++] = "Nats-Expected-Last-Subject-Sequence-Subject";
+        hdrs[nh++] = fence_subj;
+    }
+    if (it->del) {
+        hdrs[nh++] = "KV-Operation";
+        hdrs[nh++] = "PURGE";
+        hdrs[nh++] = "Nats-Rollup";
+        hdrs[nh++] = "sub";
+    } else {
         doc = item_doc(k, i, &doclen);
         if (!doc || codec_json_msgpack(k->codec, doc, doclen, &body, &bodylen) != SC_OK) {
             answer(k, i, PERSIST_ITEM_REJECTED, "the document cannot be converted to MessagePack");
             return;
         }
     }
-    s = k->publish(k->publish_ctx, k->subj.data, k->reply.data, body, bodylen,
-                   it->del ? del_headers : NULL);
+    hdrs[nh] = NULL;
+    s = k->publish(k->publish_ctx, k->subj.data, k->reply.data, body, bodylen, nh ? hdrs : NULL);
     if (s == SC_ETOOBIG)
         answer(k, i, PERSIST_ITEM_REJECTED, "the record is larger than the server's max_payload");
     else if (s) {
@@ -375,7 +410,9 @@ classify(struct kv_store *k, const void *data, size_t len, int status)
     desc = json_string_value(json_object_get(e, "description"));
     set_error(k, "JetStream refused a write: %s (code %ld, err_code %ld)", desc ? desc : "?", code,
               err_code);
-    if (err_code == KV_ERR_WRONG_LAST_SEQ)
+    if (err_code == KV_ERR_WRONG_LAST_SEQ && k->fenced)
+        r = PERSIST_ITEM_FENCED; /* another instance claimed the partition since */
+    else if (err_code == KV_ERR_WRONG_LAST_SEQ)
         r = PERSIST_ITEM_STALE;
     else if (code >= 500 || code == 408 || code == 429)
         r = PERSIST_ITEM_RETRY;
@@ -409,45 +446,51 @@ persist_kv_reply(struct persist *p, const char *subject, const void *data, size_
 
 /* ---- the loader thread ------------------------------------------------------------------------ */
 
-/* Hands one entry to the loop, waiting while the ring is full. False when stopping. */
+/* Hands one item to the loop, waiting while the ring is full. False (item freed) when stopping. */
 static bool
-post_entry(struct kv_store *k, kvEntry *e)
+post(struct kv_store *k, struct kv_entry *en)
 {
-    struct kv_entry en;
-    int len = kvEntry_ValueLen(e);
     bool ok;
 
-    en.len = len > 0 ? (size_t)len : 0;
-    en.value = sc_xmalloc(en.len + 1);
-    if (en.len)
-        memcpy(en.value, kvEntry_Value(e), en.len);
     pthread_mutex_lock(&k->mu);
     while (!k->stop && k->rlen == KV_LOAD_RING)
         pthread_cond_wait(&k->cv, &k->mu);
     ok = !k->stop;
     if (ok)
-        k->ring[(k->rhead + k->rlen++) % KV_LOAD_RING] = en;
+        k->ring[(k->rhead + k->rlen++) % KV_LOAD_RING] = *en;
     pthread_mutex_unlock(&k->mu);
     if (!ok)
-        free(en.value);
+        free(en->value);
     else
         event_active(k->wake, EV_READ, 0);
     return ok;
 }
 
-/* Posts the end of an attempt: done, or failed with why. */
-static void
-post_end(struct kv_store *k, const char *why)
+/* Hands one record to the loop. False when stopping. */
+static bool
+post_entry(struct kv_store *k, kvEntry *e)
 {
-    pthread_mutex_lock(&k->mu);
+    struct kv_entry en = {.kind = KV_ENTRY};
+    int len = kvEntry_ValueLen(e);
+
+    en.len = len > 0 ? (size_t)len : 0;
+    en.value = sc_xmalloc(en.len + 1);
+    if (en.len)
+        memcpy(en.value, kvEntry_Value(e), en.len);
+    return post(k, &en);
+}
+
+/* Hands the end of a job to the loop: kind, its partition, the fence revision, why it failed. */
+static void
+post_mark(struct kv_store *k, kv_item kind, unsigned partition, uint64_t rev, const char *why)
+{
+    struct kv_entry en = {.kind = kind, .partition = partition, .rev = rev};
+
     if (why) {
-        k->load_failed = true;
-        snprintf(k->load_error, sizeof(k->load_error), "%s", why);
-    } else {
-        k->load_done = true;
+        en.len = strlen(why);
+        en.value = sc_xstrdup(why);
     }
-    pthread_mutex_unlock(&k->mu);
-    event_active(k->wake, EV_READ, 0);
+    post(k, &en);
 }
 
 static bool
@@ -459,6 +502,26 @@ stopping(struct kv_store *k)
     s = k->stop;
     pthread_mutex_unlock(&k->mu);
     return s;
+}
+
+/* Waits until stop or ms pass (a drain of the ring wakes the wait: it goes on). */
+static void
+nap(struct kv_store *k, int64_t ms)
+{
+    struct timespec until;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop && rc == 0)
+        rc = pthread_cond_timedwait(&k->cv, &k->mu, &until);
+    pthread_mutex_unlock(&k->mu);
 }
 
 /* Finds or makes the bucket and checks it. NULL, or why not (into err). */
@@ -495,13 +558,20 @@ open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errle
     return NULL;
 }
 
-/* One attempt: the bucket, then every record to the loop. NULL, or why it failed. */
-static const char *
-load_once(struct kv_store *k, char *err, size_t errlen)
+/* Whether key is a fence ("fence.<p>"), not a task record. */
+static bool
+is_fence_key(const char *key)
 {
-    jsCtx *js = NULL;
-    jsOptions jo;
-    kvStore *kv = NULL;
+    return strncmp(key, KV_FENCE_KEY ".", sizeof(KV_FENCE_KEY)) == 0;
+}
+
+/*
+ * Reads the records of keys (a filter: ">" every one, "<p>.>" one
+ * partition's) to the loop. NULL, or why it failed (into err).
+ */
+static const char *
+watch_all(struct kv_store *k, kvStore *kv, const char *keys, char *err, size_t errlen)
+{
     kvWatcher *w = NULL;
     kvWatchOptions wo;
     kvEntry *e = NULL;
@@ -509,21 +579,12 @@ load_once(struct kv_store *k, char *err, size_t errlen)
     int64_t idle = 0;
     natsStatus s;
 
-    jsOptions_Init(&jo);
-    jo.Wait = k->timeout_ms;
-    if ((s = natsConnection_JetStream(&js, k->nc, &jo)) != NATS_OK) {
-        snprintf(err, errlen, "JetStream context: %s", natsStatus_GetText(s));
-        return err;
-    }
-    if ((why = open_bucket(k, js, &kv, err, errlen)))
-        goto done;
     kvWatchOptions_Init(&wo);
     wo.IgnoreDeletes = true;
     wo.Timeout = k->timeout_ms;
-    if ((s = kvStore_WatchAll(&w, kv, &wo)) != NATS_OK) {
+    if ((s = kvStore_Watch(&w, kv, keys, &wo)) != NATS_OK) {
         snprintf(err, errlen, "watching bucket %s: %s", k->bucket, natsStatus_GetText(s));
-        why = err;
-        goto done;
+        return err;
     }
     for (;;) {
         s = kvWatcher_Next(&e, w, 1000);
@@ -547,49 +608,110 @@ load_once(struct kv_store *k, char *err, size_t errlen)
         if (!e)
             break; /* every record present at the start was delivered */
         idle = 0;
-        if (!post_entry(k, e)) {
+        if (!is_fence_key(kvEntry_Key(e)) && !post_entry(k, e))
             why = "stopping";
-            kvEntry_Destroy(e);
-            break;
-        }
         kvEntry_Destroy(e);
+        if (why)
+            break;
     }
+    kvWatcher_Destroy(w);
+    return why;
+}
+
+/*
+ * One job: the bucket, then for a claim the fence "fence.<p>" put first (its
+ * revision returned in *rev: writes of an instance that claimed the
+ * partition earlier fail from then on), then the records. NULL, or why it
+ * failed.
+ */
+static const char *
+job_once(struct kv_store *k, kv_item job, unsigned partition, uint64_t *rev, char *err,
+         size_t errlen)
+{
+    jsCtx *js = NULL;
+    jsOptions jo;
+    kvStore *kv = NULL;
+    const char *why = NULL;
+    char keys[64];
+    natsStatus s;
+
+    jsOptions_Init(&jo);
+    jo.Wait = k->timeout_ms;
+    if ((s = natsConnection_JetStream(&js, k->nc, &jo)) != NATS_OK) {
+        snprintf(err, errlen, "JetStream context: %s", natsStatus_GetText(s));
+        return err;
+    }
+    if ((why = open_bucket(k, js, &kv, err, errlen)))
+        goto done;
+    if (job == KV_CLAIMED) {
+        snprintf(keys, sizeof(keys), KV_FENCE_KEY ".%u", partition);
+        if ((s = kvStore_PutString(rev, kv, keys, k->member)) != NATS_OK) {
+            snprintf(err, errlen, "fence of partition %u: %s", partition, natsStatus_GetText(s));
+            why = err;
+            goto done;
+        }
+        snprintf(keys, sizeof(keys), "%u.>", partition);
+    } else if (k->fenced) {
+        goto done; /* cluster mode: nothing is loaded but the partitions claimed */
+    } else {
+        snprintf(keys, sizeof(keys), ">");
+    }
+    why = watch_all(k, kv, keys, err, errlen);
 
 done:
-    kvWatcher_Destroy(w);
     kvStore_Destroy(kv);
     jsCtx_Destroy(js);
     return why;
 }
 
+/* Takes the next claim asked for (persist_claim()); false when stopping. */
+static bool
+next_claim(struct kv_store *k, unsigned *partition)
+{
+    bool ok;
+
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop && k->nclaims == 0)
+        pthread_cond_wait(&k->cv, &k->mu);
+    ok = !k->stop;
+    if (ok) {
+        *partition = k->claims[k->chead];
+        k->chead = (k->chead + 1) % KV_CLAIM_MAX;
+        k->nclaims--;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return ok;
+}
+
+/*
+ * The loader: the whole bucket once at start (KV_LOADED), then the claims
+ * asked for, in order (KV_CLAIMED); a job that fails is reported and tried
+ * again after a backoff of 0.5 to 10 s until it succeeds or the store stops.
+ */
 static void *
 loader_main(void *arg)
 {
     struct kv_store *k = arg;
+    kv_item job = KV_LOADED;
+    unsigned partition = 0;
     int64_t backoff = KV_BACKOFF_FIRST;
     char err[256];
 
     for (;;) {
-        const char *why = load_once(k, err, sizeof(err));
-        struct timespec until;
-        int rc = 0;
+        uint64_t rev = 0;
+        const char *why = job_once(k, job, partition, &rev, err, sizeof(err));
         if (stopping(k))
             break;
-        post_end(k, why);
-        if (!why)
-            break;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += backoff / 1000;
-        until.tv_nsec += (backoff % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
+        post_mark(k, why ? KV_FAILED : job, partition, rev, why);
+        if (why) {
+            nap(k, backoff);
+            backoff = backoff * 2 > KV_BACKOFF_MAX ? KV_BACKOFF_MAX : backoff * 2;
+            continue;
         }
-        pthread_mutex_lock(&k->mu);
-        while (!k->stop && rc == 0) /* woken by every drain of the ring: wait out the backoff */
-            rc = pthread_cond_timedwait(&k->cv, &k->mu, &until);
-        pthread_mutex_unlock(&k->mu);
-        backoff = backoff * 2 > KV_BACKOFF_MAX ? KV_BACKOFF_MAX : backoff * 2;
+        backoff = KV_BACKOFF_FIRST;
+        job = KV_CLAIMED;
+        if (!next_claim(k, &partition))
+            break;
     }
     return NULL;
 }
@@ -615,47 +737,56 @@ deliver(struct kv_store *k, struct kv_entry *en)
     json_decref(src);
 }
 
+/* One item from the loader: a record, or the end of a job. */
+static void
+take(struct kv_store *k, struct kv_entry *en)
+{
+    switch (en->kind) {
+    case KV_ENTRY:
+        deliver(k, en);
+        break;
+    case KV_FAILED:
+        set_error(k, "%s", en->value ? en->value : "?");
+        if (!k->ready) /* the start-up load: the store cannot serve yet */
+            persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
+        else if (k->base.owner.claimed)
+            k->base.owner.claimed(k->base.owner.ctx, en->partition, false, k->st.last_error);
+        break;
+    case KV_LOADED:
+        k->ready = true;
+        persist_set_state(&k->base, PERSIST_OK, NULL);
+        kv_flush(k);
+        break;
+    case KV_CLAIMED:
+        if (en->partition < k->partitions)
+            k->fence[en->partition] = en->rev;
+        if (k->base.owner.claimed)
+            k->base.owner.claimed(k->base.owner.ctx, en->partition, true, NULL);
+        break;
+    }
+    free(en->value);
+}
+
 static void
 on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct kv_store *k = arg;
     struct kv_entry batch[64];
     size_t n;
-    bool done, failed;
-    char why[256];
 
     (void)fd;
     (void)what;
-    for (;;) {
+    do {
         pthread_mutex_lock(&k->mu);
         for (n = 0; n < 64 && k->rlen; n++, k->rlen--) {
             batch[n] = k->ring[k->rhead];
             k->rhead = (k->rhead + 1) % KV_LOAD_RING;
         }
-        done = !n && k->load_done;
-        failed = !n && k->load_failed;
-        if (failed)
-            snprintf(why, sizeof(why), "%s", k->load_error);
-        if (done || failed)
-            k->load_done = k->load_failed = false;
         pthread_cond_broadcast(&k->cv);
         pthread_mutex_unlock(&k->mu);
-        for (size_t i = 0; i < n; i++) {
-            deliver(k, &batch[i]);
-            free(batch[i].value);
-        }
-        if (failed) {
-            set_error(k, "%s", why);
-            persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
-        }
-        if (done) {
-            k->ready = true;
-            persist_set_state(&k->base, PERSIST_OK, NULL);
-            kv_flush(k);
-        }
-        if (!n)
-            return;
-    }
+        for (size_t i = 0; i < n; i++)
+            take(k, &batch[i]);
+    } while (n);
 }
 
 static void
@@ -753,7 +884,37 @@ kv_destroy(struct persist *p)
     free(k->answered);
     free(k->bucket);
     free(k->reply_prefix);
+    free(k->fence);
+    free(k->member);
     free(k);
+}
+
+static sc_status
+kv_claim(struct persist *p, unsigned partition)
+{
+    struct kv_store *k = kv_of(p);
+    sc_status s = SC_OK;
+
+    if (!k->fenced || partition >= k->partitions)
+        return SC_EINVAL;
+    pthread_mutex_lock(&k->mu);
+    if (k->nclaims == KV_CLAIM_MAX) {
+        s = SC_EFULL;
+    } else {
+        k->claims[(k->chead + k->nclaims++) % KV_CLAIM_MAX] = partition;
+        pthread_cond_broadcast(&k->cv);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return s;
+}
+
+static void
+kv_release(struct persist *p, unsigned partition)
+{
+    struct kv_store *k = kv_of(p);
+
+    if (k->fenced && partition < k->partitions)
+        k->fence[partition] = 0; /* later writes of it are answered FENCED, never sent */
 }
 
 static const struct persist_ops kv_ops = {
@@ -763,6 +924,8 @@ static const struct persist_ops kv_ops = {
     .busy = kv_busy,
     .stats = kv_stats,
     .destroy = kv_destroy,
+    .claim = kv_claim,
+    .release = kv_release,
     .durable = true,
 };
 
@@ -811,6 +974,9 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     k->flush_ms = o->flush_ms > 0 ? o->flush_ms : 50;
     k->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
     k->partitions = o->partitions;
+    k->fenced = o->fenced && o->partitions > 0;
+    k->fence = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->fence));
+    k->member = sc_xstrdup(o->member && *o->member ? o->member : "dlq-sidecar");
     k->publish = o->publish;
     k->publish_ctx = o->publish_ctx;
     codec_limits_default(&lim);

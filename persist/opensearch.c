@@ -469,6 +469,7 @@ report(struct os_store *o, const char *reason)
         case PERSIST_ITEM_STALE: o->st.stale++; break;
         case PERSIST_ITEM_RETRY: o->st.retried++; break;
         case PERSIST_ITEM_REJECTED: o->st.rejected++; break;
+        case PERSIST_ITEM_FENCED: o->st.fenced++; break; /* not produced here: no cluster mode yet */
         }
         if (o->base.owner.result)
             o->base.owner.result(o->base.owner.ctx, &it, o->results[i], reason);

@@ -98,9 +98,10 @@ typedef enum {
     PERSIST_ITEM_STALE,    /* the store already holds this version or a newer one: nothing to do */
     PERSIST_ITEM_RETRY,    /* not written this time (throttled, unreachable, refused): send it again */
     PERSIST_ITEM_REJECTED, /* the store refuses this record for good (a bad document) */
+    PERSIST_ITEM_FENCED,   /* cluster mode: another instance claimed the record's partition since (not written) */
 } persist_result;
 
-/* persist_result_name() returns "ok", "stale", "retry" or "rejected" (static). */
+/* persist_result_name() returns "ok", "stale", "retry", "rejected" or "fenced" (static). */
 const char *persist_result_name(persist_result r);
 
 /* One item of a batch, as handed back to owner.result(); id borrowed for the call. */
@@ -170,6 +171,14 @@ struct persist_owner {
     void (*result)(void *ctx, const struct persist_item *it, persist_result r, const char *reason);
     void (*loaded)(void *ctx, const char *id, size_t id_len, uint64_t version, json_t *src);
     void (*state)(void *ctx, persist_state s, const char *error);
+    /*
+     * claimed(): a claim of partition asked with persist_claim() is over:
+     * ok, its records were handed to loaded() before this call and writes
+     * of it go out under this instance's fence; !ok, it failed (error says
+     * why) and is tried again (claimed() comes again). May be NULL when
+     * nothing is ever claimed.
+     */
+    void (*claimed)(void *ctx, unsigned partition, bool ok, const char *error);
 };
 
 /* Counters of one store, for stats. */
@@ -180,6 +189,7 @@ struct persist_stats {
     uint64_t written;      /* items acknowledged (writes and deletes) */
     uint64_t stale;        /* items answered "a newer version is there" (409) */
     uint64_t rejected;     /* items refused for good (400) */
+    uint64_t fenced;       /* items not written: another instance claimed their partition */
     uint64_t retried;      /* items handed back to be sent again (429, 5xx, unreachable) */
     uint64_t batches;      /* batch requests sent */
     uint64_t failed_batches; /* batch requests that failed as a whole */
@@ -198,7 +208,8 @@ struct persist;
  * cancelling requests without calling back. durable: records written
  * survive the process (false for memory, whose fill() is never called: an
  * owner then keeps no dirty set, holds no acknowledgement and spills
- * nothing).
+ * nothing). claim() and release() (NULL when the backend has no cluster
+ * mode): see persist_claim().
  */
 struct persist_ops {
     const char *name;
@@ -207,6 +218,8 @@ struct persist_ops {
     bool (*busy)(const struct persist *p);
     void (*stats)(const struct persist *p, struct persist_stats *out);
     void (*destroy)(struct persist *p);
+    sc_status (*claim)(struct persist *p, unsigned partition);
+    void (*release)(struct persist *p, unsigned partition);
     bool durable;
 };
 
@@ -234,6 +247,19 @@ void persist_kick(struct persist *p, bool urgent);
 bool persist_busy(const struct persist *p);
 void persist_get_stats(const struct persist *p, struct persist_stats *out);
 void persist_free(struct persist *p);
+
+/*
+ * Cluster mode (DESIGN section 18; the KV backend with o->fenced).
+ * persist_claim() asks to take partition (< o->partitions) over: the
+ * backend fences it (from then on a write of an instance that claimed it
+ * before is refused by the server) and reads its records back to
+ * owner.loaded(), then calls owner.claimed(). Returns SC_OK (asked),
+ * SC_EINVAL (no cluster mode, or partition out of range) or SC_EFULL (too
+ * many claims waiting). persist_release() gives partition up: writes of it
+ * are answered PERSIST_ITEM_FENCED from then on, never sent. Loop thread.
+ */
+sc_status persist_claim(struct persist *p, unsigned partition);
+void persist_release(struct persist *p, unsigned partition);
 
 /* persist_durable() tells whether p keeps what it is given past the process (ops->durable). Any thread. */
 bool persist_durable(const struct persist *p);
@@ -330,6 +356,8 @@ struct persist_kv_opts {
     int64_t flush_ms;         /* longest wait between a kick and its batch, ms */
     long timeout_ms;          /* a batch's answers and each JetStream call, ms */
     unsigned partitions;      /* keys are "<partition>.<id>" (persist_kv_key()); 0: no partition token */
+    bool fenced;              /* cluster mode: nothing loaded at start; partitions are claimed (persist_claim()) */
+    const char *member;       /* cluster mode: this instance's id, the value of the fences it puts */
     const char *reply_prefix; /* the subject prefix of write answers: "<reply_prefix>.<n>.<i>" */
     persist_publish_fn publish;
     void *publish_ctx;

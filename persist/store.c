@@ -24,6 +24,7 @@ persist_result_name(persist_result r)
     case PERSIST_ITEM_STALE: return "stale";
     case PERSIST_ITEM_RETRY: return "retry";
     case PERSIST_ITEM_REJECTED: return "rejected";
+    case PERSIST_ITEM_FENCED: return "fenced";
     }
     return "unknown";
 }
@@ -40,6 +41,19 @@ void
 persist_kick(struct persist *p, bool urgent)
 {
     p->ops->kick(p, urgent);
+}
+
+sc_status
+persist_claim(struct persist *p, unsigned partition)
+{
+    return p->ops->claim ? p->ops->claim(p, partition) : SC_EINVAL;
+}
+
+void
+persist_release(struct persist *p, unsigned partition)
+{
+    if (p->ops->release)
+        p->ops->release(p, partition);
 }
 
 bool

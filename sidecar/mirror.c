@@ -95,6 +95,9 @@ struct sc_mirror {
     json_t *spill_ids;        /* their ids, until the load is over; else NULL */
     struct event *spill_ev;   /* checks whether the spill file is done, after a batch */
     char kv_prefix[96];       /* store.backend jetstream: "<inbox>.kv", the prefix of its answers */
+    uint64_t fenced;          /* writes refused: another instance claimed the partition */
+    sc_mirror_claimed_fn claimed_fn; /* who hears of claims (the cluster layer) */
+    void *claimed_ctx;
     struct sc_buf tmp;
 };
 
@@ -1409,7 +1412,45 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
     case PERSIST_ITEM_STALE:
         acks_release_task(d, t, it->version, ACK_STORED, NULL);
         break;
+    case PERSIST_ITEM_FENCED:
+        /* Another instance owns its partition now (the lease layer forgets it): nothing stored here. */
+        s->fenced++;
+        acks_release_task(d, t, UINT64_MAX, ACK_UNSTORED, "the task's partition moved to another instance");
+        break;
     }
+}
+
+/* A claim asked with sc_mirror_claim() is over. */
+static void
+on_claimed(void *ctx, unsigned partition, bool ok, const char *error)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_mirror *s = d->mirror;
+
+    if (!ok)
+        sc_log(SC_LOG_WARN, "store: claiming a partition failed; trying again", "partition",
+               sc_log_int(partition), "error", error ? error : "", NULL);
+    if (s->claimed_fn)
+        s->claimed_fn(s->claimed_ctx, partition, ok);
+}
+
+sc_status
+sc_mirror_claim(struct sc_daemon *d, unsigned partition, sc_mirror_claimed_fn fn, void *ctx)
+{
+    struct sc_mirror *s = d->mirror;
+
+    if (!s || !s->p)
+        return SC_EINVAL;
+    s->claimed_fn = fn;
+    s->claimed_ctx = ctx;
+    return persist_claim(s->p, partition);
+}
+
+void
+sc_mirror_release(struct sc_daemon *d, unsigned partition)
+{
+    if (d->mirror && d->mirror->p)
+        persist_release(d->mirror->p, partition);
 }
 
 static void
@@ -1641,7 +1682,7 @@ sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = d->cfg;
     struct sc_mirror *s = sc_xcalloc(1, sizeof(*s));
-    struct persist_owner owner = {d, on_fill, on_result, on_loaded, on_state};
+    struct persist_owner owner = {d, on_fill, on_result, on_loaded, on_state, on_claimed};
     struct persist_opts o;
     sc_status st;
 
@@ -1832,6 +1873,7 @@ sc_mirror_stats_json(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_uint(w, "written", st.written);
     sc_jw_uint(w, "stale", st.stale);
     sc_jw_uint(w, "rejected", s->rejected);
+    sc_jw_uint(w, "fenced", s->fenced);
     sc_jw_uint(w, "retried", st.retried);
     sc_jw_uint(w, "batches", st.batches);
     sc_jw_uint(w, "failed_batches", st.failed_batches);

@@ -76,6 +76,20 @@ void sc_mirror_js_ack(struct sc_daemon *d, struct sc_js *src, const char *ack_su
                       struct dlq_task *t, bool redelivered);
 
 /*
+ * Cluster mode (DESIGN section 18). sc_mirror_claim() asks the store to
+ * take partition over (fence it, then load its tasks back onto the queue
+ * and the wheel); fn(ctx, partition, ok) runs on the loop thread when that
+ * is over (ok false: it failed and is tried again; fn comes again). One fn
+ * serves every claim (the last one given). Returns SC_OK, or SC_EINVAL when
+ * the store has no cluster mode. sc_mirror_release() gives partition up:
+ * the store writes nothing of it any more. Loop thread.
+ */
+typedef void (*sc_mirror_claimed_fn)(void *ctx, unsigned partition, bool ok);
+sc_status sc_mirror_claim(struct sc_daemon *d, unsigned partition, sc_mirror_claimed_fn fn,
+                          void *ctx);
+void sc_mirror_release(struct sc_daemon *d, unsigned partition);
+
+/*
  * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a
  * request: NULL to go on, or why it must be refused with 503 (store.ack:
  * durable and the store cannot take the write now: degraded, starting, or

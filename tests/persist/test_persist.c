@@ -584,7 +584,7 @@ test_opensearch_protocol(void **state)
     struct event_base *base = event_base_new();
     struct server s;
     struct owner o;
-    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state, NULL};
     struct persist_opensearch_opts opt;
     struct persist_stats st;
     char err[256];
@@ -743,7 +743,7 @@ test_opensearch_split(void **state)
     struct event_base *base = event_base_new();
     struct server s;
     struct owner o;
-    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state, NULL};
     struct persist_opensearch_opts opt;
     struct persist_stats st;
     char err[256];
@@ -867,7 +867,7 @@ static void
 test_memory_backend(void **state)
 {
     struct owner o;
-    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state, NULL};
     struct persist *p;
     struct persist_stats st;
 
@@ -891,7 +891,7 @@ test_persist_new(void **state)
 {
     struct event_base *base = event_base_new();
     struct owner o;
-    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state};
+    struct persist_owner own = {&o, o_fill, o_result, o_loaded, o_state, NULL};
     struct persist_opts opts;
     struct persist *p = NULL;
     char err[256] = "";
