@@ -444,16 +444,6 @@ done:
     return result;
 }
 
-sc_status
-codec_json_msgpack(struct codec *c, const char *json, size_t len, const char **out, size_t *outlen)
-{
-    sc_status s = codec_json_to_msgpack(c, json, len, false);
-
-    *out = s ? NULL : c->conv.data;
-    *outlen = s ? 0 : c->conv.len;
-    return s;
-}
-
 void
 codec_jw_msgpack(struct sc_jw *w, const char *k, const void *p, size_t len, unsigned max_depth)
 {

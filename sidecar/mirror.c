@@ -1446,6 +1446,22 @@ sc_mirror_claim(struct sc_daemon *d, unsigned partition, sc_mirror_claimed_fn fn
     return persist_claim(s->p, partition);
 }
 
+size_t
+sc_mirror_partition_pending(struct sc_daemon *d, uint32_t p, uint32_t partitions)
+{
+    struct sc_mirror *s = d->mirror;
+    size_t n = 0;
+
+    if (!s || !s->durable)
+        return 0;
+    for (struct dlq_task *t = dirty_first(s); t; t = dirty_next(s, t))
+        n += dlq_partition_of(t->id, t->id_len, partitions) == p;
+    if (persist_busy(s->p))
+        for (size_t i = 0; i < s->nfl; i++)
+            n += dlq_partition_of(s->fl_ids.data + s->fl[i].off, s->fl[i].len, partitions) == p;
+    return n;
+}
+
 void
 sc_mirror_release(struct sc_daemon *d, unsigned partition)
 {

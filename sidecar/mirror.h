@@ -88,6 +88,13 @@ typedef void (*sc_mirror_claimed_fn)(void *ctx, unsigned partition, bool ok);
 sc_status sc_mirror_claim(struct sc_daemon *d, unsigned partition, sc_mirror_claimed_fn fn,
                           void *ctx);
 void sc_mirror_release(struct sc_daemon *d, unsigned partition);
+/*
+ * sc_mirror_partition_pending() counts the writes of partition p (of
+ * partitions) not yet acknowledged: changed tasks waiting, and the items
+ * of the batch in flight (answered or not: an upper bound). O(dirty).
+ * Loop thread.
+ */
+size_t sc_mirror_partition_pending(struct sc_daemon *d, uint32_t p, uint32_t partitions);
 
 /*
  * sc_mirror_refusal() is asked by ingest before it takes a failure sent as a

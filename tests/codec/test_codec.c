@@ -1305,6 +1305,81 @@ test_neither_msgpack_nor_json(void **state)
     codec_free(c);
 }
 
+/* JSON text -> MessagePack (the KV store's records) -> JSON again: the same value as jansson reads it. */
+static void
+test_json_msgpack_round_trip(void **state)
+{
+    static const char *const good[] = {
+        "{}", "[]", "0", "-1", "\"x\"", "true", "null",
+        "{\"a\":1,\"b\":[1,2,{\"c\":null}],\"d\":{},\"e\":[],\"f\":false,\"g\":true}",
+        "{\"s\":\"esc \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\u20ac \\ud83d\\ude00\"}",
+        "{\"n\":[0,-0,1.5,-2.5e-3,1e-7,9223372036854775807,-9223372036854775808]}",
+        "{\"utf8\":\"h\xc3\xa9llo \xe2\x82\xac\",\"nested\":[[[[[\"deep\"]]]]]}",
+        "  {\"ws\" : [ 1 , 2 ] }  ",
+    };
+    static const char *const bad[] = {
+        "", "{", "}", "[1,]", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "[1 2]", "\"open",
+        "\"bad \\x escape\"", "tru", "{} {}", "{\"a\":1,}", "[\"\\u12g4\"]", "nul", "{1:2}",
+    };
+    struct codec_limits lim;
+    struct codec *c;
+    struct sc_buf out;
+
+    (void)state;
+    codec_limits_default(&lim);
+    c = codec_new(&lim);
+    sc_buf_init(&out, 1 << 20);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const char *mp;
+        size_t len, used;
+        json_t *want = json_loads(good[i], JSON_DECODE_ANY, NULL), *got;
+        assert_non_null(want);
+        if (codec_json_msgpack(c, good[i], strlen(good[i]), &mp, &len) != SC_OK)
+            fail_msg("refused: %s", good[i]);
+        assert_int_equal(codec_msgpack_check(mp, len, 64, &used), SC_OK);
+        assert_int_equal(used, len); /* exactly one value */
+        sc_buf_reset(&out);
+        assert_int_equal(codec_render_json(mp, len, 64, &out), SC_OK);
+        got = json_loadb(out.data, out.len, JSON_DECODE_ANY, NULL);
+        if (!json_equal(want, got)) {
+            char *a = json_dumps(want, JSON_ENCODE_ANY), *b = json_dumps(got, JSON_ENCODE_ANY);
+            fail_msg("%s: %s != %s", good[i], a, b ? b : "(null)");
+        }
+        json_decref(want);
+        json_decref(got);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *mp;
+        size_t len;
+        if (codec_json_msgpack(c, bad[i], strlen(bad[i]), &mp, &len) == SC_OK)
+            fail_msg("accepted: '%s'", bad[i]);
+        assert_null(mp);
+    }
+    /* An unsigned integer past INT64_MAX stays an exact uint64 (jansson cannot read it back). */
+    {
+        const char *mp;
+        size_t len;
+        static const unsigned char want[] = {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+        assert_int_equal(codec_json_msgpack(c, "18446744073709551615", 20, &mp, &len), SC_OK);
+        assert_int_equal(len, sizeof(want));
+        assert_memory_equal(mp, want, sizeof(want));
+    }
+    /* Deeper than the codec's depth: refused, not a crash. */
+    {
+        char deep[4000];
+        size_t n = 0;
+        const char *mp;
+        size_t len;
+        for (int i = 0; i < 1500; i++)
+            deep[n++] = '[';
+        for (int i = 0; i < 1500; i++)
+            deep[n++] = ']';
+        assert_int_not_equal(codec_json_msgpack(c, deep, n, &mp, &len), SC_OK);
+    }
+    sc_buf_destroy(&out);
+    codec_free(c);
+}
+
 int
 main(void)
 {
@@ -1334,6 +1409,7 @@ main(void)
         cmocka_unit_test(test_json_big_uint),
         cmocka_unit_test(test_unknown_key_names),
         cmocka_unit_test(test_neither_msgpack_nor_json),
+        cmocka_unit_test(test_json_msgpack_round_trip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

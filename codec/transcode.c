@@ -1,0 +1,336 @@
+/* transcode.c - JSON text to MessagePack in one pass, without a tree: the store's documents become KV records (codec_json_msgpack()). */
+#include "codec-internal.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One open object or array: where its 32-bit count goes, and its count so far. */
+struct tc_frame {
+    size_t count_at;
+    uint32_t count;
+    bool object;
+    bool want_value; /* object: a key was read, its value comes next */
+};
+
+struct tc {
+    struct codec *c;
+    const char *p, *end;
+    msgpack_packer pk;
+    struct tc_frame frames[CODEC_DEPTH_CAP + 1];
+    unsigned depth;
+};
+
+static int
+tc_write(void *data, const char *buf, size_t len)
+{
+    return sc_buf_append(data, buf, len) == SC_OK ? 0 : -1;
+}
+
+static void
+skip_ws(struct tc *t)
+{
+    while (t->p < t->end && (*t->p == ' ' || *t->p == '\n' || *t->p == '\r' || *t->p == '\t'))
+        t->p++;
+}
+
+static int
+hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char ch = s[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9')
+            v |= (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v |= (unsigned)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F')
+            v |= (unsigned)(ch - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Appends code point cp as UTF-8 to b. */
+static sc_status
+put_utf8(struct sc_buf *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        u[0] = (char)(0xf0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    return sc_buf_append(b, u, n);
+}
+
+/* Reads a string at t->p (on its '"'); packs it. -1 when malformed or out of room. */
+static int
+tc_string(struct tc *t)
+{
+    const char *s = ++t->p, *q = s;
+    struct sc_buf *u = &t->c->jtext;
+
+    while (q < t->end && *q != '"' && *q != '\\')
+        q++;
+    if (q < t->end && *q == '"') { /* no escape: the bytes as they are */
+        t->p = q + 1;
+        return msgpack_pack_str(&t->pk, (size_t)(q - s)) || msgpack_pack_str_body(&t->pk, s, (size_t)(q - s));
+    }
+    sc_buf_reset(u);
+    if (sc_buf_append(u, s, (size_t)(q - s)))
+        return -1;
+    while (q < t->end && *q != '"') {
+        if (*q != '\\') {
+            const char *r = q;
+            while (r < t->end && *r != '"' && *r != '\\')
+                r++;
+            if (sc_buf_append(u, q, (size_t)(r - q)))
+                return -1;
+            q = r;
+            continue;
+        }
+        if (++q >= t->end)
+            return -1;
+        switch (*q) {
+        case '"': case '\\': case '/':
+            if (sc_buf_appendc(u, *q))
+                return -1;
+            q++;
+            break;
+        case 'b': if (sc_buf_appendc(u, '\b')) return -1; q++; break;
+        case 'f': if (sc_buf_appendc(u, '\f')) return -1; q++; break;
+        case 'n': if (sc_buf_appendc(u, '\n')) return -1; q++; break;
+        case 'r': if (sc_buf_appendc(u, '\r')) return -1; q++; break;
+        case 't': if (sc_buf_appendc(u, '\t')) return -1; q++; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (t->end - q < 5 || hex4(q + 1, &cp))
+                return -1;
+            q += 5;
+            if (cp >= 0xd800 && cp < 0xdc00 && t->end - q >= 6 && q[0] == '\\' && q[1] == 'u' &&
+                !hex4(q + 2, &lo) && lo >= 0xdc00 && lo < 0xe000) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                q += 6;
+            } else if (cp >= 0xd800 && cp < 0xe000) {
+                cp = 0xfffd; /* a lone surrogate, as jansson would refuse: kept as U+FFFD */
+            }
+            if (put_utf8(u, cp))
+                return -1;
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+    if (q >= t->end)
+        return -1;
+    t->p = q + 1;
+    return msgpack_pack_str(&t->pk, u->len) || msgpack_pack_str_body(&t->pk, u->data, u->len);
+}
+
+/* Reads a number at t->p; packs it as an integer when it is one that fits, else as float64. */
+static int
+tc_number(struct tc *t)
+{
+    const char *s = t->p;
+    char buf[64];
+    bool integer = true;
+    size_t n;
+
+    while (t->p < t->end && *t->p && strchr("+-0123456789.eE", *t->p)) {
+        if (*t->p == '.' || *t->p == 'e' || *t->p == 'E')
+            integer = false;
+        t->p++;
+    }
+    n = (size_t)(t->p - s);
+    if (n == 0 || n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (integer) {
+        char *e;
+        errno = 0;
+        if (buf[0] == '-') {
+            long long v = strtoll(buf, &e, 10);
+            if (!errno && *e == '\0')
+                return msgpack_pack_int64(&t->pk, v);
+        } else {
+            unsigned long long v = strtoull(buf, &e, 10);
+            if (!errno && *e == '\0')
+                return msgpack_pack_uint64(&t->pk, v);
+        }
+    }
+    {
+        char *e;
+        double v = strtod(buf, &e);
+        if (*e != '\0')
+            return -1;
+        return msgpack_pack_double(&t->pk, v);
+    }
+}
+
+/* Opens an object or array: a 32-bit header whose count is patched at its close. */
+static int
+tc_open(struct tc *t, bool object)
+{
+    static const char hdr[2][5] = {{(char)0xdd, 0, 0, 0, 0}, {(char)0xdf, 0, 0, 0, 0}};
+    struct tc_frame *f;
+
+    if (t->depth >= t->c->depth)
+        return -1;
+    f = &t->frames[t->depth++];
+    f->count_at = t->c->conv.len + 1;
+    f->count = 0;
+    f->object = object;
+    f->want_value = false;
+    t->p++;
+    return sc_buf_append(&t->c->conv, hdr[object], 5) == SC_OK ? 0 : -1;
+}
+
+static void
+tc_close(struct tc *t)
+{
+    struct tc_frame *f = &t->frames[--t->depth];
+    unsigned char *at = (unsigned char *)t->c->conv.data + f->count_at;
+
+    at[0] = (unsigned char)(f->count >> 24);
+    at[1] = (unsigned char)(f->count >> 16);
+    at[2] = (unsigned char)(f->count >> 8);
+    at[3] = (unsigned char)f->count;
+    t->p++;
+}
+
+/* Reads one scalar or the start of a container. -1 when malformed or out of room. */
+static int
+tc_value(struct tc *t)
+{
+    size_t left = (size_t)(t->end - t->p);
+
+    switch (*t->p) {
+    case '{': return tc_open(t, true);
+    case '[': return tc_open(t, false);
+    case '"': return tc_string(t);
+    case 't':
+        if (left < 4 || memcmp(t->p, "true", 4))
+            return -1;
+        t->p += 4;
+        return msgpack_pack_true(&t->pk);
+    case 'f':
+        if (left < 5 || memcmp(t->p, "false", 5))
+            return -1;
+        t->p += 5;
+        return msgpack_pack_false(&t->pk);
+    case 'n':
+        if (left < 4 || memcmp(t->p, "null", 4))
+            return -1;
+        t->p += 4;
+        return msgpack_pack_nil(&t->pk);
+    default:
+        return tc_number(t);
+    }
+}
+
+/* The body of the walk: values, keys, commas and closes until the top value is done. */
+static int
+tc_walk(struct tc *t)
+{
+    bool started = false;
+
+    for (;;) {
+        struct tc_frame *f;
+        skip_ws(t);
+        if (t->p >= t->end)
+            return -1;
+        if (!t->depth) {
+            if (started)
+                return 0;
+            started = true;
+            if (tc_value(t))
+                return -1;
+            if (!t->depth)
+                return 0; /* a scalar alone */
+            continue;
+        }
+        f = &t->frames[t->depth - 1];
+        if ((*t->p == '}' && f->object && !f->want_value) || (*t->p == ']' && !f->object)) {
+            tc_close(t);
+            if (!t->depth)
+                return 0;
+            t->frames[t->depth - 1].want_value = false;
+            continue;
+        }
+        if (f->count > 0 && !f->want_value) {
+            if (*t->p != ',')
+                return -1;
+            t->p++;
+            skip_ws(t);
+            if (t->p >= t->end)
+                return -1;
+        }
+        if (f->object && !f->want_value) {
+            if (*t->p != '"' || tc_string(t))
+                return -1;
+            skip_ws(t);
+            if (t->p >= t->end || *t->p != ':')
+                return -1;
+            t->p++;
+            f->want_value = true;
+            f->count++;
+            continue;
+        }
+        if (!f->object)
+            f->count++;
+        f->want_value = false;
+        if (tc_value(t))
+            return -1;
+    }
+}
+
+sc_status
+codec_json_msgpack(struct codec *c, const char *json, size_t len, const char **out, size_t *outlen)
+{
+    struct tc tcs, *t = &tcs; /* 16 KiB of frames on the stack: no allocation per record */
+    int rc;
+
+    *out = NULL;
+    *outlen = 0;
+    t->depth = 0;
+    t->c = c;
+    t->p = json;
+    t->end = json + len;
+    sc_buf_reset(&c->conv);
+    msgpack_packer_init(&t->pk, &c->conv, tc_write);
+    rc = tc_walk(t);
+    if (!rc) {
+        skip_ws(t);
+        rc = t->p == t->end ? 0 : -1;
+    }
+    if (rc)
+        return codec_fail(c, "bad_json", "json: malformed or too large for the store's record");
+    *out = c->conv.data;
+    *outlen = c->conv.len;
+    return SC_OK;
+}
