@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "advisory.h"
 #include "alerts.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "dispatch.h"
 #include "http.h"
@@ -270,6 +271,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
         goto fail;
     d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */
+    if ((s = sc_cluster_open(d, err, errlen))) /* leases before any failure or admin request arrives */
+        goto fail;
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
     if ((s = sc_http_start(d, err, errlen)) || (s = sc_alerts_start(d, err, errlen)))
@@ -312,6 +315,7 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
+    sc_cluster_close(d); /* gives the leases back; its thread uses the connection */
     sc_js_close(d->js); /* its thread uses the connection */
     sc_adv_close(d->adv);
     d->adv = NULL;
