@@ -35,6 +35,7 @@ static bool check_pattern(const char *s, size_t len);
 static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
+static bool check_member_id(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -127,6 +128,19 @@ static const struct config_key keys[] = {
     K_STR("advisories.consumer", advisories_consumer, check_js_name,
           "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "dlq-sidecar-advisories",
           "the durable pull consumer of advisories.stream every sidecar shares"),
+    K_BOOL("cluster.enabled", cluster_enabled, "false",
+           "run as one member of a cluster: partitions of the tasks owned through leases in cluster.bucket"),
+    K_INT("cluster.partitions", cluster_partitions, CONFIG_W_I64, 1, 4096, "32",
+          "partitions of the tasks (FNV-1a 64 of the task id mod this); the same on every member, fixed for a deployment"),
+    K_INT("cluster.lease_ms", cluster_lease_ms, CONFIG_W_I64, 1000, 600000, "10000",
+          "lease time, ms: the bucket's TTL; renewed every third of it; a dead member's partitions move after about this long"),
+    K_STR("cluster.bucket", cluster_bucket, check_bucket, "a KV bucket name (A-Z a-z 0-9 _ -)",
+          "DLQ_CLUSTER", "the KV bucket of member records and leases (created when missing)"),
+    K_INT("cluster.replicas", cluster_replicas, CONFIG_W_I64, 1, 5, "1",
+          "replicas of a cluster.bucket the sidecar creates"),
+    K_STR("cluster.member_id", cluster_member_id, check_member_id,
+          "empty, or 1-64 of A-Z a-z 0-9 _ - =", "",
+          "this member's id, unique in the cluster (empty: <hostname>-<pid>-<random>)"),
     K_ENUM("strategy", strategy, CONFIG_E_STRATEGY, policy_strategy_names, "automatic",
            "which failures are stored"),
     K_INT("max_size", max_size, CONFIG_W_I64, 100, 10000000, "10000",
@@ -213,7 +227,7 @@ static const struct config_key keys[] = {
     K_INT("store.opensearch.flush_ms", os_flush_ms, CONFIG_W_I64, 1, 60000, "200",
           "longest a write waits before a _bulk flush, ms"),
     K_STR("store.jetstream.bucket", kv_bucket, check_bucket,
-          "a KV bucket name (A-Z a-z 0-9 _ -, at most 64)", "DLQ_TASKS",
+          "a KV bucket name (A-Z a-z 0-9 _ -)", "DLQ_TASKS",
           "KV bucket of the tasks (store.backend: jetstream); made when missing"),
     K_INT("store.jetstream.replicas", kv_replicas, CONFIG_W_I64, 1, 5, "1",
           "replicas of the bucket when the sidecar makes it"),
@@ -543,16 +557,31 @@ check_js_name(const char *s, size_t len)
     return true;
 }
 
-/* A KV bucket name: 1 to 64 of A-Z a-z 0-9 _ - (the stream is KV_<bucket>). */
+/* A KV bucket name: 1-255 of A-Z a-z 0-9 _ - (nats.c's rule). */
 static bool
 check_bucket(const char *s, size_t len)
 {
-    if (len == 0 || len > 64)
+    if (len == 0 || len > 255)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* A member id: empty (generated), or 1-64 characters valid in one token of a KV key. */
+static bool
+check_member_id(const char *s, size_t len)
+{
+    if (len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '='))
             return false;
     }
     return true;

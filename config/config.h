@@ -71,6 +71,13 @@ struct config {
     size_t advisories_count;
     char *advisories_stream;       /* advisories.stream, the capture stream, default "DLQ_ADVISORIES" */
     char *advisories_consumer;     /* advisories.consumer, default "dlq-sidecar-advisories" */
+    /* cluster.* (DESIGN section 18, docs/cluster.md): partitions owned through leases */
+    bool cluster_enabled;          /* cluster.enabled, default false */
+    int64_t cluster_partitions;    /* cluster.partitions, 1-4096, default 32 (fixed for a deployment) */
+    int64_t cluster_lease_ms;      /* cluster.lease_ms, 1000-600,000, default 10000 */
+    char *cluster_bucket;          /* cluster.bucket, the lease KV bucket, default "DLQ_CLUSTER" */
+    int64_t cluster_replicas;      /* cluster.replicas, 1-5, default 1 */
+    char *cluster_member_id;       /* cluster.member_id: "" = <hostname>-<pid>-<random> */
     /* strategy and queue */
     policy_strategy strategy;      /* strategy */
     int64_t max_size;              /* max_size, 100-10,000,000 */

@@ -681,13 +681,6 @@ size_t dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory);
 #define DLQ_HOLD_MS 500
 
 /*
- * dlq_partition_of() is the partition of task id (len bytes) among
- * partitions (>= 1): FNV-1a 64 of the id's bytes mod partitions (DESIGN
- * section 18). Any thread.
- */
-uint32_t dlq_partition_of(const char *id, size_t len, uint32_t partitions);
-
-/*
  * dlq_machine_forget() drops t from this instance without changing it:
  * off the wheels (an attempt in flight is abandoned: its late reply finds
  * no slot), ports.forgotten(), then out of the table and freed; no event,
@@ -801,5 +794,17 @@ void dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_
  */
 void dlq_ingest_foreign(struct dlq_machine *m, const struct dlq_foreign *x, int64_t now_wall,
                         int64_t now_mono, struct dlq_decision *out);
+
+/* ---- cluster partitions (partition.c) --------------------------------------------------------- */
+
+/*
+ * dlq_partition_of() is the partition of the task id of len bytes at id
+ * among partitions (cluster.partitions, DESIGN section 18): FNV-1a 64 of
+ * the id's bytes (offset basis 0xcbf29ce484222325, prime 0x100000001b3)
+ * mod partitions, in [0, partitions). Fixed for a deployment: every
+ * sidecar, and every tool that routes by partition, must compute the same.
+ * Returns 0 when partitions is 0. Pure; any thread.
+ */
+uint32_t dlq_partition_of(const char *id, size_t len, uint32_t partitions);
 
 #endif

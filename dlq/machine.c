@@ -555,12 +555,6 @@ dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     return SC_OK;
 }
 
-uint32_t
-dlq_partition_of(const char *id, size_t len, uint32_t partitions)
-{
-    return (uint32_t)(sc_fnv1a64(id, len) % (partitions ? partitions : 1));
-}
-
 void
 dlq_machine_forget(struct dlq_machine *m, struct dlq_task *t)
 {

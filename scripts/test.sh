@@ -23,9 +23,9 @@ clang-tidy -p build --quiet common/*.c codec/*.c policy/*.c config/*.c persist/*
 step "all tests"
 ctest --test-dir build --output-on-failure -j "$jobs" -LE opensearch  # the OpenSearch suite: see its step
 
-step "core-mode integration tests against Debian's nats-server 2.9.10 (the suite above ran on .deps/bin's v2.15.3)"
+step "core-mode integration tests against Debian's nats-server 2.9.10 (the suite above ran on .deps/bin's v2.15.3; the JetStream and cluster suites need it)"
 DLQ_TEST_NATS_SERVER=/usr/sbin/nats-server DLQ_IT_TOLERANCE_MS=200 \
-  ctest --test-dir build --output-on-failure -j "$jobs" -L integration -LE 'opensearch|jetstream'
+  ctest --test-dir build --output-on-failure -j "$jobs" -L integration -LE 'opensearch|jetstream|cluster'
 
 step "deployment files: docker-compose config, the container's config, the systemd unit"
 docker-compose -f docker/docker-compose.yml config -q

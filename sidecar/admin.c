@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "advisory.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "metrics.h"
 #include "micro.h"
@@ -256,6 +257,7 @@ admin_health(struct admin_req *r)
     sc_jw_str(&w, "persistence", pstate);
     sc_jw_str(&w, "persistence_backend", backend);
     sc_jw_bool(&w, "paused", d->paused);
+    sc_cluster_json(d, &w, true); /* with the leases held: which partitions this instance owns */
     sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
     sc_jw_str(&w, "version", DLQ_VERSION);
     sc_peers_json(d, &w, "duplicates");
@@ -446,6 +448,7 @@ admin_stats(struct admin_req *r)
     stats_retry_processor(d, &w);
     stats_links(d, &w);
     sc_peers_json(d, &w, "duplicate_sidecars");
+    sc_cluster_json(d, &w, false);
     sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
     sc_jw_str(&w, "version", DLQ_VERSION);
     sc_jw_close(&w, '}');

@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "advisory.h"
 #include "alerts.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "dispatch.h"
 #include "http.h"
@@ -278,6 +279,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     event_add(d->sig_int, NULL);
     event_add(d->sig_hup, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if ((s = sc_cluster_open(d, err, errlen))) /* leases before any failure or admin request arrives */
+        goto fail;
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
     if ((s = sc_http_start(d, err, errlen)) || (s = sc_alerts_start(d, err, errlen)))
@@ -320,6 +323,7 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
+    sc_cluster_close(d); /* gives the leases back; its thread uses the connection */
     sc_js_close(d->js); /* its thread uses the connection */
     sc_adv_close(d->adv);
     d->adv = NULL;

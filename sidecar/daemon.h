@@ -81,6 +81,7 @@ struct sc_daemon {
     struct sc_http *http;       /* /healthz, /readyz, /metrics (http.c); NULL when disabled */
     struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
     struct sc_mirror *mirror;    /* the store mirror (mirror.c); NULL before sc_mirror_open() */
+    struct sc_cluster *cluster;  /* cluster mode (cluster.h); NULL when cluster.enabled is false */
 };
 
 /*

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "advisory.h"
+#include "cluster.h"
 #include "alerts.h"
 #include "daemon.h"
 #include "metrics.h"
@@ -383,6 +384,26 @@ render_http(const struct sc_http_stats *hst, struct sc_buf *b)
              hst->accept_errors);
 }
 
+static void
+render_cluster(struct sc_daemon *d, struct sc_buf *b)
+{
+    struct sc_cluster_stats st = sc_cluster_get_stats(d);
+
+    if (!st.enabled)
+        return;
+    metric_u(b, "dlq_cluster_partitions_owned", "gauge",
+             "Partitions this instance owns now (lease held and within its local deadline).",
+             st.partitions_owned);
+    metric_u(b, "dlq_cluster_members", "gauge",
+             "Live cluster members in the last read of the lease bucket (this one included).",
+             st.members);
+    metric_u(b, "dlq_cluster_lease_renewals_total", "counter",
+             "Lease renewals the bucket accepted.", st.lease_renewals);
+    metric_u(b, "dlq_cluster_lease_failures_total", "counter",
+             "Lease renewals refused, failed or unanswered, and leases that ran out before renewal.",
+             st.lease_failures);
+}
+
 void
 sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct sc_buf *b)
 {
@@ -392,6 +413,7 @@ sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct 
     render_persistence(d, b);
     render_nats(d, b);
     render_peers(d, b);
+    render_cluster(d, b);
     render_http(http, b);
     sc_alerts_render(d, b);
 }

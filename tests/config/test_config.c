@@ -236,7 +236,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 98); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 104); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -550,6 +550,9 @@ test_good_values(void **state)
         {"enabled", "0", "false"},
         {"enabled", "1", "true"},
         {"max_size", "100", "100"},
+        {"cluster.member_id", "host-1_a=", "host-1_a="},
+        {"cluster.member_id", "", ""},
+        {"cluster.bucket", "dlq-cluster_2", "dlq-cluster_2"},
         {"max_size", "0000123", "123"},
         {"max_size", "10000000", "10000000"},
         {"default_max_retries", "0", "0"},
@@ -682,6 +685,15 @@ test_bad_values(void **state)
         {"http.listen", "::1:80", "is not host:port"},
         {"http.listen", "a b:80", "is not host:port"},
         {"http.listen", "h:80x", "is not host:port"},
+        {"cluster.bucket", "A.B", "cluster.bucket: 'A.B' is not a KV bucket name (A-Z a-z 0-9 _ -)"},
+        {"cluster.bucket", "", "is not a KV bucket name"},
+        {"cluster.member_id", "a.b", "cluster.member_id: 'a.b' is not empty, or 1-64 of A-Z a-z 0-9 _ - ="},
+        {"cluster.member_id", "a b", "is not empty, or 1-64"},
+        {"cluster.member_id", "x*", "is not empty, or 1-64"},
+        {"cluster.member_id", "12345678901234567890123456789012345678901234567890123456789012345",
+         "is not empty, or 1-64"},
+        {"cluster.partitions", "0", "cluster.partitions: 0 is out of range 1-4096"},
+        {"cluster.lease_ms", "999", "cluster.lease_ms: 999 is out of range 1000-600000"},
         {"classifier.rules", "", "classifier.rules: can only be set in the config file"},
         {"nats.urll", "x", "nats.urll: unknown key"},
         {"nats", "x", "nats: unknown key"},
@@ -779,7 +791,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 47);
+    assert_int_equal(checked, 50);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)

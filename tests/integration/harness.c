@@ -432,6 +432,139 @@ it_server_restart(struct it_server *s)
     return -1;
 }
 
+
+/* ---- a nats-server cluster -------------------------------------------------------------------- */
+
+/* Writes node i's config file: its ports, name, store, and routes to every node. */
+static int
+cluster_conf(struct it_cluster *c, size_t i, char *path, size_t pathlen)
+{
+    FILE *f;
+
+    if (snprintf(path, pathlen, "%s/n%zu.conf", c->dir, i) >= (int)pathlen)
+        return -1;
+    f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "server_name: n%zu\n", i);
+    fprintf(f, "jetstream { store_dir: \"%s/n%zu/js\" }\n", c->dir, i);
+    if (c->n > 1) { /* one node: no cluster block (it would wait for routes to itself) */
+        fprintf(f, "cluster {\n  name: dlq-it\n  listen: 127.0.0.1:%d\n  routes: [\n",
+                c->route_port[i]);
+        for (size_t k = 0; k < c->n; k++)
+            fprintf(f, "    nats-route://127.0.0.1:%d\n", c->route_port[k]);
+        fprintf(f, "  ]\n}\n");
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int
+it_cluster_wait_js(const char *url, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+    natsConnection *nc = it_connect(url, "it-cluster-probe");
+    jsCtx *js = NULL;
+    int rc = -1;
+
+    if (!nc || natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+        goto done;
+    while (rc != 0 && sc_now_mono_ms() < deadline) {
+        jsAccountInfo *ai = NULL;
+        if (js_GetAccountInfo(&ai, js, NULL, NULL) == NATS_OK)
+            rc = 0;
+        jsAccountInfo_Destroy(ai);
+        if (rc != 0)
+            it_sleep_ms(100);
+    }
+done:
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
+int
+it_cluster_start(struct it_cluster *c, const char *dir, size_t n)
+{
+    size_t o = 0;
+
+    if (n == 0 || n > IT_CLUSTER_MAX)
+        return -1;
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    snprintf(c->dir, sizeof(c->dir), "%s", dir);
+    for (size_t i = 0; i < n; i++) {
+        c->node[i].port = it_free_port();
+        c->route_port[i] = it_free_port();
+        if (c->node[i].port <= 0 || c->route_port[i] <= 0)
+            return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct it_server *s = &c->node[i];
+        if (snprintf(s->dir, sizeof(s->dir), "%s/n%zu", dir, i) >= (int)sizeof(s->dir) ||
+            snprintf(s->log, sizeof(s->log), "%s/n%zu/nats.log", dir, i) >= (int)sizeof(s->log) ||
+            (mkdir(s->dir, 0755) != 0 && errno != EEXIST) ||
+            cluster_conf(c, i, s->conf, sizeof(s->conf)) != 0)
+            goto fail;
+        snprintf(c->node[i].url, sizeof(c->node[i].url), "nats://127.0.0.1:%d", c->node[i].port);
+        if (server_spawn(&c->node[i]) != 0)
+            goto fail;
+        o += (size_t)snprintf(c->urls + o, sizeof(c->urls) - o, "%s%s", i ? "," : "", c->node[i].url);
+    }
+    if (it_cluster_wait_js(c->node[0].url, 2 * IT_WAIT_MS) == 0)
+        return 0;
+    fprintf(stderr, "harness: the cluster's JetStream has no meta leader\n");
+    it_print_tail("node 0 log", c->node[0].log, 30);
+fail:
+    it_cluster_stop(c);
+    return -1;
+}
+
+void
+it_cluster_stop_node(struct it_cluster *c, size_t i, int sig)
+{
+    if (i < c->n)
+        it_server_stop(&c->node[i], sig);
+}
+
+void
+it_cluster_stop(struct it_cluster *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        it_server_stop(&c->node[i], SIGTERM);
+}
+
+size_t
+it_gather_json(natsConnection *nc, const char *subject, const char *body, int wait_ms,
+               json_t **out, size_t max)
+{
+    char inbox[128];
+    natsSubscription *sub = NULL;
+    natsMsg *m = NULL;
+    size_t n = 0;
+    int64_t deadline = sc_now_mono_ms() + wait_ms;
+
+    static uint64_t seq;
+    snprintf(inbox, sizeof(inbox), "_INBOX.gather.%d.%llu", (int)getpid(),
+             (unsigned long long)__atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+    if (natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
+        return 0;
+    if (natsConnection_PublishRequest(nc, subject, inbox, body ? body : "",
+                                      body ? (int)strlen(body) : 0) != NATS_OK)
+        goto done;
+    while (n < max) {
+        int64_t left = deadline - sc_now_mono_ms();
+        if (left <= 0 || natsSubscription_NextMsg(&m, sub, left) != NATS_OK)
+            break;
+        json_t *j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+        natsMsg_Destroy(m);
+        if (j)
+            out[n++] = j;
+    }
+done:
+    natsSubscription_Destroy(sub);
+    return n;
+}
+
 /* ---- the daemon ------------------------------------------------------------------------------- */
 
 /*

@@ -122,6 +122,53 @@ void it_print_tail(const char *title, const char *path, int lines);
 /* it_pid_rss_kb() returns VmRSS of pid in kB from /proc/PID/status, or -1. */
 long it_pid_rss_kb(pid_t pid);
 
+/* ---- a nats-server cluster -------------------------------------------------------------------- */
+
+/*
+ * An N-node nats-server cluster on loopback: each node has its own client
+ * port, route port, server_name (n0, n1, ...), JetStream store dir
+ * (<dir>/n<i>/js) and config file (<dir>/n<i>.conf, routes to every node,
+ * cluster name "dlq-it"; a single node has no cluster block). urls lists
+ * every node's client URL, comma-separated (nats.url of a sidecar; a test
+ * client connects to one node's url).
+ */
+#define IT_CLUSTER_MAX 5
+struct it_cluster {
+    size_t n;
+    struct it_server node[IT_CLUSTER_MAX];
+    int route_port[IT_CLUSTER_MAX];
+    char dir[IT_PATH_MAX];
+    char urls[IT_CLUSTER_MAX * 32];
+};
+
+/*
+ * it_cluster_start() starts n (1..IT_CLUSTER_MAX) nodes in dir and waits
+ * (up to IT_WAIT_MS * 2) until JetStream answers with a meta leader (an
+ * account info request succeeds through a client of node 0). Returns 0, or
+ * -1 with a message on stderr (every node started is stopped).
+ */
+int it_cluster_start(struct it_cluster *c, const char *dir, size_t n);
+
+/*
+ * it_cluster_wait_js() waits up to timeout_ms until JetStream answers an
+ * account info request through a client connected to url. Returns 0 or -1.
+ */
+int it_cluster_wait_js(const char *url, int timeout_ms);
+
+/* it_cluster_stop_node() stops node i with sig (SIGTERM, SIGKILL). it_cluster_stop() stops every node. */
+void it_cluster_stop_node(struct it_cluster *c, size_t i, int sig);
+void it_cluster_stop(struct it_cluster *c);
+
+/*
+ * it_gather_json() sends body (NULL: empty) as a request on subject and
+ * collects every JSON reply that arrives within wait_ms (or until max
+ * came) into out[0..max): an admin subject that every instance answers
+ * (health) gives one reply per live instance. Returns the count; the
+ * caller json_decref()s each.
+ */
+size_t it_gather_json(natsConnection *nc, const char *subject, const char *body, int wait_ms,
+                      json_t **out, size_t max);
+
 /* ---- the per-test environment ---------------------------------------------------------------- */
 
 /*

@@ -1,0 +1,968 @@
+/* cluster.c - cluster mode: the member record and partition leases in a JetStream KV bucket (KV calls on a thread of their own, decisions on the loop through lease.c), and the hooks that hand partitions to the daemon. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <nats/nats.h>
+
+#include "cluster.h"
+#include "daemon.h"
+#include "lease.h"
+#include "log.h"
+
+#define NS_PER_MS 1000000LL
+#define API_WAIT_MIN_MS 250     /* a KV call's wait: lease_ms / 4 within these bounds */
+#define API_WAIT_MAX_MS 5000
+#define JOB_TIMEOUTS_MAX 2      /* unanswered calls in one job before the rest is skipped */
+#define MEMBER_VALUE_MAX 65536  /* bytes of a member record read back; longer ones are ignored */
+#define CLOSE_WAIT_MS 5000      /* sc_cluster_close(): the last job's wait */
+#define SETUP_WARN_MS 10000     /* a failing bucket set-up is logged once per this */
+
+/*
+ * The hand-off between the loop and the cluster thread is one job at a
+ * time, embedded in struct sc_cluster. The loop fills it while no job is
+ * out (busy false), then posts it under mu; the thread runs it (the KV
+ * calls, writing the answers into the same struct) and marks it done under
+ * mu, then wakes the loop with event_active(). Between post and done only
+ * the thread touches the job; otherwise only the loop does: the mutex
+ * orders the two. Who holds a lease meanwhile: the bucket; the loop only
+ * believes it until valid_until, whatever the thread is doing.
+ */
+enum cl_op_kind { OP_CREATE = 0, OP_UPDATE, OP_DELETE };
+enum cl_op_result { CL_OK = 0, CL_REFUSED, CL_FAILED, CL_UNANSWERED };
+
+struct cl_op {
+    uint32_t p;
+    uint8_t kind;   /* enum cl_op_kind */
+    uint8_t result; /* enum cl_op_result: written by the thread */
+    uint64_t rev;   /* in: the expected revision (update, delete); out: the new one */
+    int64_t t0;     /* mono ms the call was sent: written by the thread */
+};
+
+struct cl_job {
+    bool timer;             /* a renew round (member record written, renewals) */
+    bool member_put;        /* write member.<me> with the record below */
+    bool member_delete;     /* delete member.<me> (leaving) */
+    bool read_view;         /* read the bucket after the calls */
+    struct sc_buf record;   /* the member record (JSON) */
+    struct cl_op *ops;      /* partitions entries at most */
+    size_t nops;
+    /* answers */
+    bool setup_ok;
+    sc_status setup_status;
+    char setup_err[512];
+    bool view_ok;
+    char (*owner)[SC_LEASE_ID_MAX + 1]; /* per partition: lease.<p>'s value, "" when free */
+    uint64_t *owner_rev;
+    size_t nmembers;
+    char (*member_id)[SC_LEASE_ID_MAX + 1]; /* SC_LEASE_MAX_MEMBERS */
+    uint8_t *member_wants;                  /* SC_LEASE_MAX_MEMBERS bitmaps */
+    uint64_t bad_records;                   /* member records that could not be read */
+};
+
+/* The loop's own state of one partition, besides the lease slot. */
+struct cl_part {
+    bool release_asked; /* release_requested() was called */
+    bool quiesced;      /* sc_cluster_released() came: give it back, dispatch nothing */
+};
+
+struct sc_cluster {
+    struct sc_daemon *d;      /* borrowed */
+    char me[SC_LEASE_ID_MAX + 1];
+    char bucket[256];
+    uint32_t partitions;
+    int64_t lease_ms, replicas, api_wait_ms;
+    int64_t started_wall;
+    size_t wants_bytes;
+    /* loop thread */
+    struct sc_lease_table t;
+    struct sc_lease_slot *slots;
+    struct cl_part *parts;
+    uint8_t *actions;
+    struct sc_lease_member members[SC_LEASE_MAX_MEMBERS + 1];
+    char (*mid)[SC_LEASE_ID_MAX + 1];      /* the members' ids, SC_LEASE_MAX_MEMBERS + 1 */
+    uint8_t *mwants;                       /* their wants, as many bitmaps */
+    uint8_t *my_wants;
+    struct sc_cluster_hooks hooks;
+    struct event *timer_ev, *wake_ev, *expire_ev;
+    bool busy, timer_pending, in_apply, want_kick, ready, closing;
+    int64_t last_setup_warn;
+    uint64_t renewals, failures, gained, lost, released, bad_records;
+    /* the hand-off */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool posted, done, stop;  /* under mu */
+    struct cl_job job;
+    pthread_t thread;
+    bool thread_started;
+    /* the cluster thread (and main before it starts) */
+    jsCtx *js;
+    kvStore *kv;
+};
+
+/* ---- the cluster thread: KV calls only ------------------------------------------------------- */
+
+/*
+ * Binds the bucket, creating it when missing; an existing one must have
+ * lease_ms as its TTL (SC_EINVAL). Any thread that may block.
+ */
+static sc_status
+kv_setup(struct sc_cluster *c, char *err, size_t errlen)
+{
+    kvStore *made = NULL;
+    kvStatus *st = NULL;
+    jsCtx *slow = NULL;
+    jsOptions o;
+    natsStatus s;
+    int64_t ttl;
+
+    if (c->kv)
+        return SC_OK;
+    jsOptions_Init(&o);
+    o.Wait = c->api_wait_ms; /* the lease calls' wait */
+    if (!c->js && (s = natsConnection_JetStream(&c->js, sc_conn_nats(c->d->conn), &o)) != NATS_OK) {
+        snprintf(err, errlen, "cluster: jetstream context: %s", natsStatus_GetText(s));
+        return SC_EIO;
+    }
+    s = js_KeyValue(&c->kv, c->js, c->bucket);
+    if (s == NATS_NOT_FOUND) {
+        /* Making an R3 stream can take seconds on a busy cluster: a context that waits longer. */
+        kvConfig kc;
+        o.Wait = API_WAIT_MAX_MS;
+        kvConfig_Init(&kc);
+        kc.Bucket = c->bucket;
+        kc.Description = "dlq-sidecar cluster: member records and partition leases";
+        kc.History = 1;
+        kc.TTL = c->lease_ms * NS_PER_MS;
+        kc.Replicas = (int)c->replicas;
+        kc.StorageType = js_FileStorage;
+        s = natsConnection_JetStream(&slow, sc_conn_nats(c->d->conn), &o);
+        if (s == NATS_OK)
+            s = js_CreateKeyValue(&made, slow, &kc);
+        kvStore_Destroy(made);
+        jsCtx_Destroy(slow);
+        if (s == NATS_OK) {
+            sc_log(SC_LOG_INFO, "cluster: bucket created", "bucket", c->bucket, "lease_ms",
+                   sc_log_int(c->lease_ms), "replicas", sc_log_int(c->replicas), NULL);
+            s = js_KeyValue(&c->kv, c->js, c->bucket);
+        }
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "cluster: bucket %s: %s (%s)", c->bucket, natsStatus_GetText(s),
+                 nats_GetLastError(NULL));
+        c->kv = NULL;
+        return SC_EIO;
+    }
+    if ((s = kvStore_Status(&st, c->kv)) != NATS_OK) {
+        snprintf(err, errlen, "cluster: bucket %s status: %s", c->bucket, natsStatus_GetText(s));
+        kvStore_Destroy(c->kv);
+        c->kv = NULL;
+        return SC_EIO;
+    }
+    ttl = kvStatus_TTL(st);
+    kvStatus_Destroy(st);
+    if (ttl != c->lease_ms * NS_PER_MS) {
+        snprintf(err, errlen,
+                 "cluster.lease_ms: %lld differs from the TTL of the existing bucket %s (%lld ms): "
+                 "the TTL is the lease, so every member must use the bucket's (or delete the "
+                 "bucket while no member runs)",
+                 (long long)c->lease_ms, c->bucket, (long long)(ttl / NS_PER_MS));
+        kvStore_Destroy(c->kv);
+        c->kv = NULL;
+        return SC_EINVAL;
+    }
+    return SC_OK;
+}
+
+/* What a create/update/delete answer means for the lease (see enum cl_op_result). */
+static uint8_t
+classify(natsStatus s)
+{
+    const char *last;
+
+    if (s == NATS_OK)
+        return CL_OK;
+    if (s == NATS_ERR) { /* the server answered with an API error: nothing was stored */
+        last = nats_GetLastError(NULL);
+        return last && strstr(last, "wrong last sequence") ? CL_REFUSED : CL_FAILED;
+    }
+    if (s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG)
+        return CL_FAILED; /* never reached a server */
+    return CL_UNANSWERED; /* a timeout, a lost connection: it may have been stored */
+}
+
+/* Deletes key if its last revision is rev (a DEL marker with Nats-Expected-Last-Subject-Sequence). */
+static natsStatus
+delete_at(struct sc_cluster *c, const char *key, uint64_t rev)
+{
+    char subj[512];
+    natsMsg *m = NULL;
+    jsPubOptions po;
+    jsErrCode je = 0;
+    natsStatus s;
+
+    snprintf(subj, sizeof(subj), "$KV.%s.%s", c->bucket, key);
+    jsPubOptions_Init(&po);
+    po.ExpectLastSubjectSeq = rev;
+    po.MaxWait = c->api_wait_ms;
+    s = natsMsg_Create(&m, subj, NULL, NULL, 0);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
+    if (s == NATS_OK)
+        s = js_PublishMsg(NULL, c->js, m, &po, &je);
+    natsMsg_Destroy(m);
+    return s;
+}
+
+/* Runs one create/update/delete of a lease key, recording t0, the answer and the new revision. */
+static void
+run_op(struct sc_cluster *c, struct cl_op *op)
+{
+    char key[32];
+    uint64_t rev = 0;
+    int len = (int)strlen(c->me);
+    natsStatus s;
+
+    snprintf(key, sizeof(key), "lease.%u", op->p);
+    op->t0 = sc_now_mono_ms();
+    if (op->kind == OP_CREATE)
+        s = kvStore_Create(&rev, c->kv, key, c->me, len);
+    else if (op->kind == OP_UPDATE)
+        s = kvStore_Update(&rev, c->kv, key, c->me, len, op->rev);
+    else
+        s = delete_at(c, key, op->rev);
+    op->result = classify(s);
+    if (op->result == CL_OK && op->kind != OP_DELETE)
+        op->rev = rev;
+}
+
+/* Reads one member record (its wants) into slot i of the job; false when malformed. */
+static bool
+read_record(struct cl_job *j, size_t i, size_t wants_bytes, uint32_t partitions, kvEntry *e)
+{
+    uint8_t *wants = j->member_wants + i * wants_bytes;
+    json_t *v, *arr;
+    size_t k;
+    json_t *x;
+    bool ok;
+
+    memset(wants, 0, wants_bytes);
+    if (kvEntry_ValueLen(e) > MEMBER_VALUE_MAX)
+        return false;
+    v = json_loadb((const char *)kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+    arr = json_object_get(v, "wants");
+    ok = json_is_object(v) && (!arr || json_is_array(arr));
+    json_array_foreach(arr, k, x) {
+        json_int_t p = json_integer_value(x);
+        if (json_is_integer(x) && p >= 0 && p < (json_int_t)partitions)
+            sc_lease_set_bit(wants, (size_t)p);
+    }
+    json_decref(v);
+    return ok;
+}
+
+/* Takes one entry of the bucket into the job's view. */
+static void
+view_entry(struct sc_cluster *c, struct cl_job *j, kvEntry *e)
+{
+    const char *key = kvEntry_Key(e);
+    bool put = kvEntry_Operation(e) == kvOp_Put;
+    char *end = NULL;
+
+    if (strncmp(key, "lease.", 6) == 0) {
+        unsigned long p = strtoul(key + 6, &end, 10);
+        int n = kvEntry_ValueLen(e);
+        if (!end || *end || p >= c->partitions || !put || n <= 0 || n > SC_LEASE_ID_MAX)
+            return; /* a delete marker: free; another deployment's partition count: ignored */
+        memcpy(j->owner[p], kvEntry_Value(e), (size_t)n);
+        j->owner[p][n] = '\0';
+        j->owner_rev[p] = kvEntry_Revision(e);
+    } else if (strncmp(key, "member.", 7) == 0 && put && j->nmembers < SC_LEASE_MAX_MEMBERS &&
+               strlen(key + 7) <= SC_LEASE_ID_MAX) {
+        snprintf(j->member_id[j->nmembers], SC_LEASE_ID_MAX + 1, "%s", key + 7);
+        if (!read_record(j, j->nmembers, c->wants_bytes, c->partitions, e))
+            j->bad_records++;
+        j->nmembers++;
+    }
+}
+
+/* Reads every key of the bucket (a watcher's initial values, then stops). */
+static bool
+read_view(struct sc_cluster *c, struct cl_job *j)
+{
+    kvWatcher *w = NULL;
+    kvWatchOptions wo;
+    kvEntry *e = NULL;
+    natsStatus s;
+
+    for (uint32_t p = 0; p < c->partitions; p++) {
+        j->owner[p][0] = '\0';
+        j->owner_rev[p] = 0;
+    }
+    j->nmembers = 0;
+    kvWatchOptions_Init(&wo);
+    wo.Timeout = c->api_wait_ms;
+    if (kvStore_WatchAll(&w, c->kv, &wo) != NATS_OK)
+        return false;
+    while ((s = kvWatcher_Next(&e, w, c->api_wait_ms)) == NATS_OK && e) {
+        view_entry(c, j, e);
+        kvEntry_Destroy(e);
+        e = NULL;
+    }
+    kvWatcher_Destroy(w);
+    return s == NATS_OK;
+}
+
+/* Runs the job: set-up when needed, the lease calls, the member record, the read. */
+static void
+run_job(struct sc_cluster *c, struct cl_job *j)
+{
+    char key[SC_LEASE_ID_MAX + 16];
+    unsigned timeouts = 0;
+
+    j->view_ok = false;
+    j->setup_status = kv_setup(c, j->setup_err, sizeof(j->setup_err));
+    j->setup_ok = j->setup_status == SC_OK;
+    if (!j->setup_ok) {
+        for (size_t i = 0; i < j->nops; i++)
+            j->ops[i].result = CL_FAILED;
+        return;
+    }
+    for (size_t i = 0; i < j->nops; i++) {
+        if (timeouts >= JOB_TIMEOUTS_MAX) {
+            j->ops[i].result = CL_FAILED; /* not sent */
+            continue;
+        }
+        run_op(c, &j->ops[i]);
+        timeouts += j->ops[i].result == CL_UNANSWERED;
+    }
+    snprintf(key, sizeof(key), "member.%s", c->me);
+    if (j->member_put)
+        kvStore_Put(NULL, c->kv, key, j->record.data, (int)j->record.len);
+    if (j->member_delete)
+        kvStore_Delete(c->kv, key);
+    if (j->read_view && timeouts < JOB_TIMEOUTS_MAX)
+        j->view_ok = read_view(c, j);
+}
+
+static void *
+thread_main(void *arg)
+{
+    struct sc_cluster *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->posted && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (!c->posted)
+            break; /* stop, nothing left to run */
+        pthread_mutex_unlock(&c->mu);
+        run_job(c, &c->job);
+        pthread_mutex_lock(&c->mu);
+        c->posted = false;
+        c->done = true;
+        pthread_cond_broadcast(&c->cv);
+        if (c->wake_ev)
+            event_active(c->wake_ev, EV_READ, 0);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* ---- the loop: apply answers, plan, post ---------------------------------------------------- */
+
+static void arm_expiry(struct sc_cluster *c, int64_t now);
+static void kick(struct sc_cluster *c, bool timer);
+
+/* The hold of p ended (run out, refused, given back): tell the daemon unless it gave it back itself. */
+static void
+hold_ended(struct sc_cluster *c, uint32_t p, bool tell, const char *why)
+{
+    bool quiesced = c->parts[p].quiesced;
+
+    c->parts[p] = (struct cl_part){0};
+    if (quiesced)
+        return; /* sc_cluster_released(): the daemon already let go */
+    c->lost++;
+    sc_log(SC_LOG_INFO, "cluster: partition lost", "partition", sc_log_int(p), "why", why, NULL);
+    if (tell && c->hooks.lost && !c->closing)
+        c->hooks.lost(c->hooks.ctx, p);
+}
+
+static void
+announce_gain(struct sc_cluster *c, uint32_t p, int64_t now)
+{
+    if (!sc_lease_valid(&c->t, p, now)) { /* an answer that came too late to be of use */
+        sc_lease_dropped(&c->t, p);
+        return;
+    }
+    c->parts[p] = (struct cl_part){0};
+    c->gained++;
+    sc_log(SC_LOG_DEBUG, "cluster: partition gained", "partition", sc_log_int(p), "revision",
+           sc_log_int((int64_t)c->slots[p].revision), NULL);
+    if (c->hooks.gained && !c->closing)
+        c->hooks.gained(c->hooks.ctx, p, c->slots[p].revision);
+}
+
+/* Applies the answers of the job's lease calls to the table. */
+static void
+apply_ops(struct sc_cluster *c, int64_t now)
+{
+    for (size_t i = 0; i < c->job.nops; i++) {
+        const struct cl_op *op = &c->job.ops[i];
+        bool renew = op->kind == OP_UPDATE;
+        if (op->kind == OP_DELETE) {
+            if (sc_lease_dropped(&c->t, op->p)) {
+                c->released++;
+                hold_ended(c, op->p, false, "released");
+            }
+            continue;
+        }
+        c->renewals += renew && op->result == CL_OK;
+        c->failures += renew && op->result != CL_OK;
+        if (op->result == CL_OK) {
+            if (sc_lease_won(&c->t, op->p, op->rev, op->t0))
+                announce_gain(c, op->p, now);
+        } else if (op->result == CL_REFUSED) {
+            if (sc_lease_refused(&c->t, op->p))
+                hold_ended(c, op->p, true, "renewal refused: the lease moved on");
+        } else if (op->result == CL_UNANSWERED)
+            sc_lease_unanswered(&c->t, op->p, op->t0);
+    }
+}
+
+/* Takes the job's read of the bucket as the view: members (me always among them) and leases. */
+static void
+apply_view(struct sc_cluster *c, int64_t now)
+{
+    struct cl_job *j = &c->job;
+    size_t n = 0;
+    bool me_seen = false;
+
+    for (size_t i = 0; i < j->nmembers; i++) {
+        memcpy(c->mid[n], j->member_id[i], sizeof(c->mid[n]));
+        memcpy(c->mwants + n * c->wants_bytes, j->member_wants + i * c->wants_bytes, c->wants_bytes);
+        c->members[n] = (struct sc_lease_member){.id = c->mid[n], .wants = c->mwants + n * c->wants_bytes};
+        me_seen = me_seen || strcmp(c->mid[n], c->me) == 0;
+        n++;
+    }
+    if (!me_seen) /* my record not written yet, or aged out: I am live all the same */
+        c->members[n++] = (struct sc_lease_member){.id = c->me, .wants = c->my_wants};
+    sc_lease_members_sort(c->members, &n);
+    c->t.nmembers = n;
+    if (j->bad_records > c->bad_records)
+        sc_log(SC_LOG_WARN, "cluster: member records that cannot be read (counted as members without wants)",
+               "bucket", c->bucket, "count", sc_log_int((int64_t)j->bad_records), NULL);
+    c->bad_records = j->bad_records;
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (sc_lease_view(&c->t, p, j->owner[p], j->owner_rev[p], now))
+            announce_gain(c, p, now);
+}
+
+/* The job came back: apply it, then post what it left to do. Loop thread. */
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_cluster *c = arg;
+    int64_t now = sc_now_mono_ms();
+    bool done, was_timer;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&c->mu);
+    done = c->done;
+    c->done = false;
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        return;
+    c->busy = false;
+    c->in_apply = true;
+    was_timer = c->job.timer;
+    if (!c->job.setup_ok) {
+        c->ready = false;
+        if (now - c->last_setup_warn >= SETUP_WARN_MS || c->last_setup_warn == 0) {
+            sc_log(c->job.setup_status == SC_EINVAL ? SC_LOG_ERROR : SC_LOG_WARN,
+                   "cluster: bucket not set up; retrying", "error", c->job.setup_err, NULL);
+            c->last_setup_warn = now;
+        }
+    }
+    apply_ops(c, now);
+    if (c->job.view_ok)
+        apply_view(c, now);
+    c->ready = c->job.setup_ok && c->job.view_ok;
+    c->in_apply = false;
+    arm_expiry(c, now);
+    if (c->timer_pending)
+        kick(c, true);
+    else if ((was_timer && c->job.view_ok) || c->want_kick)
+        kick(c, false); /* acquisitions and releases the new view calls for, at once */
+}
+
+/* The renew round. Loop thread. */
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kick(arg, true);
+}
+
+/* A hold's local deadline: stop at once, answer or none. Loop thread. */
+static void
+on_expire(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_cluster *c = arg;
+    int64_t now = sc_now_mono_ms();
+
+    (void)fd;
+    (void)what;
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (c->slots[p].held && now >= c->slots[p].valid_until) {
+            sc_lease_dropped(&c->t, p);
+            c->failures++;
+            hold_ended(c, p, true, "not renewed in time");
+        }
+    arm_expiry(c, now);
+}
+
+/* Arms the expiry event at the earliest valid_until of the holds. */
+static void
+arm_expiry(struct sc_cluster *c, int64_t now)
+{
+    int64_t first = INT64_MAX;
+    struct timeval tv;
+
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (c->slots[p].held && c->slots[p].valid_until < first)
+            first = c->slots[p].valid_until;
+    if (first == INT64_MAX) {
+        event_del(c->expire_ev);
+        return;
+    }
+    first = first > now ? first - now : 0;
+    tv.tv_sec = (time_t)(first / 1000);
+    tv.tv_usec = (suseconds_t)(first % 1000) * 1000;
+    event_add(c->expire_ev, &tv);
+}
+
+/* Writes this member's record: id, start time, the partitions it owns and those it wants. */
+static void
+write_record(struct sc_cluster *c, int64_t now, struct sc_buf *b)
+{
+    struct sc_jw w;
+
+    sc_buf_reset(b);
+    sc_jw_init(&w, b);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_str(&w, "id", c->me);
+    sc_jw_time(&w, "started_at", c->started_wall);
+    sc_jw_open(&w, "partitions", '[');
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (sc_lease_valid(&c->t, p, now))
+            sc_jw_int(&w, NULL, p);
+    sc_jw_close(&w, ']');
+    sc_lease_wants(&c->t, c->my_wants);
+    sc_jw_open(&w, "wants", '[');
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (sc_lease_bit(c->my_wants, p))
+            sc_jw_int(&w, NULL, p);
+    sc_jw_close(&w, ']');
+    sc_jw_close(&w, '}');
+}
+
+/* Acts on the plan's verdict for p (loss, release request) and queues its call in the job. */
+static void
+plan_partition(struct sc_cluster *c, uint32_t p, unsigned act, bool timer)
+{
+    struct cl_part *cp = &c->parts[p];
+    struct cl_job *j = &c->job;
+
+    if (act & SC_LEASE_LOST) {
+        sc_lease_dropped(&c->t, p);
+        c->failures++;
+        hold_ended(c, p, true, "not renewed in time");
+        return;
+    }
+    if ((act & SC_LEASE_RELEASE) && !cp->release_asked && !cp->quiesced) {
+        cp->release_asked = true;
+        sc_log(SC_LOG_DEBUG, "cluster: partition wanted elsewhere: quiescing", "partition",
+               sc_log_int(p), NULL);
+        if (c->hooks.release_requested)
+            c->hooks.release_requested(c->hooks.ctx, p);
+        else
+            cp->quiesced = true; /* nothing to quiesce until the daemon says otherwise */
+    }
+    if (c->slots[p].held && cp->quiesced)
+        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_DELETE, .rev = c->slots[p].revision};
+    else if ((act & SC_LEASE_RENEW) && timer)
+        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = c->slots[p].revision};
+    else if (act & SC_LEASE_ACQUIRE)
+        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_CREATE};
+}
+
+/*
+ * Plans at now and posts a job: on the renew round (timer) the member
+ * record and every renewal; otherwise only acquisitions and releases (and
+ * then only when there are some). A job out already: the round waits for it.
+ */
+static void
+kick(struct sc_cluster *c, bool timer)
+{
+    struct cl_job *j = &c->job;
+    int64_t now = sc_now_mono_ms();
+
+    if (c->closing)
+        return; /* sc_cluster_close() posts the last job itself */
+    if (c->busy || c->in_apply) {
+        c->timer_pending = c->timer_pending || timer;
+        c->want_kick = c->want_kick || c->in_apply;
+        return;
+    }
+    c->timer_pending = false;
+    c->want_kick = false;
+    j->nops = 0;
+    sc_lease_plan(&c->t, now, c->actions);
+    for (uint32_t p = 0; p < c->partitions; p++)
+        plan_partition(c, p, c->actions[p], timer);
+    arm_expiry(c, now);
+    if (!timer && j->nops == 0)
+        return;
+    j->timer = timer;
+    j->member_put = timer;
+    j->member_delete = false;
+    j->read_view = true;
+    if (timer)
+        write_record(c, now, &j->record);
+    c->busy = true;
+    pthread_mutex_lock(&c->mu);
+    c->posted = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- set-up and the public calls ------------------------------------------------------------- */
+
+/* The default member id: <hostname>-<pid>-<8 hex random>, hostname cut and cleaned to a token. */
+static void
+default_member_id(char *out, size_t outlen)
+{
+    char host[256] = "host";
+    uint32_t r = 0;
+
+    if (gethostname(host, sizeof(host)) != 0 || !host[0])
+        snprintf(host, sizeof(host), "host");
+    host[40] = '\0';
+    for (char *h = host; *h; h++)
+        if (!((*h >= 'A' && *h <= 'Z') || (*h >= 'a' && *h <= 'z') || (*h >= '0' && *h <= '9') ||
+              *h == '_' || *h == '-'))
+            *h = '-';
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint32_t)sc_hash64((uint64_t)sc_now_wall_ms(), host, strlen(host));
+    snprintf(out, outlen, "%s-%ld-%08x", host, (long)getpid(), (unsigned)r);
+}
+
+/* Allocates the tables of c for its partition count. */
+static void
+alloc_tables(struct sc_cluster *c, int64_t now)
+{
+    size_t P = c->partitions;
+
+    c->wants_bytes = SC_LEASE_WANTS_BYTES(P);
+    c->slots = sc_xcalloc(P, sizeof(*c->slots));
+    c->parts = sc_xcalloc(P, sizeof(*c->parts));
+    c->actions = sc_xcalloc(P, 1);
+    c->mid = sc_xcalloc(SC_LEASE_MAX_MEMBERS + 1, sizeof(*c->mid));
+    c->mwants = sc_xcalloc(SC_LEASE_MAX_MEMBERS + 1, c->wants_bytes);
+    c->my_wants = sc_xcalloc(1, c->wants_bytes);
+    for (size_t p = 0; p < P; p++)
+        sc_lease_slot_init(&c->slots[p], now);
+    c->members[0] = (struct sc_lease_member){.id = c->me, .wants = c->my_wants};
+    c->t = (struct sc_lease_table){.me = c->me, .members = c->members, .nmembers = 1,
+                                   .slots = c->slots, .partitions = P, .lease_ms = c->lease_ms};
+    c->job.ops = sc_xcalloc(P, sizeof(*c->job.ops));
+    c->job.owner = sc_xcalloc(P, sizeof(*c->job.owner));
+    c->job.owner_rev = sc_xcalloc(P, sizeof(*c->job.owner_rev));
+    c->job.member_id = sc_xcalloc(SC_LEASE_MAX_MEMBERS, sizeof(*c->job.member_id));
+    c->job.member_wants = sc_xcalloc(SC_LEASE_MAX_MEMBERS, c->wants_bytes);
+    sc_buf_init(&c->job.record, 16 * (size_t)P + 1024);
+}
+
+static void
+free_cluster(struct sc_cluster *c)
+{
+    if (c->timer_ev)
+        event_free(c->timer_ev);
+    if (c->wake_ev)
+        event_free(c->wake_ev);
+    if (c->expire_ev)
+        event_free(c->expire_ev);
+    kvStore_Destroy(c->kv);
+    jsCtx_Destroy(c->js);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    sc_buf_destroy(&c->job.record);
+    free(c->job.ops);
+    free(c->job.owner);
+    free(c->job.owner_rev);
+    free(c->job.member_id);
+    free(c->job.member_wants);
+    free(c->slots);
+    free(c->parts);
+    free(c->actions);
+    free(c->mid);
+    free(c->mwants);
+    free(c->my_wants);
+    free(c);
+}
+
+sc_status
+sc_cluster_open(struct sc_daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = d->cfg;
+    struct sc_cluster *c;
+    struct timeval tv;
+    int64_t now = sc_now_mono_ms(), renew;
+    sc_status st;
+
+    d->cluster = NULL;
+    if (!cfg->cluster_enabled)
+        return SC_OK;
+    c = sc_xcalloc(1, sizeof(*c));
+    c->d = d;
+    if (cfg->cluster_member_id[0])
+        snprintf(c->me, sizeof(c->me), "%s", cfg->cluster_member_id);
+    else
+        default_member_id(c->me, sizeof(c->me));
+    snprintf(c->bucket, sizeof(c->bucket), "%s", cfg->cluster_bucket);
+    c->partitions = (uint32_t)cfg->cluster_partitions;
+    c->lease_ms = cfg->cluster_lease_ms;
+    c->replicas = cfg->cluster_replicas;
+    c->api_wait_ms = c->lease_ms / 4 < API_WAIT_MIN_MS   ? API_WAIT_MIN_MS
+                     : c->lease_ms / 4 > API_WAIT_MAX_MS ? API_WAIT_MAX_MS
+                                                         : c->lease_ms / 4;
+    c->started_wall = sc_now_wall_ms();
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    alloc_tables(c, now);
+    /*
+     * Reachable now: a bucket that does not fit stops start-up here. Any
+     * other failure (a timeout while a new cluster elects its leaders, no
+     * JetStream yet) is the thread's to retry: health says ready false.
+     */
+    if (sc_conn_connected(d->conn) && (st = kv_setup(c, err, errlen)) != SC_OK) {
+        if (st == SC_EINVAL) {
+            free_cluster(c);
+            return st;
+        }
+        sc_log(SC_LOG_WARN, "cluster: bucket not set up yet; retrying", "error", err, NULL);
+        err[0] = '\0';
+    }
+    c->wake_ev = event_new(d->base, -1, 0, on_wake, c);
+    c->timer_ev = event_new(d->base, -1, EV_PERSIST, on_timer, c);
+    c->expire_ev = event_new(d->base, -1, 0, on_expire, c);
+    if (pthread_create(&c->thread, NULL, thread_main, c) != 0) {
+        snprintf(err, errlen, "cluster: cannot start the cluster thread");
+        free_cluster(c);
+        return SC_EIO;
+    }
+    c->thread_started = true;
+    renew = c->lease_ms / 3;
+    tv.tv_sec = (time_t)(renew / 1000);
+    tv.tv_usec = (suseconds_t)(renew % 1000) * 1000;
+    event_add(c->timer_ev, &tv);
+    d->cluster = c;
+    sc_log(SC_LOG_INFO, "cluster: member started", "member_id", c->me, "bucket", c->bucket,
+           "partitions", sc_log_int(c->partitions), "lease_ms", sc_log_int(c->lease_ms), NULL);
+    kick(c, true); /* the first record and read, at once */
+    return SC_OK;
+}
+
+void
+sc_cluster_set_hooks(struct sc_daemon *d, const struct sc_cluster_hooks *h)
+{
+    if (d->cluster && h)
+        d->cluster->hooks = *h;
+}
+
+void
+sc_cluster_released(struct sc_daemon *d, uint32_t p)
+{
+    struct sc_cluster *c = d->cluster;
+
+    if (!c || p >= c->partitions || !c->slots[p].held || c->parts[p].quiesced)
+        return;
+    c->parts[p].quiesced = true;
+    kick(c, false); /* give it back now (or once the job out comes back) */
+}
+
+bool
+sc_cluster_may_dispatch(const struct sc_daemon *d, uint32_t p, int64_t now_mono)
+{
+    const struct sc_cluster *c = d->cluster;
+
+    if (!c)
+        return true;
+    return sc_lease_valid(&c->t, p, now_mono) && !c->parts[p].quiesced;
+}
+
+uint64_t
+sc_cluster_lease_revision(const struct sc_daemon *d, uint32_t p)
+{
+    const struct sc_cluster *c = d->cluster;
+
+    if (!c || p >= c->partitions || !c->slots[p].held)
+        return 0;
+    return c->slots[p].revision;
+}
+
+struct sc_cluster_stats
+sc_cluster_get_stats(const struct sc_daemon *d)
+{
+    const struct sc_cluster *c = d->cluster;
+    struct sc_cluster_stats st = {.member_id = ""};
+    int64_t now = sc_now_mono_ms();
+
+    if (!c)
+        return st;
+    st.enabled = true;
+    st.ready = c->ready;
+    st.member_id = c->me;
+    st.partitions = c->partitions;
+    st.members = c->t.nmembers;
+    for (uint32_t p = 0; p < c->partitions; p++)
+        st.partitions_owned += sc_cluster_may_dispatch(d, p, now);
+    st.lease_renewals = c->renewals;
+    st.lease_failures = c->failures;
+    st.gained = c->gained;
+    st.lost = c->lost;
+    st.released = c->released;
+    return st;
+}
+
+/* Writes the leases held (health's detail): partition, revision, since and until in mono ms. */
+static void
+leases_json(const struct sc_daemon *d, struct sc_jw *w, int64_t now)
+{
+    const struct sc_cluster *c = d->cluster;
+
+    sc_jw_int(w, "mono_ms", now);
+    sc_jw_open(w, "owned", '[');
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (sc_cluster_may_dispatch(d, p, now))
+            sc_jw_int(w, NULL, p);
+    sc_jw_close(w, ']');
+    sc_jw_open(w, "leases", '[');
+    for (uint32_t p = 0; p < c->partitions; p++) {
+        if (!sc_cluster_may_dispatch(d, p, now))
+            continue;
+        sc_jw_open(w, NULL, '{');
+        sc_jw_int(w, "partition", p);
+        sc_jw_uint(w, "revision", c->slots[p].revision);
+        sc_jw_int(w, "since_mono_ms", c->slots[p].held_since);
+        sc_jw_int(w, "valid_until_mono_ms", c->slots[p].valid_until);
+        sc_jw_close(w, '}');
+    }
+    sc_jw_close(w, ']');
+}
+
+void
+sc_cluster_json(const struct sc_daemon *d, struct sc_jw *w, bool detail)
+{
+    struct sc_cluster_stats st = sc_cluster_get_stats(d);
+
+    sc_jw_open(w, "cluster", '{');
+    sc_jw_bool(w, "enabled", st.enabled);
+    if (st.enabled) {
+        sc_jw_str(w, "member_id", st.member_id);
+        sc_jw_bool(w, "ready", st.ready);
+        sc_jw_int(w, "partitions", st.partitions);
+        sc_jw_int(w, "members", (int64_t)st.members);
+        sc_jw_int(w, "partitions_owned", (int64_t)st.partitions_owned);
+        sc_jw_uint(w, "lease_renewals", st.lease_renewals);
+        sc_jw_uint(w, "lease_failures", st.lease_failures);
+        sc_jw_uint(w, "partitions_gained", st.gained);
+        sc_jw_uint(w, "partitions_lost", st.lost);
+        sc_jw_uint(w, "partitions_released", st.released);
+        if (detail)
+            leases_json(d, w, sc_now_mono_ms());
+    }
+    sc_jw_close(w, '}');
+}
+
+/* Waits (main thread, loop stopped) until no job is out, at most ms; true when none is. */
+static bool
+wait_idle(struct sc_cluster *c, int64_t ms)
+{
+    struct timespec ts;
+    bool idle;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->posted && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
+        ;
+    idle = !c->posted;
+    pthread_mutex_unlock(&c->mu);
+    return idle;
+}
+
+/* Posts the leaving job: every hold given back with its revision, and the record deleted. */
+static void
+leave(struct sc_cluster *c)
+{
+    struct cl_job *j = &c->job;
+
+    j->nops = 0;
+    for (uint32_t p = 0; p < c->partitions; p++)
+        if (c->slots[p].held)
+            j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_DELETE, .rev = c->slots[p].revision};
+    j->timer = false;
+    j->member_put = false;
+    j->member_delete = true;
+    j->read_view = false;
+    pthread_mutex_lock(&c->mu);
+    c->posted = true;
+    c->done = false;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void
+sc_cluster_close(struct sc_daemon *d)
+{
+    struct sc_cluster *c = d->cluster;
+    size_t given = 0;
+
+    if (!c)
+        return;
+    c->closing = true;
+    if (c->timer_ev)
+        event_del(c->timer_ev);
+    if (c->thread_started && wait_idle(c, CLOSE_WAIT_MS)) {
+        on_wake(-1, 0, c); /* the last answers, if the loop did not take them */
+        leave(c);
+        wait_idle(c, CLOSE_WAIT_MS);
+        for (size_t i = 0; i < c->job.nops; i++)
+            given += c->job.ops[i].result == CL_OK;
+        sc_log(SC_LOG_INFO, "cluster: left; leases given back", "member_id", c->me, "given_back",
+               sc_log_int((int64_t)given), "held", sc_log_int((int64_t)c->job.nops), NULL);
+    }
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (c->thread_started)
+        pthread_join(c->thread, NULL);
+    d->cluster = NULL;
+    free_cluster(c);
+}

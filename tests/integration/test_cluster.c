@@ -1,0 +1,493 @@
+/* test_cluster.c - integration: cluster leases (cluster.enabled) with 3 sidecars on a 3-node nats-server 2.15.3 cluster (R3 bucket): balance, kill -9, a SIGSTOP zombie, scale 1 -> 3 -> 1, and a bucket whose TTL differs. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define NS 3             /* sidecars */
+#define P 32             /* cluster.partitions (the default) */
+#define LEASE_MS 2500
+#define POLL_WAIT_MS 300 /* how long one health round waits for the replies */
+#define SETTLE_MS (IT_WAIT_MS + 4 * LEASE_MS) /* generous: a loaded 2-core machine */
+#define MAX_SAMPLES 400000
+
+/* One "I own p" a sidecar reported: since (its lease's start) and at (when it answered), CLOCK_MONOTONIC ms. */
+struct sample {
+    int member;
+    int p;
+    int64_t since, at;
+};
+
+struct world {
+    char dir[IT_PATH_MAX];
+    struct it_cluster cl;
+    struct it_daemon sc[NS];
+    natsConnection *nc;
+    bool passed;
+    struct sample *samples;
+    size_t nsamples;
+    /* the last health round */
+    bool seen[NS];
+    int owned[NS];
+    int owner_of[P]; /* -1 none; -2 reported by two */
+    json_t *last[NS];
+    bool killed[NS]; /* kill -9 on purpose: its exit status is not checked */
+};
+
+static struct world *
+world_new(const char *name, size_t nodes)
+{
+    struct world *w = calloc(1, sizeof(*w));
+    const char *tmp = getenv("TMPDIR");
+
+    assert_non_null(w);
+    w->samples = calloc(MAX_SAMPLES, sizeof(*w->samples));
+    assert_non_null(w->samples);
+    snprintf(w->dir, sizeof(w->dir), "%s/dlq-it-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    assert_non_null(mkdtemp(w->dir));
+    for (size_t i = 0; i < NS; i++)
+        w->sc[i].exit_status = -1;
+    IT_CHECK(it_cluster_start(&w->cl, w->dir, nodes) == 0, "a %zu-node cluster starts", nodes);
+    w->nc = it_connect(w->cl.node[0].url, "it-cluster-client"); /* no node is stopped here */
+    assert_non_null(w->nc);
+    return w;
+}
+
+/*
+ * Stops every sidecar with SIGTERM and checks that each exited 0 (a clean
+ * stop: the leases given back, and no sanitizer report, which would change
+ * the status), except those killed on purpose.
+ */
+static void
+stop_all(struct world *w)
+{
+    for (int i = 0; i < NS; i++) {
+        if (w->sc[i].pid <= 0 && w->sc[i].exit_status < 0)
+            continue;
+        int st = it_daemon_stop(&w->sc[i]);
+        IT_CHECK(w->killed[i] || st == 0, "s%d exits 0 at SIGTERM, got %d", i, st);
+    }
+}
+
+static void
+world_free(struct world *w)
+{
+    for (size_t i = 0; i < NS; i++) {
+        if (w->sc[i].pid > 0)
+            kill(w->sc[i].pid, SIGCONT);
+        it_daemon_stop(&w->sc[i]);
+        if (!w->passed && w->sc[i].log[0])
+            it_print_tail("sidecar log", w->sc[i].log, 40);
+        json_decref(w->last[i]);
+    }
+    natsConnection_Destroy(w->nc);
+    it_cluster_stop(&w->cl);
+    if (w->passed) {
+        char cmd[IT_PATH_MAX + 16];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", w->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", w->dir);
+    } else
+        fprintf(stderr, "kept %s\n", w->dir);
+    free(w->samples);
+    free(w);
+}
+
+/* Starts sidecar i (member id s<i>) on the cluster, its log in <dir>/s<i>/, with extra flags. */
+static void
+start_sidecar(struct world *w, int i, const char *lease)
+{
+    char sdir[IT_PATH_MAX + 8], id[32];
+    const char *extra[] = {"cluster.enabled=true", lease,
+                           w->cl.n >= 3 ? "cluster.replicas=3" : "cluster.replicas=1", id,
+                           "nats.reconnect_wait_ms=100", "log.level=info", NULL};
+
+    snprintf(sdir, sizeof(sdir), "%s/s%d", w->dir, i);
+    mkdir(sdir, 0755);
+    snprintf(id, sizeof(id), "cluster.member_id=s%d", i);
+    IT_CHECK(it_daemon_start(&w->sc[i], sdir, w->cl.urls, extra) == 0, "sidecar s%d starts", i);
+}
+
+/* Reads one health reply into the round and the samples. */
+static void
+take_reply(struct world *w, json_t *h)
+{
+    const char *id = it_json_str(h, "cluster.member_id");
+    const json_t *leases = it_json_get(h, "cluster.leases");
+    int64_t at = it_json_int(h, "cluster.mono_ms");
+    int i;
+    size_t k;
+    json_t *l;
+
+    if (!id || id[0] != 's' || (i = atoi(id + 1)) < 0 || i >= NS || !json_is_array(leases))
+        return;
+    w->seen[i] = true;
+    json_decref(w->last[i]);
+    w->last[i] = json_incref(h);
+    json_array_foreach(leases, k, l) {
+        int p = (int)it_json_int(l, "partition");
+        if (p < 0 || p >= P)
+            continue;
+        w->owned[i]++;
+        w->owner_of[p] = w->owner_of[p] == -1 ? i : -2;
+        if (w->nsamples < MAX_SAMPLES)
+            w->samples[w->nsamples++] = (struct sample){
+                .member = i, .p = p, .since = it_json_int(l, "since_mono_ms"), .at = at};
+    }
+}
+
+/* One health round: every live sidecar's answer. Returns how many answered. */
+static size_t
+poll(struct world *w)
+{
+    json_t *r[NS + 4];
+    size_t n = it_gather_json(w->nc, "dlq.admin.health", NULL, POLL_WAIT_MS, r, NS + 4);
+
+    memset(w->seen, 0, sizeof(w->seen));
+    memset(w->owned, 0, sizeof(w->owned));
+    for (size_t p = 0; p < P; p++)
+        w->owner_of[p] = -1;
+    for (size_t i = 0; i < n; i++) {
+        take_reply(w, r[i]);
+        json_decref(r[i]);
+    }
+    return n;
+}
+
+/* Whether the last round shows the members of mask (bit i: s<i>) owning all P, each within +-1 of P/n, once each. */
+static bool
+balanced(const struct world *w, unsigned mask)
+{
+    int n = 0, total = 0;
+
+    for (int i = 0; i < NS; i++)
+        n += (mask >> i) & 1;
+    for (int i = 0; i < NS; i++) {
+        if (!((mask >> i) & 1))
+            continue;
+        if (!w->seen[i] || w->owned[i] < P / n || w->owned[i] > (P + n - 1) / n)
+            return false;
+        total += w->owned[i];
+    }
+    for (int p = 0; p < P; p++)
+        if (w->owner_of[p] < 0 || !((mask >> w->owner_of[p]) & 1))
+            return false;
+    return total == P;
+}
+
+/* Whether the last round shows every partition owned by exactly one member of mask (balance aside). */
+static bool
+all_owned(const struct world *w, unsigned mask)
+{
+    for (int p = 0; p < P; p++)
+        if (w->owner_of[p] < 0 || !((mask >> w->owner_of[p]) & 1))
+            return false;
+    return true;
+}
+
+/* Polls until all_owned(mask) or timeout_ms; returns the ms it took, or -1. */
+static int64_t
+wait_owned(struct world *w, unsigned mask, int64_t timeout_ms)
+{
+    int64_t start = sc_now_mono_ms();
+
+    while (sc_now_mono_ms() - start < timeout_ms) {
+        poll(w);
+        if (all_owned(w, mask))
+            return sc_now_mono_ms() - start;
+    }
+    return -1;
+}
+
+/* Polls until balanced(mask) or timeout_ms; returns the ms it took, or -1 (the last round printed). */
+static int64_t
+wait_balanced(struct world *w, unsigned mask, int64_t timeout_ms)
+{
+    int64_t start = sc_now_mono_ms();
+
+    while (sc_now_mono_ms() - start < timeout_ms) {
+        poll(w);
+        if (balanced(w, mask))
+            return sc_now_mono_ms() - start;
+    }
+    for (int i = 0; i < NS; i++)
+        fprintf(stderr, "  s%d: seen %d owned %d\n", i, w->seen[i], w->owned[i]);
+    return -1;
+}
+
+/*
+ * The fencing check: from the samples, each ownership episode (member,
+ * partition, since) is known to have lasted from since to its last report;
+ * two episodes of one partition at different members must never overlap.
+ * Returns the overlaps found (each printed).
+ */
+static size_t
+overlaps(const struct world *w)
+{
+    size_t bad = 0;
+
+    for (int p = 0; p < P; p++) {
+        /* The episodes of p: the latest report of each (member, since). */
+        enum { MAXE = 4096 };
+        static struct sample ep[MAXE];
+        size_t ne = 0;
+        for (size_t k = 0; k < w->nsamples; k++) {
+            const struct sample *s = &w->samples[k];
+            size_t e;
+            if (s->p != p)
+                continue;
+            for (e = 0; e < ne; e++)
+                if (ep[e].member == s->member && ep[e].since == s->since)
+                    break;
+            if (e == ne && ne < MAXE)
+                ep[ne++] = *s;
+            else if (e < ne && s->at > ep[e].at)
+                ep[e].at = s->at;
+        }
+        for (size_t a = 0; a < ne; a++)
+            for (size_t b = a + 1; b < ne; b++)
+                if (ep[a].member != ep[b].member && ep[a].since <= ep[b].at &&
+                    ep[b].since <= ep[a].at) {
+                    fprintf(stderr, "OVERLAP partition %d: s%d [%lld, %lld] and s%d [%lld, %lld]\n", p,
+                            ep[a].member, (long long)ep[a].since, (long long)ep[a].at, ep[b].member,
+                            (long long)ep[b].since, (long long)ep[b].at);
+                    bad++;
+                }
+    }
+    return bad;
+}
+
+/* 3 sidecars share the 32 partitions 10-11 each; kill -9 of one: the other two own all 32 again. */
+static void
+test_balance_and_kill(void **state)
+{
+    struct world *w = world_new("cluster-kill", 3);
+    int64_t ms, t0;
+
+    (void)state;
+    for (int i = 0; i < NS; i++)
+        start_sidecar(w, i, "cluster.lease_ms=2500");
+    ms = wait_balanced(w, 7, SETTLE_MS);
+    IT_CHECK(ms >= 0, "3 sidecars own the 32 partitions, 10-11 each");
+    printf("cluster: 3 sidecars balanced %d/%d/%d after %lld ms from start\n", w->owned[0],
+           w->owned[1], w->owned[2], (long long)ms);
+    /* Stable: partitions move only when membership changes. */
+    int64_t gained = it_json_int(w->last[0], "cluster.partitions_gained") +
+                     it_json_int(w->last[1], "cluster.partitions_gained") +
+                     it_json_int(w->last[2], "cluster.partitions_gained");
+    it_sleep_ms(2 * LEASE_MS);
+    poll(w);
+    IT_CHECK(balanced(w, 7), "still balanced");
+    IT_CHECK(it_json_int(w->last[0], "cluster.partitions_gained") +
+                     it_json_int(w->last[1], "cluster.partitions_gained") +
+                     it_json_int(w->last[2], "cluster.partitions_gained") ==
+                 gained,
+             "no partition moved while membership stayed the same");
+    IT_CHECK(it_json_int(w->last[0], "cluster.lease_renewals") > 0, "leases are renewed");
+
+    t0 = sc_now_mono_ms();
+    kill(w->sc[2].pid, SIGKILL);
+    w->killed[2] = true;
+    ms = wait_balanced(w, 3, SETTLE_MS);
+    IT_CHECK(ms >= 0, "after kill -9 of s2, s0 and s1 own all 32");
+    printf("cluster: takeover after kill -9: %lld ms (lease_ms %d); s0 %d, s1 %d\n",
+           (long long)(sc_now_mono_ms() - t0), LEASE_MS, w->owned[0], w->owned[1]);
+    IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
+             w->nsamples);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+/*
+ * s2 stopped (SIGSTOP) for longer than its lease: the others take its
+ * partitions; once resumed it reports none of its old ones (it sees that
+ * its leases ran out) and gets its share back; no partition is ever
+ * reported valid by two sidecars in overlapping intervals.
+ */
+static void
+test_zombie(void **state)
+{
+    struct world *w = world_new("cluster-zombie", 3);
+    int64_t ms, t_stop, t_cont;
+    bool answered = false;
+
+    (void)state;
+    for (int i = 0; i < NS; i++)
+        start_sidecar(w, i, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "3 sidecars balanced");
+    int64_t lost_before = it_json_int(w->last[2], "cluster.partitions_lost");
+
+    t_stop = sc_now_mono_ms();
+    kill(w->sc[2].pid, SIGSTOP);
+    ms = wait_balanced(w, 3, SETTLE_MS);
+    IT_CHECK(ms >= 0, "while s2 is stopped, s0 and s1 own all 32");
+    printf("cluster: s2 stopped; its partitions owned by the others after %lld ms (lease_ms %d)\n",
+           (long long)ms, LEASE_MS);
+    while (sc_now_mono_ms() - t_stop < 2 * LEASE_MS)
+        poll(w);
+    t_cont = sc_now_mono_ms();
+    kill(w->sc[2].pid, SIGCONT);
+    /* Its first answers: nothing held from before the stop. */
+    for (int64_t end = t_cont + IT_WAIT_MS; !answered && sc_now_mono_ms() < end;) {
+        poll(w);
+        if (!w->seen[2])
+            continue;
+        answered = true;
+        const json_t *leases = it_json_get(w->last[2], "cluster.leases");
+        size_t k;
+        json_t *l;
+        json_array_foreach(leases, k, l)
+            IT_CHECK(it_json_int(l, "since_mono_ms") >= t_cont,
+                     "s2 reports partition %lld held since %lld, before it resumed at %lld",
+                     (long long)it_json_int(l, "partition"),
+                     (long long)it_json_int(l, "since_mono_ms"), (long long)t_cont);
+    }
+    IT_CHECK(answered, "s2 answers after SIGCONT");
+    ms = wait_balanced(w, 7, SETTLE_MS);
+    IT_CHECK(ms >= 0, "s2 rejoins and gets its share back");
+    printf("cluster: s2 resumed; balanced again after %lld ms\n", (long long)ms);
+    IT_CHECK(it_json_int(w->last[2], "cluster.partitions_lost") > lost_before,
+             "s2 counted its leases as lost");
+    IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
+             w->nsamples);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+/* Scale 1 -> 3 -> 1: the newcomers get their share; the leavers give theirs back at SIGTERM. */
+static void
+test_scale(void **state)
+{
+    struct world *w = world_new("cluster-scale", 3);
+    int64_t ms, t0;
+
+    (void)state;
+    start_sidecar(w, 0, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 1, SETTLE_MS) >= 0, "s0 alone owns all 32");
+    t0 = sc_now_mono_ms();
+    start_sidecar(w, 1, "cluster.lease_ms=2500");
+    start_sidecar(w, 2, "cluster.lease_ms=2500");
+    ms = wait_balanced(w, 7, SETTLE_MS);
+    IT_CHECK(ms >= 0, "1 -> 3: balanced");
+    printf("cluster: scale 1 -> 3 balanced after %lld ms\n", (long long)(sc_now_mono_ms() - t0));
+    IT_CHECK(it_json_int(w->last[0], "cluster.partitions_released") >= 20,
+             "s0 gave back what the newcomers wanted");
+    t0 = sc_now_mono_ms();
+    IT_CHECK(it_daemon_stop(&w->sc[1]) == 0, "s1 stops cleanly");
+    IT_CHECK(it_daemon_stop(&w->sc[2]) == 0, "s2 stops cleanly");
+    ms = wait_balanced(w, 1, SETTLE_MS);
+    IT_CHECK(ms >= 0, "3 -> 1: s0 owns all 32 again");
+    printf("cluster: scale 3 -> 1 (SIGTERM, leases given back) s0 owns all after %lld ms "
+           "(lease_ms %d)\n", (long long)(sc_now_mono_ms() - t0), LEASE_MS);
+    IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
+             w->nsamples);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Takeover time over 10 kills: each round kill -9s one sidecar (in turn),
+ * waits until the other two own all 32, starts it again (same member id:
+ * it waits for its old leases to age out) and waits until 3 are balanced.
+ * Prints p50 and max; checks every takeover completes and never overlaps.
+ */
+static void
+test_takeover_repeated(void **state)
+{
+    enum { KILLS = 10 };
+    struct world *w = world_new("cluster-kills", 3);
+    int64_t took[KILLS], bal[KILLS];
+
+    (void)state;
+    for (int i = 0; i < NS; i++)
+        start_sidecar(w, i, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "3 sidecars balanced");
+    for (int k = 0; k < KILLS; k++) {
+        int v = k % NS;
+        int64_t t0 = sc_now_mono_ms();
+        kill(w->sc[v].pid, SIGKILL);
+        it_daemon_stop(&w->sc[v]); /* reaps it */
+        IT_CHECK(wait_owned(w, 7u & ~(1u << v), SETTLE_MS) >= 0, "kill %d: the other two own all 32", k);
+        took[k] = sc_now_mono_ms() - t0;
+        IT_CHECK(wait_balanced(w, 7u & ~(1u << v), SETTLE_MS) >= 0, "kill %d: 16 each", k);
+        bal[k] = sc_now_mono_ms() - t0;
+        start_sidecar(w, v, "cluster.lease_ms=2500");
+        IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "kill %d: s%d back, 3 balanced", k, v);
+    }
+    qsort(took, KILLS, sizeof(took[0]), cmp_i64);
+    qsort(bal, KILLS, sizeof(bal[0]), cmp_i64);
+    printf("cluster: takeover after kill -9 over %d kills (lease_ms %d, renew every %d ms; a health "
+           "round takes up to %d ms): all 32 owned again p50 %lld ms, max %lld ms, min %lld ms; "
+           "balanced 16/16 p50 %lld ms, max %lld ms\n",
+           KILLS, LEASE_MS, LEASE_MS / 3, POLL_WAIT_MS, (long long)took[KILLS / 2],
+           (long long)took[KILLS - 1], (long long)took[0], (long long)bal[KILLS / 2],
+           (long long)bal[KILLS - 1]);
+    IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
+             w->nsamples);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+/* An existing bucket whose TTL is not cluster.lease_ms stops start-up with exit 2, naming the key. */
+static void
+test_ttl_mismatch(void **state)
+{
+    struct world *w = world_new("cluster-ttl", 1);
+    char buf[8192];
+    FILE *f;
+    size_t n;
+
+    (void)state;
+    start_sidecar(w, 0, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 1, SETTLE_MS) >= 0, "s0 owns all 32 (the bucket made with TTL 2500)");
+    IT_CHECK(it_daemon_stop(&w->sc[0]) == 0, "s0 stops cleanly");
+    start_sidecar(w, 1, "cluster.lease_ms=4000");
+    for (int64_t end = sc_now_mono_ms() + IT_WAIT_MS; it_daemon_alive(&w->sc[1]) && sc_now_mono_ms() < end;)
+        it_sleep_ms(50);
+    IT_CHECK(w->sc[1].exit_status == 2, "exit status 2, got %d", w->sc[1].exit_status);
+    f = fopen(w->sc[1].log, "r");
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    IT_CHECK(strstr(buf, "cluster.lease_ms: 4000 differs from the TTL of the existing bucket "
+                         "DLQ_CLUSTER (2500 ms)") != NULL,
+             "the log names the key and both values:\n%s", buf);
+    w->passed = true;
+    world_free(w);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_balance_and_kill),
+        cmocka_unit_test(test_zombie),
+        cmocka_unit_test(test_scale),
+        cmocka_unit_test(test_takeover_repeated),
+        cmocka_unit_test(test_ttl_mismatch),
+    };
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
