@@ -1,4 +1,4 @@
-/* dlq-bench.c - load generator for dlq-sidecar: ingest, dispatch, timer accuracy, memory, admin latency and JetStream as a peer, each against a bare nats.c baseline measured in the same run. */
+/* dlq-bench.c - load generator for dlq-sidecar: ingest, dispatch, timer accuracy, memory, admin latency and JetStream as a peer, durable ingest and the JetStream KV store, each against a bare nats.c baseline measured in the same run. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -63,12 +63,15 @@ struct opts {
     long admin_rate;      /* background ingest during the admin measurement, per second */
     long tick_ms;         /* timer.tick_ms of every sidecar */
     long js_batch;        /* jsingest: messages per pull request, bare and sidecar (ingest.fetch_batch) */
+    long kv_n;            /* kvstore: failures ingested and written */
+    long kv_batch;        /* kvstore: store.jetstream.batch_max of the sidecar; 0: its default */
+    long kv_pending;      /* kvstore: PubAcks the bare clients may await at once */
     bool quick;
     unsigned scen;        /* SC_* bits */
 };
 
 enum { S_INGEST = 1, S_DISPATCH = 2, S_TIMER = 4, S_MEMORY = 8, S_ADMIN = 16, S_PEER = 32,
-       S_JSINGEST = 64 };
+       S_JSINGEST = 64, S_KVSTORE = 128 };
 
 /* One line of the printed table. */
 struct row {
@@ -2444,6 +2447,451 @@ done:
     natsConnection_Destroy(nc);
 }
 
+/* ---- scenario: kvstore (store.backend: jetstream) --------------------------------------------- */
+
+#define KV_BUCKET "DLQ_TASKS"        /* store.jetstream.bucket's default */
+#define KV_STREAM "KV_" KV_BUCKET
+#define KV_PARTITIONS 32             /* the partitions of a task's key (persist/kv.c) */
+#define KV_POLL_NS 10000000LL        /* stats samples, 10 ms apart */
+#define KV_RECORD_MAX 65536          /* largest record the bare client copies */
+
+/* kv_fnv1a64() is FNV-1a 64 of len bytes: the partition of a task's key is it mod 32 (DESIGN 18). */
+static uint64_t
+kv_fnv1a64(const char *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* kv_subject() writes "$KV.DLQ_TASKS.<p>.<id>" of task index i (id "kv-<i>", as the sidecar keys it). */
+static void
+kv_subject(char *out, size_t cap, uint64_t i)
+{
+    char id[64];
+    size_t n = make_id(id, "kv", i);
+
+    snprintf(out, cap, "$KV." KV_BUCKET ".%u.%s", (unsigned)(kv_fnv1a64(id, n) % KV_PARTITIONS),
+             id);
+}
+
+/* kv_reset() deletes the bucket; with create, makes it as the sidecar would (history 1, R1, file). */
+static int
+kv_reset(jsCtx *js, bool create)
+{
+    kvConfig kc;
+    kvStore *kv = NULL;
+    natsStatus s;
+
+    js_DeleteKeyValue(js, KV_BUCKET);
+    if (!create)
+        return 0;
+    kvConfig_Init(&kc);
+    kc.Bucket = KV_BUCKET;
+    kc.History = 1;
+    kc.Replicas = 1;
+    kc.StorageType = js_FileStorage;
+    s = js_CreateKeyValue(&kv, js, &kc);
+    kvStore_Destroy(kv);
+    if (s != NATS_OK)
+        note("kvstore: js_CreateKeyValue: %s", natsStatus_GetText(s));
+    return s == NATS_OK ? 0 : -1;
+}
+
+/* kv_msgs() returns the messages and bytes of the bucket's stream, or -1. */
+static long
+kv_msgs(jsCtx *js, long long *bytes)
+{
+    jsStreamInfo *si = NULL;
+    long n = -1;
+
+    *bytes = -1;
+    if (js_GetStreamInfo(&si, js, KV_STREAM, NULL, NULL) == NATS_OK) {
+        n = (long)si->State.Msgs;
+        *bytes = (long long)si->State.Bytes;
+    }
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* The sidecar seen through dlq.admin.stats, sampled by a thread of its own. */
+struct kvpoll {
+    natsConnection *nc;
+    long n;
+    bool durable;                /* wait for persistence.written too */
+    int stop, done;              /* atomics */
+    pthread_t th;
+    int64_t t_enq, t_written;    /* mono ns of the first sample with enqueued >= n / written >= n, queue 0 */
+    long long enq, written, queued; /* atomics: the latest sample */
+    int64_t t_moved;             /* atomic: the last sample that changed a count */
+};
+
+/* kv_poll_main() samples stats every KV_POLL_NS until both times are set or it is told to stop. */
+static void *
+kv_poll_main(void *arg)
+{
+    struct kvpoll *p = arg;
+
+    while (!LOAD(p->stop)) {
+        json_t *st = request_json(p->nc, "dlq.admin.stats", "", 2000, NULL);
+        int64_t now = mono_ns();
+        if (st) {
+            long long e = jpath_int(st, "lifetime_stats.enqueued");
+            long long w = jpath_int(st, "persistence.written");
+            long long q = jpath_int(st, "persistence.queued_writes");
+            json_decref(st);
+            if (e != LOAD(p->enq) || w != LOAD(p->written) || q != LOAD(p->queued))
+                STORE(p->t_moved, now);
+            STORE(p->enq, e);
+            STORE(p->written, w);
+            STORE(p->queued, q);
+            if (!p->t_enq && e >= p->n)
+                p->t_enq = now;
+            if (p->durable && !p->t_written && w >= p->n && q == 0)
+                p->t_written = now;
+            if (p->t_enq && (!p->durable || p->t_written))
+                break;
+        }
+        sleep_ns(KV_POLL_NS);
+    }
+    STORE(p->done, 1);
+    return NULL;
+}
+
+/* The figures of one sidecar run. */
+struct kvrun {
+    double ingest_rate, write_rate; /* per second from the first publish; 0 when not reached */
+    long long enq, written, queued, rejected, retried, batches, failed_batches;
+    size_t rec_len;                 /* kv: one record's length; 0 when none could be read */
+};
+
+/*
+ * kv_sidecar() runs a sidecar (kv: store.backend jetstream on a fresh bucket)
+ * and publishes O.kv_n ingest envelopes at full speed in core mode, until
+ * stats say every task was enqueued (and written, queue empty). With kv,
+ * one record (index kv_n / 2) is copied into rec (KV_RECORD_MAX bytes).
+ * Returns 0 or -1 (a failure was counted).
+ */
+static int
+kv_sidecar(natsConnection *pub, jsCtx *js, bool kv, char *rec, struct kvrun *out)
+{
+    static char batch[64];
+    struct env_spec env = {"kv", INGEST_TASK_BYTES, NULL};
+    struct pubspec ps = {&env, SUBJ_FAILED, 0, O.kv_n, 0, 0, 0, NULL};
+    const char *extra[8] = {"--backoff.exp_base_ms=" LONG_DELAY_MS,
+                            "--backoff.linear_step_ms=" LONG_DELAY_MS, NULL};
+    struct kvpoll p;
+    struct sidecar sc;
+    int64_t t0;
+    json_t *st;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    memset(&p, 0, sizeof(p));
+    if (kv) {
+        extra[2] = "--store.backend=jetstream";
+        if (O.kv_batch > 0) {
+            snprintf(batch, sizeof(batch), "--store.jetstream.batch_max=%ld", O.kv_batch);
+            extra[3] = batch;
+        }
+        kv_reset(js, false); /* the sidecar makes its bucket */
+    }
+    if (sidecar_start(&sc, pub, kv ? "kvstore-kv" : "kvstore-memory", extra))
+        goto fail;
+    p.n = O.kv_n;
+    p.durable = kv;
+    p.enq = p.written = p.queued = -1;
+    if (!(p.nc = connect_plain("bench-kv-stats")) || pthread_create(&p.th, NULL, kv_poll_main, &p)) {
+        natsConnection_Destroy(p.nc);
+        sidecar_stop(&sc);
+        goto fail;
+    }
+    t0 = mono_ns();
+    STORE(p.t_moved, t0);
+    publish_envelopes(pub, &ps, NULL);
+    /* the poller ends by itself once done; give up after 20 s without a change */
+    while (!LOAD(p.done) && mono_ns() - LOAD(p.t_moved) < 20000000000LL)
+        sleep_ms(20);
+    STORE(p.stop, 1);
+    pthread_join(p.th, NULL);
+    if (!p.t_enq || (kv && !p.t_written))
+        note("kvstore: sidecar stalled: enqueued %lld, written %lld, queued %lld", p.enq, p.written,
+             p.queued);
+    natsConnection_Destroy(p.nc);
+    out->ingest_rate = p.t_enq ? (double)O.kv_n / ((double)(p.t_enq - t0) / 1e9) : 0;
+    out->write_rate = p.t_written ? (double)O.kv_n / ((double)(p.t_written - t0) / 1e9) : 0;
+    st = stats(pub);
+    out->enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+    out->written = st ? jpath_int(st, "persistence.written") : -1;
+    out->queued = st ? jpath_int(st, "persistence.queued_writes") : -1;
+    out->rejected = st ? jpath_int(st, "persistence.rejected") : -1;
+    out->retried = st ? jpath_int(st, "persistence.retried") : -1;
+    out->batches = st ? jpath_int(st, "persistence.batches") : -1;
+    out->failed_batches = st ? jpath_int(st, "persistence.failed_batches") : -1;
+    json_decref(st);
+    if (kv) {
+        kvStore *kvs = NULL;
+        kvEntry *e = NULL;
+        char subj[128];
+        kv_subject(subj, sizeof(subj), (uint64_t)(O.kv_n / 2));
+        if (js_KeyValue(&kvs, js, KV_BUCKET) == NATS_OK &&
+            kvStore_Get(&e, kvs, subj + strlen("$KV." KV_BUCKET ".")) == NATS_OK &&
+            kvEntry_ValueLen(e) > 0 && kvEntry_ValueLen(e) <= KV_RECORD_MAX) {
+            out->rec_len = (size_t)kvEntry_ValueLen(e);
+            memcpy(rec, kvEntry_Value(e), out->rec_len);
+        }
+        kvEntry_Destroy(e);
+        kvStore_Destroy(kvs);
+    }
+    rc = sidecar_stop(&sc);
+    if (out->enq != O.kv_n || (kv && (out->written < O.kv_n || out->queued != 0)))
+        losses++;
+    if (out->ingest_rate > 0 && (!kv || out->write_rate > 0) && rc == 0)
+        return 0;
+fail:
+    failures++;
+    return -1;
+}
+
+/* Counts PubAcks of the raw bare client on <inbox>.<i>. */
+struct kvacks {
+    long count, errors; /* atomics */
+    int64_t last_ns;    /* atomic */
+};
+
+/* on_kv_puback() counts one PubAck (an answer with "error" counts as an error). */
+static void
+on_kv_puback(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct kvacks *a = closure;
+    const char *d = natsMsg_GetData(m);
+
+    (void)nc;
+    (void)sub;
+    if (!d || natsMsg_GetDataLength(m) == 0 || strstr(d, "\"error\""))
+        INC(a->errors);
+    STORE(a->last_ns, mono_ns());
+    INC(a->count);
+    natsMsg_Destroy(m);
+}
+
+/*
+ * kv_bare_raw() publishes O.kv_n copies of rec (len bytes) to the sidecar's
+ * keys with natsConnection_PublishRequest, at most O.kv_pending without their
+ * PubAck (the sidecar's own technique, without its batching), and waits for
+ * every PubAck. Returns writes/s (0 on failure); *errors gets refused writes.
+ */
+static double
+kv_bare_raw(natsConnection *nc, const char *rec, size_t len, long *errors)
+{
+    struct kvacks a;
+    natsSubscription *sub = NULL;
+    natsInbox *inbox = NULL;
+    char prefix[128], subj[160], reply[160];
+    int64_t t0, stall;
+    double rate = 0;
+
+    memset(&a, 0, sizeof(a));
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return 0;
+    snprintf(prefix, sizeof(prefix), "%s", (const char *)inbox);
+    natsInbox_Destroy(inbox);
+    snprintf(subj, sizeof(subj), "%s.*", prefix);
+    if (natsConnection_Subscribe(&sub, nc, subj, on_kv_puback, &a) != NATS_OK)
+        return 0;
+    unlimited(sub);
+    natsConnection_FlushTimeout(nc, 5000);
+    t0 = mono_ns();
+    for (long i = 0; i < O.kv_n; i++) {
+        stall = mono_ns();
+        while (i - LOAD(a.count) >= O.kv_pending) {
+            if (mono_ns() - stall > 30000000000LL)
+                goto done;
+            sleep_ns(20000);
+        }
+        kv_subject(subj, sizeof(subj), (uint64_t)i);
+        snprintf(reply, sizeof(reply), "%s.%ld", prefix, i);
+        if (natsConnection_PublishRequest(nc, subj, reply, rec, (int)len) != NATS_OK)
+            goto done;
+    }
+    if (wait_count(&a.count, O.kv_n, 20000, 0))
+        rate = (double)O.kv_n / ((double)(LOAD(a.last_ns) - t0) / 1e9);
+done:
+    *errors = LOAD(a.errors) + (O.kv_n - LOAD(a.count));
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rate;
+}
+
+/* Counts the failed PubAcks of js_PublishAsync. */
+static void
+on_kv_pub_err(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    (void)pae;
+    INC(*(long *)closure);
+}
+
+/*
+ * kv_bare_async() publishes O.kv_n copies of rec (len bytes) to the
+ * sidecar's keys with nats.c's js_PublishAsync (PublishAsync.MaxPending
+ * O.kv_pending) and js_PublishAsyncComplete. Returns writes/s (0 on
+ * failure); *errors gets refused writes.
+ */
+static double
+kv_bare_async(natsConnection *nc, const char *rec, size_t len, long *errors)
+{
+    jsCtx *js = NULL;
+    jsOptions jo;
+    jsPubOptions po;
+    char subj[160];
+    long errs = 0;
+    int64_t t0;
+    double rate = 0;
+    natsStatus s = NATS_OK;
+
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = O.kv_pending;
+    jo.PublishAsync.StallWait = 30000;
+    jo.PublishAsync.ErrHandler = on_kv_pub_err;
+    jo.PublishAsync.ErrHandlerClosure = &errs;
+    if (natsConnection_JetStream(&js, nc, &jo) != NATS_OK)
+        return 0;
+    t0 = mono_ns();
+    for (long i = 0; i < O.kv_n && s == NATS_OK; i++) {
+        kv_subject(subj, sizeof(subj), (uint64_t)i);
+        s = js_PublishAsync(js, subj, rec, (int)len, NULL);
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    if (s == NATS_OK && js_PublishAsyncComplete(js, &po) == NATS_OK)
+        rate = (double)O.kv_n / ((double)(mono_ns() - t0) / 1e9);
+    *errors = LOAD(errs) + (s != NATS_OK);
+    jsCtx_Destroy(js);
+    return rate;
+}
+
+/* kv_bare() runs one bare client on a fresh bucket and checks the bucket holds every key. */
+static double
+kv_bare(natsConnection *nc, jsCtx *js, bool raw, const char *rec, size_t len, json_t *res)
+{
+    const char *name = raw ? "bare_raw" : "bare_js_async";
+    long errors = 0, msgs;
+    long long bytes;
+    double rate;
+    char key[64], a[32];
+
+    if (kv_reset(js, true)) {
+        failures++;
+        return 0;
+    }
+    rate = raw ? kv_bare_raw(nc, rec, len, &errors) : kv_bare_async(nc, rec, len, &errors);
+    msgs = kv_msgs(js, &bytes);
+    snprintf(key, sizeof(key), "%s_writes_per_s", name);
+    jnum(res, key, rate);
+    snprintf(key, sizeof(key), "%s_errors", name);
+    jint(res, key, errors);
+    snprintf(key, sizeof(key), "%s_stored", name);
+    jint(res, key, msgs);
+    note("kvstore: %s %s writes/s (%ld errors, %ld stored)", name, fmt_count(a, rate), errors, msgs);
+    if (rate <= 0 || errors || msgs != O.kv_n)
+        failures++;
+    return rate;
+}
+
+/*
+ * scenario_kvstore() measures the JetStream KV store's writes/s (a sidecar
+ * ingesting at full speed in core mode with store.backend jetstream, until
+ * every task is written) against a bare nats.c client writing records of the
+ * same size to the same keys of the same kind of bucket, and the sidecar's
+ * ingest rate with the memory store and with the KV store.
+ */
+static void
+scenario_kvstore(natsConnection *pub)
+{
+    json_t *res = jobj("kvstore");
+    natsConnection *nc = connect_plain("bench-kv-bare");
+    jsCtx *js = NULL;
+    struct kvrun mem, kv;
+    char *rec = calloc(1, KV_RECORD_MAX);
+    double raw_rate = 0, async_rate = 0, base;
+    long long bytes, lost;
+    long msgs;
+    char a[32], b[32], r[32], buf[128];
+
+    if (!rec || !nc || natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+        note("kvstore: JetStream unavailable (is nats-server running with -js?)");
+        failures++;
+        goto done;
+    }
+    jint(res, "tasks", O.kv_n);
+    jint(res, "bare_max_pending", O.kv_pending);
+    jint(res, "sidecar_batch_max", O.kv_batch > 0 ? O.kv_batch : 1000);
+    note("kvstore: %ld failures; sidecar with the memory store, then with store.backend=jetstream, "
+         "then the bare clients", O.kv_n);
+
+    /* 1. the sidecar's ingest with the memory store, 2. with the KV store */
+    kv_sidecar(pub, js, false, rec, &mem);
+    note("kvstore: memory store: ingest %s/s, enqueued %lld", fmt_count(a, mem.ingest_rate), mem.enq);
+    kv_sidecar(pub, js, true, rec, &kv);
+    msgs = kv_msgs(js, &bytes);
+    note("kvstore: KV store: ingest %s/s, writes %s/s; written %lld, batches %lld, retried %lld, "
+         "record %zu bytes, stream %ld msgs, %lld bytes", fmt_count(a, kv.ingest_rate),
+         fmt_count(b, kv.write_rate), kv.written, kv.batches, kv.retried, kv.rec_len, msgs, bytes);
+    jnum(res, "memory_ingest_per_s", mem.ingest_rate);
+    jint(res, "memory_enqueued", mem.enq);
+    jnum(res, "kv_ingest_per_s", kv.ingest_rate);
+    jnum(res, "kv_writes_per_s", kv.write_rate);
+    jint(res, "kv_enqueued", kv.enq);
+    jint(res, "kv_written", kv.written);
+    jint(res, "kv_queued_writes", kv.queued);
+    jint(res, "kv_rejected", kv.rejected);
+    jint(res, "kv_retried", kv.retried);
+    jint(res, "kv_batches", kv.batches);
+    jint(res, "kv_failed_batches", kv.failed_batches);
+    jint(res, "kv_stream_msgs", msgs);
+    jint(res, "kv_stream_bytes", bytes);
+    jint(res, "record_bytes", (long long)kv.rec_len);
+    if (kv.rec_len == 0) { /* no record to copy: a MessagePack-like blob of the usual size */
+        kv.rec_len = 1024;
+        memset(rec, 'r', kv.rec_len);
+        note("kvstore: no record could be read; the bare clients write 1,024-byte values");
+    }
+
+    /* 3. the bare clients, the same record for every key */
+    async_rate = kv_bare(nc, js, false, rec, kv.rec_len, res);
+    raw_rate = kv_bare(nc, js, true, rec, kv.rec_len, res);
+    kv_reset(js, false);
+    base = raw_rate > async_rate ? raw_rate : async_rate;
+    jnum(res, "ratio", base > 0 ? kv.write_rate / base : 0);
+
+    snprintf(buf, sizeof(buf), "bare nats.c %s, %zu-byte values, %s/s",
+             raw_rate > async_rate ? "PublishRequest + PubAck count" : "js_PublishAsync", kv.rec_len,
+             fmt_count(b, base));
+    snprintf(r, sizeof(r), "%.2fx", base > 0 ? kv.write_rate / base : 0);
+    snprintf(a, sizeof(a), "%s/s", fmt_count(b, kv.write_rate));
+    add_row("kvstore", "KV writes/s (core ingest at full speed, until all written)", a, buf, r,
+            ">= 0.8x", base > 0 && kv.write_rate / base >= 0.8 ? "yes" : "NO");
+    snprintf(a, sizeof(a), "%s/s", fmt_count(b, kv.ingest_rate));
+    snprintf(buf, sizeof(buf), "memory store %s/s", fmt_count(b, mem.ingest_rate));
+    snprintf(r, sizeof(r), "%.2fx", mem.ingest_rate > 0 ? kv.ingest_rate / mem.ingest_rate : 0);
+    add_row("kvstore", "ingest tasks/s with the KV store", a, buf, r, "report", "");
+    lost = kv.enq < kv.written ? kv.enq : kv.written;
+    lost = lost >= 0 && lost < O.kv_n ? O.kv_n - lost : lost < 0 ? O.kv_n : 0;
+    jint(res, "lost", lost);
+    snprintf(a, sizeof(a), "%lld", lost);
+    add_row("kvstore", "lost (stats: enqueued, written vs sent)", a, "", "", "0",
+            lost == 0 ? "yes" : "NO");
+done:
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    free(rec);
+}
+
 /* ---- output ---------------------------------------------------------------------------------- */
 
 /* table_markdown() renders the rows as a Markdown table into a new string. */
@@ -2491,7 +2939,11 @@ usage(FILE *f)
             "  --tick-ms MS          timer.tick_ms of the sidecars (default 10)\n"
             "  --js-batch B          jsingest: messages per pull request, bare consumer and sidecar\n"
             "                        (ingest.fetch_batch; default 256)\n"
-            "  --scenarios LIST      comma list of ingest,dispatch,timer,memory,admin,peer,jsingest\n"
+            "  --kv-n N              kvstore: failures ingested and written (default 200000)\n"
+            "  --kv-batch B          kvstore: the sidecar's store.jetstream.batch_max (default: its own)\n"
+            "  --kv-pending P        kvstore: PubAcks the bare clients await at once (default 4096)\n"
+            "  --scenarios LIST      comma list of ingest,dispatch,timer,memory,admin,peer,jsingest,\n"
+            "                        kvstore\n"
             "                        (default all)\n"
             "  --quick               small sizes: a smoke run of a few seconds\n"
             "  --free-port           print a free TCP port on 127.0.0.1 and exit\n");
@@ -2529,7 +2981,7 @@ parse_scenarios(const char *list)
         unsigned bit;
     } names[] = {{"ingest", S_INGEST}, {"dispatch", S_DISPATCH}, {"timer", S_TIMER},
                  {"memory", S_MEMORY}, {"admin", S_ADMIN},       {"peer", S_PEER},
-                 {"jsingest", S_JSINGEST}};
+                 {"jsingest", S_JSINGEST}, {"kvstore", S_KVSTORE}};
     char buf[256], *save = NULL, *tok;
     unsigned bits = 0;
 
@@ -2568,8 +3020,8 @@ num_arg(const char *opt, const char *v)
 int
 main(int argc, char **argv)
 {
-    long n = -1, timer_n = -1, tmin = -1, tmax = -1, tbat = -1, samples = -1, arate = -1;
-    const char *scen = "ingest,dispatch,timer,memory,admin,peer,jsingest";
+    long n = -1, kv_n = -1, timer_n = -1, tmin = -1, tmax = -1, tbat = -1, samples = -1, arate = -1;
+    const char *scen = "ingest,dispatch,timer,memory,admin,peer,jsingest,kvstore";
     struct late tl = {0, 0, 0, 0, 0, 0}, jl = {0, 0, 0, 0, 0, 0};
     double js_rate = 0, js_bytes = 0, mem_bytes = 0;
     natsConnection *pub;
@@ -2579,6 +3031,7 @@ main(int argc, char **argv)
     O.workdir = "/tmp";
     O.tick_ms = 10;
     O.js_batch = 256; /* ingest.fetch_batch's default */
+    O.kv_pending = 4096;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -2625,6 +3078,12 @@ main(int argc, char **argv)
             O.tick_ms = num_arg(a, v);
         else if (strcmp(a, "--js-batch") == 0)
             O.js_batch = num_arg(a, v);
+        else if (strcmp(a, "--kv-n") == 0)
+            kv_n = num_arg(a, v);
+        else if (strcmp(a, "--kv-batch") == 0)
+            O.kv_batch = num_arg(a, v);
+        else if (strcmp(a, "--kv-pending") == 0)
+            O.kv_pending = num_arg(a, v);
         else if (strcmp(a, "--scenarios") == 0)
             scen = v;
         else {
@@ -2634,6 +3093,7 @@ main(int argc, char **argv)
         }
     }
     O.n = n > 0 ? n : O.quick ? 20000 : 1000000;
+    O.kv_n = kv_n > 0 ? kv_n : O.quick ? 20000 : 200000;
     O.timer_n = timer_n > 0 ? timer_n : O.quick ? 2000 : 100000;
     O.timer_min_ms = tmin > 0 ? tmin : O.quick ? 200 : 1000;
     O.timer_max_ms = tmax > 0 ? tmax : O.quick ? 600 : 10000;
@@ -2641,7 +3101,7 @@ main(int argc, char **argv)
     O.admin_samples = samples > 0 ? samples : O.quick ? 20 : 100;
     O.admin_rate = arate > 0 ? arate : O.quick ? 2000 : 10000;
     O.scen = parse_scenarios(scen);
-    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 5000000 ||
+    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 5000000 || O.kv_n > 5000000 ||
         O.timer_n > O.n * 10) {
         usage(stderr);
         return 2;
@@ -2659,6 +3119,7 @@ main(int argc, char **argv)
         char host[256] = "";
         gethostname(host, sizeof(host) - 1);
         jint(meta, "n", O.n);
+        jint(meta, "kv_n", O.kv_n);
         jint(meta, "timer_n", O.timer_n);
         jint(meta, "tick_ms", O.tick_ms);
         json_object_set_new(meta, "quick", json_boolean(O.quick));
@@ -2682,6 +3143,8 @@ main(int argc, char **argv)
         scenario_peer(&js_rate, &jl, &js_bytes);
     if (O.scen & S_JSINGEST)
         scenario_jsingest(pub);
+    if (O.scen & S_KVSTORE)
+        scenario_kvstore(pub);
 
     /* memory and peer rows are written last: they need the JetStream figures */
     if (O.scen & S_MEMORY) {
