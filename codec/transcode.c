@@ -234,17 +234,17 @@ tc_value(struct tc *t)
     case '[': return tc_open(t, false);
     case '"': return tc_string(t);
     case 't':
-        if (left < 4 || memcmp(t->p, "true", 4))
+        if (left < 4 || memcmp(t->p, "true", 4) != 0)
             return -1;
         t->p += 4;
         return msgpack_pack_true(&t->pk);
     case 'f':
-        if (left < 5 || memcmp(t->p, "false", 5))
+        if (left < 5 || memcmp(t->p, "false", 5) != 0)
             return -1;
         t->p += 5;
         return msgpack_pack_false(&t->pk);
     case 'n':
-        if (left < 4 || memcmp(t->p, "null", 4))
+        if (left < 4 || memcmp(t->p, "null", 4) != 0)
             return -1;
         t->p += 4;
         return msgpack_pack_nil(&t->pk);

@@ -232,9 +232,11 @@ struct dlq_task {
     int32_t defer_streak;               /* no-responders deferrals in a row */
     int32_t episode;                    /* 1 + times reopened after completed/archived */
     uint32_t flight_slot;               /* in-flight table slot + 1, 0 when not in flight */
-    int64_t episode_id;                 /* the episode's start, us since the epoch, unique and
-                                           growing within the process (dlq_queue_new_episode());
-                                           stored, so Nats-Msg-Id survives a restart */
+    int64_t episode_id;                 /* the episode's start, us since the epoch: the time the
+                                           stream stored the failure that opened it (JetStream),
+                                           else unique and growing within the process
+                                           (dlq_queue_new_episode()); stored, so Nats-Msg-Id
+                                           survives a restart and a takeover */
     uint64_t stream_seq;                /* the largest JetStream sequence ingested for it (0:
                                            none): a redelivery at or below it is no new failure */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
@@ -713,6 +715,10 @@ struct dlq_failure {
     int64_t max_payload;              /* the transport's cap on one message; <= 0 none */
     bool wants_answer;                /* a request: the admit port is asked */
     uint64_t stream_seq;              /* JetStream: the message's stream sequence; 0 for core NATS */
+    int64_t stream_time_us;           /* JetStream: when the stream stored it, us since the epoch
+                                         (0: core NATS): an episode it opens takes it as its id,
+                                         so a redelivery handled by another member or after a
+                                         restart keeps the same Nats-Msg-Id */
     /* An advisory (dlq_ingest_foreign() fills these; zero for an envelope): */
     uint64_t adv_seq;                 /* the advisory's capture-stream sequence (redelivery) */
     bool payload_raw;                 /* env->task is raw bytes, not MessagePack */

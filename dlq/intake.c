@@ -393,6 +393,11 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     } else {
         m->c.duplicates++; /* a reopened episode counts as enqueued, not as a duplicate */
     }
+    if ((fresh || reopened) && f->stream_time_us > 0) {
+        /* The failure's own time in the stream: the same episode id wherever it is taken. */
+        t->episode_id = f->stream_time_us;
+        dlq_queue_episode_seen(&m->q, t->episode_id);
+    }
     fill_task(m, &in, t, fresh, reopened, now_wall);
     if (f->stream_seq > t->stream_seq)
         t->stream_seq = f->stream_seq;

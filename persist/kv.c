@@ -38,7 +38,8 @@
 #define KV_BATCH_BYTES (8u * 1024 * 1024) /* documents of one batch (a lone larger one goes alone) */
 #define KV_CLAIM_MAX 4096     /* claims waiting for the loader (cluster.partitions is at most this) */
 #define KV_FENCE_KEY "fence"  /* "fence.<p>": the partition's fence, put by each new owner */
-#define KV_ERR_WRONG_LAST_SEQ 10071 /* JetStream err_code: the expected revision does not match */
+#define KV_ERR_WRONG_LAST_SEQ 10071
+#define KV_ERR_WRONG_LAST_SEQ_SUBJ 10164 /* the same, answered for a check on another subject (the fence) */ /* JetStream err_code: the expected revision does not match */
 
 /* What the loader hands to the loop, in order. */
 typedef enum {
@@ -46,11 +47,13 @@ typedef enum {
     KV_LOADED,    /* the start-up load is over: every record was handed over */
     KV_CLAIMED,   /* a claim is over: its fence (rev) is in place, its records handed over */
     KV_FAILED,    /* a job failed (value: why); it is tried again */
+    KV_REFENCED,  /* a refence is over: the partition's new fence (rev) */
 } kv_item;
 
 struct kv_entry {
     kv_item kind;
     unsigned partition; /* KV_CLAIMED, KV_FAILED */
+    uint64_t gen;       /* KV_CLAIMED, KV_FAILED: the claim's number (a newer claim or a release makes it stale) */
     uint64_t rev;       /* KV_CLAIMED: the fence's revision */
     char *value;        /* owned; NUL-terminated */
     size_t len;
@@ -99,8 +102,10 @@ struct kv_store {
     bool stop;
     struct kv_entry ring[KV_LOAD_RING];
     size_t rhead, rlen;
-    unsigned claims[KV_CLAIM_MAX]; /* partitions to claim, in order */
+    struct { unsigned p; uint64_t gen; bool refence; } claims[KV_CLAIM_MAX]; /* claims to run, in order */
+    unsigned char *refencing;  /* per partition: a refence is asked and not answered (loop thread) */
     size_t chead, nclaims;
+    uint64_t *claim_gen;   /* per partition: the number of its current claim (stale ones are skipped) */
 };
 
 static struct kv_store *
@@ -410,8 +415,8 @@ classify(struct kv_store *k, const void *data, size_t len, int status)
     desc = json_string_value(json_object_get(e, "description"));
     set_error(k, "JetStream refused a write: %s (code %ld, err_code %ld)", desc ? desc : "?", code,
               err_code);
-    if (err_code == KV_ERR_WRONG_LAST_SEQ && k->fenced)
-        r = PERSIST_ITEM_FENCED; /* another instance claimed the partition since */
+    if ((err_code == KV_ERR_WRONG_LAST_SEQ || err_code == KV_ERR_WRONG_LAST_SEQ_SUBJ) && k->fenced)
+        r = PERSIST_ITEM_FENCED; /* another fence was put on the partition since ours */
     else if (err_code == KV_ERR_WRONG_LAST_SEQ)
         r = PERSIST_ITEM_STALE;
     else if (code >= 500 || code == 408 || code == 429)
@@ -468,9 +473,9 @@ post(struct kv_store *k, struct kv_entry *en)
 
 /* Hands one record to the loop. False when stopping. */
 static bool
-post_entry(struct kv_store *k, kvEntry *e)
+post_entry(struct kv_store *k, kvEntry *e, unsigned partition, uint64_t gen)
 {
-    struct kv_entry en = {.kind = KV_ENTRY};
+    struct kv_entry en = {.kind = KV_ENTRY, .partition = partition, .gen = gen};
     int len = kvEntry_ValueLen(e);
 
     en.len = len > 0 ? (size_t)len : 0;
@@ -482,9 +487,10 @@ post_entry(struct kv_store *k, kvEntry *e)
 
 /* Hands the end of a job to the loop: kind, its partition, the fence revision, why it failed. */
 static void
-post_mark(struct kv_store *k, kv_item kind, unsigned partition, uint64_t rev, const char *why)
+post_mark(struct kv_store *k, kv_item kind, unsigned partition, uint64_t gen, uint64_t rev,
+          const char *why)
 {
-    struct kv_entry en = {.kind = kind, .partition = partition, .rev = rev};
+    struct kv_entry en = {.kind = kind, .partition = partition, .gen = gen, .rev = rev};
 
     if (why) {
         en.len = strlen(why);
@@ -558,6 +564,9 @@ open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errle
     return NULL;
 }
 
+static const char KV_STALE[] = "stale claim";
+static bool claim_current(struct kv_store *k, unsigned partition, uint64_t gen);
+
 /* Whether key is a fence ("fence.<p>"), not a task record. */
 static bool
 is_fence_key(const char *key)
@@ -570,7 +579,8 @@ is_fence_key(const char *key)
  * partition's) to the loop. NULL, or why it failed (into err).
  */
 static const char *
-watch_all(struct kv_store *k, kvStore *kv, const char *keys, char *err, size_t errlen)
+watch_all(struct kv_store *k, kvStore *kv, const char *keys, unsigned partition, uint64_t gen,
+          char *err, size_t errlen)
 {
     kvWatcher *w = NULL;
     kvWatchOptions wo;
@@ -608,7 +618,7 @@ watch_all(struct kv_store *k, kvStore *kv, const char *keys, char *err, size_t e
         if (!e)
             break; /* every record present at the start was delivered */
         idle = 0;
-        if (!is_fence_key(kvEntry_Key(e)) && !post_entry(k, e))
+        if (!is_fence_key(kvEntry_Key(e)) && !post_entry(k, e, partition, gen))
             why = "stopping";
         kvEntry_Destroy(e);
         if (why)
@@ -625,8 +635,8 @@ watch_all(struct kv_store *k, kvStore *kv, const char *keys, char *err, size_t e
  * failed.
  */
 static const char *
-job_once(struct kv_store *k, kv_item job, unsigned partition, uint64_t *rev, char *err,
-         size_t errlen)
+job_once(struct kv_store *k, kv_item job, unsigned partition, uint64_t gen, bool refence,
+         uint64_t *rev, char *err, size_t errlen)
 {
     jsCtx *js = NULL;
     jsOptions jo;
@@ -644,19 +654,25 @@ job_once(struct kv_store *k, kv_item job, unsigned partition, uint64_t *rev, cha
     if ((why = open_bucket(k, js, &kv, err, errlen)))
         goto done;
     if (job == KV_CLAIMED) {
+        if (!claim_current(k, partition, gen)) {
+            why = KV_STALE; /* given up meanwhile: its fence would shut out the next owner */
+            goto done;
+        }
         snprintf(keys, sizeof(keys), KV_FENCE_KEY ".%u", partition);
         if ((s = kvStore_PutString(rev, kv, keys, k->member)) != NATS_OK) {
             snprintf(err, errlen, "fence of partition %u: %s", partition, natsStatus_GetText(s));
             why = err;
             goto done;
         }
+        if (refence)
+            goto done; /* the fence alone: the tasks are in memory already */
         snprintf(keys, sizeof(keys), "%u.>", partition);
     } else if (k->fenced) {
         goto done; /* cluster mode: nothing is loaded but the partitions claimed */
     } else {
         snprintf(keys, sizeof(keys), ">");
     }
-    why = watch_all(k, kv, keys, err, errlen);
+    why = watch_all(k, kv, keys, partition, gen, err, errlen);
 
 done:
     kvStore_Destroy(kv);
@@ -664,20 +680,39 @@ done:
     return why;
 }
 
-/* Takes the next claim asked for (persist_claim()); false when stopping. */
+/* Whether claim gen of partition is still the current one (no newer claim, no release since). */
 static bool
-next_claim(struct kv_store *k, unsigned *partition)
+claim_current(struct kv_store *k, unsigned partition, uint64_t gen)
 {
-    bool ok;
+    bool cur;
 
     pthread_mutex_lock(&k->mu);
-    while (!k->stop && k->nclaims == 0)
-        pthread_cond_wait(&k->cv, &k->mu);
-    ok = !k->stop;
-    if (ok) {
-        *partition = k->claims[k->chead];
+    cur = partition < k->partitions && k->claim_gen[partition] == gen;
+    pthread_mutex_unlock(&k->mu);
+    return cur;
+}
+
+/* Takes the next current claim asked for (persist_claim()), skipping stale ones; false when stopping. */
+static bool
+next_claim(struct kv_store *k, unsigned *partition, uint64_t *gen, bool *refence)
+{
+    bool ok = false;
+
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        while (!k->stop && k->nclaims == 0)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (k->stop)
+            break;
+        *partition = k->claims[k->chead].p;
+        *gen = k->claims[k->chead].gen;
+        *refence = k->claims[k->chead].refence;
         k->chead = (k->chead + 1) % KV_CLAIM_MAX;
         k->nclaims--;
+        if (k->claim_gen[*partition] == *gen) {
+            ok = true;
+            break;
+        }
     }
     pthread_mutex_unlock(&k->mu);
     return ok;
@@ -694,23 +729,26 @@ loader_main(void *arg)
     struct kv_store *k = arg;
     kv_item job = KV_LOADED;
     unsigned partition = 0;
+    uint64_t gen = 0;
+    bool refence = false;
     int64_t backoff = KV_BACKOFF_FIRST;
     char err[256];
 
     for (;;) {
         uint64_t rev = 0;
-        const char *why = job_once(k, job, partition, &rev, err, sizeof(err));
+        const char *why = job_once(k, job, partition, gen, refence, &rev, err, sizeof(err));
         if (stopping(k))
             break;
-        post_mark(k, why ? KV_FAILED : job, partition, rev, why);
-        if (why) {
+        if (why != KV_STALE)
+            post_mark(k, why ? KV_FAILED : refence ? KV_REFENCED : job, partition, gen, rev, why);
+        if (why && (job == KV_LOADED || claim_current(k, partition, gen))) {
             nap(k, backoff);
             backoff = backoff * 2 > KV_BACKOFF_MAX ? KV_BACKOFF_MAX : backoff * 2;
             continue;
         }
         backoff = KV_BACKOFF_FIRST;
         job = KV_CLAIMED;
-        if (!next_claim(k, &partition))
+        if (!next_claim(k, &partition, &gen, &refence))
             break;
     }
     return NULL;
@@ -743,13 +781,16 @@ take(struct kv_store *k, struct kv_entry *en)
 {
     switch (en->kind) {
     case KV_ENTRY:
-        deliver(k, en);
+        if (!en->gen || claim_current(k, en->partition, en->gen)) /* 0: the start-up load */
+            deliver(k, en);
         break;
     case KV_FAILED:
         set_error(k, "%s", en->value ? en->value : "?");
+        if (k->ready && en->partition < k->partitions)
+            k->refencing[en->partition] = 0;
         if (!k->ready) /* the start-up load: the store cannot serve yet */
             persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
-        else if (k->base.owner.claimed)
+        else if (k->base.owner.claimed && claim_current(k, en->partition, en->gen))
             k->base.owner.claimed(k->base.owner.ctx, en->partition, false, k->st.last_error);
         break;
     case KV_LOADED:
@@ -757,9 +798,24 @@ take(struct kv_store *k, struct kv_entry *en)
         persist_set_state(&k->base, PERSIST_OK, NULL);
         kv_flush(k);
         break;
-    case KV_CLAIMED:
+    case KV_REFENCED:
         if (en->partition < k->partitions)
+            k->refencing[en->partition] = 0;
+        if (claim_current(k, en->partition, en->gen)) {
             k->fence[en->partition] = en->rev;
+            kv_flush(k); /* the writes handed back wait for it */
+        }
+        break;
+    case KV_CLAIMED:
+        /*
+         * A claim asked again, or released, since: its fence is not this
+         * member's to use (a newer claim puts its own) and nobody waits for
+         * it. The records it handed over belong to the current claim's
+         * owner (the mirror skips what it holds already).
+         */
+        if (!claim_current(k, en->partition, en->gen))
+            break;
+        k->fence[en->partition] = en->rev;
         if (k->base.owner.claimed)
             k->base.owner.claimed(k->base.owner.ctx, en->partition, true, NULL);
         break;
@@ -885,6 +941,8 @@ kv_destroy(struct persist *p)
     free(k->bucket);
     free(k->reply_prefix);
     free(k->fence);
+    free(k->claim_gen);
+    free(k->refencing);
     free(k->member);
     free(k);
 }
@@ -901,7 +959,10 @@ kv_claim(struct persist *p, unsigned partition)
     if (k->nclaims == KV_CLAIM_MAX) {
         s = SC_EFULL;
     } else {
-        k->claims[(k->chead + k->nclaims++) % KV_CLAIM_MAX] = partition;
+        size_t at = (k->chead + k->nclaims++) % KV_CLAIM_MAX;
+        k->claims[at].p = partition;
+        k->claims[at].gen = ++k->claim_gen[partition]; /* an older claim of it is stale now */
+        k->claims[at].refence = false;
         pthread_cond_broadcast(&k->cv);
     }
     pthread_mutex_unlock(&k->mu);
@@ -909,12 +970,35 @@ kv_claim(struct persist *p, unsigned partition)
 }
 
 static void
+kv_refence(struct persist *p, unsigned partition)
+{
+    struct kv_store *k = kv_of(p);
+
+    if (!k->fenced || partition >= k->partitions || !k->fence[partition] || k->refencing[partition])
+        return;
+    pthread_mutex_lock(&k->mu);
+    if (k->nclaims < KV_CLAIM_MAX) {
+        size_t at = (k->chead + k->nclaims++) % KV_CLAIM_MAX;
+        k->claims[at].p = partition;
+        k->claims[at].gen = k->claim_gen[partition]; /* the current claim's, not a new one */
+        k->claims[at].refence = true;
+        k->refencing[partition] = 1;
+        pthread_cond_broadcast(&k->cv);
+    }
+    pthread_mutex_unlock(&k->mu);
+}
+
+static void
 kv_release(struct persist *p, unsigned partition)
 {
     struct kv_store *k = kv_of(p);
 
-    if (k->fenced && partition < k->partitions)
-        k->fence[partition] = 0; /* later writes of it are answered FENCED, never sent */
+    if (!k->fenced || partition >= k->partitions)
+        return;
+    k->fence[partition] = 0; /* later writes of it are answered FENCED, never sent */
+    pthread_mutex_lock(&k->mu);
+    k->claim_gen[partition]++; /* a claim still waiting or running is stale */
+    pthread_mutex_unlock(&k->mu);
 }
 
 static const struct persist_ops kv_ops = {
@@ -926,6 +1010,7 @@ static const struct persist_ops kv_ops = {
     .destroy = kv_destroy,
     .claim = kv_claim,
     .release = kv_release,
+    .refence = kv_refence,
     .durable = true,
 };
 
@@ -976,6 +1061,8 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     k->partitions = o->partitions;
     k->fenced = o->fenced && o->partitions > 0;
     k->fence = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->fence));
+    k->claim_gen = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->claim_gen));
+    k->refencing = sc_xcalloc(o->partitions ? o->partitions : 1, 1);
     k->member = sc_xstrdup(o->member && *o->member ? o->member : "dlq-sidecar");
     k->publish = o->publish;
     k->publish_ctx = o->publish_ctx;

@@ -220,6 +220,7 @@ struct persist_ops {
     void (*destroy)(struct persist *p);
     sc_status (*claim)(struct persist *p, unsigned partition);
     void (*release)(struct persist *p, unsigned partition);
+    void (*refence)(struct persist *p, unsigned partition);
     bool durable;
 };
 
@@ -260,6 +261,14 @@ void persist_free(struct persist *p);
  */
 sc_status persist_claim(struct persist *p, unsigned partition);
 void persist_release(struct persist *p, unsigned partition);
+/*
+ * persist_refence() puts a new fence on partition (claimed, not released)
+ * without loading it again: for an owner whose writes came back FENCED
+ * while it still holds the partition's lease (a claim another member gave
+ * up put its fence after ours). Writes of the partition go out under the
+ * new fence once it is in place. One at a time per partition. Loop thread.
+ */
+void persist_refence(struct persist *p, unsigned partition);
 
 /* persist_durable() tells whether p keeps what it is given past the process (ops->durable). Any thread. */
 bool persist_durable(const struct persist *p);

@@ -56,6 +56,13 @@ persist_release(struct persist *p, unsigned partition)
         p->ops->release(p, partition);
 }
 
+void
+persist_refence(struct persist *p, unsigned partition)
+{
+    if (p->ops->refence)
+        p->ops->refence(p, partition);
+}
+
 bool
 persist_busy(const struct persist *p)
 {

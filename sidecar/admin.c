@@ -15,6 +15,7 @@
 #include "micro.h"
 #include "mirror.h"
 #include "peers.h"
+#include "takeover.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
@@ -449,6 +450,7 @@ admin_stats(struct admin_req *r)
     stats_links(d, &w);
     sc_peers_json(d, &w, "duplicate_sidecars");
     sc_cluster_json(d, &w, false);
+    sc_takeover_json(d, &w);
     sc_jw_int(&w, "uptime_s", (sc_now_mono_ms() - d->started_mono) / 1000);
     sc_jw_str(&w, "version", DLQ_VERSION);
     sc_jw_close(&w, '}');

@@ -91,6 +91,7 @@ struct sc_cluster {
     struct sc_cluster_hooks hooks;
     struct event *timer_ev, *wake_ev, *expire_ev;
     bool busy, timer_pending, in_apply, want_kick, ready, closing;
+    bool in_plan; /* kick() is planning: a hook may not post a job of its own */
     int64_t last_setup_warn;
     uint64_t renewals, failures, gained, lost, released, bad_records;
     /* the hand-off */
@@ -627,8 +628,10 @@ kick(struct sc_cluster *c, bool timer)
     c->want_kick = false;
     j->nops = 0;
     sc_lease_plan(&c->t, now, c->actions);
+    c->in_plan = true; /* a hook that answers at once (sc_cluster_released()) must not plan again */
     for (uint32_t p = 0; p < c->partitions; p++)
         plan_partition(c, p, c->actions[p], timer);
+    c->in_plan = false;
     arm_expiry(c, now);
     if (!timer && j->nops == 0)
         return;
@@ -797,6 +800,8 @@ sc_cluster_released(struct sc_daemon *d, uint32_t p)
     if (!c || p >= c->partitions || !c->slots[p].held || c->parts[p].quiesced)
         return;
     c->parts[p].quiesced = true;
+    if (c->in_plan)
+        return; /* called from release_requested() while planning: the delete joins this job */
     kick(c, false); /* give it back now (or once the job out comes back) */
 }
 

@@ -9,12 +9,14 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "dispatch.h"
+#include "forward.h"
 #include "http.h"
 #include "ingest.h"
 #include "metrics.h"
 #include "micro.h"
 #include "mirror.h"
 #include "peers.h"
+#include "takeover.h"
 
 #define HANDOFF_CAP 65536
 #define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */
@@ -279,7 +281,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     event_add(d->sig_int, NULL);
     event_add(d->sig_hup, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((s = sc_cluster_open(d, err, errlen))) /* leases before any failure or admin request arrives */
+    if ((s = sc_cluster_open(d, err, errlen)) || /* leases before any failure or admin request arrives */
+        (s = sc_forward_open(d, err, errlen)) || (s = sc_takeover_open(d, err, errlen)))
         goto fail;
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
@@ -323,6 +326,8 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
+    sc_takeover_close(d);
+    sc_forward_close(d); /* naks what waits for an owner's answer: the stream delivers it again */
     sc_cluster_close(d); /* gives the leases back; its thread uses the connection */
     sc_js_close(d->js); /* its thread uses the connection */
     sc_adv_close(d->adv);

@@ -7,6 +7,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "mirror.h"
+#include "takeover.h"
 
 /* Random 64-bit value for jitter (xorshift on the loop thread): the machine's rand port. */
 static uint64_t
@@ -66,13 +67,16 @@ port_forgotten(void *ctx, struct dlq_task *t)
     sc_mirror_forgotten(ctx, t);
 }
 
-/* Outside cluster mode every partition is this instance's. */
+/* Cluster mode: only a partition served here, under a valid lease (outside it: always). */
 static bool
 port_may_dispatch(void *ctx, const struct dlq_task *t)
 {
-    (void)ctx;
-    (void)t;
-    return true;
+    struct sc_daemon *d = ctx;
+
+    if (!d->takeover)
+        return true;
+    return sc_takeover_serving(d, dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions),
+                               sc_now_mono_ms());
 }
 
 static const char *

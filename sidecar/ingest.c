@@ -5,8 +5,10 @@
 
 #include "daemon.h"
 #include "events.h"
+#include "forward.h"
 #include "ingest.h"
 #include "mirror.h"
+#include "takeover.h"
 
 #define INVALID_LOG_INTERVAL_MS 10000
 #define FULL_LOG_INTERVAL_MS 10000    /* queue-full refusals: one warning per interval */
@@ -208,10 +210,9 @@ answer(struct sc_daemon *d, natsMsg *m, const char *service, const struct codec_
  * answered 400 when answer is set).
  */
 static bool
-decode(struct sc_daemon *d, natsMsg *m, bool answer, struct codec_envelope *env,
-       struct dlq_failure *f)
+decode(struct sc_daemon *d, natsMsg *m, const char *subject, bool answer,
+       struct codec_envelope *env, struct dlq_failure *f)
 {
-    const char *subject = natsMsg_GetSubject(m);
     size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed.");
     const char *service = strlen(subject) > plen ? subject + plen : "unknown";
     const char *ctype = NULL;
@@ -255,7 +256,7 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
     struct dlq_decision dc;
     struct dlq_failure f;
 
-    if (!decode(d, m, true, &env, &f))
+    if (!decode(d, m, natsMsg_GetSubject(m), true, &env, &f))
         return;
     f.wants_answer = natsMsg_GetReply(m) != NULL;
     dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
@@ -275,11 +276,9 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
 void
 sc_ingest_js(struct sc_daemon *d, natsMsg *m)
 {
-    const char *ack = natsMsg_GetReply(m);
     jsMsgMetaData *meta = NULL;
-    struct codec_envelope env;
-    struct dlq_decision dc;
-    struct dlq_failure f;
+    uint64_t seq;
+    int64_t ts;
 
     if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
         if (sc_js_made_anew(m)) { /* the source made the stream anew: its sequences start over */
@@ -292,34 +291,57 @@ sc_ingest_js(struct sc_daemon *d, natsMsg *m)
                        "the message on the JetStream source carries no JetStream ack subject", false);
         return;
     }
-    if (!decode(d, m, false, &env, &f)) {
-        sc_js_ack(d->js, d->conn, ack); /* republished to <prefix>.invalid.*: it is dealt with */
-        jsMsgMetaData_Destroy(meta);
+    seq = meta->Sequence.Stream;
+    ts = meta->Timestamp;
+    jsMsgMetaData_Destroy(meta);
+    sc_ingest_delivery(d, m, natsMsg_GetSubject(m), seq, ts, natsMsg_GetReply(m), d->js);
+}
+
+void
+sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_t stream_seq,
+                   int64_t stream_time_ns, const char *ack, struct sc_js *src)
+{
+    struct codec_envelope env;
+    struct dlq_decision dc;
+    struct dlq_failure f;
+
+    if (!decode(d, m, subject, false, &env, &f)) {
+        sc_js_ack(src, d->conn, ack); /* republished to <prefix>.invalid.*: it is dealt with */
         return;
     }
-    f.stream_seq = meta->Sequence.Stream;
-    jsMsgMetaData_Destroy(meta);
+    if (src && d->takeover) {
+        /* Cluster mode: a failure of a partition this member does not own goes to its owner. */
+        uint32_t p = dlq_partition_of(env.task_id.ptr, env.task_id.len,
+                                      (uint32_t)d->cfg->cluster_partitions);
+        if (!sc_takeover_serving(d, p, sc_now_mono_ms()) &&
+            sc_forward_route(d, m, p, stream_seq, stream_time_ns)) {
+            d->m.c.received--; /* counted by its owner, which takes it */
+            return;
+        }
+    }
+    f.stream_seq = stream_seq;
+    f.stream_time_us = stream_time_ns > 0 ? stream_time_ns / 1000 : 0;
     dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
     if (dc.unknown_keys)
         warn_unknown_keys(d, &env, f.subject);
     switch (dc.verdict) {
     case DLQ_IN_INVALID:
         refuse_invalid(d, m, f.service, dc.reason, dc.why, false);
-        sc_js_ack(d->js, d->conn, ack);
+        sc_js_ack(src, d->conn, ack);
         break;
     case DLQ_IN_SKIPPED:
-        sc_js_ack(d->js, d->conn, ack);
+        sc_js_ack(src, d->conn, ack);
         break;
     case DLQ_IN_REFUSED:
         if (dc.refused_full) {
             log_full(d, dc.why, f.subject);
-            sc_js_pause(d->js, d->cfg->ingest_nak_delay_ms);
+            sc_js_pause(d->js, d->cfg->ingest_nak_delay_ms); /* this member's own fetching */
         }
-        sc_js_nak(d->js, d->conn, ack, d->cfg->ingest_nak_delay_ms);
+        sc_js_nak(src, d->conn, ack, d->cfg->ingest_nak_delay_ms);
         break;
     case DLQ_IN_REDELIVERED:
     case DLQ_IN_STORED:
-        sc_mirror_js_ack(d, d->js, ack, dc.task, dc.verdict == DLQ_IN_REDELIVERED);
+        sc_mirror_js_ack(d, src, ack, dc.task, dc.verdict == DLQ_IN_REDELIVERED);
         break;
     }
 }

@@ -2,9 +2,12 @@
 #ifndef DLQ_SIDECAR_INGEST_H
 #define DLQ_SIDECAR_INGEST_H
 
+#include <stdint.h>
+
 #include <nats/nats.h>
 
 struct sc_daemon;
+struct sc_js;
 
 /*
  * The sources of failures (decode, invalid republish, answer); the decision
@@ -14,5 +17,18 @@ struct sc_daemon;
  */
 void sc_ingest(struct sc_daemon *d, natsMsg *m);
 void sc_ingest_js(struct sc_daemon *d, natsMsg *m);
+
+/*
+ * sc_ingest_delivery() takes one JetStream delivery of a failure: m's body
+ * and headers, the failure's subject, its stream sequence, the time the
+ * stream stored it (ns since the epoch, 0 unknown), and the subject
+ * its answer goes to (ack: "+ACK" once it is accepted, "-NAK ..." when it
+ * cannot be now), counted on src (NULL: not counted). sc_ingest_js() calls
+ * it for the stream's own deliveries (and, in cluster mode, forwards a
+ * failure of a partition this member does not own: forward.h); forward.c
+ * for the failures forwarded to this member as the owner. Loop thread.
+ */
+void sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_t stream_seq,
+                        int64_t stream_time_ns, const char *ack, struct sc_js *src);
 
 #endif

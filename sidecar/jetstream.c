@@ -344,9 +344,11 @@ setup(struct sc_js *js, char *err, size_t errlen)
         api_error(err, errlen, "context", "", s, 0);
         return SC_EIO;
     }
-    if ((st = ensure_stream(js, &o, &created, &made, err, errlen)) ||
-        (st = ensure_consumer(js, &o, err, errlen)))
+    if ((st = ensure_stream(js, &o, &created, &made, err, errlen)))
         return st;
+    /* The shared consumer may be in the making by another sidecar right now (a cluster). */
+    if ((st = ensure_consumer(js, &o, err, errlen)))
+        return st == SC_EIO ? SC_EUNAVAIL : st;
     /* Made here (tasks loaded from a store may hold an older stream's), or replaced meanwhile. */
     if (made || (js->stream_created && created != js->stream_created))
         announce_made_anew(js);
@@ -358,7 +360,7 @@ setup(struct sc_js *js, char *err, size_t errlen)
     if (s != NATS_OK) {
         api_error(err, errlen, "pull subscribe", sp->consumer, s, je);
         js->sub = NULL;
-        return SC_EIO;
+        return SC_EUNAVAIL;
     }
     __atomic_store_n(&js->ready, 1, __ATOMIC_RELEASE);
     sc_log(SC_LOG_INFO, "jetstream: source ready", "source", sp->what, "stream", sp->stream,
@@ -545,10 +547,20 @@ sc_js_open(struct sc_conn *c, const struct sc_js_spec *spec, sc_conn_handler fn,
     js->conn = c;
     copy_spec(js, spec);
     sc_conn_channel_open(c, fn, ctx, &js->chan);
-    /* Reachable now: a stream or consumer that does not fit stops start-up here. */
+    /*
+     * Reachable now: a stream or consumer that does not fit, or no
+     * JetStream, stops start-up here. A consumer another sidecar is making
+     * at this very moment (a cluster starting) is tried again by the fetch
+     * thread, as when NATS is not reachable yet.
+     */
     if (sc_conn_connected(c) && (st = setup(js, err, errlen)) != SC_OK) {
-        sc_js_close(js);
-        return st;
+        if (st != SC_EUNAVAIL) {
+            sc_js_close(js);
+            return st;
+        }
+        sc_log(SC_LOG_WARN, "jetstream: set-up failed; trying again in the background", "source",
+               spec->what, "error", err, NULL);
+        err[0] = '\0';
     }
     if (pthread_create(&js->thread, NULL, fetch_main, js) != 0) {
         snprintf(err, errlen, "jetstream: cannot start the fetch thread");

@@ -122,8 +122,7 @@ sc_micro_id(const struct sc_daemon *d)
 bool
 sc_micro_clustered(const struct sc_daemon *d)
 {
-    (void)d; /* cluster mode (cluster.enabled, DESIGN section 18) is not built yet */
-    return false;
+    return d->cfg->cluster_enabled;
 }
 
 /* Writes the fields every response starts with: type, name, id, version, metadata. */

@@ -13,6 +13,7 @@
 #include "events.h"
 #include "mirror.h"
 #include "persist.h"
+#include "takeover.h"
 
 #define DOC_SCHEMA 1
 #define LOAD_WAIT_MS 120000   /* start-up: longest wait for the load before serving */
@@ -21,12 +22,7 @@
 #define ACK_SWEEP_MS 250
 #define FLUSH_MIN_MS 2000     /* shutdown: shortest wait for the last writes */
 #define REJECT_LOG_MS 10000
-/*
- * Partitions of the KV store's keys ("<p>.<id>", persist_kv_key()): a
- * cluster's owner of a partition reads it alone (DESIGN section 18). Fixed:
- * a bucket written with one count is read with the same.
- */
-#define SC_STORE_PARTITIONS 32
+
 
 /*
  * Invariants (docs: README "Persistence"):
@@ -624,8 +620,10 @@ outcome_name_i(int i)
 /*
  * Whether the document of task id must not be loaded (counted as skipped):
  * the queue holds a newer failure for this id (it arrived while the store
- * was away), or the id was removed or replayed from the spill file since
- * (a background load must not bring back an older state).
+ * was away), or, during the start-up or a background load, the id was
+ * removed or replayed from the spill file since (a background load must
+ * not bring back an older state). A claim of a partition (cluster mode)
+ * loads while the store is ok: what another owner stored is the truth.
  */
 static bool
 load_skip(struct sc_mirror *s, struct dlq_queue *q, const char *id, size_t id_len)
@@ -634,6 +632,8 @@ load_skip(struct sc_mirror *s, struct dlq_queue *q, const char *id, size_t id_le
         s->load_skipped++;
         return true;
     }
+    if (s->p->state == PERSIST_OK)
+        return false; /* a claim (cluster mode): the store's state of the partition is the truth */
     if (s->tlen && !s->tomb_ids) {
         /* A background load: tasks removed meanwhile must not come back from their old documents. */
         s->tomb_ids = json_object();
@@ -728,7 +728,14 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
 
     if (load_skip(s, &d->m.q, id, id_len))
         return;
-    if (st != DLQ_TASK_PENDING && st != DLQ_TASK_RETRYING && st != DLQ_TASK_EXHAUSTED)
+    /*
+     * A claim (cluster mode, keep_completed) takes finished tasks too, as
+     * their former owner held them: a late redelivery of their failure is
+     * then known as one (its stream sequence), not a new task.
+     */
+    if (st != DLQ_TASK_PENDING && st != DLQ_TASK_RETRYING && st != DLQ_TASK_EXHAUSTED &&
+        !((st == DLQ_TASK_COMPLETED || st == DLQ_TASK_ARCHIVED) && d->takeover &&
+          d->cfg->store_keep_completed))
         goto bad;
     if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
         policy_retry_parse(ps, strlen(ps), &pol))
@@ -785,7 +792,8 @@ on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *
     const char *st = json_string_value(json_object_get(src, "status"));
 
     (void)key_len; /* key is NUL-terminated */
-    if (st && (strcmp(st, "completed") == 0 || strcmp(st, "archived") == 0)) {
+    if (st && (strcmp(st, "completed") == 0 || strcmp(st, "archived") == 0) &&
+        !(d->takeover && d->mirror->p->state == PERSIST_OK && d->cfg->store_keep_completed)) {
         free(id); /* kept (store.keep_completed), never loaded: a KV bucket hands every record back */
         return;
     }
@@ -1413,8 +1421,21 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
         acks_release_task(d, t, it->version, ACK_STORED, NULL);
         break;
     case PERSIST_ITEM_FENCED:
-        /* Another instance owns its partition now (the lease layer forgets it): nothing stored here. */
         s->fenced++;
+        if (d->takeover) {
+            uint32_t p = dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions);
+            if (sc_takeover_serving(d, p, sc_now_mono_ms())) {
+                /*
+                 * Still this member's (its lease is valid): a claim another
+                 * member gave up put its fence after ours. Fence again and
+                 * write again; the answers keep waiting.
+                 */
+                persist_refence(s->p, p);
+                dirty_link(s, t, true);
+                break;
+            }
+        }
+        /* Another member owns its partition now (the lease layer forgets it): nothing stored here. */
         acks_release_task(d, t, UINT64_MAX, ACK_UNSTORED, "the task's partition moved to another instance");
         break;
     }
@@ -1634,7 +1655,9 @@ kv_opts(struct sc_daemon *d, struct persist_opts *o, char *err, size_t errlen)
     o->kv.batch_max = (size_t)cfg->kv_batch_max;
     o->kv.flush_ms = cfg->kv_flush_ms;
     o->kv.timeout_ms = (long)cfg->kv_timeout_ms;
-    o->kv.partitions = SC_STORE_PARTITIONS;
+    o->kv.partitions = (unsigned)cfg->cluster_partitions; /* also outside cluster mode: the keys stay valid */
+    o->kv.fenced = cfg->cluster_enabled;
+    o->kv.member = cfg->cluster_member_id;
     o->kv.reply_prefix = s->kv_prefix;
     o->kv.publish = kv_publish;
     o->kv.publish_ctx = d;

@@ -273,6 +273,7 @@ struct envopt {
     bool has_max;             /* max_retries given */
     int max;
     uint64_t seq;             /* JetStream stream sequence (0: core NATS) */
+    int64_t ts_us;            /* JetStream: when the stream stored it (0: core NATS) */
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -297,6 +298,7 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.max_retries = o.max;
     memset(&f, 0, sizeof(f));
     f.stream_seq = o.seq;
+    f.stream_time_us = o.ts_us;
     f.env = &env;
     f.subject = "dlq.failed.svc";
     f.service = "svc";
@@ -1367,6 +1369,22 @@ test_partition_forgotten(void **state)
         assert_int_not_equal(dlq_partition_of(F.pubs[i].task_id, strlen(F.pubs[i].task_id), 4), 2);
 }
 
+/* A JetStream failure's episode id is its time in the stream: the same wherever it is taken again. */
+static void
+test_episode_from_stream_time(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t;
+
+    ingest(x, "e", OPT(.seq = 7, .ts_us = 1700000000123456), false, 0);
+    t = task(x, "e");
+    assert_int_equal(t->episode_id, 1700000000123456);
+    ingest(x, "e", OPT(.seq = 8, .ts_us = 1700000000999999), false, 0); /* a repeat: same episode */
+    assert_int_equal(t->episode_id, 1700000000123456);
+    ingest(x, "c", OPT(.error = NULL), false, 0); /* core NATS: the process's growing ids */
+    assert_true(task(x, "c")->episode_id > 1700000000999999);
+}
+
 int
 main(void)
 {
@@ -1389,6 +1407,7 @@ main(void)
         T(test_foreign_redelivery_and_reopen),
         T(test_partition_held),
         T(test_partition_forgotten),
+        T(test_episode_from_stream_time),
         T(test_no_responders_streak),
         T(test_disconnected_defers),
         T(test_publish_failed_and_too_big),

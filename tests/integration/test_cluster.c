@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
 
+#include "dlq.h"
 #include "harness.h"
 
 #define NS 3             /* sidecars */
@@ -108,9 +110,14 @@ static void
 start_sidecar(struct world *w, int i, const char *lease)
 {
     char sdir[IT_PATH_MAX + 8], id[32];
+    bool r3 = w->cl.n >= 3;
     const char *extra[] = {"cluster.enabled=true", lease,
-                           w->cl.n >= 3 ? "cluster.replicas=3" : "cluster.replicas=1", id,
-                           "nats.reconnect_wait_ms=100", "log.level=info", NULL};
+                           r3 ? "cluster.replicas=3" : "cluster.replicas=1", id,
+                           "nats.reconnect_wait_ms=100", "log.level=info",
+                           /* cluster mode shares the tasks through the KV store and the stream */
+                           "store.backend=jetstream", r3 ? "store.jetstream.replicas=3" : "store.jetstream.replicas=1",
+                           "ingest.mode=jetstream", r3 ? "ingest.stream_replicas=3" : "ingest.stream_replicas=1",
+                           NULL};
 
     snprintf(sdir, sizeof(sdir), "%s/s%d", w->dir, i);
     mkdir(sdir, 0755);
@@ -478,6 +485,243 @@ test_ttl_mismatch(void **state)
     world_free(w);
 }
 
+/* ---- failures flowing through a kill -9: nothing lost, an attempt seen twice only with its Nats-Msg-Id ---- */
+
+/* What the worker saw: one entry per retry message. */
+struct seen_retry {
+    int task;      /* t-<task> */
+    int attempt;
+    char msgid[96];
+};
+
+struct worker {
+    pthread_mutex_t mu;
+    struct seen_retry *seen;
+    size_t n, cap;
+    unsigned char *done; /* per task: a success was answered */
+    int ntasks;
+};
+
+/* The worker: fails each task's first attempt, succeeds afterwards (a nats.c thread). */
+static void
+on_retry(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    struct worker *wk = closure;
+    const char *id = NULL, *att = NULL, *msgid = NULL;
+    int task = -1, attempt = 0;
+
+    (void)sub;
+    natsMsgHeader_Get(m, "Dlq-Task-Id", &id);
+    natsMsgHeader_Get(m, "Dlq-Attempt", &att);
+    natsMsgHeader_Get(m, "Nats-Msg-Id", &msgid);
+    if (id && strncmp(id, "t-", 2) == 0)
+        task = atoi(id + 2);
+    if (att)
+        attempt = atoi(att);
+    pthread_mutex_lock(&wk->mu);
+    if (task >= 0 && task < wk->ntasks && wk->n < wk->cap) {
+        struct seen_retry *r = &wk->seen[wk->n++];
+        r->task = task;
+        r->attempt = attempt;
+        snprintf(r->msgid, sizeof(r->msgid), "%s", msgid ? msgid : "");
+        if (attempt >= 2)
+            wk->done[task] = 1;
+    }
+    pthread_mutex_unlock(&wk->mu);
+    if (natsMsg_GetReply(m)) {
+        const char *body = attempt <= 1 ? "{\"ok\":false,\"error\":\"connection refused\"}"
+                                        : "{\"ok\":true}";
+        natsConnection_PublishString(nc, natsMsg_GetReply(m), body);
+    }
+    natsMsg_Destroy(m);
+}
+
+static size_t
+worker_done(struct worker *wk)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&wk->mu);
+    for (int i = 0; i < wk->ntasks; i++)
+        n += wk->done[i];
+    pthread_mutex_unlock(&wk->mu);
+    return n;
+}
+
+/* The sum of queue_size over the live sidecars' stats (one gather). */
+static int64_t
+queued_total(struct world *w)
+{
+    json_t *r[NS + 4];
+    size_t n = it_gather_json(w->nc, "dlq.admin.stats", NULL, POLL_WAIT_MS, r, NS + 4);
+    int64_t q = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        q += it_json_int(r[i], "queue_size");
+        json_decref(r[i]);
+    }
+    return q;
+}
+
+static int
+failover_n(void)
+{
+    const char *e = getenv("DLQ_TEST_FAILOVER_N");
+    const char *q = getenv("DLQ_TEST_QUICK");
+
+    if (e && atoi(e) > 0)
+        return atoi(e);
+    return q && *q && strcmp(q, "0") != 0 ? 1500 : 4000;
+}
+
+/*
+ * 3 sidecars on a 3-node cluster (R3 stream, R3 buckets), failures
+ * published at a steady rate to the stream, a worker that fails each
+ * task's first attempt: kill -9 of one sidecar mid-run. Every task is
+ * completed; every (task, attempt) reached the worker once, except attempts
+ * in flight at the kill, which came again with the same Nats-Msg-Id (those
+ * of the killed member's partitions only): counted and printed.
+ */
+static void
+test_failover_tasks(void **state)
+{
+    struct world *w = world_new("cluster-tasks", 3);
+    const int n = failover_n();
+    struct worker wk = {.ntasks = n};
+    natsConnection *pub, *wc;
+    natsSubscription *sub = NULL;
+    jsCtx *js = NULL;
+    unsigned char killed_parts[P] = {0};
+    int64_t t0, deadline;
+    size_t dups = 0, dups_other = 0, dups_msgid = 0;
+
+    (void)state;
+    pthread_mutex_init(&wk.mu, NULL);
+    wk.cap = (size_t)n * 6;
+    wk.seen = calloc(wk.cap, sizeof(*wk.seen));
+    wk.done = calloc((size_t)n, 1);
+    assert_non_null(wk.seen);
+    assert_non_null(wk.done);
+    for (int i = 0; i < NS; i++)
+        start_sidecar(w, i, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "3 sidecars own the 32 partitions");
+    wc = it_connect(w->cl.node[1].url, "it-worker");
+    pub = it_connect(w->cl.node[2].url, "it-publisher");
+    assert_non_null(wc);
+    assert_non_null(pub);
+    IT_CHECK(natsConnection_QueueSubscribe(&sub, wc, "dlq.retry.orders", "workers", on_retry, &wk) ==
+                 NATS_OK, "worker subscribes");
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    IT_CHECK(natsConnection_JetStream(&js, pub, NULL) == NATS_OK, "JetStream context");
+
+    t0 = sc_now_mono_ms();
+    for (int i = 0; i < n; i++) {
+        struct it_envelope env;
+        struct sc_buf b;
+        char id[32];
+        jsPubAck *pa = NULL;
+        natsStatus s;
+
+        if (i == n * 2 / 5) {
+            /* Whose partitions die with s1: a round where every sidecar answered and all 32 are owned. */
+            for (int k = 0; k < 50; k++) {
+                poll(w);
+                if (w->seen[0] && w->seen[1] && w->seen[2] && all_owned(w, 7))
+                    break;
+            }
+            IT_CHECK(w->seen[1] && all_owned(w, 7), "a full health round before the kill");
+            for (int p = 0; p < P; p++)
+                killed_parts[p] = w->owner_of[p] == 1;
+            kill(w->sc[1].pid, SIGKILL);
+            w->killed[1] = true;
+            printf("cluster: kill -9 of s1 after %d of %d failures (it owned %d partitions)\n", i, n,
+                   w->owned[1]);
+        }
+        it_envelope_init(&env);
+        snprintf(id, sizeof(id), "t-%d", i);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "linear";
+        env.retry_subject = "dlq.retry.orders";
+        sc_buf_init(&b, 1 << 20);
+        IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack");
+        for (int k = 0; k < 50; k++) { /* a stream leader election after the kill: try again */
+            s = js_Publish(&pa, js, "dlq.failed.orders", b.data, (int)b.len, NULL, NULL);
+            jsPubAck_Destroy(pa);
+            pa = NULL;
+            if (s == NATS_OK)
+                break;
+            it_sleep_ms(100);
+        }
+        IT_CHECK(s == NATS_OK, "publish %s: %s", id, natsStatus_GetText(s));
+        sc_buf_destroy(&b);
+        if (i % 50 == 49)
+            it_sleep_ms(20); /* a steady rate, not one burst */
+    }
+    printf("cluster: %d failures published in %lld ms\n", n, (long long)(sc_now_mono_ms() - t0));
+
+    deadline = sc_now_mono_ms() + 120000;
+    while (worker_done(&wk) < (size_t)n && sc_now_mono_ms() < deadline)
+        it_sleep_ms(200);
+    IT_CHECK(worker_done(&wk) == (size_t)n, "%zu of %d tasks completed", worker_done(&wk), n);
+    for (int k = 0; k < 100 && queued_total(w) != 0; k++)
+        it_sleep_ms(100);
+    IT_CHECK(queued_total(w) == 0, "tasks left in the sidecars after every one completed");
+
+    /* Every (task, attempt) once, but attempts in flight at the kill, with the same Nats-Msg-Id. */
+    pthread_mutex_lock(&wk.mu);
+    for (size_t a = 0; a < wk.n; a++)
+        for (size_t b = a + 1; b < wk.n; b++) {
+            const struct seen_retry *x = &wk.seen[a], *y = &wk.seen[b];
+            char id[32];
+            if (x->task != y->task || x->attempt != y->attempt)
+                continue;
+            dups++;
+            snprintf(id, sizeof(id), "t-%d", x->task);
+            if (!killed_parts[dlq_partition_of(id, strlen(id), P)])
+                dups_other++;
+            if (strcmp(x->msgid, y->msgid) != 0)
+                dups_msgid++;
+            if (dups <= 10 || (strcmp(x->msgid, y->msgid) != 0 && dups_msgid <= 10))
+                printf("cluster: attempt seen twice: %s attempt %d Nats-Msg-Id %s / %s\n", id,
+                       x->attempt, x->msgid, y->msgid);
+        }
+    pthread_mutex_unlock(&wk.mu);
+    printf("cluster: %d tasks completed, %zu retries seen, %zu attempts seen twice (in flight at "
+           "the kill)\n", n, wk.n, dups);
+    {
+        json_t *r[NS + 4];
+        size_t nr = it_gather_json(w->nc, "dlq.admin.stats", NULL, POLL_WAIT_MS, r, NS + 4);
+        for (size_t i = 0; i < nr; i++) {
+            printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
+                   "refused %lld, enqueued %lld, redelivered %lld\n",
+                   it_json_str(r[i], "cluster.member_id"),
+                   (long long)it_json_int(r[i], "takeover.forwarded"),
+                   (long long)it_json_int(r[i], "takeover.forward_acks"),
+                   (long long)it_json_int(r[i], "takeover.forward_naks"),
+                   (long long)it_json_int(r[i], "takeover.forwarded_in"),
+                   (long long)it_json_int(r[i], "takeover.forwarded_refused"),
+                   (long long)it_json_int(r[i], "lifetime_stats.enqueued"),
+                   (long long)it_json_int(r[i], "ingest.redelivered"));
+            json_decref(r[i]);
+        }
+    }
+    IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
+    IT_CHECK(dups_other == 0, "%zu attempts of partitions the killed member did not own came twice",
+             dups_other);
+
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(pub);
+    natsConnection_Destroy(wc);
+    free(wk.seen);
+    free(wk.done);
+    pthread_mutex_destroy(&wk.mu);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
 int
 main(void)
 {
@@ -487,7 +731,10 @@ main(void)
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_takeover_repeated),
         cmocka_unit_test(test_ttl_mismatch),
+        cmocka_unit_test(test_failover_tasks),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
+        cmocka_set_test_filter(getenv("DLQ_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
