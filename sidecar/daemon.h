@@ -84,6 +84,9 @@ struct sc_daemon {
     struct sc_cluster *cluster;  /* cluster mode (cluster.h); NULL when cluster.enabled is false */
     struct sc_forward *forward;  /* cluster mode's ingest routing (forward.h); NULL outside it */
     struct sc_takeover *takeover; /* cluster mode's partitions on this member (takeover.h); NULL outside it */
+    unsigned char *serving;      /* cluster mode: per partition, served here (serving.h); NULL outside it */
+    uint32_t serving_n;
+    struct sc_conn_sub **part_subs; /* cluster mode: per partition served, its forwarded failures' subscription (ingest.c) */
 };
 
 /*

@@ -7,7 +7,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "mirror.h"
-#include "takeover.h"
+#include "serving.h"
 
 /* Random 64-bit value for jitter (xorshift on the loop thread): the machine's rand port. */
 static uint64_t
@@ -73,9 +73,9 @@ port_may_dispatch(void *ctx, const struct dlq_task *t)
 {
     struct sc_daemon *d = ctx;
 
-    if (!d->takeover)
+    if (!d->serving)
         return true;
-    return sc_takeover_serving(d, dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions),
+    return sc_serving(d, dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions),
                                sc_now_mono_ms());
 }
 

@@ -3,19 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <limits.h>
-
 #include "daemon.h"
 #include "forward.h"
-#include "ingest.h"
-#include "takeover.h"
 
 #define FWD_SWEEP_MS 250
 #define FWD_WAIT_MIN_MS 6000      /* above the owner's longest hold of an ack (5 s) */
-#define FWD_QUEUE "dlq-owners"
-#define FWD_HDR_SUBJECT "Dlq-Fwd-Subject" /* the failure's own subject */
-#define FWD_HDR_SEQ "Dlq-Fwd-Seq"         /* its stream sequence */
-#define FWD_HDR_TIME "Dlq-Fwd-Time"       /* when the stream stored it, ns since the epoch */
+
 #define FWD_HDRS_MAX 64                   /* headers of a failure carried along (pairs) */
 
 /* One forwarded failure waiting for its owner's answer. */
@@ -30,8 +23,6 @@ struct sc_forward {
     struct fwd_slot *slots;
     uint32_t cap, free_head, used;
     struct event *sweep;
-    struct sc_conn_sub **serving; /* per partition: the subscription while served, else NULL */
-    uint32_t partitions;
     int64_t wait_ms;
     char prefix[96];               /* "<inbox>.fwd" */
     struct sc_forward_stats st;
@@ -110,12 +101,12 @@ sc_forward_route(struct sc_daemon *d, natsMsg *m, uint32_t p, uint64_t stream_se
         }
     }
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)stream_seq);
-    hdrs[nh++] = FWD_HDR_SUBJECT;
+    hdrs[nh++] = SC_FWD_HDR_SUBJECT;
     hdrs[nh++] = natsMsg_GetSubject(m);
-    hdrs[nh++] = FWD_HDR_SEQ;
+    hdrs[nh++] = SC_FWD_HDR_SEQ;
     hdrs[nh++] = seq;
     snprintf(ts, sizeof(ts), "%lld", (long long)stream_time_ns);
-    hdrs[nh++] = FWD_HDR_TIME;
+    hdrs[nh++] = SC_FWD_HDR_TIME;
     hdrs[nh++] = ts;
     hdrs[nh] = NULL;
     snprintf(subject, sizeof(subject), "%s.cluster.part.%u", d->cfg->subjects_prefix, p);
@@ -171,67 +162,17 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
             slot_nak(d, i);
 }
 
-/* ---- the owning member ------------------------------------------------------------------------ */
-
-/*
- * A forwarded failure of a partition this member serves. Its reply subject
- * must be a forwarder's inbox: the answer is "+ACK" or "-NAK", and an
- * answer sent to a stream's own ack subject would ack someone else's
- * message (a forged forward).
- */
-static void
-on_forwarded(void *ctx, natsMsg *m)
-{
-    struct sc_daemon *d = ctx;
-    struct sc_forward *f = d->forward;
-    const char *reply = natsMsg_GetReply(m), *subject = NULL, *seq = NULL, *ts = NULL;
-    const char *tail = strrchr(natsMsg_GetSubject(m), '.');
-    unsigned long p = tail ? strtoul(tail + 1, NULL, 10) : ULONG_MAX;
-    char *end = NULL;
-    unsigned long long sseq;
-
-    if (!reply || strncmp(reply, "_INBOX.", 7) != 0 || !strstr(reply, ".fwd."))
-        return; /* not from a forwarder: no answer */
-    if (p >= f->partitions || !sc_takeover_serving(d, (uint32_t)p, sc_now_mono_ms()) ||
-        natsMsgHeader_Get(m, FWD_HDR_SUBJECT, &subject) != NATS_OK || !subject ||
-        natsMsgHeader_Get(m, FWD_HDR_SEQ, &seq) != NATS_OK || !seq ||
-        (sseq = strtoull(seq, &end, 10)) == 0 || *end) {
-        f->st.refused++;
-        sc_js_nak(NULL, d->conn, reply, d->cfg->ingest_nak_delay_ms);
-        return;
-    }
-    f->st.served++;
-    natsMsgHeader_Get(m, FWD_HDR_TIME, &ts);
-    sc_ingest_delivery(d, m, subject, sseq, ts ? strtoll(ts, NULL, 10) : 0, reply, NULL);
-}
-
-sc_status
-sc_forward_serve(struct sc_daemon *d, uint32_t p, char *err, size_t errlen)
-{
-    struct sc_forward *f = d->forward;
-    char subj[160];
-    sc_status s;
-
-    if (!f || p >= f->partitions)
-        return SC_EINVAL;
-    if (f->serving[p])
-        return SC_OK;
-    snprintf(subj, sizeof(subj), "%s.cluster.part.%u", d->cfg->subjects_prefix, p);
-    s = sc_conn_subscribe(d->conn, subj, FWD_QUEUE, 0, on_forwarded, d, &f->serving[p], err, errlen);
-    if (s)
-        f->serving[p] = NULL;
-    return s;
-}
+/* ---- counted for the owning member (ingest.c serves the forwarded failures) -------------------- */
 
 void
-sc_forward_unserve(struct sc_daemon *d, uint32_t p)
+sc_forward_count_in(struct sc_daemon *d, bool refused)
 {
-    struct sc_forward *f = d->forward;
-
-    if (!f || p >= f->partitions || !f->serving[p])
+    if (!d->forward)
         return;
-    sc_conn_sub_drain(f->serving[p], 5000, NULL, NULL);
-    f->serving[p] = NULL;
+    if (refused)
+        d->forward->st.refused++;
+    else
+        d->forward->st.served++;
 }
 
 /* ---- life ------------------------------------------------------------------------------------- */
@@ -253,8 +194,6 @@ sc_forward_open(struct sc_daemon *d, char *err, size_t errlen)
     for (uint32_t i = 0; i < f->cap; i++)
         f->slots[i].next_free = i + 1 < f->cap ? i + 1 : FWD_NONE;
     f->free_head = 0;
-    f->partitions = (uint32_t)d->cfg->cluster_partitions;
-    f->serving = sc_xcalloc(f->partitions, sizeof(*f->serving));
     f->wait_ms = wait > FWD_WAIT_MIN_MS ? wait : FWD_WAIT_MIN_MS;
     snprintf(f->prefix, sizeof(f->prefix), "%s.fwd", sc_conn_inbox(d->conn));
     snprintf(subj, sizeof(subj), "%s.*.*", f->prefix);
@@ -280,7 +219,6 @@ sc_forward_close(struct sc_daemon *d)
     if (f->sweep)
         event_free(f->sweep);
     free(f->slots);
-    free(f->serving);
     free(f);
     d->forward = NULL;
 }

@@ -21,7 +21,7 @@ struct sc_forward; /* opaque: d->forward, NULL outside cluster mode */
  * 2. sc_forward_route() publishes a copy to <prefix>.cluster.part.<p> (queue
  *    group: one owner gets it) with a reply subject in this member's inbox
  *    and keeps the ack subject in a slot; nothing is acked yet;
- * 3. the owner takes it like a delivery of its own (sc_ingest_forwarded())
+ * 3. the owner takes it like a delivery of its own (ingest.c, sc_ingest_serve())
  *    and answers +ACK once its store holds the task (the same held ack as
  *    its own deliveries), or -NAK;
  * 4. this member relays the answer to the stream: +ACK lets it go, -NAK
@@ -53,15 +53,18 @@ void sc_forward_close(struct sc_daemon *d);
 bool sc_forward_route(struct sc_daemon *d, natsMsg *m, uint32_t p, uint64_t stream_seq,
                       int64_t stream_time_ns);
 
+/* What a forwarded failure carries beside the failure's own headers (ingest.c reads them). */
+#define SC_FWD_QUEUE "dlq-owners"            /* the queue group of <prefix>.cluster.part.<p> */
+#define SC_FWD_HDR_SUBJECT "Dlq-Fwd-Subject" /* the failure's own subject */
+#define SC_FWD_HDR_SEQ "Dlq-Fwd-Seq"         /* its stream sequence */
+#define SC_FWD_HDR_TIME "Dlq-Fwd-Time"       /* when the stream stored it, ns since the epoch */
+
 /*
- * sc_forward_serve() subscribes <prefix>.cluster.part.<p> (queue group
- * "dlq-owners"): forwarded failures of p reach sc_ingest_forwarded() on the
- * loop thread. sc_forward_unserve() drains that subscription (what it
- * buffered is still answered: -NAK, p is not this member's any more).
- * Returns SC_OK or SC_EIO with err set. Loop thread.
+ * sc_forward_count_in() counts one forwarded failure that reached this
+ * member as the owner: taken (refused false) or refused (the partition is
+ * not served here). Loop thread.
  */
-sc_status sc_forward_serve(struct sc_daemon *d, uint32_t p, char *err, size_t errlen);
-void sc_forward_unserve(struct sc_daemon *d, uint32_t p);
+void sc_forward_count_in(struct sc_daemon *d, bool refused);
 
 /* Counters of forwarding (all zero outside cluster mode). */
 struct sc_forward_stats {

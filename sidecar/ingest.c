@@ -8,7 +8,7 @@
 #include "forward.h"
 #include "ingest.h"
 #include "mirror.h"
-#include "takeover.h"
+#include "serving.h"
 
 #define INVALID_LOG_INTERVAL_MS 10000
 #define FULL_LOG_INTERVAL_MS 10000    /* queue-full refusals: one warning per interval */
@@ -309,11 +309,11 @@ sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_
         sc_js_ack(src, d->conn, ack); /* republished to <prefix>.invalid.*: it is dealt with */
         return;
     }
-    if (src && d->takeover) {
+    if (src && d->serving) {
         /* Cluster mode: a failure of a partition this member does not own goes to its owner. */
         uint32_t p = dlq_partition_of(env.task_id.ptr, env.task_id.len,
                                       (uint32_t)d->cfg->cluster_partitions);
-        if (!sc_takeover_serving(d, p, sc_now_mono_ms()) &&
+        if (!sc_serving(d, p, sc_now_mono_ms()) &&
             sc_forward_route(d, m, p, stream_seq, stream_time_ns)) {
             d->m.c.received--; /* counted by its owner, which takes it */
             return;
@@ -344,4 +344,65 @@ sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_
         sc_mirror_js_ack(d, src, ack, dc.task, dc.verdict == DLQ_IN_REDELIVERED);
         break;
     }
+}
+
+/* ---- the owner's side of forwarding (forward.h says who holds the failure when) --------------- */
+
+/*
+ * A forwarded failure of a partition this member serves. Its reply subject
+ * must be a forwarder's inbox: the answer is "+ACK" or "-NAK", and an
+ * answer sent to a stream's own ack subject would ack someone else's
+ * message (a forged forward).
+ */
+static void
+on_forwarded(void *ctx, natsMsg *m)
+{
+    struct sc_daemon *d = ctx;
+    const char *reply = natsMsg_GetReply(m), *subject = NULL, *seq = NULL, *ts = NULL;
+    const char *tail = strrchr(natsMsg_GetSubject(m), '.');
+    unsigned long p = tail ? strtoul(tail + 1, NULL, 10) : (unsigned long)d->serving_n;
+    char *end = NULL;
+    unsigned long long sseq = 0;
+
+    if (!reply || strncmp(reply, "_INBOX.", 7) != 0 || !strstr(reply, ".fwd."))
+        return; /* not from a forwarder: no answer */
+    if (natsMsgHeader_Get(m, SC_FWD_HDR_SEQ, &seq) == NATS_OK && seq)
+        sseq = strtoull(seq, &end, 10);
+    if (p >= d->serving_n || !sc_serving(d, (uint32_t)p, sc_now_mono_ms()) ||
+        natsMsgHeader_Get(m, SC_FWD_HDR_SUBJECT, &subject) != NATS_OK || !subject || !sseq ||
+        !end || *end) {
+        sc_forward_count_in(d, true);
+        sc_js_nak(NULL, d->conn, reply, d->cfg->ingest_nak_delay_ms);
+        return;
+    }
+    sc_forward_count_in(d, false);
+    natsMsgHeader_Get(m, SC_FWD_HDR_TIME, &ts);
+    sc_ingest_delivery(d, m, subject, sseq, ts ? strtoll(ts, NULL, 10) : 0, reply, NULL);
+}
+
+sc_status
+sc_ingest_serve(struct sc_daemon *d, uint32_t p, char *err, size_t errlen)
+{
+    char subj[160];
+    sc_status s;
+
+    if (!d->part_subs || p >= d->serving_n)
+        return SC_EINVAL;
+    if (d->part_subs[p])
+        return SC_OK;
+    snprintf(subj, sizeof(subj), "%s.cluster.part.%u", d->cfg->subjects_prefix, p);
+    s = sc_conn_subscribe(d->conn, subj, SC_FWD_QUEUE, 0, on_forwarded, d, &d->part_subs[p], err,
+                          errlen);
+    if (s)
+        d->part_subs[p] = NULL;
+    return s;
+}
+
+void
+sc_ingest_unserve(struct sc_daemon *d, uint32_t p)
+{
+    if (!d->part_subs || p >= d->serving_n || !d->part_subs[p])
+        return;
+    sc_conn_sub_drain(d->part_subs[p], 5000, NULL, NULL);
+    d->part_subs[p] = NULL;
 }

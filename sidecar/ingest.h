@@ -2,9 +2,12 @@
 #ifndef DLQ_SIDECAR_INGEST_H
 #define DLQ_SIDECAR_INGEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <nats/nats.h>
+
+#include "common.h"
 
 struct sc_daemon;
 struct sc_js;
@@ -30,5 +33,17 @@ void sc_ingest_js(struct sc_daemon *d, natsMsg *m);
  */
 void sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_t stream_seq,
                         int64_t stream_time_ns, const char *ack, struct sc_js *src);
+
+/*
+ * Cluster mode: sc_ingest_serve() subscribes <prefix>.cluster.part.<p>
+ * (queue group SC_FWD_QUEUE): failures of p forwarded by other members
+ * (forward.h) are taken here like deliveries of this member's own, and
+ * answered to the forwarder. sc_ingest_unserve() drains that subscription
+ * (what it buffered is still answered: -NAK, p is not served here any
+ * more). Returns SC_OK, SC_EINVAL (no cluster mode or p out of range) or
+ * SC_EIO with err set. Loop thread.
+ */
+sc_status sc_ingest_serve(struct sc_daemon *d, uint32_t p, char *err, size_t errlen);
+void sc_ingest_unserve(struct sc_daemon *d, uint32_t p);
 
 #endif

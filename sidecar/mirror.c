@@ -13,7 +13,7 @@
 #include "events.h"
 #include "mirror.h"
 #include "persist.h"
-#include "takeover.h"
+#include "serving.h"
 
 #define DOC_SCHEMA 1
 #define LOAD_WAIT_MS 120000   /* start-up: longest wait for the load before serving */
@@ -734,7 +734,7 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
      * then known as one (its stream sequence), not a new task.
      */
     if (st != DLQ_TASK_PENDING && st != DLQ_TASK_RETRYING && st != DLQ_TASK_EXHAUSTED &&
-        !((st == DLQ_TASK_COMPLETED || st == DLQ_TASK_ARCHIVED) && d->takeover &&
+        !((st == DLQ_TASK_COMPLETED || st == DLQ_TASK_ARCHIVED) && d->serving &&
           d->cfg->store_keep_completed))
         goto bad;
     if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
@@ -793,7 +793,7 @@ on_loaded(void *ctx, const char *key, size_t key_len, uint64_t version, json_t *
 
     (void)key_len; /* key is NUL-terminated */
     if (st && (strcmp(st, "completed") == 0 || strcmp(st, "archived") == 0) &&
-        !(d->takeover && d->mirror->p->state == PERSIST_OK && d->cfg->store_keep_completed)) {
+        !(d->serving && d->mirror->p->state == PERSIST_OK && d->cfg->store_keep_completed)) {
         free(id); /* kept (store.keep_completed), never loaded: a KV bucket hands every record back */
         return;
     }
@@ -1422,9 +1422,9 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
         break;
     case PERSIST_ITEM_FENCED:
         s->fenced++;
-        if (d->takeover) {
+        if (d->serving) {
             uint32_t p = dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions);
-            if (sc_takeover_serving(d, p, sc_now_mono_ms())) {
+            if (sc_serving(d, p, sc_now_mono_ms())) {
                 /*
                  * Still this member's (its lease is valid): a claim another
                  * member gave up put its fence after ours. Fence again and

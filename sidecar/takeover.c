@@ -6,7 +6,9 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "forward.h"
+#include "ingest.h"
 #include "mirror.h"
+#include "serving.h"
 #include "takeover.h"
 
 #define RELEASE_POLL_MS 100
@@ -41,10 +43,11 @@ forget(struct sc_daemon *d, uint32_t p)
     struct sc_takeover *t = tk(d);
     size_t n;
 
-    sc_forward_unserve(d, p);
+    sc_ingest_unserve(d, p);
     sc_mirror_release(d, p);
     n = dlq_machine_forget_partition(&d->m, p, t->partitions);
     t->state[p] = P_NONE;
+    sc_serving_mark(d, p, false);
     sc_log(SC_LOG_INFO, "cluster: partition forgotten here", "partition", sc_log_int(p), "tasks",
            sc_log_int((int64_t)n), NULL);
 }
@@ -66,8 +69,9 @@ on_claimed(void *ctx, unsigned partition, bool ok)
         return;
     }
     t->state[partition] = P_SERVING;
+    sc_serving_mark(d, partition, true);
     t->claimed++;
-    if (sc_forward_serve(d, partition, err, sizeof(err)))
+    if (sc_ingest_serve(d, partition, err, sizeof(err)))
         sc_log(SC_LOG_ERROR, "cluster: cannot serve a partition's forwarded failures", "partition",
                sc_log_int(partition), "error", err, NULL);
     sc_log(SC_LOG_INFO, "cluster: partition served here", "partition", sc_log_int(partition),
@@ -167,7 +171,8 @@ on_release_requested(void *ctx, uint32_t p)
     if (p >= t->partitions)
         return;
     if (t->state[p] == P_SERVING)
-        sc_forward_unserve(d, p); /* new failures of it wait for the next owner */
+        sc_ingest_unserve(d, p); /* new failures of it wait for the next owner */
+    sc_serving_mark(d, p, false); /* no new failure or attempt of it here */
     /* A claim still running: on_claimed() forgets what it loads (the state is no longer CLAIMING). */
     t->state[p] = P_RELEASING;
     t->release_deadline[p] = sc_now_mono_ms() + d->cfg->retry_timeout_ms + RELEASE_EXTRA_MS;
@@ -175,17 +180,6 @@ on_release_requested(void *ctx, uint32_t p)
         evtimer_add(t->poll, &tv);
         t->poll_armed = true;
     }
-}
-
-bool
-sc_takeover_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono)
-{
-    const struct sc_takeover *t = tk(d);
-
-    if (!t)
-        return true;
-    return p < t->partitions && t->state[p] == P_SERVING &&
-           sc_cluster_may_dispatch(d, p, now_mono);
 }
 
 sc_status
@@ -218,6 +212,7 @@ sc_takeover_open(struct sc_daemon *d, char *err, size_t errlen)
         snprintf(err, errlen, "libevent: cannot create the takeover timer");
         return SC_EIO;
     }
+    sc_serving_open(d);
     sc_cluster_set_hooks(d, &h);
     return SC_OK;
 }
@@ -235,6 +230,7 @@ sc_takeover_close(struct sc_daemon *d)
     free(t->release_deadline);
     free(t);
     d->takeover = NULL;
+    sc_serving_close(d);
 }
 
 void

@@ -36,13 +36,6 @@ sc_status sc_takeover_open(struct sc_daemon *d, char *err, size_t errlen);
 void sc_takeover_close(struct sc_daemon *d);
 
 /*
- * sc_takeover_serving() tells whether partition p's failures are taken and
- * its tasks dispatched here now: claimed, not being given back, and the
- * lease valid at now_mono. Always true outside cluster mode. Loop thread.
- */
-bool sc_takeover_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono);
-
-/*
  * sc_takeover_json() writes "takeover": {claiming, serving, releasing:
  * partitions in each state now; claimed, released, lost: since start; the
  * forwarding counters of forward.h} into w's open object; nothing outside

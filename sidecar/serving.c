@@ -1,0 +1,41 @@
+/* serving.c - the partitions this member serves now (serving.h). */
+#include <stdlib.h>
+
+#include "cluster.h"
+#include "daemon.h"
+#include "serving.h"
+
+void
+sc_serving_open(struct sc_daemon *d)
+{
+    if (!d->cluster)
+        return;
+    d->serving_n = (uint32_t)d->cfg->cluster_partitions;
+    d->serving = sc_xcalloc(d->serving_n, 1);
+    d->part_subs = sc_xcalloc(d->serving_n, sizeof(*d->part_subs));
+}
+
+void
+sc_serving_close(struct sc_daemon *d)
+{
+    free(d->serving);
+    free(d->part_subs);
+    d->serving = NULL;
+    d->part_subs = NULL;
+    d->serving_n = 0;
+}
+
+void
+sc_serving_mark(struct sc_daemon *d, uint32_t p, bool on)
+{
+    if (d->serving && p < d->serving_n)
+        d->serving[p] = on;
+}
+
+bool
+sc_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono)
+{
+    if (!d->serving)
+        return true;
+    return p < d->serving_n && d->serving[p] && sc_cluster_may_dispatch(d, p, now_mono);
+}

@@ -1,0 +1,26 @@
+/* serving.h - which partitions this member serves now (cluster mode): the one question ingest, dispatch, forwarding and the store ask. */
+#ifndef DLQ_SIDECAR_SERVING_H
+#define DLQ_SIDECAR_SERVING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sc_daemon;
+
+/*
+ * takeover.c marks a partition served once its claim is over (its tasks
+ * loaded, its fence in place) and unmarks it when it is lost or given
+ * back. sc_serving() tells whether partition p's failures are taken and its
+ * tasks dispatched and written here at now_mono: marked, and the lease
+ * valid (sc_cluster_may_dispatch(): false at the lease's local deadline
+ * even before the loop hears of the loss). Always true outside cluster
+ * mode. sc_serving_open() makes the table when d->cluster exists (never
+ * fails: aborts on OOM); sc_serving_close() frees it, NULL-safe.
+ * sc_serving_mark() sets p's mark. Loop thread (open and close: main).
+ */
+void sc_serving_open(struct sc_daemon *d);
+void sc_serving_close(struct sc_daemon *d);
+void sc_serving_mark(struct sc_daemon *d, uint32_t p, bool on);
+bool sc_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono);
+
+#endif
