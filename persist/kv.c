@@ -888,10 +888,19 @@ kv_kick(struct persist *p, bool urgent)
         k->kicked_urgent |= urgent;
         return;
     }
-    if (urgent)
-        kv_flush(k);
-    else if (k->timer_what != KV_T_FLUSH)
+    /*
+     * Never a flush from inside the kick: a write refused at once (too
+     * large, no fence) is answered while sending, and the owner, which
+     * kicks from the middle of its own bookkeeping, must not hear of it
+     * there. An urgent kick flushes on the loop's next turn.
+     */
+    if (urgent) {
+        if (k->timer_what == KV_T_FLUSH)
+            disarm(k);
+        arm(k, KV_T_FLUSH, 0);
+    } else if (k->timer_what != KV_T_FLUSH) {
         arm(k, KV_T_FLUSH, k->flush_ms);
+    }
 }
 
 static bool

@@ -260,6 +260,9 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->paused = !cfg->retry_processor_enabled;
     sc_dispatch_init(d);
     d->metrics = sc_metrics_new();
+    /* Cluster mode's needs, checked before anything is set up on the servers. */
+    if ((s = sc_takeover_check(cfg, err, errlen)))
+        goto fail;
     if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
         goto fail;
     d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */

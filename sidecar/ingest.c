@@ -309,6 +309,16 @@ sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_
         sc_js_ack(src, d->conn, ack); /* republished to <prefix>.invalid.*: it is dealt with */
         return;
     }
+    if (!src && d->serving) {
+        /* Forwarded to this member: only a failure of a partition it serves (a forged forward is not). */
+        uint32_t p = dlq_partition_of(env.task_id.ptr, env.task_id.len,
+                                      (uint32_t)d->cfg->cluster_partitions);
+        if (!sc_serving(d, p, sc_now_mono_ms())) {
+            sc_forward_count_in(d, true);
+            sc_js_nak(NULL, d->conn, ack, d->cfg->ingest_nak_delay_ms);
+            return;
+        }
+    }
     if (src && d->serving) {
         /* Cluster mode: a failure of a partition this member does not own goes to its owner. */
         uint32_t p = dlq_partition_of(env.task_id.ptr, env.task_id.len,
@@ -366,7 +376,8 @@ on_forwarded(void *ctx, natsMsg *m)
 
     if (!reply || strncmp(reply, "_INBOX.", 7) != 0 || !strstr(reply, ".fwd."))
         return; /* not from a forwarder: no answer */
-    if (natsMsgHeader_Get(m, SC_FWD_HDR_SEQ, &seq) == NATS_OK && seq)
+    if (natsMsgHeader_Get(m, SC_FWD_HDR_SEQ, &seq) == NATS_OK && seq && seq[0] >= '0' &&
+        seq[0] <= '9')
         sseq = strtoull(seq, &end, 10);
     if (p >= d->serving_n || !sc_serving(d, (uint32_t)p, sc_now_mono_ms()) ||
         natsMsgHeader_Get(m, SC_FWD_HDR_SUBJECT, &subject) != NATS_OK || !subject || !sseq ||

@@ -1424,7 +1424,7 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
         s->fenced++;
         if (d->serving) {
             uint32_t p = dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions);
-            if (sc_serving(d, p, sc_now_mono_ms())) {
+            if (sc_serving_held(d, p)) {
                 /*
                  * Still this member's (its lease is valid): a claim another
                  * member gave up put its fence after ours. Fence again and

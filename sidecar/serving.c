@@ -26,10 +26,10 @@ sc_serving_close(struct sc_daemon *d)
 }
 
 void
-sc_serving_mark(struct sc_daemon *d, uint32_t p, bool on)
+sc_serving_mark(struct sc_daemon *d, uint32_t p, int mark)
 {
     if (d->serving && p < d->serving_n)
-        d->serving[p] = on;
+        d->serving[p] = (unsigned char)mark;
 }
 
 bool
@@ -37,5 +37,15 @@ sc_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono)
 {
     if (!d->serving)
         return true;
-    return p < d->serving_n && d->serving[p] && sc_cluster_may_dispatch(d, p, now_mono);
+    return p < d->serving_n && d->serving[p] == SC_SERVING_ON &&
+           sc_cluster_may_dispatch(d, p, now_mono);
+}
+
+bool
+sc_serving_held(const struct sc_daemon *d, uint32_t p)
+{
+    if (!d->serving)
+        return true;
+    return p < d->serving_n && d->serving[p] != SC_SERVING_NONE &&
+           sc_cluster_lease_revision(d, p) != 0;
 }

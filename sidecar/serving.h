@@ -14,13 +14,18 @@ struct sc_daemon;
  * tasks dispatched and written here at now_mono: marked, and the lease
  * valid (sc_cluster_may_dispatch(): false at the lease's local deadline
  * even before the loop hears of the loss). Always true outside cluster
- * mode. sc_serving_open() makes the table when d->cluster exists (never
- * fails: aborts on OOM); sc_serving_close() frees it, NULL-safe.
- * sc_serving_mark() sets p's mark. Loop thread (open and close: main).
+ * mode. sc_serving_held() tells whether p is still this member's to write
+ * (served, or being given back: its last writes must still land) and its
+ * lease is held. sc_serving_open() makes the table when d->cluster exists
+ * (never fails: aborts on OOM); sc_serving_close() frees it, NULL-safe.
+ * sc_serving_mark() sets p's mark: SC_SERVING_NONE, _HELD or _ON. Loop
+ * thread (open and close: main).
  */
+enum { SC_SERVING_NONE = 0, SC_SERVING_HELD = 1, SC_SERVING_ON = 2 };
 void sc_serving_open(struct sc_daemon *d);
 void sc_serving_close(struct sc_daemon *d);
-void sc_serving_mark(struct sc_daemon *d, uint32_t p, bool on);
+void sc_serving_mark(struct sc_daemon *d, uint32_t p, int mark);
 bool sc_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono);
+bool sc_serving_held(const struct sc_daemon *d, uint32_t p);
 
 #endif

@@ -47,7 +47,7 @@ forget(struct sc_daemon *d, uint32_t p)
     sc_mirror_release(d, p);
     n = dlq_machine_forget_partition(&d->m, p, t->partitions);
     t->state[p] = P_NONE;
-    sc_serving_mark(d, p, false);
+    sc_serving_mark(d, p, SC_SERVING_NONE);
     sc_log(SC_LOG_INFO, "cluster: partition forgotten here", "partition", sc_log_int(p), "tasks",
            sc_log_int((int64_t)n), NULL);
 }
@@ -69,13 +69,13 @@ on_claimed(void *ctx, unsigned partition, bool ok)
         return;
     }
     t->state[partition] = P_SERVING;
-    sc_serving_mark(d, partition, true);
+    sc_serving_mark(d, partition, SC_SERVING_ON);
     t->claimed++;
     if (sc_ingest_serve(d, partition, err, sizeof(err)))
         sc_log(SC_LOG_ERROR, "cluster: cannot serve a partition's forwarded failures", "partition",
                sc_log_int(partition), "error", err, NULL);
     sc_log(SC_LOG_INFO, "cluster: partition served here", "partition", sc_log_int(partition),
-           "tasks", sc_log_int((int64_t)dlq_queue_active(&d->m.q)), NULL);
+           "tasks_total", sc_log_int((int64_t)dlq_queue_active(&d->m.q)), NULL);
 }
 
 static void
@@ -104,7 +104,8 @@ on_lost(void *ctx, uint32_t p)
         return;
     t->lost++;
     if (t->state[p] == P_CLAIMING) {
-        t->state[p] = P_NONE; /* on_claimed() forgets what the claim loads */
+        t->state[p] = P_NONE;
+        sc_mirror_release(d, p); /* the claim is stale now: it puts no fence, loads nothing */
         return;
     }
     forget(d, p);
@@ -172,7 +173,8 @@ on_release_requested(void *ctx, uint32_t p)
         return;
     if (t->state[p] == P_SERVING)
         sc_ingest_unserve(d, p); /* new failures of it wait for the next owner */
-    sc_serving_mark(d, p, false); /* no new failure or attempt of it here */
+    if (t->state[p] == P_SERVING)
+        sc_serving_mark(d, p, SC_SERVING_HELD); /* no new failure or attempt; its writes still go */
     /* A claim still running: on_claimed() forgets what it loads (the state is no longer CLAIMING). */
     t->state[p] = P_RELEASING;
     t->release_deadline[p] = sc_now_mono_ms() + d->cfg->retry_timeout_ms + RELEASE_EXTRA_MS;
@@ -183,25 +185,31 @@ on_release_requested(void *ctx, uint32_t p)
 }
 
 sc_status
+sc_takeover_check(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *ingest = cfg->ingest_mode == CONFIG_INGEST_JETSTREAM ? NULL : "ingest.mode: jetstream";
+    const char *store = cfg->store_backend == CONFIG_STORE_JETSTREAM ? NULL : "store.backend: jetstream";
+
+    if (!cfg->cluster_enabled || (!ingest && !store))
+        return SC_OK;
+    snprintf(err, errlen,
+             "cluster.enabled: true needs %s%s%s (failures wait in the stream until their "
+             "partition's owner stored them; the members share the tasks through the bucket)",
+             ingest ? ingest : "", ingest && store ? " and " : "", store ? store : "");
+    return SC_EINVAL;
+}
+
+sc_status
 sc_takeover_open(struct sc_daemon *d, char *err, size_t errlen)
 {
     struct sc_takeover *t;
+    sc_status s;
     struct sc_cluster_hooks h = {on_gained, on_lost, on_release_requested, d};
 
     if (!d->cluster)
         return SC_OK;
-    if (d->cfg->ingest_mode != CONFIG_INGEST_JETSTREAM) {
-        snprintf(err, errlen, "cluster.enabled: true needs ingest.mode: jetstream (a failure waits "
-                              "in the stream until its partition's owner stored it); ingest.mode is "
-                              "'core'");
-        return SC_EINVAL;
-    }
-    if (d->cfg->store_backend != CONFIG_STORE_JETSTREAM) {
-        snprintf(err, errlen, "cluster.enabled: true needs store.backend: jetstream (the members "
-                              "share the tasks through the bucket); store.backend is '%s'",
-                 config_store_name(d->cfg->store_backend));
-        return SC_EINVAL;
-    }
+    if ((s = sc_takeover_check(d->cfg, err, errlen)))
+        return s;
     t = sc_xcalloc(1, sizeof(*t));
     d->takeover = t;
     t->partitions = (uint32_t)d->cfg->cluster_partitions;

@@ -33,6 +33,13 @@ struct sc_jw;
  * it; NULL-safe.
  */
 sc_status sc_takeover_open(struct sc_daemon *d, char *err, size_t errlen);
+/*
+ * sc_takeover_check() is cluster mode's needs of cfg, checked before
+ * anything is set up on the servers: SC_OK, or SC_EINVAL with err naming
+ * every key that must change (start-up stops with exit 2). Any thread.
+ */
+struct config;
+sc_status sc_takeover_check(const struct config *cfg, char *err, size_t errlen);
 void sc_takeover_close(struct sc_daemon *d);
 
 /*

@@ -35,7 +35,7 @@ usage(FILE *f)
             "worker  subscribes to SUBJECT (default dlq.retry.>) in QUEUE (default workers),\n"
             "        prints one line per retry (subject, Dlq-Task-Id, Dlq-Attempt,\n"
             "        Dlq-Error-Category, payload bytes, the answer) and replies {\"ok\":false,...}\n"
-            "        to the first FAILS attempts of a task (by Dlq-Attempt), {\"ok\":true} afterwards.\n"
+            "        to the first FAILS attempts of a task (by Dlq-Attempt; default 1), {\"ok\":true} afterwards.\n"
             "-s URL  NATS server ($NATS_URL, default nats://127.0.0.1:4222).\n");
 }
 

@@ -109,7 +109,7 @@ world_free(struct world *w)
 static void
 start_sidecar(struct world *w, int i, const char *lease)
 {
-    char sdir[IT_PATH_MAX + 8], id[32];
+    char sdir[IT_PATH_MAX + 32], id[48];
     bool r3 = w->cl.n >= 3;
     const char *extra[] = {"cluster.enabled=true", lease,
                            r3 ? "cluster.replicas=3" : "cluster.replicas=1", id,

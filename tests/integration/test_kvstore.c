@@ -511,6 +511,45 @@ test_ttl_bucket_refused(void **state)
     e->passed = true;
 }
 
+/* ---- 5. a record larger than max_payload: refused for good, answered, nothing crashes --------- */
+
+static void
+test_record_too_big(void **state)
+{
+    struct flags f;
+    const char *const *flags = kv_flags(&f, NULL);
+    struct it_env *e = it_env_start_js("kv-too-big", flags);
+    struct sc_buf body;
+
+    assert_non_null(e);
+    *state = e;
+    /* 600 KB of payload: the record (payload as JSON and as base64 MessagePack) passes 1 MiB. */
+    sc_buf_init(&body, 2u << 20);
+    sc_buf_appendf(&body, "{\"task_id\":\"big-1\",\"error\":\"boom\",\"task\":{\"blob\":\"");
+    for (int i = 0; i < 600000; i++)
+        sc_buf_appendc(&body, 'x');
+    sc_buf_appendf(&body, "\"}}");
+    json_t *ack = it_request_bytes(e->nc, "dlq.failed.kv", body.data, body.len, 10000);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")) &&
+                 json_is_false(json_object_get(ack, "stored")),
+             "ack: %s", it_json_dump(ack));
+    json_decref(ack);
+    IT_CHECK(it_daemon_alive(&e->dmn), "the sidecar died on a record it cannot store");
+    IT_CHECK(pstat(e->nc, "rejected") >= 1, "the refusal is counted");
+    /* It stays in memory and the store goes on with the others. */
+    char st[32];
+    IT_CHECK(strcmp(it_task_status(e->nc, "big-1", st, sizeof st), "pending") == 0, "big-1: %s", st);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = "small-1";
+    env.error = "connection refused";
+    ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "small-1: %s", it_json_dump(ack));
+    json_decref(ack);
+    sc_buf_destroy(&body);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -520,6 +559,7 @@ main(void)
         cmocka_unit_test_teardown(test_keep_completed, it_teardown),
         cmocka_unit_test_teardown(test_nats_restart, it_teardown),
         cmocka_unit_test_teardown(test_ttl_bucket_refused, it_teardown),
+        cmocka_unit_test_teardown(test_record_too_big, it_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
