@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "daemon.h"
 #include "forward.h"
@@ -82,7 +83,7 @@ sc_forward_route(struct sc_daemon *d, natsMsg *m, uint32_t p, uint64_t stream_se
     size_t nh = 0;
     uint32_t i;
 
-    if (!f)
+    if (!f || !natsMsg_GetReply(m))
         return false;
     i = slot_take(f, natsMsg_GetReply(m), token, sc_now_mono_ms());
     if (i == FWD_NONE) {
@@ -94,7 +95,9 @@ sc_forward_route(struct sc_daemon *d, natsMsg *m, uint32_t p, uint64_t stream_se
     if (natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK) {
         for (int k = 0; k < nkeys && nh < 2 * FWD_HDRS_MAX; k++) {
             const char *v = NULL;
-            if (natsMsgHeader_Get(m, keys[k], &v) == NATS_OK && v) {
+            /* A publisher's own Dlq-Fwd-* would stand in for ours: never carried along. */
+            if (strncasecmp(keys[k], "Dlq-Fwd-", 8) != 0 &&
+                natsMsgHeader_Get(m, keys[k], &v) == NATS_OK && v) {
                 hdrs[nh++] = keys[k];
                 hdrs[nh++] = v;
             }

@@ -12,7 +12,7 @@
 #include "takeover.h"
 
 #define RELEASE_POLL_MS 100
-#define RELEASE_EXTRA_MS 2000 /* past retry.timeout_ms: a release goes on even if writes still wait */
+#define RELEASE_EXTRA_MS 2000 /* past retry.timeout_ms: a release stops waiting for attempts in flight (never for writes) */
 
 typedef enum {
     P_NONE = 0,  /* not this member's */
@@ -27,7 +27,7 @@ struct sc_takeover {
     int64_t *release_deadline;  /* mono ms, while releasing */
     struct event *poll;
     bool poll_armed;
-    uint64_t claimed, loaded_before, released, lost;
+    uint64_t claimed, released, lost;
 };
 
 static struct sc_takeover *
