@@ -344,8 +344,10 @@ setup(struct sc_js *js, char *err, size_t errlen)
         api_error(err, errlen, "context", "", s, 0);
         return SC_EIO;
     }
-    if ((st = ensure_stream(js, &o, &created, &made, err, errlen)))
-        return st;
+    if ((st = ensure_stream(js, &o, &created, &made, err, errlen))) {
+        /* A stream being made by another sidecar of a cluster (R3) answers late: try again. */
+        return st == SC_EIO && strstr(err, "Timeout") ? SC_EUNAVAIL : st;
+    }
     /* The shared consumer may be in the making by another sidecar right now (a cluster). */
     if ((st = ensure_consumer(js, &o, err, errlen)))
         return st == SC_EIO ? SC_EUNAVAIL : st;

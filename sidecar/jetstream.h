@@ -100,9 +100,9 @@ void sc_js_ingest_spec(const struct config *cfg, char *subject, size_t subject_l
  * Returns SC_OK (*out owns the source), SC_EINVAL when the existing stream
  * or consumer does not fit (err says how: start-up must stop), SC_EIO for a
  * JetStream API failure on a reachable server (e.g. JetStream not
- * enabled); a consumer that cannot be made or bound yet (another sidecar
- * of a cluster making it at the same moment) is no error: the fetch thread
- * tries again. spec is copied; c must outlive the source. Main thread, before
+ * enabled); a stream API call that times out, or a consumer that cannot be
+ * made or bound yet (another sidecar of a cluster making them at the same
+ * moment) is no error: the fetch thread tries again. spec is copied; c must outlive the source. Main thread, before
  * the loop runs.
  */
 sc_status sc_js_open(struct sc_conn *c, const struct sc_js_spec *spec, sc_conn_handler fn,

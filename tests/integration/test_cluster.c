@@ -114,6 +114,8 @@ start_sidecar(struct world *w, int i, const char *lease)
     const char *extra[] = {"cluster.enabled=true", lease,
                            r3 ? "cluster.replicas=3" : "cluster.replicas=1", id,
                            "nats.reconnect_wait_ms=100", "log.level=info",
+                           /* a worker's answer may take long on a loaded 2-core machine (TSan) */
+                           "retry.timeout_ms=15000",
                            /* cluster mode shares the tasks through the KV store and the stream */
                            "store.backend=jetstream", r3 ? "store.jetstream.replicas=3" : "store.jetstream.replicas=1",
                            "ingest.mode=jetstream", r3 ? "ingest.stream_replicas=3" : "ingest.stream_replicas=1",
