@@ -87,6 +87,7 @@ struct kv_store {
     struct event *timer;
     kv_timer timer_what;
     int64_t backoff_ms;
+    bool stopping;         /* persist_stopping(): short retries from now on */
     bool ready;            /* the bucket exists and the load is over */
     bool fenced;           /* cluster mode: every write carries its partition's fence */
     uint64_t *fence;       /* per partition: the fence revision of this instance's claim, 0: none */
@@ -210,6 +211,8 @@ next_backoff(struct kv_store *k)
 {
     int64_t ms = k->backoff_ms ? k->backoff_ms : KV_BACKOFF_FIRST;
 
+    if (k->stopping)
+        return PERSIST_STOPPING_RETRY_MS;
     k->backoff_ms = ms * 2 > KV_BACKOFF_MAX ? KV_BACKOFF_MAX : ms * 2;
     return ms;
 }
@@ -903,6 +906,18 @@ kv_kick(struct persist *p, bool urgent)
     }
 }
 
+static void
+kv_stopping(struct persist *p)
+{
+    struct kv_store *k = kv_of(p);
+
+    k->stopping = true;
+    if (k->timer_what == KV_T_BACKOFF) {
+        disarm(k);
+        arm(k, KV_T_FLUSH, 0);
+    }
+}
+
 static bool
 kv_busy(const struct persist *p)
 {
@@ -1014,6 +1029,7 @@ static const struct persist_ops kv_ops = {
     .name = "jetstream",
     .start = kv_start,
     .kick = kv_kick,
+    .stopping = kv_stopping,
     .busy = kv_busy,
     .stats = kv_stats,
     .destroy = kv_destroy,

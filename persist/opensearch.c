@@ -63,6 +63,7 @@ struct os_store {
     int64_t backoff_ms;   /* degraded: delay before the next try */
     int64_t throttle_ms;  /* 429: delay before the next batch */
     int64_t not_before;   /* mono ms: no request before this */
+    bool stopping;        /* persist_stopping(): short retries from now on */
     uint64_t jitter;
     struct persist_stats st;
     persist_result *results; /* per item of the batch in flight */
@@ -169,6 +170,8 @@ back_off(struct os_store *o)
 {
     int64_t d = grow(o, &o->backoff_ms, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
 
+    if (o->stopping)
+        d = PERSIST_STOPPING_RETRY_MS;
     o->not_before = sc_now_mono_ms() + d;
 }
 
@@ -695,6 +698,8 @@ bulk_next_try(struct os_store *o, bool refused, bool throttled, bool missing)
         o->backoff_ms = 0;
         if (throttled) {
             delay = grow(o, &o->throttle_ms, THROTTLE_FIRST_MS, THROTTLE_MAX_MS);
+            if (o->stopping)
+                delay = PERSIST_STOPPING_RETRY_MS;
             o->not_before = sc_now_mono_ms() + delay;
         } else {
             o->throttle_ms = 0;
@@ -835,6 +840,19 @@ os_kick(struct persist *p, bool urgent)
     arm(o, urgent ? 0 : o->flush_ms);
 }
 
+static void
+os_stopping(struct persist *p)
+{
+    struct os_store *o = os_of(p);
+    int64_t soon = sc_now_mono_ms() + PERSIST_STOPPING_RETRY_MS;
+
+    o->stopping = true;
+    if (o->not_before > soon)
+        o->not_before = soon;
+    if (o->pending && !o->in_flight && o->started && o->phase >= PH_READY)
+        arm(o, 0);
+}
+
 static bool
 os_busy(const struct persist *p)
 {
@@ -883,6 +901,7 @@ static const struct persist_ops opensearch_ops = {
     .name = "opensearch",
     .start = os_start,
     .kick = os_kick,
+    .stopping = os_stopping,
     .busy = os_busy,
     .stats = os_stats,
     .destroy = os_destroy,

@@ -209,7 +209,8 @@ struct persist;
  * survive the process (false for memory, whose fill() is never called: an
  * owner then keeps no dirty set, holds no acknowledgement and spills
  * nothing). claim() and release() (NULL when the backend has no cluster
- * mode): see persist_claim().
+ * mode): see persist_claim(). stopping() (NULL: nothing to do): see
+ * persist_stopping().
  */
 struct persist_ops {
     const char *name;
@@ -221,6 +222,7 @@ struct persist_ops {
     sc_status (*claim)(struct persist *p, unsigned partition);
     void (*release)(struct persist *p, unsigned partition);
     void (*refence)(struct persist *p, unsigned partition);
+    void (*stopping)(struct persist *p);
     bool durable;
 };
 
@@ -248,6 +250,16 @@ void persist_kick(struct persist *p, bool urgent);
 bool persist_busy(const struct persist *p);
 void persist_get_stats(const struct persist *p, struct persist_stats *out);
 void persist_free(struct persist *p);
+
+/*
+ * persist_stopping(): the owner is stopping and waits a bounded time (the
+ * shutdown drain) for its last writes. A backoff under way (up to 10 s after
+ * failed batches) is cut short and the next batch goes at once; from then on
+ * a failed batch is tried again after PERSIST_STOPPING_RETRY_MS, so the last
+ * writes get every chance the drain leaves them. Loop thread; idempotent.
+ */
+#define PERSIST_STOPPING_RETRY_MS 100
+void persist_stopping(struct persist *p);
 
 /*
  * Cluster mode (DESIGN section 18; the KV backend with o->fenced).

@@ -43,6 +43,13 @@ persist_kick(struct persist *p, bool urgent)
     p->ops->kick(p, urgent);
 }
 
+void
+persist_stopping(struct persist *p)
+{
+    if (p->ops->stopping)
+        p->ops->stopping(p);
+}
+
 sc_status
 persist_claim(struct persist *p, unsigned partition)
 {

@@ -1782,6 +1782,7 @@ sc_mirror_flush(struct sc_daemon *d)
 
     if (!s || !s->durable)
         return;
+    persist_stopping(s->p); /* a backoff from a failed batch would outlast the wait */
     if (s->ndirty || s->tlen || s->nraw)
         persist_kick(s->p, true);
     while ((s->ndirty || s->tlen || s->nraw || persist_busy(s->p)) && sc_now_mono_ms() < deadline)

@@ -1,4 +1,4 @@
-/* test_kvstore.c - integration: store.backend jetstream (tasks in a JetStream KV bucket) against a real nats-server 2.15.3: kill -9 and restart, odd task ids, deletes, keep_completed, a NATS restart, a bucket with a TTL refused. */
+/* test_kvstore.c - integration: store.backend jetstream (tasks in a JetStream KV bucket) against a real nats-server 2.15.3: kill -9 and restart, odd task ids, deletes, keep_completed, a NATS restart, a bucket with a TTL refused, a stop in a backoff. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -555,6 +555,82 @@ test_record_too_big(void **state)
     e->passed = true;
 }
 
+/* ---- 7. stopped in a long backoff: the last writes still go before the exit ------------------ */
+
+/*
+ * A paused nats-server makes every batch time out until the store's backoff
+ * reaches several seconds; the server then resumes and the sidecar gets
+ * SIGTERM at once. Its drain is shorter than the backoff under way: it must
+ * cut the backoff short, store the last writes and exit 0 (3 would say
+ * writes were neither stored nor spilled), and every record must hold its
+ * task's attempt.
+ */
+static void
+test_stop_in_backoff(void **state)
+{
+    const char *extra[] = {"backoff.linear_step_ms=1000", "retry.timeout_ms=600000",
+                           "store.jetstream.timeout_ms=500", "shutdown.drain_ms=1000", NULL};
+    struct flags f;
+    const char *const *flags = kv_flags(&f, extra);
+    struct it_env *e = it_env_start_js("kv-stop-backoff", flags);
+    enum { N = 10 };
+    natsSubscription *worker = NULL;
+    char id[32];
+
+    assert_non_null(e);
+    *state = e;
+    /* A worker that takes the attempts and never answers (retry.timeout_ms is 10 min). */
+    IT_CHECK(natsConnection_SubscribeSync(&worker, e->nc, "dlq.retry.kv") == NATS_OK, "worker");
+    IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
+    for (int i = 0; i < N; i++) {
+        struct it_envelope env;
+        it_envelope_init(&env);
+        snprintf(id, sizeof id, "bo-%d", i);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "linear";
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "%s stored: %s", id,
+                 it_json_dump(ack));
+        json_decref(ack);
+    }
+    /* Attempt 1 of each goes out after 1 s; its write times out, again and again. */
+    IT_CHECK(kill(e->srv.pid, SIGSTOP) == 0, "SIGSTOP nats-server");
+    it_sleep_ms(13000);
+    IT_CHECK(kill(e->srv.pid, SIGCONT) == 0, "SIGCONT nats-server");
+    json_t *p = persistence(e->nc);
+    IT_CHECK(p && strcmp(it_json_str(p, "state") ? it_json_str(p, "state") : "", "degraded") == 0,
+             "the store is in its backoff: %s", it_json_dump(p));
+    IT_CHECK(it_json_int(p, "queued_writes") > 0, "writes wait: %s", it_json_dump(p));
+    json_decref(p);
+    json_t *before[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "bo-%d", i);
+        before[i] = it_admin_get(e->nc, id);
+        IT_CHECK(strcmp(it_json_str(before[i], "status") ? it_json_str(before[i], "status") : "",
+                        "retrying") == 0,
+                 "%s sent its attempt 1 while the server was paused: %s", id, it_json_dump(before[i]));
+    }
+    int st = it_daemon_stop(&e->dmn);
+    IT_CHECK(st == 0, "exit %d at SIGTERM in a backoff (3: writes neither stored nor spilled)", st);
+    /* The records hold attempt 1 (read while no sidecar runs: a restart would send it again). */
+    struct bucket b;
+    bucket_open(&b, e->nc);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "bo-%d", i);
+        json_t *t = bucket_get(&b, id, strlen(id));
+        IT_CHECK(t && json_equal(json_object_get(t, "last_attempt_at"),
+                                 json_object_get(before[i], "last_attempt_at")) &&
+                     json_equal(json_object_get(t, "status"), json_object_get(before[i], "status")),
+                 "%s: the attempt is stored: %s", id, it_json_dump(t));
+        json_decref(t);
+        json_decref(before[i]);
+    }
+    bucket_close(&b);
+    natsSubscription_Destroy(worker);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -565,7 +641,10 @@ main(void)
         cmocka_unit_test_teardown(test_nats_restart, it_teardown),
         cmocka_unit_test_teardown(test_ttl_bucket_refused, it_teardown),
         cmocka_unit_test_teardown(test_record_too_big, it_teardown),
+        cmocka_unit_test_teardown(test_stop_in_backoff, it_teardown),
     };
 
+    if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
+        cmocka_set_test_filter(getenv("DLQ_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
