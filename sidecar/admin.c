@@ -15,6 +15,7 @@
 #include "micro.h"
 #include "mirror.h"
 #include "peers.h"
+#include "serving.h"
 #include "takeover.h"
 
 #define LIST_DEFAULT 50
@@ -30,8 +31,10 @@
  */
 struct admin_req {
     struct sc_daemon *d;
-    natsMsg *m;
+    natsMsg *m;       /* NULL: the answer stays in d->out (a member's part of a cluster request) */
     json_t *body;
+    bool member;      /* a member's part of a cluster request (fanout.c): list in partition order */
+    int64_t would_clear; /* clear without confirm: the count, in the error (-1: none) */
     int error_code;
     char error[256];
 };
@@ -59,15 +62,19 @@ reply_error(struct admin_req *r, int code, const char *fmt, ...)
     sc_buf_reset(b);
     sc_buf_appendf(b, "{\"error\":{\"code\":%d,\"message\":", code);
     sc_json_quote(b, r->error, strlen(r->error));
+    if (r->would_clear >= 0) /* a cluster request sums the members' counts (fanout.c) */
+        sc_buf_appendf(b, ",\"would_clear\":%lld", (long long)r->would_clear);
     sc_buf_append(b, "}}", 2);
-    sc_respond(r->d, r->m, b->data, b->len, code, r->error);
+    if (r->m)
+        sc_respond(r->d, r->m, b->data, b->len, code, r->error);
 }
 
-/* reply_buf() answers with the JSON object in d->out. */
+/* reply_buf() answers with the JSON object in d->out (kept there when r->m is NULL). */
 static void
 reply_buf(struct admin_req *r)
 {
-    sc_respond(r->d, r->m, r->d->out.data, r->d->out.len, 0, NULL);
+    if (r->m)
+        sc_respond(r->d, r->m, r->d->out.data, r->d->out.len, 0, NULL);
 }
 
 /* ---- request bodies -------------------------------------------------------------------------- */
@@ -595,6 +602,122 @@ list_start(struct sc_daemon *d, uint64_t after, const char *id, size_t id_len)
     return t;
 }
 
+/*
+ * Cluster mode lists in one order every member shares: by partition, then
+ * by task id (bytes, shorter first on a tie). A cursor is "c<p>:<task_id>",
+ * the last task of the previous page; the member that owns a partition
+ * after a takeover holds the same tasks from the store, so a walk neither
+ * repeats nor skips one when partitions move (DESIGN section 18).
+ */
+struct part_task {
+    uint32_t p;
+    const struct dlq_task *t;
+};
+
+int
+sc_admin_part_cmp(uint32_t pa, const char *a, size_t alen, uint32_t pb, const char *b, size_t blen)
+{
+    int c;
+
+    if (pa != pb)
+        return pa < pb ? -1 : 1;
+    c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int
+part_task_cmp(const void *x, const void *y)
+{
+    const struct part_task *a = x, *b = y;
+
+    return sc_admin_part_cmp(a->p, a->t->id, a->t->id_len, b->p, b->t->id, b->t->id_len);
+}
+
+void
+sc_admin_part_cursor(struct sc_buf *out, uint32_t p, const char *id, size_t len)
+{
+    sc_buf_appendf(out, "c%u:", (unsigned)p);
+    sc_buf_append(out, id, len);
+}
+
+/* Reads a "c<p>:<task_id>" cursor; false (400 sent) on anything else. */
+static bool
+parse_part_cursor(struct admin_req *r, json_t *v, uint32_t *p, const char **id, size_t *id_len)
+{
+    const char *s = json_string_value(v), *c;
+    size_t len = json_string_length(v);
+    char *end;
+    unsigned long x;
+
+    if (!s || len < 4 || s[0] != 'c' || s[1] < '0' || s[1] > '9')
+        goto bad;
+    x = strtoul(s + 1, &end, 10);
+    c = end;
+    if (*c != ':' || x >= (unsigned long)r->d->cfg->cluster_partitions || c + 1 >= s + len)
+        goto bad;
+    *p = (uint32_t)x;
+    *id = c + 1;
+    *id_len = (size_t)(s + len - *id);
+    return true;
+bad:
+    reply_error(r, 400, "cursor: not a cursor this API returned (use next_cursor as given)");
+    return false;
+}
+
+/*
+ * A member's page of a cluster list: its tasks matching f after the cursor,
+ * in (partition, id) order, at most limit, with next_cursor set when more
+ * follow here; total counts its matches. O(tasks log tasks).
+ */
+static void
+list_partitioned(struct admin_req *r, const struct dlq_filter *f, int64_t limit, int64_t now)
+{
+    struct sc_daemon *d = r->d;
+    uint32_t parts = (uint32_t)d->cfg->cluster_partitions, cp = 0;
+    struct sc_buf *b = &d->out;
+    const char *cid = NULL;
+    size_t cid_len = 0, n = 0, total = 0;
+    struct part_task *v;
+    json_t *c;
+
+    if (r->body && (c = json_object_get(r->body, "cursor")) && !json_is_null(c) &&
+        !parse_part_cursor(r, c, &cp, &cid, &cid_len))
+        return;
+    v = sc_xcalloc(dlq_queue_active(&d->m.q) + 1, sizeof(*v));
+    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
+        if (!dlq_filter_match(f, t, now))
+            continue;
+        total++;
+        uint32_t p = dlq_partition_of(t->id, t->id_len, parts);
+        if (cid && sc_admin_part_cmp(p, t->id, t->id_len, cp, cid, cid_len) <= 0)
+            continue;
+        v[n++] = (struct part_task){p, t};
+    }
+    qsort(v, n, sizeof(*v), part_task_cmp);
+    sc_buf_reset(b);
+    sc_buf_append(b, "{\"tasks\":[", 10);
+    for (size_t i = 0; i < n && (int64_t)i < limit; i++) {
+        if (i)
+            sc_buf_appendc(b, ',');
+        task_json(d, b, v[i].t, false);
+    }
+    sc_buf_append(b, "],\"next_cursor\":", 16);
+    if ((int64_t)n > limit) {
+        const struct dlq_task *last = v[limit - 1].t;
+        struct sc_buf *cb = &d->scratch;
+        sc_buf_reset(cb);
+        sc_admin_part_cursor(cb, v[limit - 1].p, last->id, last->id_len);
+        sc_json_quote(b, cb->data, cb->len);
+    } else {
+        sc_buf_append(b, "null", 4);
+    }
+    sc_buf_appendf(b, ",\"total\":%zu}", total);
+    free(v);
+    reply_buf(r);
+}
+
 static void
 admin_list(struct admin_req *r)
 {
@@ -617,6 +740,10 @@ admin_list(struct admin_req *r)
             return;
         }
         limit = json_integer_value(v);
+    }
+    if (r->member) {
+        list_partitioned(r, &f, limit, now);
+        return;
     }
     if (r->body && (v = json_object_get(r->body, "cursor")) && !json_is_null(v) &&
         !parse_cursor(r, v, &after, &cid, &cid_len))
@@ -1060,6 +1187,7 @@ admin_clear(struct admin_req *r)
         if (dlq_filter_match(&f, t, now))
             n++;
     if (!json_is_true(confirm)) {
+        r->would_clear = (int64_t)n;
         reply_error(r, 400, "confirm: clear would remove %zu task%s; send \"confirm\": true", n,
                     n == 1 ? "" : "s");
         return;
@@ -1150,48 +1278,87 @@ now_ns(void)
 }
 
 /*
- * sc_admin() answers one request on <prefix>.admin.<verb>: it parses the
- * body (empty or a JSON object of at most ADMIN_REQ_MAX bytes), runs the
- * verb and records the request in the endpoint statistics. A message with
- * no reply subject is ignored. Loop thread.
+ * admin_handle() parses the body of r (empty or a JSON object of at most
+ * ADMIN_REQ_MAX bytes), runs the verb and records the request in the
+ * endpoint statistics; the answer goes to r->m's reply, or stays in d->out
+ * when r->m is NULL.
  */
-void
-sc_admin(struct sc_daemon *d, natsMsg *m)
+static void
+admin_handle(struct admin_req *r, const char *verb, const char *data, int len)
 {
-    const char *subj = natsMsg_GetSubject(m);
-    const char *verb = strrchr(subj, '.');
-    const char *data = natsMsg_GetData(m);
-    int len = natsMsg_GetDataLength(m);
-    struct admin_req r = {.d = d, .m = m};
+    struct sc_daemon *d = r->d;
     json_error_t jerr;
     int64_t start = now_ns();
     size_t vi;
     int blank = 1;
 
-    if (!natsMsg_GetReply(m))
-        return; /* admin calls are requests; a plain publish has nobody to answer */
-    verb = verb ? verb + 1 : "";
+    r->would_clear = -1;
     for (vi = 0; vi < SC_ARRAY_LEN(verbs); vi++)
         if (strcmp(verb, verbs[vi].name) == 0)
             break;
     if (vi == SC_ARRAY_LEN(verbs)) {
-        reply_error(&r, 404, "unknown admin verb '%.64s'", verb);
+        reply_error(r, 404, "unknown admin verb '%.64s'", verb);
         return;
     }
     for (int i = 0; i < len; i++)
         if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
             blank = 0;
     if (len > ADMIN_REQ_MAX) {
-        reply_error(&r, 400, "request: larger than %d bytes", ADMIN_REQ_MAX);
-    } else if (!blank && (!(r.body = json_loadb(data, (size_t)len, JSON_REJECT_DUPLICATES, &jerr)) ||
-                          !json_is_object(r.body))) {
-        reply_error(&r, 400, "request: not a JSON object (%s)", r.body ? "wrong type" : jerr.text);
-    } else if (!verbs[vi].keys || check_keys(&r, verbs[vi].keys)) {
-        sc_log(SC_LOG_DEBUG, "admin request", "verb", verb, NULL);
-        verbs[vi].fn(&r);
+        reply_error(r, 400, "request: larger than %d bytes", ADMIN_REQ_MAX);
+    } else if (!blank && (!(r->body = json_loadb(data, (size_t)len, JSON_REJECT_DUPLICATES, &jerr)) ||
+                          !json_is_object(r->body))) {
+        reply_error(r, 400, "request: not a JSON object (%s)", r->body ? "wrong type" : jerr.text);
+    } else if (!verbs[vi].keys || check_keys(r, verbs[vi].keys)) {
+        sc_log(SC_LOG_DEBUG, "admin request", "verb", verb, "member", r->member ? "true" : "false", NULL);
+        verbs[vi].fn(r);
     }
-    json_decref(r.body);
-    sc_micro_record(d, vi, now_ns() - start, r.error_code, r.error_code ? r.error : NULL);
+    json_decref(r->body);
+    r->body = NULL;
+    sc_micro_record(d, vi, now_ns() - start, r->error_code, r->error_code ? r->error : NULL);
+}
+
+/*
+ * sc_admin() answers one request on <prefix>.admin.<verb> on this instance
+ * alone. A message with no reply subject is ignored. Loop thread.
+ */
+void
+sc_admin(struct sc_daemon *d, natsMsg *m)
+{
+    const char *subj = natsMsg_GetSubject(m);
+    const char *verb = strrchr(subj, '.');
+    struct admin_req r = {.d = d, .m = m};
+
+    if (!natsMsg_GetReply(m))
+        return; /* admin calls are requests; a plain publish has nobody to answer */
+    admin_handle(&r, verb ? verb + 1 : "", natsMsg_GetData(m), natsMsg_GetDataLength(m));
+}
+
+void
+sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len, struct sc_buf *out)
+{
+    struct admin_req r = {.d = d, .member = true};
+    struct sc_cluster_stats cs = sc_cluster_get_stats(d);
+    int64_t now = sc_now_mono_ms();
+    struct sc_jw w;
+    bool first = true;
+
+    admin_handle(&r, verb, data, len);
+    sc_buf_reset(out);
+    sc_jw_init(&w, out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_open(&w, "member", '{');
+    sc_jw_str(&w, "id", cs.member_id ? cs.member_id : "");
+    sc_jw_close(&w, '}');
+    sc_buf_append(out, ",\"partitions\":[", 15);
+    for (uint32_t p = 0; p < cs.partitions; p++) {
+        if (!sc_serving(d, p, now))
+            continue;
+        sc_buf_appendf(out, first ? "%u" : ",%u", (unsigned)p);
+        first = false;
+    }
+    sc_buf_append(out, "],\"reply\":", 10);
+    sc_buf_append(out, d->out.data, d->out.len);
+    sc_buf_appendc(out, '}');
 }
 
 /* sc_admin_destroy() stops a running redrive and frees its timer; safe when none ran. Loop thread, at shutdown. */

@@ -3,6 +3,9 @@
 #define DLQ_SIDECAR_ADMIN_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
 
 #include <nats/nats.h>
 
@@ -16,6 +19,31 @@ struct sc_daemon;
  */
 void sc_admin(struct sc_daemon *d, natsMsg *m);
 void sc_admin_destroy(struct sc_daemon *d);
+
+/*
+ * sc_admin_member() is this member's part of a cluster request (fanout.c,
+ * DESIGN section 18): it runs verb on len bytes of data (the request body)
+ * here, listing in partition order (see sc_admin_part_cursor()), and
+ * writes {"member":{"id":...},"partitions":[the partitions served here],
+ * "reply":<the answer, or {"error":...}>} into out (reset first; out must
+ * not be d->out). Loop thread.
+ */
+void sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len,
+                     struct sc_buf *out);
+
+/*
+ * sc_admin_part_cursor() appends the cluster list cursor of task id (len
+ * bytes) in partition p to out: "c<p>:<id>". A member's page continues
+ * after it in (partition, id) order. Any thread.
+ */
+void sc_admin_part_cursor(struct sc_buf *out, uint32_t p, const char *id, size_t len);
+
+/*
+ * sc_admin_part_cmp() orders two tasks of a cluster list: by partition
+ * (pa, pb), then by id bytes (a of alen, b of blen; a prefix first).
+ * Returns <0, 0 or >0. Pure; any thread.
+ */
+int sc_admin_part_cmp(uint32_t pa, const char *a, size_t alen, uint32_t pb, const char *b, size_t blen);
 /* sc_admin_verb_count() is the number of admin verbs; sc_admin_verb_name(i) names verb i ("stats"), NULL past the end. Any thread. */
 size_t sc_admin_verb_count(void);
 const char *sc_admin_verb_name(size_t i);

@@ -856,13 +856,20 @@ void
 sc_conn_respond(struct sc_conn *c, natsMsg *req, const char *body, size_t len, int error_code,
                 const char *error_message)
 {
-    const char *reply = natsMsg_GetReply(req);
+    sc_conn_respond_to(c, natsMsg_GetReply(req), body, len, error_code, error_message);
+}
+
+void
+sc_conn_respond_to(struct sc_conn *c, const char *reply, const char *body, size_t len,
+                   int error_code, const char *error_message)
+{
     const char *hdrs[5] = {NULL};
     char code[16], small[256];
-    size_t plen = strlen(sc_conn_inbox(c));
+    size_t plen;
 
     if (!c || !reply || !*reply)
         return;
+    plen = strlen(sc_conn_inbox(c));
     /* Never answer onto a wildcard, or into our own retry inbox (a forged reply). */
     if (!codec_subject_valid(reply, strlen(reply), false) ||
         (strncmp(reply, c->inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')))

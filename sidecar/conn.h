@@ -152,7 +152,9 @@ sc_status sc_conn_publish(struct sc_conn *c, const char *subject, const char *re
                           const void *body, size_t len, const char *const *headers);
 
 /*
- * sc_conn_respond() answers req's reply subject with len bytes of body; a
+ * sc_conn_respond() answers req's reply subject with len bytes of body
+ * (sc_conn_respond_to(): the reply subject given, for an answer sent after
+ * the request's message is gone); a
  * non-zero error_code sets the Nats-Service-Error(-Code) headers. No answer
  * goes to a missing or invalid reply subject, nor into this connection's
  * inbox (sc_conn_inbox(): a forged reply); an answer over max_payload is
@@ -160,6 +162,8 @@ sc_status sc_conn_publish(struct sc_conn *c, const char *subject, const char *re
  */
 void sc_conn_respond(struct sc_conn *c, natsMsg *req, const char *body, size_t len,
                      int error_code, const char *error_message);
+void sc_conn_respond_to(struct sc_conn *c, const char *reply, const char *body, size_t len,
+                        int error_code, const char *error_message);
 
 /*
  * Reading the connection. sc_conn_connected() and sc_conn_epoch() (the

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "fanout.h"
 #include "advisory.h"
 #include "alerts.h"
 #include "cluster.h"
@@ -98,7 +99,11 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
                                errlen)))
         return s;
     snprintf(subj, sizeof(subj), "%s.admin.*", cfg->subjects_prefix);
-    if ((s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_admin_msg, d, NULL, err, errlen)))
+    if (cfg->cluster_enabled)
+        s = sc_fanout_open(d, err, errlen); /* any member answers for all of them */
+    else
+        s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_admin_msg, d, NULL, err, errlen);
+    if (s)
         return s;
     while (nverbs < SC_ARRAY_LEN(verbs) && nverbs < sc_admin_verb_count()) {
         verbs[nverbs] = sc_admin_verb_name(nverbs);
@@ -337,6 +342,7 @@ sc_daemon_free(struct sc_daemon *d)
     d->adv = NULL;
     d->js = NULL;
     sc_mirror_close(d); /* joins the KV store's loader, which uses the connection */
+    sc_fanout_close(d); /* answers 503 to admin requests still being gathered */
     sc_conn_free(d->conn); /* no handler runs after this */
     d->conn = NULL;
     d->sub_failed = NULL;

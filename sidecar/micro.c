@@ -4,8 +4,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "daemon.h"
+#include "fanout.h"
 #include "micro.h"
+#include "serving.h"
 
 #define MICRO_NAME SC_MICRO_NAME
 #define MICRO_DESCRIPTION "Dead-letter queue for NATS: admin request/reply API"
@@ -140,6 +143,19 @@ identity(struct sc_daemon *d, struct sc_jw *w, const char *type)
     sc_jw_str(w, "ingest.mode", d->cfg->ingest_mode == CONFIG_INGEST_JETSTREAM ? "jetstream" : "core");
     sc_jw_str(w, "cluster", sc_micro_clustered(d) ? "true" : "false");
     sc_jw_str(w, "host", d->micro->host);
+    if (sc_micro_clustered(d)) {
+        /* Which member this is and the partitions it serves now ("0,3,6"; "" for none). */
+        struct sc_cluster_stats cs = sc_cluster_get_stats(d);
+        struct sc_buf *b = &d->scratch;
+        int64_t now = sc_now_mono_ms();
+        sc_buf_reset(b);
+        for (uint32_t p = 0; p < cs.partitions; p++)
+            if (sc_serving(d, p, now))
+                sc_buf_appendf(b, b->len ? ",%u" : "%u", (unsigned)p);
+        sc_buf_appendc(b, '\0');
+        sc_jw_str(w, "cluster.member_id", cs.member_id ? cs.member_id : "");
+        sc_jw_str(w, "cluster.partitions", b->data);
+    }
     sc_jw_close(w, '}');
 }
 
@@ -153,8 +169,11 @@ endpoint_head(struct sc_daemon *d, struct sc_jw *w, size_t i)
     sc_jw_open(w, NULL, '{');
     sc_jw_str(w, "name", d->micro->names[i]);
     sc_jw_str(w, "subject", subj);
-    /* The admin subjects have no queue group: every instance answers for the tasks it holds. */
-    sc_jw_str(w, "queue_group", "");
+    /*
+     * Outside cluster mode one instance serves a prefix: no queue group. In
+     * cluster mode one member takes each request and asks the others (fanout.h).
+     */
+    sc_jw_str(w, "queue_group", sc_micro_clustered(d) ? SC_ADMIN_QUEUE : "");
 }
 
 static void

@@ -44,6 +44,7 @@ struct world {
     int owner_of[P]; /* -1 none; -2 reported by two */
     json_t *last[NS];
     bool killed[NS]; /* kill -9 on purpose: its exit status is not checked */
+    const char *flag; /* one more flag for the sidecars started from now on (NULL: none) */
 };
 
 static struct world *
@@ -119,7 +120,7 @@ start_sidecar(struct world *w, int i, const char *lease)
                            /* cluster mode shares the tasks through the KV store and the stream */
                            "store.backend=jetstream", r3 ? "store.jetstream.replicas=3" : "store.jetstream.replicas=1",
                            "ingest.mode=jetstream", r3 ? "ingest.stream_replicas=3" : "ingest.stream_replicas=1",
-                           NULL};
+                           w->flag, NULL};
 
     snprintf(sdir, sizeof(sdir), "%s/s%d", w->dir, i);
     mkdir(sdir, 0755);
@@ -155,12 +156,34 @@ take_reply(struct world *w, json_t *h)
     }
 }
 
+/*
+ * Asks every live sidecar for its own answer to verb (dlq.cluster.admin.<verb>:
+ * each member answers for itself; dlq.admin.<verb> is taken by one of them)
+ * and puts each member's reply into r[0..max). Returns how many answered;
+ * the caller json_decref()s each.
+ */
+static size_t
+member_gather(struct world *w, const char *verb, json_t **r, size_t max)
+{
+    char subj[64];
+    size_t n;
+
+    snprintf(subj, sizeof(subj), "dlq.cluster.admin.%s", verb);
+    n = it_gather_json(w->nc, subj, NULL, POLL_WAIT_MS, r, max);
+    for (size_t i = 0; i < n; i++) {
+        json_t *inner = json_incref(json_object_get(r[i], "reply"));
+        json_decref(r[i]);
+        r[i] = inner ? inner : json_object();
+    }
+    return n;
+}
+
 /* One health round: every live sidecar's answer. Returns how many answered. */
 static size_t
 poll(struct world *w)
 {
     json_t *r[NS + 4];
-    size_t n = it_gather_json(w->nc, "dlq.admin.health", NULL, POLL_WAIT_MS, r, NS + 4);
+    size_t n = member_gather(w, "health", r, NS + 4);
 
     memset(w->seen, 0, sizeof(w->seen));
     memset(w->owned, 0, sizeof(w->owned));
@@ -555,7 +578,7 @@ static int64_t
 queued_total(struct world *w)
 {
     json_t *r[NS + 4];
-    size_t n = it_gather_json(w->nc, "dlq.admin.stats", NULL, POLL_WAIT_MS, r, NS + 4);
+    size_t n = member_gather(w, "stats", r, NS + 4);
     int64_t q = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -693,7 +716,7 @@ test_failover_tasks(void **state)
            "the kill)\n", n, wk.n, dups);
     {
         json_t *r[NS + 4];
-        size_t nr = it_gather_json(w->nc, "dlq.admin.stats", NULL, POLL_WAIT_MS, r, NS + 4);
+        size_t nr = member_gather(w, "stats", r, NS + 4);
         for (size_t i = 0; i < nr; i++) {
             printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
                    "refused %lld, enqueued %lld\n",
@@ -729,6 +752,221 @@ test_failover_tasks(void **state)
     world_free(w);
 }
 
+/* ---- admin from any member -------------------------------------------------------------------- */
+
+/* A merged admin reply (dlq.admin.<verb>, taken by one member); NULL when none came. */
+static json_t *
+ask(struct world *w, const char *verb, const char *body)
+{
+    char subj[64];
+
+    snprintf(subj, sizeof(subj), "dlq.admin.%s", verb);
+    return it_request_json(w->nc, subj, body, IT_REQUEST_MS);
+}
+
+/* The member index (0..NS) of answered_by "s<i>", or -1. */
+static int
+answered_by(const json_t *r)
+{
+    const char *by = it_json_str(r, "answered_by");
+    return by && by[0] == 's' && by[1] >= '0' && by[1] < '0' + NS && !by[2] ? by[1] - '0' : -1;
+}
+
+/*
+ * Walks every page of dlq.admin.list (limit per page) and checks that no
+ * task comes twice, every page says total, and the walk sees want tasks
+ * ("a-<i>", i < n). Returns the member that answered the first page.
+ */
+static int
+list_walk(struct world *w, int n, int want, int limit)
+{
+    unsigned char *seen = calloc((size_t)n, 1);
+    char body[512], *cursor = NULL;
+    int count = 0, first = -1;
+
+    assert_non_null(seen);
+    for (int page = 0; page < n + 2; page++) {
+        json_t *r, *t;
+        size_t i;
+        if (cursor) {
+            json_t *b = json_pack("{s:i,s:s}", "limit", limit, "cursor", cursor);
+            char *text = json_dumps(b, JSON_COMPACT);
+            snprintf(body, sizeof(body), "%s", text);
+            free(text);
+            json_decref(b);
+        } else {
+            snprintf(body, sizeof(body), "{\"limit\":%d}", limit);
+        }
+        r = ask(w, "list", body);
+        IT_CHECK(r && !json_object_get(r, "error"), "list page %d: %s", page, it_json_dump(r));
+        if (page == 0)
+            first = answered_by(r);
+        IT_CHECK(it_json_int(r, "total") == want, "page %d says total %lld, want %d", page,
+                 (long long)it_json_int(r, "total"), want);
+        IT_CHECK(json_array_size(json_object_get(r, "partitions_missing")) == 0,
+                 "partitions missing in a steady cluster: %s", it_json_dump(r));
+        json_array_foreach(json_object_get(r, "tasks"), i, t) {
+            const char *id = it_json_str(t, "task_id");
+            int k = id && !strncmp(id, "a-", 2) ? atoi(id + 2) : -1;
+            IT_CHECK(k >= 0 && k < n, "a task of no one's: %s", id ? id : "(null)");
+            IT_CHECK(!seen[k], "%s listed twice (page %d)", id, page);
+            seen[k] = 1;
+            count++;
+        }
+        free(cursor);
+        cursor = json_is_string(json_object_get(r, "next_cursor"))
+                     ? strdup(it_json_str(r, "next_cursor")) : NULL;
+        json_decref(r);
+        if (!cursor)
+            break;
+    }
+    IT_CHECK(!cursor, "the walk did not end");
+    IT_CHECK(count == want, "the walk saw %d tasks, want %d", count, want);
+    free(seen);
+    return first;
+}
+
+/*
+ * 3 sidecars share 32 partitions and n tasks. dlq.admin.* is a queue
+ * group: whichever member takes a request asks the others and merges.
+ * stats and a full list walk taken by each of the 3 give the same totals,
+ * with no task repeated or skipped; get and a single-task archive reach
+ * the owner; a clear without confirm counts every member's tasks. After
+ * kill -9 of one member, replies name its partitions in partitions_missing
+ * instead of pretending, until they are owned again.
+ */
+static void
+test_admin_everywhere(void **state)
+{
+    struct world *w = world_new("cluster-admin", 3);
+    const char *q = getenv("DLQ_TEST_QUICK");
+    const int n = q && *q && strcmp(q, "0") != 0 ? 300 : 1000;
+    bool stats_by[NS] = {false}, walk_by[NS] = {false};
+    natsConnection *pub;
+    jsCtx *js = NULL;
+    json_t *r;
+    int64_t deadline;
+
+    (void)state;
+    w->flag = "backoff.linear_step_ms=600000"; /* the tasks wait: a set that does not move */
+    for (int i = 0; i < NS; i++)
+        start_sidecar(w, i, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "3 sidecars own the 32 partitions");
+    pub = it_connect(w->cl.node[2].url, "it-publisher");
+    assert_non_null(pub);
+    IT_CHECK(natsConnection_JetStream(&js, pub, NULL) == NATS_OK, "JetStream context");
+    for (int i = 0; i < n; i++) {
+        struct it_envelope env;
+        struct sc_buf b;
+        char id[32];
+        jsPubAck *pa = NULL;
+        it_envelope_init(&env);
+        snprintf(id, sizeof(id), "a-%d", i);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "linear";
+        env.retry_subject = "dlq.retry.adm";
+        sc_buf_init(&b, 1 << 20);
+        IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack");
+        natsStatus s = js_Publish(&pa, js, "dlq.failed.adm", b.data, (int)b.len, NULL, NULL);
+        IT_CHECK(s == NATS_OK, "publish %s: %s", id, natsStatus_GetText(s));
+        jsPubAck_Destroy(pa);
+        sc_buf_destroy(&b);
+    }
+    /* Every task stored by its owner: the merged stats count them all. */
+    deadline = sc_now_mono_ms() + 60000;
+    for (;;) {
+        r = ask(w, "stats", NULL);
+        int64_t size = it_json_int(r, "queue_size");
+        json_decref(r);
+        if (size == n || sc_now_mono_ms() > deadline)
+            break;
+        it_sleep_ms(200);
+    }
+    /* Each member takes some of the requests (the queue group picks): all give the same totals. */
+    for (int round = 0; round < 60; round++) {
+        int by;
+        r = ask(w, "stats", NULL);
+        IT_CHECK(r && !json_object_get(r, "error"), "stats: %s", it_json_dump(r));
+        IT_CHECK(it_json_int(r, "queue_size") == n, "stats by %s: queue_size %lld, want %d",
+                 it_json_str(r, "answered_by"), (long long)it_json_int(r, "queue_size"), n);
+        IT_CHECK(it_json_int(r, "status_breakdown.pending") == n, "stats: %s", it_json_dump(r));
+        IT_CHECK(it_json_int(r, "members_answered") == NS, "stats: %s", it_json_dump(r));
+        IT_CHECK(json_array_size(json_object_get(r, "partitions_missing")) == 0, "stats: %s",
+                 it_json_dump(r));
+        IT_CHECK(json_array_size(json_object_get(r, "members")) == NS, "stats: %s", it_json_dump(r));
+        by = answered_by(r);
+        json_decref(r);
+        IT_CHECK(by >= 0, "stats names the member that answered");
+        stats_by[by] = true;
+        by = list_walk(w, n, n, 37);
+        IT_CHECK(by >= 0, "list names the member that answered");
+        walk_by[by] = true;
+        if (stats_by[0] && stats_by[1] && stats_by[2] && walk_by[0] && walk_by[1] && walk_by[2])
+            break;
+    }
+    for (int i = 0; i < NS; i++)
+        IT_CHECK(stats_by[i] && walk_by[i], "s%d took a stats and a list walk in 60 rounds", i);
+
+    /* One task: get and archive reach its owner, whoever takes the request. */
+    r = ask(w, "get", "{\"task_id\":\"a-7\"}");
+    IT_CHECK(r && !strcmp(it_json_str(r, "status") ? it_json_str(r, "status") : "", "pending"),
+             "get a-7: %s", it_json_dump(r));
+    json_decref(r);
+    r = ask(w, "get", "{\"task_id\":\"nobody\"}");
+    IT_CHECK(r && it_json_int(r, "error.code") == 404, "get of no task: %s", it_json_dump(r));
+    json_decref(r);
+    r = ask(w, "archive", "{\"task_id\":\"a-7\"}");
+    IT_CHECK(r && it_json_int(r, "archived") == 1, "archive a-7: %s", it_json_dump(r));
+    json_decref(r);
+    r = ask(w, "stats", NULL);
+    IT_CHECK(it_json_int(r, "queue_size") == n - 1, "after the archive: %s", it_json_dump(r));
+    json_decref(r);
+    /* A filter reaches every member: the count is the cluster's. */
+    r = ask(w, "clear", "{\"status\":\"pending\"}");
+    IT_CHECK(r && it_json_int(r, "error.code") == 400 && it_json_int(r, "error.would_clear") == n - 1,
+             "clear without confirm: %s", it_json_dump(r));
+    json_decref(r);
+
+    /*
+     * The archive's write reaches the store within flush_ms of the answer: a
+     * kill -9 before that brings the task back (never the reverse: nothing
+     * is lost). Wait for every member's store to catch up first.
+     */
+    deadline = sc_now_mono_ms() + 30000;
+    for (int64_t queued = 1; queued != 0 && sc_now_mono_ms() < deadline; it_sleep_ms(50)) {
+        r = ask(w, "stats", NULL);
+        queued = it_json_int(r, "persistence.queued_writes");
+        json_decref(r);
+    }
+    /* kill -9 of s2: its partitions have no owner for a while, and the replies say so. */
+    kill(w->sc[2].pid, SIGKILL);
+    w->killed[2] = true;
+    bool named = false, whole = false;
+    deadline = sc_now_mono_ms() + SETTLE_MS;
+    while (sc_now_mono_ms() < deadline && !whole) {
+        r = ask(w, "stats", NULL);
+        size_t missing = json_array_size(json_object_get(r, "partitions_missing"));
+        if (missing > 0 && it_json_int(r, "members_answered") == 2 && it_json_int(r, "queue_size") < n - 1)
+            named = true;
+        if (named && missing == 0 && it_json_int(r, "queue_size") == n - 1)
+            whole = true;
+        json_decref(r);
+        it_sleep_ms(100);
+    }
+    IT_CHECK(named, "no reply named the dead member's partitions (partitions_missing)");
+    IT_CHECK(whole, "its partitions were not owned again with every task");
+    list_walk(w, n, n, 100); /* the archived one too: the harness keeps completed tasks */
+    printf("cluster: admin from each of 3 members: %d tasks, the same totals; a dead member's "
+           "partitions named until taken over\n", n);
+
+    natsConnection_Destroy(pub);
+    jsCtx_Destroy(js);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
 int
 main(void)
 {
@@ -739,6 +977,7 @@ main(void)
         cmocka_unit_test(test_takeover_repeated),
         cmocka_unit_test(test_ttl_mismatch),
         cmocka_unit_test(test_failover_tasks),
+        cmocka_unit_test(test_admin_everywhere),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */

@@ -1,0 +1,536 @@
+/* fanout.c - cluster mode's admin API: a request on <prefix>.admin.<verb> (a queue group: one member takes it) is asked of every member on <prefix>.cluster.admin.<verb>, and their answers are merged into one (DESIGN section 18). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "admin.h"
+#include "cluster.h"
+#include "daemon.h"
+#include "fanout.h"
+#include "log.h"
+
+#define FANOUT_WAIT_MS 3000 /* the longest wait for the members' answers */
+#define FANOUT_MAX 64       /* requests gathered at once; one more is answered 503 */
+#define LIST_DEFAULT 50     /* admin.c's default page */
+
+/*
+ * Who holds a request (docs/cluster.md, "Admin"): the member that took it
+ * from the queue group keeps the requester's reply subject in a slot from
+ * the moment it asks the members until every member answered, every
+ * partition is accounted for, or FANOUT_WAIT_MS passed; then it answers
+ * once and frees the slot. A write reaches every member whatever happens
+ * to the answers: one that answers too late still did it, and the reply
+ * counts only the members that answered (members_answered).
+ */
+struct fo_slot {
+    bool used;
+    uint64_t id;
+    char verb[16];
+    char *reply;      /* the requester's reply subject */
+    json_t *body;     /* the request (NULL when empty) */
+    json_t *answers;  /* the members' answers so far */
+    size_t expected;  /* members in the last view of the cluster */
+    struct event *ev; /* the deadline */
+    struct sc_fanout *f;
+};
+
+struct sc_fanout {
+    struct sc_daemon *d;
+    char answer_prefix[128]; /* "<inbox>.adm" */
+    uint64_t next_id;
+    struct sc_buf buf;
+    struct fo_slot slots[FANOUT_MAX];
+};
+
+/* The verbs asked of every member; the others (health, classify) are answered by the member that took them. */
+static const char *const fan_verbs[] = {"stats", "list", "get", "retry", "archive", "clear",
+                                        "pause", "resume"};
+
+static bool
+fans_out(const char *verb)
+{
+    for (size_t i = 0; i < SC_ARRAY_LEN(fan_verbs); i++)
+        if (strcmp(verb, fan_verbs[i]) == 0)
+            return true;
+    return false;
+}
+
+static const char *
+last_token(const char *subject)
+{
+    const char *v = strrchr(subject, '.');
+    return v ? v + 1 : subject;
+}
+
+/* ---- merging ---------------------------------------------------------------------------------- */
+
+/*
+ * merge_sum() folds src into dst (both objects): integers and reals add up,
+ * except uptime_s, eta_s and progress_percent (the largest) and
+ * utilization_percent (worked out again by the caller); booleans OR (one
+ * member paused says paused); strings keep the first, except next_due_at
+ * (the earliest); null gives way to a value; objects merge the same way;
+ * arrays keep the first. "cluster" (one member's own) is left out.
+ */
+static void
+merge_sum(json_t *dst, json_t *src)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(src, k, v) {
+        json_t *o = json_object_get(dst, k);
+        bool largest = !strcmp(k, "uptime_s") || !strcmp(k, "eta_s") || !strcmp(k, "progress_percent");
+
+        if (!strcmp(k, "cluster"))
+            continue;
+        if (!o || json_is_null(o)) {
+            if (!json_is_null(v) || !o)
+                json_object_set(dst, k, v);
+        } else if (json_is_integer(o) && json_is_integer(v)) {
+            json_int_t a = json_integer_value(o), b = json_integer_value(v);
+            json_object_set_new(dst, k, json_integer(largest ? (a > b ? a : b) : a + b));
+        } else if (json_is_number(o) && json_is_number(v)) {
+            double a = json_number_value(o), b = json_number_value(v);
+            json_object_set_new(dst, k, json_real(largest ? (a > b ? a : b) : a + b));
+        } else if (json_is_boolean(o) && json_is_boolean(v)) {
+            if (json_is_true(v))
+                json_object_set(dst, k, v);
+        } else if (json_is_object(o) && json_is_object(v)) {
+            merge_sum(o, v);
+        } else if (json_is_string(o) && json_is_string(v) && !strcmp(k, "next_due_at") &&
+                   strcmp(json_string_value(v), json_string_value(o)) < 0) {
+            json_object_set(dst, k, v); /* RFC 3339 UTC: text order is time order */
+        }
+    }
+}
+
+/* The partition of a task id (cluster.partitions). */
+static uint32_t
+part_of(const struct sc_fanout *f, const char *id, size_t len)
+{
+    return dlq_partition_of(id, len, (uint32_t)f->d->cfg->cluster_partitions);
+}
+
+/* Sorts a list page's tasks by (partition, task id): the order every member pages in. */
+static const struct sc_fanout *sort_f; /* qsort has no context argument; loop thread only */
+
+static int
+task_cmp(const void *x, const void *y)
+{
+    json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    json_t *ia = json_object_get(a, "task_id"), *ib = json_object_get(b, "task_id");
+    const char *sa = json_string_value(ia), *sb = json_string_value(ib);
+    size_t la = json_string_length(ia), lb = json_string_length(ib);
+
+    return sc_admin_part_cmp(part_of(sort_f, sa ? sa : "", la), sa ? sa : "", la,
+                             part_of(sort_f, sb ? sb : "", lb), sb ? sb : "", lb);
+}
+
+/*
+ * merge_list() makes one page of the members' pages: each member sent its
+ * first tasks after the cursor in (partition, id) order; the page is the
+ * first limit of them all, and the next cursor is its last task's when any
+ * member had more, or more came than fit.
+ */
+static json_t *
+merge_list(struct sc_fanout *f, json_t *oks, const json_t *body)
+{
+    json_t *lim = body ? json_object_get(body, "limit") : NULL, *tasks, *out, *v;
+    size_t n = 0, k, total = 0, limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : LIST_DEFAULT;
+    bool more = false;
+    json_t **all;
+
+    json_array_foreach(oks, k, v) {
+        n += json_array_size(json_object_get(v, "tasks"));
+        total += (size_t)json_integer_value(json_object_get(v, "total"));
+        more |= json_is_string(json_object_get(v, "next_cursor"));
+    }
+    all = sc_xcalloc(n + 1, sizeof(*all));
+    n = 0;
+    json_array_foreach(oks, k, v) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(v, "tasks"), i, t)
+            if (json_is_string(json_object_get(t, "task_id")))
+                all[n++] = t;
+    }
+    sort_f = f;
+    qsort(all, n, sizeof(*all), task_cmp);
+    more |= n > limit;
+    tasks = json_array();
+    for (size_t i = 0; i < n && i < limit; i++)
+        json_array_append(tasks, all[i]);
+    out = json_object();
+    json_object_set_new(out, "tasks", tasks);
+    if (more && json_array_size(tasks)) {
+        json_t *id = json_object_get(json_array_get(tasks, json_array_size(tasks) - 1), "task_id");
+        struct sc_buf *c = &f->d->scratch;
+        sc_buf_reset(c);
+        sc_admin_part_cursor(c, part_of(f, json_string_value(id), json_string_length(id)),
+                             json_string_value(id), json_string_length(id));
+        json_object_set_new(out, "next_cursor", json_stringn(c->data, c->len));
+    } else {
+        json_object_set_new(out, "next_cursor", json_null());
+    }
+    json_object_set_new(out, "total", json_integer((json_int_t)total));
+    free(all);
+    return out;
+}
+
+/* Sends the merged reply (an error when it holds "error") to s's requester. */
+static void
+send_reply(struct sc_fanout *f, struct fo_slot *s, json_t *reply)
+{
+    json_t *e = json_object_get(reply, "error");
+    char *text = json_dumps(reply, JSON_COMPACT);
+    int code = e ? (int)json_integer_value(json_object_get(e, "code")) : 0;
+    const char *msg = e ? json_string_value(json_object_get(e, "message")) : NULL;
+
+    if (text)
+        sc_conn_respond_to(f->d->conn, s->reply, text, strlen(text), code, msg);
+    free(text);
+}
+
+/* A new {"error":{code,message}} object. */
+static json_t *
+error_reply(int code, const char *msg)
+{
+    return json_pack("{s:{s:i,s:s}}", "error", "code", code, "message", msg);
+}
+
+/*
+ * Answers s with its members' answers merged, then frees it. Reads merge
+ * (stats sums, list pages in one order); a single task's get or action is
+ * the owner's answer; filter actions add up what each member did. Every
+ * reply names the partitions no answering member serves
+ * (partitions_missing), how many members answered and which member took
+ * the request (answered_by).
+ */
+static void
+finish(struct sc_fanout *f, struct fo_slot *s)
+{
+    uint32_t parts = (uint32_t)f->d->cfg->cluster_partitions;
+    unsigned char *covered = sc_xcalloc(parts ? parts : 1, 1);
+    json_t *oks = json_array(), *errs = json_array(), *members = json_array(), *missing = json_array();
+    json_t *tid = s->body ? json_object_get(s->body, "task_id") : NULL, *reply = NULL, *a;
+    bool single = json_is_string(tid) && strcmp(s->verb, "clear") != 0;
+    size_t i;
+
+    json_array_foreach(s->answers, i, a) {
+        json_t *r = json_object_get(a, "reply"), *ps = json_object_get(a, "partitions"), *p;
+        size_t j;
+        json_array_foreach(ps, j, p)
+            if (json_is_integer(p) && json_integer_value(p) >= 0 && json_integer_value(p) < parts)
+                covered[json_integer_value(p)] = 1;
+        json_array_append(json_object_get(r, "error") ? errs : oks, r);
+        json_t *m = json_pack("{s:O?,s:O?}", "member_id", json_object_get(json_object_get(a, "member"), "id"),
+                              "partitions", ps);
+        if (m && json_object_get(r, "queue_size"))
+            json_object_set(m, "queue_size", json_object_get(r, "queue_size"));
+        if (m && json_object_get(r, "cluster"))
+            json_object_set(m, "cluster", json_object_get(r, "cluster"));
+        if (m && json_object_get(r, "error"))
+            json_object_set(m, "error", json_object_get(r, "error"));
+        json_array_append_new(members, m);
+    }
+    for (uint32_t p = 0; p < parts; p++)
+        if (!covered[p])
+            json_array_append_new(missing, json_integer(p));
+
+    if (single) {
+        /* The owner answers; the others do not hold the task (404). */
+        uint32_t p = part_of(f, json_string_value(tid), json_string_length(tid));
+        json_array_foreach(oks, i, a) {
+            reply = json_deep_copy(a);
+            break;
+        }
+        json_array_foreach(errs, i, a) {
+            if (reply)
+                break;
+            if (json_integer_value(json_object_get(json_object_get(a, "error"), "code")) != 404)
+                reply = json_deep_copy(a);
+        }
+        if (!reply && p < parts && !covered[p]) {
+            char msg[160];
+            snprintf(msg, sizeof(msg),
+                     "task_id: its partition %u has no owner right now (a takeover is under way); "
+                     "try again in a few seconds", (unsigned)p);
+            reply = error_reply(503, msg);
+        }
+        if (!reply)
+            reply = json_array_size(errs) ? json_deep_copy(json_array_get(errs, 0))
+                                          : error_reply(503, "no member answered");
+    } else if (json_array_size(oks) == 0) {
+        /* Every member refused the same way (a bad request), or none answered. */
+        reply = json_array_size(errs) ? json_deep_copy(json_array_get(errs, 0))
+                                      : error_reply(503, "no member answered");
+        json_t *e = json_object_get(reply, "error");
+        if (json_object_get(e, "would_clear")) {
+            json_int_t n = 0;
+            char msg[160];
+            json_array_foreach(errs, i, a)
+                n += json_integer_value(json_object_get(json_object_get(a, "error"), "would_clear"));
+            snprintf(msg, sizeof(msg), "confirm: clear would remove %lld task%s; send \"confirm\": true",
+                     (long long)n, n == 1 ? "" : "s");
+            json_object_set_new(e, "would_clear", json_integer(n));
+            json_object_set_new(e, "message", json_string(msg));
+        }
+    } else if (!strcmp(s->verb, "list")) {
+        reply = merge_list(f, oks, s->body);
+    } else {
+        reply = json_deep_copy(json_array_get(oks, 0));
+        for (i = 1; i < json_array_size(oks); i++)
+            merge_sum(reply, json_array_get(oks, i));
+        json_object_del(reply, "cluster");
+        json_int_t size = json_integer_value(json_object_get(reply, "queue_size"));
+        json_int_t max = json_integer_value(json_object_get(reply, "max_size"));
+        if (json_object_get(reply, "utilization_percent") && max > 0)
+            json_object_set_new(reply, "utilization_percent",
+                                json_real((double)((size * 1000 / max)) / 10.0));
+        if (json_array_size(errs)) {
+            json_t *me = json_array();
+            json_array_foreach(members, i, a)
+                if (json_object_get(a, "error"))
+                    json_array_append(me, a);
+            json_object_set_new(reply, "member_errors", me);
+        }
+    }
+    if (!strcmp(s->verb, "stats"))
+        json_object_set(reply, "members", members);
+    json_object_set_new(reply, "partitions_missing", missing);
+    json_object_set_new(reply, "members_answered", json_integer((json_int_t)json_array_size(s->answers)));
+    json_object_set_new(reply, "answered_by", json_string(sc_cluster_get_stats(f->d).member_id));
+    send_reply(f, s, reply);
+    json_decref(reply);
+    json_decref(oks);
+    json_decref(errs);
+    json_decref(members);
+    free(covered);
+    free(s->reply);
+    json_decref(s->body);
+    json_decref(s->answers);
+    evtimer_del(s->ev);
+    s->reply = NULL;
+    s->body = s->answers = NULL;
+    s->used = false;
+}
+
+/* True when s may be answered now: every member answered, or the answers cover every partition. */
+static bool
+complete(const struct sc_fanout *f, const struct fo_slot *s)
+{
+    uint32_t parts = (uint32_t)f->d->cfg->cluster_partitions, n = 0;
+    unsigned char *covered;
+    size_t i, j;
+    json_t *a, *p;
+
+    if (json_array_size(s->answers) >= s->expected)
+        return true;
+    covered = sc_xcalloc(parts ? parts : 1, 1);
+    json_array_foreach(s->answers, i, a) {
+        json_array_foreach(json_object_get(a, "partitions"), j, p) {
+            json_int_t x = json_integer_value(p);
+            if (json_is_integer(p) && x >= 0 && x < parts && !covered[x]) {
+                covered[x] = 1;
+                n++;
+            }
+        }
+    }
+    free(covered);
+    return n == parts;
+}
+
+/* Adds one member's answer (len bytes of JSON) to s; answers s when it is complete. */
+static void
+add_answer(struct sc_fanout *f, struct fo_slot *s, const char *data, size_t len)
+{
+    json_t *a = json_loadb(data, len, 0, NULL);
+
+    if (!json_is_object(a) || !json_is_object(json_object_get(a, "reply")) ||
+        !json_is_array(json_object_get(a, "partitions"))) {
+        sc_log(SC_LOG_WARN, "cluster admin: an answer that is not a member's was ignored", "verb",
+               s->verb, NULL);
+        json_decref(a);
+        return;
+    }
+    json_array_append_new(s->answers, a);
+    if (complete(f, s))
+        finish(f, s);
+}
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct fo_slot *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (!s->used)
+        return;
+    sc_log(SC_LOG_WARN, "cluster admin: answering without every member", "verb", s->verb, "answered",
+           sc_log_int((int64_t)json_array_size(s->answers)), "members",
+           sc_log_int((int64_t)s->expected), NULL);
+    finish(s->f, s);
+}
+
+/* ---- the subscriptions ------------------------------------------------------------------------ */
+
+/* A request on <prefix>.admin.<verb>, taken by this member from the queue group. */
+static void
+on_request(void *ctx, natsMsg *m)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_fanout *f = d->fanout;
+    const char *verb = last_token(natsMsg_GetSubject(m)), *reply = natsMsg_GetReply(m);
+    const char *data = natsMsg_GetData(m);
+    int len = natsMsg_GetDataLength(m);
+    struct sc_cluster_stats cs = sc_cluster_get_stats(d);
+    struct fo_slot *s = NULL;
+    char subj[256], answer_to[200];
+    json_t *body = NULL, *rate;
+    char *rewritten = NULL;
+
+    if (!f || !reply || !*reply)
+        return;
+    if (!fans_out(verb) || strlen(verb) >= sizeof(s->verb) ||
+        (len > 0 && !json_is_object(body = json_loadb(data, (size_t)len, 0, NULL)))) {
+        json_decref(body);
+        sc_admin(d, m); /* answered here alone: health, classify, an unknown verb, a bad body */
+        return;
+    }
+    for (size_t i = 0; i < FANOUT_MAX && !s; i++)
+        if (!f->slots[i].used)
+            s = &f->slots[i];
+    if (!s) {
+        static const char busy[] = "{\"error\":{\"code\":503,\"message\":\"too many admin requests "
+                                   "under way on this member; try again\"}}";
+        sc_conn_respond_to(d->conn, reply, busy, sizeof(busy) - 1, 503, "busy");
+        json_decref(body);
+        return;
+    }
+    s->used = true;
+    s->id = ++f->next_id;
+    snprintf(s->verb, sizeof(s->verb), "%s", verb);
+    s->reply = sc_xstrdup(reply);
+    s->body = body;
+    s->answers = json_array();
+    s->expected = cs.members ? cs.members : 1;
+    /* A redrive's rate is the cluster's: each member runs its share. */
+    if (body && !strcmp(verb, "retry") && json_is_number(rate = json_object_get(body, "rate")) &&
+        s->expected > 1) {
+        json_t *copy = json_deep_copy(body);
+        json_object_set_new(copy, "rate", json_real(json_number_value(rate) / (double)s->expected));
+        rewritten = json_dumps(copy, JSON_COMPACT);
+        json_decref(copy);
+        if (rewritten) {
+            data = rewritten;
+            len = (int)strlen(rewritten);
+        }
+    }
+    snprintf(subj, sizeof(subj), "%s.cluster.admin.%s", d->cfg->subjects_prefix, verb);
+    snprintf(answer_to, sizeof(answer_to), "%s.%llu", f->answer_prefix, (unsigned long long)s->id);
+    if (cs.members > 1 && sc_publish(d, subj, answer_to, data, (size_t)len, NULL) != SC_OK)
+        sc_log(SC_LOG_WARN, "cluster admin: cannot ask the other members", "verb", verb, NULL);
+    struct timeval wait = {FANOUT_WAIT_MS / 1000, (FANOUT_WAIT_MS % 1000) * 1000};
+    evtimer_add(s->ev, &wait);
+    sc_admin_member(d, verb, data, len, &f->buf); /* this member's own part, here */
+    free(rewritten);
+    add_answer(f, s, f->buf.data, f->buf.len);
+}
+
+/* Another member's request on <prefix>.cluster.admin.<verb>: this member's part. */
+static void
+on_member(void *ctx, natsMsg *m)
+{
+    struct sc_daemon *d = ctx;
+    const char *reply = natsMsg_GetReply(m), *inbox = sc_conn_inbox(d->conn);
+    size_t plen = strlen(inbox);
+
+    if (!d->fanout || !reply || !*reply)
+        return;
+    if (!strncmp(reply, inbox, plen) && reply[plen] == '.')
+        return; /* our own question: on_request() answered it here already */
+    sc_admin_member(d, last_token(natsMsg_GetSubject(m)), natsMsg_GetData(m),
+                    natsMsg_GetDataLength(m), &d->fanout->buf);
+    sc_conn_respond_to(d->conn, reply, d->fanout->buf.data, d->fanout->buf.len, 0, NULL);
+}
+
+/* A member's answer on <inbox>.adm.<id>. */
+static void
+on_answer(void *ctx, natsMsg *m)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_fanout *f = d->fanout;
+    const char *id = last_token(natsMsg_GetSubject(m));
+    char *end;
+    unsigned long long x = strtoull(id, &end, 10);
+
+    if (!f || end == id || *end)
+        return;
+    for (size_t i = 0; i < FANOUT_MAX; i++) {
+        struct fo_slot *s = &f->slots[i];
+        if (s->used && s->id == x) {
+            add_answer(f, s, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+            return;
+        }
+    }
+    sc_log(SC_LOG_DEBUG, "cluster admin: a late answer was dropped", "id", id, NULL);
+}
+
+sc_status
+sc_fanout_open(struct sc_daemon *d, char *err, size_t errlen)
+{
+    struct sc_fanout *f;
+    char subj[256];
+    sc_status s;
+
+    f = sc_xcalloc(1, sizeof(*f));
+    f->d = d;
+    d->fanout = f;
+    sc_buf_init(&f->buf, 64u << 20);
+    snprintf(f->answer_prefix, sizeof(f->answer_prefix), "%s.adm", sc_conn_inbox(d->conn));
+    for (size_t i = 0; i < FANOUT_MAX; i++) {
+        f->slots[i].f = f;
+        if (!(f->slots[i].ev = evtimer_new(d->base, on_deadline, &f->slots[i]))) {
+            snprintf(err, errlen, "libevent: evtimer_new failed");
+            return SC_EIO;
+        }
+    }
+    snprintf(subj, sizeof(subj), "%s.*", f->answer_prefix);
+    if ((s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_answer, d, NULL, err, errlen)))
+        return s;
+    snprintf(subj, sizeof(subj), "%s.cluster.admin.*", d->cfg->subjects_prefix);
+    if ((s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_member, d, NULL, err, errlen)))
+        return s;
+    snprintf(subj, sizeof(subj), "%s.admin.*", d->cfg->subjects_prefix);
+    return sc_conn_subscribe(d->conn, subj, SC_ADMIN_QUEUE, 0, on_request, d, NULL, err, errlen);
+}
+
+void
+sc_fanout_close(struct sc_daemon *d)
+{
+    struct sc_fanout *f = d->fanout;
+
+    if (!f)
+        return;
+    for (size_t i = 0; i < FANOUT_MAX; i++) {
+        struct fo_slot *s = &f->slots[i];
+        if (s->used) {
+            json_t *e = error_reply(503, "the member that took the request is stopping");
+            send_reply(f, s, e);
+            json_decref(e);
+            free(s->reply);
+            json_decref(s->body);
+            json_decref(s->answers);
+        }
+        if (s->ev)
+            event_free(s->ev);
+    }
+    sc_buf_destroy(&f->buf);
+    free(f);
+    d->fanout = NULL;
+}
