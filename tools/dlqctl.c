@@ -61,6 +61,8 @@ usage(FILE *f)
             "  classify [--error-type T] [ERROR...]\n"
             "                                 dry run of the classifier and the first delays\n"
             "  pause | resume                 stop / restart automatic retries\n"
+            "  members                        cluster mode: every member, the partitions it serves, its health\n"
+            "                                 (asks <prefix>.cluster.admin.health; every member answers)\n"
             "\n"
             "FILTER (any combination; an empty filter needs --all):\n"
             "  --status S        pending (includes parked), parked, retrying, exhausted\n"
@@ -908,6 +910,84 @@ cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
     return rc;
 }
 
+/*
+ * cmd_members() asks every cluster member for its own health on
+ * <prefix>.cluster.admin.health and prints one row per member that answers
+ * (member id, partitions served, status, NATS, persistence). Waits for
+ * answers until 500 ms pass without one, at most --timeout.
+ */
+static int
+cmd_members(natsConnection *nc, const struct opts *o)
+{
+    char subj[256], inbox[128];
+    natsSubscription *sub = NULL;
+    natsInbox *ib = NULL;
+    json_t *all = json_array(), *a;
+    int64_t deadline;
+    struct table t;
+    size_t i;
+
+    snprintf(subj, sizeof(subj), "%s.cluster.admin.health", o->prefix);
+    if (natsInbox_Create(&ib) != NATS_OK)
+        return EXIT_NO_SIDECAR;
+    snprintf(inbox, sizeof(inbox), "%s", (const char *)ib);
+    natsInbox_Destroy(ib);
+    if (natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK ||
+        natsConnection_PublishRequest(nc, subj, inbox, "", 0) != NATS_OK) {
+        fprintf(stderr, "%s: cannot ask on %s\n", prog, subj);
+        natsSubscription_Destroy(sub);
+        json_decref(all);
+        return EXIT_NO_SIDECAR;
+    }
+    deadline = nats_Now() + o->timeout_ms;
+    for (;;) {
+        natsMsg *m = NULL;
+        int64_t left = deadline - nats_Now();
+        int64_t wait = json_array_size(all) ? (left < 500 ? left : 500) : left;
+        if (wait <= 0 || natsSubscription_NextMsg(&m, sub, wait) != NATS_OK)
+            break;
+        a = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+        if (json_is_object(a) && json_is_object(json_object_get(a, "reply")))
+            json_array_append(all, a);
+        json_decref(a);
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    if (!json_array_size(all)) {
+        fprintf(stderr, "%s: no cluster member answered on %s (is cluster.enabled on, with prefix '%s'?)\n",
+                prog, subj, o->prefix);
+        json_decref(all);
+        return EXIT_NO_SIDECAR;
+    }
+    if (o->json) {
+        print_json(all);
+        json_decref(all);
+        return EXIT_OK;
+    }
+    table_init(&t, 6);
+    table_add(&t, (const char *const[]){"MEMBER", "PARTITIONS", "SERVED", "STATUS", "NATS", "PERSISTENCE"});
+    json_array_foreach(all, i, a) {
+        json_t *r = json_object_get(a, "reply"), *ps = json_object_get(a, "partitions"), *p;
+        char count[16], list[1024] = "";
+        size_t j, n = 0;
+        json_array_foreach(ps, j, p)
+            if (n < sizeof(list) - 16)
+                n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%lld", j ? "," : "",
+                                      (long long)json_integer_value(p));
+        snprintf(count, sizeof(count), "%zu", json_array_size(ps));
+        const char *id = json_string_value(json_object_get(json_object_get(a, "member"), "id"));
+        const char *cells[] = {id ? id : "?", count, list,
+                               json_string_value(json_object_get(r, "status")) ? json_string_value(json_object_get(r, "status")) : "?",
+                               json_string_value(json_object_get(r, "nats")) ? json_string_value(json_object_get(r, "nats")) : "?",
+                               json_string_value(json_object_get(r, "persistence")) ? json_string_value(json_object_get(r, "persistence")) : "?"};
+        table_add(&t, cells);
+    }
+    table_print(&t);
+    table_free(&t);
+    json_decref(all);
+    return EXIT_OK;
+}
+
 /* cmd_classify() joins the positional words into the error text. */
 static int
 cmd_classify(natsConnection *nc, const struct opts *o)
@@ -962,7 +1042,7 @@ main(int argc, char **argv)
 
     /* Check the arguments before connecting: a usage error never needs a server. */
     if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "health") == 0 || strcmp(cmd, "pause") == 0 ||
-        strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0) {
+        strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "members") == 0) {
         if (o.npos != 1)
             return usage_error("'%s' takes no arguments", cmd);
     } else if (strcmp(cmd, "get") == 0) {
@@ -990,6 +1070,8 @@ main(int argc, char **argv)
         rc = cmd_action(nc, &o, cmd);
     } else if (strcmp(cmd, "classify") == 0) {
         rc = cmd_classify(nc, &o);
+    } else if (strcmp(cmd, "members") == 0) {
+        rc = cmd_members(nc, &o);
     } else {
         rc = run_simple(nc, &o, cmd, NULL);
     }

@@ -908,6 +908,34 @@ test_admin_everywhere(void **state)
     for (int i = 0; i < NS; i++)
         IT_CHECK(stats_by[i] && walk_by[i], "s%d took a stats and a list walk in 60 rounds", i);
 
+    /* dlqctl members: every member, and the partitions it serves (32 in all, each once). */
+    {
+        char cmd[IT_PATH_MAX + 256], out[1 << 16];
+        size_t len = 0, got, i;
+        int owner_count[P] = {0};
+        json_t *all, *a;
+        snprintf(cmd, sizeof(cmd), "'%s' -s '%s' --json members", DLQCTL_BIN, w->cl.node[0].url);
+        FILE *pf = popen(cmd, "r");
+        IT_CHECK(pf != NULL, "run %s", cmd);
+        while ((got = fread(out + len, 1, sizeof(out) - 1 - len, pf)) > 0)
+            len += got;
+        out[len] = '\0';
+        IT_CHECK(pclose(pf) == 0, "dlqctl members exits 0: %s", out);
+        all = json_loads(out, 0, NULL);
+        IT_CHECK(json_array_size(all) == NS, "dlqctl members shows %zu members: %s",
+                 json_array_size(all), out);
+        json_array_foreach(all, i, a) {
+            size_t j;
+            json_t *p;
+            json_array_foreach(json_object_get(a, "partitions"), j, p)
+                if (json_integer_value(p) >= 0 && json_integer_value(p) < P)
+                    owner_count[json_integer_value(p)]++;
+        }
+        for (int p = 0; p < P; p++)
+            IT_CHECK(owner_count[p] == 1, "partition %d served by %d members: %s", p, owner_count[p], out);
+        json_decref(all);
+    }
+
     /* One task: get and archive reach its owner, whoever takes the request. */
     r = ask(w, "get", "{\"task_id\":\"a-7\"}");
     IT_CHECK(r && !strcmp(it_json_str(r, "status") ? it_json_str(r, "status") : "", "pending"),
