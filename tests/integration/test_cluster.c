@@ -719,14 +719,19 @@ test_failover_tasks(void **state)
         size_t nr = member_gather(w, "stats", r, NS + 4);
         for (size_t i = 0; i < nr; i++) {
             printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
-                   "refused %lld, enqueued %lld\n",
+                   "refused %lld, enqueued %lld; partitions gained %lld, lost %lld, released %lld, "
+                   "lease failures %lld\n",
                    it_json_str(r[i], "cluster.member_id"),
                    (long long)it_json_int(r[i], "takeover.forwarded"),
                    (long long)it_json_int(r[i], "takeover.forward_acks"),
                    (long long)it_json_int(r[i], "takeover.forward_naks"),
                    (long long)it_json_int(r[i], "takeover.forwarded_in"),
                    (long long)it_json_int(r[i], "takeover.forwarded_refused"),
-                   (long long)it_json_int(r[i], "lifetime_stats.enqueued"));
+                   (long long)it_json_int(r[i], "lifetime_stats.enqueued"),
+                   (long long)it_json_int(r[i], "cluster.partitions_gained"),
+                   (long long)it_json_int(r[i], "cluster.partitions_lost"),
+                   (long long)it_json_int(r[i], "cluster.partitions_released"),
+                   (long long)it_json_int(r[i], "cluster.lease_failures"));
             json_decref(r[i]);
         }
     }
