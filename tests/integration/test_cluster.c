@@ -588,6 +588,13 @@ queued_total(struct world *w)
     return q;
 }
 
+static bool
+quick_run(void)
+{
+    const char *q = getenv("DLQ_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
 static int
 failover_n(void)
 {
@@ -627,8 +634,14 @@ test_failover_tasks(void **state)
     wk.done = calloc((size_t)n, 1);
     assert_non_null(wk.seen);
     assert_non_null(wk.done);
+    /*
+     * Sanitized runs (quick) are several times slower on 2 cores: a lease
+     * renewal can take longer than 2.5 s / 4, and a lease lost under load
+     * sends in-flight attempts again (as documented). 6 s keeps the lease to
+     * round-trip ratio of a real deployment's 10 s.
+     */
     for (int i = 0; i < NS; i++)
-        start_sidecar(w, i, "cluster.lease_ms=2500");
+        start_sidecar(w, i, quick_run() ? "cluster.lease_ms=6000" : "cluster.lease_ms=2500");
     IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "3 sidecars own the 32 partitions");
     wc = it_connect(w->cl.node[1].url, "it-worker");
     pub = it_connect(w->cl.node[2].url, "it-publisher");
@@ -714,6 +727,7 @@ test_failover_tasks(void **state)
     pthread_mutex_unlock(&wk.mu);
     printf("cluster: %d tasks completed, %zu retries seen, %zu attempts seen twice (in flight at "
            "the kill)\n", n, wk.n, dups);
+    int64_t survivors_lost = 0; /* partitions the survivors lost (a lease not renewed in time) */
     {
         json_t *r[NS + 4];
         size_t nr = member_gather(w, "stats", r, NS + 4);
@@ -732,18 +746,22 @@ test_failover_tasks(void **state)
                    (long long)it_json_int(r[i], "cluster.partitions_lost"),
                    (long long)it_json_int(r[i], "cluster.partitions_released"),
                    (long long)it_json_int(r[i], "cluster.lease_failures"));
+            survivors_lost += it_json_int(r[i], "cluster.partitions_lost");
             json_decref(r[i]);
         }
     }
     IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
     /*
-     * Known gap (issue 13 note): a partition moved between the survivors in
-     * the rebalance after the kill can, rarely, have an attempt sent again
-     * by its next owner (seen: 0-11 of 8,000). They carry the same
-     * Nats-Msg-Id (checked above); the count is printed, not asserted.
+     * A partition moved between the survivors is given back gracefully:
+     * in-flight outcomes and writes first, so none of its attempts may come
+     * twice. Only a lease a survivor lost (not renewed in time: a machine
+     * too loaded for lease_ms) lets them come again, with the same
+     * Nats-Msg-Id, as for the killed member's partitions.
      */
     printf("cluster: %zu of the attempts seen twice were of partitions the killed member did not "
-           "own\n", dups_other);
+           "own; the survivors lost %lld partitions\n", dups_other, (long long)survivors_lost);
+    IT_CHECK(dups_other == 0 || survivors_lost > 0,
+             "%zu attempts of partitions given back gracefully came twice", dups_other);
 
     natsSubscription_Destroy(sub);
     jsCtx_Destroy(js);
