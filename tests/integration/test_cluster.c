@@ -588,6 +588,37 @@ queued_total(struct world *w)
     return q;
 }
 
+/*
+ * Publishes a "connection refused" failure of task id (linear policy, retried
+ * on retry_subject) into the stream on subject and checks the stream took
+ * it, trying again for 5 s (a stream leader election after a kill).
+ */
+static void
+publish_failure(jsCtx *js, const char *subject, const char *id, const char *retry_subject)
+{
+    struct it_envelope env;
+    struct sc_buf b;
+    natsStatus s = NATS_ERR;
+
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "connection refused";
+    env.retry_policy = "linear";
+    env.retry_subject = retry_subject;
+    sc_buf_init(&b, 1 << 20);
+    IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack");
+    for (int k = 0; k < 50; k++) {
+        jsPubAck *pa = NULL;
+        s = js_Publish(&pa, js, subject, b.data, (int)b.len, NULL, NULL);
+        jsPubAck_Destroy(pa);
+        if (s == NATS_OK)
+            break;
+        it_sleep_ms(100);
+    }
+    IT_CHECK(s == NATS_OK, "publish %s: %s", id, natsStatus_GetText(s));
+    sc_buf_destroy(&b);
+}
+
 static bool
 quick_run(void)
 {
@@ -654,11 +685,7 @@ test_failover_tasks(void **state)
 
     t0 = sc_now_mono_ms();
     for (int i = 0; i < n; i++) {
-        struct it_envelope env;
-        struct sc_buf b;
         char id[32];
-        jsPubAck *pa = NULL;
-        natsStatus s;
 
         if (i == n * 2 / 5) {
             /* Whose partitions die with s1: a round where every sidecar answered and all 32 are owned. */
@@ -675,24 +702,8 @@ test_failover_tasks(void **state)
             printf("cluster: kill -9 of s1 after %d of %d failures (it owned %d partitions)\n", i, n,
                    w->owned[1]);
         }
-        it_envelope_init(&env);
         snprintf(id, sizeof(id), "t-%d", i);
-        env.task_id = id;
-        env.error = "connection refused";
-        env.retry_policy = "linear";
-        env.retry_subject = "dlq.retry.orders";
-        sc_buf_init(&b, 1 << 20);
-        IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack");
-        for (int k = 0; k < 50; k++) { /* a stream leader election after the kill: try again */
-            s = js_Publish(&pa, js, "dlq.failed.orders", b.data, (int)b.len, NULL, NULL);
-            jsPubAck_Destroy(pa);
-            pa = NULL;
-            if (s == NATS_OK)
-                break;
-            it_sleep_ms(100);
-        }
-        IT_CHECK(s == NATS_OK, "publish %s: %s", id, natsStatus_GetText(s));
-        sc_buf_destroy(&b);
+        publish_failure(js, "dlq.failed.orders", id, "dlq.retry.orders");
         if (i % 50 == 49)
             it_sleep_ms(20); /* a steady rate, not one burst */
     }
@@ -879,22 +890,9 @@ test_admin_everywhere(void **state)
     assert_non_null(pub);
     IT_CHECK(natsConnection_JetStream(&js, pub, NULL) == NATS_OK, "JetStream context");
     for (int i = 0; i < n; i++) {
-        struct it_envelope env;
-        struct sc_buf b;
         char id[32];
-        jsPubAck *pa = NULL;
-        it_envelope_init(&env);
         snprintf(id, sizeof(id), "a-%d", i);
-        env.task_id = id;
-        env.error = "connection refused";
-        env.retry_policy = "linear";
-        env.retry_subject = "dlq.retry.adm";
-        sc_buf_init(&b, 1 << 20);
-        IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack");
-        natsStatus s = js_Publish(&pa, js, "dlq.failed.adm", b.data, (int)b.len, NULL, NULL);
-        IT_CHECK(s == NATS_OK, "publish %s: %s", id, natsStatus_GetText(s));
-        jsPubAck_Destroy(pa);
-        sc_buf_destroy(&b);
+        publish_failure(js, "dlq.failed.adm", id, "dlq.retry.adm");
     }
     /* Every task stored by its owner: the merged stats count them all. */
     deadline = sc_now_mono_ms() + 60000;

@@ -152,6 +152,26 @@ pstat(natsConnection *nc, const char *name)
     return v;
 }
 
+/*
+ * Sends a "connection refused" failure of task id (linear policy) to
+ * dlq.failed.kv as a request and checks that the acknowledgement says true
+ * at key ("ok": taken; "stored": the bucket holds it).
+ */
+static void
+request_failure(struct it_env *e, const char *id, const char *key)
+{
+    struct it_envelope env;
+
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = "connection refused";
+    env.retry_policy = "linear";
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, key)), "%s: %s is not true: %s", id, key,
+             it_json_dump(ack));
+    json_decref(ack);
+}
+
 /* ---- 1. kill -9 and restart: every task back with its status, budget and due time ------------ */
 
 static void
@@ -446,15 +466,8 @@ test_nats_restart(void **state)
     IT_CHECK(it_server_restart(&e->srv) == 0, "nats-server restart");
     IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "ready after the NATS restart");
     for (int i = 0; i < n; i++) {
-        struct it_envelope env;
-        it_envelope_init(&env);
         snprintf(id, sizeof id, "after-%d", i);
-        env.task_id = id;
-        env.error = "connection refused";
-        env.retry_policy = "linear";
-        json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
-        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack for %s", id);
-        json_decref(ack);
+        request_failure(e, id, "ok");
     }
     json_t *stats = it_admin_stats(e->nc);
     int64_t queued = it_json_int(stats, "queue_size");
@@ -583,16 +596,8 @@ test_stop_in_backoff(void **state)
     IT_CHECK(natsConnection_SubscribeSync(&worker, e->nc, "dlq.retry.kv") == NATS_OK, "worker");
     IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
     for (int i = 0; i < N; i++) {
-        struct it_envelope env;
-        it_envelope_init(&env);
         snprintf(id, sizeof id, "bo-%d", i);
-        env.task_id = id;
-        env.error = "connection refused";
-        env.retry_policy = "linear";
-        json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
-        IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "%s stored: %s", id,
-                 it_json_dump(ack));
-        json_decref(ack);
+        request_failure(e, id, "stored");
     }
     /* Attempt 1 of each goes out after 1 s; its write times out, again and again. */
     IT_CHECK(kill(e->srv.pid, SIGSTOP) == 0, "SIGSTOP nats-server");
