@@ -1277,6 +1277,15 @@ now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+bool
+sc_admin_blank(const char *data, int len)
+{
+    for (int i = 0; i < len; i++)
+        if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
+            return false;
+    return true;
+}
+
 /*
  * admin_handle() parses the body of r (empty or a JSON object of at most
  * ADMIN_REQ_MAX bytes), runs the verb and records the request in the
@@ -1290,7 +1299,6 @@ admin_handle(struct admin_req *r, const char *verb, const char *data, int len)
     json_error_t jerr;
     int64_t start = now_ns();
     size_t vi;
-    int blank = 1;
 
     r->would_clear = -1;
     for (vi = 0; vi < SC_ARRAY_LEN(verbs); vi++)
@@ -1300,12 +1308,9 @@ admin_handle(struct admin_req *r, const char *verb, const char *data, int len)
         reply_error(r, 404, "unknown admin verb '%.64s'", verb);
         return;
     }
-    for (int i = 0; i < len; i++)
-        if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
-            blank = 0;
     if (len > ADMIN_REQ_MAX) {
         reply_error(r, 400, "request: larger than %d bytes", ADMIN_REQ_MAX);
-    } else if (!blank && (!(r->body = json_loadb(data, (size_t)len, JSON_REJECT_DUPLICATES, &jerr)) ||
+    } else if (!sc_admin_blank(data, len) && (!(r->body = json_loadb(data, (size_t)len, JSON_REJECT_DUPLICATES, &jerr)) ||
                           !json_is_object(r->body))) {
         reply_error(r, 400, "request: not a JSON object (%s)", r->body ? "wrong type" : jerr.text);
     } else if (!verbs[vi].keys || check_keys(r, verbs[vi].keys)) {

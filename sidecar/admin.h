@@ -2,6 +2,7 @@
 #ifndef DLQ_SIDECAR_ADMIN_H
 #define DLQ_SIDECAR_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ struct sc_daemon;
  */
 void sc_admin(struct sc_daemon *d, natsMsg *m);
 void sc_admin_destroy(struct sc_daemon *d);
+
+/* sc_admin_blank() tells whether len bytes of data are empty or white space only: an empty request. Pure. */
+bool sc_admin_blank(const char *data, int len);
 
 /*
  * sc_admin_member() is this member's part of a cluster request (fanout.c,

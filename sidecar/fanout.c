@@ -397,7 +397,7 @@ on_request(void *ctx, natsMsg *m)
     if (!f || !reply || !*reply)
         return;
     if (!fans_out(verb) || strlen(verb) >= sizeof(s->verb) ||
-        (len > 0 && !json_is_object(body = json_loadb(data, (size_t)len, 0, NULL)))) {
+        (!sc_admin_blank(data, len) && !json_is_object(body = json_loadb(data, (size_t)len, 0, NULL)))) {
         json_decref(body);
         sc_admin(d, m); /* answered here alone: health, classify, an unknown verb, a bad body */
         return;
