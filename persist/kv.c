@@ -38,6 +38,7 @@
 #define KV_BATCH_BYTES (8u * 1024 * 1024) /* documents of one batch (a lone larger one goes alone) */
 #define KV_CLAIM_MAX 4096     /* claims waiting for the loader (cluster.partitions is at most this) */
 #define KV_FENCE_KEY "fence"  /* "fence.<p>": the partition's fence, put by each new owner */
+#define KV_META_KEY "meta.partitions" /* the partition count the keys were made with */
 #define KV_ERR_WRONG_LAST_SEQ 10071
 #define KV_ERR_WRONG_LAST_SEQ_SUBJ 10164 /* the same, answered for a check on another subject (the fence) */ /* JetStream err_code: the expected revision does not match */
 
@@ -533,6 +534,48 @@ nap(struct kv_store *k, int64_t ms)
     pthread_mutex_unlock(&k->mu);
 }
 
+/*
+ * Records the partition count in a new bucket (KV_META_KEY), or checks it
+ * against an existing one: every key starts with its task's partition, so
+ * a bucket made with another cluster.partitions holds keys this sidecar
+ * would never find again (an update or delete would miss the old record).
+ * A bucket from before the key existed gets it. NULL, or why not (err).
+ */
+static const char *
+check_partitions(struct kv_store *k, kvStore *kv, char *err, size_t errlen)
+{
+    char want[16];
+    kvEntry *e = NULL;
+    uint64_t rev = 0;
+    natsStatus s;
+    int n = snprintf(want, sizeof(want), "%u", k->partitions);
+
+    for (int tries = 0; tries < 2; tries++) {
+        s = kvStore_Get(&e, kv, KV_META_KEY);
+        if (s == NATS_OK) {
+            bool same = kvEntry_ValueLen(e) == n && memcmp(kvEntry_Value(e), want, (size_t)n) == 0;
+            if (!same)
+                snprintf(err, errlen,
+                         "bucket %s holds keys made with cluster.partitions %.*s; this sidecar has "
+                         "%s: set cluster.partitions to %.*s (it is fixed for the life of a bucket) "
+                         "or name another store.jetstream.bucket",
+                         k->bucket, kvEntry_ValueLen(e) < 12 ? kvEntry_ValueLen(e) : 12,
+                         (const char *)kvEntry_Value(e), want,
+                         kvEntry_ValueLen(e) < 12 ? kvEntry_ValueLen(e) : 12,
+                         (const char *)kvEntry_Value(e));
+            kvEntry_Destroy(e);
+            return same ? NULL : err;
+        }
+        if (s != NATS_NOT_FOUND)
+            break;
+        /* Absent: write it, unless another sidecar just did (then read theirs). */
+        if ((s = kvStore_Create(&rev, kv, KV_META_KEY, want, n)) == NATS_OK)
+            return NULL;
+    }
+    snprintf(err, errlen, "bucket %s: reading %s: %s", k->bucket, KV_META_KEY, natsStatus_GetText(s));
+    return err;
+}
+
 /* Finds or makes the bucket and checks it. NULL, or why not (into err). */
 static const char *
 open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errlen)
@@ -564,17 +607,17 @@ open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errle
         return err;
     }
     kvStatus_Destroy(sts);
-    return NULL;
+    return check_partitions(k, *kv, err, errlen);
 }
 
 static const char KV_STALE[] = "stale claim";
 static bool claim_current(struct kv_store *k, unsigned partition, uint64_t gen);
 
-/* Whether key is a fence ("fence.<p>"), not a task record. */
+/* Whether key is a fence ("fence.<p>") or the bucket's partition count, not a task record. */
 static bool
 is_fence_key(const char *key)
 {
-    return strncmp(key, KV_FENCE_KEY ".", sizeof(KV_FENCE_KEY)) == 0;
+    return strncmp(key, KV_FENCE_KEY ".", sizeof(KV_FENCE_KEY)) == 0 || strcmp(key, KV_META_KEY) == 0;
 }
 
 /*

@@ -1,4 +1,4 @@
-/* test_kvstore.c - integration: store.backend jetstream (tasks in a JetStream KV bucket) against a real nats-server 2.15.3: kill -9 and restart, odd task ids, deletes, keep_completed, a NATS restart, a bucket with a TTL refused, a stop in a backoff. */
+/* test_kvstore.c - integration: store.backend jetstream (tasks in a JetStream KV bucket) against a real nats-server 2.15.3: kill -9 and restart, odd task ids, deletes, keep_completed, a NATS restart, a bucket with a TTL refused, a stop in a backoff, a changed partition count refused. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -636,6 +636,38 @@ test_stop_in_backoff(void **state)
     e->passed = true;
 }
 
+/* ---- 8. a bucket made with another cluster.partitions is refused: its keys would be lost ----- */
+
+static void
+test_partitions_changed(void **state)
+{
+    struct flags f, g;
+    const char *const *flags = kv_flags(&f, NULL);
+    const char *other[] = {"cluster.partitions=16", NULL};
+    const char *const *changed = kv_flags(&g, other);
+    struct it_env *e = it_env_start_js("kv-partitions", flags);
+
+    assert_non_null(e);
+    *state = e;
+    request_failure(e, "p-1", "stored");
+    IT_CHECK(pstat(e->nc, "load_skipped") == 0, "the bucket's partition count is not a task");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+    restart(e, flags); /* the same count: loads as before */
+    char st[32];
+    IT_CHECK(strcmp(it_task_status(e->nc, "p-1", st, sizeof st), "pending") == 0, "p-1: %s", st);
+    IT_CHECK(pstat(e->nc, "load_skipped") == 0, "the bucket's partition count is not a task");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, changed) == 0, "start with 16 partitions");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "serving from memory");
+    json_t *p = persistence(e->nc);
+    const char *why = it_json_str(p, "last_error");
+    IT_CHECK(strcmp(it_json_str(p, "state"), "degraded") == 0, "state %s", it_json_str(p, "state"));
+    IT_CHECK(why && strstr(why, "cluster.partitions 32") && strstr(why, "has 16"), "last_error: %s",
+             why ? why : "(none)");
+    json_decref(p);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -647,6 +679,7 @@ main(void)
         cmocka_unit_test_teardown(test_ttl_bucket_refused, it_teardown),
         cmocka_unit_test_teardown(test_record_too_big, it_teardown),
         cmocka_unit_test_teardown(test_stop_in_backoff, it_teardown),
+        cmocka_unit_test_teardown(test_partitions_changed, it_teardown),
     };
 
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
