@@ -27,7 +27,7 @@ step "core-mode integration tests against Debian's nats-server 2.9.10 (the suite
 DLQ_TEST_NATS_SERVER=/usr/sbin/nats-server DLQ_IT_TOLERANCE_MS=200 \
   ctest --test-dir build --output-on-failure -j "$jobs" -L integration -LE 'opensearch|jetstream|cluster'
 
-step "deployment files: docker-compose config, the container's config, the systemd unit"
+step "deployment files: docker-compose config, the container's config, the systemd unit, scripts/cluster.sh"
 docker-compose -f docker/docker-compose.yml config -q
 # The daemon refuses DLQ_* variables it does not know (DLQ_FUZZ_SECONDS, DLQ_TEST_*, ...):
 # check the container's config alone, without this shell's DLQ_* environment.
@@ -41,6 +41,27 @@ if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify "$unit_dir/dlq-sidecar.service"
   rm -rf "$unit_dir"
 fi
+# scripts/cluster.sh (the README's "try it"): 2 sidecars on its 3-node cluster both answer
+# `dlqctl members` and share the 32 partitions; SIGTERM stops everything it started.
+try_dir=$(mktemp -d)
+TRY_CLUSTER_DIR=$try_dir env "${no_dlq_env[@]}" setsid scripts/cluster.sh 2 >"$try_dir/out" 2>&1 &
+try_pid=$!
+served=0
+for _ in $(seq 120); do
+  served=$(NATS_URL=nats://127.0.0.1:14222 build/tools/dlqctl --json --timeout 2000 members 2>/dev/null |
+    python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(len(x["partitions"]) for x in m) if len(m)==2 else 0)' 2>/dev/null || echo 0)
+  [ "$served" = 32 ] && break
+  sleep 1
+done
+kill -TERM "$try_pid" 2>/dev/null || true
+wait "$try_pid" 2>/dev/null || true
+if [ "$served" != 32 ] || pgrep -f "$try_dir|nats://127.0.0.1:14222" >/dev/null; then
+  echo "test.sh: scripts/cluster.sh did not serve 32 partitions with 2 sidecars, or left processes" >&2
+  cat "$try_dir/out" "$try_dir"/s*.log >&2 || true
+  pkill -f "$try_dir|nats://127.0.0.1:14222" || true
+  exit 1
+fi
+rm -rf "$try_dir"
 
 step "unit and integration tests under ASan+UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDLQ_SANITIZE=address >/dev/null
