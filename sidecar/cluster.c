@@ -84,6 +84,7 @@ struct sc_cluster {
     struct sc_lease_slot *slots;
     struct cl_part *parts;
     uint8_t *actions;
+    long *assign; /* the sticky assignment (lease.h), per partition */
     struct sc_lease_member members[SC_LEASE_MAX_MEMBERS + 1];
     char (*mid)[SC_LEASE_ID_MAX + 1];      /* the members' ids, SC_LEASE_MAX_MEMBERS + 1 */
     uint8_t *mwants;                       /* their wants, as many bitmaps */
@@ -685,8 +686,10 @@ alloc_tables(struct sc_cluster *c, int64_t now)
     for (size_t p = 0; p < P; p++)
         sc_lease_slot_init(&c->slots[p], now);
     c->members[0] = (struct sc_lease_member){.id = c->me, .wants = c->my_wants};
+    c->assign = sc_xcalloc(P, sizeof(*c->assign));
     c->t = (struct sc_lease_table){.me = c->me, .members = c->members, .nmembers = 1,
-                                   .slots = c->slots, .partitions = P, .lease_ms = c->lease_ms};
+                                   .slots = c->slots, .partitions = P, .lease_ms = c->lease_ms,
+                                   .assign = c->assign};
     c->job.ops = sc_xcalloc(P, sizeof(*c->job.ops));
     c->job.owner = sc_xcalloc(P, sizeof(*c->job.owner));
     c->job.owner_rev = sc_xcalloc(P, sizeof(*c->job.owner_rev));
@@ -717,6 +720,7 @@ free_cluster(struct sc_cluster *c)
     free(c->slots);
     free(c->parts);
     free(c->actions);
+    free(c->assign);
     free(c->mid);
     free(c->mwants);
     free(c->my_wants);

@@ -56,7 +56,63 @@ sc_lease_desired(const struct sc_lease_table *t, size_t p)
 {
     if (t->nmembers == 0)
         return -1;
+    if (t->assign)
+        return t->assign[p];
     return (long)(p % t->nmembers);
+}
+
+/* The index of id among t's sorted members, or -1 when it is not a live member. */
+static long
+member_index(const struct sc_lease_table *t, const char *id)
+{
+    size_t lo = 0, hi = t->nmembers;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(t->members[mid].id, id);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+void
+sc_lease_assign(const struct sc_lease_table *t)
+{
+    size_t n = t->nmembers, count[SC_LEASE_MAX_MEMBERS + 1] = {0}, k = 0;
+
+    if (!t->assign)
+        return;
+    if (n == 0 || n > SC_LEASE_MAX_MEMBERS + 1) {
+        for (size_t p = 0; p < t->partitions; p++)
+            t->assign[p] = n ? (long)(p % n) : -1;
+        return;
+    }
+    /* First pass: each partition stays with its live owner while the owner is under its quota. */
+    for (size_t p = 0; p < t->partitions; p++) {
+        const struct sc_lease_slot *s = &t->slots[p];
+        long i = member_index(t, s->held ? t->me : s->owner);
+        size_t quota = i < 0 ? 0 : t->partitions / n + ((size_t)i < t->partitions % n);
+        t->assign[p] = -1;
+        if (i >= 0 && count[i] < quota) {
+            t->assign[p] = i;
+            count[i]++;
+        }
+    }
+    /* Second pass: the rest, in order, to the first members by rank under their quota. */
+    for (size_t p = 0; p < t->partitions; p++) {
+        if (t->assign[p] >= 0)
+            continue;
+        while (k < n && count[k] >= t->partitions / n + (k < t->partitions % n))
+            k++;
+        t->assign[p] = (long)(k < n ? k : p % n); /* the quotas add up to P: k < n always */
+        if (k < n)
+            count[k]++;
+    }
 }
 
 /* Whether p's desired owner is this member (false when no member is live). */
@@ -72,6 +128,7 @@ void
 sc_lease_wants(const struct sc_lease_table *t, uint8_t *wants)
 {
     memset(wants, 0, SC_LEASE_WANTS_BYTES(t->partitions));
+    sc_lease_assign(t);
     for (size_t p = 0; p < t->partitions; p++)
         if (!t->slots[p].held && desired_here(t, p))
             sc_lease_set_bit(wants, p);
@@ -131,6 +188,7 @@ sc_lease_plan_one(const struct sc_lease_table *t, size_t p, int64_t now)
 void
 sc_lease_plan(const struct sc_lease_table *t, int64_t now, uint8_t *actions)
 {
+    sc_lease_assign(t);
     for (size_t p = 0; p < t->partitions; p++)
         actions[p] = (uint8_t)sc_lease_plan_one(t, p, now);
 }

@@ -9,7 +9,8 @@
 /*
  * The protocol (docs/cluster.md): partition p has one owner at a time, the
  * member whose id the key lease.<p> of the cluster bucket holds. The
- * desired owner of p is sorted(live member ids)[p mod n]. A member renews
+ * desired owner of p comes from the sticky assignment (sc_lease_assign()),
+ * or is sorted(live member ids)[p mod n] without one. A member renews
  * what it holds; gives back (once its owner quiesced it) what it holds that
  * another live member desires and says it wants (the "wants" of its member
  * record: the partitions it desires and does not hold); acquires the free
@@ -80,6 +81,12 @@ struct sc_lease_table {
     struct sc_lease_slot *slots;
     size_t partitions;
     int64_t lease_ms;
+    /*
+     * partitions entries the planner fills with the sticky assignment
+     * (sc_lease_assign()) at every sc_lease_plan() and sc_lease_wants();
+     * NULL: the plain one, members[p mod n].
+     */
+    long *assign;
 };
 
 /* sc_lease_guard_ms() is the safety margin: lease_ms / 5. Pure. */
@@ -109,10 +116,25 @@ void sc_lease_set_bit(uint8_t *bits, size_t p);
 void sc_lease_wants(const struct sc_lease_table *t, uint8_t *wants);
 
 /*
- * sc_lease_desired() is the index in t->members of p's desired owner
- * (members[p mod nmembers]); -1 when nmembers is 0. Pure.
+ * sc_lease_desired() is the index in t->members of p's desired owner: with
+ * t->assign, what the last sc_lease_assign() gave it; without,
+ * members[p mod nmembers]. -1 when nmembers is 0. Pure.
  */
 long sc_lease_desired(const struct sc_lease_table *t, size_t p);
+
+/*
+ * sc_lease_assign() fills t->assign (when set) with the sticky assignment:
+ * member i (by rank in the sorted ids) may own quota_i = P/n partitions,
+ * plus one for the first P mod n ranks. Walking the partitions in order, a
+ * partition stays with its current owner (this member for what it holds,
+ * else the view's owner) while that owner is live and under its quota; the
+ * rest go, in order, to the first members by rank still under their quota.
+ * Every member computes the same from the same view, so only what must
+ * move moves: after a member dies, its partitions; when one joins, the
+ * shares the others give it. Each member ends with floor or ceil of P/n.
+ * O(partitions log members). Pure.
+ */
+void sc_lease_assign(const struct sc_lease_table *t);
 
 /*
  * sc_lease_view() records that a read of the bucket at now showed lease.<p>

@@ -217,6 +217,7 @@ struct sim_member {
     int64_t next_round;
     struct sc_lease_slot slots[P];
     struct sc_lease_member members[MAXM + 1];
+    long assign[P];
     struct sc_lease_table t;
     unsigned gains, losses;
 };
@@ -230,6 +231,7 @@ struct sim {
     size_t n;                   /* members ever started */
     unsigned moves;             /* gains after the start, all members */
     int64_t latency;            /* a request reaches the server this long after t0 */
+    bool plain;                 /* members[p mod n] instead of the sticky assignment */
 };
 
 static void
@@ -256,7 +258,8 @@ sim_start(struct sim *s, int64_t phase)
     for (size_t p = 0; p < P; p++)
         sc_lease_slot_init(&m->slots[p], s->now);
     m->t = (struct sc_lease_table){.me = m->id, .members = m->members, .slots = m->slots,
-                                   .partitions = P, .lease_ms = LEASE};
+                                   .partitions = P, .lease_ms = LEASE,
+                                   .assign = s->plain ? NULL : m->assign};
     return i;
 }
 
@@ -438,6 +441,96 @@ test_sim_zombie(void **state)
     free(s);
 }
 
+/*
+ * The sticky assignment by itself: what a live member holds stays with it
+ * up to its quota (floor or ceil of P/n by rank), the rest fills the
+ * others' quotas in partition order; a dead owner's partitions are given
+ * out, nobody else's.
+ */
+static void
+test_assign_sticky(void **state)
+{
+    static const char *const ids[] = {"a", "b", "c"};
+    struct one o;
+    long assign[P];
+    size_t count[3] = {0};
+
+    (void)state;
+    one_init(&o, "a", ids, 3, 0);
+    o.t.assign = assign;
+    /* a holds 0-15 (here: held), b's view shows 16-31; c is new. */
+    for (size_t p = 0; p < 16; p++)
+        o.slots[p].held = true;
+    for (size_t p = 16; p < P; p++)
+        snprintf(o.slots[p].owner, sizeof(o.slots[p].owner), "b");
+    sc_lease_assign(&o.t);
+    for (size_t p = 0; p < P; p++)
+        count[assign[p]]++;
+    assert_int_equal(count[0], 11); /* a: rank 0, 32/3 + 1 */
+    assert_int_equal(count[1], 11);
+    assert_int_equal(count[2], 10);
+    for (size_t p = 0; p < 11; p++)
+        assert_int_equal(assign[p], 0); /* a keeps its first 11 */
+    for (size_t p = 16; p < 27; p++)
+        assert_int_equal(assign[p], 1); /* b keeps its first 11 */
+    /* Now b is gone: a keeps 0-15, only b's 16-31 are given out. */
+    static const char *const two[] = {"a", "c"};
+    one_init(&o, "a", two, 2, 0);
+    o.t.assign = assign;
+    for (size_t p = 0; p < 16; p++)
+        o.slots[p].held = true;
+    for (size_t p = 16; p < P; p++)
+        snprintf(o.slots[p].owner, sizeof(o.slots[p].owner), "b");
+    sc_lease_assign(&o.t);
+    for (size_t p = 0; p < 16; p++)
+        assert_int_equal(assign[p], 0);
+    for (size_t p = 16; p < P; p++)
+        assert_int_equal(assign[p], 1);
+    assert_int_equal(sc_lease_desired(&o.t, 20), 1);
+    /* No members: nobody is desired. */
+    o.t.nmembers = 0;
+    sc_lease_assign(&o.t);
+    assert_int_equal(sc_lease_desired(&o.t, 3), -1);
+}
+
+/* Counts the partitions valid at member i now. */
+static size_t
+owned_by(struct sim *s, size_t i)
+{
+    return sc_lease_owned(&s->m[i].t, s->now);
+}
+
+/*
+ * kill -9 of one of 3 balanced members: with the sticky assignment only its
+ * partitions move (each gained once by a survivor); with p mod n the
+ * survivors also swap many of their own.
+ */
+static void
+test_sim_kill_moves_only_the_dead(void **state)
+{
+    (void)state;
+    for (int plain = 0; plain < 2; plain++) {
+        struct sim *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        s->latency = 20;
+        s->plain = plain;
+        for (size_t i = 0; i < 3; i++)
+            sim_start(s, (int64_t)i * 170);
+        sim_run(s, 6 * LEASE);
+        check_balanced(s);
+        size_t dead = owned_by(s, 1);
+        s->m[1].alive = false;
+        s->moves = 0;
+        sim_run(s, 4 * LEASE);
+        check_balanced(s);
+        if (!plain)
+            assert_int_equal(s->moves, dead);
+        else
+            assert_true(s->moves > dead); /* the survivors swapped some of theirs too */
+        free(s);
+    }
+}
+
 /* Different views: a member that no one desires a partition for still takes the orphan. */
 static void
 test_sim_orphan(void **state)
@@ -473,6 +566,8 @@ main(void)
         cmocka_unit_test(test_sim_balance),
         cmocka_unit_test(test_sim_membership),
         cmocka_unit_test(test_sim_zombie),
+        cmocka_unit_test(test_assign_sticky),
+        cmocka_unit_test(test_sim_kill_moves_only_the_dead),
         cmocka_unit_test(test_sim_orphan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
