@@ -231,8 +231,6 @@ finish(struct sc_fanout *f, struct fo_slot *s)
                               "partitions", ps);
         if (m && json_object_get(r, "queue_size"))
             json_object_set(m, "queue_size", json_object_get(r, "queue_size"));
-        if (m && json_object_get(r, "cluster"))
-            json_object_set(m, "cluster", json_object_get(r, "cluster"));
         if (m && json_object_get(r, "error"))
             json_object_set(m, "error", json_object_get(r, "error"));
         json_array_append_new(members, m);
@@ -290,7 +288,7 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         json_int_t max = json_integer_value(json_object_get(reply, "max_size"));
         if (json_object_get(reply, "utilization_percent") && max > 0)
             json_object_set_new(reply, "utilization_percent",
-                                json_real((double)((size * 1000 / max)) / 10.0));
+                                json_real((double)(size * 10000 / max) / 100.0)); /* 2 decimals, as one member says */
         if (json_array_size(errs)) {
             json_t *me = json_array();
             json_array_foreach(members, i, a)

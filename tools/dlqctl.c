@@ -438,6 +438,8 @@ request(natsConnection *nc, const struct opts *o, const char *verb, json_t *body
         *code = atoi(hv);
         natsMsgHeader_Get(m, "Nats-Service-Error", &msg);
         fprintf(stderr, "%s: %s: %s %s\n", prog, verb, hv, msg ? msg : "error");
+        if (json_object_get(json_object_get(*reply, "error"), "would_clear"))
+            fprintf(stderr, "%s: add --confirm to clear them\n", prog);
         rc = EXIT_ERROR_REPLY;
         goto done;
     }
@@ -783,6 +785,7 @@ static int
 cmd_list(natsConnection *nc, const struct opts *o)
 {
     json_t *all = json_array(), *reply = NULL, *body, *next = NULL, *total = NULL;
+    json_t *missing = json_array(); /* cluster mode: partitions no member served, over every page */
     char cursor[2100] = ""; /* "<seq>:<task_id>": 20 digits, ':' and an id of up to 1024 bytes, escaped */
     int rc = EXIT_OK, code;
 
@@ -802,6 +805,20 @@ cmd_list(natsConnection *nc, const struct opts *o)
         if (rc != EXIT_OK)
             goto done;
         json_array_extend(all, json_object_get(reply, "tasks"));
+        /* Cluster mode: partitions whose owner did not answer; their tasks are not in the page. */
+        json_t *pm = json_object_get(reply, "partitions_missing");
+        if (json_array_size(pm)) {
+            size_t i;
+            json_t *v;
+            json_array_foreach(pm, i, v) {
+                size_t j;
+                json_t *w;
+                bool seen = false;
+                json_array_foreach(missing, j, w) seen = seen || json_equal(v, w);
+                if (!seen)
+                    json_array_append(missing, v);
+            }
+        }
         json_decref(next);
         json_decref(total);
         next = json_incref(json_object_get(reply, "next_cursor"));
@@ -812,9 +829,18 @@ cmd_list(natsConnection *nc, const struct opts *o)
             break;
         snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
     }
+    if (json_array_size(missing)) {
+        char *text = json_dumps(missing, JSON_COMPACT);
+        fprintf(stderr, "%s: list: incomplete: partitions %s have no owner right now (a member "
+                        "died or a takeover is loading); their tasks are not listed\n",
+                prog, text ? text : "?");
+        free(text);
+    }
     if (o->json) {
         json_t *out = json_pack("{s:O,s:O,s:O}", "tasks", all, "next_cursor", next ? next : json_null(),
                                 "total", total ? total : json_integer((json_int_t)json_array_size(all)));
+        if (json_array_size(missing))
+            json_object_set(out, "partitions_missing", missing);
         print_json(out);
         json_decref(out);
     } else {
@@ -847,6 +873,7 @@ done:
     json_decref(all);
     json_decref(next);
     json_decref(total);
+    json_decref(missing);
     return rc;
 }
 
@@ -984,6 +1011,38 @@ cmd_members(natsConnection *nc, const struct opts *o)
     }
     table_print(&t);
     table_free(&t);
+    /* Partitions no answering member serves: a member that died, or a takeover under way. */
+    {
+        json_int_t parts = 0;
+        unsigned char *served;
+        char line[8192];
+        size_t n = 0, unserved = 0;
+        json_array_foreach(all, i, a) {
+            json_int_t p = json_integer_value(
+                json_object_get(json_object_get(json_object_get(a, "reply"), "cluster"), "partitions"));
+            if (p > parts && p <= 65536)
+                parts = p;
+        }
+        served = calloc((size_t)parts + 1, 1);
+        json_array_foreach(all, i, a) {
+            size_t j;
+            json_t *p;
+            json_array_foreach(json_object_get(a, "partitions"), j, p)
+                if (served && json_integer_value(p) >= 0 && json_integer_value(p) < parts)
+                    served[json_integer_value(p)] = 1;
+        }
+        line[0] = '\0';
+        for (json_int_t p = 0; served && p < parts; p++)
+            if (!served[p]) {
+                unserved++;
+                if (n < sizeof(line) - 16)
+                    n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%lld", n ? "," : "", (long long)p);
+            }
+        if (unserved)
+            printf("\n%zu of %lld partitions served by no member that answered: %s\n", unserved,
+                   (long long)parts, line);
+        free(served);
+    }
     json_decref(all);
     return EXIT_OK;
 }
