@@ -86,7 +86,9 @@ cluster: $n sidecars in cluster mode (members s1..s$n, logs: $dir/s*.log, HTTP 1
         build/tools/dlqctl members          # each member and the partitions it serves
         build/tools/dlqctl stats            # one member answers for all of them
         build/tools/dlq-demo --help         # or publish failures as the README's quick start does
+  A takeover: pkill -9 -f 'member_id s2' (the others own its partitions within lease_ms).
   Ctrl-C stops the sidecars (leases given back), then the nodes.
 EOF
-wait -n "${pids[@]}" || true
-echo "cluster: a sidecar stopped (see $dir/s*.log); stopping the rest" >&2
+# Until every sidecar has stopped: one killed on purpose leaves the others (and the nodes) running.
+wait "${pids[@]}" || true
+echo "cluster: every sidecar stopped (see $dir/s*.log); stopping the nodes" >&2
