@@ -535,45 +535,105 @@ nap(struct kv_store *k, int64_t ms)
 }
 
 /*
- * Records the partition count in a new bucket (KV_META_KEY), or checks it
- * against an existing one: every key starts with its task's partition, so
- * a bucket made with another cluster.partitions holds keys this sidecar
- * would never find again (an update or delete would miss the old record).
- * A bucket from before the key existed gets it. NULL, or why not (err).
+ * Checks bucket's partition count (KV_META_KEY) against partitions: every
+ * key starts with its task's partition, so a bucket made with another
+ * cluster.partitions holds keys this sidecar would never find again (an
+ * update or delete would miss the old record). With record, an absent count
+ * is written (a new bucket, or one from before the key existed). Returns
+ * SC_OK, SC_EINVAL (another count, or no count: err says) or SC_EIO (it
+ * could not be read: err says). Any thread that may block.
  */
-static const char *
-check_partitions(struct kv_store *k, kvStore *kv, char *err, size_t errlen)
+static sc_status
+check_partitions(kvStore *kv, const char *bucket, unsigned partitions, bool record, char *err,
+                 size_t errlen)
 {
     char want[16];
     kvEntry *e = NULL;
     uint64_t rev = 0;
     natsStatus s;
-    int n = snprintf(want, sizeof(want), "%u", k->partitions);
+    int n = snprintf(want, sizeof(want), "%u", partitions);
 
     for (int tries = 0; tries < 2; tries++) {
         s = kvStore_Get(&e, kv, KV_META_KEY);
         if (s == NATS_OK) {
-            bool same = kvEntry_ValueLen(e) == n && memcmp(kvEntry_Value(e), want, (size_t)n) == 0;
-            if (!same)
+            const char *v = kvEntry_Value(e);
+            int len = kvEntry_ValueLen(e), digits = 0;
+            bool same = len == n && memcmp(v, want, (size_t)n) == 0;
+            while (digits < len && digits < 5 && v[digits] >= '0' && v[digits] <= '9')
+                digits++;
+            if (same)
+                ;
+            else if (digits == 0 || digits != len)
+                snprintf(err, errlen,
+                         "bucket %s: %s holds no partition count (%d bytes); delete that key "
+                         "(the count is written again) or name another store.jetstream.bucket",
+                         bucket, KV_META_KEY, len);
+            else
                 snprintf(err, errlen,
                          "bucket %s holds keys made with cluster.partitions %.*s; this sidecar has "
                          "%s: set cluster.partitions to %.*s (it is fixed for the life of a bucket) "
                          "or name another store.jetstream.bucket",
-                         k->bucket, kvEntry_ValueLen(e) < 12 ? kvEntry_ValueLen(e) : 12,
-                         (const char *)kvEntry_Value(e), want,
-                         kvEntry_ValueLen(e) < 12 ? kvEntry_ValueLen(e) : 12,
-                         (const char *)kvEntry_Value(e));
+                         bucket, len, v, want, len, v);
             kvEntry_Destroy(e);
-            return same ? NULL : err;
+            return same ? SC_OK : SC_EINVAL;
         }
-        if (s != NATS_NOT_FOUND)
+        if (s != NATS_NOT_FOUND || !record)
             break;
         /* Absent: write it, unless another sidecar just did (then read theirs). */
         if ((s = kvStore_Create(&rev, kv, KV_META_KEY, want, n)) == NATS_OK)
-            return NULL;
+            return SC_OK;
     }
-    snprintf(err, errlen, "bucket %s: reading %s: %s", k->bucket, KV_META_KEY, natsStatus_GetText(s));
-    return err;
+    if (s == NATS_NOT_FOUND)
+        return SC_OK; /* not recorded yet: nothing to disagree with */
+    snprintf(err, errlen, "bucket %s: reading %s: %s", bucket, KV_META_KEY, natsStatus_GetText(s));
+    return SC_EIO;
+}
+
+/* Refuses a bucket whose records would age out. NULL, or why (into err). */
+static const char *
+check_ttl(kvStore *kv, const char *bucket, char *err, size_t errlen)
+{
+    kvStatus *sts = NULL;
+    const char *why = NULL;
+
+    if (kvStore_Status(&sts, kv) == NATS_OK && kvStatus_TTL(sts) > 0) {
+        snprintf(err, errlen,
+                 "bucket %s has a TTL of %lld s: its tasks would expire; store.jetstream.bucket "
+                 "must name a bucket without one",
+                 bucket, (long long)(kvStatus_TTL(sts) / 1000000000)); /* ns */
+        why = err;
+    }
+    kvStatus_Destroy(sts);
+    return why;
+}
+
+sc_status
+persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions, int64_t timeout_ms,
+                 char *err, size_t errlen)
+{
+    jsCtx *js = NULL;
+    kvStore *kv = NULL;
+    jsOptions o;
+    natsStatus s;
+    sc_status st = SC_OK;
+
+    jsOptions_Init(&o);
+    o.Wait = timeout_ms;
+    if ((s = natsConnection_JetStream(&js, nc, &o)) != NATS_OK) {
+        snprintf(err, errlen, "jetstream context: %s", natsStatus_GetText(s));
+        return SC_EIO;
+    }
+    s = js_KeyValue(&kv, js, bucket);
+    if (s == NATS_OK)
+        st = check_ttl(kv, bucket, err, errlen) ? SC_EINVAL
+                                                : check_partitions(kv, bucket, partitions, false, err, errlen);
+    else if (s != NATS_NOT_FOUND) {
+        snprintf(err, errlen, "bucket %s: %s", bucket, natsStatus_GetText(s));
+        st = SC_EIO;
+    }
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    return st;
 }
 
 /* Finds or makes the bucket and checks it. NULL, or why not (into err). */
@@ -581,7 +641,6 @@ static const char *
 open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errlen)
 {
     kvConfig kc;
-    kvStatus *sts = NULL;
     natsStatus s;
 
     s = js_KeyValue(kv, js, k->bucket);
@@ -598,16 +657,10 @@ open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errle
         snprintf(err, errlen, "bucket %s: %s", k->bucket, natsStatus_GetText(s));
         return err;
     }
-    if (kvStore_Status(&sts, *kv) == NATS_OK && kvStatus_TTL(sts) > 0) {
-        snprintf(err, errlen,
-                 "bucket %s has a TTL of %lld s: its tasks would expire; store.jetstream.bucket "
-                 "must name a bucket without one",
-                 k->bucket, (long long)(kvStatus_TTL(sts) / 1000000000)); /* ns */
-        kvStatus_Destroy(sts);
+    if (check_ttl(*kv, k->bucket, err, errlen) ||
+        check_partitions(*kv, k->bucket, k->partitions, true, err, errlen) != SC_OK)
         return err;
-    }
-    kvStatus_Destroy(sts);
-    return check_partitions(k, *kv, err, errlen);
+    return NULL;
 }
 
 static const char KV_STALE[] = "stale claim";

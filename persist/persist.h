@@ -415,6 +415,18 @@ sc_status persist_kv_new(struct event_base *base, const struct persist_kv_opts *
                          size_t errlen);
 
 /*
+ * persist_kv_check() looks at the tasks bucket on nc without changing it:
+ * SC_OK when it does not exist yet, or when it fits (no TTL, and the
+ * partition count it recorded, if any, is partitions); SC_EINVAL when it
+ * does not (err names the setting and both values: start-up should stop);
+ * SC_EIO when it could not look (NATS or JetStream away: the store checks
+ * again when it opens the bucket). timeout_ms bounds each JetStream call.
+ * Blocks; main thread at start-up (or any thread that may block).
+ */
+sc_status persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions,
+                           int64_t timeout_ms, char *err, size_t errlen);
+
+/*
  * persist_kv_reply() hands the KV backend p one message that arrived on
  * its reply prefix: subject, len bytes of data (borrowed for the call),
  * and status 503 when it is a "no responders" status message, else 0.

@@ -810,6 +810,19 @@ sc_cluster_released(struct sc_daemon *d, uint32_t p)
 }
 
 bool
+sc_cluster_is_member(const struct sc_daemon *d, const char *id)
+{
+    const struct sc_cluster *c = d->cluster;
+
+    if (!c || !id)
+        return false;
+    for (size_t i = 0; i < c->t.nmembers; i++)
+        if (strcmp(c->t.members[i].id, id) == 0)
+            return true;
+    return false;
+}
+
+bool
 sc_cluster_may_dispatch(const struct sc_daemon *d, uint32_t p, int64_t now_mono)
 {
     const struct sc_cluster *c = d->cluster;

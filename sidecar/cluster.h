@@ -93,6 +93,13 @@ void sc_cluster_released(struct sc_daemon *d, uint32_t p);
 bool sc_cluster_may_dispatch(const struct sc_daemon *d, uint32_t p, int64_t now_mono);
 uint64_t sc_cluster_lease_revision(const struct sc_daemon *d, uint32_t p);
 
+/*
+ * sc_cluster_is_member() tells whether id (NUL-terminated) is a live member
+ * in the last read of the bucket (this member always is). False outside
+ * cluster mode. Loop thread.
+ */
+bool sc_cluster_is_member(const struct sc_daemon *d, const char *id);
+
 /* sc_cluster_get_stats() reads the counters (enabled false, all zero, outside cluster mode). Loop thread. */
 struct sc_cluster_stats sc_cluster_get_stats(const struct sc_daemon *d);
 

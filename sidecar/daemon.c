@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "micro.h"
 #include "mirror.h"
+#include "persist.h"
 #include "peers.h"
 #include "takeover.h"
 
@@ -271,6 +272,18 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
         goto fail;
     d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */
+    /*
+     * A cluster member whose tasks bucket does not fit (another partition
+     * count, a TTL) must not join: it would take leases and serve nothing.
+     * Outside cluster mode the store says so (degraded) and the sidecar
+     * serves from memory. NATS away now: the store checks when it opens.
+     */
+    if (cfg->cluster_enabled && cfg->store_backend == CONFIG_STORE_JETSTREAM &&
+        persist_kv_check(sc_conn_nats(d->conn), cfg->kv_bucket, (unsigned)cfg->cluster_partitions,
+                         cfg->kv_timeout_ms, err, errlen) == SC_EINVAL) {
+        s = SC_EINVAL;
+        goto fail;
+    }
     /*
      * Tasks are loaded back before the tick runs and before anything is
      * subscribed (no failure, retry or admin request arrives during the

@@ -1,4 +1,5 @@
 /* fanout.c - cluster mode's admin API: a request on <prefix>.admin.<verb> (a queue group: one member takes it) is asked of every member on <prefix>.cluster.admin.<verb>, and their answers are merged into one (DESIGN section 18). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #define FANOUT_WAIT_MS 3000 /* the longest wait for the members' answers */
 #define FANOUT_MAX 64       /* requests gathered at once; one more is answered 503 */
 #define LIST_DEFAULT 50     /* admin.c's default page */
+#define RATE_MAX 1e7        /* admin.c's largest redrive rate, tasks/s */
 
 /*
  * Who holds a request (docs/cluster.md, "Admin"): the member that took it
@@ -70,10 +72,12 @@ last_token(const char *subject)
 /*
  * merge_sum() folds src into dst (both objects): integers and reals add up,
  * except uptime_s, eta_s and progress_percent (the largest) and
- * utilization_percent (worked out again by the caller); booleans OR (one
- * member paused says paused); strings keep the first, except next_due_at
- * (the earliest); null gives way to a value; objects merge the same way;
- * arrays keep the first. "cluster" (one member's own) is left out.
+ * utilization_percent (worked out again by the caller), and saturate
+ * instead of overflowing; booleans OR (one member paused says paused),
+ * except ready (AND); strings keep the first, except next_due_at (the
+ * earliest) and state/status (the first that is not "ok"); null gives way
+ * to a value; objects merge the same way; arrays keep the first. "cluster"
+ * (one member's own) is left out.
  */
 static void
 merge_sum(json_t *dst, json_t *src)
@@ -91,19 +95,25 @@ merge_sum(json_t *dst, json_t *src)
             if (!json_is_null(v) || !o)
                 json_object_set(dst, k, v);
         } else if (json_is_integer(o) && json_is_integer(v)) {
-            json_int_t a = json_integer_value(o), b = json_integer_value(v);
-            json_object_set_new(dst, k, json_integer(largest ? (a > b ? a : b) : a + b));
+            json_int_t a = json_integer_value(o), b = json_integer_value(v), sum;
+            if (__builtin_add_overflow(a, b, &sum)) /* a forged answer must not overflow */
+                sum = b > 0 ? LLONG_MAX : LLONG_MIN; /* json_int_t is long long */
+            json_object_set_new(dst, k, json_integer(largest ? (a > b ? a : b) : sum));
         } else if (json_is_number(o) && json_is_number(v)) {
             double a = json_number_value(o), b = json_number_value(v);
             json_object_set_new(dst, k, json_real(largest ? (a > b ? a : b) : a + b));
         } else if (json_is_boolean(o) && json_is_boolean(v)) {
-            if (json_is_true(v))
+            /* ready: every member must be; anything else (paused, active): one says so */
+            if (!strcmp(k, "ready") ? json_is_false(v) : json_is_true(v))
                 json_object_set(dst, k, v);
         } else if (json_is_object(o) && json_is_object(v)) {
             merge_sum(o, v);
         } else if (json_is_string(o) && json_is_string(v) && !strcmp(k, "next_due_at") &&
                    strcmp(json_string_value(v), json_string_value(o)) < 0) {
             json_object_set(dst, k, v); /* RFC 3339 UTC: text order is time order */
+        } else if (json_is_string(o) && json_is_string(v) && (!strcmp(k, "state") || !strcmp(k, "status")) &&
+                   !strcmp(json_string_value(o), "ok") && strcmp(json_string_value(v), "ok") != 0) {
+            json_object_set(dst, k, v); /* a degraded member is not hidden behind an ok one */
         }
     }
 }
@@ -287,8 +297,8 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         json_int_t size = json_integer_value(json_object_get(reply, "queue_size"));
         json_int_t max = json_integer_value(json_object_get(reply, "max_size"));
         if (json_object_get(reply, "utilization_percent") && max > 0)
-            json_object_set_new(reply, "utilization_percent",
-                                json_real((double)(size * 10000 / max) / 100.0)); /* 2 decimals, as one member says */
+            json_object_set_new(reply, "utilization_percent", /* 2 decimals, as one member says */
+                                json_real((double)(int64_t)((double)size * 10000.0 / (double)max) / 100.0));
         if (json_array_size(errs)) {
             json_t *me = json_array();
             json_array_foreach(members, i, a)
@@ -346,14 +356,27 @@ complete(const struct sc_fanout *f, const struct fo_slot *s)
 static void
 add_answer(struct sc_fanout *f, struct fo_slot *s, const char *data, size_t len)
 {
-    json_t *a = json_loadb(data, len, 0, NULL);
+    json_t *a = json_loadb(data, len, 0, NULL), *b;
+    const char *id = json_string_value(json_object_get(json_object_get(a, "member"), "id"));
+    size_t i;
 
+    /*
+     * Only one answer per live member counts: anyone who may publish into
+     * this member's inbox could otherwise end the wait with a forged "every
+     * partition" answer (docs/nats-auth.conf keeps others out of it).
+     */
     if (!json_is_object(a) || !json_is_object(json_object_get(a, "reply")) ||
-        !json_is_array(json_object_get(a, "partitions"))) {
+        !json_is_array(json_object_get(a, "partitions")) || !sc_cluster_is_member(f->d, id)) {
         sc_log(SC_LOG_WARN, "cluster admin: an answer that is not a member's was ignored", "verb",
-               s->verb, NULL);
+               s->verb, "member", id ? id : "", NULL);
         json_decref(a);
         return;
+    }
+    json_array_foreach(s->answers, i, b) {
+        if (!strcmp(json_string_value(json_object_get(json_object_get(b, "member"), "id")), id)) {
+            json_decref(a); /* a second answer from the same member */
+            return;
+        }
     }
     json_array_append_new(s->answers, a);
     if (complete(f, s))
@@ -394,8 +417,10 @@ on_request(void *ctx, natsMsg *m)
 
     if (!f || !reply || !*reply)
         return;
+    if (fans_out(verb) && !sc_admin_blank(data, len))
+        body = json_loadb(data, (size_t)len, 0, NULL); /* parsed once: json_is_object() is a macro */
     if (!fans_out(verb) || strlen(verb) >= sizeof(s->verb) ||
-        (!sc_admin_blank(data, len) && !json_is_object(body = json_loadb(data, (size_t)len, 0, NULL)))) {
+        (!sc_admin_blank(data, len) && !json_is_object(body))) {
         json_decref(body);
         sc_admin(d, m); /* answered here alone: health, classify, an unknown verb, a bad body */
         return;
@@ -417,9 +442,15 @@ on_request(void *ctx, natsMsg *m)
     s->body = body;
     s->answers = json_array();
     s->expected = cs.members ? cs.members : 1;
-    /* A redrive's rate is the cluster's: each member runs its share. */
-    if (body && !strcmp(verb, "retry") && json_is_number(rate = json_object_get(body, "rate")) &&
-        s->expected > 1) {
+    /*
+     * A redrive's rate is the cluster's: each member runs its share. A rate
+     * out of range (each member refuses it) or whose share would round to
+     * nothing goes as it came, so that the members judge the rate asked.
+     */
+    rate = body ? json_object_get(body, "rate") : NULL;
+    if (!strcmp(verb, "retry") && json_is_number(rate) && s->expected > 1 &&
+        json_number_value(rate) > 0 && json_number_value(rate) <= RATE_MAX &&
+        json_number_value(rate) / (double)s->expected > 0) {
         json_t *copy = json_deep_copy(body);
         json_object_set_new(copy, "rate", json_real(json_number_value(rate) / (double)s->expected));
         rewritten = json_dumps(copy, JSON_COMPACT);

@@ -1042,6 +1042,17 @@ cmd_members(natsConnection *nc, const struct opts *o)
             printf("\n%zu of %lld partitions served by no member that answered: %s\n", unserved,
                    (long long)parts, line);
         free(served);
+        /* The members the last read of the lease bucket counted, by any member's account. */
+        json_int_t seen = 0;
+        json_array_foreach(all, i, a) {
+            json_int_t m = json_integer_value(
+                json_object_get(json_object_get(json_object_get(a, "reply"), "cluster"), "members"));
+            if (m > seen)
+                seen = m;
+        }
+        if (seen > (json_int_t)json_array_size(all))
+            printf("%zu of %lld members answered (a member stopped, paused or cut off does not)\n",
+                   json_array_size(all), (long long)seen);
     }
     json_decref(all);
     return EXIT_OK;

@@ -506,6 +506,20 @@ test_ttl_mismatch(void **state)
     IT_CHECK(strstr(buf, "cluster.lease_ms: 4000 differs from the TTL of the existing bucket "
                          "DLQ_CLUSTER (2500 ms)") != NULL,
              "the log names the key and both values:\n%s", buf);
+    /* The tasks bucket's keys were made with 32 partitions: a member with 16 does not join. */
+    w->flag = "cluster.partitions=16";
+    start_sidecar(w, 2, "cluster.lease_ms=2500");
+    for (int64_t end = sc_now_mono_ms() + IT_WAIT_MS; it_daemon_alive(&w->sc[2]) && sc_now_mono_ms() < end;)
+        it_sleep_ms(50);
+    IT_CHECK(w->sc[2].exit_status == 2, "exit status 2, got %d", w->sc[2].exit_status);
+    f = fopen(w->sc[2].log, "r");
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    IT_CHECK(strstr(buf, "holds keys made with cluster.partitions 32; this sidecar has 16") != NULL &&
+                 !strstr(buf, "partition gained"),
+             "the log names the key and both values, and nothing was taken:\n%s", buf);
     w->passed = true;
     world_free(w);
 }
