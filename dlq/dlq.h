@@ -248,8 +248,6 @@ struct dlq_task {
     /* The store mirror's (sidecar/mirror.c), opaque here and left alone by this module: */
     struct sc_list dirty;               /* linked while the task has changes not yet stored */
     struct sc_mirror_ack *store_acks;   /* ingest acks waiting for this task's write */
-    uint64_t store_answered;            /* the last version the store answered for (stored, or
-                                           given up): loaded tasks have their version */
 };
 
 /* Filter of DESIGN section 8 (any field unset matches everything). */

@@ -67,28 +67,7 @@ port_forgotten(void *ctx, struct dlq_task *t)
     sc_mirror_forgotten(ctx, t);
 }
 
-/*
- * Cluster mode: only a partition served here, under a valid lease, and only
- * once the store holds t's current state, while it takes writes (outside
- * cluster mode: always). Why the store: a change the store has not
- * answered for lives in this member's memory only (a failure taken meanwhile
- * keeps its stream ack waiting: the stream holds it too). If the lease runs
- * out before the write lands (a nats-server died: the tasks bucket and the
- * lease bucket lose their leaders together, writes hang or find no
- * responders for seconds, longer than a lease), the partition is forgotten
- * with every unwritten change, and its next owner (maybe this member again)
- * starts from the stream and the store's last record: an attempt sent on an
- * unstored state goes out a second time (same Nats-Msg-Id). Held in the due
- * wheel instead (asked again every DLQ_HOLD_MS), t waits in memory and in
- * the stream or the store; once its write is answered it goes out as usual.
- * So an attempt comes twice only when it went out on a stored state and its
- * own writes ("retrying", the outcome) were cut off: in flight when the
- * store stopped answering. Seen in test_failover_server_kill, kill -9 of
- * the node leading KV_DLQ_TASKS and KV_DLQ_CLUSTER with lease_ms 2500:
- * every lease lost 1.7 s after the kill, the store back after 8 s, and
- * 1,242 of 1,500 tasks had an attempt sent twice, all sent in those 1.7 s on
- * states not yet stored.
- */
+/* Cluster mode: only a partition served here, under a valid lease (outside it: always). */
 static bool
 port_may_dispatch(void *ctx, const struct dlq_task *t)
 {
@@ -97,8 +76,7 @@ port_may_dispatch(void *ctx, const struct dlq_task *t)
     if (!d->serving)
         return true;
     return sc_serving(d, dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions),
-                      sc_now_mono_ms()) &&
-           sc_mirror_writable(d) && sc_mirror_task_stored(d, t);
+                               sc_now_mono_ms());
 }
 
 static const char *

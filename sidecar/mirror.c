@@ -703,7 +703,6 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     t->next_retry_at = doc_time(src, "next_retry_at");
     t->first_failed_at = doc_time(src, "first_failed_at");
     t->version = version > (uint64_t)doc_int(src, "version") ? version : (uint64_t)doc_int(src, "version");
-    t->store_answered = t->version; /* it comes from the store */
     if (t->version > s->vclock)
         s->vclock = t->version;
 }
@@ -1374,7 +1373,6 @@ on_fill(void *ctx, struct persist_batch *b)
                 fl_add(s, t->id, t->id_len, t->version, false);
             if (st) {
                 s->rejected++;
-                t->store_answered = t->version; /* given up: nothing will answer */
                 sc_log(SC_LOG_WARN, "store: task document too large to write; kept in memory only",
                        "task_id", t->id, NULL);
                 acks_release_task(d, t, UINT64_MAX, ACK_UNSTORED,
@@ -1409,8 +1407,6 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
         break;
     case PERSIST_ITEM_REJECTED:
         s->rejected++;
-        if (it->version > t->store_answered)
-            t->store_answered = it->version; /* refused for good: nothing more will answer */
         now = sc_now_mono_ms();
         if (!s->last_reject_log || now - s->last_reject_log >= REJECT_LOG_MS) {
             s->last_reject_log = now;
@@ -1422,8 +1418,6 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
         break;
     case PERSIST_ITEM_OK:
     case PERSIST_ITEM_STALE:
-        if (it->version > t->store_answered)
-            t->store_answered = it->version;
         acks_release_task(d, t, it->version, ACK_STORED, NULL);
         break;
     case PERSIST_ITEM_FENCED:
@@ -1441,17 +1435,7 @@ on_result(void *ctx, const struct persist_item *it, persist_result r, const char
                 break;
             }
         }
-        /*
-         * Another member owns its partition now (the lease layer forgets it),
-         * or this member's claim of it has not put its fence yet (a task a
-         * claim loaded was changed before the claim was over): nothing stored
-         * here, and nothing more will answer for this version. In the second
-         * case the task stays: its next change is written under the fence;
-         * the dispatch port must not wait for this one (seen under TSan: a
-         * reloaded "retrying" task held for good).
-         */
-        if (it->version > t->store_answered)
-            t->store_answered = it->version;
+        /* Another member owns its partition now (the lease layer forgets it): nothing stored here. */
         acks_release_task(d, t, UINT64_MAX, ACK_UNSTORED, "the task's partition moved to another instance");
         break;
     }
@@ -1866,32 +1850,6 @@ sc_mirror_close(struct sc_daemon *d)
     sc_buf_destroy(&s->tmp);
     free(s);
     d->mirror = NULL;
-}
-
-bool
-sc_mirror_writable(struct sc_daemon *d)
-{
-    struct sc_mirror *s = d->mirror;
-    struct persist_stats st;
-
-    if (!s || !s->durable || s->p->state == PERSIST_OK)
-        return true;
-    /*
-     * Not ok, but nothing waits to be written: no write is known to fail
-     * (the ones that did may have been dropped with a partition given up,
-     * and the state turns ok again only with the next write that lands).
-     * The next change is the probe: when it fails too, this answers false.
-     */
-    persist_get_stats(s->p, &st);
-    return s->ndirty + s->tlen + s->nraw + st.in_flight == 0;
-}
-
-bool
-sc_mirror_task_stored(struct sc_daemon *d, const struct dlq_task *t)
-{
-    const struct sc_mirror *s = d->mirror;
-
-    return !s || !s->durable || (!sc_list_linked(&t->dirty) && t->store_answered >= t->version);
 }
 
 const char *

@@ -105,21 +105,6 @@ size_t sc_mirror_partition_pending(struct sc_daemon *d, uint32_t p, uint32_t par
 const char *sc_mirror_refusal(struct sc_daemon *d);
 
 /*
- * sc_mirror_writable() tells whether the store takes writes now: its state
- * is ok (the memory store: always), or no write waits at all (nothing is
- * known to fail; the next write tells). Loop thread.
- */
-bool sc_mirror_writable(struct sc_daemon *d);
-
-/*
- * sc_mirror_task_stored() tells whether the store answered for t's current
- * version: acknowledged it (or a newer one), or refused it for good (too
- * large, rejected, fenced); a task loaded from the store is. The memory store: always true. Loop
- * thread.
- */
-bool sc_mirror_task_stored(struct sc_daemon *d, const struct dlq_task *t);
-
-/*
  * sc_mirror_state() returns the store's state name ("ok", "starting",
  * "degraded") and sets *backend ("memory", "opensearch") and *queued_writes
  * (changed tasks not yet stored + pending deletes + items in flight).
