@@ -759,7 +759,7 @@ it_daemon_stop(struct it_daemon *d)
     if (d->pid <= 0)
         return d->exit_status < 0 ? 0 : d->exit_status;
     kill(d->pid, SIGTERM);
-    d->exit_status = reap(d->pid, 10000);
+    d->exit_status = reap(d->pid, 30000); /* its drain and last flush may take shutdown.drain_ms */
     d->pid = 0;
     return d->exit_status;
 }
@@ -903,9 +903,18 @@ it_connect(const char *url, const char *name)
 {
     natsOptions *o = NULL;
     natsConnection *nc = NULL;
+    char list[IT_CLUSTER_MAX * 32 + 64], *save = NULL, *tok;
+    const char *servers[IT_CLUSTER_MAX + 1];
+    int nservers = 0;
     natsStatus s = natsOptions_Create(&o);
+
+    /* A cluster's comma-separated URLs become the server pool, one entry each. */
+    snprintf(list, sizeof(list), "%s", url);
+    for (tok = strtok_r(list, ",", &save); tok && nservers < (int)SC_ARRAY_LEN(servers);
+         tok = strtok_r(NULL, ",", &save))
+        servers[nservers++] = tok;
     if (s == NATS_OK)
-        s = natsOptions_SetURL(o, url);
+        s = natsOptions_SetServers(o, servers, nservers);
     if (s == NATS_OK)
         s = natsOptions_SetName(o, name);
     if (s == NATS_OK)

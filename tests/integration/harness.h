@@ -237,7 +237,8 @@ void it_env_recorder_free(struct it_env *e, struct it_recorder *r);
 /* ---- NATS clients ---------------------------------------------------------------------------- */
 
 /*
- * it_connect() opens a connection to url that reconnects forever every
+ * it_connect() opens a connection to url (one URL, or a cluster's
+ * comma-separated list: the server pool) that reconnects forever every
  * 100 ms and buffers while disconnected. Returns the connection or NULL.
  */
 natsConnection *it_connect(const char *url, const char *name);

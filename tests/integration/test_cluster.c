@@ -1,4 +1,4 @@
-/* test_cluster.c - integration: cluster leases (cluster.enabled) with 3 sidecars on a 3-node nats-server 2.15.3 cluster (R3 bucket): balance, kill -9, a SIGSTOP zombie, scale 1 -> 3 -> 1, and a bucket whose TTL differs. */
+/* test_cluster.c - integration: cluster leases (cluster.enabled) with 3 sidecars on a 3-node nats-server 2.15.3 cluster (R3 bucket): balance, kill -9, a SIGSTOP zombie, scale 1 -> 3 -> 1, a bucket whose TTL differs, and failures flowing through a kill -9 of a sidecar or of a nats-server node. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,6 +42,7 @@ struct world {
     bool seen[NS];
     int owned[NS];
     int owner_of[P]; /* -1 none; -2 reported by two */
+    int64_t until_of[P]; /* the owner's lease valid until (CLOCK_MONOTONIC ms); 0 none */
     json_t *last[NS];
     bool killed[NS]; /* kill -9 on purpose: its exit status is not checked */
     const char *flag; /* one more flag for the sidecars started from now on (NULL: none) */
@@ -61,7 +62,7 @@ world_new(const char *name, size_t nodes)
     for (size_t i = 0; i < NS; i++)
         w->sc[i].exit_status = -1;
     IT_CHECK(it_cluster_start(&w->cl, w->dir, nodes) == 0, "a %zu-node cluster starts", nodes);
-    w->nc = it_connect(w->cl.node[0].url, "it-cluster-client"); /* no node is stopped here */
+    w->nc = it_connect(w->cl.urls, "it-cluster-client"); /* every node: one may be killed */
     assert_non_null(w->nc);
     return w;
 }
@@ -106,6 +107,14 @@ world_free(struct world *w)
     free(w);
 }
 
+/* Whether this is a quick (sanitized) run: DLQ_TEST_QUICK set and not "0". */
+static bool
+quick_run(void)
+{
+    const char *q = getenv("DLQ_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
 /* Starts sidecar i (member id s<i>) on the cluster, its log in <dir>/s<i>/, with extra flags. */
 static void
 start_sidecar(struct world *w, int i, const char *lease)
@@ -120,6 +129,8 @@ start_sidecar(struct world *w, int i, const char *lease)
                            /* cluster mode shares the tasks through the KV store and the stream */
                            "store.backend=jetstream", r3 ? "store.jetstream.replicas=3" : "store.jetstream.replicas=1",
                            "ingest.mode=jetstream", r3 ? "ingest.stream_replicas=3" : "ingest.stream_replicas=1",
+                           /* sanitized: the last writes after a node's kill may take long to land */
+                           quick_run() ? "shutdown.drain_ms=15000" : "shutdown.drain_ms=5000",
                            w->flag, NULL};
 
     snprintf(sdir, sizeof(sdir), "%s/s%d", w->dir, i);
@@ -150,6 +161,7 @@ take_reply(struct world *w, json_t *h)
             continue;
         w->owned[i]++;
         w->owner_of[p] = w->owner_of[p] == -1 ? i : -2;
+        w->until_of[p] = it_json_int(l, "valid_until_mono_ms");
         if (w->nsamples < MAX_SAMPLES)
             w->samples[w->nsamples++] = (struct sample){
                 .member = i, .p = p, .since = it_json_int(l, "since_mono_ms"), .at = at};
@@ -187,8 +199,10 @@ poll(struct world *w)
 
     memset(w->seen, 0, sizeof(w->seen));
     memset(w->owned, 0, sizeof(w->owned));
-    for (size_t p = 0; p < P; p++)
+    for (size_t p = 0; p < P; p++) {
         w->owner_of[p] = -1;
+        w->until_of[p] = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         take_reply(w, r[i]);
         json_decref(r[i]);
@@ -604,14 +618,16 @@ queued_total(struct world *w)
 
 /*
  * Publishes a "connection refused" failure of task id (linear policy, retried
- * on retry_subject) into the stream on subject and checks the stream took
- * it, trying again for 5 s (a stream leader election after a kill).
+ * on retry_subject) into the stream on subject, with the id as Nats-Msg-Id,
+ * and checks the stream took it, trying again for IT_WAIT_MS (a stream
+ * leader election after a kill).
  */
 static void
 publish_failure(jsCtx *js, const char *subject, const char *id, const char *retry_subject)
 {
     struct it_envelope env;
     struct sc_buf b;
+    jsPubOptions po;
     natsStatus s = NATS_ERR;
 
     it_envelope_init(&env);
@@ -621,9 +637,13 @@ publish_failure(jsCtx *js, const char *subject, const char *id, const char *retr
     env.retry_subject = retry_subject;
     sc_buf_init(&b, 1 << 20);
     IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack");
-    for (int k = 0; k < 50; k++) {
+    /* A publish whose answer a reconnect lost may be stored: the stream drops the copy. */
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    /* A stream leader election after a kill (seen: 5 s of no responders): again. */
+    for (int64_t end = sc_now_mono_ms() + IT_WAIT_MS; sc_now_mono_ms() < end;) {
         jsPubAck *pa = NULL;
-        s = js_Publish(&pa, js, subject, b.data, (int)b.len, NULL, NULL);
+        s = js_Publish(&pa, js, subject, b.data, (int)b.len, &po, NULL);
         jsPubAck_Destroy(pa);
         if (s == NATS_OK)
             break;
@@ -633,12 +653,6 @@ publish_failure(jsCtx *js, const char *subject, const char *id, const char *retr
     sc_buf_destroy(&b);
 }
 
-static bool
-quick_run(void)
-{
-    const char *q = getenv("DLQ_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-}
 
 static int
 failover_n(void)
@@ -651,28 +665,364 @@ failover_n(void)
     return q && *q && strcmp(q, "0") != 0 ? 1500 : 4000;
 }
 
+/* What failover_run() kills mid-run. */
+enum victim {
+    VICTIM_SIDECAR, /* kill -9 of sidecar s1 */
+    VICTIM_SERVER,  /* kill -9 of a nats-server node that sidecars are connected to */
+};
+
 /*
- * 3 sidecars on a 3-node cluster (R3 stream, R3 buckets), failures
- * published at a steady rate to the stream, a worker that fails each
- * task's first attempt: kill -9 of one sidecar mid-run. Every task is
- * completed; every (task, attempt) reached the worker once, except attempts
- * in flight at the kill, which came again with the same Nats-Msg-Id (those
- * of the killed member's partitions only): counted and printed.
+ * node_of_sidecar() reads sidecar i's log and returns the index in w->cl of
+ * the node named by its last "nats connected" or "nats reconnected" line
+ * (the node its one connection is on), or -1 when there is none or the URL
+ * is of no node. Main thread.
+ */
+static int
+node_of_sidecar(const struct world *w, int i)
+{
+    FILE *f = fopen(w->sc[i].log, "r");
+    char line[4096];
+    int node = -1;
+
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        const char *u;
+        if ((!strstr(line, "nats connected") && !strstr(line, "nats reconnected")) ||
+            !(u = strstr(line, "url=")))
+            continue;
+        u += 4 + (u[4] == '"');
+        for (size_t k = 0; k < w->cl.n; k++) {
+            size_t l = strlen(w->cl.node[k].url);
+            if (strncmp(u, w->cl.node[k].url, l) == 0 && (u[l] < '0' || u[l] > '9'))
+                node = (int)k;
+        }
+    }
+    fclose(f);
+    return node;
+}
+
+/* The R3 streams of cluster mode: the failures, the tasks bucket, the lease bucket. */
+static const char *const cluster_streams[] = {"DLQ_FAILED", "KV_DLQ_TASKS", "KV_DLQ_CLUSTER"};
+
+/*
+ * stream_peer() asks js for stream's info and tells whether server name
+ * ("n0", ...) leads it (returns 2), is a replica that is current, online and
+ * without lag (1), or neither, or the info could not be had (0). Any thread.
+ */
+static int
+stream_peer(jsCtx *js, const char *stream, const char *name)
+{
+    jsStreamInfo *si = NULL;
+    int r = 0;
+
+    if (js_GetStreamInfo(&si, js, stream, NULL, NULL) != NATS_OK || !si->Cluster)
+        goto done;
+    if (si->Cluster->Leader && strcmp(si->Cluster->Leader, name) == 0) {
+        r = 2;
+        goto done;
+    }
+    for (int k = 0; k < si->Cluster->ReplicasLen; k++) {
+        const jsPeerInfo *pi = si->Cluster->Replicas[k];
+        if (pi->Name && strcmp(pi->Name, name) == 0 && pi->Current && !pi->Offline && pi->Lag == 0)
+            r = 1;
+    }
+done:
+    jsStreamInfo_Destroy(si);
+    return r;
+}
+
+/*
+ * pick_node() chooses the nats-server node to kill among those some
+ * sidecar is connected to (node_of_sidecar()): the one leading the most of
+ * cluster_streams (leader elections on top of the reconnects), ties going
+ * to the one with more sidecars. Prints the choice. Returns the node's
+ * index (at least one sidecar is on it), or fails the test when no
+ * sidecar's node is known.
+ */
+static int
+pick_node(struct world *w, jsCtx *js)
+{
+    int conns[IT_CLUSTER_MAX] = {0}, leads[IT_CLUSTER_MAX] = {0}, best = -1;
+    char led[IT_CLUSTER_MAX][64] = {{0}};
+
+    for (int i = 0; i < NS; i++) {
+        int k = node_of_sidecar(w, i);
+        if (k >= 0)
+            conns[k]++;
+    }
+    for (size_t k = 0; k < w->cl.n; k++) {
+        char name[24];
+        snprintf(name, sizeof(name), "n%zu", k);
+        for (size_t s = 0; s < SC_ARRAY_LEN(cluster_streams); s++)
+            if (stream_peer(js, cluster_streams[s], name) == 2) {
+                leads[k]++;
+                snprintf(led[k] + strlen(led[k]), sizeof(led[k]) - strlen(led[k]), " %s",
+                         cluster_streams[s]);
+            }
+        if (conns[k] > 0 &&
+            (best < 0 || leads[k] * 10 + conns[k] > leads[best] * 10 + conns[best]))
+            best = (int)k;
+    }
+    IT_CHECK(best >= 0, "the node of some sidecar is known from its log");
+    printf("cluster: nats-server n%d has %d of %d sidecars and leads%s (n0/n1/n2: %d/%d/%d "
+           "sidecars)\n", best, conns[best], NS, leads[best] ? led[best] : " no R3 stream",
+           conns[0], conns[1], conns[2]);
+    return best;
+}
+
+/*
+ * The watch after the kill: a thread of its own polls health (poll(), the
+ * world's round fields are its own until joined) until the victim's loss is
+ * repaired, so that the main thread keeps publishing meanwhile.
+ */
+struct recovery {
+    struct world *w;
+    enum victim v;
+    int victim;      /* the sidecar or node killed */
+    unsigned on_node; /* bit i: s<i> was connected to the node killed (or is the sidecar killed) */
+    int64_t t_kill;  /* CLOCK_MONOTONIC ms */
+    int64_t took_ms; /* from the kill until repaired; -1 when not within the timeout */
+    pthread_t th;
+};
+
+/*
+ * repaired() tells whether the last round shows the loss repaired: a
+ * sidecar killed: the other two own all P; a node killed: all three answer,
+ * own all P, and every lease was written (renewed or taken) after the kill
+ * (valid until at least t_kill + lease - guard), i.e. the lease bucket
+ * answers again through the surviving nodes.
+ */
+static bool
+repaired(const struct recovery *r)
+{
+    const struct world *w = r->w;
+
+    if (r->v == VICTIM_SIDECAR)
+        return all_owned(w, 7u & ~(1u << r->victim));
+    for (int i = 0; i < NS; i++)
+        if (!w->seen[i])
+            return false;
+    if (!all_owned(w, 7))
+        return false;
+    for (int p = 0; p < P; p++)
+        if (w->until_of[p] < r->t_kill + LEASE_MS - LEASE_MS / 5)
+            return false;
+    return true;
+}
+
+/* The watch thread (struct recovery): polls until repaired() or 2 * SETTLE_MS pass. */
+static void *
+recovery_main(void *arg)
+{
+    struct recovery *r = arg;
+
+    r->took_ms = -1;
+    while (sc_now_mono_ms() - r->t_kill < 2 * SETTLE_MS) {
+        poll(r->w);
+        if (repaired(r)) {
+            r->took_ms = sc_now_mono_ms() - r->t_kill;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * kill_victim() kills what v names with SIGKILL once a health round shows
+ * every sidecar answering and all P owned: sidecar s1, or the node
+ * pick_node() chooses (whose sidecars reconnect to the others: they have
+ * every node's URL). Marks in part_hit[p] the partitions whose owner
+ * died (a sidecar) or was on the killed node. Starts r's watch thread.
+ * Main thread, before any other poll().
  */
 static void
-test_failover_tasks(void **state)
+kill_victim(struct world *w, enum victim v, jsCtx *js, unsigned char part_hit[P],
+            struct recovery *r)
 {
-    struct world *w = world_new("cluster-tasks", 3);
+    unsigned on_node = 0; /* bit i: s<i> was connected to the node killed */
+
+    for (int k = 0; k < 50; k++) {
+        poll(w);
+        if (w->seen[0] && w->seen[1] && w->seen[2] && all_owned(w, 7))
+            break;
+    }
+    IT_CHECK(w->seen[0] && w->seen[1] && w->seen[2] && all_owned(w, 7),
+             "a full health round before the kill");
+    *r = (struct recovery){.w = w, .v = v};
+    if (v == VICTIM_SIDECAR) {
+        r->victim = 1;
+        on_node = 1u << 1;
+    } else {
+        r->victim = pick_node(w, js);
+        for (int i = 0; i < NS; i++)
+            if (node_of_sidecar(w, i) == r->victim)
+                on_node |= 1u << i;
+    }
+    for (int p = 0; p < P; p++)
+        part_hit[p] = w->owner_of[p] >= 0 && ((on_node >> w->owner_of[p]) & 1);
+    r->on_node = on_node;
+    r->t_kill = sc_now_mono_ms();
+    if (v == VICTIM_SIDECAR) {
+        kill(w->sc[1].pid, SIGKILL);
+        w->killed[1] = true;
+    } else {
+        it_cluster_stop_node(&w->cl, (size_t)r->victim, SIGKILL);
+    }
+    IT_CHECK(pthread_create(&r->th, NULL, recovery_main, r) == 0, "the watch thread starts");
+}
+
+/*
+ * publish_failures() publishes n failures t-0 .. t-(n-1) to the stream at a
+ * steady rate, each with its task id as Nats-Msg-Id, calling kill_victim()
+ * after 2/5 of them. Main thread; fails the test when a publish fails.
+ */
+static void
+publish_failures(struct world *w, enum victim v, jsCtx *js, int n, unsigned char part_hit[P],
+                 struct recovery *r)
+{
+    int64_t t0 = sc_now_mono_ms();
+
+    for (int i = 0; i < n; i++) {
+        char id[32];
+
+        if (i == n * 2 / 5) {
+            int hit = 0;
+            kill_victim(w, v, js, part_hit, r);
+            for (int p = 0; p < P; p++)
+                hit += part_hit[p];
+            printf("cluster: kill -9 of %s%d after %d of %d failures (%d partitions were owned "
+                   "by %s)\n", v == VICTIM_SIDECAR ? "sidecar s" : "nats-server n", r->victim, i,
+                   n, hit, v == VICTIM_SIDECAR ? "it" : "sidecars connected to it");
+        }
+        snprintf(id, sizeof(id), "t-%d", i);
+        publish_failure(js, "dlq.failed.orders", id, "dlq.retry.orders");
+        if (i % 50 == 49)
+            it_sleep_ms(20); /* a steady rate, not one burst */
+    }
+    printf("cluster: %d failures published in %lld ms\n", n, (long long)(sc_now_mono_ms() - t0));
+}
+
+/*
+ * count_dups() counts the retries the worker saw again for a (task,
+ * attempt) it had seen already (each later sighting one), those of
+ * partitions not in part_hit, and those whose Nats-Msg-Id differs from the
+ * first sighting's; prints the first ones. Returns how many retries the
+ * worker saw. Main thread; takes the worker's lock (its callback still runs).
+ */
+static size_t
+count_dups(struct worker *wk, const unsigned char part_hit[P], size_t *dups, size_t *dups_other,
+           size_t *dups_msgid)
+{
+    size_t seen;
+
+    *dups = *dups_other = *dups_msgid = 0;
+    pthread_mutex_lock(&wk->mu);
+    seen = wk->n;
+    for (size_t b = 1; b < seen; b++)
+        for (size_t a = 0; a < b; a++) {
+            const struct seen_retry *x = &wk->seen[a], *y = &wk->seen[b];
+            char id[32];
+            if (x->task != y->task || x->attempt != y->attempt)
+                continue;
+            (*dups)++;
+            snprintf(id, sizeof(id), "t-%d", x->task);
+            if (!part_hit[dlq_partition_of(id, strlen(id), P)])
+                (*dups_other)++;
+            if (strcmp(x->msgid, y->msgid) != 0)
+                (*dups_msgid)++;
+            if (*dups <= 10 || (strcmp(x->msgid, y->msgid) != 0 && *dups_msgid <= 10))
+                printf("cluster: attempt seen twice: %s attempt %d Nats-Msg-Id %s / %s\n", id,
+                       x->attempt, x->msgid, y->msgid);
+            break; /* against the first sighting only */
+        }
+    pthread_mutex_unlock(&wk->mu);
+    return seen;
+}
+
+/* print_member_stats() prints each live sidecar's forwarding and lease counters (one gather). */
+static int64_t
+print_member_stats(struct world *w)
+{
+    json_t *r[NS + 4];
+    size_t nr = member_gather(w, "stats", r, NS + 4);
+    int64_t lost = 0;
+
+    for (size_t i = 0; i < nr; i++) {
+        printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
+               "refused %lld, enqueued %lld; partitions gained %lld, lost %lld, released %lld, "
+               "lease failures %lld\n",
+               it_json_str(r[i], "cluster.member_id"),
+               (long long)it_json_int(r[i], "takeover.forwarded"),
+               (long long)it_json_int(r[i], "takeover.forward_acks"),
+               (long long)it_json_int(r[i], "takeover.forward_naks"),
+               (long long)it_json_int(r[i], "takeover.forwarded_in"),
+               (long long)it_json_int(r[i], "takeover.forwarded_refused"),
+               (long long)it_json_int(r[i], "lifetime_stats.enqueued"),
+               (long long)it_json_int(r[i], "cluster.partitions_gained"),
+               (long long)it_json_int(r[i], "cluster.partitions_lost"),
+               (long long)it_json_int(r[i], "cluster.partitions_released"),
+               (long long)it_json_int(r[i], "cluster.lease_failures"));
+        lost += it_json_int(r[i], "cluster.partitions_lost");
+        json_decref(r[i]);
+    }
+    return lost;
+}
+
+/*
+ * wait_rejoined() restarts node k (same ports, same store) and waits until
+ * it leads or is a current replica of every R3 stream of cluster_streams.
+ * Returns the ms it took from the restart, or -1 (what was missing printed).
+ */
+static int64_t
+wait_rejoined(struct world *w, jsCtx *js, int k)
+{
+    char name[24];
+    int64_t t0 = sc_now_mono_ms();
+
+    snprintf(name, sizeof(name), "n%d", k);
+    IT_CHECK(it_server_restart(&w->cl.node[k]) == 0, "nats-server %s starts again", name);
+    IT_CHECK(it_cluster_wait_js(w->cl.node[k].url, 2 * IT_WAIT_MS) == 0,
+             "JetStream answers through %s again", name);
+    while (sc_now_mono_ms() - t0 < 2 * IT_WAIT_MS) {
+        size_t ok = 0;
+        for (size_t s = 0; s < SC_ARRAY_LEN(cluster_streams); s++)
+            ok += stream_peer(js, cluster_streams[s], name) > 0;
+        if (ok == SC_ARRAY_LEN(cluster_streams))
+            return sc_now_mono_ms() - t0;
+        it_sleep_ms(200);
+    }
+    for (size_t s = 0; s < SC_ARRAY_LEN(cluster_streams); s++)
+        fprintf(stderr, "  %s: %s is %s\n", cluster_streams[s], name,
+                stream_peer(js, cluster_streams[s], name) ? "current" : "not current");
+    return -1;
+}
+
+/*
+ * failover_run() is the failover world: 3 sidecars on a 3-node cluster (R3
+ * stream, R3 buckets), failures published at a steady rate to the stream,
+ * a worker that fails each task's first attempt and succeeds on the
+ * second; kill -9 of what v names mid-run (a node is started again once
+ * the failures are published). Every task is completed; the surviving
+ * sidecars stay alive; every (task, attempt) reached the worker once,
+ * except attempts in flight at the kill, which came again with the same
+ * Nats-Msg-Id: counted and printed; every sidecar left exits 0 at SIGTERM.
+ * name names the temp dir. Main thread; fails the test on any miss.
+ */
+static void
+failover_run(const char *name, enum victim v)
+{
+    struct world *w = world_new(name, 3);
     const int n = failover_n();
     struct worker wk = {.ntasks = n};
+    struct recovery rec;
     natsConnection *pub, *wc;
     natsSubscription *sub = NULL;
     jsCtx *js = NULL;
-    unsigned char killed_parts[P] = {0};
-    int64_t t0, deadline;
-    size_t dups = 0, dups_other = 0, dups_msgid = 0;
+    unsigned char part_hit[P] = {0};
+    int64_t t0 = sc_now_mono_ms(), deadline, rejoin_ms = -1;
+    size_t seen, dups, dups_other, dups_msgid;
 
-    (void)state;
     pthread_mutex_init(&wk.mu, NULL);
     wk.cap = (size_t)n * 6;
     wk.seen = calloc(wk.cap, sizeof(*wk.seen));
@@ -688,8 +1038,9 @@ test_failover_tasks(void **state)
     for (int i = 0; i < NS; i++)
         start_sidecar(w, i, quick_run() ? "cluster.lease_ms=6000" : "cluster.lease_ms=2500");
     IT_CHECK(wait_balanced(w, 7, SETTLE_MS) >= 0, "3 sidecars own the 32 partitions");
-    wc = it_connect(w->cl.node[1].url, "it-worker");
-    pub = it_connect(w->cl.node[2].url, "it-publisher");
+    /* Every node's URL: the worker and the publisher reconnect to a survivor of a node's kill. */
+    wc = it_connect(w->cl.urls, "it-worker");
+    pub = it_connect(w->cl.urls, "it-publisher");
     assert_non_null(wc);
     assert_non_null(pub);
     IT_CHECK(natsConnection_QueueSubscribe(&sub, wc, "dlq.retry.orders", "workers", on_retry, &wk) ==
@@ -697,31 +1048,26 @@ test_failover_tasks(void **state)
     natsSubscription_SetPendingLimits(sub, -1, -1);
     IT_CHECK(natsConnection_JetStream(&js, pub, NULL) == NATS_OK, "JetStream context");
 
-    t0 = sc_now_mono_ms();
-    for (int i = 0; i < n; i++) {
-        char id[32];
-
-        if (i == n * 2 / 5) {
-            /* Whose partitions die with s1: a round where every sidecar answered and all 32 are owned. */
-            for (int k = 0; k < 50; k++) {
-                poll(w);
-                if (w->seen[0] && w->seen[1] && w->seen[2] && all_owned(w, 7))
-                    break;
-            }
-            IT_CHECK(w->seen[1] && all_owned(w, 7), "a full health round before the kill");
-            for (int p = 0; p < P; p++)
-                killed_parts[p] = w->owner_of[p] == 1;
-            kill(w->sc[1].pid, SIGKILL);
-            w->killed[1] = true;
-            printf("cluster: kill -9 of s1 after %d of %d failures (it owned %d partitions)\n", i, n,
-                   w->owned[1]);
-        }
-        snprintf(id, sizeof(id), "t-%d", i);
-        publish_failure(js, "dlq.failed.orders", id, "dlq.retry.orders");
-        if (i % 50 == 49)
-            it_sleep_ms(20); /* a steady rate, not one burst */
+    publish_failures(w, v, js, n, part_hit, &rec);
+    IT_CHECK(pthread_join(rec.th, NULL) == 0, "the watch thread ends");
+    IT_CHECK(rec.took_ms >= 0, "the loss of %s%d is repaired (see repaired())",
+             v == VICTIM_SIDECAR ? "sidecar s" : "nats-server n", rec.victim);
+    if (v == VICTIM_SIDECAR)
+        printf("cluster: s0 and s2 own all %d partitions %lld ms after the kill (lease_ms %d)\n",
+               P, (long long)rec.took_ms, quick_run() ? 6000 : LEASE_MS);
+    else
+        printf("cluster: all %d partitions owned with leases written after the kill %lld ms after "
+               "it (lease_ms %d)\n", P, (long long)rec.took_ms, quick_run() ? 6000 : LEASE_MS);
+    if (v == VICTIM_SERVER) {
+        for (int i = 0; i < NS; i++)
+            IT_CHECK(!((rec.on_node >> i) & 1) || node_of_sidecar(w, i) != rec.victim,
+                     "s%d, connected to n%d at the kill, reconnected to another node", i,
+                     rec.victim);
+        rejoin_ms = wait_rejoined(w, js, rec.victim);
+        IT_CHECK(rejoin_ms >= 0, "n%d rejoins: current in every R3 stream", rec.victim);
+        printf("cluster: nats-server n%d restarted; current in the 3 R3 streams after %lld ms\n",
+               rec.victim, (long long)rejoin_ms);
     }
-    printf("cluster: %d failures published in %lld ms\n", n, (long long)(sc_now_mono_ms() - t0));
 
     deadline = sc_now_mono_ms() + 120000;
     while (worker_done(&wk) < (size_t)n && sc_now_mono_ms() < deadline)
@@ -730,51 +1076,15 @@ test_failover_tasks(void **state)
     for (int k = 0; k < 100 && queued_total(w) != 0; k++)
         it_sleep_ms(100);
     IT_CHECK(queued_total(w) == 0, "tasks left in the sidecars after every one completed");
+    for (int i = 0; i < NS; i++)
+        IT_CHECK(w->killed[i] || it_daemon_alive(&w->sc[i]), "s%d is alive", i);
 
-    /* Every (task, attempt) once, but attempts in flight at the kill, with the same Nats-Msg-Id. */
-    pthread_mutex_lock(&wk.mu);
-    for (size_t a = 0; a < wk.n; a++)
-        for (size_t b = a + 1; b < wk.n; b++) {
-            const struct seen_retry *x = &wk.seen[a], *y = &wk.seen[b];
-            char id[32];
-            if (x->task != y->task || x->attempt != y->attempt)
-                continue;
-            dups++;
-            snprintf(id, sizeof(id), "t-%d", x->task);
-            if (!killed_parts[dlq_partition_of(id, strlen(id), P)])
-                dups_other++;
-            if (strcmp(x->msgid, y->msgid) != 0)
-                dups_msgid++;
-            if (dups <= 10 || (strcmp(x->msgid, y->msgid) != 0 && dups_msgid <= 10))
-                printf("cluster: attempt seen twice: %s attempt %d Nats-Msg-Id %s / %s\n", id,
-                       x->attempt, x->msgid, y->msgid);
-        }
-    pthread_mutex_unlock(&wk.mu);
-    printf("cluster: %d tasks completed, %zu retries seen, %zu attempts seen twice (in flight at "
-           "the kill)\n", n, wk.n, dups);
-    int64_t survivors_lost = 0; /* partitions the survivors lost (a lease not renewed in time) */
-    {
-        json_t *r[NS + 4];
-        size_t nr = member_gather(w, "stats", r, NS + 4);
-        for (size_t i = 0; i < nr; i++) {
-            printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
-                   "refused %lld, enqueued %lld; partitions gained %lld, lost %lld, released %lld, "
-                   "lease failures %lld\n",
-                   it_json_str(r[i], "cluster.member_id"),
-                   (long long)it_json_int(r[i], "takeover.forwarded"),
-                   (long long)it_json_int(r[i], "takeover.forward_acks"),
-                   (long long)it_json_int(r[i], "takeover.forward_naks"),
-                   (long long)it_json_int(r[i], "takeover.forwarded_in"),
-                   (long long)it_json_int(r[i], "takeover.forwarded_refused"),
-                   (long long)it_json_int(r[i], "lifetime_stats.enqueued"),
-                   (long long)it_json_int(r[i], "cluster.partitions_gained"),
-                   (long long)it_json_int(r[i], "cluster.partitions_lost"),
-                   (long long)it_json_int(r[i], "cluster.partitions_released"),
-                   (long long)it_json_int(r[i], "cluster.lease_failures"));
-            survivors_lost += it_json_int(r[i], "cluster.partitions_lost");
-            json_decref(r[i]);
-        }
-    }
+    IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
+             w->nsamples);
+    seen = count_dups(&wk, part_hit, &dups, &dups_other, &dups_msgid);
+    printf("cluster: %d tasks completed, %zu retries seen, %zu of them an attempt seen before (in "
+           "flight at the kill)\n", n, seen, dups);
+    int64_t survivors_lost = print_member_stats(w); /* partitions lost (not renewed in time) */
     IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
     /*
      * A partition moved between the survivors is given back gracefully:
@@ -783,8 +1093,11 @@ test_failover_tasks(void **state)
      * too loaded for lease_ms) lets them come again, with the same
      * Nats-Msg-Id, as for the killed member's partitions.
      */
-    printf("cluster: %zu of the attempts seen twice were of partitions the killed member did not "
-           "own; the survivors lost %lld partitions\n", dups_other, (long long)survivors_lost);
+    printf("cluster: %zu of the attempts seen twice were of partitions %s; the survivors lost %lld "
+           "partitions\n", dups_other,
+           v == VICTIM_SIDECAR ? "the killed member did not own"
+                               : "owned by sidecars not connected to the killed node",
+           (long long)survivors_lost);
     IT_CHECK(dups_other == 0 || survivors_lost > 0,
              "%zu attempts of partitions given back gracefully came twice", dups_other);
 
@@ -796,6 +1109,7 @@ test_failover_tasks(void **state)
     free(wk.done);
     pthread_mutex_destroy(&wk.mu);
     stop_all(w);
+    printf("cluster: %s run took %lld ms\n", name, (long long)(sc_now_mono_ms() - t0));
     w->passed = true;
     world_free(w);
 }
@@ -1030,6 +1344,31 @@ test_admin_everywhere(void **state)
     world_free(w);
 }
 
+/*
+ * kill -9 of one sidecar mid-run (failover_run()): the killed member's
+ * partitions are taken by the other two.
+ */
+static void
+test_failover_tasks(void **state)
+{
+    (void)state;
+    failover_run("cluster-tasks", VICTIM_SIDECAR);
+}
+
+/*
+ * kill -9 of one nats-server node mid-run (failover_run()), one that
+ * sidecars are connected to: they reconnect to the other two nodes, the R3
+ * streams elect new leaders where it led, every partition is owned again
+ * with leases written after the kill; the node is restarted once the
+ * failures are published and must become current again in every R3 stream.
+ */
+static void
+test_failover_server_kill(void **state)
+{
+    (void)state;
+    failover_run("cluster-nkill", VICTIM_SERVER);
+}
+
 int
 main(void)
 {
@@ -1041,6 +1380,7 @@ main(void)
         cmocka_unit_test(test_ttl_mismatch),
         cmocka_unit_test(test_failover_tasks),
         cmocka_unit_test(test_admin_everywhere),
+        cmocka_unit_test(test_failover_server_kill),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
