@@ -1,4 +1,4 @@
-/* dlq-bench.c - load generator for dlq-sidecar: ingest, dispatch, timer accuracy, memory, admin latency and JetStream as a peer, durable ingest and the JetStream KV store, each against a bare nats.c baseline measured in the same run. */
+/* dlq-bench.c - load generator for dlq-sidecar: ingest, dispatch, timer accuracy, memory, admin latency and JetStream as a peer, durable ingest, the JetStream KV store and cluster mode on 3 nats-server nodes, each against a bare nats.c baseline measured in the same run. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,7 +45,7 @@ extern char **environ;
 #define NERRORS 1000          /* distinct error strings */
 #define OK_REPLY "{\"ok\":true}"
 #define LONG_DELAY_MS "3600000" /* keeps stored tasks from coming due during a scenario */
-#define MAX_ROWS 24
+#define MAX_ROWS 40
 
 /* ---- options, results ------------------------------------------------------------------------ */
 
@@ -66,12 +66,16 @@ struct opts {
     long kv_n;            /* kvstore: failures ingested and written */
     long kv_batch;        /* kvstore: store.jetstream.batch_max of the sidecar; 0: its default */
     long kv_pending;      /* kvstore: PubAcks the bare clients may await at once */
+    const char *nats_server; /* cluster: the nats-server binary of its 3 nodes; NULL: no cluster */
+    long cluster_n;       /* cluster: failures ingested and dispatched per configuration */
+    long cluster_kills;   /* cluster: kill -9 of the takeover measurement */
+    long cluster_lease_ms; /* cluster: cluster.lease_ms of the throughput runs */
     bool quick;
     unsigned scen;        /* SC_* bits */
 };
 
 enum { S_INGEST = 1, S_DISPATCH = 2, S_TIMER = 4, S_MEMORY = 8, S_ADMIN = 16, S_PEER = 32,
-       S_JSINGEST = 64, S_KVSTORE = 128 };
+       S_JSINGEST = 64, S_KVSTORE = 128, S_CLUSTER = 256 };
 
 /* One line of the printed table. */
 struct row {
@@ -571,22 +575,23 @@ request_json(natsConnection *nc, const char *subj, const char *body, int timeout
 }
 
 /*
- * sidecar_start() runs the sidecar with the bench's base flags plus extra
- * (NULL-terminated "--key=value" strings), logging to workdir/sidecar-<name>.log,
- * and waits until dlq.admin.health answers ok on nc. Returns 0 or -1.
+ * sidecar_spawn() runs the sidecar on nats_url (one URL or a comma list)
+ * with the bench's base flags plus extra (NULL-terminated "--key=value"
+ * strings), logging to workdir/sidecar-<name>.log, without waiting for it.
+ * It becomes live_sidecar (the newest is killed at exit; every child dies
+ * with the bench anyway). Returns 0 or -1 (sc->pid 0).
  */
 static int
-sidecar_start(struct sidecar *sc, natsConnection *nc, const char *name, const char *const *extra)
+sidecar_spawn(struct sidecar *sc, const char *nats_url, const char *name, const char *const *extra)
 {
-    char url[300], tick[64], maxsz[64];
+    char url[600], tick[64], maxsz[64];
     char *argv[64];
     int n = 0;
     long maxsize = O.n * 2 < 2000000 ? 2000000 : O.n * 2;
-    int64_t deadline;
 
     if (maxsize > 10000000)
         maxsize = 10000000;
-    snprintf(url, sizeof(url), "--nats.url=%s", O.url);
+    snprintf(url, sizeof(url), "--nats.url=%s", nats_url);
     snprintf(tick, sizeof(tick), "--timer.tick_ms=%ld", O.tick_ms);
     snprintf(maxsz, sizeof(maxsz), "--max_size=%ld", maxsize);
     argv[n++] = (char *)O.sidecar;
@@ -605,9 +610,26 @@ sidecar_start(struct sidecar *sc, natsConnection *nc, const char *name, const ch
     argv[n] = NULL;
     snprintf(sc->log, sizeof(sc->log), "%s/sidecar-%s.log", O.workdir, name);
     sc->pid = spawn_logged(argv, sc->log);
-    if (sc->pid < 0)
+    if (sc->pid < 0) {
+        sc->pid = 0;
         return -1;
+    }
     live_sidecar = sc->pid;
+    return 0;
+}
+
+/*
+ * sidecar_start() runs the sidecar on the bench's server (--url) with the
+ * base flags plus extra, as sidecar_spawn(), and waits until
+ * dlq.admin.health answers ok on nc. Returns 0 or -1.
+ */
+static int
+sidecar_start(struct sidecar *sc, natsConnection *nc, const char *name, const char *const *extra)
+{
+    int64_t deadline;
+
+    if (sidecar_spawn(sc, O.url, name, extra))
+        return -1;
     deadline = mono_ns() + 20000000000LL;
     while (mono_ns() < deadline) {
         json_t *h = request_json(nc, "dlq.admin.health", "", 500, NULL);
@@ -668,17 +690,27 @@ stats(natsConnection *nc)
 
 /* ---- NATS clients ---------------------------------------------------------------------------- */
 
-/* connect_plain() opens a plain nats.c connection (its own I/O threads). Returns it or NULL. */
+/*
+ * connect_url() opens a plain nats.c connection (its own I/O threads) to url
+ * (one URL, or a comma-separated list of a cluster's nodes). Returns it
+ * (the caller destroys it) or NULL.
+ */
 static natsConnection *
-connect_plain(const char *name)
+connect_url(const char *url, const char *name)
 {
     natsOptions *o = NULL;
     natsConnection *nc = NULL;
     natsStatus s;
+    char list[600], *save = NULL, *servers[8];
+    int n = 0;
 
-    if (natsOptions_Create(&o) != NATS_OK)
+    /* nats.c 3.4's SetURL takes one URL: a list goes through SetServers */
+    snprintf(list, sizeof(list), "%s", url);
+    for (char *t = strtok_r(list, ",", &save); t && n < 8; t = strtok_r(NULL, ",", &save))
+        servers[n++] = t;
+    if (n == 0 || natsOptions_Create(&o) != NATS_OK)
         return NULL;
-    s = natsOptions_SetURL(o, O.url);
+    s = n == 1 ? natsOptions_SetURL(o, url) : natsOptions_SetServers(o, (const char **)servers, n);
     if (s == NATS_OK)
         s = natsOptions_SetName(o, name);
     if (s == NATS_OK)
@@ -689,10 +721,17 @@ connect_plain(const char *name)
         s = natsConnection_Connect(&nc, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK) {
-        note("connect %s to %s: %s", name, O.url, natsStatus_GetText(s));
+        note("connect %s to %s: %s", name, url, natsStatus_GetText(s));
         return NULL;
     }
     return nc;
+}
+
+/* connect_plain() opens a plain nats.c connection to the bench's server (--url). Returns it or NULL. */
+static natsConnection *
+connect_plain(const char *name)
+{
+    return connect_url(O.url, name);
 }
 
 /* A connection whose socket I/O runs on a libevent loop thread, as in the sidecar. */
@@ -1222,6 +1261,68 @@ dispatch_headers(natsMsg *m, uint64_t i)
     return s;
 }
 
+/* The bare dispatch baseline's figures. */
+struct bare_dispatch {
+    double rate;            /* messages per second seen by the worker, from the first publish */
+    long received, replies; /* at the worker; replies back at the publisher */
+    bool complete;          /* every message reached the worker */
+};
+
+/*
+ * bare_dispatch() publishes n task payloads (TASK_BYTES, the retry headers a
+ * sidecar sets, a reply subject) on pub to SUBJ_RETRY as fast as nats.c can;
+ * a worker on its own connection to url (one URL or a comma list) replies ok
+ * to each. Waits until every message (10 s without progress) and every reply
+ * (5 s) arrived. Returns 0 with the figures in *out, or -1 when it could not start.
+ */
+static int
+bare_dispatch(natsConnection *pub, const char *url, long n, struct bare_dispatch *out)
+{
+    natsConnection *wc = connect_url(url, "bench-worker");
+    struct worker w;
+    struct counter replies;
+    natsInbox *inbox = NULL;
+    char subj[200], reply[200];
+    uint8_t task[TASK_BYTES + 64];
+    int64_t t0;
+
+    memset(out, 0, sizeof(*out));
+    memset(&replies, 0, sizeof(replies));
+    if (!wc || worker_open(&w, wc, SUBJ_RETRY, NULL, 0) || natsInbox_Create(&inbox) != NATS_OK) {
+        natsConnection_Destroy(wc);
+        return -1;
+    }
+    snprintf(subj, sizeof(subj), "%s.*.*", (const char *)inbox);
+    natsConnection_Subscribe(&replies.sub, pub, subj, on_count, &replies);
+    unlimited(replies.sub);
+    natsConnection_FlushTimeout(pub, 5000);
+    t0 = mono_ns();
+    for (long i = 0; i < n; i++) {
+        natsMsg *m = NULL;
+        size_t len = build_task(task, TASK_BYTES, (uint64_t)i);
+        snprintf(reply, sizeof(reply), "%s.%ld.1", (const char *)inbox, i % 100000);
+        if (natsMsg_Create(&m, SUBJ_RETRY, reply, (const char *)task, (int)len) != NATS_OK ||
+            dispatch_headers(m, (uint64_t)i) != NATS_OK || natsConnection_PublishMsg(pub, m) != NATS_OK) {
+            note("dispatch: bare publish failed at %ld", i);
+            natsMsg_Destroy(m);
+            break;
+        }
+        natsMsg_Destroy(m);
+    }
+    natsConnection_FlushTimeout(pub, 60000);
+    out->complete = wait_count(&w.count, n, 10000, 0);
+    wait_count(&replies.count, n, 5000, 0);
+    out->rate = w.last_ns > t0 ? (double)LOAD(w.count) / ((double)(w.last_ns - t0) / 1e9) : 0;
+    out->received = LOAD(w.count);
+    out->replies = LOAD(replies.count);
+    natsSubscription_Unsubscribe(replies.sub);
+    natsSubscription_Destroy(replies.sub);
+    worker_close(&w);
+    natsInbox_Destroy(inbox);
+    natsConnection_Destroy(wc);
+    return 0;
+}
+
 /* scenario_dispatch() measures retries/s seen by a worker: sidecar (immediate policy) vs bare publish. */
 static void
 scenario_dispatch(natsConnection *pub)
@@ -1237,55 +1338,19 @@ scenario_dispatch(natsConnection *pub)
 
     /* 1. bare publish: the same payload and headers, a reply subject, a worker that replies ok */
     {
-        natsConnection *wc = connect_plain("bench-worker");
-        struct worker w;
-        struct counter replies;
-        natsInbox *inbox = NULL;
-        char subj[200], reply[200];
-        uint8_t task[TASK_BYTES + 64];
-        int64_t t0;
-        bool ok;
-
-        memset(&replies, 0, sizeof(replies));
-        if (!wc || worker_open(&w, wc, SUBJ_RETRY, NULL, 0) || natsInbox_Create(&inbox) != NATS_OK) {
+        struct bare_dispatch bd;
+        if (bare_dispatch(pub, O.url, O.n, &bd)) {
             failures++;
-            natsConnection_Destroy(wc);
             return;
         }
-        snprintf(subj, sizeof(subj), "%s.*.*", (const char *)inbox);
-        natsConnection_Subscribe(&replies.sub, pub, subj, on_count, &replies);
-        unlimited(replies.sub);
-        natsConnection_FlushTimeout(pub, 5000);
-        t0 = mono_ns();
-        for (long i = 0; i < O.n; i++) {
-            natsMsg *m = NULL;
-            size_t len = build_task(task, TASK_BYTES, (uint64_t)i);
-            snprintf(reply, sizeof(reply), "%s.%ld.1", (const char *)inbox, i % 100000);
-            if (natsMsg_Create(&m, SUBJ_RETRY, reply, (const char *)task, (int)len) != NATS_OK ||
-                dispatch_headers(m, (uint64_t)i) != NATS_OK ||
-                natsConnection_PublishMsg(pub, m) != NATS_OK) {
-                note("dispatch: bare publish failed at %ld", i);
-                natsMsg_Destroy(m);
-                break;
-            }
-            natsMsg_Destroy(m);
-        }
-        natsConnection_FlushTimeout(pub, 60000);
-        ok = wait_count(&w.count, O.n, 10000, 0);
-        wait_count(&replies.count, O.n, 5000, 0);
-        bare_rate = w.last_ns > t0 ? (double)LOAD(w.count) / ((double)(w.last_ns - t0) / 1e9) : 0;
+        bare_rate = bd.rate;
         jnum(res, "bare_retries_per_s", bare_rate);
-        jint(res, "bare_received", LOAD(w.count));
-        jint(res, "bare_replies", LOAD(replies.count));
+        jint(res, "bare_received", bd.received);
+        jint(res, "bare_replies", bd.replies);
         note("dispatch: bare publish %s/s (%ld received, %ld replies)%s", fmt_count(a, bare_rate),
-             LOAD(w.count), LOAD(replies.count), ok ? "" : " INCOMPLETE");
-        if (!ok)
+             bd.received, bd.replies, bd.complete ? "" : " INCOMPLETE");
+        if (!bd.complete)
             failures++;
-        natsSubscription_Unsubscribe(replies.sub);
-        natsSubscription_Destroy(replies.sub);
-        worker_close(&w);
-        natsInbox_Destroy(inbox);
-        natsConnection_Destroy(wc);
     }
 
     /* 2. the sidecar: ingest paused, then resume with a worker replying ok */
@@ -2892,6 +2957,860 @@ done:
     free(rec);
 }
 
+/* ---- scenario: cluster (3 nats-server nodes; R3 stream and buckets) --------------------------- */
+
+#define CL_NODES 3
+#define CL_MEMBERS 3                  /* sidecars at most */
+#define CL_PARTITIONS 32              /* cluster.partitions' default */
+#define CL_STREAM "DLQ_FAILED"        /* ingest.stream's default */
+#define CL_POLL_NS 50000000LL         /* merged stats samples, 50 ms apart */
+#define CL_TAKEOVER_LEASE_MS 2500     /* the lease of the takeover measurement (the tests' lease) */
+
+/* One nats-server node of the bench's cluster. */
+struct cl_node {
+    pid_t pid;
+    int port, route; /* client and route ports on 127.0.0.1 */
+    char conf[600], log[600];
+};
+
+/* The cluster: its nodes and their client URLs as a comma list. */
+struct ncluster {
+    struct cl_node node[CL_NODES];
+    char urls[256];
+};
+
+/* What the members' own health answers (dlq.cluster.admin.health) say about ownership. */
+struct cl_view {
+    int members;  /* members that answered */
+    int covered;  /* partitions some answering member serves */
+    int dup;      /* partitions more than one member serves */
+    int min, max; /* partitions served per answering member */
+};
+
+/* One sidecar configuration's figures (1 or 3 members). */
+struct cl_run {
+    int members;
+    double balance_ms;             /* from the spawn to every partition served, balanced */
+    double ingest_rate;            /* per second, first publish to merged queue_size >= n */
+    double stored_rate;            /* per second, first publish to DLQ_FAILED empty (all acked) */
+    double dispatch_rate;          /* per second, resume to the n-th retry at the worker */
+    long long enq, written, succ;  /* merged lifetime_stats.enqueued, persistence.written, retry_success */
+    long long lease_failures, lost_partitions; /* summed over the members' cluster sections */
+    long long fenced, redelivered; /* merged persistence.fenced, lifetime_stats.redelivered */
+    long long queue_size;          /* merged queue_size at the end (after dispatch) */
+    long received;                 /* retries at the worker (more than n: some sent twice) */
+    long stream_left;              /* DLQ_FAILED's messages after ingest (acked ones leave it) */
+};
+
+/*
+ * low_port() picks a port in 20000-31999 that can be bound on 127.0.0.1 now:
+ * below Linux's ephemeral range, so that the nodes' own outgoing route
+ * connections cannot take it before its node listens. Returns it or -1.
+ */
+static int
+low_port(void)
+{
+    static unsigned seed;
+
+    if (!seed)
+        seed = ((unsigned)getpid() * 2654435761u) ^ (unsigned)mono_ns();
+    for (int k = 0; k < 200; k++) {
+        struct sockaddr_in a;
+        int port, fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+        seed = seed * 1103515245u + 12345u;
+        port = 20000 + (int)((seed >> 8) % 12000);
+        if (fd < 0)
+            return -1;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    return -1;
+}
+
+/* tcp_up() is true when something accepts TCP connections on 127.0.0.1:port. */
+static bool
+tcp_up(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool up;
+
+    if (fd < 0)
+        return false;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    up = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return up;
+}
+
+/* ncl_stop() stops every node that runs: SIGTERM, then SIGKILL after 10 s. */
+static void
+ncl_stop(struct ncluster *c)
+{
+    for (int i = 0; i < CL_NODES; i++)
+        if (c->node[i].pid > 0)
+            kill(c->node[i].pid, SIGTERM);
+    for (int i = 0; i < CL_NODES; i++) {
+        int64_t deadline = mono_ns() + 10000000000LL;
+        if (c->node[i].pid <= 0)
+            continue;
+        while (waitpid(c->node[i].pid, NULL, WNOHANG) == 0) {
+            if (mono_ns() > deadline) {
+                kill(c->node[i].pid, SIGKILL);
+                waitpid(c->node[i].pid, NULL, 0);
+                break;
+            }
+            sleep_ms(20);
+        }
+        c->node[i].pid = 0;
+    }
+}
+
+/* ncl_conf() writes node i's configuration (ports, name, JetStream store, routes to every node) under dir. */
+static int
+ncl_conf(struct ncluster *c, int i, const char *dir)
+{
+    FILE *f;
+
+    snprintf(c->node[i].conf, sizeof(c->node[i].conf), "%s/n%d.conf", dir, i);
+    snprintf(c->node[i].log, sizeof(c->node[i].log), "%s/n%d.log", dir, i);
+    if (!(f = fopen(c->node[i].conf, "w")))
+        return -1;
+    fprintf(f, "server_name: n%d\nlisten: 127.0.0.1:%d\n", i, c->node[i].port);
+    fprintf(f, "jetstream { store_dir: \"%s/n%d-js\" }\n", dir, i);
+    fprintf(f, "cluster {\n  name: dlq-bench\n  listen: 127.0.0.1:%d\n  routes: [\n", c->node[i].route);
+    for (int k = 0; k < CL_NODES; k++)
+        fprintf(f, "    nats-route://127.0.0.1:%d\n", c->node[k].route);
+    fprintf(f, "  ]\n}\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* ncl_js_ready() waits up to ms for the cluster's JetStream to answer (a meta leader). Returns 0 or -1. */
+static int
+ncl_js_ready(const char *urls, long ms)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    int64_t deadline = mono_ns() + ms * 1000000LL;
+    int rc = -1;
+
+    /* a node that listens may still refuse clients for a moment while its JetStream starts */
+    while (!(nc = connect_url(urls, "bench-cluster-probe")) && mono_ns() < deadline)
+        sleep_ms(200);
+    if (!nc || natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+        goto done;
+    while (rc && mono_ns() < deadline) {
+        jsAccountInfo *ai = NULL;
+        if (js_GetAccountInfo(&ai, js, NULL, NULL) == NATS_OK)
+            rc = 0;
+        jsAccountInfo_Destroy(ai);
+        if (rc)
+            sleep_ms(100);
+    }
+done:
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
+/* ncl_start_once() is one try of ncl_start(): fresh ports, configs and nodes. Returns 0 or -1 (all stopped). */
+static int
+ncl_start_once(struct ncluster *c, const char *dir)
+{
+    size_t o = 0;
+    int used[2 * CL_NODES], nused = 0;
+
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < CL_NODES; i++) {
+        for (int which = 0; which < 2; which++) {
+            int p, dup;
+            do {
+                p = low_port();
+                dup = 0;
+                for (int k = 0; k < nused; k++)
+                    dup |= used[k] == p;
+            } while (p > 0 && dup);
+            if (p <= 0)
+                return -1;
+            used[nused++] = p;
+            *(which ? &c->node[i].route : &c->node[i].port) = p;
+        }
+    }
+    for (int i = 0; i < CL_NODES; i++) {
+        char *argv[4] = {(char *)O.nats_server, (char *)"-c", c->node[i].conf, NULL};
+        if (ncl_conf(c, i, dir) || (c->node[i].pid = spawn_logged(argv, c->node[i].log)) < 0) {
+            c->node[i].pid = 0;
+            ncl_stop(c);
+            return -1;
+        }
+        o += (size_t)snprintf(c->urls + o, sizeof(c->urls) - o, "%snats://127.0.0.1:%d", i ? "," : "",
+                              c->node[i].port);
+    }
+    for (int i = 0; i < CL_NODES; i++) {
+        int64_t deadline = mono_ns() + 10000000000LL;
+        while (!tcp_up(c->node[i].port)) {
+            if (mono_ns() > deadline || waitpid(c->node[i].pid, NULL, WNOHANG) == c->node[i].pid) {
+                note("cluster: node n%d did not listen on %d", i, c->node[i].port);
+                print_tail(c->node[i].log);
+                ncl_stop(c);
+                return -1;
+            }
+            sleep_ms(50);
+        }
+    }
+    if (ncl_js_ready(c->urls, 30000) == 0)
+        return 0;
+    note("cluster: JetStream has no meta leader after 30 s");
+    print_tail(c->node[0].log);
+    ncl_stop(c);
+    return -1;
+}
+
+/*
+ * ncl_start() starts 3 nats-server nodes (O.nats_server) with JetStream, routed
+ * to each other on 127.0.0.1, their files under O.workdir/cluster, and waits
+ * for JetStream. A port taken between its pick and the bind fails one of
+ * 3 tries. Returns 0 or -1.
+ */
+static int
+ncl_start(struct ncluster *c)
+{
+    char dir[512];
+
+    snprintf(dir, sizeof(dir), "%s/cluster", O.workdir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        if (ncl_start_once(c, dir) == 0)
+            return 0;
+        note("cluster: the nats-server cluster did not start (try %d of 3)", attempt);
+    }
+    return -1;
+}
+
+/*
+ * cl_view_get() asks every member on dlq.cluster.admin.health (each answers
+ * for itself) and fills *v from the partitions each serves; it waits until
+ * expect members answered or wait_ms passed.
+ */
+static void
+cl_view_get(natsConnection *nc, int expect, long wait_ms, struct cl_view *v)
+{
+    natsSubscription *sub = NULL;
+    natsInbox *inbox = NULL;
+    int count[CL_PARTITIONS] = {0};
+    int64_t deadline = mono_ns() + wait_ms * 1000000LL;
+
+    memset(v, 0, sizeof(*v));
+    v->min = INT_MAX;
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return;
+    if (natsConnection_SubscribeSync(&sub, nc, (const char *)inbox) != NATS_OK ||
+        natsConnection_PublishRequest(nc, "dlq.cluster.admin.health", (const char *)inbox, "", 0) != NATS_OK)
+        goto done;
+    while (v->members < expect) {
+        int64_t left = (deadline - mono_ns()) / 1000000LL;
+        natsMsg *m = NULL;
+        json_t *j, *p;
+        size_t i;
+        int served = 0;
+        if (left <= 0 || natsSubscription_NextMsg(&m, sub, left) != NATS_OK)
+            break;
+        j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+        natsMsg_Destroy(m);
+        if (!j)
+            continue;
+        json_array_foreach(json_object_get(j, "partitions"), i, p) {
+            json_int_t k = json_integer_value(p);
+            if (json_is_integer(p) && k >= 0 && k < CL_PARTITIONS) {
+                count[k]++;
+                served++;
+            }
+        }
+        json_decref(j);
+        v->members++;
+        v->min = served < v->min ? served : v->min;
+        v->max = served > v->max ? served : v->max;
+    }
+done:
+    for (int k = 0; k < CL_PARTITIONS; k++) {
+        v->covered += count[k] > 0;
+        v->dup += count[k] > 1;
+    }
+    if (!v->members)
+        v->min = 0;
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+}
+
+/* cl_balanced() is true when k members answered, every partition is served once and shares differ by at most 1. */
+static bool
+cl_balanced(const struct cl_view *v, int k)
+{
+    return v->members == k && v->covered == CL_PARTITIONS && v->dup == 0 && v->max - v->min <= 1;
+}
+
+/* cl_wait_balanced() polls the members' health until cl_balanced(k). Returns the ms it took, or -1 after max_ms. */
+static double
+cl_wait_balanced(natsConnection *nc, int k, long max_ms)
+{
+    int64_t t0 = mono_ns();
+    struct cl_view v;
+
+    for (;;) {
+        cl_view_get(nc, k, 1000, &v);
+        if (cl_balanced(&v, k))
+            return (double)(mono_ns() - t0) / 1e6;
+        if (mono_ns() - t0 > max_ms * 1000000LL) {
+            note("cluster: not balanced after %ld ms: %d members answered, %d of %d partitions "
+                 "served, %d twice, %d-%d each", max_ms, v.members, v.covered, CL_PARTITIONS, v.dup,
+                 v.min, v.max);
+            return -1;
+        }
+        sleep_ms(50);
+    }
+}
+
+/*
+ * cl_spawn() starts sidecar member i (id <tag>, log sidecar-cluster-<tag>.log)
+ * on the cluster: cluster mode, JetStream ingest and KV store, everything R3,
+ * the given lease; paused: the retry processor off until dlq.admin.resume.
+ * Returns 0 or -1.
+ */
+static int
+cl_spawn(struct sidecar *sc, const struct ncluster *c, const char *tag, long lease_ms, bool paused)
+{
+    char id[96], lease[64], name[96];
+    const char *extra[] = {"--cluster.enabled=true", "--cluster.replicas=3",
+                           "--store.backend=jetstream", "--store.jetstream.replicas=3",
+                           "--ingest.mode=jetstream", "--ingest.stream_replicas=3",
+                           "--nats.reconnect_wait_ms=100", "--retry.timeout_ms=15000",
+                           "--backoff.exp_base_ms=" LONG_DELAY_MS,
+                           "--backoff.linear_step_ms=" LONG_DELAY_MS, id, lease,
+                           paused ? "--retry_processor_enabled=false" : NULL, NULL};
+
+    snprintf(id, sizeof(id), "--cluster.member_id=%s", tag);
+    snprintf(lease, sizeof(lease), "--cluster.lease_ms=%ld", lease_ms);
+    snprintf(name, sizeof(name), "cluster-%s", tag);
+    return sidecar_spawn(sc, c->urls, name, extra);
+}
+
+/* cl_stop_all() sends SIGTERM to every running member at once, then waits for each. Returns how many failed. */
+static int
+cl_stop_all(struct sidecar *sc, int k)
+{
+    int bad = 0;
+
+    for (int i = 0; i < k; i++)
+        if (sc[i].pid > 0)
+            kill(sc[i].pid, SIGTERM);
+    for (int i = 0; i < k; i++)
+        if (sc[i].pid > 0 && sidecar_stop(&sc[i]))
+            bad++;
+    return bad;
+}
+
+/* cl_reset() deletes the stream and both buckets the members share (each start makes them anew). */
+static void
+cl_reset(jsCtx *js)
+{
+    js_DeleteStream(js, CL_STREAM, NULL, NULL);
+    js_DeleteKeyValue(js, KV_BUCKET);
+    js_DeleteKeyValue(js, "DLQ_CLUSTER");
+}
+
+/* cl_stream_msgs() returns DLQ_FAILED's message count, or -1. */
+static long
+cl_stream_msgs(jsCtx *js)
+{
+    jsStreamInfo *si = NULL;
+    long n = -1;
+
+    if (js_GetStreamInfo(&si, js, CL_STREAM, NULL, NULL) == NATS_OK)
+        n = (long)si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/*
+ * The members seen during ingest, sampled by a thread of its own on its own
+ * connection: the merged dlq.admin.stats (queue_size counts distinct tasks;
+ * lifetime enqueued counts a failure again when it is redelivered before its
+ * owner stored it) and DLQ_FAILED's message count (a work-queue stream: a
+ * failure leaves it once its owner stored it and acked it).
+ */
+struct clpoll {
+    natsConnection *nc;
+    jsCtx *js;
+    long n;
+    int pub_done;              /* atomic: every PubAck of the publisher came */
+    int stop, done;            /* atomics */
+    pthread_t th;
+    int64_t t_queued;          /* mono ns of the first sample with queue_size >= n */
+    int64_t t_acked;           /* the first sample after pub_done with the stream empty */
+    long long queued, enq;     /* atomics: the latest queue_size and lifetime enqueued */
+    long left;                 /* atomic: the latest stream count */
+    int64_t t_moved;           /* atomic: the last sample that changed a count */
+};
+
+/* cl_poll_main() samples every CL_POLL_NS until both times are set or it is told to stop. */
+static void *
+cl_poll_main(void *arg)
+{
+    struct clpoll *p = arg;
+
+    while (!LOAD(p->stop)) {
+        json_t *st = request_json(p->nc, "dlq.admin.stats", "", 2000, NULL);
+        long left = cl_stream_msgs(p->js);
+        int64_t now = mono_ns();
+        if (st) {
+            long long q = jpath_int(st, "queue_size"), e = jpath_int(st, "lifetime_stats.enqueued");
+            json_decref(st);
+            if (q != LOAD(p->queued) || e != LOAD(p->enq) || left != LOAD(p->left))
+                STORE(p->t_moved, now);
+            STORE(p->queued, q);
+            STORE(p->enq, e);
+            STORE(p->left, left);
+            if (!p->t_queued && q >= p->n)
+                p->t_queued = now;
+            if (!p->t_acked && LOAD(p->pub_done) && left == 0)
+                p->t_acked = now;
+            if (p->t_queued && p->t_acked)
+                break;
+        }
+        sleep_ns(CL_POLL_NS);
+    }
+    STORE(p->done, 1);
+    return NULL;
+}
+
+/*
+ * cl_publish() publishes n envelopes ("cl-<i>", the ingest scenario's size,
+ * retry_policy immediate) to SUBJ_FAILED with js_PublishAsync and waits for
+ * every PubAck (the stream stored it). Returns 0, or -1 when a publish or a
+ * PubAck failed.
+ */
+static int
+cl_publish(jsCtx *js, long n)
+{
+    struct env_spec env = {"cl", INGEST_TASK_BYTES, "immediate"};
+    uint8_t buf[INGEST_TASK_BYTES + 512];
+    jsPubOptions po;
+
+    for (long i = 0; i < n; i++) {
+        size_t len = build_envelope(buf, &env, (uint64_t)i);
+        if (js_PublishAsync(js, SUBJ_FAILED, buf, (int)len, NULL) != NATS_OK) {
+            note("cluster: publish failed at %ld", i);
+            return -1;
+        }
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = 120000;
+    return js_PublishAsyncComplete(js, &po) == NATS_OK ? 0 : -1;
+}
+
+/* cl_member_sum() sums key (e.g. "lease_failures") of every member's cluster section in a merged stats reply. */
+static long long
+cl_member_sum(const json_t *st, const char *key)
+{
+    const json_t *m;
+    size_t i;
+    long long sum = 0;
+
+    json_array_foreach(json_object_get(st, "members"), i, m)
+        sum += json_integer_value(json_object_get(json_object_get(m, "cluster"), key));
+    return sum;
+}
+
+/*
+ * cl_lost() is how many of the n failures a configuration did not count as
+ * retried with success (every task is retried once, so this is every task
+ * that never became one; a failure counted twice is not a loss).
+ */
+static long long
+cl_lost(const struct cl_run *r)
+{
+    long long succ = r->succ < 0 ? 0 : r->succ;
+
+    return succ >= O.cluster_n ? 0 : O.cluster_n - succ;
+}
+
+/*
+ * cl_sidecars() runs k sidecar members (paused) on a fresh stream and fresh
+ * buckets: waits until they serve every partition, balanced; publishes
+ * O.cluster_n failures and times them until the merged stats count them
+ * enqueued (and written); then resumes them with a worker that answers ok
+ * and times the retries reaching it. nc is a connection to the cluster.
+ * Returns 0, or -1 (a failure was counted; *out holds what was measured).
+ */
+static int
+cl_sidecars(const struct ncluster *c, natsConnection *nc, jsCtx *js, int k, long lease_ms,
+            struct cl_run *out)
+{
+    struct sidecar sc[CL_MEMBERS];
+    struct clpoll p;
+    struct worker w;
+    natsConnection *wc = NULL;
+    int64_t t0;
+    json_t *st;
+    int rc = -1;
+    bool ok;
+
+    memset(out, 0, sizeof(*out));
+    memset(sc, 0, sizeof(sc));
+    memset(&p, 0, sizeof(p));
+    out->members = k;
+    out->stream_left = -1;
+    cl_reset(js);
+    t0 = mono_ns();
+    for (int i = 0; i < k; i++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "m%d-%d", k, i);
+        if (cl_spawn(&sc[i], c, tag, lease_ms, true))
+            goto done;
+    }
+    if (cl_wait_balanced(nc, k, 90000) < 0)
+        goto done;
+    out->balance_ms = (double)(mono_ns() - t0) / 1e6;
+    note("cluster: %d sidecar(s) serve the %d partitions after %.1f s; publishing %ld failures", k,
+         CL_PARTITIONS, out->balance_ms / 1000, O.cluster_n);
+
+    /* ingest: the first publish until every failure is a task (queue_size) and acked (stream empty) */
+    p.n = O.cluster_n;
+    p.queued = p.enq = -1;
+    p.left = -1;
+    if (!(p.nc = connect_url(c->urls, "bench-cluster-stats")) ||
+        natsConnection_JetStream(&p.js, p.nc, NULL) != NATS_OK ||
+        pthread_create(&p.th, NULL, cl_poll_main, &p)) {
+        jsCtx_Destroy(p.js);
+        natsConnection_Destroy(p.nc);
+        goto done;
+    }
+    t0 = mono_ns();
+    STORE(p.t_moved, t0);
+    if (cl_publish(js, O.cluster_n))
+        note("cluster: the publisher's PubAcks did not all come");
+    STORE(p.pub_done, 1);
+    while (!LOAD(p.done) && mono_ns() - LOAD(p.t_moved) < 30000000000LL)
+        sleep_ms(20);
+    STORE(p.stop, 1);
+    pthread_join(p.th, NULL);
+    jsCtx_Destroy(p.js);
+    natsConnection_Destroy(p.nc);
+    out->ingest_rate = p.t_queued ? (double)O.cluster_n / ((double)(p.t_queued - t0) / 1e9) : 0;
+    out->stored_rate = p.t_acked ? (double)O.cluster_n / ((double)(p.t_acked - t0) / 1e9) : 0;
+    out->stream_left = cl_stream_msgs(js);
+    if (!p.t_queued || !p.t_acked) {
+        note("cluster: %d sidecar(s) stalled: queue_size %lld, enqueued %lld, left in the stream %ld",
+             k, p.queued, p.enq, p.left);
+        goto done;
+    }
+
+    /* dispatch: resume every member; a worker answers ok */
+    if (!(wc = connect_url(c->urls, "bench-cluster-worker")) || worker_open(&w, wc, SUBJ_RETRY, NULL, 0))
+        goto done;
+    t0 = mono_ns();
+    json_decref(request_json(nc, "dlq.admin.resume", "", 10000, NULL));
+    ok = wait_count(&w.count, O.cluster_n, 20000, 0);
+    out->received = LOAD(w.count);
+    out->dispatch_rate = ok && w.last_ns > t0 ? (double)O.cluster_n / ((double)(w.last_ns - t0) / 1e9) : 0;
+    for (int i = 0; i < 100; i++) {
+        st = stats(nc);
+        out->succ = st ? jpath_int(st, "lifetime_stats.retry_success") : -1;
+        json_decref(st);
+        if (out->succ >= O.cluster_n)
+            break;
+        sleep_ms(100);
+    }
+    worker_close(&w);
+    rc = ok ? 0 : -1;
+done:
+    st = stats(nc);
+    out->enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+    out->written = st ? jpath_int(st, "persistence.written") : -1;
+    out->fenced = st ? jpath_int(st, "persistence.fenced") : -1;
+    out->redelivered = st ? jpath_int(st, "lifetime_stats.redelivered") : -1;
+    out->queue_size = st ? jpath_int(st, "queue_size") : -1;
+    out->lease_failures = st ? cl_member_sum(st, "lease_failures") : -1;
+    out->lost_partitions = st ? cl_member_sum(st, "partitions_lost") : -1;
+    json_decref(st);
+    natsConnection_Destroy(wc);
+    if (cl_stop_all(sc, k))
+        rc = -1;
+    note("cluster: %d sidecar(s): ingest %.0f/s (all acked %.0f/s), dispatch %.0f/s; enqueued %lld, "
+         "written %lld, fenced %lld, redelivered %lld, retry_success %lld, at the worker %ld, lease "
+         "failures %lld", k, out->ingest_rate, out->stored_rate, out->dispatch_rate, out->enq,
+         out->written, out->fenced, out->redelivered, out->succ, out->received, out->lease_failures);
+    if (cl_lost(out))
+        losses++;
+    if (rc)
+        failures++;
+    return rc;
+}
+
+/* jrun() writes one configuration's figures into o under keys starting with prefix. */
+static void
+jrun(json_t *o, const char *prefix, const struct cl_run *r)
+{
+    static const char *const names[] = {"balance_ms", "ingest_per_s", "stored_per_s",
+                                        "dispatch_per_s"};
+    const double v[] = {r->balance_ms, r->ingest_rate, r->stored_rate, r->dispatch_rate};
+    static const char *const inames[] = {"enqueued", "written", "retry_success", "lease_failures",
+                                         "partitions_lost", "received", "stream_left", "fenced",
+                                         "redelivered", "queue_size_end"};
+    const long long iv[] = {r->enq, r->written, r->succ, r->lease_failures, r->lost_partitions,
+                            r->received, r->stream_left, r->fenced, r->redelivered, r->queue_size};
+    char key[96];
+
+    for (size_t i = 0; i < SC_ARRAY_LEN(names); i++) {
+        snprintf(key, sizeof(key), "%s_%s", prefix, names[i]);
+        jnum(o, key, v[i]);
+    }
+    for (size_t i = 0; i < SC_ARRAY_LEN(inames); i++) {
+        snprintf(key, sizeof(key), "%s_%s", prefix, inames[i]);
+        jint(o, key, iv[i]);
+    }
+}
+
+/*
+ * cl_takeover() runs 3 members with a lease of CL_TAKEOVER_LEASE_MS and,
+ * O.cluster_kills times, kills one with SIGKILL (in turn), times until the
+ * 2 survivors serve every partition (own_ms[i]) and are balanced (bal_ms[i]),
+ * then starts a new member in its place and waits for balance again.
+ * Returns the kills measured (both arrays hold that many), or -1.
+ */
+static int
+cl_takeover(const struct ncluster *c, natsConnection *nc, jsCtx *js, double *own_ms, double *bal_ms)
+{
+    struct sidecar sc[CL_MEMBERS];
+    int done = 0;
+
+    memset(sc, 0, sizeof(sc));
+    cl_reset(js);
+    for (int i = 0; i < CL_MEMBERS; i++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "t%d", i);
+        if (cl_spawn(&sc[i], c, tag, CL_TAKEOVER_LEASE_MS, false))
+            goto out;
+    }
+    if (cl_wait_balanced(nc, CL_MEMBERS, 90000) < 0)
+        goto out;
+    for (long kill_i = 0; kill_i < O.cluster_kills; kill_i++) {
+        int v = (int)(kill_i % CL_MEMBERS);
+        int64_t t0 = mono_ns(), t_own = 0;
+        struct cl_view view;
+        char tag[32];
+
+        kill(sc[v].pid, SIGKILL);
+        waitpid(sc[v].pid, NULL, 0);
+        sc[v].pid = live_sidecar = 0;
+        for (;;) {
+            int64_t now;
+            cl_view_get(nc, CL_MEMBERS - 1, 1000, &view);
+            now = mono_ns();
+            if (!t_own && view.covered == CL_PARTITIONS)
+                t_own = now;
+            if (cl_balanced(&view, CL_MEMBERS - 1))
+                break;
+            if (now - t0 > 60000000000LL) {
+                note("cluster: kill %ld: not balanced 60 s after the kill (%d served)", kill_i + 1,
+                     view.covered);
+                goto out;
+            }
+            sleep_ms(20);
+        }
+        own_ms[done] = (double)(t_own - t0) / 1e6;
+        bal_ms[done] = (double)(mono_ns() - t0) / 1e6;
+        note("cluster: kill -9 %ld of %ld (member %d): every partition served again after %.0f ms, "
+             "balanced after %.0f ms", kill_i + 1, O.cluster_kills, v, own_ms[done], bal_ms[done]);
+        done++;
+        snprintf(tag, sizeof(tag), "t%d-%ld", v, kill_i + 1);
+        if (cl_spawn(&sc[v], c, tag, CL_TAKEOVER_LEASE_MS, false) ||
+            cl_wait_balanced(nc, CL_MEMBERS, 90000) < 0)
+            goto out;
+    }
+out:
+    if (cl_stop_all(sc, CL_MEMBERS))
+        note("cluster: a member of the takeover run did not stop cleanly");
+    return done;
+}
+
+/*
+ * cl_row_rate() adds one "rate vs baseline" row of the cluster scenario;
+ * stored > 0 adds the rate until every task was also written to the store.
+ */
+static void
+cl_row_rate(const char *metric, double rate, double stored, const char *base_what, double base)
+{
+    char a[96], b[32], c[32], buf[128], r[32];
+
+    if (stored > 0)
+        snprintf(a, sizeof(a), "%s/s (all acked, i.e. stored: %s/s)", fmt_count(b, rate),
+                 fmt_count(c, stored));
+    else
+        snprintf(a, sizeof(a), "%s/s", fmt_count(b, rate));
+    snprintf(buf, sizeof(buf), "%s %s/s", base_what, fmt_count(b, base));
+    snprintf(r, sizeof(r), "%.2fx", base > 0 ? rate / base : 0);
+    add_row("cluster", metric, a, buf, r, "report", "");
+}
+
+/*
+ * scenario_cluster() starts a 3-node nats-server cluster and measures, side by
+ * side, 1 sidecar in cluster mode and 3 sidecars (R3 stream and buckets):
+ * ingest (failures/s published into DLQ_FAILED until the merged stats count
+ * every one) and dispatch (retries/s reaching a worker that answers ok),
+ * against a bare nats.c JetStream publisher into the same stream and a bare
+ * core publisher and worker; then the takeover time after kill -9 with a
+ * 2.5 s lease, O.cluster_kills times. The cluster is stopped at the end.
+ */
+static void
+scenario_cluster(void)
+{
+    json_t *res = jobj("cluster");
+    struct ncluster c;
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsOptions jo;
+    struct cl_run one, three;
+    struct bare_dispatch bd;
+    double bare_ingest = 0, *own = NULL, *bal = NULL;
+    int kills;
+    char a[64], b[96], r[32];
+
+    memset(&c, 0, sizeof(c));
+    memset(&bd, 0, sizeof(bd));
+    if (!O.nats_server) {
+        note("cluster: needs --nats-server (bench/run.sh passes it)");
+        failures++;
+        return;
+    }
+    note("cluster: starting a 3-node nats-server cluster (%s)", O.nats_server);
+    if (ncl_start(&c)) {
+        failures++;
+        return;
+    }
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 30000;
+    jo.Wait = 10000; /* R3 stream and bucket calls on a busy cluster */
+    if (!(nc = connect_url(c.urls, "bench-cluster")) || natsConnection_JetStream(&js, nc, &jo) != NATS_OK) {
+        failures++;
+        goto done;
+    }
+    jint(res, "tasks", O.cluster_n);
+    jint(res, "nodes", CL_NODES);
+    jint(res, "replicas", 3);
+    jint(res, "partitions", CL_PARTITIONS);
+    jint(res, "lease_ms", O.cluster_lease_ms);
+    jint(res, "takeover_lease_ms", CL_TAKEOVER_LEASE_MS);
+    note("cluster: %s; %ld failures per configuration", c.urls, O.cluster_n);
+
+    /* 1. one member, 2. three members (the 1-minute load average before each phase goes into the JSON) */
+    jnum(res, "loadavg_before_one", loadavg());
+    cl_sidecars(&c, nc, js, 1, O.cluster_lease_ms, &one);
+    jrun(res, "one", &one);
+    jnum(res, "loadavg_before_three", loadavg());
+    cl_sidecars(&c, nc, js, 3, O.cluster_lease_ms, &three);
+    jrun(res, "three", &three);
+    jnum(res, "loadavg_before_bare", loadavg());
+
+    /* 3. the bare JetStream publisher into the same (R3) stream, no sidecar running */
+    if (cl_stream_msgs(js) >= 0 && js_PurgeStream(js, CL_STREAM, NULL, NULL) == NATS_OK) {
+        int64_t t0 = mono_ns();
+        if (cl_publish(js, O.cluster_n) == 0 && cl_stream_msgs(js) == O.cluster_n)
+            bare_ingest = (double)O.cluster_n / ((double)(mono_ns() - t0) / 1e9);
+        else
+            failures++;
+        js_PurgeStream(js, CL_STREAM, NULL, NULL);
+    } else {
+        note("cluster: no DLQ_FAILED stream left for the bare publisher");
+        failures++;
+    }
+    jnum(res, "bare_ingest_per_s", bare_ingest);
+    note("cluster: bare js_PublishAsync into %s (R3): %.0f/s", CL_STREAM, bare_ingest);
+
+    /* 4. the bare core publisher and worker, connections to the cluster */
+    if (bare_dispatch(nc, c.urls, O.cluster_n, &bd) || !bd.complete)
+        failures++;
+    jnum(res, "bare_dispatch_per_s", bd.rate);
+    jint(res, "bare_dispatch_received", bd.received);
+    note("cluster: bare core publish to a worker: %.0f/s (%ld received)", bd.rate, bd.received);
+
+    /* 5. takeover after kill -9 */
+    jnum(res, "loadavg_before_takeover", loadavg());
+    own = calloc((size_t)O.cluster_kills, sizeof(double));
+    bal = calloc((size_t)O.cluster_kills, sizeof(double));
+    kills = own && bal ? cl_takeover(&c, nc, js, own, bal) : -1;
+    if (kills < O.cluster_kills)
+        failures++;
+    if (kills > 0) {
+        json_t *ao = json_array(), *ab = json_array();
+        for (int i = 0; i < kills; i++) {
+            json_array_append_new(ao, json_real(own[i]));
+            json_array_append_new(ab, json_real(bal[i]));
+        }
+        json_object_set_new(res, "takeover_owned_ms", ao);
+        json_object_set_new(res, "takeover_balanced_ms", ab);
+        qsort(own, (size_t)kills, sizeof(double), cmp_double);
+        qsort(bal, (size_t)kills, sizeof(double), cmp_double);
+        jnum(res, "takeover_owned_p50_ms", pct(own, (size_t)kills, 50));
+        jnum(res, "takeover_owned_max_ms", own[kills - 1]);
+        jnum(res, "takeover_balanced_p50_ms", pct(bal, (size_t)kills, 50));
+        jnum(res, "takeover_balanced_max_ms", bal[kills - 1]);
+    }
+    jint(res, "takeover_kills", kills > 0 ? kills : 0);
+    jnum(res, "loadavg_end", loadavg());
+
+    /* rows */
+    cl_row_rate("ingest failures/s into DLQ_FAILED (R3) until all are tasks: 1 sidecar (cluster mode)",
+                one.ingest_rate, one.stored_rate, "bare nats.c js_PublishAsync", bare_ingest);
+    cl_row_rate("ingest, the same: 3 sidecars", three.ingest_rate, three.stored_rate,
+                "bare nats.c js_PublishAsync", bare_ingest);
+    cl_row_rate("dispatch retries/s to a worker answering ok: 1 sidecar", one.dispatch_rate, 0,
+                "bare core publish + worker", bd.rate);
+    cl_row_rate("dispatch, the same: 3 sidecars", three.dispatch_rate, 0, "bare core publish + worker",
+                bd.rate);
+    snprintf(a, sizeof(a), "ingest %.2fx, dispatch %.2fx",
+             one.ingest_rate > 0 ? three.ingest_rate / one.ingest_rate : 0,
+             one.dispatch_rate > 0 ? three.dispatch_rate / one.dispatch_rate : 0);
+    add_row("cluster", "3 sidecars / 1 sidecar (2 cores: the cost of coordination)", a, "", "",
+            "report", "");
+    jnum(res, "three_vs_one_ingest", one.ingest_rate > 0 ? three.ingest_rate / one.ingest_rate : 0);
+    jnum(res, "three_vs_one_dispatch",
+         one.dispatch_rate > 0 ? three.dispatch_rate / one.dispatch_rate : 0);
+    if (kills > 0) {
+        snprintf(a, sizeof(a), "%.2f / %.2f s", pct(own, (size_t)kills, 50) / 1000,
+                 own[kills - 1] / 1000);
+        snprintf(b, sizeof(b), "balanced again: %.2f / %.2f s", pct(bal, (size_t)kills, 50) / 1000,
+                 bal[kills - 1] / 1000);
+        snprintf(r, sizeof(r), "%d kills", kills);
+        add_row("cluster", "takeover after kill -9, lease 2.5 s: all 32 served again, p50 / max", a,
+                b, r, "report", "");
+    }
+    snprintf(a, sizeof(a), "%lld / %lld", cl_lost(&one), cl_lost(&three));
+    add_row("cluster", "lost (stats: retry_success vs sent), 1 / 3 sidecars", a, "", "",
+            "0", cl_lost(&one) == 0 && cl_lost(&three) == 0 ? "yes" : "NO");
+    jint(res, "one_lost", cl_lost(&one));
+    jint(res, "three_lost", cl_lost(&three));
+done:
+    free(own);
+    free(bal);
+    if (js)
+        cl_reset(js);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    ncl_stop(&c);
+}
+
 /* ---- output ---------------------------------------------------------------------------------- */
 
 /* table_markdown() renders the rows as a Markdown table into a new string. */
@@ -2942,8 +3861,12 @@ usage(FILE *f)
             "  --kv-n N              kvstore: failures ingested and written (default 200000)\n"
             "  --kv-batch B          kvstore: the sidecar's store.jetstream.batch_max (default: its own)\n"
             "  --kv-pending P        kvstore: PubAcks the bare clients await at once (default 4096)\n"
+            "  --nats-server PATH    cluster: the nats-server of its 3 nodes (bench/run.sh passes its own)\n"
+            "  --cluster-n N         cluster: failures per configuration (default 20000; quick 2000)\n"
+            "  --cluster-kills K     cluster: kill -9 of the takeover measurement (default 10; quick 1)\n"
+            "  --cluster-lease-ms MS cluster: cluster.lease_ms of the throughput runs (default 5000)\n"
             "  --scenarios LIST      comma list of ingest,dispatch,timer,memory,admin,peer,jsingest,\n"
-            "                        kvstore\n"
+            "                        kvstore,cluster\n"
             "                        (default all)\n"
             "  --quick               small sizes: a smoke run of a few seconds\n"
             "  --free-port           print a free TCP port on 127.0.0.1 and exit\n");
@@ -2981,7 +3904,7 @@ parse_scenarios(const char *list)
         unsigned bit;
     } names[] = {{"ingest", S_INGEST}, {"dispatch", S_DISPATCH}, {"timer", S_TIMER},
                  {"memory", S_MEMORY}, {"admin", S_ADMIN},       {"peer", S_PEER},
-                 {"jsingest", S_JSINGEST}, {"kvstore", S_KVSTORE}};
+                 {"jsingest", S_JSINGEST}, {"kvstore", S_KVSTORE}, {"cluster", S_CLUSTER}};
     char buf[256], *save = NULL, *tok;
     unsigned bits = 0;
 
@@ -3021,7 +3944,8 @@ int
 main(int argc, char **argv)
 {
     long n = -1, kv_n = -1, timer_n = -1, tmin = -1, tmax = -1, tbat = -1, samples = -1, arate = -1;
-    const char *scen = "ingest,dispatch,timer,memory,admin,peer,jsingest,kvstore";
+    long cl_n = -1, cl_kills = -1;
+    const char *scen = "ingest,dispatch,timer,memory,admin,peer,jsingest,kvstore,cluster";
     struct late tl = {0, 0, 0, 0, 0, 0}, jl = {0, 0, 0, 0, 0, 0};
     double js_rate = 0, js_bytes = 0, mem_bytes = 0;
     natsConnection *pub;
@@ -3084,6 +4008,14 @@ main(int argc, char **argv)
             O.kv_batch = num_arg(a, v);
         else if (strcmp(a, "--kv-pending") == 0)
             O.kv_pending = num_arg(a, v);
+        else if (strcmp(a, "--nats-server") == 0)
+            O.nats_server = v;
+        else if (strcmp(a, "--cluster-n") == 0)
+            cl_n = num_arg(a, v);
+        else if (strcmp(a, "--cluster-kills") == 0)
+            cl_kills = num_arg(a, v);
+        else if (strcmp(a, "--cluster-lease-ms") == 0)
+            O.cluster_lease_ms = num_arg(a, v);
         else if (strcmp(a, "--scenarios") == 0)
             scen = v;
         else {
@@ -3100,8 +4032,13 @@ main(int argc, char **argv)
     O.timer_batches = tbat > 0 ? tbat : O.quick ? 3 : 10;
     O.admin_samples = samples > 0 ? samples : O.quick ? 20 : 100;
     O.admin_rate = arate > 0 ? arate : O.quick ? 2000 : 10000;
+    O.cluster_n = cl_n > 0 ? cl_n : O.quick ? 2000 : 20000;
+    O.cluster_kills = cl_kills > 0 ? cl_kills : O.quick ? 1 : 10;
+    if (O.cluster_lease_ms <= 0)
+        O.cluster_lease_ms = 5000;
     O.scen = parse_scenarios(scen);
     if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 5000000 || O.kv_n > 5000000 ||
+        O.cluster_n > 5000000 || O.cluster_kills > 1000 ||
         O.timer_n > O.n * 10) {
         usage(stderr);
         return 2;
@@ -3120,6 +4057,9 @@ main(int argc, char **argv)
         gethostname(host, sizeof(host) - 1);
         jint(meta, "n", O.n);
         jint(meta, "kv_n", O.kv_n);
+        jint(meta, "cluster_n", O.cluster_n);
+        if (O.nats_server)
+            json_object_set_new(meta, "nats_server", json_string(O.nats_server));
         jint(meta, "timer_n", O.timer_n);
         jint(meta, "tick_ms", O.tick_ms);
         json_object_set_new(meta, "quick", json_boolean(O.quick));
@@ -3145,6 +4085,8 @@ main(int argc, char **argv)
         scenario_jsingest(pub);
     if (O.scen & S_KVSTORE)
         scenario_kvstore(pub);
+    if (O.scen & S_CLUSTER)
+        scenario_cluster();
 
     /* memory and peer rows are written last: they need the JetStream figures */
     if (O.scen & S_MEMORY) {

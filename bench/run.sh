@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh - the benchmark: builds dlq-sidecar and dlq-bench in Release mode, starts a private nats-server (JetStream) on a free 127.0.0.1 port, runs every scenario, prints the table and writes bench/results.json.
+# run.sh - the benchmark: builds dlq-sidecar and dlq-bench in Release mode, starts a private nats-server (JetStream) on a free 127.0.0.1 port (the cluster scenario starts 3 more), runs every scenario, prints the table and writes bench/results.json.
 #
 # usage: bench/run.sh [--quick] [--out FILE] [--keep] [dlq-bench options: --n N, --scenarios LIST, ...]
 #   --quick  small sizes (a few seconds; the CI smoke test); prints the table, writes JSON only with --out
@@ -86,5 +86,6 @@ if [ -z "$nats_pid" ]; then
 fi
 echo "bench: nats-server $("$nats_server" --version 2>&1 | head -1) on 127.0.0.1:$port (JetStream in $work/js)" >&2
 
+# The cluster scenario starts (and stops) its own 3 nodes of the same nats-server under $work/cluster.
 "$bench" --url "nats://127.0.0.1:$port" --sidecar "$sidecar" --workdir "$work" "${out_args[@]}" \
-  --nats-log "$work/nats.log" --nats-pid "$nats_pid" "${args[@]}"
+  --nats-log "$work/nats.log" --nats-pid "$nats_pid" --nats-server "$nats_server" "${args[@]}"

@@ -405,6 +405,21 @@ fetch_once(struct sc_js *js)
     /* No more than the server may have unacked: a larger batch would wait out its expiry. */
     int64_t batch = js->spec.fetch_batch < js->spec.max_ack_pending ? js->spec.fetch_batch
                                                                      : js->spec.max_ack_pending;
+    int waiting = 0;
+
+    /*
+     * nats.c before 3.10 (Debian 12 ships 3.4.1) writes past its array of
+     * `batch` messages in natsSubscription_Fetch() when messages of an earlier
+     * pull request already wait in the subscription and make up more than half
+     * of the batch (nats.c #749, fixed in 3.10: it compares the count with the
+     * batch it has already reduced). The result was a heap overflow, then
+     * "double free or corruption" in natsMsgList_Destroy() and SIGABRT, seen
+     * in bench/run.sh --scenarios cluster under sustained ingest. A batch of 1
+     * cannot overflow, so leftovers are taken one at a time; the next pull
+     * without leftovers asks for the full batch again.
+     */
+    if (natsSubscription_GetPending(js->sub, &waiting, NULL) == NATS_OK && waiting > 0)
+        batch = 1;
 
     s = natsSubscription_Fetch(&list, js->sub, (int)batch, FETCH_WAIT_MS, &je);
     if (s == NATS_TIMEOUT)
