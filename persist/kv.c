@@ -40,7 +40,15 @@
 #define KV_FENCE_KEY "fence"  /* "fence.<p>": the partition's fence, put by each new owner */
 #define KV_META_KEY "meta.partitions" /* the partition count the keys were made with */
 #define KV_ERR_WRONG_LAST_SEQ 10071
-#define KV_ERR_WRONG_LAST_SEQ_SUBJ 10164 /* the same, answered for a check on another subject (the fence) */ /* JetStream err_code: the expected revision does not match */
+/*
+ * 10164, "wrong last sequence" in its constant form: on a clustered stream
+ * the server refuses a write whose per-subject check names a subject that
+ * another checked write still in flight names too (nats-server's
+ * expectedPerSubjectInProcess). Every fenced write of a partition checks
+ * the same fence key, so only one of them may be in flight at a time: the
+ * answer means "busy", not "the fence moved" (that is 10071).
+ */
+#define KV_ERR_CHECK_IN_FLIGHT 10164
 
 /* What the loader hands to the loop, in order. */
 typedef enum {
@@ -84,6 +92,8 @@ struct kv_store {
     unsigned char *answered; /* per item of the batch in flight */
     size_t nanswered;
     bool any_retry, any_ok;
+    bool any_busy;           /* an item of the batch went back unsent or refused as busy (KV_ERR_CHECK_IN_FLIGHT) */
+    unsigned char *part_sent; /* fenced: partitions with a write in this batch (partitions bytes) */
     bool kicked, kicked_urgent; /* a kick arrived while a batch was in flight or waiting */
     struct event *timer;
     kv_timer timer_what;
@@ -246,9 +256,12 @@ item_doc(const struct kv_store *k, size_t i, size_t *len)
     return k->b.body.data + it->body_off;
 }
 
-/* Hands item i's answer to the owner once; closes the batch after its last. */
+/*
+ * Hands item i's answer to the owner once; closes the batch after its last.
+ * busy: a RETRY that is not a failure (see answer_busy()).
+ */
 static void
-answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
+answer_item(struct kv_store *k, size_t i, persist_result r, const char *reason, bool busy)
 {
     const struct persist_batch_item *bi = &k->b.items[i];
     struct persist_item it = {persist_batch_item_id(&k->b, i), bi->id_len, bi->version, bi->del};
@@ -260,7 +273,14 @@ answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
     switch (r) {
     case PERSIST_ITEM_OK: k->st.written++; k->any_ok = true; break;
     case PERSIST_ITEM_STALE: k->st.stale++; k->any_ok = true; break;
-    case PERSIST_ITEM_RETRY: k->st.retried++; k->any_retry = true; break;
+    case PERSIST_ITEM_RETRY:
+        if (busy)
+            k->any_busy = true;
+        else {
+            k->st.retried++;
+            k->any_retry = true;
+        }
+        break;
     case PERSIST_ITEM_REJECTED: k->st.rejected++; break;
     case PERSIST_ITEM_FENCED: k->st.fenced++; break;
     }
@@ -273,6 +293,11 @@ answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
     k->gen++;
     if (k->timer_what == KV_T_DEADLINE)
         disarm(k);
+    if (k->any_busy && !k->any_retry) {
+        /* Busy items are not failures: the next batch goes at once, one write per partition. */
+        k->kicked = true;
+        k->kicked_urgent = true;
+    }
     if (k->any_retry) {
         k->st.failed_batches += !k->any_ok;
         persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
@@ -290,6 +315,25 @@ answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
         else
             arm(k, KV_T_FLUSH, k->flush_ms);
     }
+}
+
+/*
+ * Answers item i RETRY without counting it as a failure (no degraded state,
+ * no backoff): it was not sent because this batch already writes its
+ * partition, or the server refused it as busy (KV_ERR_CHECK_IN_FLIGHT).
+ * The owner keeps it dirty; the next batch follows at once.
+ */
+static void
+answer_busy(struct kv_store *k, size_t i)
+{
+    answer_item(k, i, PERSIST_ITEM_RETRY, "another write of the partition is in flight", true);
+}
+
+/* Hands item i's answer to the owner once (a failure when RETRY). */
+static void
+answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
+{
+    answer_item(k, i, r, reason, false);
 }
 
 /* Publishes item i of the batch; answers it at once when it cannot go. */
@@ -318,6 +362,11 @@ send_item(struct kv_store *k, size_t i)
             answer(k, i, PERSIST_ITEM_FENCED, "this instance holds no claim on the partition");
             return;
         }
+        if (k->part_sent[p]) {
+            answer_busy(k, i); /* the server takes one write checking p's fence at a time */
+            return;
+        }
+        k->part_sent[p] = 1;
         snprintf(rev, sizeof(rev), "%llu", (unsigned long long)k->fence[p]);
         snprintf(fence_subj, sizeof(fence_subj), "$KV.%s." KV_FENCE_KEY ".%u", k->bucket, p);
         hdrs[nh++] = "Nats-Expected-Last-Subject-Sequence";
@@ -366,7 +415,9 @@ kv_flush(struct kv_store *k)
         return;
     memset(k->answered, 0, n);
     k->nanswered = 0;
-    k->any_ok = k->any_retry = false;
+    k->any_ok = k->any_retry = k->any_busy = false;
+    if (k->fenced)
+        memset(k->part_sent, 0, k->partitions);
     k->in_flight = true;
     k->st.batches++;
     arm(k, KV_T_DEADLINE, k->timeout_ms);
@@ -394,7 +445,7 @@ has_error_key(const void *p, size_t len)
  * status (no JetStream for the subject) is RETRY.
  */
 static persist_result
-classify(struct kv_store *k, const void *data, size_t len, int status)
+classify(struct kv_store *k, const void *data, size_t len, int status, bool *busy)
 {
     json_t *j, *e;
     long code, err_code;
@@ -419,7 +470,10 @@ classify(struct kv_store *k, const void *data, size_t len, int status)
     desc = json_string_value(json_object_get(e, "description"));
     set_error(k, "JetStream refused a write: %s (code %ld, err_code %ld)", desc ? desc : "?", code,
               err_code);
-    if ((err_code == KV_ERR_WRONG_LAST_SEQ || err_code == KV_ERR_WRONG_LAST_SEQ_SUBJ) && k->fenced)
+    if (err_code == KV_ERR_CHECK_IN_FLIGHT && k->fenced) {
+        *busy = true; /* another write checking the fence is in flight: not a moved fence */
+        r = PERSIST_ITEM_RETRY;
+    } else if (err_code == KV_ERR_WRONG_LAST_SEQ && k->fenced)
         r = PERSIST_ITEM_FENCED; /* another fence was put on the partition since ours */
     else if (err_code == KV_ERR_WRONG_LAST_SEQ)
         r = PERSIST_ITEM_STALE;
@@ -449,8 +503,12 @@ persist_kv_reply(struct persist *p, const char *subject, const void *data, size_
     i = (size_t)strtoull(end + 1, &end, 10);
     if (*end != '\0' || !k->in_flight || gen != k->gen || i >= k->b.count || k->answered[i])
         return; /* an answer of a batch given up (deadline) or a forged one */
-    r = classify(k, data, len, status);
-    answer(k, i, r, r == PERSIST_ITEM_OK ? NULL : k->st.last_error);
+    bool busy = false;
+    r = classify(k, data, len, status, &busy);
+    if (busy)
+        answer_busy(k, i);
+    else
+        answer(k, i, r, r == PERSIST_ITEM_OK ? NULL : k->st.last_error);
 }
 
 /* ---- the loader thread ------------------------------------------------------------------------ */
@@ -1058,6 +1116,7 @@ kv_destroy(struct persist *p)
     sc_buf_destroy(&k->json);
     codec_free(k->codec);
     free(k->answered);
+    free(k->part_sent);
     free(k->bucket);
     free(k->reply_prefix);
     free(k->fence);
@@ -1184,6 +1243,7 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     k->fence = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->fence));
     k->claim_gen = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->claim_gen));
     k->refencing = sc_xcalloc(o->partitions ? o->partitions : 1, 1);
+    k->part_sent = sc_xcalloc(o->partitions ? o->partitions : 1, 1);
     k->member = sc_xstrdup(o->member && *o->member ? o->member : "dlq-sidecar");
     k->publish = o->publish;
     k->publish_ctx = o->publish_ctx;
