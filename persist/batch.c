@@ -28,6 +28,7 @@ persist_batch_destroy(struct persist_batch *b)
     sc_buf_destroy(&b->body);
     sc_buf_destroy(&b->ids);
     free(b->items);
+    free(b->excl_used);
     memset(b, 0, sizeof(*b));
 }
 
@@ -39,6 +40,35 @@ persist_batch_reset(struct persist_batch *b)
     b->count = 0;
     b->open = false;
     b->stopped = false;
+    if (b->excl_used)
+        memset(b->excl_used, 0, b->excl);
+    b->excl_count = 0;
+    b->excl_skipped = false;
+}
+
+void
+persist_batch_exclusive(struct persist_batch *b, unsigned partitions)
+{
+    free(b->excl_used);
+    b->excl_used = partitions ? sc_xcalloc(partitions, 1) : NULL;
+    b->excl = partitions;
+    b->excl_count = 0;
+}
+
+/* The partition of id in an exclusive batch. */
+static uint32_t
+excl_partition(const struct persist_batch *b, const char *id, size_t id_len)
+{
+    return (uint32_t)(sc_fnv1a64(id, id_len) % b->excl);
+}
+
+bool
+persist_batch_accepts(struct persist_batch *b, const char *id, size_t id_len)
+{
+    if (!b->excl || !b->excl_used[excl_partition(b, id, id_len)])
+        return true;
+    b->excl_skipped = true; /* something waits: the next batch goes at once */
+    return false;
 }
 
 const char *
@@ -61,7 +91,8 @@ persist_batch_count(const struct persist_batch *b)
 bool
 persist_batch_full(const struct persist_batch *b)
 {
-    return b->stopped || b->count >= b->max_docs || b->body.len >= b->max_bytes;
+    return b->stopped || b->count >= b->max_docs || b->body.len >= b->max_bytes ||
+           (b->excl && (b->excl_count >= b->excl || b->excl_skipped));
 }
 
 /* Appends the item record and its action line; leaves b->mark at the item's start. */
@@ -73,8 +104,10 @@ begin_item(struct persist_batch *b, const char *id, size_t id_len, uint64_t vers
 
     if (b->open)
         return SC_EINVAL;
-    if (persist_batch_full(b))
+    if (persist_batch_full(b) || !persist_batch_accepts(b, id, id_len))
         return SC_EFULL;
+    if (b->excl)
+        b->open_p = excl_partition(b, id, id_len);
     if (b->count == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 64;
         b->items = sc_xrealloc(b->items, ncap * sizeof(*b->items));
@@ -126,6 +159,10 @@ end_item(struct persist_batch *b, bool newline)
         return s;
     }
     b->count++;
+    if (b->excl) {
+        b->excl_used[b->open_p] = 1;
+        b->excl_count++;
+    }
     return SC_OK;
 }
 

@@ -1252,6 +1252,8 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     lim.max_depth = KV_DEPTH;
     k->codec = codec_new(&lim);
     persist_batch_init(&k->b, k->batch_max, KV_BATCH_BYTES, no_action);
+    if (k->fenced)
+        persist_batch_exclusive(&k->b, k->partitions); /* one fenced write per partition per batch */
     k->answered = sc_xcalloc(k->batch_max, 1);
     sc_buf_init(&k->subj, 4096);
     sc_buf_init(&k->reply, 1024);

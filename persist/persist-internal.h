@@ -43,14 +43,28 @@ struct persist_batch {
     size_t ids_mark;
     bool open;
     bool stopped;     /* an item was taken back (it did not fit): the batch is full */
+    /* persist_batch_exclusive(): at most one item per partition (0: off) */
+    unsigned excl;
+    unsigned char *excl_used; /* excl bytes: the partitions with an item */
+    size_t excl_count;
+    bool excl_skipped; /* an item was refused for its partition: full, the next batch at once */
+    uint32_t open_p;  /* the open item's partition */
 };
 
 /* persist_batch_init() prepares b with limits and an action writer; persist_batch_destroy() frees it. */
 void persist_batch_init(struct persist_batch *b, size_t max_docs, size_t max_bytes,
                         persist_action_fn action);
 void persist_batch_destroy(struct persist_batch *b);
-/* persist_batch_reset() empties b, keeping its storage. */
+/* persist_batch_reset() empties b, keeping its storage (and its exclusivity). */
 void persist_batch_reset(struct persist_batch *b);
+/*
+ * persist_batch_exclusive() lets b take at most one item per partition of
+ * partitions (FNV-1a 64 of the id mod partitions; 0 turns it off): the KV
+ * store in cluster mode, whose every write checks its partition's fence,
+ * which a clustered server checks for one write at a time. b is full once
+ * every partition has its item. Loop thread.
+ */
+void persist_batch_exclusive(struct persist_batch *b, unsigned partitions);
 /* persist_batch_item_id() returns item i's id (not NUL-terminated). */
 const char *persist_batch_item_id(const struct persist_batch *b, size_t i);
 

@@ -144,10 +144,20 @@ sc_status persist_batch_delete(struct persist_batch *b, const char *id, size_t i
 
 /*
  * persist_batch_full() tells whether the batch reached its count or byte
- * limit, or took an item back for want of room (the backend then sends the
- * next batch at once, so what did not fit does not wait for another kick).
+ * limit, took an item back for want of room (the backend then sends the
+ * next batch at once, so what did not fit does not wait for another kick),
+ * or (exclusive) has an item for every partition.
  */
 bool persist_batch_full(const struct persist_batch *b);
+
+/*
+ * persist_batch_accepts() tells whether an item for id (id_len bytes) may
+ * go into b now: false when b takes one item per partition (cluster mode's
+ * KV store) and id's partition has one already; keep the record for the
+ * next batch and go on with the next. After a false, b counts as full (the
+ * backend sends the next batch as soon as this one is answered).
+ */
+bool persist_batch_accepts(struct persist_batch *b, const char *id, size_t id_len);
 
 /* persist_batch_count() returns the number of items in the batch. */
 size_t persist_batch_count(const struct persist_batch *b);

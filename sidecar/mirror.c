@@ -899,7 +899,10 @@ spill_fill(struct sc_daemon *d, struct persist_batch *b)
         raw_push(s, &s->rawfl[--s->nrawfl]);
     while (s->nraw) {
         struct store_raw *r = &s->raw[s->nraw - 1];
-        struct sc_buf *buf = persist_batch_put_begin(b, r->id, r->len, r->version);
+        struct sc_buf *buf;
+        if (!persist_batch_accepts(b, r->id, r->len))
+            return false; /* one write per partition per batch: the next batch goes on */
+        buf = persist_batch_put_begin(b, r->id, r->len, r->version);
         if (!buf)
             return false;
         if ((st = sc_buf_append(buf, r->doc, r->doclen)) != SC_OK)
@@ -1338,6 +1341,8 @@ on_fill(void *ctx, struct persist_batch *b)
         size_t limit = pass == 0 ? (tombs_first + 1) / 2 : s->tlen;
         while (s->tlen && limit--) {
             struct store_tomb *tb = &s->tombs[s->thead];
+            if (!persist_batch_accepts(b, tb->id, tb->len))
+                break; /* deletes go in order: this one and those after it wait for the next batch */
             if (persist_batch_delete(b, tb->id, tb->len, tb->version) != SC_OK)
                 return;
             fl_add(s, tb->id, tb->len, tb->version, true);
@@ -1350,6 +1355,10 @@ on_fill(void *ctx, struct persist_batch *b)
         for (t = dirty_first(s); t; t = next) {
             struct sc_buf *buf;
             next = dirty_next(s, t);
+            if (persist_batch_full(b))
+                return;
+            if (!persist_batch_accepts(b, t->id, t->id_len))
+                continue; /* its partition has a write in this batch: the next batch takes it */
             buf = persist_batch_put_begin(b, t->id, t->id_len, t->version);
             if (!buf)
                 return;
