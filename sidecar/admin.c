@@ -685,7 +685,7 @@ list_partitioned(struct admin_req *r, const struct dlq_filter *f, int64_t limit,
     if (r->body && (c = json_object_get(r->body, "cursor")) && !json_is_null(c) &&
         !parse_part_cursor(r, c, &cp, &cid, &cid_len))
         return;
-    v = sc_xcalloc(dlq_queue_active(&d->m.q) + 1, sizeof(*v));
+    v = sc_xcalloc(d->m.q.count + 1, sizeof(*v)); /* every task held: completed and archived match too */
     for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
         if (!dlq_filter_match(f, t, now))
             continue;

@@ -1298,15 +1298,32 @@ test_admin_everywhere(void **state)
     r = ask(w, "get", "{\"task_id\":\"nobody\"}");
     IT_CHECK(r && it_json_int(r, "error.code") == 404, "get of no task: %s", it_json_dump(r));
     json_decref(r);
+    /* Two archived: a list counts kept tasks too (the harness keeps completed and archived ones). */
     r = ask(w, "archive", "{\"task_id\":\"a-7\"}");
     IT_CHECK(r && it_json_int(r, "archived") == 1, "archive a-7: %s", it_json_dump(r));
     json_decref(r);
+    {
+        /* The second of the same partition, so that one member holds both. */
+        char body[64];
+        int j;
+        for (j = 8; j < n; j++) {
+            int len = snprintf(body, sizeof(body), "a-%d", j);
+            if (dlq_partition_of(body, (size_t)len, P) == dlq_partition_of("a-7", 3, P))
+                break;
+        }
+        IT_CHECK(j < n, "a task of a-7's partition");
+        snprintf(body, sizeof(body), "{\"task_id\":\"a-%d\"}", j);
+        r = ask(w, "archive", body);
+        IT_CHECK(r && it_json_int(r, "archived") == 1, "archive a-%d: %s", j, it_json_dump(r));
+        json_decref(r);
+    }
     r = ask(w, "stats", NULL);
-    IT_CHECK(it_json_int(r, "queue_size") == n - 1, "after the archive: %s", it_json_dump(r));
+    IT_CHECK(it_json_int(r, "queue_size") == n - 2, "after the archives: %s", it_json_dump(r));
     json_decref(r);
+    list_walk(w, n, n, 1000);
     /* A filter reaches every member: the count is the cluster's. */
     r = ask(w, "clear", "{\"status\":\"pending\"}");
-    IT_CHECK(r && it_json_int(r, "error.code") == 400 && it_json_int(r, "error.would_clear") == n - 1,
+    IT_CHECK(r && it_json_int(r, "error.code") == 400 && it_json_int(r, "error.would_clear") == n - 2,
              "clear without confirm: %s", it_json_dump(r));
     json_decref(r);
 
@@ -1338,9 +1355,9 @@ test_admin_everywhere(void **state)
                                          (long long)(sc_now_mono_ms() - (deadline - SETTLE_MS)),
                                          missing, (long long)it_json_int(r, "members_answered"),
                                          (long long)it_json_int(r, "queue_size"));
-        if (missing > 0 && it_json_int(r, "members_answered") < NS && it_json_int(r, "queue_size") < n - 1)
+        if (missing > 0 && it_json_int(r, "members_answered") < NS && it_json_int(r, "queue_size") < n - 2)
             named = true;
-        if (named && missing == 0 && it_json_int(r, "queue_size") == n - 1)
+        if (named && missing == 0 && it_json_int(r, "queue_size") == n - 2)
             whole = true;
         json_decref(r);
         it_sleep_ms(100);
