@@ -89,10 +89,16 @@ persist_batch_count(const struct persist_batch *b)
  * wait for an unrelated change (issue 10, item 8).
  */
 bool
+persist_batch_has_room(const struct persist_batch *b)
+{
+    return !b->stopped && b->count < b->max_docs && b->body.len < b->max_bytes &&
+           (!b->excl || b->excl_count < b->excl);
+}
+
+bool
 persist_batch_full(const struct persist_batch *b)
 {
-    return b->stopped || b->count >= b->max_docs || b->body.len >= b->max_bytes ||
-           (b->excl && (b->excl_count >= b->excl || b->excl_skipped));
+    return !persist_batch_has_room(b) || (b->excl && b->excl_skipped);
 }
 
 /* Appends the item record and its action line; leaves b->mark at the item's start. */
@@ -104,7 +110,7 @@ begin_item(struct persist_batch *b, const char *id, size_t id_len, uint64_t vers
 
     if (b->open)
         return SC_EINVAL;
-    if (persist_batch_full(b) || !persist_batch_accepts(b, id, id_len))
+    if (!persist_batch_has_room(b) || !persist_batch_accepts(b, id, id_len))
         return SC_EFULL;
     if (b->excl)
         b->open_p = excl_partition(b, id, id_len);

@@ -93,7 +93,6 @@ struct kv_store {
     size_t nanswered;
     bool any_retry, any_ok;
     bool any_busy;           /* an item of the batch went back unsent or refused as busy (KV_ERR_CHECK_IN_FLIGHT) */
-    unsigned char *part_sent; /* fenced: partitions with a write in this batch (partitions bytes) */
     bool kicked, kicked_urgent; /* a kick arrived while a batch was in flight or waiting */
     struct event *timer;
     kv_timer timer_what;
@@ -319,9 +318,10 @@ answer_item(struct kv_store *k, size_t i, persist_result r, const char *reason, 
 
 /*
  * Answers item i RETRY without counting it as a failure (no degraded state,
- * no backoff): it was not sent because this batch already writes its
- * partition, or the server refused it as busy (KV_ERR_CHECK_IN_FLIGHT).
- * The owner keeps it dirty; the next batch follows at once.
+ * no backoff): the server refused it as busy (KV_ERR_CHECK_IN_FLIGHT: another
+ * write checking its partition's fence was in flight; the batch itself never
+ * holds two, persist_batch_exclusive()). The owner keeps it dirty; the next
+ * batch follows at once.
  */
 static void
 answer_busy(struct kv_store *k, size_t i)
@@ -362,11 +362,6 @@ send_item(struct kv_store *k, size_t i)
             answer(k, i, PERSIST_ITEM_FENCED, "this instance holds no claim on the partition");
             return;
         }
-        if (k->part_sent[p]) {
-            answer_busy(k, i); /* the server takes one write checking p's fence at a time */
-            return;
-        }
-        k->part_sent[p] = 1;
         snprintf(rev, sizeof(rev), "%llu", (unsigned long long)k->fence[p]);
         snprintf(fence_subj, sizeof(fence_subj), "$KV.%s." KV_FENCE_KEY ".%u", k->bucket, p);
         hdrs[nh++] = "Nats-Expected-Last-Subject-Sequence";
@@ -416,8 +411,6 @@ kv_flush(struct kv_store *k)
     memset(k->answered, 0, n);
     k->nanswered = 0;
     k->any_ok = k->any_retry = k->any_busy = false;
-    if (k->fenced)
-        memset(k->part_sent, 0, k->partitions);
     k->in_flight = true;
     k->st.batches++;
     arm(k, KV_T_DEADLINE, k->timeout_ms);
@@ -1116,7 +1109,6 @@ kv_destroy(struct persist *p)
     sc_buf_destroy(&k->json);
     codec_free(k->codec);
     free(k->answered);
-    free(k->part_sent);
     free(k->bucket);
     free(k->reply_prefix);
     free(k->fence);
@@ -1243,7 +1235,6 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     k->fence = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->fence));
     k->claim_gen = sc_xcalloc(o->partitions ? o->partitions : 1, sizeof(*k->claim_gen));
     k->refencing = sc_xcalloc(o->partitions ? o->partitions : 1, 1);
-    k->part_sent = sc_xcalloc(o->partitions ? o->partitions : 1, 1);
     k->member = sc_xstrdup(o->member && *o->member ? o->member : "dlq-sidecar");
     k->publish = o->publish;
     k->publish_ctx = o->publish_ctx;

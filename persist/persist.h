@@ -151,6 +151,15 @@ sc_status persist_batch_delete(struct persist_batch *b, const char *id, size_t i
 bool persist_batch_full(const struct persist_batch *b);
 
 /*
+ * persist_batch_has_room() tells whether b may take another item: under
+ * its count and byte limits, nothing taken back, and (exclusive) a
+ * partition still without an item. A filling owner stops when it is false;
+ * an item refused only for its partition (persist_batch_accepts()) does not
+ * end the fill. Pure.
+ */
+bool persist_batch_has_room(const struct persist_batch *b);
+
+/*
  * persist_batch_accepts() tells whether an item for id (id_len bytes) may
  * go into b now: false when b takes one item per partition (cluster mode's
  * KV store) and id's partition has one already; keep the record for the

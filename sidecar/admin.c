@@ -1343,9 +1343,7 @@ sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len
 {
     struct admin_req r = {.d = d, .member = true};
     struct sc_cluster_stats cs = sc_cluster_get_stats(d);
-    int64_t now = sc_now_mono_ms();
     struct sc_jw w;
-    bool first = true;
 
     admin_handle(&r, verb, data, len);
     sc_buf_reset(out);
@@ -1355,12 +1353,7 @@ sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len
     sc_jw_str(&w, "id", cs.member_id ? cs.member_id : "");
     sc_jw_close(&w, '}');
     sc_buf_append(out, ",\"partitions\":[", 15);
-    for (uint32_t p = 0; p < cs.partitions; p++) {
-        if (!sc_serving(d, p, now))
-            continue;
-        sc_buf_appendf(out, first ? "%u" : ",%u", (unsigned)p);
-        first = false;
-    }
+    sc_serving_list(d, sc_now_mono_ms(), out);
     sc_buf_append(out, "],\"reply\":", 10);
     sc_buf_append(out, d->out.data, d->out.len);
     sc_buf_appendc(out, '}');

@@ -147,11 +147,8 @@ identity(struct sc_daemon *d, struct sc_jw *w, const char *type)
         /* Which member this is and the partitions it serves now ("0,3,6"; "" for none). */
         struct sc_cluster_stats cs = sc_cluster_get_stats(d);
         struct sc_buf *b = &d->scratch;
-        int64_t now = sc_now_mono_ms();
         sc_buf_reset(b);
-        for (uint32_t p = 0; p < cs.partitions; p++)
-            if (sc_serving(d, p, now))
-                sc_buf_appendf(b, b->len ? ",%u" : "%u", (unsigned)p);
+        sc_serving_list(d, sc_now_mono_ms(), b);
         sc_buf_appendc(b, '\0');
         sc_jw_str(w, "cluster.member_id", cs.member_id ? cs.member_id : "");
         sc_jw_str(w, "cluster.partitions", b->data);

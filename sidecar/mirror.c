@@ -1355,7 +1355,7 @@ on_fill(void *ctx, struct persist_batch *b)
         for (t = dirty_first(s); t; t = next) {
             struct sc_buf *buf;
             next = dirty_next(s, t);
-            if (persist_batch_full(b))
+            if (!persist_batch_has_room(b))
                 return;
             if (!persist_batch_accepts(b, t->id, t->id_len))
                 continue; /* its partition has a write in this batch: the next batch takes it */

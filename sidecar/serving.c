@@ -49,3 +49,16 @@ sc_serving_held(const struct sc_daemon *d, uint32_t p)
     return p < d->serving_n && d->serving[p] != SC_SERVING_NONE &&
            sc_cluster_lease_revision(d, p) != 0;
 }
+
+void
+sc_serving_list(const struct sc_daemon *d, int64_t now_mono, struct sc_buf *out)
+{
+    bool first = true;
+
+    for (uint32_t p = 0; d->serving && p < d->serving_n; p++) {
+        if (!sc_serving(d, p, now_mono))
+            continue;
+        sc_buf_appendf(out, first ? "%u" : ",%u", (unsigned)p);
+        first = false;
+    }
+}

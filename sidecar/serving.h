@@ -28,4 +28,13 @@ void sc_serving_mark(struct sc_daemon *d, uint32_t p, int mark);
 bool sc_serving(const struct sc_daemon *d, uint32_t p, int64_t now_mono);
 bool sc_serving_held(const struct sc_daemon *d, uint32_t p);
 
+/*
+ * sc_serving_list() appends the partitions served at now_mono
+ * (sc_serving() true) to out, in order, separated by commas ("0,3,6";
+ * nothing when none): for JSON arrays and service metadata. Cluster mode
+ * only (outside it: nothing). Loop thread.
+ */
+struct sc_buf;
+void sc_serving_list(const struct sc_daemon *d, int64_t now_mono, struct sc_buf *out);
+
 #endif

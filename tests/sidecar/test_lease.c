@@ -442,6 +442,23 @@ test_sim_zombie(void **state)
 }
 
 /*
+ * Sets o up as member "a" among ids (n of them) where a holds partitions
+ * 0-15 and the view shows "b" owning 16-31, then runs the sticky
+ * assignment into assign (P entries).
+ */
+static void
+assign_view(struct one *o, const char *const *ids, size_t n, long *assign)
+{
+    one_init(o, "a", ids, n, 0);
+    o->t.assign = assign;
+    for (size_t p = 0; p < 16; p++)
+        o->slots[p].held = true;
+    for (size_t p = 16; p < P; p++)
+        snprintf(o->slots[p].owner, sizeof(o->slots[p].owner), "b");
+    sc_lease_assign(&o->t);
+}
+
+/*
  * The sticky assignment by itself: what a live member holds stays with it
  * up to its quota (floor or ceil of P/n by rank), the rest fills the
  * others' quotas in partition order; a dead owner's partitions are given
@@ -456,14 +473,8 @@ test_assign_sticky(void **state)
     size_t count[3] = {0};
 
     (void)state;
-    one_init(&o, "a", ids, 3, 0);
-    o.t.assign = assign;
     /* a holds 0-15 (here: held), b's view shows 16-31; c is new. */
-    for (size_t p = 0; p < 16; p++)
-        o.slots[p].held = true;
-    for (size_t p = 16; p < P; p++)
-        snprintf(o.slots[p].owner, sizeof(o.slots[p].owner), "b");
-    sc_lease_assign(&o.t);
+    assign_view(&o, ids, 3, assign);
     for (size_t p = 0; p < P; p++)
         count[assign[p]]++;
     assert_int_equal(count[0], 11); /* a: rank 0, 32/3 + 1 */
@@ -475,13 +486,7 @@ test_assign_sticky(void **state)
         assert_int_equal(assign[p], 1); /* b keeps its first 11 */
     /* Now b is gone: a keeps 0-15, only b's 16-31 are given out. */
     static const char *const two[] = {"a", "c"};
-    one_init(&o, "a", two, 2, 0);
-    o.t.assign = assign;
-    for (size_t p = 0; p < 16; p++)
-        o.slots[p].held = true;
-    for (size_t p = 16; p < P; p++)
-        snprintf(o.slots[p].owner, sizeof(o.slots[p].owner), "b");
-    sc_lease_assign(&o.t);
+    assign_view(&o, two, 2, assign);
     for (size_t p = 0; p < 16; p++)
         assert_int_equal(assign[p], 0);
     for (size_t p = 16; p < P; p++)
