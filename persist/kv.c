@@ -687,6 +687,20 @@ persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions, in
     return st;
 }
 
+const char *
+persist_js_unplaceable(const char *last_error)
+{
+    /* the descriptions of JetStream errors 10074, 10005 and 10023 */
+    static const char *const says[] = {"replicas > 1 not supported", "no suitable peers",
+                                       "insufficient resources"};
+    const char *at;
+
+    for (size_t i = 0; last_error && i < SC_ARRAY_LEN(says); i++)
+        if ((at = strstr(last_error, says[i])) != NULL)
+            return at;
+    return NULL;
+}
+
 /* Finds or makes the bucket and checks it. NULL, or why not (into err). */
 static const char *
 open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errlen)
@@ -703,6 +717,14 @@ open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errle
         kc.Replicas = k->replicas;
         kc.StorageType = k->memory_storage ? js_MemoryStorage : js_FileStorage;
         s = js_CreateKeyValue(kv, js, &kc);
+        if (s != NATS_OK && k->replicas > 1 && persist_js_unplaceable(nats_GetLastError(NULL))) {
+            snprintf(err, errlen,
+                     "store.jetstream.replicas: %d replicas for the bucket %s, but the NATS servers "
+                     "cannot place them (%s; allowed: 1 on a single server, at most the JetStream "
+                     "servers of the cluster)", k->replicas, k->bucket,
+                     persist_js_unplaceable(nats_GetLastError(NULL)));
+            return err;
+        }
     }
     if (s != NATS_OK) {
         snprintf(err, errlen, "bucket %s: %s", k->bucket, natsStatus_GetText(s));

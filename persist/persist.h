@@ -446,6 +446,16 @@ sc_status persist_kv_check(natsConnection *nc, const char *bucket, unsigned part
                            int64_t timeout_ms, char *err, size_t errlen);
 
 /*
+ * persist_js_unplaceable() tells whether the text of nats_GetLastError()
+ * after a failed stream or bucket creation (NULL: none) says the servers
+ * cannot place that many replicas (not clustered, too few JetStream
+ * servers): a configuration to fix, not an outage to wait out. Returns
+ * the server's description within last_error (borrowed from it), or NULL
+ * when it says something else. Any thread.
+ */
+const char *persist_js_unplaceable(const char *last_error);
+
+/*
  * persist_kv_reply() hands the KV backend p one message that arrived on
  * its reply prefix: subject, len bytes of data (borrowed for the call),
  * and status 503 when it is a "no responders" status message, else 0.

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -14,11 +15,14 @@
 #include "daemon.h"
 #include "lease.h"
 #include "log.h"
+#include "persist.h"
 
 #define NS_PER_MS 1000000LL
 #define API_WAIT_MIN_MS 250     /* a KV call's wait: lease_ms / 4 within these bounds */
 #define API_WAIT_MAX_MS 5000
 #define JOB_TIMEOUTS_MAX 2      /* unanswered calls in one job before the rest is skipped */
+#define RENEW_TRY_MIN_MS 250    /* a renewal's try waits lease_ms / 12, at least this and at most api_wait_ms */
+#define RENEW_PAUSE_MS 100      /* between two tries of one renewal */
 #define MEMBER_VALUE_MAX 65536  /* bytes of a member record read back; longer ones are ignored */
 #define CLOSE_WAIT_MS 5000      /* sc_cluster_close(): the last job's wait */
 #define SETUP_WARN_MS 10000     /* a failing bucket set-up is logged once per this */
@@ -42,6 +46,7 @@ struct cl_op {
     uint8_t result; /* enum cl_op_result: written by the thread */
     uint64_t rev;   /* in: the expected revision (update, delete); out: the new one */
     int64_t t0;     /* mono ms the call was sent: written by the thread */
+    int64_t until;  /* update: mono ms the lease stops being believed here; tries end before it */
 };
 
 struct cl_job {
@@ -99,6 +104,7 @@ struct sc_cluster {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool posted, done, stop;  /* under mu */
+    bool hurry;               /* under mu: closing, a renewal tries once more at most */
     struct cl_job job;
     pthread_t thread;
     bool thread_started;
@@ -148,6 +154,14 @@ kv_setup(struct sc_cluster *c, char *err, size_t errlen)
             s = js_CreateKeyValue(&made, slow, &kc);
         kvStore_Destroy(made);
         jsCtx_Destroy(slow);
+        if (s != NATS_OK && c->replicas > 1 && persist_js_unplaceable(nats_GetLastError(NULL))) {
+            snprintf(err, errlen,
+                     "cluster.replicas: %lld replicas for the bucket %s, but the NATS servers "
+                     "cannot place them (%s; allowed: 1 on a single server, at most the JetStream "
+                     "servers of the cluster)", (long long)c->replicas, c->bucket,
+                     persist_js_unplaceable(nats_GetLastError(NULL)));
+            return SC_EINVAL;
+        }
         if (s == NATS_OK) {
             sc_log(SC_LOG_INFO, "cluster: bucket created", "bucket", c->bucket, "lease_ms",
                    sc_log_int(c->lease_ms), "replicas", sc_log_int(c->replicas), NULL);
@@ -221,6 +235,108 @@ delete_at(struct sc_cluster *c, const char *key, uint64_t rev)
     return s;
 }
 
+/*
+ * Updates key to my id if its last revision is rev, waiting wait_ms for the
+ * PubAck (a KV update with a wait of its own); *newrev is the new revision.
+ */
+static natsStatus
+update_at(struct sc_cluster *c, const char *key, uint64_t rev, int64_t wait_ms, uint64_t *newrev)
+{
+    char subj[512];
+    natsMsg *m = NULL;
+    jsPubOptions po;
+    jsPubAck *pa = NULL;
+    jsErrCode je = 0;
+    natsStatus s;
+
+    snprintf(subj, sizeof(subj), "$KV.%s.%s", c->bucket, key);
+    jsPubOptions_Init(&po);
+    po.ExpectLastSubjectSeq = rev;
+    po.MaxWait = wait_ms;
+    s = natsMsg_Create(&m, subj, NULL, c->me, (int)strlen(c->me));
+    if (s == NATS_OK)
+        s = js_PublishMsg(&pa, c->js, m, &po, &je);
+    if (s == NATS_OK)
+        *newrev = pa->Sequence;
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    return s;
+}
+
+/* True when key holds my id now; *rev is its revision. */
+static bool
+key_is_mine(struct sc_cluster *c, const char *key, uint64_t *rev)
+{
+    kvEntry *e = NULL;
+    bool mine;
+
+    if (kvStore_Get(&e, c->kv, key) != NATS_OK)
+        return false;
+    mine = kvEntry_ValueLen(e) == (int)strlen(c->me) &&
+           memcmp(kvEntry_Value(e), c->me, strlen(c->me)) == 0;
+    *rev = kvEntry_Revision(e);
+    kvEntry_Destroy(e);
+    return mine;
+}
+
+/*
+ * Renews one lease, trying again while the lease is still believed here:
+ * a stream leader election after a node's loss leaves the bucket
+ * unanswering for a few seconds, and one long wait would outlast the
+ * lease (every member would lose every partition at once). Each try waits
+ * lease_ms / 12 (the last ones what is left before op->until); a try that went unanswered may have landed, so when a
+ * later one is refused ("wrong last sequence") the key is read: my id at
+ * a newer revision is that earlier try's write, valid from the first
+ * unanswered try's t0 (it was stored at or after it). Cluster thread.
+ */
+static void
+renew_op(struct sc_cluster *c, struct cl_op *op, const char *key)
+{
+    int64_t wait = c->lease_ms / 12, first_t0 = -1;
+    uint64_t rev = 0;
+
+    wait = wait < RENEW_TRY_MIN_MS ? RENEW_TRY_MIN_MS : wait > c->api_wait_ms ? c->api_wait_ms : wait;
+    for (;;) {
+        int64_t left = op->until - sc_now_mono_ms();
+        natsStatus s;
+        bool hurry;
+
+        op->t0 = sc_now_mono_ms();
+        /* the last tries wait only what is left: an answer after `until` is of no use */
+        s = update_at(c, key, op->rev, first_t0 < 0 || left > wait ? wait : left, &rev);
+        op->result = classify(s);
+        if (op->result == CL_OK) {
+            op->rev = rev;
+            return;
+        }
+        if (op->result == CL_REFUSED) {
+            if (first_t0 >= 0 && key_is_mine(c, key, &rev) && rev > op->rev) {
+                op->result = CL_OK; /* an unanswered try landed */
+                op->rev = rev;
+                op->t0 = first_t0;
+            }
+            return;
+        }
+        if (s == NATS_ERR)
+            return; /* another API error: nothing stored, trying again will not help */
+        if (op->result == CL_UNANSWERED && first_t0 < 0)
+            first_t0 = op->t0;
+        pthread_mutex_lock(&c->mu);
+        hurry = c->hurry;
+        pthread_mutex_unlock(&c->mu);
+        if (hurry || op->until - sc_now_mono_ms() < RENEW_PAUSE_MS + RENEW_TRY_MIN_MS)
+            break;
+        {
+            struct timespec ts = {0, RENEW_PAUSE_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (first_t0 >= 0) { /* some try may have landed: the loop keeps its t0 (sc_lease_unanswered()) */
+        op->result = CL_UNANSWERED;
+        op->t0 = first_t0;
+    }
+}
+
 /* Runs one create/update/delete of a lease key, recording t0, the answer and the new revision. */
 static void
 run_op(struct sc_cluster *c, struct cl_op *op)
@@ -232,10 +348,12 @@ run_op(struct sc_cluster *c, struct cl_op *op)
 
     snprintf(key, sizeof(key), "lease.%u", op->p);
     op->t0 = sc_now_mono_ms();
+    if (op->kind == OP_UPDATE) {
+        renew_op(c, op, key);
+        return;
+    }
     if (op->kind == OP_CREATE)
         s = kvStore_Create(&rev, c->kv, key, c->me, len);
-    else if (op->kind == OP_UPDATE)
-        s = kvStore_Update(&rev, c->kv, key, c->me, len, op->rev);
     else
         s = delete_at(c, key, op->rev);
     op->result = classify(s);
@@ -602,7 +720,8 @@ plan_partition(struct sc_cluster *c, uint32_t p, unsigned act, bool timer)
     if (c->slots[p].held && cp->quiesced)
         j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_DELETE, .rev = c->slots[p].revision};
     else if ((act & SC_LEASE_RENEW) && timer)
-        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = c->slots[p].revision};
+        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = c->slots[p].revision,
+                                           .until = c->slots[p].valid_until};
     else if (act & SC_LEASE_ACQUIRE)
         j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_CREATE};
 }
@@ -970,6 +1089,9 @@ sc_cluster_close(struct sc_daemon *d)
     c->closing = true;
     if (c->timer_ev)
         event_del(c->timer_ev);
+    pthread_mutex_lock(&c->mu);
+    c->hurry = true; /* a renewal out now stops trying again */
+    pthread_mutex_unlock(&c->mu);
     if (c->thread_started && wait_idle(c, CLOSE_WAIT_MS)) {
         on_wake(-1, 0, c); /* the last answers, if the loop did not take them */
         leave(c);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "jetstream.h"
+#include "persist.h"
 #include "log.h"
 
 #define API_WAIT_MS 5000     /* longest wait for one JetStream API answer */
@@ -219,6 +220,17 @@ ensure_stream(struct sc_js *js, jsOptions *o, int64_t *created, bool *made, char
     sc.MaxBytes = sp->max_bytes > 0 ? sp->max_bytes : -1;
     je = 0;
     s = js_AddStream(&si, js->ctx, &sc, o, &je);
+    if (s != NATS_OK && sp->replicas > 1 && sp->replicas_key &&
+        persist_js_unplaceable(nats_GetLastError(NULL))) {
+        /* the configuration asks for more JetStream servers than there are: fix it, not retry */
+        snprintf(err, errlen,
+                 "%s: %lld replicas for the stream %s, but the NATS servers cannot place them "
+                 "(%s, err_code %d; allowed: 1 on a single server, at most the JetStream servers "
+                 "of the cluster)",
+                 sp->replicas_key, (long long)sp->replicas, sp->stream,
+                 persist_js_unplaceable(nats_GetLastError(NULL)), (int)je);
+        return SC_EINVAL;
+    }
     if (s != NATS_OK) {
         api_error(err, errlen, "create stream", sp->stream, s, je);
         return SC_EIO;
@@ -544,6 +556,7 @@ sc_js_ingest_spec(const struct config *cfg, char *subject, size_t subject_len,
     spec->nsubjects = 1;
     spec->memory = cfg->ingest_stream_storage == CONFIG_STORAGE_MEMORY;
     spec->replicas = cfg->ingest_stream_replicas;
+    spec->replicas_key = "ingest.stream_replicas";
     spec->max_age_s = cfg->ingest_stream_max_age_s;
     spec->max_bytes = cfg->ingest_stream_max_bytes;
     spec->consumer = cfg->ingest_consumer;

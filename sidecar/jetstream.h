@@ -66,6 +66,7 @@ struct sc_js_spec {
     const char *owned;
     bool memory;                   /* memory storage (else file) for a stream created here */
     int64_t replicas, max_age_s, max_bytes; /* of a stream created here; 0 age/bytes: no limit */
+    const char *replicas_key;      /* the config key of replicas, for errors (static; NULL: none) */
     const char *consumer;          /* the durable consumer's name */
     const char *consumer_key;      /* the config key naming it, for errors (static) */
     int64_t ack_wait_ms, max_ack_pending, fetch_batch;

@@ -322,6 +322,8 @@ test_consumer_deleted(void **state)
  * the sidecar's that names an application's stream (its messages would be
  * taken as advisories and acked away). A consumer with a max_deliver is
  * mended to unlimited (naked failures must never run out of deliveries).
+ * Replicas a single server cannot place (the failure stream, the lease
+ * bucket) stop start-up with exit 2 naming the key, not a retry for ever.
  */
 static void
 test_startup_refusals(void **state)
@@ -329,6 +331,8 @@ test_startup_refusals(void **state)
     const char *core[] = {"retry_processor_enabled=false", NULL};
     const char *jsf[] = {JS_FLAGS, NULL};
     const char *adv[] = {JS_FLAGS, "advisories.streams=SHIP", "advisories.stream=JOBS", NULL};
+    const char *r3[] = {JS_FLAGS, "ingest.stream_replicas=3", NULL};
+    const char *cl3[] = {JS_FLAGS, "cluster.enabled=true", "cluster.replicas=3", "store.backend=jetstream", NULL};
     struct it_env *e = it_env_start_js("js-refusals", core);
     jsCtx *js = NULL;
     jsStreamConfig sc;
@@ -391,6 +395,12 @@ test_startup_refusals(void **state)
              si->Config->SubjectsLen);
     jsStreamInfo_Destroy(si);
     IT_CHECK(msgs == 5, "JOBS holds %llu of its 5 jobs", (unsigned long long)msgs);
+    /* 5. 3 replicas on this single server: a configuration to fix (exit 2 naming the key), no stream made */
+    IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "failure stream deleted");
+    expect_refused(e, r3, "ingest.stream_replicas: 3 replicas for the stream DLQ_FAILED");
+    IT_CHECK(js_GetStreamInfo(&si, js, STREAM, NULL, NULL) != NATS_OK, "no failure stream made");
+    /* 6. the same for the cluster's lease bucket */
+    expect_refused(e, cl3, "cluster.replicas: 3 replicas for the bucket DLQ_CLUSTER");
     jsCtx_Destroy(js);
     e->passed = true;
 }
