@@ -90,9 +90,11 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
         char js_subject[300];
         sc_js_ingest_spec(cfg, js_subject, sizeof(js_subject), subjects, &spec);
         s = sc_js_open(d->conn, &spec, on_failure_js, d, &d->js, err, errlen);
-    } else
+    } else {
+        sc_js_core_capture_warn(d->conn, subj, 2000);
         s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
                               on_failure_msg, d, &d->sub_failed, err, errlen);
+    }
     if (s || (s = sc_adv_open(d, err, errlen)))
         return s;
     snprintf(subj, sizeof(subj), "%s.*.*", sc_conn_inbox(d->conn));

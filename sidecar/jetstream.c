@@ -566,6 +566,40 @@ sc_js_ingest_spec(const struct config *cfg, char *subject, size_t subject_len,
     spec->fetch_batch = cfg->ingest_fetch_batch;
 }
 
+int
+sc_js_core_capture_warn(struct sc_conn *c, const char *subject, int64_t wait_ms)
+{
+    jsCtx *ctx = NULL;
+    jsOptions o;
+    jsStreamNamesList *names = NULL;
+    char list[512] = "";
+    int n = 0;
+
+    if (!sc_conn_connected(c))
+        return 0;
+    jsOptions_Init(&o);
+    o.Wait = wait_ms;
+    o.Stream.Info.SubjectsFilter = subject;
+    if (natsConnection_JetStream(&ctx, sc_conn_nats(c), &o) != NATS_OK)
+        return 0;
+    if (js_StreamNames(&names, ctx, &o, NULL) == NATS_OK && names) {
+        for (int i = 0; i < names->Count; i++) {
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof(list) - len, "%s%s", i ? "," : "", names->List[i]);
+        }
+        n = names->Count;
+    }
+    jsStreamNamesList_Destroy(names);
+    jsCtx_Destroy(ctx);
+    if (n > 0)
+        sc_log(SC_LOG_WARN,
+               "ingest: a JetStream stream captures the failure subjects while ingest.mode is core: "
+               "it answers the services' requests with its PubAck before the sidecar can, and keeps "
+               "every failure; delete it or set ingest.mode: jetstream",
+               "subject", subject, "streams", list, NULL);
+    return n;
+}
+
 sc_status
 sc_js_open(struct sc_conn *c, const struct sc_js_spec *spec, sc_conn_handler fn, void *ctx,
            struct sc_js **out, char *err, size_t errlen)

@@ -81,6 +81,18 @@ struct sc_js_spec {
 };
 
 /*
+ * sc_js_core_capture_warn() is for core-mode ingest: when JetStream on c
+ * answers within wait_ms and some stream captures subject (the failure
+ * subjects, e.g. "dlq.failed.>"), it logs a warning naming the streams: a
+ * stream left from a JetStream-mode run answers the services' requests with
+ * its PubAck (before the sidecar's ack) and keeps every failure it
+ * captures. Returns how many streams capture subject (0 also when JetStream
+ * does not answer: nothing to warn of). Main thread at start-up (blocks up
+ * to wait_ms).
+ */
+int sc_js_core_capture_warn(struct sc_conn *c, const char *subject, int64_t wait_ms);
+
+/*
  * sc_js_ingest_spec() fills spec with the failure source of cfg (ingest.*):
  * the stream over "<prefix>.failed.>" (written into subject, subject_len
  * bytes, >= 300; subjects[0] points at it) and its consumer. spec borrows

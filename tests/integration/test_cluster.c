@@ -1118,7 +1118,7 @@ failover_run(const char *name, enum victim v)
                rec.victim, (long long)rejoin_ms);
     }
 
-    deadline = sc_now_mono_ms() + 120000;
+    deadline = sc_now_mono_ms() + 120000 + (int64_t)n * 5; /* DLQ_TEST_FAILOVER_N=100000: 10 min more */
     while (worker_done(&wk) < (size_t)n && sc_now_mono_ms() < deadline)
         it_sleep_ms(200);
     IT_CHECK(worker_done(&wk) == (size_t)n, "%zu of %d tasks completed", worker_done(&wk), n);

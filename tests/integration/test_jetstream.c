@@ -232,25 +232,31 @@ test_server_restart_under_load(void **state)
     e->passed = true;
 }
 
+/* Whether a line of the sidecar's log holds needle. */
+static bool
+log_has(struct it_env *e, const char *needle)
+{
+    FILE *f = fopen(e->dmn.log, "r");
+    char line[4096];
+    bool named = false;
+
+    while (f && fgets(line, sizeof line, f))
+        named = named || strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return named;
+}
+
 /* Runs the sidecar with flags against e's server and expects start-up to stop: exit 2, a log line with needle. */
 static void
 expect_refused(struct it_env *e, const char *const *flags, const char *needle)
 {
-    FILE *f;
-    char line[4096];
-    bool named = false;
-
     IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "started");
     for (int i = 0; i < 200 && it_daemon_alive(&e->dmn); i++)
         it_sleep_ms(50);
     IT_CHECK(!it_daemon_alive(&e->dmn), "the sidecar stopped at start");
     IT_CHECK(e->dmn.exit_status == 2, "exit status %d (want 2) for '%s'", e->dmn.exit_status, needle);
-    f = fopen(e->dmn.log, "r");
-    while (f && fgets(line, sizeof line, f))
-        named = named || strstr(line, needle) != NULL;
-    if (f)
-        fclose(f);
-    IT_CHECK(named, "the error says '%s'", needle);
+    IT_CHECK(log_has(e, needle), "the error says '%s'", needle);
 }
 
 /*
@@ -324,6 +330,7 @@ test_consumer_deleted(void **state)
  * mended to unlimited (naked failures must never run out of deliveries).
  * Replicas a single server cannot place (the failure stream, the lease
  * bucket) stop start-up with exit 2 naming the key, not a retry for ever.
+ * A core-mode sidecar warns of a stream that captures its failure subjects.
  */
 static void
 test_startup_refusals(void **state)
@@ -353,7 +360,16 @@ test_startup_refusals(void **state)
     sc.SubjectsLen = 1;
     IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over dlq.>");
     jsStreamInfo_Destroy(si);
+    IT_CHECK(!log_has(e, "captures the failure subjects while ingest.mode is core"),
+             "no warning from the core-mode run before the stream existed");
     expect_refused(e, jsf, "also captures dlq.>");
+    /* ... and in core mode it starts, warning that the leftover stream takes the failures */
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, core) == 0, "core mode starts");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "core mode ready");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "core mode stopped");
+    IT_CHECK(log_has(e, "captures the failure subjects while ingest.mode is core") &&
+                 log_has(e, "streams=DLQ_FAILED"),
+             "core mode warned of the stream that captures the failure subjects");
     IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "stream deleted");
     /* 2. The right stream, a consumer filtered on one service only */
     sc.Subjects = failed;
