@@ -196,7 +196,8 @@ publish_js(struct dlq_client *c, natsMsg **msg, const char *msg_id, bool wait,
     }
     ns = js_PublishMsg(&pa, c->js, *msg, &po, &jerr);
     if (ns != NATS_OK) {
-        if (jerr) {
+        /* No stream captures the subject: nats.c says no responders (with err_code 10076). */
+        if (jerr && ns != NATS_NO_RESPONDERS) {
             dlq_client_set_error(err, DLQ_CLIENT_EREFUSED, NULL, NULL,
                                  "JetStream refused the failure (err_code %d): %s", (int)jerr,
                                  nats_GetLastError(NULL));
@@ -204,7 +205,7 @@ publish_js(struct dlq_client *c, natsMsg **msg, const char *msg_id, bool wait,
                 err->code = (int)jerr;
             return DLQ_CLIENT_EREFUSED;
         }
-        return nats_error(err, ns, "JetStream publish");
+        return nats_error(err, ns, "JetStream publish (no stream captures the subject?)");
     }
     if (ack) {
         ack->durable = true;
