@@ -48,14 +48,6 @@ dlq_client_clear_error(struct dlq_client_error *err)
     err->reason = "";
 }
 
-void
-dlq_client_failure_init(struct dlq_client_failure *f)
-{
-    const struct dlq_client_failure init = DLQ_CLIENT_FAILURE_INIT;
-
-    *f = init;
-}
-
 size_t
 dlq_client_utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
 {

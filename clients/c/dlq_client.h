@@ -2,7 +2,6 @@
 #ifndef DLQ_CLIENT_H
 #define DLQ_CLIENT_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,14 +93,11 @@ dlq_client_status dlq_client_new(natsConnection *nc, const struct dlq_client_opt
  */
 void dlq_client_free(struct dlq_client *c);
 
-/* max_retries / failed_at_ms values that leave the key out of the envelope. */
-#define DLQ_CLIENT_MAX_RETRIES_DEFAULT INT_MIN /* the sidecar's default_max_retries */
-#define DLQ_CLIENT_FAILED_AT_NOW INT64_MIN     /* the sidecar's time of receipt */
-
 /*
  * One failure (DESIGN section 4). Every pointer is borrowed for the call
- * only. NULL / 0-length / the macros above leave a key out. Initialise with
- * DLQ_CLIENT_FAILURE_INIT (or dlq_client_failure_init()), then set fields.
+ * only. A zeroed struct leaves every optional key out: NULL pointers, and
+ * has_max_retries / has_failed_at false. A designated initializer is the
+ * usual way to fill one: {.task_id = "order-42", .task_mp = p, ...}.
  *
  * The task is exactly one of: task_mp (the task's MessagePack bytes, one
  * complete value, republished to workers exactly as given), task_obj (a
@@ -121,7 +117,8 @@ struct dlq_client_failure {
     const char *error_category;   /* transient, network, resource, permission, validation, permanent;
                                      another name is sent and ignored by the sidecar (its classifier decides) */
     const char *retry_policy;     /* never, linear, exponential, immediate (any case); else refused */
-    int max_retries;              /* 0-100, or DLQ_CLIENT_MAX_RETRIES_DEFAULT */
+    bool has_max_retries;         /* false: the sidecar's default_max_retries */
+    int max_retries;              /* 0-100 (0: stored exhausted at once) */
     const char *retry_subject;    /* a NATS subject without wildcards; must match the sidecar's
                                      retry.allowed_subjects (default dlq.retry.>) */
     const char *const *repos;     /* nrepos strings, at most 64, each at most 1024 bytes */
@@ -129,16 +126,11 @@ struct dlq_client_failure {
     const void *metadata_mp;      /* metadata as one MessagePack map (metadata_mp_len bytes) */
     size_t metadata_mp_len;
     const msgpack_object *metadata_obj; /* or: metadata as a msgpack-c map; at most 64 keys, 16384 bytes */
-    int64_t failed_at_ms;         /* ms since the epoch (years 0000-9999), or DLQ_CLIENT_FAILED_AT_NOW */
+    bool has_failed_at;           /* false: the sidecar's time of receipt */
+    int64_t failed_at_ms;         /* ms since the epoch, years 0000-9999 */
     bool enqueue;                 /* true: "enqueue": true (the sidecar's strategy: manual) */
-    const char *msg_id;           /* JetStream Nats-Msg-Id; NULL: "<task_id>:<failed_at_ms or now>" */
+    const char *msg_id;           /* JetStream Nats-Msg-Id; NULL: "<task_id>:<failed_at_ms, else now in ms>" */
 };
-
-#define DLQ_CLIENT_FAILURE_INIT                                                                   \
-    { .max_retries = DLQ_CLIENT_MAX_RETRIES_DEFAULT, .failed_at_ms = DLQ_CLIENT_FAILED_AT_NOW }
-
-/* dlq_client_failure_init() sets *f to DLQ_CLIENT_FAILURE_INIT. Any thread. */
-void dlq_client_failure_init(struct dlq_client_failure *f);
 
 /*
  * dlq_client_encode() checks *f against the contract (DESIGN section 4,

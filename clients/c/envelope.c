@@ -226,7 +226,7 @@ check_failure(const struct dlq_client_failure *f, struct dlq_client_error *err)
         (s = check_string("error_category", f->error_category, err)) ||
         (s = check_policy(f->retry_policy, err)))
         return s;
-    if (f->max_retries != DLQ_CLIENT_MAX_RETRIES_DEFAULT && (f->max_retries < 0 || f->max_retries > 100))
+    if (f->has_max_retries && (f->max_retries < 0 || f->max_retries > 100))
         return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "max_retries", "out_of_range",
                                     "max_retries: %d is out of range 0-100", f->max_retries);
     if ((s = check_string("retry_subject", f->retry_subject, err)))
@@ -238,8 +238,7 @@ check_failure(const struct dlq_client_failure *f, struct dlq_client_error *err)
                                     f->retry_subject);
     if ((s = check_repos(f, err)) || (s = check_metadata(f, err)))
         return s;
-    if (f->failed_at_ms != DLQ_CLIENT_FAILED_AT_NOW &&
-        (f->failed_at_ms < DLQC_MIN_MS || f->failed_at_ms > DLQC_MAX_MS))
+    if (f->has_failed_at && (f->failed_at_ms < DLQC_MIN_MS || f->failed_at_ms > DLQC_MAX_MS))
         return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "failed_at", "bad_timestamp",
                                     "failed_at: out of range (years 0000-9999)");
     return DLQ_CLIENT_OK;
@@ -263,10 +262,10 @@ pack_failure(const struct dlq_client_failure *f, msgpack_sbuffer *sb, size_t *me
     int r = 0;
 
     n += (f->error != NULL) + (f->error_type != NULL) + (f->error_category != NULL) +
-         (f->retry_policy != NULL) + (f->max_retries != DLQ_CLIENT_MAX_RETRIES_DEFAULT) +
+         (f->retry_policy != NULL) + f->has_max_retries +
          (f->retry_subject != NULL) + (f->repos != NULL && f->nrepos > 0) +
          (f->metadata_mp != NULL || f->metadata_obj != NULL) +
-         (f->failed_at_ms != DLQ_CLIENT_FAILED_AT_NOW) + f->enqueue;
+         f->has_failed_at + f->enqueue;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     r |= msgpack_pack_map(&pk, n);
     pack_str(&pk, "task_id");
@@ -295,7 +294,7 @@ pack_failure(const struct dlq_client_failure *f, msgpack_sbuffer *sb, size_t *me
         pack_str(&pk, "retry_policy");
         pack_str(&pk, f->retry_policy);
     }
-    if (f->max_retries != DLQ_CLIENT_MAX_RETRIES_DEFAULT) {
+    if (f->has_max_retries) {
         pack_str(&pk, "max_retries");
         r |= msgpack_pack_int(&pk, f->max_retries);
     }
@@ -319,7 +318,7 @@ pack_failure(const struct dlq_client_failure *f, msgpack_sbuffer *sb, size_t *me
             r |= msgpack_pack_object(&pk, *f->metadata_obj);
         *meta_len = sb->size - before;
     }
-    if (f->failed_at_ms != DLQ_CLIENT_FAILED_AT_NOW) {
+    if (f->has_failed_at) {
         pack_str(&pk, "failed_at");
         r |= msgpack_pack_int64(&pk, f->failed_at_ms);
     }

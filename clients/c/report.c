@@ -325,8 +325,7 @@ dlq_client_report(struct dlq_client *c, const char *service, const struct dlq_cl
             snprintf(msg_id, sizeof(msg_id), "%s", f->msg_id);
         else
             snprintf(msg_id, sizeof(msg_id), "%s:%lld", f->task_id,
-                     (long long)(f->failed_at_ms != DLQ_CLIENT_FAILED_AT_NOW ? f->failed_at_ms
-                                                                             : wall_ms()));
+                     (long long)(f->has_failed_at ? f->failed_at_ms : wall_ms()));
         s = publish_js(c, &msg, msg_id, wait, ack, err);
     } else {
         s = publish_core(c, msg, wait, ack, err);

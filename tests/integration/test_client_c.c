@@ -134,7 +134,6 @@ twin_from_json(struct twin *t, const json_t *obj)
     msgpack_packer pk;
 
     memset(t, 0, sizeof(*t));
-    dlq_client_failure_init(&t->f);
     msgpack_sbuffer_init(&t->task);
     msgpack_sbuffer_init(&t->meta);
     json_object_foreach((json_t *)obj, k, v) {
@@ -173,12 +172,14 @@ twin_from_json(struct twin *t, const json_t *obj)
                 continue;
             if (!json_is_integer(v))
                 return false;
+            t->f.has_max_retries = true;
             t->f.max_retries = (int)json_integer_value(v);
         } else if (strcmp(k, "failed_at") == 0) {
             if (json_is_null(v))
                 continue;
             if (!json_is_integer(v))
                 return false;
+            t->f.has_failed_at = true;
             t->f.failed_at_ms = json_integer_value(v);
         } else if (strcmp(k, "enqueue") == 0) {
             if (!json_is_boolean(v))
@@ -414,7 +415,7 @@ test_report_stored(void **state)
     msgpack_pack_str_with_body(&pk, "tenant", 6);
     msgpack_pack_str_with_body(&pk, "acme", 4);
 
-    struct dlq_client_failure f = DLQ_CLIENT_FAILURE_INIT;
+    struct dlq_client_failure f = {0};
     f.task_id = id;
     f.task_mp = task.data;
     f.task_mp_len = task.size;
@@ -422,12 +423,14 @@ test_report_stored(void **state)
     f.error_type = "QuotaError";
     f.error_category = "resource";
     f.retry_policy = "linear";
+    f.has_max_retries = true;
     f.max_retries = 7;
     f.retry_subject = "dlq.retry.orders.slow";
     f.repos = repos;
     f.nrepos = 2;
     f.metadata_mp = meta.data;
     f.metadata_mp_len = meta.size;
+    f.has_failed_at = true;
     f.failed_at_ms = 1764800000123;
     dlq_client_status s = dlq_client_report(c, "orders", &f, true, &ack, &err);
     IT_CHECK(s == DLQ_CLIENT_OK, "report: %s", err.message);
@@ -460,7 +463,7 @@ test_report_stored(void **state)
 
     /* Without waiting: a plain publish, stored all the same; a bin task and defaults. */
     it_unique_id("nowait", id2, sizeof id2);
-    struct dlq_client_failure g = DLQ_CLIENT_FAILURE_INIT;
+    struct dlq_client_failure g = {0};
     g.task_id = id2;
     g.task_bin = "\x01\x02\x03";
     g.task_bin_len = 3;
@@ -530,11 +533,12 @@ test_invalid_refused(void **state)
         struct dlq_client_failure f;
     } cases[5];
     for (size_t k = 0; k < 5; k++) {
-        dlq_client_failure_init(&cases[k].f);
+        memset(&cases[k].f, 0, sizeof(cases[k].f));
         cases[k].f.task_id = "bad-1";
         cases[k].f.task_bin = "x";
         cases[k].f.task_bin_len = 1;
     }
+    cases[0].f.has_max_retries = true;
     cases[0].f.max_retries = 101;
     cases[0].field = "max_retries";
     cases[0].reason = "out_of_range";
@@ -713,13 +717,15 @@ test_retry_handler(void **state)
              "serve: %s", err.message);
     assert_int_equal(dlq_client_new(e->nc, NULL, &c, &err), DLQ_CLIENT_OK);
     it_unique_id("retry", id, sizeof id);
-    struct dlq_client_failure f = DLQ_CLIENT_FAILURE_INIT;
+    struct dlq_client_failure f = {0};
     f.task_id = id;
     f.task_mp = task;
     f.task_mp_len = sizeof(task) - 1;
     f.error = "connection reset by peer";
     f.error_type = "ConnectionError";
+    f.has_max_retries = true;
     f.max_retries = 4;
+    f.has_failed_at = true;
     f.failed_at_ms = 1764800000123;
     IT_CHECK(dlq_client_report(c, "orders", &f, true, NULL, &err) == DLQ_CLIENT_OK, "report: %s",
              err.message);
@@ -786,11 +792,12 @@ test_handler_error_exhausted(void **state)
                      DLQ_CLIENT_OK);
     assert_int_equal(dlq_client_new(e->nc, NULL, &c, &err), DLQ_CLIENT_OK);
     it_unique_id("exh", id, sizeof id);
-    struct dlq_client_failure f = DLQ_CLIENT_FAILURE_INIT;
+    struct dlq_client_failure f = {0};
     f.task_id = id;
     f.task_bin = "payload";
     f.task_bin_len = 7;
     f.error = "rate limited, try again";
+    f.has_max_retries = true;
     f.max_retries = 2;
     IT_CHECK(dlq_client_report(c, "billing", &f, true, NULL, &err) == DLQ_CLIENT_OK, "report: %s",
              err.message);
@@ -841,11 +848,12 @@ test_handler_garbage(void **state)
     assert_int_equal(dlq_client_new(e->nc, NULL, &c, &err), DLQ_CLIENT_OK);
 
     it_unique_id("garbage", id, sizeof id);
-    struct dlq_client_failure f = DLQ_CLIENT_FAILURE_INIT;
+    struct dlq_client_failure f = {0};
     f.task_id = id;
     f.task_bin = "p";
     f.task_bin_len = 1;
     f.error = "ECONNRESET";
+    f.has_max_retries = true;
     f.max_retries = 1;
     IT_CHECK(dlq_client_report(c, "shop", &f, true, NULL, &err) == DLQ_CLIENT_OK, "report: %s",
              err.message);
@@ -904,7 +912,7 @@ test_jetstream_durable(void **state)
     *state = e;
     assert_int_equal(dlq_client_new(e->nc, NULL, &c, &err), DLQ_CLIENT_OK);
     it_unique_id("js", id, sizeof id);
-    struct dlq_client_failure f = DLQ_CLIENT_FAILURE_INIT;
+    struct dlq_client_failure f = {0};
     f.task_id = id;
     f.task_bin = "durable";
     f.task_bin_len = 7;
