@@ -277,7 +277,7 @@ dlq_client_serve(natsConnection *nc, const char *subject, const char *queue,
                                     natsStatus_GetText(ns));
     }
     /* The subscription is known to the server once this returns (a retry right after is not missed). */
-    natsConnection_Flush(nc);
+    natsConnection_FlushTimeout(nc, 5000);
     *out = w;
     return DLQ_CLIENT_OK;
 }
