@@ -16,7 +16,8 @@ def main(argv):
     verbose = '-v' in argv
     args = [a for a in argv if a != '-v']
     build = args[0] if args else 'build'
-    objs = sorted(glob.glob(os.path.join(build, '*', 'CMakeFiles', 'dlq_*.dir', '*.o')))
+    objs = sorted(glob.glob(os.path.join(build, '*', 'CMakeFiles', 'dlq_*.dir', '*.o')) +
+                  glob.glob(os.path.join(build, 'clients', '*', 'CMakeFiles', 'dlq_*.dir', '*.o')))
     if not objs:
         sys.exit(f'call-loops: no object files under {build}/*/CMakeFiles/dlq_*.dir/')
     defs, undefs = {}, {}

@@ -12,6 +12,8 @@ pkgs=(
   openssl
   # the README's examples read /metrics and /readyz with curl and pick JSON fields with jq.
   curl jq
+  # tests/vectors/generate.py packs the shared test vectors (envelopes, outcomes) with python3-msgpack.
+  python3-msgpack
 )
 
 missing=()

@@ -18,7 +18,7 @@ step "calls go one way: no two files of the product call each other in a loop (f
 python3 scripts/call-loops.py build
 
 step "clang-tidy: the bug-prone checks of .clang-tidy, warnings are errors"
-clang-tidy -p build --quiet common/*.c codec/*.c policy/*.c config/*.c persist/*.c dlq/*.c sidecar/*.c tools/*.c
+clang-tidy -p build --quiet common/*.c codec/*.c policy/*.c config/*.c persist/*.c dlq/*.c sidecar/*.c tools/*.c clients/c/*.c
 
 step "all tests"
 ctest --test-dir build --output-on-failure -j "$jobs" -LE opensearch  # the OpenSearch suite: see its step
