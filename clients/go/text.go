@@ -187,12 +187,20 @@ func cut(s string, max int) string {
 	return s[:max]
 }
 
-// cleanText makes s valid UTF-8 (an invalid byte becomes U+FFFD), turns
+// cleanText makes s valid UTF-8 (each invalid byte becomes U+FFFD), turns
 // NUL into a space and, when the result passes max bytes, cuts it at a
 // character boundary so that it ends with marker within max bytes.
 func cleanText(s string, max int, marker string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", " ")
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		var b strings.Builder
+		for _, r := range s { // an invalid byte comes as one utf8.RuneError
+			if r == 0 {
+				r = ' '
+			}
+			b.WriteRune(r)
+		}
+		s = b.String()
+	}
 	if len(s) <= max {
 		return s
 	}

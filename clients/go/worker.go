@@ -5,7 +5,6 @@ package dlq
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -84,41 +83,6 @@ type ServeOption func(*serveOptions)
 // WithQueue sets the queue group (default "dlq-workers": each retry goes
 // to one of the workers serving the subject); "" subscribes without one.
 func WithQueue(queue string) ServeOption { return func(o *serveOptions) { o.queue = queue } }
-
-// outcome is the reply body of DESIGN section 6.
-type outcome struct {
-	OK        bool    `json:"ok"`
-	Error     *string `json:"error,omitempty"`
-	ErrorType *string `json:"error_type,omitempty"`
-}
-
-// EncodeOutcome returns the reply body a worker sends for a handler's
-// result (DESIGN section 6): {"ok":true} for nil, else
-// {"ok":false,"error":<message>,"error_type":<ErrorType(err)>}, the bytes
-// of the canonical outcome vectors. The message is made valid UTF-8 and
-// cut to 4096 bytes (with "...[truncated]"), the type to 1024; an empty
-// message says so; an empty type is left out.
-func EncodeOutcome(err error) []byte {
-	if err == nil {
-		return []byte(`{"ok":true}`)
-	}
-	msg := err.Error()
-	if msg == "" {
-		msg = "worker handler failed without a message"
-	}
-	msg = cleanText(msg, MaxErrorLen, truncatedMarker)
-	o := outcome{Error: &msg}
-	if t := cleanText(ErrorType(err), MaxStringLen, ""); t != "" {
-		o.ErrorType = &t
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if enc.Encode(o) != nil { // cannot happen: strings only
-		return []byte(`{"ok":false,"error":"worker reply could not be encoded","error_type":"dlq.InvalidHandlerResult"}`)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-}
 
 // newRetry reads a retry message.
 func newRetry(m *nats.Msg) *Retry {
