@@ -263,6 +263,9 @@ func publishDurable(ctx context.Context, nc *nats.Conn, msg *nats.Msg, id string
 // coreAnswer is the sidecar's answer to a core report (DESIGN section 3).
 type coreAnswer struct {
 	OK          *bool           `json:"ok"`
+	Stream      string          `json:"stream"` // a PubAck: a stream took the core request
+	Seq         uint64          `json:"seq"`
+	Duplicate   bool            `json:"duplicate"`
 	TaskID      string          `json:"task_id"`
 	Status      string          `json:"status"`
 	NextRetryAt *string         `json:"next_retry_at"`
@@ -288,11 +291,15 @@ func publishCore(ctx context.Context, nc *nats.Conn, msg *nats.Msg, o reportOpti
 	return readCoreAck(reply.Data)
 }
 
-// readCoreAck reads the sidecar's answer into an Ack, or its refusal into a *RefusedError.
+// readCoreAck reads the sidecar's answer into an Ack, or its refusal into a
+// *RefusedError. A PubAck (a stream captured the core request) is a durable Ack.
 func readCoreAck(body []byte) (*Ack, error) {
 	var a coreAnswer
 	if err := json.Unmarshal(body, &a); err != nil {
 		return nil, fmt.Errorf("dlq: the answer is not a JSON object: %.100q", body)
+	}
+	if a.OK == nil && a.Stream != "" && a.Seq > 0 {
+		return &Ack{Durable: true, Stream: a.Stream, Seq: a.Seq, Duplicate: a.Duplicate}, nil
 	}
 	if a.OK == nil {
 		return nil, fmt.Errorf("dlq: the answer has no boolean ok: %.100q", body)
