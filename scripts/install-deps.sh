@@ -59,3 +59,13 @@ go_install() {
 
 go_install nats github.com/nats-io/natscli/nats v0.5.0 "the admin integration tests"
 go_install nats-server github.com/nats-io/nats-server/v2 v2.15.3 "the integration tests and the benchmark"
+
+# The Go client's modules (clients/go/go.mod: nats.go, vmihailenco/msgpack and theirs) into the
+# module cache, from the machine's Go proxy; a no-op once they are there (go.sum checks them).
+if [ -x "$go_bin" ]; then
+  if ! (cd "$deps_root/clients/go" && GOFLAGS=-mod=mod "$go_bin" mod download); then
+    echo "install-deps: 'go mod download' in clients/go failed (see above): the Go client's" \
+      "modules are needed by the client_go test" >&2
+    exit 1
+  fi
+fi
