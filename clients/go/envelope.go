@@ -15,16 +15,19 @@ import (
 // The sidecar's default limits (DESIGN section 4, README "Wire contract"),
 // which the client checks before publishing.
 const (
-	MaxTaskIDLen       = 256   // bytes of task_id
-	MaxStringLen       = 1024  // bytes of error_type, error_category, retry_policy, retry_subject and each repos entry
-	MaxErrorLen        = 4096  // bytes of an error message in a worker's reply (longer text is cut with a marker)
-	MaxRepos           = 64    // entries of repos
-	MaxMetadataKeys    = 64    // keys of metadata
-	MaxMetadataBytes   = 16384 // encoded bytes of metadata
-	MaxDepth           = 32    // nesting of the whole envelope; the envelope map is level 1
-	truncatedMarker    = "...[truncated]"
-	maxSubjectLen      = 4096
-	defaultFieldQuoted = 100
+	MaxTaskIDLen     = 256   // bytes of task_id
+	MaxStringLen     = 1024  // bytes of error_type, error_category, retry_policy, retry_subject and each repos entry
+	MaxErrorLen      = 4096  // bytes of an error message in a worker's reply (longer text is cut with a marker)
+	MaxRepos         = 64    // entries of repos
+	MaxMetadataKeys  = 64    // keys of metadata
+	MaxMetadataBytes = 16384 // encoded bytes of metadata
+	MaxDepth         = 32    // nesting of the whole envelope; the envelope map is level 1
+)
+
+const (
+	truncatedMarker    = "...[truncated]" // ends a text cut at its limit
+	maxSubjectLen      = 4096             // bytes of a subject the client accepts
+	defaultFieldQuoted = 100              // bytes of a bad value quoted in a message
 )
 
 // Failure is one failed task, as a service reports it (DESIGN section 4).

@@ -18,14 +18,14 @@ import (
 
 // The headers of a retry (DESIGN section 5).
 const (
-	HeaderTaskID          = "Dlq-Task-Id"
-	HeaderAttempt         = "Dlq-Attempt"
-	HeaderMaxRetries      = "Dlq-Max-Retries"
-	HeaderErrorCategory   = "Dlq-Error-Category"
-	HeaderOriginalSubject = "Dlq-Original-Subject"
-	HeaderFirstFailedAt   = "Dlq-First-Failed-At"
-	HeaderEpisode         = "Dlq-Episode"
-	HeaderMsgID           = "Nats-Msg-Id"
+	HeaderTaskID          = "Dlq-Task-Id"          // the task id
+	HeaderAttempt         = "Dlq-Attempt"          // this attempt's number, 1-based
+	HeaderMaxRetries      = "Dlq-Max-Retries"      // the task's budget of failed attempts
+	HeaderErrorCategory   = "Dlq-Error-Category"   // the category of the last error
+	HeaderOriginalSubject = "Dlq-Original-Subject" // the failure subject
+	HeaderFirstFailedAt   = "Dlq-First-Failed-At"  // RFC 3339 UTC: the episode's first failure
+	HeaderEpisode         = "Dlq-Episode"          // the episode id, decimal
+	HeaderMsgID           = "Nats-Msg-Id"          // <task_id>:<episode>:<attempt>
 )
 
 // Retry is one retry of a task, as the sidecar sends it to a worker
