@@ -1,6 +1,6 @@
 module github.com/dlq-sidecar/dlq-sidecar/clients/go
 
-go 1.26.8
+go 1.25.0
 
 require (
 	github.com/nats-io/nats.go v1.53.1

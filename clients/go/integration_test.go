@@ -55,9 +55,10 @@ func freePort(t *testing.T) int {
 
 // child is a process a test started; stop ends it by its pid and waits.
 type child struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
+	cmd     *exec.Cmd
+	log     string
+	done    chan struct{}
+	waitErr error // how it ended, once done is closed
 }
 
 func start(t *testing.T, log string, env []string, argv ...string) *child {
@@ -74,8 +75,8 @@ func start(t *testing.T, log string, env []string, argv ...string) *child {
 		t.Fatalf("start %s: %v", argv[0], err)
 	}
 	c := &child{cmd: cmd, log: log, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.stop(syscall.SIGTERM) })
+	go func() { c.waitErr = cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { _ = c.stop(syscall.SIGTERM) })
 	return c
 }
 
@@ -88,17 +89,20 @@ func (c *child) exited() bool {
 	}
 }
 
-func (c *child) stop(sig syscall.Signal) {
-	if c.exited() {
-		return
+// stop sends sig unless the process has ended, waits up to 30 s (then
+// kills it), and returns how it ended: nil for exit status 0.
+func (c *child) stop(sig syscall.Signal) error {
+	if !c.exited() {
+		_ = c.cmd.Process.Signal(sig)
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+			return errors.New("still running 30 s after the signal: killed")
+		}
 	}
-	_ = c.cmd.Process.Signal(sig)
-	select {
-	case <-c.done:
-	case <-time.After(30 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	return c.waitErr
 }
 
 // tail returns the last n lines of a log.
@@ -150,7 +154,7 @@ func startEnv(t *testing.T, jetstream bool, extra ...string) *env {
 			}
 		}
 		if e.server == nil {
-			s.stop(syscall.SIGKILL)
+			_ = s.stop(syscall.SIGKILL)
 		}
 	}
 	if e.server == nil {
@@ -173,6 +177,13 @@ func startEnv(t *testing.T, jetstream bool, extra ...string) *env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs in %s; the sidecar's last lines:\n%s", e.dir, tail(e.sidecar.log, 40))
+		}
+	})
+	// First of the two (cleanups run last first): SIGTERM must end the sidecar with status 0
+	// (DESIGN section 14), which also catches a sanitizer's report at exit.
+	t.Cleanup(func() {
+		if err := e.sidecar.stop(syscall.SIGTERM); err != nil {
+			t.Errorf("the sidecar after SIGTERM: %v (want exit status 0)", err)
 		}
 	})
 	for deadline := time.Now().Add(waitFor); ; time.Sleep(50 * time.Millisecond) {

@@ -149,6 +149,7 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, handler Handler, 
 		}
 	}
 	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
 	var sub *nats.Subscription
 	var err error
 	if o.queue != "" {
