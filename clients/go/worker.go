@@ -35,16 +35,16 @@ type Retry struct {
 	// Task is the task's MessagePack bytes, exactly as the service sent
 	// them; see Decode and Bytes.
 	Task            []byte
-	TaskID          string    // Dlq-Task-Id; "" when absent
-	Attempt         int       // Dlq-Attempt, 1-based; 0 when absent or unreadable
-	MaxRetries      int       // Dlq-Max-Retries; -1 when absent or unreadable
-	ErrorCategory   string    // Dlq-Error-Category: the category of the last error ("network" ...)
-	OriginalSubject string    // Dlq-Original-Subject: the failure subject ("dlq.failed.orders")
-	FirstFailedAt   time.Time // Dlq-First-Failed-At; zero when absent or unreadable
-	Episode         string    // Dlq-Episode: the episode id, decimal
-	MsgID           string    // Nats-Msg-Id: "<task_id>:<episode>:<attempt>"
-	Header          nats.Header
-	Msg             *nats.Msg // the message itself
+	TaskID          string      // Dlq-Task-Id; "" when absent
+	Attempt         int         // Dlq-Attempt, 1-based; 0 when absent or unreadable
+	MaxRetries      int         // Dlq-Max-Retries; -1 when absent or unreadable
+	ErrorCategory   string      // Dlq-Error-Category: the category of the last error ("network" ...)
+	OriginalSubject string      // Dlq-Original-Subject: the failure subject ("dlq.failed.orders")
+	FirstFailedAt   time.Time   // Dlq-First-Failed-At; zero when absent or unreadable
+	Episode         string      // Dlq-Episode: the episode id, decimal
+	MsgID           string      // Nats-Msg-Id: "<task_id>:<episode>:<attempt>"
+	Header          nats.Header // every header of the retry, for any other
+	Msg             *nats.Msg   // the message itself
 }
 
 // Decode decodes the task's MessagePack bytes into v (a pointer), as
@@ -120,7 +120,8 @@ func headerInt(h nats.Header, name string, lo, dflt int) int {
 // time, and replies its outcome ([EncodeOutcome]) when the retry has a
 // reply subject. Serve blocks: it runs until ctx is done, then
 // drains the subscription (the retries already delivered are handled and
-// answered, for up to 10 s) and returns nil; or until nc is closed
+// answered, for up to 10 s; a handler still running then is waited for)
+// and returns nil; or until nc is closed
 // (nats.ErrConnectionClosed). A bad subject or a failed subscribe is
 // returned at once. Run several Serve calls for handlers in parallel.
 func Serve(ctx context.Context, nc *nats.Conn, subject string, handler Handler, opts ...ServeOption) error {
