@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -265,16 +266,16 @@ file_has(const char *path, const char *text)
 
 /*
  * auth_env() starts one test's world: nats-server with docs/nats-auth.conf
- * exactly as committed (passwords from the environment), the sidecar as
- * user dlq-sidecar with nats.inbox_prefix _INBOX_dlq-sidecar (plus extra,
- * NULL-terminated "key=value" flags), and e->nc as the operator, once the
- * sidecar answers it.
+ * exactly as committed (passwords from the environment; with js, JetStream
+ * on too), the sidecar as user dlq-sidecar (with js: dlq-sidecar-js) with
+ * nats.inbox_prefix _INBOX_dlq-sidecar (plus extra, NULL-terminated
+ * "key=value" flags), and e->nc as the operator, once the sidecar answers it.
  */
 static struct it_env *
-auth_env(void **state, const char *name, const char *const *extra)
+auth_env(void **state, const char *name, const char *const *extra, bool js)
 {
-    const char *flags[16] = {"nats.user=dlq-sidecar", "nats.password=sc-pw-7f3a",
-                             "nats.inbox_prefix=_INBOX_dlq-sidecar"};
+    const char *flags[16] = {js ? "nats.user=dlq-sidecar-js" : "nats.user=dlq-sidecar",
+                             "nats.password=sc-pw-7f3a", "nats.inbox_prefix=_INBOX_dlq-sidecar"};
     size_t nf = 3;
     struct it_env *e = calloc(1, sizeof *e);
     const char *tmp = getenv("TMPDIR");
@@ -289,8 +290,9 @@ auth_env(void **state, const char *name, const char *const *extra)
     snprintf(e->dir, sizeof e->dir, "%s/dlq-it-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
     assert_non_null(mkdtemp(e->dir));
     fprintf(stderr, "[%s] logs in %s\n", name, e->dir);
-    IT_CHECK(it_server_start_conf(&e->srv, e->dir, NATS_AUTH_CONF) == 0, "nats-server -c %s",
-             NATS_AUTH_CONF);
+    snprintf(e->srv.conf, sizeof e->srv.conf, "%s", NATS_AUTH_CONF);
+    IT_CHECK(it_server_start(&e->srv, e->dir, js) == 0, "nats-server -c %s%s", NATS_AUTH_CONF,
+             js ? " -js" : "");
     for (size_t i = 0; extra && extra[i] && nf < SC_ARRAY_LEN(flags) - 1; i++)
         flags[nf++] = extra[i];
     flags[nf] = NULL;
@@ -429,7 +431,7 @@ run_file(const char *dir, const char *which)
 static void
 test_service(void **state)
 {
-    struct it_env *e = auth_env(state, "auth-service", NULL);
+    struct it_env *e = auth_env(state, "auth-service", NULL, false);
     struct who *svc = user_of(e, "service");
     struct who *spy = user_of(e, "operator"); /* the control: may read the operator's inbox */
 
@@ -545,7 +547,7 @@ test_service(void **state)
 static void
 test_worker(void **state)
 {
-    struct it_env *e = auth_env(state, "auth-worker", NULL);
+    struct it_env *e = auth_env(state, "auth-worker", NULL, false);
     struct who *svc = user_of(e, "service");
     struct who *wk = user_of(e, "worker");
     struct it_recorder *rec = it_env_recorder(e, wk->nc, "dlq.retry.>", "workers", 16, true);
@@ -604,7 +606,7 @@ test_worker(void **state)
 static void
 test_operator(void **state)
 {
-    struct it_env *e = auth_env(state, "auth-operator", NULL);
+    struct it_env *e = auth_env(state, "auth-operator", NULL, false);
     struct who *svc = user_of(e, "service");
     struct who *op = &whos[0];
     char url[256];
@@ -684,7 +686,7 @@ test_operator(void **state)
 static void
 test_viewer(void **state)
 {
-    struct it_env *e = auth_env(state, "auth-viewer", NULL);
+    struct it_env *e = auth_env(state, "auth-viewer", NULL, false);
     struct who *svc = user_of(e, "service");
     struct who *vw = user_of(e, "viewer");
     char url[256];
@@ -760,6 +762,142 @@ test_viewer(void **state)
     e->passed = true;
 }
 
+static struct it_daemon second; /* test_jetstream_cluster_mode's second member */
+
+/* stop_second() is test_jetstream_cluster_mode's teardown: the second member, then the env. */
+static int
+stop_second(void **state)
+{
+    it_daemon_stop(&second);
+    return it_teardown(state);
+}
+
+/*
+ * The user dlq-sidecar-js runs the sidecar in JetStream and cluster mode
+ * (ingest.mode jetstream, store.backend jetstream, cluster.enabled; two
+ * members, s0 and s1) on a JetStream server: once both own partitions,
+ * failures are taken from the stream (the PubAck on the service's inbox),
+ * the member that pulls one it does not own forwards it to the owner
+ * (dlq.cluster.part.<p>), workers complete every task, the operator reads
+ * them through any member and lists the members (dlqctl members,
+ * dlq.cluster.admin.health), leases are renewed, and neither the server
+ * nor a sidecar saw a permissions violation of the sidecar's user.
+ * (advisories.streams is not run here: $JS.ACK.DLQ_ADVISORIES.> is untested.)
+ */
+static void
+test_jetstream_cluster_mode(void **state)
+{
+    static const char *const extra[] = {"ingest.mode=jetstream", "store.backend=jetstream",
+                                        "cluster.enabled=true", "cluster.member_id=s0",
+                                        "cluster.lease_ms=3000", "retry.timeout_ms=5000", NULL};
+    struct it_env *e = auth_env(state, "auth-js", extra, true);
+    struct who *svc = user_of(e, "service");
+    struct who *wk = user_of(e, "worker");
+    struct it_recorder *rec = it_env_recorder(e, wk->nc, "dlq.retry.>", "workers", 64, false);
+    const char *flags[16];
+    char url[256], sdir[IT_PATH_MAX + 8];
+    size_t nf = 0;
+
+    assert_non_null(rec);
+    it_recorder_set_plan(rec, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+    natsConnection_Flush(wk->nc);
+    flags[nf++] = "nats.user=dlq-sidecar-js";
+    flags[nf++] = "nats.password=sc-pw-7f3a";
+    flags[nf++] = "nats.inbox_prefix=_INBOX_dlq-sidecar";
+    for (size_t i = 0; extra[i]; i++)
+        flags[nf++] = strcmp(extra[i], "cluster.member_id=s0") ? extra[i] : "cluster.member_id=s1";
+    flags[nf] = NULL;
+    snprintf(sdir, sizeof sdir, "%s/s1", e->dir);
+    assert_int_equal(mkdir(sdir, 0700), 0);
+    second.exit_status = -1;
+    assert_int_equal(it_daemon_start(&second, sdir, e->srv.url, flags), 0);
+
+    /* Both members own partitions (each answers dlq.cluster.admin.health for itself). */
+    bool balanced = false;
+    for (int64_t until = sc_now_mono_ms() + IT_WAIT_MS * 2; !balanced && sc_now_mono_ms() < until;) {
+        json_t *r[4] = {NULL};
+        size_t n = it_gather_json_in(e->nc, "_INBOX_operator", "dlq.cluster.admin.health", NULL, 500, r, 4);
+        int owning = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (it_json_int(r[i], "reply.cluster.partitions_owned") > 0)
+                owning++;
+            json_decref(r[i]);
+        }
+        balanced = owning == 2;
+    }
+    IT_CHECK(balanced, "both members own partitions");
+
+    enum { NTASKS = 16 };
+    for (int i = 0; i < NTASKS; i++) {
+        char id[32];
+        struct it_envelope env;
+        snprintf(id, sizeof id, "js-%d", i);
+        it_envelope_init(&env);
+        env.task_id = id;
+        env.error = "connection refused";
+        env.retry_policy = "immediate";
+        json_t *ack = it_request_envelope(svc->nc, "dlq.failed.orders", &env);
+        char *dump = it_json_dump(ack);
+        IT_CHECK(it_json_str(ack, "stream") && strcmp(it_json_str(ack, "stream"), "DLQ_FAILED") == 0,
+                 "the service's failure is in the stream (PubAck on its inbox): %s", dump);
+        free(dump);
+        json_decref(ack);
+    }
+    for (int i = 0; i < NTASKS; i++) {
+        char id[32];
+        bool ok = false;
+        snprintf(id, sizeof id, "js-%d", i);
+        json_t *t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
+        char *dump = it_json_dump(t);
+        IT_CHECK(ok, "the worker completes %s: %s", id, dump);
+        free(dump);
+        json_decref(t);
+    }
+    snprintf(url, sizeof url, "nats://operator:%s@127.0.0.1:%d", password_of("operator"),
+             e->srv.port);
+    char *const members[] = {DLQCTL_BIN, "--server", url, "--inbox-prefix", "_INBOX_operator",
+                             "--json", "members", NULL};
+    int rc = run(e->dir, NULL, members);
+    IT_CHECK(rc == 0 && file_has(run_file(e->dir, "out"), "\"s0\"") &&
+                 file_has(run_file(e->dir, "out"), "\"s1\""),
+             "dlqctl members as the operator lists s0 and s1 (exit %d, %s)", rc,
+             run_file(e->dir, "out"));
+
+    /*
+     * Forwarding and lease renewals happened (so their subjects were used, not
+     * only allowed). A member's stats are for sidecars only: asked as the
+     * sidecar's user.
+     */
+    struct who *peer = connect_as(e, "dlq-sidecar-js", password_of("dlq-sidecar"),
+                                  "_INBOX_dlq-sidecar");
+    assert_non_null(peer);
+    json_t *r[4] = {NULL};
+    size_t n = it_gather_json_in(peer->nc, "_INBOX_dlq-sidecar", "dlq.cluster.admin.stats", NULL,
+                                 1000, r, 4);
+    int64_t forwarded = 0, renewals = 0;
+    for (size_t i = 0; i < n; i++) {
+        forwarded += it_json_int(r[i], "reply.takeover.forwarded") > 0
+                         ? it_json_int(r[i], "reply.takeover.forwarded") : 0;
+        json_decref(r[i]);
+    }
+    n = it_gather_json_in(e->nc, "_INBOX_operator", "dlq.cluster.admin.health", NULL, 1000, r, 4);
+    for (size_t i = 0; i < n; i++) {
+        renewals += it_json_int(r[i], "reply.cluster.lease_renewals") > 0
+                        ? it_json_int(r[i], "reply.cluster.lease_renewals") : 0;
+        json_decref(r[i]);
+    }
+    fprintf(stderr, "[auth-js] forwarded %lld, lease renewals %lld\n", (long long)forwarded,
+            (long long)renewals);
+    IT_CHECK(renewals > 0, "leases were renewed");
+    IT_CHECK(forwarded > 0, "a member forwarded a failure it pulled to its owner");
+    IT_CHECK(!file_has(e->dmn.log, "Permissions Violation") &&
+                 !file_has(second.log, "Permissions Violation"),
+             "a sidecar logged a permissions violation (%s, %s)", e->dmn.log, second.log);
+    no_violation_of(e, "dlq-sidecar-js");
+    IT_CHECK(it_daemon_stop(&second) == 0, "the second member stops cleanly");
+    e->passed = true;
+}
+
 /*
  * nats.inbox_prefix is validated at start-up: a wildcard stops the sidecar
  * with exit code 2 and a message naming the key, the value and the form.
@@ -798,6 +936,7 @@ main(void)
         cmocka_unit_test_teardown(test_worker, it_teardown),
         cmocka_unit_test_teardown(test_operator, it_teardown),
         cmocka_unit_test_teardown(test_viewer, it_teardown),
+        cmocka_unit_test_teardown(test_jetstream_cluster_mode, stop_second),
         cmocka_unit_test_teardown(test_bad_inbox_prefix, it_teardown),
     };
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_viewer' to run one */
