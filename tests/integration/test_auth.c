@@ -934,18 +934,28 @@ test_bad_inbox_prefix(void **state)
     e->passed = true;
 }
 
+/*
+ * Two groups: the core-mode users (ctest integration_auth), and with the
+ * argument "jetstream" the JetStream and cluster mode user
+ * (integration_auth_jetstream, labelled jetstream and cluster like the
+ * other suites that need a JetStream server).
+ */
 int
-main(void)
+main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest core[] = {
         cmocka_unit_test_teardown(test_service, it_teardown),
         cmocka_unit_test_teardown(test_worker, it_teardown),
         cmocka_unit_test_teardown(test_operator, it_teardown),
         cmocka_unit_test_teardown(test_viewer, it_teardown),
-        cmocka_unit_test_teardown(test_jetstream_cluster_mode, stop_second),
         cmocka_unit_test_teardown(test_bad_inbox_prefix, it_teardown),
+    };
+    const struct CMUnitTest js[] = {
+        cmocka_unit_test_teardown(test_jetstream_cluster_mode, stop_second),
     };
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_viewer' to run one */
         cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
-    return cmocka_run_group_tests_name("integration_auth", tests, NULL, NULL);
+    if (argc > 1 && strcmp(argv[1], "jetstream") == 0)
+        return cmocka_run_group_tests_name("integration_auth_jetstream", js, NULL, NULL);
+    return cmocka_run_group_tests_name("integration_auth", core, NULL, NULL);
 }
