@@ -37,9 +37,9 @@
 
 /* The passwords the test gives nats-server through its environment ($DLQ_..._PASSWORD in the conf). */
 static const char *const passwords[] = {
-    "DLQ_SIDECAR_PASSWORD", "sc-pw-7f3a",  "DLQ_SERVICE_PASSWORD",  "svc-pw-19cd",
-    "DLQ_WORKER_PASSWORD",  "wrk-pw-44e0", "DLQ_OPERATOR_PASSWORD", "op-pw-b2c8",
-    "DLQ_VIEWER_PASSWORD",  "vw-pw-5d21",
+    "AUTH_SIDECAR_PASSWORD", "sc-pw-7f3a",  "AUTH_SERVICE_PASSWORD",  "svc-pw-19cd",
+    "AUTH_WORKER_PASSWORD",  "wrk-pw-44e0", "AUTH_OPERATOR_PASSWORD", "op-pw-b2c8",
+    "AUTH_VIEWER_PASSWORD",  "vw-pw-5d21",
 };
 
 /* password_of() returns the test password of user (the conf's user names). */
