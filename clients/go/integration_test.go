@@ -119,7 +119,8 @@ func tail(path string, n int) string {
 type env struct {
 	t       *testing.T
 	dir     string
-	url     string
+	url     string // with the credentials of envConfig's user
+	port    int
 	nc      *nats.Conn
 	server  *child
 	sidecar *child
@@ -135,6 +136,21 @@ var sidecarFlags = []string{
 
 func startEnv(t *testing.T, jetstream bool, extra ...string) *env {
 	t.Helper()
+	return startEnvWith(t, envConfig{jetstream: jetstream}, extra...)
+}
+
+// envConfig is how startEnvWith runs the server: with JetStream, with a
+// config file (its users), and the user the sidecar and the test's own
+// connections log in as.
+type envConfig struct {
+	jetstream  bool
+	conf       string
+	user, pass string
+}
+
+func startEnvWith(t *testing.T, cfg envConfig, extra ...string) *env {
+	t.Helper()
+	jetstream := cfg.jetstream
 	serverBin := executable(t, "DLQ_TEST_NATS_SERVER", "../../.deps/bin/nats-server")
 	sidecarBin := executable(t, "DLQ_TEST_SIDECAR", "../../build/sidecar/dlq-sidecar")
 	e := &env{t: t, dir: t.TempDir()}
@@ -145,11 +161,18 @@ func startEnv(t *testing.T, jetstream bool, extra ...string) *env {
 		if jetstream {
 			argv = append(argv, "-js", "-sd", filepath.Join(e.dir, "js"))
 		}
+		if cfg.conf != "" {
+			argv = append(argv, "-c", cfg.conf)
+		}
 		s := start(t, filepath.Join(e.dir, "nats.log"), os.Environ(), argv...)
 		for deadline := time.Now().Add(waitFor); time.Now().Before(deadline) && !s.exited(); time.Sleep(20 * time.Millisecond) {
 			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 				c.Close()
-				e.server, e.url = s, fmt.Sprintf("nats://127.0.0.1:%d", port)
+				e.server, e.port = s, port
+				e.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
+				if cfg.user != "" {
+					e.url = fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", cfg.user, cfg.pass, port)
+				}
 				break
 			}
 		}
@@ -622,4 +645,61 @@ func TestIntegrationJetStreamDurable(t *testing.T) {
 		t.Errorf("a core request in JetStream mode: want the stream's PubAck, got %+v %v", ack4, err)
 	}
 	e.waitStatus(id4, "pending")
+}
+
+// The user "service" of docs/nats-auth.conf may publish only dlq.failed.> and read its own
+// inbox: a report is acknowledged in core mode and durably in JetStream mode, quickly, and the
+// server sees no permissions violation (a JetStream API lookup would be one, and would stall
+// the report until its timeout).
+func TestIntegrationServicePermissions(t *testing.T) {
+	for _, js := range []bool{false, true} {
+		t.Run(map[bool]string{false: "core", true: "jetstream"}[js], func(t *testing.T) {
+			conf := filepath.Join(t.TempDir(), "auth.conf")
+			if err := os.WriteFile(conf, []byte(`authorization {
+  users: [
+    {user: admin, password: adminpw}
+    {user: service, password: servicepw,
+     permissions: {publish: ["dlq.failed.>"], subscribe: ["_INBOX_service.>"]}}
+  ]
+}
+`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var extra []string
+			if js {
+				extra = append(extra, "ingest.mode=jetstream")
+			}
+			e := startEnvWith(t, envConfig{jetstream: js, conf: conf, user: "admin", pass: "adminpw"}, extra...)
+			var mu sync.Mutex
+			var violations []error
+			svc, err := nats.Connect(fmt.Sprintf("nats://service:servicepw@127.0.0.1:%d", e.port),
+				nats.CustomInboxPrefix("_INBOX_service"),
+				nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+					mu.Lock()
+					violations = append(violations, err)
+					mu.Unlock()
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.Close()
+			id := uniqueID("perm")
+			begin := time.Now()
+			ack, err := Report(context.Background(), svc, Failure{Service: "orders", TaskID: id, Task: 1, Error: "ECONNRESET"})
+			took := time.Since(begin)
+			if err != nil || ack.Durable != js || took > 2*time.Second {
+				t.Errorf("report as the service user: want a durable=%v ack at once, got %+v %v after %v", js, ack, err, took)
+			}
+			if js && ack != nil && (ack.Stream != "DLQ_FAILED" || ack.Duplicate) {
+				t.Errorf("want a new message in DLQ_FAILED, got %+v", ack)
+			}
+			e.waitStatus(id, "pending")
+			_ = svc.Flush()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(violations) > 0 {
+				t.Errorf("the server refused the service user: %v", violations)
+			}
+		})
+	}
 }

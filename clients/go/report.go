@@ -19,21 +19,25 @@ import (
 type Durability int
 
 const (
-	// DurableAuto publishes through JetStream when a stream captures the
-	// failure subject (the sidecar's DLQ_FAILED with ingest.mode:
-	// jetstream), else on core NATS. The default.
+	// DurableAuto sends Nats-Msg-Id with every report, so that a stream
+	// capturing the failure subject (the sidecar's DLQ_FAILED with
+	// ingest.mode: jetstream) stores it once and answers with its PubAck;
+	// without a stream the sidecar answers. The default.
 	DurableAuto Durability = iota
-	// DurableAlways publishes through JetStream only: no stream is an
-	// error ([ErrNoStream]), never a silent core publish.
+	// DurableAlways publishes through JetStream only, after asking which
+	// stream captures the subject: no stream is an error ([ErrNoStream]),
+	// never a silent core publish.
 	DurableAlways
-	// DurableNever publishes on core NATS only.
+	// DurableNever sends no Nats-Msg-Id (a stream, if one captures the
+	// subject, keeps every resend).
 	DurableNever
 )
 
 // Errors that Report wraps (test them with errors.Is).
 var (
-	// ErrNoSidecar: a core report that waited found no responders (no
-	// sidecar listens on the failure subject). Wraps nats.ErrNoResponders.
+	// ErrNoSidecar: a report that waited found no responders (neither a
+	// sidecar nor a stream takes the failure subject). Wraps
+	// nats.ErrNoResponders.
 	ErrNoSidecar = fmt.Errorf("dlq: no sidecar listens on the failure subject: %w", nats.ErrNoResponders)
 	// ErrNoStream: DurableAlways, and no JetStream stream captures the
 	// failure subject.
@@ -100,9 +104,9 @@ func WithDurability(d Durability) Option { return func(o *reportOptions) { o.dur
 func WithTimeout(d time.Duration) Option { return func(o *reportOptions) { o.timeout = d } }
 
 // WithoutWait publishes and returns without waiting for an
-// acknowledgement: Report returns a nil Ack once nats.go has the message.
-// Through JetStream it is a plain publish carrying Nats-Msg-Id, which the
-// stream stores (and de-duplicates) all the same, but nobody confirms it.
+// acknowledgement: Report returns a nil Ack once nats.go has the message
+// (a stream stores it, and de-duplicates it by its Nats-Msg-Id, all the
+// same, but nobody confirms it; nc.Flush waits until it left).
 func WithoutWait() Option { return func(o *reportOptions) { o.wait = false } }
 
 func collect(opts []Option) reportOptions {
@@ -116,8 +120,8 @@ func collect(opts []Option) reportOptions {
 	return o
 }
 
-// streamRecheck is how long a stream lookup is trusted; streamCacheSize
-// bounds the remembered lookups.
+// streamRecheck is how long a stream lookup of DurableAlways is trusted;
+// streamCacheSize bounds the remembered lookups.
 const (
 	streamRecheck   = 10 * time.Second
 	streamCacheSize = 256
@@ -128,71 +132,65 @@ type streamKey struct {
 	subject string
 }
 
-type streamSeen struct {
-	captured bool
-	at       time.Time
-}
-
 var streams = struct {
 	sync.Mutex
-	seen map[streamKey]streamSeen
-}{seen: map[streamKey]streamSeen{}}
+	seen map[streamKey]time.Time // when a stream was last seen capturing the subject
+}{seen: map[streamKey]time.Time{}}
 
-// streamCaptures tells whether a JetStream stream captures subject,
-// remembered for streamRecheck per connection. No JetStream (not enabled,
-// not answering) counts as no stream.
+// streamCaptures tells whether a JetStream stream captures subject (asking
+// $JS.API.STREAM.NAMES), a yes remembered for streamRecheck per
+// connection. No JetStream, or no answer, counts as no stream.
 func streamCaptures(ctx context.Context, nc *nats.Conn, subject string) bool {
 	key := streamKey{nc, subject}
 	now := time.Now()
 	streams.Lock()
-	s, ok := streams.seen[key]
+	at, ok := streams.seen[key]
 	streams.Unlock()
-	if ok && now.Sub(s.at) < streamRecheck {
-		return s.captured
+	if ok && now.Sub(at) < streamRecheck {
+		return true
 	}
-	captured := false
-	if js, err := jetstream.New(nc); err == nil {
-		_, err = js.StreamNameBySubject(ctx, subject)
-		captured = err == nil
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	if _, err = js.StreamNameBySubject(ctx, subject); err != nil {
+		return false
 	}
 	streams.Lock()
 	if len(streams.seen) >= streamCacheSize {
-		for k, v := range streams.seen {
-			if now.Sub(v.at) >= streamRecheck || k.nc.IsClosed() {
-				delete(streams.seen, k)
-			}
-		}
-		if len(streams.seen) >= streamCacheSize {
-			streams.seen = map[streamKey]streamSeen{}
-		}
+		streams.seen = map[streamKey]time.Time{}
 	}
-	streams.seen[key] = streamSeen{captured, now}
+	streams.seen[key] = now
 	streams.Unlock()
-	return captured
+	return true
 }
 
 // Report checks the failure f and publishes it to the sidecar on
 // "<prefix>.failed.<f.Service>" over nc (which must stay connected while
-// it runs).
-//
-// With DurableAuto (the default) it publishes through JetStream when a
-// stream captures that subject (asked once per subject and connection
-// every 10 s), with the header Nats-Msg-Id (f.MsgID, else
-// "<task_id>:<failed_at or now, in ms>"), so a resend with the same id is
-// stored once; else it publishes on core NATS.
+// it runs), with the header Nats-Msg-Id (f.MsgID, else "<task_id>:<failed_at
+// or now, in ms>") unless DurableNever.
 //
 // It waits (unless [WithoutWait]) up to the timeout and ctx's deadline for
-// the acknowledgement, and returns it: the PubAck, or the sidecar's answer
-// to the core request.
+// the acknowledgement, and returns it. The report is a request on the
+// failure subject, and whoever takes the subject answers: a JetStream
+// stream that captures it (the sidecar's DLQ_FAILED with ingest.mode:
+// jetstream) with its PubAck (the failure is stored durably, and a resend
+// with the same Nats-Msg-Id is stored once), else the sidecar itself (core
+// mode). So the durable path needs no JetStream API call, and works for a
+// user allowed to publish only <prefix>.failed.> (docs/nats-auth.conf).
+// With DurableAlways it first asks JetStream which stream captures the
+// subject (a yes is trusted for 10 s; the user needs
+// $JS.API.STREAM.NAMES) and publishes through JetStream only.
 //
 // Errors: an [*EnvelopeError] when f breaks the contract (nothing is
 // published; also for a Service that is not subject tokens and an envelope
 // larger than the server's max_payload); a [*RefusedError] when the
 // sidecar (400 invalid, 503 queue full or store unavailable: resend later)
-// or JetStream said no; [ErrNoSidecar] or [ErrNoStream]; a timeout
-// (errors.Is nats.ErrTimeout or context.DeadlineExceeded: the failure may
-// have arrived, resend it with the same TaskID and MsgID, which updates one
-// task); another nats.go error. Safe for concurrent use.
+// or JetStream said no; [ErrNoSidecar] (nobody took the subject) or
+// [ErrNoStream]; a timeout (errors.Is nats.ErrTimeout or
+// context.DeadlineExceeded: the failure may have arrived, resend it with
+// the same TaskID and MsgID, which updates one task); another nats.go
+// error. Safe for concurrent use.
 func Report(ctx context.Context, nc *nats.Conn, f Failure, opts ...Option) (*Ack, error) {
 	o := collect(opts)
 	if nc == nil {
@@ -216,11 +214,31 @@ func Report(ctx context.Context, nc *nats.Conn, f Failure, opts ...Option) (*Ack
 	defer cancel()
 	msg := nats.NewMsg(subject)
 	msg.Data = body
-	durable := o.durability == DurableAlways || (o.durability == DurableAuto && streamCaptures(ctx, nc, subject))
-	if durable {
-		return publishDurable(ctx, nc, msg, msgID(&f), o)
+	if o.durability != DurableNever {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID(&f))
 	}
-	return publishCore(ctx, nc, msg, o)
+	if o.durability == DurableAlways {
+		if !streamCaptures(ctx, nc, subject) {
+			return nil, fmt.Errorf("%w (%s)", ErrNoStream, subject)
+		}
+		if o.wait {
+			return publishJetStream(ctx, nc, msg)
+		}
+	}
+	if !o.wait {
+		if err := nc.PublishMsg(msg); err != nil {
+			return nil, fmt.Errorf("dlq: publish: %w", err)
+		}
+		return nil, nil
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("%w (%s)", ErrNoSidecar, subject)
+		}
+		return nil, fmt.Errorf("dlq: request on %s: %w", subject, err)
+	}
+	return readAck(reply.Data)
 }
 
 func msgID(f *Failure) string {
@@ -234,19 +252,13 @@ func msgID(f *Failure) string {
 	return f.TaskID + ":" + strconv.FormatInt(at.UnixMilli(), 10)
 }
 
-func publishDurable(ctx context.Context, nc *nats.Conn, msg *nats.Msg, id string, o reportOptions) (*Ack, error) {
-	if !o.wait {
-		msg.Header.Set(jetstream.MsgIDHeader, id)
-		if err := nc.PublishMsg(msg); err != nil {
-			return nil, fmt.Errorf("dlq: publish: %w", err)
-		}
-		return nil, nil
-	}
+// publishJetStream publishes msg (with its Nats-Msg-Id) through JetStream and returns the PubAck.
+func publishJetStream(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*Ack, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: JetStream: %w", err)
 	}
-	pa, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+	pa, err := js.PublishMsg(ctx, msg)
 	if err != nil {
 		var apiErr *jetstream.APIError
 		switch {
@@ -260,60 +272,49 @@ func publishDurable(ctx context.Context, nc *nats.Conn, msg *nats.Msg, id string
 	return &Ack{Durable: true, Stream: pa.Stream, Seq: pa.Sequence, Duplicate: pa.Duplicate}, nil
 }
 
-// coreAnswer is the sidecar's answer to a core report (DESIGN section 3).
-type coreAnswer struct {
-	OK          *bool           `json:"ok"`
-	Stream      string          `json:"stream"` // a PubAck: a stream took the core request
-	Seq         uint64          `json:"seq"`
-	Duplicate   bool            `json:"duplicate"`
-	TaskID      string          `json:"task_id"`
-	Status      string          `json:"status"`
-	NextRetryAt *string         `json:"next_retry_at"`
-	Stored      *bool           `json:"stored"`
-	UnknownKeys []string        `json:"unknown_keys"`
-	Error       json.RawMessage `json:"error"`
+// answer is what answers a report: the sidecar's acknowledgement (DESIGN
+// section 3), or a stream's PubAck or JetStream error.
+type answer struct {
+	OK          *bool    `json:"ok"`
+	TaskID      string   `json:"task_id"`
+	Status      string   `json:"status"`
+	NextRetryAt *string  `json:"next_retry_at"`
+	Stored      *bool    `json:"stored"`
+	UnknownKeys []string `json:"unknown_keys"`
+	Stream      string   `json:"stream"` // a PubAck
+	Seq         uint64   `json:"seq"`
+	Duplicate   bool     `json:"duplicate"`
+	Error       *struct {
+		Code        int    `json:"code"`
+		Message     string `json:"message"`     // the sidecar's refusal
+		ErrCode     int    `json:"err_code"`    // JetStream's
+		Description string `json:"description"` // JetStream's
+	} `json:"error"`
 }
 
-func publishCore(ctx context.Context, nc *nats.Conn, msg *nats.Msg, o reportOptions) (*Ack, error) {
-	if !o.wait {
-		if err := nc.PublishMsg(msg); err != nil {
-			return nil, fmt.Errorf("dlq: publish: %w", err)
-		}
-		return nil, nil
-	}
-	reply, err := nc.RequestMsgWithContext(ctx, msg)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("%w (%s)", ErrNoSidecar, msg.Subject)
-		}
-		return nil, fmt.Errorf("dlq: request on %s: %w", msg.Subject, err)
-	}
-	return readCoreAck(reply.Data)
-}
-
-// readCoreAck reads the sidecar's answer into an Ack, or its refusal into a
-// *RefusedError. A PubAck (a stream captured the core request) is a durable Ack.
-func readCoreAck(body []byte) (*Ack, error) {
-	var a coreAnswer
+// readAck reads the answer to a report: the sidecar's acknowledgement or
+// a PubAck into an Ack, a refusal of either into a *RefusedError.
+func readAck(body []byte) (*Ack, error) {
+	var a answer
 	if err := json.Unmarshal(body, &a); err != nil {
 		return nil, fmt.Errorf("dlq: the answer is not a JSON object: %.100q", body)
 	}
-	if a.OK == nil && a.Stream != "" && a.Seq > 0 {
+	switch {
+	case a.OK == nil && a.Stream != "" && a.Error == nil:
 		return &Ack{Durable: true, Stream: a.Stream, Seq: a.Seq, Duplicate: a.Duplicate}, nil
-	}
-	if a.OK == nil {
-		return nil, fmt.Errorf("dlq: the answer has no boolean ok: %.100q", body)
-	}
-	if !*a.OK {
-		var e struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
+	case a.OK == nil && a.Error != nil && a.Error.ErrCode != 0:
+		return nil, &RefusedError{JetStream: true, Code: a.Error.ErrCode, Message: a.Error.Description}
+	case a.OK == nil:
+		return nil, fmt.Errorf("dlq: the answer is neither an acknowledgement nor a PubAck: %.100q", body)
+	case !*a.OK:
+		r := &RefusedError{Message: "(no message)"}
+		if a.Error != nil {
+			r.Code = a.Error.Code
+			if a.Error.Message != "" {
+				r.Message = a.Error.Message
+			}
 		}
-		_ = json.Unmarshal(a.Error, &e)
-		if e.Message == "" {
-			e.Message = "(no message)"
-		}
-		return nil, &RefusedError{Code: e.Code, Message: e.Message}
+		return nil, r
 	}
 	ack := &Ack{TaskID: a.TaskID, Status: a.Status, Stored: a.Stored, UnknownKeys: a.UnknownKeys}
 	if a.NextRetryAt != nil {
