@@ -375,3 +375,38 @@ def test_jetstream_durable(js_world: Any) -> None:
         await nc.close()
 
     run(body)
+
+
+def test_examples(world: Any) -> None:
+    """clients/python/examples as a user runs them: service.py reports two failures, worker.py
+    completes a retry of one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    env = {**os.environ, "PYTHONPATH": str(ex.parent / "src")}
+    out = subprocess.run([sys.executable, str(ex / "service.py"), world.url], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "reported and raised: card declined for order order-42" in out.stdout, out.stdout
+
+    async def body() -> None:
+        nc = await nats.connect(world.url)
+        t = await get(nc, "order-42")
+        assert (t["error_type"], t["error_category"], t["subject"]) == ("TimeoutError", "network", "dlq.failed.orders"), t
+        t = await get(nc, "charge-order-42")
+        assert (t["error_type"], t["subject"]) == ("PaymentDeclinedError", "dlq.failed.payments"), t
+        worker = subprocess.Popen([sys.executable, "-u", str(ex / "worker.py"), world.url], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            await asyncio.sleep(0.5)  # its subscription; a retry before it is deferred, not lost
+            await admin(nc, "retry", {"task_id": "order-42"})
+            await wait_status(nc, "order-42", "completed")
+        finally:
+            worker.terminate()
+            output = worker.communicate(timeout=30)[0]
+        assert "of order-42: {'id': 'order-42', 'amount_cents': 1999}" in output, output
+        await nc.close()
+
+    run(body)
