@@ -101,8 +101,9 @@ def outcome_of_exception(exc: BaseException) -> tuple[str, str]:
     return (str(exc) or repr(exc)), type(exc).__name__
 
 
-async def _run(handler: Handler, retry: Retry) -> bytes:
-    """Runs the handler and returns the reply body: success unless it raised or returned False."""
+async def _run(handler: Handler, retry: Retry) -> tuple[bytes, BaseException | None]:
+    """Runs the handler and returns the reply body (success unless it raised or returned False)
+    and, for a SystemExit or KeyboardInterrupt, the exception to raise once the reply is sent."""
     try:
         if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
             result = await handler(retry)  # type: ignore[misc]
@@ -112,14 +113,14 @@ async def _run(handler: Handler, retry: Retry) -> bytes:
                 result = await result
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # the worker answers a failure rather than die
+    except BaseException as exc:  # the worker answers a failure rather than die
         error, error_type = outcome_of_exception(exc)
         log.info("dlq_client: retry %s attempt %d failed: %s: %s", retry.task_id, retry.attempt,
                  error_type, error)
-        return encode_outcome(False, error, error_type or None)
+        return encode_outcome(False, error, error_type or None), None if isinstance(exc, Exception) else exc
     if result is False:
-        return encode_outcome(False, "worker handler returned False", "dlq.HandlerReturnedFalse")
-    return encode_outcome(True)
+        return encode_outcome(False, "worker handler returned False", "dlq.HandlerReturnedFalse"), None
+    return encode_outcome(True), None
 
 
 class Worker:
@@ -170,12 +171,15 @@ async def serve_retries(
 
     async def on_retry(msg: Msg) -> None:
         retry = Retry.from_msg(msg)
-        body = await _run(handler, retry)
+        body, fatal = await _run(handler, retry)
         if msg.reply:
             try:
                 await nc.publish(msg.reply, body)
             except Exception as exc:  # a closed connection: the sidecar times the attempt out
                 log.warning("dlq_client: cannot reply to retry %s: %s", retry.task_id, exc)
+        if fatal is not None:  # SystemExit, KeyboardInterrupt: answered, then let it stop the program
+            await nc.flush(timeout=5)
+            raise fatal
 
     sub = await nc.subscribe(subject, queue=queue, cb=on_retry)
     await nc.flush(timeout=5)
