@@ -410,3 +410,49 @@ def test_examples(world: Any) -> None:
         await nc.close()
 
     run(body)
+
+
+def test_vectors_through_the_sidecar(world: Any) -> None:
+    """Every valid vector the client encodes (canonical or not) is accepted by the real sidecar and
+    stored as the manifest's expected decoding says: the client's bytes, not only the files, agree
+    with the sidecar."""
+    import datetime as dt
+    from pathlib import Path
+
+    vectors = Path(os.environ.get("DLQ_VECTORS_DIR") or Path(__file__).resolve().parents[3] / "tests" / "vectors")
+    manifest = json.loads((vectors / "manifest.json").read_text(encoding="utf-8"))
+
+    def unbin(v: Any) -> Any:
+        if isinstance(v, dict):
+            if len(v) == 1 and isinstance(v.get("$bin"), str):
+                return base64.b64decode(v["$bin"])
+            return {k: unbin(x) for k, x in v.items()}
+        return [unbin(x) for x in v] if isinstance(v, list) else v
+
+    async def body() -> None:
+        nc = await nats.connect(world.url)
+        n = 0
+        for e in manifest["envelopes"]:
+            if not e["valid"] or "client_refuses" in e or e["expect"]["unknown"]:
+                continue
+            env = unbin(json.loads((vectors / e["json"]).read_text(encoding="utf-8")))
+            exp = e["expect"]
+            tid = exp["task_id"] if exp["task_id"] != "t-1" else unique("vec-" + e["name"])
+            env["task_id"] = tid
+            r = await nc.request("dlq.failed.vectors", dlq_client.encode_envelope(env), timeout=5)
+            ack = json.loads(r.data)
+            assert ack.get("ok") is True, f"{e['name']}: {ack}"
+            t = await get(nc, tid)
+            assert t["task_size"] == len(exp["task_hex"]) // 2, f"{e['name']}: {t}"
+            assert t["error"] == exp["error"] and t["error_type"] == exp["error_type"], f"{e['name']}: {t}"
+            assert t["max_retries"] == (3 if exp["max_retries"] is None else exp["max_retries"]), f"{e['name']}: {t}"
+            if exp["retry_policy"]:
+                assert t["retry_policy"] == exp["retry_policy"].lower(), f"{e['name']}: {t}"
+            if exp["failed_at_ms"] is not None:
+                when = dt.datetime.fromtimestamp(exp["failed_at_ms"] / 1000, dt.timezone.utc)
+                assert t["first_failed_at"] == when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{exp['failed_at_ms'] % 1000:03d}Z", t
+            n += 1
+        assert n >= 14, f"only {n} vectors sent"
+        await nc.close()
+
+    run(body)
