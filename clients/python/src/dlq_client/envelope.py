@@ -223,7 +223,7 @@ def _pack(field: str, v: Any) -> bytes:
     if _depth(v, limit) > limit:
         raise _fail(field, "too_deep", f"{field}: nesting deeper than the limit ({limit} levels)")
     try:
-        return msgpack.packb(v, use_bin_type=True, datetime=True)
+        return bytes(msgpack.packb(v, use_bin_type=True, datetime=True))
     except UnicodeEncodeError:
         raise _fail(field, "bad_utf8", f"{field}: a string that is not valid UTF-8") from None
     except (TypeError, ValueError, OverflowError) as e:
@@ -436,7 +436,7 @@ def encode_envelope(envelope: Mapping[str, Any], *, max_bytes: int = 0) -> bytes
         if keys > LIMITS["max_metadata_keys"]:
             raise _fail("metadata", "too_many_keys",
                         f"metadata: {keys} keys, at most {LIMITS['max_metadata_keys']}")
-        if not mp:
+        if not mp and isinstance(meta, Mapping):
             mp = _pack("metadata", dict(meta))
         if len(mp) > LIMITS["max_metadata_bytes"]:
             raise _fail("metadata", "too_big",

@@ -99,11 +99,10 @@ class Guard:
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        if exc is None or not self.should_report(exc):
-            return False
-        await self.report(exc)
-        return False  # the exception goes on: the caller still sees its failure
+    ) -> None:
+        if exc is not None and self.should_report(exc):
+            await self.report(exc)
+        # None: the exception goes on, the caller still sees its failure
 
     async def report(self, exc: BaseException) -> Ack | None:
         """Reports exc now (error: str(exc), error_type: its class name). A report that fails is

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from .envelope import MISSING, InvalidEnvelopeError, Packed, encode_envelope, subject_ok
+from .envelope import MISSING, InvalidEnvelopeError, Packed, encode_envelope, parse_rfc3339, subject_ok
 
 __all__ = [
     "Ack",
@@ -31,8 +30,6 @@ __all__ = [
     "RetryPolicy",
     "report_failure",
 ]
-
-log = logging.getLogger("dlq_client")
 
 Durable = Literal["auto", "always", "never"]
 
@@ -113,10 +110,12 @@ def _read_core_ack(data: bytes) -> Ack:
         raise ProtocolError(f"the answer is not a JSON object: {data[:100]!r}")
     ok = root.get("ok")
     if ok is False:
-        err = root.get("error") if isinstance(root.get("error"), dict) else {}
-        msg = err.get("message") if isinstance(err.get("message"), str) else "(no message)"
-        code = err.get("code") if isinstance(err.get("code"), int) else 0
-        raise ReportRefusedError(f"the sidecar refused: {msg}", code)
+        err = root.get("error")
+        err = err if isinstance(err, dict) else {}
+        msg = err.get("message")
+        code = err.get("code")
+        raise ReportRefusedError(f"the sidecar refused: {msg if isinstance(msg, str) else '(no message)'}",
+                                 code if isinstance(code, int) else 0)
     if ok is not True:
         raise ProtocolError(f"the answer has no boolean ok: {data[:100]!r}")
     stored = root.get("stored")
@@ -312,7 +311,7 @@ class Reporter:
         try:
             if self._pending:
                 await asyncio.wait_for(asyncio.gather(*list(self._pending), return_exceptions=True), t)
-            await self._nc.flush(timeout=t)
+            await self._nc.flush(timeout=t)  # type: ignore[arg-type]  # a float works (asyncio.wait_for)
         except (asyncio.TimeoutError, nats.errors.TimeoutError):
             raise ReportTimeoutError(f"flush: {len(self._pending)} report(s) unacknowledged after {t:g} s") from None
         errors, self._async_errors = self._async_errors, []
@@ -322,8 +321,6 @@ class Reporter:
 
 def _failed_at_ms(v: Any) -> int | None:
     """failed_at in ms when it is an int or an aware datetime (for the default Nats-Msg-Id)."""
-    from .envelope import parse_rfc3339  # local: only for the msg id
-
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     if isinstance(v, str):

@@ -106,7 +106,7 @@ async def _run(handler: Handler, retry: Retry) -> tuple[bytes, BaseException | N
     and, for a SystemExit or KeyboardInterrupt, the exception to raise once the reply is sent."""
     try:
         if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
-            result = await handler(retry)  # type: ignore[misc]
+            result = await handler(retry)
         else:
             result = await asyncio.to_thread(handler, retry)
             if inspect.isawaitable(result):
@@ -131,7 +131,7 @@ class Worker:
 
     async def drain(self) -> None:
         """Stops taking retries: those already delivered are handled and answered first."""
-        await self.subscription.drain()
+        await self.subscription.drain()  # type: ignore[no-untyped-call]
 
     async def unsubscribe(self) -> None:
         """Stops at once (a retry being handled is still answered)."""
