@@ -59,11 +59,30 @@ struct dlq_client_error {
 
 /* ---- services: report a failure ---------------------------------------------------------------- */
 
-/* Where reports go: JetStream (a stream captures the failure subject) or plain NATS. */
+/*
+ * Where reports go: a JetStream stream that captures the failure subject
+ * (durably, once per Nats-Msg-Id) or the sidecar on plain NATS.
+ */
 typedef enum {
-    DLQ_CLIENT_DURABLE_AUTO = 0, /* JetStream when a stream captures the subject, else core NATS (default) */
-    DLQ_CLIENT_DURABLE_ALWAYS,   /* JetStream only: no stream is an error (DLQ_CLIENT_ENORESPONDERS) */
-    DLQ_CLIENT_DURABLE_NEVER,    /* core NATS only */
+    /*
+     * The default. Every report carries Nats-Msg-Id and goes to the failure
+     * subject; whoever takes it answers: a stream that captures it (the
+     * sidecar's DLQ_FAILED with ingest.mode: jetstream) with its PubAck,
+     * else the sidecar. No JetStream API call, so a user allowed to publish
+     * only <prefix>.failed.> (docs/nats-auth.conf's "service") reports
+     * durably too.
+     */
+    DLQ_CLIENT_DURABLE_AUTO = 0,
+    /*
+     * A JetStream publish (nats.c's js_PublishMsg / js_PublishMsgAsync)
+     * only: no stream is an error (DLQ_CLIENT_ENORESPONDERS), never a silent
+     * core publish, and only a PubAck is an acknowledgement. nats.c's
+     * JetStream publish is a request on the subject as well (no $JS.API
+     * lookup); should a later version ask the JetStream API first, the user
+     * needs $JS.API rights for this mode.
+     */
+    DLQ_CLIENT_DURABLE_ALWAYS,
+    DLQ_CLIENT_DURABLE_NEVER, /* core NATS only, no Nats-Msg-Id (a stream keeps every resend) */
 } dlq_client_durable;
 
 /* Options of dlq_client_new(); a zeroed struct (or NULL) means the defaults. */
@@ -160,15 +179,20 @@ struct dlq_client_ack {
 /*
  * dlq_client_report() checks and publishes the failure *f on
  * "<prefix>.failed.<service>" (service: one or more subject tokens, e.g.
- * "orders" or "orders.eu"). Through JetStream (js_Publish with
- * Nats-Msg-Id, so a resend with the same msg_id is stored once) when the
- * client's durable mode says so and, in AUTO, a stream captures the subject
- * (asked once per subject every 10 s); else a core publish.
+ * "orders" or "orders.eu"), with the header Nats-Msg-Id (f->msg_id, else
+ * "<task_id>:<failed_at or now, in ms>") unless DURABLE_NEVER, so that a
+ * stream stores a resend with the same id once.
  *
- * With wait, blocks up to the ack timeout for the acknowledgement and fills
- * *ack (may be NULL): the PubAck, or the sidecar's answer (a core request).
- * Without wait it returns once the message is handed to nats.c (JetStream:
- * js_PublishAsync, see dlq_client_flush()); *ack is then zeroed.
+ * With wait, blocks up to the ack timeout for the one answer and fills *ack
+ * (may be NULL). In AUTO (and NEVER) the report is a request on the failure
+ * subject, answered by whoever takes it: a stream that captures the subject
+ * with its PubAck (ack->durable, stream, seq, duplicate), a JetStream error
+ * (DLQ_CLIENT_EREFUSED with err->code its err_code), or the sidecar's own
+ * answer (ack->status, ...). No JetStream API call is made. In ALWAYS it is
+ * a JetStream publish (js_PublishMsg) and the ack is its PubAck. Without
+ * wait it returns once the message is handed to nats.c (a plain publish
+ * with the header; ALWAYS: js_PublishAsync; see dlq_client_flush()); *ack
+ * is then zeroed.
  *
  * Returns DLQ_CLIENT_OK; DLQ_CLIENT_EINVAL before publishing anything when
  * the envelope breaks the contract (err->field, err->reason; see

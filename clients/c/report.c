@@ -9,37 +9,16 @@
 
 #include <jansson.h>
 
-#define STREAM_CACHE 8            /* failure subjects whose stream lookup is remembered */
-#define STREAM_CACHE_SUBJECT 256  /* longer subjects are looked up every time */
-#define STREAM_RECHECK_MS 10000   /* how long a lookup is trusted */
-
-struct stream_seen {
-    char subject[STREAM_CACHE_SUBJECT];
-    bool has_stream;
-    int64_t at_ms; /* monotonic; 0: empty slot */
-};
-
 struct dlq_client {
     natsConnection *nc;
     jsCtx *js;
     char prefix[256];
     dlq_client_durable durable;
     int64_t timeout_ms;
-    pthread_mutex_t mu; /* guards cache, next, async_* */
-    struct stream_seen cache[STREAM_CACHE];
-    unsigned next;
+    pthread_mutex_t mu; /* guards async_* */
     unsigned async_errors;
     char async_last[200];
 };
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t
 wall_ms(void)
@@ -119,48 +98,6 @@ dlq_client_free(struct dlq_client *c)
     free(c);
 }
 
-/*
- * Whether a JetStream stream captures subject: asks $JS.API.STREAM.NAMES
- * with the subject as filter, remembered for STREAM_RECHECK_MS. No
- * JetStream (no responders, an error) counts as no stream.
- */
-static bool
-stream_captures(struct dlq_client *c, const char *subject)
-{
-    size_t len = strlen(subject);
-    int64_t now = mono_ms();
-    jsStreamNamesList *list = NULL;
-    jsOptions jo;
-    bool found;
-
-    if (len < STREAM_CACHE_SUBJECT) {
-        pthread_mutex_lock(&c->mu);
-        for (unsigned k = 0; k < STREAM_CACHE; k++) {
-            if (c->cache[k].at_ms && now - c->cache[k].at_ms < STREAM_RECHECK_MS &&
-                strcmp(c->cache[k].subject, subject) == 0) {
-                found = c->cache[k].has_stream;
-                pthread_mutex_unlock(&c->mu);
-                return found;
-            }
-        }
-        pthread_mutex_unlock(&c->mu);
-    }
-    jsOptions_Init(&jo);
-    jo.Wait = c->timeout_ms;
-    jo.Stream.Info.SubjectsFilter = subject;
-    found = js_StreamNames(&list, c->js, &jo, NULL) == NATS_OK && list && list->Count > 0;
-    jsStreamNamesList_Destroy(list);
-    if (len < STREAM_CACHE_SUBJECT) {
-        pthread_mutex_lock(&c->mu);
-        struct stream_seen *e = &c->cache[c->next++ % STREAM_CACHE];
-        memcpy(e->subject, subject, len + 1);
-        e->has_stream = found;
-        e->at_ms = now ? now : 1;
-        pthread_mutex_unlock(&c->mu);
-    }
-    return found;
-}
-
 /* Maps a nats.c status of a publish or request to ours, with its text in err. */
 static dlq_client_status
 nats_error(struct dlq_client_error *err, natsStatus ns, const char *what)
@@ -218,11 +155,17 @@ publish_js(struct dlq_client *c, natsMsg **msg, const char *msg_id, bool wait,
     return DLQ_CLIENT_OK;
 }
 
-/* Reads the sidecar's answer (DESIGN section 3) into *ack, or the refusal into err. */
+/*
+ * Reads the answer to a report (a request on the failure subject) into *ack,
+ * or the refusal into err. Whoever takes the subject answers: the sidecar
+ * ({"ok":..}, DESIGN section 3), or a JetStream stream that captures it,
+ * with its PubAck ({"stream":..,"seq":..,"duplicate":..}: durable) or its
+ * error ({"error":{"code":..,"err_code":..,"description":..}}, no "ok").
+ */
 static dlq_client_status
-read_core_ack(const char *body, int len, struct dlq_client_ack *ack, struct dlq_client_error *err)
+read_ack(const char *body, int len, struct dlq_client_ack *ack, struct dlq_client_error *err)
 {
-    json_t *root = json_loadb(body, (size_t)len, 0, NULL), *v;
+    json_t *root = json_loadb(body, (size_t)len, 0, NULL), *v, *e;
     dlq_client_status s = DLQ_CLIENT_EPROTO;
 
     if (!json_is_object(root)) {
@@ -231,8 +174,35 @@ read_core_ack(const char *body, int len, struct dlq_client_ack *ack, struct dlq_
         goto done;
     }
     v = json_object_get(root, "ok");
+    e = json_object_get(root, "error");
+    if (!v) {
+        const char *stream = json_string_value(json_object_get(root, "stream"));
+        json_int_t jerr = json_integer_value(json_object_get(e, "err_code"));
+
+        if (stream && *stream && !e) {
+            if (ack) {
+                ack->durable = true;
+                snprintf(ack->stream, sizeof(ack->stream), "%s", stream);
+                ack->seq = (uint64_t)json_integer_value(json_object_get(root, "seq"));
+                ack->duplicate = json_is_true(json_object_get(root, "duplicate"));
+                ack->stored = -1;
+            }
+            s = DLQ_CLIENT_OK;
+        } else if (jerr) {
+            const char *d = json_string_value(json_object_get(e, "description"));
+            s = dlq_client_set_error(err, DLQ_CLIENT_EREFUSED, NULL, NULL,
+                                     "JetStream refused the failure (err_code %d): %s", (int)jerr,
+                                     d ? d : "(no description)");
+            if (err)
+                err->code = (int)jerr;
+        } else {
+            s = dlq_client_set_error(err, DLQ_CLIENT_EPROTO, NULL, NULL,
+                                     "the answer is neither an acknowledgement nor a PubAck: %.*s",
+                                     len > 100 ? 100 : len, body);
+        }
+        goto done;
+    }
     if (json_is_false(v)) {
-        json_t *e = json_object_get(root, "error");
         const char *m = json_string_value(json_object_get(e, "message"));
         s = dlq_client_set_error(err, DLQ_CLIENT_EREFUSED, NULL, NULL, "the sidecar refused: %s",
                                  m ? m : "(no message)");
@@ -249,6 +219,7 @@ read_core_ack(const char *body, int len, struct dlq_client_ack *ack, struct dlq_
         const char *st = json_string_value(json_object_get(root, "status"));
         const char *next = json_string_value(json_object_get(root, "next_retry_at"));
         json_t *stored = json_object_get(root, "stored");
+        ack->durable = false;
         snprintf(ack->status, sizeof(ack->status), "%s", st ? st : "");
         snprintf(ack->next_retry_at, sizeof(ack->next_retry_at), "%s", next ? next : "");
         ack->stored = json_is_boolean(stored) ? json_is_true(stored) : -1;
@@ -261,10 +232,15 @@ done:
     return s;
 }
 
-/* Publishes msg on core NATS: a request that waits for the sidecar's answer, or a plain publish. */
+/*
+ * Publishes msg (with Nats-Msg-Id unless DURABLE_NEVER) on the failure
+ * subject: a request whose one answer is read by read_ack(), or a plain
+ * publish. No JetStream API call: a stream that captures the subject
+ * answers the request itself.
+ */
 static dlq_client_status
-publish_core(struct dlq_client *c, natsMsg *msg, bool wait, struct dlq_client_ack *ack,
-             struct dlq_client_error *err)
+publish_request(struct dlq_client *c, natsMsg *msg, bool wait, struct dlq_client_ack *ack,
+                struct dlq_client_error *err)
 {
     natsMsg *reply = NULL;
     natsStatus ns;
@@ -277,9 +253,7 @@ publish_core(struct dlq_client *c, natsMsg *msg, bool wait, struct dlq_client_ac
     ns = natsConnection_RequestMsg(&reply, c->nc, msg, c->timeout_ms);
     if (ns != NATS_OK)
         return nats_error(err, ns, "request");
-    s = read_core_ack(natsMsg_GetData(reply), natsMsg_GetDataLength(reply), ack, err);
-    if (ack)
-        ack->durable = false;
+    s = read_ack(natsMsg_GetData(reply), natsMsg_GetDataLength(reply), ack, err);
     natsMsg_Destroy(reply);
     return s;
 }
@@ -293,7 +267,6 @@ dlq_client_report(struct dlq_client *c, const char *service, const struct dlq_cl
     natsMsg *msg = NULL;
     char subject[4200], msg_id[320];
     int64_t max_payload;
-    bool js;
     natsStatus ns;
 
     dlq_client_clear_error(err);
@@ -318,18 +291,23 @@ dlq_client_report(struct dlq_client *c, const char *service, const struct dlq_cl
         s = nats_error(err, ns, "message");
         goto done;
     }
-    js = c->durable == DLQ_CLIENT_DURABLE_ALWAYS ||
-         (c->durable == DLQ_CLIENT_DURABLE_AUTO && stream_captures(c, subject));
-    if (js) {
+    if (c->durable != DLQ_CLIENT_DURABLE_NEVER) {
         if (f->msg_id)
             snprintf(msg_id, sizeof(msg_id), "%s", f->msg_id);
         else
             snprintf(msg_id, sizeof(msg_id), "%s:%lld", f->task_id,
                      (long long)(f->has_failed_at ? f->failed_at_ms : wall_ms()));
-        s = publish_js(c, &msg, msg_id, wait, ack, err);
-    } else {
-        s = publish_core(c, msg, wait, ack, err);
     }
+    if (c->durable == DLQ_CLIENT_DURABLE_ALWAYS) {
+        s = publish_js(c, &msg, msg_id, wait, ack, err);
+        goto done;
+    }
+    if (c->durable == DLQ_CLIENT_DURABLE_AUTO &&
+        (ns = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id)) != NATS_OK) {
+        s = nats_error(err, ns, "message header");
+        goto done;
+    }
+    s = publish_request(c, msg, wait, ack, err);
 
 done:
     natsMsg_Destroy(msg);

@@ -945,6 +945,213 @@ test_jetstream_durable(void **state)
     e->passed = true;
 }
 
+/* ---- docs/nats-auth.conf's service user ------------------------------------------------------ */
+
+#ifndef NATS_AUTH_CONF
+#error "NATS_AUTH_CONF must name docs/nats-auth.conf (set by tests/integration/CMakeLists.txt)"
+#endif
+
+/* The service user's permissions violations, as nats.c's error handler saw them (static: the
+ * handler may run until the env's teardown destroyed the connection). */
+static struct {
+    pthread_mutex_t mu;
+    int n;
+    char last[256];
+} violations = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+on_service_error(natsConnection *nc, natsSubscription *sub, natsStatus s, void *closure)
+{
+    const char *txt = NULL;
+
+    (void)sub;
+    (void)closure;
+    natsConnection_GetLastError(nc, &txt);
+    pthread_mutex_lock(&violations.mu);
+    if (s == NATS_NOT_PERMITTED || (txt && strstr(txt, "Permissions Violation"))) {
+        violations.n++;
+        snprintf(violations.last, sizeof violations.last, "%s", txt ? txt : natsStatus_GetText(s));
+    }
+    pthread_mutex_unlock(&violations.mu);
+}
+
+/*
+ * Starts nats-server with docs/nats-auth.conf as committed (the passwords
+ * in its environment; js: with JetStream), the sidecar as dlq-sidecar (js:
+ * dlq-sidecar-js with ingest.mode=jetstream) on its own inbox prefix, and
+ * e->nc as the operator; *svc is a connection as "service" with inbox
+ * prefix _INBOX_service and on_service_error.
+ */
+static struct it_env *
+auth_env(void **state, const char *name, bool js, natsConnection **svc)
+{
+    static const char *const pw[] = {"AUTH_SIDECAR_PASSWORD", "sc-pw-c1",  "AUTH_SERVICE_PASSWORD",
+                                     "svc-pw-c2",             "AUTH_WORKER_PASSWORD", "wk-pw-c3",
+                                     "AUTH_OPERATOR_PASSWORD", "op-pw-c4", "AUTH_VIEWER_PASSWORD",
+                                     "vw-pw-c5"};
+    const char *flags[] = {js ? "nats.user=dlq-sidecar-js" : "nats.user=dlq-sidecar",
+                           "nats.password=sc-pw-c1", "nats.inbox_prefix=_INBOX_dlq-sidecar",
+                           js ? "ingest.mode=jetstream" : NULL, NULL};
+    struct it_env *e = calloc(1, sizeof *e);
+    const char *tmp = getenv("TMPDIR");
+    natsOptions *o = NULL;
+    char url[256];
+    natsStatus s;
+
+    for (size_t i = 0; i < SC_ARRAY_LEN(pw); i += 2)
+        setenv(pw[i], pw[i + 1], 1);
+    assert_non_null(e);
+    *state = e;
+    e->name = name;
+    e->dmn.exit_status = -1;
+    snprintf(e->dir, sizeof e->dir, "%s/dlq-it-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    assert_non_null(mkdtemp(e->dir));
+    fprintf(stderr, "[%s] logs in %s\n", name, e->dir);
+    snprintf(e->srv.conf, sizeof e->srv.conf, "%s", NATS_AUTH_CONF);
+    IT_CHECK(it_server_start(&e->srv, e->dir, js) == 0, "nats-server -c %s%s", NATS_AUTH_CONF,
+             js ? " -js" : "");
+    assert_int_equal(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags), 0);
+
+    snprintf(url, sizeof url, "nats://operator:op-pw-c4@127.0.0.1:%d", e->srv.port);
+    s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomInboxPrefix(o, "_INBOX_operator");
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&e->nc, o);
+    natsOptions_Destroy(o);
+    IT_CHECK(s == NATS_OK, "connect as operator: %s", natsStatus_GetText(s));
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0,
+             "the sidecar (%s) answers the operator", flags[0]);
+
+    snprintf(url, sizeof url, "nats://service:svc-pw-c2@127.0.0.1:%d", e->srv.port);
+    o = NULL;
+    s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomInboxPrefix(o, "_INBOX_service");
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(o, on_service_error, NULL);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(svc, o);
+    natsOptions_Destroy(o);
+    IT_CHECK(s == NATS_OK, "connect as service: %s", natsStatus_GetText(s));
+    e->conns[0] = *svc;
+    pthread_mutex_lock(&violations.mu);
+    violations.n = 0;
+    violations.last[0] = '\0';
+    pthread_mutex_unlock(&violations.mu);
+    return e;
+}
+
+/*
+ * The user "service" of docs/nats-auth.conf may publish only dlq.failed.>
+ * and read its own inbox. In the default mode (AUTO) a report is answered at
+ * once, by the sidecar in core mode and by DLQ_FAILED's PubAck in JetStream
+ * mode (a resend with the same msg_id a duplicate), and the task is stored;
+ * the server refused the service nothing (a JetStream API lookup would be
+ * refused, and would stall the report for its whole timeout).
+ */
+static void
+service_permissions(void **state, bool js)
+{
+    natsConnection *svc = NULL;
+    struct it_env *e = auth_env(state, js ? "client-perm-js" : "client-perm-core", js, &svc);
+    struct dlq_client *c = NULL;
+    struct dlq_client_error err;
+    struct dlq_client_ack ack;
+    char id[96], id2[96], msg_id[128];
+    const char *txt = NULL;
+    dlq_client_status s;
+    int64_t t0, took;
+    json_t *t;
+    bool ok;
+
+    assert_int_equal(dlq_client_new(svc, NULL, &c, &err), DLQ_CLIENT_OK);
+    it_unique_id("perm", id, sizeof id);
+    snprintf(msg_id, sizeof msg_id, "%s-msg", id);
+    struct dlq_client_failure f = {0};
+    f.task_id = id;
+    f.task_bin = "perm";
+    f.task_bin_len = 4;
+    f.error = "ECONNRESET";
+    f.msg_id = msg_id;
+    t0 = sc_now_mono_ms();
+    s = dlq_client_report(c, "orders", &f, true, &ack, &err);
+    took = sc_now_mono_ms() - t0;
+    IT_CHECK(s == DLQ_CLIENT_OK, "report as the service user: %d %s (after %lld ms)", (int)s,
+             err.message, (long long)took);
+    IT_CHECK(took < 2000, "the report took %lld ms (the ack timeout is 5000)", (long long)took);
+    IT_CHECK(ack.durable == js, "want durable=%d, got %d", js, ack.durable);
+    if (js) {
+        IT_CHECK(strcmp(ack.stream, "DLQ_FAILED") == 0 && ack.seq >= 1 && !ack.duplicate,
+                 "want a new message in DLQ_FAILED, got stream=%s seq=%llu dup=%d", ack.stream,
+                 (unsigned long long)ack.seq, ack.duplicate);
+        uint64_t seq = ack.seq;
+        t0 = sc_now_mono_ms();
+        s = dlq_client_report(c, "orders", &f, true, &ack, &err);
+        took = sc_now_mono_ms() - t0;
+        IT_CHECK(s == DLQ_CLIENT_OK && took < 2000 && ack.durable && ack.duplicate && ack.seq == seq,
+                 "the resend: want a duplicate of seq %llu at once, got %d %s dup=%d seq=%llu "
+                 "after %lld ms",
+                 (unsigned long long)seq, (int)s, err.message, ack.duplicate,
+                 (unsigned long long)ack.seq, (long long)took);
+    } else {
+        IT_CHECK(strcmp(ack.status, "pending") == 0, "want status pending, got \"%s\"", ack.status);
+    }
+    t = it_wait_task_status(e->nc, id, "pending", IT_WAIT_MS, &ok);
+    char *dump = it_json_dump(t);
+    IT_CHECK(ok, "the report was not stored: %s", dump);
+    check_json_str(t, "error", "ECONNRESET");
+    free(dump);
+    json_decref(t);
+
+    /* Without waiting: a plain publish, then a flush. */
+    it_unique_id("perm-nowait", id2, sizeof id2);
+    f.task_id = id2;
+    f.msg_id = NULL;
+    t0 = sc_now_mono_ms();
+    IT_CHECK(dlq_client_report(c, "orders", &f, false, NULL, &err) == DLQ_CLIENT_OK &&
+                 dlq_client_flush(c, 0, &err) == DLQ_CLIENT_OK,
+             "report without wait, flush: %s", err.message);
+    took = sc_now_mono_ms() - t0;
+    IT_CHECK(took < 2000, "the report without wait and its flush took %lld ms", (long long)took);
+    t = it_wait_task_status(e->nc, id2, "pending", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "the report without wait was not stored");
+    json_decref(t);
+
+    /* The server refused the service nothing: no error callback, no last error. */
+    natsConnection_Flush(svc);
+    it_sleep_ms(200);
+    pthread_mutex_lock(&violations.mu);
+    int nv = violations.n;
+    char last[256];
+    snprintf(last, sizeof last, "%s", violations.last);
+    pthread_mutex_unlock(&violations.mu);
+    IT_CHECK(nv == 0, "the server refused the service user %d time(s); the last: %s", nv, last);
+    natsConnection_GetLastError(svc, &txt);
+    IT_CHECK(!txt || !strstr(txt, "Permissions Violation"), "nats.c's last error: %s", txt);
+
+    dlq_client_free(c);
+    e->passed = true;
+}
+
+/* 9. As docs/nats-auth.conf's "service", against the sidecar in core mode. */
+static void
+test_service_permissions_core(void **state)
+{
+    service_permissions(state, false);
+}
+
+/* 10. As docs/nats-auth.conf's "service", against the sidecar in JetStream mode. */
+static void
+test_service_permissions_js(void **state)
+{
+    service_permissions(state, true);
+}
+
 int
 main(void)
 {
@@ -957,6 +1164,8 @@ main(void)
         cmocka_unit_test_teardown(test_handler_error_exhausted, it_teardown),
         cmocka_unit_test_teardown(test_handler_garbage, it_teardown),
         cmocka_unit_test_teardown(test_jetstream_durable, it_teardown),
+        cmocka_unit_test_teardown(test_service_permissions_core, it_teardown),
+        cmocka_unit_test_teardown(test_service_permissions_js, it_teardown),
     };
     return cmocka_run_group_tests_name("integration_client_c", tests, NULL, NULL);
 }

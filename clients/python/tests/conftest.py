@@ -76,23 +76,33 @@ class World:
     """One test's servers: nats-server (url), the sidecar (when started), their logs in dir."""
 
     dir: Path
-    url: str = ""
+    url: str = ""  # with the credentials of the admin user (see start_nats)
+    port: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
-    def start_nats(self, jetstream: bool) -> None:
+    # The user (user, password, inbox prefix) the sidecar's readiness check and admin requests
+    # log in as; None: no authorization.
+    admin_user: tuple[str, str, str] | None = None
+
+    def start_nats(self, jetstream: bool, conf: Path | None = None, env: dict[str, str] | None = None) -> None:
+        """Starts nats-server (with JetStream; with -c conf, its environment plus env)."""
         for _ in range(5):  # a port picked free may be taken by the time the server binds
             port = free_port()
             argv = [nats_server_bin(), "-a", "127.0.0.1", "-p", str(port)]
             if jetstream:
                 argv += ["-js", "-sd", str(self.dir / "js")]
+            if conf is not None:
+                argv += ["-c", str(conf)]
             log = self.dir / "nats.log"
-            p = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+            p = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                 env={**os.environ, **(env or {})})
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and p.poll() is None and not _accepts(port):
                 time.sleep(0.05)
             if p.poll() is None and _accepts(port):
                 self.procs["nats"], self.logs["nats"] = p, log
+                self.port = port
                 self.url = f"nats://127.0.0.1:{port}"
                 return
             p.kill()
@@ -111,8 +121,15 @@ class World:
         self.logs["sidecar"] = log
         asyncio.run(self._wait_ready())
 
+    async def connect_admin(self) -> Any:
+        """A connection as admin_user (or without credentials)."""
+        if self.admin_user is None:
+            return await nats.connect(self.url)
+        user, password, inbox = self.admin_user
+        return await nats.connect(self.url, user=user, password=password, inbox_prefix=inbox)
+
     async def _wait_ready(self) -> None:
-        nc = await nats.connect(self.url)
+        nc = await self.connect_admin()
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:

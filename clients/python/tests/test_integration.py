@@ -7,8 +7,11 @@ import base64
 import itertools
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import msgpack
@@ -16,6 +19,7 @@ import nats
 import pytest
 
 import dlq_client
+from conftest import ROOT, World, _tail
 from dlq_client import InvalidEnvelopeError, Retry, RetryFailed, guard, protect, report_failure, serve_retries
 
 WAIT_S = 20.0  # waiting for something that should happen soon, on a loaded 2-core machine
@@ -375,6 +379,88 @@ def test_jetstream_durable(js_world: Any) -> None:
         await nc.close()
 
     run(body)
+
+
+# The passwords docs/nats-auth.conf reads from nats-server's environment.
+AUTH_PASSWORDS = {
+    "AUTH_SIDECAR_PASSWORD": "sc-pw-p1",
+    "AUTH_SERVICE_PASSWORD": "svc-pw-p2",
+    "AUTH_WORKER_PASSWORD": "wk-pw-p3",
+    "AUTH_OPERATOR_PASSWORD": "op-pw-p4",
+    "AUTH_VIEWER_PASSWORD": "vw-pw-p5",
+}
+
+
+@pytest.mark.parametrize("jetstream", [False, True], ids=["core", "jetstream"])
+def test_service_permissions(jetstream: bool, request: pytest.FixtureRequest) -> None:
+    """The user "service" of docs/nats-auth.conf may publish only dlq.failed.> and read its own
+    inbox: with the default durable="auto" a report is answered at once, by the sidecar in core
+    mode and by DLQ_FAILED's PubAck in JetStream mode (a resend with the same msg_id a duplicate),
+    the task is stored, and the server refuses the service nothing (a JetStream API lookup would
+    be refused, and would stall the report for its whole timeout)."""
+    w = World(Path(tempfile.mkdtemp(prefix="dlq-py-perm-")))
+    w.admin_user = ("operator", AUTH_PASSWORDS["AUTH_OPERATOR_PASSWORD"], "_INBOX_operator")
+    passed = False
+    try:
+        w.start_nats(jetstream, ROOT / "docs" / "nats-auth.conf", AUTH_PASSWORDS)
+        flags = ["nats.user=" + ("dlq-sidecar-js" if jetstream else "dlq-sidecar"),
+                 "nats.password=" + AUTH_PASSWORDS["AUTH_SIDECAR_PASSWORD"],
+                 "nats.inbox_prefix=_INBOX_dlq-sidecar"]
+        if jetstream:
+            flags.append("ingest.mode=jetstream")
+        w.start_sidecar(*flags)
+
+        async def body() -> None:
+            errors: list[Exception] = []
+
+            async def on_error(e: Exception) -> None:
+                errors.append(e)
+
+            op = await w.connect_admin()
+            svc = await nats.connect(w.url, user="service", password=AUTH_PASSWORDS["AUTH_SERVICE_PASSWORD"],
+                                     inbox_prefix="_INBOX_service", error_cb=on_error)
+            tid = unique("perm")
+            t0 = time.monotonic()
+            ack = await report_failure(svc, "orders", tid, 1, error="ECONNRESET", msg_id=tid + "-msg")
+            took = time.monotonic() - t0
+            assert took < 2.0, f"the report took {took:.2f} s (the ack timeout is 5 s)"
+            assert ack is not None and ack.durable == jetstream, ack
+            if jetstream:
+                assert ack.stream == "DLQ_FAILED" and ack.seq and ack.seq >= 1 and not ack.duplicate, ack
+                t0 = time.monotonic()
+                again = await report_failure(svc, "orders", tid, 1, error="ECONNRESET", msg_id=tid + "-msg")
+                took = time.monotonic() - t0
+                assert took < 2.0 and again is not None and again.duplicate and again.seq == ack.seq, (again, took)
+            else:
+                assert ack.status == "pending" and ack.task_id == tid, ack
+            t = await wait_status(op, tid, "pending")
+            assert t["error"] == "ECONNRESET", t
+
+            # Without waiting: a plain publish with the header, then a flush.
+            tid2 = unique("perm-nowait")
+            t0 = time.monotonic()
+            assert await report_failure(svc, "orders", tid2, 2, error="ECONNRESET", wait=False) is None
+            await dlq_client.reporter_for(svc).flush()
+            assert time.monotonic() - t0 < 2.0
+            await wait_status(op, tid2, "pending")
+
+            await svc.flush()
+            await asyncio.sleep(0.2)
+            assert not [e for e in errors if "permissions violation" in str(e).lower()], errors
+            assert errors == [], errors
+            await svc.close()
+            await op.close()
+
+        run(body)
+        passed = True
+    finally:
+        status = w.stop()
+        if not passed or status != 0:
+            for name, log in w.logs.items():
+                print(f"---- {name} log ({log}) ----\n{_tail(log, 60)}")
+        else:
+            shutil.rmtree(w.dir, ignore_errors=True)
+    assert status == 0, f"the sidecar exited with status {status} after SIGTERM"
 
 
 def test_examples(world: Any) -> None:

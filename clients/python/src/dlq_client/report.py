@@ -33,8 +33,6 @@ __all__ = [
 
 Durable = Literal["auto", "always", "never"]
 
-STREAM_RECHECK_S = 10.0  # how long the answer "a stream captures this subject" is trusted
-
 
 class RetryPolicy(str, Enum):
     """The retry policies of the seed design (DESIGN section 7); plain strings work too."""
@@ -100,8 +98,14 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _read_core_ack(data: bytes) -> Ack:
-    """The sidecar's answer (DESIGN section 3) as an Ack; its refusal raised."""
+def _read_ack(data: bytes) -> Ack:
+    """The answer to a report as an Ack; a refusal raised.
+
+    Whoever takes the failure subject answers: the sidecar ({"ok": ..},
+    DESIGN section 3), or a JetStream stream that captures the subject, with
+    its PubAck ({"stream": .., "seq": .., "duplicate": ..}: durable) or its
+    error ({"error": {"code": .., "err_code": .., "description": ..}}, no "ok").
+    """
     try:
         root = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -109,8 +113,21 @@ def _read_core_ack(data: bytes) -> Ack:
     if not isinstance(root, dict):
         raise ProtocolError(f"the answer is not a JSON object: {data[:100]!r}")
     ok = root.get("ok")
+    err = root.get("error")
+    if "ok" not in root:
+        stream = root.get("stream")
+        if isinstance(stream, str) and stream and err is None:
+            seq = root.get("seq")
+            return Ack(durable=True, stream=stream, seq=seq if isinstance(seq, int) else None,
+                       duplicate=root.get("duplicate") is True)
+        err_code = err.get("err_code") if isinstance(err, dict) else None
+        if isinstance(err_code, int) and not isinstance(err_code, bool) and err_code:
+            desc = err.get("description") if isinstance(err, dict) else None
+            raise ReportRefusedError(
+                f"JetStream refused the failure (err_code {err_code}): "
+                f"{desc if isinstance(desc, str) else '(no description)'}", err_code)
+        raise ProtocolError(f"the answer is neither an acknowledgement nor a PubAck: {data[:100]!r}")
     if ok is False:
-        err = root.get("error")
         err = err if isinstance(err, dict) else {}
         msg = err.get("message")
         code = err.get("code")
@@ -136,10 +153,16 @@ class Reporter:
     nc_or_js is a connected nats-py Client, or a JetStreamContext (then
     every report goes through JetStream, as durable="always"). prefix is
     the sidecar's subjects.prefix; durable says where reports go: "auto"
-    (JetStream when a stream captures the failure subject, asked once per
-    subject every 10 s; else core NATS), "always" (JetStream only: no stream
-    is NoRespondersError), "never" (core NATS only). ack_timeout (seconds)
-    bounds every wait for an acknowledgement. The reporter keeps no task
+    (one message on the failure subject with Nats-Msg-Id, answered by a
+    stream that captures the subject, with its PubAck, else by the sidecar:
+    no JetStream API call, so a user allowed to publish only
+    <prefix>.failed.> reports durably too), "always" (a JetStream publish
+    only, nats-py's js.publish: no stream is NoRespondersError, and only a
+    PubAck is an acknowledgement; nats-py's JetStream publish is a request
+    on the subject as well, but should it ever ask the JetStream API first,
+    the user needs $JS.API rights), "never" (core NATS only, no
+    Nats-Msg-Id). ack_timeout (seconds) bounds every wait for an
+    acknowledgement. The reporter keeps no task
     state: one per connection is enough, used from that connection's loop.
     """
 
@@ -167,25 +190,8 @@ class Reporter:
         self.prefix = prefix
         self.durable: Durable = durable
         self.ack_timeout = float(ack_timeout)
-        self._streams: dict[str, tuple[bool, float]] = {}
         self._pending: set[asyncio.Future[Any]] = set()
         self._async_errors: list[str] = []
-
-    async def _captured(self, subject: str) -> bool:
-        """Whether a JetStream stream captures subject (no JetStream, or an error, counts as no)."""
-        now = time.monotonic()
-        seen = self._streams.get(subject)
-        if seen and now - seen[1] < STREAM_RECHECK_S:
-            return seen[0]
-        try:
-            await self._js.find_stream_name_by_subject(subject)
-            found = True
-        except (nats.js.errors.Error, nats.errors.Error, asyncio.TimeoutError):
-            found = False
-        if len(self._streams) > 64:
-            self._streams.clear()
-        self._streams[subject] = (found, now)
-        return found
 
     async def report(
         self,
@@ -214,14 +220,19 @@ class Reporter:
         become a bin), or task_msgpack its exact MessagePack bytes
         (republished to workers as given): exactly one. The other keyword
         arguments are the envelope's keys (DESIGN section 4; None leaves a
-        key out): see encode_envelope(). Through JetStream the message
-        carries Nats-Msg-Id msg_id (default "<task_id>:<failed_at ms, else
-        now ms>"), so a resend with the same id is stored once.
+        key out): see encode_envelope(). Unless durable is "never" the
+        message carries Nats-Msg-Id msg_id (default "<task_id>:<failed_at
+        ms, else now ms>"), so a stream stores a resend with the same id once.
 
-        With wait, returns the Ack (the sidecar's answer, or the PubAck);
-        without, returns None once the message is handed to the connection
-        (see flush()). Raises InvalidEnvelopeError before publishing
-        anything when the envelope breaks the contract (or is larger than
+        With wait, returns the Ack of the one answer: in "auto" (and
+        "never") the report is a request on the failure subject, answered
+        by a stream that captures it (its PubAck: durable, stream, seq,
+        duplicate; its error: ReportRefusedError with the err_code) or by
+        the sidecar; in "always" it is a JetStream publish and the Ack its
+        PubAck. Without wait, returns None once the message is handed to the
+        connection (a plain publish with the header; "always": JetStream's
+        publish_async; see flush()). Raises InvalidEnvelopeError before
+        publishing anything when the envelope breaks the contract (or is larger than
         the server's max_payload); ReportRefusedError, NoRespondersError,
         ReportTimeoutError, ProtocolError when the hand-over fails; a
         ValueError for a service that is not subject tokens.
@@ -250,13 +261,14 @@ class Reporter:
         if task is MISSING:
             del envelope["task"]
         body = encode_envelope(envelope, max_bytes=self._nc.max_payload or 0)
-        use_js = self.durable == "always" or (self.durable == "auto" and await self._captured(subject))
-        if use_js:
-            if msg_id is None:
-                fa = _failed_at_ms(failed_at)
-                msg_id = f"{task_id}:{fa if fa is not None else _now_ms()}"
+        if self.durable == "never":
+            return await self._publish_core(subject, body, None, wait)
+        if msg_id is None:
+            fa = _failed_at_ms(failed_at)
+            msg_id = f"{task_id}:{fa if fa is not None else _now_ms()}"
+        if self.durable == "always":
             return await self._publish_js(subject, body, msg_id, wait)
-        return await self._publish_core(subject, body, wait)
+        return await self._publish_core(subject, body, {"Nats-Msg-Id": msg_id}, wait)
 
     async def _publish_js(self, subject: str, body: bytes, msg_id: str, wait: bool) -> Ack | None:
         headers = {"Nats-Msg-Id": msg_id}
@@ -287,19 +299,21 @@ class Reporter:
         if e is not None:
             self._async_errors.append(f"{type(e).__name__}: {e}")
 
-    async def _publish_core(self, subject: str, body: bytes, wait: bool) -> Ack | None:
+    async def _publish_core(self, subject: str, body: bytes, headers: dict[str, str] | None,
+                            wait: bool) -> Ack | None:
+        """A request on the failure subject (answered by a stream or the sidecar), or a plain publish."""
         try:
             if not wait:
-                await self._nc.publish(subject, body)
+                await self._nc.publish(subject, body, headers=headers)
                 return None
-            reply = await self._nc.request(subject, body, timeout=self.ack_timeout)
+            reply = await self._nc.request(subject, body, timeout=self.ack_timeout, headers=headers)
         except nats.errors.NoRespondersError:
-            raise NoRespondersError(f"{subject}: no responders (no sidecar listens)") from None
+            raise NoRespondersError(f"{subject}: no responders (no sidecar or stream listens)") from None
         except (asyncio.TimeoutError, nats.errors.TimeoutError):
             raise ReportTimeoutError(f"{subject}: no acknowledgement in {self.ack_timeout:g} s") from None
         except nats.errors.Error as e:
             raise ReportError(f"{subject}: {e}") from e
-        return _read_core_ack(reply.data)
+        return _read_ack(reply.data)
 
     async def flush(self, timeout: float | None = None) -> None:
         """flush() waits up to timeout seconds (None: the ack timeout) until
