@@ -14,6 +14,8 @@ pkgs=(
   curl jq
   # tests/vectors/generate.py packs the shared test vectors (envelopes, outcomes) with python3-msgpack.
   python3-msgpack
+  # the venv of schemathesis (below)
+  python3-venv
 )
 
 missing=()
@@ -59,3 +61,21 @@ go_install() {
 
 go_install nats github.com/nats-io/natscli/nats v0.5.0 "the admin integration tests"
 go_install nats-server github.com/nats-io/nats-server/v2 v2.15.3 "the integration tests and the benchmark"
+
+# schemathesis from PyPI (Debian has none) tests the HTTP admin API against its OpenAPI document
+# (CTest integration_schemathesis), in a venv under .deps/venv. Pinned: schemathesis 3.39.16's
+# Hypothesis strategies break on the newest Hypothesis (6.170 gave "'many' object has no
+# attribute 'more'" on every operation); 6.115.0 works.
+st_version=3.39.16
+hyp_version=6.115.0
+venv="$deps_root/.deps/venv"
+if ! { [ -x "$venv/bin/st" ] && "$venv/bin/st" --version 2>/dev/null | grep -q "$st_version" &&
+       "$venv/bin/python" -c "import hypothesis, sys; sys.exit(hypothesis.__version__ != '$hyp_version')" 2>/dev/null; }; then
+  echo "install-deps: installing schemathesis $st_version into .deps/venv" >&2
+  python3 -m venv "$venv"
+  if ! "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$st_version" "hypothesis==$hyp_version"; then
+    echo "install-deps: pip could not install schemathesis $st_version from PyPI (needed by the" \
+      "integration_schemathesis test)" >&2
+    exit 1
+  fi
+fi
