@@ -16,6 +16,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <cmocka.h>
@@ -777,6 +778,183 @@ test_slow_clients(void **state)
     e->passed = true;
 }
 
+/* ---- cluster mode ---------------------------------------------------------------------------- */
+
+struct cworld {
+    char dir[IT_PATH_MAX];
+    struct it_cluster cl;
+    struct it_daemon sc[2];
+    natsConnection *nc;
+    bool passed;
+};
+
+static int
+cluster_teardown(void **state)
+{
+    struct cworld *w = *state;
+    int rc = 0;
+
+    if (!w)
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        if (w->sc[i].pid > 0 && it_daemon_stop(&w->sc[i]) != 0) {
+            fprintf(stderr, "sidecar s%d did not exit 0\n", i);
+            rc = -1;
+        }
+        if (!w->passed)
+            it_print_tail("sidecar log", w->sc[i].log, 30);
+    }
+    natsConnection_Destroy(w->nc);
+    it_cluster_stop(&w->cl);
+    if (w->passed && rc == 0) {
+        char cmd[IT_PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", w->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", w->dir);
+    } else {
+        fprintf(stderr, "kept %s\n", w->dir);
+    }
+    free(w);
+    return rc;
+}
+
+/* Removes what names the member that took the request, and the per-member list (order of arrival). */
+static void
+strip_member(json_t *v)
+{
+    json_object_del(v, "answered_by");
+    json_object_del(v, "members");
+    strip_timing(v);
+}
+
+/*
+ * In cluster mode the HTTP API answers with the merged view of every member,
+ * as dlq.admin.<verb> does: two sidecars, the HTTP listener on one of them.
+ */
+static void
+test_cluster_merged(void **state)
+{
+    struct cworld *w = calloc(1, sizeof *w);
+    const char *tmp = getenv("TMPDIR");
+    int port = it_free_port();
+    char listen_flag[64], sdir[IT_PATH_MAX + 16];
+    json_t *a = NULL, *b = NULL;
+    struct resp r;
+    int64_t until;
+
+    assert_non_null(w);
+    *state = w;
+    snprintf(w->dir, sizeof w->dir, "%s/dlq-it-httpapi-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(w->dir));
+    IT_CHECK(it_cluster_start(&w->cl, w->dir, 1) == 0, "a nats-server with JetStream starts");
+    w->nc = it_connect(w->cl.urls, "it-httpapi-cluster");
+    assert_non_null(w->nc);
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
+    for (int i = 0; i < 2; i++) {
+        char id[32];
+        const char *extra[] = {"cluster.enabled=true", "cluster.replicas=1", id,
+                               "store.backend=jetstream", "store.jetstream.replicas=1",
+                               "ingest.mode=jetstream", "ingest.stream_replicas=1",
+                               "log.level=info", i == 0 ? listen_flag : "http.listen=", NULL};
+        snprintf(id, sizeof id, "cluster.member_id=s%d", i);
+        snprintf(sdir, sizeof sdir, "%s/s%d", w->dir, i);
+        IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
+        IT_CHECK(it_daemon_start(&w->sc[i], sdir, w->cl.urls, extra) == 0, "sidecar s%d starts", i);
+    }
+    /* wait until both members answer, each owns partitions and every partition has an owner */
+    until = mono_ms() + IT_WAIT_MS * 2;
+    for (;;) {
+        json_t *ms;
+        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
+        ms = json_object_get(a, "members");
+        if (a && it_json_int(a, "members_answered") == 2 && json_array_size(ms) == 2 &&
+            json_array_size(json_object_get(json_array_get(ms, 0), "partitions")) > 0 &&
+            json_array_size(json_object_get(json_array_get(ms, 1), "partitions")) > 0 &&
+            json_array_size(json_object_get(a, "partitions_missing")) == 0)
+            break;
+        json_decref(a);
+        a = NULL;
+        IT_CHECK(mono_ms() < until, "the two members did not share every partition in time");
+        it_sleep_ms(200);
+    }
+    json_decref(a);
+    /* tasks, through the ingest stream */
+    for (int i = 0; i < 12; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"task_id\":\"c-%02d\",\"task\":{\"n\":%d},\"error\":\"ValueError: bad\"}", i, i);
+        IT_CHECK(natsConnection_PublishString(w->nc, "dlq.failed.orders", body) == NATS_OK, "publish");
+    }
+    until = mono_ms() + IT_WAIT_MS;
+    for (;;) {
+        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
+        if (a && it_json_int(a, "queue_size") == 12 && it_json_int(a, "members_answered") == 2)
+            break;
+        json_decref(a);
+        IT_CHECK(mono_ms() < until, "12 tasks did not arrive");
+        it_sleep_ms(100);
+    }
+    json_decref(a);
+
+    /* stats, list (two pages), get: the HTTP answer is the merged one */
+    static const char *const reqs[][2] = {
+        {"stats", ""},
+        {"list", "{\"limit\":5}"},
+        {"get", "{\"task_id\":\"c-07\"}"},
+        {"get", "{\"task_id\":\"nope\"}"},
+        {"health", ""},
+    };
+    for (size_t i = 0; i < SC_ARRAY_LEN(reqs); i++) {
+        char subj[64], path[64], *da, *db;
+        snprintf(subj, sizeof subj, "dlq.admin.%s", reqs[i][0]);
+        snprintf(path, sizeof path, "/api/v1/%s", reqs[i][0]);
+        a = it_request_json(w->nc, subj, reqs[i][1], IT_REQUEST_MS);
+        http(port, "POST", path, reqs[i][1], &r);
+        b = json_loads(r.body ? r.body : "", 0, NULL);
+        IT_CHECK(a && b, "%s: %d %s", path, r.status, r.body);
+        if (strcmp(reqs[i][0], "health") != 0) {
+            IT_CHECK(it_json_int(b, "members_answered") == 2 &&
+                         json_array_size(json_object_get(b, "partitions_missing")) == 0,
+                     "%s over HTTP is not merged: %s", path, r.body);
+        }
+        if (strcmp(reqs[i][0], "health") != 0 && strcmp(reqs[i][0], "stats") != 0) {
+            strip_member(a);
+            strip_member(b);
+            da = it_json_dump(a);
+            db = it_json_dump(b);
+            IT_CHECK(json_equal(a, b), "%s differs:\n  nats: %s\n  http: %s", path, da, db);
+            free(da);
+            free(db);
+        } else if (!strcmp(reqs[i][0], "stats")) {
+            IT_CHECK(it_json_int(b, "queue_size") == 12 && it_json_int(a, "queue_size") == 12,
+                     "merged stats: %s", r.body);
+        }
+        if (json_is_object(json_object_get(a, "error"))) /* a task's "error" is its error text */
+            IT_CHECK(r.status == it_json_int(a, "error.code"), "%s: status %d for %s", path, r.status,
+                     r.body);
+        else
+            IT_CHECK(r.status == 200, "%s: %d", path, r.status);
+        json_decref(a);
+        json_decref(b);
+        resp_free(&r);
+    }
+    /* pause over HTTP reaches both members */
+    http(port, "POST", "/api/v1/pause", NULL, &r);
+    IT_CHECK(r.status == 200 && strstr(r.body, "\"members_answered\":2"), "pause: %d %s", r.status,
+             r.body);
+    resp_free(&r);
+    {
+        json_t *h[4];
+        size_t n = it_gather_json(w->nc, "dlq.cluster.admin.health", NULL, 1000, h, 4);
+        IT_CHECK(n == 2, "%zu members answered health", n);
+        for (size_t i = 0; i < n; i++) {
+            IT_CHECK(json_is_true(it_json_get(h[i], "reply.paused")), "member %zu not paused", i);
+            json_decref(h[i]);
+        }
+    }
+    w->passed = true;
+}
+
 int
 main(void)
 {
@@ -787,6 +965,7 @@ main(void)
         cmocka_unit_test_teardown(test_not_loopback, it_teardown),
         cmocka_unit_test_teardown(test_hostile, it_teardown),
         cmocka_unit_test_teardown(test_slow_clients, it_teardown),
+        cmocka_unit_test_teardown(test_cluster_merged, cluster_teardown),
     };
     return cmocka_run_group_tests_name("integration_httpapi", tests, NULL, NULL);
 }
