@@ -3,7 +3,7 @@
 # usage: schemathesis.sh SIDECAR NATS_SERVER NATS_CLI VENV_DIR; DLQ_SCHEMATHESIS_EXAMPLES (default 40) and DLQ_SCHEMATHESIS_SEED (default 14) tune the run.
 set -euo pipefail
 
-sidecar=$1 nats_server=$2 nats_cli=$3 venv=$4
+sidecar=$1 nats_server=${DLQ_TEST_NATS_SERVER:-$2} nats_cli=$3 venv=$4
 st="$venv/bin/st"
 if [ ! -x "$st" ]; then
   echo "schemathesis.sh: $st is missing: run scripts/install-deps.sh (it installs schemathesis from PyPI into .deps/venv)" >&2
@@ -26,7 +26,10 @@ base="http://127.0.0.1:$hport"
 
 "$nats_server" -a 127.0.0.1 -p "$nport" >"$dir/nats.log" 2>&1 &
 pids+=($!)
-env -u DLQ_CONFIG "$sidecar" --nats.url="$url" --http.listen="127.0.0.1:$hport" --log.level=info \
+# The daemon refuses DLQ_* variables it does not know (DLQ_TEST_*, DLQ_SCHEMATHESIS_*): none reach it.
+no_dlq_env=()
+while IFS= read -r name; do no_dlq_env+=(-u "$name"); done < <(compgen -e | grep '^DLQ_' || true)
+env "${no_dlq_env[@]}" "$sidecar" --nats.url="$url" --http.listen="127.0.0.1:$hport" --log.level=info \
   >"$dir/sidecar.log" 2>&1 &
 sidecar_pid=$!
 pids+=($sidecar_pid)

@@ -89,6 +89,7 @@ read_resp(int fd, struct resp *r)
     char *buf = malloc(cap + 1), *sep;
     int rc = -1;
 
+    memset(r, 0, sizeof *r);
     if (!buf)
         return -1;
     for (;;) {
@@ -648,7 +649,7 @@ test_hostile(void **state)
     assert_non_null(junk);
     *state = e;
     it_rand_seed(14);
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 150; i++) {
             size_t n = 1 + (size_t)(it_rand_u64() % 65535);
             const char *verbs[] = {"stats", "list", "get", "retry", "archive", "clear", "classify"};
@@ -676,7 +677,10 @@ test_hostile(void **state)
         }
     }
     rss1 = it_pid_rss_kb(e->dmn.pid);
-    IT_CHECK(rss0 > 0 && rss1 - rss0 < 8 * 1024, "memory grew from %ld to %ld kB", rss0, rss1);
+    fprintf(stderr, "RSS after the first 150 junk requests %ld kB, after 300 more %ld kB\n", rss0, rss1);
+    /* Sanitized runs (DLQ_TEST_QUICK) keep freed memory in ASan's quarantine: LeakSanitizer checks those at exit. */
+    if (!getenv("DLQ_TEST_QUICK") || !strcmp(getenv("DLQ_TEST_QUICK"), "0"))
+        IT_CHECK(rss0 > 0 && rss1 - rss0 < 8 * 1024, "memory grew from %ld to %ld kB", rss0, rss1);
     IT_CHECK(it_daemon_alive(&e->dmn), "the daemon died");
     http(port, "POST", "/api/v1/stats", "", &r);
     IT_CHECK(r.status == 200, "stats after the junk: %d", r.status);
@@ -702,7 +706,7 @@ trickle(void *arg)
     struct trickler *t = arg;
     const char *req = "POST /api/v1/stats HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\n";
     size_t len = strlen(req), sent = 0;
-    struct resp r;
+    struct resp r = {0};
 
     t->fd = dial("127.0.0.1", t->port);
     if (t->fd < 0)
@@ -955,8 +959,13 @@ test_cluster_merged(void **state)
     w->passed = true;
 }
 
+/*
+ * No argument: the tests on one sidecar; "cluster": the cluster-mode test
+ * (JetStream; CTest integration_httpapi_cluster); any other argument: the
+ * tests on one sidecar whose names match it (cmocka's filter, "test_hostile").
+ */
 int
-main(void)
+main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_reads_equal_nats, it_teardown),
@@ -965,7 +974,14 @@ main(void)
         cmocka_unit_test_teardown(test_not_loopback, it_teardown),
         cmocka_unit_test_teardown(test_hostile, it_teardown),
         cmocka_unit_test_teardown(test_slow_clients, it_teardown),
+    };
+    const struct CMUnitTest cluster[] = {
         cmocka_unit_test_teardown(test_cluster_merged, cluster_teardown),
     };
+
+    if (argc > 1 && !strcmp(argv[1], "cluster"))
+        return cmocka_run_group_tests_name("integration_httpapi_cluster", cluster, NULL, NULL);
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("integration_httpapi", tests, NULL, NULL);
 }
