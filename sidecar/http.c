@@ -188,7 +188,8 @@ answer(struct http_conn *c, bool head, int code, const char *reason, const char 
     if (!head && b->data && b->len)
         evbuffer_add(out, b->data, b->len);
     c->answering = true;
-    c->linger = code == 400 || code == 413 || code == 431 ||
+    /* c->linger may be set already: a request whose declared body is left unread */
+    c->linger = c->linger || code == 400 || code == 411 || code == 413 || code == 431 ||
                 evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
     bufferevent_disable(c->bev, EV_READ);
     bufferevent_enable(c->bev, EV_WRITE);
@@ -413,6 +414,7 @@ api_call(struct http_conn *c, const char *verb, const char *data, size_t len)
     if (t && !c->answering) {
         c->ticket = t;
         hs->api_waiting++;
+        bufferevent_disable(c->bev, EV_READ); /* nothing more to read while the cluster answers */
     }
 }
 
@@ -559,6 +561,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
     const char *verb;
     bool reads;
 
+    c->linger = clen != 0; /* refused with its body unread: drain it after the answer */
     if (!c->local) {
         /* No credentials can be configured yet: the API is for loopback only (README, "HTTP API"). */
         hs->st.api_forbidden++;
@@ -607,8 +610,6 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
             api_error(c, 400, why, NULL);
             return false;
         }
-        if (clen > 0) /* a GET's body is not read: drain it after the answer */
-            c->linger = true;
         api_call(c, verb, hs->req.data, hs->req.len);
         return false;
     }
@@ -616,6 +617,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
         api_call(c, verb, "", 0);
         return false;
     }
+    c->linger = false; /* the body is read */
     snprintf(c->verb, sizeof(c->verb), "%s", verb);
     c->body_len = (size_t)clen;
     if (expect_continue)
