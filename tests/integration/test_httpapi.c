@@ -586,6 +586,22 @@ test_http_errors(void **state)
     }
     IT_CHECK(json_object_size(paths) == SC_ARRAY_LEN(verbs) + 1, "openapi: %zu paths",
              json_object_size(paths));
+    /* every endpoint the daemon announces in service discovery has its path, and answers over HTTP */
+    {
+        json_t *info = it_request_json(e->nc, "$SRV.INFO.dlq-sidecar", NULL, IT_REQUEST_MS), *ep;
+        size_t i, n = 0;
+        json_array_foreach(json_object_get(info, "endpoints"), i, ep) {
+            char path[96];
+            snprintf(path, sizeof path, "/api/v1/%s", it_json_str(ep, "name"));
+            IT_CHECK(json_object_get(paths, path), "endpoint %s has no path in openapi.json", path);
+            http(port, "POST", path, "{\"no_such_key\":1}", &r);
+            IT_CHECK(r.status == 400, "POST %s with an unknown key: %d", path, r.status);
+            resp_free(&r);
+            n++;
+        }
+        IT_CHECK(n == SC_ARRAY_LEN(verbs), "service discovery lists %zu endpoints", n);
+        json_decref(info);
+    }
     json_decref(doc);
     e->passed = true;
 }
