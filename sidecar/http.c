@@ -320,6 +320,7 @@ reason_of(int code)
     switch (code) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -544,29 +545,75 @@ peer_is_loopback(const struct sockaddr *sa)
     return false;
 }
 
+/* Who a request is, for the admin API (http.auth.*). */
+enum api_role { ROLE_NONE, ROLE_VIEWER, ROLE_OPERATOR };
+
+/* Is len bytes at p the token t (set)? Compares every byte whatever the first difference. */
+static bool
+token_is(const char *p, size_t len, const char *t)
+{
+    size_t tl = t ? strlen(t) : 0;
+    unsigned char diff = 0;
+
+    if (tl == 0 || len != tl)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)(p[i] ^ t[i]);
+    return diff == 0;
+}
+
+/* The role of an "Authorization" header value (len bytes at v, NULL: none): Bearer <token>. */
+static enum api_role
+role_of(const struct config *cfg, const char *v, size_t len)
+{
+    if (!v || len <= 7 || strncasecmp(v, "Bearer ", 7) != 0)
+        return ROLE_NONE;
+    v += 7;
+    len -= 7;
+    if (token_is(v, len, cfg->http_auth_operator_token))
+        return ROLE_OPERATOR;
+    if (token_is(v, len, cfg->http_auth_viewer_token))
+        return ROLE_VIEWER;
+    return ROLE_NONE;
+}
+
 /* The request methods this file tells apart. */
 enum http_method { M_OTHER, M_GET, M_HEAD, M_POST };
 
 /*
  * api_route() answers a request under /api/ (path of plen bytes, query of
- * qlen bytes or NULL; clen the declared body: -1 invalid, -2 chunked).
+ * qlen bytes or NULL; clen the declared body: -1 invalid, -2 chunked;
+ * authz the Authorization header's value, alen bytes, or NULL). Access:
+ * with no http.auth token set, loopback peers only (403); with one set,
+ * any peer with a token (401 without), and the viewer's token reads only
+ * (403 for the other verbs).
  * Returns true when the request's body must be read first (c->body_len set).
  */
 static bool
 api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen, const char *q,
-          size_t qlen, long long clen, bool expect_continue)
+          size_t qlen, long long clen, bool expect_continue, const char *authz, size_t alen)
 {
     struct sc_http *hs = c->hs;
+    const struct config *cfg = hs->d->cfg;
     const size_t pre = sizeof(HTTP_API_PREFIX) - 1;
+    bool auth = (cfg->http_auth_operator_token && *cfg->http_auth_operator_token) ||
+                (cfg->http_auth_viewer_token && *cfg->http_auth_viewer_token);
+    enum api_role role = auth ? role_of(cfg, authz, alen) : ROLE_OPERATOR;
     const char *verb;
     bool reads;
 
     c->linger = clen != 0; /* refused with its body unread: drain it after the answer */
-    if (!c->local) {
-        /* No credentials can be configured yet: the API is for loopback only (README, "HTTP API"). */
+    if (!auth && !c->local) {
+        /* No credentials configured: the API is for loopback only (README, "HTTP API"). */
         hs->st.api_forbidden++;
         api_error(c, 403, "the admin API answers loopback clients only (no credentials are configured)",
                   NULL);
+        return false;
+    }
+    if (role == ROLE_NONE) {
+        hs->st.api_unauthorized++;
+        api_error(c, 401, authz ? "the token is not one of http.auth's" : "send Authorization: Bearer <token>",
+                  "WWW-Authenticate: Bearer realm=\"dlq-sidecar\"\r\n");
         return false;
     }
     if (plen == sizeof(HTTP_API_PREFIX "openapi.json") - 1 &&
@@ -587,6 +634,11 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
         return false;
     }
     reads = verb_reads(verb);
+    if (!reads && role == ROLE_VIEWER) {
+        hs->st.api_forbidden++;
+        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify)", NULL);
+        return false;
+    }
     if (reads ? (m == M_OTHER) : (m != M_POST)) {
         api_error(c, 405, reads ? "method not allowed (GET, HEAD, POST)" : "method not allowed (POST)",
                   reads ? "Allow: GET, HEAD, POST\r\n" : "Allow: POST\r\n");
@@ -635,8 +687,8 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
 static bool
 handle_request(struct http_conn *c, const char *h, size_t hl)
 {
-    const char *end = h + hl, *p, *next, *sp1, *sp2, *target, *v, *q;
-    size_t n, tlen, vlen, qlen = 0;
+    const char *end = h + hl, *p, *next, *sp1, *sp2, *target, *v, *q, *authz = NULL;
+    size_t n, tlen, vlen, qlen = 0, alen = 0;
     enum http_method m = M_OTHER;
     bool expect = false;
     long long clen = 0;
@@ -680,6 +732,9 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
             }
         } else if (header_is(p, n, "Transfer-Encoding", &v, &vlen)) {
             clen = -2; /* a body of unknown length */
+        } else if (header_is(p, n, "Authorization", &v, &vlen)) {
+            authz = v;
+            alen = vlen;
         } else if (header_is(p, n, "Expect", &v, &vlen)) {
             expect = vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
         }
@@ -703,7 +758,7 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
         tlen = 1;
     }
     if (tlen >= 5 && memcmp(target, "/api/", 5) == 0)
-        return api_route(c, m, target, tlen, q, qlen, clen, expect);
+        return api_route(c, m, target, tlen, q, qlen, clen, expect, authz, alen);
     if (m != M_GET && m != M_HEAD) {
         answer_text(c, false, 405, "Method Not Allowed", "method not allowed",
                     "Allow: GET, HEAD\r\n");

@@ -645,8 +645,80 @@ test_not_loopback(void **state)
     IT_CHECK(r.status == 200, "loopback stats: %d", r.status);
     resp_free(&r);
     http_to(addr, port, "GET", "/metrics", NULL, NULL, 0, &r);
-    IT_CHECK(r.body && strstr(r.body, "dlq_http_api_refused_total{reason=\"not_loopback\"} 4"),
+    IT_CHECK(r.body && strstr(r.body, "dlq_http_api_refused_total{reason=\"forbidden\"} 4"),
              "metrics: no refusal count");
+    resp_free(&r);
+    e->passed = true;
+}
+
+/* With http.auth tokens set: 401 without a token, the viewer reads only, the operator does everything, from any peer. */
+static void
+test_auth_tokens(void **state)
+{
+    static const char *const extra[] = {"http.auth.operator_token=op-Secret-1",
+                                        "http.auth.viewer_token=view-Secret-2", NULL};
+    int port;
+    char addr[64];
+    struct it_env *e = start_env("httpapi-auth", extra, &port);
+    struct resp r;
+    const char *op = "Authorization: Bearer op-Secret-1\r\n";
+    const char *view = "Authorization: bearer view-Secret-2\r\n";
+    bool remote = non_loopback_ipv4(addr, sizeof addr);
+
+    assert_non_null(e);
+    *state = e;
+    http_to("127.0.0.1", port, "POST", "/api/v1/stats", NULL, "", 0, &r);
+    IT_CHECK(r.status == 401 && header_has(&r, "WWW-Authenticate: Bearer") &&
+                 strstr(r.body, "\"code\":401"),
+             "no token: %d %s", r.status, r.body);
+    resp_free(&r);
+    http_to("127.0.0.1", port, "GET", "/api/v1/openapi.json", NULL, NULL, 0, &r);
+    IT_CHECK(r.status == 401, "openapi without a token: %d", r.status);
+    resp_free(&r);
+    http_to("127.0.0.1", port, "POST", "/api/v1/stats", "Authorization: Bearer op-Secret-\r\n", "", 0, &r);
+    IT_CHECK(r.status == 401, "a token's prefix: %d", r.status);
+    resp_free(&r);
+    http_to("127.0.0.1", port, "POST", "/api/v1/stats", "Authorization: Basic b3A6eA==\r\n", "", 0, &r);
+    IT_CHECK(r.status == 401, "basic auth: %d", r.status);
+    resp_free(&r);
+    /* the viewer reads, and is refused every verb that changes something */
+    http_to("127.0.0.1", port, "GET", "/api/v1/list?limit=5", view, NULL, 0, &r);
+    IT_CHECK(r.status == 200 && strstr(r.body, "\"tasks\""), "viewer list: %d %s", r.status, r.body);
+    resp_free(&r);
+    http_to("127.0.0.1", port, "GET", "/api/v1/openapi.json", view, NULL, 0, &r);
+    IT_CHECK(r.status == 200, "viewer openapi: %d", r.status);
+    resp_free(&r);
+    static const char *const writes[] = {"retry", "archive", "clear", "pause", "resume"};
+    for (size_t i = 0; i < SC_ARRAY_LEN(writes); i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/api/v1/%s", writes[i]);
+        http_to("127.0.0.1", port, "POST", path, view, "{\"all\":true}", 12, &r);
+        IT_CHECK(r.status == 403 && strstr(r.body, "viewer"), "viewer %s: %d %s", path, r.status,
+                 r.body);
+        resp_free(&r);
+    }
+    json_t *h = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    IT_CHECK(json_is_false(json_object_get(h, "paused")), "a viewer's pause went through");
+    json_decref(h);
+    /* the operator may do everything */
+    http_to("127.0.0.1", port, "POST", "/api/v1/pause", op, "", 0, &r);
+    IT_CHECK(r.status == 200 && strstr(r.body, "\"paused\":true"), "operator pause: %d %s", r.status,
+             r.body);
+    resp_free(&r);
+    h = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    IT_CHECK(json_is_true(json_object_get(h, "paused")), "the operator's pause did not happen");
+    json_decref(h);
+    /* with credentials configured, a peer off loopback is served when it has a token */
+    if (remote) {
+        http_to(addr, port, "POST", "/api/v1/stats", op, "", 0, &r);
+        IT_CHECK(r.status == 200, "remote operator: %d %s", r.status, r.body);
+        resp_free(&r);
+        http_to(addr, port, "POST", "/api/v1/stats", NULL, "", 0, &r);
+        IT_CHECK(r.status == 401, "remote without a token: %d", r.status);
+        resp_free(&r);
+    }
+    http_to("127.0.0.1", port, "GET", "/healthz", NULL, NULL, 0, &r);
+    IT_CHECK(r.status == 200, "healthz needs no token: %d", r.status);
     resp_free(&r);
     e->passed = true;
 }
@@ -988,6 +1060,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_writes_equal_nats, it_teardown),
         cmocka_unit_test_teardown(test_http_errors, it_teardown),
         cmocka_unit_test_teardown(test_not_loopback, it_teardown),
+        cmocka_unit_test_teardown(test_auth_tokens, it_teardown),
         cmocka_unit_test_teardown(test_hostile, it_teardown),
         cmocka_unit_test_teardown(test_slow_clients, it_teardown),
     };
