@@ -936,7 +936,7 @@ evict_oldest(struct sc_http *hs)
 
     SC_LIST_FOREACH(n, &hs->conns) { /* oldest first */
         c = SC_LIST_ENTRY(n, struct http_conn, link);
-        if (!c->answering && !c->draining) {
+        if (!c->answering && !c->draining && !c->ticket) { /* a ticket: its request is complete */
             oldest = c;
             break;
         }
