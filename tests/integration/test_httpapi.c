@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -889,6 +890,8 @@ cluster_teardown(void **state)
     if (!w)
         return 0;
     for (int i = 0; i < 2; i++) {
+        if (w->sc[i].pid > 0)
+            kill(w->sc[i].pid, SIGCONT);
         if (w->sc[i].pid > 0 && it_daemon_stop(&w->sc[i]) != 0) {
             fprintf(stderr, "sidecar s%d did not exit 0\n", i);
             rc = -1;
@@ -947,7 +950,9 @@ test_cluster_merged(void **state)
         const char *extra[] = {"cluster.enabled=true", "cluster.replicas=1", id,
                                "store.backend=jetstream", "store.jetstream.replicas=1",
                                "ingest.mode=jetstream", "ingest.stream_replicas=1",
-                               "log.level=info", i == 0 ? listen_flag : "http.listen=", NULL};
+                               "log.level=info", i == 0 ? listen_flag : "http.listen=",
+                               /* shorter than the fan-out's 3 s wait: a stuck member makes the HTTP answer a 503 */
+                               "http.request_timeout_ms=1500", NULL};
         snprintf(id, sizeof id, "cluster.member_id=s%d", i);
         snprintf(sdir, sizeof sdir, "%s/s%d", w->dir, i);
         IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
@@ -1044,6 +1049,28 @@ test_cluster_merged(void **state)
             json_decref(h[i]);
         }
     }
+    /*
+     * A member that does not answer (stopped): the fan-out waits 3 s, longer
+     * than this listener's request_timeout_ms, so the HTTP client gets a 503
+     * at its deadline; the gathering goes on without it and the member that
+     * took it keeps serving.
+     */
+    IT_CHECK(kill(w->sc[1].pid, SIGSTOP) == 0, "SIGSTOP s1");
+    {
+        int64_t t0 = mono_ms(), dt;
+        http(port, "POST", "/api/v1/stats", "", &r);
+        dt = mono_ms() - t0;
+        IT_CHECK(r.status == 503 && strstr(r.body, "timed out"), "stats with s1 stopped: %d %s after %lld ms",
+                 r.status, r.body, (long long)dt);
+        IT_CHECK(dt >= 1000 && dt < 3000, "the 503 came after %lld ms", (long long)dt);
+        resp_free(&r);
+        it_sleep_ms(2500); /* the fan-out's deadline passes: its answer goes nowhere */
+        http(port, "GET", "/api/v1/health", NULL, &r);
+        IT_CHECK(r.status == 200, "health after the timed-out request: %d", r.status);
+        resp_free(&r);
+    }
+    IT_CHECK(kill(w->sc[1].pid, SIGCONT) == 0, "SIGCONT s1");
+    IT_CHECK(it_daemon_alive(&w->sc[0]), "s0 died");
     w->passed = true;
 }
 
