@@ -36,6 +36,7 @@ static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
 static bool check_member_id(const char *s, size_t len);
+static bool check_inbox_prefix(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -81,6 +82,12 @@ static const struct config_key keys[] = {
     K_STR("nats.tls_key", nats_tls_key, NULL, NULL, "", "client private key file for TLS"),
     K_INT("nats.reconnect_wait_ms", nats_reconnect_wait_ms, CONFIG_W_I64, 10, 60000, "2000",
           "wait between reconnect attempts, ms"),
+    K_STR("nats.inbox_prefix", nats_inbox_prefix, check_inbox_prefix,
+          "a subject prefix of 1-64 bytes: tokens of A-Z a-z 0-9 _ - joined by '.', no wildcard "
+          "(e.g. _INBOX_dlq-sidecar)",
+          "_INBOX",
+          "prefix of every inbox of the sidecar (retry replies, cluster answers, nats.c's own "
+          "requests): give it one that only the sidecar's NATS user may subscribe to"),
     K_STR("subjects.prefix", subjects_prefix, check_token,
           "one NATS token (no '.', '*', '>' or whitespace)", "dlq",
           "first token of the failed, admin, events and invalid subjects"),
@@ -571,6 +578,28 @@ check_bucket(const char *s, size_t len)
         char c = s[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * An inbox prefix (nats.inbox_prefix): 1-64 bytes, one or more tokens of
+ * A-Z a-z 0-9 _ - joined by single dots (no wildcard, no empty token), so
+ * that "<prefix>.<nuid>.<more>" is always a valid subject and fits the
+ * sidecar's subject buffers.
+ */
+static bool
+check_inbox_prefix(const char *s, size_t len)
+{
+    if (len == 0 || len > CONFIG_INBOX_PREFIX_MAX || s[0] == '.' || s[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.' && s[i + 1] == '.')
+            return false;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
             return false;
     }
     return true;

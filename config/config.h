@@ -51,6 +51,7 @@ struct config {
     char *nats_tls_cert;           /* nats.tls_cert */
     char *nats_tls_key;            /* nats.tls_key */
     int64_t nats_reconnect_wait_ms; /* nats.reconnect_wait_ms, 10-60000, default 2000 */
+    char *nats_inbox_prefix;       /* nats.inbox_prefix, default "_INBOX" (CONFIG_INBOX_PREFIX_MAX bytes at most) */
     /* subjects.* */
     char *subjects_prefix;         /* subjects.prefix, one NATS token, default "dlq" */
     char *subjects_queue_group;    /* subjects.queue_group, default "dlq-sidecar" */
@@ -288,5 +289,8 @@ size_t config_env_name(const char *path, char *out, size_t outlen);
 
 /* Largest config file or YAML text config_load()/config_load_yaml() accept. */
 #define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+
+/* Longest nats.inbox_prefix, bytes: "<prefix>.<22-byte nuid>" then fits the sidecar's inbox buffer. */
+#define CONFIG_INBOX_PREFIX_MAX 64
 
 #endif

@@ -14,7 +14,8 @@ pkgs=(
   curl jq
   # tests/vectors/generate.py packs the shared test vectors (envelopes, outcomes) with python3-msgpack.
   python3-msgpack
-  # the venv of schemathesis (below)
+  # the venvs of the Python client (.deps/python) and of schemathesis (.deps/venv) when the python3
+  # on PATH is Debian's: its venv module.
   python3-venv
 )
 
@@ -61,6 +62,52 @@ go_install() {
 
 go_install nats github.com/nats-io/natscli/nats v0.5.0 "the admin integration tests"
 go_install nats-server github.com/nats-io/nats-server/v2 v2.15.3 "the integration tests and the benchmark"
+
+# The Python client's tests (clients/python) run in a venv, .deps/python, with the pinned packages
+# of clients/python/requirements-test.txt (nats-py, msgpack, pytest, setuptools) from PyPI. A venv
+# whose stamp matches the requirements and the interpreter is kept as it is: no network then.
+python_venv() {
+  local venv="$deps_root/.deps/python" req="$deps_root/clients/python/requirements-test.txt"
+  local py="" cand stamp
+  for cand in "$(command -v python3 || true)" /usr/bin/python3; do
+    if [ -n "$cand" ] && [ -x "$cand" ] &&
+      "$cand" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      py=$cand
+      break
+    fi
+  done
+  if [ -z "$py" ]; then
+    echo "install-deps: no python3 >= 3.11 with venv and ensurepip for the Python client's tests" \
+      "(.deps/python); install python3-venv, or put a Python 3.11 first on PATH" >&2
+    exit 1
+  fi
+  stamp="$("$py" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$req" | cut -d' ' -f1)"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.dlq-stamp" 2>/dev/null)" = "$stamp" ] &&
+    "$venv/bin/python" -c 'import nats, msgpack, pytest, setuptools' 2>/dev/null; then
+    return 0
+  fi
+  echo "install-deps: making the Python venv .deps/python ($py) with clients/python/requirements-test.txt" >&2
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+  if ! "$venv/bin/python" -m pip install -q -r "$req"; then
+    echo "install-deps: pip could not install clients/python/requirements-test.txt into .deps/python" \
+      "(see above); the Python client's tests need it" >&2
+    rm -rf "$venv"
+    exit 1
+  fi
+  echo "$stamp" >"$venv/.dlq-stamp"
+}
+python_venv
+
+# The Go client's modules (clients/go/go.mod: nats.go, vmihailenco/msgpack and theirs) into the
+# module cache, from the machine's Go proxy; a no-op once they are there (go.sum checks them).
+if [ -x "$go_bin" ]; then
+  if ! (cd "$deps_root/clients/go" && GOFLAGS=-mod=mod "$go_bin" mod download); then
+    echo "install-deps: 'go mod download' in clients/go failed (see above): the Go client's" \
+      "modules are needed by the client_go test" >&2
+    exit 1
+  fi
+fi
 
 # schemathesis from PyPI (Debian has none) tests the HTTP admin API against its OpenAPI document
 # (CTest integration_schemathesis), in a venv under .deps/venv. Pinned: schemathesis 3.39.16's

@@ -47,6 +47,7 @@ struct cl_op {
     uint64_t rev;   /* in: the expected revision (update, delete); out: the new one */
     int64_t t0;     /* mono ms the call was sent: written by the thread */
     int64_t until;  /* update: mono ms the lease stops being believed here; tries end before it */
+    int64_t prior_t0; /* update: an earlier round's unanswered try of it was sent then (-1: none) */
 };
 
 struct cl_job {
@@ -284,15 +285,16 @@ key_is_mine(struct sc_cluster *c, const char *key, uint64_t *rev)
  * a stream leader election after a node's loss leaves the bucket
  * unanswering for a few seconds, and one long wait would outlast the
  * lease (every member would lose every partition at once). Each try waits
- * lease_ms / 12 (the last ones what is left before op->until); a try that went unanswered may have landed, so when a
- * later one is refused ("wrong last sequence") the key is read: my id at
- * a newer revision is that earlier try's write, valid from the first
- * unanswered try's t0 (it was stored at or after it). Cluster thread.
+ * lease_ms / 12 (the last ones what is left before op->until). A try that
+ * went unanswered, in this round or an earlier one (op->prior_t0), may
+ * have landed: when a later one is refused ("wrong last sequence") the key
+ * is read, and my id at a newer revision is that write, valid from the
+ * first unanswered try's t0 (it was stored at or after it). Cluster thread.
  */
 static void
 renew_op(struct sc_cluster *c, struct cl_op *op, const char *key)
 {
-    int64_t wait = c->lease_ms / 12, first_t0 = -1;
+    int64_t wait = c->lease_ms / 12, first_t0 = op->prior_t0;
     uint64_t rev = 0;
 
     wait = wait < RENEW_TRY_MIN_MS ? RENEW_TRY_MIN_MS : wait > c->api_wait_ms ? c->api_wait_ms : wait;
@@ -303,7 +305,7 @@ renew_op(struct sc_cluster *c, struct cl_op *op, const char *key)
 
         op->t0 = sc_now_mono_ms();
         /* the last tries wait only what is left: an answer after `until` is of no use */
-        s = update_at(c, key, op->rev, first_t0 < 0 || left > wait ? wait : left, &rev);
+        s = update_at(c, key, op->rev, left > wait || left <= 0 ? wait : left, &rev);
         op->result = classify(s);
         if (op->result == CL_OK) {
             op->rev = rev;
@@ -721,7 +723,8 @@ plan_partition(struct sc_cluster *c, uint32_t p, unsigned act, bool timer)
         j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_DELETE, .rev = c->slots[p].revision};
     else if ((act & SC_LEASE_RENEW) && timer)
         j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = c->slots[p].revision,
-                                           .until = c->slots[p].valid_until};
+                                           .until = c->slots[p].valid_until,
+                                           .prior_t0 = c->slots[p].unanswered_t0};
     else if (act & SC_LEASE_ACQUIRE)
         j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_CREATE};
 }

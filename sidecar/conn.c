@@ -15,6 +15,7 @@
 #define SERVERS_MAX 64
 #define BIG_PENDING_BYTES (512 * 1024 * 1024)
 #define CALLBACK_WAIT_MS 5000 /* longest wait for one of nats.c's last callbacks at close */
+#define INBOX_MAX (CONFIG_INBOX_PREFIX_MAX + 32) /* "<nats.inbox_prefix>.<22-byte nuid>" and its NUL */
 
 /*
  * Who holds a message on its way in, and at shutdown (the ingest
@@ -83,7 +84,7 @@ struct sc_conn {
     const struct config *cfg; /* borrowed */
     struct event_base *base;
     natsConnection *nc;
-    char inbox[64];           /* "_INBOX.<nuid>" */
+    char inbox[INBOX_MAX];    /* "<nats.inbox_prefix>.<nuid>" */
     struct handoff in;
     struct sc_list subs;      /* struct sc_conn_sub, in subscription order */
     uint64_t published, publish_errors; /* loop thread */
@@ -385,6 +386,8 @@ set_identity(natsOptions *opts, const struct config *cfg, char *err, size_t errl
     }
     CHECK(natsOptions_SetServers(opts, servers, nservers));
     CHECK(natsOptions_SetName(opts, cfg->nats_name));
+    /* nats.c's own inboxes (its request and JetStream replies) get the same private prefix. */
+    CHECK(natsOptions_SetCustomInboxPrefix(opts, cfg->nats_inbox_prefix));
     if (*cfg->nats_user)
         CHECK(natsOptions_SetUserInfo(opts, cfg->nats_user, cfg->nats_password));
     if (*cfg->nats_token)
@@ -453,6 +456,7 @@ static sc_status
 connect_nats(struct sc_conn *c, natsOptions *opts, char *err, size_t errlen)
 {
     natsInbox *inbox = NULL;
+    const char *nuid;
     natsStatus ns = natsConnection_Connect(&c->nc, opts);
     const char *what = "natsConnection_Connect";
     sc_status s = SC_EIO;
@@ -468,8 +472,11 @@ connect_nats(struct sc_conn *c, natsOptions *opts, char *err, size_t errlen)
     } else {
         goto done;
     }
+    /* natsInbox_Create() says "_INBOX.<nuid>": keep the nuid, put nats.inbox_prefix before it. */
     CHECK(natsInbox_Create(&inbox));
-    snprintf(c->inbox, sizeof(c->inbox), "%s", (const char *)inbox);
+    nuid = strrchr((const char *)inbox, '.');
+    snprintf(c->inbox, sizeof(c->inbox), "%s.%s", c->cfg->nats_inbox_prefix,
+             nuid ? nuid + 1 : (const char *)inbox);
     s = SC_OK;
 
 done:
@@ -718,7 +725,7 @@ on_barrier(void *ctx, natsMsg *msg)
 static sc_status
 barrier_open(struct sc_conn *c, char *err, size_t errlen)
 {
-    char subj[96];
+    char subj[INBOX_MAX + 16];
 
     snprintf(subj, sizeof(subj), "%s.barrier", c->inbox);
     return sc_conn_subscribe(c, subj, NULL, 0, on_barrier, c, NULL, err, errlen);
@@ -727,7 +734,7 @@ barrier_open(struct sc_conn *c, char *err, size_t errlen)
 bool
 sc_conn_flushed(struct sc_conn *c)
 {
-    char subj[96], body[24];
+    char subj[INBOX_MAX + 16], body[24];
     int n;
 
     if (!c)
@@ -852,6 +859,32 @@ sc_conn_publish(struct sc_conn *c, const char *subject, const char *reply, const
     return SC_OK;
 }
 
+/* under() tells whether subject is prefix itself or lies below it ("<prefix>.<more>"). */
+static bool
+under(const char *subject, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    return strncmp(subject, prefix, n) == 0 && (subject[n] == '.' || subject[n] == '\0');
+}
+
+bool
+sc_conn_reply_ok(const struct sc_conn *c, const char *reply)
+{
+    size_t len;
+
+    if (!c || !reply || !*reply)
+        return false;
+    len = strlen(reply);
+    if (!codec_subject_valid(reply, len, false) || reply[0] == '$' || under(reply, c->inbox) ||
+        under(reply, c->cfg->subjects_prefix))
+        return false;
+    for (size_t i = 0; i < c->cfg->retry_allowed_count; i++)
+        if (codec_subject_match(c->cfg->retry_allowed_subjects[i], reply, len))
+            return false;
+    return true;
+}
+
 void
 sc_conn_respond(struct sc_conn *c, natsMsg *req, const char *body, size_t len, int error_code,
                 const char *error_message)
@@ -865,14 +898,8 @@ sc_conn_respond_to(struct sc_conn *c, const char *reply, const char *body, size_
 {
     const char *hdrs[5] = {NULL};
     char code[16], small[256];
-    size_t plen;
 
-    if (!c || !reply || !*reply)
-        return;
-    plen = strlen(sc_conn_inbox(c));
-    /* Never answer onto a wildcard, or into our own retry inbox (a forged reply). */
-    if (!codec_subject_valid(reply, strlen(reply), false) ||
-        (strncmp(reply, c->inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')))
+    if (!sc_conn_reply_ok(c, reply))
         return;
     if (error_code) {
         snprintf(code, sizeof(code), "%d", error_code);

@@ -152,12 +152,26 @@ sc_status sc_conn_publish(struct sc_conn *c, const char *subject, const char *re
                           const void *body, size_t len, const char *const *headers);
 
 /*
+ * sc_conn_reply_ok() tells whether reply (a request's reply subject,
+ * borrowed, NUL-terminated) may be answered: a valid literal subject that
+ * is not this connection's inbox or below it (a forged worker outcome), not
+ * a system subject ("$JS.API.…", "$KV.…", "$SRV.…": with JetStream rights
+ * an answer there would be an API call), not the sidecar's own subjects
+ * ("<subjects.prefix>" and below: failures, retries, events, admin) and not
+ * a retry subject (retry.allowed_subjects: a bogus retry to the workers).
+ * The server's allow_responses lets a responder publish to any reply
+ * subject it was sent, so this check is the sidecar's own. False for NULL
+ * or "". Any thread (reads only c's immutable fields).
+ */
+bool sc_conn_reply_ok(const struct sc_conn *c, const char *reply);
+
+/*
  * sc_conn_respond() answers req's reply subject with len bytes of body
  * (sc_conn_respond_to(): the reply subject given, for an answer sent after
  * the request's message is gone); a
  * non-zero error_code sets the Nats-Service-Error(-Code) headers. No answer
- * goes to a missing or invalid reply subject, nor into this connection's
- * inbox (sc_conn_inbox(): a forged reply); an answer over max_payload is
+ * goes to a reply subject sc_conn_reply_ok() refuses (missing, invalid, our
+ * own inbox, a system or dlq subject); an answer over max_payload is
  * replaced by a small JSON error. Loop thread.
  */
 void sc_conn_respond(struct sc_conn *c, natsMsg *req, const char *body, size_t len,
@@ -170,7 +184,8 @@ void sc_conn_respond_to(struct sc_conn *c, const char *reply, const char *body, 
  * number of losses so far: a change means a message published before it
  * may be lost) are atomic reads: any thread; false / 0 for NULL.
  * sc_conn_get_stats() returns all counters (zero for NULL): loop thread.
- * sc_conn_inbox() is this connection's own inbox prefix ("_INBOX.<nuid>",
+ * sc_conn_inbox() is this connection's own inbox prefix
+ * ("<nats.inbox_prefix>.<nuid>", at most CONFIG_INBOX_PREFIX_MAX + 23 bytes;
  * "" for NULL), for replies to what it sends. sc_conn_max_payload() is the
  * server's max_payload in bytes (0 before the first connect).
  * sc_conn_flushed() tells whether everything published so far has reached

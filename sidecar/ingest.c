@@ -373,8 +373,11 @@ on_forwarded(void *ctx, natsMsg *m)
     unsigned long p = tail ? strtoul(tail + 1, NULL, 10) : (unsigned long)d->serving_n;
     char *end = NULL;
     unsigned long long sseq = 0;
+    size_t ilen = strlen(d->cfg->nats_inbox_prefix);
 
-    if (!reply || strncmp(reply, "_INBOX.", 7) != 0 || !strstr(reply, ".fwd."))
+    /* Members share nats.inbox_prefix: a forwarder's reply is "<prefix>.<nuid>.fwd.<slot>.<token>". */
+    if (!reply || strncmp(reply, d->cfg->nats_inbox_prefix, ilen) != 0 || reply[ilen] != '.' ||
+        !strstr(reply, ".fwd."))
         return; /* not from a forwarder: no answer */
     if (natsMsgHeader_Get(m, SC_FWD_HDR_SEQ, &seq) == NATS_OK && seq && seq[0] >= '0' &&
         seq[0] <= '9')

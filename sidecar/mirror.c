@@ -348,13 +348,9 @@ ack_hold(struct sc_daemon *d, natsMsg *m, struct dlq_task *t, const struct sc_bu
     struct sc_mirror *s = d->mirror;
     const char *reply = natsMsg_GetReply(m);
     struct sc_mirror_ack *a;
-    const char *inbox = sc_conn_inbox(d->conn);
-    size_t plen = strlen(inbox);
 
-    /* A reply sc_respond() would refuse (a wildcard, our own retry inbox) is not held either. */
-    if (!t || !reply || !*reply || !codec_subject_valid(reply, strlen(reply), false) ||
-        (strncmp(reply, inbox, plen) == 0 && (reply[plen] == '.' || reply[plen] == '\0')) ||
-        s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !sc_list_linked(&t->dirty))
+    /* A reply sc_respond() would refuse (a wildcard, our own retry inbox, ...) is not held either. */
+    if (!t || !sc_conn_reply_ok(d->conn, reply) || s->p->state != PERSIST_OK || s->nacks >= ACK_MAX || !sc_list_linked(&t->dirty))
         return false;
     a = ack_link(d, t, reply);
     a->body = sc_xmalloc(b->len + ACK_SUFFIX_MAX + 1);

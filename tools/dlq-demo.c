@@ -24,8 +24,8 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: dlq-demo fail   [-s URL] [-S SERVICE] [-i TASK_ID] [-e ERROR] [-t ERROR_TYPE]\n"
-            "                       [-r MAX_RETRIES] [-p POLICY]\n"
+            "usage: dlq-demo fail   [-s URL] [-I PREFIX] [-S SERVICE] [-i TASK_ID] [-e ERROR]\n"
+            "                       [-t ERROR_TYPE] [-r MAX_RETRIES] [-p POLICY]\n"
             "       dlq-demo worker [-s URL] [-j SUBJECT] [-q QUEUE] [-f FAILS]\n"
             "\n"
             "fail    publishes one MessagePack failure envelope on dlq.failed.SERVICE as a\n"
@@ -36,7 +36,9 @@ usage(FILE *f)
             "        prints one line per retry (subject, Dlq-Task-Id, Dlq-Attempt,\n"
             "        Dlq-Error-Category, payload bytes, the answer) and replies {\"ok\":false,...}\n"
             "        to the first FAILS attempts of a task (by Dlq-Attempt; default 1), {\"ok\":true} afterwards.\n"
-            "-s URL  NATS server ($NATS_URL, default nats://127.0.0.1:4222).\n");
+            "-s URL  NATS server ($NATS_URL, default nats://127.0.0.1:4222).\n"
+            "-I PREFIX  prefix of this client's reply inboxes ($NATS_INBOX_PREFIX, default _INBOX;\n"
+            "        with docs/nats-auth.conf a service uses _INBOX_service).\n");
 }
 
 /* pack_kv() packs one string key and string value. */
@@ -163,6 +165,7 @@ main(int argc, char **argv)
 {
     const char *env_url = getenv("NATS_URL");
     const char *url = env_url && *env_url ? env_url : "nats://127.0.0.1:4222";
+    const char *inbox_prefix = getenv("NATS_INBOX_PREFIX");
     const char *service = "orders", *task_id = NULL;
     const char *error = "connection refused", *error_type = NULL, *policy = NULL;
     const char *subject = "dlq.retry.>", *queue = "workers";
@@ -175,9 +178,10 @@ main(int argc, char **argv)
     }
     const char *mode = argv[1];
     optind = 2;
-    while ((opt = getopt(argc, argv, "s:S:i:e:t:r:p:j:q:f:h")) != -1) {
+    while ((opt = getopt(argc, argv, "s:I:S:i:e:t:r:p:j:q:f:h")) != -1) {
         switch (opt) {
         case 's': url = optarg; break;
+        case 'I': inbox_prefix = optarg; break;
         case 'S': service = optarg; break;
         case 'i': task_id = optarg; break;
         case 'e': error = optarg; break;
@@ -195,7 +199,15 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    natsStatus s = natsConnection_ConnectTo(&nc, url);
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(opts, url);
+    if (s == NATS_OK && inbox_prefix && *inbox_prefix)
+        s = natsOptions_SetCustomInboxPrefix(opts, inbox_prefix);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&nc, opts);
+    natsOptions_Destroy(opts);
     if (s != NATS_OK) {
         fprintf(stderr, "dlq-demo: connect %s: %s\n", url, natsStatus_GetText(s));
         return 1;

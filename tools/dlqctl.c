@@ -26,7 +26,7 @@ enum {
 
 /* What the command line asked for. Strings are borrowed from argv or the environment. */
 struct opts {
-    const char *server, *creds, *prefix;
+    const char *server, *creds, *prefix, *inbox_prefix;
     int64_t timeout_ms;
     bool json;
     /* filters and command options; NULL / -1 / false when absent */
@@ -75,6 +75,8 @@ usage(FILE *f)
             "Options:\n"
             "  -s, --server URL  NATS server URL(s), comma-separated ($NATS_URL, default %s)\n"
             "      --creds FILE  NATS user credentials file ($NATS_CREDS)\n"
+            "      --inbox-prefix P  prefix of this client's reply inboxes ($NATS_INBOX_PREFIX,\n"
+            "                    default _INBOX); with docs/nats-auth.conf: _INBOX_operator or _INBOX_viewer\n"
             "      --timeout MS  how long to wait for the sidecar (default %d)\n"
             "      --prefix P    subject prefix of the sidecar (subjects.prefix, default %s)\n"
             "  -j, --json        print the sidecar's JSON reply instead of a table\n"
@@ -171,6 +173,7 @@ struct optdef {
 static const struct optdef optdefs[] = {
     {"server", 's', true, "*"},
     {"creds", 0, true, "*"},
+    {"inbox-prefix", 0, true, "*"},
     {"timeout", 0, true, "*"},
     {"prefix", 0, true, "*"},
     {"json", 'j', false, "*"},
@@ -214,6 +217,21 @@ accepts(const struct optdef *d, const char *cmd)
     return strstr(d->commands, word) != NULL;
 }
 
+/*
+ * inbox_prefix_ok() tells whether v is a usable inbox prefix: 1-64 bytes,
+ * tokens of A-Z a-z 0-9 _ - joined by single dots (the sidecar's
+ * nats.inbox_prefix takes the same form).
+ */
+static bool
+inbox_prefix_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > 64 || v[0] == '.' || v[n - 1] == '.' || strstr(v, ".."))
+        return false;
+    return strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") == n;
+}
+
 /* Returns -1 when parsing may go on, else the exit code (help and version exit 0). */
 static int
 set_opt(struct opts *o, const struct optdef *d, const char *v)
@@ -224,6 +242,12 @@ set_opt(struct opts *o, const struct optdef *d, const char *v)
         o->server = v;
     else if (strcmp(n, "creds") == 0)
         o->creds = v;
+    else if (strcmp(n, "inbox-prefix") == 0) {
+        if (!inbox_prefix_ok(v))
+            return usage_error("--inbox-prefix: '%s' is not a subject prefix (tokens of A-Z a-z 0-9 "
+                               "_ - joined by '.', no wildcard, at most 64 bytes)", v);
+        o->inbox_prefix = v;
+    }
     else if (strcmp(n, "prefix") == 0) {
         if (!*v || strpbrk(v, ". *>\t\r\n"))
             return usage_error("--prefix: '%s' is not one NATS subject token", v);
@@ -374,6 +398,8 @@ open_conn(const struct opts *o, natsConnection **nc)
         s = natsOptions_SetAllowReconnect(no, false);
     if (s == NATS_OK && o->creds && *o->creds)
         s = natsOptions_SetUserCredentialsFromFiles(no, o->creds, NULL);
+    if (s == NATS_OK && o->inbox_prefix && *o->inbox_prefix)
+        s = natsOptions_SetCustomInboxPrefix(no, o->inbox_prefix);
     if (s == NATS_OK)
         s = natsConnection_Connect(nc, no);
     natsOptions_Destroy(no);
@@ -399,6 +425,26 @@ open_conn(const struct opts *o, natsConnection **nc)
  * when it was JSON and *code the error code) or EXIT_NO_SIDECAR, with a
  * message on stderr for the last two.
  */
+/*
+ * report_refusal() prints the server's permissions violation when the last
+ * error of nc is one (a request that timed out because the server refused
+ * its publish, or the subscription of this client's reply inbox: a missing
+ * or wrong --inbox-prefix), with a hint. Returns true when it printed.
+ */
+static bool
+report_refusal(natsConnection *nc, const char *subj)
+{
+    const char *txt = NULL;
+
+    if (natsConnection_GetLastError(nc, &txt) != NATS_NOT_PERMITTED || !txt)
+        return false;
+    fprintf(stderr, "%s: the NATS server refused this user: %s (asking %s)\n", prog, txt, subj);
+    if (strstr(txt, "Subscription"))
+        fprintf(stderr, "%s: this user may not subscribe to its reply inbox: give --inbox-prefix "
+                        "(or $NATS_INBOX_PREFIX) the prefix its permissions allow\n", prog);
+    return true;
+}
+
 static int
 request(natsConnection *nc, const struct opts *o, const char *verb, json_t *body, json_t **reply,
         int *code)
@@ -424,8 +470,10 @@ request(natsConnection *nc, const struct opts *o, const char *verb, json_t *body
         goto done;
     }
     if (s == NATS_TIMEOUT) {
-        fprintf(stderr, "%s: no sidecar answered on %s within %lld ms (timeout; a permissions "
-                        "violation looks the same)\n", prog, subj, (long long)o->timeout_ms);
+        if (report_refusal(nc, subj))
+            goto done;
+        fprintf(stderr, "%s: no sidecar answered on %s within %lld ms (timeout)\n", prog, subj,
+                (long long)o->timeout_ms);
         goto done;
     }
     if (s != NATS_OK) {
@@ -957,7 +1005,10 @@ cmd_members(natsConnection *nc, const struct opts *o)
     snprintf(subj, sizeof(subj), "%s.cluster.admin.health", o->prefix);
     if (natsInbox_Create(&ib) != NATS_OK)
         return EXIT_NO_SIDECAR;
-    snprintf(inbox, sizeof(inbox), "%s", (const char *)ib);
+    /* "_INBOX.<nuid>" from nats.c: the nuid goes under --inbox-prefix. */
+    snprintf(inbox, sizeof(inbox), "%s.%s",
+             o->inbox_prefix && *o->inbox_prefix ? o->inbox_prefix : "_INBOX",
+             strrchr((const char *)ib, '.') + 1);
     natsInbox_Destroy(ib);
     if (natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK ||
         natsConnection_PublishRequest(nc, subj, inbox, "", 0) != NATS_OK) {
@@ -1095,6 +1146,10 @@ main(int argc, char **argv)
 
     o.server = getenv("NATS_URL");
     o.creds = getenv("NATS_CREDS");
+    o.inbox_prefix = getenv("NATS_INBOX_PREFIX");
+    if (o.inbox_prefix && *o.inbox_prefix && !inbox_prefix_ok(o.inbox_prefix))
+        return usage_error("$NATS_INBOX_PREFIX: '%s' is not a subject prefix (tokens of A-Z a-z "
+                           "0-9 _ - joined by '.', no wildcard, at most 64 bytes)", o.inbox_prefix);
     o.prefix = DEFAULT_PREFIX;
     o.timeout_ms = DEFAULT_TIMEOUT_MS;
     o.older_than_s = -1;

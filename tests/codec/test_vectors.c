@@ -12,10 +12,7 @@
 
 #include "codec.h"
 #include "policy.h"
-
-#ifndef DLQ_VECTORS_DIR
-#error "DLQ_VECTORS_DIR must name tests/vectors (set by tests/codec/CMakeLists.txt)"
-#endif
+#include "vectors.h"
 
 /* Prints what differs and fails the test. */
 #define VCHECK(cond, name, ...)                                                               \
@@ -27,46 +24,6 @@
             fail();                                                                           \
         }                                                                                     \
     } while (0)
-
-/* Reads DLQ_VECTORS_DIR/rel into a heap block of exactly its size (so ASan sees an over-read). */
-static uint8_t *
-read_vector(const char *rel, size_t *len)
-{
-    char path[1024];
-    uint8_t *buf;
-    long n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", DLQ_VECTORS_DIR, rel);
-    f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    assert_true(n >= 0);
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    buf = malloc(n ? (size_t)n : 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static json_t *
-load_manifest(void)
-{
-    char path[1024];
-    json_error_t err;
-    json_t *m;
-
-    snprintf(path, sizeof(path), "%s/manifest.json", DLQ_VECTORS_DIR);
-    m = json_load_file(path, 0, &err);
-    if (!m)
-        fail_msg("%s:%d: %s", path, err.line, err.text);
-    assert_int_equal(json_integer_value(json_object_get(m, "version")), 1);
-    return m;
-}
 
 /* Lower-case hex of len bytes into a new string. */
 static char *
@@ -170,7 +127,7 @@ run_envelope(struct codec *c, const json_t *v)
 
     assert_non_null(name);
     assert_non_null(mp);
-    buf = read_vector(mp, &len);
+    buf = vectors_read(mp, &len, false);
     s = codec_decode(c, buf, len, false, &env);
     if (valid) {
         VCHECK(s == SC_OK, name, "refused: %s (%s)", env.reason, env.why);
@@ -194,7 +151,7 @@ run_envelope(struct codec *c, const json_t *v)
 
     if (!js || (valid && !json_is_true(json_object_get(v, "json_envelope"))))
         return;
-    buf = read_vector(js, &len);
+    buf = vectors_read(js, &len, false);
     s = codec_decode(c, buf, len, false, &env);
     if (valid) {
         VCHECK(s == SC_OK, name, "JSON twin refused: %s (%s)", env.reason, env.why);
@@ -215,7 +172,7 @@ run_envelope(struct codec *c, const json_t *v)
 static void
 test_envelope_vectors(void **state)
 {
-    json_t *m = load_manifest(), *v;
+    json_t *m = vectors_manifest(), *v;
     struct codec *c = codec_new(NULL);
     size_t k, nvalid = 0, ninvalid = 0;
 
@@ -238,7 +195,7 @@ test_envelope_vectors(void **state)
 static void
 test_outcome_vectors(void **state)
 {
-    json_t *m = load_manifest(), *v;
+    json_t *m = vectors_manifest(), *v;
     struct codec *c = codec_new(NULL);
     size_t k;
 
@@ -248,7 +205,7 @@ test_outcome_vectors(void **state)
         const char *name = json_string_value(json_object_get(v, "name"));
         struct codec_outcome out;
         size_t len;
-        uint8_t *buf = read_vector(json_string_value(json_object_get(v, "file")), &len);
+        uint8_t *buf = vectors_read(json_string_value(json_object_get(v, "file")), &len, false);
 
         assert_int_equal(codec_decode_outcome(c, buf, len, &out), SC_OK);
         VCHECK(out.ok == json_is_true(json_object_get(v, "ok")), name, "ok: got %d (error %.*s)",

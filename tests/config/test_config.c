@@ -113,6 +113,7 @@ test_defaults(void **state)
         {"nats.token", ""},
         {"nats.creds_file", ""},
         {"nats.reconnect_wait_ms", "2000"},
+        {"nats.inbox_prefix", "_INBOX"},
         {"subjects.prefix", "dlq"},
         {"subjects.queue_group", "dlq-sidecar"},
         {"strategy", "automatic"},
@@ -236,7 +237,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 106); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 107); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -577,6 +578,10 @@ test_good_values(void **state)
         {"nats.name", "ünïcödé name", "ünïcödé name"},
         {"nats.password", "p@ss:w0rd\"", "p@ss:w0rd\""},
         {"subjects.prefix", "my-dlq_1", "my-dlq_1"},
+        {"nats.inbox_prefix", "_INBOX_dlq-sidecar", "_INBOX_dlq-sidecar"},
+        {"nats.inbox_prefix", "_I.dlq.a-1", "_I.dlq.a-1"},
+        {"nats.inbox_prefix", "1234567890123456789012345678901234567890123456789012345678901234",
+         "1234567890123456789012345678901234567890123456789012345678901234"},
         {"retry.subject_template", "jobs.{service}.again", "jobs.{service}.again"},
         {"retry.subject_template", "fixed", "fixed"},
         {"retry.allowed_subjects", "a.*.c,x.>", "a.*.c,x.>"},
@@ -659,6 +664,17 @@ test_bad_values(void **state)
         {"subjects.prefix", "a b", "is not one NATS token"},
         {"subjects.prefix", "", "subjects.prefix: '' is not one NATS token"},
         {"subjects.queue_group", "a b", "subjects.queue_group: 'a b' is not a queue group name"},
+        {"nats.inbox_prefix", "_INBOX.>",
+         "nats.inbox_prefix: '_INBOX.>' is not a subject prefix of 1-64 bytes: tokens of A-Z a-z "
+         "0-9 _ - joined by '.', no wildcard (e.g. _INBOX_dlq-sidecar)"},
+        {"nats.inbox_prefix", "", "nats.inbox_prefix: '' is not a subject prefix"},
+        {"nats.inbox_prefix", "_INBOX.", "is not a subject prefix"},
+        {"nats.inbox_prefix", "a..b", "is not a subject prefix"},
+        {"nats.inbox_prefix", ".a", "is not a subject prefix"},
+        {"nats.inbox_prefix", "a b", "is not a subject prefix"},
+        {"nats.inbox_prefix", "a*", "is not a subject prefix"},
+        {"nats.inbox_prefix", "12345678901234567890123456789012345678901234567890123456789012345",
+         "is not a subject prefix"},
         {"nats.url", "", "nats.url: '' is not a comma-separated list of URLs"},
         {"nats.url", "nats://a:1,,nats://b:2", "is not a comma-separated list of URLs"},
         {"nats.url", "nats://a b", "is not a comma-separated list of URLs"},

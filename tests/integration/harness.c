@@ -583,6 +583,13 @@ size_t
 it_gather_json(natsConnection *nc, const char *subject, const char *body, int wait_ms,
                json_t **out, size_t max)
 {
+    return it_gather_json_in(nc, "_INBOX", subject, body, wait_ms, out, max);
+}
+
+size_t
+it_gather_json_in(natsConnection *nc, const char *inbox_prefix, const char *subject,
+                  const char *body, int wait_ms, json_t **out, size_t max)
+{
     char inbox[128];
     natsSubscription *sub = NULL;
     natsMsg *m = NULL;
@@ -590,7 +597,7 @@ it_gather_json(natsConnection *nc, const char *subject, const char *body, int wa
     int64_t deadline = sc_now_mono_ms() + wait_ms;
 
     static uint64_t seq;
-    snprintf(inbox, sizeof(inbox), "_INBOX.gather.%d.%llu", (int)getpid(),
+    snprintf(inbox, sizeof(inbox), "%s.gather.%d.%llu", inbox_prefix, (int)getpid(),
              (unsigned long long)__atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
     if (natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
         return 0;

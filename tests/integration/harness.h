@@ -169,6 +169,14 @@ void it_cluster_stop(struct it_cluster *c);
 size_t it_gather_json(natsConnection *nc, const char *subject, const char *body, int wait_ms,
                       json_t **out, size_t max);
 
+/*
+ * it_gather_json_in() is it_gather_json() with the replies collected on
+ * "<inbox_prefix>.gather.…" (a client whose permissions allow only its own
+ * inbox prefix, docs/nats-auth.conf). Same returns; any thread.
+ */
+size_t it_gather_json_in(natsConnection *nc, const char *inbox_prefix, const char *subject,
+                         const char *body, int wait_ms, json_t **out, size_t max);
+
 /* ---- the per-test environment ---------------------------------------------------------------- */
 
 /*

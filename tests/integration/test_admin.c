@@ -1,4 +1,4 @@
-/* test_admin.c - integration: the admin API (cursor, read-only reads, clear, retry, redrive), service discovery, dlqctl, the real nats CLI and the authorization example. */
+/* test_admin.c - integration: the admin API (cursor, read-only reads, clear, retry, redrive), service discovery, dlqctl and the real nats CLI (the authorization example: test_auth.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,9 +26,6 @@ extern char **environ;
 #endif
 #ifndef NATS_CLI_BIN
 #error "NATS_CLI_BIN must name the nats CLI (set by tests/integration/CMakeLists.txt)"
-#endif
-#ifndef NATS_AUTH_CONF
-#error "NATS_AUTH_CONF must name docs/nats-auth.conf (set by tests/integration/CMakeLists.txt)"
 #endif
 
 #define RUN_TIMEOUT_MS 30000
@@ -1086,187 +1083,6 @@ test_dlqctl(void **state)
     e->passed = true;
 }
 
-/* ---- 7. authorization ----------------------------------------------------------------------- */
-
-static int service_refused; /* set by the service connection's error handler */
-
-/* on_service_error() records a permissions violation reported to the service user's connection. */
-static void
-on_service_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
-{
-    (void)nc;
-    (void)sub;
-    (void)closure;
-    if (err == NATS_NOT_PERMITTED)
-        __atomic_store_n(&service_refused, 1, __ATOMIC_RELAXED);
-}
-
-/* connect_as() connects user:password to the env's server (no reconnects); NULL on failure. */
-static natsConnection *
-connect_as(struct it_env *e, const char *user, const char *password, natsErrHandler on_err)
-{
-    char url[256];
-    natsOptions *o = NULL;
-    natsConnection *nc = NULL;
-    snprintf(url, sizeof url, "nats://%s:%s@127.0.0.1:%d", user, password, e->srv.port);
-    natsStatus s = natsOptions_Create(&o);
-    if (s == NATS_OK)
-        s = natsOptions_SetURL(o, url);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(o, user);
-    if (s == NATS_OK && on_err)
-        s = natsOptions_SetErrorHandler(o, on_err, NULL);
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, o);
-    natsOptions_Destroy(o);
-    if (s != NATS_OK) {
-        fprintf(stderr, "connect as %s: %s\n", user, natsStatus_GetText(s));
-        return NULL;
-    }
-    for (size_t i = 0; i < IT_ENV_MAX_CONNS; i++) {
-        if (!e->conns[i]) {
-            e->conns[i] = nc;
-            return nc;
-        }
-    }
-    natsConnection_Destroy(nc);
-    return NULL;
-}
-
-/*
- * nats-server runs with docs/nats-auth.conf exactly as committed (passwords
- * from the environment). The sidecar works with its own user; a service
- * may report failures but is refused on dlq.admin.clear (a permissions
- * violation, no reply, nothing cleared); the operator may clear and use
- * $SRV; a worker gets retries and its replies count.
- */
-static void
-test_authorization(void **state)
-{
-    static const char *const pw[] = {"DLQ_SIDECAR_PASSWORD", "sc-pw-7f3a", "DLQ_SERVICE_PASSWORD",
-                                     "svc-pw-19cd", "DLQ_WORKER_PASSWORD", "wrk-pw-44e0",
-                                     "DLQ_OPERATOR_PASSWORD", "op-pw-b2c8"};
-    for (size_t i = 0; i < 8; i += 2)
-        setenv(pw[i], pw[i + 1], 1);
-    struct it_env *e = calloc(1, sizeof *e);
-    assert_non_null(e);
-    *state = e;
-    e->name = "auth";
-    e->dmn.exit_status = -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(e->dir, sizeof e->dir, "%s/dlq-it-auth-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(e->dir));
-    fprintf(stderr, "[auth] logs in %s\n", e->dir);
-    IT_CHECK(it_server_start_conf(&e->srv, e->dir, NATS_AUTH_CONF) == 0,
-             "nats-server -c %s", NATS_AUTH_CONF);
-    static const char *const extra[] = {"nats.user=dlq-sidecar", "nats.password=sc-pw-7f3a", NULL};
-    assert_int_equal(it_daemon_start(&e->dmn, e->dir, e->srv.url, extra), 0);
-    natsConnection *op = connect_as(e, "operator", "op-pw-b2c8", NULL);
-    natsConnection *svc = connect_as(e, "service", "svc-pw-19cd", on_service_error);
-    natsConnection *wk = connect_as(e, "worker", "wrk-pw-44e0", NULL);
-    assert_non_null(op);
-    assert_non_null(svc);
-    assert_non_null(wk);
-    IT_CHECK(it_daemon_wait_ready(&e->dmn, op, IT_WAIT_MS) == 0, "the sidecar answers the operator");
-    IT_CHECK(connect_as(e, "service", "wrong", NULL) == NULL, "a wrong password is refused");
-
-    /* The service reports a failure and gets its acknowledgement. */
-    request_envelope_ok(svc, "orders", "auth-1", "connection refused", 0);
-
-    /* The service may not call the admin API: refused by the server, nothing cleared. */
-    natsMsg *m = NULL;
-    natsStatus s = natsConnection_Request(&m, svc, "dlq.admin.clear", "{\"confirm\":true}", 16, 1500);
-    IT_CHECK(s != NATS_OK && m == NULL, "the service user got a reply on dlq.admin.clear: %s",
-             m ? natsMsg_GetData(m) : "");
-    natsMsg_Destroy(m);
-    s = natsConnection_Request(&m, svc, "dlq.admin.stats", "", 0, 1000);
-    IT_CHECK(s != NATS_OK, "the service user got a reply on dlq.admin.stats");
-    natsMsg_Destroy(m);
-    for (int i = 0; i < 100 && !__atomic_load_n(&service_refused, __ATOMIC_RELAXED); i++)
-        it_sleep_ms(20);
-    IT_CHECK(__atomic_load_n(&service_refused, __ATOMIC_RELAXED),
-             "the service connection was told NATS_NOT_PERMITTED");
-    it_sleep_ms(200);
-    char st[32];
-    IT_CHECK(strcmp(it_task_status(op, "auth-1", st, sizeof st), "exhausted") == 0,
-             "the service's clear changed nothing: auth-1 is %s", st);
-    {
-        /*
-         * The server's own word: a publish violation for the service user on
-         * dlq.admin.clear (2.9 names the user "service", 2.15 "$G/user:service").
-         */
-        FILE *f = fopen(e->srv.log, "r");
-        char line[1024];
-        bool seen = false;
-        while (f && fgets(line, sizeof line, f))
-            if (strstr(line, "Publish Violation") &&
-                (strstr(line, "\"service\"") || strstr(line, "/user:service\"")) &&
-                strstr(line, "dlq.admin.clear"))
-                seen = true;
-        if (f)
-            fclose(f);
-        IT_CHECK(seen, "nats-server logged no publish violation of user service on dlq.admin.clear");
-    }
-
-    {
-        /*
-         * The sidecar's own discovery pings ($SRV.PING.dlq-sidecar every 2 s, peers.c) are
-         * allowed: one reaches a listener with the sidecar's permissions, and the server logged
-         * no violation of the sidecar's user.
-         */
-        natsConnection *spy = connect_as(e, "dlq-sidecar", "sc-pw-7f3a", NULL);
-        natsSubscription *ps = NULL;
-        natsMsg *pm = NULL;
-        bool pinged = false;
-        assert_non_null(spy);
-        IT_CHECK(natsConnection_SubscribeSync(&ps, spy, "$SRV.PING.dlq-sidecar") == NATS_OK,
-                 "subscribe to the sidecar's pings");
-        int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
-        while (!pinged && sc_now_mono_ms() < until &&
-               natsSubscription_NextMsg(&pm, ps, until - sc_now_mono_ms()) == NATS_OK) {
-            const char *rp = natsMsg_GetReply(pm);
-            pinged = rp && strlen(rp) > 6 && strcmp(rp + strlen(rp) - 6, ".peers") == 0;
-            natsMsg_Destroy(pm);
-            pm = NULL;
-        }
-        natsSubscription_Destroy(ps);
-        IT_CHECK(pinged, "the sidecar's discovery ping did not get through its permissions");
-        FILE *f = fopen(e->srv.log, "r");
-        char line[1024];
-        bool seen = false;
-        while (f && fgets(line, sizeof line, f))
-            if (strstr(line, "Violation") &&
-                (strstr(line, "$SRV.PING") || strstr(line, "User \"dlq-sidecar\"") ||
-                 strstr(line, "/user:dlq-sidecar\"")))
-                seen = true;
-        if (f)
-            fclose(f);
-        IT_CHECK(!seen, "nats-server logged a permissions violation of user dlq-sidecar");
-    }
-
-    /* The operator is not refused: a 400 asking for confirm, then $SRV. */
-    json_t *r = it_request_json(op, "dlq.admin.clear", "{\"subject\":\"dlq.failed.nothing\"}", IT_REQUEST_MS);
-    IT_CHECK(it_json_int(r, "error.code") == 400, "the operator reaches dlq.admin.clear");
-    json_decref(r);
-    r = it_request_json(op, "$SRV.PING.dlq-sidecar", "", IT_REQUEST_MS);
-    IT_CHECK(it_json_str(r, "id") != NULL, "the operator reaches $SRV");
-    json_decref(r);
-
-    /* A worker takes the retry and its reply completes the task. */
-    struct it_recorder *w = it_env_recorder(e, wk, "dlq.retry.orders", "workers", 8, false);
-    assert_non_null(w);
-    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
-    r = it_admin_task(op, "retry", "auth-1");
-    IT_CHECK(it_json_int(r, "scheduled") == 1, "the operator retries");
-    json_decref(r);
-    bool ok = false;
-    json_t *t = it_wait_task_status(op, "auth-1", "completed", IT_WAIT_MS, &ok);
-    IT_CHECK(ok, "the worker's reply (allow_responses) completes the task");
-    json_decref(t);
-    e->nc = NULL;
-    e->passed = true;
-}
-
 /* ---- an empty filter never changes every task ------------------------------------------------ */
 
 /* expect_refused() asks dlq.admin.<verb> with body and asserts a 400 (reply and headers) that asks for "all". */
@@ -1292,7 +1108,7 @@ expect_refused(natsConnection *nc, const char *verb, const char *body)
 }
 
 /*
- * 8. DESIGN section 8: retry, archive and clear refuse an empty filter (an
+ * 7. DESIGN section 8: retry, archive and clear refuse an empty filter (an
  * empty body, {}, only null filter keys, "all": false) with a 400 unless
  * the request says "all": true; nothing changes. `nats request
  * dlq.admin.archive ''` is the operator's typo this is about. With
@@ -1380,7 +1196,6 @@ main(void)
         cmocka_unit_test_teardown(test_retry_exhausted, it_teardown),
         cmocka_unit_test_teardown(test_redrive_rate, it_teardown),
         cmocka_unit_test_teardown(test_dlqctl, it_teardown),
-        cmocka_unit_test_teardown(test_authorization, it_teardown),
         cmocka_unit_test_teardown(test_empty_filter_refused, it_teardown),
     };
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_empty*' to run some */

@@ -13,52 +13,9 @@
 
 #include "dlq_client.h"
 #include "harness.h"
-
-#ifndef DLQ_VECTORS_DIR
-#error "DLQ_VECTORS_DIR must name tests/vectors (set by tests/integration/CMakeLists.txt)"
-#endif
+#include "vectors.h"
 
 /* ---- vectors --------------------------------------------------------------------------------- */
-
-/* Reads DLQ_VECTORS_DIR/rel into a new heap block (NUL-terminated, *len without it). */
-static char *
-read_vector(const char *rel, size_t *len)
-{
-    char path[1024];
-    char *buf;
-    long n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", DLQ_VECTORS_DIR, rel);
-    f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    assert_true(n >= 0);
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static json_t *
-load_manifest(void)
-{
-    char path[1024];
-    json_error_t err;
-    json_t *m;
-
-    snprintf(path, sizeof(path), "%s/manifest.json", DLQ_VECTORS_DIR);
-    m = json_load_file(path, 0, &err);
-    if (!m)
-        fail_msg("%s:%d: %s", path, err.line, err.text);
-    return m;
-}
 
 /* Packs a JSON value as MessagePack, each value in its smallest form (objects keep their order). */
 static void
@@ -225,7 +182,7 @@ twin_free(struct twin *t)
 static void
 test_vectors(void **state)
 {
-    json_t *m = load_manifest(), *v;
+    json_t *m = vectors_manifest(), *v;
     size_t k, encoded = 0, objects = 0, refused = 0, skipped = 0, replies = 0;
 
     (void)state;
@@ -247,7 +204,7 @@ test_vectors(void **state)
             skipped++;
             continue;
         }
-        text = read_vector(jpath, &len);
+        text = (char *)vectors_read(jpath, &len, true);
         obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
         free(text);
         if (!json_is_object(obj) || !twin_from_json(&t, obj)) {
@@ -261,7 +218,7 @@ test_vectors(void **state)
         msgpack_sbuffer_init(&out);
         s = dlq_client_encode(&t.f, 0, &out, &err);
         if (valid && !cr) {
-            char *want = read_vector(json_string_value(json_object_get(v, "msgpack")), &len);
+            char *want = (char *)vectors_read(json_string_value(json_object_get(v, "msgpack")), &len, true);
             IT_CHECK(s == DLQ_CLIENT_OK, "vector %s: refused: %s", name, err.message);
             IT_CHECK(out.size == len && memcmp(out.data, want, len) == 0,
                      "vector %s: the client's %zu bytes differ from the vector's %zu", name,
@@ -332,7 +289,7 @@ test_vectors(void **state)
         else
             n = dlq_client_reply_encode(false, json_string_value(json_object_get(v, "error")), et,
                                         buf, sizeof(buf));
-        want = read_vector(json_string_value(json_object_get(v, "file")), &len);
+        want = (char *)vectors_read(json_string_value(json_object_get(v, "file")), &len, true);
         IT_CHECK(n == len && memcmp(buf, want, len) == 0, "outcome %s: want %s, got %.*s",
                  json_string_value(json_object_get(v, "name")), want, (int)n, buf);
         free(want);
@@ -363,11 +320,11 @@ test_vectors_sidecar(void **state)
 
     assert_non_null(e);
     *state = e;
-    m = load_manifest();
+    m = vectors_manifest();
     json_array_foreach(json_object_get(m, "envelopes"), k, v) {
         const char *name = json_string_value(json_object_get(v, "name"));
         size_t len;
-        char *body = read_vector(json_string_value(json_object_get(v, "msgpack")), &len);
+        char *body = (char *)vectors_read(json_string_value(json_object_get(v, "msgpack")), &len, true);
         json_t *ack = it_request_bytes(e->nc, "dlq.failed.vectors", body, len, IT_REQUEST_MS);
         char *dump = it_json_dump(ack);
 
