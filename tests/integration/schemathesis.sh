@@ -47,8 +47,11 @@ fi
 
 # A few tasks, so that list, get, retry and archive have something to work on.
 for i in 1 2 3 4 5; do
-  "$nats_cli" --server "$url" request --timeout 5s dlq.failed.orders \
-    "{\"task_id\":\"st-$i\",\"task\":{\"n\":$i},\"error\":\"ValueError: bad field $i\"}" >/dev/null
+  if ! out=$("$nats_cli" --server "$url" request --timeout 5s dlq.failed.orders \
+    "{\"task_id\":\"st-$i\",\"task\":{\"n\":$i},\"error\":\"ValueError: bad field $i\"}" 2>&1); then
+    echo "schemathesis.sh: filing task st-$i failed: $out" >&2
+    exit 1
+  fi
 done
 
 set +e
