@@ -580,25 +580,62 @@ role_of(const struct config *cfg, const char *v, size_t len)
 /* The request methods this file tells apart. */
 enum http_method { M_OTHER, M_GET, M_HEAD, M_POST };
 
+/* Headers the admin API reads; each value borrowed from the request head (NULL: absent). */
+struct api_headers {
+    const char *authz, *origin, *host;
+    size_t alen, olen, hlen;
+    bool expect_continue; /* Expect: 100-continue */
+};
+
+/*
+ * Is the Host header (len bytes at h: name[:port]) a loopback name:
+ * localhost, an address in 127.0.0.0/8, or [::1]? A page that reaches the
+ * listener through a rebound DNS name sends its own name here.
+ */
+static bool
+host_is_loopback(const char *h, size_t len)
+{
+    char name[64];
+    const char *end = h + len, *colon;
+    struct in_addr a4;
+    size_t n;
+
+    if (len > 0 && h[0] == '[') {
+        const char *rb = memchr(h, ']', len);
+        return rb && rb - h == 4 && memcmp(h + 1, "::1", 3) == 0 &&
+               (rb + 1 == end || rb[1] == ':');
+    }
+    colon = memchr(h, ':', len);
+    n = colon ? (size_t)(colon - h) : len;
+    if (n == 0 || n >= sizeof(name))
+        return false;
+    memcpy(name, h, n);
+    name[n] = '\0';
+    if (strcasecmp(name, "localhost") == 0)
+        return true;
+    return inet_pton(AF_INET, name, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
 /*
  * api_route() answers a request under /api/ (path of plen bytes, query of
  * qlen bytes or NULL; clen the declared body: -1 invalid, -2 chunked;
- * authz the Authorization header's value, alen bytes, or NULL). Access:
+ * hd the headers it reads). Access:
  * with no http.auth token set, loopback peers only (403); with one set,
  * any peer with a token (401 without), and the viewer's token reads only
- * (403 for the other verbs).
+ * (403 for the other verbs); never another origin's page (403).
  * Returns true when the request's body must be read first (c->body_len set).
  */
 static bool
 api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen, const char *q,
-          size_t qlen, long long clen, bool expect_continue, const char *authz, size_t alen)
+          size_t qlen, long long clen, const struct api_headers *hd)
 {
     struct sc_http *hs = c->hs;
     const struct config *cfg = hs->d->cfg;
     const size_t pre = sizeof(HTTP_API_PREFIX) - 1;
     bool auth = (cfg->http_auth_operator_token && *cfg->http_auth_operator_token) ||
                 (cfg->http_auth_viewer_token && *cfg->http_auth_viewer_token);
-    enum api_role role = auth ? role_of(cfg, authz, alen) : ROLE_OPERATOR;
+    enum api_role role = auth ? role_of(cfg, hd->authz, hd->alen) : ROLE_OPERATOR;
+    const char *authz = hd->authz;
     const char *verb;
     bool reads;
 
@@ -608,6 +645,26 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
         hs->st.api_forbidden++;
         api_error(c, 403, "the admin API answers loopback clients only (no credentials are configured)",
                   NULL);
+        return false;
+    }
+    /*
+     * A web page must not drive the API with the browser as its proxy:
+     * without tokens, a page's form POST (no preflight) from the user's own
+     * machine would come from loopback. So a request from another origin
+     * (Origin is not http://<Host>) is refused, and, without tokens, one
+     * whose Host is not a loopback name (a DNS name rebound to 127.0.0.1).
+     */
+    if (hd->origin && (!hd->host || hd->olen != 7 + hd->hlen ||
+                       strncasecmp(hd->origin, "http://", 7) != 0 ||
+                       strncasecmp(hd->origin + 7, hd->host, hd->hlen) != 0)) {
+        hs->st.api_forbidden++;
+        api_error(c, 403, "cross-origin requests are refused (Origin is not this listener)", NULL);
+        return false;
+    }
+    if (!auth && hd->host && !host_is_loopback(hd->host, hd->hlen)) {
+        hs->st.api_forbidden++;
+        api_error(c, 403, "Host is not a loopback name (localhost, 127.0.0.0/8, [::1]) and no token is "
+                          "configured", NULL);
         return false;
     }
     if (role == ROLE_NONE) {
@@ -672,7 +729,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
     c->linger = false; /* the body is read */
     snprintf(c->verb, sizeof(c->verb), "%s", verb);
     c->body_len = (size_t)clen;
-    if (expect_continue)
+    if (hd->expect_continue)
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return true;
 }
@@ -687,10 +744,10 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
 static bool
 handle_request(struct http_conn *c, const char *h, size_t hl)
 {
-    const char *end = h + hl, *p, *next, *sp1, *sp2, *target, *v, *q, *authz = NULL;
-    size_t n, tlen, vlen, qlen = 0, alen = 0;
+    const char *end = h + hl, *p, *next, *sp1, *sp2, *target, *v, *q;
+    size_t n, tlen, vlen, qlen = 0;
     enum http_method m = M_OTHER;
-    bool expect = false;
+    struct api_headers hd = {0};
     long long clen = 0;
 
     n = line_at(h, end, &next);
@@ -733,10 +790,16 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
         } else if (header_is(p, n, "Transfer-Encoding", &v, &vlen)) {
             clen = -2; /* a body of unknown length */
         } else if (header_is(p, n, "Authorization", &v, &vlen)) {
-            authz = v;
-            alen = vlen;
+            hd.authz = v;
+            hd.alen = vlen;
+        } else if (header_is(p, n, "Origin", &v, &vlen)) {
+            hd.origin = v;
+            hd.olen = vlen;
+        } else if (header_is(p, n, "Host", &v, &vlen)) {
+            hd.host = v;
+            hd.hlen = vlen;
         } else if (header_is(p, n, "Expect", &v, &vlen)) {
-            expect = vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
+            hd.expect_continue = vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
         }
     }
     /* origin-form "/path?query" or absolute-form "http://host/path?query" */
@@ -758,7 +821,7 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
         tlen = 1;
     }
     if (tlen >= 5 && memcmp(target, "/api/", 5) == 0)
-        return api_route(c, m, target, tlen, q, qlen, clen, expect, authz, alen);
+        return api_route(c, m, target, tlen, q, qlen, clen, &hd);
     if (m != M_GET && m != M_HEAD) {
         answer_text(c, false, 405, "Method Not Allowed", "method not allowed",
                     "Allow: GET, HEAD\r\n");

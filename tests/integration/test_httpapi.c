@@ -152,8 +152,12 @@ http_to(const char *addr, int port, const char *method, const char *path, const 
         return -1;
     if (body)
         snprintf(cl, sizeof cl, "Content-Type: application/json\r\nContent-Length: %zu\r\n", len);
-    snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n%s%s\r\n",
-             method, path, addr, port, cl, extra ? extra : "");
+    if (extra && strstr(extra, "Host: ")) /* the caller names the host */
+        snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nConnection: close\r\n%s%s\r\n", method,
+                 path, cl, extra);
+    else
+        snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n%s%s\r\n",
+                 method, path, addr, port, cl, extra ? extra : "");
     if (write_all(fd, head, strlen(head)) && (!body || write_all(fd, body, len)))
         rc = read_resp(fd, r);
     else
@@ -537,7 +541,7 @@ test_http_errors(void **state)
         int fd = dial("127.0.0.1", port);
         char buf[256];
         ssize_t k;
-        const char *h = "POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n"
+        const char *h = "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 17\r\n"
                         "Expect: 100-continue\r\n\r\n";
         assert_true(fd >= 0 && write_all(fd, h, strlen(h)));
         k = recv(fd, buf, sizeof buf - 1, 0);
@@ -652,6 +656,63 @@ test_not_loopback(void **state)
     e->passed = true;
 }
 
+/*
+ * A web page must not reach the API through the browser: a request from
+ * another origin, or (without tokens) under a Host that is not a loopback
+ * name (DNS rebinding), is refused; same-origin and loopback names are served.
+ */
+static void
+test_cross_origin(void **state)
+{
+    int port;
+    struct it_env *e = start_env("httpapi-origin", NULL, &port);
+    struct resp r;
+    char hdr[256];
+    json_t *h;
+
+    assert_non_null(e);
+    *state = e;
+    /* a form POST from a page of another origin (no preflight for text/plain) */
+    http_to("127.0.0.1", port, "POST", "/api/v1/pause",
+            "Origin: https://evil.example\r\nContent-Type: text/plain\r\n", "", 0, &r);
+    IT_CHECK(r.status == 403 && strstr(r.body, "cross-origin"), "cross-origin pause: %d %s", r.status,
+             r.body);
+    resp_free(&r);
+    http_to("127.0.0.1", port, "POST", "/api/v1/clear", "Origin: null\r\n",
+            "{\"all\":true,\"confirm\":true}", 27, &r);
+    IT_CHECK(r.status == 403, "Origin null: %d", r.status);
+    resp_free(&r);
+    h = it_request_json(e->nc, "dlq.admin.health", NULL, IT_REQUEST_MS);
+    IT_CHECK(json_is_false(json_object_get(h, "paused")), "a cross-origin pause went through");
+    json_decref(h);
+    /* DNS rebinding: the page's own name in Host, no Origin on a GET */
+    snprintf(hdr, sizeof hdr, "Host: evil.example:%d\r\n", port);
+    http_to("127.0.0.1", port, "GET", "/api/v1/stats", hdr, NULL, 0, &r);
+    IT_CHECK(r.status == 403 && strstr(r.body, "loopback name"), "rebound Host: %d %s", r.status,
+             r.body);
+    resp_free(&r);
+    /* loopback names and the same origin are served */
+    static const char *const hosts[] = {"localhost:%d", "127.0.0.1:%d", "127.1.2.3:%d", "[::1]:%d",
+                                        "LOCALHOST"};
+    for (size_t i = 0; i < SC_ARRAY_LEN(hosts); i++) {
+        char name[64];
+        snprintf(name, sizeof name, hosts[i], port);
+        snprintf(hdr, sizeof hdr, "Host: %s\r\nOrigin: http://%s\r\n", name, name);
+        http_to("127.0.0.1", port, "POST", "/api/v1/stats", hdr, "", 0, &r);
+        IT_CHECK(r.status == 200, "Host %s, same origin: %d %s", name, r.status, r.body);
+        resp_free(&r);
+    }
+    snprintf(hdr, sizeof hdr, "Host: 127.0.0.1:%d\r\nOrigin: http://localhost:%d\r\n", port, port);
+    http_to("127.0.0.1", port, "POST", "/api/v1/stats", hdr, "", 0, &r);
+    IT_CHECK(r.status == 403, "Origin of another loopback name: %d", r.status);
+    resp_free(&r);
+    /* the probes do not care */
+    http_to("127.0.0.1", port, "GET", "/healthz", "Origin: https://evil.example\r\n", NULL, 0, &r);
+    IT_CHECK(r.status == 200, "healthz with an Origin: %d", r.status);
+    resp_free(&r);
+    e->passed = true;
+}
+
 /* With http.auth tokens set: 401 without a token, the viewer reads only, the operator does everything, from any peer. */
 static void
 test_auth_tokens(void **state)
@@ -720,6 +781,15 @@ test_auth_tokens(void **state)
     }
     http_to("127.0.0.1", port, "GET", "/healthz", NULL, NULL, 0, &r);
     IT_CHECK(r.status == 200, "healthz needs no token: %d", r.status);
+    resp_free(&r);
+    /* with tokens, any Host name is served (the token is the guard), never another origin */
+    http_to("127.0.0.1", port, "POST", "/api/v1/stats",
+            "Host: dlq.example:9464\r\nAuthorization: Bearer op-Secret-1\r\n", "", 0, &r);
+    IT_CHECK(r.status == 200, "a DNS name with a token: %d %s", r.status, r.body);
+    resp_free(&r);
+    http_to("127.0.0.1", port, "POST", "/api/v1/stats",
+            "Authorization: Bearer op-Secret-1\r\nOrigin: https://evil.example\r\n", "", 0, &r);
+    IT_CHECK(r.status == 403, "another origin with a token: %d", r.status);
     resp_free(&r);
     e->passed = true;
 }
@@ -793,7 +863,7 @@ static void *
 trickle(void *arg)
 {
     struct trickler *t = arg;
-    const char *req = "POST /api/v1/stats HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\n";
+    const char *req = "POST /api/v1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400\r\n\r\n";
     size_t len = strlen(req), sent = 0;
     struct resp r = {0};
 
@@ -1088,6 +1158,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_http_errors, it_teardown),
         cmocka_unit_test_teardown(test_not_loopback, it_teardown),
         cmocka_unit_test_teardown(test_auth_tokens, it_teardown),
+        cmocka_unit_test_teardown(test_cross_origin, it_teardown),
         cmocka_unit_test_teardown(test_hostile, it_teardown),
         cmocka_unit_test_teardown(test_slow_clients, it_teardown),
     };
