@@ -127,6 +127,8 @@ struct config {
     char *http_listen;             /* http.listen, "host:port" or "" */
     int64_t http_max_connections;  /* http.max_connections, 1-65536, default 64 */
     int64_t http_request_timeout_ms; /* http.request_timeout_ms, 100-600,000, default 10000 */
+    char *http_auth_operator_token; /* http.auth.operator_token (secret): every admin API verb; "" none */
+    char *http_auth_viewer_token;   /* http.auth.viewer_token (secret): the admin API's reads; "" none */
     config_log_level log_level;    /* log.level */
     config_log_format log_format;  /* log.format */
     /* alerts.* (sidecar/alerts.c) */

@@ -14,7 +14,8 @@ pkgs=(
   curl jq
   # tests/vectors/generate.py packs the shared test vectors (envelopes, outcomes) with python3-msgpack.
   python3-msgpack
-  # the Python client's venv (.deps/python) when the python3 on PATH is Debian's: its venv module.
+  # the venvs of the Python client (.deps/python) and of schemathesis (.deps/venv) when the python3
+  # on PATH is Debian's: its venv module.
   python3-venv
 )
 
@@ -104,6 +105,24 @@ if [ -x "$go_bin" ]; then
   if ! (cd "$deps_root/clients/go" && GOFLAGS=-mod=mod "$go_bin" mod download); then
     echo "install-deps: 'go mod download' in clients/go failed (see above): the Go client's" \
       "modules are needed by the client_go test" >&2
+    exit 1
+  fi
+fi
+
+# schemathesis from PyPI (Debian has none) tests the HTTP admin API against its OpenAPI document
+# (CTest integration_schemathesis), in a venv under .deps/venv. Pinned: schemathesis 3.39.16's
+# Hypothesis strategies break on the newest Hypothesis (6.170 gave "'many' object has no
+# attribute 'more'" on every operation); 6.115.0 works.
+st_version=3.39.16
+hyp_version=6.115.0
+venv="$deps_root/.deps/venv"
+if ! { [ -x "$venv/bin/st" ] && "$venv/bin/st" --version 2>/dev/null | grep -q "$st_version" &&
+       "$venv/bin/python" -c "import hypothesis, sys; sys.exit(hypothesis.__version__ != '$hyp_version')" 2>/dev/null; }; then
+  echo "install-deps: installing schemathesis $st_version into .deps/venv" >&2
+  python3 -m venv "$venv"
+  if ! "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$st_version" "hypothesis==$hyp_version"; then
+    echo "install-deps: pip could not install schemathesis $st_version from PyPI (needed by the" \
+      "integration_schemathesis test)" >&2
     exit 1
   fi
 fi

@@ -1338,6 +1338,15 @@ sc_admin(struct sc_daemon *d, natsMsg *m)
     admin_handle(&r, verb ? verb + 1 : "", natsMsg_GetData(m), natsMsg_GetDataLength(m));
 }
 
+int
+sc_admin_call(struct sc_daemon *d, const char *verb, const char *data, int len)
+{
+    struct admin_req r = {.d = d};
+
+    admin_handle(&r, verb, data, len);
+    return r.error_code;
+}
+
 void
 sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len, struct sc_buf *out)
 {

@@ -21,6 +21,16 @@ struct sc_daemon;
 void sc_admin(struct sc_daemon *d, natsMsg *m);
 void sc_admin_destroy(struct sc_daemon *d);
 
+/*
+ * sc_admin_call() runs verb (NUL-terminated) with len bytes of data (the
+ * request body: empty, or a JSON object of at most 1 MiB) on this instance
+ * alone, as a request on <prefix>.admin.<verb> outside cluster mode; the
+ * JSON answer is left in d->out (valid until the next admin call). Returns
+ * 0 on success, else the error's code (400, 404 unknown task or verb, 409,
+ * 503) as in the answer's {"error":{"code":...}}. Loop thread.
+ */
+int sc_admin_call(struct sc_daemon *d, const char *verb, const char *data, int len);
+
 /* sc_admin_blank() tells whether len bytes of data are empty or white space only: an empty request. Pure. */
 bool sc_admin_blank(const char *data, int len);
 

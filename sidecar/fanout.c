@@ -31,7 +31,9 @@ struct fo_slot {
     bool used;
     uint64_t id;
     char verb[16];
-    char *reply;      /* the requester's reply subject */
+    char *reply;      /* the requester's reply subject (NULL for an in-process request) */
+    sc_fanout_answer_fn fn; /* an in-process requester (sc_fanout_ask()), or NULL */
+    void *ctx;        /* fn's context */
     json_t *body;     /* the request (NULL when empty) */
     json_t *answers;  /* the members' answers so far */
     size_t expected;  /* members in the last view of the cluster */
@@ -191,7 +193,10 @@ merge_list(struct sc_fanout *f, json_t *oks, const json_t *body)
     return out;
 }
 
-/* Sends the merged reply (an error when it holds "error") to s's requester. */
+/*
+ * Sends the merged reply (an error when it holds "error") to s's requester:
+ * its reply subject, or its callback (once; nobody when it was cancelled).
+ */
 static void
 send_reply(struct sc_fanout *f, struct fo_slot *s, json_t *reply)
 {
@@ -199,9 +204,13 @@ send_reply(struct sc_fanout *f, struct fo_slot *s, json_t *reply)
     char *text = json_dumps(reply, JSON_COMPACT);
     int code = e ? (int)json_integer_value(json_object_get(e, "code")) : 0;
     const char *msg = e ? json_string_value(json_object_get(e, "message")) : NULL;
+    sc_fanout_answer_fn fn = s->fn;
 
-    if (text)
+    s->fn = NULL;
+    if (text && s->reply)
         sc_conn_respond_to(f->d->conn, s->reply, text, strlen(text), code, msg);
+    else if (fn)
+        fn(s->ctx, code ? code : 200, text ? text : "{}", text ? strlen(text) : 2);
     free(text);
 }
 
@@ -400,45 +409,38 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the subscriptions ------------------------------------------------------------------------ */
 
-/* A request on <prefix>.admin.<verb>, taken by this member from the queue group. */
-static void
-on_request(void *ctx, natsMsg *m)
+/*
+ * fan_start() asks every member verb with len bytes of data (body: the
+ * same, parsed; the slot takes it) for a requester that is either a reply
+ * subject or fn(ctx); returns the slot's id, or 0 when every slot is taken
+ * (nothing was asked; body freed). The slot may be answered before this
+ * returns (a cluster of one).
+ */
+static uint64_t
+fan_start(struct sc_fanout *f, const char *verb, json_t *body, const char *data, int len,
+          const char *reply, sc_fanout_answer_fn fn, void *ctx)
 {
-    struct sc_daemon *d = ctx;
-    struct sc_fanout *f = d->fanout;
-    const char *verb = last_token(natsMsg_GetSubject(m)), *reply = natsMsg_GetReply(m);
-    const char *data = natsMsg_GetData(m);
-    int len = natsMsg_GetDataLength(m);
+    struct sc_daemon *d = f->d;
     struct sc_cluster_stats cs = sc_cluster_get_stats(d);
     struct fo_slot *s = NULL;
     char subj[256], answer_to[200];
-    json_t *body = NULL, *rate;
+    json_t *rate;
     char *rewritten = NULL;
+    uint64_t id;
 
-    if (!f || !reply || !*reply)
-        return;
-    if (fans_out(verb) && !sc_admin_blank(data, len))
-        body = json_loadb(data, (size_t)len, 0, NULL); /* parsed once: json_is_object() is a macro */
-    if (!fans_out(verb) || strlen(verb) >= sizeof(s->verb) ||
-        (!sc_admin_blank(data, len) && !json_is_object(body))) {
-        json_decref(body);
-        sc_admin(d, m); /* answered here alone: health, classify, an unknown verb, a bad body */
-        return;
-    }
     for (size_t i = 0; i < FANOUT_MAX && !s; i++)
         if (!f->slots[i].used)
             s = &f->slots[i];
     if (!s) {
-        static const char busy[] = "{\"error\":{\"code\":503,\"message\":\"too many admin requests "
-                                   "under way on this member; try again\"}}";
-        sc_conn_respond_to(d->conn, reply, busy, sizeof(busy) - 1, 503, "busy");
         json_decref(body);
-        return;
+        return 0;
     }
     s->used = true;
-    s->id = ++f->next_id;
+    id = s->id = ++f->next_id;
     snprintf(s->verb, sizeof(s->verb), "%s", verb);
-    s->reply = sc_xstrdup(reply);
+    s->reply = reply ? sc_xstrdup(reply) : NULL;
+    s->fn = fn;
+    s->ctx = ctx;
     s->body = body;
     s->answers = json_array();
     s->expected = cs.members ? cs.members : 1;
@@ -469,6 +471,86 @@ on_request(void *ctx, natsMsg *m)
     sc_admin_member(d, verb, data, len, &f->buf); /* this member's own part, here */
     free(rewritten);
     add_answer(f, s, f->buf.data, f->buf.len);
+    return id;
+}
+
+/*
+ * Parses a request's body when verb is asked of every member; returns
+ * false when it is answered by this member alone (health, classify, an
+ * unknown verb, a body that is not a JSON object), *body NULL then.
+ */
+static bool
+fan_body(const char *verb, const char *data, int len, json_t **body)
+{
+    *body = NULL;
+    if (!fans_out(verb) || strlen(verb) >= sizeof(((struct fo_slot *)0)->verb))
+        return false;
+    if (sc_admin_blank(data, len))
+        return true;
+    *body = json_loadb(data, (size_t)len, 0, NULL); /* parsed once: json_is_object() is a macro */
+    if (json_is_object(*body))
+        return true;
+    json_decref(*body);
+    *body = NULL;
+    return false;
+}
+
+static const char fan_busy[] = "{\"error\":{\"code\":503,\"message\":\"too many admin requests "
+                               "under way on this member; try again\"}}";
+
+/* A request on <prefix>.admin.<verb>, taken by this member from the queue group. */
+static void
+on_request(void *ctx, natsMsg *m)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_fanout *f = d->fanout;
+    const char *verb = last_token(natsMsg_GetSubject(m)), *reply = natsMsg_GetReply(m);
+    json_t *body;
+
+    if (!f || !reply || !*reply)
+        return;
+    if (!fan_body(verb, natsMsg_GetData(m), natsMsg_GetDataLength(m), &body)) {
+        sc_admin(d, m); /* answered here alone: health, classify, an unknown verb, a bad body */
+        return;
+    }
+    if (!fan_start(f, verb, body, natsMsg_GetData(m), natsMsg_GetDataLength(m), reply, NULL, NULL))
+        sc_conn_respond_to(d->conn, reply, fan_busy, sizeof(fan_busy) - 1, 503, "busy");
+}
+
+uint64_t
+sc_fanout_ask(struct sc_daemon *d, const char *verb, const char *data, int len,
+              sc_fanout_answer_fn fn, void *ctx)
+{
+    struct sc_fanout *f = d->fanout;
+    json_t *body;
+    uint64_t id;
+
+    if (!f || !fan_body(verb, data, len, &body)) {
+        int code = sc_admin_call(d, verb, data, len);
+        fn(ctx, code ? code : 200, d->out.data, d->out.len);
+        return 0;
+    }
+    if (!(id = fan_start(f, verb, body, data, len, NULL, fn, ctx))) {
+        fn(ctx, 503, fan_busy, sizeof(fan_busy) - 1);
+        return 0;
+    }
+    for (size_t i = 0; i < FANOUT_MAX; i++)
+        if (f->slots[i].used && f->slots[i].id == id && f->slots[i].fn)
+            return id; /* still gathering */
+    return 0;
+}
+
+void
+sc_fanout_cancel(struct sc_daemon *d, uint64_t ticket)
+{
+    struct sc_fanout *f = d->fanout;
+
+    for (size_t i = 0; f && ticket && i < FANOUT_MAX; i++) {
+        if (f->slots[i].used && f->slots[i].id == ticket) {
+            f->slots[i].fn = NULL;
+            f->slots[i].ctx = NULL;
+        }
+    }
 }
 
 /* Another member's request on <prefix>.cluster.admin.<verb>: this member's part. */

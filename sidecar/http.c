@@ -1,18 +1,24 @@
-/* http.c - the operations listener on the loop: /healthz, /readyz and /metrics, with a connection cap, a deadline per connection and file descriptors kept in reserve. */
+/* http.c - the HTTP listener on the loop: /healthz, /readyz, /metrics and the admin API under /api/v1/, with a connection cap, a deadline per connection and file descriptors kept in reserve. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "admin.h"
 #include "daemon.h"
+#include "fanout.h"
 #include "http.h"
 #include "list.h"
 #include "metrics.h"
@@ -35,6 +41,14 @@
  * (answer written, client gone, or the deadline): conn_close() moves it to
  * hs->dead (socket closed at once), and the reap event frees it outside its
  * own callbacks. sc_http_stop() frees all.
+ *
+ * The admin API (/api/v1/<verb>) reads a body of at most HTTP_API_MAX_BODY
+ * bytes (Content-Length only) and calls the admin dispatcher in process
+ * through sc_fanout_ask(): outside cluster mode the answer is ready before
+ * that call returns; in cluster mode the connection waits (at most
+ * HTTP_API_WAITING_MAX of them at once, each holding a ticket) for the
+ * members' merged answer, and a connection that goes away cancels its
+ * ticket, so that no answer is written to a freed connection.
  */
 
 #define HTTP_MAX_HEADER_BYTES 8192 /* request line and headers; more gets 431 */
@@ -44,6 +58,14 @@
 #define HTTP_BACKLOG 128
 #define HTTP_ACCEPT_PAUSE_MS 100   /* listener rests this long after an EMFILE-like error */
 #define HTTP_WARN_EVERY_MS 10000   /* rate limit of the refusal warnings */
+#define HTTP_API_MAX_BODY 65536    /* an admin request body above this gets 413 */
+#define HTTP_API_WAITING_MAX 32    /* API requests waiting for a cluster's answer; more get 503 */
+#define HTTP_API_GRACE_MS 1000     /* after a timed-out API answer, time left to write it */
+#define HTTP_API_PREFIX "/api/v1/"
+
+/* The embedded OpenAPI document (openapi.json, generated at build time by CMake). */
+extern const char sc_openapi_json[];
+extern const size_t sc_openapi_json_len;
 
 struct http_conn {
     struct sc_http *hs;
@@ -53,6 +75,12 @@ struct http_conn {
     bool answering;            /* the answer is queued; close when it is written */
     bool linger;               /* the client may still be sending: drain before closing */
     bool draining;             /* answer written, write side shut: discarding input until EOF */
+    bool local;                /* the peer is on loopback (127.0.0.0/8, ::1) */
+    bool head;                 /* the request is a HEAD: answer without a body */
+    bool late;                 /* the deadline fired once already (API timeout answered) */
+    size_t body_len;           /* an API request's body still to come (Content-Length), 0: none */
+    char verb[24];             /* the API verb whose body is being read */
+    uint64_t ticket;           /* sc_fanout_ask() ticket while a cluster answer is awaited, 0: none */
     struct sc_list link;       /* on hs->conns (oldest first), then on hs->dead */
 };
 
@@ -64,9 +92,11 @@ struct sc_http {
     struct sc_list conns;      /* open connections (nconns of them), oldest first */
     struct sc_list dead;       /* closed, waiting for the reap event */
     size_t nconns;
+    size_t api_waiting;        /* connections holding a ticket */
     size_t cap;                /* http.max_connections, lowered to fit under the fd limit */
     int fd_ceiling;            /* an accepted fd at or above this is closed at once */
     struct sc_buf body;        /* reused for every response */
+    struct sc_buf req;         /* reused for every API request body */
     struct sc_http_stats st;
     int64_t warned_mono;       /* last refusal warning */
     uint64_t warned_refused;   /* refusals already reported */
@@ -78,6 +108,8 @@ struct sc_http {
 static void
 conn_free(struct http_conn *c)
 {
+    if (c->ticket) /* freed at stop while a cluster answer was awaited */
+        sc_fanout_cancel(c->hs->d, c->ticket);
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->deadline)
@@ -97,6 +129,11 @@ conn_close(struct http_conn *c)
 
     if (!c->bev)
         return;
+    if (c->ticket) {
+        sc_fanout_cancel(hs->d, c->ticket);
+        c->ticket = 0;
+        hs->api_waiting--;
+    }
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_del(c->deadline);
@@ -151,7 +188,8 @@ answer(struct http_conn *c, bool head, int code, const char *reason, const char 
     if (!head && b->data && b->len)
         evbuffer_add(out, b->data, b->len);
     c->answering = true;
-    c->linger = code == 400 || code == 413 || code == 431 ||
+    /* c->linger may be set already: a request whose declared body is left unread */
+    c->linger = c->linger || code == 400 || code == 411 || code == 413 || code == 431 ||
                 evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
     bufferevent_disable(c->bev, EV_READ);
     bufferevent_enable(c->bev, EV_WRITE);
@@ -229,7 +267,8 @@ serve(struct http_conn *c, bool head, const char *path, size_t len)
         sc_metrics_render(hs->d, &st, b);
         answer(c, head, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL);
     } else if (PATH_IS("/")) {
-        sc_buf_appendf(b, "dlq-sidecar %s: /healthz /readyz /metrics\n", DLQ_VERSION);
+        sc_buf_appendf(b, "dlq-sidecar %s: /healthz /readyz /metrics /api/v1/openapi.json\n",
+                       DLQ_VERSION);
         answer(c, head, 200, "OK", "text/plain; charset=utf-8", NULL);
     } else {
         answer_text(c, head, 404, "Not Found", "not found", NULL);
@@ -272,17 +311,443 @@ header_is(const char *p, size_t n, const char *name, const char **value, size_t 
     return true;
 }
 
+/* ---- the admin API ------------------------------------------------------------------------- */
+
+/* The reason phrase of the statuses this file answers. */
+static const char *
+reason_of(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return code >= 500 ? "Server Error" : "Error";
+    }
+}
+
+/* An API error answer: {"error":{"code":N,"message":"..."}} with HTTP status N. */
+static void
+api_error(struct http_conn *c, int code, const char *message, const char *extra_header)
+{
+    struct sc_buf *b = &c->hs->body;
+
+    sc_buf_reset(b);
+    sc_buf_appendf(b, "{\"error\":{\"code\":%d,\"message\":", code);
+    sc_json_quote(b, message, strlen(message));
+    sc_buf_append(b, "}}\n", 3);
+    answer(c, c->head, code, reason_of(code), "application/json", extra_header);
+}
+
+/* The verbs that only read (GET allowed); every other verb changes tasks or state (POST only). */
+static bool
+verb_reads(const char *verb)
+{
+    static const char *const reads[] = {"health", "stats", "list", "get", "classify"};
+
+    for (size_t i = 0; i < SC_ARRAY_LEN(reads); i++)
+        if (strcmp(verb, reads[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The admin verb named by len bytes at p, as admin.c spells it (static), or NULL. */
+static const char *
+verb_of(const char *p, size_t len)
+{
+    const char *v;
+
+    for (size_t i = 0; (v = sc_admin_verb_name(i)) != NULL; i++)
+        if (strlen(v) == len && memcmp(v, p, len) == 0)
+            return v;
+    return NULL;
+}
+
 /*
- * Parses the complete head (hl bytes at h: request line, headers, blank line)
- * and queues the answer. The body, if any, is never read: a declared body
- * over HTTP_MAX_BODY_BYTES (or one of unknown length) is refused with 413.
+ * The admin dispatcher's answer (sc_fanout_answer_fn): code is 200 or the
+ * error's code, len bytes at body the JSON reply. Runs inside
+ * sc_fanout_ask() or later on the loop (cluster mode); never after c was
+ * closed (conn_close() cancels the ticket).
  */
 static void
+on_api_answer(void *ctx, int code, const char *body, size_t len)
+{
+    struct http_conn *c = ctx;
+    struct sc_buf *b = &c->hs->body;
+
+    if (c->ticket) {
+        c->ticket = 0;
+        c->hs->api_waiting--;
+    }
+    if (!c->bev || c->answering || c->draining)
+        return;
+    sc_buf_reset(b);
+    sc_buf_append(b, body, len);
+    sc_buf_appendc(b, '\n');
+    answer(c, c->head, code, reason_of(code), "application/json", NULL);
+}
+
+/* Runs verb with len bytes of data (empty, or the JSON request) and answers when the reply comes. */
+static void
+api_call(struct http_conn *c, const char *verb, const char *data, size_t len)
+{
+    struct sc_http *hs = c->hs;
+    uint64_t t;
+
+    if (len > HTTP_API_MAX_BODY) {
+        api_error(c, 413, "request: larger than the admin API takes", NULL);
+        return;
+    }
+    if (hs->api_waiting >= HTTP_API_WAITING_MAX) {
+        hs->st.api_busy++;
+        api_error(c, 503, "too many admin requests waiting for the cluster; try again", NULL);
+        return;
+    }
+    hs->st.api_requests++;
+    t = sc_fanout_ask(hs->d, verb, data ? data : "", (int)len, on_api_answer, c);
+    if (t && !c->answering) {
+        c->ticket = t;
+        hs->api_waiting++;
+        bufferevent_disable(c->bev, EV_READ); /* nothing more to read while the cluster answers */
+    }
+}
+
+/* Value of one hex digit, -1 when x is none. */
+static int
+hexval(char x)
+{
+    if (x >= '0' && x <= '9')
+        return x - '0';
+    if (x >= 'a' && x <= 'f')
+        return x - 'a' + 10;
+    if (x >= 'A' && x <= 'F')
+        return x - 'A' + 10;
+    return -1;
+}
+
+/* Decodes len bytes of a query component (%XX, '+' as space) into out (NUL-terminated); false when malformed or holding a NUL. */
+static bool
+query_decode(const char *p, size_t len, struct sc_buf *out)
+{
+    sc_buf_reset(out);
+    for (size_t i = 0; i < len; i++) {
+        char ch = p[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            if (len - i < 3 || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0)
+                return false;
+            ch = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+            i += 2;
+        }
+        if (ch == '\0' || sc_buf_appendc(out, ch) != SC_OK)
+            return false;
+    }
+    return sc_buf_appendc(out, '\0') == SC_OK;
+}
+
+/*
+ * Turns a GET's query (len bytes after '?') into the JSON request of its
+ * verb in hs->req: each key=value becomes a string member, except limit
+ * and older_than_s, which become numbers when they read as one (else
+ * strings, which the verb refuses). Returns NULL on success, or the reason
+ * for a 400.
+ */
+static const char *
+query_to_json(struct sc_http *hs, const char *q, size_t len)
+{
+    json_t *o = json_object();
+    struct sc_buf key, val;
+    const char *p = q, *end = q + len, *why = NULL;
+    char *text;
+
+    sc_buf_init(&key, 4096);
+    sc_buf_init(&val, 8192);
+    while (p < end && !why) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
+        size_t n;
+        json_t *v;
+        if (!amp)
+            amp = end;
+        n = (size_t)(amp - p);
+        eq = memchr(p, '=', n);
+        if (n == 0) {
+            p = amp + 1;
+            continue;
+        }
+        if (!eq || !query_decode(p, (size_t)(eq - p), &key) ||
+            !query_decode(eq + 1, (size_t)(amp - eq - 1), &val) || key.len <= 1) {
+            why = "query: each parameter must be key=value (percent-encoded text)";
+            break;
+        }
+        if (json_object_get(o, key.data)) {
+            why = "query: a parameter is given twice";
+            break;
+        }
+        v = NULL;
+        if (!strcmp(key.data, "limit") || !strcmp(key.data, "older_than_s")) {
+            char *e;
+            double x;
+            errno = 0;
+            x = strtod(val.data, &e);
+            if (val.len > 1 && !*e && !errno && x == x) {
+                if (!strcmp(key.data, "limit") && x >= -1e15 && x <= 1e15 && x == (double)(long long)x)
+                    v = json_integer((json_int_t)x);
+                else
+                    v = json_real(x);
+            }
+        }
+        if (!v)
+            v = json_stringn(val.data, val.len - 1);
+        if (!v) {
+            why = "query: a value is not UTF-8 text";
+            break;
+        }
+        json_object_set_new(o, key.data, v);
+        p = amp + 1;
+    }
+    if (!why) {
+        text = json_object_size(o) ? json_dumps(o, JSON_COMPACT) : NULL;
+        sc_buf_reset(&hs->req);
+        if (text)
+            sc_buf_append(&hs->req, text, strlen(text));
+        free(text);
+    }
+    sc_buf_destroy(&key);
+    sc_buf_destroy(&val);
+    json_decref(o);
+    return why;
+}
+
+/* Is the peer at sa on loopback (127.0.0.0/8, ::1, or ::ffff:127.x.y.z)? */
+static bool
+peer_is_loopback(const struct sockaddr *sa)
+{
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        const unsigned char *a = in6->sin6_addr.s6_addr;
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return memcmp(a, mapped, 12) == 0 && a[12] == 127;
+    }
+    return false;
+}
+
+/* Who a request is, for the admin API (http.auth.*). */
+enum api_role { ROLE_NONE, ROLE_VIEWER, ROLE_OPERATOR };
+
+/* Is len bytes at p the token t (set)? Compares every byte whatever the first difference. */
+static bool
+token_is(const char *p, size_t len, const char *t)
+{
+    size_t tl = t ? strlen(t) : 0;
+    unsigned char diff = 0;
+
+    if (tl == 0 || len != tl)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)(p[i] ^ t[i]);
+    return diff == 0;
+}
+
+/* The role of an "Authorization" header value (len bytes at v, NULL: none): Bearer <token>. */
+static enum api_role
+role_of(const struct config *cfg, const char *v, size_t len)
+{
+    if (!v || len <= 7 || strncasecmp(v, "Bearer ", 7) != 0)
+        return ROLE_NONE;
+    v += 7;
+    len -= 7;
+    if (token_is(v, len, cfg->http_auth_operator_token))
+        return ROLE_OPERATOR;
+    if (token_is(v, len, cfg->http_auth_viewer_token))
+        return ROLE_VIEWER;
+    return ROLE_NONE;
+}
+
+/* The request methods this file tells apart. */
+enum http_method { M_OTHER, M_GET, M_HEAD, M_POST };
+
+/* Headers the admin API reads; each value borrowed from the request head (NULL: absent). */
+struct api_headers {
+    const char *authz, *origin, *host;
+    size_t alen, olen, hlen;
+    bool expect_continue; /* Expect: 100-continue */
+};
+
+/*
+ * Is the Host header (len bytes at h: name[:port]) a loopback name:
+ * localhost, an address in 127.0.0.0/8, or [::1]? A page that reaches the
+ * listener through a rebound DNS name sends its own name here.
+ */
+static bool
+host_is_loopback(const char *h, size_t len)
+{
+    char name[64];
+    const char *end = h + len, *colon;
+    struct in_addr a4;
+    size_t n;
+
+    if (len > 0 && h[0] == '[') {
+        const char *rb = memchr(h, ']', len);
+        return rb && rb - h == 4 && memcmp(h + 1, "::1", 3) == 0 &&
+               (rb + 1 == end || rb[1] == ':');
+    }
+    colon = memchr(h, ':', len);
+    n = colon ? (size_t)(colon - h) : len;
+    if (n == 0 || n >= sizeof(name))
+        return false;
+    memcpy(name, h, n);
+    name[n] = '\0';
+    if (strcasecmp(name, "localhost") == 0)
+        return true;
+    return inet_pton(AF_INET, name, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/*
+ * api_route() answers a request under /api/ (path of plen bytes, query of
+ * qlen bytes or NULL; clen the declared body: -1 invalid, -2 chunked;
+ * hd the headers it reads). Access:
+ * with no http.auth token set, loopback peers only (403); with one set,
+ * any peer with a token (401 without), and the viewer's token reads only
+ * (403 for the other verbs); never another origin's page (403).
+ * Returns true when the request's body must be read first (c->body_len set).
+ */
+static bool
+api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen, const char *q,
+          size_t qlen, long long clen, const struct api_headers *hd)
+{
+    struct sc_http *hs = c->hs;
+    const struct config *cfg = hs->d->cfg;
+    const size_t pre = sizeof(HTTP_API_PREFIX) - 1;
+    bool auth = (cfg->http_auth_operator_token && *cfg->http_auth_operator_token) ||
+                (cfg->http_auth_viewer_token && *cfg->http_auth_viewer_token);
+    enum api_role role = auth ? role_of(cfg, hd->authz, hd->alen) : ROLE_OPERATOR;
+    const char *authz = hd->authz;
+    const char *verb;
+    bool reads;
+
+    c->linger = clen != 0; /* refused with its body unread: drain it after the answer */
+    if (!auth && !c->local) {
+        /* No credentials configured: the API is for loopback only (README, "HTTP API"). */
+        hs->st.api_forbidden++;
+        api_error(c, 403, "the admin API answers loopback clients only (no credentials are configured)",
+                  NULL);
+        return false;
+    }
+    /*
+     * A web page must not drive the API with the browser as its proxy:
+     * without tokens, a page's form POST (no preflight) from the user's own
+     * machine would come from loopback. So a request from another origin
+     * (Origin is not http://<Host>) is refused, and, without tokens, one
+     * whose Host is not a loopback name (a DNS name rebound to 127.0.0.1).
+     */
+    if (hd->origin && (!hd->host || hd->olen != 7 + hd->hlen ||
+                       strncasecmp(hd->origin, "http://", 7) != 0 ||
+                       strncasecmp(hd->origin + 7, hd->host, hd->hlen) != 0)) {
+        hs->st.api_forbidden++;
+        api_error(c, 403, "cross-origin requests are refused (Origin is not this listener)", NULL);
+        return false;
+    }
+    if (!auth && hd->host && !host_is_loopback(hd->host, hd->hlen)) {
+        hs->st.api_forbidden++;
+        api_error(c, 403, "Host is not a loopback name (localhost, 127.0.0.0/8, [::1]) and no token is "
+                          "configured", NULL);
+        return false;
+    }
+    if (role == ROLE_NONE) {
+        hs->st.api_unauthorized++;
+        api_error(c, 401, authz ? "the token is not one of http.auth's" : "send Authorization: Bearer <token>",
+                  "WWW-Authenticate: Bearer realm=\"dlq-sidecar\"\r\n");
+        return false;
+    }
+    if (plen == sizeof(HTTP_API_PREFIX "openapi.json") - 1 &&
+        memcmp(path, HTTP_API_PREFIX "openapi.json", plen) == 0) {
+        if (m != M_GET && m != M_HEAD) {
+            api_error(c, 405, "method not allowed (GET, HEAD)", "Allow: GET, HEAD\r\n");
+            return false;
+        }
+        sc_buf_reset(&hs->body);
+        sc_buf_append(&hs->body, sc_openapi_json, sc_openapi_json_len);
+        answer(c, c->head, 200, "OK", "application/json", NULL);
+        return false;
+    }
+    verb = plen > pre && memcmp(path, HTTP_API_PREFIX, pre) == 0 ? verb_of(path + pre, plen - pre)
+                                                                : NULL;
+    if (!verb) {
+        api_error(c, 404, "no such path (see /api/v1/openapi.json)", NULL);
+        return false;
+    }
+    reads = verb_reads(verb);
+    if (!reads && role == ROLE_VIEWER) {
+        hs->st.api_forbidden++;
+        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify)", NULL);
+        return false;
+    }
+    if (reads ? (m == M_OTHER) : (m != M_POST)) {
+        api_error(c, 405, reads ? "method not allowed (GET, HEAD, POST)" : "method not allowed (POST)",
+                  reads ? "Allow: GET, HEAD, POST\r\n" : "Allow: POST\r\n");
+        return false;
+    }
+    if (clen == -2) {
+        api_error(c, 411, "request: send the body with a Content-Length", NULL);
+        return false;
+    }
+    if (clen < 0) {
+        api_error(c, 400, "request: Content-Length is not a number", NULL);
+        return false;
+    }
+    if (clen > HTTP_API_MAX_BODY || (m != M_POST && clen > HTTP_MAX_BODY_BYTES)) {
+        api_error(c, 413, "request: body larger than the admin API takes (65536 bytes)", NULL);
+        return false;
+    }
+    if (m != M_POST) {
+        const char *why = query_to_json(hs, q ? q : "", q ? qlen : 0);
+        if (why) {
+            api_error(c, 400, why, NULL);
+            return false;
+        }
+        api_call(c, verb, hs->req.data, hs->req.len);
+        return false;
+    }
+    if (clen == 0) {
+        api_call(c, verb, "", 0);
+        return false;
+    }
+    c->linger = false; /* the body is read */
+    snprintf(c->verb, sizeof(c->verb), "%s", verb);
+    c->body_len = (size_t)clen;
+    if (hd->expect_continue)
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return true;
+}
+
+/*
+ * Parses the complete head (hl bytes at h: request line, headers, blank line)
+ * and queues the answer, or (an admin API POST with a body) sets c->body_len
+ * and returns true: the body is read next. Outside /api/ the body, if any,
+ * is never read: a declared body over HTTP_MAX_BODY_BYTES (or one of
+ * unknown length) is refused with 413.
+ */
+static bool
 handle_request(struct http_conn *c, const char *h, size_t hl)
 {
     const char *end = h + hl, *p, *next, *sp1, *sp2, *target, *v, *q;
-    size_t n, tlen, vlen;
-    bool get, head;
+    size_t n, tlen, vlen, qlen = 0;
+    enum http_method m = M_OTHER;
+    struct api_headers hd = {0};
     long long clen = 0;
 
     n = line_at(h, end, &next);
@@ -291,10 +756,15 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
     if (!sp1 || !sp2 || sp2 == sp1 + 1 || (size_t)(h + n - sp2 - 1) < 8 ||
         memcmp(sp2 + 1, "HTTP/1.", 7) != 0) {
         answer_text(c, false, 400, "Bad Request", "bad request line", NULL);
-        return;
+        return false;
     }
-    get = sp1 - h == 3 && memcmp(h, "GET", 3) == 0;
-    head = sp1 - h == 4 && memcmp(h, "HEAD", 4) == 0;
+    if (sp1 - h == 3 && memcmp(h, "GET", 3) == 0)
+        m = M_GET;
+    else if (sp1 - h == 4 && memcmp(h, "HEAD", 4) == 0)
+        m = M_HEAD;
+    else if (sp1 - h == 4 && memcmp(h, "POST", 4) == 0)
+        m = M_POST;
+    c->head = m == M_HEAD;
     for (p = next; p < end; p = next) {
         n = line_at(p, end, &next);
         if (n == 0)
@@ -302,28 +772,35 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
         if (header_is(p, n, "Content-Length", &v, &vlen)) {
             char num[24];
             char *e;
-            if (vlen == 0 || vlen >= sizeof(num)) {
+            if (clen == -2) {
+                continue; /* chunked wins */
+            } else if (vlen == 0 || vlen >= sizeof(num)) {
                 clen = -1;
             } else {
+                long long x;
                 memcpy(num, v, vlen);
                 num[vlen] = '\0';
                 errno = 0;
-                clen = strtoll(num, &e, 10);
-                if (errno || *e || clen < 0)
-                    clen = -1;
+                x = strtoll(num, &e, 10);
+                clen = (errno || *e || x < 0 || num[0] == '-' || num[0] == '+' || num[0] == ' ' ||
+                        clen == -1 || (clen > 0 && x != clen))
+                           ? -1
+                           : x;
             }
         } else if (header_is(p, n, "Transfer-Encoding", &v, &vlen)) {
-            clen = -1; /* a body of unknown length */
+            clen = -2; /* a body of unknown length */
+        } else if (header_is(p, n, "Authorization", &v, &vlen)) {
+            hd.authz = v;
+            hd.alen = vlen;
+        } else if (header_is(p, n, "Origin", &v, &vlen)) {
+            hd.origin = v;
+            hd.olen = vlen;
+        } else if (header_is(p, n, "Host", &v, &vlen)) {
+            hd.host = v;
+            hd.hlen = vlen;
+        } else if (header_is(p, n, "Expect", &v, &vlen)) {
+            hd.expect_continue = vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
         }
-    }
-    if (!get && !head) {
-        answer_text(c, false, 405, "Method Not Allowed", "method not allowed",
-                    "Allow: GET, HEAD\r\n");
-        return;
-    }
-    if (clen < 0 || clen > HTTP_MAX_BODY_BYTES) {
-        answer_text(c, head, 413, "Content Too Large", "request body not accepted", NULL);
-        return;
     }
     /* origin-form "/path?query" or absolute-form "http://host/path?query" */
     target = sp1 + 1;
@@ -334,13 +811,54 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
         target = q ? q : "/";
     }
     q = memchr(target, '?', tlen);
-    if (q)
+    if (q) {
+        qlen = tlen - (size_t)(q - target) - 1;
         tlen = (size_t)(q - target);
+        q++;
+    }
     if (tlen == 0) {
         target = "/";
         tlen = 1;
     }
-    serve(c, head, target, tlen);
+    if (tlen >= 5 && memcmp(target, "/api/", 5) == 0)
+        return api_route(c, m, target, tlen, q, qlen, clen, &hd);
+    if (m != M_GET && m != M_HEAD) {
+        answer_text(c, false, 405, "Method Not Allowed", "method not allowed",
+                    "Allow: GET, HEAD\r\n");
+        return false;
+    }
+    if (clen < 0 || clen > HTTP_MAX_BODY_BYTES) {
+        answer_text(c, c->head, 413, "Content Too Large", "request body not accepted", NULL);
+        return false;
+    }
+    serve(c, c->head, target, tlen);
+    return false;
+}
+
+/*
+ * An API request's body is being read: once all c->body_len bytes are in,
+ * take them and run the verb. Bytes past the body are left unread.
+ */
+static void
+take_body(struct http_conn *c, struct evbuffer *in)
+{
+    struct sc_buf *r = &c->hs->req;
+
+    if (evbuffer_get_length(in) < c->body_len)
+        return;
+    char chunk[4096];
+    size_t left = c->body_len;
+
+    sc_buf_reset(r);
+    while (left > 0) {
+        int n = evbuffer_remove(in, chunk, left < sizeof(chunk) ? left : sizeof(chunk));
+        if (n <= 0)
+            break;
+        sc_buf_append(r, chunk, (size_t)n); /* fits: body_len <= HTTP_API_MAX_BODY < max */
+        left -= (size_t)n;
+    }
+    c->body_len = 0;
+    api_call(c, c->verb, r->data, r->len);
 }
 
 /*
@@ -380,8 +898,12 @@ on_read(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    if (c->answering)
+    if (c->answering || c->ticket)
         return;
+    if (c->body_len) {
+        take_body(c, in);
+        return;
+    }
     hl = head_length(c, in);
     if (hl == 0 || hl > sizeof(head)) {
         if (evbuffer_get_length(in) >= sizeof(head) || hl > sizeof(head)) {
@@ -393,7 +915,11 @@ on_read(struct bufferevent *bev, void *arg)
     }
     evbuffer_remove(in, head, hl);
     c->hs->st.requests++;
-    handle_request(c, head, hl);
+    if (handle_request(c, head, hl)) {
+        /* read the body: up to its length, never more (the high watermark) */
+        bufferevent_setwatermark(bev, EV_READ, 0, c->body_len);
+        take_body(c, in);
+    }
 }
 
 /*
@@ -440,6 +966,18 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (c->ticket && !c->late) {
+        /* still waiting for the cluster's answer: say so, and leave a moment to write it */
+        struct timeval tv = {HTTP_API_GRACE_MS / 1000, (HTTP_API_GRACE_MS % 1000) * 1000};
+        sc_fanout_cancel(c->hs->d, c->ticket);
+        c->ticket = 0;
+        c->hs->api_waiting--;
+        c->late = true;
+        c->hs->st.timed_out++;
+        api_error(c, 503, "timed out waiting for the admin answer", NULL);
+        evtimer_add(c->deadline, &tv);
+        return;
+    }
     c->hs->st.timed_out++;
     conn_close(c);
 }
@@ -461,7 +999,7 @@ evict_oldest(struct sc_http *hs)
 
     SC_LIST_FOREACH(n, &hs->conns) { /* oldest first */
         c = SC_LIST_ENTRY(n, struct http_conn, link);
-        if (!c->answering && !c->draining) {
+        if (!c->answering && !c->draining && !c->ticket) { /* a ticket: its request is complete */
             oldest = c;
             break;
         }
@@ -486,7 +1024,6 @@ on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     ssize_t w;
 
     (void)lst;
-    (void)sa;
     (void)salen;
     hs->st.accepted++;
     /*
@@ -509,6 +1046,7 @@ on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     }
     c = sc_xcalloc(1, sizeof(*c));
     c->hs = hs;
+    c->local = peer_is_loopback(sa);
     evutil_make_socket_nonblocking(fd);
     c->bev = bufferevent_socket_new(hs->d->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->deadline = evtimer_new(hs->d->base, on_deadline, c);
@@ -638,6 +1176,7 @@ http_free(struct sc_http *hs)
     if (hs->reap)
         event_free(hs->reap);
     sc_buf_destroy(&hs->body);
+    sc_buf_destroy(&hs->req);
     free(hs);
 }
 
@@ -671,6 +1210,7 @@ sc_http_start(struct sc_daemon *d, char *err, size_t errlen)
     sc_list_init(&hs->dead);
     hs->d = d;
     sc_buf_init(&hs->body, HTTP_BODY_MAX);
+    sc_buf_init(&hs->req, HTTP_API_MAX_BODY + 1);
     hs->resume = evtimer_new(d->base, on_resume, hs);
     hs->reap = event_new(d->base, -1, 0, on_reap, hs);
     if (!hs->resume || !hs->reap) {
@@ -693,7 +1233,7 @@ sc_http_start(struct sc_daemon *d, char *err, size_t errlen)
         close(fd);
     size_budget(hs, fd >= 0 ? fd : evconnlistener_get_fd(hs->lst) + 1);
     sc_log(SC_LOG_INFO, "http listening", "address", d->cfg->http_listen, "paths",
-           "/healthz,/readyz,/metrics", "max_connections", sc_log_int((int64_t)hs->cap),
+           "/healthz,/readyz,/metrics,/api/v1/", "max_connections", sc_log_int((int64_t)hs->cap),
            "request_timeout_ms", sc_log_int(d->cfg->http_request_timeout_ms), "fd_ceiling",
            sc_log_int(hs->fd_ceiling), NULL);
     d->http = hs;

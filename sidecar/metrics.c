@@ -382,6 +382,12 @@ render_http(const struct sc_http_stats *hst, struct sc_buf *b)
     metric_u(b, "dlq_http_accept_errors_total", "counter",
              "accept(2) failures of the HTTP listener (it pauses after each).",
              hst->accept_errors);
+    metric_u(b, "dlq_http_api_requests_total", "counter",
+             "Admin API calls made over HTTP (/api/v1/<verb>).", hst->api_requests);
+    family(b, "dlq_http_api_refused_total", "counter", "Admin API requests refused, by reason.");
+    sample_u(b, "dlq_http_api_refused_total", "reason", "forbidden", hst->api_forbidden);
+    sample_u(b, "dlq_http_api_refused_total", "reason", "unauthorized", hst->api_unauthorized);
+    sample_u(b, "dlq_http_api_refused_total", "reason", "busy", hst->api_busy);
 }
 
 static void

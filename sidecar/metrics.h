@@ -25,6 +25,10 @@ struct sc_http_stats {
     uint64_t timed_out;       /* cut at http.request_timeout_ms */
     uint64_t too_large;       /* request heads over the size cap (431) */
     uint64_t accept_errors;   /* accept(2) failures (EMFILE ...): the listener paused */
+    uint64_t api_requests;    /* admin API calls made (/api/v1/<verb>) */
+    uint64_t api_forbidden;   /* admin API requests refused with 403 (not from loopback, or a viewer's write) */
+    uint64_t api_unauthorized; /* admin API requests refused with 401 (no or a wrong token) */
+    uint64_t api_busy;        /* admin API requests refused with 503 (too many waiting) */
 };
 
 /* Histograms that dispatch.c feeds (one line each). */
