@@ -363,18 +363,22 @@ test_startup_refusals(void **state)
     IT_CHECK(!log_has(e, "captures the failure subjects while ingest.mode is core"),
              "no warning from the core-mode run before the stream existed");
     expect_refused(e, jsf, "also captures dlq.>");
-    /* ... and in core mode it starts, warning that the leftover stream takes the failures */
+    IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "stream deleted");
+    /* 2. The right stream, a consumer filtered on one service only */
+    sc.Subjects = failed;
+    IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over dlq.failed.>");
+    jsStreamInfo_Destroy(si);
+    /*
+     * ... a core-mode sidecar starts beside it, warning that the leftover
+     * stream takes the failures (a stream over all of dlq.> would answer
+     * the health request that checks readiness: that one is refused above)
+     */
     IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, core) == 0, "core mode starts");
     IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "core mode ready");
     IT_CHECK(it_daemon_stop(&e->dmn) == 0, "core mode stopped");
     IT_CHECK(log_has(e, "captures the failure subjects while ingest.mode is core") &&
                  log_has(e, "streams=DLQ_FAILED"),
              "core mode warned of the stream that captures the failure subjects");
-    IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "stream deleted");
-    /* 2. The right stream, a consumer filtered on one service only */
-    sc.Subjects = failed;
-    IT_CHECK(js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK, "stream over dlq.failed.>");
-    jsStreamInfo_Destroy(si);
     jsConsumerConfig_Init(&cc);
     cc.Durable = "dlq-sidecar";
     cc.AckPolicy = js_AckExplicit;
