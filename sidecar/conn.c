@@ -60,6 +60,7 @@ struct sc_conn_sub {
     void *drained_ctx;
     volatile int complete_done; /* on_sub_complete() returned: use __atomic */
     bool channel;             /* sc_conn_channel_open(): no natsSubscription, fed by sc_conn_deliver() */
+    bool retire;              /* sc_conn_sub_retire(): freed by the conn once its drain is done */
     volatile int chan_closed; /* sc_conn_channel_close() was called: use __atomic (under in.mu) */
 };
 
@@ -568,16 +569,39 @@ sc_conn_global_init(void)
 
 /* ---- subscriptions --------------------------------------------------------------------------- */
 
+/*
+ * Frees the retired subscriptions whose drain is over: the loop took their
+ * end marker (so no message of theirs is left in the ring) and nats.c's
+ * completion callback has returned. Loop thread.
+ */
+static void
+reap_retired(struct sc_conn *c)
+{
+    struct sc_list *it, *tmp;
+
+    SC_LIST_FOREACH_SAFE(it, tmp, &c->subs) {
+        struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
+        if (!sub->retire || sub->drain != SC_CONN_DRAIN_DONE ||
+            !__atomic_load_n(&sub->complete_done, __ATOMIC_ACQUIRE))
+            continue;
+        sc_list_remove(&sub->link);
+        natsSubscription_Destroy(sub->ns);
+        free(sub);
+    }
+}
+
 sc_status
 sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *queue, int max_pending,
                   sc_conn_handler fn, void *ctx, struct sc_conn_sub **out, char *err,
                   size_t errlen)
 {
-    struct sc_conn_sub *sub = sc_xcalloc(1, sizeof(*sub));
+    struct sc_conn_sub *sub;
     natsStatus ns;
 
     if (out)
         *out = NULL;
+    reap_retired(c); /* a partition's subscription given up earlier (cluster mode) */
+    sub = sc_xcalloc(1, sizeof(*sub));
     sub->conn = c;
     sub->fn = fn;
     sub->ctx = ctx;
@@ -664,6 +688,15 @@ sc_conn_sub_drain(struct sc_conn_sub *s, int64_t timeout_ms, sc_conn_drained_fn 
                "subject", natsSubscription_GetSubject(s->ns), "error", natsStatus_GetText(ns), NULL);
         s->drain = SC_CONN_DRAIN_DONE;
     }
+}
+
+void
+sc_conn_sub_retire(struct sc_conn_sub *s, int64_t timeout_ms)
+{
+    if (!s)
+        return;
+    s->retire = true;
+    sc_conn_sub_drain(s, timeout_ms, NULL, NULL);
 }
 
 sc_conn_drain_state
@@ -807,8 +840,8 @@ sc_conn_subscribed(const struct sc_conn *c)
         return false;
     SC_LIST_FOREACH(it, &c->subs) {
         const struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
-        if (!sub->channel && !natsSubscription_IsValid(sub->ns))
-            return false;
+        if (!sub->channel && !sub->retire && !natsSubscription_IsValid(sub->ns))
+            return false; /* a retired one is closed on purpose */
     }
     return true;
 }

@@ -129,6 +129,16 @@ void sc_conn_sub_drain(struct sc_conn_sub *s, int64_t timeout_ms, sc_conn_draine
 sc_conn_drain_state sc_conn_sub_drain_state(const struct sc_conn_sub *s);
 
 /*
+ * sc_conn_sub_retire() gives s up for good while the connection lives (a
+ * partition's subscription in cluster mode): it drains s as
+ * sc_conn_sub_drain() does, without a callback, and the connection frees
+ * it once the drain is over (at a later sc_conn_subscribe(), or
+ * sc_conn_free()). The caller must not touch s afterwards; s no longer
+ * counts for sc_conn_subscribed(). NULL is a no-op. Loop thread.
+ */
+void sc_conn_sub_retire(struct sc_conn_sub *s, int64_t timeout_ms);
+
+/*
  * sc_conn_sub_tally() sets *arrived to the messages nats.c received for s
  * (pending + delivered, read under the subscription's lock, or the
  * delivered count once it is gone) and *taken to those handed to its

@@ -417,6 +417,6 @@ sc_ingest_unserve(struct sc_daemon *d, uint32_t p)
 {
     if (!d->part_subs || p >= d->serving_n || !d->part_subs[p])
         return;
-    sc_conn_sub_drain(d->part_subs[p], 5000, NULL, NULL);
+    sc_conn_sub_retire(d->part_subs[p], 5000); /* readiness stays; the conn frees it once drained */
     d->part_subs[p] = NULL;
 }

@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -412,15 +416,67 @@ test_zombie(void **state)
     world_free(w);
 }
 
-/* Scale 1 -> 3 -> 1: the newcomers get their share; the leavers give theirs back at SIGTERM. */
+/*
+ * readyz() GETs /readyz on 127.0.0.1:port (HTTP/1.0) and returns the
+ * status code, or -1 when nothing answered; body (bodylen bytes) gets the
+ * start of the answer. Main thread.
+ */
+static int
+readyz(int port, char *body, size_t bodylen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {5, 0};
+    static const char req[] = "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    size_t n = 0;
+    ssize_t r;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
+
+    body[0] = '\0';
+    if (fd < 0)
+        return -1;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
+        while (n + 1 < bodylen && (r = read(fd, body + n, bodylen - 1 - n)) > 0)
+            n += (size_t)r;
+        body[n] = '\0';
+        if (sscanf(body, "HTTP/1.%*d %d", &code) != 1)
+            code = -1;
+    }
+    close(fd);
+    return code;
+}
+
+/* Polls s0's /readyz until it answers 200 or 10 s pass; the last answer is in body. */
+static int
+wait_ready_http(int port, char *body, size_t bodylen)
+{
+    int code = -1;
+
+    for (int k = 0; k < 50 && (code = readyz(port, body, bodylen)) != 200; k++)
+        it_sleep_ms(200);
+    return code;
+}
+
+/*
+ * Scale 1 -> 3 -> 1: the newcomers get their share; the leavers give theirs
+ * back at SIGTERM. s0 stays ready throughout (/readyz): the partitions'
+ * subscriptions it gives up are retired, not "down".
+ */
 static void
 test_scale(void **state)
 {
     struct world *w = world_new("cluster-scale", 3);
     int64_t ms, t0;
+    char http[64], body[1024];
+    int port = it_free_port();
 
     (void)state;
+    snprintf(http, sizeof(http), "http.listen=127.0.0.1:%d", port);
+    w->flag = http;
     start_sidecar(w, 0, "cluster.lease_ms=2500");
+    w->flag = NULL;
     IT_CHECK(wait_balanced(w, 1, SETTLE_MS) >= 0, "s0 alone owns all 32");
     t0 = sc_now_mono_ms();
     start_sidecar(w, 1, "cluster.lease_ms=2500");
@@ -430,6 +486,8 @@ test_scale(void **state)
     printf("cluster: scale 1 -> 3 balanced after %lld ms\n", (long long)(sc_now_mono_ms() - t0));
     IT_CHECK(it_json_int(w->last[0], "cluster.partitions_released") >= 20,
              "s0 gave back what the newcomers wanted");
+    IT_CHECK(wait_ready_http(port, body, sizeof(body)) == 200,
+             "s0 is ready after giving partitions back: %s", body);
     t0 = sc_now_mono_ms();
     IT_CHECK(it_daemon_stop(&w->sc[1]) == 0, "s1 stops cleanly");
     IT_CHECK(it_daemon_stop(&w->sc[2]) == 0, "s2 stops cleanly");
@@ -437,6 +495,8 @@ test_scale(void **state)
     IT_CHECK(ms >= 0, "3 -> 1: s0 owns all 32 again");
     printf("cluster: scale 3 -> 1 (SIGTERM, leases given back) s0 owns all after %lld ms "
            "(lease_ms %d)\n", (long long)(sc_now_mono_ms() - t0), LEASE_MS);
+    IT_CHECK(wait_ready_http(port, body, sizeof(body)) == 200,
+             "s0 is ready after taking them again: %s", body);
     IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
              w->nsamples);
     stop_all(w);
