@@ -901,9 +901,23 @@ under(const char *subject, const char *prefix)
     return strncmp(subject, prefix, n) == 0 && (subject[n] == '.' || subject[n] == '\0');
 }
 
+/*
+ * member_reply() tells whether reply, under this sidecar's own inbox prefix,
+ * has the shape of a member's question: "<prefix>.<nuid>.adm.<more>" (an
+ * admin fan-out) or "<prefix>.<nuid>.fwd.<more>" (a forwarded failure).
+ */
+static bool
+member_reply(const char *reply, const char *prefix)
+{
+    const char *p = reply + strlen(prefix) + 1, *dot = strchr(p, '.');
+
+    return dot && dot > p && (strncmp(dot + 1, "adm.", 4) == 0 || strncmp(dot + 1, "fwd.", 4) == 0);
+}
+
 bool
 sc_conn_reply_ok(const struct sc_conn *c, const char *reply)
 {
+    const char *prefix;
     size_t len;
 
     if (!c || !reply || !*reply)
@@ -911,6 +925,17 @@ sc_conn_reply_ok(const struct sc_conn *c, const char *reply)
     len = strlen(reply);
     if (!codec_subject_valid(reply, len, false) || reply[0] == '$' || under(reply, c->inbox) ||
         under(reply, c->cfg->subjects_prefix))
+        return false;
+    /*
+     * A prefix of the sidecar's own (nats.inbox_prefix, as docs/nats-auth.conf
+     * sets it) holds its members' inboxes only: there a reply must be a
+     * member's question; any other is one of a member's own inboxes (nats.c's
+     * requests, the pull consumer's), which no answer may reach. With the
+     * shared "_INBOX" every client's inbox is there too, and no user is kept
+     * apart anyway.
+     */
+    prefix = c->cfg->nats_inbox_prefix;
+    if (strcmp(prefix, "_INBOX") != 0 && under(reply, prefix) && !member_reply(reply, prefix))
         return false;
     for (size_t i = 0; i < c->cfg->retry_allowed_count; i++)
         if (codec_subject_match(c->cfg->retry_allowed_subjects[i], reply, len))

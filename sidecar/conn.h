@@ -168,7 +168,9 @@ sc_status sc_conn_publish(struct sc_conn *c, const char *subject, const char *re
  * a system subject ("$JS.API.…", "$KV.…", "$SRV.…": with JetStream rights
  * an answer there would be an API call), not the sidecar's own subjects
  * ("<subjects.prefix>" and below: failures, retries, events, admin) and not
- * a retry subject (retry.allowed_subjects: a bogus retry to the workers).
+ * a retry subject (retry.allowed_subjects: a bogus retry to the workers);
+ * under a nats.inbox_prefix other than "_INBOX", only a member's question
+ * ("<prefix>.<nuid>.adm.…" or ".fwd.…"), never another inbox of a member.
  * The server's allow_responses lets a responder publish to any reply
  * subject it was sent, so this check is the sidecar's own. False for NULL
  * or "". Any thread (reads only c's immutable fields).

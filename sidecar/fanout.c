@@ -30,6 +30,7 @@
 struct fo_slot {
     bool used;
     uint64_t id;
+    uint64_t token;   /* random, in the answer subject: an answer sent there by anyone else finds no match */
     char verb[16];
     char *reply;      /* the requester's reply subject (NULL for an in-process request) */
     sc_fanout_answer_fn fn; /* an in-process requester (sc_fanout_ask()), or NULL */
@@ -437,6 +438,7 @@ fan_start(struct sc_fanout *f, const char *verb, json_t *body, const char *data,
     }
     s->used = true;
     id = s->id = ++f->next_id;
+    s->token = d->m.ports.token(d->m.ports.ctx);
     snprintf(s->verb, sizeof(s->verb), "%s", verb);
     s->reply = reply ? sc_xstrdup(reply) : NULL;
     s->fn = fn;
@@ -463,7 +465,8 @@ fan_start(struct sc_fanout *f, const char *verb, json_t *body, const char *data,
         }
     }
     snprintf(subj, sizeof(subj), "%s.cluster.admin.%s", d->cfg->subjects_prefix, verb);
-    snprintf(answer_to, sizeof(answer_to), "%s.%llu", f->answer_prefix, (unsigned long long)s->id);
+    snprintf(answer_to, sizeof(answer_to), "%s.%llu.%016llx", f->answer_prefix,
+             (unsigned long long)s->id, (unsigned long long)s->token);
     if (cs.members > 1 && sc_publish(d, subj, answer_to, data, (size_t)len, NULL) != SC_OK)
         sc_log(SC_LOG_WARN, "cluster admin: cannot ask the other members", "verb", verb, NULL);
     struct timeval wait = {FANOUT_WAIT_MS / 1000, (FANOUT_WAIT_MS % 1000) * 1000};
@@ -570,21 +573,34 @@ on_member(void *ctx, natsMsg *m)
     sc_conn_respond_to(d->conn, reply, d->fanout->buf.data, d->fanout->buf.len, 0, NULL);
 }
 
-/* A member's answer on <inbox>.adm.<id>. */
+/*
+ * A member's answer on <inbox>.adm.<id>.<token>. A subject whose token is
+ * not the slot's was not sent by a member asked (anyone may make a member
+ * answer anywhere: the token keeps such answers out of the merge).
+ */
 static void
 on_answer(void *ctx, natsMsg *m)
 {
     struct sc_daemon *d = ctx;
     struct sc_fanout *f = d->fanout;
-    const char *id = last_token(natsMsg_GetSubject(m));
+    const char *subject = natsMsg_GetSubject(m);
+    const char *tok = last_token(subject), *id;
     char *end;
-    unsigned long long x = strtoull(id, &end, 10);
+    unsigned long long x, t;
 
-    if (!f || end == id || *end)
+    if (!f || tok == subject)
+        return;
+    for (id = tok - 1; id > subject && id[-1] != '.'; id--)
+        ;
+    x = strtoull(id, &end, 10);
+    if (end == id || *end != '.')
+        return;
+    t = strtoull(tok, &end, 16);
+    if (end == tok || *end || strlen(tok) != 16)
         return;
     for (size_t i = 0; i < FANOUT_MAX; i++) {
         struct fo_slot *s = &f->slots[i];
-        if (s->used && s->id == x) {
+        if (s->used && s->id == x && s->token == t) {
             add_answer(f, s, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
             return;
         }
@@ -611,7 +627,7 @@ sc_fanout_open(struct sc_daemon *d, char *err, size_t errlen)
             return SC_EIO;
         }
     }
-    snprintf(subj, sizeof(subj), "%s.*", f->answer_prefix);
+    snprintf(subj, sizeof(subj), "%s.*.*", f->answer_prefix);
     if ((s = sc_conn_subscribe(d->conn, subj, NULL, 0, on_answer, d, NULL, err, errlen)))
         return s;
     snprintf(subj, sizeof(subj), "%s.cluster.admin.*", d->cfg->subjects_prefix);

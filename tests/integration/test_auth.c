@@ -878,8 +878,9 @@ test_jetstream_cluster_mode(void **state)
                                   "_INBOX_dlq-sidecar");
     assert_non_null(peer);
     json_t *r[4] = {NULL};
-    size_t n = it_gather_json_in(peer->nc, "_INBOX_dlq-sidecar", "dlq.cluster.admin.stats", NULL,
-                                 1000, r, 4);
+    /* under the sidecar's prefix a member answers only a member-shaped inbox: "<prefix>.<name>.adm.<...>" */
+    size_t n = it_gather_json_in(peer->nc, "_INBOX_dlq-sidecar.peer.adm", "dlq.cluster.admin.stats",
+                                 NULL, 1000, r, 4);
     int64_t forwarded = 0, renewals = 0;
     for (size_t i = 0; i < n; i++) {
         forwarded += it_json_int(r[i], "reply.takeover.forwarded") > 0
@@ -894,6 +895,56 @@ test_jetstream_cluster_mode(void **state)
     }
     fprintf(stderr, "[auth-js] forwarded %lld, lease renewals %lld\n", (long long)forwarded,
             (long long)renewals);
+
+    /*
+     * Under the sidecar's inbox prefix a member answers only a member's
+     * question ("<prefix>.<nuid>.adm.<id>.<token>"): a viewer that names a
+     * member's other inboxes as the reply (nats.c's request inbox, the pull
+     * consumer's) gets nothing written there; the member-shaped control gets
+     * both members' answers (red-team F1/F2).
+     */
+    {
+        struct who *vw = user_of(e, "viewer");
+        natsSubscription *spy = NULL;
+        natsMsg *m = NULL;
+        int inside = 0, control = 0;
+        static const char *const bad[] = {"_INBOX_dlq-sidecar.SPY", "_INBOX_dlq-sidecar.SPY.q",
+                                          "_INBOX_dlq-sidecar.SPY.x.adm"};
+
+        IT_CHECK(natsConnection_SubscribeSync(&spy, peer->nc, "_INBOX_dlq-sidecar.SPY.>") == NATS_OK &&
+                     natsConnection_Flush(peer->nc) == NATS_OK,
+                 "the sidecar user watches its prefix");
+        natsSubscription *spy0 = NULL;
+        IT_CHECK(natsConnection_SubscribeSync(&spy0, peer->nc, "_INBOX_dlq-sidecar.SPY") == NATS_OK &&
+                     natsConnection_Flush(peer->nc) == NATS_OK,
+                 "and its bare inbox");
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            IT_CHECK(natsConnection_PublishRequestString(vw->nc, "dlq.cluster.admin.health", bad[i],
+                                                         "") == NATS_OK,
+                     "the viewer asks with reply %s", bad[i]);
+        natsConnection_Flush(vw->nc);
+        while (natsSubscription_NextMsg(&m, spy, 1500) == NATS_OK) {
+            inside++;
+            natsMsg_Destroy(m);
+        }
+        while (natsSubscription_NextMsg(&m, spy0, 200) == NATS_OK) {
+            inside++;
+            natsMsg_Destroy(m);
+        }
+        IT_CHECK(inside == 0, "%d answers were written into the sidecar's own inboxes", inside);
+        IT_CHECK(natsConnection_PublishRequestString(vw->nc, "dlq.cluster.admin.health",
+                                                     "_INBOX_dlq-sidecar.SPY.adm.1.0123456789abcdef",
+                                                     "") == NATS_OK,
+                 "the viewer asks with a member-shaped reply");
+        natsConnection_Flush(vw->nc);
+        while (natsSubscription_NextMsg(&m, spy, 1500) == NATS_OK) {
+            control++;
+            natsMsg_Destroy(m);
+        }
+        IT_CHECK(control == 2, "the control: %d member answers, want 2", control);
+        natsSubscription_Destroy(spy);
+        natsSubscription_Destroy(spy0);
+    }
     IT_CHECK(renewals > 0, "leases were renewed");
     IT_CHECK(forwarded > 0, "a member forwarded a failure it pulled to its owner");
     IT_CHECK(!file_has(e->dmn.log, "Permissions Violation") &&
