@@ -658,9 +658,42 @@ check_ttl(kvStore *kv, const char *bucket, char *err, size_t errlen)
     return why;
 }
 
+/*
+ * Makes the tasks bucket (history 1, replicas, memory or file storage).
+ * SC_OK, SC_EINVAL when the servers cannot place that many replicas (err
+ * names store.jetstream.replicas), SC_EIO otherwise (err says why).
+ */
+static sc_status
+create_bucket(jsCtx *js, const char *bucket, int replicas, bool memory, kvStore **kv, char *err,
+              size_t errlen)
+{
+    kvConfig kc;
+    natsStatus s;
+
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket;
+    kc.Description = "dlq-sidecar tasks (store.backend: jetstream)";
+    kc.History = 1;
+    kc.Replicas = replicas;
+    kc.StorageType = memory ? js_MemoryStorage : js_FileStorage;
+    s = js_CreateKeyValue(kv, js, &kc);
+    if (s == NATS_OK)
+        return SC_OK;
+    if (replicas > 1 && persist_js_unplaceable(nats_GetLastError(NULL))) {
+        snprintf(err, errlen,
+                 "store.jetstream.replicas: %d replicas for the bucket %s, but the NATS servers "
+                 "cannot place them (%s; allowed: 1 on a single server, at most the JetStream "
+                 "servers of the cluster)", replicas, bucket,
+                 persist_js_unplaceable(nats_GetLastError(NULL)));
+        return SC_EINVAL;
+    }
+    snprintf(err, errlen, "bucket %s: %s", bucket, natsStatus_GetText(s));
+    return SC_EIO;
+}
+
 sc_status
-persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions, int64_t timeout_ms,
-                 char *err, size_t errlen)
+persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions, int replicas,
+                 bool memory, int64_t timeout_ms, char *err, size_t errlen)
 {
     jsCtx *js = NULL;
     kvStore *kv = NULL;
@@ -678,7 +711,9 @@ persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions, in
     if (s == NATS_OK)
         st = check_ttl(kv, bucket, err, errlen) ? SC_EINVAL
                                                 : check_partitions(kv, bucket, partitions, false, err, errlen);
-    else if (s != NATS_NOT_FOUND) {
+    else if (s == NATS_NOT_FOUND)
+        st = create_bucket(js, bucket, replicas, memory, &kv, err, errlen); /* placeable? */
+    else {
         snprintf(err, errlen, "bucket %s: %s", bucket, natsStatus_GetText(s));
         st = SC_EIO;
     }
@@ -705,28 +740,12 @@ persist_js_unplaceable(const char *last_error)
 static const char *
 open_bucket(struct kv_store *k, jsCtx *js, kvStore **kv, char *err, size_t errlen)
 {
-    kvConfig kc;
-    natsStatus s;
+    natsStatus s = js_KeyValue(kv, js, k->bucket);
 
-    s = js_KeyValue(kv, js, k->bucket);
     if (s == NATS_NOT_FOUND) {
-        kvConfig_Init(&kc);
-        kc.Bucket = k->bucket;
-        kc.Description = "dlq-sidecar tasks (store.backend: jetstream)";
-        kc.History = 1;
-        kc.Replicas = k->replicas;
-        kc.StorageType = k->memory_storage ? js_MemoryStorage : js_FileStorage;
-        s = js_CreateKeyValue(kv, js, &kc);
-        if (s != NATS_OK && k->replicas > 1 && persist_js_unplaceable(nats_GetLastError(NULL))) {
-            snprintf(err, errlen,
-                     "store.jetstream.replicas: %d replicas for the bucket %s, but the NATS servers "
-                     "cannot place them (%s; allowed: 1 on a single server, at most the JetStream "
-                     "servers of the cluster)", k->replicas, k->bucket,
-                     persist_js_unplaceable(nats_GetLastError(NULL)));
+        if (create_bucket(js, k->bucket, k->replicas, k->memory_storage, kv, err, errlen) != SC_OK)
             return err;
-        }
-    }
-    if (s != NATS_OK) {
+    } else if (s != NATS_OK) {
         snprintf(err, errlen, "bucket %s: %s", k->bucket, natsStatus_GetText(s));
         return err;
     }

@@ -434,16 +434,19 @@ sc_status persist_kv_new(struct event_base *base, const struct persist_kv_opts *
                          size_t errlen);
 
 /*
- * persist_kv_check() looks at the tasks bucket on nc without changing it:
- * SC_OK when it does not exist yet, or when it fits (no TTL, and the
- * partition count it recorded, if any, is partitions); SC_EINVAL when it
- * does not (err names the setting and both values: start-up should stop);
- * SC_EIO when it could not look (NATS or JetStream away: the store checks
- * again when it opens the bucket). timeout_ms bounds each JetStream call.
- * Blocks; main thread at start-up (or any thread that may block).
+ * persist_kv_check() looks at the tasks bucket on nc, making it when it
+ * does not exist yet (replicas, memory or file storage, as the store would
+ * a moment later): SC_OK when it fits (no TTL, and the partition count it
+ * recorded, if any, is partitions) or was made; SC_EINVAL when it does not
+ * fit, or the servers cannot place replicas (err names the setting and the
+ * values: start-up should stop); SC_EIO when it could not look (NATS or
+ * JetStream away: the store checks again when it opens the bucket).
+ * timeout_ms bounds each JetStream call. Blocks; main thread at start-up
+ * (or any thread that may block).
  */
 sc_status persist_kv_check(natsConnection *nc, const char *bucket, unsigned partitions,
-                           int64_t timeout_ms, char *err, size_t errlen);
+                           int replicas, bool memory, int64_t timeout_ms, char *err,
+                           size_t errlen);
 
 /*
  * persist_js_unplaceable() tells whether the text of nats_GetLastError()

@@ -276,12 +276,13 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */
     /*
      * A cluster member whose tasks bucket does not fit (another partition
-     * count, a TTL) must not join: it would take leases and serve nothing.
+     * count, a TTL, replicas the servers cannot place) must not join: it would take leases and serve nothing.
      * Outside cluster mode the store says so (degraded) and the sidecar
      * serves from memory. NATS away now: the store checks when it opens.
      */
     if (cfg->cluster_enabled && cfg->store_backend == CONFIG_STORE_JETSTREAM &&
         persist_kv_check(sc_conn_nats(d->conn), cfg->kv_bucket, (unsigned)cfg->cluster_partitions,
+                         (int)cfg->kv_replicas, cfg->kv_storage == CONFIG_STORAGE_MEMORY,
                          cfg->kv_timeout_ms, err, errlen) == SC_EINVAL) {
         s = SC_EINVAL;
         goto fail;

@@ -340,6 +340,8 @@ test_startup_refusals(void **state)
     const char *adv[] = {JS_FLAGS, "advisories.streams=SHIP", "advisories.stream=JOBS", NULL};
     const char *r3[] = {JS_FLAGS, "ingest.stream_replicas=3", NULL};
     const char *cl3[] = {JS_FLAGS, "cluster.enabled=true", "cluster.replicas=3", "store.backend=jetstream", NULL};
+    const char *kv3[] = {JS_FLAGS, "cluster.enabled=true", "store.backend=jetstream",
+                         "store.jetstream.replicas=3", NULL};
     struct it_env *e = it_env_start_js("js-refusals", core);
     jsCtx *js = NULL;
     jsStreamConfig sc;
@@ -421,6 +423,9 @@ test_startup_refusals(void **state)
     IT_CHECK(js_GetStreamInfo(&si, js, STREAM, NULL, NULL) != NATS_OK, "no failure stream made");
     /* 6. the same for the cluster's lease bucket */
     expect_refused(e, cl3, "cluster.replicas: 3 replicas for the bucket DLQ_CLUSTER");
+    /* 7. ... and for a cluster member's tasks bucket (a single sidecar degrades instead) */
+    js_DeleteStream(js, "KV_DLQ_TASKS", NULL, NULL); /* case 6's member made it (replicas 1) */
+    expect_refused(e, kv3, "store.jetstream.replicas: 3 replicas for the bucket DLQ_TASKS");
     jsCtx_Destroy(js);
     e->passed = true;
 }
