@@ -182,7 +182,9 @@ async def serve_retries(
     - the handler returns (anything but False): {"ok":true}, the task completes;
     - it raises an Exception: {"ok":false,"error":str(exc),"error_type":<the
       exception's class name>}, which the sidecar classifies again (RetryFailed
-      sets both texts; the error is cut to 4096 bytes);
+      sets both texts; the error is cut to 4096 bytes; a text that is not a str,
+      or an exception whose __str__ raises, is replied as its str() or repr(),
+      else a fixed text: a raising handler is always answered);
     - it returns False: a failure, error_type "dlq.HandlerReturnedFalse".
 
     An async handler runs on the connection's loop; a plain function runs in
