@@ -80,13 +80,21 @@ for i in $(seq 1 "$n"); do
     --http.listen "127.0.0.1:$((18080 + i))" "${extra[@]}" >"$dir/s$i.log" 2>&1 &
   pids+=($!)
 done
+members=""
+for i in $(seq 1 "$n"); do members+="${members:+ }s$i=pid ${pids[i - 1]}"; done
+if [ "$n" -ge 2 ]; then
+  takeover="  A takeover: kill -9 ${pids[1]}   (sidecar s2; the others own its partitions within lease_ms)."
+else
+  takeover="  A takeover needs 2 sidecars or more (scripts/cluster.sh 3)."
+fi
 cat >&2 <<EOF
 cluster: $n sidecars in cluster mode (members s1..s$n, logs: $dir/s*.log, HTTP 127.0.0.1:1808[1-$n])
+  sidecars: $members
   try:  export NATS_URL=$urls
         build/tools/dlqctl members          # each member and the partitions it serves
         build/tools/dlqctl stats            # one member answers for all of them
         build/tools/dlq-demo --help         # or publish failures as the README's quick start does
-  A takeover: pkill -9 -f 'member_id s2' (the others own its partitions within lease_ms).
+$takeover
   Ctrl-C stops the sidecars (leases given back), then the nodes.
 EOF
 # Until every sidecar has stopped: one killed on purpose leaves the others (and the nodes) running.

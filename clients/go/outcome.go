@@ -5,6 +5,8 @@ package dlq
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -68,6 +70,9 @@ func DecodeOutcome(body []byte) Outcome {
 	malformed := Outcome{Error: "malformed reply"}
 	var fields map[string]any
 	if trimmed[0] == '{' {
+		if !jsonStrict(body, MaxDepth) {
+			return malformed
+		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.UseNumber()
 		var v any
@@ -115,4 +120,94 @@ func DecodeOutcome(body []byte) Outcome {
 		o.ErrorType = cut(t, MaxStringLen)
 	}
 	return o
+}
+
+// jsonStrict reports whether the JSON text b reads as the sidecar's jansson
+// reads it: valid UTF-8, no object giving a key twice, no escaped lone
+// surrogate ("\ud800"), and arrays/objects nested at most maxDepth deep
+// (the outermost one is level 1). It does not check the grammar itself
+// (encoding/json does that next).
+func jsonStrict(b []byte, maxDepth int) bool {
+	if !utf8.Valid(b) || !escapesPaired(b) {
+		return false
+	}
+	type frame struct {
+		obj  bool
+		key  bool // an object: the next token is a key
+		keys map[string]struct{}
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return true // the end, or a syntax error encoding/json reports next
+		}
+		if n := len(stack); n > 0 && stack[n-1].obj {
+			top := &stack[n-1]
+			if d, isDelim := tok.(json.Delim); isDelim && d == '}' {
+				stack = stack[:n-1]
+				continue
+			}
+			if top.key {
+				k, _ := tok.(string)
+				if _, seen := top.keys[k]; seen {
+					return false
+				}
+				top.keys[k] = struct{}{}
+				top.key = false
+				continue
+			}
+			top.key = true
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= maxDepth {
+				return false
+			}
+			stack = append(stack, frame{obj: tok == json.Delim('{'), key: true, keys: map[string]struct{}{}})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+// escapesPaired reports whether every \uD800-\uDFFF escape in the JSON
+// strings of b is half of a high-low surrogate pair.
+func escapesPaired(b []byte) bool {
+	hex4 := func(i int) (uint64, bool) {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		return v, err == nil
+	}
+	inStr := false
+	for i := 0; i < len(b); i++ {
+		switch {
+		case !inStr:
+			inStr = b[i] == '"'
+		case b[i] == '"':
+			inStr = false
+		case b[i] == '\\':
+			v, isU := hex4(i)
+			if !isU {
+				i++ // an escaped character
+				continue
+			}
+			switch {
+			case v >= 0xD800 && v < 0xDC00:
+				if w, next := hex4(i + 6); !next || w < 0xDC00 || w > 0xDFFF {
+					return false
+				}
+				i += 11
+			case v >= 0xDC00 && v <= 0xDFFF:
+				return false
+			default:
+				i += 5
+			}
+		}
+	}
+	return true
 }

@@ -312,6 +312,20 @@ OUTCOMES = [
     dict(name="malformed_json", body=b'{"ok":tru', ok=False, error="malformed reply", error_type=None),
     dict(name="malformed_msgpack", body=b"\x82\xa2ok", ok=False, error="malformed reply",
          error_type=None),
+    dict(name="too_deep_msgpack", body=b"\x82\xa2ok\xc2\xa5error" + b"\x91" * 1000 + b"\xc0", ok=False,
+         error="malformed reply", error_type=None,
+         doc="nesting deeper than limits.max_depth (default 32, the reply map included) does not parse"),
+    dict(name="depth_32_json", body=b'{"ok":false,"error":' + b"[" * 31 + b"1" + b"]" * 31 + b"}", ok=False,
+         error="[" * 31 + "1" + "]" * 31, error_type=None,
+         doc="32 levels of nesting (the reply map and 31 arrays) are still read, with the default max_depth"),
+    dict(name="too_deep_json", body=b'{"ok":false,"error":' + b"[" * 32 + b"1" + b"]" * 32 + b"}", ok=False,
+         error="malformed reply", error_type=None,
+         doc="33 levels of nesting are refused with the default max_depth 32"),
+    dict(name="duplicate_key_json", body=b'{"ok":true,"ok":false}', ok=False, error="malformed reply",
+         error_type=None, doc="a JSON object that gives a key twice does not parse"),
+    dict(name="lone_surrogate_json", body=b'{"ok":false,"error":"\\u0000\\ud800"}', ok=False,
+         error="malformed reply", error_type=None,
+         doc="a JSON string escaping a lone surrogate does not parse (\\u0000 alone would)"),
 ]
 
 

@@ -1,5 +1,6 @@
-/* service.c - example: a service reports a failed task to dlq-sidecar (build: cc service.c $(pkg-config --cflags --libs dlq-client)). */
+/* service.c - example: a service reports a failed task to dlq-sidecar (build: cc service.c $(pkg-config --cflags --libs dlq-client); run: ./service [NATS_URL]). */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <dlq_client.h>
 
@@ -12,8 +13,11 @@ main(int argc, char **argv)
     struct dlq_client_ack ack;
     static const char task[] = "\x81\xa5order\x2a"; /* the task as MessagePack: {"order": 42} */
     int rc = 1;
+    /* The NATS URL: argv[1], else $NATS_URL (as nats, dlqctl and dlq-demo read it), else nats://localhost:4222. */
+    const char *env = getenv("NATS_URL");
+    const char *url = argc > 1 ? argv[1] : (env && *env ? env : NATS_DEFAULT_URL);
 
-    if (natsConnection_ConnectTo(&nc, argc > 1 ? argv[1] : NATS_DEFAULT_URL) != NATS_OK) {
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) {
         fprintf(stderr, "service: cannot connect to NATS\n");
         return 1;
     }

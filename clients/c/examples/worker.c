@@ -1,4 +1,4 @@
-/* worker.c - example: a worker serves dlq.retry.orders and answers each retry (build: cc worker.c $(pkg-config --cflags --libs dlq-client)). */
+/* worker.c - example: a worker serves dlq.retry.orders and answers each retry (build: cc worker.c $(pkg-config --cflags --libs dlq-client); run: ./worker [NATS_URL] [SECONDS]). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -22,8 +22,12 @@ main(int argc, char **argv)
     natsConnection *nc = NULL;
     struct dlq_client_worker *w = NULL;
     struct dlq_client_error err;
+    /* The NATS URL: argv[1], else $NATS_URL (as nats, dlqctl and dlq-demo read it), else nats://localhost:4222. */
+    const char *env = getenv("NATS_URL");
+    const char *url = argc > 1 ? argv[1] : (env && *env ? env : NATS_DEFAULT_URL);
 
-    if (natsConnection_ConnectTo(&nc, argc > 1 ? argv[1] : NATS_DEFAULT_URL) != NATS_OK) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* one line per retry, also when stdout is a file or a pipe */
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) {
         fprintf(stderr, "worker: cannot connect to NATS\n");
         return 1;
     }

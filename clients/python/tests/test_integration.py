@@ -542,3 +542,43 @@ def test_vectors_through_the_sidecar(world: Any) -> None:
         await nc.close()
 
     run(body)
+
+
+def test_hostile_handlers_always_answered(world: Any) -> None:
+    """serve_retries replies a section 6 failure whatever a handler raises: RetryFailed with texts that
+    are not str, an exception whose __str__ (and __repr__) raises; never no reply (a timed-out attempt)."""
+
+    class BadStr(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no str")
+
+    class BadBoth(BadStr):
+        def __repr__(self) -> str:
+            raise ValueError("no repr")
+
+    cases: list[tuple[BaseException, bytes]] = [
+        (RetryFailed(123), b'{"ok":false,"error":"123"}'),  # type: ignore[arg-type]
+        (RetryFailed("x", 5), b'{"ok":false,"error":"x","error_type":"5"}'),  # type: ignore[arg-type]
+        (BadStr("a"), b'{"ok":false,"error":"BadStr(\'a\')","error_type":"BadStr"}'),
+        (BadBoth(), b'{"ok":false,"error":"<unprintable BadBoth>","error_type":"BadBoth"}'),
+    ]
+
+    async def body() -> None:
+        nc = await nats.connect(world.url)
+        wc = await nats.connect(world.url)
+        current: dict[str, BaseException] = {}
+
+        async def handler(r: Retry) -> None:
+            raise current["exc"]
+
+        subject = "hostile." + unique("w")
+        worker = await serve_retries(wc, subject, handler)
+        for exc, want in cases:
+            current["exc"] = exc
+            reply = await nc.request(subject, b"\xc0", timeout=5)
+            assert reply.data == want
+        await worker.unsubscribe()
+        await nc.close()
+        await wc.close()
+
+    run(body)

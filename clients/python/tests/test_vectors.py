@@ -214,3 +214,69 @@ def test_outcome_texts_cleaned() -> None:
     assert o.error_type == "Bad\ufffd"
     assert decode_outcome(b"", {"Nats-Service-Error": "busy", "Nats-Service-Error-Code": "503"}) == \
         dlq_client.Outcome(False, "503 busy")
+
+
+@pytest.mark.parametrize("body, want", [
+    (b'\x82\xa2ok\xc2\xa5error' + b'\x91' * 1000 + b'\xc0', dlq_client.Outcome(False, "malformed reply")),
+    (b'{"ok":false,"error":' + b'[' * 5000 + b']' * 5000 + b'}', dlq_client.Outcome(False, "malformed reply")),
+    (b'{"ok":true,"ok":false}', dlq_client.Outcome(False, "malformed reply")),
+    (b'{"ok":false,"error":"\\u0000\\ud800"}', dlq_client.Outcome(False, "malformed reply")),
+    (b'{"ok":false,"error":"\\udc00"}', dlq_client.Outcome(False, "malformed reply")),
+    (b'{"ok":false,"error":"\\u0000x\\ud83d\\ude00"}', dlq_client.Outcome(False, " x\U0001F600")),
+    (b'{"stream":"X","seq":1}', dlq_client.Outcome(False, "unrecognised reply")),
+])
+def test_outcome_hostile_replies(body: bytes, want: dlq_client.Outcome) -> None:
+    """Replies a hostile or broken worker may send decode as the sidecar's codec reads them, never raise."""
+    assert decode_outcome(body) == want
+
+
+def test_read_ack_hostile_answers() -> None:
+    from dlq_client.report import _read_ack
+    for data in (b"[" * 100000, b'{"ok":' + b"[" * 100000, b"\xff", b"{}", b"[]"):
+        with pytest.raises(dlq_client.ProtocolError):
+            _read_ack(data)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no str")
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no str")
+
+
+class _BadBoth(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no str")
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+@pytest.mark.parametrize("exc, want", [
+    (dlq_client.RetryFailed(123), b'{"ok":false,"error":"123"}'),  # type: ignore[arg-type]
+    (dlq_client.RetryFailed("x", 5), b'{"ok":false,"error":"x","error_type":"5"}'),  # type: ignore[arg-type]
+    (dlq_client.RetryFailed(_Unprintable(), _Unprintable()),  # type: ignore[arg-type]
+     b'{"ok":false,"error":"<unprintable _Unprintable>","error_type":"<unprintable _Unprintable>"}'),
+    (_BadStr("a"), b'{"ok":false,"error":"_BadStr(\'a\')","error_type":"_BadStr"}'),
+    (_BadBoth(), b'{"ok":false,"error":"<unprintable _BadBoth>","error_type":"_BadBoth"}'),
+])
+def test_hostile_handler_exceptions_are_answered(exc: BaseException, want: bytes) -> None:
+    """A handler raising any of these still gets a section 6 failure replied (serve_retries' _run)."""
+    import asyncio
+
+    from dlq_client.worker import _run
+
+    def handler(_: dlq_client.Retry) -> None:
+        raise exc
+
+    retry = dlq_client.Retry("dlq.retry.x", b"\xc0", "t1", 1, 3, None, None, None, None, None)
+    body, fatal = asyncio.run(_run(handler, retry))
+    assert fatal is None
+    assert body == want
+    assert decode_outcome(body).ok is False

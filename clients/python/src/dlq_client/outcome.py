@@ -12,6 +12,7 @@ __all__ = ["Outcome", "clean_text", "decode_outcome", "encode_outcome"]
 
 MAX_ERROR: Final = 4096          # the sidecar's limits.max_error_len
 MAX_STRING: Final = 1024         # its limits.max_string_len (error_type)
+MAX_DEPTH: Final = 32            # its limits.max_depth: nesting of arrays/maps, the top one included
 TRUNC_MARKER: Final = "...[truncated]"
 
 
@@ -24,10 +25,26 @@ class Outcome:
     error_type: str | None = None
 
 
+def _as_text(v: object) -> str:
+    """v as a str: v itself, else str(v), repr(v), or a fixed text when both raise (or return no str)."""
+    if isinstance(v, str):
+        return str.__str__(v)  # a str subclass's own __str__ is not trusted either
+    for render in (str, repr):
+        try:
+            t = render(v)
+        except Exception:
+            continue
+        if isinstance(t, str):
+            return str.__str__(t)
+    return f"<unprintable {type(v).__name__}>"
+
+
 def clean_text(s: str, limit: int, marker: str | None = TRUNC_MARKER) -> str:
     """s made valid UTF-8 (a lone surrogate becomes U+FFFD, NUL a space) and
     cut at a character boundary to at most limit bytes; a cut text ends with
-    marker (None: no marker). Pure."""
+    marker (None: no marker). A value that is not a str is taken as its
+    str() (repr() when that fails; a fixed text when both do). Pure."""
+    s = _as_text(s)
     s = s.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\0", " ")
     b = s.encode("utf-8")
     if len(b) <= limit:
@@ -55,17 +72,48 @@ class _Malformed(Exception):
     pass
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members as a dict; a key given twice is refused (the sidecar's jansson does)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Malformed
+    return d
+
+
+def _check_depth(v: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Raises _Malformed when v nests arrays/maps more than max_depth deep (the
+    sidecar refuses such a reply as malformed), or when a JSON string holds a
+    lone surrogate (jansson refuses "\\ud800"). Iterative: no recursion."""
+    stack: list[tuple[Any, int]] = [(v, 0)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in x):
+                raise _Malformed
+        elif isinstance(x, (dict, list, tuple)):
+            if d >= max_depth:
+                raise _Malformed
+            items = [i for kv in x.items() for i in kv] if isinstance(x, dict) else list(x)
+            stack.extend((i, d + 1) for i in items)
+
+
 def _load(body: bytes) -> Any:
     """The reply's value: JSON when its first non-blank byte is '{', else one MessagePack value."""
     if body.lstrip(b" \t\r\n")[:1] == b"{":
         try:
-            return json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
+            v = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        except (UnicodeDecodeError, ValueError, RecursionError, _Malformed):
+            raise _Malformed from None
+    else:
+        try:
+            v = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        except Exception:  # msgpack raises several kinds for bytes that do not parse
             raise _Malformed from None
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception:  # msgpack raises several kinds for bytes that do not parse
+        _check_depth(v)
+    except RecursionError:
         raise _Malformed from None
+    return v
 
 
 def _text(v: Any) -> str:
@@ -76,8 +124,8 @@ def _text(v: Any) -> str:
         return bytes(v).decode("utf-8", "replace")
     try:
         return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return str(v)
+    except (TypeError, ValueError, RecursionError):
+        return _as_text(v)
 
 
 def decode_outcome(body: bytes, headers: Mapping[str, str] | None = None) -> Outcome:

@@ -107,8 +107,8 @@ def _read_ack(data: bytes) -> Ack:
     error ({"error": {"code": .., "err_code": .., "description": ..}}, no "ok").
     """
     try:
-        root = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        root = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):  # RecursionError: "[" * 100000
         raise ProtocolError(f"the answer is not a JSON object: {data[:100]!r}") from None
     if not isinstance(root, dict):
         raise ProtocolError(f"the answer is not a JSON object: {data[:100]!r}")

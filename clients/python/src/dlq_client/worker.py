@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from .envelope import subject_ok
-from .outcome import encode_outcome
+from .outcome import _as_text, encode_outcome
 
 __all__ = ["Retry", "RetryFailed", "Worker", "serve_retries"]
 
@@ -26,6 +26,7 @@ class RetryFailed(Exception):
     choice ("HTTP 503", "TimeoutError") instead of the exception's class name."""
 
     def __init__(self, error: str, error_type: str | None = None) -> None:
+        # A text that is not a str is replied as its str() (see outcome_of_exception()).
         super().__init__(error)
         self.error = error
         self.error_type = error_type
@@ -95,10 +96,33 @@ Handler = Callable[[Retry], Any] | Callable[[Retry], Awaitable[Any]]
 
 def outcome_of_exception(exc: BaseException) -> tuple[str, str]:
     """The (error, error_type) a worker replies for exc: RetryFailed's own, else str(exc)
-    (repr when empty) and the exception's class name."""
+    (repr when empty) and the exception's class name. Never raises: a text that is
+    not a str is taken as its str() (repr() when that raises, else a fixed text),
+    and so is an exception whose __str__ raises."""
     if isinstance(exc, RetryFailed):
-        return exc.error, exc.error_type or ""
-    return (str(exc) or repr(exc)), type(exc).__name__
+        error = getattr(exc, "error", None)
+        error_type = getattr(exc, "error_type", None)
+        return ("" if error is None else _as_text(error)), ("" if error_type is None else _as_text(error_type))
+    try:
+        error = str(exc)
+    except Exception:
+        error = ""
+    if not isinstance(error, str) or not error:
+        error = _as_text(_Repr(exc))
+    return error, _as_text(type(exc).__name__)
+
+
+class _Repr:
+    """Renders an exception as repr(exc), or a fixed text when that raises too."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __str__(self) -> str:
+        return repr(self.exc)
+
+    def __repr__(self) -> str:
+        return f"<unprintable {type(self.exc).__name__}>"
 
 
 async def _run(handler: Handler, retry: Retry) -> tuple[bytes, BaseException | None]:
@@ -114,10 +138,15 @@ async def _run(handler: Handler, retry: Retry) -> tuple[bytes, BaseException | N
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # the worker answers a failure rather than die
-        error, error_type = outcome_of_exception(exc)
+        try:
+            error, error_type = outcome_of_exception(exc)
+            body = encode_outcome(False, error, error_type or None)
+        except Exception:  # belt and braces: a failure is always answered
+            error, error_type = "worker handler failed", "dlq.UnprintableError"
+            body = encode_outcome(False, error, error_type)
         log.info("dlq_client: retry %s attempt %d failed: %s: %s", retry.task_id, retry.attempt,
                  error_type, error)
-        return encode_outcome(False, error, error_type or None), None if isinstance(exc, Exception) else exc
+        return body, None if isinstance(exc, Exception) else exc
     if result is False:
         return encode_outcome(False, "worker handler returned False", "dlq.HandlerReturnedFalse"), None
     return encode_outcome(True), None
@@ -153,7 +182,9 @@ async def serve_retries(
     - the handler returns (anything but False): {"ok":true}, the task completes;
     - it raises an Exception: {"ok":false,"error":str(exc),"error_type":<the
       exception's class name>}, which the sidecar classifies again (RetryFailed
-      sets both texts; the error is cut to 4096 bytes);
+      sets both texts; the error is cut to 4096 bytes; a text that is not a str,
+      or an exception whose __str__ raises, is replied as its str() or repr(),
+      else a fixed text: a raising handler is always answered);
     - it returns False: a failure, error_type "dlq.HandlerReturnedFalse".
 
     An async handler runs on the connection's loop; a plain function runs in
