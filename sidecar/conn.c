@@ -487,15 +487,51 @@ done:
     return s;
 }
 
+static bool under(const char *subject, const char *prefix);
+
+/*
+ * nats.inbox_prefix must lie apart from the sidecar's own subjects and the
+ * retry subjects: an inbox under "dlq.failed" would take the workers'
+ * replies in as failures, one under "dlq.retry" would hand its private
+ * answers to every worker. SC_EINVAL (err names the key, both values and
+ * what is allowed) or SC_OK.
+ */
+static sc_status
+check_inbox_apart(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *inbox = cfg->nats_inbox_prefix, *prefix = cfg->subjects_prefix;
+    char probe[CONFIG_INBOX_PREFIX_MAX + 8];
+    const char *clash = NULL;
+
+    if (under(inbox, prefix) || under(prefix, inbox))
+        clash = "subjects.prefix";
+    snprintf(probe, sizeof(probe), "%s.x.y", inbox);
+    for (size_t i = 0; !clash && i < cfg->retry_allowed_count; i++)
+        if (codec_subject_match(cfg->retry_allowed_subjects[i], probe, strlen(probe)))
+            clash = "retry.allowed_subjects";
+    if (!clash)
+        return SC_OK;
+    snprintf(err, errlen,
+             "nats.inbox_prefix: '%s' overlaps %s ('%s'): the sidecar's inboxes must lie apart "
+             "from its own subjects and the retry subjects (allowed: a prefix outside them, e.g. "
+             "_INBOX_dlq-sidecar)",
+             inbox, clash, !strcmp(clash, "subjects.prefix") ? prefix : "a retry pattern");
+    return SC_EINVAL;
+}
+
 sc_status
 sc_conn_new(struct event_base *base, const struct config *cfg, size_t ring_cap,
             struct sc_conn **out, char *err, size_t errlen)
 {
-    struct sc_conn *c = sc_xcalloc(1, sizeof(*c));
+    struct sc_conn *c;
     natsOptions *opts = NULL;
     sc_status s = SC_EIO;
 
     *out = NULL;
+    if ((s = check_inbox_apart(cfg, err, errlen)))
+        return s;
+    s = SC_EIO;
+    c = sc_xcalloc(1, sizeof(*c));
     c->cfg = cfg;
     c->base = base;
     sc_list_init(&c->subs);

@@ -981,6 +981,15 @@ test_bad_inbox_prefix(void **state)
     IT_CHECK(file_has(e->dmn.log, "nats.inbox_prefix: '_INBOX.>' is not a subject prefix of 1-64 "
                                   "bytes: tokens of A-Z a-z 0-9 _ - joined by '.', no wildcard"),
              "the message names the key, the value and the form (%s)", e->dmn.log);
+    /* a prefix under the sidecar's own subjects (its inboxes would take in the workers' replies as failures) */
+    static const char *const under[] = {"nats.inbox_prefix=dlq.failed", NULL};
+    assert_int_equal(it_daemon_start(&e->dmn, e->dir, "nats://127.0.0.1:1", under), 0);
+    for (int i = 0; i < 500 && it_daemon_alive(&e->dmn); i++)
+        it_sleep_ms(20);
+    rc = it_daemon_stop(&e->dmn);
+    IT_CHECK(rc == 2, "exit status %d for an inbox prefix under dlq, want 2", rc);
+    IT_CHECK(file_has(e->dmn.log, "nats.inbox_prefix: 'dlq.failed' overlaps subjects.prefix ('dlq')"),
+             "the message names both keys (%s)", e->dmn.log);
     e->dmn.exit_status = 0; /* the expected exit is no failure of the teardown */
     e->passed = true;
 }
