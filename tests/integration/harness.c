@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1618,3 +1619,100 @@ it_js_fail_worker(natsConnection *nc, natsSubscription *sub, int max, const char
     return deliveries;
 }
 
+
+/* ---- a tiny HTTP client ------------------------------------------------------------------------ */
+
+#define IT_HTTP_RESP_MAX (8u << 20)
+
+void
+it_http_resp_free(struct it_http_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+int
+it_http_read(int fd, struct it_http_resp *r)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap + 1), *sep;
+    int rc = -1;
+
+    memset(r, 0, sizeof *r);
+    if (!buf)
+        return -1;
+    for (;;) {
+        ssize_t k;
+        if (n == cap) {
+            char *nb;
+            if (cap >= IT_HTTP_RESP_MAX)
+                goto done;
+            nb = realloc(buf, cap * 2 + 1);
+            if (!nb)
+                goto done;
+            buf = nb;
+            cap *= 2;
+        }
+        k = read(fd, buf + n, cap - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && n > 0)
+            break; /* a reset after the answer */
+        if (k < 0)
+            goto done;
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
+        goto done;
+    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
+    r->len = n - (size_t)(sep + 4 - buf);
+    r->body = malloc(r->len + 1);
+    if (!r->body)
+        goto done;
+    memcpy(r->body, sep + 4, r->len);
+    r->body[r->len] = '\0';
+    rc = 0;
+done:
+    if (rc)
+        r->status = 0;
+    free(buf);
+    return rc;
+}
+
+int
+it_http_get(int port, const char *path, struct it_http_resp *r)
+{
+    return it_http_request(port, "GET", path, r);
+}
+
+int
+it_http_request(int port, const char *method, const char *path, struct it_http_resp *r)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {10, 0};
+    char req[512];
+    int fd, rc = -1;
+
+    memset(r, 0, sizeof *r);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    snprintf(req, sizeof req,
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: dlq-it\r\nConnection: close\r\n"
+             "Content-Length: 0\r\n\r\n", method, path, port);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, req, strlen(req)) == (ssize_t)strlen(req))
+        rc = it_http_read(fd, r);
+    close(fd);
+    return rc;
+}

@@ -49,6 +49,33 @@ struct it_server {
  */
 int it_free_port(void);
 
+/* ---- a tiny blocking HTTP/1.x client for the tests (the test thread only) ---- */
+
+/* One HTTP response as read by it_http_read(). */
+struct it_http_resp {
+    int status;      /* 0 when the request failed */
+    char head[8192]; /* status line and headers */
+    char *body;      /* malloc'ed, NUL-terminated (it_http_resp_free()) */
+    size_t len;
+};
+
+/*
+ * it_http_read() reads the response on fd to EOF (a reset after some bytes
+ * ends it too) into r: status, head and body, at most 8 MiB. Returns 0, or
+ * -1 (r->status 0) when nothing that parses as a response came. The caller
+ * closes fd and frees r with it_http_resp_free().
+ */
+int it_http_read(int fd, struct it_http_resp *r);
+void it_http_resp_free(struct it_http_resp *r);
+
+/*
+ * it_http_request() sends "<method> path" without a body (HTTP/1.1,
+ * Connection: close, 10 s timeouts) to 127.0.0.1:port and reads the answer
+ * into r (it_http_read()). Returns 0 or -1. it_http_get() is the GET.
+ */
+int it_http_request(int port, const char *method, const char *path, struct it_http_resp *r);
+int it_http_get(int port, const char *path, struct it_http_resp *r);
+
 /* it_server_bin() is the path of the nats-server binary the tests start ($DLQ_TEST_NATS_SERVER, else the build's). */
 const char *it_server_bin(void);
 

@@ -9,11 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <netinet/in.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -416,46 +412,21 @@ test_zombie(void **state)
     world_free(w);
 }
 
-/*
- * readyz() GETs /readyz on 127.0.0.1:port (HTTP/1.0) and returns the
- * status code, or -1 when nothing answered; body (bodylen bytes) gets the
- * start of the answer. Main thread.
- */
-static int
-readyz(int port, char *body, size_t bodylen)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {5, 0};
-    static const char req[] = "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    size_t n = 0;
-    ssize_t r;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
-
-    body[0] = '\0';
-    if (fd < 0)
-        return -1;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
-        while (n + 1 < bodylen && (r = read(fd, body + n, bodylen - 1 - n)) > 0)
-            n += (size_t)r;
-        body[n] = '\0';
-        if (sscanf(body, "HTTP/1.%*d %d", &code) != 1)
-            code = -1;
-    }
-    close(fd);
-    return code;
-}
-
-/* Polls s0's /readyz until it answers 200 or 10 s pass; the last answer is in body. */
+/* Polls /readyz on 127.0.0.1:port until it answers 200 or 10 s pass; the last answer's start is in body. */
 static int
 wait_ready_http(int port, char *body, size_t bodylen)
 {
+    struct it_http_resp r;
     int code = -1;
 
-    for (int k = 0; k < 50 && (code = readyz(port, body, bodylen)) != 200; k++)
+    for (int k = 0; k < 50; k++) {
+        code = it_http_get(port, "/readyz", &r) == 0 ? r.status : -1;
+        snprintf(body, bodylen, "%s", r.body ? r.body : "(no answer)");
+        it_http_resp_free(&r);
+        if (code == 200)
+            break;
         it_sleep_ms(200);
+    }
     return code;
 }
 

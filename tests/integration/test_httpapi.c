@@ -24,23 +24,12 @@
 
 #include "harness.h"
 
-#define RESP_MAX (8 << 20)
-
 /* ---- a tiny HTTP/1.1 client (blocking; the test thread only) --------------------------------- */
 
-struct resp {
-    int status;      /* 0 when the request failed */
-    char head[8192]; /* status line and headers */
-    char *body;      /* malloc'ed, NUL-terminated */
-    size_t len;
-};
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
+/* The harness's response (it_http_read()). */
+#define resp it_http_resp
+#define resp_free it_http_resp_free
+#define read_resp it_http_read
 
 /* Connects a blocking TCP socket to addr:port (IPv4 text) with 10 s timeouts; -1 on failure. */
 static int
@@ -80,59 +69,6 @@ write_all(int fd, const void *p, size_t n)
         n -= (size_t)k;
     }
     return true;
-}
-
-/* Reads the response on fd to EOF into r. Returns 0 or -1. */
-static int
-read_resp(int fd, struct resp *r)
-{
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap + 1), *sep;
-    int rc = -1;
-
-    memset(r, 0, sizeof *r);
-    if (!buf)
-        return -1;
-    for (;;) {
-        ssize_t k;
-        if (n == cap) {
-            char *nb;
-            if (cap >= RESP_MAX)
-                goto done;
-            nb = realloc(buf, cap * 2 + 1);
-            if (!nb)
-                goto done;
-            buf = nb;
-            cap *= 2;
-        }
-        k = read(fd, buf + n, cap - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && n > 0)
-            break; /* a reset after the answer */
-        if (k < 0)
-            goto done;
-        if (k == 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
-        goto done;
-    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
-    r->len = n - (size_t)(sep + 4 - buf);
-    r->body = malloc(r->len + 1);
-    if (!r->body)
-        goto done;
-    memcpy(r->body, sep + 4, r->len);
-    r->body[r->len] = '\0';
-    rc = 0;
-done:
-    if (rc)
-        r->status = 0;
-    free(buf);
-    return rc;
 }
 
 /*

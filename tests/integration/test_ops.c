@@ -32,96 +32,18 @@
 #error "PARSE_METRICS_PY must name tests/integration/parse_metrics.py"
 #endif
 
-#define HTTP_RESP_MAX (8 << 20)
 
 /* ---- a tiny HTTP/1.1 client (blocking; the test thread only) --------------------------------- */
 
-struct http_resp {
-    int status;      /* 0 when the request failed */
-    char head[8192]; /* status line and headers */
-    char *body;      /* malloc'ed, NUL-terminated */
-    size_t len;
-};
-
-static void
-http_resp_free(struct http_resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
+/* The harness's response (it_http_read()). */
+#define http_resp it_http_resp
+#define http_resp_free it_http_resp_free
 
 /* http_do() sends one request to 127.0.0.1:port and reads the response to EOF. Returns 0 or -1. */
 static int
 http_do(int port, const char *method, const char *path, struct http_resp *r)
 {
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
-    char req[512];
-    size_t cap = 65536, n = 0;
-    char *buf = NULL, *sep;
-    int fd = -1, rc = -1;
-
-    memset(r, 0, sizeof *r);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        goto done;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        goto done;
-    snprintf(req, sizeof req,
-             "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: test_ops\r\nConnection: close\r\n"
-             "Content-Length: 0\r\n\r\n",
-             method, path, port);
-    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
-        goto done;
-    buf = malloc(cap + 1);
-    if (!buf)
-        goto done;
-    for (;;) {
-        ssize_t k;
-        if (n == cap) {
-            char *nb;
-            if (cap >= HTTP_RESP_MAX)
-                goto done;
-            nb = realloc(buf, cap * 2 + 1);
-            if (!nb)
-                goto done;
-            buf = nb;
-            cap *= 2;
-        }
-        k = read(fd, buf + n, cap - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            goto done;
-        if (k == 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
-        goto done;
-    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
-    r->len = n - (size_t)(sep + 4 - buf);
-    r->body = malloc(r->len + 1);
-    if (!r->body)
-        goto done;
-    memcpy(r->body, sep + 4, r->len);
-    r->body[r->len] = '\0';
-    rc = 0;
-done:
-    if (rc)
-        r->status = 0;
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return rc;
+    return it_http_request(port, method, path, r);
 }
 
 /* header_has() tells whether the response head holds the line "name: value" (name any case). */
