@@ -945,8 +945,13 @@ under(const char *subject, const char *prefix)
 static bool
 member_reply(const char *reply, const char *prefix)
 {
-    const char *p = reply + strlen(prefix) + 1, *dot = strchr(p, '.');
+    size_t n = strlen(prefix);
+    const char *p, *dot;
 
+    if (reply[n] != '.')
+        return false; /* the prefix itself */
+    p = reply + n + 1;
+    dot = strchr(p, '.');
     return dot && dot > p && (strncmp(dot + 1, "adm.", 4) == 0 || strncmp(dot + 1, "fwd.", 4) == 0);
 }
 
