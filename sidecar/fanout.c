@@ -195,13 +195,23 @@ merge_list(struct sc_fanout *f, json_t *oks, const json_t *body)
 }
 
 /*
+ * Whether a member's reply is an error: {"error":{code,message}}. A task's
+ * own "error" text (a get's reply) is a string, not an error.
+ */
+static bool
+is_error(const json_t *r)
+{
+    return json_is_object(json_object_get(r, "error"));
+}
+
+/*
  * Sends the merged reply (an error when it holds "error") to s's requester:
  * its reply subject, or its callback (once; nobody when it was cancelled).
  */
 static void
 send_reply(struct sc_fanout *f, struct fo_slot *s, json_t *reply)
 {
-    json_t *e = json_object_get(reply, "error");
+    json_t *e = is_error(reply) ? json_object_get(reply, "error") : NULL;
     char *text = json_dumps(reply, JSON_COMPACT);
     int code = e ? (int)json_integer_value(json_object_get(e, "code")) : 0;
     const char *msg = e ? json_string_value(json_object_get(e, "message")) : NULL;
@@ -246,12 +256,12 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         json_array_foreach(ps, j, p)
             if (json_is_integer(p) && json_integer_value(p) >= 0 && json_integer_value(p) < parts)
                 covered[json_integer_value(p)] = 1;
-        json_array_append(json_object_get(r, "error") ? errs : oks, r);
+        json_array_append(is_error(r) ? errs : oks, r);
         json_t *m = json_pack("{s:O?,s:O?}", "member_id", json_object_get(json_object_get(a, "member"), "id"),
                               "partitions", ps);
         if (m && json_object_get(r, "queue_size"))
             json_object_set(m, "queue_size", json_object_get(r, "queue_size"));
-        if (m && json_object_get(r, "error"))
+        if (m && is_error(r))
             json_object_set(m, "error", json_object_get(r, "error"));
         json_array_append_new(members, m);
     }
@@ -312,7 +322,7 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         if (json_array_size(errs)) {
             json_t *me = json_array();
             json_array_foreach(members, i, a)
-                if (json_object_get(a, "error"))
+                if (is_error(a))
                     json_array_append(me, a);
             json_object_set_new(reply, "member_errors", me);
         }
