@@ -261,6 +261,8 @@ static const struct config_key keys[] = {
     K_ENUM("log.level", log_level, CONFIG_E_LEVEL, level_names, "info",
            "least severe level logged"),
     K_ENUM("log.format", log_format, CONFIG_E_FORMAT, format_names, "logfmt", "log line format"),
+    K_INT("log.task_lines_per_s", log_task_lines_per_s, CONFIG_W_I64, 0, 100000000, "1000",
+          "most per-task lines (info, debug) logged a second; more are counted and summed up; 0: no limit"),
     K_BOOL("alerts.enabled", alerts_enabled, "true",
            "check the alert thresholds and publish <prefix>.events.alert"),
     K_INT("alerts.check_interval_ms", alerts_check_interval_ms, CONFIG_W_I64, 10, 3600000, "5000",

@@ -131,6 +131,7 @@ struct config {
     char *http_auth_viewer_token;   /* http.auth.viewer_token (secret): the admin API's reads; "" none */
     config_log_level log_level;    /* log.level */
     config_log_format log_format;  /* log.format */
+    int64_t log_task_lines_per_s;  /* log.task_lines_per_s */
     /* alerts.* (sidecar/alerts.c) */
     bool alerts_enabled;           /* alerts.enabled */
     int64_t alerts_check_interval_ms; /* alerts.check_interval_ms, 10-3,600,000, default 5000 */

@@ -226,6 +226,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     n = handoff_pop(&c->in, batch, &more);
+    sc_log_hold(); /* one write(2) for the batch's per-task lines (log.h) */
     for (size_t i = 0; i < n; i++) {
         struct sc_conn_sub *sub = batch[i].sub;
         if (!batch[i].msg) {
@@ -235,6 +236,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         sub->taken++;
         sub->fn(sub->ctx, batch[i].msg);
     }
+    sc_log_flush();
     /*
      * natsMsg_Destroy() hands each message to nats.c's collector thread and
      * wakes it when its list was empty: destroying the batch in one run

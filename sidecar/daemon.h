@@ -63,6 +63,12 @@ struct sc_daemon {
     struct event *drain_ev;
     struct sc_reason_count reasons[SC_MAX_REASONS];
     struct sc_lograte log_full, log_unknown; /* ingest.c: queue-full refusals, unknown envelope keys */
+    struct sc_tasklog {        /* log.task_lines_per_s: the state machine's lines this second (dispatch.c) */
+        int64_t window_mono;   /* start of the current one-second window */
+        int64_t used;          /* lines written in it */
+        uint64_t suppressed;   /* lines dropped in it, summed up in one line when it ends */
+        uint64_t suppressed_total; /* dlq_log_lines_suppressed_total */
+    } tasklog;
     uint64_t err_category[POLICY_CAT_COUNT];
     bool paused;               /* admin pause or retry_processor_enabled false */
     bool stopping;

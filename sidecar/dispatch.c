@@ -85,12 +85,47 @@ port_admit(void *ctx)
     return sc_mirror_refusal(ctx);
 }
 
+/*
+ * Ends the task-line window when a second has passed since it began: one
+ * line sums up the lines log.task_lines_per_s dropped in it. Loop thread.
+ */
+static void
+tasklog_window(struct sc_daemon *d, int64_t now_mono)
+{
+    struct sc_tasklog *tl = &d->tasklog;
+
+    if (now_mono - tl->window_mono < 1000)
+        return;
+    if (tl->suppressed)
+        sc_log(SC_LOG_WARN, "per-task log lines dropped", "lines", sc_log_int((int64_t)tl->suppressed),
+               "limit", sc_log_int(d->cfg->log_task_lines_per_s), "key", "log.task_lines_per_s", NULL);
+    tl->window_mono = now_mono;
+    tl->used = 0;
+    tl->suppressed = 0;
+}
+
+/*
+ * The state machine's debug and info lines are about one task each: at
+ * most log.task_lines_per_s of them a second are written (0: all), the
+ * rest counted (dlq_log_lines_suppressed_total) and summed up once a second.
+ * Warnings and errors always go. README "Logs" says why.
+ */
 static void
 port_log(void *ctx, dlq_log_level level, const char *msg, const char *const *kv)
 {
     const char *a[DLQ_LOG_KV_MAX + 1] = {NULL};
+    struct sc_daemon *d = ctx;
+    int64_t cap = d->cfg->log_task_lines_per_s;
 
-    (void)ctx;
+    if (cap > 0 && level <= DLQ_LOG_INFO) {
+        tasklog_window(d, sc_now_mono_ms());
+        if (d->tasklog.used >= cap) {
+            d->tasklog.suppressed++;
+            d->tasklog.suppressed_total++;
+            return;
+        }
+        d->tasklog.used++;
+    }
     for (size_t i = 0; i < DLQ_LOG_KV_MAX && kv[i]; i++)
         a[i] = kv[i];
     sc_log((sc_log_level)level, msg, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
@@ -169,7 +204,11 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
      * (keeping their next_retry_at) and go out, earliest first and at the
      * bounded rate, once retries resume.
      */
+    sc_log_hold(); /* a burst of due retries: one write(2) for its lines (log.h) */
     dlq_machine_run(&d->m, sc_now_wall_ms(), now, !d->paused && !d->stopping);
+    sc_log_flush();
+    if (d->cfg->log_task_lines_per_s > 0)
+        tasklog_window(d, now);
     if (d->stopping) {
         bool drained = d->m.inflight == 0 &&
                        sc_conn_sub_drain_state(d->sub_failed) != SC_CONN_DRAIN_RUNNING &&

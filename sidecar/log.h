@@ -19,9 +19,23 @@ bool sc_log_enabled(sc_log_level level);
 /*
  * sc_log() writes one line per call to stderr: time, level, msg, then the
  * NULL-terminated name/value string pairs (values that look like URLs with
- * credentials are redacted). Any thread: one write(2) per line.
+ * credentials are redacted). Any thread: one write(2) per line, except on
+ * the thread that holds lines (below).
  */
 void sc_log(sc_log_level level, const char *msg, ...);
+/*
+ * sc_log_hold() makes the calling thread's debug and info lines wait in a
+ * buffer (at most SC_LOG_HELD_BYTES, then written) until sc_log_flush(),
+ * which writes them in one write(2) and ends the hold. A warn or error line
+ * writes the held ones first, then itself, at once: order is kept. One
+ * thread at a time may hold: the loop thread, around one batch of messages
+ * (sidecar/conn.c), so that a burst of per-task lines costs one system call
+ * per batch instead of one per line. A crash loses at most the lines of the
+ * batch that was running (never a failure: lines are not the record).
+ */
+#define SC_LOG_HELD_BYTES (32 * 1024)
+void sc_log_hold(void);
+void sc_log_flush(void);
 /* sc_log_int() formats v into a per-thread buffer slot for sc_log() (up to 8 per line). */
 const char *sc_log_int(int64_t v);
 

@@ -204,6 +204,8 @@ render_ingest(struct sc_daemon *d, struct sc_buf *b)
 
     metric_u(b, "dlq_ingested_total", "counter",
              "Failure messages taken from the failed subjects, valid or not.", c->received);
+    metric_u(b, "dlq_log_lines_suppressed_total", "counter",
+             "Per-task log lines not written because of log.task_lines_per_s.", d->tasklog.suppressed_total);
     metric_u(b, "dlq_enqueued_total", "counter",
              "Failures stored as a new task or a new episode of a finished one.", c->enqueued);
     metric_u(b, "dlq_repeat_failures_total", "counter",

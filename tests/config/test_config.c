@@ -185,6 +185,7 @@ test_defaults(void **state)
     assert_int_equal(cfg.store_backend, CONFIG_STORE_MEMORY);
     assert_int_equal(cfg.log_level, CONFIG_LOG_INFO);
     assert_int_equal(cfg.log_format, CONFIG_LOG_LOGFMT);
+    assert_int_equal(cfg.log_task_lines_per_s, 1000);
     assert_int_equal(cfg.limits.max_envelope_bytes, 1024 * 1024);
     assert_int_equal(cfg.limits.max_depth, 32);
     assert_int_equal(cfg.nrules, 0);
@@ -237,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 107); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 108); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -807,7 +808,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 50);
+    assert_int_equal(checked, 51);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)
@@ -1115,6 +1116,7 @@ test_full_file(void **state)
     assert_true(cfg.os_insecure);
     assert_int_equal(cfg.log_level, CONFIG_LOG_DEBUG);
     assert_int_equal(cfg.log_format, CONFIG_LOG_JSON);
+    assert_int_equal(cfg.log_task_lines_per_s, 50);
     assert_int_equal(cfg.limits.max_depth, 1000);
     assert_int_equal(cfg.limits.max_string_len, 16);
     assert_true(cfg.rules_replace_builtin);

@@ -553,6 +553,56 @@ test_logs_logfmt(void **state)
     e->passed = true;
 }
 
+/*
+ * log.task_lines_per_s 20 and 300 failures at request speed: per-task lines
+ * beyond the cap are not written but counted, and the count is exact: the
+ * "task enqueued" lines written plus dlq_log_lines_suppressed_total make
+ * 300, and the "per-task log lines dropped" summaries add up to the counter.
+ */
+static void
+test_logs_task_line_cap(void **state)
+{
+    const char *flags[] = {"log.task_lines_per_s=20", "log.level=info", NULL};
+    int port;
+    struct it_env *e = start_http_env("ops-logs-cap", flags, &port);
+    char id[96], **lines;
+    size_t n, written = 0;
+    long long summed = 0;
+    double suppressed;
+    json_t *m, *st;
+
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < 300; i++)
+        send_retryable(e, "dlq.failed.logcap", it_unique_id("cap", id, sizeof id), 3);
+    st = it_admin_stats(e->nc);
+    IT_CHECK(st && json_integer_value(json_object_get(json_object_get(st, "lifetime_stats"), "enqueued")) == 300,
+             "not 300 enqueued");
+    json_decref(st);
+    usleep(1500 * 1000); /* the window ends: its summary line is written */
+    m = scrape(e, port);
+    suppressed = sample(m, "dlq_log_lines_suppressed_total", NULL, NULL);
+    json_decref(m);
+    IT_CHECK(suppressed > 0, "300 lines at request speed under a cap of 20/s: none suppressed");
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "daemon exit status %d", e->dmn.exit_status);
+    n = read_log_lines(e->dmn.log, &lines);
+    for (size_t i = 0; i < n; i++) {
+        const char *p = strstr(lines[i], " lines=");
+        if (strstr(lines[i], "msg=\"task enqueued\" task_id=cap"))
+            written++;
+        if (strstr(lines[i], "msg=\"per-task log lines dropped\"") && p) {
+            IT_CHECK(strstr(lines[i], "level=warn") && strstr(lines[i], "key=log.task_lines_per_s"),
+                     "summary line: %s", lines[i]);
+            summed += atoll(p + 7);
+        }
+    }
+    free_lines(lines, n);
+    IT_CHECK((double)written + suppressed == 300, "%zu lines written + %.0f suppressed != 300", written,
+             suppressed);
+    IT_CHECK((double)summed == suppressed, "summaries say %lld dropped, the counter %.0f", summed, suppressed);
+    e->passed = true;
+}
+
 /* ---- a webhook receiver: a tiny HTTP server on a thread ---------------------------------------- */
 
 #define HOOK_MAX 32
@@ -1683,6 +1733,7 @@ main(void)
         cmocka_unit_test_teardown(test_metrics_values, it_teardown),
         cmocka_unit_test_teardown(test_logs_json, it_teardown),
         cmocka_unit_test_teardown(test_logs_logfmt, it_teardown),
+        cmocka_unit_test_teardown(test_logs_task_line_cap, it_teardown),
         cmocka_unit_test_teardown(test_alert_webhook, it_teardown),
         cmocka_unit_test_teardown(test_alert_exhausted_and_rate, it_teardown),
         cmocka_unit_test_teardown(test_logs_mask_url_password, it_teardown),
