@@ -87,7 +87,8 @@ port_admit(void *ctx)
 
 /*
  * Ends the task-line window when a second has passed since it began: one
- * line sums up the lines log.task_lines_per_s dropped in it. Loop thread.
+ * line sums up the lines log.task_lines_per_s dropped in it. Called by the
+ * tick (every timer.tick_ms), the only place the window moves. Loop thread.
  */
 static void
 tasklog_window(struct sc_daemon *d, int64_t now_mono)
@@ -117,8 +118,7 @@ port_log(void *ctx, dlq_log_level level, const char *msg, const char *const *kv)
     struct sc_daemon *d = ctx;
     int64_t cap = d->cfg->log_task_lines_per_s;
 
-    if (cap > 0 && level <= DLQ_LOG_INFO) {
-        tasklog_window(d, sc_now_mono_ms());
+    if (cap > 0 && level <= DLQ_LOG_INFO) { /* the tick rolls the window: no clock read per line */
         if (d->tasklog.used >= cap) {
             d->tasklog.suppressed++;
             d->tasklog.suppressed_total++;
@@ -207,8 +207,7 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
     sc_log_hold(); /* a burst of due retries: one write(2) for its lines (log.h) */
     dlq_machine_run(&d->m, sc_now_wall_ms(), now, !d->paused && !d->stopping);
     sc_log_flush();
-    if (d->cfg->log_task_lines_per_s > 0)
-        tasklog_window(d, now);
+    tasklog_window(d, now);
     if (d->stopping) {
         bool drained = d->m.inflight == 0 &&
                        sc_conn_sub_drain_state(d->sub_failed) != SC_CONN_DRAIN_RUNNING &&
