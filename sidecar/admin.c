@@ -1242,18 +1242,26 @@ static const char *const classify_keys[] = {"error", "error_type", NULL};
 /*
  * The verbs, in the order service discovery lists them. keys, when set, are
  * checked before the handler runs; retry, archive and clear check their own
- * (they depend on the form of the request).
+ * (they depend on the form of the request). mutating marks the verbs that
+ * change tasks or the sidecar's state: HTTP takes them by POST only and an
+ * operator role is needed for them.
  */
 static const struct admin_verb {
     const char *name;
     void (*fn)(struct admin_req *r);
     const char *const *keys;
+    bool mutating;
 } verbs[] = {
-    {"health", admin_health, no_keys},   {"stats", admin_stats, no_keys},
-    {"list", admin_list, list_keys},     {"get", admin_get, get_keys},
-    {"retry", admin_retry, NULL},        {"archive", admin_archive, NULL},
-    {"clear", admin_clear, NULL},        {"classify", admin_classify, classify_keys},
-    {"pause", admin_pause, no_keys},     {"resume", admin_resume, no_keys},
+    {"health", admin_health, no_keys, false},
+    {"stats", admin_stats, no_keys, false},
+    {"list", admin_list, list_keys, false},
+    {"get", admin_get, get_keys, false},
+    {"retry", admin_retry, NULL, true},
+    {"archive", admin_archive, NULL, true},
+    {"clear", admin_clear, NULL, true},
+    {"classify", admin_classify, classify_keys, false},
+    {"pause", admin_pause, no_keys, true},
+    {"resume", admin_resume, no_keys, true},
 };
 
 size_t
@@ -1266,6 +1274,15 @@ const char *
 sc_admin_verb_name(size_t i)
 {
     return i < SC_ARRAY_LEN(verbs) ? verbs[i].name : NULL;
+}
+
+bool
+sc_admin_verb_mutates(const char *verb)
+{
+    for (size_t i = 0; i < SC_ARRAY_LEN(verbs); i++)
+        if (strcmp(verb, verbs[i].name) == 0)
+            return verbs[i].mutating;
+    return false;
 }
 
 static int64_t

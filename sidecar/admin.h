@@ -62,4 +62,7 @@ int sc_admin_part_cmp(uint32_t pa, const char *a, size_t alen, uint32_t pb, cons
 size_t sc_admin_verb_count(void);
 const char *sc_admin_verb_name(size_t i);
 
+/* sc_admin_verb_mutates() is true when verb (a NUL-terminated name) changes tasks or state (retry, archive, clear, pause, resume ...); false for the verbs that only read and for unknown names. Any thread. */
+bool sc_admin_verb_mutates(const char *verb);
+
 #endif

@@ -346,18 +346,6 @@ api_error(struct http_conn *c, int code, const char *message, const char *extra_
     answer(c, c->head, code, reason_of(code), "application/json", extra_header);
 }
 
-/* The verbs that only read (GET allowed); every other verb changes tasks or state (POST only). */
-static bool
-verb_reads(const char *verb)
-{
-    static const char *const reads[] = {"health", "stats", "list", "get", "classify"};
-
-    for (size_t i = 0; i < SC_ARRAY_LEN(reads); i++)
-        if (strcmp(verb, reads[i]) == 0)
-            return true;
-    return false;
-}
-
 /* The admin verb named by len bytes at p, as admin.c spells it (static), or NULL. */
 static const char *
 verb_of(const char *p, size_t len)
@@ -690,7 +678,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
         api_error(c, 404, "no such path (see /api/v1/openapi.json)", NULL);
         return false;
     }
-    reads = verb_reads(verb);
+    reads = !sc_admin_verb_mutates(verb);
     if (!reads && role == ROLE_VIEWER) {
         hs->st.api_forbidden++;
         api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify)", NULL);
