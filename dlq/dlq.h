@@ -197,7 +197,6 @@ struct dlq_origin {
 
 struct dlq_task {
     struct dlq_wheel_entry timer;
-    struct dlq_task *hnext;              /* hash chain */
     struct sc_list order;               /* in q->order: all tasks in seq order */
     uint64_t seq;                       /* unique, grows: list order and cursors */
     uint64_t version;                   /* grows on every change (external versioning) */
@@ -265,8 +264,15 @@ bool dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int6
 struct dlq_pstr;
 
 struct dlq_queue {
-    struct dlq_task **buckets;
-    size_t nbuckets;
+    /*
+     * The id table: open addressing with linear probing, at most half full.
+     * tags[i] is 0 for an empty slot, else 0x80 | 7 bits of the slot's task
+     * hash, so a probe reads one byte per slot that is not its task;
+     * slots[i] is the task. Deletion shifts the run back (no tombstones).
+     */
+    uint8_t *tags;
+    struct dlq_task **slots;
+    size_t nslots;                      /* a power of 2 */
     size_t count;                       /* every record held */
     size_t counts[DLQ_TASK_STATUS_COUNT];
     size_t parked;

@@ -1,4 +1,4 @@
-/* queue.c - the in-memory task table: a hash by task_id, counts, seq order, bounded history and a pool of shared strings. */
+/* queue.c - the in-memory task table: an open-addressing id table, counts, seq order, bounded history and a pool of shared strings. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,8 +40,9 @@ dlq_queue_init(struct dlq_queue *q, size_t hist_cap)
     if (!hash_seed)
         hash_seed = (uint64_t)sc_now_wall_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)q;
     sc_list_init(&q->order);
-    q->nbuckets = 1024;
-    q->buckets = sc_xcalloc(q->nbuckets, sizeof(*q->buckets));
+    q->nslots = 1024;
+    q->tags = sc_xcalloc(q->nslots, 1);
+    q->slots = sc_xcalloc(q->nslots, sizeof(*q->slots));
     q->next_seq = 1;
     q->hist_cap = hist_cap ? (hist_cap < UINT16_MAX ? hist_cap : UINT16_MAX) : 1;
     q->npool = 256;
@@ -238,7 +239,8 @@ dlq_queue_destroy(struct dlq_queue *q)
 
     SC_LIST_FOREACH_SAFE(it, tmp, &q->order)
         task_free(q, SC_LIST_ENTRY(it, struct dlq_task, order));
-    free(q->buckets);
+    free(q->tags);
+    free(q->slots);
     for (size_t i = 0; i < q->npool; i++) {
         struct dlq_pstr *e = q->pool[i], *enext;
         for (; e; e = enext) {
@@ -283,42 +285,89 @@ count_out(struct dlq_queue *q, const struct dlq_task *t)
         q->active_policy[t->policy]--;
 }
 
+/* The tag of hash h: never 0 (0 marks an empty slot). */
+static inline uint8_t
+id_tag(uint32_t h)
+{
+    return (uint8_t)(0x80 | (h >> 25));
+}
+
 struct dlq_task *
 dlq_queue_find(struct dlq_queue *q, const char *id, size_t len)
 {
     uint32_t h = id_hash(id, len);
-    struct dlq_task *t = q->buckets[h & (q->nbuckets - 1)];
+    uint8_t tag = id_tag(h);
+    size_t mask = q->nslots - 1;
 
-    for (; t; t = t->hnext)
-        if (t->hash == h && t->id_len == len && memcmp(t->id, id, len) == 0)
+    for (size_t i = h & mask; q->tags[i]; i = (i + 1) & mask) {
+        struct dlq_task *t = q->slots[i];
+        if (q->tags[i] == tag && t->hash == h && t->id_len == len && memcmp(t->id, id, len) == 0)
             return t;
+    }
     return NULL;
+}
+
+/* Puts t in the first empty slot of its probe run; the table has one (it is at most half full). */
+static void
+slot_put(uint8_t *tags, struct dlq_task **slots, size_t mask, struct dlq_task *t)
+{
+    size_t i = t->hash & mask;
+
+    while (tags[i])
+        i = (i + 1) & mask;
+    tags[i] = id_tag(t->hash);
+    slots[i] = t;
 }
 
 static void
 grow(struct dlq_queue *q)
 {
-    size_t n = q->nbuckets * 2;
-    struct dlq_task **b = sc_xcalloc(n, sizeof(*b));
+    size_t n = q->nslots * 2;
+    uint8_t *tags = sc_xcalloc(n, 1);
+    struct dlq_task **slots = sc_xcalloc(n, sizeof(*slots));
 
-    for (size_t i = 0; i < q->nbuckets; i++) {
-        struct dlq_task *t = q->buckets[i], *next;
-        for (; t; t = next) {
-            next = t->hnext;
-            t->hnext = b[t->hash & (n - 1)];
-            b[t->hash & (n - 1)] = t;
+    for (size_t i = 0; i < q->nslots; i++)
+        if (q->tags[i])
+            slot_put(tags, slots, n - 1, q->slots[i]);
+    free(q->tags);
+    free(q->slots);
+    q->tags = tags;
+    q->slots = slots;
+    q->nslots = n;
+}
+
+/*
+ * Takes t out of the id table: empties its slot, then moves back each later
+ * task of the run whose home slot does not lie between the hole and it, so
+ * every task stays reachable from its home without tombstones.
+ */
+static void
+slot_delete(struct dlq_queue *q, const struct dlq_task *t)
+{
+    size_t mask = q->nslots - 1, hole = t->hash & mask, j;
+
+    while (q->tags[hole] && q->slots[hole] != t)
+        hole = (hole + 1) & mask;
+    if (!q->tags[hole])
+        return; /* not in the table */
+    for (j = (hole + 1) & mask; q->tags[j]; j = (j + 1) & mask) {
+        size_t home = q->slots[j]->hash & mask;
+        /* j's task may fill the hole when its home is not in (hole, j] (cyclically). */
+        bool stays = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+        if (!stays) {
+            q->tags[hole] = q->tags[j];
+            q->slots[hole] = q->slots[j];
+            hole = j;
         }
     }
-    free(q->buckets);
-    q->buckets = b;
-    q->nbuckets = n;
+    q->tags[hole] = 0;
+    q->slots[hole] = NULL;
 }
 
 struct dlq_task *
 dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
 {
     struct dlq_task *t = sc_xmalloc(sizeof(*t) + len + 1 + room);
-    size_t b;
 
     memset(t, 0, sizeof(*t));
     dlq_wheel_entry_init(&t->timer);
@@ -335,11 +384,9 @@ dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
     t->updated_at = now_wall;
     t->episode = 1;
     dlq_queue_new_episode(q, t, now_wall);
-    if (q->count >= q->nbuckets)
+    if ((q->count + 1) * 2 > q->nslots)
         grow(q);
-    b = t->hash & (q->nbuckets - 1);
-    t->hnext = q->buckets[b];
-    q->buckets[b] = t;
+    slot_put(q->tags, q->slots, q->nslots - 1, t);
     sc_list_init(&t->dirty);
     sc_list_push_back(&q->order, &t->order);
     q->count++;
@@ -374,12 +421,7 @@ dlq_queue_episode_seen(struct dlq_queue *q, int64_t episode_id)
 void
 dlq_queue_remove(struct dlq_queue *q, struct dlq_task *t)
 {
-    struct dlq_task **pp = &q->buckets[t->hash & (q->nbuckets - 1)];
-
-    while (*pp && *pp != t)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = t->hnext;
+    slot_delete(q, t);
     sc_list_remove(&t->order);
     q->count--;
     q->bytes -= t->bytes;

@@ -26,7 +26,7 @@ test_add_find_remove(void **state)
     }
     assert_int_equal(q.count, 5000);
     assert_int_equal(q.counts[DLQ_TASK_PENDING], 5000);
-    assert_true(q.nbuckets >= 5000);
+    assert_true(q.nslots >= 2 * 5000); /* at most half full */
     for (int i = 0; i < 5000; i++) {
         int n = snprintf(id, sizeof(id), "task-%d", i);
         struct dlq_task *t = dlq_queue_find(&q, id, (size_t)n);
@@ -51,6 +51,60 @@ test_add_find_remove(void **state)
         seen++;
     }
     assert_int_equal(seen, 2500);
+    dlq_queue_destroy(&q);
+}
+
+/*
+ * The id table under churn: random adds and removes over 4,000 ids (the
+ * table grows, wraps around its end, and shifts runs back on each remove),
+ * checked against a plain array after every step: each present id is found
+ * as its own task, each absent one is not.
+ */
+static void
+test_id_table_churn(void **state)
+{
+    enum { IDS = 4000, STEPS = 60000 };
+    static struct dlq_task *held[IDS];
+    struct dlq_queue q;
+    unsigned rnd = 12345;
+    size_t live = 0;
+    char id[32];
+
+    (void)state;
+    memset(held, 0, sizeof(held));
+    dlq_queue_init(&q, 1);
+    for (int step = 0; step < STEPS; step++) {
+        rnd = rnd * 1103515245u + 12345u;
+        int k = (int)((rnd >> 8) % IDS);
+        int n = snprintf(id, sizeof(id), "churn-%d", k);
+        if (held[k]) {
+            assert_ptr_equal(dlq_queue_find(&q, id, (size_t)n), held[k]);
+            dlq_queue_remove(&q, held[k]);
+            held[k] = NULL;
+            live--;
+        } else {
+            assert_null(dlq_queue_find(&q, id, (size_t)n));
+            held[k] = dlq_queue_add(&q, id, (size_t)n, step);
+            live++;
+        }
+        assert_int_equal(q.count, live);
+        if (step % 5000 == 0 || step == STEPS - 1) {
+            size_t used = 0;
+            for (int i = 0; i < IDS; i++) {
+                n = snprintf(id, sizeof(id), "churn-%d", i);
+                assert_ptr_equal(dlq_queue_find(&q, id, (size_t)n), held[i]);
+            }
+            for (size_t i = 0; i < q.nslots; i++)
+                used += q.tags[i] != 0;
+            assert_int_equal(used, live);
+            assert_true(live * 2 <= q.nslots);
+        }
+    }
+    for (int i = 0; i < IDS; i++)
+        if (held[i])
+            dlq_queue_remove(&q, held[i]);
+    for (size_t i = 0; i < q.nslots; i++)
+        assert_int_equal(q.tags[i], 0);
     dlq_queue_destroy(&q);
 }
 
@@ -347,6 +401,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_find_remove),
+        cmocka_unit_test(test_id_table_churn),
         cmocka_unit_test(test_status_counts),
         cmocka_unit_test(test_history_ring),
         cmocka_unit_test(test_filter),
