@@ -206,6 +206,8 @@ struct dlq_task {
     uint32_t hash;
     uint32_t payload_len;
     uint32_t payload_room;              /* bytes reserved for the payload after the id */
+    uint32_t metadata_len;              /* bytes at metadata (an envelope is far below 4 GiB) */
+    uint32_t repos_len;                 /* bytes at repos */
     char *subject;                      /* the failure subject */
     char *retry_subject;                /* NULL when refused (then parked) */
     char *error;
@@ -213,9 +215,7 @@ struct dlq_task {
     char *rule_id;                      /* classifier rule, or "envelope" */
     char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
     char *metadata;                     /* MessagePack map bytes or NULL */
-    size_t metadata_len;
     char *repos;                        /* MessagePack array bytes or NULL */
-    size_t repos_len;
     struct dlq_origin *origin;          /* an advisory's extras (dlq_task_headers()), or NULL */
     uint32_t bytes;                     /* counted against max_bytes */
     uint8_t category;                   /* policy_category */
@@ -239,7 +239,8 @@ struct dlq_task {
     uint64_t stream_seq;                /* the largest JetStream sequence ingested for it (0:
                                            none): a redelivery at or below it is no new failure */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
-    struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap */
+    struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap;
+                                           the first lives in the task's own allocation */
     uint16_t hist_len, hist_head, hist_alloc;
     bool payload_raw;                   /* payload is the original message's bytes, not MessagePack
                                            (a JetStream advisory, DESIGN section 16) */

@@ -286,9 +286,9 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     dlq_task_set_str(q, t, DLQ_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
     dlq_task_set_str(q, t, DLQ_TS_ERROR_TYPE, env->error_type.ptr, env->error_type.len);
     dlq_set_str(&t->metadata, env->metadata.ptr, env->metadata.len);
-    t->metadata_len = env->metadata.ptr ? env->metadata.len : 0;
+    t->metadata_len = env->metadata.ptr ? (uint32_t)env->metadata.len : 0;
     dlq_set_str(&t->repos, env->repos.ptr, env->repos.len);
-    t->repos_len = env->repos.ptr ? env->repos.len : 0;
+    t->repos_len = env->repos.ptr ? (uint32_t)env->repos.len : 0;
     dlq_task_set_headers(t, in->f->headers, in->f->headers ? in->f->headers_len : 0);
     t->payload_raw = in->f->payload_raw;
     t->payload_missing = in->f->payload_missing;

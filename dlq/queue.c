@@ -192,7 +192,18 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
 static char *
 inline_payload(struct dlq_task *t)
 {
-    return (char *)(t + 1) + t->id_len + 1;
+    return t->id + t->id_len + 1;
+}
+
+/*
+ * A task's allocation is the struct, its first history entry (most tasks
+ * never hold more than one or two: a separate ring would cost a malloc and
+ * a 32-byte chunk per task), its id and its payload room, in that order.
+ */
+static struct dlq_attempt *
+inline_hist(struct dlq_task *t)
+{
+    return (struct dlq_attempt *)(t + 1);
 }
 
 void
@@ -215,7 +226,8 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
 {
     for (unsigned i = 0; i < t->hist_len; i++)
         pool_put(q, t->hist[(t->hist_head + i) % t->hist_alloc].error);
-    free(t->hist);
+    if (t->hist != inline_hist(t))
+        free(t->hist);
     for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_RULE; which <<= 1) {
         char **f = task_field(t, which);
         if (t->pooled & which)
@@ -367,11 +379,13 @@ slot_delete(struct dlq_queue *q, const struct dlq_task *t)
 struct dlq_task *
 dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
 {
-    struct dlq_task *t = sc_xmalloc(sizeof(*t) + len + 1 + room);
+    struct dlq_task *t = sc_xmalloc(sizeof(*t) + sizeof(struct dlq_attempt) + len + 1 + room);
 
     memset(t, 0, sizeof(*t));
     dlq_wheel_entry_init(&t->timer);
-    t->id = (char *)(t + 1);
+    t->hist = inline_hist(t);
+    t->hist_alloc = 1;
+    t->id = (char *)(t->hist + 1);
     memcpy(t->id, id, len);
     t->id[len] = '\0';
     t->id_len = (uint32_t)len;
@@ -502,7 +516,13 @@ dlq_queue_history(struct dlq_queue *q, struct dlq_task *t, dlq_outcome_kind k, i
         size_t n = t->hist_alloc ? (size_t)t->hist_alloc * 2 : 1;
         if (n > q->hist_cap)
             n = q->hist_cap;
-        t->hist = sc_xrealloc(t->hist, n * sizeof(*t->hist));
+        if (t->hist == inline_hist(t)) { /* the first entry moves out of the task's allocation */
+            struct dlq_attempt *ring = sc_xmalloc(n * sizeof(*ring));
+            memcpy(ring, t->hist, (size_t)t->hist_len * sizeof(*ring));
+            t->hist = ring;
+        } else {
+            t->hist = sc_xrealloc(t->hist, n * sizeof(*t->hist));
+        }
         t->hist_alloc = (uint16_t)n;
     }
     if (t->hist_len < t->hist_alloc) {

@@ -592,6 +592,23 @@ doc_bytes(struct sc_mirror *s, json_t *src, const char *k, char **out, size_t *l
     return persist_doc_get_bytes(src, k, out, len, &s->tmp);
 }
 
+/* doc_bytes() for a task field with a 32-bit length: a value of 4 GiB or more is dropped (none is ever stored). */
+static void
+doc_bytes32(struct sc_mirror *s, json_t *src, const char *k, char **out, uint32_t *len)
+{
+    size_t n = 0;
+
+    *len = 0;
+    if (!doc_bytes(s, src, k, out, &n))
+        return;
+    if (n > UINT32_MAX) {
+        free(*out);
+        *out = NULL;
+        return;
+    }
+    *len = (uint32_t)n;
+}
+
 static int
 name_index(const char *name, const char *(*fn)(int), int count)
 {
@@ -663,8 +680,8 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     if (!t->rule_id)
         dlq_task_set_str(&d->m.q, t, DLQ_TS_RULE, "default", 7);
     t->park_reason = doc_str(s, src, "park_reason", &n);
-    doc_bytes(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
-    doc_bytes(s, src, "repos_mp", &t->repos, &t->repos_len);
+    doc_bytes32(s, src, "metadata_mp", &t->metadata, &t->metadata_len);
+    doc_bytes32(s, src, "repos_mp", &t->repos, &t->repos_len);
     {
         char *hdrs = NULL;
         size_t hlen = 0;
