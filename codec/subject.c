@@ -10,27 +10,32 @@ bool
 codec_subject_valid(const char *s, size_t len, bool allow_wildcards)
 {
     size_t start = 0, tokens = 0;
+    bool wild = false; /* the current token holds a '*' or '>' */
 
     if (!s || len == 0 || len > SUBJECT_MAX_BYTES)
         return false;
+    /* One pass: a token is checked at the '.' (or the end) that closes it. */
     for (size_t k = 0; k <= len; k++) {
         unsigned char ch = k < len ? (unsigned char)s[k] : '.';
         size_t tlen;
 
         if (ch <= 0x20 || ch == 0x7f)
             return false; /* whitespace, control characters, DEL */
+        if (ch == '*' || ch == '>') {
+            wild = true;
+            continue;
+        }
         if (ch != '.')
             continue;
         tlen = k - start;
         if (tlen == 0 || ++tokens > SUBJECT_MAX_TOKENS)
             return false;
-        for (size_t t = start; t < k; t++) {
-            if (s[t] != '*' && s[t] != '>')
-                continue;
+        if (wild) {
             if (!allow_wildcards || tlen != 1)
                 return false;
-            if (s[t] == '>' && k != len)
+            if (s[start] == '>' && k != len)
                 return false; /* '>' only as the last token */
+            wild = false;
         }
         start = k + 1;
     }

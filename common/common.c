@@ -96,6 +96,24 @@ put_digits(char *out, unsigned v, int n)
 }
 
 size_t
+sc_format_int(uint64_t v, bool neg, char *out)
+{
+    char d[SC_INT_LEN];
+    size_t i = sizeof(d), n;
+
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg)
+        d[--i] = '-';
+    n = sizeof(d) - i;
+    memcpy(out, d + i, n);
+    out[n] = '\0';
+    return n;
+}
+
+size_t
 sc_format_rfc3339(int64_t wall_ms, char *out)
 {
     int64_t days, secs, ms, y;
@@ -274,6 +292,19 @@ sc_buf_append(struct sc_buf *b, const void *p, size_t n)
     b->len += n;
     b->data[b->len] = '\0';
     return SC_OK;
+}
+
+char *
+sc_buf_grow(struct sc_buf *b, size_t n)
+{
+    char *p;
+
+    if (buf_reserve(b, n))
+        return NULL;
+    p = b->data + b->len;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return p;
 }
 
 sc_status

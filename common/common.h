@@ -44,6 +44,25 @@ int64_t sc_now_wall_ms(void);
  */
 uint64_t sc_fnv1a64(const void *p, size_t len);
 
+/* Bytes needed by sc_format_int() including the NUL: a sign and 20 digits. */
+#define SC_INT_LEN 22
+
+/*
+ * sc_format_int() writes v in decimal, after a '-' when neg (v is then the
+ * magnitude: INT64_MIN's is 0 - (uint64_t)INT64_MIN), NUL-terminated, into
+ * out, which must hold SC_INT_LEN bytes; returns the length. Without the
+ * printf machinery: it runs for numbers of every event, reply and log line.
+ * Any thread.
+ */
+size_t sc_format_int(uint64_t v, bool neg, char *out);
+
+/* sc_format_i64() is sc_format_int() of a signed value. */
+static inline size_t
+sc_format_i64(int64_t v, char *out)
+{
+    return sc_format_int(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0, out);
+}
+
 /* Bytes needed by sc_format_rfc3339() including the NUL. */
 #define SC_RFC3339_LEN 32
 
@@ -89,6 +108,13 @@ void sc_buf_reset(struct sc_buf *b);
  * SC_ETOOBIG when len + n would pass max (nothing appended) or SC_ENOMEM.
  */
 sc_status sc_buf_append(struct sc_buf *b, const void *p, size_t n);
+/*
+ * sc_buf_grow() adds n bytes to the end, NUL-terminated after them, and
+ * returns where they start: the caller fills all n. NULL when they do not
+ * fit under max or memory runs out (nothing changed). The pointer is valid
+ * until the buffer's next change.
+ */
+char *sc_buf_grow(struct sc_buf *b, size_t n);
 /* sc_buf_appendc() appends one byte; errors as sc_buf_append(). */
 sc_status sc_buf_appendc(struct sc_buf *b, char c);
 /* sc_buf_appendf() appends printf-formatted text; errors as sc_buf_append(). */
@@ -145,6 +171,8 @@ bool sc_utf8_valid(const char *s, size_t len, sc_utf8_allow allow);
  */
 sc_status sc_json_quote(struct sc_buf *out, const char *s, size_t len);
 sc_status sc_json_quote_key(struct sc_buf *out, const char *s, size_t len);
+/* sc_json_plain_len() is how many of the len bytes at s, from the first, a JSON string holds as they are (printable ASCII but '"' and '\\'): len when sc_json_quote() would only add the quotes. Any thread. */
+size_t sc_json_plain_len(const char *s, size_t len);
 
 /*
  * sc_base64_encode() appends the len bytes at data (may be NULL when len is

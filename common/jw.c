@@ -23,13 +23,30 @@ sc_jw_raw(struct sc_jw *w, const char *s, size_t n)
 void
 sc_jw_key(struct sc_jw *w, const char *k)
 {
-    if (!w->first)
-        sc_jw_raw(w, ",", 1);
+    size_t comma = w->first ? 0 : 1, n;
+    char *p;
+
     w->first = false;
-    if (!k)
+    if (!k) {
+        sc_jw_raw(w, ",", comma);
         return;
+    }
+    if (w->st)
+        return;
+    /* A plain key (every key this program writes) in one step: ,"key": */
+    n = strlen(k);
+    if (sc_json_plain_len(k, n) == n && (p = sc_buf_grow(w->b, comma + n + 3))) {
+        if (comma)
+            *p++ = ',';
+        *p++ = '"';
+        memcpy(p, k, n);
+        p[n] = '"';
+        p[n + 1] = ':';
+        return;
+    }
+    sc_jw_raw(w, ",", comma);
     if (!w->st)
-        w->st = sc_json_quote(w->b, k, strlen(k));
+        w->st = sc_json_quote(w->b, k, n);
     sc_jw_raw(w, ":", 1);
 }
 
@@ -52,17 +69,19 @@ sc_jw_str(struct sc_jw *w, const char *k, const char *v)
 void
 sc_jw_int(struct sc_jw *w, const char *k, int64_t v)
 {
+    char d[SC_INT_LEN];
+
     sc_jw_key(w, k);
-    if (!w->st)
-        w->st = sc_buf_appendf(w->b, "%lld", (long long)v);
+    sc_jw_raw(w, d, sc_format_i64(v, d));
 }
 
 void
 sc_jw_uint(struct sc_jw *w, const char *k, uint64_t v)
 {
+    char d[SC_INT_LEN];
+
     sc_jw_key(w, k);
-    if (!w->st)
-        w->st = sc_buf_appendf(w->b, "%llu", (unsigned long long)v);
+    sc_jw_raw(w, d, sc_format_int(v, false, d));
 }
 
 void

@@ -70,6 +70,40 @@ sc_utf8_valid(const char *s, size_t len, sc_utf8_allow allow)
     return true;
 }
 
+/* True for the bytes a JSON string holds as they are: printable ASCII other than '"' and '\\'. */
+static inline bool
+json_plain(char c)
+{
+    return (unsigned char)c >= 0x20 && (unsigned char)c < 0x7f && c != '"' && c != '\\';
+}
+
+/*
+ * plain_run() is how many bytes from s[k] on are json_plain(), up to len.
+ * Eight at a time while it can: a word is plain when no byte is below 0x20,
+ * at or above 0x7f, '"' or '\\' (the classic "has a byte less than n" and
+ * "has a zero byte" tests, exact as yes/no answers for n <= 128).
+ */
+static size_t
+plain_run(const char *s, size_t k, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+
+    while (len - k >= 8) {
+        uint64_t w, q, b, d;
+        memcpy(&w, s + k, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        d = w ^ (ones * 0x7f);
+        if (((w - ones * 0x20) & ~w & highs) | (w & highs) | ((q - ones) & ~q & highs) |
+            ((b - ones) & ~b & highs) | ((d - ones) & ~d & highs))
+            break;
+        k += 8;
+    }
+    while (k < len && json_plain(s[k]))
+        k++;
+    return k;
+}
+
 /*
  * Appends len bytes at s as a quoted JSON string. For an object key (key),
  * NUL becomes U+FFFD: "\u0000" is valid JSON but jansson refuses it in keys.
@@ -79,19 +113,27 @@ quote(struct sc_buf *out, const char *s, size_t len, bool key)
 {
     size_t run = 0, k = 0;
     sc_status st;
-    char esc[8];
+    char esc[8], *p;
 
+    /* Nearly every string (keys, ids, subjects, most errors) is plain: one copy, quotes around it. */
+    k = plain_run(s, 0, len);
+    if (k == len && (p = sc_buf_grow(out, len + 2))) {
+        p[0] = '"';
+        memcpy(p + 1, s, len);
+        p[len + 1] = '"';
+        return SC_OK;
+    }
     if ((st = sc_buf_append_capped(out, "\"", 1)))
         return st;
     while (k < len) {
         uint32_t cp;
-        size_t n = sc_utf8_next(s + k, len - k, &cp);
+        size_t n;
         const char *rep = NULL;
 
-        if (n == 1 && cp >= 0x20 && cp != '"' && cp != '\\' && cp != 0x7f) {
-            k++;
-            continue;
-        }
+        k = plain_run(s, k, len);
+        if (k == len)
+            break;
+        n = sc_utf8_next(s + k, len - k, &cp);
         if (n > 1 && cp > 0x9f) {
             k += n;
             continue;
@@ -129,6 +171,12 @@ quote(struct sc_buf *out, const char *s, size_t len, bool key)
     if (run < len && (st = sc_buf_append_capped(out, s + run, len - run)))
         return st;
     return sc_buf_append_capped(out, "\"", 1);
+}
+
+size_t
+sc_json_plain_len(const char *s, size_t len)
+{
+    return plain_run(s, 0, len);
 }
 
 sc_status

@@ -581,7 +581,7 @@ struct dlq_machine {
     int64_t last_run_mono;
     int64_t now_mono;                     /* the monotonic time of the call being handled */
     int64_t missing_log_mono;             /* the last payload_missing warning (one per 10 s) */
-    char ints[8][24];                     /* formatted numbers for log lines */
+    char ints[8][SC_INT_LEN];             /* formatted numbers for log lines */
     unsigned next_int;
 };
 

@@ -36,7 +36,7 @@ dlq_int(struct dlq_machine *m, int64_t v)
 {
     char *s = m->ints[m->next_int++ % 8];
 
-    snprintf(s, sizeof(m->ints[0]), "%lld", (long long)v);
+    sc_format_i64(v, s);
     return s;
 }
 

@@ -44,7 +44,17 @@ sc_event(struct sc_daemon *d, const char *kind, const struct dlq_task *t, int32_
     if (t)
         sc_jw_str(&w, "status", event_status(kind, t));
     sc_jw_close(&w, '}');
-    snprintf(subj, sizeof(subj), "%s.events.%s", d->cfg->subjects_prefix, kind);
+    {
+        /* <prefix>.events.<kind> without printf (it runs for every event); a prefix too long is cut as before. */
+        size_t pl = strlen(d->cfg->subjects_prefix), kl = strlen(kind);
+        if (pl + 8 + kl < sizeof(subj)) {
+            memcpy(subj, d->cfg->subjects_prefix, pl);
+            memcpy(subj + pl, ".events.", 8);
+            memcpy(subj + pl + 8, kind, kl + 1);
+        } else {
+            snprintf(subj, sizeof(subj), "%s.events.%s", d->cfg->subjects_prefix, kind);
+        }
+    }
     if (b->data)
         sc_publish(d, subj, NULL, b->data, b->len, NULL);
 }

@@ -30,11 +30,11 @@ sc_log_enabled(sc_log_level level)
 const char *
 sc_log_int(int64_t v)
 {
-    static _Thread_local char slots[8][24];
+    static _Thread_local char slots[8][SC_INT_LEN];
     static _Thread_local unsigned next;
     char *s = slots[next++ % 8];
 
-    snprintf(s, 24, "%lld", (long long)v);
+    sc_format_i64(v, s);
     return s;
 }
 

@@ -466,6 +466,43 @@ test_json_quote_exact(void **state)
     sc_buf_destroy(&out);
 }
 
+/*
+ * Long strings are scanned eight bytes at a time: a byte that needs care at
+ * any position of a 16-byte string comes out exactly as it does alone.
+ */
+static void
+test_json_quote_words(void **state)
+{
+    static const unsigned char special[] = {0x00, 0x01, 0x1f, '"', '\\', 0x7f, 0x80, 0xc3, 0xff, 0x20, 0x7e};
+    struct sc_buf out, one, want;
+
+    (void)state;
+    sc_buf_init(&out, 1024);
+    sc_buf_init(&one, 64);
+    sc_buf_init(&want, 1024);
+    for (size_t c = 0; c < sizeof(special); c++) {
+        char in[16];
+        sc_buf_reset(&one);
+        assert_int_equal(sc_json_quote(&one, (const char *)&special[c], 1), SC_OK);
+        for (size_t pos = 0; pos < sizeof(in); pos++) {
+            memset(in, 'a', sizeof(in));
+            in[pos] = (char)special[c];
+            sc_buf_reset(&want);
+            sc_buf_append(&want, "\"", 1);
+            sc_buf_append(&want, in, pos);
+            sc_buf_append(&want, one.data + 1, one.len - 2); /* the byte alone, without its quotes */
+            sc_buf_append(&want, in + pos + 1, sizeof(in) - pos - 1);
+            sc_buf_append(&want, "\"", 1);
+            sc_buf_reset(&out);
+            assert_int_equal(sc_json_quote(&out, in, sizeof(in)), SC_OK);
+            assert_string_equal(out.data, want.data);
+        }
+    }
+    sc_buf_destroy(&out);
+    sc_buf_destroy(&one);
+    sc_buf_destroy(&want);
+}
+
 /* A value written into a full buffer goes as far as the cap, then SC_ETOOBIG. */
 static void
 test_json_quote_cap(void **state)
@@ -647,6 +684,23 @@ test_jw(void **state)
     sc_jw_raw(&w, "[1]", 3);
     sc_jw_close(&w, '}');
     assert_int_equal(w.st, SC_OK);
+    {
+        /* The hand-written decimals at their edges. */
+        struct sc_buf e;
+        struct sc_jw we;
+        sc_buf_init(&e, 4096);
+        sc_jw_init(&we, &e);
+        sc_jw_open(&we, NULL, '[');
+        sc_jw_int(&we, NULL, INT64_MIN);
+        sc_jw_int(&we, NULL, INT64_MAX);
+        sc_jw_int(&we, NULL, 0);
+        sc_jw_int(&we, NULL, -7);
+        sc_jw_uint(&we, NULL, 0);
+        sc_jw_uint(&we, NULL, 10);
+        sc_jw_close(&we, ']');
+        assert_string_equal(e.data, "[-9223372036854775808,9223372036854775807,0,-7,0,10]");
+        sc_buf_destroy(&e);
+    }
     assert_string_equal(b.data, "{\"s\":\"a\\\"b\",\"n\":\"xy\\u0000z\",\"z\":null,\"i\":-42,"
                                 "\"u\":18446744073709551615,\"t\":true,\"f\":false,\"nil\":null,"
                                 "\"at\":\"1970-01-01T00:00:00.001Z\",\"never\":null,\"pct\":12.50,"
@@ -683,6 +737,7 @@ main(void)
         cmocka_unit_test(test_json_quote),
         cmocka_unit_test(test_json_quote_parses),
         cmocka_unit_test(test_json_quote_exact),
+        cmocka_unit_test(test_json_quote_words),
         cmocka_unit_test(test_json_quote_cap),
         cmocka_unit_test(test_json_quote_round_trip),
         cmocka_unit_test(test_base64),
