@@ -265,11 +265,62 @@ test_people(void **state)
     e->passed = true;
 }
 
+/*
+ * The group survives a restart from the store (store.backend jetstream, a
+ * KV bucket): the fingerprint is worked out again when the tasks load, so
+ * the group ids and the group filter are the same before and after.
+ */
+static void
+test_group_after_restart(void **state)
+{
+    static const char *const flags[] = {"store.backend=jetstream", "backoff.exp_base_ms=3600000", NULL};
+    struct it_env *e = it_env_start_js("people-restart", flags);
+    assert_non_null(e);
+    *state = e;
+    ingest(e->nc, "orders", "r-1", ERR_A);
+    ingest(e->nc, "orders", "r-2", ERR_B);
+    ingest(e->nc, "orders", "r-3", ERR_C);
+    json_t *before = admin(e->nc, "groups", "{}");
+    IT_CHECK(json_array_size(json_object_get(before, "groups")) == 2, "two groups: %s", it_json_dump(before));
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "daemon restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "ready after the restart");
+    json_t *st = admin(e->nc, "stats", "");
+    IT_CHECK(it_json_int(st, "queue_size") == 3, "the three tasks are back: %s", it_json_dump(st));
+    json_decref(st);
+    json_t *after = admin(e->nc, "groups", "{}");
+    const json_t *g0 = json_array_get(json_object_get(before, "groups"), 0);
+    const json_t *g1 = json_array_get(json_object_get(before, "groups"), 1);
+    const json_t *h0 = json_array_get(json_object_get(after, "groups"), 0);
+    const json_t *h1 = json_array_get(json_object_get(after, "groups"), 1);
+    IT_CHECK(json_array_size(json_object_get(after, "groups")) == 2 && h0 && h1 &&
+                 strcmp(it_json_str(g0, "group"), it_json_str(h0, "group")) == 0 && it_json_int(h0, "count") == 2 &&
+                 strcmp(it_json_str(g1, "group"), it_json_str(h1, "group")) == 0,
+             "the same groups after the restart:\n  before %s\n  after  %s", it_json_dump(before),
+             it_json_dump(after));
+    char body[64];
+    snprintf(body, sizeof body, "{\"group\":\"%s\"}", it_json_str(g0, "group"));
+    json_t *list = admin(e->nc, "list", body);
+    IT_CHECK(it_json_int(list, "total") == 2 && task_in(list, "r-1") && task_in(list, "r-2"),
+             "the group filter after the restart: %s", it_json_dump(list));
+    json_decref(list);
+    json_decref(before);
+    json_decref(after);
+    e->passed = true;
+}
+
+/* With "jetstream": the restart from a KV bucket (needs JetStream); else the rest. */
 int
-main(void)
+main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_people, it_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest js[] = {
+        cmocka_unit_test_teardown(test_group_after_restart, it_teardown),
+    };
+
+    if (argc > 1 && !strcmp(argv[1], "jetstream"))
+        return cmocka_run_group_tests_name("integration_people_jetstream", js, NULL, NULL);
+    return cmocka_run_group_tests_name("integration_people", tests, NULL, NULL);
 }
