@@ -284,9 +284,9 @@ size_t dlq_fingerprint_normalise(const char *in, size_t len, char *out, size_t c
 
 /*
  * dlq_fingerprint() hashes the failure subject (slen bytes; NULL as "")
- * and the normalised error (elen bytes; NULL as "", only its first
- * DLQ_FINGERPRINT_TEXT normalised bytes count) into 64 bits (FNV-1a).
- * Pure; any thread.
+ * and the normalised error (elen bytes; NULL as "", only its first 64 KiB
+ * are read and the first DLQ_FINGERPRINT_TEXT normalised bytes count) into
+ * 64 bits (FNV-1a). O(min(elen, 64 KiB)). Pure; any thread.
  */
 uint64_t dlq_fingerprint(const char *subject, size_t slen, const char *error, size_t elen);
 

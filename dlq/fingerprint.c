@@ -6,6 +6,7 @@
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 #define HEX_RUN_MIN 8 /* a run of hex letters this long is an id even without a digit ("deadbeef") */
+#define ERROR_IN_MAX (64 * 1024) /* error bytes read: bounds the work per failure */
 
 static bool
 is_alnum(unsigned char c)
@@ -105,7 +106,8 @@ uint64_t
 dlq_fingerprint(const char *subject, size_t slen, const char *error, size_t elen)
 {
     char norm[DLQ_FINGERPRINT_TEXT];
-    size_t n = dlq_fingerprint_normalise(error ? error : "", error ? elen : 0, norm, sizeof(norm));
+    size_t n = dlq_fingerprint_normalise(error ? error : "", error ? (elen < ERROR_IN_MAX ? elen : ERROR_IN_MAX) : 0,
+                                         norm, sizeof(norm));
     uint64_t h = fnv(FNV_OFFSET, subject ? subject : "", subject ? slen : 0);
 
     h = fnv(h, "\0", 1); /* "a.b" + "c" never meets "a.bc" + "" */
