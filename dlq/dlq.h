@@ -238,6 +238,8 @@ struct dlq_task {
                                            survives a restart and a takeover */
     uint64_t stream_seq;                /* the largest JetStream sequence ingested for it (0:
                                            none): a redelivery at or below it is no new failure */
+    uint64_t fingerprint;               /* dlq_fingerprint() of subject and error, kept by
+                                           dlq_task_set_str(); the group adds the category */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap;
                                            the first lives in the task's own allocation */
@@ -257,9 +259,62 @@ struct dlq_filter {
     int category;        /* -1 any */
     const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
     int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
+    uint64_t group;        /* 0 any; else dlq_task_group() must equal it */
 };
 
 bool dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t now_wall);
+
+/* ---- failure fingerprints (fingerprint.c) ------------------------------------------------------ */
+
+/* The normalised error bytes a fingerprint covers; an error differing only past them groups with its prefix. */
+#define DLQ_FINGERPRINT_TEXT 1024
+
+/*
+ * dlq_fingerprint_normalise() writes the error text of len bytes at in,
+ * with its variable parts normalised away, to out (cap bytes; not
+ * NUL-terminated): every word (a run of ASCII letters and digits) that
+ * holds a digit, or is a run of at least 8 hex letters, becomes '#', and
+ * such words joined by . : - _ / , (an address, a UUID, a version, a
+ * date) become one '#'; runs of white space become one space, leading and
+ * trailing space goes. So "timeout after 30s on 10.0.0.7:5432 (req 9f3a)"
+ * reads "timeout after # on # (req #)". Returns the length of the whole
+ * result, which may exceed cap (only cap bytes are written). Pure; any thread.
+ */
+size_t dlq_fingerprint_normalise(const char *in, size_t len, char *out, size_t cap);
+
+/*
+ * dlq_fingerprint() hashes the failure subject (slen bytes; NULL as "")
+ * and the normalised error (elen bytes; NULL as "", only its first 64 KiB
+ * are read and the first DLQ_FINGERPRINT_TEXT normalised bytes count) into
+ * 64 bits (FNV-1a). O(min(elen, 64 KiB)). Pure; any thread.
+ */
+uint64_t dlq_fingerprint(const char *subject, size_t slen, const char *error, size_t elen);
+
+/*
+ * dlq_fingerprint_group() mixes a fingerprint with a category
+ * (policy_category) into the group id shown to people: never 0 (0 means
+ * "any" in struct dlq_filter). Pure; any thread.
+ */
+uint64_t dlq_fingerprint_group(uint64_t fp, unsigned category);
+
+/* dlq_task_fingerprint() recomputes t->fingerprint from t's subject and error. Loop thread. */
+void dlq_task_fingerprint(struct dlq_task *t);
+
+/* dlq_task_group() is t's group id: its fingerprint mixed with its category. O(1). */
+static inline uint64_t
+dlq_task_group(const struct dlq_task *t)
+{
+    return dlq_fingerprint_group(t->fingerprint, t->category);
+}
+
+/* dlq_group_hex() writes group as 16 lowercase hex digits and a NUL to out. */
+void dlq_group_hex(uint64_t group, char out[17]);
+
+/*
+ * dlq_group_parse() reads exactly 16 hex digits (len bytes at s, either
+ * case) into *out; false (out untouched) for anything else, 0 included.
+ */
+bool dlq_group_parse(const char *s, size_t len, uint64_t *out);
 
 /* One string of the queue's pool (queue.c): shared by every task field that holds the same bytes. */
 struct dlq_pstr;

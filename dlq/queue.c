@@ -174,9 +174,11 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
 {
     char **f = task_field(t, which);
     const char *v = NULL;
+    bool changed;
 
     if (p)
         v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
+    changed = v != *f; /* the pool hands out one copy of equal bytes */
     if (t->pooled & which)
         pool_put(q, *f);
     else
@@ -186,6 +188,8 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
         t->pooled |= (uint8_t)which;
     else
         t->pooled &= (uint8_t)~which;
+    if (changed && (which & (DLQ_TS_SUBJECT | DLQ_TS_ERROR)))
+        dlq_task_fingerprint(t); /* at ingest, on a new error and on a load from the store */
 }
 
 /* The payload room of t: right after its id in the same allocation. */
@@ -473,7 +477,7 @@ dlq_queue_filter_count(const struct dlq_queue *q, const struct dlq_filter *f, si
 {
     size_t x = 0;
 
-    if (f->subject || f->older_than_ms > 0)
+    if (f->subject || f->older_than_ms > 0 || f->group)
         return false;
     if (f->want_parked == 1) {
         if (f->status >= 0 && f->status != DLQ_TASK_PENDING)
@@ -632,6 +636,8 @@ dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t n
     if (f->subject && !codec_subject_match(f->subject, t->subject, strlen(t->subject)))
         return false;
     if (f->older_than_ms > 0 && t->created_at > now_wall - f->older_than_ms)
+        return false;
+    if (f->group && dlq_task_group(t) != f->group)
         return false;
     return true;
 }

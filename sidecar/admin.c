@@ -20,6 +20,9 @@
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
+#define GROUPS_DEFAULT 50
+#define GROUPS_MAX 1000
+#define ERROR_SUMMARY_MAX 200 /* bytes of the last error in a list summary or a group */
 #define ADMIN_REQ_MAX (1024 * 1024)
 #define REDRIVE_TICK_US 10000
 #define RATE_MAX 1e7
@@ -79,7 +82,7 @@ reply_buf(struct admin_req *r)
 
 /* ---- request bodies -------------------------------------------------------------------------- */
 
-#define FILTER_KEYS "status", "category", "subject", "older_than_s"
+#define FILTER_KEYS "status", "category", "subject", "older_than_s", "group"
 
 /*
  * check_keys() refuses (400) a body with a key that is not in allowed
@@ -154,7 +157,7 @@ filter_or_all(struct admin_req *r, const char *verb)
     if (!has_filter_key(r)) {
         reply_error(r, 400,
                     "%s: an empty filter would change every task; give a task_id or a filter "
-                    "(status, category, subject, older_than_s), or send \"all\": true",
+                    "(status, category, subject, older_than_s, group), or send \"all\": true",
                     verb);
         return false;
     }
@@ -172,6 +175,7 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
     f->category = -1;
     f->subject = NULL;
     f->older_than_ms = 0;
+    f->group = 0;
     if (!req)
         return true;
     if ((v = json_object_get(req, "status")) && !json_is_null(v)) {
@@ -223,7 +227,74 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
         }
         f->older_than_ms = (int64_t)(json_number_value(v) * 1000);
     }
+    if ((v = json_object_get(req, "group")) && !json_is_null(v)) {
+        if (!json_is_string(v) || !dlq_group_parse(json_string_value(v), json_string_length(v), &f->group)) {
+            reply_error(r, 400, "group: must be 16 hex digits, as list and groups show it");
+            return false;
+        }
+    }
     return true;
+}
+
+/*
+ * parse_dry_run() reads the body's "dry_run" (absent or null: false) into
+ * *dry; a value that is not a boolean is refused (400 sent, false returned).
+ */
+static bool
+parse_dry_run(struct admin_req *r, bool *dry)
+{
+    json_t *v = r->body ? json_object_get(r->body, "dry_run") : NULL;
+
+    *dry = false;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_boolean(v)) {
+        reply_error(r, 400, "dry_run: must be true or false");
+        return false;
+    }
+    *dry = json_is_true(v);
+    return true;
+}
+
+/* Answers a dry run: {"dry_run":true,"matched":n}, with the task and why not when one task was named. */
+static void
+reply_dry_run(struct admin_req *r, size_t n, const struct dlq_task *t, const char *why)
+{
+    struct sc_jw w;
+
+    sc_buf_reset(&r->d->out);
+    sc_jw_init(&w, &r->d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_bool(&w, "dry_run", true);
+    sc_jw_int(&w, "matched", (int64_t)n);
+    if (t) {
+        sc_jw_strn(&w, "task_id", t->id, t->id_len);
+        sc_jw_str(&w, "status", dlq_task_status_name(t->status));
+        if (why)
+            sc_jw_str(&w, "reason", why);
+    }
+    sc_jw_close(&w, '}');
+    reply_buf(r);
+}
+
+/*
+ * error_cut() returns how many bytes of the error e (NUL-terminated; NULL
+ * as "") a summary shows: at most ERROR_SUMMARY_MAX, cut before a UTF-8
+ * continuation byte so no character is split; *cut tells whether bytes
+ * were left off.
+ */
+static size_t
+error_cut(const char *e, bool *cut)
+{
+    size_t n = e ? strnlen(e, ERROR_SUMMARY_MAX + 1) : 0;
+
+    *cut = n > ERROR_SUMMARY_MAX;
+    if (!*cut)
+        return n;
+    n = ERROR_SUMMARY_MAX;
+    while (n > 0 && ((unsigned char)e[n] & 0xc0) == 0x80)
+        n--;
+    return n;
 }
 
 /* Finds the task named by the body's task_id; replies 400/404 and returns NULL when there is none. */
@@ -482,13 +553,20 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     sc_jw_int(&w, "max_retries", t->max_retries);
     sc_jw_time(&w, "created_at", t->created_at);
     sc_jw_time(&w, "next_retry_at", t->next_retry_at);
+    /* the last error: a summary's is cut to ERROR_SUMMARY_MAX bytes, get's is whole */
+    bool cut = false;
+    size_t elen = whole ? (t->error ? strlen(t->error) : 0) : error_cut(t->error, &cut);
+    char group[17];
+    sc_jw_strn(&w, "error", t->error ? t->error : "", elen);
+    sc_jw_bool(&w, "error_truncated", cut);
+    dlq_group_hex(dlq_task_group(t), group);
+    sc_jw_str(&w, "group", group);
     if (!whole) {
         sc_jw_close(&w, '}');
         return;
     }
     sc_jw_str(&w, "retry_subject", t->retry_subject);
     sc_jw_str(&w, "park_reason", t->park_reason);
-    sc_jw_str(&w, "error", t->error);
     sc_jw_str(&w, "error_type", t->error_type);
     sc_jw_str(&w, "classifier_rule", t->rule_id);
     sc_jw_str(&w, "retry_policy", policy_retry_name(t->policy));
@@ -786,6 +864,131 @@ admin_list(struct admin_req *r)
     reply_buf(r);
 }
 
+/* One failure group while groups counts: its id, a task that shows it, and its counts. */
+struct group_row {
+    uint64_t group; /* 0: an empty slot of the map */
+    const struct dlq_task *example;
+    size_t count;
+    int64_t first_seen, last_seen; /* wall ms */
+};
+
+/* Largest count first; then the most recently seen; then by id, so that the order is total. */
+static int
+group_row_cmp(const void *x, const void *y)
+{
+    const struct group_row *a = x, *b = y;
+
+    if (a->count != b->count)
+        return a->count > b->count ? -1 : 1;
+    if (a->last_seen != b->last_seen)
+        return a->last_seen > b->last_seen ? -1 : 1;
+    return a->group < b->group ? -1 : a->group > b->group;
+}
+
+/*
+ * group_slot() finds group g in the open-addressing map of cap slots (a
+ * power of two), or the empty slot where it goes.
+ */
+static struct group_row *
+group_slot(struct group_row *map, size_t cap, uint64_t g)
+{
+    size_t i = (size_t)g & (cap - 1);
+
+    while (map[i].group && map[i].group != g)
+        i = (i + 1) & (cap - 1);
+    return &map[i];
+}
+
+/*
+ * admin_groups() answers the groups verb: the tasks matching the filter,
+ * grouped by dlq_task_group(), largest group first, at most limit groups
+ * (a cluster member answers up to GROUPS_MAX of its own for the merge).
+ * Memory: a map of two slots per group found, freed before the reply
+ * (O(matched tasks) time).
+ */
+static void
+admin_groups(struct admin_req *r)
+{
+    struct sc_daemon *d = r->d;
+    struct dlq_filter f;
+    int64_t limit = GROUPS_DEFAULT, now = sc_now_wall_ms();
+    size_t cap = 64, n = 0;
+    struct group_row *map;
+    struct sc_jw w;
+    json_t *v;
+
+    if (!parse_filter(r, &f))
+        return;
+    if (r->body && (v = json_object_get(r->body, "limit")) && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > GROUPS_MAX) {
+            reply_error(r, 400, "limit: must be an integer 1-%d", GROUPS_MAX);
+            return;
+        }
+        limit = json_integer_value(v);
+    }
+    if (r->member)
+        limit = GROUPS_MAX; /* the merge (fanout.c) adds up the members' groups and cuts to limit */
+    map = sc_xcalloc(cap, sizeof(*map));
+    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
+        if (!dlq_filter_match(&f, t, now))
+            continue;
+        if (2 * (n + 1) > cap) { /* keep the map at most half full */
+            struct group_row *bigger = sc_xcalloc(cap * 2, sizeof(*bigger));
+            for (size_t i = 0; i < cap; i++)
+                if (map[i].group)
+                    *group_slot(bigger, cap * 2, map[i].group) = map[i];
+            free(map);
+            map = bigger;
+            cap *= 2;
+        }
+        uint64_t g = dlq_task_group(t);
+        int64_t first = t->first_failed_at ? t->first_failed_at : t->created_at;
+        int64_t last = t->last_attempt_at > t->created_at ? t->last_attempt_at : t->created_at;
+        struct group_row *row = group_slot(map, cap, g);
+        if (!row->group) {
+            *row = (struct group_row){g, t, 0, first, last};
+            n++;
+        }
+        row->count++;
+        if (first < row->first_seen)
+            row->first_seen = first;
+        if (last > row->last_seen) {
+            row->last_seen = last;
+            row->example = t; /* the most recent failure speaks for the group */
+        }
+    }
+    /* pack the rows to the front of the map and sort them */
+    size_t k = 0;
+    for (size_t i = 0; i < cap; i++)
+        if (map[i].group)
+            map[k++] = map[i];
+    qsort(map, k, sizeof(*map), group_row_cmp);
+    sc_buf_reset(&d->out);
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_open(&w, "groups", '[');
+    for (size_t i = 0; i < k && (int64_t)i < limit; i++) {
+        const struct dlq_task *t = map[i].example;
+        char hex[17];
+        bool cut;
+        size_t elen = error_cut(t->error, &cut);
+        dlq_group_hex(map[i].group, hex);
+        sc_jw_open(&w, NULL, '{');
+        sc_jw_str(&w, "group", hex);
+        sc_jw_str(&w, "subject", t->subject);
+        sc_jw_str(&w, "category", policy_category_name(t->category));
+        sc_jw_strn(&w, "error", t->error ? t->error : "", elen);
+        sc_jw_int(&w, "count", (int64_t)map[i].count);
+        sc_jw_time(&w, "first_seen", map[i].first_seen);
+        sc_jw_time(&w, "last_seen", map[i].last_seen);
+        sc_jw_close(&w, '}');
+    }
+    sc_jw_close(&w, ']');
+    sc_jw_close(&w, '}');
+    free(map);
+    reply_buf(r);
+}
+
 static void
 admin_classify(struct admin_req *r)
 {
@@ -1022,9 +1225,9 @@ retry_cancel(struct admin_req *r, json_t *cancel)
     reply_buf(r);
 }
 
-/* Answers {"task_id":...}: retries that one task now (no filter, no rate beside it). */
+/* Answers {"task_id":...}: retries that one task now (no filter, no rate beside it); dry: says whether it would. */
 static void
-retry_task(struct admin_req *r, const json_t *rate, int64_t now)
+retry_task(struct admin_req *r, const json_t *rate, int64_t now, bool dry)
 {
     struct sc_daemon *d = r->d;
     struct dlq_task *t;
@@ -1035,6 +1238,12 @@ retry_task(struct admin_req *r, const json_t *rate, int64_t now)
     }
     if (!(t = find_task(r)))
         return;
+    if (dry) {
+        bool ok = actionable(t) && t->retry_subject;
+        reply_dry_run(r, ok, t, ok ? NULL : !actionable(t) ? "only pending, parked or exhausted tasks can be retried"
+                                                           : "no usable retry subject");
+        return;
+    }
     if (!actionable(t)) {
         reply_error(r, 409, "task is %s; only pending, parked or exhausted tasks can be retried",
                     dlq_task_status_name(t->status));
@@ -1078,15 +1287,16 @@ retry_matching(struct admin_req *r, const struct dlq_filter *f, int64_t now)
 static void
 admin_retry(struct admin_req *r)
 {
-    static const char *const keys[] = {"task_id", FILTER_KEYS, "all", "rate", "cancel", NULL};
+    static const char *const keys[] = {"task_id", FILTER_KEYS, "all", "rate", "cancel", "dry_run", NULL};
     struct sc_daemon *d = r->d;
     struct dlq_filter f;
     struct sc_redrive *rd = &d->redrive;
     int64_t now = sc_now_wall_ms();
     json_t *rate = r->body ? json_object_get(r->body, "rate") : NULL;
     json_t *cancel = r->body ? json_object_get(r->body, "cancel") : NULL;
+    bool dry;
 
-    if (!check_keys(r, keys))
+    if (!check_keys(r, keys) || !parse_dry_run(r, &dry))
         return;
     if (rate && json_is_null(rate))
         rate = NULL;
@@ -1095,7 +1305,7 @@ admin_retry(struct admin_req *r)
         return;
     }
     if (r->body && json_object_get(r->body, "task_id")) {
-        retry_task(r, rate, now);
+        retry_task(r, rate, now, dry);
         return;
     }
     if (!filter_or_all(r, "retry") || !parse_filter(r, &f))
@@ -1103,6 +1313,14 @@ admin_retry(struct admin_req *r)
     if (rate && (!json_is_number(rate) || !(json_number_value(rate) > 0) ||
                  json_number_value(rate) > RATE_MAX)) {
         reply_error(r, 400, "rate: must be a number of tasks per second, > 0 and <= 10000000");
+        return;
+    }
+    if (dry) { /* what a retry or redrive would schedule now; nothing starts */
+        size_t n = 0;
+        for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
+            if (actionable(t) && t->retry_subject && dlq_filter_match(&f, t, now))
+                n++;
+        reply_dry_run(r, n, NULL, NULL);
         return;
     }
     if (rd->active) {
@@ -1130,14 +1348,15 @@ archivable(const struct dlq_task *t)
 static void
 admin_archive(struct admin_req *r)
 {
-    static const char *const keys[] = {"task_id", FILTER_KEYS, "all", NULL};
+    static const char *const keys[] = {"task_id", FILTER_KEYS, "all", "dry_run", NULL};
     struct sc_daemon *d = r->d;
     struct dlq_filter f;
     int64_t now = sc_now_wall_ms();
     size_t n = 0;
     struct dlq_task *t, *next;
+    bool dry;
 
-    if (!check_keys(r, keys))
+    if (!check_keys(r, keys) || !parse_dry_run(r, &dry))
         return;
     if (r->body && json_object_get(r->body, "task_id")) {
         if (has_filter_key(r) || json_object_get(r->body, "all")) {
@@ -1146,6 +1365,10 @@ admin_archive(struct admin_req *r)
         }
         if (!(t = find_task(r)))
             return;
+        if (dry) {
+            reply_dry_run(r, archivable(t), t, archivable(t) ? NULL : "task is already completed or archived");
+            return;
+        }
         if (!archivable(t)) {
             reply_error(r, 409, "task is already %s", dlq_task_status_name(t->status));
             return;
@@ -1155,6 +1378,12 @@ admin_archive(struct admin_req *r)
     } else {
         if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
             return;
+        if (dry) {
+            for (t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
+                n += archivable(t) && dlq_filter_match(&f, t, now);
+            reply_dry_run(r, n, NULL, NULL);
+            return;
+        }
         for (t = dlq_queue_first(&d->m.q); t; t = next) {
             next = dlq_queue_next(&d->m.q, t);
             if (archivable(t) && dlq_filter_match(&f, t, now)) {
@@ -1173,19 +1402,25 @@ admin_archive(struct admin_req *r)
 static void
 admin_clear(struct admin_req *r)
 {
-    static const char *const keys[] = {FILTER_KEYS, "all", "confirm", NULL};
+    static const char *const keys[] = {FILTER_KEYS, "all", "confirm", "dry_run", NULL};
     struct sc_daemon *d = r->d;
     struct dlq_filter f;
     int64_t now = sc_now_wall_ms();
     json_t *confirm = r->body ? json_object_get(r->body, "confirm") : NULL;
     size_t n = 0;
     struct dlq_task *t, *next;
+    bool dry;
 
-    if (!check_keys(r, keys) || !filter_or_all(r, "clear") || !parse_filter(r, &f))
+    if (!check_keys(r, keys) || !parse_dry_run(r, &dry) || !filter_or_all(r, "clear") ||
+        !parse_filter(r, &f))
         return;
     for (t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
         if (dlq_filter_match(&f, t, now))
             n++;
+    if (dry) { /* no confirm needed: nothing is removed */
+        reply_dry_run(r, n, NULL, NULL);
+        return;
+    }
     if (!json_is_true(confirm)) {
         r->would_clear = (int64_t)n;
         reply_error(r, 400, "confirm: clear would remove %zu task%s; send \"confirm\": true", n,
@@ -1237,6 +1472,7 @@ admin_resume(struct admin_req *r)
 static const char *const no_keys[] = {NULL};
 static const char *const get_keys[] = {"task_id", NULL};
 static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
+static const char *const groups_keys[] = {FILTER_KEYS, "limit", NULL};
 static const char *const classify_keys[] = {"error", "error_type", NULL};
 
 /*
@@ -1260,6 +1496,7 @@ static const struct admin_verb {
     {"archive", admin_archive, NULL, true},
     {"clear", admin_clear, NULL, true},
     {"classify", admin_classify, classify_keys, false},
+    {"groups", admin_groups, groups_keys, false},
     {"pause", admin_pause, no_keys, true},
     {"resume", admin_resume, no_keys, true},
 };

@@ -16,6 +16,7 @@
 #define FANOUT_WAIT_MS 3000 /* the longest wait for the members' answers */
 #define FANOUT_MAX 64       /* requests gathered at once; one more is answered 503 */
 #define LIST_DEFAULT 50     /* admin.c's default page */
+#define GROUPS_DEFAULT 50   /* admin.c's default number of groups */
 #define RATE_MAX 1e7        /* admin.c's largest redrive rate, tasks/s */
 
 /*
@@ -52,7 +53,7 @@ struct sc_fanout {
 
 /* The verbs asked of every member; the others (health, classify) are answered by the member that took them. */
 static const char *const fan_verbs[] = {"stats", "list", "get", "retry", "archive", "clear",
-                                        "pause", "resume"};
+                                        "pause", "resume", "groups"};
 
 static bool
 fans_out(const char *verb)
@@ -194,6 +195,80 @@ merge_list(struct sc_fanout *f, json_t *oks, const json_t *body)
     return out;
 }
 
+/* Largest count first, then the latest last_seen (RFC 3339 UTC: text order is time order), then the id. */
+static int
+group_cmp(const void *x, const void *y)
+{
+    json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    json_int_t ca = json_integer_value(json_object_get(a, "count"));
+    json_int_t cb = json_integer_value(json_object_get(b, "count"));
+    const char *la = json_string_value(json_object_get(a, "last_seen"));
+    const char *lb = json_string_value(json_object_get(b, "last_seen"));
+    const char *ga = json_string_value(json_object_get(a, "group"));
+    const char *gb = json_string_value(json_object_get(b, "group"));
+    int c;
+
+    if (ca != cb)
+        return ca > cb ? -1 : 1;
+    if ((c = strcmp(lb ? lb : "", la ? la : "")) != 0)
+        return c;
+    return strcmp(ga ? ga : "", gb ? gb : "");
+}
+
+/*
+ * merge_groups() adds up the members' groups (each member answered up to
+ * 1000 of its own, admin.c's GROUPS_MAX): counts add, first_seen is the
+ * earliest, last_seen the latest (whose member's example error is kept);
+ * then the largest limit of them, largest count first. A group that no
+ * member ranked in its own first 1000 is missing from the sums.
+ */
+static json_t *
+merge_groups(json_t *oks, const json_t *body)
+{
+    json_t *lim = body ? json_object_get(body, "limit") : NULL, *byid = json_object(), *v, *g;
+    size_t limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : GROUPS_DEFAULT, k, n = 0;
+    const char *id;
+    json_t **all, *out = json_array();
+
+    json_array_foreach(oks, k, v) {
+        size_t i;
+        json_array_foreach(json_object_get(v, "groups"), i, g) {
+            const char *gid = json_string_value(json_object_get(g, "group"));
+            json_t *have;
+            if (!gid)
+                continue;
+            if (!(have = json_object_get(byid, gid))) {
+                json_object_set_new(byid, gid, json_deep_copy(g));
+                continue;
+            }
+            json_int_t a = json_integer_value(json_object_get(have, "count"));
+            json_int_t b = json_integer_value(json_object_get(g, "count")), sum;
+            if (__builtin_add_overflow(a, b, &sum))
+                sum = LLONG_MAX;
+            json_object_set_new(have, "count", json_integer(sum));
+            const char *hf = json_string_value(json_object_get(have, "first_seen"));
+            const char *gf = json_string_value(json_object_get(g, "first_seen"));
+            if (gf && (!hf || strcmp(gf, hf) < 0))
+                json_object_set(have, "first_seen", json_object_get(g, "first_seen"));
+            const char *hl = json_string_value(json_object_get(have, "last_seen"));
+            const char *gl = json_string_value(json_object_get(g, "last_seen"));
+            if (gl && (!hl || strcmp(gl, hl) > 0)) {
+                json_object_set(have, "last_seen", json_object_get(g, "last_seen"));
+                json_object_set(have, "error", json_object_get(g, "error"));
+            }
+        }
+    }
+    all = sc_xcalloc(json_object_size(byid) + 1, sizeof(*all));
+    json_object_foreach(byid, id, g)
+        all[n++] = g;
+    qsort(all, n, sizeof(*all), group_cmp);
+    for (size_t i = 0; i < n && i < limit; i++)
+        json_array_append(out, all[i]);
+    free(all);
+    json_decref(byid);
+    return json_pack("{s:o}", "groups", out);
+}
+
 /*
  * Whether a member's reply is an error: {"error":{code,message}}. A task's
  * own "error" text (a get's reply) is a string, not an error.
@@ -309,6 +384,8 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         }
     } else if (!strcmp(s->verb, "list")) {
         reply = merge_list(f, oks, s->body);
+    } else if (!strcmp(s->verb, "groups")) {
+        reply = merge_groups(oks, s->body);
     } else {
         reply = json_deep_copy(json_array_get(oks, 0));
         for (i = 1; i < json_array_size(oks); i++)

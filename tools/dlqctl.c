@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <nats/nats.h>
@@ -23,6 +26,8 @@ enum {
 #define DEFAULT_PREFIX "dlq"
 #define MAX_POSITIONAL 64
 #define LIST_PAGE_MAX 1000
+#define ERROR_COL_MIN 20     /* the ERROR column keeps at least this many characters */
+#define DEFAULT_COLUMNS 160  /* the table width when stdout is no terminal and $COLUMNS is unset */
 
 /* What the command line asked for. Strings are borrowed from argv or the environment. */
 struct opts {
@@ -30,11 +35,11 @@ struct opts {
     int64_t timeout_ms;
     bool json;
     /* filters and command options; NULL / -1 / false when absent */
-    const char *status, *category, *subject, *cursor, *error, *error_type;
+    const char *status, *category, *subject, *cursor, *error, *error_type, *group;
     double older_than_s;  /* -1: absent */
     int64_t limit;        /* -1: absent */
     double rate;          /* -1: absent */
-    bool confirm, all, cancel;
+    bool confirm, all, cancel, dry_run;
     const char *pos[MAX_POSITIONAL];
     int npos;
 };
@@ -51,13 +56,16 @@ usage(FILE *f)
             "  stats                          queue size, status breakdown, lifetime counters\n"
             "  health                         status of the sidecar, NATS and persistence\n"
             "  list [FILTER] [--limit N] [--cursor C] [--all]\n"
-            "                                 task summaries, one page (--all: every page)\n"
+            "                                 task summaries with their last error, one page (--all: every page)\n"
+            "  groups [FILTER] [--limit N]    failures grouped by fingerprint (subject, category and the\n"
+            "                                 error with numbers and ids left out), largest first\n"
             "  get TASK_ID                    the whole task with its history and payload\n"
             "  retry TASK_ID                  retry one task now (an exhausted task gets one more attempt)\n"
             "  retry FILTER|--all [--rate N]  retry matching tasks (at N tasks/s in the background)\n"
             "  retry --cancel                 stop a running background redrive\n"
             "  archive TASK_ID | FILTER|--all archive tasks\n"
             "  clear FILTER|--all [--confirm] remove tasks (without --confirm: say how many)\n"
+            "  --dry-run (retry, archive, clear): say how many tasks would change; change nothing\n"
             "  classify [--error-type T] [ERROR...]\n"
             "                                 dry run of the classifier and the first delays\n"
             "  pause | resume                 stop / restart automatic retries\n"
@@ -69,6 +77,7 @@ usage(FILE *f)
             "  --category C      transient, network, resource, permission, validation, permanent\n"
             "  --subject SUBJ    failure subject, wildcards allowed (dlq.failed.orders.>)\n"
             "  --older-than D    created at least D ago: seconds, or 90s, 15m, 2h, 7d\n"
+            "  --group G         failure group: the 16 hex digits list and groups show\n"
             "--all: with list, every page (a filter may go with it); with retry, archive\n"
             "  and clear, every task (it sends \"all\": true and takes no filter).\n"
             "\n"
@@ -79,7 +88,8 @@ usage(FILE *f)
             "                    default _INBOX); with docs/nats-auth.conf: _INBOX_operator or _INBOX_viewer\n"
             "      --timeout MS  how long to wait for the sidecar (default %d)\n"
             "      --prefix P    subject prefix of the sidecar (subjects.prefix, default %s)\n"
-            "  -j, --json        print the sidecar's JSON reply instead of a table\n"
+            "  -j, --json        print the sidecar's JSON reply instead of a table (times stay RFC 3339;\n"
+            "                    tables show them relative: 3m ago, in 12s)\n"
             "  -h, --help        this text;  --version  the version\n"
             "\n"
             "Exit codes: 0 ok, 1 the sidecar answered with an error, 2 usage,\n"
@@ -179,11 +189,13 @@ static const struct optdef optdefs[] = {
     {"json", 'j', false, "*"},
     {"help", 'h', false, "*"},
     {"version", 0, false, "*"},
-    {"status", 0, true, " list retry archive clear "},
-    {"category", 0, true, " list retry archive clear "},
-    {"subject", 0, true, " list retry archive clear "},
-    {"older-than", 0, true, " list retry archive clear "},
-    {"limit", 0, true, " list "},
+    {"status", 0, true, " list retry archive clear groups "},
+    {"category", 0, true, " list retry archive clear groups "},
+    {"subject", 0, true, " list retry archive clear groups "},
+    {"older-than", 0, true, " list retry archive clear groups "},
+    {"group", 0, true, " list retry archive clear groups "},
+    {"dry-run", 0, false, " retry archive clear "},
+    {"limit", 0, true, " list groups "},
     {"cursor", 0, true, " list "},
     {"all", 0, false, " list retry archive clear "},
     {"rate", 0, true, " retry "},
@@ -269,6 +281,12 @@ set_opt(struct opts *o, const struct optdef *d, const char *v)
         o->category = v;
     else if (strcmp(n, "subject") == 0)
         o->subject = v;
+    else if (strcmp(n, "group") == 0) {
+        if (strlen(v) != 16 || strspn(v, "0123456789abcdefABCDEF") != 16)
+            return usage_error("--group: '%s' is not a group (16 hex digits, as list and groups show)", v);
+        o->group = v;
+    } else if (strcmp(n, "dry-run") == 0)
+        o->dry_run = true;
     else if (strcmp(n, "older-than") == 0) {
         if (!parse_duration(v, &o->older_than_s))
             return usage_error("--older-than: '%s' is not a duration (90, 90s, 15m, 2h, 7d)", v);
@@ -599,6 +617,167 @@ table_free(struct table *t)
     t->nrows = 0;
 }
 
+/*
+ * parse_rfc3339() reads "YYYY-MM-DDTHH:MM:SS[.fff...](Z|+HH:MM|-HH:MM)"
+ * (what the sidecar writes) into ms since the epoch; false for anything else.
+ */
+static bool
+parse_rfc3339(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int n = 0, frac_ms = 0, digits = 0;
+    const char *p;
+    int64_t off = 0;
+
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+        return false;
+    p = s + n;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*p - '0');
+        if (!digits)
+            return false;
+        for (; digits < 3; digits++)
+            frac_ms *= 10;
+    }
+    if (*p == 'Z' && !p[1]) {
+        off = 0;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        int h, m;
+        if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
+            return false;
+        off = (*p == '+' ? 1 : -1) * ((int64_t)h * 3600 + m * 60);
+    } else {
+        return false;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *ms = ((int64_t)timegm(&tm) - off) * 1000 + frac_ms;
+    return true;
+}
+
+/* relative() writes the time at ms (epoch ms) relative to now: "3m ago", "in 12s", "now". */
+static const char *
+relative(int64_t ms, char *buf, size_t len)
+{
+    struct timespec ts;
+    int64_t now, d, a;
+    const char *unit = "s";
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    d = (ms - now) / 1000;
+    a = d < 0 ? -d : d;
+    if (a == 0) {
+        snprintf(buf, len, "now");
+        return buf;
+    }
+    if (a >= 2 * 86400) {
+        a /= 86400;
+        unit = "d";
+    } else if (a >= 2 * 3600) {
+        a /= 3600;
+        unit = "h";
+    } else if (a >= 2 * 60) {
+        a /= 60;
+        unit = "m";
+    }
+    snprintf(buf, len, d < 0 ? "%lld%s ago" : "in %lld%s", (long long)a, unit);
+    return buf;
+}
+
+/* time_cell() renders a JSON time (RFC 3339 string) for a table: relative; null or absent as "-". */
+static const char *
+time_cell(const json_t *v, char *buf, size_t len)
+{
+    int64_t ms;
+
+    if (!json_is_string(v))
+        return "-";
+    if (!parse_rfc3339(json_string_value(v), &ms))
+        return json_string_value(v);
+    return relative(ms, buf, len);
+}
+
+/* term_columns() is the width tables fit: the terminal's, else $COLUMNS, else DEFAULT_COLUMNS. */
+static size_t
+term_columns(void)
+{
+    struct winsize ws;
+    const char *c = getenv("COLUMNS");
+    int64_t n;
+
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    if (c && parse_int(c, 20, 10000, &n))
+        return (size_t)n;
+    return DEFAULT_COLUMNS;
+}
+
+/*
+ * cut_text() returns a new string: s with control characters as spaces,
+ * cut to at most width code points, the last of them "…" when anything was
+ * left off (or when more is set: the sidecar already cut it).
+ */
+static char *
+cut_text(const char *s, size_t width, bool more)
+{
+    size_t len = strlen(s), n = 0, cps = 0, i;
+    char *out = malloc(len + 4);
+
+    if (!out) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(EXIT_NO_SIDECAR);
+    }
+    if (width < 2)
+        width = 2;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c & 0xc0) != 0x80) { /* a code point starts */
+            if (cps == width - 1 && (display_width(s + i) > 1 || more))
+                break;
+            if (cps == width)
+                break;
+            cps++;
+        }
+        out[n++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    if (i < len || more) {
+        memcpy(out + n, "\xe2\x80\xa6", 3); /* … */
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/*
+ * fit_last_column() cuts every cell of t's last column (row 0, the header,
+ * stays) so that the table fits term_columns(), keeping at least
+ * ERROR_COL_MIN characters; more[r] (NULL: none) marks rows whose text the
+ * sidecar already cut.
+ */
+static void
+fit_last_column(struct table *t, const bool *more)
+{
+    size_t used = 0, last = t->ncols - 1, cols = term_columns(), width;
+
+    for (size_t c = 0; c < last; c++) {
+        size_t w = 0;
+        for (size_t r = 0; r < t->nrows; r++)
+            if (display_width(t->rows[r][c]) > w)
+                w = display_width(t->rows[r][c]);
+        used += w + 2;
+    }
+    width = cols > used + ERROR_COL_MIN ? cols - used : ERROR_COL_MIN;
+    for (size_t r = 1; r < t->nrows; r++) {
+        char *cut = cut_text(t->rows[r][last], width, more && more[r]);
+        free(t->rows[r][last]);
+        t->rows[r][last] = cut;
+    }
+}
+
 /* scalar() renders a JSON scalar (or compact JSON for the rest) into buf; a missing value (NULL) as "-". */
 static const char *
 scalar(const json_t *v, char *buf, size_t len)
@@ -681,7 +860,11 @@ print_array_table(const json_t *arr, int indent)
     json_array_foreach(arr, i, row) {
         for (size_t c = 0; c < ncols; c++) {
             const json_t *v = json_object_get(row, cols[c]);
-            cells[c + 1] = v ? scalar(v, bufs[c], sizeof(bufs[c])) : "";
+            int64_t ms;
+            if (json_is_string(v) && parse_rfc3339(json_string_value(v), &ms))
+                cells[c + 1] = relative(ms, bufs[c], sizeof(bufs[c]));
+            else
+                cells[c + 1] = v ? scalar(v, bufs[c], sizeof(bufs[c])) : "";
         }
         table_add(&t, cells);
     }
@@ -714,10 +897,14 @@ print_object(const json_t *obj, int indent)
     json_object_foreach((json_t *)obj, k, v) {
         if (is_section(v, k))
             continue;
+        int64_t ms;
         pad((size_t)indent);
         fputs(title(k, tbuf, sizeof(tbuf)), stdout);
         pad(w - display_width(k) + 2);
-        puts(scalar(v, buf, sizeof(buf)));
+        if (json_is_string(v) && parse_rfc3339(json_string_value(v), &ms))
+            printf("%s (%s)\n", json_string_value(v), relative(ms, tbuf, sizeof(tbuf)));
+        else
+            puts(scalar(v, buf, sizeof(buf)));
     }
     json_object_foreach((json_t *)obj, k, v) {
         if (!is_section(v, k))
@@ -764,22 +951,23 @@ shell_arg(const char *flag, const char *value, bool always)
     shell_quote(value ? value : "", always);
 }
 
-/* print_tasks() prints list summaries as one table. */
+/* print_tasks() prints list summaries as one table; times relative, the last error cut to fit. */
 static void
 print_tasks(const json_t *tasks)
 {
     static const char *const head[] = {"TASK_ID", "STATUS", "CATEGORY", "RETRIES",
-                                       "SUBJECT", "CREATED", "NEXT_RETRY"};
+                                       "SUBJECT", "CREATED", "NEXT_RETRY", "ERROR"};
     struct table t;
     size_t i;
     const json_t *task;
+    bool *more = calloc(json_array_size(tasks) + 1, sizeof(*more));
 
-    table_init(&t, 7);
+    table_init(&t, 8);
     table_add(&t, head);
     json_array_foreach(tasks, i, task) {
         char retries[64], b[4][512];
         const char *status = json_string_value(json_object_get(task, "status"));
-        const char *cells[7];
+        const char *cells[8];
         if (json_is_true(json_object_get(task, "parked")))
             status = "parked";
         snprintf(retries, sizeof(retries), "%s/%s",
@@ -790,10 +978,42 @@ print_tasks(const json_t *tasks)
         cells[2] = json_string_value(json_object_get(task, "error_category"));
         cells[3] = retries;
         cells[4] = json_string_value(json_object_get(task, "subject"));
-        cells[5] = json_string_value(json_object_get(task, "created_at"));
-        cells[6] = json_string_value(json_object_get(task, "next_retry_at"));
+        cells[5] = time_cell(json_object_get(task, "created_at"), b[2], sizeof(b[2]));
+        cells[6] = time_cell(json_object_get(task, "next_retry_at"), b[3], sizeof(b[3]));
+        cells[7] = json_string_value(json_object_get(task, "error"));
+        if (more)
+            more[i + 1] = json_is_true(json_object_get(task, "error_truncated"));
         table_add(&t, cells);
     }
+    fit_last_column(&t, more);
+    table_print(&t);
+    table_free(&t);
+    free(more);
+}
+
+/* print_groups() prints the groups verb's answer as one table, largest first, the error cut to fit. */
+static void
+print_groups(const json_t *groups)
+{
+    static const char *const head[] = {"COUNT", "GROUP", "SUBJECT", "CATEGORY", "LAST-SEEN", "ERROR"};
+    struct table t;
+    size_t i;
+    const json_t *g;
+
+    table_init(&t, 6);
+    table_add(&t, head);
+    json_array_foreach(groups, i, g) {
+        char count[32], when[64];
+        const char *cells[6];
+        cells[0] = scalar(json_object_get(g, "count"), count, sizeof(count));
+        cells[1] = json_string_value(json_object_get(g, "group"));
+        cells[2] = json_string_value(json_object_get(g, "subject"));
+        cells[3] = json_string_value(json_object_get(g, "category"));
+        cells[4] = time_cell(json_object_get(g, "last_seen"), when, sizeof(when));
+        cells[5] = json_string_value(json_object_get(g, "error"));
+        table_add(&t, cells);
+    }
+    fit_last_column(&t, NULL);
     table_print(&t);
     table_free(&t);
 }
@@ -825,6 +1045,8 @@ filter_body(const struct opts *o, json_t *body)
         json_object_set_new(body, "subject", json_string(o->subject));
     if (o->older_than_s >= 0 && ++n)
         json_object_set_new(body, "older_than_s", json_real(o->older_than_s));
+    if (o->group && ++n)
+        json_object_set_new(body, "group", json_string(o->group));
     return n;
 }
 
@@ -906,6 +1128,8 @@ cmd_list(natsConnection *nc, const struct opts *o)
                 shell_arg(" --subject ", o->subject, true);
             if (o->older_than_s >= 0)
                 printf(" --older-than %.15g", o->older_than_s);  /* %g keeps fractions; 15 digits round-trip */
+            if (o->group)
+                printf(" --group %s", o->group);
             if (o->limit > 0)
                 printf(" --limit %d", (int)o->limit);
             shell_arg(" --cursor ", json_string_value(next), true);
@@ -922,6 +1146,29 @@ done:
     json_decref(next);
     json_decref(total);
     json_decref(missing);
+    return rc;
+}
+
+/* cmd_groups() asks for the failure groups matching the filter and prints them (a table or JSON). */
+static int
+cmd_groups(natsConnection *nc, const struct opts *o)
+{
+    json_t *body = json_object(), *reply = NULL;
+    int code, rc;
+
+    filter_body(o, body);
+    if (o->limit > 0)
+        json_object_set_new(body, "limit", json_integer(o->limit));
+    rc = request(nc, o, "groups", body, &reply, &code);
+    json_decref(body);
+    if (o->json && reply) {
+        print_json(reply);
+    } else if (rc == EXIT_OK) {
+        json_t *groups = json_object_get(reply, "groups");
+        print_groups(groups);
+        printf("\n%zu group%s\n", json_array_size(groups), json_array_size(groups) == 1 ? "" : "s");
+    }
+    json_decref(reply);
     return rc;
 }
 
@@ -967,7 +1214,7 @@ cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
     } else if (!nfilter && !o->all) {
         json_decref(body);
         return usage_error("%s: give a TASK_ID, a filter (--status, --category, --subject, "
-                           "--older-than) or --all",
+                           "--older-than, --group) or --all",
                            verb);
     } else if (nfilter && o->all) {
         json_decref(body);
@@ -980,6 +1227,13 @@ cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
         json_object_set_new(body, "rate", json_real(o->rate));
     if (o->confirm)
         json_object_set_new(body, "confirm", json_true());
+    if (o->dry_run) {
+        if (o->cancel) {
+            json_decref(body);
+            return usage_error("retry --cancel takes nothing else");
+        }
+        json_object_set_new(body, "dry_run", json_true());
+    }
     rc = run_simple(nc, o, verb, body);
     json_decref(body);
     return rc;
@@ -1167,7 +1421,8 @@ main(int argc, char **argv)
 
     /* Check the arguments before connecting: a usage error never needs a server. */
     if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "health") == 0 || strcmp(cmd, "pause") == 0 ||
-        strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "members") == 0) {
+        strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "members") == 0 ||
+        strcmp(cmd, "groups") == 0) {
         if (o.npos != 1)
             return usage_error("'%s' takes no arguments", cmd);
     } else if (strcmp(cmd, "get") == 0) {
@@ -1186,6 +1441,8 @@ main(int argc, char **argv)
         goto done;
     if (strcmp(cmd, "list") == 0) {
         rc = cmd_list(nc, &o);
+    } else if (strcmp(cmd, "groups") == 0) {
+        rc = cmd_groups(nc, &o);
     } else if (strcmp(cmd, "get") == 0) {
         json_t *body = json_pack("{s:s}", "task_id", o.pos[1]);
         rc = run_simple(nc, &o, "get", body);

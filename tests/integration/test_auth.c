@@ -621,7 +621,7 @@ test_operator(void **state)
     IT_CHECK(pending_msgs(acks) == 0, "the operator received %d acknowledgement(s) of the service",
              pending_msgs(acks));
     natsSubscription_Destroy(acks);
-    static const char *const reads[] = {"health", "stats", "list"};
+    static const char *const reads[] = {"health", "stats", "list", "groups"};
     for (size_t i = 0; i < SC_ARRAY_LEN(reads); i++) {
         char subj[64];
         snprintf(subj, sizeof subj, "dlq.admin.%s", reads[i]);
@@ -698,7 +698,7 @@ test_viewer(void **state)
     char url[256];
 
     report(svc, "vw-1", "never");
-    static const char *const reads[] = {"health", "stats", "list"};
+    static const char *const reads[] = {"health", "stats", "list", "groups"};
     for (size_t i = 0; i < SC_ARRAY_LEN(reads); i++) {
         char subj[64];
         snprintf(subj, sizeof subj, "dlq.admin.%s", reads[i]);

@@ -417,7 +417,7 @@ test_http_errors(void **state)
     struct resp r;
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
-                                        "clear", "classify", "pause", "resume"};
+                                        "clear", "classify", "pause", "resume", "groups"};
 
     assert_non_null(e);
     *state = e;
@@ -1006,6 +1006,8 @@ test_cluster_merged(void **state)
         {"get", "{\"task_id\":\"c-07\"}"},
         {"get", "{\"task_id\":\"nope\"}"},
         {"health", ""},
+        {"groups", ""},                                   /* one group of 12, counted over both members */
+        {"clear", "{\"all\":true,\"dry_run\":true}"},     /* the members' counts add up; nothing removed */
     };
     for (size_t i = 0; i < SC_ARRAY_LEN(reqs); i++) {
         char subj[64], path[64], *da, *db;
@@ -1026,7 +1028,7 @@ test_cluster_merged(void **state)
                  it_json_int(a, "members_answered") == 2 &&
                  json_array_size(json_object_get(b, "partitions_missing")) == 0 &&
                  json_array_size(json_object_get(a, "partitions_missing")) == 0 &&
-                 (strcmp(reqs[i][0], "stats") ||
+                 (strcmp(reqs[i][0], "stats") != 0 ||
                   (it_json_int(b, "queue_size") == 12 && it_json_int(a, "queue_size") == 12))))
                 break;
             json_decref(a);
@@ -1052,6 +1054,13 @@ test_cluster_merged(void **state)
             IT_CHECK(it_json_int(b, "queue_size") == 12 && it_json_int(a, "queue_size") == 12,
                      "merged stats: %s", r.body);
         }
+        if (!strcmp(reqs[i][0], "groups"))
+            IT_CHECK(json_array_size(json_object_get(a, "groups")) == 1 &&
+                         it_json_int(json_array_get(json_object_get(a, "groups"), 0), "count") == 12,
+                     "merged groups: %s", r.body);
+        if (!strcmp(reqs[i][0], "clear"))
+            IT_CHECK(json_is_true(json_object_get(a, "dry_run")) && it_json_int(a, "matched") == 12,
+                     "merged dry run: %s", r.body);
         if (json_is_object(json_object_get(a, "error"))) /* a task's "error" is its error text */
             IT_CHECK(r.status == it_json_int(a, "error.code"), "%s: status %d for %s", path, r.status,
                      r.body);
