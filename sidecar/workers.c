@@ -161,8 +161,9 @@ sc_workers_render(const struct sc_daemon *d, struct sc_buf *b)
 }
 
 /*
- * The sweep: a subject no pending or retrying task retries to is forgotten
- * (its tasks completed, were archived, exhausted or cleared). One walk of
+ * The sweep: a subject no pending (unparked) or retrying task retries to is
+ * forgotten (its tasks completed, were parked, archived, exhausted or
+ * cleared). One walk of
  * the queue every SC_WORKERS_SWEEP_S, only while the table holds subjects.
  */
 static void
@@ -179,7 +180,8 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
         w->e[i].live = false;
     for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
         long i;
-        if (!t->retry_subject || (t->status != DLQ_TASK_PENDING && t->status != DLQ_TASK_RETRYING))
+        if (!t->retry_subject || t->parked ||
+            (t->status != DLQ_TASK_PENDING && t->status != DLQ_TASK_RETRYING))
             continue;
         if ((i = find(w, t->retry_subject)) >= 0)
             w->e[i].live = true;

@@ -20,7 +20,7 @@ struct sc_jw;
 
 /*
  * sc_workers_open() sets up the table (empty) and its sweep timer, which
- * every SC_WORKERS_SWEEP_S forgets subjects no pending or retrying task
+ * every SC_WORKERS_SWEEP_S forgets subjects no pending (unparked) or retrying task
  * retries to any more. Returns SC_OK, or SC_EIO (libevent cannot make the
  * timer) with err (errlen bytes) set. sc_workers_close() frees it all; safe
  * when never opened. Loop thread (open and close: main, outside the loop).

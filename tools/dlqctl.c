@@ -805,6 +805,8 @@ print_tasks(const json_t *tasks)
         const char *cells[7];
         if (json_is_true(json_object_get(task, "parked")))
             status = "parked";
+        else if (json_is_true(json_object_get(task, "no_workers")))
+            status = "pending (no workers)"; /* its retry subject's last retry: no responders */
         snprintf(retries, sizeof(retries), "%s/%s",
                  scalar(json_object_get(task, "retry_count"), b[0], sizeof(b[0])),
                  scalar(json_object_get(task, "max_retries"), b[1], sizeof(b[1])));
@@ -1339,13 +1341,14 @@ cmd_retry_wait(natsConnection *nc, const struct opts *o, json_t *body)
         bool active;
         if (interrupted) {
             json_t *cancel = json_pack("{s:b}", "cancel", 1);
-            request(nc, o, "retry", cancel, &reply, &code);
+            /* {"cancelled":true,"scheduled":N}; a 409 says it had finished already. */
+            int crc = request(nc, o, "retry", cancel, &reply, &code);
             json_decref(cancel);
-            rd = json_object_get(reply, "redrive");
-            if (json_integer_value(json_object_get(rd ? rd : reply, "scheduled")) > scheduled)
-                scheduled = json_integer_value(json_object_get(rd ? rd : reply, "scheduled"));
+            if (crc == EXIT_OK && json_integer_value(json_object_get(reply, "scheduled")) > scheduled)
+                scheduled = json_integer_value(json_object_get(reply, "scheduled"));
             json_decref(reply);
-            fprintf(stderr, "%s%s: redrive cancelled: %lld of %lld sent\n", tty ? "\n" : "", prog,
+            fprintf(stderr, "%s%s: redrive %s: %lld of %lld sent\n", tty ? "\n" : "", prog,
+                    crc == EXIT_OK ? "cancelled" : "not cancelled (it had ended)",
                     (long long)scheduled, (long long)matched);
             return 130;
         }

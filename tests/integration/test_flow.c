@@ -279,6 +279,20 @@ test_no_workers(void **state)
     j = event_wait(alerts, "retry_subjects_without_workers", "resolved", IT_WAIT_MS);
     IT_CHECK(j != NULL, "the alert resolves");
     json_decref(j);
+
+    /* A subject whose tasks are gone (archived) is forgotten by the sweep, worker or not. */
+    send_task(e, "dlq.failed.gone", "gone-1", "transient", NULL, 0);
+    end = sc_now_mono_ms() + IT_WAIT_MS;
+    while (!stats_lists(e->nc, "dlq.retry.gone", &count) && sc_now_mono_ms() < end)
+        it_sleep_ms(50);
+    IT_CHECK(stats_lists(e->nc, "dlq.retry.gone", &count), "stats lists dlq.retry.gone");
+    j = admin(e->nc, "archive", "{\"task_id\":\"gone-1\"}");
+    json_decref(j);
+    end = sc_now_mono_ms() + IT_WAIT_MS;
+    while (stats_lists(e->nc, "dlq.retry.gone", &count) && sc_now_mono_ms() < end)
+        it_sleep_ms(100);
+    IT_CHECK(!stats_lists(e->nc, "dlq.retry.gone", &count) && count == 0,
+             "dlq.retry.gone forgotten once its task was archived (count %lld)", (long long)count);
     e->passed = true;
 }
 
@@ -490,6 +504,37 @@ test_retry_wait(void **state)
     IT_CHECK(strstr(text, "redrive finished: 6 of 6 sent"), "the outcome line: %s", text);
     free(text);
     IT_CHECK(it_rec_wait(w, 6, IT_WAIT_MS), "6 retries reach the worker");
+
+    /* A slow redrive: Ctrl-C cancels it on the sidecar and exits 130. */
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "rs-%d", i);
+        send_task(e, "dlq.failed.rs", id, "validation", NULL, 0);
+    }
+    char *argv[] = {(char *)DLQCTL_BIN, (char *)"--server", e->srv.url, (char *)"retry", (char *)"--subject",
+                    (char *)"dlq.failed.rs", (char *)"--rate", (char *)"2", (char *)"--wait", NULL};
+    pid_t pid = spawn(argv, NULL, -1, path);
+    assert_true(pid > 0);
+    int64_t end = sc_now_mono_ms() + IT_WAIT_MS;
+    json_t *st = NULL;
+    do {
+        json_decref(st);
+        it_sleep_ms(50);
+        st = it_admin_stats(e->nc);
+    } while (!(json_is_true(it_json_get(st, "retry_processor.redrive.active")) &&
+               it_json_int(st, "retry_processor.redrive.matched") == 20) &&
+             sc_now_mono_ms() < end);
+    json_decref(st);
+    it_sleep_ms(300); /* dlqctl has read the reply and polls stats */
+    kill(pid, SIGINT);
+    IT_CHECK(wait_exit(pid, IT_WAIT_MS) == 130, "Ctrl-C exits 130");
+    st = it_admin_stats(e->nc);
+    char *dump = it_json_dump(it_json_get(st, "retry_processor.redrive"));
+    IT_CHECK(json_is_true(it_json_get(st, "retry_processor.redrive.cancelled")) &&
+                 json_is_false(it_json_get(st, "retry_processor.redrive.active")) &&
+                 it_json_int(st, "retry_processor.redrive.scheduled") < 20,
+             "the redrive was cancelled: %s", dump);
+    free(dump);
+    json_decref(st);
     e->passed = true;
 }
 
