@@ -343,7 +343,7 @@ check(struct sc_alerts *al)
     {
         int64_t oldest;
         size_t over = sc_workers_overdue(d, now, cfg->alerts_no_workers_after_s * 1000, &oldest);
-        judge(al, A_NO_WORKERS, (double)(oldest / 1000), (double)cfg->alerts_no_workers_after_s,
+        judge(al, A_NO_WORKERS, (double)oldest / 1000.0, (double)cfg->alerts_no_workers_after_s,
               over > 0, (int64_t)over);
     }
 }
