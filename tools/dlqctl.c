@@ -1396,13 +1396,15 @@ static const char *const export_keys[] = {
 /*
  * cmd_export() lists the tasks matching the filter (every task without
  * one), gets each with its payload ({"payload":true}) and writes one JSON
- * line per task on stdout. A task gone between list and get is skipped.
+ * line per task on stdout. A task gone between list and get is skipped;
+ * one whose get fails (a reply larger than the server's max_payload) is
+ * reported and skipped, and the exit code is then 1.
  */
 static int
 cmd_export(natsConnection *nc, const struct opts *o)
 {
     char cursor[2100] = "";
-    json_int_t n = 0, gone = 0;
+    json_int_t n = 0, gone = 0, failed = 0;
     int rc, code;
 
     for (;;) {
@@ -1425,6 +1427,8 @@ cmd_export(natsConnection *nc, const struct opts *o)
             json_decref(req);
             if (rc == EXIT_ERROR_REPLY && code == 404) {
                 gone++;
+            } else if (rc == EXIT_ERROR_REPLY) {
+                failed++; /* e.g. 500 "reply exceeds max_payload": the rest still goes out */
             } else if (rc != EXIT_OK) {
                 json_decref(full);
                 json_decref(line);
@@ -1451,8 +1455,10 @@ cmd_export(natsConnection *nc, const struct opts *o)
     fprintf(stderr, "%s: exported %lld task%s", prog, (long long)n, n == 1 ? "" : "s");
     if (gone)
         fprintf(stderr, " (%lld gone before they were read)", (long long)gone);
+    if (failed)
+        fprintf(stderr, "; %lld could not be read (see above): not exported", (long long)failed);
     fputc('\n', stderr);
-    return EXIT_OK;
+    return failed ? EXIT_ERROR_REPLY : EXIT_OK;
 }
 
 /* ---- MessagePack, just what an envelope needs (DESIGN section 4) ---- */
