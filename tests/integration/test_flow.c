@@ -423,6 +423,14 @@ test_export_import(void **state)
         snprintf(id, sizeof id, "exp-%d", i);
         send_task(e, "dlq.failed.exp", id, "validation", task[i], tlen[i]);
     }
+    /* One with metadata and repos (a JSON envelope): they come back as they were. */
+    json_t *ack = it_request_json(e->nc, "dlq.failed.exp",
+                                  "{\"task_id\":\"exp-meta\",\"task\":{\"a\":1},\"error\":\"bad\","
+                                  "\"error_category\":\"validation\",\"repos\":[\"r1\",\"r2\"],"
+                                  "\"metadata\":{\"k\":\"v\",\"n\":3},\"max_retries\":7}",
+                                  IT_REQUEST_MS);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest of exp-meta");
+    json_decref(ack);
     snprintf(path, sizeof path, "%s/export.jsonl", e->dir);
     const char *args[] = {"export", "--subject", "dlq.failed.exp", NULL};
     IT_CHECK(run_ctl(e->srv.url, NULL, path, args) == 0, "dlqctl export exits 0");
@@ -430,8 +438,8 @@ test_export_import(void **state)
     size_t lines = 0;
     for (char *p = text; (p = strchr(p, '\n')); p++)
         lines++;
-    IT_CHECK(lines == 3 && strstr(text, "\"payload_b64\"") && strstr(text, "\"error_type\":\"ValueError\""),
-             "3 lines with payloads: %s", text);
+    IT_CHECK(lines == 4 && strstr(text, "\"payload_b64\"") && strstr(text, "\"error_type\":\"ValueError\""),
+             "4 lines with payloads: %s", text);
     free(text);
 
     /* A second, fresh sidecar (memory store: empty) on the same server. */
@@ -464,14 +472,31 @@ test_export_import(void **state)
         json_decref(g);
     }
 
+    json_t *g = it_admin_get(e->nc, "exp-meta");
+    char *gd = it_json_dump(g);
+    json_t *want_meta = json_pack("{s:s,s:i}", "k", "v", "n", 3), *want_repos = json_pack("[s,s]", "r1", "r2");
+    IT_CHECK(json_equal(json_object_get(g, "metadata"), want_meta) &&
+                 json_equal(json_object_get(g, "repos"), want_repos) && it_json_int(g, "max_retries") == 7,
+             "exp-meta keeps metadata, repos and max_retries: %s", gd);
+    json_decref(want_meta);
+    json_decref(want_repos);
+    free(gd);
+    json_decref(g);
+
     struct it_recorder *w = it_env_recorder(e, it_env_connect(e, "worker"), "dlq.retry.exp", NULL, 16, true);
     it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
     json_t *r = admin(e->nc, "retry", "{\"subject\":\"dlq.failed.exp\"}");
     json_decref(r);
-    IT_CHECK(it_rec_wait(w, 3, IT_WAIT_MS), "3 retries reach the worker");
-    for (size_t k = 0; k < 3; k++) {
+    IT_CHECK(it_rec_wait(w, 4, IT_WAIT_MS), "4 retries reach the worker");
+    for (size_t k = 0; k < 4; k++) {
         const struct it_rec_msg *msg = it_rec_get(w, k);
         const char *tid = it_rec_header(msg, "Dlq-Task-Id");
+        static const unsigned char meta_task[] = {0x81, 0xa1, 'a', 0x01}; /* {"a":1} */
+        if (tid && !strcmp(tid, "exp-meta")) {
+            IT_CHECK(msg->len == sizeof meta_task && !memcmp(msg->body, meta_task, sizeof meta_task),
+                     "retry of exp-meta: its bytes");
+            continue;
+        }
         int i = tid ? tid[4] - '0' : -1;
         IT_CHECK(i >= 0 && i < 3 && msg->len == tlen[i] && memcmp(msg->body, task[i], tlen[i]) == 0,
                  "retry of %s: byte-identical payload (%zu bytes, want %zu)", tid ? tid : "?",
