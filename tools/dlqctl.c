@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <nats/nats.h>
 
 #include "common.h"
@@ -1461,45 +1462,22 @@ cmd_export(natsConnection *nc, const struct opts *o)
     return failed ? EXIT_ERROR_REPLY : EXIT_OK;
 }
 
-/* ---- MessagePack, just what an envelope needs (DESIGN section 4) ---- */
+/* ---- the failure envelope (DESIGN section 4), packed with msgpack-c ---- */
 
-static void
-mp_head(struct sc_buf *b, unsigned char fix, unsigned char c8, unsigned char c16, unsigned char c32,
-        size_t n, size_t fixmax)
+/* msgpack-c's write callback: appends to the struct sc_buf at data (0, or -1 past its cap). */
+static int
+mp_write(void *data, const char *buf, size_t len)
 {
-    unsigned char h[5];
-    size_t hl;
-
-    if (n <= fixmax) {
-        h[0] = (unsigned char)(fix | n);
-        hl = 1;
-    } else if (c8 && n <= 0xff) {
-        h[0] = c8;
-        h[1] = (unsigned char)n;
-        hl = 2;
-    } else if (n <= 0xffff) {
-        h[0] = c16;
-        h[1] = (unsigned char)(n >> 8);
-        h[2] = (unsigned char)n;
-        hl = 3;
-    } else {
-        h[0] = c32;
-        h[1] = (unsigned char)(n >> 24);
-        h[2] = (unsigned char)(n >> 16);
-        h[3] = (unsigned char)(n >> 8);
-        h[4] = (unsigned char)n;
-        hl = 5;
-    }
-    sc_buf_append(b, (const char *)h, hl);
+    return sc_buf_append(data, buf, len) == SC_OK ? 0 : -1;
 }
 
 static void
-mp_str(struct sc_buf *b, const char *s)
+mp_str(msgpack_packer *pk, const char *s)
 {
     size_t n = strlen(s);
 
-    mp_head(b, 0xa0, 0xd9, 0xda, 0xdb, n, 31);
-    sc_buf_append(b, s, n);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
 }
 
 /* mp_b64() appends the bytes that base64 text v stands for (MessagePack already); false when v is not base64. */
@@ -1526,6 +1504,7 @@ envelope(const json_t *t, struct sc_buf *b)
     const json_t *ff = json_object_get(t, "first_failed_at"), *mr = json_object_get(t, "max_retries");
     size_t keys = 1, i;
     const json_t *v;
+    msgpack_packer pk;
 
     if (!json_is_string(json_object_get(t, "task_id")))
         return "no task_id";
@@ -1537,34 +1516,34 @@ envelope(const json_t *t, struct sc_buf *b)
         keys += json_is_string(json_object_get(t, strs[i]));
     keys += json_is_array(repos) + json_is_string(meta) + json_is_string(ff) +
             (json_is_integer(mr) && json_integer_value(mr) >= 0 && json_integer_value(mr) <= 100);
-    mp_head(b, 0x80, 0, 0xde, 0xdf, keys, 15);
+    msgpack_packer_init(&pk, b, mp_write);
+    msgpack_pack_map(&pk, keys);
     for (i = 0; strs[i]; i++)
         if (json_is_string(json_object_get(t, strs[i]))) {
-            mp_str(b, strs[i]);
-            mp_str(b, json_string_value(json_object_get(t, strs[i])));
+            mp_str(&pk, strs[i]);
+            mp_str(&pk, json_string_value(json_object_get(t, strs[i])));
         }
-    mp_str(b, "task");
+    mp_str(&pk, "task"); /* the value: the exported bytes as they are */
     if (!mp_b64(b, json_object_get(t, "payload_b64")))
         return "payload_b64 is not base64";
     if (json_is_integer(mr) && json_integer_value(mr) >= 0 && json_integer_value(mr) <= 100) {
-        unsigned char c = (unsigned char)json_integer_value(mr);
-        mp_str(b, "max_retries");
-        sc_buf_append(b, (const char *)&c, 1); /* positive fixint: 0-100 */
+        mp_str(&pk, "max_retries");
+        msgpack_pack_uint8(&pk, (uint8_t)json_integer_value(mr));
     }
     if (json_is_array(repos)) {
-        mp_str(b, "repos");
-        mp_head(b, 0x90, 0, 0xdc, 0xdd, json_array_size(repos), 15);
+        mp_str(&pk, "repos");
+        msgpack_pack_array(&pk, json_array_size(repos));
         json_array_foreach(repos, i, v)
-            mp_str(b, json_is_string(v) ? json_string_value(v) : "");
+            mp_str(&pk, json_is_string(v) ? json_string_value(v) : "");
     }
     if (json_is_string(meta)) {
-        mp_str(b, "metadata");
+        mp_str(&pk, "metadata");
         if (!mp_b64(b, meta))
             return "metadata_b64 is not base64";
     }
     if (json_is_string(ff)) {
-        mp_str(b, "failed_at");
-        mp_str(b, json_string_value(ff));
+        mp_str(&pk, "failed_at");
+        mp_str(&pk, json_string_value(ff));
     }
     return NULL;
 }
