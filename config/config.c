@@ -277,6 +277,8 @@ static const struct config_key keys[] = {
           "window of the retry success rate, s"),
     K_INT("alerts.min_retries", alerts_min_retries, CONFIG_W_I64, 1, 1000000, "10",
           "retry outcomes the window needs before its success rate is judged"),
+    K_INT("alerts.no_workers_after_s", alerts_no_workers_after_s, CONFIG_W_I64, 1, 604800, "60",
+          "retry_subjects_without_workers fires when a retry subject has had no worker for longer than this, s"),
     {.info = {.path = "alerts.webhook_urls",
               .type = CONFIG_TYPE_LIST,
               .help = "URLs that receive each alert change as a JSON POST"},

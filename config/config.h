@@ -140,6 +140,7 @@ struct config {
     double alerts_success_rate;    /* alerts.success_rate, 0-1: fires below it, default 0.5 */
     int64_t alerts_window_s;       /* alerts.window_s, 1-604,800, default 300 */
     int64_t alerts_min_retries;    /* alerts.min_retries, 1-1,000,000, default 10 */
+    int64_t alerts_no_workers_after_s; /* alerts.no_workers_after_s, 1-604,800, default 60 */
     char **alerts_webhook_urls;    /* alerts.webhook_urls: NULL-terminated array of http(s) URLs */
     size_t alerts_webhook_count;
     int64_t alerts_webhook_timeout_ms; /* alerts.webhook_timeout_ms, 100-300,000, default 5000 */

@@ -17,6 +17,7 @@
 #include "peers.h"
 #include "serving.h"
 #include "takeover.h"
+#include "workers.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
@@ -525,6 +526,7 @@ admin_stats(struct admin_req *r)
     stats_lifetime(d, &w);
     stats_ingest(d, &w);
     stats_retry_processor(d, &w);
+    sc_workers_json(d, &w); /* retry_subjects_without_workers (workers.c) */
     stats_links(d, &w);
     sc_peers_json(d, &w, "duplicate_sidecars");
     sc_cluster_json(d, &w, false);
@@ -535,9 +537,31 @@ admin_stats(struct admin_req *r)
     reply_buf(r);
 }
 
-/* Writes t as JSON: the list summary, or (whole) every field DESIGN section 8 names for get. */
+/*
+ * Writes "k": the len bytes at p in base64 (export: the exact bytes), or
+ * nothing when p is NULL.
+ */
 static void
-task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool whole)
+jw_base64(struct sc_jw *w, const char *k, const void *p, size_t len)
+{
+    struct sc_buf b64;
+
+    if (!p)
+        return;
+    sc_buf_init(&b64, 2 * len + 16);
+    if (sc_base64_encode(&b64, p, len) == SC_OK)
+        sc_jw_strn(w, k, b64.data ? b64.data : "", b64.len);
+    sc_buf_destroy(&b64);
+}
+
+/*
+ * Writes t as JSON: the list summary, or (whole) every field DESIGN section
+ * 8 names for get; with payload (get's "payload":true) also "payload_b64"
+ * (the task's exact bytes) and "metadata_b64" (the metadata map's
+ * MessagePack bytes, when there is one), which dlqctl export reads.
+ */
+static void
+task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool whole, bool payload)
 {
     unsigned depth = codec_limits_get(d->codec)->max_depth;
     struct sc_jw w;
@@ -561,6 +585,9 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     sc_jw_bool(&w, "error_truncated", cut);
     dlq_group_hex(dlq_task_group(t), group);
     sc_jw_str(&w, "group", group);
+    /* A pending task whose retry subject's last retry found no worker (workers.c). */
+    sc_jw_bool(&w, "no_workers", t->status == DLQ_TASK_PENDING && !t->parked &&
+                                     sc_workers_none(d, t->retry_subject));
     if (!whole) {
         sc_jw_close(&w, '}');
         return;
@@ -593,18 +620,27 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
         codec_jw_msgpack(&w, "task", t->payload, t->payload_len, depth);
     sc_adv_jw_task(&w, t); /* an advisory's original: raw payload, headers, payload_missing */
     sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
+    if (payload && !t->payload_missing) {
+        jw_base64(&w, "payload_b64", t->payload ? t->payload : "", t->payload_len);
+        jw_base64(&w, "metadata_b64", t->metadata, t->metadata_len);
+    }
     sc_jw_close(&w, '}');
 }
 
 static void
 admin_get(struct admin_req *r)
 {
+    json_t *payload = json_object_get(r->body, "payload");
     struct dlq_task *t = find_task(r);
 
     if (!t)
         return;
+    if (payload && !json_is_boolean(payload)) {
+        reply_error(r, 400, "payload: expected true or false");
+        return;
+    }
     sc_buf_reset(&r->d->out);
-    task_json(r->d, &r->d->out, t, true);
+    task_json(r->d, &r->d->out, t, true, json_is_true(payload));
     reply_buf(r);
 }
 
@@ -779,7 +815,7 @@ list_partitioned(struct admin_req *r, const struct dlq_filter *f, int64_t limit,
     for (size_t i = 0; i < n && (int64_t)i < limit; i++) {
         if (i)
             sc_buf_appendc(b, ',');
-        task_json(d, b, v[i].t, false);
+        task_json(d, b, v[i].t, false, false);
     }
     sc_buf_append(b, "],\"next_cursor\":", 16);
     if ((int64_t)n > limit) {
@@ -838,7 +874,7 @@ admin_list(struct admin_req *r)
         }
         if (n)
             sc_buf_appendc(b, ',');
-        task_json(d, b, t, false);
+        task_json(d, b, t, false, false);
         last = t;
         n++;
     }
@@ -1470,7 +1506,7 @@ admin_resume(struct admin_req *r)
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static const char *const no_keys[] = {NULL};
-static const char *const get_keys[] = {"task_id", NULL};
+static const char *const get_keys[] = {"task_id", "payload", NULL};
 static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
 static const char *const groups_keys[] = {FILTER_KEYS, "limit", NULL};
 static const char *const classify_keys[] = {"error", "error_type", NULL};

@@ -7,16 +7,18 @@
 #include "daemon.h"
 #include "list.h"
 #include "persist.h"
+#include "workers.h"
 
 #define SAMPLES 130            /* ring of counter samples covering the success-rate window */
 #define SAMPLES_PER_WINDOW 120 /* one sample every window/120 (or every check, if rarer) */
 #define MAX_DELIVERIES 256     /* webhook posts waiting or in flight; more are dropped */
 #define BACKOFF_CAP_MS 600000  /* longest wait between two posts of one delivery */
 
-enum { A_UTILIZATION = 0, A_EXHAUSTED, A_SUCCESS_RATE, A_COUNT };
+enum { A_UTILIZATION = 0, A_EXHAUSTED, A_SUCCESS_RATE, A_NO_WORKERS, A_COUNT };
 
 static const char *const alert_names[A_COUNT] = {"queue_utilization", "exhausted_tasks",
-                                                 "retry_success_rate"};
+                                                 "retry_success_rate",
+                                                 "retry_subjects_without_workers"};
 
 struct alert {
     bool firing;
@@ -215,9 +217,13 @@ json_number(struct sc_buf *b, double v)
         sc_buf_appendf(b, "%.4g", v);
 }
 
-/* Publishes <prefix>.events.alert and posts to the webhooks for a change of alert i. */
+/*
+ * Publishes <prefix>.events.alert and posts to the webhooks for a change of
+ * alert i; extra is the success rate's window_retries, or the subjects past
+ * the threshold of retry_subjects_without_workers.
+ */
 static void
-announce(struct sc_alerts *al, int i, int64_t window_retries)
+announce(struct sc_alerts *al, int i, int64_t extra)
 {
     struct sc_daemon *d = al->d;
     struct alert *a = &al->a[i];
@@ -237,7 +243,9 @@ announce(struct sc_alerts *al, int i, int64_t window_retries)
     sc_json_quote(b, d->cfg->subjects_prefix, strlen(d->cfg->subjects_prefix));
     if (i == A_SUCCESS_RATE)
         sc_buf_appendf(b, ",\"window_s\":%lld,\"window_retries\":%lld",
-                       (long long)d->cfg->alerts_window_s, (long long)window_retries);
+                       (long long)d->cfg->alerts_window_s, (long long)extra);
+    if (i == A_NO_WORKERS) /* value: the longest time without workers, s; which subjects: stats */
+        sc_buf_appendf(b, ",\"subjects\":%lld", (long long)extra);
     sc_buf_appendc(b, '}');
     if (!b->data)
         return;
@@ -330,6 +338,14 @@ check(struct sc_alerts *al)
     /* Too few outcomes in the window say nothing: the alert resolves (or stays quiet). */
     judge(al, A_SUCCESS_RATE, rate, cfg->alerts_success_rate,
           n >= (uint64_t)cfg->alerts_min_retries && rate < cfg->alerts_success_rate, (int64_t)n);
+
+    /* Subjects whose retries have found no worker for longer than alerts.no_workers_after_s. */
+    {
+        int64_t oldest;
+        size_t over = sc_workers_overdue(d, now, cfg->alerts_no_workers_after_s * 1000, &oldest);
+        judge(al, A_NO_WORKERS, (double)oldest / 1000.0, (double)cfg->alerts_no_workers_after_s,
+              over > 0, (int64_t)over);
+    }
 }
 
 static void

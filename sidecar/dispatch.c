@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "mirror.h"
 #include "serving.h"
+#include "workers.h"
 
 /* Random 64-bit value for jitter (xorshift on the loop thread): the machine's rand port. */
 static uint64_t
@@ -453,6 +454,8 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
             sc_log(SC_LOG_DEBUG, "late reply ignored", "subject", subj, NULL);
         return;
     }
+    /* Any answer but "no responders" says someone listens on the retry subject (workers.c). */
+    sc_workers_answer(d, t->retry_subject, natsMsg_IsNoResponders(m));
     if (natsMsg_IsNoResponders(m)) {
         dlq_machine_deferred(&d->m, t, "no responders", sc_now_wall_ms(), sc_now_mono_ms());
         return;

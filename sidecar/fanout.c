@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "fanout.h"
 #include "log.h"
+#include "workers.h"
 
 #define FANOUT_WAIT_MS 3000 /* the longest wait for the members' answers */
 #define FANOUT_MAX 64       /* requests gathered at once; one more is answered 503 */
@@ -120,6 +121,50 @@ merge_sum(json_t *dst, json_t *src)
             json_object_set(dst, k, v); /* a degraded member is not hidden behind an ok one */
         }
     }
+}
+
+static int
+str_cmp(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/*
+ * merge_workers() sets stats' "retry_subjects_without_workers" of reply to
+ * the union of the members' lists (sorted, at most SC_WORKERS_LISTED) and
+ * its count to the largest of the union's size and each member's count
+ * (lists past the cap are cut, so the exact union is not known beyond it).
+ */
+static void
+merge_workers(json_t *reply, json_t *oks)
+{
+    const char *names[SC_WORKERS_LISTED * 4];
+    size_t n = 0, i, j, k;
+    json_int_t count = 0;
+    json_t *a, *v, *out;
+
+    json_array_foreach(oks, i, a) {
+        json_t *list = json_object_get(a, "retry_subjects_without_workers");
+        json_int_t c = json_integer_value(json_object_get(a, "retry_subjects_without_workers_count"));
+        if (c > count)
+            count = c;
+        json_array_foreach(list, j, v)
+            if (json_is_string(v) && n < sizeof(names) / sizeof(names[0]))
+                names[n++] = json_string_value(v);
+    }
+    if (!json_object_get(reply, "retry_subjects_without_workers"))
+        return;
+    qsort(names, n, sizeof(names[0]), str_cmp);
+    out = json_array();
+    for (i = 0, k = 0; i < n; i++) {
+        if (i && !strcmp(names[i], names[i - 1]))
+            continue;
+        if (k++ < SC_WORKERS_LISTED)
+            json_array_append_new(out, json_string(names[i]));
+    }
+    json_object_set_new(reply, "retry_subjects_without_workers", out);
+    json_object_set_new(reply, "retry_subjects_without_workers_count",
+                        json_integer((json_int_t)k > count ? (json_int_t)k : count));
 }
 
 /* The partition of a task id (cluster.partitions). */
@@ -391,6 +436,8 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         for (i = 1; i < json_array_size(oks); i++)
             merge_sum(reply, json_array_get(oks, i));
         json_object_del(reply, "cluster");
+        if (!strcmp(s->verb, "stats"))
+            merge_workers(reply, oks);
         json_int_t size = json_integer_value(json_object_get(reply, "queue_size"));
         json_int_t max = json_integer_value(json_object_get(reply, "max_size"));
         if (json_object_get(reply, "utilization_percent") && max > 0)

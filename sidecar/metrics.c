@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "mirror.h"
 #include "peers.h"
+#include "workers.h"
 
 /*
  * Bucket upper bounds in seconds. Lateness is the wheel tick plus the rate
@@ -423,5 +424,6 @@ sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct 
     render_peers(d, b);
     render_cluster(d, b);
     render_http(http, b);
+    sc_workers_render(d, b);
     sc_alerts_render(d, b);
 }

@@ -1,5 +1,6 @@
 /* dlqctl.c - the dlq-sidecar admin API (<prefix>.admin.*) as a command: aligned tables for people, --json for scripts, exit codes that mean something. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -11,7 +12,10 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <nats/nats.h>
+
+#include "common.h"
 
 /* Exit codes (documented in usage() and the README). */
 enum {
@@ -39,7 +43,8 @@ struct opts {
     double older_than_s;  /* -1: absent */
     int64_t limit;        /* -1: absent */
     double rate;          /* -1: absent */
-    bool confirm, all, cancel, dry_run;
+    bool confirm, all, cancel, dry_run, wait;
+    const char *watch_subject, *watch_status; /* watch --filter subject=P / status=S */
     const char *pos[MAX_POSITIONAL];
     int npos;
 };
@@ -69,6 +74,12 @@ usage(FILE *f)
             "  classify [--error-type T] [ERROR...]\n"
             "                                 dry run of the classifier and the first delays\n"
             "  pause | resume                 stop / restart automatic retries\n"
+            "  watch [--filter subject=P|status=S]\n"
+            "                                 follow <prefix>.events.> (one line per event, --json raw); Ctrl-C stops\n"
+            "  retry FILTER|--all --rate N --wait\n"
+            "                                 redrive and show its progress until done (Ctrl-C cancels it, exit 130)\n"
+            "  export [FILTER] > FILE         the matching tasks (all without a filter) as JSON lines, exact payloads\n"
+            "  import < FILE                  file export's tasks again as failure envelopes (<prefix>.failed.*)\n"
             "  members                        cluster mode: every member, the partitions it serves, its health\n"
             "                                 (asks <prefix>.cluster.admin.health; every member answers)\n"
             "\n"
@@ -189,17 +200,19 @@ static const struct optdef optdefs[] = {
     {"json", 'j', false, "*"},
     {"help", 'h', false, "*"},
     {"version", 0, false, "*"},
-    {"status", 0, true, " list retry archive clear groups "},
-    {"category", 0, true, " list retry archive clear groups "},
-    {"subject", 0, true, " list retry archive clear groups "},
-    {"older-than", 0, true, " list retry archive clear groups "},
-    {"group", 0, true, " list retry archive clear groups "},
+    {"status", 0, true, " list retry archive clear groups export "},
+    {"category", 0, true, " list retry archive clear groups export "},
+    {"subject", 0, true, " list retry archive clear groups export "},
+    {"older-than", 0, true, " list retry archive clear groups export "},
+    {"group", 0, true, " list retry archive clear groups export "},
     {"dry-run", 0, false, " retry archive clear "},
     {"limit", 0, true, " list groups "},
     {"cursor", 0, true, " list "},
     {"all", 0, false, " list retry archive clear "},
     {"rate", 0, true, " retry "},
     {"cancel", 0, false, " retry "},
+    {"wait", 0, false, " retry "},
+    {"filter", 0, true, " watch "},
     {"confirm", 0, false, " clear "},
     {"error-type", 0, true, " classify "},
     {"error", 0, true, " classify "},
@@ -302,6 +315,16 @@ set_opt(struct opts *o, const struct optdef *d, const char *v)
             return usage_error("--rate: '%s' is not a number of tasks per second > 0", v);
     } else if (strcmp(n, "cancel") == 0)
         o->cancel = true;
+    else if (strcmp(n, "wait") == 0)
+        o->wait = true;
+    else if (strcmp(n, "filter") == 0) {
+        if (strncmp(v, "subject=", 8) == 0 && v[8])
+            o->watch_subject = v + 8;
+        else if (strncmp(v, "status=", 7) == 0 && v[7])
+            o->watch_status = v + 7;
+        else
+            return usage_error("--filter: '%s' is not subject=PATTERN or status=STATUS", v);
+    }
     else if (strcmp(n, "confirm") == 0)
         o->confirm = true;
     else if (strcmp(n, "error-type") == 0)
@@ -970,6 +993,8 @@ print_tasks(const json_t *tasks)
         const char *cells[8];
         if (json_is_true(json_object_get(task, "parked")))
             status = "parked";
+        else if (json_is_true(json_object_get(task, "no_workers")))
+            status = "pending (no workers)"; /* its retry subject's last retry: no responders */
         snprintf(retries, sizeof(retries), "%s/%s",
                  scalar(json_object_get(task, "retry_count"), b[0], sizeof(b[0])),
                  scalar(json_object_get(task, "max_retries"), b[1], sizeof(b[1])));
@@ -1189,6 +1214,8 @@ run_simple(natsConnection *nc, const struct opts *o, const char *verb, json_t *b
     return rc;
 }
 
+static int cmd_retry_wait(natsConnection *nc, const struct opts *o, json_t *body);
+
 /* cmd_action() runs retry, archive or clear: one task (TASK_ID) or a filter. */
 static int
 cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
@@ -1228,11 +1255,20 @@ cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
     if (o->confirm)
         json_object_set_new(body, "confirm", json_true());
     if (o->dry_run) {
-        if (o->cancel) {
+        if (o->cancel || o->wait) {
             json_decref(body);
-            return usage_error("retry --cancel takes nothing else");
+            return usage_error("--dry-run goes without --cancel and --wait");
         }
         json_object_set_new(body, "dry_run", json_true());
+    }
+    if (o->wait) {
+        if (o->rate <= 0 || o->cancel || o->npos == 2) {
+            json_decref(body);
+            return usage_error("retry --wait goes with a filter (or --all) and --rate N");
+        }
+        rc = cmd_retry_wait(nc, o, body);
+        json_decref(body);
+        return rc;
     }
     rc = run_simple(nc, o, verb, body);
     json_decref(body);
@@ -1390,6 +1426,454 @@ cmd_classify(natsConnection *nc, const struct opts *o)
     return rc;
 }
 
+/* ---- watch, redrive progress, export and import (issue 14 item 5) ----------------------------- */
+
+static volatile sig_atomic_t interrupted; /* set by SIGINT / SIGTERM in watch and retry --wait */
+
+static void
+on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* catch_interrupt() makes Ctrl-C (and SIGTERM) set interrupted instead of ending the process. */
+static void
+catch_interrupt(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* subject_match() is NATS matching of subject against pattern (tokens, '*' one, '>' the rest). */
+static bool
+subject_match(const char *pattern, const char *subject)
+{
+    while (*pattern && *subject) {
+        size_t pl = strcspn(pattern, "."), sl = strcspn(subject, ".");
+        if (pl == 1 && pattern[0] == '>')
+            return true;
+        if (!(pl == 1 && pattern[0] == '*') && (pl != sl || strncmp(pattern, subject, pl) != 0))
+            return false;
+        pattern += pl;
+        subject += sl;
+        if (*pattern != *subject)
+            return false;
+        if (*pattern) {
+            pattern++;
+            subject++;
+        }
+    }
+    return !*pattern && !*subject;
+}
+
+/* watch_wanted() applies --filter subject=PATTERN / status=S to one event (JSON object). */
+static bool
+watch_wanted(const struct opts *o, const json_t *ev)
+{
+    const char *subj = json_string_value(json_object_get(ev, "subject"));
+    const char *status = json_string_value(json_object_get(ev, "status"));
+
+    if (o->watch_subject && (!subj || !subject_match(o->watch_subject, subj)))
+        return false;
+    if (o->watch_status && (!status || strcmp(status, o->watch_status) != 0))
+        return false;
+    return true;
+}
+
+/* watch_line() prints one event as a line: time, kind, task id, subject, then what it has. */
+static void
+watch_line(const char *kind, const json_t *ev)
+{
+    const char *at = json_string_value(json_object_get(ev, "at"));
+    const char *id = json_string_value(json_object_get(ev, "task_id"));
+    const char *subj = json_string_value(json_object_get(ev, "subject"));
+    static const char *const extra[] = {"status", "attempt", "category", "name", "state", "value",
+                                        "threshold", "verb", "principal", "count", "error", NULL};
+    char buf[64];
+
+    if (!at)
+        at = json_string_value(json_object_get(ev, "time"));
+    printf("%-24s %-10s %-20s %s", at ? at : "-", kind, id ? id : "-", subj ? subj : "-");
+    for (int i = 0; extra[i]; i++) {
+        const json_t *v = json_object_get(ev, extra[i]);
+        if (!v || json_is_null(v))
+            continue;
+        if (json_is_string(v)) {
+            if (!strcmp(extra[i], "error") && !*json_string_value(v))
+                continue;
+            printf(" %s=", extra[i]);
+            shell_quote(json_string_value(v), false);
+        } else {
+            printf(" %s=%s", extra[i], scalar(v, buf, sizeof(buf)));
+        }
+    }
+    putchar('\n');
+}
+
+/*
+ * cmd_watch() subscribes to <prefix>.events.> and prints each event (a
+ * line, or with --json the event as it came) until Ctrl-C, which exits 0.
+ */
+static int
+cmd_watch(natsConnection *nc, const struct opts *o)
+{
+    natsSubscription *sub = NULL;
+    char subj[256];
+    size_t plen;
+
+    snprintf(subj, sizeof(subj), "%s.events.>", o->prefix);
+    plen = strlen(subj) - 1; /* "<prefix>.events." */
+    if (natsConnection_SubscribeSync(&sub, nc, subj) != NATS_OK || natsConnection_Flush(nc) != NATS_OK) {
+        if (!report_refusal(nc, subj))
+            fprintf(stderr, "%s: cannot subscribe to %s\n", prog, subj);
+        natsSubscription_Destroy(sub);
+        return EXIT_NO_SIDECAR;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    catch_interrupt();
+    fprintf(stderr, "%s: watching %s (Ctrl-C to stop)\n", prog, subj);
+    while (!interrupted) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, 200);
+        if (s == NATS_TIMEOUT)
+            continue;
+        if (s != NATS_OK) {
+            fprintf(stderr, "%s: watch: %s\n", prog, natsStatus_GetText(s));
+            natsSubscription_Destroy(sub);
+            return EXIT_NO_SIDECAR;
+        }
+        const char *ms = natsMsg_GetSubject(m);
+        const char *kind = strlen(ms) > plen ? ms + plen : ms;
+        json_t *ev = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+        if (json_is_object(ev) && watch_wanted(o, ev)) {
+            if (o->json)
+                printf("%.*s\n", natsMsg_GetDataLength(m), natsMsg_GetData(m));
+            else
+                watch_line(kind, ev);
+        } else if (!json_is_object(ev) && !o->watch_subject && !o->watch_status) {
+            printf("%s %.*s\n", kind, natsMsg_GetDataLength(m), natsMsg_GetData(m));
+        }
+        json_decref(ev);
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    return EXIT_OK;
+}
+
+/*
+ * cmd_retry_wait() starts a redrive (retry FILTER|--all --rate N), then
+ * polls stats' retry_processor.redrive every 500 ms and keeps one progress
+ * line (on a terminal: rewritten in place on stderr) until it finishes;
+ * prints the outcome on stdout. Ctrl-C sends {"cancel":true} and exits 130.
+ */
+static int
+cmd_retry_wait(natsConnection *nc, const struct opts *o, json_t *body)
+{
+    json_t *reply = NULL, *rd;
+    int code, rc = request(nc, o, "retry", body, &reply, &code);
+    bool tty = isatty(2);
+    json_int_t matched, scheduled = 0, skipped = 0;
+    double rate;
+
+    if (rc != EXIT_OK) {
+        if (o->json && reply)
+            print_json(reply);
+        json_decref(reply);
+        return rc;
+    }
+    matched = json_integer_value(json_object_get(reply, "scheduled"));
+    rate = json_number_value(json_object_get(reply, "rate"));
+    json_decref(reply);
+    catch_interrupt();
+    for (;;) {
+        bool active;
+        if (interrupted) {
+            json_t *cancel = json_pack("{s:b}", "cancel", 1);
+            /* {"cancelled":true,"scheduled":N}; a 409 says it had finished already. */
+            int crc = request(nc, o, "retry", cancel, &reply, &code);
+            json_decref(cancel);
+            if (crc == EXIT_OK && json_integer_value(json_object_get(reply, "scheduled")) > scheduled)
+                scheduled = json_integer_value(json_object_get(reply, "scheduled"));
+            json_decref(reply);
+            fprintf(stderr, "%s%s: redrive %s: %lld of %lld sent\n", tty ? "\n" : "", prog,
+                    crc == EXIT_OK ? "cancelled" : "not cancelled (it had ended)",
+                    (long long)scheduled, (long long)matched);
+            return 130;
+        }
+        if (request(nc, o, "stats", NULL, &reply, &code) != EXIT_OK) {
+            json_decref(reply);
+            return EXIT_NO_SIDECAR;
+        }
+        rd = json_object_get(json_object_get(reply, "retry_processor"), "redrive");
+        active = json_is_true(json_object_get(rd, "active"));
+        scheduled = json_integer_value(json_object_get(rd, "scheduled"));
+        skipped = json_integer_value(json_object_get(rd, "skipped"));
+        json_decref(reply);
+        if (tty) {
+            double left = (double)(matched - scheduled - skipped);
+            fprintf(stderr, "\rredrive: %lld/%lld sent, %lld skipped, %g/s, eta %.0fs   ",
+                    (long long)scheduled, (long long)matched, (long long)skipped, rate,
+                    left > 0 && rate > 0 ? left / rate : 0.0);
+        }
+        if (!active)
+            break;
+        for (int i = 0; i < 5 && !interrupted; i++)
+            nats_Sleep(100);
+    }
+    if (tty)
+        fputc('\n', stderr);
+    if (o->json) {
+        json_t *out = json_pack("{s:I,s:I,s:I,s:f}", "matched", matched, "scheduled", scheduled,
+                                "skipped", skipped, "rate", rate);
+        print_json(out);
+        json_decref(out);
+    } else {
+        printf("redrive finished: %lld of %lld sent, %lld skipped (changed before their turn)\n",
+               (long long)scheduled, (long long)matched, (long long)skipped);
+    }
+    return EXIT_OK;
+}
+
+/* The keys of a get reply that export copies as they are. */
+static const char *const export_keys[] = {
+    "task_id", "status", "parked", "subject", "retry_subject", "error", "error_type",
+    "error_category", "retry_policy", "retry_count", "max_retries", "created_at",
+    "first_failed_at", "updated_at", "episode", "repos", "payload_raw", "payload_b64",
+    "metadata_b64", "headers", NULL};
+
+/*
+ * cmd_export() lists the tasks matching the filter (every task without
+ * one), gets each with its payload ({"payload":true}) and writes one JSON
+ * line per task on stdout. A task gone between list and get is skipped;
+ * one whose get fails (a reply larger than the server's max_payload) is
+ * reported and skipped, and the exit code is then 1.
+ */
+static int
+cmd_export(natsConnection *nc, const struct opts *o)
+{
+    char cursor[2100] = "";
+    json_int_t n = 0, gone = 0, failed = 0;
+    int rc, code;
+
+    for (;;) {
+        json_t *body = json_object(), *reply = NULL, *t, *next;
+        size_t i;
+        filter_body(o, body);
+        json_object_set_new(body, "limit", json_integer(LIST_PAGE_MAX));
+        if (*cursor)
+            json_object_set_new(body, "cursor", json_string(cursor));
+        rc = request(nc, o, "list", body, &reply, &code);
+        json_decref(body);
+        if (rc != EXIT_OK) {
+            json_decref(reply);
+            return rc;
+        }
+        json_array_foreach(json_object_get(reply, "tasks"), i, t) {
+            json_t *req = json_pack("{s:O,s:b}", "task_id", json_object_get(t, "task_id"), "payload", 1);
+            json_t *full = NULL, *line = json_object();
+            rc = request(nc, o, "get", req, &full, &code);
+            json_decref(req);
+            if (rc == EXIT_ERROR_REPLY && code == 404) {
+                gone++;
+            } else if (rc == EXIT_ERROR_REPLY) {
+                failed++; /* e.g. 500 "reply exceeds max_payload": the rest still goes out */
+            } else if (rc != EXIT_OK) {
+                json_decref(full);
+                json_decref(line);
+                json_decref(reply);
+                return rc;
+            } else {
+                for (int k = 0; export_keys[k]; k++)
+                    if (json_object_get(full, export_keys[k]))
+                        json_object_set(line, export_keys[k], json_object_get(full, export_keys[k]));
+                print_json(line);
+                n++;
+            }
+            json_decref(full);
+            json_decref(line);
+        }
+        next = json_object_get(reply, "next_cursor");
+        if (!json_is_string(next)) {
+            json_decref(reply);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        json_decref(reply);
+    }
+    fprintf(stderr, "%s: exported %lld task%s", prog, (long long)n, n == 1 ? "" : "s");
+    if (gone)
+        fprintf(stderr, " (%lld gone before they were read)", (long long)gone);
+    if (failed)
+        fprintf(stderr, "; %lld could not be read (see above): not exported", (long long)failed);
+    fputc('\n', stderr);
+    return failed ? EXIT_ERROR_REPLY : EXIT_OK;
+}
+
+/* ---- the failure envelope (DESIGN section 4), packed with msgpack-c ---- */
+
+/* msgpack-c's write callback: appends to the struct sc_buf at data (0, or -1 past its cap). */
+static int
+mp_write(void *data, const char *buf, size_t len)
+{
+    return sc_buf_append(data, buf, len) == SC_OK ? 0 : -1;
+}
+
+static void
+mp_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* mp_b64() appends the bytes that base64 text v stands for (MessagePack already); false when v is not base64. */
+static bool
+mp_b64(struct sc_buf *b, const json_t *v)
+{
+    return json_is_string(v) &&
+           sc_base64_decode(json_string_value(v), json_string_length(v), b) == SC_OK;
+}
+
+/*
+ * envelope() builds the failure envelope of an exported task (one JSON
+ * object) into b: task_id, task (payload_b64's exact bytes), error,
+ * error_type, error_category, retry_policy, max_retries, retry_subject,
+ * repos, metadata (metadata_b64's bytes) and failed_at (first_failed_at).
+ * Returns NULL, or why the line cannot be imported.
+ */
+static const char *
+envelope(const json_t *t, struct sc_buf *b)
+{
+    static const char *const strs[] = {"task_id", "error", "error_type", "error_category",
+                                       "retry_policy", "retry_subject", NULL};
+    const json_t *repos = json_object_get(t, "repos"), *meta = json_object_get(t, "metadata_b64");
+    const json_t *ff = json_object_get(t, "first_failed_at"), *mr = json_object_get(t, "max_retries");
+    size_t keys = 1, i;
+    const json_t *v;
+    msgpack_packer pk;
+
+    if (!json_is_string(json_object_get(t, "task_id")))
+        return "no task_id";
+    if (!json_is_string(json_object_get(t, "payload_b64")))
+        return "no payload_b64 (exported without the payload?)";
+    if (json_is_true(json_object_get(t, "payload_raw")))
+        return "a JetStream advisory's raw payload: not a MessagePack task (not importable)";
+    for (i = 0; strs[i]; i++)
+        keys += json_is_string(json_object_get(t, strs[i]));
+    keys += json_is_array(repos) + json_is_string(meta) + json_is_string(ff) +
+            (json_is_integer(mr) && json_integer_value(mr) >= 0 && json_integer_value(mr) <= 100);
+    msgpack_packer_init(&pk, b, mp_write);
+    msgpack_pack_map(&pk, keys);
+    for (i = 0; strs[i]; i++)
+        if (json_is_string(json_object_get(t, strs[i]))) {
+            mp_str(&pk, strs[i]);
+            mp_str(&pk, json_string_value(json_object_get(t, strs[i])));
+        }
+    mp_str(&pk, "task"); /* the value: the exported bytes as they are */
+    if (!mp_b64(b, json_object_get(t, "payload_b64")))
+        return "payload_b64 is not base64";
+    if (json_is_integer(mr) && json_integer_value(mr) >= 0 && json_integer_value(mr) <= 100) {
+        mp_str(&pk, "max_retries");
+        msgpack_pack_uint8(&pk, (uint8_t)json_integer_value(mr));
+    }
+    if (json_is_array(repos)) {
+        mp_str(&pk, "repos");
+        msgpack_pack_array(&pk, json_array_size(repos));
+        json_array_foreach(repos, i, v)
+            mp_str(&pk, json_is_string(v) ? json_string_value(v) : "");
+    }
+    if (json_is_string(meta)) {
+        mp_str(&pk, "metadata");
+        if (!mp_b64(b, meta))
+            return "metadata_b64 is not base64";
+    }
+    if (json_is_string(ff)) {
+        mp_str(&pk, "failed_at");
+        mp_str(&pk, json_string_value(ff));
+    }
+    return NULL;
+}
+
+/*
+ * cmd_import() reads export's JSON lines on stdin and files each task as a
+ * failure envelope on its failure subject (the exported one, under this
+ * --prefix), as a request: the sidecar's acknowledgement says it was taken.
+ * Exits 1 when any line was refused or could not be read.
+ */
+static int
+cmd_import(natsConnection *nc, const struct opts *o)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0, ok = 0, bad = 0;
+    struct sc_buf b;
+
+    sc_buf_init(&b, (size_t)64 * 1024 * 1024);
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        json_error_t jerr;
+        json_t *t;
+        const char *why, *subj, *dot;
+        char target[512];
+        natsMsg *m = NULL;
+        natsStatus s;
+
+        lineno++;
+        if (len == 0 || line[0] == '\n')
+            continue;
+        t = json_loadb(line, (size_t)len, 0, &jerr);
+        sc_buf_reset(&b);
+        subj = json_string_value(json_object_get(t, "subject"));
+        why = !json_is_object(t) ? "not a JSON object" : !subj ? "no subject" : envelope(t, &b);
+        /* <old prefix>.failed.<service>: keep what follows "failed.", under this prefix. */
+        dot = subj ? strstr(subj, ".failed.") : NULL;
+        if (!why && !dot)
+            why = "the subject is not a failure subject (<prefix>.failed.<service>)";
+        if (!why && !b.data)
+            why = "the envelope is too large";
+        if (why) {
+            fprintf(stderr, "%s: import: line %ld: %s\n", prog, lineno, why);
+            bad++;
+            json_decref(t);
+            continue;
+        }
+        snprintf(target, sizeof(target), "%s.failed.%s", o->prefix, dot + 8);
+        s = natsConnection_Request(&m, nc, target, b.data, (int)b.len, o->timeout_ms);
+        if (s != NATS_OK) {
+            fprintf(stderr, "%s: import: line %ld: %s: %s\n", prog, lineno, target, natsStatus_GetText(s));
+            bad++;
+        } else {
+            json_t *ack = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+            /* A PubAck (JetStream ingest) or {"ok":true,...}: taken. */
+            if (json_is_true(json_object_get(ack, "ok")) || json_object_get(ack, "seq")) {
+                ok++;
+            } else {
+                const char *msg = json_string_value(json_object_get(json_object_get(ack, "error"), "message"));
+                fprintf(stderr, "%s: import: line %ld: refused: %s\n", prog, lineno,
+                        msg ? msg : "(no reason given)");
+                bad++;
+            }
+            json_decref(ack);
+        }
+        natsMsg_Destroy(m);
+        json_decref(t);
+    }
+    free(line);
+    sc_buf_destroy(&b);
+    fprintf(stderr, "%s: imported %ld task%s", prog, ok, ok == 1 ? "" : "s");
+    if (bad)
+        fprintf(stderr, ", %ld line%s refused or unreadable", bad, bad == 1 ? "" : "s");
+    fputc('\n', stderr);
+    return bad ? EXIT_ERROR_REPLY : EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1422,7 +1906,8 @@ main(int argc, char **argv)
     /* Check the arguments before connecting: a usage error never needs a server. */
     if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "health") == 0 || strcmp(cmd, "pause") == 0 ||
         strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "members") == 0 ||
-        strcmp(cmd, "groups") == 0) {
+        strcmp(cmd, "groups") == 0 || strcmp(cmd, "watch") == 0 || strcmp(cmd, "export") == 0 ||
+        strcmp(cmd, "import") == 0) {
         if (o.npos != 1)
             return usage_error("'%s' takes no arguments", cmd);
     } else if (strcmp(cmd, "get") == 0) {
@@ -1454,6 +1939,12 @@ main(int argc, char **argv)
         rc = cmd_classify(nc, &o);
     } else if (strcmp(cmd, "members") == 0) {
         rc = cmd_members(nc, &o);
+    } else if (strcmp(cmd, "watch") == 0) {
+        rc = cmd_watch(nc, &o);
+    } else if (strcmp(cmd, "export") == 0) {
+        rc = cmd_export(nc, &o);
+    } else if (strcmp(cmd, "import") == 0) {
+        rc = cmd_import(nc, &o);
     } else {
         rc = run_simple(nc, &o, cmd, NULL);
     }

@@ -1469,6 +1469,66 @@ test_admin_everywhere(void **state)
 }
 
 /*
+ * The "no workers" state in cluster mode: each member knows the retry
+ * subjects of the tasks it retries; the merged stats lists the union of
+ * them (tasks chosen so that both members own some).
+ */
+static void
+test_no_workers_merged(void **state)
+{
+    struct world *w = world_new("cluster-noworkers", 1);
+    natsConnection *pub;
+    jsCtx *js = NULL;
+    char id[32], subj[64], retry[64];
+    int have = 0, owners = 0;
+
+    (void)state;
+    for (int i = 0; i < 2; i++)
+        start_sidecar(w, i, "cluster.lease_ms=2500");
+    IT_CHECK(wait_balanced(w, 3, SETTLE_MS) >= 0, "2 sidecars own the 32 partitions");
+    pub = it_connect(w->cl.node[0].url, "it-publisher");
+    assert_non_null(pub);
+    IT_CHECK(natsConnection_JetStream(&js, pub, NULL) == NATS_OK, "JetStream context");
+    /* 8 subjects, their tasks spread over both members. */
+    for (int i = 0; have < 8 && i < 1000; i++) {
+        int len = snprintf(id, sizeof(id), "nw-%d", i);
+        int o = w->owner_of[dlq_partition_of(id, (size_t)len, P)];
+        if (o < 0 || o > 1 || (have >= 4 && owners != 3 && (owners & (1 << o))))
+            continue; /* past half, only the member that has none yet */
+        owners |= 1 << o;
+        snprintf(subj, sizeof(subj), "dlq.failed.nw%d", have);
+        snprintf(retry, sizeof(retry), "dlq.retry.nw%d", have);
+        publish_failure(js, subj, id, retry);
+        have++;
+    }
+    IT_CHECK(have == 8 && owners == 3, "8 tasks on both members (%d, owners %d)", have, owners);
+    json_t *r = NULL;
+    int64_t deadline = sc_now_mono_ms() + SETTLE_MS;
+    do {
+        json_decref(r);
+        it_sleep_ms(200);
+        r = ask(w, "stats", NULL);
+    } while (it_json_int(r, "retry_subjects_without_workers_count") != 8 && sc_now_mono_ms() < deadline);
+    char *dump = it_json_dump(json_object_get(r, "retry_subjects_without_workers"));
+    IT_CHECK(it_json_int(r, "retry_subjects_without_workers_count") == 8 &&
+                 json_array_size(json_object_get(r, "retry_subjects_without_workers")) == 8,
+             "the union of both members' subjects: %s", dump);
+    for (int i = 0; i < 8; i++) {
+        snprintf(retry, sizeof(retry), "dlq.retry.nw%d", i);
+        IT_CHECK(strcmp(json_string_value(json_array_get(json_object_get(r, "retry_subjects_without_workers"),
+                                                         (size_t)i)), retry) == 0,
+                 "sorted, %s at %d: %s", retry, i, dump);
+    }
+    free(dump);
+    json_decref(r);
+    natsConnection_Destroy(pub);
+    jsCtx_Destroy(js);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+/*
  * kill -9 of one sidecar mid-run (failover_run()): the killed member's
  * partitions are taken by the other two.
  */
@@ -1505,6 +1565,7 @@ main(void)
         cmocka_unit_test(test_failover_tasks),
         cmocka_unit_test(test_admin_everywhere),
         cmocka_unit_test(test_failover_server_kill),
+        cmocka_unit_test(test_no_workers_merged),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
