@@ -238,8 +238,6 @@ struct dlq_task {
                                            survives a restart and a takeover */
     uint64_t stream_seq;                /* the largest JetStream sequence ingested for it (0:
                                            none): a redelivery at or below it is no new failure */
-    uint64_t fingerprint;               /* dlq_fingerprint() of subject and error, kept by
-                                           dlq_task_set_str(); the group adds the category */
     int64_t created_at, updated_at, last_attempt_at, next_retry_at, first_failed_at;
     struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap;
                                            the first lives in the task's own allocation */
@@ -283,11 +281,14 @@ bool dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int6
 size_t dlq_fingerprint_normalise(const char *in, size_t len, char *out, size_t cap);
 
 /*
- * dlq_fingerprint() hashes the failure subject (slen bytes; NULL as "")
- * and the normalised error (elen bytes; NULL as "", only its first 64 KiB
- * are read and the first DLQ_FINGERPRINT_TEXT normalised bytes count) into
- * 64 bits (FNV-1a). O(min(elen, 64 KiB)). Pure; any thread.
+ * dlq_error_hash() hashes the normalised error (elen bytes at error; NULL
+ * as "", only its first 64 KiB are read and the first DLQ_FINGERPRINT_TEXT
+ * normalised bytes count) into 64 bits (FNV-1a). O(min(elen, 64 KiB)).
+ * dlq_fingerprint_mix() hashes the failure subject (slen bytes; NULL as "")
+ * with an error hash; dlq_fingerprint() is the two together. Pure; any thread.
  */
+uint64_t dlq_error_hash(const char *error, size_t elen);
+uint64_t dlq_fingerprint_mix(const char *subject, size_t slen, uint64_t error_hash);
 uint64_t dlq_fingerprint(const char *subject, size_t slen, const char *error, size_t elen);
 
 /*
@@ -297,15 +298,15 @@ uint64_t dlq_fingerprint(const char *subject, size_t slen, const char *error, si
  */
 uint64_t dlq_fingerprint_group(uint64_t fp, unsigned category);
 
-/* dlq_task_fingerprint() recomputes t->fingerprint from t's subject and error. Loop thread. */
-void dlq_task_fingerprint(struct dlq_task *t);
-
-/* dlq_task_group() is t's group id: its fingerprint mixed with its category. O(1). */
-static inline uint64_t
-dlq_task_group(const struct dlq_task *t)
-{
-    return dlq_fingerprint_group(t->fingerprint, t->category);
-}
+/*
+ * dlq_task_fingerprint() is dlq_fingerprint() of t's subject and error
+ * (queue.c): the error's hash is worked out once per distinct error text
+ * and kept with the text in the string pool, so a task holds none and
+ * ingest pays nothing; O(length of the subject) after the first.
+ * dlq_task_group() is t's group id: that mixed with its category. Loop thread.
+ */
+uint64_t dlq_task_fingerprint(const struct dlq_task *t);
+uint64_t dlq_task_group(const struct dlq_task *t);
 
 /* dlq_group_hex() writes group as 16 lowercase hex digits and a NUL to out. */
 void dlq_group_hex(uint64_t group, char out[17]);

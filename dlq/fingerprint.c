@@ -103,15 +103,31 @@ fnv(uint64_t h, const char *p, size_t len)
 }
 
 uint64_t
-dlq_fingerprint(const char *subject, size_t slen, const char *error, size_t elen)
+dlq_error_hash(const char *error, size_t elen)
 {
     char norm[DLQ_FINGERPRINT_TEXT];
     size_t n = dlq_fingerprint_normalise(error ? error : "", error ? (elen < ERROR_IN_MAX ? elen : ERROR_IN_MAX) : 0,
                                          norm, sizeof(norm));
+
+    return fnv(FNV_OFFSET, norm, n < sizeof(norm) ? n : sizeof(norm));
+}
+
+uint64_t
+dlq_fingerprint_mix(const char *subject, size_t slen, uint64_t error_hash)
+{
     uint64_t h = fnv(FNV_OFFSET, subject ? subject : "", subject ? slen : 0);
+    unsigned char eh[8];
 
     h = fnv(h, "\0", 1); /* "a.b" + "c" never meets "a.bc" + "" */
-    return fnv(h, norm, n < sizeof(norm) ? n : sizeof(norm));
+    for (int i = 0; i < 8; i++)
+        eh[i] = (unsigned char)(error_hash >> (8 * i));
+    return fnv(h, (const char *)eh, sizeof(eh));
+}
+
+uint64_t
+dlq_fingerprint(const char *subject, size_t slen, const char *error, size_t elen)
+{
+    return dlq_fingerprint_mix(subject, slen, dlq_error_hash(error, elen));
 }
 
 uint64_t
@@ -124,13 +140,6 @@ dlq_fingerprint_group(uint64_t fp, unsigned category)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     z ^= z >> 31;
     return z ? z : 1; /* 0 means "any group" in struct dlq_filter */
-}
-
-void
-dlq_task_fingerprint(struct dlq_task *t)
-{
-    t->fingerprint = dlq_fingerprint(t->subject, t->subject ? strlen(t->subject) : 0, t->error,
-                                     t->error ? strlen(t->error) : 0);
 }
 
 void

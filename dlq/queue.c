@@ -58,9 +58,11 @@ dlq_queue_init(struct dlq_queue *q, size_t hist_cap)
  */
 struct dlq_pstr {
     struct dlq_pstr *next;
+    uint64_t error_hash; /* dlq_error_hash() of the text once error_hashed (a task's group asked) */
     uint32_t hash;
     uint32_t refs;
     uint32_t len;
+    bool error_hashed;
     char s[];
 };
 
@@ -108,6 +110,7 @@ pool_get(struct dlq_queue *q, const char *p, size_t len)
     e->hash = h;
     e->refs = 1;
     e->len = (uint32_t)len;
+    e->error_hashed = false;
     memcpy(e->s, p, len);
     e->s[len] = '\0';
     e->next = q->pool[h & (q->npool - 1)];
@@ -174,11 +177,9 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
 {
     char **f = task_field(t, which);
     const char *v = NULL;
-    bool changed;
 
     if (p)
         v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
-    changed = v != *f; /* the pool hands out one copy of equal bytes */
     if (t->pooled & which)
         pool_put(q, *f);
     else
@@ -188,8 +189,30 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
         t->pooled |= (uint8_t)which;
     else
         t->pooled &= (uint8_t)~which;
-    if (changed && (which & (DLQ_TS_SUBJECT | DLQ_TS_ERROR)))
-        dlq_task_fingerprint(t); /* at ingest, on a new error and on a load from the store */
+}
+
+uint64_t
+dlq_task_fingerprint(const struct dlq_task *t)
+{
+    uint64_t eh;
+
+    if (t->error && (t->pooled & DLQ_TS_ERROR)) {
+        struct dlq_pstr *e = pstr_of(t->error);
+        if (!e->error_hashed) {
+            e->error_hash = dlq_error_hash(e->s, e->len);
+            e->error_hashed = true;
+        }
+        eh = e->error_hash;
+    } else {
+        eh = dlq_error_hash(t->error, t->error ? strlen(t->error) : 0);
+    }
+    return dlq_fingerprint_mix(t->subject, t->subject ? strlen(t->subject) : 0, eh);
+}
+
+uint64_t
+dlq_task_group(const struct dlq_task *t)
+{
+    return dlq_fingerprint_group(dlq_task_fingerprint(t), t->category);
 }
 
 /* The payload room of t: right after its id in the same allocation. */
