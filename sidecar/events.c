@@ -48,9 +48,11 @@ sc_event(struct sc_daemon *d, const char *kind, const struct dlq_task *t, int32_
         /* <prefix>.events.<kind> without printf (it runs for every event); a prefix too long is cut as before. */
         size_t pl = strlen(d->cfg->subjects_prefix), kl = strlen(kind);
         if (pl + 8 + kl < sizeof(subj)) {
+            static const char mid[] = ".events.";
             memcpy(subj, d->cfg->subjects_prefix, pl);
-            memcpy(subj + pl, ".events.", 8);
-            memcpy(subj + pl + 8, kind, kl + 1);
+            memcpy(subj + pl, mid, sizeof(mid) - 1);
+            memcpy(subj + pl + sizeof(mid) - 1, kind, kl);
+            subj[pl + sizeof(mid) - 1 + kl] = '\0';
         } else {
             snprintf(subj, sizeof(subj), "%s.events.%s", d->cfg->subjects_prefix, kind);
         }
