@@ -257,6 +257,9 @@ struct dlq_filter {
     int category;        /* -1 any */
     const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
     int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
+    const char *error;      /* NULL any; a substring of the last error (bytes, case-sensitive) */
+    const char *error_type; /* NULL any; the error type exactly (a task without one never matches) */
+    const char *id_prefix;  /* NULL any; the task id starts with it */
 };
 
 bool dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t now_wall);

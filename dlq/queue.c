@@ -417,7 +417,7 @@ dlq_queue_filter_count(const struct dlq_queue *q, const struct dlq_filter *f, si
 {
     size_t x = 0;
 
-    if (f->subject || f->older_than_ms > 0)
+    if (f->subject || f->older_than_ms > 0 || f->error || f->error_type || f->id_prefix)
         return false;
     if (f->want_parked == 1) {
         if (f->status >= 0 && f->status != DLQ_TASK_PENDING)
@@ -570,6 +570,13 @@ dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t n
     if (f->subject && !codec_subject_match(f->subject, t->subject, strlen(t->subject)))
         return false;
     if (f->older_than_ms > 0 && t->created_at > now_wall - f->older_than_ms)
+        return false;
+    if (f->id_prefix && (strlen(f->id_prefix) > t->id_len ||
+                         memcmp(t->id, f->id_prefix, strlen(f->id_prefix)) != 0))
+        return false;
+    if (f->error_type && (!t->error_type || strcmp(t->error_type, f->error_type) != 0))
+        return false;
+    if (f->error && *f->error && (!t->error || !strstr(t->error, f->error)))
         return false;
     return true;
 }

@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "advisory.h"
+#include "alerts.h"
 #include "cluster.h"
 #include "daemon.h"
 #include "metrics.h"
@@ -79,7 +80,8 @@ reply_buf(struct admin_req *r)
 
 /* ---- request bodies -------------------------------------------------------------------------- */
 
-#define FILTER_KEYS "status", "category", "subject", "older_than_s"
+#define FILTER_KEYS "status", "category", "subject", "older_than_s", "error", "error_type", "id_prefix"
+#define FILTER_TEXT_MAX 1024 /* longest error / error_type / id_prefix a filter takes */
 
 /*
  * check_keys() refuses (400) a body with a key that is not in allowed
@@ -154,10 +156,33 @@ filter_or_all(struct admin_req *r, const char *verb)
     if (!has_filter_key(r)) {
         reply_error(r, 400,
                     "%s: an empty filter would change every task; give a task_id or a filter "
-                    "(status, category, subject, older_than_s), or send \"all\": true",
+                    "(status, category, subject, older_than_s, error, error_type, id_prefix), or send "
+                    "\"all\": true",
                     verb);
         return false;
     }
+    return true;
+}
+
+/*
+ * Reads the text filter key (error, error_type, id_prefix) into *out
+ * (borrowed from the body; NULL when absent or null): a string of at most
+ * FILTER_TEXT_MAX bytes without NUL. Replies 400 and returns false otherwise.
+ */
+static bool
+filter_text(struct admin_req *r, const char *key, const char **out)
+{
+    json_t *v = json_object_get(r->body, key);
+
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_string(v) || json_string_length(v) > FILTER_TEXT_MAX ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        reply_error(r, 400, "%s: must be a string of at most %d bytes (no NUL)", key, FILTER_TEXT_MAX);
+        return false;
+    }
+    *out = json_string_value(v);
     return true;
 }
 
@@ -172,6 +197,7 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
     f->category = -1;
     f->subject = NULL;
     f->older_than_ms = 0;
+    f->error = f->error_type = f->id_prefix = NULL;
     if (!req)
         return true;
     if ((v = json_object_get(req, "status")) && !json_is_null(v)) {
@@ -223,7 +249,8 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
         }
         f->older_than_ms = (int64_t)(json_number_value(v) * 1000);
     }
-    return true;
+    return filter_text(r, "error", &f->error) && filter_text(r, "error_type", &f->error_type) &&
+           filter_text(r, "id_prefix", &f->id_prefix);
 }
 
 /* Finds the task named by the body's task_id; replies 400/404 and returns NULL when there is none. */
@@ -310,6 +337,16 @@ stats_counts(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_int(w, "exhausted", (int64_t)d->m.q.counts[DLQ_TASK_EXHAUSTED]);
     sc_jw_int(w, "completed", (int64_t)d->m.q.counts[DLQ_TASK_COMPLETED]);
     sc_jw_int(w, "archived", (int64_t)d->m.q.counts[DLQ_TASK_ARCHIVED]);
+    sc_jw_close(w, '}');
+
+    /* Every task held (parked within pending), by status and category: the console's table. */
+    sc_jw_open(w, "status_by_category", '{');
+    for (int s = 0; s < DLQ_TASK_STATUS_COUNT; s++) {
+        sc_jw_open(w, dlq_task_status_name((dlq_task_status)s), '{');
+        for (int i = 0; i < POLICY_CAT_COUNT; i++)
+            sc_jw_int(w, policy_category_name((policy_category)i), (int64_t)d->m.q.by_status_cat[s][i]);
+        sc_jw_close(w, '}');
+    }
     sc_jw_close(w, '}');
 
     sc_jw_open(w, "error_categories", '{');
@@ -455,6 +492,8 @@ admin_stats(struct admin_req *r)
     stats_ingest(d, &w);
     stats_retry_processor(d, &w);
     stats_links(d, &w);
+    sc_rates_json(&d->rates, sc_now_wall_ms(), &w);
+    sc_alerts_json(d, &w);
     sc_peers_json(d, &w, "duplicate_sidecars");
     sc_cluster_json(d, &w, false);
     sc_takeover_json(d, &w);
@@ -855,6 +894,11 @@ redrive_stop(struct sc_daemon *d, bool cancelled)
     free(rd->subject);
     rd->subject = NULL;
     rd->filter.subject = NULL;
+    free(rd->error);
+    free(rd->error_type);
+    free(rd->id_prefix);
+    rd->error = rd->error_type = rd->id_prefix = NULL;
+    rd->filter.error = rd->filter.error_type = rd->filter.id_prefix = NULL;
     free(rd->resume_id);
     rd->resume_id = NULL;
     if (rd->ev)
@@ -957,6 +1001,15 @@ redrive_start(struct admin_req *r, const struct dlq_filter *f, double rate, int6
     rd->filter = *f;
     rd->subject = f->subject ? sc_xstrdup(f->subject) : NULL;
     rd->filter.subject = rd->subject;
+    free(rd->error);
+    free(rd->error_type);
+    free(rd->id_prefix);
+    rd->error = f->error ? sc_xstrdup(f->error) : NULL;
+    rd->error_type = f->error_type ? sc_xstrdup(f->error_type) : NULL;
+    rd->id_prefix = f->id_prefix ? sc_xstrdup(f->id_prefix) : NULL;
+    rd->filter.error = rd->error;
+    rd->filter.error_type = rd->error_type;
+    rd->filter.id_prefix = rd->id_prefix;
     rd->next_seq = 0;
     rd->last_seq = dlq_queue_last(&d->m.q) ? dlq_queue_last(&d->m.q)->seq : 0;
     rd->matched = n;
