@@ -147,6 +147,7 @@ typedef enum {
     DLQ_OUT_EXHAUSTED,
     DLQ_OUT_MANUAL, /* an operator scheduled a retry */
     DLQ_OUT_ARCHIVED,
+    DLQ_OUT_EDITED, /* an operator replaced the payload (the admin edit verb) */
 } dlq_outcome_kind;
 
 const char *dlq_task_status_name(dlq_task_status s);
@@ -245,6 +246,9 @@ struct dlq_task {
     bool payload_raw;                   /* payload is the original message's bytes, not MessagePack
                                            (a JetStream advisory, DESIGN section 16) */
     bool payload_missing;               /* the original was gone when fetched: no payload, parked */
+    bool orig_payload_raw;              /* orig_payload is raw bytes, not MessagePack */
+    char *orig_payload;                 /* owned: the payload before the first edit; NULL: never edited */
+    uint32_t orig_payload_len;
     /* The store mirror's (sidecar/mirror.c), opaque here and left alone by this module: */
     struct sc_list dirty;               /* linked while the task has changes not yet stored */
     struct sc_mirror_ack *store_acks;   /* ingest acks waiting for this task's write */
@@ -638,6 +642,18 @@ void dlq_machine_deferred(struct dlq_machine *m, struct dlq_task *t, const char 
  */
 sc_status dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall,
                             int64_t now_mono);
+
+/*
+ * dlq_machine_edit() replaces the bytes the next retry of t publishes with
+ * the len bytes at p (copied; raw: they are not MessagePack, which get and
+ * the store then keep as bytes). The payload before the first edit is kept
+ * in t->orig_payload (later edits keep that one); the history gets an
+ * "edited" entry. A retrying task keeps its attempt (the edit goes out with
+ * the next one). Returns SC_OK, or SC_ECONFLICT (nothing changed) when t is
+ * completed or archived. Loop thread.
+ */
+sc_status dlq_machine_edit(struct dlq_machine *m, struct dlq_task *t, const char *p, size_t len,
+                           bool raw, int64_t now_wall);
 
 /*
  * dlq_machine_archive() archives t (pending, parked, retrying or

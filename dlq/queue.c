@@ -18,7 +18,8 @@ dlq_outcome_name(dlq_outcome_kind k)
 {
     static const char *const names[] = {"failed",    "retry_failed", "timeout",
                                         "succeeded", "deferred",     "refused",
-                                        "exhausted", "manual_retry", "archived"};
+                                        "exhausted", "manual_retry", "archived",
+                                        "edited"};
     return (unsigned)k < SC_ARRAY_LEN(names) ? names[k] : "unknown";
 }
 
@@ -224,6 +225,7 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
     }
     if (t->payload != inline_payload(t))
         free(t->payload);
+    free(t->orig_payload);
     free(t->park_reason);
     free(t->metadata);
     free(t->repos);
@@ -547,7 +549,7 @@ dlq_task_adv_seq(const struct dlq_task *t)
 void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
-    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len +
+    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->orig_payload_len + t->metadata_len + t->repos_len +
                (t->origin ? sizeof(*t->origin) + t->origin->headers_len : 0);
 
     b += t->error ? strlen(t->error) : 0;

@@ -556,7 +556,7 @@
   }
 
   function fields(pairs) {
-    return el('dl', { class: 'fields' }, pairs.filter((p) => p[1] !== undefined).map(([k, v]) => [el('dt', {}, k), el('dd', {}, v === null ? '—' : String(v))]));
+    return el('dl', { class: 'fields' }, pairs.filter((p) => p[1] !== undefined).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v === null ? '—' : String(v))]));
   }
 
   async function viewTask(id) {
@@ -598,7 +598,8 @@
           h.error ? el('div', { class: 'muted' }, h.error) : null))))));
     kids.push(el('h3', {}, 'Payload (' + pl.kind + ')'), el('pre', { id: 'payload' }, pl.text));
     if (t.original_payload_b64 !== undefined) {
-      kids.push(el('h3', {}, 'Original payload (before the first edit)'), el('pre', { id: 'original-payload' }, originalText(t.original_payload_b64)));
+      kids.push(el('h3', {}, 'Original payload (before the first edit)'), el('pre', { id: 'original-payload' },
+        t.original_task !== undefined && t.original_task !== null ? JSON.stringify(t.original_task, null, 2) : originalText(t.original_payload_b64)));
     }
     if (t.headers) kids.push(el('h3', {}, 'Headers'), el('pre', { id: 'headers' }, t.headers.map((h) => h[0] + ': ' + h[1]).join('\n')));
     kids.push(el('h3', {}, 'Metadata'), el('pre', { id: 'metadata' }, t.metadata ? JSON.stringify(t.metadata, null, 2) : '(none)'));
