@@ -417,7 +417,7 @@ test_http_errors(void **state)
     struct resp r;
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
-                                        "clear", "classify", "pause", "resume"};
+                                        "clear", "classify", "pause", "resume", "edit"};
 
     assert_non_null(e);
     *state = e;
@@ -686,7 +686,7 @@ test_auth_tokens(void **state)
     http_to("127.0.0.1", port, "GET", "/api/v1/openapi.json", view, NULL, 0, &r);
     IT_CHECK(r.status == 200, "viewer openapi: %d", r.status);
     resp_free(&r);
-    static const char *const writes[] = {"retry", "archive", "clear", "pause", "resume"};
+    static const char *const writes[] = {"retry", "archive", "clear", "pause", "resume", "edit"};
     for (size_t i = 0; i < SC_ARRAY_LEN(writes); i++) {
         char path[64];
         snprintf(path, sizeof path, "/api/v1/%s", writes[i]);
