@@ -492,7 +492,11 @@ admin_stats(struct admin_req *r)
     stats_ingest(d, &w);
     stats_retry_processor(d, &w);
     stats_links(d, &w);
-    sc_rates_json(&d->rates, sc_now_wall_ms(), &w);
+    {
+        const struct dlq_counters *c = &d->m.c;
+        uint64_t counts[SC_RATE_KINDS] = {c->enqueued, c->attempts, c->retry_success, c->exhausted};
+        sc_rates_json(&d->rates, sc_now_wall_ms(), counts, &w);
+    }
     sc_alerts_json(d, &w);
     sc_peers_json(d, &w, "duplicate_sidecars");
     sc_cluster_json(d, &w, false);

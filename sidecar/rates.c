@@ -43,7 +43,8 @@ sc_rates_tick(struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[SC_RAT
 }
 
 void
-sc_rates_json(const struct sc_rates *r, int64_t now_wall_ms, struct sc_jw *w)
+sc_rates_json(const struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[SC_RATE_KINDS],
+              struct sc_jw *w)
 {
     int64_t minute = now_wall_ms / 60000;
 
@@ -53,7 +54,10 @@ sc_rates_json(const struct sc_rates *r, int64_t now_wall_ms, struct sc_jw *w)
         for (int64_t m = minute - (SC_RATES_MINUTES - 1); m <= minute; m++) {
             /* a slot holds minute m only when m is within the hour before the last tick */
             bool held = r->minute != 0 && m <= r->minute && m > r->minute - SC_RATES_MINUTES;
-            sc_jw_int(w, NULL, held ? (int64_t)r->ring[k][m % SC_RATES_MINUTES] : 0);
+            int64_t n = held ? (int64_t)r->ring[k][m % SC_RATES_MINUTES] : 0;
+            if (m == minute && r->minute != 0) /* not credited by a tick yet */
+                n += (int64_t)(now[k] >= r->last[k] ? now[k] - r->last[k] : now[k]);
+            sc_jw_int(w, NULL, n);
         }
         sc_jw_close(w, ']');
     }

@@ -36,8 +36,12 @@ void sc_rates_tick(struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[S
  * sc_rates_json() writes "last_hour":{"ingested":[60 ints],"retried":[...],
  * "succeeded":[...],"exhausted":[...]} to w: the last 60 minutes up to the
  * one of now_wall_ms, oldest first (the last entry is the current, partial
- * minute). Read-only: minutes older than the last tick read as 0. Loop thread.
+ * minute). now[] are the lifetime counters as sc_rates_tick() takes them:
+ * what they grew since the last tick counts in the current minute, so the
+ * series agree with lifetime_stats read at the same moment. Read-only.
+ * Loop thread.
  */
-void sc_rates_json(const struct sc_rates *r, int64_t now_wall_ms, struct sc_jw *w);
+void sc_rates_json(const struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[SC_RATE_KINDS],
+                   struct sc_jw *w);
 
 #endif

@@ -258,13 +258,15 @@ dump_sorted(const json_t *j)
     return s ? s : strdup("(null)");
 }
 
-/* stats_snapshot() returns stats without uptime_s (the one key that moves by itself), dumped. */
+/* stats_snapshot() returns stats without uptime_s and last_hour (the keys that move by themselves: a minute passing shifts last_hour), dumped. */
 static char *
 stats_snapshot(natsConnection *nc)
 {
     json_t *st = it_admin_stats(nc);
     if (st)
         json_object_del(st, "uptime_s");
+    if (st)
+        json_object_del(st, "last_hour");
     char *s = dump_sorted(st);
     json_decref(st);
     return s;

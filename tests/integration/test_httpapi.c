@@ -120,7 +120,7 @@ header_has(const struct resp *r, const char *line)
 static void
 strip_timing(json_t *v)
 {
-    static const char *const timing[] = {"uptime_s", NULL};
+    static const char *const timing[] = {"uptime_s", "last_hour", NULL};
     const char *k;
     json_t *x;
     size_t i;
