@@ -17,6 +17,9 @@ pkgs=(
   # the venvs of the Python client (.deps/python) and of schemathesis (.deps/venv) when the python3
   # on PATH is Debian's: its venv module.
   python3-venv
+  # the web console's browser test (tests/browser): Debian's headless chromium, driven by
+  # playwright-core from npm (installed below with npm ci; it never downloads a browser).
+  chromium nodejs npm
 )
 
 missing=()
@@ -123,6 +126,22 @@ if ! { [ -x "$venv/bin/st" ] && "$venv/bin/st" --version 2>/dev/null | grep -q "
   if ! "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$st_version" "hypothesis==$hyp_version"; then
     echo "install-deps: pip could not install schemathesis $st_version from PyPI (needed by the" \
       "integration_schemathesis test)" >&2
+    exit 1
+  fi
+fi
+
+# playwright-core (tests/browser/package.json, pinned in its package-lock.json: 1.61.1, the last
+# release that runs on Debian 12's Node 18) drives /usr/bin/chromium in the browser_console test.
+# npm ci installs exactly the lock file into tests/browser/node_modules (gitignored); skipped when
+# that version is there already. PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: never fetch a browser.
+browser_dir="$deps_root/tests/browser"
+pw_want=$(sed -n 's/.*"playwright-core": "\([0-9.]*\)".*/\1/p' "$browser_dir/package.json")
+pw_have=$(sed -n 's/.*"version": "\([0-9.]*\)".*/\1/p' "$browser_dir/node_modules/playwright-core/package.json" 2>/dev/null | head -1)
+if [ "$pw_have" != "$pw_want" ]; then
+  echo "install-deps: installing playwright-core $pw_want into tests/browser/node_modules (npm ci)" >&2
+  if ! (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); then
+    echo "install-deps: 'npm ci' in tests/browser failed (see above): playwright-core is needed by" \
+      "the browser_console test" >&2
     exit 1
   fi
 fi
