@@ -24,6 +24,7 @@
     page: 0,
     timer: null,         // the view's refresh timer
     redriveTimer: null,
+    gen: 0,              // grows at every route(): a view whose answer comes after a newer route drops it
   };
 
   const $ = (id) => document.getElementById(id);
@@ -157,6 +158,7 @@
   }
 
   function route() {
+    state.gen++;
     stopTimers();
     $('login').classList.add('hidden');
     const h = location.hash.replace(/^#/, '') || '/';
@@ -222,8 +224,9 @@
   }
 
   async function viewDashboard() {
+    const gen = state.gen;
     const r = await api('stats');
-    if (r.status === 401) return;
+    if (r.status === 401 || gen !== state.gen) return;
     if (r.status !== 200) {
       setView(el('p', { class: 'error' }, 'stats: ' + errText(r)));
       return;
@@ -387,8 +390,9 @@
     const body = Object.assign(filterBody(), { limit: PAGE });
     const cur = state.cursors[state.page];
     if (cur) body.cursor = cur;
+    const gen = state.gen;
     const r = await api('list', body);
-    if (r.status === 401) return;
+    if (r.status === 401 || gen !== state.gen) return;
     const kids = [el('h2', {}, 'Tasks'), filterForm()];
     if (r.status !== 200) {
       kids.push(el('p', { class: 'error', id: 'list-error' }, 'list: ' + errText(r)));
@@ -481,8 +485,9 @@
   // ---- groups -----------------------------------------------------------------------------------
 
   async function viewGroups() {
+    const gen = state.gen;
     const r = await api('groups', { limit: 100 });
-    if (r.status === 401) return;
+    if (r.status === 401 || gen !== state.gen) return;
     if (r.status === 404 && r.body && r.body.error && /unknown admin verb|no such path/.test(r.body.error.message)) {
       setView(el('h2', {}, 'Groups'), el('p', { id: 'groups-na', class: 'muted' }, 'Failure groups are not available on this sidecar (no groups verb).'));
       return;
@@ -560,8 +565,9 @@
   }
 
   async function viewTask(id) {
+    const gen = state.gen;
     const r = await api('get', { task_id: id });
-    if (r.status === 401) return;
+    if (r.status === 401 || gen !== state.gen) return;
     if (r.status !== 200) {
       setView(el('h2', {}, 'Task ' + id), el('p', { class: 'error', id: 'task-error' }, 'get: ' + errText(r)));
       return;
