@@ -271,6 +271,27 @@ async function main() {
     check(!rd.active && rd.cancelled && rd.scheduled < 20, 'redrive cancelled before the end: ' + JSON.stringify(rd));
     log('ok: start and cancel a redrive (' + rd.scheduled + ' of 20 sent)');
 
+    step = 'stable pagination';
+    for (let i = 1; i <= 12; i++)
+      file('dlq.failed.paging', { task_id: 'pg-' + i, task: { n: i }, error: 'bad page', error_category: 'validation' });
+    await page.click('#nav-tasks');
+    await filterBy(page, {});
+    const total = Number((await page.textContent('#total')).split(' ')[0]);
+    check(total > 25, 'more than one page: ' + total);
+    const page1 = await rows(page);
+    check(page1.length === 25, 'page 1 holds 25: ' + page1.length);
+    // a failure that arrives meanwhile must not shift the pages
+    file('dlq.failed.paging', { task_id: 'pg-late', task: { n: 0 }, error: 'bad page', error_category: 'validation' });
+    await page.click('#btn-next');
+    await until('page 2', async () => (await page.textContent('#page')) === 'page 2');
+    const page2 = await rows(page);
+    check(page2.every((id) => !page1.includes(id)), 'page 2 repeats none of page 1');
+    check(page1.length + page2.length === total + 1, 'the two pages hold every task (and the late one): ' + (page1.length + page2.length) + ' of ' + (total + 1));
+    await page.click('#btn-prev');
+    await until('page 1 again', async () => (await page.textContent('#page')) === 'page 1');
+    check(JSON.stringify(await rows(page)) === JSON.stringify(page1), 'page 1 again is the same');
+    log('ok: stable pagination (' + page1.length + ' + ' + page2.length + ')');
+
     step = 'groups';
     await page.click('#nav-groups');
     await page.waitForSelector('#group-table, #groups-na');
