@@ -56,9 +56,18 @@
     return b;
   }
 
+  // Shows the view; body's data-gen says which route() drew it (the browser test waits on it).
   function setView(...kids) {
     const v = $('view');
     v.replaceChildren(...kids);
+    document.body.dataset.gen = String(state.gen);
+  }
+
+  // Counts the API calls under way in body's data-pending (0: the page is settled).
+  let pendingCalls = 0;
+  function pending(d) {
+    pendingCalls += d;
+    document.body.dataset.pending = String(pendingCalls);
   }
 
   function flash(text, isError) {
@@ -127,14 +136,17 @@
     const t = token();
     if (t) headers.Authorization = 'Bearer ' + t;
     let res;
+    pending(1);
     try {
       res = await fetch('/api/v1/' + verb, { method: 'POST', headers, body: JSON.stringify(body || {}), cache: 'no-store' });
     } catch (e) {
+      pending(-1);
       return { status: 0, body: { error: { code: 0, message: 'the sidecar does not answer: ' + e.message } } };
     }
     setRole(res.headers.get('X-DLQ-Role'));
     let json = null;
     try { json = await res.json(); } catch (e) { json = null; }
+    pending(-1);
     if (res.status === 401) showLogin(json && json.error ? json.error.message : '');
     return { status: res.status, body: json };
   }
@@ -408,7 +420,7 @@
       opButton('Archive matching', () => bulkArchive(r.body.total), { id: 'btn-archive-all' }),
       opButton('Clear matching…', () => bulkClear(), { id: 'btn-clear-all', class: 'op danger' }),
       hasFilter ? null : el('span', { class: 'muted' }, '(no filter: these act on every task)')));
-    const tbl = el('table', { id: 'task-table' }, el('thead', {}, el('tr', {},
+    const tbl = el('table', { id: 'task-table', 'data-filter': JSON.stringify(state.filter), 'data-page': String(state.page) }, el('thead', {}, el('tr', {},
       ['task id', 'status', 'subject', 'category', 'retries', 'error', 'created', 'next retry'].map((h) => el('th', {}, h)))));
     const tb = el('tbody');
     const needErr = [];

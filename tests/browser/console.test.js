@@ -126,17 +126,28 @@ async function rows(page) {
   return page.$$eval('#task-table tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-task')));
 }
 
+// Clicks the navigation link sel and waits until the view it leads to is drawn and settled.
+async function nav(page, sel) {
+  const g = await page.evaluate(() => Number(document.body.dataset.gen || 0));
+  await page.click(sel);
+  await page.waitForFunction((g0) => Number(document.body.dataset.gen || 0) > g0 && document.body.dataset.pending === '0', g);
+}
+
+// Sets the filter form to fields (every other field emptied), submits it, and waits for the list
+// of exactly that filter (the table's data-filter: the filter it was listed with).
+const FILTER_KEYS = ['status', 'category', 'subject', 'error', 'error_type', 'id_prefix', 'older_than_s', 'group'];
 async function filterBy(page, fields) {
-  await page.click('#btn-reset');
-  await page.waitForSelector('#task-table');
-  for (const [k, v] of Object.entries(fields)) {
+  await page.waitForSelector('#filters');
+  await page.waitForFunction(() => document.body.dataset.pending === '0');
+  const want = {};
+  for (const k of FILTER_KEYS) {
+    const v = fields[k] || '';
     if (k === 'status' || k === 'category') await page.selectOption('#f-' + k, v);
     else await page.fill('#f-' + k, v);
+    if (v) want[k] = v;
   }
-  const before = await page.textContent('#view');
   await page.click('#btn-filter');
-  await until('the filtered list', async () => (await page.textContent('#view')) !== before);
-  await page.waitForSelector('#task-table');
+  await page.waitForSelector('#task-table[data-page="0"][data-filter=' + JSON.stringify(JSON.stringify(want)) + ']');
 }
 
 async function main() {
@@ -189,7 +200,7 @@ async function main() {
     log('ok: dashboard');
 
     step = 'filter the list';
-    await page.click('#nav-tasks');
+    await nav(page, '#nav-tasks');
     await page.waitForSelector('#task-table');
     check((await rows(page)).length === 7, 'all 7 tasks listed');
     await filterBy(page, { error: 'invalid amount' });
@@ -240,7 +251,7 @@ async function main() {
     log('ok: edit a payload and retry');
 
     step = 'clear with the count confirmation';
-    await page.click('#nav-tasks');
+    await nav(page, '#nav-tasks');
     await page.waitForSelector('#task-table');
     await filterBy(page, { subject: 'dlq.failed.invoices' });
     await page.click('#btn-clear-all');
@@ -255,7 +266,7 @@ async function main() {
     step = 'start and cancel a redrive';
     for (let i = 1; i <= 20; i++)
       file('dlq.failed.redrive', { task_id: 'rd-' + i, task: { n: 'rd-' + i + '-body' }, error: 'bad row', error_category: 'validation' });
-    await page.click('#nav-tasks');
+    await nav(page, '#nav-tasks');
     await filterBy(page, { subject: 'dlq.failed.redrive' });
     await page.fill('#redrive-rate', '1');
     await page.click('#btn-retry-all');
@@ -274,7 +285,7 @@ async function main() {
     step = 'stable pagination';
     for (let i = 1; i <= 12; i++)
       file('dlq.failed.paging', { task_id: 'pg-' + i, task: { n: i }, error: 'bad page', error_category: 'validation' });
-    await page.click('#nav-tasks');
+    await nav(page, '#nav-tasks');
     await filterBy(page, {});
     const total = Number((await page.textContent('#total')).split(' ')[0]);
     check(total > 25, 'more than one page: ' + total);
@@ -293,13 +304,13 @@ async function main() {
     log('ok: stable pagination (' + page1.length + ' + ' + page2.length + ')');
 
     step = 'groups';
-    await page.click('#nav-groups');
+    await nav(page, '#nav-groups');
     await page.waitForSelector('#group-table, #groups-na');
     await shot(page, 'groups');
     log('ok: groups view');
 
     step = 'pause and resume';
-    await page.click('#nav-dashboard');
+    await nav(page, '#nav-dashboard');
     await page.waitForSelector('#btn-pause');
     await page.click('#btn-pause');
     await page.waitForSelector('#btn-resume');
@@ -318,7 +329,7 @@ async function main() {
     await vp.waitForSelector('#card-queue');
     check((await vp.textContent('#role')) === 'viewer', 'role badge says viewer');
     check(await vp.$eval('#btn-pause', (b) => b.disabled), 'pause disabled for a viewer');
-    await vp.click('#nav-tasks');
+    await nav(vp, '#nav-tasks');
     await vp.waitForSelector('#task-table');
     for (const id of ['#btn-retry-all', '#btn-archive-all', '#btn-clear-all'])
       check(await vp.$eval(id, (b) => b.disabled), id + ' disabled for a viewer');
