@@ -559,7 +559,7 @@
       if (t.task_base64) return { kind: 'hex', text: hexdump(b64bytes(t.task_base64)) };
       return { kind: 'none', text: t.payload_missing ? '(payload missing)' : '(empty)' };
     }
-    return { kind: 'JSON (MessagePack)', text: JSON.stringify(t.task, null, 2) };
+    return { kind: 'MessagePack, shown as JSON', text: JSON.stringify(t.task, null, 2) };
   }
 
   function originalText(b64) {
