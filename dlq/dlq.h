@@ -247,7 +247,7 @@ struct dlq_task {
                                            (a JetStream advisory, DESIGN section 16) */
     bool payload_missing;               /* the original was gone when fetched: no payload, parked */
     bool orig_payload_raw;              /* orig_payload is raw bytes, not MessagePack */
-    char *orig_payload;                 /* owned: the payload before the first edit; NULL: never edited */
+    char *orig_payload;                 /* owned: the payload before the first edit (NULL: none) */
     uint32_t orig_payload_len;
     /* The store mirror's (sidecar/mirror.c), opaque here and left alone by this module: */
     struct sc_list dirty;               /* linked while the task has changes not yet stored */
@@ -262,7 +262,7 @@ struct dlq_filter {
     const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
     int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
     const char *error;      /* NULL any; a substring of the last error (bytes, case-sensitive) */
-    const char *error_type; /* NULL any; the error type exactly (a task without one never matches) */
+    const char *error_type; /* NULL any; the error type exactly (none never matches) */
     const char *id_prefix;  /* NULL any; the task id starts with it */
 };
 

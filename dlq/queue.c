@@ -549,7 +549,8 @@ dlq_task_adv_seq(const struct dlq_task *t)
 void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
-    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->orig_payload_len + t->metadata_len + t->repos_len +
+    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->orig_payload_len + t->metadata_len +
+               t->repos_len +
                (t->origin ? sizeof(*t->origin) + t->origin->headers_len : 0);
 
     b += t->error ? strlen(t->error) : 0;

@@ -179,7 +179,8 @@ filter_text(struct admin_req *r, const char *key, const char **out)
         return true;
     if (!json_is_string(v) || json_string_length(v) > FILTER_TEXT_MAX ||
         strlen(json_string_value(v)) != json_string_length(v)) {
-        reply_error(r, 400, "%s: must be a string of at most %d bytes (no NUL)", key, FILTER_TEXT_MAX);
+        reply_error(r, 400, "%s: must be a string of at most %d bytes (no NUL)", key,
+                    FILTER_TEXT_MAX);
         return false;
     }
     *out = json_string_value(v);
@@ -344,7 +345,8 @@ stats_counts(struct sc_daemon *d, struct sc_jw *w)
     for (int s = 0; s < DLQ_TASK_STATUS_COUNT; s++) {
         sc_jw_open(w, dlq_task_status_name((dlq_task_status)s), '{');
         for (int i = 0; i < POLICY_CAT_COUNT; i++)
-            sc_jw_int(w, policy_category_name((policy_category)i), (int64_t)d->m.q.by_status_cat[s][i]);
+            sc_jw_int(w, policy_category_name((policy_category)i),
+                      (int64_t)d->m.q.by_status_cat[s][i]);
         sc_jw_close(w, '}');
     }
     sc_jw_close(w, '}');
@@ -1303,7 +1305,8 @@ admin_edit(struct admin_req *r)
     if (!(t = find_task(r)))
         return;
     if ((pj != NULL) == (pb != NULL)) {
-        reply_error(r, 400, "edit: give exactly one of payload_json (any JSON value) or payload_b64 (base64 bytes)");
+        reply_error(r, 400, "edit: give exactly one of payload_json (any JSON value) or "
+                            "payload_b64 (base64 bytes)");
         return;
     }
     if (retry && !json_is_boolean(retry)) {
@@ -1333,24 +1336,31 @@ admin_edit(struct admin_req *r)
         } else if (strlen(text) > 3 * max ||
                    codec_json_msgpack(d->codec, text, strlen(text), &bytes, &len) != SC_OK) {
             free(text);
-            reply_error(r, 400, "payload_json: cannot be packed as MessagePack (deeper than %u or too large)", depth);
+            reply_error(r, 400,
+                        "payload_json: cannot be packed as MessagePack (deeper than %u or too large)",
+                        depth);
             return;
         }
     }
     if (len > max) {
         free(text);
-        reply_error(r, 400, "payload: %zu bytes, larger than limits.max_envelope_bytes (%zu)", len, max);
+        reply_error(r, 400, "payload: %zu bytes, larger than limits.max_envelope_bytes (%zu)", len,
+                    max);
         return;
     }
     if (json_is_true(retry) && (!actionable(t) || !t->retry_subject)) {
         free(text);
-        reply_error(r, 409, "task is %s%s; only pending, parked or exhausted tasks with a retry subject can be retried",
-                    dlq_task_status_name(t->status), t->retry_subject ? "" : " without a retry subject");
+        reply_error(r, 409,
+                    "task is %s%s; only pending, parked or exhausted tasks with a retry subject "
+                    "can be retried",
+                    dlq_task_status_name(t->status),
+                    t->retry_subject ? "" : " without a retry subject");
         return;
     }
     if (dlq_machine_edit(&d->m, t, bytes, len, is_raw, now) != SC_OK) {
         free(text);
-        reply_error(r, 409, "task is %s; a finished task cannot be edited", dlq_task_status_name(t->status));
+        reply_error(r, 409, "task is %s; a finished task cannot be edited",
+                    dlq_task_status_name(t->status));
         return;
     }
     free(text);

@@ -1,4 +1,4 @@
-/* console.c - the web console's assets (sidecar/console/, embedded at build time by embed.cmake) looked up by URL path. */
+/* console.c - the web console's assets (sidecar/console/, embedded by embed.cmake) by URL path. */
 #include <stdio.h>
 #include <string.h>
 
@@ -47,7 +47,8 @@ sc_console_find(const char *path, size_t len)
     if (!assets[0].etag[0]) {
         for (size_t i = 0; i < SC_ARRAY_LEN(assets); i++) {
             assets[i].len = *lens[i];
-            snprintf(etags[i], sizeof(etags[i]), "\"%016llx\"", fnv64(assets[i].data, assets[i].len));
+            snprintf(etags[i], sizeof(etags[i]), "\"%016llx\"",
+                     fnv64(assets[i].data, assets[i].len));
         }
     }
     if (len == 11 && memcmp(path, "/index.html", 11) == 0)

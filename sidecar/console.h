@@ -1,4 +1,4 @@
-/* console.h - the web console's static assets (sidecar/console/), built into the binary, and the headers they are served with. */
+/* console.h - the web console's files (sidecar/console/), built into the binary, and their headers. */
 #ifndef SC_CONSOLE_H
 #define SC_CONSOLE_H
 

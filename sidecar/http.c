@@ -82,7 +82,7 @@ struct http_conn {
     size_t body_len;           /* an API request's body still to come (Content-Length), 0: none */
     char verb[24];             /* the API verb whose body is being read */
     uint64_t ticket;           /* sc_fanout_ask() ticket while a cluster answer is awaited, 0: none */
-    const char *role;          /* the API caller's role ("operator", "viewer"), sent as X-DLQ-Role; NULL: none */
+    const char *role;          /* the API caller's role, sent as X-DLQ-Role; NULL: none */
     struct sc_list link;       /* on hs->conns (oldest first), then on hs->dead */
 };
 
