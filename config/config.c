@@ -249,7 +249,9 @@ static const struct config_key keys[] = {
     K_BOOL("events.enabled", events_enabled, "true",
            "publish lifecycle events on <prefix>.events.*"),
     K_STR("http.listen", http_listen, check_listen, "host:port (or empty to disable)",
-          "127.0.0.1:9464", "address of /healthz, /readyz and /metrics; empty disables"),
+          "127.0.0.1:9464",
+          "address of /healthz, /readyz, /metrics, the admin API (/api/v1/) and the web console (/); "
+          "empty disables"),
     K_INT("http.max_connections", http_max_connections, CONFIG_W_I64, 1, 65536, "64",
           "most HTTP connections open at once (also kept below the fd limit); more are closed at once"),
     K_INT("http.request_timeout_ms", http_request_timeout_ms, CONFIG_W_I64, 100, 600000, "10000",

@@ -147,6 +147,7 @@ typedef enum {
     DLQ_OUT_EXHAUSTED,
     DLQ_OUT_MANUAL, /* an operator scheduled a retry */
     DLQ_OUT_ARCHIVED,
+    DLQ_OUT_EDITED, /* an operator replaced the payload (the admin edit verb) */
 } dlq_outcome_kind;
 
 const char *dlq_task_status_name(dlq_task_status s);
@@ -183,14 +184,18 @@ struct dlq_attempt {
  * dlq_queue_set_status() and dlq_queue_set_class().
  */
 /*
- * What a task filed from a JetStream advisory has beyond an envelope's
- * (DESIGN section 16), in an allocation of its own so that the many tasks
- * without one pay a pointer: the largest advisory capture-stream sequence
- * ingested for it (0: none; a redelivery at or below it is no new failure)
- * and the original's headers (DLQ_HDRS bytes, republished with a retry).
+ * What few tasks have, in an allocation of its own so that the many tasks
+ * without any pay a pointer: for a task filed from a JetStream advisory
+ * (DESIGN section 16) the largest advisory capture-stream sequence ingested
+ * for it (0: none; a redelivery at or below it is no new failure) and the
+ * original's headers (DLQ_HDRS bytes, republished with a retry); for an
+ * edited task (admin edit) the payload before the first edit.
  */
 struct dlq_origin {
     uint64_t adv_seq;
+    char *orig_payload;                 /* owned: the payload before the first edit (NULL: none) */
+    uint32_t orig_payload_len;
+    bool orig_payload_raw;              /* orig_payload is raw bytes, not MessagePack */
     size_t headers_len;
     char headers[];
 };
@@ -216,7 +221,7 @@ struct dlq_task {
     char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
     char *metadata;                     /* MessagePack map bytes or NULL */
     char *repos;                        /* MessagePack array bytes or NULL */
-    struct dlq_origin *origin;          /* an advisory's extras (dlq_task_headers()), or NULL */
+    struct dlq_origin *origin;          /* an advisory's or an edit's extras, or NULL */
     uint32_t bytes;                     /* counted against max_bytes */
     uint8_t category;                   /* policy_category */
     uint8_t policy;                     /* policy_retry */
@@ -258,6 +263,9 @@ struct dlq_filter {
     const char *subject; /* NULL any; exact failure subject or a pattern with wildcards */
     int64_t older_than_ms; /* 0 any; created_at <= now - older_than_ms */
     uint64_t group;        /* 0 any; else dlq_task_group() must equal it */
+    const char *error;      /* NULL any; a substring of the last error (bytes, case-sensitive) */
+    const char *error_type; /* NULL any; the error type exactly (none never matches) */
+    const char *id_prefix;  /* NULL any; the task id starts with it */
 };
 
 bool dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t now_wall);
@@ -453,6 +461,15 @@ void dlq_task_set_headers(struct dlq_task *t, const char *p, size_t len);
 void dlq_task_set_adv_seq(struct dlq_task *t, uint64_t seq);
 const char *dlq_task_headers(const struct dlq_task *t, size_t *len);
 uint64_t dlq_task_adv_seq(const struct dlq_task *t);
+
+/*
+ * dlq_task_set_orig_payload() keeps a copy of the len bytes at p (raw: not
+ * MessagePack) as t's payload before its first edit (p NULL: none kept).
+ * dlq_task_orig_payload() is that copy (borrowed; NULL: none), *len and
+ * *raw set. Loop thread.
+ */
+void dlq_task_set_orig_payload(struct dlq_task *t, const char *p, size_t len, bool raw);
+const char *dlq_task_orig_payload(const struct dlq_task *t, uint32_t *len, bool *raw);
 /* dlq_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
 void dlq_task_account(struct dlq_queue *q, struct dlq_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
@@ -698,6 +715,18 @@ void dlq_machine_deferred(struct dlq_machine *m, struct dlq_task *t, const char 
  */
 sc_status dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall,
                             int64_t now_mono);
+
+/*
+ * dlq_machine_edit() replaces the bytes the next retry of t publishes with
+ * the len bytes at p (copied; raw: they are not MessagePack, which get and
+ * the store then keep as bytes). The payload before the first edit is kept
+ * in t->orig_payload (later edits keep that one); the history gets an
+ * "edited" entry. A retrying task keeps its attempt (the edit goes out with
+ * the next one). Returns SC_OK, or SC_ECONFLICT (nothing changed) when t is
+ * completed or archived. Loop thread.
+ */
+sc_status dlq_machine_edit(struct dlq_machine *m, struct dlq_task *t, const char *p, size_t len,
+                           bool raw, int64_t now_wall);
 
 /*
  * dlq_machine_archive() archives t (pending, parked, retrying or

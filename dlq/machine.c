@@ -537,6 +537,32 @@ dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall, i
 }
 
 sc_status
+dlq_machine_edit(struct dlq_machine *m, struct dlq_task *t, const char *p, size_t len, bool raw,
+                 int64_t now_wall)
+{
+    char note[64];
+
+    if (t->status == DLQ_TASK_COMPLETED || t->status == DLQ_TASK_ARCHIVED)
+        return SC_ECONFLICT;
+    {
+        uint32_t olen;
+        bool oraw;
+        if (!dlq_task_orig_payload(t, &olen, &oraw)) /* the first edit keeps the very first payload */
+            dlq_task_set_orig_payload(t, t->payload ? t->payload : "", t->payload_len, t->payload_raw);
+    }
+    dlq_task_set_payload(t, p, len);
+    t->payload_raw = raw;
+    t->payload_missing = false;
+    t->updated_at = now_wall;
+    dlq_task_account(&m->q, t);
+    snprintf(note, sizeof(note), "payload edited (%zu bytes)", len);
+    dlq_queue_history(&m->q, t, DLQ_OUT_EDITED, t->retry_count, now_wall, note, strlen(note));
+    m->ports.changed(m->ports.ctx, t);
+    dlq_log(m, DLQ_LOG_INFO, "task payload edited", "task_id", t->id, NULL);
+    return SC_OK;
+}
+
+sc_status
 dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
 {
     if (t->status != DLQ_TASK_PENDING && t->status != DLQ_TASK_RETRYING &&

@@ -18,7 +18,8 @@ dlq_outcome_name(dlq_outcome_kind k)
 {
     static const char *const names[] = {"failed",    "retry_failed", "timeout",
                                         "succeeded", "deferred",     "refused",
-                                        "exhausted", "manual_retry", "archived"};
+                                        "exhausted", "manual_retry", "archived",
+                                        "edited"};
     return (unsigned)k < SC_ARRAY_LEN(names) ? names[k] : "unknown";
 }
 
@@ -264,6 +265,8 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
     }
     if (t->payload != inline_payload(t))
         free(t->payload);
+    if (t->origin)
+        free(t->origin->orig_payload);
     free(t->park_reason);
     free(t->metadata);
     free(t->repos);
@@ -500,7 +503,7 @@ dlq_queue_filter_count(const struct dlq_queue *q, const struct dlq_filter *f, si
 {
     size_t x = 0;
 
-    if (f->subject || f->older_than_ms > 0 || f->group)
+    if (f->subject || f->older_than_ms > 0 || f->group || f->error || f->error_type || f->id_prefix)
         return false;
     if (f->want_parked == 1) {
         if (f->status >= 0 && f->status != DLQ_TASK_PENDING)
@@ -589,17 +592,23 @@ dlq_set_text(char **field, const char *p, size_t len)
                 (*field)[i] = ' ';
 }
 
-/* Resizes t's origin to hold len header bytes (0 and no adv_seq: freed). */
+/* Resizes t's origin to hold len header bytes (0, no adv_seq and no original payload: freed). */
 static void
 origin_resize(struct dlq_task *t, uint64_t adv_seq, const char *p, size_t len)
 {
-    if (!len && !adv_seq) {
+    if (!len && !adv_seq && !(t->origin && t->origin->orig_payload)) {
         free(t->origin);
         t->origin = NULL;
         return;
     }
-    if (!t->origin || t->origin->headers_len != len)
+    if (!t->origin) {
+        t->origin = sc_xmalloc(sizeof(*t->origin) + (len ? len : 1));
+        t->origin->orig_payload = NULL;
+        t->origin->orig_payload_len = 0;
+        t->origin->orig_payload_raw = false;
+    } else if (t->origin->headers_len != len) {
         t->origin = sc_xrealloc(t->origin, sizeof(*t->origin) + (len ? len : 1));
+    }
     t->origin->adv_seq = adv_seq;
     t->origin->headers_len = len;
     if (len && p != t->origin->headers)
@@ -634,10 +643,47 @@ dlq_task_adv_seq(const struct dlq_task *t)
 }
 
 void
+dlq_task_set_orig_payload(struct dlq_task *t, const char *p, size_t len, bool raw)
+{
+    if (t->origin) {
+        free(t->origin->orig_payload);
+        t->origin->orig_payload = NULL;
+        t->origin->orig_payload_len = 0;
+    }
+    if (!p) {
+        if (t->origin) { /* freed when nothing else is left in it */
+            size_t hlen = t->origin->headers_len;
+            origin_resize(t, t->origin->adv_seq, hlen ? t->origin->headers : NULL, hlen);
+        }
+        return;
+    }
+    if (!t->origin) {
+        t->origin = sc_xmalloc(sizeof(*t->origin) + 1);
+        t->origin->adv_seq = 0;
+        t->origin->headers_len = 0;
+    }
+    t->origin->orig_payload = sc_xmalloc(len ? len : 1);
+    memcpy(t->origin->orig_payload, p, len);
+    t->origin->orig_payload_len = (uint32_t)len;
+    t->origin->orig_payload_raw = raw;
+}
+
+const char *
+dlq_task_orig_payload(const struct dlq_task *t, uint32_t *len, bool *raw)
+{
+    const char *p = t->origin ? t->origin->orig_payload : NULL;
+
+    *len = p ? t->origin->orig_payload_len : 0;
+    *raw = p && t->origin->orig_payload_raw;
+    return p;
+}
+
+void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
-    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len + t->repos_len +
-               (t->origin ? sizeof(*t->origin) + t->origin->headers_len : 0);
+    size_t b = sizeof(*t) + t->id_len + t->payload_len + t->metadata_len +
+               t->repos_len +
+               (t->origin ? sizeof(*t->origin) + t->origin->headers_len + t->origin->orig_payload_len : 0);
 
     b += t->error ? strlen(t->error) : 0;
     b += t->error_type ? strlen(t->error_type) : 0;
@@ -660,7 +706,14 @@ dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t n
         return false;
     if (f->older_than_ms > 0 && t->created_at > now_wall - f->older_than_ms)
         return false;
-    if (f->group && dlq_task_group(t) != f->group)
+    if (f->id_prefix && (strlen(f->id_prefix) > t->id_len ||
+                         memcmp(t->id, f->id_prefix, strlen(f->id_prefix)) != 0))
+        return false;
+    if (f->error_type && (!t->error_type || strcmp(t->error_type, f->error_type) != 0))
+        return false;
+    if (f->error && *f->error && (!t->error || !strstr(t->error, f->error)))
+        return false;
+    if (f->group && dlq_task_group(t) != f->group) /* last: it hashes the subject */
         return false;
     return true;
 }

@@ -155,7 +155,9 @@ const char persist_task_properties[] =
     "\"payload_raw\":{\"type\":\"boolean\"},"
     "\"payload_missing\":{\"type\":\"boolean\"},"
     "\"headers_raw\":{\"type\":\"binary\"},"
-    "\"task_size\":{\"type\":\"long\"}}";
+    "\"task_size\":{\"type\":\"long\"},"
+    "\"original_mp\":{\"type\":\"binary\"},"
+    "\"original_raw\":{\"type\":\"boolean\"}}";
 
 /* Non-terminal tasks (DESIGN section 10), in their original order. */
 const char persist_task_load_query[] =

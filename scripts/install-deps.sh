@@ -17,7 +17,14 @@ pkgs=(
   # the venvs of the Python client (.deps/python) and of schemathesis (.deps/venv) when the python3
   # on PATH is Debian's: its venv module.
   python3-venv
+  # the web console's browser test (tests/browser): Debian's headless chromium, driven by
+  # playwright-core from npm (installed below with npm ci; it never downloads a browser).
+  chromium
 )
+# Node.js and npm: whatever the machine has (ours has Node 20 from NodeSource, whose nodejs
+# package ships npm and conflicts with Debian's npm package); Debian's only when there is none.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -123,6 +130,25 @@ if ! { [ -x "$venv/bin/st" ] && "$venv/bin/st" --version 2>/dev/null | grep -q "
   if ! "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$st_version" "hypothesis==$hyp_version"; then
     echo "install-deps: pip could not install schemathesis $st_version from PyPI (needed by the" \
       "integration_schemathesis test)" >&2
+    exit 1
+  fi
+fi
+
+# playwright-core (tests/browser/package.json, pinned in its package-lock.json: 1.61.1, the last
+# release that runs on Debian 12's Node 18; this machine's Node 20 runs it too) drives /usr/bin/chromium in the browser_console test.
+# npm ci installs exactly the lock file into tests/browser/node_modules (gitignored); skipped when
+# that version is there already. PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: never fetch a browser.
+browser_dir="$deps_root/tests/browser"
+pw_want=$(sed -n 's/.*"playwright-core": "\([0-9.]*\)".*/\1/p' "$browser_dir/package.json")
+pw_have=""  # none yet on a fresh clone (sed's failure would end this script under pipefail)
+if [ -f "$browser_dir/node_modules/playwright-core/package.json" ]; then
+  pw_have=$(sed -n 's/.*"version": "\([0-9.]*\)".*/\1/p' "$browser_dir/node_modules/playwright-core/package.json" | head -1)
+fi
+if [ "$pw_have" != "$pw_want" ]; then
+  echo "install-deps: installing playwright-core $pw_want into tests/browser/node_modules (npm ci)" >&2
+  if ! (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); then
+    echo "install-deps: 'npm ci' in tests/browser failed (see above): playwright-core is needed by" \
+      "the browser_console test" >&2
     exit 1
   fi
 fi

@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "advisory.h"
+#include "alerts.h"
 #include "cluster.h"
 #include "daemon.h"
 #include "metrics.h"
@@ -83,7 +84,8 @@ reply_buf(struct admin_req *r)
 
 /* ---- request bodies -------------------------------------------------------------------------- */
 
-#define FILTER_KEYS "status", "category", "subject", "older_than_s", "group"
+#define FILTER_KEYS "status", "category", "subject", "older_than_s", "group", "error", "error_type", "id_prefix"
+#define FILTER_TEXT_MAX 1024 /* longest error / error_type / id_prefix a filter takes */
 
 /*
  * check_keys() refuses (400) a body with a key that is not in allowed
@@ -158,10 +160,34 @@ filter_or_all(struct admin_req *r, const char *verb)
     if (!has_filter_key(r)) {
         reply_error(r, 400,
                     "%s: an empty filter would change every task; give a task_id or a filter "
-                    "(status, category, subject, older_than_s, group), or send \"all\": true",
+                    "(status, category, subject, older_than_s, group, error, error_type, id_prefix), or "
+                    "send \"all\": true",
                     verb);
         return false;
     }
+    return true;
+}
+
+/*
+ * Reads the text filter key (error, error_type, id_prefix) into *out
+ * (borrowed from the body; NULL when absent or null): a string of at most
+ * FILTER_TEXT_MAX bytes without NUL. Replies 400 and returns false otherwise.
+ */
+static bool
+filter_text(struct admin_req *r, const char *key, const char **out)
+{
+    json_t *v = json_object_get(r->body, key);
+
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_string(v) || json_string_length(v) > FILTER_TEXT_MAX ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        reply_error(r, 400, "%s: must be a string of at most %d bytes (no NUL)", key,
+                    FILTER_TEXT_MAX);
+        return false;
+    }
+    *out = json_string_value(v);
     return true;
 }
 
@@ -177,6 +203,7 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
     f->subject = NULL;
     f->older_than_ms = 0;
     f->group = 0;
+    f->error = f->error_type = f->id_prefix = NULL;
     if (!req)
         return true;
     if ((v = json_object_get(req, "status")) && !json_is_null(v)) {
@@ -234,7 +261,8 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
             return false;
         }
     }
-    return true;
+    return filter_text(r, "error", &f->error) && filter_text(r, "error_type", &f->error_type) &&
+           filter_text(r, "id_prefix", &f->id_prefix);
 }
 
 /*
@@ -384,6 +412,17 @@ stats_counts(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_int(w, "archived", (int64_t)d->m.q.counts[DLQ_TASK_ARCHIVED]);
     sc_jw_close(w, '}');
 
+    /* Every task held (parked within pending), by status and category: the console's table. */
+    sc_jw_open(w, "status_by_category", '{');
+    for (int s = 0; s < DLQ_TASK_STATUS_COUNT; s++) {
+        sc_jw_open(w, dlq_task_status_name((dlq_task_status)s), '{');
+        for (int i = 0; i < POLICY_CAT_COUNT; i++)
+            sc_jw_int(w, policy_category_name((policy_category)i),
+                      (int64_t)d->m.q.by_status_cat[s][i]);
+        sc_jw_close(w, '}');
+    }
+    sc_jw_close(w, '}');
+
     sc_jw_open(w, "error_categories", '{');
     for (int i = 0; i < POLICY_CAT_COUNT; i++)
         sc_jw_int(w, policy_category_name((policy_category)i),
@@ -528,6 +567,12 @@ admin_stats(struct admin_req *r)
     stats_retry_processor(d, &w);
     sc_workers_json(d, &w); /* retry_subjects_without_workers (workers.c) */
     stats_links(d, &w);
+    {
+        const struct dlq_counters *c = &d->m.c;
+        uint64_t counts[SC_RATE_KINDS] = {c->enqueued, c->attempts, c->retry_success, c->exhausted};
+        sc_rates_json(&d->rates, sc_now_wall_ms(), counts, &w);
+    }
+    sc_alerts_json(d, &w);
     sc_peers_json(d, &w, "duplicate_sidecars");
     sc_cluster_json(d, &w, false);
     sc_takeover_json(d, &w);
@@ -623,6 +668,14 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     if (payload && !t->payload_missing) {
         jw_base64(&w, "payload_b64", t->payload ? t->payload : "", t->payload_len);
         jw_base64(&w, "metadata_b64", t->metadata, t->metadata_len);
+    }
+    uint32_t olen;
+    bool oraw;
+    const char *orig = dlq_task_orig_payload(t, &olen, &oraw);
+    if (orig) { /* the payload before the first edit (admin edit) */
+        jw_base64(&w, "original_payload_b64", orig, olen);
+        if (!oraw)
+            codec_jw_msgpack(&w, "original_task", orig, olen, depth);
     }
     sc_jw_close(&w, '}');
 }
@@ -1094,6 +1147,11 @@ redrive_stop(struct sc_daemon *d, bool cancelled)
     free(rd->subject);
     rd->subject = NULL;
     rd->filter.subject = NULL;
+    free(rd->error);
+    free(rd->error_type);
+    free(rd->id_prefix);
+    rd->error = rd->error_type = rd->id_prefix = NULL;
+    rd->filter.error = rd->filter.error_type = rd->filter.id_prefix = NULL;
     free(rd->resume_id);
     rd->resume_id = NULL;
     if (rd->ev)
@@ -1196,6 +1254,15 @@ redrive_start(struct admin_req *r, const struct dlq_filter *f, double rate, int6
     rd->filter = *f;
     rd->subject = f->subject ? sc_xstrdup(f->subject) : NULL;
     rd->filter.subject = rd->subject;
+    free(rd->error);
+    free(rd->error_type);
+    free(rd->id_prefix);
+    rd->error = f->error ? sc_xstrdup(f->error) : NULL;
+    rd->error_type = f->error_type ? sc_xstrdup(f->error_type) : NULL;
+    rd->id_prefix = f->id_prefix ? sc_xstrdup(f->id_prefix) : NULL;
+    rd->filter.error = rd->error;
+    rd->filter.error_type = rd->error_type;
+    rd->filter.id_prefix = rd->id_prefix;
     rd->next_seq = 0;
     rd->last_seq = dlq_queue_last(&d->m.q) ? dlq_queue_last(&d->m.q)->seq : 0;
     rd->matched = n;
@@ -1477,6 +1544,122 @@ admin_clear(struct admin_req *r)
     reply_buf(r);
 }
 
+/*
+ * admin_edit() answers the edit verb: {"task_id":..., "payload_json": <any
+ * JSON value>} (packed as MessagePack; for a task whose payload is raw
+ * bytes, an advisory's, the compact JSON text instead) or {"task_id":...,
+ * "payload_b64":"..."} (the bytes as they are: MessagePack when they read as
+ * one value, raw otherwise), and "retry": true to retry the task now. The
+ * next retry publishes the new bytes; get shows the first original in
+ * "original_payload_b64". Errors: 400 bad input or a payload over
+ * limits.max_envelope_bytes, 404 no such task, 409 completed or archived
+ * (or, with retry, not retryable: then nothing changes).
+ */
+static void
+admin_edit(struct admin_req *r)
+{
+    struct sc_daemon *d = r->d;
+    json_t *pj = json_object_get(r->body, "payload_json");
+    json_t *pb = json_object_get(r->body, "payload_b64");
+    json_t *retry = json_object_get(r->body, "retry");
+    size_t max = codec_limits_get(d->codec)->max_envelope_bytes, len = 0, n;
+    unsigned depth = codec_limits_get(d->codec)->max_depth;
+    int64_t now = sc_now_wall_ms();
+    struct sc_buf *raw = &d->scratch;
+    const char *bytes = NULL;
+    char *text = NULL;
+    struct dlq_task *t;
+    bool is_raw = false;
+    struct sc_jw w;
+
+    if (!(t = find_task(r)))
+        return;
+    if ((pj != NULL) == (pb != NULL)) {
+        reply_error(r, 400, "edit: give exactly one of payload_json (any JSON value) or "
+                            "payload_b64 (base64 bytes)");
+        return;
+    }
+    if (retry && !json_is_boolean(retry)) {
+        reply_error(r, 400, "retry: must be true or false");
+        return;
+    }
+    if (pb) {
+        const char *s = json_string_value(pb);
+        sc_buf_reset(raw);
+        if (!s || sc_base64_decode(s, json_string_length(pb), raw) != SC_OK) {
+            reply_error(r, 400, "payload_b64: not standard base64 (RFC 4648 section 4)");
+            return;
+        }
+        bytes = raw->data ? raw->data : "";
+        len = raw->len;
+        is_raw = codec_msgpack_check(bytes, len, depth, &n) != SC_OK || n != len;
+    } else {
+        text = json_dumps(pj, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!text) {
+            reply_error(r, 400, "payload_json: cannot be encoded");
+            return;
+        }
+        if (t->payload_raw) { /* raw bytes stay raw: the JSON text */
+            bytes = text;
+            len = strlen(text);
+            is_raw = true;
+        } else if (strlen(text) > 3 * max ||
+                   codec_json_msgpack(d->codec, text, strlen(text), &bytes, &len) != SC_OK) {
+            free(text);
+            reply_error(r, 400,
+                        "payload_json: cannot be packed as MessagePack (deeper than %u or too large)",
+                        depth);
+            return;
+        }
+    }
+    if (len > max) {
+        free(text);
+        reply_error(r, 400, "payload: %zu bytes, larger than limits.max_envelope_bytes (%zu)", len,
+                    max);
+        return;
+    }
+    if (json_is_true(retry) && (!actionable(t) || !t->retry_subject)) {
+        free(text);
+        reply_error(r, 409,
+                    "task is %s%s; only pending, parked or exhausted tasks with a retry subject "
+                    "can be retried",
+                    dlq_task_status_name(t->status),
+                    t->retry_subject ? "" : " without a retry subject");
+        return;
+    }
+    if (dlq_machine_edit(&d->m, t, bytes, len, is_raw, now) != SC_OK) {
+        free(text);
+        reply_error(r, 409, "task is %s; a finished task cannot be edited",
+                    dlq_task_status_name(t->status));
+        return;
+    }
+    free(text);
+    /* audit: 1 task (set r->audit_count = 1 here once the audit helper's field exists) */
+    sc_buf_reset(&d->out);
+    sc_jw_init(&w, &d->out);
+    sc_jw_open(&w, NULL, '{');
+    sc_jw_strn(&w, "task_id", t->id, t->id_len);
+    sc_jw_bool(&w, "edited", true);
+    sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
+    {
+        uint32_t olen;
+        bool oraw;
+        dlq_task_orig_payload(t, &olen, &oraw);
+        sc_jw_int(&w, "original_size", (int64_t)olen);
+    }
+    sc_jw_bool(&w, "payload_raw", t->payload_raw);
+    if (json_is_true(retry)) {
+        bool ok = dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK;
+        sc_jw_int(&w, "scheduled", ok ? 1 : 0);
+        sc_jw_int(&w, "attempt", t->retry_count + 1);
+    } else {
+        sc_jw_int(&w, "scheduled", 0);
+    }
+    sc_jw_bool(&w, "paused", d->paused);
+    sc_jw_close(&w, '}');
+    reply_buf(r);
+}
+
 static void
 set_paused(struct admin_req *r, bool pause)
 {
@@ -1510,6 +1693,7 @@ static const char *const get_keys[] = {"task_id", "payload", NULL};
 static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
 static const char *const groups_keys[] = {FILTER_KEYS, "limit", NULL};
 static const char *const classify_keys[] = {"error", "error_type", NULL};
+static const char *const edit_keys[] = {"task_id", "payload_json", "payload_b64", "retry", NULL};
 
 /*
  * The verbs, in the order service discovery lists them. keys, when set, are
@@ -1535,6 +1719,7 @@ static const struct admin_verb {
     {"groups", admin_groups, groups_keys, false},
     {"pause", admin_pause, no_keys, true},
     {"resume", admin_resume, no_keys, true},
+    {"edit", admin_edit, edit_keys, true},
 };
 
 size_t

@@ -451,3 +451,15 @@ sc_alerts_render(struct sc_daemon *d, struct sc_buf *b)
     sc_buf_appendf(b, "dlq_alert_webhook_posts_total{result=\"dropped\"} %llu\n",
                    (unsigned long long)(al ? al->posts_dropped : 0));
 }
+
+void
+sc_alerts_json(struct sc_daemon *d, struct sc_jw *w)
+{
+    struct sc_alerts *al = d->alerts;
+
+    sc_jw_open(w, "alerts_firing", '[');
+    for (int i = 0; al && i < A_COUNT; i++)
+        if (al->a[i].firing)
+            sc_jw_str(w, NULL, alert_names[i]);
+    sc_jw_close(w, ']');
+}

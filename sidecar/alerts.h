@@ -18,5 +18,11 @@ struct sc_daemon;
 sc_status sc_alerts_start(struct sc_daemon *d, char *err, size_t errlen);
 void sc_alerts_stop(struct sc_daemon *d);
 void sc_alerts_render(struct sc_daemon *d, struct sc_buf *out);
+/*
+ * sc_alerts_json() writes "alerts_firing":["queue_utilization", ...] to w:
+ * the names of the alerts firing now (empty when alerts are disabled), for
+ * stats. Loop thread.
+ */
+void sc_alerts_json(struct sc_daemon *d, struct sc_jw *w);
 
 #endif

@@ -17,6 +17,7 @@
 #include "jetstream.h"
 #include "log.h"
 #include "policy.h"
+#include "rates.h"
 #include "sidecar.h"
 
 /* Per-reason invalid counters (low cardinality: codec reasons plus a few). */
@@ -36,6 +37,7 @@ struct sc_redrive {
     uint64_t next_seq, last_seq; /* walk position and the last seq at start */
     struct dlq_filter filter;
     char *subject;               /* owned copy of filter.subject */
+    char *error, *error_type, *id_prefix; /* owned copies of the filter's strings (NULL: unset) */
     struct event *ev;
     uint64_t matched;            /* tasks that matched at the start */
     uint64_t skipped;            /* matched tasks that changed before their turn */
@@ -81,6 +83,7 @@ struct sc_daemon {
     uint64_t rng;
     int exit_code;
     struct sc_redrive redrive;
+    struct sc_rates rates;     /* per-minute counts of the last hour (rates.h), advanced by the tick */
     sc_reload_fn reload;       /* SIGHUP: builds a fresh configuration */
     void *reload_ctx;
     struct sc_metrics *metrics; /* histograms (metrics.c); NULL-safe */

@@ -208,6 +208,11 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
     sc_log_hold(); /* a burst of due retries: one write(2) for its lines (log.h) */
     dlq_machine_run(&d->m, sc_now_wall_ms(), now, !d->paused && !d->stopping);
     sc_log_flush();
+    {
+        const struct dlq_counters *c = &d->m.c;
+        uint64_t counts[SC_RATE_KINDS] = {c->enqueued, c->attempts, c->retry_success, c->exhausted};
+        sc_rates_tick(&d->rates, sc_now_wall_ms(), counts);
+    }
     tasklog_window(d, now);
     if (d->stopping) {
         bool drained = d->m.inflight == 0 &&

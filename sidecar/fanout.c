@@ -54,7 +54,7 @@ struct sc_fanout {
 
 /* The verbs asked of every member; the others (health, classify) are answered by the member that took them. */
 static const char *const fan_verbs[] = {"stats", "list", "get", "retry", "archive", "clear",
-                                        "pause", "resume", "groups"};
+                                        "pause", "resume", "groups", "edit"};
 
 static bool
 fans_out(const char *verb)
@@ -75,13 +75,44 @@ last_token(const char *subject)
 /* ---- merging ---------------------------------------------------------------------------------- */
 
 /*
+ * Merges array src into dst: two series of integers of one length (stats'
+ * last_hour) are summed entry by entry; strings (alerts_firing) are taken
+ * once each; anything else keeps dst.
+ */
+static void
+merge_array(json_t *dst, json_t *src)
+{
+    size_t i, j, n = json_array_size(dst);
+    json_t *v;
+
+    if (n == json_array_size(src) && n > 0 && json_is_integer(json_array_get(dst, 0))) {
+        for (i = 0; i < n; i++) {
+            json_t *a = json_array_get(dst, i), *b = json_array_get(src, i);
+            json_int_t sum;
+            if (!json_is_integer(a) || !json_is_integer(b) ||
+                __builtin_add_overflow(json_integer_value(a), json_integer_value(b), &sum))
+                return;
+            json_integer_set(a, sum);
+        }
+        return;
+    }
+    json_array_foreach(src, i, v) {
+        bool seen = !json_is_string(v);
+        for (j = 0; j < json_array_size(dst) && !seen; j++)
+            seen = json_equal(json_array_get(dst, j), v);
+        if (!seen)
+            json_array_append(dst, v);
+    }
+}
+
+/*
  * merge_sum() folds src into dst (both objects): integers and reals add up,
  * except uptime_s, eta_s and progress_percent (the largest) and
  * utilization_percent (worked out again by the caller), and saturate
  * instead of overflowing; booleans OR (one member paused says paused),
  * except ready (AND); strings keep the first, except next_due_at (the
  * earliest) and state/status (the first that is not "ok"); null gives way
- * to a value; objects merge the same way; arrays keep the first. "cluster"
+ * to a value; objects merge the same way; arrays as merge_array() says. "cluster"
  * (one member's own) is left out.
  */
 static void
@@ -113,6 +144,8 @@ merge_sum(json_t *dst, json_t *src)
                 json_object_set(dst, k, v);
         } else if (json_is_object(o) && json_is_object(v)) {
             merge_sum(o, v);
+        } else if (json_is_array(o) && json_is_array(v)) {
+            merge_array(o, v);
         } else if (json_is_string(o) && json_is_string(v) && !strcmp(k, "next_due_at") &&
                    strcmp(json_string_value(v), json_string_value(o)) < 0) {
             json_object_set(dst, k, v); /* RFC 3339 UTC: text order is time order */

@@ -17,6 +17,7 @@
 #include <event2/util.h>
 
 #include "admin.h"
+#include "console.h"
 #include "daemon.h"
 #include "fanout.h"
 #include "http.h"
@@ -81,6 +82,7 @@ struct http_conn {
     size_t body_len;           /* an API request's body still to come (Content-Length), 0: none */
     char verb[24];             /* the API verb whose body is being read */
     uint64_t ticket;           /* sc_fanout_ask() ticket while a cluster answer is awaited, 0: none */
+    const char *role;          /* the API caller's role, sent as X-DLQ-Role; NULL: none */
     struct sc_list link;       /* on hs->conns (oldest first), then on hs->dead */
 };
 
@@ -183,8 +185,9 @@ answer(struct http_conn *c, bool head, int code, const char *reason, const char 
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-                        code, reason, ctype, b->len, extra_header ? extra_header : "");
+                        "Cache-Control: no-store\r\nConnection: close\r\n%s%s%s%s\r\n",
+                        code, reason, ctype, b->len, extra_header ? extra_header : "",
+                        c->role ? "X-DLQ-Role: " : "", c->role ? c->role : "", c->role ? "\r\n" : "");
     if (!head && b->data && b->len)
         evbuffer_add(out, b->data, b->len);
     c->answering = true;
@@ -246,12 +249,37 @@ serve_readyz(struct http_conn *c, bool head)
            NULL);
 }
 
+/*
+ * A web console asset (console.h). Without credentials configured the
+ * console, like the API, is for loopback clients only (403); with them the
+ * page loads for anyone and asks for a token before it reads anything.
+ */
+static void
+serve_console(struct http_conn *c, bool head, const struct sc_console_asset *a)
+{
+    const struct config *cfg = c->hs->d->cfg;
+    bool auth = (cfg->http_auth_operator_token && *cfg->http_auth_operator_token) ||
+                (cfg->http_auth_viewer_token && *cfg->http_auth_viewer_token);
+    char hdrs[512]; /* sc_console_headers and the ETag */
+
+    if (!auth && !c->local) {
+        c->hs->st.api_forbidden++;
+        answer_text(c, head, 403, "Forbidden",
+                    "the console answers loopback clients only (no credentials are configured)", NULL);
+        return;
+    }
+    snprintf(hdrs, sizeof(hdrs), "%sETag: %s\r\n", sc_console_headers, a->etag);
+    sc_buf_append(&c->hs->body, a->data, a->len);
+    answer(c, head, 200, "OK", a->ctype, hdrs);
+}
+
 /* Routes a GET or HEAD of path (len bytes, query removed). */
 static void
 serve(struct http_conn *c, bool head, const char *path, size_t len)
 {
     struct sc_http *hs = c->hs;
     struct sc_buf *b = &hs->body;
+    const struct sc_console_asset *a;
 
 #define PATH_IS(s) (len == sizeof(s) - 1 && memcmp(path, s, len) == 0)
     sc_buf_reset(b);
@@ -266,10 +294,8 @@ serve(struct http_conn *c, bool head, const char *path, size_t len)
         st.max_connections = hs->cap;
         sc_metrics_render(hs->d, &st, b);
         answer(c, head, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL);
-    } else if (PATH_IS("/")) {
-        sc_buf_appendf(b, "dlq-sidecar %s: /healthz /readyz /metrics /api/v1/openapi.json\n",
-                       DLQ_VERSION);
-        answer(c, head, 200, "OK", "text/plain; charset=utf-8", NULL);
+    } else if ((a = sc_console_find(path, len)) != NULL) {
+        serve_console(c, head, a);
     } else {
         answer_text(c, head, 404, "Not Found", "not found", NULL);
     }
@@ -661,6 +687,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
                   "WWW-Authenticate: Bearer realm=\"dlq-sidecar\"\r\n");
         return false;
     }
+    c->role = role == ROLE_OPERATOR ? "operator" : "viewer";
     if (plen == sizeof(HTTP_API_PREFIX "openapi.json") - 1 &&
         memcmp(path, HTTP_API_PREFIX "openapi.json", plen) == 0) {
         if (m != M_GET && m != M_HEAD) {

@@ -549,6 +549,13 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
             sc_jw_uint(&w, "adv_seq", dlq_task_adv_seq(t));
     }
     sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
+    uint32_t olen;
+    bool oraw;
+    const char *orig = dlq_task_orig_payload(t, &olen, &oraw);
+    if (orig) { /* the payload before the first edit (admin edit) */
+        persist_doc_bytes(&w, "original_mp", orig, olen);
+        sc_jw_bool(&w, "original_raw", oraw);
+    }
     sc_jw_close(&w, '}');
     return w.st;
 }
@@ -693,6 +700,13 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     }
     t->payload_raw = json_is_true(json_object_get(src, "payload_raw"));
     t->payload_missing = json_is_true(json_object_get(src, "payload_missing"));
+    {
+        char *orig = NULL;
+        size_t olen = 0;
+        if (doc_bytes(s, src, "original_mp", &orig, &olen) && olen <= UINT32_MAX)
+            dlq_task_set_orig_payload(t, orig, olen, json_is_true(json_object_get(src, "original_raw")));
+        free(orig);
+    }
     t->policy_override = json_is_true(json_object_get(src, "policy_override"));
     t->max_retries = (int32_t)doc_int(src, "max_retries");
     t->retry_count = (int32_t)doc_int(src, "retry_count");
@@ -770,7 +784,7 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     hist = json_object_get(src, "history");
     json_array_foreach(hist, i, h) {
         int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
-                           DLQ_OUT_ARCHIVED + 1);
+                           DLQ_OUT_EDITED + 1);
         size_t elen = 0;
         char *e = doc_str(s, h, "error", &elen);
         if (k >= 0)

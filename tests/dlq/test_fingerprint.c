@@ -116,7 +116,7 @@ test_task_fingerprint(void **state)
 {
     struct dlq_queue q;
     struct dlq_task *a, *b, *c;
-    struct dlq_filter f = {-1, -1, -1, NULL, 0, 0};
+    struct dlq_filter f = {-1, -1, -1, NULL, 0, 0, NULL, NULL, NULL};
 
     (void)state;
     dlq_queue_init(&q, 4);

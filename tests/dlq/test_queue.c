@@ -166,7 +166,7 @@ test_filter(void **state)
 {
     struct dlq_queue q;
     struct dlq_task *t;
-    struct dlq_filter f = {-1, -1, -1, NULL, 0, 0};
+    struct dlq_filter f = {-1, -1, -1, NULL, 0, 0, NULL, NULL, NULL};
 
     (void)state;
     dlq_queue_init(&q, 2);
@@ -199,7 +199,7 @@ static void
 counts_check(struct dlq_queue *q)
 {
     size_t cat[POLICY_CAT_COUNT] = {0}, pol[POLICY_RETRY_COUNT] = {0};
-    struct dlq_filter f = {-1, -1, -1, NULL, 0, 0};
+    struct dlq_filter f = {-1, -1, -1, NULL, 0, 0, NULL, NULL, NULL};
 
     for (struct dlq_task *t = dlq_queue_first(q); t; t = dlq_queue_next(q, t)) {
         if (t->status == DLQ_TASK_PENDING || t->status == DLQ_TASK_RETRYING ||

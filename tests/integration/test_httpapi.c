@@ -120,7 +120,7 @@ header_has(const struct resp *r, const char *line)
 static void
 strip_timing(json_t *v)
 {
-    static const char *const timing[] = {"uptime_s", NULL};
+    static const char *const timing[] = {"uptime_s", "last_hour", NULL};
     const char *k;
     json_t *x;
     size_t i;
@@ -417,7 +417,8 @@ test_http_errors(void **state)
     struct resp r;
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
-                                        "clear", "classify", "pause", "resume", "groups"};
+                                        "clear", "classify", "pause", "resume", "groups",
+                                        "edit"};
 
     assert_non_null(e);
     *state = e;
@@ -686,7 +687,7 @@ test_auth_tokens(void **state)
     http_to("127.0.0.1", port, "GET", "/api/v1/openapi.json", view, NULL, 0, &r);
     IT_CHECK(r.status == 200, "viewer openapi: %d", r.status);
     resp_free(&r);
-    static const char *const writes[] = {"retry", "archive", "clear", "pause", "resume"};
+    static const char *const writes[] = {"retry", "archive", "clear", "pause", "resume", "edit"};
     for (size_t i = 0; i < SC_ARRAY_LEN(writes); i++) {
         char path[64];
         snprintf(path, sizeof path, "/api/v1/%s", writes[i]);

@@ -668,6 +668,39 @@ test_partitions_changed(void **state)
     e->passed = true;
 }
 
+/* An edited payload (admin edit) is stored: after a restart the task keeps the new bytes and the first original. */
+static void
+test_edit_stored(void **state)
+{
+    struct flags f;
+    const char *const *flags = kv_flags(&f, NULL);
+    struct it_env *e = it_env_start_js("kv-edit", flags);
+    json_t *j, *h;
+    size_t i, edits = 0;
+
+    assert_non_null(e);
+    *state = e;
+    request_failure(e, "ed-1", "stored");
+    j = it_request_json(e->nc, "dlq.admin.pause", NULL, IT_REQUEST_MS); /* no retry moves it meanwhile */
+    json_decref(j);
+    j = it_request_json(e->nc, "dlq.admin.edit", "{\"task_id\":\"ed-1\",\"payload_json\":{\"fixed\":7}}",
+                        IT_REQUEST_MS);
+    IT_CHECK(j && json_is_true(json_object_get(j, "edited")), "edit: %s", it_json_dump(j));
+    json_decref(j);
+    wait_stored(e->nc, IT_WAIT_MS);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
+    restart(e, flags);
+    j = it_request_json(e->nc, "dlq.admin.get", "{\"task_id\":\"ed-1\"}", IT_REQUEST_MS);
+    IT_CHECK(it_json_int(j, "task.fixed") == 7, "the edited payload after a restart: %s", it_json_dump(j));
+    IT_CHECK(it_json_int(j, "original_task.order") == 42 && it_json_str(j, "original_payload_b64"),
+             "the original after a restart: %s", it_json_dump(j));
+    json_array_foreach(json_object_get(j, "history"), i, h)
+        edits += strcmp(it_json_str(h, "outcome"), "edited") == 0;
+    IT_CHECK(edits == 1, "the 'edited' history entry after a restart: %s", it_json_dump(j));
+    json_decref(j);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -680,6 +713,7 @@ main(void)
         cmocka_unit_test_teardown(test_record_too_big, it_teardown),
         cmocka_unit_test_teardown(test_stop_in_backoff, it_teardown),
         cmocka_unit_test_teardown(test_partitions_changed, it_teardown),
+        cmocka_unit_test_teardown(test_edit_stored, it_teardown),
     };
 
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
