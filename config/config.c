@@ -37,6 +37,8 @@ static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
 static bool check_member_id(const char *s, size_t len);
 static bool check_inbox_prefix(const char *s, size_t len);
+static bool check_category_delays(const char *s, size_t len);
+static bool check_subject_delays(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -176,6 +178,24 @@ static const struct config_key keys[] = {
           "cap of every delay, ms"),
     K_DBL("backoff.jitter", backoff.jitter, 0.0, 1.0, NULL,
           "delays vary randomly by +/- this fraction"),
+    {.info = {.path = "backoff.categories",
+              .type = CONFIG_TYPE_LIST,
+              .help = "delay lists by error category: \"<category> <delay> ...\" (the last delay "
+                      "repeats); replaces the formula of linear, exponential and immediate"},
+     .off = F(backoff_categories),
+     .aux = F(backoff_categories_count),
+     .check = check_category_delays,
+     .what = "a category followed by 1-32 delays of 1ms-7d (\"network 1s 10s 1m 10m\")",
+     .def = ""},
+    {.info = {.path = "backoff.subjects",
+              .type = CONFIG_TYPE_LIST,
+              .help = "delay lists by failure subject pattern: \"<pattern> <delay> ...\", the "
+                      "first match wins over backoff.categories"},
+     .off = F(backoff_subjects),
+     .aux = F(backoff_subjects_count),
+     .check = check_subject_delays,
+     .what = "a subject pattern followed by 1-32 delays of 1ms-7d (\"dlq.failed.orders.> 1s 10s\")",
+     .def = ""},
     K_INT("retry.timeout_ms", retry_timeout_ms, CONFIG_W_I64, 10, 3600000, "30000",
           "time a worker has to reply to a retry, ms"),
     K_ENUM("retry.outcome", retry_outcome, CONFIG_E_OUTCOME, outcome_names, "reply",
@@ -646,6 +666,70 @@ static bool
 check_pattern(const char *s, size_t len)
 {
     return subject_ok(s, len, true);
+}
+
+/* The length of the first blank-separated word of len bytes at s (a delay entry's name). */
+static size_t
+first_word(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len && s[i] != ' ' && s[i] != '\t')
+        i++;
+    return i;
+}
+
+/* "<category> <delay> ...": a category name, then a delay list (policy_delays_parse()). */
+static bool
+check_category_delays(const char *s, size_t len)
+{
+    size_t w = first_word(s, len);
+    struct policy_delays d;
+    policy_category c;
+
+    return policy_category_parse(s, w, &c) == SC_OK &&
+           policy_delays_parse(s + w, len - w, &d, NULL, 0) == SC_OK;
+}
+
+/* "<subject pattern> <delay> ...": a NATS subject pattern, then a delay list. */
+static bool
+check_subject_delays(const char *s, size_t len)
+{
+    size_t w = first_word(s, len);
+    struct policy_delays d;
+
+    return w > 0 && subject_ok(s, w, true) && policy_delays_parse(s + w, len - w, &d, NULL, 0) == SC_OK;
+}
+
+const char *
+config_delays_for(const struct config *cfg, const char *subject, size_t subject_len,
+                  policy_category cat, struct policy_delays *out)
+{
+    char pat[CONFIG_MAX_STRING + 1];
+    size_t i, w;
+
+    for (i = 0; subject && i < cfg->backoff_subjects_count; i++) {
+        const char *e = cfg->backoff_subjects[i];
+        size_t len = strlen(e);
+
+        w = first_word(e, len);
+        memcpy(pat, e, w);
+        pat[w] = '\0';
+        if (codec_subject_match(pat, subject, subject_len) &&
+            policy_delays_parse(e + w, len - w, out, NULL, 0) == SC_OK)
+            return "subject";
+    }
+    for (i = 0; i < cfg->backoff_categories_count; i++) {
+        const char *e = cfg->backoff_categories[i];
+        size_t len = strlen(e);
+        policy_category c;
+
+        w = first_word(e, len);
+        if (policy_category_parse(e, w, &c) == SC_OK && c == cat &&
+            policy_delays_parse(e + w, len - w, out, NULL, 0) == SC_OK)
+            return "category";
+    }
+    return NULL;
 }
 
 static bool
@@ -1372,6 +1456,8 @@ config_destroy(struct config *cfg)
     }
     list_free(cfg->retry_allowed_subjects);
     list_free(cfg->retry_stored_subjects);
+    list_free(cfg->backoff_categories);
+    list_free(cfg->backoff_subjects);
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);

@@ -89,6 +89,10 @@ struct config {
     bool retry_processor_enabled;  /* retry_processor_enabled */
     int64_t history_max;           /* history.max_entries, 1-1000, default 20 */
     struct policy_backoff backoff; /* backoff.* */
+    char **backoff_categories;     /* backoff.categories: NULL-terminated "<category> <delay> ..." */
+    size_t backoff_categories_count;
+    char **backoff_subjects;       /* backoff.subjects: NULL-terminated "<pattern> <delay> ..." */
+    size_t backoff_subjects_count;
     /* retry.* */
     int64_t retry_timeout_ms;      /* retry.timeout_ms, 10-3,600,000 */
     config_outcome retry_outcome;  /* retry.outcome */
@@ -241,6 +245,18 @@ void config_print(const struct config *cfg, FILE *f);
  * snprintf does: out may be NULL when outlen is 0). Any thread.
  */
 size_t config_redact(const char *in, size_t len, char *out, size_t outlen);
+
+/*
+ * config_delays_for() finds the configured delay list of a task whose
+ * failure subject is the subject_len bytes at subject (may be NULL: no
+ * subject match) and whose category is cat: the first backoff.subjects
+ * entry whose pattern matches the subject, else the first
+ * backoff.categories entry for cat. Sets *out and returns "subject" or
+ * "category" (static), or returns NULL when none applies (*out unchanged).
+ * Any thread that may read cfg.
+ */
+const char *config_delays_for(const struct config *cfg, const char *subject, size_t subject_len,
+                              policy_category cat, struct policy_delays *out);
 
 /* config_usage() writes --help text listing every flag and key with its default and range. */
 void config_usage(FILE *f, const char *prog);

@@ -170,11 +170,12 @@ struct dlq_attempt {
 #define DLQ_TS_ERROR 0x04u
 #define DLQ_TS_ERROR_TYPE 0x08u
 #define DLQ_TS_RULE 0x10u
+#define DLQ_TS_BACKOFF 0x20u
 
 /*
  * One dead-lettered task. Owned by the queue. The task, its id and (when it
  * fits the room reserved at dlq_queue_add_room()) its payload are one
- * allocation; subject, retry_subject, error, error_type and rule_id are
+ * allocation; subject, retry_subject, error, error_type, rule_id and backoff are
  * pooled (see pooled) or owned; every other pointer field is owned by the
  * task. Times are wall-clock ms since the epoch, 0 meaning "none". The
  * wheel entry serves two purposes: while pending it is the due time of the
@@ -212,6 +213,9 @@ struct dlq_task {
     char *error;
     char *error_type;                   /* NULL when absent */
     char *rule_id;                      /* classifier rule, or "envelope" */
+    char *backoff;                      /* the task's own delay list (an envelope's backoff or its
+                                           template's) as policy_delays_format() writes it,
+                                           shared through the pool; NULL: none */
     char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
     char *metadata;                     /* MessagePack map bytes or NULL */
     size_t metadata_len;
@@ -373,6 +377,18 @@ size_t dlq_queue_active(const struct dlq_queue *q);
  */
 void dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const char *p,
                      size_t len);
+/*
+ * dlq_task_delays() finds t's delay list (issue 17) in the order of
+ * precedence: its own (t->backoff: from its envelope or template), else the
+ * configuration's for its failure subject, else for its category
+ * (config_delays_for()). Sets *out and returns "task", "subject" or
+ * "category" (static), or returns NULL when none applies and the policy's
+ * formula does. Reads cfg as it is now (a SIGHUP's lists apply to every
+ * task without one of its own). Loop thread.
+ */
+const char *dlq_task_delays(const struct config *cfg, const struct dlq_task *t,
+                            struct policy_delays *out);
+
 /*
  * dlq_task_set_payload() sets t's payload to a copy of the len bytes at p,
  * in the task's own allocation when they fit its room. Loop thread.

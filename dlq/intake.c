@@ -297,6 +297,18 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     dlq_task_account(q, t);
     dlq_queue_set_class(q, t, in->cat, (policy_retry)t->policy);
     dlq_task_set_str(q, t, DLQ_TS_RULE, in->rule, strlen(in->rule));
+    if (env->backoff_n > 0) {
+        /* Its own delay list, kept as text in the string pool: tasks that share a list share one copy. */
+        struct policy_delays dl = {.n = env->backoff_n};
+        char text[POLICY_DELAYS_TEXT_MAX];
+        size_t n;
+
+        memcpy(dl.ms, env->backoff_ms, env->backoff_n * sizeof(dl.ms[0]));
+        n = policy_delays_format(&dl, text, sizeof(text));
+        dlq_task_set_str(q, t, DLQ_TS_BACKOFF, text, n);
+    } else if (fresh || reopened) {
+        dlq_task_set_str(q, t, DLQ_TS_BACKOFF, NULL, 0); /* a new episode starts without one */
+    }
     if (in->has_override) {
         dlq_queue_set_class(q, t, (policy_category)t->category, in->override);
         t->policy_override = true;

@@ -156,9 +156,19 @@ exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
     m->ports.event(m->ports.ctx, "exhausted", t, t->retry_count, NULL);
 }
 
+const char *
+dlq_task_delays(const struct config *cfg, const struct dlq_task *t, struct policy_delays *out)
+{
+    if (t->backoff && policy_delays_parse(t->backoff, strlen(t->backoff), out, NULL, 0) == SC_OK)
+        return "task";
+    return config_delays_for(cfg, t->subject, t->subject ? strlen(t->subject) : 0,
+                             (policy_category)t->category, out);
+}
+
 void
 dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
+    struct policy_delays dl;
     int64_t delay;
 
     if (!t->retry_subject) {
@@ -178,8 +188,12 @@ dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
         dlq_park(m, t, why, (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1);
         return;
     }
-    delay = policy_backoff_delay(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1,
-                                 m->ports.rand, m->ports.ctx);
+    if (dlq_task_delays(m->cfg, t, &dl))
+        delay = policy_delays_delay(&dl, (int64_t)t->retry_count + 1, m->cfg->backoff.jitter,
+                                    m->ports.rand, m->ports.ctx);
+    else
+        delay = policy_backoff_delay(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1,
+                                     m->ports.rand, m->ports.ctx);
     if (delay < 0)
         delay = 0;
     schedule_in(m, t, delay, now_wall);
@@ -189,7 +203,10 @@ dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 static void
 defer(struct dlq_machine *m, struct dlq_task *t, const char *why, int64_t now)
 {
-    int64_t base = policy_backoff_raw(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1);
+    struct policy_delays dl;
+    int64_t base = dlq_task_delays(m->cfg, t, &dl)
+                       ? policy_delays_raw(&dl, (int64_t)t->retry_count + 1)
+                       : policy_backoff_raw(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1);
     int64_t cap = m->cfg->backoff.max_delay_ms < DEFER_CAP_MS ? m->cfg->backoff.max_delay_ms
                                                               : DEFER_CAP_MS;
     int64_t delay;

@@ -163,6 +163,8 @@ task_field(struct dlq_task *t, unsigned which)
         return &t->error;
     case DLQ_TS_ERROR_TYPE:
         return &t->error_type;
+    case DLQ_TS_BACKOFF:
+        return &t->backoff;
     default:
         return &t->rule_id;
     }
@@ -215,7 +217,7 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
     for (unsigned i = 0; i < t->hist_len; i++)
         pool_put(q, t->hist[(t->hist_head + i) % t->hist_alloc].error);
     free(t->hist);
-    for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_RULE; which <<= 1) {
+    for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_BACKOFF; which <<= 1) {
         char **f = task_field(t, which);
         if (t->pooled & which)
             pool_put(q, *f);

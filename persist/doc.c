@@ -138,6 +138,7 @@ const char persist_task_properties[] =
     "\"stream_seq\":{\"type\":\"long\"},"
     "\"adv_seq\":{\"type\":\"long\"},"
     "\"max_retries_own\":{\"type\":\"boolean\"},"
+    "\"backoff_ms\":{\"type\":\"long\"},"
     "\"created_at\":{\"type\":\"date\"},"
     "\"updated_at\":{\"type\":\"date\"},"
     "\"last_attempt_at\":{\"type\":\"date\"},"

@@ -786,12 +786,57 @@ admin_list(struct admin_req *r)
     reply_buf(r);
 }
 
+/*
+ * classify's `backoff` (as an envelope's, issue 17): an array of integers of
+ * ms or duration strings, or one string of delays ("1s 10s 1m", as a GET
+ * query gives it). Sets *out; false with why (whylen bytes) set otherwise.
+ */
+static bool
+classify_backoff(const json_t *v, struct policy_delays *out, char *why, size_t whylen)
+{
+    char err[160];
+    size_t i;
+
+    if (json_is_string(v)) {
+        if (policy_delays_parse(json_string_value(v), json_string_length(v), out, err,
+                                sizeof(err)) == SC_OK)
+            return true;
+        snprintf(why, whylen, "backoff: %s", err);
+        return false;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > SC_DELAYS_MAX) {
+        snprintf(why, whylen, "backoff: must be an array of 1-%d delays", SC_DELAYS_MAX);
+        return false;
+    }
+    out->n = 0;
+    for (i = 0; i < json_array_size(v); i++) {
+        const json_t *e = json_array_get(v, i);
+        int64_t ms = -1;
+
+        if (json_is_integer(e))
+            ms = (int64_t)json_integer_value(e);
+        else if (!json_is_string(e) ||
+                 sc_parse_duration_ms(json_string_value(e), json_string_length(e), &ms) == SC_EPROTO)
+            ms = -1;
+        if (ms < 1 || ms > SC_DELAY_MAX_MS) {
+            snprintf(why, whylen,
+                     "backoff[%zu]: not a delay of 1 ms - 7 days (an integer of ms, or 500ms, 10s, 1m, 2h, 7d)",
+                     i);
+            return false;
+        }
+        out->ms[out->n++] = ms;
+    }
+    return true;
+}
+
 static void
 admin_classify(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
-    const char *err = "", *etype = NULL, *rule = NULL;
-    size_t elen = 0, etlen = 0;
+    const char *err = "", *etype = NULL, *rule = NULL, *subject = NULL, *source = NULL;
+    size_t elen = 0, etlen = 0, slen = 0;
+    struct policy_delays dl = {0};
+    char why[200];
     policy_category cat;
     policy_retry pol;
     struct sc_jw w;
@@ -813,8 +858,25 @@ admin_classify(struct admin_req *r)
         etype = json_string_value(v);
         etlen = json_string_length(v);
     }
+    if (r->body && (v = json_object_get(r->body, "subject")) && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            reply_error(r, 400, "subject: must be a string");
+            return;
+        }
+        subject = json_string_value(v);
+        slen = json_string_length(v);
+    }
+    if (r->body && (v = json_object_get(r->body, "backoff")) && !json_is_null(v)) {
+        if (!classify_backoff(v, &dl, why, sizeof(why))) {
+            reply_error(r, 400, why);
+            return;
+        }
+        source = "envelope";
+    }
     cat = policy_classify(d->classifier, etype, etlen, err, elen, &rule);
     pol = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy : policy_default_retry(cat);
+    if (!source)
+        source = config_delays_for(d->cfg, subject, slen, cat, &dl);
     sc_buf_reset(&d->out);
     sc_jw_init(&w, &d->out);
     sc_jw_open(&w, NULL, '{');
@@ -824,8 +886,9 @@ admin_classify(struct admin_req *r)
     sc_jw_bool(&w, "retryable", pol != POLICY_NEVER);
     sc_jw_open(&w, "delays_ms", '[');
     for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= d->cfg->default_max_retries; n++)
-        sc_jw_int(&w, NULL, policy_backoff_raw(&d->cfg->backoff, pol, n));
+        sc_jw_int(&w, NULL, source ? policy_delays_raw(&dl, n) : policy_backoff_raw(&d->cfg->backoff, pol, n));
     sc_jw_close(&w, ']');
+    sc_jw_str(&w, "backoff_source", pol == POLICY_NEVER ? "none" : source ? source : "policy");
     sc_jw_fmt(&w, "jitter", "%g", d->cfg->backoff.jitter);
     sc_jw_int(&w, "max_retries", d->cfg->default_max_retries);
     sc_jw_close(&w, '}');
