@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 108); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 110); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -650,6 +650,15 @@ test_bad_values(void **state)
         {"backoff.jitter", "0x1p-1", "is not a number"},
         {"backoff.jitter", "0.5.5", "is not a number"},
         {"backoff.jitter", "", "backoff.jitter: '' is not a number"},
+        {"backoff.categories", "network 1s 0s",
+         "backoff.categories: 'network 1s 0s' is not a category followed by 1-32 delays of 1ms-7d"},
+        {"backoff.categories", "network", "backoff.categories: 'network' is not a category"},
+        {"backoff.categories", "sometimes 1s", "backoff.categories: 'sometimes 1s' is not a category"},
+        {"backoff.categories", "network 8d", "is not a category followed by 1-32 delays of 1ms-7d"},
+        {"backoff.categories", "network -1s", "is not a category followed by 1-32 delays"},
+        {"backoff.subjects", "dlq.failed.x 1s soon",
+         "backoff.subjects: 'dlq.failed.x 1s soon' is not a subject pattern followed by 1-32 delays"},
+        {"backoff.subjects", "dlq..x 1s", "backoff.subjects: 'dlq..x 1s' is not a subject pattern"},
         {"strategy", "sometimes", "strategy: 'sometimes' is not one of automatic, selective, manual, disabled"},
         {"default_retry_policy", "forever",
          "default_retry_policy: 'forever' is not one of auto, never, linear, exponential, immediate"},
@@ -1149,9 +1158,11 @@ mutate_all(struct config *cfg)
         case CONFIG_TYPE_ENUM: snprintf(v, sizeof(v), "%s", ki->names[strcmp(d, ki->names[0]) ? 0 : 1]); break;
         case CONFIG_TYPE_LIST:
             snprintf(v, sizeof(v), "%s",
-                     strstr(ki->path, "url")       ? "http://other:1/x"
-                     : strstr(ki->path, "streams") ? "OTHER"
-                                                   : "other.>");
+                     strstr(ki->path, "url")                   ? "http://other:1/x"
+                     : strstr(ki->path, "streams")             ? "OTHER"
+                     : strcmp(ki->path, "backoff.categories") == 0 ? "network 1s 2m"
+                     : strcmp(ki->path, "backoff.subjects") == 0   ? "other.> 1s 2m"
+                                                                   : "other.>");
             break;
         default:
             for (j = 0; j < SC_ARRAY_LEN(strings) && !done; j++) {

@@ -274,6 +274,8 @@ struct envopt {
     int max;
     uint64_t seq;             /* JetStream stream sequence (0: core NATS) */
     int64_t ts_us;            /* JetStream: when the stream stored it (0: core NATS) */
+    const int64_t *backoff;   /* the envelope's backoff delays, ms (nbackoff of them) */
+    unsigned nbackoff;
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -296,6 +298,9 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.retry_subject = cs(o.retry_subject);
     env.has_max_retries = o.has_max;
     env.max_retries = o.max;
+    env.backoff_n = o.nbackoff;
+    if (o.nbackoff)
+        memcpy(env.backoff_ms, o.backoff, o.nbackoff * sizeof(env.backoff_ms[0]));
     memset(&f, 0, sizeof(f));
     f.stream_seq = o.seq;
     f.stream_time_us = o.ts_us;
@@ -1385,6 +1390,73 @@ test_episode_from_stream_time(void **state)
     assert_true(task(x, "c")->episode_id > 1700000000999999);
 }
 
+
+/* ---- delay lists (issue 17) -------------------------------------------------------------------- */
+
+/* Fails the attempt in flight (the last publish) at the current time. */
+static void
+fail_last(struct fx *x)
+{
+    bool stored = true;
+
+    dlq_machine_reply_failed(&x->m, flight_of(x, &F.pubs[F.npub - 1], &stored), "busy", 4, NULL, 0,
+                             x->wall, x->mono);
+}
+
+/* Precedence: the envelope's list > the subject's > the category's > the policy's formula. */
+static void
+test_delays_precedence(void **state)
+{
+    static const int64_t own[] = {500, 700};
+    struct fx *x = *state;
+    char err[256];
+
+    assert_int_equal(ingest(x, "formula", OPT(.category = "network"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(task(x, "formula")->next_retry_at, WALL0 + backoff(x, POLICY_EXPONENTIAL, 1));
+    assert_int_equal(config_set(&x->cfg, "backoff.categories", "network 2s 4s, transient 9s", err,
+                                sizeof(err)), SC_OK);
+    assert_int_equal(ingest(x, "cat", OPT(.category = "network"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(task(x, "cat")->next_retry_at, WALL0 + 2000);
+    assert_int_equal(config_set(&x->cfg, "backoff.subjects", "dlq.other.> 1s, dlq.failed.* 3s",
+                                err, sizeof(err)), SC_OK);
+    assert_int_equal(ingest(x, "subj", OPT(.category = "network"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(task(x, "subj")->next_retry_at, WALL0 + 3000);
+    assert_int_equal(ingest(x, "env", OPT(.category = "network", .backoff = own, .nbackoff = 2),
+                            false, 0), DLQ_IN_STORED);
+    assert_string_equal(task(x, "env")->backoff, "500,700");
+    assert_int_equal(task(x, "env")->next_retry_at, WALL0 + 500);
+    /* tasks with the same list share one pooled copy */
+    assert_int_equal(ingest(x, "env2", OPT(.backoff = own, .nbackoff = 2), false, 0), DLQ_IN_STORED);
+    assert_ptr_equal(task(x, "env2")->backoff, task(x, "env")->backoff);
+    assert_null(task(x, "cat")->backoff);
+}
+
+/* The list's delays come in order, the last one repeating, until the budget is spent. */
+static void
+test_delays_sequence(void **state)
+{
+    static const int64_t own[] = {100, 300, 200};
+    struct fx *x = *state;
+    int64_t expect[] = {100, 300, 200, 200, 200};
+    struct dlq_task *t;
+
+    ingest(x, "a", OPT(.backoff = own, .nbackoff = 3, .has_max = true, .max = 5), false, 0);
+    t = task(x, "a");
+    for (int i = 0; i < 5; i++) {
+        int64_t at = x->wall;
+        assert_int_equal(t->status, DLQ_TASK_PENDING);
+        assert_int_equal(t->next_retry_at - at, expect[i]);
+        advance(x, expect[i] - 20);
+        assert_int_equal(F.npub, i);
+        advance(x, 40);
+        assert_int_equal(F.npub, i + 1);
+        fail_last(x);
+    }
+    assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
+    /* the exhausted task keeps its list (a manual retry uses it too) */
+    assert_string_equal(t->backoff, "100,300,200");
+}
+
 int
 main(void)
 {
@@ -1393,6 +1465,8 @@ main(void)
         T(test_new_failure_scheduled),
         T(test_due_publishes_attempt),
         T(test_success_completes),
+        T(test_delays_precedence),
+        T(test_delays_sequence),
         T(test_success_kept),
         T(test_failure_with_budget),
         T(test_exhausted),
