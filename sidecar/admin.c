@@ -1300,7 +1300,7 @@ admin_resume(struct admin_req *r)
 static const char *const no_keys[] = {NULL};
 static const char *const get_keys[] = {"task_id", NULL};
 static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
-static const char *const classify_keys[] = {"error", "error_type", NULL};
+static const char *const classify_keys[] = {"error", "error_type", "subject", "backoff", NULL};
 
 /*
  * The verbs, in the order service discovery lists them. keys, when set, are

@@ -1,0 +1,209 @@
+/* test_backoff.c - integration: delay lists (issue 17): an envelope's backoff on the wire, the configured lists in classify, bad lists refused to dlq.invalid. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define TICK_MS 10
+
+/*
+ * The daemon of these tests: the linear formula far away (60 s steps), so a
+ * retry that comes within seconds was timed by a list; one list per
+ * category and per subject pattern.
+ */
+static const char *const flags[] = {
+    "backoff.linear_step_ms=60000",
+    "backoff.exp_base_ms=60000",
+    "backoff.categories=network 5s 1m",
+    "backoff.subjects=dlq.failed.slow.> 250ms 750ms",
+    NULL,
+};
+
+/*
+ * 1. An envelope's backoff [300, "900ms", 600] with max_retries 4 and a
+ * worker that always fails: attempts 1-4 come in order, each at least its
+ * delay (minus a tick) after the failure before it: 300, 900, 600, 600 (the
+ * last delay repeats), and the task ends exhausted. Lower bounds only.
+ */
+static void
+test_envelope_backoff_on_the_wire(void **state)
+{
+    struct it_env *e = it_env_start("backoff-wire", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.orders", "workers", 16, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_FAIL, "still busy", "BusyError"});
+
+    char id[96], body[512];
+    it_unique_id("list", id, sizeof id);
+    snprintf(body, sizeof body,
+             "{\"task_id\":\"%s\",\"task\":{\"n\":1},\"error\":\"busy\",\"retry_policy\":\"linear\","
+             "\"max_retries\":4,\"backoff\":[300,\"900ms\",600]}",
+             id);
+    int64_t t_pub = sc_now_mono_ms();
+    json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest ack: want ok:true, got %s", dump);
+    free(dump);
+    json_decref(ack);
+
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "exhausted", IT_WAIT_MS, &ok);
+    dump = it_json_dump(t);
+    IT_CHECK(ok, "want exhausted after 4 failed attempts timed by the list, got %s", dump);
+    free(dump);
+    json_decref(t);
+    IT_CHECK(it_rec_count(w) == 4, "want 4 retries, got %zu", it_rec_count(w));
+
+    static const int64_t want[] = {300, 900, 600, 600};
+    int64_t prev = t_pub;
+    for (size_t i = 0; i < 4; i++) {
+        const struct it_rec_msg *m = it_rec_get(w, i);
+        char n[8];
+        snprintf(n, sizeof n, "%zu", i + 1);
+        const char *att = it_rec_header(m, "Dlq-Attempt");
+        IT_CHECK(att && strcmp(att, n) == 0, "retry %zu: Dlq-Attempt %s", i + 1, att ? att : "(none)");
+        int64_t d = m->at_mono - prev;
+        fprintf(stderr, "[backoff] attempt %zu came %lld ms after the failure before it (want >= %lld)\n",
+                i + 1, (long long)d, (long long)want[i]);
+        IT_CHECK(d >= want[i] - TICK_MS, "attempt %zu came %lld ms after the failure before it; want >= %lld",
+                 i + 1, (long long)d, (long long)(want[i] - TICK_MS));
+        IT_CHECK(m->replied_mono > 0, "the worker did not answer attempt %zu", i + 1);
+        prev = m->replied_mono;
+    }
+    e->passed = true;
+}
+
+/*
+ * 2. classify shows the delays that apply: an envelope's list, the
+ * subject's, the category's, else the formula's; a bad list is a 400 that
+ * names the field.
+ */
+static void
+test_classify_delays(void **state)
+{
+    struct it_env *e = it_env_start("backoff-classify", flags);
+    assert_non_null(e);
+    *state = e;
+    static const struct {
+        const char *req, *source, *delays;
+    } cases[] = {
+        {"{\"error\":\"busy\",\"error_type\":\"ECONNREFUSED\",\"backoff\":[\"1s\",10000]}", "envelope",
+         "[1000,10000,10000]"},
+        {"{\"error\":\"busy\",\"error_type\":\"ECONNREFUSED\",\"subject\":\"dlq.failed.slow.a\"}", "subject",
+         "[250,750,750]"},
+        {"{\"error\":\"busy\",\"error_type\":\"ECONNREFUSED\",\"subject\":\"dlq.failed.other\"}", "category",
+         "[5000,60000,60000]"},
+        {"{\"error\":\"disk full\",\"error_type\":\"ENOSPC\"}", "policy", "[60000,120000,180000]"},
+    };
+    for (size_t i = 0; i < SC_ARRAY_LEN(cases); i++) {
+        json_t *r = it_request_json(e->nc, "dlq.admin.classify", cases[i].req, IT_REQUEST_MS);
+        char *dump = it_json_dump(r);
+        char *delays = json_dumps(json_object_get(r, "delays_ms"), JSON_COMPACT);
+        const char *src = it_json_str(r, "backoff_source");
+        IT_CHECK(src && strcmp(src, cases[i].source) == 0, "classify %s: want backoff_source %s: %s",
+                 cases[i].req, cases[i].source, dump);
+        IT_CHECK(delays && strcmp(delays, cases[i].delays) == 0,
+                 "classify %s: want delays_ms %s: %s", cases[i].req, cases[i].delays, dump);
+        free(delays);
+        free(dump);
+        json_decref(r);
+    }
+    json_t *r = it_request_json(e->nc, "dlq.admin.classify", "{\"error\":\"x\",\"backoff\":[1000,\"0s\"]}",
+                                IT_REQUEST_MS);
+    char *dump = it_json_dump(r);
+    IT_CHECK(it_json_int(r, "error.code") == 400 && it_json_str(r, "error.message") &&
+                 strstr(it_json_str(r, "error.message"), "backoff[1]"),
+             "classify with a bad backoff: want a 400 naming backoff[1], got %s", dump);
+    free(dump);
+    json_decref(r);
+    e->passed = true;
+}
+
+/*
+ * 3. A bad backoff never stores anything: each envelope comes back raw on
+ * dlq.invalid.orders with a reason and a detail that names the field, the
+ * request gets an error naming it, and no task exists.
+ */
+static void
+test_bad_backoff_invalid(void **state)
+{
+    struct it_env *e = it_env_start("backoff-invalid", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *sc = it_env_connect(e, "it-spy");
+    assert_non_null(sc);
+    struct it_recorder *spy = it_env_recorder(e, sc, "dlq.invalid.>", NULL, 16, false);
+    assert_non_null(spy);
+    static const struct {
+        const char *value, *field, *reason;
+    } cases[] = {
+        {"[1000,0]", "backoff[1]", "out_of_range"},
+        {"[\"1s\",\"8d\"]", "backoff[1]", "out_of_range"},
+        {"[-5]", "backoff[0]", "out_of_range"},
+        {"[\"soon\"]", "backoff[0]", "bad_type"},
+        {"[1.5]", "backoff[0]", "bad_type"},
+        {"[]", "backoff", "out_of_range"},
+        {"\"1s 10s\"", "backoff", "bad_type"},
+        {"[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]", "backoff", "out_of_range"},
+    };
+    for (size_t i = 0; i < SC_ARRAY_LEN(cases); i++) {
+        char id[96], body[512];
+        it_unique_id("bad", id, sizeof id);
+        snprintf(body, sizeof body,
+                 "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"retry_policy\":\"linear\",\"backoff\":%s}",
+                 id, cases[i].value);
+        json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+        char *dump = it_json_dump(ack);
+        IT_CHECK(ack && !json_is_true(json_object_get(ack, "ok")) && strstr(dump, cases[i].field),
+                 "backoff %s: want a refusal naming %s, got %s", cases[i].value, cases[i].field, dump);
+        free(dump);
+        json_decref(ack);
+        IT_CHECK(it_rec_wait(spy, i + 1, IT_WAIT_MS), "backoff %s: nothing on dlq.invalid.orders",
+                 cases[i].value);
+        const struct it_rec_msg *m = it_rec_get(spy, i);
+        const char *reason = it_rec_header(m, "Dlq-Invalid-Reason");
+        const char *detail = it_rec_header(m, "Dlq-Invalid-Detail");
+        IT_CHECK(strcmp(m->subject, "dlq.invalid.orders") == 0, "backoff %s: on %s", cases[i].value,
+                 m->subject);
+        IT_CHECK(reason && strcmp(reason, cases[i].reason) == 0, "backoff %s: reason %s, want %s",
+                 cases[i].value, reason ? reason : "(none)", cases[i].reason);
+        IT_CHECK(detail && strstr(detail, cases[i].field), "backoff %s: detail %s does not name %s",
+                 cases[i].value, detail ? detail : "(none)", cases[i].field);
+        json_t *t = it_admin_get(e->nc, id);
+        dump = it_json_dump(t);
+        IT_CHECK(it_json_int(t, "error.code") == 404, "backoff %s: want no task, got %s",
+                 cases[i].value, dump);
+        free(dump);
+        json_decref(t);
+    }
+    json_t *st = it_admin_stats(e->nc);
+    char *dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "queue_size") == 0, "nothing stored: %s", dump);
+    IT_CHECK(it_json_int(st, "lifetime_stats.invalid") == (int64_t)SC_ARRAY_LEN(cases),
+             "lifetime invalid: want %zu: %s", SC_ARRAY_LEN(cases), dump);
+    free(dump);
+    json_decref(st);
+    e->passed = true;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_envelope_backoff_on_the_wire, it_teardown),
+        cmocka_unit_test_teardown(test_classify_delays, it_teardown),
+        cmocka_unit_test_teardown(test_bad_backoff_invalid, it_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
