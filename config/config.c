@@ -337,6 +337,12 @@ static const struct config_key keys[] = {
               .file_only = true},
      .off = F(rules),
      .aux = F(nrules)},
+    {.info = {.path = "templates",
+              .type = CONFIG_TYPE_TEMPLATES,
+              .help = "named retry configurations an envelope picks with \"template\" (file only)",
+              .file_only = true},
+     .off = F(templates),
+     .aux = F(ntemplates)},
     {.info = {.path = "retry_interval_seconds",
               .type = CONFIG_TYPE_INT,
               .min = 0,
@@ -1235,6 +1241,51 @@ rules_free(struct config_rule *rules, size_t n)
     free(rules);
 }
 
+static void
+templates_free(struct config_template *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].name);
+        free(t[i].backoff);
+        free(t[i].retry_subject);
+    }
+    free(t);
+}
+
+void
+config_templates_replace(struct config *cfg, struct config_template *tpls, size_t n)
+{
+    templates_free(cfg->templates, cfg->ntemplates);
+    cfg->templates = tpls;
+    cfg->ntemplates = n;
+}
+
+bool
+config_template_name_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > 64)
+        return false;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+const struct config_template *
+config_template_find(const struct config *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; name && i < cfg->ntemplates; i++) {
+        if (strlen(cfg->templates[i].name) == len && memcmp(cfg->templates[i].name, name, len) == 0)
+            return &cfg->templates[i];
+    }
+    return NULL;
+}
+
 void
 config_rules_replace(struct config *cfg, struct config_rule *rules, size_t n)
 {
@@ -1351,7 +1402,7 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
 {
     const struct config_key_info *ki = &k->info;
 
-    if (ki->type == CONFIG_TYPE_RULES) {
+    if (ki->type == CONFIG_TYPE_RULES || ki->type == CONFIG_TYPE_TEMPLATES) {
         config_errf(err, errlen, "%s: can only be set in the config file", ki->path);
         return SC_EINVAL;
     }
@@ -1373,7 +1424,8 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
     case CONFIG_TYPE_STRING:
     case CONFIG_TYPE_SECRET: return set_string(cfg, k, v, len, err, errlen);
     case CONFIG_TYPE_LIST:
-    case CONFIG_TYPE_RULES: break;
+    case CONFIG_TYPE_RULES:
+    case CONFIG_TYPE_TEMPLATES: break;
     }
     return SC_EINVAL;
 }
@@ -1442,6 +1494,8 @@ config_init(struct config *cfg)
     }
     cfg->rules = NULL; /* the defaults have none */
     cfg->nrules = 0;
+    cfg->templates = NULL;
+    cfg->ntemplates = 0;
 }
 
 void
@@ -1461,6 +1515,7 @@ config_destroy(struct config *cfg)
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);
+    templates_free(cfg->templates, cfg->ntemplates);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1558,7 +1613,8 @@ config_get(const struct config *cfg, const char *key, char *out, size_t outlen)
         }
         break;
     }
-    case CONFIG_TYPE_RULES: return SC_EINVAL;
+    case CONFIG_TYPE_RULES:
+    case CONFIG_TYPE_TEMPLATES: return SC_EINVAL;
     }
     return fit ? SC_OK : SC_ETOOBIG;
 }
@@ -1675,6 +1731,43 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
                                                             : "any");
         }
         break;
+    case CONFIG_TYPE_TEMPLATES:
+        if (cfg->ntemplates == 0) {
+            fputs("{}", f);
+            break;
+        }
+        for (i = 0; i < cfg->ntemplates; i++) {
+            const struct config_template *t = &cfg->templates[i];
+            const char *sep = "";
+            fprintf(f, "\n%*s", indent + 2, "");
+            put_quoted(f, t->name);
+            fputs(": {", f);
+            if (t->has_policy) {
+                fprintf(f, "policy: %s", policy_retry_name(t->policy));
+                sep = ", ";
+            }
+            if (t->has_max_retries) {
+                fprintf(f, "%smax_retries: %d", sep, t->max_retries);
+                sep = ", ";
+            }
+            if (t->backoff) {
+                fprintf(f, "%sbackoff: [", sep);
+                for (const char *c = t->backoff; *c; c++) {
+                    if (*c == ',')
+                        fputs(", ", f);
+                    else
+                        fputc(*c, f);
+                }
+                fputc(']', f);
+                sep = ", ";
+            }
+            if (t->retry_subject) {
+                fprintf(f, "%sretry_subject: ", sep);
+                put_quoted(f, t->retry_subject);
+            }
+            fputc('}', f);
+        }
+        break;
     }
 }
 
@@ -1731,7 +1824,8 @@ config_print(const struct config *cfg, FILE *f)
         }
         cl = component(path, nd - 1, &c);
         fprintf(f, "%*s%.*s:", (int)(2 * (nd - 1)), "", (int)cl, c);
-        if (k->info.type != CONFIG_TYPE_RULES || cfg->nrules == 0)
+        if ((k->info.type != CONFIG_TYPE_RULES || cfg->nrules == 0) &&
+            (k->info.type != CONFIG_TYPE_TEMPLATES || cfg->ntemplates == 0))
             fputc(' ', f);
         put_value(f, cfg, k, true, (int)(2 * (nd - 1)));
         fputc('\n', f);
@@ -1750,7 +1844,8 @@ type_hint(const struct config_key *k)
     case CONFIG_TYPE_SECRET: return "TEXT";
     case CONFIG_TYPE_ENUM: return "NAME";
     case CONFIG_TYPE_LIST: return "A,B,...";
-    case CONFIG_TYPE_RULES: return "(file only)";
+    case CONFIG_TYPE_RULES:
+    case CONFIG_TYPE_TEMPLATES: return "(file only)";
     }
     return "";
 }
@@ -1800,9 +1895,12 @@ config_usage(FILE *f, const char *prog)
         case CONFIG_TYPE_RULES:
             fputs("; a sequence of {id, pattern, category, field: any|error|error_type}", f);
             break;
+        case CONFIG_TYPE_TEMPLATES:
+            fputs("; a mapping of name: {policy, max_retries, backoff: [delays], retry_subject}", f);
+            break;
         default: break;
         }
-        if (!ki->deprecated && ki->type != CONFIG_TYPE_RULES) {
+        if (!ki->deprecated && ki->type != CONFIG_TYPE_RULES && ki->type != CONFIG_TYPE_TEMPLATES) {
             fputs(" (default ", f);
             put_value(f, &d, k, true, 0);
             fputc(')', f);

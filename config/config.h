@@ -16,6 +16,24 @@ struct config_rule {
     policy_match_field field;
 };
 
+/*
+ * One retry template from `templates` (file only; issue 17): the retry
+ * configuration an envelope naming it gets for each field the envelope does
+ * not give itself. Strings owned by the config.
+ */
+struct config_template {
+    char *name;          /* 1-64 characters of A-Z a-z 0-9 _ . -, unique */
+    bool has_policy;
+    policy_retry policy; /* policy: never, linear, exponential, immediate */
+    bool has_max_retries;
+    int max_retries;     /* max_retries: 0-100 */
+    char *backoff;       /* backoff: delays as policy_delays_format() writes them; NULL: none */
+    char *retry_subject; /* retry_subject: a NATS subject without wildcards; NULL: none */
+};
+
+/* Most templates the file may name. */
+#define CONFIG_MAX_TEMPLATES 256
+
 /* retry.outcome: reply (the worker answers), none (a publish is a success), stored (a JetStream PubAck is). */
 typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE, CONFIG_OUTCOME_STORED } config_outcome;
 typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH, CONFIG_STORE_JETSTREAM } config_store;
@@ -156,6 +174,9 @@ struct config {
     struct config_rule *rules;     /* classifier.rules (file only), nrules entries */
     size_t nrules;
     bool rules_replace_builtin;    /* classifier.replace_builtin */
+    /* templates (file only) */
+    struct config_template *templates; /* templates: ntemplates entries */
+    size_t ntemplates;
     /* deprecated */
     bool saw_retry_interval_seconds; /* retry_interval_seconds was given: warn */
 };
@@ -219,8 +240,8 @@ sc_status config_set(struct config *cfg, const char *key, const char *value, cha
  * decimal integers, the shortest decimal that reads back as the same double,
  * enum names in lower case ("auto" for an unset default_retry_policy),
  * strings as they are (secrets unmasked), lists joined with ",". Returns
- * SC_OK; SC_ENOTFOUND for an unknown key; SC_EINVAL for classifier.rules and
- * retry_interval_seconds, which have no text form; SC_ETOOBIG when out is too
+ * SC_OK; SC_ENOTFOUND for an unknown key; SC_EINVAL for classifier.rules,
+ * templates and retry_interval_seconds, which have no text form; SC_ETOOBIG when out is too
  * small (out then holds a truncated value). Any thread.
  */
 sc_status config_get(const struct config *cfg, const char *key, char *out, size_t outlen);
@@ -258,6 +279,14 @@ size_t config_redact(const char *in, size_t len, char *out, size_t outlen);
 const char *config_delays_for(const struct config *cfg, const char *subject, size_t subject_len,
                               policy_category cat, struct policy_delays *out);
 
+/*
+ * config_template_find() returns the template named by the len bytes at
+ * name (exact, case-sensitive), or NULL. Borrowed from cfg. Any thread that
+ * may read cfg.
+ */
+const struct config_template *config_template_find(const struct config *cfg, const char *name,
+                                                   size_t len);
+
 /* config_usage() writes --help text listing every flag and key with its default and range. */
 void config_usage(FILE *f, const char *prog);
 
@@ -275,6 +304,7 @@ typedef enum {
     CONFIG_TYPE_ENUM,     /* one of names[], any case */
     CONFIG_TYPE_LIST,     /* strings: a YAML sequence, or comma-separated text */
     CONFIG_TYPE_RULES,    /* classifier rules: a YAML sequence of maps, file only */
+    CONFIG_TYPE_TEMPLATES, /* retry templates: a YAML mapping of name to map, file only */
 } config_type;
 
 struct config_key_info {

@@ -10,6 +10,7 @@
 struct intake {
     const struct dlq_failure *f;
     const struct codec_envelope *env;
+    const struct config_template *tpl; /* the template the envelope names, or NULL */
     bool has_override;
     policy_retry override;
     policy_category cat;
@@ -95,9 +96,13 @@ retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why,
 static void
 resolve_retry_subject(struct dlq_machine *m, struct intake *in)
 {
-    const struct codec_envelope *env = in->env;
+    struct codec_str want = in->env->retry_subject; /* the envelope's, else its template's */
     char *rs = in->rs;
 
+    if (!want.ptr && in->tpl && in->tpl->retry_subject) {
+        want.ptr = in->tpl->retry_subject;
+        want.len = strlen(want.ptr);
+    }
     if (in->f->payload_missing) {
         /* Nothing to send: filed parked, so that an operator sees it (DESIGN section 16). */
         snprintf(in->why, sizeof(in->why), "payload_missing: %s",
@@ -106,14 +111,14 @@ resolve_retry_subject(struct dlq_machine *m, struct intake *in)
         in->rs_ok = false;
         return;
     }
-    if (env->retry_subject.ptr) {
-        size_t n = env->retry_subject.len < RS_MAX - 1 ? env->retry_subject.len : RS_MAX - 1;
-        memcpy(rs, env->retry_subject.ptr, n);
+    if (want.ptr) {
+        size_t n = want.len < RS_MAX - 1 ? want.len : RS_MAX - 1;
+        memcpy(rs, want.ptr, n);
         rs[n] = '\0';
-        in->rs_ok = env->retry_subject.len < RS_MAX &&
-                    retry_subject_ok(m->cfg, env->retry_subject.ptr, env->retry_subject.len,
+        in->rs_ok = want.len < RS_MAX &&
+                    retry_subject_ok(m->cfg, want.ptr, want.len,
                                      in->why, sizeof(in->why));
-        if (env->retry_subject.len >= RS_MAX)
+        if (want.len >= RS_MAX)
             snprintf(in->why, sizeof(in->why), "retry_subject refused: longer than %d bytes",
                      RS_MAX - 1);
     } else if (!expand_template(m->cfg->retry_subject_template, in->f->service, rs, RS_MAX)) {
@@ -124,7 +129,7 @@ resolve_retry_subject(struct dlq_machine *m, struct intake *in)
     } else {
         in->rs_ok = retry_subject_ok(m->cfg, rs, strlen(rs), in->why, sizeof(in->why));
     }
-    if (!in->rs_ok && env->retry_subject.ptr == NULL)
+    if (!in->rs_ok && want.ptr == NULL)
         rs[0] = '\0';
 }
 
@@ -182,12 +187,26 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
     }
     m->c.unknown_keys += env->unknown_keys;
     out->unknown_keys = env->unknown_keys;
+    if (env->template_name.ptr) {
+        in->tpl = config_template_find(m->cfg, env->template_name.ptr, env->template_name.len);
+        if (!in->tpl) {
+            out->verdict = DLQ_IN_INVALID;
+            out->reason = "unknown_template";
+            snprintf(out->why, sizeof(out->why), "template: '%.*s' is not a configured template",
+                     (int)(env->template_name.len > 64 ? 64 : env->template_name.len),
+                     env->template_name.ptr);
+            return false;
+        }
+    }
     if (env->retry_policy.ptr) {
         if (policy_retry_parse(env->retry_policy.ptr, env->retry_policy.len, &in->override)) {
             decide_no(out, DLQ_IN_INVALID, "bad_value",
                       "retry_policy: not one of never, linear, exponential, immediate");
             return false;
         }
+        in->has_override = true;
+    } else if (in->tpl && in->tpl->has_policy) {
+        in->override = in->tpl->policy; /* the template's, unless the envelope says */
         in->has_override = true;
     }
     return true;
@@ -273,12 +292,15 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     const struct codec_envelope *env = in->env;
     struct dlq_queue *q = &m->q;
 
+    bool has_max = env->has_max_retries || (in->tpl && in->tpl->has_max_retries);
+    int max = env->has_max_retries ? env->max_retries : in->tpl ? in->tpl->max_retries : 0;
+
     if (fresh || reopened) {
         t->first_failed_at = env->has_failed_at ? env->failed_at_ms : now;
-        t->max_retries = env->has_max_retries ? env->max_retries : m->cfg->default_max_retries;
-        t->max_retries_own = env->has_max_retries; /* else it follows default_max_retries */
-    } else if (env->has_max_retries) {
-        t->max_retries = env->max_retries;
+        t->max_retries = has_max ? max : m->cfg->default_max_retries;
+        t->max_retries_own = has_max; /* else it follows default_max_retries */
+    } else if (has_max) {
+        t->max_retries = max;
         t->max_retries_own = true;
     }
     dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
@@ -306,6 +328,8 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
         memcpy(dl.ms, env->backoff_ms, env->backoff_n * sizeof(dl.ms[0]));
         n = policy_delays_format(&dl, text, sizeof(text));
         dlq_task_set_str(q, t, DLQ_TS_BACKOFF, text, n);
+    } else if (in->tpl && in->tpl->backoff) {
+        dlq_task_set_str(q, t, DLQ_TS_BACKOFF, in->tpl->backoff, strlen(in->tpl->backoff));
     } else if (fresh || reopened) {
         dlq_task_set_str(q, t, DLQ_TS_BACKOFF, NULL, 0); /* a new episode starts without one */
     }

@@ -836,6 +836,8 @@ admin_classify(struct admin_req *r)
     const char *err = "", *etype = NULL, *rule = NULL, *subject = NULL, *source = NULL;
     size_t elen = 0, etlen = 0, slen = 0;
     struct policy_delays dl = {0};
+    const struct config_template *tpl = NULL;
+    int max_retries;
     char why[200];
     policy_category cat;
     policy_retry pol;
@@ -873,8 +875,21 @@ admin_classify(struct admin_req *r)
         }
         source = "envelope";
     }
+    if (r->body && (v = json_object_get(r->body, "template")) && !json_is_null(v)) {
+        if (!json_is_string(v) ||
+            !(tpl = config_template_find(d->cfg, json_string_value(v), json_string_length(v)))) {
+            reply_error(r, 400, "template: not the name of a configured template");
+            return;
+        }
+        if (!source && tpl->backoff &&
+            policy_delays_parse(tpl->backoff, strlen(tpl->backoff), &dl, NULL, 0) == SC_OK)
+            source = "template";
+    }
     cat = policy_classify(d->classifier, etype, etlen, err, elen, &rule);
-    pol = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy : policy_default_retry(cat);
+    pol = tpl && tpl->has_policy              ? tpl->policy
+          : d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy
+                                              : policy_default_retry(cat);
+    max_retries = tpl && tpl->has_max_retries ? tpl->max_retries : d->cfg->default_max_retries;
     if (!source)
         source = config_delays_for(d->cfg, subject, slen, cat, &dl);
     sc_buf_reset(&d->out);
@@ -885,12 +900,12 @@ admin_classify(struct admin_req *r)
     sc_jw_str(&w, "retry_policy", policy_retry_name(pol));
     sc_jw_bool(&w, "retryable", pol != POLICY_NEVER);
     sc_jw_open(&w, "delays_ms", '[');
-    for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= d->cfg->default_max_retries; n++)
+    for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= max_retries; n++)
         sc_jw_int(&w, NULL, source ? policy_delays_raw(&dl, n) : policy_backoff_raw(&d->cfg->backoff, pol, n));
     sc_jw_close(&w, ']');
     sc_jw_str(&w, "backoff_source", pol == POLICY_NEVER ? "none" : source ? source : "policy");
     sc_jw_fmt(&w, "jitter", "%g", d->cfg->backoff.jitter);
-    sc_jw_int(&w, "max_retries", d->cfg->default_max_retries);
+    sc_jw_int(&w, "max_retries", max_retries);
     sc_jw_close(&w, '}');
     reply_buf(r);
 }
@@ -1300,7 +1315,7 @@ admin_resume(struct admin_req *r)
 static const char *const no_keys[] = {NULL};
 static const char *const get_keys[] = {"task_id", NULL};
 static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
-static const char *const classify_keys[] = {"error", "error_type", "subject", "backoff", NULL};
+static const char *const classify_keys[] = {"error", "error_type", "subject", "backoff", "template", NULL};
 
 /*
  * The verbs, in the order service discovery lists them. keys, when set, are

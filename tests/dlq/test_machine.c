@@ -276,6 +276,8 @@ struct envopt {
     int64_t ts_us;            /* JetStream: when the stream stored it (0: core NATS) */
     const int64_t *backoff;   /* the envelope's backoff delays, ms (nbackoff of them) */
     unsigned nbackoff;
+    const char *tpl;          /* template */
+    bool no_policy;           /* no retry_policy at all */
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -294,7 +296,8 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.task = cs("\xa4work");
     env.error = cs(o.error ? o.error : "boom");
     env.error_category = cs(o.category ? o.category : "transient");
-    env.retry_policy = cs(o.policy ? o.policy : "exponential");
+    env.retry_policy = cs(o.no_policy ? NULL : o.policy ? o.policy : "exponential");
+    env.template_name = cs(o.tpl);
     env.retry_subject = cs(o.retry_subject);
     env.has_max_retries = o.has_max;
     env.max_retries = o.max;
@@ -1457,6 +1460,53 @@ test_delays_sequence(void **state)
     assert_string_equal(t->backoff, "100,300,200");
 }
 
+
+/* A template fills what the envelope leaves out; the envelope's own keys win; unknown: invalid. */
+static void
+test_template_precedence(void **state)
+{
+    static const int64_t own[] = {50};
+    struct fx *x = *state;
+    struct dlq_task *t;
+    char err[256];
+
+    assert_int_equal(config_load_yaml(&x->cfg,
+                                      "templates: {slow: {policy: linear, max_retries: 7, "
+                                      "backoff: [400, 2s], retry_subject: dlq.retry.tpl}}",
+                                      strlen("templates: {slow: {policy: linear, max_retries: 7, "
+                                             "backoff: [400, 2s], retry_subject: dlq.retry.tpl}}"),
+                                      err, sizeof(err)),
+                     SC_OK);
+    assert_int_equal(config_set(&x->cfg, "backoff.subjects", "dlq.failed.> 3s", err, sizeof(err)),
+                     SC_OK);
+    assert_int_equal(ingest(x, "t", OPT(.tpl = "slow", .no_policy = true), false, 0), DLQ_IN_STORED);
+    t = task(x, "t");
+    assert_int_equal(t->policy, POLICY_LINEAR);
+    assert_true(t->policy_override);
+    assert_int_equal(t->max_retries, 7);
+    assert_true(t->max_retries_own);
+    assert_string_equal(t->backoff, "400,2000");
+    assert_string_equal(t->retry_subject, "dlq.retry.tpl");
+    assert_int_equal(t->next_retry_at, WALL0 + 400); /* the template's list beats the subject's */
+
+    assert_int_equal(ingest(x, "e", OPT(.tpl = "slow", .policy = "immediate", .has_max = true, .max = 2,
+                                        .backoff = own, .nbackoff = 1,
+                                        .retry_subject = "dlq.retry.own"),
+                            false, 0),
+                     DLQ_IN_STORED);
+    t = task(x, "e");
+    assert_int_equal(t->policy, POLICY_IMMEDIATE);
+    assert_int_equal(t->max_retries, 2);
+    assert_string_equal(t->backoff, "50");
+    assert_string_equal(t->retry_subject, "dlq.retry.own");
+
+    assert_int_equal(ingest(x, "u", OPT(.tpl = "fast"), true, 0), DLQ_IN_INVALID);
+    assert_string_equal(D.reason, "unknown_template");
+    assert_string_equal(D.why, "template: 'fast' is not a configured template");
+    assert_null(task(x, "u"));
+    assert_int_equal(x->m.c.enqueued, 2);
+}
+
 int
 main(void)
 {
@@ -1467,6 +1517,7 @@ main(void)
         T(test_success_completes),
         T(test_delays_precedence),
         T(test_delays_sequence),
+        T(test_template_precedence),
         T(test_success_kept),
         T(test_failure_with_budget),
         T(test_exhausted),
