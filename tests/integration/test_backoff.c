@@ -1,4 +1,4 @@
-/* test_backoff.c - integration: delay lists (issue 17): an envelope's backoff on the wire, the configured lists in classify, bad lists refused to dlq.invalid. */
+/* test_backoff.c - integration: delay lists and templates (issue 17): an envelope's backoff and a template on the wire, classify's delays, bad ones refused to dlq.invalid. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -197,6 +198,102 @@ test_bad_backoff_invalid(void **state)
     e->passed = true;
 }
 
+
+/*
+ * 4. A template (from the config file) gives an envelope that names it its
+ * policy, budget, delays and retry subject: two attempts on dlq.retry.tpl
+ * at least 200 and 500 ms apart, then exhausted; classify shows the
+ * template's delays. An unknown template is refused to dlq.invalid with the
+ * field named, and nothing is stored.
+ */
+static void
+test_template(void **state)
+{
+    char path[] = "/tmp/dlq-it-backoff-tpl-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const char yaml[] =
+        "templates:\n"
+        "  quick: {policy: linear, max_retries: 2, backoff: [200, 500ms], retry_subject: dlq.retry.tpl}\n";
+    assert_int_equal(write(fd, yaml, sizeof(yaml) - 1), (ssize_t)(sizeof(yaml) - 1));
+    close(fd);
+    char cfgflag[64];
+    snprintf(cfgflag, sizeof cfgflag, "config=%s", path);
+    const char *const extra[] = {cfgflag, "backoff.linear_step_ms=60000", NULL};
+    struct it_env *e = it_env_start("backoff-template", extra);
+    unlink(path);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.tpl", "workers", 16, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_FAIL, "still busy", "BusyError"});
+    struct it_recorder *spy = it_env_recorder(e, e->nc, "dlq.invalid.>", NULL, 16, false);
+    assert_non_null(spy);
+
+    char id[96], body[512];
+    it_unique_id("tpl", id, sizeof id);
+    snprintf(body, sizeof body,
+             "{\"task_id\":\"%s\",\"task\":{\"n\":1},\"error\":\"busy\",\"template\":\"quick\"}", id);
+    int64_t t_pub = sc_now_mono_ms();
+    json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+    char *dump = it_json_dump(ack);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest ack: want ok:true, got %s", dump);
+    free(dump);
+    json_decref(ack);
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, id, "exhausted", IT_WAIT_MS, &ok);
+    dump = it_json_dump(t);
+    IT_CHECK(ok, "want exhausted after the template's 2 attempts, got %s", dump);
+    IT_CHECK(it_json_str(t, "retry_policy") && strcmp(it_json_str(t, "retry_policy"), "linear") == 0,
+             "retry_policy: want the template's linear: %s", dump);
+    IT_CHECK(it_json_int(t, "max_retries") == 2, "max_retries: want the template's 2: %s", dump);
+    IT_CHECK(it_json_str(t, "retry_subject") && strcmp(it_json_str(t, "retry_subject"), "dlq.retry.tpl") == 0,
+             "retry_subject: want the template's: %s", dump);
+    free(dump);
+    json_decref(t);
+    IT_CHECK(it_rec_count(w) == 2, "want 2 retries on dlq.retry.tpl, got %zu", it_rec_count(w));
+    const struct it_rec_msg *m1 = it_rec_get(w, 0), *m2 = it_rec_get(w, 1);
+    const char *mr = it_rec_header(m1, "Dlq-Max-Retries");
+    IT_CHECK(mr && strcmp(mr, "2") == 0, "Dlq-Max-Retries: %s", mr ? mr : "(none)");
+    IT_CHECK(m1->at_mono - t_pub >= 200 - TICK_MS, "attempt 1 came %lld ms after the failure; want >= 190",
+             (long long)(m1->at_mono - t_pub));
+    IT_CHECK(m1->replied_mono > 0 && m2->at_mono - m1->replied_mono >= 500 - TICK_MS,
+             "attempt 2 came %lld ms after attempt 1's failure; want >= 490",
+             (long long)(m2->at_mono - m1->replied_mono));
+
+    json_t *r = it_request_json(e->nc, "dlq.admin.classify", "{\"error\":\"x\",\"template\":\"quick\"}",
+                                IT_REQUEST_MS);
+    dump = it_json_dump(r);
+    char *delays = json_dumps(json_object_get(r, "delays_ms"), JSON_COMPACT);
+    IT_CHECK(it_json_str(r, "backoff_source") && strcmp(it_json_str(r, "backoff_source"), "template") == 0 &&
+                 delays && strcmp(delays, "[200,500]") == 0 && it_json_int(r, "max_retries") == 2,
+             "classify with template quick: want delays_ms [200,500] from the template: %s", dump);
+    free(delays);
+    free(dump);
+    json_decref(r);
+
+    it_unique_id("nope", id, sizeof id);
+    snprintf(body, sizeof body,
+             "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"template\":\"slow\"}", id);
+    ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+    dump = it_json_dump(ack);
+    IT_CHECK(ack && !json_is_true(json_object_get(ack, "ok")) && strstr(dump, "template"),
+             "unknown template: want a refusal naming the field, got %s", dump);
+    free(dump);
+    json_decref(ack);
+    IT_CHECK(it_rec_wait(spy, 1, IT_WAIT_MS), "unknown template: nothing on dlq.invalid.orders");
+    const char *reason = it_rec_header(it_rec_get(spy, 0), "Dlq-Invalid-Reason");
+    const char *detail = it_rec_header(it_rec_get(spy, 0), "Dlq-Invalid-Detail");
+    IT_CHECK(reason && strcmp(reason, "unknown_template") == 0, "reason %s", reason ? reason : "(none)");
+    IT_CHECK(detail && strstr(detail, "template: 'slow'"), "detail %s", detail ? detail : "(none)");
+    t = it_admin_get(e->nc, id);
+    IT_CHECK(it_json_int(t, "error.code") == 404, "unknown template: want no task");
+    json_decref(t);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -204,6 +301,7 @@ main(void)
         cmocka_unit_test_teardown(test_envelope_backoff_on_the_wire, it_teardown),
         cmocka_unit_test_teardown(test_classify_delays, it_teardown),
         cmocka_unit_test_teardown(test_bad_backoff_invalid, it_teardown),
+        cmocka_unit_test_teardown(test_template, it_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
