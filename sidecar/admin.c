@@ -464,6 +464,29 @@ admin_stats(struct admin_req *r)
     reply_buf(r);
 }
 
+/*
+ * get's view of t's delays (issue 17): "backoff_ms", the delay list that
+ * times its retries (null: the policy's formula), and "backoff_source":
+ * "task" (its envelope's or template's), "subject", "category" or "policy".
+ */
+static void
+task_json_delays(struct sc_daemon *d, struct sc_jw *w, const struct dlq_task *t)
+{
+    struct policy_delays dl;
+    const char *src = dlq_task_delays(d->cfg, t, &dl);
+
+    if (src) {
+        sc_jw_open(w, "backoff_ms", '[');
+        for (uint32_t i = 0; i < dl.n; i++)
+            sc_jw_int(w, NULL, dl.ms[i]);
+        sc_jw_close(w, ']');
+    } else {
+        sc_jw_key(w, "backoff_ms");
+        sc_jw_raw(w, "null", 4);
+    }
+    sc_jw_str(w, "backoff_source", src ? src : "policy");
+}
+
 /* Writes t as JSON: the list summary, or (whole) every field DESIGN section 8 names for get. */
 static void
 task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool whole)
@@ -492,6 +515,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     sc_jw_str(&w, "error_type", t->error_type);
     sc_jw_str(&w, "classifier_rule", t->rule_id);
     sc_jw_str(&w, "retry_policy", policy_retry_name(t->policy));
+    task_json_delays(d, &w, t);
     sc_jw_time(&w, "updated_at", t->updated_at);
     sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
     sc_jw_time(&w, "first_failed_at", t->first_failed_at);

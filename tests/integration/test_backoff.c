@@ -62,6 +62,11 @@ test_envelope_backoff_on_the_wire(void **state)
     json_t *t = it_wait_task_status(e->nc, id, "exhausted", IT_WAIT_MS, &ok);
     dump = it_json_dump(t);
     IT_CHECK(ok, "want exhausted after 4 failed attempts timed by the list, got %s", dump);
+    char *own = json_dumps(json_object_get(t, "backoff_ms"), JSON_COMPACT);
+    IT_CHECK(own && strcmp(own, "[300,900,600]") == 0 && it_json_str(t, "backoff_source") &&
+                 strcmp(it_json_str(t, "backoff_source"), "task") == 0,
+             "get: want backoff_ms [300,900,600] from the task: %s", dump);
+    free(own);
     free(dump);
     json_decref(t);
     IT_CHECK(it_rec_count(w) == 4, "want 4 retries, got %zu", it_rec_count(w));
