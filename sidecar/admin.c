@@ -894,7 +894,7 @@ admin_classify(struct admin_req *r)
     }
     if (r->body && (v = json_object_get(r->body, "backoff")) && !json_is_null(v)) {
         if (!classify_backoff(v, &dl, why, sizeof(why))) {
-            reply_error(r, 400, why);
+            reply_error(r, 400, "%s", why);
             return;
         }
         source = "envelope";
