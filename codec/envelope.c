@@ -46,7 +46,7 @@ enum env_key {
 static const char *const key_names[K_COUNT] = {
     "task_id", "task", "error", "error_type", "error_category", "retry_policy",
     "max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue",
-    "backoff",     "template",
+    "backoff", "template",
 };
 
 static int

@@ -116,8 +116,7 @@ resolve_retry_subject(struct dlq_machine *m, struct intake *in)
         memcpy(rs, want.ptr, n);
         rs[n] = '\0';
         in->rs_ok = want.len < RS_MAX &&
-                    retry_subject_ok(m->cfg, want.ptr, want.len,
-                                     in->why, sizeof(in->why));
+                    retry_subject_ok(m->cfg, want.ptr, want.len, in->why, sizeof(in->why));
         if (want.len >= RS_MAX)
             snprintf(in->why, sizeof(in->why), "retry_subject refused: longer than %d bytes",
                      RS_MAX - 1);
