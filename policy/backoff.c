@@ -1,4 +1,4 @@
-/* backoff.c - retry delays: immediate, linear and exponential backoff, capped without overflow, then jittered. */
+/* backoff.c - retry delays: immediate, linear and exponential backoff or an explicit delay list, capped without overflow, then jittered. */
 #include "policy.h"
 
 #include <inttypes.h>
@@ -125,7 +125,9 @@ round_i64(double x)
 }
 
 /*
- * The jitter is applied as an offset: only d * jitter * (2u - 1) goes through
+ * jittered() is d (ms; -1 or 0 returned as they are) varied by a uniform
+ * factor in [1 - j, 1 + j] and clamped to [0, cap]. The jitter is applied
+ * as an offset: only d * jitter * (2u - 1) goes through
  * a double, and it is added to the exact integer d with a saturating add.
  * So jitter 0 returns d exactly, and the precision lost when d > 2^53 is a
  * few ms of the offset, never a value above the cap (the result is clamped).
@@ -174,6 +176,7 @@ policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
 
 /* ---- delay lists ------------------------------------------------------------------------------ */
 
+/* A separator between the delays of a list's text: a comma or a blank. */
 static bool
 is_sep(char c)
 {
