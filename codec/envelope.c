@@ -40,13 +40,14 @@ enum env_key {
     K_ENQUEUE,
     K_BACKOFF,
     K_TEMPLATE,
+    K_PRIORITY,
     K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
     "task_id", "task", "error", "error_type", "error_category", "retry_policy",
     "max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue",
-    "backoff", "template",
+    "backoff", "template", "priority",
 };
 
 static int
@@ -58,7 +59,7 @@ key_lookup(const uint8_t *s, size_t len)
     return -1;
 }
 
-/* An optional string field (error_type, error_category, retry_policy, retry_subject, template). */
+/* An optional string field (error_type, error_category, retry_policy, retry_subject, template, priority). */
 static sc_status
 get_str(struct codec *c, const char *name, const struct codec_mp_item *v, struct codec_str *out)
 {
@@ -401,6 +402,7 @@ get_value(struct codec *c, enum env_key id, const uint8_t *val, size_t used,
     case K_ENQUEUE: return get_enqueue(c, &v, env);
     case K_BACKOFF: return get_backoff(c, val, used, &v, env);
     case K_TEMPLATE: return get_str(c, "template", &v, &env->template_name);
+    case K_PRIORITY: return get_str(c, "priority", &v, &env->priority);
     case K_COUNT: break;
     }
     return SC_OK;

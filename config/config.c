@@ -39,6 +39,7 @@ static bool check_member_id(const char *s, size_t len);
 static bool check_inbox_prefix(const char *s, size_t len);
 static bool check_category_delays(const char *s, size_t len);
 static bool check_subject_delays(const char *s, size_t len);
+static bool check_subject_priority(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -195,6 +196,15 @@ static const struct config_key keys[] = {
      .aux = F(backoff_subjects_count),
      .check = check_subject_delays,
      .what = "a subject pattern followed by 1-32 delays of 1ms-7d (\"dlq.failed.orders.> 1s 10s\")",
+     .def = ""},
+    {.info = {.path = "priority.subjects",
+              .type = CONFIG_TYPE_LIST,
+              .help = "retry priority by failure subject pattern: \"<pattern> <high|normal|low>\", the "
+                      "first match wins; others are normal"},
+     .off = F(priority_subjects),
+     .aux = F(priority_subjects_count),
+     .check = check_subject_priority,
+     .what = "a subject pattern followed by high, normal or low (\"dlq.failed.payments.> high\")",
      .def = ""},
     K_INT("retry.timeout_ms", retry_timeout_ms, CONFIG_W_I64, 10, 3600000, "30000",
           "time a worker has to reply to a retry, ms"),
@@ -705,6 +715,52 @@ check_subject_delays(const char *s, size_t len)
     struct policy_delays d;
 
     return w > 0 && subject_ok(s, w, true) && policy_delays_parse(s + w, len - w, &d, NULL, 0) == SC_OK;
+}
+
+/* The blank-separated word after the first one of len bytes at s: *word and its length. */
+static size_t
+second_word(const char *s, size_t len, const char **word)
+{
+    size_t i = first_word(s, len), a;
+
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    a = i;
+    while (i < len && s[i] != ' ' && s[i] != '\t')
+        i++;
+    *word = s + a;
+    return i == len ? i - a : 0; /* 0: nothing, or more than two words */
+}
+
+/* "<subject pattern> <priority>". */
+static bool
+check_subject_priority(const char *s, size_t len)
+{
+    size_t w = first_word(s, len), n;
+    const char *p;
+    policy_priority prio;
+
+    n = second_word(s, len, &p);
+    return w > 0 && subject_ok(s, w, true) && policy_priority_parse(p, n, &prio) == SC_OK;
+}
+
+policy_priority
+config_priority_for(const struct config *cfg, const char *subject, size_t subject_len)
+{
+    char pat[CONFIG_MAX_STRING + 1];
+
+    for (size_t i = 0; subject && i < cfg->priority_subjects_count; i++) {
+        const char *e = cfg->priority_subjects[i], *p;
+        size_t len = strlen(e), w = first_word(e, len), n = second_word(e, len, &p);
+        policy_priority prio;
+
+        memcpy(pat, e, w);
+        pat[w] = '\0';
+        if (codec_subject_match(pat, subject, subject_len) &&
+            policy_priority_parse(p, n, &prio) == SC_OK)
+            return prio;
+    }
+    return POLICY_PRIO_NORMAL;
 }
 
 const char *
@@ -1512,6 +1568,7 @@ config_destroy(struct config *cfg)
     list_free(cfg->retry_stored_subjects);
     list_free(cfg->backoff_categories);
     list_free(cfg->backoff_subjects);
+    list_free(cfg->priority_subjects);
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);
@@ -1761,6 +1818,10 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
                 fputc(']', f);
                 sep = ", ";
             }
+            if (t->has_priority) {
+                fprintf(f, "%spriority: %s", sep, policy_priority_name(t->priority));
+                sep = ", ";
+            }
             if (t->retry_subject) {
                 fprintf(f, "%sretry_subject: ", sep);
                 put_quoted(f, t->retry_subject);
@@ -1896,7 +1957,7 @@ config_usage(FILE *f, const char *prog)
             fputs("; a sequence of {id, pattern, category, field: any|error|error_type}", f);
             break;
         case CONFIG_TYPE_TEMPLATES:
-            fputs("; a mapping of name: {policy, max_retries, backoff: [delays], retry_subject}", f);
+            fputs("; a mapping of name: {policy, max_retries, backoff: [delays], priority, retry_subject}", f);
             break;
         default: break;
         }

@@ -28,6 +28,8 @@ struct config_template {
     bool has_max_retries;
     int max_retries;     /* max_retries: 0-100 */
     char *backoff;       /* backoff: delays as policy_delays_format() writes them; NULL: none */
+    bool has_priority;
+    policy_priority priority; /* priority: high, normal, low */
     char *retry_subject; /* retry_subject: a NATS subject without wildcards; NULL: none */
 };
 
@@ -111,6 +113,8 @@ struct config {
     size_t backoff_categories_count;
     char **backoff_subjects;       /* backoff.subjects: NULL-terminated "<pattern> <delay> ..." */
     size_t backoff_subjects_count;
+    char **priority_subjects;      /* priority.subjects: NULL-terminated "<pattern> <priority>" */
+    size_t priority_subjects_count;
     /* retry.* */
     int64_t retry_timeout_ms;      /* retry.timeout_ms, 10-3,600,000 */
     config_outcome retry_outcome;  /* retry.outcome */
@@ -286,6 +290,15 @@ const char *config_delays_for(const struct config *cfg, const char *subject, siz
  */
 const struct config_template *config_template_find(const struct config *cfg, const char *name,
                                                    size_t len);
+
+/*
+ * config_priority_for() is the priority of a failure on the subject_len
+ * bytes at subject (may be NULL) by priority.subjects: the first entry
+ * whose pattern matches, else POLICY_PRIO_NORMAL. Any thread that may read
+ * cfg.
+ */
+policy_priority config_priority_for(const struct config *cfg, const char *subject,
+                                    size_t subject_len);
 
 /* config_usage() writes --help text listing every flag and key with its default and range. */
 void config_usage(FILE *f, const char *prog);

@@ -38,11 +38,11 @@ enum rule_part { RP_ID = 0, RP_PATTERN, RP_CATEGORY, RP_FIELD, RP_COUNT };
 static const char *const rule_part_names[RP_COUNT] = {"id", "pattern", "category", "field"};
 #define RULE_SHAPE "{id, pattern, category, field}"
 
-enum tpl_part { TP_POLICY = 0, TP_MAX_RETRIES, TP_BACKOFF, TP_RETRY_SUBJECT, TP_COUNT };
+enum tpl_part { TP_POLICY = 0, TP_MAX_RETRIES, TP_BACKOFF, TP_PRIORITY, TP_RETRY_SUBJECT, TP_COUNT };
 
-static const char *const tpl_part_names[TP_COUNT] = {"policy", "max_retries", "backoff",
+static const char *const tpl_part_names[TP_COUNT] = {"policy", "max_retries", "backoff", "priority",
                                                      "retry_subject"};
-#define TPL_SHAPE "{policy, max_retries, backoff, retry_subject}"
+#define TPL_SHAPE "{policy, max_retries, backoff, priority, retry_subject}"
 
 struct yload {
     struct config *cfg;
@@ -441,7 +441,7 @@ tpl_key(struct yload *y, struct frame *fr, const yaml_event_t *ev)
     }
     if (i == TP_COUNT) {
         config_show(shown, sizeof(shown), v, n);
-        return fail(y, scalar_line(ev), "templates.%s.%s: unknown key (policy, max_retries, backoff, retry_subject)",
+        return fail(y, scalar_line(ev), "templates.%s.%s: unknown key (policy, max_retries, backoff, priority, retry_subject)",
                     tpl_cur(y)->name, shown);
     }
     if (y->tpl_have & (1u << i))
@@ -500,6 +500,11 @@ tpl_scalar(struct yload *y, struct frame *fr, const yaml_event_t *ev)
         if (policy_delays_parse(v, n, &d, rest, sizeof(rest)) != SC_OK)
             return fail(y, scalar_line(ev), "templates.%s.backoff: %s", t->name, rest);
         tpl_set_backoff(y, &d);
+        return SC_OK;
+    case TP_PRIORITY:
+        if (policy_priority_parse(v, n, &t->priority) != SC_OK)
+            return tpl_refuse(y, ev, "is not one of high, normal, low");
+        t->has_priority = true;
         return SC_OK;
     case TP_RETRY_SUBJECT:
         if (!codec_subject_valid(v, n, false))

@@ -227,6 +227,7 @@ struct dlq_task {
     uint8_t policy;                     /* policy_retry */
     uint8_t status;                     /* dlq_task_status */
     uint8_t pooled;                     /* DLQ_TS_* bits */
+    uint8_t priority;                   /* policy_priority: which due-time wheel holds it */
     bool policy_override;               /* the envelope chose the policy */
     bool max_retries_own;               /* max_retries came from an envelope or an operator, not
                                            default_max_retries (which a SIGHUP may change) */
@@ -424,6 +425,7 @@ struct dlq_counters {
     uint64_t payload_missing; /* of them, tasks filed without their original (gone) */
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
     uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
+    uint64_t dispatched[POLICY_PRIO_COUNT]; /* attempts published, by the task's priority */
 };
 
 
@@ -581,7 +583,9 @@ struct dlq_machine {
     size_t hdr_base;                      /* dlq_retry_headers_max() of an empty id and subject: the
                                              id adds 2 x its length, the subject its length */
     struct dlq_ports ports;
-    struct dlq_wheel *wheel;               /* due times of pending tasks (rate-limited) */
+    struct dlq_wheel *wheels[POLICY_PRIO_COUNT]; /* due times of pending tasks, one wheel per
+                                                     priority (rate-limited, shared 6:3:1) */
+    int64_t credit[POLICY_PRIO_COUNT];    /* smooth weighted round robin between the wheels */
     struct dlq_wheel *twheel;              /* reply timeouts of retrying tasks */
     struct dlq_flight *flights;
     uint32_t flights_cap, flights_used, free_head;
@@ -616,6 +620,15 @@ void dlq_machine_destroy(struct dlq_machine *m);
  * a tick.
  */
 void dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due);
+
+/*
+ * dlq_machine_scheduled() is the number of pending tasks with a due time
+ * (all priorities); dlq_machine_next_due() the earliest of them as
+ * dlq_wheel_next_due() says it (monotonic ms; INT64_MAX when none). Loop
+ * thread.
+ */
+size_t dlq_machine_scheduled(const struct dlq_machine *m);
+int64_t dlq_machine_next_due(const struct dlq_machine *m);
 
 /*
  * dlq_machine_flight() returns the task whose retry went out in slot idx

@@ -11,6 +11,7 @@ struct intake {
     const struct dlq_failure *f;
     const struct codec_envelope *env;
     const struct config_template *tpl; /* the template the envelope names, or NULL */
+    policy_priority prio;              /* the envelope's, else its template's, else priority.subjects' */
     bool has_override;
     policy_retry override;
     policy_category cat;
@@ -197,6 +198,16 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
             return false;
         }
     }
+    if (env->priority.ptr) {
+        if (policy_priority_parse(env->priority.ptr, env->priority.len, &in->prio)) {
+            decide_no(out, DLQ_IN_INVALID, "bad_value", "priority: not one of high, normal, low");
+            return false;
+        }
+    } else if (in->tpl && in->tpl->has_priority) {
+        in->prio = in->tpl->priority;
+    } else {
+        in->prio = config_priority_for(m->cfg, in->f->subject, strlen(in->f->subject));
+    }
     if (env->retry_policy.ptr) {
         if (policy_retry_parse(env->retry_policy.ptr, env->retry_policy.len, &in->override)) {
             decide_no(out, DLQ_IN_INVALID, "bad_value",
@@ -283,6 +294,27 @@ reopen(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
 }
 
+/*
+ * Sets t's priority. A task waiting in its priority's wheel moves to the new
+ * one with its due time kept (an entry must leave the wheel that holds it).
+ */
+static void
+set_priority(struct dlq_machine *m, struct dlq_task *t, policy_priority p, int64_t now)
+{
+    int64_t left;
+
+    if (t->priority == (uint8_t)p)
+        return;
+    if (t->status != DLQ_TASK_PENDING || !dlq_wheel_entry_scheduled(&t->timer)) {
+        t->priority = (uint8_t)p;
+        return;
+    }
+    dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
+    t->priority = (uint8_t)p;
+    left = t->next_retry_at > now ? t->next_retry_at - now : 0;
+    dlq_wheel_schedule(m->wheels[p], &t->timer, m->now_mono + left);
+}
+
 /* Copies the envelope into t: the record part of a failure, whatever t's status. */
 static void
 fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fresh, bool reopened,
@@ -302,6 +334,7 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
         t->max_retries = max;
         t->max_retries_own = true;
     }
+    set_priority(m, t, in->prio, now);
     dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
     dlq_task_set_payload(t, env->task.ptr, env->task.len);
     dlq_task_set_str(q, t, DLQ_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
@@ -377,7 +410,7 @@ repeated(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t n
         bool keep = !t->parked && in->rs_ok && t->policy != POLICY_NEVER &&
                     t->retry_count < t->max_retries && dlq_wheel_entry_scheduled(&t->timer);
         if (!in->rs_ok) {
-            dlq_wheel_cancel(m->wheel, &t->timer);
+            dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
             dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
             dlq_set_str(&t->park_reason, in->why, strlen(in->why));
             t->next_retry_at = 0;

@@ -336,6 +336,7 @@ dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
     t->created_at = now_wall;
     t->updated_at = now_wall;
     t->episode = 1;
+    t->priority = POLICY_PRIO_NORMAL;
     dlq_queue_new_episode(q, t, now_wall);
     if (q->count >= q->nbuckets)
         grow(q);

@@ -129,6 +129,7 @@ const char persist_task_properties[] =
     "\"classifier_rule\":{\"type\":\"keyword\"},"
     "\"classifier_rule_raw\":{\"type\":\"binary\"},"
     "\"retry_policy\":{\"type\":\"keyword\"},"
+    "\"priority\":{\"type\":\"keyword\"},"
     "\"policy_override\":{\"type\":\"boolean\"},"
     "\"retry_count\":{\"type\":\"integer\"},"
     "\"max_retries\":{\"type\":\"integer\"},"

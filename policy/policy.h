@@ -34,6 +34,27 @@ typedef enum {
 } policy_strategy;
 
 /*
+ * Retry priorities (issue 17): when retry.max_in_flight or
+ * retry.max_per_second hold retries back, high goes before normal before
+ * low in a 6:3:1 share (no level starves).
+ */
+typedef enum {
+    POLICY_PRIO_HIGH = 0,
+    POLICY_PRIO_NORMAL,
+    POLICY_PRIO_LOW,
+    POLICY_PRIO_COUNT
+} policy_priority;
+
+/*
+ * policy_priority_names[p] is p's name ("high", "normal", "low");
+ * [POLICY_PRIO_COUNT] is NULL. policy_priority_weights[p] is p's share of
+ * the retries dispatched while a limit holds some back (6, 3, 1). Static,
+ * read-only; any thread.
+ */
+extern const char *const policy_priority_names[POLICY_PRIO_COUNT + 1];
+extern const int policy_priority_weights[POLICY_PRIO_COUNT];
+
+/*
  * Name <-> value. *_name() returns a static lower-case name ("network",
  * "exponential", "selective"), or "unknown". *_parse() matches len bytes at s
  * case-insensitively, sets *out and returns SC_OK, or returns SC_EINVAL and
@@ -45,6 +66,8 @@ const char *policy_retry_name(policy_retry p);
 sc_status policy_retry_parse(const char *s, size_t len, policy_retry *out);
 const char *policy_strategy_name(policy_strategy s);
 sc_status policy_strategy_parse(const char *s, size_t len, policy_strategy *out);
+const char *policy_priority_name(policy_priority p);
+sc_status policy_priority_parse(const char *s, size_t len, policy_priority *out);
 
 /*
  * The name tables behind those functions, the one copy of each (config/

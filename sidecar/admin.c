@@ -376,15 +376,23 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
 static void
 stats_retry_processor(struct sc_daemon *d, struct sc_jw *w)
 {
-    int64_t next_due = 0, due_mono = dlq_wheel_next_due(d->m.wheel);
+    int64_t next_due = 0, due_mono = dlq_machine_next_due(&d->m);
 
     if (due_mono != INT64_MAX)
         next_due = due_mono + (d->started_wall - d->started_mono);
     sc_jw_open(w, "retry_processor", '{');
     sc_jw_bool(w, "enabled", !d->paused);
-    sc_jw_int(w, "scheduled", (int64_t)dlq_wheel_count(d->m.wheel));
+    sc_jw_int(w, "scheduled", (int64_t)dlq_machine_scheduled(&d->m));
     sc_jw_int(w, "in_flight", (int64_t)d->m.inflight);
     sc_jw_time(w, "next_due_at", next_due);
+    sc_jw_open(w, "priorities", '{'); /* issue 17: waiting and sent, per priority */
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++) {
+        sc_jw_open(w, policy_priority_names[p], '{');
+        sc_jw_int(w, "scheduled", (int64_t)dlq_wheel_count(d->m.wheels[p]));
+        sc_jw_uint(w, "dispatched", d->m.c.dispatched[p]);
+        sc_jw_close(w, '}');
+    }
+    sc_jw_close(w, '}');
     redrive_json(d, w);
     sc_jw_close(w, '}');
 }
@@ -515,6 +523,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     sc_jw_str(&w, "error_type", t->error_type);
     sc_jw_str(&w, "classifier_rule", t->rule_id);
     sc_jw_str(&w, "retry_policy", policy_retry_name(t->policy));
+    sc_jw_str(&w, "priority", policy_priority_name((policy_priority)t->priority));
     task_json_delays(d, &w, t);
     sc_jw_time(&w, "updated_at", t->updated_at);
     sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
@@ -1318,7 +1327,7 @@ set_paused(struct admin_req *r, bool pause)
     d->paused = pause;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"paused\":%s,\"scheduled\":%zu}", pause ? "true" : "false",
-                   dlq_wheel_count(d->m.wheel));
+                   dlq_machine_scheduled(&d->m));
     reply_buf(r);
 }
 

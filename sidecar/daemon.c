@@ -237,6 +237,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     SC_SWAP(size_t, d->cfg->backoff_categories_count, fresh.backoff_categories_count);
     SC_SWAP(char **, d->cfg->backoff_subjects, fresh.backoff_subjects);
     SC_SWAP(size_t, d->cfg->backoff_subjects_count, fresh.backoff_subjects_count);
+    SC_SWAP(char **, d->cfg->priority_subjects, fresh.priority_subjects);
+    SC_SWAP(size_t, d->cfg->priority_subjects_count, fresh.priority_subjects_count);
     SC_SWAP(struct config_template *, d->cfg->templates, fresh.templates);
     SC_SWAP(size_t, d->cfg->ntemplates, fresh.ntemplates);
     sc_dispatch_reload(d, sc_now_wall_ms()); /* tasks that took the default follow it */

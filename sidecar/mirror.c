@@ -504,6 +504,7 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     doc_cstr(&w, "error_category", policy_category_name(t->category));
     doc_cstr(&w, "classifier_rule", t->rule_id);
     doc_cstr(&w, "retry_policy", policy_retry_name(t->policy));
+    doc_cstr(&w, "priority", policy_priority_name((policy_priority)t->priority));
     sc_jw_bool(&w, "policy_override", t->policy_override);
     sc_jw_int(&w, "retry_count", t->retry_count);
     sc_jw_int(&w, "max_retries", t->max_retries);
@@ -695,6 +696,14 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     load_str(d, t, DLQ_TS_ERROR_TYPE, src, "error_type");
     load_str(d, t, DLQ_TS_RULE, src, "classifier_rule");
     load_backoff(d, t, json_object_get(src, "backoff_ms"));
+    {
+        /* Before the task is filed in its priority's wheel; a document without one is normal. */
+        const json_t *pv = json_object_get(src, "priority");
+        policy_priority prio = POLICY_PRIO_NORMAL;
+        if (json_is_string(pv))
+            policy_priority_parse(json_string_value(pv), json_string_length(pv), &prio);
+        t->priority = (uint8_t)prio;
+    }
     if (!t->rule_id)
         dlq_task_set_str(&d->m.q, t, DLQ_TS_RULE, "default", 7);
     t->park_reason = doc_str(s, src, "park_reason", &n);

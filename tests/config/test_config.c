@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 111); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 112); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -659,6 +659,10 @@ test_bad_values(void **state)
         {"backoff.subjects", "dlq.failed.x 1s soon",
          "backoff.subjects: 'dlq.failed.x 1s soon' is not a subject pattern followed by 1-32 delays"},
         {"backoff.subjects", "dlq..x 1s", "backoff.subjects: 'dlq..x 1s' is not a subject pattern"},
+        {"priority.subjects", "dlq.failed.x urgent",
+         "priority.subjects: 'dlq.failed.x urgent' is not a subject pattern followed by high, normal or low"},
+        {"priority.subjects", "dlq.failed.x", "is not a subject pattern followed by high"},
+        {"priority.subjects", "dlq.failed.x high low", "is not a subject pattern followed by high"},
         {"strategy", "sometimes", "strategy: 'sometimes' is not one of automatic, selective, manual, disabled"},
         {"default_retry_policy", "forever",
          "default_retry_policy: 'forever' is not one of auto, never, linear, exponential, immediate"},
@@ -1162,6 +1166,7 @@ mutate_all(struct config *cfg)
                      : strstr(ki->path, "streams")             ? "OTHER"
                      : strcmp(ki->path, "backoff.categories") == 0 ? "network 1s 2m"
                      : strcmp(ki->path, "backoff.subjects") == 0   ? "other.> 1s 2m"
+                     : strcmp(ki->path, "priority.subjects") == 0  ? "other.> high"
                                                                    : "other.>");
             break;
         default:
@@ -1243,6 +1248,7 @@ test_templates(void **state)
         "    max_retries: 7\n"
         "    backoff: [1s, 10s, \"1m\", 600000]\n"
         "    retry_subject: dlq.retry.billing\n"
+        "    priority: high\n"
         "  quick: {backoff: 100ms 200ms}\n"
         "  empty: {}\n";
     const struct config_template *t;
@@ -1261,6 +1267,8 @@ test_templates(void **state)
     assert_int_equal(t->max_retries, 7);
     assert_string_equal(t->backoff, "1000,10000,60000,600000");
     assert_string_equal(t->retry_subject, "dlq.retry.billing");
+    assert_true(t->has_priority);
+    assert_int_equal(t->priority, POLICY_PRIO_HIGH);
     t = config_template_find(&cfg, "quick", 5);
     assert_non_null(t);
     assert_false(t->has_policy || t->has_max_retries);
@@ -1283,6 +1291,7 @@ test_templates(void **state)
     assert_int_equal(t->max_retries, 7);
     assert_string_equal(t->backoff, "1000,10000,60000,600000");
     assert_string_equal(t->retry_subject, "dlq.retry.billing");
+    assert_int_equal(t->priority, POLICY_PRIO_HIGH);
     free(p);
     config_destroy(&back);
     /* file only; null clears */
@@ -1313,11 +1322,12 @@ test_templates_bad(void **state)
          "templates.a.backoff: more than 32 delays"},
         {"templates: {a: {retry_subject: 'dlq.retry.*'}}",
          "templates.a.retry_subject: 'dlq.retry.*' is not a NATS subject without wildcards"},
-        {"templates: {a: {priority: high}}", "templates.a.priority: unknown key"},
+        {"templates: {a: {priority: urgent}}", "templates.a.priority: 'urgent' is not one of high, normal, low"},
+        {"templates: {a: {colour: red}}", "templates.a.colour: unknown key"},
         {"templates: {a: {policy: linear, policy: never}}", "templates.a.policy: duplicate key"},
         {"templates: {a: {}, a: {}}", "templates.a: duplicate template"},
         {"templates: {'a b': {}}", "templates.a b: the name is not 1-64 characters"},
-        {"templates: {a: linear}", "templates.a: expected a mapping {policy, max_retries, backoff, retry_subject}"},
+        {"templates: {a: linear}", "templates.a: expected a mapping {policy, max_retries, backoff, priority, retry_subject}"},
         {"templates: [a]", "templates: expected a single value, not a list"},
         {"templates: x", "templates: expected a mapping of name"},
     };

@@ -278,6 +278,7 @@ struct envopt {
     unsigned nbackoff;
     const char *tpl;          /* template */
     bool no_policy;           /* no retry_policy at all */
+    const char *priority;     /* priority */
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -298,6 +299,7 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.error_category = cs(o.category ? o.category : "transient");
     env.retry_policy = cs(o.no_policy ? NULL : o.policy ? o.policy : "exponential");
     env.template_name = cs(o.tpl);
+    env.priority = cs(o.priority);
     env.retry_subject = cs(o.retry_subject);
     env.has_max_retries = o.has_max;
     env.max_retries = o.max;
@@ -814,7 +816,7 @@ test_archive_kept(void **state)
     t = task(x, "a");
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_OK);
     assert_int_equal(t->status, DLQ_TASK_ARCHIVED);
-    assert_int_equal(dlq_wheel_count(x->m.wheel), 0);
+    assert_int_equal(dlq_machine_scheduled(&x->m), 0);
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_ECONFLICT);
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
     assert_int_equal(x->m.c.archived, 1);
@@ -833,7 +835,7 @@ test_clear(void **state)
     dlq_machine_clear(&x->m, task(x, "b"));
     assert_int_equal(x->m.q.count, 0);
     assert_int_equal(x->m.inflight, 0);
-    assert_int_equal(dlq_wheel_count(x->m.wheel), 0);
+    assert_int_equal(dlq_machine_scheduled(&x->m), 0);
     assert_int_equal(F.removed, 2);
     assert_int_equal(x->m.c.cleared, 2);
     assert_non_null(strstr(F.events, "cleared:0 cleared:0 "));
@@ -1507,6 +1509,107 @@ test_template_precedence(void **state)
     assert_int_equal(x->m.c.enqueued, 2);
 }
 
+
+/* ---- priorities (issue 17) --------------------------------------------------------------------- */
+
+/* Counts the publishes [from, to) whose task id starts with c. */
+static int
+pubs_of(size_t from, size_t to, char c)
+{
+    int n = 0;
+
+    for (size_t i = from; i < to && i < F.npub; i++)
+        n += F.pubs[i].task_id[0] == c;
+    return n;
+}
+
+/*
+ * Under max_in_flight, a backlog of all three priorities goes out 6:3:1
+ * (low is not starved), whatever the order the failures came in; once high
+ * is drained the others share what is left.
+ */
+static void
+test_priority_share(void **state)
+{
+    static const char *const prio[] = {"low", "normal", "high"};
+    struct fx *x = *state;
+    char id[16];
+
+    x->cfg.retry_max_in_flight = 10;
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < 10; i++) {
+            snprintf(id, sizeof id, "%c%d", prio[p][0], i);
+            assert_int_equal(ingest(x, id, OPT(.policy = "immediate", .priority = prio[p]), false, 0),
+                             DLQ_IN_STORED);
+            assert_int_equal(task(x, id)->priority, p == 0 ? POLICY_PRIO_LOW
+                                                    : p == 1 ? POLICY_PRIO_NORMAL : POLICY_PRIO_HIGH);
+        }
+    }
+    advance(x, 20);
+    assert_int_equal(F.npub, 10);
+    assert_int_equal(pubs_of(0, 10, 'h'), 6);
+    assert_int_equal(pubs_of(0, 10, 'n'), 3);
+    assert_int_equal(pubs_of(0, 10, 'l'), 1);
+    assert_int_equal(x->m.c.dispatched[POLICY_PRIO_HIGH], 6);
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 9);
+    /* the batch succeeds: the next ten, then the rest */
+    for (size_t i = 0; i < 10; i++) {
+        bool stored;
+        dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[i], &stored), x->wall, x->mono);
+    }
+    advance(x, 20);
+    assert_int_equal(F.npub, 20);
+    assert_int_equal(pubs_of(0, 20, 'h'), 10); /* high drained first ... */
+    assert_true(pubs_of(10, 20, 'l') >= 1);    /* ... low still got its share */
+    for (size_t i = 10; i < 20; i++) {
+        bool stored;
+        dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[i], &stored), x->wall, x->mono);
+    }
+    advance(x, 20);
+    assert_int_equal(F.npub, 30);
+    assert_int_equal(pubs_of(0, 30, 'n'), 10);
+    assert_int_equal(pubs_of(0, 30, 'l'), 10);
+    assert_int_equal(dlq_machine_scheduled(&x->m), 0);
+}
+
+/* Priority: the envelope's > the template's > priority.subjects > normal; a bad one is invalid; a change moves a waiting task. */
+static void
+test_priority_precedence(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    const char *yaml = "templates: {urgent: {priority: high}, plain: {}}";
+
+    assert_int_equal(config_load_yaml(&x->cfg, yaml, strlen(yaml), err, sizeof(err)), SC_OK);
+    ingest(x, "d", OPT(.error = NULL), false, 0);
+    assert_int_equal(task(x, "d")->priority, POLICY_PRIO_NORMAL);
+    assert_int_equal(config_set(&x->cfg, "priority.subjects", "dlq.other.> high, dlq.failed.* low",
+                                err, sizeof(err)), SC_OK);
+    ingest(x, "s", OPT(.error = NULL), false, 0);
+    assert_int_equal(task(x, "s")->priority, POLICY_PRIO_LOW);
+    ingest(x, "p", OPT(.tpl = "plain"), false, 0);
+    assert_int_equal(task(x, "p")->priority, POLICY_PRIO_LOW);
+    ingest(x, "t", OPT(.tpl = "urgent"), false, 0);
+    assert_int_equal(task(x, "t")->priority, POLICY_PRIO_HIGH);
+    ingest(x, "e", OPT(.tpl = "urgent", .priority = "normal"), false, 0);
+    assert_int_equal(task(x, "e")->priority, POLICY_PRIO_NORMAL);
+    assert_int_equal(ingest(x, "bad", OPT(.priority = "urgent"), true, 0), DLQ_IN_INVALID);
+    assert_string_equal(D.why, "priority: not one of high, normal, low");
+    assert_null(task(x, "bad"));
+    /* a repeated failure with another priority moves the waiting task, due time kept */
+    int64_t due = task(x, "s")->next_retry_at;
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 2);
+    ingest(x, "s", OPT(.error = NULL, .priority = "high"), false, 0);
+    assert_int_equal(task(x, "s")->priority, POLICY_PRIO_HIGH);
+    assert_int_equal(task(x, "s")->next_retry_at, due);
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 1);
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_HIGH]), 2);
+    advance(x, due - x->wall + 20);
+    assert_int_equal(F.npub, 5); /* every wheel fires, s from its new one */
+    assert_int_equal(x->m.c.dispatched[POLICY_PRIO_HIGH], 2);
+    assert_int_equal(x->m.c.dispatched[POLICY_PRIO_LOW], 1);
+}
+
 int
 main(void)
 {
@@ -1518,6 +1621,8 @@ main(void)
         T(test_delays_precedence),
         T(test_delays_sequence),
         T(test_template_precedence),
+        T(test_priority_share),
+        T(test_priority_precedence),
         T(test_success_kept),
         T(test_failure_with_budget),
         T(test_exhausted),
