@@ -1,4 +1,4 @@
-/* test_backoff.c - integration: delay lists and templates (issue 17): an envelope's backoff and a template on the wire, classify's delays, bad ones refused to dlq.invalid. */
+/* test_backoff.c - integration: delay lists, templates and priorities (issue 17): on the wire, in classify and stats, bad ones refused to dlq.invalid. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -299,6 +299,100 @@ test_template(void **state)
     e->passed = true;
 }
 
+
+/*
+ * 5. Priorities under retry.max_in_flight 10: with automatic retries paused,
+ * ten failures of each priority (low first, high last) become due; on
+ * resume the first ten retries on the wire are 6 high, 3 normal and 1 low
+ * (the documented 6:3:1 share: low is not starved), then everything is
+ * retried; stats count the dispatches per priority.
+ */
+static void
+test_priority_share(void **state)
+{
+    static const char *const flags5[] = {"retry.max_in_flight=10", NULL};
+    struct it_env *e = it_env_start("backoff-priority", flags5);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    struct it_recorder *w = it_env_recorder(e, wc, "dlq.retry.orders", "workers", 64, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+    json_t *r = it_request_json(e->nc, "dlq.admin.pause", "", IT_REQUEST_MS);
+    json_decref(r);
+
+    static const char *const prio[] = {"low", "normal", "high"};
+    char run[32];
+    it_unique_id("p", run, sizeof run);
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < 10; i++) {
+            char body[256];
+            snprintf(body, sizeof body,
+                     "{\"task_id\":\"%s-%s-%d\",\"task\":{},\"error\":\"busy\","
+                     "\"retry_policy\":\"immediate\",\"priority\":\"%s\"}",
+                     run, prio[p], i, prio[p]);
+            json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+            char *dump = it_json_dump(ack);
+            IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest: %s", dump);
+            free(dump);
+            json_decref(ack);
+        }
+    }
+    json_t *st = it_admin_stats(e->nc);
+    char *dump = it_json_dump(st);
+    IT_CHECK(it_json_int(st, "retry_processor.priorities.low.scheduled") == 10 &&
+                 it_json_int(st, "retry_processor.priorities.high.scheduled") == 10,
+             "stats while paused: want 10 scheduled per priority: %s", dump);
+    free(dump);
+    json_decref(st);
+    it_sleep_ms(100); /* every one of them due */
+    r = it_request_json(e->nc, "dlq.admin.resume", "", IT_REQUEST_MS);
+    json_decref(r);
+    IT_CHECK(it_rec_wait(w, 30, IT_WAIT_MS), "want 30 retries, got %zu", it_rec_count(w));
+    int first[3] = {0, 0, 0};
+    for (size_t i = 0; i < 10; i++) {
+        const char *id = it_rec_header(it_rec_get(w, i), "Dlq-Task-Id");
+        for (int p = 0; p < 3; p++)
+            if (id && strstr(id, prio[p]))
+                first[p]++;
+    }
+    fprintf(stderr, "[priority] first 10 retries: high %d, normal %d, low %d\n", first[2], first[1],
+            first[0]);
+    IT_CHECK(first[2] == 6 && first[1] == 3 && first[0] == 1,
+             "first 10 retries: want high 6, normal 3, low 1; got %d, %d, %d", first[2], first[1],
+             first[0]);
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    for (;;) {
+        st = it_admin_stats(e->nc);
+        bool done = it_json_int(st, "retry_processor.priorities.high.dispatched") == 10 &&
+                    it_json_int(st, "retry_processor.priorities.normal.dispatched") == 10 &&
+                    it_json_int(st, "retry_processor.priorities.low.dispatched") == 10;
+        dump = it_json_dump(st);
+        json_decref(st);
+        if (done || sc_now_mono_ms() >= deadline) {
+            IT_CHECK(done, "stats: want 10 dispatched per priority: %s", dump);
+            free(dump);
+            break;
+        }
+        free(dump);
+        it_sleep_ms(50);
+    }
+    char id[96], body[256];
+    it_unique_id("badprio", id, sizeof id);
+    snprintf(body, sizeof body, "{\"task_id\":\"%s\",\"task\":{},\"priority\":\"urgent\"}", id);
+    json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+    dump = it_json_dump(ack);
+    IT_CHECK(ack && !json_is_true(json_object_get(ack, "ok")) && strstr(dump, "priority"),
+             "priority urgent: want a refusal naming the field, got %s", dump);
+    free(dump);
+    json_decref(ack);
+    json_t *t = it_admin_get(e->nc, id);
+    IT_CHECK(it_json_int(t, "error.code") == 404, "priority urgent: want no task");
+    json_decref(t);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -307,6 +401,7 @@ main(void)
         cmocka_unit_test_teardown(test_classify_delays, it_teardown),
         cmocka_unit_test_teardown(test_bad_backoff_invalid, it_teardown),
         cmocka_unit_test_teardown(test_template, it_teardown),
+        cmocka_unit_test_teardown(test_priority_share, it_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
