@@ -939,6 +939,9 @@ admin_classify(struct admin_req *r)
     sc_jw_str(&w, "backoff_source", pol == POLICY_NEVER ? "none" : source ? source : "policy");
     sc_jw_fmt(&w, "jitter", "%g", d->cfg->backoff.jitter);
     sc_jw_int(&w, "max_retries", max_retries);
+    sc_jw_str(&w, "priority",
+              policy_priority_name(tpl && tpl->has_priority ? tpl->priority
+                                                            : config_priority_for(d->cfg, subject, slen)));
     sc_jw_close(&w, '}');
     reply_buf(r);
 }

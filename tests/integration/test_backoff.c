@@ -273,7 +273,8 @@ test_template(void **state)
     dump = it_json_dump(r);
     char *delays = json_dumps(json_object_get(r, "delays_ms"), JSON_COMPACT);
     IT_CHECK(it_json_str(r, "backoff_source") && strcmp(it_json_str(r, "backoff_source"), "template") == 0 &&
-                 delays && strcmp(delays, "[200,500]") == 0 && it_json_int(r, "max_retries") == 2,
+                 delays && strcmp(delays, "[200,500]") == 0 && it_json_int(r, "max_retries") == 2 &&
+                 it_json_str(r, "priority") && strcmp(it_json_str(r, "priority"), "normal") == 0,
              "classify with template quick: want delays_ms [200,500] from the template: %s", dump);
     free(delays);
     free(dump);
