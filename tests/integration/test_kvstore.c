@@ -670,9 +670,10 @@ test_partitions_changed(void **state)
 
 
 /*
- * An envelope's delay list (issue 17) is part of the record: the bucket
- * holds backoff_ms, and after kill -9 and a restart the task still has its
- * own list (get's backoff_ms, backoff_source "task") and its due time.
+ * An envelope's delay list and priority (issue 17) are part of the record:
+ * the bucket holds backoff_ms, and after kill -9 and a restart the task
+ * still has its own list (get's backoff_ms, backoff_source "task"), its
+ * priority (in the high wheel) and its due time.
  */
 static void
 test_backoff_survives_restart(void **state)
@@ -689,7 +690,7 @@ test_backoff_survives_restart(void **state)
     it_unique_id("list", id, sizeof id);
     snprintf(body, sizeof body,
              "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"retry_policy\":\"linear\","
-             "\"backoff\":[\"1h\",7200000]}",
+             "\"backoff\":[\"1h\",7200000],\"priority\":\"high\"}",
              id);
     json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
     IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest refused");
@@ -711,6 +712,12 @@ test_backoff_survives_restart(void **state)
     IT_CHECK(own && strcmp(own, "[3600000,7200000]") == 0 && it_json_str(after, "backoff_source") &&
                  strcmp(it_json_str(after, "backoff_source"), "task") == 0,
              "after the restart: want the task's own list: %s", dump);
+    IT_CHECK(it_json_str(after, "priority") && strcmp(it_json_str(after, "priority"), "high") == 0,
+             "after the restart: want priority high: %s", dump);
+    json_t *st = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(st, "retry_processor.priorities.high.scheduled") == 1,
+             "after the restart: want the task in the high wheel");
+    json_decref(st);
     IT_CHECK(it_json_str(before, "next_retry_at") && it_json_str(after, "next_retry_at") &&
                  strcmp(it_json_str(before, "next_retry_at"), it_json_str(after, "next_retry_at")) == 0,
              "next_retry_at changed across the restart: %s", dump);
