@@ -616,8 +616,10 @@ void dlq_machine_destroy(struct dlq_machine *m);
  * on the wall clock): reply timeouts always, due retries unless run_due is
  * false (paused or stopping: due tasks stay due, keeping their
  * next_retry_at), at most cfg->retry_max_per_second (a token bucket of two
- * ticks) and up to cfg->retry_max_in_flight outstanding. Loop thread, once
- * a tick.
+ * ticks) and up to cfg->retry_max_in_flight outstanding. When those limits
+ * leave room for fewer retries than are due, the priorities share it 6:3:1
+ * (high:normal:low, policy_priority_weights) among those with due tasks.
+ * Loop thread, once a tick.
  */
 void dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due);
 
