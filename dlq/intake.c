@@ -12,6 +12,7 @@ struct intake {
     const struct codec_envelope *env;
     const struct config_template *tpl; /* the template the envelope names, or NULL */
     policy_priority prio;              /* the envelope's, else its template's, else priority.subjects' */
+    bool own_prio;                     /* prio came from the envelope or its template */
     bool has_override;
     policy_retry override;
     policy_category cat;
@@ -198,6 +199,7 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
             return false;
         }
     }
+    in->own_prio = true;
     if (env->priority.ptr) {
         if (policy_priority_parse(env->priority.ptr, env->priority.len, &in->prio)) {
             decide_no(out, DLQ_IN_INVALID, "bad_value", "priority: not one of high, normal, low");
@@ -206,6 +208,7 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
     } else if (in->tpl && in->tpl->has_priority) {
         in->prio = in->tpl->priority;
     } else {
+        in->own_prio = false;
         in->prio = config_priority_for(m->cfg, in->f->subject, strlen(in->f->subject));
     }
     if (env->retry_policy.ptr) {
@@ -334,7 +337,8 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
         t->max_retries = max;
         t->max_retries_own = true;
     }
-    set_priority(m, t, in->prio, now);
+    if (in->own_prio || fresh || reopened) /* a repeat without one keeps the task's */
+        set_priority(m, t, in->prio, now);
     dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
     dlq_task_set_payload(t, env->task.ptr, env->task.len);
     dlq_task_set_str(q, t, DLQ_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);

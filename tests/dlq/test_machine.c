@@ -1604,6 +1604,8 @@ test_priority_precedence(void **state)
     assert_int_equal(task(x, "s")->next_retry_at, due);
     assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 1);
     assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_HIGH]), 2);
+    ingest(x, "s", OPT(.error = NULL), false, 0); /* a repeat without one keeps it */
+    assert_int_equal(task(x, "s")->priority, POLICY_PRIO_HIGH);
     advance(x, due - x->wall + 20);
     assert_int_equal(F.npub, 5); /* every wheel fires, s from its new one */
     assert_int_equal(x->m.c.dispatched[POLICY_PRIO_HIGH], 2);
