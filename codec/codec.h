@@ -54,6 +54,10 @@ struct codec_envelope {
     bool has_failed_at;
     int64_t failed_at_ms;            /* ms since the epoch when has_failed_at */
     bool enqueue;                    /* `"enqueue": true` (manual strategy) */
+    struct codec_str template_name;  /* `template`: NULL when absent; not checked here (config names them) */
+    struct codec_str priority;       /* `priority`: NULL when absent; value not checked here (policy/ does it) */
+    uint32_t backoff_n;              /* `backoff`: 0 when absent or nil, else 1..SC_DELAYS_MAX */
+    int64_t backoff_ms[SC_DELAYS_MAX]; /* its delays, each 1..SC_DELAY_MAX_MS ms */
     unsigned unknown_keys;           /* keys not in the contract; ignored */
     /* The names of the first CODEC_UNKNOWN_NAMES of them (borrowed like the rest; unused ones NULL). */
     struct codec_str unknown[CODEC_UNKNOWN_NAMES];

@@ -38,12 +38,16 @@ enum env_key {
     K_METADATA,
     K_FAILED_AT,
     K_ENQUEUE,
+    K_BACKOFF,
+    K_TEMPLATE,
+    K_PRIORITY,
     K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
     "task_id", "task", "error", "error_type", "error_category", "retry_policy",
     "max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue",
+    "backoff", "template", "priority",
 };
 
 static int
@@ -55,7 +59,7 @@ key_lookup(const uint8_t *s, size_t len)
     return -1;
 }
 
-/* An optional string field (error_type, error_category, retry_policy, retry_subject). */
+/* An optional string field (error_type, error_category, retry_policy, retry_subject, template, priority). */
 static sc_status
 get_str(struct codec *c, const char *name, const struct codec_mp_item *v, struct codec_str *out)
 {
@@ -190,6 +194,60 @@ get_repos(struct codec *c, const uint8_t *p, size_t used, const struct codec_mp_
     }
     env->repos.ptr = (const char *)p;
     env->repos.len = used;
+    return SC_OK;
+}
+
+/*
+ * `backoff` (issue 17): an array of 1-SC_DELAYS_MAX delays, each an integer
+ * of ms or a duration string ("10s"), in 1 ms - 7 d.
+ */
+static sc_status
+get_backoff(struct codec *c, const uint8_t *p, size_t used, const struct codec_mp_item *v,
+            struct codec_envelope *env)
+{
+    size_t pos = v->size;
+
+    if (v->kind == CODEC_MP_NIL)
+        return SC_OK;
+    if (v->kind != CODEC_MP_ARRAY)
+        return codec_fail(c, "bad_type", "backoff: must be an array of delays, not %s",
+                          kind_name(v->kind));
+    if (v->count == 0)
+        return codec_fail(c, "out_of_range", "backoff: empty, give 1-%d delays", SC_DELAYS_MAX);
+    if (v->count > SC_DELAYS_MAX)
+        return codec_fail(c, "out_of_range", "backoff: %" PRIu64 " delays, at most %d", v->count,
+                          SC_DELAYS_MAX);
+    for (uint64_t k = 0; k < v->count; k++) {
+        struct codec_mp_item e;
+        int64_t ms = 0;
+
+        if (codec_msgpack_head(p + pos, used - pos, &e))
+            return codec_fail(c, "truncated", "backoff: truncated");
+        if (e.kind == CODEC_MP_UINT) {
+            ms = e.u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)e.u;
+        } else if (e.kind == CODEC_MP_INT) {
+            ms = e.i;
+        } else if (e.kind == CODEC_MP_STR) {
+            sc_status st = sc_parse_duration_ms((const char *)e.data, e.dlen, &ms);
+            if (st == SC_ETOOBIG)
+                ms = INT64_MAX;
+            else if (st != SC_OK)
+                return codec_fail(c, "bad_type",
+                                  "backoff[%" PRIu64 "]: '%.*s' is not a delay (an integer of ms, "
+                                  "or 500ms, 10s, 1m, 2h, 7d)",
+                                  k, (int)(e.dlen > 40 ? 40 : e.dlen), (const char *)e.data);
+        } else {
+            return codec_fail(c, "bad_type",
+                              "backoff[%" PRIu64 "]: must be an integer of ms or a duration string, not %s",
+                              k, kind_name(e.kind));
+        }
+        if (ms < 1 || ms > SC_DELAY_MAX_MS)
+            return codec_fail(c, "out_of_range",
+                              "backoff[%" PRIu64 "]: %" PRId64 " ms is out of range 1-%lld (7 days)", k,
+                              ms, SC_DELAY_MAX_MS);
+        env->backoff_ms[env->backoff_n++] = ms;
+        pos += e.size;
+    }
     return SC_OK;
 }
 
@@ -342,6 +400,9 @@ get_value(struct codec *c, enum env_key id, const uint8_t *val, size_t used,
     case K_METADATA: return get_metadata(c, val, used, &v, env);
     case K_FAILED_AT: return get_failed_at(c, &v, env);
     case K_ENQUEUE: return get_enqueue(c, &v, env);
+    case K_BACKOFF: return get_backoff(c, val, used, &v, env);
+    case K_TEMPLATE: return get_str(c, "template", &v, &env->template_name);
+    case K_PRIORITY: return get_str(c, "priority", &v, &env->priority);
     case K_COUNT: break;
     }
     return SC_OK;

@@ -85,6 +85,23 @@ size_t sc_format_rfc3339(int64_t wall_ms, char *out);
 sc_status sc_parse_rfc3339(const char *s, size_t len, int64_t *out_ms);
 
 /*
+ * Backoff delay lists (issue 17): SC_DELAYS_MAX entries at most, each in
+ * [1, SC_DELAY_MAX_MS] ms (1 ms to 7 days).
+ */
+#define SC_DELAYS_MAX 32
+#define SC_DELAY_MAX_MS 604800000LL
+
+/*
+ * sc_parse_duration_ms() parses len bytes at s (not NUL-terminated) as a
+ * duration: a decimal integer of ms ("1500"), or one with a unit: "ms",
+ * "s", "m", "h" or "d" ("250ms", "10s", "1m", "2h", "7d"); no sign, no
+ * fraction, no blanks. Sets *out_ms and returns SC_OK; SC_EPROTO when the
+ * text is no duration (*out_ms untouched); SC_ETOOBIG when it is one but
+ * larger than INT64_MAX ms. Range checks are the caller's. Any thread.
+ */
+sc_status sc_parse_duration_ms(const char *s, size_t len, int64_t *out_ms);
+
+/*
  * A growable byte buffer with a hard cap (curl's dynbuf idea). Embed it
  * (its layout is public so callers can read data/len); data is always
  * NUL-terminated after len when non-NULL. Reuse it with sc_buf_reset() to
@@ -279,5 +296,13 @@ char *sc_xstrndup(const char *s, size_t n);
 uint64_t sc_hash64(uint64_t seed, const void *p, size_t len);
 
 #define SC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* SC_SWAP() exchanges the values of a and b, both lvalues of type T. */
+#define SC_SWAP(T, a, b)                                                                         \
+    do {                                                                                         \
+        T sc_swap_tmp_ = (a);                                                                    \
+        (a) = (b);                                                                               \
+        (b) = sc_swap_tmp_;                                                                      \
+    } while (0)
 
 #endif

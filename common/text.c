@@ -270,3 +270,36 @@ sc_base64_decode(const char *s, size_t len, struct sc_buf *out)
     }
     return n ? sc_buf_append(out, q, n) : SC_OK;
 }
+
+sc_status
+sc_parse_duration_ms(const char *s, size_t len, int64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1}};
+    int64_t v = 0;
+    size_t i = 0, k;
+
+    if (!s)
+        return SC_EPROTO;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        int dig = s[i] - '0';
+        if (v > (INT64_MAX - dig) / 10)
+            return SC_ETOOBIG;
+        v = v * 10 + dig;
+        i++;
+    }
+    if (i == 0)
+        return SC_EPROTO;
+    for (k = 0; k < SC_ARRAY_LEN(units); k++) {
+        size_t ul = strlen(units[k].unit);
+        if (ul == len - i && memcmp(s + i, units[k].unit, ul) == 0) {
+            if (v > INT64_MAX / units[k].ms)
+                return SC_ETOOBIG;
+            *out_ms = v * units[k].ms;
+            return SC_OK;
+        }
+    }
+    return SC_EPROTO;
+}

@@ -86,6 +86,18 @@ void config_list_replace(struct config *cfg, const struct config_key *k, char **
 void config_rules_replace(struct config *cfg, struct config_rule *rules, size_t n);
 
 /*
+ * config_templates_replace() frees cfg's templates and takes ownership of
+ * tpls (n entries, malloc'ed, strings malloc'ed; NULL when n is 0).
+ */
+void config_templates_replace(struct config *cfg, struct config_template *tpls, size_t n);
+
+/*
+ * config_template_name_ok() is true when len bytes at s are 1-64 characters
+ * of A-Z a-z 0-9 _ . - (a template's name).
+ */
+bool config_template_name_ok(const char *s, size_t len);
+
+/*
  * config_text_ok() is true when len bytes at s are valid UTF-8 with no NUL,
  * C0 control character or DEL (what every string value must be).
  */

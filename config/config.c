@@ -37,6 +37,9 @@ static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
 static bool check_member_id(const char *s, size_t len);
 static bool check_inbox_prefix(const char *s, size_t len);
+static bool check_category_delays(const char *s, size_t len);
+static bool check_subject_delays(const char *s, size_t len);
+static bool check_subject_priority(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -176,6 +179,33 @@ static const struct config_key keys[] = {
           "cap of every delay, ms"),
     K_DBL("backoff.jitter", backoff.jitter, 0.0, 1.0, NULL,
           "delays vary randomly by +/- this fraction"),
+    {.info = {.path = "backoff.categories",
+              .type = CONFIG_TYPE_LIST,
+              .help = "delay lists by error category: \"<category> <delay> ...\" (the last delay "
+                      "repeats); replaces the formula of linear, exponential and immediate"},
+     .off = F(backoff_categories),
+     .aux = F(backoff_categories_count),
+     .check = check_category_delays,
+     .what = "a category followed by 1-32 delays of 1ms-7d (\"network 1s 10s 1m 10m\")",
+     .def = ""},
+    {.info = {.path = "backoff.subjects",
+              .type = CONFIG_TYPE_LIST,
+              .help = "delay lists by failure subject pattern: \"<pattern> <delay> ...\", the "
+                      "first match wins over backoff.categories"},
+     .off = F(backoff_subjects),
+     .aux = F(backoff_subjects_count),
+     .check = check_subject_delays,
+     .what = "a subject pattern followed by 1-32 delays of 1ms-7d (\"dlq.failed.orders.> 1s 10s\")",
+     .def = ""},
+    {.info = {.path = "priority.subjects",
+              .type = CONFIG_TYPE_LIST,
+              .help = "retry priority by failure subject pattern: \"<pattern> <high|normal|low>\", the "
+                      "first match wins; others are normal"},
+     .off = F(priority_subjects),
+     .aux = F(priority_subjects_count),
+     .check = check_subject_priority,
+     .what = "a subject pattern followed by high, normal or low (\"dlq.failed.payments.> high\")",
+     .def = ""},
     K_INT("retry.timeout_ms", retry_timeout_ms, CONFIG_W_I64, 10, 3600000, "30000",
           "time a worker has to reply to a retry, ms"),
     K_ENUM("retry.outcome", retry_outcome, CONFIG_E_OUTCOME, outcome_names, "reply",
@@ -321,6 +351,12 @@ static const struct config_key keys[] = {
               .file_only = true},
      .off = F(rules),
      .aux = F(nrules)},
+    {.info = {.path = "templates",
+              .type = CONFIG_TYPE_TEMPLATES,
+              .help = "named retry configurations an envelope picks with \"template\" (file only)",
+              .file_only = true},
+     .off = F(templates),
+     .aux = F(ntemplates)},
     {.info = {.path = "retry_interval_seconds",
               .type = CONFIG_TYPE_INT,
               .min = 0,
@@ -650,6 +686,116 @@ static bool
 check_pattern(const char *s, size_t len)
 {
     return subject_ok(s, len, true);
+}
+
+/* The length of the first blank-separated word of len bytes at s (a delay entry's name). */
+static size_t
+first_word(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len && s[i] != ' ' && s[i] != '\t')
+        i++;
+    return i;
+}
+
+/* "<category> <delay> ...": a category name, then a delay list (policy_delays_parse()). */
+static bool
+check_category_delays(const char *s, size_t len)
+{
+    size_t w = first_word(s, len);
+    struct policy_delays d;
+    policy_category c;
+
+    return policy_category_parse(s, w, &c) == SC_OK &&
+           policy_delays_parse(s + w, len - w, &d, NULL, 0) == SC_OK;
+}
+
+/* "<subject pattern> <delay> ...": a NATS subject pattern, then a delay list. */
+static bool
+check_subject_delays(const char *s, size_t len)
+{
+    size_t w = first_word(s, len);
+    struct policy_delays d;
+
+    return w > 0 && subject_ok(s, w, true) && policy_delays_parse(s + w, len - w, &d, NULL, 0) == SC_OK;
+}
+
+/* The blank-separated word after the first one of len bytes at s: *word and its length. */
+static size_t
+second_word(const char *s, size_t len, const char **word)
+{
+    size_t i = first_word(s, len), a;
+
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    a = i;
+    while (i < len && s[i] != ' ' && s[i] != '\t')
+        i++;
+    *word = s + a;
+    return i == len ? i - a : 0; /* 0: nothing, or more than two words */
+}
+
+/* "<subject pattern> <priority>". */
+static bool
+check_subject_priority(const char *s, size_t len)
+{
+    size_t w = first_word(s, len), n;
+    const char *p;
+    policy_priority prio;
+
+    n = second_word(s, len, &p);
+    return w > 0 && subject_ok(s, w, true) && policy_priority_parse(p, n, &prio) == SC_OK;
+}
+
+policy_priority
+config_priority_for(const struct config *cfg, const char *subject, size_t subject_len)
+{
+    char pat[CONFIG_MAX_STRING + 1];
+
+    for (size_t i = 0; subject && i < cfg->priority_subjects_count; i++) {
+        const char *e = cfg->priority_subjects[i], *p;
+        size_t len = strlen(e), w = first_word(e, len), n = second_word(e, len, &p);
+        policy_priority prio;
+
+        memcpy(pat, e, w);
+        pat[w] = '\0';
+        if (codec_subject_match(pat, subject, subject_len) &&
+            policy_priority_parse(p, n, &prio) == SC_OK)
+            return prio;
+    }
+    return POLICY_PRIO_NORMAL;
+}
+
+const char *
+config_delays_for(const struct config *cfg, const char *subject, size_t subject_len,
+                  policy_category cat, struct policy_delays *out)
+{
+    char pat[CONFIG_MAX_STRING + 1];
+    size_t i, w;
+
+    for (i = 0; subject && i < cfg->backoff_subjects_count; i++) {
+        const char *e = cfg->backoff_subjects[i];
+        size_t len = strlen(e);
+
+        w = first_word(e, len);
+        memcpy(pat, e, w);
+        pat[w] = '\0';
+        if (codec_subject_match(pat, subject, subject_len) &&
+            policy_delays_parse(e + w, len - w, out, NULL, 0) == SC_OK)
+            return "subject";
+    }
+    for (i = 0; i < cfg->backoff_categories_count; i++) {
+        const char *e = cfg->backoff_categories[i];
+        size_t len = strlen(e);
+        policy_category c;
+
+        w = first_word(e, len);
+        if (policy_category_parse(e, w, &c) == SC_OK && c == cat &&
+            policy_delays_parse(e + w, len - w, out, NULL, 0) == SC_OK)
+            return "category";
+    }
+    return NULL;
 }
 
 static bool
@@ -1155,6 +1301,51 @@ rules_free(struct config_rule *rules, size_t n)
     free(rules);
 }
 
+static void
+templates_free(struct config_template *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].name);
+        free(t[i].backoff);
+        free(t[i].retry_subject);
+    }
+    free(t);
+}
+
+void
+config_templates_replace(struct config *cfg, struct config_template *tpls, size_t n)
+{
+    templates_free(cfg->templates, cfg->ntemplates);
+    cfg->templates = tpls;
+    cfg->ntemplates = n;
+}
+
+bool
+config_template_name_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > 64)
+        return false;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+const struct config_template *
+config_template_find(const struct config *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; name && i < cfg->ntemplates; i++) {
+        if (strlen(cfg->templates[i].name) == len && memcmp(cfg->templates[i].name, name, len) == 0)
+            return &cfg->templates[i];
+    }
+    return NULL;
+}
+
 void
 config_rules_replace(struct config *cfg, struct config_rule *rules, size_t n)
 {
@@ -1271,7 +1462,7 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
 {
     const struct config_key_info *ki = &k->info;
 
-    if (ki->type == CONFIG_TYPE_RULES) {
+    if (ki->type == CONFIG_TYPE_RULES || ki->type == CONFIG_TYPE_TEMPLATES) {
         config_errf(err, errlen, "%s: can only be set in the config file", ki->path);
         return SC_EINVAL;
     }
@@ -1293,7 +1484,8 @@ config_key_set(struct config *cfg, const struct config_key *k, const char *v, si
     case CONFIG_TYPE_STRING:
     case CONFIG_TYPE_SECRET: return set_string(cfg, k, v, len, err, errlen);
     case CONFIG_TYPE_LIST:
-    case CONFIG_TYPE_RULES: break;
+    case CONFIG_TYPE_RULES:
+    case CONFIG_TYPE_TEMPLATES: break;
     }
     return SC_EINVAL;
 }
@@ -1362,6 +1554,8 @@ config_init(struct config *cfg)
     }
     cfg->rules = NULL; /* the defaults have none */
     cfg->nrules = 0;
+    cfg->templates = NULL;
+    cfg->ntemplates = 0;
 }
 
 void
@@ -1376,9 +1570,13 @@ config_destroy(struct config *cfg)
     }
     list_free(cfg->retry_allowed_subjects);
     list_free(cfg->retry_stored_subjects);
+    list_free(cfg->backoff_categories);
+    list_free(cfg->backoff_subjects);
+    list_free(cfg->priority_subjects);
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
     rules_free(cfg->rules, cfg->nrules);
+    templates_free(cfg->templates, cfg->ntemplates);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1476,7 +1674,8 @@ config_get(const struct config *cfg, const char *key, char *out, size_t outlen)
         }
         break;
     }
-    case CONFIG_TYPE_RULES: return SC_EINVAL;
+    case CONFIG_TYPE_RULES:
+    case CONFIG_TYPE_TEMPLATES: return SC_EINVAL;
     }
     return fit ? SC_OK : SC_ETOOBIG;
 }
@@ -1593,6 +1792,47 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
                                                             : "any");
         }
         break;
+    case CONFIG_TYPE_TEMPLATES:
+        if (cfg->ntemplates == 0) {
+            fputs("{}", f);
+            break;
+        }
+        for (i = 0; i < cfg->ntemplates; i++) {
+            const struct config_template *t = &cfg->templates[i];
+            const char *sep = "";
+            fprintf(f, "\n%*s", indent + 2, "");
+            put_quoted(f, t->name);
+            fputs(": {", f);
+            if (t->has_policy) {
+                fprintf(f, "policy: %s", policy_retry_name(t->policy));
+                sep = ", ";
+            }
+            if (t->has_max_retries) {
+                fprintf(f, "%smax_retries: %d", sep, t->max_retries);
+                sep = ", ";
+            }
+            if (t->backoff) {
+                fprintf(f, "%sbackoff: [", sep);
+                for (const char *c = t->backoff; *c; c++) {
+                    if (*c == ',')
+                        fputs(", ", f);
+                    else
+                        fputc(*c, f);
+                }
+                fputc(']', f);
+                sep = ", ";
+            }
+            if (t->has_priority) {
+                fprintf(f, "%spriority: %s", sep, policy_priority_name(t->priority));
+                sep = ", ";
+            }
+            if (t->retry_subject) {
+                fprintf(f, "%sretry_subject: ", sep);
+                put_quoted(f, t->retry_subject);
+            }
+            fputc('}', f);
+        }
+        break;
     }
 }
 
@@ -1649,7 +1889,8 @@ config_print(const struct config *cfg, FILE *f)
         }
         cl = component(path, nd - 1, &c);
         fprintf(f, "%*s%.*s:", (int)(2 * (nd - 1)), "", (int)cl, c);
-        if (k->info.type != CONFIG_TYPE_RULES || cfg->nrules == 0)
+        if ((k->info.type != CONFIG_TYPE_RULES || cfg->nrules == 0) &&
+            (k->info.type != CONFIG_TYPE_TEMPLATES || cfg->ntemplates == 0))
             fputc(' ', f);
         put_value(f, cfg, k, true, (int)(2 * (nd - 1)));
         fputc('\n', f);
@@ -1668,7 +1909,8 @@ type_hint(const struct config_key *k)
     case CONFIG_TYPE_SECRET: return "TEXT";
     case CONFIG_TYPE_ENUM: return "NAME";
     case CONFIG_TYPE_LIST: return "A,B,...";
-    case CONFIG_TYPE_RULES: return "(file only)";
+    case CONFIG_TYPE_RULES:
+    case CONFIG_TYPE_TEMPLATES: return "(file only)";
     }
     return "";
 }
@@ -1718,9 +1960,12 @@ config_usage(FILE *f, const char *prog)
         case CONFIG_TYPE_RULES:
             fputs("; a sequence of {id, pattern, category, field: any|error|error_type}", f);
             break;
+        case CONFIG_TYPE_TEMPLATES:
+            fputs("; a mapping of name: {policy, max_retries, backoff: [delays], priority, retry_subject}", f);
+            break;
         default: break;
         }
-        if (!ki->deprecated && ki->type != CONFIG_TYPE_RULES) {
+        if (!ki->deprecated && ki->type != CONFIG_TYPE_RULES && ki->type != CONFIG_TYPE_TEMPLATES) {
             fputs(" (default ", f);
             put_value(f, &d, k, true, 0);
             fputc(')', f);

@@ -16,6 +16,26 @@ struct config_rule {
     policy_match_field field;
 };
 
+/*
+ * One retry template from `templates` (file only; issue 17): the retry
+ * configuration an envelope naming it gets for each field the envelope does
+ * not give itself. Strings owned by the config.
+ */
+struct config_template {
+    char *name;          /* 1-64 characters of A-Z a-z 0-9 _ . -, unique */
+    bool has_policy;
+    policy_retry policy; /* policy: never, linear, exponential, immediate */
+    bool has_max_retries;
+    int max_retries;     /* max_retries: 0-100 */
+    char *backoff;       /* backoff: delays as policy_delays_format() writes them; NULL: none */
+    bool has_priority;
+    policy_priority priority; /* priority: high, normal, low */
+    char *retry_subject; /* retry_subject: a NATS subject without wildcards; NULL: none */
+};
+
+/* Most templates the file may name. */
+#define CONFIG_MAX_TEMPLATES 256
+
 /* retry.outcome: reply (the worker answers), none (a publish is a success), stored (a JetStream PubAck is). */
 typedef enum { CONFIG_OUTCOME_REPLY = 0, CONFIG_OUTCOME_NONE, CONFIG_OUTCOME_STORED } config_outcome;
 typedef enum { CONFIG_STORE_MEMORY = 0, CONFIG_STORE_OPENSEARCH, CONFIG_STORE_JETSTREAM } config_store;
@@ -89,6 +109,12 @@ struct config {
     bool retry_processor_enabled;  /* retry_processor_enabled */
     int64_t history_max;           /* history.max_entries, 1-1000, default 20 */
     struct policy_backoff backoff; /* backoff.* */
+    char **backoff_categories;     /* backoff.categories: NULL-terminated "<category> <delay> ..." */
+    size_t backoff_categories_count;
+    char **backoff_subjects;       /* backoff.subjects: NULL-terminated "<pattern> <delay> ..." */
+    size_t backoff_subjects_count;
+    char **priority_subjects;      /* priority.subjects: NULL-terminated "<pattern> <priority>" */
+    size_t priority_subjects_count;
     /* retry.* */
     int64_t retry_timeout_ms;      /* retry.timeout_ms, 10-3,600,000 */
     config_outcome retry_outcome;  /* retry.outcome */
@@ -153,6 +179,9 @@ struct config {
     struct config_rule *rules;     /* classifier.rules (file only), nrules entries */
     size_t nrules;
     bool rules_replace_builtin;    /* classifier.replace_builtin */
+    /* templates (file only) */
+    struct config_template *templates; /* templates: ntemplates entries */
+    size_t ntemplates;
     /* deprecated */
     bool saw_retry_interval_seconds; /* retry_interval_seconds was given: warn */
 };
@@ -216,8 +245,8 @@ sc_status config_set(struct config *cfg, const char *key, const char *value, cha
  * decimal integers, the shortest decimal that reads back as the same double,
  * enum names in lower case ("auto" for an unset default_retry_policy),
  * strings as they are (secrets unmasked), lists joined with ",". Returns
- * SC_OK; SC_ENOTFOUND for an unknown key; SC_EINVAL for classifier.rules and
- * retry_interval_seconds, which have no text form; SC_ETOOBIG when out is too
+ * SC_OK; SC_ENOTFOUND for an unknown key; SC_EINVAL for classifier.rules,
+ * templates and retry_interval_seconds, which have no text form; SC_ETOOBIG when out is too
  * small (out then holds a truncated value). Any thread.
  */
 sc_status config_get(const struct config *cfg, const char *key, char *out, size_t outlen);
@@ -243,6 +272,35 @@ void config_print(const struct config *cfg, FILE *f);
  */
 size_t config_redact(const char *in, size_t len, char *out, size_t outlen);
 
+/*
+ * config_delays_for() finds the configured delay list of a task whose
+ * failure subject is the subject_len bytes at subject (may be NULL: no
+ * subject match) and whose category is cat: the first backoff.subjects
+ * entry whose pattern matches the subject, else the first
+ * backoff.categories entry for cat. Sets *out and returns "subject" or
+ * "category" (static), or returns NULL when none applies (*out unchanged).
+ * Any thread that may read cfg.
+ */
+const char *config_delays_for(const struct config *cfg, const char *subject, size_t subject_len,
+                              policy_category cat, struct policy_delays *out);
+
+/*
+ * config_template_find() returns the template named by the len bytes at
+ * name (exact, case-sensitive), or NULL. Borrowed from cfg. Any thread that
+ * may read cfg.
+ */
+const struct config_template *config_template_find(const struct config *cfg, const char *name,
+                                                   size_t len);
+
+/*
+ * config_priority_for() is the priority of a failure on the subject_len
+ * bytes at subject (may be NULL) by priority.subjects: the first entry
+ * whose pattern matches, else POLICY_PRIO_NORMAL. Any thread that may read
+ * cfg.
+ */
+policy_priority config_priority_for(const struct config *cfg, const char *subject,
+                                    size_t subject_len);
+
 /* config_usage() writes --help text listing every flag and key with its default and range. */
 void config_usage(FILE *f, const char *prog);
 
@@ -260,6 +318,7 @@ typedef enum {
     CONFIG_TYPE_ENUM,     /* one of names[], any case */
     CONFIG_TYPE_LIST,     /* strings: a YAML sequence, or comma-separated text */
     CONFIG_TYPE_RULES,    /* classifier rules: a YAML sequence of maps, file only */
+    CONFIG_TYPE_TEMPLATES, /* retry templates: a YAML mapping of name to map, file only */
 } config_type;
 
 struct config_key_info {

@@ -21,6 +21,9 @@ enum frame_kind {
     FR_LIST,    /* the sequence of a LIST key */
     FR_RULES,   /* the sequence of classifier.rules */
     FR_RULE,    /* one rule's mapping */
+    FR_TEMPLATES, /* the mapping of templates: name -> template */
+    FR_TEMPLATE,  /* one template's mapping */
+    FR_TBACKOFF,  /* the sequence of one template's backoff */
 };
 
 struct frame {
@@ -34,6 +37,12 @@ enum rule_part { RP_ID = 0, RP_PATTERN, RP_CATEGORY, RP_FIELD, RP_COUNT };
 
 static const char *const rule_part_names[RP_COUNT] = {"id", "pattern", "category", "field"};
 #define RULE_SHAPE "{id, pattern, category, field}"
+
+enum tpl_part { TP_POLICY = 0, TP_MAX_RETRIES, TP_BACKOFF, TP_PRIORITY, TP_RETRY_SUBJECT, TP_COUNT };
+
+static const char *const tpl_part_names[TP_COUNT] = {"policy", "max_retries", "backoff", "priority",
+                                                     "retry_subject"};
+#define TPL_SHAPE "{policy, max_retries, backoff, priority, retry_subject}"
 
 struct yload {
     struct config *cfg;
@@ -54,6 +63,11 @@ struct yload {
     size_t nrules, caprules;
     enum rule_part part;  /* FR_RULE value pending: which part */
     unsigned rule_have;   /* parts given for the rule in progress, one bit each */
+    struct config_template *tpls; /* templates being read; the last is in progress in FR_TEMPLATE */
+    size_t ntpls, captpls;
+    enum tpl_part tpart;  /* FR_TEMPLATE value pending: which part */
+    unsigned tpl_have;    /* parts given for the template in progress */
+    struct policy_delays tdelays; /* FR_TBACKOFF: the delays read so far */
 };
 
 /* Writes "<origin>:<line>: <message>" into y->err. */
@@ -194,6 +208,12 @@ section_value(struct yload *y, struct frame *fr, const yaml_event_t *ev)
         if (!null)
             return fail(y, line, "%s: expected a sequence of rules", k->info.path);
         config_rules_replace(y->cfg, NULL, 0);
+        return SC_OK;
+    }
+    if (k->info.type == CONFIG_TYPE_TEMPLATES) {
+        if (!null)
+            return fail(y, line, "%s: expected a mapping of name: %s", k->info.path, TPL_SHAPE);
+        config_templates_replace(y->cfg, NULL, 0);
         return SC_OK;
     }
     if (config_key_set(y->cfg, k, v, n, msg, sizeof(msg)) != SC_OK)
@@ -359,6 +379,168 @@ rule_scalar(struct yload *y, struct frame *fr, const yaml_event_t *ev)
     return SC_OK;
 }
 
+/* The template in progress. */
+static struct config_template *
+tpl_cur(struct yload *y)
+{
+    return &y->tpls[y->ntpls - 1];
+}
+
+/* Refuses a template's value: "templates.<name>.<part>: '<shown value>' <rest>". */
+static sc_status
+tpl_refuse(struct yload *y, const yaml_event_t *ev, const char *rest)
+{
+    char shown[300];
+
+    config_show(shown, sizeof(shown), (const char *)ev->data.scalar.value,
+                ev->data.scalar.length);
+    return fail(y, scalar_line(ev), "templates.%s.%s: '%s' %s", tpl_cur(y)->name,
+                tpl_part_names[y->tpart], shown, rest);
+}
+
+/* A template's name (a key of the templates mapping): a new template. */
+static sc_status
+tpl_name(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, line = scalar_line(ev), i;
+    char shown[300];
+
+    config_show(shown, sizeof(shown), v, n);
+    if (!config_template_name_ok(v, n))
+        return fail(y, line, "templates.%s: the name is not 1-64 characters of A-Z a-z 0-9 _ . -",
+                    shown);
+    for (i = 0; i < y->ntpls; i++) {
+        if (strlen(y->tpls[i].name) == n && memcmp(y->tpls[i].name, v, n) == 0)
+            return fail(y, line, "templates.%s: duplicate template", shown);
+    }
+    if (y->ntpls == CONFIG_MAX_TEMPLATES)
+        return fail(y, line, "templates: more than %d templates", CONFIG_MAX_TEMPLATES);
+    if (y->ntpls == y->captpls) {
+        y->captpls = y->captpls == 0 ? 8 : 2 * y->captpls;
+        y->tpls = sc_xrealloc(y->tpls, y->captpls * sizeof(*y->tpls));
+    }
+    memset(&y->tpls[y->ntpls], 0, sizeof(y->tpls[0]));
+    y->tpls[y->ntpls].name = sc_xstrndup(v, n);
+    y->ntpls++;
+    fr->want_value = true;
+    return SC_OK;
+}
+
+/* A key inside one template's mapping: one of tpl_part_names, once each. */
+static sc_status
+tpl_key(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length, i;
+    char shown[300];
+
+    for (i = 0; i < TP_COUNT; i++) {
+        if (strlen(tpl_part_names[i]) == n && memcmp(tpl_part_names[i], v, n) == 0)
+            break;
+    }
+    if (i == TP_COUNT) {
+        config_show(shown, sizeof(shown), v, n);
+        return fail(y, scalar_line(ev), "templates.%s.%s: unknown key (policy, max_retries, backoff, priority, retry_subject)",
+                    tpl_cur(y)->name, shown);
+    }
+    if (y->tpl_have & (1u << i))
+        return fail(y, scalar_line(ev), "templates.%s.%s: duplicate key", tpl_cur(y)->name,
+                    tpl_part_names[i]);
+    y->tpl_have |= 1u << i;
+    y->tpart = (enum tpl_part)i;
+    fr->want_value = true;
+    return SC_OK;
+}
+
+/* Stores d as the template's backoff. */
+static void
+tpl_set_backoff(struct yload *y, const struct policy_delays *d)
+{
+    char text[POLICY_DELAYS_TEXT_MAX];
+    size_t n = policy_delays_format(d, text, sizeof(text));
+
+    free(tpl_cur(y)->backoff);
+    tpl_cur(y)->backoff = sc_xstrndup(text, n);
+}
+
+/* A key or value inside one template's mapping. */
+static sc_status
+tpl_scalar(struct yload *y, struct frame *fr, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    struct config_template *t;
+    struct policy_delays d;
+    char rest[200];
+    int64_t mr;
+
+    if (!fr->want_value)
+        return tpl_key(y, fr, ev);
+    fr->want_value = false;
+    t = tpl_cur(y);
+    if (n > CONFIG_MAX_STRING || !config_text_ok(v, n))
+        return tpl_refuse(y, ev, "is not valid text (at most 4096 bytes of UTF-8, no control characters)");
+    switch (y->tpart) {
+    case TP_POLICY:
+        if (policy_retry_parse(v, n, &t->policy) != SC_OK)
+            return tpl_refuse(y, ev, "is not one of never, linear, exponential, immediate");
+        t->has_policy = true;
+        return SC_OK;
+    case TP_MAX_RETRIES:
+        mr = -1;
+        if (n > 0 && n <= 3 && strspn(v, "0123456789") == n)
+            mr = strtoll(v, NULL, 10);
+        if (mr < 0 || mr > 100)
+            return tpl_refuse(y, ev, "is out of range 0-100");
+        t->max_retries = (int)mr;
+        t->has_max_retries = true;
+        return SC_OK;
+    case TP_BACKOFF:
+        if (policy_delays_parse(v, n, &d, rest, sizeof(rest)) != SC_OK)
+            return fail(y, scalar_line(ev), "templates.%s.backoff: %s", t->name, rest);
+        tpl_set_backoff(y, &d);
+        return SC_OK;
+    case TP_PRIORITY:
+        if (policy_priority_parse(v, n, &t->priority) != SC_OK)
+            return tpl_refuse(y, ev, "is not one of high, normal, low");
+        t->has_priority = true;
+        return SC_OK;
+    case TP_RETRY_SUBJECT:
+        if (!codec_subject_valid(v, n, false))
+            return tpl_refuse(y, ev, "is not a NATS subject without wildcards");
+        t->retry_subject = sc_xstrndup(v, n);
+        return SC_OK;
+    case TP_COUNT: break;
+    }
+    return SC_OK;
+}
+
+/* One entry of a template's backoff sequence: a delay of 1 ms - 7 d. */
+static sc_status
+tpl_delay(struct yload *y, const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    char shown[300];
+    int64_t ms = 0;
+    sc_status st;
+
+    if (y->tdelays.n == SC_DELAYS_MAX)
+        return fail(y, scalar_line(ev), "templates.%s.backoff: more than %d delays",
+                    tpl_cur(y)->name, SC_DELAYS_MAX);
+    st = sc_parse_duration_ms(v, n, &ms);
+    if (st != SC_OK || ms < 1 || ms > SC_DELAY_MAX_MS) {
+        config_show(shown, sizeof(shown), v, n);
+        return fail(y, scalar_line(ev), "templates.%s.backoff[%u]: '%s' %s", tpl_cur(y)->name,
+                    y->tdelays.n, shown,
+                    st == SC_EPROTO ? "is not a delay (500ms, 10s, 1m, 2h, 7d; a bare integer is ms)"
+                                    : "is out of range 1ms-7d");
+    }
+    y->tdelays.ms[y->tdelays.n++] = ms;
+    return SC_OK;
+}
+
 static sc_status
 on_scalar(struct yload *y, const yaml_event_t *ev)
 {
@@ -377,6 +559,12 @@ on_scalar(struct yload *y, const yaml_event_t *ev)
     case FR_RULES:
         return fail(y, line, "classifier.rules[%zu]: expected a mapping %s", y->nrules, RULE_SHAPE);
     case FR_RULE: return rule_scalar(y, fr, ev);
+    case FR_TEMPLATES:
+        if (!fr->want_value)
+            return tpl_name(y, fr, ev);
+        return fail(y, line, "templates.%s: expected a mapping %s", tpl_cur(y)->name, TPL_SHAPE);
+    case FR_TEMPLATE: return tpl_scalar(y, fr, ev);
+    case FR_TBACKOFF: return tpl_delay(y, ev);
     }
     return SC_EINVAL;
 }
@@ -394,7 +582,19 @@ on_mapping_start(struct yload *y, const yaml_event_t *ev)
     case FR_SECTION:
         if (!fr->want_value)
             return fail(y, line, "mapping keys must be plain text");
+        if (y->key != NULL && y->key->info.type == CONFIG_TYPE_TEMPLATES) {
+            s = mark_seen(y, line, y->key);
+            if (s != SC_OK)
+                return s;
+            fr->want_value = false;
+            s = push(y, line, FR_TEMPLATES);
+            if (s == SC_OK)
+                top(y)->key = y->key;
+            return s;
+        }
         if (y->key != NULL) {
+            if (y->key->info.type == CONFIG_TYPE_TEMPLATES)
+                return fail(y, line, "%s: expected a mapping", y->key->info.path);
             if (y->key->info.type == CONFIG_TYPE_RULES)
                 return fail(y, line, "%s: expected a sequence of rules", y->key->info.path);
             if (y->key->info.type == CONFIG_TYPE_LIST)
@@ -431,6 +631,20 @@ on_mapping_start(struct yload *y, const yaml_event_t *ev)
             return fail(y, line, "classifier.rules[%zu].%s: expected text", y->nrules - 1,
                         rule_part_names[y->part]);
         return fail(y, line, "mapping keys must be plain text");
+    case FR_TEMPLATES:
+        if (!fr->want_value)
+            return fail(y, line, "mapping keys must be plain text");
+        fr->want_value = false;
+        y->tpl_have = 0;
+        return push(y, line, FR_TEMPLATE);
+    case FR_TEMPLATE:
+        if (fr->want_value)
+            return fail(y, line, "templates.%s.%s: expected %s", tpl_cur(y)->name,
+                        tpl_part_names[y->tpart], y->tpart == TP_BACKOFF ? "a list of delays" : "text");
+        return fail(y, line, "mapping keys must be plain text");
+    case FR_TBACKOFF:
+        return fail(y, line, "templates.%s.backoff: entries must be delays, not mappings",
+                    tpl_cur(y)->name);
     }
     return SC_EINVAL;
 }
@@ -475,8 +689,37 @@ on_sequence_start(struct yload *y, const yaml_event_t *ev)
             return fail(y, line, "classifier.rules[%zu].%s: expected text", y->nrules - 1,
                         rule_part_names[y->part]);
         return fail(y, line, "mapping keys must be plain text");
+    case FR_TEMPLATES:
+        if (!fr->want_value)
+            return fail(y, line, "mapping keys must be plain text");
+        return fail(y, line, "templates.%s: expected a mapping %s", tpl_cur(y)->name, TPL_SHAPE);
+    case FR_TEMPLATE:
+        if (!fr->want_value)
+            return fail(y, line, "mapping keys must be plain text");
+        if (y->tpart != TP_BACKOFF)
+            return fail(y, line, "templates.%s.%s: expected text", tpl_cur(y)->name,
+                        tpl_part_names[y->tpart]);
+        fr->want_value = false;
+        memset(&y->tdelays, 0, sizeof(y->tdelays));
+        return push(y, line, FR_TBACKOFF);
+    case FR_TBACKOFF:
+        return fail(y, line, "templates.%s.backoff: entries must be delays, not lists",
+                    tpl_cur(y)->name);
     }
     return SC_EINVAL;
+}
+
+static void
+tpls_drop(struct yload *y)
+{
+    for (size_t i = 0; i < y->ntpls; i++) {
+        free(y->tpls[i].name);
+        free(y->tpls[i].backoff);
+        free(y->tpls[i].retry_subject);
+    }
+    free(y->tpls);
+    y->tpls = NULL;
+    y->ntpls = y->captpls = 0;
 }
 
 static void
@@ -533,6 +776,17 @@ on_end(struct yload *y, const yaml_event_t *ev)
                 return fail(y, line, "classifier.rules[%zu]: missing %s", y->nrules - 1,
                             rule_part_names[i]);
         }
+        break;    case FR_TEMPLATES:
+        config_templates_replace(y->cfg, y->tpls, y->ntpls);
+        y->tpls = NULL;
+        y->ntpls = y->captpls = 0;
+        break;
+    case FR_TEMPLATE: break;
+    case FR_TBACKOFF:
+        if (y->tdelays.n == 0)
+            return fail(y, line, "templates.%s.backoff: empty, give 1-%d delays", tpl_cur(y)->name,
+                        SC_DELAYS_MAX);
+        tpl_set_backoff(y, &y->tdelays);
         break;
     }
     y->depth--;
@@ -617,6 +871,7 @@ done:
     if (y != NULL) {
         list_drop(y);
         rules_drop(y);
+        tpls_drop(y);
         free(y);
     }
     return s;

@@ -171,11 +171,12 @@ struct dlq_attempt {
 #define DLQ_TS_ERROR 0x04u
 #define DLQ_TS_ERROR_TYPE 0x08u
 #define DLQ_TS_RULE 0x10u
+#define DLQ_TS_BACKOFF 0x20u
 
 /*
  * One dead-lettered task. Owned by the queue. The task, its id and (when it
  * fits the room reserved at dlq_queue_add_room()) its payload are one
- * allocation; subject, retry_subject, error, error_type and rule_id are
+ * allocation; subject, retry_subject, error, error_type, rule_id and backoff are
  * pooled (see pooled) or owned; every other pointer field is owned by the
  * task. Times are wall-clock ms since the epoch, 0 meaning "none". The
  * wheel entry serves two purposes: while pending it is the due time of the
@@ -218,6 +219,9 @@ struct dlq_task {
     char *error;
     char *error_type;                   /* NULL when absent */
     char *rule_id;                      /* classifier rule, or "envelope" */
+    char *backoff;                      /* the task's own delay list (an envelope's backoff or its
+                                           template's) as policy_delays_format() writes it,
+                                           shared through the pool; NULL: none */
     char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
     char *metadata;                     /* MessagePack map bytes or NULL */
     char *repos;                        /* MessagePack array bytes or NULL */
@@ -227,6 +231,7 @@ struct dlq_task {
     uint8_t policy;                     /* policy_retry */
     uint8_t status;                     /* dlq_task_status */
     uint8_t pooled;                     /* DLQ_TS_* bits */
+    uint8_t priority;                   /* policy_priority: which due-time wheel holds it */
     bool policy_override;               /* the envelope chose the policy */
     bool max_retries_own;               /* max_retries came from an envelope or an operator, not
                                            default_max_retries (which a SIGHUP may change) */
@@ -445,6 +450,18 @@ size_t dlq_queue_active(const struct dlq_queue *q);
 void dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const char *p,
                      size_t len);
 /*
+ * dlq_task_delays() finds t's delay list (issue 17) in the order of
+ * precedence: its own (t->backoff: from its envelope or template), else the
+ * configuration's for its failure subject, else for its category
+ * (config_delays_for()). Sets *out and returns "task", "subject" or
+ * "category" (static), or returns NULL when none applies and the policy's
+ * formula does. Reads cfg as it is now (a SIGHUP's lists apply to every
+ * task without one of its own). Loop thread.
+ */
+const char *dlq_task_delays(const struct config *cfg, const struct dlq_task *t,
+                            struct policy_delays *out);
+
+/*
  * dlq_task_set_payload() sets t's payload to a copy of the len bytes at p,
  * in the task's own allocation when they fit its room. Loop thread.
  */
@@ -488,6 +505,7 @@ struct dlq_counters {
     uint64_t payload_missing; /* of them, tasks filed without their original (gone) */
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
     uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
+    uint64_t dispatched[POLICY_PRIO_COUNT]; /* attempts published, by the task's priority */
 };
 
 
@@ -645,7 +663,9 @@ struct dlq_machine {
     size_t hdr_base;                      /* dlq_retry_headers_max() of an empty id and subject: the
                                              id adds 2 x its length, the subject its length */
     struct dlq_ports ports;
-    struct dlq_wheel *wheel;               /* due times of pending tasks (rate-limited) */
+    struct dlq_wheel *wheels[POLICY_PRIO_COUNT]; /* due times of pending tasks, one wheel per
+                                                     priority (rate-limited, shared 6:3:1) */
+    int64_t credit[POLICY_PRIO_COUNT];    /* smooth weighted round robin between the wheels */
     struct dlq_wheel *twheel;              /* reply timeouts of retrying tasks */
     struct dlq_flight *flights;
     uint32_t flights_cap, flights_used, free_head;
@@ -676,10 +696,21 @@ void dlq_machine_destroy(struct dlq_machine *m);
  * on the wall clock): reply timeouts always, due retries unless run_due is
  * false (paused or stopping: due tasks stay due, keeping their
  * next_retry_at), at most cfg->retry_max_per_second (a token bucket of two
- * ticks) and up to cfg->retry_max_in_flight outstanding. Loop thread, once
- * a tick.
+ * ticks) and up to cfg->retry_max_in_flight outstanding. When those limits
+ * leave room for fewer retries than are due, the priorities share it 6:3:1
+ * (high:normal:low, policy_priority_weights) among those with due tasks.
+ * Loop thread, once a tick.
  */
 void dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due);
+
+/*
+ * dlq_machine_scheduled() is the number of pending tasks with a due time
+ * (all priorities); dlq_machine_next_due() the earliest of them as
+ * dlq_wheel_next_due() says it (monotonic ms; INT64_MAX when none). Loop
+ * thread.
+ */
+size_t dlq_machine_scheduled(const struct dlq_machine *m);
+int64_t dlq_machine_next_due(const struct dlq_machine *m);
 
 /*
  * dlq_machine_flight() returns the task whose retry went out in slot idx

@@ -10,6 +10,9 @@
 struct intake {
     const struct dlq_failure *f;
     const struct codec_envelope *env;
+    const struct config_template *tpl; /* the template the envelope names, or NULL */
+    policy_priority prio;              /* the envelope's, else its template's, else priority.subjects' */
+    bool own_prio;                     /* prio came from the envelope or its template */
     bool has_override;
     policy_retry override;
     policy_category cat;
@@ -95,9 +98,13 @@ retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why,
 static void
 resolve_retry_subject(struct dlq_machine *m, struct intake *in)
 {
-    const struct codec_envelope *env = in->env;
+    struct codec_str want = in->env->retry_subject; /* the envelope's, else its template's */
     char *rs = in->rs;
 
+    if (!want.ptr && in->tpl && in->tpl->retry_subject) {
+        want.ptr = in->tpl->retry_subject;
+        want.len = strlen(want.ptr);
+    }
     if (in->f->payload_missing) {
         /* Nothing to send: filed parked, so that an operator sees it (DESIGN section 16). */
         snprintf(in->why, sizeof(in->why), "payload_missing: %s",
@@ -106,14 +113,13 @@ resolve_retry_subject(struct dlq_machine *m, struct intake *in)
         in->rs_ok = false;
         return;
     }
-    if (env->retry_subject.ptr) {
-        size_t n = env->retry_subject.len < RS_MAX - 1 ? env->retry_subject.len : RS_MAX - 1;
-        memcpy(rs, env->retry_subject.ptr, n);
+    if (want.ptr) {
+        size_t n = want.len < RS_MAX - 1 ? want.len : RS_MAX - 1;
+        memcpy(rs, want.ptr, n);
         rs[n] = '\0';
-        in->rs_ok = env->retry_subject.len < RS_MAX &&
-                    retry_subject_ok(m->cfg, env->retry_subject.ptr, env->retry_subject.len,
-                                     in->why, sizeof(in->why));
-        if (env->retry_subject.len >= RS_MAX)
+        in->rs_ok = want.len < RS_MAX &&
+                    retry_subject_ok(m->cfg, want.ptr, want.len, in->why, sizeof(in->why));
+        if (want.len >= RS_MAX)
             snprintf(in->why, sizeof(in->why), "retry_subject refused: longer than %d bytes",
                      RS_MAX - 1);
     } else if (!expand_template(m->cfg->retry_subject_template, in->f->service, rs, RS_MAX)) {
@@ -124,7 +130,7 @@ resolve_retry_subject(struct dlq_machine *m, struct intake *in)
     } else {
         in->rs_ok = retry_subject_ok(m->cfg, rs, strlen(rs), in->why, sizeof(in->why));
     }
-    if (!in->rs_ok && env->retry_subject.ptr == NULL)
+    if (!in->rs_ok && want.ptr == NULL)
         rs[0] = '\0';
 }
 
@@ -182,12 +188,38 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
     }
     m->c.unknown_keys += env->unknown_keys;
     out->unknown_keys = env->unknown_keys;
+    if (env->template_name.ptr) {
+        in->tpl = config_template_find(m->cfg, env->template_name.ptr, env->template_name.len);
+        if (!in->tpl) {
+            out->verdict = DLQ_IN_INVALID;
+            out->reason = "unknown_template";
+            snprintf(out->why, sizeof(out->why), "template: '%.*s' is not a configured template",
+                     (int)(env->template_name.len > 64 ? 64 : env->template_name.len),
+                     env->template_name.ptr);
+            return false;
+        }
+    }
+    in->own_prio = true;
+    if (env->priority.ptr) {
+        if (policy_priority_parse(env->priority.ptr, env->priority.len, &in->prio)) {
+            decide_no(out, DLQ_IN_INVALID, "bad_value", "priority: not one of high, normal, low");
+            return false;
+        }
+    } else if (in->tpl && in->tpl->has_priority) {
+        in->prio = in->tpl->priority;
+    } else {
+        in->own_prio = false;
+        in->prio = config_priority_for(m->cfg, in->f->subject, strlen(in->f->subject));
+    }
     if (env->retry_policy.ptr) {
         if (policy_retry_parse(env->retry_policy.ptr, env->retry_policy.len, &in->override)) {
             decide_no(out, DLQ_IN_INVALID, "bad_value",
                       "retry_policy: not one of never, linear, exponential, immediate");
             return false;
         }
+        in->has_override = true;
+    } else if (in->tpl && in->tpl->has_policy) {
+        in->override = in->tpl->policy; /* the template's, unless the envelope says */
         in->has_override = true;
     }
     return true;
@@ -265,6 +297,27 @@ reopen(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
 }
 
+/*
+ * Sets t's priority. A task waiting in its priority's wheel moves to the new
+ * one with its due time kept (an entry must leave the wheel that holds it).
+ */
+static void
+set_priority(struct dlq_machine *m, struct dlq_task *t, policy_priority p, int64_t now)
+{
+    int64_t left;
+
+    if (t->priority == (uint8_t)p)
+        return;
+    if (t->status != DLQ_TASK_PENDING || !dlq_wheel_entry_scheduled(&t->timer)) {
+        t->priority = (uint8_t)p;
+        return;
+    }
+    dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
+    t->priority = (uint8_t)p;
+    left = t->next_retry_at > now ? t->next_retry_at - now : 0;
+    dlq_wheel_schedule(m->wheels[p], &t->timer, m->now_mono + left);
+}
+
 /* Copies the envelope into t: the record part of a failure, whatever t's status. */
 static void
 fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fresh, bool reopened,
@@ -273,14 +326,19 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     const struct codec_envelope *env = in->env;
     struct dlq_queue *q = &m->q;
 
+    bool has_max = env->has_max_retries || (in->tpl && in->tpl->has_max_retries);
+    int max = env->has_max_retries ? env->max_retries : in->tpl ? in->tpl->max_retries : 0;
+
     if (fresh || reopened) {
         t->first_failed_at = env->has_failed_at ? env->failed_at_ms : now;
-        t->max_retries = env->has_max_retries ? env->max_retries : m->cfg->default_max_retries;
-        t->max_retries_own = env->has_max_retries; /* else it follows default_max_retries */
-    } else if (env->has_max_retries) {
-        t->max_retries = env->max_retries;
+        t->max_retries = has_max ? max : m->cfg->default_max_retries;
+        t->max_retries_own = has_max; /* else it follows default_max_retries */
+    } else if (has_max) {
+        t->max_retries = max;
         t->max_retries_own = true;
     }
+    if (in->own_prio || fresh || reopened) /* a repeat without one keeps the task's */
+        set_priority(m, t, in->prio, now);
     dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
     dlq_task_set_payload(t, env->task.ptr, env->task.len);
     dlq_task_set_str(q, t, DLQ_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
@@ -297,6 +355,20 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     dlq_task_account(q, t);
     dlq_queue_set_class(q, t, in->cat, (policy_retry)t->policy);
     dlq_task_set_str(q, t, DLQ_TS_RULE, in->rule, strlen(in->rule));
+    if (env->backoff_n > 0) {
+        /* Its own delay list, kept as text in the string pool: tasks that share a list share one copy. */
+        struct policy_delays dl = {.n = env->backoff_n};
+        char text[POLICY_DELAYS_TEXT_MAX];
+        size_t n;
+
+        memcpy(dl.ms, env->backoff_ms, env->backoff_n * sizeof(dl.ms[0]));
+        n = policy_delays_format(&dl, text, sizeof(text));
+        dlq_task_set_str(q, t, DLQ_TS_BACKOFF, text, n);
+    } else if (in->tpl && in->tpl->backoff) {
+        dlq_task_set_str(q, t, DLQ_TS_BACKOFF, in->tpl->backoff, strlen(in->tpl->backoff));
+    } else if (fresh || reopened) {
+        dlq_task_set_str(q, t, DLQ_TS_BACKOFF, NULL, 0); /* a new episode starts without one */
+    }
     if (in->has_override) {
         dlq_queue_set_class(q, t, (policy_category)t->category, in->override);
         t->policy_override = true;
@@ -342,7 +414,7 @@ repeated(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t n
         bool keep = !t->parked && in->rs_ok && t->policy != POLICY_NEVER &&
                     t->retry_count < t->max_retries && dlq_wheel_entry_scheduled(&t->timer);
         if (!in->rs_ok) {
-            dlq_wheel_cancel(m->wheel, &t->timer);
+            dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
             dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
             dlq_set_str(&t->park_reason, in->why, strlen(in->why));
             t->next_retry_at = 0;

@@ -44,7 +44,7 @@ dlq_int(struct dlq_machine *m, int64_t v)
 static struct dlq_wheel *
 wheel_of(struct dlq_machine *m, const struct dlq_task *t)
 {
-    return t->status == DLQ_TASK_RETRYING ? m->twheel : m->wheel;
+    return t->status == DLQ_TASK_RETRYING ? m->twheel : m->wheels[t->priority % POLICY_PRIO_COUNT];
 }
 
 static void
@@ -138,7 +138,7 @@ schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t
     if (t->status != DLQ_TASK_PENDING || t->parked)
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
-    dlq_wheel_schedule(m->wheel, &t->timer, m->now_mono + delay_ms);
+    dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer, m->now_mono + delay_ms);
     m->ports.changed(m->ports.ctx, t);
 }
 
@@ -156,9 +156,19 @@ exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
     m->ports.event(m->ports.ctx, "exhausted", t, t->retry_count, NULL);
 }
 
+const char *
+dlq_task_delays(const struct config *cfg, const struct dlq_task *t, struct policy_delays *out)
+{
+    if (t->backoff && policy_delays_parse(t->backoff, strlen(t->backoff), out, NULL, 0) == SC_OK)
+        return "task";
+    return config_delays_for(cfg, t->subject, t->subject ? strlen(t->subject) : 0,
+                             (policy_category)t->category, out);
+}
+
 void
 dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
+    struct policy_delays dl;
     int64_t delay;
 
     if (!t->retry_subject) {
@@ -178,8 +188,12 @@ dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
         dlq_park(m, t, why, (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1);
         return;
     }
-    delay = policy_backoff_delay(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1,
-                                 m->ports.rand, m->ports.ctx);
+    if (dlq_task_delays(m->cfg, t, &dl))
+        delay = policy_delays_delay(&dl, (int64_t)t->retry_count + 1, m->cfg->backoff.jitter,
+                                    m->ports.rand, m->ports.ctx);
+    else
+        delay = policy_backoff_delay(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1,
+                                     m->ports.rand, m->ports.ctx);
     if (delay < 0)
         delay = 0;
     schedule_in(m, t, delay, now_wall);
@@ -189,7 +203,10 @@ dlq_schedule_next(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 static void
 defer(struct dlq_machine *m, struct dlq_task *t, const char *why, int64_t now)
 {
-    int64_t base = policy_backoff_raw(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1);
+    struct policy_delays dl;
+    int64_t base = dlq_task_delays(m->cfg, t, &dl)
+                       ? policy_delays_raw(&dl, (int64_t)t->retry_count + 1)
+                       : policy_backoff_raw(&m->cfg->backoff, t->policy, (int64_t)t->retry_count + 1);
     int64_t cap = m->cfg->backoff.max_delay_ms < DEFER_CAP_MS ? m->cfg->backoff.max_delay_ms
                                                               : DEFER_CAP_MS;
     int64_t delay;
@@ -408,6 +425,7 @@ dispatch(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
     m->c.attempts++;
+    m->c.dispatched[t->priority % POLICY_PRIO_COUNT]++;
     dlq_wheel_schedule(m->twheel, &t->timer, m->now_mono + m->cfg->retry_timeout_ms);
     dlq_log(m, DLQ_LOG_DEBUG, "retry published", "task_id", t->id, "attempt", h.attempt,
             "subject", t->retry_subject, NULL);
@@ -435,7 +453,8 @@ on_due(struct dlq_wheel_entry *e, void *ctx)
     }
     if (!rc->m->ports.may_dispatch(rc->m->ports.ctx, t)) {
         /* Cluster mode: no valid lease on its partition right now. Held, unchanged. */
-        dlq_wheel_schedule(rc->m->wheel, &t->timer, rc->m->now_mono + DLQ_HOLD_MS);
+        dlq_wheel_schedule(rc->m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer,
+                           rc->m->now_mono + DLQ_HOLD_MS);
         return;
     }
     dispatch(rc->m, t, rc->now_wall);
@@ -466,6 +485,66 @@ on_timeout(struct dlq_wheel_entry *e, void *ctx)
     dlq_attempt_failed(m, t, DLQ_OUT_TIMEOUT, "retry timed out", 15, rc->now_wall);
 }
 
+/*
+ * Fires up to budget due tasks from the priority wheels. While only one
+ * wheel has due tasks it fires alone. Otherwise each retry goes to the
+ * wheel picked by a smooth weighted round robin of policy_priority_weights
+ * (6:3:1) among the wheels with due tasks: every pick adds each such
+ * wheel's weight to its credit, the largest credit wins and gives back the
+ * sum. Ten retries out of a backlog of all three go 6 high, 3 normal, 1
+ * low, interleaved, so no level waits behind another's backlog. A wheel
+ * with nothing due keeps no credit. Returns how many fired.
+ */
+static size_t
+run_due_wheels(struct dlq_machine *m, int64_t now_mono, size_t budget, struct run_ctx *rc)
+{
+    bool due[POLICY_PRIO_COUNT];
+    size_t fired = 0;
+    int ndue = 0, only = 0;
+
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++) {
+        due[p] = dlq_wheel_next_due(m->wheels[p]) <= now_mono;
+        if (due[p]) {
+            ndue++;
+            only = p;
+        } else {
+            m->credit[p] = 0;
+        }
+    }
+    while (fired < budget && ndue > 0) {
+        int64_t total = 0;
+        int pick = -1;
+        size_t f;
+
+        if (ndue == 1)
+            return fired + dlq_wheel_run(m->wheels[only], now_mono, budget - fired, on_due, rc);
+        for (int p = 0; p < POLICY_PRIO_COUNT; p++) {
+            if (!due[p])
+                continue;
+            m->credit[p] += policy_priority_weights[p];
+            total += policy_priority_weights[p];
+            if (pick < 0 || m->credit[p] > m->credit[pick])
+                pick = p;
+        }
+        f = dlq_wheel_run(m->wheels[pick], now_mono, 1, on_due, rc);
+        if (f == 0) { /* nothing due after all (a cancelled entry): undo this round's credit */
+            for (int p = 0; p < POLICY_PRIO_COUNT; p++)
+                if (due[p])
+                    m->credit[p] -= policy_priority_weights[p];
+            due[pick] = false;
+            m->credit[pick] = 0;
+            ndue--;
+            for (int p = 0; p < POLICY_PRIO_COUNT; p++)
+                if (due[p])
+                    only = p;
+            continue;
+        }
+        m->credit[pick] -= total;
+        fired += f;
+    }
+    return fired;
+}
+
 void
 dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due)
 {
@@ -492,9 +571,32 @@ dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool 
     if (budget > room)
         budget = room;
     if (budget > 0) {
-        fired = dlq_wheel_run(m->wheel, now_mono, budget, on_due, &rc);
+        fired = run_due_wheels(m, now_mono, budget, &rc);
         m->tokens -= (double)fired;
     }
+}
+
+size_t
+dlq_machine_scheduled(const struct dlq_machine *m)
+{
+    size_t n = 0;
+
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++)
+        n += dlq_wheel_count(m->wheels[p]);
+    return n;
+}
+
+int64_t
+dlq_machine_next_due(const struct dlq_machine *m)
+{
+    int64_t due = INT64_MAX;
+
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++) {
+        int64_t d = dlq_wheel_next_due(m->wheels[p]);
+        if (d < due)
+            due = d;
+    }
+    return due;
 }
 
 struct dlq_task *
@@ -644,7 +746,8 @@ dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status s
         int64_t due = t->next_retry_at ? t->next_retry_at - now : 0;
         if (!t->next_retry_at)
             t->next_retry_at = now;
-        dlq_wheel_schedule(m->wheel, &t->timer, now_mono + (due > 0 ? due : 0));
+        dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer,
+                           now_mono + (due > 0 ? due : 0));
     } else {
         dlq_queue_set_status(&m->q, t, st, false);
         t->next_retry_at = 0;
@@ -706,7 +809,8 @@ dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classi
     dlq_queue_init(&m->q, (size_t)cfg->history_max);
     m->reply_prefix = reply_prefix;
     m->ports = *ports;
-    m->wheel = dlq_wheel_new(cfg->timer_tick_ms, now_mono);
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++)
+        m->wheels[p] = dlq_wheel_new(cfg->timer_tick_ms, now_mono);
     m->twheel = dlq_wheel_new(cfg->timer_tick_ms, now_mono);
     m->last_run_mono = now_mono;
     m->now_mono = now_mono;
@@ -717,10 +821,13 @@ dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classi
 void
 dlq_machine_destroy(struct dlq_machine *m)
 {
-    dlq_wheel_free(m->wheel);
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++) {
+        dlq_wheel_free(m->wheels[p]);
+        m->wheels[p] = NULL;
+    }
     dlq_wheel_free(m->twheel);
     free(m->flights);
-    m->wheel = m->twheel = NULL;
+    m->twheel = NULL;
     m->flights = NULL;
     dlq_queue_destroy(&m->q);
 }

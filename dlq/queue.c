@@ -168,6 +168,8 @@ task_field(struct dlq_task *t, unsigned which)
         return &t->error;
     case DLQ_TS_ERROR_TYPE:
         return &t->error_type;
+    case DLQ_TS_BACKOFF:
+        return &t->backoff;
     default:
         return &t->rule_id;
     }
@@ -256,7 +258,7 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
         pool_put(q, t->hist[(t->hist_head + i) % t->hist_alloc].error);
     if (t->hist != inline_hist(t))
         free(t->hist);
-    for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_RULE; which <<= 1) {
+    for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_BACKOFF; which <<= 1) {
         char **f = task_field(t, which);
         if (t->pooled & which)
             pool_put(q, *f);
@@ -427,6 +429,7 @@ dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
     t->created_at = now_wall;
     t->updated_at = now_wall;
     t->episode = 1;
+    t->priority = POLICY_PRIO_NORMAL;
     dlq_queue_new_episode(q, t, now_wall);
     if ((q->count + 1) * 2 > q->nslots)
         grow(q);

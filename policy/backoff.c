@@ -1,7 +1,9 @@
-/* backoff.c - retry delays: immediate, linear and exponential backoff, capped without overflow, then jittered. */
+/* backoff.c - retry delays: immediate, linear and exponential backoff or an explicit delay list, capped without overflow, then jittered. */
 #include "policy.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 
 void
 policy_backoff_default(struct policy_backoff *b)
@@ -123,29 +125,22 @@ round_i64(double x)
 }
 
 /*
- * The jitter is applied as an offset: only d * jitter * (2u - 1) goes through
+ * jittered() is d (ms; -1 or 0 returned as they are) varied by a uniform
+ * factor in [1 - j, 1 + j] and clamped to [0, cap]. The jitter is applied
+ * as an offset: only d * jitter * (2u - 1) goes through
  * a double, and it is added to the exact integer d with a saturating add.
  * So jitter 0 returns d exactly, and the precision lost when d > 2^53 is a
  * few ms of the offset, never a value above the cap (the result is clamped).
  */
-int64_t
-policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
-                     policy_rand_fn rnd, void *ctx)
+static int64_t
+jittered(int64_t d, int64_t cap, double j, policy_rand_fn rnd, void *ctx)
 {
-    struct policy_backoff def;
-    int64_t d, cap, off, r;
+    int64_t off, r;
     uint64_t bits;
-    double j, u;
+    double u;
 
-    if (b == NULL) {
-        policy_backoff_default(&def);
-        b = &def;
-    }
-    d = policy_backoff_raw(b, p, n);
     if (d <= 0) /* never (-1) or a zero delay: nothing to jitter */
         return d;
-    cap = nonneg(b->max_delay_ms);
-    j = b->jitter;
     if (!(j > 0.0)) /* also NaN */
         return d;
     if (j > 1.0)
@@ -164,4 +159,112 @@ policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
     if (r > cap)
         r = cap;
     return r;
+}
+
+int64_t
+policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
+                     policy_rand_fn rnd, void *ctx)
+{
+    struct policy_backoff def;
+
+    if (b == NULL) {
+        policy_backoff_default(&def);
+        b = &def;
+    }
+    return jittered(policy_backoff_raw(b, p, n), nonneg(b->max_delay_ms), b->jitter, rnd, ctx);
+}
+
+/* ---- delay lists ------------------------------------------------------------------------------ */
+
+/* A separator between the delays of a list's text: a comma or a blank. */
+static bool
+is_sep(char c)
+{
+    return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+sc_status
+policy_delays_parse(const char *s, size_t len, struct policy_delays *out, char *err,
+                    size_t errlen)
+{
+    struct policy_delays d = {0};
+    size_t i = 0;
+
+    if (err && errlen)
+        err[0] = '\0';
+    while (s && i < len) {
+        size_t a;
+        int64_t ms = 0;
+        sc_status st;
+
+        while (i < len && is_sep(s[i]))
+            i++;
+        if (i == len)
+            break;
+        a = i;
+        while (i < len && !is_sep(s[i]))
+            i++;
+        if (d.n == SC_DELAYS_MAX) {
+            if (err)
+                snprintf(err, errlen, "more than %d delays", SC_DELAYS_MAX);
+            return SC_EINVAL;
+        }
+        st = sc_parse_duration_ms(s + a, i - a, &ms);
+        if (st != SC_OK || ms < 1 || ms > SC_DELAY_MAX_MS) {
+            if (err)
+                snprintf(err, errlen, "entry %u: '%.*s' %s", d.n, (int)(i - a > 40 ? 40 : i - a),
+                         s + a,
+                         st == SC_EPROTO ? "is not a delay (500ms, 10s, 1m, 2h, 7d; a bare integer is ms)"
+                                         : "is out of range 1ms-7d");
+            return SC_EINVAL;
+        }
+        d.ms[d.n++] = ms;
+    }
+    if (d.n == 0) {
+        if (err)
+            snprintf(err, errlen, "no delay given");
+        return SC_EINVAL;
+    }
+    *out = d;
+    return SC_OK;
+}
+
+size_t
+policy_delays_format(const struct policy_delays *d, char *out, size_t outlen)
+{
+    size_t len = 0;
+
+    if (outlen)
+        out[0] = '\0';
+    for (uint32_t i = 0; d && i < d->n && i < SC_DELAYS_MAX; i++) {
+        int k = snprintf(out + len, outlen > len ? outlen - len : 0, "%s%" PRId64, i ? "," : "",
+                         d->ms[i]);
+        if (k < 0)
+            break;
+        len += (size_t)k;
+        if (len >= outlen) {
+            if (outlen)
+                out[outlen - 1] = '\0';
+            len = outlen ? outlen - 1 : 0;
+            break;
+        }
+    }
+    return len;
+}
+
+int64_t
+policy_delays_raw(const struct policy_delays *d, int64_t n)
+{
+    if (!d || d->n == 0 || d->n > SC_DELAYS_MAX)
+        return -1;
+    if (n < 1)
+        n = 1;
+    return d->ms[n > (int64_t)d->n ? d->n - 1 : (uint32_t)(n - 1)];
+}
+
+int64_t
+policy_delays_delay(const struct policy_delays *d, int64_t n, double jitter, policy_rand_fn rnd,
+                    void *ctx)
+{
+    return jittered(policy_delays_raw(d, n), SC_DELAY_MAX_MS, jitter, rnd, ctx);
 }

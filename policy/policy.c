@@ -1,4 +1,4 @@
-/* policy.c - the name tables of the policy enums, default retry policies and ingest decisions. */
+/* policy.c - the name tables of the policy enums (priorities too), default retry policies and ingest decisions. */
 #include "policy.h"
 
 const char *const policy_category_names[POLICY_CAT_COUNT + 1] = {
@@ -30,6 +30,15 @@ const char *const policy_strategy_names[POLICY_STRATEGY_COUNT + 1] = {
     [POLICY_STRATEGY_DISABLED] = "disabled",
     [POLICY_STRATEGY_COUNT] = NULL,
 };
+
+const char *const policy_priority_names[POLICY_PRIO_COUNT + 1] = {
+    [POLICY_PRIO_HIGH] = "high",
+    [POLICY_PRIO_NORMAL] = "normal",
+    [POLICY_PRIO_LOW] = "low",
+    [POLICY_PRIO_COUNT] = NULL,
+};
+
+const int policy_priority_weights[POLICY_PRIO_COUNT] = {6, 3, 1};
 
 const char *const policy_match_field_names[POLICY_MATCH_COUNT + 1] = {
     [POLICY_MATCH_ANY] = "any",
@@ -160,4 +169,23 @@ policy_should_store(policy_strategy s, policy_retry effective, bool enqueue)
     default:
         return false;
     }
+}
+
+const char *
+policy_priority_name(policy_priority p)
+{
+    if ((int)p < 0 || p >= POLICY_PRIO_COUNT)
+        return "unknown";
+    return policy_priority_names[p];
+}
+
+sc_status
+policy_priority_parse(const char *s, size_t len, policy_priority *out)
+{
+    int i = lookup(policy_priority_names, POLICY_PRIO_COUNT, s, len);
+
+    if (i < 0 || out == NULL)
+        return SC_EINVAL;
+    *out = (policy_priority)i;
+    return SC_OK;
 }

@@ -34,6 +34,27 @@ typedef enum {
 } policy_strategy;
 
 /*
+ * Retry priorities (issue 17): when retry.max_in_flight or
+ * retry.max_per_second hold retries back, high goes before normal before
+ * low in a 6:3:1 share (no level starves).
+ */
+typedef enum {
+    POLICY_PRIO_HIGH = 0,
+    POLICY_PRIO_NORMAL,
+    POLICY_PRIO_LOW,
+    POLICY_PRIO_COUNT
+} policy_priority;
+
+/*
+ * policy_priority_names[p] is p's name ("high", "normal", "low");
+ * [POLICY_PRIO_COUNT] is NULL. policy_priority_weights[p] is p's share of
+ * the retries dispatched while a limit holds some back (6, 3, 1). Static,
+ * read-only; any thread.
+ */
+extern const char *const policy_priority_names[POLICY_PRIO_COUNT + 1];
+extern const int policy_priority_weights[POLICY_PRIO_COUNT];
+
+/*
  * Name <-> value. *_name() returns a static lower-case name ("network",
  * "exponential", "selective"), or "unknown". *_parse() matches len bytes at s
  * case-insensitively, sets *out and returns SC_OK, or returns SC_EINVAL and
@@ -45,6 +66,8 @@ const char *policy_retry_name(policy_retry p);
 sc_status policy_retry_parse(const char *s, size_t len, policy_retry *out);
 const char *policy_strategy_name(policy_strategy s);
 sc_status policy_strategy_parse(const char *s, size_t len, policy_strategy *out);
+const char *policy_priority_name(policy_priority p);
+sc_status policy_priority_parse(const char *s, size_t len, policy_priority *out);
 
 /*
  * The name tables behind those functions, the one copy of each (config/
@@ -185,5 +208,55 @@ int64_t policy_backoff_raw(const struct policy_backoff *b, policy_retry p, int64
  */
 int64_t policy_backoff_delay(const struct policy_backoff *b, policy_retry p, int64_t n,
                              policy_rand_fn rnd, void *ctx);
+
+/*
+ * A backoff delay list (issue 17): delays before attempts 1, 2, ... n; the
+ * last one repeats for every later attempt. n is 0 (no list: the policy's
+ * formula applies) to SC_DELAYS_MAX; each delay is in [1, SC_DELAY_MAX_MS] ms.
+ */
+struct policy_delays {
+    uint32_t n;
+    int64_t ms[SC_DELAYS_MAX];
+};
+
+/* Longest text policy_delays_format() writes: 32 x "604800000," plus the NUL. */
+#define POLICY_DELAYS_TEXT_MAX 384
+
+/*
+ * policy_delays_parse() reads len bytes at s as delays separated by commas
+ * and/or blanks ("1s, 10s 1m,10m"; each as sc_parse_duration_ms(): a bare
+ * integer is ms). Sets *out and returns SC_OK; returns SC_EINVAL for no
+ * delay at all, more than SC_DELAYS_MAX, text that is no duration or a
+ * delay outside 1 ms - 7 d; err (errlen bytes, may be NULL) then says which
+ * entry ("entry 3: '0s' is out of range 1ms-7d", entries counted from 0).
+ * Any thread.
+ */
+sc_status policy_delays_parse(const char *s, size_t len, struct policy_delays *out, char *err,
+                              size_t errlen);
+
+/*
+ * policy_delays_format() writes d as integer ms joined by "," ("1000,10000")
+ * into out (outlen bytes, NUL-terminated; POLICY_DELAYS_TEXT_MAX always
+ * suffices) and returns the length without the NUL. This is the form a task
+ * keeps, and policy_delays_parse() reads it back. Any thread.
+ */
+size_t policy_delays_format(const struct policy_delays *d, char *out, size_t outlen);
+
+/*
+ * policy_delays_raw() is the delay in ms before attempt n (n < 1 taken as 1)
+ * with no jitter: d->ms[n - 1], or the last delay once n passes d->n.
+ * Returns -1 when d is NULL or empty. Any thread.
+ */
+int64_t policy_delays_raw(const struct policy_delays *d, int64_t n);
+
+/*
+ * policy_delays_delay() is policy_delays_raw() jittered by a uniform factor
+ * in [1 - jitter, 1 + jitter] (jitter as struct policy_backoff's: clamped to
+ * [0, 1]; rnd as policy_backoff_delay()), then clamped to
+ * [0, SC_DELAY_MAX_MS]. backoff.max_delay_ms does not cap a list: its
+ * delays are explicit. Returns -1 when d is NULL or empty. Any thread.
+ */
+int64_t policy_delays_delay(const struct policy_delays *d, int64_t n, double jitter,
+                            policy_rand_fn rnd, void *ctx);
 
 #endif

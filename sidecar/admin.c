@@ -487,15 +487,23 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
 static void
 stats_retry_processor(struct sc_daemon *d, struct sc_jw *w)
 {
-    int64_t next_due = 0, due_mono = dlq_wheel_next_due(d->m.wheel);
+    int64_t next_due = 0, due_mono = dlq_machine_next_due(&d->m);
 
     if (due_mono != INT64_MAX)
         next_due = due_mono + (d->started_wall - d->started_mono);
     sc_jw_open(w, "retry_processor", '{');
     sc_jw_bool(w, "enabled", !d->paused);
-    sc_jw_int(w, "scheduled", (int64_t)dlq_wheel_count(d->m.wheel));
+    sc_jw_int(w, "scheduled", (int64_t)dlq_machine_scheduled(&d->m));
     sc_jw_int(w, "in_flight", (int64_t)d->m.inflight);
     sc_jw_time(w, "next_due_at", next_due);
+    sc_jw_open(w, "priorities", '{'); /* issue 17: waiting and sent, per priority */
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++) {
+        sc_jw_open(w, policy_priority_names[p], '{');
+        sc_jw_int(w, "scheduled", (int64_t)dlq_wheel_count(d->m.wheels[p]));
+        sc_jw_uint(w, "dispatched", d->m.c.dispatched[p]);
+        sc_jw_close(w, '}');
+    }
+    sc_jw_close(w, '}');
     redrive_json(d, w);
     sc_jw_close(w, '}');
 }
@@ -583,6 +591,29 @@ admin_stats(struct admin_req *r)
 }
 
 /*
+ * get's view of t's delays (issue 17): "backoff_ms", the delay list that
+ * times its retries (null: the policy's formula), and "backoff_source":
+ * "task" (its envelope's or template's), "subject", "category" or "policy".
+ */
+static void
+task_json_delays(struct sc_daemon *d, struct sc_jw *w, const struct dlq_task *t)
+{
+    struct policy_delays dl;
+    const char *src = dlq_task_delays(d->cfg, t, &dl);
+
+    if (src) {
+        sc_jw_open(w, "backoff_ms", '[');
+        for (uint32_t i = 0; i < dl.n; i++)
+            sc_jw_int(w, NULL, dl.ms[i]);
+        sc_jw_close(w, ']');
+    } else {
+        sc_jw_key(w, "backoff_ms");
+        sc_jw_raw(w, "null", 4);
+    }
+    sc_jw_str(w, "backoff_source", src ? src : "policy");
+}
+
+/*
  * Writes "k": the len bytes at p in base64 (export: the exact bytes), or
  * nothing when p is NULL.
  */
@@ -642,6 +673,8 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     sc_jw_str(&w, "error_type", t->error_type);
     sc_jw_str(&w, "classifier_rule", t->rule_id);
     sc_jw_str(&w, "retry_policy", policy_retry_name(t->policy));
+    sc_jw_str(&w, "priority", policy_priority_name((policy_priority)t->priority));
+    task_json_delays(d, &w, t);
     sc_jw_time(&w, "updated_at", t->updated_at);
     sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
     sc_jw_time(&w, "first_failed_at", t->first_failed_at);
@@ -1078,12 +1111,59 @@ admin_groups(struct admin_req *r)
     reply_buf(r);
 }
 
+/*
+ * classify's `backoff` (as an envelope's, issue 17): an array of integers of
+ * ms or duration strings, or one string of delays ("1s 10s 1m", as a GET
+ * query gives it). Sets *out; false with why (whylen bytes) set otherwise.
+ */
+static bool
+classify_backoff(const json_t *v, struct policy_delays *out, char *why, size_t whylen)
+{
+    char err[160];
+    size_t i;
+
+    if (json_is_string(v)) {
+        if (policy_delays_parse(json_string_value(v), json_string_length(v), out, err,
+                                sizeof(err)) == SC_OK)
+            return true;
+        snprintf(why, whylen, "backoff: %s", err);
+        return false;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > SC_DELAYS_MAX) {
+        snprintf(why, whylen, "backoff: must be an array of 1-%d delays", SC_DELAYS_MAX);
+        return false;
+    }
+    out->n = 0;
+    for (i = 0; i < json_array_size(v); i++) {
+        const json_t *e = json_array_get(v, i);
+        int64_t ms = -1;
+
+        if (json_is_integer(e))
+            ms = (int64_t)json_integer_value(e);
+        else if (!json_is_string(e) ||
+                 sc_parse_duration_ms(json_string_value(e), json_string_length(e), &ms) == SC_EPROTO)
+            ms = -1;
+        if (ms < 1 || ms > SC_DELAY_MAX_MS) {
+            snprintf(why, whylen,
+                     "backoff[%zu]: not a delay of 1 ms - 7 days (an integer of ms, or 500ms, 10s, 1m, 2h, 7d)",
+                     i);
+            return false;
+        }
+        out->ms[out->n++] = ms;
+    }
+    return true;
+}
+
 static void
 admin_classify(struct admin_req *r)
 {
     struct sc_daemon *d = r->d;
-    const char *err = "", *etype = NULL, *rule = NULL;
-    size_t elen = 0, etlen = 0;
+    const char *err = "", *etype = NULL, *rule = NULL, *subject = NULL, *source = NULL;
+    size_t elen = 0, etlen = 0, slen = 0;
+    struct policy_delays dl = {0};
+    const struct config_template *tpl = NULL;
+    int max_retries;
+    char why[200];
     policy_category cat;
     policy_retry pol;
     struct sc_jw w;
@@ -1105,8 +1185,38 @@ admin_classify(struct admin_req *r)
         etype = json_string_value(v);
         etlen = json_string_length(v);
     }
+    if (r->body && (v = json_object_get(r->body, "subject")) && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            reply_error(r, 400, "subject: must be a string");
+            return;
+        }
+        subject = json_string_value(v);
+        slen = json_string_length(v);
+    }
+    if (r->body && (v = json_object_get(r->body, "backoff")) && !json_is_null(v)) {
+        if (!classify_backoff(v, &dl, why, sizeof(why))) {
+            reply_error(r, 400, "%s", why);
+            return;
+        }
+        source = "envelope";
+    }
+    if (r->body && (v = json_object_get(r->body, "template")) && !json_is_null(v)) {
+        if (!json_is_string(v) ||
+            !(tpl = config_template_find(d->cfg, json_string_value(v), json_string_length(v)))) {
+            reply_error(r, 400, "template: not the name of a configured template");
+            return;
+        }
+        if (!source && tpl->backoff &&
+            policy_delays_parse(tpl->backoff, strlen(tpl->backoff), &dl, NULL, 0) == SC_OK)
+            source = "template";
+    }
     cat = policy_classify(d->classifier, etype, etlen, err, elen, &rule);
-    pol = d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy : policy_default_retry(cat);
+    pol = tpl && tpl->has_policy              ? tpl->policy
+          : d->cfg->has_default_retry_policy ? d->cfg->default_retry_policy
+                                              : policy_default_retry(cat);
+    max_retries = tpl && tpl->has_max_retries ? tpl->max_retries : d->cfg->default_max_retries;
+    if (!source)
+        source = config_delays_for(d->cfg, subject, slen, cat, &dl);
     sc_buf_reset(&d->out);
     sc_jw_init(&w, &d->out);
     sc_jw_open(&w, NULL, '{');
@@ -1115,11 +1225,15 @@ admin_classify(struct admin_req *r)
     sc_jw_str(&w, "retry_policy", policy_retry_name(pol));
     sc_jw_bool(&w, "retryable", pol != POLICY_NEVER);
     sc_jw_open(&w, "delays_ms", '[');
-    for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= d->cfg->default_max_retries; n++)
-        sc_jw_int(&w, NULL, policy_backoff_raw(&d->cfg->backoff, pol, n));
+    for (int n = 1; pol != POLICY_NEVER && n <= 5 && n <= max_retries; n++)
+        sc_jw_int(&w, NULL, source ? policy_delays_raw(&dl, n) : policy_backoff_raw(&d->cfg->backoff, pol, n));
     sc_jw_close(&w, ']');
+    sc_jw_str(&w, "backoff_source", pol == POLICY_NEVER ? "none" : source ? source : "policy");
     sc_jw_fmt(&w, "jitter", "%g", d->cfg->backoff.jitter);
-    sc_jw_int(&w, "max_retries", d->cfg->default_max_retries);
+    sc_jw_int(&w, "max_retries", max_retries);
+    sc_jw_str(&w, "priority",
+              policy_priority_name(tpl && tpl->has_priority ? tpl->priority
+                                                            : config_priority_for(d->cfg, subject, slen)));
     sc_jw_close(&w, '}');
     reply_buf(r);
 }
@@ -1670,7 +1784,7 @@ set_paused(struct admin_req *r, bool pause)
     d->paused = pause;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"paused\":%s,\"scheduled\":%zu}", pause ? "true" : "false",
-                   dlq_wheel_count(d->m.wheel));
+                   dlq_machine_scheduled(&d->m));
     reply_buf(r);
 }
 
@@ -1692,7 +1806,7 @@ static const char *const no_keys[] = {NULL};
 static const char *const get_keys[] = {"task_id", "payload", NULL};
 static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
 static const char *const groups_keys[] = {FILTER_KEYS, "limit", NULL};
-static const char *const classify_keys[] = {"error", "error_type", NULL};
+static const char *const classify_keys[] = {"error", "error_type", "subject", "backoff", "template", NULL};
 static const char *const edit_keys[] = {"task_id", "payload_json", "payload_b64", "retry", NULL};
 
 /*

@@ -234,6 +234,14 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     d->cfg->has_default_retry_policy = fresh.has_default_retry_policy;
     d->cfg->default_retry_policy = fresh.default_retry_policy;
     d->cfg->default_max_retries = fresh.default_max_retries;
+    SC_SWAP(char **, d->cfg->backoff_categories, fresh.backoff_categories);
+    SC_SWAP(size_t, d->cfg->backoff_categories_count, fresh.backoff_categories_count);
+    SC_SWAP(char **, d->cfg->backoff_subjects, fresh.backoff_subjects);
+    SC_SWAP(size_t, d->cfg->backoff_subjects_count, fresh.backoff_subjects_count);
+    SC_SWAP(char **, d->cfg->priority_subjects, fresh.priority_subjects);
+    SC_SWAP(size_t, d->cfg->priority_subjects_count, fresh.priority_subjects_count);
+    SC_SWAP(struct config_template *, d->cfg->templates, fresh.templates);
+    SC_SWAP(size_t, d->cfg->ntemplates, fresh.ntemplates);
     sc_dispatch_reload(d, sc_now_wall_ms()); /* tasks that took the default follow it */
     sc_log(SC_LOG_INFO, "reloaded rules and policies", "rules",
            sc_log_int((int64_t)policy_classifier_count(pc)), NULL);

@@ -286,7 +286,17 @@ render_retries(struct sc_daemon *d, struct sc_buf *b)
     metric_u(b, "dlq_retries_in_flight", "gauge", "Retries awaiting their outcome.",
              (uint64_t)d->m.inflight);
     metric_u(b, "dlq_retries_scheduled", "gauge", "Pending tasks with a due time in the wheel.",
-             (uint64_t)dlq_wheel_count(d->m.wheel));
+             (uint64_t)dlq_machine_scheduled(&d->m));
+    family(b, "dlq_retries_dispatched_total", "counter",
+           "Attempts published, by the task's priority (issue 17: shared 6:3:1 under the limits).");
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++)
+        sample_u(b, "dlq_retries_dispatched_total", "priority", policy_priority_names[p],
+                 c->dispatched[p]);
+    family(b, "dlq_retries_scheduled_by_priority", "gauge",
+           "Pending tasks with a due time, by priority.");
+    for (int p = 0; p < POLICY_PRIO_COUNT; p++)
+        sample_u(b, "dlq_retries_scheduled_by_priority", "priority", policy_priority_names[p],
+                 (uint64_t)dlq_wheel_count(d->m.wheels[p]));
     metric_u(b, "dlq_retry_processor_paused", "gauge",
              "1 while automatic retries are paused (admin pause or retry_processor_enabled).",
              d->paused ? 1 : 0);

@@ -504,6 +504,7 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     doc_cstr(&w, "error_category", policy_category_name(t->category));
     doc_cstr(&w, "classifier_rule", t->rule_id);
     doc_cstr(&w, "retry_policy", policy_retry_name(t->policy));
+    doc_cstr(&w, "priority", policy_priority_name((policy_priority)t->priority));
     sc_jw_bool(&w, "policy_override", t->policy_override);
     sc_jw_int(&w, "retry_count", t->retry_count);
     sc_jw_int(&w, "max_retries", t->max_retries);
@@ -513,6 +514,15 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     if (t->stream_seq)
         sc_jw_uint(&w, "stream_seq", t->stream_seq);
     sc_jw_bool(&w, "max_retries_own", t->max_retries_own);
+    if (t->backoff) {
+        struct policy_delays dl;
+        if (policy_delays_parse(t->backoff, strlen(t->backoff), &dl, NULL, 0) == SC_OK) {
+            sc_jw_open(&w, "backoff_ms", '[');
+            for (uint32_t i = 0; i < dl.n; i++)
+                sc_jw_int(&w, NULL, dl.ms[i]);
+            sc_jw_close(&w, ']');
+        }
+    }
     sc_jw_time(&w, "created_at", t->created_at);
     sc_jw_time(&w, "updated_at", t->updated_at);
     sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
@@ -670,6 +680,31 @@ load_skip(struct sc_mirror *s, struct dlq_queue *q, const char *id, size_t id_le
     return false;
 }
 
+/*
+ * The task's own delay list from the document's backoff_ms (an array of
+ * 1-32 integers of 1 ms - 7 d); anything else (absent, or a document edited
+ * out of range) leaves t without one, so the configured lists apply.
+ */
+static void
+load_backoff(struct sc_daemon *d, struct dlq_task *t, const json_t *arr)
+{
+    struct policy_delays dl = {0};
+    char text[POLICY_DELAYS_TEXT_MAX];
+    size_t i, n = json_array_size(arr);
+
+    if (!json_is_array(arr) || n == 0 || n > SC_DELAYS_MAX)
+        return;
+    for (i = 0; i < n; i++) {
+        const json_t *v = json_array_get(arr, i);
+        json_int_t ms = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (ms < 1 || ms > SC_DELAY_MAX_MS)
+            return;
+        dl.ms[dl.n++] = (int64_t)ms;
+    }
+    n = policy_delays_format(&dl, text, sizeof(text));
+    dlq_task_set_str(&d->m.q, t, DLQ_TS_BACKOFF, text, n);
+}
+
 /* Sets t's fields from src, a checked document of status st at version (payload and class aside). */
 static void
 load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64_t version)
@@ -684,6 +719,15 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
         dlq_task_set_str(&d->m.q, t, DLQ_TS_ERROR, "", 0);
     load_str(d, t, DLQ_TS_ERROR_TYPE, src, "error_type");
     load_str(d, t, DLQ_TS_RULE, src, "classifier_rule");
+    load_backoff(d, t, json_object_get(src, "backoff_ms"));
+    {
+        /* Before the task is filed in its priority's wheel; a document without one is normal. */
+        const json_t *pv = json_object_get(src, "priority");
+        policy_priority prio = POLICY_PRIO_NORMAL;
+        if (json_is_string(pv))
+            policy_priority_parse(json_string_value(pv), json_string_length(pv), &prio);
+        t->priority = (uint8_t)prio;
+    }
     if (!t->rule_id)
         dlq_task_set_str(&d->m.q, t, DLQ_TS_RULE, "default", 7);
     t->park_reason = doc_str(s, src, "park_reason", &n);

@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 109); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 113); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -650,6 +650,19 @@ test_bad_values(void **state)
         {"backoff.jitter", "0x1p-1", "is not a number"},
         {"backoff.jitter", "0.5.5", "is not a number"},
         {"backoff.jitter", "", "backoff.jitter: '' is not a number"},
+        {"backoff.categories", "network 1s 0s",
+         "backoff.categories: 'network 1s 0s' is not a category followed by 1-32 delays of 1ms-7d"},
+        {"backoff.categories", "network", "backoff.categories: 'network' is not a category"},
+        {"backoff.categories", "sometimes 1s", "backoff.categories: 'sometimes 1s' is not a category"},
+        {"backoff.categories", "network 8d", "is not a category followed by 1-32 delays of 1ms-7d"},
+        {"backoff.categories", "network -1s", "is not a category followed by 1-32 delays"},
+        {"backoff.subjects", "dlq.failed.x 1s soon",
+         "backoff.subjects: 'dlq.failed.x 1s soon' is not a subject pattern followed by 1-32 delays"},
+        {"backoff.subjects", "dlq..x 1s", "backoff.subjects: 'dlq..x 1s' is not a subject pattern"},
+        {"priority.subjects", "dlq.failed.x urgent",
+         "priority.subjects: 'dlq.failed.x urgent' is not a subject pattern followed by high, normal or low"},
+        {"priority.subjects", "dlq.failed.x", "is not a subject pattern followed by high"},
+        {"priority.subjects", "dlq.failed.x high low", "is not a subject pattern followed by high"},
         {"strategy", "sometimes", "strategy: 'sometimes' is not one of automatic, selective, manual, disabled"},
         {"default_retry_policy", "forever",
          "default_retry_policy: 'forever' is not one of auto, never, linear, exponential, immediate"},
@@ -1149,9 +1162,12 @@ mutate_all(struct config *cfg)
         case CONFIG_TYPE_ENUM: snprintf(v, sizeof(v), "%s", ki->names[strcmp(d, ki->names[0]) ? 0 : 1]); break;
         case CONFIG_TYPE_LIST:
             snprintf(v, sizeof(v), "%s",
-                     strstr(ki->path, "url")       ? "http://other:1/x"
-                     : strstr(ki->path, "streams") ? "OTHER"
-                                                   : "other.>");
+                     strstr(ki->path, "url")                   ? "http://other:1/x"
+                     : strstr(ki->path, "streams")             ? "OTHER"
+                     : strcmp(ki->path, "backoff.categories") == 0 ? "network 1s 2m"
+                     : strcmp(ki->path, "backoff.subjects") == 0   ? "other.> 1s 2m"
+                     : strcmp(ki->path, "priority.subjects") == 0  ? "other.> high"
+                                                                   : "other.>");
             break;
         default:
             for (j = 0; j < SC_ARRAY_LEN(strings) && !done; j++) {
@@ -1220,6 +1236,113 @@ test_example_loads(void **state)
 }
 
 /* The YAML file layer. */
+
+/* templates: a mapping of name to {policy, max_retries, backoff, retry_subject}; print reads back. */
+static void
+test_templates(void **state)
+{
+    static const char text[] =
+        "templates:\n"
+        "  billing:\n"
+        "    policy: linear\n"
+        "    max_retries: 7\n"
+        "    backoff: [1s, 10s, \"1m\", 600000]\n"
+        "    retry_subject: dlq.retry.billing\n"
+        "    priority: high\n"
+        "  quick: {backoff: 100ms 200ms}\n"
+        "  empty: {}\n";
+    const struct config_template *t;
+    struct config cfg, back;
+    char err[ERRLEN], *p;
+
+    (void)state;
+    config_init(&cfg);
+    assert_int_equal(load_text(&cfg, text, err), SC_OK);
+    assert_int_equal(cfg.ntemplates, 3);
+    t = config_template_find(&cfg, "billing", 7);
+    assert_non_null(t);
+    assert_true(t->has_policy);
+    assert_int_equal(t->policy, POLICY_LINEAR);
+    assert_true(t->has_max_retries);
+    assert_int_equal(t->max_retries, 7);
+    assert_string_equal(t->backoff, "1000,10000,60000,600000");
+    assert_string_equal(t->retry_subject, "dlq.retry.billing");
+    assert_true(t->has_priority);
+    assert_int_equal(t->priority, POLICY_PRIO_HIGH);
+    t = config_template_find(&cfg, "quick", 5);
+    assert_non_null(t);
+    assert_false(t->has_policy || t->has_max_retries);
+    assert_string_equal(t->backoff, "100,200");
+    assert_null(t->retry_subject);
+    t = config_template_find(&cfg, "empty", 5);
+    assert_non_null(t);
+    assert_null(t->backoff);
+    assert_null(config_template_find(&cfg, "Billing", 7));
+    assert_null(config_template_find(&cfg, "bill", 4));
+    /* --print-config shows them, and what it prints loads back the same */
+    p = printed(&cfg);
+    assert_non_null(strstr(p, "backoff: [1000, 10000, 60000, 600000]"));
+    config_init(&back);
+    assert_int_equal(load_text(&back, p, err), SC_OK);
+    assert_int_equal(back.ntemplates, 3);
+    t = config_template_find(&back, "billing", 7);
+    assert_non_null(t);
+    assert_int_equal(t->policy, POLICY_LINEAR);
+    assert_int_equal(t->max_retries, 7);
+    assert_string_equal(t->backoff, "1000,10000,60000,600000");
+    assert_string_equal(t->retry_subject, "dlq.retry.billing");
+    assert_int_equal(t->priority, POLICY_PRIO_HIGH);
+    free(p);
+    config_destroy(&back);
+    /* file only; null clears */
+    assert_int_equal(config_set(&cfg, "templates", "x", err, sizeof(err)), SC_EINVAL);
+    assert_string_equal(err, "templates: can only be set in the config file");
+    assert_int_equal(load_text(&cfg, "templates:\n", err), SC_OK);
+    assert_int_equal(cfg.ntemplates, 0);
+    config_destroy(&cfg);
+}
+
+/* A bad template stops the load with its name, its key and what is allowed. */
+static void
+test_templates_bad(void **state)
+{
+    static const struct {
+        const char *text, *err;
+    } cases[] = {
+        {"templates: {a: {policy: sometimes}}",
+         "templates.a.policy: 'sometimes' is not one of never, linear, exponential, immediate"},
+        {"templates: {a: {max_retries: 101}}", "templates.a.max_retries: '101' is out of range 0-100"},
+        {"templates: {a: {max_retries: -1}}", "templates.a.max_retries: '-1' is out of range 0-100"},
+        {"templates: {a: {backoff: [1s, 0]}}", "templates.a.backoff[1]: '0' is out of range 1ms-7d"},
+        {"templates: {a: {backoff: [1s, 8d]}}", "templates.a.backoff[1]: '8d' is out of range 1ms-7d"},
+        {"templates: {a: {backoff: [soon]}}", "templates.a.backoff[0]: 'soon' is not a delay"},
+        {"templates: {a: {backoff: []}}", "templates.a.backoff: empty, give 1-32 delays"},
+        {"templates: {a: {backoff: \"1s -1s\"}}", "templates.a.backoff: entry 1: '-1s' is not a delay"},
+        {"templates: {a: {backoff: [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}}",
+         "templates.a.backoff: more than 32 delays"},
+        {"templates: {a: {retry_subject: 'dlq.retry.*'}}",
+         "templates.a.retry_subject: 'dlq.retry.*' is not a NATS subject without wildcards"},
+        {"templates: {a: {priority: urgent}}", "templates.a.priority: 'urgent' is not one of high, normal, low"},
+        {"templates: {a: {colour: red}}", "templates.a.colour: unknown key"},
+        {"templates: {a: {policy: linear, policy: never}}", "templates.a.policy: duplicate key"},
+        {"templates: {a: {}, a: {}}", "templates.a: duplicate template"},
+        {"templates: {'a b': {}}", "templates.a b: the name is not 1-64 characters"},
+        {"templates: {a: linear}", "templates.a: expected a mapping {policy, max_retries, backoff, priority, retry_subject}"},
+        {"templates: [a]", "templates: expected a single value, not a list"},
+        {"templates: x", "templates: expected a mapping of name"},
+    };
+    char err[ERRLEN];
+
+    (void)state;
+    for (size_t i = 0; i < SC_ARRAY_LEN(cases); i++) {
+        struct config cfg;
+        config_init(&cfg);
+        assert_int_equal(load_text(&cfg, cases[i].text, err), SC_EINVAL);
+        if (!strstr(err, cases[i].err))
+            fail_msg("%s: want '%s' in '%s'", cases[i].text, cases[i].err, err);
+        config_destroy(&cfg);
+    }
+}
 
 static void
 test_rules(void **state)
@@ -1720,6 +1843,8 @@ main(void)
         cmocka_unit_test(test_partial),
         cmocka_unit_test(test_deprecated),
         cmocka_unit_test(test_get),
+        cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_templates_bad),
         cmocka_unit_test(test_usage),
     };
 

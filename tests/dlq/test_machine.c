@@ -274,6 +274,11 @@ struct envopt {
     int max;
     uint64_t seq;             /* JetStream stream sequence (0: core NATS) */
     int64_t ts_us;            /* JetStream: when the stream stored it (0: core NATS) */
+    const int64_t *backoff;   /* the envelope's backoff delays, ms (nbackoff of them) */
+    unsigned nbackoff;
+    const char *tpl;          /* template */
+    bool no_policy;           /* no retry_policy at all */
+    const char *priority;     /* priority */
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -292,10 +297,15 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.task = cs("\xa4work");
     env.error = cs(o.error ? o.error : "boom");
     env.error_category = cs(o.category ? o.category : "transient");
-    env.retry_policy = cs(o.policy ? o.policy : "exponential");
+    env.retry_policy = cs(o.no_policy ? NULL : o.policy ? o.policy : "exponential");
+    env.template_name = cs(o.tpl);
+    env.priority = cs(o.priority);
     env.retry_subject = cs(o.retry_subject);
     env.has_max_retries = o.has_max;
     env.max_retries = o.max;
+    env.backoff_n = o.nbackoff;
+    if (o.nbackoff)
+        memcpy(env.backoff_ms, o.backoff, o.nbackoff * sizeof(env.backoff_ms[0]));
     memset(&f, 0, sizeof(f));
     f.stream_seq = o.seq;
     f.stream_time_us = o.ts_us;
@@ -806,7 +816,7 @@ test_archive_kept(void **state)
     t = task(x, "a");
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_OK);
     assert_int_equal(t->status, DLQ_TASK_ARCHIVED);
-    assert_int_equal(dlq_wheel_count(x->m.wheel), 0);
+    assert_int_equal(dlq_machine_scheduled(&x->m), 0);
     assert_int_equal(dlq_machine_archive(&x->m, t, x->wall), SC_ECONFLICT);
     assert_int_equal(dlq_machine_retry(&x->m, t, x->wall, x->mono), SC_ECONFLICT);
     assert_int_equal(x->m.c.archived, 1);
@@ -825,7 +835,7 @@ test_clear(void **state)
     dlq_machine_clear(&x->m, task(x, "b"));
     assert_int_equal(x->m.q.count, 0);
     assert_int_equal(x->m.inflight, 0);
-    assert_int_equal(dlq_wheel_count(x->m.wheel), 0);
+    assert_int_equal(dlq_machine_scheduled(&x->m), 0);
     assert_int_equal(F.removed, 2);
     assert_int_equal(x->m.c.cleared, 2);
     assert_non_null(strstr(F.events, "cleared:0 cleared:0 "));
@@ -1385,6 +1395,223 @@ test_episode_from_stream_time(void **state)
     assert_true(task(x, "c")->episode_id > 1700000000999999);
 }
 
+
+/* ---- delay lists (issue 17) -------------------------------------------------------------------- */
+
+/* Fails the attempt in flight (the last publish) at the current time. */
+static void
+fail_last(struct fx *x)
+{
+    bool stored = true;
+
+    dlq_machine_reply_failed(&x->m, flight_of(x, &F.pubs[F.npub - 1], &stored), "busy", 4, NULL, 0,
+                             x->wall, x->mono);
+}
+
+/* Precedence: the envelope's list > the subject's > the category's > the policy's formula. */
+static void
+test_delays_precedence(void **state)
+{
+    static const int64_t own[] = {500, 700};
+    struct fx *x = *state;
+    char err[256];
+
+    assert_int_equal(ingest(x, "formula", OPT(.category = "network"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(task(x, "formula")->next_retry_at, WALL0 + backoff(x, POLICY_EXPONENTIAL, 1));
+    assert_int_equal(config_set(&x->cfg, "backoff.categories", "network 2s 4s, transient 9s", err,
+                                sizeof(err)), SC_OK);
+    assert_int_equal(ingest(x, "cat", OPT(.category = "network"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(task(x, "cat")->next_retry_at, WALL0 + 2000);
+    assert_int_equal(config_set(&x->cfg, "backoff.subjects", "dlq.other.> 1s, dlq.failed.* 3s",
+                                err, sizeof(err)), SC_OK);
+    assert_int_equal(ingest(x, "subj", OPT(.category = "network"), false, 0), DLQ_IN_STORED);
+    assert_int_equal(task(x, "subj")->next_retry_at, WALL0 + 3000);
+    assert_int_equal(ingest(x, "env", OPT(.category = "network", .backoff = own, .nbackoff = 2),
+                            false, 0), DLQ_IN_STORED);
+    assert_string_equal(task(x, "env")->backoff, "500,700");
+    assert_int_equal(task(x, "env")->next_retry_at, WALL0 + 500);
+    /* tasks with the same list share one pooled copy */
+    assert_int_equal(ingest(x, "env2", OPT(.backoff = own, .nbackoff = 2), false, 0), DLQ_IN_STORED);
+    assert_ptr_equal(task(x, "env2")->backoff, task(x, "env")->backoff);
+    assert_null(task(x, "cat")->backoff);
+}
+
+/* The list's delays come in order, the last one repeating, until the budget is spent. */
+static void
+test_delays_sequence(void **state)
+{
+    static const int64_t own[] = {100, 300, 200};
+    struct fx *x = *state;
+    int64_t expect[] = {100, 300, 200, 200, 200};
+    struct dlq_task *t;
+
+    ingest(x, "a", OPT(.backoff = own, .nbackoff = 3, .has_max = true, .max = 5), false, 0);
+    t = task(x, "a");
+    for (int i = 0; i < 5; i++) {
+        int64_t at = x->wall;
+        assert_int_equal(t->status, DLQ_TASK_PENDING);
+        assert_int_equal(t->next_retry_at - at, expect[i]);
+        advance(x, expect[i] - 20);
+        assert_int_equal(F.npub, i);
+        advance(x, 40);
+        assert_int_equal(F.npub, i + 1);
+        fail_last(x);
+    }
+    assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
+    /* the exhausted task keeps its list (a manual retry uses it too) */
+    assert_string_equal(t->backoff, "100,300,200");
+}
+
+
+/* A template fills what the envelope leaves out; the envelope's own keys win; unknown: invalid. */
+static void
+test_template_precedence(void **state)
+{
+    static const int64_t own[] = {50};
+    struct fx *x = *state;
+    struct dlq_task *t;
+    char err[256];
+
+    assert_int_equal(config_load_yaml(&x->cfg,
+                                      "templates: {slow: {policy: linear, max_retries: 7, "
+                                      "backoff: [400, 2s], retry_subject: dlq.retry.tpl}}",
+                                      strlen("templates: {slow: {policy: linear, max_retries: 7, "
+                                             "backoff: [400, 2s], retry_subject: dlq.retry.tpl}}"),
+                                      err, sizeof(err)),
+                     SC_OK);
+    assert_int_equal(config_set(&x->cfg, "backoff.subjects", "dlq.failed.> 3s", err, sizeof(err)),
+                     SC_OK);
+    assert_int_equal(ingest(x, "t", OPT(.tpl = "slow", .no_policy = true), false, 0), DLQ_IN_STORED);
+    t = task(x, "t");
+    assert_int_equal(t->policy, POLICY_LINEAR);
+    assert_true(t->policy_override);
+    assert_int_equal(t->max_retries, 7);
+    assert_true(t->max_retries_own);
+    assert_string_equal(t->backoff, "400,2000");
+    assert_string_equal(t->retry_subject, "dlq.retry.tpl");
+    assert_int_equal(t->next_retry_at, WALL0 + 400); /* the template's list beats the subject's */
+
+    assert_int_equal(ingest(x, "e", OPT(.tpl = "slow", .policy = "immediate", .has_max = true, .max = 2,
+                                        .backoff = own, .nbackoff = 1,
+                                        .retry_subject = "dlq.retry.own"),
+                            false, 0),
+                     DLQ_IN_STORED);
+    t = task(x, "e");
+    assert_int_equal(t->policy, POLICY_IMMEDIATE);
+    assert_int_equal(t->max_retries, 2);
+    assert_string_equal(t->backoff, "50");
+    assert_string_equal(t->retry_subject, "dlq.retry.own");
+
+    assert_int_equal(ingest(x, "u", OPT(.tpl = "fast"), true, 0), DLQ_IN_INVALID);
+    assert_string_equal(D.reason, "unknown_template");
+    assert_string_equal(D.why, "template: 'fast' is not a configured template");
+    assert_null(task(x, "u"));
+    assert_int_equal(x->m.c.enqueued, 2);
+}
+
+
+/* ---- priorities (issue 17) --------------------------------------------------------------------- */
+
+/* Counts the publishes [from, to) whose task id starts with c. */
+static int
+pubs_of(size_t from, size_t to, char c)
+{
+    int n = 0;
+
+    for (size_t i = from; i < to && i < F.npub; i++)
+        n += F.pubs[i].task_id[0] == c;
+    return n;
+}
+
+/*
+ * Under max_in_flight, a backlog of all three priorities goes out 6:3:1
+ * (low is not starved), whatever the order the failures came in; once high
+ * is drained the others share what is left.
+ */
+static void
+test_priority_share(void **state)
+{
+    static const char *const prio[] = {"low", "normal", "high"};
+    struct fx *x = *state;
+    char id[16];
+
+    x->cfg.retry_max_in_flight = 10;
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < 10; i++) {
+            snprintf(id, sizeof id, "%c%d", prio[p][0], i);
+            assert_int_equal(ingest(x, id, OPT(.policy = "immediate", .priority = prio[p]), false, 0),
+                             DLQ_IN_STORED);
+            assert_int_equal(task(x, id)->priority, p == 0 ? POLICY_PRIO_LOW
+                                                    : p == 1 ? POLICY_PRIO_NORMAL : POLICY_PRIO_HIGH);
+        }
+    }
+    advance(x, 20);
+    assert_int_equal(F.npub, 10);
+    assert_int_equal(pubs_of(0, 10, 'h'), 6);
+    assert_int_equal(pubs_of(0, 10, 'n'), 3);
+    assert_int_equal(pubs_of(0, 10, 'l'), 1);
+    assert_int_equal(x->m.c.dispatched[POLICY_PRIO_HIGH], 6);
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 9);
+    /* the batch succeeds: the next ten, then the rest */
+    for (size_t i = 0; i < 10; i++) {
+        bool stored;
+        dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[i], &stored), x->wall, x->mono);
+    }
+    advance(x, 20);
+    assert_int_equal(F.npub, 20);
+    assert_int_equal(pubs_of(0, 20, 'h'), 10); /* high drained first ... */
+    assert_true(pubs_of(10, 20, 'l') >= 1);    /* ... low still got its share */
+    for (size_t i = 10; i < 20; i++) {
+        bool stored;
+        dlq_machine_succeeded(&x->m, flight_of(x, &F.pubs[i], &stored), x->wall, x->mono);
+    }
+    advance(x, 20);
+    assert_int_equal(F.npub, 30);
+    assert_int_equal(pubs_of(0, 30, 'n'), 10);
+    assert_int_equal(pubs_of(0, 30, 'l'), 10);
+    assert_int_equal(dlq_machine_scheduled(&x->m), 0);
+}
+
+/* Priority: the envelope's > the template's > priority.subjects > normal; a bad one is invalid; a change moves a waiting task. */
+static void
+test_priority_precedence(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    const char *yaml = "templates: {urgent: {priority: high}, plain: {}}";
+
+    assert_int_equal(config_load_yaml(&x->cfg, yaml, strlen(yaml), err, sizeof(err)), SC_OK);
+    ingest(x, "d", OPT(.error = NULL), false, 0);
+    assert_int_equal(task(x, "d")->priority, POLICY_PRIO_NORMAL);
+    assert_int_equal(config_set(&x->cfg, "priority.subjects", "dlq.other.> high, dlq.failed.* low",
+                                err, sizeof(err)), SC_OK);
+    ingest(x, "s", OPT(.error = NULL), false, 0);
+    assert_int_equal(task(x, "s")->priority, POLICY_PRIO_LOW);
+    ingest(x, "p", OPT(.tpl = "plain"), false, 0);
+    assert_int_equal(task(x, "p")->priority, POLICY_PRIO_LOW);
+    ingest(x, "t", OPT(.tpl = "urgent"), false, 0);
+    assert_int_equal(task(x, "t")->priority, POLICY_PRIO_HIGH);
+    ingest(x, "e", OPT(.tpl = "urgent", .priority = "normal"), false, 0);
+    assert_int_equal(task(x, "e")->priority, POLICY_PRIO_NORMAL);
+    assert_int_equal(ingest(x, "bad", OPT(.priority = "urgent"), true, 0), DLQ_IN_INVALID);
+    assert_string_equal(D.why, "priority: not one of high, normal, low");
+    assert_null(task(x, "bad"));
+    /* a repeated failure with another priority moves the waiting task, due time kept */
+    int64_t due = task(x, "s")->next_retry_at;
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 2);
+    ingest(x, "s", OPT(.error = NULL, .priority = "high"), false, 0);
+    assert_int_equal(task(x, "s")->priority, POLICY_PRIO_HIGH);
+    assert_int_equal(task(x, "s")->next_retry_at, due);
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_LOW]), 1);
+    assert_int_equal(dlq_wheel_count(x->m.wheels[POLICY_PRIO_HIGH]), 2);
+    ingest(x, "s", OPT(.error = NULL), false, 0); /* a repeat without one keeps it */
+    assert_int_equal(task(x, "s")->priority, POLICY_PRIO_HIGH);
+    advance(x, due - x->wall + 20);
+    assert_int_equal(F.npub, 5); /* every wheel fires, s from its new one */
+    assert_int_equal(x->m.c.dispatched[POLICY_PRIO_HIGH], 2);
+    assert_int_equal(x->m.c.dispatched[POLICY_PRIO_LOW], 1);
+}
+
 int
 main(void)
 {
@@ -1393,6 +1620,11 @@ main(void)
         T(test_new_failure_scheduled),
         T(test_due_publishes_attempt),
         T(test_success_completes),
+        T(test_delays_precedence),
+        T(test_delays_sequence),
+        T(test_template_precedence),
+        T(test_priority_share),
+        T(test_priority_precedence),
         T(test_success_kept),
         T(test_failure_with_budget),
         T(test_exhausted),

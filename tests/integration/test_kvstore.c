@@ -698,6 +698,64 @@ test_edit_stored(void **state)
         edits += strcmp(it_json_str(h, "outcome"), "edited") == 0;
     IT_CHECK(edits == 1, "the 'edited' history entry after a restart: %s", it_json_dump(j));
     json_decref(j);
+}
+
+/*
+ * An envelope's delay list and priority (issue 17) are part of the record:
+ * the bucket holds backoff_ms, and after kill -9 and a restart the task
+ * still has its own list (get's backoff_ms, backoff_source "task"), its
+ * priority (in the high wheel) and its due time.
+ */
+static void
+test_backoff_survives_restart(void **state)
+{
+    struct flags f;
+    const char *extra[] = {"backoff.linear_step_ms=60000", NULL};
+    const char *const *flags = kv_flags(&f, extra);
+    struct it_env *e = it_env_start_js("kv-backoff", flags);
+    struct bucket b;
+    char id[96], body[256];
+
+    assert_non_null(e);
+    *state = e;
+    it_unique_id("list", id, sizeof id);
+    snprintf(body, sizeof body,
+             "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"retry_policy\":\"linear\","
+             "\"backoff\":[\"1h\",7200000],\"priority\":\"high\"}",
+             id);
+    json_t *ack = it_request_json(e->nc, "dlq.failed.orders", body, IT_REQUEST_MS);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest refused");
+    json_decref(ack);
+    wait_stored(e->nc, IT_WAIT_MS);
+    bucket_open(&b, e->nc);
+    json_t *r = bucket_get(&b, id, strlen(id));
+    char *rec = json_dumps(json_object_get(r, "backoff_ms"), JSON_COMPACT);
+    IT_CHECK(rec && strcmp(rec, "[3600000,7200000]") == 0, "the record's backoff_ms: %s", rec ? rec : "(none)");
+    free(rec);
+    json_decref(r);
+    bucket_close(&b);
+    json_t *before = it_admin_get(e->nc, id);
+    kill9(&e->dmn);
+    restart(e, flags);
+    json_t *after = it_admin_get(e->nc, id);
+    char *dump = it_json_dump(after);
+    char *own = json_dumps(json_object_get(after, "backoff_ms"), JSON_COMPACT);
+    IT_CHECK(own && strcmp(own, "[3600000,7200000]") == 0 && it_json_str(after, "backoff_source") &&
+                 strcmp(it_json_str(after, "backoff_source"), "task") == 0,
+             "after the restart: want the task's own list: %s", dump);
+    IT_CHECK(it_json_str(after, "priority") && strcmp(it_json_str(after, "priority"), "high") == 0,
+             "after the restart: want priority high: %s", dump);
+    json_t *st = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(st, "retry_processor.priorities.high.scheduled") == 1,
+             "after the restart: want the task in the high wheel");
+    json_decref(st);
+    IT_CHECK(it_json_str(before, "next_retry_at") && it_json_str(after, "next_retry_at") &&
+                 strcmp(it_json_str(before, "next_retry_at"), it_json_str(after, "next_retry_at")) == 0,
+             "next_retry_at changed across the restart: %s", dump);
+    free(own);
+    free(dump);
+    json_decref(before);
+    json_decref(after);
     e->passed = true;
 }
 
@@ -714,6 +772,7 @@ main(void)
         cmocka_unit_test_teardown(test_stop_in_backoff, it_teardown),
         cmocka_unit_test_teardown(test_partitions_changed, it_teardown),
         cmocka_unit_test_teardown(test_edit_stored, it_teardown),
+        cmocka_unit_test_teardown(test_backoff_survives_restart, it_teardown),
     };
 
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */

@@ -1070,6 +1070,111 @@ test_backoff_jitter_at_cap(void **state)
     assert_true(at_cap > 4500 && at_cap < 5500);
 }
 
+
+/* ---- delay lists (issue 17) ------------------------------------------------------------------- */
+
+/* Durations: a bare integer is ms; ms, s, m, h, d units; nothing else. */
+static void
+test_duration_parse(void **state)
+{
+    static const struct {
+        const char *text;
+        sc_status st;
+        int64_t ms;
+    } cases[] = {
+        {"1500", SC_OK, 1500},      {"250ms", SC_OK, 250},        {"1s", SC_OK, 1000},
+        {"10m", SC_OK, 600000},     {"2h", SC_OK, 7200000},       {"7d", SC_OK, 604800000},
+        {"0", SC_OK, 0},            {"", SC_EPROTO, 0},           {"s", SC_EPROTO, 0},
+        {"-1s", SC_EPROTO, 0},      {"1.5s", SC_EPROTO, 0},       {"1 s", SC_EPROTO, 0},
+        {"10S", SC_EPROTO, 0},      {"1w", SC_EPROTO, 0},         {"1sec", SC_EPROTO, 0},
+        {"99999999999999999999", SC_ETOOBIG, 0}, {"999999999999999999d", SC_ETOOBIG, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < SC_ARRAY_LEN(cases); i++) {
+        int64_t ms = -7;
+        sc_status st = sc_parse_duration_ms(cases[i].text, strlen(cases[i].text), &ms);
+        assert_int_equal(st, cases[i].st);
+        assert_int_equal(ms, cases[i].st == SC_OK ? cases[i].ms : -7);
+    }
+}
+
+/* A list reads commas and blanks as separators, refuses what is not 1-32 delays of 1 ms - 7 d. */
+static void
+test_delays_parse(void **state)
+{
+    struct policy_delays d;
+    char err[200], text[POLICY_DELAYS_TEXT_MAX], big[400];
+    size_t n;
+
+    (void)state;
+    assert_int_equal(policy_delays_parse("1s, 10s 1m,10m", 14, &d, err, sizeof(err)), SC_OK);
+    assert_int_equal(d.n, 4);
+    assert_int_equal(d.ms[0], 1000);
+    assert_int_equal(d.ms[3], 600000);
+    n = policy_delays_format(&d, text, sizeof(text));
+    assert_string_equal(text, "1000,10000,60000,600000");
+    assert_int_equal(n, strlen(text));
+    /* the stored form reads back the same */
+    assert_int_equal(policy_delays_parse(text, n, &d, NULL, 0), SC_OK);
+    assert_int_equal(d.n, 4);
+    assert_int_equal(d.ms[2], 60000);
+
+    assert_int_equal(policy_delays_parse("", 0, &d, err, sizeof(err)), SC_EINVAL);
+    assert_string_equal(err, "no delay given");
+    assert_int_equal(policy_delays_parse("1s 0s", 5, &d, err, sizeof(err)), SC_EINVAL);
+    assert_string_equal(err, "entry 1: '0s' is out of range 1ms-7d");
+    assert_int_equal(policy_delays_parse("1s 8d", 5, &d, err, sizeof(err)), SC_EINVAL);
+    assert_string_equal(err, "entry 1: '8d' is out of range 1ms-7d");
+    assert_int_equal(policy_delays_parse("1s soon", 7, &d, err, sizeof(err)), SC_EINVAL);
+    assert_non_null(strstr(err, "entry 1: 'soon' is not a delay"));
+    assert_int_equal(policy_delays_parse("-5", 2, &d, err, sizeof(err)), SC_EINVAL);
+    /* 32 delays pass, 33 do not */
+    big[0] = '\0';
+    for (int i = 0; i < 32; i++)
+        strcat(big, "1s ");
+    assert_int_equal(policy_delays_parse(big, strlen(big), &d, err, sizeof(err)), SC_OK);
+    assert_int_equal(d.n, 32);
+    strcat(big, "1s");
+    assert_int_equal(policy_delays_parse(big, strlen(big), &d, err, sizeof(err)), SC_EINVAL);
+    assert_string_equal(err, "more than 32 delays");
+    /* the longest form fits POLICY_DELAYS_TEXT_MAX */
+    d.n = 32;
+    for (int i = 0; i < 32; i++)
+        d.ms[i] = SC_DELAY_MAX_MS;
+    n = policy_delays_format(&d, text, sizeof(text));
+    assert_int_equal(n, 32 * 9 + 31);
+}
+
+/* Attempt n takes the n-th delay; past the end the last repeats; jitter as the policy says. */
+static void
+test_delays_sequence(void **state)
+{
+    struct policy_delays d = {.n = 3, .ms = {1000, 10000, 60000}};
+    uint64_t seed = 11;
+
+    (void)state;
+    assert_int_equal(policy_delays_raw(&d, 0), 1000);
+    assert_int_equal(policy_delays_raw(&d, 1), 1000);
+    assert_int_equal(policy_delays_raw(&d, 2), 10000);
+    assert_int_equal(policy_delays_raw(&d, 3), 60000);
+    assert_int_equal(policy_delays_raw(&d, 4), 60000);
+    assert_int_equal(policy_delays_raw(&d, INT64_MAX), 60000);
+    assert_int_equal(policy_delays_raw(NULL, 1), -1);
+    d.n = 0;
+    assert_int_equal(policy_delays_raw(&d, 1), -1);
+    assert_int_equal(policy_delays_delay(&d, 1, 0.1, NULL, NULL), -1);
+    d.n = 3;
+    assert_int_equal(policy_delays_delay(&d, 2, 0.0, test_rand, &seed), 10000);
+    for (int i = 0; i < 1000; i++) {
+        int64_t v = policy_delays_delay(&d, 5, 0.1, test_rand, &seed);
+        assert_true(v >= 54000 && v <= 66000);
+    }
+    /* a list is not capped by max_delay_ms, only clamped to 7 days after jitter */
+    d.ms[2] = SC_DELAY_MAX_MS;
+    for (int i = 0; i < 1000; i++)
+        assert_true(policy_delays_delay(&d, 3, 1.0, test_rand, &seed) <= SC_DELAY_MAX_MS);
+}
+
 int
 main(void)
 {
@@ -1095,6 +1200,9 @@ main(void)
         cmocka_unit_test(test_backoff_jitter_edges),
         cmocka_unit_test(test_backoff_jitter_spread),
         cmocka_unit_test(test_backoff_jitter_at_cap),
+        cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_delays_parse),
+        cmocka_unit_test(test_delays_sequence),
     };
 
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
