@@ -190,10 +190,14 @@ struct dlq_attempt {
  * (DESIGN section 16) the largest advisory capture-stream sequence ingested
  * for it (0: none; a redelivery at or below it is no new failure) and the
  * original's headers (DLQ_HDRS bytes, republished with a retry); for an
- * edited task (admin edit) the payload before the first edit.
+ * edited task (admin edit) the payload before the first edit; for a task
+ * with a delay list of its own (issue 17) that list.
  */
 struct dlq_origin {
     uint64_t adv_seq;
+    char *backoff;                      /* pooled (DLQ_TS_BACKOFF): the task's own delay list, an
+                                           envelope's or its template's, as policy_delays_format()
+                                           writes it (NULL: none) */
     char *orig_payload;                 /* owned: the payload before the first edit (NULL: none) */
     uint32_t orig_payload_len;
     bool orig_payload_raw;              /* orig_payload is raw bytes, not MessagePack */
@@ -219,9 +223,6 @@ struct dlq_task {
     char *error;
     char *error_type;                   /* NULL when absent */
     char *rule_id;                      /* classifier rule, or "envelope" */
-    char *backoff;                      /* the task's own delay list (an envelope's backoff or its
-                                           template's) as policy_delays_format() writes it,
-                                           shared through the pool; NULL: none */
     char *park_reason;                  /* why parked beyond policy never; NULL otherwise */
     char *metadata;                     /* MessagePack map bytes or NULL */
     char *repos;                        /* MessagePack array bytes or NULL */
@@ -487,6 +488,13 @@ uint64_t dlq_task_adv_seq(const struct dlq_task *t);
  */
 void dlq_task_set_orig_payload(struct dlq_task *t, const char *p, size_t len, bool raw);
 const char *dlq_task_orig_payload(const struct dlq_task *t, uint32_t *len, bool *raw);
+
+/* dlq_task_backoff() is t's own delay list as text ("1s 10s 1m"; borrowed), NULL when it has none (dlq_task_set_str(DLQ_TS_BACKOFF) sets it). Any thread that may read t. */
+static inline const char *
+dlq_task_backoff(const struct dlq_task *t)
+{
+    return t->origin ? t->origin->backoff : NULL;
+}
 /* dlq_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
 void dlq_task_account(struct dlq_queue *q, struct dlq_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */

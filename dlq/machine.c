@@ -159,7 +159,9 @@ exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 const char *
 dlq_task_delays(const struct config *cfg, const struct dlq_task *t, struct policy_delays *out)
 {
-    if (t->backoff && policy_delays_parse(t->backoff, strlen(t->backoff), out, NULL, 0) == SC_OK)
+    const char *own = dlq_task_backoff(t);
+
+    if (own && policy_delays_parse(own, strlen(own), out, NULL, 0) == SC_OK)
         return "task";
     return config_delays_for(cfg, t->subject, t->subject ? strlen(t->subject) : 0,
                              (policy_category)t->category, out);

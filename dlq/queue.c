@@ -156,6 +156,9 @@ pool_get_text(struct dlq_queue *q, const char *p, size_t len)
     return r;
 }
 
+static void origin_new(struct dlq_task *t, size_t len);
+static void origin_trim(struct dlq_task *t);
+
 static char **
 task_field(struct dlq_task *t, unsigned which)
 {
@@ -168,8 +171,8 @@ task_field(struct dlq_task *t, unsigned which)
         return &t->error;
     case DLQ_TS_ERROR_TYPE:
         return &t->error_type;
-    case DLQ_TS_BACKOFF:
-        return &t->backoff;
+    case DLQ_TS_BACKOFF: /* in the extras: NULL when t has none */
+        return t->origin ? &t->origin->backoff : NULL;
     default:
         return &t->rule_id;
     }
@@ -178,9 +181,15 @@ task_field(struct dlq_task *t, unsigned which)
 void
 dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const char *p, size_t len)
 {
-    char **f = task_field(t, which);
+    char **f;
     const char *v = NULL;
 
+    if (which == DLQ_TS_BACKOFF && !t->origin) {
+        if (!p)
+            return; /* none, and none to drop */
+        origin_new(t, 0);
+    }
+    f = task_field(t, which);
     if (p)
         v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
     if (t->pooled & which)
@@ -192,6 +201,8 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
         t->pooled |= (uint8_t)which;
     else
         t->pooled &= (uint8_t)~which;
+    if (which == DLQ_TS_BACKOFF && !v)
+        origin_trim(t);
 }
 
 uint64_t
@@ -260,6 +271,8 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
         free(t->hist);
     for (unsigned which = DLQ_TS_SUBJECT; which <= DLQ_TS_BACKOFF; which <<= 1) {
         char **f = task_field(t, which);
+        if (!f)
+            continue;
         if (t->pooled & which)
             pool_put(q, *f);
         else
@@ -595,20 +608,39 @@ dlq_set_text(char **field, const char *p, size_t len)
                 (*field)[i] = ' ';
 }
 
-/* Resizes t's origin to hold len header bytes (0, no adv_seq and no original payload: freed). */
+/* origin_new() gives t an empty origin with room for len header bytes (t has none). */
+static void
+origin_new(struct dlq_task *t, size_t len)
+{
+    t->origin = sc_xmalloc(sizeof(*t->origin) + (len ? len : 1));
+    t->origin->adv_seq = 0;
+    t->origin->backoff = NULL;
+    t->origin->orig_payload = NULL;
+    t->origin->orig_payload_len = 0;
+    t->origin->orig_payload_raw = false;
+    t->origin->headers_len = 0;
+}
+
+/* origin_trim() frees t's origin when nothing is left in it. */
+static void
+origin_trim(struct dlq_task *t)
+{
+    struct dlq_origin *o = t->origin;
+
+    if (o && !o->adv_seq && !o->backoff && !o->orig_payload && !o->headers_len) {
+        free(o);
+        t->origin = NULL;
+    }
+}
+
+/* Resizes t's origin to hold len header bytes (freed when nothing is left in it). */
 static void
 origin_resize(struct dlq_task *t, uint64_t adv_seq, const char *p, size_t len)
 {
-    if (!len && !adv_seq && !(t->origin && t->origin->orig_payload)) {
-        free(t->origin);
-        t->origin = NULL;
-        return;
-    }
     if (!t->origin) {
-        t->origin = sc_xmalloc(sizeof(*t->origin) + (len ? len : 1));
-        t->origin->orig_payload = NULL;
-        t->origin->orig_payload_len = 0;
-        t->origin->orig_payload_raw = false;
+        if (!len && !adv_seq)
+            return;
+        origin_new(t, len);
     } else if (t->origin->headers_len != len) {
         t->origin = sc_xrealloc(t->origin, sizeof(*t->origin) + (len ? len : 1));
     }
@@ -616,6 +648,7 @@ origin_resize(struct dlq_task *t, uint64_t adv_seq, const char *p, size_t len)
     t->origin->headers_len = len;
     if (len && p != t->origin->headers)
         memmove(t->origin->headers, p, len);
+    origin_trim(t);
 }
 
 void
@@ -654,17 +687,11 @@ dlq_task_set_orig_payload(struct dlq_task *t, const char *p, size_t len, bool ra
         t->origin->orig_payload_len = 0;
     }
     if (!p) {
-        if (t->origin) { /* freed when nothing else is left in it */
-            size_t hlen = t->origin->headers_len;
-            origin_resize(t, t->origin->adv_seq, hlen ? t->origin->headers : NULL, hlen);
-        }
+        origin_trim(t);
         return;
     }
-    if (!t->origin) {
-        t->origin = sc_xmalloc(sizeof(*t->origin) + 1);
-        t->origin->adv_seq = 0;
-        t->origin->headers_len = 0;
-    }
+    if (!t->origin)
+        origin_new(t, 0);
     t->origin->orig_payload = sc_xmalloc(len ? len : 1);
     memcpy(t->origin->orig_payload, p, len);
     t->origin->orig_payload_len = (uint32_t)len;

@@ -514,9 +514,10 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     if (t->stream_seq)
         sc_jw_uint(&w, "stream_seq", t->stream_seq);
     sc_jw_bool(&w, "max_retries_own", t->max_retries_own);
-    if (t->backoff) {
+    if (dlq_task_backoff(t)) {
         struct policy_delays dl;
-        if (policy_delays_parse(t->backoff, strlen(t->backoff), &dl, NULL, 0) == SC_OK) {
+        const char *own = dlq_task_backoff(t);
+        if (policy_delays_parse(own, strlen(own), &dl, NULL, 0) == SC_OK) {
             sc_jw_open(&w, "backoff_ms", '[');
             for (uint32_t i = 0; i < dl.n; i++)
                 sc_jw_int(&w, NULL, dl.ms[i]);

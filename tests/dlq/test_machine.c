@@ -1428,12 +1428,12 @@ test_delays_precedence(void **state)
     assert_int_equal(task(x, "subj")->next_retry_at, WALL0 + 3000);
     assert_int_equal(ingest(x, "env", OPT(.category = "network", .backoff = own, .nbackoff = 2),
                             false, 0), DLQ_IN_STORED);
-    assert_string_equal(task(x, "env")->backoff, "500,700");
+    assert_string_equal(dlq_task_backoff(task(x, "env")), "500,700");
     assert_int_equal(task(x, "env")->next_retry_at, WALL0 + 500);
     /* tasks with the same list share one pooled copy */
     assert_int_equal(ingest(x, "env2", OPT(.backoff = own, .nbackoff = 2), false, 0), DLQ_IN_STORED);
-    assert_ptr_equal(task(x, "env2")->backoff, task(x, "env")->backoff);
-    assert_null(task(x, "cat")->backoff);
+    assert_ptr_equal(dlq_task_backoff(task(x, "env2")), dlq_task_backoff(task(x, "env")));
+    assert_null(dlq_task_backoff(task(x, "cat")));
 }
 
 /* The list's delays come in order, the last one repeating, until the budget is spent. */
@@ -1459,7 +1459,7 @@ test_delays_sequence(void **state)
     }
     assert_int_equal(t->status, DLQ_TASK_EXHAUSTED);
     /* the exhausted task keeps its list (a manual retry uses it too) */
-    assert_string_equal(t->backoff, "100,300,200");
+    assert_string_equal(dlq_task_backoff(t), "100,300,200");
 }
 
 
@@ -1487,7 +1487,7 @@ test_template_precedence(void **state)
     assert_true(t->policy_override);
     assert_int_equal(t->max_retries, 7);
     assert_true(t->max_retries_own);
-    assert_string_equal(t->backoff, "400,2000");
+    assert_string_equal(dlq_task_backoff(t), "400,2000");
     assert_string_equal(t->retry_subject, "dlq.retry.tpl");
     assert_int_equal(t->next_retry_at, WALL0 + 400); /* the template's list beats the subject's */
 
@@ -1499,7 +1499,7 @@ test_template_precedence(void **state)
     t = task(x, "e");
     assert_int_equal(t->policy, POLICY_IMMEDIATE);
     assert_int_equal(t->max_retries, 2);
-    assert_string_equal(t->backoff, "50");
+    assert_string_equal(dlq_task_backoff(t), "50");
     assert_string_equal(t->retry_subject, "dlq.retry.own");
 
     assert_int_equal(ingest(x, "u", OPT(.tpl = "fast"), true, 0), DLQ_IN_INVALID);
