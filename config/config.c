@@ -35,6 +35,7 @@ static bool check_pattern(const char *s, size_t len);
 static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
+static bool check_webhook_opt(const char *s, size_t len);
 static bool check_member_id(const char *s, size_t len);
 static bool check_inbox_prefix(const char *s, size_t len);
 
@@ -293,6 +294,27 @@ static const struct config_key keys[] = {
           "retries of a failed webhook POST"),
     K_INT("alerts.webhook_backoff_ms", alerts_webhook_backoff_ms, CONFIG_W_I64, 10, 600000, "1000",
           "wait before the first webhook retry, doubled for each next one, ms"),
+    {.info = {.path = "alerts.slack.url",
+              .type = CONFIG_TYPE_SECRET,
+              .help = "Slack incoming-webhook URL that receives each alert change as a Slack "
+                      "message (text and blocks); empty: none (a secret: masked when shown)"},
+     .off = F(alerts_slack_url),
+     .check = check_webhook_opt,
+     .what = "empty or an http:// or https:// URL",
+     .def = ""},
+    K_STR("alerts.pagerduty.url", alerts_pagerduty_url, check_webhook, "an http:// or https:// URL",
+          "https://events.pagerduty.com/v2/enqueue",
+          "PagerDuty Events API v2 URL (used when alerts.pagerduty.routing_key is set)"),
+    K_SECRET("alerts.pagerduty.routing_key", alerts_pagerduty_routing_key,
+             "PagerDuty integration (routing) key; set, each alert triggers and resolves one "
+             "PagerDuty alert (dedup_key dlq-sidecar/<prefix>/<alert>)"),
+    K_STR("alerts.opsgenie.url", alerts_opsgenie_url, check_webhook, "an http:// or https:// URL",
+          "https://api.opsgenie.com",
+          "Opsgenie API base URL (https://api.eu.opsgenie.com for EU accounts; used when "
+          "alerts.opsgenie.api_key is set)"),
+    K_SECRET("alerts.opsgenie.api_key", alerts_opsgenie_api_key,
+             "Opsgenie API integration key (sent as Authorization: GenieKey); set, each alert "
+             "creates and closes one Opsgenie alert (alias dlq-sidecar/<prefix>/<alert>)"),
     K_INT("shutdown.drain_ms", shutdown_drain_ms, CONFIG_W_I64, 0, 600000, "5000",
           "on SIGTERM, the ingest drain and in-flight retries get this long, then the store flush (at least 2000), ms"),
     K_INT("limits.max_envelope_bytes", limits.max_envelope_bytes, CONFIG_W_SIZE, 1024, 67108864,
@@ -687,6 +709,13 @@ check_webhook(const char *s, size_t len)
     return true;
 }
 
+/* "" or what check_webhook() accepts. */
+static bool
+check_webhook_opt(const char *s, size_t len)
+{
+    return len == 0 || check_webhook(s, len);
+}
+
 /* "" or host:port with a port 1-65535; an IPv6 host goes in brackets. */
 static bool
 check_listen(const char *s, size_t len)
@@ -1074,6 +1103,10 @@ refuse_value(const struct config_key *k, const char *v, size_t len, const char *
 {
     char shown[300];
 
+    if (k->info.type == CONFIG_TYPE_SECRET) { /* never echo a secret */
+        config_errf(err, errlen, "%s: the value %s", k->info.path, rest);
+        return SC_EINVAL;
+    }
     config_show(shown, sizeof(shown), v, len);
     config_errf(err, errlen, "%s: '%s' %s", k->info.path, shown, rest);
     return SC_EINVAL;

@@ -146,6 +146,11 @@ struct config {
     int64_t alerts_webhook_timeout_ms; /* alerts.webhook_timeout_ms, 100-300,000, default 5000 */
     int64_t alerts_webhook_retries; /* alerts.webhook_retries, 0-20, default 5 */
     int64_t alerts_webhook_backoff_ms; /* alerts.webhook_backoff_ms, 10-600,000, default 1000 */
+    char *alerts_slack_url;        /* alerts.slack.url: "" or a Slack incoming-webhook URL (secret) */
+    char *alerts_pagerduty_url;    /* alerts.pagerduty.url: the Events API v2 enqueue URL */
+    char *alerts_pagerduty_routing_key; /* alerts.pagerduty.routing_key: "" (off) or the key (secret) */
+    char *alerts_opsgenie_url;     /* alerts.opsgenie.url: the Alert API's base URL */
+    char *alerts_opsgenie_api_key; /* alerts.opsgenie.api_key: "" (off) or the GenieKey (secret) */
     int64_t shutdown_drain_ms;     /* shutdown.drain_ms, 0-600,000 */
     /* limits.* -> codec */
     struct codec_limits limits;
