@@ -438,11 +438,210 @@ test_incident_hooks(void **state)
     e->passed = true;
 }
 
+/* ---- retention and a full queue ------------------------------------------------------------- */
+
+/* Sends a failure with error, category (NULL: classified) and max_retries; checks the ack. */
+static void
+send_failure(struct it_env *e, const char *id, const char *error, const char *category,
+             int max_retries)
+{
+    struct it_envelope env;
+    json_t *ack;
+
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.error = error;
+    env.error_category = category;
+    env.max_retries = max_retries;
+    ack = it_request_envelope(e->nc, "dlq.failed.keep", &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack of %s", id);
+    json_decref(ack);
+}
+
+/* expired_find() returns the body of the expired event for id (new reference) or NULL. */
+static json_t *
+expired_find(struct it_recorder *r, const char *id)
+{
+    size_t n = it_rec_count(r);
+    for (size_t i = 0; i < n; i++) {
+        const struct it_rec_msg *m = it_rec_get(r, i);
+        json_t *j = m->body ? json_loadb(m->body, m->len, 0, NULL) : NULL;
+        if (j && it_json_str(j, "task_id") && strcmp(it_json_str(j, "task_id"), id) == 0)
+            return j;
+        json_decref(j);
+    }
+    return NULL;
+}
+
+/*
+ * retention.exhausted_s=1 with transient exhausted tasks kept
+ * (retention.categories transient:exhausted=0), retention.completed_s=1,
+ * store.keep_completed: the network task exhausted at once is archived (not
+ * removed), the completed one removed, the transient one stays exhausted;
+ * each of the two actions is one expired event, counted in stats and
+ * /metrics.
+ */
+static void
+test_retention(void **state)
+{
+    const char *flags[] = {"store.keep_completed=true", "retention.exhausted_s=1",
+                           "retention.completed_s=1", "retention.check_interval_ms=100",
+                           "retention.categories=transient:exhausted=0", NULL};
+    char exh[96], kept[96], done[96], st[32];
+    struct it_env *e;
+    struct it_recorder *ev, *w;
+    natsConnection *wc;
+    json_t *j;
+    int port;
+    bool ok;
+    char *dump;
+
+    e = start_http_env("hooks-retention", flags, &port);
+    assert_non_null(e);
+    *state = e;
+    ev = it_env_recorder(e, e->nc, "dlq.events.expired", NULL, 64, true);
+    assert_non_null(ev);
+    wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 64, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL}); /* answers success */
+
+    send_failure(e, it_unique_id("exh", exh, sizeof exh), "connection refused", NULL, 0);
+    send_failure(e, it_unique_id("kept", kept, sizeof kept), "503 Service Unavailable",
+                 "transient", 0);
+    send_failure(e, it_unique_id("done", done, sizeof done), "connection refused", NULL, 1);
+    j = it_wait_task_status(e->nc, done, "completed", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "%s never completed", done);
+    json_decref(j);
+    IT_CHECK(strcmp(it_task_status(e->nc, kept, st, sizeof st), "exhausted") == 0,
+             "%s: want exhausted, got %s", kept, st);
+
+    IT_CHECK(it_rec_wait(ev, 2, IT_WAIT_MS), "want 2 expired events, got %zu", it_rec_count(ev));
+    j = expired_find(ev, exh);
+    dump = it_json_dump(j);
+    IT_CHECK(j && strcmp(it_json_str(j, "status"), "archived") == 0 &&
+                 strstr(it_json_str(j, "error"), "archived") &&
+                 strcmp(it_json_str(j, "category"), "network") == 0,
+             "expired event of the exhausted task: %s", dump);
+    free(dump);
+    json_decref(j);
+    j = expired_find(ev, done);
+    dump = it_json_dump(j);
+    IT_CHECK(j && strcmp(it_json_str(j, "status"), "completed") == 0 &&
+                 strstr(it_json_str(j, "error"), "removed"),
+             "expired event of the completed task: %s", dump);
+    free(dump);
+    json_decref(j);
+    IT_CHECK(strcmp(it_task_status(e->nc, exh, st, sizeof st), "archived") == 0,
+             "%s: want archived (kept), got %s", exh, st);
+    IT_CHECK(strcmp(it_task_status(e->nc, done, st, sizeof st), "absent") == 0,
+             "%s: want removed, got %s", done, st);
+
+    /* Several sweeps later: the transient task's override keeps it; nothing else expired. */
+    it_sleep_ms(1500);
+    IT_CHECK(strcmp(it_task_status(e->nc, kept, st, sizeof st), "exhausted") == 0,
+             "%s (transient:exhausted=0): want exhausted, got %s", kept, st);
+    IT_CHECK(it_rec_count(ev) == 2, "want 2 expired events, got %zu", it_rec_count(ev));
+    j = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(j, "lifetime_stats.expired_archived") == 1 &&
+                 it_json_int(j, "lifetime_stats.expired_removed") == 1,
+             "stats: expired_archived %lld, expired_removed %lld",
+             (long long)it_json_int(j, "lifetime_stats.expired_archived"),
+             (long long)it_json_int(j, "lifetime_stats.expired_removed"));
+    json_decref(j);
+    IT_CHECK(metric(port, "dlq_retention_total", "action=\"archived\"") == 1 &&
+                 metric(port, "dlq_retention_total", "action=\"removed\"") == 1,
+             "dlq_retention_total: archived %g, removed %g",
+             metric(port, "dlq_retention_total", "action=\"archived\""),
+             metric(port, "dlq_retention_total", "action=\"removed\""));
+    e->passed = true;
+}
+
+/*
+ * max_size reached: a new failure is refused (503), evented (refused,
+ * "queue full"), counted (stats refused_full, dlq_refused_full_total); no
+ * task is evicted for it: every parked task and the kept completed one are
+ * still there, and no expired/cleared/archived event was published.
+ */
+static void
+test_full_refuses(void **state)
+{
+    const char *flags[] = {"max_size=100", "store.keep_completed=true", NULL};
+    char ids[100][48], done[96], extra[96], st[32];
+    struct it_env *e;
+    struct it_recorder *refused, *gone, *w;
+    natsConnection *wc;
+    struct it_envelope env;
+    json_t *j;
+    int port;
+    bool ok;
+
+    e = start_http_env("hooks-full", flags, &port);
+    assert_non_null(e);
+    *state = e;
+    refused = it_env_recorder(e, e->nc, "dlq.events.refused", NULL, 16, true);
+    gone = it_env_recorder(e, e->nc, "dlq.events.*", NULL, 512, false);
+    assert_non_null(refused);
+    assert_non_null(gone);
+    wc = it_env_connect(e, "it-worker");
+    assert_non_null(wc);
+    w = it_env_recorder(e, wc, "dlq.retry.>", "workers", 16, false);
+    assert_non_null(w);
+    it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+
+    /* A completed task (kept; it does not count against max_size). */
+    send_failure(e, it_unique_id("done", done, sizeof done), "connection refused", NULL, 1);
+    j = it_wait_task_status(e->nc, done, "completed", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "%s never completed", done);
+    json_decref(j);
+    for (int i = 0; i < 100; i++) {
+        snprintf(ids[i], sizeof ids[i], "full-%d", i);
+        send_failure(e, ids[i], "400 Bad Request: email invalid", NULL, -1);
+    }
+    it_envelope_init(&env);
+    env.task_id = it_unique_id("extra", extra, sizeof extra);
+    env.error = "400 Bad Request: email invalid";
+    j = it_request_envelope(e->nc, "dlq.failed.keep", &env);
+    IT_CHECK(it_json_int(j, "error.code") == 503, "past max_size: want 503");
+    json_decref(j);
+    IT_CHECK(it_rec_wait(refused, 1, IT_WAIT_MS), "no refused event");
+    {
+        const struct it_rec_msg *m = it_rec_get(refused, 0);
+        json_t *r = json_loadb(m->body, m->len, 0, NULL);
+        IT_CHECK(r && strcmp(it_json_str(r, "task_id"), extra) == 0 &&
+                     strstr(it_json_str(r, "error"), "queue full"),
+                 "refused event: %.*s", (int)m->len, m->body);
+        json_decref(r);
+    }
+    j = it_admin_stats(e->nc);
+    IT_CHECK(it_json_int(j, "lifetime_stats.refused_full") == 1, "stats refused_full: %lld",
+             (long long)it_json_int(j, "lifetime_stats.refused_full"));
+    json_decref(j);
+    IT_CHECK(metric(port, "dlq_refused_full_total", "") == 1, "dlq_refused_full_total: %g",
+             metric(port, "dlq_refused_full_total", ""));
+    /* Nothing evicted: every task is still there, none expired, archived or cleared. */
+    for (int i = 0; i < 100; i++)
+        IT_CHECK(strcmp(it_task_status(e->nc, ids[i], st, sizeof st), "pending") == 0,
+                 "%s: want pending (parked), got %s", ids[i], st);
+    IT_CHECK(strcmp(it_task_status(e->nc, done, st, sizeof st), "completed") == 0,
+             "%s: want completed (kept), got %s", done, st);
+    IT_CHECK(strcmp(it_task_status(e->nc, extra, st, sizeof st), "absent") == 0,
+             "%s: the refused failure was stored: %s", extra, st);
+    IT_CHECK(it_rec_count_matching(gone, "dlq.events.expired", NULL, NULL) == 0 &&
+                 it_rec_count_matching(gone, "dlq.events.archived", NULL, NULL) == 0 &&
+                 it_rec_count_matching(gone, "dlq.events.cleared", NULL, NULL) == 0,
+             "a task left the queue");
+    e->passed = true;
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_incident_hooks, it_teardown),
+        cmocka_unit_test_teardown(test_retention, it_teardown),
+        cmocka_unit_test_teardown(test_full_refuses, it_teardown),
     };
     if (getenv("DLQ_IT_FILTER"))
         cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
