@@ -738,11 +738,14 @@ check_retention(const char *s, size_t len)
     return config_retention_parse(s, len, NULL, NULL, NULL) == SC_OK;
 }
 
-/* "" or what check_webhook() accepts. */
+/*
+ * "", what check_webhook() accepts, or the mask --print-config shows for a
+ * secret (so its output loads again; the sidecar then refuses to start).
+ */
 static bool
 check_webhook_opt(const char *s, size_t len)
 {
-    return len == 0 || check_webhook(s, len);
+    return len == 0 || check_webhook(s, len) || (len == 8 && memcmp(s, "********", 8) == 0);
 }
 
 /* "" or host:port with a port 1-65535; an IPv6 host goes in brackets. */

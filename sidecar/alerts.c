@@ -649,6 +649,11 @@ sc_alerts_start(struct sc_daemon *d, char *err, size_t errlen)
 
     if (!cfg->alerts_enabled)
         return SC_OK;
+    if (strcmp(cfg->alerts_slack_url, "********") == 0) {
+        snprintf(err, errlen, "alerts.slack.url: '********' is the mask --print-config shows, not "
+                              "a URL (http:// or https://)");
+        return SC_EINVAL;
+    }
     al = sc_xcalloc(1, sizeof(*al));
     sc_list_init(&al->deliveries);
     al->d = d;

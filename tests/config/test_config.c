@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 109); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 119); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -808,7 +808,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 52);
+    assert_int_equal(checked, 56);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)
@@ -888,11 +888,14 @@ test_secrets_masked(void **state)
     assert_non_null(strstr(out, "    password: \"********\"\n"));
     assert_non_null(strstr(out, "  user: \"alice\"\n"));
     free(out);
-    /* Only the three secrets are masked. */
+    /* Only the secrets are masked: passwords, tokens and the alert hooks' keys and Slack URL. */
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type == CONFIG_TYPE_SECRET)
-            assert_true(strstr(ki->path, "password") != NULL || strstr(ki->path, "token") != NULL);
+            assert_true(strstr(ki->path, "password") != NULL || strstr(ki->path, "token") != NULL ||
+                        strcmp(ki->path, "alerts.pagerduty.routing_key") == 0 ||
+                        strcmp(ki->path, "alerts.opsgenie.api_key") == 0 ||
+                        strcmp(ki->path, "alerts.slack.url") == 0);
     }
     config_destroy(&cfg);
 }
@@ -1129,7 +1132,8 @@ test_full_file(void **state)
 static void
 mutate_all(struct config *cfg)
 {
-    static const char *const strings[] = {"x", "nats://other:1", "127.0.0.2:1", "other-index"};
+    static const char *const strings[] = {"x", "nats://other:1", "127.0.0.2:1", "other-index",
+                                          "http://other:1/x"};
     struct config def;
     char v[8192], d[8192], err[ERRLEN];
     size_t i, j;
@@ -1151,6 +1155,7 @@ mutate_all(struct config *cfg)
             snprintf(v, sizeof(v), "%s",
                      strstr(ki->path, "url")       ? "http://other:1/x"
                      : strstr(ki->path, "streams") ? "OTHER"
+                     : strstr(ki->path, "retention") ? "network:exhausted=1d"
                                                    : "other.>");
             break;
         default:
