@@ -420,12 +420,17 @@ opsgenie_request(struct sc_alerts *al, int i, const char *sum, struct sc_buf *u,
         return;
     }
     sc_buf_append(u, "/v2/alerts", 11); /* with the NUL */
-    /* message: at most 130 characters; the summary is ASCII apart from the prefix, cut safely */
-    snprintf(msg, sizeof(msg), "%s", sum);
-    for (size_t n = strlen(msg); n && ((unsigned char)msg[n - 1] & 0xC0) == 0x80; n--)
-        msg[n - 1] = '\0';
-    if (strlen(msg) && (unsigned char)msg[strlen(msg) - 1] >= 0xC0)
-        msg[strlen(msg) - 1] = '\0';
+    /* message: at most 130 bytes (so characters), cut on a UTF-8 boundary */
+    {
+        size_t n = strlen(sum);
+        if (n > sizeof(msg) - 1) {
+            n = sizeof(msg) - 1;
+            while (n && ((unsigned char)sum[n] & 0xC0) == 0x80)
+                n--;
+        }
+        memcpy(msg, sum, n);
+        msg[n] = '\0';
+    }
     snprintf(val, sizeof(val), "%.4g", a->value);
     snprintf(thr, sizeof(thr), "%.4g", a->threshold);
     sc_buf_append(b, "{\"message\":", 11);

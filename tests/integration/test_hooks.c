@@ -283,6 +283,8 @@ log_has(const char *path, const char *needle)
 
 #define PD_KEY "R0UTINGkey0123456789abcdef012345"
 #define OG_KEY "9f8e7d6c-aaaa-bbbb-cccc-0123456789ab"
+static const char pd_flag[] = "alerts.pagerduty.routing_key=" PD_KEY;
+static const char og_flag[] = "alerts.opsgenie.api_key=" OG_KEY;
 #define DEDUP "dlq-sidecar.dlq.queue_utilization"
 
 /*
@@ -301,8 +303,7 @@ test_incident_hooks(void **state)
     const char *flags[] = {"max_size=100", "alerts.utilization_percent=4",
                            "alerts.check_interval_ms=50", "alerts.webhook_backoff_ms=100",
                            "alerts.webhook_timeout_ms=5000", "log.level=debug", slack, pd, og,
-                           "alerts.pagerduty.routing_key=" PD_KEY,
-                           "alerts.opsgenie.api_key=" OG_KEY, NULL};
+                           pd_flag, og_flag, NULL};
     struct it_env *e;
     struct recv_req q;
     json_t *j, *trig, *res;
