@@ -9,7 +9,7 @@
 #define CONFIG_MAX_RULES 1000   /* entries of classifier.rules */
 #define CONFIG_MAX_STRING 4096  /* bytes of any one string value */
 #define CONFIG_MAX_PATH 128     /* bytes of a key path; longer paths are unknown keys */
-#define CONFIG_MAX_KEYS 128     /* rows the table may have (checked at compile time) */
+#define CONFIG_MAX_KEYS 192     /* rows the table may have (checked at compile time) */
 #define CONFIG_ERR_MAX 512      /* a message config.c formats before yaml.c prefixes a location */
 
 /* How an integer key is stored in struct config. */

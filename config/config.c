@@ -35,6 +35,8 @@ static bool check_pattern(const char *s, size_t len);
 static bool check_index(const char *s, size_t len);
 static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
+static bool check_webhook_opt(const char *s, size_t len);
+static bool check_retention(const char *s, size_t len);
 static bool check_member_id(const char *s, size_t len);
 static bool check_inbox_prefix(const char *s, size_t len);
 static bool check_category_delays(const char *s, size_t len);
@@ -325,6 +327,48 @@ static const struct config_key keys[] = {
           "retries of a failed webhook POST"),
     K_INT("alerts.webhook_backoff_ms", alerts_webhook_backoff_ms, CONFIG_W_I64, 10, 600000, "1000",
           "wait before the first webhook retry, doubled for each next one, ms"),
+    {.info = {.path = "alerts.slack.url",
+              .type = CONFIG_TYPE_SECRET,
+              .help = "Slack incoming-webhook URL that receives each alert change as a Slack "
+                      "message (text and blocks); empty: none (a secret: masked when shown)"},
+     .off = F(alerts_slack_url),
+     .check = check_webhook_opt,
+     .what = "empty or an http:// or https:// URL",
+     .def = ""},
+    K_STR("alerts.pagerduty.url", alerts_pagerduty_url, check_webhook, "an http:// or https:// URL",
+          "https://events.pagerduty.com/v2/enqueue",
+          "PagerDuty Events API v2 URL (used when alerts.pagerduty.routing_key is set)"),
+    K_SECRET("alerts.pagerduty.routing_key", alerts_pagerduty_routing_key,
+             "PagerDuty integration (routing) key; set, each alert triggers and resolves one "
+             "PagerDuty alert (dedup_key dlq-sidecar/<prefix>/<alert>)"),
+    K_STR("alerts.opsgenie.url", alerts_opsgenie_url, check_webhook, "an http:// or https:// URL",
+          "https://api.opsgenie.com",
+          "Opsgenie API base URL (https://api.eu.opsgenie.com for EU accounts; used when "
+          "alerts.opsgenie.api_key is set)"),
+    K_SECRET("alerts.opsgenie.api_key", alerts_opsgenie_api_key,
+             "Opsgenie API integration key (sent as Authorization: GenieKey); set, each alert "
+             "creates and closes one Opsgenie alert (alias dlq-sidecar/<prefix>/<alert>)"),
+    K_INT("retention.exhausted_s", retention_exhausted_s, CONFIG_W_I64, 0, 315360000, "0",
+          "an exhausted task untouched this long is archived (evented expired), s; 0: kept"),
+    K_INT("retention.completed_s", retention_completed_s, CONFIG_W_I64, 0, 315360000, "0",
+          "a completed task kept by store.keep_completed is removed this long after it "
+          "completed (evented expired), s; 0: kept"),
+    K_INT("retention.archived_s", retention_archived_s, CONFIG_W_I64, 0, 315360000, "0",
+          "an archived task kept by store.keep_completed is removed this long after it was "
+          "archived (evented expired), s; 0: kept"),
+    {.info = {.path = "retention.categories",
+              .type = CONFIG_TYPE_LIST,
+              .help = "per-category overrides of the three above: <category>:<status>=<duration> "
+                      "(status exhausted, completed or archived; duration seconds or with s, m, h, "
+                      "d; 0: kept)"},
+     .off = F(retention_categories),
+     .aux = F(retention_category_count),
+     .check = check_retention,
+     .what = "<category>:<exhausted|completed|archived>=<duration> (a category of the classifier; "
+             "a duration of 0-315360000 s, or with s, m, h or d)",
+     .def = ""},
+    K_INT("retention.check_interval_ms", retention_check_interval_ms, CONFIG_W_I64, 100, 3600000,
+          "60000", "how often tasks are checked against retention.*, ms"),
     K_INT("shutdown.drain_ms", shutdown_drain_ms, CONFIG_W_I64, 0, 600000, "5000",
           "on SIGTERM, the ingest drain and in-flight retries get this long, then the store flush (at least 2000), ms"),
     K_INT("limits.max_envelope_bytes", limits.max_envelope_bytes, CONFIG_W_SIZE, 1024, 67108864,
@@ -835,6 +879,23 @@ check_webhook(const char *s, size_t len)
     return true;
 }
 
+/* "<category>:<status>=<duration>", as config_retention_parse() reads it. */
+static bool
+check_retention(const char *s, size_t len)
+{
+    return config_retention_parse(s, len, NULL, NULL, NULL) == SC_OK;
+}
+
+/*
+ * "", what check_webhook() accepts, or the mask --print-config shows for a
+ * secret (so its output loads again; the sidecar then refuses to start).
+ */
+static bool
+check_webhook_opt(const char *s, size_t len)
+{
+    return len == 0 || check_webhook(s, len) || (len == 8 && memcmp(s, "********", 8) == 0);
+}
+
 /* "" or host:port with a port 1-65535; an IPv6 host goes in brackets. */
 static bool
 check_listen(const char *s, size_t len)
@@ -1222,6 +1283,10 @@ refuse_value(const struct config_key *k, const char *v, size_t len, const char *
 {
     char shown[300];
 
+    if (k->info.type == CONFIG_TYPE_SECRET) { /* never echo a secret */
+        config_errf(err, errlen, "%s: the value %s", k->info.path, rest);
+        return SC_EINVAL;
+    }
     config_show(shown, sizeof(shown), v, len);
     config_errf(err, errlen, "%s: '%s' %s", k->info.path, shown, rest);
     return SC_EINVAL;
@@ -1575,6 +1640,7 @@ config_destroy(struct config *cfg)
     list_free(cfg->priority_subjects);
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
+    list_free(cfg->retention_categories);
     rules_free(cfg->rules, cfg->nrules);
     templates_free(cfg->templates, cfg->ntemplates);
     memset(cfg, 0, sizeof(*cfg));
@@ -1973,4 +2039,50 @@ config_usage(FILE *f, const char *prog)
         fputc('\n', f);
     }
     config_destroy(&d);
+}
+
+sc_status
+config_retention_parse(const char *s, size_t len, int *category, int *status, int64_t *seconds)
+{
+    static const char *const statuses[] = {"exhausted", "completed", "archived"};
+    const char *colon = memchr(s, ':', len), *eq = memchr(s, '=', len), *end = s + len;
+    policy_category c;
+    int st = -1;
+    int64_t v = 0, unit = 1;
+    const char *p;
+
+    if (!colon || !eq || eq < colon)
+        return SC_EINVAL;
+    if (policy_category_parse(s, (size_t)(colon - s), &c) != SC_OK)
+        return SC_EINVAL;
+    for (int i = 0; i < 3; i++) {
+        if ((size_t)(eq - colon - 1) == strlen(statuses[i]) &&
+            memcmp(colon + 1, statuses[i], strlen(statuses[i])) == 0)
+            st = i;
+    }
+    if (st < 0 || eq + 1 == end)
+        return SC_EINVAL;
+    switch (end[-1]) {
+    case 's': unit = 1; end--; break;
+    case 'm': unit = 60; end--; break;
+    case 'h': unit = 3600; end--; break;
+    case 'd': unit = 86400; end--; break;
+    default: break;
+    }
+    if (eq + 1 == end || end - (eq + 1) > 10)
+        return SC_EINVAL;
+    for (p = eq + 1; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return SC_EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    if (v * unit > 315360000)
+        return SC_EINVAL;
+    if (category)
+        *category = (int)c;
+    if (status)
+        *status = st;
+    if (seconds)
+        *seconds = v * unit;
+    return SC_OK;
 }

@@ -172,6 +172,18 @@ struct config {
     int64_t alerts_webhook_timeout_ms; /* alerts.webhook_timeout_ms, 100-300,000, default 5000 */
     int64_t alerts_webhook_retries; /* alerts.webhook_retries, 0-20, default 5 */
     int64_t alerts_webhook_backoff_ms; /* alerts.webhook_backoff_ms, 10-600,000, default 1000 */
+    char *alerts_slack_url;        /* alerts.slack.url: "" or a Slack incoming-webhook URL (secret) */
+    char *alerts_pagerduty_url;    /* alerts.pagerduty.url: the Events API v2 enqueue URL */
+    char *alerts_pagerduty_routing_key; /* alerts.pagerduty.routing_key: "" (off) or the key (secret) */
+    char *alerts_opsgenie_url;     /* alerts.opsgenie.url: the Alert API's base URL */
+    char *alerts_opsgenie_api_key; /* alerts.opsgenie.api_key: "" (off) or the GenieKey (secret) */
+    /* retention.* (dlq/machine.c's sweep); 0: kept until an operator acts */
+    int64_t retention_exhausted_s; /* retention.exhausted_s, 0-315,360,000: then archived */
+    int64_t retention_completed_s; /* retention.completed_s, 0-315,360,000: then removed */
+    int64_t retention_archived_s;  /* retention.archived_s, 0-315,360,000: then removed */
+    char **retention_categories;   /* retention.categories: "<category>:<status>=<duration>" entries */
+    size_t retention_category_count;
+    int64_t retention_check_interval_ms; /* retention.check_interval_ms, 100-3,600,000, default 60000 */
     int64_t shutdown_drain_ms;     /* shutdown.drain_ms, 0-600,000 */
     /* limits.* -> codec */
     struct codec_limits limits;
@@ -347,6 +359,17 @@ const struct config_key_info *config_key_find(const char *path);
  * short) and returns the length it needs without the NUL. Any thread.
  */
 size_t config_env_name(const char *path, char *out, size_t outlen);
+
+/*
+ * config_retention_parse() reads one retention.categories entry (len bytes
+ * at s): "<category>:<status>=<duration>", category a classifier category
+ * name, status exhausted (0), completed (1) or archived (2), duration
+ * digits with an optional s, m, h or d, at most 315,360,000 s. Sets the
+ * outputs that are not NULL. Returns SC_OK or SC_EINVAL (malformed or out
+ * of range). Any thread.
+ */
+sc_status config_retention_parse(const char *s, size_t len, int *category, int *status,
+                                 int64_t *seconds);
 
 /* Largest config file or YAML text config_load()/config_load_yaml() accept. */
 #define CONFIG_MAX_FILE_BYTES (1024 * 1024)

@@ -514,6 +514,8 @@ struct dlq_counters {
     uint64_t received; /* failure messages taken from the ingest subject, valid or not */
     uint64_t ingest_dropped; /* failure messages nats.c had received but that were never taken (shutdown) */
     uint64_t dispatched[POLICY_PRIO_COUNT]; /* attempts published, by the task's priority */
+    uint64_t expired_archived; /* exhausted tasks archived by retention.* */
+    uint64_t expired_removed;  /* completed or archived tasks removed by retention.* */
 };
 
 
@@ -682,6 +684,7 @@ struct dlq_machine {
     int64_t last_run_mono;
     int64_t now_mono;                     /* the monotonic time of the call being handled */
     int64_t missing_log_mono;             /* the last payload_missing warning (one per 10 s) */
+    int64_t expire_mono;                  /* the last retention sweep */
     char ints[8][SC_INT_LEN];             /* formatted numbers for log lines */
     unsigned next_int;
 };
@@ -707,6 +710,11 @@ void dlq_machine_destroy(struct dlq_machine *m);
  * ticks) and up to cfg->retry_max_in_flight outstanding. When those limits
  * leave room for fewer retries than are due, the priorities share it 6:3:1
  * (high:normal:low, policy_priority_weights) among those with due tasks.
+ * Every cfg->retention_check_interval_ms (when a retention.* key is set) it
+ * also sweeps the tasks against retention.* (also while paused): an
+ * exhausted task untouched for longer than its retention is archived, a
+ * completed or archived one kept by store.keep_completed is removed; each
+ * evented "expired" and counted (c.expired_archived, c.expired_removed).
  * Loop thread, once a tick.
  */
 void dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due);

@@ -547,6 +547,96 @@ run_due_wheels(struct dlq_machine *m, int64_t now_mono, size_t budget, struct ru
     return fired;
 }
 
+/* ---- retention ---------------------------------------------------------------------------------- */
+
+/* Index of the retention limits: exhausted, completed, archived (config_retention_parse()'s order). */
+static int
+retention_slot(dlq_task_status st)
+{
+    switch (st) {
+    case DLQ_TASK_EXHAUSTED: return 0;
+    case DLQ_TASK_COMPLETED: return 1;
+    case DLQ_TASK_ARCHIVED: return 2;
+    default: return -1;
+    }
+}
+
+/* Fills lim[slot][category] (ms; 0: kept) from retention.*; false when nothing expires. */
+static bool
+retention_limits(const struct config *cfg, int64_t lim[3][POLICY_CAT_COUNT])
+{
+    int64_t base[3] = {cfg->retention_exhausted_s, cfg->retention_completed_s,
+                       cfg->retention_archived_s};
+    bool any = false;
+
+    for (int s = 0; s < 3; s++) {
+        for (int c = 0; c < POLICY_CAT_COUNT; c++)
+            lim[s][c] = base[s] * 1000;
+    }
+    for (size_t i = 0; i < cfg->retention_category_count; i++) {
+        const char *e = cfg->retention_categories[i];
+        int c, s;
+        int64_t secs;
+        if (config_retention_parse(e, strlen(e), &c, &s, &secs) == SC_OK)
+            lim[s][c] = secs * 1000;
+    }
+    for (int s = 0; s < 3; s++) {
+        for (int c = 0; c < POLICY_CAT_COUNT; c++)
+            any |= lim[s][c] > 0;
+    }
+    return any;
+}
+
+/*
+ * One sweep: every task held (held by a lease, in cluster mode) whose
+ * status has a retention and whose last change is older than it. An
+ * exhausted task is archived (removed at once without store.keep_completed,
+ * as an operator's archive); a completed or archived one is removed (only
+ * kept ones exist). Each evented "expired" with the reason in "error".
+ */
+static void
+expire(struct dlq_machine *m, int64_t now_wall)
+{
+    int64_t lim[3][POLICY_CAT_COUNT];
+    struct dlq_task *t, *next;
+    char why[128];
+
+    if (!retention_limits(m->cfg, lim))
+        return;
+    for (t = dlq_queue_first(&m->q); t; t = next) {
+        int slot = retention_slot((dlq_task_status)t->status);
+        int64_t keep;
+        next = dlq_queue_next(&m->q, t);
+        if (slot < 0)
+            continue;
+        keep = lim[slot][t->category];
+        if (keep <= 0 || now_wall - t->updated_at <= keep || !m->ports.may_dispatch(m->ports.ctx, t))
+            continue;
+        if (slot == 0) {
+            snprintf(why, sizeof(why), "retention: exhausted for more than %lld s; archived",
+                     (long long)(keep / 1000));
+            detach(m, t);
+            dlq_queue_set_status(&m->q, t, DLQ_TASK_ARCHIVED, false);
+            t->next_retry_at = 0;
+            t->updated_at = now_wall;
+            m->ports.changed(m->ports.ctx, t);
+            dlq_queue_history(&m->q, t, DLQ_OUT_ARCHIVED, t->retry_count, now_wall, NULL, 0);
+            m->c.expired_archived++;
+            m->ports.event(m->ports.ctx, "expired", t, t->retry_count, why);
+            dlq_log(m, DLQ_LOG_INFO, "task archived by retention", "task_id", t->id, NULL);
+            if (!m->cfg->store_keep_completed)
+                dlq_drop(m, t);
+            continue;
+        }
+        snprintf(why, sizeof(why), "retention: %s for more than %lld s; removed",
+                 dlq_task_status_name((dlq_task_status)t->status), (long long)(keep / 1000));
+        m->c.expired_removed++;
+        m->ports.event(m->ports.ctx, "expired", t, t->retry_count, why);
+        dlq_log(m, DLQ_LOG_INFO, "task removed by retention", "task_id", t->id, NULL);
+        dlq_drop(m, t);
+    }
+}
+
 void
 dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due)
 {
@@ -564,6 +654,10 @@ dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool 
     m->last_run_mono = now_mono;
 
     dlq_wheel_run(m->twheel, now_mono, 0, on_timeout, &rc);
+    if (now_mono - m->expire_mono >= m->cfg->retention_check_interval_ms) {
+        m->expire_mono = now_mono;
+        expire(m, now_wall);
+    }
     if (!run_due)
         return;
     budget = m->tokens >= 1 ? (size_t)m->tokens : 0;

@@ -397,6 +397,15 @@ persist_http_request(struct persist_http *h, const char *method, const char *url
                      const char *content_type, const void *body, size_t len, long timeout_ms,
                      persist_http_cb cb, void *ctx)
 {
+    return persist_http_request_hdr(h, method, url, content_type, NULL, body, len, timeout_ms, cb,
+                                    ctx);
+}
+
+sc_status
+persist_http_request_hdr(struct persist_http *h, const char *method, const char *url,
+                         const char *content_type, const char *header, const void *body,
+                         size_t len, long timeout_ms, persist_http_cb cb, void *ctx)
+{
     struct http_req *r;
     CURL *e;
     char ct[256];
@@ -421,6 +430,12 @@ persist_http_request(struct persist_http *h, const char *method, const char *url
         struct curl_slist *n;
         snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
         n = curl_slist_append(r->hdrs, ct);
+        if (!n)
+            goto fail;
+        r->hdrs = n;
+    }
+    if (header && header[0]) {
+        struct curl_slist *n = curl_slist_append(r->hdrs, header);
         if (!n)
             goto fail;
         r->hdrs = n;

@@ -56,6 +56,16 @@ sc_status persist_http_request(struct persist_http *h, const char *method, const
                                const char *content_type, const void *body, size_t len,
                                long timeout_ms, persist_http_cb cb, void *ctx);
 
+/*
+ * persist_http_request_hdr() is persist_http_request() with one more request
+ * header: header is a whole "Name: value" line (copied; NULL or "" for none),
+ * e.g. "Authorization: GenieKey ...". Same returns, ownership and thread.
+ */
+sc_status persist_http_request_hdr(struct persist_http *h, const char *method, const char *url,
+                                   const char *content_type, const char *header,
+                                   const void *body, size_t len, long timeout_ms,
+                                   persist_http_cb cb, void *ctx);
+
 /* persist_http_pending() returns the number of requests in flight. */
 size_t persist_http_pending(const struct persist_http *h);
 

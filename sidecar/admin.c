@@ -457,6 +457,8 @@ stats_lifetime(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_int(w, "redelivered", (int64_t)c->redelivered);
     sc_jw_int(w, "failures_while_retrying", (int64_t)c->failures_while_retrying);
     sc_jw_int(w, "refused_full", (int64_t)c->refused_full);
+    sc_jw_int(w, "expired_archived", (int64_t)c->expired_archived);
+    sc_jw_int(w, "expired_removed", (int64_t)c->expired_removed);
     sc_jw_int(w, "skipped", (int64_t)c->skipped);
     sc_jw_int(w, "unknown_keys", (int64_t)c->unknown_keys);
     sc_jw_int(w, "publish_errors", (int64_t)sc_conn_get_stats(d->conn).publish_errors);

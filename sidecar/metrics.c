@@ -215,6 +215,10 @@ render_ingest(struct sc_daemon *d, struct sc_buf *b)
              "Valid failures not stored because of the strategy or enabled: false.", c->skipped);
     metric_u(b, "dlq_refused_full_total", "counter", "Failures refused because the queue was full.",
              c->refused_full);
+    family(b, "dlq_retention_total", "counter",
+           "Tasks past retention.*: exhausted ones archived, completed or archived ones removed.");
+    sample_u(b, "dlq_retention_total", "action", "archived", c->expired_archived);
+    sample_u(b, "dlq_retention_total", "action", "removed", c->expired_removed);
     metric_u(b, "dlq_ingest_dropped_total", "counter",
              "Failure messages nats.c had received but the loop never took (a shutdown drain cut short).",
              c->ingest_dropped);

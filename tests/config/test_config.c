@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 113); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 123); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -588,6 +588,12 @@ test_good_values(void **state)
         {"retry.allowed_subjects", "a.*.c,x.>", "a.*.c,x.>"},
         {"retry.allowed_subjects", "", ""},
         {"retry.allowed_subjects", ">", ">"},
+        {"retention.categories", "network:exhausted=1d,validation:archived=0,transient:completed=90",
+         "network:exhausted=1d,validation:archived=0,transient:completed=90"},
+        {"retention.categories", "permanent:exhausted=3650d", "permanent:exhausted=3650d"},
+        {"alerts.slack.url", "", ""},
+        {"alerts.slack.url", "https://hooks.slack.com/services/T/B/X",
+         "https://hooks.slack.com/services/T/B/X"},
         {"store.opensearch.index", "dlq-tasks-2024.01", "dlq-tasks-2024.01"},
         {"http.listen", "", ""},
         {"http.listen", "0.0.0.0:1", "0.0.0.0:1"},
@@ -702,6 +708,23 @@ test_bad_values(void **state)
         {"retry.allowed_subjects", "a.>.b", "retry.allowed_subjects: 'a.>.b' is not a NATS subject pattern"},
         {"retry.allowed_subjects", "a,,b", "retry.allowed_subjects: an entry is empty"},
         {"retry.allowed_subjects", "a.*x", "is not a NATS subject pattern"},
+        {"retention.categories", "network:exhausted=3651d",
+         "retention.categories: 'network:exhausted=3651d' is not "
+         "<category>:<exhausted|completed|archived>=<duration> (a category of the classifier; a "
+         "duration of 0-315360000 s, or with s, m, h or d)"},
+        {"retention.categories", "sometimes:exhausted=1d", "is not <category>:"},
+        {"retention.categories", "network:pending=1d", "is not <category>:"},
+        {"retention.categories", "network:exhausted=", "is not <category>:"},
+        {"retention.categories", "network:exhausted=1w", "is not <category>:"},
+        {"retention.categories", "network:exhausted=-1", "is not <category>:"},
+        {"retention.categories", "network=1d", "is not <category>:"},
+        {"retention.exhausted_s", "-1", "retention.exhausted_s: -1 is out of range 0-315360000"},
+        {"retention.check_interval_ms", "99",
+         "retention.check_interval_ms: 99 is out of range 100-3600000"},
+        {"alerts.slack.url", "ftp://hooks.slack.com/services/T/B/X",
+         "alerts.slack.url: the value is not empty or an http:// or https:// URL"},
+        {"alerts.pagerduty.url", "events.pagerduty.com",
+         "alerts.pagerduty.url: 'events.pagerduty.com' is not an http:// or https:// URL"},
         {"store.opensearch.index", "Upper", "store.opensearch.index: 'Upper' is not an OpenSearch index name"},
         {"store.opensearch.index", "a/b", "is not an OpenSearch index name"},
         {"store.opensearch.index", "-x", "is not an OpenSearch index name"},
@@ -821,7 +844,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 52);
+    assert_int_equal(checked, 56);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)
@@ -901,11 +924,14 @@ test_secrets_masked(void **state)
     assert_non_null(strstr(out, "    password: \"********\"\n"));
     assert_non_null(strstr(out, "  user: \"alice\"\n"));
     free(out);
-    /* Only the three secrets are masked. */
+    /* Only the secrets are masked: passwords, tokens and the alert hooks' keys and Slack URL. */
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type == CONFIG_TYPE_SECRET)
-            assert_true(strstr(ki->path, "password") != NULL || strstr(ki->path, "token") != NULL);
+            assert_true(strstr(ki->path, "password") != NULL || strstr(ki->path, "token") != NULL ||
+                        strcmp(ki->path, "alerts.pagerduty.routing_key") == 0 ||
+                        strcmp(ki->path, "alerts.opsgenie.api_key") == 0 ||
+                        strcmp(ki->path, "alerts.slack.url") == 0);
     }
     config_destroy(&cfg);
 }
@@ -1142,7 +1168,8 @@ test_full_file(void **state)
 static void
 mutate_all(struct config *cfg)
 {
-    static const char *const strings[] = {"x", "nats://other:1", "127.0.0.2:1", "other-index"};
+    static const char *const strings[] = {"x", "nats://other:1", "127.0.0.2:1", "other-index",
+                                          "http://other:1/x"};
     struct config def;
     char v[8192], d[8192], err[ERRLEN];
     size_t i, j;
@@ -1164,6 +1191,7 @@ mutate_all(struct config *cfg)
             snprintf(v, sizeof(v), "%s",
                      strstr(ki->path, "url")                   ? "http://other:1/x"
                      : strstr(ki->path, "streams")             ? "OTHER"
+                     : strstr(ki->path, "retention")           ? "network:exhausted=1d"
                      : strcmp(ki->path, "backoff.categories") == 0 ? "network 1s 2m"
                      : strcmp(ki->path, "backoff.subjects") == 0   ? "other.> 1s 2m"
                      : strcmp(ki->path, "priority.subjects") == 0  ? "other.> high"
