@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 108); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 110); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -808,7 +808,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 51);
+    assert_int_equal(checked, 52);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)
@@ -1151,6 +1151,7 @@ mutate_all(struct config *cfg)
             snprintf(v, sizeof(v), "%s",
                      strstr(ki->path, "url")       ? "http://other:1/x"
                      : strstr(ki->path, "streams") ? "OTHER"
+                     : strstr(ki->path, "users")   ? "bob:viewer:$6$Kx9sQ2$YkgOJA1zjgBhry8o3iUwaufpVW0b8bwKm1W6Tfz9w857iekMU1xFpfP6MN.ZBWoFaF0sOLeF6TXw.8ME.xchu/"
                                                    : "other.>");
             break;
         default:
