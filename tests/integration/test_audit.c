@@ -599,6 +599,12 @@ test_cluster(void **state)
     IT_CHECK(it_json_int(a, "archived") == 12 && it_json_int(a, "members_answered") == 2,
              "both members archive their share: %s", it_json_dump(a));
     json_decref(a);
+    /* each member noted the tasks it archived, naming who asked (the fan-out carries it) */
+    for (int i = 0; i < 12; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c-%02d", i);
+        IT_CHECK(history_has(w->nc, id, "archive by nats"), "%s's history notes the archive", id);
+    }
     n0 = member_records(w, "s0", &r0);
     n1 = member_records(w, "s1", &r1);
     IT_CHECK(n0 + n1 == 1, "one record in the cluster, on the member that took the request: s0 %zu, s1 %zu",
