@@ -417,7 +417,7 @@ test_http_errors(void **state)
     struct resp r;
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
-                                        "clear", "classify", "pause", "resume"};
+                                        "clear", "classify", "pause", "resume", "audit"};
 
     assert_non_null(e);
     *state = e;
