@@ -712,7 +712,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
     reads = !sc_admin_verb_mutates(verb);
     if (!reads && role == ROLE_VIEWER) {
         hs->st.api_forbidden++;
-        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify)", NULL);
+        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify, audit)", NULL);
         return false;
     }
     if (reads ? (m == M_OTHER) : (m != M_POST)) {
