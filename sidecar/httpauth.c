@@ -59,15 +59,26 @@ sc_httpauth_basic(const struct config *cfg, const char *creds, size_t len, char 
         goto done;
     ulen = (size_t)(colon - dec.data);
     plen = dec.len - ulen - 1;
-    if (ulen == 0 || ulen > 64 || memchr(colon + 1, '\0', plen) ||
-        !find_user(cfg, dec.data, ulen, &found, &hash))
+    if (ulen == 0 || ulen > 64 || memchr(colon + 1, '\0', plen))
         goto done;
+    if (!find_user(cfg, dec.data, ulen, &found, &hash)) {
+        /*
+         * An unknown user costs a hash too (against the first user's, and
+         * refused whatever it gives): an answer as quick as a bad header's
+         * would tell a guesser which names exist.
+         */
+        const char *c = strchr(cfg->http_auth_users[0], ':');
+        hash = c ? strchr(c + 1, ':') : NULL;
+        hash = hash ? hash + 1 : "";
+        found = SC_HTTPAUTH_NONE;
+    }
     memcpy(password, colon + 1, plen);
     password[plen] = '\0';
     memset(&cd, 0, sizeof(cd));
     out = crypt_rn(password, hash, &cd, (int)sizeof(cd));
     explicit_bzero(password, sizeof(password));
-    if (out && out[0] != '*' && strlen(out) == strlen(hash) && same_bytes(out, hash, strlen(hash))) {
+    if (found != SC_HTTPAUTH_NONE && out && out[0] != '*' && strlen(out) == strlen(hash) &&
+        same_bytes(out, hash, strlen(hash))) {
         role = found;
         snprintf(user, usize, "%.*s", (int)ulen, dec.data);
     }

@@ -21,7 +21,8 @@ typedef enum {
  * entry of the name counts) with libxcrypt's crypt_rn(). Returns the
  * user's role and writes the user's name (NUL-terminated, at most 64
  * bytes) into user (usize bytes); SC_HTTPAUTH_NONE with user "" for a
- * malformed header, an unknown user or a wrong password. The password
+ * malformed header, an unknown user (which pays a hash too, so that the
+ * time taken does not tell which names exist) or a wrong password. The password
  * is wiped from the stack afterwards and never kept. The hash's own cost
  * is paid on every call (yescrypt: tens of ms by design): the caller,
  * the loop thread, waits that long. Any thread (crypt_rn keeps its state
