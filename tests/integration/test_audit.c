@@ -529,17 +529,20 @@ member_records(struct cl_world *w, const char *member_id, json_t **records)
 }
 
 /*
- * Two members: a filter retry over NATS reaches both, each changes its
- * share; the member that took the request records once with the sum, the
- * other records nothing (its own ring stays empty); the merged audit verb
- * returns that one record.
+ * Two members: a filter archive over NATS reaches both, each changes its
+ * share and notes its tasks; the member that took the request records once
+ * with the sum, the other records nothing (its own ring stays empty). A
+ * pause over s0's HTTP listener is recorded on s0 alone. The merged audit
+ * verb returns both records, newest first.
  */
 static void
 test_cluster(void **state)
 {
     struct cl_world *w = calloc(1, sizeof *w);
     const char *tmp = getenv("TMPDIR");
-    char sdir[IT_PATH_MAX + 16];
+    char sdir[IT_PATH_MAX + 16], listen_flag[64];
+    int port = it_free_port();
+    struct it_http_resp hr;
     json_t *a = NULL, *r0 = NULL, *r1 = NULL;
     int64_t until;
     size_t n0, n1;
@@ -549,6 +552,7 @@ test_cluster(void **state)
     snprintf(w->dir, sizeof w->dir, "%s/dlq-it-audit-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(w->dir));
     IT_CHECK(it_cluster_start(&w->cl, w->dir, 1) == 0, "a nats-server with JetStream starts");
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
     w->nc = it_connect(w->cl.urls, "it-audit-cluster");
     assert_non_null(w->nc);
     for (int i = 0; i < 2; i++) {
@@ -556,7 +560,7 @@ test_cluster(void **state)
         const char *extra[] = {"cluster.enabled=true", "cluster.replicas=1", id,
                                "store.backend=jetstream", "store.jetstream.replicas=1",
                                "ingest.mode=jetstream", "ingest.stream_replicas=1",
-                               "log.level=info", "http.listen=", NULL};
+                               "log.level=info", i == 0 ? listen_flag : "http.listen=", NULL};
         snprintf(id, sizeof id, "cluster.member_id=s%d", i);
         snprintf(sdir, sizeof sdir, "%s/s%d", w->dir, i);
         IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
@@ -612,9 +616,20 @@ test_cluster(void **state)
     check_record(json_array_get(n0 ? r0 : r1, 0), "nats", "archive", NULL, 12);
     json_decref(r0);
     json_decref(r1);
+
+    /* over HTTP to s0: s0 records, s1 (asked through the fan-out) does not */
+    IT_CHECK(http(port, "POST", "/api/v1/pause", NULL, "", &hr) == 0 && hr.status == 200,
+             "pause over s0's HTTP: %d %s", hr.status, hr.body ? hr.body : "");
+    it_http_resp_free(&hr);
+    IT_CHECK(member_records(w, "s0", &r0) == n0 + 1, "s0 recorded the HTTP pause");
+    check_record(json_array_get(r0, 0), "local", "pause", NULL, 0);
+    IT_CHECK(member_records(w, "s1", &r1) == n1, "s1 recorded nothing for it");
+    json_decref(r0);
+    json_decref(r1);
     a = it_request_json(w->nc, "dlq.admin.audit", NULL, IT_REQUEST_MS);
-    IT_CHECK(json_array_size(json_object_get(a, "records")) == 1, "the merged audit: one record: %s",
-             it_json_dump(a));
+    IT_CHECK(json_array_size(json_object_get(a, "records")) == 2 &&
+                 !strcmp(it_json_str(json_array_get(json_object_get(a, "records"), 0), "verb"), "pause"),
+             "the merged audit: two records, newest first: %s", it_json_dump(a));
     json_decref(a);
     w->passed = true;
 }
