@@ -374,8 +374,9 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         /* The one audit record: here, with what every member that answered changed. */
         json_int_t count = 0;
         json_array_foreach(s->answers, i, a)
-            if (!is_error(json_object_get(a, "reply")) && json_is_integer(json_object_get(a, "audit_count")))
-                count += json_integer_value(json_object_get(a, "audit_count"));
+            if (!is_error(json_object_get(a, "reply")) && json_is_integer(json_object_get(a, "audit_count")) &&
+                __builtin_add_overflow(count, json_integer_value(json_object_get(a, "audit_count")), &count))
+                count = LLONG_MAX; /* a forged answer must not overflow */
         sc_audit_record(f->d, s->principal, s->verb, s->body, (int64_t)count,
                         s->body && json_is_true(json_object_get(s->body, "dry_run")));
     }
