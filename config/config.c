@@ -1,6 +1,8 @@
 /* config.c - the key table and all it drives: defaults, validation, setters, get, print, --help. */
 #include "config-internal.h"
 
+#include <crypt.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -42,6 +44,7 @@ static bool check_inbox_prefix(const char *s, size_t len);
 static bool check_category_delays(const char *s, size_t len);
 static bool check_subject_delays(const char *s, size_t len);
 static bool check_subject_priority(const char *s, size_t len);
+static bool check_auth_user(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -292,6 +295,19 @@ static const struct config_key keys[] = {
              "bearer token of the admin API's operator role (every verb); set, the API needs a token from any peer"),
     K_SECRET("http.auth.viewer_token", http_auth_viewer_token,
              "bearer token of the admin API's viewer role (reads only); set, the API needs a token from any peer"),
+    {.info = {.path = "http.auth.users",
+              .type = CONFIG_TYPE_LIST,
+              .help = "basic-auth users of the admin API, name:role:hash (role viewer or operator, "
+                      "hash a crypt(3) string: yescrypt $y$, sha512 $6$ ...); set, the API needs "
+                      "credentials from any peer"},
+     .off = F(http_auth_users),
+     .aux = F(http_auth_users_count),
+     .check = check_auth_user,
+     .what = "name:role:hash (name 1-64 of A-Z a-z 0-9 _ . @ -, role viewer or operator, hash a "
+             "crypt(3) string such as yescrypt $y$... or sha512 $6$...)",
+     .def = ""},
+    K_INT("audit.keep", audit_keep, CONFIG_W_I64, 0, 100000, "1000",
+          "audit records of admin actions kept in memory for the audit verb (0: none)"),
     K_ENUM("log.level", log_level, CONFIG_E_LEVEL, level_names, "info",
            "least severe level logged"),
     K_ENUM("log.format", log_format, CONFIG_E_FORMAT, format_names, "logfmt", "log line format"),
@@ -859,6 +875,38 @@ check_index(const char *s, size_t len)
 }
 
 /* An http:// or https:// URL with a host and no whitespace. */
+/*
+ * An http.auth.users entry: name:role:hash, the name 1-64 of A-Z a-z 0-9
+ * _ . @ -, the role viewer or operator, the hash a crypt(3) string whose
+ * method libxcrypt knows ($y$, $6$, $5$, $2b$ ...; not the old DES form).
+ */
+static bool
+check_auth_user(const char *s, size_t len)
+{
+    char hash[CONFIG_MAX_STRING + 1];
+    const char *end = s + len, *c1 = memchr(s, ':', len), *c2, *role;
+    size_t n;
+    int cs;
+
+    if (!c1 || c1 == s || c1 - s > 64)
+        return false;
+    for (const char *p = s; p < c1; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '@' && *p != '-')
+            return false;
+    role = c1 + 1;
+    c2 = memchr(role, ':', (size_t)(end - role));
+    if (!c2 || !((c2 - role == 6 && memcmp(role, "viewer", 6) == 0) ||
+                 (c2 - role == 8 && memcmp(role, "operator", 8) == 0)))
+        return false;
+    n = (size_t)(end - (c2 + 1));
+    if (n < 4 || n > CONFIG_MAX_STRING || c2[1] != '$')
+        return false;
+    memcpy(hash, c2 + 1, n);
+    hash[n] = '\0';
+    cs = crypt_checksalt(hash);
+    return cs == CRYPT_SALT_OK || cs == CRYPT_SALT_METHOD_LEGACY;
+}
+
 static bool
 check_webhook(const char *s, size_t len)
 {
@@ -1641,6 +1689,7 @@ config_destroy(struct config *cfg)
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
     list_free(cfg->retention_categories);
+    list_free(cfg->http_auth_users);
     rules_free(cfg->rules, cfg->nrules);
     templates_free(cfg->templates, cfg->ntemplates);
     memset(cfg, 0, sizeof(*cfg));

@@ -155,6 +155,9 @@ struct config {
     int64_t http_request_timeout_ms; /* http.request_timeout_ms, 100-600,000, default 10000 */
     char *http_auth_operator_token; /* http.auth.operator_token (secret): every admin API verb; "" none */
     char *http_auth_viewer_token;   /* http.auth.viewer_token (secret): the admin API's reads; "" none */
+    char **http_auth_users;        /* http.auth.users: NULL-terminated "name:role:crypt-hash" entries */
+    size_t http_auth_users_count;
+    int64_t audit_keep;            /* audit.keep, 0-100,000, default 1000: audit records kept in memory */
     config_log_level log_level;    /* log.level */
     config_log_format log_format;  /* log.format */
     int64_t log_task_lines_per_s;  /* log.task_lines_per_s */

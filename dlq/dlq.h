@@ -148,6 +148,7 @@ typedef enum {
     DLQ_OUT_MANUAL, /* an operator scheduled a retry */
     DLQ_OUT_ARCHIVED,
     DLQ_OUT_EDITED, /* an operator replaced the payload (the admin edit verb) */
+    DLQ_OUT_OPERATOR, /* a note of an operator's action: its error text says "<verb> by <principal>" */
 } dlq_outcome_kind;
 
 const char *dlq_task_status_name(dlq_task_status s);

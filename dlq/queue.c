@@ -19,7 +19,7 @@ dlq_outcome_name(dlq_outcome_kind k)
     static const char *const names[] = {"failed",    "retry_failed", "timeout",
                                         "succeeded", "deferred",     "refused",
                                         "exhausted", "manual_retry", "archived",
-                                        "edited"};
+                                        "edited", "operator"};
     return (unsigned)k < SC_ARRAY_LEN(names) ? names[k] : "unknown";
 }
 

@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config clang clang-tidy libclang-rt-14-dev
   libnats-dev libmsgpack-dev libevent-dev libcurl4-openssl-dev libyaml-dev
-  libjansson-dev libpcre2-dev libcmocka-dev libssl-dev nats-server
+  libjansson-dev libpcre2-dev libcmocka-dev libssl-dev libcrypt-dev nats-server
   # test_ops parses /metrics with prometheus_client; CI checks docker/docker-compose.yml.
   python3 python3-prometheus-client docker-compose
   # test_persist makes a throwaway CA and certificate for its TLS proxy (tests/integration/tls_proxy.py).

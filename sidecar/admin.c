@@ -10,6 +10,7 @@
 #include "admin.h"
 #include "advisory.h"
 #include "alerts.h"
+#include "audit.h"
 #include "cluster.h"
 #include "daemon.h"
 #include "metrics.h"
@@ -40,6 +41,10 @@ struct admin_req {
     json_t *body;
     bool member;      /* a member's part of a cluster request (fanout.c): list in partition order */
     int64_t would_clear; /* clear without confirm: the count, in the error (-1: none) */
+    const char *principal; /* who asks (audit.h): "local", "http:alice", "nats:bob" ... */
+    int64_t audit_count; /* a mutating verb: the tasks it changed (a dry run: would change), for its audit record */
+    bool dry_run;        /* the request says "dry_run": true: nothing changes, nothing is noted */
+    char note[128];      /* a mutating verb: the history note of each task it changes ("retry by local") */
     int error_code;
     char error[256];
 };
@@ -290,6 +295,8 @@ static void
 reply_dry_run(struct admin_req *r, size_t n, const struct dlq_task *t, const char *why)
 {
     struct sc_jw w;
+
+    r->audit_count = (int64_t)n; /* the record of a dry run counts what would change */
 
     sc_buf_reset(&r->d->out);
     sc_jw_init(&w, &r->d->out);
@@ -1240,6 +1247,24 @@ admin_classify(struct admin_req *r)
     reply_buf(r);
 }
 
+/* ---- the audit trail ------------------------------------------------------------------------ */
+
+/*
+ * audit_note() records in t's history that the operator's action of r
+ * changed it (an "operator" entry whose text is "<verb> by <principal>").
+ * The text is one string of the queue's pool shared by every task the
+ * action touches, and the history is a bounded ring: a bulk action over
+ * 100k tasks adds 100k small entries and no copies of the text. A dry run
+ * notes nothing.
+ */
+static void
+audit_note(struct admin_req *r, struct dlq_task *t, int64_t now)
+{
+    if (r->dry_run || !r->note[0])
+        return;
+    dlq_queue_history(&r->d->m.q, t, DLQ_OUT_OPERATOR, t->retry_count, now, r->note, strlen(r->note));
+}
+
 /* ---- retry and the background redrive -------------------------------------------------------- */
 
 /* True when a manual retry may touch t (not terminal, not in flight). */
@@ -1270,6 +1295,8 @@ redrive_stop(struct sc_daemon *d, bool cancelled)
     rd->filter.error = rd->filter.error_type = rd->filter.id_prefix = NULL;
     free(rd->resume_id);
     rd->resume_id = NULL;
+    free(rd->note);
+    rd->note = NULL;
     if (rd->ev)
         event_del(rd->ev);
 }
@@ -1329,6 +1356,9 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
             rd->skipped++;
             continue;
         }
+        if (rd->note)
+            dlq_queue_history(&d->m.q, t, DLQ_OUT_OPERATOR, t->retry_count, wall, rd->note,
+                              strlen(rd->note));
         rd->scheduled++;
         rd->tokens -= 1;
     }
@@ -1360,6 +1390,9 @@ redrive_start(struct admin_req *r, const struct dlq_filter *f, double rate, int6
             n++;
     free(rd->subject);
     free(rd->resume_id);
+    free(rd->note);
+    rd->note = r->note[0] && !r->dry_run ? sc_xstrdup(r->note) : NULL;
+    r->audit_count = (int64_t)n;
     if (!rd->ev)
         rd->ev = event_new(d->base, -1, EV_PERSIST, on_redrive, d);
     rd->active = true;
@@ -1473,6 +1506,8 @@ retry_task(struct admin_req *r, const json_t *rate, int64_t now, bool dry)
                     t->park_reason ? t->park_reason : "refused");
         return;
     }
+    r->audit_count = 1;
+    audit_note(r, t, now);
     retry_reply_one(r, t);
 }
 
@@ -1487,11 +1522,13 @@ retry_matching(struct admin_req *r, const struct dlq_filter *f, int64_t now)
         if (!actionable(t) || !dlq_filter_match(f, t, now))
             continue;
         if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
+            audit_note(r, t, now);
             n++;
         } else {
             skipped++;
         }
     }
+    r->audit_count = (int64_t)n;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"scheduled\":%zu,\"skipped\":%zu,\"paused\":%s}", n, skipped,
                    d->paused ? "true" : "false");
@@ -1593,6 +1630,7 @@ admin_archive(struct admin_req *r)
             return;
         }
         dlq_machine_archive(&d->m, t, now);
+        audit_note(r, t, now);
         n = 1;
     } else {
         if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
@@ -1607,12 +1645,14 @@ admin_archive(struct admin_req *r)
             next = dlq_queue_next(&d->m.q, t);
             if (archivable(t) && dlq_filter_match(&f, t, now)) {
                 dlq_machine_archive(&d->m, t, now);
+                audit_note(r, t, now);
                 n++;
             }
         }
     }
     if (n)
         sc_log(SC_LOG_INFO, "tasks archived", "count", sc_log_int((int64_t)n), NULL);
+    r->audit_count = (int64_t)n;
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"archived\":%zu}", n);
     reply_buf(r);
@@ -1655,6 +1695,7 @@ admin_clear(struct admin_req *r)
         }
     }
     sc_log(SC_LOG_INFO, "tasks cleared", "count", sc_log_int((int64_t)n), NULL);
+    r->audit_count = (int64_t)n; /* a cleared task is gone: no history to note it in */
     sc_buf_reset(&d->out);
     sc_buf_appendf(&d->out, "{\"cleared\":%zu}", n);
     reply_buf(r);
@@ -1750,7 +1791,8 @@ admin_edit(struct admin_req *r)
         return;
     }
     free(text);
-    /* audit: 1 task (set r->audit_count = 1 here once the audit helper's field exists) */
+    r->audit_count = 1;
+    audit_note(r, t, now);
     sc_buf_reset(&d->out);
     sc_jw_init(&w, &d->out);
     sc_jw_open(&w, NULL, '{');
@@ -1802,6 +1844,31 @@ admin_resume(struct admin_req *r)
     set_paused(r, false);
 }
 
+/* ---- the audit verb -------------------------------------------------------------------------- */
+
+#define AUDIT_LIMIT_DEFAULT 50
+#define AUDIT_LIMIT_MAX 100000
+
+/* Answers {"limit":N} with {"records":[...]}: the latest N audit records, newest first. */
+static void
+admin_audit(struct admin_req *r)
+{
+    json_t *v = r->body ? json_object_get(r->body, "limit") : NULL;
+    json_int_t limit = AUDIT_LIMIT_DEFAULT;
+
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > AUDIT_LIMIT_MAX) {
+            reply_error(r, 400, "limit: must be an integer from 1 to %d", AUDIT_LIMIT_MAX);
+            return;
+        }
+        limit = json_integer_value(v);
+    }
+    sc_buf_reset(&r->d->out);
+    sc_audit_list(r->d->audit, (size_t)limit, &r->d->out);
+    reply_buf(r);
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static const char *const no_keys[] = {NULL};
@@ -1810,13 +1877,16 @@ static const char *const list_keys[] = {FILTER_KEYS, "limit", "cursor", NULL};
 static const char *const groups_keys[] = {FILTER_KEYS, "limit", NULL};
 static const char *const classify_keys[] = {"error", "error_type", "subject", "backoff", "template", NULL};
 static const char *const edit_keys[] = {"task_id", "payload_json", "payload_b64", "retry", NULL};
+static const char *const audit_keys[] = {"limit", NULL};
 
 /*
  * The verbs, in the order service discovery lists them. keys, when set, are
  * checked before the handler runs; retry, archive and clear check their own
  * (they depend on the form of the request). mutating marks the verbs that
  * change tasks or the sidecar's state: HTTP takes them by POST only and an
- * operator role is needed for them.
+ * operator role is needed for them, and each successful call leaves one
+ * audit record (admin_handle(); the handler sets r->audit_count and notes
+ * the tasks it changes with audit_note()).
  */
 static const struct admin_verb {
     const char *name;
@@ -1836,6 +1906,7 @@ static const struct admin_verb {
     {"pause", admin_pause, no_keys, true},
     {"resume", admin_resume, no_keys, true},
     {"edit", admin_edit, edit_keys, true},
+    {"audit", admin_audit, audit_keys, false},
 };
 
 size_t
@@ -1906,7 +1977,20 @@ admin_handle(struct admin_req *r, const char *verb, const char *data, int len)
         reply_error(r, 400, "request: not a JSON object (%s)", r->body ? "wrong type" : jerr.text);
     } else if (!verbs[vi].keys || check_keys(r, verbs[vi].keys)) {
         sc_log(SC_LOG_DEBUG, "admin request", "verb", verb, "member", r->member ? "true" : "false", NULL);
+        if (!r->principal)
+            r->principal = "local";
+        if (verbs[vi].mutating) {
+            r->dry_run = r->body && json_is_true(json_object_get(r->body, "dry_run"));
+            snprintf(r->note, sizeof(r->note), "%s by %s", verb, r->principal);
+        }
         verbs[vi].fn(r);
+        /*
+         * One audit record per action. A member's part of a cluster request
+         * records nothing: the member that took the request records once,
+         * with the members' counts added up (fanout.c).
+         */
+        if (verbs[vi].mutating && !r->error_code && !r->member)
+            sc_audit_record(d, r->principal, verb, r->body, r->audit_count, r->dry_run);
     }
     json_decref(r->body);
     r->body = NULL;
@@ -1922,26 +2006,29 @@ sc_admin(struct sc_daemon *d, natsMsg *m)
 {
     const char *subj = natsMsg_GetSubject(m);
     const char *verb = strrchr(subj, '.');
+    char who[SC_AUDIT_PRINCIPAL_LEN];
     struct admin_req r = {.d = d, .m = m};
 
     if (!natsMsg_GetReply(m))
         return; /* admin calls are requests; a plain publish has nobody to answer */
+    r.principal = sc_audit_nats_principal(natsMsg_GetReply(m), who, sizeof(who));
     admin_handle(&r, verb ? verb + 1 : "", natsMsg_GetData(m), natsMsg_GetDataLength(m));
 }
 
 int
-sc_admin_call(struct sc_daemon *d, const char *verb, const char *data, int len)
+sc_admin_call(struct sc_daemon *d, const char *verb, const char *data, int len, const char *principal)
 {
-    struct admin_req r = {.d = d};
+    struct admin_req r = {.d = d, .principal = principal};
 
     admin_handle(&r, verb, data, len);
     return r.error_code;
 }
 
 void
-sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len, struct sc_buf *out)
+sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len, const char *principal,
+                struct sc_buf *out)
 {
-    struct admin_req r = {.d = d, .member = true};
+    struct admin_req r = {.d = d, .member = true, .principal = principal};
     struct sc_cluster_stats cs = sc_cluster_get_stats(d);
     struct sc_jw w;
 
@@ -1954,7 +2041,10 @@ sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len
     sc_jw_close(&w, '}');
     sc_buf_append(out, ",\"partitions\":[", 15);
     sc_serving_list(d, sc_now_mono_ms(), out);
-    sc_buf_append(out, "],\"reply\":", 10);
+    sc_buf_appendc(out, ']');
+    if (sc_admin_verb_mutates(verb) && !r.error_code)
+        sc_buf_appendf(out, ",\"audit_count\":%lld", (long long)r.audit_count);
+    sc_buf_append(out, ",\"reply\":", 9);
     sc_buf_append(out, d->out.data, d->out.len);
     sc_buf_appendc(out, '}');
 }

@@ -15,7 +15,8 @@ struct sc_daemon;
 /*
  * sc_admin() answers one request on <prefix>.admin.<verb> (each verb: a call
  * into the state machine and a JSON view; see admin.c); a message without a
- * reply subject is ignored. sc_admin_destroy() stops a running redrive and
+ * reply subject is ignored. Its audit principal comes from the reply
+ * subject (sc_audit_nats_principal()). sc_admin_destroy() stops a running redrive and
  * frees its timer; safe when none ran. Loop thread.
  */
 void sc_admin(struct sc_daemon *d, natsMsg *m);
@@ -27,9 +28,11 @@ void sc_admin_destroy(struct sc_daemon *d);
  * alone, as a request on <prefix>.admin.<verb> outside cluster mode; the
  * JSON answer is left in d->out (valid until the next admin call). Returns
  * 0 on success, else the error's code (400, 404 unknown task or verb, 409,
- * 503) as in the answer's {"error":{"code":...}}. Loop thread.
+ * 503) as in the answer's {"error":{"code":...}}. principal (NUL-terminated,
+ * NULL: "local") is who asks, for the audit record of a mutating verb
+ * (audit.h). Loop thread.
  */
-int sc_admin_call(struct sc_daemon *d, const char *verb, const char *data, int len);
+int sc_admin_call(struct sc_daemon *d, const char *verb, const char *data, int len, const char *principal);
 
 /* sc_admin_blank() tells whether len bytes of data are empty or white space only: an empty request. Pure. */
 bool sc_admin_blank(const char *data, int len);
@@ -39,11 +42,15 @@ bool sc_admin_blank(const char *data, int len);
  * DESIGN section 18): it runs verb on len bytes of data (the request body)
  * here, listing in partition order (see sc_admin_part_cursor()), and
  * writes {"member":{"id":...},"partitions":[the partitions served here],
- * "reply":<the answer, or {"error":...}>} into out (reset first; out must
- * not be d->out). Loop thread.
+ * "audit_count":N (a mutating verb that succeeded: the tasks it changed
+ * here), "reply":<the answer, or {"error":...}>} into out (reset first; out
+ * must not be d->out). It writes no audit record: the member that took the
+ * request does, once (fanout.c); principal (NUL-terminated, NULL: "local")
+ * only names who asked in the history notes of the tasks changed here.
+ * Loop thread.
  */
 void sc_admin_member(struct sc_daemon *d, const char *verb, const char *data, int len,
-                     struct sc_buf *out);
+                     const char *principal, struct sc_buf *out);
 
 /*
  * sc_admin_part_cursor() appends the cluster list cursor of task id (len

@@ -7,6 +7,7 @@
 #include "fanout.h"
 #include "advisory.h"
 #include "alerts.h"
+#include "audit.h"
 #include "cluster.h"
 #include "daemon.h"
 #include "dispatch.h"
@@ -277,6 +278,7 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->paused = !cfg->retry_processor_enabled;
     sc_dispatch_init(d);
     d->metrics = sc_metrics_new();
+    d->audit = sc_audit_new((size_t)cfg->audit_keep);
     /* Cluster mode's needs, checked before anything is set up on the servers. */
     if ((s = sc_takeover_check(cfg, err, errlen)))
         goto fail;
@@ -387,6 +389,7 @@ sc_daemon_free(struct sc_daemon *d)
     sc_dispatch_destroy(d);
     codec_free(d->codec);
     sc_metrics_free(d->metrics);
+    sc_audit_free(d->audit);
     policy_classifier_free(d->classifier);
     sc_buf_destroy(&d->out);
     sc_buf_destroy(&d->scratch);

@@ -46,6 +46,7 @@ struct sc_redrive {
     char *resume_id;             /* owned: id of the next task to visit (fast resume), or NULL */
     size_t resume_len;
     uint64_t resume_seq;
+    char *note;                  /* owned: the history note of each task it schedules ("retry by local"), or NULL */
 };
 
 struct sc_daemon {
@@ -90,6 +91,7 @@ struct sc_daemon {
     struct sc_http *http;       /* /healthz, /readyz, /metrics (http.c); NULL when disabled */
     struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
     struct sc_workers *workers; /* retry subjects without workers (workers.c); NULL before sc_workers_open() */
+    struct sc_audit *audit;     /* the latest audit records (audit.c); NULL before sc_daemon_new() sets it */
     struct sc_mirror *mirror;    /* the store mirror (mirror.c); NULL before sc_mirror_open() */
     struct sc_cluster *cluster;  /* cluster mode (cluster.h); NULL when cluster.enabled is false */
     struct sc_fanout *fanout;    /* cluster mode's admin API (fanout.h); NULL outside it */

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "admin.h"
+#include "audit.h"
 #include "cluster.h"
 #include "daemon.h"
 #include "fanout.h"
@@ -19,6 +20,7 @@
 #define LIST_DEFAULT 50     /* admin.c's default page */
 #define GROUPS_DEFAULT 50   /* admin.c's default number of groups */
 #define RATE_MAX 1e7        /* admin.c's largest redrive rate, tasks/s */
+#define PRINCIPAL_HEADER "Dlq-Principal" /* who asked, on a member's part of a request */
 
 /*
  * Who holds a request (docs/cluster.md, "Admin"): the member that took it
@@ -34,6 +36,7 @@ struct fo_slot {
     uint64_t id;
     uint64_t token;   /* random, in the answer subject: an answer sent there by anyone else finds no match */
     char verb[16];
+    char principal[SC_AUDIT_PRINCIPAL_LEN]; /* who asks, for the one audit record of a mutating verb */
     char *reply;      /* the requester's reply subject (NULL for an in-process request) */
     sc_fanout_answer_fn fn; /* an in-process requester (sc_fanout_ask()), or NULL */
     void *ctx;        /* fn's context */
@@ -54,7 +57,7 @@ struct sc_fanout {
 
 /* The verbs asked of every member; the others (health, classify) are answered by the member that took them. */
 static const char *const fan_verbs[] = {"stats", "list", "get", "retry", "archive", "clear",
-                                        "pause", "resume", "groups", "edit"};
+                                        "pause", "resume", "groups", "edit", "audit"};
 
 static bool
 fans_out(const char *verb)
@@ -347,6 +350,39 @@ merge_groups(json_t *oks, const json_t *body)
     return json_pack("{s:o}", "groups", out);
 }
 
+/* Newest first: RFC 3339 UTC times of one format compare as text. */
+static int
+record_cmp(const void *x, const void *y)
+{
+    const char *a = json_string_value(json_object_get(*(json_t *const *)x, "time"));
+    const char *b = json_string_value(json_object_get(*(json_t *const *)y, "time"));
+
+    return strcmp(b ? b : "", a ? a : "");
+}
+
+/* merge_audit() makes one {"records":[...]} of the members' latest records: newest first, at most limit. */
+static json_t *
+merge_audit(json_t *oks, const json_t *body)
+{
+    json_t *lim = body ? json_object_get(body, "limit") : NULL, *records = json_array(), *v, *r;
+    size_t n = 0, k, i, limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : 50;
+    json_t **all;
+
+    json_array_foreach(oks, k, v)
+        n += json_array_size(json_object_get(v, "records"));
+    all = sc_xcalloc(n + 1, sizeof(*all));
+    n = 0;
+    json_array_foreach(oks, k, v)
+        json_array_foreach(json_object_get(v, "records"), i, r)
+            if (json_is_object(r))
+                all[n++] = r;
+    qsort(all, n, sizeof(*all), record_cmp);
+    for (i = 0; i < n && i < limit; i++)
+        json_array_append(records, all[i]);
+    free(all);
+    return json_pack("{s:o}", "records", records);
+}
+
 /*
  * Whether a member's reply is an error: {"error":{code,message}}. A task's
  * own "error" text (a get's reply) is a string, not an error.
@@ -464,6 +500,8 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         reply = merge_list(f, oks, s->body);
     } else if (!strcmp(s->verb, "groups")) {
         reply = merge_groups(oks, s->body);
+    } else if (!strcmp(s->verb, "audit")) {
+        reply = merge_audit(oks, s->body);
     } else {
         reply = json_deep_copy(json_array_get(oks, 0));
         for (i = 1; i < json_array_size(oks); i++)
@@ -489,6 +527,16 @@ finish(struct sc_fanout *f, struct fo_slot *s)
     json_object_set_new(reply, "partitions_missing", missing);
     json_object_set_new(reply, "members_answered", json_integer((json_int_t)json_array_size(s->answers)));
     json_object_set_new(reply, "answered_by", json_string(sc_cluster_get_stats(f->d).member_id));
+    if (sc_admin_verb_mutates(s->verb) && !is_error(reply)) {
+        /* The one audit record: here, with what every member that answered changed. */
+        json_int_t count = 0;
+        json_array_foreach(s->answers, i, a)
+            if (!is_error(json_object_get(a, "reply")) && json_is_integer(json_object_get(a, "audit_count")) &&
+                __builtin_add_overflow(count, json_integer_value(json_object_get(a, "audit_count")), &count))
+                count = LLONG_MAX; /* a forged answer must not overflow */
+        sc_audit_record(f->d, s->principal, s->verb, s->body, (int64_t)count,
+                        s->body && json_is_true(json_object_get(s->body, "dry_run")));
+    }
     send_reply(f, s, reply);
     json_decref(reply);
     json_decref(oks);
@@ -586,8 +634,9 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
  */
 static uint64_t
 fan_start(struct sc_fanout *f, const char *verb, json_t *body, const char *data, int len,
-          const char *reply, sc_fanout_answer_fn fn, void *ctx)
+          const char *principal, const char *reply, sc_fanout_answer_fn fn, void *ctx)
 {
+    const char *hdrs[3] = {PRINCIPAL_HEADER, principal, NULL};
     struct sc_daemon *d = f->d;
     struct sc_cluster_stats cs = sc_cluster_get_stats(d);
     struct fo_slot *s = NULL;
@@ -607,6 +656,7 @@ fan_start(struct sc_fanout *f, const char *verb, json_t *body, const char *data,
     id = s->id = ++f->next_id;
     s->token = d->m.ports.token(d->m.ports.ctx);
     snprintf(s->verb, sizeof(s->verb), "%s", verb);
+    snprintf(s->principal, sizeof(s->principal), "%s", principal);
     s->reply = reply ? sc_xstrdup(reply) : NULL;
     s->fn = fn;
     s->ctx = ctx;
@@ -634,11 +684,11 @@ fan_start(struct sc_fanout *f, const char *verb, json_t *body, const char *data,
     snprintf(subj, sizeof(subj), "%s.cluster.admin.%s", d->cfg->subjects_prefix, verb);
     snprintf(answer_to, sizeof(answer_to), "%s.%llu.%016llx", f->answer_prefix,
              (unsigned long long)s->id, (unsigned long long)s->token);
-    if (cs.members > 1 && sc_publish(d, subj, answer_to, data, (size_t)len, NULL) != SC_OK)
+    if (cs.members > 1 && sc_publish(d, subj, answer_to, data, (size_t)len, hdrs) != SC_OK)
         sc_log(SC_LOG_WARN, "cluster admin: cannot ask the other members", "verb", verb, NULL);
     struct timeval wait = {FANOUT_WAIT_MS / 1000, (FANOUT_WAIT_MS % 1000) * 1000};
     evtimer_add(s->ev, &wait);
-    sc_admin_member(d, verb, data, len, &f->buf); /* this member's own part, here */
+    sc_admin_member(d, verb, data, len, principal, &f->buf); /* this member's own part, here */
     free(rewritten);
     add_answer(f, s, f->buf.data, f->buf.len);
     return id;
@@ -675,6 +725,7 @@ on_request(void *ctx, natsMsg *m)
     struct sc_daemon *d = ctx;
     struct sc_fanout *f = d->fanout;
     const char *verb = last_token(natsMsg_GetSubject(m)), *reply = natsMsg_GetReply(m);
+    char who[SC_AUDIT_PRINCIPAL_LEN];
     json_t *body;
 
     if (!f || !reply || !*reply)
@@ -683,24 +734,27 @@ on_request(void *ctx, natsMsg *m)
         sc_admin(d, m); /* answered here alone: health, classify, an unknown verb, a bad body */
         return;
     }
-    if (!fan_start(f, verb, body, natsMsg_GetData(m), natsMsg_GetDataLength(m), reply, NULL, NULL))
+    if (!fan_start(f, verb, body, natsMsg_GetData(m), natsMsg_GetDataLength(m),
+                   sc_audit_nats_principal(reply, who, sizeof(who)), reply, NULL, NULL))
         sc_conn_respond_to(d->conn, reply, fan_busy, sizeof(fan_busy) - 1, 503, "busy");
 }
 
 uint64_t
 sc_fanout_ask(struct sc_daemon *d, const char *verb, const char *data, int len,
-              sc_fanout_answer_fn fn, void *ctx)
+              const char *principal, sc_fanout_answer_fn fn, void *ctx)
 {
     struct sc_fanout *f = d->fanout;
     json_t *body;
     uint64_t id;
 
     if (!f || !fan_body(verb, data, len, &body)) {
-        int code = sc_admin_call(d, verb, data, len);
+        int code = sc_admin_call(d, verb, data, len, principal);
         fn(ctx, code ? code : 200, d->out.data, d->out.len);
         return 0;
     }
-    if (!(id = fan_start(f, verb, body, data, len, NULL, fn, ctx))) {
+    if (!principal)
+        principal = "local";
+    if (!(id = fan_start(f, verb, body, data, len, principal, NULL, fn, ctx))) {
         fn(ctx, 503, fan_busy, sizeof(fan_busy) - 1);
         return 0;
     }
@@ -728,15 +782,19 @@ static void
 on_member(void *ctx, natsMsg *m)
 {
     struct sc_daemon *d = ctx;
-    const char *reply = natsMsg_GetReply(m), *inbox = sc_conn_inbox(d->conn);
+    const char *reply = natsMsg_GetReply(m), *inbox = sc_conn_inbox(d->conn), *who = NULL;
     size_t plen = strlen(inbox);
 
     if (!d->fanout || !reply || !*reply)
         return;
     if (!strncmp(reply, inbox, plen) && reply[plen] == '.')
         return; /* our own question: on_request() answered it here already */
+    /* Who asked, for the history notes: <prefix>.cluster.> is for sidecars only (docs/nats-auth.conf). */
+    if (natsMsgHeader_Get(m, PRINCIPAL_HEADER, &who) != NATS_OK || !who || !*who ||
+        strlen(who) >= SC_AUDIT_PRINCIPAL_LEN)
+        who = "cluster";
     sc_admin_member(d, last_token(natsMsg_GetSubject(m)), natsMsg_GetData(m),
-                    natsMsg_GetDataLength(m), &d->fanout->buf);
+                    natsMsg_GetDataLength(m), who, &d->fanout->buf);
     sc_conn_respond_to(d->conn, reply, d->fanout->buf.data, d->fanout->buf.len, 0, NULL);
 }
 

@@ -44,11 +44,13 @@ typedef void (*sc_fanout_answer_fn)(void *ctx, int code, const char *body, size_
  * slot in use it gets a 503 at once. Returns a ticket while the answer is
  * still being gathered, 0 when fn already ran. sc_fanout_cancel() makes a
  * ticket's fn never run (its requester went away); the members still do
- * what was asked. A ticket of an answered request, or 0, is a no-op. Loop
+ * what was asked. A ticket of an answered request, or 0, is a no-op.
+ * principal (NUL-terminated, e.g. "http:alice"; NULL: "local") is who asks:
+ * a mutating verb leaves one audit record under that name (audit.h). Loop
  * thread.
  */
 uint64_t sc_fanout_ask(struct sc_daemon *d, const char *verb, const char *data, int len,
-                       sc_fanout_answer_fn fn, void *ctx);
+                       const char *principal, sc_fanout_answer_fn fn, void *ctx);
 void sc_fanout_cancel(struct sc_daemon *d, uint64_t ticket);
 
 sc_status sc_fanout_open(struct sc_daemon *d, char *err, size_t errlen);

@@ -18,9 +18,11 @@
 
 #include "admin.h"
 #include "console.h"
+#include "audit.h"
 #include "daemon.h"
 #include "fanout.h"
 #include "http.h"
+#include "httpauth.h"
 #include "list.h"
 #include "metrics.h"
 #include "peers.h"
@@ -81,6 +83,7 @@ struct http_conn {
     bool late;                 /* the deadline fired once already (API timeout answered) */
     size_t body_len;           /* an API request's body still to come (Content-Length), 0: none */
     char verb[24];             /* the API verb whose body is being read */
+    char principal[SC_AUDIT_PRINCIPAL_LEN]; /* who the request is, for the audit (audit.h) */
     uint64_t ticket;           /* sc_fanout_ask() ticket while a cluster answer is awaited, 0: none */
     const char *role;          /* the API caller's role, sent as X-DLQ-Role; NULL: none */
     struct sc_list link;       /* on hs->conns (oldest first), then on hs->dead */
@@ -425,7 +428,7 @@ api_call(struct http_conn *c, const char *verb, const char *data, size_t len)
         return;
     }
     hs->st.api_requests++;
-    t = sc_fanout_ask(hs->d, verb, data ? data : "", (int)len, on_api_answer, c);
+    t = sc_fanout_ask(hs->d, verb, data ? data : "", (int)len, c->principal, on_api_answer, c);
     if (t && !c->answering) {
         c->ticket = t;
         hs->api_waiting++;
@@ -576,18 +579,36 @@ token_is(const char *p, size_t len, const char *t)
     return diff == 0;
 }
 
-/* The role of an "Authorization" header value (len bytes at v, NULL: none): Bearer <token>. */
+/*
+ * The role of an "Authorization" header value (len bytes at v, NULL: none):
+ * Bearer <token> (http.auth.*_token) or Basic <base64 user:password>
+ * (http.auth.users, httpauth.c); writes who it is into principal (psize
+ * bytes): "token:operator", "token:viewer" or "http:<user>".
+ */
 static enum api_role
-role_of(const struct config *cfg, const char *v, size_t len)
+role_of(const struct config *cfg, const char *v, size_t len, char *principal, size_t psize)
 {
+    char user[72];
+
+    if (v && len > 6 && strncasecmp(v, "Basic ", 6) == 0) {
+        sc_httpauth_role r = sc_httpauth_basic(cfg, v + 6, len - 6, user, sizeof(user));
+        if (r == SC_HTTPAUTH_NONE)
+            return ROLE_NONE;
+        snprintf(principal, psize, "http:%s", user);
+        return r == SC_HTTPAUTH_OPERATOR ? ROLE_OPERATOR : ROLE_VIEWER;
+    }
     if (!v || len <= 7 || strncasecmp(v, "Bearer ", 7) != 0)
         return ROLE_NONE;
     v += 7;
     len -= 7;
-    if (token_is(v, len, cfg->http_auth_operator_token))
+    if (token_is(v, len, cfg->http_auth_operator_token)) {
+        snprintf(principal, psize, "token:operator");
         return ROLE_OPERATOR;
-    if (token_is(v, len, cfg->http_auth_viewer_token))
+    }
+    if (token_is(v, len, cfg->http_auth_viewer_token)) {
+        snprintf(principal, psize, "token:viewer");
         return ROLE_VIEWER;
+    }
     return ROLE_NONE;
 }
 
@@ -634,9 +655,10 @@ host_is_loopback(const char *h, size_t len)
  * api_route() answers a request under /api/ (path of plen bytes, query of
  * qlen bytes or NULL; clen the declared body: -1 invalid, -2 chunked;
  * hd the headers it reads). Access:
- * with no http.auth token set, loopback peers only (403); with one set,
- * any peer with a token (401 without), and the viewer's token reads only
- * (403 for the other verbs); never another origin's page (403).
+ * with no http.auth token or user set, loopback peers only (403, principal
+ * "local"); with one set, any peer with a token or a user's password (401
+ * without), and the viewer role reads only (403 for the other verbs);
+ * never another origin's page (403).
  * Returns true when the request's body must be read first (c->body_len set).
  */
 static bool
@@ -646,14 +668,16 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
     struct sc_http *hs = c->hs;
     const struct config *cfg = hs->d->cfg;
     const size_t pre = sizeof(HTTP_API_PREFIX) - 1;
-    bool auth = (cfg->http_auth_operator_token && *cfg->http_auth_operator_token) ||
-                (cfg->http_auth_viewer_token && *cfg->http_auth_viewer_token);
-    enum api_role role = auth ? role_of(cfg, hd->authz, hd->alen) : ROLE_OPERATOR;
+    bool tokens = (cfg->http_auth_operator_token && *cfg->http_auth_operator_token) ||
+                  (cfg->http_auth_viewer_token && *cfg->http_auth_viewer_token);
+    bool auth = tokens || cfg->http_auth_users_count > 0;
+    enum api_role role;
     const char *authz = hd->authz;
     const char *verb;
     bool reads;
 
     c->linger = clen != 0; /* refused with its body unread: drain it after the answer */
+    snprintf(c->principal, sizeof(c->principal), "local");
     if (!auth && !c->local) {
         /* No credentials configured: the API is for loopback only (README, "HTTP API"). */
         hs->st.api_forbidden++;
@@ -681,10 +705,17 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
                           "configured", NULL);
         return false;
     }
+    /* Credentials are checked after the cheap refusals: a basic-auth password costs its hash's time. */
+    role = auth ? role_of(cfg, authz, hd->alen, c->principal, sizeof(c->principal)) : ROLE_OPERATOR;
     if (role == ROLE_NONE) {
         hs->st.api_unauthorized++;
-        api_error(c, 401, authz ? "the token is not one of http.auth's" : "send Authorization: Bearer <token>",
-                  "WWW-Authenticate: Bearer realm=\"dlq-sidecar\"\r\n");
+        api_error(c, 401,
+                  authz ? "the credentials are not http.auth's (a token, or a user and its password)"
+                        : "send Authorization: Bearer <token> or Basic <user:password>",
+                  cfg->http_auth_users_count == 0 ? "WWW-Authenticate: Bearer realm=\"dlq-sidecar\"\r\n"
+                  : tokens ? "WWW-Authenticate: Basic realm=\"dlq-sidecar\"\r\n"
+                             "WWW-Authenticate: Bearer realm=\"dlq-sidecar\"\r\n"
+                           : "WWW-Authenticate: Basic realm=\"dlq-sidecar\"\r\n");
         return false;
     }
     c->role = role == ROLE_OPERATOR ? "operator" : "viewer";
@@ -708,7 +739,7 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
     reads = !sc_admin_verb_mutates(verb);
     if (!reads && role == ROLE_VIEWER) {
         hs->st.api_forbidden++;
-        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify)", NULL);
+        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify, audit)", NULL);
         return false;
     }
     if (reads ? (m == M_OTHER) : (m != M_POST)) {

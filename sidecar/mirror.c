@@ -829,7 +829,7 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     hist = json_object_get(src, "history");
     json_array_foreach(hist, i, h) {
         int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
-                           DLQ_OUT_EDITED + 1);
+                           DLQ_OUT_OPERATOR + 1);
         size_t elen = 0;
         char *e = doc_str(s, h, "error", &elen);
         if (k >= 0)

@@ -80,6 +80,8 @@ usage(FILE *f)
             "                                 redrive and show its progress until done (Ctrl-C cancels it, exit 130)\n"
             "  export [FILTER] > FILE         the matching tasks (all without a filter) as JSON lines, exact payloads\n"
             "  import < FILE                  file export's tasks again as failure envelopes (<prefix>.failed.*)\n"
+            "  audit [--limit N]              the latest admin actions that changed tasks (default 50),\n"
+            "                                 newest first: when, who, verb, task or filter, count\n"
             "  members                        cluster mode: every member, the partitions it serves, its health\n"
             "                                 (asks <prefix>.cluster.admin.health; every member answers)\n"
             "\n"
@@ -206,7 +208,7 @@ static const struct optdef optdefs[] = {
     {"older-than", 0, true, " list retry archive clear groups export "},
     {"group", 0, true, " list retry archive clear groups export "},
     {"dry-run", 0, false, " retry archive clear "},
-    {"limit", 0, true, " list groups "},
+    {"limit", 0, true, " list groups audit "},
     {"cursor", 0, true, " list "},
     {"all", 0, false, " list retry archive clear "},
     {"rate", 0, true, " retry "},
@@ -1216,6 +1218,55 @@ run_simple(natsConnection *nc, const struct opts *o, const char *verb, json_t *b
 
 static int cmd_retry_wait(natsConnection *nc, const struct opts *o, json_t *body);
 
+/*
+ * cmd_audit() prints the latest audit records (the audit verb, newest
+ * first) as a table: time, principal, verb, the task or the filter, count,
+ * and "dry run" when nothing changed.
+ */
+static int
+cmd_audit(natsConnection *nc, const struct opts *o)
+{
+    json_t *body = json_object(), *reply = NULL, *rec;
+    struct table t;
+    size_t i;
+    int code, rc;
+
+    if (o->limit > 0)
+        json_object_set_new(body, "limit", json_integer(o->limit));
+    rc = request(nc, o, "audit", body, &reply, &code);
+    json_decref(body);
+    if (o->json && reply && (rc == EXIT_OK || rc == EXIT_ERROR_REPLY)) {
+        print_json(reply);
+    } else if (rc == EXIT_OK) {
+        const char *head[] = {"TIME", "PRINCIPAL", "VERB", "TASK / FILTER", "COUNT", "DRY RUN"};
+        table_init(&t, 6);
+        table_add(&t, head);
+        json_array_foreach(json_object_get(reply, "records"), i, rec) {
+            char what[256], count[32];
+            const json_t *tid = json_object_get(rec, "task_id");
+            char *filter = json_is_string(tid) ? NULL : json_dumps(json_object_get(rec, "filter"),
+                                                                   JSON_COMPACT | JSON_SORT_KEYS);
+            snprintf(what, sizeof(what), "%s", json_is_string(tid) ? json_string_value(tid)
+                                               : filter               ? filter
+                                                                      : "-");
+            scalar(json_object_get(rec, "count"), count, sizeof(count));
+            const char *row[] = {json_string_value(json_object_get(rec, "time")),
+                                 json_string_value(json_object_get(rec, "principal")),
+                                 json_string_value(json_object_get(rec, "verb")), what, count,
+                                 json_is_true(json_object_get(rec, "dry_run")) ? "yes" : "no"};
+            table_add(&t, row);
+            free(filter);
+        }
+        if (t.nrows == 1)
+            printf("no audit records\n");
+        else
+            table_print(&t);
+        table_free(&t);
+    }
+    json_decref(reply);
+    return rc;
+}
+
 /* cmd_action() runs retry, archive or clear: one task (TASK_ID) or a filter. */
 static int
 cmd_action(natsConnection *nc, const struct opts *o, const char *verb)
@@ -1907,7 +1958,7 @@ main(int argc, char **argv)
     if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "health") == 0 || strcmp(cmd, "pause") == 0 ||
         strcmp(cmd, "resume") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "members") == 0 ||
         strcmp(cmd, "groups") == 0 || strcmp(cmd, "watch") == 0 || strcmp(cmd, "export") == 0 ||
-        strcmp(cmd, "import") == 0) {
+        strcmp(cmd, "import") == 0 || strcmp(cmd, "audit") == 0) {
         if (o.npos != 1)
             return usage_error("'%s' takes no arguments", cmd);
     } else if (strcmp(cmd, "get") == 0) {
@@ -1945,6 +1996,8 @@ main(int argc, char **argv)
         rc = cmd_export(nc, &o);
     } else if (strcmp(cmd, "import") == 0) {
         rc = cmd_import(nc, &o);
+    } else if (strcmp(cmd, "audit") == 0) {
+        rc = cmd_audit(nc, &o);
     } else {
         rc = run_simple(nc, &o, cmd, NULL);
     }

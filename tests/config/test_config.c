@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 123); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 125); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -844,7 +844,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 56);
+    assert_int_equal(checked, 57);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)
@@ -1192,6 +1192,7 @@ mutate_all(struct config *cfg)
                      strstr(ki->path, "url")                   ? "http://other:1/x"
                      : strstr(ki->path, "streams")             ? "OTHER"
                      : strstr(ki->path, "retention")           ? "network:exhausted=1d"
+                     : strstr(ki->path, "users")               ? "bob:viewer:$6$Kx9sQ2$YkgOJA1zjgBhry8o3iUwaufpVW0b8bwKm1W6Tfz9w857iekMU1xFpfP6MN.ZBWoFaF0sOLeF6TXw.8ME.xchu/"
                      : strcmp(ki->path, "backoff.categories") == 0 ? "network 1s 2m"
                      : strcmp(ki->path, "backoff.subjects") == 0   ? "other.> 1s 2m"
                      : strcmp(ki->path, "priority.subjects") == 0  ? "other.> high"

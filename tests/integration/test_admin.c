@@ -448,7 +448,7 @@ test_nats_cli(void **state)
     assert_non_null(j);
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry",
                                         "archive", "clear", "classify", "pause", "resume",
-                                        "groups", "edit"};
+                                        "groups", "edit", "audit"};
     /* What another sidecar reads to tell a duplicate on its prefix (peers.c); strings, as ADR-32 says. */
     {
         static const char *const want[][2] = {

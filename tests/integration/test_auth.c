@@ -658,6 +658,26 @@ test_operator(void **state)
     IT_CHECK(strcmp(it_task_status(e->nc, "op-2", st, sizeof st), "absent") == 0,
              "op-2 was cleared: %s", st);
 
+    /* The audit names the operator: its requests come back on its own inbox prefix, which no one else may read. */
+    r = it_request_json(e->nc, "dlq.admin.audit", "{\"limit\":4}", IT_REQUEST_MS);
+    static const char *const audited[][2] = {{"clear", "2"}, {"resume", "0"}, {"pause", "0"}, {"archive", "1"}};
+    IT_CHECK(json_array_size(json_object_get(r, "records")) == 4, "4 audit records: %s", it_json_dump(r));
+    for (size_t i = 0; i < SC_ARRAY_LEN(audited); i++) {
+        const json_t *rec = json_array_get(json_object_get(r, "records"), i);
+        IT_CHECK(!strcmp(it_json_str(rec, "principal") ? it_json_str(rec, "principal") : "", "nats:operator") &&
+                     !strcmp(it_json_str(rec, "verb") ? it_json_str(rec, "verb") : "", audited[i][0]) &&
+                     it_json_int(rec, "count") == atoi(audited[i][1]),
+                 "record %zu: %s by nats:operator, count %s: %s", i, audited[i][0], audited[i][1],
+                 it_json_dump(rec));
+    }
+    json_decref(r);
+    char *const audit[] = {DLQCTL_BIN, "--server", url, "--inbox-prefix", "_INBOX_operator", "audit",
+                           "--limit", "1", NULL};
+    IT_CHECK(run(e->dir, NULL, audit) == 0 && file_has(run_file(e->dir, "out"), "nats:operator") &&
+                 file_has(run_file(e->dir, "out"), "PRINCIPAL") &&
+                 file_has(run_file(e->dir, "out"), "\"dlq.failed.orders\""),
+             "dlqctl audit: a table with the operator's clear (%s)", run_file(e->dir, "out"));
+
     /* dlqctl on the default inbox: exit 3, and it says why. */
     char *const stats[] = {DLQCTL_BIN, "--server", url, "--timeout", "1500", "stats", NULL};
     int rc = run(e->dir, NULL, stats);
@@ -698,7 +718,7 @@ test_viewer(void **state)
     char url[256];
 
     report(svc, "vw-1", "never");
-    static const char *const reads[] = {"health", "stats", "list", "groups"};
+    static const char *const reads[] = {"health", "stats", "list", "groups", "audit"};
     for (size_t i = 0; i < SC_ARRAY_LEN(reads); i++) {
         char subj[64];
         snprintf(subj, sizeof subj, "dlq.admin.%s", reads[i]);

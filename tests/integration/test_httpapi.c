@@ -418,7 +418,7 @@ test_http_errors(void **state)
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
                                         "clear", "classify", "pause", "resume", "groups",
-                                        "edit"};
+                                        "edit", "audit"};
 
     assert_non_null(e);
     *state = e;
