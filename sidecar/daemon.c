@@ -20,6 +20,7 @@
 #include "peers.h"
 #include "takeover.h"
 #include "workers.h"
+#include "breaker.h"
 
 #define HANDOFF_CAP 65536
 #define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */
@@ -311,7 +312,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
         goto fail;
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
-    if ((s = sc_workers_open(d, err, errlen)) || (s = sc_http_start(d, err, errlen)) ||
+    if ((s = sc_workers_open(d, err, errlen)) || (s = sc_breaker_open(d, err, errlen)) ||
+        (s = sc_http_start(d, err, errlen)) ||
         (s = sc_alerts_start(d, err, errlen)))
         goto fail;
     *out = d;
@@ -352,6 +354,7 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
+    sc_breaker_close(d);
     sc_workers_close(d);
     sc_takeover_close(d);
     sc_forward_close(d); /* naks what waits for an owner's answer: the stream delivers it again */

@@ -238,7 +238,7 @@ test_key_table(void **state)
     char a[256], b[256];
 
     (void)state;
-    assert_int_equal(n, 109); /* every field of struct config, plus the deprecated key */
+    assert_int_equal(n, 111); /* every field of struct config, plus the deprecated key */
     assert_null(config_key_get(n));
     for (i = 0; i < SC_ARRAY_LEN(envs); i++) {
         assert_int_equal(config_env_name(envs[i].path, a, sizeof(a)), strlen(envs[i].env));
@@ -808,7 +808,7 @@ test_int_ranges(void **state)
         }
         checked++;
     }
-    assert_int_equal(checked, 52);
+    assert_int_equal(checked, 54);
     for (i = 0; i < config_key_count(); i++) {
         const struct config_key_info *ki = config_key_get(i);
         if (ki->type != CONFIG_TYPE_DOUBLE)

@@ -1,0 +1,30 @@
+/* subjects.h - helpers of the per-retry-subject tables (workers.c, breaker.c): lookup in a sorted array, the sweep's walk, Prometheus labels. */
+#ifndef DLQ_SIDECAR_SUBJECTS_H
+#define DLQ_SIDECAR_SUBJECTS_H
+
+#include <stddef.h>
+
+#include "common.h"
+#include "dlq.h"
+
+/*
+ * sc_subjects_find() looks subject (NUL terminated) up in base: n entries
+ * of size bytes each, sorted by strcmp of their first member, a
+ * `char *subject`. Returns its index, or -(insertion point) - 1 when
+ * absent. O(log n). Any thread that owns the array.
+ */
+long sc_subjects_find(const void *base, size_t n, size_t size, const char *subject);
+
+/*
+ * sc_subjects_in_use() calls mark(ctx, retry_subject) for every task of q
+ * that is pending (not parked) or retrying, i.e. that still retries to
+ * that subject: a table entry no call marked can be forgotten. One walk of
+ * the queue. Loop thread.
+ */
+void sc_subjects_in_use(const struct dlq_queue *q, void (*mark)(void *ctx, const char *subject),
+                        void *ctx);
+
+/* sc_subjects_label() appends s as a Prometheus label value (backslash, quote and newline escaped). */
+void sc_subjects_label(struct sc_buf *b, const char *s);
+
+#endif
