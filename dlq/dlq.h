@@ -643,6 +643,7 @@ struct dlq_effect_counts {
     uint64_t exhausted;                            /* exhausted after at least one retry */
     uint64_t attempts[DLQ_EFFECT_ATTEMPT_BUCKETS]; /* succeeded, by the attempt that did it */
     uint64_t recovery[DLQ_EFFECT_TIME_BUCKETS];    /* succeeded, by first failure -> success, ms */
+    uint64_t attempts_sum;                         /* sum of the attempts that succeeded */
     uint64_t recovery_sum_ms;
     int64_t recovery_max_ms;
 };

@@ -76,6 +76,7 @@ count_success(struct dlq_effect_counts *c, int32_t attempt, int64_t ms)
         tb++;
     c->succeeded++;
     c->attempts[b]++;
+    c->attempts_sum += (uint64_t)(attempt > 0 ? attempt : 0);
     c->recovery[tb]++;
     c->recovery_sum_ms += (uint64_t)ms;
     if (ms > c->recovery_max_ms)
@@ -217,8 +218,10 @@ dlq_effect_render(const struct dlq_effect *e, struct sc_buf *b)
                            cn, attempt_lo[i + 1] - 1, (unsigned long long)cum);
         }
         sc_buf_appendf(b, "dlq_retry_attempts_to_success_bucket{category=\"%s\",le=\"+Inf\"} %llu\n"
+                          "dlq_retry_attempts_to_success_sum{category=\"%s\"} %llu\n"
                           "dlq_retry_attempts_to_success_count{category=\"%s\"} %llu\n",
-                       cn, (unsigned long long)k->succeeded, cn, (unsigned long long)k->succeeded);
+                       cn, (unsigned long long)k->succeeded, cn, (unsigned long long)k->attempts_sum, cn,
+                       (unsigned long long)k->succeeded);
     }
     sc_buf_appendf(b, "# HELP dlq_retry_recovery_seconds Time from a task's first failure to the retry "
                       "that succeeded.\n# TYPE dlq_retry_recovery_seconds histogram\n");
