@@ -160,6 +160,7 @@ static void
 schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
 {
     detach(m, t); /* leaving retrying always frees the in-flight slot */
+    t->circuit_held = false; /* rescheduled by the machine: no longer the circuit's to release */
     if (t->status != DLQ_TASK_PENDING || t->parked)
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;

@@ -190,8 +190,8 @@ sc_breaker_task_verdict(struct sc_daemon *d, const struct dlq_task *t, dlq_attem
     struct sc_breaker *b = settings(d);
     sc_breaker_change ch;
 
-    if (!b)
-        return false;
+    if (!b || b->threshold <= 0)
+        return false; /* off: no clock read per outcome */
     ch = sc_breaker_verdict(b, t->retry_subject, v, now_mono, sc_now_wall_ms());
     if (ch == SC_BREAKER_OPENED) {
         circuit_event(d, "circuit_opened", sc_breaker_find(b, t->retry_subject), now_mono);
