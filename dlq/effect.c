@@ -20,19 +20,7 @@ const char *const dlq_effect_attempt_names[DLQ_EFFECT_ATTEMPT_BUCKETS] = {"1", "
 static long
 find(const struct dlq_effect *e, const char *subject)
 {
-    size_t lo = 0, hi = e->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(e->s[mid].subject, subject);
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -(long)lo - 1;
+    return sc_find_str(e->s, e->n, sizeof(e->s[0]), subject);
 }
 
 /* The counts of subject, added when there is room; NULL past DLQ_EFFECT_SUBJECTS (counted). */

@@ -17,7 +17,7 @@ sc_circuit_state_name(sc_circuit_state s)
 static long
 find(const struct sc_breaker *b, const char *subject)
 {
-    return sc_subjects_find(b->e, b->n, sizeof(b->e[0]), subject);
+    return sc_find_str(b->e, b->n, sizeof(b->e[0]), subject);
 }
 
 static void

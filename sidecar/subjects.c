@@ -1,28 +1,5 @@
-/* subjects.c - helpers of the per-retry-subject tables (workers.c, breaker.c): lookup in a sorted array, the sweep's walk, Prometheus labels. */
-#include <string.h>
-
+/* subjects.c - helpers of the per-retry-subject tables (workers.c, breaker.c): the sweep's walk, Prometheus labels. */
 #include "subjects.h"
-
-long
-sc_subjects_find(const void *base, size_t n, size_t size, const char *subject)
-{
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const char *s;
-        int c;
-        memcpy(&s, (const char *)base + mid * size, sizeof(s));
-        c = strcmp(s, subject);
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -(long)lo - 1;
-}
 
 void
 sc_subjects_in_use(const struct dlq_queue *q, void (*mark)(void *ctx, const char *subject), void *ctx)

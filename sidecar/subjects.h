@@ -1,4 +1,4 @@
-/* subjects.h - helpers of the per-retry-subject tables (workers.c, breaker.c): lookup in a sorted array, the sweep's walk, Prometheus labels. */
+/* subjects.h - helpers of the per-retry-subject tables (workers.c, breaker.c): the sweep's walk, Prometheus labels (lookup: sc_find_str() in common.h). */
 #ifndef DLQ_SIDECAR_SUBJECTS_H
 #define DLQ_SIDECAR_SUBJECTS_H
 
@@ -6,14 +6,6 @@
 
 #include "common.h"
 #include "dlq.h"
-
-/*
- * sc_subjects_find() looks subject (NUL terminated) up in base: n entries
- * of size bytes each, sorted by strcmp of their first member, a
- * `char *subject`. Returns its index, or -(insertion point) - 1 when
- * absent. O(log n). Any thread that owns the array.
- */
-long sc_subjects_find(const void *base, size_t n, size_t size, const char *subject);
 
 /*
  * sc_subjects_in_use() calls mark(ctx, retry_subject) for every task of q

@@ -25,7 +25,7 @@ struct sc_workers {
 static long
 find(const struct sc_workers *w, const char *subject)
 {
-    return sc_subjects_find(w->e, w->n, sizeof(w->e[0]), subject);
+    return sc_find_str(w->e, w->n, sizeof(w->e[0]), subject);
 }
 
 static void
