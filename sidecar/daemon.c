@@ -235,6 +235,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     d->cfg->has_default_retry_policy = fresh.has_default_retry_policy;
     d->cfg->default_retry_policy = fresh.default_retry_policy;
     d->cfg->default_max_retries = fresh.default_max_retries;
+    d->cfg->circuit_breaker_failures = fresh.circuit_breaker_failures; /* breaker.c reads them at each use */
+    d->cfg->circuit_breaker_cooldown_ms = fresh.circuit_breaker_cooldown_ms;
     sc_dispatch_reload(d, sc_now_wall_ms()); /* tasks that took the default follow it */
     sc_log(SC_LOG_INFO, "reloaded rules and policies", "rules",
            sc_log_int((int64_t)policy_classifier_count(pc)), NULL);
