@@ -416,3 +416,24 @@ sc_xstrndup(const char *s, size_t n)
     p[n] = '\0';
     return p;
 }
+
+long
+sc_find_str(const void *base, size_t n, size_t size, const char *key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *s;
+        int c;
+        memcpy(&s, (const char *)base + mid * size, sizeof(s));
+        c = strcmp(s, key);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -(long)lo - 1;
+}

@@ -288,6 +288,15 @@ char *sc_xstrdup(const char *s);
 char *sc_xstrndup(const char *s, size_t n);
 
 /*
+ * sc_find_str() looks key (NUL terminated) up in base: n entries of size
+ * bytes each, sorted by strcmp of their first member, a `char *` (a
+ * subject table of workers.c, breaker.c, dlq/effect.c). Returns its index,
+ * or -(insertion point) - 1 when absent. O(log n). Pure; any thread that
+ * owns the array.
+ */
+long sc_find_str(const void *base, size_t n, size_t size, const char *key);
+
+/*
  * sc_hash64() mixes len bytes at p into seed (a multiply-xorshift over
  * 8-byte words, finished with a 64-bit avalanche) and returns the hash.
  * Not cryptographic; a random seed keeps client-chosen keys from being

@@ -240,6 +240,11 @@ static const struct config_key keys[] = {
           "most retries awaiting an outcome at once"),
     K_INT("retry.max_per_second", retry_max_per_second, CONFIG_W_I64, 1, 10000000, "10000",
           "most retries published per second"),
+    K_INT("circuit_breaker.failures", circuit_breaker_failures, CONFIG_W_I64, 0, 1000000, "0",
+          "failed or timed-out retries in a row on one retry subject that open its circuit (its retries "
+          "are held, not charged); 0: no circuit breaker"),
+    K_INT("circuit_breaker.cooldown_ms", circuit_breaker_cooldown_ms, CONFIG_W_I64, 100, 86400000,
+          "30000", "how long an open circuit holds its subject's retries before one probe goes, ms"),
     K_INT("timer.tick_ms", timer_tick_ms, CONFIG_W_I64, 1, 1000, "10", "timer wheel tick, ms"),
     K_ENUM("store.backend", store_backend, CONFIG_E_STORE, store_names, "memory",
            "where tasks are persisted (memory: lost on restart; opensearch; jetstream: a KV bucket)"),

@@ -125,6 +125,8 @@ struct config {
     size_t retry_stored_count;
     int64_t retry_max_in_flight;   /* retry.max_in_flight, 1-1,000,000 */
     int64_t retry_max_per_second;  /* retry.max_per_second, 1-10,000,000 */
+    int64_t circuit_breaker_failures;    /* circuit_breaker.failures, 0 (off)-1,000,000, default 0 */
+    int64_t circuit_breaker_cooldown_ms; /* circuit_breaker.cooldown_ms, 100-86,400,000, default 30000 */
     int64_t timer_tick_ms;         /* timer.tick_ms, 1-1000 */
     /* store.* */
     config_store store_backend;    /* store.backend */

@@ -254,9 +254,11 @@ struct dlq_task {
     struct dlq_attempt *hist;            /* ring of hist_alloc entries, grown 1, 2, 4 ... to the cap;
                                            the first lives in the task's own allocation */
     uint16_t hist_len, hist_head, hist_alloc;
-    bool payload_raw;                   /* payload is the original message's bytes, not MessagePack
+    /* Three flags in one byte (bit-fields: the loop thread alone writes a task). */
+    bool payload_raw : 1;               /* payload is the original message's bytes, not MessagePack
                                            (a JetStream advisory, DESIGN section 16) */
-    bool payload_missing;               /* the original was gone when fetched: no payload, parked */
+    bool payload_missing : 1;           /* the original was gone when fetched: no payload, parked */
+    bool circuit_held : 1;              /* held by its retry subject's open circuit (dlq_ports.gate) */
     /* The store mirror's (sidecar/mirror.c), opaque here and left alone by this module: */
     struct sc_list dirty;               /* linked while the task has changes not yet stored */
     struct sc_mirror_ack *store_acks;   /* ingest acks waiting for this task's write */
@@ -607,6 +609,9 @@ typedef enum {
  * inside a machine call, and must not call back into the machine. Task
  * pointers are borrowed for the call. Every member must be set.
  */
+/* How an attempt ended, for the circuit breaker (dlq_ports.verdict). */
+typedef enum { DLQ_END_OK = 0, DLQ_END_FAILED, DLQ_END_NONE } dlq_attempt_end;
+
 struct dlq_ports {
     void *ctx;
     /*
@@ -654,7 +659,86 @@ struct dlq_ports {
     /* rand() is a random 64-bit value for jitter; token() one for reply tokens (unguessable). */
     uint64_t (*rand)(void *ctx);
     uint64_t (*token)(void *ctx);
+    /*
+     * The circuit breaker of t's retry subject (may be NULL: none).
+     * gate() is asked before a due t is published: 0 to go, else the
+     * monotonic ms until which t is held (no attempt charged, next_retry_at
+     * moves there). verdict() tells how an attempt that went out ended:
+     * DLQ_END_OK (success), DLQ_END_FAILED (failure reply or
+     * timeout) or DLQ_END_NONE (deferred: no responders, lost
+     * connection); it returns true when the circuit closed on it, and the
+     * machine then sends the tasks gate() held for that subject.
+     */
+    int64_t (*gate)(void *ctx, const struct dlq_task *t, int64_t now_mono);
+    bool (*verdict)(void *ctx, const struct dlq_task *t, dlq_attempt_end v, int64_t now_mono);
 };
+
+/* ---- "did retrying help" (effect.c) ---------------------------------------------------------- */
+
+/* Attempts-to-success buckets (1, 2, 3, 4, 5-9, 10+) and recovery-time buckets (the last is +Inf). */
+#define DLQ_EFFECT_ATTEMPT_BUCKETS 6
+#define DLQ_EFFECT_TIME_BUCKETS 18
+/* Most failure subjects counted (memory stays bounded; more are counted as untracked), and listed. */
+#define DLQ_EFFECT_SUBJECTS 1024
+#define DLQ_EFFECT_LISTED 50
+
+extern const int64_t dlq_effect_time_le[DLQ_EFFECT_TIME_BUCKETS - 1];
+extern const char *const dlq_effect_attempt_names[DLQ_EFFECT_ATTEMPT_BUCKETS];
+
+/* How retried tasks of one category or failure subject ended (lifetime counts). */
+struct dlq_effect_counts {
+    uint64_t succeeded;                            /* completed by a retry */
+    uint64_t exhausted;                            /* exhausted after at least one retry */
+    uint64_t attempts[DLQ_EFFECT_ATTEMPT_BUCKETS]; /* succeeded, by the attempt that did it */
+    uint64_t recovery[DLQ_EFFECT_TIME_BUCKETS];    /* succeeded, by first failure -> success, ms */
+    uint64_t attempts_sum;                         /* sum of the attempts that succeeded */
+    uint64_t recovery_sum_ms;
+    int64_t recovery_max_ms;
+};
+
+struct dlq_effect_subject {
+    char *subject; /* owned */
+    struct dlq_effect_counts c;
+};
+
+struct dlq_effect {
+    struct dlq_effect_counts cat[POLICY_CAT_COUNT];
+    struct dlq_effect_subject *s; /* sorted by subject (strcmp), n used of cap */
+    size_t n, cap;
+    uint64_t untracked;           /* outcomes of subjects past DLQ_EFFECT_SUBJECTS */
+};
+
+/*
+ * dlq_effect_succeeded() counts t (its category and failure subject)
+ * completed by attempt attempt (1-based), ms after its first failure;
+ * dlq_effect_exhausted() counts t exhausted (nothing when it was never
+ * retried). The machine calls them at those transitions. A subject past
+ * DLQ_EFFECT_SUBJECTS is counted in its category only. Loop thread.
+ */
+void dlq_effect_succeeded(struct dlq_effect *e, const struct dlq_task *t, int32_t attempt, int64_t ms);
+void dlq_effect_exhausted(struct dlq_effect *e, const struct dlq_task *t);
+
+/*
+ * dlq_effect_quantile() estimates the q-quantile (0-1) of c's recovery
+ * times, ms: the upper bound of the bucket it falls in (never above the
+ * largest seen); -1 when nothing succeeded. Pure.
+ */
+int64_t dlq_effect_quantile(const struct dlq_effect_counts *c, double q);
+
+/*
+ * dlq_effect_json() writes the stats key "retry_effectiveness":
+ * {"by_category":{<category>:{succeeded, exhausted, success_rate (null
+ * when none), attempts_to_success:{"1".."10+"}, recovery_p50_ms,
+ * recovery_p90_ms (null when none)}}, "by_subject":{<the DLQ_EFFECT_LISTED
+ * subjects with most outcomes>: the same}, "subjects", "subjects_untracked"}.
+ * dlq_effect_render() appends the /metrics families (per category only:
+ * bounded). Loop thread.
+ */
+void dlq_effect_json(const struct dlq_effect *e, struct sc_jw *w);
+void dlq_effect_render(const struct dlq_effect *e, struct sc_buf *b);
+
+/* dlq_effect_destroy() frees e's subjects and zeroes it. */
+void dlq_effect_destroy(struct dlq_effect *e);
 
 /*
  * The state machine and what it owns: the two wheels (due times of pending
@@ -670,6 +754,7 @@ struct dlq_machine {
     struct policy_classifier *classifier; /* borrowed; replaced by dlq_machine_reload() */
     struct dlq_queue q;                   /* the task table */
     struct dlq_counters c;                /* the lifetime counters */
+    struct dlq_effect effect;             /* did retrying help (effect.c) */
     const char *reply_prefix;             /* borrowed: "_INBOX.<nuid>", filled before the first run */
     size_t hdr_base;                      /* dlq_retry_headers_max() of an empty id and subject: the
                                              id adds 2 x its length, the subject its length */

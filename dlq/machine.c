@@ -117,6 +117,31 @@ dlq_drop(struct dlq_machine *m, struct dlq_task *t)
     dlq_queue_remove(&m->q, t);
 }
 
+/* ---- the circuit breaker's port ---------------------------------------------------------------- */
+
+static void schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall);
+
+/*
+ * Tells the breaker how t's attempt ended; when its circuit closed on it,
+ * the tasks the circuit held for t's retry subject are due now (the rate
+ * and in-flight limits pace them). One walk of the queue per close.
+ */
+static void
+verdict(struct dlq_machine *m, struct dlq_task *t, dlq_attempt_end v, int64_t now_wall)
+{
+    const char *subject = t->retry_subject;
+
+    if (!m->ports.verdict || !subject || !m->ports.verdict(m->ports.ctx, t, v, m->now_mono))
+        return;
+    for (struct dlq_task *h = dlq_queue_first(&m->q); h; h = dlq_queue_next(&m->q, h)) {
+        if (!h->circuit_held || h == t || !h->retry_subject || strcmp(h->retry_subject, subject) != 0)
+            continue;
+        h->circuit_held = false;
+        if (h->status == DLQ_TASK_PENDING && !h->parked)
+            schedule_in(m, h, 0, now_wall);
+    }
+}
+
 /* ---- pending: parked, scheduled, exhausted ------------------------------------------------------ */
 
 void
@@ -135,6 +160,7 @@ static void
 schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
 {
     detach(m, t); /* leaving retrying always frees the in-flight slot */
+    t->circuit_held = false; /* rescheduled by the machine: no longer the circuit's to release */
     if (t->status != DLQ_TASK_PENDING || t->parked)
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
@@ -150,6 +176,7 @@ exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
     t->next_retry_at = 0;
     m->ports.changed(m->ports.ctx, t);
     m->c.exhausted++;
+    dlq_effect_exhausted(&m->effect, t);
     dlq_queue_history(&m->q, t, DLQ_OUT_EXHAUSTED, t->retry_count, now_wall, NULL, 0);
     dlq_log(m, DLQ_LOG_INFO, "task exhausted", "task_id", t->id, "attempts",
             dlq_int(m, t->retry_count), "category", policy_category_name(t->category), NULL);
@@ -215,6 +242,7 @@ defer(struct dlq_machine *m, struct dlq_task *t, const char *why, int64_t now)
     int shift;
 
     detach(m, t);
+    verdict(m, t, DLQ_END_NONE, now); /* no answer on the subject's health */
     if (base < DEFER_FLOOR_MS)
         base = DEFER_FLOOR_MS;
     t->defer_streak++;
@@ -251,6 +279,8 @@ succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     m->c.retry_success++;
     t->defer_streak = 0;
     m->ports.observe(m->ports.ctx, DLQ_HIST_TIME_TO_SUCCESS, now - t->first_failed_at);
+    dlq_effect_succeeded(&m->effect, t, attempt, now - t->first_failed_at);
+    verdict(m, t, DLQ_END_OK, now);
     dlq_log(m, DLQ_LOG_INFO, "retry succeeded", "task_id", t->id, "attempt", dlq_int(m, attempt),
             NULL);
     dlq_queue_history(&m->q, t, DLQ_OUT_SUCCEEDED, attempt, now, NULL, 0);
@@ -301,6 +331,7 @@ dlq_attempt_failed(struct dlq_machine *m, struct dlq_task *t, dlq_outcome_kind k
     if (kind == DLQ_OUT_TIMEOUT)
         m->c.retry_timeouts++;
     m->c.retry_failed++;
+    verdict(m, t, DLQ_END_FAILED, now);
     if (error && error != t->error)
         dlq_task_set_str(&m->q, t, DLQ_TS_ERROR, error, error_len);
     if (kind == DLQ_OUT_TIMEOUT) {
@@ -368,6 +399,7 @@ park_too_big(struct dlq_machine *m, struct dlq_task *t, int32_t attempt, int64_t
     static const char why[] = "retry refused: the task does not fit the server's max_payload";
 
     dlq_park(m, t, why, sizeof(why) - 1);
+    verdict(m, t, DLQ_END_NONE, now);
     dlq_queue_history(&m->q, t, DLQ_OUT_REFUSED, attempt, now, t->park_reason, strlen(t->park_reason));
     dlq_log(m, DLQ_LOG_WARN, "task parked", "task_id", t->id, "reason", t->park_reason, NULL);
 }
@@ -420,6 +452,7 @@ dispatch(struct dlq_machine *m, struct dlq_task *t, int64_t now)
         return;
     }
     dlq_queue_set_status(&m->q, t, DLQ_TASK_RETRYING, false);
+    t->circuit_held = false;
     t->last_attempt_at = now;
     m->ports.observe(m->ports.ctx, DLQ_HIST_RETRY_LATENESS,
                      t->next_retry_at ? now - t->next_retry_at : 0);
@@ -439,6 +472,7 @@ dispatch(struct dlq_machine *m, struct dlq_task *t, int64_t now)
 struct run_ctx {
     struct dlq_machine *m;
     int64_t now_wall;
+    size_t held; /* due tasks an open circuit held: they spend no rate token */
 };
 
 static void
@@ -458,6 +492,20 @@ on_due(struct dlq_wheel_entry *e, void *ctx)
         dlq_wheel_schedule(rc->m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer,
                            rc->m->now_mono + DLQ_HOLD_MS);
         return;
+    }
+    if (rc->m->ports.gate && t->retry_subject) {
+        /* The retry subject's circuit is open (or its probe is out): held, not charged. */
+        int64_t until = rc->m->ports.gate(rc->m->ports.ctx, t, rc->m->now_mono);
+        if (until) {
+            struct dlq_machine *m = rc->m;
+            int64_t wait = until > m->now_mono ? until - m->now_mono : 0;
+            t->circuit_held = true;
+            t->next_retry_at = rc->now_wall + wait;
+            dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer, m->now_mono + wait);
+            m->ports.changed(m->ports.ctx, t);
+            rc->held++;
+            return;
+        }
     }
     dispatch(rc->m, t, rc->now_wall);
 }
@@ -640,7 +688,7 @@ expire(struct dlq_machine *m, int64_t now_wall)
 void
 dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool run_due)
 {
-    struct run_ctx rc = {m, now_wall};
+    struct run_ctx rc = {m, now_wall, 0};
     int64_t rate = m->cfg->retry_max_per_second;
     double cap = (double)rate * (double)m->cfg->timer_tick_ms / 1000.0 * 2;
     size_t budget, room, fired;
@@ -668,7 +716,7 @@ dlq_machine_run(struct dlq_machine *m, int64_t now_wall, int64_t now_mono, bool 
         budget = room;
     if (budget > 0) {
         fired = run_due_wheels(m, now_mono, budget, &rc);
-        m->tokens -= (double)fired;
+        m->tokens -= (double)(fired - rc.held); /* a retry the circuit breaker held spent no token */
     }
 }
 
@@ -922,6 +970,7 @@ dlq_machine_destroy(struct dlq_machine *m)
         m->wheels[p] = NULL;
     }
     dlq_wheel_free(m->twheel);
+    dlq_effect_destroy(&m->effect);
     free(m->flights);
     m->twheel = NULL;
     m->flights = NULL;

@@ -20,6 +20,7 @@
 #include "serving.h"
 #include "takeover.h"
 #include "workers.h"
+#include "breaker.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
@@ -583,6 +584,8 @@ admin_stats(struct admin_req *r)
     stats_ingest(d, &w);
     stats_retry_processor(d, &w);
     sc_workers_json(d, &w); /* retry_subjects_without_workers (workers.c) */
+    sc_breaker_json(d, &w); /* circuits (breaker.c) */
+    dlq_effect_json(&d->m.effect, &w); /* retry_effectiveness (dlq/effect.c) */
     stats_links(d, &w);
     {
         const struct dlq_counters *c = &d->m.c;
@@ -673,6 +676,10 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     /* A pending task whose retry subject's last retry found no worker (workers.c). */
     sc_jw_bool(&w, "no_workers", t->status == DLQ_TASK_PENDING && !t->parked &&
                                      sc_workers_none(d, t->retry_subject));
+    /* A pending task whose retry subject's circuit is open or half-open: held, not charged (breaker.c). */
+    if (t->status == DLQ_TASK_PENDING && !t->parked &&
+        sc_breaker_state(d, t->retry_subject) != SC_CIRCUIT_CLOSED)
+        sc_jw_str(&w, "circuit", sc_circuit_state_name(sc_breaker_state(d, t->retry_subject)));
     if (!whole) {
         sc_jw_close(&w, '}');
         return;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "alerts.h"
+#include "breaker.h"
 #include "daemon.h"
 #include "list.h"
 #include "persist.h"
@@ -14,7 +15,7 @@
 #define MAX_DELIVERIES 256     /* webhook posts waiting or in flight; more are dropped */
 #define BACKOFF_CAP_MS 600000  /* longest wait between two posts of one delivery */
 
-enum { A_UTILIZATION = 0, A_EXHAUSTED, A_SUCCESS_RATE, A_NO_WORKERS, A_COUNT };
+enum { A_UTILIZATION = 0, A_EXHAUSTED, A_SUCCESS_RATE, A_NO_WORKERS, A_CIRCUITS, A_COUNT };
 
 /* What a webhook's body looks like (alerts.webhook_urls are generic; the others have their own keys). */
 enum { F_GENERIC = 0, F_SLACK, F_PAGERDUTY, F_OPSGENIE, F_COUNT };
@@ -23,7 +24,8 @@ static const char *const format_names[F_COUNT] = {"generic", "slack", "pagerduty
 
 static const char *const alert_names[A_COUNT] = {"queue_utilization", "exhausted_tasks",
                                                  "retry_success_rate",
-                                                 "retry_subjects_without_workers"};
+                                                 "retry_subjects_without_workers",
+                                                 "retry_circuits_open"};
 
 struct alert {
     bool firing;
@@ -631,6 +633,11 @@ check(struct sc_alerts *al)
         size_t over = sc_workers_overdue(d, now, cfg->alerts_no_workers_after_s * 1000, &oldest);
         judge(al, A_NO_WORKERS, (double)oldest / 1000.0, (double)cfg->alerts_no_workers_after_s,
               over > 0, (int64_t)over);
+    }
+    /* Retry subjects whose circuit is open or half-open (breaker.c); which ones: stats "circuits". */
+    {
+        size_t open = sc_breaker_not_closed(d);
+        judge(al, A_CIRCUITS, (double)open, 0, open > 0, 0);
     }
 }
 

@@ -21,6 +21,7 @@
 #include "peers.h"
 #include "takeover.h"
 #include "workers.h"
+#include "breaker.h"
 
 #define HANDOFF_CAP 65536
 #define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */
@@ -243,6 +244,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     SC_SWAP(size_t, d->cfg->priority_subjects_count, fresh.priority_subjects_count);
     SC_SWAP(struct config_template *, d->cfg->templates, fresh.templates);
     SC_SWAP(size_t, d->cfg->ntemplates, fresh.ntemplates);
+    d->cfg->circuit_breaker_failures = fresh.circuit_breaker_failures; /* breaker.c reads them at each use */
+    d->cfg->circuit_breaker_cooldown_ms = fresh.circuit_breaker_cooldown_ms;
     sc_dispatch_reload(d, sc_now_wall_ms()); /* tasks that took the default follow it */
     sc_log(SC_LOG_INFO, "reloaded rules and policies", "rules",
            sc_log_int((int64_t)policy_classifier_count(pc)), NULL);
@@ -321,7 +324,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
         goto fail;
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
-    if ((s = sc_workers_open(d, err, errlen)) || (s = sc_http_start(d, err, errlen)) ||
+    if ((s = sc_workers_open(d, err, errlen)) || (s = sc_breaker_open(d, err, errlen)) ||
+        (s = sc_http_start(d, err, errlen)) ||
         (s = sc_alerts_start(d, err, errlen)))
         goto fail;
     *out = d;
@@ -362,6 +366,7 @@ sc_daemon_free(struct sc_daemon *d)
         return;
     sc_alerts_stop(d);
     sc_http_stop(d);
+    sc_breaker_close(d);
     sc_workers_close(d);
     sc_takeover_close(d);
     sc_forward_close(d); /* naks what waits for an owner's answer: the stream delivers it again */

@@ -92,6 +92,7 @@ struct sc_daemon {
     struct sc_alerts *alerts;   /* threshold alerts and webhooks (alerts.c); NULL when disabled */
     struct sc_workers *workers; /* retry subjects without workers (workers.c); NULL before sc_workers_open() */
     struct sc_audit *audit;     /* the latest audit records (audit.c); NULL before sc_daemon_new() sets it */
+    struct sc_breaker *breaker; /* circuit breakers per retry subject (breaker.c); NULL before sc_breaker_open() */
     struct sc_mirror *mirror;    /* the store mirror (mirror.c); NULL before sc_mirror_open() */
     struct sc_cluster *cluster;  /* cluster mode (cluster.h); NULL when cluster.enabled is false */
     struct sc_fanout *fanout;    /* cluster mode's admin API (fanout.h); NULL outside it */

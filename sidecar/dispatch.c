@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "breaker.h"
 #include "daemon.h"
 #include "dispatch.h"
 #include "events.h"
@@ -147,6 +148,18 @@ port_observe(void *ctx, dlq_hist h, int64_t ms)
                                                           : SC_HIST_RETRY_LATENESS, ms);
 }
 
+static int64_t
+port_gate(void *ctx, const struct dlq_task *t, int64_t now_mono)
+{
+    return sc_breaker_task_gate(ctx, t, now_mono);
+}
+
+static bool
+port_verdict(void *ctx, const struct dlq_task *t, dlq_attempt_end v, int64_t now_mono)
+{
+    return sc_breaker_task_verdict(ctx, t, v, now_mono);
+}
+
 static uint64_t
 port_token(void *ctx)
 {
@@ -171,6 +184,8 @@ sc_dispatch_init(struct sc_daemon *d)
         .observe = port_observe,
         .rand = sc_rand,
         .token = port_token,
+        .gate = port_gate,
+        .verdict = port_verdict,
     };
     struct dlq_ports p = ports;
 

@@ -14,6 +14,7 @@
 #include "fanout.h"
 #include "log.h"
 #include "workers.h"
+#include "breaker.h"
 
 #define FANOUT_WAIT_MS 3000 /* the longest wait for the members' answers */
 #define FANOUT_MAX 64       /* requests gathered at once; one more is answered 503 */
@@ -201,6 +202,81 @@ merge_workers(json_t *reply, json_t *oks)
     json_object_set_new(reply, "retry_subjects_without_workers", out);
     json_object_set_new(reply, "retry_subjects_without_workers_count",
                         json_integer((json_int_t)k > count ? (json_int_t)k : count));
+}
+
+static int
+circuit_rank(const json_t *c)
+{
+    const char *s = json_string_value(json_object_get(c, "state"));
+    return !s ? 0 : !strcmp(s, "open") ? 3 : !strcmp(s, "half-open") ? 2 : 1;
+}
+
+static int
+circuit_cmp(const void *x, const void *y)
+{
+    const char *a = json_string_value(json_object_get(*(json_t *const *)x, "subject"));
+    const char *b = json_string_value(json_object_get(*(json_t *const *)y, "subject"));
+    int c = strcmp(a, b);
+
+    return c ? c : circuit_rank(*(json_t *const *)y) - circuit_rank(*(json_t *const *)x);
+}
+
+/*
+ * merge_breaker() sets stats' "circuits" of reply to the union of the
+ * members' lists (each member's breaker is its own: a subject listed by two
+ * keeps its most severe state, open before half-open before closed; sorted,
+ * at most SC_BREAKER_LISTED); circuits_open and circuits_opened_total stay
+ * the members' sums. In "retry_effectiveness" the counts add up (done by
+ * merge_sum()); success_rate is worked out again from them and the
+ * recovery quantiles are the largest member's (a bound, not a merge).
+ */
+static void
+merge_breaker(json_t *reply, json_t *oks)
+{
+    json_t *all[SC_BREAKER_LISTED * 4], *a, *v, *out;
+    size_t n = 0, i, j, k;
+
+    json_array_foreach(oks, i, a)
+        json_array_foreach(json_object_get(a, "circuits"), j, v)
+            if (json_is_string(json_object_get(v, "subject")) && n < SC_ARRAY_LEN(all))
+                all[n++] = v;
+    if (json_object_get(reply, "circuits")) {
+        qsort(all, n, sizeof(all[0]), circuit_cmp);
+        out = json_array();
+        for (i = 0, k = 0; i < n && k < SC_BREAKER_LISTED; i++) {
+            if (i && !strcmp(json_string_value(json_object_get(all[i], "subject")),
+                             json_string_value(json_object_get(all[i - 1], "subject"))))
+                continue;
+            json_array_append(out, all[i]);
+            k++;
+        }
+        json_object_set_new(reply, "circuits", out);
+    }
+    static const char *const groups[] = {"by_category", "by_subject"};
+    json_t *eff = json_object_get(reply, "retry_effectiveness");
+    for (size_t g = 0; eff && g < SC_ARRAY_LEN(groups); g++) {
+        const char *key;
+        json_t *o;
+        json_object_foreach(json_object_get(eff, groups[g]), key, o) {
+            json_int_t ok = json_integer_value(json_object_get(o, "succeeded"));
+            json_int_t ex = json_integer_value(json_object_get(o, "exhausted"));
+            json_object_set_new(o, "success_rate",
+                                ok + ex > 0 ? json_real((double)ok / (double)(ok + ex)) : json_null());
+            for (int q = 0; q < 2; q++) {
+                const char *qk = q ? "recovery_p90_ms" : "recovery_p50_ms";
+                json_t *best = json_null();
+                json_array_foreach(oks, i, a) {
+                    json_t *m = json_object_get(
+                        json_object_get(json_object_get(json_object_get(a, "retry_effectiveness"), groups[g]), key), qk);
+                    if (json_is_integer(m) && (!json_is_integer(best) || json_integer_value(m) > json_integer_value(best))) {
+                        json_decref(best);
+                        best = json_integer(json_integer_value(m));
+                    }
+                }
+                json_object_set_new(o, qk, best);
+            }
+        }
+    }
 }
 
 /* The partition of a task id (cluster.partitions). */
@@ -507,8 +583,10 @@ finish(struct sc_fanout *f, struct fo_slot *s)
         for (i = 1; i < json_array_size(oks); i++)
             merge_sum(reply, json_array_get(oks, i));
         json_object_del(reply, "cluster");
-        if (!strcmp(s->verb, "stats"))
+        if (!strcmp(s->verb, "stats")) {
             merge_workers(reply, oks);
+            merge_breaker(reply, oks);
+        }
         json_int_t size = json_integer_value(json_object_get(reply, "queue_size"));
         json_int_t max = json_integer_value(json_object_get(reply, "max_size"));
         if (json_object_get(reply, "utilization_percent") && max > 0)

@@ -11,6 +11,7 @@
 #include "mirror.h"
 #include "peers.h"
 #include "workers.h"
+#include "breaker.h"
 
 /*
  * Bucket upper bounds in seconds. Lateness is the wheel tick plus the rate
@@ -439,5 +440,7 @@ sc_metrics_render(struct sc_daemon *d, const struct sc_http_stats *http, struct 
     render_cluster(d, b);
     render_http(http, b);
     sc_workers_render(d, b);
+    sc_breaker_render(d, b);
+    dlq_effect_render(&d->m.effect, b);
     sc_alerts_render(d, b);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "subjects.h"
 #include "workers.h"
 
 /* One retry subject without workers. */
@@ -24,19 +25,7 @@ struct sc_workers {
 static long
 find(const struct sc_workers *w, const char *subject)
 {
-    size_t lo = 0, hi = w->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(w->e[mid].subject, subject);
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -(long)lo - 1;
+    return sc_find_str(w->e, w->n, sizeof(w->e[0]), subject);
 }
 
 static void
@@ -119,20 +108,6 @@ sc_workers_json(const struct sc_daemon *d, struct sc_jw *jw)
     sc_jw_int(jw, "retry_subjects_without_workers_count", (int64_t)n);
 }
 
-/* Appends s as a Prometheus label value (backslash, quote and newline escaped). */
-static void
-label_value(struct sc_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sc_buf_appendc(b, '\\');
-        if (*s == '\n')
-            sc_buf_append(b, "\\n", 2);
-        else
-            sc_buf_appendc(b, *s);
-    }
-}
-
 void
 sc_workers_render(const struct sc_daemon *d, struct sc_buf *b)
 {
@@ -150,7 +125,7 @@ sc_workers_render(const struct sc_daemon *d, struct sc_buf *b)
                    SC_WORKERS_LABELLED);
     for (size_t i = 0; i < n && i < SC_WORKERS_LABELLED; i++) {
         sc_buf_append(b, "dlq_retry_subject_without_workers_seconds{subject=\"", 51);
-        label_value(b, w->e[i].subject);
+        sc_subjects_label(b, w->e[i].subject);
         sc_buf_appendf(b, "\"} %.3f\n", (double)(now - w->e[i].since_mono) / 1000.0);
     }
     sc_buf_appendf(b, "# HELP dlq_retry_subjects_without_workers_untracked_total No-responders answers "
@@ -158,6 +133,17 @@ sc_workers_render(const struct sc_daemon *d, struct sc_buf *b)
                       "# TYPE dlq_retry_subjects_without_workers_untracked_total counter\n"
                       "dlq_retry_subjects_without_workers_untracked_total %llu\n",
                    SC_WORKERS_MAX, (unsigned long long)(w ? w->untracked : 0));
+}
+
+/* The sweep's mark: subject still has a task that retries to it. */
+static void
+mark_live(void *ctx, const char *subject)
+{
+    struct sc_workers *w = ctx;
+    long i = find(w, subject);
+
+    if (i >= 0)
+        w->e[i].live = true;
 }
 
 /*
@@ -178,14 +164,7 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
         return;
     for (size_t i = 0; i < w->n; i++)
         w->e[i].live = false;
-    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
-        long i;
-        if (!t->retry_subject || t->parked ||
-            (t->status != DLQ_TASK_PENDING && t->status != DLQ_TASK_RETRYING))
-            continue;
-        if ((i = find(w, t->retry_subject)) >= 0)
-            w->e[i].live = true;
-    }
+    sc_subjects_in_use(&d->m.q, mark_live, w);
     for (size_t i = w->n; i-- > 0;)
         if (!w->e[i].live)
             forget(w, i);

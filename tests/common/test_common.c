@@ -721,6 +721,25 @@ test_jw(void **state)
     sc_buf_destroy(&b);
 }
 
+/* sc_find_str(): found at its index, absent at its insertion point, in an array of structs. */
+static void
+test_find_str(void **state)
+{
+    struct row {
+        const char *name;
+        int v;
+    } rows[] = {{"a.b", 1}, {"a.c", 2}, {"b", 3}, {"d.e.f", 4}};
+
+    (void)state;
+    assert_int_equal(sc_find_str(rows, 4, sizeof(rows[0]), "a.b"), 0);
+    assert_int_equal(sc_find_str(rows, 4, sizeof(rows[0]), "b"), 2);
+    assert_int_equal(sc_find_str(rows, 4, sizeof(rows[0]), "d.e.f"), 3);
+    assert_int_equal(sc_find_str(rows, 4, sizeof(rows[0]), "a"), -1);
+    assert_int_equal(sc_find_str(rows, 4, sizeof(rows[0]), "c"), -4);
+    assert_int_equal(sc_find_str(rows, 4, sizeof(rows[0]), "z"), -5);
+    assert_int_equal(sc_find_str(rows, 0, sizeof(rows[0]), "a"), -1);
+}
+
 int
 main(void)
 {
@@ -743,6 +762,7 @@ main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_base64_padding),
         cmocka_unit_test(test_jw),
+        cmocka_unit_test(test_find_str),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

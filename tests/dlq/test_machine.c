@@ -42,6 +42,10 @@ struct fake {
     const char *admit;       /* what admit() answers */
     size_t observed[2];
     uint64_t token;
+    int64_t gate_until;      /* gate() holds every due task until then (0: go) */
+    size_t gated;            /* gate() calls */
+    char verdicts[256];      /* "O", "F" or "N" for each verdict(), in order */
+    bool close;              /* verdict() says the circuit closed */
 };
 
 static struct fake F;
@@ -184,6 +188,29 @@ f_token(void *ctx)
     return ++F.token * 0x9e3779b97f4a7c15ULL;
 }
 
+static int64_t
+f_gate(void *ctx, const struct dlq_task *t, int64_t now_mono)
+{
+    (void)ctx;
+    (void)t;
+    (void)now_mono;
+    F.gated++;
+    return F.gate_until;
+}
+
+static bool
+f_verdict(void *ctx, const struct dlq_task *t, dlq_attempt_end v, int64_t now_mono)
+{
+    size_t n = strlen(F.verdicts);
+
+    (void)ctx;
+    (void)t;
+    (void)now_mono;
+    if (n + 1 < sizeof(F.verdicts))
+        F.verdicts[n] = v == DLQ_END_OK ? 'O' : v == DLQ_END_FAILED ? 'F' : 'N';
+    return F.close;
+}
+
 static const struct dlq_ports ports = {
     .publish = f_publish,
     .connected = f_connected,
@@ -198,6 +225,8 @@ static const struct dlq_ports ports = {
     .observe = f_observe,
     .rand = f_rand,
     .token = f_token,
+    .gate = f_gate,
+    .verdict = f_verdict,
 };
 
 /* ---- the fixture: a machine, a fake clock ------------------------------------------------------ */
@@ -1612,6 +1641,94 @@ test_priority_precedence(void **state)
     assert_int_equal(x->m.c.dispatched[POLICY_PRIO_LOW], 1);
 }
 
+/*
+ * The circuit breaker's ports: a gated task is held (pending, not charged,
+ * next_retry_at at the hold time, no publish); each attempt's end is told
+ * (O success, F failure, N deferred); a verdict that closes the circuit
+ * sends the held tasks of that retry subject at once, not those of another.
+ */
+static void
+test_circuit_gate(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t;
+    bool stored;
+
+    x->cfg.store_keep_completed = true;
+    ingest(x, "a", OPT(.policy = "immediate", .retry_subject = "dlq.retry.cb"), false, 0);
+    ingest(x, "b", OPT(.policy = "immediate", .retry_subject = "dlq.retry.cb"), false, 0);
+    ingest(x, "c", OPT(.policy = "immediate", .retry_subject = "dlq.retry.other"), false, 0);
+    F.gate_until = x->mono + 60000;
+    advance(x, 50);
+    assert_int_equal(F.npub, 0);
+    assert_int_equal(F.gated, 3);
+    for (const char *id = "abc"; *id; id++) {
+        t = task(x, (char[]){*id, 0});
+        assert_int_equal(t->status, DLQ_TASK_PENDING);
+        assert_true(t->circuit_held);
+        assert_int_equal(t->retry_count, 0);
+        assert_int_equal(t->next_retry_at, F.gate_until + (x->wall - x->mono)); /* the hold time */
+    }
+    assert_int_equal(x->m.c.attempts, 0);
+    /* The operator sends a now; the gate lets it go; its success closes the circuit. */
+    F.gate_until = 0;
+    assert_int_equal(dlq_machine_retry(&x->m, task(x, "a"), x->wall, x->mono), SC_OK);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    t = flight_of(x, &F.pubs[0], &stored);
+    assert_ptr_equal(t, task(x, "a"));
+    assert_false(t->circuit_held);
+    F.close = true;
+    dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
+    assert_string_equal(F.verdicts, "O");
+    assert_false(task(x, "b")->circuit_held);
+    assert_true(task(x, "c")->circuit_held); /* another subject: still held */
+    advance(x, 20);
+    assert_int_equal(F.npub, 2);
+    assert_string_equal(F.pubs[1].task_id, "b");
+    /* A failure and a deferral are told too. */
+    F.close = false;
+    t = flight_of(x, &F.pubs[1], &stored);
+    dlq_machine_reply_failed(&x->m, t, "down", 4, NULL, 0, x->wall, x->mono);
+    assert_string_equal(F.verdicts, "OF");
+    advance(x, 20);
+    t = flight_of(x, &F.pubs[2], &stored);
+    dlq_machine_deferred(&x->m, t, "no responders", x->wall, x->mono);
+    assert_string_equal(F.verdicts, "OFN");
+}
+
+/* Did retrying help: success by attempt and time to recovery, exhausted after a retry, per category and subject. */
+static void
+test_effect_counts(void **state)
+{
+    struct fx *x = *state;
+    const struct dlq_effect_counts *c;
+    struct dlq_task *t;
+    bool stored;
+
+    x->cfg.store_keep_completed = true;
+    ingest(x, "a", OPT(.policy = "immediate", .category = "transient"), false, 0);
+    ingest(x, "z", OPT(.policy = "immediate", .category = "transient", .has_max = true, .max = 0), false, 0);
+    assert_int_equal(task(x, "z")->status, DLQ_TASK_EXHAUSTED);
+    advance(x, 20);
+    t = flight_of(x, &F.pubs[0], &stored);
+    dlq_machine_reply_failed(&x->m, t, "boom", 4, NULL, 0, x->wall, x->mono);
+    advance(x, 1000);
+    t = flight_of(x, &F.pubs[F.npub - 1], &stored);
+    dlq_machine_succeeded(&x->m, t, x->wall, x->mono);
+    assert_int_equal(t->status, DLQ_TASK_COMPLETED);
+    c = &x->m.effect.cat[t->category];
+    assert_int_equal(c->succeeded, 1);
+    assert_int_equal(c->attempts[1], 1); /* attempt 2 */
+    assert_int_equal(x->m.effect.n, 1);
+    assert_string_equal(x->m.effect.s[0].subject, "dlq.failed.svc");
+    assert_int_equal(x->m.effect.s[0].c.succeeded, 1);
+    assert_int_equal(x->m.effect.s[0].c.exhausted, 0); /* z was never retried */
+    assert_true(dlq_effect_quantile(c, 0.5) >= x->wall - t->first_failed_at ||
+                dlq_effect_quantile(c, 0.5) == c->recovery_max_ms);
+    assert_int_equal(dlq_effect_quantile(&x->m.effect.cat[POLICY_CAT_RESOURCE], 0.5), -1);
+}
+
 int
 main(void)
 {
@@ -1625,6 +1742,8 @@ main(void)
         T(test_template_precedence),
         T(test_priority_share),
         T(test_priority_precedence),
+        T(test_circuit_gate),
+        T(test_effect_counts),
         T(test_success_kept),
         T(test_failure_with_budget),
         T(test_exhausted),

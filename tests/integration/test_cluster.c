@@ -1529,6 +1529,85 @@ test_no_workers_merged(void **state)
 }
 
 /*
+ * The circuit breakers and retry effectiveness in cluster mode: each member
+ * opens the circuits of the retry subjects it retries to (a worker that
+ * fails everything, circuit_breaker.failures 1); the merged stats lists the
+ * union, and its success rate is worked out from the summed counts (tasks
+ * that succeed on both members: 1.0, not the members' sum).
+ */
+static void
+test_breaker_merged(void **state)
+{
+    struct world *w = world_new("cluster-breaker", 1);
+    natsConnection *pub;
+    jsCtx *js = NULL;
+    char id[32], subj[64], retry[64];
+    int have = 0, owners = 0, good = 0, gowners = 0;
+
+    (void)state;
+    w->flag = "cluster.lease_ms=2500";
+    for (int i = 0; i < 2; i++)
+        start_sidecar(w, i, "circuit_breaker.failures=1");
+    IT_CHECK(wait_balanced(w, 3, SETTLE_MS) >= 0, "2 sidecars own the 32 partitions");
+    struct it_recorder *bad = it_recorder_new(w->nc, "dlq.retry.cb.>", NULL, 64, false);
+    struct it_recorder *ok = it_recorder_new(w->nc, "dlq.retry.ok.>", NULL, 64, false);
+    assert_non_null(bad);
+    assert_non_null(ok);
+    it_recorder_set_plan(bad, NULL, 0, (struct it_step){IT_ACT_FAIL, "connection refused", NULL});
+    it_recorder_set_plan(ok, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
+    pub = it_connect(w->cl.node[0].url, "it-publisher");
+    assert_non_null(pub);
+    IT_CHECK(natsConnection_JetStream(&js, pub, NULL) == NATS_OK, "JetStream context");
+    /* 4 failing subjects and 4 succeeding tasks, each set on both members. */
+    for (int i = 0; (have < 4 || good < 4) && i < 1000; i++) {
+        int len = snprintf(id, sizeof(id), "cbm-%d", i);
+        int o = w->owner_of[dlq_partition_of(id, (size_t)len, P)];
+        bool failing = have < 4;
+        int *n = failing ? &have : &good, *own = failing ? &owners : &gowners;
+        if (o < 0 || o > 1 || (*n >= 2 && *own != 3 && (*own & (1 << o))))
+            continue;
+        *own |= 1 << o;
+        snprintf(subj, sizeof(subj), failing ? "dlq.failed.cb%d" : "dlq.failed.ok%d", *n);
+        snprintf(retry, sizeof(retry), failing ? "dlq.retry.cb.%d" : "dlq.retry.ok.%d", *n);
+        publish_failure(js, subj, id, retry);
+        (*n)++;
+    }
+    IT_CHECK(have == 4 && good == 4 && owners == 3 && gowners == 3, "tasks on both members (%d %d, owners %d %d)",
+             have, good, owners, gowners);
+    json_t *r = NULL;
+    int64_t deadline = sc_now_mono_ms() + SETTLE_MS;
+    do {
+        json_decref(r);
+        it_sleep_ms(200);
+        r = ask(w, "stats", NULL);
+    } while ((json_array_size(json_object_get(r, "circuits")) != 4 ||
+              it_json_int(r, "retry_effectiveness.by_category.network.succeeded") != 4) &&
+             sc_now_mono_ms() < deadline);
+    char *dump = it_json_dump(r);
+    json_t *circuits = json_object_get(r, "circuits");
+    IT_CHECK(json_array_size(circuits) == 4 && it_json_int(r, "circuits_open") == 4,
+             "the union of both members' circuits: %.4000s", dump);
+    for (int i = 0; i < 4; i++) {
+        json_t *c = json_array_get(circuits, (size_t)i);
+        snprintf(retry, sizeof(retry), "dlq.retry.cb.%d", i);
+        IT_CHECK(strcmp(it_json_str(c, "subject"), retry) == 0 && strcmp(it_json_str(c, "state"), "open") == 0,
+                 "sorted and open, %s at %d: %.4000s", retry, i, dump);
+    }
+    IT_CHECK(it_json_int(r, "retry_effectiveness.by_category.network.succeeded") == 4 &&
+                 json_number_value(it_json_get(r, "retry_effectiveness.by_category.network.success_rate")) == 1.0,
+             "merged effectiveness: 4 succeeded, success rate 1: %.4000s", dump);
+    free(dump);
+    json_decref(r);
+    it_recorder_free(bad);
+    it_recorder_free(ok);
+    natsConnection_Destroy(pub);
+    jsCtx_Destroy(js);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+/*
  * kill -9 of one sidecar mid-run (failover_run()): the killed member's
  * partitions are taken by the other two.
  */
@@ -1566,6 +1645,7 @@ main(void)
         cmocka_unit_test(test_admin_everywhere),
         cmocka_unit_test(test_failover_server_kill),
         cmocka_unit_test(test_no_workers_merged),
+        cmocka_unit_test(test_breaker_merged),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
