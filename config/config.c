@@ -37,6 +37,7 @@ static bool check_listen(const char *s, size_t len);
 static bool check_webhook(const char *s, size_t len);
 static bool check_member_id(const char *s, size_t len);
 static bool check_inbox_prefix(const char *s, size_t len);
+static bool check_mask_key(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -293,6 +294,26 @@ static const struct config_key keys[] = {
           "retries of a failed webhook POST"),
     K_INT("alerts.webhook_backoff_ms", alerts_webhook_backoff_ms, CONFIG_W_I64, 10, 600000, "1000",
           "wait before the first webhook retry, doubled for each next one, ms"),
+    {.info = {.path = "secrets.mask_keys",
+              .type = CONFIG_TYPE_LIST,
+              .help = "map keys whose values every rendered view shows as \"***\": a case-insensitive "
+                      "substring of the key, or a glob of the whole key when it holds * or ?"},
+     .off = F(secrets_mask_keys),
+     .aux = F(secrets_mask_count),
+     .check = check_mask_key,
+     .what = "1-128 printable bytes",
+     .def = "password,passwd,secret,token,authorization,api_key,apikey,private_key,cookie"},
+    K_STR("secrets.encryption_key_file", secrets_key_file, NULL, NULL, "",
+          "file of the AES-256-GCM key that seals stored payload and metadata bytes: 32 raw bytes "
+          "or 64 hex digits (empty: stored in the clear)"),
+    {.info = {.path = "secrets.encryption_old_key_files",
+              .type = CONFIG_TYPE_LIST,
+              .help = "former key files, read to open records sealed before a key rotation"},
+     .off = F(secrets_old_key_files),
+     .aux = F(secrets_old_key_count),
+     .check = check_mask_key,
+     .what = "a file path",
+     .def = ""},
     K_INT("shutdown.drain_ms", shutdown_drain_ms, CONFIG_W_I64, 0, 600000, "5000",
           "on SIGTERM, the ingest drain and in-flight retries get this long, then the store flush (at least 2000), ms"),
     K_INT("limits.max_envelope_bytes", limits.max_envelope_bytes, CONFIG_W_SIZE, 1024, 67108864,
@@ -667,6 +688,18 @@ check_index(const char *s, size_t len)
 }
 
 /* An http:// or https:// URL with a host and no whitespace. */
+/* secrets.mask_keys entries (and key file paths): 1-128 bytes, no control character. */
+static bool
+check_mask_key(const char *s, size_t len)
+{
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
 static bool
 check_webhook(const char *s, size_t len)
 {
@@ -1376,6 +1409,8 @@ config_destroy(struct config *cfg)
     list_free(cfg->retry_stored_subjects);
     list_free(cfg->advisories_streams);
     list_free(cfg->alerts_webhook_urls);
+    list_free(cfg->secrets_mask_keys);
+    list_free(cfg->secrets_old_key_files);
     rules_free(cfg->rules, cfg->nrules);
     memset(cfg, 0, sizeof(*cfg));
 }

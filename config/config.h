@@ -146,6 +146,12 @@ struct config {
     int64_t alerts_webhook_timeout_ms; /* alerts.webhook_timeout_ms, 100-300,000, default 5000 */
     int64_t alerts_webhook_retries; /* alerts.webhook_retries, 0-20, default 5 */
     int64_t alerts_webhook_backoff_ms; /* alerts.webhook_backoff_ms, 10-600,000, default 1000 */
+    /* secrets.* (codec/ masking, persist/ sealing) */
+    char **secrets_mask_keys;      /* secrets.mask_keys: NULL-terminated array of key patterns */
+    size_t secrets_mask_count;
+    char *secrets_key_file;        /* secrets.encryption_key_file: "" none */
+    char **secrets_old_key_files;  /* secrets.encryption_old_key_files: NULL-terminated array */
+    size_t secrets_old_key_count;
     int64_t shutdown_drain_ms;     /* shutdown.drain_ms, 0-600,000 */
     /* limits.* -> codec */
     struct codec_limits limits;
