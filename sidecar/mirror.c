@@ -1843,11 +1843,14 @@ sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
     struct persist_opts o;
     sc_status st;
 
+    /* A key file that cannot be read or has another size stops start-up (exit code 2). */
+    if ((st = persist_keyring_load(cfg->secrets_key_file, cfg->secrets_old_key_files,
+                                   cfg->secrets_old_key_count, &s->keys, err, errlen))) {
+        free(s);
+        return st == SC_ENOTFOUND ? SC_EINVAL : st;
+    }
     d->mirror = s;
     sc_buf_init(&s->sealed, 256u * 1024 * 1024);
-    if ((st = persist_keyring_load(cfg->secrets_key_file, cfg->secrets_old_key_files,
-                                   cfg->secrets_old_key_count, &s->keys, err, errlen)))
-        return st == SC_ENOTFOUND ? SC_EINVAL : st;
     sc_list_init(&s->dirty);
     sc_list_init(&s->acks);
     s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
