@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 #include <msgpack.h>
 
@@ -167,15 +171,49 @@ file_has(const char *path, const char *s)
     return found;
 }
 
+/* POSTs body to 127.0.0.1:port path with "Authorization: Bearer <token>"; the response into *r. */
+static void
+http_post(int port, const char *path, const char *token, const char *body, struct it_http_resp *r)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {10, 0};
+    char head[1024];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(r, 0, sizeof *r);
+    IT_CHECK(fd >= 0, "socket");
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    IT_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect to %d", port);
+    snprintf(head, sizeof head,
+             "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
+             "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             path, port, token, strlen(body), body);
+    IT_CHECK(send(fd, head, strlen(head), MSG_NOSIGNAL) == (ssize_t)strlen(head), "send");
+    it_http_read(fd, r);
+    close(fd);
+}
+
 /* ---- 1. masking: get, list, events, logs; the worker's exact bytes ---------------------------- */
 
 static void
 test_masked_views(void **state)
 {
     /* linear backoff of 2 s: the task waits, pending, between the two attempts */
+    char listen[64];
+    int port = it_free_port();
     const char *flags[] = {"events.enabled=true", "log.level=debug", "backoff.linear_step_ms=2000",
+                           listen, "http.auth.viewer_token=view-1", "http.auth.operator_token=op-1",
                            NULL};
-    struct it_env *e = it_env_start("secrets-mask", flags);
+    struct it_env *e;
+    struct it_http_resp r;
+
+    snprintf(listen, sizeof listen, "http.listen=127.0.0.1:%d", port);
+    e = it_env_start("secrets-mask", flags);
     struct it_step plan[] = {{IT_ACT_FAIL, "still down", "IOError"}};
     struct it_step success = {IT_ACT_OK, NULL, NULL};
     struct it_recorder *worker, *events;
@@ -210,6 +248,20 @@ test_masked_views(void **state)
     check_no_secret("list", l);
     json_decref(l);
     check_raw_payload(e->nc, "sec-1");
+    /* HTTP: the viewer reads the masked task, the raw bytes are the operator's. */
+    http_post(port, "/api/v1/get", "view-1", "{\"task_id\":\"sec-1\"}", &r);
+    IT_CHECK(r.status == 200 && r.body && strstr(r.body, "\"password\":\"***\"") &&
+                 !strstr(r.body, SECRET) && !strstr(r.body, TOKEN),
+             "viewer get: %d %s", r.status, r.body ? r.body : "");
+    it_http_resp_free(&r);
+    http_post(port, "/api/v1/get", "view-1", "{\"task_id\":\"sec-1\",\"payload\":true}", &r);
+    IT_CHECK(r.status == 403 && r.body && strstr(r.body, "operator"), "viewer payload: %d %s",
+             r.status, r.body ? r.body : "");
+    it_http_resp_free(&r);
+    http_post(port, "/api/v1/get", "op-1", "{\"task_id\":\"sec-1\",\"payload\":true}", &r);
+    IT_CHECK(r.status == 200 && r.body && strstr(r.body, "\"payload_b64\""), "operator payload: %d %s",
+             r.status, r.body ? r.body : "");
+    it_http_resp_free(&r);
     /* The second attempt succeeds, with the same exact bytes. */
     IT_CHECK(it_rec_wait(worker, 2, IT_WAIT_MS), "the second retry never came");
     {
@@ -339,9 +391,26 @@ test_sealed_kv(void **state)
         const char *f3[] = {"store.backend=jetstream", "store.jetstream.flush_ms=5", key2, NULL};
         const char *fbad[] = {"store.backend=jetstream", badkey, NULL};
 
-        e = it_env_start_js("secrets-kv", f1);
+        const char *f0[] = {"store.backend=jetstream", "store.jetstream.flush_ms=5", NULL};
+
+        e = it_env_start_js("secrets-kv", f0);
         assert_non_null(e);
         *state = e;
+        /* In the clear: the record's rendered metadata and task are masked, the _mp bytes exact. */
+        send_failure(e, "dlq.failed.kv", "sec-old", "never", "stored");
+        rec = record_of(e->nc, "sec-old", &rlen);
+        IT_CHECK(rec != NULL, "no record in the bucket");
+        sc_buf_init(&js, 1 << 20);
+        IT_CHECK(codec_render_json(rec, rlen, 64, &js) == SC_OK, "the record is MessagePack");
+        j = json_loads(js.data, 0, NULL);
+        check_masked_get(j);
+        IT_CHECK(json_is_string(json_object_get(j, "task_mp")), "no task_mp: %s", js.data);
+        json_decref(j);
+        sc_buf_destroy(&js);
+        free(rec);
+        /* Encryption on: the plaintext record still loads; new writes are sealed. */
+        restart_with(e, f1);
+        check_raw_payload(e->nc, "sec-old");
         /* parked (policy never): it stays as it is across the restarts */
         send_failure(e, "dlq.failed.kv", "sec-kv", "never", "stored");
         rec = record_of(e->nc, "sec-kv", &rlen);
