@@ -936,9 +936,10 @@ test_render_masked(void **state)
     {
         uint8_t deep[40 * 7 + 1];
         size_t n = 0;
+        static const uint8_t level[] = {0x81, 0xa5, 't', 'o', 'k', 'e', 'n'};
         for (int i = 0; i < 40; i++) {
-            memcpy(deep + n, "\x81\xa5token", 7);
-            n += 7;
+            memcpy(deep + n, level, sizeof(level));
+            n += sizeof(level);
         }
         deep[n++] = 0x01;
         sc_buf_reset(&out);
@@ -958,9 +959,10 @@ test_render_masked(void **state)
         big[n++] = (uint8_t)(pairs >> 16);
         big[n++] = (uint8_t)(pairs >> 8);
         big[n++] = (uint8_t)pairs;
+        static const uint8_t pair[] = {0xa5, 't', 'o', 'k', 'e', 'n', 0xa1, 'v'};
         for (size_t i = 0; i < pairs; i++) {
-            memcpy(big + n, "\xa5token\xa1v", 8);
-            n += 8;
+            memcpy(big + n, pair, sizeof(pair));
+            n += sizeof(pair);
         }
         sc_buf_reset(&out);
         assert_int_equal(codec_render_json_masked(big, n, 32, &out), SC_OK);
