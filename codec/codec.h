@@ -164,8 +164,32 @@ sc_status codec_json_msgpack(struct codec *c, const char *json, size_t len, cons
                              size_t *outlen);
 
 /*
+ * Masking of secrets (README "Secrets", config secrets.mask_keys): in every
+ * rendered view (codec_jw_msgpack(), codec_render_json_masked()), the value
+ * of a map key that matches a pattern is rendered as the string "***",
+ * whatever it is (a scalar, or a map or array skipped whole), at any depth,
+ * in maps nested in maps or arrays. A pattern holding '*' or '?' is a glob
+ * of the whole key ('*' any run of bytes, '?' one byte), any other a
+ * substring of the key; both compare ASCII letters case-insensitively. Only
+ * str keys are matched (a number, bin or container key never is). The
+ * stored and republished MessagePack bytes are never changed.
+ *
+ * codec_mask_set() installs a copy of n patterns (NULL or "" entries are
+ * skipped; n = 0 masks nothing, the state before any call). Main thread, at
+ * start-up, before any thread renders: the renderers read the list without
+ * a lock. Aborts on OOM.
+ * codec_mask_key() tells whether len bytes at key match a pattern. Any thread.
+ * codec_render_json_masked() is codec_render_json() with masking; errors and
+ * bounds the same (skipping is linear, the walk is never recursive).
+ */
+void codec_mask_set(const char *const *patterns, size_t n);
+bool codec_mask_key(const void *key, size_t len);
+sc_status codec_render_json_masked(const void *buf, size_t len, unsigned max_depth,
+                                   struct sc_buf *out);
+
+/*
  * codec_jw_msgpack() writes "k": the MessagePack value at p (len bytes)
- * rendered by codec_render_json() into w's object, or "k":null when p is
+ * rendered by codec_render_json_masked() into w's object, or "k":null when p is
  * NULL or the value cannot be rendered (malformed, deeper than max_depth,
  * or past the buffer's cap: the partial rendering is taken back). Errors
  * stick in w->st as for every sc_jw call. Any thread.

@@ -112,14 +112,98 @@ put_key(struct sc_buf *out, const uint8_t *p, size_t len, size_t *pos,
     return sc_buf_appendc(out, '"');
 }
 
-sc_status
-codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out)
+/* ---- masking (secrets.mask_keys) -------------------------------------------------------------- */
+
+/* The installed patterns: set once at start-up (codec_mask_set()), read by every renderer after. */
+static char **mask_pats;
+static size_t mask_n;
+
+static unsigned char
+lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* Case-insensitive glob of the whole key: '*' any run, '?' one byte. Iterative, O(key x pattern). */
+static bool
+glob_nocase(const char *pat, const uint8_t *k, size_t klen)
+{
+    const char *star = NULL;
+    size_t i = 0, mark = 0;
+
+    while (i < klen) {
+        if (*pat == '*') {
+            star = pat++;
+            mark = i;
+        } else if (*pat && (*pat == '?' || lower((unsigned char)*pat) == lower(k[i]))) {
+            pat++;
+            i++;
+        } else if (star) {
+            pat = star + 1;
+            i = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+/* Case-insensitive substring. */
+static bool
+contains_nocase(const char *pat, const uint8_t *k, size_t klen)
+{
+    size_t plen = strlen(pat);
+
+    for (size_t i = 0; plen <= klen && i <= klen - plen; i++) {
+        size_t j = 0;
+        while (j < plen && lower((unsigned char)pat[j]) == lower(k[i + j]))
+            j++;
+        if (j == plen)
+            return true;
+    }
+    return false;
+}
+
+void
+codec_mask_set(const char *const *patterns, size_t n)
+{
+    for (size_t i = 0; i < mask_n; i++)
+        free(mask_pats[i]);
+    free(mask_pats);
+    mask_pats = NULL;
+    mask_n = 0;
+    if (!n)
+        return;
+    mask_pats = sc_xcalloc(n, sizeof(*mask_pats));
+    for (size_t i = 0; i < n; i++)
+        if (patterns[i] && patterns[i][0])
+            mask_pats[mask_n++] = sc_xstrdup(patterns[i]);
+}
+
+bool
+codec_mask_key(const void *key, size_t len)
+{
+    for (size_t i = 0; i < mask_n; i++) {
+        const char *pat = mask_pats[i];
+        bool glob = strpbrk(pat, "*?") != NULL;
+        if (glob ? glob_nocase(pat, key, len) : contains_nocase(pat, key, len))
+            return true;
+    }
+    return false;
+}
+
+/* The body of codec_render_json() and codec_render_json_masked(). */
+static sc_status
+render(const void *buf, size_t len, unsigned max_depth, bool mask, struct sc_buf *out)
 {
     struct render_frame st[CODEC_DEPTH_CAP];
     const uint8_t *p = buf;
     unsigned depth = 0;
     size_t pos = 0, used;
     sc_status s;
+    bool hide = false; /* the value that comes next belongs to a masked key */
 
     /* Validate first: from here on every header is known to be complete. */
     if (codec_msgpack_walk(p, len, max_depth, &used, NULL) || used != len)
@@ -148,9 +232,18 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
             f->first = 0;
             f->left--;
         }
-        if (key_pos && it.kind == CODEC_MP_STR) {
+        if (hide) { /* a masked key's value, whatever it is, skipped whole (validated above) */
+            size_t start = pos - it.size, vlen;
+            hide = false;
+            if (codec_msgpack_walk(p + start, len - start, max_depth, &vlen, NULL))
+                return SC_EPROTO;
+            pos = start + vlen;
+            if ((s = sc_buf_append_capped(out, "\"***\"", 5)))
+                return s;
+        } else if (key_pos && it.kind == CODEC_MP_STR) {
             if ((s = sc_json_quote_key(out, (const char *)it.data, it.dlen)))
                 return s;
+            hide = mask && codec_mask_key(it.data, it.dlen);
         } else if (key_pos) {
             if ((s = put_key(out, p, len, &pos, &it, max_depth)))
                 return s;
@@ -174,6 +267,18 @@ codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf
             break;
     }
     return SC_OK;
+}
+
+sc_status
+codec_render_json(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out)
+{
+    return render(buf, len, max_depth, false, out);
+}
+
+sc_status
+codec_render_json_masked(const void *buf, size_t len, unsigned max_depth, struct sc_buf *out)
+{
+    return render(buf, len, max_depth, true, out);
 }
 
 /* msgpack_packer write callback: appends to the codec's sc_buf. */
@@ -457,7 +562,7 @@ codec_jw_msgpack(struct sc_jw *w, const char *k, const void *p, size_t len, unsi
     if (w->st)
         return;
     mark = w->b->len;
-    if (codec_render_json(p, len, max_depth, w->b) != SC_OK) {
+    if (codec_render_json_masked(p, len, max_depth, w->b) != SC_OK) {
         w->b->len = mark;
         sc_jw_raw(w, "null", 4);
     }

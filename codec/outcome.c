@@ -24,7 +24,7 @@ render_error(struct codec *c, const uint8_t *v, size_t len, struct codec_str *ou
     sc_status s;
 
     sc_buf_reset(&c->text);
-    s = codec_render_json(v, len, c->depth, &c->text);
+    s = codec_render_json_masked(v, len, c->depth, &c->text);
     if (s == SC_OK && c->text.len <= c->lim.max_error_len)
         goto done;
     if (s != SC_OK && s != SC_ETOOBIG) {

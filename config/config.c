@@ -45,6 +45,7 @@ static bool check_category_delays(const char *s, size_t len);
 static bool check_subject_delays(const char *s, size_t len);
 static bool check_subject_priority(const char *s, size_t len);
 static bool check_auth_user(const char *s, size_t len);
+static bool check_mask_key(const char *s, size_t len);
 
 #define F(field) offsetof(struct config, field)
 
@@ -390,6 +391,26 @@ static const struct config_key keys[] = {
      .def = ""},
     K_INT("retention.check_interval_ms", retention_check_interval_ms, CONFIG_W_I64, 100, 3600000,
           "60000", "how often tasks are checked against retention.*, ms"),
+    {.info = {.path = "secrets.mask_keys",
+              .type = CONFIG_TYPE_LIST,
+              .help = "map keys whose values every rendered view shows as \"***\": a case-insensitive "
+                      "substring of the key, or a glob of the whole key when it holds * or ?"},
+     .off = F(secrets_mask_keys),
+     .aux = F(secrets_mask_count),
+     .check = check_mask_key,
+     .what = "1-128 printable bytes",
+     .def = "password,passwd,secret,token,authorization,api_key,apikey,private_key,cookie"},
+    K_STR("secrets.encryption_key_file", secrets_key_file, NULL, NULL, "",
+          "file of the AES-256-GCM key that seals stored payload and metadata bytes: 32 raw bytes "
+          "or 64 hex digits (empty: stored in the clear)"),
+    {.info = {.path = "secrets.encryption_old_key_files",
+              .type = CONFIG_TYPE_LIST,
+              .help = "former key files, read to open records sealed before a key rotation"},
+     .off = F(secrets_old_key_files),
+     .aux = F(secrets_old_key_count),
+     .check = check_mask_key,
+     .what = "a file path",
+     .def = ""},
     K_INT("shutdown.drain_ms", shutdown_drain_ms, CONFIG_W_I64, 0, 600000, "5000",
           "on SIGTERM, the ingest drain and in-flight retries get this long, then the store flush (at least 2000), ms"),
     K_INT("limits.max_envelope_bytes", limits.max_envelope_bytes, CONFIG_W_SIZE, 1024, 67108864,
@@ -879,7 +900,6 @@ check_index(const char *s, size_t len)
     return true;
 }
 
-/* An http:// or https:// URL with a host and no whitespace. */
 /*
  * An http.auth.users entry: name:role:hash, the name 1-64 of A-Z a-z 0-9
  * _ . @ -, the role viewer or operator, the hash a crypt(3) string whose
@@ -912,6 +932,19 @@ check_auth_user(const char *s, size_t len)
     return cs == CRYPT_SALT_OK || cs == CRYPT_SALT_METHOD_LEGACY;
 }
 
+/* secrets.mask_keys entries (and key file paths): 1-128 bytes, no control character. */
+static bool
+check_mask_key(const char *s, size_t len)
+{
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* An http:// or https:// URL with a host and no whitespace. */
 static bool
 check_webhook(const char *s, size_t len)
 {
@@ -1695,6 +1728,8 @@ config_destroy(struct config *cfg)
     list_free(cfg->alerts_webhook_urls);
     list_free(cfg->retention_categories);
     list_free(cfg->http_auth_users);
+    list_free(cfg->secrets_mask_keys);
+    list_free(cfg->secrets_old_key_files);
     rules_free(cfg->rules, cfg->nrules);
     templates_free(cfg->templates, cfg->ntemplates);
     memset(cfg, 0, sizeof(*cfg));

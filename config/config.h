@@ -189,6 +189,12 @@ struct config {
     char **retention_categories;   /* retention.categories: "<category>:<status>=<duration>" entries */
     size_t retention_category_count;
     int64_t retention_check_interval_ms; /* retention.check_interval_ms, 100-3,600,000, default 60000 */
+    /* secrets.* (codec/ masking, persist/ sealing) */
+    char **secrets_mask_keys;      /* secrets.mask_keys: NULL-terminated array of key patterns */
+    size_t secrets_mask_count;
+    char *secrets_key_file;        /* secrets.encryption_key_file: "" none */
+    char **secrets_old_key_files;  /* secrets.encryption_old_key_files: NULL-terminated array */
+    size_t secrets_old_key_count;
     int64_t shutdown_drain_ms;     /* shutdown.drain_ms, 0-600,000 */
     /* limits.* -> codec */
     struct codec_limits limits;

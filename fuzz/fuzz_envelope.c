@@ -134,6 +134,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (s == SC_OK)
             check_json(&out, "input");
+        /* Masked (secrets.mask_keys): renders whenever the plain rendering does, and parses. */
+        if (s == SC_OK) {
+            static const char *const pats[] = {"token", "pass*", "?"};
+            static bool masking;
+            if (!masking) {
+                codec_mask_set(pats, 3);
+                masking = true;
+            }
+            sc_buf_reset(&out);
+            s = codec_render_json_masked(data, used, 64, &out);
+            if (s == SC_EPROTO) {
+                fprintf(stderr, "checked value does not render masked\n");
+                abort();
+            }
+            if (s == SC_OK)
+                check_json(&out, "masked input");
+        }
     }
     /* The input as a subject and as a pattern. */
     if (codec_subject_valid((const char *)data, size, false) &&

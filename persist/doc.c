@@ -156,6 +156,7 @@ const char persist_task_properties[] =
     "\"task_mp\":{\"type\":\"binary\"},"
     "\"payload_raw\":{\"type\":\"boolean\"},"
     "\"payload_missing\":{\"type\":\"boolean\"},"
+    "\"sealed\":{\"type\":\"boolean\"},"
     "\"headers_raw\":{\"type\":\"binary\"},"
     "\"task_size\":{\"type\":\"long\"},"
     "\"original_mp\":{\"type\":\"binary\"},"

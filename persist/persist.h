@@ -561,4 +561,59 @@ extern const char persist_task_properties[];
 extern const char persist_task_load_query[];
 extern const char persist_task_load_sort[];
 
+/* ---- sealing at rest: AES-256-GCM (secrets.encryption_key_file; README "Secrets") ----------- */
+
+/*
+ * A keyring: the current key, which seals, and former keys, which only
+ * open. A sealed value is: a version byte (1), a 4-byte key id (the first
+ * bytes of SHA-256 of the key), a 12-byte random nonce, the ciphertext (as
+ * long as the plaintext) and the 16-byte GCM tag; the first 17 bytes are
+ * the additional authenticated data.
+ */
+struct persist_keyring;
+
+/*
+ * persist_keyring_new() copies n 32-byte keys (keys[0] the current one).
+ * NULL when n is 0. persist_keyring_free() wipes and frees (NULL: no-op).
+ * Aborts on OOM. Any thread; a keyring is read-only once made, so any
+ * number of threads may use it.
+ */
+struct persist_keyring *persist_keyring_new(const unsigned char (*keys)[32], size_t n);
+void persist_keyring_free(struct persist_keyring *kr);
+
+/*
+ * persist_key_read() reads the key file at path: exactly 32 raw bytes, or
+ * 64 hex digits (a trailing newline allowed). Returns SC_OK, SC_ENOTFOUND
+ * (unreadable) or SC_EINVAL (another size or not hex), with err (errlen
+ * bytes) naming the config key name and the path. Any thread.
+ * persist_keyring_load() makes *out from the current key file (NULL or "":
+ * *out = NULL and SC_OK, no sealing) and n_old former ones; errors as
+ * persist_key_read(). Main thread, at start-up.
+ */
+sc_status persist_key_read(const char *path, const char *name, unsigned char key[32], char *err,
+                           size_t errlen);
+sc_status persist_keyring_load(const char *current, char *const *old, size_t n_old,
+                               struct persist_keyring **out, char *err, size_t errlen);
+
+/* persist_seal_overhead(): bytes a sealed value adds to its plaintext (33). */
+size_t persist_seal_overhead(void);
+
+/*
+ * persist_seal() appends len bytes at in, sealed with kr's current key, to
+ * out. Returns SC_OK, SC_ETOOBIG (out's cap) or SC_EIO (no random nonce);
+ * out is unchanged on error. Any thread.
+ * persist_open() appends the plaintext of the sealed value (len bytes at
+ * in) to out. Returns SC_OK; SC_EPROTO when it is not a sealed value, was
+ * changed, or was sealed by a key of the same id that is not this one;
+ * SC_ENOTFOUND when no key of kr (NULL: none) has its key id; SC_ETOOBIG
+ * (out's cap). out is unchanged on error. Any thread.
+ * persist_sealed() tells whether len bytes at in have a sealed value's
+ * shape (version byte, long enough); it does not authenticate.
+ */
+sc_status persist_seal(const struct persist_keyring *kr, const void *in, size_t len,
+                       struct sc_buf *out);
+sc_status persist_open(const struct persist_keyring *kr, const void *in, size_t len,
+                       struct sc_buf *out);
+bool persist_sealed(const void *in, size_t len);
+
 #endif

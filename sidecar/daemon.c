@@ -273,6 +273,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     if ((s = build_classifier(cfg, &d->classifier, err, errlen)))
         goto fail;
     d->codec = codec_new(&cfg->limits);
+    /* secrets.mask_keys: every rendered view of metadata and payloads from here on (README "Secrets"). */
+    codec_mask_set((const char *const *)cfg->secrets_mask_keys, cfg->secrets_mask_count);
     d->started_mono = sc_now_mono_ms();
     d->started_wall = sc_now_wall_ms();
     sc_buf_init(&d->out, 256 * 1024 * 1024);

@@ -84,6 +84,7 @@ struct http_conn {
     size_t body_len;           /* an API request's body still to come (Content-Length), 0: none */
     char verb[24];             /* the API verb whose body is being read */
     char principal[SC_AUDIT_PRINCIPAL_LEN]; /* who the request is, for the audit (audit.h) */
+    bool viewer;               /* the request came with the viewer's token */
     uint64_t ticket;           /* sc_fanout_ask() ticket while a cluster answer is awaited, 0: none */
     const char *role;          /* the API caller's role, sent as X-DLQ-Role; NULL: none */
     struct sc_list link;       /* on hs->conns (oldest first), then on hs->dead */
@@ -427,6 +428,17 @@ api_call(struct http_conn *c, const char *verb, const char *data, size_t len)
         api_error(c, 503, "too many admin requests waiting for the cluster; try again", NULL);
         return;
     }
+    if (c->viewer && strcmp(verb, "get") == 0) {
+        /* The raw bytes (payload_b64: no masking, README "Secrets") are the operator's. */
+        json_t *req = len ? json_loadb(data, len, 0, NULL) : NULL;
+        bool raw = json_is_true(json_object_get(req, "payload"));
+        json_decref(req);
+        if (raw) {
+            hs->st.api_forbidden++;
+            api_error(c, 403, "payload: the raw bytes (payload_b64) need the operator role", NULL);
+            return;
+        }
+    }
     hs->st.api_requests++;
     t = sc_fanout_ask(hs->d, verb, data ? data : "", (int)len, c->principal, on_api_answer, c);
     if (t && !c->answering) {
@@ -736,10 +748,11 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
         api_error(c, 404, "no such path (see /api/v1/openapi.json)", NULL);
         return false;
     }
+    c->viewer = role == ROLE_VIEWER;
     reads = !sc_admin_verb_mutates(verb);
     if (!reads && role == ROLE_VIEWER) {
         hs->st.api_forbidden++;
-        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify, audit)", NULL);
+        api_error(c, 403, "the viewer role may only read (health, stats, list, get, classify, groups, audit)", NULL);
         return false;
     }
     if (reads ? (m == M_OTHER) : (m != M_POST)) {

@@ -92,6 +92,9 @@ struct sc_mirror {
     struct event *spill_ev;   /* checks whether the spill file is done, after a batch */
     char kv_prefix[96];       /* store.backend jetstream: "<inbox>.kv", the prefix of its answers */
     uint64_t fenced;          /* writes refused: another instance claimed the partition */
+    struct persist_keyring *keys; /* secrets.encryption_key_file: seals task_mp and metadata_mp; NULL: clear */
+    uint64_t undecryptable;   /* loaded documents no key could open (wrong key or changed): not loaded */
+    struct sc_buf sealed;     /* task_doc()'s sealed bytes */
     sc_mirror_claimed_fn claimed_fn; /* who hears of claims (the cluster layer) */
     void *claimed_ctx;
     struct sc_buf tmp;
@@ -480,6 +483,33 @@ doc_msgpack(struct sc_jw *w, const char *k, const char *k_mp, const char *p, siz
 }
 
 /*
+ * Writes "metadata" and "task" as null, and "metadata_mp" and "task_mp" as
+ * the base64 of their bytes sealed with the current key (persist_seal()),
+ * with "sealed":true. Returns SC_OK or the sealing's error.
+ */
+static sc_status
+doc_sealed(struct sc_mirror *s, struct sc_jw *w, const struct dlq_task *t)
+{
+    size_t mlen = 0;
+    sc_status st;
+
+    sc_buf_reset(&s->sealed);
+    if (t->metadata && (st = persist_seal(s->keys, t->metadata, t->metadata_len, &s->sealed)))
+        return st;
+    mlen = s->sealed.len;
+    if ((st = persist_seal(s->keys, t->payload ? t->payload : "", t->payload_len, &s->sealed)))
+        return st;
+    sc_jw_key(w, "metadata");
+    sc_jw_raw(w, "null", 4);
+    persist_doc_bytes(w, "metadata_mp", t->metadata ? s->sealed.data : NULL, mlen);
+    sc_jw_key(w, "task");
+    sc_jw_raw(w, "null", 4);
+    persist_doc_bytes(w, "task_mp", s->sealed.data + mlen, s->sealed.len - mlen);
+    sc_jw_bool(w, "sealed", true);
+    return SC_OK;
+}
+
+/*
  * Appends t's document: every field of admin get, and what rebuilds the task
  * exactly (the _raw and _mp twins, persist_doc_str()). Every field named
  * here is in persist_task_properties, OpenSearch's strict mapping of it.
@@ -542,12 +572,17 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
         sc_jw_close(&w, '}');
     }
     sc_jw_close(&w, ']');
-    doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
     doc_msgpack(&w, "repos", "repos_mp", t->repos, t->repos_len, depth);
-    if (t->payload_raw) { /* an advisory's original: its bytes, not MessagePack */
+    if (d->mirror->keys) { /* sealed (README "Secrets"): no rendered twin, nothing in the clear */
+        sc_status st = doc_sealed(d->mirror, &w, t);
+        if (st)
+            return st;
+    } else if (t->payload_raw) { /* an advisory's original: its bytes, not MessagePack */
+        doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
         codec_jw_msgpack(&w, "task", NULL, 0, depth);
         persist_doc_bytes(&w, "task_mp", t->payload, t->payload_len);
     } else {
+        doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
         doc_msgpack(&w, "task", "task_mp", t->payload, t->payload_len, depth);
     }
     sc_jw_bool(&w, "payload_raw", t->payload_raw);
@@ -779,6 +814,52 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
         s->vclock = t->version;
 }
 
+/*
+ * Opens a sealed document's bytes: *payload (plen bytes, replaced by its
+ * plaintext) and metadata_mp (into *meta, NULL when absent). false when a
+ * value cannot be opened (no key of its id, or changed): the document is
+ * counted (undecryptable), logged with its task id, not loaded, and left
+ * as it is in the store, so that a restart with the right key loads it.
+ */
+static bool
+unseal(struct sc_mirror *s, const char *id, json_t *src, char **payload, size_t *plen,
+       char **meta, uint32_t *mlen)
+{
+    char *m = NULL;
+    size_t n = 0;
+    sc_status st;
+
+    sc_buf_reset(&s->sealed);
+    st = persist_open(s->keys, *payload, *plen, &s->sealed);
+    if (!st) {
+        free(*payload);
+        *payload = sc_xmalloc(s->sealed.len + 1);
+        memcpy(*payload, s->sealed.data, s->sealed.len);
+        *plen = s->sealed.len;
+        if (doc_bytes(s, src, "metadata_mp", &m, &n)) {
+            sc_buf_reset(&s->sealed);
+            st = persist_open(s->keys, m, n, &s->sealed);
+            free(m);
+            if (!st && s->sealed.len <= UINT32_MAX) {
+                *meta = sc_xmalloc(s->sealed.len + 1);
+                memcpy(*meta, s->sealed.data, s->sealed.len);
+                *mlen = (uint32_t)s->sealed.len;
+            }
+        }
+    }
+    if (!st)
+        return true;
+    if (s->undecryptable++ < 1000)
+        sc_log(SC_LOG_ERROR,
+               "store: a sealed record cannot be opened; not loaded, left in the store "
+               "(README \"Secrets\")",
+               "task_id", id, "reason",
+               st == SC_ENOTFOUND ? "no configured key has its key id"
+                                  : "authentication failed: another key or changed bytes",
+               NULL);
+    return false;
+}
+
 /* One loaded document of task id: rebuilds the task and puts it back on the wheel. */
 static void
 load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, json_t *src)
@@ -795,6 +876,9 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     char *payload = NULL;
     size_t plen = 0, n;
     bool parked, raw = json_is_true(json_object_get(src, "payload_raw"));
+    bool sealed = json_is_true(json_object_get(src, "sealed"));
+    char *meta = NULL;
+    uint32_t mlen = 0;
     json_t *hist, *h;
     size_t i;
 
@@ -812,8 +896,13 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     if (!cs || policy_category_parse(cs, strlen(cs), &cat) || !ps ||
         policy_retry_parse(ps, strlen(ps), &pol))
         goto bad;
-    if (!doc_bytes(s, src, "task_mp", &payload, &plen) ||
-        (!raw && (codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) !=
+    if (!doc_bytes(s, src, "task_mp", &payload, &plen))
+        goto bad;
+    if (sealed && !unseal(s, id, src, &payload, &plen, &meta, &mlen)) {
+        free(payload);
+        return;
+    }
+    if ((!raw && (codec_msgpack_check(payload, plen, codec_limits_get(d->codec)->max_depth, &n) !=
                       SC_OK ||
                   n != plen)))
         goto bad;
@@ -826,6 +915,12 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
     payload = NULL;
     dlq_queue_set_class(&d->m.q, t, cat, pol); /* keeps the queue's counts right */
     load_fields(d, t, src, st, version);
+    if (sealed) { /* the opened metadata, not the sealed bytes load_fields() took */
+        free(t->metadata);
+        t->metadata = meta;
+        t->metadata_len = mlen;
+        meta = NULL;
+    }
     hist = json_object_get(src, "history");
     json_array_foreach(hist, i, h) {
         int k = name_index(json_string_value(json_object_get(h, "outcome")), outcome_name_i,
@@ -845,6 +940,7 @@ load_task(struct sc_daemon *d, const char *id, size_t id_len, uint64_t version, 
 
 bad:
     free(payload);
+    free(meta);
     if (s->load_errors++ < 10)
         sc_log(SC_LOG_WARN, "store: a document could not be loaded; skipped", "task_id", id, NULL);
 }
@@ -1806,7 +1902,14 @@ sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
     struct persist_opts o;
     sc_status st;
 
+    /* A key file that cannot be read or has another size stops start-up (exit code 2). */
+    if ((st = persist_keyring_load(cfg->secrets_key_file, cfg->secrets_old_key_files,
+                                   cfg->secrets_old_key_count, &s->keys, err, errlen))) {
+        free(s);
+        return st == SC_ENOTFOUND ? SC_EINVAL : st;
+    }
     d->mirror = s;
+    sc_buf_init(&s->sealed, 256u * 1024 * 1024);
     sc_list_init(&s->dirty);
     sc_list_init(&s->acks);
     s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
@@ -1929,6 +2032,8 @@ sc_mirror_close(struct sc_daemon *d)
     sc_buf_destroy(&s->fl_ids);
     persist_free(s->p);
     sc_buf_destroy(&s->tmp);
+    sc_buf_destroy(&s->sealed);
+    persist_keyring_free(s->keys);
     free(s);
     d->mirror = NULL;
 }
@@ -2000,6 +2105,7 @@ sc_mirror_stats_json(struct sc_daemon *d, struct sc_jw *w)
     sc_jw_uint(w, "failed_batches", st.failed_batches);
     sc_jw_uint(w, "loaded", s->loaded);
     sc_jw_uint(w, "load_skipped", s->load_skipped + s->load_errors);
+    sc_jw_uint(w, "undecryptable", s->undecryptable);
     sc_jw_uint(w, "dropped_deletes", s->tombs_dropped);
     sc_jw_uint(w, "journal_max", s->tcap);
     sc_jw_str(w, "ack", s->ack_durable ? "durable" : "accepted");

@@ -871,6 +871,123 @@ test_render_key_in_key(void **state)
     sc_buf_destroy(&out);
 }
 
+/* Renders mp masked (codec_render_json_masked()) and checks the text and that it parses. */
+static void
+check_masked(const uint8_t *mp, size_t len, const char *want)
+{
+    struct sc_buf out;
+    json_t *j;
+
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json_masked(mp, len, 32, &out), SC_OK);
+    print_message("masked: %s\n", out.data);
+    assert_string_equal(out.data, want);
+    j = json_loadb(out.data, out.len, JSON_DECODE_ANY, NULL);
+    assert_non_null(j);
+    json_decref(j);
+    sc_buf_destroy(&out);
+}
+
+/*
+ * secrets.mask_keys: substrings and globs, case-insensitive, at any depth
+ * (maps in maps, maps in arrays), a masked container skipped whole, only
+ * str keys matched, and codec_render_json() itself never masks.
+ */
+static void
+test_render_masked(void **state)
+{
+    static const char *const pats[] = {"password", "TOKEN", "x-*-key", "pi?", NULL, ""};
+    struct sc_buf out;
+
+    (void)state;
+    codec_mask_set(pats, SC_ARRAY_LEN(pats));
+    assert_true(codec_mask_key("password", 8));
+    assert_true(codec_mask_key("DB_Password_2", 13));
+    assert_true(codec_mask_key("accessToken", 11));
+    assert_true(codec_mask_key("X-Api-Key", 9));
+    assert_false(codec_mask_key("x-api-key-2", 11)); /* a glob is the whole key */
+    assert_true(codec_mask_key("PIN", 3));
+    assert_false(codec_mask_key("pins", 4));
+    assert_false(codec_mask_key("user", 4));
+    assert_false(codec_mask_key("passw", 5));
+    assert_false(codec_mask_key("", 0));
+    /* {"password":"hunter2","user":"bob"} */
+    check_masked(B("\x82\xa8password\xa7hunter2\xa4user\xa3" "bob"),
+                 "{\"password\":\"***\",\"user\":\"bob\"}");
+    /* {"a":{"Token":{"x":[1,2]},"n":1},"l":[{"pin":5},{"ok":"v"}],"z":2} */
+    check_masked(B("\x83\xa1" "a\x82\xa5Token\x81\xa1x\x92\x01\x02\xa1n\x01"
+                   "\xa1l\x92\x81\xa3pin\x05\x81\xa2ok\xa1v\xa1z\x02"),
+                 "{\"a\":{\"Token\":\"***\",\"n\":1},\"l\":[{\"pin\":\"***\"},{\"ok\":\"v\"}],\"z\":2}");
+    /* a masked value that is the last of its maps closes them all: {"a":{"token":[[1]]}} */
+    check_masked(B("\x81\xa1" "a\x81\xa5token\x91\x91\x01"), "{\"a\":{\"token\":\"***\"}}");
+    /* non-string keys are never matched: {1:"x", bin "token": "y", ["token"]: "z"} */
+    check_masked(B("\x83\x01\xa1x\xc4\x05token\xa1y\x91\xa5token\xa1z"),
+                 "{\"1\":\"x\",\"$mp:xAV0b2tlbg==\":\"y\",\"$mp:kaV0b2tlbg==\":\"z\"}");
+    /* a scalar and an array of scalars have no keys */
+    check_masked(B("\xa8password"), "\"password\"");
+    /* codec_render_json() (the store's own records) never masks */
+    sc_buf_init(&out, 1 << 20);
+    assert_int_equal(codec_render_json(B("\x81\xa8password\xa1p"), 32, &out), SC_OK);
+    assert_string_equal(out.data, "{\"password\":\"p\"}");
+    /* a malformed value under a masked key is still refused (the walk checks it first) */
+    sc_buf_reset(&out);
+    assert_int_equal(codec_render_json_masked(B("\x81\xa5token\x92\x01"), 32, &out), SC_EPROTO);
+    /* deep input stays bounded by max_depth: 40 nested {"token": ...} past 32 is refused */
+    {
+        uint8_t deep[40 * 7 + 1];
+        size_t n = 0;
+        static const uint8_t level[] = {0x81, 0xa5, 't', 'o', 'k', 'e', 'n'};
+        for (int i = 0; i < 40; i++) {
+            memcpy(deep + n, level, sizeof(level));
+            n += sizeof(level);
+        }
+        deep[n++] = 0x01;
+        sc_buf_reset(&out);
+        assert_int_equal(codec_render_json_masked(deep, n, 32, &out), SC_EPROTO);
+        sc_buf_reset(&out);
+        assert_int_equal(codec_render_json_masked(deep, n, 1000, &out), SC_OK);
+        assert_string_equal(out.data, "{\"token\":\"***\"}");
+    }
+    /* a huge map of secrets: linear, the output capped */
+    {
+        size_t pairs = 50000, n = 0; /* 700 kB rendered, under the 1 MiB cap */
+        uint8_t *big = malloc(5 + pairs * 8);
+        struct sc_buf small;
+        assert_non_null(big);
+        big[n++] = 0xdf;
+        big[n++] = (uint8_t)(pairs >> 24);
+        big[n++] = (uint8_t)(pairs >> 16);
+        big[n++] = (uint8_t)(pairs >> 8);
+        big[n++] = (uint8_t)pairs;
+        static const uint8_t pair[] = {0xa5, 't', 'o', 'k', 'e', 'n', 0xa1, 'v'};
+        for (size_t i = 0; i < pairs; i++) {
+            memcpy(big + n, pair, sizeof(pair));
+            n += sizeof(pair);
+        }
+        sc_buf_reset(&out);
+        assert_int_equal(codec_render_json_masked(big, n, 32, &out), SC_OK);
+        assert_int_equal(out.len, 2 + pairs * strlen("\"token\":\"***\"") + (pairs - 1));
+        sc_buf_init(&small, 4096);
+        assert_int_equal(codec_render_json_masked(big, n, 32, &small), SC_ETOOBIG);
+        sc_buf_destroy(&small);
+        free(big);
+    }
+    /* codec_jw_msgpack() masks: the rendered views (admin get, the store's document) */
+    {
+        struct sc_jw w;
+        sc_buf_reset(&out);
+        sc_jw_init(&w, &out);
+        sc_jw_open(&w, NULL, '{');
+        codec_jw_msgpack(&w, "metadata", "\x81\xa8password\xa1p", 12, 32);
+        sc_jw_close(&w, '}');
+        assert_int_equal(w.st, SC_OK);
+        assert_string_equal(out.data, "{\"metadata\":{\"password\":\"***\"}}");
+    }
+    sc_buf_destroy(&out);
+    codec_mask_set(NULL, 0);
+    assert_false(codec_mask_key("password", 8));
+}
+
 static void
 test_render_errors(void **state)
 {
@@ -1410,6 +1527,7 @@ main(void)
         cmocka_unit_test(test_unknown_key_names),
         cmocka_unit_test(test_neither_msgpack_nor_json),
         cmocka_unit_test(test_json_msgpack_round_trip),
+        cmocka_unit_test(test_render_masked),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

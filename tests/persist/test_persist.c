@@ -985,6 +985,116 @@ test_doc_fields(void **state)
     sc_buf_destroy(&tmp);
 }
 
+/* ---- sealing (secrets.encryption_key_file) ---------------------------------------------------- */
+
+/* Writes len bytes to a new temporary file; returns its path (static, one at a time per slot). */
+static const char *
+key_file(int slot, const void *p, size_t len)
+{
+    static char paths[4][64];
+    int fd;
+
+    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/dlq-key-XXXXXX");
+    fd = mkstemp(paths[slot]);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, p, len), (ssize_t)len);
+    close(fd);
+    return paths[slot];
+}
+
+/* Round trip, tamper, wrong key, old key, key files of every size. */
+static void
+test_seal(void **state)
+{
+    static const unsigned char k1[32] = {1, 2, 3}, k2[32] = {9, 8, 7};
+    const unsigned char both[2][32] = {{9, 8, 7}, {1, 2, 3}}; /* k2 current, k1 old */
+    struct persist_keyring *a = persist_keyring_new(&k1, 1), *b = persist_keyring_new(&k2, 1);
+    struct persist_keyring *ab = persist_keyring_new(both, 2), *kr = NULL;
+    static const char msg[] = "\x81\xa8password\xa7hunter2";
+    struct sc_buf sealed, sealed2, open;
+    char err[256];
+    char *old[1];
+
+    (void)state;
+    sc_buf_init(&sealed, 1 << 20);
+    sc_buf_init(&sealed2, 1 << 20);
+    sc_buf_init(&open, 1 << 20);
+    assert_null(persist_keyring_new(&k1, 0));
+    /* round trip: shape, no plaintext inside, a fresh nonce each time */
+    assert_int_equal(persist_seal(a, msg, sizeof(msg) - 1, &sealed), SC_OK);
+    assert_int_equal(sealed.len, sizeof(msg) - 1 + persist_seal_overhead());
+    assert_int_equal(persist_seal_overhead(), 33);
+    assert_int_equal((unsigned char)sealed.data[0], 1);
+    assert_true(persist_sealed(sealed.data, sealed.len));
+    for (size_t i = 0; i + 7 <= sealed.len; i++)
+        assert_memory_not_equal(sealed.data + i, "hunter2", 7);
+    assert_int_equal(persist_seal(a, msg, sizeof(msg) - 1, &sealed2), SC_OK);
+    assert_memory_not_equal(sealed.data + 5, sealed2.data + 5, 12);
+    assert_int_equal(persist_open(a, sealed.data, sealed.len, &open), SC_OK);
+    assert_int_equal(open.len, sizeof(msg) - 1);
+    assert_memory_equal(open.data, msg, open.len);
+    /* empty plaintext */
+    sc_buf_reset(&sealed2);
+    sc_buf_reset(&open);
+    assert_int_equal(persist_seal(a, "", 0, &sealed2), SC_OK);
+    assert_int_equal(persist_open(a, sealed2.data, sealed2.len, &open), SC_OK);
+    assert_int_equal(open.len, 0);
+    /* wrong key: no key of that id */
+    sc_buf_reset(&open);
+    assert_int_equal(persist_open(b, sealed.data, sealed.len, &open), SC_ENOTFOUND);
+    assert_int_equal(open.len, 0);
+    assert_int_equal(persist_open(NULL, sealed.data, sealed.len, &open), SC_ENOTFOUND);
+    /* old key: the keyring of k2 (current) and k1 (old) opens k1's value, seals with k2 */
+    assert_int_equal(persist_open(ab, sealed.data, sealed.len, &open), SC_OK);
+    assert_memory_equal(open.data, msg, open.len);
+    sc_buf_reset(&sealed2);
+    assert_int_equal(persist_seal(ab, msg, sizeof(msg) - 1, &sealed2), SC_OK);
+    sc_buf_reset(&open);
+    assert_int_equal(persist_open(a, sealed2.data, sealed2.len, &open), SC_ENOTFOUND);
+    assert_int_equal(persist_open(b, sealed2.data, sealed2.len, &open), SC_OK);
+    /* tamper: any byte of the header, the ciphertext or the tag */
+    for (size_t i = 0; i < sealed.len; i++) {
+        sc_status st;
+        sealed.data[i] ^= 0x20;
+        sc_buf_reset(&open);
+        st = persist_open(a, sealed.data, sealed.len, &open);
+        assert_true(st == SC_EPROTO || st == SC_ENOTFOUND);
+        assert_int_equal(open.len, 0);
+        sealed.data[i] ^= 0x20;
+    }
+    /* cut short, and not sealed at all */
+    assert_int_equal(persist_open(a, sealed.data, sealed.len - 1, &open), SC_EPROTO);
+    assert_int_equal(persist_open(a, sealed.data, 10, &open), SC_EPROTO);
+    assert_int_equal(persist_open(a, msg, sizeof(msg) - 1, &open), SC_EPROTO);
+    /* key files: 32 raw bytes, 64 hex digits (newline allowed), anything else refused by name */
+    assert_int_equal(persist_keyring_load("", NULL, 0, &kr, err, sizeof(err)), SC_OK);
+    assert_null(kr);
+    old[0] = (char *)key_file(1, "0102030000000000000000000000000000000000000000000000000000000000\n", 65);
+    assert_int_equal(persist_keyring_load(key_file(0, k2, 32), old, 1, &kr, err, sizeof(err)), SC_OK);
+    sc_buf_reset(&open);
+    assert_int_equal(persist_open(kr, sealed.data, sealed.len, &open), SC_OK); /* k1, from hex */
+    persist_keyring_free(kr);
+    kr = NULL;
+    assert_int_equal(persist_keyring_load(key_file(2, k2, 31), NULL, 0, &kr, err, sizeof(err)), SC_EINVAL);
+    print_message("%s\n", err);
+    assert_non_null(strstr(err, "secrets.encryption_key_file"));
+    assert_non_null(strstr(err, "31 bytes"));
+    old[0] = (char *)key_file(3, "zz02030000000000000000000000000000000000000000000000000000000000", 64);
+    assert_int_equal(persist_keyring_load(key_file(2, k2, 32), old, 1, &kr, err, sizeof(err)), SC_EINVAL);
+    assert_non_null(strstr(err, "secrets.encryption_old_key_files"));
+    assert_int_equal(persist_keyring_load("/nonexistent/key", NULL, 0, &kr, err, sizeof(err)), SC_ENOTFOUND);
+    assert_null(kr);
+    for (int i = 0; i < 4; i++)
+        unlink(key_file(i, "", 0));
+    persist_keyring_free(a);
+    persist_keyring_free(b);
+    persist_keyring_free(ab);
+    persist_keyring_free(NULL);
+    sc_buf_destroy(&sealed);
+    sc_buf_destroy(&sealed2);
+    sc_buf_destroy(&open);
+}
+
 int
 main(void)
 {
@@ -999,6 +1109,7 @@ main(void)
         cmocka_unit_test(test_memory_backend),
         cmocka_unit_test(test_persist_new),
         cmocka_unit_test(test_doc_fields),
+        cmocka_unit_test(test_seal),
     };
 
     return cmocka_run_group_tests_name("persist", tests, NULL, NULL);
