@@ -1,4 +1,5 @@
 /* harness.c - integration harness: child processes (nats-server, the daemon), NATS clients, recorders and admin helpers. */
+#define _GNU_SOURCE /* strcasestr */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -6,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1716,3 +1718,120 @@ it_http_request(int port, const char *method, const char *path, struct it_http_r
     close(fd);
     return rc;
 }
+
+/* ---- a receiver: a tiny HTTP server on a thread that records every request ------------------ */
+
+/* Copies the value of header name (e.g. "\r\nAuthorization:") in head into out. */
+static void
+it_header_value(const char *head, const char *name, char *out, size_t outlen)
+{
+    const char *h = strcasestr(head, name);
+    char fmt[32];
+
+    out[0] = '\0';
+    if (!h)
+        return;
+    snprintf(fmt, sizeof fmt, " %%%zu[^\r\n]", outlen - 1);
+    sscanf(h + strlen(name), fmt, out);
+}
+
+/* Reads one request from c (headers, then Content-Length bytes) and answers it. */
+static void
+it_recv_serve(struct it_recv *h, int c)
+{
+    char buf[65536], *eoh = NULL, *cl, resp[256];
+    size_t n = 0, need = 0;
+    struct it_recv_req q;
+    struct timeval tv = {5, 0};
+    int status;
+
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&q, 0, sizeof q);
+    while (n < sizeof buf - 1) {
+        ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
+        if (k <= 0)
+            return;
+        n += (size_t)k;
+        buf[n] = '\0';
+        if (!eoh && (eoh = strstr(buf, "\r\n\r\n")) != NULL) {
+            cl = strcasestr(buf, "\r\nContent-Length:");
+            need = (size_t)(eoh + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+        }
+        if (eoh && n >= need)
+            break;
+    }
+    if (!eoh)
+        return;
+    sscanf(buf, "%15s %255s", q.method, q.path);
+    *eoh = '\0';
+    it_header_value(buf, "\r\nAuthorization:", q.auth, sizeof q.auth);
+    it_header_value(buf, "\r\nContent-Type:", q.ctype, sizeof q.ctype);
+    q.body = strndup(eoh + 4, n - (size_t)(eoh + 4 - buf));
+    pthread_mutex_lock(&h->mu);
+    status = (int)h->n < h->fail_first ? h->fail_status : 200;
+    q.answered = status;
+    if (h->n < IT_RECV_MAX)
+        h->reqs[h->n++] = q;
+    else
+        free(q.body);
+    pthread_mutex_unlock(&h->mu);
+    snprintf(resp, sizeof resp,
+             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+             "Connection: close\r\n\r\n{}",
+             status, status == 200 ? "OK" : "Failed");
+    (void)!write(c, resp, strlen(resp));
+}
+
+static void *
+it_recv_main(void *arg)
+{
+    struct it_recv *h = arg;
+
+    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+        struct pollfd p = {h->fd, POLLIN, 0};
+        int c;
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        c = accept(h->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        it_recv_serve(h, c);
+        close(c);
+    }
+    return NULL;
+}
+
+int
+it_recv_start(struct it_recv *h, int fail_first, int fail_status)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+
+    memset(h, 0, sizeof *h);
+    h->fail_first = fail_first;
+    h->fail_status = fail_status;
+    pthread_mutex_init(&h->mu, NULL);
+    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (h->fd < 0)
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(h->fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(h->fd, 16) != 0 ||
+        getsockname(h->fd, (struct sockaddr *)&sa, &sl) != 0)
+        return -1;
+    h->port = ntohs(sa.sin_port);
+    return pthread_create(&h->thr, NULL, it_recv_main, h) == 0 ? 0 : -1;
+}
+
+void
+it_recv_stop(struct it_recv *h)
+{
+    __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(h->thr, NULL);
+    close(h->fd);
+    for (size_t i = 0; i < h->n; i++)
+        free(h->reqs[i].body);
+    pthread_mutex_destroy(&h->mu);
+}
+

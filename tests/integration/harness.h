@@ -532,4 +532,42 @@ void it_js_publish(jsCtx *js, const void *body, size_t len, const char *subject,
  */
 int it_js_fail_worker(natsConnection *nc, natsSubscription *sub, int max, const char *term_reason);
 
+/* ---- a receiver: a tiny HTTP server on a thread that records every request (webhook tests) ---- */
+
+#include <pthread.h>
+
+#define IT_RECV_MAX 64
+
+struct it_recv_req {
+    char method[16];
+    char path[256];   /* with the query */
+    char auth[256];   /* the Authorization header's value, "" when absent */
+    char ctype[128];
+    char *body;
+    int answered;     /* status sent back */
+};
+
+struct it_recv {
+    int fd;
+    int port;
+    int fail_first;   /* answer the first N requests with fail_status */
+    int fail_status;
+    int stop;         /* __atomic */
+    pthread_t thr;
+    pthread_mutex_t mu;
+    struct it_recv_req reqs[IT_RECV_MAX];
+    size_t n;
+};
+
+/*
+ * it_recv_start() listens on 127.0.0.1 (a port the kernel picks, in
+ * h->port) and serves one request per connection on a thread of its own:
+ * the first fail_first requests are answered fail_status (a 5xx for a
+ * retry test), the rest 200 "{}"; each is recorded in h->reqs (at most
+ * IT_RECV_MAX; read them under h->mu). Returns 0 or -1. it_recv_stop()
+ * stops the thread and frees what it recorded. Test thread.
+ */
+int it_recv_start(struct it_recv *h, int fail_first, int fail_status);
+void it_recv_stop(struct it_recv *h);
+
 #endif

@@ -19,147 +19,9 @@
 
 #include "harness.h"
 
-/* ---- a receiver: a tiny HTTP server on a thread that records every request ------------------ */
-
-#define RECV_MAX 64
-
-struct recv_req {
-    char method[16];
-    char path[256];   /* with the query */
-    char auth[256];   /* the Authorization header's value, "" when absent */
-    char ctype[128];
-    char *body;
-    int answered;     /* status sent back */
-};
-
-struct recv {
-    int fd;
-    int port;
-    int fail_first;   /* answer the first N requests with 500 */
-    int stop;         /* __atomic */
-    pthread_t thr;
-    pthread_mutex_t mu;
-    struct recv_req reqs[RECV_MAX];
-    size_t n;
-};
-
-/* Copies the value of header name (e.g. "\r\nAuthorization:") in head into out. */
-static void
-header_value(const char *head, const char *name, char *out, size_t outlen)
-{
-    const char *h = strcasestr(head, name);
-    char fmt[32];
-
-    out[0] = '\0';
-    if (!h)
-        return;
-    snprintf(fmt, sizeof fmt, " %%%zu[^\r\n]", outlen - 1);
-    sscanf(h + strlen(name), fmt, out);
-}
-
-/* Reads one request from c (headers, then Content-Length bytes) and answers it. */
-static void
-recv_serve(struct recv *h, int c)
-{
-    char buf[65536], *eoh = NULL, *cl, resp[256];
-    size_t n = 0, need = 0;
-    struct recv_req q;
-    struct timeval tv = {5, 0};
-    int status;
-
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    memset(&q, 0, sizeof q);
-    while (n < sizeof buf - 1) {
-        ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
-        if (k <= 0)
-            return;
-        n += (size_t)k;
-        buf[n] = '\0';
-        if (!eoh && (eoh = strstr(buf, "\r\n\r\n")) != NULL) {
-            cl = strcasestr(buf, "\r\nContent-Length:");
-            need = (size_t)(eoh + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
-        }
-        if (eoh && n >= need)
-            break;
-    }
-    if (!eoh)
-        return;
-    sscanf(buf, "%15s %255s", q.method, q.path);
-    *eoh = '\0';
-    header_value(buf, "\r\nAuthorization:", q.auth, sizeof q.auth);
-    header_value(buf, "\r\nContent-Type:", q.ctype, sizeof q.ctype);
-    q.body = strndup(eoh + 4, n - (size_t)(eoh + 4 - buf));
-    pthread_mutex_lock(&h->mu);
-    status = (int)h->n < h->fail_first ? 500 : 200;
-    q.answered = status;
-    if (h->n < RECV_MAX)
-        h->reqs[h->n++] = q;
-    else
-        free(q.body);
-    pthread_mutex_unlock(&h->mu);
-    snprintf(resp, sizeof resp,
-             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-             "Connection: close\r\n\r\n{}",
-             status, status == 200 ? "OK" : "Internal Server Error");
-    (void)!write(c, resp, strlen(resp));
-}
-
-static void *
-recv_main(void *arg)
-{
-    struct recv *h = arg;
-
-    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-        struct pollfd p = {h->fd, POLLIN, 0};
-        int c;
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        c = accept(h->fd, NULL, NULL);
-        if (c < 0)
-            continue;
-        recv_serve(h, c);
-        close(c);
-    }
-    return NULL;
-}
-
-/* recv_start() listens on 127.0.0.1 (a port the kernel picks) and serves on a thread. */
-static int
-recv_start(struct recv *h, int fail_first)
-{
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-
-    memset(h, 0, sizeof *h);
-    h->fail_first = fail_first;
-    pthread_mutex_init(&h->mu, NULL);
-    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (h->fd < 0)
-        return -1;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(h->fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(h->fd, 16) != 0 ||
-        getsockname(h->fd, (struct sockaddr *)&sa, &sl) != 0)
-        return -1;
-    h->port = ntohs(sa.sin_port);
-    return pthread_create(&h->thr, NULL, recv_main, h) == 0 ? 0 : -1;
-}
-
-static void
-recv_stop(struct recv *h)
-{
-    __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
-    pthread_join(h->thr, NULL);
-    close(h->fd);
-    for (size_t i = 0; i < h->n; i++)
-        free(h->reqs[i].body);
-    pthread_mutex_destroy(&h->mu);
-}
-
 /* recv_count() counts requests answered 200 whose path starts with prefix and whose body holds needle. */
 static size_t
-recv_count(struct recv *h, const char *prefix, const char *needle)
+recv_count(struct it_recv *h, const char *prefix, const char *needle)
 {
     size_t c = 0;
 
@@ -175,7 +37,7 @@ recv_count(struct recv *h, const char *prefix, const char *needle)
 
 /* recv_wait() waits until recv_count(h, prefix, needle) >= want. */
 static bool
-recv_wait(struct recv *h, const char *prefix, const char *needle, size_t want)
+recv_wait(struct it_recv *h, const char *prefix, const char *needle, size_t want)
 {
     int64_t end = sc_now_mono_ms() + IT_WAIT_MS;
     do {
@@ -188,14 +50,14 @@ recv_wait(struct recv *h, const char *prefix, const char *needle, size_t want)
 
 /* recv_find() copies the k-th (0-based) request answered 200 under prefix holding needle; false when none. */
 static bool
-recv_find(struct recv *h, const char *prefix, const char *needle, size_t k, struct recv_req *out,
+recv_find(struct it_recv *h, const char *prefix, const char *needle, size_t k, struct it_recv_req *out,
           json_t **body)
 {
     bool found = false;
 
     pthread_mutex_lock(&h->mu);
     for (size_t i = 0; i < h->n && !found; i++) {
-        struct recv_req *q = &h->reqs[i];
+        struct it_recv_req *q = &h->reqs[i];
         if (q->answered != 200 || strncmp(q->path, prefix, strlen(prefix)) != 0 ||
             (needle && !strstr(q->body, needle)))
             continue;
@@ -298,25 +160,25 @@ static const char og_flag[] = "alerts.opsgenie.api_key=" OG_KEY;
 static void
 test_incident_hooks(void **state)
 {
-    struct recv h;
+    struct it_recv h;
     char slack[128], pd[128], og[128], ids[5][96];
     const char *flags[] = {"max_size=100", "alerts.utilization_percent=4",
                            "alerts.check_interval_ms=50", "alerts.webhook_backoff_ms=100",
                            "alerts.webhook_timeout_ms=5000", "log.level=debug", slack, pd, og,
                            pd_flag, og_flag, NULL};
     struct it_env *e;
-    struct recv_req q;
+    struct it_recv_req q;
     json_t *j, *trig, *res;
     int port;
     char *dump;
 
-    assert_int_equal(recv_start(&h, 1), 0);
+    assert_int_equal(it_recv_start(&h, 1, 500), 0);
     snprintf(slack, sizeof slack, "alerts.slack.url=http://127.0.0.1:%d/slack/T0/B0/x", h.port);
     snprintf(pd, sizeof pd, "alerts.pagerduty.url=http://127.0.0.1:%d/pd/v2/enqueue", h.port);
     snprintf(og, sizeof og, "alerts.opsgenie.url=http://127.0.0.1:%d/og/", h.port);
     e = start_http_env("hooks-formats", flags, &port);
     if (!e)
-        recv_stop(&h);
+        it_recv_stop(&h);
     assert_non_null(e);
     *state = e;
 
@@ -435,7 +297,7 @@ test_incident_hooks(void **state)
     /* The secrets reach the receiver only. */
     IT_CHECK(!log_has(e->dmn.log, PD_KEY), "the routing key is in the log %s", e->dmn.log);
     IT_CHECK(!log_has(e->dmn.log, OG_KEY), "the GenieKey is in the log %s", e->dmn.log);
-    recv_stop(&h);
+    it_recv_stop(&h);
     e->passed = true;
 }
 

@@ -603,138 +603,14 @@ test_logs_task_line_cap(void **state)
     e->passed = true;
 }
 
-/* ---- a webhook receiver: a tiny HTTP server on a thread ---------------------------------------- */
-
-#define HOOK_MAX 32
-
-struct hook_req {
-    char method[16];
-    char path[128];
-    char ctype[128];
-    char *body;
-    int answered; /* status sent back */
-};
-
-struct hook {
-    int fd;
-    int port;
-    int fail_first;   /* answer the first N requests with 503 */
-    int stop;         /* __atomic */
-    pthread_t thr;
-    pthread_mutex_t mu;
-    struct hook_req reqs[HOOK_MAX];
-    size_t n;
-};
-
-/* Reads one request from c (headers, then Content-Length bytes) and answers it. */
-static void
-hook_serve(struct hook *h, int c)
-{
-    char buf[65536], *eoh = NULL, *cl;
-    size_t n = 0, need = 0;
-    struct hook_req q;
-    int status;
-    char resp[256];
-    struct timeval tv = {5, 0};
-
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    memset(&q, 0, sizeof q);
-    while (n < sizeof buf - 1) {
-        ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
-        if (k <= 0)
-            return;
-        n += (size_t)k;
-        buf[n] = '\0';
-        if (!eoh && (eoh = strstr(buf, "\r\n\r\n")) != NULL) {
-            cl = strcasestr(buf, "\r\nContent-Length:");
-            need = (size_t)(eoh + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
-            if (strcasestr(buf, "\r\nExpect: 100-continue"))
-                (void)!write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        }
-        if (eoh && n >= need)
-            break;
-    }
-    if (!eoh)
-        return;
-    sscanf(buf, "%15s %127s", q.method, q.path);
-    cl = strcasestr(buf, "\r\nContent-Type:");
-    if (cl)
-        sscanf(cl + 15, " %127[^\r\n]", q.ctype);
-    q.body = strndup(eoh + 4, n - (size_t)(eoh + 4 - buf));
-    pthread_mutex_lock(&h->mu);
-    status = (int)h->n < h->fail_first ? 503 : 200;
-    q.answered = status;
-    if (h->n < HOOK_MAX)
-        h->reqs[h->n++] = q;
-    else
-        free(q.body);
-    pthread_mutex_unlock(&h->mu);
-    snprintf(resp, sizeof resp,
-             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-             "Connection: close\r\n\r\n{}",
-             status, status == 200 ? "OK" : "Service Unavailable");
-    (void)!write(c, resp, strlen(resp));
-}
-
-static void *
-hook_main(void *arg)
-{
-    struct hook *h = arg;
-
-    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-        struct pollfd p = {h->fd, POLLIN, 0};
-        int c;
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        c = accept(h->fd, NULL, NULL);
-        if (c < 0)
-            continue;
-        hook_serve(h, c);
-        close(c);
-    }
-    return NULL;
-}
-
-/* hook_start() listens on 127.0.0.1 (a port the kernel picks) and serves on a thread. */
-static int
-hook_start(struct hook *h, int fail_first)
-{
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-
-    memset(h, 0, sizeof *h);
-    h->fail_first = fail_first;
-    pthread_mutex_init(&h->mu, NULL);
-    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (h->fd < 0)
-        return -1;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(h->fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(h->fd, 16) != 0 ||
-        getsockname(h->fd, (struct sockaddr *)&sa, &sl) != 0)
-        return -1;
-    h->port = ntohs(sa.sin_port);
-    return pthread_create(&h->thr, NULL, hook_main, h) == 0 ? 0 : -1;
-}
-
-static void
-hook_stop(struct hook *h)
-{
-    __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
-    pthread_join(h->thr, NULL);
-    close(h->fd);
-    for (size_t i = 0; i < h->n; i++)
-        free(h->reqs[i].body);
-    pthread_mutex_destroy(&h->mu);
-}
+/* ---- alerts and their webhooks (the receiver: it_recv_start(), harness.c) ----------------------- */
 
 /*
  * hook_wait() waits until a request answered 200 carries an alert named
  * name in state; returns its body parsed (new reference) or NULL.
  */
 static json_t *
-hook_wait(struct hook *h, const char *name, const char *state, int timeout_ms)
+hook_wait(struct it_recv *h, const char *name, const char *state, int timeout_ms)
 {
     int64_t end = sc_now_mono_ms() + timeout_ms;
     do {
@@ -811,7 +687,7 @@ check_alert(const json_t *j, const char *what, double value, double threshold)
 static void
 test_alert_webhook(void **state)
 {
-    struct hook h;
+    struct it_recv h;
     char hook_flag[128], ids[5][96];
     const char *flags[] = {"max_size=100", "alerts.utilization_percent=4",
                            "alerts.check_interval_ms=50", "alerts.webhook_backoff_ms=100",
@@ -821,11 +697,11 @@ test_alert_webhook(void **state)
     json_t *j, *m;
     int port;
 
-    assert_int_equal(hook_start(&h, 1), 0);
+    assert_int_equal(it_recv_start(&h, 1, 503), 0);
     snprintf(hook_flag, sizeof hook_flag, "alerts.webhook_urls=http://127.0.0.1:%d/hook", h.port);
     e = start_http_env("ops-alert-hook", flags, &port);
     if (!e)
-        hook_stop(&h);
+        it_recv_stop(&h);
     assert_non_null(e);
     *state = e;
     ev = it_env_recorder(e, e->nc, "dlq.events.alert", NULL, 64, true);
@@ -867,7 +743,7 @@ test_alert_webhook(void **state)
     EXPECT_SAMPLE(m, 2, "dlq_alert_webhook_posts_total", "result", "delivered");
     EXPECT_SAMPLE(m, 1, "dlq_alert_webhook_posts_total", "result", "retried");
     json_decref(m);
-    hook_stop(&h);
+    it_recv_stop(&h);
     e->passed = true;
 }
 
