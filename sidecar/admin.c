@@ -1636,8 +1636,8 @@ admin_archive(struct admin_req *r)
             reply_error(r, 409, "task is already %s", dlq_task_status_name(t->status));
             return;
         }
+        audit_note(r, t, now); /* first: without store.keep_completed the archive frees t */
         dlq_machine_archive(&d->m, t, now);
-        audit_note(r, t, now);
         n = 1;
     } else {
         if (!filter_or_all(r, "archive") || !parse_filter(r, &f))
@@ -1651,8 +1651,8 @@ admin_archive(struct admin_req *r)
         for (t = dlq_queue_first(&d->m.q); t; t = next) {
             next = dlq_queue_next(&d->m.q, t);
             if (archivable(t) && dlq_filter_match(&f, t, now)) {
+                audit_note(r, t, now); /* first: the archive may free t */
                 dlq_machine_archive(&d->m, t, now);
-                audit_note(r, t, now);
                 n++;
             }
         }

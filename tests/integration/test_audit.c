@@ -326,6 +326,44 @@ test_nats_verbs(void **state)
 }
 
 /*
+ * Without store.keep_completed (the default outside the harness) an archive
+ * removes the task: its audit note must be written before, never into a
+ * freed task (a double free killed the daemon, found by following the
+ * README). By id and by filter; the daemon answers afterwards and the
+ * records count what was archived.
+ */
+static void
+test_archive_removes(void **state)
+{
+    static const char *const extra[] = {"store.keep_completed=false", NULL};
+    int port;
+    struct it_env *e = start_env("audit-archive-removes", extra, &port);
+    struct it_recorder *ev;
+    size_t seen = 0, events = 0;
+    json_t *r;
+
+    assert_non_null(e);
+    *state = e;
+    ev = it_env_recorder(e, e->nc, "dlq.events.audit", NULL, 1000, true);
+    assert_non_null(ev);
+    IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
+    file_tasks(e, "gone", "g", 4);
+    r = it_request_json(e->nc, "dlq.admin.archive", "{\"task_id\":\"g-0\"}", IT_REQUEST_MS);
+    IT_CHECK(it_json_int(r, "archived") == 1, "archive g-0: %s", it_json_dump(r));
+    json_decref(r);
+    check_one_more(e->nc, ev, &seen, &events, "nats", "archive", "g-0", 1);
+    r = it_request_json(e->nc, "dlq.admin.archive", "{\"subject\":\"dlq.failed.gone\"}", IT_REQUEST_MS);
+    IT_CHECK(it_json_int(r, "archived") == 3, "archive of the other three: %s", it_json_dump(r));
+    json_decref(r);
+    check_one_more(e->nc, ev, &seen, &events, "nats", "archive", NULL, 3);
+    r = it_request_json(e->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
+    IT_CHECK(r && it_json_int(r, "queue_size") == 0, "alive, and the archived tasks are gone: %s",
+             it_json_dump(r));
+    json_decref(r);
+    e->passed = true;
+}
+
+/*
  * Over HTTP without credentials configured (loopback): "local"; the same
  * records come back from GET /api/v1/audit.
  */
@@ -639,6 +677,7 @@ main(int argc, char **argv)
 {
     const struct CMUnitTest core[] = {
         cmocka_unit_test_teardown(test_nats_verbs, it_teardown),
+        cmocka_unit_test_teardown(test_archive_removes, it_teardown),
         cmocka_unit_test_teardown(test_http_local, it_teardown),
         cmocka_unit_test_teardown(test_basic_auth, it_teardown),
         cmocka_unit_test(test_bad_users),
