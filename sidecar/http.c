@@ -1292,7 +1292,7 @@ sc_http_start(struct sc_daemon *d, char *err, size_t errlen)
         close(fd);
     size_budget(hs, fd >= 0 ? fd : evconnlistener_get_fd(hs->lst) + 1);
     sc_log(SC_LOG_INFO, "http listening", "address", d->cfg->http_listen, "paths",
-           "/healthz,/readyz,/metrics,/api/v1/", "max_connections", sc_log_int((int64_t)hs->cap),
+           "/,/healthz,/readyz,/metrics,/api/v1/", "max_connections", sc_log_int((int64_t)hs->cap),
            "request_timeout_ms", sc_log_int(d->cfg->http_request_timeout_ms), "fd_ceiling",
            sc_log_int(hs->fd_ceiling), NULL);
     d->http = hs;

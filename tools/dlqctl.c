@@ -1242,7 +1242,7 @@ cmd_audit(natsConnection *nc, const struct opts *o)
         table_init(&t, 6);
         table_add(&t, head);
         json_array_foreach(json_object_get(reply, "records"), i, rec) {
-            char what[256], count[32];
+            char what[256], count[32], when[64];
             const json_t *tid = json_object_get(rec, "task_id");
             char *filter = json_is_string(tid) ? NULL : json_dumps(json_object_get(rec, "filter"),
                                                                    JSON_COMPACT | JSON_SORT_KEYS);
@@ -1250,7 +1250,7 @@ cmd_audit(natsConnection *nc, const struct opts *o)
                                                : filter               ? filter
                                                                       : "-");
             scalar(json_object_get(rec, "count"), count, sizeof(count));
-            const char *row[] = {json_string_value(json_object_get(rec, "time")),
+            const char *row[] = {time_cell(json_object_get(rec, "time"), when, sizeof(when)),
                                  json_string_value(json_object_get(rec, "principal")),
                                  json_string_value(json_object_get(rec, "verb")), what, count,
                                  json_is_true(json_object_get(rec, "dry_run")) ? "yes" : "no"};

@@ -213,8 +213,7 @@
     const max = Math.max(1, ...counts);
     const svg = document.createElementNS(NS, 'svg');
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
-    svg.setAttribute('width', W);
-    svg.setAttribute('height', H);
+    svg.setAttribute('preserveAspectRatio', 'none'); /* the card's width, however wide: every minute shows */
     svg.setAttribute('role', 'img');
     svg.setAttribute('aria-label', name + ' per minute, last hour');
     counts.forEach((n, i) => {
