@@ -15,6 +15,7 @@
 #include <msgpack.h>
 #include <nats/nats.h>
 
+#include "codec.h"
 #include "common.h"
 
 /* Exit codes (documented in usage() and the README). */
@@ -1889,13 +1890,20 @@ cmd_import(natsConnection *nc, const struct opts *o)
             why = "the subject is not a failure subject (<prefix>.failed.<service>)";
         if (!why && !b.data)
             why = "the envelope is too large";
+        if (!why) {
+            /* A line's subject goes into the PUB line as it is: whitespace or CR/LF there
+               would be NATS protocol of the line's choosing. Only a valid subject goes. */
+            int n = snprintf(target, sizeof(target), "%s.failed.%s", o->prefix, dot + 8);
+            if (n < 0 || (size_t)n >= sizeof(target) || !codec_subject_valid(target, (size_t)n, false))
+                why = "the subject is not a valid NATS subject (no spaces, control characters or "
+                      "wildcards)";
+        }
         if (why) {
             fprintf(stderr, "%s: import: line %ld: %s\n", prog, lineno, why);
             bad++;
             json_decref(t);
             continue;
         }
-        snprintf(target, sizeof(target), "%s.failed.%s", o->prefix, dot + 8);
         s = natsConnection_Request(&m, nc, target, b.data, (int)b.len, o->timeout_ms);
         if (s != NATS_OK) {
             fprintf(stderr, "%s: import: line %ld: %s: %s\n", prog, lineno, target, natsStatus_GetText(s));

@@ -502,6 +502,30 @@ test_export_import(void **state)
                  "retry of %s: byte-identical payload (%zu bytes, want %zu)", tid ? tid : "?",
                  msg->len, i >= 0 && i < 3 ? tlen[i] : 0);
     }
+
+    /*
+     * A hostile line: its subject carries CR/LF and a PUB of its own. Import
+     * refuses it (exit 1, the line named) and nothing reaches the subjects
+     * the line tried to publish to.
+     */
+    {
+        char hostile[IT_PATH_MAX + 32];
+        struct it_recorder *inj = it_env_recorder(e, it_env_connect(e, "watcher"), "rt.>", NULL, 16, false);
+        FILE *f;
+        snprintf(hostile, sizeof hostile, "%s/hostile.jsonl", e->dir);
+        f = fopen(hostile, "w");
+        assert_non_null(f);
+        fputs("{\"subject\":\"x.failed.orders 0\\r\\n\\r\\nPUB rt.injected 5\\r\\nHELLO\\r\\nPUB rt.tail\","
+              "\"task_id\":\"inj\",\"payload_b64\":\"gaFhAQ==\"}\n", f);
+        fclose(f);
+        IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
+        IT_CHECK(run_ctl(e->srv.url, hostile, out, iargs) == 1, "dlqctl import of a hostile line exits 1");
+        it_sleep_ms(300);
+        IT_CHECK(it_rec_count(inj) == 0, "nothing was published on rt.>: %zu messages", it_rec_count(inj));
+        json_t *gi = it_admin_get(e->nc, "inj");
+        IT_CHECK(it_json_int(gi, "error.code") == 404, "no task inj: %s", it_json_dump(gi));
+        json_decref(gi);
+    }
     e->passed = true;
 }
 
