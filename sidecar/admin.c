@@ -722,9 +722,13 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     bool oraw;
     const char *orig = dlq_task_orig_payload(t, &olen, &oraw);
     if (orig) { /* the payload before the first edit (admin edit) */
-        jw_base64(&w, "original_payload_b64", orig, olen);
-        if (!oraw)
+        /* Rendered (and masked, secrets.mask_keys) for everyone; null when raw bytes. */
+        if (oraw)
+            sc_jw_null(&w, "original_task");
+        else
             codec_jw_msgpack(&w, "original_task", orig, olen, depth);
+        if (payload) /* the exact bytes, unmasked: only when asked, as payload_b64 */
+            jw_base64(&w, "original_payload_b64", orig, olen);
     }
     sc_jw_close(&w, '}');
 }

@@ -614,9 +614,11 @@
           el('strong', {}, h.outcome), ' · attempt ' + h.attempt + ' · ', el('span', { title: h.at }, rel(h.at)),
           h.error ? el('div', { class: 'muted' }, h.error) : null))))));
     kids.push(el('h3', {}, 'Payload (' + pl.kind + ')'), el('pre', { id: 'payload' }, pl.text));
-    if (t.original_payload_b64 !== undefined) {
+    if (t.original_task !== undefined) {
       kids.push(el('h3', {}, 'Original payload (before the first edit)'), el('pre', { id: 'original-payload' },
-        t.original_task !== undefined && t.original_task !== null ? JSON.stringify(t.original_task, null, 2) : originalText(t.original_payload_b64)));
+        t.original_task !== null ? JSON.stringify(t.original_task, null, 2)
+          : t.original_payload_b64 !== undefined ? originalText(t.original_payload_b64)
+          : '(raw bytes: get with "payload": true shows them, as original_payload_b64)'));
     }
     if (t.headers) kids.push(el('h3', {}, 'Headers'), el('pre', { id: 'headers' }, t.headers.map((h) => h[0] + ': ' + h[1]).join('\n')));
     kids.push(el('h3', {}, 'Metadata'), el('pre', { id: 'metadata' }, t.metadata ? JSON.stringify(t.metadata, null, 2) : '(none)'));

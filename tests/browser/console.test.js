@@ -245,7 +245,7 @@ async function main() {
     check((await page.textContent('#original-payload')).includes('ord-2-original'), 'the original payload is kept');
     check((await page.textContent('#payload')).includes('ord-2-EDITED'), 'the payload shows the edit');
     check((await page.textContent('#history')).includes('edited'), 'history has the edit');
-    const g = await admin('get', { task_id: 'ord-2' });
+    const g = await admin('get', { task_id: 'ord-2', payload: true });
     check(Buffer.from(g.body.original_payload_b64, 'base64').toString('latin1').includes('ord-2-original'), 'get: original_payload_b64');
     check(g.body.history.some((h) => h.outcome === 'edited'), 'get: history entry edited');
     await shot(page, 'task-edited');

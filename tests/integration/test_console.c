@@ -343,7 +343,7 @@ test_edit(void **state)
              "the worker got %d bytes, not the edited ones", natsMsg_GetDataLength(m));
     natsMsg_Destroy(m);
     /* get: the new payload, the very first original, the history entries */
-    j = api(port, "get", "{\"task_id\":\"ed-1\"}", NULL, &st);
+    j = api(port, "get", "{\"task_id\":\"ed-1\",\"payload\":true}", NULL, &st);
     IT_CHECK(st == 200 && json_integer_value(json_object_get(json_object_get(j, "task"), "v")) == 2, "get task: %s",
              it_json_dump(j));
     assert_int_equal(sc_base64_encode(&b64, orig.data, orig.len), SC_OK);
@@ -353,6 +353,15 @@ test_edit(void **state)
              "original_payload_b64 is not the first payload: %s", it_json_dump(j));
     IT_CHECK(json_integer_value(json_object_get(json_object_get(j, "original_task"), "order")) == 42,
              "original_task: %s", it_json_dump(j));
+    {
+        /* Without "payload": the rendered original only, never its raw bytes (they bypass masking). */
+        int st2;
+        json_t *plain = api(port, "get", "{\"task_id\":\"ed-1\"}", NULL, &st2);
+        IT_CHECK(st2 == 200 && json_object_get(plain, "original_task") &&
+                     !json_object_get(plain, "original_payload_b64"),
+                 "a plain get shows original_task, not original_payload_b64: %s", it_json_dump(plain));
+        json_decref(plain);
+    }
     hist = json_object_get(j, "history");
     {
         size_t i, edits = 0;

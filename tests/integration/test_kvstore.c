@@ -690,7 +690,7 @@ test_edit_stored(void **state)
     wait_stored(e->nc, IT_WAIT_MS);
     IT_CHECK(it_daemon_stop(&e->dmn) == 0, "clean stop");
     restart(e, flags);
-    j = it_request_json(e->nc, "dlq.admin.get", "{\"task_id\":\"ed-1\"}", IT_REQUEST_MS);
+    j = it_request_json(e->nc, "dlq.admin.get", "{\"task_id\":\"ed-1\",\"payload\":true}", IT_REQUEST_MS);
     IT_CHECK(it_json_int(j, "task.fixed") == 7, "the edited payload after a restart: %s", it_json_dump(j));
     IT_CHECK(it_json_int(j, "original_task.order") == 42 && it_json_str(j, "original_payload_b64"),
              "the original after a restart: %s", it_json_dump(j));
