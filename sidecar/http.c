@@ -1063,6 +1063,19 @@ evict_oldest(struct sc_http *hs)
             break;
         }
     }
+    /*
+     * Else the oldest draining one: its answer is written already (it only
+     * lingers so that a refused body does not turn into a reset). Without
+     * this, clients that each send a refused request's head and one byte of
+     * its body held every slot, /healthz included, until their deadline.
+     */
+    SC_LIST_FOREACH(n, &hs->conns) {
+        if (oldest)
+            break;
+        c = SC_LIST_ENTRY(n, struct http_conn, link);
+        if (c->draining)
+            oldest = c;
+    }
     if (!oldest)
         return false;
     hs->st.evicted++;

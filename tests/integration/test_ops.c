@@ -1262,6 +1262,31 @@ test_http_limits(void **state)
     IT_CHECK(cut, "the other idle connection was not cut at its deadline");
     close(idle[0]);
     close(idle[1]);
+    /*
+     * The cap held by two refused requests whose bodies never finish: both
+     * answered (405) and draining. A probe is still answered: the oldest
+     * draining one gives up its slot (they held every slot, /healthz
+     * included, until their deadline: a red-team finding).
+     */
+    {
+        static const char refused[] = "POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\n{";
+        struct http_resp r;
+        int d[2], rc;
+        for (int i = 0; i < 2; i++) {
+            d[i] = connect_nb(port);
+            assert_true(d[i] >= 0);
+            it_sleep_ms(50);
+            IT_CHECK(send(d[i], refused, sizeof refused - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof refused - 1),
+                     "send a refused request's head");
+        }
+        it_sleep_ms(300);
+        rc = http_do(port, "GET", "/healthz", &r);
+        IT_CHECK(rc == 0 && r.status == 200, "a probe at the cap of two draining clients: rc %d, status %d",
+                 rc, r.status);
+        http_resp_free(&r);
+        close(d[0]);
+        close(d[1]);
+    }
     {
         json_t *m = scrape(e, port);
         IT_CHECK(sample(m, "dlq_http_connections_evicted_total", NULL, NULL) >= 1,
