@@ -133,7 +133,8 @@ has_filter_key(const struct admin_req *r)
 
     for (size_t i = 0; r->body && keys[i]; i++) {
         json_t *v = json_object_get(r->body, keys[i]);
-        if (v && !json_is_null(v))
+        /* "" matches every task (a substring, a prefix): no filter, as null is */
+        if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
             return true;
     }
     return false;

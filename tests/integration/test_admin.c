@@ -1132,7 +1132,7 @@ test_empty_filter_refused(void **state)
 
     static const char *const verbs[] = {"retry", "archive", "clear"};
     static const char *const bodies[] = {"", "{}", "{\"status\":null}", "{\"all\":false}",
-                                         "{\"all\":null}"};
+                                         "{\"all\":null}", "{\"error\":\"\"}", "{\"id_prefix\":\"\"}"};
     for (size_t v = 0; v < SC_ARRAY_LEN(verbs); v++)
         for (size_t b = 0; b < SC_ARRAY_LEN(bodies); b++)
             expect_refused(e->nc, verbs[v], bodies[b]);
