@@ -310,7 +310,8 @@ static const struct config_key keys[] = {
      .aux = F(http_auth_users_count),
      .check = check_auth_user,
      .what = "name:role:hash (name 1-64 of A-Z a-z 0-9 _ . @ -, role viewer or operator, hash a "
-             "crypt(3) string such as yescrypt $y$... or sha512 $6$...)",
+             "whole crypt(3) hash such as yescrypt $y$... or sha512 $6$..., sha-crypt rounds at "
+             "most 100000, bcrypt cost at most 12)",
      .def = ""},
     K_INT("audit.keep", audit_keep, CONFIG_W_I64, 0, 100000, "1000",
           "audit records of admin actions kept in memory for the audit verb (0: none)"),
@@ -929,7 +930,24 @@ check_auth_user(const char *s, size_t len)
     memcpy(hash, c2 + 1, n);
     hash[n] = '\0';
     cs = crypt_checksalt(hash);
-    return cs == CRYPT_SALT_OK || cs == CRYPT_SALT_METHOD_LEGACY;
+    if (cs != CRYPT_SALT_OK && cs != CRYPT_SALT_METHOD_LEGACY)
+        return false;
+    {
+        /*
+         * A whole hash, not a setting: its last '$' part holds the hash (22+
+         * characters in every method: a salt alone never matches any password).
+         * A cost that stalls the loop is refused: sha-crypt rounds at most
+         * 100,000 (5,000 by default, about 2 ms), bcrypt cost at most 12.
+         */
+        const char *last = strrchr(hash, '$'), *r = strstr(hash, "$rounds=");
+        if (!last || strlen(last + 1) < 22)
+            return false;
+        if (r && (hash[1] == '5' || hash[1] == '6') && strtoll(r + 8, NULL, 10) > 100000)
+            return false;
+        if (hash[1] == '2' && strlen(hash) > 6 && atoi(hash + 4) > 12)
+            return false;
+    }
+    return true;
 }
 
 /* secrets.mask_keys entries (and key file paths): 1-128 bytes, no control character. */

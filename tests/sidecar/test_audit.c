@@ -114,9 +114,13 @@ test_users_config(void **state)
     static const char *const bad[] = {
         "alice:admin:" HASH, "alice:operator:plain", ":viewer:" HASH, "al ice:viewer:" HASH,
         "alice:viewer", "alice:viewer:", "alice:viewer:$zz$abc$def",
+        /* a salt without its hash; a cost that would stall the loop on every request */
+        "alice:viewer:$6$x", "alice:viewer:$6$Kx9sQ2$",
+        "alice:viewer:$6$rounds=999999999$Kx9sQ2$YkgOJA1zjgBhry8o3iUwaufpVW0b8bwKm1W6Tfz9w857iekMU1xFpfP6MN.ZBWoFaF0sOLeF6TXw.8ME.xchu/",
     };
     static const char *const good[] = {
         "alice:operator:" HASH,
+        "carol:viewer:$6$rounds=20000$Kx9sQ2$YkgOJA1zjgBhry8o3iUwaufpVW0b8bwKm1W6Tfz9w857iekMU1xFpfP6MN.ZBWoFaF0sOLeF6TXw.8ME.xchu/",
         "bob@example.com:viewer:$y$j9T$F5Jx5fExrKuJdZ2sHUVYs/$nFTmG4yV1D2kYoWcF6W4G2ikv5tJlSu4nKqx.nNBdr1",
     };
     struct config cfg;
