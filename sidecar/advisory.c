@@ -605,7 +605,8 @@ sc_adv_jw_task(struct sc_jw *w, const struct dlq_task *t)
             break;
         sc_jw_open(w, NULL, '[');
         sc_jw_str(w, NULL, p);
-        sc_jw_str(w, NULL, v + 1);
+        /* A header named like a secret (Authorization, Cookie ...: secrets.mask_keys) is masked. */
+        sc_jw_str(w, NULL, codec_mask_key(p, (size_t)(v - p)) ? "***" : v + 1);
         sc_jw_close(w, ']');
         p = z + 1;
     }
