@@ -291,6 +291,13 @@ test_nats_verbs(void **state)
     check_one_more(alice, ev, &seen, &events, "nats:alice", "retry", NULL, 3);
     IT_CHECK(history_has(alice, "o-2", "retry by nats:alice"), "o-2's history notes the retry");
 
+    r = it_request_json(alice, "dlq.admin.edit", "{\"task_id\":\"o-1\",\"payload_json\":{\"fixed\":1}}",
+                        IT_REQUEST_MS);
+    IT_CHECK(json_is_true(json_object_get(r, "edited")), "edit o-1: %s", it_json_dump(r));
+    json_decref(r);
+    check_one_more(alice, ev, &seen, &events, "nats:alice", "edit", "o-1", 1);
+    IT_CHECK(history_has(alice, "o-1", "edit by nats:alice"), "o-1's history notes the edit");
+
     r = it_request_json(alice, "dlq.admin.archive", "{\"subject\":\"dlq.failed.billing\",\"status\":\"pending\"}",
                         IT_REQUEST_MS);
     /* b-0 (retried, maybe back to pending by now), b-2, b-3: what the reply says is the count */
@@ -388,6 +395,12 @@ test_http_local(void **state)
     it_http_resp_free(&r);
     check_one_more(e->nc, ev, &seen, &events, "local", "retry", "h-0", 1);
     IT_CHECK(history_has(e->nc, "h-0", "retry by local"), "h-0's history notes the retry");
+    IT_CHECK(http(port, "POST", "/api/v1/edit", NULL, "{\"task_id\":\"h-0\",\"payload_json\":{\"fixed\":1}}",
+                  &r) == 0 && r.status == 200,
+             "edit over HTTP: %d %s", r.status, r.body ? r.body : "");
+    it_http_resp_free(&r);
+    check_one_more(e->nc, ev, &seen, &events, "local", "edit", "h-0", 1);
+    IT_CHECK(history_has(e->nc, "h-0", "edit by local"), "h-0's history notes the edit");
     IT_CHECK(http(port, "POST", "/api/v1/archive", NULL, "{\"subject\":\"dlq.failed.billing\",\"status\":\"pending\"}", &r) == 0 &&
                  r.status == 200,
              "archive over HTTP: %d %s", r.status, r.body ? r.body : "");
