@@ -28,11 +28,13 @@ sc_rates_tick(struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[SC_RAT
 {
     int64_t minute = now_wall_ms / 60000;
 
-    if (r->minute == 0) {
-        memcpy(r->last, now, sizeof(r->last));
+    /*
+     * The first tick credits everything since the counters started (r->last
+     * is zero): a failure taken in before the loop's first tick (a slow
+     * start) counts in this minute, not nowhere.
+     */
+    if (r->minute == 0)
         r->minute = minute;
-        return;
-    }
     advance(r, minute); /* a wall clock set back keeps crediting the later minute */
     for (int k = 0; k < SC_RATE_KINDS; k++) {
         uint64_t d = now[k] >= r->last[k] ? now[k] - r->last[k] : now[k];
@@ -55,7 +57,7 @@ sc_rates_json(const struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[
             /* a slot holds minute m only when m is within the hour before the last tick */
             bool held = r->minute != 0 && m <= r->minute && m > r->minute - SC_RATES_MINUTES;
             int64_t n = held ? (int64_t)r->ring[k][m % SC_RATES_MINUTES] : 0;
-            if (m == minute && r->minute != 0) /* not credited by a tick yet */
+            if (m == minute) /* not credited by a tick yet (all of it before the first tick) */
                 n += (int64_t)(now[k] >= r->last[k] ? now[k] - r->last[k] : now[k]);
             sc_jw_int(w, NULL, n);
         }

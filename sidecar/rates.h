@@ -27,8 +27,9 @@ struct sc_rates {
  * sc_rates_tick() credits the growth of now[] (the four lifetime counters,
  * in enum sc_rate_kind order) since the previous call to the minute of
  * now_wall_ms (ms since the epoch), zeroing the minutes that passed without
- * a tick. The first call only takes the counters as its base. A counter
- * that went down (a restart of the counters) counts from zero. Loop thread.
+ * a tick. The first call credits the counters whole (they start at zero
+ * with the process). A counter that went down (a restart of the counters)
+ * counts from zero. Loop thread.
  */
 void sc_rates_tick(struct sc_rates *r, int64_t now_wall_ms, const uint64_t now[SC_RATE_KINDS]);
 

@@ -45,12 +45,25 @@ static void
 test_credit_and_shift(void **state)
 {
     struct sc_rates r;
-    uint64_t c[SC_RATE_KINDS] = {10, 0, 0, 0};
+    uint64_t c[SC_RATE_KINDS] = {0, 0, 0, 0};
     json_t *s;
 
     (void)state;
     memset(&r, 0, sizeof r);
-    sc_rates_tick(&r, T0, c); /* the base: nothing counted */
+    c[SC_RATE_INGESTED] = 6;                   /* taken in before the first tick */
+    s = series(&r, T0, c, "ingested");
+    assert_int_equal(at(s, 59), 6);            /* shown before any tick */
+    json_decref(s);
+    sc_rates_tick(&r, T0, c);                  /* the first tick credits them, not drops them */
+    c[SC_RATE_INGESTED] = 10;
+    sc_rates_tick(&r, T0 + 500, c);
+    s = series(&r, T0 + 500, c, "ingested");
+    assert_int_equal(at(s, 59), 10);
+    json_decref(s);
+    /* the rest of the test counts from 10: clear the minute */
+    memset(&r, 0, sizeof r);
+    memcpy(r.last, c, sizeof c);
+    r.minute = T0 / MIN_MS;
     c[SC_RATE_INGESTED] = 13;
     sc_rates_tick(&r, T0 + 1000, c);
     c[SC_RATE_INGESTED] = 14;                  /* not ticked yet: still counts now */
@@ -111,11 +124,11 @@ test_counter_restarts(void **state)
 
     (void)state;
     memset(&r, 0, sizeof r);
-    sc_rates_tick(&r, T0, c);
+    sc_rates_tick(&r, T0, c); /* 100 in this minute */
     c[SC_RATE_RETRIED] = 3; /* went down: counts from zero */
     sc_rates_tick(&r, T0 + 10, c);
     s = series(&r, T0 + 10, c, "retried");
-    assert_int_equal(at(s, 59), 3);
+    assert_int_equal(at(s, 59), 103);
     json_decref(s);
 }
 
