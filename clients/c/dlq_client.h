@@ -149,6 +149,13 @@ struct dlq_client_failure {
     int64_t failed_at_ms;         /* ms since the epoch, years 0000-9999 */
     bool enqueue;                 /* true: "enqueue": true (the sidecar's strategy: manual) */
     const char *msg_id;           /* JetStream Nats-Msg-Id; NULL: "<task_id>:<failed_at_ms, else now in ms>" */
+    /* Issue 17's keys (an older sidecar ignores them as unknown keys): */
+    const char *priority;         /* high, normal, low (any case); NULL: the sidecar's default for the subject */
+    const int64_t *backoff_ms;    /* nbackoff delays in ms before attempts 1, 2, ..., the last repeating: */
+    size_t nbackoff;              /* 1-32 of them, each 1 ms - 7 days; 0: the policy's formula */
+    const char *template_name;    /* "template": a template configured on the sidecar; NULL: none */
+    const char *const *depends_on; /* ndepends_on task ids (each as task_id) held until each completes */
+    size_t ndepends_on;           /* 0: no "depends_on" key */
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 static const char *const policies[] = {"never", "linear", "exponential", "immediate"};
+static const char *const priorities[] = {"high", "normal", "low"};
 
 /* task_id: 1-256 bytes of UTF-8 without control characters (C0, DEL, C1). */
 static dlq_client_status
@@ -215,6 +216,50 @@ check_metadata(const struct dlq_client_failure *f, struct dlq_client_error *err)
     return DLQ_CLIENT_OK;
 }
 
+/*
+ * Issue 17's keys: priority one of three names (any case), backoff 1-32
+ * delays of 1 ms - 7 days, template a string, depends_on task ids.
+ */
+static dlq_client_status
+check_issue17(const struct dlq_client_failure *f, struct dlq_client_error *err)
+{
+    dlq_client_status s;
+    size_t k;
+
+    if (f->nbackoff > DLQC_MAX_DELAYS)
+        return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "backoff", "out_of_range",
+                                    "backoff: %zu delays, at most %d", f->nbackoff, DLQC_MAX_DELAYS);
+    if (f->nbackoff && !f->backoff_ms)
+        return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "backoff", "bad_type",
+                                    "backoff: %zu delays but no array", f->nbackoff);
+    for (k = 0; k < f->nbackoff; k++)
+        if (f->backoff_ms[k] < 1 || f->backoff_ms[k] > DLQC_MAX_DELAY_MS)
+            return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "backoff", "out_of_range",
+                                        "backoff[%zu]: %lld ms is out of range 1-%lld (7 days)", k,
+                                        (long long)f->backoff_ms[k], (long long)DLQC_MAX_DELAY_MS);
+    if ((s = check_string("template", f->template_name, err)) ||
+        (s = check_string("priority", f->priority, err)))
+        return s;
+    if (f->priority) {
+        for (k = 0; k < sizeof(priorities) / sizeof(priorities[0]); k++)
+            if (strcasecmp(f->priority, priorities[k]) == 0)
+                break;
+        if (k == sizeof(priorities) / sizeof(priorities[0]))
+            return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "priority", "bad_value",
+                                        "priority: not one of high, normal, low");
+    }
+    if (f->ndepends_on && !f->depends_on)
+        return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "bad_type",
+                                    "depends_on: %zu ids but no array", f->ndepends_on);
+    for (k = 0; k < f->ndepends_on; k++) {
+        if (!f->depends_on[k] || check_task_id(f->depends_on[k], NULL))
+            return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "bad_value",
+                                        "depends_on: entry %zu is not a task id (1-%d bytes of "
+                                        "UTF-8, no control characters)", k, DLQC_MAX_TASK_ID);
+    }
+    return DLQ_CLIENT_OK;
+}
+
 /* Every rule of DESIGN section 4 that does not need the packed bytes, in the contract's key order. */
 static dlq_client_status
 check_failure(const struct dlq_client_failure *f, struct dlq_client_error *err)
@@ -241,7 +286,7 @@ check_failure(const struct dlq_client_failure *f, struct dlq_client_error *err)
     if (f->has_failed_at && (f->failed_at_ms < DLQC_MIN_MS || f->failed_at_ms > DLQC_MAX_MS))
         return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "failed_at", "bad_timestamp",
                                     "failed_at: out of range (years 0000-9999)");
-    return DLQ_CLIENT_OK;
+    return check_issue17(f, err);
 }
 
 static void
@@ -265,7 +310,8 @@ pack_failure(const struct dlq_client_failure *f, msgpack_sbuffer *sb, size_t *me
          (f->retry_policy != NULL) + f->has_max_retries +
          (f->retry_subject != NULL) + (f->repos != NULL && f->nrepos > 0) +
          (f->metadata_mp != NULL || f->metadata_obj != NULL) +
-         f->has_failed_at + f->enqueue;
+         f->has_failed_at + f->enqueue + (f->nbackoff > 0) + (f->template_name != NULL) +
+         (f->priority != NULL) + (f->ndepends_on > 0);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     r |= msgpack_pack_map(&pk, n);
     pack_str(&pk, "task_id");
@@ -325,6 +371,26 @@ pack_failure(const struct dlq_client_failure *f, msgpack_sbuffer *sb, size_t *me
     if (f->enqueue) {
         pack_str(&pk, "enqueue");
         r |= msgpack_pack_true(&pk);
+    }
+    if (f->nbackoff > 0) {
+        pack_str(&pk, "backoff");
+        r |= msgpack_pack_array(&pk, f->nbackoff);
+        for (size_t k = 0; k < f->nbackoff; k++)
+            r |= msgpack_pack_int64(&pk, f->backoff_ms[k]);
+    }
+    if (f->template_name) {
+        pack_str(&pk, "template");
+        pack_str(&pk, f->template_name);
+    }
+    if (f->priority) {
+        pack_str(&pk, "priority");
+        pack_str(&pk, f->priority);
+    }
+    if (f->ndepends_on > 0) {
+        pack_str(&pk, "depends_on");
+        r |= msgpack_pack_array(&pk, f->ndepends_on);
+        for (size_t k = 0; k < f->ndepends_on; k++)
+            pack_str(&pk, f->depends_on[k]);
     }
     return r;
 }

@@ -22,6 +22,8 @@ const (
 	MaxMetadataKeys  = 64    // keys of metadata
 	MaxMetadataBytes = 16384 // encoded bytes of metadata
 	MaxDepth         = 32    // nesting of the whole envelope; the envelope map is level 1
+	MaxDelays        = 32    // delays of Backoff
+	MaxDelay         = 7 * 24 * time.Hour
 )
 
 const (
@@ -93,6 +95,25 @@ type Failure struct {
 	// Enqueue says "store this one" to a sidecar whose strategy is manual.
 	Enqueue bool
 
+	// Backoff, when set, is the task's own delay list (issue 17): the
+	// delays before attempts 1, 2, ..., the last one repeating; 1-32 of
+	// them, each a whole number of ms in 1 ms - 7 days, sent as ms.
+	Backoff []time.Duration
+
+	// Template names a retry template configured on the sidecar
+	// (templates): its policy, budget, delays, priority and retry subject
+	// fill what the envelope leaves out. An unknown name is refused (400).
+	Template string
+
+	// Priority is high, normal or low (any case): which retries go first
+	// while the sidecar's max_in_flight or max_per_second hold some back.
+	// Empty: the sidecar's default for the subject.
+	Priority string
+
+	// DependsOn holds the task back until each of these task ids has
+	// completed (each a valid task id, as TaskID).
+	DependsOn []string
+
 	// MsgID is the JetStream Nats-Msg-Id of a durable report (a resend
 	// with the same id is stored once); default "<task_id>:<failed_at in
 	// ms, else now in ms>". Not part of the envelope.
@@ -135,6 +156,7 @@ func refuse(field, reason, format string, args ...any) *EnvelopeError {
 }
 
 var policies = []string{"never", "linear", "exponential", "immediate"}
+var priorities = []string{"high", "normal", "low"}
 
 // Years 0000-9999 in ms since the epoch.
 const (
@@ -274,11 +296,41 @@ func check(f *Failure) (*checked, *EnvelopeError) {
 			return nil, refuse("failed_at", "bad_timestamp", "failed_at: out of range (years 0000-9999)")
 		}
 	}
-	return &c, nil
+	return &c, checkIssue17(f)
 }
 
-func knownPolicy(p string) bool {
-	for _, name := range policies {
+// checkIssue17 checks Backoff, Template, Priority and DependsOn.
+func checkIssue17(f *Failure) *EnvelopeError {
+	if len(f.Backoff) > MaxDelays {
+		return refuse("backoff", "out_of_range", "backoff: %d delays, at most %d", len(f.Backoff), MaxDelays)
+	}
+	for k, d := range f.Backoff {
+		if d < time.Millisecond || d > MaxDelay || d%time.Millisecond != 0 {
+			return refuse("backoff", "out_of_range", "backoff[%d]: %v is not a whole number of ms in 1ms-168h (7 days)", k, d)
+		}
+	}
+	if e := checkString("template", f.Template); e != nil {
+		return e
+	}
+	if e := checkString("priority", f.Priority); e != nil {
+		return e
+	}
+	if f.Priority != "" && !oneOf(priorities, f.Priority) {
+		return refuse("priority", "bad_value", "priority: not one of %s", strings.Join(priorities, ", "))
+	}
+	for k, id := range f.DependsOn {
+		if e := checkTaskID(id); e != nil {
+			return refuse("depends_on", "bad_value", "depends_on: entry %d is not a task id (%s)", k, e.Message)
+		}
+	}
+	return nil
+}
+
+func knownPolicy(p string) bool { return oneOf(policies, p) }
+
+// oneOf says whether p is one of names, in any case.
+func oneOf(names []string, p string) bool {
+	for _, name := range names {
 		if strings.EqualFold(p, name) {
 			return true
 		}
@@ -299,7 +351,8 @@ func Encode(f Failure) ([]byte, error) {
 	}
 	n := 2
 	for _, set := range []bool{f.Error != "", f.ErrorType != "", f.ErrorCategory != "", f.RetryPolicy != "",
-		f.MaxRetries != nil, f.RetrySubject != "", len(f.Repos) > 0, c.metadata != nil, !f.FailedAt.IsZero(), f.Enqueue} {
+		f.MaxRetries != nil, f.RetrySubject != "", len(f.Repos) > 0, c.metadata != nil, !f.FailedAt.IsZero(), f.Enqueue,
+		len(f.Backoff) > 0, f.Template != "", f.Priority != "", len(f.DependsOn) > 0} {
 		if set {
 			n++
 		}
@@ -345,6 +398,22 @@ func Encode(f Failure) ([]byte, error) {
 	if f.Enqueue {
 		_ = enc.EncodeString("enqueue")
 		_ = enc.EncodeBool(true)
+	}
+	if len(f.Backoff) > 0 {
+		_ = enc.EncodeString("backoff")
+		_ = enc.EncodeArrayLen(len(f.Backoff))
+		for _, d := range f.Backoff {
+			_ = enc.EncodeInt(d.Milliseconds())
+		}
+	}
+	str("template", f.Template)
+	str("priority", f.Priority)
+	if len(f.DependsOn) > 0 {
+		_ = enc.EncodeString("depends_on")
+		_ = enc.EncodeArrayLen(len(f.DependsOn))
+		for _, id := range f.DependsOn {
+			_ = enc.EncodeString(id)
+		}
 	}
 	return buf.Bytes(), nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 const waitFor = 10 * time.Second
@@ -356,6 +357,51 @@ func TestIntegrationReportStored(t *testing.T) {
 	_, err = Report(ctx, e.nc, Failure{Service: "orders", TaskID: "x", Task: 1}, WithPrefix("other"), WithTimeout(2*time.Second))
 	if !errors.Is(err, ErrNoSidecar) || !errors.Is(err, nats.ErrNoResponders) {
 		t.Errorf("no sidecar: want ErrNoSidecar, got %v", err)
+	}
+}
+
+// Issue 17's keys: Priority, Backoff and Template (one configured in the
+// sidecar's file) arrive, as get shows; DependsOn is checked in the
+// envelope's bytes (the sidecar's support is another branch's); bad values
+// are refused before publishing, an unknown template by the sidecar.
+func TestIntegrationIssue17Keys(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "tpl.yaml")
+	if err := os.WriteFile(conf, []byte("templates:\n  slow: {max_retries: 9, retry_subject: dlq.retry.tpl}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, false, "config="+conf)
+	ctx := context.Background()
+	id := uniqueID("k17")
+	if _, err := Report(ctx, e.nc, Failure{Service: "orders", TaskID: id, Task: 1, Error: "busy", ErrorCategory: "transient",
+		Priority: "high", Backoff: []time.Duration{250 * time.Millisecond, time.Minute}, Template: "slow"}); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	want(t, e.get(id), map[string]any{"priority": "high", "backoff_ms": []any{250, 60000}, "max_retries": 9, "retry_subject": "dlq.retry.tpl"})
+
+	var refused *RefusedError
+	_, err := Report(ctx, e.nc, Failure{Service: "orders", TaskID: uniqueID("k17u"), Task: 1, Template: "nosuch"})
+	if !errors.As(err, &refused) || refused.Code != 400 || !strings.Contains(err.Error(), "template") {
+		t.Errorf("unknown template: want a 400 naming template, got %v", err)
+	}
+
+	b, err := Encode(Failure{TaskID: "order-3", Task: 1, DependsOn: []string{"order-1", "order-2"}})
+	var env map[string]any
+	if err == nil {
+		err = msgpack.Unmarshal(b, &env)
+	}
+	if err != nil || fmt.Sprint(env["depends_on"]) != "[order-1 order-2]" {
+		t.Errorf("depends_on: want [order-1 order-2] in the envelope, got %v (%v)", env["depends_on"], err)
+	}
+	for field, f := range map[string]Failure{
+		"priority":   {Priority: "urgent"},
+		"backoff":    {Backoff: []time.Duration{time.Second, 0}},
+		"depends_on": {DependsOn: []string{"ok", ""}},
+	} {
+		f.TaskID, f.Task = "b", 1
+		var ee *EnvelopeError
+		if _, err := Encode(f); !errors.As(err, &ee) || ee.Field != field {
+			t.Errorf("bad %s: want an EnvelopeError naming it, got %v", field, err)
+		}
 	}
 }
 

@@ -388,7 +388,8 @@ var goCannotSay = map[string]bool{"task_id_empty": true, "task_id_nil": true}
 func TestVectorsEnvelopes(t *testing.T) {
 	m := loadManifest(t)
 	wantOrder := []string{"task_id", "task", "error", "error_type", "error_category", "retry_policy",
-		"max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue"}
+		"max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue",
+		"backoff", "template", "priority", "depends_on"}
 	if strings.Join(m.KeyOrder, ",") != strings.Join(wantOrder, ",") {
 		t.Errorf("key_order: the manifest says %v, Encode writes %v", m.KeyOrder, wantOrder)
 	}

@@ -285,12 +285,53 @@
       kids.push(el('h3', {}, 'Last hour'));
       kids.push(el('div', { class: 'charts' }, ['ingested', 'retried', 'succeeded', 'exhausted'].map((k) => chart(k, lh[k] || []))));
     }
+    kids.push(effectPanel(s.retry_effectiveness));
     const audit = el('div', { id: 'audit-panel' });
     kids.push(audit);
     setView(...kids);
     showRedrive(s.retry_processor && s.retry_processor.redrive);
     loadAudit(audit);
     state.timer = setInterval(() => { if (!$('modal').classList.contains('hidden')) return; refreshDashboard(); }, 5000);
+  }
+
+  // "3.2 s", "450 ms", "12 min": a duration in ms for people; '—' for null.
+  function dur(ms) {
+    if (ms === null || ms === undefined) return '—';
+    if (ms < 1000) return ms + ' ms';
+    if (ms < 60000) return (ms / 1000).toFixed(1) + ' s';
+    if (ms < 3600000) return (ms / 60000).toFixed(1) + ' min';
+    return (ms / 3600000).toFixed(1) + ' h';
+  }
+
+  // "Did retrying help": stats' retry_effectiveness (dlq/effect.c) as one table, a row per
+  // category and per failure subject that has a retried task that ended (succeeded or exhausted).
+  function effectPanel(e) {
+    const box = el('div', { id: 'effect-panel' }, el('h3', {}, 'Did retrying help'));
+    if (!e) {
+      box.append(el('p', { class: 'muted', id: 'effect-empty' }, 'This sidecar does not report retry effectiveness.'));
+      return box;
+    }
+    const rows = [];
+    for (const [scope, m] of [['category', e.by_category], ['subject', e.by_subject]])
+      for (const [name, c] of Object.entries(m || {})) if (c.succeeded + c.exhausted > 0) rows.push([scope, name, c]);
+    if (!rows.length) {
+      box.append(el('p', { class: 'muted', id: 'effect-empty' }, 'No retried task has ended yet (succeeded or exhausted): nothing to measure.'));
+      return box;
+    }
+    const buckets = Object.keys(rows[0][2].attempts_to_success || {});
+    box.append(el('table', { id: 'effect-table' },
+      el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, 'name'),
+        ['succeeded', 'exhausted', 'success rate'].map((h) => el('th', { class: 'num' }, h)),
+        buckets.map((b) => el('th', { class: 'num', title: 'tasks that succeeded at attempt ' + b }, 'attempt ' + b)),
+        el('th', { class: 'num' }, 'recovery p50'), el('th', { class: 'num' }, 'recovery p90'))),
+      el('tbody', {}, rows.map(([scope, name, c]) => el('tr', { 'data-scope': scope, 'data-name': name },
+        el('td', { class: 'muted' }, scope), el('td', {}, name),
+        el('td', { class: 'num' }, String(c.succeeded)), el('td', { class: 'num' }, String(c.exhausted)),
+        el('td', { class: 'num rate' }, c.success_rate === null ? '—' : Math.round(Number(c.success_rate) * 1000) / 10 + '%'),
+        buckets.map((b) => el('td', { class: 'num', 'data-bucket': b }, String(c.attempts_to_success[b]))),
+        el('td', { class: 'num p50' }, dur(c.recovery_p50_ms)), el('td', { class: 'num p90' }, dur(c.recovery_p90_ms)))))),
+    el('p', { class: 'muted' }, 'Retried tasks that ended since the sidecar started. Recovery: from the first failure to the retry that succeeded (the upper bound of a histogram bucket).'));
+    return box;
   }
 
   async function refreshDashboard() {
@@ -572,7 +613,14 @@
   }
 
   function fields(pairs) {
-    return el('dl', { class: 'fields' }, pairs.filter((p) => p[1] !== undefined).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v === null ? '—' : String(v))]));
+    return el('dl', { class: 'fields' }, pairs.filter((p) => p[1] !== undefined).flatMap(([k, v]) =>
+      [el('dt', {}, k), el('dd', {}, v === null ? '—' : v instanceof Node ? v : String(v))]));
+  }
+
+  // Task ids (depends_on, waiting_for) as links to their detail; undefined when the task has none.
+  function taskLinks(ids, id) {
+    if (!Array.isArray(ids) || !ids.length) return undefined;
+    return el('span', { id }, ids.flatMap((x, i) => [i ? ', ' : null, el('a', { href: '#/task/' + encodeURIComponent(x) }, String(x))]));
   }
 
   async function viewTask(id) {
@@ -605,6 +653,7 @@
         ['updated', t.updated_at ? rel(t.updated_at) : null],
         ['last attempt', t.last_attempt_at ? rel(t.last_attempt_at) : null],
         ['episode', t.episode], ['size', t.task_size + ' bytes'],
+        ['depends on', taskLinks(t.depends_on, 'depends-on')], ['waiting for', taskLinks(t.waiting_for, 'waiting-for')],
       ]), el('h3', {}, 'Classification'), fields([
         ['error', t.error], ['error type', t.error_type], ['category', t.error_category],
         ['rule', t.classifier_rule], ['retry policy', t.retry_policy],

@@ -167,6 +167,8 @@ async function main() {
   });
   // The worker: a real subscriber on every retry subject, its raw payloads in worker.log.
   start(process.env.NATS_CLI, ['--server', natsUrl, 'sub', '--raw', 'dlq.retry.>'], 'worker.log');
+  // A worker that succeeds: every retry on dlq.retry.ok is answered {"ok":true} (DESIGN §6).
+  start(process.env.NATS_CLI, ['--server', natsUrl, 'reply', 'dlq.retry.ok', '{"ok":true}'], 'worker-ok.log');
   await sleep(500);
 
   step = 'filing failures';
@@ -197,6 +199,8 @@ async function main() {
       return s.body.last_hour.ingested.reduce((a, b) => a + b, 0) === 7;
     });
     check((await page.textContent('#status-table')).includes('pending'), 'status table');
+    check((await page.textContent('#effect-empty')).includes('No retried task has ended yet'), 'did-retrying-help panel without data says so');
+    check(!(await page.$('#effect-table')), 'no effectiveness table without data');
     await shot(page, 'dashboard');
     log('ok: dashboard');
 
@@ -224,6 +228,7 @@ async function main() {
     check((await page.textContent('#history')).includes('failed'), 'history timeline');
     check(!(await page.textContent('#view')).includes('[object'), 'no object rendered as text');
     check((await page.textContent('#view')).includes('SchemaError'), 'classification shows the error type');
+    check(!(await page.$('#depends-on')) && !(await page.$('#waiting-for')), 'no dependency fields on a task without them');
     await shot(page, 'task');
     log('ok: open a task');
 
@@ -309,6 +314,48 @@ async function main() {
     await page.waitForSelector('#group-table, #groups-na');
     await shot(page, 'groups');
     log('ok: groups view');
+
+    step = 'did retrying help';
+    // A transient failure retried at once (policy immediate) that the worker on dlq.retry.ok answers ok:
+    // failed once, then succeeded at attempt 1.
+    file('dlq.failed.ok', { task_id: 'ok-1', task: { n: 'ok-1-body' }, error: 'flaky backend', error_category: 'transient', retry_policy: 'immediate' });
+    await until('ok-1 counted as a retry that succeeded', async () => {
+      const e = (await admin('stats')).body.retry_effectiveness;
+      return e.by_category.transient.succeeded === 1;
+    });
+    await nav(page, '#nav-dashboard');
+    const cat = '#effect-table tr[data-scope="category"][data-name="transient"]';
+    await page.waitForSelector(cat);
+    check((await page.textContent(cat + ' td.rate')) === '100%', 'transient: success rate 100%');
+    check((await page.textContent(cat + ' td[data-bucket="1"]')) === '1', 'transient: 1 task succeeded at attempt 1');
+    check((await page.textContent(cat + ' td[data-bucket="2"]')) === '0', 'transient: none at attempt 2');
+    check(/\d/.test(await page.textContent(cat + ' td.p50')) && /\d/.test(await page.textContent(cat + ' td.p90')), 'transient: recovery p50/p90 shown');
+    const sub = '#effect-table tr[data-scope="subject"][data-name="dlq.failed.ok"]';
+    check((await page.textContent(sub + ' td.rate')) === '100%', 'subject dlq.failed.ok: success rate 100%');
+    check(!(await page.$('#effect-empty')), 'the no-data text is gone');
+    await shot(page, 'effectiveness');
+    log('ok: did retrying help');
+
+    step = 'dependencies in the task detail (injected get answer)';
+    // get's depends_on / waiting_for come from another branch: the answer for ord-3 is extended here.
+    await page.route('**/api/v1/get', async (route) => {
+      const resp = await route.fetch();
+      const j = await resp.json();
+      if (JSON.parse(route.request().postData() || '{}').task_id === 'ord-3') {
+        j.depends_on = ['ord-1', 'ord-2'];
+        j.waiting_for = ['ord-2'];
+      }
+      const headers = Object.assign({}, resp.headers());
+      delete headers['content-length'];
+      await route.fulfill({ status: resp.status(), headers, body: JSON.stringify(j) });
+    });
+    await page.goto(httpBase + '/#/task/ord-3');
+    await page.waitForSelector('#depends-on');
+    check((await page.textContent('#depends-on')) === 'ord-1, ord-2', 'depends on: ' + (await page.textContent('#depends-on')));
+    check((await page.textContent('#waiting-for')) === 'ord-2', 'waiting for: ord-2');
+    check((await page.getAttribute('#waiting-for a', 'href')) === '#/task/ord-2', 'waiting for links to the task');
+    await page.unroute('**/api/v1/get');
+    log('ok: dependencies in the task detail');
 
     step = 'pause and resume';
     await nav(page, '#nav-dashboard');

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <msgpack.h>
@@ -468,6 +469,124 @@ test_report_stored(void **state)
 
     msgpack_sbuffer_destroy(&task);
     msgpack_sbuffer_destroy(&meta);
+    dlq_client_free(c);
+    e->passed = true;
+}
+
+/* The value of key k in the MessagePack map at p (len bytes), unpacked into *u; NULL when absent. */
+static const msgpack_object *
+map_get(msgpack_unpacked *u, const char *p, size_t len, const char *k)
+{
+    if (msgpack_unpack_next(u, p, len, NULL) != MSGPACK_UNPACK_SUCCESS ||
+        u->data.type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < u->data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &u->data.via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(k) &&
+            memcmp(kv->key.via.str.ptr, k, kv->key.via.str.size) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+/*
+ * 3b. Issue 17's keys: a report with priority, backoff and template (one
+ * configured in the sidecar's file) is stored with them (get: priority,
+ * backoff_ms, the template's max_retries and retry subject); depends_on is
+ * checked in the envelope's bytes (an array of the ids as strings); bad
+ * values are refused before anything is published.
+ */
+static void
+test_report_issue17_keys(void **state)
+{
+    char path[] = "/tmp/dlq-it-client-tpl-XXXXXX";
+    int fd = mkstemp(path);
+    static const char yaml[] = "templates:\n  slow: {max_retries: 9, retry_subject: dlq.retry.tpl}\n";
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, yaml, sizeof(yaml) - 1), (ssize_t)(sizeof(yaml) - 1));
+    close(fd);
+    char cfgflag[64];
+    snprintf(cfgflag, sizeof cfgflag, "config=%s", path);
+    const char *const extra[] = {cfgflag, NULL};
+    struct it_env *e = it_env_start("client-issue17", extra);
+    unlink(path);
+    assert_non_null(e);
+    *state = e;
+    struct dlq_client *c = NULL;
+    struct dlq_client_error err;
+    struct dlq_client_ack ack;
+    static const int64_t delays[] = {250, 60000};
+    static const char *const deps[] = {"order-1", "order-2"};
+    char id[96];
+    char *dump;
+
+    assert_int_equal(dlq_client_new(e->nc, NULL, &c, &err), DLQ_CLIENT_OK);
+    it_unique_id("k17", id, sizeof id);
+    struct dlq_client_failure f = {.task_id = id, .task_bin = "x", .task_bin_len = 1,
+                                   .error = "busy", .error_category = "transient",
+                                   .priority = "high", .backoff_ms = delays, .nbackoff = 2,
+                                   .template_name = "slow"};
+    dlq_client_status s = dlq_client_report(c, "orders", &f, true, &ack, &err);
+    IT_CHECK(s == DLQ_CLIENT_OK, "report: %s", err.message);
+    json_t *t = it_admin_get(e->nc, id);
+    dump = it_json_dump(t);
+    check_json_str(t, "priority", "high");
+    check_json_str(t, "retry_subject", "dlq.retry.tpl");
+    IT_CHECK(it_json_int(t, "max_retries") == 9, "max_retries: want the template's 9 in %s", dump);
+    const json_t *b = json_object_get(t, "backoff_ms");
+    IT_CHECK(json_array_size(b) == 2 && json_integer_value(json_array_get(b, 0)) == 250 &&
+                 json_integer_value(json_array_get(b, 1)) == 60000,
+             "backoff_ms: want [250, 60000] in %s", dump);
+    free(dump);
+    json_decref(t);
+
+    /* depends_on: the envelope's bytes (the sidecar's support is another branch's). */
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    struct dlq_client_failure g = {.task_id = "order-3", .task_bin = "x", .task_bin_len = 1,
+                                   .depends_on = deps, .ndepends_on = 2};
+    msgpack_sbuffer_init(&sb);
+    msgpack_unpacked_init(&u);
+    IT_CHECK(dlq_client_encode(&g, 0, &sb, &err) == DLQ_CLIENT_OK, "encode: %s", err.message);
+    const msgpack_object *d = map_get(&u, sb.data, sb.size, "depends_on");
+    IT_CHECK(d && d->type == MSGPACK_OBJECT_ARRAY && d->via.array.size == 2 &&
+                 d->via.array.ptr[1].type == MSGPACK_OBJECT_STR &&
+                 d->via.array.ptr[1].via.str.size == 7 &&
+                 memcmp(d->via.array.ptr[1].via.str.ptr, "order-2", 7) == 0,
+             "depends_on: want [\"order-1\", \"order-2\"] in the envelope");
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* Refused by the client, each naming its field. */
+    static const int64_t bad_delays[] = {250, 0};
+    static const char *const bad_deps[] = {"ok", ""};
+    struct {
+        struct dlq_client_failure f;
+        const char *field;
+    } bad[] = {
+        {{.task_id = "b1", .task_bin = "x", .task_bin_len = 1, .priority = "urgent"}, "priority"},
+        {{.task_id = "b2", .task_bin = "x", .task_bin_len = 1, .backoff_ms = bad_delays, .nbackoff = 2},
+         "backoff"},
+        {{.task_id = "b3", .task_bin = "x", .task_bin_len = 1, .depends_on = bad_deps, .ndepends_on = 2},
+         "depends_on"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        msgpack_sbuffer_init(&sb);
+        s = dlq_client_encode(&bad[k].f, 0, &sb, &err);
+        IT_CHECK(s == DLQ_CLIENT_EINVAL && err.field && strcmp(err.field, bad[k].field) == 0,
+                 "bad %s: want EINVAL naming it, got %s (%s)", bad[k].field,
+                 dlq_client_status_text(s), err.message);
+        IT_CHECK(sb.size == 0, "bad %s: nothing encoded", bad[k].field);
+        msgpack_sbuffer_destroy(&sb);
+    }
+
+    /* An unknown template: the sidecar refuses it (400) and names the field. */
+    struct dlq_client_failure h = {.task_id = "k17-unknown", .task_bin = "x", .task_bin_len = 1,
+                                   .template_name = "nosuch"};
+    s = dlq_client_report(c, "orders", &h, true, &ack, &err);
+    IT_CHECK(s == DLQ_CLIENT_EREFUSED && err.code == 400 && strstr(err.message, "template"),
+             "unknown template: want refused 400 naming template, got %s (%d: %s)",
+             dlq_client_status_text(s), err.code, err.message);
     dlq_client_free(c);
     e->passed = true;
 }
@@ -1159,6 +1278,7 @@ main(void)
         cmocka_unit_test(test_vectors),
         cmocka_unit_test_teardown(test_vectors_sidecar, it_teardown),
         cmocka_unit_test_teardown(test_report_stored, it_teardown),
+        cmocka_unit_test_teardown(test_report_issue17_keys, it_teardown),
         cmocka_unit_test_teardown(test_invalid_refused, it_teardown),
         cmocka_unit_test_teardown(test_retry_handler, it_teardown),
         cmocka_unit_test_teardown(test_handler_error_exhausted, it_teardown),

@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The contract's key order (DESIGN section 4's table). Canonical encodings (what a client
 # library writes) put the keys in this order, each value in its smallest MessagePack form.
 KEY_ORDER = ["task_id", "task", "error", "error_type", "error_category", "retry_policy",
-             "max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue"]
+             "max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue",
+             "backoff", "template", "priority", "depends_on"]  # the last four: issue 17
 
 
 class Raw:

@@ -19,7 +19,7 @@ import nats
 import pytest
 
 import dlq_client
-from conftest import ROOT, World, _tail
+from conftest import ROOT, World, _tail, _world
 from dlq_client import InvalidEnvelopeError, Retry, RetryFailed, guard, protect, report_failure, serve_retries
 
 WAIT_S = 20.0  # waiting for something that should happen soon, on a loaded 2-core machine
@@ -97,6 +97,48 @@ def test_report_stored(world: Any) -> None:
         await nc.close()
 
     run(body)
+
+
+def test_issue17_keys(request: pytest.FixtureRequest) -> None:
+    """priority, backoff and template (one configured in the sidecar's file) arrive: get shows the
+    priority, the delays and the template's fields; depends_on is checked in the envelope's bytes
+    (the sidecar's support is another branch's); bad values are refused before publishing, and an
+    unknown template by the sidecar."""
+    d = Path(tempfile.mkdtemp(prefix="dlq-py-tpl-"))
+    conf = d / "tpl.yaml"
+    conf.write_text("templates:\n  slow: {max_retries: 9, retry_subject: dlq.retry.tpl}\n")
+    gen = _world(request, False, (f"config={conf}",))
+    w = next(gen)
+
+    async def body() -> None:
+        nc = await nats.connect(w.url)
+        tid = unique("k17")
+        await report_failure(nc, "orders", tid, {"n": 1}, error="busy", error_category="transient",
+                             priority="high", backoff=[250, 60000], template="slow")
+        t = await get(nc, tid)
+        assert t["priority"] == "high" and t["backoff_ms"] == [250, 60000], t
+        assert t["max_retries"] == 9 and t["retry_subject"] == "dlq.retry.tpl", t
+        with pytest.raises(dlq_client.ReportRefusedError) as e:
+            await report_failure(nc, "orders", unique("k17u"), {"n": 1}, template="nosuch")
+        assert e.value.code == 400 and "template" in str(e.value), e.value
+        await nc.close()
+
+    try:
+        run(body)
+    finally:
+        gen.close()
+        shutil.rmtree(d, ignore_errors=True)
+    env = msgpack.unpackb(dlq_client.encode_envelope({"task_id": "order-3", "task": 1, "depends_on": ["order-1", "order-2"]}))
+    assert env["depends_on"] == ["order-1", "order-2"], env
+    every = dlq_client.encode_envelope({"task_id": "x", "task": 1, "error": "e", "error_type": "T", "error_category": "network",
+                                        "retry_policy": "linear", "max_retries": 2, "retry_subject": "dlq.retry.x",
+                                        "repos": ["r"], "metadata": {"a": 1}, "failed_at": 1, "enqueue": True,
+                                        "backoff": [5], "template": "t", "priority": "LOW", "depends_on": ["y"]})
+    assert every[0] == 0xDE and len(msgpack.unpackb(every)) == 16  # past 15 keys: a map16
+    for field, value in (("priority", "urgent"), ("backoff", [250, 0]), ("backoff", []), ("depends_on", ["ok", ""])):
+        with pytest.raises(InvalidEnvelopeError) as e:
+            dlq_client.encode_envelope({"task_id": "b", "task": 1, field: value})
+        assert e.value.field == field, (field, value, e.value)
 
 
 def test_invalid_refused_before_publishing(world: Any) -> None:

@@ -42,6 +42,11 @@ KEY_ORDER: Final = (
     "metadata",
     "failed_at",
     "enqueue",
+    # issue 17's keys (an older sidecar ignores them as unknown keys):
+    "backoff",
+    "template",
+    "priority",
+    "depends_on",
 )
 
 # The sidecar's default limits (limits.* in its config; tests/vectors/manifest.json repeats them).
@@ -56,6 +61,9 @@ LIMITS: Final = {
 }
 
 POLICIES: Final = ("never", "linear", "exponential", "immediate")
+PRIORITIES: Final = ("high", "normal", "low")
+MAX_DELAYS: Final = 32             # backoff: delays in one list
+MAX_DELAY_MS: Final = 604800000    # backoff: 7 days
 
 # Milliseconds since the epoch of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
 MIN_MS: Final = -62167219200000
@@ -323,7 +331,10 @@ def encode_envelope(envelope: Mapping[str, Any], *, max_bytes: int = 0) -> bytes
     retry_policy, retry_subject (str),
     max_retries (int 0-100), repos (list of str), metadata (a mapping, or
     Packed), failed_at (int ms since the epoch, an aware datetime, or an RFC
-    3339 string), enqueue (bool). An optional key whose value is None is
+    3339 string), enqueue (bool), backoff (a list of 1-32 delays in ms, each
+    1 ms - 7 days, the last repeating), template (str: a template configured
+    on the sidecar), priority ("high", "normal" or "low", any case),
+    depends_on (a list of task ids). An optional key whose value is None is
     left out. Keys are written in the contract's order whatever the
     mapping's order; enqueue only when true.
 
@@ -457,7 +468,44 @@ def encode_envelope(envelope: Mapping[str, Any], *, max_bytes: int = 0) -> bytes
             _pack_key(out, "enqueue", msgpack.packb(True))
             n += 1
 
-    head = bytes([0x80 | n])  # at most 12 keys: always a fixmap
+    bo = env.get("backoff")
+    if bo is not None:
+        if not isinstance(bo, (list, tuple)):
+            raise _fail("backoff", "bad_type", f"backoff: must be an array of delays, not {_kind(bo)}")
+        if not 1 <= len(bo) <= MAX_DELAYS:
+            raise _fail("backoff", "out_of_range", f"backoff: {len(bo)} delays, give 1-{MAX_DELAYS}")
+        for i, d in enumerate(bo):
+            if not isinstance(d, int) or isinstance(d, bool):
+                raise _fail("backoff", "bad_type", f"backoff[{i}]: must be an integer of ms, not {_kind(d)}")
+            if not 1 <= d <= MAX_DELAY_MS:
+                raise _fail("backoff", "out_of_range",
+                            f"backoff[{i}]: {d} ms is out of range 1-{MAX_DELAY_MS} (7 days)")
+        _pack_key(out, "backoff", msgpack.packb(list(bo)))
+        n += 1
+
+    for key in ("template", "priority"):
+        v = env.get(key)
+        if v is not None:
+            _check_string(key, v, LIMITS["max_string_len"])
+            if key == "priority" and v.lower() not in PRIORITIES:
+                raise _fail("priority", "bad_value", "priority: not one of high, normal, low")
+            _pack_key(out, key, msgpack.packb(v))
+            n += 1
+
+    deps = env.get("depends_on")
+    if deps is not None:
+        if not isinstance(deps, (list, tuple)):
+            raise _fail("depends_on", "bad_type", f"depends_on: must be an array of task ids, not {_kind(deps)}")
+        for i, d in enumerate(deps):
+            try:
+                _check_task_id(d)
+            except InvalidEnvelopeError as e:
+                raise _fail("depends_on", "bad_value", f"depends_on: entry {i} is not a task id ({e.message})") from None
+        if deps:
+            _pack_key(out, "depends_on", msgpack.packb(list(deps)))
+            n += 1
+
+    head = bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")  # fixmap up to 15 keys
     body = head + bytes(out)
     if max_bytes and len(body) > max_bytes:
         raise _fail("envelope", "too_big",

@@ -210,6 +210,10 @@ class Reporter:
         metadata: Mapping[str, Any] | Packed | None = None,
         failed_at: Any = None,
         enqueue: bool = False,
+        backoff: Sequence[int] | None = None,
+        template: str | None = None,
+        priority: str | None = None,
+        depends_on: Sequence[str] | None = None,
         msg_id: str | None = None,
         wait: bool = True,
     ) -> Ack | None:
@@ -257,6 +261,10 @@ class Reporter:
             "metadata": metadata,
             "failed_at": failed_at,
             "enqueue": enqueue,
+            "backoff": backoff,
+            "template": template,
+            "priority": priority,
+            "depends_on": depends_on,
         }
         if task is MISSING:
             del envelope["task"]
@@ -374,7 +382,8 @@ async def report_failure(
     on the connection's shared Reporter (prefix, durable and ack_timeout as
     in Reporter). Keyword arguments: task_msgpack, error, error_type,
     error_category, retry_policy, max_retries, retry_subject, repos,
-    metadata, failed_at, enqueue, msg_id, wait (default True: wait for the
+    metadata, failed_at, enqueue, backoff, template, priority, depends_on,
+    msg_id, wait (default True: wait for the
     acknowledgement and return it). Errors as Reporter.report()."""
     r = reporter_for(nc_or_js, prefix, durable, ack_timeout)
     return await r.report(service, task_id, task, **failure)
