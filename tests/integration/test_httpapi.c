@@ -939,66 +939,17 @@ test_cluster_merged(void **state)
     struct cworld *w = calloc(1, sizeof *w);
     const char *tmp = getenv("TMPDIR");
     int port = it_free_port();
-    char listen_flag[64], sdir[IT_PATH_MAX + 16];
     json_t *a = NULL, *b = NULL;
     struct resp r;
-    int64_t until;
 
     assert_non_null(w);
     *state = w;
     snprintf(w->dir, sizeof w->dir, "%s/dlq-it-httpapi-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(w->dir));
-    IT_CHECK(it_cluster_start(&w->cl, w->dir, 1) == 0, "a nats-server with JetStream starts");
-    w->nc = it_connect(w->cl.urls, "it-httpapi-cluster");
-    assert_non_null(w->nc);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    for (int i = 0; i < 2; i++) {
-        char id[32];
-        const char *extra[] = {"cluster.enabled=true", "cluster.replicas=1", id,
-                               "store.backend=jetstream", "store.jetstream.replicas=1",
-                               "ingest.mode=jetstream", "ingest.stream_replicas=1",
-                               "log.level=info", i == 0 ? listen_flag : "http.listen=",
-                               /* shorter than the fan-out's 3 s wait: a stuck member makes the HTTP answer a 503 */
-                               "http.request_timeout_ms=1500", NULL};
-        snprintf(id, sizeof id, "cluster.member_id=s%d", i);
-        snprintf(sdir, sizeof sdir, "%s/s%d", w->dir, i);
-        IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
-        IT_CHECK(it_daemon_start(&w->sc[i], sdir, w->cl.urls, extra) == 0, "sidecar s%d starts", i);
-    }
-    /* wait until both members answer and own 16 of the 32 each (balanced: nothing moves while the test counts) */
-    until = mono_ms() + IT_WAIT_MS * 2;
-    for (;;) {
-        json_t *ms;
-        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
-        ms = json_object_get(a, "members");
-        if (a && it_json_int(a, "members_answered") == 2 && json_array_size(ms) == 2 &&
-            json_array_size(json_object_get(json_array_get(ms, 0), "partitions")) == 16 &&
-            json_array_size(json_object_get(json_array_get(ms, 1), "partitions")) == 16 &&
-            json_array_size(json_object_get(a, "partitions_missing")) == 0)
-            break;
-        json_decref(a);
-        a = NULL;
-        IT_CHECK(mono_ms() < until, "the two members did not share every partition in time");
-        it_sleep_ms(200);
-    }
-    json_decref(a);
-    /* tasks, through the ingest stream */
-    for (int i = 0; i < 12; i++) {
-        char body[160];
-        snprintf(body, sizeof body,
-                 "{\"task_id\":\"c-%02d\",\"task\":{\"n\":%d},\"error\":\"ValueError: bad\"}", i, i);
-        IT_CHECK(natsConnection_PublishString(w->nc, "dlq.failed.orders", body) == NATS_OK, "publish");
-    }
-    until = mono_ms() + IT_WAIT_MS;
-    for (;;) {
-        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
-        if (a && it_json_int(a, "queue_size") == 12 && it_json_int(a, "members_answered") == 2)
-            break;
-        json_decref(a);
-        IT_CHECK(mono_ms() < until, "12 tasks did not arrive");
-        it_sleep_ms(100);
-    }
-    json_decref(a);
+    /* the fan-out waits 3 s: a request timeout shorter than that makes a stuck member's HTTP answer a 503 */
+    it_cluster_two_members(&w->cl, w->sc, &w->nc, w->dir, "it-httpapi-cluster", port,
+                           "http.request_timeout_ms=1500");
+    it_cluster_seed_tasks(w->nc, 12);
 
     /* stats, list (two pages), get: the HTTP answer is the merged one */
     static const char *const reqs[][2] = {
