@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 /*
@@ -341,7 +342,7 @@ rule_field(struct yload *y, const yaml_event_t *ev)
 
     for (i = 0; policy_match_field_names[i] != NULL; i++) {
         const char *name = policy_match_field_names[i];
-        if (strlen(name) == n && memcmp(name, v, n) == 0)
+        if (strlen(name) == n && strncasecmp(name, v, n) == 0) /* any ASCII case, as every enum */
             break;
     }
     if (policy_match_field_names[i] == NULL)

@@ -1385,7 +1385,7 @@ test_rules(void **state)
         "      category: permanent\n"
         "    - {id: busy, pattern: \"\\\\bbusy\\\\b\", category: TRANSIENT, field: error}\n"
         "    - id: t\n"
-        "      field: error_type\n"
+        "      field: Error_Type\n" /* names of values: any ASCII case */
         "      category: network\n"
         "      pattern: ETIMEDOUT\n";
     struct config cfg;

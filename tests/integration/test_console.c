@@ -220,6 +220,9 @@ test_rates_and_filters(void **state)
     IT_CHECK(count(port, "{\"error_type\":\"CardError\"}") == 1, "error_type exact");
     IT_CHECK(count(port, "{\"error_type\":\"Card\"}") == 0, "error_type is no substring");
     IT_CHECK(count(port, "{\"id_prefix\":\"bill-\"}") == 2, "id_prefix");
+    /* the names of values (status, category ...) in any ASCII case, as the envelope's and the config's */
+    IT_CHECK(count(port, "{\"status\":\"Pending\",\"category\":\"VALIDATION\"}") == 3, "status and category in any case");
+    IT_CHECK(count(port, "{\"status\":\"PARKED\"}") == count(port, "{\"status\":\"parked\"}"), "parked in any case");
     IT_CHECK(count(port, "{\"id_prefix\":\"bill-1\",\"error_type\":\"HTTPError\"}") == 1, "combined");
     j = api(port, "list", "{\"error_type\":7}", NULL, &st);
     IT_CHECK(st == 400 && strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "error_type"),
