@@ -1756,8 +1756,9 @@ admin_edit(struct admin_req *r)
     if (pb) {
         const char *s = json_string_value(pb);
         sc_buf_reset(raw);
-        if (!s || sc_base64_decode(s, json_string_length(pb), raw) != SC_OK) {
-            reply_error(r, 400, "payload_b64: not standard base64 (RFC 4648 section 4)");
+        if (!s || !sc_base64_padded(s, json_string_length(pb)) ||
+            sc_base64_decode(s, json_string_length(pb), raw) != SC_OK) {
+            reply_error(r, 400, "payload_b64: not standard base64 (RFC 4648 section 4, padded with '=')");
             return;
         }
         bytes = raw->data ? raw->data : "";

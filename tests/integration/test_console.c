@@ -329,6 +329,14 @@ test_edit(void **state)
     j = it_request_json(e->nc, "dlq.admin.edit", "{\"task_id\":\"ed-1\",\"payload_b64\":\"@@@@\"}", IT_REQUEST_MS);
     IT_CHECK(err_code(j) == 400, "invalid base64 over NATS");
     json_decref(j);
+    /* unpadded ("gaF2Ag" for "gaF2Ag=="), or '=' beyond the two of padding: not RFC 4648 base64 */
+    j = api(port, "edit", "{\"task_id\":\"ed-1\",\"payload_b64\":\"gaF2Ag\"}", NULL, &st);
+    IT_CHECK(st == 400 && msg_has(j, "padded"), "unpadded base64: %d %s", st, it_json_dump(j));
+    json_decref(j);
+    j = it_request_json(e->nc, "dlq.admin.edit", "{\"task_id\":\"ed-1\",\"payload_b64\":\"gaF2Ag======\"}",
+                        IT_REQUEST_MS);
+    IT_CHECK(err_code(j) == 400, "too much padding over NATS: %s", it_json_dump(j));
+    json_decref(j);
     j = api(port, "edit", "{\"task_id\":\"ed-1\"}", NULL, &st);
     IT_CHECK(st == 400, "no payload: %d", st);
     json_decref(j);
