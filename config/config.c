@@ -1397,7 +1397,8 @@ refuse_value(const struct config_key *k, const char *v, size_t len, const char *
 }
 
 sc_status
-config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+config_list_check(const struct config_key *k, const char *v, size_t len, char *const *prev,
+                  size_t nprev, char *err, size_t errlen)
 {
     char rest[200];
 
@@ -1413,6 +1414,15 @@ config_list_check(const struct config_key *k, const char *v, size_t len, char *e
     if (!config_text_ok(v, len) || (k->check != NULL && !k->check(v, len))) {
         snprintf(rest, sizeof(rest), "is not %s", k->what != NULL ? k->what : "valid text");
         return refuse_value(k, v, len, rest, err, errlen);
+    }
+    if (k->check == check_auth_user) { /* one entry per user: which hash and role would count? */
+        size_t nl = (size_t)((const char *)memchr(v, ':', len) - v);
+        for (size_t i = 0; i < nprev; i++)
+            if (strncmp(prev[i], v, nl) == 0 && prev[i][nl] == ':') {
+                config_errf(err, errlen, "%s: the user '%.*s' is given twice (one entry per user)",
+                            k->info.path, (int)nl, v);
+                return SC_EINVAL;
+            }
     }
     return SC_OK;
 }
@@ -1445,7 +1455,7 @@ list_set_text(struct config *cfg, const struct config_key *k, const char *v, siz
             a++;
         while (b > a && is_space(v[b - 1]))
             b--;
-        if (config_list_check(k, v + a, b - a, err, errlen) != SC_OK)
+        if (config_list_check(k, v + a, b - a, items, n, err, errlen) != SC_OK)
             goto done;
         items[n++] = sc_xstrndup(v + a, b - a);
         i++;

@@ -232,7 +232,7 @@ list_entry(struct yload *y, struct frame *fr, const yaml_event_t *ev)
 
     if (y->nlist == CONFIG_MAX_LIST)
         return fail(y, line, "%s: more than %d entries", fr->key->info.path, CONFIG_MAX_LIST);
-    if (config_list_check(fr->key, v, n, msg, sizeof(msg)) != SC_OK)
+    if (config_list_check(fr->key, v, n, y->list, y->nlist, msg, sizeof(msg)) != SC_OK)
         return fail(y, line, "%s", msg);
     /* Grow by doubling; the slot after the last entry stays NULL. */
     if (y->nlist + 2 > y->caplist) {

@@ -388,12 +388,13 @@ test_http_local(void **state)
  * http.auth.users: a yescrypt operator and a sha512 viewer, beside a token.
  * The right password works and is audited as http:<user>; a wrong one or an
  * unknown user gets 401 with a Basic challenge; the viewer reads but gets
- * 403 on retry; the operator token is audited as token:operator.
+ * 403 on retry; two Authorization headers are a 400; the operator token
+ * is audited as token:operator.
  */
 static void
 test_basic_auth(void **state)
 {
-    char ha[CRYPT_OUTPUT_SIZE], hb[CRYPT_OUTPUT_SIZE], users[2 * CRYPT_OUTPUT_SIZE + 64], hdr[512];
+    char ha[CRYPT_OUTPUT_SIZE], hb[CRYPT_OUTPUT_SIZE], users[2 * CRYPT_OUTPUT_SIZE + 64], hdr[512], two[640];
     int port;
     const char *extra[3] = {users, "http.auth.operator_token=op-secret-1", NULL};
     struct it_env *e;
@@ -441,6 +442,13 @@ test_basic_auth(void **state)
              "bob (viewer) may not retry: %d", r.status);
     it_http_resp_free(&r);
 
+    /* two Authorization headers (a viewer's and the operator's token): whose would count? a 400 */
+    snprintf(two, sizeof two, "%sAuthorization: Bearer op-secret-1\r\n", basic("bob", "bob-pw", hdr, sizeof hdr));
+    IT_CHECK(it_http(port, "POST", "/api/v1/archive", two, "{\"task_id\":\"a-2\"}", &r) == 0 && r.status == 400 &&
+                 r.body && strstr(r.body, "\"code\":400") && strstr(r.body, "Authorization"),
+             "two Authorization headers: 400, not %d %s", r.status, r.body ? r.body : "");
+    it_http_resp_free(&r);
+
     IT_CHECK(it_http(port, "POST", "/api/v1/archive", "Authorization: Bearer op-secret-1\r\n",
                   "{\"task_id\":\"a-2\"}", &r) == 0 && r.status == 200,
              "the operator token archives: %d %s", r.status, r.body ? r.body : "");
@@ -450,7 +458,41 @@ test_basic_auth(void **state)
     e->passed = true;
 }
 
-/* A bad http.auth.users entry stops the start with a message naming the key. */
+/*
+ * start_fails() starts a daemon with the one flag and tells whether it
+ * stops with a non-zero exit and a log line that names http.auth.users and
+ * holds want.
+ */
+static bool
+start_fails(const char *flag, const char *want)
+{
+    const char *tmp = getenv("TMPDIR");
+    const char *extra[] = {flag, NULL};
+    char dir[IT_PATH_MAX], line[1024];
+    struct it_daemon d;
+    bool named = false;
+    FILE *f;
+    int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
+
+    snprintf(dir, sizeof dir, "%s/dlq-it-audit-bad-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    IT_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    IT_CHECK(it_daemon_start(&d, dir, "nats://127.0.0.1:1", extra) == 0, "start %s", flag);
+    while (it_daemon_alive(&d) && sc_now_mono_ms() < until)
+        it_sleep_ms(50);
+    IT_CHECK(!it_daemon_alive(&d), "%s: the daemon stops", flag);
+    IT_CHECK(d.exit_status != 0, "%s: a non-zero exit (%d)", flag, d.exit_status);
+    f = fopen(d.log, "r");
+    IT_CHECK(f != NULL, "the log %s", d.log);
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "http.auth.users") && strstr(line, want))
+            named = true;
+    fclose(f);
+    if (!named)
+        it_print_tail("daemon log", d.log, 20);
+    return named;
+}
+
+/* A bad http.auth.users entry, or a user given twice, stops the start with a message naming the key. */
 static void
 test_bad_users(void **state)
 {
@@ -459,35 +501,15 @@ test_bad_users(void **state)
         "http.auth.users=alice:operator:plaintext", /* not a crypt(3) hash */
         "http.auth.users=:viewer:$6$abc$def",       /* no name */
     };
-    const char *tmp = getenv("TMPDIR");
-    char dir[IT_PATH_MAX];
+    char ha[CRYPT_OUTPUT_SIZE], twice[2 * CRYPT_OUTPUT_SIZE + 64];
 
     (void)state;
-    snprintf(dir, sizeof dir, "%s/dlq-it-audit-bad-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(dir));
-    for (size_t i = 0; i < SC_ARRAY_LEN(bad); i++) {
-        const char *extra[] = {bad[i], NULL};
-        struct it_daemon d;
-        char line[1024];
-        bool named = false;
-        FILE *f;
-        int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
-
-        IT_CHECK(it_daemon_start(&d, dir, "nats://127.0.0.1:1", extra) == 0, "start %s", bad[i]);
-        while (it_daemon_alive(&d) && sc_now_mono_ms() < until)
-            it_sleep_ms(50);
-        IT_CHECK(!it_daemon_alive(&d), "%s: the daemon stops", bad[i]);
-        IT_CHECK(d.exit_status != 0, "%s: a non-zero exit (%d)", bad[i], d.exit_status);
-        f = fopen(d.log, "r");
-        IT_CHECK(f != NULL, "the log %s", d.log);
-        while (fgets(line, sizeof line, f))
-            if (strstr(line, "http.auth.users") && strstr(line, "name:role:hash"))
-                named = true;
-        fclose(f);
-        if (!named)
-            it_print_tail("daemon log", d.log, 20);
-        IT_CHECK(named, "%s: the message names the key and what it takes", bad[i]);
-    }
+    /* a user given twice (with a role each): a start-up error naming the key and the user */
+    make_hash("$6$", "pw", ha, sizeof ha);
+    snprintf(twice, sizeof twice, "http.auth.users=alice:operator:%s,alice:viewer:%s", ha, ha);
+    IT_CHECK(start_fails(twice, "the user 'alice' is given twice"), "a user twice is refused at start");
+    for (size_t i = 0; i < SC_ARRAY_LEN(bad); i++)
+        IT_CHECK(start_fails(bad[i], "name:role:hash"), "%s: the message names the key and what it takes", bad[i]);
 }
 
 /* ---- cluster ------------------------------------------------------------------------------------- */
