@@ -1909,6 +1909,24 @@ put_redacted(FILE *f, const char *s)
     free(masked);
 }
 
+/* put_quoted() of an http.auth.users entry "name:role:hash" as "name:role:********". */
+static void
+put_user_masked(FILE *f, const char *s)
+{
+    const char *c1 = strchr(s, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    char *shown;
+
+    if (!c2) { /* not an entry check_auth_user() took: show nothing of it */
+        put_quoted(f, "********");
+        return;
+    }
+    shown = sc_xmalloc((size_t)(c2 - s) + 10);
+    memcpy(shown, s, (size_t)(c2 - s) + 1);
+    memcpy(shown + (c2 - s) + 1, "********", 9);
+    put_quoted(f, shown);
+    free(shown);
+}
+
 static void
 put_double(FILE *f, double d)
 {
@@ -1951,7 +1969,9 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
         for (i = 0; i < n && items != NULL; i++) {
             if (i > 0)
                 fputs(", ", f);
-            if (mask)
+            if (mask && k->check == check_auth_user) /* name:role shown, the crypt(3) hash masked as a secret */
+                put_user_masked(f, items[i]);
+            else if (mask)
                 put_redacted(f, items[i]);
             else
                 put_quoted(f, items[i]);
