@@ -551,6 +551,41 @@ redact_element(const char *in, size_t i, size_t e, char *out, size_t outlen, siz
     redact_copy(in, at, e, out, outlen, o); /* from the '@' on */
 }
 
+/*
+ * Masks one element in[i, e) as redact_element() does, and the query of a
+ * URL with a scheme too: a webhook's "?token=..." is a credential, so what
+ * follows the '?' up to a '#' becomes "***". The query starts at the first
+ * '?' after the scheme's "://" and after the last '@' (what comes before
+ * that '@' is user info, masked already).
+ */
+static void
+redact_url(const char *in, size_t i, size_t e, char *out, size_t outlen, size_t *o)
+{
+    size_t from = e, q, f;
+
+    for (size_t j = i; j + 3 <= e; j++)
+        if (memcmp(in + j, "://", 3) == 0) {
+            from = j + 3;
+            break;
+        }
+    for (size_t j = e; j > from; j--)
+        if (in[j - 1] == '@') {
+            from = j;
+            break;
+        }
+    for (q = from; q < e && in[q] != '?'; q++)
+        ;
+    redact_element(in, i, q, out, outlen, o);
+    if (q == e)
+        return;
+    for (f = q + 1; f < e && in[f] != '#'; f++)
+        ;
+    redact_put(out, outlen, o, '?');
+    if (f > q + 1)
+        redact_copy("***", 0, 3, out, outlen, o);
+    redact_copy(in, f, e, out, outlen, o); /* the fragment, if any */
+}
+
 size_t
 config_redact(const char *in, size_t len, char *out, size_t outlen)
 {
@@ -563,7 +598,7 @@ config_redact(const char *in, size_t len, char *out, size_t outlen)
         }
         for (e = i; e < len && !element_end(in[e]); e++)
             ;
-        redact_element(in, i, e, out, outlen, &o);
+        redact_url(in, i, e, out, outlen, &o);
         i = e;
     }
     if (outlen > 0)

@@ -983,6 +983,14 @@ test_redact(void **state)
     expect_redacted("no url here: a@b", "no url here: a@b");
     expect_redacted("url=\"nats://u:p@h\" x", "url=\"nats://u:***@h\" x");
     expect_redacted("", "");
+    /* A URL's query may be a credential (a webhook's token): masked, its fragment kept. */
+    expect_redacted("https://hooks.example.com/alert?token=abc123", "https://hooks.example.com/alert?***");
+    expect_redacted("https://u:p@h/x?k=v#frag", "https://u:***@h/x?***#frag");
+    expect_redacted("https://a/x?t=1,https://b/y?t=2", "https://a/x?***,https://b/y?***");
+    expect_redacted("url=\"https://h/p?sig=s3cret\" x", "url=\"https://h/p?***\" x");
+    expect_redacted("https://h/x?", "https://h/x?");
+    expect_redacted("http://h?q@x/", "http://***@x/"); /* the last '@' still ends the user info */
+    expect_redacted("is it? no url", "is it? no url");
     /* Truncated output stays terminated and never shows the secret. */
     assert_int_equal(config_redact("nats://u:secret@h", 17, small, sizeof(small)), 14);
     assert_string_equal(small, "nats://u:**");
