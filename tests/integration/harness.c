@@ -1817,16 +1817,12 @@ it_recv_stop(struct it_recv *h)
 /* ---- shared test scaffolding ------------------------------------------------------------------ */
 
 int
-it_http(int port, const char *method, const char *path, const char *extra, const char *body,
-        struct it_http_resp *r)
+it_dial(const char *addr, int port)
 {
     struct sockaddr_in sa;
     struct timeval tv = {10, 0};
-    char head[2048], cl[128] = "";
-    size_t len = body ? strlen(body) : 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-    memset(r, 0, sizeof *r);
     if (fd < 0)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -1834,11 +1830,25 @@ it_http(int port, const char *method, const char *path, const char *extra, const
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+int
+it_http(int port, const char *method, const char *path, const char *extra, const char *body,
+        struct it_http_resp *r)
+{
+    char head[2048], cl[128] = "";
+    size_t len = body ? strlen(body) : 0;
+    int fd = it_dial("127.0.0.1", port), rc;
+
+    memset(r, 0, sizeof *r);
+    if (fd < 0)
+        return -1;
     if (body)
         snprintf(cl, sizeof cl, "Content-Type: application/json\r\nContent-Length: %zu\r\n", len);
     snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s\r\n",
@@ -1868,7 +1878,7 @@ struct it_env *
 it_env_start_http(const char *name, const char *const *extra, int *port)
 {
     char listen_flag[64];
-    const char *flags[32];
+    const char *flags[48];
     size_t n = 0;
 
     *port = it_free_port();

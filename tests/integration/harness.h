@@ -572,6 +572,9 @@ void it_recv_stop(struct it_recv *h);
 
 /* ---- shared test scaffolding: HTTP, /metrics, a two-member cluster, dlqctl ------------------- */
 
+/* it_dial() connects a blocking TCP socket to addr:port (IPv4 text) with 10 s timeouts; the fd, or -1. */
+int it_dial(const char *addr, int port);
+
 /*
  * it_http() sends method path to 127.0.0.1:port with body (NULL: no body,
  * no Content-Length; "" an empty one) as application/json and the extra
@@ -587,7 +590,7 @@ char *it_metrics(int port);
 
 /*
  * it_env_start_http() is it_env_start() with the daemon's HTTP listener on
- * 127.0.0.1 at a free port (in *port) before the extra flags (at most 30).
+ * 127.0.0.1 at a free port (in *port) before the extra flags (at most 46).
  * Same returns and owner as it_env_start(); test thread.
  */
 struct it_env *it_env_start_http(const char *name, const char *const *extra, int *port);

@@ -31,29 +31,6 @@
 #define resp_free it_http_resp_free
 #define read_resp it_http_read
 
-/* Connects a blocking TCP socket to addr:port (IPv4 text) with 10 s timeouts; -1 on failure. */
-static int
-dial(const char *addr, int port)
-{
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Writes all n bytes at p; false on error (the server may close early: that is no error here). */
 static bool
 write_all(int fd, const void *p, size_t n)
@@ -84,7 +61,7 @@ http_to(const char *addr, int port, const char *method, const char *path, const 
     int fd, rc = -1;
 
     memset(r, 0, sizeof *r);
-    if ((fd = dial(addr, port)) < 0)
+    if ((fd = it_dial(addr, port)) < 0)
         return -1;
     if (body)
         snprintf(cl, sizeof cl, "Content-Type: application/json\r\nContent-Length: %zu\r\n", len);
@@ -475,7 +452,7 @@ test_http_errors(void **state)
     }
     /* Expect: 100-continue gets its interim answer */
     {
-        int fd = dial("127.0.0.1", port);
+        int fd = it_dial("127.0.0.1", port);
         char buf[256];
         ssize_t k;
         const char *h = "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 17\r\n"
@@ -804,7 +781,7 @@ trickle(void *arg)
     size_t len = strlen(req), sent = 0;
     struct resp r = {0};
 
-    t->fd = dial("127.0.0.1", t->port);
+    t->fd = it_dial("127.0.0.1", t->port);
     if (t->fd < 0)
         return NULL;
     while (!atomic_load(&t->stop) && sent < len + 400) {
