@@ -1877,14 +1877,20 @@ it_metrics(int port)
 struct it_env *
 it_env_start_http(const char *name, const char *const *extra, int *port)
 {
-    char listen_flag[64];
+    return it_env_start_on(name, "127.0.0.1", extra, port);
+}
+
+struct it_env *
+it_env_start_on(const char *name, const char *addr, const char *const *extra, int *port)
+{
+    char listen_flag[96];
     const char *flags[48];
     size_t n = 0;
 
     *port = it_free_port();
     if (*port <= 0)
         return NULL;
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=%s:%d", addr, *port);
     flags[n++] = listen_flag;
     for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
         flags[n++] = extra[i];

@@ -595,6 +595,9 @@ char *it_metrics(int port);
  */
 struct it_env *it_env_start_http(const char *name, const char *const *extra, int *port);
 
+/* it_env_start_on() is it_env_start_http() with the listener on addr (IPv4 text: "0.0.0.0" for every interface). */
+struct it_env *it_env_start_on(const char *name, const char *addr, const char *const *extra, int *port);
+
 /*
  * it_cluster_two_members() starts, in dir (an existing directory), a
  * one-node JetStream server (into *cl), connects *nc to it (named name)

@@ -159,24 +159,6 @@ same_both(natsConnection *nc, int port, const char *verb, const char *method, co
 
 /* ---- the environment ------------------------------------------------------------------------- */
 
-/* Starts an env whose daemon serves HTTP on 0.0.0.0 at a free port (in *port). */
-static struct it_env *
-start_env(const char *name, const char *const *extra, int *port)
-{
-    static char listen_flag[64];
-    const char *flags[32];
-    size_t n = 0;
-
-    *port = it_free_port();
-    assert_true(*port > 0);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=0.0.0.0:%d", *port);
-    flags[n++] = listen_flag;
-    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
-        flags[n++] = extra[i];
-    flags[n] = NULL;
-    return it_env_start(name, flags);
-}
-
 /* Files n parked tasks "<prefix>-<i>" with error text err (a validation error parks: policy never). */
 static void
 file_tasks(struct it_env *e, const char *service, const char *prefix, int n, const char *err)
@@ -226,7 +208,7 @@ static void
 test_reads_equal_nats(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-reads", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-reads", "0.0.0.0", NULL, &port);
     json_t *b;
     const char *cursor;
     char path[512], body[512];
@@ -317,7 +299,7 @@ static void
 test_writes_equal_nats(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-writes", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-writes", "0.0.0.0", NULL, &port);
     json_t *b, *h;
 
     assert_non_null(e);
@@ -390,7 +372,7 @@ static void
 test_http_errors(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-errors", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-errors", "0.0.0.0", NULL, &port);
     struct resp r;
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
@@ -539,7 +521,7 @@ test_not_loopback(void **state)
         fprintf(stderr, "test_not_loopback: this machine has no non-loopback IPv4 address\n");
         skip();
     }
-    e = start_env("httpapi-remote", NULL, &port);
+    e = it_env_start_on("httpapi-remote", "0.0.0.0", NULL, &port);
     assert_non_null(e);
     *state = e;
     http_to(addr, port, "POST", "/api/v1/stats", NULL, "", 0, &r);
@@ -579,7 +561,7 @@ static void
 test_cross_origin(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-origin", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-origin", "0.0.0.0", NULL, &port);
     struct resp r;
     char hdr[256];
     json_t *h;
@@ -635,7 +617,7 @@ test_auth_tokens(void **state)
                                         "http.auth.viewer_token=view-Secret-2", NULL};
     int port;
     char addr[64];
-    struct it_env *e = start_env("httpapi-auth", extra, &port);
+    struct it_env *e = it_env_start_on("httpapi-auth", "0.0.0.0", extra, &port);
     struct resp r;
     const char *op = "Authorization: Bearer op-Secret-1\r\n";
     const char *view = "Authorization: bearer view-Secret-2\r\n";
@@ -713,7 +695,7 @@ static void
 test_hostile(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-hostile", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-hostile", "0.0.0.0", NULL, &port);
     struct resp r;
     long rss0 = 0, rss1;
     char *junk = malloc(65536);
@@ -812,7 +794,7 @@ test_slow_clients(void **state)
 {
     static const char *const extra[] = {"http.request_timeout_ms=3000", NULL};
     int port;
-    struct it_env *e = start_env("httpapi-slow", extra, &port);
+    struct it_env *e = it_env_start_on("httpapi-slow", "0.0.0.0", extra, &port);
     struct trickler t[8];
     pthread_t th[8];
     int64_t worst = 0, worst_http = 0;
