@@ -212,6 +212,15 @@ sc_status sc_base64_encode(struct sc_buf *out, const void *data, size_t len);
  */
 sc_status sc_base64_decode(const char *s, size_t len, struct sc_buf *out);
 
+/*
+ * sc_base64_padded() tells whether the len characters at s have the shape
+ * of padded standard base64 (RFC 4648 section 4): a multiple of four
+ * characters, at most two '=' and only at the end. It does not check the
+ * alphabet (sc_base64_decode() does). An input that must be base64 as
+ * RFC 4648 writes it (payload_b64) asks both. Any thread.
+ */
+bool sc_base64_padded(const char *s, size_t len);
+
 /* ---- JSON object writer (common/jw.c) ---- */
 
 /*

@@ -239,6 +239,16 @@ b64_value(unsigned char c)
     return -1;
 }
 
+bool
+sc_base64_padded(const char *s, size_t len)
+{
+    size_t pad = 0;
+
+    while (pad < len && s[len - 1 - pad] == '=')
+        pad++;
+    return len % 4 == 0 && pad <= 2 && memchr(s, '=', len - pad) == NULL;
+}
+
 sc_status
 sc_base64_decode(const char *s, size_t len, struct sc_buf *out)
 {

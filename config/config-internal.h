@@ -70,13 +70,15 @@ sc_status config_key_set(struct config *cfg, const struct config_key *k, const c
                          size_t len, char *err, size_t errlen);
 
 /*
- * config_list_check() validates one entry (len bytes at v) of LIST key k;
- * SC_OK or SC_EINVAL with err set. config_list_replace() frees k's current
+ * config_list_check() validates one entry (len bytes at v) of LIST key k,
+ * given the entries before it (prev[0..nprev), NUL-terminated: an
+ * http.auth.users name may appear once); SC_OK or SC_EINVAL with err set
+ * (naming the key). config_list_replace() frees k's current
  * list in cfg and takes ownership of items (n strings plus a NULL slot,
  * allocated with malloc).
  */
-sc_status config_list_check(const struct config_key *k, const char *v, size_t len, char *err,
-                            size_t errlen);
+sc_status config_list_check(const struct config_key *k, const char *v, size_t len,
+                            char *const *prev, size_t nprev, char *err, size_t errlen);
 void config_list_replace(struct config *cfg, const struct config_key *k, char **items, size_t n);
 
 /*

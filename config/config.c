@@ -551,6 +551,41 @@ redact_element(const char *in, size_t i, size_t e, char *out, size_t outlen, siz
     redact_copy(in, at, e, out, outlen, o); /* from the '@' on */
 }
 
+/*
+ * Masks one element in[i, e) as redact_element() does, and the query of a
+ * URL with a scheme too: a webhook's "?token=..." is a credential, so what
+ * follows the '?' up to a '#' becomes "***". The query starts at the first
+ * '?' after the scheme's "://" and after the last '@' (what comes before
+ * that '@' is user info, masked already).
+ */
+static void
+redact_url(const char *in, size_t i, size_t e, char *out, size_t outlen, size_t *o)
+{
+    size_t from = e, q, f;
+
+    for (size_t j = i; j + 3 <= e; j++)
+        if (memcmp(in + j, "://", 3) == 0) {
+            from = j + 3;
+            break;
+        }
+    for (size_t j = e; j > from; j--)
+        if (in[j - 1] == '@') {
+            from = j;
+            break;
+        }
+    for (q = from; q < e && in[q] != '?'; q++)
+        ;
+    redact_element(in, i, q, out, outlen, o);
+    if (q == e)
+        return;
+    for (f = q + 1; f < e && in[f] != '#'; f++)
+        ;
+    redact_put(out, outlen, o, '?');
+    if (f > q + 1)
+        redact_copy("***", 0, 3, out, outlen, o);
+    redact_copy(in, f, e, out, outlen, o); /* the fragment, if any */
+}
+
 size_t
 config_redact(const char *in, size_t len, char *out, size_t outlen)
 {
@@ -563,7 +598,7 @@ config_redact(const char *in, size_t len, char *out, size_t outlen)
         }
         for (e = i; e < len && !element_end(in[e]); e++)
             ;
-        redact_element(in, i, e, out, outlen, &o);
+        redact_url(in, i, e, out, outlen, &o);
         i = e;
     }
     if (outlen > 0)
@@ -1397,7 +1432,8 @@ refuse_value(const struct config_key *k, const char *v, size_t len, const char *
 }
 
 sc_status
-config_list_check(const struct config_key *k, const char *v, size_t len, char *err, size_t errlen)
+config_list_check(const struct config_key *k, const char *v, size_t len, char *const *prev,
+                  size_t nprev, char *err, size_t errlen)
 {
     char rest[200];
 
@@ -1413,6 +1449,15 @@ config_list_check(const struct config_key *k, const char *v, size_t len, char *e
     if (!config_text_ok(v, len) || (k->check != NULL && !k->check(v, len))) {
         snprintf(rest, sizeof(rest), "is not %s", k->what != NULL ? k->what : "valid text");
         return refuse_value(k, v, len, rest, err, errlen);
+    }
+    if (k->check == check_auth_user) { /* one entry per user: which hash and role would count? */
+        size_t nl = (size_t)((const char *)memchr(v, ':', len) - v);
+        for (size_t i = 0; i < nprev; i++)
+            if (strncmp(prev[i], v, nl) == 0 && prev[i][nl] == ':') {
+                config_errf(err, errlen, "%s: the user '%.*s' is given twice (one entry per user)",
+                            k->info.path, (int)nl, v);
+                return SC_EINVAL;
+            }
     }
     return SC_OK;
 }
@@ -1445,7 +1490,7 @@ list_set_text(struct config *cfg, const struct config_key *k, const char *v, siz
             a++;
         while (b > a && is_space(v[b - 1]))
             b--;
-        if (config_list_check(k, v + a, b - a, err, errlen) != SC_OK)
+        if (config_list_check(k, v + a, b - a, items, n, err, errlen) != SC_OK)
             goto done;
         items[n++] = sc_xstrndup(v + a, b - a);
         i++;
@@ -1899,6 +1944,24 @@ put_redacted(FILE *f, const char *s)
     free(masked);
 }
 
+/* put_quoted() of an http.auth.users entry "name:role:hash" as "name:role:********". */
+static void
+put_user_masked(FILE *f, const char *s)
+{
+    const char *c1 = strchr(s, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    char *shown;
+
+    if (!c2) { /* not an entry check_auth_user() took: show nothing of it */
+        put_quoted(f, "********");
+        return;
+    }
+    shown = sc_xmalloc((size_t)(c2 - s) + 10);
+    memcpy(shown, s, (size_t)(c2 - s) + 1);
+    memcpy(shown + (c2 - s) + 1, "********", 9);
+    put_quoted(f, shown);
+    free(shown);
+}
+
 static void
 put_double(FILE *f, double d)
 {
@@ -1941,7 +2004,9 @@ put_value(FILE *f, const struct config *cfg, const struct config_key *k, bool ma
         for (i = 0; i < n && items != NULL; i++) {
             if (i > 0)
                 fputs(", ", f);
-            if (mask)
+            if (mask && k->check == check_auth_user) /* name:role shown, the crypt(3) hash masked as a secret */
+                put_user_masked(f, items[i]);
+            else if (mask)
                 put_redacted(f, items[i]);
             else
                 put_quoted(f, items[i]);

@@ -287,7 +287,9 @@ void config_print(const struct config *cfg, FILE *f);
  * always NUL-terminated when outlen > 0, truncated when short) with the
  * secret of every URL's user info replaced by "***": "nats://u:p@h" becomes
  * "nats://u:***@h", and user info without a ':' (a token) is replaced whole
- * ("nats://t@h" keeps "nats:" and "@h" around "***"). A URL is anything of the form
+ * ("nats://t@h" keeps "nats:" and "@h" around "***"), and so is the query
+ * of a URL with a scheme ("https://h/hook?token=t#x" becomes
+ * "https://h/hook?***#x": a webhook's token). A URL is anything of the form
  * scheme "://" authority; its authority ends at '/', '?', '#', ',',
  * whitespace, a quote or the end. Text without such a URL is copied as it
  * is. Returns the length the full result needs without the NUL (as

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 /*
@@ -231,7 +232,7 @@ list_entry(struct yload *y, struct frame *fr, const yaml_event_t *ev)
 
     if (y->nlist == CONFIG_MAX_LIST)
         return fail(y, line, "%s: more than %d entries", fr->key->info.path, CONFIG_MAX_LIST);
-    if (config_list_check(fr->key, v, n, msg, sizeof(msg)) != SC_OK)
+    if (config_list_check(fr->key, v, n, y->list, y->nlist, msg, sizeof(msg)) != SC_OK)
         return fail(y, line, "%s", msg);
     /* Grow by doubling; the slot after the last entry stays NULL. */
     if (y->nlist + 2 > y->caplist) {
@@ -341,7 +342,7 @@ rule_field(struct yload *y, const yaml_event_t *ev)
 
     for (i = 0; policy_match_field_names[i] != NULL; i++) {
         const char *name = policy_match_field_names[i];
-        if (strlen(name) == n && memcmp(name, v, n) == 0)
+        if (strlen(name) == n && strncasecmp(name, v, n) == 0) /* any ASCII case, as every enum */
             break;
     }
     if (policy_match_field_names[i] == NULL)

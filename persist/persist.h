@@ -600,8 +600,10 @@ size_t persist_seal_overhead(void);
 
 /*
  * persist_seal() appends len bytes at in, sealed with kr's current key, to
- * out. Returns SC_OK, SC_ETOOBIG (out's cap) or SC_EIO (no random nonce);
- * out is unchanged on error. Any thread.
+ * out. Returns SC_OK, SC_ETOOBIG (out's cap), SC_EIO (no random nonce) or
+ * SC_ENOMEM; out is unchanged on error. Any thread: each thread keeps one
+ * cipher context, made on its first seal or open, reset after each use
+ * and freed when the thread exits.
  * persist_open() appends the plaintext of the sealed value (len bytes at
  * in) to out. Returns SC_OK; SC_EPROTO when it is not a sealed value, was
  * changed, or was sealed by a key of the same id that is not this one;

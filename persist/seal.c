@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,19 +141,53 @@ persist_seal_overhead(void)
     return SEAL_HEAD + SEAL_TAG_LEN;
 }
 
+/* The calling thread's cipher context, made on its first seal or open and freed when it exits. */
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+static void
+ctx_free(void *x)
+{
+    EVP_CIPHER_CTX_free(x);
+}
+
+static void
+ctx_key_make(void)
+{
+    if (pthread_key_create(&ctx_key, ctx_free) != 0)
+        abort();
+}
+
+/* The calling thread's context (gcm() resets it after each use); NULL when out of memory. */
+static EVP_CIPHER_CTX *
+thread_ctx(void)
+{
+    EVP_CIPHER_CTX *x;
+
+    pthread_once(&ctx_once, ctx_key_make);
+    x = pthread_getspecific(ctx_key);
+    if (x)
+        return x;
+    x = EVP_CIPHER_CTX_new();
+    if (x && pthread_setspecific(ctx_key, x) != 0) {
+        EVP_CIPHER_CTX_free(x);
+        x = NULL;
+    }
+    return x;
+}
+
 /* One AES-256-GCM pass; the header (version, key id, nonce) is the additional data. */
 static sc_status
 gcm(bool enc, const unsigned char *key, const unsigned char *head, const unsigned char *in,
     size_t len, unsigned char *out, unsigned char *tag)
 {
-    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *x;
     int n = 0, ok;
-    sc_status s = SC_EPROTO;
 
-    if (!x)
-        return SC_ENOMEM;
     if (len > INT32_MAX)
-        goto done;
+        return SC_EPROTO;
+    if (!(x = thread_ctx()))
+        return SC_ENOMEM;
     ok = EVP_CipherInit_ex(x, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) &&
          EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) &&
          EVP_CipherInit_ex(x, NULL, NULL, key, head + 1 + SEAL_ID_LEN, enc) &&
@@ -161,10 +196,8 @@ gcm(bool enc, const unsigned char *key, const unsigned char *head, const unsigne
          (enc || EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, tag)) &&
          EVP_CipherFinal_ex(x, out + (len ? (size_t)n : 0), &n) &&
          (!enc || EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag));
-    s = ok ? SC_OK : SC_EPROTO;
-done:
-    EVP_CIPHER_CTX_free(x);
-    return s;
+    EVP_CIPHER_CTX_reset(x); /* the key schedule does not wait in memory for the next use */
+    return ok ? SC_OK : SC_EPROTO;
 }
 
 sc_status

@@ -79,62 +79,30 @@ lookup(const char *const *names, int n, const char *s, size_t len)
     return -1;
 }
 
-const char *
-policy_category_name(policy_category c)
-{
-    if ((int)c < 0 || c >= POLICY_CAT_COUNT)
-        return "unknown";
-    return policy_category_names[c];
-}
+/*
+ * NAMES_BOTH_WAYS defines <type>_name() and <type>_parse() over one name
+ * table (names, n entries): the table serves both directions, so a name
+ * is spelt once. Out of range names "unknown"; a parse that matches no
+ * name (or has no out) is SC_EINVAL.
+ */
+#define NAMES_BOTH_WAYS(type, names, n)                                                          \
+    const char *type##_name(type v)                                                             \
+    {                                                                                           \
+        return (int)v < 0 || (int)v >= (n) ? "unknown" : (names)[v];                            \
+    }                                                                                           \
+    sc_status type##_parse(const char *s, size_t len, type *out)                                \
+    {                                                                                           \
+        int i = lookup((names), (n), s, len);                                                   \
+        if (i < 0 || out == NULL)                                                               \
+            return SC_EINVAL;                                                                   \
+        *out = (type)i;                                                                         \
+        return SC_OK;                                                                           \
+    }
 
-sc_status
-policy_category_parse(const char *s, size_t len, policy_category *out)
-{
-    int i = lookup(policy_category_names, POLICY_CAT_COUNT, s, len);
-
-    if (i < 0 || out == NULL)
-        return SC_EINVAL;
-    *out = (policy_category)i;
-    return SC_OK;
-}
-
-const char *
-policy_retry_name(policy_retry p)
-{
-    if ((int)p < 0 || p >= POLICY_RETRY_COUNT)
-        return "unknown";
-    return retry_names[p];
-}
-
-sc_status
-policy_retry_parse(const char *s, size_t len, policy_retry *out)
-{
-    int i = lookup(retry_names, POLICY_RETRY_COUNT, s, len);
-
-    if (i < 0 || out == NULL)
-        return SC_EINVAL;
-    *out = (policy_retry)i;
-    return SC_OK;
-}
-
-const char *
-policy_strategy_name(policy_strategy s)
-{
-    if ((int)s < 0 || s >= POLICY_STRATEGY_COUNT)
-        return "unknown";
-    return policy_strategy_names[s];
-}
-
-sc_status
-policy_strategy_parse(const char *s, size_t len, policy_strategy *out)
-{
-    int i = lookup(policy_strategy_names, POLICY_STRATEGY_COUNT, s, len);
-
-    if (i < 0 || out == NULL)
-        return SC_EINVAL;
-    *out = (policy_strategy)i;
-    return SC_OK;
-}
+NAMES_BOTH_WAYS(policy_category, policy_category_names, POLICY_CAT_COUNT)
+NAMES_BOTH_WAYS(policy_retry, retry_names, POLICY_RETRY_COUNT)
+NAMES_BOTH_WAYS(policy_strategy, policy_strategy_names, POLICY_STRATEGY_COUNT)
+NAMES_BOTH_WAYS(policy_priority, policy_priority_names, POLICY_PRIO_COUNT)
 
 policy_retry
 policy_default_retry(policy_category c)
@@ -169,23 +137,4 @@ policy_should_store(policy_strategy s, policy_retry effective, bool enqueue)
     default:
         return false;
     }
-}
-
-const char *
-policy_priority_name(policy_priority p)
-{
-    if ((int)p < 0 || p >= POLICY_PRIO_COUNT)
-        return "unknown";
-    return policy_priority_names[p];
-}
-
-sc_status
-policy_priority_parse(const char *s, size_t len, policy_priority *out)
-{
-    int i = lookup(policy_priority_names, POLICY_PRIO_COUNT, s, len);
-
-    if (i < 0 || out == NULL)
-        return SC_EINVAL;
-    *out = (policy_priority)i;
-    return SC_OK;
 }

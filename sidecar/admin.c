@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -219,13 +220,13 @@ parse_filter(struct admin_req *r, struct dlq_filter *f)
             reply_error(r, 400, "status: must be a string");
             return false;
         }
-        if (strcmp(s, "parked") == 0) {
+        if (strcasecmp(s, "parked") == 0) { /* names of values: any ASCII case, as every enum (README) */
             f->status = DLQ_TASK_PENDING;
             f->want_parked = 1;
         } else {
             int i;
             for (i = 0; i < DLQ_TASK_STATUS_COUNT; i++)
-                if (strcmp(s, dlq_task_status_name((dlq_task_status)i)) == 0)
+                if (strcasecmp(s, dlq_task_status_name((dlq_task_status)i)) == 0)
                     break;
             if (i == DLQ_TASK_STATUS_COUNT) {
                 reply_error(r, 400,
@@ -1755,8 +1756,9 @@ admin_edit(struct admin_req *r)
     if (pb) {
         const char *s = json_string_value(pb);
         sc_buf_reset(raw);
-        if (!s || sc_base64_decode(s, json_string_length(pb), raw) != SC_OK) {
-            reply_error(r, 400, "payload_b64: not standard base64 (RFC 4648 section 4)");
+        if (!s || !sc_base64_padded(s, json_string_length(pb)) ||
+            sc_base64_decode(s, json_string_length(pb), raw) != SC_OK) {
+            reply_error(r, 400, "payload_b64: not standard base64 (RFC 4648 section 4, padded with '=')");
             return;
         }
         bytes = raw->data ? raw->data : "";

@@ -632,6 +632,7 @@ struct api_headers {
     const char *authz, *origin, *host;
     size_t alen, olen, hlen;
     bool expect_continue; /* Expect: 100-continue */
+    bool authz_twice;     /* more than one Authorization header: whose credentials would count? */
 };
 
 /*
@@ -690,6 +691,10 @@ api_route(struct http_conn *c, enum http_method m, const char *path, size_t plen
 
     c->linger = clen != 0; /* refused with its body unread: drain it after the answer */
     snprintf(c->principal, sizeof(c->principal), "local");
+    if (hd->authz_twice) {
+        api_error(c, 400, "Authorization: given more than once (send one)", NULL);
+        return false;
+    }
     if (!auth && !c->local) {
         /* No credentials configured: the API is for loopback only (README, "HTTP API"). */
         hs->st.api_forbidden++;
@@ -849,6 +854,7 @@ handle_request(struct http_conn *c, const char *h, size_t hl)
         } else if (header_is(p, n, "Transfer-Encoding", &v, &vlen)) {
             clen = -2; /* a body of unknown length */
         } else if (header_is(p, n, "Authorization", &v, &vlen)) {
+            hd.authz_twice = hd.authz_twice || hd.authz != NULL;
             hd.authz = v;
             hd.alen = vlen;
         } else if (header_is(p, n, "Origin", &v, &vlen)) {

@@ -113,7 +113,7 @@ log_pair(struct sc_buf *b, const char *k, const char *v)
 
     if (!v)
         v = "";
-    if (strchr(v, '@')) { /* a URL (with or without a scheme) may carry a password: mask it */
+    if (strpbrk(v, "@?")) { /* a URL may carry a password (user info) or a token (query): mask them */
         size_t len = strlen(v), n = config_redact(v, len, NULL, 0);
         masked = sc_xmalloc(n + 1);
         config_redact(v, len, masked, n + 1);
@@ -136,8 +136,8 @@ log_pair(struct sc_buf *b, const char *k, const char *v)
 /*
  * sc_log() writes one line: time, level, msg, then the NULL-terminated
  * key/value string pairs that follow msg. Values may hold any bytes; they
- * are escaped, and the password of any URL in them is masked
- * (config_redact(): "nats://u:***@host"). Any thread (one write(2) per line,
+ * are escaped, and the password and the query of any URL in them are
+ * masked (config_redact(): "nats://u:***@host", "https://h/p?***"). Any thread (one write(2) per line,
  * or per batch on the holding thread).
  */
 void

@@ -1785,11 +1785,11 @@ mp_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_body(pk, s, n);
 }
 
-/* mp_b64() appends the bytes that base64 text v stands for (MessagePack already); false when v is not base64. */
+/* mp_b64() appends the bytes that base64 text v stands for (MessagePack already); false when v is not padded base64. */
 static bool
 mp_b64(struct sc_buf *b, const json_t *v)
 {
-    return json_is_string(v) &&
+    return json_is_string(v) && sc_base64_padded(json_string_value(v), json_string_length(v)) &&
            sc_base64_decode(json_string_value(v), json_string_length(v), b) == SC_OK;
 }
 

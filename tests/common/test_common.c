@@ -595,6 +595,16 @@ test_base64(void **state)
     assert_int_equal(d.len, 2);
     assert_int_equal(sc_base64_decode("Zm9v!mFy", 8, &d), SC_EPROTO);
     assert_int_equal(sc_base64_decode("Z", 1, &d), SC_EPROTO);
+    /* padded standard base64 only (payload_b64) */
+    assert_true(sc_base64_padded("Zm8=", 4));
+    assert_true(sc_base64_padded("Zg==", 4));
+    assert_true(sc_base64_padded("Zm9vYmFy", 8));
+    assert_true(sc_base64_padded("", 0));
+    assert_false(sc_base64_padded("Zm8", 3));
+    assert_false(sc_base64_padded("Zg", 2));
+    assert_false(sc_base64_padded("Zm9v====", 8));
+    assert_false(sc_base64_padded("Zm=v", 4));
+    assert_false(sc_base64_padded("====", 4));
     sc_buf_destroy(&e);
     sc_buf_destroy(&d);
 }

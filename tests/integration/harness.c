@@ -1694,29 +1694,7 @@ it_http_get(int port, const char *path, struct it_http_resp *r)
 int
 it_http_request(int port, const char *method, const char *path, struct it_http_resp *r)
 {
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
-    char req[512];
-    int fd, rc = -1;
-
-    memset(r, 0, sizeof *r);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    snprintf(req, sizeof req,
-             "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: dlq-it\r\nConnection: close\r\n"
-             "Content-Length: 0\r\n\r\n", method, path, port);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        write(fd, req, strlen(req)) == (ssize_t)strlen(req))
-        rc = it_http_read(fd, r);
-    close(fd);
-    return rc;
+    return it_http(port, method, path, "User-Agent: dlq-it\r\nContent-Length: 0\r\n", NULL, r);
 }
 
 /* ---- a receiver: a tiny HTTP server on a thread that records every request ------------------ */
@@ -1835,3 +1813,230 @@ it_recv_stop(struct it_recv *h)
     pthread_mutex_destroy(&h->mu);
 }
 
+
+/* ---- shared test scaffolding ------------------------------------------------------------------ */
+
+int
+it_dial(const char *addr, int port)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {10, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int
+it_http(int port, const char *method, const char *path, const char *extra, const char *body,
+        struct it_http_resp *r)
+{
+    char head[2048], cl[128] = "";
+    size_t len = body ? strlen(body) : 0;
+    int fd = it_dial("127.0.0.1", port), rc;
+
+    memset(r, 0, sizeof *r);
+    if (fd < 0)
+        return -1;
+    if (body)
+        snprintf(cl, sizeof cl, "Content-Type: application/json\r\nContent-Length: %zu\r\n", len);
+    snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s\r\n",
+             method, path, port, cl, extra ? extra : "");
+    if (send(fd, head, strlen(head), MSG_NOSIGNAL) < 0 || (len && send(fd, body, len, MSG_NOSIGNAL) < 0)) {
+        close(fd);
+        return -1;
+    }
+    rc = it_http_read(fd, r);
+    close(fd);
+    return rc;
+}
+
+char *
+it_metrics(int port)
+{
+    struct it_http_resp r;
+    char *body = NULL;
+
+    if (it_http_get(port, "/metrics", &r) == 0 && r.status == 200)
+        body = strdup(r.body);
+    it_http_resp_free(&r);
+    return body;
+}
+
+struct it_env *
+it_env_start_http(const char *name, const char *const *extra, int *port)
+{
+    return it_env_start_on(name, "127.0.0.1", extra, port);
+}
+
+struct it_env *
+it_env_start_on(const char *name, const char *addr, const char *const *extra, int *port)
+{
+    char listen_flag[96];
+    const char *flags[48];
+    size_t n = 0;
+
+    *port = it_free_port();
+    if (*port <= 0)
+        return NULL;
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=%s:%d", addr, *port);
+    flags[n++] = listen_flag;
+    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
+        flags[n++] = extra[i];
+    flags[n] = NULL;
+    return it_env_start(name, flags);
+}
+
+void
+it_cluster_two_members(struct it_cluster *cl, struct it_daemon sc[2], natsConnection **nc,
+                       const char *dir, const char *name, int http_port, const char *extra)
+{
+    char sdir[IT_PATH_MAX + 16], listen_flag[64] = "http.listen=";
+    int64_t until;
+
+    IT_CHECK(it_cluster_start(cl, dir, 1) == 0, "a nats-server with JetStream starts");
+    *nc = it_connect(cl->urls, name);
+    IT_CHECK(*nc != NULL, "%s connects", name);
+    if (http_port > 0)
+        snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", http_port);
+    for (int i = 0; i < 2; i++) {
+        char id[32];
+        const char *flags[] = {"cluster.enabled=true", "cluster.replicas=1", id,
+                               "store.backend=jetstream", "store.jetstream.replicas=1",
+                               "ingest.mode=jetstream", "ingest.stream_replicas=1",
+                               "log.level=info", i == 0 ? listen_flag : "http.listen=", extra, NULL};
+        snprintf(id, sizeof id, "cluster.member_id=s%d", i);
+        snprintf(sdir, sizeof sdir, "%s/s%d", dir, i);
+        IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
+        IT_CHECK(it_daemon_start(&sc[i], sdir, cl->urls, flags) == 0, "sidecar s%d starts", i);
+    }
+    until = sc_now_mono_ms() + IT_WAIT_MS * 2;
+    for (;;) {
+        json_t *a = it_request_json(*nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
+        json_t *ms = json_object_get(a, "members");
+        /* Balanced (16 each of the 32): no partition moves while the test counts. */
+        bool balanced = a && it_json_int(a, "members_answered") == 2 && json_array_size(ms) == 2 &&
+                        json_array_size(json_object_get(json_array_get(ms, 0), "partitions")) == 16 &&
+                        json_array_size(json_object_get(json_array_get(ms, 1), "partitions")) == 16 &&
+                        json_array_size(json_object_get(a, "partitions_missing")) == 0;
+        json_decref(a);
+        if (balanced)
+            break;
+        IT_CHECK(sc_now_mono_ms() < until, "the two members did not share the partitions 16/16 in time");
+        it_sleep_ms(200);
+    }
+}
+
+void
+it_cluster_seed_tasks(natsConnection *nc, int n)
+{
+    int64_t until;
+
+    for (int i = 0; i < n; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"task_id\":\"c-%02d\",\"task\":{\"n\":%d},\"error\":\"ValueError: bad\"}", i, i);
+        IT_CHECK(natsConnection_PublishString(nc, "dlq.failed.orders", body) == NATS_OK, "publish");
+    }
+    until = sc_now_mono_ms() + IT_WAIT_MS;
+    for (;;) {
+        json_t *a = it_request_json(nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
+        bool all = a && it_json_int(a, "queue_size") == n && it_json_int(a, "members_answered") == 2;
+        json_decref(a);
+        if (all)
+            break;
+        IT_CHECK(sc_now_mono_ms() < until, "%d tasks did not arrive", n);
+        it_sleep_ms(100);
+    }
+}
+
+pid_t
+it_spawn_io(char *const argv[], const char *in_path, int out_fd, const char *out_path)
+{
+    pid_t parent = getpid(), pid = fork();
+
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
+    int out = out_fd >= 0 ? out_fd : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0)
+        _exit(127);
+    dup2(in, 0);
+    dup2(out, 1);
+    if (out_fd >= 0)
+        dup2(out, 2);
+    else
+        dup2(open("/dev/null", O_WRONLY), 2);
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+int
+it_wait_exit(pid_t pid, int timeout_ms)
+{
+    int64_t end = sc_now_mono_ms() + timeout_ms;
+    int st;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0 || sc_now_mono_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        it_sleep_ms(20);
+    }
+}
+
+int
+it_run_dlqctl(const char *url, const char *in_path, const char *out_path, const char *const *args)
+{
+    char *argv[32];
+    size_t n = 0;
+
+    argv[n++] = (char *)DLQCTL_BIN;
+    argv[n++] = (char *)"--server";
+    argv[n++] = (char *)url;
+    for (size_t i = 0; args[i] && n < SC_ARRAY_LEN(argv) - 1; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = it_spawn_io(argv, in_path, -1, out_path);
+    return pid < 0 ? -1 : it_wait_exit(pid, 60000);
+}
+
+char *
+it_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *s = calloc(1, 1);
+    size_t n = 0;
+    char buf[4096];
+    size_t k;
+
+    if (!f)
+        return s;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0) {
+        s = realloc(s, n + k + 1);
+        memcpy(s + n, buf, k);
+        n += k;
+        s[n] = '\0';
+    }
+    fclose(f);
+    return s;
+}

@@ -570,4 +570,72 @@ struct it_recv {
 int it_recv_start(struct it_recv *h, int fail_first, int fail_status);
 void it_recv_stop(struct it_recv *h);
 
+/* ---- shared test scaffolding: HTTP, /metrics, a two-member cluster, dlqctl ------------------- */
+
+/* it_dial() connects a blocking TCP socket to addr:port (IPv4 text) with 10 s timeouts; the fd, or -1. */
+int it_dial(const char *addr, int port);
+
+/*
+ * it_http() sends method path to 127.0.0.1:port with body (NULL: no body,
+ * no Content-Length; "" an empty one) as application/json and the extra
+ * header lines (NULL or "Name: v\r\n...") and reads the answer into r
+ * (it_http_read(); the caller frees it with it_http_resp_free()). Returns
+ * 0, or -1 when nothing could be sent or read (r->status 0). Any thread.
+ */
+int it_http(int port, const char *method, const char *path, const char *extra, const char *body,
+            struct it_http_resp *r);
+
+/* it_metrics() GETs /metrics on 127.0.0.1:port; returns the body (malloc'ed, caller frees) or NULL. */
+char *it_metrics(int port);
+
+/*
+ * it_env_start_http() is it_env_start() with the daemon's HTTP listener on
+ * 127.0.0.1 at a free port (in *port) before the extra flags (at most 46).
+ * Same returns and owner as it_env_start(); test thread.
+ */
+struct it_env *it_env_start_http(const char *name, const char *const *extra, int *port);
+
+/* it_env_start_on() is it_env_start_http() with the listener on addr (IPv4 text: "0.0.0.0" for every interface). */
+struct it_env *it_env_start_on(const char *name, const char *addr, const char *const *extra, int *port);
+
+/*
+ * it_cluster_two_members() starts, in dir (an existing directory), a
+ * one-node JetStream server (into *cl), connects *nc to it (named name)
+ * and two sidecars s0 and s1 in cluster mode (into sc[0], sc[1]; s0 with
+ * its HTTP listener on http_port, 0: none; extra, NULL or one more
+ * "key=value" for both), then waits (IT_WAIT_MS * 2) until both members
+ * answer stats and own 16 of the 32 partitions each, so that nothing
+ * moves while a test counts. Fails the test (IT_CHECK) otherwise; the
+ * caller stops what was started (it_daemon_stop(), it_cluster_stop()).
+ */
+void it_cluster_two_members(struct it_cluster *cl, struct it_daemon sc[2], natsConnection **nc,
+                            const char *dir, const char *name, int http_port, const char *extra);
+
+/*
+ * it_cluster_seed_tasks() publishes n failures "c-00".. on dlq.failed.orders
+ * (task {"n":i}, a ValueError) and waits (IT_WAIT_MS) until stats of both
+ * members count n. Fails the test (IT_CHECK) otherwise. Test thread.
+ */
+void it_cluster_seed_tasks(natsConnection *nc, int n);
+
+/*
+ * it_spawn_io() starts argv (argv[0] a path) with stdin from in_path (NULL:
+ * /dev/null) and stdout and stderr to out_fd (-1: stdout to out_path,
+ * created, stderr to /dev/null). The child dies with the test. Returns its
+ * pid, or -1. it_wait_exit() waits up to timeout_ms for it and returns its
+ * exit code (128+signal), or -1 (then it is killed). Test thread.
+ */
+pid_t it_spawn_io(char *const argv[], const char *in_path, int out_fd, const char *out_path);
+int it_wait_exit(pid_t pid, int timeout_ms);
+
+/*
+ * it_run_dlqctl() runs dlqctl --server url with args (NULL-terminated, at
+ * most 28), stdin from in_path (NULL: /dev/null), stdout to out_path; waits
+ * up to 60 s. Returns its exit code, or -1 (could not start, or killed).
+ */
+int it_run_dlqctl(const char *url, const char *in_path, const char *out_path, const char *const *args);
+
+/* it_slurp() reads the file at path into a malloc'ed NUL-terminated string ("" when unreadable). */
+char *it_slurp(const char *path);
+
 #endif

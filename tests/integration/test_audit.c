@@ -145,62 +145,21 @@ history_has(natsConnection *nc, const char *task_id, const char *note)
     return found;
 }
 
-/* Starts an env with HTTP on 127.0.0.1 at a free port (*port) and extra flags. */
+/* Starts an env with HTTP on 127.0.0.1 at a free port (*port), events on, and extra flags. */
 static struct it_env *
 start_env(const char *name, const char *const *extra, int *port)
 {
-    static char listen_flag[64];
     const char *flags[32];
     size_t n = 0;
 
-    *port = it_free_port();
-    assert_true(*port > 0);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
-    flags[n++] = listen_flag;
     flags[n++] = "events.enabled=true";
     for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
         flags[n++] = extra[i];
     flags[n] = NULL;
-    return it_env_start(name, flags);
+    return it_env_start_http(name, flags, port);
 }
 
 /* ---- HTTP ---------------------------------------------------------------------------------------- */
-
-/* POSTs (body non-NULL) or GETs path on 127.0.0.1:port with extra header lines (NULL: none). */
-static int
-http(int port, const char *method, const char *path, const char *extra, const char *body,
-     struct it_http_resp *r)
-{
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
-    char head[2048];
-    int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
-
-    memset(r, 0, sizeof *r);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    snprintf(head, sizeof head,
-             "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%sContent-Length: %zu\r\n"
-             "Content-Type: application/json\r\n\r\n%s",
-             method, path, port, extra ? extra : "", body ? strlen(body) : 0, body ? body : "");
-    if (send(fd, head, strlen(head), MSG_NOSIGNAL) != (ssize_t)strlen(head)) {
-        close(fd);
-        return -1;
-    }
-    rc = it_http_read(fd, r);
-    close(fd);
-    return rc;
-}
 
 /* "Authorization: Basic <base64 user:password>\r\n" into out. */
 static const char *
@@ -390,18 +349,18 @@ test_http_local(void **state)
     ev = it_env_recorder(e, e->nc, "dlq.events.audit", NULL, 1000, true);
     IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
     file_tasks(e, "billing", "h", 3);
-    IT_CHECK(http(port, "POST", "/api/v1/retry", NULL, "{\"task_id\":\"h-0\"}", &r) == 0 && r.status == 200,
+    IT_CHECK(it_http(port, "POST", "/api/v1/retry", NULL, "{\"task_id\":\"h-0\"}", &r) == 0 && r.status == 200,
              "retry over HTTP: %d %s", r.status, r.body ? r.body : "");
     it_http_resp_free(&r);
     check_one_more(e->nc, ev, &seen, &events, "local", "retry", "h-0", 1);
     IT_CHECK(history_has(e->nc, "h-0", "retry by local"), "h-0's history notes the retry");
-    IT_CHECK(http(port, "POST", "/api/v1/edit", NULL, "{\"task_id\":\"h-0\",\"payload_json\":{\"fixed\":1}}",
+    IT_CHECK(it_http(port, "POST", "/api/v1/edit", NULL, "{\"task_id\":\"h-0\",\"payload_json\":{\"fixed\":1}}",
                   &r) == 0 && r.status == 200,
              "edit over HTTP: %d %s", r.status, r.body ? r.body : "");
     it_http_resp_free(&r);
     check_one_more(e->nc, ev, &seen, &events, "local", "edit", "h-0", 1);
     IT_CHECK(history_has(e->nc, "h-0", "edit by local"), "h-0's history notes the edit");
-    IT_CHECK(http(port, "POST", "/api/v1/archive", NULL, "{\"subject\":\"dlq.failed.billing\",\"status\":\"pending\"}", &r) == 0 &&
+    IT_CHECK(it_http(port, "POST", "/api/v1/archive", NULL, "{\"subject\":\"dlq.failed.billing\",\"status\":\"pending\"}", &r) == 0 &&
                  r.status == 200,
              "archive over HTTP: %d %s", r.status, r.body ? r.body : "");
     j = json_loads(r.body, 0, NULL);
@@ -410,11 +369,11 @@ test_http_local(void **state)
     json_decref(j);
     it_http_resp_free(&r);
     check_one_more(e->nc, ev, &seen, &events, "local", "archive", NULL, n);
-    IT_CHECK(http(port, "POST", "/api/v1/pause", NULL, "", &r) == 0 && r.status == 200, "pause over HTTP");
+    IT_CHECK(it_http(port, "POST", "/api/v1/pause", NULL, "", &r) == 0 && r.status == 200, "pause over HTTP");
     it_http_resp_free(&r);
     check_one_more(e->nc, ev, &seen, &events, "local", "pause", NULL, 0);
 
-    IT_CHECK(http(port, "GET", "/api/v1/audit?limit=2", NULL, NULL, &r) == 0 && r.status == 200,
+    IT_CHECK(it_http(port, "GET", "/api/v1/audit?limit=2", NULL, NULL, &r) == 0 && r.status == 200,
              "GET /api/v1/audit: %d %s", r.status, r.body ? r.body : "");
     j = json_loads(r.body, 0, NULL);
     IT_CHECK(json_array_size(json_object_get(j, "records")) == 2, "2 records: %s", r.body);
@@ -429,12 +388,13 @@ test_http_local(void **state)
  * http.auth.users: a yescrypt operator and a sha512 viewer, beside a token.
  * The right password works and is audited as http:<user>; a wrong one or an
  * unknown user gets 401 with a Basic challenge; the viewer reads but gets
- * 403 on retry; the operator token is audited as token:operator.
+ * 403 on retry; two Authorization headers are a 400; the operator token
+ * is audited as token:operator.
  */
 static void
 test_basic_auth(void **state)
 {
-    char ha[CRYPT_OUTPUT_SIZE], hb[CRYPT_OUTPUT_SIZE], users[2 * CRYPT_OUTPUT_SIZE + 64], hdr[512];
+    char ha[CRYPT_OUTPUT_SIZE], hb[CRYPT_OUTPUT_SIZE], users[2 * CRYPT_OUTPUT_SIZE + 64], hdr[512], two[640];
     int port;
     const char *extra[3] = {users, "http.auth.operator_token=op-secret-1", NULL};
     struct it_env *e;
@@ -452,37 +412,44 @@ test_basic_auth(void **state)
     IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
     file_tasks(e, "billing", "a", 3);
 
-    IT_CHECK(http(port, "POST", "/api/v1/retry", basic("alice", "alice-pw", hdr, sizeof hdr),
+    IT_CHECK(it_http(port, "POST", "/api/v1/retry", basic("alice", "alice-pw", hdr, sizeof hdr),
                   "{\"task_id\":\"a-0\"}", &r) == 0 && r.status == 200,
              "alice retries: %d %s", r.status, r.body ? r.body : "");
     it_http_resp_free(&r);
     check_one_more(e->nc, ev, &seen, &events, "http:alice", "retry", "a-0", 1);
     IT_CHECK(history_has(e->nc, "a-0", "retry by http:alice"), "a-0's history names alice");
 
-    IT_CHECK(http(port, "POST", "/api/v1/retry", basic("alice", "wrong", hdr, sizeof hdr),
+    IT_CHECK(it_http(port, "POST", "/api/v1/retry", basic("alice", "wrong", hdr, sizeof hdr),
                   "{\"task_id\":\"a-1\"}", &r) == 0 && r.status == 401,
              "a wrong password: 401, not %d", r.status);
     IT_CHECK(strstr(r.head, "WWW-Authenticate: Basic realm=\"dlq-sidecar\"") != NULL,
              "a Basic challenge: %s", r.head);
     it_http_resp_free(&r);
-    IT_CHECK(http(port, "GET", "/api/v1/stats", basic("mallory", "alice-pw", hdr, sizeof hdr), NULL, &r) == 0 &&
+    IT_CHECK(it_http(port, "GET", "/api/v1/stats", basic("mallory", "alice-pw", hdr, sizeof hdr), NULL, &r) == 0 &&
                  r.status == 401,
              "an unknown user: 401, not %d", r.status);
     it_http_resp_free(&r);
-    IT_CHECK(http(port, "GET", "/api/v1/stats", NULL, NULL, &r) == 0 && r.status == 401,
+    IT_CHECK(it_http(port, "GET", "/api/v1/stats", NULL, NULL, &r) == 0 && r.status == 401,
              "loopback without credentials once users are set: 401, not %d", r.status);
     it_http_resp_free(&r);
 
-    IT_CHECK(http(port, "GET", "/api/v1/stats", basic("bob", "bob-pw", hdr, sizeof hdr), NULL, &r) == 0 &&
+    IT_CHECK(it_http(port, "GET", "/api/v1/stats", basic("bob", "bob-pw", hdr, sizeof hdr), NULL, &r) == 0 &&
                  r.status == 200,
              "bob reads: %d", r.status);
     it_http_resp_free(&r);
-    IT_CHECK(http(port, "POST", "/api/v1/retry", basic("bob", "bob-pw", hdr, sizeof hdr),
+    IT_CHECK(it_http(port, "POST", "/api/v1/retry", basic("bob", "bob-pw", hdr, sizeof hdr),
                   "{\"task_id\":\"a-1\"}", &r) == 0 && r.status == 403,
              "bob (viewer) may not retry: %d", r.status);
     it_http_resp_free(&r);
 
-    IT_CHECK(http(port, "POST", "/api/v1/archive", "Authorization: Bearer op-secret-1\r\n",
+    /* two Authorization headers (a viewer's and the operator's token): whose would count? a 400 */
+    snprintf(two, sizeof two, "%sAuthorization: Bearer op-secret-1\r\n", basic("bob", "bob-pw", hdr, sizeof hdr));
+    IT_CHECK(it_http(port, "POST", "/api/v1/archive", two, "{\"task_id\":\"a-2\"}", &r) == 0 && r.status == 400 &&
+                 r.body && strstr(r.body, "\"code\":400") && strstr(r.body, "Authorization"),
+             "two Authorization headers: 400, not %d %s", r.status, r.body ? r.body : "");
+    it_http_resp_free(&r);
+
+    IT_CHECK(it_http(port, "POST", "/api/v1/archive", "Authorization: Bearer op-secret-1\r\n",
                   "{\"task_id\":\"a-2\"}", &r) == 0 && r.status == 200,
              "the operator token archives: %d %s", r.status, r.body ? r.body : "");
     it_http_resp_free(&r);
@@ -491,7 +458,41 @@ test_basic_auth(void **state)
     e->passed = true;
 }
 
-/* A bad http.auth.users entry stops the start with a message naming the key. */
+/*
+ * start_fails() starts a daemon with the one flag and tells whether it
+ * stops with a non-zero exit and a log line that names http.auth.users and
+ * holds want.
+ */
+static bool
+start_fails(const char *flag, const char *want)
+{
+    const char *tmp = getenv("TMPDIR");
+    const char *extra[] = {flag, NULL};
+    char dir[IT_PATH_MAX], line[1024];
+    struct it_daemon d;
+    bool named = false;
+    FILE *f;
+    int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
+
+    snprintf(dir, sizeof dir, "%s/dlq-it-audit-bad-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    IT_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    IT_CHECK(it_daemon_start(&d, dir, "nats://127.0.0.1:1", extra) == 0, "start %s", flag);
+    while (it_daemon_alive(&d) && sc_now_mono_ms() < until)
+        it_sleep_ms(50);
+    IT_CHECK(!it_daemon_alive(&d), "%s: the daemon stops", flag);
+    IT_CHECK(d.exit_status != 0, "%s: a non-zero exit (%d)", flag, d.exit_status);
+    f = fopen(d.log, "r");
+    IT_CHECK(f != NULL, "the log %s", d.log);
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "http.auth.users") && strstr(line, want))
+            named = true;
+    fclose(f);
+    if (!named)
+        it_print_tail("daemon log", d.log, 20);
+    return named;
+}
+
+/* A bad http.auth.users entry, or a user given twice, stops the start with a message naming the key. */
 static void
 test_bad_users(void **state)
 {
@@ -500,35 +501,15 @@ test_bad_users(void **state)
         "http.auth.users=alice:operator:plaintext", /* not a crypt(3) hash */
         "http.auth.users=:viewer:$6$abc$def",       /* no name */
     };
-    const char *tmp = getenv("TMPDIR");
-    char dir[IT_PATH_MAX];
+    char ha[CRYPT_OUTPUT_SIZE], twice[2 * CRYPT_OUTPUT_SIZE + 64];
 
     (void)state;
-    snprintf(dir, sizeof dir, "%s/dlq-it-audit-bad-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(dir));
-    for (size_t i = 0; i < SC_ARRAY_LEN(bad); i++) {
-        const char *extra[] = {bad[i], NULL};
-        struct it_daemon d;
-        char line[1024];
-        bool named = false;
-        FILE *f;
-        int64_t until = sc_now_mono_ms() + IT_WAIT_MS;
-
-        IT_CHECK(it_daemon_start(&d, dir, "nats://127.0.0.1:1", extra) == 0, "start %s", bad[i]);
-        while (it_daemon_alive(&d) && sc_now_mono_ms() < until)
-            it_sleep_ms(50);
-        IT_CHECK(!it_daemon_alive(&d), "%s: the daemon stops", bad[i]);
-        IT_CHECK(d.exit_status != 0, "%s: a non-zero exit (%d)", bad[i], d.exit_status);
-        f = fopen(d.log, "r");
-        IT_CHECK(f != NULL, "the log %s", d.log);
-        while (fgets(line, sizeof line, f))
-            if (strstr(line, "http.auth.users") && strstr(line, "name:role:hash"))
-                named = true;
-        fclose(f);
-        if (!named)
-            it_print_tail("daemon log", d.log, 20);
-        IT_CHECK(named, "%s: the message names the key and what it takes", bad[i]);
-    }
+    /* a user given twice (with a role each): a start-up error naming the key and the user */
+    make_hash("$6$", "pw", ha, sizeof ha);
+    snprintf(twice, sizeof twice, "http.auth.users=alice:operator:%s,alice:viewer:%s", ha, ha);
+    IT_CHECK(start_fails(twice, "the user 'alice' is given twice"), "a user twice is refused at start");
+    for (size_t i = 0; i < SC_ARRAY_LEN(bad); i++)
+        IT_CHECK(start_fails(bad[i], "name:role:hash"), "%s: the message names the key and what it takes", bad[i]);
 }
 
 /* ---- cluster ------------------------------------------------------------------------------------- */
@@ -591,65 +572,17 @@ test_cluster(void **state)
 {
     struct cl_world *w = calloc(1, sizeof *w);
     const char *tmp = getenv("TMPDIR");
-    char sdir[IT_PATH_MAX + 16], listen_flag[64];
     int port = it_free_port();
     struct it_http_resp hr;
     json_t *a = NULL, *r0 = NULL, *r1 = NULL;
-    int64_t until;
     size_t n0, n1;
 
     assert_non_null(w);
     *state = w;
     snprintf(w->dir, sizeof w->dir, "%s/dlq-it-audit-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(w->dir));
-    IT_CHECK(it_cluster_start(&w->cl, w->dir, 1) == 0, "a nats-server with JetStream starts");
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    w->nc = it_connect(w->cl.urls, "it-audit-cluster");
-    assert_non_null(w->nc);
-    for (int i = 0; i < 2; i++) {
-        char id[32];
-        const char *extra[] = {"cluster.enabled=true", "cluster.replicas=1", id,
-                               "store.backend=jetstream", "store.jetstream.replicas=1",
-                               "ingest.mode=jetstream", "ingest.stream_replicas=1",
-                               "log.level=info", i == 0 ? listen_flag : "http.listen=", NULL};
-        snprintf(id, sizeof id, "cluster.member_id=s%d", i);
-        snprintf(sdir, sizeof sdir, "%s/s%d", w->dir, i);
-        IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
-        IT_CHECK(it_daemon_start(&w->sc[i], sdir, w->cl.urls, extra) == 0, "sidecar s%d starts", i);
-    }
-    until = sc_now_mono_ms() + IT_WAIT_MS * 2;
-    for (;;) {
-        json_t *ms;
-        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
-        ms = json_object_get(a, "members");
-        /* Balanced (16 each of the 32): no partition moves while the test counts. */
-        if (a && it_json_int(a, "members_answered") == 2 && json_array_size(ms) == 2 &&
-            json_array_size(json_object_get(json_array_get(ms, 0), "partitions")) == 16 &&
-            json_array_size(json_object_get(json_array_get(ms, 1), "partitions")) == 16 &&
-            json_array_size(json_object_get(a, "partitions_missing")) == 0)
-            break;
-        json_decref(a);
-        a = NULL;
-        IT_CHECK(sc_now_mono_ms() < until, "the two members did not share the partitions 16/16 in time");
-        it_sleep_ms(200);
-    }
-    json_decref(a);
-    for (int i = 0; i < 12; i++) {
-        char body[160];
-        snprintf(body, sizeof body,
-                 "{\"task_id\":\"c-%02d\",\"task\":{\"n\":%d},\"error\":\"ValueError: bad\"}", i, i);
-        IT_CHECK(natsConnection_PublishString(w->nc, "dlq.failed.orders", body) == NATS_OK, "publish");
-    }
-    until = sc_now_mono_ms() + IT_WAIT_MS;
-    for (;;) {
-        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
-        if (a && it_json_int(a, "queue_size") == 12 && it_json_int(a, "members_answered") == 2)
-            break;
-        json_decref(a);
-        IT_CHECK(sc_now_mono_ms() < until, "12 tasks did not arrive");
-        it_sleep_ms(100);
-    }
-    json_decref(a);
+    it_cluster_two_members(&w->cl, w->sc, &w->nc, w->dir, "it-audit-cluster", port, NULL);
+    it_cluster_seed_tasks(w->nc, 12);
 
     a = it_request_json(w->nc, "dlq.admin.archive", "{\"subject\":\"dlq.failed.orders\"}", IT_REQUEST_MS);
     IT_CHECK(it_json_int(a, "archived") == 12 && it_json_int(a, "members_answered") == 2,
@@ -670,7 +603,7 @@ test_cluster(void **state)
     json_decref(r1);
 
     /* over HTTP to s0: s0 records, s1 (asked through the fan-out) does not */
-    IT_CHECK(http(port, "POST", "/api/v1/pause", NULL, "", &hr) == 0 && hr.status == 200,
+    IT_CHECK(it_http(port, "POST", "/api/v1/pause", NULL, "", &hr) == 0 && hr.status == 200,
              "pause over s0's HTTP: %d %s", hr.status, hr.body ? hr.body : "");
     it_http_resp_free(&hr);
     IT_CHECK(member_records(w, "s0", &r0) == n0 + 1, "s0 recorded the HTTP pause");

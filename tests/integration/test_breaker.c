@@ -81,18 +81,6 @@ rec_json_wait(struct it_recorder *r, size_t n, int timeout_ms)
     return m->body ? json_loadb(m->body, m->len, 0, NULL) : NULL;
 }
 
-static char *
-metrics(int port)
-{
-    struct it_http_resp r;
-    char *body = NULL;
-
-    if (it_http_get(port, "/metrics", &r) == 0 && r.status == 200)
-        body = strdup(r.body);
-    it_http_resp_free(&r);
-    return body;
-}
-
 /*
  * A worker that fails every retry opens the circuit after 3 failures in a
  * row (event, stats, list, /metrics, alert); while open the tasks are held
@@ -104,18 +92,15 @@ metrics(int port)
 static void
 test_circuit(void **state)
 {
-    static char listen_flag[64];
-    int port = it_free_port();
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    const char *flags[] = {listen_flag,
-                           "circuit_breaker.failures=3",
+    int port;
+    const char *flags[] = {"circuit_breaker.failures=3",
                            "circuit_breaker.cooldown_ms=1500",
                            "retry.max_in_flight=1",
                            "backoff.exp_base_ms=50",
                            "backoff.max_delay_ms=100",
                            "alerts.check_interval_ms=50",
                            NULL};
-    struct it_env *e = it_env_start("breaker-circuit", flags);
+    struct it_env *e = it_env_start_http("breaker-circuit", flags, &port);
     const char *S = "dlq.retry.cb";
     json_t *j, *st, *c;
     char *dump, *m;
@@ -173,7 +158,7 @@ test_circuit(void **state)
     IT_CHECK(j && strcmp(it_json_str(j, "circuit") ? it_json_str(j, "circuit") : "", "open") == 0,
              "get says circuit open");
     json_decref(j);
-    m = metrics(port);
+    m = it_metrics(port);
     IT_CHECK(m && strstr(m, "dlq_circuit_state{subject=\"dlq.retry.cb\"} 1\n") &&
                  strstr(m, "\ndlq_circuit_opened_total 1\n") && strstr(m, "\ndlq_circuits_open 1\n"),
              "/metrics while open: %.3000s", m ? m : "(none)");
@@ -226,7 +211,7 @@ test_circuit(void **state)
              "stats: the circuit is gone");
     json_decref(c);
     json_decref(st);
-    m = metrics(port);
+    m = it_metrics(port);
     IT_CHECK(m && strstr(m, "\ndlq_circuits_open 0\n") && !strstr(m, "dlq_circuit_state{subject=\"dlq.retry.cb\"}"),
              "/metrics once closed: %.3000s", m ? m : "(none)");
     free(m);
@@ -242,11 +227,9 @@ test_circuit(void **state)
 static void
 test_effectiveness(void **state)
 {
-    static char listen_flag[64];
-    int port = it_free_port();
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    const char *flags[] = {listen_flag, "backoff.exp_base_ms=50", "backoff.max_delay_ms=100", NULL};
-    struct it_env *e = it_env_start("breaker-effect", flags);
+    int port;
+    const char *flags[] = {"backoff.exp_base_ms=50", "backoff.max_delay_ms=100", NULL};
+    struct it_env *e = it_env_start_http("breaker-effect", flags, &port);
     const struct it_step fail_once[] = {{IT_ACT_FAIL, "upstream unavailable", NULL}};
     json_t *j, *st, *s;
     bool ok = false;
@@ -302,7 +285,7 @@ test_effectiveness(void **state)
     free(dump);
     json_decref(st);
 
-    m = metrics(port);
+    m = it_metrics(port);
     IT_CHECK(m && strstr(m, "# TYPE dlq_retry_attempts_to_success histogram") &&
                  strstr(m, "# TYPE dlq_retry_recovery_seconds histogram") &&
                  strstr(m, "dlq_retried_tasks_total{category="),

@@ -19,48 +19,6 @@
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */
 
-/*
- * req() sends method path to 127.0.0.1:port with body (NULL: none) and the
- * extra header lines (NULL or "Name: v\r\n...") and reads the answer into r
- * (it_http_read(); the caller frees it). Returns 0 or -1.
- */
-static int
-req(int port, const char *method, const char *path, const char *extra, const char *body,
-    struct it_http_resp *r)
-{
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
-    char head[2048], cl[128] = "";
-    size_t len = body ? strlen(body) : 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
-
-    memset(r, 0, sizeof *r);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    if (body)
-        snprintf(cl, sizeof cl, "Content-Type: application/json\r\nContent-Length: %zu\r\n", len);
-    snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s\r\n",
-             method, path, port, cl, extra ? extra : "");
-    if (send(fd, head, strlen(head), MSG_NOSIGNAL) < 0 ||
-        (body && send(fd, body, len, MSG_NOSIGNAL) < 0)) {
-        close(fd);
-        return -1;
-    }
-    rc = it_http_read(fd, r);
-    close(fd);
-    return rc;
-}
-
 static bool
 has_header(const struct it_http_resp *r, const char *line)
 {
@@ -76,7 +34,7 @@ api(int port, const char *verb, const char *body, const char *extra, int *status
     json_t *j;
 
     snprintf(path, sizeof path, "/api/v1/%s", verb);
-    req(port, "POST", path, extra, body ? body : "{}", &r);
+    it_http(port, "POST", path, extra, body ? body : "{}", &r);
     *status = r.status;
     j = r.body ? json_loadb(r.body, r.len, 0, NULL) : NULL;
     it_http_resp_free(&r);
@@ -100,23 +58,6 @@ msg_has(json_t *j, const char *needle)
 }
 
 /* ---- setup ----------------------------------------------------------------------------------- */
-
-static struct it_env *
-start(const char *name, int *port, const char *const *more)
-{
-    static char listen_flag[64];
-    const char *flags[16];
-    size_t n = 0;
-
-    *port = it_free_port();
-    assert_true(*port > 0);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
-    flags[n++] = listen_flag;
-    for (size_t i = 0; more && more[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
-        flags[n++] = more[i];
-    flags[n] = NULL;
-    return it_env_start(name, flags);
-}
 
 /* Files a parked task (a validation error: policy never) id on dlq.failed.<svc> with error and error_type. */
 static void
@@ -158,7 +99,7 @@ static void
 test_assets(void **state)
 {
     int port;
-    struct it_env *e = start("console-assets", &port, NULL);
+    struct it_env *e = it_env_start_http("console-assets", NULL, &port);
     struct it_http_resp r;
     static const char *const assets[][2] = {
         {"/", "Content-Type: text/html; charset=utf-8"},
@@ -170,7 +111,7 @@ test_assets(void **state)
     assert_non_null(e);
     *state = e;
     for (size_t i = 0; i < SC_ARRAY_LEN(assets); i++) {
-        req(port, "GET", assets[i][0], NULL, NULL, &r);
+        it_http(port, "GET", assets[i][0], NULL, NULL, &r);
         IT_CHECK(r.status == 200 && has_header(&r, assets[i][1]), "%s: %d %s", assets[i][0],
                  r.status, r.head);
         IT_CHECK(has_header(&r, "Content-Security-Policy: default-src 'none'; script-src 'self'; ") &&
@@ -187,21 +128,21 @@ test_assets(void **state)
         }
         it_http_resp_free(&r);
     }
-    req(port, "GET", "/console/nope.js", NULL, NULL, &r);
+    it_http(port, "GET", "/console/nope.js", NULL, NULL, &r);
     IT_CHECK(r.status == 404, "unknown asset: %d", r.status);
     it_http_resp_free(&r);
-    req(port, "GET", "/console/../console/app.js", NULL, NULL, &r);
+    it_http(port, "GET", "/console/../console/app.js", NULL, NULL, &r);
     IT_CHECK(r.status == 404, "dot-dot path: %d", r.status);
     it_http_resp_free(&r);
-    req(port, "HEAD", "/", NULL, NULL, &r);
+    it_http(port, "HEAD", "/", NULL, NULL, &r);
     IT_CHECK(r.status == 200 && r.len == 0 && has_header(&r, "Content-Type: text/html"), "HEAD /: %d %zu",
              r.status, r.len);
     it_http_resp_free(&r);
-    req(port, "POST", "/", NULL, "{}", &r);
+    it_http(port, "POST", "/", NULL, "{}", &r);
     IT_CHECK(r.status == 405, "POST /: %d", r.status);
     it_http_resp_free(&r);
     /* the role header on API answers (no tokens: a loopback caller is operator) */
-    req(port, "POST", "/api/v1/health", NULL, "{}", &r);
+    it_http(port, "POST", "/api/v1/health", NULL, "{}", &r);
     IT_CHECK(r.status == 200 && has_header(&r, "X-DLQ-Role: operator"), "role: %s", r.head);
     it_http_resp_free(&r);
     e->passed = true;
@@ -214,22 +155,22 @@ test_roles(void **state)
     int port, st;
     static const char *const toks[] = {"http.auth.operator_token=op-secret",
                                        "http.auth.viewer_token=view-secret", NULL};
-    struct it_env *e = start("console-roles", &port, toks);
+    struct it_env *e = it_env_start_http("console-roles", toks, &port);
     struct it_http_resp r;
     json_t *j;
 
     assert_non_null(e);
     *state = e;
-    req(port, "GET", "/", NULL, NULL, &r);
+    it_http(port, "GET", "/", NULL, NULL, &r);
     IT_CHECK(r.status == 200, "page without a token: %d", r.status);
     it_http_resp_free(&r);
-    req(port, "POST", "/api/v1/stats", "Authorization: Bearer view-secret\r\n", "{}", &r);
+    it_http(port, "POST", "/api/v1/stats", "Authorization: Bearer view-secret\r\n", "{}", &r);
     IT_CHECK(r.status == 200 && has_header(&r, "X-DLQ-Role: viewer"), "viewer role: %s", r.head);
     it_http_resp_free(&r);
-    req(port, "POST", "/api/v1/stats", "Authorization: Bearer op-secret\r\n", "{}", &r);
+    it_http(port, "POST", "/api/v1/stats", "Authorization: Bearer op-secret\r\n", "{}", &r);
     IT_CHECK(r.status == 200 && has_header(&r, "X-DLQ-Role: operator"), "operator role: %s", r.head);
     it_http_resp_free(&r);
-    req(port, "POST", "/api/v1/stats", NULL, "{}", &r);
+    it_http(port, "POST", "/api/v1/stats", NULL, "{}", &r);
     IT_CHECK(r.status == 401 && !has_header(&r, "X-DLQ-Role"), "no token: %d %s", r.status, r.head);
     it_http_resp_free(&r);
     j = api(port, "edit", "{\"task_id\":\"x\",\"payload_json\":1}", "Authorization: Bearer view-secret\r\n", &st);
@@ -243,7 +184,7 @@ static void
 test_rates_and_filters(void **state)
 {
     int port, st;
-    struct it_env *e = start("console-filters", &port, NULL);
+    struct it_env *e = it_env_start_http("console-filters", NULL, &port);
     json_t *j;
     int64_t ingested = -1;
 
@@ -279,6 +220,9 @@ test_rates_and_filters(void **state)
     IT_CHECK(count(port, "{\"error_type\":\"CardError\"}") == 1, "error_type exact");
     IT_CHECK(count(port, "{\"error_type\":\"Card\"}") == 0, "error_type is no substring");
     IT_CHECK(count(port, "{\"id_prefix\":\"bill-\"}") == 2, "id_prefix");
+    /* the names of values (status, category ...) in any ASCII case, as the envelope's and the config's */
+    IT_CHECK(count(port, "{\"status\":\"Pending\",\"category\":\"VALIDATION\"}") == 3, "status and category in any case");
+    IT_CHECK(count(port, "{\"status\":\"PARKED\"}") == count(port, "{\"status\":\"parked\"}"), "parked in any case");
     IT_CHECK(count(port, "{\"id_prefix\":\"bill-1\",\"error_type\":\"HTTPError\"}") == 1, "combined");
     j = api(port, "list", "{\"error_type\":7}", NULL, &st);
     IT_CHECK(st == 400 && strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "error_type"),
@@ -309,7 +253,7 @@ test_edit(void **state)
 {
     int port, st;
     static const char *const small[] = {"limits.max_envelope_bytes=2048", NULL};
-    struct it_env *e = start("console-edit", &port, small);
+    struct it_env *e = it_env_start_http("console-edit", small, &port);
     natsSubscription *worker = NULL;
     natsMsg *m = NULL;
     struct sc_buf orig, b64;
@@ -384,6 +328,14 @@ test_edit(void **state)
     json_decref(j);
     j = it_request_json(e->nc, "dlq.admin.edit", "{\"task_id\":\"ed-1\",\"payload_b64\":\"@@@@\"}", IT_REQUEST_MS);
     IT_CHECK(err_code(j) == 400, "invalid base64 over NATS");
+    json_decref(j);
+    /* unpadded ("gaF2Ag" for "gaF2Ag=="), or '=' beyond the two of padding: not RFC 4648 base64 */
+    j = api(port, "edit", "{\"task_id\":\"ed-1\",\"payload_b64\":\"gaF2Ag\"}", NULL, &st);
+    IT_CHECK(st == 400 && msg_has(j, "padded"), "unpadded base64: %d %s", st, it_json_dump(j));
+    json_decref(j);
+    j = it_request_json(e->nc, "dlq.admin.edit", "{\"task_id\":\"ed-1\",\"payload_b64\":\"gaF2Ag======\"}",
+                        IT_REQUEST_MS);
+    IT_CHECK(err_code(j) == 400, "too much padding over NATS: %s", it_json_dump(j));
     json_decref(j);
     j = api(port, "edit", "{\"task_id\":\"ed-1\"}", NULL, &st);
     IT_CHECK(st == 400, "no payload: %d", st);

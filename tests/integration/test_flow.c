@@ -23,99 +23,6 @@
 #error "DLQCTL_BIN must name the dlqctl binary (set by tests/integration/CMakeLists.txt)"
 #endif
 
-#define RUN_TIMEOUT_MS 60000
-
-/* ---- child processes --------------------------------------------------------------------------- */
-
-/*
- * spawn() starts argv (argv[0] a path) with stdin from in_path (NULL:
- * /dev/null) and stdout and stderr to out_fd (-1: out_path, created).
- * The child dies with the test. Returns its pid, or -1.
- */
-static pid_t
-spawn(char *const argv[], const char *in_path, int out_fd, const char *out_path)
-{
-    pid_t parent = getpid(), pid = fork();
-
-    if (pid != 0)
-        return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(127);
-    int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
-    int out = out_fd >= 0 ? out_fd : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (in < 0 || out < 0)
-        _exit(127);
-    dup2(in, 0);
-    dup2(out, 1);
-    if (out_fd >= 0)
-        dup2(out, 2);
-    else
-        dup2(open("/dev/null", O_WRONLY), 2);
-    execv(argv[0], argv);
-    _exit(127);
-}
-
-/* wait_exit() waits up to timeout_ms for pid; returns its exit code (128+signal), or -1 (then killed). */
-static int
-wait_exit(pid_t pid, int timeout_ms)
-{
-    int64_t end = sc_now_mono_ms() + timeout_ms;
-    int st;
-
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (r < 0 || sc_now_mono_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        it_sleep_ms(20);
-    }
-}
-
-/* run_ctl() runs dlqctl with args (NULL-terminated) against url; stdout to out_path. Returns the exit code. */
-static int
-run_ctl(const char *url, const char *in_path, const char *out_path, const char *const *args)
-{
-    char *argv[32];
-    size_t n = 0;
-
-    argv[n++] = (char *)DLQCTL_BIN;
-    argv[n++] = (char *)"--server";
-    argv[n++] = (char *)url;
-    for (size_t i = 0; args[i] && n < SC_ARRAY_LEN(argv) - 1; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    pid_t pid = spawn(argv, in_path, -1, out_path);
-    return pid < 0 ? -1 : wait_exit(pid, RUN_TIMEOUT_MS);
-}
-
-/* slurp() reads the file at path into a malloc'ed NUL-terminated string ("" when unreadable). */
-static char *
-slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *s = calloc(1, 1);
-    size_t n = 0, cap = 1;
-    char buf[4096];
-    size_t k;
-
-    if (!f)
-        return s;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0) {
-        cap = n + k + 1;
-        s = realloc(s, cap);
-        memcpy(s + n, buf, k);
-        n += k;
-        s[n] = '\0';
-    }
-    fclose(f);
-    return s;
-}
-
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
 static json_t *
@@ -181,19 +88,6 @@ event_wait(struct it_recorder *r, const char *name, const char *state, int timeo
     return NULL;
 }
 
-/* metrics() GETs /metrics; returns the body (malloc'ed) or NULL. */
-static char *
-metrics(int port)
-{
-    struct it_http_resp r;
-    char *body = NULL;
-
-    if (it_http_get(port, "/metrics", &r) == 0 && r.status == 200)
-        body = strdup(r.body);
-    it_http_resp_free(&r);
-    return body;
-}
-
 /* ---- the "no workers" state -------------------------------------------------------------------- */
 
 /*
@@ -205,12 +99,10 @@ metrics(int port)
 static void
 test_no_workers(void **state)
 {
-    static char listen_flag[64];
-    int port = it_free_port();
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    const char *flags[] = {listen_flag, "alerts.check_interval_ms=50", "alerts.no_workers_after_s=1",
+    int port;
+    const char *flags[] = {"alerts.check_interval_ms=50", "alerts.no_workers_after_s=1",
                            "backoff.max_delay_ms=500", NULL};
-    struct it_env *e = it_env_start("flow-noworkers", flags);
+    struct it_env *e = it_env_start_http("flow-noworkers", flags, &port);
     int64_t count = -1;
     json_t *j;
     char *m, *dump;
@@ -242,7 +134,7 @@ test_no_workers(void **state)
     }
     IT_CHECK(seen_list && seen_get, "no_workers in list (%d) and get (%d)", seen_list, seen_get);
 
-    m = metrics(port);
+    m = it_metrics(port);
     IT_CHECK(m && strstr(m, "\ndlq_retry_subjects_without_workers 1\n") &&
                  strstr(m, "dlq_retry_subject_without_workers_seconds{subject=\"dlq.retry.nw\"}"),
              "/metrics: %.3000s", m ? m : "(none)");
@@ -254,7 +146,7 @@ test_no_workers(void **state)
              "alert firing: %s", dump);
     free(dump);
     json_decref(j);
-    m = metrics(port);
+    m = it_metrics(port);
     IT_CHECK(m && strstr(m, "dlq_alert_firing{alert=\"retry_subjects_without_workers\"} 1"),
              "/metrics alert firing: %.3000s", m ? m : "(none)");
     free(m);
@@ -272,7 +164,7 @@ test_no_workers(void **state)
     j = it_admin_get(e->nc, "nw-1");
     IT_CHECK(json_is_false(json_object_get(j, "no_workers")), "get: no_workers false");
     json_decref(j);
-    m = metrics(port);
+    m = it_metrics(port);
     IT_CHECK(m && strstr(m, "\ndlq_retry_subjects_without_workers 0\n"), "/metrics: %.3000s",
              m ? m : "(none)");
     free(m);
@@ -335,7 +227,7 @@ test_watch(void **state)
     *state = e;
     assert_true(pipe(fds) == 0);
     char *argv[] = {(char *)DLQCTL_BIN, (char *)"--server", e->srv.url, (char *)"watch", NULL};
-    pid_t pid = spawn(argv, NULL, fds[1], NULL);
+    pid_t pid = it_spawn_io(argv, NULL, fds[1], NULL);
     close(fds[1]);
     assert_true(pid > 0);
     buf[0] = '\0';
@@ -348,7 +240,7 @@ test_watch(void **state)
                  strstr(line, "status=pending"),
              "the enqueued line: %s", buf);
     kill(pid, SIGINT);
-    IT_CHECK(wait_exit(pid, IT_WAIT_MS) == 0, "Ctrl-C exits 0");
+    IT_CHECK(it_wait_exit(pid, IT_WAIT_MS) == 0, "Ctrl-C exits 0");
     close(fds[0]);
 
     /* --json prints the event as it came; --filter status=completed hides a pending task's. */
@@ -357,7 +249,7 @@ test_watch(void **state)
     assert_true(pipe(fds) == 0);
     char *argv2[] = {(char *)DLQCTL_BIN, (char *)"--server", e->srv.url, (char *)"watch", (char *)"--json",
                      (char *)"--filter", (char *)"status=completed", NULL};
-    pid = spawn(argv2, NULL, fds[1], NULL);
+    pid = it_spawn_io(argv2, NULL, fds[1], NULL);
     close(fds[1]);
     IT_CHECK(read_until(fds[0], buf, sizeof buf, &len, "watching", IT_WAIT_MS), "watch starts: %s", buf);
     send_task(e, "dlq.failed.watch", "watch-2", "validation", NULL, 0);
@@ -371,7 +263,7 @@ test_watch(void **state)
     IT_CHECK(strstr(buf, "{\"task_id\":\"watch-2\"") && !strstr(buf, "\"pending\""),
              "only completed events, raw JSON: %s", buf);
     kill(pid, SIGINT);
-    IT_CHECK(wait_exit(pid, IT_WAIT_MS) == 0, "Ctrl-C exits 0");
+    IT_CHECK(it_wait_exit(pid, IT_WAIT_MS) == 0, "Ctrl-C exits 0");
     close(fds[0]);
     e->passed = true;
 }
@@ -433,8 +325,8 @@ test_export_import(void **state)
     json_decref(ack);
     snprintf(path, sizeof path, "%s/export.jsonl", e->dir);
     const char *args[] = {"export", "--subject", "dlq.failed.exp", NULL};
-    IT_CHECK(run_ctl(e->srv.url, NULL, path, args) == 0, "dlqctl export exits 0");
-    text = slurp(path);
+    IT_CHECK(it_run_dlqctl(e->srv.url, NULL, path, args) == 0, "dlqctl export exits 0");
+    text = it_slurp(path);
     size_t lines = 0;
     for (char *p = text; (p = strchr(p, '\n')); p++)
         lines++;
@@ -457,7 +349,7 @@ test_export_import(void **state)
     char out[IT_PATH_MAX + 32];
     snprintf(out, sizeof out, "%s/import.out", e->dir);
     const char *iargs[] = {"import", NULL};
-    IT_CHECK(run_ctl(e->srv.url, path, out, iargs) == 0, "dlqctl import exits 0");
+    IT_CHECK(it_run_dlqctl(e->srv.url, path, out, iargs) == 0, "dlqctl import exits 0");
     for (int i = 0; i < 3; i++) {
         snprintf(id, sizeof id, "exp-%d", i);
         json_t *g = it_admin_get(e->nc, id);
@@ -519,7 +411,7 @@ test_export_import(void **state)
               "\"task_id\":\"inj\",\"payload_b64\":\"gaFhAQ==\"}\n", f);
         fclose(f);
         IT_CHECK(natsConnection_Flush(e->nc) == NATS_OK, "flush");
-        IT_CHECK(run_ctl(e->srv.url, hostile, out, iargs) == 1, "dlqctl import of a hostile line exits 1");
+        IT_CHECK(it_run_dlqctl(e->srv.url, hostile, out, iargs) == 1, "dlqctl import of a hostile line exits 1");
         it_sleep_ms(300);
         IT_CHECK(it_rec_count(inj) == 0, "nothing was published on rt.>: %zu messages", it_rec_count(inj));
         json_t *gi = it_admin_get(e->nc, "inj");
@@ -548,8 +440,8 @@ test_retry_wait(void **state)
     it_recorder_set_plan(w, NULL, 0, (struct it_step){IT_ACT_OK, NULL, NULL});
     snprintf(path, sizeof path, "%s/retry.out", e->dir);
     const char *args[] = {"retry", "--subject", "dlq.failed.rw", "--rate", "10", "--wait", NULL};
-    IT_CHECK(run_ctl(e->srv.url, NULL, path, args) == 0, "retry --wait exits 0");
-    text = slurp(path);
+    IT_CHECK(it_run_dlqctl(e->srv.url, NULL, path, args) == 0, "retry --wait exits 0");
+    text = it_slurp(path);
     IT_CHECK(strstr(text, "redrive finished: 6 of 6 sent"), "the outcome line: %s", text);
     free(text);
     IT_CHECK(it_rec_wait(w, 6, IT_WAIT_MS), "6 retries reach the worker");
@@ -561,7 +453,7 @@ test_retry_wait(void **state)
     }
     char *argv[] = {(char *)DLQCTL_BIN, (char *)"--server", e->srv.url, (char *)"retry", (char *)"--subject",
                     (char *)"dlq.failed.rs", (char *)"--rate", (char *)"2", (char *)"--wait", NULL};
-    pid_t pid = spawn(argv, NULL, -1, path);
+    pid_t pid = it_spawn_io(argv, NULL, -1, path);
     assert_true(pid > 0);
     int64_t end = sc_now_mono_ms() + IT_WAIT_MS;
     json_t *st = NULL;
@@ -575,7 +467,7 @@ test_retry_wait(void **state)
     json_decref(st);
     it_sleep_ms(300); /* dlqctl has read the reply and polls stats */
     kill(pid, SIGINT);
-    IT_CHECK(wait_exit(pid, IT_WAIT_MS) == 130, "Ctrl-C exits 130");
+    IT_CHECK(it_wait_exit(pid, IT_WAIT_MS) == 130, "Ctrl-C exits 130");
     st = it_admin_stats(e->nc);
     char *dump = it_json_dump(it_json_get(st, "retry_processor.redrive"));
     IT_CHECK(json_is_true(it_json_get(st, "retry_processor.redrive.cancelled")) &&

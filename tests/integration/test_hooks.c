@@ -74,24 +74,6 @@ recv_find(struct it_recv *h, const char *prefix, const char *needle, size_t k, s
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-/* Starts an env whose daemon serves HTTP on a free port (returned in *port). */
-static struct it_env *
-start_http_env(const char *name, const char *const *extra, int *port)
-{
-    static char listen_flag[64];
-    const char *flags[40];
-    size_t n = 0;
-
-    *port = it_free_port();
-    assert_true(*port > 0);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
-    flags[n++] = listen_flag;
-    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
-        flags[n++] = extra[i];
-    flags[n] = NULL;
-    return it_env_start(name, flags);
-}
-
 /* metric() reads the sample "name{labels}" (labels as written, "" for none) from /metrics; -1 when absent. */
 static double
 metric(int port, const char *name, const char *labels)
@@ -176,7 +158,7 @@ test_incident_hooks(void **state)
     snprintf(slack, sizeof slack, "alerts.slack.url=http://127.0.0.1:%d/slack/T0/B0/x", h.port);
     snprintf(pd, sizeof pd, "alerts.pagerduty.url=http://127.0.0.1:%d/pd/v2/enqueue", h.port);
     snprintf(og, sizeof og, "alerts.opsgenie.url=http://127.0.0.1:%d/og/", h.port);
-    e = start_http_env("hooks-formats", flags, &port);
+    e = it_env_start_http("hooks-formats", flags, &port);
     if (!e)
         it_recv_stop(&h);
     assert_non_null(e);
@@ -359,7 +341,7 @@ test_retention(void **state)
     bool ok;
     char *dump;
 
-    e = start_http_env("hooks-retention", flags, &port);
+    e = it_env_start_http("hooks-retention", flags, &port);
     assert_non_null(e);
     *state = e;
     ev = it_env_recorder(e, e->nc, "dlq.events.expired", NULL, 64, true);
@@ -440,7 +422,7 @@ test_full_refuses(void **state)
     int port;
     bool ok;
 
-    e = start_http_env("hooks-full", flags, &port);
+    e = it_env_start_http("hooks-full", flags, &port);
     assert_non_null(e);
     *state = e;
     refused = it_env_recorder(e, e->nc, "dlq.events.refused", NULL, 16, true);

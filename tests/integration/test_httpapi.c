@@ -31,29 +31,6 @@
 #define resp_free it_http_resp_free
 #define read_resp it_http_read
 
-/* Connects a blocking TCP socket to addr:port (IPv4 text) with 10 s timeouts; -1 on failure. */
-static int
-dial(const char *addr, int port)
-{
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Writes all n bytes at p; false on error (the server may close early: that is no error here). */
 static bool
 write_all(int fd, const void *p, size_t n)
@@ -84,7 +61,7 @@ http_to(const char *addr, int port, const char *method, const char *path, const 
     int fd, rc = -1;
 
     memset(r, 0, sizeof *r);
-    if ((fd = dial(addr, port)) < 0)
+    if ((fd = it_dial(addr, port)) < 0)
         return -1;
     if (body)
         snprintf(cl, sizeof cl, "Content-Type: application/json\r\nContent-Length: %zu\r\n", len);
@@ -182,24 +159,6 @@ same_both(natsConnection *nc, int port, const char *verb, const char *method, co
 
 /* ---- the environment ------------------------------------------------------------------------- */
 
-/* Starts an env whose daemon serves HTTP on 0.0.0.0 at a free port (in *port). */
-static struct it_env *
-start_env(const char *name, const char *const *extra, int *port)
-{
-    static char listen_flag[64];
-    const char *flags[32];
-    size_t n = 0;
-
-    *port = it_free_port();
-    assert_true(*port > 0);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=0.0.0.0:%d", *port);
-    flags[n++] = listen_flag;
-    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
-        flags[n++] = extra[i];
-    flags[n] = NULL;
-    return it_env_start(name, flags);
-}
-
 /* Files n parked tasks "<prefix>-<i>" with error text err (a validation error parks: policy never). */
 static void
 file_tasks(struct it_env *e, const char *service, const char *prefix, int n, const char *err)
@@ -249,7 +208,7 @@ static void
 test_reads_equal_nats(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-reads", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-reads", "0.0.0.0", NULL, &port);
     json_t *b;
     const char *cursor;
     char path[512], body[512];
@@ -340,7 +299,7 @@ static void
 test_writes_equal_nats(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-writes", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-writes", "0.0.0.0", NULL, &port);
     json_t *b, *h;
 
     assert_non_null(e);
@@ -413,7 +372,7 @@ static void
 test_http_errors(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-errors", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-errors", "0.0.0.0", NULL, &port);
     struct resp r;
     json_t *doc, *paths;
     static const char *const verbs[] = {"health", "stats", "list", "get", "retry", "archive",
@@ -475,7 +434,7 @@ test_http_errors(void **state)
     }
     /* Expect: 100-continue gets its interim answer */
     {
-        int fd = dial("127.0.0.1", port);
+        int fd = it_dial("127.0.0.1", port);
         char buf[256];
         ssize_t k;
         const char *h = "POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 17\r\n"
@@ -562,7 +521,7 @@ test_not_loopback(void **state)
         fprintf(stderr, "test_not_loopback: this machine has no non-loopback IPv4 address\n");
         skip();
     }
-    e = start_env("httpapi-remote", NULL, &port);
+    e = it_env_start_on("httpapi-remote", "0.0.0.0", NULL, &port);
     assert_non_null(e);
     *state = e;
     http_to(addr, port, "POST", "/api/v1/stats", NULL, "", 0, &r);
@@ -602,7 +561,7 @@ static void
 test_cross_origin(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-origin", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-origin", "0.0.0.0", NULL, &port);
     struct resp r;
     char hdr[256];
     json_t *h;
@@ -658,7 +617,7 @@ test_auth_tokens(void **state)
                                         "http.auth.viewer_token=view-Secret-2", NULL};
     int port;
     char addr[64];
-    struct it_env *e = start_env("httpapi-auth", extra, &port);
+    struct it_env *e = it_env_start_on("httpapi-auth", "0.0.0.0", extra, &port);
     struct resp r;
     const char *op = "Authorization: Bearer op-Secret-1\r\n";
     const char *view = "Authorization: bearer view-Secret-2\r\n";
@@ -736,7 +695,7 @@ static void
 test_hostile(void **state)
 {
     int port;
-    struct it_env *e = start_env("httpapi-hostile", NULL, &port);
+    struct it_env *e = it_env_start_on("httpapi-hostile", "0.0.0.0", NULL, &port);
     struct resp r;
     long rss0 = 0, rss1;
     char *junk = malloc(65536);
@@ -804,7 +763,7 @@ trickle(void *arg)
     size_t len = strlen(req), sent = 0;
     struct resp r = {0};
 
-    t->fd = dial("127.0.0.1", t->port);
+    t->fd = it_dial("127.0.0.1", t->port);
     if (t->fd < 0)
         return NULL;
     while (!atomic_load(&t->stop) && sent < len + 400) {
@@ -835,7 +794,7 @@ test_slow_clients(void **state)
 {
     static const char *const extra[] = {"http.request_timeout_ms=3000", NULL};
     int port;
-    struct it_env *e = start_env("httpapi-slow", extra, &port);
+    struct it_env *e = it_env_start_on("httpapi-slow", "0.0.0.0", extra, &port);
     struct trickler t[8];
     pthread_t th[8];
     int64_t worst = 0, worst_http = 0;
@@ -939,66 +898,17 @@ test_cluster_merged(void **state)
     struct cworld *w = calloc(1, sizeof *w);
     const char *tmp = getenv("TMPDIR");
     int port = it_free_port();
-    char listen_flag[64], sdir[IT_PATH_MAX + 16];
     json_t *a = NULL, *b = NULL;
     struct resp r;
-    int64_t until;
 
     assert_non_null(w);
     *state = w;
     snprintf(w->dir, sizeof w->dir, "%s/dlq-it-httpapi-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(w->dir));
-    IT_CHECK(it_cluster_start(&w->cl, w->dir, 1) == 0, "a nats-server with JetStream starts");
-    w->nc = it_connect(w->cl.urls, "it-httpapi-cluster");
-    assert_non_null(w->nc);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    for (int i = 0; i < 2; i++) {
-        char id[32];
-        const char *extra[] = {"cluster.enabled=true", "cluster.replicas=1", id,
-                               "store.backend=jetstream", "store.jetstream.replicas=1",
-                               "ingest.mode=jetstream", "ingest.stream_replicas=1",
-                               "log.level=info", i == 0 ? listen_flag : "http.listen=",
-                               /* shorter than the fan-out's 3 s wait: a stuck member makes the HTTP answer a 503 */
-                               "http.request_timeout_ms=1500", NULL};
-        snprintf(id, sizeof id, "cluster.member_id=s%d", i);
-        snprintf(sdir, sizeof sdir, "%s/s%d", w->dir, i);
-        IT_CHECK(mkdir(sdir, 0755) == 0 || errno == EEXIST, "mkdir %s", sdir);
-        IT_CHECK(it_daemon_start(&w->sc[i], sdir, w->cl.urls, extra) == 0, "sidecar s%d starts", i);
-    }
-    /* wait until both members answer and own 16 of the 32 each (balanced: nothing moves while the test counts) */
-    until = mono_ms() + IT_WAIT_MS * 2;
-    for (;;) {
-        json_t *ms;
-        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
-        ms = json_object_get(a, "members");
-        if (a && it_json_int(a, "members_answered") == 2 && json_array_size(ms) == 2 &&
-            json_array_size(json_object_get(json_array_get(ms, 0), "partitions")) == 16 &&
-            json_array_size(json_object_get(json_array_get(ms, 1), "partitions")) == 16 &&
-            json_array_size(json_object_get(a, "partitions_missing")) == 0)
-            break;
-        json_decref(a);
-        a = NULL;
-        IT_CHECK(mono_ms() < until, "the two members did not share every partition in time");
-        it_sleep_ms(200);
-    }
-    json_decref(a);
-    /* tasks, through the ingest stream */
-    for (int i = 0; i < 12; i++) {
-        char body[160];
-        snprintf(body, sizeof body,
-                 "{\"task_id\":\"c-%02d\",\"task\":{\"n\":%d},\"error\":\"ValueError: bad\"}", i, i);
-        IT_CHECK(natsConnection_PublishString(w->nc, "dlq.failed.orders", body) == NATS_OK, "publish");
-    }
-    until = mono_ms() + IT_WAIT_MS;
-    for (;;) {
-        a = it_request_json(w->nc, "dlq.admin.stats", NULL, IT_REQUEST_MS);
-        if (a && it_json_int(a, "queue_size") == 12 && it_json_int(a, "members_answered") == 2)
-            break;
-        json_decref(a);
-        IT_CHECK(mono_ms() < until, "12 tasks did not arrive");
-        it_sleep_ms(100);
-    }
-    json_decref(a);
+    /* the fan-out waits 3 s: a request timeout shorter than that makes a stuck member's HTTP answer a 503 */
+    it_cluster_two_members(&w->cl, w->sc, &w->nc, w->dir, "it-httpapi-cluster", port,
+                           "http.request_timeout_ms=1500");
+    it_cluster_seed_tasks(w->nc, 12);
 
     /* stats, list (two pages), get: the HTTP answer is the merged one */
     static const char *const reqs[][2] = {

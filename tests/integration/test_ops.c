@@ -215,24 +215,6 @@ check_histogram(const json_t *m, const char *family)
              sample(m, count, NULL, NULL));
 }
 
-/* Starts an env whose daemon serves HTTP on a free port (returned in *port). */
-static struct it_env *
-start_http_env(const char *name, const char *const *extra, int *port)
-{
-    static char listen_flag[64];
-    const char *flags[32];
-    size_t n = 0;
-
-    *port = it_free_port();
-    assert_true(*port > 0);
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", *port);
-    flags[n++] = listen_flag;
-    for (size_t i = 0; extra && extra[i] && n < SC_ARRAY_LEN(flags) - 1; i++)
-        flags[n++] = extra[i];
-    flags[n] = NULL;
-    return it_env_start(name, flags);
-}
-
 /* Sends a failure that parks (a validation error: policy never) and checks the ack. */
 static void
 send_parked(struct it_env *e, const char *subject, const char *id)
@@ -275,7 +257,7 @@ static void
 test_endpoints(void **state)
 {
     int port, st;
-    struct it_env *e = start_http_env("ops-endpoints", NULL, &port);
+    struct it_env *e = it_env_start_http("ops-endpoints", NULL, &port);
     struct http_resp r;
     json_t *j, *m;
 
@@ -341,7 +323,7 @@ test_metrics_values(void **state)
 {
     const char *flags[] = {"max_size=1000", NULL};
     int port;
-    struct it_env *e = start_http_env("ops-metrics", flags, &port);
+    struct it_env *e = it_env_start_http("ops-metrics", flags, &port);
     char ids[8][96];
     json_t *m, *rep;
     natsConnection *wc;
@@ -564,7 +546,7 @@ test_logs_task_line_cap(void **state)
 {
     const char *flags[] = {"log.task_lines_per_s=20", "log.level=info", NULL};
     int port;
-    struct it_env *e = start_http_env("ops-logs-cap", flags, &port);
+    struct it_env *e = it_env_start_http("ops-logs-cap", flags, &port);
     char id[96], **lines;
     size_t n, written = 0;
     long long summed = 0;
@@ -699,7 +681,7 @@ test_alert_webhook(void **state)
 
     assert_int_equal(it_recv_start(&h, 1, 503), 0);
     snprintf(hook_flag, sizeof hook_flag, "alerts.webhook_urls=http://127.0.0.1:%d/hook", h.port);
-    e = start_http_env("ops-alert-hook", flags, &port);
+    e = it_env_start_http("ops-alert-hook", flags, &port);
     if (!e)
         it_recv_stop(&h);
     assert_non_null(e);
@@ -1077,7 +1059,7 @@ test_http_slowloris(void **state)
     low = old;
     low.rlim_cur = 256;
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    e = start_http_env("ops-http-slowloris", flags, &port);
+    e = it_env_start_http("ops-http-slowloris", flags, &port);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
     assert_non_null(e);
     *state = e;
@@ -1191,7 +1173,7 @@ test_http_limits(void **state)
 {
     const char *flags[] = {"http.max_connections=2", "http.request_timeout_ms=3000", NULL};
     int port, fd, idle[2];
-    struct it_env *e = start_http_env("ops-http-limits", flags, &port);
+    struct it_env *e = it_env_start_http("ops-http-limits", flags, &port);
     char big[10000];
     bool cut = false;
     int64_t end;
@@ -1422,7 +1404,7 @@ test_duplicate_sidecars(void **state)
     json_t *j;
     char *dump;
 
-    struct it_env *e = start_http_env("dup", NULL, &pa);
+    struct it_env *e = it_env_start_http("dup", NULL, &pa);
     assert_non_null(e);
     *state = e;
     int64_t t0 = sc_now_mono_ms();
@@ -1502,7 +1484,7 @@ test_other_prefix_no_duplicate(void **state)
     static const char *const other[] = {"subjects.prefix=other", NULL};
     int pa, pb;
 
-    struct it_env *e = start_http_env("dup-other", NULL, &pa);
+    struct it_env *e = it_env_start_http("dup-other", NULL, &pa);
     assert_non_null(e);
     *state = e;
     start_peer(e, other, &pb);
@@ -1560,7 +1542,7 @@ static void
 test_discovery_forged_answers(void **state)
 {
     int port;
-    struct it_env *e = start_http_env("dup-forged", NULL, &port);
+    struct it_env *e = it_env_start_http("dup-forged", NULL, &port);
     assert_non_null(e);
     *state = e;
     natsSubscription *ps = NULL;
