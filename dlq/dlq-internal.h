@@ -34,4 +34,32 @@ void dlq_attempt_failed(struct dlq_machine *m, struct dlq_task *t, dlq_outcome_k
                         const char *error, size_t error_len, int64_t now);
 void dlq_default_policy(struct dlq_machine *m, struct dlq_task *t);
 
+/*
+ * Dependencies (deps.c). dlq_deps_admit() checks an envelope's depends_on
+ * against the table before anything is stored: a cycle through held
+ * tasks' waits, or (cluster mode) an id of another partition, is invalid
+ * (false, out set: reason "dependency_cycle" or "bad_depends_on").
+ * dlq_deps_apply() gives t the envelope's list (when it names one) and
+ * holds t or parks it as its dependencies stand; a task not pending, or
+ * parked, only keeps the list. dlq_deps_unhold() ends t's wait (unindexed,
+ * its "waiting for" reason dropped), a no-op when t is not held.
+ * dlq_deps_done() tells t's dependents that t finished as kind
+ * ("completed", "exhausted", "archived", "cleared"): the wait for a
+ * completed one is over, the others park them; O(1) when no task waits.
+ * dlq_deps_restored() files a task loaded held (its waits as stored).
+ * Loop thread.
+ */
+struct dlq_decision;
+bool dlq_deps_admit(struct dlq_machine *m, const struct codec_envelope *env,
+                    struct dlq_decision *out);
+void dlq_deps_apply(struct dlq_machine *m, struct dlq_task *t, const struct codec_envelope *env,
+                    int64_t now_wall);
+void dlq_deps_unhold(struct dlq_machine *m, struct dlq_task *t);
+void dlq_deps_done(struct dlq_machine *m, struct dlq_task *t, const char *kind, int64_t now_wall);
+void dlq_deps_restored(struct dlq_machine *m, struct dlq_task *t);
+void dlq_deps_destroy(struct dlq_machine *m);
+
+/* dlq_schedule_in() files t in its due wheel delay_ms from now (a held task only records the time). */
+void dlq_schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall);
+
 #endif

@@ -409,15 +409,14 @@ repeated(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t n
         /* DESIGN section 6: a new failure while retrying fails the current attempt. */
         m->c.failures_while_retrying++;
         dlq_attempt_failed(m, t, DLQ_OUT_RETRY_FAILED, t->error, strlen(t->error), now);
+    } else if (t->status == DLQ_TASK_PENDING && dlq_task_held(t) && in->rs_ok) {
+        /* Held by its dependencies: it stays held; its record was updated. */
     } else if (t->status == DLQ_TASK_PENDING) {
         /* Keep the schedule unless the new envelope changed what it rests on (budget included). */
         bool keep = !t->parked && in->rs_ok && t->policy != POLICY_NEVER &&
                     t->retry_count < t->max_retries && dlq_wheel_entry_scheduled(&t->timer);
         if (!in->rs_ok) {
-            dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
-            dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
-            dlq_set_str(&t->park_reason, in->why, strlen(in->why));
-            t->next_retry_at = 0;
+            dlq_park(m, t, in->why, strlen(in->why)); /* a held task stops waiting */
         } else if (!keep) {
             dlq_schedule_next(m, t, now);
         }
@@ -454,6 +453,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     if (!admit(m, &in, out))
         return;
     reopened = t && (t->status == DLQ_TASK_COMPLETED || t->status == DLQ_TASK_ARCHIVED);
+    if (!dlq_deps_admit(m, in.env, out))
+        return;
     if (!room_for(m, &in, t, reopened, out))
         return;
     if (!t) {
@@ -479,6 +480,9 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
         enqueued(m, &in, t, now_wall);
     else
         repeated(m, &in, t, now_wall);
+    if (fresh || reopened) /* a new episode starts without the last one's dependencies */
+        dlq_task_set_deps(t, NULL);
+    dlq_deps_apply(m, t, in.env, now_wall);
     out->verdict = DLQ_IN_STORED;
     out->task = t;
     out->status = dlq_task_status_name(t->status);

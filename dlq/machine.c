@@ -113,6 +113,7 @@ void
 dlq_drop(struct dlq_machine *m, struct dlq_task *t)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t);
     m->ports.removed(m->ports.ctx, t);
     dlq_queue_remove(&m->q, t);
 }
@@ -148,6 +149,7 @@ void
 dlq_park(struct dlq_machine *m, struct dlq_task *t, const char *why, size_t len)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t); /* parked: no longer waiting (an operator's retry sends it) */
     dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
     t->next_retry_at = 0;
     if (why)
@@ -155,7 +157,11 @@ dlq_park(struct dlq_machine *m, struct dlq_task *t, const char *why, size_t len)
     m->ports.changed(m->ports.ctx, t);
 }
 
-/* Files t in the due wheel delay_ms from now and records its wall-clock time. */
+/*
+ * Files t in the due wheel delay_ms from now and records its wall-clock
+ * time; a task held by its dependencies only records the time (it is
+ * scheduled from there once released).
+ */
 static void
 schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
 {
@@ -164,14 +170,25 @@ schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t
     if (t->status != DLQ_TASK_PENDING || t->parked)
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
+    if (dlq_task_held(t)) {
+        m->ports.changed(m->ports.ctx, t);
+        return;
+    }
     dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer, m->now_mono + delay_ms);
     m->ports.changed(m->ports.ctx, t);
+}
+
+void
+dlq_schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
+{
+    schedule_in(m, t, delay_ms, now_wall);
 }
 
 static void
 exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t);
     dlq_queue_set_status(&m->q, t, DLQ_TASK_EXHAUSTED, false);
     t->next_retry_at = 0;
     m->ports.changed(m->ports.ctx, t);
@@ -181,6 +198,7 @@ exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
     dlq_log(m, DLQ_LOG_INFO, "task exhausted", "task_id", t->id, "attempts",
             dlq_int(m, t->retry_count), "category", policy_category_name(t->category), NULL);
     m->ports.event(m->ports.ctx, "exhausted", t, t->retry_count, NULL);
+    dlq_deps_done(m, t, "exhausted", now_wall);
 }
 
 const char *
@@ -289,6 +307,7 @@ succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
     m->ports.event(m->ports.ctx, "succeeded", t, attempt, "");
+    dlq_deps_done(m, t, "completed", now);
     if (!m->cfg->store_keep_completed)
         dlq_drop(m, t);
 }
@@ -774,6 +793,7 @@ dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall, i
         t->max_retries_own = true;           /* the operator's budget: a reload leaves it */
     }
     t->defer_streak = 0;
+    dlq_machine_deps_release(m, t, NULL, now_wall); /* an operator's retry overrides the wait */
     schedule_in(m, t, 0, now_wall);
     t->updated_at = now_wall;
     m->ports.changed(m->ports.ctx, t);
@@ -815,6 +835,7 @@ dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
         t->status != DLQ_TASK_EXHAUSTED)
         return SC_ECONFLICT;
     detach(m, t);
+    dlq_deps_unhold(m, t);
     dlq_queue_set_status(&m->q, t, DLQ_TASK_ARCHIVED, false);
     t->next_retry_at = 0;
     t->updated_at = now;
@@ -822,6 +843,7 @@ dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     dlq_queue_history(&m->q, t, DLQ_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
     m->c.archived++;
     m->ports.event(m->ports.ctx, "archived", t, t->retry_count, "");
+    dlq_deps_done(m, t, "archived", now);
     if (!m->cfg->store_keep_completed)
         dlq_drop(m, t);
     return SC_OK;
@@ -831,6 +853,7 @@ void
 dlq_machine_forget(struct dlq_machine *m, struct dlq_task *t)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t);
     m->ports.forgotten(m->ports.ctx, t);
     dlq_queue_remove(&m->q, t);
 }
@@ -866,6 +889,7 @@ void
 dlq_machine_clear(struct dlq_machine *m, struct dlq_task *t)
 {
     m->ports.event(m->ports.ctx, "cleared", t, t->retry_count, "");
+    dlq_deps_done(m, t, "cleared", sc_now_wall_ms());
     dlq_drop(m, t);
     m->c.cleared++;
 }
@@ -896,6 +920,7 @@ dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status s
         dlq_queue_set_status(&m->q, t, st, false);
         t->next_retry_at = 0;
     }
+    dlq_deps_restored(m, t);
     if (retrying)
         m->ports.changed(m->ports.ctx, t);
 }
@@ -971,6 +996,7 @@ dlq_machine_destroy(struct dlq_machine *m)
     }
     dlq_wheel_free(m->twheel);
     dlq_effect_destroy(&m->effect);
+    dlq_deps_destroy(m);
     free(m->flights);
     m->twheel = NULL;
     m->flights = NULL;
