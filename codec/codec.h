@@ -92,7 +92,9 @@ struct codec_envelope {
  * control character: C0, DEL or C1), "bad_type", "out_of_range",
  * "bad_timestamp", "duplicate_key" (a contract key given twice; in JSON any
  * key given twice in one object), "too_many_keys" (metadata),
- * "task_id_missing" (absent, nil or empty) and "task_missing".
+ * "task_id_missing" (absent, nil or empty), "task_missing" and
+ * "bad_depends_on" (depends_on is not an array of 1-CODEC_DEPENDS_MAX
+ * distinct valid task ids, or names the task itself).
  *
  * A truncated error is cut at a UTF-8 boundary so that the text plus
  * CODEC_TRUNC_MARKER is at most max_error_len bytes (when max_error_len is

@@ -1880,6 +1880,40 @@ test_deps_restore_check(void **state)
     assert_true(dlq_wheel_entry_scheduled(&b->timer));
 }
 
+
+/* Cluster mode: a dependency in another partition is refused (nothing stored); one in the task's own is taken. */
+static void
+test_deps_cluster_partition(void **state)
+{
+    struct fx *x = *state;
+    char same[32] = "", other[32] = "";
+    uint32_t own;
+
+    x->cfg.cluster_enabled = true;
+    x->cfg.cluster_partitions = 32;
+    own = dlq_partition_of("B", 1, 32);
+    for (int i = 0; i < 1000 && (!same[0] || !other[0]); i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "dep-%d", i);
+        if (dlq_partition_of(id, strlen(id), 32) == own)
+            snprintf(same, sizeof(same), "%s", id);
+        else
+            snprintf(other, sizeof(other), "%s", id);
+    }
+    {
+        const char *const d1[] = {other};
+        assert_int_equal(ingest(x, "B", OPT(.deps = d1, .ndeps = 1), false, 0), DLQ_IN_INVALID);
+        assert_string_equal(D.reason, "bad_depends_on");
+        assert_non_null(strstr(D.why, "partition"));
+        assert_null(task(x, "B"));
+    }
+    {
+        const char *const d2[] = {same};
+        ingest(x, same, OPT(), false, 0);
+        assert_int_equal(ingest(x, "B", OPT(.deps = d2, .ndeps = 1), false, 0), DLQ_IN_STORED);
+        assert_true(dlq_task_held(task(x, "B")));
+    }
+}
 int
 main(void)
 {
@@ -1890,6 +1924,7 @@ main(void)
         T(test_deps_unknown_and_cycle),
         T(test_deps_operator_retry),
         T(test_deps_restore_check),
+        T(test_deps_cluster_partition),
         T(test_new_failure_scheduled),
         T(test_due_publishes_attempt),
         T(test_success_completes),
