@@ -164,9 +164,8 @@ first_waiting(const struct dlq_deps *d)
     return NULL;
 }
 
-/* Sets t's reason to "waiting for <first id it waits for>". */
-static void
-set_waiting_reason(struct dlq_task *t)
+void
+dlq_deps_reason(struct dlq_task *t)
 {
     const struct dlq_dep *w = first_waiting(dlq_task_deps(t));
     char why[64 + DLQ_RETRY_ID_MAX];
@@ -194,9 +193,8 @@ dlq_deps_unhold(struct dlq_machine *m, struct dlq_task *t)
     t->park_reason = NULL;
 }
 
-/* Holds t (pending, not parked) on the ids its list marks waiting: out of its due wheel, indexed. */
-static void
-hold(struct dlq_machine *m, struct dlq_task *t)
+void
+dlq_deps_hold(struct dlq_machine *m, struct dlq_task *t)
 {
     struct dlq_deps *d = dlq_task_deps(t);
 
@@ -206,90 +204,12 @@ hold(struct dlq_machine *m, struct dlq_task *t)
         if (d->e[i].waiting)
             ix_add(m, d->e[i].id, d->e[i].len, t);
     m->deps_ix->held++;
-    set_waiting_reason(t);
+    dlq_deps_reason(t);
     m->ports.changed(m->ports.ctx, t);
 }
 
-/* Parks t because its dependency id finished as kind (exhausted, archived, cleared). */
-static void
-park_on(struct dlq_machine *m, struct dlq_task *t, const char *id, const char *kind, int64_t now)
-{
-    char why[64 + DLQ_RETRY_ID_MAX];
-    int n = snprintf(why, sizeof(why), "dependency %s %s", id, kind);
-    size_t len = (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1;
-
-    dlq_deps_unhold(m, t);
-    dlq_park(m, t, why, len);
-    t->updated_at = now;
-    dlq_queue_history(&m->q, t, DLQ_OUT_REFUSED, t->retry_count, now, why, len);
-    dlq_log(m, DLQ_LOG_INFO, "task parked", "task_id", t->id, "reason", why, NULL);
-    m->ports.event(m->ports.ctx, "parked", t, t->retry_count, why);
-}
-
-/* t's wait is over: scheduled at max(now, its own next retry time). */
-static void
-release(struct dlq_machine *m, struct dlq_task *t, int64_t now)
-{
-    int64_t at = t->next_retry_at;
-
-    dlq_deps_unhold(m, t);
-    t->updated_at = now;
-    dlq_log(m, DLQ_LOG_INFO, "dependencies met: task released", "task_id", t->id, NULL);
-    dlq_schedule_in(m, t, at > now ? at - now : 0, now);
-}
-
-/*
- * The wait of every task in e (the waiters for e->id) for that id is
- * over: satisfied (kind NULL) or failed as kind. Frees e.
- */
-static void
-resolve(struct dlq_machine *m, struct dep_entry *e, const char *kind, int64_t now)
-{
-    for (uint32_t i = 0; i < e->n; i++) {
-        struct dlq_task *t = e->v[i];
-        struct dlq_deps *d = dlq_task_deps(t);
-        if (!d)
-            continue;
-        for (uint32_t k = 0; k < d->n; k++)
-            if (d->e[k].waiting && d->e[k].len == e->len && memcmp(d->e[k].id, e->id, e->len) == 0) {
-                d->e[k].waiting = false;
-                d->waiting--;
-            }
-        if (d->waiting == 0 && m->deps_ix)
-            m->deps_ix->held--; /* unheld already (its last entry is e, out of the index) */
-        if (kind) {
-            if (d->waiting == 0) {
-                d->waiting = 0;
-                free(t->park_reason);
-                t->park_reason = NULL;
-            }
-            park_on(m, t, e->id, kind, now);
-        } else if (d->waiting == 0) {
-            free(t->park_reason);
-            t->park_reason = NULL;
-            release(m, t, now);
-        } else {
-            set_waiting_reason(t);
-            m->ports.changed(m->ports.ctx, t);
-        }
-    }
-    entry_free(e);
-}
-
-void
-dlq_deps_done(struct dlq_machine *m, struct dlq_task *t, const char *kind, int64_t now_wall)
-{
-    struct dep_entry *e;
-
-    if (!m->deps_ix || !m->deps_ix->entries)
-        return;
-    if ((e = ix_take(m, t->id, t->id_len)))
-        resolve(m, e, strcmp(kind, "completed") == 0 ? NULL : kind, now_wall);
-}
-
-/* What a dependency's state means for a task that names it: 0 satisfied, 1 wait, -1 failed (kind set). */
-static int
-dep_state(struct dlq_machine *m, const char *id, size_t len, const char **kind)
+int
+dlq_deps_state(struct dlq_machine *m, const char *id, size_t len, const char **kind)
 {
     const struct dlq_task *d = dlq_queue_find(&m->q, id, len);
 
@@ -302,67 +222,59 @@ dep_state(struct dlq_machine *m, const char *id, size_t len, const char **kind)
     return 1;
 }
 
-void
-dlq_machine_deps_check(struct dlq_machine *m, int64_t now_wall, int64_t now_mono)
+struct dlq_task **
+dlq_deps_take(struct dlq_machine *m, const char *id, size_t len, size_t *n)
+{
+    struct dep_entry *e = ix_take(m, id, len);
+    struct dlq_task **v;
+
+    *n = 0;
+    if (!e)
+        return NULL;
+    for (uint32_t i = 0; i < e->n; i++) {
+        struct dlq_deps *d = dlq_task_deps(e->v[i]);
+        for (uint32_t k = 0; d && k < d->n; k++)
+            if (d->e[k].waiting && d->e[k].len == len && memcmp(d->e[k].id, id, len) == 0) {
+                d->e[k].waiting = false;
+                if (--d->waiting == 0)
+                    m->deps_ix->held--; /* its last entry is e, out of the index */
+            }
+    }
+    v = e->v;
+    *n = e->n;
+    e->v = NULL;
+    entry_free(e);
+    return v;
+}
+
+size_t
+dlq_deps_resolvable(struct dlq_machine *m, char ***ids, const char ***kinds)
 {
     struct dlq_dep_index *ix = m->deps_ix;
-    struct dep_entry **todo;
-    const char **kinds;
     size_t n = 0;
 
+    *ids = NULL;
+    *kinds = NULL;
     if (!ix || !ix->entries)
-        return;
-    m->now_mono = now_mono;
-    todo = sc_xmalloc(ix->entries * sizeof(*todo));
-    kinds = sc_xmalloc(ix->entries * sizeof(*kinds));
-    for (size_t b = 0; b < ix->nb; b++) {
-        struct dep_entry **p = &ix->b[b];
-        while (*p) {
+        return 0;
+    *ids = sc_xmalloc(ix->entries * sizeof(**ids));
+    *kinds = sc_xmalloc(ix->entries * sizeof(**kinds));
+    for (size_t b = 0; b < ix->nb; b++)
+        for (struct dep_entry *e = ix->b[b]; e; e = e->next) {
             const char *kind = NULL;
-            if (dep_state(m, (*p)->id, (*p)->len, &kind) == 1) {
-                p = &(*p)->next;
+            if (dlq_deps_state(m, e->id, e->len, &kind) == 1)
                 continue;
-            }
-            todo[n] = *p;
-            kinds[n++] = kind;
-            *p = (*p)->next;
-            ix->entries--;
+            (*ids)[n] = sc_xmalloc(e->len + 1);
+            memcpy((*ids)[n], e->id, e->len + 1);
+            (*kinds)[n++] = kind;
         }
-    }
-    for (size_t i = 0; i < n; i++)
-        resolve(m, todo[i], kinds[i], now_wall);
-    free(todo);
-    free(kinds);
+    return n;
 }
 
 size_t
 dlq_machine_deps_waiting(const struct dlq_machine *m)
 {
     return m->deps_ix ? m->deps_ix->held : 0;
-}
-
-bool
-dlq_machine_deps_release(struct dlq_machine *m, struct dlq_task *t, const char *by, int64_t now_wall)
-{
-    struct dlq_deps *d = dlq_task_deps(t);
-    char note[512];
-    size_t n;
-
-    if (!dlq_task_held(t))
-        return false;
-    n = (size_t)snprintf(note, sizeof(note), "dependencies overridden by %s: was waiting for",
-                         by ? by : "an operator");
-    for (uint32_t i = 0; i < d->n && n < sizeof(note); i++)
-        if (d->e[i].waiting)
-            n += (size_t)snprintf(note + n, sizeof(note) - n, " %s", d->e[i].id);
-    if (n >= sizeof(note))
-        n = sizeof(note) - 1;
-    dlq_deps_unhold(m, t);
-    dlq_queue_history(&m->q, t, DLQ_OUT_OPERATOR, t->retry_count, now_wall, note, n);
-    dlq_log(m, DLQ_LOG_INFO, "task released from its dependencies", "task_id", t->id, "by",
-            by ? by : "", NULL);
-    m->ports.changed(m->ports.ctx, t);
-    return true;
 }
 
 /*
@@ -464,47 +376,6 @@ dlq_deps_admit(struct dlq_machine *m, const struct codec_envelope *env, struct d
 }
 
 void
-dlq_deps_apply(struct dlq_machine *m, struct dlq_task *t, const struct codec_envelope *env,
-               int64_t now_wall)
-{
-    struct dlq_deps *d;
-    const char *kind = NULL;
-    uint32_t failed = 0;
-    int worst = 0;
-
-    if (env->depends_n) {
-        dlq_deps_unhold(m, t);
-        dlq_task_set_deps(t, dlq_deps_new(env->depends_on, env->depends_n));
-    } else if (dlq_task_held(t) || !dlq_task_deps(t)) {
-        return; /* a repeat without a list: a held task stays held */
-    }
-    d = dlq_task_deps(t);
-    if (t->status != DLQ_TASK_PENDING || t->parked)
-        return;
-    for (uint32_t i = 0; i < d->n && worst >= 0; i++) {
-        const char *k = NULL;
-        int s = dep_state(m, d->e[i].id, d->e[i].len, &k);
-        if (s < 0) {
-            worst = -1;
-            kind = k;
-            failed = i;
-        } else if (s > 0) {
-            d->e[i].waiting = true;
-            d->waiting++;
-            worst = 1;
-        }
-    }
-    if (worst < 0) {
-        for (uint32_t i = 0; i < d->n; i++)
-            d->e[i].waiting = false;
-        d->waiting = 0;
-        park_on(m, t, d->e[failed].id, kind, now_wall);
-    } else if (worst > 0) {
-        hold(m, t);
-    }
-}
-
-void
 dlq_deps_restored(struct dlq_machine *m, struct dlq_task *t)
 {
     struct dlq_deps *d = dlq_task_deps(t);
@@ -524,7 +395,7 @@ dlq_deps_restored(struct dlq_machine *m, struct dlq_task *t)
             ix_add(m, d->e[i].id, d->e[i].len, t);
     m->deps_ix->held++;
     if (!t->park_reason)
-        set_waiting_reason(t);
+        dlq_deps_reason(t);
 }
 
 void

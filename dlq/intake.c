@@ -424,6 +424,53 @@ repeated(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t n
     /* An exhausted task only has its record updated. */
 }
 
+/*
+ * Gives t the envelope's depends_on (issue 17; a repeat without one keeps
+ * t's) and judges it: a dependency exhausted or archived parks t, one
+ * pending, parked or retrying holds it, completed or unknown satisfies. A
+ * task not pending, or parked, only keeps the list.
+ */
+static void
+apply_deps(struct dlq_machine *m, struct dlq_task *t, const struct codec_envelope *env,
+           int64_t now)
+{
+    struct dlq_deps *d;
+    const char *kind = NULL;
+    uint32_t failed = 0;
+    int worst = 0;
+
+    if (env->depends_n) {
+        dlq_deps_unhold(m, t);
+        dlq_task_set_deps(t, dlq_deps_new(env->depends_on, env->depends_n));
+    } else if (dlq_task_held(t) || !dlq_task_deps(t)) {
+        return; /* a repeat without a list: a held task stays held */
+    }
+    d = dlq_task_deps(t);
+    if (t->status != DLQ_TASK_PENDING || t->parked)
+        return;
+    for (uint32_t i = 0; i < d->n && worst >= 0; i++) {
+        const char *k = NULL;
+        int s = dlq_deps_state(m, d->e[i].id, d->e[i].len, &k);
+        if (s < 0) {
+            worst = -1;
+            kind = k;
+            failed = i;
+        } else if (s > 0) {
+            d->e[i].waiting = true;
+            d->waiting++;
+            worst = 1;
+        }
+    }
+    if (worst < 0) {
+        for (uint32_t i = 0; i < d->n; i++)
+            d->e[i].waiting = false;
+        d->waiting = 0;
+        dlq_deps_park(m, t, d->e[failed].id, kind, now);
+    } else if (worst > 0) {
+        dlq_deps_hold(m, t);
+    }
+}
+
 void
 dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall, int64_t now_mono,
            struct dlq_decision *out)
@@ -482,7 +529,7 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
         repeated(m, &in, t, now_wall);
     if (fresh || reopened) /* a new episode starts without the last one's dependencies */
         dlq_task_set_deps(t, NULL);
-    dlq_deps_apply(m, t, in.env, now_wall);
+    apply_deps(m, t, in.env, now_wall);
     out->verdict = DLQ_IN_STORED;
     out->task = t;
     out->status = dlq_task_status_name(t->status);

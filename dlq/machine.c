@@ -178,12 +178,6 @@ schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t
     m->ports.changed(m->ports.ctx, t);
 }
 
-void
-dlq_schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
-{
-    schedule_in(m, t, delay_ms, now_wall);
-}
-
 static void
 exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
@@ -775,6 +769,101 @@ dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token, bool *st
         return NULL;
     *stored = f->stored;
     return f->task;
+}
+
+/* ---- dependencies (issue 17): what a dependency's end does to its dependents ----------------- */
+
+void
+dlq_deps_park(struct dlq_machine *m, struct dlq_task *t, const char *id, const char *kind, int64_t now)
+{
+    char why[64 + DLQ_RETRY_ID_MAX];
+    int n = snprintf(why, sizeof(why), "dependency %s %s", id, kind);
+    size_t len = (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1;
+
+    dlq_park(m, t, why, len); /* ends its wait */
+    t->updated_at = now;
+    dlq_queue_history(&m->q, t, DLQ_OUT_REFUSED, t->retry_count, now, why, len);
+    dlq_log(m, DLQ_LOG_INFO, "task parked", "task_id", t->id, "reason", why, NULL);
+    m->ports.event(m->ports.ctx, "parked", t, t->retry_count, why);
+}
+
+/*
+ * The dependency id (len bytes) ended as kind (NULL: completed, or no
+ * longer known): its waiting dependents are released when it was their
+ * last wait, or parked.
+ */
+static void
+dependents_done(struct dlq_machine *m, const char *id, size_t len, const char *kind, int64_t now)
+{
+    size_t n = 0;
+    struct dlq_task **v = dlq_deps_take(m, id, len, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct dlq_task *t = v[i];
+        if (kind) {
+            dlq_deps_park(m, t, id, kind, now);
+        } else if (!dlq_task_held(t)) {
+            int64_t at = t->next_retry_at;
+            free(t->park_reason); /* its "waiting for" reason goes */
+            t->park_reason = NULL;
+            t->updated_at = now;
+            dlq_log(m, DLQ_LOG_INFO, "dependencies met: task released", "task_id", t->id, NULL);
+            schedule_in(m, t, at > now ? at - now : 0, now); /* max(now, its own next retry) */
+        } else {
+            dlq_deps_reason(t);
+            m->ports.changed(m->ports.ctx, t);
+        }
+    }
+    free(v);
+}
+
+void
+dlq_deps_done(struct dlq_machine *m, struct dlq_task *t, const char *kind, int64_t now_wall)
+{
+    if (!m->deps_ix || dlq_machine_deps_waiting(m) == 0)
+        return; /* nothing waits: the common path */
+    dependents_done(m, t->id, t->id_len, strcmp(kind, "completed") == 0 ? NULL : kind, now_wall);
+}
+
+void
+dlq_machine_deps_check(struct dlq_machine *m, int64_t now_wall, int64_t now_mono)
+{
+    char **ids;
+    const char **kinds;
+    size_t n;
+
+    m->now_mono = now_mono;
+    n = dlq_deps_resolvable(m, &ids, &kinds);
+    for (size_t i = 0; i < n; i++) {
+        dependents_done(m, ids[i], strlen(ids[i]), kinds[i], now_wall);
+        free(ids[i]);
+    }
+    free(ids);
+    free(kinds);
+}
+
+bool
+dlq_machine_deps_release(struct dlq_machine *m, struct dlq_task *t, const char *by, int64_t now_wall)
+{
+    struct dlq_deps *d = dlq_task_deps(t);
+    char note[512];
+    size_t n;
+
+    if (!dlq_task_held(t))
+        return false;
+    n = (size_t)snprintf(note, sizeof(note), "dependencies overridden by %s: was waiting for",
+                         by ? by : "an operator");
+    for (uint32_t i = 0; i < d->n && n < sizeof(note); i++)
+        if (d->e[i].waiting)
+            n += (size_t)snprintf(note + n, sizeof(note) - n, " %s", d->e[i].id);
+    if (n >= sizeof(note))
+        n = sizeof(note) - 1;
+    dlq_deps_unhold(m, t);
+    dlq_queue_history(&m->q, t, DLQ_OUT_OPERATOR, t->retry_count, now_wall, note, n);
+    dlq_log(m, DLQ_LOG_INFO, "task released from its dependencies", "task_id", t->id, "by",
+            by ? by : "", NULL);
+    m->ports.changed(m->ports.ctx, t);
+    return true;
 }
 
 /* ---- operators, restarts, reloads -------------------------------------------------------------- */
