@@ -896,7 +896,8 @@ void dlq_machine_deferred(struct dlq_machine *m, struct dlq_task *t, const char 
 
 /*
  * dlq_machine_retry() is an operator's retry: t goes out at the next run
- * (an exhausted task gets one more attempt of budget), counted in
+ * (an exhausted task gets one more attempt of budget; a task held by its
+ * dependencies is released, dlq_machine_deps_release()), counted in
  * manual_retries. Returns SC_OK, or SC_ECONFLICT (nothing changed) when t
  * is retrying, completed or archived, or has no usable retry subject.
  * Loop thread.
@@ -960,7 +961,8 @@ void dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_sta
 size_t dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory);
 
 /*
- * Dependencies (deps.c, issue 17; README "Dependencies").
+ * Dependencies (issue 17; README "Dependencies"; the index in deps.c,
+ * what a dependency's end does in machine.c).
  *
  * dlq_machine_deps_waiting() is the number of held tasks (O(1)).
  * dlq_machine_deps_check() looks every id a held task waits for up again
@@ -969,9 +971,11 @@ size_t dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory);
  * completed or unknown satisfies, exhausted or archived parks the
  * dependent; a task whose wait is over is scheduled at max(now, its
  * next_retry_at). O(held tasks x their ids). dlq_machine_deps_release()
- * ends t's wait as an operator's override (admin retry by task_id): the
- * history notes the ids it waited for; t is not scheduled here (the
- * caller's dlq_machine_retry() does it). Returns false when t was not held.
+ * ends t's wait as an operator's override (dlq_machine_retry() calls it:
+ * admin retry by task_id, edit with retry): the history notes the ids it
+ * waited for ("dependencies overridden by <by, NULL: an operator>: was
+ * waiting for <ids>"); t is not scheduled here. Returns false when t was
+ * not held.
  * Loop thread.
  */
 size_t dlq_machine_deps_waiting(const struct dlq_machine *m);
