@@ -1,4 +1,4 @@
-/* test_deps.c - integration: task dependencies (issue 17, depends_on) against a real nats-server: held, released, parked, refused, and held again after a kill -9 on the KV store. */
+/* test_deps.c - integration: task dependencies (issue 17, depends_on) against a real nats-server: held, released, parked, refused, and held again after a kill -9 on the KV store and on OpenSearch. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -410,7 +410,81 @@ test_kv_restart_keeps_held(void **state)
     e->passed = true;
 }
 
-/* With the argument "kv" only the KV store's test runs (labelled jetstream), else the others. */
+/* ---- the OpenSearch store: kill -9 keeps B held ------------------------------------------------ */
+
+/* Drops the test's index and its template on the node at url (curl; best effort). */
+static void
+os_drop(const char *url, const char *index)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof cmd,
+             "curl -s -o /dev/null -X DELETE '%s/%s'; curl -s -o /dev/null -X DELETE '%s/_index_template/%s'",
+             url, index, url, index);
+    if (system(cmd) != 0)
+        fprintf(stderr, "[deps-os] could not drop %s\n", index);
+}
+
+/*
+ * 6. The same with tasks in OpenSearch (DLQ_TEST_OPENSEARCH_URL, as
+ * test_persist.c): the documents keep depends_on and waiting_for, so B is
+ * back held after a kill -9, and A archived afterwards parks it.
+ */
+static void
+test_os_restart_keeps_held(void **state)
+{
+    const char *url = getenv("DLQ_TEST_OPENSEARCH_URL");
+    char index[96], furl[512], findex[160];
+
+    IT_CHECK(url && *url, "DLQ_TEST_OPENSEARCH_URL is not set: run scripts/test.sh, or start a node "
+                          "with scripts/opensearch.sh start and export its URL");
+    snprintf(index, sizeof index, "dlqit-%d-deps", (int)getpid());
+    os_drop(url, index);
+    snprintf(furl, sizeof furl, "store.opensearch.url=%s", url);
+    snprintf(findex, sizeof findex, "store.opensearch.index=%s", index);
+    const char *const flags[] = {"store.backend=opensearch", furl, findex, "store.opensearch.flush_ms=50", NULL};
+    struct it_env *e = it_env_start("deps-os", flags);
+    assert_non_null(e);
+    *state = e;
+    char a[96], b[96], deps[128], body[256], want[256];
+
+    it_unique_id("A", a, sizeof a);
+    it_unique_id("B", b, sizeof b);
+    fail_task(e, a, 60000, NULL);
+    snprintf(deps, sizeof deps, "[\"%s\"]", a);
+    fail_task(e, b, 50, deps);
+    check_held(e, b, a);
+    for (int i = 0; i < 500; i++) { /* the store caught up: nothing queued */
+        json_t *s = it_admin_stats(e->nc);
+        bool done = it_json_str(s, "persistence.state") && strcmp(it_json_str(s, "persistence.state"), "ok") == 0 &&
+                    it_json_int(s, "persistence.queued_writes") == 0;
+        json_decref(s);
+        if (done)
+            break;
+        it_sleep_ms(20);
+    }
+    kill(e->dmn.pid, SIGKILL);
+    for (int i = 0; i < 500 && it_daemon_alive(&e->dmn); i++)
+        it_sleep_ms(10);
+    IT_CHECK(e->dmn.pid == 0, "the daemon survived SIGKILL");
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "daemon restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "daemon ready after restart");
+    check_held(e, b, a);
+    IT_CHECK(waiting_count(e) == 1, "after the restart: stats dependencies.waiting %lld, want 1",
+             (long long)waiting_count(e));
+    snprintf(body, sizeof body, "{\"task_id\":\"%s\"}", a);
+    json_t *t = it_request_json(e->nc, "dlq.admin.archive", body, IT_REQUEST_MS);
+    json_decref(t);
+    snprintf(want, sizeof want, "dependency %s archived", a);
+    wait_parked(e, b, want);
+    os_drop(url, index);
+    e->passed = true;
+}
+
+/*
+ * With the argument "kv" only the KV store's test runs (labelled jetstream),
+ * with "os" only OpenSearch's (labelled opensearch), else the others.
+ */
 int
 main(int argc, char **argv)
 {
@@ -423,7 +497,12 @@ main(int argc, char **argv)
     const struct CMUnitTest kv[] = {
         cmocka_unit_test_teardown(test_kv_restart_keeps_held, it_teardown),
     };
+    const struct CMUnitTest os[] = {
+        cmocka_unit_test_teardown(test_os_restart_keeps_held, it_teardown),
+    };
     if (argc > 1 && strcmp(argv[1], "kv") == 0)
         return cmocka_run_group_tests(kv, NULL, NULL);
+    if (argc > 1 && strcmp(argv[1], "os") == 0)
+        return cmocka_run_group_tests(os, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
