@@ -1747,6 +1747,8 @@ test_deps_hold_release(void **state)
     struct dlq_task *a, *b;
     bool stored;
 
+    /* The dependency data lives in the task's extras (struct dlq_origin): the task does not grow. */
+    assert_true(sizeof(struct dlq_task) <= 296);
     ingest(x, "A", OPT(.policy = "immediate"), false, 0);
     assert_int_equal(ingest(x, "B", OPT(.policy = "immediate", .deps = dep_a, .ndeps = 1), false, 0),
                      DLQ_IN_STORED);

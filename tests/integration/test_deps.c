@@ -112,7 +112,11 @@ waiting_count(struct it_env *e)
 static void
 test_held_until_completed(void **state)
 {
-    struct it_env *e = it_env_start("deps-release", NULL);
+    int port = it_free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "http.listen=127.0.0.1:%d", port);
+    const char *const flags[] = {listen, NULL};
+    struct it_env *e = it_env_start("deps-release", flags);
     assert_non_null(e);
     *state = e;
     natsConnection *wc = it_env_connect(e, "it-worker");
@@ -130,6 +134,11 @@ test_held_until_completed(void **state)
     check_held(e, b, a);
     IT_CHECK(waiting_count(e) == 1, "stats dependencies.waiting: want 1, got %lld",
              (long long)waiting_count(e));
+    struct it_http_resp r;
+    IT_CHECK(it_http_get(port, "/metrics", &r) == 0 && r.status == 200, "GET /metrics");
+    IT_CHECK(r.body && strstr(r.body, "\ndlq_dependencies_waiting 1\n"),
+             "/metrics: want the gauge dlq_dependencies_waiting 1");
+    it_http_resp_free(&r);
 
     IT_CHECK(it_rec_wait(w, 2, IT_WAIT_MS), "want 2 retries (A then B), got %zu", it_rec_count(w));
     const char *first = it_rec_header(it_rec_get(w, 0), "Dlq-Task-Id");
