@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "dlq.h"
 #include "harness.h"
 
 /* Failures on dlq.failed.orders: their retries go to dlq.retry.orders. */
@@ -491,9 +492,83 @@ test_os_restart_keeps_held(void **state)
     e->passed = true;
 }
 
+/* ---- cluster mode: a dependency must share the task's partition -------------------------------- */
+
+/* Writes into out an id "<prefix>-<n>" whose partition (of 32) is (same) or is not (!same) that of other. */
+static void
+id_in_partition(const char *prefix, const char *other, bool same, char *out, size_t outlen)
+{
+    uint32_t p = dlq_partition_of(other, strlen(other), 32);
+
+    for (int n = 0; n < 100000; n++) {
+        snprintf(out, outlen, "%s-%d", prefix, n);
+        if ((dlq_partition_of(out, strlen(out), 32) == p) == same)
+            return;
+    }
+    fail();
+}
+
+/*
+ * 7. One member in cluster mode (JetStream ingest, the KV store): a
+ * dependency in another partition is refused to dlq.invalid with
+ * bad_depends_on naming the partitions (nothing stored); one in the task's
+ * own partition holds it as outside cluster mode.
+ */
+static void
+test_cluster_partition_rule(void **state)
+{
+    static const char *const flags[] = {
+        "cluster.enabled=true", "cluster.member_id=s0", "cluster.replicas=1",
+        "store.backend=jetstream", "store.jetstream.replicas=1",
+        "ingest.mode=jetstream", "ingest.stream_replicas=1", NULL,
+    };
+    struct it_env *e = it_env_start_js("deps-cluster", flags);
+    assert_non_null(e);
+    *state = e;
+    natsConnection *sc = it_env_connect(e, "it-spy");
+    assert_non_null(sc);
+    struct it_recorder *spy = it_env_recorder(e, sc, "dlq.invalid.>", NULL, 8, false);
+    assert_non_null(spy);
+    char a[96], b[96], far[96], c[96], deps[256], body[512];
+
+    it_unique_id("A", a, sizeof a);
+    id_in_partition(a, a, true, b, sizeof b);
+    id_in_partition("far", b, false, far, sizeof far);
+    snprintf(body, sizeof body, "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"retry_policy\":\"linear\",\"backoff\":[60000]}", a);
+    natsConnection_PublishString(e->nc, FAILED, body);
+    bool ok = false;
+    json_t *t = it_wait_task_status(e->nc, a, "pending", 60000, &ok);
+    json_decref(t);
+    IT_CHECK(ok, "A was not taken in (does the member serve its partition?)");
+
+    snprintf(deps, sizeof deps, "[\"%s\"]", far);
+    snprintf(body, sizeof body, "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"depends_on\":%s}", b, deps);
+    natsConnection_PublishString(e->nc, FAILED, body);
+    IT_CHECK(it_rec_wait(spy, 1, 60000), "cross-partition depends_on: nothing on dlq.invalid");
+    const char *reason = it_rec_header(it_rec_get(spy, 0), "Dlq-Invalid-Reason");
+    const char *detail = it_rec_header(it_rec_get(spy, 0), "Dlq-Invalid-Detail");
+    IT_CHECK(reason && strcmp(reason, "bad_depends_on") == 0, "reason %s", reason ? reason : "(none)");
+    IT_CHECK(detail && strstr(detail, "depends_on[0]") && strstr(detail, "partition"), "detail %s",
+             detail ? detail : "(none)");
+    t = it_admin_get(e->nc, b);
+    IT_CHECK(it_json_int(t, "error.code") == 404, "B was stored");
+    json_decref(t);
+
+    id_in_partition("C", a, true, c, sizeof c);
+    snprintf(deps, sizeof deps, "[\"%s\"]", a);
+    snprintf(body, sizeof body, "{\"task_id\":\"%s\",\"task\":{},\"error\":\"busy\",\"retry_policy\":\"linear\",\"backoff\":[50],\"depends_on\":%s}", c, deps);
+    natsConnection_PublishString(e->nc, FAILED, body);
+    t = it_wait_task_status(e->nc, c, "pending", 60000, &ok);
+    json_decref(t);
+    IT_CHECK(ok, "C was not taken in");
+    check_held(e, c, a);
+    e->passed = true;
+}
+
 /*
  * With the argument "kv" only the KV store's test runs (labelled jetstream),
- * with "os" only OpenSearch's (labelled opensearch), else the others.
+ * with "os" only OpenSearch's (labelled opensearch), with "cluster" only
+ * cluster mode's (labelled cluster), else the others.
  */
 int
 main(int argc, char **argv)
@@ -512,7 +587,12 @@ main(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "kv") == 0)
         return cmocka_run_group_tests(kv, NULL, NULL);
+    const struct CMUnitTest cluster[] = {
+        cmocka_unit_test_teardown(test_cluster_partition_rule, it_teardown),
+    };
     if (argc > 1 && strcmp(argv[1], "os") == 0)
         return cmocka_run_group_tests(os, NULL, NULL);
+    if (argc > 1 && strcmp(argv[1], "cluster") == 0)
+        return cmocka_run_group_tests(cluster, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
