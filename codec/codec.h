@@ -29,6 +29,9 @@ struct codec_str {
     size_t len;
 };
 
+/* The most task ids an envelope's `depends_on` may name (issue 17). */
+#define CODEC_DEPENDS_MAX 32
+
 /* How many unknown envelope keys a decoded envelope names (it counts them all). */
 #define CODEC_UNKNOWN_NAMES 8
 
@@ -58,6 +61,9 @@ struct codec_envelope {
     struct codec_str priority;       /* `priority`: NULL when absent; value not checked here (policy/ does it) */
     uint32_t backoff_n;              /* `backoff`: 0 when absent or nil, else 1..SC_DELAYS_MAX */
     int64_t backoff_ms[SC_DELAYS_MAX]; /* its delays, each 1..SC_DELAY_MAX_MS ms */
+    uint32_t depends_n;              /* `depends_on`: 0 when absent or nil, else 1..CODEC_DEPENDS_MAX */
+    struct codec_str depends_on[CODEC_DEPENDS_MAX]; /* its task ids: each valid as task_id, distinct,
+                                                       none the task's own */
     unsigned unknown_keys;           /* keys not in the contract; ignored */
     /* The names of the first CODEC_UNKNOWN_NAMES of them (borrowed like the rest; unused ones NULL). */
     struct codec_str unknown[CODEC_UNKNOWN_NAMES];
@@ -86,7 +92,9 @@ struct codec_envelope {
  * control character: C0, DEL or C1), "bad_type", "out_of_range",
  * "bad_timestamp", "duplicate_key" (a contract key given twice; in JSON any
  * key given twice in one object), "too_many_keys" (metadata),
- * "task_id_missing" (absent, nil or empty) and "task_missing".
+ * "task_id_missing" (absent, nil or empty), "task_missing" and
+ * "bad_depends_on" (depends_on is not an array of 1-CODEC_DEPENDS_MAX
+ * distinct valid task ids, or names the task itself).
  *
  * A truncated error is cut at a UTF-8 boundary so that the text plus
  * CODEC_TRUNC_MARKER is at most max_error_len bytes (when max_error_len is

@@ -41,13 +41,14 @@ enum env_key {
     K_BACKOFF,
     K_TEMPLATE,
     K_PRIORITY,
+    K_DEPENDS_ON,
     K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
     "task_id", "task", "error", "error_type", "error_category", "retry_policy",
     "max_retries", "retry_subject", "repos", "metadata", "failed_at", "enqueue",
-    "backoff", "template", "priority",
+    "backoff", "template", "priority", "depends_on",
 };
 
 static int
@@ -251,6 +252,66 @@ get_backoff(struct codec *c, const uint8_t *p, size_t used, const struct codec_m
     return SC_OK;
 }
 
+/*
+ * `depends_on` (issue 17): an array of 1-CODEC_DEPENDS_MAX task ids, each
+ * valid by task_id's rules, no two the same. Every refusal has the reason
+ * "bad_depends_on" and a detail naming depends_on (the task's own id is
+ * checked once task_id is known, in decode_map()).
+ */
+static sc_status
+get_depends_on(struct codec *c, const uint8_t *p, size_t used, const struct codec_mp_item *v,
+               struct codec_envelope *env)
+{
+    size_t pos = v->size;
+
+    if (v->kind == CODEC_MP_NIL)
+        return SC_OK;
+    if (v->kind != CODEC_MP_ARRAY)
+        return codec_fail(c, "bad_depends_on", "depends_on: must be an array of task ids, not %s",
+                          kind_name(v->kind));
+    if (v->count == 0)
+        return codec_fail(c, "bad_depends_on", "depends_on: empty, give 1-%d task ids",
+                          CODEC_DEPENDS_MAX);
+    if (v->count > CODEC_DEPENDS_MAX)
+        return codec_fail(c, "bad_depends_on", "depends_on: %" PRIu64 " task ids, at most %d",
+                          v->count, CODEC_DEPENDS_MAX);
+    for (uint64_t k = 0; k < v->count; k++) {
+        struct codec_mp_item e;
+        size_t b = 0;
+
+        if (codec_msgpack_head(p + pos, used - pos, &e))
+            return codec_fail(c, "truncated", "depends_on: truncated");
+        if (e.kind != CODEC_MP_STR)
+            return codec_fail(c, "bad_depends_on", "depends_on[%" PRIu64 "]: must be a task id string, not %s",
+                              k, kind_name(e.kind));
+        if (e.dlen == 0 || e.dlen > c->lim.max_task_id_len)
+            return codec_fail(c, "bad_depends_on",
+                              "depends_on[%" PRIu64 "]: %zu bytes, a task id has 1-%zu", k, e.dlen,
+                              c->lim.max_task_id_len);
+        while (b < e.dlen) {
+            uint32_t cp;
+            size_t n = sc_utf8_next(e.data + b, e.dlen - b, &cp);
+            if (!n)
+                return codec_fail(c, "bad_depends_on",
+                                  "depends_on[%" PRIu64 "]: not valid UTF-8 at byte %zu", k, b);
+            if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+                return codec_fail(c, "bad_depends_on",
+                                  "depends_on[%" PRIu64 "]: control character at byte %zu", k, b);
+            b += n;
+        }
+        for (uint32_t j = 0; j < env->depends_n; j++)
+            if (env->depends_on[j].len == e.dlen && memcmp(env->depends_on[j].ptr, e.data, e.dlen) == 0)
+                return codec_fail(c, "bad_depends_on",
+                                  "depends_on[%" PRIu64 "]: '%.*s' is named twice", k,
+                                  (int)(e.dlen > 64 ? 64 : e.dlen), (const char *)e.data);
+        env->depends_on[env->depends_n].ptr = (const char *)e.data;
+        env->depends_on[env->depends_n].len = e.dlen;
+        env->depends_n++;
+        pos += e.size;
+    }
+    return SC_OK;
+}
+
 static sc_status
 get_metadata(struct codec *c, const uint8_t *p, size_t used, const struct codec_mp_item *v,
              struct codec_envelope *env)
@@ -403,6 +464,7 @@ get_value(struct codec *c, enum env_key id, const uint8_t *val, size_t used,
     case K_BACKOFF: return get_backoff(c, val, used, &v, env);
     case K_TEMPLATE: return get_str(c, "template", &v, &env->template_name);
     case K_PRIORITY: return get_str(c, "priority", &v, &env->priority);
+    case K_DEPENDS_ON: return get_depends_on(c, val, used, &v, env);
     case K_COUNT: break;
     }
     return SC_OK;
@@ -475,6 +537,10 @@ decode_map(struct codec *c, const uint8_t *p, size_t n, struct codec_envelope *e
         return codec_fail(c, "task_id_missing", "task_id: missing");
     if (!(seen & 1u << K_TASK))
         return codec_fail(c, "task_missing", "task: missing");
+    for (uint32_t j = 0; j < env->depends_n; j++)
+        if (env->depends_on[j].len == env->task_id.len &&
+            memcmp(env->depends_on[j].ptr, env->task_id.ptr, env->task_id.len) == 0)
+            return codec_fail(c, "bad_depends_on", "depends_on[%u]: a task cannot depend on itself", j);
     if (!env->error.ptr)
         env->error.ptr = "";
     return SC_OK;

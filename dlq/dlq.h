@@ -194,8 +194,28 @@ struct dlq_attempt {
  * edited task (admin edit) the payload before the first edit; for a task
  * with a delay list of its own (issue 17) that list.
  */
+/*
+ * A task's dependencies (issue 17, README "Dependencies"): the ids its
+ * envelope's depends_on named, in order, and which of them it still waits
+ * for. waiting > 0 means the task is held: pending, not in a due wheel,
+ * its park_reason "waiting for <id>", indexed under each id it waits for
+ * (struct dlq_machine.deps_ix). Owned by the task's origin.
+ */
+struct dlq_dep {
+    char *id;      /* owned, NUL-terminated */
+    uint32_t len;
+    bool waiting;  /* not yet satisfied (completed or unknown) */
+};
+
+struct dlq_deps {
+    uint32_t n;       /* 1..CODEC_DEPENDS_MAX */
+    uint32_t waiting; /* entries with waiting set */
+    struct dlq_dep e[];
+};
+
 struct dlq_origin {
     uint64_t adv_seq;
+    struct dlq_deps *deps;              /* owned: its depends_on (issue 17), NULL: none */
     char *backoff;                      /* pooled (DLQ_TS_BACKOFF): the task's own delay list, an
                                            envelope's or its template's, as policy_delays_format()
                                            writes it (NULL: none) */
@@ -336,6 +356,9 @@ bool dlq_group_parse(const char *s, size_t len, uint64_t *out);
 
 /* One string of the queue's pool (queue.c): shared by every task field that holds the same bytes. */
 struct dlq_pstr;
+
+/* Held tasks by the ids they wait for (deps.c). */
+struct dlq_dep_index;
 
 struct dlq_queue {
     /*
@@ -498,6 +521,35 @@ dlq_task_backoff(const struct dlq_task *t)
 {
     return t->origin ? t->origin->backoff : NULL;
 }
+/*
+ * dlq_task_set_deps() gives t the dependency list d (taken: owned by t
+ * afterwards; NULL: none), freeing the one it had. The caller unindexes a
+ * held task first (dlq_deps_unhold()). dlq_task_deps() is t's list
+ * (borrowed; NULL: none); dlq_task_held() tells whether t waits for one of
+ * them. Loop thread (reads: any thread that may read t).
+ */
+void dlq_task_set_deps(struct dlq_task *t, struct dlq_deps *d);
+
+static inline struct dlq_deps *
+dlq_task_deps(const struct dlq_task *t)
+{
+    return t->origin ? t->origin->deps : NULL;
+}
+
+static inline bool
+dlq_task_held(const struct dlq_task *t)
+{
+    return t->origin && t->origin->deps && t->origin->deps->waiting > 0;
+}
+
+/*
+ * dlq_deps_new() builds a list of the n (1..CODEC_DEPENDS_MAX) ids at ids
+ * (copied), none waiting. Never fails (aborts on OOM); free with
+ * dlq_deps_free() (NULL is a no-op). Any thread.
+ */
+struct dlq_deps *dlq_deps_new(const struct codec_str *ids, uint32_t n);
+void dlq_deps_free(struct dlq_deps *d);
+
 /* dlq_task_account() recomputes t->bytes from its fields and keeps q->bytes in step. */
 void dlq_task_account(struct dlq_queue *q, struct dlq_task *t);
 /* Replaces *field with a copy of len bytes at p (NULL p stores NULL). */
@@ -763,6 +815,9 @@ struct dlq_machine {
                                                      priority (rate-limited, shared 6:3:1) */
     int64_t credit[POLICY_PRIO_COUNT];    /* smooth weighted round robin between the wheels */
     struct dlq_wheel *twheel;              /* reply timeouts of retrying tasks */
+    struct dlq_dep_index *deps_ix;        /* held tasks by the ids they wait for (deps.c); NULL
+                                             until a task first waits: tasks without depends_on
+                                             never touch it */
     struct dlq_flight *flights;
     uint32_t flights_cap, flights_used, free_head;
     size_t inflight;                      /* outstanding retries */
@@ -841,7 +896,8 @@ void dlq_machine_deferred(struct dlq_machine *m, struct dlq_task *t, const char 
 
 /*
  * dlq_machine_retry() is an operator's retry: t goes out at the next run
- * (an exhausted task gets one more attempt of budget), counted in
+ * (an exhausted task gets one more attempt of budget; a task held by its
+ * dependencies is released, dlq_machine_deps_release()), counted in
  * manual_retries. Returns SC_OK, or SC_ECONFLICT (nothing changed) when t
  * is retrying, completed or archived, or has no usable retry subject.
  * Loop thread.
@@ -903,6 +959,29 @@ void dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_sta
  * held one. O(tasks). Loop thread.
  */
 size_t dlq_machine_forget_seqs(struct dlq_machine *m, bool advisory);
+
+/*
+ * Dependencies (issue 17; README "Dependencies"; the index in deps.c,
+ * what a dependency's end does in machine.c).
+ *
+ * dlq_machine_deps_waiting() is the number of held tasks (O(1)).
+ * dlq_machine_deps_check() looks every id a held task waits for up again
+ * (after a load from the store or a partition claim: a dependency may have
+ * finished, or been removed, while its dependent's record was behind):
+ * completed or unknown satisfies, exhausted or archived parks the
+ * dependent; a task whose wait is over is scheduled at max(now, its
+ * next_retry_at). O(held tasks x their ids). dlq_machine_deps_release()
+ * ends t's wait as an operator's override (dlq_machine_retry() calls it:
+ * admin retry by task_id, edit with retry): the history notes the ids it
+ * waited for ("dependencies overridden by <by, NULL: an operator>: was
+ * waiting for <ids>"); t is not scheduled here. Returns false when t was
+ * not held.
+ * Loop thread.
+ */
+size_t dlq_machine_deps_waiting(const struct dlq_machine *m);
+void dlq_machine_deps_check(struct dlq_machine *m, int64_t now_wall, int64_t now_mono);
+bool dlq_machine_deps_release(struct dlq_machine *m, struct dlq_task *t, const char *by,
+                              int64_t now_wall);
 
 /* How long a task whose partition may not dispatch waits before it is asked again, ms. */
 #define DLQ_HOLD_MS 500

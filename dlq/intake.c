@@ -409,20 +409,66 @@ repeated(struct dlq_machine *m, struct intake *in, struct dlq_task *t, int64_t n
         /* DESIGN section 6: a new failure while retrying fails the current attempt. */
         m->c.failures_while_retrying++;
         dlq_attempt_failed(m, t, DLQ_OUT_RETRY_FAILED, t->error, strlen(t->error), now);
+    } else if (t->status == DLQ_TASK_PENDING && dlq_task_held(t) && in->rs_ok) {
+        /* Held by its dependencies: it stays held; its record was updated. */
     } else if (t->status == DLQ_TASK_PENDING) {
         /* Keep the schedule unless the new envelope changed what it rests on (budget included). */
         bool keep = !t->parked && in->rs_ok && t->policy != POLICY_NEVER &&
                     t->retry_count < t->max_retries && dlq_wheel_entry_scheduled(&t->timer);
         if (!in->rs_ok) {
-            dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
-            dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
-            dlq_set_str(&t->park_reason, in->why, strlen(in->why));
-            t->next_retry_at = 0;
+            dlq_park(m, t, in->why, strlen(in->why)); /* a held task stops waiting */
         } else if (!keep) {
             dlq_schedule_next(m, t, now);
         }
     }
     /* An exhausted task only has its record updated. */
+}
+
+/*
+ * Gives t the envelope's depends_on (issue 17; a repeat without one keeps
+ * t's) and judges it: a dependency exhausted or archived parks t, one
+ * pending, parked or retrying holds it, completed or unknown satisfies. A
+ * task not pending, or parked, only keeps the list.
+ */
+static void
+apply_deps(struct dlq_machine *m, struct dlq_task *t, const struct codec_envelope *env,
+           int64_t now)
+{
+    struct dlq_deps *d;
+    const char *kind = NULL;
+    uint32_t failed = 0;
+    int worst = 0;
+
+    if (env->depends_n) {
+        dlq_deps_unhold(m, t);
+        dlq_task_set_deps(t, dlq_deps_new(env->depends_on, env->depends_n));
+    } else if (dlq_task_held(t) || !dlq_task_deps(t)) {
+        return; /* a repeat without a list: a held task stays held */
+    }
+    d = dlq_task_deps(t);
+    if (t->status != DLQ_TASK_PENDING || t->parked)
+        return;
+    for (uint32_t i = 0; i < d->n && worst >= 0; i++) {
+        const char *k = NULL;
+        int s = dlq_deps_state(m, d->e[i].id, d->e[i].len, &k);
+        if (s < 0) {
+            worst = -1;
+            kind = k;
+            failed = i;
+        } else if (s > 0) {
+            d->e[i].waiting = true;
+            d->waiting++;
+            worst = 1;
+        }
+    }
+    if (worst < 0) {
+        for (uint32_t i = 0; i < d->n; i++)
+            d->e[i].waiting = false;
+        d->waiting = 0;
+        dlq_deps_park(m, t, d->e[failed].id, kind, now);
+    } else if (worst > 0) {
+        dlq_deps_hold(m, t);
+    }
 }
 
 void
@@ -454,6 +500,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     if (!admit(m, &in, out))
         return;
     reopened = t && (t->status == DLQ_TASK_COMPLETED || t->status == DLQ_TASK_ARCHIVED);
+    if (!dlq_deps_admit(m, in.env, out))
+        return;
     if (!room_for(m, &in, t, reopened, out))
         return;
     if (!t) {
@@ -479,6 +527,9 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
         enqueued(m, &in, t, now_wall);
     else
         repeated(m, &in, t, now_wall);
+    if (fresh || reopened) /* a new episode starts without the last one's dependencies */
+        dlq_task_set_deps(t, NULL);
+    apply_deps(m, t, in.env, now_wall);
     out->verdict = DLQ_IN_STORED;
     out->task = t;
     out->status = dlq_task_status_name(t->status);

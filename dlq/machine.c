@@ -113,6 +113,7 @@ void
 dlq_drop(struct dlq_machine *m, struct dlq_task *t)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t);
     m->ports.removed(m->ports.ctx, t);
     dlq_queue_remove(&m->q, t);
 }
@@ -148,6 +149,7 @@ void
 dlq_park(struct dlq_machine *m, struct dlq_task *t, const char *why, size_t len)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t); /* parked: no longer waiting (an operator's retry sends it) */
     dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
     t->next_retry_at = 0;
     if (why)
@@ -155,7 +157,11 @@ dlq_park(struct dlq_machine *m, struct dlq_task *t, const char *why, size_t len)
     m->ports.changed(m->ports.ctx, t);
 }
 
-/* Files t in the due wheel delay_ms from now and records its wall-clock time. */
+/*
+ * Files t in the due wheel delay_ms from now and records its wall-clock
+ * time; a task held by its dependencies only records the time (it is
+ * scheduled from there once released).
+ */
 static void
 schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t now_wall)
 {
@@ -164,6 +170,10 @@ schedule_in(struct dlq_machine *m, struct dlq_task *t, int64_t delay_ms, int64_t
     if (t->status != DLQ_TASK_PENDING || t->parked)
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, false);
     t->next_retry_at = now_wall + delay_ms;
+    if (dlq_task_held(t)) {
+        m->ports.changed(m->ports.ctx, t);
+        return;
+    }
     dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer, m->now_mono + delay_ms);
     m->ports.changed(m->ports.ctx, t);
 }
@@ -172,6 +182,7 @@ static void
 exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t);
     dlq_queue_set_status(&m->q, t, DLQ_TASK_EXHAUSTED, false);
     t->next_retry_at = 0;
     m->ports.changed(m->ports.ctx, t);
@@ -181,6 +192,7 @@ exhaust(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall)
     dlq_log(m, DLQ_LOG_INFO, "task exhausted", "task_id", t->id, "attempts",
             dlq_int(m, t->retry_count), "category", policy_category_name(t->category), NULL);
     m->ports.event(m->ports.ctx, "exhausted", t, t->retry_count, NULL);
+    dlq_deps_done(m, t, "exhausted", now_wall);
 }
 
 const char *
@@ -289,6 +301,7 @@ succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     t->updated_at = now;
     m->ports.changed(m->ports.ctx, t);
     m->ports.event(m->ports.ctx, "succeeded", t, attempt, "");
+    dlq_deps_done(m, t, "completed", now);
     if (!m->cfg->store_keep_completed)
         dlq_drop(m, t);
 }
@@ -758,6 +771,101 @@ dlq_machine_flight(struct dlq_machine *m, uint32_t idx, uint64_t token, bool *st
     return f->task;
 }
 
+/* ---- dependencies (issue 17): what a dependency's end does to its dependents ----------------- */
+
+void
+dlq_deps_park(struct dlq_machine *m, struct dlq_task *t, const char *id, const char *kind, int64_t now)
+{
+    char why[64 + DLQ_RETRY_ID_MAX];
+    int n = snprintf(why, sizeof(why), "dependency %s %s", id, kind);
+    size_t len = (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1;
+
+    dlq_park(m, t, why, len); /* ends its wait */
+    t->updated_at = now;
+    dlq_queue_history(&m->q, t, DLQ_OUT_REFUSED, t->retry_count, now, why, len);
+    dlq_log(m, DLQ_LOG_INFO, "task parked", "task_id", t->id, "reason", why, NULL);
+    m->ports.event(m->ports.ctx, "parked", t, t->retry_count, why);
+}
+
+/*
+ * The dependency id (len bytes) ended as kind (NULL: completed, or no
+ * longer known): its waiting dependents are released when it was their
+ * last wait, or parked.
+ */
+static void
+dependents_done(struct dlq_machine *m, const char *id, size_t len, const char *kind, int64_t now)
+{
+    size_t n = 0;
+    struct dlq_task **v = dlq_deps_take(m, id, len, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct dlq_task *t = v[i];
+        if (kind) {
+            dlq_deps_park(m, t, id, kind, now);
+        } else if (!dlq_task_held(t)) {
+            int64_t at = t->next_retry_at;
+            free(t->park_reason); /* its "waiting for" reason goes */
+            t->park_reason = NULL;
+            t->updated_at = now;
+            dlq_log(m, DLQ_LOG_INFO, "dependencies met: task released", "task_id", t->id, NULL);
+            schedule_in(m, t, at > now ? at - now : 0, now); /* max(now, its own next retry) */
+        } else {
+            dlq_deps_reason(t);
+            m->ports.changed(m->ports.ctx, t);
+        }
+    }
+    free(v);
+}
+
+void
+dlq_deps_done(struct dlq_machine *m, struct dlq_task *t, const char *kind, int64_t now_wall)
+{
+    if (!m->deps_ix || dlq_machine_deps_waiting(m) == 0)
+        return; /* nothing waits: the common path */
+    dependents_done(m, t->id, t->id_len, strcmp(kind, "completed") == 0 ? NULL : kind, now_wall);
+}
+
+void
+dlq_machine_deps_check(struct dlq_machine *m, int64_t now_wall, int64_t now_mono)
+{
+    char **ids;
+    const char **kinds;
+    size_t n;
+
+    m->now_mono = now_mono;
+    n = dlq_deps_resolvable(m, &ids, &kinds);
+    for (size_t i = 0; i < n; i++) {
+        dependents_done(m, ids[i], strlen(ids[i]), kinds[i], now_wall);
+        free(ids[i]);
+    }
+    free(ids);
+    free(kinds);
+}
+
+bool
+dlq_machine_deps_release(struct dlq_machine *m, struct dlq_task *t, const char *by, int64_t now_wall)
+{
+    struct dlq_deps *d = dlq_task_deps(t);
+    char note[512];
+    size_t n;
+
+    if (!dlq_task_held(t))
+        return false;
+    n = (size_t)snprintf(note, sizeof(note), "dependencies overridden by %s: was waiting for",
+                         by ? by : "an operator");
+    for (uint32_t i = 0; i < d->n && n < sizeof(note); i++)
+        if (d->e[i].waiting)
+            n += (size_t)snprintf(note + n, sizeof(note) - n, " %s", d->e[i].id);
+    if (n >= sizeof(note))
+        n = sizeof(note) - 1;
+    dlq_deps_unhold(m, t);
+    dlq_queue_history(&m->q, t, DLQ_OUT_OPERATOR, t->retry_count, now_wall, note, n);
+    dlq_log(m, DLQ_LOG_INFO, "task released from its dependencies", "task_id", t->id, "by",
+            by ? by : "", NULL);
+    m->ports.changed(m->ports.ctx, t);
+    return true;
+}
+
 /* ---- operators, restarts, reloads -------------------------------------------------------------- */
 
 sc_status
@@ -774,6 +882,7 @@ dlq_machine_retry(struct dlq_machine *m, struct dlq_task *t, int64_t now_wall, i
         t->max_retries_own = true;           /* the operator's budget: a reload leaves it */
     }
     t->defer_streak = 0;
+    dlq_machine_deps_release(m, t, NULL, now_wall); /* an operator's retry overrides the wait */
     schedule_in(m, t, 0, now_wall);
     t->updated_at = now_wall;
     m->ports.changed(m->ports.ctx, t);
@@ -815,6 +924,7 @@ dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
         t->status != DLQ_TASK_EXHAUSTED)
         return SC_ECONFLICT;
     detach(m, t);
+    dlq_deps_unhold(m, t);
     dlq_queue_set_status(&m->q, t, DLQ_TASK_ARCHIVED, false);
     t->next_retry_at = 0;
     t->updated_at = now;
@@ -822,6 +932,7 @@ dlq_machine_archive(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     dlq_queue_history(&m->q, t, DLQ_OUT_ARCHIVED, t->retry_count, now, NULL, 0);
     m->c.archived++;
     m->ports.event(m->ports.ctx, "archived", t, t->retry_count, "");
+    dlq_deps_done(m, t, "archived", now);
     if (!m->cfg->store_keep_completed)
         dlq_drop(m, t);
     return SC_OK;
@@ -831,6 +942,7 @@ void
 dlq_machine_forget(struct dlq_machine *m, struct dlq_task *t)
 {
     detach(m, t);
+    dlq_deps_unhold(m, t);
     m->ports.forgotten(m->ports.ctx, t);
     dlq_queue_remove(&m->q, t);
 }
@@ -866,6 +978,7 @@ void
 dlq_machine_clear(struct dlq_machine *m, struct dlq_task *t)
 {
     m->ports.event(m->ports.ctx, "cleared", t, t->retry_count, "");
+    dlq_deps_done(m, t, "cleared", sc_now_wall_ms());
     dlq_drop(m, t);
     m->c.cleared++;
 }
@@ -896,6 +1009,7 @@ dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status s
         dlq_queue_set_status(&m->q, t, st, false);
         t->next_retry_at = 0;
     }
+    dlq_deps_restored(m, t);
     if (retrying)
         m->ports.changed(m->ports.ctx, t);
 }
@@ -971,6 +1085,7 @@ dlq_machine_destroy(struct dlq_machine *m)
     }
     dlq_wheel_free(m->twheel);
     dlq_effect_destroy(&m->effect);
+    dlq_deps_destroy(m);
     free(m->flights);
     m->twheel = NULL;
     m->flights = NULL;

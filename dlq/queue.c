@@ -280,8 +280,10 @@ task_free(struct dlq_queue *q, struct dlq_task *t)
     }
     if (t->payload != inline_payload(t))
         free(t->payload);
-    if (t->origin)
+    if (t->origin) {
         free(t->origin->orig_payload);
+        dlq_deps_free(t->origin->deps);
+    }
     free(t->park_reason);
     free(t->metadata);
     free(t->repos);
@@ -614,6 +616,7 @@ origin_new(struct dlq_task *t, size_t len)
 {
     t->origin = sc_xmalloc(sizeof(*t->origin) + (len ? len : 1));
     t->origin->adv_seq = 0;
+    t->origin->deps = NULL;
     t->origin->backoff = NULL;
     t->origin->orig_payload = NULL;
     t->origin->orig_payload_len = 0;
@@ -627,7 +630,7 @@ origin_trim(struct dlq_task *t)
 {
     struct dlq_origin *o = t->origin;
 
-    if (o && !o->adv_seq && !o->backoff && !o->orig_payload && !o->headers_len) {
+    if (o && !o->adv_seq && !o->backoff && !o->orig_payload && !o->headers_len && !o->deps) {
         free(o);
         t->origin = NULL;
     }
@@ -746,4 +749,47 @@ dlq_filter_match(const struct dlq_filter *f, const struct dlq_task *t, int64_t n
     if (f->group && dlq_task_group(t) != f->group) /* last: it hashes the subject */
         return false;
     return true;
+}
+
+void
+dlq_task_set_deps(struct dlq_task *t, struct dlq_deps *d)
+{
+    if (t->origin) {
+        dlq_deps_free(t->origin->deps);
+        t->origin->deps = NULL;
+    }
+    if (!d) {
+        origin_trim(t);
+        return;
+    }
+    if (!t->origin)
+        origin_new(t, 0);
+    t->origin->deps = d;
+}
+
+struct dlq_deps *
+dlq_deps_new(const struct codec_str *ids, uint32_t n)
+{
+    struct dlq_deps *d = sc_xmalloc(sizeof(*d) + n * sizeof(d->e[0]));
+
+    d->n = n;
+    d->waiting = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        d->e[i].id = sc_xmalloc(ids[i].len + 1);
+        memcpy(d->e[i].id, ids[i].ptr, ids[i].len);
+        d->e[i].id[ids[i].len] = '\0';
+        d->e[i].len = (uint32_t)ids[i].len;
+        d->e[i].waiting = false;
+    }
+    return d;
+}
+
+void
+dlq_deps_free(struct dlq_deps *d)
+{
+    if (!d)
+        return;
+    for (uint32_t i = 0; i < d->n; i++)
+        free(d->e[i].id);
+    free(d);
 }

@@ -140,6 +140,8 @@ const char persist_task_properties[] =
     "\"adv_seq\":{\"type\":\"long\"},"
     "\"max_retries_own\":{\"type\":\"boolean\"},"
     "\"backoff_ms\":{\"type\":\"long\"},"
+    "\"depends_on\":{\"type\":\"keyword\"},"
+    "\"waiting_for\":{\"type\":\"keyword\"},"
     "\"created_at\":{\"type\":\"date\"},"
     "\"updated_at\":{\"type\":\"date\"},"
     "\"last_attempt_at\":{\"type\":\"date\"},"

@@ -587,6 +587,9 @@ admin_stats(struct admin_req *r)
     stats_retry_processor(d, &w);
     sc_workers_json(d, &w); /* retry_subjects_without_workers (workers.c) */
     sc_breaker_json(d, &w); /* circuits (breaker.c) */
+    sc_jw_open(&w, "dependencies", '{'); /* held tasks (dlq/deps.c) */
+    sc_jw_int(&w, "waiting", (int64_t)dlq_machine_deps_waiting(&d->m));
+    sc_jw_close(&w, '}');
     dlq_effect_json(&d->m.effect, &w); /* retry_effectiveness (dlq/effect.c) */
     stats_links(d, &w);
     {
@@ -625,6 +628,31 @@ task_json_delays(struct sc_daemon *d, struct sc_jw *w, const struct dlq_task *t)
         sc_jw_raw(w, "null", 4);
     }
     sc_jw_str(w, "backoff_source", src ? src : "policy");
+}
+
+/*
+ * The view of t's dependencies (issue 17): "depends_on", the ids its
+ * envelope named (only when it named some), and "waiting_for", the ids it
+ * is still held for (only while held).
+ */
+static void
+task_json_deps(struct sc_jw *w, const struct dlq_task *t)
+{
+    const struct dlq_deps *dp = dlq_task_deps(t);
+
+    if (!dp)
+        return;
+    sc_jw_open(w, "depends_on", '[');
+    for (uint32_t i = 0; i < dp->n; i++)
+        sc_jw_strn(w, NULL, dp->e[i].id, dp->e[i].len);
+    sc_jw_close(w, ']');
+    if (!dp->waiting)
+        return;
+    sc_jw_open(w, "waiting_for", '[');
+    for (uint32_t i = 0; i < dp->n; i++)
+        if (dp->e[i].waiting)
+            sc_jw_strn(w, NULL, dp->e[i].id, dp->e[i].len);
+    sc_jw_close(w, ']');
 }
 
 /*
@@ -682,6 +710,7 @@ task_json(struct sc_daemon *d, struct sc_buf *b, const struct dlq_task *t, bool 
     if (t->status == DLQ_TASK_PENDING && !t->parked &&
         sc_breaker_state(d, t->retry_subject) != SC_CIRCUIT_CLOSED)
         sc_jw_str(&w, "circuit", sc_circuit_state_name(sc_breaker_state(d, t->retry_subject)));
+    task_json_deps(&w, t);
     if (!whole) {
         sc_jw_close(&w, '}');
         return;
@@ -1364,7 +1393,7 @@ on_redrive(evutil_socket_t fd, short what, void *arg)
         rd->next_seq = t->seq;
         if (!dlq_filter_match(&rd->filter, t, wall))
             continue;
-        if (!actionable(t) || !t->retry_subject ||
+        if (!actionable(t) || !t->retry_subject || dlq_task_held(t) ||
             dlq_machine_retry(&d->m, t, wall, now) != SC_OK) {
             rd->skipped++;
             continue;
@@ -1399,7 +1428,7 @@ redrive_start(struct admin_req *r, const struct dlq_filter *f, double rate, int6
     struct sc_jw w;
 
     for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
-        if (actionable(t) && t->retry_subject && dlq_filter_match(f, t, now))
+        if (actionable(t) && t->retry_subject && !dlq_task_held(t) && dlq_filter_match(f, t, now))
             n++;
     free(rd->subject);
     free(rd->resume_id);
@@ -1534,6 +1563,10 @@ retry_matching(struct admin_req *r, const struct dlq_filter *f, int64_t now)
     for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
         if (!actionable(t) || !dlq_filter_match(f, t, now))
             continue;
+        if (dlq_task_held(t)) { /* a filter never overrides dependencies (README "Dependencies") */
+            skipped++;
+            continue;
+        }
         if (dlq_machine_retry(&d->m, t, now, sc_now_mono_ms()) == SC_OK) {
             audit_note(r, t, now);
             n++;
@@ -1587,7 +1620,7 @@ admin_retry(struct admin_req *r)
     if (dry) { /* what a retry or redrive would schedule now; nothing starts */
         size_t n = 0;
         for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
-            if (actionable(t) && t->retry_subject && dlq_filter_match(&f, t, now))
+            if (actionable(t) && t->retry_subject && !dlq_task_held(t) && dlq_filter_match(&f, t, now))
                 n++;
         reply_dry_run(r, n, NULL, NULL);
         return;

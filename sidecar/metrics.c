@@ -188,6 +188,9 @@ render_queue(struct sc_daemon *d, struct sc_buf *b)
     for (i = DLQ_TASK_RETRYING; i < DLQ_TASK_STATUS_COUNT; i++)
         sample_u(b, "dlq_tasks", "status", dlq_task_status_name((dlq_task_status)i),
                  (uint64_t)d->m.q.counts[i]);
+    metric_u(b, "dlq_dependencies_waiting", "gauge",
+             "Pending tasks held until the tasks they depend on complete (depends_on).",
+             (uint64_t)dlq_machine_deps_waiting(&d->m));
     family(b, "dlq_tasks_by_category", "gauge",
            "Tasks counting against max_size, by error category.");
     for (i = 0; i < POLICY_CAT_COUNT; i++)

@@ -554,6 +554,18 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
             sc_jw_close(&w, ']');
         }
     }
+    if (dlq_task_deps(t)) { /* issue 17: its dependencies, and the ones it is still held for */
+        const struct dlq_deps *dp = dlq_task_deps(t);
+        sc_jw_open(&w, "depends_on", '[');
+        for (uint32_t i = 0; i < dp->n; i++)
+            sc_jw_strn(&w, NULL, dp->e[i].id, dp->e[i].len);
+        sc_jw_close(&w, ']');
+        sc_jw_open(&w, "waiting_for", '[');
+        for (uint32_t i = 0; i < dp->n; i++)
+            if (dp->e[i].waiting)
+                sc_jw_strn(&w, NULL, dp->e[i].id, dp->e[i].len);
+        sc_jw_close(&w, ']');
+    }
     sc_jw_time(&w, "created_at", t->created_at);
     sc_jw_time(&w, "updated_at", t->updated_at);
     sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
@@ -741,6 +753,41 @@ load_backoff(struct sc_daemon *d, struct dlq_task *t, const json_t *arr)
     dlq_task_set_str(&d->m.q, t, DLQ_TS_BACKOFF, text, n);
 }
 
+/*
+ * The task's dependencies from the document's depends_on (1-32 distinct
+ * task id strings) and waiting_for (those it was held for);
+ * dlq_machine_restore() holds it again, and dlq_machine_deps_check() after
+ * the load looks the ids up. Anything else leaves t without dependencies.
+ */
+static void
+load_deps(struct dlq_task *t, const json_t *arr, const json_t *waiting)
+{
+    struct codec_str ids[CODEC_DEPENDS_MAX];
+    struct dlq_deps *dp;
+    size_t i, n = json_array_size(arr);
+
+    if (!json_is_array(arr) || n == 0 || n > CODEC_DEPENDS_MAX)
+        return;
+    for (i = 0; i < n; i++) {
+        const json_t *v = json_array_get(arr, i);
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return;
+        ids[i].ptr = json_string_value(v);
+        ids[i].len = json_string_length(v);
+    }
+    dp = dlq_deps_new(ids, (uint32_t)n);
+    for (size_t k = 0; k < json_array_size(waiting); k++) {
+        const json_t *v = json_array_get(waiting, k);
+        for (i = 0; json_is_string(v) && i < n; i++)
+            if (!dp->e[i].waiting && dp->e[i].len == json_string_length(v) &&
+                memcmp(dp->e[i].id, json_string_value(v), dp->e[i].len) == 0) {
+                dp->e[i].waiting = true;
+                dp->waiting++;
+            }
+    }
+    dlq_task_set_deps(t, dp);
+}
+
 /* Sets t's fields from src, a checked document of status st at version (payload and class aside). */
 static void
 load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64_t version)
@@ -756,6 +803,7 @@ load_fields(struct sc_daemon *d, struct dlq_task *t, json_t *src, int st, uint64
     load_str(d, t, DLQ_TS_ERROR_TYPE, src, "error_type");
     load_str(d, t, DLQ_TS_RULE, src, "classifier_rule");
     load_backoff(d, t, json_object_get(src, "backoff_ms"));
+    load_deps(t, json_object_get(src, "depends_on"), json_object_get(src, "waiting_for"));
     {
         /* Before the task is filed in its priority's wheel; a document without one is normal. */
         const json_t *pv = json_object_get(src, "priority");
@@ -1628,6 +1676,8 @@ on_claimed(void *ctx, unsigned partition, bool ok, const char *error)
     if (!ok)
         sc_log(SC_LOG_WARN, "store: claiming a partition failed; trying again", "partition",
                sc_log_int(partition), "error", error ? error : "", NULL);
+    if (ok) /* its held tasks' dependencies may have finished while another member stored them */
+        dlq_machine_deps_check(&d->m, sc_now_wall_ms(), sc_now_mono_ms());
     if (s->claimed_fn)
         s->claimed_fn(s->claimed_ctx, partition, ok);
 }
@@ -1689,6 +1739,8 @@ on_state(void *ctx, persist_state st, const char *error)
                NULL);
         if (s->ndirty || s->tlen || s->nraw)
             persist_kick(s->p, true);
+        /* The load is over: a dependency that finished while its dependent's record was behind. */
+        dlq_machine_deps_check(&d->m, sc_now_wall_ms(), sc_now_mono_ms());
     }
 }
 

@@ -1497,6 +1497,45 @@ test_json_msgpack_round_trip(void **state)
     codec_free(c);
 }
 
+
+/* depends_on (issue 17): 1-32 distinct task ids, none the task's own; anything else names depends_on. */
+static void
+test_depends_on(void **state)
+{
+    struct codec *c = codec_new(NULL);
+    struct codec_envelope env;
+    static const char ok[] = "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[\"a\",\"c\"]}";
+    static const char *const bad[] = {
+        "{\"task_id\":\"b\",\"task\":1,\"depends_on\":\"a\"}",
+        "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[]}",
+        "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[7]}",
+        "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[\"\"]}",
+        "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[\"a\",\"a\"]}",
+        "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[\"x\\u0007\"]}",
+        "{\"depends_on\":[\"b\"],\"task_id\":\"b\",\"task\":1}",
+    };
+    char many[512];
+    size_t n;
+
+    (void)state;
+    assert_int_equal(decode_exact(c, ok, strlen(ok), false, &env), SC_OK);
+    assert_int_equal(codec_decode(c, ok, strlen(ok), false, &env), SC_OK);
+    assert_int_equal(env.depends_n, 2);
+    assert_int_equal(env.depends_on[1].len, 1);
+    assert_memory_equal(env.depends_on[1].ptr, "c", 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(decode_exact(c, bad[i], strlen(bad[i]), false, &env), SC_OK);
+        assert_string_equal(env.reason, "bad_depends_on");
+        assert_non_null(strstr(env.why, "depends_on"));
+    }
+    n = (size_t)snprintf(many, sizeof(many), "{\"task_id\":\"b\",\"task\":1,\"depends_on\":[");
+    for (int i = 0; i < 33; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s\"t%d\"", i ? "," : "", i);
+    snprintf(many + n, sizeof(many) - n, "]}");
+    assert_int_not_equal(decode_exact(c, many, strlen(many), false, &env), SC_OK);
+    assert_string_equal(env.why, "depends_on: 33 task ids, at most 32");
+    codec_free(c);
+}
 int
 main(void)
 {
@@ -1528,6 +1567,7 @@ main(void)
         cmocka_unit_test(test_neither_msgpack_nor_json),
         cmocka_unit_test(test_json_msgpack_round_trip),
         cmocka_unit_test(test_render_masked),
+        cmocka_unit_test(test_depends_on),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -308,6 +308,8 @@ struct envopt {
     const char *tpl;          /* template */
     bool no_policy;           /* no retry_policy at all */
     const char *priority;     /* priority */
+    const char *const *deps;  /* depends_on (ndeps ids) */
+    unsigned ndeps;
 };
 
 #define OPT(...) ((struct envopt){__VA_ARGS__})
@@ -335,6 +337,9 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     env.backoff_n = o.nbackoff;
     if (o.nbackoff)
         memcpy(env.backoff_ms, o.backoff, o.nbackoff * sizeof(env.backoff_ms[0]));
+    env.depends_n = o.ndeps;
+    for (unsigned i = 0; i < o.ndeps; i++)
+        env.depends_on[i] = cs(o.deps[i]);
     memset(&f, 0, sizeof(f));
     f.stream_seq = o.seq;
     f.stream_time_us = o.ts_us;
@@ -1729,11 +1734,199 @@ test_effect_counts(void **state)
     assert_int_equal(dlq_effect_quantile(&x->m.effect.cat[POLICY_CAT_RESOURCE], 0.5), -1);
 }
 
+/* ---- dependencies (issue 17, dlq/deps.c) ---------------------------------------------------------- */
+
+static const char *const dep_a[] = {"A"};
+static const char *const dep_b[] = {"B"};
+
+/* B waits for A: held (not dispatched, no attempt), released by A's success and sent. */
+static void
+test_deps_hold_release(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *a, *b;
+    bool stored;
+
+    /* The dependency data lives in the task's extras (struct dlq_origin): the task does not grow. */
+    assert_true(sizeof(struct dlq_task) <= 296);
+    ingest(x, "A", OPT(.policy = "immediate"), false, 0);
+    assert_int_equal(ingest(x, "B", OPT(.policy = "immediate", .deps = dep_a, .ndeps = 1), false, 0),
+                     DLQ_IN_STORED);
+    b = task(x, "B");
+    assert_true(dlq_task_held(b));
+    assert_string_equal(D.status, "pending");
+    assert_false(b->parked);
+    assert_string_equal(b->park_reason, "waiting for A");
+    assert_false(dlq_wheel_entry_scheduled(&b->timer));
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 1);
+    advance(x, 100);
+    assert_int_equal(F.npub, 1); /* A only */
+    assert_string_equal(F.pubs[0].task_id, "A");
+    a = flight_of(x, &F.pubs[0], &stored);
+    dlq_machine_succeeded(&x->m, a, x->wall, x->mono);
+    assert_false(dlq_task_held(b));
+    assert_null(b->park_reason);
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 0);
+    assert_int_equal(dlq_task_deps(b)->n, 1); /* depends_on stays shown */
+    advance(x, 20);
+    assert_int_equal(F.npub, 2);
+    assert_string_equal(F.pubs[1].task_id, "B");
+    assert_int_equal(b->retry_count, 0);
+}
+
+/* A dependency exhausted, archived or cleared parks its waiting dependents with the reason. */
+static void
+test_deps_failed_parks(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *b;
+
+    ingest(x, "A", OPT(.has_max = true, .max = 0), false, 0); /* exhausted at once */
+    ingest(x, "B", OPT(.deps = dep_a, .ndeps = 1), false, 0);
+    b = task(x, "B");
+    assert_true(b->parked);
+    assert_string_equal(b->park_reason, "dependency A exhausted");
+    /* waiting, then its dependency archived */
+    ingest(x, "C", OPT(), false, 0);
+    {
+        static const char *const dep_c[] = {"C", "A2"};
+        ingest(x, "D", OPT(.deps = dep_c, .ndeps = 2), false, 0);
+    }
+    ingest(x, "A2", OPT(), false, 0);
+    assert_true(dlq_task_held(task(x, "D")));
+    assert_int_equal(dlq_machine_archive(&x->m, task(x, "C"), x->wall), SC_OK);
+    assert_true(task(x, "D")->parked);
+    assert_string_equal(task(x, "D")->park_reason, "dependency C archived");
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 0);
+    /* cleared */
+    ingest(x, "E", OPT(.deps = dep_b, .ndeps = 1), false, 0);
+    assert_true(dlq_task_held(task(x, "E"))); /* B is parked: not finished, so E waits */
+    ingest(x, "F", OPT(), false, 0);
+    {
+        static const char *const dep_f[] = {"F"};
+        ingest(x, "G", OPT(.deps = dep_f, .ndeps = 1), false, 0);
+    }
+    assert_true(dlq_task_held(task(x, "G")));
+    dlq_machine_clear(&x->m, task(x, "F"));
+    assert_string_equal(task(x, "G")->park_reason, "dependency F cleared");
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 1); /* E */
+}
+
+/* An unknown id is satisfied; a cycle through held tasks is invalid and names the cycle. */
+static void
+test_deps_unknown_and_cycle(void **state)
+{
+    struct fx *x = *state;
+    static const char *const dep_nobody[] = {"nobody"};
+
+    ingest(x, "U", OPT(.deps = dep_nobody, .ndeps = 1), false, 0);
+    assert_false(dlq_task_held(task(x, "U")));
+    assert_true(dlq_wheel_entry_scheduled(&task(x, "U")->timer));
+    ingest(x, "A", OPT(), false, 0);
+    ingest(x, "B", OPT(.deps = dep_a, .ndeps = 1), false, 0);
+    assert_true(dlq_task_held(task(x, "B")));
+    assert_int_equal(ingest(x, "A", OPT(.deps = dep_b, .ndeps = 1), false, 0), DLQ_IN_INVALID);
+    assert_string_equal(D.reason, "dependency_cycle");
+    assert_string_equal(D.why, "depends_on: cycle A -> B -> A");
+    assert_null(dlq_task_deps(task(x, "A"))); /* nothing half-stored */
+}
+
+/* An operator's retry of a held task overrides the wait, noted in its history. */
+static void
+test_deps_operator_retry(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *b;
+
+    ingest(x, "A", OPT(), false, 0);
+    ingest(x, "B", OPT(.deps = dep_a, .ndeps = 1), false, 0);
+    b = task(x, "B");
+    assert_int_equal(dlq_machine_retry(&x->m, b, x->wall, x->mono), SC_OK);
+    assert_false(dlq_task_held(b));
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 0);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].task_id, "B");
+    {
+        bool found = false;
+        for (unsigned i = 0; i < b->hist_len; i++) {
+            const struct dlq_attempt *h = &b->hist[(b->hist_head + i) % b->hist_alloc];
+            if (h->outcome == DLQ_OUT_OPERATOR && h->error && strstr(h->error, "was waiting for A"))
+                found = true;
+        }
+        assert_true(found);
+    }
+}
+
+/* A task restored held is held again; a check after the load releases it when A is gone. */
+static void
+test_deps_restore_check(void **state)
+{
+    struct fx *x = *state;
+    struct codec_str ids[1] = {{"A", 1}};
+    struct dlq_task *b = dlq_queue_add(&x->m.q, "B", 1, x->wall);
+    struct dlq_deps *dp = dlq_deps_new(ids, 1);
+
+    dlq_task_set_str(&x->m.q, b, DLQ_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+    dlq_task_set_str(&x->m.q, b, DLQ_TS_SUBJECT, "dlq.failed.svc", 14);
+    b->max_retries = 3;
+    dp->e[0].waiting = true;
+    dp->waiting = 1;
+    dlq_task_set_deps(b, dp);
+    dlq_machine_restore(&x->m, b, DLQ_TASK_PENDING, false, x->wall, x->mono);
+    assert_true(dlq_task_held(b));
+    assert_false(dlq_wheel_entry_scheduled(&b->timer));
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 1);
+    dlq_machine_deps_check(&x->m, x->wall, x->mono); /* A unknown: satisfied */
+    assert_false(dlq_task_held(b));
+    assert_true(dlq_wheel_entry_scheduled(&b->timer));
+}
+
+
+/* Cluster mode: a dependency in another partition is refused (nothing stored); one in the task's own is taken. */
+static void
+test_deps_cluster_partition(void **state)
+{
+    struct fx *x = *state;
+    char same[32] = "", other[32] = "";
+    uint32_t own;
+
+    x->cfg.cluster_enabled = true;
+    x->cfg.cluster_partitions = 32;
+    own = dlq_partition_of("B", 1, 32);
+    for (int i = 0; i < 1000 && (!same[0] || !other[0]); i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "dep-%d", i);
+        if (dlq_partition_of(id, strlen(id), 32) == own)
+            snprintf(same, sizeof(same), "%s", id);
+        else
+            snprintf(other, sizeof(other), "%s", id);
+    }
+    {
+        const char *const d1[] = {other};
+        assert_int_equal(ingest(x, "B", OPT(.deps = d1, .ndeps = 1), false, 0), DLQ_IN_INVALID);
+        assert_string_equal(D.reason, "bad_depends_on");
+        assert_non_null(strstr(D.why, "partition"));
+        assert_null(task(x, "B"));
+    }
+    {
+        const char *const d2[] = {same};
+        ingest(x, same, OPT(), false, 0);
+        assert_int_equal(ingest(x, "B", OPT(.deps = d2, .ndeps = 1), false, 0), DLQ_IN_STORED);
+        assert_true(dlq_task_held(task(x, "B")));
+    }
+}
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_deps_hold_release),
+        T(test_deps_failed_parks),
+        T(test_deps_unknown_and_cycle),
+        T(test_deps_operator_retry),
+        T(test_deps_restore_check),
+        T(test_deps_cluster_partition),
         T(test_new_failure_scheduled),
         T(test_due_publishes_attempt),
         T(test_success_completes),
