@@ -882,6 +882,15 @@ dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status s
         retrying = true;
         st = DLQ_TASK_PENDING;
         t->next_retry_at = now;
+        /*
+         * Cluster mode: its former owner may be alive (a lease lost under
+         * load, a pause) with the attempt still out; its reply, handed back
+         * (sidecar/handback.h), settles it here. Sent again (same attempt)
+         * only at its deadline (docs/cluster.md, "Attempts of a lost lease").
+         */
+        if (m->cfg->cluster_enabled && t->last_attempt_at &&
+            t->last_attempt_at + m->cfg->retry_timeout_ms > now)
+            t->next_retry_at = t->last_attempt_at + m->cfg->retry_timeout_ms;
     }
     if (st == DLQ_TASK_PENDING && (parked || !t->retry_subject)) {
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
