@@ -15,11 +15,13 @@
 #define HB_RESEND_MS 500   /* a copy nobody answered is sent again after this */
 #define HB_EXTRA_MS 2000   /* a copy waits for an owner lease_ms * 2 + this */
 #define HB_HDRS_MAX 32     /* headers of a reply carried along (pairs) */
-#define HB_RECENT_MAX 65536 /* replies applied here kept until their partition's writes are answered */
+#define HB_RECENT_MAX 16384 /* replies applied here kept until their partition's writes are answered */
 
 #define HB_HDR_TASK "Dlq-Fwd-Task-Id"
 #define HB_HDR_ATTEMPT "Dlq-Fwd-Attempt"
 #define HB_HDR_STORED "Dlq-Fwd-Stored"
+#define HB_HDR_KIND "Dlq-Fwd-Kind" /* "notes": lines "<retry_count> <next_retry_at> <task id>" */
+#define HB_NOTES_MAX 65536         /* bytes of notes per message */
 
 /* One attempt of a partition lost here, and the reply to hand back once it comes. */
 struct hb_orphan {
@@ -30,10 +32,11 @@ struct hb_orphan {
     bool stored;       /* retry.outcome stored: the PubAck is the outcome */
     uint32_t p;
     int64_t expires;   /* mono ms: forgotten then when no reply came */
+    bool notes;        /* body: the tasks of p not sent here (pending), not a reply */
     /* The reply, once it came (body NULL before): */
     char *body;
     size_t blen;
-    char *hdrs[2 * HB_HDRS_MAX]; /* owned copies, pairs */
+    char **hdrs;                 /* owned copies, pairs (nh strings) */
     size_t nh;
     uint64_t fwd_token;          /* in the copy's reply subject */
     int64_t next_send;
@@ -57,6 +60,7 @@ orphan_free(struct hb_orphan *o)
     free(o->body);
     for (size_t i = 0; i < o->nh; i++)
         free(o->hdrs[i]);
+    free(o->hdrs);
     free(o);
 }
 
@@ -119,13 +123,18 @@ send_copy(struct sc_daemon *d, struct hb_orphan *o, int64_t now)
 
     for (size_t i = 0; i < o->nh; i++)
         hdrs[nh++] = o->hdrs[i];
-    snprintf(att, sizeof(att), "%d", (int)o->attempt);
-    hdrs[nh++] = HB_HDR_TASK;
-    hdrs[nh++] = o->id;
-    hdrs[nh++] = HB_HDR_ATTEMPT;
-    hdrs[nh++] = att;
-    hdrs[nh++] = HB_HDR_STORED;
-    hdrs[nh++] = o->stored ? "1" : "0";
+    if (o->notes) {
+        hdrs[nh++] = HB_HDR_KIND;
+        hdrs[nh++] = "notes";
+    } else {
+        snprintf(att, sizeof(att), "%d", (int)o->attempt);
+        hdrs[nh++] = HB_HDR_TASK;
+        hdrs[nh++] = o->id;
+        hdrs[nh++] = HB_HDR_ATTEMPT;
+        hdrs[nh++] = att;
+        hdrs[nh++] = HB_HDR_STORED;
+        hdrs[nh++] = o->stored ? "1" : "0";
+    }
     hdrs[nh] = NULL;
     snprintf(subject, sizeof(subject), "%s.cluster.outcome.%u", d->cfg->subjects_prefix, o->p);
     snprintf(reply, sizeof(reply), "%s.%016llx", h->prefix, (unsigned long long)o->fwd_token);
@@ -157,7 +166,8 @@ copy_reply(struct hb_orphan *o, natsMsg *m)
     o->blen = (size_t)natsMsg_GetDataLength(m);
     o->body = sc_xmalloc(o->blen + 1);
     memcpy(o->body, natsMsg_GetData(m), o->blen);
-    if (natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK) {
+    if (natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK && nkeys > 0) {
+        o->hdrs = sc_xcalloc(2 * (size_t)(nkeys < HB_HDRS_MAX ? nkeys : HB_HDRS_MAX), sizeof(*o->hdrs));
         for (int k = 0; k < nkeys && o->nh < 2 * HB_HDRS_MAX; k++) {
             const char *v = NULL;
             if (strncasecmp(keys[k], "Dlq-Fwd-", 8) != 0 &&
@@ -276,6 +286,92 @@ sc_handback_reply(struct sc_daemon *d, natsMsg *m)
     return true;
 }
 
+/* Hands one message of notes (b->len bytes) back for partition p; empties b. */
+static void
+notes_flush(struct sc_daemon *d, uint32_t p, struct sc_buf *b, int64_t now)
+{
+    struct sc_handback *h = d->handback;
+    struct hb_orphan *o;
+
+    if (!b->len)
+        return;
+    o = sc_xcalloc(1, sizeof(*o));
+    o->notes = true;
+    o->id = sc_xstrdup("");
+    o->p = p;
+    o->blen = b->len;
+    o->body = sc_xmalloc(b->len);
+    memcpy(o->body, b->data, b->len);
+    sc_buf_reset(b);
+    push(&h->o, &h->n, &h->cap, o);
+    hand_back(d, o, now);
+    h->st.handed--; /* counted as notes, not replies */
+    h->st.notes++;
+}
+
+/*
+ * The tasks of p waiting here, not sent (pending, not parked): the next
+ * owner holds such a task when it loads it due (it may have been sent
+ * without its write landing: dlq_machine_restore()); these notes let it go
+ * at once.
+ */
+static void
+send_notes(struct sc_daemon *d, uint32_t p, int64_t now)
+{
+    uint32_t parts = (uint32_t)d->cfg->cluster_partitions;
+    struct sc_buf b;
+    char line[64];
+
+    sc_buf_init(&b, 2 * HB_NOTES_MAX);
+    for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t)) {
+        int n;
+        if (t->status != DLQ_TASK_PENDING || t->parked || !t->retry_subject ||
+            dlq_partition_of(t->id, t->id_len, parts) != p || memchr(t->id, '\n', t->id_len))
+            continue;
+        n = snprintf(line, sizeof(line), "%d %lld ", (int)t->retry_count,
+                     (long long)t->next_retry_at);
+        sc_buf_append(&b, line, (size_t)n);
+        sc_buf_append(&b, t->id, t->id_len);
+        sc_buf_appendc(&b, '\n');
+        if (b.len >= HB_NOTES_MAX)
+            notes_flush(d, p, &b, now);
+    }
+    notes_flush(d, p, &b, now);
+    sc_buf_destroy(&b);
+}
+
+/* Notes from the former owner of p: its tasks not sent go out now (or at their due time). */
+static void
+take_notes(struct sc_daemon *d, uint32_t p, natsMsg *m)
+{
+    const char *s = natsMsg_GetData(m), *end = s + natsMsg_GetDataLength(m);
+    int64_t now = sc_now_wall_ms(), mono = sc_now_mono_ms();
+    uint32_t parts = (uint32_t)d->cfg->cluster_partitions;
+
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s)), *id;
+        char num[48];
+        long rc;
+        long long due;
+        struct dlq_task *t;
+        if (!nl)
+            break;
+        id = memchr(s, ' ', (size_t)(nl - s));
+        id = id ? memchr(id + 1, ' ', (size_t)(nl - id - 1)) : NULL;
+        if (id && (size_t)(id - s) < sizeof(num)) {
+            memcpy(num, s, (size_t)(id - s));
+            num[id - s] = '\0';
+            id++;
+            if (sscanf(num, "%ld %lld", &rc, &due) == 2 &&
+                (t = dlq_queue_find(&d->m.q, id, (size_t)(nl - id))) &&
+                dlq_partition_of(t->id, t->id_len, parts) == p &&
+                dlq_machine_release_due(&d->m, t, (int32_t)rc, due, now, mono))
+                d->handback->st.released++;
+        }
+        s = nl + 1;
+    }
+}
+
 void
 sc_handback_keep(struct sc_daemon *d, uint32_t p)
 {
@@ -288,6 +384,7 @@ sc_handback_keep(struct sc_daemon *d, uint32_t p)
     recent_settle(d, p,
                   !sc_cluster_may_dispatch(d, p, now) || sc_mirror_partition_pending(d, p, parts) > 0,
                   now);
+    send_notes(d, p, now);
     for (struct dlq_task *t = dlq_queue_first(&d->m.q); t; t = dlq_queue_next(&d->m.q, t))
         if (t->status == DLQ_TASK_RETRYING && t->flight_slot &&
             dlq_partition_of(t->id, t->id_len, parts) == p)
@@ -337,6 +434,12 @@ on_copy(void *ctx, natsMsg *m)
     if (p >= d->serving_n || !sc_serving_held(d, (uint32_t)p) ||
         !sc_cluster_may_dispatch(d, (uint32_t)p, sc_now_mono_ms()))
         return; /* not this member's (or still loading it): its owner answers */
+    if (natsMsgHeader_Get(m, HB_HDR_KIND, &st) == NATS_OK && st && strcmp(st, "notes") == 0) {
+        take_notes(d, (uint32_t)p, m);
+        sc_publish(d, reply, NULL, "+OK", 3, NULL);
+        return;
+    }
+    st = NULL;
     if (natsMsgHeader_Get(m, HB_HDR_TASK, &id) != NATS_OK || !id ||
         natsMsgHeader_Get(m, HB_HDR_ATTEMPT, &att) != NATS_OK || !att)
         return;
@@ -379,7 +482,10 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < h->n;) {
         struct hb_orphan *o = h->o[i];
         if (now >= o->expires) {
-            if (o->body) {
+            if (o->body && o->notes) {
+                sc_log(SC_LOG_WARN, "cluster: no owner took a lost partition's notes; its due tasks wait retry.timeout_ms",
+                       "partition", sc_log_int(o->p), NULL);
+            } else if (o->body) {
                 h->st.dropped++;
                 sc_log(SC_LOG_WARN, "cluster: no owner took an attempt's reply; the attempt goes out again",
                        "task_id", o->id, "partition", sc_log_int(o->p), NULL);

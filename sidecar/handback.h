@@ -53,9 +53,13 @@ void sc_handback_close(struct sc_daemon *d);
 void sc_handback_keep(struct sc_daemon *d, uint32_t p);
 bool sc_handback_reply(struct sc_daemon *d, natsMsg *m);
 
-/* Counters for stats (takeover.json): replies handed back, applied here for another member, dropped unanswered. */
+/*
+ * Counters for stats (takeover.json): replies handed back, applied here
+ * for another member, dropped unanswered; messages of notes handed back,
+ * tasks they let go at once here.
+ */
 struct sc_handback_stats {
-    uint64_t handed, applied, dropped;
+    uint64_t handed, applied, dropped, notes, released;
 };
 struct sc_handback_stats sc_handback_get_stats(const struct sc_daemon *d);
 

@@ -271,5 +271,7 @@ sc_takeover_json(const struct sc_daemon *d, struct sc_jw *w)
     sc_jw_uint(w, "replies_handed_back", hs.handed);
     sc_jw_uint(w, "replies_taken_back", hs.applied);
     sc_jw_uint(w, "replies_unclaimed", hs.dropped);
+    sc_jw_uint(w, "notes_handed_back", hs.notes);
+    sc_jw_uint(w, "tasks_let_go", hs.released);
     sc_jw_close(w, '}');
 }

@@ -1021,15 +1021,15 @@ count_dups(struct worker *wk, const unsigned char part_hit[P], size_t *dups, siz
 /*
  * print_member_stats() prints each live sidecar's forwarding, hand-back and
  * lease counters (one gather) and returns the partitions they lost; sets
- * *taken_back (when not NULL) to the replies of former owners' attempts
- * they applied (handback.h).
+ * *handed_back (when not NULL) to the replies to attempts of partitions
+ * they lost that they handed to the owners (handback.h).
  */
 static int64_t
-print_member_stats(struct world *w, int64_t *taken_back)
+print_member_stats(struct world *w, int64_t *handed_back)
 {
     json_t *r[NS + 4];
     size_t nr = member_gather(w, "stats", r, NS + 4);
-    int64_t lost = 0, taken = 0;
+    int64_t lost = 0, handed = 0;
 
     for (size_t i = 0; i < nr; i++) {
         printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
@@ -1048,17 +1048,20 @@ print_member_stats(struct world *w, int64_t *taken_back)
                (long long)it_json_int(r[i], "cluster.lease_failures"),
                (long long)it_json_int(r[i], "queue_size"),
                (long long)it_json_int(r[i], "lifetime_stats.retry_timeouts"));
-        printf("cluster: %s: replies handed back %lld, taken back %lld, unclaimed %lld\n",
+        printf("cluster: %s: replies handed back %lld, taken back %lld, unclaimed %lld; notes "
+               "handed back %lld, tasks they let go %lld\n",
                it_json_str(r[i], "cluster.member_id"),
                (long long)it_json_int(r[i], "takeover.replies_handed_back"),
                (long long)it_json_int(r[i], "takeover.replies_taken_back"),
-               (long long)it_json_int(r[i], "takeover.replies_unclaimed"));
+               (long long)it_json_int(r[i], "takeover.replies_unclaimed"),
+               (long long)it_json_int(r[i], "takeover.notes_handed_back"),
+               (long long)it_json_int(r[i], "takeover.tasks_let_go"));
         lost += it_json_int(r[i], "cluster.partitions_lost");
-        taken += it_json_int(r[i], "takeover.replies_taken_back");
+        handed += it_json_int(r[i], "takeover.replies_handed_back");
         json_decref(r[i]);
     }
-    if (taken_back)
-        *taken_back = taken;
+    if (handed_back)
+        *handed_back = handed;
     return lost;
 }
 
@@ -1195,8 +1198,8 @@ failover_run(const char *name, enum victim v)
     seen = count_dups(&wk, part_hit, &dups, &dups_other, &dups_msgid);
     printf("cluster: %d tasks completed, %zu retries seen, %zu of them an attempt seen before (in "
            "flight at the kill)\n", n, seen, dups);
-    int64_t taken_back = 0;
-    int64_t survivors_lost = print_member_stats(w, &taken_back); /* partitions lost (not renewed in time) */
+    int64_t handed_back = 0;
+    int64_t survivors_lost = print_member_stats(w, &handed_back); /* partitions lost (not renewed in time) */
     IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
     /*
      * A paused owner is alive: the next owner sends its attempts out at
@@ -1205,8 +1208,8 @@ failover_run(const char *name, enum victim v)
      */
     if (v == VICTIM_PAUSE) {
         IT_CHECK(dups == 0, "%zu attempts of a paused owner reached the worker twice", dups);
-        IT_CHECK(taken_back > 0, "the paused owner's replies were taken back (%lld)",
-                 (long long)taken_back);
+        IT_CHECK(handed_back > 0, "the paused owner handed replies back (%lld)",
+                 (long long)handed_back);
     }
     /*
      * A partition moved between the survivors is given back gracefully:
