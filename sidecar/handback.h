@@ -34,6 +34,15 @@ struct sc_handback; /* opaque: d->handback, NULL outside cluster mode */
  *    (sc_dispatch_apply_reply()) when the task is there, pending or
  *    retrying, with that attempt next or out, and answers "+OK" either way
  *    (a task already past that attempt: the copy is stale, dropped).
+ * 4. replies applied here are kept too (a copy, at most 16,384) until
+ *    every write of their partition has been answered under a valid lease:
+ *    a partition lost before that hands them back the same way (the owner
+ *    applies those its loaded state has not passed);
+ * 5. notes: when p is forgotten (lost or given back) its tasks held here
+ *    pending (not sent) go back as lines "<retry_count> <next_retry_at>
+ *    <id>" (header Dlq-Fwd-Kind: notes, up to 64 KiB a message); the owner
+ *    lets each go at once (dlq_machine_release_due()), which it otherwise
+ *    holds for retry.timeout_ms after loading it due.
  * A reply that finds no owner in time is dropped: the owner sends the
  * attempt again at its deadline (same Nats-Msg-Id), as after a kill -9.
  *
