@@ -934,8 +934,21 @@ void dlq_machine_clear(struct dlq_machine *m, struct dlq_task *t);
  * stored (parked: it was parked). A retrying task's attempt has no known
  * outcome: it is due now and goes out again with the same attempt and
  * Nats-Msg-Id (and is marked changed). A pending task is due at its
- * next_retry_at (now when none or past). Loop thread.
+ * next_retry_at (now when none or past). Cluster mode (a partition taken
+ * over; docs/cluster.md, "Attempts of a lost lease"): a retrying task is
+ * due at its attempt's deadline, last_attempt_at + retry.timeout_ms, and a
+ * pending one already due at now + retry.timeout_ms (its former owner may
+ * have sent it without its write landing); the former owner's hand-back
+ * (dlq_machine_release_due()) brings either forward. Loop thread.
+ *
+ * dlq_machine_release_due() brings pending task t, held that way, forward
+ * to due_wall (wall ms; now_wall when earlier) when its retry_count is
+ * retry_count, as the former owner said it was not sent. Returns true when
+ * t was moved (not marked changed: the store keeps its due time). Loop
+ * thread.
  */
+bool dlq_machine_release_due(struct dlq_machine *m, struct dlq_task *t, int32_t retry_count,
+                             int64_t due_wall, int64_t now_wall, int64_t now_mono);
 void dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status st, bool parked,
                          int64_t now_wall, int64_t now_mono);
 

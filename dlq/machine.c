@@ -983,6 +983,22 @@ dlq_machine_clear(struct dlq_machine *m, struct dlq_task *t)
     m->c.cleared++;
 }
 
+bool
+dlq_machine_release_due(struct dlq_machine *m, struct dlq_task *t, int32_t retry_count,
+                        int64_t due_wall, int64_t now_wall, int64_t now_mono)
+{
+    int64_t due = due_wall > now_wall ? due_wall : now_wall;
+
+    if (t->status != DLQ_TASK_PENDING || t->parked || t->retry_count != retry_count ||
+        !t->next_retry_at || t->next_retry_at <= due)
+        return false;
+    m->now_mono = now_mono;
+    t->next_retry_at = due;
+    dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer,
+                       now_mono + (due - now_wall));
+    return true;
+}
+
 void
 dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status st, bool parked,
                     int64_t now, int64_t now_mono)
@@ -995,7 +1011,18 @@ dlq_machine_restore(struct dlq_machine *m, struct dlq_task *t, dlq_task_status s
         retrying = true;
         st = DLQ_TASK_PENDING;
         t->next_retry_at = now;
-    }
+        /*
+         * Cluster mode: its former owner may be alive (a lease lost under
+         * load, a pause) with the attempt still out; its reply, handed back
+         * (sidecar/handback.h), settles it here. Sent again (same attempt)
+         * only at its deadline (docs/cluster.md, "Attempts of a lost lease").
+         */
+        if (m->cfg->cluster_enabled && t->last_attempt_at &&
+            t->last_attempt_at + m->cfg->retry_timeout_ms > now)
+            t->next_retry_at = t->last_attempt_at + m->cfg->retry_timeout_ms;
+    } else if (st == DLQ_TASK_PENDING && m->cfg->cluster_enabled && !parked && t->retry_subject &&
+             (!t->next_retry_at || t->next_retry_at <= now))
+        t->next_retry_at = now + m->cfg->retry_timeout_ms; /* maybe sent, unstored: see dlq.h */
     if (st == DLQ_TASK_PENDING && (parked || !t->retry_subject)) {
         dlq_queue_set_status(&m->q, t, DLQ_TASK_PENDING, true);
         t->next_retry_at = 0;

@@ -11,6 +11,7 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "dispatch.h"
+#include "handback.h"
 #include "forward.h"
 #include "http.h"
 #include "ingest.h"
@@ -64,7 +65,8 @@ on_failure_js(void *ctx, natsMsg *m)
 static void
 on_reply_msg(void *ctx, natsMsg *m)
 {
-    sc_on_reply(ctx, m);
+    if (!sc_handback_reply(ctx, m)) /* cluster mode: an attempt of a partition no longer held here */
+        sc_on_reply(ctx, m);
 }
 
 static void
@@ -322,7 +324,8 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     event_add(d->sig_hup, NULL);
     signal(SIGPIPE, SIG_IGN);
     if ((s = sc_cluster_open(d, err, errlen)) || /* leases before any failure or admin request arrives */
-        (s = sc_forward_open(d, err, errlen)) || (s = sc_takeover_open(d, err, errlen)))
+        (s = sc_forward_open(d, err, errlen)) || (s = sc_takeover_open(d, err, errlen)) ||
+        (s = sc_handback_open(d, err, errlen)))
         goto fail;
     if ((s = subscribe_all(d, err, errlen)))
         goto fail;
@@ -371,6 +374,7 @@ sc_daemon_free(struct sc_daemon *d)
     sc_breaker_close(d);
     sc_workers_close(d);
     sc_takeover_close(d);
+    sc_handback_close(d);
     sc_forward_close(d); /* naks what waits for an owner's answer: the stream delivers it again */
     sc_cluster_close(d); /* gives the leases back; its thread uses the connection */
     sc_js_close(d->js); /* its thread uses the connection */

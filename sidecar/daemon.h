@@ -97,6 +97,7 @@ struct sc_daemon {
     struct sc_cluster *cluster;  /* cluster mode (cluster.h); NULL when cluster.enabled is false */
     struct sc_fanout *fanout;    /* cluster mode's admin API (fanout.h); NULL outside it */
     struct sc_forward *forward;  /* cluster mode's ingest routing (forward.h); NULL outside it */
+    struct sc_handback *handback; /* cluster mode: outcomes of lost partitions' attempts (handback.h); NULL outside it */
     struct sc_takeover *takeover; /* cluster mode's partitions on this member (takeover.h); NULL outside it */
     unsigned char *serving;      /* cluster mode: per partition, served here (serving.h); NULL outside it */
     uint32_t serving_n;

@@ -449,12 +449,11 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     const char *subj = natsMsg_GetSubject(m);
     const char *inbox = sc_conn_inbox(d->conn);
     size_t plen = strlen(inbox);
-    const char *p, *val = NULL;
+    const char *p;
     char *end;
     unsigned long idx;
     unsigned long long token;
     struct dlq_task *t;
-    struct codec_outcome out;
     bool stored;
 
     if (strncmp(subj, inbox, plen) != 0 || subj[plen] != '.')
@@ -474,6 +473,15 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
             sc_log(SC_LOG_DEBUG, "late reply ignored", "subject", subj, NULL);
         return;
     }
+    sc_dispatch_apply_reply(d, t, stored, m);
+}
+
+void
+sc_dispatch_apply_reply(struct sc_daemon *d, struct dlq_task *t, bool stored, natsMsg *m)
+{
+    const char *val = NULL;
+    struct codec_outcome out;
+
     /* Any answer but "no responders" says someone listens on the retry subject (workers.c). */
     sc_workers_answer(d, t->retry_subject, natsMsg_IsNoResponders(m));
     if (natsMsg_IsNoResponders(m)) {

@@ -3,6 +3,7 @@
 #define DLQ_SIDECAR_DISPATCH_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <event2/util.h>
@@ -22,6 +23,18 @@ void sc_dispatch_init(struct sc_daemon *d);
 void sc_dispatch_destroy(struct sc_daemon *d);
 void sc_on_tick(evutil_socket_t fd, short what, void *arg);
 void sc_on_reply(struct sc_daemon *d, natsMsg *m);
+
+/*
+ * sc_dispatch_apply_reply() hands reply m (a worker's outcome, a JetStream
+ * answer or a "no responders" status; still the caller's) of task t's
+ * attempt to the machine, as sc_on_reply() does once it found t's flight;
+ * stored: the attempt's outcome is the PubAck (retry.outcome stored). Also
+ * for a reply another member handed back (handback.h): t is then pending
+ * (its attempt not sent again yet) or retrying with the same attempt.
+ * Loop thread.
+ */
+struct dlq_task;
+void sc_dispatch_apply_reply(struct sc_daemon *d, struct dlq_task *t, bool stored, natsMsg *m);
 
 /* What a reply to a retry is, as far as JetStream goes (DESIGN section 6). */
 typedef enum { SC_JS_NOT = 0, SC_JS_PUBACK, SC_JS_ERROR } sc_js_reply_kind;

@@ -6,6 +6,7 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "forward.h"
+#include "handback.h"
 #include "ingest.h"
 #include "mirror.h"
 #include "serving.h"
@@ -44,6 +45,7 @@ forget(struct sc_daemon *d, uint32_t p)
     size_t n;
 
     sc_ingest_unserve(d, p);
+    sc_handback_keep(d, p); /* replies to its attempts (in flight, or applied, unstored) go to its next owner */
     sc_mirror_release(d, p);
     n = dlq_machine_forget_partition(&d->m, p, t->partitions);
     t->state[p] = P_NONE;
@@ -246,6 +248,7 @@ sc_takeover_json(const struct sc_daemon *d, struct sc_jw *w)
 {
     const struct sc_takeover *t = tk(d);
     struct sc_forward_stats fs = sc_forward_get_stats(d);
+    struct sc_handback_stats hs = sc_handback_get_stats(d);
     uint64_t n[4] = {0, 0, 0, 0};
 
     if (!t)
@@ -265,5 +268,10 @@ sc_takeover_json(const struct sc_daemon *d, struct sc_jw *w)
     sc_jw_uint(w, "forwarded_in", fs.served);
     sc_jw_uint(w, "forwarded_refused", fs.refused);
     sc_jw_uint(w, "forward_waiting", fs.waiting);
+    sc_jw_uint(w, "replies_handed_back", hs.handed);
+    sc_jw_uint(w, "replies_taken_back", hs.applied);
+    sc_jw_uint(w, "replies_unclaimed", hs.dropped);
+    sc_jw_uint(w, "notes_handed_back", hs.notes);
+    sc_jw_uint(w, "tasks_let_go", hs.released);
     sc_jw_close(w, '}');
 }

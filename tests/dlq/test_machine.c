@@ -990,6 +990,86 @@ test_restore_retrying(void **state)
     assert_string_equal(F.pubs[0].episode, "1234567");
 }
 
+/*
+ * Cluster mode: a "retrying" task taken over from another member goes out
+ * again at its attempt's deadline (last_attempt_at + retry.timeout_ms), not
+ * at once: its former owner may be alive and hand its reply back
+ * (sidecar/handback.h). One whose deadline passed goes out at once.
+ */
+static void
+test_restore_retrying_cluster(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t, *late;
+
+    x->cfg.cluster_enabled = true;
+    t = dlq_queue_add(&x->m.q, "r", 1, WALL0);
+    late = dlq_queue_add(&x->m.q, "l", 1, WALL0);
+    for (struct dlq_task *u = t; u; u = u == t ? late : NULL) {
+        dlq_task_set_str(&x->m.q, u, DLQ_TS_SUBJECT, "dlq.failed.svc", 14);
+        dlq_task_set_str(&x->m.q, u, DLQ_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+        dlq_task_set_str(&x->m.q, u, DLQ_TS_ERROR, "boom", 4);
+        u->max_retries = 3;
+        u->retry_count = 1;
+    }
+    t->last_attempt_at = x->wall - 1000; /* sent 1 s ago: due in retry.timeout_ms - 1 s */
+    late->last_attempt_at = x->wall - x->cfg.retry_timeout_ms - 1;
+    dlq_machine_restore(&x->m, t, DLQ_TASK_RETRYING, false, x->wall, x->mono);
+    dlq_machine_restore(&x->m, late, DLQ_TASK_RETRYING, false, x->wall, x->mono);
+    assert_int_equal(t->status, DLQ_TASK_PENDING);
+    assert_int_equal(t->next_retry_at, x->wall - 1000 + x->cfg.retry_timeout_ms);
+    assert_int_equal(late->next_retry_at, x->wall);
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].task_id, "l");
+    advance(x, x->cfg.retry_timeout_ms - 1000 - 100);
+    assert_int_equal(F.npub, 1);
+    advance(x, 200);
+    assert_int_equal(F.npub, 2);
+    assert_string_equal(F.pubs[1].task_id, "r");
+    assert_string_equal(F.pubs[1].attempt, "2");
+}
+
+/*
+ * Cluster mode: a pending task loaded already due waits retry.timeout_ms
+ * (its former owner may have sent it without its write landing) until the
+ * former owner's notes say it was not sent (dlq_machine_release_due(), with
+ * the same retry_count only); one due later keeps its time.
+ */
+static void
+test_restore_pending_cluster(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *t, *later;
+
+    x->cfg.cluster_enabled = true;
+    t = dlq_queue_add(&x->m.q, "d", 1, WALL0);
+    later = dlq_queue_add(&x->m.q, "f", 1, WALL0);
+    for (struct dlq_task *u = t; u; u = u == t ? later : NULL) {
+        dlq_task_set_str(&x->m.q, u, DLQ_TS_SUBJECT, "dlq.failed.svc", 14);
+        dlq_task_set_str(&x->m.q, u, DLQ_TS_RETRY_SUBJECT, "dlq.retry.svc", 13);
+        dlq_task_set_str(&x->m.q, u, DLQ_TS_ERROR, "boom", 4);
+        u->max_retries = 3;
+        u->retry_count = 1;
+    }
+    t->next_retry_at = x->wall - 10;
+    later->next_retry_at = x->wall + 5000;
+    dlq_machine_restore(&x->m, t, DLQ_TASK_PENDING, false, x->wall, x->mono);
+    dlq_machine_restore(&x->m, later, DLQ_TASK_PENDING, false, x->wall, x->mono);
+    assert_int_equal(t->next_retry_at, x->wall + x->cfg.retry_timeout_ms);
+    assert_int_equal(later->next_retry_at, x->wall + 5000);
+    advance(x, 100);
+    assert_int_equal(F.npub, 0);
+    /* Another retry_count: not the task the notes speak of. */
+    assert_false(dlq_machine_release_due(&x->m, t, 2, x->wall - 10, x->wall, x->mono));
+    assert_true(dlq_machine_release_due(&x->m, t, 1, x->wall - 10, x->wall, x->mono));
+    assert_false(dlq_machine_release_due(&x->m, later, 1, x->wall + 5000, x->wall, x->mono));
+    advance(x, 20);
+    assert_int_equal(F.npub, 1);
+    assert_string_equal(F.pubs[0].task_id, "d");
+    assert_string_equal(F.pubs[0].attempt, "2");
+}
+
 /* A restored pending task is due at its stored next_retry_at. */
 static void
 test_restore_pending_due(void **state)
@@ -1967,6 +2047,8 @@ main(void)
         T(test_repeat_pending_keeps_schedule),
         T(test_reopen_new_episode),
         T(test_restore_retrying),
+        T(test_restore_retrying_cluster),
+        T(test_restore_pending_cluster),
         T(test_restore_pending_due),
         T(test_reload_lowers_budget),
         T(test_skipped_by_strategy),

@@ -19,6 +19,7 @@
 #define NS 3             /* sidecars */
 #define P 32             /* cluster.partitions (the default) */
 #define LEASE_MS 2500
+#define PAUSE_MAX_MS 12000 /* a SIGSTOP ends by then: below retry.timeout_ms */
 #define POLL_WAIT_MS 300 /* how long one health round waits for the replies */
 #define SETTLE_MS (IT_WAIT_MS + 4 * LEASE_MS) /* generous: a loaded 2-core machine */
 #define MAX_SAMPLES 400000
@@ -700,6 +701,7 @@ failover_n(void)
 enum victim {
     VICTIM_SIDECAR, /* kill -9 of sidecar s1 */
     VICTIM_SERVER,  /* kill -9 of a nats-server node that sidecars are connected to */
+    VICTIM_PAUSE,   /* SIGSTOP of sidecar s1 past its lease (not past retry.timeout_ms), then SIGCONT */
 };
 
 /*
@@ -868,7 +870,7 @@ repaired(const struct recovery *r)
 {
     const struct world *w = r->w;
 
-    if (r->v == VICTIM_SIDECAR)
+    if (r->v != VICTIM_SERVER)
         return all_owned(w, 7u & ~(1u << r->victim));
     for (int i = 0; i < NS; i++)
         if (!w->seen[i])
@@ -888,13 +890,16 @@ recovery_main(void *arg)
     struct recovery *r = arg;
 
     r->took_ms = -1;
-    while (sc_now_mono_ms() - r->t_kill < 2 * SETTLE_MS) {
+    /* A pause ends before retry.timeout_ms (15 s): its attempts' replies still count. */
+    while (sc_now_mono_ms() - r->t_kill < (r->v == VICTIM_PAUSE ? PAUSE_MAX_MS : 2 * SETTLE_MS)) {
         poll(r->w);
         if (repaired(r)) {
             r->took_ms = sc_now_mono_ms() - r->t_kill;
             break;
         }
     }
+    if (r->v == VICTIM_PAUSE)
+        kill(r->w->sc[r->victim].pid, SIGCONT);
     return NULL;
 }
 
@@ -920,7 +925,7 @@ kill_victim(struct world *w, enum victim v, jsCtx *js, unsigned char part_hit[P]
     IT_CHECK(w->seen[0] && w->seen[1] && w->seen[2] && all_owned(w, 7),
              "a full health round before the kill");
     *r = (struct recovery){.w = w, .v = v};
-    if (v == VICTIM_SIDECAR) {
+    if (v != VICTIM_SERVER) {
         r->victim = 1;
         on_node = 1u << 1;
     } else {
@@ -936,6 +941,8 @@ kill_victim(struct world *w, enum victim v, jsCtx *js, unsigned char part_hit[P]
     if (v == VICTIM_SIDECAR) {
         kill(w->sc[1].pid, SIGKILL);
         w->killed[1] = true;
+    } else if (v == VICTIM_PAUSE) {
+        kill(w->sc[1].pid, SIGSTOP); /* recovery_main() sends SIGCONT */
     } else {
         it_cluster_stop_node(&w->cl, (size_t)r->victim, SIGKILL);
     }
@@ -961,9 +968,10 @@ publish_failures(struct world *w, enum victim v, jsCtx *js, int n, unsigned char
             kill_victim(w, v, js, part_hit, r);
             for (int p = 0; p < P; p++)
                 hit += part_hit[p];
-            printf("cluster: kill -9 of %s%d after %d of %d failures (%d partitions were owned "
-                   "by %s)\n", v == VICTIM_SIDECAR ? "sidecar s" : "nats-server n", r->victim, i,
-                   n, hit, v == VICTIM_SIDECAR ? "it" : "sidecars connected to it");
+            printf("cluster: %s of %s%d after %d of %d failures (%d partitions were owned "
+                   "by %s)\n", v == VICTIM_PAUSE ? "SIGSTOP" : "kill -9",
+                   v != VICTIM_SERVER ? "sidecar s" : "nats-server n", r->victim, i, n, hit,
+                   v != VICTIM_SERVER ? "it" : "sidecars connected to it");
         }
         snprintf(id, sizeof(id), "t-%d", i);
         publish_failure(js, "dlq.failed.orders", id, "dlq.retry.orders");
@@ -1010,13 +1018,18 @@ count_dups(struct worker *wk, const unsigned char part_hit[P], size_t *dups, siz
     return seen;
 }
 
-/* print_member_stats() prints each live sidecar's forwarding and lease counters (one gather). */
+/*
+ * print_member_stats() prints each live sidecar's forwarding, hand-back and
+ * lease counters (one gather) and returns the partitions they lost; sets
+ * *handed_back (when not NULL) to the replies to attempts of partitions
+ * they lost that they handed to the owners (handback.h).
+ */
 static int64_t
-print_member_stats(struct world *w)
+print_member_stats(struct world *w, int64_t *handed_back)
 {
     json_t *r[NS + 4];
     size_t nr = member_gather(w, "stats", r, NS + 4);
-    int64_t lost = 0;
+    int64_t lost = 0, handed = 0;
 
     for (size_t i = 0; i < nr; i++) {
         printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
@@ -1035,9 +1048,20 @@ print_member_stats(struct world *w)
                (long long)it_json_int(r[i], "cluster.lease_failures"),
                (long long)it_json_int(r[i], "queue_size"),
                (long long)it_json_int(r[i], "lifetime_stats.retry_timeouts"));
+        printf("cluster: %s: replies handed back %lld, taken back %lld, unclaimed %lld; notes "
+               "handed back %lld, tasks they let go %lld\n",
+               it_json_str(r[i], "cluster.member_id"),
+               (long long)it_json_int(r[i], "takeover.replies_handed_back"),
+               (long long)it_json_int(r[i], "takeover.replies_taken_back"),
+               (long long)it_json_int(r[i], "takeover.replies_unclaimed"),
+               (long long)it_json_int(r[i], "takeover.notes_handed_back"),
+               (long long)it_json_int(r[i], "takeover.tasks_let_go"));
         lost += it_json_int(r[i], "cluster.partitions_lost");
+        handed += it_json_int(r[i], "takeover.replies_handed_back");
         json_decref(r[i]);
     }
+    if (handed_back)
+        *handed_back = handed;
     return lost;
 }
 
@@ -1131,8 +1155,8 @@ failover_run(const char *name, enum victim v)
     publish_failures(w, v, js, n, part_hit, &rec);
     IT_CHECK(pthread_join(rec.th, NULL) == 0, "the watch thread ends");
     IT_CHECK(rec.took_ms >= 0, "the loss of %s%d is repaired (see repaired())",
-             v == VICTIM_SIDECAR ? "sidecar s" : "nats-server n", rec.victim);
-    if (v == VICTIM_SIDECAR)
+             v != VICTIM_SERVER ? "sidecar s" : "nats-server n", rec.victim);
+    if (v != VICTIM_SERVER)
         printf("cluster: s0 and s2 own all %d partitions %lld ms after the kill (lease_ms %d)\n",
                P, (long long)rec.took_ms, lease_ms);
     else
@@ -1164,7 +1188,7 @@ failover_run(const char *name, enum victim v)
     while (queued_total(w) != 0 && sc_now_mono_ms() < deadline)
         it_sleep_ms(200);
     if (queued_total(w) != 0)
-        print_member_stats(w);
+        print_member_stats(w, NULL);
     IT_CHECK(queued_total(w) == 0, "tasks left in the sidecars after every one completed");
     for (int i = 0; i < NS; i++)
         IT_CHECK(w->killed[i] || it_daemon_alive(&w->sc[i]), "s%d is alive", i);
@@ -1174,8 +1198,19 @@ failover_run(const char *name, enum victim v)
     seen = count_dups(&wk, part_hit, &dups, &dups_other, &dups_msgid);
     printf("cluster: %d tasks completed, %zu retries seen, %zu of them an attempt seen before (in "
            "flight at the kill)\n", n, seen, dups);
-    int64_t survivors_lost = print_member_stats(w); /* partitions lost (not renewed in time) */
+    int64_t handed_back = 0;
+    int64_t survivors_lost = print_member_stats(w, &handed_back); /* partitions lost (not renewed in time) */
     IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
+    /*
+     * A paused owner is alive: the next owner sends its attempts out at
+     * their deadline only, and the replies that come to the paused one are
+     * handed back to it (docs/cluster.md, "Attempts of a lost lease").
+     */
+    if (v == VICTIM_PAUSE) {
+        IT_CHECK(dups == 0, "%zu attempts of a paused owner reached the worker twice", dups);
+        IT_CHECK(handed_back > 0, "the paused owner handed replies back (%lld)",
+                 (long long)handed_back);
+    }
     /*
      * A partition moved between the survivors is given back gracefully:
      * in-flight outcomes and writes first, so none of its attempts may come
@@ -1185,7 +1220,7 @@ failover_run(const char *name, enum victim v)
      */
     printf("cluster: %zu of the attempts seen twice were of partitions %s; the survivors lost %lld "
            "partitions\n", dups_other,
-           v == VICTIM_SIDECAR ? "the killed member did not own"
+           v != VICTIM_SERVER ? "the stopped member did not own"
                                : "owned by sidecars not connected to the killed node",
            (long long)survivors_lost);
     IT_CHECK(dups_other == 0 || survivors_lost > 0,
@@ -1625,6 +1660,19 @@ test_failover_tasks(void **state)
  * with leases written after the kill; the node is restarted once the
  * failures are published and must become current again in every R3 stream.
  */
+/*
+ * SIGSTOP of one sidecar mid-run for longer than its lease and shorter
+ * than retry.timeout_ms (failover_run()): the other two take its
+ * partitions while it is alive with attempts out; its attempts' replies
+ * are handed back to them, so no (task, attempt) reaches the worker twice.
+ */
+static void
+test_failover_pause(void **state)
+{
+    (void)state;
+    failover_run("cluster-pause", VICTIM_PAUSE);
+}
+
 static void
 test_failover_server_kill(void **state)
 {
@@ -1644,6 +1692,7 @@ main(void)
         cmocka_unit_test(test_failover_tasks),
         cmocka_unit_test(test_admin_everywhere),
         cmocka_unit_test(test_failover_server_kill),
+        cmocka_unit_test(test_failover_pause),
         cmocka_unit_test(test_no_workers_merged),
         cmocka_unit_test(test_breaker_merged),
     };
