@@ -59,6 +59,8 @@ struct opts {
     long n;               /* tasks of ingest, dispatch, memory, admin and the JetStream throughput */
     long timer_n;         /* tasks of the timer scenarios */
     long timer_min_ms, timer_max_ms, timer_batches;
+    bool timer_burst;     /* timer: each batch published as fast as nats.c can (not spread) */
+    long timer_held;      /* timer: tasks due in an hour stored first, so the wheels hold this many more */
     long admin_samples;   /* requests of each kind and condition */
     long admin_rate;      /* background ingest during the admin measurement, per second */
     long tick_ms;         /* timer.tick_ms of every sidecar */
@@ -450,6 +452,8 @@ timer_rate(void)
     long per_batch = (O.timer_n + O.timer_batches - 1) / O.timer_batches;
     long gap = O.timer_batches > 1 ? (O.timer_max_ms - O.timer_min_ms) / (O.timer_batches - 1) : 0;
 
+    if (O.timer_burst)
+        return (double)per_batch / 0.12; /* the burst case: 10,000 due within 120 ms per batch */
     if (gap <= 0)
         gap = O.timer_min_ms;
     return (double)per_batch / (0.9 * (double)gap / 1000.0);
@@ -588,9 +592,13 @@ sidecar_spawn(struct sidecar *sc, const char *nats_url, const char *name, const 
     char *argv[64];
     int n = 0;
     long maxsize = O.n * 2 < 2000000 ? 2000000 : O.n * 2;
+    char maxbytes[64];
 
     if (maxsize > 10000000)
         maxsize = 10000000;
+    /* max_bytes counts each task's strings (an upper bound): 1 KiB a task leaves room at any n. */
+    snprintf(maxbytes, sizeof(maxbytes), "--max_bytes=%ld",
+             maxsize * 1024L < 1073741824L ? 1073741824L : maxsize * 1024L);
     snprintf(url, sizeof(url), "--nats.url=%s", nats_url);
     snprintf(tick, sizeof(tick), "--timer.tick_ms=%ld", O.tick_ms);
     snprintf(maxsz, sizeof(maxsz), "--max_size=%ld", maxsize);
@@ -598,6 +606,7 @@ sidecar_spawn(struct sidecar *sc, const char *nats_url, const char *name, const 
     argv[n++] = url;
     argv[n++] = tick;
     argv[n++] = maxsz;
+    argv[n++] = maxbytes;
     argv[n++] = (char *)"--retry.max_per_second=1000000";
     argv[n++] = (char *)"--retry.max_in_flight=100000";
     argv[n++] = (char *)"--http.listen=";
@@ -1553,7 +1562,7 @@ static void
 scenario_timer(natsConnection *pub, struct late *out)
 {
     static char cfgflag[700];
-    const char *extra[] = {cfgflag, "--backoff.jitter=0", NULL};
+    const char *extra[] = {cfgflag, "--backoff.jitter=0", "--backoff.exp_base_ms=" LONG_DELAY_MS, NULL};
     struct env_spec env = {"tm", TASK_BYTES, "linear"};
     json_t *res = jobj("timer");
     long n = O.timer_n;
@@ -1574,10 +1583,13 @@ scenario_timer(natsConnection *pub, struct late *out)
     jint(res, "delay_min_ms", O.timer_min_ms);
     jint(res, "delay_max_ms", O.timer_max_ms);
     jint(res, "batches", O.timer_batches);
-    note("timer: %ld tasks due %ld-%ld ms after ingest, %ld batches ingested at %.0f/s (linear step set "
-         "per batch by SIGHUP)",
-         n, O.timer_min_ms, O.timer_max_ms, O.timer_batches, timer_rate());
+    note("timer: %ld tasks due %ld-%ld ms after ingest, %ld batches ingested at %s (linear step set "
+         "per batch by SIGHUP), %ld more held an hour",
+         n, O.timer_min_ms, O.timer_max_ms, O.timer_batches, O.timer_burst ? "a burst (one batch in 120 ms)" : "a paced rate",
+         O.timer_held);
     jnum(res, "ingest_per_s", timer_rate());
+    json_object_set_new(res, "burst", json_boolean(O.timer_burst));
+    jint(res, "held", O.timer_held);
     snprintf(path, sizeof(path), "%s/timer.yaml", O.workdir);
     snprintf(cfgflag, sizeof(cfgflag), "--config=%s", path);
     if (!due || !arr || write_step(path, delay_of(0, n)) || sidecar_start(&sc, pub, "timer", extra)) {
@@ -1590,6 +1602,25 @@ scenario_timer(natsConnection *pub, struct late *out)
     if (!wc || worker_open(&w, wc, SUBJ_RETRY_TIMER, arr, n) || acks_open(&ak, pub, due, n)) {
         failures++;
         goto done;
+    }
+    if (O.timer_held > 0) {
+        /* exponential, base an hour (a flag): they stay in the wheels for the whole measurement */
+        struct env_spec henv = {"th", TASK_BYTES, "exponential"};
+        struct pubspec hs = {&henv, SUBJ_FAILED, 0, O.timer_held, 1000, 50000, 0, NULL};
+        struct acks hk;
+        bool hok;
+        if (acks_open(&hk, pub, NULL, 0)) {
+            failures++;
+            goto done;
+        }
+        publish_envelopes(pub, &hs, &hk);
+        hok = wait_final_ack(pub, &hk, (O.timer_held + 999) / 1000, 20000);
+        acks_close(&hk);
+        if (!hok) {
+            note("timer: the %ld held tasks were not all acknowledged", O.timer_held);
+            failures++;
+            goto done;
+        }
     }
     for (long bt = 0; bt < O.timer_batches && ok; bt++) {
         long first = n * bt / O.timer_batches, last = n * (bt + 1) / O.timer_batches;
@@ -3886,6 +3917,9 @@ usage(FILE *f)
             "  --n N                 tasks of ingest, dispatch, memory, admin, peer (default 1000000)\n"
             "  --timer-n N           tasks of the timer scenarios (default 100000)\n"
             "  --timer-min-ms MS     --timer-max-ms MS  --timer-batches B  (default 1000 10000 10)\n"
+            "  --timer-burst         timer: publish each batch within 120 ms (default: spread over 0.9 of\n"
+            "                        the gap between two batches' delays)\n"
+            "  --timer-held N        timer: store N tasks due in an hour first (default 0)\n"
             "  --admin-samples K     requests of each admin verb and condition (default 100)\n"
             "  --admin-rate R        background ingest during the admin test, tasks/s (default 10000)\n"
             "  --tick-ms MS          timer.tick_ms of the sidecars (default 10)\n"
@@ -3999,6 +4033,9 @@ main(int argc, char **argv)
         } else if (strcmp(a, "--quick") == 0) {
             O.quick = true;
             continue;
+        } else if (strcmp(a, "--timer-burst") == 0) {
+            O.timer_burst = true;
+            continue;
         }
         if (!v) {
             usage(stderr);
@@ -4025,6 +4062,8 @@ main(int argc, char **argv)
             tmin = num_arg(a, v);
         else if (strcmp(a, "--timer-max-ms") == 0)
             tmax = num_arg(a, v);
+        else if (strcmp(a, "--timer-held") == 0)
+            O.timer_held = num_arg(a, v);
         else if (strcmp(a, "--timer-batches") == 0)
             tbat = num_arg(a, v);
         else if (strcmp(a, "--admin-samples") == 0)
@@ -4070,7 +4109,7 @@ main(int argc, char **argv)
     if (O.cluster_lease_ms <= 0)
         O.cluster_lease_ms = 5000;
     O.scen = parse_scenarios(scen);
-    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 5000000 || O.kv_n > 5000000 ||
+    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 10000000 || O.kv_n > 5000000 ||
         O.cluster_n > 5000000 || O.cluster_kills > 1000 ||
         O.timer_n > O.n * 10) {
         usage(stderr);
@@ -4094,6 +4133,8 @@ main(int argc, char **argv)
         if (O.nats_server)
             json_object_set_new(meta, "nats_server", json_string(O.nats_server));
         jint(meta, "timer_n", O.timer_n);
+        jint(meta, "timer_held", O.timer_held);
+        json_object_set_new(meta, "timer_burst", json_boolean(O.timer_burst));
         jint(meta, "tick_ms", O.tick_ms);
         json_object_set_new(meta, "quick", json_boolean(O.quick));
         jint(meta, "cpus", sysconf(_SC_NPROCESSORS_ONLN));
