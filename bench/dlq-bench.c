@@ -1938,9 +1938,12 @@ scenario_store(natsConnection *pub, double *bytes_per_task)
         struct bg g;
         int64_t t0;
         double secs;
-        long long enq2;
+        long long enq2, ref0, ref2;
 
         adm = jobj("admin");
+        st = stats(pub);
+        ref0 = st ? jpath_int(st, "lifetime_stats.refused_full") : -1;
+        json_decref(st);
         jint(adm, "stored_tasks", enq);
         note("admin: %ld stats + %ld list(100) requests with %lld tasks stored, idle", O.admin_samples,
              O.admin_samples, enq);
@@ -1978,6 +1981,7 @@ scenario_store(natsConnection *pub, double *bytes_per_task)
         sleep_ms(300);
         st = stats(pub);
         enq2 = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+        ref2 = st ? jpath_int(st, "lifetime_stats.refused_full") : -1;
         json_decref(st);
         jlat(adm, "stats_under_ingest", &s_load);
         jlat(adm, "list100_under_ingest", &l_load);
@@ -1993,7 +1997,14 @@ scenario_store(natsConnection *pub, double *bytes_per_task)
              h_load.p99, b_load.p50, b_load.p99);
         if (s_load.failed || l_load.failed || s_idle.failed || l_idle.failed)
             failures++;
-        if (enq2 - enq != g.sent)
+        jint(adm, "background_ingest_refused_full", ref2 - ref0);
+        /*
+         * With 10,000,000 stored (--full) the queue is at max_size's upper
+         * bound: the background failures are refused (queue full, a 503 by
+         * design), which still loads the loop. Only then are refusals no loss.
+         */
+        if (enq2 - enq != g.sent &&
+            !(enq >= 10000000 && enq2 - enq + (ref2 - ref0) == g.sent))
             losses++;
         snprintf(a, sizeof(a), "%.2f / %.2f ms", s_load.p50, s_load.p99);
         snprintf(b, sizeof(b), "idle: %.2f / %.2f; bare responder: %.2f / %.2f ms", s_idle.p50,
