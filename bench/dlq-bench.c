@@ -215,6 +215,30 @@ rss_kb(pid_t pid)
     return kb;
 }
 
+/* cpu_s() returns the CPU time (user + system, s) pid has used, from /proc/PID/stat; 0 when unknown. */
+static double
+cpu_s(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    size_t n;
+    FILE *f;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* after "pid (comm) ": state is field 3, utime 14 and stime 15 */
+    if (!(p = strrchr(buf, ')')) ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* slow_consumers() counts "Slow Consumer" lines in the nats-server log (0 when no log is known). */
 static long
 slow_consumers(void)
@@ -1371,7 +1395,7 @@ scenario_dispatch(natsConnection *pub)
 {
     struct env_spec env = {"dp", TASK_BYTES, "immediate"};
     json_t *res = jobj("dispatch");
-    double sc_rate = 0, bare_rate = 0;
+    double sc_rate = 0, bare_rate = 0, bare_cpu = 0, sc_cpu = 0;
     char a[32], b[32], r[32], buf[96];
 
     jint(res, "tasks", O.n);
@@ -1381,10 +1405,12 @@ scenario_dispatch(natsConnection *pub)
     /* 1. bare publish: the same payload and headers, a reply subject, a worker that replies ok */
     {
         struct bare_dispatch bd;
+        double c0 = cpu_s(getpid()) + cpu_s(O.nats_pid);
         if (bare_dispatch(pub, O.url, O.n, &bd)) {
             failures++;
             return;
         }
+        bare_cpu = cpu_s(getpid()) + cpu_s(O.nats_pid) - c0;
         bare_rate = bd.rate;
         jnum(res, "bare_retries_per_s", bare_rate);
         jint(res, "bare_received", bd.received);
@@ -1404,6 +1430,7 @@ scenario_dispatch(natsConnection *pub)
         struct worker w;
         struct pubspec ps = {&env, SUBJ_FAILED, 0, O.n, 0, 0, 0, NULL};
         int64_t t0;
+        double c0;
         bool ok;
         json_t *st, *rs;
         long long enq, succ = -1;
@@ -1427,9 +1454,11 @@ scenario_dispatch(natsConnection *pub)
             return;
         }
         t0 = mono_ns();
+        c0 = cpu_s(sc.pid) + cpu_s(getpid()) + cpu_s(O.nats_pid);
         rs = request_json(pub, "dlq.admin.resume", "", 5000, NULL);
         json_decref(rs);
         ok = wait_count(&w.count, O.n, 10000, 0);
+        sc_cpu = cpu_s(sc.pid) + cpu_s(getpid()) + cpu_s(O.nats_pid) - c0;
         sc_rate = w.last_ns > t0 ? (double)LOAD(w.count) / ((double)(w.last_ns - t0) / 1e9) : 0;
         for (int k = 0; k < 100; k++) {
             st = stats(pub);
@@ -1460,6 +1489,21 @@ scenario_dispatch(natsConnection *pub)
     strcat(a, "/s");
     add_row("dispatch", "retries/s seen by the worker", a, buf, r, ">= 0.8x",
             bare_rate > 0 && sc_rate / bare_rate >= 0.8 ? "yes" : "NO");
+    /*
+     * The same work in CPU time of every process taking part (this bench's
+     * publisher or worker, nats-server, the sidecar): what the rates would
+     * be on an otherwise idle machine, and steadier than they on a shared one.
+     */
+    jnum(res, "bare_cpu_us_per_retry", bare_cpu * 1e6 / (double)O.n);
+    jnum(res, "sidecar_cpu_us_per_retry", sc_cpu * 1e6 / (double)O.n);
+    jnum(res, "cpu_ratio", sc_cpu > 0 ? bare_cpu / sc_cpu : 0);
+    if (bare_cpu > 0 && sc_cpu > 0) {
+        snprintf(a, sizeof(a), "%.1f us", sc_cpu * 1e6 / (double)O.n);
+        snprintf(buf, sizeof(buf), "bare nats.c publish %.1f us", bare_cpu * 1e6 / (double)O.n);
+        snprintf(r, sizeof(r), "%.2fx", bare_cpu / sc_cpu);
+        add_row("dispatch", "CPU per retry, all processes (bare / sidecar: the rate ratio on idle cores)", a,
+                buf, r, "report", "");
+    }
 }
 
 /* ---- scenario: timer accuracy ---------------------------------------------------------------- */
