@@ -59,6 +59,8 @@ struct opts {
     long n;               /* tasks of ingest, dispatch, memory, admin and the JetStream throughput */
     long timer_n;         /* tasks of the timer scenarios */
     long timer_min_ms, timer_max_ms, timer_batches;
+    bool timer_burst;     /* timer: each batch published as fast as nats.c can (not spread) */
+    long timer_held;      /* timer: tasks due in an hour stored first, so the wheels hold this many more */
     long admin_samples;   /* requests of each kind and condition */
     long admin_rate;      /* background ingest during the admin measurement, per second */
     long tick_ms;         /* timer.tick_ms of every sidecar */
@@ -211,6 +213,30 @@ rss_kb(pid_t pid)
     }
     fclose(f);
     return kb;
+}
+
+/* cpu_s() returns the CPU time (user + system, s) pid has used, from /proc/PID/stat; 0 when unknown. */
+static double
+cpu_s(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    size_t n;
+    FILE *f;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* after "pid (comm) ": state is field 3, utime 14 and stime 15 */
+    if (!(p = strrchr(buf, ')')) ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* slow_consumers() counts "Slow Consumer" lines in the nats-server log (0 when no log is known). */
@@ -450,6 +476,8 @@ timer_rate(void)
     long per_batch = (O.timer_n + O.timer_batches - 1) / O.timer_batches;
     long gap = O.timer_batches > 1 ? (O.timer_max_ms - O.timer_min_ms) / (O.timer_batches - 1) : 0;
 
+    if (O.timer_burst)
+        return (double)per_batch / 0.12; /* the burst case: 10,000 due within 120 ms per batch */
     if (gap <= 0)
         gap = O.timer_min_ms;
     return (double)per_batch / (0.9 * (double)gap / 1000.0);
@@ -588,9 +616,13 @@ sidecar_spawn(struct sidecar *sc, const char *nats_url, const char *name, const 
     char *argv[64];
     int n = 0;
     long maxsize = O.n * 2 < 2000000 ? 2000000 : O.n * 2;
+    char maxbytes[64];
 
     if (maxsize > 10000000)
         maxsize = 10000000;
+    /* max_bytes counts each task's strings (an upper bound): 1 KiB a task leaves room at any n. */
+    snprintf(maxbytes, sizeof(maxbytes), "--max_bytes=%ld",
+             maxsize * 1024L < 1073741824L ? 1073741824L : maxsize * 1024L);
     snprintf(url, sizeof(url), "--nats.url=%s", nats_url);
     snprintf(tick, sizeof(tick), "--timer.tick_ms=%ld", O.tick_ms);
     snprintf(maxsz, sizeof(maxsz), "--max_size=%ld", maxsize);
@@ -598,6 +630,7 @@ sidecar_spawn(struct sidecar *sc, const char *nats_url, const char *name, const 
     argv[n++] = url;
     argv[n++] = tick;
     argv[n++] = maxsz;
+    argv[n++] = maxbytes;
     argv[n++] = (char *)"--retry.max_per_second=1000000";
     argv[n++] = (char *)"--retry.max_in_flight=100000";
     argv[n++] = (char *)"--http.listen=";
@@ -1362,7 +1395,7 @@ scenario_dispatch(natsConnection *pub)
 {
     struct env_spec env = {"dp", TASK_BYTES, "immediate"};
     json_t *res = jobj("dispatch");
-    double sc_rate = 0, bare_rate = 0;
+    double sc_rate = 0, bare_rate = 0, bare_cpu = 0, sc_cpu = 0;
     char a[32], b[32], r[32], buf[96];
 
     jint(res, "tasks", O.n);
@@ -1372,10 +1405,12 @@ scenario_dispatch(natsConnection *pub)
     /* 1. bare publish: the same payload and headers, a reply subject, a worker that replies ok */
     {
         struct bare_dispatch bd;
+        double c0 = cpu_s(getpid()) + cpu_s(O.nats_pid);
         if (bare_dispatch(pub, O.url, O.n, &bd)) {
             failures++;
             return;
         }
+        bare_cpu = cpu_s(getpid()) + cpu_s(O.nats_pid) - c0;
         bare_rate = bd.rate;
         jnum(res, "bare_retries_per_s", bare_rate);
         jint(res, "bare_received", bd.received);
@@ -1395,6 +1430,7 @@ scenario_dispatch(natsConnection *pub)
         struct worker w;
         struct pubspec ps = {&env, SUBJ_FAILED, 0, O.n, 0, 0, 0, NULL};
         int64_t t0;
+        double c0;
         bool ok;
         json_t *st, *rs;
         long long enq, succ = -1;
@@ -1418,9 +1454,11 @@ scenario_dispatch(natsConnection *pub)
             return;
         }
         t0 = mono_ns();
+        c0 = cpu_s(sc.pid) + cpu_s(getpid()) + cpu_s(O.nats_pid);
         rs = request_json(pub, "dlq.admin.resume", "", 5000, NULL);
         json_decref(rs);
         ok = wait_count(&w.count, O.n, 10000, 0);
+        sc_cpu = cpu_s(sc.pid) + cpu_s(getpid()) + cpu_s(O.nats_pid) - c0;
         sc_rate = w.last_ns > t0 ? (double)LOAD(w.count) / ((double)(w.last_ns - t0) / 1e9) : 0;
         for (int k = 0; k < 100; k++) {
             st = stats(pub);
@@ -1449,8 +1487,23 @@ scenario_dispatch(natsConnection *pub)
     snprintf(r, sizeof(r), "%.2fx", bare_rate > 0 ? sc_rate / bare_rate : 0);
     fmt_count(a, sc_rate);
     strcat(a, "/s");
-    add_row("dispatch", "retries/s seen by the worker", a, buf, r, ">= 0.5x",
-            bare_rate > 0 && sc_rate / bare_rate >= 0.5 ? "yes" : "NO");
+    add_row("dispatch", "retries/s seen by the worker", a, buf, r, ">= 0.8x",
+            bare_rate > 0 && sc_rate / bare_rate >= 0.8 ? "yes" : "NO");
+    /*
+     * The same work in CPU time of every process taking part (this bench's
+     * publisher or worker, nats-server, the sidecar): what the rates would
+     * be on an otherwise idle machine, and steadier than they on a shared one.
+     */
+    jnum(res, "bare_cpu_us_per_retry", bare_cpu * 1e6 / (double)O.n);
+    jnum(res, "sidecar_cpu_us_per_retry", sc_cpu * 1e6 / (double)O.n);
+    jnum(res, "cpu_ratio", sc_cpu > 0 ? bare_cpu / sc_cpu : 0);
+    if (bare_cpu > 0 && sc_cpu > 0) {
+        snprintf(a, sizeof(a), "%.1f us", sc_cpu * 1e6 / (double)O.n);
+        snprintf(buf, sizeof(buf), "bare nats.c publish %.1f us", bare_cpu * 1e6 / (double)O.n);
+        snprintf(r, sizeof(r), "%.2fx", bare_cpu / sc_cpu);
+        add_row("dispatch", "CPU per retry, all processes (bare / sidecar: the rate ratio on idle cores)", a,
+                buf, r, "report", "");
+    }
 }
 
 /* ---- scenario: timer accuracy ---------------------------------------------------------------- */
@@ -1553,12 +1606,12 @@ static void
 scenario_timer(natsConnection *pub, struct late *out)
 {
     static char cfgflag[700];
-    const char *extra[] = {cfgflag, "--backoff.jitter=0", NULL};
+    const char *extra[] = {cfgflag, "--backoff.jitter=0", "--backoff.exp_base_ms=" LONG_DELAY_MS, NULL};
     struct env_spec env = {"tm", TASK_BYTES, "linear"};
     json_t *res = jobj("timer");
     long n = O.timer_n;
     double *due = calloc((size_t)n, sizeof(double)), *arr = calloc((size_t)n, sizeof(double));
-    char path[600], a[96], b[64];
+    char path[600], a[96], b[64], c[96];
     natsConnection *wc = NULL;
     struct sidecar sc;
     struct acks ak;
@@ -1574,10 +1627,13 @@ scenario_timer(natsConnection *pub, struct late *out)
     jint(res, "delay_min_ms", O.timer_min_ms);
     jint(res, "delay_max_ms", O.timer_max_ms);
     jint(res, "batches", O.timer_batches);
-    note("timer: %ld tasks due %ld-%ld ms after ingest, %ld batches ingested at %.0f/s (linear step set "
-         "per batch by SIGHUP)",
-         n, O.timer_min_ms, O.timer_max_ms, O.timer_batches, timer_rate());
+    note("timer: %ld tasks due %ld-%ld ms after ingest, %ld batches ingested at %s (linear step set "
+         "per batch by SIGHUP), %ld more held an hour",
+         n, O.timer_min_ms, O.timer_max_ms, O.timer_batches, O.timer_burst ? "a burst (one batch in 120 ms)" : "a paced rate",
+         O.timer_held);
     jnum(res, "ingest_per_s", timer_rate());
+    json_object_set_new(res, "burst", json_boolean(O.timer_burst));
+    jint(res, "held", O.timer_held);
     snprintf(path, sizeof(path), "%s/timer.yaml", O.workdir);
     snprintf(cfgflag, sizeof(cfgflag), "--config=%s", path);
     if (!due || !arr || write_step(path, delay_of(0, n)) || sidecar_start(&sc, pub, "timer", extra)) {
@@ -1590,6 +1646,25 @@ scenario_timer(natsConnection *pub, struct late *out)
     if (!wc || worker_open(&w, wc, SUBJ_RETRY_TIMER, arr, n) || acks_open(&ak, pub, due, n)) {
         failures++;
         goto done;
+    }
+    if (O.timer_held > 0) {
+        /* exponential, base an hour (a flag): they stay in the wheels for the whole measurement */
+        struct env_spec henv = {"th", TASK_BYTES, "exponential"};
+        struct pubspec hs = {&henv, SUBJ_FAILED, 0, O.timer_held, 1000, 50000, 0, NULL};
+        struct acks hk;
+        bool hok;
+        if (acks_open(&hk, pub, NULL, 0)) {
+            failures++;
+            goto done;
+        }
+        publish_envelopes(pub, &hs, &hk);
+        hok = wait_final_ack(pub, &hk, (O.timer_held + 999) / 1000, 20000);
+        acks_close(&hk);
+        if (!hok) {
+            note("timer: the %ld held tasks were not all acknowledged", O.timer_held);
+            failures++;
+            goto done;
+        }
     }
     for (long bt = 0; bt < O.timer_batches && ok; bt++) {
         long first = n * bt / O.timer_batches, last = n * (bt + 1) / O.timer_batches;
@@ -1633,8 +1708,12 @@ scenario_timer(natsConnection *pub, struct late *out)
         losses++;
     snprintf(a, sizeof(a), "%.1f / %.1f / %.1f ms", l.p50, l.p99, l.max);
     snprintf(b, sizeof(b), "%.2f ticks", l.p99 / (double)O.tick_ms);
-    add_row("timer", "lateness p50 / p99 / max", a, "", b, "p99 <= 2 ticks",
-            l.n && l.p99 <= 2.0 * (double)O.tick_ms ? "yes" : "NO");
+    snprintf(c, sizeof(c), "lateness p50 / p99 / max%s%s", O.timer_burst ? ", burst" : "",
+             O.timer_held ? ", 1,000,000 scheduled" : "");
+    if (O.timer_held && O.timer_held + n != 1000000)
+        snprintf(c, sizeof(c), "lateness p50 / p99 / max%s, %ld scheduled", O.timer_burst ? ", burst" : "",
+                 O.timer_held + n);
+    add_row("timer", c, a, "", b, "p99 <= 1 tick", l.n && l.p99 <= (double)O.tick_ms ? "yes" : "NO");
 done:
     acks_close(&ak);
     worker_close(&w);
@@ -1903,9 +1982,12 @@ scenario_store(natsConnection *pub, double *bytes_per_task)
         struct bg g;
         int64_t t0;
         double secs;
-        long long enq2;
+        long long enq2, ref0, ref2;
 
         adm = jobj("admin");
+        st = stats(pub);
+        ref0 = st ? jpath_int(st, "lifetime_stats.refused_full") : -1;
+        json_decref(st);
         jint(adm, "stored_tasks", enq);
         note("admin: %ld stats + %ld list(100) requests with %lld tasks stored, idle", O.admin_samples,
              O.admin_samples, enq);
@@ -1943,6 +2025,7 @@ scenario_store(natsConnection *pub, double *bytes_per_task)
         sleep_ms(300);
         st = stats(pub);
         enq2 = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
+        ref2 = st ? jpath_int(st, "lifetime_stats.refused_full") : -1;
         json_decref(st);
         jlat(adm, "stats_under_ingest", &s_load);
         jlat(adm, "list100_under_ingest", &l_load);
@@ -1958,7 +2041,14 @@ scenario_store(natsConnection *pub, double *bytes_per_task)
              h_load.p99, b_load.p50, b_load.p99);
         if (s_load.failed || l_load.failed || s_idle.failed || l_idle.failed)
             failures++;
-        if (enq2 - enq != g.sent)
+        jint(adm, "background_ingest_refused_full", ref2 - ref0);
+        /*
+         * With 10,000,000 stored (--full) the queue is at max_size's upper
+         * bound: the background failures are refused (queue full, a 503 by
+         * design), which still loads the loop. Only then are refusals no loss.
+         */
+        if (enq2 - enq != g.sent &&
+            !(enq >= 10000000 && enq2 - enq + (ref2 - ref0) == g.sent))
             losses++;
         snprintf(a, sizeof(a), "%.2f / %.2f ms", s_load.p50, s_load.p99);
         snprintf(b, sizeof(b), "idle: %.2f / %.2f; bare responder: %.2f / %.2f ms", s_idle.p50,
@@ -3886,6 +3976,9 @@ usage(FILE *f)
             "  --n N                 tasks of ingest, dispatch, memory, admin, peer (default 1000000)\n"
             "  --timer-n N           tasks of the timer scenarios (default 100000)\n"
             "  --timer-min-ms MS     --timer-max-ms MS  --timer-batches B  (default 1000 10000 10)\n"
+            "  --timer-burst         timer: publish each batch within 120 ms (default: spread over 0.9 of\n"
+            "                        the gap between two batches' delays)\n"
+            "  --timer-held N        timer: store N tasks due in an hour first (default 0)\n"
             "  --admin-samples K     requests of each admin verb and condition (default 100)\n"
             "  --admin-rate R        background ingest during the admin test, tasks/s (default 10000)\n"
             "  --tick-ms MS          timer.tick_ms of the sidecars (default 10)\n"
@@ -3999,6 +4092,9 @@ main(int argc, char **argv)
         } else if (strcmp(a, "--quick") == 0) {
             O.quick = true;
             continue;
+        } else if (strcmp(a, "--timer-burst") == 0) {
+            O.timer_burst = true;
+            continue;
         }
         if (!v) {
             usage(stderr);
@@ -4025,6 +4121,8 @@ main(int argc, char **argv)
             tmin = num_arg(a, v);
         else if (strcmp(a, "--timer-max-ms") == 0)
             tmax = num_arg(a, v);
+        else if (strcmp(a, "--timer-held") == 0)
+            O.timer_held = num_arg(a, v);
         else if (strcmp(a, "--timer-batches") == 0)
             tbat = num_arg(a, v);
         else if (strcmp(a, "--admin-samples") == 0)
@@ -4070,7 +4168,7 @@ main(int argc, char **argv)
     if (O.cluster_lease_ms <= 0)
         O.cluster_lease_ms = 5000;
     O.scen = parse_scenarios(scen);
-    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 5000000 || O.kv_n > 5000000 ||
+    if (!O.url || !O.sidecar || !O.scen || O.timer_max_ms < O.timer_min_ms || O.n > 10000000 || O.kv_n > 5000000 ||
         O.cluster_n > 5000000 || O.cluster_kills > 1000 ||
         O.timer_n > O.n * 10) {
         usage(stderr);
@@ -4094,6 +4192,8 @@ main(int argc, char **argv)
         if (O.nats_server)
             json_object_set_new(meta, "nats_server", json_string(O.nats_server));
         jint(meta, "timer_n", O.timer_n);
+        jint(meta, "timer_held", O.timer_held);
+        json_object_set_new(meta, "timer_burst", json_boolean(O.timer_burst));
         jint(meta, "tick_ms", O.tick_ms);
         json_object_set_new(meta, "quick", json_boolean(O.quick));
         jint(meta, "cpus", sysconf(_SC_NPROCESSORS_ONLN));

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run.sh - the benchmark: builds dlq-sidecar and dlq-bench in Release mode, starts a private nats-server (JetStream) on a free 127.0.0.1 port (the cluster scenario starts 3 more), runs every scenario, prints the table and writes bench/results.json.
 #
-# usage: bench/run.sh [--quick] [--out FILE] [--keep] [dlq-bench options: --n N, --scenarios LIST, ...]
+# usage: bench/run.sh [--quick|--full] [--out FILE] [--keep] [dlq-bench options: --n N, --scenarios LIST, ...]
 #   --quick  small sizes (a few seconds; the CI smoke test); prints the table, writes JSON only with --out
+#   --full   10,000,000 tasks in one sidecar (memory, stats and list(100) latency; about 6 GiB of RAM)
+#            and the timer burst at 1,000,000 scheduled tasks; writes bench/results-full.json
 #   --keep   keep the temp dir (nats-server and sidecar logs) even when everything passed
 # Environment: DLQ_BENCH_BUILD_DIR (default build-bench) is the Release build directory;
 #   DLQ_BENCH_NATS_SERVER the nats-server to run (default .deps/bin/nats-server, v2.15.3; e.g.
@@ -12,19 +14,25 @@ cd "$(dirname "$0")/.."
 root=$PWD
 build=${DLQ_BENCH_BUILD_DIR:-$root/build-bench}
 quick=0
+full=0
 keep=0
 out=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; args+=(--quick) ;;
+    --full) full=1 ;;
     --keep) keep=1 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$1") ;;
   esac
   shift
 done
+if [ "$full" = 1 ]; then
+  # options given on the command line come after these and win
+  args=(--n 10000000 --scenarios memory,admin,timer --timer-held 900000 --timer-burst "${args[@]}")
+fi
 
 if [ -x scripts/install-deps.sh ]; then
   scripts/install-deps.sh
@@ -42,6 +50,7 @@ sidecar=$build/sidecar/dlq-sidecar
 work=$(mktemp -d /tmp/dlq-bench.XXXXXX)
 # A quick run only prints its table unless --out names a file; a full run writes bench/results.json.
 out_args=()
+if [ -z "$out" ] && [ "$full" = 1 ]; then out=$root/bench/results-full.json; fi
 if [ -z "$out" ] && [ "$quick" = 0 ]; then out=$root/bench/results.json; fi
 if [ -n "$out" ]; then out_args=(--out "$out"); fi
 nats_server=${DLQ_BENCH_NATS_SERVER:-$root/.deps/bin/nats-server}

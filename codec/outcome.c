@@ -155,6 +155,12 @@ codec_decode_outcome(struct codec *c, const void *buf, size_t len, struct codec_
         out->ok = true;
         return SC_OK;
     }
+    /* The usual success, {"ok":true} as JSON or MessagePack, without the parser (dispatch's hot path). */
+    if ((len == 11 && memcmp(p, "{\"ok\":true}", 11) == 0) ||
+        (len == 5 && memcmp(p, "\x81\xa2ok\xc3", 5) == 0)) {
+        out->ok = true;
+        return SC_OK;
+    }
     if (len > c->lim.max_envelope_bytes)
         goto malformed;
     if (codec_looks_json(p, len)) {

@@ -603,7 +603,7 @@ struct dlq_flight {
 struct dlq_retry_hdrs {
     char id[DLQ_RETRY_ID_MAX + 1];
     char msgid[DLQ_RETRY_ID_MAX + 48];
-    char attempt[16], maxr[16], episode[24], first[SC_RFC3339_LEN];
+    char attempt[SC_INT_LEN], maxr[SC_INT_LEN], episode[SC_INT_LEN], first[SC_RFC3339_LEN];
     const char *kv[20 + 2 * DLQ_HDRS_MAX];
 };
 

@@ -17,15 +17,21 @@ dlq_retry_headers(struct dlq_retry_hdrs *h, const char *id, size_t id_len, int32
                  int64_t first_failed_at, int64_t episode_id)
 {
     size_t n = 0, wire = 10 + 2; /* "NATS/1.0\r\n" ... "\r\n" */
+    size_t alen, elen;
 
     if (id_len > DLQ_RETRY_ID_MAX)
         id_len = DLQ_RETRY_ID_MAX; /* ids are capped below this by limits.max_task_id_len */
     memcpy(h->id, id, id_len);
     h->id[id_len] = '\0';
-    snprintf(h->attempt, sizeof(h->attempt), "%d", (int)attempt);
-    snprintf(h->maxr, sizeof(h->maxr), "%d", (int)max_retries);
-    snprintf(h->episode, sizeof(h->episode), "%lld", (long long)episode_id);
-    snprintf(h->msgid, sizeof(h->msgid), "%s:%s:%s", h->id, h->episode, h->attempt);
+    /* sc_format_int, not snprintf: this runs once per retry (dispatch's hot path) */
+    alen = sc_format_i64(attempt, h->attempt);
+    sc_format_i64(max_retries, h->maxr);
+    elen = sc_format_i64(episode_id, h->episode);
+    memcpy(h->msgid, h->id, id_len); /* "<id>:<episode>:<attempt>" */
+    h->msgid[id_len] = ':';
+    memcpy(h->msgid + id_len + 1, h->episode, elen);
+    h->msgid[id_len + 1 + elen] = ':';
+    memcpy(h->msgid + id_len + 2 + elen, h->attempt, alen + 1);
     sc_format_rfc3339(first_failed_at, h->first);
     h->kv[n++] = CODEC_HDR_TASK_ID;
     h->kv[n++] = h->id;

@@ -886,13 +886,21 @@ sc_conn_subscribed(const struct sc_conn *c)
 
 /* ---- publishing ------------------------------------------------------------------------------ */
 
-/* Copies a header value with control characters replaced by spaces (no CR/LF can reach the wire). */
+/*
+ * A header value with control characters replaced by spaces (no CR/LF can
+ * reach the wire): v itself when it has none and fits buf (the usual case,
+ * no copy), else its copy in buf.
+ */
 static const char *
 header_safe(const char *v, char *buf, size_t buflen)
 {
     size_t i = 0;
 
-    for (; v[i] && i + 1 < buflen; i++)
+    while (v[i] && (unsigned char)v[i] >= 0x20 && v[i] != 0x7f)
+        i++;
+    if (!v[i] && i + 1 < buflen)
+        return v;
+    for (i = 0; v[i] && i + 1 < buflen; i++)
         buf[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) ? ' ' : v[i];
     buf[i] = '\0';
     return buf;

@@ -316,6 +316,7 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     tv.tv_sec = cfg->timer_tick_ms / 1000;
     tv.tv_usec = (cfg->timer_tick_ms % 1000) * 1000;
     event_add(d->tick_ev, &tv);
+    d->due_ev = evtimer_new(d->base, sc_on_due, d);
     d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -390,6 +391,8 @@ sc_daemon_free(struct sc_daemon *d)
     sc_peers_close(d);
     if (d->tick_ev)
         event_free(d->tick_ev);
+    if (d->due_ev)
+        event_free(d->due_ev);
     if (d->sig_term)
         event_free(d->sig_term);
     if (d->sig_int)

@@ -62,6 +62,7 @@ struct sc_daemon {
     struct policy_classifier *classifier;
     struct dlq_machine m;      /* the state machine: wheels, in-flight slots (dispatch.c fills its ports) */
     struct event *tick_ev;
+    struct event *due_ev;      /* one-shot: the due wheels' next entry between two ticks (dispatch.c) */
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *drain_ev;
     struct sc_reason_count reasons[SC_MAX_REASONS];

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "breaker.h"
 #include "daemon.h"
 #include "dispatch.h"
@@ -207,6 +209,56 @@ sc_dispatch_reload(struct sc_daemon *d, int64_t now_wall)
     dlq_machine_reload(&d->m, d->classifier, now_wall, sc_now_mono_ms());
 }
 
+/*
+ * Arms d->due_ev for the due wheels' next entry when it comes before the
+ * next tick could take it (the tick re-arms for later ones), so retries
+ * leave at their due time, not up to a tick late. A backlog the run left
+ * (its share of a burst) is taken again 1 ms later, or when the rate
+ * limit has its next token; with retry.max_in_flight reached it waits for
+ * the tick. Nothing while paused or stopping. Loop thread.
+ */
+static void
+arm_due(struct sc_daemon *d, int64_t now)
+{
+    int64_t next, wait;
+    struct timeval tv;
+
+    if (!d->due_ev || d->paused || d->stopping)
+        return;
+    next = dlq_machine_next_due(&d->m);
+    if (next == INT64_MAX || next - now > d->cfg->timer_tick_ms)
+        return;
+    if (next > now) {
+        wait = next - now;
+    } else if (d->m.inflight >= (size_t)d->cfg->retry_max_in_flight) {
+        return; /* a reply makes room; the tick takes the backlog */
+    } else if (d->m.tokens < 1 && d->cfg->retry_max_per_second > 0) {
+        /* retry.max_per_second spent: wake when the next token is there */
+        wait = (int64_t)((1 - d->m.tokens) * 1000.0 / (double)d->cfg->retry_max_per_second) + 1;
+    } else {
+        wait = 1;
+    }
+    tv.tv_sec = (time_t)(wait / 1000);
+    tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+    event_add(d->due_ev, &tv);
+}
+
+void
+sc_on_due(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_daemon *d = arg;
+    int64_t now = sc_now_mono_ms();
+
+    (void)fd;
+    (void)what;
+    if (d->paused || d->stopping)
+        return;
+    sc_log_hold();
+    dlq_machine_run(&d->m, sc_now_wall_ms(), now, true);
+    sc_log_flush();
+    arm_due(d, now);
+}
+
 void
 sc_on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -229,6 +281,7 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
         sc_rates_tick(&d->rates, sc_now_wall_ms(), counts);
     }
     tasklog_window(d, now);
+    arm_due(d, now);
     if (d->stopping) {
         bool drained = d->m.inflight == 0 &&
                        sc_conn_sub_drain_state(d->sub_failed) != SC_CONN_DRAIN_RUNNING &&
@@ -450,7 +503,7 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     const char *inbox = sc_conn_inbox(d->conn);
     size_t plen = strlen(inbox);
     const char *p;
-    char *end;
+    const char *end;
     unsigned long idx;
     unsigned long long token;
     struct dlq_task *t;
@@ -458,15 +511,21 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
 
     if (strncmp(subj, inbox, plen) != 0 || subj[plen] != '.')
         return;
+    /* "<inbox>.<idx>.<16 lowercase hex digits>", as the machine writes it; parsed by hand (per reply) */
     p = subj + plen + 1;
-    idx = strtoul(p, &end, 10);
+    for (idx = 0, end = p; *end >= '0' && *end <= '9' && idx <= UINT32_MAX; end++)
+        idx = idx * 10 + (unsigned long)(*end - '0');
     if (end == p || *end != '.')
         return;
     p = end + 1;
-    if (strlen(p) != 16)
-        return;
-    token = strtoull(p, &end, 16);
-    if (*end != '\0')
+    token = 0;
+    for (end = p; end - p < 17; end++) {
+        int v = *end >= '0' && *end <= '9' ? *end - '0' : *end >= 'a' && *end <= 'f' ? *end - 'a' + 10 : -1;
+        if (v < 0)
+            break;
+        token = token << 4 | (unsigned long long)v;
+    }
+    if (end - p != 16 || *end != '\0')
         return;
     if (idx > UINT32_MAX || !(t = dlq_machine_flight(&d->m, (uint32_t)idx, token, &stored))) {
         if (idx < d->m.flights_used)

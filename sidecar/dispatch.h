@@ -15,13 +15,17 @@ struct sc_daemon;
  * dispatch.c: the machine's edges. sc_dispatch_init() sets up the machine
  * d->m (its task table d->m.q, its counters d->m.c) with the daemon's ports (publish on NATS, events, the store
  * mirror, log, metrics); sc_dispatch_destroy() frees it. sc_on_tick() runs
- * the machine's wheels each tick and ends the loop once a stop has drained.
+ * the machine's wheels each tick and ends the loop once a stop has drained;
+ * sc_on_due() (d->due_ev, a one-shot timer both arm) runs them between two
+ * ticks, at the due wheels' next due time, so a retry leaves on time rather
+ * than at the next tick (docs/wheel.md, "Running the wheels").
  * sc_on_reply() reads a reply to a retry and hands its outcome to the
  * machine. Loop thread (init and destroy: main, outside the loop).
  */
 void sc_dispatch_init(struct sc_daemon *d);
 void sc_dispatch_destroy(struct sc_daemon *d);
 void sc_on_tick(evutil_socket_t fd, short what, void *arg);
+void sc_on_due(evutil_socket_t fd, short what, void *arg);
 void sc_on_reply(struct sc_daemon *d, natsMsg *m);
 
 /*

@@ -1190,6 +1190,11 @@ static const struct {
     {"msgpack array", B("\x93\x01\x02\x03"), false, "unrecognised reply", NULL},
     {"msgpack int", B("\x05"), false, "unrecognised reply", NULL},
     {"bad json", B("{\"ok\":tru"), false, "malformed reply", NULL},
+    /* the same 11 and 5 bytes as the parser-free {"ok":true} path, one byte off */
+    {"near ok json", B("{\"ok\":trux}"), false, "malformed reply", NULL},
+    {"near ok key", B("{\"oK\":true}"), false, "unrecognised reply", NULL},
+    {"near ok msgpack", B("\x81\xa2ok\xc2"), false, "", NULL},
+    {"ok json spaced", B("{\"ok\": true}"), true, "", NULL},
     {"hostile msgpack", B("\xdd\xff\x00\x00\x00"), false, "malformed reply", NULL},
     {"text", B("hello"), false, "malformed reply", NULL},
     {"trailing", B("\x81\xa2ok\xc3\x00"), false, "malformed reply", NULL},
