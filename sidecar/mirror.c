@@ -561,6 +561,8 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     sc_jw_time(&w, "first_failed_at", t->first_failed_at);
     sc_jw_int(&w, "seq", (int64_t)t->seq);
     sc_jw_int(&w, "version", (int64_t)t->version);
+    /* The OpenSearch store's claim (cluster mode) loads a partition by it. */
+    sc_jw_int(&w, "partition", dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions));
     sc_jw_open(&w, "history", '[');
     for (unsigned i = 0; i < t->hist_len; i++) {
         const struct dlq_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
@@ -1785,6 +1787,8 @@ backend_opts(const struct config *cfg, struct persist_opts *o)
     o->opensearch.bulk_max_docs = (size_t)cfg->os_bulk_max_docs;
     o->opensearch.bulk_max_bytes = (size_t)cfg->os_bulk_max_bytes;
     o->opensearch.flush_ms = cfg->os_flush_ms;
+    o->opensearch.partitions = (unsigned)cfg->cluster_partitions;
+    o->opensearch.fenced = cfg->cluster_enabled;
     /* properties, load_query, load_sort: NULL, the task document's (persist/doc.c) */
 }
 
