@@ -1511,6 +1511,19 @@ on_fill(void *ctx, struct persist_batch *b)
         size_t limit = pass == 0 ? (tombs_first + 1) / 2 : s->tlen;
         while (s->tlen && limit--) {
             struct store_tomb *tb = &s->tombs[s->thead];
+            struct dlq_task *live = dlq_queue_find(&d->m.q, tb->id, tb->len);
+            if (live && live->version > tb->version) {
+                /*
+                 * The id lives again since: its newer write replaces the
+                 * document, and this delete, sent after it, would remove it
+                 * (cluster mode's OpenSearch versions and the KV store
+                 * follow the order of sending, not the task's version).
+                 */
+                free(tb->id);
+                s->thead = (s->thead + 1) % s->tcap;
+                s->tlen--;
+                continue;
+            }
             if (!persist_batch_accepts(b, tb->id, tb->len))
                 break; /* deletes go in order: this one and those after it wait for the next batch */
             if (persist_batch_delete(b, tb->id, tb->len, tb->version) != SC_OK)
