@@ -149,6 +149,7 @@ const char persist_task_properties[] =
     "\"first_failed_at\":{\"type\":\"date\"},"
     "\"seq\":{\"type\":\"long\"},"
     "\"version\":{\"type\":\"long\"},"
+    "\"partition\":{\"type\":\"integer\"},"
     "\"history\":{\"type\":\"object\",\"enabled\":false},"
     "\"metadata\":{\"type\":\"object\",\"enabled\":false},"
     "\"metadata_mp\":{\"type\":\"binary\"},"

@@ -1,5 +1,6 @@
 /* opensearch.c - the OpenSearch backend: index template, start-up load with search_after, write-behind _bulk with external versions, refused batches split, ids mapped to _id, degraded mode. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,10 @@
 #define HEALTH_WAIT "20s"
 #define SNIPPET 200
 #define SPLIT_MAX 64 /* halves waiting while a refused batch is split: one per halving of a size_t */
+#define GEN_SHIFT 40   /* cluster mode: external version = claim generation << GEN_SHIFT | write counter */
+#define GEN_MAX ((UINT64_C(1) << (63 - GEN_SHIFT)) - 1) /* OpenSearch versions are signed 64-bit */
+#define SEQ_MASK ((UINT64_C(1) << GEN_SHIFT) - 1)
+#define CLAIM_RETRY_MS 1000
 
 /* Items [lo, hi) of the batch: a part of a split. */
 struct os_range {
@@ -30,6 +35,20 @@ typedef enum {
     PH_LOAD,         /* search_after pages of the records to load */
     PH_READY,
 } os_phase;
+
+/* The steps of one claim (cluster mode). */
+typedef enum {
+    CL_FENCE = 0, /* PUT <index>/_doc/h:fence.<p>: the new generation */
+    CL_REFRESH,   /* make the former owner's last writes searchable */
+    CL_LOAD,      /* search_after pages of the partition's documents */
+} os_claim_step;
+
+/* A claim or refence waiting to run: its partition and claim number (stale when no longer current). */
+struct os_claim {
+    unsigned p;
+    uint64_t no;
+    bool refence;
+};
 
 static const char *const phase_names[] = {"install template", "create index", "update mapping",
                                           "index health",
@@ -72,9 +91,27 @@ struct os_store {
     struct os_range splits[SPLIT_MAX]; /* halves still to send while a refused batch is split */
     size_t nsplits;
     size_t split_rejected;   /* items of this batch rejected so far (all parts of a split) */
+    /* cluster mode (fenced): claims and external versions */
+    bool fenced;
+    unsigned partitions;
+    uint64_t *gen;           /* per partition: the generation of this store's claim, 0: none */
+    uint64_t *claim_no;      /* per partition: the number of its current claim, 0: released */
+    unsigned char *refencing; /* per partition: a refence runs (its writes wait) */
+    uint64_t claims_made;    /* the last claim number given */
+    uint64_t wseq;           /* the write counter: the low bits of every external version */
+    struct os_claim *cq;     /* claims to run, in order (a ring of 2 * partitions) */
+    size_t cq_head, cq_len;
+    struct os_claim run;     /* the claim running */
+    os_claim_step cstep;
+    bool claim_in_flight;
+    uint64_t cgen;           /* the generation the running claim got */
+    json_t *claim_after;     /* search_after of the running claim's load */
+    struct sc_buf creq, curl;
+    struct event *claim_timer; /* runs the next claim (after a failure: CLAIM_RETRY_MS) */
 };
 
 static void os_send(struct os_store *o);
+static void run_claims(struct os_store *o);
 
 static struct os_store *
 os_of(struct persist *p)
@@ -303,9 +340,15 @@ step_send(struct os_store *o)
     o->in_flight = true;
 }
 
-/* Hands one page of loaded records to the owner. Returns the number of hits, or -1 when malformed. */
+/*
+ * Hands one page of loaded records to the owner and keeps the last hit's
+ * sort values in *after. A claim's load (claim) hands version 0: the
+ * _version is then the external version of cluster mode, not the record's
+ * (the owner reads the document's own). Returns the number of hits, or -1
+ * when malformed.
+ */
 static long
-load_page(struct os_store *o, const char *body, size_t len)
+load_page(struct os_store *o, const char *body, size_t len, json_t **after, bool claim)
 {
     json_error_t jerr;
     json_t *j = json_loadb(body, len, 0, &jerr), *hits, *hit, *last_sort = NULL;
@@ -334,14 +377,15 @@ load_page(struct os_store *o, const char *body, size_t len)
         o->st.loaded++;
         if (o->base.owner.loaded)
             o->base.owner.loaded(o->base.owner.ctx, id, strlen(id),
-                                 json_is_integer(ver) ? (uint64_t)json_integer_value(ver) : 0, src);
+                                 !claim && json_is_integer(ver) ? (uint64_t)json_integer_value(ver) : 0,
+                                 src);
     }
     if (json_array_size(hits) && !last_sort)
         goto done; /* hits without sort values: no next page to ask for */
     n = (long)json_array_size(hits);
     if (last_sort) {
-        json_decref(o->search_after);
-        o->search_after = json_incref(last_sort);
+        json_decref(*after);
+        *after = json_incref(last_sort);
     }
 done:
     json_decref(j);
@@ -378,7 +422,7 @@ on_step(void *ctx, long status, const char *body, size_t len, const char *error)
             step_send(o);
             return;
         }
-        if (status != 200 || (n = load_page(o, body, len)) < 0)
+        if (status != 200 || (n = load_page(o, body, len, &o->search_after, false)) < 0)
             goto fail;
         if ((size_t)n >= o->page_size) {
             step_send(o); /* the next page */
@@ -390,7 +434,7 @@ on_step(void *ctx, long status, const char *body, size_t len, const char *error)
         return;
     }
     o->phase++;
-    if (o->phase == PH_REFRESH && (o->loaded_all || !o->load_query))
+    if (o->phase == PH_REFRESH && (o->loaded_all || !o->load_query || o->fenced))
         o->phase = PH_READY;
     if (o->phase < PH_READY) {
         step_send(o);
@@ -401,6 +445,7 @@ on_step(void *ctx, long status, const char *body, size_t len, const char *error)
     persist_set_state(&o->base, PERSIST_OK, NULL);
     if (o->pending)
         arm(o, o->urgent ? 0 : o->flush_ms);
+    run_claims(o);
     return;
 
 fail:
@@ -436,12 +481,43 @@ persist_opensearch_doc_id(struct sc_buf *out, const char *id, size_t id_len)
     return sc_buf_append(out, h, sizeof(h));
 }
 
+/* The partition of record id (cluster mode): FNV-1a 64 of its bytes mod partitions, as dlq_partition_of(). */
+static unsigned
+partition_of(const struct os_store *o, const char *id, size_t len)
+{
+    return (unsigned)(sc_fnv1a64(id, len) % o->partitions);
+}
+
+/*
+ * The external version of a write of id in cluster mode: the partition's
+ * claim generation in the high bits, this store's write counter in the
+ * low ones (docs/cluster.md, "The OpenSearch store's fence"). A partition
+ * without a usable claim keeps version: its item is not sent
+ * (drop_unsendable()).
+ */
+static uint64_t
+external_version(struct os_store *o, const char *id, size_t id_len, uint64_t version)
+{
+    unsigned p = partition_of(o, id, id_len);
+
+    if (!o->gen[p] || o->refencing[p])
+        return version;
+    if (o->wseq < SEQ_MASK)
+        o->wseq++; /* 2^40 - 1 writes per process: over 30 years at 1,000 writes/s */
+    return o->gen[p] << GEN_SHIFT | o->wseq;
+}
+
 /* The _bulk action line of one item, with its (mapped) _id and external version. */
 static sc_status
 bulk_action(struct sc_buf *b, const char *id, size_t id_len, uint64_t version, bool del)
 {
+    /* b is the body of the store's own batch (os_store.batch.body): its claims give the version. */
+    struct os_store *o = (struct os_store *)(void *)((char *)b - offsetof(struct os_store, batch.body));
     const char *head = del ? "{\"delete\":{\"_id\":" : "{\"index\":{\"_id\":";
     sc_status s;
+
+    if (o->fenced)
+        version = external_version(o, id, id_len, version);
 
     if ((s = sc_buf_append(b, head, strlen(head))))
         return s;
@@ -472,13 +548,33 @@ report(struct os_store *o, const char *reason)
         case PERSIST_ITEM_STALE: o->st.stale++; break;
         case PERSIST_ITEM_RETRY: o->st.retried++; break;
         case PERSIST_ITEM_REJECTED: o->st.rejected++; break;
-        case PERSIST_ITEM_FENCED: o->st.fenced++; break; /* not produced here: no cluster mode yet */
+        case PERSIST_ITEM_FENCED: o->st.fenced++; break;
         }
         if (o->base.owner.result)
             o->base.owner.result(o->base.owner.ctx, &it, o->results[i], reason);
     }
     o->st.in_flight = 0;
     persist_batch_reset(b);
+}
+
+/*
+ * Whether a 409's reason ("... current version [N] is higher or equal to
+ * the one provided [M]") names a document written under a newer claim
+ * generation than the write's (cluster mode): a newer owner wrote it. A
+ * reason that cannot be read counts as newer (the write is not ours to
+ * retry).
+ */
+static bool
+newer_owner(const char *reason)
+{
+    const char *c = reason ? strstr(reason, "current version [") : NULL;
+    const char *m = reason ? strstr(reason, "provided [") : NULL;
+    unsigned long long cur, mine;
+
+    if (!c || !m || sscanf(c, "current version [%llu]", &cur) != 1 ||
+        sscanf(m, "provided [%llu]", &mine) != 1)
+        return true;
+    return (cur >> GEN_SHIFT) > (mine >> GEN_SHIFT);
 }
 
 /*
@@ -523,7 +619,7 @@ classify_items(struct os_store *o, const char *body, size_t len, bool *refused, 
         } else if (st == 404 && b->items[n].del && !(type && strstr(type, "index_not_found"))) {
             o->results[n] = PERSIST_ITEM_OK;
         } else if (st == 409) {
-            o->results[n] = PERSIST_ITEM_STALE;
+            o->results[n] = o->fenced && newer_owner(reason) ? PERSIST_ITEM_FENCED : PERSIST_ITEM_STALE;
         } else if (st == 429 && !(type && strstr(type, "cluster_block"))) {
             o->results[n] = PERSIST_ITEM_RETRY;
             *throttled = true;
@@ -754,6 +850,66 @@ on_bulk(void *ctx, long status, const char *body, size_t len, const char *error)
         arm(o, refused || throttled || o->urgent || o->last_full ? 0 : o->flush_ms);
 }
 
+/*
+ * Cluster mode: takes out of the batch the items of partitions this store
+ * holds no usable claim on, and answers them at once: FENCED when the
+ * partition is not claimed here, RETRY while its refence runs. Claims do
+ * not change between the fill and this (both on the loop, one after the
+ * other), so their versions were written with the same view.
+ */
+static void
+drop_unsendable(struct os_store *o)
+{
+    struct persist_batch *b = &o->batch;
+    struct persist_item it;
+    size_t w = 0, body_w = 0, ids_w = 0, dropped = 0;
+
+    for (size_t i = 0; i < b->count; i++) {
+        unsigned p = partition_of(o, persist_batch_item_id(b, i), b->items[i].id_len);
+        o->results[i] = o->gen[p] && !o->refencing[p] ? PERSIST_ITEM_OK
+                        : o->gen[p]                    ? PERSIST_ITEM_RETRY
+                                                       : PERSIST_ITEM_FENCED;
+        dropped += o->results[i] != PERSIST_ITEM_OK;
+    }
+    if (!dropped)
+        return;
+    /* The answers first, while the batch is whole (a callback may refence: the marks above stand). */
+    for (size_t i = 0; i < b->count; i++) {
+        if (o->results[i] == PERSIST_ITEM_OK)
+            continue;
+        it.id = persist_batch_item_id(b, i);
+        it.id_len = b->items[i].id_len;
+        it.version = b->items[i].version;
+        it.del = b->items[i].del;
+        if (o->results[i] == PERSIST_ITEM_FENCED)
+            o->st.fenced++;
+        else
+            o->st.retried++;
+        if (o->base.owner.result)
+            o->base.owner.result(o->base.owner.ctx, &it, o->results[i],
+                                 o->results[i] == PERSIST_ITEM_FENCED
+                                     ? "this instance holds no claim on the partition"
+                                     : "the partition's fence is being renewed");
+    }
+    /* Then the kept items moved down, in order (each moves to or below where it was). */
+    for (size_t i = 0; i < b->count; i++) {
+        struct persist_batch_item item = b->items[i];
+        size_t blen = (i + 1 < b->count ? b->items[i + 1].body_off : b->body.len) - item.body_off;
+        if (o->results[i] != PERSIST_ITEM_OK)
+            continue;
+        memmove(b->body.data + body_w, b->body.data + item.body_off, blen);
+        memmove(b->ids.data + ids_w, b->ids.data + item.id_off, item.id_len);
+        item.body_off = body_w;
+        item.id_off = ids_w;
+        body_w += blen;
+        ids_w += item.id_len;
+        b->items[w++] = item;
+    }
+    b->count = w;
+    b->body.len = body_w;
+    b->ids.len = ids_w;
+}
+
 /* Fills a batch from the owner and sends it. */
 static void
 send_bulk(struct os_store *o)
@@ -772,6 +928,13 @@ send_bulk(struct os_store *o)
     if (b->count > o->results_cap) {
         o->results_cap = b->count;
         o->results = sc_xrealloc(o->results, o->results_cap * sizeof(*o->results));
+    }
+    if (o->fenced) {
+        drop_unsendable(o);
+        if (b->count == 0) {
+            persist_batch_reset(b);
+            return;
+        }
     }
     snprintf(path, sizeof(path),
              "/%s/_bulk?filter_path=items.*.status,items.*.error.type,items.*.error.reason",
@@ -810,6 +973,243 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     o->timer_armed = false;
     os_send(o);
+}
+
+/* ---- claims (cluster mode) ---------------------------------------------------------------------- */
+
+/* Whether claim c is still the partition's current one (no newer claim, no release since). */
+static bool
+claim_current(const struct os_store *o, const struct os_claim *c)
+{
+    return c->no && o->claim_no[c->p] == c->no;
+}
+
+/* Queues a claim or refence. Returns SC_OK or SC_EFULL (the ring is full). */
+static sc_status
+claim_push(struct os_store *o, unsigned p, uint64_t no, bool refence)
+{
+    size_t cap = 2 * (size_t)o->partitions;
+
+    if (o->cq_len == cap)
+        return SC_EFULL;
+    o->cq[(o->cq_head + o->cq_len) % cap] = (struct os_claim){p, no, refence};
+    o->cq_len++;
+    return SC_OK;
+}
+
+static void on_claim(void *ctx, long status, const char *body, size_t len, const char *error);
+
+/* Sends the request of the running claim's step. Returns false when it could not start. */
+static bool
+claim_send(struct os_store *o)
+{
+    const char *method = "POST", *body = NULL;
+    size_t len = 0;
+    long timeout = o->timeout_ms;
+    char path[600];
+
+    sc_buf_reset(&o->creq);
+    switch (o->cstep) {
+    case CL_FENCE:
+        snprintf(path, sizeof(path), "/%s/_doc/h:fence.%u?filter_path=_version", o->index, o->run.p);
+        method = "PUT";
+        body = "{}";
+        len = 2;
+        break;
+    case CL_REFRESH:
+        snprintf(path, sizeof(path), "/%s/_refresh", o->index);
+        break;
+    case CL_LOAD: {
+        char *sa = o->claim_after ? json_dumps(o->claim_after, JSON_COMPACT) : NULL;
+        sc_status st;
+        snprintf(path, sizeof(path),
+                 "/%s/_search?filter_path=hits.hits._id,hits.hits._source,hits.hits.sort", o->index);
+        st = sc_buf_appendf(&o->creq,
+                            "{\"size\":%zu,\"track_total_hits\":false,\"query\":{\"term\":"
+                            "{\"partition\":%u}},\"sort\":%s%s%s}",
+                            o->page_size, o->run.p, o->load_sort, sa ? ",\"search_after\":" : "",
+                            sa ? sa : "");
+        free(sa);
+        if (st != SC_OK || !o->creq.data)
+            return false;
+        body = o->creq.data;
+        len = o->creq.len;
+        timeout = o->timeout_ms * 2;
+        break;
+    }
+    }
+    sc_buf_reset(&o->curl);
+    if (sc_buf_appendf(&o->curl, "%s%s", base_url(o), path) != SC_OK || !o->curl.data ||
+        persist_http_request(o->http, method, o->curl.data, body ? "application/json" : NULL, body,
+                             len, timeout, on_claim, o))
+        return false;
+    o->claim_in_flight = true;
+    return true;
+}
+
+/* Runs the claims again after CLAIM_RETRY_MS (a failed step). */
+static void
+claim_retry_later(struct os_store *o)
+{
+    struct timeval tv = {CLAIM_RETRY_MS / 1000, (CLAIM_RETRY_MS % 1000) * 1000};
+
+    evtimer_add(o->claim_timer, &tv);
+}
+
+/* Starts the next current claim waiting, when none runs and the index is ready. */
+static void
+run_claims(struct os_store *o)
+{
+    size_t cap = 2 * (size_t)o->partitions;
+
+    if (!o->fenced || o->claim_in_flight || !o->started || o->phase < PH_READY)
+        return;
+    while (o->cq_len) {
+        o->run = o->cq[o->cq_head];
+        o->cq_head = (o->cq_head + 1) % cap;
+        o->cq_len--;
+        if (!claim_current(o, &o->run))
+            continue; /* given up or asked again since: its generation would shut out the next owner */
+        o->cstep = CL_FENCE;
+        json_decref(o->claim_after);
+        o->claim_after = NULL;
+        if (claim_send(o))
+            return;
+        set_error(o, "claim of partition %u: cannot start the request", o->run.p);
+        claim_push(o, o->run.p, o->run.no, o->run.refence);
+        claim_retry_later(o);
+        return;
+    }
+}
+
+/* The running claim failed: told to the owner (a claim), queued again and tried after CLAIM_RETRY_MS. */
+static void
+claim_failed(struct os_store *o, long status, const char *body, size_t len, const char *error)
+{
+    static const char *const steps[] = {"fence", "refresh", "load"};
+    char why[200] = "";
+
+    if (status)
+        error_text(body, len, why, sizeof(why));
+    set_error(o, "claim of partition %u: %s: %s", o->run.p, steps[o->cstep],
+              status ? why : error ? error : "request failed");
+    if (status == 0)
+        rotate(o);
+    claim_push(o, o->run.p, o->run.no, o->run.refence);
+    if (!o->run.refence && o->base.owner.claimed)
+        o->base.owner.claimed(o->base.owner.ctx, o->run.p, false, o->st.last_error);
+    claim_retry_later(o);
+}
+
+static void
+on_claim(void *ctx, long status, const char *body, size_t len, const char *error)
+{
+    struct os_store *o = ctx;
+    json_t *j;
+    long n;
+
+    o->claim_in_flight = false;
+    if (!claim_current(o, &o->run)) {
+        run_claims(o); /* given up meanwhile: what it found is not this instance's */
+        return;
+    }
+    switch (o->cstep) {
+    case CL_FENCE:
+        if (status != 200 && status != 201)
+            goto fail;
+        j = json_loadb(body, len, 0, NULL);
+        o->cgen = (uint64_t)json_integer_value(json_object_get(j, "_version"));
+        json_decref(j);
+        if (o->cgen == 0 || o->cgen > GEN_MAX) {
+            status = 0;
+            error = o->cgen ? "the fence's generation passed 2^23 - 1" : "no _version in the answer";
+            goto fail;
+        }
+        if (o->run.refence) {
+            o->gen[o->run.p] = o->cgen;
+            o->refencing[o->run.p] = 0;
+            if (o->pending)
+                arm(o, 0);
+            run_claims(o);
+            return;
+        }
+        o->cstep = CL_REFRESH;
+        break;
+    case CL_REFRESH:
+        if (status != 200)
+            goto fail;
+        o->cstep = CL_LOAD;
+        break;
+    case CL_LOAD:
+        if (status != 200 || (n = load_page(o, body, len, &o->claim_after, true)) < 0)
+            goto fail;
+        if ((size_t)n >= o->page_size)
+            break; /* the next page */
+        o->gen[o->run.p] = o->cgen;
+        if (o->base.owner.claimed)
+            o->base.owner.claimed(o->base.owner.ctx, o->run.p, true, NULL);
+        if (o->pending)
+            arm(o, 0);
+        run_claims(o);
+        return;
+    }
+    if (claim_send(o))
+        return;
+    status = 0;
+    error = "cannot start the request";
+fail:
+    claim_failed(o, status, body, len, error);
+}
+
+static void
+on_claim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run_claims(arg);
+}
+
+static sc_status
+os_claim(struct persist *p, unsigned partition)
+{
+    struct os_store *o = os_of(p);
+
+    if (!o->fenced || partition >= o->partitions)
+        return SC_EINVAL;
+    o->claim_no[partition] = ++o->claims_made;
+    o->gen[partition] = 0;
+    o->refencing[partition] = 0;
+    if (claim_push(o, partition, o->claim_no[partition], false)) {
+        o->claim_no[partition] = 0;
+        return SC_EFULL;
+    }
+    run_claims(o);
+    return SC_OK;
+}
+
+static void
+os_release(struct persist *p, unsigned partition)
+{
+    struct os_store *o = os_of(p);
+
+    if (!o->fenced || partition >= o->partitions)
+        return;
+    o->claim_no[partition] = 0;
+    o->gen[partition] = 0;
+    o->refencing[partition] = 0;
+}
+
+static void
+os_refence(struct persist *p, unsigned partition)
+{
+    struct os_store *o = os_of(p);
+
+    if (!o->fenced || partition >= o->partitions || !o->gen[partition] || o->refencing[partition])
+        return;
+    if (claim_push(o, partition, o->claim_no[partition], true))
+        return;
+    o->refencing[partition] = 1;
+    run_claims(o);
 }
 
 /* ---- the table -------------------------------------------------------------------------------- */
@@ -881,6 +1281,15 @@ os_destroy(struct persist *p)
     persist_http_free(o->http);
     if (o->timer)
         event_free(o->timer);
+    if (o->claim_timer)
+        event_free(o->claim_timer);
+    free(o->gen);
+    free(o->claim_no);
+    free(o->refencing);
+    free(o->cq);
+    json_decref(o->claim_after);
+    sc_buf_destroy(&o->creq);
+    sc_buf_destroy(&o->curl);
     for (size_t i = 0; i < o->nurls; i++)
         free(o->urls[i]);
     free(o->urls);
@@ -905,6 +1314,9 @@ static const struct persist_ops opensearch_ops = {
     .busy = os_busy,
     .stats = os_stats,
     .destroy = os_destroy,
+    .claim = os_claim,
+    .release = os_release,
+    .refence = os_refence,
     .durable = true,
 };
 
@@ -1054,12 +1466,27 @@ persist_opensearch_new(struct event_base *base, const struct persist_opensearch_
     persist_batch_init(&o->batch, opt->bulk_max_docs, opt->bulk_max_bytes, bulk_action);
     sc_buf_init(&o->url, 64 * 1024);
     sc_buf_init(&o->req, 64 * 1024);
+    sc_buf_init(&o->curl, 64 * 1024);
+    sc_buf_init(&o->creq, 64 * 1024);
+    if (opt->fenced) {
+        if (opt->partitions < 1 || opt->partitions > 4096 || !o->load_sort) {
+            snprintf(err, errlen, "opensearch: cluster mode needs 1-4096 partitions and a load sort");
+            goto fail;
+        }
+        o->fenced = true;
+        o->partitions = opt->partitions;
+        o->gen = sc_xcalloc(opt->partitions, sizeof(*o->gen));
+        o->claim_no = sc_xcalloc(opt->partitions, sizeof(*o->claim_no));
+        o->refencing = sc_xcalloc(opt->partitions, 1);
+        o->cq = sc_xcalloc(2 * (size_t)opt->partitions, sizeof(*o->cq));
+    }
     if ((s = schema_bodies(o, opt->properties, err, errlen)))
         goto fail;
     s = SC_EINVAL;
     o->http = persist_http_new(base, &opt->http);
     o->timer = evtimer_new(base, on_timer, o);
-    if (!o->http || !o->timer) {
+    o->claim_timer = evtimer_new(base, on_claim_timer, o);
+    if (!o->http || !o->timer || !o->claim_timer) {
         snprintf(err, errlen, "opensearch: cannot initialise libcurl or the timer");
         s = SC_ENOMEM;
         goto fail;

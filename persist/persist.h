@@ -333,6 +333,8 @@ struct persist_opensearch_opts {
     const char *load_query;  /* JSON object: the query selecting records loaded at start; NULL: no load (persist_new(): the task's) */
     const char *load_sort;   /* JSON array: a sort on unique fields for search_after paging (persist_new(): NULL is the task's) */
     long request_timeout_ms; /* per request; 0: 30 s */
+    unsigned partitions;     /* cluster mode: partitions of the ids (FNV-1a 64 mod partitions), 1-4,096 */
+    bool fenced;             /* cluster mode: nothing loaded at start; partitions are claimed (persist_claim()) */
 };
 
 /*
@@ -360,9 +362,19 @@ struct persist_opensearch_opts {
  * bulk_max_bytes says.
  * The template
  * (named after the index) is installed at start with one shard, no replica,
- * "dynamic": "strict" and the given properties. On success sets *out and
- * returns SC_OK; SC_EINVAL for a bad option (err says which), SC_ENOMEM.
- * Loop thread.
+ * "dynamic": "strict" and the given properties.
+ * Cluster mode (fenced; docs/cluster.md "The OpenSearch store's fence"):
+ * nothing is loaded at start; persist_claim(p) indexes the partition's
+ * fence document "h:fence.<p>" (internal versions: its _version G grows by
+ * one per claim), refreshes and loads the documents whose "partition" field
+ * is p (owner.loaded() with version 0: the owner reads the document's own
+ * "version"); every write of p then carries the external version
+ * G * 2^40 + n (n: this store's write counter, 1 .. 2^40 - 1), so a former
+ * owner's write that reaches a document a newer owner wrote is refused
+ * (409) and answered PERSIST_ITEM_FENCED. Writes of a partition not
+ * claimed are FENCED without being sent; while its refence runs, RETRY.
+ * On success sets *out and returns SC_OK; SC_EINVAL for a bad option (err
+ * says which), SC_ENOMEM. Loop thread.
  */
 sc_status persist_opensearch_new(struct event_base *base, const struct persist_opensearch_opts *o,
                                  const struct persist_owner *owner, struct persist **out,

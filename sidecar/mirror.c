@@ -573,6 +573,8 @@ task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
     sc_jw_time(&w, "first_failed_at", t->first_failed_at);
     sc_jw_int(&w, "seq", (int64_t)t->seq);
     sc_jw_int(&w, "version", (int64_t)t->version);
+    /* The OpenSearch store's claim (cluster mode) loads a partition by it. */
+    sc_jw_int(&w, "partition", dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions));
     sc_jw_open(&w, "history", '[');
     for (unsigned i = 0; i < t->hist_len; i++) {
         const struct dlq_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
@@ -1557,6 +1559,19 @@ on_fill(void *ctx, struct persist_batch *b)
         size_t limit = pass == 0 ? (tombs_first + 1) / 2 : s->tlen;
         while (s->tlen && limit--) {
             struct store_tomb *tb = &s->tombs[s->thead];
+            struct dlq_task *live = dlq_queue_find(&d->m.q, tb->id, tb->len);
+            if (live && live->version > tb->version) {
+                /*
+                 * The id lives again since: its newer write replaces the
+                 * document, and this delete, sent after it, would remove it
+                 * (cluster mode's OpenSearch versions and the KV store
+                 * follow the order of sending, not the task's version).
+                 */
+                free(tb->id);
+                s->thead = (s->thead + 1) % s->tcap;
+                s->tlen--;
+                continue;
+            }
             if (!persist_batch_accepts(b, tb->id, tb->len))
                 break; /* deletes go in order: this one and those after it wait for the next batch */
             if (persist_batch_delete(b, tb->id, tb->len, tb->version) != SC_OK)
@@ -1837,6 +1852,8 @@ backend_opts(const struct config *cfg, struct persist_opts *o)
     o->opensearch.bulk_max_docs = (size_t)cfg->os_bulk_max_docs;
     o->opensearch.bulk_max_bytes = (size_t)cfg->os_bulk_max_bytes;
     o->opensearch.flush_ms = cfg->os_flush_ms;
+    o->opensearch.partitions = (unsigned)cfg->cluster_partitions;
+    o->opensearch.fenced = cfg->cluster_enabled;
     /* properties, load_query, load_sort: NULL, the task document's (persist/doc.c) */
 }
 

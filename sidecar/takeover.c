@@ -190,13 +190,16 @@ sc_status
 sc_takeover_check(const struct config *cfg, char *err, size_t errlen)
 {
     const char *ingest = cfg->ingest_mode == CONFIG_INGEST_JETSTREAM ? NULL : "ingest.mode: jetstream";
-    const char *store = cfg->store_backend == CONFIG_STORE_JETSTREAM ? NULL : "store.backend: jetstream";
+    const char *store = cfg->store_backend == CONFIG_STORE_JETSTREAM ||
+                                cfg->store_backend == CONFIG_STORE_OPENSEARCH
+                            ? NULL
+                            : "store.backend: jetstream or opensearch";
 
     if (!cfg->cluster_enabled || (!ingest && !store))
         return SC_OK;
     snprintf(err, errlen,
              "cluster.enabled: true needs %s%s%s (failures wait in the stream until their "
-             "partition's owner stored them; the members share the tasks through the bucket)",
+             "partition's owner stored them; the members share the tasks through the store)",
              ingest ? ingest : "", ingest && store ? " and " : "", store ? store : "");
     return SC_EINVAL;
 }

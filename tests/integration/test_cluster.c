@@ -10,11 +10,17 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "dlq.h"
 #include "harness.h"
+
+#ifdef IT_CLUSTER_OPENSEARCH
+/* This build runs only the failover test, on the OpenSearch store: the other tests stay compiled. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
 
 #define NS 3             /* sidecars */
 #define P 32             /* cluster.partitions (the default) */
@@ -122,13 +128,24 @@ start_sidecar(struct world *w, int i, const char *lease)
 {
     char sdir[IT_PATH_MAX + 32], id[48];
     bool r3 = w->cl.n >= 3;
+#ifdef IT_CLUSTER_OPENSEARCH
+    /* test_it_cluster_os: the same members on the OpenSearch store (label opensearch) */
+    char os_url[1024], os_index[96];
+    snprintf(os_url, sizeof(os_url), "store.opensearch.url=%s", getenv("DLQ_TEST_OPENSEARCH_URL"));
+    snprintf(os_index, sizeof(os_index), "store.opensearch.index=dlq-it-cluster-%d", (int)getpid());
+    const char *store[] = {"store.backend=opensearch", os_url, os_index};
+#else
+    const char *store[] = {"store.backend=jetstream",
+                           r3 ? "store.jetstream.replicas=3" : "store.jetstream.replicas=1",
+                           "log.level=info"};
+#endif
     const char *extra[] = {"cluster.enabled=true", lease,
                            r3 ? "cluster.replicas=3" : "cluster.replicas=1", id,
                            "nats.reconnect_wait_ms=100", "log.level=info",
                            /* a worker's answer may take long on a loaded 2-core machine (TSan) */
                            "retry.timeout_ms=15000",
-                           /* cluster mode shares the tasks through the KV store and the stream */
-                           "store.backend=jetstream", r3 ? "store.jetstream.replicas=3" : "store.jetstream.replicas=1",
+                           /* cluster mode shares the tasks through the store and the stream */
+                           store[0], store[1], store[2],
                            "ingest.mode=jetstream", r3 ? "ingest.stream_replicas=3" : "ingest.stream_replicas=1",
                            /* sanitized: the last writes after a node's kill may take long to land */
                            quick_run() ? "shutdown.drain_ms=15000" : "shutdown.drain_ms=5000",
@@ -1683,6 +1700,15 @@ test_failover_server_kill(void **state)
 int
 main(void)
 {
+#ifdef IT_CLUSTER_OPENSEARCH
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failover_tasks),
+    };
+    if (!getenv("DLQ_TEST_OPENSEARCH_URL")) {
+        fprintf(stderr, "test_it_cluster_os: DLQ_TEST_OPENSEARCH_URL must be set; failing rather than skipping\n");
+        return 1;
+    }
+#else
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_balance_and_kill),
         cmocka_unit_test(test_zombie),
@@ -1696,6 +1722,7 @@ main(void)
         cmocka_unit_test(test_no_workers_merged),
         cmocka_unit_test(test_breaker_merged),
     };
+#endif
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
         cmocka_set_test_filter(getenv("DLQ_TEST_ONLY"));
