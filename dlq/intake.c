@@ -60,22 +60,22 @@ static bool
 expand_template(const char *tpl, const char *service, char *out, size_t outlen)
 {
     size_t n = 0, sl = strlen(service);
-    const char *p = tpl;
+    const char *p = tpl, *hole;
 
-    while (*p) {
-        if (strncmp(p, "{service}", 9) == 0) {
-            if (n + sl >= outlen)
-                return false;
-            memcpy(out + n, service, sl);
-            n += sl;
-            p += 9;
-        } else {
-            if (n + 1 >= outlen)
-                return false;
-            out[n++] = *p++;
-        }
+    /* The text up to each {service} in one copy (it runs for every failure). */
+    while ((hole = strstr(p, "{service}")) != NULL) {
+        size_t run = (size_t)(hole - p);
+        if (n + run + sl >= outlen)
+            return false;
+        memcpy(out + n, p, run);
+        memcpy(out + n + run, service, sl);
+        n += run + sl;
+        p = hole + 9;
     }
-    out[n] = '\0';
+    sl = strlen(p);
+    if (n + sl >= outlen)
+        return false;
+    memcpy(out + n, p, sl + 1);
     return true;
 }
 
@@ -83,7 +83,7 @@ expand_template(const char *tpl, const char *service, char *out, size_t outlen)
 static bool
 retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why, size_t whylen)
 {
-    if (!codec_subject_valid(s, len, false)) {
+    if (!codec_subject_valid_recent(s, len)) {
         snprintf(why, whylen, "retry_subject refused: not a valid NATS subject to publish to");
         return false;
     }
