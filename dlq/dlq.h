@@ -360,6 +360,7 @@ struct dlq_queue {
     size_t hist_cap;
     struct dlq_pstr **pool;              /* the string pool: a chained hash of nstr strings */
     size_t npool, nstr;
+    struct dlq_pstr *recent[8];          /* per task string (DLQ_TS_* bit): the last one set, until freed */
 };
 
 /*

@@ -131,12 +131,36 @@ pool_put(struct dlq_queue *q, const char *s)
     e = pstr_of(s);
     if (--e->refs > 0)
         return;
+    for (size_t i = 0; i < sizeof(q->recent) / sizeof(q->recent[0]); i++)
+        if (q->recent[i] == e)
+            q->recent[i] = NULL;
     for (pp = &q->pool[e->hash & (q->npool - 1)]; *pp && *pp != e; pp = &(*pp)->next)
         ;
     if (*pp)
         *pp = e->next;
     q->nstr--;
     free(e);
+}
+
+/*
+ * pool_get_recent() is pool_get() that first tries the string the same
+ * field of the last task got (slot: the field's DLQ_TS_* bit): failures
+ * come in runs from one subject, with one rule, retry subject and error
+ * type, so most lookups are one compare instead of a hash.
+ */
+static const char *
+pool_get_recent(struct dlq_queue *q, const char *p, size_t len, unsigned slot)
+{
+    struct dlq_pstr *e = q->recent[slot];
+    const char *s;
+
+    if (e && e->len == len && memcmp(e->s, p, len) == 0 && e->refs < UINT32_MAX) {
+        e->refs++;
+        return e->s;
+    }
+    s = pool_get(q, p, len);
+    q->recent[slot] = pstr_of(s);
+    return s;
 }
 
 /* pool_get_text() is pool_get() for text: NUL bytes become spaces (as dlq_set_text()). */
@@ -191,7 +215,9 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
     }
     f = task_field(t, which);
     if (p)
-        v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
+        v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) && memchr(p, '\0', len)
+                ? pool_get_text(q, p, len)
+                : pool_get_recent(q, p, len, (unsigned)__builtin_ctz(which) & 7u);
     if (t->pooled & which)
         pool_put(q, *f);
     else
