@@ -1,4 +1,5 @@
 /* intake.c - one failure in, one decision out: retry subject, classification, strategy, caps, and the task filed. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,8 +18,9 @@ struct intake {
     policy_retry override;
     policy_category cat;
     const char *rule;
-    char rs[RS_MAX]; /* the retry subject */
     bool rs_ok;      /* false: refused, why says why */
+    /* The text buffers last: dlq_ingest() zeroes only what comes before them. */
+    char rs[RS_MAX]; /* the retry subject */
     char why[256];
 };
 
@@ -433,8 +435,12 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     struct dlq_task *t;
     bool fresh = false, reopened = false;
 
-    memset(out, 0, sizeof(*out));
-    memset(&in, 0, sizeof(in));
+    /* Everything before the text buffers (written before they are read: 1.5 KB a failure) starts zeroed. */
+    memset(out, 0, offsetof(struct dlq_decision, why));
+    out->why[0] = '\0';
+    memset(&in, 0, offsetof(struct intake, rs));
+    in.rs[0] = '\0';
+    in.why[0] = '\0';
     in.f = f;
     in.env = f->env;
     m->now_mono = now_mono;
