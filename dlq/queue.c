@@ -64,6 +64,7 @@ struct dlq_pstr {
     uint32_t refs;
     uint32_t len;
     bool error_hashed;
+    uint8_t json_plain; /* 0 not worked out yet, 1 plain JSON text (sc_json_plain_len()), 2 not */
     char s[];
 };
 
@@ -112,6 +113,7 @@ pool_get(struct dlq_queue *q, const char *p, size_t len)
     e->refs = 1;
     e->len = (uint32_t)len;
     e->error_hashed = false;
+    e->json_plain = 0;
     memcpy(e->s, p, len);
     e->s[len] = '\0';
     e->next = q->pool[h & (q->npool - 1)];
@@ -247,6 +249,32 @@ dlq_task_fingerprint(const struct dlq_task *t)
         eh = dlq_error_hash(t->error, t->error ? strlen(t->error) : 0);
     }
     return dlq_fingerprint_mix(t->subject, t->subject ? strlen(t->subject) : 0, eh);
+}
+
+bool
+dlq_task_str_plain(const struct dlq_task *t, unsigned which, const char *s, size_t *len)
+{
+    struct dlq_pstr *e;
+    const char *own = which == DLQ_TS_SUBJECT      ? t->subject
+                      : which == DLQ_TS_ERROR      ? t->error
+                      : which == DLQ_TS_ERROR_TYPE ? t->error_type
+                      : which == DLQ_TS_RETRY_SUBJECT ? t->retry_subject
+                      : which == DLQ_TS_RULE       ? t->rule_id
+                                                   : NULL;
+
+    if (!s) {
+        *len = 0;
+        return true;
+    }
+    if (!(t->pooled & which) || s != own) {
+        *len = strlen(s);
+        return sc_json_plain_len(s, *len) == *len;
+    }
+    e = pstr_of(s);
+    *len = e->len;
+    if (!e->json_plain)
+        e->json_plain = sc_json_plain_len(e->s, e->len) == e->len ? 1 : 2;
+    return e->json_plain == 1;
 }
 
 uint64_t

@@ -123,8 +123,12 @@ event_json(struct sc_buf *b, const char *kind, const struct dlq_task *t, int32_t
     char *p;
     int st = 0;
 
-    f[1].len = f[1].v ? strlen(f[1].v) : 0;
-    f[4].len = f[4].v ? strlen(f[4].v) : 0;
+    if (t) { /* a task's own strings: length and plainness kept with the pooled text */
+        f[1].plain = dlq_task_str_plain(t, DLQ_TS_SUBJECT, f[1].v, &f[1].len);
+        f[4].plain = dlq_task_str_plain(t, DLQ_TS_ERROR, f[4].v, &f[4].len);
+    } else {
+        f[4].len = f[4].v ? strlen(f[4].v) : 0;
+    }
     for (int i = 0; i < 6; i++) {
         if (i == 5 && !t)
             break; /* no status without a task */
