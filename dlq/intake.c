@@ -70,7 +70,7 @@ expand_template(const char *tpl, const char *service, char *out, size_t outlen)
         if (n + run + sl >= outlen)
             return false;
         memcpy(out + n, p, run);
-        memcpy(out + n + run, service, sl);
+        memcpy(out + n + run, service, sl + 1); /* its NUL too: the end, unless more follows */
         n += run + sl;
         p = hole + 9;
     }

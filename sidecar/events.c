@@ -83,9 +83,11 @@ struct ev_field {
 static char *
 ev_put(char *p, const struct ev_field *f)
 {
+    static const char null_text[4] = {'n', 'u', 'l', 'l'};
+
     if (!f->v) {
-        memcpy(p, "null", 4);
-        return p + 4;
+        memcpy(p, null_text, sizeof(null_text));
+        return p + sizeof(null_text);
     }
     *p++ = '"';
     memcpy(p, f->v, f->len);
