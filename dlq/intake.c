@@ -81,6 +81,60 @@ expand_template(const char *tpl, const char *service, char *out, size_t outlen)
     return true;
 }
 
+/*
+ * The last retry subject found allowed, with the retry.allowed_subjects it
+ * was matched against kept by their text (not their address): failures come
+ * in runs to one retry subject, and matching walks each pattern token by
+ * token. One per thread.
+ */
+#define MEMO_MAX 512
+struct allowed_memo {
+    size_t rs_len; /* 0: empty */
+    size_t pats_len;
+    char rs[MEMO_MAX];
+    char pats[MEMO_MAX]; /* the patterns one after another, each with its NUL */
+};
+
+static _Thread_local struct allowed_memo memo;
+
+/* Whether s was found allowed by exactly cfg's patterns the last time. */
+static bool
+memo_hit(const struct config *cfg, const char *s, size_t len)
+{
+    size_t o = 0;
+
+    if (!memo.rs_len || memo.rs_len != len || memcmp(memo.rs, s, len) != 0)
+        return false;
+    for (size_t i = 0; i < cfg->retry_allowed_count; i++) {
+        size_t pl = strlen(cfg->retry_allowed_subjects[i]) + 1;
+        if (o + pl > memo.pats_len || memcmp(memo.pats + o, cfg->retry_allowed_subjects[i], pl) != 0)
+            return false;
+        o += pl;
+    }
+    return o == memo.pats_len;
+}
+
+/* Remembers that s is allowed by cfg's patterns (nothing when either does not fit). */
+static void
+memo_set(const struct config *cfg, const char *s, size_t len)
+{
+    size_t o = 0;
+
+    memo.rs_len = 0;
+    if (len >= sizeof(memo.rs))
+        return;
+    for (size_t i = 0; i < cfg->retry_allowed_count; i++) {
+        size_t pl = strlen(cfg->retry_allowed_subjects[i]) + 1;
+        if (o + pl > sizeof(memo.pats))
+            return;
+        memcpy(memo.pats + o, cfg->retry_allowed_subjects[i], pl);
+        o += pl;
+    }
+    memcpy(memo.rs, s, len);
+    memo.pats_len = o;
+    memo.rs_len = len;
+}
+
 /* Checks a retry subject; on refusal writes the reason into why. */
 static bool
 retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why, size_t whylen)
@@ -89,9 +143,13 @@ retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why,
         snprintf(why, whylen, "retry_subject refused: not a valid NATS subject to publish to");
         return false;
     }
+    if (memo_hit(cfg, s, len))
+        return true;
     for (size_t i = 0; i < cfg->retry_allowed_count; i++)
-        if (codec_subject_match(cfg->retry_allowed_subjects[i], s, len))
+        if (codec_subject_match(cfg->retry_allowed_subjects[i], s, len)) {
+            memo_set(cfg, s, len);
             return true;
+        }
     snprintf(why, whylen, "retry_subject refused: does not match retry.allowed_subjects");
     return false;
 }
