@@ -215,6 +215,14 @@ void codec_jw_msgpack(struct sc_jw *w, const char *k, const void *p, size_t len,
 bool codec_subject_valid(const char *s, size_t len, bool allow_wildcards);
 
 /*
+ * codec_subject_valid_recent() is codec_subject_valid(s, len, false) with a
+ * memory: the last few valid subjects (under 256 bytes) this thread checked
+ * are kept, and one of them again is valid after a compare (ingest checks
+ * the same few subjects for every failure). Any thread (each its own memory).
+ */
+bool codec_subject_valid_recent(const char *s, size_t len);
+
+/*
  * codec_subject_match() tells whether the literal subject (len bytes at s)
  * matches pattern (NUL-terminated, may hold '*' and '>' tokens). Any thread.
  */

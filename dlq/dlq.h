@@ -345,6 +345,16 @@ uint64_t dlq_fingerprint_group(uint64_t fp, unsigned category);
 uint64_t dlq_task_fingerprint(const struct dlq_task *t);
 uint64_t dlq_task_group(const struct dlq_task *t);
 
+/*
+ * dlq_task_str_plain() tells whether s, the value of t's string field which
+ * (a DLQ_TS_* bit: t->subject, t->error ...) or any other string, is one a
+ * JSON string holds as it is (sc_json_plain_len()), and sets *len to its
+ * length (0 for NULL, which is plain). For a pooled field's own value both
+ * are kept with the pooled text, worked out once per distinct string (an
+ * event per task asks for them). Loop thread.
+ */
+bool dlq_task_str_plain(const struct dlq_task *t, unsigned which, const char *s, size_t *len);
+
 /* dlq_group_hex() writes group as 16 lowercase hex digits and a NUL to out. */
 void dlq_group_hex(uint64_t group, char out[17]);
 
@@ -383,6 +393,7 @@ struct dlq_queue {
     size_t hist_cap;
     struct dlq_pstr **pool;              /* the string pool: a chained hash of nstr strings */
     size_t npool, nstr;
+    struct dlq_pstr *recent[8];          /* per task string (DLQ_TS_* bit): the last one set, until freed */
 };
 
 /*

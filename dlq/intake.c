@@ -1,4 +1,5 @@
 /* intake.c - one failure in, one decision out: retry subject, classification, strategy, caps, and the task filed. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,8 +18,9 @@ struct intake {
     policy_retry override;
     policy_category cat;
     const char *rule;
-    char rs[RS_MAX]; /* the retry subject */
     bool rs_ok;      /* false: refused, why says why */
+    /* The text buffers last: dlq_ingest() zeroes only what comes before them. */
+    char rs[RS_MAX]; /* the retry subject */
     char why[256];
 };
 
@@ -60,36 +62,94 @@ static bool
 expand_template(const char *tpl, const char *service, char *out, size_t outlen)
 {
     size_t n = 0, sl = strlen(service);
-    const char *p = tpl;
+    const char *p = tpl, *hole;
 
-    while (*p) {
-        if (strncmp(p, "{service}", 9) == 0) {
-            if (n + sl >= outlen)
-                return false;
-            memcpy(out + n, service, sl);
-            n += sl;
-            p += 9;
-        } else {
-            if (n + 1 >= outlen)
-                return false;
-            out[n++] = *p++;
-        }
+    /* The text up to each {service} in one copy (it runs for every failure). */
+    while ((hole = strstr(p, "{service}")) != NULL) {
+        size_t run = (size_t)(hole - p);
+        if (n + run + sl >= outlen)
+            return false;
+        memcpy(out + n, p, run);
+        memcpy(out + n + run, service, sl + 1); /* its NUL too: the end, unless more follows */
+        n += run + sl;
+        p = hole + 9;
     }
-    out[n] = '\0';
+    sl = strlen(p);
+    if (n + sl >= outlen)
+        return false;
+    memcpy(out + n, p, sl + 1);
     return true;
+}
+
+/*
+ * The last retry subject found allowed, with the retry.allowed_subjects it
+ * was matched against kept by their text (not their address): failures come
+ * in runs to one retry subject, and matching walks each pattern token by
+ * token. One per thread.
+ */
+#define MEMO_MAX 512
+struct allowed_memo {
+    size_t rs_len; /* 0: empty */
+    size_t pats_len;
+    char rs[MEMO_MAX];
+    char pats[MEMO_MAX]; /* the patterns one after another, each with its NUL */
+};
+
+static _Thread_local struct allowed_memo memo;
+
+/* Whether s was found allowed by exactly cfg's patterns the last time. */
+static bool
+memo_hit(const struct config *cfg, const char *s, size_t len)
+{
+    size_t o = 0;
+
+    if (!memo.rs_len || memo.rs_len != len || memcmp(memo.rs, s, len) != 0)
+        return false;
+    for (size_t i = 0; i < cfg->retry_allowed_count; i++) {
+        size_t pl = strlen(cfg->retry_allowed_subjects[i]) + 1;
+        if (o + pl > memo.pats_len || memcmp(memo.pats + o, cfg->retry_allowed_subjects[i], pl) != 0)
+            return false;
+        o += pl;
+    }
+    return o == memo.pats_len;
+}
+
+/* Remembers that s is allowed by cfg's patterns (nothing when either does not fit). */
+static void
+memo_set(const struct config *cfg, const char *s, size_t len)
+{
+    size_t o = 0;
+
+    memo.rs_len = 0;
+    if (len >= sizeof(memo.rs))
+        return;
+    for (size_t i = 0; i < cfg->retry_allowed_count; i++) {
+        size_t pl = strlen(cfg->retry_allowed_subjects[i]) + 1;
+        if (o + pl > sizeof(memo.pats))
+            return;
+        memcpy(memo.pats + o, cfg->retry_allowed_subjects[i], pl);
+        o += pl;
+    }
+    memcpy(memo.rs, s, len);
+    memo.pats_len = o;
+    memo.rs_len = len;
 }
 
 /* Checks a retry subject; on refusal writes the reason into why. */
 static bool
 retry_subject_ok(const struct config *cfg, const char *s, size_t len, char *why, size_t whylen)
 {
-    if (!codec_subject_valid(s, len, false)) {
+    if (!codec_subject_valid_recent(s, len)) {
         snprintf(why, whylen, "retry_subject refused: not a valid NATS subject to publish to");
         return false;
     }
+    if (memo_hit(cfg, s, len))
+        return true;
     for (size_t i = 0; i < cfg->retry_allowed_count; i++)
-        if (codec_subject_match(cfg->retry_allowed_subjects[i], s, len))
+        if (codec_subject_match(cfg->retry_allowed_subjects[i], s, len)) {
+            memo_set(cfg, s, len);
             return true;
+        }
     snprintf(why, whylen, "retry_subject refused: does not match retry.allowed_subjects");
     return false;
 }
@@ -479,8 +539,12 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     struct dlq_task *t;
     bool fresh = false, reopened = false;
 
-    memset(out, 0, sizeof(*out));
-    memset(&in, 0, sizeof(in));
+    /* Everything before the text buffers (written before they are read: 1.5 KB a failure) starts zeroed. */
+    memset(out, 0, offsetof(struct dlq_decision, why));
+    out->why[0] = '\0';
+    memset(&in, 0, offsetof(struct intake, rs));
+    in.rs[0] = '\0';
+    in.why[0] = '\0';
     in.f = f;
     in.env = f->env;
     m->now_mono = now_mono;

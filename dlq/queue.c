@@ -64,6 +64,7 @@ struct dlq_pstr {
     uint32_t refs;
     uint32_t len;
     bool error_hashed;
+    uint8_t json_plain; /* 0 not worked out yet, 1 plain JSON text (sc_json_plain_len()), 2 not */
     char s[];
 };
 
@@ -112,6 +113,7 @@ pool_get(struct dlq_queue *q, const char *p, size_t len)
     e->refs = 1;
     e->len = (uint32_t)len;
     e->error_hashed = false;
+    e->json_plain = 0;
     memcpy(e->s, p, len);
     e->s[len] = '\0';
     e->next = q->pool[h & (q->npool - 1)];
@@ -131,12 +133,36 @@ pool_put(struct dlq_queue *q, const char *s)
     e = pstr_of(s);
     if (--e->refs > 0)
         return;
+    for (size_t i = 0; i < sizeof(q->recent) / sizeof(q->recent[0]); i++)
+        if (q->recent[i] == e)
+            q->recent[i] = NULL;
     for (pp = &q->pool[e->hash & (q->npool - 1)]; *pp && *pp != e; pp = &(*pp)->next)
         ;
     if (*pp)
         *pp = e->next;
     q->nstr--;
     free(e);
+}
+
+/*
+ * pool_get_recent() is pool_get() that first tries the string the same
+ * field of the last task got (slot: the field's DLQ_TS_* bit): failures
+ * come in runs from one subject, with one rule, retry subject and error
+ * type, so most lookups are one compare instead of a hash.
+ */
+static const char *
+pool_get_recent(struct dlq_queue *q, const char *p, size_t len, unsigned slot)
+{
+    struct dlq_pstr *e = q->recent[slot];
+    const char *s;
+
+    if (e && e->len == len && memcmp(e->s, p, len) == 0 && e->refs < UINT32_MAX) {
+        e->refs++;
+        return e->s;
+    }
+    s = pool_get(q, p, len);
+    q->recent[slot] = pstr_of(s);
+    return s;
 }
 
 /* pool_get_text() is pool_get() for text: NUL bytes become spaces (as dlq_set_text()). */
@@ -191,7 +217,9 @@ dlq_task_set_str(struct dlq_queue *q, struct dlq_task *t, unsigned which, const 
     }
     f = task_field(t, which);
     if (p)
-        v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) ? pool_get_text(q, p, len) : pool_get(q, p, len);
+        v = which & (DLQ_TS_ERROR | DLQ_TS_ERROR_TYPE) && memchr(p, '\0', len)
+                ? pool_get_text(q, p, len)
+                : pool_get_recent(q, p, len, (unsigned)__builtin_ctz(which) & 7u);
     if (t->pooled & which)
         pool_put(q, *f);
     else
@@ -221,6 +249,32 @@ dlq_task_fingerprint(const struct dlq_task *t)
         eh = dlq_error_hash(t->error, t->error ? strlen(t->error) : 0);
     }
     return dlq_fingerprint_mix(t->subject, t->subject ? strlen(t->subject) : 0, eh);
+}
+
+bool
+dlq_task_str_plain(const struct dlq_task *t, unsigned which, const char *s, size_t *len)
+{
+    struct dlq_pstr *e;
+    const char *own = which == DLQ_TS_SUBJECT      ? t->subject
+                      : which == DLQ_TS_ERROR      ? t->error
+                      : which == DLQ_TS_ERROR_TYPE ? t->error_type
+                      : which == DLQ_TS_RETRY_SUBJECT ? t->retry_subject
+                      : which == DLQ_TS_RULE       ? t->rule_id
+                                                   : NULL;
+
+    if (!s) {
+        *len = 0;
+        return true;
+    }
+    if (!(t->pooled & which) || s != own) {
+        *len = strlen(s);
+        return sc_json_plain_len(s, *len) == *len;
+    }
+    e = pstr_of(s);
+    *len = e->len;
+    if (!e->json_plain)
+        e->json_plain = sc_json_plain_len(e->s, e->len) == e->len ? 1 : 2;
+    return e->json_plain == 1;
 }
 
 uint64_t

@@ -213,8 +213,8 @@ static bool
 decode(struct sc_daemon *d, natsMsg *m, const char *subject, bool answer,
        struct codec_envelope *env, struct dlq_failure *f)
 {
-    size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed.");
-    const char *service = strlen(subject) > plen ? subject + plen : "unknown";
+    size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed."), slen = strlen(subject);
+    const char *service = slen > plen ? subject + plen : "unknown";
     const char *ctype = NULL;
     bool is_json = false;
 
@@ -224,7 +224,7 @@ decode(struct sc_daemon *d, natsMsg *m, const char *subject, bool answer,
         (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' '))
         is_json = true;
     /* A server in non-pedantic mode lets wildcards through in a published subject. */
-    if (!codec_subject_valid(subject, strlen(subject), false) || strlen(subject) > 4000) {
+    if (slen > 4000 || !codec_subject_valid_recent(subject, slen)) {
         refuse_invalid(d, m, "bad_subject", "bad_subject",
                        "subject: the failure subject is not a valid subject to publish to", answer);
         return false;
