@@ -77,9 +77,10 @@ struct sc_mirror {
     uint64_t loaded, load_skipped, load_errors, rejected;
     int64_t last_reject_log;
     json_t *tomb_ids;         /* ids with a pending delete, while a background load runs; else NULL */
-    /* the batch in flight (for the spill file): its items, and how many are not answered yet */
+    /* the batches in flight (for the spill file): their items in the order sent, how many are not answered yet */
     struct store_fl *fl;
     size_t nfl, flcap, fl_open;
+    size_t fl_next;           /* fl[fl_next] is the first item not answered (answers mostly come in order) */
     struct sc_buf fl_ids;
     /* the spill file (store.spill_dir) */
     char *spill_path, *spill_tmp; /* NULL: no spill_dir */
@@ -1005,11 +1006,12 @@ struct store_raw {
     size_t doclen;
 };
 
-/* One item of the batch in flight (ids in s->fl_ids). */
+/* One item of a batch in flight (ids in s->fl_ids). */
 struct store_fl {
     size_t off, len;
     uint64_t version;
     bool del;
+    bool done; /* answered */
 };
 
 static void
@@ -1026,6 +1028,7 @@ fl_add(struct sc_mirror *s, const char *id, size_t len, uint64_t version, bool d
     f->len = len;
     f->version = version;
     f->del = del;
+    f->done = false;
     if (sc_buf_append(&s->fl_ids, id, len) != SC_OK)
         s->nfl--; /* an id past the buffer's cap: the spill covers it through the dirty list only */
     else
@@ -1050,9 +1053,57 @@ raw_push(struct sc_mirror *s, struct store_raw *r)
 }
 
 /*
- * The start of a fill: the last batch is answered (one request at a time),
- * so what it carried is forgotten; replayed documents go first. Returns
- * false when the batch is full.
+ * Forgets the answered items of the batches in flight (all of them when
+ * none is in flight: the OpenSearch store's one request, or the KV store's
+ * last batch, is answered).
+ */
+static void
+fl_compact(struct sc_mirror *s)
+{
+    size_t kept = 0, at = 0;
+
+    if (!persist_busy(s->p)) {
+        s->nfl = s->fl_open = s->fl_next = 0;
+        sc_buf_reset(&s->fl_ids);
+        while (s->nrawfl) /* not answered: cannot happen, but never lose them */
+            raw_push(s, &s->rawfl[--s->nrawfl]);
+        return;
+    }
+    for (size_t i = s->fl_next; i < s->nfl; i++) {
+        struct store_fl f = s->fl[i];
+        if (f.done)
+            continue;
+        memmove(s->fl_ids.data + at, s->fl_ids.data + f.off, f.len); /* at <= f.off */
+        f.off = at;
+        at += f.len;
+        s->fl[kept++] = f;
+    }
+    s->nfl = kept;
+    s->fl_next = 0;
+    s->fl_ids.len = at;
+}
+
+/* Marks the item of a batch in flight that it answers; false when none is open. */
+static bool
+fl_answered(struct sc_mirror *s, const struct persist_item *it)
+{
+    for (size_t i = s->fl_next; i < s->nfl; i++) {
+        struct store_fl *f = &s->fl[i];
+        if (f->done || f->version != it->version || f->del != it->del || f->len != it->id_len ||
+            memcmp(s->fl_ids.data + f->off, it->id, it->id_len) != 0)
+            continue;
+        f->done = true;
+        while (s->fl_next < s->nfl && s->fl[s->fl_next].done)
+            s->fl_next++;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The start of a fill: the answered items of the batches in flight are
+ * forgotten; replayed documents go first. Returns false when the batch is
+ * full.
  */
 static bool
 spill_fill(struct sc_daemon *d, struct persist_batch *b)
@@ -1060,11 +1111,7 @@ spill_fill(struct sc_daemon *d, struct persist_batch *b)
     struct sc_mirror *s = d->mirror;
     sc_status st;
 
-    s->nfl = 0;
-    s->fl_open = 0;
-    sc_buf_reset(&s->fl_ids);
-    while (s->nrawfl) /* not answered: cannot happen, but never lose them */
-        raw_push(s, &s->rawfl[--s->nrawfl]);
+    fl_compact(s);
     while (s->nraw) {
         struct store_raw *r = &s->raw[s->nraw - 1];
         struct sc_buf *buf;
@@ -1158,7 +1205,7 @@ spill_result(struct sc_daemon *d, const struct persist_item *it, persist_result 
 {
     struct sc_mirror *s = d->mirror;
 
-    if (s->fl_open && --s->fl_open == 0)
+    if (fl_answered(s, it) && s->fl_open && --s->fl_open == 0)
         spill_check_later(s);
     if (it->del)
         return false;
@@ -1254,7 +1301,7 @@ spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, b
     for (size_t i = 0; busy && i < s->nfl; i++) {
         const struct store_fl *fl = &s->fl[i];
         struct dlq_task *t;
-        if (fl->del)
+        if (fl->del || fl->done)
             continue;
         t = dlq_queue_find(&d->m.q, s->fl_ids.data + fl->off, fl->len);
         if (t && !sc_list_linked(&t->dirty) &&
@@ -1275,7 +1322,7 @@ spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, b
     }
     for (size_t i = 0; busy && i < s->nfl; i++) {
         const struct store_fl *fl = &s->fl[i];
-        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, line) ||
+        if (fl->del && !fl->done && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, line) ||
                         !spill_line(s, f, line, cap, size, io_error)))
             missed++;
     }
@@ -1656,7 +1703,8 @@ sc_mirror_partition_pending(struct sc_daemon *d, uint32_t p, uint32_t partitions
         n += dlq_partition_of(t->id, t->id_len, partitions) == p;
     if (persist_busy(s->p))
         for (size_t i = 0; i < s->nfl; i++)
-            n += dlq_partition_of(s->fl_ids.data + s->fl[i].off, s->fl[i].len, partitions) == p;
+            n += !s->fl[i].done &&
+                 dlq_partition_of(s->fl_ids.data + s->fl[i].off, s->fl[i].len, partitions) == p;
     return n;
 }
 
