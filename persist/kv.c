@@ -14,8 +14,9 @@
 
 /*
  * Who does what (DESIGN sections 13 and 17):
- * - the loop thread fills a batch (owner.fill()), converts each document
- *   to MessagePack and publishes it to $KV.<bucket>.<key> with a reply
+ * - the loop thread fills a batch (owner.fill(); the owner writes each
+ *   record in MessagePack with msgpack_records, else its JSON document is
+ *   converted here) and publishes it to $KV.<bucket>.<key> with a reply
  *   subject <reply_prefix>.<gen>.<i>; the owner routes those replies back to
  *   persist_kv_reply() on the loop thread. Nothing here blocks the loop.
  * - a loader thread makes the bucket (or checks the one found) and reads
@@ -104,7 +105,7 @@ struct kv_store {
     unsigned partitions;
     persist_publish_fn publish;
     void *publish_ctx;
-    struct codec *codec;
+    struct codec *codec;   /* converts JSON documents (without msgpack_records) */
     /* writes (loop thread) */
     struct kv_slot slot[KV_PIPELINE];
     size_t depth;          /* slots in use: KV_PIPELINE, 1 when fenced */
@@ -372,7 +373,7 @@ send_item(struct kv_store *k, struct kv_slot *sl, size_t i)
 {
     const struct persist_batch_item *it = &sl->b.items[i];
     const char *id = persist_batch_item_id(&sl->b, i);
-    const char *hdrs[9], *doc, *body = NULL;
+    const char *hdrs[9], *body = NULL;
     size_t doclen, bodylen = 0, nh = 0;
     char rev[24], fence_subj[160];
     sc_status s;
@@ -405,8 +406,11 @@ send_item(struct kv_store *k, struct kv_slot *sl, size_t i)
         hdrs[nh++] = "Nats-Rollup";
         hdrs[nh++] = "sub";
     } else {
-        doc = item_doc(sl, i, &doclen);
-        if (!doc || codec_json_msgpack(k->codec, doc, doclen, &body, &bodylen) != SC_OK) {
+        const char *doc = item_doc(sl, i, &doclen);
+        if (sl->b.msgpack && doc) {
+            body = doc;
+            bodylen = doclen;
+        } else if (!doc || codec_json_msgpack(k->codec, doc, doclen, &body, &bodylen) != SC_OK) {
             answer(k, sl, i, PERSIST_ITEM_REJECTED, "the document cannot be converted to MessagePack");
             return;
         }
@@ -1357,6 +1361,7 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
         struct kv_slot *sl = &k->slot[j];
         sl->k = k;
         persist_batch_init(&sl->b, k->batch_max, KV_BATCH_BYTES, no_action);
+        sl->b.msgpack = o->msgpack_records; /* the owner writes the records: nothing to convert */
         if (k->fenced)
             persist_batch_exclusive(&sl->b, k->partitions);
         sl->answered = sc_xcalloc(k->batch_max, 1);
