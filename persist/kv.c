@@ -77,7 +77,7 @@ struct kv_entry {
 /* How a wait ends. */
 typedef enum { KV_T_NONE = 0, KV_T_FLUSH, KV_T_BACKOFF } kv_timer;
 
-#define KV_PIPELINE 2 /* batches in flight at once (without fences) */
+#define KV_PIPELINE 4 /* batches in flight at once (without fences) */
 
 /* One batch and what its answers say so far. */
 struct kv_slot {
