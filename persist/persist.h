@@ -436,8 +436,8 @@ struct persist_kv_opts {
  * on the loop thread, with an empty id: the owner reads the record's id
  * from the document, and the document's "version" as version); the state
  * turns PERSIST_OK then, or PERSIST_DEGRADED while it cannot (tried again
- * with a backoff from 0.5 to 10 s). Writes: one batch in flight, its items
- * published back to back to $KV.<bucket>.<key> (a delete is a purge
+ * with a backoff from 0.5 to 10 s). Writes: up to four batches in flight
+ * (one when fenced), each batch's items published back to back to $KV.<bucket>.<key> (a delete is a purge
  * marker) with reply subjects under o->reply_prefix: the owner must route
  * every message on "<reply_prefix>.>" to persist_kv_reply(). A PubAck is
  * OK; a revision mismatch STALE; a 5xx, a "no responders", a failed publish
