@@ -128,7 +128,12 @@ mp_int(struct persist_dw *w, int64_t v, bool is_unsigned, uint64_t u)
         msgpack_pack_uint64(&pk, is_unsigned ? u : (uint64_t)v);
 }
 
-/* The JSON text in w->scratch, converted as codec_json_msgpack() does; null when it cannot be. */
+/*
+ * The JSON text in w->scratch, converted as codec_json_msgpack() does. When
+ * it cannot be (deeper than the codec allows) the record fails with
+ * SC_ETOOBIG: the store cannot take the task, as when the whole document
+ * could not be converted.
+ */
 static void
 mp_json(struct persist_dw *w)
 {
@@ -139,7 +144,7 @@ mp_json(struct persist_dw *w)
         return;
     if (codec_json_msgpack(w->codec, w->scratch->data ? w->scratch->data : "", w->scratch->len, &mp,
                            &len) != SC_OK) {
-        w->st = SC_EPROTO;
+        w->st = SC_ETOOBIG;
         return;
     }
     mp_put(w, mp, len);

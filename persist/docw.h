@@ -58,7 +58,11 @@ void persist_dw_str(struct persist_dw *w, const char *k, const char *v, size_t l
 void persist_dw_bytes(struct persist_dw *w, const char *k, const void *p, size_t len);
 void persist_dw_msgpack(struct persist_dw *w, const char *k, const void *p, size_t len,
                         unsigned max_depth);
-/* persist_dw_status() is SC_OK or the first error of any write (the JSON writer's too). */
+/*
+ * persist_dw_status() is SC_OK or the first error of any write (the JSON
+ * writer's too): SC_ETOOBIG when the output passes its buffer's cap or a
+ * rendered view cannot be converted (deeper than the codec allows), SC_ENOMEM.
+ */
 sc_status persist_dw_status(const struct persist_dw *w);
 
 #endif

@@ -2003,7 +2003,12 @@ sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
         struct codec_limits lim;
         codec_limits_default(&lim);
         lim.max_envelope_bytes = 99u * 1024 * 1024; /* a batch body's cap (PERSIST_BULK_BODY_MAX) */
-        lim.max_depth = 1000; /* the cap of limits.max_depth: every view the renderer writes */
+        /*
+         * A view sits one level inside the record, whose whole nesting the
+         * store's loader reads up to 1000 deep (KV_DEPTH): a view may nest
+         * 999, as when the whole JSON document was converted at once.
+         */
+        lim.max_depth = 999;
         s->mp_codec = codec_new(&lim);
     }
     backend_opts(cfg, &o);
