@@ -23,10 +23,57 @@ struct tc {
     unsigned depth;
 };
 
+/*
+ * The packer's output: most writes are a few bytes into room the buffer
+ * has, copied here without a call (the NUL after them is written once, at
+ * the end of codec_json_msgpack()).
+ */
 static int
 tc_write(void *data, const char *buf, size_t len)
 {
-    return sc_buf_append(data, buf, len) == SC_OK ? 0 : -1;
+    struct sc_buf *b = data;
+
+    if (len < b->cap - b->len && b->len + len <= b->max) { /* cap > len: room for the NUL too */
+        char *d = b->data + b->len;
+        if (len <= 8)
+            for (size_t i = 0; i < len; i++)
+                d[i] = buf[i];
+        else
+            memcpy(d, buf, len);
+        b->len += len;
+        return 0;
+    }
+    return sc_buf_append(b, buf, len) == SC_OK ? 0 : -1;
+}
+
+/* Packs the n bytes at p as a string (fixstr, str8, str16 or str32, as msgpack_pack_str() does) in one write. */
+static int
+tc_str(struct tc *t, const char *p, size_t n)
+{
+    unsigned char *d;
+    size_t h = n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5;
+
+    if (n > UINT32_MAX || !(d = (unsigned char *)sc_buf_grow(&t->c->conv, h + n)))
+        return -1;
+    if (h == 1) {
+        d[0] = (unsigned char)(0xa0 | n);
+    } else if (h == 2) {
+        d[0] = 0xd9;
+        d[1] = (unsigned char)n;
+    } else if (h == 3) {
+        d[0] = 0xda;
+        d[1] = (unsigned char)(n >> 8);
+        d[2] = (unsigned char)n;
+    } else {
+        d[0] = 0xdb;
+        d[1] = (unsigned char)(n >> 24);
+        d[2] = (unsigned char)(n >> 16);
+        d[3] = (unsigned char)(n >> 8);
+        d[4] = (unsigned char)n;
+    }
+    if (n)
+        memcpy(d + h, p, n);
+    return 0;
 }
 
 static void
@@ -90,15 +137,19 @@ put_utf8(struct sc_buf *b, unsigned cp)
 static int
 tc_string(struct tc *t)
 {
-    const char *s = ++t->p, *q = s;
+    const char *s = ++t->p, *q, *bs;
     struct sc_buf *u = &t->c->jtext;
 
-    while (q < t->end && *q != '"' && *q != '\\')
-        q++;
-    if (q < t->end && *q == '"') { /* no escape: the bytes as they are */
+    /* memchr() scans many bytes at a time: the closing quote, then a backslash before it. */
+    q = memchr(s, '"', (size_t)(t->end - s));
+    if (!q)
+        q = t->end;
+    bs = memchr(s, '\\', (size_t)(q - s));
+    if (!bs && q < t->end) { /* no escape: the bytes as they are */
         t->p = q + 1;
-        return msgpack_pack_str(&t->pk, (size_t)(q - s)) || msgpack_pack_str_body(&t->pk, s, (size_t)(q - s));
+        return tc_str(t, s, (size_t)(q - s));
     }
+    q = bs ? bs : q;
     sc_buf_reset(u);
     if (sc_buf_append(u, s, (size_t)(q - s)))
         return -1;
@@ -148,7 +199,7 @@ tc_string(struct tc *t)
     if (q >= t->end)
         return -1;
     t->p = q + 1;
-    return msgpack_pack_str(&t->pk, u->len) || msgpack_pack_str_body(&t->pk, u->data, u->len);
+    return tc_str(t, u->data, u->len);
 }
 
 /* Reads a number at t->p; packs it as an integer when it is one that fits, else as float64. */
@@ -160,14 +211,26 @@ tc_number(struct tc *t)
     bool integer = true;
     size_t n;
 
-    while (t->p < t->end && *t->p && strchr("+-0123456789.eE", *t->p)) {
-        if (*t->p == '.' || *t->p == 'e' || *t->p == 'E')
+    while (t->p < t->end) {
+        char ch = *t->p;
+        if (ch == '.' || ch == 'e' || ch == 'E')
             integer = false;
+        else if (!(ch >= '0' && ch <= '9') && ch != '+' && ch != '-')
+            break;
         t->p++;
     }
     n = (size_t)(t->p - s);
     if (n == 0 || n >= sizeof(buf))
         return -1;
+    if (integer && n <= 18 && (s[0] != '-' || n > 1) && (s[0] != '0' || n == 1)) {
+        /* up to 18 digits fit an int64: no strtoull() (a leading '+' or zero goes the long way) */
+        uint64_t v = 0;
+        size_t i = s[0] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            v = v * 10 + (uint64_t)(s[i] - '0');
+        if (i == n)
+            return s[0] == '-' ? msgpack_pack_int64(&t->pk, -(int64_t)v) : msgpack_pack_uint64(&t->pk, v);
+    }
     memcpy(buf, s, n);
     buf[n] = '\0';
     if (integer) {
@@ -330,6 +393,8 @@ codec_json_msgpack(struct codec *c, const char *json, size_t len, const char **o
     }
     if (rc)
         return codec_fail(c, "bad_json", "json: malformed or too large for the store's record");
+    if (c->conv.data)
+        c->conv.data[c->conv.len] = '\0'; /* tc_write() leaves it out */
     *out = c->conv.data;
     *outlen = c->conv.len;
     return SC_OK;

@@ -71,6 +71,12 @@ persist_batch_accepts(struct persist_batch *b, const char *id, size_t id_len)
     return false;
 }
 
+bool
+persist_batch_msgpack(const struct persist_batch *b)
+{
+    return b->msgpack;
+}
+
 const char *
 persist_batch_item_id(const struct persist_batch *b, size_t i)
 {

@@ -14,8 +14,9 @@
 
 /*
  * Who does what (DESIGN sections 13 and 17):
- * - the loop thread fills a batch (owner.fill()), converts each document
- *   to MessagePack and publishes it to $KV.<bucket>.<key> with a reply
+ * - the loop thread fills a batch (owner.fill(); the owner writes each
+ *   record in MessagePack with msgpack_records, else its JSON document is
+ *   converted here) and publishes it to $KV.<bucket>.<key> with a reply
  *   subject <reply_prefix>.<gen>.<i>; the owner routes those replies back to
  *   persist_kv_reply() on the loop thread. Nothing here blocks the loop.
  * - a loader thread makes the bucket (or checks the one found) and reads
@@ -25,9 +26,14 @@
  * Who holds a write: the owner (its dirty set) until fill(); the batch and
  *   the connection's buffer until the PubAck, which means the stream leader
  *   (and its replicas) stored it; RETRY gives it back to the owner.
- * One batch is in flight at a time, so the answers of one record's writes
- * come back in order and a record is never in two writes at once; the
- * publishes of a batch go out back to back (pipelined).
+ * Up to KV_PIPELINE batches are in flight at a time (one in cluster mode,
+ * where each fenced write of a partition must be alone in flight): the loop
+ * fills and sends the next batch while the server stores the one before.
+ * The publishes of every batch go out back to back on one connection, so
+ * they reach the stream in the order they were sent: a record may be in two
+ * writes at once (an older state in the first batch, a newer one in the
+ * next), and the newer one always lands last. A write answered RETRY is
+ * never sent again as it was: the owner writes the task's state of then.
  */
 
 #define KV_LOAD_RING 1024     /* entries the loader may hand over before it waits */
@@ -68,8 +74,23 @@ struct kv_entry {
     size_t len;
 };
 
-/* How a batch deadline or a wait ends. */
-typedef enum { KV_T_NONE = 0, KV_T_FLUSH, KV_T_DEADLINE, KV_T_BACKOFF } kv_timer;
+/* How a wait ends. */
+typedef enum { KV_T_NONE = 0, KV_T_FLUSH, KV_T_BACKOFF } kv_timer;
+
+#define KV_PIPELINE 4 /* batches in flight at once (without fences) */
+
+/* One batch and what its answers say so far. */
+struct kv_slot {
+    struct kv_store *k;
+    struct persist_batch b;
+    uint64_t gen;            /* in its reply subjects; answers of another are stale */
+    bool in_flight;
+    unsigned char *answered; /* per item */
+    size_t nanswered;
+    bool any_retry, any_ok;
+    bool any_busy;           /* an item went back unsent or refused as busy (KV_ERR_CHECK_IN_FLIGHT) */
+    struct event *deadline;  /* the batch is given up (RETRY) without every answer by then */
+};
 
 struct kv_store {
     struct persist base; /* first: persist_* calls cast back */
@@ -84,16 +105,13 @@ struct kv_store {
     unsigned partitions;
     persist_publish_fn publish;
     void *publish_ctx;
-    struct codec *codec;
+    struct codec *codec;   /* converts JSON documents (without msgpack_records) */
     /* writes (loop thread) */
-    struct persist_batch b;
-    uint64_t gen;          /* of the batch in flight; answers of another are stale */
-    bool in_flight;
-    unsigned char *answered; /* per item of the batch in flight */
-    size_t nanswered;
-    bool any_retry, any_ok;
-    bool any_busy;           /* an item of the batch went back unsent or refused as busy (KV_ERR_CHECK_IN_FLIGHT) */
-    bool kicked, kicked_urgent; /* a kick arrived while a batch was in flight or waiting */
+    struct kv_slot slot[KV_PIPELINE];
+    size_t depth;          /* slots in use: KV_PIPELINE, 1 when fenced */
+    size_t nflight;        /* batches in flight */
+    uint64_t gen;          /* the number the next batch takes */
+    bool kicked, kicked_urgent; /* a kick arrived while every slot was in flight or waiting */
     struct event *timer;
     kv_timer timer_what;
     int64_t backoff_ms;
@@ -241,43 +259,83 @@ no_action(struct sc_buf *body, const char *id, size_t id_len, uint64_t version, 
     return SC_OK;
 }
 
-/* Item i's document in the batch body (without its newline); *len 0 for a delete. */
+/* Item i's document in sl's batch body (without its newline); *len 0 for a delete. */
 static const char *
-item_doc(const struct kv_store *k, size_t i, size_t *len)
+item_doc(const struct kv_slot *sl, size_t i, size_t *len)
 {
-    const struct persist_batch_item *it = &k->b.items[i];
-    size_t end = i + 1 < k->b.count ? k->b.items[i + 1].body_off : k->b.body.len;
+    const struct persist_batch_item *it = &sl->b.items[i];
+    size_t end = i + 1 < sl->b.count ? sl->b.items[i + 1].body_off : sl->b.body.len;
 
     *len = 0;
     if (it->del || end <= it->body_off)
         return NULL;
     *len = end - it->body_off - 1;
-    return k->b.body.data + it->body_off;
+    return sl->b.body.data + it->body_off;
+}
+
+/* sl's last answer came: the slot is free; the state, the backoff or the next batch follow. */
+static void
+settle(struct kv_store *k, struct kv_slot *sl)
+{
+    bool full = persist_batch_full(&sl->b);
+
+    sl->in_flight = false;
+    k->nflight--;
+    evtimer_del(sl->deadline);
+    if (sl->any_busy && !sl->any_retry) {
+        /* Busy items are not failures: the next batch goes at once, one write per partition. */
+        k->kicked = true;
+        k->kicked_urgent = true;
+    }
+    if (sl->any_retry) {
+        k->st.failed_batches += !sl->any_ok;
+        persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
+        if (k->timer_what != KV_T_BACKOFF) {
+            if (k->timer_what == KV_T_FLUSH)
+                disarm(k);
+            arm(k, KV_T_BACKOFF, next_backoff(k));
+        }
+        return;
+    }
+    if (k->timer_what == KV_T_BACKOFF)
+        return; /* another batch failed: its backoff decides when the next goes */
+    k->backoff_ms = 0;
+    if (sl->any_ok || k->base.state == PERSIST_DEGRADED)
+        persist_set_state(&k->base, PERSIST_OK, NULL);
+    if (k->kicked || full) {
+        bool urgent = k->kicked_urgent || full;
+        k->kicked = k->kicked_urgent = false;
+        if (urgent)
+            kv_flush(k);
+        else if (k->timer_what != KV_T_FLUSH)
+            arm(k, KV_T_FLUSH, k->flush_ms);
+    }
 }
 
 /*
- * Hands item i's answer to the owner once; closes the batch after its last.
- * busy: a RETRY that is not a failure (see answer_busy()).
+ * Hands item i of sl's batch to the owner once; frees the slot after its
+ * last. busy: a RETRY that is not a failure (see answer_busy()).
  */
 static void
-answer_item(struct kv_store *k, size_t i, persist_result r, const char *reason, bool busy)
+answer_item(struct kv_store *k, struct kv_slot *sl, size_t i, persist_result r, const char *reason,
+            bool busy)
 {
-    const struct persist_batch_item *bi = &k->b.items[i];
-    struct persist_item it = {persist_batch_item_id(&k->b, i), bi->id_len, bi->version, bi->del};
+    const struct persist_batch_item *bi = &sl->b.items[i];
+    struct persist_item it = {persist_batch_item_id(&sl->b, i), bi->id_len, bi->version, bi->del};
 
-    if (k->answered[i])
+    if (sl->answered[i])
         return;
-    k->answered[i] = 1;
-    k->nanswered++;
+    sl->answered[i] = 1;
+    sl->nanswered++;
     switch (r) {
-    case PERSIST_ITEM_OK: k->st.written++; k->any_ok = true; break;
-    case PERSIST_ITEM_STALE: k->st.stale++; k->any_ok = true; break;
+    case PERSIST_ITEM_OK: k->st.written++; sl->any_ok = true; break;
+    case PERSIST_ITEM_STALE: k->st.stale++; sl->any_ok = true; break;
     case PERSIST_ITEM_RETRY:
         if (busy)
-            k->any_busy = true;
+            sl->any_busy = true;
         else {
             k->st.retried++;
-            k->any_retry = true;
+            sl->any_retry = true;
         }
         break;
     case PERSIST_ITEM_REJECTED: k->st.rejected++; break;
@@ -285,64 +343,37 @@ answer_item(struct kv_store *k, size_t i, persist_result r, const char *reason, 
     }
     if (k->base.owner.result)
         k->base.owner.result(k->base.owner.ctx, &it, r, reason);
-    if (k->nanswered < k->b.count || !k->in_flight)
-        return;
-    /* the batch is settled */
-    k->in_flight = false;
-    k->gen++;
-    if (k->timer_what == KV_T_DEADLINE)
-        disarm(k);
-    if (k->any_busy && !k->any_retry) {
-        /* Busy items are not failures: the next batch goes at once, one write per partition. */
-        k->kicked = true;
-        k->kicked_urgent = true;
-    }
-    if (k->any_retry) {
-        k->st.failed_batches += !k->any_ok;
-        persist_set_state(&k->base, PERSIST_DEGRADED, k->st.last_error);
-        arm(k, KV_T_BACKOFF, next_backoff(k));
-        return;
-    }
-    k->backoff_ms = 0;
-    if (k->any_ok || k->base.state == PERSIST_DEGRADED)
-        persist_set_state(&k->base, PERSIST_OK, NULL);
-    if (k->kicked || persist_batch_full(&k->b)) {
-        bool urgent = k->kicked_urgent || persist_batch_full(&k->b);
-        k->kicked = k->kicked_urgent = false;
-        if (urgent)
-            kv_flush(k);
-        else
-            arm(k, KV_T_FLUSH, k->flush_ms);
-    }
+    if (sl->nanswered == sl->b.count && sl->in_flight)
+        settle(k, sl);
 }
 
 /*
  * Answers item i RETRY without counting it as a failure (no degraded state,
  * no backoff): the server refused it as busy (KV_ERR_CHECK_IN_FLIGHT: another
  * write checking its partition's fence was in flight; the batch itself never
- * holds two, persist_batch_exclusive()). The owner keeps it dirty; the next
- * batch follows at once.
+ * holds two, persist_batch_exclusive(), and a fenced store has one batch in
+ * flight). The owner keeps it dirty; the next batch follows at once.
  */
 static void
-answer_busy(struct kv_store *k, size_t i)
+answer_busy(struct kv_store *k, struct kv_slot *sl, size_t i)
 {
-    answer_item(k, i, PERSIST_ITEM_RETRY, "another write of the partition is in flight", true);
+    answer_item(k, sl, i, PERSIST_ITEM_RETRY, "another write of the partition is in flight", true);
 }
 
 /* Hands item i's answer to the owner once (a failure when RETRY). */
 static void
-answer(struct kv_store *k, size_t i, persist_result r, const char *reason)
+answer(struct kv_store *k, struct kv_slot *sl, size_t i, persist_result r, const char *reason)
 {
-    answer_item(k, i, r, reason, false);
+    answer_item(k, sl, i, r, reason, false);
 }
 
-/* Publishes item i of the batch; answers it at once when it cannot go. */
+/* Publishes item i of sl's batch; answers it at once when it cannot go. */
 static void
-send_item(struct kv_store *k, size_t i)
+send_item(struct kv_store *k, struct kv_slot *sl, size_t i)
 {
-    const struct persist_batch_item *it = &k->b.items[i];
-    const char *id = persist_batch_item_id(&k->b, i);
-    const char *hdrs[9], *doc, *body = NULL;
+    const struct persist_batch_item *it = &sl->b.items[i];
+    const char *id = persist_batch_item_id(&sl->b, i);
+    const char *hdrs[9], *body = NULL;
     size_t doclen, bodylen = 0, nh = 0;
     char rev[24], fence_subj[160];
     sc_status s;
@@ -351,15 +382,15 @@ send_item(struct kv_store *k, size_t i)
     sc_buf_reset(&k->reply);
     if (sc_buf_appendf(&k->subj, "$KV.%s.", k->bucket) ||
         persist_kv_key(&k->subj, id, it->id_len, k->partitions) ||
-        sc_buf_appendf(&k->reply, "%s.%llu.%zu", k->reply_prefix, (unsigned long long)k->gen, i)) {
-        answer(k, i, PERSIST_ITEM_RETRY, "out of memory");
+        sc_buf_appendf(&k->reply, "%s.%llu.%zu", k->reply_prefix, (unsigned long long)sl->gen, i)) {
+        answer(k, sl, i, PERSIST_ITEM_RETRY, "out of memory");
         return;
     }
     if (k->fenced) {
         /* Only a write the partition's fence still names lands (DESIGN section 18). */
         unsigned p = (unsigned)(sc_fnv1a64(id, it->id_len) % k->partitions);
         if (!k->fence[p]) {
-            answer(k, i, PERSIST_ITEM_FENCED, "this instance holds no claim on the partition");
+            answer(k, sl, i, PERSIST_ITEM_FENCED, "this instance holds no claim on the partition");
             return;
         }
         snprintf(rev, sizeof(rev), "%llu", (unsigned long long)k->fence[p]);
@@ -375,47 +406,65 @@ send_item(struct kv_store *k, size_t i)
         hdrs[nh++] = "Nats-Rollup";
         hdrs[nh++] = "sub";
     } else {
-        doc = item_doc(k, i, &doclen);
-        if (!doc || codec_json_msgpack(k->codec, doc, doclen, &body, &bodylen) != SC_OK) {
-            answer(k, i, PERSIST_ITEM_REJECTED, "the document cannot be converted to MessagePack");
+        const char *doc = item_doc(sl, i, &doclen);
+        if (sl->b.msgpack && doc) {
+            body = doc;
+            bodylen = doclen;
+        } else if (!doc || codec_json_msgpack(k->codec, doc, doclen, &body, &bodylen) != SC_OK) {
+            answer(k, sl, i, PERSIST_ITEM_REJECTED, "the document cannot be converted to MessagePack");
             return;
         }
     }
     hdrs[nh] = NULL;
     s = k->publish(k->publish_ctx, k->subj.data, k->reply.data, body, bodylen, nh ? hdrs : NULL);
     if (s == SC_ETOOBIG)
-        answer(k, i, PERSIST_ITEM_REJECTED, "the record is larger than the server's max_payload");
+        answer(k, sl, i, PERSIST_ITEM_REJECTED, "the record is larger than the server's max_payload");
     else if (s) {
         set_error(k, "publish to %s failed (%s)", k->subj.data, sc_status_str(s));
-        answer(k, i, PERSIST_ITEM_RETRY, k->st.last_error);
+        answer(k, sl, i, PERSIST_ITEM_RETRY, k->st.last_error);
     }
 }
 
-/* Fills and sends one batch, if the store is ready and none is in flight. */
+/*
+ * Fills and sends one batch, if the store is ready, no backoff runs and a
+ * slot is free. A full batch with a slot still free asks for the next one
+ * on the loop's next turn (answers that came meanwhile go first).
+ */
 static void
 kv_flush(struct kv_store *k)
 {
+    struct kv_slot *sl = NULL;
+    struct timeval tv = {(time_t)(k->timeout_ms / 1000), (suseconds_t)((k->timeout_ms % 1000) * 1000)};
+    uint64_t gen;
     size_t n;
 
-    if (k->in_flight || !k->ready || k->timer_what == KV_T_BACKOFF)
+    if (k->nflight == k->depth || !k->ready || k->timer_what == KV_T_BACKOFF)
         return;
+    for (size_t j = 0; j < k->depth && !sl; j++)
+        if (!k->slot[j].in_flight)
+            sl = &k->slot[j];
     if (k->timer_what == KV_T_FLUSH)
         disarm(k);
     k->kicked = k->kicked_urgent = false;
-    persist_batch_reset(&k->b);
+    persist_batch_reset(&sl->b);
     if (k->base.owner.fill)
-        k->base.owner.fill(k->base.owner.ctx, &k->b);
-    n = persist_batch_count(&k->b);
+        k->base.owner.fill(k->base.owner.ctx, &sl->b);
+    n = persist_batch_count(&sl->b);
     if (n == 0)
         return;
-    memset(k->answered, 0, n);
-    k->nanswered = 0;
-    k->any_ok = k->any_retry = k->any_busy = false;
-    k->in_flight = true;
+    memset(sl->answered, 0, n);
+    sl->nanswered = 0;
+    sl->any_ok = sl->any_retry = sl->any_busy = false;
+    sl->in_flight = true;
+    sl->gen = gen = k->gen++;
+    k->nflight++;
     k->st.batches++;
-    arm(k, KV_T_DEADLINE, k->timeout_ms);
-    for (size_t i = 0; i < n && k->in_flight; i++)
-        send_item(k, i);
+    evtimer_add(sl->deadline, &tv);
+    for (size_t i = 0; i < n && sl->in_flight && sl->gen == gen; i++)
+        send_item(k, sl, i);
+    if (sl->in_flight && sl->gen == gen && persist_batch_full(&sl->b) && k->nflight < k->depth &&
+        k->timer_what == KV_T_NONE)
+        arm(k, KV_T_FLUSH, 0);
 }
 
 /* Whether the len bytes at data hold the text "error" (quoted): a JetStream error answer. */
@@ -482,6 +531,7 @@ void
 persist_kv_reply(struct persist *p, const char *subject, const void *data, size_t len, int status)
 {
     struct kv_store *k = kv_of(p);
+    struct kv_slot *sl = NULL;
     size_t plen = strlen(k->reply_prefix);
     unsigned long long gen;
     size_t i;
@@ -494,14 +544,19 @@ persist_kv_reply(struct persist *p, const char *subject, const void *data, size_
     if (*end != '.')
         return;
     i = (size_t)strtoull(end + 1, &end, 10);
-    if (*end != '\0' || !k->in_flight || gen != k->gen || i >= k->b.count || k->answered[i])
+    if (*end != '\0')
+        return;
+    for (size_t j = 0; j < k->depth && !sl; j++)
+        if (k->slot[j].in_flight && k->slot[j].gen == gen)
+            sl = &k->slot[j];
+    if (!sl || i >= sl->b.count || sl->answered[i])
         return; /* an answer of a batch given up (deadline) or a forged one */
     bool busy = false;
     r = classify(k, data, len, status, &busy);
     if (busy)
-        answer_busy(k, i);
+        answer_busy(k, sl, i);
     else
-        answer(k, i, r, r == PERSIST_ITEM_OK ? NULL : k->st.last_error);
+        answer(k, sl, i, r, r == PERSIST_ITEM_OK ? NULL : k->st.last_error);
 }
 
 /* ---- the loader thread ------------------------------------------------------------------------ */
@@ -1040,18 +1095,28 @@ static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct kv_store *k = arg;
-    kv_timer t = k->timer_what;
 
     (void)fd;
     (void)what;
     k->timer_what = KV_T_NONE;
-    if (t == KV_T_DEADLINE && k->in_flight) {
-        set_error(k, "bucket %s: no answer from JetStream within %ld ms", k->bucket, k->timeout_ms);
-        for (size_t i = 0; i < k->b.count && k->in_flight; i++)
-            answer(k, i, PERSIST_ITEM_RETRY, k->st.last_error);
-        return;
-    }
     kv_flush(k);
+}
+
+/* A batch without every answer by its deadline: what is left goes back RETRY. */
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct kv_slot *sl = arg;
+    struct kv_store *k = sl->k;
+    uint64_t gen = sl->gen;
+
+    (void)fd;
+    (void)what;
+    if (!sl->in_flight)
+        return;
+    set_error(k, "bucket %s: no answer from JetStream within %ld ms", k->bucket, k->timeout_ms);
+    for (size_t i = 0; i < sl->b.count && sl->in_flight && sl->gen == gen; i++)
+        answer(k, sl, i, PERSIST_ITEM_RETRY, k->st.last_error);
 }
 
 /* ---- the table -------------------------------------------------------------------------------- */
@@ -1074,7 +1139,7 @@ kv_kick(struct persist *p, bool urgent)
 {
     struct kv_store *k = kv_of(p);
 
-    if (k->in_flight || !k->ready || k->timer_what == KV_T_BACKOFF) {
+    if (k->nflight == k->depth || !k->ready || k->timer_what == KV_T_BACKOFF) {
         k->kicked = true;
         k->kicked_urgent |= urgent;
         return;
@@ -1109,7 +1174,7 @@ kv_stopping(struct persist *p)
 static bool
 kv_busy(const struct persist *p)
 {
-    return ((const struct kv_store *)(const void *)p)->in_flight;
+    return ((const struct kv_store *)(const void *)p)->nflight > 0;
 }
 
 static void
@@ -1122,7 +1187,10 @@ kv_stats(const struct persist *p, struct persist_stats *out)
     *out = k->st;
     out->backend = backend;
     out->state = state;
-    out->in_flight = k->in_flight ? k->b.count - k->nanswered : 0;
+    out->in_flight = 0;
+    for (size_t j = 0; j < k->depth; j++)
+        if (k->slot[j].in_flight)
+            out->in_flight += k->slot[j].b.count - k->slot[j].nanswered;
 }
 
 static void
@@ -1144,12 +1212,16 @@ kv_destroy(struct persist *p)
         event_free(k->timer);
     pthread_cond_destroy(&k->cv);
     pthread_mutex_destroy(&k->mu);
-    persist_batch_destroy(&k->b);
+    for (size_t j = 0; j < KV_PIPELINE; j++) {
+        persist_batch_destroy(&k->slot[j].b);
+        free(k->slot[j].answered);
+        if (k->slot[j].deadline)
+            event_free(k->slot[j].deadline);
+    }
     sc_buf_destroy(&k->subj);
     sc_buf_destroy(&k->reply);
     sc_buf_destroy(&k->json);
     codec_free(k->codec);
-    free(k->answered);
     free(k->bucket);
     free(k->reply_prefix);
     free(k->fence);
@@ -1283,10 +1355,18 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     lim.max_envelope_bytes = PERSIST_BULK_BODY_MAX;
     lim.max_depth = KV_DEPTH;
     k->codec = codec_new(&lim);
-    persist_batch_init(&k->b, k->batch_max, KV_BATCH_BYTES, no_action);
-    if (k->fenced)
-        persist_batch_exclusive(&k->b, k->partitions); /* one fenced write per partition per batch */
-    k->answered = sc_xcalloc(k->batch_max, 1);
+    /* Fenced: one fenced write per partition in flight, so one batch holding one of each. */
+    k->depth = k->fenced ? 1 : KV_PIPELINE;
+    for (size_t j = 0; j < KV_PIPELINE; j++) {
+        struct kv_slot *sl = &k->slot[j];
+        sl->k = k;
+        persist_batch_init(&sl->b, k->batch_max, KV_BATCH_BYTES, no_action);
+        sl->b.msgpack = o->msgpack_records; /* the owner writes the records: nothing to convert */
+        if (k->fenced)
+            persist_batch_exclusive(&sl->b, k->partitions);
+        sl->answered = sc_xcalloc(k->batch_max, 1);
+        sl->deadline = evtimer_new(base, on_deadline, sl);
+    }
     sc_buf_init(&k->subj, 4096);
     sc_buf_init(&k->reply, 1024);
     sc_buf_init(&k->json, PERSIST_BULK_BODY_MAX);
@@ -1294,7 +1374,10 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     pthread_cond_init(&k->cv, NULL);
     k->timer = evtimer_new(base, on_timer, k);
     k->wake = event_new(base, -1, 0, on_wake, k);
-    if (!k->timer || !k->wake) {
+    bool events = k->timer && k->wake;
+    for (size_t j = 0; j < KV_PIPELINE; j++)
+        events = events && k->slot[j].deadline;
+    if (!events) {
         kv_destroy(&k->base);
         snprintf(err, errlen, "libevent: cannot create the store's events");
         return SC_ENOMEM;

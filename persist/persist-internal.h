@@ -49,6 +49,7 @@ struct persist_batch {
     size_t excl_count;
     bool excl_skipped; /* an item was refused for its partition: full, the next batch at once */
     uint32_t open_p;  /* the open item's partition */
+    bool msgpack;     /* documents are MessagePack records (the KV store), not JSON text */
 };
 
 /* persist_batch_init() prepares b with limits and an action writer; persist_batch_destroy() frees it. */

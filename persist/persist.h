@@ -125,6 +125,14 @@ struct persist_item {
 struct persist_batch; /* opaque: one batch being filled */
 
 /*
+ * persist_batch_msgpack() tells how b's documents are written: true for the
+ * KV store opened with msgpack_records, whose records are then MessagePack
+ * (the fields of the JSON document as codec_json_msgpack() converts them,
+ * persist/docw.h), false for JSON text on one line. Loop thread.
+ */
+bool persist_batch_msgpack(const struct persist_batch *b);
+
+/*
  * persist_batch_put_begin() starts the write of record id (id_len bytes) at
  * version and returns the buffer to append its document to: one JSON object
  * on one line (no raw newline); NULL when the batch is already full (keep the
@@ -421,6 +429,7 @@ struct persist_kv_opts {
     bool fenced;              /* cluster mode: nothing loaded at start; partitions are claimed (persist_claim()) */
     const char *member;       /* cluster mode: this instance's id, the value of the fences it puts */
     const char *reply_prefix; /* the subject prefix of write answers: "<reply_prefix>.<n>.<i>" */
+    bool msgpack_records;     /* the owner's fill writes MessagePack records (persist_batch_msgpack()); else JSON, converted here */
     persist_publish_fn publish;
     void *publish_ctx;
 };
@@ -439,8 +448,8 @@ struct persist_kv_opts {
  * on the loop thread, with an empty id: the owner reads the record's id
  * from the document, and the document's "version" as version); the state
  * turns PERSIST_OK then, or PERSIST_DEGRADED while it cannot (tried again
- * with a backoff from 0.5 to 10 s). Writes: one batch in flight, its items
- * published back to back to $KV.<bucket>.<key> (a delete is a purge
+ * with a backoff from 0.5 to 10 s). Writes: up to four batches in flight
+ * (one when fenced), each batch's items published back to back to $KV.<bucket>.<key> (a delete is a purge
  * marker) with reply subjects under o->reply_prefix: the owner must route
  * every message on "<reply_prefix>.>" to persist_kv_reply(). A PubAck is
  * OK; a revision mismatch STALE; a 5xx, a "no responders", a failed publish

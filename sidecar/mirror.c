@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "mirror.h"
+#include "docw.h"
 #include "persist.h"
 #include "serving.h"
 
@@ -77,9 +78,10 @@ struct sc_mirror {
     uint64_t loaded, load_skipped, load_errors, rejected;
     int64_t last_reject_log;
     json_t *tomb_ids;         /* ids with a pending delete, while a background load runs; else NULL */
-    /* the batch in flight (for the spill file): its items, and how many are not answered yet */
+    /* the batches in flight (for the spill file): their items in the order sent, how many are not answered yet */
     struct store_fl *fl;
     size_t nfl, flcap, fl_open;
+    size_t fl_next;           /* fl[fl_next] is the first item not answered (answers mostly come in order) */
     struct sc_buf fl_ids;
     /* the spill file (store.spill_dir) */
     char *spill_path, *spill_tmp; /* NULL: no spill_dir */
@@ -95,6 +97,8 @@ struct sc_mirror {
     struct persist_keyring *keys; /* secrets.encryption_key_file: seals task_mp and metadata_mp; NULL: clear */
     uint64_t undecryptable;   /* loaded documents no key could open (wrong key or changed): not loaded */
     struct sc_buf sealed;     /* task_doc()'s sealed bytes */
+    struct codec *mp_codec;   /* the KV store: converts the records' rendered views (task_record()) */
+    struct sc_buf mp_scratch; /* ... and their JSON text */
     sc_mirror_claimed_fn claimed_fn; /* who hears of claims (the cluster layer) */
     void *claimed_ctx;
     struct sc_buf tmp;
@@ -468,18 +472,18 @@ tomb_push(struct sc_daemon *d, const char *id, size_t len, uint64_t version)
 
 /* "k": v (a C string, NULL: null), with its _raw twin when needed (persist_doc_str()). */
 static void
-doc_cstr(struct sc_jw *w, const char *k, const char *v)
+doc_cstr(struct persist_dw *w, const char *k, const char *v)
 {
-    persist_doc_str(w, k, v, v ? strlen(v) : 0);
+    persist_dw_str(w, k, v, v ? strlen(v) : 0);
 }
 
 /* "k": the MessagePack value rendered as JSON (null when it cannot be), "k_mp": its exact bytes. */
 static void
-doc_msgpack(struct sc_jw *w, const char *k, const char *k_mp, const char *p, size_t len,
+doc_msgpack(struct persist_dw *w, const char *k, const char *k_mp, const char *p, size_t len,
             unsigned depth)
 {
-    codec_jw_msgpack(w, k, p, len, depth);
-    persist_doc_bytes(w, k_mp, p, len);
+    persist_dw_msgpack(w, k, p, len, depth);
+    persist_dw_bytes(w, k_mp, p, len);
 }
 
 /*
@@ -488,7 +492,7 @@ doc_msgpack(struct sc_jw *w, const char *k, const char *k_mp, const char *p, siz
  * with "sealed":true. Returns SC_OK or the sealing's error.
  */
 static sc_status
-doc_sealed(struct sc_mirror *s, struct sc_jw *w, const struct dlq_task *t)
+doc_sealed(struct sc_mirror *s, struct persist_dw *w, const struct dlq_task *t)
 {
     size_t mlen = 0;
     sc_status st;
@@ -499,125 +503,144 @@ doc_sealed(struct sc_mirror *s, struct sc_jw *w, const struct dlq_task *t)
     mlen = s->sealed.len;
     if ((st = persist_seal(s->keys, t->payload ? t->payload : "", t->payload_len, &s->sealed)))
         return st;
-    sc_jw_key(w, "metadata");
-    sc_jw_raw(w, "null", 4);
-    persist_doc_bytes(w, "metadata_mp", t->metadata ? s->sealed.data : NULL, mlen);
-    sc_jw_key(w, "task");
-    sc_jw_raw(w, "null", 4);
-    persist_doc_bytes(w, "task_mp", s->sealed.data + mlen, s->sealed.len - mlen);
-    sc_jw_bool(w, "sealed", true);
+    persist_dw_null(w, "metadata");
+    persist_dw_bytes(w, "metadata_mp", t->metadata ? s->sealed.data : NULL, mlen);
+    persist_dw_null(w, "task");
+    persist_dw_bytes(w, "task_mp", s->sealed.data + mlen, s->sealed.len - mlen);
+    persist_dw_bool(w, "sealed", true);
     return SC_OK;
 }
 
 /*
- * Appends t's document: every field of admin get, and what rebuilds the task
- * exactly (the _raw and _mp twins, persist_doc_str()). Every field named
- * here is in persist_task_properties, OpenSearch's strict mapping of it.
+ * Writes t's document through w: every field of admin get, and what rebuilds
+ * the task exactly (the _raw and _mp twins, persist_doc_str()). Every field
+ * named here is in persist_task_properties, OpenSearch's strict mapping of
+ * it. The same calls write the JSON document and the KV store's record.
  */
 static sc_status
-task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
+task_fields(struct sc_daemon *d, const struct dlq_task *t, struct persist_dw *w)
 {
     unsigned depth = codec_limits_get(d->codec)->max_depth;
-    struct sc_jw w;
 
-    sc_jw_init(&w, b);
-    sc_jw_open(&w, NULL, '{');
-    sc_jw_int(&w, "schema", DOC_SCHEMA);
-    persist_doc_str(&w, "task_id", t->id, t->id_len);
-    doc_cstr(&w, "status", dlq_task_status_name(t->status));
-    sc_jw_bool(&w, "parked", t->parked);
-    doc_cstr(&w, "subject", t->subject);
-    doc_cstr(&w, "retry_subject", t->retry_subject);
-    doc_cstr(&w, "park_reason", t->park_reason);
-    doc_cstr(&w, "error", t->error);
-    doc_cstr(&w, "error_type", t->error_type);
-    doc_cstr(&w, "error_category", policy_category_name(t->category));
-    doc_cstr(&w, "classifier_rule", t->rule_id);
-    doc_cstr(&w, "retry_policy", policy_retry_name(t->policy));
-    doc_cstr(&w, "priority", policy_priority_name((policy_priority)t->priority));
-    sc_jw_bool(&w, "policy_override", t->policy_override);
-    sc_jw_int(&w, "retry_count", t->retry_count);
-    sc_jw_int(&w, "max_retries", t->max_retries);
-    sc_jw_int(&w, "defer_streak", t->defer_streak);
-    sc_jw_int(&w, "episode", t->episode);
-    sc_jw_int(&w, "episode_id", t->episode_id);
+    persist_dw_open(w, NULL, '{');
+    persist_dw_int(w, "schema", DOC_SCHEMA);
+    persist_dw_str(w, "task_id", t->id, t->id_len);
+    doc_cstr(w, "status", dlq_task_status_name(t->status));
+    persist_dw_bool(w, "parked", t->parked);
+    doc_cstr(w, "subject", t->subject);
+    doc_cstr(w, "retry_subject", t->retry_subject);
+    doc_cstr(w, "park_reason", t->park_reason);
+    doc_cstr(w, "error", t->error);
+    doc_cstr(w, "error_type", t->error_type);
+    doc_cstr(w, "error_category", policy_category_name(t->category));
+    doc_cstr(w, "classifier_rule", t->rule_id);
+    doc_cstr(w, "retry_policy", policy_retry_name(t->policy));
+    doc_cstr(w, "priority", policy_priority_name((policy_priority)t->priority));
+    persist_dw_bool(w, "policy_override", t->policy_override);
+    persist_dw_int(w, "retry_count", t->retry_count);
+    persist_dw_int(w, "max_retries", t->max_retries);
+    persist_dw_int(w, "defer_streak", t->defer_streak);
+    persist_dw_int(w, "episode", t->episode);
+    persist_dw_int(w, "episode_id", t->episode_id);
     if (t->stream_seq)
-        sc_jw_uint(&w, "stream_seq", t->stream_seq);
-    sc_jw_bool(&w, "max_retries_own", t->max_retries_own);
+        persist_dw_uint(w, "stream_seq", t->stream_seq);
+    persist_dw_bool(w, "max_retries_own", t->max_retries_own);
     if (dlq_task_backoff(t)) {
         struct policy_delays dl;
         const char *own = dlq_task_backoff(t);
         if (policy_delays_parse(own, strlen(own), &dl, NULL, 0) == SC_OK) {
-            sc_jw_open(&w, "backoff_ms", '[');
+            persist_dw_open(w, "backoff_ms", '[');
             for (uint32_t i = 0; i < dl.n; i++)
-                sc_jw_int(&w, NULL, dl.ms[i]);
-            sc_jw_close(&w, ']');
+                persist_dw_int(w, NULL, dl.ms[i]);
+            persist_dw_close(w, ']');
         }
     }
     if (dlq_task_deps(t)) { /* issue 17: its dependencies, and the ones it is still held for */
         const struct dlq_deps *dp = dlq_task_deps(t);
-        sc_jw_open(&w, "depends_on", '[');
+        persist_dw_open(w, "depends_on", '[');
         for (uint32_t i = 0; i < dp->n; i++)
-            sc_jw_strn(&w, NULL, dp->e[i].id, dp->e[i].len);
-        sc_jw_close(&w, ']');
-        sc_jw_open(&w, "waiting_for", '[');
+            persist_dw_str(w, NULL, dp->e[i].id, dp->e[i].len);
+        persist_dw_close(w, ']');
+        persist_dw_open(w, "waiting_for", '[');
         for (uint32_t i = 0; i < dp->n; i++)
             if (dp->e[i].waiting)
-                sc_jw_strn(&w, NULL, dp->e[i].id, dp->e[i].len);
-        sc_jw_close(&w, ']');
+                persist_dw_str(w, NULL, dp->e[i].id, dp->e[i].len);
+        persist_dw_close(w, ']');
     }
-    sc_jw_time(&w, "created_at", t->created_at);
-    sc_jw_time(&w, "updated_at", t->updated_at);
-    sc_jw_time(&w, "last_attempt_at", t->last_attempt_at);
-    sc_jw_time(&w, "next_retry_at", t->next_retry_at);
-    sc_jw_time(&w, "first_failed_at", t->first_failed_at);
-    sc_jw_int(&w, "seq", (int64_t)t->seq);
-    sc_jw_int(&w, "version", (int64_t)t->version);
+    persist_dw_time(w, "created_at", t->created_at);
+    persist_dw_time(w, "updated_at", t->updated_at);
+    persist_dw_time(w, "last_attempt_at", t->last_attempt_at);
+    persist_dw_time(w, "next_retry_at", t->next_retry_at);
+    persist_dw_time(w, "first_failed_at", t->first_failed_at);
+    persist_dw_int(w, "seq", (int64_t)t->seq);
+    persist_dw_int(w, "version", (int64_t)t->version);
     /* The OpenSearch store's claim (cluster mode) loads a partition by it. */
-    sc_jw_int(&w, "partition", dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions));
-    sc_jw_open(&w, "history", '[');
+    persist_dw_int(w, "partition", dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions));
+    persist_dw_open(w, "history", '[');
     for (unsigned i = 0; i < t->hist_len; i++) {
         const struct dlq_attempt *a = &t->hist[(t->hist_head + i) % t->hist_alloc];
-        sc_jw_open(&w, NULL, '{');
-        sc_jw_int(&w, "attempt", a->attempt);
-        sc_jw_time(&w, "at", a->at_ms);
-        doc_cstr(&w, "outcome", dlq_outcome_name((dlq_outcome_kind)a->outcome));
-        doc_cstr(&w, "error", a->error);
-        sc_jw_close(&w, '}');
+        persist_dw_open(w, NULL, '{');
+        persist_dw_int(w, "attempt", a->attempt);
+        persist_dw_time(w, "at", a->at_ms);
+        doc_cstr(w, "outcome", dlq_outcome_name((dlq_outcome_kind)a->outcome));
+        doc_cstr(w, "error", a->error);
+        persist_dw_close(w, '}');
     }
-    sc_jw_close(&w, ']');
-    doc_msgpack(&w, "repos", "repos_mp", t->repos, t->repos_len, depth);
+    persist_dw_close(w, ']');
+    doc_msgpack(w, "repos", "repos_mp", t->repos, t->repos_len, depth);
     if (d->mirror->keys) { /* sealed (README "Secrets"): no rendered twin, nothing in the clear */
-        sc_status st = doc_sealed(d->mirror, &w, t);
+        sc_status st = doc_sealed(d->mirror, w, t);
         if (st)
             return st;
     } else if (t->payload_raw) { /* an advisory's original: its bytes, not MessagePack */
-        doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
-        codec_jw_msgpack(&w, "task", NULL, 0, depth);
-        persist_doc_bytes(&w, "task_mp", t->payload, t->payload_len);
+        doc_msgpack(w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
+        persist_dw_msgpack(w, "task", NULL, 0, depth);
+        persist_dw_bytes(w, "task_mp", t->payload, t->payload_len);
     } else {
-        doc_msgpack(&w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
-        doc_msgpack(&w, "task", "task_mp", t->payload, t->payload_len, depth);
+        doc_msgpack(w, "metadata", "metadata_mp", t->metadata, t->metadata_len, depth);
+        doc_msgpack(w, "task", "task_mp", t->payload, t->payload_len, depth);
     }
-    sc_jw_bool(&w, "payload_raw", t->payload_raw);
-    sc_jw_bool(&w, "payload_missing", t->payload_missing);
+    persist_dw_bool(w, "payload_raw", t->payload_raw);
+    persist_dw_bool(w, "payload_missing", t->payload_missing);
     {
         size_t hlen;
         const char *hdrs = dlq_task_headers(t, &hlen);
-        persist_doc_bytes(&w, "headers_raw", hdrs, hlen);
+        persist_dw_bytes(w, "headers_raw", hdrs, hlen);
         if (dlq_task_adv_seq(t))
-            sc_jw_uint(&w, "adv_seq", dlq_task_adv_seq(t));
+            persist_dw_uint(w, "adv_seq", dlq_task_adv_seq(t));
     }
-    sc_jw_int(&w, "task_size", (int64_t)t->payload_len);
+    persist_dw_int(w, "task_size", (int64_t)t->payload_len);
     uint32_t olen;
     bool oraw;
     const char *orig = dlq_task_orig_payload(t, &olen, &oraw);
     if (orig) { /* the payload before the first edit (admin edit) */
-        persist_doc_bytes(&w, "original_mp", orig, olen);
-        sc_jw_bool(&w, "original_raw", oraw);
+        persist_dw_bytes(w, "original_mp", orig, olen);
+        persist_dw_bool(w, "original_raw", oraw);
     }
-    sc_jw_close(&w, '}');
-    return w.st;
+    persist_dw_close(w, '}');
+    return persist_dw_status(w);
+}
+
+/* Appends t's JSON document to b. */
+static sc_status
+task_doc(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
+{
+    struct sc_jw jw;
+    struct persist_dw w;
+
+    sc_jw_init(&jw, b);
+    persist_dw_init_json(&w, &jw);
+    return task_fields(d, t, &w);
+}
+
+/* Appends t's KV record (MessagePack) to b. */
+static sc_status
+task_record(struct sc_daemon *d, const struct dlq_task *t, struct sc_buf *b)
+{
+    struct persist_dw w;
+
+    persist_dw_init_mp(&w, b, d->mirror->mp_codec, &d->mirror->mp_scratch);
+    return task_fields(d, t, &w);
 }
 
 /* ---- reading a document back ------------------------------------------------------------------ */
@@ -1055,11 +1078,12 @@ struct store_raw {
     size_t doclen;
 };
 
-/* One item of the batch in flight (ids in s->fl_ids). */
+/* One item of a batch in flight (ids in s->fl_ids). */
 struct store_fl {
     size_t off, len;
     uint64_t version;
     bool del;
+    bool done; /* answered */
 };
 
 static void
@@ -1076,6 +1100,7 @@ fl_add(struct sc_mirror *s, const char *id, size_t len, uint64_t version, bool d
     f->len = len;
     f->version = version;
     f->del = del;
+    f->done = false;
     if (sc_buf_append(&s->fl_ids, id, len) != SC_OK)
         s->nfl--; /* an id past the buffer's cap: the spill covers it through the dirty list only */
     else
@@ -1100,9 +1125,57 @@ raw_push(struct sc_mirror *s, struct store_raw *r)
 }
 
 /*
- * The start of a fill: the last batch is answered (one request at a time),
- * so what it carried is forgotten; replayed documents go first. Returns
- * false when the batch is full.
+ * Forgets the answered items of the batches in flight (all of them when
+ * none is in flight: the OpenSearch store's one request, or the KV store's
+ * last batch, is answered).
+ */
+static void
+fl_compact(struct sc_mirror *s)
+{
+    size_t kept = 0, at = 0;
+
+    if (!persist_busy(s->p)) {
+        s->nfl = s->fl_open = s->fl_next = 0;
+        sc_buf_reset(&s->fl_ids);
+        while (s->nrawfl) /* not answered: cannot happen, but never lose them */
+            raw_push(s, &s->rawfl[--s->nrawfl]);
+        return;
+    }
+    for (size_t i = s->fl_next; i < s->nfl; i++) {
+        struct store_fl f = s->fl[i];
+        if (f.done)
+            continue;
+        memmove(s->fl_ids.data + at, s->fl_ids.data + f.off, f.len); /* at <= f.off */
+        f.off = at;
+        at += f.len;
+        s->fl[kept++] = f;
+    }
+    s->nfl = kept;
+    s->fl_next = 0;
+    s->fl_ids.len = at;
+}
+
+/* Marks the item of a batch in flight that it answers; false when none is open. */
+static bool
+fl_answered(struct sc_mirror *s, const struct persist_item *it)
+{
+    for (size_t i = s->fl_next; i < s->nfl; i++) {
+        struct store_fl *f = &s->fl[i];
+        if (f->done || f->version != it->version || f->del != it->del || f->len != it->id_len ||
+            memcmp(s->fl_ids.data + f->off, it->id, it->id_len) != 0)
+            continue;
+        f->done = true;
+        while (s->fl_next < s->nfl && s->fl[s->fl_next].done)
+            s->fl_next++;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The start of a fill: the answered items of the batches in flight are
+ * forgotten; replayed documents go first. Returns false when the batch is
+ * full.
  */
 static bool
 spill_fill(struct sc_daemon *d, struct persist_batch *b)
@@ -1110,11 +1183,7 @@ spill_fill(struct sc_daemon *d, struct persist_batch *b)
     struct sc_mirror *s = d->mirror;
     sc_status st;
 
-    s->nfl = 0;
-    s->fl_open = 0;
-    sc_buf_reset(&s->fl_ids);
-    while (s->nrawfl) /* not answered: cannot happen, but never lose them */
-        raw_push(s, &s->rawfl[--s->nrawfl]);
+    fl_compact(s);
     while (s->nraw) {
         struct store_raw *r = &s->raw[s->nraw - 1];
         struct sc_buf *buf;
@@ -1123,7 +1192,18 @@ spill_fill(struct sc_daemon *d, struct persist_batch *b)
         buf = persist_batch_put_begin(b, r->id, r->len, r->version);
         if (!buf)
             return false;
-        if ((st = sc_buf_append(buf, r->doc, r->doclen)) != SC_OK)
+        if (persist_batch_msgpack(b)) { /* the KV store's record of the replayed JSON document */
+            const char *mp;
+            size_t mplen;
+            st = codec_json_msgpack(s->mp_codec, r->doc, r->doclen, &mp, &mplen);
+            if (st == SC_OK)
+                st = sc_buf_append(buf, mp, mplen);
+            else
+                st = SC_ETOOBIG; /* never fits a record: dropped below */
+        } else {
+            st = sc_buf_append(buf, r->doc, r->doclen);
+        }
+        if (st != SC_OK)
             persist_batch_put_abort(b);
         else
             st = persist_batch_put_end(b);
@@ -1208,7 +1288,7 @@ spill_result(struct sc_daemon *d, const struct persist_item *it, persist_result 
 {
     struct sc_mirror *s = d->mirror;
 
-    if (s->fl_open && --s->fl_open == 0)
+    if (fl_answered(s, it) && s->fl_open && --s->fl_open == 0)
         spill_check_later(s);
     if (it->del)
         return false;
@@ -1304,7 +1384,7 @@ spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, b
     for (size_t i = 0; busy && i < s->nfl; i++) {
         const struct store_fl *fl = &s->fl[i];
         struct dlq_task *t;
-        if (fl->del)
+        if (fl->del || fl->done)
             continue;
         t = dlq_queue_find(&d->m.q, s->fl_ids.data + fl->off, fl->len);
         if (t && !sc_list_linked(&t->dirty) &&
@@ -1325,7 +1405,7 @@ spill_records(struct sc_daemon *d, FILE *f, struct sc_buf *line, size_t *size, b
     }
     for (size_t i = 0; busy && i < s->nfl; i++) {
         const struct store_fl *fl = &s->fl[i];
-        if (fl->del && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, line) ||
+        if (fl->del && !fl->done && (spill_del_line(s->fl_ids.data + fl->off, fl->len, fl->version, line) ||
                         !spill_line(s, f, line, cap, size, io_error)))
             missed++;
     }
@@ -1593,7 +1673,8 @@ on_fill(void *ctx, struct persist_batch *b)
             buf = persist_batch_put_begin(b, t->id, t->id_len, t->version);
             if (!buf)
                 return;
-            if ((st = task_doc(d, t, buf)) != SC_OK) {
+            st = persist_batch_msgpack(b) ? task_record(d, t, buf) : task_doc(d, t, buf);
+            if (st != SC_OK) {
                 persist_batch_put_abort(b);
                 /*
                  * With other items in the batch the document may well fit in
@@ -1721,7 +1802,8 @@ sc_mirror_partition_pending(struct sc_daemon *d, uint32_t p, uint32_t partitions
         n += dlq_partition_of(t->id, t->id_len, partitions) == p;
     if (persist_busy(s->p))
         for (size_t i = 0; i < s->nfl; i++)
-            n += dlq_partition_of(s->fl_ids.data + s->fl[i].off, s->fl[i].len, partitions) == p;
+            n += !s->fl[i].done &&
+                 dlq_partition_of(s->fl_ids.data + s->fl[i].off, s->fl[i].len, partitions) == p;
     return n;
 }
 
@@ -1905,6 +1987,7 @@ kv_opts(struct sc_daemon *d, struct persist_opts *o, char *err, size_t errlen)
     o->kv.fenced = cfg->cluster_enabled;
     o->kv.member = cfg->cluster_member_id;
     o->kv.reply_prefix = s->kv_prefix;
+    o->kv.msgpack_records = true; /* task_record() */
     o->kv.publish = kv_publish;
     o->kv.publish_ctx = d;
     return sc_conn_subscribe(d->conn, subj, NULL, 0, on_kv_reply, d, NULL, err, errlen);
@@ -1984,6 +2067,19 @@ sc_mirror_open(struct sc_daemon *d, char *err, size_t errlen)
     s->vclock = (uint64_t)sc_now_wall_ms() * 1000;
     sc_buf_init(&s->tmp, 256u * 1024 * 1024);
     sc_buf_init(&s->fl_ids, SPILL_LINE_MAX);
+    sc_buf_init(&s->mp_scratch, 256u * 1024 * 1024);
+    if (cfg->store_backend == CONFIG_STORE_JETSTREAM) {
+        struct codec_limits lim;
+        codec_limits_default(&lim);
+        lim.max_envelope_bytes = 99u * 1024 * 1024; /* a batch body's cap (PERSIST_BULK_BODY_MAX) */
+        /*
+         * A view sits one level inside the record, whose whole nesting the
+         * store's loader reads up to 1000 deep (KV_DEPTH): a view may nest
+         * 999, as when the whole JSON document was converted at once.
+         */
+        lim.max_depth = 999;
+        s->mp_codec = codec_new(&lim);
+    }
     backend_opts(cfg, &o);
     if (cfg->store_backend == CONFIG_STORE_JETSTREAM && (st = kv_opts(d, &o, err, errlen)))
         return st;
@@ -2102,6 +2198,8 @@ sc_mirror_close(struct sc_daemon *d)
     persist_free(s->p);
     sc_buf_destroy(&s->tmp);
     sc_buf_destroy(&s->sealed);
+    sc_buf_destroy(&s->mp_scratch);
+    codec_free(s->mp_codec);
     persist_keyring_free(s->keys);
     free(s);
     d->mirror = NULL;

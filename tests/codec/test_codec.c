@@ -1541,6 +1541,73 @@ test_depends_on(void **state)
     assert_string_equal(env.why, "depends_on: 33 task ids, at most 32");
     codec_free(c);
 }
+
+/* Strings at every header size and integers on the fast and slow paths: the bytes msgpack-c's packer writes. */
+static void
+test_json_msgpack_bytes(void **state)
+{
+    static const size_t lens[] = {0, 1, 31, 32, 255, 256, 65535, 65536};
+    static const char *const ints[] = {"0", "7", "-1", "-0", "127", "128", "-33", "65536", "-05",
+                                       "999999999999999999", "-999999999999999999",
+                                       "1000000000000000000", "-9223372036854775808",
+                                       "18446744073709551615"};
+    struct codec_limits lim;
+    struct codec *c;
+    msgpack_sbuffer want;
+    msgpack_packer pk;
+    char *json = malloc(2 * 65536 + 8), *text = malloc(65536 + 1);
+
+    (void)state;
+    assert_non_null(json);
+    assert_non_null(text);
+    codec_limits_default(&lim);
+    lim.max_envelope_bytes = 1 << 20;
+    c = codec_new(&lim);
+    msgpack_sbuffer_init(&want);
+    msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (int escaped = 0; escaped < 2; escaped++) {
+            const char *mp;
+            size_t len, n = 0;
+            json[n++] = '"';
+            for (size_t j = 0; j < lens[i]; j++) {
+                text[j] = (char)('a' + j % 26);
+                if (escaped && j % 100 == 50) { /* "\n" in the text, a newline in the value */
+                    text[j] = '\n';
+                    json[n++] = '\\';
+                    json[n++] = 'n';
+                } else {
+                    json[n++] = text[j];
+                }
+            }
+            json[n++] = '"';
+            msgpack_sbuffer_clear(&want);
+            msgpack_pack_str(&pk, lens[i]);
+            msgpack_pack_str_body(&pk, text, lens[i]);
+            assert_int_equal(codec_json_msgpack(c, json, n, &mp, &len), SC_OK);
+            assert_int_equal(len, want.size);
+            assert_memory_equal(mp, want.data, len);
+            assert_int_equal(mp[len], '\0');
+        }
+    }
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        const char *mp;
+        size_t len;
+        msgpack_sbuffer_clear(&want);
+        if (ints[i][0] == '-')
+            msgpack_pack_int64(&pk, strtoll(ints[i], NULL, 10));
+        else
+            msgpack_pack_uint64(&pk, strtoull(ints[i], NULL, 10));
+        assert_int_equal(codec_json_msgpack(c, ints[i], strlen(ints[i]), &mp, &len), SC_OK);
+        assert_int_equal(len, want.size);
+        assert_memory_equal(mp, want.data, len);
+    }
+    msgpack_sbuffer_destroy(&want);
+    codec_free(c);
+    free(json);
+    free(text);
+}
+
 int
 main(void)
 {
@@ -1571,6 +1638,7 @@ main(void)
         cmocka_unit_test(test_unknown_key_names),
         cmocka_unit_test(test_neither_msgpack_nor_json),
         cmocka_unit_test(test_json_msgpack_round_trip),
+        cmocka_unit_test(test_json_msgpack_bytes),
         cmocka_unit_test(test_render_masked),
         cmocka_unit_test(test_depends_on),
     };
