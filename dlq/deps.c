@@ -193,17 +193,24 @@ dlq_deps_unhold(struct dlq_machine *m, struct dlq_task *t)
     t->park_reason = NULL;
 }
 
-void
-dlq_deps_hold(struct dlq_machine *m, struct dlq_task *t)
+/* Takes t off its due wheel and files it in the index under each id it still waits for. */
+static void
+index_held(struct dlq_machine *m, struct dlq_task *t, const struct dlq_deps *d)
 {
-    struct dlq_deps *d = dlq_task_deps(t);
-
     if (dlq_wheel_entry_scheduled(&t->timer))
         dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
     for (uint32_t i = 0; i < d->n; i++)
         if (d->e[i].waiting)
             ix_add(m, d->e[i].id, d->e[i].len, t);
     m->deps_ix->held++;
+}
+
+void
+dlq_deps_hold(struct dlq_machine *m, struct dlq_task *t)
+{
+    struct dlq_deps *d = dlq_task_deps(t);
+
+    index_held(m, t, d);
     dlq_deps_reason(t);
     m->ports.changed(m->ports.ctx, t);
 }
@@ -388,12 +395,7 @@ dlq_deps_restored(struct dlq_machine *m, struct dlq_task *t)
         d->waiting = 0;
         return;
     }
-    if (dlq_wheel_entry_scheduled(&t->timer))
-        dlq_wheel_cancel(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer);
-    for (uint32_t i = 0; i < d->n; i++)
-        if (d->e[i].waiting)
-            ix_add(m, d->e[i].id, d->e[i].len, t);
-    m->deps_ix->held++;
+    index_held(m, t, d);
     if (!t->park_reason)
         dlq_deps_reason(t);
 }

@@ -375,17 +375,13 @@ test_unknown_and_override(void **state)
 /* ---- the KV store (store.backend jetstream): kill -9 keeps B held ----------------------------- */
 
 /*
- * 5. With tasks in the KV bucket, B held for A survives a kill -9: back
- * held (pending, waiting_for A, stats 1), the index rebuilt, so A archived
- * after the restart parks B.
+ * Shared by the KV and OpenSearch stores: B held for A, the store caught up
+ * (polled up to rounds x 20 ms), kill -9 and a restart with the same flags;
+ * B comes back held, and archiving A then parks it.
  */
 static void
-test_kv_restart_keeps_held(void **state)
+restart_keeps_held(struct it_env *e, const char *const *flags, int rounds)
 {
-    static const char *const flags[] = {"store.backend=jetstream", "store.jetstream.flush_ms=5", NULL};
-    struct it_env *e = it_env_start_js("deps-kv", flags);
-    assert_non_null(e);
-    *state = e;
     char a[96], b[96], deps[128], body[256], want[256];
 
     it_unique_id("A", a, sizeof a);
@@ -394,7 +390,7 @@ test_kv_restart_keeps_held(void **state)
     snprintf(deps, sizeof deps, "[\"%s\"]", a);
     fail_task(e, b, 50, deps);
     check_held(e, b, a);
-    for (int i = 0; i < 250; i++) { /* the store caught up: nothing queued */
+    for (int i = 0; i < rounds; i++) { /* the store caught up: nothing queued */
         json_t *s = it_admin_stats(e->nc);
         bool done = it_json_str(s, "persistence.state") && strcmp(it_json_str(s, "persistence.state"), "ok") == 0 &&
                     it_json_int(s, "persistence.queued_writes") == 0;
@@ -417,6 +413,21 @@ test_kv_restart_keeps_held(void **state)
     json_decref(t);
     snprintf(want, sizeof want, "dependency %s archived", a);
     wait_parked(e, b, want);
+}
+
+/*
+ * 5. With tasks in the KV bucket, B held for A survives a kill -9: back
+ * held (pending, waiting_for A, stats 1), the index rebuilt, so A archived
+ * after the restart parks B.
+ */
+static void
+test_kv_restart_keeps_held(void **state)
+{
+    static const char *const flags[] = {"store.backend=jetstream", "store.jetstream.flush_ms=5", NULL};
+    struct it_env *e = it_env_start_js("deps-kv", flags);
+    assert_non_null(e);
+    *state = e;
+    restart_keeps_held(e, flags, 250);
     e->passed = true;
 }
 
@@ -456,37 +467,7 @@ test_os_restart_keeps_held(void **state)
     struct it_env *e = it_env_start("deps-os", flags);
     assert_non_null(e);
     *state = e;
-    char a[96], b[96], deps[128], body[256], want[256];
-
-    it_unique_id("A", a, sizeof a);
-    it_unique_id("B", b, sizeof b);
-    fail_task(e, a, 60000, NULL);
-    snprintf(deps, sizeof deps, "[\"%s\"]", a);
-    fail_task(e, b, 50, deps);
-    check_held(e, b, a);
-    for (int i = 0; i < 500; i++) { /* the store caught up: nothing queued */
-        json_t *s = it_admin_stats(e->nc);
-        bool done = it_json_str(s, "persistence.state") && strcmp(it_json_str(s, "persistence.state"), "ok") == 0 &&
-                    it_json_int(s, "persistence.queued_writes") == 0;
-        json_decref(s);
-        if (done)
-            break;
-        it_sleep_ms(20);
-    }
-    kill(e->dmn.pid, SIGKILL);
-    for (int i = 0; i < 500 && it_daemon_alive(&e->dmn); i++)
-        it_sleep_ms(10);
-    IT_CHECK(e->dmn.pid == 0, "the daemon survived SIGKILL");
-    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "daemon restart");
-    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, 60000) == 0, "daemon ready after restart");
-    check_held(e, b, a);
-    IT_CHECK(waiting_count(e) == 1, "after the restart: stats dependencies.waiting %lld, want 1",
-             (long long)waiting_count(e));
-    snprintf(body, sizeof body, "{\"task_id\":\"%s\"}", a);
-    json_t *t = it_request_json(e->nc, "dlq.admin.archive", body, IT_REQUEST_MS);
-    json_decref(t);
-    snprintf(want, sizeof want, "dependency %s archived", a);
-    wait_parked(e, b, want);
+    restart_keeps_held(e, flags, 500);
     IT_CHECK(it_daemon_stop(&e->dmn) == 0, "the daemon did not stop cleanly");
     os_drop(url, index); /* after its last flush, which would make the index again */
     e->passed = true;
