@@ -4,7 +4,7 @@
 # usage: scripts/cluster.sh [N]      N sidecars, 1-9 (default 3)
 # Environment (not DLQ_*: the sidecar reads those as its configuration): TRY_CLUSTER_DIR (default build/cluster) keeps the nodes' data, configs and every log;
 # TRY_CLUSTER_PORT (default 14222): client ports PORT, PORT+1, PORT+2; route ports PORT+1000...;
-# each sidecar i serves HTTP on 127.0.0.1:(18080+i). Extra sidecar flags: TRY_SIDECAR_FLAGS.
+# TRY_CLUSTER_HTTP_PORT (default 18080): sidecar i serves HTTP on 127.0.0.1:(PORT+i). Extra sidecar flags: TRY_SIDECAR_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,7 @@ if ! [[ $n =~ ^[1-9]$ ]]; then
 fi
 dir=${TRY_CLUSTER_DIR:-build/cluster}
 base=${TRY_CLUSTER_PORT:-14222}
+http_base=${TRY_CLUSTER_HTTP_PORT:-18080}
 
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -35,14 +36,24 @@ npids=()
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# Every port this needs, checked before anything starts: a taken route or HTTP port would
+# otherwise stop one node or one sidecar with the reason in its log only.
+taken() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 urls=""
 for i in 0 1 2; do
-  port=$((base + i))
-  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port" 2>/dev/null; then
-    echo "cluster: something already listens on 127.0.0.1:$port (set TRY_CLUSTER_PORT)" >&2
+  for port in $((base + i)) $((base + 1000 + i)); do
+    if taken "$port"; then
+      echo "cluster: something already listens on 127.0.0.1:$port (set TRY_CLUSTER_PORT)" >&2
+      exit 1
+    fi
+  done
+  urls+="${urls:+,}nats://127.0.0.1:$((base + i))"
+done
+for i in $(seq 1 "$n"); do
+  if taken "$((http_base + i))"; then
+    echo "cluster: something already listens on 127.0.0.1:$((http_base + i)) (set TRY_CLUSTER_HTTP_PORT)" >&2
     exit 1
   fi
-  urls+="${urls:+,}nats://127.0.0.1:$port"
 done
 for i in 0 1 2; do
   mkdir -p "$dir/n$i"
@@ -77,7 +88,7 @@ for i in $(seq 1 "$n"); do
     --cluster.enabled=true --cluster.member_id "s$i" --cluster.replicas 3 \
     --ingest.mode=jetstream --ingest.stream_replicas 3 \
     --store.backend=jetstream --store.jetstream.replicas 3 \
-    --http.listen "127.0.0.1:$((18080 + i))" "${extra[@]}" >"$dir/s$i.log" 2>&1 &
+    --http.listen "127.0.0.1:$((http_base + i))" "${extra[@]}" >"$dir/s$i.log" 2>&1 &
   pids+=($!)
 done
 members=""
@@ -88,7 +99,7 @@ else
   takeover="  A takeover needs 2 sidecars or more (scripts/cluster.sh 3)."
 fi
 cat >&2 <<EOF
-cluster: $n sidecars in cluster mode (members s1..s$n, logs: $dir/s*.log, HTTP 127.0.0.1:1808[1-$n])
+cluster: $n sidecars in cluster mode (members s1..s$n, logs: $dir/s*.log, HTTP 127.0.0.1:$((http_base + 1))-$((http_base + n)))
   sidecars: $members
   try:  export NATS_URL=$urls
         build/tools/dlqctl members          # each member and the partitions it serves

@@ -996,6 +996,8 @@ print_tasks(const json_t *tasks)
         const char *cells[8];
         if (json_is_true(json_object_get(task, "parked")))
             status = "parked";
+        else if (json_array_size(json_object_get(task, "waiting_for")) > 0)
+            status = "pending (waiting)"; /* held by depends_on: never sent until released */
         else if (json_is_true(json_object_get(task, "no_workers")))
             status = "pending (no workers)"; /* its retry subject's last retry: no responders */
         snprintf(retries, sizeof(retries), "%s/%s",

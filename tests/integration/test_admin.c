@@ -1065,6 +1065,18 @@ test_dlqctl(void **state)
     IT_CHECK(CTL("resume") == 0, "stderr: %s", c.err.data);
     IT_CHECK(CTL("health") == 0 && strstr(c.out.data, "connected"), "health table: %s", c.out.data);
 
+    /* A task held by its depends_on (ctl-1 is parked) reads "pending (waiting)" in the table,
+     * not plain pending with a next retry that has passed. */
+    json_t *held = it_request_json(e->nc, "dlq.failed.payments",
+                                   "{\"task_id\":\"ctl-5\",\"task\":{},\"error\":\"connection refused\","
+                                   "\"depends_on\":[\"ctl-1\"]}",
+                                   IT_REQUEST_MS);
+    IT_CHECK(held && strcmp(it_json_str(held, "status"), "pending") == 0, "ctl-5 filed");
+    json_decref(held);
+    IT_CHECK(CTL("list", "--subject", "dlq.failed.payments") == 0, "stderr: %s", c.err.data);
+    IT_CHECK(strstr(c.out.data, "ctl-5") && strstr(c.out.data, "pending (waiting)"),
+             "a held task in the list table: %s", c.out.data);
+
     IT_CHECK(CTL("archive", "ctl-1") == 0 && strstr(c.out.data, "archived"), "archive: %s",
              c.out.data);
     IT_CHECK(CTL("archive", "ctl-1") == 1, "archiving an archived task exits 1 (409)");
