@@ -115,6 +115,16 @@ async function login(page, tok) {
   await page.click('#login-form button[type=submit]');
 }
 
+// Opens a task's page and waits for its own render: from another task's page only the hash
+// changes, and that page's buttons (#btn-edit ...) stay until the new one replaces them.
+async function openTask(page, id) {
+  await page.goto(httpBase + '/#/task/' + encodeURIComponent(id));
+  await page.waitForFunction((want) => {
+    const t = document.querySelector('#task-title');
+    return t && t.textContent.includes(want);
+  }, id);
+}
+
 // Confirms the console's modal and returns its text.
 async function confirmModal(page) {
   await page.waitForSelector('#modal:not(.hidden)');
@@ -239,7 +249,7 @@ async function main() {
     log('ok: retry one (the worker got it)');
 
     step = 'edit a payload and retry';
-    await page.goto(httpBase + '/#/task/ord-2');
+    await openTask(page, 'ord-2');
     await page.waitForSelector('#btn-edit');
     await page.click('#btn-edit');
     await page.fill('#edit-text', JSON.stringify({ order: 'ord-2-EDITED', fixed: true }));
