@@ -52,7 +52,7 @@ struct world {
     int64_t until_of[P]; /* the owner's lease valid until (CLOCK_MONOTONIC ms); 0 none */
     json_t *last[NS];
     bool killed[NS]; /* kill -9 on purpose: its exit status is not checked */
-    const char *flag, *flag2; /* more flags for the sidecars started from now on (NULL: none) */
+    const char *flag, *flag2; /* more flags for the sidecars started from now on (NULL: none; flag2 only after flag) */
     int seq;          /* this world's number in the process (its OpenSearch index) */
     bool store_paused; /* pause_store() stopped it: world_free() resumes it */
 };
@@ -1810,6 +1810,38 @@ test_stop_slow_store(void **state)
 }
 
 /*
+ * store.spill_dir in cluster mode stops start-up with exit 2, naming the
+ * key: the spill file would be replayed at the member's next start, after
+ * the next owners went on from the store (seen: the tasks they completed
+ * came back and their attempts reached the worker again).
+ */
+static void
+test_spill_refused(void **state)
+{
+    struct world *w = world_new("cluster-spill", 1);
+    char spill[IT_PATH_MAX + 40], buf[8192];
+    FILE *f;
+    size_t n;
+
+    (void)state;
+    snprintf(spill, sizeof(spill), "store.spill_dir=%s", w->dir);
+    w->flag = spill;
+    start_sidecar(w, 0, "cluster.lease_ms=2500");
+    for (int64_t end = sc_now_mono_ms() + IT_WAIT_MS; it_daemon_alive(&w->sc[0]) && sc_now_mono_ms() < end;)
+        it_sleep_ms(50);
+    IT_CHECK(w->sc[0].exit_status == 2, "exit status 2, got %d", w->sc[0].exit_status);
+    f = fopen(w->sc[0].log, "r");
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    IT_CHECK(strstr(buf, "store.spill_dir: not in cluster mode") != NULL && !strstr(buf, "partition gained"),
+             "the log names the key, and nothing was taken:\n%s", buf);
+    w->passed = true;
+    world_free(w);
+}
+
+/*
  * kill -9 of one sidecar mid-run (failover_run()): the killed member's
  * partitions are taken by the other two.
  */
@@ -1878,6 +1910,7 @@ main(void)
         cmocka_unit_test(test_no_workers_merged),
         cmocka_unit_test(test_breaker_merged),
         cmocka_unit_test(test_stop_slow_store),
+        cmocka_unit_test(test_spill_refused),
     };
 #endif
     setvbuf(stdout, NULL, _IOLBF, 0);
