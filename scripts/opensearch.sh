@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# opensearch.sh - a real single-node OpenSearch for the tests: fetch (Maven Central) | start | stop | status | url | clean.
+# opensearch.sh - a real single-node OpenSearch for the tests: fetch (Maven Central) | start | stop | pause | resume | status | url | clean.
 #
 # The node is the official "integ-test-zip" distribution of OpenSearch
 # (org.opensearch.distribution.integ-test-zip:opensearch:<version>:zip on
@@ -239,8 +239,11 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) stop ;;
   restart) stop; start ;;
+  # SIGSTOP / SIGCONT of the node: a store that does not answer for a while (tests/integration/test_cluster.c)
+  pause) pid_alive && kill -STOP "$(cat "$run/pid")" ;;
+  resume) pid_alive && kill -CONT "$(cat "$run/pid")" ;;
   status) status ;;
   url) [ -f "$run/port" ] && url ;;
   clean) stop; rm -rf "$run" ;;
-  *) echo "usage: $0 fetch | start [--fresh] | stop | restart | status | url | clean" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch | start [--fresh] | stop | restart | pause | resume | status | url | clean" >&2; exit 2 ;;
 esac

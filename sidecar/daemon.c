@@ -289,6 +289,19 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     /* Cluster mode's needs, checked before anything is set up on the servers. */
     if ((s = sc_takeover_check(cfg, err, errlen)))
         goto fail;
+    /*
+     * A spill file is replayed by this member's next start, when its
+     * partitions have owners that went on from the store meanwhile: it would
+     * bring back tasks they finished and send their attempts again
+     * (docs/cluster.md, "A stop while the store is away").
+     */
+    if (cfg->cluster_enabled && cfg->store_spill_dir[0]) {
+        snprintf(err, errlen, "store.spill_dir: not in cluster mode (cluster.enabled: true): a member's "
+                              "unstored writes cannot wait for its next start, its partitions' next "
+                              "owners go on from the store; leave store.spill_dir empty");
+        s = SC_EINVAL;
+        goto fail;
+    }
     if ((s = sc_conn_new(d->base, cfg, HANDOFF_CAP, &d->conn, err, errlen)))
         goto fail;
     d->m.reply_prefix = sc_conn_inbox(d->conn); /* lives as long as the connection */

@@ -289,6 +289,8 @@ sc_on_tick(evutil_socket_t fd, short what, void *arg)
         if (drained || now >= d->stop_deadline_mono) {
             if (!drained)
                 sc_log(SC_LOG_WARN, "drain deadline reached", "in_flight", sc_log_int((int64_t)d->m.inflight), NULL);
+            /* said once: the store's flush (sc_mirror_flush()) runs this tick again and again */
+            d->stop_deadline_mono = INT64_MAX;
             event_base_loopbreak(d->base);
         }
     }

@@ -52,7 +52,9 @@ struct world {
     int64_t until_of[P]; /* the owner's lease valid until (CLOCK_MONOTONIC ms); 0 none */
     json_t *last[NS];
     bool killed[NS]; /* kill -9 on purpose: its exit status is not checked */
-    const char *flag; /* one more flag for the sidecars started from now on (NULL: none) */
+    const char *flag, *flag2; /* more flags for the sidecars started from now on (NULL: none; flag2 only after flag) */
+    int seq;          /* this world's number in the process (its OpenSearch index) */
+    bool store_paused; /* pause_store() stopped it: world_free() resumes it */
 };
 
 static struct world *
@@ -60,10 +62,12 @@ world_new(const char *name, size_t nodes)
 {
     struct world *w = calloc(1, sizeof(*w));
     const char *tmp = getenv("TMPDIR");
+    static int worlds;
 
     assert_non_null(w);
     w->samples = calloc(MAX_SAMPLES, sizeof(*w->samples));
     assert_non_null(w->samples);
+    w->seq = worlds++;
     snprintf(w->dir, sizeof(w->dir), "%s/dlq-it-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
     assert_non_null(mkdtemp(w->dir));
     for (size_t i = 0; i < NS; i++)
@@ -90,9 +94,13 @@ stop_all(struct world *w)
     }
 }
 
+static int pause_store(struct world *w, bool stop);
+
 static void
 world_free(struct world *w)
 {
+    if (w->store_paused)
+        pause_store(w, false); /* a check failed while the store was paused */
     for (size_t i = 0; i < NS; i++) {
         if (w->sc[i].pid > 0)
             kill(w->sc[i].pid, SIGCONT);
@@ -132,7 +140,9 @@ start_sidecar(struct world *w, int i, const char *lease)
     /* test_it_cluster_os: the same members on the OpenSearch store (label opensearch) */
     char os_url[1024], os_index[96];
     snprintf(os_url, sizeof(os_url), "store.opensearch.url=%s", getenv("DLQ_TEST_OPENSEARCH_URL"));
-    snprintf(os_index, sizeof(os_index), "store.opensearch.index=dlq-it-cluster-%d", (int)getpid());
+    /* an index per world: the next test must not load this one's tasks */
+    snprintf(os_index, sizeof(os_index), "store.opensearch.index=dlq-it-cluster-%d-%d", (int)getpid(),
+             w->seq);
     const char *store[] = {"store.backend=opensearch", os_url, os_index};
 #else
     const char *store[] = {"store.backend=jetstream",
@@ -149,7 +159,7 @@ start_sidecar(struct world *w, int i, const char *lease)
                            "ingest.mode=jetstream", r3 ? "ingest.stream_replicas=3" : "ingest.stream_replicas=1",
                            /* sanitized: the last writes after a node's kill may take long to land */
                            quick_run() ? "shutdown.drain_ms=15000" : "shutdown.drain_ms=5000",
-                           w->flag, NULL};
+                           w->flag, w->flag2, NULL};
 
     snprintf(sdir, sizeof(sdir), "%s/s%d", w->dir, i);
     mkdir(sdir, 0755);
@@ -752,8 +762,12 @@ node_of_sidecar(const struct world *w, int i)
     return node;
 }
 
-/* The R3 streams of cluster mode: the failures, the tasks bucket, the lease bucket. */
+/* The R3 streams of cluster mode: the failures, the tasks bucket (not on OpenSearch), the lease bucket. */
+#ifdef IT_CLUSTER_OPENSEARCH
+static const char *const cluster_streams[] = {"DLQ_FAILED", "KV_DLQ_CLUSTER"};
+#else
 static const char *const cluster_streams[] = {"DLQ_FAILED", "KV_DLQ_TASKS", "KV_DLQ_CLUSTER"};
+#endif
 
 /*
  * stream_peer() asks js for stream's info and tells whether server name
@@ -1660,6 +1674,174 @@ test_breaker_merged(void **state)
 }
 
 /*
+ * pause_store() stops (on false: resumes) the store with SIGSTOP (SIGCONT):
+ * the one nats-server node (the tasks bucket, and the leases with it), or
+ * in the OpenSearch build the OpenSearch node (DLQ_TEST_OPENSEARCH_CTL's
+ * pause and resume). Returns 0, or -1. Main thread.
+ */
+static int
+pause_store(struct world *w, bool stop)
+{
+#ifdef IT_CLUSTER_OPENSEARCH
+    const char *ctl = getenv("DLQ_TEST_OPENSEARCH_CTL");
+    char cmd[IT_PATH_MAX + 16];
+
+    if (!ctl || !*ctl)
+        return -1;
+    snprintf(cmd, sizeof(cmd), "'%s' %s", ctl, stop ? "pause" : "resume");
+    if (system(cmd) != 0)
+        return -1;
+#else
+    if (kill(w->cl.node[0].pid, stop ? SIGSTOP : SIGCONT) != 0)
+        return -1;
+#endif
+    w->store_paused = stop;
+    return 0;
+}
+
+/*
+ * A member stopped while its store is slow: the store (pause_store()) is
+ * paused while attempt 1 of every task goes out (the records' writes wait),
+ * s1 gets SIGTERM, and the store resumes only once s1's drain of in-flight
+ * attempts has ended, so that its last writes wait for the store in the
+ * flush (persist_stopping()). s1 must store them and give its partitions
+ * back: exit 0 (3 would say writes were neither stored nor spilled: no
+ * spill_dir here). s0 then owns all 32 and completes every task; no (task,
+ * attempt) reached the worker twice (a write lost would make s0 send
+ * attempt 1 again).
+ */
+static void
+test_stop_slow_store(void **state)
+{
+    enum { N = 60 };
+    struct world *w = world_new("cluster-slowstop", 1);
+    struct worker wk = {.ntasks = N};
+    const int drain_ms = 5000; /* flag2 below */
+    natsConnection *wc;
+    natsSubscription *sub = NULL;
+    jsCtx *js = NULL;
+    unsigned char part_hit[P];
+    size_t seen, dups, dups_other, dups_msgid;
+    int owners = 0, st = -1;
+
+    (void)state;
+    pthread_mutex_init(&wk.mu, NULL);
+    wk.cap = (size_t)N * 6;
+    wk.seen = calloc(wk.cap, sizeof(*wk.seen));
+    wk.done = calloc(N, 1);
+    assert_non_null(wk.seen);
+    assert_non_null(wk.done);
+    /* attempt 1 about 2 s after a failure is taken: while the node is paused */
+    w->flag = "backoff.linear_step_ms=2000";
+    w->flag2 = "shutdown.drain_ms=5000"; /* also when sanitized: the pause below outlasts it */
+    /* longer than the pause: s0 keeps its partitions throughout */
+    for (int i = 0; i < 2; i++)
+        start_sidecar(w, i, "cluster.lease_ms=20000");
+    int64_t ms = wait_balanced(w, 3, SETTLE_MS + 20000); /* a partition released waits for its TTL */
+    IT_CHECK(ms >= 0, "2 sidecars own the 32 partitions");
+    printf("cluster: slow stop: 2 sidecars balanced after %lld ms (lease_ms 20000)\n", (long long)ms);
+    for (int p = 0; p < P; p++)
+        part_hit[p] = w->owner_of[p] == 1;
+    wc = it_connect(w->cl.urls, "it-worker");
+    assert_non_null(wc);
+    IT_CHECK(natsConnection_QueueSubscribe(&sub, wc, "dlq.retry.orders", "workers", on_retry, &wk) ==
+                 NATS_OK, "worker subscribes");
+    IT_CHECK(natsConnection_Flush(wc) == NATS_OK, "flush");
+    IT_CHECK(natsConnection_JetStream(&js, w->nc, NULL) == NATS_OK, "JetStream context");
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        int len = snprintf(id, sizeof(id), "t-%d", i);
+        int o = w->owner_of[dlq_partition_of(id, (size_t)len, P)];
+        owners |= o >= 0 ? 1 << o : 0;
+        publish_failure(js, "dlq.failed.orders", id, "dlq.retry.orders");
+    }
+    IT_CHECK(owners == 3, "tasks on both members (owners %d)", owners);
+    int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    while (queued_total(w) != N && sc_now_mono_ms() < deadline)
+        it_sleep_ms(50);
+    IT_CHECK(queued_total(w) == N, "both members hold the %d tasks", N);
+
+    IT_CHECK(pause_store(w, true) == 0, "SIGSTOP the store");
+    it_sleep_ms(3000); /* attempt 1 goes out; its writes wait for the store */
+    IT_CHECK(kill(w->sc[1].pid, SIGTERM) == 0, "SIGTERM s1");
+    /*
+     * The store resumes 2 s into the flush, which waits up to drain_ms for
+     * it (after that, exit 3 is right: the writes were neither stored nor
+     * spilled). With nats-server paused the attempts' replies wait too, so
+     * the flush starts when the drain of in-flight attempts ends (drain_ms);
+     * with OpenSearch paused the worker has answered and it starts at once.
+     */
+#ifdef IT_CLUSTER_OPENSEARCH
+    it_sleep_ms(2000);
+#else
+    it_sleep_ms(drain_ms + 2000);
+#endif
+    IT_CHECK(pause_store(w, false) == 0, "SIGCONT the store");
+    for (int64_t end = sc_now_mono_ms() + drain_ms + IT_WAIT_MS;
+         it_daemon_alive(&w->sc[1]) && sc_now_mono_ms() < end;)
+        it_sleep_ms(50);
+    st = w->sc[1].exit_status;
+    IT_CHECK(st == 0, "s1 exits 0 at SIGTERM with its store paused, got %d (3: writes neither "
+             "stored nor spilled)", st);
+    IT_CHECK(wait_owned(w, 1, SETTLE_MS) >= 0, "s0 owns all 32 after s1 left");
+
+    deadline = sc_now_mono_ms() + 60000;
+    while (worker_done(&wk) < (size_t)N && sc_now_mono_ms() < deadline)
+        it_sleep_ms(200);
+    IT_CHECK(worker_done(&wk) == (size_t)N, "%zu of %d tasks completed", worker_done(&wk), N);
+    deadline = sc_now_mono_ms() + IT_WAIT_MS;
+    while (queued_total(w) != 0 && sc_now_mono_ms() < deadline)
+        it_sleep_ms(200);
+    IT_CHECK(queued_total(w) == 0, "no task left after every one completed");
+    seen = count_dups(&wk, part_hit, &dups, &dups_other, &dups_msgid);
+    printf("cluster: slow stop: s1 exited %d; %d tasks completed, %zu retries seen, %zu of them an "
+           "attempt seen before\n", st, N, seen, dups);
+    IT_CHECK(dups == 0, "%zu attempts reached the worker twice (a write of s1 lost at its stop)",
+             dups);
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(wc);
+    free(wk.seen);
+    free(wk.done);
+    pthread_mutex_destroy(&wk.mu);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
+/*
+ * store.spill_dir in cluster mode stops start-up with exit 2, naming the
+ * key: the spill file would be replayed at the member's next start, after
+ * the next owners went on from the store (seen: the tasks they completed
+ * came back and their attempts reached the worker again).
+ */
+static void
+test_spill_refused(void **state)
+{
+    struct world *w = world_new("cluster-spill", 1);
+    char spill[IT_PATH_MAX + 40], buf[8192];
+    FILE *f;
+    size_t n;
+
+    (void)state;
+    snprintf(spill, sizeof(spill), "store.spill_dir=%s", w->dir);
+    w->flag = spill;
+    start_sidecar(w, 0, "cluster.lease_ms=2500");
+    for (int64_t end = sc_now_mono_ms() + IT_WAIT_MS; it_daemon_alive(&w->sc[0]) && sc_now_mono_ms() < end;)
+        it_sleep_ms(50);
+    IT_CHECK(w->sc[0].exit_status == 2, "exit status 2, got %d", w->sc[0].exit_status);
+    f = fopen(w->sc[0].log, "r");
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    IT_CHECK(strstr(buf, "store.spill_dir: not in cluster mode") != NULL && !strstr(buf, "partition gained"),
+             "the log names the key, and nothing was taken:\n%s", buf);
+    w->passed = true;
+    world_free(w);
+}
+
+/*
  * kill -9 of one sidecar mid-run (failover_run()): the killed member's
  * partitions are taken by the other two.
  */
@@ -1701,8 +1883,14 @@ int
 main(void)
 {
 #ifdef IT_CLUSTER_OPENSEARCH
+    /* the failover cases that involve the store: kill -9, a zombie, a node's kill, scale 1 -> 3 -> 1 */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failover_tasks),
+        cmocka_unit_test(test_zombie),
+        cmocka_unit_test(test_failover_pause),
+        cmocka_unit_test(test_failover_server_kill),
+        cmocka_unit_test(test_scale),
+        cmocka_unit_test(test_stop_slow_store),
     };
     if (!getenv("DLQ_TEST_OPENSEARCH_URL")) {
         fprintf(stderr, "test_it_cluster_os: DLQ_TEST_OPENSEARCH_URL must be set; failing rather than skipping\n");
@@ -1721,6 +1909,8 @@ main(void)
         cmocka_unit_test(test_failover_pause),
         cmocka_unit_test(test_no_workers_merged),
         cmocka_unit_test(test_breaker_merged),
+        cmocka_unit_test(test_stop_slow_store),
+        cmocka_unit_test(test_spill_refused),
     };
 #endif
     setvbuf(stdout, NULL, _IOLBF, 0);
