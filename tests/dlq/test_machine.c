@@ -2040,6 +2040,48 @@ test_deps_fan_in_clear(void **state)
     }
 }
 
+/*
+ * A reply that settles a held task (a former owner's handed-back reply to
+ * an attempt sent before the task was held: sidecar/handback.c) ends its
+ * wait: kept completed, it is not sent again when its dependency completes.
+ */
+static void
+test_deps_held_settled(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *a, *b;
+    bool stored;
+    size_t before;
+
+    x->cfg.store_keep_completed = true;
+    ingest(x, "A", OPT(.policy = "immediate"), false, 0);
+    ingest(x, "B", OPT(.policy = "immediate", .deps = dep_a, .ndeps = 1), false, 0);
+    b = task(x, "B");
+    assert_true(dlq_task_held(b));
+    dlq_machine_succeeded(&x->m, b, x->wall, x->mono);
+    assert_int_equal(b->status, DLQ_TASK_COMPLETED);
+    assert_false(dlq_task_held(b));
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 0);
+    advance(x, 100);
+    a = flight_of(x, &F.pubs[F.npub - 1], &stored);
+    assert_string_equal(a->id, "A");
+    dlq_machine_succeeded(&x->m, a, x->wall, x->mono);
+    before = F.npub;
+    advance(x, 100);
+    assert_int_equal(F.npub, before); /* B, completed, is not sent */
+    assert_int_equal(b->status, DLQ_TASK_COMPLETED);
+    /* A failed reply to a held task ends its wait too (not held and scheduled at once). */
+    ingest(x, "A3", OPT(), false, 0);
+    {
+        static const char *const dep_a3[] = {"A3"};
+        ingest(x, "C", OPT(.deps = dep_a3, .ndeps = 1), false, 0);
+    }
+    assert_true(dlq_task_held(task(x, "C")));
+    dlq_machine_reply_failed(&x->m, task(x, "C"), "boom", 4, NULL, 0, x->wall, x->mono);
+    assert_false(dlq_task_held(task(x, "C")));
+    assert_int_equal(dlq_machine_deps_waiting(&x->m), 0);
+}
+
 /* Cluster mode: a dependency in another partition is refused (nothing stored); one in the task's own is taken. */
 static void
 test_deps_cluster_partition(void **state)
@@ -2086,6 +2128,7 @@ main(void)
         T(test_deps_cluster_partition),
         T(test_deps_wide_graph),
         T(test_deps_fan_in_clear),
+        T(test_deps_held_settled),
         T(test_new_failure_scheduled),
         T(test_due_publishes_attempt),
         T(test_success_completes),
