@@ -204,6 +204,7 @@ struct dlq_attempt {
 struct dlq_dep {
     char *id;      /* owned, NUL-terminated */
     uint32_t len;
+    uint32_t slot; /* while waiting: the task's place in the index's list of id (deps.c) */
     bool waiting;  /* not yet satisfied (completed or unknown) */
 };
 

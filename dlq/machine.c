@@ -288,6 +288,7 @@ succeeded(struct dlq_machine *m, struct dlq_task *t, int64_t now)
     int32_t attempt = t->retry_count + 1;
 
     detach(m, t);
+    dlq_deps_unhold(m, t); /* a held task settled by a handed-back reply (sidecar/handback.c) */
     m->c.retry_success++;
     t->defer_streak = 0;
     m->ports.observe(m->ports.ctx, DLQ_HIST_TIME_TO_SUCCESS, now - t->first_failed_at);
@@ -375,6 +376,7 @@ dlq_machine_reply_failed(struct dlq_machine *m, struct dlq_task *t, const char *
                          const char *error_type, size_t etlen, int64_t now_wall, int64_t now_mono)
 {
     m->now_mono = now_mono;
+    dlq_deps_unhold(m, t); /* an attempt's outcome ends a wait (a handed-back reply to a held task) */
     /* Classify the reply's error alone: the envelope's old error_type no longer applies. */
     dlq_task_set_str(&m->q, t, DLQ_TS_ERROR_TYPE, error_type, etlen);
     dlq_attempt_failed(m, t, DLQ_OUT_RETRY_FAILED, error ? error : "", error ? len : 0, now_wall);

@@ -1010,7 +1010,7 @@ deliver(struct kv_store *k, struct kv_entry *en)
 
     sc_buf_reset(&k->json);
     if (codec_render_json(en->value, en->len, KV_DEPTH, &k->json) != SC_OK ||
-        !(src = json_loadb(k->json.data, k->json.len, 0, NULL))) {
+        !(src = json_loadb(k->json.data, k->json.len, JSON_ALLOW_NUL, NULL))) {
         set_error(k, "a record of bucket %s is not a task document; skipped", k->bucket);
         return;
     }

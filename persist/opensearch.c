@@ -351,7 +351,7 @@ static long
 load_page(struct os_store *o, const char *body, size_t len, json_t **after, bool claim)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(body, len, 0, &jerr), *hits, *hit, *last_sort = NULL;
+    json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &jerr), *hits, *hit, *last_sort = NULL;
     size_t i;
     long n = -1;
 

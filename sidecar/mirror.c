@@ -1578,7 +1578,7 @@ spill_replay(struct sc_daemon *d)
         return;
     }
     while ((n = getline(&buf, &cap, f)) > 0) {
-        json_t *j = json_loadb(buf, (size_t)n, 0, NULL), *v;
+        json_t *j = json_loadb(buf, (size_t)n, JSON_ALLOW_NUL, NULL), *v;
         if (!j || !json_is_object(j)) {
             bad++;
         } else if ((v = json_object_get(j, "put")) && json_is_object(v)) {

@@ -14,6 +14,7 @@
 #define DLQC_MAX_DEPTH 32 /* the envelope map is level 1 */
 #define DLQC_MAX_DELAYS 32                /* backoff: delays in one list (issue 17) */
 #define DLQC_MAX_DELAY_MS 604800000LL     /* backoff: 7 days */
+#define DLQC_MAX_DEPENDS 32               /* depends_on: task ids in one list (issue 17) */
 #define DLQC_MIN_MS (-62167219200000LL) /* 0000-01-01T00:00:00Z */
 #define DLQC_MAX_MS 253402300799999LL   /* 9999-12-31T23:59:59.999Z */
 #define DLQC_TRUNC_MARKER "...[truncated]"

@@ -155,7 +155,7 @@ struct dlq_client_failure {
     size_t nbackoff;              /* 1-32 of them, each 1 ms - 7 days; 0: the policy's formula */
     const char *template_name;    /* "template": a template configured on the sidecar; NULL: none */
     const char *const *depends_on; /* ndepends_on task ids (each as task_id) held until each completes */
-    size_t ndepends_on;           /* 0: no "depends_on" key */
+    size_t ndepends_on;           /* 0: no "depends_on" key; at most 32, none twice, not task_id */
 };
 
 /*

@@ -251,11 +251,24 @@ check_issue17(const struct dlq_client_failure *f, struct dlq_client_error *err)
     if (f->ndepends_on && !f->depends_on)
         return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "bad_type",
                                     "depends_on: %zu ids but no array", f->ndepends_on);
+    if (f->ndepends_on > DLQC_MAX_DEPENDS)
+        return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "out_of_range",
+                                    "depends_on: %zu task ids, at most %d", f->ndepends_on,
+                                    DLQC_MAX_DEPENDS);
     for (k = 0; k < f->ndepends_on; k++) {
         if (!f->depends_on[k] || check_task_id(f->depends_on[k], NULL))
             return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "bad_value",
                                         "depends_on: entry %zu is not a task id (1-%d bytes of "
                                         "UTF-8, no control characters)", k, DLQC_MAX_TASK_ID);
+        /* The sidecar refuses these to dlq.invalid (the failure is not stored): say so here. */
+        if (f->task_id && strcmp(f->depends_on[k], f->task_id) == 0)
+            return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "bad_value",
+                                        "depends_on: entry %zu is the task's own id", k);
+        for (size_t j = 0; j < k; j++)
+            if (strcmp(f->depends_on[j], f->depends_on[k]) == 0)
+                return dlq_client_set_error(err, DLQ_CLIENT_EINVAL, "depends_on", "bad_value",
+                                            "depends_on: entry %zu names '%s' again", k,
+                                            f->depends_on[k]);
     }
     return DLQ_CLIENT_OK;
 }

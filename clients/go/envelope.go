@@ -23,6 +23,7 @@ const (
 	MaxMetadataBytes = 16384 // encoded bytes of metadata
 	MaxDepth         = 32    // nesting of the whole envelope; the envelope map is level 1
 	MaxDelays        = 32    // delays of Backoff
+	MaxDependsOn     = 32    // task ids of DependsOn
 	MaxDelay         = 7 * 24 * time.Hour
 )
 
@@ -318,9 +319,21 @@ func checkIssue17(f *Failure) *EnvelopeError {
 	if f.Priority != "" && !oneOf(priorities, f.Priority) {
 		return refuse("priority", "bad_value", "priority: not one of %s", strings.Join(priorities, ", "))
 	}
+	if len(f.DependsOn) > MaxDependsOn {
+		return refuse("depends_on", "out_of_range", "depends_on: %d task ids, at most %d", len(f.DependsOn), MaxDependsOn)
+	}
 	for k, id := range f.DependsOn {
 		if e := checkTaskID(id); e != nil {
 			return refuse("depends_on", "bad_value", "depends_on: entry %d is not a task id (%s)", k, e.Message)
+		}
+		// The sidecar sends these to dlq.invalid (the failure is not stored): refused here.
+		if id == f.TaskID {
+			return refuse("depends_on", "bad_value", "depends_on: entry %d is the task's own id", k)
+		}
+		for j := 0; j < k; j++ {
+			if f.DependsOn[j] == id {
+				return refuse("depends_on", "bad_value", "depends_on: entry %d names %q again", k, id)
+			}
 		}
 	}
 	return nil

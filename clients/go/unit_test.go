@@ -67,6 +67,9 @@ func TestEncodeRefusals(t *testing.T) {
 		{Failure{TaskID: "a", Task: 1, RetrySubject: "dlq.retry.*"}, "retry_subject", "bad_value"},
 		{Failure{TaskID: "a", Task: 1, RetrySubject: "dlq..retry"}, "retry_subject", "bad_value"},
 		{Failure{TaskID: "a"}, "task", "task_missing"},
+		{Failure{TaskID: "a", Task: 1, DependsOn: []string{"a"}}, "depends_on", "bad_value"},
+		{Failure{TaskID: "a", Task: 1, DependsOn: []string{"x", "y", "x"}}, "depends_on", "bad_value"},
+		{Failure{TaskID: "a", Task: 1, DependsOn: make([]string, MaxDependsOn+1)}, "depends_on", "out_of_range"},
 	}
 	for _, c := range cases {
 		b, err := Encode(c.f)

@@ -560,6 +560,10 @@ test_report_issue17_keys(void **state)
     /* Refused by the client, each naming its field. */
     static const int64_t bad_delays[] = {250, 0};
     static const char *const bad_deps[] = {"ok", ""};
+    static const char *const self_dep[] = {"b4"}, *const twice_dep[] = {"x", "y", "x"};
+    static const char *many_deps[33];
+    for (size_t k = 0; k < 33; k++)
+        many_deps[k] = "m";
     struct {
         struct dlq_client_failure f;
         const char *field;
@@ -568,6 +572,13 @@ test_report_issue17_keys(void **state)
         {{.task_id = "b2", .task_bin = "x", .task_bin_len = 1, .backoff_ms = bad_delays, .nbackoff = 2},
          "backoff"},
         {{.task_id = "b3", .task_bin = "x", .task_bin_len = 1, .depends_on = bad_deps, .ndepends_on = 2},
+         "depends_on"},
+        /* What the sidecar refuses to dlq.invalid (red team): its own id, an id twice, 33 ids. */
+        {{.task_id = "b4", .task_bin = "x", .task_bin_len = 1, .depends_on = self_dep, .ndepends_on = 1},
+         "depends_on"},
+        {{.task_id = "b5", .task_bin = "x", .task_bin_len = 1, .depends_on = twice_dep, .ndepends_on = 3},
+         "depends_on"},
+        {{.task_id = "b6", .task_bin = "x", .task_bin_len = 1, .depends_on = many_deps, .ndepends_on = 33},
          "depends_on"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {

@@ -436,6 +436,36 @@ test_keep_completed(void **state)
     e->passed = true;
 }
 
+/*
+ * A task whose payload, metadata and error hold U+0000 (valid JSON) comes
+ * back after a restart: the loader read the rendered record with jansson's
+ * default, which refuses "\u0000", and dropped such a task without a word
+ * (red team).
+ */
+static void
+test_nul_in_strings_loaded(void **state)
+{
+    struct flags f;
+    const char *const *flags = kv_flags(&f, NULL);
+    struct it_env *e = it_env_start_js("kv-nul", flags);
+    static const char body[] =
+        "{\"task_id\":\"nul-1\",\"task\":{\"b\":\"a\\u0000b\"},\"error\":\"x\\u0000y\","
+        "\"retry_policy\":\"linear\",\"metadata\":{\"k\":\"\\u0000\"}}";
+
+    assert_non_null(e);
+    *state = e;
+    json_t *ack = it_request_json(e->nc, "dlq.failed.kv", body, 5000);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "stored")), "nul-1 was not stored");
+    json_decref(ack);
+    request_failure(e, "plain-1", "stored");
+    wait_stored(e->nc, 30000);
+    kill9(&e->dmn);
+    restart(e, flags);
+    IT_CHECK(pstat(e->nc, "loaded") == 2, "loaded %lld of 2 tasks", (long long)pstat(e->nc, "loaded"));
+    IT_CHECK(pstat(e->nc, "load_skipped") == 0, "a record was skipped");
+    e->passed = true;
+}
+
 /* ---- 3. NATS restarted under the sidecar: degraded, then every write lands ------------------- */
 
 static void
@@ -766,6 +796,7 @@ main(void)
         cmocka_unit_test_teardown(test_kill9_restart, it_teardown),
         cmocka_unit_test_teardown(test_completed_deleted, it_teardown),
         cmocka_unit_test_teardown(test_keep_completed, it_teardown),
+        cmocka_unit_test_teardown(test_nul_in_strings_loaded, it_teardown),
         cmocka_unit_test_teardown(test_nats_restart, it_teardown),
         cmocka_unit_test_teardown(test_ttl_bucket_refused, it_teardown),
         cmocka_unit_test_teardown(test_record_too_big, it_teardown),

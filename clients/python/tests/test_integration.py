@@ -135,7 +135,8 @@ def test_issue17_keys(request: pytest.FixtureRequest) -> None:
                                         "repos": ["r"], "metadata": {"a": 1}, "failed_at": 1, "enqueue": True,
                                         "backoff": [5], "template": "t", "priority": "LOW", "depends_on": ["y"]})
     assert every[0] == 0xDE and len(msgpack.unpackb(every)) == 16  # past 15 keys: a map16
-    for field, value in (("priority", "urgent"), ("backoff", [250, 0]), ("backoff", []), ("depends_on", ["ok", ""])):
+    for field, value in (("priority", "urgent"), ("backoff", [250, 0]), ("backoff", []), ("depends_on", ["ok", ""]),
+                         ("depends_on", ["b"]), ("depends_on", ["x", "y", "x"]), ("depends_on", ["m"] * 33)):
         with pytest.raises(InvalidEnvelopeError) as e:
             dlq_client.encode_envelope({"task_id": "b", "task": 1, field: value})
         assert e.value.field == field, (field, value, e.value)

@@ -63,6 +63,7 @@ LIMITS: Final = {
 POLICIES: Final = ("never", "linear", "exponential", "immediate")
 PRIORITIES: Final = ("high", "normal", "low")
 MAX_DELAYS: Final = 32             # backoff: delays in one list
+MAX_DEPENDS: Final = 32            # depends_on: task ids in one list
 MAX_DELAY_MS: Final = 604800000    # backoff: 7 days
 
 # Milliseconds since the epoch of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
@@ -496,11 +497,18 @@ def encode_envelope(envelope: Mapping[str, Any], *, max_bytes: int = 0) -> bytes
     if deps is not None:
         if not isinstance(deps, (list, tuple)):
             raise _fail("depends_on", "bad_type", f"depends_on: must be an array of task ids, not {_kind(deps)}")
+        if len(deps) > MAX_DEPENDS:
+            raise _fail("depends_on", "out_of_range", f"depends_on: {len(deps)} task ids, at most {MAX_DEPENDS}")
         for i, d in enumerate(deps):
             try:
                 _check_task_id(d)
             except InvalidEnvelopeError as e:
                 raise _fail("depends_on", "bad_value", f"depends_on: entry {i} is not a task id ({e.message})") from None
+            # The sidecar sends these to dlq.invalid (the failure is not stored): refused here.
+            if d == env["task_id"]:
+                raise _fail("depends_on", "bad_value", f"depends_on: entry {i} is the task's own id")
+            if d in deps[:i]:
+                raise _fail("depends_on", "bad_value", f"depends_on: entry {i} names {d!r} again")
         if deps:
             _pack_key(out, "depends_on", msgpack.packb(list(deps)))
             n += 1
