@@ -340,6 +340,23 @@ send_notes(struct sc_daemon *d, uint32_t p, int64_t now)
     sc_buf_destroy(&b);
 }
 
+/* Reads a decimal number of at most 18 digits (optionally negative) that ends at end or at stop; false otherwise. */
+static bool
+hb_number(const char *s, const char *end, char stop, long long *out, const char **next)
+{
+    bool neg = s < end && *s == '-';
+    long long v = 0;
+    int digits = 0;
+
+    for (s += neg; s < end && *s >= '0' && *s <= '9' && digits < 18; s++, digits++)
+        v = v * 10 + (*s - '0');
+    if (!digits || (s < end && *s != stop))
+        return false;
+    *out = neg ? -v : v;
+    *next = s;
+    return true;
+}
+
 /* Notes from the former owner of p: its tasks not sent go out now (or at their due time). */
 static void
 take_notes(struct sc_daemon *d, uint32_t p, natsMsg *m)
@@ -350,20 +367,15 @@ take_notes(struct sc_daemon *d, uint32_t p, natsMsg *m)
 
     while (s < end) {
         const char *nl = memchr(s, '\n', (size_t)(end - s)), *id;
-        char num[48];
-        long rc;
-        long long due;
+        long long rc, due;
         struct dlq_task *t;
         if (!nl)
             break;
-        id = memchr(s, ' ', (size_t)(nl - s));
-        id = id ? memchr(id + 1, ' ', (size_t)(nl - id - 1)) : NULL;
-        if (id && (size_t)(id - s) < sizeof(num)) {
-            memcpy(num, s, (size_t)(id - s));
-            num[id - s] = '\0';
+        /* "<retry_count> <due wall ms> <task id>": numbers bounded, anything else skipped */
+        if (hb_number(s, nl, ' ', &rc, &id) && rc >= 0 && rc <= INT32_MAX && id < nl &&
+            hb_number(id + 1, nl, ' ', &due, &id) && id < nl) {
             id++;
-            if (sscanf(num, "%ld %lld", &rc, &due) == 2 &&
-                (t = dlq_queue_find(&d->m.q, id, (size_t)(nl - id))) &&
+            if ((t = dlq_queue_find(&d->m.q, id, (size_t)(nl - id))) &&
                 dlq_partition_of(t->id, t->id_len, parts) == p &&
                 dlq_machine_release_due(&d->m, t, (int32_t)rc, due, now, mono))
                 d->handback->st.released++;
@@ -422,6 +434,8 @@ on_copy(void *ctx, natsMsg *m)
     struct sc_daemon *d = ctx;
     struct sc_handback *h = d->handback;
     const char *reply = natsMsg_GetReply(m), *id = NULL, *att = NULL, *st = NULL;
+    const char *att_end;
+    long long attempt;
     const char *tail = strrchr(natsMsg_GetSubject(m), '.');
     unsigned long p = tail ? strtoul(tail + 1, NULL, 10) : (unsigned long)d->serving_n;
     size_t ilen = strlen(d->cfg->nats_inbox_prefix);
@@ -446,7 +460,8 @@ on_copy(void *ctx, natsMsg *m)
     natsMsgHeader_Get(m, HB_HDR_STORED, &st);
     t = dlq_queue_find(&d->m.q, id, strlen(id));
     if (t && dlq_partition_of(t->id, t->id_len, (uint32_t)d->cfg->cluster_partitions) == p &&
-        !t->parked && t->retry_count + 1 == atoi(att) &&
+        !t->parked && hb_number(att, att + strlen(att), '\0', &attempt, &att_end) &&
+        attempt == (long long)t->retry_count + 1 &&
         (t->status == DLQ_TASK_PENDING || t->status == DLQ_TASK_RETRYING)) {
         h->st.applied++;
         sc_log(SC_LOG_DEBUG, "cluster: an attempt settled by its former owner's reply", "task_id",
