@@ -399,3 +399,116 @@ codec_json_msgpack(struct codec *c, const char *json, size_t len, const char **o
     *outlen = c->conv.len;
     return SC_OK;
 }
+
+/* ---- a rendered view straight from MessagePack (codec_msgpack_view()) ------------------------------- */
+
+/* Views longer than this take the JSON path (its text could pass the renderer's buffer). */
+#define VIEW_DIRECT_MAX (1u << 20)
+
+/* Valid text without NUL: JSON quoting and reading back give the same bytes (key or value). */
+static bool
+view_text(const struct codec_mp_item *it)
+{
+    return sc_utf8_valid((const char *)it->data, it->dlen, SC_UTF8_NO_NUL);
+}
+
+/* A 32-bit container header with its count known, as tc_open() + tc_close() write it. */
+static int
+view_open(struct tc *t, bool object, uint64_t count)
+{
+    char h[5] = {object ? (char)0xdf : (char)0xdd, (char)(count >> 24), (char)(count >> 16),
+                 (char)(count >> 8), (char)count};
+
+    return tc_write(&t->c->conv, h, 5);
+}
+
+/*
+ * One value of the view: 0 written, 1 outside what is done here (the JSON
+ * path decides), -1 out of room. *hide is set after a key that is masked.
+ */
+static int
+view_value(struct tc *t, const struct codec_mp_item *it, bool key, bool *hide)
+{
+    switch (it->kind) {
+    case CODEC_MP_STR:
+        if (!view_text(it))
+            return 1;
+        if (key)
+            *hide = codec_mask_key(it->data, it->dlen);
+        return tc_str(t, (const char *)it->data, it->dlen);
+    case CODEC_MP_NIL: return key ? 1 : msgpack_pack_nil(&t->pk);
+    case CODEC_MP_BOOL:
+        if (key)
+            return 1;
+        return it->u ? msgpack_pack_true(&t->pk) : msgpack_pack_false(&t->pk);
+    case CODEC_MP_UINT:
+        /* past INT64_MAX the text gets ".0" and reads back as a float64 */
+        return key || it->u > INT64_MAX ? 1 : msgpack_pack_uint64(&t->pk, it->u);
+    case CODEC_MP_INT: return key ? 1 : msgpack_pack_int64(&t->pk, it->i);
+    default: return 1; /* floats (text form), bin, ext, container keys: the JSON path */
+    }
+}
+
+sc_status
+codec_msgpack_view(struct codec *c, const void *buf, size_t len, unsigned max_depth,
+                   const char **out, size_t *outlen)
+{
+    struct tc tcs, *t = &tcs;
+    uint64_t left[CODEC_DEPTH_CAP];
+    bool is_map[CODEC_DEPTH_CAP];
+    const uint8_t *p = buf;
+    size_t pos = 0, used;
+    bool hide = false;
+
+    *out = NULL;
+    *outlen = 0;
+    if (!p || len > VIEW_DIRECT_MAX || codec_msgpack_walk(p, len, max_depth, &used, NULL) ||
+        used != len)
+        return SC_EINVAL; /* the JSON path renders null for these */
+    t->depth = 0;
+    t->c = c;
+    sc_buf_reset(&c->conv);
+    msgpack_packer_init(&t->pk, &c->conv, tc_write);
+    for (;;) {
+        struct codec_mp_item it;
+        bool key = false;
+        int rc;
+
+        if (codec_msgpack_head(p + pos, len - pos, &it))
+            return SC_EINVAL;
+        pos += it.size;
+        if (t->depth) {
+            key = is_map[t->depth - 1] && left[t->depth - 1] % 2 == 0;
+            left[t->depth - 1]--;
+        }
+        if (hide) { /* a masked key's value, whatever it is: "***" */
+            size_t start = pos - it.size, vlen;
+            hide = false;
+            if (codec_msgpack_walk(p + start, len - start, max_depth, &vlen, NULL))
+                return SC_EINVAL;
+            pos = start + vlen;
+            rc = tc_str(t, "***", 3);
+        } else if (!key && (it.kind == CODEC_MP_ARRAY || it.kind == CODEC_MP_MAP)) {
+            bool map = it.kind == CODEC_MP_MAP;
+            if (t->depth >= c->depth || t->depth >= CODEC_DEPTH_CAP || it.count > UINT32_MAX)
+                return SC_EINVAL;
+            rc = view_open(t, map, it.count);
+            left[t->depth] = it.count * (map ? 2 : 1);
+            is_map[t->depth] = map;
+            t->depth++;
+        } else {
+            rc = view_value(t, &it, key, &hide);
+        }
+        if (rc)
+            return SC_EINVAL;
+        while (t->depth && left[t->depth - 1] == 0)
+            t->depth--;
+        if (!t->depth)
+            break;
+    }
+    if (c->conv.data)
+        c->conv.data[c->conv.len] = '\0'; /* tc_write() leaves it out */
+    *out = c->conv.data;
+    *outlen = c->conv.len;
+    return SC_OK;
+}
