@@ -176,8 +176,8 @@ sc_status codec_json_msgpack(struct codec *c, const char *json, size_t len, cons
  * then codec_json_msgpack() of that text, byte for byte, without the text:
  * the KV store's rendered views (persist_dw_msgpack()). It does the common
  * values (maps with text keys, arrays, text without NUL, integers up to
- * INT64_MAX, nil, booleans, masked values) and returns SC_EINVAL for
- * anything else (a float, bin, ext, a key that is not text, text the
+ * INT64_MAX, nil, booleans, bin, masked values; buf NULL: nil) and returns
+ * SC_EINVAL for anything else (a float, ext, a key that is not text, text the
  * renderer would change, a value that cannot be rendered, deeper than c
  * allows, larger than 1 MiB or past c's buffer): the caller then takes the
  * JSON path, which decides. On SC_OK *out points at the result (len

@@ -423,6 +423,45 @@ view_open(struct tc *t, bool object, uint64_t count)
 }
 
 /*
+ * A bin value as the renderer writes it, {"$bin":"<base64>"}, read back: a
+ * map32 of one pair, its base64 text (padded, ASCII) as a string.
+ */
+static int
+view_bin(struct tc *t, const struct codec_mp_item *it)
+{
+    static const char hdr[] = {(char)0xdf, 0, 0, 0, 1, (char)0xa4, '$', 'b', 'i', 'n'};
+    size_t n = 4 * ((it->dlen + 2) / 3);
+    char h[5];
+    size_t hl;
+
+    if (tc_write(&t->c->conv, hdr, sizeof(hdr)) || n > UINT32_MAX)
+        return -1;
+    if (n < 32) {
+        h[0] = (char)(0xa0 | n);
+        hl = 1;
+    } else if (n < 256) {
+        h[0] = (char)0xd9;
+        h[1] = (char)n;
+        hl = 2;
+    } else if (n < 65536) {
+        h[0] = (char)0xda;
+        h[1] = (char)(n >> 8);
+        h[2] = (char)n;
+        hl = 3;
+    } else {
+        h[0] = (char)0xdb;
+        h[1] = (char)(n >> 24);
+        h[2] = (char)(n >> 16);
+        h[3] = (char)(n >> 8);
+        h[4] = (char)n;
+        hl = 5;
+    }
+    if (tc_write(&t->c->conv, h, hl))
+        return -1;
+    return sc_base64_encode(&t->c->conv, it->data, it->dlen) == SC_OK ? 0 : -1;
+}
+
+/*
  * One value of the view: 0 written, 1 outside what is done here (the JSON
  * path decides), -1 out of room. *hide is set after a key that is masked.
  */
@@ -445,7 +484,8 @@ view_value(struct tc *t, const struct codec_mp_item *it, bool key, bool *hide)
         /* past INT64_MAX the text gets ".0" and reads back as a float64 */
         return key || it->u > INT64_MAX ? 1 : msgpack_pack_uint64(&t->pk, it->u);
     case CODEC_MP_INT: return key ? 1 : msgpack_pack_int64(&t->pk, it->i);
-    default: return 1; /* floats (text form), bin, ext, container keys: the JSON path */
+    case CODEC_MP_BIN: return key ? 1 : view_bin(t, it);
+    default: return 1; /* floats (text form), ext, container keys: the JSON path */
     }
 }
 
@@ -462,12 +502,19 @@ codec_msgpack_view(struct codec *c, const void *buf, size_t len, unsigned max_de
 
     *out = NULL;
     *outlen = 0;
-    if (!p || len > VIEW_DIRECT_MAX || codec_msgpack_walk(p, len, max_depth, &used, NULL) ||
+    sc_buf_reset(&c->conv);
+    if (!p) { /* rendered "null" */
+        if (sc_buf_appendc(&c->conv, (char)0xc0))
+            return SC_EINVAL;
+        *out = c->conv.data;
+        *outlen = c->conv.len;
+        return SC_OK;
+    }
+    if (len > VIEW_DIRECT_MAX || codec_msgpack_walk(p, len, max_depth, &used, NULL) ||
         used != len)
         return SC_EINVAL; /* the JSON path renders null for these */
     t->depth = 0;
     t->c = c;
-    sc_buf_reset(&c->conv);
     msgpack_packer_init(&t->pk, &c->conv, tc_write);
     for (;;) {
         struct codec_mp_item it;

@@ -1542,19 +1542,23 @@ test_depends_on(void **state)
     codec_free(c);
 }
 
-/* The JSON path of a rendered view (persist_dw_msgpack() before codec_msgpack_view()): 0 when null. */
+#define ZEROS16 "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+#define ZEROS256 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 \
+    ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16
+
+/* The JSON path of a rendered view (persist_dw_msgpack() before codec_msgpack_view()): its length. */
 static size_t
 view_by_json(struct codec *c, const void *p, size_t len, unsigned depth, struct sc_buf *text,
              uint8_t *out, size_t cap)
 {
+    struct sc_jw jw;
     const char *mp;
     size_t n;
 
     sc_buf_reset(text);
-    if (codec_render_json_masked(p, len, depth, text) != SC_OK) {
-        sc_buf_reset(text);
-        sc_buf_append(text, "null", 4);
-    }
+    sc_jw_init(&jw, text); /* as persist_dw_msgpack() does */
+    codec_jw_msgpack(&jw, NULL, p, len, depth);
+    assert_int_equal(jw.st, SC_OK);
     if (codec_json_msgpack(c, text->data, text->len, &mp, &n) != SC_OK)
         return SIZE_MAX;
     assert_true(n <= cap);
@@ -1582,7 +1586,7 @@ random_value(msgpack_packer *pk, unsigned *seed, unsigned depth)
     case 5: msgpack_pack_str_with_body(pk, t, tl); break;
     case 6: msgpack_pack_uint64(pk, UINT64_MAX - (uint64_t)(rand_r(seed) % 3)); break;
     case 7: msgpack_pack_double(pk, rand_r(seed) % 2 ? 1.0 : 0.1); break;
-    case 8: msgpack_pack_bin_with_body(pk, "\x00\x01", 2); break;
+    case 8: msgpack_pack_bin_with_body(pk, "\x00\x01\xff", (size_t)rand_r(seed) % 4); break;
     case 9:
     case 10: {
         unsigned n = (unsigned)rand_r(seed) % 5;
@@ -1629,7 +1633,10 @@ test_msgpack_view_same_bytes(void **state)
         {B("\x81\xa1u\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), false},      /* past INT64_MAX: a float64 */
         {B("\x81\x01\xa1x"), false},                                      /* an integer key */
         {B("\x81\xa3\xff\xfe\x00\xa1x"), false},                          /* a key that is not text */
-        {B("\x91\xc4\x01\x00"), false},                                   /* bin */
+        {B("\x92\xc4\x01\x00\xc4\x00"), true},                          /* bin: {"$bin":"AA=="} */
+        {B("\x81\xa4""blob\xc5\x01\x00" ZEROS256), true},               /* bin, a str8 of base64 */
+        {B("\x81\xc4\x01\x00\xa1x"), false},                             /* a bin key */
+        {B("\x91\xc7\x01\x05\x00"), false},                              /* ext */
         {B("\x92\x01"), false},                                           /* truncated: null */
         {B("\x81\xa1x\xa3n\x00l"), false},                                /* NUL in text */
     };
@@ -1652,6 +1659,11 @@ test_msgpack_view_same_bytes(void **state)
             assert_memory_equal(got, want, n);
         }
     }
+    /* NULL: nil, as the JSON path's "null" */
+    n = view_by_json(c, NULL, 0, 32, &text, want, sizeof(want));
+    assert_int_equal(codec_msgpack_view(c, NULL, 0, 32, &got, &glen), SC_OK);
+    assert_int_equal(glen, n);
+    assert_memory_equal(got, want, n);
     /* deeper than max_depth: the JSON path renders null */
     assert_int_equal(codec_msgpack_view(c, "\x91\x91\x90", 3, 2, &got, &glen), SC_EINVAL);
     for (int round = 0; round < 20000; round++) {
