@@ -58,7 +58,30 @@ sc_utf8_valid(const char *s, size_t len, sc_utf8_allow allow)
     uint32_t cp;
 
     while (i < len) {
-        size_t n = sc_utf8_next(s + i, len - i, &cp);
+        size_t n;
+        /*
+         * ASCII without a call: eight bytes at a time while none has its
+         * high bit (or is NUL, for NO_NUL), then byte by byte.
+         */
+        if (allow != SC_UTF8_NO_CONTROL) {
+            while (len - i >= 8) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if ((w & 0x8080808080808080ull) ||
+                    (allow == SC_UTF8_NO_NUL &&
+                     ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)))
+                    break;
+                i += 8;
+            }
+            if (i == len)
+                break;
+        }
+        if ((unsigned char)s[i] < 0x80 && (allow != SC_UTF8_NO_NUL || s[i] != 0) &&
+            (allow != SC_UTF8_NO_CONTROL || ((unsigned char)s[i] >= 0x20 && s[i] != 0x7f))) {
+            i++;
+            continue;
+        }
+        n = sc_utf8_next(s + i, len - i, &cp);
         if (n == 0)
             return false;
         if (allow == SC_UTF8_NO_NUL && cp == 0)
