@@ -598,6 +598,14 @@ test_base64(void **state)
     sc_buf_reset(&e);
     sc_base64_encode(&e, "fo", 2);
     assert_string_equal(e.data, "Zm8=");
+    {   /* past the cap: as much as fits, then SC_ETOOBIG (the in-place path needs room for all) */
+        struct sc_buf small;
+        sc_buf_init(&small, 5);
+        assert_int_equal(sc_base64_encode(&small, "foobar", 6), SC_ETOOBIG);
+        assert_int_equal(small.len, 5);
+        assert_memory_equal(small.data, "Zm9vY", 5);
+        sc_buf_destroy(&small);
+    }
     sc_buf_reset(&d);
     assert_int_equal(sc_base64_decode("Zm8", 3, &d), SC_OK); /* no padding */
     assert_int_equal(d.len, 2);
