@@ -1,4 +1,4 @@
-/* transcode.c - JSON text to MessagePack in one pass, without a tree: the store's documents become KV records (codec_json_msgpack()). */
+/* transcode.c - JSON text to MessagePack in one pass, without a tree: the store's documents become KV records (codec_json_msgpack()); a rendered view straight from MessagePack with the same bytes (codec_msgpack_view()). */
 #include "codec-internal.h"
 
 #include <errno.h>
