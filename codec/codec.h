@@ -172,6 +172,21 @@ sc_status codec_json_msgpack(struct codec *c, const char *json, size_t len, cons
                              size_t *outlen);
 
 /*
+ * codec_msgpack_view() is codec_render_json_masked() of the len bytes at buf
+ * then codec_json_msgpack() of that text, byte for byte, without the text:
+ * the KV store's rendered views (persist_dw_msgpack()). It does the common
+ * values (maps with text keys, arrays, text without NUL, integers up to
+ * INT64_MAX, nil, booleans, bin, masked values; buf NULL: nil) and returns
+ * SC_EINVAL for anything else (a float, ext, a key that is not text, text the
+ * renderer would change, a value that cannot be rendered, deeper than c
+ * allows, larger than 1 MiB or past c's buffer): the caller then takes the
+ * JSON path, which decides. On SC_OK *out points at the result (len
+ * *outlen) in c's buffer, valid until c's next call. Thread of c.
+ */
+sc_status codec_msgpack_view(struct codec *c, const void *buf, size_t len, unsigned max_depth,
+                             const char **out, size_t *outlen);
+
+/*
  * Masking of secrets (README "Secrets", config secrets.mask_keys): in every
  * rendered view (codec_jw_msgpack(), codec_render_json_masked()), the value
  * of a map key that matches a pattern is rendered as the string "***",

@@ -1,4 +1,4 @@
-/* transcode.c - JSON text to MessagePack in one pass, without a tree: the store's documents become KV records (codec_json_msgpack()). */
+/* transcode.c - JSON text to MessagePack in one pass, without a tree: the store's documents become KV records (codec_json_msgpack()); a rendered view straight from MessagePack with the same bytes (codec_msgpack_view()). */
 #include "codec-internal.h"
 
 #include <errno.h>
@@ -393,6 +393,166 @@ codec_json_msgpack(struct codec *c, const char *json, size_t len, const char **o
     }
     if (rc)
         return codec_fail(c, "bad_json", "json: malformed or too large for the store's record");
+    if (c->conv.data)
+        c->conv.data[c->conv.len] = '\0'; /* tc_write() leaves it out */
+    *out = c->conv.data;
+    *outlen = c->conv.len;
+    return SC_OK;
+}
+
+/* ---- a rendered view straight from MessagePack (codec_msgpack_view()) ------------------------------- */
+
+/* Views longer than this take the JSON path (its text could pass the renderer's buffer). */
+#define VIEW_DIRECT_MAX (1u << 20)
+
+/* Valid text without NUL: JSON quoting and reading back give the same bytes (key or value). */
+static bool
+view_text(const struct codec_mp_item *it)
+{
+    return sc_utf8_valid((const char *)it->data, it->dlen, SC_UTF8_NO_NUL);
+}
+
+/* A 32-bit container header with its count known, as tc_open() + tc_close() write it. */
+static int
+view_open(struct tc *t, bool object, uint64_t count)
+{
+    char h[5] = {object ? (char)0xdf : (char)0xdd, (char)(count >> 24), (char)(count >> 16),
+                 (char)(count >> 8), (char)count};
+
+    return tc_write(&t->c->conv, h, 5);
+}
+
+/*
+ * A bin value as the renderer writes it, {"$bin":"<base64>"}, read back: a
+ * map32 of one pair, its base64 text (padded, ASCII) as a string.
+ */
+static int
+view_bin(struct tc *t, const struct codec_mp_item *it)
+{
+    static const char hdr[] = {(char)0xdf, 0, 0, 0, 1, (char)0xa4, '$', 'b', 'i', 'n'};
+    size_t n = 4 * ((it->dlen + 2) / 3);
+    char h[5];
+    size_t hl;
+
+    if (tc_write(&t->c->conv, hdr, sizeof(hdr)) || n > UINT32_MAX)
+        return -1;
+    if (n < 32) {
+        h[0] = (char)(0xa0 | n);
+        hl = 1;
+    } else if (n < 256) {
+        h[0] = (char)0xd9;
+        h[1] = (char)n;
+        hl = 2;
+    } else if (n < 65536) {
+        h[0] = (char)0xda;
+        h[1] = (char)(n >> 8);
+        h[2] = (char)n;
+        hl = 3;
+    } else {
+        h[0] = (char)0xdb;
+        h[1] = (char)(n >> 24);
+        h[2] = (char)(n >> 16);
+        h[3] = (char)(n >> 8);
+        h[4] = (char)n;
+        hl = 5;
+    }
+    if (tc_write(&t->c->conv, h, hl))
+        return -1;
+    return sc_base64_encode(&t->c->conv, it->data, it->dlen) == SC_OK ? 0 : -1;
+}
+
+/*
+ * One value of the view: 0 written, 1 outside what is done here (the JSON
+ * path decides), -1 out of room. *hide is set after a key that is masked.
+ */
+static int
+view_value(struct tc *t, const struct codec_mp_item *it, bool key, bool *hide)
+{
+    switch (it->kind) {
+    case CODEC_MP_STR:
+        if (!view_text(it))
+            return 1;
+        if (key)
+            *hide = codec_mask_key(it->data, it->dlen);
+        return tc_str(t, (const char *)it->data, it->dlen);
+    case CODEC_MP_NIL: return key ? 1 : msgpack_pack_nil(&t->pk);
+    case CODEC_MP_BOOL:
+        if (key)
+            return 1;
+        return it->u ? msgpack_pack_true(&t->pk) : msgpack_pack_false(&t->pk);
+    case CODEC_MP_UINT:
+        /* past INT64_MAX the text gets ".0" and reads back as a float64 */
+        return key || it->u > INT64_MAX ? 1 : msgpack_pack_uint64(&t->pk, it->u);
+    case CODEC_MP_INT: return key ? 1 : msgpack_pack_int64(&t->pk, it->i);
+    case CODEC_MP_BIN: return key ? 1 : view_bin(t, it);
+    default: return 1; /* floats (text form), ext, container keys: the JSON path */
+    }
+}
+
+sc_status
+codec_msgpack_view(struct codec *c, const void *buf, size_t len, unsigned max_depth,
+                   const char **out, size_t *outlen)
+{
+    struct tc tcs, *t = &tcs;
+    uint64_t left[CODEC_DEPTH_CAP];
+    bool is_map[CODEC_DEPTH_CAP];
+    const uint8_t *p = buf;
+    size_t pos = 0, used;
+    bool hide = false;
+
+    *out = NULL;
+    *outlen = 0;
+    sc_buf_reset(&c->conv);
+    if (!p) { /* rendered "null" */
+        if (sc_buf_appendc(&c->conv, (char)0xc0))
+            return SC_EINVAL;
+        *out = c->conv.data;
+        *outlen = c->conv.len;
+        return SC_OK;
+    }
+    if (len > VIEW_DIRECT_MAX || codec_msgpack_walk(p, len, max_depth, &used, NULL) ||
+        used != len)
+        return SC_EINVAL; /* the JSON path renders null for these */
+    t->depth = 0;
+    t->c = c;
+    msgpack_packer_init(&t->pk, &c->conv, tc_write);
+    for (;;) {
+        struct codec_mp_item it;
+        bool key = false;
+        int rc;
+
+        if (codec_msgpack_head(p + pos, len - pos, &it))
+            return SC_EINVAL;
+        pos += it.size;
+        if (t->depth) {
+            key = is_map[t->depth - 1] && left[t->depth - 1] % 2 == 0;
+            left[t->depth - 1]--;
+        }
+        if (hide) { /* a masked key's value, whatever it is: "***" */
+            size_t start = pos - it.size, vlen;
+            hide = false;
+            if (codec_msgpack_walk(p + start, len - start, max_depth, &vlen, NULL))
+                return SC_EINVAL;
+            pos = start + vlen;
+            rc = tc_str(t, "***", 3);
+        } else if (!key && (it.kind == CODEC_MP_ARRAY || it.kind == CODEC_MP_MAP)) {
+            bool map = it.kind == CODEC_MP_MAP;
+            if (t->depth >= c->depth || t->depth >= CODEC_DEPTH_CAP || it.count > UINT32_MAX)
+                return SC_EINVAL;
+            rc = view_open(t, map, it.count);
+            left[t->depth] = it.count * (map ? 2 : 1);
+            is_map[t->depth] = map;
+            t->depth++;
+        } else {
+            rc = view_value(t, &it, key, &hide);
+        }
+        if (rc)
+            return SC_EINVAL;
+        while (t->depth && left[t->depth - 1] == 0)
+            t->depth--;
+        if (!t->depth)
+            break;
+    }
     if (c->conv.data)
         c->conv.data[c->conv.len] = '\0'; /* tc_write() leaves it out */
     *out = c->conv.data;

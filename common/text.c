@@ -58,7 +58,30 @@ sc_utf8_valid(const char *s, size_t len, sc_utf8_allow allow)
     uint32_t cp;
 
     while (i < len) {
-        size_t n = sc_utf8_next(s + i, len - i, &cp);
+        size_t n;
+        /*
+         * ASCII without a call: eight bytes at a time while none has its
+         * high bit (or is NUL, for NO_NUL), then byte by byte.
+         */
+        if (allow != SC_UTF8_NO_CONTROL) {
+            while (len - i >= 8) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if ((w & 0x8080808080808080ull) ||
+                    (allow == SC_UTF8_NO_NUL &&
+                     ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)))
+                    break;
+                i += 8;
+            }
+            if (i == len)
+                break;
+        }
+        if ((unsigned char)s[i] < 0x80 && (allow != SC_UTF8_NO_NUL || s[i] != 0) &&
+            (allow != SC_UTF8_NO_CONTROL || ((unsigned char)s[i] >= 0x20 && s[i] != 0x7f))) {
+            i++;
+            continue;
+        }
+        n = sc_utf8_next(s + i, len - i, &cp);
         if (n == 0)
             return false;
         if (allow == SC_UTF8_NO_NUL && cp == 0)
@@ -197,10 +220,29 @@ sc_status
 sc_base64_encode(struct sc_buf *out, const void *data, size_t len)
 {
     const uint8_t *p = data;
-    char chunk[256];
-    size_t n = 0;
+    char chunk[256], *d;
+    size_t n = 0, whole = len / 3 * 3;
     sc_status st;
 
+    /* Room for all of it (the usual case): written in place, three bytes a step. */
+    if (len && len / 3 < SIZE_MAX / 8 && (d = sc_buf_grow(out, 4 * ((len + 2) / 3)))) {
+        size_t k = 0;
+        for (; k < whole; k += 3, d += 4) {
+            uint32_t v = (uint32_t)p[k] << 16 | (uint32_t)p[k + 1] << 8 | p[k + 2];
+            d[0] = b64chars[v >> 18 & 63];
+            d[1] = b64chars[v >> 12 & 63];
+            d[2] = b64chars[v >> 6 & 63];
+            d[3] = b64chars[v & 63];
+        }
+        if (k < len) {
+            uint32_t v = (uint32_t)p[k] << 16 | (len - k > 1 ? (uint32_t)p[k + 1] << 8 : 0);
+            d[0] = b64chars[v >> 18 & 63];
+            d[1] = b64chars[v >> 12 & 63];
+            d[2] = len - k > 1 ? b64chars[v >> 6 & 63] : '=';
+            d[3] = '=';
+        }
+        return SC_OK;
+    }
     for (size_t k = 0; k < len; k += 3) {
         uint32_t v = (uint32_t)p[k] << 16;
         size_t rem = len - k;

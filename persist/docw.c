@@ -309,12 +309,18 @@ persist_dw_msgpack(struct persist_dw *w, const char *k, const void *p, size_t le
                    unsigned max_depth)
 {
     struct sc_jw jw;
+    const char *mp;
+    size_t mp_len;
 
     if (w->jw) {
         codec_jw_msgpack(w->jw, k, p, len, max_depth);
         return;
     }
     mp_member(w, k);
+    if (!w->st && codec_msgpack_view(w->codec, p, len, max_depth, &mp, &mp_len) == SC_OK) {
+        mp_put(w, mp, mp_len); /* the same bytes as below, without the JSON text */
+        return;
+    }
     sc_buf_reset(w->scratch);
     sc_jw_init(&jw, w->scratch);
     codec_jw_msgpack(&jw, NULL, p, len, max_depth);

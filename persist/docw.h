@@ -15,7 +15,8 @@
  * The writer. In MessagePack the record is what codec_json_msgpack() makes
  * of the JSON document, byte for byte: every object and array with a 32-bit
  * count (map32, array32), integers in their smallest form, the rendered
- * views (persist_dw_msgpack()) converted from their JSON text. Fields are
+ * views (persist_dw_msgpack()) converted from their JSON text (the common
+ * ones written straight, codec_msgpack_view(): the same bytes). Fields are
  * set by the persist_dw_init_*() calls; read st after the last call.
  */
 struct persist_dw {

@@ -167,14 +167,28 @@ key_as_is(const char *id, size_t len)
     return true;
 }
 
+/* Appends v in decimal (what "%llu" writes), without snprintf(): once or twice per write. */
+static sc_status
+append_u64(struct sc_buf *out, uint64_t v)
+{
+    char d[20];
+    size_t n = sizeof(d);
+
+    do {
+        d[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return sc_buf_append(out, d + n, sizeof(d) - n);
+}
+
 sc_status
 persist_kv_key(struct sc_buf *out, const char *id, size_t len, unsigned partitions)
 {
     sc_status s = SC_OK;
     size_t mark;
 
-    if (partitions &&
-        (s = sc_buf_appendf(out, "%u.", (unsigned)(sc_fnv1a64(id, len) % partitions))))
+    if (partitions && ((s = append_u64(out, sc_fnv1a64(id, len) % partitions)) ||
+                       (s = sc_buf_appendc(out, '.'))))
         return s;
     if (key_as_is(id, len))
         return sc_buf_append(out, id, len);
@@ -380,9 +394,11 @@ send_item(struct kv_store *k, struct kv_slot *sl, size_t i)
 
     sc_buf_reset(&k->subj);
     sc_buf_reset(&k->reply);
-    if (sc_buf_appendf(&k->subj, "$KV.%s.", k->bucket) ||
-        persist_kv_key(&k->subj, id, it->id_len, k->partitions) ||
-        sc_buf_appendf(&k->reply, "%s.%llu.%zu", k->reply_prefix, (unsigned long long)sl->gen, i)) {
+    if (sc_buf_append(&k->subj, "$KV.", 4) || sc_buf_append(&k->subj, k->bucket, strlen(k->bucket)) ||
+        sc_buf_appendc(&k->subj, '.') || persist_kv_key(&k->subj, id, it->id_len, k->partitions) ||
+        sc_buf_append(&k->reply, k->reply_prefix, strlen(k->reply_prefix)) ||
+        sc_buf_appendc(&k->reply, '.') || append_u64(&k->reply, sl->gen) ||
+        sc_buf_appendc(&k->reply, '.') || append_u64(&k->reply, i)) {
         answer(k, sl, i, PERSIST_ITEM_RETRY, "out of memory");
         return;
     }

@@ -1542,6 +1542,152 @@ test_depends_on(void **state)
     codec_free(c);
 }
 
+#define ZEROS16 "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+#define ZEROS256 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 \
+    ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16 ZEROS16
+
+/* The JSON path of a rendered view (persist_dw_msgpack() before codec_msgpack_view()): its length. */
+static size_t
+view_by_json(struct codec *c, const void *p, size_t len, unsigned depth, struct sc_buf *text,
+             uint8_t *out, size_t cap)
+{
+    struct sc_jw jw;
+    const char *mp;
+    size_t n;
+
+    sc_buf_reset(text);
+    sc_jw_init(&jw, text); /* as persist_dw_msgpack() does */
+    codec_jw_msgpack(&jw, NULL, p, len, depth);
+    assert_int_equal(jw.st, SC_OK);
+    if (codec_json_msgpack(c, text->data, text->len, &mp, &n) != SC_OK)
+        return SIZE_MAX;
+    assert_true(n <= cap);
+    memcpy(out, mp, n);
+    return n;
+}
+
+/* One random MessagePack value (the kinds a task's fields hold, and some the direct path leaves). */
+static void
+random_value(msgpack_packer *pk, unsigned *seed, unsigned depth)
+{
+    static const char *const texts[] = {"", "id", "password", "api_key", "Token", "ünï", "a\"b\\c\nd",
+                                        "\x01\x7f\xc2\x80", "bad\xff", "nul\0x", "x_secret_y",
+                                        "a-long-enough-string-to-take-a-str8-header-0123456789"};
+    unsigned r = (unsigned)rand_r(seed) % (depth > 4 ? 9 : 12);
+    const char *t = texts[(unsigned)rand_r(seed) % SC_ARRAY_LEN(texts)];
+    size_t tl = strcmp(t, "nul") == 0 ? 5 : strlen(t);
+
+    switch (r) {
+    case 0: msgpack_pack_nil(pk); break;
+    case 1: msgpack_pack_true(pk); break;
+    case 2: msgpack_pack_uint64(pk, (uint64_t)rand_r(seed) << (rand_r(seed) % 40)); break;
+    case 3: msgpack_pack_int64(pk, -(int64_t)rand_r(seed) * (1 + rand_r(seed) % 1000)); break;
+    case 4: msgpack_pack_str_with_body(pk, t, tl); break;
+    case 5: msgpack_pack_str_with_body(pk, t, tl); break;
+    case 6: msgpack_pack_uint64(pk, UINT64_MAX - (uint64_t)(rand_r(seed) % 3)); break;
+    case 7: msgpack_pack_double(pk, rand_r(seed) % 2 ? 1.0 : 0.1); break;
+    case 8: msgpack_pack_bin_with_body(pk, "\x00\x01\xff", (size_t)rand_r(seed) % 4); break;
+    case 9:
+    case 10: {
+        unsigned n = (unsigned)rand_r(seed) % 5;
+        msgpack_pack_map(pk, n);
+        for (unsigned i = 0; i < n; i++) {
+            const char *k = texts[(unsigned)rand_r(seed) % SC_ARRAY_LEN(texts)];
+            if (rand_r(seed) % 16 == 0)
+                msgpack_pack_int64(pk, 7); /* a key that is not text */
+            else
+                msgpack_pack_str_with_body(pk, k, strcmp(k, "nul") == 0 ? 5 : strlen(k));
+            random_value(pk, seed, depth + 1);
+        }
+        break;
+    }
+    default: {
+        unsigned n = (unsigned)rand_r(seed) % 5;
+        msgpack_pack_array(pk, n);
+        for (unsigned i = 0; i < n; i++)
+            random_value(pk, seed, depth + 1);
+        break;
+    }
+    }
+}
+
+/*
+ * codec_msgpack_view() writes the same bytes as rendering the masked JSON
+ * view and converting it (the KV store's records depend on it), and leaves
+ * to that path what it does not do.
+ */
+static void
+test_msgpack_view_same_bytes(void **state)
+{
+    static const char *const pats[] = {"password", "*key", "tok?n", "secret"};
+    static const struct {
+        const uint8_t *mp;
+        size_t len;
+        bool direct;
+    } cases[] = {
+        {B("\xc0"), true},
+        {B("\x83\xa2id\x2a\xa8password\x92\x01\x02\xa1s\xd9\x03""abc"), true},
+        {B("\x81\xa7""api_key\x81\xa1x\xcb\x3f\xf0\0\0\0\0\0\0"), true}, /* masked: what it holds is not looked at */
+        {B("\x82\xa1n\xd0\xff\xa1u\xcd\x01\x00"), true},                 /* int8 -1, uint16 256: smallest forms */
+        {B("\x81\xa1""f\xca\x3f\x80\0\0"), false},                          /* float32 1.0 reads back as 1 */
+        {B("\x81\xa1u\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), false},      /* past INT64_MAX: a float64 */
+        {B("\x81\x01\xa1x"), false},                                      /* an integer key */
+        {B("\x81\xa3\xff\xfe\x00\xa1x"), false},                          /* a key that is not text */
+        {B("\x92\xc4\x01\x00\xc4\x00"), true},                          /* bin: {"$bin":"AA=="} */
+        {B("\x81\xa4""blob\xc5\x01\x00" ZEROS256), true},               /* bin, a str8 of base64 */
+        {B("\x81\xc4\x01\x00\xa1x"), false},                             /* a bin key */
+        {B("\x91\xc7\x01\x05\x00"), false},                              /* ext */
+        {B("\x92\x01"), false},                                           /* truncated: null */
+        {B("\x81\xa1x\xa3n\x00l"), false},                                /* NUL in text */
+    };
+    struct codec *c = codec_new(NULL);
+    struct sc_buf text;
+    static uint8_t want[1 << 16];
+    unsigned seed = 13, direct = 0;
+    const char *got;
+    size_t n, glen;
+
+    (void)state;
+    sc_buf_init(&text, 1 << 20);
+    codec_mask_set(pats, SC_ARRAY_LEN(pats));
+    for (size_t k = 0; k < SC_ARRAY_LEN(cases); k++) {
+        n = view_by_json(c, cases[k].mp, cases[k].len, 32, &text, want, sizeof(want));
+        assert_int_equal(codec_msgpack_view(c, cases[k].mp, cases[k].len, 32, &got, &glen),
+                         cases[k].direct ? SC_OK : SC_EINVAL);
+        if (cases[k].direct) {
+            assert_int_equal(glen, n);
+            assert_memory_equal(got, want, n);
+        }
+    }
+    /* NULL: nil, as the JSON path's "null" */
+    n = view_by_json(c, NULL, 0, 32, &text, want, sizeof(want));
+    assert_int_equal(codec_msgpack_view(c, NULL, 0, 32, &got, &glen), SC_OK);
+    assert_int_equal(glen, n);
+    assert_memory_equal(got, want, n);
+    /* deeper than max_depth: the JSON path renders null */
+    assert_int_equal(codec_msgpack_view(c, "\x91\x91\x90", 3, 2, &got, &glen), SC_EINVAL);
+    for (int round = 0; round < 20000; round++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        random_value(&pk, &seed, 0);
+        n = view_by_json(c, sb.data, sb.size, 32, &text, want, sizeof(want));
+        if (codec_msgpack_view(c, sb.data, sb.size, 32, &got, &glen) == SC_OK) {
+            direct++;
+            assert_int_equal(glen, n);
+            assert_memory_equal(got, want, n);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+    print_message("msgpack view: %u of 20000 random values written directly, all equal\n", direct);
+    assert_true(direct > 5000);
+    codec_mask_set(NULL, 0);
+    sc_buf_destroy(&text);
+    codec_free(c);
+}
+
 /* Strings at every header size and integers on the fast and slow paths: the bytes msgpack-c's packer writes. */
 static void
 test_json_msgpack_bytes(void **state)
@@ -1639,6 +1785,7 @@ main(void)
         cmocka_unit_test(test_neither_msgpack_nor_json),
         cmocka_unit_test(test_json_msgpack_round_trip),
         cmocka_unit_test(test_json_msgpack_bytes),
+        cmocka_unit_test(test_msgpack_view_same_bytes),
         cmocka_unit_test(test_render_masked),
         cmocka_unit_test(test_depends_on),
     };

@@ -347,6 +347,14 @@ test_utf8_valid(void **state)
     assert_false(sc_utf8_valid(bad, sizeof bad - 1, SC_UTF8_NO_NUL));
     assert_true(sc_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11, SC_UTF8_NO_NUL));
     assert_false(sc_utf8_valid("a\0b", 3, SC_UTF8_NO_NUL));        /* NUL */
+    /* the eight-at-a-time ASCII path: what follows a run of 8 or more is still checked */
+    assert_true(sc_utf8_valid("0123456789abcdef\xc3\xa9xyz", 21, SC_UTF8_NO_NUL));
+    assert_false(sc_utf8_valid("0123456789\0bcdefgh", 19, SC_UTF8_NO_NUL));
+    assert_true(sc_utf8_valid("0123456789\0bcdefgh", 19, SC_UTF8_ANY));
+    assert_false(sc_utf8_valid("0123456789abcdefgh\xff", 19, SC_UTF8_ANY));
+    assert_false(sc_utf8_valid("0123456789abcdef\xc3", 17, SC_UTF8_ANY));
+    assert_false(sc_utf8_valid("0123456789abcdef\x7f", 17, SC_UTF8_NO_CONTROL));
+    assert_true(sc_utf8_valid("01234567", 8, SC_UTF8_NO_CONTROL));
     assert_false(sc_utf8_valid("\xc0\x80", 2, SC_UTF8_NO_NUL));    /* overlong */
     assert_false(sc_utf8_valid("\xed\xa0\x80", 3, SC_UTF8_NO_NUL)); /* surrogate */
     assert_false(sc_utf8_valid("\xe2\x82", 2, SC_UTF8_NO_NUL));    /* truncated */
@@ -590,6 +598,14 @@ test_base64(void **state)
     sc_buf_reset(&e);
     sc_base64_encode(&e, "fo", 2);
     assert_string_equal(e.data, "Zm8=");
+    {   /* past the cap: as much as fits, then SC_ETOOBIG (the in-place path needs room for all) */
+        struct sc_buf small;
+        sc_buf_init(&small, 5);
+        assert_int_equal(sc_base64_encode(&small, "foobar", 6), SC_ETOOBIG);
+        assert_int_equal(small.len, 5);
+        assert_memory_equal(small.data, "Zm9vY", 5);
+        sc_buf_destroy(&small);
+    }
     sc_buf_reset(&d);
     assert_int_equal(sc_base64_decode("Zm8", 3, &d), SC_OK); /* no padding */
     assert_int_equal(d.len, 2);

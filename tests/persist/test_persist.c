@@ -158,6 +158,14 @@ test_kv_key(void **state)
     persist_kv_key(&b, "orders.v2.7", 11, 32);
     snprintf(id, sizeof id, "%u.orders.v2.7", (unsigned)(sc_fnv1a64("orders.v2.7", 11) % 32));
     assert_string_equal(b.data, id);
+    for (unsigned k = 0; k < 64; k++) { /* the partition in decimal, as "%u." writes it (up to 4096) */
+        char one[16], want[64];
+        int n = snprintf(one, sizeof one, "t%u", k * 7919);
+        sc_buf_reset(&b);
+        assert_int_equal(persist_kv_key(&b, one, (size_t)n, 4096), SC_OK);
+        snprintf(want, sizeof want, "%u.%s", (unsigned)(sc_fnv1a64(one, (size_t)n) % 4096), one);
+        assert_string_equal(b.data, want);
+    }
     /* What a key cannot hold: base64url after '=' (no padding), or a hash after '=='. */
     sc_buf_reset(&b);
     persist_kv_key(&b, "\xc3\xbcn\xc3\xaf/1", 7, 0);
