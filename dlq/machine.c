@@ -521,8 +521,8 @@ on_due(struct dlq_wheel_entry *e, void *ctx)
     struct run_ctx *rc = ctx;
     struct dlq_task *t = SC_LIST_ENTRY(e, struct dlq_task, timer);
 
-    if (t->status != DLQ_TASK_PENDING || t->parked)
-        return;
+    if (t->status != DLQ_TASK_PENDING || t->parked || dlq_task_held(t))
+        return; /* held (depends_on): scheduled again when its wait ends, never sent before */
     if (t->retry_count >= t->max_retries) {
         dlq_schedule_next(rc->m, t, rc->now_wall); /* the budget shrank while it waited: exhausted */
         return;
@@ -1016,9 +1016,9 @@ dlq_machine_release_due(struct dlq_machine *m, struct dlq_task *t, int32_t retry
 {
     int64_t due = due_wall > now_wall ? due_wall : now_wall;
 
-    if (t->status != DLQ_TASK_PENDING || t->parked || t->retry_count != retry_count ||
+    if (t->status != DLQ_TASK_PENDING || t->parked || dlq_task_held(t) || t->retry_count != retry_count ||
         !t->next_retry_at || t->next_retry_at <= due)
-        return false;
+        return false; /* a held task (depends_on) goes on the wheel only when its wait ends */
     m->now_mono = now_mono;
     t->next_retry_at = due;
     dlq_wheel_schedule(m->wheels[t->priority % POLICY_PRIO_COUNT], &t->timer,

@@ -2082,6 +2082,34 @@ test_deps_held_settled(void **state)
     assert_int_equal(dlq_machine_deps_waiting(&x->m), 0);
 }
 
+/*
+ * A held task is never sent early: a former owner's note (dlq_machine_release_due, cluster
+ * mode) does not put it on the wheel, and if it were there, its due time passes without a send.
+ */
+static void
+test_deps_held_not_released(void **state)
+{
+    struct fx *x = *state;
+    struct dlq_task *b;
+    size_t before;
+
+    ingest(x, "A", OPT(.policy = "immediate"), false, 0);
+    ingest(x, "B", OPT(.policy = "immediate", .deps = dep_a, .ndeps = 1), false, 0);
+    b = task(x, "B");
+    assert_true(dlq_task_held(b));
+    assert_false(dlq_machine_release_due(&x->m, b, b->retry_count, x->wall, x->wall, x->mono));
+    dlq_wheel_schedule(x->m.wheels[b->priority % POLICY_PRIO_COUNT], &b->timer, x->mono + 1);
+    advance(x, 100);
+    before = F.npub;
+    for (size_t i = 0; i < before; i++) {
+        bool stored;
+        struct dlq_task *t = flight_of(x, &F.pubs[i], &stored);
+        assert_true(t == NULL || strcmp(t->id, "B") != 0);
+    }
+    assert_true(dlq_task_held(b));
+    assert_int_equal(b->status, DLQ_TASK_PENDING);
+}
+
 /* Cluster mode: a dependency in another partition is refused (nothing stored); one in the task's own is taken. */
 static void
 test_deps_cluster_partition(void **state)
@@ -2129,6 +2157,7 @@ main(void)
         T(test_deps_wide_graph),
         T(test_deps_fan_in_clear),
         T(test_deps_held_settled),
+        T(test_deps_held_not_released),
         T(test_new_failure_scheduled),
         T(test_due_publishes_attempt),
         T(test_success_completes),
