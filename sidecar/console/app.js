@@ -676,10 +676,13 @@
 
   async function taskAction(verb, t) {
     if (!(await ask(verb === 'retry' ? 'Retry task ' + t.task_id + ' now?' : 'Archive task ' + t.task_id + '?', verb === 'retry' ? 'Retry' : 'Archive'))) return;
+    const gen = state.gen;
     const r = await api(verb, { task_id: t.task_id });
     if (r.status !== 200) flash(verb + ': ' + errText(r), true);
     else flash(verb === 'retry' ? 'Retry scheduled (attempt ' + r.body.attempt + ').' : 'Task archived.');
-    viewTask(t.task_id);
+    // Drawn again only if the operator is still on its page: an answer that comes after they
+    // opened another task must not draw this one over it (its buttons would act on this task).
+    if (gen === state.gen) viewTask(t.task_id);
   }
 
   function editPayload(t) {
@@ -702,10 +705,11 @@
         body.payload_b64 = ta.value.trim();
       }
       if (retry) body.retry = true;
+      const gen = state.gen;
       const r = await api('edit', body);
       if (r.status !== 200) { err.textContent = 'edit: ' + errText(r); return; }
       flash(retry ? 'Payload saved; retry scheduled.' : 'Payload saved; the next retry sends it.');
-      viewTask(t.task_id);
+      if (gen === state.gen) viewTask(t.task_id); /* still on its page (see taskAction) */
     };
     box.replaceChildren(el('h3', {}, 'Edit the payload'),
       el('p', { class: 'muted' }, 'The next retry publishes these bytes. The first original is kept and shown below the payload.'),

@@ -243,10 +243,22 @@ async function main() {
     log('ok: open a task');
 
     step = 'retry one';
+    // The retry's answer is held back 1.5 s, and the operator opens ord-2 meanwhile: the late
+    // answer must not draw ord-1 over ord-2 (its buttons would then act on ord-1).
+    await page.route('**/api/v1/retry', async (route) => {
+      const resp = await route.fetch();
+      await sleep(1500);
+      await route.fulfill({ response: resp });
+    });
     await page.click('#btn-retry');
     await confirmModal(page);
     await until('the worker receives ord-1', async () => worker().includes('ord-1-original'));
-    log('ok: retry one (the worker got it)');
+    await openTask(page, 'ord-2');
+    await page.waitForFunction(() => document.body.dataset.pending === '0');
+    await sleep(300);
+    check((await page.textContent('#task-title')).includes('ord-2'), 'a late retry answer drew ord-1 over ord-2: ' + (await page.textContent('#task-title')));
+    await page.unroute('**/api/v1/retry');
+    log('ok: retry one (the worker got it; a late answer leaves the page opened since)');
 
     step = 'edit a payload and retry';
     await openTask(page, 'ord-2');
