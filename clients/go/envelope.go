@@ -381,6 +381,15 @@ func Encode(f Failure) ([]byte, error) {
 			_ = enc.EncodeString(v)
 		}
 	}
+	strs := func(key string, v []string) {
+		if len(v) > 0 {
+			_ = enc.EncodeString(key)
+			_ = enc.EncodeArrayLen(len(v))
+			for _, s := range v {
+				_ = enc.EncodeString(s)
+			}
+		}
+	}
 	str("task_id", f.TaskID)
 	_ = enc.EncodeString("task")
 	buf.Write(c.task)
@@ -393,13 +402,7 @@ func Encode(f Failure) ([]byte, error) {
 		_ = enc.EncodeInt(int64(*f.MaxRetries))
 	}
 	str("retry_subject", f.RetrySubject)
-	if len(f.Repos) > 0 {
-		_ = enc.EncodeString("repos")
-		_ = enc.EncodeArrayLen(len(f.Repos))
-		for _, r := range f.Repos {
-			_ = enc.EncodeString(r)
-		}
-	}
+	strs("repos", f.Repos)
 	if c.metadata != nil {
 		_ = enc.EncodeString("metadata")
 		buf.Write(c.metadata)
@@ -421,12 +424,6 @@ func Encode(f Failure) ([]byte, error) {
 	}
 	str("template", f.Template)
 	str("priority", f.Priority)
-	if len(f.DependsOn) > 0 {
-		_ = enc.EncodeString("depends_on")
-		_ = enc.EncodeArrayLen(len(f.DependsOn))
-		for _, id := range f.DependsOn {
-			_ = enc.EncodeString(id)
-		}
-	}
+	strs("depends_on", f.DependsOn)
 	return buf.Bytes(), nil
 }
