@@ -1028,6 +1028,11 @@ deliver(struct kv_store *k, struct kv_entry *en)
     if (codec_render_json(en->value, en->len, KV_DEPTH, &k->json) != SC_OK ||
         !(src = json_loadb(k->json.data, k->json.len, JSON_ALLOW_NUL, NULL))) {
         set_error(k, "a record of bucket %s is not a task document; skipped", k->bucket);
+        /* Handed on empty: the owner counts it in load_skipped like any document it cannot load. */
+        if (k->base.owner.loaded && (src = json_object()) != NULL) {
+            k->base.owner.loaded(k->base.owner.ctx, "", 0, 0, src);
+            json_decref(src);
+        }
         return;
     }
     k->st.loaded++;

@@ -463,6 +463,21 @@ test_nul_in_strings_loaded(void **state)
     restart(e, flags);
     IT_CHECK(pstat(e->nc, "loaded") == 2, "loaded %lld of 2 tasks", (long long)pstat(e->nc, "loaded"));
     IT_CHECK(pstat(e->nc, "load_skipped") == 0, "a record was skipped");
+    /* A record that is not MessagePack at all (written by something else) is skipped and counted. */
+    kill9(&e->dmn);
+    struct bucket b;
+    struct sc_buf key;
+    static const unsigned char junk[] = {0xc1, 0x00, 0xff};
+    bucket_open(&b, e->nc);
+    sc_buf_init(&key, 4096);
+    IT_CHECK(persist_kv_key(&key, "junk-1", 6, 32) == SC_OK, "key of junk-1");
+    IT_CHECK(kvStore_Put(NULL, b.kv, key.data, junk, (int)sizeof junk) == NATS_OK, "junk record put");
+    sc_buf_destroy(&key);
+    bucket_close(&b);
+    restart(e, flags);
+    IT_CHECK(pstat(e->nc, "loaded") == 2, "loaded %lld of 2 tasks", (long long)pstat(e->nc, "loaded"));
+    IT_CHECK(pstat(e->nc, "load_skipped") == 1, "load_skipped %lld, not the 1 junk record",
+             (long long)pstat(e->nc, "load_skipped"));
     e->passed = true;
 }
 
