@@ -477,7 +477,8 @@ run_job(struct sc_cluster *c, struct cl_job *j)
         kvStore_Put(NULL, c->kv, key, j->record.data, (int)j->record.len);
     if (j->member_delete)
         kvStore_Delete(c->kv, key);
-    if (j->nudge) { /* after the writes: a member that reads on it sees them */
+    if (j->nudge && natsConnection_Status(sc_conn_nats(c->d->conn)) == NATS_CONN_STATUS_CONNECTED) {
+        /* after the writes: a member that reads on it sees them */
         natsConnection *nc = sc_conn_nats(c->d->conn);
         natsConnection_Publish(nc, c->nudge_subject, c->me, (int)strlen(c->me));
         if (j->member_delete)
