@@ -510,14 +510,15 @@ test_scale(void **state)
  * round: the member that asks for more, gives leases back or leaves
  * nudges the others (<prefix>.cluster.nudge), which read the bucket at
  * once (docs/cluster.md, "Joining and leaving"). Before the nudges a join
- * took up to about two rounds (20 s here) and a leave up to one.
+ * took up to about two rounds (20 s here) and a leave up to one. Forged
+ * nudges in between (300 in 3 s) move nothing and cost no lease.
  */
 static void
 test_join_leave_fast(void **state)
 {
     enum { LONG_LEASE_MS = 30000 };
     struct world *w = world_new("cluster-join", 3);
-    int64_t t0, join_ms, leave_ms;
+    int64_t t0, join_ms, leave_ms, gained[2], released[2];
 
     (void)state;
     start_sidecar(w, 0, "cluster.lease_ms=30000");
@@ -530,6 +531,24 @@ test_join_leave_fast(void **state)
            (long long)join_ms);
     IT_CHECK(join_ms < LONG_LEASE_MS / 3, "16 each within a renew round (%d ms): took %lld ms",
              LONG_LEASE_MS / 3, (long long)join_ms);
+    /* Forged nudges (any client on a NATS without authorization): extra reads, nothing moves. */
+    for (int i = 0; i < 2; i++) {
+        gained[i] = it_json_int(w->last[i], "cluster.partitions_gained");
+        released[i] = it_json_int(w->last[i], "cluster.partitions_released");
+    }
+    for (int k = 0; k < 300; k++) {
+        IT_CHECK(natsConnection_PublishString(w->nc, "dlq.cluster.nudge", k % 2 ? "s0" : "x") ==
+                     NATS_OK, "publish a nudge");
+        if (k % 10 == 9)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(wait_balanced(w, 3, SETTLE_MS) >= 0, "16 each after 300 forged nudges");
+    for (int i = 0; i < 2; i++) {
+        IT_CHECK(it_json_int(w->last[i], "cluster.partitions_gained") == gained[i] &&
+                     it_json_int(w->last[i], "cluster.partitions_released") == released[i],
+                 "s%d: no partition moved on forged nudges", i);
+        IT_CHECK(it_json_int(w->last[i], "cluster.lease_failures") == 0, "s%d lost no lease", i);
+    }
     t0 = sc_now_mono_ms();
     IT_CHECK(it_daemon_stop(&w->sc[1]) == 0, "s1 stops cleanly");
     IT_CHECK(wait_balanced(w, 1, 2 * LONG_LEASE_MS) >= 0, "s0 owns all 32 again");
