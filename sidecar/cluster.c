@@ -26,6 +26,7 @@
 #define MEMBER_VALUE_MAX 65536  /* bytes of a member record read back; longer ones are ignored */
 #define CLOSE_WAIT_MS 5000      /* sc_cluster_close(): the last job's wait */
 #define SETUP_WARN_MS 10000     /* a failing bucket set-up is logged once per this */
+#define NUDGE_GAP_MS 200        /* extra read rounds asked by nudges are at least this far apart */
 
 /*
  * The hand-off between the loop and the cluster thread is one job at a
@@ -55,6 +56,8 @@ struct cl_job {
     bool member_put;        /* write member.<me> with the record below */
     bool member_delete;     /* delete member.<me> (leaving) */
     bool read_view;         /* read the bucket after the calls */
+    bool followup;          /* a round (renew or nudged): plan again on the fresh read at once */
+    bool nudge;             /* publish <prefix>.cluster.nudge after the calls (docs/cluster.md) */
     struct sc_buf record;   /* the member record (JSON) */
     struct cl_op *ops;      /* partitions entries at most */
     size_t nops;
@@ -95,8 +98,14 @@ struct sc_cluster {
     char (*mid)[SC_LEASE_ID_MAX + 1];      /* the members' ids, SC_LEASE_MAX_MEMBERS + 1 */
     uint8_t *mwants;                       /* their wants, as many bitmaps */
     uint8_t *my_wants;
+    uint8_t *published;   /* the wants of the last member record put */
+    bool record_put;      /* a member record was put since the start */
+    bool viewed;          /* a read of the bucket was applied since the start */
+    bool read_asked;      /* a nudge asked for a read round (sc_lease_nudge_at() apart) */
+    int64_t last_nudged;  /* mono ms the last nudged read round was posted; -1 none */
+    char nudge_subject[160];
     struct sc_cluster_hooks hooks;
-    struct event *timer_ev, *wake_ev, *expire_ev;
+    struct event *timer_ev, *wake_ev, *expire_ev, *nudge_ev;
     bool busy, timer_pending, in_apply, want_kick, ready, closing;
     bool in_plan; /* kick() is planning: a hook may not post a job of its own */
     int64_t last_setup_warn;
@@ -468,6 +477,13 @@ run_job(struct sc_cluster *c, struct cl_job *j)
         kvStore_Put(NULL, c->kv, key, j->record.data, (int)j->record.len);
     if (j->member_delete)
         kvStore_Delete(c->kv, key);
+    if (j->nudge && natsConnection_Status(sc_conn_nats(c->d->conn)) == NATS_CONN_STATUS_CONNECTED) {
+        /* after the writes: a member that reads on it sees them */
+        natsConnection *nc = sc_conn_nats(c->d->conn);
+        natsConnection_Publish(nc, c->nudge_subject, c->me, (int)strlen(c->me));
+        if (j->member_delete)
+            natsConnection_FlushTimeout(nc, c->api_wait_ms); /* leaving: the connection closes next */
+    }
     if (j->read_view && timeouts < JOB_TIMEOUTS_MAX)
         j->view_ok = read_view(c, j);
 }
@@ -581,6 +597,7 @@ apply_view(struct sc_cluster *c, int64_t now)
         sc_log(SC_LOG_WARN, "cluster: member records that cannot be read (counted as members without wants)",
                "bucket", c->bucket, "count", sc_log_int((int64_t)j->bad_records), NULL);
     c->bad_records = j->bad_records;
+    c->viewed = true;
     for (uint32_t p = 0; p < c->partitions; p++)
         if (sc_lease_view(&c->t, p, j->owner[p], j->owner_rev[p], now))
             announce_gain(c, p, now);
@@ -592,7 +609,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_cluster *c = arg;
     int64_t now = sc_now_mono_ms();
-    bool done, was_timer;
+    bool done, followup;
 
     (void)fd;
     (void)what;
@@ -604,7 +621,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         return;
     c->busy = false;
     c->in_apply = true;
-    was_timer = c->job.timer;
+    followup = c->job.followup;
     if (!c->job.setup_ok) {
         c->ready = false;
         if (now - c->last_setup_warn >= SETUP_WARN_MS || c->last_setup_warn == 0) {
@@ -621,7 +638,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
     arm_expiry(c, now);
     if (c->timer_pending)
         kick(c, true);
-    else if ((was_timer && c->job.view_ok) || c->want_kick)
+    else if ((followup && c->job.view_ok) || c->want_kick || c->read_asked)
         kick(c, false); /* acquisitions and releases the new view calls for, at once */
 }
 
@@ -670,6 +687,47 @@ arm_expiry(struct sc_cluster *c, int64_t now)
     tv.tv_sec = (time_t)(first / 1000);
     tv.tv_usec = (suseconds_t)(first % 1000) * 1000;
     event_add(c->expire_ev, &tv);
+}
+
+/*
+ * A nudge on <prefix>.cluster.nudge (body: the sender's member id): another
+ * member put a record asking for more, gave leases back or left. Sets up
+ * one extra read round (no renewal, no record unless its wants grew), at
+ * once or NUDGE_GAP_MS after the last one: a forged nudge costs at most a
+ * read of the bucket per NUDGE_GAP_MS. Loop thread.
+ */
+static void
+on_nudge(void *ctx, natsMsg *m)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_cluster *c = d->cluster;
+    size_t mlen;
+    int64_t now, wait;
+    struct timeval tv;
+
+    if (!c || c->closing || evtimer_pending(c->nudge_ev, NULL))
+        return; /* a read round is set up already */
+    mlen = strlen(c->me);
+    if (natsMsg_GetDataLength(m) == (int)mlen && memcmp(natsMsg_GetData(m), c->me, mlen) == 0)
+        return; /* my own */
+    now = sc_now_mono_ms();
+    wait = sc_lease_nudge_at(c->last_nudged, now, NUDGE_GAP_MS) - now;
+    tv.tv_sec = (time_t)(wait / 1000);
+    tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+    evtimer_add(c->nudge_ev, &tv);
+}
+
+/* The read round a nudge set up. Loop thread. */
+static void
+on_nudge_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_cluster *c = arg;
+
+    (void)fd;
+    (void)what;
+    c->last_nudged = sc_now_mono_ms();
+    c->read_asked = true;
+    kick(c, false);
 }
 
 /* Writes this member's record: id, start time, the partitions it owns and those it wants. */
@@ -731,39 +789,56 @@ plan_partition(struct sc_cluster *c, uint32_t p, unsigned act, bool timer)
 
 /*
  * Plans at now and posts a job: on the renew round (timer) the member
- * record and every renewal; otherwise only acquisitions and releases (and
- * then only when there are some). A job out already: the round waits for it.
+ * record and every renewal; otherwise only acquisitions and releases, and
+ * the member record when its wants grew (or none was put since the start):
+ * then it nudges the others. A read round a nudge asked for (read_asked)
+ * is posted even with nothing to do; otherwise nothing is posted without
+ * a call to make. Before the first read only a read goes out. A job out
+ * already: the round waits for it.
  */
 static void
 kick(struct sc_cluster *c, bool timer)
 {
     struct cl_job *j = &c->job;
     int64_t now = sc_now_mono_ms();
+    bool read, grew, put, deletes = false;
 
     if (c->closing)
         return; /* sc_cluster_close() posts the last job itself */
     if (c->busy || c->in_apply) {
         c->timer_pending = c->timer_pending || timer;
-        c->want_kick = c->want_kick || c->in_apply;
+        c->want_kick = c->want_kick || c->in_apply || !timer;
         return;
     }
+    read = c->read_asked;
     c->timer_pending = false;
     c->want_kick = false;
+    c->read_asked = false;
     j->nops = 0;
     sc_lease_plan(&c->t, now, c->actions);
     c->in_plan = true; /* a hook that answers at once (sc_cluster_released()) must not plan again */
-    for (uint32_t p = 0; p < c->partitions; p++)
+    for (uint32_t p = 0; p < c->partitions && (c->viewed || timer); p++)
         plan_partition(c, p, c->actions[p], timer);
     c->in_plan = false;
     arm_expiry(c, now);
-    if (!timer && j->nops == 0)
+    for (size_t i = 0; i < j->nops; i++)
+        deletes = deletes || j->ops[i].kind == OP_DELETE;
+    sc_lease_wants(&c->t, c->my_wants);
+    grew = sc_lease_wants_grew(c->published, c->my_wants, c->partitions);
+    put = timer || (c->viewed && (grew || !c->record_put));
+    if (!timer && !read && !put && j->nops == 0)
         return;
     j->timer = timer;
-    j->member_put = timer;
+    j->followup = timer || read;
+    j->member_put = put;
     j->member_delete = false;
+    j->nudge = (put && grew) || deletes; /* holders give back at once, the wanting take at once */
     j->read_view = true;
-    if (timer)
+    if (put) {
         write_record(c, now, &j->record);
+        memcpy(c->published, c->my_wants, c->wants_bytes);
+        c->record_put = true;
+    }
     c->busy = true;
     pthread_mutex_lock(&c->mu);
     c->posted = true;
@@ -805,6 +880,7 @@ alloc_tables(struct sc_cluster *c, int64_t now)
     c->mid = sc_xcalloc(SC_LEASE_MAX_MEMBERS + 1, sizeof(*c->mid));
     c->mwants = sc_xcalloc(SC_LEASE_MAX_MEMBERS + 1, c->wants_bytes);
     c->my_wants = sc_xcalloc(1, c->wants_bytes);
+    c->published = sc_xcalloc(1, c->wants_bytes);
     for (size_t p = 0; p < P; p++)
         sc_lease_slot_init(&c->slots[p], now);
     c->members[0] = (struct sc_lease_member){.id = c->me, .wants = c->my_wants};
@@ -829,6 +905,8 @@ free_cluster(struct sc_cluster *c)
         event_free(c->wake_ev);
     if (c->expire_ev)
         event_free(c->expire_ev);
+    if (c->nudge_ev)
+        event_free(c->nudge_ev);
     kvStore_Destroy(c->kv);
     jsCtx_Destroy(c->js);
     pthread_cond_destroy(&c->cv);
@@ -846,6 +924,7 @@ free_cluster(struct sc_cluster *c)
     free(c->mid);
     free(c->mwants);
     free(c->my_wants);
+    free(c->published);
     free(c);
 }
 
@@ -894,6 +973,9 @@ sc_cluster_open(struct sc_daemon *d, char *err, size_t errlen)
     c->wake_ev = event_new(d->base, -1, 0, on_wake, c);
     c->timer_ev = event_new(d->base, -1, EV_PERSIST, on_timer, c);
     c->expire_ev = event_new(d->base, -1, 0, on_expire, c);
+    c->nudge_ev = event_new(d->base, -1, 0, on_nudge_timer, c);
+    c->last_nudged = -1;
+    snprintf(c->nudge_subject, sizeof(c->nudge_subject), "%s.cluster.nudge", cfg->subjects_prefix);
     if (pthread_create(&c->thread, NULL, thread_main, c) != 0) {
         snprintf(err, errlen, "cluster: cannot start the cluster thread");
         free_cluster(c);
@@ -905,9 +987,15 @@ sc_cluster_open(struct sc_daemon *d, char *err, size_t errlen)
     tv.tv_usec = (suseconds_t)(renew % 1000) * 1000;
     event_add(c->timer_ev, &tv);
     d->cluster = c;
+    if (sc_conn_subscribe(d->conn, c->nudge_subject, NULL, 0, on_nudge, d, NULL, err, errlen) != SC_OK) {
+        sc_log(SC_LOG_WARN, "cluster: cannot subscribe the nudges; joins and leaves wait for the "
+               "renew rounds", "error", err, NULL);
+        err[0] = '\0';
+    }
     sc_log(SC_LOG_INFO, "cluster: member started", "member_id", c->me, "bucket", c->bucket,
            "partitions", sc_log_int(c->partitions), "lease_ms", sc_log_int(c->lease_ms), NULL);
-    kick(c, true); /* the first record and read, at once */
+    c->read_asked = true;
+    kick(c, false); /* the first read at once; the record (its wants) and acquisitions follow on it */
     return SC_OK;
 }
 
@@ -1074,6 +1162,8 @@ leave(struct sc_cluster *c)
     j->member_put = false;
     j->member_delete = true;
     j->read_view = false;
+    j->followup = false;
+    j->nudge = true; /* the others take the leases now, not at their next round */
     pthread_mutex_lock(&c->mu);
     c->posted = true;
     c->done = false;
@@ -1092,6 +1182,8 @@ sc_cluster_close(struct sc_daemon *d)
     c->closing = true;
     if (c->timer_ev)
         event_del(c->timer_ev);
+    if (c->nudge_ev)
+        event_del(c->nudge_ev);
     pthread_mutex_lock(&c->mu);
     c->hurry = true; /* a renewal out now stops trying again */
     pthread_mutex_unlock(&c->mu);

@@ -135,6 +135,21 @@ sc_lease_wants(const struct sc_lease_table *t, uint8_t *wants)
 }
 
 bool
+sc_lease_wants_grew(const uint8_t *before, const uint8_t *wants, size_t partitions)
+{
+    for (size_t i = 0; i < SC_LEASE_WANTS_BYTES(partitions); i++)
+        if (wants[i] & ~(before ? before[i] : 0))
+            return true;
+    return false;
+}
+
+int64_t
+sc_lease_nudge_at(int64_t last, int64_t now, int64_t gap_ms)
+{
+    return last < 0 || now - last >= gap_ms ? now : last + gap_ms;
+}
+
+bool
 sc_lease_view(struct sc_lease_table *t, size_t p, const char *owner, uint64_t rev, int64_t now)
 {
     struct sc_lease_slot *s = &t->slots[p];

@@ -116,6 +116,23 @@ void sc_lease_set_bit(uint8_t *bits, size_t p);
 void sc_lease_wants(const struct sc_lease_table *t, uint8_t *wants);
 
 /*
+ * sc_lease_wants_grew() tells whether wants has a partition that before has
+ * not (both SC_LEASE_WANTS_BYTES(partitions) bytes; before NULL: an empty
+ * set): a member record that asks for more than the last one did. Its
+ * holders should hear of it at once rather than at their next round (the
+ * driver nudges them, docs/cluster.md "Joining and leaving"). Pure.
+ */
+bool sc_lease_wants_grew(const uint8_t *before, const uint8_t *wants, size_t partitions);
+
+/*
+ * sc_lease_nudge_at() is the mono ms at which an extra read round asked for
+ * at now may run, so that extra rounds are at least gap_ms apart: now when
+ * the last one ran at last (mono ms; < 0: never) gap_ms or more ago, else
+ * last + gap_ms. Pure.
+ */
+int64_t sc_lease_nudge_at(int64_t last, int64_t now, int64_t gap_ms);
+
+/*
  * sc_lease_desired() is the index in t->members of p's desired owner: with
  * t->assign, what the last sc_lease_assign() gave it; without,
  * members[p mod nmembers]. -1 when nmembers is 0. Pure.

@@ -503,6 +503,68 @@ test_scale(void **state)
     world_free(w);
 }
 
+/*
+ * Joining and leaving do not wait for the renew rounds: with lease_ms
+ * 30000 (a round every 10 s) a second member gets its 16 partitions, and
+ * after its SIGTERM the first owns all 32 again, each well within one
+ * round: the member that asks for more, gives leases back or leaves
+ * nudges the others (<prefix>.cluster.nudge), which read the bucket at
+ * once (docs/cluster.md, "Joining and leaving"). Before the nudges a join
+ * took up to about two rounds (20 s here) and a leave up to one. Forged
+ * nudges in between (300 in 3 s) move nothing and cost no lease.
+ */
+static void
+test_join_leave_fast(void **state)
+{
+    enum { LONG_LEASE_MS = 30000 };
+    struct world *w = world_new("cluster-join", 3);
+    int64_t t0, join_ms, leave_ms, gained[2], released[2];
+
+    (void)state;
+    start_sidecar(w, 0, "cluster.lease_ms=30000");
+    IT_CHECK(wait_balanced(w, 1, SETTLE_MS) >= 0, "s0 alone owns all 32");
+    t0 = sc_now_mono_ms();
+    start_sidecar(w, 1, "cluster.lease_ms=30000");
+    IT_CHECK(wait_balanced(w, 3, 2 * LONG_LEASE_MS) >= 0, "s1 joins: 16 each");
+    join_ms = sc_now_mono_ms() - t0;
+    printf("cluster: lease_ms %d: a second member started, 16 each after %lld ms\n", LONG_LEASE_MS,
+           (long long)join_ms);
+    IT_CHECK(join_ms < LONG_LEASE_MS / 3, "16 each within a renew round (%d ms): took %lld ms",
+             LONG_LEASE_MS / 3, (long long)join_ms);
+    /* Forged nudges (any client on a NATS without authorization): extra reads, nothing moves. */
+    for (int i = 0; i < 2; i++) {
+        gained[i] = it_json_int(w->last[i], "cluster.partitions_gained");
+        released[i] = it_json_int(w->last[i], "cluster.partitions_released");
+    }
+    for (int k = 0; k < 300; k++) {
+        IT_CHECK(natsConnection_PublishString(w->nc, "dlq.cluster.nudge", k % 2 ? "s0" : "x") ==
+                     NATS_OK, "publish a nudge");
+        if (k % 10 == 9)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(wait_balanced(w, 3, SETTLE_MS) >= 0, "16 each after 300 forged nudges");
+    for (int i = 0; i < 2; i++) {
+        IT_CHECK(it_json_int(w->last[i], "cluster.partitions_gained") == gained[i] &&
+                     it_json_int(w->last[i], "cluster.partitions_released") == released[i],
+                 "s%d: no partition moved on forged nudges", i);
+        IT_CHECK(it_json_int(w->last[i], "cluster.lease_failures") == 0, "s%d lost no lease", i);
+    }
+    t0 = sc_now_mono_ms();
+    IT_CHECK(it_daemon_stop(&w->sc[1]) == 0, "s1 stops cleanly");
+    IT_CHECK(wait_balanced(w, 1, 2 * LONG_LEASE_MS) >= 0, "s0 owns all 32 again");
+    leave_ms = sc_now_mono_ms() - t0;
+    printf("cluster: lease_ms %d: SIGTERM of the second, s0 owns all 32 after %lld ms\n",
+           LONG_LEASE_MS, (long long)leave_ms);
+    IT_CHECK(leave_ms < LONG_LEASE_MS / 3, "all 32 at s0 within a renew round (%d ms): took %lld ms",
+             LONG_LEASE_MS / 3, (long long)leave_ms);
+    IT_CHECK(it_json_int(w->last[0], "cluster.lease_failures") == 0, "s0 lost no lease");
+    IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
+             w->nsamples);
+    stop_all(w);
+    w->passed = true;
+    world_free(w);
+}
+
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -1901,6 +1963,7 @@ main(void)
         cmocka_unit_test(test_balance_and_kill),
         cmocka_unit_test(test_zombie),
         cmocka_unit_test(test_scale),
+        cmocka_unit_test(test_join_leave_fast),
         cmocka_unit_test(test_takeover_repeated),
         cmocka_unit_test(test_ttl_mismatch),
         cmocka_unit_test(test_failover_tasks),

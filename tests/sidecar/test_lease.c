@@ -16,6 +16,7 @@
 #define LEASE 3000
 #define STEP 50         /* the simulation's clock step, ms */
 #define MAXM 8
+#define GAP 200         /* nudged read rounds at least this far apart (the driver's NUDGE_GAP_MS) */
 
 /* ---- single decisions ------------------------------------------------------------------------ */
 
@@ -201,6 +202,27 @@ test_release(void **state)
     assert_false(sc_lease_bit(mine, 31));
 }
 
+/* The nudge's two decisions: does a record ask for more than the last one, and when may a nudged read run. */
+static void
+test_nudge_helpers(void **state)
+{
+    uint8_t a[SC_LEASE_WANTS_BYTES(P)] = {0}, b[SC_LEASE_WANTS_BYTES(P)] = {0};
+
+    (void)state;
+    assert_false(sc_lease_wants_grew(a, b, P));
+    assert_false(sc_lease_wants_grew(NULL, b, P));
+    sc_lease_set_bit(b, 31);
+    assert_true(sc_lease_wants_grew(a, b, P));
+    assert_true(sc_lease_wants_grew(NULL, b, P));
+    sc_lease_set_bit(a, 31);
+    sc_lease_set_bit(a, 3);
+    assert_false(sc_lease_wants_grew(a, b, P)); /* fewer: nobody needs to hear of it at once */
+    assert_true(sc_lease_wants_grew(b, a, P));
+    assert_int_equal(sc_lease_nudge_at(-1, 500, 200), 500);
+    assert_int_equal(sc_lease_nudge_at(100, 500, 200), 500);
+    assert_int_equal(sc_lease_nudge_at(400, 500, 200), 600);
+}
+
 /* ---- a simulated bucket and members ------------------------------------------------------------ */
 
 struct kv_key {
@@ -220,6 +242,11 @@ struct sim_member {
     long assign[P];
     struct sc_lease_table t;
     unsigned gains, losses;
+    /* with nudges */
+    int64_t extra_at, last_extra;      /* the nudged read round set up (-1: none), the last one run */
+    uint8_t published[SC_LEASE_WANTS_BYTES(P)];
+    bool record_put;
+    unsigned renews, extra_rounds, extra_writes; /* renewals sent; nudged rounds and their KV writes */
 };
 
 struct sim {
@@ -232,6 +259,7 @@ struct sim {
     unsigned moves;             /* gains after the start, all members */
     int64_t latency;            /* a request reaches the server this long after t0 */
     bool plain;                 /* members[p mod n] instead of the sticky assignment */
+    bool nudges;                /* the driver's nudges: extra read rounds on a record asking for more, a give-back, a leave */
 };
 
 static void
@@ -255,6 +283,8 @@ sim_start(struct sim *s, int64_t phase)
     snprintf(m->id, sizeof(m->id), "m%zu", i);
     m->alive = true;
     m->next_round = s->now + phase;
+    m->extra_at = s->nudges ? s->now : -1; /* with nudges a member reads first, then puts its record */
+    m->last_extra = -1;
     for (size_t p = 0; p < P; p++)
         sc_lease_slot_init(&m->slots[p], s->now);
     m->t = (struct sc_lease_table){.me = m->id, .members = m->members, .slots = m->slots,
@@ -263,16 +293,24 @@ sim_start(struct sim *s, int64_t phase)
     return i;
 }
 
-/* One member's round: put member.<id>, read the bucket, plan, act. Releases quiesce at once. */
+/* A nudge reaches every other running member after the latency: each sets up one read round, GAP apart. */
 static void
-sim_round(struct sim *s, struct sim_member *m)
+sim_nudge(struct sim *s, const struct sim_member *from)
 {
-    uint8_t act[P];
-    int64_t t0 = s->now, at = s->now + s->latency;
-    size_t me = (size_t)(m - s->m), n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        struct sim_member *m = &s->m[i];
+        if (m == from || !m->alive || m->paused || m->extra_at >= 0)
+            continue;
+        m->extra_at = sc_lease_nudge_at(m->last_extra, s->now + s->latency, GAP);
+    }
+}
 
-    s->member[me] = (struct kv_key){.present = true, .stored = at, .rev = ++s->seq};
-    sc_lease_wants(&m->t, s->member[me].wants); /* from the previous view, as the driver does */
+/* m reads the bucket: the live members (their records' wants) and the leases. */
+static void
+sim_read(struct sim *s, struct sim_member *m)
+{
+    size_t n = 0;
+
     for (size_t i = 0; i < s->n; i++)
         if (s->member[i].present)
             m->members[n++] = (struct sc_lease_member){.id = s->m[i].id, .wants = s->member[i].wants};
@@ -282,6 +320,32 @@ sim_round(struct sim *s, struct sim_member *m)
         if (sc_lease_view(&m->t, p, s->lease[p].present ? s->lease[p].owner : "", s->lease[p].rev,
                           s->now))
             m->gains++;
+}
+
+/* m puts member.<id> with the wants of its present view. */
+static void
+sim_put_record(struct sim *s, struct sim_member *m)
+{
+    size_t me = (size_t)(m - s->m);
+
+    s->member[me] = (struct kv_key){.present = true, .stored = s->now + s->latency, .rev = ++s->seq};
+    sc_lease_wants(&m->t, s->member[me].wants);
+    memcpy(m->published, s->member[me].wants, sizeof(m->published));
+    m->record_put = true;
+}
+
+/*
+ * m plans on its view and acts (releases quiesce at once); renewals only
+ * when renew (the renew round). Returns the KV writes it sent; *deleted
+ * tells whether it gave a lease back.
+ */
+static unsigned
+sim_act(struct sim *s, struct sim_member *m, bool renew, bool *deleted)
+{
+    uint8_t act[P];
+    int64_t t0 = s->now, at = s->now + s->latency;
+    unsigned writes = 0;
+
     sc_lease_plan(&m->t, s->now, act);
     for (size_t p = 0; p < P; p++) {
         struct kv_key *k = &s->lease[p];
@@ -291,9 +355,13 @@ sim_round(struct sim *s, struct sim_member *m)
             if (k->present && k->rev == m->slots[p].revision)
                 k->present = false; /* delete with the expected revision */
             sc_lease_dropped(&m->t, p);
-        } else if (act[p] & (SC_LEASE_RENEW | SC_LEASE_ACQUIRE)) {
+            writes++;
+            *deleted = true;
+        } else if ((act[p] & SC_LEASE_ACQUIRE) || ((act[p] & SC_LEASE_RENEW) && renew)) {
             bool ok = (act[p] & SC_LEASE_RENEW) ? k->present && k->rev == m->slots[p].revision
                                                 : !k->present;
+            writes++;
+            m->renews += (act[p] & SC_LEASE_RENEW) != 0;
             if (ok) {
                 *k = (struct kv_key){.present = true, .rev = ++s->seq, .stored = at};
                 snprintf(k->owner, sizeof(k->owner), "%s", m->id);
@@ -302,6 +370,74 @@ sim_round(struct sim *s, struct sim_member *m)
                 m->losses += sc_lease_refused(&m->t, p);
         }
     }
+    return writes;
+}
+
+/*
+ * With nudges, what the driver's follow-up does after a read: put the
+ * record when its wants grew (or none was put yet), and nudge the others
+ * when it asks for more or gave a lease back. Returns the writes sent.
+ */
+static unsigned
+sim_follow(struct sim *s, struct sim_member *m, bool deleted)
+{
+    uint8_t wants[SC_LEASE_WANTS_BYTES(P)];
+    bool grew, put;
+
+    sc_lease_wants(&m->t, wants);
+    grew = sc_lease_wants_grew(m->published, wants, P);
+    put = grew || !m->record_put;
+    if (put)
+        sim_put_record(s, m);
+    if (grew || deleted)
+        sim_nudge(s, m);
+    return put;
+}
+
+/* One member's renew round: put member.<id>, read the bucket, plan, act (and with nudges, follow up). */
+static void
+sim_round(struct sim *s, struct sim_member *m)
+{
+    bool deleted = false;
+
+    sim_put_record(s, m); /* from the previous view, as the driver does */
+    sim_read(s, m);
+    sim_act(s, m, true, &deleted);
+    if (s->nudges)
+        sim_follow(s, m, deleted);
+}
+
+/* A nudged read round: read, plan, acquire and give back (no renewal), follow up. */
+static void
+sim_extra_round(struct sim *s, struct sim_member *m)
+{
+    bool deleted = false;
+    unsigned writes;
+
+    m->extra_rounds++;
+    sim_read(s, m);
+    writes = sim_act(s, m, false, &deleted);
+    writes += sim_follow(s, m, deleted);
+    if (m->record_put && m->extra_rounds > 1)
+        m->extra_writes += writes; /* the first round of a member is its joining */
+}
+
+/* A clean stop (SIGTERM): m gives every lease back with its revision, deletes its record and nudges. */
+static void
+sim_leave(struct sim *s, size_t i)
+{
+    struct sim_member *m = &s->m[i];
+
+    for (size_t p = 0; p < P; p++)
+        if (m->slots[p].held) {
+            if (s->lease[p].present && s->lease[p].rev == m->slots[p].revision)
+                s->lease[p].present = false;
+            sc_lease_dropped(&m->t, p);
+        }
+    s->member[i].present = false;
+    m->alive = false;
+    if (s->nudges)
+        sim_nudge(s, m);
 }
 
 /*
@@ -316,12 +452,17 @@ sim_run(struct sim *s, int64_t ms)
         kv_age(s);
         for (size_t i = 0; i < s->n; i++) {
             struct sim_member *m = &s->m[i];
+            unsigned g = m->gains;
+            if (m->alive && !m->paused && m->extra_at >= 0 && s->now >= m->extra_at) {
+                m->extra_at = -1;
+                m->last_extra = s->now;
+                sim_extra_round(s, m);
+            }
             if (m->alive && !m->paused && s->now >= m->next_round) {
-                unsigned g = m->gains;
                 sim_round(s, m);
-                s->moves += m->gains - g;
                 m->next_round = s->now + LEASE / 3;
             }
+            s->moves += m->gains - g;
         }
         for (size_t p = 0; p < P; p++) {
             int valid = 0;
@@ -339,6 +480,36 @@ sim_run(struct sim *s, int64_t ms)
                 fail_msg("t=%lld: partition %zu valid at %d members", (long long)s->now, p, valid);
         }
     }
+}
+
+/* Whether every partition is valid somewhere and each running member owns floor or ceil of P/n. */
+static bool
+is_balanced(struct sim *s)
+{
+    size_t live = 0, total = 0;
+
+    for (size_t i = 0; i < s->n; i++)
+        live += s->m[i].alive && !s->m[i].paused;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t owned = sc_lease_owned(&s->m[i].t, s->now);
+        if (!s->m[i].alive || s->m[i].paused)
+            continue;
+        if (owned < P / live || owned > (P + live - 1) / live)
+            return false;
+        total += owned;
+    }
+    return total == P;
+}
+
+/* Runs the simulation step by step until is_balanced() or limit ms; returns the ms it took (limit when never). */
+static int64_t
+sim_until_balanced(struct sim *s, int64_t limit)
+{
+    int64_t start = s->now;
+
+    while (s->now - start < limit && !is_balanced(s))
+        sim_run(s, STEP);
+    return s->now - start;
 }
 
 /* Every partition valid somewhere; each live member owns floor or ceil of P/n. */
@@ -381,32 +552,40 @@ test_sim_balance(void **state)
     }
 }
 
-/* Scale 1 -> 3 -> 5, then two crash (kill -9) and one leaves: balanced each time, never two owners. */
+/*
+ * Scale 1 -> 3 -> 5, then two crash (kill -9) and one leaves: balanced each
+ * time, never two owners; with and without nudges.
+ */
 static void
 test_sim_membership(void **state)
 {
-    struct sim *s = calloc(1, sizeof(*s));
-
     (void)state;
-    assert_non_null(s);
-    s->latency = 30;
-    sim_start(s, 0);
-    sim_run(s, 2 * LEASE);
-    check_balanced(s);
-    sim_start(s, 100);
-    sim_start(s, 250);
-    sim_run(s, 4 * LEASE);
-    check_balanced(s);
-    sim_start(s, 0);
-    sim_start(s, 0);
-    sim_run(s, 4 * LEASE);
-    check_balanced(s);
-    /* kill -9 of two: their leases and member keys age out, the others take over. */
-    s->m[1].alive = false;
-    s->m[3].alive = false;
-    sim_run(s, LEASE + 3 * (LEASE / 3) + 2 * STEP);
-    check_balanced(s);
-    free(s);
+    for (int nudges = 0; nudges < 2; nudges++) {
+        struct sim *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        s->latency = 30;
+        s->nudges = nudges;
+        sim_start(s, 0);
+        sim_run(s, 2 * LEASE);
+        check_balanced(s);
+        sim_start(s, 100);
+        sim_start(s, 250);
+        sim_run(s, 4 * LEASE);
+        check_balanced(s);
+        sim_start(s, 0);
+        sim_start(s, 0);
+        sim_run(s, 4 * LEASE);
+        check_balanced(s);
+        /* kill -9 of two: their leases and member keys age out, the others take over. */
+        s->m[1].alive = false;
+        s->m[3].alive = false;
+        sim_run(s, LEASE + 3 * (LEASE / 3) + 2 * STEP);
+        check_balanced(s);
+        sim_leave(s, 4); /* a clean stop */
+        sim_run(s, 2 * LEASE);
+        check_balanced(s);
+        free(s);
+    }
 }
 
 /*
@@ -558,6 +737,91 @@ test_sim_orphan(void **state)
     free(s);
 }
 
+/*
+ * Joining and leaving with nudges: a member that joins just after the
+ * holder's renew round gets its share within a few read round trips, far
+ * below a renew period (without nudges it waits for the rounds: at least
+ * lease/3); after a clean leave the other owns all again as fast. Never
+ * two owners (sim_run checks every step).
+ */
+static void
+test_sim_nudge_join_leave(void **state)
+{
+    int64_t took[2];
+
+    (void)state;
+    for (int nudges = 0; nudges < 2; nudges++) {
+        struct sim *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        s->latency = 20;
+        s->nudges = nudges;
+        sim_start(s, 0);
+        sim_run(s, 2 * LEASE);
+        check_balanced(s);
+        while (s->m[0].next_round - s->now != LEASE / 3 - STEP)
+            sim_run(s, STEP); /* m0's renew round just ran */
+        sim_start(s, 0);
+        took[nudges] = sim_until_balanced(s, 2 * LEASE);
+        check_balanced(s);
+        if (nudges) {
+            int64_t t0 = s->now;
+            sim_leave(s, 1);
+            while (s->now - t0 < LEASE && owned_by(s, 0) < P)
+                sim_run(s, STEP);
+            printf("  nudged: left, m0 owns all %d after %lld ms\n", P, (long long)(s->now - t0));
+            assert_true(s->now - t0 <= LEASE / 10);
+        }
+        free(s);
+    }
+    printf("  join balanced after %lld ms with nudges, %lld ms without (lease %d)\n",
+           (long long)took[1], (long long)took[0], LEASE);
+    assert_true(took[1] <= LEASE / 10);
+    assert_true(took[0] >= LEASE / 3);
+}
+
+/*
+ * Nudges in a flood (forged: every step, from nobody) on a balanced
+ * cluster: each member reads at most once per GAP, nothing moves, the
+ * nudged rounds write nothing, and renewals keep their cadence (one per
+ * held partition per renew round).
+ */
+static void
+test_sim_nudge_flood(void **state)
+{
+    struct sim *s = calloc(1, sizeof(*s));
+    unsigned renews[3];
+
+    (void)state;
+    assert_non_null(s);
+    s->latency = 20;
+    s->nudges = true;
+    for (size_t i = 0; i < 3; i++)
+        sim_start(s, (int64_t)i * 170);
+    sim_run(s, 4 * LEASE);
+    check_balanced(s);
+    s->moves = 0;
+    for (size_t i = 0; i < 3; i++) {
+        renews[i] = s->m[i].renews;
+        s->m[i].extra_rounds = 0;
+        s->m[i].extra_writes = 0;
+    }
+    for (int64_t end = s->now + 3 * LEASE; s->now < end;) {
+        sim_nudge(s, NULL);
+        sim_run(s, STEP);
+    }
+    check_balanced(s);
+    assert_int_equal(s->moves, 0);
+    for (size_t i = 0; i < 3; i++) {
+        struct sim_member *m = &s->m[i];
+        assert_true(m->extra_rounds >= 3 * LEASE / GAP - 1);
+        assert_true(m->extra_rounds <= 3 * LEASE / GAP + 1);
+        assert_int_equal(m->extra_writes, 0);
+        /* 9 renew rounds in 3 leases (10 at most by phase), one renewal per held partition each */
+        assert_true(m->renews - renews[i] <= 10 * owned_by(s, i));
+    }
+    free(s);
+}
+
 int
 main(void)
 {
@@ -568,12 +832,15 @@ main(void)
         cmocka_unit_test(test_expiry_lost),
         cmocka_unit_test(test_unanswered_adopted),
         cmocka_unit_test(test_release),
+        cmocka_unit_test(test_nudge_helpers),
         cmocka_unit_test(test_sim_balance),
         cmocka_unit_test(test_sim_membership),
         cmocka_unit_test(test_sim_zombie),
         cmocka_unit_test(test_assign_sticky),
         cmocka_unit_test(test_sim_kill_moves_only_the_dead),
         cmocka_unit_test(test_sim_orphan),
+        cmocka_unit_test(test_sim_nudge_join_leave),
+        cmocka_unit_test(test_sim_nudge_flood),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
