@@ -99,6 +99,8 @@ struct sc_conn {
     uint64_t barrier_sent, barrier_seen; /* round trips to the server (sc_conn_flushed()): loop thread */
     uint64_t published_at_barrier;       /* published when the last round trip was sent */
     void *prepared;           /* sc_conn_prepared(): loop thread */
+    int64_t max_payload;      /* sc_conn_max_payload()'s cache (0: none), valid while disconnects == mp_epoch */
+    uint64_t mp_epoch;        /* loop thread */
     uint64_t reconnects;      /* written on nats.c threads: use __atomic */
     uint64_t disconnects;     /* written on nats.c threads: use __atomic */
     volatile int connected;   /* written on nats.c threads: use __atomic */
@@ -959,7 +961,28 @@ sc_conn_inbox(const struct sc_conn *c)
 int64_t
 sc_conn_max_payload(struct sc_conn *c)
 {
-    return c ? natsConnection_GetMaxPayload(c->nc) : 0;
+    uint64_t epoch;
+    int64_t v;
+
+    if (!c)
+        return 0;
+    /*
+     * Asked for every failure taken in: nats.c's getter takes the connection's
+     * lock, which its reader and flusher threads hold while they work, so the
+     * value is kept until the connection is next lost (a reconnect may reach a
+     * server with another max_payload; on_disconnected() counts the loss).
+     */
+    epoch = __atomic_load_n(&c->disconnects, __ATOMIC_ACQUIRE);
+    if (c->max_payload > 0 && c->mp_epoch == epoch)
+        return c->max_payload;
+    v = natsConnection_GetMaxPayload(c->nc);
+    c->max_payload = 0;
+    if (v > 0 && __atomic_load_n(&c->connected, __ATOMIC_ACQUIRE) &&
+        __atomic_load_n(&c->disconnects, __ATOMIC_ACQUIRE) == epoch) {
+        c->max_payload = v;
+        c->mp_epoch = epoch;
+    }
+    return v;
 }
 
 bool
