@@ -28,7 +28,9 @@
  *     pending list (bounded by its pending limits; past them nats.c drops
  *     it and counts it as a slow-consumer drop, sc_conn_sub_dropped()).
  *  3. nats.c's delivery thread takes it off the list and calls on_msg(),
- *     which counts it (delivered) and pushes it into the hand-off ring
+ *     which counts it (delivered), runs the subscription's prep function
+ *     into a free slot if it has one (sc_conn_subscribe_prepared(); waiting
+ *     while every slot is in use) and pushes it into the hand-off ring
  *     (waiting while the ring is full, so the backlog stays in step 2).
  *  4. The loop pops it in on_wake() and hands it to the subscription's
  *     handler (taken). From here the handler's owner has it.
