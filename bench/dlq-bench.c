@@ -1215,8 +1215,8 @@ ingest_sidecar(natsConnection *pub, struct pubspec *ps, json_t *res, const char 
     jnum(res, KEY("cpu_us_per_task_server"), c_srv * 1e6 / (double)O.n);
     jnum(res, KEY("cpu_us_per_task"), *cpu_us);
 #undef KEY
-    note("ingest: %s %s/s; enqueued %lld of %ld, invalid %lld, refused %lld%s; CPU per task: sidecar %.2f, "
-         "bench %.2f, nats-server %.2f us",
+    note("ingest: %s %s/s; enqueued %lld of %ld, invalid %lld, refused %lld%s; CPU per task: "
+         "sidecar %.2f, bench %.2f, nats-server %.2f us",
          key, fmt_count(a, rate), enq, O.n, invalid, refused, ok ? "" : " (no final ack)",
          c_sc * 1e6 / (double)O.n, c_me * 1e6 / (double)O.n, c_srv * 1e6 / (double)O.n);
     acks_close(&ak);
@@ -1300,15 +1300,15 @@ scenario_ingest(natsConnection *pub)
         static const char *const defaults[] = {"--events.enabled=true", "--log.level=info", NULL};
 
         sc_rate = ingest_sidecar(pub, &ps, res, "sidecar", NULL, &lost, &sc_cpu);
-        sc_rate_defaults =
-            ingest_sidecar(pub, &ps, res, "sidecar_defaults", defaults, &lost_defaults, &sc_cpu_defaults);
+        sc_rate_defaults = ingest_sidecar(pub, &ps, res, "sidecar_defaults", defaults,
+                                          &lost_defaults, &sc_cpu_defaults);
     }
     jnum(res, "ratio", bare_rate > 0 ? sc_rate / bare_rate : 0);
     jnum(res, "ratio_defaults", bare_rate > 0 ? sc_rate_defaults / bare_rate : 0);
     jnum(res, "cpu_ratio", sc_cpu > 0 ? bare_cpu / sc_cpu : 0);
     jnum(res, "cpu_ratio_defaults", sc_cpu_defaults > 0 ? bare_cpu / sc_cpu_defaults : 0);
-    note("ingest: CPU per task of every process (publisher, nats-server, subscriber): bare %.2f us, "
-         "defaults %.2f us (%.2fx), lean %.2f us (%.2fx)",
+    note("ingest: CPU per task of every process (publisher, nats-server, subscriber): "
+         "bare %.2f us, defaults %.2f us (%.2fx), lean %.2f us (%.2fx)",
          bare_cpu, sc_cpu_defaults, sc_cpu_defaults > 0 ? bare_cpu / sc_cpu_defaults : 0, sc_cpu,
          sc_cpu > 0 ? bare_cpu / sc_cpu : 0);
     snprintf(buf, sizeof(buf), "bare libevent subscriber %s/s", fmt_count(b, bare_rate));
@@ -1326,7 +1326,9 @@ scenario_ingest(natsConnection *pub)
         snprintf(a, sizeof(a), "%.2f / %.2f us", sc_cpu_defaults, sc_cpu);
         snprintf(buf, sizeof(buf), "bare libevent subscriber %.2f us", bare_cpu);
         snprintf(r, sizeof(r), "%.2fx / %.2fx", bare_cpu / sc_cpu_defaults, bare_cpu / sc_cpu);
-        add_row("ingest", "CPU per task, all processes, defaults / lean (bare / sidecar: the rate ratio on idle cores)",
+        add_row("ingest",
+                "CPU per task, all processes, defaults / lean (bare / sidecar: the rate ratio on "
+                "idle cores)",
                 a, buf, r, "report", "");
     }
     snprintf(buf, sizeof(buf), "%lld / %lld", lost_defaults, lost);

@@ -101,8 +101,8 @@ struct sc_conn {
     uint64_t barrier_sent, barrier_seen; /* round trips to the server (sc_conn_flushed()): loop thread */
     uint64_t published_at_barrier;       /* published when the last round trip was sent */
     void *prepared;           /* sc_conn_prepared(): loop thread */
-    int64_t max_payload;      /* sc_conn_max_payload()'s cache (0: none), valid while disconnects == mp_epoch */
-    uint64_t mp_epoch;        /* loop thread */
+    int64_t max_payload;      /* sc_conn_max_payload()'s cache (0: none): loop thread */
+    uint64_t mp_epoch;        /* disconnects when it was read: valid while they are the same */
     uint64_t reconnects;      /* written on nats.c threads: use __atomic */
     uint64_t disconnects;     /* written on nats.c threads: use __atomic */
     volatile int connected;   /* written on nats.c threads: use __atomic */
@@ -219,7 +219,7 @@ slot_take(struct handoff *h, struct sc_conn_sub *sub)
     return sub->hand >= 0;
 }
 
-/* Loop thread: gives the n items' prep slots back (one lock for the batch) and wakes a waiting delivery thread. */
+/* Loop thread: gives the n items' prep slots back (one lock), wakes a waiting delivery thread. */
 static void
 slots_release(struct handoff *h, const struct handoff_item *batch, size_t n)
 {

@@ -236,7 +236,8 @@ sc_ingest_prepare(void *codec, natsMsg *m, void *slot)
      * what codec_decode() takes for JSON (a '{' after blanks), which it would
      * convert into codec's buffer.
      */
-    if (!subject || !data || !len || !((data[0] & 0xf0) == 0x80 || data[0] == 0xde || data[0] == 0xdf))
+    if (!subject || !data || !len ||
+        !((data[0] & 0xf0) == 0x80 || data[0] == 0xde || data[0] == 0xdf))
         return;
     if (!subject_ok(subject, strlen(subject)) || is_json_msg(m))
         return;

@@ -1231,7 +1231,8 @@ test_prepared_mix(void **state)
             break;
         case 2:
             snprintf(body, sizeof body,
-                     "  {\"task_id\":\"%s\",\"task\":{},\"error\":\"json error %d\",\"retry_policy\":\"exponential\"}",
+                     "  {\"task_id\":\"%s\",\"task\":{},\"error\":\"json error %d\","
+                     "\"retry_policy\":\"exponential\"}",
                      ids[i], i);
             IT_CHECK(natsConnection_PublishString(e->nc, "dlq.failed.mix", body) == NATS_OK,
                      "publish %d", i);
@@ -1239,9 +1240,11 @@ test_prepared_mix(void **state)
         default: {
             natsMsg *m = NULL;
             snprintf(body, sizeof body,
-                     "{\"task_id\":\"%s\",\"task\":{},\"error\":\"typed json error %d\",\"retry_policy\":\"exponential\"}",
+                     "{\"task_id\":\"%s\",\"task\":{},\"error\":\"typed json error %d\","
+                     "\"retry_policy\":\"exponential\"}",
                      ids[i], i);
-            IT_CHECK(natsMsg_Create(&m, "dlq.failed.mix", NULL, body, (int)strlen(body)) == NATS_OK &&
+            IT_CHECK(natsMsg_Create(&m, "dlq.failed.mix", NULL, body, (int)strlen(body)) ==
+                             NATS_OK &&
                          natsMsgHeader_Set(m, "Content-Type", "application/json") == NATS_OK &&
                          natsConnection_PublishMsg(e->nc, m) == NATS_OK,
                      "publish %d", i);
