@@ -1151,12 +1151,14 @@ wait_final_ack(natsConnection *nc, struct acks *a, long want, long stall_ms)
  * ingest_sidecar() runs one sidecar (the bench's base flags, long backoffs,
  * then the NULL-terminated flags more, which win) against the envelopes of
  * ps, the last one a request whose ack closes the measurement. It writes
- * "<key>_..." fields into res and *lost (sent minus enqueued; -1 unknown).
- * Returns the accepted tasks/s (0 when the final ack never came).
+ * "<key>_..." fields into res, *lost (sent minus enqueued; -1 unknown) and
+ * *cpu_us (CPU per task of the sidecar, this process and nats-server, from
+ * the first publish to the final ack, /proc/PID/stat). Returns the accepted
+ * tasks/s (0 when the final ack never came).
  */
 static double
 ingest_sidecar(natsConnection *pub, struct pubspec *ps, json_t *res, const char *key,
-               const char *const *more, long long *lost)
+               const char *const *more, long long *lost, double *cpu_us)
 {
     const char *extra[16] = {"--backoff.exp_base_ms=" LONG_DELAY_MS, "--backoff.linear_step_ms=" LONG_DELAY_MS};
     struct sidecar sc;
@@ -1166,7 +1168,7 @@ ingest_sidecar(natsConnection *pub, struct pubspec *ps, json_t *res, const char 
     json_t *st;
     long long enq, qsize, invalid, refused;
     long sc0, sc1;
-    double rate;
+    double rate, c_sc, c_me, c_srv;
     char a[32], k[96];
     size_t n = 2;
 
@@ -1179,11 +1181,18 @@ ingest_sidecar(natsConnection *pub, struct pubspec *ps, json_t *res, const char 
         return 0;
     }
     sc0 = slow_consumers();
+    c_sc = cpu_s(sc.pid);
+    c_me = cpu_s(getpid());
+    c_srv = cpu_s(O.nats_pid);
     t0 = mono_ns();
     publish_envelopes(pub, ps, &ak);
     tpub = mono_ns();
     ok = wait_final_ack(pub, &ak, 1, 20000);
+    c_sc = cpu_s(sc.pid) - c_sc;
+    c_me = cpu_s(getpid()) - c_me;
+    c_srv = cpu_s(O.nats_pid) - c_srv;
     sc1 = slow_consumers();
+    *cpu_us = (c_sc + c_me + c_srv) * 1e6 / (double)O.n;
     rate = ok ? (double)O.n / ((double)(LOAD(ak.last_ns) - t0) / 1e9) : 0;
     st = stats(pub);
     enq = st ? jpath_int(st, "lifetime_stats.enqueued") : -1;
@@ -1201,9 +1210,15 @@ ingest_sidecar(natsConnection *pub, struct pubspec *ps, json_t *res, const char 
     jint(res, KEY("invalid"), invalid);
     jint(res, KEY("refused_full"), refused);
     jint(res, KEY("slow_consumer_events"), sc1 - sc0);
+    jnum(res, KEY("cpu_us_per_task_sidecar"), c_sc * 1e6 / (double)O.n);
+    jnum(res, KEY("cpu_us_per_task_bench"), c_me * 1e6 / (double)O.n);
+    jnum(res, KEY("cpu_us_per_task_server"), c_srv * 1e6 / (double)O.n);
+    jnum(res, KEY("cpu_us_per_task"), *cpu_us);
 #undef KEY
-    note("ingest: %s %s/s; enqueued %lld of %ld, invalid %lld, refused %lld%s", key, fmt_count(a, rate), enq,
-         O.n, invalid, refused, ok ? "" : " (no final ack)");
+    note("ingest: %s %s/s; enqueued %lld of %ld, invalid %lld, refused %lld%s; CPU per task: "
+         "sidecar %.2f, bench %.2f, nats-server %.2f us",
+         key, fmt_count(a, rate), enq, O.n, invalid, refused, ok ? "" : " (no final ack)",
+         c_sc * 1e6 / (double)O.n, c_me * 1e6 / (double)O.n, c_srv * 1e6 / (double)O.n);
     acks_close(&ak);
     if (sidecar_stop(&sc) || !ok)
         failures++;
@@ -1222,6 +1237,7 @@ scenario_ingest(natsConnection *pub)
     uint8_t sample[INGEST_TASK_BYTES + 512];
     struct pubspec ps = {&env, SUBJ_FAILED, 0, O.n, 0, 0, 0, NULL};
     double bare_rate = 0, sc_rate = 0, sc_rate_defaults = 0;
+    double bare_cpu = 0, sc_cpu = 0, sc_cpu_defaults = 0; /* us per task, every process */
     long long lost = -1, lost_defaults = -1;
     long sc0;
     char a[32], b[32], r[32], buf[96];
@@ -1237,6 +1253,7 @@ scenario_ingest(natsConnection *pub)
         struct evconn ec;
         struct counter c;
         int64_t t0, tpub;
+        double c0;
         bool ok;
 
         memset(&c, 0, sizeof(c));
@@ -1255,10 +1272,13 @@ scenario_ingest(natsConnection *pub)
         }
         unlimited(c.sub);
         sc0 = slow_consumers();
+        c0 = cpu_s(getpid()) + cpu_s(O.nats_pid);
         t0 = mono_ns();
         publish_envelopes(pub, &ps, NULL);
         tpub = mono_ns();
         ok = wait_count(&c.count, O.n, 10000, 0);
+        bare_cpu = (cpu_s(getpid()) + cpu_s(O.nats_pid) - c0) * 1e6 / (double)O.n;
+        jnum(res, "bare_cpu_us_per_task", bare_cpu);
         bare_rate = c.last_ns > t0 ? (double)LOAD(c.count) / ((double)(c.last_ns - t0) / 1e9) : 0;
         jnum(res, "bare_tasks_per_s", bare_rate);
         jnum(res, "bare_publisher_msgs_per_s", (double)O.n / ((double)(tpub - t0) / 1e9));
@@ -1279,11 +1299,18 @@ scenario_ingest(natsConnection *pub)
     {
         static const char *const defaults[] = {"--events.enabled=true", "--log.level=info", NULL};
 
-        sc_rate = ingest_sidecar(pub, &ps, res, "sidecar", NULL, &lost);
-        sc_rate_defaults = ingest_sidecar(pub, &ps, res, "sidecar_defaults", defaults, &lost_defaults);
+        sc_rate = ingest_sidecar(pub, &ps, res, "sidecar", NULL, &lost, &sc_cpu);
+        sc_rate_defaults = ingest_sidecar(pub, &ps, res, "sidecar_defaults", defaults,
+                                          &lost_defaults, &sc_cpu_defaults);
     }
     jnum(res, "ratio", bare_rate > 0 ? sc_rate / bare_rate : 0);
     jnum(res, "ratio_defaults", bare_rate > 0 ? sc_rate_defaults / bare_rate : 0);
+    jnum(res, "cpu_ratio", sc_cpu > 0 ? bare_cpu / sc_cpu : 0);
+    jnum(res, "cpu_ratio_defaults", sc_cpu_defaults > 0 ? bare_cpu / sc_cpu_defaults : 0);
+    note("ingest: CPU per task of every process (publisher, nats-server, subscriber): "
+         "bare %.2f us, defaults %.2f us (%.2fx), lean %.2f us (%.2fx)",
+         bare_cpu, sc_cpu_defaults, sc_cpu_defaults > 0 ? bare_cpu / sc_cpu_defaults : 0, sc_cpu,
+         sc_cpu > 0 ? bare_cpu / sc_cpu : 0);
     snprintf(buf, sizeof(buf), "bare libevent subscriber %s/s", fmt_count(b, bare_rate));
     snprintf(r, sizeof(r), "%.2fx", bare_rate > 0 ? sc_rate_defaults / bare_rate : 0);
     fmt_count(a, sc_rate_defaults);
@@ -1295,6 +1322,15 @@ scenario_ingest(natsConnection *pub)
     strcat(a, "/s");
     add_row("ingest", "accepted tasks/s, lean (events off, log warn)", a, buf, r, ">= 0.8x (aim)",
             bare_rate > 0 && sc_rate / bare_rate >= 0.8 ? "yes" : "NO");
+    if (bare_cpu > 0 && sc_cpu > 0 && sc_cpu_defaults > 0) {
+        snprintf(a, sizeof(a), "%.2f / %.2f us", sc_cpu_defaults, sc_cpu);
+        snprintf(buf, sizeof(buf), "bare libevent subscriber %.2f us", bare_cpu);
+        snprintf(r, sizeof(r), "%.2fx / %.2fx", bare_cpu / sc_cpu_defaults, bare_cpu / sc_cpu);
+        add_row("ingest",
+                "CPU per task, all processes, defaults / lean (bare / sidecar: the rate ratio on "
+                "idle cores)",
+                a, buf, r, "report", "");
+    }
     snprintf(buf, sizeof(buf), "%lld / %lld", lost_defaults, lost);
     add_row("ingest", "lost (stats: enqueued vs sent), defaults / lean", buf, "", "", "0",
             lost == 0 && lost_defaults == 0 ? "yes" : "NO");

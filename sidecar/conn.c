@@ -28,7 +28,9 @@
  *     pending list (bounded by its pending limits; past them nats.c drops
  *     it and counts it as a slow-consumer drop, sc_conn_sub_dropped()).
  *  3. nats.c's delivery thread takes it off the list and calls on_msg(),
- *     which counts it (delivered) and pushes it into the hand-off ring
+ *     which counts it (delivered), runs the subscription's prep function
+ *     into a free slot if it has one (sc_conn_subscribe_prepared(); waiting
+ *     while every slot is in use) and pushes it into the hand-off ring
  *     (waiting while the ring is full, so the backlog stays in step 2).
  *  4. The loop pops it in on_wake() and hands it to the subscription's
  *     handler (taken). From here the handler's owner has it.
@@ -62,12 +64,19 @@ struct sc_conn_sub {
     bool channel;             /* sc_conn_channel_open(): no natsSubscription, fed by sc_conn_deliver() */
     bool retire;              /* sc_conn_sub_retire(): freed by the conn once its drain is done */
     volatile int chan_closed; /* sc_conn_channel_close() was called: use __atomic (under in.mu) */
+    /* sc_conn_subscribe_prepared(): the prep function and its slots (none: prep.fn NULL). */
+    struct sc_conn_prep prep;
+    unsigned char *slots;     /* prep.nslots * prep.slot_size bytes */
+    uint32_t *free_slots;     /* indices of the slots not in use: under in.mu */
+    size_t nfree;             /* under in.mu */
+    int32_t hand;             /* slot the delivery thread holds for its next message (-1: none) */
 };
 
 /* One slot of the ring: a message of sub, or (msg NULL) the end marker of sub's drain. */
 struct handoff_item {
     natsMsg *msg;
     struct sc_conn_sub *sub;
+    int32_t slot; /* sub's prep slot filled for msg (-1: none) */
 };
 
 /* The bounded hand-off ring: nats.c threads push, the loop pops. */
@@ -91,6 +100,9 @@ struct sc_conn {
     uint64_t published, publish_errors; /* loop thread */
     uint64_t barrier_sent, barrier_seen; /* round trips to the server (sc_conn_flushed()): loop thread */
     uint64_t published_at_barrier;       /* published when the last round trip was sent */
+    void *prepared;           /* sc_conn_prepared(): loop thread */
+    int64_t max_payload;      /* sc_conn_max_payload()'s cache (0: none): loop thread */
+    uint64_t mp_epoch;        /* disconnects when it was read: valid while they are the same */
     uint64_t reconnects;      /* written on nats.c threads: use __atomic */
     uint64_t disconnects;     /* written on nats.c threads: use __atomic */
     volatile int connected;   /* written on nats.c threads: use __atomic */
@@ -101,6 +113,7 @@ struct sc_conn {
 /* ---- the hand-off ring ----------------------------------------------------------------------- */
 
 static void on_wake(evutil_socket_t fd, short what, void *arg);
+static void sub_free(struct sc_conn_sub *sub);
 static sc_status barrier_open(struct sc_conn *c, char *err, size_t errlen);
 
 static sc_status
@@ -168,7 +181,12 @@ handoff_push(struct handoff *h, natsMsg *msg, struct sc_conn_sub *sub)
         natsMsg_Destroy(msg);
         return false;
     }
-    h->items[(h->head + h->len) % h->cap] = (struct handoff_item){msg, sub};
+    h->items[(h->head + h->len) % h->cap] = (struct handoff_item){msg, sub, -1};
+    if (msg && sub->prep.fn && sub->hand >= 0) {
+        /* the slot goes with msg; the next message's is taken under the same lock */
+        h->items[(h->head + h->len) % h->cap].slot = sub->hand;
+        sub->hand = sub->nfree ? (int32_t)sub->free_slots[--sub->nfree] : -1;
+    }
     h->len++;
     if (!h->wake_pending) {
         h->wake_pending = true;
@@ -182,6 +200,41 @@ handoff_push(struct handoff *h, natsMsg *msg, struct sc_conn_sub *sub)
         event_active(h->wake, EV_READ, 0);
     pthread_mutex_unlock(&h->mu);
     return true;
+}
+
+/*
+ * Delivery thread of a prepared subscription: takes a free slot into
+ * sub->hand, waiting while all are in use. False once the ring or the
+ * channel is closed (no slot).
+ */
+static bool
+slot_take(struct handoff *h, struct sc_conn_sub *sub)
+{
+    pthread_mutex_lock(&h->mu);
+    while (!sub->nfree && !h->closed && !sub->chan_closed)
+        pthread_cond_wait(&h->notfull, &h->mu);
+    if (sub->nfree && !h->closed && !sub->chan_closed)
+        sub->hand = (int32_t)sub->free_slots[--sub->nfree];
+    pthread_mutex_unlock(&h->mu);
+    return sub->hand >= 0;
+}
+
+/* Loop thread: gives the n items' prep slots back (one lock), wakes a waiting delivery thread. */
+static void
+slots_release(struct handoff *h, const struct handoff_item *batch, size_t n)
+{
+    bool any = false;
+
+    for (size_t i = 0; i < n && !any; i++)
+        any = batch[i].slot >= 0;
+    if (!any)
+        return;
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].slot >= 0)
+            batch[i].sub->free_slots[batch[i].sub->nfree++] = (uint32_t)batch[i].slot;
+    pthread_cond_broadcast(&h->notfull);
+    pthread_mutex_unlock(&h->mu);
 }
 
 /* The loop reached sub's end marker: every message routed to it was taken. */
@@ -234,7 +287,10 @@ on_wake(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         sub->taken++;
+        c->prepared = batch[i].slot >= 0 ? sub->slots + (size_t)batch[i].slot * sub->prep.slot_size
+                                         : NULL;
         sub->fn(sub->ctx, batch[i].msg);
+        c->prepared = NULL;
     }
     sc_log_flush();
     /*
@@ -244,6 +300,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
      */
     for (size_t i = 0; i < n; i++)
         natsMsg_Destroy(batch[i].msg);
+    slots_release(&c->in, batch, n); /* prepared subscriptions are never freed before c */
     /*
      * Let timers and sockets run between batches: the next batch is a zero
      * timeout, which runs after the loop has polled its sockets and run its
@@ -266,6 +323,8 @@ on_msg(natsConnection *nc, natsSubscription *ns, natsMsg *msg, void *closure)
     (void)nc;
     (void)ns;
     __atomic_add_fetch(&sub->delivered, 1, __ATOMIC_RELAXED);
+    if (sub->prep.fn && (sub->hand >= 0 || slot_take(&sub->conn->in, sub)))
+        sub->prep.fn(sub->prep.ctx, msg, sub->slots + (size_t)sub->hand * sub->prep.slot_size);
     handoff_push(&sub->conn->in, msg, sub);
 }
 
@@ -591,8 +650,7 @@ sc_conn_free(struct sc_conn *c)
     SC_LIST_FOREACH_SAFE(it, tmp, &c->subs) {
         struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
         sc_list_remove(&sub->link);
-        natsSubscription_Destroy(sub->ns);
-        free(sub);
+        sub_free(sub);
     }
     natsConnection_Destroy(c->nc);
     handoff_destroy(&c->in);
@@ -607,6 +665,15 @@ sc_conn_global_init(void)
 
 /* ---- subscriptions --------------------------------------------------------------------------- */
 
+static void
+sub_free(struct sc_conn_sub *sub)
+{
+    natsSubscription_Destroy(sub->ns);
+    free(sub->slots);
+    free(sub->free_slots);
+    free(sub);
+}
+
 /*
  * Frees the retired subscriptions whose drain is over: the loop took their
  * end marker (so no message of theirs is left in the ring) and nats.c's
@@ -619,12 +686,12 @@ reap_retired(struct sc_conn *c)
 
     SC_LIST_FOREACH_SAFE(it, tmp, &c->subs) {
         struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
-        if (!sub->retire || sub->drain != SC_CONN_DRAIN_DONE ||
+        /* a prepared one waits for sc_conn_free(): on_wake() gives slots back after the batch */
+        if (!sub->retire || sub->prep.fn || sub->drain != SC_CONN_DRAIN_DONE ||
             !__atomic_load_n(&sub->complete_done, __ATOMIC_ACQUIRE))
             continue;
         sc_list_remove(&sub->link);
-        natsSubscription_Destroy(sub->ns);
-        free(sub);
+        sub_free(sub);
     }
 }
 
@@ -633,16 +700,40 @@ sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *queue, int
                   sc_conn_handler fn, void *ctx, struct sc_conn_sub **out, char *err,
                   size_t errlen)
 {
+    return sc_conn_subscribe_prepared(c, subject, queue, max_pending, NULL, fn, ctx, out, err,
+                                      errlen);
+}
+
+sc_status
+sc_conn_subscribe_prepared(struct sc_conn *c, const char *subject, const char *queue,
+                           int max_pending, const struct sc_conn_prep *prep, sc_conn_handler fn,
+                           void *ctx, struct sc_conn_sub **out, char *err, size_t errlen)
+{
     struct sc_conn_sub *sub;
     natsStatus ns;
 
     if (out)
         *out = NULL;
+    if (prep && (!prep->fn || !prep->slot_size || !prep->nslots || prep->nslots > 65536)) {
+        snprintf(err, errlen, "subscribe %s: bad prep slots", subject);
+        return SC_EINVAL;
+    }
     reap_retired(c); /* a partition's subscription given up earlier (cluster mode) */
     sub = sc_xcalloc(1, sizeof(*sub));
     sub->conn = c;
     sub->fn = fn;
     sub->ctx = ctx;
+    sub->hand = -1;
+    if (prep) {
+        /* slots whole multiples of 8 bytes, so that every slot stays aligned */
+        sub->prep = *prep;
+        sub->prep.slot_size = (prep->slot_size + 7) & ~(size_t)7;
+        sub->slots = sc_xcalloc(sub->prep.nslots, sub->prep.slot_size);
+        sub->free_slots = sc_xcalloc(sub->prep.nslots, sizeof(*sub->free_slots));
+        for (size_t i = 0; i < sub->prep.nslots; i++)
+            sub->free_slots[i] = (uint32_t)(sub->prep.nslots - 1 - i);
+        sub->nfree = sub->prep.nslots;
+    }
     if (queue && *queue)
         ns = natsConnection_QueueSubscribe(&sub->ns, c->nc, subject, queue, on_msg, sub);
     else
@@ -651,8 +742,7 @@ sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *queue, int
         ns = natsSubscription_SetPendingLimits(sub->ns, max_pending, BIG_PENDING_BYTES);
     if (ns != NATS_OK) {
         snprintf(err, errlen, "nats: subscribe %s: %s", subject, natsStatus_GetText(ns));
-        natsSubscription_Destroy(sub->ns);
-        free(sub);
+        sub_free(sub);
         return SC_EIO;
     }
     sc_list_push_back(&c->subs, &sub->link);
@@ -661,12 +751,19 @@ sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *queue, int
     return SC_OK;
 }
 
+void *
+sc_conn_prepared(struct sc_conn *c)
+{
+    return c->prepared;
+}
+
 sc_status
 sc_conn_channel_open(struct sc_conn *c, sc_conn_handler fn, void *ctx, struct sc_conn_sub **out)
 {
     struct sc_conn_sub *sub = sc_xcalloc(1, sizeof(*sub));
 
     sub->conn = c;
+    sub->hand = -1;
     sub->fn = fn;
     sub->ctx = ctx;
     sub->channel = true;
@@ -866,7 +963,28 @@ sc_conn_inbox(const struct sc_conn *c)
 int64_t
 sc_conn_max_payload(struct sc_conn *c)
 {
-    return c ? natsConnection_GetMaxPayload(c->nc) : 0;
+    uint64_t epoch;
+    int64_t v;
+
+    if (!c)
+        return 0;
+    /*
+     * Asked for every failure taken in: nats.c's getter takes the connection's
+     * lock, which its reader and flusher threads hold while they work, so the
+     * value is kept until the connection is next lost (a reconnect may reach a
+     * server with another max_payload; on_disconnected() counts the loss).
+     */
+    epoch = __atomic_load_n(&c->disconnects, __ATOMIC_ACQUIRE);
+    if (c->max_payload > 0 && c->mp_epoch == epoch)
+        return c->max_payload;
+    v = natsConnection_GetMaxPayload(c->nc);
+    c->max_payload = 0;
+    if (v > 0 && __atomic_load_n(&c->connected, __ATOMIC_ACQUIRE) &&
+        __atomic_load_n(&c->disconnects, __ATOMIC_ACQUIRE) == epoch) {
+        c->max_payload = v;
+        c->mp_epoch = epoch;
+    }
+    return v;
 }
 
 bool

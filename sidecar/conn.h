@@ -87,6 +87,45 @@ sc_status sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *
                             struct sc_conn_sub **out, char *err, size_t errlen);
 
 /*
+ * Work done for each message of a subscription on nats.c's delivery thread,
+ * before the hand-off, so that the loop does less (the ingest subscription
+ * decodes its envelopes there). fn(ctx, msg, slot) fills slot (slot_size
+ * bytes, not zeroed; 8-byte aligned) from msg and must not touch anything
+ * the loop owns: it runs on the delivery thread while the loop runs. The
+ * handler finds the slot with sc_conn_prepared() while it handles msg; the
+ * slot is reused after the handler returns. nslots slots exist: while all
+ * are in use (the loop is nslots messages of this subscription behind) the
+ * delivery thread waits, and the backlog stays in nats.c's pending buffer
+ * as when the ring is full.
+ */
+typedef void (*sc_conn_prep_fn)(void *ctx, natsMsg *msg, void *slot);
+
+struct sc_conn_prep {
+    sc_conn_prep_fn fn;
+    void *ctx;        /* must outlive the connection (sc_conn_free()) */
+    size_t slot_size; /* bytes of one slot */
+    size_t nslots;    /* 1 .. 65,536 */
+};
+
+/*
+ * sc_conn_subscribe_prepared() is sc_conn_subscribe() with prep run on the
+ * delivery thread for each message (above). A prepared subscription is
+ * freed only with c (sc_conn_sub_retire() drains it but keeps it). Main or
+ * loop thread.
+ */
+sc_status sc_conn_subscribe_prepared(struct sc_conn *c, const char *subject, const char *queue,
+                                     int max_pending, const struct sc_conn_prep *prep,
+                                     sc_conn_handler fn, void *ctx, struct sc_conn_sub **out,
+                                     char *err, size_t errlen);
+
+/*
+ * sc_conn_prepared() is the slot the prep function of the message being
+ * handled filled (NULL when the handler runs for a message of a
+ * subscription without one, or outside a handler). Loop thread.
+ */
+void *sc_conn_prepared(struct sc_conn *c);
+
+/*
  * A channel is a subscription without a NATS subject: a thread of the
  * caller's (JetStream's fetch thread, jetstream.c) feeds it messages it got
  * from nats.c, and they reach fn(ctx, msg) on the loop thread through the

@@ -25,6 +25,7 @@
 #include "breaker.h"
 
 #define HANDOFF_CAP 65536
+#define INGEST_PREP_SLOTS 2048 /* envelopes decoded ahead of the loop (1,160 bytes each) */
 #define BIG_PENDING 1000000        /* messages nats.c may buffer for the ingest and reply subscriptions */
 #define DRAIN_NATS_MARGIN_MS 60000 /* nats.c's drain timeout: shutdown.drain_ms plus this */
 
@@ -97,8 +98,10 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
         s = sc_js_open(d->conn, &spec, on_failure_js, d, &d->js, err, errlen);
     } else {
         sc_js_core_capture_warn(d->conn, subj, 2000);
-        s = sc_conn_subscribe(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
-                              on_failure_msg, d, &d->sub_failed, err, errlen);
+        struct sc_conn_prep prep = {sc_ingest_prepare, d->prep_codec,
+                                    sizeof(struct sc_ingest_prepared), INGEST_PREP_SLOTS};
+        s = sc_conn_subscribe_prepared(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
+                                       &prep, on_failure_msg, d, &d->sub_failed, err, errlen);
     }
     if (s || (s = sc_adv_open(d, err, errlen)))
         return s;
@@ -275,6 +278,7 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     if ((s = build_classifier(cfg, &d->classifier, err, errlen)))
         goto fail;
     d->codec = codec_new(&cfg->limits);
+    d->prep_codec = codec_new(&cfg->limits);
     /* secrets.mask_keys: every rendered view of metadata and payloads from here on (README "Secrets"). */
     codec_mask_set((const char *const *)cfg->secrets_mask_keys, cfg->secrets_mask_count);
     d->started_mono = sc_now_mono_ms();
@@ -415,6 +419,7 @@ sc_daemon_free(struct sc_daemon *d)
     sc_admin_destroy(d);
     sc_dispatch_destroy(d);
     codec_free(d->codec);
+    codec_free(d->prep_codec); /* after sc_conn_free(): no delivery thread uses it any more */
     sc_metrics_free(d->metrics);
     sc_audit_free(d->audit);
     policy_classifier_free(d->classifier);

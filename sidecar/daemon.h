@@ -59,6 +59,7 @@ struct sc_daemon {
     struct sc_micro *micro;    /* service discovery (micro.c); NULL before sc_micro_open() */
     struct sc_peers *peers;    /* another sidecar on this prefix (peers.h); NULL before sc_peers_open() */
     struct codec *codec;
+    struct codec *prep_codec;  /* the core ingest delivery thread's (sc_ingest_prepare()) */
     struct policy_classifier *classifier;
     struct dlq_machine m;      /* the state machine: wheels, in-flight slots (dispatch.c fills its ports) */
     struct event *tick_ev;

@@ -204,6 +204,48 @@ answer(struct sc_daemon *d, natsMsg *m, const char *service, const struct codec_
     }
 }
 
+/* Content-Type application/json (parameters allowed): the envelope is JSON. */
+static bool
+is_json_msg(natsMsg *m)
+{
+    const char *ctype = NULL;
+
+    return natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
+           strncmp(ctype, "application/json", 16) == 0 &&
+           (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
+}
+
+/* A subject the server let through that cannot be published to (wildcards in non-pedantic mode). */
+static bool
+subject_ok(const char *subject, size_t slen)
+{
+    return slen <= 4000 && codec_subject_valid_recent(subject, slen);
+}
+
+void
+sc_ingest_prepare(void *codec, natsMsg *m, void *slot)
+{
+    struct sc_ingest_prepared *p = slot;
+    const char *subject = natsMsg_GetSubject(m);
+    const uint8_t *data = (const uint8_t *)natsMsg_GetData(m);
+    size_t len = (size_t)natsMsg_GetDataLength(m);
+
+    p->ready = false;
+    /*
+     * MessagePack only: a map's first byte is 0x80-0x8f, 0xde or 0xdf, never
+     * what codec_decode() takes for JSON (a '{' after blanks), which it would
+     * convert into codec's buffer.
+     */
+    if (!subject || !data || !len ||
+        !((data[0] & 0xf0) == 0x80 || data[0] == 0xde || data[0] == 0xdf))
+        return;
+    if (!subject_ok(subject, strlen(subject)) || is_json_msg(m))
+        return;
+    if (codec_decode(codec, data, len, false, &p->env) != SC_OK || p->env.error_truncated)
+        return;
+    p->ready = true;
+}
+
 /*
  * Decodes the failure in m into *env and fills *f for dlq_ingest(): false
  * when m breaks the contract (then refused as invalid: republished, and
@@ -215,16 +257,10 @@ decode(struct sc_daemon *d, natsMsg *m, const char *subject, bool answer,
 {
     size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed."), slen = strlen(subject);
     const char *service = slen > plen ? subject + plen : "unknown";
-    const char *ctype = NULL;
-    bool is_json = false;
+    bool is_json = is_json_msg(m);
 
     d->m.c.received++;
-    if (natsMsgHeader_Get(m, "Content-Type", &ctype) == NATS_OK && ctype &&
-        strncmp(ctype, "application/json", 16) == 0 &&
-        (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' '))
-        is_json = true;
-    /* A server in non-pedantic mode lets wildcards through in a published subject. */
-    if (slen > 4000 || !codec_subject_valid_recent(subject, slen)) {
+    if (!subject_ok(subject, slen)) {
         refuse_invalid(d, m, "bad_subject", "bad_subject",
                        "subject: the failure subject is not a valid subject to publish to", answer);
         return false;
@@ -252,15 +288,30 @@ decode(struct sc_daemon *d, natsMsg *m, const char *subject, bool answer,
 void
 sc_ingest(struct sc_daemon *d, natsMsg *m)
 {
+    struct sc_ingest_prepared *p = sc_conn_prepared(d->conn);
     struct codec_envelope env;
+    const struct codec_envelope *e = &env;
     struct dlq_decision dc;
     struct dlq_failure f;
 
-    if (!decode(d, m, natsMsg_GetSubject(m), true, &env, &f))
+    if (p && p->ready) {
+        /* subject and envelope checked and decoded on the delivery thread */
+        const char *subject = natsMsg_GetSubject(m);
+        size_t plen = strlen(d->cfg->subjects_prefix) + strlen(".failed.");
+
+        d->m.c.received++;
+        e = &p->env;
+        memset(&f, 0, sizeof(f));
+        f.env = e;
+        f.subject = subject;
+        f.service = strlen(subject) > plen ? subject + plen : "unknown";
+        f.max_payload = sc_conn_max_payload(d->conn);
+    } else if (!decode(d, m, natsMsg_GetSubject(m), true, &env, &f)) {
         return;
+    }
     f.wants_answer = natsMsg_GetReply(m) != NULL;
     dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
-    answer(d, m, f.service, &env, &dc);
+    answer(d, m, f.service, e, &dc);
 }
 
 /*

@@ -7,6 +7,7 @@
 
 #include <nats/nats.h>
 
+#include "codec.h"
 #include "common.h"
 
 struct sc_daemon;
@@ -20,6 +21,24 @@ struct sc_js;
  */
 void sc_ingest(struct sc_daemon *d, natsMsg *m);
 void sc_ingest_js(struct sc_daemon *d, natsMsg *m);
+
+/*
+ * The core ingest subscription's work on nats.c's delivery thread (conn.h,
+ * struct sc_conn_prep): sc_ingest_prepare(codec, m, slot) checks m's subject
+ * and decodes its envelope with codec (a struct codec used by that thread
+ * only) into slot, a struct sc_ingest_prepared, and sc_ingest() then skips
+ * both on the loop. ready is false when the loop must do it all itself: an
+ * invalid subject or envelope (refused on the loop, with its counts, logs
+ * and answer), JSON input and a truncated error text (both point into
+ * codec's buffers, which the next message reuses). Delivery thread; touches
+ * nothing but m, codec and slot.
+ */
+struct sc_ingest_prepared {
+    bool ready;
+    struct codec_envelope env; /* when ready: points into m's data only */
+};
+
+void sc_ingest_prepare(void *codec, natsMsg *m, void *slot);
 
 /*
  * sc_ingest_delivery() takes one JetStream delivery of a failure: m's body

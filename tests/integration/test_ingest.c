@@ -1186,6 +1186,116 @@ test_queue_full_refusals(void **state)
     e->passed = true;
 }
 
+/*
+ * 14. Envelopes decoded on nats.c's delivery thread and those left to the
+ * loop, mixed: 3,000 failures (more than the 2,048 slots the delivery
+ * thread decodes into, so slots are reused while the loop is behind)
+ * published back to back: MessagePack with a short error (decoded on the
+ * delivery thread), MessagePack with an error past limits.max_error_len
+ * (truncated: decoded again on the loop), JSON without a header and JSON
+ * with Content-Type: application/json (both the loop's). Every task must
+ * hold its own error text: a slot reused before the loop handled its
+ * message would give a task another one's.
+ */
+static void
+test_prepared_mix(void **state)
+{
+    static const char *const flags[] = {"limits.max_error_len=64", "backoff.exp_base_ms=3600000",
+                                        NULL};
+    struct it_env *e = it_env_start("prepared-mix", flags);
+    enum { N = 3000 };
+    static char ids[N][64];
+    char err[256], body[512];
+    struct sc_buf b;
+
+    assert_non_null(e);
+    *state = e;
+    sc_buf_init(&b, 4096);
+    for (int i = 0; i < N; i++) {
+        struct it_envelope env;
+        it_unique_id("pm", ids[i], sizeof ids[i]);
+        switch (i % 4) {
+        case 0:
+        case 1:
+            it_envelope_init(&env);
+            env.task_id = ids[i];
+            if (i % 4 == 0)
+                snprintf(err, sizeof err, "short error %d", i);
+            else
+                snprintf(err, sizeof err, "long error %d %0150d", i, 0);
+            env.error = err;
+            env.retry_policy = "exponential";
+            IT_CHECK(it_envelope_pack(&env, &b) == 0, "pack %d", i);
+            IT_CHECK(natsConnection_Publish(e->nc, "dlq.failed.mix", b.data, (int)b.len) == NATS_OK,
+                     "publish %d", i);
+            break;
+        case 2:
+            snprintf(body, sizeof body,
+                     "  {\"task_id\":\"%s\",\"task\":{},\"error\":\"json error %d\","
+                     "\"retry_policy\":\"exponential\"}",
+                     ids[i], i);
+            IT_CHECK(natsConnection_PublishString(e->nc, "dlq.failed.mix", body) == NATS_OK,
+                     "publish %d", i);
+            break;
+        default: {
+            natsMsg *m = NULL;
+            snprintf(body, sizeof body,
+                     "{\"task_id\":\"%s\",\"task\":{},\"error\":\"typed json error %d\","
+                     "\"retry_policy\":\"exponential\"}",
+                     ids[i], i);
+            IT_CHECK(natsMsg_Create(&m, "dlq.failed.mix", NULL, body, (int)strlen(body)) ==
+                             NATS_OK &&
+                         natsMsgHeader_Set(m, "Content-Type", "application/json") == NATS_OK &&
+                         natsConnection_PublishMsg(e->nc, m) == NATS_OK,
+                     "publish %d", i);
+            natsMsg_Destroy(m);
+        }
+        }
+    }
+    sc_buf_destroy(&b);
+    IT_CHECK(natsConnection_FlushTimeout(e->nc, 10000) == NATS_OK, "flush");
+    int64_t deadline = sc_now_mono_ms() + 60000;
+    long long enq = 0;
+    while (sc_now_mono_ms() < deadline) {
+        json_t *st = it_admin_stats(e->nc);
+        enq = it_json_int(st, "lifetime_stats.enqueued");
+        json_decref(st);
+        if (enq >= N)
+            break;
+        it_sleep_ms(50);
+    }
+    IT_CHECK(enq == N, "enqueued: want %d, got %lld", N, enq);
+    for (int i = 0; i < N; i++) {
+        json_t *t = it_admin_get(e->nc, ids[i]);
+        const char *te = it_json_str(t, "error");
+        char want[256];
+        bool ok;
+        switch (i % 4) {
+        case 0:
+            snprintf(want, sizeof want, "short error %d", i);
+            ok = te && strcmp(te, want) == 0;
+            break;
+        case 1:
+            snprintf(want, sizeof want, "long error %d ", i);
+            ok = te && strlen(te) <= 64 && strncmp(te, want, strlen(want)) == 0 &&
+                 strstr(te, "...[truncated]") != NULL;
+            break;
+        case 2:
+            snprintf(want, sizeof want, "json error %d", i);
+            ok = te && strcmp(te, want) == 0;
+            break;
+        default:
+            snprintf(want, sizeof want, "typed json error %d", i);
+            ok = te && strcmp(te, want) == 0;
+        }
+        char *dump = it_json_dump(t);
+        IT_CHECK(ok, "task %d (%s): want its own error (%s...), got %s", i, ids[i], want, dump);
+        free(dump);
+        json_decref(t);
+    }
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -1198,6 +1308,7 @@ main(void)
         cmocka_unit_test_teardown(test_shutdown_drain_cut_short, it_teardown),
         cmocka_unit_test_teardown(test_envelope_answers, it_teardown),
         cmocka_unit_test_teardown(test_queue_full_refusals, it_teardown),
+        cmocka_unit_test_teardown(test_prepared_mix, it_teardown),
     };
     if (getenv("DLQ_IT_FILTER")) /* e.g. DLQ_IT_FILTER='test_shutdown*' to run some */
         cmocka_set_test_filter(getenv("DLQ_IT_FILTER"));
