@@ -166,7 +166,8 @@ port_verdict(void *ctx, const struct dlq_task *t, dlq_attempt_end v, int64_t now
  * Reply tokens must be unguessable (a forged reply would settle an attempt),
  * so they come from the kernel's generator, arc4random_buf(). Debian's
  * glibc makes a getrandom(2) system call for every arc4random() call: two
- * per retry were 15% of the loop's time under dispatch (perf). Tokens are
+ * per retry were about 9% of the loop thread's time in the dispatch
+ * benchmark, its ingest included (perf; README "Benchmarks"). Tokens are
  * taken from a pool of TOKEN_POOL filled in one call instead, per thread
  * (the loop's; a test's second daemon has its own). Same generator, same
  * bits, one system call per TOKEN_POOL retries.
