@@ -1338,15 +1338,21 @@ scenario_ingest(natsConnection *pub)
 
 /* ---- scenario: dispatch ---------------------------------------------------------------------- */
 
-/* dispatch_headers() sets the retry headers a sidecar would set on m for task index i. */
+/*
+ * dispatch_headers() sets the eight retry headers a sidecar sets on m for
+ * task index i (DESIGN section 5: Dlq-Episode too, and Nats-Msg-Id
+ * "<id>:<episode>:<attempt>"), one natsMsgHeader_Set() each, as a client
+ * of nats.c's API writes them.
+ */
 static natsStatus
 dispatch_headers(natsMsg *m, uint64_t i)
 {
-    char id[64], msgid[80];
+    static const char episode[] = "1764849600123456"; /* an episode's start in microseconds */
+    char id[64], msgid[120];
     natsStatus s;
 
     make_id(id, "dp", i);
-    snprintf(msgid, sizeof(msgid), "%s:1", id);
+    snprintf(msgid, sizeof(msgid), "%s:%s:1", id, episode);
     s = natsMsgHeader_Set(m, "Dlq-Task-Id", id);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, "Dlq-Attempt", "1");
@@ -1358,6 +1364,8 @@ dispatch_headers(natsMsg *m, uint64_t i)
         s = natsMsgHeader_Set(m, "Dlq-Original-Subject", SUBJ_FAILED);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, "Dlq-First-Failed-At", "2024-05-01T12:00:00.000Z");
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Dlq-Episode", episode);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
     return s;

@@ -9,6 +9,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 
 #include "harness.h"
@@ -1004,6 +1009,159 @@ test_big_task_fits(void **state)
     e->passed = true;
 }
 
+/* ---- the header block on the wire (issue 15) ---------------------------------------------------- */
+
+/*
+ * raw_read_until() reads from fd into buf (*len bytes held, cap in all,
+ * kept NUL-terminated) until have(buf, *len, arg) is true or timeout_ms
+ * passed. Returns whether have() became true.
+ */
+static bool
+raw_read_until(int fd, char *buf, size_t *len, size_t cap,
+               bool (*have)(const char *buf, size_t len, const void *arg), const void *arg,
+               int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+
+    while (!have(buf, *len, arg)) {
+        int64_t left = deadline - sc_now_mono_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || *len + 1 >= cap || poll(&pfd, 1, (int)left) <= 0)
+            return false;
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n <= 0)
+            return false;
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return true;
+}
+
+static bool
+have_text(const char *buf, size_t len, const void *arg)
+{
+    (void)len;
+    return strstr(buf, arg) != NULL;
+}
+
+/* A whole HMSG: its line, then hlen + tlen bytes and CRLF. */
+static bool
+have_hmsg(const char *buf, size_t len, const void *arg)
+{
+    const char *h = strstr(buf, "HMSG "), *eol;
+    unsigned long hlen, tlen;
+    char reply[256];
+
+    (void)arg;
+    if (!h || !(eol = strstr(h, "\r\n")))
+        return false;
+    if (sscanf(h, "HMSG %*s %*s %255s %lu %lu", reply, &hlen, &tlen) != 3)
+        return false;
+    return (size_t)(eol + 2 - buf) + tlen + 2 <= len;
+}
+
+/*
+ * The retry's headers as they reach the wire, read by a raw NATS client (no
+ * nats.c parser in between): the sidecar hands nats.c its eight headers as
+ * one pre-written block (conn.c header_block()), so the bytes must still be
+ * "NATS/1.0", then exactly one "Name: value" line for each header of DESIGN
+ * section 5 with the values the task has, then an empty line; and the body
+ * after the header block is the task.
+ */
+static void
+test_headers_on_the_wire(void **state)
+{
+    struct it_env *e = it_env_start("wire", NULL);
+    assert_non_null(e);
+    *state = e;
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    IT_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "raw client: connect failed");
+    static char buf[1 << 16];
+    size_t len = 0;
+    IT_CHECK(raw_read_until(fd, buf, &len, sizeof buf, have_text, "\r\n", 5000), "raw client: no INFO");
+    static const char hello[] = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,"
+                                "\"protocol\":1,\"name\":\"it-raw-worker\"}\r\n"
+                                "SUB dlq.retry.wire 1\r\nPING\r\n";
+    IT_CHECK(write(fd, hello, sizeof hello - 1) == (ssize_t)(sizeof hello - 1), "raw client: write");
+    IT_CHECK(raw_read_until(fd, buf, &len, sizeof buf, have_text, "PONG\r\n", 5000), "raw client: no PONG");
+    len = 0;
+    buf[0] = '\0';
+
+    char id[96];
+    it_unique_id("wire", id, sizeof id);
+    struct sc_buf task;
+    sc_buf_init(&task, 1 << 16);
+    assert_int_equal(it_default_task(&task), 0);
+    struct it_envelope env;
+    it_envelope_init(&env);
+    env.task_id = id;
+    env.task_mp = task.data;
+    env.task_len = task.len;
+    env.error = "connection refused";
+    env.error_type = "ConnectionRefusedError";
+    env.retry_policy = "immediate";
+    env.max_retries = 4;
+    json_t *ack = it_request_envelope(e->nc, "dlq.failed.wire", &env);
+    IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest refused the failure");
+    json_decref(ack);
+
+    IT_CHECK(raw_read_until(fd, buf, &len, sizeof buf, have_hmsg, NULL, IT_WAIT_MS),
+             "no retry reached the raw client: %.200s", buf);
+    const char *h = strstr(buf, "HMSG ");
+    char subj[256], reply[256];
+    unsigned long sid, hlen, tlen;
+    IT_CHECK(sscanf(h, "HMSG %255s %lu %255s %lu %lu", subj, &sid, reply, &hlen, &tlen) == 5,
+             "HMSG line: %.200s", h);
+    IT_CHECK(strcmp(subj, "dlq.retry.wire") == 0, "retry subject %s", subj);
+    const char *hdr = strstr(h, "\r\n") + 2;
+    IT_CHECK(hlen <= tlen && tlen - hlen == task.len && memcmp(hdr + hlen, task.data, task.len) == 0,
+             "the body after %lu header bytes is not the task (%lu bytes in all)", hlen, tlen);
+    IT_CHECK(hlen > 14 && memcmp(hdr, "NATS/1.0\r\n", 10) == 0 &&
+                 memcmp(hdr + hlen - 4, "\r\n\r\n", 4) == 0,
+             "header block: want NATS/1.0 ... empty line, got %.*s", (int)hlen, hdr);
+
+    static const char *const names[] = {"Dlq-Task-Id", "Dlq-Attempt", "Dlq-Max-Retries",
+                                        "Dlq-Error-Category", "Dlq-Original-Subject",
+                                        "Dlq-First-Failed-At", "Dlq-Episode", "Nats-Msg-Id"};
+    char vals[8][256] = {{0}};
+    int seen[8] = {0};
+    const char *p = hdr + 10, *end = hdr + hlen - 2;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        IT_CHECK(eol && eol[1] == '\n', "header line without CRLF: %.*s", (int)(end - p), p);
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        IT_CHECK(colon && colon[1] == ' ', "header line is not \"Name: value\": %.*s", (int)(eol - p), p);
+        int k = -1;
+        for (int i = 0; i < 8; i++)
+            if ((size_t)(colon - p) == strlen(names[i]) && memcmp(p, names[i], strlen(names[i])) == 0)
+                k = i;
+        IT_CHECK(k >= 0, "unexpected header line: %.*s", (int)(eol - p), p);
+        IT_CHECK(!seen[k]++, "header %s twice", names[k]);
+        snprintf(vals[k], sizeof vals[k], "%.*s", (int)(eol - colon - 2), colon + 2);
+        p = eol + 2;
+    }
+    for (int i = 0; i < 8; i++)
+        IT_CHECK(seen[i], "header %s missing: %.*s", names[i], (int)hlen, hdr);
+    IT_CHECK(strcmp(vals[0], id) == 0, "Dlq-Task-Id %s, want %s", vals[0], id);
+    IT_CHECK(strcmp(vals[1], "1") == 0, "Dlq-Attempt %s, want 1", vals[1]);
+    IT_CHECK(strcmp(vals[2], "4") == 0, "Dlq-Max-Retries %s, want 4", vals[2]);
+    IT_CHECK(strcmp(vals[3], "network") == 0, "Dlq-Error-Category %s, want network", vals[3]);
+    IT_CHECK(strcmp(vals[4], "dlq.failed.wire") == 0, "Dlq-Original-Subject %s", vals[4]);
+    int64_t ms = 0;
+    IT_CHECK(sc_parse_rfc3339(vals[5], strlen(vals[5]), &ms) == SC_OK, "Dlq-First-Failed-At %s",
+             vals[5]);
+    char want[400];
+    snprintf(want, sizeof want, "%s:%s:1", id, vals[6]);
+    IT_CHECK(strcmp(vals[7], want) == 0, "Nats-Msg-Id %s, want %s", vals[7], want);
+    close(fd);
+    sc_buf_destroy(&task);
+    e->passed = true;
+}
+
 /* ---- SIGHUP and the default budget (issue 10, item 10) ------------------------------------------- */
 
 /* write_file() replaces path's content with text. */
@@ -1128,6 +1286,7 @@ main(void)
         cmocka_unit_test_teardown(test_puback_is_not_the_outcome, it_teardown),
         cmocka_unit_test_teardown(test_outcome_stored, it_teardown),
         cmocka_unit_test_teardown(test_big_task_fits, it_teardown),
+        cmocka_unit_test_teardown(test_headers_on_the_wire, it_teardown),
         cmocka_unit_test_teardown(test_sighup_lowers_default_budget, it_teardown),
     };
     return cmocka_run_group_tests_name("integration_retry", tests, NULL, NULL);
