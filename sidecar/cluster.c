@@ -875,9 +875,9 @@ kick(struct sc_cluster *c, bool timer)
     c->timer_pending = false;
     c->want_kick = false;
     j->nops = 0;
-    c->in_plan = true; /* a hook that answers at once (sc_cluster_released()) must not plan again */
-    end_suspensions(c, now);
+    end_suspensions(c, now); /* before the plan: it may acquire p again at once */
     sc_lease_plan(&c->t, now, c->actions);
+    c->in_plan = true; /* a hook that answers at once (sc_cluster_released()) must not plan again */
     for (uint32_t p = 0; p < c->partitions; p++)
         plan_partition(c, p, c->actions[p], timer);
     c->in_plan = false;

@@ -942,37 +942,63 @@ member_stat(struct world *w, int i, const char *key)
     return v;
 }
 
+/* The latest local deadline of s<i>'s holds in a fresh health round (0: none). */
+static int64_t
+holds_deadline(struct world *w, int i)
+{
+    int64_t latest = 0;
+
+    for (int k = 0; k < 50; k++) {
+        poll(w);
+        if (w->seen[i] && all_owned(w, 7))
+            break;
+    }
+    for (int p = 0; p < P; p++)
+        if (w->owner_of[p] == i && w->until_of[p] > latest)
+            latest = w->until_of[p];
+    return latest;
+}
+
 /*
- * The blips of VICTIM_BLIP (the watch thread): SIGSTOP of s1 just after a
- * health round gave its holds' local deadlines, SIGCONT lease/15 after the
- * latest of them: its holds ran out on its own clock, but the keys live on
- * the server until at least deadline + guard (lease/5): s1 must resume them
- * (renewals at their last revisions) rather than lose them. A renewal
- * between the round and the stop can move the deadlines past the SIGCONT
- * (nothing ran out): then again, up to BLIP_TRIES times. Sets r->took_ms to
- * the time from the last blip's stop until s1 owns partitions again.
+ * The blips of VICTIM_BLIP (the watch thread): SIGSTOP of s1 just after
+ * one of its renew rounds (found from its holds' deadlines: a round at t0
+ * makes them t0 + lease - guard, and the rounds come every lease/3), and
+ * SIGCONT lease/15 past the latest deadline: its holds ran out on its own
+ * clock, but the keys live on the server until at least deadline + guard
+ * (lease/5), so s1 must resume them (renewals at their last revisions)
+ * rather than lose them. A round that comes late (a loaded host) can still
+ * renew between the health round and the stop (nothing runs out): then
+ * again, up to BLIP_TRIES times. Sets r->took_ms to the time from the last
+ * blip's stop until s1 owns partitions again.
  */
 static void
 blips(struct recovery *r)
 {
     struct world *w = r->w;
+    const int64_t third = r->lease_ms / 3, valid = r->lease_ms - r->lease_ms / 5;
 
     for (r->blips = 0; r->blips < BLIP_TRIES; r->blips++) {
-        int64_t latest = 0, t_stop, t_cont;
-        for (int k = 0; k < 50 && !(w->seen[r->victim] && all_owned(w, 7)); k++)
-            poll(w);
-        for (int p = 0; p < P; p++)
-            if (w->owner_of[p] == r->victim && w->until_of[p] > latest)
-                latest = w->until_of[p];
+        int64_t latest = holds_deadline(w, r->victim), next, t_stop, t_cont;
         IT_CHECK(latest > 0, "s%d owns partitions before the blip", r->victim);
+        /* its next round after now, a quarter round for its answers, then a fresh look */
+        for (next = latest - valid + third; next < sc_now_mono_ms(); next += third)
+            ;
+        while (sc_now_mono_ms() < next + third / 4)
+            it_sleep_ms(10);
+        latest = holds_deadline(w, r->victim);
+        if (sc_now_mono_ms() - (latest - valid) > third / 2) {
+            printf("cluster: blip %d: s%d's round came late; again\n", r->blips + 1, r->victim);
+            continue; /* the round we saw is not its last: another may be under way */
+        }
         kill(w->sc[r->victim].pid, SIGSTOP);
         t_stop = sc_now_mono_ms();
         t_cont = latest + r->lease_ms / 15;
         while (sc_now_mono_ms() < t_cont)
             it_sleep_ms(10);
         kill(w->sc[r->victim].pid, SIGCONT);
-        printf("cluster: blip %d: s%d stopped %lld ms, until %lld ms past its holds' deadline\n",
-               r->blips + 1, r->victim, (long long)(sc_now_mono_ms() - t_stop),
+        printf("cluster: blip %d: s%d stopped %lld ms, %lld ms after its last round, until %lld ms "
+               "past its holds' deadline\n", r->blips + 1, r->victim,
+               (long long)(sc_now_mono_ms() - t_stop), (long long)(t_stop - (latest - valid)),
                (long long)(sc_now_mono_ms() - latest));
         r->took_ms = -1;
         while (sc_now_mono_ms() - t_stop < 2 * SETTLE_MS) {
