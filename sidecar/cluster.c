@@ -552,7 +552,8 @@ hold_lapsed(struct sc_cluster *c, uint32_t p, int64_t now)
 
     sc_lease_dropped(&c->t, p);
     c->failures++;
-    if (!c->hooks.suspended || !c->hooks.resumed || c->closing || cp->release_asked || cp->quiesced) {
+    if (!c->hooks.suspended || !c->hooks.resumed || c->closing || cp->release_asked || cp->quiesced ||
+        now >= until) { /* noticed too late (a process stopped that long): the key may be gone */
         hold_ended(c, p, true, "not renewed in time");
         return;
     }

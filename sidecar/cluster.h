@@ -22,7 +22,10 @@ struct sc_cluster; /* opaque: d->cluster, NULL outside cluster mode */
  *    member's from gained() until lost() or sc_cluster_released(), and
  *    only while sc_cluster_may_dispatch() says true: that turns false at
  *    the lease's local deadline even when the loop has not run lost() yet
- *    (a stalled renewal, a process that was stopped).
+ *    (a stalled renewal, a process that was stopped). A hold that runs out
+ *    is suspended() first (with those hooks set): not this member's to
+ *    dispatch, its tasks kept, until resumed() (the key was still this
+ *    member's: the partition is again from then) or lost().
  */
 struct sc_cluster_hooks {
     /* p is now this member's; lease_revision is the fencing token to fold into store versions. */

@@ -980,13 +980,13 @@ blips(struct recovery *r)
     for (r->blips = 0; r->blips < BLIP_TRIES; r->blips++) {
         int64_t latest = holds_deadline(w, r->victim), next, t_stop, t_cont;
         IT_CHECK(latest > 0, "s%d owns partitions before the blip", r->victim);
-        /* its next round after now, a quarter round for its answers, then a fresh look */
+        /* its next round after now, an eighth of a round for its answers, then a fresh look */
         for (next = latest - valid + third; next < sc_now_mono_ms(); next += third)
             ;
-        while (sc_now_mono_ms() < next + third / 4)
+        while (sc_now_mono_ms() < next + third / 8)
             it_sleep_ms(10);
         latest = holds_deadline(w, r->victim);
-        if (sc_now_mono_ms() - (latest - valid) > third / 2) {
+        if (sc_now_mono_ms() - (latest - valid) > third - third / 5) {
             printf("cluster: blip %d: s%d's round came late; again\n", r->blips + 1, r->victim);
             continue; /* the round we saw is not its last: another may be under way */
         }
