@@ -846,10 +846,19 @@ add_resumes(struct sc_cluster *c, int64_t now)
 
     for (uint32_t p = 0; p < c->partitions; p++) {
         const struct cl_part *cp = &c->parts[p];
+        const struct sc_lease_slot *sl = &c->slots[p];
         int64_t until = now + c->lease_ms / 3;
-        if (!cp->suspended || c->slots[p].held || j->nops >= c->partitions)
+        uint64_t rev = cp->susp_rev;
+        if (!cp->suspended || sl->held || j->nops >= c->partitions)
             continue;
-        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = cp->susp_rev,
+        /*
+         * A renewal of mine that went unanswered landed after all (the read
+         * shows my id at a newer revision): the chain goes on from it. While
+         * held, only renewals (updates in the chain) are sent for p.
+         */
+        if (sl->unanswered_t0 >= 0 && sl->view_rev > rev && strcmp(sl->owner, c->me) == 0)
+            rev = sl->view_rev;
+        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = rev,
                                            .until = until < cp->susp_until ? until : cp->susp_until,
                                            .prior_t0 = c->slots[p].unanswered_t0};
     }

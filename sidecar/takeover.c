@@ -29,7 +29,7 @@ struct sc_takeover {
     int64_t *release_deadline;  /* mono ms, while releasing */
     struct event *poll;
     bool poll_armed;
-    uint64_t claimed, released, lost, suspended, resumed;
+    uint64_t claimed, released, lost;
 };
 
 static struct sc_takeover *
@@ -139,7 +139,6 @@ on_suspended(void *ctx, uint32_t p)
         return;
     }
     t->state[p] = P_SUSPENDED;
-    t->suspended++;
     sc_ingest_unserve(d, p);
     sc_serving_mark(d, p, SC_SERVING_HELD);
     sc_log(SC_LOG_INFO, "cluster: partition suspended here: nothing dispatched until its lease is resumed",
@@ -166,7 +165,6 @@ on_resumed(void *ctx, uint32_t p, uint64_t lease_revision)
         return;
     }
     t->state[p] = P_SERVING;
-    t->resumed++;
     sc_serving_mark(d, p, SC_SERVING_ON);
     if (sc_ingest_serve(d, p, err, sizeof(err)))
         sc_log(SC_LOG_ERROR, "cluster: cannot serve a partition's forwarded failures", "partition",
