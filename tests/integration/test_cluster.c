@@ -1193,16 +1193,16 @@ count_dups(const struct world *w, struct worker *wk, const unsigned char part_hi
  * they lost that they handed to the owners (handback.h).
  */
 static int64_t
-print_member_stats(struct world *w, int64_t *handed_back)
+print_member_stats(struct world *w, int64_t *handed_back, int64_t *deferred)
 {
     json_t *r[NS + 4];
     size_t nr = member_gather(w, "stats", r, NS + 4);
-    int64_t lost = 0, handed = 0;
+    int64_t lost = 0, handed = 0, def = 0;
 
     for (size_t i = 0; i < nr; i++) {
         printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
                "refused %lld, enqueued %lld; partitions gained %lld, lost %lld, released %lld, "
-               "lease failures %lld; queued %lld, retry timeouts %lld\n",
+               "lease failures %lld; queued %lld, retry timeouts %lld, deferred %lld\n",
                it_json_str(r[i], "cluster.member_id"),
                (long long)it_json_int(r[i], "takeover.forwarded"),
                (long long)it_json_int(r[i], "takeover.forward_acks"),
@@ -1215,7 +1215,8 @@ print_member_stats(struct world *w, int64_t *handed_back)
                (long long)it_json_int(r[i], "cluster.partitions_released"),
                (long long)it_json_int(r[i], "cluster.lease_failures"),
                (long long)it_json_int(r[i], "queue_size"),
-               (long long)it_json_int(r[i], "lifetime_stats.retry_timeouts"));
+               (long long)it_json_int(r[i], "lifetime_stats.retry_timeouts"),
+               (long long)it_json_int(r[i], "lifetime_stats.deferred"));
         printf("cluster: %s: replies handed back %lld, taken back %lld, unclaimed %lld; notes "
                "handed back %lld, tasks they let go %lld\n",
                it_json_str(r[i], "cluster.member_id"),
@@ -1231,10 +1232,13 @@ print_member_stats(struct world *w, int64_t *handed_back)
                (long long)it_json_int(r[i], "cluster.partitions_lost"));
         lost += it_json_int(r[i], "cluster.partitions_lost");
         handed += it_json_int(r[i], "takeover.replies_handed_back");
+        def += it_json_int(r[i], "lifetime_stats.deferred");
         json_decref(r[i]);
     }
     if (handed_back)
         *handed_back = handed;
+    if (deferred)
+        *deferred = def;
     return lost;
 }
 
@@ -1366,7 +1370,7 @@ failover_run(const char *name, enum victim v)
     while (queued_total(w) != 0 && sc_now_mono_ms() < deadline)
         it_sleep_ms(200);
     if (queued_total(w) != 0)
-        print_member_stats(w, NULL);
+        print_member_stats(w, NULL, NULL);
     IT_CHECK(queued_total(w) == 0, "tasks left in the sidecars after every one completed");
     for (int i = 0; i < NS; i++)
         IT_CHECK(w->killed[i] || it_daemon_alive(&w->sc[i]), "s%d is alive", i);
@@ -1376,9 +1380,9 @@ failover_run(const char *name, enum victim v)
     seen = count_dups(w, &wk, part_hit, &dups, &dups_other, &dups_msgid);
     printf("cluster: %d tasks completed, %zu retries seen, %zu of them an attempt seen before (in "
            "flight at the kill)\n", n, seen, dups);
-    int64_t handed_back = 0;
+    int64_t handed_back = 0, deferred = 0;
     /* partitions lost for good: a hold that ran out and could not be resumed (cluster.h) */
-    int64_t survivors_lost = print_member_stats(w, &handed_back);
+    int64_t survivors_lost = print_member_stats(w, &handed_back, &deferred);
     IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
     /*
      * A paused owner is alive: the next owner sends its attempts out at
@@ -1414,18 +1418,26 @@ failover_run(const char *name, enum victim v)
                  dups_other);
     /*
      * kill -9 of a nats-server node: a hold that ran out during the
-     * buckets' elections is resumed when the lease key outlived them; then
-     * nothing comes twice. Only a partition lost for good (its key aged out
-     * on the server before the lease bucket answered again) is loaded again
-     * by its next owner from a store that may lack its last writes: those
-     * duplicates are counted, printed, and allowed only then
-     * (docs/cluster.md, "What happens when ...").
+     * buckets' elections is resumed when the lease key outlived them, so
+     * no partition's attempts are sent again by a next owner. Two causes
+     * remain (docs/cluster.md, "Attempts of a lost lease"):
+     *  - a retry out while the sidecar's connection moved to another node
+     *    whose reply was lost with it: at its deadline the sidecar cannot
+     *    know whether a worker got it, and sends the same attempt (same
+     *    Nats-Msg-Id) again, a deferral (lifetime_stats.deferred, which
+     *    also counts "no responders" while the workers' interest moves):
+     *    at most that many;
+     *  - a partition lost for good (its key aged out before the lease
+     *    bucket answered again): its next owner loads a store that may lack
+     *    the last writes; then any number, printed.
      */
     if (v == VICTIM_SERVER) {
-        printf("cluster: %zu attempts came twice %s\n", dups,
-               survivors_lost ? "(some partitions were lost for good)" : "with every hold kept or resumed");
-        IT_CHECK(dups == 0 || survivors_lost > 0,
-                 "%zu attempts came twice though every hold was kept or resumed", dups);
+        printf("cluster: %zu attempts came twice; the sidecars deferred %lld retries (sent again "
+               "after a reconnect: at most that many twice) and lost %lld partitions for good\n",
+               dups, (long long)deferred, (long long)survivors_lost);
+        IT_CHECK(survivors_lost > 0 || (int64_t)dups <= deferred,
+                 "%zu attempts came twice, more than the %lld retries deferred across the "
+                 "reconnect, though every hold was kept or resumed", dups, (long long)deferred);
     }
 
     natsSubscription_Destroy(sub);
