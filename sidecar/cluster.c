@@ -74,10 +74,28 @@ struct cl_job {
     uint64_t bad_records;                   /* member records that could not be read */
 };
 
-/* The loop's own state of one partition, besides the lease slot. */
+/*
+ * The loop's own state of one partition, besides the lease slot.
+ *
+ * Suspended: the hold ran out here (not renewed in time) but nothing says
+ * the lease moved on: the key may still hold this member's id at the
+ * revision last renewed (a renewal stalled by a leader election of the
+ * bucket, a starved thread). The daemon stops at once (suspended(): not
+ * valid, nothing dispatched) but keeps the partition's tasks, and the renew
+ * rounds try an update at that revision (a "resume"). The update succeeds
+ * only if nobody wrote the key since and it has not aged out on the server
+ * (an expired key's last sequence is 0): then no other member can have
+ * acquired p in between, and the daemon goes on with what it holds
+ * (resumed()). A refusal, a read showing the key free or another's, or
+ * susp_until ends the suspension with lost(). Who holds p meanwhile: the
+ * bucket (this member's key, or nobody's); the daemon only its memory.
+ */
 struct cl_part {
     bool release_asked; /* release_requested() was called */
     bool quiesced;      /* sc_cluster_released() came: give it back, dispatch nothing */
+    bool suspended;     /* the hold ran out here; resumes are tried (above) */
+    uint64_t susp_rev;  /* the revision last renewed: what a resume expects */
+    int64_t susp_until; /* mono ms: the suspension ends with lost() then */
 };
 
 struct sc_cluster {
@@ -110,6 +128,7 @@ struct sc_cluster {
     bool in_plan; /* kick() is planning: a hook may not post a job of its own */
     int64_t last_setup_warn;
     uint64_t renewals, failures, gained, lost, released, bad_records;
+    uint64_t suspended, resumed; /* holds run out here and suspended; of them resumed */
     /* the hand-off */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -532,14 +551,67 @@ hold_ended(struct sc_cluster *c, uint32_t p, bool tell, const char *why)
         c->hooks.lost(c->hooks.ctx, p);
 }
 
+/*
+ * p's hold ran out here (its local deadline passed, answer or none): the
+ * hold is dropped at once (sc_cluster_may_dispatch() was already false).
+ * When the daemon can suspend (the suspended and resumed hooks) and p is
+ * not being given back, p is suspended (struct cl_part) rather than lost:
+ * the daemon keeps its tasks while resumes are tried until the key can
+ * have aged out on the server (valid_until + guard) and one round more.
+ */
+static void
+hold_lapsed(struct sc_cluster *c, uint32_t p, int64_t now)
+{
+    struct cl_part *cp = &c->parts[p];
+    uint64_t rev = c->slots[p].revision;
+    int64_t until = c->slots[p].valid_until + sc_lease_guard_ms(c->lease_ms) + c->lease_ms / 3;
+
+    sc_lease_dropped(&c->t, p);
+    c->failures++;
+    if (!c->hooks.suspended || !c->hooks.resumed || c->closing || cp->release_asked || cp->quiesced ||
+        now >= until) { /* noticed too late (a process stopped that long): the key may be gone */
+        hold_ended(c, p, true, "not renewed in time");
+        return;
+    }
+    *cp = (struct cl_part){.suspended = true, .susp_rev = rev, .susp_until = until};
+    c->suspended++;
+    sc_log(SC_LOG_INFO, "cluster: partition suspended: not renewed in time; trying to resume it",
+           "partition", sc_log_int(p), "revision", sc_log_int((int64_t)rev), "for_ms",
+           sc_log_int(until - now), NULL);
+    c->hooks.suspended(c->hooks.ctx, p);
+}
+
+/* The suspension of p ends without a resume (why): the daemon forgets p. */
+static void
+forsake(struct sc_cluster *c, uint32_t p, const char *why)
+{
+    c->parts[p] = (struct cl_part){0};
+    c->lost++;
+    sc_log(SC_LOG_INFO, "cluster: partition lost", "partition", sc_log_int(p), "why", why, NULL);
+    if (c->hooks.lost && !c->closing)
+        c->hooks.lost(c->hooks.ctx, p);
+}
+
 static void
 announce_gain(struct sc_cluster *c, uint32_t p, int64_t now)
 {
+    bool resumed = c->parts[p].suspended;
+
     if (!sc_lease_valid(&c->t, p, now)) { /* an answer that came too late to be of use */
         sc_lease_dropped(&c->t, p);
-        return;
+        return; /* a suspension goes on: the next round tries again */
     }
     c->parts[p] = (struct cl_part){0};
+    if (resumed) {
+        /* The key kept my id at the revision renewed last: nobody held p since. */
+        c->resumed++;
+        sc_log(SC_LOG_INFO, "cluster: partition resumed: the lease was still this member's",
+               "partition", sc_log_int(p), "revision", sc_log_int((int64_t)c->slots[p].revision),
+               NULL);
+        if (!c->closing)
+            c->hooks.resumed(c->hooks.ctx, p, c->slots[p].revision);
+        return;
+    }
     c->gained++;
     sc_log(SC_LOG_DEBUG, "cluster: partition gained", "partition", sc_log_int(p), "revision",
            sc_log_int((int64_t)c->slots[p].revision), NULL);
@@ -569,6 +641,8 @@ apply_ops(struct sc_cluster *c, int64_t now)
         } else if (op->result == CL_REFUSED) {
             if (sc_lease_refused(&c->t, op->p))
                 hold_ended(c, op->p, true, "renewal refused: the lease moved on");
+            else if (c->parts[op->p].suspended)
+                forsake(c, op->p, "resume refused: the lease moved on or aged out");
         } else if (op->result == CL_UNANSWERED)
             sc_lease_unanswered(&c->t, op->p, op->t0);
     }
@@ -657,16 +731,26 @@ on_expire(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_cluster *c = arg;
     int64_t now = sc_now_mono_ms();
+    bool done, lapsed = false;
 
     (void)fd;
     (void)what;
+    /* A job answered but not applied yet may hold the renewals that keep these holds. */
+    pthread_mutex_lock(&c->mu);
+    done = c->done;
+    pthread_mutex_unlock(&c->mu);
+    if (done && !c->in_apply) {
+        on_wake(-1, 0, c); /* applies it, re-arms this event */
+        now = sc_now_mono_ms();
+    }
     for (uint32_t p = 0; p < c->partitions; p++)
         if (c->slots[p].held && now >= c->slots[p].valid_until) {
-            sc_lease_dropped(&c->t, p);
-            c->failures++;
-            hold_ended(c, p, true, "not renewed in time");
+            hold_lapsed(c, p, now);
+            lapsed = true;
         }
     arm_expiry(c, now);
+    if (lapsed && !c->busy)
+        kick(c, false); /* the resumes go out now, not at the next round */
 }
 
 /* Arms the expiry event at the earliest valid_until of the holds. */
@@ -763,9 +847,7 @@ plan_partition(struct sc_cluster *c, uint32_t p, unsigned act, bool timer)
     struct cl_job *j = &c->job;
 
     if (act & SC_LEASE_LOST) {
-        sc_lease_dropped(&c->t, p);
-        c->failures++;
-        hold_ended(c, p, true, "not renewed in time");
+        hold_lapsed(c, p, sc_now_mono_ms());
         return;
     }
     if ((act & SC_LEASE_RELEASE) && !cp->release_asked && !cp->quiesced) {
@@ -785,6 +867,59 @@ plan_partition(struct sc_cluster *c, uint32_t p, unsigned act, bool timer)
                                            .prior_t0 = c->slots[p].unanswered_t0};
     else if (act & SC_LEASE_ACQUIRE)
         j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_CREATE};
+}
+
+/*
+ * Ends the suspensions that can no longer resume (struct cl_part): past
+ * susp_until, or the last read shows the key free (aged out: anybody may
+ * take it now) or another member's. Before planning, so that the plan may
+ * acquire p again at once (a fresh claim: the store is read again). Loop
+ * thread.
+ */
+static void
+end_suspensions(struct sc_cluster *c, int64_t now)
+{
+    for (uint32_t p = 0; p < c->partitions; p++) {
+        const char *owner = c->slots[p].owner;
+        if (!c->parts[p].suspended || c->slots[p].held)
+            continue;
+        if (now >= c->parts[p].susp_until)
+            forsake(c, p, "not resumed in time");
+        else if (!owner[0])
+            forsake(c, p, "the lease aged out before it could be resumed");
+        else if (strcmp(owner, c->me) != 0)
+            forsake(c, p, "another member holds the lease");
+    }
+}
+
+/*
+ * Queues a resume of each suspended partition: an update of lease.<p> at
+ * the revision renewed last, tried again until susp_until or one round
+ * from now (renew_op()). Loop thread.
+ */
+static void
+add_resumes(struct sc_cluster *c, int64_t now)
+{
+    struct cl_job *j = &c->job;
+
+    for (uint32_t p = 0; p < c->partitions; p++) {
+        const struct cl_part *cp = &c->parts[p];
+        const struct sc_lease_slot *sl = &c->slots[p];
+        int64_t until = now + c->lease_ms / 3;
+        uint64_t rev = cp->susp_rev;
+        if (!cp->suspended || sl->held || j->nops >= c->partitions)
+            continue;
+        /*
+         * A renewal of mine that went unanswered landed after all (the read
+         * shows my id at a newer revision): the chain goes on from it. While
+         * held, only renewals (updates in the chain) are sent for p.
+         */
+        if (sl->unanswered_t0 >= 0 && sl->view_rev > rev && strcmp(sl->owner, c->me) == 0)
+            rev = sl->view_rev;
+        j->ops[j->nops++] = (struct cl_op){.p = p, .kind = OP_UPDATE, .rev = rev,
+                                           .until = until < cp->susp_until ? until : cp->susp_until,
+                                           .prior_t0 = c->slots[p].unanswered_t0};
+    }
 }
 
 /*
@@ -815,11 +950,13 @@ kick(struct sc_cluster *c, bool timer)
     c->want_kick = false;
     c->read_asked = false;
     j->nops = 0;
+    end_suspensions(c, now); /* before the plan: it may acquire p again at once */
     sc_lease_plan(&c->t, now, c->actions);
     c->in_plan = true; /* a hook that answers at once (sc_cluster_released()) must not plan again */
     for (uint32_t p = 0; p < c->partitions && (c->viewed || timer); p++)
         plan_partition(c, p, c->actions[p], timer);
     c->in_plan = false;
+    add_resumes(c, now); /* last: a held lease's renewal never waits behind a resume */
     arm_expiry(c, now);
     for (size_t i = 0; i < j->nops; i++)
         deletes = deletes || j->ops[i].kind == OP_DELETE;
@@ -1073,6 +1210,8 @@ sc_cluster_get_stats(const struct sc_daemon *d)
     st.gained = c->gained;
     st.lost = c->lost;
     st.released = c->released;
+    st.suspended = c->suspended;
+    st.resumed = c->resumed;
     return st;
 }
 
@@ -1120,6 +1259,8 @@ sc_cluster_json(const struct sc_daemon *d, struct sc_jw *w, bool detail)
         sc_jw_uint(w, "partitions_gained", st.gained);
         sc_jw_uint(w, "partitions_lost", st.lost);
         sc_jw_uint(w, "partitions_released", st.released);
+        sc_jw_uint(w, "partitions_suspended", st.suspended);
+        sc_jw_uint(w, "partitions_resumed", st.resumed);
         if (detail)
             leases_json(d, w, sc_now_mono_ms());
     }

@@ -22,7 +22,10 @@ struct sc_cluster; /* opaque: d->cluster, NULL outside cluster mode */
  *    member's from gained() until lost() or sc_cluster_released(), and
  *    only while sc_cluster_may_dispatch() says true: that turns false at
  *    the lease's local deadline even when the loop has not run lost() yet
- *    (a stalled renewal, a process that was stopped).
+ *    (a stalled renewal, a process that was stopped). A hold that runs out
+ *    is suspended() first (with those hooks set): not this member's to
+ *    dispatch, its tasks kept, until resumed() (the key was still this
+ *    member's: the partition is again from then) or lost().
  */
 struct sc_cluster_hooks {
     /* p is now this member's; lease_revision is the fencing token to fold into store versions. */
@@ -36,6 +39,16 @@ struct sc_cluster_hooks {
      */
     void (*release_requested)(void *ctx, uint32_t p);
     void *ctx;
+    /*
+     * p's hold ran out here (not renewed in time) but the lease may still
+     * be this member's: stop dispatching its tasks at once and take no new
+     * failures of it, but keep its tasks. Exactly one of resumed(p) (a
+     * renewal at the last revision went through: nobody held p meanwhile,
+     * go on with what is held) or lost(p) (forget it) follows, within
+     * about lease_ms. Both NULL: a hold that runs out is lost() at once.
+     */
+    void (*suspended)(void *ctx, uint32_t p);
+    void (*resumed)(void *ctx, uint32_t p, uint64_t lease_revision);
 };
 
 /* Counters and state of the cluster member, read together (sc_cluster_get_stats()). */
@@ -49,6 +62,7 @@ struct sc_cluster_stats {
     uint64_t lease_renewals;   /* renewals the bucket accepted */
     uint64_t lease_failures;   /* renewals refused, failed or unanswered, and holds that ran out */
     uint64_t gained, lost, released; /* partitions gained, lost, given back since start */
+    uint64_t suspended, resumed; /* holds that ran out here and were suspended; of them resumed (struct cl_part in cluster.c) */
 };
 
 /*

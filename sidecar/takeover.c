@@ -20,6 +20,7 @@ typedef enum {
     P_CLAIMING,  /* the lease is held; the store fences it and loads its tasks */
     P_SERVING,   /* claimed: failures taken, tasks dispatched while the lease is valid */
     P_RELEASING, /* asked back: nothing new, waiting for in-flight attempts and writes */
+    P_SUSPENDED, /* the hold ran out, the lease may still be ours: nothing dispatched, tasks kept */
 } part_state;
 
 struct sc_takeover {
@@ -111,6 +112,64 @@ on_lost(void *ctx, uint32_t p)
         return;
     }
     forget(d, p);
+}
+
+/*
+ * p's hold ran out (cluster.h, suspended()). Served: it stops at once
+ * (sc_serving() is false without a valid lease anyway; the mark keeps it
+ * so), its forwarded failures wait in the stream, but its tasks, their
+ * unwritten changes (the fence still ours: they land unless another member
+ * claimed p, then the store refuses them) and its held acks stay.
+ * Replies to its attempts meanwhile are handed back (handback.c: the lease
+ * is not valid) to whoever serves p next: this member once resumed, which
+ * applies them as their owner. A claim under way or a release is simply
+ * lost: nothing of it is kept. Who holds each task meanwhile: the store
+ * (what landed) and this member's memory, until resumed() or lost().
+ */
+static void
+on_suspended(void *ctx, uint32_t p)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_takeover *t = tk(d);
+
+    if (p >= t->partitions || t->state[p] == P_NONE || t->state[p] == P_SUSPENDED)
+        return;
+    if (t->state[p] != P_SERVING) {
+        on_lost(ctx, p);
+        return;
+    }
+    t->state[p] = P_SUSPENDED;
+    sc_ingest_unserve(d, p);
+    sc_serving_mark(d, p, SC_SERVING_HELD);
+    sc_log(SC_LOG_INFO, "cluster: partition suspended here: nothing dispatched until its lease is resumed",
+           "partition", sc_log_int(p), NULL);
+}
+
+/*
+ * The lease of a suspended p was renewed at the revision it had (cluster.h,
+ * resumed()): nobody else held p meanwhile, so what this member holds is
+ * still the newest state: served again at once, without a new claim (the
+ * fence is ours). A p that is not suspended here is claimed as gained.
+ */
+static void
+on_resumed(void *ctx, uint32_t p, uint64_t lease_revision)
+{
+    struct sc_daemon *d = ctx;
+    struct sc_takeover *t = tk(d);
+    char err[256];
+
+    if (p >= t->partitions)
+        return;
+    if (t->state[p] != P_SUSPENDED) {
+        on_gained(ctx, p, lease_revision);
+        return;
+    }
+    t->state[p] = P_SERVING;
+    sc_serving_mark(d, p, SC_SERVING_ON);
+    if (sc_ingest_serve(d, p, err, sizeof(err)))
+        sc_log(SC_LOG_ERROR, "cluster: cannot serve a partition's forwarded failures", "partition",
+               sc_log_int(p), "error", err, NULL);
+    sc_log(SC_LOG_INFO, "cluster: partition resumed here", "partition", sc_log_int(p), NULL);
 }
 
 /*
@@ -209,7 +268,7 @@ sc_takeover_open(struct sc_daemon *d, char *err, size_t errlen)
 {
     struct sc_takeover *t;
     sc_status s;
-    struct sc_cluster_hooks h = {on_gained, on_lost, on_release_requested, d};
+    struct sc_cluster_hooks h = {on_gained, on_lost, on_release_requested, d, on_suspended, on_resumed};
 
     if (!d->cluster)
         return SC_OK;
@@ -252,7 +311,7 @@ sc_takeover_json(const struct sc_daemon *d, struct sc_jw *w)
     const struct sc_takeover *t = tk(d);
     struct sc_forward_stats fs = sc_forward_get_stats(d);
     struct sc_handback_stats hs = sc_handback_get_stats(d);
-    uint64_t n[4] = {0, 0, 0, 0};
+    uint64_t n[5] = {0, 0, 0, 0, 0};
 
     if (!t)
         return;

@@ -791,7 +791,10 @@ enum victim {
     VICTIM_SIDECAR, /* kill -9 of sidecar s1 */
     VICTIM_SERVER,  /* kill -9 of a nats-server node that sidecars are connected to */
     VICTIM_PAUSE,   /* SIGSTOP of sidecar s1 past its lease (not past retry.timeout_ms), then SIGCONT */
+    VICTIM_BLIP,    /* SIGSTOP of sidecar s1 past its holds' local deadline, short of the server's expiry */
 };
+
+#define BLIP_TRIES 3 /* blips until one made s1 suspend a partition (a renewal just before the stop may outlast it) */
 
 /*
  * node_of_sidecar() reads sidecar i's log and returns the index in w->cl of
@@ -948,6 +951,9 @@ struct recovery {
     unsigned on_node; /* bit i: s<i> was connected to the node killed (or is the sidecar killed) */
     int64_t t_kill;  /* CLOCK_MONOTONIC ms */
     int64_t took_ms; /* from the kill until repaired; -1 when not within the timeout */
+    int lease_ms;    /* the sidecars' cluster.lease_ms */
+    int blips;       /* VICTIM_BLIP: the blips made (at most BLIP_TRIES) */
+    int64_t suspended; /* VICTIM_BLIP: s1's partitions_suspended after the last blip */
     pthread_t th;
 };
 
@@ -963,6 +969,8 @@ repaired(const struct recovery *r)
 {
     const struct world *w = r->w;
 
+    if (r->v == VICTIM_BLIP)
+        return w->seen[r->victim] && all_owned(w, 7);
     if (r->v != VICTIM_SERVER)
         return all_owned(w, 7u & ~(1u << r->victim));
     for (int i = 0; i < NS; i++)
@@ -976,6 +984,99 @@ repaired(const struct recovery *r)
     return true;
 }
 
+/* s<i>'s cluster.<key> in its stats (one gather), or -1 when it does not answer. */
+static int64_t
+member_stat(struct world *w, int i, const char *key)
+{
+    json_t *r[NS + 4];
+    size_t n = member_gather(w, "stats", r, NS + 4);
+    char id[8], path[96];
+    int64_t v = -1;
+
+    snprintf(id, sizeof(id), "s%d", i);
+    snprintf(path, sizeof(path), "cluster.%s", key);
+    for (size_t k = 0; k < n; k++) {
+        const char *m = it_json_str(r[k], "cluster.member_id");
+        if (m && strcmp(m, id) == 0)
+            v = it_json_int(r[k], path);
+        json_decref(r[k]);
+    }
+    return v;
+}
+
+/* The latest local deadline of s<i>'s holds in a fresh health round (0: none). */
+static int64_t
+holds_deadline(struct world *w, int i)
+{
+    int64_t latest = 0;
+
+    for (int k = 0; k < 50; k++) {
+        poll(w);
+        if (w->seen[i] && all_owned(w, 7))
+            break;
+    }
+    for (int p = 0; p < P; p++)
+        if (w->owner_of[p] == i && w->until_of[p] > latest)
+            latest = w->until_of[p];
+    return latest;
+}
+
+/*
+ * The blips of VICTIM_BLIP (the watch thread): SIGSTOP of s1 just after
+ * one of its renew rounds (found from its holds' deadlines: a round at t0
+ * makes them t0 + lease - guard, and the rounds come every lease/3), and
+ * SIGCONT lease/15 past the latest deadline: its holds ran out on its own
+ * clock, but the keys live on the server until at least deadline + guard
+ * (lease/5), so s1 must resume them (renewals at their last revisions)
+ * rather than lose them. A round that comes late (a loaded host) can still
+ * renew between the health round and the stop (nothing runs out): then
+ * again, up to BLIP_TRIES times. Sets r->took_ms to the time from the last
+ * blip's stop until s1 owns partitions again.
+ */
+static void
+blips(struct recovery *r)
+{
+    struct world *w = r->w;
+    const int64_t third = r->lease_ms / 3, valid = r->lease_ms - r->lease_ms / 5;
+
+    for (r->blips = 0; r->blips < BLIP_TRIES; r->blips++) {
+        int64_t latest = holds_deadline(w, r->victim), next, t_stop, t_cont;
+        IT_CHECK(latest > 0, "s%d owns partitions before the blip", r->victim);
+        /* its next round after now, an eighth of a round for its answers, then a fresh look */
+        for (next = latest - valid + third; next < sc_now_mono_ms(); next += third)
+            ;
+        while (sc_now_mono_ms() < next + third / 8)
+            it_sleep_ms(10);
+        latest = holds_deadline(w, r->victim);
+        if (sc_now_mono_ms() - (latest - valid) > third - third / 5) {
+            printf("cluster: blip %d: s%d's round came late; again\n", r->blips + 1, r->victim);
+            continue; /* the round we saw is not its last: another may be under way */
+        }
+        kill(w->sc[r->victim].pid, SIGSTOP);
+        t_stop = sc_now_mono_ms();
+        t_cont = latest + r->lease_ms / 15;
+        while (sc_now_mono_ms() < t_cont)
+            it_sleep_ms(10);
+        kill(w->sc[r->victim].pid, SIGCONT);
+        printf("cluster: blip %d: s%d stopped %lld ms, %lld ms after its last round, until %lld ms "
+               "past its holds' deadline\n", r->blips + 1, r->victim,
+               (long long)(sc_now_mono_ms() - t_stop), (long long)(t_stop - (latest - valid)),
+               (long long)(sc_now_mono_ms() - latest));
+        r->took_ms = -1;
+        while (sc_now_mono_ms() - t_stop < 2 * SETTLE_MS) {
+            poll(w);
+            if (repaired(r)) {
+                r->took_ms = sc_now_mono_ms() - t_stop;
+                break;
+            }
+        }
+        if ((r->suspended = member_stat(w, r->victim, "partitions_suspended")) > 0 || r->took_ms < 0) {
+            r->blips++;
+            return;
+        }
+    }
+}
+
 /* The watch thread (struct recovery): polls until repaired() or 2 * SETTLE_MS pass. */
 static void *
 recovery_main(void *arg)
@@ -983,6 +1084,10 @@ recovery_main(void *arg)
     struct recovery *r = arg;
 
     r->took_ms = -1;
+    if (r->v == VICTIM_BLIP) {
+        blips(r);
+        return NULL;
+    }
     /* A pause ends before retry.timeout_ms (15 s): its attempts' replies still count. */
     while (sc_now_mono_ms() - r->t_kill < (r->v == VICTIM_PAUSE ? PAUSE_MAX_MS : 2 * SETTLE_MS)) {
         poll(r->w);
@@ -1017,7 +1122,7 @@ kill_victim(struct world *w, enum victim v, jsCtx *js, unsigned char part_hit[P]
     }
     IT_CHECK(w->seen[0] && w->seen[1] && w->seen[2] && all_owned(w, 7),
              "a full health round before the kill");
-    *r = (struct recovery){.w = w, .v = v};
+    *r = (struct recovery){.w = w, .v = v, .lease_ms = r->lease_ms};
     if (v != VICTIM_SERVER) {
         r->victim = 1;
         on_node = 1u << 1;
@@ -1036,6 +1141,8 @@ kill_victim(struct world *w, enum victim v, jsCtx *js, unsigned char part_hit[P]
         w->killed[1] = true;
     } else if (v == VICTIM_PAUSE) {
         kill(w->sc[1].pid, SIGSTOP); /* recovery_main() sends SIGCONT */
+    } else if (v == VICTIM_BLIP) {
+        /* blips() stops and continues it from the watch thread */
     } else {
         it_cluster_stop_node(&w->cl, (size_t)r->victim, SIGKILL);
     }
@@ -1062,7 +1169,7 @@ publish_failures(struct world *w, enum victim v, jsCtx *js, int n, unsigned char
             for (int p = 0; p < P; p++)
                 hit += part_hit[p];
             printf("cluster: %s of %s%d after %d of %d failures (%d partitions were owned "
-                   "by %s)\n", v == VICTIM_PAUSE ? "SIGSTOP" : "kill -9",
+                   "by %s)\n", v == VICTIM_PAUSE ? "SIGSTOP" : v == VICTIM_BLIP ? "blip" : "kill -9",
                    v != VICTIM_SERVER ? "sidecar s" : "nats-server n", r->victim, i, n, hit,
                    v != VICTIM_SERVER ? "it" : "sidecars connected to it");
         }
@@ -1075,15 +1182,42 @@ publish_failures(struct world *w, enum victim v, jsCtx *js, int n, unsigned char
 }
 
 /*
+ * print_story() prints, as the reason of a duplicate, every sidecar's log
+ * lines about task id (its sends, outcomes, intake) and about its
+ * partition p (gained, served, suspended, resumed, lost, forgotten), in
+ * each log's order. Main thread.
+ */
+static void
+print_story(const struct world *w, const char *id, int p)
+{
+    char tk[48], pk[32], line[2048];
+
+    snprintf(tk, sizeof(tk), "task_id=%s ", id);
+    snprintf(pk, sizeof(pk), "partition=%d ", p);
+    for (int i = 0; i < NS; i++) {
+        FILE *f = fopen(w->sc[i].log, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof(line), f)) {
+            const char *pp = strstr(line, pk);
+            if (strstr(line, tk) || (pp && strstr(line, "cluster:") && (pp == line || pp[-1] == ' ')))
+                printf("  s%d| %s", i, line);
+        }
+        fclose(f);
+    }
+}
+
+/*
  * count_dups() counts the retries the worker saw again for a (task,
  * attempt) it had seen already (each later sighting one), those of
- * partitions not in part_hit, and those whose Nats-Msg-Id differs from the
- * first sighting's; prints the first ones. Returns how many retries the
+ * partitions not in part_hit (the first 5 with their sidecars' log lines:
+ * print_story()), and those whose Nats-Msg-Id differs from the first
+ * sighting's; prints the first ones. Returns how many retries the
  * worker saw. Main thread; takes the worker's lock (its callback still runs).
  */
 static size_t
-count_dups(struct worker *wk, const unsigned char part_hit[P], size_t *dups, size_t *dups_other,
-           size_t *dups_msgid)
+count_dups(const struct world *w, struct worker *wk, const unsigned char part_hit[P], size_t *dups,
+           size_t *dups_other, size_t *dups_msgid)
 {
     size_t seen;
 
@@ -1098,8 +1232,11 @@ count_dups(struct worker *wk, const unsigned char part_hit[P], size_t *dups, siz
                 continue;
             (*dups)++;
             snprintf(id, sizeof(id), "t-%d", x->task);
-            if (!part_hit[dlq_partition_of(id, strlen(id), P)])
-                (*dups_other)++;
+            if (!part_hit[dlq_partition_of(id, strlen(id), P)] && ++*dups_other <= 5) {
+                printf("cluster: attempt %d of %s (partition %d, not the victim's) came twice; why:\n",
+                       x->attempt, id, (int)dlq_partition_of(id, strlen(id), P));
+                print_story(w, id, (int)dlq_partition_of(id, strlen(id), P));
+            }
             if (strcmp(x->msgid, y->msgid) != 0)
                 (*dups_msgid)++;
             if (*dups <= 10 || (strcmp(x->msgid, y->msgid) != 0 && *dups_msgid <= 10))
@@ -1118,16 +1255,16 @@ count_dups(struct worker *wk, const unsigned char part_hit[P], size_t *dups, siz
  * they lost that they handed to the owners (handback.h).
  */
 static int64_t
-print_member_stats(struct world *w, int64_t *handed_back)
+print_member_stats(struct world *w, int64_t *handed_back, int64_t *deferred)
 {
     json_t *r[NS + 4];
     size_t nr = member_gather(w, "stats", r, NS + 4);
-    int64_t lost = 0, handed = 0;
+    int64_t lost = 0, handed = 0, def = 0;
 
     for (size_t i = 0; i < nr; i++) {
         printf("cluster: %s: forwarded %lld, acks relayed %lld, naked %lld, forwarded in %lld, "
                "refused %lld, enqueued %lld; partitions gained %lld, lost %lld, released %lld, "
-               "lease failures %lld; queued %lld, retry timeouts %lld\n",
+               "lease failures %lld; queued %lld, retry timeouts %lld, deferred %lld\n",
                it_json_str(r[i], "cluster.member_id"),
                (long long)it_json_int(r[i], "takeover.forwarded"),
                (long long)it_json_int(r[i], "takeover.forward_acks"),
@@ -1140,7 +1277,8 @@ print_member_stats(struct world *w, int64_t *handed_back)
                (long long)it_json_int(r[i], "cluster.partitions_released"),
                (long long)it_json_int(r[i], "cluster.lease_failures"),
                (long long)it_json_int(r[i], "queue_size"),
-               (long long)it_json_int(r[i], "lifetime_stats.retry_timeouts"));
+               (long long)it_json_int(r[i], "lifetime_stats.retry_timeouts"),
+               (long long)it_json_int(r[i], "lifetime_stats.deferred"));
         printf("cluster: %s: replies handed back %lld, taken back %lld, unclaimed %lld; notes "
                "handed back %lld, tasks they let go %lld\n",
                it_json_str(r[i], "cluster.member_id"),
@@ -1149,12 +1287,20 @@ print_member_stats(struct world *w, int64_t *handed_back)
                (long long)it_json_int(r[i], "takeover.replies_unclaimed"),
                (long long)it_json_int(r[i], "takeover.notes_handed_back"),
                (long long)it_json_int(r[i], "takeover.tasks_let_go"));
+        printf("cluster: %s: holds run out and suspended %lld, resumed %lld (lost: %lld)\n",
+               it_json_str(r[i], "cluster.member_id"),
+               (long long)it_json_int(r[i], "cluster.partitions_suspended"),
+               (long long)it_json_int(r[i], "cluster.partitions_resumed"),
+               (long long)it_json_int(r[i], "cluster.partitions_lost"));
         lost += it_json_int(r[i], "cluster.partitions_lost");
         handed += it_json_int(r[i], "takeover.replies_handed_back");
+        def += it_json_int(r[i], "lifetime_stats.deferred");
         json_decref(r[i]);
     }
     if (handed_back)
         *handed_back = handed;
+    if (deferred)
+        *deferred = def;
     return lost;
 }
 
@@ -1226,11 +1372,13 @@ failover_run(const char *name, enum victim v)
      * default 10 s. The lease bucket's leader election
      * (2.4-3.5 s measured here, up to nats-server's 9 s election timeout)
      * must fit in what a lease tolerates (docs/cluster.md, "Sizing
-     * lease_ms"), or every member drops every partition at once.
+     * lease_ms"), or every member's keys age out and every partition
+     * moves at once (shorter elections only suspend the holds).
      */
-    int lease_ms = v == VICTIM_SERVER ? 10000 : quick_run() ? 6000 : LEASE_MS;
+    int lease_ms = v == VICTIM_SERVER ? 10000 : quick_run() || v == VICTIM_BLIP ? 6000 : LEASE_MS;
     char lease[40];
 
+    rec.lease_ms = lease_ms; /* a blip needs a guard (lease/5) wider than a loaded host's stalls */
     snprintf(lease, sizeof(lease), "cluster.lease_ms=%d", lease_ms);
     for (int i = 0; i < NS; i++)
         start_sidecar(w, i, lease);
@@ -1249,7 +1397,11 @@ failover_run(const char *name, enum victim v)
     IT_CHECK(pthread_join(rec.th, NULL) == 0, "the watch thread ends");
     IT_CHECK(rec.took_ms >= 0, "the loss of %s%d is repaired (see repaired())",
              v != VICTIM_SERVER ? "sidecar s" : "nats-server n", rec.victim);
-    if (v != VICTIM_SERVER)
+    if (v == VICTIM_BLIP)
+        printf("cluster: after %d blip(s) s1 suspended %lld partitions; all %d owned again %lld ms "
+               "after the last stop (lease_ms %d)\n", rec.blips, (long long)rec.suspended, P,
+               (long long)rec.took_ms, lease_ms);
+    else if (v != VICTIM_SERVER)
         printf("cluster: s0 and s2 own all %d partitions %lld ms after the kill (lease_ms %d)\n",
                P, (long long)rec.took_ms, lease_ms);
     else
@@ -1281,43 +1433,75 @@ failover_run(const char *name, enum victim v)
     while (queued_total(w) != 0 && sc_now_mono_ms() < deadline)
         it_sleep_ms(200);
     if (queued_total(w) != 0)
-        print_member_stats(w, NULL);
+        print_member_stats(w, NULL, NULL);
     IT_CHECK(queued_total(w) == 0, "tasks left in the sidecars after every one completed");
     for (int i = 0; i < NS; i++)
         IT_CHECK(w->killed[i] || it_daemon_alive(&w->sc[i]), "s%d is alive", i);
 
     IT_CHECK(overlaps(w) == 0, "no partition was valid at two sidecars at once (%zu samples)",
              w->nsamples);
-    seen = count_dups(&wk, part_hit, &dups, &dups_other, &dups_msgid);
+    seen = count_dups(w, &wk, part_hit, &dups, &dups_other, &dups_msgid);
     printf("cluster: %d tasks completed, %zu retries seen, %zu of them an attempt seen before (in "
            "flight at the kill)\n", n, seen, dups);
-    int64_t handed_back = 0;
-    int64_t survivors_lost = print_member_stats(w, &handed_back); /* partitions lost (not renewed in time) */
+    int64_t handed_back = 0, deferred = 0;
+    /* partitions lost for good: a hold that ran out and could not be resumed (cluster.h) */
+    int64_t survivors_lost = print_member_stats(w, &handed_back, &deferred);
     IT_CHECK(dups_msgid == 0, "%zu attempts came twice with different Nats-Msg-Ids", dups_msgid);
     /*
      * A paused owner is alive: the next owner sends its attempts out at
      * their deadline only, and the replies that come to the paused one are
-     * handed back to it (docs/cluster.md, "Attempts of a lost lease").
+     * handed back to it (docs/cluster.md, "Attempts of a lost lease"). A
+     * blip shorter than the server's expiry: its holds are resumed, nothing
+     * moves.
      */
-    if (v == VICTIM_PAUSE) {
+    if (v == VICTIM_PAUSE || v == VICTIM_BLIP)
         IT_CHECK(dups == 0, "%zu attempts of a paused owner reached the worker twice", dups);
+    if (v == VICTIM_PAUSE)
         IT_CHECK(handed_back > 0, "the paused owner handed replies back (%lld)",
                  (long long)handed_back);
+    if (v == VICTIM_BLIP) {
+        int64_t resumed = member_stat(w, 1, "partitions_resumed");
+        IT_CHECK(rec.suspended > 0 && resumed > 0,
+                 "s1's holds ran out in one of %d blips and were resumed (suspended %lld, resumed "
+                 "%lld)", BLIP_TRIES, (long long)rec.suspended, (long long)resumed);
     }
-    /*
-     * A partition moved between the survivors is given back gracefully:
-     * in-flight outcomes and writes first, so none of its attempts may come
-     * twice. Only a lease a survivor lost (not renewed in time: a machine
-     * too loaded for lease_ms) lets them come again, with the same
-     * Nats-Msg-Id, as for the killed member's partitions.
-     */
-    printf("cluster: %zu of the attempts seen twice were of partitions %s; the survivors lost %lld "
-           "partitions\n", dups_other,
+    printf("cluster: %zu of the attempts seen twice were of partitions %s; the members lost %lld "
+           "partitions for good\n", dups_other,
            v != VICTIM_SERVER ? "the stopped member did not own"
                                : "owned by sidecars not connected to the killed node",
            (long long)survivors_lost);
-    IT_CHECK(dups_other == 0 || survivors_lost > 0,
-             "%zu attempts of partitions given back gracefully came twice", dups_other);
+    /*
+     * kill -9 of a sidecar: the survivors' partitions are either kept
+     * (renewed, or suspended and resumed when a renewal came late) or given
+     * back gracefully (in-flight outcomes and writes first): none of their
+     * attempts may come twice, whatever the load.
+     */
+    if (v == VICTIM_SIDECAR)
+        IT_CHECK(dups_other == 0, "%zu attempts of partitions s1 did not own came twice (why: above)",
+                 dups_other);
+    /*
+     * kill -9 of a nats-server node: a hold that ran out during the
+     * buckets' elections is resumed when the lease key outlived them, so
+     * no partition's attempts are sent again by a next owner. Two causes
+     * remain (docs/cluster.md, "Attempts of a lost lease"):
+     *  - a retry out while the sidecar's connection moved to another node
+     *    whose reply was lost with it: at its deadline the sidecar cannot
+     *    know whether a worker got it, and sends the same attempt (same
+     *    Nats-Msg-Id) again, a deferral (lifetime_stats.deferred, which
+     *    also counts "no responders" while the workers' interest moves):
+     *    at most that many;
+     *  - a partition lost for good (its key aged out before the lease
+     *    bucket answered again): its next owner loads a store that may lack
+     *    the last writes; then any number, printed.
+     */
+    if (v == VICTIM_SERVER) {
+        printf("cluster: %zu attempts came twice; the sidecars deferred %lld retries (sent again "
+               "after a reconnect: at most that many twice) and lost %lld partitions for good\n",
+               dups, (long long)deferred, (long long)survivors_lost);
+        IT_CHECK(survivors_lost > 0 || (int64_t)dups <= deferred,
+                 "%zu attempts came twice, more than the %lld retries deferred across the "
+                 "reconnect, though every hold was kept or resumed", dups, (long long)deferred);
+    }
 
     natsSubscription_Destroy(sub);
     jsCtx_Destroy(js);
@@ -1855,7 +2039,7 @@ test_stop_slow_store(void **state)
     while (queued_total(w) != 0 && sc_now_mono_ms() < deadline)
         it_sleep_ms(200);
     IT_CHECK(queued_total(w) == 0, "no task left after every one completed");
-    seen = count_dups(&wk, part_hit, &dups, &dups_other, &dups_msgid);
+    seen = count_dups(w, &wk, part_hit, &dups, &dups_other, &dups_msgid);
     printf("cluster: slow stop: s1 exited %d; %d tasks completed, %zu retries seen, %zu of them an "
            "attempt seen before\n", st, N, seen, dups);
     IT_CHECK(dups == 0, "%zu attempts reached the worker twice (a write of s1 lost at its stop)",
@@ -1941,6 +2125,20 @@ test_failover_server_kill(void **state)
     failover_run("cluster-nkill", VICTIM_SERVER);
 }
 
+/*
+ * SIGSTOP of one sidecar mid-run just past its holds' local deadline,
+ * SIGCONT before the lease keys can age out on the server
+ * (failover_run()): it suspends its partitions at once, resumes them with
+ * renewals at their last revisions, and goes on with the tasks it holds:
+ * no partition moves and no (task, attempt) reaches the worker twice.
+ */
+static void
+test_failover_blip(void **state)
+{
+    (void)state;
+    failover_run("cluster-blip", VICTIM_BLIP);
+}
+
 int
 main(void)
 {
@@ -1970,6 +2168,7 @@ main(void)
         cmocka_unit_test(test_admin_everywhere),
         cmocka_unit_test(test_failover_server_kill),
         cmocka_unit_test(test_failover_pause),
+        cmocka_unit_test(test_failover_blip),
         cmocka_unit_test(test_no_workers_merged),
         cmocka_unit_test(test_breaker_merged),
         cmocka_unit_test(test_stop_slow_store),
