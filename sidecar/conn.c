@@ -1159,8 +1159,15 @@ sc_conn_publish(struct sc_conn *c, const char *subject, const char *reply, const
             whole = false;
             ns = natsMsg_Create(&m, subject, reply, body, (int)len);
         }
+        /*
+         * A name nats.c would write as it is but no parser could read back (a
+         * bare LF, a control byte: an advisory's original kept them, and a
+         * worker reading headers line by line would see a header of the
+         * sender's choice) is left out.
+         */
         for (size_t i = 0; ns == NATS_OK && !whole && headers[i]; i += 2)
-            ns = natsMsgHeader_Add(m, headers[i], header_safe(headers[i + 1], val, sizeof(val)));
+            if (header_name_ok(headers[i], strlen(headers[i])))
+                ns = natsMsgHeader_Add(m, headers[i], header_safe(headers[i + 1], val, sizeof(val)));
         if (ns == NATS_OK)
             ns = natsConnection_PublishMsg(c->nc, m);
         natsMsg_Destroy(m);

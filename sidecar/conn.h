@@ -192,7 +192,8 @@ int64_t sc_conn_sub_dropped(struct sc_conn_sub *s);
 /*
  * sc_conn_publish() publishes len bytes of body to subject, with an
  * optional reply subject and optional headers (NULL-terminated name/value
- * pairs; control characters in values become spaces). Returns SC_OK,
+ * pairs; control characters in values become spaces, and a pair whose
+ * name is not printable ASCII without space and ':' is left out). Returns SC_OK,
  * SC_ETOOBIG (over the server's max_payload) or SC_EIO (NULL c, or nats.c
  * refused), counting it in the stats. Body and headers are copied. Loop
  * thread.

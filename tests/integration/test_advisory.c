@@ -233,6 +233,69 @@ test_max_deliveries_round_trip(void **state)
     e->passed = true;
 }
 
+/*
+ * An original message whose header name holds a bare LF (the server passes
+ * header blocks through; nats.c keeps the name as it is): its retry must
+ * not carry that name, which a worker reading headers line by line (Go's
+ * textproto) would take as a header of the sender's choice, here a second
+ * Dlq-Task-Id. The well-formed header is kept. Fails when the pair-by-pair
+ * fallback of sc_conn_publish() writes such a name.
+ */
+static void
+test_header_name_injection(void **state)
+{
+    static const char *const flags[] = {"advisories.streams=ORDERS",
+                                        "retry.allowed_subjects=ORDERS.>",
+                                        "retry.stored_subjects=ORDERS.>", NULL};
+    struct it_env *e = adv_env("adv-hdrname", flags);
+    natsSubscription *worker;
+    natsMsg *m = NULL, *orig = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode je = 0;
+    const char **keys = NULL;
+    int nkeys = 0;
+    json_t *t, *r;
+    jsCtx *js;
+    bool ok;
+
+    *state = e;
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
+    js = js_of(e->nc);
+    it_js_add_stream(js, "ORDERS", "ORDERS.>");
+    worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 3);
+    IT_CHECK(natsMsg_Create(&orig, "ORDERS.new", NULL, BODY, (int)BODY_LEN) == NATS_OK, "message");
+    natsMsgHeader_Set(orig, "X-Trace", "t-1");
+    natsMsgHeader_Set(orig, "X-Evil\nDlq-Task-Id", "forged");
+    IT_CHECK(js_PublishMsg(&pa, js, orig, NULL, &je) == NATS_OK, "publish (%d)", (int)je);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(orig);
+    IT_CHECK(it_js_fail_worker(e->nc, worker, 3, NULL) == 3, "the worker saw 3 deliveries");
+    t = wait_task(e->nc, "ORDERS:1", IT_WAIT_MS);
+    IT_CHECK(t && it_json_str(t, "status"), "task ORDERS:1 filed from the advisory");
+    json_decref(t);
+    r = it_admin_task(e->nc, "retry", "ORDERS:1");
+    json_decref(r);
+    t = it_wait_task_status(e->nc, "ORDERS:1", "completed", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "ORDERS:1 completed (stored outcome)");
+    json_decref(t);
+    get_msg(js, "ORDERS", 2, &m);
+    IT_CHECK(natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK, "the retry's header names");
+    for (int i = 0; i < nkeys; i++)
+        IT_CHECK(!strpbrk(keys[i], "\r\n\x01\x7f"), "retry header name %d holds a control byte", i);
+    {
+        const char *v = NULL;
+        IT_CHECK(natsMsgHeader_Get(m, "X-Trace", &v) == NATS_OK && strcmp(v, "t-1") == 0,
+                 "the well-formed original header is republished");
+        IT_CHECK(natsMsgHeader_Get(m, "Dlq-Task-Id", &v) == NATS_OK && strcmp(v, "ORDERS:1") == 0,
+                 "Dlq-Task-Id");
+    }
+    free((void *)keys);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(worker);
+    jsCtx_Destroy(js);
+    e->passed = true;
+}
+
 /* +TERM with a reason: the task's error is the reason, its id the original's Nats-Msg-Id. */
 static void
 test_terminated(void **state)
@@ -487,6 +550,7 @@ main(void)
         cmocka_unit_test_teardown(test_payload_missing, it_teardown),
         cmocka_unit_test_teardown(test_worker_gives_up_on_retry, it_teardown),
         cmocka_unit_test_teardown(test_hostile_advisories, it_teardown),
+        cmocka_unit_test_teardown(test_header_name_injection, it_teardown),
     };
 
     if (getenv("DLQ_TEST_FILTER")) /* one test by name while working on it */
