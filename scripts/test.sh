@@ -44,21 +44,39 @@ fi
 # scripts/cluster.sh (the README's "try it"): 2 sidecars on its 3-node cluster both answer
 # `dlqctl members` and share the 32 partitions; SIGTERM stops everything it started.
 try_dir=$(mktemp -d)
-TRY_CLUSTER_DIR=$try_dir env "${no_dlq_env[@]}" setsid scripts/cluster.sh 2 >"$try_dir/out" 2>&1 &
+# Ports no one listens on (a shared machine may run another cluster on the defaults): client
+# ports B..B+2, routes B+1000..B+1002, HTTP H..H+2.
+read -r try_port try_http < <(python3 - <<'PY'
+import socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+b = next(b for b in range(14222, 60000, 1111) if all(free(p) for k in range(3) for p in (b + k, b + 1000 + k)))
+h = next(h for h in range(18080, 60000, 1111) if all(free(h + k) for k in range(3)))
+print(b, h)
+PY
+)
+TRY_CLUSTER_DIR=$try_dir TRY_CLUSTER_PORT=$try_port TRY_CLUSTER_HTTP_PORT=$try_http env "${no_dlq_env[@]}" \
+  setsid scripts/cluster.sh 2 >"$try_dir/out" 2>&1 &
 try_pid=$!
 served=0
 for _ in $(seq 120); do
-  served=$(NATS_URL=nats://127.0.0.1:14222 build/tools/dlqctl --json --timeout 2000 members 2>/dev/null |
+  served=$(NATS_URL=nats://127.0.0.1:$try_port build/tools/dlqctl --json --timeout 2000 members 2>/dev/null |
     python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(len(x["partitions"]) for x in m) if len(m)==2 else 0)' 2>/dev/null || echo 0)
   [ "$served" = 32 ] && break
   sleep 1
 done
 kill -TERM "$try_pid" 2>/dev/null || true
 wait "$try_pid" 2>/dev/null || true
-if [ "$served" != 32 ] || pgrep -f "$try_dir|nats://127.0.0.1:14222" >/dev/null; then
+if [ "$served" != 32 ] || pgrep -f "$try_dir|nats://127.0.0.1:$try_port" >/dev/null; then
   echo "test.sh: scripts/cluster.sh did not serve 32 partitions with 2 sidecars, or left processes" >&2
   cat "$try_dir/out" "$try_dir"/s*.log >&2 || true
-  pkill -f "$try_dir|nats://127.0.0.1:14222" || true
+  pkill -f "$try_dir|nats://127.0.0.1:$try_port" || true
   exit 1
 fi
 rm -rf "$try_dir"

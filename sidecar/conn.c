@@ -1004,6 +1004,9 @@ sc_conn_subscribed(const struct sc_conn *c)
 
 /* ---- publishing ------------------------------------------------------------------------------ */
 
+/* The longest header value published; longer ones are cut here (on both paths of sc_conn_publish()). */
+#define HEADER_VALUE_MAX 4199
+
 /*
  * A header value with control characters replaced by spaces (no CR/LF can
  * reach the wire): v itself when it has none and fits buf (the usual case,
@@ -1114,6 +1117,8 @@ header_block(const char *const *headers, char *out, size_t size)
         out[n++] = ':';
         out[n++] = ' ';
         vl = strlen(v);
+        if (vl > HEADER_VALUE_MAX)
+            vl = HEADER_VALUE_MAX; /* cut as header_safe() cuts on the pair-by-pair path */
         if (n + vl + 3 > size)
             return 0;
         memcpy(out + n, v, vl);
@@ -1135,7 +1140,7 @@ sc_conn_publish(struct sc_conn *c, const char *subject, const char *reply, const
 {
     natsMsg *m = NULL;
     natsStatus ns;
-    char val[4200]; /* task ids (<= 1024 bytes) and subjects (<= 4000) pass whole */
+    char val[HEADER_VALUE_MAX + 1]; /* task ids (<= 1024 bytes) and subjects (<= 4000) pass whole */
     char block[8192]; /* a retry's headers (header_block()); longer ones go pair by pair */
 
     if (!c)
