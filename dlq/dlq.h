@@ -834,6 +834,8 @@ struct dlq_machine {
     uint32_t flights_cap, flights_used, free_head;
     size_t inflight;                      /* outstanding retries */
     double tokens;                        /* rate limiter (retries per second) */
+    int32_t budget_default;               /* the default_max_retries every active task on the
+                                             default budget holds (dlq_machine_reload()) */
     int64_t last_run_mono;
     int64_t now_mono;                     /* the monotonic time of the call being handled */
     int64_t missing_log_mono;             /* the last payload_missing warning (one per 10 s) */
@@ -1024,6 +1026,18 @@ void dlq_machine_forget(struct dlq_machine *m, struct dlq_task *t);
 size_t dlq_machine_forget_partition(struct dlq_machine *m, uint32_t p, uint32_t partitions);
 size_t dlq_machine_partition_in_flight(struct dlq_machine *m, uint32_t p, uint32_t partitions);
 
+/*
+ * dlq_machine_reload() takes classifier pc (borrowed; the caller frees the
+ * old one) after a SIGHUP changed m->cfg in place. When
+ * cfg->default_max_retries differs from the budget the tasks were given,
+ * every active task on the default budget (not max_retries_own) takes the
+ * new one and is marked changed at now_wall, and one that waits with its
+ * budget spent is exhausted now: O(tasks) on the loop. When the default
+ * did not change nothing is walked (every such task already holds it:
+ * ingest, the store's load and takeover give it the default of the
+ * moment), so a reload of the rules alone costs no walk of a large queue.
+ * Loop thread.
+ */
 void dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t now_wall,
                         int64_t now_mono);
 

@@ -1097,6 +1097,9 @@ dlq_machine_reload(struct dlq_machine *m, struct policy_classifier *pc, int64_t 
 
     m->now_mono = now_mono;
     m->classifier = pc;
+    if (def == m->budget_default)
+        return; /* no task on the default budget holds another: nothing to walk */
+    m->budget_default = def;
     for (t = dlq_queue_first(&m->q); t; t = next) {
         next = dlq_queue_next(&m->q, t);
         if (t->max_retries_own || t->max_retries == def || t->status == DLQ_TASK_COMPLETED ||
@@ -1127,6 +1130,7 @@ dlq_machine_init(struct dlq_machine *m, struct config *cfg, struct policy_classi
     m->last_run_mono = now_mono;
     m->now_mono = now_mono;
     m->tokens = 1;
+    m->budget_default = (int32_t)cfg->default_max_retries;
     m->hdr_base = dlq_retry_headers_max("", 0, "");
 }
 
