@@ -80,35 +80,32 @@ flood_stop(struct flood *f)
 }
 
 /*
- * big_failure() packs, into sb, a failure envelope for dlq.failed.* whose
+ * big_failure() packs, into out, a failure envelope for dlq.failed.* whose
  * task is an array of n small integers: codec_decode() walks every element,
  * so sc_ingest_prepare() (the ingest subscription's prep function, on
- * nats.c's delivery thread) takes a while over each one.
+ * nats.c's delivery thread) takes a while over each one. Parked ("never"):
+ * no retry traffic.
  */
 static void
-big_failure(msgpack_sbuffer *sb, size_t n)
+big_failure(struct sc_buf *out, size_t n)
 {
+    msgpack_sbuffer task;
     msgpack_packer pk;
+    struct it_envelope env;
 
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    msgpack_pack_str(&pk, 7);
-    msgpack_pack_str_body(&pk, "task_id", 7);
-    msgpack_pack_str(&pk, 9);
-    msgpack_pack_str_body(&pk, "close-big", 9);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "task", 4);
+    msgpack_sbuffer_init(&task);
+    msgpack_packer_init(&pk, &task, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, (uint32_t)n);
     for (size_t i = 0; i < n; i++)
-        msgpack_pack_fix_uint8(&pk, (uint8_t)(i & 0x7f));
-    msgpack_pack_str(&pk, 5);
-    msgpack_pack_str_body(&pk, "error", 5);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "boom", 4);
-    msgpack_pack_str(&pk, 12);
-    msgpack_pack_str_body(&pk, "retry_policy", 12);
-    msgpack_pack_str(&pk, 5);
-    msgpack_pack_str_body(&pk, "never", 5);
+        msgpack_pack_uint8(&pk, (uint8_t)(i & 0x7f)); /* a positive fixint: one byte */
+    it_envelope_init(&env);
+    env.task_id = "close-big";
+    env.task_mp = task.data;
+    env.task_len = task.size;
+    env.error = "boom";
+    env.retry_policy = "never";
+    IT_CHECK(it_envelope_pack(&env, out) == 0, "pack a failure of %zu task bytes", task.size);
+    msgpack_sbuffer_destroy(&task);
 }
 
 /* sanitizer_report() tells whether the log at path holds a sanitizer's report (ASan, UBSan, TSan, LSan). */
@@ -120,20 +117,6 @@ sanitizer_report(const char *path)
 
     free(text);
     return found;
-}
-
-/* wait_gone() waits (without signalling again: a second SIGTERM means "stop now") up to timeout_ms for d to exit. */
-static bool
-wait_gone(struct it_daemon *d, int timeout_ms)
-{
-    int64_t deadline = sc_now_mono_ms() + timeout_ms;
-
-    while (it_daemon_alive(d)) {
-        if (sc_now_mono_ms() >= deadline)
-            return false;
-        it_sleep_ms(20);
-    }
-    return true;
 }
 
 /* An admin verb as a request whose answer goes nowhere: the admin subscription is not drained at shutdown. */
@@ -155,15 +138,15 @@ test_sigterm_under_floods(void **state)
     struct it_env *e = it_env_start("close-sigterm", flags);
     assert_non_null(e);
     *state = e;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    struct sc_buf sb;
+    sc_buf_init(&sb, 1 << 20);
     big_failure(&sb, 60000);
     struct flood admin[2] = {{.url = e->srv.url, .subject = "dlq.admin.health", .reply = "it.nobody.health",
                               .body = ADMIN_BODY, .len = sizeof ADMIN_BODY - 1},
                              {.url = e->srv.url, .subject = "dlq.admin.stats", .reply = "it.nobody.stats",
                               .body = ADMIN_BODY, .len = sizeof ADMIN_BODY - 1}};
     struct flood ingest = {.url = e->srv.url, .subject = "dlq.failed.close", .body = sb.data,
-                           .len = sb.size};
+                           .len = sb.len};
 
     for (int i = 0; i < 2; i++)
         flood_start(&admin[i]);
@@ -171,12 +154,12 @@ test_sigterm_under_floods(void **state)
     it_sleep_ms(800);
     int64_t t_term = sc_now_mono_ms();
     kill(e->dmn.pid, SIGTERM);
-    bool exited = wait_gone(&e->dmn, 60000);
+    bool exited = it_daemon_wait_exit(&e->dmn, 60000);
     int64_t t_exit = sc_now_mono_ms();
     for (int i = 0; i < 2; i++)
         flood_stop(&admin[i]);
     flood_stop(&ingest);
-    msgpack_sbuffer_destroy(&sb);
+    sc_buf_destroy(&sb);
     if (!exited)
         kill(e->dmn.pid, SIGKILL); /* it_env_stop() reaps it */
     fprintf(stderr,
@@ -237,13 +220,13 @@ test_failed_start_under_floods(void **state)
     *state = e;
     int port = 0, held = hold_port(&port);
     IT_CHECK(held >= 0, "hold a port");
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    struct sc_buf sb;
+    sc_buf_init(&sb, 1 << 20);
     big_failure(&sb, 60000);
     struct flood admin = {.url = e->srv.url, .subject = "dlq.admin.health", .reply = "it.nobody.health",
                           .body = ADMIN_BODY, .len = sizeof ADMIN_BODY - 1};
     struct flood ingest = {.url = e->srv.url, .subject = "dlq.failed.close", .body = sb.data,
-                           .len = sb.size};
+                           .len = sb.len};
     flood_start(&admin);
     flood_start(&ingest);
     it_sleep_ms(300);
@@ -257,7 +240,7 @@ test_failed_start_under_floods(void **state)
         snprintf(dir, sizeof dir, "%s/s%d", e->dir, i);
         IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
         IT_CHECK(it_daemon_start(&d, dir, e->srv.url, flags) == 0, "start sidecar %d", i);
-        bool exited = wait_gone(&d, 60000);
+        bool exited = it_daemon_wait_exit(&d, 60000);
         if (!exited)
             it_daemon_stop(&d);
         char *log = it_slurp(d.log);
@@ -274,7 +257,7 @@ test_failed_start_under_floods(void **state)
     }
     flood_stop(&admin);
     flood_stop(&ingest);
-    msgpack_sbuffer_destroy(&sb);
+    sc_buf_destroy(&sb);
     close(held);
     IT_CHECK(admin.rc == 0 && ingest.rc == 0, "a flood thread failed");
     IT_CHECK(bad == 0, "%d of %d failed starts did not exit cleanly with status 1 (see above)", bad,
