@@ -140,7 +140,7 @@ test_sigterm_under_floods(void **state)
     *state = e;
     struct sc_buf sb;
     sc_buf_init(&sb, 1 << 20);
-    big_failure(&sb, 60000);
+    big_failure(&sb, 150000);
     struct flood admin[2] = {{.url = e->srv.url, .subject = "dlq.admin.health", .reply = "it.nobody.health",
                               .body = ADMIN_BODY, .len = sizeof ADMIN_BODY - 1},
                              {.url = e->srv.url, .subject = "dlq.admin.stats", .reply = "it.nobody.stats",
@@ -199,7 +199,7 @@ hold_port(int *port)
     return fd;
 }
 
-#define STARTS 6 /* failed starts per test: each one a chance for the race */
+#define STARTS 10 /* failed starts per test: each one a chance for the race */
 
 /*
  * 2. A start that fails after every subscription is open (the HTTP
@@ -222,7 +222,7 @@ test_failed_start_under_floods(void **state)
     IT_CHECK(held >= 0, "hold a port");
     struct sc_buf sb;
     sc_buf_init(&sb, 1 << 20);
-    big_failure(&sb, 60000);
+    big_failure(&sb, 150000);
     struct flood admin = {.url = e->srv.url, .subject = "dlq.admin.health", .reply = "it.nobody.health",
                           .body = ADMIN_BODY, .len = sizeof ADMIN_BODY - 1};
     struct flood ingest = {.url = e->srv.url, .subject = "dlq.failed.close", .body = sb.data,
