@@ -803,7 +803,7 @@ sc_conn_subscribe_prepared(struct sc_conn *c, const char *subject, const char *q
         ns = natsConnection_Subscribe(&sub->ns, c->nc, subject, on_msg, sub);
     if (ns != NATS_OK) {
         snprintf(err, errlen, "nats: subscribe %s: %s", subject, natsStatus_GetText(ns));
-        sub_free(sub); /* no delivery thread was started */
+        sub_free(sub); /* nats.c gave up before the server had the SUB: nothing was delivered */
         return SC_EIO;
     }
     /*
