@@ -46,6 +46,35 @@
  * deadline runs out first, whatever is still in steps 2-3 is lost:
  * sc_conn_sub_tally() gives received by nats.c (pending + delivered) and
  * taken, for the owner to count the difference.
+ *
+ * Every subscription has a completion callback (on_sub_complete(), set
+ * when it is made): nats.c 3.4.1 calls it on the subscription's own
+ * delivery thread once that thread left its loop for good, after its last
+ * on_msg() returned: when a drain is over, when the subscription is
+ * unsubscribed, and when the connection closes (natsSub_deliverMsgs(),
+ * sub.c). It is the delivery thread's last touch of the sc_conn_sub, of its
+ * slots and of the ring. sc_conn_free() closes in this order, and at each
+ * step a message has one holder:
+ *
+ *  a. handoff_close(): the ring takes nothing more. A message in the ring
+ *     stays the ring's; one that a delivery thread pushes from now on (or
+ *     was waiting to push, in handoff_push() or slot_take()) is destroyed
+ *     there by that thread, which holds it until then.
+ *  b. natsConnection_Close(): nats.c closes every subscription. What still
+ *     waits in a pending list (step 2) is nats.c's and freed by it; a
+ *     delivery thread inside on_msg() or the prep function holds its
+ *     message until a. destroys it, and then calls on_sub_complete() (its
+ *     end marker is refused by the closed ring), which sets complete_done.
+ *  c. The wait: at most CALLBACK_WAIT_MS in all for the closed callback and
+ *     every subscription's complete_done. Only then are the subscriptions
+ *     and their slots freed, and handoff_destroy() destroys the messages
+ *     left in the ring (the ring held them). A subscription whose
+ *     completion did not come is named in a warning and left allocated,
+ *     with the ring and the connection (its thread may still touch them):
+ *     a leak at exit instead of a use after free, and never a hang.
+ *
+ * So no message is lost uncounted by the ring, and none is touched after
+ * it or its subscription was freed.
  */
 
 /* One subscription: its handler, and the counts and drain state of the hand-off. */
@@ -60,9 +89,11 @@ struct sc_conn_sub {
     sc_conn_drain_state drain; /* loop thread */
     sc_conn_drained_fn drained;
     void *drained_ctx;
-    volatile int complete_done; /* on_sub_complete() returned: use __atomic */
+    volatile int complete_done; /* on_sub_complete() ran: the delivery thread is done with sub; use __atomic */
+    bool ended;               /* the loop took sub's end marker: loop thread */
     bool channel;             /* sc_conn_channel_open(): no natsSubscription, fed by sc_conn_deliver() */
     bool retire;              /* sc_conn_sub_retire(): freed by the conn once its drain is done */
+    bool stuck;               /* sc_conn_free(): the completion did not come in time; left allocated */
     volatile int chan_closed; /* sc_conn_channel_close() was called: use __atomic (under in.mu) */
     /* sc_conn_subscribe_prepared(): the prep function and its slots (none: prep.fn NULL). */
     struct sc_conn_prep prep;
@@ -114,6 +145,15 @@ struct sc_conn {
 
 static void on_wake(evutil_socket_t fd, short what, void *arg);
 static void sub_free(struct sc_conn_sub *sub);
+
+/* The subject of sub, for a log line ("" when nats.c has none). */
+static const char *
+subject_of(const struct sc_conn_sub *sub)
+{
+    const char *subj = sub->ns ? natsSubscription_GetSubject(sub->ns) : NULL;
+
+    return subj ? subj : "";
+}
 static sc_status barrier_open(struct sc_conn *c, char *err, size_t errlen);
 
 static sc_status
@@ -283,6 +323,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < n; i++) {
         struct sc_conn_sub *sub = batch[i].sub;
         if (!batch[i].msg) {
+            sub->ended = true;
             drain_done(sub);
             continue;
         }
@@ -329,10 +370,12 @@ on_msg(natsConnection *nc, natsSubscription *ns, natsMsg *msg, void *closure)
 }
 
 /*
- * Runs on the subscription's delivery thread after its last on_msg()
- * returned: the drain is over (or the subscription was closed). The end
- * marker goes behind the last message in the ring. Last touch of sub:
- * sc_conn_free() waits for complete_done before freeing it.
+ * nats.c's completion callback of every subscription: runs on its delivery
+ * thread after its last on_msg() returned (a drain is over, an
+ * unsubscribe, or the connection's close). The end marker goes behind the
+ * last message in the ring (refused once the ring is closed). Last touch
+ * of sub: sc_conn_free() and reap_retired() wait for complete_done before
+ * freeing it.
  */
 static void
 on_sub_complete(void *closure)
@@ -617,42 +660,62 @@ done:
     return s;
 }
 
-/* Waits up to CALLBACK_WAIT_MS for *flag to be set by one of nats.c's threads. */
-static void
-wait_flag(volatile int *flag)
+/* Waits until deadline (sc_now_mono_ms()) for *flag to be set by one of nats.c's threads; true when it was. */
+static bool
+wait_flag(volatile int *flag, int64_t deadline)
 {
-    for (int i = 0; i < CALLBACK_WAIT_MS && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++) {
+    while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
         struct timespec ts = {0, 1000000};
+        if (sc_now_mono_ms() >= deadline)
+            return false;
         nanosleep(&ts, NULL);
     }
+    return true;
 }
 
 void
 sc_conn_free(struct sc_conn *c)
 {
     struct sc_list *it, *tmp;
+    size_t stuck = 0;
 
     if (!c)
         return;
-    handoff_close(&c->in);
+    handoff_close(&c->in); /* step a. of the close (top of the file) */
     if (c->nc) {
+        /* One deadline for every wait: many subscriptions must not add up to a hang. */
+        int64_t deadline = sc_now_mono_ms() + CALLBACK_WAIT_MS;
         __atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
-        natsConnection_Close(c->nc);
-        /* The closed callback runs on a nats.c thread and touches c: wait for it. */
-        wait_flag(&c->closed);
-        /* So does a drain's completion callback, once the close ended the delivery thread. */
+        natsConnection_Close(c->nc); /* step b. */
+        /* Step c.: the closed callback runs on a nats.c thread and touches c. */
+        if (!wait_flag(&c->closed, deadline)) {
+            sc_log(SC_LOG_WARN, "nats: no closed callback in time; the connection is left allocated",
+                   NULL);
+            stuck++;
+        }
+        /* So does every subscription's delivery thread until its completion callback ran. */
         SC_LIST_FOREACH(it, &c->subs) {
             struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
-            if (sub->drain != SC_CONN_DRAIN_NONE)
-                wait_flag(&sub->complete_done);
+            if (sub->channel || wait_flag(&sub->complete_done, deadline))
+                continue;
+            sc_log(SC_LOG_WARN,
+                   "nats: a subscription's delivery thread did not return in time; it is left "
+                   "allocated",
+                   "subject", subject_of(sub), "wait_ms",
+                   sc_log_int(CALLBACK_WAIT_MS), NULL);
+            sub->stuck = true;
+            stuck++;
         }
     }
     SC_LIST_FOREACH_SAFE(it, tmp, &c->subs) {
         struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
         sc_list_remove(&sub->link);
-        sub_free(sub);
+        if (!sub->stuck)
+            sub_free(sub);
     }
-    natsConnection_Destroy(c->nc);
+    natsConnection_Destroy(c->nc); /* nats.c counts references: its threads keep theirs */
+    if (stuck)
+        return; /* a thread of nats.c may still use the ring and c: left allocated, see above */
     handoff_destroy(&c->in);
     free(c);
 }
@@ -676,8 +739,8 @@ sub_free(struct sc_conn_sub *sub)
 
 /*
  * Frees the retired subscriptions whose drain is over: the loop took their
- * end marker (so no message of theirs is left in the ring) and nats.c's
- * completion callback has returned. Loop thread.
+ * end marker (so no message of theirs, nor the marker, is left in the
+ * ring) and nats.c's completion callback has returned. Loop thread.
  */
 static void
 reap_retired(struct sc_conn *c)
@@ -687,7 +750,7 @@ reap_retired(struct sc_conn *c)
     SC_LIST_FOREACH_SAFE(it, tmp, &c->subs) {
         struct sc_conn_sub *sub = SC_LIST_ENTRY(it, struct sc_conn_sub, link);
         /* a prepared one waits for sc_conn_free(): on_wake() gives slots back after the batch */
-        if (!sub->retire || sub->prep.fn || sub->drain != SC_CONN_DRAIN_DONE ||
+        if (!sub->retire || sub->prep.fn || !sub->ended ||
             !__atomic_load_n(&sub->complete_done, __ATOMIC_ACQUIRE))
             continue;
         sc_list_remove(&sub->link);
@@ -738,11 +801,29 @@ sc_conn_subscribe_prepared(struct sc_conn *c, const char *subject, const char *q
         ns = natsConnection_QueueSubscribe(&sub->ns, c->nc, subject, queue, on_msg, sub);
     else
         ns = natsConnection_Subscribe(&sub->ns, c->nc, subject, on_msg, sub);
+    if (ns != NATS_OK) {
+        snprintf(err, errlen, "nats: subscribe %s: %s", subject, natsStatus_GetText(ns));
+        sub_free(sub); /* nats.c gave up before the server had the SUB: nothing was delivered */
+        return SC_EIO;
+    }
+    /*
+     * The delivery thread runs from here: the completion callback (its
+     * last touch of sub) is set before anything can close the
+     * subscription, so that every way it ends is waited for.
+     */
+    ns = natsSubscription_SetOnCompleteCB(sub->ns, on_sub_complete, sub);
     if (ns == NATS_OK && max_pending > 0)
         ns = natsSubscription_SetPendingLimits(sub->ns, max_pending, BIG_PENDING_BYTES);
     if (ns != NATS_OK) {
         snprintf(err, errlen, "nats: subscribe %s: %s", subject, natsStatus_GetText(ns));
-        sub_free(sub);
+        /*
+         * Its delivery thread may be inside on_msg(): unsubscribed and
+         * retired, it is freed once its completion came (reap_retired(),
+         * sc_conn_free()), never here.
+         */
+        natsSubscription_Unsubscribe(sub->ns);
+        sub->retire = true;
+        sc_list_push_back(&c->subs, &sub->link);
         return SC_EIO;
     }
     sc_list_push_back(&c->subs, &sub->link);
@@ -807,12 +888,10 @@ sc_conn_sub_drain(struct sc_conn_sub *s, int64_t timeout_ms, sc_conn_drained_fn 
         return;
     s->drained = done;
     s->drained_ctx = ctx;
-    ns = natsSubscription_SetOnCompleteCB(s->ns, on_sub_complete, s);
-    if (ns != NATS_OK) {
-        /* The subscription is gone already: nothing is left to take, and no callback will come. */
-        sc_log(SC_LOG_WARN, "nats: cannot drain the subscription", "subject",
-               natsSubscription_GetSubject(s->ns), "error", natsStatus_GetText(ns), NULL);
-        __atomic_store_n(&s->complete_done, 1, __ATOMIC_RELEASE);
+    if (!natsSubscription_IsValid(s->ns)) {
+        /* Closed already: nothing is left to take (its completion callback came or comes anyway). */
+        sc_log(SC_LOG_WARN, "nats: cannot drain the subscription: it is closed", "subject",
+               subject_of(s), NULL);
         s->drain = SC_CONN_DRAIN_DONE;
         return;
     }

@@ -66,10 +66,15 @@ sc_status sc_conn_new(struct event_base *base, const struct config *cfg, size_t 
                       struct sc_conn **out, char *err, size_t errlen);
 
 /*
- * sc_conn_free() closes the connection, waits (at most 5 s each) for
- * nats.c's last callbacks, destroys every subscription and the messages
- * still in the ring, and frees c. No handler runs afterwards. NULL is a
- * no-op. Main thread, after the loop stopped.
+ * sc_conn_free() closes the connection, waits (at most 5 s in all) for
+ * nats.c's last callbacks (the closed callback, and every subscription's
+ * completion: its delivery thread has left its callbacks, prep functions
+ * included), destroys every subscription and the messages still in the
+ * ring, and frees c. No handler or prep function runs afterwards. A
+ * subscription whose completion did not come in time is logged (warn,
+ * with its subject) and left allocated with the ring and c, so that a late
+ * delivery thread touches no freed memory; the close goes on and never
+ * hangs. NULL is a no-op. Main thread, after the loop stopped.
  */
 void sc_conn_free(struct sc_conn *c);
 

@@ -559,6 +559,24 @@ sc_on_reply(struct sc_daemon *d, natsMsg *m)
     sc_dispatch_apply_reply(d, t, stored, m);
 }
 
+/*
+ * outcome_succeeded() decodes the worker's outcome (len bytes at body,
+ * borrowed) into *out with d's codec and, when it says ok, marks t
+ * succeeded. True when it did (the reply is handled); false leaves *out
+ * for the caller's failure path (its strings point into body or d's codec
+ * arena: codec_decode_outcome()). Loop thread.
+ */
+static bool
+outcome_succeeded(struct sc_daemon *d, struct dlq_task *t, const char *body, size_t len,
+                  struct codec_outcome *out)
+{
+    codec_decode_outcome(d->codec, body, len, out);
+    if (!out->ok)
+        return false;
+    dlq_machine_succeeded(&d->m, t, sc_now_wall_ms(), sc_now_mono_ms());
+    return true;
+}
+
 void
 sc_dispatch_apply_reply(struct sc_daemon *d, struct dlq_task *t, bool stored, natsMsg *m)
 {
@@ -592,13 +610,8 @@ sc_dispatch_apply_reply(struct sc_daemon *d, struct dlq_task *t, bool stored, na
      * the server's answer (sc_js_reply_classify() says so too). With a
      * stored outcome the PubAck is the usual answer: it is looked for first.
      */
-    if (!stored) {
-        codec_decode_outcome(d->codec, body, len, &out);
-        if (out.ok) {
-            dlq_machine_succeeded(&d->m, t, sc_now_wall_ms(), sc_now_mono_ms());
-            return;
-        }
-    }
+    if (!stored && outcome_succeeded(d, t, body, len, &out))
+        return;
     {
         /* The server's answer to a publish into a stream is never the worker's (DESIGN section 6). */
         struct sc_js_reply jr;
@@ -608,13 +621,8 @@ sc_dispatch_apply_reply(struct sc_daemon *d, struct dlq_task *t, bool stored, na
             return;
         }
     }
-    if (stored) {
-        codec_decode_outcome(d->codec, body, len, &out);
-        if (out.ok) {
-            dlq_machine_succeeded(&d->m, t, sc_now_wall_ms(), sc_now_mono_ms());
-            return;
-        }
-    }
+    if (stored && outcome_succeeded(d, t, body, len, &out))
+        return;
     /* The reply's error_type, or none: the envelope's old one no longer applies. */
     dlq_machine_reply_failed(&d->m, t, out.error.ptr, out.error.ptr ? out.error.len : 0,
                              out.error_type.ptr, out.error_type.len, sc_now_wall_ms(),

@@ -741,6 +741,19 @@ it_daemon_alive(struct it_daemon *d)
     return true;
 }
 
+bool
+it_daemon_wait_exit(struct it_daemon *d, int timeout_ms)
+{
+    int64_t deadline = sc_now_mono_ms() + timeout_ms;
+
+    while (it_daemon_alive(d)) {
+        if (sc_now_mono_ms() >= deadline)
+            return false;
+        it_sleep_ms(20);
+    }
+    return true;
+}
+
 int
 it_daemon_wait_ready(struct it_daemon *d, natsConnection *nc, int timeout_ms)
 {

@@ -137,6 +137,13 @@ int it_daemon_wait_ready(struct it_daemon *d, natsConnection *nc, int timeout_ms
 bool it_daemon_alive(struct it_daemon *d);
 
 /*
+ * it_daemon_wait_exit() waits up to timeout_ms for the child to exit by
+ * itself (no signal is sent: after a SIGTERM a second one means "stop
+ * now"), reaping it into d->exit_status. True when it exited. Test thread.
+ */
+bool it_daemon_wait_exit(struct it_daemon *d, int timeout_ms);
+
+/*
  * it_daemon_stop() sends SIGTERM, waits up to 10 s, then SIGKILLs. Returns
  * the exit status (0 for a clean stop, 128+signal when killed by one) and
  * stores it in d->exit_status; 0 when it was not running.

@@ -82,6 +82,25 @@ js_of(natsConnection *nc)
     return js;
 }
 
+/*
+ * adv_start() is adv_env() for a test: the env in *state (for the
+ * teardown), the sidecar ready, a JetStream context of "op" in *js (the
+ * caller destroys it) and the stream `stream` on subjects. Fails the test
+ * otherwise.
+ */
+static struct it_env *
+adv_start(void **state, const char *name, const char *const *flags, const char *stream,
+          const char *subjects, jsCtx **js)
+{
+    struct it_env *e = adv_env(name, flags);
+
+    *state = e;
+    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
+    *js = js_of(e->nc);
+    it_js_add_stream(*js, stream, subjects);
+    return e;
+}
+
 /* Polls dlq.admin.get until the task exists (any status) or timeout; returns the last reply. */
 static json_t *
 wait_task(natsConnection *nc, const char *id, int timeout_ms)
@@ -101,6 +120,33 @@ wait_task(natsConnection *nc, const char *id, int timeout_ms)
         fprintf(stderr, "task %s: %s\n", id, dump);
         free(dump);
     }
+    return t;
+}
+
+/* filed() waits for task id to be filed from an advisory and returns it (the caller json_decref()s it). */
+static json_t *
+filed(natsConnection *nc, const char *id)
+{
+    json_t *t = wait_task(nc, id, IT_WAIT_MS);
+
+    IT_CHECK(t && it_json_str(t, "status"), "task %s filed from the advisory", id);
+    return t;
+}
+
+/*
+ * retried_stored() asks for a retry of task id now and waits until it is
+ * completed (its retry subject captured by a stream: the PubAck is its
+ * outcome). Returns the task (the caller json_decref()s it).
+ */
+static json_t *
+retried_stored(natsConnection *nc, const char *id)
+{
+    bool ok;
+    json_t *t = it_admin_task(nc, "retry", id);
+
+    json_decref(t);
+    t = it_wait_task_status(nc, id, "completed", IT_WAIT_MS, &ok);
+    IT_CHECK(ok, "%s completed (stored outcome)", id);
     return t;
 }
 
@@ -161,22 +207,16 @@ test_max_deliveries_round_trip(void **state)
     static const char *const flags[] = {"advisories.streams=ORDERS",
                                         "retry.allowed_subjects=ORDERS.>",
                                         "retry.stored_subjects=ORDERS.>", NULL};
-    struct it_env *e = adv_env("adv-maxdel", flags);
+    jsCtx *js;
+    struct it_env *e = adv_start(state, "adv-maxdel", flags, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     natsMsg *m = NULL;
-    json_t *t, *r;
-    jsCtx *js;
-    bool ok;
+    json_t *t;
 
-    *state = e;
-    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
-    js = js_of(e->nc);
-    it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 3);
     it_js_publish(js, BODY, BODY_LEN, "ORDERS.new", "t-1", NULL);
     IT_CHECK(it_js_fail_worker(e->nc, worker, 3, NULL) == 3, "the worker saw 3 deliveries");
-    t = wait_task(e->nc, "ORDERS:1", IT_WAIT_MS);
-    IT_CHECK(t && it_json_str(t, "status"), "task ORDERS:1 filed from the advisory");
+    t = filed(e->nc, "ORDERS:1");
     IT_CHECK(strcmp(it_json_str(t, "error"), "max deliveries exceeded (3)") == 0, "error %s",
              it_json_str(t, "error"));
     IT_CHECK(strcmp(it_json_str(t, "error_type"), "jetstream.max_deliveries") == 0, "error_type");
@@ -194,10 +234,7 @@ test_max_deliveries_round_trip(void **state)
              "the original's header is kept");
     json_decref(t);
     /* The retry (automatic, or the operator's now) goes back into ORDERS; the PubAck completes it. */
-    r = it_admin_task(e->nc, "retry", "ORDERS:1");
-    json_decref(r);
-    t = it_wait_task_status(e->nc, "ORDERS:1", "completed", IT_WAIT_MS, &ok);
-    IT_CHECK(ok, "ORDERS:1 completed (stored outcome)");
+    t = retried_stored(e->nc, "ORDERS:1");
     IT_CHECK(it_json_int(t, "retry_count") == 0, "no failed attempt");
     json_decref(t);
     /* A new consumer of ORDERS sees the original (seq 1) and the retry (seq 2). */
@@ -247,21 +284,15 @@ test_header_name_injection(void **state)
     static const char *const flags[] = {"advisories.streams=ORDERS",
                                         "retry.allowed_subjects=ORDERS.>",
                                         "retry.stored_subjects=ORDERS.>", NULL};
-    struct it_env *e = adv_env("adv-hdrname", flags);
+    jsCtx *js;
+    struct it_env *e = adv_start(state, "adv-hdrname", flags, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     natsMsg *m = NULL, *orig = NULL;
     jsPubAck *pa = NULL;
     jsErrCode je = 0;
     const char **keys = NULL;
     int nkeys = 0;
-    json_t *t, *r;
-    jsCtx *js;
-    bool ok;
 
-    *state = e;
-    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
-    js = js_of(e->nc);
-    it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 3);
     IT_CHECK(natsMsg_Create(&orig, "ORDERS.new", NULL, BODY, (int)BODY_LEN) == NATS_OK, "message");
     natsMsgHeader_Set(orig, "X-Trace", "t-1");
@@ -270,14 +301,8 @@ test_header_name_injection(void **state)
     jsPubAck_Destroy(pa);
     natsMsg_Destroy(orig);
     IT_CHECK(it_js_fail_worker(e->nc, worker, 3, NULL) == 3, "the worker saw 3 deliveries");
-    t = wait_task(e->nc, "ORDERS:1", IT_WAIT_MS);
-    IT_CHECK(t && it_json_str(t, "status"), "task ORDERS:1 filed from the advisory");
-    json_decref(t);
-    r = it_admin_task(e->nc, "retry", "ORDERS:1");
-    json_decref(r);
-    t = it_wait_task_status(e->nc, "ORDERS:1", "completed", IT_WAIT_MS, &ok);
-    IT_CHECK(ok, "ORDERS:1 completed (stored outcome)");
-    json_decref(t);
+    json_decref(filed(e->nc, "ORDERS:1"));
+    json_decref(retried_stored(e->nc, "ORDERS:1"));
     get_msg(js, "ORDERS", 2, &m);
     IT_CHECK(natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK, "the retry's header names");
     for (int i = 0; i < nkeys; i++)
@@ -302,15 +327,11 @@ test_terminated(void **state)
 {
     static const char *const flags[] = {"advisories.streams=ORDERS",
                                         "retry.allowed_subjects=ORDERS.>", NULL};
-    struct it_env *e = adv_env("adv-term", flags);
+    jsCtx *js;
+    struct it_env *e = adv_start(state, "adv-term", flags, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     json_t *t;
-    jsCtx *js;
 
-    *state = e;
-    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
-    js = js_of(e->nc);
-    it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 5);
     it_js_publish(js, BODY, BODY_LEN, "ORDERS.paid", "t-2", "order-77");
     IT_CHECK(it_js_fail_worker(e->nc, worker, 5, "bad order: no sku") == 1, "one delivery, terminated");
@@ -338,17 +359,13 @@ test_payload_missing(void **state)
     static const char *const flags[] = {"advisories.streams=ORDERS",
                                         "retry.allowed_subjects=ORDERS.>", NULL};
     const char *dflags[8] = {"nats.user=sc", "nats.password=sc", flags[0], flags[1], NULL};
-    struct it_env *e = adv_env("adv-missing", flags);
+    jsCtx *js;
+    struct it_env *e = adv_start(state, "adv-missing", flags, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     struct it_recorder *ev;
     jsStreamInfo *si = NULL;
     json_t *t;
-    jsCtx *js;
 
-    *state = e;
-    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
-    js = js_of(e->nc);
-    it_js_add_stream(js, "ORDERS", "ORDERS.>");
     worker = it_js_add_worker(js, "ORDERS", "ORDERS.>", "worker", 2);
     IT_CHECK(it_daemon_stop(&e->dmn) == 0, "the sidecar stopped cleanly");
     it_js_publish(js, BODY, BODY_LEN, "ORDERS.new", "t-3", NULL);
@@ -404,17 +421,13 @@ test_worker_gives_up_on_retry(void **state)
 {
     static const char *const flags[] = {"advisories.streams=WORK", "retry.allowed_subjects=work.>",
                                         "retry.stored_subjects=work.>", NULL};
-    struct it_env *e = adv_env("adv-loop", flags);
+    jsCtx *js;
+    struct it_env *e = adv_start(state, "adv-loop", flags, "WORK", "work.>", &js);
     struct it_envelope env;
     natsSubscription *worker;
     json_t *t = NULL;
-    jsCtx *js;
     bool ok;
 
-    *state = e;
-    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
-    js = js_of(e->nc);
-    it_js_add_stream(js, "WORK", "work.>");
     worker = it_js_add_worker(js, "WORK", "work.>", "workers", 2);
     it_envelope_init(&env);
     env.task_id = "job-1";
@@ -471,16 +484,12 @@ test_hostile_advisories(void **state)
         "",
     };
     const int nforged = (int)(sizeof forged / sizeof forged[0]);
-    struct it_env *e = adv_env("adv-hostile", flags);
+    jsCtx *js;
+    struct it_env *e = adv_start(state, "adv-hostile", flags, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     static char big[70000];
     json_t *t;
-    jsCtx *js;
 
-    *state = e;
-    IT_CHECK(e->nc && it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS) == 0, "env started");
-    js = js_of(e->nc);
-    it_js_add_stream(js, "ORDERS", "ORDERS.>");
     it_js_add_stream(js, "SECRET", "secret.>");
     for (int i = 0; i < nforged; i++)
         IT_CHECK(natsConnection_PublishString(e->nc, MAXDEL_SUBJ "ORDERS.forged", forged[i]) ==

@@ -718,19 +718,6 @@ count_sidecars(natsConnection *nc, int wait_ms)
     return n;
 }
 
-/* wait_exit() waits (without signalling again: a second SIGTERM means "stop now") for d to exit. */
-static bool
-wait_exit(struct it_daemon *d, int timeout_ms)
-{
-    int64_t deadline = sc_now_mono_ms() + timeout_ms;
-    while (it_daemon_alive(d)) {
-        if (sc_now_mono_ms() >= deadline)
-            return false;
-        it_sleep_ms(20);
-    }
-    return true;
-}
-
 /* wait_tally() waits until want tasks were seen, giving up after idle_ms without progress. */
 static size_t
 wait_tally(struct flood_tally *t, size_t want, int idle_ms)
@@ -865,7 +852,7 @@ test_shutdown_flood_pair(void **state)
         pthread_join(th[i], NULL);
     for (int i = 0; i < 2; i++)
         IT_CHECK(pubs[i].rc == 0, "publisher %d failed", i);
-    bool exited = wait_exit(&e->dmn, 180000);
+    bool exited = it_daemon_wait_exit(&e->dmn, 180000);
     int64_t t_exit = sc_now_mono_ms();
     size_t got = wait_tally(&tally, 2 * n, 10000);
     natsSubscription_Unsubscribe(sub);
@@ -948,7 +935,7 @@ test_shutdown_flood_single(void **state)
     size_t before_term = flood_distinct(&tally);
     int64_t t_term = sc_now_mono_ms();
     kill(e->dmn.pid, SIGTERM);
-    bool exited = wait_exit(&e->dmn, 180000);
+    bool exited = it_daemon_wait_exit(&e->dmn, 180000);
     int64_t t_exit = sc_now_mono_ms();
     size_t got = wait_tally(&tally, n, 10000);
     natsSubscription_Unsubscribe(sub);
@@ -1008,7 +995,7 @@ test_shutdown_drain_cut_short(void **state)
     IT_CHECK(pub.rc == 0, "publisher failed");
     size_t before_term = flood_distinct(&tally);
     kill(e->dmn.pid, SIGTERM);
-    bool exited = wait_exit(&e->dmn, 60000);
+    bool exited = it_daemon_wait_exit(&e->dmn, 60000);
     size_t got = wait_tally(&tally, n, 3000);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);

@@ -128,6 +128,32 @@ wait_stat_at_least(natsConnection *nc, const char *path, int64_t want, int timeo
     }
 }
 
+/*
+ * failure() fills *env (it_envelope_init() first) for task id with error,
+ * retry policy (NULL: the sidecar's default), retry subject (NULL: derived
+ * from the failure subject) and max_retries (-1: the default). The caller
+ * sets any other field (error_type, task_mp, failed_at_ms).
+ */
+static void
+failure(struct it_envelope *env, const char *id, const char *error, const char *policy,
+        const char *retry_subject, int max_retries)
+{
+    it_envelope_init(env);
+    env->task_id = id;
+    env->error = error;
+    env->retry_policy = policy;
+    env->retry_subject = retry_subject;
+    env->max_retries = max_retries;
+}
+
+/* publish() publishes env on subject and flushes: the server has routed it when it returns. */
+static void
+publish(natsConnection *nc, const char *subject, const struct it_envelope *env)
+{
+    assert_int_equal(it_publish_envelope(nc, subject, env), 0);
+    assert_int_equal(natsConnection_Flush(nc), NATS_OK);
+}
+
 /* count_events() counts dlq.events.<kind> messages about task_id recorded by ev. */
 static size_t
 count_events(struct it_recorder *ev, const char *kind, const char *task_id)
@@ -215,12 +241,8 @@ test_network_error_backoff(void **state)
     sc_buf_init(&task, 1 << 16);
     assert_int_equal(it_default_task(&task), 0);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "connection refused";
+    failure(&env, id, "connection refused", "exponential", NULL, 3);
     env.error_type = "ConnectionRefusedError";
-    env.retry_policy = "exponential";
-    env.max_retries = 3;
 
     int64_t wall0 = sc_now_wall_ms();
     int64_t t_pub = sc_now_mono_ms();
@@ -338,9 +360,7 @@ test_validation_parked(void **state)
     char id[96];
     it_unique_id("val", id, sizeof id);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "400 Bad Request";
+    failure(&env, id, "400 Bad Request", NULL, NULL, -1);
     env.error_type = "HTTPError";
     json_t *ack = it_request_envelope(e->nc, "dlq.failed.orders", &env);
     char *dump = it_json_dump(ack);
@@ -412,14 +432,10 @@ test_exhausted(void **state)
     it_unique_id("exh", id, sizeof id);
     int64_t failed_at = (sc_now_wall_ms() / 1000) * 1000 - 3600 * 1000 + 123;
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "ECONNRESET";
-    env.max_retries = 2;
+    failure(&env, id, "ECONNRESET", NULL, NULL, 2);
     env.failed_at_ms = failed_at;
     int64_t wall0 = sc_now_wall_ms();
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.billing", &env), 0);
-    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+    publish(e->nc, "dlq.failed.billing", &env);
 
     bool ok = false;
     json_t *t = it_wait_task_status(e->nc, id, "exhausted", IT_WAIT_MS, &ok);
@@ -489,12 +505,8 @@ test_timeout(void **state)
     char id[96];
     it_unique_id("tmo", id, sizeof id);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "HTTP 503 temporarily unavailable";
-    env.max_retries = 3;
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.mail", &env), 0);
-    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+    failure(&env, id, "HTTP 503 temporarily unavailable", NULL, NULL, 3);
+    publish(e->nc, "dlq.failed.mail", &env);
 
     IT_CHECK(it_rec_wait(w, 2, IT_WAIT_MS), "want attempt 2 after attempt 1 timed out, got %zu",
              it_rec_count(w));
@@ -562,12 +574,8 @@ test_no_responders(void **state)
     char id[96];
     it_unique_id("nores", id, sizeof id);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "connection refused";
-    env.max_retries = 1;
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.search", &env), 0);
-    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+    failure(&env, id, "connection refused", NULL, NULL, 1);
+    publish(e->nc, "dlq.failed.search", &env);
 
     int64_t deferred = wait_stat_at_least(e->nc, "lifetime_stats.deferred", 4, IT_WAIT_MS);
     IT_CHECK(deferred >= 4, "want lifetime_stats.deferred >= 4 with no worker, got %lld",
@@ -698,11 +706,7 @@ test_episodes_in_stream(void **state)
     char id[96];
     it_unique_id("order-42", id, sizeof id);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "ECONNRESET";
-    env.retry_policy = "immediate";
-    env.retry_subject = "dlq.retry.episodes";
+    failure(&env, id, "ECONNRESET", "immediate", "dlq.retry.episodes", -1);
 
     for (int ep = 1; ep <= 3; ep++) {
         json_t *ack = it_request_envelope(e->nc, "dlq.failed.orders", &env);
@@ -767,13 +771,8 @@ test_puback_is_not_the_outcome(void **state)
     char id[96];
     it_unique_id("pa", id, sizeof id);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
-    env.error = "ECONNRESET";
-    env.retry_policy = "immediate";
-    env.retry_subject = "dlq.retry.captured";
-    env.max_retries = 1;
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    failure(&env, id, "ECONNRESET", "immediate", "dlq.retry.captured", 1);
+    publish(e->nc, "dlq.failed.orders", &env);
     IT_CHECK(it_rec_wait(w, 1, IT_WAIT_MS), "the worker saw no retry");
     it_sleep_ms(300); /* the PubAck is long back by now */
     const struct it_rec_msg *m = it_rec_get(w, 0);
@@ -821,15 +820,9 @@ test_outcome_stored(void **state)
 
     char id[96], id_full[96], id_none[96], id_first[96];
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.error = "ECONNRESET";
-    env.retry_policy = "immediate";
-    env.max_retries = 1;
-
     it_unique_id("st", id, sizeof id);
-    env.task_id = id;
-    env.retry_subject = "dlq.retry.stream.ok";
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    failure(&env, id, "ECONNRESET", "immediate", "dlq.retry.stream.ok", 1);
+    publish(e->nc, "dlq.failed.orders", &env);
     bool ok = false;
     json_t *t = it_wait_task_status(e->nc, id, "completed", IT_WAIT_MS, &ok);
     char *dump = it_json_dump(t);
@@ -844,13 +837,13 @@ test_outcome_stored(void **state)
     it_unique_id("first", id_first, sizeof id_first);
     env.task_id = id_first;
     env.retry_subject = "dlq.retry.stream.full";
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    publish(e->nc, "dlq.failed.orders", &env);
     t = it_wait_task_status(e->nc, id_first, "completed", IT_WAIT_MS, &ok);
     json_decref(t);
     IT_CHECK(ok, "the first task into the one-message stream must complete");
     it_unique_id("full", id_full, sizeof id_full);
     env.task_id = id_full;
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    publish(e->nc, "dlq.failed.orders", &env);
     t = it_wait_task_status(e->nc, id_full, "exhausted", IT_WAIT_MS, &ok);
     dump = it_json_dump(t);
     IT_CHECK(ok && it_json_int(t, "retry_count") == 1 && history_has_error(t, "jetstream"),
@@ -863,7 +856,7 @@ test_outcome_stored(void **state)
     it_unique_id("none", id_none, sizeof id_none);
     env.task_id = id_none;
     env.retry_subject = "dlq.retry.stream.nowhere";
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.orders", &env), 0);
+    publish(e->nc, "dlq.failed.orders", &env);
     int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
     json_t *st = NULL;
     while (sc_now_mono_ms() < deadline) {
@@ -914,13 +907,10 @@ static bool
 ask(struct it_env *e, const char *id, struct sc_buf *task, size_t n, const char *policy)
 {
     struct it_envelope env;
-    it_envelope_init(&env);
     big_task(task, n);
-    env.task_id = id;
+    failure(&env, id, "ECONNRESET", policy, NULL, -1);
     env.task_mp = task->data;
     env.task_len = task->len;
-    env.error = "ECONNRESET";
-    env.retry_policy = policy;
     json_t *ack = it_request_envelope(e->nc, "dlq.failed.big", &env);
     char *dump = it_json_dump(ack);
     IT_CHECK(ack, "no ingest acknowledgement for %zu bytes", n);
@@ -1097,14 +1087,10 @@ test_headers_on_the_wire(void **state)
     sc_buf_init(&task, 1 << 16);
     assert_int_equal(it_default_task(&task), 0);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.task_id = id;
+    failure(&env, id, "connection refused", "immediate", NULL, 4);
     env.task_mp = task.data;
     env.task_len = task.len;
-    env.error = "connection refused";
     env.error_type = "ConnectionRefusedError";
-    env.retry_policy = "immediate";
-    env.max_retries = 4;
     json_t *ack = it_request_envelope(e->nc, "dlq.failed.wire", &env);
     IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ingest refused the failure");
     json_decref(ack);
@@ -1207,15 +1193,11 @@ test_sighup_lowers_default_budget(void **state)
     it_unique_id("dflt", dflt, sizeof dflt);
     it_unique_id("own", own, sizeof own);
     struct it_envelope env;
-    it_envelope_init(&env);
-    env.error = "disk quota exceeded";
-    env.retry_policy = "linear";
-    env.task_id = dflt;
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.hup", &env), 0);
+    failure(&env, dflt, "disk quota exceeded", "linear", NULL, -1);
+    publish(e->nc, "dlq.failed.hup", &env);
     env.task_id = own;
     env.max_retries = 10;
-    assert_int_equal(it_publish_envelope(e->nc, "dlq.failed.hup", &env), 0);
-    assert_int_equal(natsConnection_Flush(e->nc), NATS_OK);
+    publish(e->nc, "dlq.failed.hup", &env);
 
     int64_t deadline = sc_now_mono_ms() + IT_WAIT_MS;
     int64_t rc_d = 0, rc_o = 0;
