@@ -538,6 +538,7 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     struct intake in;
     struct dlq_task *t;
     bool fresh = false, reopened = false;
+    uint32_t h;
 
     /* Everything before the text buffers (written before they are read: 1.5 KB a failure) starts zeroed. */
     memset(out, 0, offsetof(struct dlq_decision, why));
@@ -550,7 +551,9 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     m->now_mono = now_mono;
     if (!check_envelope(m, &in, out))
         return;
-    t = dlq_queue_find(&m->q, in.env->task_id.ptr, in.env->task_id.len);
+    /* One hash of the id for the lookup and the insert (the source may have worked it out). */
+    h = f->has_id_hash ? f->id_hash : dlq_queue_id_hash(in.env->task_id.ptr, in.env->task_id.len);
+    t = dlq_queue_find_hashed(&m->q, in.env->task_id.ptr, in.env->task_id.len, h);
     if (t && ((f->stream_seq && f->stream_seq <= t->stream_seq) ||
               (f->adv_seq && f->adv_seq <= dlq_task_adv_seq(t)))) {
         m->c.redelivered++;
@@ -569,8 +572,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     if (!room_for(m, &in, t, reopened, out))
         return;
     if (!t) {
-        t = dlq_queue_add_room(&m->q, in.env->task_id.ptr, in.env->task_id.len, in.env->task.len,
-                              now_wall);
+        t = dlq_queue_add_hashed(&m->q, in.env->task_id.ptr, in.env->task_id.len, h,
+                                 in.env->task.len, now_wall);
         fresh = true;
     } else if (reopened) {
         reopen(m, t, now_wall);

@@ -405,10 +405,30 @@ id_tag(uint32_t h)
     return (uint8_t)(0x80 | (h >> 25));
 }
 
+uint32_t
+dlq_queue_id_hash(const char *id, size_t len)
+{
+    return id_hash(id, len);
+}
+
+void
+dlq_queue_prefetch(const struct dlq_queue *q, uint32_t h)
+{
+    size_t i = h & (q->nslots - 1);
+
+    __builtin_prefetch(&q->tags[i]);
+    __builtin_prefetch(&q->slots[i]);
+}
+
 struct dlq_task *
 dlq_queue_find(struct dlq_queue *q, const char *id, size_t len)
 {
-    uint32_t h = id_hash(id, len);
+    return dlq_queue_find_hashed(q, id, len, id_hash(id, len));
+}
+
+struct dlq_task *
+dlq_queue_find_hashed(struct dlq_queue *q, const char *id, size_t len, uint32_t h)
+{
     uint8_t tag = id_tag(h);
     size_t mask = q->nslots - 1;
 
@@ -480,6 +500,13 @@ slot_delete(struct dlq_queue *q, const struct dlq_task *t)
 struct dlq_task *
 dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
 {
+    return dlq_queue_add_hashed(q, id, len, id_hash(id, len), room, now_wall);
+}
+
+struct dlq_task *
+dlq_queue_add_hashed(struct dlq_queue *q, const char *id, size_t len, uint32_t h, size_t room,
+                     int64_t now_wall)
+{
     struct dlq_task *t = sc_xmalloc(sizeof(*t) + sizeof(struct dlq_attempt) + len + 1 + room);
 
     memset(t, 0, sizeof(*t));
@@ -491,7 +518,7 @@ dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
     t->id[len] = '\0';
     t->id_len = (uint32_t)len;
     t->payload_room = (uint32_t)room;
-    t->hash = id_hash(id, len);
+    t->hash = h;
     t->seq = q->next_seq++;
     t->version = 1;
     t->status = DLQ_TASK_PENDING;

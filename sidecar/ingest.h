@@ -30,11 +30,14 @@ void sc_ingest_js(struct sc_daemon *d, natsMsg *m);
  * both on the loop. ready is false when the loop must do it all itself: an
  * invalid subject or envelope (refused on the loop, with its counts, logs
  * and answer), JSON input and a truncated error text (both point into
- * codec's buffers, which the next message reuses). Delivery thread; touches
- * nothing but m, codec and slot.
+ * codec's buffers, which the next message reuses). It also works out the
+ * task id's hash in the id table (dlq_queue_id_hash(): the loop neither
+ * hashes it nor waits on the table's cache miss, sc_ingest_batch()).
+ * Delivery thread; touches nothing but m, codec and slot.
  */
 struct sc_ingest_prepared {
     bool ready;
+    uint32_t id_hash;          /* when ready: dlq_queue_id_hash() of env.task_id */
     struct codec_envelope env; /* when ready: points into m's data only */
 };
 
