@@ -289,6 +289,11 @@ on_wake(evutil_socket_t fd, short what, void *arg)
      * still read it.
      */
     sc_clock_hold();
+    for (size_t i = 0; i < n; i++) /* conn.h: sc_conn_ahead_fn */
+        if (batch[i].msg && batch[i].slot >= 0 && batch[i].sub->prep.ahead)
+            batch[i].sub->prep.ahead(batch[i].sub->prep.ahead_ctx,
+                                     batch[i].sub->slots +
+                                         (size_t)batch[i].slot * batch[i].sub->prep.slot_size);
     for (size_t i = 0; i < n; i++) {
         struct sc_conn_sub *sub = batch[i].sub;
         if (!batch[i].msg) {

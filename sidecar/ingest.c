@@ -247,6 +247,15 @@ sc_ingest_prepare(void *codec, natsMsg *m, void *slot)
     p->ready = true;
 }
 
+void
+sc_ingest_ahead(void *d, const void *slot)
+{
+    const struct sc_ingest_prepared *p = slot;
+
+    if (p->ready)
+        dlq_queue_prefetch(&((struct sc_daemon *)d)->m.q, p->id_hash);
+}
+
 /*
  * Decodes the failure in m into *env and fills *f for dlq_ingest(): false
  * when m breaks the contract (then refused as invalid: republished, and
