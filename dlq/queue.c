@@ -665,7 +665,13 @@ dlq_queue_history(struct dlq_queue *q, struct dlq_task *t, dlq_outcome_kind k, i
     a->at_ms = at;
     a->attempt = attempt;
     a->outcome = (uint8_t)k;
-    a->error = error ? pool_get_text(q, error, error_len) : NULL;
+    if (error && error == t->error && (t->pooled & DLQ_TS_ERROR) && error_len == pstr_of(error)->len &&
+        pstr_of(error)->refs < UINT32_MAX) {
+        pstr_of(error)->refs++; /* the task's own pooled error (the usual entry): no hash, no lookup */
+        a->error = error;
+    } else {
+        a->error = error ? pool_get_text(q, error, error_len) : NULL;
+    }
 }
 
 size_t
