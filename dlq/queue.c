@@ -798,6 +798,13 @@ dlq_task_orig_payload(const struct dlq_task *t, uint32_t *len, bool *raw)
     return p;
 }
 
+/* The length of t's field s (its DLQ_TS_* which): a pooled string's is kept with it. */
+static size_t
+field_len(const struct dlq_task *t, unsigned which, const char *s)
+{
+    return !s ? 0 : (t->pooled & which) ? pstr_of(s)->len : strlen(s);
+}
+
 void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
@@ -805,10 +812,10 @@ dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
                t->repos_len +
                (t->origin ? sizeof(*t->origin) + t->origin->headers_len + t->origin->orig_payload_len : 0);
 
-    b += t->error ? strlen(t->error) : 0;
-    b += t->error_type ? strlen(t->error_type) : 0;
-    b += t->subject ? strlen(t->subject) : 0;
-    b += t->retry_subject ? strlen(t->retry_subject) : 0;
+    b += field_len(t, DLQ_TS_ERROR, t->error);
+    b += field_len(t, DLQ_TS_ERROR_TYPE, t->error_type);
+    b += field_len(t, DLQ_TS_SUBJECT, t->subject);
+    b += field_len(t, DLQ_TS_RETRY_SUBJECT, t->retry_subject);
     q->bytes = q->bytes - t->bytes + b;
     t->bytes = (uint32_t)b;
 }
