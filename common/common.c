@@ -59,8 +59,9 @@ sc_now_wall_ms(void)
     return clock_ms(CLOCK_REALTIME);
 }
 
-/* The reading of sc_clock_hold() on this thread (held: until sc_clock_release()). */
-static _Thread_local bool clock_held;
+/* The reading of sc_clock_hold() on this thread and its state. */
+enum { CLOCK_FREE, CLOCK_HELD, CLOCK_LAPSED };
+static _Thread_local int clock_state;
 static _Thread_local int64_t held_wall, held_mono;
 
 void
@@ -68,25 +69,36 @@ sc_clock_hold(void)
 {
     held_wall = clock_ms(CLOCK_REALTIME);
     held_mono = clock_ms(CLOCK_MONOTONIC);
-    clock_held = true;
+    clock_state = CLOCK_HELD;
+}
+
+void
+sc_clock_lapse(void)
+{
+    if (clock_state == CLOCK_HELD)
+        clock_state = CLOCK_LAPSED;
 }
 
 void
 sc_clock_release(void)
 {
-    clock_held = false;
+    clock_state = CLOCK_FREE;
 }
 
 int64_t
 sc_held_wall_ms(void)
 {
-    return clock_held ? held_wall : clock_ms(CLOCK_REALTIME);
+    if (clock_state == CLOCK_LAPSED)
+        sc_clock_hold();
+    return clock_state == CLOCK_HELD ? held_wall : clock_ms(CLOCK_REALTIME);
 }
 
 int64_t
 sc_held_mono_ms(void)
 {
-    return clock_held ? held_mono : clock_ms(CLOCK_MONOTONIC);
+    if (clock_state == CLOCK_LAPSED)
+        sc_clock_hold();
+    return clock_state == CLOCK_HELD ? held_mono : clock_ms(CLOCK_MONOTONIC);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */

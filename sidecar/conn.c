@@ -283,10 +283,12 @@ on_wake(evutil_socket_t fd, short what, void *arg)
     /*
      * One clock reading for the batch (common.h): what ingest stamps on a
      * task (created, updated, due times, its event's "at", its version) is
-     * at most one batch old, i.e. as old as the batch's handlers take to
-     * run (about a millisecond for a full batch of failures) -- the lag a
-     * failure already has in the ring. Handlers that need the clock itself
-     * still read it.
+     * at most as old as the prepared (ingest) handlers before it in the
+     * batch took to run: 256 failures, about a millisecond, the lag a
+     * failure already has in the ring. Any other handler may run long (an
+     * admin verb walking the queue), so the reading lapses after it and
+     * the next use reads the clock again. Handlers that need the clock
+     * itself still read it.
      */
     sc_clock_hold();
     for (size_t i = 0; i < n; i++) /* conn.h: sc_conn_ahead_fn */
@@ -305,6 +307,8 @@ on_wake(evutil_socket_t fd, short what, void *arg)
                                          : NULL;
         sub->fn(sub->ctx, batch[i].msg);
         c->prepared = NULL;
+        if (!sub->prep.fn)
+            sc_clock_lapse();
     }
     sc_clock_release();
     sc_log_flush();
