@@ -85,20 +85,27 @@ sc_clock_release(void)
     clock_state = CLOCK_FREE;
 }
 
+/* A reading that is not held (free: the clock; lapsed: a new one, held): apart, so the held path stays a load. */
+static __attribute__((noinline)) int64_t
+held_slow(bool wall)
+{
+    if (clock_state == CLOCK_LAPSED) {
+        sc_clock_hold();
+        return wall ? held_wall : held_mono;
+    }
+    return clock_ms(wall ? CLOCK_REALTIME : CLOCK_MONOTONIC);
+}
+
 int64_t
 sc_held_wall_ms(void)
 {
-    if (clock_state == CLOCK_LAPSED)
-        sc_clock_hold();
-    return clock_state == CLOCK_HELD ? held_wall : clock_ms(CLOCK_REALTIME);
+    return clock_state == CLOCK_HELD ? held_wall : held_slow(true);
 }
 
 int64_t
 sc_held_mono_ms(void)
 {
-    if (clock_state == CLOCK_LAPSED)
-        sc_clock_hold();
-    return clock_state == CLOCK_HELD ? held_mono : clock_ms(CLOCK_MONOTONIC);
+    return clock_state == CLOCK_HELD ? held_mono : held_slow(false);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
