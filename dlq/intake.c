@@ -58,12 +58,31 @@ classify_text(struct dlq_machine *m, const struct codec_envelope *env, const cha
     return c;
 }
 
+/*
+ * The last expansion of retry.subject_template, kept by the texts of the
+ * template and the service (not their addresses: a reload frees the
+ * template): failures come in runs from one service. One per thread.
+ */
+#define EXPAND_MEMO_MAX 256
+static _Thread_local struct {
+    size_t tpl_len, svc_len, out_len; /* tpl_len 0: empty */
+    char tpl[EXPAND_MEMO_MAX], svc[EXPAND_MEMO_MAX], out[EXPAND_MEMO_MAX];
+} expand_memo;
+
 /* Expands retry.subject_template for service into out; false when it does not fit. */
 static bool
 expand_template(const char *tpl, const char *service, char *out, size_t outlen)
 {
-    size_t n = 0, sl = strlen(service);
+    size_t n = 0, sl = strlen(service), tl = strlen(tpl);
     const char *p = tpl, *hole;
+
+    if (expand_memo.tpl_len && expand_memo.tpl_len == tl && expand_memo.svc_len == sl &&
+        expand_memo.out_len < outlen && memcmp(expand_memo.tpl, tpl, tl) == 0 &&
+        memcmp(expand_memo.svc, service, sl) == 0) {
+        memcpy(out, expand_memo.out, expand_memo.out_len + 1);
+        return true;
+    }
+    expand_memo.tpl_len = 0;
 
     /* The text up to each {service} in one copy (it runs for every failure). */
     while ((hole = strstr(p, "{service}")) != NULL) {
@@ -79,6 +98,16 @@ expand_template(const char *tpl, const char *service, char *out, size_t outlen)
     if (n + sl >= outlen)
         return false;
     memcpy(out + n, p, sl + 1);
+    n += sl;
+    sl = strlen(service);
+    if (tl && tl < EXPAND_MEMO_MAX && sl < EXPAND_MEMO_MAX && n < EXPAND_MEMO_MAX) {
+        memcpy(expand_memo.tpl, tpl, tl);
+        memcpy(expand_memo.svc, service, sl);
+        memcpy(expand_memo.out, out, n + 1);
+        expand_memo.tpl_len = tl;
+        expand_memo.svc_len = sl;
+        expand_memo.out_len = n;
+    }
     return true;
 }
 
