@@ -317,6 +317,8 @@ struct envopt {
 static struct dlq_decision D;
 
 /* Hands one failure of task id on dlq.failed.svc to the machine; returns the verdict (decision in D). */
+static const char *service_of_next; /* the {service} ingest() passes (NULL: "svc") */
+
 static dlq_verdict
 ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_payload)
 {
@@ -345,7 +347,7 @@ ingest(struct fx *x, const char *id, struct envopt o, bool request, int64_t max_
     f.stream_time_us = o.ts_us;
     f.env = &env;
     f.subject = "dlq.failed.svc";
-    f.service = "svc";
+    f.service = service_of_next ? service_of_next : "svc";
     f.max_payload = max_payload;
     f.wants_answer = request;
     dlq_ingest(&x->m, &f, x->wall, x->mono, &D);
@@ -376,6 +378,35 @@ backoff(struct fx *x, policy_retry p, int64_t n)
 }
 
 /* ---- §10: failure -> pending -> retrying -> completed / pending / exhausted ---------------------- */
+
+/*
+ * retry.subject_template expanded per service in runs (intake.c keeps the
+ * last expansion): another service, and the template's text changed in
+ * place (same address, as a reload could leave it), each get their own.
+ */
+static void
+test_template_runs(void **state)
+{
+    struct fx *x = *state;
+    char *tpl = x->cfg.retry_subject_template;
+
+    service_of_next = "svc";
+    ingest(x, "a", OPT(.error = NULL), false, 0);
+    service_of_next = "other";
+    ingest(x, "b", OPT(.error = NULL), false, 0);
+    service_of_next = "svc";
+    ingest(x, "c", OPT(.error = NULL), false, 0);
+    assert_string_equal(task(x, "a")->retry_subject, "dlq.retry.svc");
+    assert_string_equal(task(x, "b")->retry_subject, "dlq.retry.other");
+    assert_string_equal(task(x, "c")->retry_subject, "dlq.retry.svc");
+    assert_string_equal(tpl, "dlq.retry.{service}");
+    tpl[4] = 'R'; /* "dlq.Retry.{service}": outside retry.allowed_subjects */
+    ingest(x, "d", OPT(.error = NULL), false, 0);
+    tpl[4] = 'r';
+    service_of_next = NULL;
+    assert_null(task(x, "d")->retry_subject);
+    assert_true(task(x, "d")->parked);
+}
 
 /* A new failure is stored pending, due after the policy's first delay, and counted. */
 static void
@@ -2159,6 +2190,7 @@ main(void)
         T(test_deps_held_settled),
         T(test_deps_held_not_released),
         T(test_new_failure_scheduled),
+        T(test_template_runs),
         T(test_due_publishes_attempt),
         T(test_success_completes),
         T(test_delays_precedence),
