@@ -59,6 +59,36 @@ sc_now_wall_ms(void)
     return clock_ms(CLOCK_REALTIME);
 }
 
+/* The reading of sc_clock_hold() on this thread (held: until sc_clock_release()). */
+static _Thread_local bool clock_held;
+static _Thread_local int64_t held_wall, held_mono;
+
+void
+sc_clock_hold(void)
+{
+    held_wall = clock_ms(CLOCK_REALTIME);
+    held_mono = clock_ms(CLOCK_MONOTONIC);
+    clock_held = true;
+}
+
+void
+sc_clock_release(void)
+{
+    clock_held = false;
+}
+
+int64_t
+sc_held_wall_ms(void)
+{
+    return clock_held ? held_wall : clock_ms(CLOCK_REALTIME);
+}
+
+int64_t
+sc_held_mono_ms(void)
+{
+    return clock_held ? held_mono : clock_ms(CLOCK_MONOTONIC);
+}
+
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
 static int64_t
 days_from_civil(int64_t y, unsigned m, unsigned d)

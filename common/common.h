@@ -38,6 +38,21 @@ int64_t sc_now_mono_ms(void);
 int64_t sc_now_wall_ms(void);
 
 /*
+ * A clock reading held for one batch of work on the calling thread: between
+ * sc_clock_hold() (reads both clocks once) and sc_clock_release(),
+ * sc_held_wall_ms() and sc_held_mono_ms() on that thread return that
+ * reading; outside a hold they read the clock like sc_now_wall_ms() and
+ * sc_now_mono_ms(). For per-message readings on a hot path (ingest read the
+ * clocks five times a task), where a time up to one batch old is as good as
+ * a fresh one; the holder says how long its batch may run. Holds do not
+ * nest: hold again to refresh. Any thread (thread-local state).
+ */
+void sc_clock_hold(void);
+void sc_clock_release(void);
+int64_t sc_held_wall_ms(void);
+int64_t sc_held_mono_ms(void);
+
+/*
  * sc_fnv1a64() returns the 64-bit FNV-1a hash of the len bytes at p (p may
  * be NULL when len is 0): the partition of a task id (DESIGN section 18).
  * Any thread.

@@ -438,13 +438,31 @@ void dlq_queue_init(struct dlq_queue *q, size_t hist_cap);
 void dlq_queue_destroy(struct dlq_queue *q);
 struct dlq_task *dlq_queue_find(struct dlq_queue *q, const char *id, size_t len);
 /*
+ * dlq_queue_id_hash() is the id table's hash of the len bytes at id (seeded
+ * per process: the first dlq_queue_init() sets the seed, so call it after
+ * that). It reads nothing else: any thread, e.g. where a failure is decoded
+ * before the loop takes it. dlq_queue_find_hashed() is dlq_queue_find() with
+ * h = dlq_queue_id_hash(id, len) already worked out (one hash for the
+ * lookup and the insert that may follow). dlq_queue_prefetch() asks the CPU
+ * to bring in the id table's home slot of h (a hint: reads nothing, so any
+ * h is safe), so that a lookup a little later does not wait on the cache
+ * miss a large table has for most ids. Loop thread, but for the hash.
+ */
+uint32_t dlq_queue_id_hash(const char *id, size_t len);
+struct dlq_task *dlq_queue_find_hashed(struct dlq_queue *q, const char *id, size_t len, uint32_t h);
+void dlq_queue_prefetch(const struct dlq_queue *q, uint32_t h);
+/*
  * dlq_queue_add_room() creates and links a new pending task (category 0,
  * policy 0) with a copy of id, reserving room bytes in the same allocation
- * for the payload (dlq_task_set_payload()); dlq_queue_add() reserves none.
- * Never fail (abort on OOM). Loop thread.
+ * for the payload (dlq_task_set_payload()); dlq_queue_add() reserves none;
+ * dlq_queue_add_hashed() is dlq_queue_add_room() with id's
+ * dlq_queue_id_hash() h already worked out. Never fail (abort on OOM). Loop
+ * thread.
  */
 struct dlq_task *dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
                                   int64_t now_wall);
+struct dlq_task *dlq_queue_add_hashed(struct dlq_queue *q, const char *id, size_t len, uint32_t h,
+                                      size_t room, int64_t now_wall);
 struct dlq_task *dlq_queue_add(struct dlq_queue *q, const char *id, size_t len, int64_t now_wall);
 /*
  * dlq_queue_new_episode() gives t a new episode id (DESIGN section 5): the
@@ -1069,6 +1087,8 @@ struct dlq_failure {
     const char *headers;              /* DLQ_HDRS bytes (borrowed), NULL none */
     size_t headers_len;
     const char *missing_why;          /* with payload_missing: why it is parked (text) */
+    bool has_id_hash;                 /* id_hash is dlq_queue_id_hash() of env->task_id */
+    uint32_t id_hash;
 };
 
 /*

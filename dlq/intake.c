@@ -18,6 +18,7 @@ struct intake {
     policy_retry override;
     policy_category cat;
     const char *rule;
+    size_t subject_len; /* strlen(f->subject), worked out once */
     bool rs_ok;      /* false: refused, why says why */
     /* The text buffers last: dlq_ingest() zeroes only what comes before them. */
     char rs[RS_MAX]; /* the retry subject */
@@ -234,7 +235,7 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
      * once, every other value at its widest is in hdr_base.
      */
     size_t id_len = env->task_id.len < DLQ_RETRY_ID_MAX ? env->task_id.len : DLQ_RETRY_ID_MAX;
-    size_t hdr = m->hdr_base + 2 * id_len + strlen(in->f->subject) +
+    size_t hdr = m->hdr_base + 2 * id_len + in->subject_len +
                  (in->f->headers ? in->f->headers_len + 2 * DLQ_HDRS_MAX : 0);
 
     if (in->f->max_payload > 0 && (int64_t)(env->task.len + hdr) > in->f->max_payload) {
@@ -269,7 +270,7 @@ check_envelope(struct dlq_machine *m, struct intake *in, struct dlq_decision *ou
         in->prio = in->tpl->priority;
     } else {
         in->own_prio = false;
-        in->prio = config_priority_for(m->cfg, in->f->subject, strlen(in->f->subject));
+        in->prio = config_priority_for(m->cfg, in->f->subject, in->subject_len);
     }
     if (env->retry_policy.ptr) {
         if (policy_retry_parse(env->retry_policy.ptr, env->retry_policy.len, &in->override)) {
@@ -330,7 +331,7 @@ room_for(struct dlq_machine *m, struct intake *in, const struct dlq_task *t, boo
     const struct codec_envelope *env = in->env;
     size_t want = sizeof(*t) + env->task_id.len + env->task.len + env->error.len +
                   env->error_type.len + env->metadata.len + env->repos.len +
-                  2 * strlen(in->f->subject) + in->f->headers_len;
+                  2 * in->subject_len + in->f->headers_len;
     size_t held = m->q.bytes - (t ? t->bytes : 0);
     bool full = (!t || reopened) && dlq_queue_active(&m->q) >= (size_t)m->cfg->max_size;
     const char *msg;
@@ -399,7 +400,7 @@ fill_task(struct dlq_machine *m, struct intake *in, struct dlq_task *t, bool fre
     }
     if (in->own_prio || fresh || reopened) /* a repeat without one keeps the task's */
         set_priority(m, t, in->prio, now);
-    dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, strlen(in->f->subject));
+    dlq_task_set_str(q, t, DLQ_TS_SUBJECT, in->f->subject, in->subject_len);
     dlq_task_set_payload(t, env->task.ptr, env->task.len);
     dlq_task_set_str(q, t, DLQ_TS_ERROR, env->error.ptr ? env->error.ptr : "", env->error.len);
     dlq_task_set_str(q, t, DLQ_TS_ERROR_TYPE, env->error_type.ptr, env->error_type.len);
@@ -538,6 +539,7 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     struct intake in;
     struct dlq_task *t;
     bool fresh = false, reopened = false;
+    uint32_t h;
 
     /* Everything before the text buffers (written before they are read: 1.5 KB a failure) starts zeroed. */
     memset(out, 0, offsetof(struct dlq_decision, why));
@@ -547,10 +549,13 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     in.why[0] = '\0';
     in.f = f;
     in.env = f->env;
+    in.subject_len = strlen(f->subject);
     m->now_mono = now_mono;
     if (!check_envelope(m, &in, out))
         return;
-    t = dlq_queue_find(&m->q, in.env->task_id.ptr, in.env->task_id.len);
+    /* One hash of the id for the lookup and the insert (the source may have worked it out). */
+    h = f->has_id_hash ? f->id_hash : dlq_queue_id_hash(in.env->task_id.ptr, in.env->task_id.len);
+    t = dlq_queue_find_hashed(&m->q, in.env->task_id.ptr, in.env->task_id.len, h);
     if (t && ((f->stream_seq && f->stream_seq <= t->stream_seq) ||
               (f->adv_seq && f->adv_seq <= dlq_task_adv_seq(t)))) {
         m->c.redelivered++;
@@ -569,8 +574,8 @@ dlq_ingest(struct dlq_machine *m, const struct dlq_failure *f, int64_t now_wall,
     if (!room_for(m, &in, t, reopened, out))
         return;
     if (!t) {
-        t = dlq_queue_add_room(&m->q, in.env->task_id.ptr, in.env->task_id.len, in.env->task.len,
-                              now_wall);
+        t = dlq_queue_add_hashed(&m->q, in.env->task_id.ptr, in.env->task_id.len, h,
+                                 in.env->task.len, now_wall);
         fresh = true;
     } else if (reopened) {
         reopen(m, t, now_wall);

@@ -405,10 +405,30 @@ id_tag(uint32_t h)
     return (uint8_t)(0x80 | (h >> 25));
 }
 
+uint32_t
+dlq_queue_id_hash(const char *id, size_t len)
+{
+    return id_hash(id, len);
+}
+
+void
+dlq_queue_prefetch(const struct dlq_queue *q, uint32_t h)
+{
+    size_t i = h & (q->nslots - 1);
+
+    __builtin_prefetch(&q->tags[i]);
+    __builtin_prefetch(&q->slots[i]);
+}
+
 struct dlq_task *
 dlq_queue_find(struct dlq_queue *q, const char *id, size_t len)
 {
-    uint32_t h = id_hash(id, len);
+    return dlq_queue_find_hashed(q, id, len, id_hash(id, len));
+}
+
+struct dlq_task *
+dlq_queue_find_hashed(struct dlq_queue *q, const char *id, size_t len, uint32_t h)
+{
     uint8_t tag = id_tag(h);
     size_t mask = q->nslots - 1;
 
@@ -480,6 +500,13 @@ slot_delete(struct dlq_queue *q, const struct dlq_task *t)
 struct dlq_task *
 dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room, int64_t now_wall)
 {
+    return dlq_queue_add_hashed(q, id, len, id_hash(id, len), room, now_wall);
+}
+
+struct dlq_task *
+dlq_queue_add_hashed(struct dlq_queue *q, const char *id, size_t len, uint32_t h, size_t room,
+                     int64_t now_wall)
+{
     struct dlq_task *t = sc_xmalloc(sizeof(*t) + sizeof(struct dlq_attempt) + len + 1 + room);
 
     memset(t, 0, sizeof(*t));
@@ -491,7 +518,7 @@ dlq_queue_add_room(struct dlq_queue *q, const char *id, size_t len, size_t room,
     t->id[len] = '\0';
     t->id_len = (uint32_t)len;
     t->payload_room = (uint32_t)room;
-    t->hash = id_hash(id, len);
+    t->hash = h;
     t->seq = q->next_seq++;
     t->version = 1;
     t->status = DLQ_TASK_PENDING;
@@ -638,7 +665,13 @@ dlq_queue_history(struct dlq_queue *q, struct dlq_task *t, dlq_outcome_kind k, i
     a->at_ms = at;
     a->attempt = attempt;
     a->outcome = (uint8_t)k;
-    a->error = error ? pool_get_text(q, error, error_len) : NULL;
+    if (error && error == t->error && (t->pooled & DLQ_TS_ERROR) && error_len == pstr_of(error)->len &&
+        pstr_of(error)->refs < UINT32_MAX) {
+        pstr_of(error)->refs++; /* the task's own pooled error (the usual entry): no hash, no lookup */
+        a->error = error;
+    } else {
+        a->error = error ? pool_get_text(q, error, error_len) : NULL;
+    }
 }
 
 size_t
@@ -765,6 +798,13 @@ dlq_task_orig_payload(const struct dlq_task *t, uint32_t *len, bool *raw)
     return p;
 }
 
+/* The length of t's field s (its DLQ_TS_* which): a pooled string's is kept with it. */
+static size_t
+field_len(const struct dlq_task *t, unsigned which, const char *s)
+{
+    return !s ? 0 : (t->pooled & which) ? pstr_of(s)->len : strlen(s);
+}
+
 void
 dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
 {
@@ -772,10 +812,10 @@ dlq_task_account(struct dlq_queue *q, struct dlq_task *t)
                t->repos_len +
                (t->origin ? sizeof(*t->origin) + t->origin->headers_len + t->origin->orig_payload_len : 0);
 
-    b += t->error ? strlen(t->error) : 0;
-    b += t->error_type ? strlen(t->error_type) : 0;
-    b += t->subject ? strlen(t->subject) : 0;
-    b += t->retry_subject ? strlen(t->retry_subject) : 0;
+    b += field_len(t, DLQ_TS_ERROR, t->error);
+    b += field_len(t, DLQ_TS_ERROR_TYPE, t->error_type);
+    b += field_len(t, DLQ_TS_SUBJECT, t->subject);
+    b += field_len(t, DLQ_TS_RETRY_SUBJECT, t->retry_subject);
     q->bytes = q->bytes - t->bytes + b;
     t->bytes = (uint32_t)b;
 }

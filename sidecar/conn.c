@@ -320,6 +320,20 @@ on_wake(evutil_socket_t fd, short what, void *arg)
     (void)what;
     n = handoff_pop(&c->in, batch, &more);
     sc_log_hold(); /* one write(2) for the batch's per-task lines (log.h) */
+    /*
+     * One clock reading for the batch (common.h): what ingest stamps on a
+     * task (created, updated, due times, its event's "at", its version) is
+     * at most one batch old, i.e. as old as the batch's handlers take to
+     * run (about a millisecond for a full batch of failures) -- the lag a
+     * failure already has in the ring. Handlers that need the clock itself
+     * still read it.
+     */
+    sc_clock_hold();
+    for (size_t i = 0; i < n; i++) /* conn.h: sc_conn_ahead_fn */
+        if (batch[i].msg && batch[i].slot >= 0 && batch[i].sub->prep.ahead)
+            batch[i].sub->prep.ahead(batch[i].sub->prep.ahead_ctx,
+                                     batch[i].sub->slots +
+                                         (size_t)batch[i].slot * batch[i].sub->prep.slot_size);
     for (size_t i = 0; i < n; i++) {
         struct sc_conn_sub *sub = batch[i].sub;
         if (!batch[i].msg) {
@@ -333,6 +347,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         sub->fn(sub->ctx, batch[i].msg);
         c->prepared = NULL;
     }
+    sc_clock_release();
     sc_log_flush();
     /*
      * natsMsg_Destroy() hands each message to nats.c's collector thread and

@@ -105,11 +105,20 @@ sc_status sc_conn_subscribe(struct sc_conn *c, const char *subject, const char *
  */
 typedef void (*sc_conn_prep_fn)(void *ctx, natsMsg *msg, void *slot);
 
+/*
+ * Optional: ahead(ctx, slot) runs on the loop for each filled slot of a
+ * hand-off batch before the batch's handlers run, to prefetch what they
+ * will touch (the ingest: its id table's slots). It must change nothing.
+ */
+typedef void (*sc_conn_ahead_fn)(void *ctx, const void *slot);
+
 struct sc_conn_prep {
     sc_conn_prep_fn fn;
     void *ctx;        /* must outlive the connection (sc_conn_free()) */
     size_t slot_size; /* bytes of one slot */
     size_t nslots;    /* 1 .. 65,536 */
+    sc_conn_ahead_fn ahead; /* NULL: none */
+    void *ahead_ctx;
 };
 
 /*

@@ -99,7 +99,8 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     } else {
         sc_js_core_capture_warn(d->conn, subj, 2000);
         struct sc_conn_prep prep = {sc_ingest_prepare, d->prep_codec,
-                                    sizeof(struct sc_ingest_prepared), INGEST_PREP_SLOTS};
+                                    sizeof(struct sc_ingest_prepared), INGEST_PREP_SLOTS,
+                                    sc_ingest_ahead, d};
         s = sc_conn_subscribe_prepared(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
                                        &prep, on_failure_msg, d, &d->sub_failed, err, errlen);
     }

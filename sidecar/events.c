@@ -50,7 +50,8 @@ ev_str(struct sc_buf *b, const char *key, size_t klen, const char *v, size_t len
 #define EV_KEY(k) k, sizeof(k) - 1
 
 /*
- * The event's "at": the wall clock as RFC 3339, formatted again only when
+ * The event's "at": the wall clock as RFC 3339 (the reading held for the
+ * loop's batch, at most one batch old: common.h), formatted again only when
  * the millisecond changed (events come in bursts: at 100,000 a second a
  * hundred share one). Returns its length; the text stays in the thread's slot.
  */
@@ -60,7 +61,7 @@ event_at(const char **at)
     static _Thread_local int64_t last_ms = -1;
     static _Thread_local char text[SC_RFC3339_LEN];
     static _Thread_local size_t len;
-    int64_t now = sc_now_wall_ms();
+    int64_t now = sc_held_wall_ms();
 
     if (now != last_ms) {
         len = sc_format_rfc3339(now, text);

@@ -243,7 +243,17 @@ sc_ingest_prepare(void *codec, natsMsg *m, void *slot)
         return;
     if (codec_decode(codec, data, len, false, &p->env) != SC_OK || p->env.error_truncated)
         return;
+    p->id_hash = dlq_queue_id_hash(p->env.task_id.ptr, p->env.task_id.len);
     p->ready = true;
+}
+
+void
+sc_ingest_ahead(void *d, const void *slot)
+{
+    const struct sc_ingest_prepared *p = slot;
+
+    if (p->ready)
+        dlq_queue_prefetch(&((struct sc_daemon *)d)->m.q, p->id_hash);
 }
 
 /*
@@ -306,11 +316,13 @@ sc_ingest(struct sc_daemon *d, natsMsg *m)
         f.subject = subject;
         f.service = strlen(subject) > plen ? subject + plen : "unknown";
         f.max_payload = sc_conn_max_payload(d->conn);
+        f.has_id_hash = true;
+        f.id_hash = p->id_hash;
     } else if (!decode(d, m, natsMsg_GetSubject(m), true, &env, &f)) {
         return;
     }
     f.wants_answer = natsMsg_GetReply(m) != NULL;
-    dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
+    dlq_ingest(&d->m, &f, sc_held_wall_ms(), sc_held_mono_ms(), &dc); /* the batch's reading */
     answer(d, m, f.service, e, &dc);
 }
 
@@ -382,7 +394,7 @@ sc_ingest_delivery(struct sc_daemon *d, natsMsg *m, const char *subject, uint64_
     }
     f.stream_seq = stream_seq;
     f.stream_time_us = stream_time_ns > 0 ? stream_time_ns / 1000 : 0;
-    dlq_ingest(&d->m, &f, sc_now_wall_ms(), sc_now_mono_ms(), &dc);
+    dlq_ingest(&d->m, &f, sc_held_wall_ms(), sc_held_mono_ms(), &dc);
     if (dc.unknown_keys)
         warn_unknown_keys(d, &env, f.subject);
     switch (dc.verdict) {

@@ -30,15 +30,27 @@ void sc_ingest_js(struct sc_daemon *d, natsMsg *m);
  * both on the loop. ready is false when the loop must do it all itself: an
  * invalid subject or envelope (refused on the loop, with its counts, logs
  * and answer), JSON input and a truncated error text (both point into
- * codec's buffers, which the next message reuses). Delivery thread; touches
- * nothing but m, codec and slot.
+ * codec's buffers, which the next message reuses). It also works out the
+ * task id's hash in the id table (dlq_queue_id_hash(): the loop neither
+ * hashes it nor waits on the table's cache miss: sc_ingest_ahead()).
+ * Delivery thread; touches nothing but m, codec and slot.
  */
 struct sc_ingest_prepared {
     bool ready;
+    uint32_t id_hash;          /* when ready: dlq_queue_id_hash() of env.task_id */
     struct codec_envelope env; /* when ready: points into m's data only */
 };
 
 void sc_ingest_prepare(void *codec, natsMsg *m, void *slot);
+
+/*
+ * sc_ingest_ahead(d, slot) is the loop's look ahead at a prepared slot
+ * before its batch is handled (conn.h, sc_conn_ahead_fn): it prefetches the
+ * id table's home slot of the task id (dlq_queue_prefetch()), so that the
+ * cache misses of a batch's new ids overlap instead of stalling one by one.
+ * Changes nothing. Loop thread.
+ */
+void sc_ingest_ahead(void *d, const void *slot);
 
 /*
  * sc_ingest_delivery() takes one JetStream delivery of a failure: m's body

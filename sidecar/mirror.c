@@ -121,10 +121,11 @@ batch_docs(const struct config *cfg)
 
 /* ---- versions and the dirty list ------------------------------------------------------------- */
 
+/* A new version above cur and every earlier one: the wall clock (the loop batch's reading) in us. */
 static uint64_t
 next_version(struct sc_mirror *s, uint64_t cur)
 {
-    uint64_t v = (uint64_t)sc_now_wall_ms() * 1000;
+    uint64_t v = (uint64_t)sc_held_wall_ms() * 1000;
 
     if (v <= s->vclock)
         v = s->vclock + 1;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -191,6 +192,34 @@ test_buf(void **state)
     assert_int_equal(b.data[1001], '\0');
     sc_buf_destroy(&b);
     sc_buf_destroy(&b);
+}
+
+/*
+ * A held clock: the same reading until released, however much time passes
+ * (it would fail if sc_held_*() read the clock while held), and the clock
+ * again once released.
+ */
+static void
+test_clock_hold(void **state)
+{
+    struct timespec pause = {0, 3 * 1000 * 1000};
+    int64_t w, m;
+
+    (void)state;
+    sc_clock_hold();
+    w = sc_held_wall_ms();
+    m = sc_held_mono_ms();
+    assert_true(w > 1600000000000LL);
+    nanosleep(&pause, NULL);
+    assert_int_equal(sc_held_wall_ms(), w);
+    assert_int_equal(sc_held_mono_ms(), m);
+    assert_true(sc_now_mono_ms() >= m + 3); /* the clock itself moved on */
+    sc_clock_release();
+    assert_true(sc_held_mono_ms() >= m + 3);
+    assert_true(sc_held_wall_ms() >= w);
+    sc_clock_hold(); /* holding again takes a new reading */
+    assert_true(sc_held_mono_ms() >= m + 3);
+    sc_clock_release();
 }
 
 static void
@@ -776,6 +805,7 @@ main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_misc),
+        cmocka_unit_test(test_clock_hold),
         cmocka_unit_test(test_utf8_next),
         cmocka_unit_test(test_utf8_every_code_point),
         cmocka_unit_test(test_utf8_valid),

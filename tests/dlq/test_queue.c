@@ -35,6 +35,22 @@ test_add_find_remove(void **state)
     }
     assert_null(dlq_queue_find(&q, "task-5000", 9));
     assert_null(dlq_queue_find(&q, "task-1", 5)); /* a prefix is not a match */
+    /* the hashed forms: the same table, one hash worked out by the caller */
+    {
+        uint32_t h = dlq_queue_id_hash("task-77", 7);
+        struct dlq_task *t;
+        dlq_queue_prefetch(&q, h);
+        dlq_queue_prefetch(&q, 0xffffffffu); /* a hint for any h: nothing changes */
+        assert_ptr_equal(dlq_queue_find_hashed(&q, "task-77", 7, h), dlq_queue_find(&q, "task-77", 7));
+        assert_int_equal(dlq_queue_find(&q, "task-77", 7)->hash, h);
+        h = dlq_queue_id_hash("hashed-1", 8);
+        assert_null(dlq_queue_find_hashed(&q, "hashed-1", 8, h));
+        t = dlq_queue_add_hashed(&q, "hashed-1", 8, h, 0, 1);
+        assert_ptr_equal(dlq_queue_find(&q, "hashed-1", 8), t);
+        assert_int_equal(t->hash, h);
+        dlq_queue_remove(&q, t);
+        assert_null(dlq_queue_find(&q, "hashed-1", 8));
+    }
     /* remove every other task; order and counts stay right */
     for (int i = 0; i < 5000; i += 2) {
         int n = snprintf(id, sizeof(id), "task-%d", i);
@@ -302,6 +318,13 @@ test_pool_and_payload(void **state)
     assert_null(a->error_type);
     dlq_queue_history(&q, a, DLQ_OUT_FAILED, 0, 1, a->error, strlen(a->error));
     assert_ptr_equal(a->hist[0].error, a->error); /* one copy of the text */
+    assert_int_equal(q.nstr, 2);
+    /* the entry holds its own reference: the task's error changing keeps the entry's text */
+    dlq_task_set_str(&q, a, DLQ_TS_ERROR, "next", 4);
+    assert_string_equal(a->hist[0].error, "bad byte");
+    assert_int_equal(q.nstr, 3);
+    dlq_task_set_str(&q, a, DLQ_TS_ERROR, "bad byte", 8);
+    assert_ptr_equal(a->hist[0].error, a->error);
     assert_int_equal(q.nstr, 2);
     for (int i = 0; i < 25; i++)
         dlq_queue_history(&q, a, DLQ_OUT_RETRY_FAILED, i, i, "e", 1);
