@@ -59,9 +59,8 @@ sc_now_wall_ms(void)
     return clock_ms(CLOCK_REALTIME);
 }
 
-/* The reading of sc_clock_hold() on this thread and its state. */
-enum { CLOCK_FREE, CLOCK_HELD, CLOCK_LAPSED };
-static _Thread_local int clock_state;
+/* The reading of sc_clock_hold() on this thread, while held. */
+static _Thread_local bool clock_held;
 static _Thread_local int64_t held_wall, held_mono;
 
 void
@@ -69,43 +68,32 @@ sc_clock_hold(void)
 {
     held_wall = clock_ms(CLOCK_REALTIME);
     held_mono = clock_ms(CLOCK_MONOTONIC);
-    clock_state = CLOCK_HELD;
-}
-
-void
-sc_clock_lapse(void)
-{
-    if (clock_state == CLOCK_HELD)
-        clock_state = CLOCK_LAPSED;
+    clock_held = true;
 }
 
 void
 sc_clock_release(void)
 {
-    clock_state = CLOCK_FREE;
+    clock_held = false;
 }
 
-/* A reading that is not held (free: the clock; lapsed: a new one, held): apart, so the held path stays a load. */
+/* A reading that is not held: the clock, apart so that the held path stays a load and a return. */
 static __attribute__((noinline)) int64_t
 held_slow(bool wall)
 {
-    if (clock_state == CLOCK_LAPSED) {
-        sc_clock_hold();
-        return wall ? held_wall : held_mono;
-    }
     return clock_ms(wall ? CLOCK_REALTIME : CLOCK_MONOTONIC);
 }
 
 int64_t
 sc_held_wall_ms(void)
 {
-    return clock_state == CLOCK_HELD ? held_wall : held_slow(true);
+    return clock_held ? held_wall : held_slow(true);
 }
 
 int64_t
 sc_held_mono_ms(void)
 {
-    return clock_state == CLOCK_HELD ? held_mono : held_slow(false);
+    return clock_held ? held_mono : held_slow(false);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */

@@ -45,13 +45,9 @@ int64_t sc_now_wall_ms(void);
  * sc_now_mono_ms(). For per-message readings on a hot path (ingest read the
  * clocks five times a task), where a time up to one batch old is as good as
  * a fresh one; the holder says how long its batch may run. Holds do not
- * nest: hold again to refresh. sc_clock_lapse() marks a held reading as
- * possibly old (the holder ran something that may take long): the next
- * sc_held_*() call takes a new reading and holds that. Any thread
- * (thread-local state).
+ * nest: hold again to refresh. Any thread (thread-local state).
  */
 void sc_clock_hold(void);
-void sc_clock_lapse(void);
 void sc_clock_release(void);
 int64_t sc_held_wall_ms(void);
 int64_t sc_held_mono_ms(void);

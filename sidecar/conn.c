@@ -313,24 +313,13 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_conn *c = arg;
     struct handoff_item batch[HANDOFF_BATCH];
-    bool more;
+    bool more, held = false;
     size_t n;
 
     (void)fd;
     (void)what;
     n = handoff_pop(&c->in, batch, &more);
     sc_log_hold(); /* one write(2) for the batch's per-task lines (log.h) */
-    /*
-     * One clock reading for the batch (common.h): what ingest stamps on a
-     * task (created, updated, due times, its event's "at", its version) is
-     * at most as old as the prepared (ingest) handlers before it in the
-     * batch took to run: 256 failures, about a millisecond, the lag a
-     * failure already has in the ring. Any other handler may run long (an
-     * admin verb walking the queue), so the reading lapses after it and
-     * the next use reads the clock again. Handlers that need the clock
-     * itself still read it.
-     */
-    sc_clock_hold();
     for (size_t i = 0; i < n; i++) /* conn.h: sc_conn_ahead_fn */
         if (batch[i].msg && batch[i].slot >= 0 && batch[i].sub->prep.ahead)
             batch[i].sub->prep.ahead(batch[i].sub->prep.ahead_ctx,
@@ -338,6 +327,25 @@ on_wake(evutil_socket_t fd, short what, void *arg)
                                          (size_t)batch[i].slot * batch[i].sub->prep.slot_size);
     for (size_t i = 0; i < n; i++) {
         struct sc_conn_sub *sub = batch[i].sub;
+        /*
+         * One clock reading for each run of prepared messages (the ingest,
+         * common.h): what ingest stamps on a task (created, updated, due
+         * times, its event's "at", its version) is at most as old as the
+         * run's handlers take (about a millisecond for a full batch of
+         * failures) -- the lag a failure already has in the ring. Any other
+         * handler (admin verbs, worker replies, the end of a drain) reads
+         * the clock itself, and the run after it takes a new reading: a
+         * slow verb before a failure in one batch must not leave the
+         * failure stamped before what the verb did to the same task.
+         */
+        bool wants_hold = batch[i].msg && sub->prep.fn;
+        if (wants_hold != held) {
+            if (wants_hold)
+                sc_clock_hold();
+            else
+                sc_clock_release();
+            held = wants_hold;
+        }
         if (!batch[i].msg) {
             sub->ended = true;
             drain_done(sub);
@@ -348,10 +356,9 @@ on_wake(evutil_socket_t fd, short what, void *arg)
                                          : NULL;
         sub->fn(sub->ctx, batch[i].msg);
         c->prepared = NULL;
-        if (!sub->prep.fn)
-            sc_clock_lapse();
     }
-    sc_clock_release();
+    if (held)
+        sc_clock_release();
     sc_log_flush();
     /*
      * natsMsg_Destroy() hands each message to nats.c's collector thread and

@@ -268,6 +268,16 @@ test_failed_start_under_floods(void **state)
 int
 main(void)
 {
+    /*
+     * The daemons inherit our environment: nats.c's leak of a message
+     * split at the close (tests/lsan.supp) is not a report of ours.
+     */
+    char supp[IT_PATH_MAX + 128];
+    const char *lsan = getenv("LSAN_OPTIONS");
+    snprintf(supp, sizeof supp, "%s%ssuppressions=%s/../lsan.supp:print_suppressions=0", lsan ? lsan : "", lsan ? ":" : "",
+             IT_SOURCE_DIR);
+    setenv("LSAN_OPTIONS", supp, 1);
+
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_sigterm_under_floods, it_teardown),
         cmocka_unit_test_teardown(test_failed_start_under_floods, it_teardown),
