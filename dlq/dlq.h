@@ -733,7 +733,12 @@ struct dlq_ports {
      * go on, or why it must be refused with 503 (the store cannot take it).
      */
     const char *(*admit)(void *ctx);
-    /* log() writes one line; kv is a NULL-terminated list of name/value strings (borrowed). */
+    /*
+     * log_enabled() is asked once per line before it is built: false drops
+     * it (the port may count it); true means log() follows at once with
+     * that line. log() writes it; kv is a NULL-terminated list of
+     * name/value strings (borrowed).
+     */
     void (*log)(void *ctx, dlq_log_level level, const char *msg, const char *const *kv);
     bool (*log_enabled)(void *ctx, dlq_log_level level);
     /* observe() records ms milliseconds in histogram h. */

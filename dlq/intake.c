@@ -73,7 +73,7 @@ static _Thread_local struct {
 static bool
 expand_template(const char *tpl, const char *service, char *out, size_t outlen)
 {
-    size_t n = 0, sl = strlen(service), tl = strlen(tpl);
+    size_t n = 0, sl = strlen(service), tl = strlen(tpl), rest;
     const char *p = tpl, *hole;
 
     if (expand_memo.tpl_len && expand_memo.tpl_len == tl && expand_memo.svc_len == sl &&
@@ -94,12 +94,11 @@ expand_template(const char *tpl, const char *service, char *out, size_t outlen)
         n += run + sl;
         p = hole + 9;
     }
-    sl = strlen(p);
-    if (n + sl >= outlen)
+    rest = strlen(p);
+    if (n + rest >= outlen)
         return false;
-    memcpy(out + n, p, sl + 1);
-    n += sl;
-    sl = strlen(service);
+    memcpy(out + n, p, rest + 1);
+    n += rest;
     if (tl && tl < EXPAND_MEMO_MAX && sl < EXPAND_MEMO_MAX && n < EXPAND_MEMO_MAX) {
         memcpy(expand_memo.tpl, tpl, tl);
         memcpy(expand_memo.svc, service, sl);

@@ -113,34 +113,10 @@ tasklog_window(struct sc_daemon *d, int64_t now_mono)
  * The state machine's debug and info lines are about one task each: at
  * most log.task_lines_per_s of them a second are written (0: all), the
  * rest counted (dlq_log_lines_suppressed_total) and summed up once a second.
- * Warnings and errors always go. README "Logs" says why.
- */
-static void
-port_log(void *ctx, dlq_log_level level, const char *msg, const char *const *kv)
-{
-    const char *a[DLQ_LOG_KV_MAX + 1] = {NULL};
-    struct sc_daemon *d = ctx;
-    int64_t cap = d->cfg->log_task_lines_per_s;
-
-    if (cap > 0 && level <= DLQ_LOG_INFO) { /* the tick rolls the window: no clock read per line */
-        if (d->tasklog.used >= cap) {
-            d->tasklog.suppressed++;
-            d->tasklog.suppressed_total++;
-            return;
-        }
-        d->tasklog.used++;
-    }
-    for (size_t i = 0; i < DLQ_LOG_KV_MAX && kv[i]; i++)
-        a[i] = kv[i];
-    sc_log((sc_log_level)level, msg, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
-           a[10], a[11], a[12], a[13], a[14], a[15], NULL);
-}
-
-/*
- * Whether dlq_log() is to build its line: a debug or info line past
- * log.task_lines_per_s is counted as port_log() would count it and not
- * built at all (at 100,000 failures a second nearly every "task enqueued"
- * line is one).
+ * Warnings and errors always go. README "Logs" says why. The cap is
+ * applied in port_log_enabled(), which dlq_log() asks before it builds a
+ * line (at 100,000 failures a second nearly every "task enqueued" line is
+ * over it): a line it admits is counted there, and port_log() writes it.
  */
 static bool
 port_log_enabled(void *ctx, dlq_log_level level)
@@ -150,12 +126,27 @@ port_log_enabled(void *ctx, dlq_log_level level)
 
     if (!sc_log_enabled((sc_log_level)level))
         return false;
-    if (cap > 0 && level <= DLQ_LOG_INFO && d->tasklog.used >= cap) {
-        d->tasklog.suppressed++;
-        d->tasklog.suppressed_total++;
-        return false;
+    if (cap > 0 && level <= DLQ_LOG_INFO) { /* the tick rolls the window: no clock read per line */
+        if (d->tasklog.used >= cap) {
+            d->tasklog.suppressed++;
+            d->tasklog.suppressed_total++;
+            return false;
+        }
+        d->tasklog.used++;
     }
     return true;
+}
+
+static void
+port_log(void *ctx, dlq_log_level level, const char *msg, const char *const *kv)
+{
+    const char *a[DLQ_LOG_KV_MAX + 1] = {NULL};
+
+    (void)ctx;
+    for (size_t i = 0; i < DLQ_LOG_KV_MAX && kv[i]; i++)
+        a[i] = kv[i];
+    sc_log((sc_log_level)level, msg, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
+           a[10], a[11], a[12], a[13], a[14], a[15], NULL);
 }
 
 static void

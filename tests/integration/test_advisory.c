@@ -82,6 +82,10 @@ js_of(natsConnection *nc)
     return js;
 }
 
+/* The sidecar's flags of the cases whose retries go back into ORDERS as stored outcomes (PubAcks). */
+static const char *const ORDERS_STORED[] = {"advisories.streams=ORDERS", "retry.allowed_subjects=ORDERS.>",
+                                            "retry.stored_subjects=ORDERS.>", NULL};
+
 /*
  * adv_start() is adv_env() for a test: the env in *state (for the
  * teardown), the sidecar ready, a JetStream context of "op" in *js (the
@@ -204,11 +208,8 @@ get_msg(jsCtx *js, const char *stream, uint64_t seq, natsMsg **out)
 static void
 test_max_deliveries_round_trip(void **state)
 {
-    static const char *const flags[] = {"advisories.streams=ORDERS",
-                                        "retry.allowed_subjects=ORDERS.>",
-                                        "retry.stored_subjects=ORDERS.>", NULL};
     jsCtx *js;
-    struct it_env *e = adv_start(state, "adv-maxdel", flags, "ORDERS", "ORDERS.>", &js);
+    struct it_env *e = adv_start(state, "adv-maxdel", ORDERS_STORED, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     natsMsg *m = NULL;
     json_t *t;
@@ -281,11 +282,8 @@ test_max_deliveries_round_trip(void **state)
 static void
 test_header_name_injection(void **state)
 {
-    static const char *const flags[] = {"advisories.streams=ORDERS",
-                                        "retry.allowed_subjects=ORDERS.>",
-                                        "retry.stored_subjects=ORDERS.>", NULL};
     jsCtx *js;
-    struct it_env *e = adv_start(state, "adv-hdrname", flags, "ORDERS", "ORDERS.>", &js);
+    struct it_env *e = adv_start(state, "adv-hdrname", ORDERS_STORED, "ORDERS", "ORDERS.>", &js);
     natsSubscription *worker;
     natsMsg *m = NULL, *orig = NULL;
     jsPubAck *pa = NULL;
