@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *
 sc_status_str(sc_status s)
@@ -409,6 +411,20 @@ sc_hash64(uint64_t seed, const void *p, size_t len)
     h ^= h >> 29;
     h *= 0x94d049bb133111ebULL;
     return h ^ (h >> 31);
+}
+
+uint64_t
+sc_random_u64(void)
+{
+    uint64_t r = 0;
+    struct timespec ts;
+
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = sc_hash64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&r, &ts, sizeof(ts)) ^
+            (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)sc_now_wall_ms();
+    }
+    return r ? r : 0x9e3779b97f4a7c15ULL;
 }
 
 static void *

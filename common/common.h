@@ -328,6 +328,15 @@ long sc_find_str(const void *base, size_t n, size_t size, const char *key);
  */
 uint64_t sc_hash64(uint64_t seed, const void *p, size_t len);
 
+/*
+ * sc_random_u64() returns 64 bits from the kernel's random source
+ * (getrandom(), not waiting for its pool at early boot), never 0: the seeds
+ * of the id table's hash and of backoff jitter, which two sidecars started
+ * in the same millisecond must not share. Where the kernel gives nothing it
+ * mixes the clocks, the process id and an address instead. Any thread.
+ */
+uint64_t sc_random_u64(void);
+
 #define SC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* SC_SWAP() exchanges the values of a and b, both lvalues of type T. */

@@ -22,6 +22,7 @@ struct sc_prefault {
     pthread_cond_t cv;   /* signalled by stop */
     bool stop;           /* under mu */
     uint64_t bytes;      /* use __atomic */
+    uintptr_t start_end; /* the heap's end at the start: the thread maps what grows past it */
 };
 
 static uintptr_t
@@ -66,7 +67,7 @@ static void *
 prefault_main(void *arg)
 {
     struct sc_prefault *p = arg;
-    uintptr_t done = heap_end();
+    uintptr_t done = p->start_end;
     int64_t wait_ms = PREFAULT_BUSY_MS;
 
     pthread_mutex_lock(&p->mu);
@@ -115,6 +116,7 @@ sc_prefault_start(size_t ahead_bytes, struct sc_prefault **out)
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
     mallopt(M_TOP_PAD, (int)ahead_bytes);
+    p->start_end = heap_end(); /* not the thread's first look: the heap may grow before it runs */
     if (pthread_create(&p->thread, NULL, prefault_main, p) != 0) {
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);

@@ -39,7 +39,7 @@ dlq_queue_init(struct dlq_queue *q, size_t hist_cap)
 {
     memset(q, 0, sizeof(*q));
     if (!hash_seed)
-        hash_seed = (uint64_t)sc_now_wall_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)q;
+        hash_seed = sc_random_u64();
     sc_list_init(&q->order);
     q->nslots = 1024;
     q->tags = sc_xcalloc(q->nslots, 1);

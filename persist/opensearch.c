@@ -1462,7 +1462,7 @@ persist_opensearch_new(struct event_base *base, const struct persist_opensearch_
     o->timeout_ms = opt->request_timeout_ms > 0 ? opt->request_timeout_ms : 30000;
     o->flush_ms = opt->flush_ms > 0 ? opt->flush_ms : 200;
     o->page_size = LOAD_PAGE;
-    o->jitter = (uint64_t)sc_now_wall_ms() * 0x9e3779b97f4a7c15ULL | 1;
+    o->jitter = sc_random_u64() | 1;
     persist_batch_init(&o->batch, opt->bulk_max_docs, opt->bulk_max_bytes, bulk_action);
     sc_buf_init(&o->url, 64 * 1024);
     sc_buf_init(&o->req, 64 * 1024);

@@ -79,8 +79,8 @@ policy_backoff_raw(const struct policy_backoff *b, policy_retry p, int64_t n)
 
 /*
  * The default random source: xorshift64* in thread-local state, seeded on
- * first use from both clocks and the state's own address (which differs per
- * thread), mixed with a splitmix64 step so that close seeds diverge.
+ * first use from the kernel (sc_random_u64()) mixed with the state's own
+ * address (which differs per thread) by a splitmix64 step.
  */
 static _Thread_local uint64_t rand_state;
 
@@ -90,8 +90,7 @@ default_rand(void)
     uint64_t x = rand_state;
 
     if (x == 0) {
-        x = (uint64_t)sc_now_mono_ms() ^ ((uint64_t)sc_now_wall_ms() << 21) ^
-            (uint64_t)(uintptr_t)&rand_state;
+        x = sc_random_u64() ^ (uint64_t)(uintptr_t)&rand_state;
         x += 0x9e3779b97f4a7c15u;
         x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
         x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;

@@ -511,7 +511,7 @@ policy_classify(struct policy_classifier *pc, const char *error_type, size_t etl
         return answer(pc, match_rules(pc, error_type, etlen, error, elen), rule_id);
     if (pc->cache == NULL) {
         pc->cache = sc_xcalloc(2 * CACHE_SETS, sizeof *pc->cache);
-        pc->cache_seed = ((uint64_t)sc_now_mono_ms() << 20) ^ (uint64_t)(uintptr_t)pc;
+        pc->cache_seed = sc_random_u64();
     }
     h = sc_hash64(sc_hash64(pc->cache_seed ^ (error_type != NULL), error_type, etlen), error,
                    elen);

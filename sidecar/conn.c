@@ -15,6 +15,15 @@
 #define SERVERS_MAX 64
 #define BIG_PENDING_BYTES (512 * 1024 * 1024)
 #define CALLBACK_WAIT_MS 5000 /* longest wait for one of nats.c's last callbacks at close */
+/*
+ * nats.c's socket buffers (its default is 32 KiB). A publish from the loop
+ * (an event a failure, a retry) that finds the write buffer full writes the
+ * socket itself, on the loop thread; at 200,000 events a second 32 KiB
+ * filled in under a millisecond, before nats.c's flusher thread (which
+ * writes what gathered about once a millisecond) came round. With 1 MiB the
+ * flusher does the writes. Two buffers of it per connection.
+ */
+#define IO_BUF_BYTES (1 << 20)
 #define INBOX_MAX (CONFIG_INBOX_PREFIX_MAX + 32) /* "<nats.inbox_prefix>.<22-byte nuid>" and its NUL */
 
 /*
@@ -557,6 +566,7 @@ set_behaviour(natsOptions *opts, struct sc_conn *c, char *err, size_t errlen)
     CHECK(natsOptions_SetReconnectJitter(opts, 100, 1000));
     CHECK(natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024));
     CHECK(natsOptions_SetMaxPendingMsgs(opts, 1000000));
+    CHECK(natsOptions_SetIOBufSize(opts, IO_BUF_BYTES));
     CHECK(natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, c));
     CHECK(natsOptions_SetDisconnectedCB(opts, on_disconnected, c));
     CHECK(natsOptions_SetReconnectedCB(opts, on_reconnected, c));

@@ -286,7 +286,7 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
     d->started_wall = sc_now_wall_ms();
     sc_buf_init(&d->out, 256 * 1024 * 1024);
     sc_buf_init(&d->scratch, 16 * 1024 * 1024);
-    d->rng = (uint64_t)d->started_wall * 0x9e3779b97f4a7c15ULL | 1;
+    d->rng = sc_random_u64() | 1; /* two sidecars started together jitter apart */
     d->paused = !cfg->retry_processor_enabled;
     sc_dispatch_init(d);
     d->metrics = sc_metrics_new();

@@ -780,6 +780,21 @@ test_jw(void **state)
     sc_buf_destroy(&b);
 }
 
+/* sc_random_u64(): never 0, and 64 draws are 64 different values (the kernel's source, not a clock). */
+static void
+test_random(void **state)
+{
+    uint64_t seen[64];
+
+    (void)state;
+    for (int i = 0; i < 64; i++) {
+        seen[i] = sc_random_u64();
+        assert_true(seen[i] != 0);
+        for (int k = 0; k < i; k++)
+            assert_true(seen[k] != seen[i]);
+    }
+}
+
 /* sc_find_str(): found at its index, absent at its insertion point, in an array of structs. */
 static void
 test_find_str(void **state)
@@ -823,6 +838,7 @@ main(void)
         cmocka_unit_test(test_base64_padding),
         cmocka_unit_test(test_jw),
         cmocka_unit_test(test_find_str),
+        cmocka_unit_test(test_random),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
