@@ -77,11 +77,12 @@ on_admin_msg(void *ctx, natsMsg *m)
 }
 
 /*
- * Subscribes the failure, reply and admin subjects on d's connection and
- * opens service discovery. Returns SC_OK or SC_EIO with err set. Main thread.
+ * Subscribes the reply and admin subjects on d's connection and opens
+ * service discovery: everything but the failures. Returns SC_OK or SC_EIO
+ * with err set. Main thread.
  */
 static sc_status
-subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
+subscribe_admin(struct sc_daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = d->cfg;
     const char *verbs[64];
@@ -89,23 +90,6 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     char subj[512];
     sc_status s;
 
-    snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
-    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM) {
-        struct sc_js_spec spec;
-        const char *subjects[1];
-        char js_subject[300];
-        sc_js_ingest_spec(cfg, js_subject, sizeof(js_subject), subjects, &spec);
-        s = sc_js_open(d->conn, &spec, on_failure_js, d, &d->js, err, errlen);
-    } else {
-        sc_js_core_capture_warn(d->conn, subj, 2000);
-        struct sc_conn_prep prep = {sc_ingest_prepare, d->prep_codec,
-                                    sizeof(struct sc_ingest_prepared), INGEST_PREP_SLOTS,
-                                    sc_ingest_ahead, d};
-        s = sc_conn_subscribe_prepared(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
-                                       &prep, on_failure_msg, d, &d->sub_failed, err, errlen);
-    }
-    if (s || (s = sc_adv_open(d, err, errlen)))
-        return s;
     snprintf(subj, sizeof(subj), "%s.*.*", sc_conn_inbox(d->conn));
     if ((s = sc_conn_subscribe(d->conn, subj, NULL, BIG_PENDING, on_reply_msg, d, NULL, err,
                                errlen)))
@@ -124,6 +108,44 @@ subscribe_all(struct sc_daemon *d, char *err, size_t errlen)
     if ((s = sc_micro_open(d, verbs, nverbs, err, errlen)))
         return s;
     return sc_peers_open(d, err, errlen); /* needs the micro id */
+}
+
+/*
+ * Subscribes the failures: the advisories' JetStream consumer, then the
+ * ingest subscription (core NATS in the queue group, or the JetStream
+ * consumer). The last step of a start (sc_daemon_new()): a core-mode
+ * failure routed to this sidecar has no other holder, so nothing that can
+ * still fail may come after the ingest subscription (a start that failed
+ * later took its share of the queue group's failures and dropped them at
+ * its exit, unanswered). What a JetStream consumer hands a start that then
+ * fails is not acked and comes again. Returns SC_OK, or SC_EIO/SC_EINVAL
+ * with err set. Main thread.
+ */
+static sc_status
+subscribe_failures(struct sc_daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = d->cfg;
+    char subj[512];
+    sc_status s;
+
+    if ((s = sc_adv_open(d, err, errlen)))
+        return s;
+    snprintf(subj, sizeof(subj), "%s.failed.>", cfg->subjects_prefix);
+    if (cfg->ingest_mode == CONFIG_INGEST_JETSTREAM) {
+        struct sc_js_spec spec;
+        const char *subjects[1];
+        char js_subject[300];
+        sc_js_ingest_spec(cfg, js_subject, sizeof(js_subject), subjects, &spec);
+        s = sc_js_open(d->conn, &spec, on_failure_js, d, &d->js, err, errlen);
+    } else {
+        sc_js_core_capture_warn(d->conn, subj, 2000);
+        struct sc_conn_prep prep = {sc_ingest_prepare, d->prep_codec,
+                                    sizeof(struct sc_ingest_prepared), INGEST_PREP_SLOTS,
+                                    sc_ingest_ahead, d};
+        s = sc_conn_subscribe_prepared(d->conn, subj, cfg->subjects_queue_group, BIG_PENDING,
+                                       &prep, on_failure_msg, d, &d->sub_failed, err, errlen);
+    }
+    return s;
 }
 
 /* ---- shutdown -------------------------------------------------------------------------------- */
@@ -346,11 +368,11 @@ sc_daemon_new(struct config *cfg, struct sc_daemon **out, char *err, size_t errl
         (s = sc_forward_open(d, err, errlen)) || (s = sc_takeover_open(d, err, errlen)) ||
         (s = sc_handback_open(d, err, errlen)))
         goto fail;
-    if ((s = subscribe_all(d, err, errlen)))
-        goto fail;
-    if ((s = sc_workers_open(d, err, errlen)) || (s = sc_breaker_open(d, err, errlen)) ||
-        (s = sc_http_start(d, err, errlen)) ||
+    if ((s = subscribe_admin(d, err, errlen)) || (s = sc_workers_open(d, err, errlen)) ||
+        (s = sc_breaker_open(d, err, errlen)) || (s = sc_http_start(d, err, errlen)) ||
         (s = sc_alerts_start(d, err, errlen)))
+        goto fail;
+    if ((s = subscribe_failures(d, err, errlen))) /* last: see there */
         goto fail;
     *out = d;
     return SC_OK;

@@ -202,13 +202,14 @@ hold_port(int *port)
 #define STARTS 10 /* failed starts per test: each one a chance for the race */
 
 /*
- * 2. A start that fails after every subscription is open (the HTTP
- * listener's port is taken) while failures that take a while to decode
- * flood the ingest subscription and requests flood the admin subscription:
- * sc_daemon_new() frees the connection with neither drained, nats.c's
- * delivery threads busy in sc_ingest_prepare() and on_msg(). Each of
- * STARTS starts exits by itself with status 1, names the port in its log
- * and logs no sanitizer report.
+ * 2. A start that fails after its admin subscriptions are open (the HTTP
+ * listener's port is taken) while requests flood the admin subscription:
+ * sc_daemon_new() frees the connection with it not drained, nats.c's
+ * delivery thread busy in on_msg(). Failures that take a while to decode
+ * flood the ingest subjects too; the env's own sidecar takes them all, as
+ * a failed start never subscribes to them (test 3). Each of STARTS starts
+ * exits by itself with status 1, names the port in its log and logs no
+ * sanitizer report.
  */
 static void
 test_failed_start_under_floods(void **state)
@@ -265,6 +266,125 @@ test_failed_start_under_floods(void **state)
     e->passed = true;
 }
 
+/* One publisher of acknowledged failures: unique ids, each a request whose ack comes to acks_subject. */
+struct acked {
+    const char *url;
+    volatile int stop;   /* use __atomic */
+    uint64_t sent;
+    uint64_t acked;      /* replies seen: use __atomic (nats.c's delivery thread) */
+    int rc;              /* 0 once it ran; -1: it could not connect, subscribe or publish */
+    natsConnection *nc;
+    pthread_t th;
+};
+
+#define ACKS_SUBJECT "it.close.acks"
+
+static void
+on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    struct acked *a = closure;
+
+    (void)nc;
+    (void)sub;
+    __atomic_add_fetch(&a->acked, 1, __ATOMIC_RELAXED);
+    natsMsg_Destroy(msg);
+}
+
+/* About 10,000 failures a second, each with its own id, until stop. */
+static void *
+acked_main(void *arg)
+{
+    struct acked *a = arg;
+    struct sc_buf sb;
+    struct it_envelope env;
+    char id[64];
+
+    sc_buf_init(&sb, 1 << 16);
+    it_envelope_init(&env);
+    env.error = "upstream timeout";
+    env.retry_policy = "never";
+    while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE)) {
+        for (int k = 0; k < 10; k++) {
+            snprintf(id, sizeof id, "close-acked-%llu", (unsigned long long)a->sent);
+            env.task_id = id;
+            if (it_envelope_pack(&env, &sb) != 0 ||
+                natsConnection_PublishRequest(a->nc, "dlq.failed.close", ACKS_SUBJECT, sb.data,
+                                              (int)sb.len) != NATS_OK) {
+                a->rc = -1;
+                sc_buf_destroy(&sb);
+                return NULL;
+            }
+            a->sent++;
+        }
+        it_sleep_ms(1);
+    }
+    sc_buf_destroy(&sb);
+    return NULL;
+}
+
+/*
+ * 3. A start that fails (the HTTP listener's port is taken) takes no
+ * failure from the queue group: the ingest subscription is the last thing
+ * a start opens, after every listener. Failures published as requests,
+ * each with its own id, while STARTS such starts come and go, are all
+ * acknowledged, by the env's own sidecar. (When a start subscribed to
+ * ingest before it opened the HTTP listener, it took its share of what was
+ * routed meanwhile and dropped it unanswered at its exit.)
+ */
+static void
+test_failed_start_takes_no_failure(void **state)
+{
+    struct it_env *e = it_env_start("close-no-take", NULL);
+    assert_non_null(e);
+    *state = e;
+    int port = 0, held = hold_port(&port);
+    IT_CHECK(held >= 0, "hold a port");
+    struct acked a = {.url = e->srv.url};
+    natsSubscription *acks = NULL;
+    a.nc = it_env_connect(e, "it-close-acked");
+    IT_CHECK(a.nc != NULL, "connect the publisher");
+    IT_CHECK(natsConnection_Subscribe(&acks, a.nc, ACKS_SUBJECT, on_ack, &a) == NATS_OK &&
+                 natsConnection_Flush(a.nc) == NATS_OK,
+             "subscribe to the acks");
+    IT_CHECK(pthread_create(&a.th, NULL, acked_main, &a) == 0, "publisher thread");
+    it_sleep_ms(300);
+
+    char listen_flag[64], dir[IT_PATH_MAX + 16];
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
+    const char *flags[] = {listen_flag, NULL};
+    int bad = 0;
+    for (int i = 0; i < STARTS; i++) {
+        struct it_daemon d = {0};
+        snprintf(dir, sizeof dir, "%s/n%d", e->dir, i);
+        IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+        IT_CHECK(it_daemon_start(&d, dir, e->srv.url, flags) == 0, "start sidecar %d", i);
+        bool exited = it_daemon_wait_exit(&d, 60000);
+        if (!exited)
+            it_daemon_stop(&d);
+        if (!exited || d.exit_status != 1) {
+            it_print_tail("failed start's log", d.log, 40);
+            bad++;
+        }
+    }
+    it_sleep_ms(300);
+    __atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(a.th, NULL);
+    int64_t deadline = sc_now_mono_ms() + 15000;
+    while (__atomic_load_n(&a.acked, __ATOMIC_RELAXED) < a.sent && sc_now_mono_ms() < deadline)
+        it_sleep_ms(50);
+    uint64_t acked = __atomic_load_n(&a.acked, __ATOMIC_RELAXED);
+    fprintf(stderr, "[close-no-take] %d failed starts; %llu failures sent, %llu acknowledged\n",
+            STARTS, (unsigned long long)a.sent, (unsigned long long)acked);
+    natsSubscription_Destroy(acks);
+    close(held);
+    IT_CHECK(a.rc == 0, "the publisher failed");
+    IT_CHECK(a.sent > 1000, "test precondition: failures were published during the starts");
+    IT_CHECK(bad == 0, "%d of %d starts did not fail with status 1", bad, STARTS);
+    IT_CHECK(acked == a.sent, "%llu of %llu failures were never acknowledged: a failed start took them",
+             (unsigned long long)(a.sent - acked), (unsigned long long)a.sent);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -281,6 +401,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_sigterm_under_floods, it_teardown),
         cmocka_unit_test_teardown(test_failed_start_under_floods, it_teardown),
+        cmocka_unit_test_teardown(test_failed_start_takes_no_failure, it_teardown),
     };
     return cmocka_run_group_tests_name("integration_close", tests, NULL, NULL);
 }
