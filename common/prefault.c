@@ -77,11 +77,12 @@ prefault_main(void *arg)
 
         pthread_mutex_unlock(&p->mu);
         end = heap_end();
-        if (end > done) {
-            done = populate(p, done, end);
+        if (end > done && (done = populate(p, done, end)) == end) {
             wait_ms = PREFAULT_BUSY_MS;
         } else {
-            done = end; /* shrunk (trimmed) or still */
+            /* still, shrunk (trimmed), or a step refused: look again less often */
+            if (end < done)
+                done = end;
             wait_ms = wait_ms * 2 > PREFAULT_IDLE_MS ? PREFAULT_IDLE_MS : wait_ms * 2;
         }
         clock_gettime(CLOCK_MONOTONIC, &until);

@@ -23,7 +23,8 @@
  *    clears the page but never changes what a page holds: the allocator may
  *    be using the same pages at that moment;
  *  - it looks every millisecond while the heap grows and backs off to
- *    PREFAULT_IDLE_MS when it does not.
+ *    64 ms when it does not, or when the kernel refuses a step (the next
+ *    look starts again where it stopped).
  *
  * What it costs: at most ahead_bytes of resident memory that no task uses
  * yet, and malloc's dynamic mmap threshold is fixed at its default (128 KiB:

@@ -122,12 +122,59 @@ test_maps_ahead(void **state)
     sc_prefault_stop(p);
 }
 
+/*
+ * The heap grows and is given back to the kernel over and over (blocks of
+ * 16 bytes to 200 KiB, most freed in a scattered order, then all) while the
+ * thread maps what it sees: every block still holds its own bytes when it
+ * is freed, and the thread stops.
+ */
+static void
+test_churn(void **state)
+{
+    enum { N = 20000, ROUNDS = 20 };
+    struct sc_prefault *p = NULL;
+    unsigned char **b = calloc(N, sizeof(*b));
+    size_t *len = calloc(N, sizeof(*len));
+    uint64_t x = 88172645463325252ULL;
+    uintptr_t low = (uintptr_t)sbrk(0), high = low;
+    sc_status s;
+
+    (void)state;
+    assert_non_null(b);
+    assert_non_null(len);
+    s = sc_prefault_start((size_t)2 << 20, &p);
+    assert_true(s == SC_OK || s == SC_EUNAVAIL);
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            len[i] = (x % 100) ? 16 + x % 2000 : 64 * 1024 + x % (136 * 1024);
+            assert_non_null(b[i] = malloc(len[i]));
+            memset(b[i], (i + r) & 0xff, len[i]);
+        }
+        if ((uintptr_t)sbrk(0) > high)
+            high = (uintptr_t)sbrk(0);
+        for (int k = 0; k < 2; k++) /* odd ones first, then the rest: the top is freed last */
+            for (int i = k == 0 ? 1 : 0; i < N; i += 2) {
+                for (size_t o = 0; o < len[i]; o += 61)
+                    assert_int_equal(b[i][o], (i + r) & 0xff);
+                assert_int_equal(b[i][len[i] - 1], (i + r) & 0xff);
+                free(b[i]);
+            }
+    }
+    if (s == SC_OK && high > low + ((uintptr_t)8 << 20))
+        assert_true(sc_prefault_bytes(p) > 0); /* it took part: the heap grew past its start */
+    sc_prefault_stop(p);
+    free(b);
+    free(len);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_size),
         cmocka_unit_test(test_maps_ahead),
+        cmocka_unit_test(test_churn),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
