@@ -202,6 +202,43 @@ hold_port(int *port)
 #define STARTS 10 /* failed starts per test: each one a chance for the race */
 
 /*
+ * failed_starts() starts STARTS sidecars one after another on e's server
+ * (their dirs <e->dir>/<tag><i>), each with http.listen on port, which the
+ * caller holds: each must exit by itself with status 1, name the port in
+ * its log and log no sanitizer report. Returns how many did not (their
+ * logs' tails printed).
+ */
+static int
+failed_starts(struct it_env *e, int port, const char *tag)
+{
+    char listen_flag[64], dir[IT_PATH_MAX + 16];
+    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
+    const char *flags[] = {"log.level=info", listen_flag, NULL};
+    int bad = 0;
+    for (int i = 0; i < STARTS; i++) {
+        struct it_daemon d = {0};
+        snprintf(dir, sizeof dir, "%s/%s%d", e->dir, tag, i);
+        IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+        IT_CHECK(it_daemon_start(&d, dir, e->srv.url, flags) == 0, "start sidecar %d", i);
+        bool exited = it_daemon_wait_exit(&d, 60000);
+        if (!exited)
+            it_daemon_stop(&d);
+        char *log = it_slurp(d.log);
+        bool port_named = strstr(log, listen_flag + strlen("http.listen=")) != NULL;
+        bool report = sanitizer_report(d.log);
+        fprintf(stderr, "[%s] start %d: exited %s, status %d, port named %s%s\n", e->name, i,
+                exited ? "yes" : "no", d.exit_status, port_named ? "yes" : "no",
+                report ? ", SANITIZER REPORT" : "");
+        if (!exited || d.exit_status != 1 || !port_named || report) {
+            it_print_tail("failed start's log", d.log, 60);
+            bad++;
+        }
+        free(log);
+    }
+    return bad;
+}
+
+/*
  * 2. A start that fails after its admin subscriptions are open (the HTTP
  * listener's port is taken) while requests flood the admin subscription:
  * sc_daemon_new() frees the connection with it not drained, nats.c's
@@ -232,30 +269,7 @@ test_failed_start_under_floods(void **state)
     flood_start(&ingest);
     it_sleep_ms(300);
 
-    char listen_flag[64], dir[IT_PATH_MAX + 16];
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    const char *flags[] = {"log.level=info", listen_flag, NULL};
-    int bad = 0;
-    for (int i = 0; i < STARTS; i++) {
-        struct it_daemon d = {0};
-        snprintf(dir, sizeof dir, "%s/s%d", e->dir, i);
-        IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
-        IT_CHECK(it_daemon_start(&d, dir, e->srv.url, flags) == 0, "start sidecar %d", i);
-        bool exited = it_daemon_wait_exit(&d, 60000);
-        if (!exited)
-            it_daemon_stop(&d);
-        char *log = it_slurp(d.log);
-        bool port_named = strstr(log, listen_flag + strlen("http.listen=")) != NULL;
-        bool report = sanitizer_report(d.log);
-        fprintf(stderr, "[close-failed-start] start %d: exited %s, status %d, port named %s%s\n", i,
-                exited ? "yes" : "no", d.exit_status, port_named ? "yes" : "no",
-                report ? ", SANITIZER REPORT" : "");
-        if (!exited || d.exit_status != 1 || !port_named || report) {
-            it_print_tail("failed start's log", d.log, 60);
-            bad++;
-        }
-        free(log);
-    }
+    int bad = failed_starts(e, port, "s");
     flood_stop(&admin);
     flood_stop(&ingest);
     sc_buf_destroy(&sb);
@@ -349,23 +363,7 @@ test_failed_start_takes_no_failure(void **state)
     IT_CHECK(pthread_create(&a.th, NULL, acked_main, &a) == 0, "publisher thread");
     it_sleep_ms(300);
 
-    char listen_flag[64], dir[IT_PATH_MAX + 16];
-    snprintf(listen_flag, sizeof listen_flag, "http.listen=127.0.0.1:%d", port);
-    const char *flags[] = {listen_flag, NULL};
-    int bad = 0;
-    for (int i = 0; i < STARTS; i++) {
-        struct it_daemon d = {0};
-        snprintf(dir, sizeof dir, "%s/n%d", e->dir, i);
-        IT_CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
-        IT_CHECK(it_daemon_start(&d, dir, e->srv.url, flags) == 0, "start sidecar %d", i);
-        bool exited = it_daemon_wait_exit(&d, 60000);
-        if (!exited)
-            it_daemon_stop(&d);
-        if (!exited || d.exit_status != 1) {
-            it_print_tail("failed start's log", d.log, 40);
-            bad++;
-        }
-    }
+    int bad = failed_starts(e, port, "n");
     it_sleep_ms(300);
     __atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
     pthread_join(a.th, NULL);
@@ -379,7 +377,8 @@ test_failed_start_takes_no_failure(void **state)
     close(held);
     IT_CHECK(a.rc == 0, "the publisher failed");
     IT_CHECK(a.sent > 1000, "test precondition: failures were published during the starts");
-    IT_CHECK(bad == 0, "%d of %d starts did not fail with status 1", bad, STARTS);
+    IT_CHECK(bad == 0, "%d of %d failed starts did not exit cleanly with status 1 (see above)", bad,
+             STARTS);
     IT_CHECK(acked == a.sent, "%llu of %llu failures were never acknowledged: a failed start took them",
              (unsigned long long)(a.sent - acked), (unsigned long long)a.sent);
     e->passed = true;
