@@ -63,13 +63,21 @@ elif [ "$local_host" = 0 ]; then
 else
   # The nats-server the tests run against (v2.15.3, installed by install-deps.sh) with JetStream
   # on, so that --ingest.mode=jetstream works too (its stream is kept in build/nats-js);
-  # the one on PATH (Debian's 2.9.10: core mode only) when it is missing.
+  # the one on PATH (Debian's 2.9.10: core mode only) when it is missing. On another port than
+  # 4222 the files and the log are the port's own (build/nats-js-PORT, build/nats-server-PORT.log):
+  # a second run.sh of this checkout on another port must not open the first server's store.
+  js_dir=build/nats-js
+  log=build/nats-server.log
+  if [ "$port" != 4222 ]; then
+    js_dir=build/nats-js-$port
+    log=build/nats-server-$port.log
+  fi
   server=.deps/bin/nats-server
-  js_args=(-js -sd build/nats-js)
+  js_args=(-js -sd "$js_dir")
   if [ ! -x "$server" ]; then server=nats-server; js_args=(); fi
-  echo "run: no NATS server on $host:$port; starting $server ${js_args[*]} there (log: build/nats-server.log)" >&2
+  echo "run: no NATS server on $host:$port; starting $server ${js_args[*]} there (log: $log)" >&2
   # its own session: Ctrl-C stops the sidecar first (it drains), then the trap stops the server
-  setsid "$server" -a "$host" -p "$port" "${js_args[@]}" >build/nats-server.log 2>&1 &
+  setsid "$server" -a "$host" -p "$port" "${js_args[@]}" >"$log" 2>&1 &
   nats_pid=$!
   trap 'kill $nats_pid 2>/dev/null || true; wait $nats_pid 2>/dev/null || true' EXIT
   up=0
@@ -79,8 +87,8 @@ else
     sleep 0.1
   done
   if [ "$up" = 0 ]; then
-    echo "run: the nats-server started on $host:$port did not accept connections; build/nats-server.log:" >&2
-    tail -20 build/nats-server.log >&2 || true
+    echo "run: the nats-server started on $host:$port did not accept connections; $log:" >&2
+    tail -20 "$log" >&2 || true
     exit 1
   fi
 fi
