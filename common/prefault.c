@@ -20,7 +20,7 @@ struct sc_prefault {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* signalled by stop */
-    bool stop;           /* under mu */
+    bool stop;           /* set under mu; populate() reads it with __atomic between steps */
     uint64_t bytes;      /* use __atomic */
     uintptr_t start_end; /* the heap's end at the start: the thread maps what grows past it */
 };
