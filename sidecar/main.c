@@ -6,6 +6,7 @@
 #include <nats/nats.h>
 
 #include "config.h"
+#include "log.h"
 #include "prefault.h"
 #include "sidecar.h"
 
@@ -40,7 +41,7 @@ main(int argc, char **argv)
     struct sc_prefault *pf = NULL;
     struct args a = {argc, argv};
     char err[1024] = "";
-    sc_status s;
+    sc_status s, pfs;
     int rc;
 
     memset(&cli, 0, sizeof(cli));
@@ -69,7 +70,7 @@ main(int argc, char **argv)
     if (cfg.saw_retry_interval_seconds)
         fprintf(stderr, "dlq-sidecar: warning: retry_interval_seconds is deprecated and ignored; "
                         "the timer wheel (timer.tick_ms) replaces polling\n");
-    (void)sc_prefault_start(HEAP_AHEAD_BYTES, &pf); /* without it (an old kernel) the loop maps its own pages */
+    pfs = sc_prefault_start(HEAP_AHEAD_BYTES, &pf); /* without it the loop maps its own pages */
     s = sc_daemon_new(&cfg, &d, err, sizeof(err));
     if (s) {
         char shown[sizeof(err) + 64];
@@ -80,6 +81,10 @@ main(int argc, char **argv)
         sc_prefault_stop(pf);
         return s == SC_EINVAL ? 2 : 1;
     }
+    if (pfs) /* the log is set up by sc_daemon_new() */
+        sc_log(SC_LOG_INFO, "heap prefaulter off: new tasks' pages are mapped by the loop itself",
+               "reason", pfs == SC_EUNAVAIL ? "the kernel has no MADV_POPULATE_WRITE (Linux 5.14+)"
+                                            : sc_status_str(pfs), NULL);
     sc_daemon_set_reload(d, reload, &a);
     rc = sc_daemon_run(d);
     sc_daemon_free(d);
