@@ -852,7 +852,13 @@ watch_all(struct kv_store *k, kvStore *kv, const char *keys, unsigned partition,
     natsStatus s;
 
     kvWatchOptions_Init(&wo);
-    wo.IgnoreDeletes = true;
+    /*
+     * Delete markers come through and are skipped here: with IgnoreDeletes,
+     * kvWatcher_Next() skips them inside one call and returns NATS_TIMEOUT
+     * once they used up its budget (it takes the time since the call began
+     * off the rest at every skip), in a few ms with thousands in a row, which
+     * counted below as a whole second with nothing received.
+     */
     wo.Timeout = k->timeout_ms;
     if ((s = kvStore_Watch(&w, kv, keys, &wo)) != NATS_OK) {
         snprintf(err, errlen, "watching bucket %s: %s", k->bucket, natsStatus_GetText(s));
@@ -880,7 +886,8 @@ watch_all(struct kv_store *k, kvStore *kv, const char *keys, unsigned partition,
         if (!e)
             break; /* every record present at the start was delivered */
         idle = 0;
-        if (!is_fence_key(kvEntry_Key(e)) && !post_entry(k, e, partition, gen))
+        if (kvEntry_Operation(e) == kvOp_Put && !is_fence_key(kvEntry_Key(e)) &&
+            !post_entry(k, e, partition, gen))
             why = "stopping";
         kvEntry_Destroy(e);
         if (why)
