@@ -892,6 +892,68 @@ test_many_deletes_load(void **state)
     e->passed = true;
 }
 
+/*
+ * A load that runs while the sidecar serves (a cluster member's claim of
+ * its partitions after a restart) hands the loop its records in slices:
+ * admin requests and signals are answered during it. The loop took the
+ * loader's records for as long as the loader kept its ring from running
+ * dry, a whole load of 100,000 tasks in one callback: no admin answer, no
+ * tick, no retry, no lease decision, and a SIGTERM not heard until the end.
+ */
+static void
+test_background_load_serves(void **state)
+{
+    const char *extra[] = {"max_size=200000", "log.level=info", "cluster.enabled=true",
+                           "cluster.member_id=m1", "cluster.partitions=1", "ingest.mode=jetstream",
+                           "ingest.stream_replicas=1", NULL};
+    struct flags f;
+    const char *const *flags = kv_flags(&f, extra);
+    const int n = quick() ? 60000 : 100000;
+    struct it_env *e = it_env_start_js("kv-bgload", flags);
+    char body[160];
+
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(body, sizeof body,
+                           "{\"task_id\":\"bg-%d\",\"task\":{\"n\":%d},\"error\":\"boom\",\"retry_policy\":\"never\"}",
+                           i, i);
+        IT_CHECK(natsConnection_Publish(e->nc, "dlq.failed.kv", body, len) == NATS_OK, "publish bg-%d", i);
+        if (i % 1000 == 999)
+            IT_CHECK(natsConnection_FlushTimeout(e->nc, IT_REQUEST_MS) == NATS_OK, "flush");
+    }
+    int64_t size = 0;
+    for (int k = 0; k < 600 && size < n; k++) {
+        json_t *st = it_admin_stats(e->nc);
+        size = it_json_int(st, "queue_size");
+        json_decref(st);
+        if (size < n)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(size == n, "%lld of %d failures taken", (long long)size, n);
+    wait_stored(e->nc, 120000);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0 && e->dmn.exit_status == 0, "SIGTERM: exit %d", e->dmn.exit_status);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "restart: claims and loads");
+    int64_t partial = -1, answers = 0, deadline = sc_now_mono_ms() + 120000;
+    size = 0;
+    while (size < n && sc_now_mono_ms() < deadline) {
+        json_t *st = it_request_json(e->nc, "dlq.admin.stats", "{}", 200);
+        if (st) {
+            answers++;
+            size = it_json_int(st, "queue_size");
+            if (size > 0 && size < n && partial < 0)
+                partial = size;
+        }
+        json_decref(st);
+    }
+    fprintf(stderr, "[kv-bgload] %lld answers, first partial load seen: %lld of %d\n", (long long)answers,
+            (long long)partial, n);
+    IT_CHECK(size == n, "loaded %lld of %d", (long long)size, n);
+    IT_CHECK(partial > 0, "no admin answer while the %d tasks loaded: the load held the loop", n);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0 && e->dmn.exit_status == 0, "SIGTERM: exit %d", e->dmn.exit_status);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -908,6 +970,7 @@ main(void)
         cmocka_unit_test_teardown(test_edit_stored, it_teardown),
         cmocka_unit_test_teardown(test_backoff_survives_restart, it_teardown),
         cmocka_unit_test_teardown(test_many_deletes_load, it_teardown),
+        cmocka_unit_test_teardown(test_background_load_serves, it_teardown),
     };
 
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
