@@ -107,7 +107,7 @@ static const struct config_key keys[] = {
            "core: a queue-group subscription (a failure published while no sidecar runs is lost); "
            "jetstream: the ingest.stream stream and a shared durable pull consumer (nothing is lost)"),
     K_STR("ingest.stream", ingest_stream, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "DLQ_FAILED",
+          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "DLQ_FAILED",
           "jetstream mode: the stream over <prefix>.failed.> (created when missing)"),
     K_INT("ingest.stream_replicas", ingest_stream_replicas, CONFIG_W_I64, 1, 5, "1",
           "jetstream mode: replicas of a stream the sidecar creates"),
@@ -118,7 +118,7 @@ static const struct config_key keys[] = {
     K_INT("ingest.stream_max_bytes", ingest_stream_max_bytes, CONFIG_W_I64, 0,
           1125899906842624LL, "0", "jetstream mode: most bytes a created stream keeps (0: no limit)"),
     K_STR("ingest.consumer", ingest_consumer, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "dlq-sidecar",
+          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "dlq-sidecar",
           "jetstream mode: the durable pull consumer every sidecar shares"),
     K_INT("ingest.max_ack_pending", ingest_max_ack_pending, CONFIG_W_I64, 1, 1000000, "10000",
           "jetstream mode: most failures delivered and not yet acknowledged (backpressure)"),
@@ -136,13 +136,13 @@ static const struct config_key keys[] = {
      .off = F(advisories_streams),
      .aux = F(advisories_count),
      .check = check_js_name,
-     .what = "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')",
+     .what = "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')",
      .def = ""},
     K_STR("advisories.stream", advisories_stream, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "DLQ_ADVISORIES",
+          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "DLQ_ADVISORIES",
           "the stream that captures the advisories of advisories.streams (created when missing)"),
     K_STR("advisories.consumer", advisories_consumer, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/' or '\\')", "dlq-sidecar-advisories",
+          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "dlq-sidecar-advisories",
           "the durable pull consumer of advisories.stream every sidecar shares"),
     K_BOOL("cluster.enabled", cluster_enabled, "false",
            "run as one member of a cluster: partitions of the tasks owned through leases in cluster.bucket"),
@@ -718,7 +718,10 @@ check_name(const char *s, size_t len)
     return true;
 }
 
-/* A stream or consumer name: printable, no whitespace, '.', '*', '>', '/' or '\\', at most 255 bytes. */
+/*
+ * A stream or consumer name: printable, no whitespace, '.', '*', '>', '/', '\\' or '"' (nats.c
+ * writes names into its JetStream API requests' JSON unescaped), at most 255 bytes.
+ */
 static bool
 check_js_name(const char *s, size_t len)
 {
@@ -726,7 +729,7 @@ check_js_name(const char *s, size_t len)
         return false;
     for (size_t i = 0; i < len; i++) {
         if (is_space(s[i]) || s[i] == '.' || s[i] == '*' || s[i] == '>' || s[i] == '/' ||
-            s[i] == '\\' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            s[i] == '\\' || s[i] == '"' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return false;
     }
     return true;

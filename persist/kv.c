@@ -37,6 +37,7 @@
  */
 
 #define KV_LOAD_RING 1024     /* entries the loader may hand over before it waits */
+#define KV_WAKE_MAX KV_LOAD_RING /* entries the loop takes per callback before it lets other events run */
 #define KV_BACKOFF_FIRST 500  /* ms: first wait after a failed batch or setup */
 #define KV_BACKOFF_MAX 10000
 #define KV_IDLE_MAX_MS 30000  /* a load that receives nothing this long is restarted */
@@ -126,6 +127,7 @@ struct kv_store {
     pthread_t thread;
     bool thread_started;
     struct event *wake;
+    struct event *wake_later; /* a 0 ms timer: the loop's next turn, after its other events */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
@@ -581,18 +583,20 @@ persist_kv_reply(struct persist *p, const char *subject, const void *data, size_
 static bool
 post(struct kv_store *k, struct kv_entry *en)
 {
-    bool ok;
+    bool ok, first = false;
 
     pthread_mutex_lock(&k->mu);
     while (!k->stop && k->rlen == KV_LOAD_RING)
         pthread_cond_wait(&k->cv, &k->mu);
     ok = !k->stop;
-    if (ok)
+    if (ok) {
+        first = k->rlen == 0; /* otherwise on_wake() is running or due: it takes this one too */
         k->ring[(k->rhead + k->rlen++) % KV_LOAD_RING] = *en;
+    }
     pthread_mutex_unlock(&k->mu);
     if (!ok)
         free(en->value);
-    else
+    else if (first)
         event_active(k->wake, EV_READ, 0);
     return ok;
 }
@@ -852,7 +856,13 @@ watch_all(struct kv_store *k, kvStore *kv, const char *keys, unsigned partition,
     natsStatus s;
 
     kvWatchOptions_Init(&wo);
-    wo.IgnoreDeletes = true;
+    /*
+     * Delete markers come through and are skipped here: with IgnoreDeletes,
+     * kvWatcher_Next() skips them inside one call and returns NATS_TIMEOUT
+     * once they used up its budget (it takes the time since the call began
+     * off the rest at every skip), in a few ms with thousands in a row, which
+     * counted below as a whole second with nothing received.
+     */
     wo.Timeout = k->timeout_ms;
     if ((s = kvStore_Watch(&w, kv, keys, &wo)) != NATS_OK) {
         snprintf(err, errlen, "watching bucket %s: %s", k->bucket, natsStatus_GetText(s));
@@ -880,7 +890,8 @@ watch_all(struct kv_store *k, kvStore *kv, const char *keys, unsigned partition,
         if (!e)
             break; /* every record present at the start was delivered */
         idle = 0;
-        if (!is_fence_key(kvEntry_Key(e)) && !post_entry(k, e, partition, gen))
+        if (kvEntry_Operation(e) == kvOp_Put && !is_fence_key(kvEntry_Key(e)) &&
+            !post_entry(k, e, partition, gen))
             why = "stopping";
         kvEntry_Destroy(e);
         if (why)
@@ -1095,21 +1106,36 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct kv_store *k = arg;
     struct kv_entry batch[64];
-    size_t n;
+    size_t n, taken = 0;
+    bool more;
 
     (void)fd;
     (void)what;
+    /*
+     * At most KV_WAKE_MAX entries, then the rest on the loop's next turn: a
+     * loader that keeps the ring from running dry (a claim's load while the
+     * member serves) would otherwise hold the loop until the load's end,
+     * with no admin request, signal, tick or lease decision meanwhile.
+     * post() wakes this only when the ring was empty, so the loader does not
+     * bring it back in the same turn either.
+     */
     do {
         pthread_mutex_lock(&k->mu);
         for (n = 0; n < 64 && k->rlen; n++, k->rlen--) {
             batch[n] = k->ring[k->rhead];
             k->rhead = (k->rhead + 1) % KV_LOAD_RING;
         }
+        more = k->rlen > 0;
         pthread_cond_broadcast(&k->cv);
         pthread_mutex_unlock(&k->mu);
         for (size_t i = 0; i < n; i++)
             take(k, &batch[i]);
-    } while (n);
+        taken += n;
+    } while (more && taken < KV_WAKE_MAX);
+    if (more) {
+        struct timeval now = {0, 0};
+        evtimer_add(k->wake_later, &now);
+    }
 }
 
 static void
@@ -1229,6 +1255,8 @@ kv_destroy(struct persist *p)
         free(k->ring[(k->rhead + i) % KV_LOAD_RING].value);
     if (k->wake)
         event_free(k->wake);
+    if (k->wake_later)
+        event_free(k->wake_later);
     if (k->timer)
         event_free(k->timer);
     pthread_cond_destroy(&k->cv);
@@ -1395,7 +1423,8 @@ persist_kv_new(struct event_base *base, const struct persist_kv_opts *o,
     pthread_cond_init(&k->cv, NULL);
     k->timer = evtimer_new(base, on_timer, k);
     k->wake = event_new(base, -1, 0, on_wake, k);
-    bool events = k->timer && k->wake;
+    k->wake_later = evtimer_new(base, on_wake, k);
+    bool events = k->timer && k->wake && k->wake_later;
     for (size_t j = 0; j < KV_PIPELINE; j++)
         events = events && k->slot[j].deadline;
     if (!events) {

@@ -521,6 +521,7 @@ sc_adv_open(struct sc_daemon *d, char *err, size_t errlen)
     spec.extend = true; /* the sidecar's own stream: a stream added to the list is added to it */
     spec.owned = "$JS.EVENT.ADVISORY.CONSUMER.>"; /* nothing else: never an application's stream */
     spec.replicas = cfg->ingest_stream_replicas;
+    spec.replicas_key = "ingest.stream_replicas"; /* more than the servers place: exit 2, as for the ingest stream */
     spec.consumer = cfg->advisories_consumer;
     spec.consumer_key = "advisories.consumer";
     spec.ack_wait_ms = cfg->ingest_ack_wait_ms;

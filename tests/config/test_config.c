@@ -684,6 +684,12 @@ test_bad_values(void **state)
         {"subjects.prefix", "a b", "is not one NATS token"},
         {"subjects.prefix", "", "subjects.prefix: '' is not one NATS token"},
         {"subjects.queue_group", "a b", "subjects.queue_group: 'a b' is not a queue group name"},
+        /* a '"' in a JetStream name would end its string in nats.c's API request (unescaped JSON) */
+        {"ingest.stream", "X\"Y", "ingest.stream: 'X\"Y' is not a JetStream name"},
+        {"ingest.consumer", "c\",\"x\":\"", "is not a JetStream name"},
+        {"advisories.streams", "[\"ORDERS\"]", "is not a JetStream name"},
+        {"advisories.stream", "A\"", "is not a JetStream name"},
+        {"advisories.consumer", "\"", "is not a JetStream name"},
         {"nats.inbox_prefix", "_INBOX.>",
          "nats.inbox_prefix: '_INBOX.>' is not a subject prefix of 1-64 bytes: tokens of A-Z a-z "
          "0-9 _ - joined by '.', no wildcard (e.g. _INBOX_dlq-sidecar)"},

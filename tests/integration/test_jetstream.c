@@ -328,8 +328,9 @@ test_consumer_deleted(void **state)
  * the sidecar's that names an application's stream (its messages would be
  * taken as advisories and acked away). A consumer with a max_deliver is
  * mended to unlimited (naked failures must never run out of deliveries).
- * Replicas a single server cannot place (the failure stream, the lease
- * bucket) stop start-up with exit 2 naming the key, not a retry for ever.
+ * Replicas a single server cannot place (the failure stream, the
+ * advisories' capture stream, the lease bucket) stop start-up with exit 2
+ * naming the key, not a retry for ever.
  * A core-mode sidecar warns of a stream that captures its failure subjects.
  */
 static void
@@ -339,6 +340,8 @@ test_startup_refusals(void **state)
     const char *jsf[] = {JS_FLAGS, NULL};
     const char *adv[] = {JS_FLAGS, "advisories.streams=SHIP", "advisories.stream=JOBS", NULL};
     const char *r3[] = {JS_FLAGS, "ingest.stream_replicas=3", NULL};
+    const char *r3adv[] = {JS_FLAGS, "ingest.stream_replicas=3", "advisories.streams=SHIP", NULL};
+    const char *r3advcore[] = {"ingest.stream_replicas=3", "advisories.streams=SHIP", NULL};
     const char *cl3[] = {JS_FLAGS, "cluster.enabled=true", "cluster.replicas=3", "store.backend=jetstream", NULL};
     const char *kv3[] = {JS_FLAGS, "cluster.enabled=true", "store.backend=jetstream",
                          "store.jetstream.replicas=3", NULL};
@@ -421,6 +424,16 @@ test_startup_refusals(void **state)
     IT_CHECK(js_DeleteStream(js, STREAM, NULL, NULL) == NATS_OK, "failure stream deleted");
     expect_refused(e, r3, "ingest.stream_replicas: 3 replicas for the stream DLQ_FAILED");
     IT_CHECK(js_GetStreamInfo(&si, js, STREAM, NULL, NULL) != NATS_OK, "no failure stream made");
+    /*
+     * ... also with advisories on: their capture stream takes the same
+     * replicas and is opened first (before the ingest, the last thing a start
+     * opens), in either ingest mode
+     */
+    expect_refused(e, r3adv, "ingest.stream_replicas: 3 replicas for the stream DLQ_ADVISORIES");
+    expect_refused(e, r3advcore, "ingest.stream_replicas: 3 replicas for the stream DLQ_ADVISORIES");
+    IT_CHECK(js_GetStreamInfo(&si, js, "DLQ_ADVISORIES", NULL, NULL) != NATS_OK &&
+                 js_GetStreamInfo(&si, js, STREAM, NULL, NULL) != NATS_OK,
+             "no advisory or failure stream made");
     /* 6. the same for the cluster's lease bucket */
     expect_refused(e, cl3, "cluster.replicas: 3 replicas for the bucket DLQ_CLUSTER");
     /* 7. ... and for a cluster member's tasks bucket (a single sidecar degrades instead) */

@@ -804,6 +804,156 @@ test_backoff_survives_restart(void **state)
     e->passed = true;
 }
 
+/*
+ * A bucket whose records are mostly delete markers (tasks cleared) loads in
+ * full before the start goes on: nats.c's kvWatcher_Next() with
+ * IgnoreDeletes skips markers inside one call and times out early once its
+ * budget is spent on them (it subtracts the time since the call began at
+ * every skip), which the loader counted as a whole second with nothing
+ * received: some 15,000 markers in a row were "nothing received for 30 s",
+ * and the sidecar started degraded and empty, the stored tasks coming back
+ * only later (404 for each meanwhile).
+ */
+static void
+test_many_deletes_load(void **state)
+{
+    const char *extra[] = {"max_size=100000", "log.level=info", NULL};
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    uint64_t msgs = 0;
+    struct flags f;
+    const char *const *flags = kv_flags(&f, extra);
+    const int cleared = quick() ? 40000 : 60000, live = 5;
+    struct it_env *e = it_env_start_js("kv-deletes", flags);
+    char id[64], body[160];
+
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < cleared; i++) {
+        int n = snprintf(body, sizeof body,
+                         "{\"task_id\":\"gone-%d\",\"task\":{},\"error\":\"boom\",\"retry_policy\":\"never\"}", i);
+        IT_CHECK(natsConnection_Publish(e->nc, "dlq.failed.kv", body, n) == NATS_OK, "publish gone-%d", i);
+        if (i % 1000 == 999)
+            IT_CHECK(natsConnection_FlushTimeout(e->nc, IT_REQUEST_MS) == NATS_OK, "flush");
+    }
+    int64_t size = 0;
+    for (int k = 0; k < 600 && size < cleared; k++) {
+        json_t *st = it_admin_stats(e->nc);
+        size = it_json_int(st, "queue_size");
+        json_decref(st);
+        if (size < cleared)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(size == cleared, "%lld of %d failures taken", (long long)size, cleared);
+    wait_stored(e->nc, 120000); /* each one a record: the clear leaves a delete marker for each */
+    json_t *r = it_request_json(e->nc, "dlq.admin.clear", "{\"all\":true,\"confirm\":true}", 60000);
+    IT_CHECK(it_json_int(r, "cleared") == cleared, "clear: %s", it_json_dump(r));
+    json_decref(r);
+    wait_stored(e->nc, 120000);
+    IT_CHECK(natsConnection_JetStream(&js, e->nc, NULL) == NATS_OK &&
+                 js_GetStreamInfo(&si, js, "KV_DLQ_TASKS", NULL, NULL) == NATS_OK,
+             "the tasks bucket's stream");
+    msgs = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    IT_CHECK(msgs >= (uint64_t)cleared, "test precondition: %llu records in the bucket, want %d delete markers",
+             (unsigned long long)msgs, cleared);
+    for (int i = 0; i < live; i++) {
+        struct it_envelope env;
+        it_envelope_init(&env);
+        snprintf(id, sizeof id, "kept-%d", i);
+        env.task_id = id;
+        env.error = "boom";
+        env.retry_policy = "never";
+        json_t *ack = it_request_envelope(e->nc, "dlq.failed.kv", &env);
+        IT_CHECK(ack && json_is_true(json_object_get(ack, "ok")), "ack for %s", id);
+        json_decref(ack);
+    }
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0 && e->dmn.exit_status == 0, "SIGTERM: exit %d",
+             e->dmn.exit_status);
+    char *before = it_slurp(e->dmn.log);
+    size_t skip = strlen(before);
+    free(before);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "restart");
+    IT_CHECK(it_daemon_wait_ready(&e->dmn, e->nc, IT_WAIT_MS * 3) == 0, "ready after the restart");
+    /* straight after readiness: every stored task is there */
+    for (int i = 0; i < live; i++) {
+        snprintf(id, sizeof id, "kept-%d", i);
+        json_t *t = it_admin_get(e->nc, id);
+        IT_CHECK(t && it_json_str(t, "task_id") && strcmp(it_json_str(t, "task_id"), id) == 0,
+                 "%s after the restart: %s", id, it_json_dump(t));
+        json_decref(t);
+    }
+    char *text = it_slurp(e->dmn.log);
+    const char *second = strlen(text) >= skip ? text + skip : text;
+    bool idle = strstr(second, "nothing received") != NULL, degraded = strstr(second, "not available at start") != NULL;
+    free(text);
+    IT_CHECK(!idle && !degraded, "the load of %d delete markers was taken for an idle store", cleared);
+    e->passed = true;
+}
+
+/*
+ * A load that runs while the sidecar serves (a cluster member's claim of
+ * its partitions after a restart) hands the loop its records in slices:
+ * admin requests and signals are answered during it. The loop took the
+ * loader's records for as long as the loader kept its ring from running
+ * dry, a whole load of 100,000 tasks in one callback: no admin answer, no
+ * tick, no retry, no lease decision, and a SIGTERM not heard until the end.
+ */
+static void
+test_background_load_serves(void **state)
+{
+    const char *extra[] = {"max_size=200000", "log.level=info", "cluster.enabled=true",
+                           "cluster.member_id=m1", "cluster.partitions=1", "ingest.mode=jetstream",
+                           "ingest.stream_replicas=1", NULL};
+    struct flags f;
+    const char *const *flags = kv_flags(&f, extra);
+    const int n = quick() ? 60000 : 100000;
+    struct it_env *e = it_env_start_js("kv-bgload", flags);
+    char body[160];
+
+    assert_non_null(e);
+    *state = e;
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(body, sizeof body,
+                           "{\"task_id\":\"bg-%d\",\"task\":{\"n\":%d},\"error\":\"boom\",\"retry_policy\":\"never\"}",
+                           i, i);
+        IT_CHECK(natsConnection_Publish(e->nc, "dlq.failed.kv", body, len) == NATS_OK, "publish bg-%d", i);
+        if (i % 1000 == 999)
+            IT_CHECK(natsConnection_FlushTimeout(e->nc, IT_REQUEST_MS) == NATS_OK, "flush");
+    }
+    int64_t size = 0;
+    for (int k = 0; k < 600 && size < n; k++) {
+        json_t *st = it_admin_stats(e->nc);
+        size = it_json_int(st, "queue_size");
+        json_decref(st);
+        if (size < n)
+            it_sleep_ms(100);
+    }
+    IT_CHECK(size == n, "%lld of %d failures taken", (long long)size, n);
+    wait_stored(e->nc, 120000);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0 && e->dmn.exit_status == 0, "SIGTERM: exit %d", e->dmn.exit_status);
+    IT_CHECK(it_daemon_start(&e->dmn, e->dir, e->srv.url, flags) == 0, "restart: claims and loads");
+    int64_t partial = -1, answers = 0, deadline = sc_now_mono_ms() + 120000;
+    size = 0;
+    while (size < n && sc_now_mono_ms() < deadline) {
+        json_t *st = it_request_json(e->nc, "dlq.admin.stats", "{}", 200);
+        if (st) {
+            answers++;
+            size = it_json_int(st, "queue_size");
+            if (size > 0 && size < n && partial < 0)
+                partial = size;
+        }
+        json_decref(st);
+    }
+    fprintf(stderr, "[kv-bgload] %lld answers, first partial load seen: %lld of %d\n", (long long)answers,
+            (long long)partial, n);
+    IT_CHECK(size == n, "loaded %lld of %d", (long long)size, n);
+    IT_CHECK(partial > 0, "no admin answer while the %d tasks loaded: the load held the loop", n);
+    IT_CHECK(it_daemon_stop(&e->dmn) == 0 && e->dmn.exit_status == 0, "SIGTERM: exit %d", e->dmn.exit_status);
+    e->passed = true;
+}
+
 int
 main(void)
 {
@@ -819,6 +969,8 @@ main(void)
         cmocka_unit_test_teardown(test_partitions_changed, it_teardown),
         cmocka_unit_test_teardown(test_edit_stored, it_teardown),
         cmocka_unit_test_teardown(test_backoff_survives_restart, it_teardown),
+        cmocka_unit_test_teardown(test_many_deletes_load, it_teardown),
+        cmocka_unit_test_teardown(test_background_load_serves, it_teardown),
     };
 
     if (getenv("DLQ_TEST_ONLY")) /* one test by name, for a quick look */
