@@ -31,6 +31,9 @@ static bool check_urls(const char *s, size_t len);
 static bool check_token(const char *s, size_t len);
 static bool check_name(const char *s, size_t len);
 static bool check_template(const char *s, size_t len);
+/* What check_js_name() accepts, as a key's allowed range says it. */
+#define JS_NAME_WHAT "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')"
+
 static bool check_js_name(const char *s, size_t len);
 static bool check_bucket(const char *s, size_t len);
 static bool check_pattern(const char *s, size_t len);
@@ -107,7 +110,7 @@ static const struct config_key keys[] = {
            "core: a queue-group subscription (a failure published while no sidecar runs is lost); "
            "jetstream: the ingest.stream stream and a shared durable pull consumer (nothing is lost)"),
     K_STR("ingest.stream", ingest_stream, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "DLQ_FAILED",
+          JS_NAME_WHAT, "DLQ_FAILED",
           "jetstream mode: the stream over <prefix>.failed.> (created when missing)"),
     K_INT("ingest.stream_replicas", ingest_stream_replicas, CONFIG_W_I64, 1, 5, "1",
           "jetstream mode: replicas of a stream the sidecar creates"),
@@ -118,7 +121,7 @@ static const struct config_key keys[] = {
     K_INT("ingest.stream_max_bytes", ingest_stream_max_bytes, CONFIG_W_I64, 0,
           1125899906842624LL, "0", "jetstream mode: most bytes a created stream keeps (0: no limit)"),
     K_STR("ingest.consumer", ingest_consumer, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "dlq-sidecar",
+          JS_NAME_WHAT, "dlq-sidecar",
           "jetstream mode: the durable pull consumer every sidecar shares"),
     K_INT("ingest.max_ack_pending", ingest_max_ack_pending, CONFIG_W_I64, 1, 1000000, "10000",
           "jetstream mode: most failures delivered and not yet acknowledged (backpressure)"),
@@ -136,13 +139,13 @@ static const struct config_key keys[] = {
      .off = F(advisories_streams),
      .aux = F(advisories_count),
      .check = check_js_name,
-     .what = "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')",
+     .what = JS_NAME_WHAT,
      .def = ""},
     K_STR("advisories.stream", advisories_stream, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "DLQ_ADVISORIES",
+          JS_NAME_WHAT, "DLQ_ADVISORIES",
           "the stream that captures the advisories of advisories.streams (created when missing)"),
     K_STR("advisories.consumer", advisories_consumer, check_js_name,
-          "a JetStream name (no whitespace, '.', '*', '>', '/', '\\' or '\"')", "dlq-sidecar-advisories",
+          JS_NAME_WHAT, "dlq-sidecar-advisories",
           "the durable pull consumer of advisories.stream every sidecar shares"),
     K_BOOL("cluster.enabled", cluster_enabled, "false",
            "run as one member of a cluster: partitions of the tasks owned through leases in cluster.bucket"),
