@@ -12,6 +12,7 @@
 
 #define PREFAULT_BUSY_MS 1     /* the look's interval while the heap grows */
 #define PREFAULT_IDLE_MS 64    /* the longest interval, reached by doubling while it does not */
+#define PREFAULT_BURST_MS 250  /* the heap grows in a burst: twice within this */
 #define PREFAULT_STEP (1u << 20) /* bytes a madvise call maps: stop waits for one at most */
 #define PREFAULT_MIN (1u << 20)
 #define PREFAULT_MAX (1u << 30)
@@ -63,26 +64,53 @@ populate(struct sc_prefault *p, uintptr_t from, uintptr_t to)
     return from;
 }
 
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The thread: maps [done, the heap's end) while the heap grows in a burst
+ * (its end moved twice within PREFAULT_BURST_MS: ingest at full speed moves
+ * it every few tens of milliseconds). A lone growth (an idle daemon's
+ * occasional allocation) maps nothing, so the pad is not made resident for
+ * nothing: the memory of a quiet daemon stays where its use puts it.
+ */
 static void *
 prefault_main(void *arg)
 {
     struct sc_prefault *p = arg;
-    uintptr_t done = p->start_end;
-    int64_t wait_ms = PREFAULT_BUSY_MS;
+    uintptr_t done = p->start_end, seen = p->start_end;
+    int64_t wait_ms = PREFAULT_BUSY_MS, grew_ms = INT64_MIN / 2, burst_until = INT64_MIN / 2;
 
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         struct timespec until;
         uintptr_t end;
+        bool burst;
 
         pthread_mutex_unlock(&p->mu);
         end = heap_end();
-        if (end > done && (done = populate(p, done, end)) == end) {
-            wait_ms = PREFAULT_BUSY_MS;
+        if (end > seen) { /* a growth: a second one within the window makes (or extends) a burst */
+            int64_t t = now_ms();
+            if (t - grew_ms <= PREFAULT_BURST_MS)
+                burst_until = t + PREFAULT_BURST_MS;
+            grew_ms = t;
+        }
+        seen = end;
+        burst = now_ms() <= burst_until;
+        if (end < done)
+            done = end; /* given back (trimmed) */
+        if (burst && end > done)
+            done = populate(p, done, end);
+        if (burst && done == end) {
+            wait_ms = PREFAULT_BUSY_MS; /* keep up while it grows */
         } else {
-            /* still, shrunk (trimmed), or a step refused: look again less often */
-            if (end < done)
-                done = end;
+            /* no burst, or a step refused: look again less often */
             wait_ms = wait_ms * 2 > PREFAULT_IDLE_MS ? PREFAULT_IDLE_MS : wait_ms * 2;
         }
         clock_gettime(CLOCK_MONOTONIC, &until);

@@ -22,12 +22,16 @@
  *    map every page below it writable (madvise MADV_POPULATE_WRITE), which
  *    clears the page but never changes what a page holds: the allocator may
  *    be using the same pages at that moment;
- *  - it looks every millisecond while the heap grows and backs off to
- *    64 ms when it does not, or when the kernel refuses a step (the next
- *    look starts again where it stopped).
+ *  - it maps only while the heap grows in a burst (its end moved twice
+ *    within 250 ms, as at full-speed ingest): a lone growth, an idle
+ *    daemon's occasional allocation, leaves the pad unmapped, so resident
+ *    memory does not jump by the pad for nothing;
+ *  - it looks every millisecond during a burst and backs off to 64 ms
+ *    otherwise, or when the kernel refuses a step (the next look starts
+ *    again where it stopped).
  *
  * What it costs: at most ahead_bytes of resident memory that no task uses
- * yet, and malloc's dynamic mmap threshold is fixed at its default (128 KiB:
+ * yet, after a burst, and malloc's dynamic mmap threshold is fixed at its default (128 KiB:
  * setting M_TOP_PAD turns the adjustment off), so larger blocks always come
  * from mmap and go back to the kernel when freed. Where the heap is not
  * grown with brk (a sanitizer's allocator, or after brk failed) the thread

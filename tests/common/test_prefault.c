@@ -61,6 +61,48 @@ test_bad_size(void **state)
 }
 
 /*
+ * One growth of the heap, then quiet (an idle daemon's occasional
+ * allocation): the thread leaves the pad alone, so resident memory does
+ * not jump by the pad.
+ */
+static void
+test_lone_growth(void **state)
+{
+    struct sc_prefault *p = NULL;
+    unsigned char *blocks[20000];
+    uintptr_t start, top = 0, end;
+    int n = 0;
+    sc_status s;
+
+    (void)state;
+    s = sc_prefault_start((size_t)4 << 20, &p);
+    if (s == SC_EUNAVAIL)
+        return;
+    assert_int_equal(s, SC_OK);
+    start = (uintptr_t)sbrk(0);
+    while (n < 20000 && (uintptr_t)sbrk(0) == start) {
+        assert_non_null(blocks[n] = malloc(BLOCK_SIZE));
+        memset(blocks[n], 1, BLOCK_SIZE);
+        if ((uintptr_t)blocks[n] + BLOCK_SIZE > top)
+            top = (uintptr_t)blocks[n] + BLOCK_SIZE;
+        n++;
+    }
+    end = page_of((uintptr_t)sbrk(0));
+    sleep_ms(400);
+    if (end > start) {
+        uintptr_t from = page_of(top) + 2 * (uintptr_t)sysconf(_SC_PAGESIZE);
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+        assert_true(end > from + ((uintptr_t)3 << 20));
+        assert_true(pages_out(from, end) > (end - from) / page / 2); /* most of the pad untouched */
+        assert_int_equal(sc_prefault_bytes(p), 0);
+    }
+    for (int i = 0; i < n; i++)
+        free(blocks[i]);
+    sc_prefault_stop(p);
+}
+
+/*
  * Small blocks grow the heap until its end has moved GROWTHS times, and
  * stop just after the last move: the pages between the last block and the
  * heap's end (the 4 MiB pad, which the allocator has not touched) become
@@ -173,6 +215,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_size),
+        cmocka_unit_test(test_lone_growth),
         cmocka_unit_test(test_maps_ahead),
         cmocka_unit_test(test_churn),
     };
