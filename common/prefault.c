@@ -64,15 +64,6 @@ populate(struct sc_prefault *p, uintptr_t from, uintptr_t to)
     return from;
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * The thread: maps [done, the heap's end) while the heap grows in a burst
  * (its end moved twice within PREFAULT_BURST_MS: ingest at full speed moves
@@ -96,13 +87,13 @@ prefault_main(void *arg)
         pthread_mutex_unlock(&p->mu);
         end = heap_end();
         if (end > seen) { /* a growth: a second one within the window makes (or extends) a burst */
-            int64_t t = now_ms();
+            int64_t t = sc_now_mono_ms();
             if (t - grew_ms <= PREFAULT_BURST_MS)
                 burst_until = t + PREFAULT_BURST_MS;
             grew_ms = t;
         }
         seen = end;
-        burst = now_ms() <= burst_until;
+        burst = sc_now_mono_ms() <= burst_until;
         if (end < done)
             done = end; /* given back (trimmed) */
         if (burst && end > done)
