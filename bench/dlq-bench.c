@@ -581,6 +581,7 @@ print_tail(const char *path)
 /* A running sidecar. */
 struct sidecar {
     pid_t pid;
+    bool termed; /* SIGTERM sent (cl_stop_all()): a second one would cut its drain or, mid-teardown, kill it */
     char log[600];
 };
 
@@ -642,6 +643,7 @@ sidecar_spawn(struct sidecar *sc, const char *nats_url, const char *name, const 
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     snprintf(sc->log, sizeof(sc->log), "%s/sidecar-%s.log", O.workdir, name);
+    sc->termed = false;
     sc->pid = spawn_logged(argv, sc->log);
     if (sc->pid < 0) {
         sc->pid = 0;
@@ -685,7 +687,7 @@ sidecar_start(struct sidecar *sc, natsConnection *nc, const char *name, const ch
     return -1;
 }
 
-/* sidecar_stop() sends SIGTERM and waits up to 60 s (then SIGKILL). Returns the exit status or -1. */
+/* sidecar_stop() sends SIGTERM (unless sent already) and waits up to 60 s (then SIGKILL). Returns the exit status or -1. */
 static int
 sidecar_stop(struct sidecar *sc)
 {
@@ -694,7 +696,9 @@ sidecar_stop(struct sidecar *sc)
 
     if (sc->pid <= 0)
         return -1;
-    kill(sc->pid, SIGTERM);
+    if (!sc->termed)
+        kill(sc->pid, SIGTERM);
+    sc->termed = false;
     for (;;) {
         pid_t r = waitpid(sc->pid, &st, WNOHANG);
         if (r == sc->pid)
@@ -3505,7 +3509,7 @@ cl_stop_all(struct sidecar *sc, int k)
 
     for (int i = 0; i < k; i++)
         if (sc[i].pid > 0)
-            kill(sc[i].pid, SIGTERM);
+            sc[i].termed = kill(sc[i].pid, SIGTERM) == 0;
     for (int i = 0; i < k; i++)
         if (sc[i].pid > 0 && sidecar_stop(&sc[i]))
             bad++;
